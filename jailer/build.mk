@@ -1,0 +1,1 @@
+# jailer: filled in by its subsystem

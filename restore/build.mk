@@ -1,0 +1,1 @@
+# restore: filled in by its subsystem

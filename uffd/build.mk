@@ -1,0 +1,1 @@
+# uffd: filled in by its subsystem

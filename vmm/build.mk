@@ -1,0 +1,10 @@
+# vmm/: the thaw process. libvmm.a holds everything but main so tests can link it.
+VMM_SRCS := \
+	vmm/log.c
+
+LIBS += $(B)/libvmm.a
+$(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)
+
+PROGRAMS += $(B)/thaw
+$(B)/thaw: $(B)/vmm/main.o
+	$(link)

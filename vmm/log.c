@@ -1,0 +1,51 @@
+#include "vmm/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static enum log_level max_level = LOG_INFO;
+static const char *log_prefix = "thaw";
+
+void log_set_level(enum log_level level)
+{
+	max_level = level;
+}
+
+void log_set_prefix(const char *prefix)
+{
+	log_prefix = prefix;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	static const char *const names[] = {"error", "warning", "info", "debug"};
+	char line[1024];
+	va_list ap;
+
+	if (level > max_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* One write per line so lines from several threads do not interleave. */
+	fprintf(stderr, "%s: %s: %s\n", log_prefix, names[level], line);
+}
+
+int log_ratelimit_allow(struct log_ratelimit *rl, uint32_t burst)
+{
+	uint64_t now = now_ns();
+
+	if (now - rl->last_ns >= 1000000000ull) {
+		rl->last_ns = now;
+		if (rl->suppressed)
+			log_msg(LOG_WARN, "(%u similar messages suppressed)", rl->suppressed);
+		rl->suppressed = 0;
+		rl->tokens = burst;
+	}
+	if (rl->tokens == 0) {
+		rl->suppressed++;
+		return 0;
+	}
+	rl->tokens--;
+	return 1;
+}
