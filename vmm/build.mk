@@ -1,6 +1,14 @@
 # vmm/: the thaw process. libvmm.a holds everything but main so tests can link it.
 VMM_SRCS := \
-	vmm/log.c
+	vmm/log.c \
+	vmm/memory.c \
+	vmm/bus.c \
+	vmm/elf.c \
+	vmm/boot.c \
+	vmm/cpuid.c \
+	vmm/uart.c \
+	vmm/vm.c \
+	vmm/machine.c
 
 LIBS += $(B)/libvmm.a
 $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)

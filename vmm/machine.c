@@ -1,0 +1,161 @@
+/* Cold boot: from a vm_config to a VM whose vCPUs are ready to run. */
+#include "vmm/vmm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MIN_MEM_MIB 4
+#define MAX_FILE    (1ull << 30) /* a kernel or initrd larger than this is refused */
+
+/* Maps a whole file read-only; untrusted content, trusted size. */
+static int map_file(const char *what, const char *path, const uint8_t **buf, size_t *len)
+{
+	struct stat st;
+	void *p;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("%s %s: %s", what, path, strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		log_err("%s %s: not a regular file", what, path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_size == 0 || (uint64_t)st.st_size > MAX_FILE) {
+		log_err("%s %s: size %lld is empty or too large", what, path,
+			(long long)st.st_size);
+		close(fd);
+		return -EINVAL;
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	ret = p == MAP_FAILED ? -errno : 0;
+	close(fd);
+	if (ret) {
+		log_err("mmap %s %s: %s", what, path, strerror(-ret));
+		return ret;
+	}
+	*buf = p;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+/* Host RAM + swap: a guest larger than this could never be backed. */
+static uint64_t host_mem_bytes(void)
+{
+	uint64_t total = 0, kib;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return UINT64_MAX;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "MemTotal: %lu kB", &kib) == 1 ||
+		    sscanf(line, "SwapTotal: %lu kB", &kib) == 1)
+			total += kib << 10;
+	}
+	fclose(f);
+	return total ? total : UINT64_MAX;
+}
+
+const struct vmm_cpu_template *vmm_pick_template(const char *name)
+{
+	const struct vmm_cpu_template *t;
+
+	if (name) {
+		t = vmm_cpu_template_find(name);
+		if (!t)
+			log_err("unknown CPU template '%s' (known: host, pvm)", name);
+		return t;
+	}
+	/* PVM's emulator cannot run parts of a normal guest kernel; hide them here so
+	 * guests need no clearcpuid= on their command line. */
+	if (vmm_host_is_pvm()) {
+		log_debug("PVM host detected: CPU template 'pvm'");
+		return vmm_cpu_template_find("pvm");
+	}
+	return vmm_cpu_template_find("host");
+}
+
+int vm_boot(struct vm *vm, const struct vm_config *cfg)
+{
+	const uint8_t *kernel = NULL, *initrd = NULL;
+	size_t kernel_len = 0, initrd_len = 0;
+	struct vmm_elf_info elf;
+	struct vmm_boot_params bp = {.protocol = cfg->protocol, .cmdline = cfg->cmdline,
+				     .vcpus = cfg->vcpus};
+	uint64_t mem_bytes;
+	char err[256];
+	int status = VMM_EXIT_USAGE, ret;
+
+	if (cfg->mem_mib < MIN_MEM_MIB) {
+		log_err("--mem-mib %llu is too small: at least %d MiB",
+			(unsigned long long)cfg->mem_mib, MIN_MEM_MIB);
+		return VMM_EXIT_USAGE;
+	}
+	if (cfg->mem_mib > (host_mem_bytes() >> 20)) {
+		log_err("--mem-mib %llu is more than this host has (%llu MiB of RAM and swap)",
+			(unsigned long long)cfg->mem_mib,
+			(unsigned long long)(host_mem_bytes() >> 20));
+		return VMM_EXIT_USAGE;
+	}
+	if (cfg->cmdline && strlen(cfg->cmdline) >= BOOT_CMDLINE_MAX) {
+		log_err("--cmdline is %zu bytes, at most %d allowed", strlen(cfg->cmdline),
+			BOOT_CMDLINE_MAX - 1);
+		return VMM_EXIT_USAGE;
+	}
+	mem_bytes = cfg->mem_mib << 20;
+
+	/* Parse the kernel before touching KVM: a bad file is the user's error. */
+	if (map_file("kernel", cfg->kernel, &kernel, &kernel_len))
+		return VMM_EXIT_USAGE;
+	if (vmm_elf_load(kernel, kernel_len, NULL, &elf, err, sizeof(err))) {
+		log_err("kernel %s: %s", cfg->kernel, err);
+		goto out;
+	}
+	if (cfg->initrd && map_file("initrd", cfg->initrd, &initrd, &initrd_len))
+		goto out;
+
+	vm->tmpl = vmm_pick_template(cfg->cpu_template);
+	if (!vm->tmpl)
+		goto out;
+	ret = vm_create(vm, cfg->vcpus);
+	if (ret) {
+		status = ret == -EINVAL ? VMM_EXIT_USAGE : VMM_EXIT_INTERNAL;
+		goto out;
+	}
+	status = VMM_EXIT_INTERNAL;
+	if (vmm_mem_alloc(&vm->mem, mem_bytes) || vm_register_memory(vm) ||
+	    vm_create_irqchip(vm))
+		goto out;
+	status = VMM_EXIT_USAGE;
+	if (vmm_elf_load(kernel, kernel_len, &vm->mem, &elf, err, sizeof(err))) {
+		log_err("kernel %s: %s", cfg->kernel, err);
+		goto out;
+	}
+	if (vmm_boot_setup(&vm->mem, &elf, &bp, initrd, initrd_len, err, sizeof(err))) {
+		log_err("%s", err);
+		goto out;
+	}
+	status = VMM_EXIT_INTERNAL;
+	if (vm_create_vcpus(vm) ||
+	    vm_setup_boot_regs(vm, bp.protocol, bp.protocol == VMM_BOOT_PVH ? elf.pvh_entry
+									   : elf.entry) ||
+	    vm_setup_legacy_devices(vm))
+		goto out;
+	status = VMM_EXIT_OK;
+out:
+	if (kernel)
+		munmap((void *)kernel, kernel_len);
+	if (initrd)
+		munmap((void *)initrd, initrd_len);
+	return status;
+}

@@ -1,0 +1,542 @@
+/* The VM: KVM bring-up, vCPU threads and their exit dispatch, legacy devices. */
+#include "vmm/vmm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Addresses Intel VMX needs for real-mode emulation; placed in the MMIO hole's top
+ * where no RAM or device lives. */
+#define KVM_TSS_ADDR      0xfffbd000ul
+#define KVM_IDENTITY_ADDR 0xfffbc000ul
+
+/* The signal used to kick a vCPU thread out of KVM_RUN; its handler does nothing. */
+#define SIG_VCPU_KICK (SIGRTMIN + 0)
+
+static int kvm_ioctl_err(const char *what)
+{
+	int e = errno;
+
+	log_err("%s: %s", what, strerror(e));
+	return -e;
+}
+
+int vm_create(struct vm *vm, unsigned nr_vcpus)
+{
+	static const struct {
+		int cap;
+		const char *name;
+	} need[] = {
+		{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},   {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+		{KVM_CAP_PIT2, "KVM_CAP_PIT2"},         {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+		{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},       {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+		{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+	};
+	int ret, max_vcpus;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->vm_fd = vm->exit_fd = -1;
+	vm->console_out_fd = STDOUT_FILENO;
+	pthread_mutex_init(&vm->exit_lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_cond_init(&vm->run_cond, NULL);
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		ret = -errno;
+		log_err("open /dev/kvm: %s", strerror(-ret));
+		return ret;
+	}
+	ret = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (ret != KVM_API_VERSION) {
+		log_err("KVM API version %d, thaw needs %d", ret, KVM_API_VERSION);
+		return -ENOTSUP;
+	}
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, need[i].cap) <= 0) {
+			log_err("this KVM lacks %s, which thaw needs", need[i].name);
+			return -ENOTSUP;
+		}
+	}
+	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max_vcpus > VMM_MAX_VCPUS)
+		max_vcpus = VMM_MAX_VCPUS;
+	if (nr_vcpus == 0 || (int)nr_vcpus > max_vcpus) {
+		log_err("%u vCPUs asked for; this host allows 1 to %d", nr_vcpus, max_vcpus);
+		return -EINVAL;
+	}
+	vm->nr_vcpus = nr_vcpus;
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run))
+		return kvm_ioctl_err("KVM_GET_VCPU_MMAP_SIZE");
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		return kvm_ioctl_err("KVM_CREATE_VM");
+	vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_fd < 0)
+		return kvm_ioctl_err("eventfd");
+	return 0;
+}
+
+int vm_register_memory(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
+		const struct vmm_mem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)(vm->mem.host + r->offset),
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+			return kvm_ioctl_err("KVM_SET_USER_MEMORY_REGION");
+	}
+	return 0;
+}
+
+int vm_create_irqchip(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	uint64_t identity = KVM_IDENTITY_ADDR;
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
+		return kvm_ioctl_err("KVM_SET_TSS_ADDR");
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
+		return kvm_ioctl_err("KVM_SET_IDENTITY_MAP_ADDR");
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return kvm_ioctl_err("KVM_CREATE_IRQCHIP");
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return kvm_ioctl_err("KVM_CREATE_PIT2");
+	return 0;
+}
+
+/* What KVM offers, fetched once per VM; grows the buffer until it fits. */
+static int get_supported_cpuid(struct vm *vm)
+{
+	for (unsigned n = 128; n <= 4096; n *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+
+		if (!c)
+			return -ENOMEM;
+		c->nent = n;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			vm->supported_cpuid = c;
+			return 0;
+		}
+		free(c);
+		if (errno != E2BIG)
+			return kvm_ioctl_err("KVM_GET_SUPPORTED_CPUID");
+	}
+	return -E2BIG;
+}
+
+/* LINT0 takes the 8259's interrupts (ExtINT), LINT1 NMIs: what firmware would set. */
+static int setup_lapic(struct vcpu *v)
+{
+	struct kvm_lapic_state la;
+	uint32_t lint0 = 0x700, lint1 = 0x400;
+
+	if (ioctl(v->fd, KVM_GET_LAPIC, &la) < 0)
+		return kvm_ioctl_err("KVM_GET_LAPIC");
+	memcpy(&la.regs[0x350], &lint0, 4);
+	memcpy(&la.regs[0x360], &lint1, 4);
+	if (ioctl(v->fd, KVM_SET_LAPIC, &la) < 0)
+		return kvm_ioctl_err("KVM_SET_LAPIC");
+	return 0;
+}
+
+int vm_create_vcpus(struct vm *vm)
+{
+	struct kvm_cpuid2 *c = NULL;
+	size_t csize;
+	int ret;
+
+	ret = get_supported_cpuid(vm);
+	if (ret)
+		return ret;
+	csize = sizeof(*c) + vm->supported_cpuid->nent * sizeof(c->entries[0]);
+	c = malloc(csize);
+	if (!c)
+		return -ENOMEM;
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		v->vm = vm;
+		v->index = i;
+		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
+		if (v->fd < 0) {
+			ret = kvm_ioctl_err("KVM_CREATE_VCPU");
+			goto out;
+		}
+		v->run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			      v->fd, 0);
+		if (v->run == MAP_FAILED) {
+			v->run = NULL;
+			ret = kvm_ioctl_err("mmap kvm_run");
+			goto out;
+		}
+		memcpy(c, vm->supported_cpuid, csize);
+		c->nent = vmm_cpuid_apply(c->entries, c->nent, vm->tmpl, i, vm->nr_vcpus);
+		if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
+			ret = kvm_ioctl_err("KVM_SET_CPUID2");
+			goto out;
+		}
+		ret = setup_lapic(v);
+		if (ret)
+			goto out;
+	}
+	ret = 0;
+out:
+	free(c);
+	return ret;
+}
+
+static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code64)
+{
+	*s = (struct kvm_segment){
+		.base = 0,
+		.limit = 0xffffffff,
+		.selector = sel,
+		.type = type,
+		.present = 1,
+		.dpl = 0,
+		.db = code64 ? 0 : 1,
+		.s = 1,
+		.l = code64 ? 1 : 0,
+		.g = 1,
+	};
+}
+
+int vm_setup_boot_regs(struct vm *vm, enum vmm_boot_protocol proto, uint64_t entry)
+{
+	struct vcpu *bsp = &vm->vcpus[0];
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = {.rflags = 2, .rip = entry};
+	bool lm = proto == VMM_BOOT_LINUX64;
+
+	if (ioctl(bsp->fd, KVM_GET_SREGS, &sregs) < 0)
+		return kvm_ioctl_err("KVM_GET_SREGS");
+	set_seg(&sregs.cs, lm ? 0x10 : 0x08, 0xb, lm);
+	set_seg(&sregs.ds, 0x18, 0x3, false);
+	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	sregs.tr = (struct kvm_segment){.selector = 0x20, .limit = 0x67, .type = 0xb, .present = 1};
+	sregs.ldt = (struct kvm_segment){.limit = 0xffff, .type = 0x2, .present = 1};
+	sregs.gdt.base = BOOT_GDT_ADDR;
+	sregs.gdt.limit = 5 * 8 - 1;
+	sregs.idt.base = 0;
+	sregs.idt.limit = 0;
+	sregs.cr0 = 0x11; /* PE, ET */
+	sregs.cr4 = 0;
+	sregs.efer = 0;
+	if (lm) {
+		sregs.cr0 |= 0x80000000; /* PG */
+		sregs.cr3 = BOOT_PML4_ADDR;
+		sregs.cr4 = 0x20;   /* PAE */
+		sregs.efer = 0x500; /* LME, LMA */
+		regs.rsi = BOOT_ZERO_PAGE;
+	} else {
+		regs.rbx = BOOT_START_INFO;
+	}
+	if (ioctl(bsp->fd, KVM_SET_SREGS, &sregs) < 0)
+		return kvm_ioctl_err("KVM_SET_SREGS");
+	if (ioctl(bsp->fd, KVM_SET_REGS, &regs) < 0)
+		return kvm_ioctl_err("KVM_SET_REGS");
+	return 0;
+}
+
+/* ---------------------------------------------------------------- legacy devices */
+
+static void com1_out(void *opaque, uint8_t byte)
+{
+	struct vm *vm = opaque;
+
+	if (byte == '\n' && !vm->t_first_line_ns)
+		vm->t_first_line_ns = now_ns();
+	/* A console that went away (a closed pipe) must not stop the guest. */
+	if (write(vm->console_out_fd, &byte, 1) < 0)
+		log_ratelimited(LOG_WARN, "console write: %s", strerror(errno));
+}
+
+static void com1_irq(void *opaque, int level)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level irq = {.irq = COM1_IRQ, .level = (uint32_t)level};
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		log_ratelimited(LOG_WARN, "KVM_IRQ_LINE %d: %s", COM1_IRQ, strerror(errno));
+}
+
+/* i8042: only what Linux's reboot=k and its probe need. Writing 0xfe to the command
+ * port pulses the CPU reset line: the guest asked to reboot, which for a microVM
+ * means the end. */
+static void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			 bool is_write)
+{
+	struct vm *vm = opaque;
+
+	if (!is_write) {
+		memset(data, 0, len);
+		return;
+	}
+	if (offset == 4 && data[0] == 0xfe)
+		vm_request_exit(vm, VMM_EXIT_OK, "guest reset through the i8042");
+}
+
+static void panic_port_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			      bool is_write)
+{
+	struct vm *vm = opaque;
+
+	if (!is_write) {
+		data[0] = 1; /* pvpanic: "panicked" event supported */
+		return;
+	}
+	vm_request_exit(vm, VMM_EXIT_GUEST_PANIC, "guest panicked");
+}
+
+int vm_setup_legacy_devices(struct vm *vm)
+{
+	int ret;
+
+	uart_init(&vm->com1, com1_out, com1_irq, vm);
+	ret = vmm_bus_register(&vm->pio, COM1_BASE, 8, uart_access, &vm->com1, "com1");
+	if (!ret)
+		ret = vmm_bus_register(&vm->pio, I8042_BASE, 5, i8042_access, vm, "i8042");
+	if (!ret)
+		ret = vmm_bus_register(&vm->pio, PANIC_PORT, 1, panic_port_access, vm, "panic");
+	return ret;
+}
+
+/* ---------------------------------------------------------------- vCPU threads */
+
+void vm_request_exit(struct vm *vm, int status, const char *why)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&vm->exit_lock);
+	if (!vm->exiting) {
+		vm->exiting = true;
+		vm->exit_status = status;
+		if (status == VMM_EXIT_OK)
+			log_info("%s", why);
+		else
+			log_err("%s", why);
+		if (write(vm->exit_fd, &one, sizeof(one)) < 0)
+			abort(); /* an eventfd write cannot fail short of a bug */
+	}
+	pthread_mutex_unlock(&vm->exit_lock);
+}
+
+static void handle_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+
+	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+		if (!vmm_bus_access(&v->vm->pio, run->io.port, data, run->io.size, is_write))
+			log_ratelimited(LOG_DEBUG, "vcpu%u: unclaimed port %s %#x", v->index,
+					is_write ? "write" : "read", run->io.port);
+	}
+}
+
+static void handle_mmio(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+
+	if (!vmm_bus_access(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+			    run->mmio.is_write))
+		log_ratelimited(LOG_DEBUG, "vcpu%u: unclaimed MMIO %s %#llx", v->index,
+				run->mmio.is_write ? "write" : "read",
+				(unsigned long long)run->mmio.phys_addr);
+}
+
+/* Parks the calling vCPU while a pause is requested. */
+static void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->run_lock);
+	if (vm->pause_requested) {
+		vm->nr_paused++;
+		pthread_cond_broadcast(&vm->run_cond);
+		while (vm->pause_requested)
+			pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+		vm->nr_paused--;
+	}
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+/* Returns false when the vCPU must stop running. */
+static bool handle_exit(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	char why[160];
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_io(v);
+		return true;
+	case KVM_EXIT_MMIO:
+		handle_mmio(v);
+		return true;
+	case KVM_EXIT_HLT:
+		vm_request_exit(v->vm, VMM_EXIT_OK, "guest halted");
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		snprintf(why, sizeof(why), "vcpu%u: triple fault (KVM_EXIT_SHUTDOWN)", v->index);
+		vm_request_exit(v->vm, VMM_EXIT_TRIPLE_FAULT, why);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH) {
+			vm_request_exit(v->vm, VMM_EXIT_GUEST_PANIC, "guest crashed (system event)");
+		} else {
+			vm_request_exit(v->vm, VMM_EXIT_OK, "guest shut down or reset");
+		}
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(why, sizeof(why),
+			 "vcpu%u: KVM could not emulate an instruction (internal error, "
+			 "suberror %u)",
+			 v->index, run->internal.suberror);
+		vm_request_exit(v->vm, VMM_EXIT_EMULATION, why);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(why, sizeof(why), "vcpu%u: VM entry failed (hardware reason %#llx)",
+			 v->index,
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vm_request_exit(v->vm, VMM_EXIT_EMULATION, why);
+		return false;
+	default:
+		snprintf(why, sizeof(why), "vcpu%u: unexpected KVM exit reason %u", v->index,
+			 run->exit_reason);
+		vm_request_exit(v->vm, VMM_EXIT_INTERNAL, why);
+		return false;
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	char name[16];
+	sigset_t set;
+
+	snprintf(name, sizeof(name), "vcpu%u", v->index);
+	pthread_setname_np(pthread_self(), name);
+	/* Only this thread takes the kick signal, and only while in KVM_RUN or here. */
+	sigemptyset(&set);
+	sigaddset(&set, SIG_VCPU_KICK);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	for (;;) {
+		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE)) {
+			v->run->immediate_exit = 0;
+			vcpu_park(v);
+		}
+		if (!v->vm->t_first_run_ns && v->index == 0)
+			v->vm->t_first_run_ns = now_ns();
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				v->run->immediate_exit = 0;
+				continue;
+			}
+			char why[96];
+			snprintf(why, sizeof(why), "vcpu%u: KVM_RUN: %s", v->index,
+				 strerror(errno));
+			vm_request_exit(vm, VMM_EXIT_INTERNAL, why);
+			break;
+		}
+		if (!handle_exit(v))
+			break;
+	}
+	return NULL;
+}
+
+static void kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int vm_start_vcpus(struct vm *vm)
+{
+	struct sigaction sa = {.sa_handler = kick_handler};
+	sigset_t set, old;
+	int ret;
+
+	/* No SA_RESTART: the point of the kick is that KVM_RUN returns EINTR. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIG_VCPU_KICK, &sa, NULL) < 0)
+		return kvm_ioctl_err("sigaction");
+	/* Threads inherit a blocked kick signal and unblock it themselves, so the main
+	 * thread never takes one. */
+	sigemptyset(&set);
+	sigaddset(&set, SIG_VCPU_KICK);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+		if (ret) {
+			log_err("pthread_create vcpu%u: %s", i, strerror(ret));
+			return -ret;
+		}
+		vm->vcpus[i].started = true;
+	}
+	return 0;
+}
+
+void vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (!vm->vcpus[i].started)
+			continue;
+		/* immediate_exit covers the window between the check and KVM_RUN; the
+		 * signal takes a vCPU out of a KVM_RUN it is already in. */
+		vm->vcpus[i].run->immediate_exit = 1;
+		pthread_kill(vm->vcpus[i].thread, SIG_VCPU_KICK);
+	}
+	while (vm->nr_paused < vm->nr_vcpus && !vm->exiting)
+		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->run)
+			munmap(v->run, (size_t)vm->vcpu_mmap_size);
+		if (v->fd > 0)
+			close(v->fd);
+	}
+	free(vm->supported_cpuid);
+	vmm_mem_free(&vm->mem);
+	if (vm->exit_fd >= 0)
+		close(vm->exit_fd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+}

@@ -1,0 +1,335 @@
+/* thaw's VMM core: the public interface of vmm/.
+ *
+ * A `struct vm` is one microVM: its KVM fds, guest memory, the two buses (port I/O
+ * and MMIO) that every device hangs off, and its vCPU threads. The pure parts (bus,
+ * ELF loader, boot parameters, CPU templates, UART) need no /dev/kvm and are unit
+ * tested on their own.
+ */
+#ifndef THAW_VMM_H
+#define THAW_VMM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/log.h"
+
+/* Exit statuses of `thaw`, distinct so a runtime can tell what happened. */
+enum vmm_exit_status {
+	VMM_EXIT_OK = 0,           /* guest reset or powered off, or normal end */
+	VMM_EXIT_USAGE = 1,        /* bad arguments or configuration */
+	VMM_EXIT_INTERNAL = 2,     /* a host-side failure (an ioctl, memory, a backend) */
+	VMM_EXIT_GUEST_PANIC = 3,  /* the guest reported a panic on the panic port */
+	VMM_EXIT_TRIPLE_FAULT = 4, /* KVM_EXIT_SHUTDOWN: the guest triple faulted */
+	VMM_EXIT_EMULATION = 5,    /* KVM could not emulate an instruction, or entry failed */
+	VMM_EXIT_RESTORE = 6,      /* a snapshot could not be restored */
+};
+
+/* ---------------------------------------------------------------- guest memory */
+
+#define VMM_MAX_MEM_REGIONS 2
+/* Guest RAM above this address moves above 4 GiB, leaving room for device MMIO. */
+#define VMM_MMIO_HOLE_START 0xc0000000ull
+#define VMM_MMIO_HOLE_END   0x100000000ull
+
+struct vmm_mem_region {
+	uint64_t gpa;    /* guest physical base */
+	uint64_t size;   /* bytes */
+	uint64_t offset; /* offset of this region inside the host mapping */
+};
+
+/* Guest RAM is one host mapping split into at most two guest regions (below the MMIO
+ * hole and above 4 GiB). */
+struct vmm_mem {
+	uint8_t *host;   /* the host mapping of all of guest RAM */
+	uint64_t size;   /* total RAM bytes */
+	unsigned nr_regions;
+	struct vmm_mem_region regions[VMM_MAX_MEM_REGIONS];
+	bool owned;      /* host mapping is ours to munmap */
+};
+
+/* Computes the region layout for `size` bytes of RAM (no allocation). */
+void vmm_mem_layout(struct vmm_mem *mem, uint64_t size);
+
+/* The one checked translator from guest physical addresses to host pointers:
+ * returns a pointer to `len` bytes at `gpa`, or NULL when any byte of the range lies
+ * outside guest RAM (or the range wraps). Every guest-controlled address goes
+ * through here. */
+void *vmm_gpa(const struct vmm_mem *mem, uint64_t gpa, uint64_t len);
+
+/* Maps anonymous guest RAM of `size` bytes; fails with -ENOMEM naming the size. */
+int vmm_mem_alloc(struct vmm_mem *mem, uint64_t size);
+void vmm_mem_free(struct vmm_mem *mem);
+
+/* Highest guest physical address + 1. */
+uint64_t vmm_mem_end(const struct vmm_mem *mem);
+
+/* ---------------------------------------------------------------- the bus */
+
+/* A device's access handler: `offset` is relative to the registered base. Reads fill
+ * `data`; `len` is 1, 2, 4 or 8. Called on a vCPU thread: devices lock themselves. */
+typedef void (*vmm_bus_fn)(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			   bool is_write);
+
+struct vmm_bus_range {
+	uint64_t base;
+	uint64_t len;
+	vmm_bus_fn fn;
+	void *opaque;
+	const char *name;
+};
+
+#define VMM_BUS_MAX 32
+
+/* Address ranges sorted by base; registration happens before vCPUs run, so lookups
+ * need no lock. */
+struct vmm_bus {
+	unsigned nr;
+	struct vmm_bus_range ranges[VMM_BUS_MAX];
+};
+
+/* Adds [base, base+len). Returns -EEXIST when it overlaps a registered range (the
+ * log names both), -EINVAL for an empty or wrapping range, -ENOSPC when full. */
+int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len, vmm_bus_fn fn,
+		     void *opaque, const char *name);
+
+/* The range holding `addr`, or NULL. */
+const struct vmm_bus_range *vmm_bus_find(const struct vmm_bus *bus, uint64_t addr);
+
+/* Dispatches one access; returns false when nothing is mapped there (reads then
+ * return all ones, as on real hardware). An access straddling the end of a range
+ * is refused the same way. */
+bool vmm_bus_access(const struct vmm_bus *bus, uint64_t addr, uint8_t *data, uint32_t len,
+		    bool is_write);
+
+/* ---------------------------------------------------------------- ELF and boot */
+
+struct vmm_elf_info {
+	uint64_t entry;      /* ELF entry (64-bit boot protocol entry for a vmlinux) */
+	uint32_t pvh_entry;  /* XEN_ELFNOTE_PHYS32_ENTRY, when has_pvh */
+	bool has_pvh;
+	uint64_t load_start; /* lowest loaded physical address */
+	uint64_t load_end;   /* highest loaded physical address + 1 */
+};
+
+/* Parses the ELF image in `buf` (untrusted) and, when `mem` is non-NULL, copies its
+ * PT_LOAD segments to their physical addresses in guest RAM. Returns 0, or -ENOEXEC
+ * with `err` naming what is wrong (bad magic, wrong class or machine, a segment
+ * outside the file or outside guest RAM, ...). */
+int vmm_elf_load(const uint8_t *buf, size_t len, struct vmm_mem *mem, struct vmm_elf_info *info,
+		 char *err, size_t errlen);
+
+/* Fixed guest physical layout of the boot structures we write below 1 MiB. */
+#define BOOT_GDT_ADDR      0x500ull
+#define BOOT_START_INFO    0x6000ull  /* PVH hvm_start_info, modules and memmap */
+#define BOOT_ZERO_PAGE     0x7000ull  /* Linux boot_params */
+#define BOOT_PML4_ADDR     0x9000ull  /* identity page tables for the 64-bit protocol */
+#define BOOT_CMDLINE_ADDR  0x20000ull
+#define BOOT_CMDLINE_MAX   2048       /* Linux's COMMAND_LINE_SIZE on x86, with its NUL */
+#define BOOT_MPTABLE_ADDR  0x9fc00ull /* last KiB of base memory, where Linux looks */
+#define BOOT_HIMEM_START   0x100000ull
+
+enum vmm_boot_protocol { VMM_BOOT_AUTO, VMM_BOOT_PVH, VMM_BOOT_LINUX64 };
+
+struct vmm_boot_params {
+	enum vmm_boot_protocol protocol; /* the one actually used after vmm_boot_setup */
+	const char *cmdline;
+	uint64_t initrd_gpa;
+	uint64_t initrd_size;
+	unsigned vcpus;
+};
+
+/* Writes everything the kernel finds in memory at entry: command line, e820/PVH
+ * memory map, start_info or boot_params, MP table, and for the 64-bit protocol the
+ * GDT and identity page tables. `initrd` (if any) is copied high in RAM. Returns
+ * -EINVAL with `err` set when something does not fit. */
+int vmm_boot_setup(struct vmm_mem *mem, const struct vmm_elf_info *elf,
+		   struct vmm_boot_params *bp, const uint8_t *initrd, size_t initrd_len,
+		   char *err, size_t errlen);
+
+/* Writes an Intel MP 1.4 table for `vcpus` CPUs, one IOAPIC and the ISA IRQs. */
+int vmm_mptable_write(struct vmm_mem *mem, unsigned vcpus);
+
+/* The e820 map thaw gives a guest of this memory layout. */
+struct vmm_e820 {
+	uint64_t addr, size;
+	uint32_t type;
+};
+#define VMM_E820_RAM      1
+#define VMM_E820_RESERVED 2
+/* Fills up to `max` entries, returns how many. */
+unsigned vmm_e820_build(const struct vmm_mem *mem, struct vmm_e820 *out, unsigned max);
+
+/* ---------------------------------------------------------------- CPU templates */
+
+/* A named set of CPUID features hidden from the guest. `pvm` hides what PVM's
+ * instruction emulator cannot execute in a guest kernel (xrstor, clac, popcnt, ...). */
+struct vmm_cpu_template {
+	const char *name;
+	const char *why;
+	/* bits cleared: [leaf-index][register] for the leaves below */
+	uint32_t clear_1_ecx, clear_1_edx;
+	uint32_t clear_7_ebx, clear_7_ecx, clear_7_edx;
+	uint32_t clear_ext1_ecx, clear_ext1_edx; /* 0x80000001 */
+	bool hide_xsave_leaf;                    /* drop leaf 0xD */
+};
+
+/* Looks a template up by name ("host", "pvm"); NULL when unknown. */
+const struct vmm_cpu_template *vmm_cpu_template_find(const char *name);
+/* Names of all templates, NULL-terminated, for help and errors. */
+const char *const *vmm_cpu_template_names(void);
+/* The template named `name`, or when NULL the right one for this host ("pvm" on a
+ * PVM host, else "host"). Logs and returns NULL for an unknown name. */
+const struct vmm_cpu_template *vmm_pick_template(const char *name);
+/* True on a PVM host (kvm_pvm is the KVM backend); the only place thaw asks. */
+bool vmm_host_is_pvm(void);
+
+/* Applies `tmpl` to the entries in place and makes them right for vCPU `index` of
+ * `nr_vcpus` (APIC id, hypervisor bit, topology). Entries may be removed; returns the
+ * new count. Pure: takes what KVM_GET_SUPPORTED_CPUID returned. */
+unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n,
+			 const struct vmm_cpu_template *tmpl, unsigned index, unsigned nr_vcpus);
+
+/* ---------------------------------------------------------------- 8250 UART */
+
+#define UART_FIFO 64
+
+/* The 8250/16550A register model. State only: no fds, no locks, so it can be saved,
+ * restored and unit tested. */
+struct uart_state {
+	uint8_t ier, iir, fcr, lcr, mcr, lsr, msr, scr, dll, dlm;
+	uint8_t rx[UART_FIFO];
+	uint8_t rx_head, rx_len;
+	bool thr_ipending; /* THR-empty interrupt is pending until IIR is read or THR written */
+};
+
+struct uart {
+	struct uart_state s;
+	pthread_mutex_t lock;
+	/* where output goes; called with the lock held */
+	void (*out)(void *opaque, uint8_t byte);
+	/* raise or lower the IRQ line; called with the lock held */
+	void (*irq)(void *opaque, int level);
+	void *opaque;
+	int irq_level;
+};
+
+void uart_init(struct uart *u, void (*out)(void *, uint8_t), void (*irq)(void *, int),
+	       void *opaque);
+/* Bus handler for the 8 registers. */
+void uart_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+/* Queues input bytes; returns how many fit (the rest must be offered again later). */
+size_t uart_input(struct uart *u, const uint8_t *buf, size_t len);
+/* Room left in the receive FIFO. */
+size_t uart_rx_room(struct uart *u);
+
+/* ---------------------------------------------------------------- the VM */
+
+#define VMM_MAX_VCPUS 32
+#define COM1_BASE     0x3f8
+#define COM1_IRQ      4
+#define I8042_BASE    0x60
+#define PANIC_PORT    0x505 /* pvpanic's ISA port: any write means the guest panicked */
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+/* What the user asked for; owned by the caller. */
+struct vm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	unsigned vcpus;
+	uint64_t mem_mib;
+	const char *cpu_template; /* NULL: "pvm" on a PVM host, else "host" */
+	enum vmm_boot_protocol protocol;
+	const char *console_out; /* NULL: stdout */
+	const char *console_in;  /* NULL: stdin; "none"; else a unix socket path */
+};
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	int vcpu_mmap_size;
+	struct vmm_mem mem;
+	struct vmm_bus pio;
+	struct vmm_bus mmio;
+	unsigned nr_vcpus;
+	struct vcpu vcpus[VMM_MAX_VCPUS];
+	const struct vmm_cpu_template *tmpl;
+	struct kvm_cpuid2 *supported_cpuid;
+
+	struct uart com1;
+	int console_out_fd;
+
+	/* A vCPU that wants the process to end stores a status and signals `exit_fd`;
+	 * the main loop picks it up. The first status wins. */
+	int exit_fd;
+	int exit_status;
+	pthread_mutex_t exit_lock;
+	bool exiting;
+
+	/* vCPU pause protocol (snapshots, PATCH /vm): see vm_pause */
+	pthread_mutex_t run_lock;
+	pthread_cond_t run_cond;
+	bool pause_requested;
+	unsigned nr_paused;
+
+	/* start-up timing, for the benchmark and metrics */
+	uint64_t t_process_start_ns;
+	uint64_t t_first_run_ns;
+	uint64_t t_first_line_ns;
+};
+
+/* Opens /dev/kvm, checks the API version and the capabilities thaw needs, and creates
+ * an empty VM. `vm` is zeroed by this call. */
+int vm_create(struct vm *vm, unsigned nr_vcpus);
+
+/* Registers guest RAM in `vm->mem` with KVM (one slot per region). Call it before
+ * vm_create_irqchip: once the irqchip and PIT exist, registering a slot waits for an
+ * SRCU grace period (up to a timer tick, ~7 ms measured), right after KVM_CREATE_VM
+ * it does not. */
+int vm_register_memory(struct vm *vm);
+
+/* TSS and identity-map addresses, in-kernel PIC/IOAPIC/LAPIC and the PIT. */
+int vm_create_irqchip(struct vm *vm);
+
+/* Creates the vCPU fds, maps their kvm_run, sets CPUID through `vm->tmpl`. */
+int vm_create_vcpus(struct vm *vm);
+
+/* Sets the BSP's boot registers for the protocol in `bp`, entry at `entry`. */
+int vm_setup_boot_regs(struct vm *vm, enum vmm_boot_protocol proto, uint64_t entry);
+
+/* Registers COM1, the i8042 reset port and the panic port on the buses. */
+int vm_setup_legacy_devices(struct vm *vm);
+
+/* Starts one thread per vCPU running KVM_RUN. */
+int vm_start_vcpus(struct vm *vm);
+
+/* Stops every vCPU out of KVM_RUN and waits until all are parked; vm_resume lets
+ * them go. Called from the main thread only. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+
+/* Asks the main loop to end the process with `status` (first caller wins). Safe from
+ * any thread. */
+void vm_request_exit(struct vm *vm, int status, const char *why);
+
+/* Releases everything vm_create and later calls acquired. */
+void vm_destroy(struct vm *vm);
+
+/* Boots `cfg` (create, memory, kernel, boot structures, vCPUs): everything short of
+ * starting the vCPU threads. Errors are logged; returns a vmm_exit_status. */
+int vm_boot(struct vm *vm, const struct vm_config *cfg);
+
+#endif
