@@ -8,7 +8,10 @@ VMM_SRCS := \
 	vmm/cpuid.c \
 	vmm/uart.c \
 	vmm/vm.c \
-	vmm/machine.c
+	vmm/machine.c \
+	vmm/loop.c \
+	vmm/console.c \
+	vmm/virtio/devices.c
 
 LIBS += $(B)/libvmm.a
 $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)

@@ -93,7 +93,7 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	struct vmm_boot_params bp = {.protocol = cfg->protocol, .cmdline = cfg->cmdline,
 				     .vcpus = cfg->vcpus};
 	uint64_t mem_bytes;
-	char err[256];
+	char err[256], cmdline[BOOT_CMDLINE_MAX + 1];
 	int status = VMM_EXIT_USAGE, ret;
 
 	if (cfg->mem_mib < MIN_MEM_MIB) {
@@ -141,6 +141,11 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 		log_err("kernel %s: %s", cfg->kernel, err);
 		goto out;
 	}
+	/* Devices announce themselves on the kernel command line. */
+	snprintf(cmdline, sizeof(cmdline), "%s", cfg->cmdline ? cfg->cmdline : "");
+	if (vmm_devices_attach(vm, cfg, cmdline, sizeof(cmdline)))
+		goto out;
+	bp.cmdline = cmdline;
 	if (vmm_boot_setup(&vm->mem, &elf, &bp, initrd, initrd_len, err, sizeof(err))) {
 		log_err("%s", err);
 		goto out;

@@ -11,16 +11,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-struct console_in {
-	int listen_fd; /* unix socket we accept a console client on, or -1 */
-	int fd;        /* where input comes from now, or -1 */
-	uint8_t buf[256];
-	size_t len, off; /* bytes read but not yet taken by the UART */
-};
 
 static void usage(FILE *f)
 {
@@ -28,6 +19,9 @@ static void usage(FILE *f)
 		"usage: thaw --kernel FILE [--initrd FILE] [--cmdline STR] [--vcpus N]\n"
 		"            [--mem-mib M] [--cpu-template host|pvm] [--boot pvh|linux64]\n"
 		"            [--console-out FILE] [--console-in stdin|none|SOCKET]\n"
+		"            [--drive id=NAME,path=FILE,ro=on|off[,root=on]]...\n"
+		"            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
+		"            [--rng]\n"
 		"            [--timing] [--log-level error|warn|info|debug]\n"
 		"\n"
 		"exit status: 0 guest reset/halted, 1 usage, 2 host failure, 3 guest panic,\n"
@@ -50,134 +44,46 @@ static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *ou
 	return 0;
 }
 
-static int open_console_in(struct console_in *ci, const char *spec)
+static void on_exit_request(void *opaque, uint32_t events)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct vm *vm = opaque;
 
-	ci->listen_fd = ci->fd = -1;
-	if (!spec || strcmp(spec, "stdin") == 0) {
-		ci->fd = STDIN_FILENO;
-		return 0;
-	}
-	if (strcmp(spec, "none") == 0)
-		return 0;
-	if (strlen(spec) >= sizeof(sa.sun_path)) {
-		log_err("--console-in: socket path too long");
-		return -1;
-	}
-	strcpy(sa.sun_path, spec);
-	ci->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	unlink(spec);
-	if (ci->listen_fd < 0 || bind(ci->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(ci->listen_fd, 1) < 0) {
-		log_err("--console-in %s: %s", spec, strerror(errno));
-		return -1;
-	}
-	return 0;
+	vmm_loop_stop(&vm->loop, vm->exit_status);
 }
 
-/* Moves buffered console input into the UART as far as its FIFO has room. */
-static void console_feed(struct vm *vm, struct console_in *ci)
+static void on_signal(void *opaque, uint32_t events)
 {
-	if (ci->off < ci->len)
-		ci->off += uart_input(&vm->com1, ci->buf + ci->off, ci->len - ci->off);
-	if (ci->off == ci->len)
-		ci->off = ci->len = 0;
-}
+	struct vm *vm = opaque;
+	struct signalfd_siginfo si;
 
-static void console_read(struct vm *vm, struct console_in *ci, int epfd)
-{
-	ssize_t n = read(ci->fd, ci->buf, sizeof(ci->buf));
-
-	if (n <= 0) {
-		if (n < 0 && errno == EAGAIN)
-			return;
-		/* End of input: keep running, the guest simply gets no more. */
-		epoll_ctl(epfd, EPOLL_CTL_DEL, ci->fd, NULL);
-		if (ci->fd != STDIN_FILENO)
-			close(ci->fd);
-		ci->fd = -1;
-		return;
+	if (read(vm->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		log_info("signal %u: stopping the VM", si.ssi_signo);
+		vmm_loop_stop(&vm->loop, VMM_EXIT_OK);
 	}
-	ci->len = (size_t)n;
-	ci->off = 0;
-	console_feed(vm, ci);
 }
 
-static int epoll_add(int epfd, int fd, uint32_t events)
+/* The main thread waits here for the guest, the console, signals and the API. */
+static int main_loop(struct vm *vm, const sigset_t *sigs)
 {
-	struct epoll_event ev = {.events = events, .data.fd = fd};
-
-	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-}
-
-/* The main loop: returns the process exit status. */
-static int main_loop(struct vm *vm, struct console_in *ci)
-{
-	int epfd, sfd;
-	sigset_t sigs;
-
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (sfd < 0 || epfd < 0 || epoll_add(epfd, vm->exit_fd, EPOLLIN) ||
-	    epoll_add(epfd, sfd, EPOLLIN)) {
-		log_err("main loop setup: %s", strerror(errno));
+	vm->signal_fd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->signal_fd < 0) {
+		log_err("signalfd: %s", strerror(errno));
 		return VMM_EXIT_INTERNAL;
 	}
-	if (ci->fd >= 0 && epoll_add(epfd, ci->fd, EPOLLIN) < 0)
-		ci->fd = -1; /* stdin that cannot be polled (/dev/null): no input */
-	if (ci->listen_fd >= 0)
-		epoll_add(epfd, ci->listen_fd, EPOLLIN);
+	if (vmm_loop_add(&vm->loop, vm->exit_fd, EPOLLIN, on_exit_request, vm) ||
+	    vmm_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, vm))
+		return VMM_EXIT_INTERNAL;
+	return vmm_loop_run(&vm->loop);
+}
 
-	for (;;) {
-		struct epoll_event evs[8];
-		/* Input the FIFO could not take yet is retried every millisecond. */
-		int timeout = ci->len ? 1 : -1;
-		int n = epoll_wait(epfd, evs, 8, timeout);
-
-		if (n < 0 && errno != EINTR) {
-			log_err("epoll_wait: %s", strerror(errno));
-			return VMM_EXIT_INTERNAL;
-		}
-		if (ci->len)
-			console_feed(vm, ci);
-		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd;
-
-			if (fd == vm->exit_fd) {
-				close(epfd);
-				close(sfd);
-				return vm->exit_status;
-			} else if (fd == sfd) {
-				struct signalfd_siginfo si;
-
-				if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-					log_info("signal %u: stopping the VM", si.ssi_signo);
-					close(epfd);
-					close(sfd);
-					return VMM_EXIT_OK;
-				}
-			} else if (fd == ci->listen_fd) {
-				int c = accept4(ci->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-
-				if (c < 0)
-					continue;
-				if (ci->fd >= 0) {
-					/* one console client at a time */
-					close(c);
-					continue;
-				}
-				ci->fd = c;
-				epoll_add(epfd, c, EPOLLIN);
-			} else if (fd == ci->fd && !ci->len) {
-				console_read(vm, ci, epfd);
-			}
-		}
+static int add_spec(const char *opt, const char **arr, unsigned *nr, unsigned max, const char *s)
+{
+	if (*nr == max) {
+		log_err("%s: at most %u allowed", opt, max);
+		return -1;
 	}
+	arr[(*nr)++] = s;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -194,11 +100,15 @@ int main(int argc, char **argv)
 		{"console-in", required_argument, NULL, 'I'},
 		{"timing", no_argument, NULL, 'T'},
 		{"log-level", required_argument, NULL, 'L'},
+		{"drive", required_argument, NULL, 'D'},
+		{"net", required_argument, NULL, 'N'},
+		{"vsock", required_argument, NULL, 'V'},
+		{"rng", no_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct vm_config cfg = {.vcpus = 1, .mem_mib = 128};
-	struct console_in ci;
+	struct vmm_console console;
 	static struct vm vm;
 	uint64_t v, t0 = now_ns();
 	bool timing = false;
@@ -264,6 +174,20 @@ int main(int argc, char **argv)
 				return VMM_EXIT_USAGE;
 			}
 			break;
+		case 'D':
+			if (add_spec("--drive", cfg.drives, &cfg.nr_drives, VMM_MAX_DRIVES, optarg))
+				return VMM_EXIT_USAGE;
+			break;
+		case 'N':
+			if (add_spec("--net", cfg.nets, &cfg.nr_nets, VMM_MAX_NETS, optarg))
+				return VMM_EXIT_USAGE;
+			break;
+		case 'V':
+			cfg.vsock = optarg;
+			break;
+		case 'R':
+			cfg.rng = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -304,7 +228,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (open_console_in(&ci, cfg.console_in)) {
+	if (vmm_console_open(&console, &vm, cfg.console_in)) {
 		status = VMM_EXIT_USAGE;
 		goto out;
 	}
@@ -312,7 +236,7 @@ int main(int argc, char **argv)
 		status = VMM_EXIT_INTERNAL;
 		goto out;
 	}
-	status = main_loop(&vm, &ci);
+	status = main_loop(&vm, &sigs);
 	if (timing)
 		fprintf(stderr, "thaw: timing: first_run_us=%llu first_line_us=%llu\n",
 			vm.t_first_run_ns ? (unsigned long long)(vm.t_first_run_ns - t0) / 1000 : 0,

@@ -43,6 +43,7 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 
 	memset(vm, 0, sizeof(*vm));
 	vm->vm_fd = vm->exit_fd = -1;
+	vm->loop.epfd = -1;
 	vm->console_out_fd = STDOUT_FILENO;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->run_lock, NULL);
@@ -85,7 +86,7 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 	vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_fd < 0)
 		return kvm_ioctl_err("eventfd");
-	return 0;
+	return vmm_loop_init(&vm->loop);
 }
 
 int vm_register_memory(struct vm *vm)
@@ -337,6 +338,10 @@ void vm_request_exit(struct vm *vm, int status, const char *why)
 			abort(); /* an eventfd write cannot fail short of a bug */
 	}
 	pthread_mutex_unlock(&vm->exit_lock);
+	/* A vm_pause waiting for this vCPU to park must not wait forever. */
+	pthread_mutex_lock(&vm->run_lock);
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
 }
 
 static void handle_io(struct vcpu *v)
@@ -533,6 +538,7 @@ void vm_destroy(struct vm *vm)
 	}
 	free(vm->supported_cpuid);
 	vmm_mem_free(&vm->mem);
+	vmm_loop_destroy(&vm->loop);
 	if (vm->exit_fd >= 0)
 		close(vm->exit_fd);
 	if (vm->vm_fd >= 0)

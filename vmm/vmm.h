@@ -225,9 +225,54 @@ size_t uart_input(struct uart *u, const uint8_t *buf, size_t len);
 /* Room left in the receive FIFO. */
 size_t uart_rx_room(struct uart *u);
 
+/* ---------------------------------------------------------------- main loop */
+
+/* The main thread's epoll loop. Device backends (tap, vsock sockets, io_uring
+ * completions), the console and the API server register fds with a callback; the
+ * callbacks run on the main thread, one at a time. */
+typedef void (*vmm_loop_fn)(void *opaque, uint32_t events);
+
+#define VMM_LOOP_MAX 64
+
+struct vmm_loop_entry {
+	int fd;
+	vmm_loop_fn fn;
+	void *opaque;
+};
+
+struct vmm_loop {
+	int epfd;
+	bool stop;
+	int status;
+	/* Wait limit per round (-1: none) and what to do when it passes; a callback
+	 * may change both, e.g. to retry input a device could not take yet. */
+	int timeout_ms;
+	void (*idle)(void *opaque);
+	void *idle_opaque;
+	struct vmm_loop_entry entries[VMM_LOOP_MAX];
+};
+
+int vmm_loop_init(struct vmm_loop *l);
+/* Watches `fd` for `events` (EPOLLIN, ...). -ENOSPC when the table is full. */
+int vmm_loop_add(struct vmm_loop *l, int fd, uint32_t events, vmm_loop_fn fn, void *opaque);
+int vmm_loop_mod(struct vmm_loop *l, int fd, uint32_t events);
+/* Stops watching `fd` (does not close it). Safe from inside a callback. */
+void vmm_loop_del(struct vmm_loop *l, int fd);
+/* Runs callbacks until vmm_loop_stop; returns the status given to it. */
+int vmm_loop_run(struct vmm_loop *l);
+void vmm_loop_stop(struct vmm_loop *l, int status);
+void vmm_loop_destroy(struct vmm_loop *l);
+
 /* ---------------------------------------------------------------- the VM */
 
-#define VMM_MAX_VCPUS 32
+#define VMM_MAX_VCPUS  32
+#define VMM_MAX_DRIVES 8
+#define VMM_MAX_NETS   4
+/* virtio-mmio devices: 4 KiB windows from this base, IRQs from VIRTIO_IRQ_BASE up. */
+#define VIRTIO_MMIO_BASE 0xd0000000ull
+#define VIRTIO_MMIO_SIZE 0x1000ull
+#define VIRTIO_IRQ_BASE  5
+#define VIRTIO_MAX_DEVS  16
 #define COM1_BASE     0x3f8
 #define COM1_IRQ      4
 #define I8042_BASE    0x60
@@ -255,7 +300,22 @@ struct vm_config {
 	enum vmm_boot_protocol protocol;
 	const char *console_out; /* NULL: stdout */
 	const char *console_in;  /* NULL: stdin; "none"; else a unix socket path */
+	/* virtio devices, as given on the command line; parsed by vmm/virtio/ */
+	const char *drives[VMM_MAX_DRIVES];
+	unsigned nr_drives;
+	const char *nets[VMM_MAX_NETS];
+	unsigned nr_nets;
+	const char *vsock; /* "cid=N,uds=PATH" */
+	bool rng;
 };
+
+struct vmm_devices;
+
+/* Creates the configured virtio devices at fixed places (MMIO base and IRQ by their
+ * order on the command line), registers them on the bus, and appends their
+ * `virtio_mmio.device=` announcements to `cmdline` (capacity `cap`). Implemented in
+ * vmm/virtio/. Returns 0 or -errno, logging the device at fault. */
+int vmm_devices_attach(struct vm *vm, const struct vm_config *cfg, char *cmdline, size_t cap);
 
 struct vm {
 	int kvm_fd;
@@ -272,10 +332,14 @@ struct vm {
 	struct uart com1;
 	int console_out_fd;
 
+	struct vmm_loop loop;          /* the main thread's event loop */
+	struct vmm_devices *devices;   /* owned by vmm/virtio/ */
+
 	/* A vCPU that wants the process to end stores a status and signals `exit_fd`;
 	 * the main loop picks it up. The first status wins. */
 	int exit_fd;
 	int exit_status;
+	int signal_fd;
 	pthread_mutex_t exit_lock;
 	bool exiting;
 
@@ -290,6 +354,17 @@ struct vm {
 	uint64_t t_first_run_ns;
 	uint64_t t_first_line_ns;
 };
+
+/* Console input: stdin (NULL or "stdin"), "none", or a unix socket path whose
+ * clients (one at a time) type into COM1. */
+struct vmm_console {
+	struct vm *vm;
+	int listen_fd, fd;
+	uint8_t buf[256];
+	size_t len, off; /* bytes read but not yet taken by the UART */
+};
+
+int vmm_console_open(struct vmm_console *c, struct vm *vm, const char *spec);
 
 /* Opens /dev/kvm, checks the API version and the capabilities thaw needs, and creates
  * an empty VM. `vm` is zeroed by this call. */

@@ -1,0 +1,114 @@
+/* The main thread's event loop: epoll with one callback per fd. */
+#include "vmm/vmm.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+int vmm_loop_init(struct vmm_loop *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->timeout_ms = -1;
+	for (int i = 0; i < VMM_LOOP_MAX; i++)
+		l->entries[i].fd = -1;
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->epfd < 0) {
+		log_err("epoll_create1: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int vmm_loop_add(struct vmm_loop *l, int fd, uint32_t events, vmm_loop_fn fn, void *opaque)
+{
+	for (int i = 0; i < VMM_LOOP_MAX; i++) {
+		struct vmm_loop_entry *e = &l->entries[i];
+		struct epoll_event ev = {.events = events, .data.ptr = e};
+
+		if (e->fd >= 0)
+			continue;
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			int ret = -errno;
+
+			log_err("epoll_ctl add fd %d: %s", fd, strerror(-ret));
+			return ret;
+		}
+		*e = (struct vmm_loop_entry){fd, fn, opaque};
+		return 0;
+	}
+	log_err("main loop: more than %d fds", VMM_LOOP_MAX);
+	return -ENOSPC;
+}
+
+static struct vmm_loop_entry *find(struct vmm_loop *l, int fd)
+{
+	for (int i = 0; i < VMM_LOOP_MAX; i++)
+		if (l->entries[i].fd == fd)
+			return &l->entries[i];
+	return NULL;
+}
+
+int vmm_loop_mod(struct vmm_loop *l, int fd, uint32_t events)
+{
+	struct vmm_loop_entry *e = find(l, fd);
+	struct epoll_event ev = {.events = events, .data.ptr = e};
+
+	if (!e)
+		return -ENOENT;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+void vmm_loop_del(struct vmm_loop *l, int fd)
+{
+	struct vmm_loop_entry *e = find(l, fd);
+
+	if (!e)
+		return;
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+	/* An event for this entry may still be in the current batch: a cleared fn
+	 * makes the dispatcher skip it. */
+	e->fd = -1;
+	e->fn = NULL;
+}
+
+void vmm_loop_stop(struct vmm_loop *l, int status)
+{
+	if (!l->stop) {
+		l->stop = true;
+		l->status = status;
+	}
+}
+
+int vmm_loop_run(struct vmm_loop *l)
+{
+	while (!l->stop) {
+		struct epoll_event evs[16];
+		int n = epoll_wait(l->epfd, evs, 16, l->timeout_ms);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("epoll_wait: %s", strerror(errno));
+			return VMM_EXIT_INTERNAL;
+		}
+		if (n == 0 && l->idle)
+			l->idle(l->idle_opaque);
+		for (int i = 0; i < n && !l->stop; i++) {
+			struct vmm_loop_entry *e = evs[i].data.ptr;
+
+			if (e->fn)
+				e->fn(e->opaque, evs[i].events);
+		}
+	}
+	return l->status;
+}
+
+void vmm_loop_destroy(struct vmm_loop *l)
+{
+	if (l->epfd >= 0)
+		close(l->epfd);
+	l->epfd = -1;
+}
