@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -78,11 +79,15 @@ int vmm_console_open(struct vmm_console *c, struct vm *vm, const char *spec)
 	c->vm = vm;
 	c->listen_fd = c->fd = -1;
 	if (!spec || strcmp(spec, "stdin") == 0) {
+		struct stat st;
+
+		/* Only a terminal, pipe or socket can be polled; stdin from a regular file
+		 * or /dev/null gives the guest no input. */
+		if (fstat(STDIN_FILENO, &st) < 0 ||
+		    !(isatty(STDIN_FILENO) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+			return 0;
 		c->fd = STDIN_FILENO;
-		/* stdin that cannot be polled (a regular file, /dev/null) gives no input */
-		if (vmm_loop_add(&vm->loop, c->fd, EPOLLIN, console_readable, c) < 0)
-			c->fd = -1;
-		return 0;
+		return vmm_loop_add(&vm->loop, c->fd, EPOLLIN, console_readable, c);
 	}
 	if (strcmp(spec, "none") == 0)
 		return 0;

@@ -90,6 +90,7 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	const uint8_t *kernel = NULL, *initrd = NULL;
 	size_t kernel_len = 0, initrd_len = 0;
 	struct vmm_elf_info elf;
+	const struct vmm_cpu_template *tmpl;
 	struct vmm_boot_params bp = {.protocol = cfg->protocol, .cmdline = cfg->cmdline,
 				     .vcpus = cfg->vcpus};
 	uint64_t mem_bytes;
@@ -124,14 +125,15 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	if (cfg->initrd && map_file("initrd", cfg->initrd, &initrd, &initrd_len))
 		goto out;
 
-	vm->tmpl = vmm_pick_template(cfg->cpu_template);
-	if (!vm->tmpl)
+	tmpl = vmm_pick_template(cfg->cpu_template);
+	if (!tmpl)
 		goto out;
 	ret = vm_create(vm, cfg->vcpus);
 	if (ret) {
 		status = ret == -EINVAL ? VMM_EXIT_USAGE : VMM_EXIT_INTERNAL;
 		goto out;
 	}
+	vm->tmpl = tmpl;
 	status = VMM_EXIT_INTERNAL;
 	if (vmm_mem_alloc(&vm->mem, mem_bytes) || vm_register_memory(vm) ||
 	    vm_create_irqchip(vm))
