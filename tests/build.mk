@@ -10,3 +10,18 @@ $(B)/tests/%: $(B)/tests/unit/%.o
 
 unit-tests: $(UNIT_TESTS)
 .PHONY: unit-tests
+
+# Integration tests: every tests/integration/test_*.c is a cmocka program that drives
+# real `thaw` processes through tests/integration/harness.c. They need /dev/kvm (or
+# run inside tests/kvmhost/run.sh, which tests/run.sh arranges).
+INTEG_TEST_SRCS := $(wildcard tests/integration/test_*.c)
+INTEG_TESTS     := $(patsubst tests/integration/%.c,$(B)/itests/%,$(INTEG_TEST_SRCS))
+
+$(INTEG_TESTS): $(LIBS)
+$(B)/itests/%: $(B)/tests/integration/%.o $(B)/tests/integration/harness.o
+	$(call msg,LD,$@)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LINK_LIBS) -lcmocka
+
+integration-tests: $(INTEG_TESTS)
+.PHONY: integration-tests

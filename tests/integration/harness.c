@@ -1,0 +1,234 @@
+#include "tests/integration/harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+long long harness_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ll + ts.tv_nsec / 1000000;
+}
+
+const char *harness_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v) {
+		fprintf(stderr, "harness: %s is not set (run through tests/run.sh)\n", name);
+		exit(1);
+	}
+	return v;
+}
+
+bool harness_have_kvm(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		fprintf(stderr, "SKIPPED: /dev/kvm is not usable here (%s); run through "
+				"tests/run.sh, which uses a nested KVM host\n",
+			strerror(errno));
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+int vmproc_start(struct vmproc *p, const char *const argv[])
+{
+	int in[2], out[2], err[2];
+
+	memset(p, 0, sizeof(*p));
+	p->status = -1;
+	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+		return -errno;
+	p->pid = fork();
+	if (p->pid < 0)
+		return -errno;
+	if (p->pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	p->in_fd = in[1];
+	p->out_fd = out[0];
+	p->err_fd = err[0];
+	fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
+	return 0;
+}
+
+/* Reads whatever is available within `timeout_ms`; returns false once both pipes
+ * are closed. */
+static bool pump(struct vmproc *p, int timeout_ms)
+{
+	struct pollfd fds[2] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}};
+	bool open_any = false;
+
+	if (p->out_fd < 0 && p->err_fd < 0)
+		return false;
+	if (poll(fds, 2, timeout_ms) <= 0)
+		return true;
+	if (fds[0].revents && p->out_fd >= 0) {
+		ssize_t n = read(p->out_fd, p->out + p->out_len, sizeof(p->out) - 1 - p->out_len);
+
+		if (n > 0)
+			p->out_len += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			close(p->out_fd);
+			p->out_fd = -1;
+		}
+		if (p->out_len == sizeof(p->out) - 1) { /* keep the last half */
+			memmove(p->out, p->out + sizeof(p->out) / 2, p->out_len - sizeof(p->out) / 2);
+			p->out_len -= sizeof(p->out) / 2;
+			p->out_seen = p->out_seen > sizeof(p->out) / 2 ? p->out_seen - sizeof(p->out) / 2 : 0;
+		}
+		p->out[p->out_len] = 0;
+	}
+	if (fds[1].revents && p->err_fd >= 0) {
+		char tmp[4096];
+		ssize_t n = read(p->err_fd, tmp, sizeof(tmp));
+
+		if (n > 0) {
+			size_t room = sizeof(p->err) - 1 - p->err_len;
+			size_t k = (size_t)n < room ? (size_t)n : room;
+
+			memcpy(p->err + p->err_len, tmp, k);
+			p->err_len += k;
+			p->err[p->err_len] = 0;
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			close(p->err_fd);
+			p->err_fd = -1;
+		}
+	}
+	open_any = p->out_fd >= 0 || p->err_fd >= 0;
+	return open_any;
+}
+
+int vmproc_expect(struct vmproc *p, const char *needle, int timeout_ms, char *line,
+		  size_t linelen)
+{
+	long long deadline = harness_ms() + timeout_ms;
+
+	for (;;) {
+		char *hit = strstr(p->out + p->out_seen, needle);
+
+		if (hit) {
+			char *eol = strchr(hit, '\n');
+			char *bol = hit;
+
+			while (bol > p->out + p->out_seen && bol[-1] != '\n')
+				bol--;
+			if (eol) {
+				if (line) {
+					size_t n = (size_t)(eol - bol);
+
+					if (n && bol[n - 1] == '\r')
+						n--;
+					if (n >= linelen)
+						n = linelen - 1;
+					memcpy(line, bol, n);
+					line[n] = 0;
+				}
+				p->out_seen = (size_t)(eol + 1 - p->out);
+				return 0;
+			}
+		}
+		long long left = deadline - harness_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (!pump(p, (int)(left < 100 ? left : 100)))
+			return strstr(p->out + p->out_seen, needle) ? 0 : -EPIPE;
+	}
+}
+
+int vmproc_send(struct vmproc *p, const char *line)
+{
+	size_t len = strlen(line);
+
+	if (write(p->in_fd, line, len) != (ssize_t)len || write(p->in_fd, "\n", 1) != 1)
+		return -errno;
+	return 0;
+}
+
+int vmproc_ask(struct vmproc *p, const char *request, const char *prefix, int timeout_ms,
+	       char *answer, size_t len)
+{
+	char line[4096];
+	int ret = vmproc_send(p, request);
+
+	if (ret)
+		return ret;
+	ret = vmproc_expect(p, prefix, timeout_ms, line, sizeof(line));
+	if (ret)
+		return ret;
+	if (answer) {
+		const char *rest = strstr(line, prefix) + strlen(prefix);
+
+		while (*rest == ' ')
+			rest++;
+		snprintf(answer, len, "%s", rest);
+	}
+	return 0;
+}
+
+int vmproc_wait(struct vmproc *p, int timeout_ms)
+{
+	long long deadline = harness_ms() + timeout_ms;
+
+	while (!p->exited) {
+		int st;
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+
+		if (r == p->pid) {
+			p->exited = true;
+			p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			break;
+		}
+		if (harness_ms() >= deadline)
+			return -ETIMEDOUT;
+		if (!pump(p, 20))
+			usleep(5000);
+	}
+	while (pump(p, 0) && (p->out_fd >= 0 || p->err_fd >= 0))
+		;
+	return p->status;
+}
+
+void vmproc_stop(struct vmproc *p)
+{
+	if (p->pid > 0 && !p->exited) {
+		kill(p->pid, SIGKILL);
+		vmproc_wait(p, 5000);
+	}
+	if (p->in_fd > 0)
+		close(p->in_fd);
+	if (p->out_fd > 0)
+		close(p->out_fd);
+	if (p->err_fd > 0)
+		close(p->err_fd);
+	p->in_fd = p->out_fd = p->err_fd = -1;
+}
+
+void vmproc_dump(struct vmproc *p, const char *why)
+{
+	fprintf(stderr, "---- %s: thaw pid %d console (last 3000 bytes):\n%s\n---- stderr:\n%s\n----\n",
+		why, p->pid, p->out_len > 3000 ? p->out + p->out_len - 3000 : p->out, p->err);
+}

@@ -1,0 +1,60 @@
+/* Integration-test harness: runs real `thaw` processes and talks to their serial
+ * console through pipes. */
+#ifndef THAW_TEST_HARNESS_H
+#define THAW_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct vmproc {
+	pid_t pid;
+	int in_fd;  /* the guest's console input (thaw's stdin) */
+	int out_fd; /* the guest's console output (thaw's stdout) */
+	int err_fd; /* thaw's own messages (stderr) */
+	char out[1 << 20];
+	size_t out_len, out_seen; /* bytes received; bytes already matched past */
+	char err[16384];
+	size_t err_len;
+	int status; /* exit status once exited, or -1 */
+	bool exited;
+};
+
+/* Path of a built program or guest from the environment (THAW_BIN, THAW_PROBE,
+ * THAW_KERNEL, ...); fails the test when unset. */
+const char *harness_env(const char *name);
+
+/* True when /dev/kvm can be opened; otherwise prints a loud SKIPPED line. */
+bool harness_have_kvm(void);
+
+/* Starts argv[0] with pipes on stdin, stdout and stderr. */
+int vmproc_start(struct vmproc *p, const char *const argv[]);
+
+/* Waits until a console line containing `needle` arrives after everything matched
+ * before; copies the line into `line` (may be NULL). Returns 0, or -ETIMEDOUT, or
+ * -EPIPE when the process ended first. */
+int vmproc_expect(struct vmproc *p, const char *needle, int timeout_ms, char *line,
+		  size_t linelen);
+
+/* Sends one line (a newline is added). */
+int vmproc_send(struct vmproc *p, const char *line);
+
+/* Sends `request` and waits for a line starting with `prefix`; the rest of that line
+ * goes to `answer`. */
+int vmproc_ask(struct vmproc *p, const char *request, const char *prefix, int timeout_ms,
+	       char *answer, size_t len);
+
+/* Waits for the process to exit; returns its exit status (128+signal if killed), or
+ * -ETIMEDOUT. */
+int vmproc_wait(struct vmproc *p, int timeout_ms);
+
+/* Kills the process (if still running), reaps it and closes the pipes. */
+void vmproc_stop(struct vmproc *p);
+
+/* Prints what the process wrote (console and stderr) to help diagnose a failure. */
+void vmproc_dump(struct vmproc *p, const char *why);
+
+/* Milliseconds on the monotonic clock. */
+long long harness_ms(void);
+
+#endif
