@@ -1,0 +1,335 @@
+/* thaw's API: HTTP/1.1 over a unix socket, with Firecracker's resources, field names, status
+ * codes and error shape, so Firecracker clients and its documentation's `curl --unix-socket`
+ * examples drive thaw unchanged.
+ *
+ * The server is a library the VMM plugs into its own epoll loop: api_server_fd() is one
+ * pollable descriptor (an internal epoll set holding the listener, every connection and a
+ * timer), and api_server_dispatch() does all the work that is ready without ever blocking.
+ * Requests are parsed (http_parser), validated (json-c) and checked against the VM's life
+ * cycle here; what is left for the VMM is one callback per action in `struct api_ops`, each
+ * receiving a plain, validated C struct. Everything runs on the thread that calls
+ * api_server_dispatch(), so callbacks need no locking against the API.
+ *
+ * The client half (api_client_*) is what thawctl, the tests and the benchmark use.
+ */
+#ifndef THAW_API_H
+#define THAW_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_object;
+
+/* Caps on what a client may send; larger requests get 431, 414 or 413. */
+#define API_MAX_HEADER_BYTES 8192
+#define API_MAX_URL_BYTES    1024
+#define API_MAX_BODY_BYTES   65536
+/* Concurrent connections; one more is accepted and closed at once. */
+#define API_MAX_CONNS 32
+/* A request that started arriving must be complete within this long (408 otherwise). */
+#define API_DEFAULT_REQUEST_TIMEOUT_MS 5000
+
+/* String buffers in the request structs, NUL included. Longer strings are refused (400). */
+#define API_PATH_LEN      4096 /* PATH_MAX */
+#define API_ID_LEN        65   /* 64 characters of [A-Za-z0-9_] */
+#define API_BOOT_ARGS_LEN 4096
+#define API_IFNAME_LEN    16 /* IFNAMSIZ */
+#define API_MAC_LEN       18 /* "aa:bb:cc:dd:ee:ff" */
+#define API_MAX_NET_OVERRIDES 16
+#define API_MAX_VCPUS     32
+#define API_MAX_MEM_MIB   (1024u * 1024u) /* 1 TiB */
+
+/* ---- request structs: what a validated request carries to the VMM ---------------------- */
+
+/* `PUT /boot-source`. boot_args and initrd_path are "" when absent. */
+struct api_boot_source {
+	char kernel_image_path[API_PATH_LEN];
+	char boot_args[API_BOOT_ARGS_LEN];
+	char initrd_path[API_PATH_LEN];
+};
+
+enum api_cpu_template {
+	API_CPU_TEMPLATE_NONE,
+	API_CPU_TEMPLATE_C3,
+	API_CPU_TEMPLATE_T2,
+	API_CPU_TEMPLATE_T2S,
+	API_CPU_TEMPLATE_T2CL,
+	API_CPU_TEMPLATE_T2A,
+	API_CPU_TEMPLATE_V1N1,
+};
+
+enum api_huge_pages { API_HUGE_PAGES_NONE, API_HUGE_PAGES_TRANSPARENT, API_HUGE_PAGES_2M };
+
+/* `PUT|PATCH|GET /machine-config`. The API applies Firecracker's rules before the VMM sees
+ * it: 1 <= vcpu_count <= 32, 1 <= mem_size_mib <= API_MAX_MEM_MIB, with smt the count is 1
+ * or even, with 2M huge pages the size is even. A PATCH arrives already merged with the
+ * current configuration, so the VMM always receives a complete one. */
+struct api_machine_config {
+	uint32_t vcpu_count;
+	uint32_t mem_size_mib;
+	bool smt;
+	bool track_dirty_pages;
+	enum api_cpu_template cpu_template;
+	enum api_huge_pages huge_pages;
+};
+
+/* Firecracker's token bucket; `present` false when the field was absent. */
+struct api_token_bucket {
+	bool present;
+	uint64_t size;
+	uint64_t one_time_burst;
+	uint64_t refill_time; /* ms */
+};
+
+struct api_rate_limiter {
+	bool present;
+	struct api_token_bucket bandwidth; /* bytes */
+	struct api_token_bucket ops;       /* operations */
+};
+
+enum api_cache_type { API_CACHE_UNSAFE, API_CACHE_WRITEBACK };
+enum api_io_engine { API_IO_ENGINE_SYNC, API_IO_ENGINE_ASYNC };
+
+/* `PUT /drives/{drive_id}`. drive_id is the path id, checked equal to the body's. Either
+ * path_on_host is set (virtio-block) or socket is (vhost-user-block; the VMM may refuse). */
+struct api_drive {
+	char drive_id[API_ID_LEN];
+	char path_on_host[API_PATH_LEN];
+	char socket[API_PATH_LEN];
+	char partuuid[API_ID_LEN];
+	bool is_root_device;
+	bool is_read_only;
+	enum api_cache_type cache_type;
+	enum api_io_engine io_engine;
+	struct api_rate_limiter rate_limiter;
+};
+
+/* `PUT /network-interfaces/{iface_id}`. has_guest_mac says whether guest_mac[] is set;
+ * mtu is 0 when absent (else 68..65535). */
+struct api_net {
+	char iface_id[API_ID_LEN];
+	char host_dev_name[API_IFNAME_LEN];
+	bool has_guest_mac;
+	uint8_t guest_mac[6];
+	uint32_t mtu;
+	struct api_rate_limiter rx_rate_limiter;
+	struct api_rate_limiter tx_rate_limiter;
+};
+
+/* `PUT /vsock`. guest_cid >= 3. */
+struct api_vsock {
+	uint32_t guest_cid;
+	char uds_path[API_PATH_LEN];
+	char vsock_id[API_ID_LEN]; /* deprecated by Firecracker; "" when absent */
+};
+
+/* `PUT /entropy`. */
+struct api_entropy {
+	struct api_rate_limiter rate_limiter;
+};
+
+enum api_log_level {
+	API_LOG_OFF,
+	API_LOG_ERROR,
+	API_LOG_WARNING,
+	API_LOG_INFO,
+	API_LOG_DEBUG,
+	API_LOG_TRACE,
+};
+
+/* `PUT /logger`. Every field optional; log_path "" keeps the current destination. */
+struct api_logger {
+	char log_path[API_PATH_LEN];
+	bool has_level;
+	enum api_log_level level;
+	bool show_level;
+	bool show_log_origin;
+	char module[256];
+};
+
+enum api_snapshot_type { API_SNAPSHOT_FULL, API_SNAPSHOT_DIFF };
+
+/* `PUT /snapshot/create`. mem_file_path "" means guest memory goes inside the snapshot file
+ * (thaw's one-file format); Firecracker's separate memory file when set. */
+struct api_snapshot_create {
+	char snapshot_path[API_PATH_LEN];
+	char mem_file_path[API_PATH_LEN];
+	enum api_snapshot_type snapshot_type;
+};
+
+enum api_mem_backend {
+	API_MEM_BACKEND_NONE, /* memory is inside the snapshot file */
+	API_MEM_BACKEND_FILE, /* backend_path: a separate memory file */
+	API_MEM_BACKEND_UFFD, /* backend_path: the page-fault handler's unix socket */
+};
+
+struct api_net_override {
+	char iface_id[API_ID_LEN];
+	char host_dev_name[API_IFNAME_LEN];
+};
+
+/* `PUT /snapshot/load`. The deprecated `mem_file_path` arrives as backend FILE; giving it
+ * together with `mem_backend` is refused. track_dirty_pages is true when either
+ * `track_dirty_pages` or the deprecated `enable_diff_snapshots` was true. */
+struct api_snapshot_load {
+	char snapshot_path[API_PATH_LEN];
+	enum api_mem_backend backend_type;
+	char backend_path[API_PATH_LEN];
+	bool track_dirty_pages;
+	bool resume_vm;
+	bool clock_realtime;
+	uint32_t n_net_overrides;
+	struct api_net_override net_overrides[API_MAX_NET_OVERRIDES];
+	bool has_vsock_override;
+	char vsock_uds_path[API_PATH_LEN];
+};
+
+/* ---- what the VMM implements -------------------------------------------------------------- */
+
+enum api_vm_state { API_VM_NOT_STARTED, API_VM_RUNNING, API_VM_PAUSED };
+
+/* Filled by a failing callback. The message becomes the response's `fault_message`. */
+struct api_error {
+	/* HTTP status of the response; preset to 400 (Firecracker answers 400 for refused
+	 * actions). Set 500 for faults of the VMM itself. */
+	int status;
+	/* For instance_start and snapshot_load only: a failure normally leaves the API in the
+	 * failed state, refusing every further action, because the VM may be half built. Set
+	 * this when the callback failed before changing anything (e.g. the snapshot file does
+	 * not open or fails validation), so the process stays usable. */
+	bool keep_state;
+	char message[512];
+};
+
+/* printf into err->message (truncated to fit). */
+void api_error_set(struct api_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* GET / */
+struct api_instance_info {
+	char id[API_ID_LEN];
+	enum api_vm_state state;
+};
+
+/*
+ * One callback per resource or action, all called on the thread that runs
+ * api_server_dispatch(), one at a time, only for requests that parsed, validated and are
+ * allowed in the current life-cycle phase (see docs/api.md). The struct pointers are valid for
+ * the call only. Each `int` callback returns 0 on success, or a negative errno and fills `err`
+ * (an empty message is replaced with strerror). A NULL callback makes its resource answer 400
+ * "... is not supported by this VMM", so the VMM can fill the table as features land.
+ */
+struct api_ops {
+	/* GET /: identity and run state. Optional: without it the id is "thaw" and the state is
+	 * what the API has seen (started/loaded, paused/resumed). */
+	void (*describe)(void *ctx, struct api_instance_info *info);
+
+	/* GET /machine-config, and the base a PATCH is merged onto. Optional: without it the
+	 * API reports the last configuration accepted (defaults: 1 vCPU, 128 MiB). Implement
+	 * it when a snapshot load changes the shape. */
+	int (*get_machine_config)(void *ctx, struct api_machine_config *cfg, struct api_error *err);
+
+	/* Pre-boot configuration (before InstanceStart, never after a load). Each call carries
+	 * the complete resource; a second call for the same resource or id replaces it. */
+	int (*put_machine_config)(void *ctx, const struct api_machine_config *cfg,
+				  struct api_error *err);
+	int (*put_boot_source)(void *ctx, const struct api_boot_source *boot, struct api_error *err);
+	int (*put_drive)(void *ctx, const struct api_drive *drive, struct api_error *err);
+	int (*put_net)(void *ctx, const struct api_net *net, struct api_error *err);
+	int (*put_vsock)(void *ctx, const struct api_vsock *vsock, struct api_error *err);
+	int (*put_entropy)(void *ctx, const struct api_entropy *entropy, struct api_error *err);
+
+	/* `PUT /logger`, in any phase but failed. Optional: without it the API redirects
+	 * stderr (where vmm/log.h writes) to log_path and sets the level. */
+	int (*put_logger)(void *ctx, const struct api_logger *logger, struct api_error *err);
+
+	/* InstanceStart: boot the configured VM and run it; called only after a boot source
+	 * was accepted. Success moves the API to Running; failure to the failed state unless
+	 * err->keep_state. */
+	int (*instance_start)(void *ctx, struct api_error *err);
+	/* SendCtrlAltDel: only while started. */
+	int (*send_ctrl_alt_del)(void *ctx, struct api_error *err);
+
+	/* PATCH /vm {"state":"Paused"|"Resumed"}: only after start or load. Must be idempotent
+	 * (pausing a paused VM succeeds). */
+	int (*pause)(void *ctx, struct api_error *err);
+	int (*resume)(void *ctx, struct api_error *err);
+
+	/* PUT /snapshot/create: only after start or load. The VMM decides whether the VM must
+	 * be paused first (Firecracker requires it) and whether Diff is supported. */
+	int (*snapshot_create)(void *ctx, const struct api_snapshot_create *req,
+			       struct api_error *err);
+	/* PUT /snapshot/load: only in a fresh process (nothing but logger and metrics
+	 * configured). On success the VM is running if req->resume_vm, else paused. Failure
+	 * moves the API to the failed state unless err->keep_state. */
+	int (*snapshot_load)(void *ctx, const struct api_snapshot_load *req, struct api_error *err);
+
+	/* FlushMetrics (and api_server_flush_metrics): a new json object whose members are
+	 * written, with the API's own counters and a timestamp, as one line to the metrics
+	 * file. The API takes the reference. Optional. Expected members include
+	 * "latencies_us": {"load_snapshot": N, ...phases...}. */
+	struct json_object *(*metrics)(void *ctx);
+};
+
+/* ---- the server --------------------------------------------------------------------------- */
+
+struct api_server;
+
+/* Binds and listens on `path` (non-blocking, close-on-exec). A stale socket file (nobody
+ * accepting) is unlinked first; a socket something is listening on is refused with
+ * -EADDRINUSE, any other existing file with -EEXIST. `ops` and `ctx` must outlive the
+ * server. Returns 0 and *out, or -errno. */
+int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
+		      struct api_server **out);
+
+/* The one descriptor to add to the caller's epoll set (EPOLLIN); readable whenever
+ * api_server_dispatch() has work. Owned by the server. */
+int api_server_fd(const struct api_server *srv);
+
+/* Does everything that is ready (accepts, reads, runs complete requests through the ops,
+ * writes, expires stalled requests) without blocking, then returns 0; a negative errno only
+ * for a failure of the server itself (its epoll set). Clients' faults are answered and
+ * logged rate-limited, never returned. */
+int api_server_dispatch(struct api_server *srv);
+
+/* Writes one metrics line now if `PUT /metrics` configured a destination (for a periodic
+ * flush from the VMM's loop). 0, -ENOENT when not configured, or -errno of the write. */
+int api_server_flush_metrics(struct api_server *srv);
+
+/* How long a started request may take to arrive in full (default
+ * API_DEFAULT_REQUEST_TIMEOUT_MS). Idle keep-alive connections never time out. */
+void api_server_set_request_timeout(struct api_server *srv, unsigned int ms);
+
+/* Closes every connection and the listener, unlinks the socket file, frees. NULL is fine. */
+void api_server_destroy(struct api_server *srv);
+
+/* ---- the client (thawctl, tests, benchmarks) ----------------------------------------------- */
+
+struct api_response {
+	int status;
+	char body[API_MAX_BODY_BYTES + 1]; /* NUL-terminated; truncated past the cap */
+	size_t body_len;
+	bool keep_alive;
+};
+
+/* Connects to the API socket (blocking, close-on-exec). Returns the fd or -errno. */
+int api_client_connect(const char *path);
+
+/* Sends one request (`body` NULL for none; JSON bodies get Content-Type) and reads its
+ * response on `fd`, keeping the connection open. Returns 0 or -errno (-EPROTO for a
+ * response http_parser rejects, -ECONNRESET when the server closed first). */
+int api_client_request(int fd, const char *method, const char *path, const char *body,
+		       struct api_response *resp);
+
+/* Reads one response from `fd` (for callers that wrote raw bytes themselves). Bytes read
+ * past the end of that response are lost, so pipelining callers read with one
+ * api_client_read_responses() instead. */
+int api_client_read_response(int fd, struct api_response *resp);
+
+/* Reads exactly `n` pipelined responses from `fd` into resp[0..n-1]. */
+int api_client_read_responses(int fd, struct api_response *resp, size_t n);
+
+/* The fault_message of an error body, copied into buf (the whole body when it has none). */
+void api_client_fault_message(const struct api_response *resp, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,132 @@
+/* Private to api/: the server's and a connection's state, shared by the transport
+ * (server.c), the router (route.c) and the fuzz target. */
+#ifndef THAW_API_INT_H
+#define THAW_API_INT_H
+
+#include "api/api.h"
+
+#include <http_parser.h>
+#include <json-c/json.h>
+#include <sys/un.h>
+
+/* Unparsed input kept between reads: at most one read's worth (http_parser consumes what it is
+ * given, except after a complete request while its response waits for room). */
+#define API_IN_CAP 16384
+/* Queued responses; a request is processed only when a whole response fits. */
+#define API_OUT_CAP 16384
+/* The largest response body the router produces (escaped fault messages included). */
+#define API_REPLY_MAX 4096
+#define API_RESP_HEAD_MAX 256
+
+/* The life cycle as the API enforces it (docs/api.md, "State rules"). */
+enum api_phase {
+	API_PHASE_FRESH,       /* nothing configured but logger/metrics: load allowed */
+	API_PHASE_CONFIGURING, /* some boot resource accepted: load refused */
+	API_PHASE_STARTED,     /* booted or loaded: configuration refused */
+	API_PHASE_FAILED,      /* a start or load failed midway: everything refused */
+};
+
+/* One request as http_parser hands it over, copied out of the read buffer. */
+struct api_req {
+	enum http_method method;
+	size_t url_len;
+	size_t body_len;
+	size_t header_bytes;
+	int reject;       /* 413/414/431 decided while parsing; 0 when fine */
+	bool in_value;    /* the last header callback was a value */
+	bool in_progress; /* message begun, not complete */
+	uint8_t hname_len, hval_len; /* of the current header, saturating at the arrays' size */
+	char hname[8];               /* enough to recognise "Expect" */
+	char hval[16];               /* enough to recognise "100-continue" */
+	bool expect_continue;
+	char url[API_MAX_URL_BYTES + 1];
+	char body[API_MAX_BODY_BYTES + 1];
+};
+
+struct api_conn {
+	struct api_server *srv;
+	int fd;       /* -1 for the fuzz target's socketless connections */
+	bool dead;    /* closed; freed at the end of the dispatch */
+	bool closing; /* close once `out` is drained */
+	bool peer_eof;
+	uint32_t events;      /* current epoll interest */
+	uint64_t deadline_ns; /* partial request or undrained output must finish by; 0: none */
+	struct api_conn *next_dead;
+	http_parser parser;
+	struct api_req req;
+	size_t in_len;
+	size_t out_off, out_len;
+	char in[API_IN_CAP];
+	char out[API_OUT_CAP];
+};
+
+struct api_reply {
+	int status;
+	size_t len;
+	char body[API_REPLY_MAX];
+};
+
+struct api_counters {
+	uint64_t requests;
+	uint64_t status_2xx, status_4xx, status_5xx;
+	uint64_t bad_http; /* malformed or oversized requests */
+	uint64_t timeouts;
+	uint64_t conns_accepted, conns_refused;
+	uint64_t last_load_snapshot_us; /* request handling of PUT /snapshot/load, parse included */
+	uint64_t last_create_snapshot_us;
+	uint64_t last_instance_start_us;
+};
+
+struct api_server {
+	const struct api_ops *ops;
+	void *ctx;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int listen_fd, ep_fd, timer_fd;
+	uint64_t timer_armed_ns; /* deadline the timerfd is set to; 0: disarmed */
+	unsigned int timeout_ms;
+	unsigned int n_conns;
+	struct api_conn *conns[API_MAX_CONNS];
+	http_parser_settings settings;
+	struct json_tokener *tok;
+
+	enum api_phase phase;
+	bool boot_source_set;
+	bool paused;
+	char failed_reason[600];
+	struct api_machine_config mcfg; /* last accepted, for GET without get_machine_config */
+	int metrics_fd;
+	struct api_counters cnt;
+
+	struct api_conn *dead; /* closed this dispatch, freed at its end */
+	struct api_reply reply;
+	/* Request structs are large (paths): one scratch area instead of the stack. */
+	union {
+		struct api_boot_source boot;
+		struct api_machine_config mcfg;
+		struct api_drive drive;
+		struct api_net net;
+		struct api_vsock vsock;
+		struct api_entropy entropy;
+		struct api_logger logger;
+		struct api_snapshot_create screate;
+		struct api_snapshot_load sload;
+	} scratch;
+};
+
+/* route.c: one complete request to a reply in srv->reply. */
+void api_route(struct api_server *srv, enum http_method method, const char *url, size_t url_len,
+	       const char *body, size_t body_len);
+/* route.c: a {"fault_message"} reply. */
+void api_reply_fault(struct api_server *srv, int status, const char *msg);
+/* route.c: defaults of the state machine and the counters. */
+void api_state_init(struct api_server *srv);
+
+/* server.c, for the fuzz target: a connection without a socket; api_conn_feed() parses
+ * bytes and queues responses in conn->out (drained by the caller). */
+struct api_conn *api_conn_new(struct api_server *srv, int fd);
+void api_conn_feed(struct api_conn *c, const char *data, size_t len);
+void api_conn_free(struct api_conn *c);
+/* The parser settings every connection uses. */
+void api_parser_settings_init(http_parser_settings *s);
+
+#endif

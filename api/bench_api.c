@@ -1,0 +1,190 @@
+/* API overhead benchmark (issue 6): the median round trip of `GET /` over one kept-alive
+ * connection, with the server on its own thread behind an outer epoll loop as in thaw. Two
+ * references isolate what the API adds: the same round trip against a bare echo server (the
+ * kernel's socket and wake-up cost), and the API's request handling alone, fed in-process
+ * without a socket.
+ *
+ * usage: bench_api [N]   (default 10000 requests per measurement) */
+#include "api/api_int.h"
+#include "vmm/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static volatile int stop;
+
+static void *serve(void *arg)
+{
+	struct api_server *srv = arg;
+	struct epoll_event e = {.events = EPOLLIN};
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	epoll_ctl(ep, EPOLL_CTL_ADD, api_server_fd(srv), &e);
+	while (!stop) {
+		if (epoll_wait(ep, &e, 1, 50) > 0)
+			api_server_dispatch(srv);
+	}
+	close(ep);
+	return NULL;
+}
+
+/* The reference: read a request's worth, answer with a fixed response of the same size. */
+struct echo {
+	int fd;
+	size_t resp_len;
+};
+
+static void *echo_serve(void *arg)
+{
+	struct echo *ec = arg;
+	char buf[4096], resp[4096];
+
+	memset(resp, 'x', sizeof(resp));
+	while (!stop) {
+		ssize_t n = recv(ec->fd, buf, sizeof(buf), 0);
+
+		if (n <= 0)
+			break;
+		if (send(ec->fd, resp, ec->resp_len, MSG_NOSIGNAL) < 0)
+			break;
+	}
+	return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void report(const char *what, uint64_t *ns, int n)
+{
+	qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
+	printf("%-44s median %7.2f us  p90 %7.2f us  p99 %7.2f us  (n=%d)\n", what,
+	       (double)ns[n / 2] / 1e3, (double)ns[n * 9 / 10] / 1e3, (double)ns[n * 99 / 100] / 1e3,
+	       n);
+}
+
+static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n";
+
+int main(int argc, char **argv)
+{
+	static const struct api_ops ops; /* GET / needs no op */
+	char path[] = "/tmp/thaw-bench-api-XXXXXX";
+	struct api_response *resp;
+	struct api_server *srv;
+	struct api_conn *conn;
+	pthread_t th;
+	uint64_t *ns;
+	double api_med, echo_med;
+	char sock[128], buf[4096];
+	size_t resp_len = 0;
+	int n = argc > 1 ? atoi(argv[1]) : 10000;
+	int fd, i, sv[2], ret;
+	struct echo ec;
+
+	if (n < 100)
+		n = 100;
+	ns = calloc((size_t)n, sizeof(*ns));
+	resp = malloc(sizeof(*resp));
+	if (!ns || !resp || !mkdtemp(path))
+		return 1;
+	snprintf(sock, sizeof(sock), "%s/api.sock", path);
+	ret = api_server_create(sock, &ops, NULL, &srv);
+	if (ret) {
+		fprintf(stderr, "bench_api: api_server_create: %s\n", strerror(-ret));
+		return 1;
+	}
+	pthread_create(&th, NULL, serve, srv);
+	fd = api_client_connect(sock);
+	if (fd < 0) {
+		fprintf(stderr, "bench_api: connect: %s\n", strerror(-fd));
+		return 1;
+	}
+	/* Warm up, and learn the response size for the echo reference. */
+	for (i = 0; i < 1000; i++)
+		if (api_client_request(fd, "GET", "/", NULL, resp) || resp->status != 200)
+			return 1;
+	for (i = 0; i < n; i++) {
+		uint64_t t0 = now_ns();
+
+		if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) < 0 ||
+		    api_client_read_response(fd, resp) || resp->status != 200) {
+			fprintf(stderr, "bench_api: request %d failed\n", i);
+			return 1;
+		}
+		ns[i] = now_ns() - t0;
+	}
+	report("GET / round trip through the API", ns, n);
+	api_med = (double)ns[n / 2];
+
+	/* Same exchange size over a bare socket pair, read by the same client code path. */
+	{
+		int fd2 = api_client_connect(sock);
+
+		send(fd2, req, sizeof(req) - 1, MSG_NOSIGNAL);
+		resp_len = (size_t)recv(fd2, buf, sizeof(buf), 0);
+		close(fd2);
+	}
+	close(fd);
+	stop = 1;
+	pthread_join(th, NULL);
+	stop = 0;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		return 1;
+	ec.fd = sv[1];
+	ec.resp_len = resp_len;
+	pthread_create(&th, NULL, echo_serve, &ec);
+	for (i = 0; i < 1000 + n; i++) {
+		uint64_t t0 = now_ns();
+		size_t got = 0;
+
+		send(sv[0], req, sizeof(req) - 1, MSG_NOSIGNAL);
+		while (got < resp_len) {
+			ssize_t r = recv(sv[0], buf, sizeof(buf), 0);
+
+			if (r <= 0)
+				return 1;
+			got += (size_t)r;
+		}
+		if (i >= 1000)
+			ns[i - 1000] = now_ns() - t0;
+	}
+	report("same-size round trip, bare echo thread", ns, n);
+	echo_med = (double)ns[n / 2];
+	stop = 1;
+	shutdown(sv[0], SHUT_RDWR);
+	pthread_join(th, NULL);
+	close(sv[0]);
+	close(sv[1]);
+
+	/* The API's own work: parse, route, format, without sockets. */
+	conn = api_conn_new(srv, -1);
+	if (!conn)
+		return 1;
+	for (i = 0; i < 1000 + n; i++) {
+		uint64_t t0 = now_ns();
+
+		api_conn_feed(conn, req, sizeof(req) - 1);
+		if (i >= 1000)
+			ns[i - 1000] = now_ns() - t0;
+	}
+	report("GET / handling in-process (no socket)", ns, n);
+	printf("API overhead per request: %.2f us median round trip, %.2f us above a bare "
+	       "socket round trip (target <= 50 us)\n",
+	       api_med / 1e3, (api_med - echo_med) / 1e3);
+	api_conn_free(conn);
+	api_server_destroy(srv);
+	rmdir(path);
+	free(ns);
+	free(resp);
+	return 0;
+}

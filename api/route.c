@@ -1,0 +1,1487 @@
+/* The router: a complete request (method, URL, body) becomes a validated C struct, is checked
+ * against the life cycle, and is executed through the VMM's ops. Every reply is written into
+ * srv->reply; nothing here touches a socket, so the fuzz target drives it directly. */
+#include "api/api_int.h"
+#include "vmm/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define API_APP_NAME    "thaw"
+#define API_VMM_VERSION "0.1.0"
+
+void api_error_set(struct api_error *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+/* ---- replies --------------------------------------------------------------------------- */
+
+/* JSON-escapes `s` into dst (cap bytes, NUL kept), truncating on a character boundary. */
+static size_t json_escape(char *dst, size_t cap, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char tmp[6];
+		size_t k = 0;
+
+		if (ch == '"' || ch == '\\') {
+			tmp[k++] = '\\';
+			tmp[k++] = (char)ch;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			tmp[k++] = '\\';
+			tmp[k++] = 'u';
+			tmp[k++] = '0';
+			tmp[k++] = '0';
+			tmp[k++] = hex[ch >> 4];
+			tmp[k++] = hex[ch & 15];
+		} else {
+			tmp[k++] = (char)ch;
+		}
+		if (n + k + 1 > cap)
+			break;
+		memcpy(dst + n, tmp, k);
+		n += k;
+	}
+	dst[n] = '\0';
+	return n;
+}
+
+static void reply_status(struct api_server *srv, int status)
+{
+	srv->reply.status = status;
+	srv->reply.len = 0;
+}
+
+static void reply_fault(struct api_server *srv, int status, const char *msg)
+{
+	struct api_reply *r = &srv->reply;
+	static const char head[] = "{\"fault_message\": \"";
+	size_t n = sizeof(head) - 1;
+
+	memcpy(r->body, head, n);
+	/* Leaves room for the closing quote and brace. */
+	n += json_escape(r->body + n, sizeof(r->body) - n - 2, msg);
+	r->body[n++] = '"';
+	r->body[n++] = '}';
+	r->len = n;
+	r->status = status;
+}
+
+void api_reply_fault(struct api_server *srv, int status, const char *msg)
+{
+	reply_fault(srv, status, msg);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+reply_faultf(struct api_server *srv, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_fault(srv, status, msg);
+}
+
+/* ---- JSON field helpers: every failure names the field and fills err ---------------------- */
+
+/* A field's name as the client sees it: "mem_backend.backend_type", "network_overrides[1]". */
+static const char *fname(char *buf, size_t len, const char *prefix, const char *key)
+{
+	if (prefix && prefix[0])
+		snprintf(buf, len, "%s.%s", prefix, key);
+	else
+		snprintf(buf, len, "%s", key);
+	return buf;
+}
+
+static const char *jtype_name(json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_null:
+		return "null";
+	case json_type_boolean:
+		return "boolean";
+	case json_type_double:
+		return "number with a fraction";
+	case json_type_int:
+		return "integer";
+	case json_type_object:
+		return "object";
+	case json_type_array:
+		return "array";
+	case json_type_string:
+		return "string";
+	}
+	return "unknown";
+}
+
+/* Refuses members not in `known` (NULL-terminated). `what` names the object. */
+static int j_known(json_object *obj, const char *what, const char *const *known,
+		   struct api_error *err)
+{
+	json_object_object_foreach(obj, key, val)
+	{
+		const char *const *k;
+		char list[512];
+		size_t n = 0;
+
+		(void)val;
+		for (k = known; *k; k++)
+			if (!strcmp(*k, key))
+				break;
+		if (*k)
+			continue;
+		list[0] = '\0';
+		for (k = known; *k && n < sizeof(list); k++)
+			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", k == known ? "" : ", ",
+					      *k);
+		if (known[0])
+			api_error_set(err, "Unknown field \"%.64s\" in %s; known fields: %s.", key,
+				      what, list);
+		else
+			api_error_set(err, "Unknown field \"%.64s\" in %s; it takes no fields.",
+				      key, what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Looks a member up; JSON null counts as absent (as Firecracker's optional fields do). */
+static json_object *j_get(json_object *obj, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
+		return NULL;
+	return v;
+}
+
+static int j_missing(struct api_error *err, const char *prefix, const char *key)
+{
+	char n[160];
+
+	api_error_set(err, "Missing required field \"%s\".", fname(n, sizeof(n), prefix, key));
+	return -EINVAL;
+}
+
+static int j_wrong_type(struct api_error *err, const char *prefix, const char *key,
+			const char *want, json_object *v)
+{
+	char n[160];
+
+	api_error_set(err, "Field \"%s\" must be %s, got %s.", fname(n, sizeof(n), prefix, key),
+		      want, jtype_name(v));
+	return -EINVAL;
+}
+
+/* String into buf[cap]. Returns 1 when present, 0 when absent (buf emptied), -EINVAL. */
+static int j_str(json_object *obj, const char *prefix, const char *key, char *buf, size_t cap,
+		 bool required, struct api_error *err)
+{
+	json_object *v = j_get(obj, key);
+	const char *s;
+	size_t len;
+	char n[160];
+
+	buf[0] = '\0';
+	if (!v)
+		return required ? j_missing(err, prefix, key) : 0;
+	if (!json_object_is_type(v, json_type_string))
+		return j_wrong_type(err, prefix, key, "a string", v);
+	s = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (strlen(s) != len) {
+		api_error_set(err, "Field \"%s\" must not contain NUL characters.",
+			      fname(n, sizeof(n), prefix, key));
+		return -EINVAL;
+	}
+	if (len >= cap) {
+		api_error_set(err, "Field \"%s\" is too long: %zu bytes, at most %zu.",
+			      fname(n, sizeof(n), prefix, key), len, cap - 1);
+		return -EINVAL;
+	}
+	if (required && len == 0) {
+		api_error_set(err, "Field \"%s\" must not be empty.",
+			      fname(n, sizeof(n), prefix, key));
+		return -EINVAL;
+	}
+	memcpy(buf, s, len + 1);
+	return 1;
+}
+
+static int j_bool(json_object *obj, const char *prefix, const char *key, bool *out,
+		  bool required, struct api_error *err)
+{
+	json_object *v = j_get(obj, key);
+
+	*out = false;
+	if (!v)
+		return required ? j_missing(err, prefix, key) : 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return j_wrong_type(err, prefix, key, "a boolean", v);
+	*out = json_object_get_boolean(v);
+	return 1;
+}
+
+static int j_uint(json_object *obj, const char *prefix, const char *key, uint64_t min,
+		  uint64_t max, uint64_t *out, bool required, struct api_error *err)
+{
+	json_object *v = j_get(obj, key);
+	char n[160];
+	int64_t sv;
+	uint64_t uv;
+
+	*out = 0;
+	if (!v)
+		return required ? j_missing(err, prefix, key) : 0;
+	if (!json_object_is_type(v, json_type_int))
+		return j_wrong_type(err, prefix, key, "an integer", v);
+	/* json-c keeps integers above INT64_MAX as uint64; get_int64 then saturates. */
+	sv = json_object_get_int64(v);
+	uv = sv < 0 ? 0 : json_object_get_uint64(v);
+	if (sv < 0 || uv < min || uv > max) {
+		fname(n, sizeof(n), prefix, key);
+		if (sv < 0)
+			api_error_set(err, "Field \"%s\" must be between %" PRIu64 " and %" PRIu64
+					   ", got %" PRId64 ".",
+				      n, min, max, sv);
+		else
+			api_error_set(err, "Field \"%s\" must be between %" PRIu64 " and %" PRIu64
+					   ", got %" PRIu64 ".",
+				      n, min, max, uv);
+		return -EINVAL;
+	}
+	*out = uv;
+	return 1;
+}
+
+/* A string out of `names` (NULL-terminated, index = enum value). */
+static int j_enum(json_object *obj, const char *prefix, const char *key,
+		  const char *const *names, bool icase, int *out, bool required,
+		  struct api_error *err)
+{
+	char s[64], n[160], list[256];
+	size_t len = 0;
+	int r, i;
+
+	r = j_str(obj, prefix, key, s, sizeof(s), required, err);
+	if (r == -EINVAL && strstr(err->message, "too long"))
+		s[0] = '\0'; /* reported below as not one of the names */
+	else if (r <= 0)
+		return r;
+	for (i = 0; names[i]; i++)
+		if (icase ? !strcasecmp(names[i], s) : !strcmp(names[i], s)) {
+			*out = i;
+			return 1;
+		}
+	list[0] = '\0';
+	for (i = 0; names[i] && len < sizeof(list); i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+					names[i]);
+	{
+		char esc[128];
+
+		json_escape(esc, sizeof(esc), s);
+		api_error_set(err, "Field \"%s\" must be one of %s; got \"%s\".",
+			      fname(n, sizeof(n), prefix, key), list, r < 0 ? "(too long)" : esc);
+	}
+	return -EINVAL;
+}
+
+/* Firecracker's id rule: 1..64 characters of [A-Za-z0-9_]. */
+static int check_id(const char *id, const char *what, struct api_error *err)
+{
+	size_t i, len = strlen(id);
+
+	if (len == 0 || len >= API_ID_LEN) {
+		api_error_set(err, "Invalid %s: must be 1 to %d characters long.", what,
+			      API_ID_LEN - 1);
+		return -EINVAL;
+	}
+	for (i = 0; i < len; i++) {
+		char ch = id[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_')) {
+			api_error_set(err,
+				      "Invalid %s: only letters, digits and '_' are allowed.", what);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int j_id(json_object *obj, const char *prefix, const char *key, char *buf,
+		bool required, struct api_error *err)
+{
+	char n[160];
+	int r;
+
+	r = j_str(obj, prefix, key, buf, API_ID_LEN, required, err);
+	if (r == 1 && check_id(buf, fname(n, sizeof(n), prefix, key), err))
+		return -EINVAL;
+	return r;
+}
+
+static int j_object(json_object *obj, const char *prefix, const char *key, json_object **out,
+		    bool required, struct api_error *err)
+{
+	json_object *v = j_get(obj, key);
+
+	*out = NULL;
+	if (!v)
+		return required ? j_missing(err, prefix, key) : 0;
+	if (!json_object_is_type(v, json_type_object))
+		return j_wrong_type(err, prefix, key, "an object", v);
+	*out = v;
+	return 1;
+}
+
+static int parse_bucket(json_object *obj, const char *prefix, const char *key,
+			struct api_token_bucket *b, struct api_error *err)
+{
+	static const char *const known[] = {"size", "one_time_burst", "refill_time", NULL};
+	json_object *o;
+	char p[160];
+	int r;
+
+	memset(b, 0, sizeof(*b));
+	r = j_object(obj, prefix, key, &o, false, err);
+	if (r <= 0)
+		return r;
+	fname(p, sizeof(p), prefix, key);
+	if (j_known(o, p, known, err) < 0 ||
+	    j_uint(o, p, "size", 0, INT64_MAX, &b->size, true, err) < 0 ||
+	    j_uint(o, p, "one_time_burst", 0, INT64_MAX, &b->one_time_burst, false, err) < 0 ||
+	    j_uint(o, p, "refill_time", 0, INT64_MAX, &b->refill_time, true, err) < 0)
+		return -EINVAL;
+	b->present = true;
+	return 1;
+}
+
+static int parse_rate_limiter(json_object *obj, const char *prefix, const char *key,
+			      struct api_rate_limiter *rl, struct api_error *err)
+{
+	static const char *const known[] = {"bandwidth", "ops", NULL};
+	json_object *o;
+	char p[160];
+	int r;
+
+	memset(rl, 0, sizeof(*rl));
+	r = j_object(obj, prefix, key, &o, false, err);
+	if (r <= 0)
+		return r;
+	fname(p, sizeof(p), prefix, key);
+	if (j_known(o, p, known, err) < 0 || parse_bucket(o, p, "bandwidth", &rl->bandwidth, err) < 0 ||
+	    parse_bucket(o, p, "ops", &rl->ops, err) < 0)
+		return -EINVAL;
+	rl->present = true;
+	return 1;
+}
+
+/* ---- resource parsers: JSON object to request struct ------------------------------------- */
+
+static int parse_boot_source(json_object *o, struct api_boot_source *b, struct api_error *err)
+{
+	static const char *const known[] = {"kernel_image_path", "boot_args", "initrd_path", NULL};
+
+	if (j_known(o, "boot-source", known, err) < 0 ||
+	    j_str(o, "", "kernel_image_path", b->kernel_image_path, sizeof(b->kernel_image_path),
+		  true, err) < 0 ||
+	    j_str(o, "", "boot_args", b->boot_args, sizeof(b->boot_args), false, err) < 0 ||
+	    j_str(o, "", "initrd_path", b->initrd_path, sizeof(b->initrd_path), false, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static const char *const cpu_template_names[] = {"None", "C3",  "T2",   "T2S",
+						 "T2CL", "T2A", "V1N1", NULL};
+static const char *const huge_pages_names[] = {"None", "Transparent", "2M", NULL};
+
+/* PUT (patch false): vcpu_count and mem_size_mib required, the rest reset to defaults.
+ * PATCH: only the members present change `c`, which holds the current configuration. */
+static int parse_machine_config(json_object *o, bool patch, struct api_machine_config *c,
+				struct api_error *err)
+{
+	static const char *const known[] = {"vcpu_count", "mem_size_mib", "smt",
+					    "track_dirty_pages", "cpu_template", "huge_pages",
+					    NULL};
+	uint64_t v;
+	bool b;
+	int e, r;
+
+	if (j_known(o, "machine-config", known, err) < 0)
+		return -EINVAL;
+	if (!patch)
+		memset(c, 0, sizeof(*c));
+	r = j_uint(o, "", "vcpu_count", 1, API_MAX_VCPUS, &v, !patch, err);
+	if (r < 0)
+		return r;
+	if (r)
+		c->vcpu_count = (uint32_t)v;
+	r = j_uint(o, "", "mem_size_mib", 1, API_MAX_MEM_MIB, &v, !patch, err);
+	if (r < 0)
+		return r;
+	if (r)
+		c->mem_size_mib = (uint32_t)v;
+	r = j_bool(o, "", "smt", &b, false, err);
+	if (r < 0)
+		return r;
+	if (r)
+		c->smt = b;
+	r = j_bool(o, "", "track_dirty_pages", &b, false, err);
+	if (r < 0)
+		return r;
+	if (r)
+		c->track_dirty_pages = b;
+	r = j_enum(o, "", "cpu_template", cpu_template_names, false, &e, false, err);
+	if (r < 0)
+		return r;
+	if (r)
+		c->cpu_template = (enum api_cpu_template)e;
+	r = j_enum(o, "", "huge_pages", huge_pages_names, false, &e, false, err);
+	if (r < 0)
+		return r;
+	if (r)
+		c->huge_pages = (enum api_huge_pages)e;
+
+	if (c->smt && c->vcpu_count > 1 && c->vcpu_count % 2) {
+		api_error_set(err, "With \"smt\" enabled, \"vcpu_count\" must be 1 or even, got %u.",
+			      c->vcpu_count);
+		return -EINVAL;
+	}
+	if (c->huge_pages == API_HUGE_PAGES_2M && c->mem_size_mib % 2) {
+		api_error_set(err,
+			      "With 2M huge pages, \"mem_size_mib\" must be a multiple of 2, got %u.",
+			      c->mem_size_mib);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const char *const cache_type_names[] = {"Unsafe", "Writeback", NULL};
+static const char *const io_engine_names[] = {"Sync", "Async", NULL};
+
+static int parse_drive(json_object *o, const char *path_id, struct api_drive *d,
+		       struct api_error *err)
+{
+	static const char *const known[] = {"drive_id",     "partuuid",   "is_root_device",
+					    "cache_type",   "is_read_only", "path_on_host",
+					    "rate_limiter", "io_engine",  "socket",
+					    NULL};
+	int e, r_path, r_sock, r_ro;
+
+	memset(d, 0, sizeof(*d));
+	if (j_known(o, "drive", known, err) < 0 ||
+	    j_id(o, "", "drive_id", d->drive_id, true, err) < 0)
+		return -EINVAL;
+	if (strcmp(d->drive_id, path_id)) {
+		api_error_set(err, "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
+			      path_id, d->drive_id);
+		return -EINVAL;
+	}
+	if (j_bool(o, "", "is_root_device", &d->is_root_device, true, err) < 0 ||
+	    j_str(o, "", "partuuid", d->partuuid, sizeof(d->partuuid), false, err) < 0)
+		return -EINVAL;
+	r_path = j_str(o, "", "path_on_host", d->path_on_host, sizeof(d->path_on_host), false, err);
+	if (r_path < 0)
+		return r_path;
+	r_sock = j_str(o, "", "socket", d->socket, sizeof(d->socket), false, err);
+	if (r_sock < 0)
+		return r_sock;
+	r_ro = j_bool(o, "", "is_read_only", &d->is_read_only, false, err);
+	if (r_ro < 0)
+		return r_ro;
+	if (r_path && r_sock) {
+		api_error_set(err, "Fields \"path_on_host\" and \"socket\" exclude each other: "
+				   "a drive is either virtio-block or vhost-user-block.");
+		return -EINVAL;
+	}
+	if (!r_path && !r_sock)
+		return j_missing(err, "", "path_on_host");
+	if (r_sock && r_ro) {
+		api_error_set(err, "Field \"is_read_only\" applies to virtio-block drives only, "
+				   "not with \"socket\".");
+		return -EINVAL;
+	}
+	if (j_enum(o, "", "cache_type", cache_type_names, false, &e, false, err) < 0)
+		return -EINVAL;
+	d->cache_type = (enum api_cache_type)e;
+	e = 0;
+	if (j_enum(o, "", "io_engine", io_engine_names, false, &e, false, err) < 0)
+		return -EINVAL;
+	d->io_engine = (enum api_io_engine)e;
+	if (parse_rate_limiter(o, "", "rate_limiter", &d->rate_limiter, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	int i;
+
+	if (strlen(s) != 17)
+		return -EINVAL;
+	for (i = 0; i < 6; i++) {
+		unsigned int v = 0;
+		int k;
+
+		for (k = 0; k < 2; k++) {
+			char ch = s[i * 3 + k];
+
+			v <<= 4;
+			if (ch >= '0' && ch <= '9')
+				v |= (unsigned int)(ch - '0');
+			else if (ch >= 'a' && ch <= 'f')
+				v |= (unsigned int)(ch - 'a' + 10);
+			else if (ch >= 'A' && ch <= 'F')
+				v |= (unsigned int)(ch - 'A' + 10);
+			else
+				return -EINVAL;
+		}
+		if (i < 5 && s[i * 3 + 2] != ':')
+			return -EINVAL;
+		mac[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+static int j_ifname(json_object *o, const char *prefix, const char *key, char *buf,
+		    struct api_error *err)
+{
+	char n[160];
+	size_t i;
+
+	if (j_str(o, prefix, key, buf, API_IFNAME_LEN, true, err) < 0)
+		return -EINVAL;
+	for (i = 0; buf[i]; i++)
+		if (buf[i] == '/' || buf[i] == ' ' || (unsigned char)buf[i] < 0x21) {
+			api_error_set(err, "Field \"%s\" is not a valid interface name.",
+				      fname(n, sizeof(n), prefix, key));
+			return -EINVAL;
+		}
+	return 0;
+}
+
+static int parse_net(json_object *o, const char *path_id, struct api_net *net,
+		     struct api_error *err)
+{
+	static const char *const known[] = {"iface_id", "host_dev_name", "guest_mac", "mtu",
+					    "rx_rate_limiter", "tx_rate_limiter", NULL};
+	char mac[API_MAC_LEN];
+	uint64_t mtu;
+	int r;
+
+	memset(net, 0, sizeof(*net));
+	if (j_known(o, "network interface", known, err) < 0 ||
+	    j_id(o, "", "iface_id", net->iface_id, true, err) < 0)
+		return -EINVAL;
+	if (strcmp(net->iface_id, path_id)) {
+		api_error_set(err, "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
+			      path_id, net->iface_id);
+		return -EINVAL;
+	}
+	if (j_ifname(o, "", "host_dev_name", net->host_dev_name, err) < 0)
+		return -EINVAL;
+	r = j_str(o, "", "guest_mac", mac, sizeof(mac), false, err);
+	if (r < 0 && strstr(err->message, "too long"))
+		r = 2;
+	if (r < 0)
+		return r;
+	if (r == 2 || (r == 1 && parse_mac(mac, net->guest_mac))) {
+		api_error_set(err, "Field \"guest_mac\" must look like \"06:00:ac:10:00:02\".");
+		return -EINVAL;
+	}
+	net->has_guest_mac = r == 1;
+	if (j_uint(o, "", "mtu", 68, 65535, &mtu, false, err) < 0)
+		return -EINVAL;
+	net->mtu = (uint32_t)mtu;
+	if (parse_rate_limiter(o, "", "rx_rate_limiter", &net->rx_rate_limiter, err) < 0 ||
+	    parse_rate_limiter(o, "", "tx_rate_limiter", &net->tx_rate_limiter, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_vsock(json_object *o, struct api_vsock *v, struct api_error *err)
+{
+	static const char *const known[] = {"guest_cid", "uds_path", "vsock_id", NULL};
+	uint64_t cid;
+
+	memset(v, 0, sizeof(*v));
+	/* CIDs 0-2 are reserved (hypervisor, local, host); 0xffffffff is VMADDR_CID_ANY. */
+	if (j_known(o, "vsock", known, err) < 0 ||
+	    j_uint(o, "", "guest_cid", 3, UINT32_MAX - 1, &cid, true, err) < 0 ||
+	    j_str(o, "", "uds_path", v->uds_path, sizeof(v->uds_path), true, err) < 0 ||
+	    j_id(o, "", "vsock_id", v->vsock_id, false, err) < 0)
+		return -EINVAL;
+	v->guest_cid = (uint32_t)cid;
+	return 0;
+}
+
+static int parse_entropy(json_object *o, struct api_entropy *e, struct api_error *err)
+{
+	static const char *const known[] = {"rate_limiter", NULL};
+
+	memset(e, 0, sizeof(*e));
+	if (j_known(o, "entropy", known, err) < 0 ||
+	    parse_rate_limiter(o, "", "rate_limiter", &e->rate_limiter, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* Index = enum api_log_level + 0; Firecracker's names, case-insensitive. */
+static const char *const log_level_names[] = {"Off", "Error", "Warning", "Info", "Debug",
+					      "Trace", NULL};
+
+static int parse_logger(json_object *o, struct api_logger *l, struct api_error *err)
+{
+	static const char *const known[] = {"log_path", "level", "show_level", "show_log_origin",
+					    "module", NULL};
+	int e, r;
+
+	memset(l, 0, sizeof(*l));
+	if (j_known(o, "logger", known, err) < 0 ||
+	    j_str(o, "", "log_path", l->log_path, sizeof(l->log_path), false, err) < 0)
+		return -EINVAL;
+	r = j_enum(o, "", "level", log_level_names, true, &e, false, err);
+	if (r < 0)
+		return r;
+	l->has_level = r == 1;
+	l->level = (enum api_log_level)e;
+	if (j_bool(o, "", "show_level", &l->show_level, false, err) < 0 ||
+	    j_bool(o, "", "show_log_origin", &l->show_log_origin, false, err) < 0 ||
+	    j_str(o, "", "module", l->module, sizeof(l->module), false, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static const char *const snapshot_type_names[] = {"Full", "Diff", NULL};
+
+static int parse_snapshot_create(json_object *o, struct api_snapshot_create *s,
+				 struct api_error *err)
+{
+	static const char *const known[] = {"snapshot_path", "mem_file_path", "snapshot_type",
+					    NULL};
+	int e = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (j_known(o, "snapshot/create", known, err) < 0 ||
+	    j_str(o, "", "snapshot_path", s->snapshot_path, sizeof(s->snapshot_path), true, err) < 0 ||
+	    j_str(o, "", "mem_file_path", s->mem_file_path, sizeof(s->mem_file_path), false, err) < 0 ||
+	    j_enum(o, "", "snapshot_type", snapshot_type_names, false, &e, false, err) < 0)
+		return -EINVAL;
+	s->snapshot_type = (enum api_snapshot_type)e;
+	return 0;
+}
+
+static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s,
+			       struct api_error *err)
+{
+	static const char *const known[] = {"snapshot_path",	 "mem_backend",	   "mem_file_path",
+					    "enable_diff_snapshots", "track_dirty_pages", "resume_vm",
+					    "network_overrides",	 "vsock_override", "clock_realtime",
+					    NULL};
+	static const char *const backend_known[] = {"backend_type", "backend_path", NULL};
+	static const char *const backend_names[] = {"File", "Uffd", NULL};
+	static const char *const ovr_known[] = {"iface_id", "host_dev_name", NULL};
+	static const char *const vsock_known[] = {"uds_path", NULL};
+	char mem_file[API_PATH_LEN];
+	json_object *mb, *vo, *arr;
+	bool diff, track;
+	int r_file, r_mb, e;
+	size_t i, n;
+
+	memset(s, 0, sizeof(*s));
+	if (j_known(o, "snapshot/load", known, err) < 0 ||
+	    j_str(o, "", "snapshot_path", s->snapshot_path, sizeof(s->snapshot_path), true, err) < 0)
+		return -EINVAL;
+	r_file = j_str(o, "", "mem_file_path", mem_file, sizeof(mem_file), false, err);
+	if (r_file < 0)
+		return r_file;
+	r_mb = j_object(o, "", "mem_backend", &mb, false, err);
+	if (r_mb < 0)
+		return r_mb;
+	if (r_file && r_mb) {
+		api_error_set(err, "Fields \"mem_file_path\" (deprecated) and \"mem_backend\" "
+				   "exclude each other; use \"mem_backend\".");
+		return -EINVAL;
+	}
+	if (r_mb) {
+		if (j_known(mb, "mem_backend", backend_known, err) < 0 ||
+		    j_enum(mb, "mem_backend", "backend_type", backend_names, false, &e, true, err) < 0 ||
+		    j_str(mb, "mem_backend", "backend_path", s->backend_path,
+			  sizeof(s->backend_path), true, err) < 0)
+			return -EINVAL;
+		s->backend_type = e == 0 ? API_MEM_BACKEND_FILE : API_MEM_BACKEND_UFFD;
+	} else if (r_file) {
+		s->backend_type = API_MEM_BACKEND_FILE;
+		memcpy(s->backend_path, mem_file, sizeof(mem_file));
+	} else {
+		s->backend_type = API_MEM_BACKEND_NONE;
+	}
+	if (j_bool(o, "", "enable_diff_snapshots", &diff, false, err) < 0 ||
+	    j_bool(o, "", "track_dirty_pages", &track, false, err) < 0 ||
+	    j_bool(o, "", "resume_vm", &s->resume_vm, false, err) < 0 ||
+	    j_bool(o, "", "clock_realtime", &s->clock_realtime, false, err) < 0)
+		return -EINVAL;
+	s->track_dirty_pages = diff || track;
+
+	arr = j_get(o, "network_overrides");
+	if (arr) {
+		if (!json_object_is_type(arr, json_type_array))
+			return j_wrong_type(err, "", "network_overrides", "an array", arr);
+		n = json_object_array_length(arr);
+		if (n > API_MAX_NET_OVERRIDES) {
+			api_error_set(err, "Field \"network_overrides\" has %zu entries, at most %d.",
+				      n, API_MAX_NET_OVERRIDES);
+			return -EINVAL;
+		}
+		for (i = 0; i < n; i++) {
+			json_object *it = json_object_array_get_idx(arr, i);
+			struct api_net_override *ov = &s->net_overrides[i];
+			char p[48];
+			size_t k;
+
+			snprintf(p, sizeof(p), "network_overrides[%zu]", i);
+			if (!it || !json_object_is_type(it, json_type_object))
+				return j_wrong_type(err, "", p, "an object",
+						    it ? it : json_object_array_get_idx(arr, i));
+			if (j_known(it, p, ovr_known, err) < 0 ||
+			    j_id(it, p, "iface_id", ov->iface_id, true, err) < 0 ||
+			    j_ifname(it, p, "host_dev_name", ov->host_dev_name, err) < 0)
+				return -EINVAL;
+			for (k = 0; k < i; k++)
+				if (!strcmp(s->net_overrides[k].iface_id, ov->iface_id)) {
+					api_error_set(err, "Field \"network_overrides\" names "
+							   "interface \"%s\" twice.",
+						      ov->iface_id);
+					return -EINVAL;
+				}
+		}
+		s->n_net_overrides = (uint32_t)n;
+	}
+	if (j_object(o, "", "vsock_override", &vo, false, err) < 0)
+		return -EINVAL;
+	if (vo) {
+		if (j_known(vo, "vsock_override", vsock_known, err) < 0 ||
+		    j_str(vo, "vsock_override", "uds_path", s->vsock_uds_path,
+			  sizeof(s->vsock_uds_path), true, err) < 0)
+			return -EINVAL;
+		s->has_vsock_override = true;
+	}
+	return 0;
+}
+
+/* ---- metrics and logger owned by the API ------------------------------------------------- */
+
+static int open_output(const char *path, struct api_error *err, const char *what)
+{
+	/* Non-blocking so a named pipe nobody reads never stalls the VMM's loop. */
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+		      0600);
+
+	if (fd < 0) {
+		int e = errno;
+
+		api_error_set(err, "Cannot open the %s file \"%s\": %s.", what, path, strerror(e));
+		return -e;
+	}
+	return fd;
+}
+
+int api_server_flush_metrics(struct api_server *srv)
+{
+	const struct api_counters *c = &srv->cnt;
+	json_object *root = NULL, *api;
+	struct timespec ts;
+	const char *line;
+	size_t len;
+	char *buf;
+	ssize_t w;
+	int ret = 0;
+
+	if (srv->metrics_fd < 0)
+		return -ENOENT;
+	if (srv->ops->metrics)
+		root = srv->ops->metrics(srv->ctx);
+	if (!root || !json_object_is_type(root, json_type_object)) {
+		json_object_put(root);
+		root = json_object_new_object();
+		if (!root)
+			return -ENOMEM;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json_object_object_add(root, "utc_timestamp_ms",
+			       json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+	api = json_object_new_object();
+	if (api) {
+		json_object_object_add(api, "requests", json_object_new_uint64(c->requests));
+		json_object_object_add(api, "status_2xx", json_object_new_uint64(c->status_2xx));
+		json_object_object_add(api, "status_4xx", json_object_new_uint64(c->status_4xx));
+		json_object_object_add(api, "status_5xx", json_object_new_uint64(c->status_5xx));
+		json_object_object_add(api, "bad_http", json_object_new_uint64(c->bad_http));
+		json_object_object_add(api, "timeouts", json_object_new_uint64(c->timeouts));
+		json_object_object_add(api, "conns_accepted", json_object_new_uint64(c->conns_accepted));
+		json_object_object_add(api, "conns_refused", json_object_new_uint64(c->conns_refused));
+		json_object_object_add(api, "load_snapshot_request_us",
+				       json_object_new_uint64(c->last_load_snapshot_us));
+		json_object_object_add(api, "create_snapshot_request_us",
+				       json_object_new_uint64(c->last_create_snapshot_us));
+		json_object_object_add(api, "instance_start_request_us",
+				       json_object_new_uint64(c->last_instance_start_us));
+		json_object_object_add(root, "api_server", api);
+	}
+	line = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+	len = strlen(line);
+	/* One write per line so readers of a pipe never see half a record. */
+	buf = malloc(len + 1);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(buf, line, len);
+	buf[len] = '\n';
+	w = write(srv->metrics_fd, buf, len + 1);
+	if (w < 0)
+		ret = -errno;
+	else if ((size_t)w != len + 1)
+		ret = -EIO;
+	free(buf);
+out:
+	json_object_put(root);
+	return ret;
+}
+
+static int default_logger(const struct api_logger *l, struct api_error *err)
+{
+	static const enum log_level map[] = {
+		[API_LOG_OFF] = LOG_ERROR,     [API_LOG_ERROR] = LOG_ERROR,
+		[API_LOG_WARNING] = LOG_WARN,  [API_LOG_INFO] = LOG_INFO,
+		[API_LOG_DEBUG] = LOG_DEBUG,   [API_LOG_TRACE] = LOG_DEBUG,
+	};
+	int fd;
+
+	if (l->log_path[0]) {
+		fd = open_output(l->log_path, err, "log");
+		if (fd < 0)
+			return fd;
+		if (dup2(fd, STDERR_FILENO) < 0) {
+			int e = errno;
+
+			close(fd);
+			api_error_set(err, "dup2 of the log file onto stderr: %s.", strerror(e));
+			err->status = 500;
+			return -e;
+		}
+		close(fd);
+	}
+	if (l->has_level)
+		log_set_level(map[l->level]);
+	return 0;
+}
+
+/* ---- the router ---------------------------------------------------------------------------- */
+
+enum res {
+	RES_ROOT,
+	RES_BOOT_SOURCE,
+	RES_MACHINE_CONFIG,
+	RES_DRIVES,
+	RES_NET,
+	RES_VSOCK,
+	RES_ENTROPY,
+	RES_ACTIONS,
+	RES_VM,
+	RES_SNAP_CREATE,
+	RES_SNAP_LOAD,
+	RES_LOGGER,
+	RES_METRICS,
+	RES_NONE,
+};
+
+static enum res match_path(const char *p, size_t len, const char **id, size_t *id_len)
+{
+	static const struct {
+		const char *path;
+		enum res res;
+		bool has_id;
+	} table[] = {
+		{"/", RES_ROOT, false},
+		{"/boot-source", RES_BOOT_SOURCE, false},
+		{"/machine-config", RES_MACHINE_CONFIG, false},
+		{"/drives/", RES_DRIVES, true},
+		{"/network-interfaces/", RES_NET, true},
+		{"/vsock", RES_VSOCK, false},
+		{"/entropy", RES_ENTROPY, false},
+		{"/actions", RES_ACTIONS, false},
+		{"/vm", RES_VM, false},
+		{"/snapshot/create", RES_SNAP_CREATE, false},
+		{"/snapshot/load", RES_SNAP_LOAD, false},
+		{"/logger", RES_LOGGER, false},
+		{"/metrics", RES_METRICS, false},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		size_t n = strlen(table[i].path);
+
+		if (table[i].has_id) {
+			if (len > n && !memcmp(p, table[i].path, n)) {
+				*id = p + n;
+				*id_len = len - n;
+				return table[i].res;
+			}
+		} else if (len == n && !memcmp(p, table[i].path, n)) {
+			return table[i].res;
+		}
+	}
+	return RES_NONE;
+}
+
+static const char *method_name(enum http_method m)
+{
+	return http_method_str(m);
+}
+
+static const char *const state_names[] = {"Not started", "Running", "Paused"};
+
+static void reply_root(struct api_server *srv)
+{
+	struct api_instance_info info;
+	char id[6 * API_ID_LEN];
+	int n;
+
+	memset(&info, 0, sizeof(info));
+	snprintf(info.id, sizeof(info.id), "%s", "thaw");
+	if (srv->phase == API_PHASE_STARTED)
+		info.state = srv->paused ? API_VM_PAUSED : API_VM_RUNNING;
+	if (srv->ops->describe)
+		srv->ops->describe(srv->ctx, &info);
+	info.id[sizeof(info.id) - 1] = '\0';
+	if ((unsigned int)info.state > API_VM_PAUSED)
+		info.state = API_VM_NOT_STARTED;
+	json_escape(id, sizeof(id), info.id);
+	n = snprintf(srv->reply.body, sizeof(srv->reply.body),
+		     "{\"id\": \"%s\", \"state\": \"%s\", \"vmm_version\": \"%s\", \"app_name\": "
+		     "\"%s\"}",
+		     id, state_names[info.state], API_VMM_VERSION, API_APP_NAME);
+	srv->reply.status = 200;
+	srv->reply.len = (size_t)n;
+}
+
+static void reply_machine_config(struct api_server *srv, const struct api_machine_config *c)
+{
+	int n;
+
+	n = snprintf(srv->reply.body, sizeof(srv->reply.body),
+		     "{\"vcpu_count\": %u, \"mem_size_mib\": %u, \"smt\": %s, "
+		     "\"track_dirty_pages\": %s, \"cpu_template\": \"%s\", \"huge_pages\": \"%s\"}",
+		     c->vcpu_count, c->mem_size_mib, c->smt ? "true" : "false",
+		     c->track_dirty_pages ? "true" : "false",
+		     cpu_template_names[c->cpu_template <= API_CPU_TEMPLATE_V1N1 ? c->cpu_template : 0],
+		     huge_pages_names[c->huge_pages <= API_HUGE_PAGES_2M ? c->huge_pages : 0]);
+	srv->reply.status = 200;
+	srv->reply.len = (size_t)n;
+}
+
+/* The current machine configuration: the VMM's when it can tell, else the last accepted. */
+static int current_mcfg(struct api_server *srv, struct api_machine_config *c,
+			struct api_error *err)
+{
+	*c = srv->mcfg;
+	if (srv->ops->get_machine_config)
+		return srv->ops->get_machine_config(srv->ctx, c, err);
+	return 0;
+}
+
+#define MSG_AFTER_START  "The requested operation is not supported after starting the microVM."
+#define MSG_BEFORE_START "The requested operation is not supported before starting the microVM."
+
+/* Whether the current phase allows `what`; replies 400 when not. */
+enum need { NEED_ANY, NEED_PREBOOT, NEED_STARTED, NEED_FRESH };
+
+static bool phase_allows(struct api_server *srv, enum need need)
+{
+	if (srv->phase == API_PHASE_FAILED && need != NEED_ANY) {
+		reply_faultf(srv, 400,
+			     "The microVM is in a failed state and refuses further actions (%s). "
+			     "Start a new thaw process.",
+			     srv->failed_reason);
+		return false;
+	}
+	switch (need) {
+	case NEED_ANY:
+		return true;
+	case NEED_PREBOOT:
+		if (srv->phase == API_PHASE_STARTED) {
+			reply_fault(srv, 400, MSG_AFTER_START);
+			return false;
+		}
+		return true;
+	case NEED_STARTED:
+		if (srv->phase != API_PHASE_STARTED) {
+			reply_fault(srv, 400, MSG_BEFORE_START);
+			return false;
+		}
+		return true;
+	case NEED_FRESH:
+		if (srv->phase == API_PHASE_STARTED) {
+			reply_fault(srv, 400, "Loading a microVM snapshot is not allowed after "
+					      "starting the microVM.");
+			return false;
+		}
+		if (srv->phase == API_PHASE_CONFIGURING) {
+			reply_fault(srv, 400, "Loading a microVM snapshot is not allowed after "
+					      "configuring boot-specific resources; it needs a fresh "
+					      "thaw process.");
+			return false;
+		}
+		return true;
+	}
+	return false;
+}
+
+/* Turns a callback's result into the reply. */
+static void reply_op(struct api_server *srv, int ret, struct api_error *err)
+{
+	if (ret == 0) {
+		reply_status(srv, 204);
+		return;
+	}
+	if (ret > 0)
+		ret = -EIO;
+	err->message[sizeof(err->message) - 1] = '\0';
+	if (!err->message[0])
+		api_error_set(err, "%s.", strerror(-ret));
+	if (err->status < 400 || err->status > 599)
+		err->status = 400;
+	reply_fault(srv, err->status, err->message);
+}
+
+static void reply_unsupported(struct api_server *srv, enum http_method m, const char *path)
+{
+	reply_faultf(srv, 400, "%s %s is not supported by this VMM.", method_name(m), path);
+}
+
+static void enter_failed(struct api_server *srv, const char *what, const struct api_error *err)
+{
+	srv->phase = API_PHASE_FAILED;
+	snprintf(srv->failed_reason, sizeof(srv->failed_reason), "%s failed: %s", what,
+		 err->message);
+	log_err("api: %s", srv->failed_reason);
+}
+
+/* Parses the body as one JSON object; replies 400 and returns NULL otherwise. */
+static json_object *parse_body(struct api_server *srv, const char *body, size_t len)
+{
+	enum json_tokener_error jerr;
+	json_object *obj;
+	size_t end, i;
+
+	if (len == 0) {
+		reply_fault(srv, 400, "The request needs a JSON object body.");
+		return NULL;
+	}
+	json_tokener_reset(srv->tok);
+	obj = json_tokener_parse_ex(srv->tok, body, (int)len);
+	jerr = json_tokener_get_error(srv->tok);
+	if (!obj || jerr != json_tokener_success) {
+		if (jerr == json_tokener_continue)
+			reply_fault(srv, 400, "Invalid JSON in the request body: unexpected end.");
+		else
+			reply_faultf(srv, 400, "Invalid JSON in the request body at byte %zu: %s.",
+				     json_tokener_get_parse_end(srv->tok),
+				     json_tokener_error_desc(jerr));
+		json_object_put(obj);
+		return NULL;
+	}
+	end = json_tokener_get_parse_end(srv->tok);
+	for (i = end; i < len; i++)
+		if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n') {
+			reply_faultf(srv, 400,
+				     "Invalid JSON in the request body: trailing data at byte %zu.", i);
+			json_object_put(obj);
+			return NULL;
+		}
+	if (!json_object_is_type(obj, json_type_object)) {
+		reply_faultf(srv, 400, "The request body must be a JSON object, got %s.",
+			     jtype_name(obj));
+		json_object_put(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+static void route_actions(struct api_server *srv, json_object *o, struct api_error *err)
+{
+	static const char *const known[] = {"action_type", NULL};
+	static const char *const names[] = {"InstanceStart", "SendCtrlAltDel", "FlushMetrics",
+					    NULL};
+	uint64_t t0;
+	int a, ret;
+
+	if (j_known(o, "actions", known, err) < 0 ||
+	    j_enum(o, "", "action_type", names, false, &a, true, err) < 0) {
+		reply_fault(srv, 400, err->message);
+		return;
+	}
+	switch (a) {
+	case 0: /* InstanceStart */
+		if (!phase_allows(srv, NEED_PREBOOT))
+			return;
+		if (!srv->ops->instance_start) {
+			reply_unsupported(srv, HTTP_PUT, "/actions InstanceStart");
+			return;
+		}
+		if (!srv->boot_source_set) {
+			reply_fault(srv, 400, "Cannot start the microVM without a boot source: "
+					      "PUT /boot-source first.");
+			return;
+		}
+		t0 = now_ns();
+		ret = srv->ops->instance_start(srv->ctx, err);
+		srv->cnt.last_instance_start_us = (now_ns() - t0) / 1000;
+		reply_op(srv, ret, err);
+		if (ret == 0) {
+			srv->phase = API_PHASE_STARTED;
+			srv->paused = false;
+		} else if (!err->keep_state) {
+			enter_failed(srv, "InstanceStart", err);
+		}
+		return;
+	case 1: /* SendCtrlAltDel */
+		if (!phase_allows(srv, NEED_STARTED))
+			return;
+		if (!srv->ops->send_ctrl_alt_del) {
+			reply_unsupported(srv, HTTP_PUT, "/actions SendCtrlAltDel");
+			return;
+		}
+		reply_op(srv, srv->ops->send_ctrl_alt_del(srv->ctx, err), err);
+		return;
+	default: /* FlushMetrics */
+		ret = api_server_flush_metrics(srv);
+		if (ret == -ENOENT)
+			reply_fault(srv, 400, "The metrics system is not configured: PUT /metrics "
+					      "first.");
+		else if (ret < 0)
+			reply_faultf(srv, 500, "Writing the metrics failed: %s.", strerror(-ret));
+		else
+			reply_status(srv, 204);
+		return;
+	}
+}
+
+static void route_vm(struct api_server *srv, json_object *o, struct api_error *err)
+{
+	static const char *const known[] = {"state", NULL};
+	static const char *const names[] = {"Paused", "Resumed", NULL};
+	int s, ret;
+
+	if (j_known(o, "vm", known, err) < 0 ||
+	    j_enum(o, "", "state", names, false, &s, true, err) < 0) {
+		reply_fault(srv, 400, err->message);
+		return;
+	}
+	if (!phase_allows(srv, NEED_STARTED))
+		return;
+	if (!(s == 0 ? srv->ops->pause : srv->ops->resume)) {
+		reply_unsupported(srv, HTTP_PATCH, "/vm");
+		return;
+	}
+	ret = s == 0 ? srv->ops->pause(srv->ctx, err) : srv->ops->resume(srv->ctx, err);
+	reply_op(srv, ret, err);
+	if (ret == 0)
+		srv->paused = s == 0;
+}
+
+/* The configuration resources share their shape: parse, check the phase, call the op. */
+static void route_config(struct api_server *srv, enum res res, enum http_method m,
+			 const char *path, const char *id, json_object *o, struct api_error *err)
+{
+	const struct api_ops *ops = srv->ops;
+	int ret = -EINVAL;
+	bool has_op;
+
+	switch (res) {
+	case RES_BOOT_SOURCE:
+		ret = parse_boot_source(o, &srv->scratch.boot, err);
+		has_op = ops->put_boot_source;
+		break;
+	case RES_MACHINE_CONFIG:
+		if (m == HTTP_PATCH) {
+			ret = current_mcfg(srv, &srv->scratch.mcfg, err);
+			if (ret) {
+				reply_op(srv, ret, err);
+				return;
+			}
+		}
+		ret = parse_machine_config(o, m == HTTP_PATCH, &srv->scratch.mcfg, err);
+		has_op = ops->put_machine_config;
+		break;
+	case RES_DRIVES:
+		ret = parse_drive(o, id, &srv->scratch.drive, err);
+		has_op = ops->put_drive;
+		break;
+	case RES_NET:
+		ret = parse_net(o, id, &srv->scratch.net, err);
+		has_op = ops->put_net;
+		break;
+	case RES_VSOCK:
+		ret = parse_vsock(o, &srv->scratch.vsock, err);
+		has_op = ops->put_vsock;
+		break;
+	case RES_ENTROPY:
+		ret = parse_entropy(o, &srv->scratch.entropy, err);
+		has_op = ops->put_entropy;
+		break;
+	default:
+		reply_fault(srv, 500, "internal routing error");
+		return;
+	}
+	if (ret < 0) {
+		reply_fault(srv, 400, err->message);
+		return;
+	}
+	if (!phase_allows(srv, NEED_PREBOOT))
+		return;
+	if (!has_op) {
+		reply_unsupported(srv, m, path);
+		return;
+	}
+	switch (res) {
+	case RES_BOOT_SOURCE:
+		ret = ops->put_boot_source(srv->ctx, &srv->scratch.boot, err);
+		if (ret == 0)
+			srv->boot_source_set = true;
+		break;
+	case RES_MACHINE_CONFIG:
+		ret = ops->put_machine_config(srv->ctx, &srv->scratch.mcfg, err);
+		if (ret == 0)
+			srv->mcfg = srv->scratch.mcfg;
+		break;
+	case RES_DRIVES:
+		ret = ops->put_drive(srv->ctx, &srv->scratch.drive, err);
+		break;
+	case RES_NET:
+		ret = ops->put_net(srv->ctx, &srv->scratch.net, err);
+		break;
+	case RES_VSOCK:
+		ret = ops->put_vsock(srv->ctx, &srv->scratch.vsock, err);
+		break;
+	case RES_ENTROPY:
+		ret = ops->put_entropy(srv->ctx, &srv->scratch.entropy, err);
+		break;
+	default:
+		break;
+	}
+	reply_op(srv, ret, err);
+	if (ret == 0)
+		srv->phase = API_PHASE_CONFIGURING;
+}
+
+static void route_body(struct api_server *srv, enum res res, enum http_method m,
+		       const char *path, const char *id, json_object *o, struct api_error *err)
+{
+	const struct api_ops *ops = srv->ops;
+	static const char *const metrics_known[] = {"metrics_path", NULL};
+	char mpath[API_PATH_LEN];
+	uint64_t t0;
+	int ret, fd;
+
+	switch (res) {
+	case RES_ACTIONS:
+		route_actions(srv, o, err);
+		return;
+	case RES_VM:
+		route_vm(srv, o, err);
+		return;
+	case RES_SNAP_CREATE:
+		if (parse_snapshot_create(o, &srv->scratch.screate, err) < 0) {
+			reply_fault(srv, 400, err->message);
+			return;
+		}
+		if (!phase_allows(srv, NEED_STARTED))
+			return;
+		if (!ops->snapshot_create) {
+			reply_unsupported(srv, m, path);
+			return;
+		}
+		t0 = now_ns();
+		ret = ops->snapshot_create(srv->ctx, &srv->scratch.screate, err);
+		srv->cnt.last_create_snapshot_us = (now_ns() - t0) / 1000;
+		reply_op(srv, ret, err);
+		return;
+	case RES_SNAP_LOAD:
+		if (parse_snapshot_load(o, &srv->scratch.sload, err) < 0) {
+			reply_fault(srv, 400, err->message);
+			return;
+		}
+		if (!phase_allows(srv, NEED_FRESH))
+			return;
+		if (!ops->snapshot_load) {
+			reply_unsupported(srv, m, path);
+			return;
+		}
+		ret = ops->snapshot_load(srv->ctx, &srv->scratch.sload, err);
+		reply_op(srv, ret, err);
+		if (ret == 0) {
+			srv->phase = API_PHASE_STARTED;
+			srv->paused = !srv->scratch.sload.resume_vm;
+		} else if (!err->keep_state) {
+			enter_failed(srv, "Snapshot load", err);
+		}
+		return;
+	case RES_LOGGER:
+		if (parse_logger(o, &srv->scratch.logger, err) < 0) {
+			reply_fault(srv, 400, err->message);
+			return;
+		}
+		ret = ops->put_logger ? ops->put_logger(srv->ctx, &srv->scratch.logger, err)
+				      : default_logger(&srv->scratch.logger, err);
+		reply_op(srv, ret, err);
+		return;
+	case RES_METRICS:
+		if (j_known(o, "metrics", metrics_known, err) < 0 ||
+		    j_str(o, "", "metrics_path", mpath, sizeof(mpath), true, err) < 0) {
+			reply_fault(srv, 400, err->message);
+			return;
+		}
+		if (srv->metrics_fd >= 0) {
+			reply_fault(srv, 400, "The metrics system is already configured.");
+			return;
+		}
+		fd = open_output(mpath, err, "metrics");
+		if (fd < 0) {
+			reply_op(srv, fd, err);
+			return;
+		}
+		srv->metrics_fd = fd;
+		reply_status(srv, 204);
+		return;
+	default:
+		route_config(srv, res, m, path, id, o, err);
+		return;
+	}
+}
+
+void api_state_init(struct api_server *srv)
+{
+	srv->phase = API_PHASE_FRESH;
+	srv->boot_source_set = false;
+	srv->paused = false;
+	srv->failed_reason[0] = '\0';
+	memset(&srv->mcfg, 0, sizeof(srv->mcfg));
+	srv->mcfg.vcpu_count = 1;
+	srv->mcfg.mem_size_mib = 128;
+}
+
+static bool method_ok(enum res res, enum http_method m)
+{
+	switch (res) {
+	case RES_ROOT:
+		return m == HTTP_GET;
+	case RES_MACHINE_CONFIG:
+		return m == HTTP_GET || m == HTTP_PUT || m == HTTP_PATCH;
+	case RES_VM:
+		return m == HTTP_PATCH;
+	case RES_NONE:
+		return false;
+	default:
+		return m == HTTP_PUT;
+	}
+}
+
+void api_route(struct api_server *srv, enum http_method method, const char *url, size_t url_len,
+	       const char *body, size_t body_len)
+{
+	struct http_parser_url u;
+	struct api_error err;
+	char path[API_MAX_URL_BYTES + 1];
+	char id[API_ID_LEN];
+	const char *idp = NULL;
+	size_t plen, id_len = 0;
+	enum res res;
+	json_object *o;
+	uint64_t t0 = now_ns();
+
+	srv->cnt.requests++;
+	memset(&err, 0, sizeof(err));
+	err.status = 400;
+
+	http_parser_url_init(&u);
+	if (http_parser_parse_url(url, url_len, 0, &u) || !(u.field_set & (1 << UF_PATH))) {
+		reply_fault(srv, 400, "Invalid request URL.");
+		return;
+	}
+	plen = u.field_data[UF_PATH].len;
+	memcpy(path, url + u.field_data[UF_PATH].off, plen);
+	path[plen] = '\0';
+	if (strlen(path) != plen) {
+		reply_fault(srv, 400, "Invalid request URL.");
+		return;
+	}
+
+	res = match_path(path, plen, &idp, &id_len);
+	if (!method_ok(res, method)) {
+		char esc[256];
+
+		json_escape(esc, sizeof(esc), path);
+		reply_faultf(srv, 400, "Invalid request method and/or path: %s %s.",
+			     method_name(method), esc);
+		return;
+	}
+	if (idp) {
+		if (id_len >= sizeof(id)) {
+			reply_faultf(srv, 400, "Invalid %s id: must be 1 to %d characters long.",
+				     res == RES_DRIVES ? "drive" : "interface", API_ID_LEN - 1);
+			return;
+		}
+		memcpy(id, idp, id_len);
+		id[id_len] = '\0';
+		if (check_id(id, res == RES_DRIVES ? "drive id in the path" : "interface id in the path",
+			     &err)) {
+			reply_fault(srv, 400, err.message);
+			return;
+		}
+	}
+
+	if (method == HTTP_GET) {
+		if (res == RES_ROOT) {
+			reply_root(srv);
+		} else {
+			struct api_machine_config c;
+			int ret = current_mcfg(srv, &c, &err);
+
+			if (ret)
+				reply_op(srv, ret, &err);
+			else
+				reply_machine_config(srv, &c);
+		}
+		return;
+	}
+
+	o = parse_body(srv, body, body_len);
+	if (!o)
+		return;
+	route_body(srv, res, method, path, idp ? id : NULL, o, &err);
+	json_object_put(o);
+	if (res == RES_SNAP_LOAD)
+		srv->cnt.last_load_snapshot_us = (now_ns() - t0) / 1000;
+}

@@ -1,0 +1,740 @@
+/* The transport: a listening unix socket, non-blocking connections, http_parser, response
+ * queues and a timer, all inside one private epoll set so the VMM polls a single fd.
+ *
+ * Each connection parses with its own http_parser into its own buffers, so a client that
+ * stalls mid-request holds nothing but its own connection (and loses it after the request
+ * timeout). Requests are executed as soon as they are complete, in order; the parser is
+ * paused after each one so a pipelining client that does not read its responses stops being
+ * read instead of growing a queue. */
+#include "api/api_int.h"
+#include "vmm/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+/* Room a request must find in `out` before it is processed: its response and a 100 Continue. */
+#define OUT_NEEDED (API_REPLY_MAX + API_RESP_HEAD_MAX + 32)
+
+/* ---- http_parser callbacks ------------------------------------------------------------------ */
+
+static int header_bytes_add(struct api_req *r, size_t len)
+{
+	r->header_bytes += len;
+	if (r->header_bytes > API_MAX_HEADER_BYTES) {
+		r->reject = 431;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+	struct api_conn *c = p->data;
+	struct api_req *r = &c->req;
+
+	r->url_len = 0;
+	r->body_len = 0;
+	r->header_bytes = 0;
+	r->reject = 0;
+	r->in_value = false;
+	r->hname_len = 0;
+	r->hval_len = 0;
+	r->expect_continue = false;
+	r->in_progress = true;
+	return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+	struct api_req *r = &((struct api_conn *)p->data)->req;
+
+	if (r->url_len + len > API_MAX_URL_BYTES) {
+		r->reject = 414;
+		return -1;
+	}
+	memcpy(r->url + r->url_len, at, len);
+	r->url_len += len;
+	return header_bytes_add(r, len);
+}
+
+/* Only Expect matters to us; its name and value may arrive in several pieces. */
+static void header_done(struct api_req *r)
+{
+	if (r->hname_len == 6 && !strncasecmp(r->hname, "expect", 6) && r->hval_len == 12 &&
+	    !strncasecmp(r->hval, "100-continue", 12))
+		r->expect_continue = true;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct api_req *r = &((struct api_conn *)p->data)->req;
+	size_t k;
+
+	if (r->in_value) {
+		header_done(r);
+		r->in_value = false;
+		r->hname_len = 0;
+		r->hval_len = 0;
+	}
+	for (k = 0; k < len && r->hname_len < sizeof(r->hname); k++)
+		r->hname[r->hname_len++] = at[k];
+	if (k < len)
+		r->hname_len = sizeof(r->hname); /* too long to be Expect */
+	/* ": " and CRLF count against the cap too. */
+	return header_bytes_add(r, len + 4);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+	struct api_req *r = &((struct api_conn *)p->data)->req;
+	size_t k;
+
+	r->in_value = true;
+	for (k = 0; k < len && r->hval_len < sizeof(r->hval); k++)
+		r->hval[r->hval_len++] = at[k];
+	if (k < len)
+		r->hval_len = sizeof(r->hval);
+	return header_bytes_add(r, len);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+	struct api_conn *c = p->data;
+	struct api_req *r = &c->req;
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+	if (r->in_value)
+		header_done(r);
+	if ((p->flags & F_CONTENTLENGTH) && p->content_length > API_MAX_BODY_BYTES) {
+		r->reject = 413;
+		return -1;
+	}
+	/* curl waits a second for this before sending a larger body. */
+	if (r->expect_continue && API_OUT_CAP - c->out_len >= sizeof(cont) - 1) {
+		memcpy(c->out + c->out_len, cont, sizeof(cont) - 1);
+		c->out_len += sizeof(cont) - 1;
+	}
+	return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+	struct api_req *r = &((struct api_conn *)p->data)->req;
+
+	/* Chunked bodies announce no length: the cap applies as they arrive. */
+	if (r->body_len + len > API_MAX_BODY_BYTES) {
+		r->reject = 413;
+		return -1;
+	}
+	memcpy(r->body + r->body_len, at, len);
+	r->body_len += len;
+	return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+	struct api_conn *c = p->data;
+
+	c->req.in_progress = false;
+	c->deadline_ns = 0;
+	/* Hand control back after every request: the caller executes it, then resumes. */
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+void api_parser_settings_init(http_parser_settings *s)
+{
+	http_parser_settings_init(s);
+	s->on_message_begin = on_message_begin;
+	s->on_url = on_url;
+	s->on_header_field = on_header_field;
+	s->on_header_value = on_header_value;
+	s->on_headers_complete = on_headers_complete;
+	s->on_body = on_body;
+	s->on_message_complete = on_message_complete;
+}
+
+/* ---- responses ------------------------------------------------------------------------------- */
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Payload Too Large";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	default:
+		return status < 500 ? "Bad Request" : "Internal Server Error";
+	}
+}
+
+/* Queues srv->reply on `c`; the caller made sure OUT_NEEDED bytes are free. */
+static void queue_reply(struct api_conn *c, bool close)
+{
+	struct api_server *srv = c->srv;
+	const struct api_reply *r = &srv->reply;
+	char *o = c->out + c->out_len;
+	size_t room = API_OUT_CAP - c->out_len;
+	int n;
+
+	if (r->status < 300)
+		srv->cnt.status_2xx++;
+	else if (r->status < 500)
+		srv->cnt.status_4xx++;
+	else
+		srv->cnt.status_5xx++;
+	/* RFC 9110: no Content-Length on a 204. */
+	if (r->status == 204)
+		n = snprintf(o, room, "HTTP/1.1 204 No Content\r\nServer: thaw\r\n%s\r\n",
+			     close ? "Connection: close\r\n" : "");
+	else
+		n = snprintf(o, room,
+			     "HTTP/1.1 %d %s\r\nServer: thaw\r\nContent-Type: application/json\r\n"
+			     "Content-Length: %zu\r\n%s\r\n",
+			     r->status, reason(r->status), r->len, close ? "Connection: close\r\n" : "");
+	if (n < 0 || (size_t)n + r->len > room)
+		return; /* cannot happen with OUT_NEEDED free; never overflow if it does */
+	memcpy(o + n, r->body, r->len);
+	c->out_len += (size_t)n + r->len;
+}
+
+static void reply_bad_http(struct api_conn *c, enum http_errno e)
+{
+	struct api_server *srv = c->srv;
+	char msg[160];
+	int status = c->req.reject ? c->req.reject : 400;
+
+	srv->cnt.bad_http++;
+	switch (status) {
+	case 413:
+		snprintf(msg, sizeof(msg), "The request body exceeds %d bytes.", API_MAX_BODY_BYTES);
+		break;
+	case 414:
+		snprintf(msg, sizeof(msg), "The request URL exceeds %d bytes.", API_MAX_URL_BYTES);
+		break;
+	case 431:
+		snprintf(msg, sizeof(msg), "The request headers exceed %d bytes.",
+			 API_MAX_HEADER_BYTES);
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "Malformed HTTP request: %s.", http_errno_description(e));
+		break;
+	}
+	log_ratelimited(LOG_WARN, "api: %d on connection %d: %s", status, c->fd, msg);
+	api_reply_fault(srv, status, msg);
+	c->closing = true;
+	queue_reply(c, true);
+}
+
+/* ---- connections ----------------------------------------------------------------------------- */
+
+struct api_conn *api_conn_new(struct api_server *srv, int fd)
+{
+	struct api_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->srv = srv;
+	c->fd = fd;
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	return c;
+}
+
+void api_conn_free(struct api_conn *c)
+{
+	free(c);
+}
+
+/* Parses and executes what is buffered, as far as the output queue has room. */
+static void conn_process(struct api_conn *c)
+{
+	struct api_server *srv = c->srv;
+	size_t off = 0;
+
+	while (off < c->in_len && !c->closing) {
+		enum http_errno e;
+		size_t n;
+
+		if (API_OUT_CAP - c->out_len < OUT_NEEDED) {
+			if (c->out_off == 0)
+				break;
+			memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+			c->out_len -= c->out_off;
+			c->out_off = 0;
+			if (API_OUT_CAP - c->out_len < OUT_NEEDED)
+				break;
+		}
+		n = http_parser_execute(&c->parser, &srv->settings, c->in + off, c->in_len - off);
+		off += n;
+		e = HTTP_PARSER_ERRNO(&c->parser);
+		if (e == HPE_PAUSED) {
+			bool keep = http_should_keep_alive(&c->parser);
+
+			http_parser_pause(&c->parser, 0);
+			api_route(srv, (enum http_method)c->parser.method, c->req.url,
+				  c->req.url_len, c->req.body, c->req.body_len);
+			if (!keep)
+				c->closing = true;
+			queue_reply(c, !keep);
+		} else if (e != HPE_OK) {
+			reply_bad_http(c, e);
+			off = c->in_len;
+		}
+	}
+	if (off) {
+		memmove(c->in, c->in + off, c->in_len - off);
+		c->in_len -= off;
+	}
+}
+
+static void conn_kill(struct api_conn *c)
+{
+	struct api_server *srv = c->srv;
+	unsigned int i;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->fd >= 0) {
+		epoll_ctl(srv->ep_fd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+		c->fd = -1;
+	}
+	for (i = 0; i < srv->n_conns; i++)
+		if (srv->conns[i] == c) {
+			srv->conns[i] = srv->conns[--srv->n_conns];
+			/* Later events of this epoll batch may still name c: free it after. */
+			c->next_dead = srv->dead;
+			srv->dead = c;
+			break;
+		}
+	/* Not in the table: a socketless (fuzz) connection, freed by its owner. */
+}
+
+/* Sends what is queued; 0, or -1 when the connection died. */
+static int conn_flush(struct api_conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n;
+
+		if (c->fd < 0) { /* the fuzz target's connections have nowhere to send */
+			c->out_off = c->out_len;
+			break;
+		}
+		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return 0;
+			log_ratelimited(LOG_INFO, "api: send on connection %d: %s", c->fd,
+					strerror(errno));
+			conn_kill(c);
+			return -1;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->out_off = c->out_len = 0;
+	return 0;
+}
+
+static void conn_update_events(struct api_conn *c)
+{
+	uint32_t ev = 0;
+	struct epoll_event e;
+
+	if (!c->closing && !c->peer_eof && c->in_len < API_IN_CAP &&
+	    API_OUT_CAP - c->out_len >= OUT_NEEDED)
+		ev |= EPOLLIN;
+	if (c->out_off < c->out_len)
+		ev |= EPOLLOUT;
+	if (ev == c->events || c->fd < 0)
+		return;
+	e.events = ev;
+	e.data.ptr = c;
+	if (epoll_ctl(c->srv->ep_fd, EPOLL_CTL_MOD, c->fd, &e) == 0)
+		c->events = ev;
+	else
+		conn_kill(c);
+}
+
+/* Processes and sends until blocked on the client; closes when the exchange is over. */
+static void conn_service(struct api_conn *c)
+{
+	for (;;) {
+		conn_process(c);
+		if (conn_flush(c) < 0)
+			return;
+		/* Input left over means output was full; now that it drained, go on. */
+		if (!c->in_len || c->closing || c->out_len)
+			break;
+	}
+	if (c->out_len == 0 && (c->closing || (c->peer_eof && c->in_len == 0))) {
+		conn_kill(c);
+		return;
+	}
+	if (c->req.in_progress || c->out_len) {
+		if (!c->deadline_ns)
+			c->deadline_ns = now_ns() + (uint64_t)c->srv->timeout_ms * 1000000ull;
+	} else {
+		c->deadline_ns = 0;
+	}
+	conn_update_events(c);
+}
+
+void api_conn_feed(struct api_conn *c, const char *data, size_t len)
+{
+	while (len && !c->dead && !c->closing) {
+		size_t n = API_IN_CAP - c->in_len;
+
+		if (n > len)
+			n = len;
+		memcpy(c->in + c->in_len, data, n);
+		c->in_len += n;
+		data += n;
+		len -= n;
+		conn_service(c);
+	}
+}
+
+static void conn_readable(struct api_conn *c)
+{
+	ssize_t n;
+
+	if (c->in_len < API_IN_CAP && !c->peer_eof) {
+		n = recv(c->fd, c->in + c->in_len, API_IN_CAP - c->in_len, MSG_DONTWAIT);
+		if (n > 0) {
+			c->in_len += (size_t)n;
+		} else if (n == 0) {
+			c->peer_eof = true;
+			/* A request cut short by the client's close is dropped unanswered. */
+			if (c->req.in_progress && c->in_len == 0)
+				c->closing = true;
+		} else if (errno != EAGAIN && errno != EINTR) {
+			conn_kill(c);
+			return;
+		}
+	}
+	conn_service(c);
+}
+
+static void accept_all(struct api_server *srv)
+{
+	for (;;) {
+		struct epoll_event e;
+		struct api_conn *c;
+		int fd;
+
+		fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_ratelimited(LOG_WARN, "api: accept4: %s", strerror(errno));
+			return;
+		}
+		if (srv->n_conns >= API_MAX_CONNS) {
+			srv->cnt.conns_refused++;
+			log_ratelimited(LOG_WARN, "api: %d connections open, refusing another",
+					API_MAX_CONNS);
+			close(fd);
+			continue;
+		}
+		c = api_conn_new(srv, fd);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		e.events = EPOLLIN;
+		e.data.ptr = c;
+		if (epoll_ctl(srv->ep_fd, EPOLL_CTL_ADD, fd, &e) < 0) {
+			log_ratelimited(LOG_WARN, "api: epoll_ctl add: %s", strerror(errno));
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->events = EPOLLIN;
+		srv->conns[srv->n_conns++] = c;
+		srv->cnt.conns_accepted++;
+	}
+}
+
+static void expire(struct api_server *srv)
+{
+	uint64_t now = now_ns(), ticks;
+	unsigned int i;
+
+	if (read(srv->timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		log_ratelimited(LOG_WARN, "api: read timerfd: %s", strerror(errno));
+	srv->timer_armed_ns = 0; /* one-shot: spent */
+	for (i = 0; i < srv->n_conns;) {
+		struct api_conn *c = srv->conns[i];
+
+		if (!c->deadline_ns || c->deadline_ns > now) {
+			i++;
+			continue;
+		}
+		srv->cnt.timeouts++;
+		log_ratelimited(LOG_INFO, "api: connection %d timed out %s", c->fd,
+				c->req.in_progress ? "mid-request" : "not reading its responses");
+		if (c->req.in_progress && API_OUT_CAP - c->out_len >= OUT_NEEDED) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg), "The request did not arrive in full within %u ms.",
+				 srv->timeout_ms);
+			api_reply_fault(srv, 408, msg);
+			queue_reply(c, true);
+			conn_flush(c);
+		}
+		conn_kill(c); /* removes conns[i]; the same index now holds another */
+	}
+}
+
+static void update_timer(struct api_server *srv)
+{
+	struct itimerspec its;
+	uint64_t min = 0;
+	unsigned int i;
+
+	for (i = 0; i < srv->n_conns; i++) {
+		uint64_t d = srv->conns[i]->deadline_ns;
+
+		if (d && (!min || d < min))
+			min = d;
+	}
+	if (min == srv->timer_armed_ns)
+		return;
+	memset(&its, 0, sizeof(its));
+	its.it_value.tv_sec = (time_t)(min / 1000000000ull);
+	its.it_value.tv_nsec = (long)(min % 1000000000ull);
+	/* All zero disarms; an absolute time in the past fires at once. */
+	if (timerfd_settime(srv->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+		log_ratelimited(LOG_WARN, "api: timerfd_settime: %s", strerror(errno));
+		return;
+	}
+	srv->timer_armed_ns = min;
+}
+
+int api_server_dispatch(struct api_server *srv)
+{
+	struct epoll_event ev[16];
+	int n, i;
+
+	n = epoll_wait(srv->ep_fd, ev, 16, 0);
+	if (n < 0) {
+		if (errno == EINTR)
+			return 0;
+		log_err("api: epoll_wait: %s", strerror(errno));
+		return -errno;
+	}
+	for (i = 0; i < n; i++) {
+		void *p = ev[i].data.ptr;
+		struct api_conn *c;
+
+		if (p == &srv->listen_fd) {
+			accept_all(srv);
+			continue;
+		}
+		if (p == &srv->timer_fd) {
+			expire(srv);
+			continue;
+		}
+		c = p;
+		if (c->dead)
+			continue;
+		if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			conn_readable(c);
+		else if (ev[i].events & EPOLLOUT)
+			conn_service(c);
+	}
+	while (srv->dead) {
+		struct api_conn *c = srv->dead;
+
+		srv->dead = c->next_dead;
+		free(c);
+	}
+	update_timer(srv);
+	return 0;
+}
+
+/* ---- the server ------------------------------------------------------------------------------ */
+
+/* Refuses to steal a live socket; removes one nobody listens on any more. */
+static int clear_stale(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd, ret;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_err("api: %s exists and is not a socket", path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (ret == 0) {
+		log_err("api: another process is serving %s", path);
+		return -EADDRINUSE;
+	}
+	if (errno != ECONNREFUSED) {
+		ret = -errno;
+		log_err("api: probing %s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		ret = -errno;
+		log_err("api: unlink stale %s: %s", path, strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
+static int ep_add(int ep, int fd, void *tag)
+{
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = tag};
+
+	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
+
+int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
+		      struct api_server **out)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct api_server *srv;
+	int ret;
+
+	if (!path || !ops || !out)
+		return -EINVAL;
+	if (strlen(path) == 0 || strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->ops = ops;
+	srv->ctx = ctx;
+	srv->listen_fd = srv->ep_fd = srv->timer_fd = srv->metrics_fd = -1;
+	srv->timeout_ms = API_DEFAULT_REQUEST_TIMEOUT_MS;
+	memcpy(srv->path, path, strlen(path) + 1);
+	api_parser_settings_init(&srv->settings);
+	api_state_init(srv);
+
+	/* Depth 16 is plenty for our resources and bounds json-c's recursion. */
+	srv->tok = json_tokener_new_ex(16);
+	if (!srv->tok) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	json_tokener_set_flags(srv->tok, JSON_TOKENER_STRICT);
+
+	srv->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->ep_fd < 0) {
+		ret = -errno;
+		log_err("api: epoll_create1: %s", strerror(errno));
+		goto err;
+	}
+	srv->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (srv->timer_fd < 0) {
+		ret = -errno;
+		log_err("api: timerfd_create: %s", strerror(errno));
+		goto err;
+	}
+	ret = clear_stale(path);
+	if (ret)
+		goto err;
+	srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (srv->listen_fd < 0) {
+		ret = -errno;
+		log_err("api: socket: %s", strerror(errno));
+		goto err;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (bind(srv->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		log_err("api: bind %s: %s", path, strerror(errno));
+		goto err;
+	}
+	if (listen(srv->listen_fd, 64) < 0) {
+		ret = -errno;
+		log_err("api: listen %s: %s", path, strerror(errno));
+		goto err_unlink;
+	}
+	ret = ep_add(srv->ep_fd, srv->listen_fd, &srv->listen_fd);
+	if (!ret)
+		ret = ep_add(srv->ep_fd, srv->timer_fd, &srv->timer_fd);
+	if (ret) {
+		log_err("api: epoll_ctl: %s", strerror(-ret));
+		goto err_unlink;
+	}
+	*out = srv;
+	return 0;
+
+err_unlink:
+	unlink(path);
+err:
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
+	if (srv->timer_fd >= 0)
+		close(srv->timer_fd);
+	if (srv->ep_fd >= 0)
+		close(srv->ep_fd);
+	if (srv->tok)
+		json_tokener_free(srv->tok);
+	free(srv);
+	return ret;
+}
+
+int api_server_fd(const struct api_server *srv)
+{
+	return srv->ep_fd;
+}
+
+void api_server_set_request_timeout(struct api_server *srv, unsigned int ms)
+{
+	srv->timeout_ms = ms ? ms : 1;
+}
+
+void api_server_destroy(struct api_server *srv)
+{
+	if (!srv)
+		return;
+	while (srv->n_conns)
+		conn_kill(srv->conns[0]);
+	while (srv->dead) {
+		struct api_conn *c = srv->dead;
+
+		srv->dead = c->next_dead;
+		free(c);
+	}
+	close(srv->listen_fd);
+	unlink(srv->path);
+	close(srv->timer_fd);
+	close(srv->ep_fd);
+	if (srv->metrics_fd >= 0)
+		close(srv->metrics_fd);
+	json_tokener_free(srv->tok);
+	free(srv);
+}
