@@ -102,8 +102,8 @@ static bool v2_has_controller(const char *dir, const char *ctrl)
 
 	if (fd < 0)
 		return false;
-	ok = read_small(fd, "cgroup.controllers", buf, sizeof(buf)) == 0 &&
-	     has_word(buf, ctrl, ' ');
+	ok =
+	    read_small(fd, "cgroup.controllers", buf, sizeof(buf)) == 0 && has_word(buf, ctrl, ' ');
 	close(fd);
 	return ok;
 }
@@ -130,7 +130,8 @@ static int own_cgroup(int version, const struct jail_config *cfg, unsigned ctrls
 			match = strcmp(line, "0") == 0 && c1[1] == '\0';
 		} else {
 			for (unsigned i = 0; i < cfg->n_cgroups; i++)
-				if ((ctrls & (1u << i)) && has_word(c1 + 1, cfg->cgroups[i].controller, ','))
+				if ((ctrls & (1u << i)) &&
+				    has_word(c1 + 1, cfg->cgroups[i].controller, ','))
 					match = true;
 		}
 		if (!match)
@@ -276,8 +277,7 @@ static int v2_enable(int dirfd, const struct jail_config *cfg, unsigned ctrls)
 	return 0;
 }
 
-static bool hier_has(const struct jail_config *cfg, const struct jail_cg_hier *h,
-		     const char *ctrl)
+static bool hier_has(const struct jail_config *cfg, const struct jail_cg_hier *h, const char *ctrl)
 {
 	for (unsigned i = 0; i < cfg->n_cgroups; i++)
 		if ((h->controllers & (1u << i)) && strcmp(cfg->cgroups[i].controller, ctrl) == 0)
@@ -363,7 +363,8 @@ static int apply_one(const struct jail_config *cfg, struct jail_cg_hier *h)
 	if (mkdirat(h->parent_fd, cfg->id, 0755)) {
 		ret = -errno;
 		log_err("cgroups: mkdir %s: %s%s", h->cgpath, strerror(-ret),
-			ret == -EEXIST ? " (a jail with this id exists: thaw-jailer --cleanup)" : "");
+			ret == -EEXIST ? " (a jail with this id exists: thaw-jailer --cleanup)"
+				       : "");
 		return ret;
 	}
 	h->created = true;

@@ -51,21 +51,14 @@ static const struct {
 	const char *name;
 	int resource;
 } rlimit_names[] = {
-	{"as", RLIMIT_AS},
-	{"core", RLIMIT_CORE},
-	{"cpu", RLIMIT_CPU},
-	{"data", RLIMIT_DATA},
-	{"fsize", RLIMIT_FSIZE},
-	{"locks", RLIMIT_LOCKS},
-	{"memlock", RLIMIT_MEMLOCK},
-	{"msgqueue", RLIMIT_MSGQUEUE},
-	{"nice", RLIMIT_NICE},
-	{"no-file", RLIMIT_NOFILE},
-	{"nproc", RLIMIT_NPROC},
-	{"rss", RLIMIT_RSS},
-	{"rtprio", RLIMIT_RTPRIO},
-	{"sigpending", RLIMIT_SIGPENDING},
-	{"stack", RLIMIT_STACK},
+    {"as", RLIMIT_AS},		 {"core", RLIMIT_CORE},
+    {"cpu", RLIMIT_CPU},	 {"data", RLIMIT_DATA},
+    {"fsize", RLIMIT_FSIZE},	 {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE},
+    {"nice", RLIMIT_NICE},	 {"no-file", RLIMIT_NOFILE},
+    {"nproc", RLIMIT_NPROC},	 {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO},	 {"sigpending", RLIMIT_SIGPENDING},
+    {"stack", RLIMIT_STACK},
 };
 
 int jail_rlimit_resource(const char *name)
@@ -210,8 +203,13 @@ int jail_link_parse(const char *spec, struct jail_link *link)
 	if (dst) {
 		*dst++ = '\0';
 		mode = strchr(dst, ':');
-		if (mode)
+		if (mode) {
 			*mode++ = '\0';
+		} else if (strcmp(dst, "ro") == 0 || strcmp(dst, "rw") == 0) {
+			/* SRC:rw reads as a mode with the default destination. */
+			mode = dst;
+			dst = NULL;
+		}
 	}
 	ret = jail_path_check(src);
 	if (ret) {
@@ -235,8 +233,8 @@ int jail_link_parse(const char *spec, struct jail_link *link)
 		}
 		snprintf(link->dst, sizeof(link->dst), "/%s", base);
 	} else {
-		if (snprintf(link->dst, sizeof(link->dst), "%s%s", dst[0] == '/' ? "" : "/",
-			     dst) >= (int)sizeof(link->dst)) {
+		if (snprintf(link->dst, sizeof(link->dst), "%s%s", dst[0] == '/' ? "" : "/", dst) >=
+		    (int)sizeof(link->dst)) {
 			log_err("validate: --link '%s': destination too long", spec);
 			return -EINVAL;
 		}
@@ -278,14 +276,15 @@ static int parse_devices(const char *list, unsigned *mask)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: thaw-jailer --id ID --exec-file PATH --uid U --gid G\n"
-		"                   [--chroot-base DIR] [--netns PATH] [--parent-cgroup REL]\n"
-		"                   [--cgroup KEY=VALUE ...] [--cgroup-version 1|2]\n"
-		"                   [--resource-limit KEY=VALUE ...] [--new-pid-ns] [--daemonize]\n"
-		"                   [--link SRC[:DST[:ro|rw]] ...] [--devices kvm,tun,uffd,urandom]\n"
-		"                   [-v] -- <arguments for the exec file>\n"
-		"       thaw-jailer --cleanup --id ID [--chroot-base DIR] [--parent-cgroup REL]\n");
+	fprintf(
+	    f,
+	    "usage: thaw-jailer --id ID --exec-file PATH --uid U --gid G\n"
+	    "                   [--chroot-base DIR] [--netns PATH] [--parent-cgroup REL]\n"
+	    "                   [--cgroup KEY=VALUE ...] [--cgroup-version 1|2]\n"
+	    "                   [--resource-limit KEY=VALUE ...] [--new-pid-ns] [--daemonize]\n"
+	    "                   [--link SRC[:DST[:ro|rw]] ...] [--devices kvm,tun,uffd,urandom]\n"
+	    "                   [-v] -- <arguments for the exec file>\n"
+	    "       thaw-jailer --cleanup --id ID [--chroot-base DIR] [--parent-cgroup REL]\n");
 }
 
 enum {
@@ -309,25 +308,25 @@ enum {
 int jail_parse_args(int argc, char **argv, struct jail_config *cfg)
 {
 	static const struct option opts[] = {
-		{"id", required_argument, NULL, OPT_ID},
-		{"exec-file", required_argument, NULL, OPT_EXEC},
-		{"uid", required_argument, NULL, OPT_UID},
-		{"gid", required_argument, NULL, OPT_GID},
-		{"chroot-base", required_argument, NULL, OPT_BASE},
-		{"chroot-base-dir", required_argument, NULL, OPT_BASE},
-		{"netns", required_argument, NULL, OPT_NETNS},
-		{"cgroup", required_argument, NULL, OPT_CGROUP},
-		{"cgroup-version", required_argument, NULL, OPT_CGVER},
-		{"parent-cgroup", required_argument, NULL, OPT_PARENT},
-		{"resource-limit", required_argument, NULL, OPT_RLIMIT},
-		{"new-pid-ns", no_argument, NULL, OPT_PIDNS},
-		{"daemonize", no_argument, NULL, OPT_DAEMON},
-		{"link", required_argument, NULL, OPT_LINK},
-		{"devices", required_argument, NULL, OPT_DEVICES},
-		{"cleanup", no_argument, NULL, OPT_CLEANUP},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"id", required_argument, NULL, OPT_ID},
+	    {"exec-file", required_argument, NULL, OPT_EXEC},
+	    {"uid", required_argument, NULL, OPT_UID},
+	    {"gid", required_argument, NULL, OPT_GID},
+	    {"chroot-base", required_argument, NULL, OPT_BASE},
+	    {"chroot-base-dir", required_argument, NULL, OPT_BASE},
+	    {"netns", required_argument, NULL, OPT_NETNS},
+	    {"cgroup", required_argument, NULL, OPT_CGROUP},
+	    {"cgroup-version", required_argument, NULL, OPT_CGVER},
+	    {"parent-cgroup", required_argument, NULL, OPT_PARENT},
+	    {"resource-limit", required_argument, NULL, OPT_RLIMIT},
+	    {"new-pid-ns", no_argument, NULL, OPT_PIDNS},
+	    {"daemonize", no_argument, NULL, OPT_DAEMON},
+	    {"link", required_argument, NULL, OPT_LINK},
+	    {"devices", required_argument, NULL, OPT_DEVICES},
+	    {"cleanup", no_argument, NULL, OPT_CLEANUP},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	unsigned long v;
 	int c;
@@ -407,9 +406,10 @@ int jail_parse_args(int argc, char **argv, struct jail_config *cfg)
 			break;
 		case OPT_DEVICES:
 			if (parse_devices(optarg, &cfg->devices)) {
-				log_err("validate: --devices '%s': expected a comma list of kvm, tun, "
-					"uffd, urandom or 'none'",
-					optarg);
+				log_err(
+				    "validate: --devices '%s': expected a comma list of kvm, tun, "
+				    "uffd, urandom or 'none'",
+				    optarg);
 				return -EINVAL;
 			}
 			break;
@@ -456,7 +456,8 @@ int jail_parse_args(int argc, char **argv, struct jail_config *cfg)
 	}
 	if (cfg->parent_cgroup[0] == '/' || !cfg->parent_cgroup[0] ||
 	    strlen(cfg->parent_cgroup) > 128) {
-		log_err("validate: --parent-cgroup '%s': must be a relative path", cfg->parent_cgroup);
+		log_err("validate: --parent-cgroup '%s': must be a relative path",
+			cfg->parent_cgroup);
 		return -EINVAL;
 	}
 	{

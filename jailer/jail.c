@@ -54,10 +54,10 @@ static volatile pid_t forward_pid;
 static void probe_devices(struct jail *j)
 {
 	static const struct jail_dev known[] = {
-		{"/dev/kvm", "kvm", 10, 232, JAIL_DEV_KVM},
-		{"/dev/net/tun", "tun", 10, 200, JAIL_DEV_TUN},
-		{"/dev/userfaultfd", "userfaultfd", 10, 0, JAIL_DEV_UFFD},
-		{"/dev/urandom", NULL, 1, 9, JAIL_DEV_URANDOM},
+	    {"/dev/kvm", "kvm", 10, 232, JAIL_DEV_KVM},
+	    {"/dev/net/tun", "tun", 10, 200, JAIL_DEV_TUN},
+	    {"/dev/userfaultfd", "userfaultfd", 10, 0, JAIL_DEV_UFFD},
+	    {"/dev/urandom", NULL, 1, 9, JAIL_DEV_URANDOM},
 	};
 
 	j->n_devs = 0;
@@ -99,8 +99,7 @@ static int step_validate(struct jail *j)
 		return ret;
 	}
 	if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)) {
-		log_err("validate: --exec-file %s: not an executable regular file",
-			cfg->exec_file);
+		log_err("validate: --exec-file %s: not an executable regular file", cfg->exec_file);
 		return -EINVAL;
 	}
 	if (cfg->netns && stat(cfg->netns, &st)) {
@@ -125,8 +124,8 @@ static int step_validate(struct jail *j)
 		log_err("validate: --chroot-base %s: not a directory", cfg->base);
 		return -ENOTDIR;
 	}
-	if (snprintf(j->root, sizeof(j->root), "%s/%s/%s/root", cfg->base, JAIL_SUBDIR,
-		     cfg->id) >= (int)sizeof(j->root)) {
+	if (snprintf(j->root, sizeof(j->root), "%s/%s/%s/root", cfg->base, JAIL_SUBDIR, cfg->id) >=
+	    (int)sizeof(j->root)) {
 		log_err("validate: --chroot-base %s: path too long", cfg->base);
 		return -ENAMETOOLONG;
 	}
@@ -333,8 +332,8 @@ static int step_mount_ns(struct jail *j)
 	 * detached mounts and attach them inside the jail later, where their
 	 * destinations are resolved within the jail's root and cannot lead out of it. */
 	for (unsigned i = 0; i < cfg->n_links; i++) {
-		j->link_fds[i] = open_tree(AT_FDCWD, cfg->links[i].src,
-					   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		j->link_fds[i] =
+		    open_tree(AT_FDCWD, cfg->links[i].src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 		if (j->link_fds[i] < 0) {
 			ret = -errno;
 			log_err("links: open_tree(%s, OPEN_TREE_CLONE): %s", cfg->links[i].src,

@@ -39,11 +39,11 @@ int jail_fs_misc_minor(const char *name);
 #define JAIL_CG_MAX_HIER 16
 
 struct jail_cg_hier {
-	char mount[PATH_MAX]; /* mount point of the hierarchy */
+	char mount[PATH_MAX];  /* mount point of the hierarchy */
 	char cgpath[PATH_MAX]; /* <mount>/<parent>/<id> */
 	int version;
 	unsigned controllers; /* bit i: cfg->cgroups[i] is written here */
-	int parent_fd;        /* <mount>/<parent>, to rmdir <id> after pivot_root */
+	int parent_fd;	      /* <mount>/<parent>, to rmdir <id> after pivot_root */
 	int orig_procs_fd;    /* cgroup.procs of our cgroup before the jail, to step back */
 	bool created, joined;
 };

@@ -13,10 +13,10 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
-#define JAIL_ID_MAX         64
+#define JAIL_ID_MAX	    64
 #define JAIL_MAX_CGROUPS    32
 #define JAIL_MAX_RLIMITS    16
-#define JAIL_MAX_LINKS      32
+#define JAIL_MAX_LINKS	    32
 #define JAIL_MAX_EXEC_ARGS  256
 #define JAIL_CG_VALUE_MAX   256
 #define JAIL_DEFAULT_BASE   "/srv/jailer"
@@ -27,15 +27,15 @@
 
 /* Device nodes the jailer can create inside the jail (bit mask). */
 enum jail_device {
-	JAIL_DEV_KVM = 1u << 0,     /* /dev/kvm, misc 10:232 */
-	JAIL_DEV_TUN = 1u << 1,     /* /dev/net/tun, misc 10:200 */
+	JAIL_DEV_KVM = 1u << 0,	    /* /dev/kvm, misc 10:232 */
+	JAIL_DEV_TUN = 1u << 1,	    /* /dev/net/tun, misc 10:200 */
 	JAIL_DEV_UFFD = 1u << 2,    /* /dev/userfaultfd, misc 10:<dynamic minor> */
 	JAIL_DEV_URANDOM = 1u << 3, /* /dev/urandom, mem 1:9 */
 	JAIL_DEV_ALL = 0xf,
 };
 
 struct jail_cgroup_setting {
-	char key[64];   /* "<controller>.<file>", e.g. "memory.limit_in_bytes" */
+	char key[64]; /* "<controller>.<file>", e.g. "memory.limit_in_bytes" */
 	char controller[32];
 	char value[JAIL_CG_VALUE_MAX];
 };
@@ -55,7 +55,7 @@ struct jail_link {
 struct jail_config {
 	const char *id;
 	const char *exec_file;
-	const char *base;          /* chroot base dir */
+	const char *base;	   /* chroot base dir */
 	const char *parent_cgroup; /* relative to each hierarchy's root */
 	const char *netns;
 	uid_t uid;

@@ -156,7 +156,8 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--hidden") == 0 && v) {
 			struct stat st;
-			fprintf(out, "hidden %s %s\n", v, stat(v, &st) ? strerrorname_np(errno) : "VISIBLE");
+			fprintf(out, "hidden %s %s\n", v,
+				stat(v, &st) ? strerrorname_np(errno) : "VISIBLE");
 			i++;
 		} else if (strcmp(a, "--rw") == 0 && v) {
 			int fd = open(v, O_RDWR);
@@ -193,7 +194,8 @@ int main(int argc, char **argv)
 					_exit(0);
 				}
 			}
-			fprintf(out, "forked %d of %d %s\n", started, n, err ? strerrorname_np(err) : "ok");
+			fprintf(out, "forked %d of %d %s\n", started, n,
+				err ? strerrorname_np(err) : "ok");
 			signal(SIGTERM, SIG_IGN);
 			kill(0, SIGTERM); /* our process group: the children */
 			while (wait(NULL) > 0)
@@ -201,7 +203,8 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--alloc") == 0 && v) {
 			size_t len = (size_t)atoi(v) << 20;
-			char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			if (p == MAP_FAILED) {
 				fprintf(out, "alloc %s\n", strerrorname_np(errno));
 			} else {
@@ -218,14 +221,16 @@ int main(int argc, char **argv)
 			int err = fd < 0 ? errno : 0;
 			signal(SIGXFSZ, SIG_IGN); /* see EFBIG rather than die */
 			while (fd >= 0 && done < len) {
-				ssize_t n = write(fd, buf, len - done < sizeof(buf) ? len - done : sizeof(buf));
+				ssize_t n = write(
+				    fd, buf, len - done < sizeof(buf) ? len - done : sizeof(buf));
 				if (n <= 0) {
 					err = n < 0 ? errno : EIO;
 					break;
 				}
 				done += (size_t)n;
 			}
-			fprintf(out, "fsize wrote %zu %s\n", done, err ? strerrorname_np(err) : "ok");
+			fprintf(out, "fsize wrote %zu %s\n", done,
+				err ? strerrorname_np(err) : "ok");
 			if (fd >= 0) {
 				close(fd);
 				unlink("/probe-fsize");
