@@ -1,0 +1,205 @@
+/* Host facts recorded in the header, and the pure check of a snapshot's guest CPUID
+ * against what this host's KVM supports, naming every missing feature. */
+#include <cpuid.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/utsname.h>
+
+#include "restore/snap_internal.h"
+
+static void cpuid_raw(uint32_t leaf, uint32_t sub, uint32_t r[4])
+{
+	__cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+}
+
+/* CRC32C over (leaf, subleaf, eax, ebx, ecx, edx) as little-endian u32s for leaves 0..max
+ * (at most 0x20) subleaf 0, leaf 7 subleaves 1..2, and extended leaves 0x80000000..max
+ * (at most 0x80000008). Per-CPU fields are masked so every CPU of a host agrees: leaf 1
+ * EBX[31:24] (initial APIC ID), leaves 0xB and 0x1F EDX (x2APIC ID). */
+uint32_t snap_cpuid_digest(void)
+{
+	uint32_t r[4], crc = 0, max, emax;
+	cpuid_raw(0, 0, r);
+	max = r[0] < 0x20 ? r[0] : 0x20;
+	cpuid_raw(0x80000000, 0, r);
+	emax = r[0] < 0x80000008 ? r[0] : 0x80000008;
+	for (uint64_t leaf = 0; leaf <= max; leaf++) {
+		for (uint32_t sub = 0; sub < (leaf == 7 ? 3u : 1u); sub++) {
+			uint32_t rec[6] = {(uint32_t)leaf, sub};
+			cpuid_raw((uint32_t)leaf, sub, rec + 2);
+			if (leaf == 1)
+				rec[3] &= 0x00ffffffu;
+			if (leaf == 0xb || leaf == 0x1f)
+				rec[5] = 0;
+			crc = snap_crc32c(crc, rec, sizeof(rec));
+		}
+	}
+	if (emax >= 0x80000000) {
+		for (uint64_t leaf = 0x80000000; leaf <= emax; leaf++) {
+			uint32_t rec[6] = {(uint32_t)leaf, 0};
+			cpuid_raw((uint32_t)leaf, 0, rec + 2);
+			crc = snap_crc32c(crc, rec, sizeof(rec));
+		}
+	}
+	return crc;
+}
+
+void snap_host_facts_current(struct snap_host_facts *f)
+{
+	uint32_t r[4];
+	struct utsname u;
+	memset(f, 0, sizeof(*f));
+	cpuid_raw(0, 0, r);
+	memcpy(f->vendor, &r[1], 4);
+	memcpy(f->vendor + 4, &r[3], 4);
+	memcpy(f->vendor + 8, &r[2], 4);
+	cpuid_raw(1, 0, r);
+	uint32_t fam = (r[0] >> 8) & 0xf, model = (r[0] >> 4) & 0xf;
+	if (fam == 0xf)
+		fam += (r[0] >> 20) & 0xff;
+	if (fam == 0x6 || fam >= 0xf)
+		model |= ((r[0] >> 16) & 0xf) << 4;
+	f->family = fam;
+	f->model = model;
+	f->stepping = r[0] & 0xf;
+	f->cpuid_digest = snap_cpuid_digest();
+	if (uname(&u) == 0)
+		snprintf(f->kernel, sizeof(f->kernel), "%s", u.release);
+}
+
+/* ---------------------------------------------------------------- feature names */
+
+struct featreg {
+	uint32_t leaf, sub;
+	unsigned reg; /* 0 eax, 1 ebx, 2 ecx, 3 edx */
+	uint32_t ignore; /* bits KVM emulates or the VMM sets itself: never compared */
+	const char *names[32];
+};
+
+static const struct featreg feats[] = {
+	{1, 0, 2, (1u << 24) | (1u << 27) | (1u << 31) | (1u << 21),
+	 {"sse3", "pclmulqdq", "dtes64", "monitor", "ds_cpl", "vmx", "smx", "est",
+	  "tm2", "ssse3", "cnxt_id", "sdbg", "fma", "cx16", "xtpr", "pdcm",
+	  NULL, "pcid", "dca", "sse4_1", "sse4_2", "x2apic", "movbe", "popcnt",
+	  "tsc_deadline", "aes", "xsave", "osxsave", "avx", "f16c", "rdrand", "hypervisor"}},
+	{1, 0, 3, 0,
+	 {"fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce",
+	  "cx8", "apic", NULL, "sep", "mtrr", "pge", "mca", "cmov",
+	  "pat", "pse36", "psn", "clflush", NULL, "ds", "acpi", "mmx",
+	  "fxsr", "sse", "sse2", "ss", "ht", "tm", "ia64", "pbe"}},
+	{7, 0, 1, 0,
+	 {"fsgsbase", "tsc_adjust", "sgx", "bmi1", "hle", "avx2", "fdp_excptn_only", "smep",
+	  "bmi2", "erms", "invpcid", "rtm", "pqm", "zero_fcs_fds", "mpx", "rdt_a",
+	  "avx512f", "avx512dq", "rdseed", "adx", "smap", "avx512ifma", "pcommit", "clflushopt",
+	  "clwb", "intel_pt", "avx512pf", "avx512er", "avx512cd", "sha_ni", "avx512bw", "avx512vl"}},
+	{7, 0, 2, (1u << 4),
+	 {"prefetchwt1", "avx512vbmi", "umip", "pku", "ospke", "waitpkg", "avx512_vbmi2", "cet_ss",
+	  "gfni", "vaes", "vpclmulqdq", "avx512_vnni", "avx512_bitalg", "tme", "avx512_vpopcntdq",
+	  NULL, "la57", NULL, NULL, NULL, NULL, NULL, "rdpid", "key_locker",
+	  "bus_lock_detect", "cldemote", NULL, "movdiri", "movdir64b", "enqcmd", "sgx_lc", "pks"}},
+	{7, 0, 3, 0,
+	 {NULL, NULL, "avx512_4vnniw", "avx512_4fmaps", "fsrm", "uintr", NULL, NULL,
+	  "avx512_vp2intersect", "srbds_ctrl", "md_clear", "rtm_always_abort", NULL,
+	  "tsx_force_abort", "serialize", "hybrid", "tsxldtrk", NULL, "pconfig", "arch_lbr",
+	  "cet_ibt", NULL, "amx_bf16", "avx512_fp16", "amx_tile", "amx_int8", "spec_ctrl",
+	  "intel_stibp", "flush_l1d", "arch_capabilities", "core_capabilities", "spec_ctrl_ssbd"}},
+	{0xd, 1, 0, 0,
+	 {"xsaveopt", "xsavec", "xgetbv1", "xsaves", "xfd"}},
+	{0x80000001, 0, 2, 0,
+	 {"lahf_lm", "cmp_legacy", "svm", "extapic", "cr8_legacy", "abm", "sse4a", "misalignsse",
+	  "3dnowprefetch", "osvw", "ibs", "xop", "skinit", "wdt", NULL, "lwp",
+	  "fma4", "tce", NULL, "nodeid_msr", NULL, "tbm", "topoext", "perfctr_core",
+	  "perfctr_nb", NULL, "bpext", "ptsc", "perfctr_llc", "mwaitx"}},
+	{0x80000001, 0, 3, 0,
+	 {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	  NULL, NULL, NULL, "syscall", NULL, NULL, NULL, NULL,
+	  NULL, NULL, NULL, "mp", "nx", NULL, "mmxext", NULL,
+	  NULL, "fxsr_opt", "pdpe1gb", "rdtscp", NULL, "lm", "3dnowext", "3dnow"}},
+};
+
+static const char *const reg_names[] = {"eax", "ebx", "ecx", "edx"};
+
+const char *snap_cpu_feature_name(uint32_t leaf, uint32_t subleaf, unsigned reg, unsigned bit)
+{
+	for (size_t i = 0; i < sizeof(feats) / sizeof(feats[0]); i++)
+		if (feats[i].leaf == leaf && feats[i].sub == subleaf && feats[i].reg == reg &&
+		    bit < 32)
+			return feats[i].names[bit];
+	return NULL;
+}
+
+static const struct kvm_cpuid_entry2 *find_entry(const struct kvm_cpuid_entry2 *e, size_t n,
+						 uint32_t leaf, uint32_t sub)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (e[i].function != leaf)
+			continue;
+		if ((e[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) && e[i].index != sub)
+			continue;
+		return &e[i];
+	}
+	return NULL;
+}
+
+static uint32_t reg_of(const struct kvm_cpuid_entry2 *e, unsigned reg)
+{
+	switch (reg) {
+	case 0:
+		return e->eax;
+	case 1:
+		return e->ebx;
+	case 2:
+		return e->ecx;
+	default:
+		return e->edx;
+	}
+}
+
+int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_entry2 *guest,
+		    size_t nguest, const struct snap_host_facts *host,
+		    const struct kvm_cpuid_entry2 *supported, size_t nsupported, char *err,
+		    size_t errlen)
+{
+	if (saved && host && strncmp(saved->vendor, host->vendor, sizeof(saved->vendor))) {
+		snap_seterr(err, errlen,
+			    "snapshot was taken on a %.12s CPU, this host is %.12s: other CPU "
+			    "vendor",
+			    saved->vendor, host->vendor);
+		return -ENOTSUP;
+	}
+	char list[512];
+	size_t used = 0, missing = 0;
+	list[0] = 0;
+	for (size_t i = 0; i < sizeof(feats) / sizeof(feats[0]); i++) {
+		const struct featreg *fr = &feats[i];
+		const struct kvm_cpuid_entry2 *g = find_entry(guest, nguest, fr->leaf, fr->sub);
+		if (!g)
+			continue;
+		const struct kvm_cpuid_entry2 *h =
+			find_entry(supported, nsupported, fr->leaf, fr->sub);
+		uint32_t have = h ? reg_of(h, fr->reg) : 0;
+		uint32_t lack = reg_of(g, fr->reg) & ~have & ~fr->ignore;
+		for (unsigned b = 0; b < 32; b++) {
+			if (!(lack & (1u << b)))
+				continue;
+			char one[64];
+			if (fr->names[b])
+				snprintf(one, sizeof(one), "%s", fr->names[b]);
+			else
+				snprintf(one, sizeof(one), "cpuid 0x%x.%u %s bit %u", fr->leaf,
+					 fr->sub, reg_names[fr->reg], b);
+			int w = snprintf(list + used, sizeof(list) - used, "%s%s",
+					 missing ? ", " : "", one);
+			if (w > 0 && (size_t)w < sizeof(list) - used)
+				used += (size_t)w;
+			missing++;
+		}
+	}
+	if (missing) {
+		snap_seterr(err, errlen,
+			    "host lacks %zu CPU feature%s the snapshot's guest uses: %s", missing,
+			    missing == 1 ? "" : "s", list);
+		return -ENOTSUP;
+	}
+	return 0;
+}

@@ -1,0 +1,723 @@
+/* Reading a snapshot. This is the restore hot path: one fstat, one pread of header, table
+ * and state (a second only for state above 64 KiB), checksums, and every bound checked,
+ * because the file is hostile input. Two allocations: the state buffer and the snap. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "restore/snap_internal.h"
+#include "vmm/log.h"
+
+#define FIRST_READ (64u << 10)
+
+struct snap {
+	int fd;
+	uint8_t *buf;       /* [0, state_end) of the file */
+	uint64_t file_size; /* actual size (fstat) */
+	uint64_t state_end;
+	uint16_t major, minor;
+	uint32_t hflags;
+	uint8_t id[16];
+	struct snap_host_facts facts;
+	struct snap_memory_loc mem;
+	char mem_path[PATH_MAX];
+	size_t count;
+	struct snap_section secs[];
+};
+
+/* Sections this reader knows. `device.*` and `vcpu.*` are families: their decoders (or the
+ * VMM, for device kinds) judge their content. */
+static bool section_known(const char *name)
+{
+	static const char *const exact[] = {"machine",     "cpuid",       "irqchip",    "pit",
+					    "clock",       "config",      "memory",     "memory.file",
+					    "memory.sums", "memory.zero", "workingset", "base"};
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (!strcmp(name, exact[i]))
+			return true;
+	return !strncmp(name, "vcpu.", 5) || !strncmp(name, "device.", 7);
+}
+
+static int field_at(const uint8_t *data, uint64_t size, size_t pos, struct snap_field *f)
+{
+	if (pos == size)
+		return 0;
+	if (pos > size || size - pos < FIELD_HDR)
+		return -EBADMSG;
+	const uint8_t *p = data + pos;
+	f->tag = rd16(p);
+	f->type = rd16(p + 2);
+	f->len = rd32(p + 4);
+	if (align_up(f->len, 8) > size - pos - FIELD_HDR)
+		return -EBADMSG;
+	f->val = p + FIELD_HDR;
+	switch (f->type) {
+	case SNAP_T_U64:
+		if (f->len != 8)
+			return -EBADMSG;
+		break;
+	case SNAP_T_U64A:
+		if (f->len % 8)
+			return -EBADMSG;
+		break;
+	case SNAP_T_STR:
+		if (memchr(f->val, 0, f->len))
+			return -EBADMSG;
+		break;
+	default: /* bytes, and types newer than this reader: skipped by length */
+		break;
+	}
+	return 1;
+}
+
+int snap_field_next(const struct snap_section *sec, size_t *pos, struct snap_field *f)
+{
+	if (!sec->data || (sec->flags & SNAP_SEC_RAW))
+		return -EPROTO;
+	int r = field_at(sec->data, sec->size, *pos, f);
+	if (r == 1)
+		*pos += FIELD_HDR + align_up(f->len, 8);
+	return r;
+}
+
+static int find_field(const struct snap_section *sec, uint16_t tag, uint16_t type,
+		      struct snap_field *f)
+{
+	size_t pos = 0;
+	int r;
+	while ((r = snap_field_next(sec, &pos, f)) == 1)
+		if (f->tag == tag)
+			return f->type == type ? 0 : -EPROTO;
+	return r < 0 ? r : -ENOENT;
+}
+
+int snap_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t *v)
+{
+	struct snap_field f;
+	int r = find_field(sec, tag, SNAP_T_U64, &f);
+	if (r)
+		return r;
+	*v = rd64(f.val);
+	return 0;
+}
+
+int snap_get_bytes(const struct snap_section *sec, uint16_t tag, const void **p, size_t *len)
+{
+	struct snap_field f;
+	int r = find_field(sec, tag, SNAP_T_BYTES, &f);
+	if (r)
+		return r;
+	*p = f.val;
+	*len = f.len;
+	return 0;
+}
+
+int snap_get_str(const struct snap_section *sec, uint16_t tag, const char **p, size_t *len)
+{
+	struct snap_field f;
+	int r = find_field(sec, tag, SNAP_T_STR, &f);
+	if (r)
+		return r;
+	*p = (const char *)f.val;
+	*len = f.len;
+	return 0;
+}
+
+int snap_get_strbuf(const struct snap_section *sec, uint16_t tag, char *buf, size_t size)
+{
+	const char *p;
+	size_t len;
+	int r = snap_get_str(sec, tag, &p, &len);
+	if (r)
+		return r;
+	if (len >= size)
+		return -ENAMETOOLONG;
+	memcpy(buf, p, len);
+	buf[len] = 0;
+	return 0;
+}
+
+int snap_get_u64a(const struct snap_section *sec, uint16_t tag, const uint64_t **v, size_t *n)
+{
+	struct snap_field f;
+	int r = find_field(sec, tag, SNAP_T_U64A, &f);
+	if (r)
+		return r;
+	*v = (const uint64_t *)(const void *)f.val;
+	*n = f.len / 8;
+	return 0;
+}
+
+void snap_section_view(struct snap_section *sec, const char *name, const void *data, size_t len)
+{
+	memset(sec, 0, sizeof(*sec));
+	snprintf(sec->name, sizeof(sec->name), "%s", name);
+	sec->ver_major = 1;
+	sec->size = len;
+	sec->data = data;
+}
+
+int snap_section_verify(const struct snap_section *sec, char *err, size_t errlen)
+{
+	if (!sec->data)
+		return 0; /* bulk: covered by memory.sums */
+	uint32_t c = snap_crc32c(0, sec->data, sec->size);
+	if (c != sec->crc) {
+		snap_seterr(err, errlen,
+			    "section '%s' checksum mismatch (stored 0x%08x, computed 0x%08x)",
+			    sec->name, sec->crc, c);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ENODATA;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Fills s->mem from the `memory` or `memory.file` section; relative external paths are
+ * resolved against the snapshot's directory. */
+static int setup_memory(struct snap *s, const char *path, char *err, size_t errlen)
+{
+	const struct snap_section *m = snap_section_find(s, "memory");
+	const struct snap_section *mf = snap_section_find(s, "memory.file");
+	bool ext = s->hflags & SNAP_HDR_MEM_EXTERNAL;
+	s->mem.fd = -1;
+	if (m && mf) {
+		snap_seterr(err, errlen, "both 'memory' and 'memory.file' sections present");
+		return -EBADMSG;
+	}
+	if (ext != !!mf) {
+		snap_seterr(err, errlen, "header flag external-memory %s but section 'memory.file' is %s",
+			    ext ? "set" : "clear", mf ? "present" : "missing");
+		return -EBADMSG;
+	}
+	if (m) {
+		if (!(m->flags & SNAP_SEC_BULK) || (m->offset % SNAP_MEM_ALIGN) ||
+		    (m->size % SNAP_PAGE_SIZE)) {
+			snap_seterr(err, errlen,
+				    "section 'memory' must be bulk, 2 MiB aligned and a whole number "
+				    "of pages (offset %llu, size %llu)",
+				    (unsigned long long)m->offset, (unsigned long long)m->size);
+			return -EBADMSG;
+		}
+		s->mem.fd = s->fd;
+		s->mem.offset = m->offset;
+		s->mem.size = m->size;
+		return 0;
+	}
+	if (!mf)
+		return 0;
+	const char *p;
+	size_t len;
+	uint64_t size;
+	if (snap_get_str(mf, 1, &p, &len) || snap_get_u64(mf, 2, &size) || !len ||
+	    len >= PATH_MAX || (size % SNAP_PAGE_SIZE)) {
+		snap_seterr(err, errlen, "section 'memory.file' lacks a valid path or size");
+		return -EBADMSG;
+	}
+	const char *slash = strrchr(path, '/');
+	int dirlen = (p[0] != '/' && slash) ? (int)(slash - path) + 1 : 0;
+	if ((size_t)dirlen + len >= sizeof(s->mem_path)) {
+		snap_seterr(err, errlen, "section 'memory.file': path too long");
+		return -ENAMETOOLONG;
+	}
+	snprintf(s->mem_path, sizeof(s->mem_path), "%.*s%.*s", dirlen, path, (int)len, p);
+	s->mem.external = true;
+	s->mem.path = s->mem_path;
+	s->mem.size = size;
+	return 0;
+}
+
+static int parse(struct snap *s, const char *path, unsigned flags, char *err, size_t errlen)
+{
+	const uint8_t *tab = s->buf + rd64(s->buf + H_TABLE_OFF);
+	uint64_t table_end = rd64(s->buf + H_TABLE_OFF) + s->count * SNAP_TABLE_ENTRY;
+	uint64_t prev_end = table_end;
+	const char *prev_name = "section table";
+
+	for (size_t i = 0; i < s->count; i++) {
+		const uint8_t *e = tab + i * SNAP_TABLE_ENTRY;
+		struct snap_section *sec = &s->secs[i];
+		memcpy(sec->name, e + T_NAME, SNAP_NAME_MAX);
+		if (!snap_name_valid(sec->name, SNAP_NAME_MAX) ||
+		    memchr(sec->name, 0, SNAP_NAME_MAX) == NULL) {
+			snap_seterr(err, errlen, "section %zu has an invalid name", i);
+			return -EBADMSG;
+		}
+		sec->ver_major = rd16(e + T_VMAJ);
+		sec->ver_minor = rd16(e + T_VMIN);
+		sec->flags = rd32(e + T_FLAGS);
+		sec->offset = rd64(e + T_OFFSET);
+		sec->size = rd64(e + T_SIZE);
+		sec->crc = rd32(e + T_CRC);
+		uint64_t end = sec->offset + sec->size;
+		if (end < sec->offset) {
+			snap_seterr(err, errlen, "section '%s' offset+size overflows", sec->name);
+			return -EBADMSG;
+		}
+		if (end > s->file_size) {
+			snap_seterr(err, errlen,
+				    "file truncated: section '%s' ends at %llu but file is %llu bytes",
+				    sec->name, (unsigned long long)end,
+				    (unsigned long long)s->file_size);
+			return -EBADMSG;
+		}
+		if (sec->offset < prev_end) {
+			snap_seterr(err, errlen, "section '%s' overlaps %s%s%s (sections must be in "
+				    "offset order)", sec->name, i ? "section '" : "", prev_name,
+				    i ? "'" : "");
+			return -EBADMSG;
+		}
+		prev_end = end;
+		prev_name = sec->name;
+		for (size_t j = 0; j < i; j++) {
+			if (!strcmp(s->secs[j].name, sec->name)) {
+				snap_seterr(err, errlen, "duplicate section '%s'", sec->name);
+				return -EBADMSG;
+			}
+		}
+		if ((sec->flags & SNAP_SEC_REQUIRED) && !section_known(sec->name)) {
+			snap_seterr(err, errlen, "unknown required section '%s' (version %u.%u)",
+				    sec->name, sec->ver_major, sec->ver_minor);
+			return -EPROTONOSUPPORT;
+		}
+		if (sec->flags & SNAP_SEC_BULK) {
+			if (!(sec->flags & SNAP_SEC_RAW) || sec->offset < s->state_end) {
+				snap_seterr(err, errlen, "bulk section '%s' inside the state area",
+					    sec->name);
+				return -EBADMSG;
+			}
+			sec->data = NULL;
+			continue;
+		}
+		if (end > s->state_end || (sec->offset % 8)) {
+			snap_seterr(err, errlen,
+				    "section '%s' (%llu..%llu) lies outside the state area or is "
+				    "misaligned",
+				    sec->name, (unsigned long long)sec->offset,
+				    (unsigned long long)end);
+			return -EBADMSG;
+		}
+		sec->data = s->buf + sec->offset;
+		if (!(flags & SNAP_OPEN_NO_SECTION_CRC)) {
+			int r = snap_section_verify(sec, err, errlen);
+			if (r)
+				return r;
+		}
+		if (!(sec->flags & SNAP_SEC_RAW)) {
+			struct snap_field f;
+			size_t pos = 0;
+			int r;
+			while ((r = snap_field_next(sec, &pos, &f)) == 1)
+				;
+			if (r < 0) {
+				snap_seterr(err, errlen,
+					    "section '%s' has a malformed field at offset %zu",
+					    sec->name, pos);
+				return -EBADMSG;
+			}
+		}
+	}
+	return setup_memory(s, path, err, errlen);
+}
+
+int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err,
+		    size_t errlen)
+{
+	uint8_t *buf = NULL;
+	struct snap *s = NULL;
+	struct stat stb;
+	int ret;
+
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snap_seterr(err, errlen, "open %s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &stb) < 0) {
+		ret = -errno;
+		snap_seterr(err, errlen, "fstat %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(stb.st_mode)) {
+		ret = -EINVAL;
+		snap_seterr(err, errlen, "%s is not a regular file", path);
+		goto fail;
+	}
+	uint64_t fsize = (uint64_t)stb.st_size;
+	size_t first = fsize < FIRST_READ ? (size_t)fsize : FIRST_READ;
+	buf = malloc(FIRST_READ);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = pread_all(fd, buf, first, 0);
+	if (ret) {
+		snap_seterr(err, errlen, "pread %s: %s", path, strerror(-ret));
+		goto fail;
+	}
+	ret = -EBADMSG;
+	if (first < 8 || memcmp(buf, SNAP_MAGIC, 8)) {
+		if (first < 8)
+			snap_seterr(err, errlen, "bad magic (file is only %zu bytes)", first);
+		else
+			snap_seterr(err, errlen, "bad magic (not a thaw snapshot)");
+		goto fail;
+	}
+	if (first < SNAP_HEADER_SIZE) {
+		snap_seterr(err, errlen, "file truncated: header needs %u bytes but file is %zu bytes",
+			    SNAP_HEADER_SIZE, first);
+		goto fail;
+	}
+	/* The version sits at a fixed place for every format: check it before the header
+	 * layout (and its checksum) is trusted. */
+	uint16_t major = rd16(buf + H_MAJOR), minor = rd16(buf + H_MINOR);
+	if (major != SNAP_FORMAT_MAJOR) {
+		ret = -EPROTONOSUPPORT;
+		snap_seterr(err, errlen, "format version %u.%u is %s than this reader (%u.x)", major,
+			    minor, major > SNAP_FORMAT_MAJOR ? "newer" : "older", SNAP_FORMAT_MAJOR);
+		goto fail;
+	}
+	uint32_t hcrc = snap_crc32c(0, buf, H_CRC);
+	if (hcrc != rd32(buf + H_CRC)) {
+		snap_seterr(err, errlen, "header checksum mismatch (stored 0x%08x, computed 0x%08x)",
+			    rd32(buf + H_CRC), hcrc);
+		goto fail;
+	}
+	uint32_t hflags = rd32(buf + H_FLAGS);
+	if (hflags & SNAP_HDR_INCOMPAT_MASK & ~SNAP_HDR_KNOWN) {
+		ret = -EPROTONOSUPPORT;
+		snap_seterr(err, errlen, "header has unknown incompatible flags 0x%x",
+			    hflags & SNAP_HDR_INCOMPAT_MASK & ~SNAP_HDR_KNOWN);
+		goto fail;
+	}
+	uint32_t count = rd32(buf + H_COUNT);
+	uint64_t toff = rd64(buf + H_TABLE_OFF), state_end = rd64(buf + H_STATE_END);
+	if (rd32(buf + H_HDR_SIZE) != SNAP_HEADER_SIZE || count > SNAP_MAX_SECTIONS ||
+	    toff < SNAP_HEADER_SIZE || toff % 8 || state_end > SNAP_MAX_STATE ||
+	    toff > state_end || (uint64_t)count * SNAP_TABLE_ENTRY > state_end - toff) {
+		snap_seterr(err, errlen,
+			    "header fields out of range (header size %u, %u sections, table at "
+			    "%llu, state ends at %llu)",
+			    rd32(buf + H_HDR_SIZE), count, (unsigned long long)toff,
+			    (unsigned long long)state_end);
+		goto fail;
+	}
+	uint64_t table_end = toff + (uint64_t)count * SNAP_TABLE_ENTRY;
+	if (table_end > fsize) {
+		snap_seterr(err, errlen,
+			    "file truncated: section table ends at %llu but file is %llu bytes",
+			    (unsigned long long)table_end, (unsigned long long)fsize);
+		goto fail;
+	}
+	/* Read whatever of the state area the file holds, so a truncation is reported
+	 * against the section it cuts. */
+	uint64_t have = state_end < fsize ? state_end : fsize;
+	if (have > first) {
+		uint8_t *nb = realloc(buf, have);
+		if (!nb) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		buf = nb;
+		ret = pread_all(fd, buf + first, have - first, first);
+		if (ret) {
+			snap_seterr(err, errlen, "pread %s: %s", path, strerror(-ret));
+			goto fail;
+		}
+		ret = -EBADMSG;
+	}
+	uint32_t tcrc = snap_crc32c(0, buf + toff, (size_t)count * SNAP_TABLE_ENTRY);
+	if (tcrc != rd32(buf + H_TABLE_CRC)) {
+		snap_seterr(err, errlen,
+			    "section table checksum mismatch (stored 0x%08x, computed 0x%08x)",
+			    rd32(buf + H_TABLE_CRC), tcrc);
+		goto fail;
+	}
+
+	s = calloc(1, sizeof(*s) + count * sizeof(s->secs[0]));
+	if (!s) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	s->fd = fd;
+	s->buf = buf;
+	s->file_size = fsize;
+	s->state_end = state_end;
+	s->major = major;
+	s->minor = minor;
+	s->hflags = hflags;
+	s->count = count;
+	memcpy(s->id, buf + H_ID, 16);
+	memcpy(s->facts.vendor, buf + H_VENDOR, 12);
+	s->facts.family = rd32(buf + H_FAMILY);
+	s->facts.model = rd32(buf + H_MODEL);
+	s->facts.stepping = rd32(buf + H_STEPPING);
+	s->facts.cpuid_digest = rd32(buf + H_CPUID_DIGEST);
+	memcpy(s->facts.kernel, buf + H_KERNEL, sizeof(s->facts.kernel) - 1);
+	ret = parse(s, path, flags, err, errlen);
+	if (ret)
+		goto fail;
+	if (state_end > fsize) {
+		ret = -EBADMSG;
+		snap_seterr(err, errlen, "file truncated: state area ends at %llu but file is %llu bytes",
+			    (unsigned long long)state_end, (unsigned long long)fsize);
+		goto fail;
+	}
+	if (rd64(buf + H_FILE_SIZE) > fsize) {
+		ret = -EBADMSG;
+		snap_seterr(err, errlen, "file truncated: header says %llu bytes but file is %llu bytes",
+			    (unsigned long long)rd64(buf + H_FILE_SIZE), (unsigned long long)fsize);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	free(s);
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+int snap_open(const char *path, struct snap **out, char *err, size_t errlen)
+{
+	return snap_open_flags(path, 0, out, err, errlen);
+}
+
+void snap_close(struct snap *s)
+{
+	if (!s)
+		return;
+	close(s->fd);
+	free(s->buf);
+	free(s);
+}
+
+void snap_format_version(const struct snap *s, uint16_t *major, uint16_t *minor)
+{
+	*major = s->major;
+	*minor = s->minor;
+}
+
+uint32_t snap_header_flags(const struct snap *s)
+{
+	return s->hflags;
+}
+
+const struct snap_host_facts *snap_host_facts(const struct snap *s)
+{
+	return &s->facts;
+}
+
+const uint8_t *snap_id(const struct snap *s)
+{
+	return s->id;
+}
+
+const struct snap_section *snap_section_find(const struct snap *s, const char *name)
+{
+	for (size_t i = 0; i < s->count; i++)
+		if (!strcmp(s->secs[i].name, name))
+			return &s->secs[i];
+	return NULL;
+}
+
+size_t snap_section_count(const struct snap *s)
+{
+	return s->count;
+}
+
+const struct snap_section *snap_section_at(const struct snap *s, size_t i)
+{
+	return i < s->count ? &s->secs[i] : NULL;
+}
+
+int snap_memory(const struct snap *s, struct snap_memory_loc *loc)
+{
+	*loc = s->mem;
+	return 0;
+}
+
+int snap_memory_open(const struct snap *s, int *fd_out, char *err, size_t errlen)
+{
+	struct stat stb;
+	int fd;
+	if (!s->mem.size) {
+		snap_seterr(err, errlen, "snapshot has no memory");
+		return -ENOENT;
+	}
+	if (!s->mem.external) {
+		fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0) {
+			snap_seterr(err, errlen, "dup: %s", strerror(errno));
+			return -errno;
+		}
+		*fd_out = fd; /* snap_open checked the file covers the section */
+		return 0;
+	}
+	fd = open(s->mem.path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = -errno;
+		snap_seterr(err, errlen, "open memory file %s: %s", s->mem.path, strerror(errno));
+		return e;
+	}
+	if (fstat(fd, &stb) < 0 || (uint64_t)stb.st_size < s->mem.size) {
+		snap_seterr(err, errlen, "memory file %s is %llu bytes, snapshot needs %llu",
+			    s->mem.path, (unsigned long long)stb.st_size,
+			    (unsigned long long)s->mem.size);
+		close(fd);
+		return -EBADMSG;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+int snap_memory_zero_bitmap(const struct snap *s, const uint8_t **bits, uint64_t *npages)
+{
+	const struct snap_section *z = snap_section_find(s, "memory.zero");
+	uint64_t psz, n;
+	const void *p;
+	size_t len;
+	if (!z || snap_get_u64(z, 1, &psz) || snap_get_u64(z, 2, &n) || snap_get_bytes(z, 3, &p, &len))
+		return -ENOENT;
+	if (psz != SNAP_PAGE_SIZE || n != s->mem.size / SNAP_PAGE_SIZE || len != (n + 7) / 8)
+		return -EBADMSG;
+	*bits = p;
+	*npages = n;
+	return 0;
+}
+
+int snap_workingset(const struct snap *s, const uint64_t **pages, size_t *n)
+{
+	const struct snap_section *ws = snap_section_find(s, "workingset");
+	uint64_t psz;
+	if (!ws || snap_get_u64(ws, 1, &psz) || snap_get_u64a(ws, 2, pages, n))
+		return -ENOENT;
+	if (psz != SNAP_PAGE_SIZE)
+		return -EBADMSG;
+	uint64_t npages = s->mem.size / SNAP_PAGE_SIZE;
+	for (size_t i = 0; i < *n; i++)
+		if ((*pages)[i] >= npages)
+			return -EBADMSG;
+	return 0;
+}
+
+static void reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (report)
+		report(opaque, msg);
+}
+
+int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque,
+		       uint64_t *chunks_checked)
+{
+	const struct snap_section *sums_sec = snap_section_find(s, "memory.sums");
+	const uint64_t *sums;
+	size_t nsums;
+	uint64_t chunk, msize;
+	const uint8_t *zbits = NULL;
+	uint64_t zpages = 0;
+	int fd = -1, ret = 0;
+	char err[256];
+
+	if (chunks_checked)
+		*chunks_checked = 0;
+	if (!s->mem.size)
+		return 0;
+	if (!sums_sec || snap_get_u64(sums_sec, 1, &chunk) || snap_get_u64(sums_sec, 2, &msize) ||
+	    snap_get_u64a(sums_sec, 3, &sums, &nsums)) {
+		reportf(report, opaque, "section 'memory.sums' missing or incomplete");
+		return -EBADMSG;
+	}
+	if (chunk == 0 || chunk % SNAP_PAGE_SIZE || chunk > (64u << 20) || msize != s->mem.size ||
+	    nsums != (msize + chunk - 1) / chunk) {
+		reportf(report, opaque, "section 'memory.sums' does not match memory size %llu",
+			(unsigned long long)s->mem.size);
+		return -EBADMSG;
+	}
+	int zr = snap_memory_zero_bitmap(s, &zbits, &zpages);
+	if (zr == -EBADMSG) {
+		reportf(report, opaque, "section 'memory.zero' does not match memory size");
+		ret = -EBADMSG;
+	}
+	int r0 = snap_memory_open(s, &fd, err, sizeof(err));
+	if (r0) {
+		reportf(report, opaque, "%s", err);
+		return r0;
+	}
+	uint8_t *buf = malloc(chunk);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (uint64_t i = 0; i < nsums; i++) {
+		uint64_t off = i * chunk;
+		size_t len = (size_t)(msize - off < chunk ? msize - off : chunk);
+		int r = pread_all(fd, buf, len, s->mem.offset + off);
+		if (r) {
+			reportf(report, opaque, "memory chunk %llu: read failed: %s",
+				(unsigned long long)i, strerror(-r));
+			ret = r;
+			break;
+		}
+		uint32_t c = snap_crc32c(0, buf, len);
+		if (c != (uint32_t)sums[i] || sums[i] >> 32) {
+			reportf(report, opaque,
+				"memory chunk %llu (bytes %llu..%llu) checksum mismatch (stored "
+				"0x%08llx, computed 0x%08x)",
+				(unsigned long long)i, (unsigned long long)off,
+				(unsigned long long)(off + len), (unsigned long long)sums[i], c);
+			ret = -EBADMSG;
+		}
+		if (zbits) {
+			for (size_t p = 0; p < len; p += SNAP_PAGE_SIZE) {
+				uint64_t pg = (off + p) / SNAP_PAGE_SIZE;
+				if (!(zbits[pg / 8] & (1u << (pg % 8))))
+					continue;
+				for (size_t k = 0; k < SNAP_PAGE_SIZE; k++) {
+					if (buf[p + k]) {
+						reportf(report, opaque,
+							"memory page %llu is marked zero in "
+							"'memory.zero' but is not",
+							(unsigned long long)pg);
+						ret = -EBADMSG;
+						break;
+					}
+				}
+			}
+		}
+		if (chunks_checked)
+			(*chunks_checked)++;
+	}
+	free(buf);
+	close(fd);
+	return ret;
+}

@@ -1,0 +1,580 @@
+/* Writing a snapshot: section builders, then one commit that lays out the file, streams
+ * guest memory (holes for zero pages, chunk checksums on the fly), writes header, table
+ * and state in one pwrite, and makes the file appear atomically. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "restore/snap_internal.h"
+#include "vmm/log.h"
+
+#define WRITE_RUN_MAX (1u << 20) /* largest single pwrite of memory: stays in L2 after CRC */
+#define MAX_FIELD     (SNAP_MAX_STATE / 2)
+
+/* ---------------------------------------------------------------- builders */
+
+void snap_sec_release(struct snap_sec *sec)
+{
+	if (!sec)
+		return;
+	free(sec->buf);
+	memset(sec, 0, sizeof(*sec));
+}
+
+long snap_put_reserve(struct snap_sec *sec, uint16_t tag, uint16_t type, size_t len)
+{
+	if (sec->err)
+		return sec->err;
+	if (len > MAX_FIELD) {
+		sec->err = -E2BIG;
+		return sec->err;
+	}
+	size_t need = sec->len + FIELD_HDR + align_up(len, 8);
+	if (need > sec->cap) {
+		size_t cap = sec->cap ? sec->cap : 256;
+		while (cap < need)
+			cap *= 2;
+		uint8_t *nb = realloc(sec->buf, cap);
+		if (!nb) {
+			sec->err = -ENOMEM;
+			return sec->err;
+		}
+		sec->buf = nb;
+		sec->cap = cap;
+	}
+	uint8_t *p = sec->buf + sec->len;
+	wr16(p, tag);
+	wr16(p + 2, type);
+	wr32(p + 4, (uint32_t)len);
+	memset(p + FIELD_HDR, 0, align_up(len, 8));
+	sec->len = need;
+	return (long)(p + FIELD_HDR - sec->buf);
+}
+
+static int put(struct snap_sec *sec, uint16_t tag, uint16_t type, const void *v, size_t len)
+{
+	long off = snap_put_reserve(sec, tag, type, len);
+	if (off < 0)
+		return (int)off;
+	if (len)
+		memcpy(sec->buf + off, v, len);
+	return 0;
+}
+
+int snap_put_u64(struct snap_sec *sec, uint16_t tag, uint64_t v)
+{
+	return put(sec, tag, SNAP_T_U64, &v, 8);
+}
+
+int snap_put_bytes(struct snap_sec *sec, uint16_t tag, const void *p, size_t len)
+{
+	return put(sec, tag, SNAP_T_BYTES, p, len);
+}
+
+int snap_put_strn(struct snap_sec *sec, uint16_t tag, const char *s, size_t len)
+{
+	if (memchr(s, 0, len)) {
+		if (!sec->err)
+			sec->err = -EINVAL;
+		return -EINVAL;
+	}
+	return put(sec, tag, SNAP_T_STR, s, len);
+}
+
+int snap_put_str(struct snap_sec *sec, uint16_t tag, const char *s)
+{
+	return snap_put_strn(sec, tag, s, strlen(s));
+}
+
+int snap_put_u64a(struct snap_sec *sec, uint16_t tag, const uint64_t *v, size_t n)
+{
+	if (n > MAX_FIELD / 8) {
+		if (!sec->err)
+			sec->err = -E2BIG;
+		return -E2BIG;
+	}
+	return put(sec, tag, SNAP_T_U64A, v, n * 8);
+}
+
+int snap_name_valid(const char *name, size_t max)
+{
+	size_t n = 0;
+	for (; n < max && name[n]; n++) {
+		char c = name[n];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
+			return 0;
+	}
+	return n > 0 && n < max;
+}
+
+/* ---------------------------------------------------------------- the writer */
+
+struct wsec {
+	char name[SNAP_NAME_MAX];
+	uint16_t ver_major, ver_minor;
+	uint32_t flags;
+	struct snap_sec sec;
+	uint64_t offset;
+};
+
+struct snap_writer {
+	char *final_path;
+	char *tmp_path;
+	int fd;
+	char *mem_final;
+	char *mem_tmp;
+	int mem_fd;
+	bool no_fsync;
+	struct snap_host_facts facts;
+	struct wsec **secs;
+	size_t nsecs, cap;
+	const uint8_t *mem;
+	uint64_t mem_len;
+	bool has_mem;
+};
+
+/* Creates "<dir>/.<base>.tmp-XXXXXX" next to `path`. */
+static int make_temp(const char *path, char **tmp_out, int *fd_out)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+	const char *base = slash ? slash + 1 : path;
+	if (!*base)
+		return -EISDIR;
+	size_t len = dirlen + 1 + strlen(base) + sizeof(".tmp-XXXXXX");
+	char *tmp = malloc(len);
+	if (!tmp)
+		return -ENOMEM;
+	snprintf(tmp, len, "%.*s.%s.tmp-XXXXXX", (int)dirlen, path, base);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		int e = -errno;
+		log_err("snapshot: mkostemp(%s): %s", tmp, strerror(errno));
+		free(tmp);
+		return e;
+	}
+	*tmp_out = tmp;
+	*fd_out = fd;
+	return 0;
+}
+
+int snap_writer_create(const char *final_path, const struct snap_writer_opts *opts,
+		       struct snap_writer **out)
+{
+	int ret = -ENOMEM;
+	struct snap_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fd = -1;
+	w->mem_fd = -1;
+	w->final_path = strdup(final_path);
+	if (!w->final_path)
+		goto fail;
+	ret = make_temp(final_path, &w->tmp_path, &w->fd);
+	if (ret)
+		goto fail;
+	if (opts && opts->mem_file_path) {
+		w->mem_final = strdup(opts->mem_file_path);
+		if (!w->mem_final) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		ret = make_temp(opts->mem_file_path, &w->mem_tmp, &w->mem_fd);
+		if (ret)
+			goto fail;
+	}
+	w->no_fsync = opts && opts->no_fsync;
+	if (opts && opts->facts)
+		w->facts = *opts->facts;
+	else
+		snap_host_facts_current(&w->facts);
+	*out = w;
+	return 0;
+fail:
+	snap_writer_abort(w);
+	return ret;
+}
+
+void snap_writer_abort(struct snap_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->tmp_path)
+		unlink(w->tmp_path);
+	if (w->mem_fd >= 0)
+		close(w->mem_fd);
+	if (w->mem_tmp)
+		unlink(w->mem_tmp);
+	for (size_t i = 0; i < w->nsecs; i++) {
+		snap_sec_release(&w->secs[i]->sec);
+		free(w->secs[i]);
+	}
+	free(w->secs);
+	free(w->final_path);
+	free(w->tmp_path);
+	free(w->mem_final);
+	free(w->mem_tmp);
+	free(w);
+}
+
+static int add_section(struct snap_writer *w, const char *name, uint16_t maj, uint16_t min,
+		       uint32_t flags, struct wsec **out)
+{
+	if (!snap_name_valid(name, SNAP_NAME_MAX))
+		return -EINVAL;
+	for (size_t i = 0; i < w->nsecs; i++)
+		if (!strcmp(w->secs[i]->name, name))
+			return -EEXIST;
+	if (w->nsecs + 4 > SNAP_MAX_SECTIONS) /* room for the memory sections */
+		return -E2BIG;
+	if (w->nsecs == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 16;
+		struct wsec **ns = realloc(w->secs, cap * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		w->secs = ns;
+		w->cap = cap;
+	}
+	struct wsec *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->ver_major = maj;
+	s->ver_minor = min;
+	s->flags = flags;
+	w->secs[w->nsecs++] = s;
+	*out = s;
+	return 0;
+}
+
+int snap_writer_section(struct snap_writer *w, const char *name, uint16_t ver_major,
+			uint16_t ver_minor, uint32_t flags, struct snap_sec **sec)
+{
+	if (!strncmp(name, "memory", 6) || (flags & ~SNAP_SEC_REQUIRED))
+		return -EINVAL;
+	struct wsec *s;
+	int ret = add_section(w, name, ver_major, ver_minor, flags, &s);
+	if (ret)
+		return ret;
+	*sec = &s->sec;
+	return 0;
+}
+
+int snap_writer_set_memory(struct snap_writer *w, const void *mem, uint64_t len)
+{
+	if (w->has_mem || (len % SNAP_PAGE_SIZE) || (len && !mem))
+		return -EINVAL;
+	w->mem = mem;
+	w->mem_len = len;
+	w->has_mem = true;
+	return 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off, const char *what)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = -errno;
+			log_err("snapshot: pwrite(%s, %zu bytes at %llu): %s", what, len,
+				(unsigned long long)off, strerror(errno));
+			return e;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)(const void *)p;
+	/* Most data pages differ from zero in their first words: test those alone first. */
+	if (q[0] | q[1] | q[2] | q[3])
+		return false;
+	uint64_t acc = 0;
+	for (unsigned i = 4; i < SNAP_PAGE_SIZE / 8; i += 4)
+		acc |= q[i] | q[i + 1] | q[i + 2] | q[i + 3];
+	return acc == 0;
+}
+
+/* Streams memory to fd at `base`: zero pages are skipped (holes), runs of data pages go
+ * out in large writes, the chunk CRCs and the zero bitmap are filled as we go. */
+static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *sums,
+			uint8_t *zero_bits, struct snap_write_stats *st)
+{
+	const uint8_t *mem = w->mem;
+	uint64_t npages = w->mem_len / SNAP_PAGE_SIZE;
+	uint64_t run_start = 0, run_len = 0;
+	uint32_t crc = 0;
+	int ret;
+
+	for (uint64_t pg = 0; pg < npages; pg++) {
+		uint64_t off = pg * SNAP_PAGE_SIZE;
+		const uint8_t *p = mem + off;
+		if (page_is_zero(p)) {
+			crc = snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
+			zero_bits[pg / 8] |= (uint8_t)(1u << (pg % 8));
+			st->zero_pages++;
+			if (run_len) {
+				ret = pwrite_all(fd, mem + run_start, run_len, base + run_start,
+						 "memory");
+				if (ret)
+					return ret;
+				run_len = 0;
+			}
+		} else {
+			crc = snap_crc32c(crc, p, SNAP_PAGE_SIZE);
+			st->data_pages++;
+			if (!run_len)
+				run_start = off;
+			run_len += SNAP_PAGE_SIZE;
+			if (run_len >= WRITE_RUN_MAX) {
+				ret = pwrite_all(fd, mem + run_start, run_len, base + run_start,
+						 "memory");
+				if (ret)
+					return ret;
+				run_len = 0;
+			}
+		}
+		if ((off + SNAP_PAGE_SIZE) % SNAP_MEM_CHUNK == 0 || pg + 1 == npages) {
+			sums[off / SNAP_MEM_CHUNK] = crc;
+			crc = 0;
+		}
+	}
+	if (run_len)
+		return pwrite_all(fd, mem + run_start, run_len, base + run_start, "memory");
+	return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret = 0;
+	if (dfd < 0 || fsync(dfd) < 0) {
+		ret = -errno;
+		log_err("snapshot: fsync of directory %s: %s", copy, strerror(errno));
+	}
+	if (dfd >= 0)
+		close(dfd);
+	free(copy);
+	return ret;
+}
+
+static void fill_header(struct snap_writer *w, uint8_t *h, uint32_t count, uint64_t state_end,
+			uint64_t file_size, uint32_t table_crc)
+{
+	memcpy(h + H_MAGIC, SNAP_MAGIC, 8);
+	wr16(h + H_MAJOR, SNAP_FORMAT_MAJOR);
+	wr16(h + H_MINOR, SNAP_FORMAT_MINOR);
+	wr32(h + H_FLAGS, w->mem_final ? SNAP_HDR_MEM_EXTERNAL : 0);
+	wr32(h + H_HDR_SIZE, SNAP_HEADER_SIZE);
+	wr32(h + H_COUNT, count);
+	wr64(h + H_TABLE_OFF, SNAP_HEADER_SIZE);
+	wr64(h + H_STATE_END, state_end);
+	wr64(h + H_FILE_SIZE, file_size);
+	wr32(h + H_TABLE_CRC, table_crc);
+	if (getrandom(h + H_ID, 16, GRND_NONBLOCK) != 16) {
+		uint64_t a = now_ns(), b = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ a;
+		wr64(h + H_ID, a);
+		wr64(h + H_ID + 8, b);
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	wr64(h + H_CREATED, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+	strncpy((char *)h + H_VENDOR, w->facts.vendor, 15);
+	wr32(h + H_FAMILY, w->facts.family);
+	wr32(h + H_MODEL, w->facts.model);
+	wr32(h + H_STEPPING, w->facts.stepping);
+	wr32(h + H_CPUID_DIGEST, w->facts.cpuid_digest);
+	strncpy((char *)h + H_KERNEL, w->facts.kernel, H_KERNEL_LEN - 1);
+	wr32(h + H_CRC, snap_crc32c(0, h, H_CRC));
+}
+
+int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
+{
+	struct snap_write_stats st_local = {0};
+	struct snap_write_stats *st = stats ? stats : &st_local;
+	uint8_t *front = NULL;
+	struct wsec *mem_sec = NULL, *sums_sec = NULL, *zero_sec = NULL;
+	uint64_t nchunks = 0, npages = 0;
+	long sums_off = 0, zero_off = 0;
+	int ret = 0;
+
+	memset(st, 0, sizeof(*st));
+	for (size_t i = 0; i < w->nsecs; i++) {
+		if (w->secs[i]->sec.err) {
+			ret = w->secs[i]->sec.err;
+			log_err("snapshot: building section '%s' failed: %s", w->secs[i]->name,
+				strerror(-ret));
+			goto fail;
+		}
+	}
+
+	/* Memory sections: sizes depend only on the memory length, so they are laid out
+	 * before the memory is scanned and filled in afterwards. */
+	if (w->has_mem) {
+		nchunks = (w->mem_len + SNAP_MEM_CHUNK - 1) / SNAP_MEM_CHUNK;
+		npages = w->mem_len / SNAP_PAGE_SIZE;
+		if (w->mem_final) {
+			ret = add_section(w, "memory.file", 1, 0, SNAP_SEC_REQUIRED, &mem_sec);
+			if (ret)
+				goto fail;
+			snap_put_str(&mem_sec->sec, 1, w->mem_final);
+			snap_put_u64(&mem_sec->sec, 2, w->mem_len);
+		}
+		ret = add_section(w, "memory.sums", 1, 0, 0, &sums_sec);
+		if (ret)
+			goto fail;
+		snap_put_u64(&sums_sec->sec, 1, SNAP_MEM_CHUNK);
+		snap_put_u64(&sums_sec->sec, 2, w->mem_len);
+		sums_off = snap_put_reserve(&sums_sec->sec, 3, SNAP_T_U64A, nchunks * 8);
+		ret = add_section(w, "memory.zero", 1, 0, 0, &zero_sec);
+		if (ret)
+			goto fail;
+		snap_put_u64(&zero_sec->sec, 1, SNAP_PAGE_SIZE);
+		snap_put_u64(&zero_sec->sec, 2, npages);
+		zero_off = snap_put_reserve(&zero_sec->sec, 3, SNAP_T_BYTES, (npages + 7) / 8);
+		ret = sums_sec->sec.err ? sums_sec->sec.err : zero_sec->sec.err;
+		if (!ret && mem_sec)
+			ret = mem_sec->sec.err;
+		if (ret)
+			goto fail;
+	}
+
+	/* Layout: header, table, state sections (8-aligned), memory (2 MiB aligned). */
+	uint32_t count = (uint32_t)w->nsecs + (w->has_mem && !w->mem_final ? 1 : 0);
+	uint64_t pos = SNAP_HEADER_SIZE + (uint64_t)count * SNAP_TABLE_ENTRY;
+	for (size_t i = 0; i < w->nsecs; i++) {
+		pos = align_up(pos, 8);
+		w->secs[i]->offset = pos;
+		pos += w->secs[i]->sec.len;
+	}
+	uint64_t state_end = align_up(pos, 8);
+	if (state_end > SNAP_MAX_STATE) {
+		ret = -E2BIG;
+		log_err("snapshot: state is %llu bytes, above the %u limit",
+			(unsigned long long)state_end, SNAP_MAX_STATE);
+		goto fail;
+	}
+	uint64_t mem_off = 0, file_size = state_end;
+	if (w->has_mem && !w->mem_final) {
+		mem_off = align_up(state_end, SNAP_MEM_ALIGN);
+		file_size = mem_off + w->mem_len;
+	}
+
+	uint64_t t0 = now_ns();
+	if (w->has_mem) {
+		uint64_t *sums = (uint64_t *)(void *)(sums_sec->sec.buf + sums_off);
+		uint8_t *zbits = zero_sec->sec.buf + zero_off;
+		int mfd = w->mem_final ? w->mem_fd : w->fd;
+		ret = write_memory(w, mfd, mem_off, sums, zbits, st);
+		if (ret)
+			goto fail;
+		if (w->mem_final && ftruncate(w->mem_fd, (off_t)w->mem_len) < 0) {
+			ret = -errno;
+			log_err("snapshot: ftruncate(%s): %s", w->mem_tmp, strerror(errno));
+			goto fail;
+		}
+	}
+	uint64_t t1 = now_ns();
+	st->mem_ns = t1 - t0;
+
+	front = calloc(1, state_end);
+	if (!front) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	uint8_t *tab = front + SNAP_HEADER_SIZE;
+	for (size_t i = 0; i < w->nsecs; i++) {
+		struct wsec *s = w->secs[i];
+		uint8_t *e = tab + i * SNAP_TABLE_ENTRY;
+		memcpy(front + s->offset, s->sec.buf, s->sec.len);
+		memcpy(e + T_NAME, s->name, strlen(s->name));
+		wr16(e + T_VMAJ, s->ver_major);
+		wr16(e + T_VMIN, s->ver_minor);
+		wr32(e + T_FLAGS, s->flags);
+		wr64(e + T_OFFSET, s->offset);
+		wr64(e + T_SIZE, s->sec.len);
+		wr32(e + T_CRC, snap_crc32c(0, s->sec.buf, s->sec.len));
+	}
+	if (w->has_mem && !w->mem_final) {
+		uint8_t *e = tab + w->nsecs * SNAP_TABLE_ENTRY;
+		memcpy(e + T_NAME, "memory", 6);
+		wr16(e + T_VMAJ, 1);
+		wr32(e + T_FLAGS, SNAP_SEC_REQUIRED | SNAP_SEC_RAW | SNAP_SEC_BULK);
+		wr64(e + T_OFFSET, mem_off);
+		wr64(e + T_SIZE, w->mem_len);
+	}
+	fill_header(w, front, count, state_end, file_size,
+		    snap_crc32c(0, tab, (size_t)count * SNAP_TABLE_ENTRY));
+	ret = pwrite_all(w->fd, front, state_end, 0, "header and state");
+	if (ret)
+		goto fail;
+	/* Trailing zero pages are holes: the size must still cover them. */
+	if (ftruncate(w->fd, (off_t)file_size) < 0) {
+		ret = -errno;
+		log_err("snapshot: ftruncate(%s): %s", w->tmp_path, strerror(errno));
+		goto fail;
+	}
+	uint64_t t2 = now_ns();
+	st->state_ns = t2 - t1;
+
+	if (!w->no_fsync) {
+		if ((w->mem_fd >= 0 && fsync(w->mem_fd) < 0) || fsync(w->fd) < 0) {
+			ret = -errno;
+			log_err("snapshot: fsync(%s): %s", w->tmp_path, strerror(errno));
+			goto fail;
+		}
+	}
+	/* The memory file first: the snapshot must never name a memory file that is not
+	 * there yet. */
+	if (w->mem_final && rename(w->mem_tmp, w->mem_final) < 0) {
+		ret = -errno;
+		log_err("snapshot: rename(%s, %s): %s", w->mem_tmp, w->mem_final, strerror(errno));
+		goto fail;
+	}
+	if (w->mem_final) {
+		free(w->mem_tmp);
+		w->mem_tmp = NULL; /* now the final memory file: abort must not unlink it */
+	}
+	if (rename(w->tmp_path, w->final_path) < 0) {
+		ret = -errno;
+		log_err("snapshot: rename(%s, %s): %s", w->tmp_path, w->final_path, strerror(errno));
+		goto fail;
+	}
+	free(w->tmp_path);
+	w->tmp_path = NULL;
+	if (!w->no_fsync) {
+		ret = fsync_dir_of(w->final_path);
+		if (!ret && w->mem_final)
+			ret = fsync_dir_of(w->mem_final);
+	}
+	st->sync_ns = now_ns() - t2;
+	free(front);
+	snap_writer_abort(w); /* frees; the temporary names are gone */
+	return ret;
+fail:
+	free(front);
+	snap_writer_abort(w);
+	return ret;
+}

@@ -1,0 +1,405 @@
+/* thaw's snapshot file: the public interface of restore/.
+ *
+ * One self-describing file: a 4 KiB header, a section table, state sections made of
+ * tagged fields, and guest memory last, aligned to 2 MiB so the VMM can mmap it straight
+ * from the file (or kept in a separate raw file). docs/snapshot-format.md is the byte-level
+ * specification; this header is the C interface to it.
+ *
+ * Save (VMM, VM paused):
+ *   snap_writer_create(path, &opts, &w)
+ *   snap_put_machine(w, &machine); snap_put_cpuid(w, entries, n);
+ *   snap_put_vcpu(w, i, &vcpu[i]) for each vCPU; snap_put_vm(w, &vm);
+ *   per device: snap_device_begin(w, id, kind, version, &place, &sec) + snap_put_*(sec, ...)
+ *   snap_put_config(w, json_text, len);
+ *   snap_writer_set_memory(w, host_ptr, size)      (or opts.mem_file_path)
+ *   snap_writer_commit(w)   -> file appears atomically; or snap_writer_abort(w)
+ *
+ * Restore (hot path, no memory is read):
+ *   snap_open(path, &s, err, sizeof(err))            one fstat + one pread, checksums
+ *   snap_host_check(snap_host_facts(s), ...)          refuse other vendor / missing features
+ *   snap_get_machine(s, &machine); snap_get_cpuid(s, entries, cap, &n)
+ *   snap_memory(s, &loc) -> mmap(loc.fd, loc.offset, loc.size, MAP_PRIVATE)
+ *   snap_get_vcpu(s, i, &vcpu); snap_get_vm(s, &vm); devices: snap_section_find(s, "device.x")
+ *   snap_close(s)   (after mmap; the mapping stays valid)
+ *
+ * All functions return 0 or -errno unless stated. Nothing here needs /dev/kvm.
+ */
+#ifndef THAW_SNAPSHOT_H
+#define THAW_SNAPSHOT_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- format constants */
+
+#define SNAP_MAGIC          "THAWSNAP" /* 8 bytes, no NUL in the file */
+#define SNAP_FORMAT_MAJOR   1
+#define SNAP_FORMAT_MINOR   0
+#define SNAP_HEADER_SIZE    4096u
+#define SNAP_TABLE_ENTRY    64u        /* bytes per section table entry */
+#define SNAP_NAME_MAX       32u        /* name field incl. NUL padding: names are 1..31 */
+#define SNAP_MAX_SECTIONS   1024u      /* a reader refuses more */
+#define SNAP_MAX_STATE      (64u << 20) /* cap on the header+table+state area */
+#define SNAP_MEM_ALIGN      (2u << 20) /* memory offset alignment in the file */
+#define SNAP_MEM_CHUNK      (2u << 20) /* memory checksum chunk */
+#define SNAP_PAGE_SIZE      4096u
+
+/* Header flags. Bits 0..15 are incompatible: a reader refuses a file with one it does not
+ * know. Bits 16..31 are compatible: unknown ones are ignored. */
+#define SNAP_HDR_MEM_EXTERNAL (1u << 0) /* memory lives in a separate raw file */
+#define SNAP_HDR_DIFF         (1u << 1) /* a diff snapshot: needs its base (merge only) */
+#define SNAP_HDR_INCOMPAT_MASK 0xffffu
+#define SNAP_HDR_KNOWN        (SNAP_HDR_MEM_EXTERNAL | SNAP_HDR_DIFF)
+
+/* Section flags. */
+#define SNAP_SEC_REQUIRED (1u << 0) /* a reader that does not know it must refuse the file */
+#define SNAP_SEC_RAW      (1u << 1) /* not tagged fields (only `memory`) */
+#define SNAP_SEC_BULK     (1u << 2) /* outside the state area; checksummed by memory.sums */
+
+/* Field types. */
+enum snap_type {
+	SNAP_T_U64 = 1,   /* 8 bytes little endian */
+	SNAP_T_BYTES = 2, /* opaque bytes */
+	SNAP_T_STR = 3,   /* UTF-8 text, no NUL inside, not NUL terminated */
+	SNAP_T_U64A = 4,  /* array of u64, length a multiple of 8 */
+};
+
+/* ---------------------------------------------------------------- checksums */
+
+/* CRC32C (Castagnoli, reflected poly 0x82F63B78, init 0xFFFFFFFF, final xor 0xFFFFFFFF):
+ * snap_crc32c(0, "123456789", 9) == 0xE3069283. Chainable: pass the previous result as
+ * `crc` to continue over more bytes. Uses the SSE4.2 instruction when present. */
+uint32_t snap_crc32c(uint32_t crc, const void *buf, size_t len);
+/* Same result as snap_crc32c(crc, zeros, n) for n zero bytes, in O(log n) without
+ * touching memory. */
+uint32_t snap_crc32c_zeros(uint32_t crc, uint64_t n);
+
+/* ---------------------------------------------------------------- host facts */
+
+struct snap_host_facts {
+	char vendor[13];        /* CPUID leaf 0: "GenuineIntel", "AuthenticAMD", ... */
+	uint32_t family;        /* display family (base + extended) */
+	uint32_t model;         /* display model (with extended model) */
+	uint32_t stepping;
+	uint32_t cpuid_digest;  /* CRC32C over the host's CPUID leaves, see the spec */
+	char kernel[65];        /* uname -r */
+};
+
+/* Fills `f` from the cpuid instruction and uname(2). */
+void snap_host_facts_current(struct snap_host_facts *f);
+
+/* ---------------------------------------------------------------- building sections */
+
+/* A growable buffer of tagged field records. Put functions never fail on their own
+ * account: on error (allocation, too large, bad argument) the builder records the first
+ * error in `err` and ignores later puts, so callers check once (snap_writer_commit
+ * refuses a writer with a failed section). Usable stand-alone (zero-initialise, then
+ * snap_sec_release) for encoding without a file. */
+struct snap_sec {
+	uint8_t *buf;
+	size_t len;
+	size_t cap;
+	int err;
+};
+
+void snap_sec_release(struct snap_sec *sec);
+int snap_put_u64(struct snap_sec *sec, uint16_t tag, uint64_t v);
+int snap_put_bytes(struct snap_sec *sec, uint16_t tag, const void *p, size_t len);
+/* `s` is NUL-terminated; stored without the NUL. */
+int snap_put_str(struct snap_sec *sec, uint16_t tag, const char *s);
+int snap_put_strn(struct snap_sec *sec, uint16_t tag, const char *s, size_t len);
+int snap_put_u64a(struct snap_sec *sec, uint16_t tag, const uint64_t *v, size_t n);
+
+/* ---------------------------------------------------------------- the writer */
+
+struct snap_writer;
+
+struct snap_writer_opts {
+	/* Guest memory goes to this separate raw file instead of the snapshot (NULL: inside).
+	 * Written atomically too (temporary name + rename). Recorded as given. */
+	const char *mem_file_path;
+	/* Skip fsync of file and directory (tests and benchmarks only: not crash safe). */
+	bool no_fsync;
+	/* Host facts to record; NULL: snap_host_facts_current(). */
+	const struct snap_host_facts *facts;
+};
+
+/* Creates a temporary file next to `final_path` (same directory, so the rename at commit
+ * is atomic). Nothing appears under `final_path` until snap_writer_commit succeeds.
+ * `opts` may be NULL. On success *out owns the temporary file. */
+int snap_writer_create(const char *final_path, const struct snap_writer_opts *opts,
+		       struct snap_writer **out);
+
+/* Adds a state section and returns its builder (owned by the writer, valid until
+ * commit/abort). `name`: 1..31 chars of [a-z0-9._-], unique in the file (-EEXIST).
+ * `flags`: SNAP_SEC_REQUIRED or 0. Section names `memory*` are reserved to the writer. */
+int snap_writer_section(struct snap_writer *w, const char *name, uint16_t ver_major,
+			uint16_t ver_minor, uint32_t flags, struct snap_sec **sec);
+
+/* Declares guest memory: `len` bytes at `mem` (a multiple of 4 KiB). Nothing is copied
+ * now: the memory is read during snap_writer_commit, so it must stay valid and unchanged
+ * (VM paused) until then. All-zero pages become holes; a `memory.zero` bitmap and the
+ * `memory.sums` chunk checksums are added. */
+int snap_writer_set_memory(struct snap_writer *w, const void *mem, uint64_t len);
+
+/* Writes everything (memory first, then header, table and state in one write), fsyncs,
+ * renames over `final_path`, fsyncs the directory, and frees `w` whatever the outcome.
+ * On any error (a section's builder error, ENOSPC, EFBIG, EIO...) the temporary file is
+ * unlinked and `final_path` is left untouched. `stats` (may be NULL) gets timings. */
+struct snap_write_stats {
+	uint64_t mem_ns;      /* scanning, checksumming and writing memory */
+	uint64_t state_ns;    /* writing header, table and state */
+	uint64_t sync_ns;     /* fsync + rename + directory fsync */
+	uint64_t zero_pages;  /* pages left as holes */
+	uint64_t data_pages;  /* pages written */
+};
+int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats);
+
+/* Unlinks the temporary file(s) and frees `w`. Safe on NULL. */
+void snap_writer_abort(struct snap_writer *w);
+
+/* ---------------------------------------------------------------- the reader */
+
+struct snap;
+
+/* One section as found in the table. `data` points into the snapshot's state buffer for
+ * state sections (valid until snap_close) and is NULL for `memory` (SNAP_SEC_BULK). */
+struct snap_section {
+	char name[SNAP_NAME_MAX];
+	uint16_t ver_major;
+	uint16_t ver_minor;
+	uint32_t flags;
+	uint64_t offset;
+	uint64_t size;
+	uint32_t crc;
+	const uint8_t *data;
+};
+
+/* Open flags. */
+#define SNAP_OPEN_NO_SECTION_CRC (1u << 0) /* skip per-section CRC checks (verify tool) */
+
+/* Opens and validates a snapshot: magic, format version, header flags, header and table
+ * checksums, every section's bounds (inside the file, no overlap, no overflow), names,
+ * every state section's checksum and field framing, and refuses unknown required
+ * sections. Reads header, table and state with one pread (two if the state is larger
+ * than 64 KiB); never reads memory. On failure returns -errno and writes a message that
+ * names the cause into `err` (may be NULL). *out is freed with snap_close. */
+int snap_open(const char *path, struct snap **out, char *err, size_t errlen);
+int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err,
+		    size_t errlen);
+void snap_close(struct snap *s);
+
+/* Format version, flags and host facts as recorded in the header. */
+void snap_format_version(const struct snap *s, uint16_t *major, uint16_t *minor);
+uint32_t snap_header_flags(const struct snap *s);
+const struct snap_host_facts *snap_host_facts(const struct snap *s);
+/* 16 random bytes identifying this snapshot (a diff names its base by it). */
+const uint8_t *snap_id(const struct snap *s);
+
+/* Section lookup by exact name, or by index (0..count-1, table order). NULL if none. */
+const struct snap_section *snap_section_find(const struct snap *s, const char *name);
+size_t snap_section_count(const struct snap *s);
+const struct snap_section *snap_section_at(const struct snap *s, size_t i);
+/* The CRC check snap_open does for a state section, named in `err` on mismatch. */
+int snap_section_verify(const struct snap_section *sec, char *err, size_t errlen);
+
+/* Where guest memory is. In-file: `fd` is the snapshot's (owned by `s`; dup it to keep it
+ * past snap_close) and `offset` is 2 MiB aligned. External: fd is -1 and `path` (owned
+ * by `s`) is the raw memory file, resolved against the snapshot's directory when
+ * relative; open it with snap_memory_open. size == 0: the snapshot has no memory. */
+struct snap_memory_loc {
+	int fd;
+	uint64_t offset;
+	uint64_t size;
+	const char *path;
+	bool external;
+};
+int snap_memory(const struct snap *s, struct snap_memory_loc *loc);
+/* Opens the memory file read-only (external) or dups the snapshot fd (in-file), and
+ * checks the file is long enough for the mapping (a short file would SIGBUS the VMM).
+ * The caller closes *fd. */
+int snap_memory_open(const struct snap *s, int *fd, char *err, size_t errlen);
+
+/* Optional sections for the uffd backend. Pointers into the state buffer (8-byte aligned,
+ * valid until snap_close). -ENOENT when the snapshot has none.
+ * Zero bitmap: bit (i % 8) of byte i / 8 set = page i of memory is all zeros. */
+int snap_memory_zero_bitmap(const struct snap *s, const uint8_t **bits, uint64_t *npages);
+int snap_workingset(const struct snap *s, const uint64_t **pages, size_t *n);
+
+/* Offline check of the memory chunk checksums (reads all memory: never on the restore
+ * path). Calls `report` for each bad chunk (may be NULL); returns 0 if all good,
+ * -EBADMSG if any chunk (or a page the zero bitmap calls zero) is bad, or -errno. */
+typedef void (*snap_report_fn)(void *opaque, const char *msg);
+int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque,
+		       uint64_t *chunks_checked);
+
+/* ---------------------------------------------------------------- reading fields */
+
+struct snap_field {
+	uint16_t tag;
+	uint16_t type;
+	uint32_t len;
+	const uint8_t *val; /* 8-byte aligned inside the state buffer */
+};
+
+/* Iterates the fields of a state section: start with *pos = 0; returns 1 and fills `f`,
+ * 0 at the end, -EBADMSG on a malformed record (snap_open already refused those). */
+int snap_field_next(const struct snap_section *sec, size_t *pos, struct snap_field *f);
+/* First field with `tag`: -ENOENT if absent, -EPROTO if it has another type, -ERANGE if
+ * its length is wrong for the type. */
+int snap_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t *v);
+int snap_get_bytes(const struct snap_section *sec, uint16_t tag, const void **p, size_t *len);
+/* Pointer + length (not NUL terminated). */
+int snap_get_str(const struct snap_section *sec, uint16_t tag, const char **p, size_t *len);
+/* Copies into `buf` with a NUL; -ENAMETOOLONG if it does not fit. */
+int snap_get_strbuf(const struct snap_section *sec, uint16_t tag, char *buf, size_t size);
+int snap_get_u64a(const struct snap_section *sec, uint16_t tag, const uint64_t **v, size_t *n);
+/* Section view over a buffer that did not come from a file (tests, codecs). */
+void snap_section_view(struct snap_section *sec, const char *name, const void *data,
+		       size_t len);
+
+/* ---------------------------------------------------------------- state codecs */
+
+#define SNAP_MAX_MSRS   256
+#define SNAP_MAX_CPUID  256
+#define SNAP_MAX_VCPUS  64
+#define SNAP_MAX_REGIONS 8
+#define SNAP_MAX_XCRS   KVM_MAX_XCRS
+
+/* Everything KVM needs to resume one vCPU. The VMM fills it from KVM_GET_* and passes it
+ * back to KVM_SET_*. `msrs` holds `nmsrs` entries (only index and data are saved). */
+struct snap_vcpu_state {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_mp_state mp_state;
+	struct kvm_debugregs debugregs;
+	uint32_t nmsrs;
+	struct kvm_msr_entry msrs[SNAP_MAX_MSRS];
+	struct kvm_xsave xsave; /* last: struct kvm_xsave ends in a flexible array */
+};
+
+/* VM-wide device state kept by KVM: sections `irqchip`, `pit`, `clock`. */
+struct snap_vm_state {
+	struct kvm_pic_state pic[2]; /* KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE */
+	struct kvm_ioapic_state ioapic;
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+};
+
+struct snap_mem_region {
+	uint64_t gpa;    /* guest physical base */
+	uint64_t size;
+	uint64_t offset; /* offset of the region inside the memory section/file */
+};
+
+struct snap_machine {
+	uint64_t mem_size;
+	uint32_t nr_vcpus;
+	uint32_t nr_regions;
+	struct snap_mem_region regions[SNAP_MAX_REGIONS];
+	char cpu_template[64];
+	char cmdline[4096];
+};
+
+/* Encoders fill a builder; decoders default every missing field to 0 and ignore unknown
+ * tags. Decoders treat the section as hostile: counts above the caps, values that do not
+ * fit the struct field, wrong blob sizes and newer section majors fail with -EBADMSG /
+ * -ERANGE / -EPROTONOSUPPORT and a message in `err`. */
+int snap_encode_vcpu(struct snap_sec *sec, const struct snap_vcpu_state *v);
+int snap_decode_vcpu(const struct snap_section *sec, struct snap_vcpu_state *v, char *err,
+		     size_t errlen);
+int snap_encode_irqchip(struct snap_sec *sec, const struct snap_vm_state *vm);
+int snap_decode_irqchip(const struct snap_section *sec, struct snap_vm_state *vm, char *err,
+			size_t errlen);
+int snap_encode_pit(struct snap_sec *sec, const struct kvm_pit_state2 *pit);
+int snap_decode_pit(const struct snap_section *sec, struct kvm_pit_state2 *pit, char *err,
+		    size_t errlen);
+int snap_encode_clock(struct snap_sec *sec, const struct kvm_clock_data *clock);
+int snap_decode_clock(const struct snap_section *sec, struct kvm_clock_data *clock, char *err,
+		      size_t errlen);
+int snap_encode_cpuid(struct snap_sec *sec, const struct kvm_cpuid_entry2 *e, size_t n);
+int snap_decode_cpuid(const struct snap_section *sec, struct kvm_cpuid_entry2 *e, size_t cap,
+		      size_t *n, char *err, size_t errlen);
+int snap_encode_machine(struct snap_sec *sec, const struct snap_machine *m);
+int snap_decode_machine(const struct snap_section *sec, struct snap_machine *m, char *err,
+			size_t errlen);
+
+/* Writer conveniences: add the section with its name, version and REQUIRED flag, and
+ * encode. vcpu sections are `vcpu.<index>`. snap_put_vm adds irqchip, pit and clock. */
+int snap_put_vcpu(struct snap_writer *w, unsigned index, const struct snap_vcpu_state *v);
+int snap_put_vm(struct snap_writer *w, const struct snap_vm_state *vm);
+int snap_put_cpuid(struct snap_writer *w, const struct kvm_cpuid_entry2 *e, size_t n);
+int snap_put_machine(struct snap_writer *w, const struct snap_machine *m);
+/* The VM configuration as JSON text (checked to parse); optional section `config`. */
+int snap_put_config(struct snap_writer *w, const char *json, size_t len);
+/* The ordered list of page numbers touched first after restore (optional `workingset`). */
+int snap_put_workingset(struct snap_writer *w, const uint64_t *pages, size_t n);
+
+/* Reader conveniences: find the section (missing -> -ENOENT with a message) and decode. */
+int snap_get_vcpu(const struct snap *s, unsigned index, struct snap_vcpu_state *v, char *err,
+		  size_t errlen);
+int snap_get_vm(const struct snap *s, struct snap_vm_state *vm, char *err, size_t errlen);
+int snap_get_cpuid(const struct snap *s, struct kvm_cpuid_entry2 *e, size_t cap, size_t *n,
+		   char *err, size_t errlen);
+int snap_get_machine(const struct snap *s, struct snap_machine *m, char *err, size_t errlen);
+/* Pointer + length into the state buffer; -ENOENT if the snapshot has no config. */
+int snap_get_config(const struct snap *s, const char **json, size_t *len);
+
+/* ---------------------------------------------------------------- devices
+ *
+ * A device saves itself into section `device.<id>` (id: 1..24 chars of [a-z0-9_-]) with
+ * its own version, using the field API. Convention (see the spec): tags 1..15 are the
+ * common header (kind, placement), 0x100..0x1ff the transport layer (virtio-mmio
+ * registers), 0x200..0x2ff the generic virtio layer (features, queues), 0x1000.. the
+ * device's own state. */
+#define SNAP_DEV_KIND      1 /* string: "virtio-blk", "virtio-net", "virtio-vsock", "serial" */
+#define SNAP_DEV_MMIO_BASE 2 /* u64 */
+#define SNAP_DEV_MMIO_SIZE 3 /* u64 */
+#define SNAP_DEV_IRQ       4 /* u64 (GSI) */
+#define SNAP_DEV_TRANSPORT 0x100
+#define SNAP_DEV_VIRTIO    0x200
+#define SNAP_DEV_OWN       0x1000
+
+struct snap_device_place {
+	uint64_t mmio_base;
+	uint64_t mmio_size;
+	uint32_t irq;
+};
+
+/* Adds required section `device.<id>` with kind and placement already put. */
+int snap_device_begin(struct snap_writer *w, const char *id, const char *kind,
+		      uint16_t ver_major, uint16_t ver_minor, const struct snap_device_place *place,
+		      struct snap_sec **sec);
+/* Reads kind (into `kind`, NUL terminated) and placement; -ENOENT if any is missing. */
+int snap_device_get_place(const struct snap_section *sec, char *kind, size_t kind_size,
+			  struct snap_device_place *place);
+
+/* ---------------------------------------------------------------- host compatibility */
+
+/* Pure: decides whether a guest saved with `saved` facts and `guest` CPUID can run on a
+ * host with `host` facts and `supported` CPUID (what KVM_GET_SUPPORTED_CPUID returned).
+ * Refuses another CPU vendor and any feature bit (CPUID 1 ECX/EDX, 7.0 EBX/ECX/EDX,
+ * 0x80000001 ECX/EDX, 0xD.1 EAX) the guest saw that the host lacks, naming them
+ * ("host lacks CPU features the snapshot's guest uses: avx512f, avx512bw"). Bits KVM
+ * emulates or the VMM sets itself (hypervisor, tsc_deadline, osxsave, ospke, x2apic) are
+ * not compared. Returns 0 or -ENOTSUP with the message in `err`. */
+int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_entry2 *guest,
+		    size_t nguest, const struct snap_host_facts *host,
+		    const struct kvm_cpuid_entry2 *supported, size_t nsupported, char *err,
+		    size_t errlen);
+
+/* Name of a feature bit ("avx2"), or NULL when unnamed. reg: 0 eax, 1 ebx, 2 ecx, 3 edx. */
+const char *snap_cpu_feature_name(uint32_t leaf, uint32_t subleaf, unsigned reg, unsigned bit);
+
+/* ---------------------------------------------------------------- field names (tools) */
+
+/* Name of a field tag in a known section kind ("vcpu.0" -> "rax" for tag 1), or NULL.
+ * Used by thaw-snap inspect; the tag tables are the specification's. */
+const char *snap_field_name(const char *section, uint16_t tag);
+
+#endif
