@@ -11,6 +11,7 @@ VMM_SRCS := \
 	vmm/machine.c \
 	vmm/loop.c \
 	vmm/console.c \
+	vmm/snapshot.c \
 	vmm/virtio/devices.c
 
 LIBS += $(B)/libvmm.a

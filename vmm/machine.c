@@ -148,6 +148,12 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	if (vmm_devices_attach(vm, cfg, cmdline, sizeof(cmdline)))
 		goto out;
 	bp.cmdline = cmdline;
+	if (strlen(cmdline) >= sizeof(vm->cmdline)) {
+		log_err("kernel command line with devices is %zu bytes, at most %zu allowed",
+			strlen(cmdline), sizeof(vm->cmdline) - 1);
+		goto out;
+	}
+	memcpy(vm->cmdline, cmdline, strlen(cmdline) + 1);
 	if (vmm_boot_setup(&vm->mem, &elf, &bp, initrd, initrd_len, err, sizeof(err))) {
 		log_err("%s", err);
 		goto out;

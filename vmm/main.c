@@ -22,6 +22,11 @@ static void usage(FILE *f)
 		"            [--drive id=NAME,path=FILE,ro=on|off[,root=on]]...\n"
 		"            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
 		"            [--rng]\n"
+		"       thaw --restore SNAPSHOT [--paused] [--clock-realtime] [console options]\n"
+		"  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
+		"             [--snapshot-then resume|pause|exit]: SIGUSR1, or the first console\n"
+		"             line containing STR, writes a snapshot to PATH; SIGUSR2 resumes a\n"
+		"             paused VM\n"
 		"            [--timing] [--log-level error|warn|info|debug]\n"
 		"\n"
 		"exit status: 0 guest reset/halted, 1 usage, 2 host failure, 3 guest panic,\n"
@@ -44,6 +49,40 @@ static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *ou
 	return 0;
 }
 
+/* What SIGUSR1 or the --snapshot-after line does. */
+struct snap_trigger {
+	struct vm_snapshot_opts opts;
+	const char *then; /* "resume", "pause" or "exit" */
+};
+
+static struct snap_trigger trigger;
+
+static void take_snapshot(struct vm *vm)
+{
+	int ret;
+
+	if (!trigger.opts.path) {
+		log_warn("snapshot requested, but no --snapshot PATH was given");
+		return;
+	}
+	trigger.opts.stay_paused = strcmp(trigger.then, "resume") != 0;
+	ret = vm_snapshot_create(vm, &trigger.opts);
+	if (ret == 0)
+		fprintf(stderr, "thaw: snapshot: %s in %llu us\n", trigger.opts.path,
+			(unsigned long long)vm->last_create_us);
+	if (strcmp(trigger.then, "exit") == 0)
+		vmm_loop_stop(&vm->loop, ret ? VMM_EXIT_INTERNAL : VMM_EXIT_OK);
+}
+
+static void on_trigger(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	uint64_t n;
+
+	if (read(vm->trigger_fd, &n, sizeof(n)) == sizeof(n))
+		take_snapshot(vm);
+}
+
 static void on_exit_request(void *opaque, uint32_t events)
 {
 	struct vm *vm = opaque;
@@ -56,7 +95,16 @@ static void on_signal(void *opaque, uint32_t events)
 	struct vm *vm = opaque;
 	struct signalfd_siginfo si;
 
-	if (read(vm->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+	if (read(vm->signal_fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGUSR1) {
+		take_snapshot(vm);
+	} else if (si.ssi_signo == SIGUSR2) {
+		if (vm->paused && !vm->nr_started)
+			vm_start_vcpus(vm);
+		else if (vm->paused)
+			vm_resume(vm);
+	} else {
 		log_info("signal %u: stopping the VM", si.ssi_signo);
 		vmm_loop_stop(&vm->loop, VMM_EXIT_OK);
 	}
@@ -71,9 +119,25 @@ static int main_loop(struct vm *vm, const sigset_t *sigs)
 		return VMM_EXIT_INTERNAL;
 	}
 	if (vmm_loop_add(&vm->loop, vm->exit_fd, EPOLLIN, on_exit_request, vm) ||
-	    vmm_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, vm))
+	    vmm_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, vm) ||
+	    vmm_loop_add(&vm->loop, vm->trigger_fd, EPOLLIN, on_trigger, vm))
 		return VMM_EXIT_INTERNAL;
 	return vmm_loop_run(&vm->loop);
+}
+
+static void print_restore_timing(const struct vm *vm, uint64_t t0)
+{
+	const struct vm_restore_times *t = &vm->times;
+	uint64_t r = t->restore_start_ns;
+
+#define US(x) (unsigned long long)((x) ? ((x) - r) / 1000 : 0)
+	fprintf(stderr,
+		"thaw: restore: process_to_restore_us=%llu opened_us=%llu vm_created_us=%llu "
+		"vcpus_created_us=%llu state_set_us=%llu devices_us=%llu running_us=%llu\n",
+		(unsigned long long)(r - t0) / 1000, US(t->opened_ns), US(t->vm_created_ns),
+		US(t->vcpus_created_ns), US(t->state_set_ns), US(t->devices_restored_ns),
+		US(t->running_ns));
+#undef US
 }
 
 static int add_spec(const char *opt, const char **arr, unsigned *nr, unsigned max, const char *s)
@@ -104,10 +168,22 @@ int main(int argc, char **argv)
 		{"net", required_argument, NULL, 'N'},
 		{"vsock", required_argument, NULL, 'V'},
 		{"rng", no_argument, NULL, 'R'},
+		{"restore", required_argument, NULL, 'r'},
+		{"paused", no_argument, NULL, 'P'},
+		{"clock-realtime", no_argument, NULL, 'C'},
+		{"snapshot", required_argument, NULL, 's'},
+		{"snapshot-mem-file", required_argument, NULL, 'M'},
+		{"snapshot-after", required_argument, NULL, 'A'},
+		{"snapshot-then", required_argument, NULL, 'H'},
+		{"snapshot-no-fsync", no_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct vm_config cfg = {.vcpus = 1, .mem_mib = 128};
+	struct vm_restore_opts ro = {0};
+	const char *snapshot_after = NULL;
+	bool start_paused = false;
+	char err[512];
 	struct vmm_console console;
 	static struct vm vm;
 	uint64_t v, t0 = now_ns();
@@ -188,6 +264,35 @@ int main(int argc, char **argv)
 		case 'R':
 			cfg.rng = true;
 			break;
+		case 'r':
+			ro.path = optarg;
+			break;
+		case 'P':
+			start_paused = true;
+			break;
+		case 'C':
+			ro.clock_realtime = true;
+			break;
+		case 's':
+			trigger.opts.path = optarg;
+			break;
+		case 'M':
+			trigger.opts.mem_file_path = optarg;
+			break;
+		case 'A':
+			snapshot_after = optarg;
+			break;
+		case 'F':
+			trigger.opts.no_fsync = true;
+			break;
+		case 'H':
+			if (strcmp(optarg, "resume") && strcmp(optarg, "pause") &&
+			    strcmp(optarg, "exit")) {
+				log_err("--snapshot-then: '%s' is not resume, pause or exit", optarg);
+				return VMM_EXIT_USAGE;
+			}
+			trigger.then = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -200,8 +305,17 @@ int main(int argc, char **argv)
 		log_err("unexpected argument '%s'", argv[optind]);
 		return VMM_EXIT_USAGE;
 	}
-	if (!cfg.kernel) {
-		log_err("--kernel is required");
+	trigger.then = trigger.then ? trigger.then : "resume";
+	if (snapshot_after && !trigger.opts.path) {
+		log_err("--snapshot-after needs --snapshot PATH");
+		return VMM_EXIT_USAGE;
+	}
+	if (ro.path && cfg.kernel) {
+		log_err("--restore and --kernel exclude each other");
+		return VMM_EXIT_USAGE;
+	}
+	if (!cfg.kernel && !ro.path) {
+		log_err("--kernel or --restore is required");
 		usage(stderr);
 		return VMM_EXIT_USAGE;
 	}
@@ -212,13 +326,24 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	status = vm_boot(&vm, &cfg);
-	if (status != VMM_EXIT_OK)
-		goto out;
+	if (ro.path) {
+		if (vm_restore(&vm, &ro, err, sizeof(err))) {
+			log_err("restore %s: %s", ro.path, err);
+			status = VMM_EXIT_RESTORE;
+			goto out;
+		}
+	} else {
+		status = vm_boot(&vm, &cfg);
+		if (status != VMM_EXIT_OK)
+			goto out;
+	}
 	vm.t_process_start_ns = t0;
+	vm.snapshot_after = snapshot_after;
 	if (cfg.console_out) {
 		vm.console_out_fd =
 			open(cfg.console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -232,10 +357,15 @@ int main(int argc, char **argv)
 		status = VMM_EXIT_USAGE;
 		goto out;
 	}
-	if (vm_start_vcpus(&vm)) {
+	if (start_paused) {
+		vm.paused = true;
+	} else if (vm_start_vcpus(&vm)) {
 		status = VMM_EXIT_INTERNAL;
 		goto out;
 	}
+	vm.times.running_ns = now_ns();
+	if (timing && ro.path)
+		print_restore_timing(&vm, t0);
 	status = main_loop(&vm, &sigs);
 	if (timing)
 		fprintf(stderr, "thaw: timing: first_run_us=%llu first_line_us=%llu\n",

@@ -42,7 +42,7 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 	int ret, max_vcpus;
 
 	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = vm->exit_fd = -1;
+	vm->vm_fd = vm->exit_fd = vm->trigger_fd = -1;
 	vm->loop.epfd = -1;
 	vm->console_out_fd = STDOUT_FILENO;
 	pthread_mutex_init(&vm->exit_lock, NULL);
@@ -84,7 +84,8 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 	if (vm->vm_fd < 0)
 		return kvm_ioctl_err("KVM_CREATE_VM");
 	vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->exit_fd < 0)
+	vm->trigger_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_fd < 0 || vm->trigger_fd < 0)
 		return kvm_ioctl_err("eventfd");
 	return vmm_loop_init(&vm->loop);
 }
@@ -157,13 +158,37 @@ static int setup_lapic(struct vcpu *v)
 	return 0;
 }
 
+int vm_create_vcpu_fds(struct vm *vm)
+{
+	int ret = get_supported_cpuid(vm);
+
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		v->vm = vm;
+		v->index = i;
+		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
+		if (v->fd < 0)
+			return kvm_ioctl_err("KVM_CREATE_VCPU");
+		v->run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			      v->fd, 0);
+		if (v->run == MAP_FAILED) {
+			v->run = NULL;
+			return kvm_ioctl_err("mmap kvm_run");
+		}
+	}
+	return 0;
+}
+
 int vm_create_vcpus(struct vm *vm)
 {
 	struct kvm_cpuid2 *c = NULL;
 	size_t csize;
 	int ret;
 
-	ret = get_supported_cpuid(vm);
+	ret = vm_create_vcpu_fds(vm);
 	if (ret)
 		return ret;
 	csize = sizeof(*c) + vm->supported_cpuid->nent * sizeof(c->entries[0]);
@@ -174,20 +199,6 @@ int vm_create_vcpus(struct vm *vm)
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
-		v->vm = vm;
-		v->index = i;
-		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
-		if (v->fd < 0) {
-			ret = kvm_ioctl_err("KVM_CREATE_VCPU");
-			goto out;
-		}
-		v->run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			      v->fd, 0);
-		if (v->run == MAP_FAILED) {
-			v->run = NULL;
-			ret = kvm_ioctl_err("mmap kvm_run");
-			goto out;
-		}
 		memcpy(c, vm->supported_cpuid, csize);
 		c->nent = vmm_cpuid_apply(c->entries, c->nent, vm->tmpl, i, vm->nr_vcpus);
 		if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
@@ -259,12 +270,34 @@ int vm_setup_boot_regs(struct vm *vm, enum vmm_boot_protocol proto, uint64_t ent
 
 /* ---------------------------------------------------------------- legacy devices */
 
+/* Watches console lines for the --snapshot-after string; the main thread takes the
+ * snapshot (a vCPU thread cannot pause the VM it runs in). */
+static void watch_line(struct vm *vm, uint8_t byte)
+{
+	uint64_t one = 1;
+
+	if (byte != '\n') {
+		if (vm->line_len < sizeof(vm->line) - 1)
+			vm->line[vm->line_len++] = (char)byte;
+		return;
+	}
+	vm->line[vm->line_len] = 0;
+	vm->line_len = 0;
+	if (strstr(vm->line, vm->snapshot_after)) {
+		vm->snapshot_after = NULL;
+		if (write(vm->trigger_fd, &one, sizeof(one)) < 0)
+			log_warn("snapshot trigger: %s", strerror(errno));
+	}
+}
+
 static void com1_out(void *opaque, uint8_t byte)
 {
 	struct vm *vm = opaque;
 
 	if (byte == '\n' && !vm->t_first_line_ns)
 		vm->t_first_line_ns = now_ns();
+	if (vm->snapshot_after)
+		watch_line(vm, byte);
 	/* A console that went away (a closed pipe) must not stop the guest. */
 	if (write(vm->console_out_fd, &byte, 1) < 0)
 		log_ratelimited(LOG_WARN, "console write: %s", strerror(errno));
@@ -497,6 +530,7 @@ int vm_start_vcpus(struct vm *vm)
 			return -ret;
 		}
 		vm->vcpus[i].started = true;
+		vm->nr_started++;
 	}
 	return 0;
 }
@@ -513,8 +547,9 @@ void vm_pause(struct vm *vm)
 		vm->vcpus[i].run->immediate_exit = 1;
 		pthread_kill(vm->vcpus[i].thread, SIG_VCPU_KICK);
 	}
-	while (vm->nr_paused < vm->nr_vcpus && !vm->exiting)
+	while (vm->nr_paused < vm->nr_started && !vm->exiting)
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+	vm->paused = true;
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
@@ -522,6 +557,7 @@ void vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);
 	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
+	vm->paused = false;
 	pthread_cond_broadcast(&vm->run_cond);
 	pthread_mutex_unlock(&vm->run_lock);
 }
@@ -537,10 +573,13 @@ void vm_destroy(struct vm *vm)
 			close(v->fd);
 	}
 	free(vm->supported_cpuid);
+	free(vm->msr_indices);
 	vmm_mem_free(&vm->mem);
 	vmm_loop_destroy(&vm->loop);
 	if (vm->exit_fd >= 0)
 		close(vm->exit_fd);
+	if (vm->trigger_fd >= 0)
+		close(vm->trigger_fd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)

@@ -340,6 +340,11 @@ struct vm {
 	int exit_fd;
 	int exit_status;
 	int signal_fd;
+	/* A console line containing `snapshot_after` signals trigger_fd (once). */
+	const char *snapshot_after;
+	int trigger_fd;
+	char line[256];
+	size_t line_len;
 	pthread_mutex_t exit_lock;
 	bool exiting;
 
@@ -348,6 +353,21 @@ struct vm {
 	pthread_cond_t run_cond;
 	bool pause_requested;
 	unsigned nr_paused;
+	unsigned nr_started;
+
+	bool paused; /* vCPUs parked by vm_pause, or restored with --paused */
+	char cmdline[BOOT_CMDLINE_MAX]; /* as given to the guest, saved in snapshots */
+
+	/* MSRs saved in snapshots: KVM's list minus what this host cannot read */
+	uint32_t *msr_indices;
+	unsigned nr_msr_indices;
+
+	/* restore phases (CLOCK_MONOTONIC ns; 0 = not reached), for metrics */
+	struct vm_restore_times {
+		uint64_t restore_start_ns, opened_ns, vm_created_ns, vcpus_created_ns,
+			state_set_ns, devices_restored_ns, running_ns;
+	} times;
+	uint64_t last_create_us;
 
 	/* start-up timing, for the benchmark and metrics */
 	uint64_t t_process_start_ns;
@@ -379,7 +399,10 @@ int vm_register_memory(struct vm *vm);
 /* TSS and identity-map addresses, in-kernel PIC/IOAPIC/LAPIC and the PIT. */
 int vm_create_irqchip(struct vm *vm);
 
-/* Creates the vCPU fds, maps their kvm_run, sets CPUID through `vm->tmpl`. */
+/* Creates the vCPU fds and maps their kvm_run; fetches KVM's supported CPUID. */
+int vm_create_vcpu_fds(struct vm *vm);
+
+/* vm_create_vcpu_fds, then CPUID through `vm->tmpl` and firmware-like LAPIC LINTs. */
 int vm_create_vcpus(struct vm *vm);
 
 /* Sets the BSP's boot registers for the protocol in `bp`, entry at `entry`. */
@@ -406,5 +429,43 @@ void vm_destroy(struct vm *vm);
 /* Boots `cfg` (create, memory, kernel, boot structures, vCPUs): everything short of
  * starting the vCPU threads. Errors are logged; returns a vmm_exit_status. */
 int vm_boot(struct vm *vm, const struct vm_config *cfg);
+
+/* ---------------------------------------------------------------- snapshots */
+
+struct vm_snapshot_opts {
+	const char *path;          /* the snapshot file; appears atomically */
+	const char *mem_file_path; /* guest memory in this separate file, or NULL */
+	bool stay_paused;          /* leave the VM paused afterwards (else resume it) */
+	bool no_fsync;             /* tests and benchmarks only: not crash safe */
+};
+
+/* Pauses the VM (if running), drains device I/O, saves every vCPU, the irqchip, PIT,
+ * clock, devices and memory into opts->path, then resumes unless asked not to.
+ * Called on the main thread. Returns 0 or -errno (logged); on failure no file
+ * appears under the path. */
+int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts);
+
+struct vm_restore_opts {
+	const char *path;
+	bool clock_realtime; /* advance the guest clock by the time since the snapshot */
+	/* backend overrides (NULL: as saved) */
+	const char *net_tap[VMM_MAX_NETS];
+	const char *drive_path[VMM_MAX_DRIVES];
+	const char *vsock_uds;
+};
+
+/* Builds a VM from a snapshot: validates the file (untrusted), checks CPU
+ * compatibility, maps memory MAP_PRIVATE, creates the VM and vCPUs, sets all state and
+ * restores devices. The vCPUs are not started. `vm` is zeroed first. On failure `err`
+ * names the cause; the caller must not run the VM. */
+int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, size_t errlen);
+
+/* Device hooks of the snapshot path (vmm/virtio/); no-ops without virtio devices. */
+struct snap_writer;
+struct snap;
+int vm_devices_quiesce(struct vm *vm);
+int vm_devices_save(struct vm *vm, struct snap_writer *w);
+int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
+		       char *err, size_t errlen);
 
 #endif
