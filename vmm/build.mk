@@ -12,7 +12,14 @@ VMM_SRCS := \
 	vmm/loop.c \
 	vmm/console.c \
 	vmm/snapshot.c \
-	vmm/virtio/devices.c
+	vmm/virtio/devices.c \
+	vmm/virtio/virtq.c \
+	vmm/virtio/mmio.c \
+	vmm/virtio/blk.c \
+	vmm/virtio/net.c \
+	vmm/virtio/vsock_conn.c \
+	vmm/virtio/vsock.c \
+	vmm/virtio/rng.c
 
 LIBS += $(B)/libvmm.a
 $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)

@@ -1,0 +1,363 @@
+/* virtio-net backed by a tap device with a 12-byte vnet header: the guest's
+ * virtio_net_hdr passes through the tap unchanged, so checksum and segmentation
+ * offloads cost nothing here. The tap gets offloads (TUNSETOFFLOAD) only for what the
+ * guest acked; before that, and after a reset, it hands the guest plain packets. */
+#include "vmm/virtio/virtio_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define NET_QUEUE_MAX 256
+#define RXQ	      0
+#define TXQ	      1
+#define VNET_HDR_LEN  12 /* struct virtio_net_hdr_v1: VERSION_1 always has num_buffers */
+/* Packets moved per callback, so one busy device cannot starve the loop. */
+#define NET_BUDGET 64
+
+struct net {
+	char tap[IFNAMSIZ];
+	int fd;
+	bool watched;
+	bool rx_on; /* tap readable events wanted: the guest has rx buffers */
+	uint8_t mac[6];
+	uint32_t offload;
+	struct virtq_elem e;
+	struct virtio_net_config cfg;
+};
+
+static void set_rx_watch(struct virtio_dev *d, bool on)
+{
+	struct net *n = d->priv;
+
+	if (!n->watched || n->rx_on == on)
+		return;
+	if (vmm_loop_mod(&d->vm->loop, n->fd, on ? EPOLLIN : 0) == 0)
+		n->rx_on = on;
+}
+
+static void rx(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+	bool pushed = false;
+
+	for (unsigned i = 0; i < NET_BUDGET; i++) {
+		uint16_t one = 1;
+		ssize_t len;
+		int ret = virtio_pop(d, RXQ, &n->e);
+
+		if (ret <= 0) {
+			/* No buffer: stop listening until the guest adds some. */
+			set_rx_watch(d, false);
+			break;
+		}
+		if (n->e.in_len < VNET_HDR_LEN) {
+			virtio_set_needs_reset(d, "receive buffer shorter than the vnet header");
+			break;
+		}
+		len = readv(n->fd, n->e.iov + n->e.nr_out, (int)n->e.nr_in);
+		if (len < 0) {
+			virtq_unpop(&d->vq[RXQ]);
+			if (errno != EAGAIN && errno != EINTR)
+				log_ratelimited(LOG_WARN, "virtio %s: tap read: %s", d->id,
+						strerror(errno));
+			break;
+		}
+		/* Without MRG_RXBUF each packet takes exactly one buffer. */
+		iov_from_buf(n->e.iov + n->e.nr_out, n->e.nr_in,
+			     offsetof(struct virtio_net_hdr_v1, num_buffers), &one, sizeof(one));
+		virtq_push(&d->vq[RXQ], n->e.head, (uint32_t)len);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_notify(d, RXQ);
+}
+
+static void tx(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+	bool pushed = false;
+
+	for (;;) {
+		int ret = virtio_pop(d, TXQ, &n->e);
+
+		if (ret <= 0)
+			break;
+		if (n->e.out_len < VNET_HDR_LEN) {
+			virtio_set_needs_reset(d, "transmit chain shorter than the vnet header");
+			break;
+		}
+		if (n->fd >= 0 && writev(n->fd, n->e.iov, (int)n->e.nr_out) < 0)
+			log_ratelimited(LOG_WARN, "virtio %s: tap write of %llu bytes: %s", d->id,
+					(unsigned long long)n->e.out_len, strerror(errno));
+		virtq_push(&d->vq[TXQ], n->e.head, 0);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_notify(d, TXQ);
+}
+
+static void on_tap(void *opaque, uint32_t events)
+{
+	struct virtio_dev *d = opaque;
+
+	pthread_mutex_lock(&d->lock);
+	if (virtio_dev_live(d))
+		rx(d);
+	else
+		set_rx_watch(d, false);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void net_notify(struct virtio_dev *d, unsigned q)
+{
+	if (q == TXQ)
+		tx(d);
+	else if (q == RXQ)
+		set_rx_watch(d, true); /* new buffers: packets waiting in the tap can go */
+}
+
+/* TUN_F_* for what the driver acked: a tap must never hand the guest a packet with a
+ * partial checksum or a GSO type it did not ask for. */
+static uint32_t offload_for(const struct virtio_dev *d)
+{
+	uint32_t f = 0;
+
+	if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_CSUM)) {
+		f |= TUN_F_CSUM;
+		if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_TSO4))
+			f |= TUN_F_TSO4;
+		if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_TSO6))
+			f |= TUN_F_TSO6;
+		if ((f & (TUN_F_TSO4 | TUN_F_TSO6)) &&
+		    virtio_has_feature(d, VIRTIO_NET_F_GUEST_ECN))
+			f |= TUN_F_TSO_ECN;
+	}
+	return f;
+}
+
+static int apply_offload(struct virtio_dev *d, uint32_t f)
+{
+	struct net *n = d->priv;
+
+	if (n->fd < 0)
+		return 0;
+	if (ioctl(n->fd, TUNSETOFFLOAD, (unsigned long)f) < 0) {
+		int e = errno;
+
+		log_err("virtio %s: TUNSETOFFLOAD %#x on %s: %s", d->id, f, n->tap, strerror(e));
+		return -e;
+	}
+	n->offload = f;
+	return 0;
+}
+
+static int net_activate(struct virtio_dev *d)
+{
+	int ret = apply_offload(d, offload_for(d));
+
+	if (!ret)
+		set_rx_watch(d, true);
+	return ret;
+}
+
+static void net_reset(struct virtio_dev *d)
+{
+	set_rx_watch(d, false);
+	apply_offload(d, 0);
+}
+
+static void net_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len)
+{
+	struct net *n = d->priv;
+
+	memcpy(data, (uint8_t *)&n->cfg + off, len);
+}
+
+static void close_tap(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+
+	if (n->watched)
+		vmm_loop_del(&d->vm->loop, n->fd);
+	n->watched = n->rx_on = false;
+	if (n->fd >= 0)
+		close(n->fd);
+	n->fd = -1;
+}
+
+static int open_tap(struct virtio_dev *d, const char *name)
+{
+	struct net *n = d->priv;
+	struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
+	int hdr = VNET_HDR_LEN, fd, ret;
+
+	if (strlen(name) >= IFNAMSIZ) {
+		log_err("net %s: tap name '%s' longer than %d", d->id, name, IFNAMSIZ - 1);
+		return -EINVAL;
+	}
+	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("net %s: open /dev/net/tun: %s", d->id, strerror(-ret));
+		return ret;
+	}
+	memcpy(ifr.ifr_name, name, strlen(name) + 1);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		ret = -errno;
+		log_err("net %s: TUNSETIFF %s: %s", d->id, name, strerror(-ret));
+		goto fail;
+	}
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
+		ret = -errno;
+		log_err("net %s: TUNSETVNETHDRSZ: %s", d->id, strerror(-ret));
+		goto fail;
+	}
+	close_tap(d);
+	n->fd = fd;
+	snprintf(n->tap, sizeof(n->tap), "%s", name);
+	ret = vmm_loop_add(&d->vm->loop, fd, 0, on_tap, d);
+	if (ret)
+		return ret;
+	n->watched = true;
+	/* Offloads off until the driver acks them. */
+	return apply_offload(d, 0);
+fail:
+	close(fd);
+	return ret;
+}
+
+static int net_reopen(struct virtio_dev *d, const char *name)
+{
+	struct net *n = d->priv;
+	char cur[IFNAMSIZ];
+	int ret;
+
+	snprintf(cur, sizeof(cur), "%s", name ? name : n->tap);
+	close_tap(d);
+	ret = open_tap(d, cur);
+	if (ret)
+		return ret;
+	if (virtio_dev_live(d))
+		return net_activate(d);
+	return 0;
+}
+
+static void net_save(struct virtio_dev *d, struct virtio_saved *out)
+{
+	struct net *n = d->priv;
+
+	snprintf(out->dev.net.tap, sizeof(out->dev.net.tap), "%s", n->tap);
+	memcpy(out->dev.net.mac, n->mac, 6);
+	out->dev.net.offload_flags = n->offload;
+}
+
+static int net_restore(struct virtio_dev *d, const struct virtio_saved *in)
+{
+	struct net *n = d->priv;
+
+	if (memcmp(in->dev.net.mac, n->mac, 6)) {
+		log_err("net %s: saved MAC differs from the configured one", d->id);
+		return -EINVAL;
+	}
+	if (!virtio_dev_live(d))
+		return 0;
+	return net_activate(d);
+}
+
+static void net_destroy(struct virtio_dev *d)
+{
+	close_tap(d);
+	free(d->priv);
+}
+
+static const struct virtio_dev_ops net_ops = {
+    .name = "net",
+    .device_id = VIRTIO_ID_NET,
+    .nr_queues = 2,
+    .queue_max = NET_QUEUE_MAX,
+    .config_len = offsetof(struct virtio_net_config, status),
+    .config_read = net_config_read,
+    .notify = net_notify,
+    .activate = net_activate,
+    .reset = net_reset,
+    .save = net_save,
+    .restore = net_restore,
+    .reopen = net_reopen,
+    .destroy = net_destroy,
+};
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char end;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+		   &end) != 6)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	if (mac[0] & 1)
+		return -EINVAL; /* multicast */
+	return 0;
+}
+
+int virtio_net_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out)
+{
+	static const char *const keys[] = {"id", "tap", "mac", NULL};
+	char id[VIRTIO_ID_MAX], tap[IFNAMSIZ], mac[32];
+	uint64_t features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_CSUM) |
+			    (1ull << VIRTIO_NET_F_GUEST_CSUM) | (1ull << VIRTIO_NET_F_GUEST_TSO4) |
+			    (1ull << VIRTIO_NET_F_GUEST_TSO6) | (1ull << VIRTIO_NET_F_GUEST_ECN) |
+			    (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6) |
+			    (1ull << VIRTIO_NET_F_HOST_ECN) | (1ull << VIRTIO_RING_F_EVENT_IDX) |
+			    (1ull << VIRTIO_RING_F_INDIRECT_DESC);
+	struct virtio_dev *d;
+	struct net *n;
+	int ret;
+
+	if (virtio_opt_check("--net", spec, keys))
+		return -EINVAL;
+	if (virtio_opt(spec, "id", id, sizeof(id)) != 1 || !id[0] ||
+	    virtio_opt(spec, "tap", tap, sizeof(tap)) != 1 || !tap[0]) {
+		log_err("--net %s: needs id=NAME (< %d chars) and tap=TAP (< %d chars)", spec,
+			VIRTIO_ID_MAX, IFNAMSIZ);
+		return -EINVAL;
+	}
+	d = calloc(1, sizeof(*d));
+	n = calloc(1, sizeof(*n));
+	if (!d || !n) {
+		free(d);
+		free(n);
+		return -ENOMEM;
+	}
+	virtio_dev_init(d, &net_ops, vm, id, index, features);
+	d->priv = n;
+	n->fd = -1;
+	*out = d;
+	ret = virtio_opt(spec, "mac", mac, sizeof(mac));
+	if (ret == 1) {
+		if (parse_mac(mac, n->mac)) {
+			log_err("--net %s: mac=%s is not a unicast aa:bb:cc:dd:ee:ff", spec, mac);
+			return -EINVAL;
+		}
+	} else {
+		/* A locally administered address from the device's place: stable across
+		 * restores and distinct per device. */
+		const uint8_t def[6] = {0x06, 0x74, 0x68, 0x61, 0x77, (uint8_t)index};
+
+		memcpy(n->mac, def, 6);
+	}
+	memcpy(n->cfg.mac, n->mac, 6);
+	return open_tap(d, tap);
+}

@@ -1,0 +1,144 @@
+/* thaw's virtio devices: the public interface of vmm/virtio/.
+ *
+ * Devices are virtio 1.x over virtio-mmio (version 2 registers only), one 4 KiB window
+ * and one IRQ each, placed by their order on the command line (drives, nets, vsock,
+ * rng): device k lives at VIRTIO_MMIO_BASE + k * VIRTIO_MMIO_SIZE with IRQ
+ * VIRTIO_IRQ_BASE + k. Queue notifications arrive through ioeventfds and interrupts
+ * leave through irqfds; the backends (io_uring, tap, unix sockets) are served on the
+ * main thread's loop.
+ *
+ * All of a device's state lives in three plain layers which a snapshot saves and
+ * restores without reaching inside: the transport registers (struct virtio_mmio_regs),
+ * the generic virtio state (struct virtio_state: features and queues) and the device's
+ * own state (a member of the union in struct virtio_saved), next to its placement.
+ */
+#ifndef THAW_VIRTIO_H
+#define THAW_VIRTIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct vm;
+struct virtio_dev;
+
+#define VIRTIO_MAX_QUEUES 3   /* vsock has the most: rx, tx, event */
+#define VIRTQ_MAX_SIZE	  256 /* the largest queue any device offers */
+#define VIRTIO_ID_MAX	  32  /* a device's name from id=, with its NUL */
+#define VIRTIO_PATH_MAX	  256 /* backend paths (drive file, uds), with their NUL */
+
+/* Layer 1: virtio-mmio transport registers (what the driver selected and sees). */
+struct virtio_mmio_regs {
+	uint32_t status;	    /* device status byte, VIRTIO_CONFIG_S_* */
+	uint32_t dev_features_sel;  /* DeviceFeaturesSel: which 32-bit half is read */
+	uint32_t drv_features_sel;  /* DriverFeaturesSel: which 32-bit half is written */
+	uint32_t queue_sel;	    /* QueueSel */
+	uint32_t interrupt_status;  /* bit 0 used buffer, bit 1 configuration change */
+	uint32_t config_generation; /* bumped whenever the device changes its config */
+};
+
+/* Layer 2, per queue: what the driver set up and how far both sides got. */
+struct virtq_state {
+	uint16_t size; /* QueueNum chosen by the driver (a power of two <= max) */
+	bool ready;    /* QueueReady */
+	uint64_t desc; /* guest physical addresses of the three parts */
+	uint64_t avail;
+	uint64_t used;
+	uint16_t next_avail;	 /* next avail ring entry the device will take */
+	uint16_t next_used;	 /* next used ring entry the device will fill */
+	uint16_t signalled_used; /* EVENT_IDX: next_used at the last interrupt */
+	bool signalled_valid;	 /* false until the first interrupt after setup */
+};
+
+/* Layer 2: generic virtio state. */
+struct virtio_state {
+	uint64_t device_features; /* offered */
+	uint64_t driver_features; /* acked; a subset of offered once FEATURES_OK is set */
+	uint32_t nr_queues;
+	struct virtq_state q[VIRTIO_MAX_QUEUES];
+};
+
+/* Where a device lives; saved and restored, never re-allocated. */
+struct virtio_placement {
+	uint32_t index;	    /* k: position on the command line */
+	uint32_t device_id; /* VIRTIO_ID_* */
+	uint64_t base;	    /* VIRTIO_MMIO_BASE + k * VIRTIO_MMIO_SIZE */
+	uint32_t irq;	    /* VIRTIO_IRQ_BASE + k (the GSI) */
+};
+
+/* Layer 3 for each device: its configuration and the state a restore needs. */
+struct virtio_blk_saved {
+	char path[VIRTIO_PATH_MAX]; /* backing file when saved */
+	bool read_only;
+	uint64_t capacity; /* 512-byte sectors, as the guest saw them */
+};
+
+struct virtio_net_saved {
+	char tap[16]; /* IFNAMSIZ */
+	uint8_t mac[6];
+	uint32_t offload_flags; /* TUN_F_* set on the tap for the acked features */
+};
+
+struct virtio_vsock_saved {
+	uint64_t guest_cid;
+	char uds_path[VIRTIO_PATH_MAX];
+	/* Connections are not saved (their host sockets cannot be); a restored device
+	 * sends the guest VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, as Firecracker does. */
+};
+
+struct virtio_saved {
+	uint32_t version; /* VIRTIO_SAVED_VERSION of the writer */
+	char id[VIRTIO_ID_MAX];
+	struct virtio_placement place;
+	struct virtio_mmio_regs regs;
+	struct virtio_state vs;
+	union {
+		struct virtio_blk_saved blk;
+		struct virtio_net_saved net;
+		struct virtio_vsock_saved vsock;
+	} dev; /* by place.device_id; rng has no state of its own */
+};
+
+#define VIRTIO_SAVED_VERSION 1
+
+/* Number of virtio devices of `vm` (0 before vmm_devices_attach). */
+unsigned virtio_count(struct vm *vm);
+
+/* Device `i` (0 <= i < virtio_count) in placement order, or NULL. */
+struct virtio_dev *virtio_get(struct vm *vm, unsigned i);
+
+/* A device's name (id= from the command line, or "vsock"/"rng") and VIRTIO_ID_*. */
+const char *virtio_dev_name(const struct virtio_dev *dev);
+uint32_t virtio_dev_type(const struct virtio_dev *dev);
+
+/* Waits until no block I/O of `vm` is in flight, completing what was submitted (used
+ * ring entries written, interrupts raised). Call it with the vCPUs paused (vm_pause)
+ * so no new requests arrive; afterwards virtio_save sees a settled device. Returns 0,
+ * or -errno when an io_uring wait failed (the device is then marked needing reset). */
+int virtio_quiesce(struct vm *vm);
+
+/* Exports the device's three layers and placement into `out` (no allocation, no
+ * syscalls). Call with the vCPUs paused and after virtio_quiesce. */
+void virtio_save(struct virtio_dev *dev, struct virtio_saved *out);
+
+/* Imports `in` (untrusted: validated first) into `dev`, which vmm_devices_attach
+ * created from the same configuration. Checks: version, device type and placement
+ * equal to dev's, acked features within the offered ones, queue count, queue sizes
+ * powers of two <= the device maximum, ring addresses inside guest memory, indices
+ * consistent with the rings. Returns 0, or -EINVAL with the reason logged, leaving
+ * `dev` reset. Call before the vCPUs run; afterwards the device continues where the
+ * saved one stopped (vsock sends a transport reset event). */
+int virtio_restore(struct virtio_dev *dev, const struct virtio_saved *in);
+
+/* Closes the device's backend and opens another: a drive's file path, a net's tap
+ * name, or vsock's unix socket path (NULL: reopen the configured one). For a drive
+ * the new file must hold at least as many sectors as the guest was told. Call with
+ * the vCPUs paused (typically right after virtio_restore). Returns 0 or -errno; on
+ * failure the old backend is gone and the device answers every request with an
+ * error (blk) or drops packets (net), vsock refuses connections. */
+int virtio_reopen(struct virtio_dev *dev, const char *backend);
+
+/* Tears every device down (backends closed, fds unregistered). vmm_devices_attach
+ * may be called again afterwards. */
+void virtio_detach_all(struct vm *vm);
+
+#endif

@@ -1,0 +1,171 @@
+/* Private to vmm/virtio/: the device core every device builds on, and the split
+ * virtqueue. */
+#ifndef THAW_VIRTIO_INT_H
+#define THAW_VIRTIO_INT_H
+
+#include "vmm/vmm.h"
+#include "vmm/virtio/virtio.h"
+
+#include <pthread.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <sys/uio.h>
+
+/* ---------------------------------------------------------------- the split virtqueue */
+
+/* Longest descriptor chain we take, indirect tables included; a longer one is a
+ * guest bug (or a loop) and marks the device as needing reset. */
+#define VIRTQ_MAX_CHAIN VIRTQ_MAX_SIZE
+
+/* The host view of one queue: state (in struct virtio_state) plus host pointers to
+ * its rings, computed and bounds-checked once when the queue becomes ready. */
+struct virtq {
+	struct virtq_state *s;
+	const struct vmm_mem *mem;
+	uint16_t max_size;
+	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;	/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+};
+
+/* One popped descriptor chain: device-readable buffers first (out), then
+ * device-writable ones (in), each a host pointer checked against guest RAM. */
+struct virtq_elem {
+	uint16_t head;
+	unsigned nr_out, nr_in;
+	uint64_t out_len, in_len; /* totals, each at most UINT32_MAX */
+	struct iovec iov[VIRTQ_MAX_CHAIN];
+};
+
+/* Checks the queue's size and ring addresses against guest memory and computes the
+ * host pointers. Returns 0, or -EINVAL with `why` naming the problem. */
+int virtq_setup(struct virtq *q, struct virtq_state *s, const struct vmm_mem *mem,
+		uint16_t max_size, uint64_t features, const char **why);
+
+/* Takes the next available chain. Returns 1 with `e` filled, 0 when the ring is
+ * empty, or -EINVAL when the ring or the chain is malformed (`why` says how): the
+ * caller then marks the device as needing reset. With EVENT_IDX, an empty ring
+ * re-arms avail_event so the driver notifies again. */
+int virtq_pop(struct virtq *q, struct virtq_elem *e, const char **why);
+
+/* Gives the last popped chain back (a backend had nothing to put in it). */
+void virtq_unpop(struct virtq *q);
+
+/* Returns chain `head` to the driver with `len` bytes written. */
+void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
+
+/* True when the driver wants an interrupt for what was pushed since the last call
+ * (EVENT_IDX's used_event, or the NO_INTERRUPT flag). */
+bool virtq_should_notify(struct virtq *q);
+
+/* True when the avail ring holds chains the device has not taken. */
+bool virtq_has_avail(const struct virtq *q);
+
+/* Copies between a chain's buffers and flat memory, starting `skip` bytes in;
+ * returns bytes copied. */
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len);
+size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf, size_t len);
+/* Builds in `dst` (capacity `max`) the sub-vector of `src` covering [skip, skip+len);
+ * returns its count. */
+unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len, struct iovec *dst,
+		   unsigned max);
+
+/* ---------------------------------------------------------------- the device core */
+
+struct virtio_dev_ops {
+	const char *name;
+	uint32_t device_id;
+	uint32_t nr_queues;
+	uint16_t queue_max;
+	uint32_t config_len;
+	/* All callbacks run with dev->lock held. */
+	void (*config_read)(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len);
+	void (*config_write)(struct virtio_dev *d, uint32_t off, const uint8_t *data, uint32_t len);
+	/* The driver notified queue `q` (through the ioeventfd or an MMIO write). */
+	void (*notify)(struct virtio_dev *d, unsigned q);
+	/* DRIVER_OK was set: start the backend's data path. */
+	int (*activate)(struct virtio_dev *d);
+	/* The driver wrote 0 to status or the device is torn down: stop touching guest
+	 * memory (wait for in-flight I/O), drop per-driver state. */
+	void (*reset)(struct virtio_dev *d);
+	void (*save)(struct virtio_dev *d, struct virtio_saved *out);
+	int (*restore)(struct virtio_dev *d, const struct virtio_saved *in);
+	int (*reopen)(struct virtio_dev *d, const char *backend);
+	int (*quiesce)(struct virtio_dev *d);
+	void (*destroy)(struct virtio_dev *d);
+};
+
+struct virtio_dev {
+	const struct virtio_dev_ops *ops;
+	struct vm *vm;
+	char id[VIRTIO_ID_MAX];
+	struct virtio_placement place;
+	/* Protects everything below: vCPU threads (MMIO) and the main thread (eventfds,
+	 * backends) both come here. */
+	pthread_mutex_t lock;
+	struct virtio_mmio_regs regs;
+	struct virtio_state vs;
+	struct virtq vq[VIRTIO_MAX_QUEUES];
+	int irqfd;			/* eventfd bound to the GSI with KVM_IRQFD */
+	int kick_fd[VIRTIO_MAX_QUEUES]; /* eventfds bound to QueueNotify */
+	int kick_ep;			/* epoll set of kick_fd, watched by the loop */
+	bool kick_watched;
+	bool kvm_bound; /* irqfd and ioeventfds registered */
+	void *priv;	/* the device's own state */
+};
+
+/* Initialises the core part of `d` (no fds yet). */
+void virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, struct vm *vm,
+		     const char *id, unsigned index, uint64_t features);
+
+/* Creates the irqfd and one ioeventfd per queue, binds them with KVM (when the VM
+ * has a vm_fd), watches the kick fds on the main loop, and registers the MMIO
+ * window. */
+int virtio_dev_bind(struct virtio_dev *d);
+void virtio_dev_unbind(struct virtio_dev *d);
+
+/* The MMIO handler of a device window (vmm_bus_fn). */
+void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+/* Pops from queue `qi`; on a malformed ring marks the device as needing reset and
+ * returns -EINVAL. Returns 0 too when the device is broken or the queue not ready. */
+int virtio_pop(struct virtio_dev *d, unsigned qi, struct virtq_elem *e);
+/* Pushes and raises the used-buffer interrupt if the driver wants one. */
+void virtio_push(struct virtio_dev *d, unsigned qi, uint16_t head, uint32_t len);
+/* Raises the used-buffer interrupt for queue `qi` if the driver wants one (after
+ * several virtq_push calls). */
+void virtio_notify(struct virtio_dev *d, unsigned qi);
+/* Marks the device as needing reset (DEVICE_NEEDS_RESET + configuration interrupt)
+ * with a rate-limited log line; all queue processing stops until the driver resets. */
+void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
+/* Bumps config_generation and raises the configuration interrupt. */
+void virtio_config_changed(struct virtio_dev *d);
+/* True when DRIVER_OK is set and DEVICE_NEEDS_RESET is not. */
+bool virtio_dev_live(const struct virtio_dev *d);
+bool virtio_has_feature(const struct virtio_dev *d, unsigned bit);
+/* Restores the generic layers from `in` (validated); used by virtio_restore. */
+int virtio_core_restore(struct virtio_dev *d, const struct virtio_saved *in);
+
+/* The devices. Each parses its option string (NULL parts where not applicable),
+ * allocates and initialises `*out` with placement `index`; no fds bound yet. */
+int virtio_blk_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out,
+		      bool *root, bool *root_ro);
+int virtio_net_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out);
+int virtio_vsock_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out);
+int virtio_rng_create(struct vm *vm, unsigned index, struct virtio_dev **out);
+
+/* Option parsing helper: finds `key=` in a comma-separated spec and copies its
+ * value into `out` (capacity `cap`). Returns 1 found, 0 absent, -E2BIG too long. */
+int virtio_opt(const char *spec, const char *key, char *out, size_t cap);
+/* Rejects keys outside `known` (NULL-terminated). */
+int virtio_opt_check(const char *what, const char *spec, const char *const *known);
+
+/* The devices of one VM, owned by vmm/virtio/. */
+struct vmm_devices {
+	unsigned nr;
+	struct virtio_dev *dev[VIRTIO_MAX_DEVS];
+};
+
+#endif

@@ -1,0 +1,745 @@
+/* virtio-vsock (device id 19) in Firecracker's hybrid style: guest AF_VSOCK
+ * connections appear on host unix sockets.
+ *
+ * Host-initiated: thaw listens on the unix socket PATH; a client writes
+ * "CONNECT <port>\n" and gets "OK <hostport>\n" once the guest accepts (the socket is
+ * closed if it refuses), then bytes flow. Guest-initiated to port P: thaw connects
+ * to "PATH_P". The connection logic is vsock_conn.c; this file moves bytes between
+ * the queues and the sockets. All sockets sit in one epoll set of the device, which
+ * the main loop watches as one fd.
+ */
+#include "vmm/virtio/virtio_int.h"
+#include "vmm/virtio/vsock_conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_ids.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define RXQ		0
+#define TXQ		1
+#define EVQ		2
+#define VSOCK_QUEUE_MAX 256
+#define VSOCK_MAX_CONN	64
+#define VSOCK_BUF_ALLOC (256 * 1024) /* what each connection advertises to the guest */
+#define VSOCK_RST_MAX	32	     /* stray-packet RSTs waiting for an rx buffer */
+#define HDR		sizeof(struct virtio_vsock_hdr)
+#define LISTENER	UINT32_MAX /* epoll tag of the listening socket */
+#define LINE_MAX_LEN	32	   /* "CONNECT 4294967295\n" fits */
+
+struct vconn {
+	bool used;
+	bool handshake; /* host client still sending its CONNECT line */
+	bool readable;	/* host socket may hold data for the guest */
+	bool host_eof;
+	bool shut_wr_pending; /* SHUT_WR once the buffer below drains */
+	bool hup;	      /* peer gone: out of the epoll set (HUP cannot be masked) */
+	int fd;
+	uint32_t events; /* current epoll interest */
+	char line[LINE_MAX_LEN];
+	unsigned line_len;
+	/* Guest data the host socket could not take yet; never more than the credit
+	 * we granted (buf_alloc), so it cannot overflow. */
+	uint8_t *buf;
+	uint32_t buf_head, buf_len;
+	struct vsock_conn c;
+};
+
+struct vsock {
+	uint64_t cid;
+	char uds[VIRTIO_PATH_MAX];
+	int listen_fd;
+	int ep;
+	bool ep_watched;
+	uint32_t next_port;
+	bool reset_event; /* a TRANSPORT_RESET event is owed to the guest */
+	struct virtio_vsock_hdr rst[VSOCK_RST_MAX];
+	unsigned nr_rst;
+	struct vconn conns[VSOCK_MAX_CONN];
+	struct virtq_elem e;
+};
+
+static void set_events(struct vsock *v, unsigned i)
+{
+	struct vconn *vc = &v->conns[i];
+	uint32_t ev = 0;
+	struct epoll_event e;
+
+	if (vc->fd < 0 || vc->hup)
+		return;
+	if (vc->handshake)
+		ev = EPOLLIN;
+	else if (vc->c.state == VSOCK_ESTABLISHED || vc->c.state == VSOCK_CLOSING) {
+		if (!vc->readable && !vc->host_eof)
+			ev |= EPOLLIN;
+		if (vc->buf_len)
+			ev |= EPOLLOUT;
+	}
+	if (ev == vc->events)
+		return;
+	e = (struct epoll_event){.events = ev, .data.u32 = i};
+	if (epoll_ctl(v->ep, EPOLL_CTL_MOD, vc->fd, &e) == 0)
+		vc->events = ev;
+}
+
+static void close_host(struct vsock *v, struct vconn *vc)
+{
+	if (vc->fd >= 0) {
+		if (!vc->hup)
+			epoll_ctl(v->ep, EPOLL_CTL_DEL, vc->fd, NULL);
+		close(vc->fd);
+	}
+	vc->fd = -1;
+	vc->events = 0;
+}
+
+static void free_conn(struct vsock *v, struct vconn *vc)
+{
+	close_host(v, vc);
+	free(vc->buf);
+	memset(vc, 0, sizeof(*vc));
+	vc->fd = -1;
+}
+
+static struct vconn *alloc_conn(struct vsock *v, int fd, unsigned *idx)
+{
+	for (unsigned i = 0; i < VSOCK_MAX_CONN; i++) {
+		struct vconn *vc = &v->conns[i];
+		struct epoll_event e = {.events = 0, .data.u32 = i};
+
+		if (vc->used)
+			continue;
+		memset(vc, 0, sizeof(*vc));
+		if (epoll_ctl(v->ep, EPOLL_CTL_ADD, fd, &e) < 0)
+			return NULL;
+		vc->used = true;
+		vc->fd = fd;
+		*idx = i;
+		return vc;
+	}
+	return NULL;
+}
+
+static struct vconn *find_conn(struct vsock *v, uint32_t local, uint32_t peer)
+{
+	for (unsigned i = 0; i < VSOCK_MAX_CONN; i++) {
+		struct vconn *vc = &v->conns[i];
+
+		if (vc->used && !vc->handshake && vc->c.state != VSOCK_FREE &&
+		    vc->c.local_port == local && vc->c.peer_port == peer)
+			return vc;
+	}
+	return NULL;
+}
+
+static bool port_in_use(struct vsock *v, uint32_t port)
+{
+	for (unsigned i = 0; i < VSOCK_MAX_CONN; i++)
+		if (v->conns[i].used && !v->conns[i].handshake && v->conns[i].c.local_port == port)
+			return true;
+	return false;
+}
+
+/* Writes guest payload to the host socket, keeping what it cannot take. */
+static void to_host(struct virtio_dev *d, struct vconn *vc, const struct iovec *iov, unsigned n,
+		    size_t skip, uint32_t len)
+{
+	struct vsock *v = d->priv;
+	struct iovec sl[VIRTQ_MAX_CHAIN];
+	unsigned k = iov_slice(iov, n, skip, len, sl, VIRTQ_MAX_CHAIN);
+	ssize_t w = 0;
+
+	if (vc->fd >= 0 && !vc->buf_len) {
+		w = writev(vc->fd, sl, (int)k);
+		if (w < 0) {
+			if (errno != EAGAIN) {
+				vsock_conn_host_error(&vc->c);
+				close_host(v, vc);
+				return;
+			}
+			w = 0;
+		}
+		vsock_conn_forwarded(&vc->c, (uint32_t)w);
+	}
+	if ((uint32_t)w < len) {
+		uint32_t rest = len - (uint32_t)w, tail;
+
+		if (!vc->buf) {
+			vc->buf = malloc(VSOCK_BUF_ALLOC);
+			if (!vc->buf) {
+				vsock_conn_host_error(&vc->c);
+				close_host(v, vc);
+				return;
+			}
+		}
+		/* vsock_conn_recv already refused more than the credit we granted. */
+		tail = (vc->buf_head + vc->buf_len) % VSOCK_BUF_ALLOC;
+		for (uint32_t off = (uint32_t)w; off < len;) {
+			uint32_t room = VSOCK_BUF_ALLOC - tail, c = rest < room ? rest : room;
+
+			iov_to_buf(iov, n, skip + off, vc->buf + tail, c);
+			off += c;
+			rest -= c;
+			vc->buf_len += c;
+			tail = (tail + c) % VSOCK_BUF_ALLOC;
+		}
+	}
+}
+
+static void flush_buf(struct vsock *v, struct vconn *vc)
+{
+	while (vc->buf_len && vc->fd >= 0) {
+		uint32_t c = VSOCK_BUF_ALLOC - vc->buf_head;
+		ssize_t w;
+
+		if (c > vc->buf_len)
+			c = vc->buf_len;
+		w = write(vc->fd, vc->buf + vc->buf_head, c);
+		if (w < 0) {
+			if (errno != EAGAIN) {
+				vsock_conn_host_error(&vc->c);
+				close_host(v, vc);
+			}
+			return;
+		}
+		vc->buf_head = (vc->buf_head + (uint32_t)w) % VSOCK_BUF_ALLOC;
+		vc->buf_len -= (uint32_t)w;
+		vsock_conn_forwarded(&vc->c, (uint32_t)w);
+	}
+	if (!vc->buf_len && vc->shut_wr_pending && vc->fd >= 0) {
+		shutdown(vc->fd, SHUT_WR);
+		vc->shut_wr_pending = false;
+	}
+}
+
+/* Sends what is owed to the guest on the rx queue: stray RSTs, control packets,
+ * then host data within each connection's credit. */
+static void rx_kick(struct virtio_dev *d)
+{
+	struct vsock *v = d->priv;
+	bool pushed = false, progress = true;
+
+	if (!virtio_dev_live(d) || !d->vs.q[RXQ].ready)
+		return;
+	while (progress) {
+		progress = false;
+		while (v->nr_rst) {
+			if (virtio_pop(d, RXQ, &v->e) <= 0)
+				goto out;
+			if (v->e.in_len < HDR) {
+				virtio_set_needs_reset(d, "rx buffer shorter than a packet header");
+				goto out;
+			}
+			iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &v->rst[--v->nr_rst],
+				     HDR);
+			virtq_push(&d->vq[RXQ], v->e.head, HDR);
+			pushed = true;
+		}
+		for (unsigned i = 0; i < VSOCK_MAX_CONN; i++) {
+			struct vconn *vc = &v->conns[i];
+			struct virtio_vsock_hdr h;
+			uint32_t credit, room;
+			struct iovec sl[VIRTQ_MAX_CHAIN];
+			unsigned k;
+			ssize_t r;
+
+			if (!vc->used || vc->handshake)
+				continue;
+			if (vc->c.pending) {
+				if (virtio_pop(d, RXQ, &v->e) <= 0)
+					goto out;
+				if (v->e.in_len < HDR) {
+					virtio_set_needs_reset(d,
+							       "rx buffer shorter than a header");
+					goto out;
+				}
+				vsock_conn_next_ctrl(&vc->c, &h);
+				iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &h, HDR);
+				virtq_push(&d->vq[RXQ], v->e.head, HDR);
+				pushed = progress = true;
+			}
+			if (vsock_conn_done(&vc->c)) {
+				free_conn(v, vc);
+				continue;
+			}
+			if (!vc->readable || vc->host_eof || vc->fd < 0)
+				continue;
+			credit = vsock_conn_peer_credit(&vc->c);
+			if (!credit) {
+				if (vc->c.state == VSOCK_ESTABLISHED &&
+				    !(vc->c.peer_shutdown & VIRTIO_VSOCK_SHUTDOWN_RCV))
+					vsock_conn_want_credit(&vc->c);
+				continue;
+			}
+			if (virtio_pop(d, RXQ, &v->e) <= 0)
+				goto out;
+			if (v->e.in_len <= HDR) {
+				virtio_set_needs_reset(d, "rx buffer without room for data");
+				goto out;
+			}
+			room = (uint32_t)(v->e.in_len - HDR);
+			if (room > credit)
+				room = credit;
+			k = iov_slice(v->e.iov + v->e.nr_out, v->e.nr_in, HDR, room, sl,
+				      VIRTQ_MAX_CHAIN);
+			r = readv(vc->fd, sl, (int)k);
+			if (r <= 0) {
+				virtq_unpop(&d->vq[RXQ]);
+				if (r == 0) {
+					vc->host_eof = true;
+					vsock_conn_host_eof(&vc->c);
+				} else if (errno == EAGAIN) {
+					vc->readable = false;
+				} else {
+					vsock_conn_host_error(&vc->c);
+					close_host(v, vc);
+				}
+				set_events(v, i);
+				progress = true;
+				continue;
+			}
+			vsock_conn_data_hdr(&vc->c, &h, (uint32_t)r);
+			iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &h, HDR);
+			virtq_push(&d->vq[RXQ], v->e.head, (uint32_t)(HDR + (size_t)r));
+			pushed = progress = true;
+		}
+	}
+out:
+	if (pushed)
+		virtio_notify(d, RXQ);
+}
+
+static void send_event(struct virtio_dev *d)
+{
+	struct vsock *v = d->priv;
+	struct virtio_vsock_event ev = {.id = VIRTIO_VSOCK_EVENT_TRANSPORT_RESET};
+
+	if (!v->reset_event || !virtio_dev_live(d) || !d->vs.q[EVQ].ready)
+		return;
+	if (virtio_pop(d, EVQ, &v->e) <= 0)
+		return;
+	if (v->e.in_len < sizeof(ev)) {
+		virtio_set_needs_reset(d, "event buffer too short");
+		return;
+	}
+	iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &ev, sizeof(ev));
+	virtio_push(d, EVQ, v->e.head, sizeof(ev));
+	v->reset_event = false;
+}
+
+static void queue_rst(struct vsock *v, const struct virtio_vsock_hdr *h)
+{
+	if (h->op == VIRTIO_VSOCK_OP_RST || v->nr_rst == VSOCK_RST_MAX)
+		return;
+	vsock_rst_for(h, &v->rst[v->nr_rst++]);
+}
+
+/* The guest connects to host port P: thaw connects to "<uds>_<P>". */
+static void guest_connect(struct virtio_dev *d, const struct virtio_vsock_hdr *h)
+{
+	struct vsock *v = d->priv;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct vconn *vc;
+	unsigned idx;
+	int fd, n;
+
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", v->uds, h->dst_port);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+		queue_rst(v, h);
+		return;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		log_ratelimited(LOG_INFO, "vsock: guest port %u -> %s: %s", h->src_port,
+				sa.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		queue_rst(v, h);
+		return;
+	}
+	vc = alloc_conn(v, fd, &idx);
+	if (!vc) {
+		log_ratelimited(LOG_WARN, "vsock: more than %d connections", VSOCK_MAX_CONN);
+		close(fd);
+		queue_rst(v, h);
+		return;
+	}
+	vsock_conn_guest_connect(&vc->c, h, true, VSOCK_BUF_ALLOC);
+	set_events(v, idx);
+}
+
+static void tx(struct virtio_dev *d)
+{
+	struct vsock *v = d->priv;
+	bool pushed = false;
+
+	for (;;) {
+		struct virtio_vsock_hdr h;
+		struct vconn *vc;
+		uint32_t a;
+
+		if (virtio_pop(d, TXQ, &v->e) <= 0)
+			break;
+		if (v->e.out_len < HDR) {
+			virtio_set_needs_reset(d, "tx packet shorter than its header");
+			break;
+		}
+		iov_to_buf(v->e.iov, v->e.nr_out, 0, &h, HDR);
+		if (h.src_cid != v->cid || h.dst_cid != VSOCK_HOST_CID ||
+		    h.type != VIRTIO_VSOCK_TYPE_STREAM) {
+			queue_rst(v, &h);
+			goto done;
+		}
+		vc = find_conn(v, h.dst_port, h.src_port);
+		if (!vc) {
+			if (h.op == VIRTIO_VSOCK_OP_REQUEST)
+				guest_connect(d, &h);
+			else
+				queue_rst(v, &h);
+			goto done;
+		}
+		a = vsock_conn_recv(&vc->c, &h, (uint32_t)(v->e.out_len - HDR));
+		if (a & VSOCK_A_DATA)
+			to_host(d, vc, v->e.iov, v->e.nr_out, HDR, h.len);
+		if ((a & VSOCK_A_CONNECTED) && vc->fd >= 0) {
+			char ok[24];
+			int n = snprintf(ok, sizeof(ok), "OK %u\n", vc->c.local_port);
+
+			/* A fresh socket takes a few bytes; a client that filled its own
+			 * receive buffer before the answer is broken. */
+			if (write(vc->fd, ok, (size_t)n) != n) {
+				vsock_conn_host_error(&vc->c);
+				close_host(v, vc);
+			}
+		}
+		if (a & (VSOCK_A_REFUSED | VSOCK_A_CLOSE))
+			close_host(v, vc);
+		if ((a & VSOCK_A_SHUT_WR) && vc->fd >= 0) {
+			vc->shut_wr_pending = true;
+			flush_buf(v, vc);
+		}
+		if (a & VSOCK_A_CREDIT)
+			vc->readable = vc->readable || vc->fd >= 0;
+		for (unsigned i = 0; i < VSOCK_MAX_CONN; i++)
+			if (&v->conns[i] == vc)
+				set_events(v, i);
+	done:
+		virtq_push(&d->vq[TXQ], v->e.head, 0);
+		pushed = true;
+	}
+	if (pushed)
+		virtio_notify(d, TXQ);
+}
+
+/* A host client sent bytes of its CONNECT line. */
+static void handshake(struct virtio_dev *d, unsigned i)
+{
+	struct vsock *v = d->priv;
+	struct vconn *vc = &v->conns[i];
+	unsigned long port;
+	char *end;
+
+	/* Byte by byte: whatever follows the line is payload for the guest and must stay
+	 * in the socket until the connection exists. */
+	while (vc->line_len < LINE_MAX_LEN - 1) {
+		char ch;
+		ssize_t r = read(vc->fd, &ch, 1);
+
+		if (r == 0 || (r < 0 && errno != EAGAIN)) {
+			free_conn(v, vc);
+			return;
+		}
+		if (r < 0)
+			return;
+		if (ch == '\n')
+			break;
+		vc->line[vc->line_len++] = ch;
+	}
+	vc->line[vc->line_len] = 0;
+	if (vc->line_len >= LINE_MAX_LEN - 1 || strncmp(vc->line, "CONNECT ", 8) != 0) {
+		log_ratelimited(LOG_INFO, "vsock: client sent no CONNECT line");
+		free_conn(v, vc);
+		return;
+	}
+	errno = 0;
+	port = strtoul(vc->line + 8, &end, 10);
+	if (errno || end == vc->line + 8 || *end || port > UINT32_MAX) {
+		log_ratelimited(LOG_INFO, "vsock: bad port in '%s'", vc->line);
+		free_conn(v, vc);
+		return;
+	}
+	if (!virtio_dev_live(d)) {
+		free_conn(v, vc);
+		return;
+	}
+	do {
+		v->next_port = v->next_port < (1u << 30) ? (1u << 30) : v->next_port + 1;
+	} while (port_in_use(v, v->next_port));
+	vc->handshake = false;
+	vsock_conn_host_connect(&vc->c, v->cid, v->next_port, (uint32_t)port, VSOCK_BUF_ALLOC);
+	set_events(v, i);
+}
+
+static void accept_clients(struct vsock *v)
+{
+	for (;;) {
+		int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct vconn *vc;
+		unsigned idx;
+
+		if (fd < 0)
+			return;
+		vc = alloc_conn(v, fd, &idx);
+		if (!vc) {
+			log_ratelimited(LOG_WARN, "vsock: more than %d connections",
+					VSOCK_MAX_CONN);
+			close(fd);
+			continue;
+		}
+		vc->handshake = true;
+		set_events(v, idx);
+	}
+}
+
+static void on_sockets(void *opaque, uint32_t events)
+{
+	struct virtio_dev *d = opaque;
+	struct vsock *v = d->priv;
+	struct epoll_event evs[32];
+	int n;
+
+	pthread_mutex_lock(&d->lock);
+	n = epoll_wait(v->ep, evs, 32, 0);
+	for (int k = 0; k < n; k++) {
+		uint32_t i = evs[k].data.u32;
+		struct vconn *vc;
+
+		if (i == LISTENER) {
+			accept_clients(v);
+			continue;
+		}
+		if (i >= VSOCK_MAX_CONN || !v->conns[i].used)
+			continue;
+		vc = &v->conns[i];
+		if (vc->handshake) {
+			handshake(d, i);
+			continue;
+		}
+		if (evs[k].events & EPOLLOUT)
+			flush_buf(v, vc);
+		if (evs[k].events & (EPOLLHUP | EPOLLERR)) {
+			/* Level-triggered HUP would fire forever: stop watching, and read
+			 * what is left (then EOF) as credit allows. */
+			epoll_ctl(v->ep, EPOLL_CTL_DEL, vc->fd, NULL);
+			vc->hup = true;
+			if (vc->c.state == VSOCK_CONNECTING) {
+				vsock_conn_host_eof(&vc->c);
+				close_host(v, vc);
+				continue;
+			}
+		}
+		if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			vc->readable = true;
+		set_events(v, i);
+	}
+	rx_kick(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void vsock_notify(struct virtio_dev *d, unsigned q)
+{
+	if (q == TXQ)
+		tx(d);
+	if (q == EVQ)
+		send_event(d);
+	rx_kick(d);
+}
+
+static int vsock_activate(struct virtio_dev *d)
+{
+	send_event(d);
+	rx_kick(d);
+	return 0;
+}
+
+static void drop_all(struct vsock *v)
+{
+	for (unsigned i = 0; i < VSOCK_MAX_CONN; i++)
+		if (v->conns[i].used)
+			free_conn(v, &v->conns[i]);
+	v->nr_rst = 0;
+}
+
+static void vsock_reset(struct virtio_dev *d)
+{
+	struct vsock *v = d->priv;
+
+	drop_all(v);
+}
+
+static void vsock_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len)
+{
+	struct vsock *v = d->priv;
+	struct virtio_vsock_config cfg = {.guest_cid = v->cid};
+
+	memcpy(data, (uint8_t *)&cfg + off, len);
+}
+
+static int listen_on(struct virtio_dev *d, const char *path)
+{
+	struct vsock *v = d->priv;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct epoll_event e = {.events = EPOLLIN, .data.u32 = LISTENER};
+	int fd, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path) - 12) {
+		/* room for "_<port>" of guest-initiated connections */
+		log_err("vsock: uds path '%s' is too long", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path); /* a stale socket from an earlier run (or the snapshotted VM) */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
+	    epoll_ctl(v->ep, EPOLL_CTL_ADD, fd, &e) < 0) {
+		ret = -errno;
+		log_err("vsock: listen on %s: %s", path, strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	if (v->listen_fd >= 0) {
+		epoll_ctl(v->ep, EPOLL_CTL_DEL, v->listen_fd, NULL);
+		close(v->listen_fd);
+	}
+	v->listen_fd = fd;
+	snprintf(v->uds, sizeof(v->uds), "%s", path);
+	return 0;
+}
+
+static int vsock_reopen(struct virtio_dev *d, const char *path)
+{
+	struct vsock *v = d->priv;
+	char cur[VIRTIO_PATH_MAX];
+
+	snprintf(cur, sizeof(cur), "%s", path ? path : v->uds);
+	drop_all(v);
+	return listen_on(d, cur);
+}
+
+static void vsock_save(struct virtio_dev *d, struct virtio_saved *out)
+{
+	struct vsock *v = d->priv;
+
+	out->dev.vsock.guest_cid = v->cid;
+	snprintf(out->dev.vsock.uds_path, sizeof(out->dev.vsock.uds_path), "%s", v->uds);
+}
+
+static int vsock_restore(struct virtio_dev *d, const struct virtio_saved *in)
+{
+	struct vsock *v = d->priv;
+
+	if (in->dev.vsock.guest_cid != v->cid) {
+		log_err("vsock: saved guest CID %llu, configured %llu",
+			(unsigned long long)in->dev.vsock.guest_cid, (unsigned long long)v->cid);
+		return -EINVAL;
+	}
+	/* The guest's connections died with the old process: tell it. */
+	drop_all(v);
+	v->reset_event = true;
+	send_event(d);
+	return 0;
+}
+
+static void vsock_destroy(struct virtio_dev *d)
+{
+	struct vsock *v = d->priv;
+
+	drop_all(v);
+	if (v->ep_watched)
+		vmm_loop_del(&d->vm->loop, v->ep);
+	if (v->listen_fd >= 0) {
+		close(v->listen_fd);
+		unlink(v->uds);
+	}
+	if (v->ep >= 0)
+		close(v->ep);
+	free(v);
+}
+
+static const struct virtio_dev_ops vsock_ops = {
+    .name = "vsock",
+    .device_id = VIRTIO_ID_VSOCK,
+    .nr_queues = 3,
+    .queue_max = VSOCK_QUEUE_MAX,
+    .config_len = sizeof(struct virtio_vsock_config),
+    .config_read = vsock_config_read,
+    .notify = vsock_notify,
+    .activate = vsock_activate,
+    .reset = vsock_reset,
+    .save = vsock_save,
+    .restore = vsock_restore,
+    .reopen = vsock_reopen,
+    .destroy = vsock_destroy,
+};
+
+int virtio_vsock_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out)
+{
+	static const char *const keys[] = {"cid", "uds", NULL};
+	char cid[24], uds[VIRTIO_PATH_MAX], *end;
+	unsigned long long c;
+	struct virtio_dev *d;
+	struct vsock *v;
+	int ret;
+
+	if (virtio_opt_check("--vsock", spec, keys))
+		return -EINVAL;
+	if (virtio_opt(spec, "cid", cid, sizeof(cid)) != 1 ||
+	    virtio_opt(spec, "uds", uds, sizeof(uds)) != 1 || !uds[0]) {
+		log_err("--vsock %s: needs cid=N and uds=PATH", spec);
+		return -EINVAL;
+	}
+	errno = 0;
+	c = strtoull(cid, &end, 10);
+	/* 0-2 are reserved (hypervisor, local, host); -1U is VMADDR_CID_ANY. */
+	if (errno || end == cid || *end || c < 3 || c >= UINT32_MAX) {
+		log_err("--vsock: cid=%s is not a number from 3 to %u", cid, UINT32_MAX - 1);
+		return -EINVAL;
+	}
+	d = calloc(1, sizeof(*d));
+	v = calloc(1, sizeof(*v));
+	if (!d || !v) {
+		free(d);
+		free(v);
+		return -ENOMEM;
+	}
+	virtio_dev_init(d, &vsock_ops, vm, "vsock", index,
+			(1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC));
+	d->priv = v;
+	v->cid = c;
+	v->listen_fd = -1;
+	for (unsigned i = 0; i < VSOCK_MAX_CONN; i++)
+		v->conns[i].fd = -1;
+	*out = d;
+	v->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (v->ep < 0) {
+		ret = -errno;
+		log_err("vsock: epoll_create1: %s", strerror(-ret));
+		return ret;
+	}
+	ret = listen_on(d, uds);
+	if (ret)
+		return ret;
+	ret = vmm_loop_add(&vm->loop, v->ep, EPOLLIN, on_sockets, d);
+	if (ret)
+		return ret;
+	v->ep_watched = true;
+	return 0;
+}
