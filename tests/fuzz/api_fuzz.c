@@ -5,6 +5,8 @@
  * split headers are exercised too. Build and run: `make fuzz-api` (api/build.mk). */
 #include "api/api_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +65,13 @@ static const struct api_ops ops = {
 
 static struct api_server *srv;
 
+/* libFuzzer leaves through exit(): remove the socket file it made. */
+static void cleanup(void)
+{
+	api_server_destroy(srv);
+	srv = NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -76,6 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		snprintf(path, sizeof(path), "/tmp/thaw-api-fuzz-%d.sock", (int)getpid());
 		if (api_server_create(path, &ops, NULL, &srv))
 			abort();
+		atexit(cleanup);
 		/* Metrics go nowhere but must be "configured" for FlushMetrics to run. */
 		srv->metrics_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	}

@@ -20,6 +20,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* Each test program uses a different subset of these helpers. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 enum h_op {
 	OP_DESCRIBE,
 	OP_GET_MCFG,

@@ -1,0 +1,671 @@
+/* The API's resources over a real unix socket: every resource parses into its struct,
+ * validation names the field, and the life-cycle rules hold. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "tests/unit/test_api_harness.h"
+
+#include "vmm/log.h"
+
+#include <fcntl.h>
+
+#define PUT(h, path, body)   h_req(h, "PUT", path, body)
+#define PATCH(h, path, body) h_req(h, "PATCH", path, body)
+
+/* Asserts a 400 whose fault_message contains `needle`. */
+#define assert_400(call, needle)                                                                   \
+	do {                                                                                       \
+		assert_int_equal(call, 400);                                                       \
+		if (!strstr(h_fault(), needle))                                                    \
+			fail_msg("fault_message \"%s\" lacks \"%s\"", h_fault(), needle);          \
+	} while (0)
+
+static void boot(struct harness *h)
+{
+	assert_int_equal(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 204);
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), 204);
+}
+
+static void boot_source_is_parsed(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_int_equal(PUT(h, "/boot-source",
+			     "{\"kernel_image_path\": \"/img/vmlinux\", \"boot_args\": "
+			     "\"console=ttyS0 reboot=k panic=1 pci=off\", \"initrd_path\": null}"),
+			 204);
+	assert_string_equal(h->boot.kernel_image_path, "/img/vmlinux");
+	assert_string_equal(h->boot.boot_args, "console=ttyS0 reboot=k panic=1 pci=off");
+	assert_string_equal(h->boot.initrd_path, "");
+	assert_int_equal(h->calls[OP_BOOT], 1);
+	h_stop(h);
+}
+
+static void boot_source_errors_name_the_field(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	char *big;
+
+	assert_400(PUT(h, "/boot-source", "{\"boot_args\": \"x\"}"),
+		   "Missing required field \"kernel_image_path\"");
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\", \"kernel\": 1}"),
+		   "Unknown field \"kernel\"");
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": 7}"),
+		   "Field \"kernel_image_path\" must be a string, got integer");
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\", \"boot_args\": [1]}"),
+		   "Field \"boot_args\" must be a string, got array");
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"\"}"), "must not be empty");
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/a\\u0000b\"}"),
+		   "must not contain NUL");
+	big = malloc(API_PATH_LEN + 64);
+	assert_non_null(big);
+	strcpy(big, "{\"kernel_image_path\": \"");
+	memset(big + strlen(big), 'a', API_PATH_LEN);
+	strcpy(big + 23 + API_PATH_LEN, "\"}");
+	assert_400(PUT(h, "/boot-source", big), "is too long");
+	free(big);
+	assert_int_equal(h->calls[OP_BOOT], 0);
+	h_stop(h);
+}
+
+static void invalid_json_bodies_get_400(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": "), "Invalid JSON");
+	assert_400(PUT(h, "/boot-source", "{'kernel_image_path': '/k'}"), "Invalid JSON");
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"} x"), "Invalid JSON");
+	assert_400(PUT(h, "/boot-source", "[1, 2]"), "must be a JSON object, got array");
+	assert_400(PUT(h, "/boot-source", "\"str\""), "must be a JSON object");
+	assert_400(h_req(h, "PUT", "/boot-source", ""), "needs a JSON object body");
+	/* Trailing whitespace is fine. */
+	assert_int_equal(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}\r\n  "), 204);
+	/* Nesting beyond the tokenizer's depth is refused, not recursed into. */
+	assert_400(PUT(h, "/entropy", "{\"rate_limiter\": [[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]}"),
+		   "Invalid JSON");
+	h_stop(h);
+}
+
+static void machine_config_put_get_patch(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	json_object *o, *v;
+
+	/* Firecracker's defaults before any PUT. */
+	assert_int_equal(h_req(h, "GET", "/machine-config", NULL), 200);
+	assert_non_null(strstr(h_body(), "\"vcpu_count\": 1, \"mem_size_mib\": 128"));
+	assert_int_equal(PUT(h, "/machine-config",
+			     "{\"vcpu_count\": 2, \"mem_size_mib\": 1024, \"smt\": true, "
+			     "\"track_dirty_pages\": true, \"cpu_template\": \"T2\", "
+			     "\"huge_pages\": \"2M\"}"),
+			 204);
+	assert_int_equal(h->mcfg.vcpu_count, 2);
+	assert_int_equal(h->mcfg.mem_size_mib, 1024);
+	assert_true(h->mcfg.smt);
+	assert_true(h->mcfg.track_dirty_pages);
+	assert_int_equal(h->mcfg.cpu_template, API_CPU_TEMPLATE_T2);
+	assert_int_equal(h->mcfg.huge_pages, API_HUGE_PAGES_2M);
+
+	/* PATCH changes only what it names; the VMM receives the merged whole. */
+	assert_int_equal(PATCH(h, "/machine-config", "{\"mem_size_mib\": 512}"), 204);
+	assert_int_equal(h->mcfg.vcpu_count, 2);
+	assert_int_equal(h->mcfg.mem_size_mib, 512);
+	assert_true(h->mcfg.smt);
+	assert_int_equal(h->mcfg.cpu_template, API_CPU_TEMPLATE_T2);
+
+	assert_int_equal(h_req(h, "GET", "/machine-config", NULL), 200);
+	o = json_tokener_parse(h_body());
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "mem_size_mib", &v));
+	assert_int_equal(json_object_get_int(v), 512);
+	assert_true(json_object_object_get_ex(o, "cpu_template", &v));
+	assert_string_equal(json_object_get_string(v), "T2");
+	assert_true(json_object_object_get_ex(o, "huge_pages", &v));
+	assert_string_equal(json_object_get_string(v), "2M");
+	json_object_put(o);
+
+	/* PUT resets what it does not name. */
+	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"), 204);
+	assert_false(h->mcfg.smt);
+	assert_int_equal(h->mcfg.cpu_template, API_CPU_TEMPLATE_NONE);
+	assert_int_equal(h->mcfg.huge_pages, API_HUGE_PAGES_NONE);
+	h_stop(h);
+}
+
+static void machine_config_validation(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_400(PUT(h, "/machine-config", "{\"mem_size_mib\": 128}"),
+		   "Missing required field \"vcpu_count\"");
+	assert_400(PUT(h, "/machine-config", "{\"vcpu_count\": 0, \"mem_size_mib\": 128}"),
+		   "Field \"vcpu_count\" must be between 1 and 32, got 0");
+	assert_400(PUT(h, "/machine-config", "{\"vcpu_count\": 33, \"mem_size_mib\": 128}"),
+		   "got 33");
+	assert_400(PUT(h, "/machine-config", "{\"vcpu_count\": -1, \"mem_size_mib\": 128}"),
+		   "got -1");
+	assert_400(PUT(h, "/machine-config",
+		       "{\"vcpu_count\": 1, \"mem_size_mib\": 99999999999999999999}"),
+		   "mem_size_mib");
+	assert_400(PUT(h, "/machine-config", "{\"vcpu_count\": 1.5, \"mem_size_mib\": 128}"),
+		   "Field \"vcpu_count\" must be an integer, got number with a fraction");
+	assert_400(PUT(h, "/machine-config", "{\"vcpu_count\": \"2\", \"mem_size_mib\": 128}"),
+		   "must be an integer, got string");
+	assert_400(PUT(h, "/machine-config",
+		       "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": \"yes\"}"),
+		   "Field \"smt\" must be a boolean, got string");
+	assert_400(PUT(h, "/machine-config",
+		       "{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}"),
+		   "must be 1 or even");
+	assert_400(PUT(h, "/machine-config",
+		       "{\"vcpu_count\": 1, \"mem_size_mib\": 127, \"huge_pages\": \"2M\"}"),
+		   "multiple of 2");
+	assert_400(PUT(h, "/machine-config",
+		       "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"Z9\"}"),
+		   "Field \"cpu_template\" must be one of None, C3, T2");
+	assert_400(PUT(h, "/machine-config",
+		       "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"vcpus\": 1}"),
+		   "Unknown field \"vcpus\"");
+	/* A PATCH is validated merged: smt on top of 3 vCPUs fails. */
+	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 128}"), 204);
+	assert_400(PATCH(h, "/machine-config", "{\"smt\": true}"), "must be 1 or even");
+	assert_int_equal(h->calls[OP_PUT_MCFG], 1);
+	h_stop(h);
+}
+
+static void drives_are_parsed_and_validated(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_int_equal(PUT(h, "/drives/rootfs",
+			     "{\"drive_id\": \"rootfs\", \"path_on_host\": \"/img/rootfs.ext4\", "
+			     "\"is_root_device\": true, \"is_read_only\": false, \"partuuid\": "
+			     "\"abc\", \"cache_type\": \"Writeback\", \"io_engine\": \"Async\", "
+			     "\"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}, "
+			     "\"ops\": {\"size\": 10, \"one_time_burst\": 5, \"refill_time\": 1}}}"),
+			 204);
+	assert_string_equal(h->drive.drive_id, "rootfs");
+	assert_string_equal(h->drive.path_on_host, "/img/rootfs.ext4");
+	assert_true(h->drive.is_root_device);
+	assert_false(h->drive.is_read_only);
+	assert_string_equal(h->drive.partuuid, "abc");
+	assert_int_equal(h->drive.cache_type, API_CACHE_WRITEBACK);
+	assert_int_equal(h->drive.io_engine, API_IO_ENGINE_ASYNC);
+	assert_true(h->drive.rate_limiter.present);
+	assert_true(h->drive.rate_limiter.bandwidth.present);
+	assert_int_equal(h->drive.rate_limiter.bandwidth.size, 1000);
+	assert_int_equal(h->drive.rate_limiter.ops.one_time_burst, 5);
+
+	assert_400(PUT(h, "/drives/rootfs",
+		       "{\"drive_id\": \"other\", \"path_on_host\": \"/r\", \"is_root_device\": true}"),
+		   "does not match");
+	assert_400(PUT(h, "/drives/ro%20ot",
+		       "{\"drive_id\": \"ro ot\", \"path_on_host\": \"/r\", \"is_root_device\": true}"),
+		   "Invalid drive id in the path");
+	assert_400(PUT(h, "/drives/d1", "{\"drive_id\": \"d1\", \"is_root_device\": false}"),
+		   "Missing required field \"path_on_host\"");
+	assert_400(PUT(h, "/drives/d1", "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\"}"),
+		   "Missing required field \"is_root_device\"");
+	assert_400(PUT(h, "/drives/d1",
+		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"socket\": \"/s\", "
+		       "\"is_root_device\": false}"),
+		   "exclude each other");
+	assert_400(PUT(h, "/drives/d1",
+		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+		       "\"rate_limiter\": {\"bandwidth\": {\"size\": \"big\", \"refill_time\": 1}}}"),
+		   "Field \"rate_limiter.bandwidth.size\" must be an integer");
+	assert_400(PUT(h, "/drives/d1",
+		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+		       "\"rate_limiter\": {\"bandwidth\": {\"size\": 1}}}"),
+		   "Missing required field \"rate_limiter.bandwidth.refill_time\"");
+	assert_400(PUT(h, "/drives/d1",
+		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+		       "\"rate_limiter\": {\"burst\": {}}}"),
+		   "Unknown field \"burst\" in rate_limiter");
+	assert_400(PUT(h, "/drives/d1",
+		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+		       "\"io_engine\": \"Turbo\"}"),
+		   "Field \"io_engine\" must be one of Sync, Async; got \"Turbo\"");
+	assert_400(PUT(h, "/drives/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		       "{}"),
+		   "1 to 64 characters");
+	assert_int_equal(h->calls[OP_DRIVE], 1);
+	h_stop(h);
+}
+
+static void network_interfaces_are_parsed_and_validated(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	static const uint8_t mac[6] = {0x06, 0x00, 0xac, 0x10, 0x00, 0x02};
+
+	assert_int_equal(PUT(h, "/network-interfaces/net1",
+			     "{\"iface_id\": \"net1\", \"guest_mac\": \"06:00:AC:10:00:02\", "
+			     "\"host_dev_name\": \"tap0\", \"mtu\": 1500}"),
+			 204);
+	assert_string_equal(h->net.iface_id, "net1");
+	assert_string_equal(h->net.host_dev_name, "tap0");
+	assert_true(h->net.has_guest_mac);
+	assert_memory_equal(h->net.guest_mac, mac, 6);
+	assert_int_equal(h->net.mtu, 1500);
+	assert_false(h->net.rx_rate_limiter.present);
+
+	assert_400(PUT(h, "/network-interfaces/net1",
+		       "{\"iface_id\": \"net1\", \"host_dev_name\": \"tap0\", \"guest_mac\": "
+		       "\"06:00:ac:10:00\"}"),
+		   "Field \"guest_mac\" must look like");
+	assert_400(PUT(h, "/network-interfaces/net1",
+		       "{\"iface_id\": \"net1\", \"host_dev_name\": \"a-very-long-tap-name\"}"),
+		   "Field \"host_dev_name\" is too long");
+	assert_400(PUT(h, "/network-interfaces/net1", "{\"iface_id\": \"net1\"}"),
+		   "Missing required field \"host_dev_name\"");
+	assert_400(PUT(h, "/network-interfaces/net1",
+		       "{\"iface_id\": \"net1\", \"host_dev_name\": \"tap0\", \"mtu\": 67}"),
+		   "Field \"mtu\" must be between 68 and 65535");
+	assert_400(PUT(h, "/network-interfaces/net1",
+		       "{\"iface_id\": \"net2\", \"host_dev_name\": \"tap0\"}"),
+		   "does not match");
+	assert_int_equal(h->calls[OP_NET], 1);
+	h_stop(h);
+}
+
+static void vsock_and_entropy(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_int_equal(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}"), 204);
+	assert_int_equal(h->vsock.guest_cid, 3);
+	assert_string_equal(h->vsock.uds_path, "/tmp/v.sock");
+	assert_400(PUT(h, "/vsock", "{\"guest_cid\": 2, \"uds_path\": \"/v\"}"),
+		   "Field \"guest_cid\" must be between 3 and");
+	assert_400(PUT(h, "/vsock", "{\"guest_cid\": 3}"), "Missing required field \"uds_path\"");
+
+	assert_int_equal(PUT(h, "/entropy", "{}"), 204);
+	assert_false(h->entropy.rate_limiter.present);
+	assert_int_equal(PUT(h, "/entropy",
+			     "{\"rate_limiter\": {\"ops\": {\"size\": 5, \"refill_time\": 10}}}"),
+			 204);
+	assert_true(h->entropy.rate_limiter.ops.present);
+	assert_int_equal(h->entropy.rate_limiter.ops.refill_time, 10);
+	assert_400(PUT(h, "/entropy", "{\"rate_limiter\": 5}"),
+		   "Field \"rate_limiter\" must be an object, got integer");
+	h_stop(h);
+}
+
+static void logger_is_parsed(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_int_equal(PUT(h, "/logger",
+			     "{\"log_path\": \"/tmp/fc.log\", \"level\": \"debug\", "
+			     "\"show_level\": true, \"show_log_origin\": true}"),
+			 204);
+	assert_string_equal(h->logger.log_path, "/tmp/fc.log");
+	assert_true(h->logger.has_level);
+	assert_int_equal(h->logger.level, API_LOG_DEBUG);
+	assert_true(h->logger.show_level);
+	assert_true(h->logger.show_log_origin);
+	assert_400(PUT(h, "/logger", "{\"level\": \"Loud\"}"), "Field \"level\" must be one of");
+	/* The logger does not count as configuration: a load is still allowed. */
+	assert_int_equal(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"), 204);
+	h_stop(h);
+}
+
+static void default_logger_redirects_stderr(void **state)
+{
+	static const struct api_ops none;
+	struct harness *h = h_start_ops(&none, 0);
+	char path[160], body[256], buf[256];
+	int saved = dup(STDERR_FILENO), fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/thaw.log", h->dir);
+	snprintf(body, sizeof(body), "{\"log_path\": \"%s\", \"level\": \"Warning\"}", path);
+	assert_int_equal(PUT(h, "/logger", body), 204);
+	/* The server's own warnings now land in the file. */
+	assert_int_equal(H_RAW(h, "BROKEN\r\n\r\n", NULL), 400);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "Malformed HTTP request"));
+	unlink(path);
+	log_set_level(LOG_INFO);
+	h_stop(h);
+}
+
+static void metrics_and_flush(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	char path[160], body[256], buf[4096];
+	json_object *o, *v, *w;
+	ssize_t n;
+	int fd;
+
+	assert_400(PUT(h, "/actions", "{\"action_type\": \"FlushMetrics\"}"),
+		   "metrics system is not configured");
+	snprintf(path, sizeof(path), "%s/metrics.json", h->dir);
+	snprintf(body, sizeof(body), "{\"metrics_path\": \"%s\"}", path);
+	assert_int_equal(PUT(h, "/metrics", body), 204);
+	assert_400(PUT(h, "/metrics", body), "already configured");
+	assert_400(PUT(h, "/metrics", "{}"), "Missing required field \"metrics_path\"");
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"FlushMetrics\"}"), 204);
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"FlushMetrics\"}"), 204);
+	assert_int_equal(h->calls[OP_METRICS], 2);
+
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	/* Two lines, each one JSON object with the VMM's and the API's members. */
+	assert_non_null(strchr(buf, '\n'));
+	*strchr(buf, '\n') = '\0';
+	o = json_tokener_parse(buf);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "latencies_us", &v));
+	assert_true(json_object_object_get_ex(v, "load_snapshot", &w));
+	assert_int_equal(json_object_get_int(w), 640);
+	assert_true(json_object_object_get_ex(o, "utc_timestamp_ms", &v));
+	assert_true(json_object_object_get_ex(o, "api_server", &v));
+	assert_true(json_object_object_get_ex(v, "requests", &w));
+	assert_true(json_object_get_int(w) >= 5);
+	json_object_put(o);
+	unlink(path);
+	h_stop(h);
+}
+
+static void actions_and_vm_state(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_400(PUT(h, "/actions", "{\"action_type\": \"Reboot\"}"),
+		   "Field \"action_type\" must be one of InstanceStart, SendCtrlAltDel, FlushMetrics");
+	assert_400(PUT(h, "/actions", "{}"), "Missing required field \"action_type\"");
+	assert_400(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"),
+		   "without a boot source");
+	assert_int_equal(h->calls[OP_START], 0);
+	assert_400(PUT(h, "/actions", "{\"action_type\": \"SendCtrlAltDel\"}"),
+		   "not supported before starting the microVM");
+	assert_400(PATCH(h, "/vm", "{\"state\": \"Paused\"}"),
+		   "not supported before starting the microVM");
+	assert_400(PUT(h, "/snapshot/create", "{\"snapshot_path\": \"/s\"}"),
+		   "not supported before starting the microVM");
+
+	boot(h);
+	assert_int_equal(h->calls[OP_START], 1);
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	assert_non_null(strstr(h_body(), "\"state\": \"Running\""));
+
+	/* Configuration is over. */
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"),
+		   "The requested operation is not supported after starting the microVM.");
+	assert_400(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"),
+		   "after starting");
+	assert_400(PATCH(h, "/machine-config", "{\"vcpu_count\": 2}"), "after starting");
+	assert_400(PUT(h, "/drives/d", "{\"drive_id\": \"d\", \"path_on_host\": \"/d\", "
+				      "\"is_root_device\": false}"),
+		   "after starting");
+	assert_400(PUT(h, "/network-interfaces/n", "{\"iface_id\": \"n\", \"host_dev_name\": \"t\"}"),
+		   "after starting");
+	assert_400(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/v\"}"), "after starting");
+	assert_400(PUT(h, "/entropy", "{}"), "after starting");
+	assert_400(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), "after starting");
+	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"),
+		   "not allowed after starting");
+	assert_int_equal(h->calls[OP_BOOT], 1);
+
+	assert_int_equal(PATCH(h, "/vm", "{\"state\": \"Paused\"}"), 204);
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	assert_non_null(strstr(h_body(), "\"state\": \"Paused\""));
+	assert_400(PATCH(h, "/vm", "{\"state\": \"Stopped\"}"), "Field \"state\" must be one of");
+	assert_int_equal(PATCH(h, "/vm", "{\"state\": \"Resumed\"}"), 204);
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"SendCtrlAltDel\"}"), 204);
+	assert_int_equal(h->calls[OP_PAUSE], 1);
+	assert_int_equal(h->calls[OP_RESUME], 1);
+	assert_int_equal(h->calls[OP_CAD], 1);
+	/* GET stays available. */
+	assert_int_equal(h_req(h, "GET", "/machine-config", NULL), 200);
+	h_stop(h);
+}
+
+static void snapshot_create_is_parsed(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	boot(h);
+	assert_int_equal(PATCH(h, "/vm", "{\"state\": \"Paused\"}"), 204);
+	assert_int_equal(PUT(h, "/snapshot/create",
+			     "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"./snapshot_file\", "
+			     "\"mem_file_path\": \"./mem_file\"}"),
+			 204);
+	assert_string_equal(h->screate.snapshot_path, "./snapshot_file");
+	assert_string_equal(h->screate.mem_file_path, "./mem_file");
+	assert_int_equal(h->screate.snapshot_type, API_SNAPSHOT_FULL);
+	/* mem_file_path is optional for thaw (memory inside the snapshot file). */
+	assert_int_equal(PUT(h, "/snapshot/create",
+			     "{\"snapshot_path\": \"/s\", \"snapshot_type\": \"Diff\"}"),
+			 204);
+	assert_string_equal(h->screate.mem_file_path, "");
+	assert_int_equal(h->screate.snapshot_type, API_SNAPSHOT_DIFF);
+	assert_400(PUT(h, "/snapshot/create", "{\"mem_file_path\": \"/m\"}"),
+		   "Missing required field \"snapshot_path\"");
+	assert_400(PUT(h, "/snapshot/create", "{\"snapshot_path\": \"/s\", \"version\": \"1.0\"}"),
+		   "Unknown field \"version\"");
+	/* A failing create is reported but does not end the VM. */
+	h->fail_op = OP_SNAP_CREATE;
+	snprintf(h->fail_msg, sizeof(h->fail_msg), "No space left on device");
+	assert_400(PUT(h, "/snapshot/create", "{\"snapshot_path\": \"/s\"}"),
+		   "No space left on device");
+	assert_int_equal(PATCH(h, "/vm", "{\"state\": \"Resumed\"}"), 204);
+	h_stop(h);
+}
+
+static void snapshot_load_is_parsed(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_int_equal(PUT(h, "/snapshot/load",
+			     "{\"snapshot_path\": \"./snapshot_file\", \"mem_backend\": "
+			     "{\"backend_path\": \"/run/uffd.sock\", \"backend_type\": \"Uffd\"}, "
+			     "\"enable_diff_snapshots\": true, \"resume_vm\": true, "
+			     "\"clock_realtime\": true, \"network_overrides\": [{\"iface_id\": "
+			     "\"eth0\", \"host_dev_name\": \"vmtap01\"}, {\"iface_id\": \"eth1\", "
+			     "\"host_dev_name\": \"vmtap02\"}], \"vsock_override\": {\"uds_path\": "
+			     "\"/run/v2.sock\"}}"),
+			 204);
+	assert_string_equal(h->sload.snapshot_path, "./snapshot_file");
+	assert_int_equal(h->sload.backend_type, API_MEM_BACKEND_UFFD);
+	assert_string_equal(h->sload.backend_path, "/run/uffd.sock");
+	assert_true(h->sload.track_dirty_pages);
+	assert_true(h->sload.resume_vm);
+	assert_true(h->sload.clock_realtime);
+	assert_int_equal(h->sload.n_net_overrides, 2);
+	assert_string_equal(h->sload.net_overrides[1].iface_id, "eth1");
+	assert_string_equal(h->sload.net_overrides[1].host_dev_name, "vmtap02");
+	assert_true(h->sload.has_vsock_override);
+	assert_string_equal(h->sload.vsock_uds_path, "/run/v2.sock");
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	assert_non_null(strstr(h_body(), "\"state\": \"Running\""));
+	/* After a load: no configuration, no second load; VM actions work. */
+	assert_400(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"),
+		   "after starting");
+	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"),
+		   "not allowed after starting");
+	assert_int_equal(PATCH(h, "/vm", "{\"state\": \"Paused\"}"), 204);
+	assert_int_equal(PUT(h, "/snapshot/create", "{\"snapshot_path\": \"/s2\"}"), 204);
+	h_stop(h);
+}
+
+static void snapshot_load_variants_and_errors(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	/* Validation happens before the state check, so errors come first; no call succeeds. */
+	assert_400(PUT(h, "/snapshot/load",
+		       "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\", \"mem_backend\": "
+		       "{\"backend_type\": \"File\", \"backend_path\": \"/m\"}}"),
+		   "exclude each other");
+	assert_400(PUT(h, "/snapshot/load",
+		       "{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": \"Disk\", "
+		       "\"backend_path\": \"/m\"}}"),
+		   "Field \"mem_backend.backend_type\" must be one of File, Uffd");
+	assert_400(PUT(h, "/snapshot/load",
+		       "{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": \"File\"}}"),
+		   "Missing required field \"mem_backend.backend_path\"");
+	assert_400(PUT(h, "/snapshot/load",
+		       "{\"snapshot_path\": \"/s\", \"network_overrides\": {\"iface_id\": \"a\"}}"),
+		   "Field \"network_overrides\" must be an array, got object");
+	assert_400(PUT(h, "/snapshot/load",
+		       "{\"snapshot_path\": \"/s\", \"network_overrides\": [{\"iface_id\": \"a\"}]}"),
+		   "Missing required field \"network_overrides[0].host_dev_name\"");
+	assert_400(PUT(h, "/snapshot/load",
+		       "{\"snapshot_path\": \"/s\", \"network_overrides\": [{\"iface_id\": \"a\", "
+		       "\"host_dev_name\": \"t\"}, {\"iface_id\": \"a\", \"host_dev_name\": \"u\"}]}"),
+		   "names interface \"a\" twice");
+	assert_400(PUT(h, "/snapshot/load",
+		       "{\"snapshot_path\": \"/s\", \"vsock_override\": {\"path\": \"/v\"}}"),
+		   "Unknown field \"path\" in vsock_override");
+	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\", \"resume_vm\": 1}"),
+		   "Field \"resume_vm\" must be a boolean, got integer");
+	assert_int_equal(h->calls[OP_SNAP_LOAD], 0);
+
+	/* The deprecated mem_file_path arrives as a File backend; nothing means in-file. */
+	h->fail_op = OP_SNAP_LOAD;
+	h->fail_keep_state = true;
+	assert_int_equal(PUT(h, "/snapshot/load",
+			     "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}"),
+			 400);
+	assert_int_equal(h->sload.backend_type, API_MEM_BACKEND_FILE);
+	assert_string_equal(h->sload.backend_path, "/m");
+	assert_int_equal(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"), 204);
+	assert_int_equal(h->sload.backend_type, API_MEM_BACKEND_NONE);
+	assert_false(h->sload.resume_vm);
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	assert_non_null(strstr(h_body(), "\"state\": \"Paused\""));
+	h_stop(h);
+}
+
+static void load_refused_after_configuration(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"), 204);
+	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"),
+		   "not allowed after configuring boot-specific resources");
+	assert_int_equal(h->calls[OP_SNAP_LOAD], 0);
+	/* A refused configuration call does not count as configuring. */
+	h_stop(h);
+	h = h_start_ops(NULL, 0);
+	h->fail_op = OP_BOOT;
+	assert_int_equal(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 400);
+	assert_int_equal(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"), 204);
+	h_stop(h);
+}
+
+static void failed_load_leaves_the_process_refusing(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	h->fail_op = OP_SNAP_LOAD;
+	snprintf(h->fail_msg, sizeof(h->fail_msg), "restoring vcpu.0: KVM_SET_MSRS: Invalid argument");
+	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"), "KVM_SET_MSRS");
+	/* Every further action is refused with the reason... */
+	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"),
+		   "failed state and refuses further actions (Snapshot load failed: restoring vcpu.0");
+	assert_400(PATCH(h, "/vm", "{\"state\": \"Resumed\"}"), "failed state");
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"), "failed state");
+	assert_400(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), "failed state");
+	assert_400(PUT(h, "/snapshot/create", "{\"snapshot_path\": \"/s\"}"), "failed state");
+	assert_int_equal(h->calls[OP_SNAP_LOAD], 1);
+	assert_int_equal(h->calls[OP_RESUME], 0);
+	/* ...while inspection still works. */
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	assert_int_equal(h_req(h, "GET", "/machine-config", NULL), 200);
+	h_stop(h);
+}
+
+static void failed_start_leaves_the_process_refusing(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_int_equal(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 204);
+	h->fail_op = OP_START;
+	h->fail_status = 500;
+	snprintf(h->fail_msg, sizeof(h->fail_msg), "KVM_CREATE_VCPU: Too many open files");
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), 500);
+	assert_string_equal(h_fault(), "KVM_CREATE_VCPU: Too many open files");
+	assert_400(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"),
+		   "InstanceStart failed: KVM_CREATE_VCPU");
+	assert_int_equal(h->calls[OP_START], 1);
+	h_stop(h);
+}
+
+static void op_errors_become_fault_messages(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	h->fail_op = OP_DRIVE;
+	snprintf(h->fail_msg, sizeof(h->fail_msg), "open \"/nope\": No such file or \"directory\"");
+	assert_int_equal(PUT(h, "/drives/d", "{\"drive_id\": \"d\", \"path_on_host\": \"/nope\", "
+					     "\"is_root_device\": false}"),
+			 400);
+	/* Quotes in the message survive JSON escaping. */
+	assert_string_equal(h_fault(), "open \"/nope\": No such file or \"directory\"");
+	assert_non_null(strstr(h_body(), "{\"fault_message\": "));
+	/* No message: strerror of the return value. */
+	h->fail_op = OP_VSOCK;
+	h->fail_msg[0] = '\0';
+	assert_400(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/v\"}"), "Input/output error");
+	h_stop(h);
+}
+
+static void missing_ops_answer_not_supported(void **state)
+{
+	static const struct api_ops none;
+	struct harness *h = h_start_ops(&none, 0);
+
+	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"),
+		   "PUT /boot-source is not supported by this VMM");
+	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"), "not supported");
+	/* Unsupported is not a failure: the process is still fresh. */
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	assert_non_null(strstr(h_body(), "Not started"));
+	/* Without get_machine_config/put_machine_config GET still answers the defaults. */
+	assert_int_equal(h_req(h, "GET", "/machine-config", NULL), 200);
+	h_stop(h);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(boot_source_is_parsed),
+		cmocka_unit_test(boot_source_errors_name_the_field),
+		cmocka_unit_test(invalid_json_bodies_get_400),
+		cmocka_unit_test(machine_config_put_get_patch),
+		cmocka_unit_test(machine_config_validation),
+		cmocka_unit_test(drives_are_parsed_and_validated),
+		cmocka_unit_test(network_interfaces_are_parsed_and_validated),
+		cmocka_unit_test(vsock_and_entropy),
+		cmocka_unit_test(logger_is_parsed),
+		cmocka_unit_test(default_logger_redirects_stderr),
+		cmocka_unit_test(metrics_and_flush),
+		cmocka_unit_test(actions_and_vm_state),
+		cmocka_unit_test(snapshot_create_is_parsed),
+		cmocka_unit_test(snapshot_load_is_parsed),
+		cmocka_unit_test(snapshot_load_variants_and_errors),
+		cmocka_unit_test(load_refused_after_configuration),
+		cmocka_unit_test(failed_load_leaves_the_process_refusing),
+		cmocka_unit_test(failed_start_leaves_the_process_refusing),
+		cmocka_unit_test(op_errors_become_fault_messages),
+		cmocka_unit_test(missing_ops_answer_not_supported),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
