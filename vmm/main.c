@@ -22,7 +22,8 @@ static void usage(FILE *f)
 		"            [--drive id=NAME,path=FILE,ro=on|off[,root=on]]...\n"
 		"            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
 		"            [--rng]\n"
-		"       thaw --restore SNAPSHOT [--paused] [--clock-realtime] [console options]\n"
+		"       thaw --restore SNAPSHOT [--prepare mem-mib=M,vcpus=N] [--paused]\n"
+		"            [--clock-realtime] [console options]\n"
 		"  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
 		"             [--snapshot-then resume|pause|exit]: SIGUSR1, or the first console\n"
 		"             line containing STR, writes a snapshot to PATH; SIGUSR2 resumes a\n"
@@ -169,6 +170,7 @@ int main(int argc, char **argv)
 		{"vsock", required_argument, NULL, 'V'},
 		{"rng", no_argument, NULL, 'R'},
 		{"restore", required_argument, NULL, 'r'},
+		{"prepare", required_argument, NULL, 'p'},
 		{"paused", no_argument, NULL, 'P'},
 		{"clock-realtime", no_argument, NULL, 'C'},
 		{"snapshot", required_argument, NULL, 's'},
@@ -183,6 +185,8 @@ int main(int argc, char **argv)
 	struct vm_restore_opts ro = {0};
 	const char *snapshot_after = NULL;
 	bool start_paused = false;
+	unsigned long long prep_mib = 0;
+	unsigned prep_vcpus = 0;
 	char err[512];
 	struct vmm_console console;
 	static struct vm vm;
@@ -267,6 +271,13 @@ int main(int argc, char **argv)
 		case 'r':
 			ro.path = optarg;
 			break;
+		case 'p':
+			if (sscanf(optarg, "mem-mib=%llu,vcpus=%u", &prep_mib, &prep_vcpus) != 2 ||
+			    prep_mib == 0 || prep_vcpus == 0) {
+				log_err("--prepare: '%s' is not mem-mib=M,vcpus=N", optarg);
+				return VMM_EXIT_USAGE;
+			}
+			break;
 		case 'P':
 			start_paused = true;
 			break;
@@ -331,6 +342,16 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (prep_mib) {
+		if (!ro.path) {
+			log_err("--prepare is for restores: give --restore (or load over the API)");
+			return VMM_EXIT_USAGE;
+		}
+		if (vm_prepare(&vm, prep_vcpus, prep_mib)) {
+			status = VMM_EXIT_INTERNAL;
+			goto out;
+		}
+	}
 	if (ro.path) {
 		if (vm_restore(&vm, &ro, err, sizeof(err))) {
 			log_err("restore %s: %s", ro.path, err);

@@ -385,6 +385,7 @@ int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_rest
 static int check_layout(const struct snap_machine *m, struct vmm_mem *mem, char *err,
 			size_t errlen)
 {
+	memset(mem, 0, sizeof(*mem));
 	if (m->mem_size == 0 || m->mem_size % 4096 || m->mem_size > (1ull << 40))
 		return restore_fail(err, errlen, -EBADMSG, "machine: memory size %llu is invalid",
 				    (unsigned long long)m->mem_size);
@@ -486,7 +487,7 @@ static int check_host(struct vm *vm, const struct snap *s, const struct kvm_cpui
 
 /* Maps guest memory from the snapshot: MAP_PRIVATE, so every clone shares the page
  * cache and its writes stay its own; the file is never written. */
-static int map_memory(struct vm *vm, const struct snap *s, char *err, size_t errlen)
+static int map_memory(struct vm *vm, const struct snap *s, bool fixed, char *err, size_t errlen)
 {
 	struct snap_memory_loc loc;
 	void *p;
@@ -503,8 +504,8 @@ static int map_memory(struct vm *vm, const struct snap *s, char *err, size_t err
 	ret = snap_memory_open(s, &fd, err, errlen);
 	if (ret)
 		return ret;
-	p = mmap(NULL, loc.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,
-		 (off_t)loc.offset);
+	p = mmap(fixed ? vm->mem.host : NULL, loc.size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_NORESERVE | (fixed ? MAP_FIXED : 0), fd, (off_t)loc.offset);
 	ret = p == MAP_FAILED ? -errno : 0;
 	close(fd);
 	if (ret)
@@ -521,25 +522,44 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 	struct snap_vm_state vms;
 	struct snap_vcpu_state *vs = NULL;
 	struct kvm_cpuid2 *cpuid = NULL, *c = NULL;
+	struct vmm_mem layout;
 	size_t ncpuid;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = now_ns(), t_opened;
+	bool fits;
 	int ret;
 
 	DTRACE_PROBE(thaw, restore_start);
 	ret = snap_open(opts->path, &s, err, errlen);
 	if (ret)
 		goto out;
+	DTRACE_PROBE(thaw, opened);
+	t_opened = now_ns();
 	ret = snap_get_machine(s, &m, err, errlen);
 	if (ret)
 		goto out;
-	ret = vm_create(vm, m.nr_vcpus);
-	if (ret) {
-		snprintf(err, errlen, "creating the VM failed (%s)", strerror(-ret));
+	if (m.nr_vcpus == 0 || m.nr_vcpus > VMM_MAX_VCPUS) {
+		ret = restore_fail(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)", m.nr_vcpus,
+				   VMM_MAX_VCPUS);
 		goto out;
 	}
+	fits = vm->prepared && vm->nr_vcpus == m.nr_vcpus && vm->mem.size == m.mem_size;
+	if (vm->prepared && !fits) {
+		log_info("snapshot shape (%u vCPUs, %llu MiB) differs from the prepared VM (%u, "
+			 "%llu MiB): restoring into a new VM",
+			 m.nr_vcpus, (unsigned long long)(m.mem_size >> 20), vm->nr_vcpus,
+			 (unsigned long long)(vm->mem.size >> 20));
+		vm_discard(vm);
+	}
+	if (!fits) {
+		ret = vm_create(vm, m.nr_vcpus);
+		if (ret) {
+			snprintf(err, errlen, "creating the VM failed (%s)", strerror(-ret));
+			goto out;
+		}
+	}
 	vm->times.restore_start_ns = t0;
-	PHASE(vm, opened);
-	ret = check_layout(&m, &vm->mem, err, errlen);
+	vm->times.opened_ns = t_opened;
+	ret = check_layout(&m, &layout, err, errlen);
 	if (ret)
 		goto out;
 	if (strnlen(m.cmdline, sizeof(m.cmdline)) >= sizeof(vm->cmdline)) {
@@ -550,17 +570,27 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 	memcpy(vm->cmdline, m.cmdline, strlen(m.cmdline) + 1);
 	vm->tmpl = vmm_cpu_template_find(m.cpu_template);
 
-	/* Memory first: registering the slot before the irqchip exists avoids an SRCU
-	 * grace period wait (see vm_register_memory). */
-	ret = map_memory(vm, s, err, errlen);
-	if (ret)
-		goto out;
-	ret = vm_register_memory(vm);
-	if (!ret)
-		ret = vm_create_irqchip(vm);
-	if (ret) {
-		snprintf(err, errlen, "KVM setup failed (%s)", strerror(-ret));
-		goto out;
+	if (fits) {
+		/* The prepared slot already points at vm->mem.host: mapping the file over
+		 * the whole range replaces every page KVM may have cached (its MMU
+		 * notifier sees the unmap), so no slot update is needed. */
+		ret = map_memory(vm, s, true, err, errlen);
+		if (ret)
+			goto out;
+	} else {
+		vm->mem = layout;
+		/* Memory first: registering the slot before the irqchip exists avoids an
+		 * SRCU grace period wait (see vm_register_memory). */
+		ret = map_memory(vm, s, false, err, errlen);
+		if (ret)
+			goto out;
+		ret = vm_register_memory(vm);
+		if (!ret)
+			ret = vm_create_irqchip(vm);
+		if (ret) {
+			snprintf(err, errlen, "KVM setup failed (%s)", strerror(-ret));
+			goto out;
+		}
 	}
 	PHASE(vm, vm_created);
 
@@ -576,7 +606,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 	if (ret)
 		goto out;
 	cpuid->nent = (uint32_t)ncpuid;
-	ret = vm_create_vcpu_fds(vm);
+	ret = fits ? 0 : vm_create_vcpu_fds(vm);
 	if (ret) {
 		snprintf(err, errlen, "creating vCPUs failed (%s)", strerror(-ret));
 		goto out;
@@ -633,6 +663,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 	/* Tell the guest's kvmclock it was stopped, so its watchdogs do not fire. */
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		ioctl(vm->vcpus[i].fd, KVM_KVMCLOCK_CTRL, 0);
+	vm->prepared = false;
 	ret = 0;
 out:
 	free(vs);

@@ -355,7 +355,8 @@ struct vm {
 	unsigned nr_paused;
 	unsigned nr_started;
 
-	bool paused; /* vCPUs parked by vm_pause, or restored with --paused */
+	bool paused;   /* vCPUs parked by vm_pause, or restored with --paused */
+	bool prepared; /* built by vm_prepare, never run */
 	char cmdline[BOOT_CMDLINE_MAX]; /* as given to the guest, saved in snapshots */
 
 	/* MSRs saved in snapshots: KVM's list minus what this host cannot read */
@@ -422,6 +423,16 @@ void vm_resume(struct vm *vm);
 /* Asks the main loop to end the process with `status` (first caller wins). Safe from
  * any thread. */
 void vm_request_exit(struct vm *vm, int status, const char *why);
+
+/* Prepares a VM ahead of a restore: VM, memory slot over an anonymous range of
+ * `mem_mib`, irqchip, PIT and vCPU fds. vm_restore of a snapshot of the same shape then
+ * maps the snapshot over that range instead of building a VM (~0.5 ms instead of ~8 ms
+ * measured on PVM). */
+int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib);
+
+/* Hands the VM's fds and mappings to a background thread that releases them, so the
+ * caller can build another VM at once. Used when a prepared VM does not fit. */
+void vm_discard(struct vm *vm);
 
 /* Releases everything vm_create and later calls acquired. */
 void vm_destroy(struct vm *vm);
