@@ -127,7 +127,8 @@ static int own_cgroup(int version, const struct jail_config *cfg, unsigned ctrls
 			continue;
 		*c2 = '\0';
 		if (version == 2) {
-			match = strcmp(line, "0") == 0 && c1[1] == '\0';
+			/* "0::<path>": hierarchy 0, no controller list. */
+			match = c1 == line + 1 && line[0] == '0' && c2 == c1 + 1;
 		} else {
 			for (unsigned i = 0; i < cfg->n_cgroups; i++)
 				if ((ctrls & (1u << i)) &&
