@@ -25,3 +25,55 @@ $(B)/itests/%: $(B)/tests/integration/%.o $(B)/tests/integration/harness.o
 
 integration-tests: $(INTEG_TESTS)
 .PHONY: integration-tests
+
+# Fuzz targets: every tests/fuzz/<name>_fuzz.c defines LLVMFuzzerTestOneInput and
+# becomes $(B)/fuzz/<name>_fuzz, linked with clang's libFuzzer, ASan and UBSan against
+# our library sources, which are compiled again with clang (coverage instrumented)
+# into $(B)/fuzz/obj/ and archived, so a target pulls in only what it calls. A
+# folder's own explicit rule for its target (api/build.mk) takes precedence.
+# `make fuzz` runs each target for FUZZ_SECONDS and fails on the first crash, leak,
+# timeout or contract violation; the corpus grows in $(B)/fuzz/<name>_corpus, seeded
+# from tests/fuzz/<name>_corpus/ when that folder exists.
+FUZZ_SECONDS  ?= 15
+FUZZ_CLANG    ?= clang
+FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS    = -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -Wall -Wno-unused-parameter \
+	-fno-omit-frame-pointer $(FUZZ_SANITIZE)
+FUZZ_LIB_SRCS  = $(sort $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS))
+FUZZ_LIB       = $(B)/fuzz/libthaw-fuzz.a
+FUZZ_SRCS     := $(wildcard tests/fuzz/*_fuzz.c)
+FUZZ_TARGETS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
+
+$(B)/fuzz/obj/%.o: %.c
+	$(call msg,FUZZCC,$<)
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZ_CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_LIB): $(patsubst %.c,$(B)/fuzz/obj/%.o,$(FUZZ_LIB_SRCS))
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/fuzz/%_fuzz: $(B)/fuzz/obj/tests/fuzz/%_fuzz.o $(FUZZ_LIB)
+	$(call msg,FUZZLD,$@)
+	$(Q)$(FUZZ_CLANG) $(FUZZ_SANITIZE) -fsanitize=fuzzer -pthread -o $@ $< $(FUZZ_LIB) \
+		$(LDLIBS)
+
+fuzz-targets: $(FUZZ_TARGETS)
+
+# One bounded session per target, one after the other (the machine has 2 cores).
+fuzz: $(FUZZ_TARGETS)
+	$(Q)for t in $(FUZZ_TARGETS); do \
+		n=$$(basename $$t _fuzz); \
+		mkdir -p $(B)/fuzz/$${n}_corpus $(B)/fuzz/$${n}_crashes; \
+		seeds=; [ -d tests/fuzz/$${n}_corpus ] && seeds=tests/fuzz/$${n}_corpus; \
+		echo "  FUZZ   $$t ($(FUZZ_SECONDS) s)"; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+			-print_final_stats=1 -artifact_prefix=$(B)/fuzz/$${n}_crashes/ \
+			$(B)/fuzz/$${n}_corpus $$seeds >$(B)/fuzz/$${n}.log 2>&1 \
+		|| { tail -n 40 $(B)/fuzz/$${n}.log; \
+		     echo "fuzz: $$t failed, see $(B)/fuzz/$${n}.log and $(B)/fuzz/$${n}_crashes/"; \
+		     exit 1; }; \
+		grep -h '^stat::number_of_executed_units\|^#.*DONE' $(B)/fuzz/$${n}.log | tail -n 2; \
+	done
+
+.PHONY: fuzz fuzz-targets
