@@ -31,14 +31,14 @@ struct json_object;
 #define API_DEFAULT_REQUEST_TIMEOUT_MS 5000
 
 /* String buffers in the request structs, NUL included. Longer strings are refused (400). */
-#define API_PATH_LEN      4096 /* PATH_MAX */
-#define API_ID_LEN        65   /* 64 characters of [A-Za-z0-9_] */
-#define API_BOOT_ARGS_LEN 4096
-#define API_IFNAME_LEN    16 /* IFNAMSIZ */
-#define API_MAC_LEN       18 /* "aa:bb:cc:dd:ee:ff" */
+#define API_PATH_LEN	      4096 /* PATH_MAX */
+#define API_ID_LEN	      65   /* 64 characters of [A-Za-z0-9_] */
+#define API_BOOT_ARGS_LEN     4096
+#define API_IFNAME_LEN	      16 /* IFNAMSIZ */
+#define API_MAC_LEN	      18 /* "aa:bb:cc:dd:ee:ff" */
 #define API_MAX_NET_OVERRIDES 16
-#define API_MAX_VCPUS     32
-#define API_MAX_MEM_MIB   (1024u * 1024u) /* 1 TiB */
+#define API_MAX_VCPUS	      32
+#define API_MAX_MEM_MIB	      (1024u * 1024u) /* 1 TiB */
 
 /* ---- request structs: what a validated request carries to the VMM ---------------------- */
 
@@ -85,7 +85,7 @@ struct api_token_bucket {
 struct api_rate_limiter {
 	bool present;
 	struct api_token_bucket bandwidth; /* bytes */
-	struct api_token_bucket ops;       /* operations */
+	struct api_token_bucket ops;	   /* operations */
 };
 
 enum api_cache_type { API_CACHE_UNSAFE, API_CACHE_WRITEBACK };
@@ -203,7 +203,8 @@ struct api_error {
 };
 
 /* printf into err->message (truncated to fit). */
-void api_error_set(struct api_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void api_error_set(struct api_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* GET / */
 struct api_instance_info {
@@ -233,7 +234,8 @@ struct api_ops {
 	 * the complete resource; a second call for the same resource or id replaces it. */
 	int (*put_machine_config)(void *ctx, const struct api_machine_config *cfg,
 				  struct api_error *err);
-	int (*put_boot_source)(void *ctx, const struct api_boot_source *boot, struct api_error *err);
+	int (*put_boot_source)(void *ctx, const struct api_boot_source *boot,
+			       struct api_error *err);
 	int (*put_drive)(void *ctx, const struct api_drive *drive, struct api_error *err);
 	int (*put_net)(void *ctx, const struct api_net *net, struct api_error *err);
 	int (*put_vsock)(void *ctx, const struct api_vsock *vsock, struct api_error *err);

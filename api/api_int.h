@@ -15,7 +15,7 @@
 /* Queued responses; a request is processed only when a whole response fits. */
 #define API_OUT_CAP 16384
 /* The largest response body the router produces (escaped fault messages included). */
-#define API_REPLY_MAX 4096
+#define API_REPLY_MAX	  4096
 #define API_RESP_HEAD_MAX 256
 
 /* The life cycle as the API enforces it (docs/api.md, "State rules"). */
@@ -32,12 +32,12 @@ struct api_req {
 	size_t url_len;
 	size_t body_len;
 	size_t header_bytes;
-	int reject;       /* 413/414/431 decided while parsing; 0 when fine */
-	bool in_value;    /* the last header callback was a value */
-	bool in_progress; /* message begun, not complete */
+	int reject;		     /* 413/414/431 decided while parsing; 0 when fine */
+	bool in_value;		     /* the last header callback was a value */
+	bool in_progress;	     /* message begun, not complete */
 	uint8_t hname_len, hval_len; /* of the current header, saturating at the arrays' size */
-	char hname[8];               /* enough to recognise "Expect" */
-	char hval[16];               /* enough to recognise "100-continue" */
+	char hname[8];		     /* enough to recognise "Expect" */
+	char hval[16];		     /* enough to recognise "100-continue" */
 	bool expect_continue;
 	char url[API_MAX_URL_BYTES + 1];
 	char body[API_MAX_BODY_BYTES + 1];
@@ -45,7 +45,7 @@ struct api_req {
 
 struct api_conn {
 	struct api_server *srv;
-	int fd;       /* -1 for the fuzz target's socketless connections */
+	int fd;	      /* -1 for the fuzz target's socketless connections */
 	bool dead;    /* closed; freed at the end of the dispatch */
 	bool closing; /* close once `out` is drained */
 	bool peer_eof;

@@ -135,9 +135,10 @@ int api_client_request(int fd, const char *method, const char *path, const char 
 			     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
 			     method, path, blen);
 	else
-		n = snprintf(head, sizeof(head),
-			     "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
-			     method, path);
+		n = snprintf(
+		    head, sizeof(head),
+		    "%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n", method,
+		    path);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return -ENAMETOOLONG;
 	iov[0].iov_base = head;

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define API_APP_NAME    "thaw"
+#define API_APP_NAME	"thaw"
 #define API_VMM_VERSION "0.1.0"
 
 void api_error_set(struct api_error *err, const char *fmt, ...)
@@ -150,8 +150,8 @@ static int j_known(json_object *obj, const char *what, const char *const *known,
 			continue;
 		list[0] = '\0';
 		for (k = known; *k && n < sizeof(list); k++)
-			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", k == known ? "" : ", ",
-					      *k);
+			n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s",
+					      k == known ? "" : ", ", *k);
 		if (known[0])
 			api_error_set(err, "Unknown field \"%.64s\" in %s; known fields: %s.", key,
 				      what, list);
@@ -226,8 +226,8 @@ static int j_str(json_object *obj, const char *prefix, const char *key, char *bu
 	return 1;
 }
 
-static int j_bool(json_object *obj, const char *prefix, const char *key, bool *out,
-		  bool required, struct api_error *err)
+static int j_bool(json_object *obj, const char *prefix, const char *key, bool *out, bool required,
+		  struct api_error *err)
 {
 	json_object *v = j_get(obj, key);
 
@@ -240,8 +240,8 @@ static int j_bool(json_object *obj, const char *prefix, const char *key, bool *o
 	return 1;
 }
 
-static int j_uint(json_object *obj, const char *prefix, const char *key, uint64_t min,
-		  uint64_t max, uint64_t *out, bool required, struct api_error *err)
+static int j_uint(json_object *obj, const char *prefix, const char *key, uint64_t min, uint64_t max,
+		  uint64_t *out, bool required, struct api_error *err)
 {
 	json_object *v = j_get(obj, key);
 	char n[160];
@@ -259,12 +259,14 @@ static int j_uint(json_object *obj, const char *prefix, const char *key, uint64_
 	if (sv < 0 || uv < min || uv > max) {
 		fname(n, sizeof(n), prefix, key);
 		if (sv < 0)
-			api_error_set(err, "Field \"%s\" must be between %" PRIu64 " and %" PRIu64
-					   ", got %" PRId64 ".",
+			api_error_set(err,
+				      "Field \"%s\" must be between %" PRIu64 " and %" PRIu64
+				      ", got %" PRId64 ".",
 				      n, min, max, sv);
 		else
-			api_error_set(err, "Field \"%s\" must be between %" PRIu64 " and %" PRIu64
-					   ", got %" PRIu64 ".",
+			api_error_set(err,
+				      "Field \"%s\" must be between %" PRIu64 " and %" PRIu64
+				      ", got %" PRIu64 ".",
 				      n, min, max, uv);
 		return -EINVAL;
 	}
@@ -273,9 +275,8 @@ static int j_uint(json_object *obj, const char *prefix, const char *key, uint64_
 }
 
 /* A string out of `names` (NULL-terminated, index = enum value). */
-static int j_enum(json_object *obj, const char *prefix, const char *key,
-		  const char *const *names, bool icase, int *out, bool required,
-		  struct api_error *err)
+static int j_enum(json_object *obj, const char *prefix, const char *key, const char *const *names,
+		  bool icase, int *out, bool required, struct api_error *err)
 {
 	char s[64], n[160], list[256];
 	size_t len = 0;
@@ -320,16 +321,16 @@ static int check_id(const char *id, const char *what, struct api_error *err)
 
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		      (ch >= '0' && ch <= '9') || ch == '_')) {
-			api_error_set(err,
-				      "Invalid %s: only letters, digits and '_' are allowed.", what);
+			api_error_set(err, "Invalid %s: only letters, digits and '_' are allowed.",
+				      what);
 			return -EINVAL;
 		}
 	}
 	return 0;
 }
 
-static int j_id(json_object *obj, const char *prefix, const char *key, char *buf,
-		bool required, struct api_error *err)
+static int j_id(json_object *obj, const char *prefix, const char *key, char *buf, bool required,
+		struct api_error *err)
 {
 	char n[160];
 	int r;
@@ -389,7 +390,8 @@ static int parse_rate_limiter(json_object *obj, const char *prefix, const char *
 	if (r <= 0)
 		return r;
 	fname(p, sizeof(p), prefix, key);
-	if (j_known(o, p, known, err) < 0 || parse_bucket(o, p, "bandwidth", &rl->bandwidth, err) < 0 ||
+	if (j_known(o, p, known, err) < 0 ||
+	    parse_bucket(o, p, "bandwidth", &rl->bandwidth, err) < 0 ||
 	    parse_bucket(o, p, "ops", &rl->ops, err) < 0)
 		return -EINVAL;
 	rl->present = true;
@@ -411,7 +413,7 @@ static int parse_boot_source(json_object *o, struct api_boot_source *b, struct a
 	return 0;
 }
 
-static const char *const cpu_template_names[] = {"None", "C3",  "T2",   "T2S",
+static const char *const cpu_template_names[] = {"None", "C3",	"T2",	"T2S",
 						 "T2CL", "T2A", "V1N1", NULL};
 static const char *const huge_pages_names[] = {"None", "Transparent", "2M", NULL};
 
@@ -420,9 +422,9 @@ static const char *const huge_pages_names[] = {"None", "Transparent", "2M", NULL
 static int parse_machine_config(json_object *o, bool patch, struct api_machine_config *c,
 				struct api_error *err)
 {
-	static const char *const known[] = {"vcpu_count", "mem_size_mib", "smt",
-					    "track_dirty_pages", "cpu_template", "huge_pages",
-					    NULL};
+	static const char *const known[] = {
+	    "vcpu_count",   "mem_size_mib", "smt", "track_dirty_pages",
+	    "cpu_template", "huge_pages",   NULL};
 	uint64_t v;
 	bool b;
 	int e, r;
@@ -463,14 +465,15 @@ static int parse_machine_config(json_object *o, bool patch, struct api_machine_c
 		c->huge_pages = (enum api_huge_pages)e;
 
 	if (c->smt && c->vcpu_count > 1 && c->vcpu_count % 2) {
-		api_error_set(err, "With \"smt\" enabled, \"vcpu_count\" must be 1 or even, got %u.",
+		api_error_set(err,
+			      "With \"smt\" enabled, \"vcpu_count\" must be 1 or even, got %u.",
 			      c->vcpu_count);
 		return -EINVAL;
 	}
 	if (c->huge_pages == API_HUGE_PAGES_2M && c->mem_size_mib % 2) {
-		api_error_set(err,
-			      "With 2M huge pages, \"mem_size_mib\" must be a multiple of 2, got %u.",
-			      c->mem_size_mib);
+		api_error_set(
+		    err, "With 2M huge pages, \"mem_size_mib\" must be a multiple of 2, got %u.",
+		    c->mem_size_mib);
 		return -EINVAL;
 	}
 	return 0;
@@ -482,10 +485,9 @@ static const char *const io_engine_names[] = {"Sync", "Async", NULL};
 static int parse_drive(json_object *o, const char *path_id, struct api_drive *d,
 		       struct api_error *err)
 {
-	static const char *const known[] = {"drive_id",     "partuuid",   "is_root_device",
-					    "cache_type",   "is_read_only", "path_on_host",
-					    "rate_limiter", "io_engine",  "socket",
-					    NULL};
+	static const char *const known[] = {
+	    "drive_id",	    "partuuid",	    "is_root_device", "cache_type", "is_read_only",
+	    "path_on_host", "rate_limiter", "io_engine",      "socket",	    NULL};
 	int e, r_path, r_sock, r_ro;
 
 	memset(d, 0, sizeof(*d));
@@ -493,8 +495,10 @@ static int parse_drive(json_object *o, const char *path_id, struct api_drive *d,
 	    j_id(o, "", "drive_id", d->drive_id, true, err) < 0)
 		return -EINVAL;
 	if (strcmp(d->drive_id, path_id)) {
-		api_error_set(err, "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
-			      path_id, d->drive_id);
+		api_error_set(
+		    err,
+		    "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
+		    path_id, d->drive_id);
 		return -EINVAL;
 	}
 	if (j_bool(o, "", "is_root_device", &d->is_root_device, true, err) < 0 ||
@@ -583,8 +587,9 @@ static int j_ifname(json_object *o, const char *prefix, const char *key, char *b
 static int parse_net(json_object *o, const char *path_id, struct api_net *net,
 		     struct api_error *err)
 {
-	static const char *const known[] = {"iface_id", "host_dev_name", "guest_mac", "mtu",
-					    "rx_rate_limiter", "tx_rate_limiter", NULL};
+	static const char *const known[] = {"iface_id", "host_dev_name",   "guest_mac",
+					    "mtu",	"rx_rate_limiter", "tx_rate_limiter",
+					    NULL};
 	char mac[API_MAC_LEN];
 	uint64_t mtu;
 	int r;
@@ -594,8 +599,10 @@ static int parse_net(json_object *o, const char *path_id, struct api_net *net,
 	    j_id(o, "", "iface_id", net->iface_id, true, err) < 0)
 		return -EINVAL;
 	if (strcmp(net->iface_id, path_id)) {
-		api_error_set(err, "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
-			      path_id, net->iface_id);
+		api_error_set(
+		    err,
+		    "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
+		    path_id, net->iface_id);
 		return -EINVAL;
 	}
 	if (j_ifname(o, "", "host_dev_name", net->host_dev_name, err) < 0)
@@ -647,13 +654,13 @@ static int parse_entropy(json_object *o, struct api_entropy *e, struct api_error
 }
 
 /* Index = enum api_log_level + 0; Firecracker's names, case-insensitive. */
-static const char *const log_level_names[] = {"Off", "Error", "Warning", "Info", "Debug",
-					      "Trace", NULL};
+static const char *const log_level_names[] = {"Off",   "Error", "Warning", "Info",
+					      "Debug", "Trace", NULL};
 
 static int parse_logger(json_object *o, struct api_logger *l, struct api_error *err)
 {
-	static const char *const known[] = {"log_path", "level", "show_level", "show_log_origin",
-					    "module", NULL};
+	static const char *const known[] = {"log_path",	       "level",	 "show_level",
+					    "show_log_origin", "module", NULL};
 	int e, r;
 
 	memset(l, 0, sizeof(*l));
@@ -683,21 +690,22 @@ static int parse_snapshot_create(json_object *o, struct api_snapshot_create *s,
 
 	memset(s, 0, sizeof(*s));
 	if (j_known(o, "snapshot/create", known, err) < 0 ||
-	    j_str(o, "", "snapshot_path", s->snapshot_path, sizeof(s->snapshot_path), true, err) < 0 ||
-	    j_str(o, "", "mem_file_path", s->mem_file_path, sizeof(s->mem_file_path), false, err) < 0 ||
+	    j_str(o, "", "snapshot_path", s->snapshot_path, sizeof(s->snapshot_path), true, err) <
+		0 ||
+	    j_str(o, "", "mem_file_path", s->mem_file_path, sizeof(s->mem_file_path), false, err) <
+		0 ||
 	    j_enum(o, "", "snapshot_type", snapshot_type_names, false, &e, false, err) < 0)
 		return -EINVAL;
 	s->snapshot_type = (enum api_snapshot_type)e;
 	return 0;
 }
 
-static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s,
-			       struct api_error *err)
+static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, struct api_error *err)
 {
-	static const char *const known[] = {"snapshot_path",	 "mem_backend",	   "mem_file_path",
-					    "enable_diff_snapshots", "track_dirty_pages", "resume_vm",
-					    "network_overrides",	 "vsock_override", "clock_realtime",
-					    NULL};
+	static const char *const known[] = {
+	    "snapshot_path",	 "mem_backend", "mem_file_path",     "enable_diff_snapshots",
+	    "track_dirty_pages", "resume_vm",	"network_overrides", "vsock_override",
+	    "clock_realtime",	 NULL};
 	static const char *const backend_known[] = {"backend_type", "backend_path", NULL};
 	static const char *const backend_names[] = {"File", "Uffd", NULL};
 	static const char *const ovr_known[] = {"iface_id", "host_dev_name", NULL};
@@ -710,7 +718,8 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s,
 
 	memset(s, 0, sizeof(*s));
 	if (j_known(o, "snapshot/load", known, err) < 0 ||
-	    j_str(o, "", "snapshot_path", s->snapshot_path, sizeof(s->snapshot_path), true, err) < 0)
+	    j_str(o, "", "snapshot_path", s->snapshot_path, sizeof(s->snapshot_path), true, err) <
+		0)
 		return -EINVAL;
 	r_file = j_str(o, "", "mem_file_path", mem_file, sizeof(mem_file), false, err);
 	if (r_file < 0)
@@ -725,7 +734,8 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s,
 	}
 	if (r_mb) {
 		if (j_known(mb, "mem_backend", backend_known, err) < 0 ||
-		    j_enum(mb, "mem_backend", "backend_type", backend_names, false, &e, true, err) < 0 ||
+		    j_enum(mb, "mem_backend", "backend_type", backend_names, false, &e, true, err) <
+			0 ||
 		    j_str(mb, "mem_backend", "backend_path", s->backend_path,
 			  sizeof(s->backend_path), true, err) < 0)
 			return -EINVAL;
@@ -749,8 +759,9 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s,
 			return j_wrong_type(err, "", "network_overrides", "an array", arr);
 		n = json_object_array_length(arr);
 		if (n > API_MAX_NET_OVERRIDES) {
-			api_error_set(err, "Field \"network_overrides\" has %zu entries, at most %d.",
-				      n, API_MAX_NET_OVERRIDES);
+			api_error_set(err,
+				      "Field \"network_overrides\" has %zu entries, at most %d.", n,
+				      API_MAX_NET_OVERRIDES);
 			return -EINVAL;
 		}
 		for (i = 0; i < n; i++) {
@@ -769,8 +780,9 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s,
 				return -EINVAL;
 			for (k = 0; k < i; k++)
 				if (!strcmp(s->net_overrides[k].iface_id, ov->iface_id)) {
-					api_error_set(err, "Field \"network_overrides\" names "
-							   "interface \"%s\" twice.",
+					api_error_set(err,
+						      "Field \"network_overrides\" names "
+						      "interface \"%s\" twice.",
 						      ov->iface_id);
 					return -EINVAL;
 				}
@@ -794,8 +806,8 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s,
 static int open_output(const char *path, struct api_error *err, const char *what)
 {
 	/* Non-blocking so a named pipe nobody reads never stalls the VMM's loop. */
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-		      0600);
+	int fd =
+	    open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
 
 	if (fd < 0) {
 		int e = errno;
@@ -828,8 +840,9 @@ int api_server_flush_metrics(struct api_server *srv)
 			return -ENOMEM;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
-	json_object_object_add(root, "utc_timestamp_ms",
-			       json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+	json_object_object_add(
+	    root, "utc_timestamp_ms",
+	    json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
 	api = json_object_new_object();
 	if (api) {
 		json_object_object_add(api, "requests", json_object_new_uint64(c->requests));
@@ -838,8 +851,10 @@ int api_server_flush_metrics(struct api_server *srv)
 		json_object_object_add(api, "status_5xx", json_object_new_uint64(c->status_5xx));
 		json_object_object_add(api, "bad_http", json_object_new_uint64(c->bad_http));
 		json_object_object_add(api, "timeouts", json_object_new_uint64(c->timeouts));
-		json_object_object_add(api, "conns_accepted", json_object_new_uint64(c->conns_accepted));
-		json_object_object_add(api, "conns_refused", json_object_new_uint64(c->conns_refused));
+		json_object_object_add(api, "conns_accepted",
+				       json_object_new_uint64(c->conns_accepted));
+		json_object_object_add(api, "conns_refused",
+				       json_object_new_uint64(c->conns_refused));
 		json_object_object_add(api, "load_snapshot_request_us",
 				       json_object_new_uint64(c->last_load_snapshot_us));
 		json_object_object_add(api, "create_snapshot_request_us",
@@ -872,9 +887,8 @@ out:
 static int default_logger(const struct api_logger *l, struct api_error *err)
 {
 	static const enum log_level map[] = {
-		[API_LOG_OFF] = LOG_ERROR,     [API_LOG_ERROR] = LOG_ERROR,
-		[API_LOG_WARNING] = LOG_WARN,  [API_LOG_INFO] = LOG_INFO,
-		[API_LOG_DEBUG] = LOG_DEBUG,   [API_LOG_TRACE] = LOG_DEBUG,
+	    [API_LOG_OFF] = LOG_ERROR, [API_LOG_ERROR] = LOG_ERROR, [API_LOG_WARNING] = LOG_WARN,
+	    [API_LOG_INFO] = LOG_INFO, [API_LOG_DEBUG] = LOG_DEBUG, [API_LOG_TRACE] = LOG_DEBUG,
 	};
 	int fd;
 
@@ -923,19 +937,19 @@ static enum res match_path(const char *p, size_t len, const char **id, size_t *i
 		enum res res;
 		bool has_id;
 	} table[] = {
-		{"/", RES_ROOT, false},
-		{"/boot-source", RES_BOOT_SOURCE, false},
-		{"/machine-config", RES_MACHINE_CONFIG, false},
-		{"/drives/", RES_DRIVES, true},
-		{"/network-interfaces/", RES_NET, true},
-		{"/vsock", RES_VSOCK, false},
-		{"/entropy", RES_ENTROPY, false},
-		{"/actions", RES_ACTIONS, false},
-		{"/vm", RES_VM, false},
-		{"/snapshot/create", RES_SNAP_CREATE, false},
-		{"/snapshot/load", RES_SNAP_LOAD, false},
-		{"/logger", RES_LOGGER, false},
-		{"/metrics", RES_METRICS, false},
+	    {"/", RES_ROOT, false},
+	    {"/boot-source", RES_BOOT_SOURCE, false},
+	    {"/machine-config", RES_MACHINE_CONFIG, false},
+	    {"/drives/", RES_DRIVES, true},
+	    {"/network-interfaces/", RES_NET, true},
+	    {"/vsock", RES_VSOCK, false},
+	    {"/entropy", RES_ENTROPY, false},
+	    {"/actions", RES_ACTIONS, false},
+	    {"/vm", RES_VM, false},
+	    {"/snapshot/create", RES_SNAP_CREATE, false},
+	    {"/snapshot/load", RES_SNAP_LOAD, false},
+	    {"/logger", RES_LOGGER, false},
+	    {"/metrics", RES_METRICS, false},
 	};
 	size_t i;
 
@@ -990,20 +1004,20 @@ static void reply_machine_config(struct api_server *srv, const struct api_machin
 {
 	int n;
 
-	n = snprintf(srv->reply.body, sizeof(srv->reply.body),
-		     "{\"vcpu_count\": %u, \"mem_size_mib\": %u, \"smt\": %s, "
-		     "\"track_dirty_pages\": %s, \"cpu_template\": \"%s\", \"huge_pages\": \"%s\"}",
-		     c->vcpu_count, c->mem_size_mib, c->smt ? "true" : "false",
-		     c->track_dirty_pages ? "true" : "false",
-		     cpu_template_names[c->cpu_template <= API_CPU_TEMPLATE_V1N1 ? c->cpu_template : 0],
-		     huge_pages_names[c->huge_pages <= API_HUGE_PAGES_2M ? c->huge_pages : 0]);
+	n = snprintf(
+	    srv->reply.body, sizeof(srv->reply.body),
+	    "{\"vcpu_count\": %u, \"mem_size_mib\": %u, \"smt\": %s, "
+	    "\"track_dirty_pages\": %s, \"cpu_template\": \"%s\", \"huge_pages\": \"%s\"}",
+	    c->vcpu_count, c->mem_size_mib, c->smt ? "true" : "false",
+	    c->track_dirty_pages ? "true" : "false",
+	    cpu_template_names[c->cpu_template <= API_CPU_TEMPLATE_V1N1 ? c->cpu_template : 0],
+	    huge_pages_names[c->huge_pages <= API_HUGE_PAGES_2M ? c->huge_pages : 0]);
 	srv->reply.status = 200;
 	srv->reply.len = (size_t)n;
 }
 
 /* The current machine configuration: the VMM's when it can tell, else the last accepted. */
-static int current_mcfg(struct api_server *srv, struct api_machine_config *c,
-			struct api_error *err)
+static int current_mcfg(struct api_server *srv, struct api_machine_config *c, struct api_error *err)
 {
 	*c = srv->mcfg;
 	if (srv->ops->get_machine_config)
@@ -1011,7 +1025,7 @@ static int current_mcfg(struct api_server *srv, struct api_machine_config *c,
 	return 0;
 }
 
-#define MSG_AFTER_START  "The requested operation is not supported after starting the microVM."
+#define MSG_AFTER_START	 "The requested operation is not supported after starting the microVM."
 #define MSG_BEFORE_START "The requested operation is not supported before starting the microVM."
 
 /* Whether the current phase allows `what`; replies 400 when not. */
@@ -1043,14 +1057,16 @@ static bool phase_allows(struct api_server *srv, enum need need)
 		return true;
 	case NEED_FRESH:
 		if (srv->phase == API_PHASE_STARTED) {
-			reply_fault(srv, 400, "Loading a microVM snapshot is not allowed after "
-					      "starting the microVM.");
+			reply_fault(srv, 400,
+				    "Loading a microVM snapshot is not allowed after "
+				    "starting the microVM.");
 			return false;
 		}
 		if (srv->phase == API_PHASE_CONFIGURING) {
-			reply_fault(srv, 400, "Loading a microVM snapshot is not allowed after "
-					      "configuring boot-specific resources; it needs a fresh "
-					      "thaw process.");
+			reply_fault(srv, 400,
+				    "Loading a microVM snapshot is not allowed after "
+				    "configuring boot-specific resources; it needs a fresh "
+				    "thaw process.");
 			return false;
 		}
 		return true;
@@ -1116,7 +1132,8 @@ static json_object *parse_body(struct api_server *srv, const char *body, size_t 
 	for (i = end; i < len; i++)
 		if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n') {
 			reply_faultf(srv, 400,
-				     "Invalid JSON in the request body: trailing data at byte %zu.", i);
+				     "Invalid JSON in the request body: trailing data at byte %zu.",
+				     i);
 			json_object_put(obj);
 			return NULL;
 		}
@@ -1151,8 +1168,9 @@ static void route_actions(struct api_server *srv, json_object *o, struct api_err
 			return;
 		}
 		if (!srv->boot_source_set) {
-			reply_fault(srv, 400, "Cannot start the microVM without a boot source: "
-					      "PUT /boot-source first.");
+			reply_fault(srv, 400,
+				    "Cannot start the microVM without a boot source: "
+				    "PUT /boot-source first.");
 			return;
 		}
 		t0 = now_ns();
@@ -1178,8 +1196,9 @@ static void route_actions(struct api_server *srv, json_object *o, struct api_err
 	default: /* FlushMetrics */
 		ret = api_server_flush_metrics(srv);
 		if (ret == -ENOENT)
-			reply_fault(srv, 400, "The metrics system is not configured: PUT /metrics "
-					      "first.");
+			reply_fault(srv, 400,
+				    "The metrics system is not configured: PUT /metrics "
+				    "first.");
 		else if (ret < 0)
 			reply_faultf(srv, 500, "Writing the metrics failed: %s.", strerror(-ret));
 		else
@@ -1212,8 +1231,8 @@ static void route_vm(struct api_server *srv, json_object *o, struct api_error *e
 }
 
 /* The configuration resources share their shape: parse, check the phase, call the op. */
-static void route_config(struct api_server *srv, enum res res, enum http_method m,
-			 const char *path, const char *id, json_object *o, struct api_error *err)
+static void route_config(struct api_server *srv, enum res res, enum http_method m, const char *path,
+			 const char *id, json_object *o, struct api_error *err)
 {
 	const struct api_ops *ops = srv->ops;
 	int ret = -EINVAL;
@@ -1296,8 +1315,8 @@ static void route_config(struct api_server *srv, enum res res, enum http_method 
 		srv->phase = API_PHASE_CONFIGURING;
 }
 
-static void route_body(struct api_server *srv, enum res res, enum http_method m,
-		       const char *path, const char *id, json_object *o, struct api_error *err)
+static void route_body(struct api_server *srv, enum res res, enum http_method m, const char *path,
+		       const char *id, json_object *o, struct api_error *err)
 {
 	const struct api_ops *ops = srv->ops;
 	static const char *const metrics_known[] = {"metrics_path", NULL};
@@ -1455,8 +1474,9 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 		}
 		memcpy(id, idp, id_len);
 		id[id_len] = '\0';
-		if (check_id(id, res == RES_DRIVES ? "drive id in the path" : "interface id in the path",
-			     &err)) {
+		if (check_id(
+			id, res == RES_DRIVES ? "drive id in the path" : "interface id in the path",
+			&err)) {
 			reply_fault(srv, 400, err.message);
 			return;
 		}

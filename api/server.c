@@ -211,7 +211,8 @@ static void queue_reply(struct api_conn *c, bool close)
 		n = snprintf(o, room,
 			     "HTTP/1.1 %d %s\r\nServer: thaw\r\nContent-Type: application/json\r\n"
 			     "Content-Length: %zu\r\n%s\r\n",
-			     r->status, reason(r->status), r->len, close ? "Connection: close\r\n" : "");
+			     r->status, reason(r->status), r->len,
+			     close ? "Connection: close\r\n" : "");
 	if (n < 0 || (size_t)n + r->len > room)
 		return; /* cannot happen with OUT_NEEDED free; never overflow if it does */
 	memcpy(o + n, r->body, r->len);
@@ -227,7 +228,8 @@ static void reply_bad_http(struct api_conn *c, enum http_errno e)
 	srv->cnt.bad_http++;
 	switch (status) {
 	case 413:
-		snprintf(msg, sizeof(msg), "The request body exceeds %d bytes.", API_MAX_BODY_BYTES);
+		snprintf(msg, sizeof(msg), "The request body exceeds %d bytes.",
+			 API_MAX_BODY_BYTES);
 		break;
 	case 414:
 		snprintf(msg, sizeof(msg), "The request URL exceeds %d bytes.", API_MAX_URL_BYTES);
@@ -237,7 +239,8 @@ static void reply_bad_http(struct api_conn *c, enum http_errno e)
 			 API_MAX_HEADER_BYTES);
 		break;
 	default:
-		snprintf(msg, sizeof(msg), "Malformed HTTP request: %s.", http_errno_description(e));
+		snprintf(msg, sizeof(msg), "Malformed HTTP request: %s.",
+			 http_errno_description(e));
 		break;
 	}
 	log_ratelimited(LOG_WARN, "api: %d on connection %d: %s", status, c->fd, msg);
@@ -353,6 +356,9 @@ static int conn_flush(struct api_conn *c)
 			return -1;
 		}
 		c->out_off += (size_t)n;
+		/* A client that reads is making progress: its output deadline starts over. */
+		if (!c->req.in_progress)
+			c->deadline_ns = 0;
 	}
 	c->out_off = c->out_len = 0;
 	return 0;
@@ -498,7 +504,8 @@ static void expire(struct api_server *srv)
 		if (c->req.in_progress && API_OUT_CAP - c->out_len >= OUT_NEEDED) {
 			char msg[96];
 
-			snprintf(msg, sizeof(msg), "The request did not arrive in full within %u ms.",
+			snprintf(msg, sizeof(msg),
+				 "The request did not arrive in full within %u ms.",
 				 srv->timeout_ms);
 			api_reply_fault(srv, 408, msg);
 			queue_reply(c, true);

@@ -14,19 +14,18 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: thawctl --sock PATH COMMAND\n"
-		"commands:\n"
-		"  info                          instance id, state and version (GET /)\n"
-		"  config                        machine configuration (GET /machine-config)\n"
-		"  start                         boot the configured VM (InstanceStart)\n"
-		"  pause | resume                PATCH /vm\n"
-		"  metrics                       write a metrics line (FlushMetrics)\n"
-		"  snapshot create FILE [--mem FILE] [--diff]\n"
-		"  snapshot load FILE [--mem FILE | --uffd SOCK] [--resume | --paused]\n"
-		"                [--clock-realtime] [--net IFACE=TAP]... [--vsock-uds PATH]\n"
-		"  raw METHOD PATH [JSON]        any request; prints status and body\n"
-		"options: -s/--sock PATH (or $THAW_API_SOCK), -q/--quiet, -h/--help\n");
+	fprintf(f, "usage: thawctl --sock PATH COMMAND\n"
+		   "commands:\n"
+		   "  info                          instance id, state and version (GET /)\n"
+		   "  config                        machine configuration (GET /machine-config)\n"
+		   "  start                         boot the configured VM (InstanceStart)\n"
+		   "  pause | resume                PATCH /vm\n"
+		   "  metrics                       write a metrics line (FlushMetrics)\n"
+		   "  snapshot create FILE [--mem FILE] [--diff]\n"
+		   "  snapshot load FILE [--mem FILE | --uffd SOCK] [--resume | --paused]\n"
+		   "                [--clock-realtime] [--net IFACE=TAP]... [--vsock-uds PATH]\n"
+		   "  raw METHOD PATH [JSON]        any request; prints status and body\n"
+		   "options: -s/--sock PATH (or $THAW_API_SOCK), -q/--quiet, -h/--help\n");
 }
 
 struct ctl {
@@ -37,8 +36,7 @@ struct ctl {
 };
 
 /* Sends one request; 0 on a 2xx, 1 on an error status (message printed), 3 on I/O errors. */
-static int call(struct ctl *c, const char *method, const char *path, const char *body,
-		double *ms)
+static int call(struct ctl *c, const char *method, const char *path, const char *body, double *ms)
 {
 	uint64_t t0;
 	int ret;
@@ -163,11 +161,15 @@ static int send_json(struct ctl *c, const char *method, const char *path, json_o
 static int cmd_snapshot(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"mem", required_argument, NULL, 'm'},   {"uffd", required_argument, NULL, 'u'},
-		{"resume", no_argument, NULL, 'r'},      {"paused", no_argument, NULL, 'p'},
-		{"diff", no_argument, NULL, 'd'},        {"clock-realtime", no_argument, NULL, 'c'},
-		{"net", required_argument, NULL, 'n'},   {"vsock-uds", required_argument, NULL, 'v'},
-		{NULL, 0, NULL, 0},
+	    {"mem", required_argument, NULL, 'm'},
+	    {"uffd", required_argument, NULL, 'u'},
+	    {"resume", no_argument, NULL, 'r'},
+	    {"paused", no_argument, NULL, 'p'},
+	    {"diff", no_argument, NULL, 'd'},
+	    {"clock-realtime", no_argument, NULL, 'c'},
+	    {"net", required_argument, NULL, 'n'},
+	    {"vsock-uds", required_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *mem = NULL, *uffd = NULL, *vsock = NULL, *verb, *file;
 	bool resume = false, diff = false, realtime = false, paused = false;
@@ -277,7 +279,8 @@ static int cmd_snapshot(struct ctl *c, int argc, char **argv)
 		}
 		json_object_put(nets);
 		return send_json(c, "PUT", "/snapshot/load", body,
-				 resume ? "snapshot loaded, VM running" : "snapshot loaded, VM paused");
+				 resume ? "snapshot loaded, VM running"
+					: "snapshot loaded, VM paused");
 	}
 	fprintf(stderr, "thawctl: unknown snapshot command \"%s\"\n", verb);
 usage:
@@ -313,10 +316,10 @@ static int cmd_raw(struct ctl *c, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"sock", required_argument, NULL, 's'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"sock", required_argument, NULL, 's'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct ctl *c;
 	const char *cmd;
@@ -361,16 +364,18 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "config"))
 		ret = argc == 1 ? cmd_config(c) : 2;
 	else if (!strcmp(cmd, "start"))
-		ret = argc == 1 ? simple(c, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}",
-					 "started")
+		ret = argc == 1 ? simple(c, "PUT", "/actions",
+					 "{\"action_type\": \"InstanceStart\"}", "started")
 				: 2;
 	else if (!strcmp(cmd, "pause"))
-		ret = argc == 1 ? simple(c, "PATCH", "/vm", "{\"state\": \"Paused\"}", "paused") : 2;
+		ret =
+		    argc == 1 ? simple(c, "PATCH", "/vm", "{\"state\": \"Paused\"}", "paused") : 2;
 	else if (!strcmp(cmd, "resume"))
-		ret = argc == 1 ? simple(c, "PATCH", "/vm", "{\"state\": \"Resumed\"}", "resumed") : 2;
+		ret = argc == 1 ? simple(c, "PATCH", "/vm", "{\"state\": \"Resumed\"}", "resumed")
+				: 2;
 	else if (!strcmp(cmd, "metrics"))
-		ret = argc == 1 ? simple(c, "PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}",
-					 "metrics flushed")
+		ret = argc == 1 ? simple(c, "PUT", "/actions",
+					 "{\"action_type\": \"FlushMetrics\"}", "metrics flushed")
 				: 2;
 	else if (!strcmp(cmd, "snapshot"))
 		ret = cmd_snapshot(c, argc, argv);

@@ -47,20 +47,20 @@ static struct json_object *metrics(void *ctx)
 }
 
 static const struct api_ops ops = {
-	.put_machine_config = put_mcfg,
-	.put_boot_source = put_boot,
-	.put_drive = put_drive,
-	.put_net = put_net,
-	.put_vsock = put_vsock,
-	.put_entropy = put_entropy,
-	.put_logger = put_logger, /* never the default: it would redirect stderr */
-	.instance_start = op_ok,
-	.send_ctrl_alt_del = op_ok,
-	.pause = op_ok,
-	.resume = op_ok,
-	.snapshot_create = snap_create,
-	.snapshot_load = snap_load,
-	.metrics = metrics,
+    .put_machine_config = put_mcfg,
+    .put_boot_source = put_boot,
+    .put_drive = put_drive,
+    .put_net = put_net,
+    .put_vsock = put_vsock,
+    .put_entropy = put_entropy,
+    .put_logger = put_logger, /* never the default: it would redirect stderr */
+    .instance_start = op_ok,
+    .send_ctrl_alt_del = op_ok,
+    .pause = op_ok,
+    .resume = op_ok,
+    .snapshot_create = snap_create,
+    .snapshot_load = snap_load,
+    .metrics = metrics,
 };
 
 static struct api_server *srv;

@@ -84,9 +84,8 @@ static void curl_getting_started_then_snapshot_sequence(void **state)
 			      "{\"drive_id\": \"rootfs\", \"path_on_host\": \"./rootfs.ext4\", "
 			      "\"is_root_device\": true, \"is_read_only\": false}"),
 			 204);
-	assert_int_equal(curl(h, "PUT", "/machine-config",
-			      "{\"vcpu_count\": 2, \"mem_size_mib\": 1024}"),
-			 204);
+	assert_int_equal(
+	    curl(h, "PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 1024}"), 204);
 	assert_int_equal(curl(h, "PUT", "/network-interfaces/net1",
 			      "{\"iface_id\": \"net1\", \"guest_mac\": \"06:00:AC:10:00:02\", "
 			      "\"host_dev_name\": \"tap0\"}"),
@@ -96,10 +95,11 @@ static void curl_getting_started_then_snapshot_sequence(void **state)
 	assert_non_null(strstr(out, "\"state\": \"Running\""));
 	/* Snapshot docs: pause, create a full snapshot, resume. */
 	assert_int_equal(curl(h, "PATCH", "/vm", "{\"state\": \"Paused\"}"), 204);
-	assert_int_equal(curl(h, "PUT", "/snapshot/create",
-			      "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"./snapshot_file\", "
-			      "\"mem_file_path\": \"./mem_file\"}"),
-			 204);
+	assert_int_equal(
+	    curl(h, "PUT", "/snapshot/create",
+		 "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"./snapshot_file\", "
+		 "\"mem_file_path\": \"./mem_file\"}"),
+	    204);
 	assert_string_equal(h->screate.mem_file_path, "./mem_file");
 	assert_int_equal(curl(h, "PATCH", "/vm", "{\"state\": \"Resumed\"}"), 204);
 	assert_int_equal(h->mcfg.vcpu_count, 2);
@@ -182,9 +182,9 @@ static void thawctl_commands(void **state)
 	assert_non_null(strstr(out, "paused"));
 	assert_int_equal(run("%s --sock %s info", thawctl, h->sock), 0);
 	assert_non_null(strstr(out, "state:    Paused"));
-	assert_int_equal(run("%s --sock %s snapshot create /snap/next --mem /snap/next.mem", thawctl,
-			     h->sock),
-			 0);
+	assert_int_equal(
+	    run("%s --sock %s snapshot create /snap/next --mem /snap/next.mem", thawctl, h->sock),
+	    0);
 	assert_string_equal(h->screate.snapshot_path, "/snap/next");
 	assert_string_equal(h->screate.mem_file_path, "/snap/next.mem");
 	assert_int_equal(run("%s --sock %s resume", thawctl, h->sock), 0);
@@ -209,9 +209,8 @@ static void thawctl_commands(void **state)
 
 	/* Usage errors exit 2, a missing socket 3. */
 	assert_int_equal(run("%s --sock %s snapshot load 2>&1", thawctl, h->sock), 2);
-	assert_int_equal(run("%s --sock %s snapshot load /s --mem a --uffd b 2>&1", thawctl,
-			     h->sock),
-			 2);
+	assert_int_equal(
+	    run("%s --sock %s snapshot load /s --mem a --uffd b 2>&1", thawctl, h->sock), 2);
 	assert_int_equal(run("%s --sock %s frobnicate 2>&1", thawctl, h->sock), 2);
 	assert_int_equal(run("%s --sock %s/absent.sock info 2>&1", thawctl, h->dir), 3);
 	assert_non_null(strstr(out, "cannot connect"));
@@ -221,8 +220,8 @@ static void thawctl_commands(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(curl_getting_started_then_snapshot_sequence),
-		cmocka_unit_test(thawctl_commands),
+	    cmocka_unit_test(curl_getting_started_then_snapshot_sequence),
+	    cmocka_unit_test(thawctl_commands),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

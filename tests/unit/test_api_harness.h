@@ -171,21 +171,21 @@ static struct json_object *h_metrics(void *ctx)
 }
 
 static const struct api_ops h_ops = {
-	.describe = h_describe,
-	.put_machine_config = h_put_mcfg,
-	.put_boot_source = h_boot,
-	.put_drive = h_drive,
-	.put_net = h_net,
-	.put_vsock = h_vsock,
-	.put_entropy = h_entropy,
-	.put_logger = h_logger,
-	.instance_start = h_start,
-	.send_ctrl_alt_del = h_cad,
-	.pause = h_pause,
-	.resume = h_resume,
-	.snapshot_create = h_snap_create,
-	.snapshot_load = h_snap_load,
-	.metrics = h_metrics,
+    .describe = h_describe,
+    .put_machine_config = h_put_mcfg,
+    .put_boot_source = h_boot,
+    .put_drive = h_drive,
+    .put_net = h_net,
+    .put_vsock = h_vsock,
+    .put_entropy = h_entropy,
+    .put_logger = h_logger,
+    .instance_start = h_start,
+    .send_ctrl_alt_del = h_cad,
+    .pause = h_pause,
+    .resume = h_resume,
+    .snapshot_create = h_snap_create,
+    .snapshot_load = h_snap_load,
+    .metrics = h_metrics,
 };
 
 static void *h_serve(void *arg)

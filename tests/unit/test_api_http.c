@@ -68,13 +68,13 @@ static void pipelined_requests_are_answered_in_order(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
 	static const char reqs[] =
-		"PUT /machine-config HTTP/1.1\r\nContent-Length: 37\r\n\r\n"
-		"{\"vcpu_count\": 2, \"mem_size_mib\": 64}"
-		"GET /machine-config HTTP/1.1\r\n\r\n"
-		"PATCH /machine-config HTTP/1.1\r\nContent-Length: 17\r\n\r\n{\"vcpu_count\": 4}"
-		"GET /machine-config HTTP/1.1\r\n\r\n"
-		"GET /nope HTTP/1.1\r\n\r\n"
-		"GET / HTTP/1.1\r\n\r\n";
+	    "PUT /machine-config HTTP/1.1\r\nContent-Length: 37\r\n\r\n"
+	    "{\"vcpu_count\": 2, \"mem_size_mib\": 64}"
+	    "GET /machine-config HTTP/1.1\r\n\r\n"
+	    "PATCH /machine-config HTTP/1.1\r\nContent-Length: 17\r\n\r\n{\"vcpu_count\": 4}"
+	    "GET /machine-config HTTP/1.1\r\n\r\n"
+	    "GET /nope HTTP/1.1\r\n\r\n"
+	    "GET / HTTP/1.1\r\n\r\n";
 	struct api_response *r = calloc(6, sizeof(*r));
 	int fd = h_connect(h);
 
@@ -228,9 +228,8 @@ static void oversize_body_gets_413_before_it_is_read(void **state)
 	struct harness *h = h_start_ops(NULL, 0);
 	bool closed = false;
 
-	assert_int_equal(H_RAW(h, "PUT /boot-source HTTP/1.1\r\nContent-Length: 70000\r\n\r\n{",
-			       &closed),
-			 413);
+	assert_int_equal(
+	    H_RAW(h, "PUT /boot-source HTTP/1.1\r\nContent-Length: 70000\r\n\r\n{", &closed), 413);
 	assert_true(closed);
 	assert_non_null(strstr(h_fault(), "body exceeds"));
 	assert_int_equal(h->calls[OP_BOOT], 0);
@@ -472,29 +471,29 @@ static void stale_socket_is_replaced_live_one_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(get_root_returns_instance_info),
-		cmocka_unit_test(get_root_without_describe_op_uses_api_state),
-		cmocka_unit_test(keep_alive_serves_many_requests_on_one_connection),
-		cmocka_unit_test(pipelined_requests_are_answered_in_order),
-		cmocka_unit_test(pipelining_past_the_output_queue_keeps_order),
-		cmocka_unit_test(two_clients_interleave),
-		cmocka_unit_test(stalled_half_request_does_not_block_others_and_times_out),
-		cmocka_unit_test(request_split_in_single_bytes_is_assembled),
-		cmocka_unit_test(oversize_headers_get_431_and_close),
-		cmocka_unit_test(many_small_headers_count_against_the_cap),
-		cmocka_unit_test(oversize_body_gets_413_before_it_is_read),
-		cmocka_unit_test(oversize_chunked_body_gets_413),
-		cmocka_unit_test(chunked_body_within_cap_is_accepted),
-		cmocka_unit_test(oversize_url_gets_414),
-		cmocka_unit_test(malformed_request_line_gets_400_and_close),
-		cmocka_unit_test(bad_request_after_good_one_on_same_connection),
-		cmocka_unit_test(expect_100_continue_is_honoured),
-		cmocka_unit_test(connection_close_and_http10_close_after_response),
-		cmocka_unit_test(half_closed_client_still_gets_its_answer),
-		cmocka_unit_test(client_vanishing_mid_request_is_harmless),
-		cmocka_unit_test(connections_beyond_the_cap_are_closed),
-		cmocka_unit_test(unknown_path_and_wrong_method_get_400),
-		cmocka_unit_test(stale_socket_is_replaced_live_one_refused),
+	    cmocka_unit_test(get_root_returns_instance_info),
+	    cmocka_unit_test(get_root_without_describe_op_uses_api_state),
+	    cmocka_unit_test(keep_alive_serves_many_requests_on_one_connection),
+	    cmocka_unit_test(pipelined_requests_are_answered_in_order),
+	    cmocka_unit_test(pipelining_past_the_output_queue_keeps_order),
+	    cmocka_unit_test(two_clients_interleave),
+	    cmocka_unit_test(stalled_half_request_does_not_block_others_and_times_out),
+	    cmocka_unit_test(request_split_in_single_bytes_is_assembled),
+	    cmocka_unit_test(oversize_headers_get_431_and_close),
+	    cmocka_unit_test(many_small_headers_count_against_the_cap),
+	    cmocka_unit_test(oversize_body_gets_413_before_it_is_read),
+	    cmocka_unit_test(oversize_chunked_body_gets_413),
+	    cmocka_unit_test(chunked_body_within_cap_is_accepted),
+	    cmocka_unit_test(oversize_url_gets_414),
+	    cmocka_unit_test(malformed_request_line_gets_400_and_close),
+	    cmocka_unit_test(bad_request_after_good_one_on_same_connection),
+	    cmocka_unit_test(expect_100_continue_is_honoured),
+	    cmocka_unit_test(connection_close_and_http10_close_after_response),
+	    cmocka_unit_test(half_closed_client_still_gets_its_answer),
+	    cmocka_unit_test(client_vanishing_mid_request_is_harmless),
+	    cmocka_unit_test(connections_beyond_the_cap_are_closed),
+	    cmocka_unit_test(unknown_path_and_wrong_method_get_400),
+	    cmocka_unit_test(stale_socket_is_replaced_live_one_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

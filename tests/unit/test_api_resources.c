@@ -83,7 +83,8 @@ static void invalid_json_bodies_get_400(void **state)
 	/* Trailing whitespace is fine. */
 	assert_int_equal(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}\r\n  "), 204);
 	/* Nesting beyond the tokenizer's depth is refused, not recursed into. */
-	assert_400(PUT(h, "/entropy", "{\"rate_limiter\": [[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]}"),
+	assert_400(PUT(h, "/entropy",
+		       "{\"rate_limiter\": [[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]}"),
 		   "Invalid JSON");
 	h_stop(h);
 }
@@ -127,7 +128,8 @@ static void machine_config_put_get_patch(void **state)
 	json_object_put(o);
 
 	/* PUT resets what it does not name. */
-	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"), 204);
+	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"),
+			 204);
 	assert_false(h->mcfg.smt);
 	assert_int_equal(h->mcfg.cpu_template, API_CPU_TEMPLATE_NONE);
 	assert_int_equal(h->mcfg.huge_pages, API_HUGE_PAGES_NONE);
@@ -156,20 +158,21 @@ static void machine_config_validation(void **state)
 	assert_400(PUT(h, "/machine-config",
 		       "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"smt\": \"yes\"}"),
 		   "Field \"smt\" must be a boolean, got string");
-	assert_400(PUT(h, "/machine-config",
-		       "{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}"),
-		   "must be 1 or even");
+	assert_400(
+	    PUT(h, "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 128, \"smt\": true}"),
+	    "must be 1 or even");
 	assert_400(PUT(h, "/machine-config",
 		       "{\"vcpu_count\": 1, \"mem_size_mib\": 127, \"huge_pages\": \"2M\"}"),
 		   "multiple of 2");
 	assert_400(PUT(h, "/machine-config",
 		       "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"cpu_template\": \"Z9\"}"),
 		   "Field \"cpu_template\" must be one of None, C3, T2");
-	assert_400(PUT(h, "/machine-config",
-		       "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"vcpus\": 1}"),
-		   "Unknown field \"vcpus\"");
+	assert_400(
+	    PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 128, \"vcpus\": 1}"),
+	    "Unknown field \"vcpus\"");
 	/* A PATCH is validated merged: smt on top of 3 vCPUs fails. */
-	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 128}"), 204);
+	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 3, \"mem_size_mib\": 128}"),
+			 204);
 	assert_400(PATCH(h, "/machine-config", "{\"smt\": true}"), "must be 1 or even");
 	assert_int_equal(h->calls[OP_PUT_MCFG], 1);
 	h_stop(h);
@@ -179,13 +182,14 @@ static void drives_are_parsed_and_validated(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
 
-	assert_int_equal(PUT(h, "/drives/rootfs",
-			     "{\"drive_id\": \"rootfs\", \"path_on_host\": \"/img/rootfs.ext4\", "
-			     "\"is_root_device\": true, \"is_read_only\": false, \"partuuid\": "
-			     "\"abc\", \"cache_type\": \"Writeback\", \"io_engine\": \"Async\", "
-			     "\"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}, "
-			     "\"ops\": {\"size\": 10, \"one_time_burst\": 5, \"refill_time\": 1}}}"),
-			 204);
+	assert_int_equal(
+	    PUT(h, "/drives/rootfs",
+		"{\"drive_id\": \"rootfs\", \"path_on_host\": \"/img/rootfs.ext4\", "
+		"\"is_root_device\": true, \"is_read_only\": false, \"partuuid\": "
+		"\"abc\", \"cache_type\": \"Writeback\", \"io_engine\": \"Async\", "
+		"\"rate_limiter\": {\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}, "
+		"\"ops\": {\"size\": 10, \"one_time_burst\": 5, \"refill_time\": 1}}}"),
+	    204);
 	assert_string_equal(h->drive.drive_id, "rootfs");
 	assert_string_equal(h->drive.path_on_host, "/img/rootfs.ext4");
 	assert_true(h->drive.is_root_device);
@@ -198,12 +202,14 @@ static void drives_are_parsed_and_validated(void **state)
 	assert_int_equal(h->drive.rate_limiter.bandwidth.size, 1000);
 	assert_int_equal(h->drive.rate_limiter.ops.one_time_burst, 5);
 
-	assert_400(PUT(h, "/drives/rootfs",
-		       "{\"drive_id\": \"other\", \"path_on_host\": \"/r\", \"is_root_device\": true}"),
-		   "does not match");
-	assert_400(PUT(h, "/drives/ro%20ot",
-		       "{\"drive_id\": \"ro ot\", \"path_on_host\": \"/r\", \"is_root_device\": true}"),
-		   "Invalid drive id in the path");
+	assert_400(
+	    PUT(h, "/drives/rootfs",
+		"{\"drive_id\": \"other\", \"path_on_host\": \"/r\", \"is_root_device\": true}"),
+	    "does not match");
+	assert_400(
+	    PUT(h, "/drives/ro%20ot",
+		"{\"drive_id\": \"ro ot\", \"path_on_host\": \"/r\", \"is_root_device\": true}"),
+	    "Invalid drive id in the path");
 	assert_400(PUT(h, "/drives/d1", "{\"drive_id\": \"d1\", \"is_root_device\": false}"),
 		   "Missing required field \"path_on_host\"");
 	assert_400(PUT(h, "/drives/d1", "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\"}"),
@@ -212,25 +218,30 @@ static void drives_are_parsed_and_validated(void **state)
 		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"socket\": \"/s\", "
 		       "\"is_root_device\": false}"),
 		   "exclude each other");
-	assert_400(PUT(h, "/drives/d1",
-		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
-		       "\"rate_limiter\": {\"bandwidth\": {\"size\": \"big\", \"refill_time\": 1}}}"),
-		   "Field \"rate_limiter.bandwidth.size\" must be an integer");
-	assert_400(PUT(h, "/drives/d1",
-		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
-		       "\"rate_limiter\": {\"bandwidth\": {\"size\": 1}}}"),
-		   "Missing required field \"rate_limiter.bandwidth.refill_time\"");
-	assert_400(PUT(h, "/drives/d1",
-		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
-		       "\"rate_limiter\": {\"burst\": {}}}"),
-		   "Unknown field \"burst\" in rate_limiter");
-	assert_400(PUT(h, "/drives/d1",
-		       "{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
-		       "\"io_engine\": \"Turbo\"}"),
-		   "Field \"io_engine\" must be one of Sync, Async; got \"Turbo\"");
-	assert_400(PUT(h, "/drives/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-		       "{}"),
-		   "1 to 64 characters");
+	assert_400(
+	    PUT(h, "/drives/d1",
+		"{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+		"\"rate_limiter\": {\"bandwidth\": {\"size\": \"big\", \"refill_time\": 1}}}"),
+	    "Field \"rate_limiter.bandwidth.size\" must be an integer");
+	assert_400(
+	    PUT(h, "/drives/d1",
+		"{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+		"\"rate_limiter\": {\"bandwidth\": {\"size\": 1}}}"),
+	    "Missing required field \"rate_limiter.bandwidth.refill_time\"");
+	assert_400(
+	    PUT(h, "/drives/d1",
+		"{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+		"\"rate_limiter\": {\"burst\": {}}}"),
+	    "Unknown field \"burst\" in rate_limiter");
+	assert_400(
+	    PUT(h, "/drives/d1",
+		"{\"drive_id\": \"d1\", \"path_on_host\": \"/r\", \"is_root_device\": false, "
+		"\"io_engine\": \"Turbo\"}"),
+	    "Field \"io_engine\" must be one of Sync, Async; got \"Turbo\"");
+	assert_400(
+	    PUT(h, "/drives/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		"{}"),
+	    "1 to 64 characters");
 	assert_int_equal(h->calls[OP_DRIVE], 1);
 	h_stop(h);
 }
@@ -274,7 +285,8 @@ static void vsock_and_entropy(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
 
-	assert_int_equal(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}"), 204);
+	assert_int_equal(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/tmp/v.sock\"}"),
+			 204);
 	assert_int_equal(h->vsock.guest_cid, 3);
 	assert_string_equal(h->vsock.uds_path, "/tmp/v.sock");
 	assert_400(PUT(h, "/vsock", "{\"guest_cid\": 2, \"uds_path\": \"/v\"}"),
@@ -283,9 +295,9 @@ static void vsock_and_entropy(void **state)
 
 	assert_int_equal(PUT(h, "/entropy", "{}"), 204);
 	assert_false(h->entropy.rate_limiter.present);
-	assert_int_equal(PUT(h, "/entropy",
-			     "{\"rate_limiter\": {\"ops\": {\"size\": 5, \"refill_time\": 10}}}"),
-			 204);
+	assert_int_equal(
+	    PUT(h, "/entropy", "{\"rate_limiter\": {\"ops\": {\"size\": 5, \"refill_time\": 10}}}"),
+	    204);
 	assert_true(h->entropy.rate_limiter.ops.present);
 	assert_int_equal(h->entropy.rate_limiter.ops.refill_time, 10);
 	assert_400(PUT(h, "/entropy", "{\"rate_limiter\": 5}"),
@@ -385,8 +397,9 @@ static void actions_and_vm_state(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
 
-	assert_400(PUT(h, "/actions", "{\"action_type\": \"Reboot\"}"),
-		   "Field \"action_type\" must be one of InstanceStart, SendCtrlAltDel, FlushMetrics");
+	assert_400(
+	    PUT(h, "/actions", "{\"action_type\": \"Reboot\"}"),
+	    "Field \"action_type\" must be one of InstanceStart, SendCtrlAltDel, FlushMetrics");
 	assert_400(PUT(h, "/actions", "{}"), "Missing required field \"action_type\"");
 	assert_400(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"),
 		   "without a boot source");
@@ -409,11 +422,13 @@ static void actions_and_vm_state(void **state)
 	assert_400(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"),
 		   "after starting");
 	assert_400(PATCH(h, "/machine-config", "{\"vcpu_count\": 2}"), "after starting");
-	assert_400(PUT(h, "/drives/d", "{\"drive_id\": \"d\", \"path_on_host\": \"/d\", "
-				      "\"is_root_device\": false}"),
+	assert_400(PUT(h, "/drives/d",
+		       "{\"drive_id\": \"d\", \"path_on_host\": \"/d\", "
+		       "\"is_root_device\": false}"),
 		   "after starting");
-	assert_400(PUT(h, "/network-interfaces/n", "{\"iface_id\": \"n\", \"host_dev_name\": \"t\"}"),
-		   "after starting");
+	assert_400(
+	    PUT(h, "/network-interfaces/n", "{\"iface_id\": \"n\", \"host_dev_name\": \"t\"}"),
+	    "after starting");
 	assert_400(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/v\"}"), "after starting");
 	assert_400(PUT(h, "/entropy", "{}"), "after starting");
 	assert_400(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), "after starting");
@@ -441,17 +456,18 @@ static void snapshot_create_is_parsed(void **state)
 
 	boot(h);
 	assert_int_equal(PATCH(h, "/vm", "{\"state\": \"Paused\"}"), 204);
-	assert_int_equal(PUT(h, "/snapshot/create",
-			     "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"./snapshot_file\", "
-			     "\"mem_file_path\": \"./mem_file\"}"),
-			 204);
+	assert_int_equal(
+	    PUT(h, "/snapshot/create",
+		"{\"snapshot_type\": \"Full\", \"snapshot_path\": \"./snapshot_file\", "
+		"\"mem_file_path\": \"./mem_file\"}"),
+	    204);
 	assert_string_equal(h->screate.snapshot_path, "./snapshot_file");
 	assert_string_equal(h->screate.mem_file_path, "./mem_file");
 	assert_int_equal(h->screate.snapshot_type, API_SNAPSHOT_FULL);
 	/* mem_file_path is optional for thaw (memory inside the snapshot file). */
-	assert_int_equal(PUT(h, "/snapshot/create",
-			     "{\"snapshot_path\": \"/s\", \"snapshot_type\": \"Diff\"}"),
-			 204);
+	assert_int_equal(
+	    PUT(h, "/snapshot/create", "{\"snapshot_path\": \"/s\", \"snapshot_type\": \"Diff\"}"),
+	    204);
 	assert_string_equal(h->screate.mem_file_path, "");
 	assert_int_equal(h->screate.snapshot_type, API_SNAPSHOT_DIFF);
 	assert_400(PUT(h, "/snapshot/create", "{\"mem_file_path\": \"/m\"}"),
@@ -516,19 +532,22 @@ static void snapshot_load_variants_and_errors(void **state)
 		       "{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": \"Disk\", "
 		       "\"backend_path\": \"/m\"}}"),
 		   "Field \"mem_backend.backend_type\" must be one of File, Uffd");
-	assert_400(PUT(h, "/snapshot/load",
-		       "{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": \"File\"}}"),
-		   "Missing required field \"mem_backend.backend_path\"");
+	assert_400(
+	    PUT(h, "/snapshot/load",
+		"{\"snapshot_path\": \"/s\", \"mem_backend\": {\"backend_type\": \"File\"}}"),
+	    "Missing required field \"mem_backend.backend_path\"");
 	assert_400(PUT(h, "/snapshot/load",
 		       "{\"snapshot_path\": \"/s\", \"network_overrides\": {\"iface_id\": \"a\"}}"),
 		   "Field \"network_overrides\" must be an array, got object");
-	assert_400(PUT(h, "/snapshot/load",
-		       "{\"snapshot_path\": \"/s\", \"network_overrides\": [{\"iface_id\": \"a\"}]}"),
-		   "Missing required field \"network_overrides[0].host_dev_name\"");
-	assert_400(PUT(h, "/snapshot/load",
-		       "{\"snapshot_path\": \"/s\", \"network_overrides\": [{\"iface_id\": \"a\", "
-		       "\"host_dev_name\": \"t\"}, {\"iface_id\": \"a\", \"host_dev_name\": \"u\"}]}"),
-		   "names interface \"a\" twice");
+	assert_400(
+	    PUT(h, "/snapshot/load",
+		"{\"snapshot_path\": \"/s\", \"network_overrides\": [{\"iface_id\": \"a\"}]}"),
+	    "Missing required field \"network_overrides[0].host_dev_name\"");
+	assert_400(
+	    PUT(h, "/snapshot/load",
+		"{\"snapshot_path\": \"/s\", \"network_overrides\": [{\"iface_id\": \"a\", "
+		"\"host_dev_name\": \"t\"}, {\"iface_id\": \"a\", \"host_dev_name\": \"u\"}]}"),
+	    "names interface \"a\" twice");
 	assert_400(PUT(h, "/snapshot/load",
 		       "{\"snapshot_path\": \"/s\", \"vsock_override\": {\"path\": \"/v\"}}"),
 		   "Unknown field \"path\" in vsock_override");
@@ -539,9 +558,9 @@ static void snapshot_load_variants_and_errors(void **state)
 	/* The deprecated mem_file_path arrives as a File backend; nothing means in-file. */
 	h->fail_op = OP_SNAP_LOAD;
 	h->fail_keep_state = true;
-	assert_int_equal(PUT(h, "/snapshot/load",
-			     "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}"),
-			 400);
+	assert_int_equal(
+	    PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\", \"mem_file_path\": \"/m\"}"),
+	    400);
 	assert_int_equal(h->sload.backend_type, API_MEM_BACKEND_FILE);
 	assert_string_equal(h->sload.backend_path, "/m");
 	assert_int_equal(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"), 204);
@@ -556,7 +575,8 @@ static void load_refused_after_configuration(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
 
-	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"), 204);
+	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 64}"),
+			 204);
 	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"),
 		   "not allowed after configuring boot-specific resources");
 	assert_int_equal(h->calls[OP_SNAP_LOAD], 0);
@@ -574,11 +594,13 @@ static void failed_load_leaves_the_process_refusing(void **state)
 	struct harness *h = h_start_ops(NULL, 0);
 
 	h->fail_op = OP_SNAP_LOAD;
-	snprintf(h->fail_msg, sizeof(h->fail_msg), "restoring vcpu.0: KVM_SET_MSRS: Invalid argument");
+	snprintf(h->fail_msg, sizeof(h->fail_msg),
+		 "restoring vcpu.0: KVM_SET_MSRS: Invalid argument");
 	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"), "KVM_SET_MSRS");
 	/* Every further action is refused with the reason... */
-	assert_400(PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"),
-		   "failed state and refuses further actions (Snapshot load failed: restoring vcpu.0");
+	assert_400(
+	    PUT(h, "/snapshot/load", "{\"snapshot_path\": \"/s\"}"),
+	    "failed state and refuses further actions (Snapshot load failed: restoring vcpu.0");
 	assert_400(PATCH(h, "/vm", "{\"state\": \"Resumed\"}"), "failed state");
 	assert_400(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"), "failed state");
 	assert_400(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), "failed state");
@@ -613,8 +635,9 @@ static void op_errors_become_fault_messages(void **state)
 
 	h->fail_op = OP_DRIVE;
 	snprintf(h->fail_msg, sizeof(h->fail_msg), "open \"/nope\": No such file or \"directory\"");
-	assert_int_equal(PUT(h, "/drives/d", "{\"drive_id\": \"d\", \"path_on_host\": \"/nope\", "
-					     "\"is_root_device\": false}"),
+	assert_int_equal(PUT(h, "/drives/d",
+			     "{\"drive_id\": \"d\", \"path_on_host\": \"/nope\", "
+			     "\"is_root_device\": false}"),
 			 400);
 	/* Quotes in the message survive JSON escaping. */
 	assert_string_equal(h_fault(), "open \"/nope\": No such file or \"directory\"");
@@ -622,7 +645,8 @@ static void op_errors_become_fault_messages(void **state)
 	/* No message: strerror of the return value. */
 	h->fail_op = OP_VSOCK;
 	h->fail_msg[0] = '\0';
-	assert_400(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/v\"}"), "Input/output error");
+	assert_400(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/v\"}"),
+		   "Input/output error");
 	h_stop(h);
 }
 
@@ -645,26 +669,26 @@ static void missing_ops_answer_not_supported(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(boot_source_is_parsed),
-		cmocka_unit_test(boot_source_errors_name_the_field),
-		cmocka_unit_test(invalid_json_bodies_get_400),
-		cmocka_unit_test(machine_config_put_get_patch),
-		cmocka_unit_test(machine_config_validation),
-		cmocka_unit_test(drives_are_parsed_and_validated),
-		cmocka_unit_test(network_interfaces_are_parsed_and_validated),
-		cmocka_unit_test(vsock_and_entropy),
-		cmocka_unit_test(logger_is_parsed),
-		cmocka_unit_test(default_logger_redirects_stderr),
-		cmocka_unit_test(metrics_and_flush),
-		cmocka_unit_test(actions_and_vm_state),
-		cmocka_unit_test(snapshot_create_is_parsed),
-		cmocka_unit_test(snapshot_load_is_parsed),
-		cmocka_unit_test(snapshot_load_variants_and_errors),
-		cmocka_unit_test(load_refused_after_configuration),
-		cmocka_unit_test(failed_load_leaves_the_process_refusing),
-		cmocka_unit_test(failed_start_leaves_the_process_refusing),
-		cmocka_unit_test(op_errors_become_fault_messages),
-		cmocka_unit_test(missing_ops_answer_not_supported),
+	    cmocka_unit_test(boot_source_is_parsed),
+	    cmocka_unit_test(boot_source_errors_name_the_field),
+	    cmocka_unit_test(invalid_json_bodies_get_400),
+	    cmocka_unit_test(machine_config_put_get_patch),
+	    cmocka_unit_test(machine_config_validation),
+	    cmocka_unit_test(drives_are_parsed_and_validated),
+	    cmocka_unit_test(network_interfaces_are_parsed_and_validated),
+	    cmocka_unit_test(vsock_and_entropy),
+	    cmocka_unit_test(logger_is_parsed),
+	    cmocka_unit_test(default_logger_redirects_stderr),
+	    cmocka_unit_test(metrics_and_flush),
+	    cmocka_unit_test(actions_and_vm_state),
+	    cmocka_unit_test(snapshot_create_is_parsed),
+	    cmocka_unit_test(snapshot_load_is_parsed),
+	    cmocka_unit_test(snapshot_load_variants_and_errors),
+	    cmocka_unit_test(load_refused_after_configuration),
+	    cmocka_unit_test(failed_load_leaves_the_process_refusing),
+	    cmocka_unit_test(failed_start_leaves_the_process_refusing),
+	    cmocka_unit_test(op_errors_become_fault_messages),
+	    cmocka_unit_test(missing_ops_answer_not_supported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
