@@ -150,7 +150,8 @@ int jail_fs_install_exec(const char *src, int dirfd, const char *name, uid_t uid
 	ret = copy_fd(in, out, st.st_size);
 	if (!ret && fchown(out, 0, 0))
 		ret = -errno;
-	if (!ret && fchmod(out, 0755))
+	/* Same execute bits as the source, as a link would have; never group/other write. */
+	if (!ret && fchmod(out, st.st_mode & 0755))
 		ret = -errno;
 	if (close(out) && !ret)
 		ret = -errno;

@@ -5,6 +5,7 @@
 #include "jailer/jail_int.h"
 #include "vmm/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -498,6 +499,7 @@ static int step_links(struct jail *j)
 static int check_exec(struct jail *j)
 {
 	char path[PATH_MAX], interp[PATH_MAX];
+	struct stat st;
 	int fd, ret;
 
 	snprintf(path, sizeof(path), "/%s", j->exec_name);
@@ -506,6 +508,19 @@ static int check_exec(struct jail *j)
 		ret = -errno;
 		log_err("exec: open(%s): %s", path, strerror(-ret));
 		return ret;
+	}
+	/* execve would refuse it only after the privileges are gone, too late to clean
+	 * up; check the bits the jailed uid/gid will be judged by (no groups, no caps). */
+	if (fstat(fd, &st) == 0) {
+		mode_t x = st.st_uid == j->cfg->uid   ? S_IXUSR
+			   : st.st_gid == j->cfg->gid ? S_IXGRP
+						      : S_IXOTH;
+		if (!(st.st_mode & x)) {
+			log_err("exec: %s (mode %o, owner %u:%u) is not executable by %u:%u", path,
+				st.st_mode & 07777, st.st_uid, st.st_gid, j->cfg->uid, j->cfg->gid);
+			close(fd);
+			return -EACCES;
+		}
 	}
 	ret = jail_fs_elf_interp(fd, interp, sizeof(interp));
 	close(fd);
@@ -926,6 +941,43 @@ int jail_run(const struct jail_config *cfg)
 	return ret;
 }
 
+/* A process still rooted in the jail (with or without cgroups, whatever the pid file
+ * says): /proc/<pid>/root leads to the directory it was pivoted into. -EBUSY (logged)
+ * when one is found. */
+static int find_jailed_process(const char *dir)
+{
+	char path[PATH_MAX + 8];
+	struct stat jail_root, st;
+	struct dirent *de;
+	DIR *proc;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "%s/root", dir);
+	if (lstat(path, &jail_root) || !S_ISDIR(jail_root.st_mode))
+		return 0;
+	proc = opendir("/proc");
+	if (!proc) {
+		ret = -errno;
+		log_err("cleanup: opendir(/proc): %s", strerror(-ret));
+		return ret;
+	}
+	while ((de = readdir(proc))) {
+		char p[64];
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%.20s/root", de->d_name);
+		if (stat(p, &st) == 0 && st.st_dev == jail_root.st_dev &&
+		    st.st_ino == jail_root.st_ino) {
+			log_err("cleanup: jail is still running: pid %s has %s as its root",
+				de->d_name, path);
+			ret = -EBUSY;
+			break;
+		}
+	}
+	closedir(proc);
+	return ret;
+}
+
 int jail_cleanup(const struct jail_config *cfg)
 {
 	char dir[PATH_MAX], thaw[PATH_MAX], first[PATH_MAX];
@@ -937,6 +989,9 @@ int jail_cleanup(const struct jail_config *cfg)
 	snprintf(thaw, sizeof(thaw), "%s/%s", cfg->base, JAIL_SUBDIR);
 	if (snprintf(dir, sizeof(dir), "%s/%s", thaw, cfg->id) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
+	ret = find_jailed_process(dir);
+	if (ret)
+		return ret;
 	ret = jail_cg_cleanup(cfg, &cg_removed);
 	if (ret)
 		return ret;

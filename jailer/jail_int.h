@@ -17,9 +17,9 @@ int jail_fs_mkdir_p(const char *path, mode_t mode);
 int jail_fs_remove_tree(int dirfd, const char *name);
 
 /* Puts src into dirfd/name: a hard link when both are on one file system and the
- * jailed uid/gid cannot write the source (a link shares the inode), else a copy with
- * mode 0755 owned by root. *linked tells which. 0 or -errno; on failure the name is
- * not left behind. */
+ * jailed uid/gid cannot write the source (a link shares the inode), else a copy owned
+ * by root with the source's mode less group/other write. *linked tells which. 0 or -errno; on
+ * failure the name is not left behind. */
 int jail_fs_install_exec(const char *src, int dirfd, const char *name, uid_t uid, gid_t gid,
 			 bool *linked);
 

@@ -985,6 +985,20 @@ static void cgroup_version_2_without_the_controller_is_refused(void **state)
 	assert_int_equal(our_cgroup_dirs(), 0);
 }
 
+static void copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700);
+	ssize_t n;
+
+	assert_true(in >= 0 && out >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+}
+
 struct bad_case {
 	const char *name;
 	const char *id;	  /* NULL: a fresh valid id */
@@ -995,7 +1009,7 @@ struct bad_case {
 
 static void bad_arguments_fail_clearly_and_leave_nothing_behind(void **state)
 {
-	char id65[66], nsfile[PATH_MAX];
+	char id65[66], nsfile[PATH_MAX], noexec[PATH_MAX];
 	const struct bad_case cases[] = {
 	    {"id with slash", "a/b", NULL, {NULL}, "validate: --id"},
 	    {"id with ..", "..", NULL, {NULL}, "validate: --id"},
@@ -1038,6 +1052,16 @@ static void bad_arguments_fail_clearly_and_leave_nothing_behind(void **state)
 	     "/bin/true",
 	     {"--cgroup", "pids.max=5", "--new-pid-ns", NULL},
 	     "exec: /bin/true is dynamically linked"},
+	    {"binary the jailed user cannot execute",
+	     NULL,
+	     noexec,
+	     {NULL},
+	     "is not executable by 12345:23456"},
+	    {"binary the jailed user cannot execute, pid ns",
+	     NULL,
+	     noexec,
+	     {"--new-pid-ns", NULL},
+	     "is not executable by 12345:23456"},
 	    {"rlimit above the hard limit",
 	     NULL,
 	     NULL,
@@ -1052,6 +1076,10 @@ static void bad_arguments_fail_clearly_and_leave_nothing_behind(void **state)
 	id65[65] = '\0';
 	snprintf(nsfile, sizeof(nsfile), "%s/not-a-netns", base);
 	close(open(nsfile, O_WRONLY | O_CREAT, 0600));
+	snprintf(noexec, sizeof(noexec), "%s/noexec-probe", base);
+	/* A copy, not a link: changing the mode of a link would change the probe's. */
+	copy_file(probe, noexec);
+	assert_int_equal(chmod(noexec, 0700), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct bad_case *c = &cases[i];
 		next_id(id, sizeof(id));
@@ -1073,6 +1101,7 @@ static void bad_arguments_fail_clearly_and_leave_nothing_behind(void **state)
 	}
 	assert_int_equal(mounts_under_base(), 0);
 	unlink(nsfile);
+	unlink(noexec);
 }
 
 static void an_existing_jail_id_is_refused_and_kept(void **state)
@@ -1131,6 +1160,23 @@ static void cleanup_refuses_a_running_jail(void **state)
 	assert_non_null(strstr(r.err, "still running"));
 	assert_true(jail_dir_exists(id));
 	assert_true(cgroup_dir_exists(id));
+	assert_int_equal(release_waiting(&w), 0);
+	cleanup_ok(id);
+}
+
+static void cleanup_refuses_a_running_jail_without_cgroups(void **state)
+{
+	static struct waiting w;
+	static struct result r;
+	char id[64];
+
+	NEED_ROOT();
+	next_id(id, sizeof(id));
+	spawn_waiting(&w, id, NULL);
+	run_cleanup(&r, id);
+	assert_exited(&r, 1);
+	assert_non_null(strstr(r.err, "jail is still running"));
+	assert_true(jail_dir_exists(id));
 	assert_int_equal(release_waiting(&w), 0);
 	cleanup_ok(id);
 }
@@ -1233,6 +1279,7 @@ int main(void)
 	    cmocka_unit_test(an_existing_jail_id_is_refused_and_kept),
 	    cmocka_unit_test(cleanup_removes_everything_and_can_run_twice),
 	    cmocka_unit_test(cleanup_refuses_a_running_jail),
+	    cmocka_unit_test(cleanup_refuses_a_running_jail_without_cgroups),
 	    cmocka_unit_test(cleanup_does_not_follow_symlinks_out_of_the_jail),
 	};
 
