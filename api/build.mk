@@ -28,12 +28,14 @@ API_FUZZ_SRCS := tests/fuzz/api_fuzz.c $(API_SRCS) vmm/log.c
 $(FUZZ_DIR)/api_fuzz: $(API_FUZZ_SRCS) api/api.h api/api_int.h vmm/log.h
 	$(call msg,FUZZ,$@)
 	@mkdir -p $(dir $@)
-	$(Q)clang -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+	$(Q)clang -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -Wall -Wno-unused-parameter \
+		-fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined -o $@ $(API_FUZZ_SRCS) -ljson-c -lhttp_parser
 
 fuzz-api: $(FUZZ_DIR)/api_fuzz
-	@mkdir -p $(FUZZ_DIR)/api_corpus
+	@mkdir -p $(FUZZ_DIR)/api_corpus $(FUZZ_DIR)/api_crashes
 	$(FUZZ_DIR)/api_fuzz -max_total_time=$(FUZZ_TIME) -max_len=70000 -timeout=10 \
-		-rss_limit_mb=1024 -print_final_stats=1 $(FUZZ_DIR)/api_corpus tests/fuzz/api_corpus
+		-rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/api_crashes/ \
+		$(FUZZ_DIR)/api_corpus tests/fuzz/api_corpus
 
 .PHONY: bench-api fuzz-api

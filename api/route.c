@@ -1101,7 +1101,8 @@ static void enter_failed(struct api_server *srv, const char *what, const struct 
 	srv->phase = API_PHASE_FAILED;
 	snprintf(srv->failed_reason, sizeof(srv->failed_reason), "%s failed: %s", what,
 		 err->message);
-	log_err("api: %s", srv->failed_reason);
+	/* The VMM logged the cause as an error already; this records the consequence. */
+	log_warn("api: refusing further actions: %s", srv->failed_reason);
 }
 
 /* Parses the body as one JSON object; replies 400 and returns NULL otherwise. */
