@@ -85,9 +85,8 @@ static struct vmm_mem *guest(void)
 static void boot(struct vmm_mem *mem, const struct vmm_elf_info *info, uint8_t mode)
 {
 	static const uint8_t initrd[5000] = {1};
-	struct vmm_boot_params bp = {.protocol = VMM_BOOT_AUTO,
-				     .cmdline = "console=ttyS0",
-				     .vcpus = 1 + ((mode >> 2) & 3)};
+	struct vmm_boot_params bp = {
+	    .protocol = VMM_BOOT_AUTO, .cmdline = "console=ttyS0", .vcpus = 1 + ((mode >> 2) & 3)};
 	char err[256] = "";
 	int ret = vmm_boot_setup(mem, info, &bp, initrd, sizeof(initrd), err, sizeof(err));
 

@@ -83,9 +83,8 @@ static void guest_init(struct guest *g, uint64_t size, bool pvh)
 				       .has_pvh = pvh,
 				       .load_start = BOOT_HIMEM_START,
 				       .load_end = BOOT_HIMEM_START + 512 * KiB};
-	g->bp = (struct vmm_boot_params){.protocol = VMM_BOOT_AUTO,
-					 .cmdline = "console=ttyS0 reboot=k",
-					 .vcpus = 2};
+	g->bp = (struct vmm_boot_params){
+	    .protocol = VMM_BOOT_AUTO, .cmdline = "console=ttyS0 reboot=k", .vcpus = 2};
 }
 
 static int guest_boot(struct guest *g, const uint8_t *initrd, size_t len)
@@ -192,15 +191,15 @@ static void test_e820_too_small_array_gives_no_entries(void **state)
 
 /* ---- PVH */
 
-#define SI_MAGIC          0
-#define SI_VERSION        4
-#define SI_NR_MODULES     12
+#define SI_MAGIC	  0
+#define SI_VERSION	  4
+#define SI_NR_MODULES	  12
 #define SI_MODLIST_PADDR  16
 #define SI_CMDLINE_PADDR  24
-#define SI_RSDP_PADDR     32
-#define SI_MEMMAP_PADDR   40
+#define SI_RSDP_PADDR	  32
+#define SI_MEMMAP_PADDR	  40
 #define SI_MEMMAP_ENTRIES 48
-#define PVH_MAGIC         0x336ec578u
+#define PVH_MAGIC	  0x336ec578u
 
 /* The memory map in start_info is the e820 map, entry for entry. */
 static void check_pvh_memmap(const struct vmm_mem *mem)
@@ -276,16 +275,16 @@ static void test_pvh_memmap_of_guest_above_3g(void **state)
 #define BP_EXT_RAMDISK_IMAGE 0x0c0
 #define BP_EXT_RAMDISK_SIZE  0x0c4
 #define BP_EXT_CMD_LINE_PTR  0x0c8
-#define BP_E820_ENTRIES      0x1e8
-#define BP_BOOT_FLAG         0x1fe
-#define BP_HEADER            0x202
+#define BP_E820_ENTRIES	     0x1e8
+#define BP_BOOT_FLAG	     0x1fe
+#define BP_HEADER	     0x202
 #define BP_TYPE_OF_LOADER    0x210
-#define BP_LOADFLAGS         0x211
+#define BP_LOADFLAGS	     0x211
 #define BP_RAMDISK_IMAGE     0x218
-#define BP_RAMDISK_SIZE      0x21c
-#define BP_CMD_LINE_PTR      0x228
-#define BP_CMDLINE_SIZE      0x238
-#define BP_E820_TABLE        0x2d0
+#define BP_RAMDISK_SIZE	     0x21c
+#define BP_CMD_LINE_PTR	     0x228
+#define BP_CMDLINE_SIZE	     0x238
+#define BP_E820_TABLE	     0x2d0
 
 static void test_linux_boot_params_header_fields(void **state)
 {
@@ -450,16 +449,16 @@ static void test_gdt_has_boot_selectors(void **state)
 	code32 = get64(&g.mem, BOOT_GDT_ADDR + 0x08);
 	code64 = get64(&g.mem, BOOT_GDT_ADDR + 0x10);
 	data = get64(&g.mem, BOOT_GDT_ADDR + 0x18);
-	assert_true(code32 & (1ull << 47));                /* present */
-	assert_true(code32 & (1ull << 43));                /* code */
-	assert_true(code32 & (1ull << 54));                /* 32-bit */
+	assert_true(code32 & (1ull << 47)); /* present */
+	assert_true(code32 & (1ull << 43)); /* code */
+	assert_true(code32 & (1ull << 54)); /* 32-bit */
 	assert_true(code64 & (1ull << 47));
 	assert_true(code64 & (1ull << 43));
-	assert_true(code64 & (1ull << 53));                /* long mode */
-	assert_false(code64 & (1ull << 54));               /* L and D never both */
+	assert_true(code64 & (1ull << 53));  /* long mode */
+	assert_false(code64 & (1ull << 54)); /* L and D never both */
 	assert_true(data & (1ull << 47));
-	assert_false(data & (1ull << 43));                 /* data */
-	assert_true(data & (1ull << 41));                  /* writable */
+	assert_false(data & (1ull << 43)); /* data */
+	assert_true(data & (1ull << 41));  /* writable */
 	vmm_mem_free(&g.mem);
 }
 
@@ -483,8 +482,8 @@ static void parse_mptable(const struct vmm_mem *mem, struct mp_summary *s)
 	memset(s, 0, sizeof(*s));
 	s->isa_bus = 0xff;
 	assert_memory_equal(fp, "_MP_", 4);
-	assert_int_equal(fp[8], 1); /* 16 bytes */
-	assert_int_equal(fp[9], 4); /* spec 1.4 */
+	assert_int_equal(fp[8], 1);  /* 16 bytes */
+	assert_int_equal(fp[9], 4);  /* spec 1.4 */
 	assert_int_equal(fp[11], 0); /* a configuration table follows, no default config */
 	for (int i = 0; i < 16; i++)
 		sum += fp[i];
@@ -782,38 +781,38 @@ static void test_smallest_guest_boots(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_e820_small_guest),
-		cmocka_unit_test(test_e820_medium_guest),
-		cmocka_unit_test(test_e820_guest_up_to_hole),
-		cmocka_unit_test(test_e820_guest_above_3g_has_ram_above_4g),
-		cmocka_unit_test(test_e820_too_small_array_gives_no_entries),
-		cmocka_unit_test(test_pvh_start_info_fields),
-		cmocka_unit_test(test_pvh_initrd_is_module_zero),
-		cmocka_unit_test(test_pvh_memmap_of_guest_above_3g),
-		cmocka_unit_test(test_linux_boot_params_header_fields),
-		cmocka_unit_test(test_linux_boot_params_ramdisk),
-		cmocka_unit_test(test_linux_boot_params_e820),
-		cmocka_unit_test(test_linux_boot_params_e820_above_3g),
-		cmocka_unit_test(test_linux64_forced_on_pvh_kernel_writes_zero_page),
-		cmocka_unit_test(test_pvh_forced_without_note_refused),
-		cmocka_unit_test(test_identity_page_tables_map_first_4g),
-		cmocka_unit_test(test_gdt_has_boot_selectors),
-		cmocka_unit_test(test_mptable_one_cpu),
-		cmocka_unit_test(test_mptable_two_cpus),
-		cmocka_unit_test(test_mptable_max_cpus),
-		cmocka_unit_test(test_mptable_lint_entries),
-		cmocka_unit_test(test_mptable_zero_cpus_refused),
-		cmocka_unit_test(test_mptable_too_many_cpus_refused),
-		cmocka_unit_test(test_boot_setup_writes_mptable_for_vcpus),
-		cmocka_unit_test(test_boot_setup_zero_vcpus_refused),
-		cmocka_unit_test(test_cmdline_of_max_length_accepted),
-		cmocka_unit_test(test_cmdline_too_long_refused_naming_length),
-		cmocka_unit_test(test_null_cmdline_is_empty),
-		cmocka_unit_test(test_initrd_placed_high_and_aligned),
-		cmocka_unit_test(test_initrd_larger_than_memory_refused),
-		cmocka_unit_test(test_initrd_overlapping_kernel_refused),
-		cmocka_unit_test(test_guest_too_small_refused),
-		cmocka_unit_test(test_smallest_guest_boots),
+	    cmocka_unit_test(test_e820_small_guest),
+	    cmocka_unit_test(test_e820_medium_guest),
+	    cmocka_unit_test(test_e820_guest_up_to_hole),
+	    cmocka_unit_test(test_e820_guest_above_3g_has_ram_above_4g),
+	    cmocka_unit_test(test_e820_too_small_array_gives_no_entries),
+	    cmocka_unit_test(test_pvh_start_info_fields),
+	    cmocka_unit_test(test_pvh_initrd_is_module_zero),
+	    cmocka_unit_test(test_pvh_memmap_of_guest_above_3g),
+	    cmocka_unit_test(test_linux_boot_params_header_fields),
+	    cmocka_unit_test(test_linux_boot_params_ramdisk),
+	    cmocka_unit_test(test_linux_boot_params_e820),
+	    cmocka_unit_test(test_linux_boot_params_e820_above_3g),
+	    cmocka_unit_test(test_linux64_forced_on_pvh_kernel_writes_zero_page),
+	    cmocka_unit_test(test_pvh_forced_without_note_refused),
+	    cmocka_unit_test(test_identity_page_tables_map_first_4g),
+	    cmocka_unit_test(test_gdt_has_boot_selectors),
+	    cmocka_unit_test(test_mptable_one_cpu),
+	    cmocka_unit_test(test_mptable_two_cpus),
+	    cmocka_unit_test(test_mptable_max_cpus),
+	    cmocka_unit_test(test_mptable_lint_entries),
+	    cmocka_unit_test(test_mptable_zero_cpus_refused),
+	    cmocka_unit_test(test_mptable_too_many_cpus_refused),
+	    cmocka_unit_test(test_boot_setup_writes_mptable_for_vcpus),
+	    cmocka_unit_test(test_boot_setup_zero_vcpus_refused),
+	    cmocka_unit_test(test_cmdline_of_max_length_accepted),
+	    cmocka_unit_test(test_cmdline_too_long_refused_naming_length),
+	    cmocka_unit_test(test_null_cmdline_is_empty),
+	    cmocka_unit_test(test_initrd_placed_high_and_aligned),
+	    cmocka_unit_test(test_initrd_larger_than_memory_refused),
+	    cmocka_unit_test(test_initrd_overlapping_kernel_refused),
+	    cmocka_unit_test(test_guest_too_small_refused),
+	    cmocka_unit_test(test_smallest_guest_boots),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -156,8 +156,7 @@ static void test_overlap_error_names_both_ranges(void **state)
 	assert_int_equal(vmm_bus_register(&bus, 0x1000, 0x100, handler, NULL, "uart0"), 0);
 	fflush(stderr);
 	assert_true(dup2(fileno(tmp), STDERR_FILENO) >= 0);
-	assert_int_equal(vmm_bus_register(&bus, 0x1080, 0x100, handler, NULL, "virtio7"),
-			 -EEXIST);
+	assert_int_equal(vmm_bus_register(&bus, 0x1080, 0x100, handler, NULL, "virtio7"), -EEXIST);
 	fflush(stderr);
 	dup2(saved, STDERR_FILENO);
 	close(saved);
@@ -350,29 +349,29 @@ static void test_access_unmapped_write_is_dropped(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_register_keeps_ranges_sorted_by_base, reset),
-		cmocka_unit_test_setup(test_register_stores_handler_opaque_and_name, reset),
-		cmocka_unit_test_setup(test_overlap_inside_refused, reset),
-		cmocka_unit_test_setup(test_overlap_straddling_start_refused, reset),
-		cmocka_unit_test_setup(test_overlap_straddling_end_refused, reset),
-		cmocka_unit_test_setup(test_overlap_identical_refused, reset),
-		cmocka_unit_test_setup(test_overlap_enclosing_refused, reset),
-		cmocka_unit_test_setup(test_overlap_with_middle_of_several_refused, reset),
-		cmocka_unit_test_setup(test_overlap_error_names_both_ranges, reset),
-		cmocka_unit_test_setup(test_adjacent_ranges_accepted, reset),
-		cmocka_unit_test_setup(test_empty_range_refused, reset),
-		cmocka_unit_test_setup(test_wrapping_range_refused, reset),
-		cmocka_unit_test_setup(test_full_table_refused, reset),
-		cmocka_unit_test_setup(test_find_at_range_boundaries, reset),
-		cmocka_unit_test_setup(test_find_on_empty_bus_is_null, reset),
-		cmocka_unit_test_setup(test_find_every_boundary_in_full_table, reset),
-		cmocka_unit_test_setup(test_access_dispatches_offset_from_base, reset),
-		cmocka_unit_test_setup(test_access_write_passes_data, reset),
-		cmocka_unit_test_setup(test_access_at_last_bytes_of_range_dispatched, reset),
-		cmocka_unit_test_setup(test_access_straddling_end_refused_with_all_ones, reset),
-		cmocka_unit_test_setup(test_access_straddling_into_next_range_refused, reset),
-		cmocka_unit_test_setup(test_access_unmapped_read_returns_all_ones, reset),
-		cmocka_unit_test_setup(test_access_unmapped_write_is_dropped, reset),
+	    cmocka_unit_test_setup(test_register_keeps_ranges_sorted_by_base, reset),
+	    cmocka_unit_test_setup(test_register_stores_handler_opaque_and_name, reset),
+	    cmocka_unit_test_setup(test_overlap_inside_refused, reset),
+	    cmocka_unit_test_setup(test_overlap_straddling_start_refused, reset),
+	    cmocka_unit_test_setup(test_overlap_straddling_end_refused, reset),
+	    cmocka_unit_test_setup(test_overlap_identical_refused, reset),
+	    cmocka_unit_test_setup(test_overlap_enclosing_refused, reset),
+	    cmocka_unit_test_setup(test_overlap_with_middle_of_several_refused, reset),
+	    cmocka_unit_test_setup(test_overlap_error_names_both_ranges, reset),
+	    cmocka_unit_test_setup(test_adjacent_ranges_accepted, reset),
+	    cmocka_unit_test_setup(test_empty_range_refused, reset),
+	    cmocka_unit_test_setup(test_wrapping_range_refused, reset),
+	    cmocka_unit_test_setup(test_full_table_refused, reset),
+	    cmocka_unit_test_setup(test_find_at_range_boundaries, reset),
+	    cmocka_unit_test_setup(test_find_on_empty_bus_is_null, reset),
+	    cmocka_unit_test_setup(test_find_every_boundary_in_full_table, reset),
+	    cmocka_unit_test_setup(test_access_dispatches_offset_from_base, reset),
+	    cmocka_unit_test_setup(test_access_write_passes_data, reset),
+	    cmocka_unit_test_setup(test_access_at_last_bytes_of_range_dispatched, reset),
+	    cmocka_unit_test_setup(test_access_straddling_end_refused_with_all_ones, reset),
+	    cmocka_unit_test_setup(test_access_straddling_into_next_range_refused, reset),
+	    cmocka_unit_test_setup(test_access_unmapped_read_returns_all_ones, reset),
+	    cmocka_unit_test_setup(test_access_unmapped_write_is_dropped, reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,28 +14,28 @@
 #define BIT(n) (1u << (n))
 
 /* Leaf 1 ECX */
-#define PCID    BIT(17)
-#define POPCNT  BIT(23)
-#define XSAVE   BIT(26)
+#define PCID	BIT(17)
+#define POPCNT	BIT(23)
+#define XSAVE	BIT(26)
 #define OSXSAVE BIT(27)
-#define AVX     BIT(28)
-#define HYPERV  BIT(31)
+#define AVX	BIT(28)
+#define HYPERV	BIT(31)
 /* Leaf 7.0 EBX */
 #define FSGSBASE   BIT(0)
-#define AVX2       BIT(5)
-#define INVPCID    BIT(10)
-#define AVX512F    BIT(16)
+#define AVX2	   BIT(5)
+#define INVPCID	   BIT(10)
+#define AVX512F	   BIT(16)
 #define AVX512DQ   BIT(17)
-#define SMAP       BIT(20)
+#define SMAP	   BIT(20)
 #define AVX512IFMA BIT(21)
 #define CLFLUSHOPT BIT(23)
-#define CLWB       BIT(24)
+#define CLWB	   BIT(24)
 #define AVX512PF   BIT(26)
 #define AVX512ER   BIT(27)
 #define AVX512CD   BIT(28)
 #define AVX512BW   BIT(30)
 #define AVX512VL   BIT(31)
-#define AVX512_ALL                                                                         \
+#define AVX512_ALL                                                                                 \
 	(AVX512F | AVX512DQ | AVX512IFMA | AVX512PF | AVX512ER | AVX512CD | AVX512BW | AVX512VL)
 /* Leaf 7.0 ECX */
 #define RDPID BIT(22)
@@ -47,27 +47,59 @@
 /* A supported-CPUID answer: leaves in KVM's order, feature registers all ones, APIC
  * and topology fields holding values the template must replace. */
 static const struct kvm_cpuid_entry2 input[] = {
-	{.function = 0, .eax = 0x1f, .ebx = 0x756e6547, .ecx = 0x6c65746e, .edx = 0x49656e69},
-	{.function = 1, .eax = 0x000806f8, .ebx = 0xab3f0800, .ecx = ALL & ~HYPERV, .edx = ALL},
-	{.function = 7, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 1,
-	 .ebx = ALL, .ecx = ALL, .edx = ALL},
-	{.function = 7, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = ALL,
-	 .ebx = ALL, .ecx = ALL, .edx = ALL},
-	{.function = 0xb, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 1,
-	 .ebx = 1, .ecx = 0x100, .edx = 0x77},
-	{.function = 0xb, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 7,
-	 .ebx = 2, .ecx = 0x201, .edx = 0x77},
-	{.function = 0xd, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 0x2e7,
-	 .ebx = 0x340, .ecx = 0x2440},
-	{.function = 0xd, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 0xf},
-	{.function = 0xd, .index = 2, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 0x100,
-	 .ebx = 0x240},
-	{.function = 0x1f, .index = 0, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 1,
-	 .ebx = 1, .ecx = 0x100, .edx = 0x77},
-	{.function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b},
-	{.function = 0x80000000, .eax = 0x80000008},
-	{.function = 0x80000001, .eax = 0x806f8, .ecx = ALL, .edx = ALL},
-	{.function = 0x80000008, .eax = 0x3030, .ebx = ALL},
+    {.function = 0, .eax = 0x1f, .ebx = 0x756e6547, .ecx = 0x6c65746e, .edx = 0x49656e69},
+    {.function = 1, .eax = 0x000806f8, .ebx = 0xab3f0800, .ecx = ALL & ~HYPERV, .edx = ALL},
+    {.function = 7,
+     .index = 0,
+     .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+     .eax = 1,
+     .ebx = ALL,
+     .ecx = ALL,
+     .edx = ALL},
+    {.function = 7,
+     .index = 1,
+     .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+     .eax = ALL,
+     .ebx = ALL,
+     .ecx = ALL,
+     .edx = ALL},
+    {.function = 0xb,
+     .index = 0,
+     .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+     .eax = 1,
+     .ebx = 1,
+     .ecx = 0x100,
+     .edx = 0x77},
+    {.function = 0xb,
+     .index = 1,
+     .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+     .eax = 7,
+     .ebx = 2,
+     .ecx = 0x201,
+     .edx = 0x77},
+    {.function = 0xd,
+     .index = 0,
+     .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+     .eax = 0x2e7,
+     .ebx = 0x340,
+     .ecx = 0x2440},
+    {.function = 0xd, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 0xf},
+    {.function = 0xd,
+     .index = 2,
+     .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+     .eax = 0x100,
+     .ebx = 0x240},
+    {.function = 0x1f,
+     .index = 0,
+     .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+     .eax = 1,
+     .ebx = 1,
+     .ecx = 0x100,
+     .edx = 0x77},
+    {.function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b},
+    {.function = 0x80000000, .eax = 0x80000008},
+    {.function = 0x80000001, .eax = 0x806f8, .ecx = ALL, .edx = ALL},
+    {.function = 0x80000008, .eax = 0x3030, .ebx = ALL},
 };
 #define N_INPUT (sizeof(input) / sizeof(input[0]))
 
@@ -206,8 +238,8 @@ static void test_pvm_clears_leaf7_ebx_features(void **state)
 	apply(&a, "pvm", 0, 1);
 	e = leaf(&a, 7, 0);
 	assert_non_null(e);
-	assert_int_equal(e->ebx & (SMAP | FSGSBASE | INVPCID | AVX2 | AVX512_ALL | CLFLUSHOPT | CLWB),
-			 0);
+	assert_int_equal(
+	    e->ebx & (SMAP | FSGSBASE | INVPCID | AVX2 | AVX512_ALL | CLFLUSHOPT | CLWB), 0);
 	/* others stay: BMI1, SMEP, BMI2, ERMS, RDSEED, ADX, SHA */
 	assert_int_equal(e->ebx & (BIT(3) | BIT(7) | BIT(8) | BIT(9) | BIT(18) | BIT(19) | BIT(29)),
 			 BIT(3) | BIT(7) | BIT(8) | BIT(9) | BIT(18) | BIT(19) | BIT(29));
@@ -373,26 +405,26 @@ static void test_apply_on_no_entries(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_find_host_template),
-		cmocka_unit_test(test_find_pvm_template),
-		cmocka_unit_test(test_find_unknown_template_is_null),
-		cmocka_unit_test(test_names_list_every_template_once),
-		cmocka_unit_test(test_pick_by_name_and_unknown),
-		cmocka_unit_test(test_pick_default_follows_host_kind),
-		cmocka_unit_test(test_pvm_clears_leaf1_ecx_features),
-		cmocka_unit_test(test_pvm_clears_leaf7_ebx_features),
-		cmocka_unit_test(test_pvm_clears_rdpid),
-		cmocka_unit_test(test_pvm_clears_rdtscp),
-		cmocka_unit_test(test_pvm_drops_xsave_leaf),
-		cmocka_unit_test(test_pvm_keeps_order_of_remaining_leaves),
-		cmocka_unit_test(test_pvm_leaves_leaf7_subleaf1_alone),
-		cmocka_unit_test(test_host_keeps_every_feature),
-		cmocka_unit_test(test_every_template_sets_hypervisor_bit),
-		cmocka_unit_test(test_every_template_sets_apic_id_per_vcpu),
-		cmocka_unit_test(test_apic_id_of_last_vcpu),
-		cmocka_unit_test(test_leaf1_ebx_keeps_low_half_and_counts_cpus),
-		cmocka_unit_test(test_other_leaves_unchanged),
-		cmocka_unit_test(test_apply_on_no_entries),
+	    cmocka_unit_test(test_find_host_template),
+	    cmocka_unit_test(test_find_pvm_template),
+	    cmocka_unit_test(test_find_unknown_template_is_null),
+	    cmocka_unit_test(test_names_list_every_template_once),
+	    cmocka_unit_test(test_pick_by_name_and_unknown),
+	    cmocka_unit_test(test_pick_default_follows_host_kind),
+	    cmocka_unit_test(test_pvm_clears_leaf1_ecx_features),
+	    cmocka_unit_test(test_pvm_clears_leaf7_ebx_features),
+	    cmocka_unit_test(test_pvm_clears_rdpid),
+	    cmocka_unit_test(test_pvm_clears_rdtscp),
+	    cmocka_unit_test(test_pvm_drops_xsave_leaf),
+	    cmocka_unit_test(test_pvm_keeps_order_of_remaining_leaves),
+	    cmocka_unit_test(test_pvm_leaves_leaf7_subleaf1_alone),
+	    cmocka_unit_test(test_host_keeps_every_feature),
+	    cmocka_unit_test(test_every_template_sets_hypervisor_bit),
+	    cmocka_unit_test(test_every_template_sets_apic_id_per_vcpu),
+	    cmocka_unit_test(test_apic_id_of_last_vcpu),
+	    cmocka_unit_test(test_leaf1_ebx_keeps_low_half_and_counts_cpus),
+	    cmocka_unit_test(test_other_leaves_unchanged),
+	    cmocka_unit_test(test_apply_on_no_entries),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,11 +18,11 @@
 /* The crafted image: ELF header, two program headers (PT_LOAD, PT_NOTE), the notes at
  * NOTE_OFF and the loaded bytes at SEG_OFF, which end the file. */
 #define NOTE_OFF  0x100
-#define SEG_OFF   0x1000
+#define SEG_OFF	  0x1000
 #define SEG_FILE  0x100
-#define SEG_MEM   0x2000 /* the rest is bss */
+#define SEG_MEM	  0x2000 /* the rest is bss */
 #define SEG_PADDR 0x200000ull
-#define IMG_LEN   (SEG_OFF + SEG_FILE)
+#define IMG_LEN	  (SEG_OFF + SEG_FILE)
 #define ELF_ENTRY (SEG_PADDR + 0x10)
 #define PVH_ENTRY (SEG_PADDR + 0x40)
 #define GUEST_MEM (16 * MiB)
@@ -219,8 +219,8 @@ static void test_xen_note_of_other_type_is_not_pvh(void **state)
 	uint32_t v = 0x12345678;
 
 	build(&im, NOTE_NONE);
-	im.note->p_filesz = put_note(im.b, NOTE_OFF, "Xen", 6 /* XEN_ELFNOTE_LOADER */, &v, 4) -
-			    NOTE_OFF;
+	im.note->p_filesz =
+	    put_note(im.b, NOTE_OFF, "Xen", 6 /* XEN_ELFNOTE_LOADER */, &v, 4) - NOTE_OFF;
 	assert_int_equal(load(im.b, im.len, guest(state), &info, err, sizeof(err)), 0);
 	assert_false(info.has_pvh);
 }
@@ -539,7 +539,9 @@ static void test_file_shorter_than_header_refused(void **state)
 	struct vmm_elf_info info;
 	char err[256] = "";
 
-	assert_int_equal(load((const uint8_t *)"\x7f" "ELF", 4, NULL, &info, err, sizeof(err)),
+	assert_int_equal(load((const uint8_t *)"\x7f"
+					       "ELF",
+			      4, NULL, &info, err, sizeof(err)),
 			 -ENOEXEC);
 	assert_non_null(strstr(err, "too short"));
 	assert_int_equal(load((const uint8_t *)"", 0, NULL, &info, err, sizeof(err)), -ENOEXEC);
@@ -587,42 +589,42 @@ static void test_error_text_is_truncated_to_buffer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pvh_note_with_4_byte_entry_loads),
-		cmocka_unit_test(test_pvh_note_with_8_byte_entry_loads),
-		cmocka_unit_test(test_pvh_note_found_after_other_notes),
-		cmocka_unit_test(test_vmlinux_without_pvh_note_uses_elf_entry),
-		cmocka_unit_test(test_xen_note_of_other_type_is_not_pvh),
-		cmocka_unit_test(test_load_copies_file_bytes_and_zeroes_bss),
-		cmocka_unit_test(test_parse_without_memory_skips_ram_checks),
-		cmocka_unit_test(test_two_segments_give_lowest_start_and_highest_end),
-		cmocka_unit_test(test_empty_load_segment_is_ignored),
-		cmocka_unit_test(test_bad_magic_refused),
-		cmocka_unit_test(test_32_bit_class_refused),
-		cmocka_unit_test(test_big_endian_refused),
-		cmocka_unit_test(test_wrong_machine_refused),
-		cmocka_unit_test(test_shared_object_refused),
-		cmocka_unit_test(test_wrong_phentsize_refused),
-		cmocka_unit_test(test_no_program_headers_refused),
-		cmocka_unit_test(test_huge_phnum_refused),
-		cmocka_unit_test(test_program_headers_past_end_refused),
-		cmocka_unit_test(test_no_load_segment_refused),
-		cmocka_unit_test(test_segment_offset_past_end_refused),
-		cmocka_unit_test(test_segment_filesz_past_end_refused),
-		cmocka_unit_test(test_filesz_above_memsz_refused),
-		cmocka_unit_test(test_segment_address_wrapping_refused),
-		cmocka_unit_test(test_segment_outside_guest_ram_refused),
-		cmocka_unit_test(test_segment_crossing_end_of_ram_refused),
-		cmocka_unit_test(test_segment_below_1mib_refused),
-		cmocka_unit_test(test_note_name_past_segment_refused),
-		cmocka_unit_test(test_note_desc_past_segment_refused),
-		cmocka_unit_test(test_note_segment_outside_file_refused),
-		cmocka_unit_test(test_pvh_entry_of_wrong_size_refused),
-		cmocka_unit_test(test_pvh_entry_above_4g_refused),
-		cmocka_unit_test(test_elf_entry_outside_segments_refused),
-		cmocka_unit_test(test_pvh_entry_outside_segments_refused),
-		cmocka_unit_test(test_file_shorter_than_header_refused),
-		cmocka_unit_test(test_every_truncation_refused),
-		cmocka_unit_test(test_error_text_is_truncated_to_buffer),
+	    cmocka_unit_test(test_pvh_note_with_4_byte_entry_loads),
+	    cmocka_unit_test(test_pvh_note_with_8_byte_entry_loads),
+	    cmocka_unit_test(test_pvh_note_found_after_other_notes),
+	    cmocka_unit_test(test_vmlinux_without_pvh_note_uses_elf_entry),
+	    cmocka_unit_test(test_xen_note_of_other_type_is_not_pvh),
+	    cmocka_unit_test(test_load_copies_file_bytes_and_zeroes_bss),
+	    cmocka_unit_test(test_parse_without_memory_skips_ram_checks),
+	    cmocka_unit_test(test_two_segments_give_lowest_start_and_highest_end),
+	    cmocka_unit_test(test_empty_load_segment_is_ignored),
+	    cmocka_unit_test(test_bad_magic_refused),
+	    cmocka_unit_test(test_32_bit_class_refused),
+	    cmocka_unit_test(test_big_endian_refused),
+	    cmocka_unit_test(test_wrong_machine_refused),
+	    cmocka_unit_test(test_shared_object_refused),
+	    cmocka_unit_test(test_wrong_phentsize_refused),
+	    cmocka_unit_test(test_no_program_headers_refused),
+	    cmocka_unit_test(test_huge_phnum_refused),
+	    cmocka_unit_test(test_program_headers_past_end_refused),
+	    cmocka_unit_test(test_no_load_segment_refused),
+	    cmocka_unit_test(test_segment_offset_past_end_refused),
+	    cmocka_unit_test(test_segment_filesz_past_end_refused),
+	    cmocka_unit_test(test_filesz_above_memsz_refused),
+	    cmocka_unit_test(test_segment_address_wrapping_refused),
+	    cmocka_unit_test(test_segment_outside_guest_ram_refused),
+	    cmocka_unit_test(test_segment_crossing_end_of_ram_refused),
+	    cmocka_unit_test(test_segment_below_1mib_refused),
+	    cmocka_unit_test(test_note_name_past_segment_refused),
+	    cmocka_unit_test(test_note_desc_past_segment_refused),
+	    cmocka_unit_test(test_note_segment_outside_file_refused),
+	    cmocka_unit_test(test_pvh_entry_of_wrong_size_refused),
+	    cmocka_unit_test(test_pvh_entry_above_4g_refused),
+	    cmocka_unit_test(test_elf_entry_outside_segments_refused),
+	    cmocka_unit_test(test_pvh_entry_outside_segments_refused),
+	    cmocka_unit_test(test_file_shorter_than_header_refused),
+	    cmocka_unit_test(test_every_truncation_refused),
+	    cmocka_unit_test(test_error_text_is_truncated_to_buffer),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -22,10 +22,10 @@ struct watch {
 	unsigned calls;
 	uint32_t events;
 	/* what the callback does besides counting */
-	bool drain;           /* read the eventfd so it stops being readable */
-	int stop_status;      /* >= 0: stop the loop with it */
-	struct watch *del;    /* remove this one */
-	struct watch *add;    /* then add this one */
+	bool drain;	   /* read the eventfd so it stops being readable */
+	int stop_status;   /* >= 0: stop the loop with it */
+	struct watch *del; /* remove this one */
+	struct watch *add; /* then add this one */
 	bool del_self;
 };
 
@@ -376,12 +376,10 @@ static void test_full_table_refused_until_a_slot_frees(void **state)
 		watch_init(&w[i], l, false);
 	for (int i = 0; i < VMM_LOOP_MAX; i++)
 		assert_int_equal(vmm_loop_add(l, w[i].fd, EPOLLIN, on_event, &w[i]), 0);
-	assert_int_equal(vmm_loop_add(l, w[VMM_LOOP_MAX].fd, EPOLLIN, on_event,
-				      &w[VMM_LOOP_MAX]),
+	assert_int_equal(vmm_loop_add(l, w[VMM_LOOP_MAX].fd, EPOLLIN, on_event, &w[VMM_LOOP_MAX]),
 			 -ENOSPC);
 	vmm_loop_del(l, w[10].fd);
-	assert_int_equal(vmm_loop_add(l, w[VMM_LOOP_MAX].fd, EPOLLIN, on_event,
-				      &w[VMM_LOOP_MAX]),
+	assert_int_equal(vmm_loop_add(l, w[VMM_LOOP_MAX].fd, EPOLLIN, on_event, &w[VMM_LOOP_MAX]),
 			 0);
 	for (int i = 0; i <= VMM_LOOP_MAX; i++)
 		close(w[i].fd);
@@ -405,25 +403,25 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_init_waits_forever_by_default),
-		T(test_callback_runs_for_readable_pipe),
-		T(test_hangup_is_delivered),
-		T(test_callback_runs_each_round_while_readable),
-		T(test_stop_returns_first_status),
-		T(test_stop_skips_rest_of_round),
-		T(test_del_self_from_callback),
-		T(test_del_other_from_callback_drops_its_pending_event),
-		T(test_event_of_deleted_fd_not_delivered_to_fd_added_in_same_round),
-		T(test_idle_runs_after_timeout),
-		T(test_idle_not_run_while_events_arrive),
-		T(test_callback_can_set_timeout),
-		T(test_mod_enables_events),
-		T(test_mod_of_unknown_fd_refused),
-		T(test_del_of_unknown_fd_is_harmless),
-		T(test_add_of_bad_fd_refused),
-		T(test_add_same_fd_twice_refused),
-		T(test_full_table_refused_until_a_slot_frees),
-		cmocka_unit_test(test_destroy_closes_epoll_fd),
+	    T(test_init_waits_forever_by_default),
+	    T(test_callback_runs_for_readable_pipe),
+	    T(test_hangup_is_delivered),
+	    T(test_callback_runs_each_round_while_readable),
+	    T(test_stop_returns_first_status),
+	    T(test_stop_skips_rest_of_round),
+	    T(test_del_self_from_callback),
+	    T(test_del_other_from_callback_drops_its_pending_event),
+	    T(test_event_of_deleted_fd_not_delivered_to_fd_added_in_same_round),
+	    T(test_idle_runs_after_timeout),
+	    T(test_idle_not_run_while_events_arrive),
+	    T(test_callback_can_set_timeout),
+	    T(test_mod_enables_events),
+	    T(test_mod_of_unknown_fd_refused),
+	    T(test_del_of_unknown_fd_is_harmless),
+	    T(test_add_of_bad_fd_refused),
+	    T(test_add_same_fd_twice_refused),
+	    T(test_full_table_refused_until_a_slot_frees),
+	    cmocka_unit_test(test_destroy_closes_epoll_fd),
 	};
 #undef T
 

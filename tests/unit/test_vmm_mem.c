@@ -175,8 +175,8 @@ static void test_gpa_crossing_into_hole_refused(void **state)
 
 	assert_null(vmm_gpa(&m->big, VMM_MMIO_HOLE_START - 4, 8));
 	/* even a range that would end in the RAM above the hole */
-	assert_null(vmm_gpa(&m->big, VMM_MMIO_HOLE_START - 4,
-			    VMM_MMIO_HOLE_END - VMM_MMIO_HOLE_START + 8));
+	assert_null(
+	    vmm_gpa(&m->big, VMM_MMIO_HOLE_START - 4, VMM_MMIO_HOLE_END - VMM_MMIO_HOLE_START + 8));
 }
 
 static void test_gpa_crossing_out_of_hole_refused(void **state)
@@ -191,10 +191,8 @@ static void test_gpa_above_4g_maps_after_low_ram(void **state)
 {
 	struct mems *m = *state;
 
-	assert_ptr_equal(vmm_gpa(&m->big, VMM_MMIO_HOLE_END, 1),
-			 m->big.host + VMM_MMIO_HOLE_START);
-	assert_ptr_equal(vmm_gpa(&m->big, VMM_MMIO_HOLE_END + MiB - 1, 1),
-			 m->big.host + BIG - 1);
+	assert_ptr_equal(vmm_gpa(&m->big, VMM_MMIO_HOLE_END, 1), m->big.host + VMM_MMIO_HOLE_START);
+	assert_ptr_equal(vmm_gpa(&m->big, VMM_MMIO_HOLE_END + MiB - 1, 1), m->big.host + BIG - 1);
 	assert_ptr_equal(vmm_gpa(&m->big, VMM_MMIO_HOLE_END, MiB),
 			 m->big.host + VMM_MMIO_HOLE_START);
 }
@@ -222,26 +220,26 @@ static void test_gpa_wrapping_sum_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
-		cmocka_unit_test(test_layout_below_hole_is_one_region),
-		cmocka_unit_test(test_layout_exactly_up_to_hole_is_one_region),
-		cmocka_unit_test(test_layout_above_hole_splits_at_hole),
-		cmocka_unit_test(test_free_clears_the_mapping),
+	    cmocka_unit_test(test_layout_below_hole_is_one_region),
+	    cmocka_unit_test(test_layout_exactly_up_to_hole_is_one_region),
+	    cmocka_unit_test(test_layout_above_hole_splits_at_hole),
+	    cmocka_unit_test(test_free_clears_the_mapping),
 	};
 	const struct CMUnitTest mapped[] = {
-		cmocka_unit_test(test_alloc_maps_the_layout),
-		cmocka_unit_test(test_gpa_first_byte),
-		cmocka_unit_test(test_gpa_last_byte),
-		cmocka_unit_test(test_gpa_whole_ram_in_one_range),
-		cmocka_unit_test(test_gpa_one_past_end_refused),
-		cmocka_unit_test(test_gpa_len_zero_inside_ram),
-		cmocka_unit_test(test_gpa_len_zero_outside_ram_refused),
-		cmocka_unit_test(test_gpa_last_byte_below_hole),
-		cmocka_unit_test(test_gpa_inside_hole_refused),
-		cmocka_unit_test(test_gpa_crossing_into_hole_refused),
-		cmocka_unit_test(test_gpa_crossing_out_of_hole_refused),
-		cmocka_unit_test(test_gpa_above_4g_maps_after_low_ram),
-		cmocka_unit_test(test_gpa_past_end_above_4g_refused),
-		cmocka_unit_test(test_gpa_wrapping_sum_refused),
+	    cmocka_unit_test(test_alloc_maps_the_layout),
+	    cmocka_unit_test(test_gpa_first_byte),
+	    cmocka_unit_test(test_gpa_last_byte),
+	    cmocka_unit_test(test_gpa_whole_ram_in_one_range),
+	    cmocka_unit_test(test_gpa_one_past_end_refused),
+	    cmocka_unit_test(test_gpa_len_zero_inside_ram),
+	    cmocka_unit_test(test_gpa_len_zero_outside_ram_refused),
+	    cmocka_unit_test(test_gpa_last_byte_below_hole),
+	    cmocka_unit_test(test_gpa_inside_hole_refused),
+	    cmocka_unit_test(test_gpa_crossing_into_hole_refused),
+	    cmocka_unit_test(test_gpa_crossing_out_of_hole_refused),
+	    cmocka_unit_test(test_gpa_above_4g_maps_after_low_ram),
+	    cmocka_unit_test(test_gpa_past_end_above_4g_refused),
+	    cmocka_unit_test(test_gpa_wrapping_sum_refused),
 	};
 	int failed = cmocka_run_group_tests_name("layout", pure, NULL, NULL);
 

@@ -25,7 +25,7 @@
 
 #define IIR_NONE 0x01
 #define IIR_THRI 0x02
-#define IIR_RDI  0x04
+#define IIR_RDI	 0x04
 
 struct rec {
 	uint8_t out[256];
@@ -467,35 +467,35 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_thr_write_reaches_output),
-		cmocka_unit_test(test_thr_write_without_output_callback_is_dropped),
-		T(test_lsr_idle_transmitter_empty_no_data),
-		T(test_lsr_is_read_only),
-		T(test_rx_input_sets_data_ready),
-		T(test_rx_reads_in_order_and_clears_data_ready),
-		T(test_rx_read_of_empty_fifo_gives_zero),
-		T(test_rx_fifo_overflow_takes_what_fits),
-		T(test_rx_order_kept_across_wrap),
-		T(test_rx_room_counts_down),
-		T(test_no_interrupt_after_reset),
-		T(test_rdi_raised_by_input_and_lowered_when_drained),
-		T(test_rdi_enabled_with_data_waiting_raises),
-		T(test_rdi_has_priority_over_thri),
-		T(test_thri_raised_when_enabled),
-		T(test_thri_cleared_by_iir_read),
-		T(test_thr_write_rearms_thri),
-		T(test_thri_not_raised_again_by_reenabling_it),
-		T(test_disabling_ier_lowers_line),
-		T(test_irq_line_raised_once_and_lowered_once),
-		T(test_dlab_exposes_divisor_latch),
-		T(test_dlab_hides_receive_buffer),
-		T(test_loopback_msr_as_linux_autoconfig_expects),
-		T(test_msr_outside_loopback_reports_carrier),
-		T(test_loopback_thr_goes_to_receiver),
-		T(test_fcr_clears_receive_fifo),
-		T(test_fcr_enable_shows_in_iir),
-		T(test_scratch_register_holds_value),
-		T(test_wide_or_out_of_range_access_ignored),
+	    T(test_thr_write_reaches_output),
+	    cmocka_unit_test(test_thr_write_without_output_callback_is_dropped),
+	    T(test_lsr_idle_transmitter_empty_no_data),
+	    T(test_lsr_is_read_only),
+	    T(test_rx_input_sets_data_ready),
+	    T(test_rx_reads_in_order_and_clears_data_ready),
+	    T(test_rx_read_of_empty_fifo_gives_zero),
+	    T(test_rx_fifo_overflow_takes_what_fits),
+	    T(test_rx_order_kept_across_wrap),
+	    T(test_rx_room_counts_down),
+	    T(test_no_interrupt_after_reset),
+	    T(test_rdi_raised_by_input_and_lowered_when_drained),
+	    T(test_rdi_enabled_with_data_waiting_raises),
+	    T(test_rdi_has_priority_over_thri),
+	    T(test_thri_raised_when_enabled),
+	    T(test_thri_cleared_by_iir_read),
+	    T(test_thr_write_rearms_thri),
+	    T(test_thri_not_raised_again_by_reenabling_it),
+	    T(test_disabling_ier_lowers_line),
+	    T(test_irq_line_raised_once_and_lowered_once),
+	    T(test_dlab_exposes_divisor_latch),
+	    T(test_dlab_hides_receive_buffer),
+	    T(test_loopback_msr_as_linux_autoconfig_expects),
+	    T(test_msr_outside_loopback_reports_carrier),
+	    T(test_loopback_thr_goes_to_receiver),
+	    T(test_fcr_clears_receive_fifo),
+	    T(test_fcr_enable_shows_in_iir),
+	    T(test_scratch_register_holds_value),
+	    T(test_wide_or_out_of_range_access_ignored),
 	};
 #undef T
 
