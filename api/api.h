@@ -284,8 +284,8 @@ struct api_server;
 int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 		      struct api_server **out);
 
-/* The one descriptor to add to the caller's epoll set (EPOLLIN); readable whenever
- * api_server_dispatch() has work. Owned by the server. */
+/* The one descriptor to add to the caller's epoll set (EPOLLIN, level-triggered); readable
+ * whenever api_server_dispatch() has work. Owned by the server. */
 int api_server_fd(const struct api_server *srv);
 
 /* Does everything that is ready (accepts, reads, runs complete requests through the ops,

@@ -543,8 +543,9 @@ static void update_timer(struct api_server *srv)
 int api_server_dispatch(struct api_server *srv)
 {
 	struct epoll_event ev[16];
-	int n, i;
+	int n, i, rounds = 0;
 
+again:
 	n = epoll_wait(srv->ep_fd, ev, 16, 0);
 	if (n < 0) {
 		if (errno == EINTR)
@@ -578,6 +579,11 @@ int api_server_dispatch(struct api_server *srv)
 		srv->dead = c->next_dead;
 		free(c);
 	}
+	/* A full batch may have left events behind: take a few more rounds, so a caller
+	 * whose loop is edge-triggered is not left waiting, but bounded so the VMM's other
+	 * work is not starved by a busy client. */
+	if (n == 16 && ++rounds < 4)
+		goto again;
 	update_timer(srv);
 	return 0;
 }
