@@ -93,19 +93,16 @@ static int write_small(int dirfd, const char *name, const char *val)
 	return (size_t)n == len ? 0 : -EIO;
 }
 
-/* v2: is `ctrl` listed in <dir>/cgroup.controllers? */
-static bool v2_has_controller(const char *dir, const char *ctrl)
+/* v2: the controllers <dir>/cgroup.controllers offers, space-separated. */
+static int v2_controllers(const char *dir, char *buf, size_t len)
 {
-	char buf[512];
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	bool ok;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret;
 
 	if (fd < 0)
-		return false;
-	ok =
-	    read_small(fd, "cgroup.controllers", buf, sizeof(buf)) == 0 && has_word(buf, ctrl, ' ');
+		return -errno;
+	ret = read_small(fd, "cgroup.controllers", buf, len);
 	close(fd);
-	return ok;
+	return ret;
 }
 
 /* The line of /proc/self/cgroup for this hierarchy gives our current cgroup, so an
@@ -171,12 +168,13 @@ int jail_cg_plan(const struct jail_config *cfg, struct jail_cgroups *cgs)
 	if (cgs->version != 1) {
 		/* Usable means every controller asked for is handed to the unified tree; on a
 		 * hybrid host (like this one) they are usually all bound to v1 instead. */
-		bool usable = v2 != NULL;
+		char ctrls[512] = "";
+		bool usable = v2 != NULL && v2_controllers(v2->dir, ctrls, sizeof(ctrls)) == 0;
 		for (unsigned i = 0; usable && i < cfg->n_cgroups; i++)
-			usable = v2_has_controller(v2->dir, cfg->cgroups[i].controller);
+			usable = has_word(ctrls, cfg->cgroups[i].controller, ' ');
 		if (!usable && cgs->version == 2) {
 			for (unsigned i = 0; v2 && i < cfg->n_cgroups; i++)
-				if (!v2_has_controller(v2->dir, cfg->cgroups[i].controller))
+				if (!has_word(ctrls, cfg->cgroups[i].controller, ' '))
 					log_err("validate: cgroups: controller '%s' (--cgroup %s) "
 						"is not in %s/cgroup.controllers",
 						cfg->cgroups[i].controller, cfg->cgroups[i].key,

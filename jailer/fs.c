@@ -236,20 +236,31 @@ int jail_fs_elf_interp(int fd, char *out, size_t out_len)
 	return 0;
 }
 
-int jail_fs_misc_minor(const char *name)
+int jail_fs_read_misc(char *buf, size_t len)
 {
-	char dev[64];
-	int minor, ret = -ENOENT;
-	FILE *f = fopen("/proc/misc", "re");
+	int fd = open("/proc/misc", O_RDONLY | O_CLOEXEC);
+	size_t n = 0;
+	ssize_t r;
 
-	if (!f)
+	if (fd < 0)
 		return -errno;
-	while (fscanf(f, "%d %63s", &minor, dev) == 2) {
-		if (strcmp(dev, name) == 0) {
-			ret = minor;
-			break;
-		}
+	while (n + 1 < len && (r = read(fd, buf + n, len - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	buf[n] = '\0';
+	return 0;
+}
+
+int jail_fs_misc_minor(const char *misc, const char *name)
+{
+	for (const char *p = misc; p && *p;) {
+		char dev[64];
+		int minor;
+		if (sscanf(p, "%d %63s", &minor, dev) == 2 && strcmp(dev, name) == 0)
+			return minor;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
 	}
-	fclose(f);
-	return ret;
+	return -ENOENT;
 }

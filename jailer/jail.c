@@ -64,6 +64,10 @@ static void probe_devices(struct jail *j)
 	    {"/dev/urandom", NULL, 1, 9, JAIL_DEV_URANDOM},
 	};
 
+	char misc[4096];
+
+	if (jail_fs_read_misc(misc, sizeof(misc)))
+		misc[0] = '\0';
 	j->n_devs = 0;
 	for (unsigned i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
 		struct jail_dev d = known[i];
@@ -73,7 +77,7 @@ static void probe_devices(struct jail *j)
 		if (d.misc_name) {
 			/* The host has a misc device when its driver registered it; the
 			 * minor of userfaultfd is dynamic, so always take it from there. */
-			int minor = jail_fs_misc_minor(d.misc_name);
+			int minor = jail_fs_misc_minor(misc, d.misc_name);
 			if (minor < 0) {
 				log_info("devices: host has no %s (no '%s' in /proc/misc); the "
 					 "jail will not have it",

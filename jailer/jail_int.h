@@ -31,8 +31,12 @@ int jail_fs_mounts_below(const char *dir, char *first, size_t first_len);
  * binary). 0, -ENOEXEC when not a 64-bit ELF, or -errno. */
 int jail_fs_elf_interp(int fd, char *out, size_t out_len);
 
-/* Minor number of a misc device from /proc/misc; -ENOENT when the host has none. */
-int jail_fs_misc_minor(const char *name);
+/* Reads /proc/misc into buf (NUL-terminated, truncated to len); 0 or -errno. */
+int jail_fs_read_misc(char *buf, size_t len);
+
+/* Minor number of misc device `name` in the text of /proc/misc; -ENOENT when the host
+ * has none. */
+int jail_fs_misc_minor(const char *misc, const char *name);
 
 /* --- cgroup.c --- */
 
