@@ -1,0 +1,417 @@
+/* Snapshots of real VMs: create, restore, clones, the prepared path, and corrupt files.
+ * The probe guest plays the function; its checksums and its `compute` results are
+ * compared with what the host computes independently (probesum). */
+#include <errno.h>
+#include <json-c/json.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#define TMO 60000
+
+static char dir[] = "/tmp/thaw-snaptest-XXXXXX";
+
+static struct vmproc *start(const char *const argv[])
+{
+	struct vmproc *p = calloc(1, sizeof(*p));
+
+	assert_non_null(p);
+	assert_int_equal(vmproc_start(p, argv), 0);
+	return p;
+}
+
+static void end(struct vmproc *p)
+{
+	vmproc_stop(p);
+	free(p);
+}
+
+static void expect(struct vmproc *p, const char *needle, char *line, size_t len)
+{
+	if (vmproc_expect(p, needle, TMO, line, len)) {
+		vmproc_dump(p, needle);
+		fail();
+	}
+}
+
+static void ask(struct vmproc *p, const char *req, const char *prefix, char *ans, size_t len)
+{
+	if (vmproc_ask(p, req, prefix, TMO, ans, len)) {
+		vmproc_dump(p, req);
+		fail();
+	}
+}
+
+static void path_in_dir(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+/* Boots the probe and snapshots it once it is ready; the process then exits. */
+static void make_ready_snapshot(const char *snap, unsigned vcpus, unsigned mem_mib)
+{
+	char v[8], m[16];
+	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
+			      "--vcpus", v, "--mem-mib", m, "--snapshot", snap,
+			      "--snapshot-after", "THAW_PROBE_READY", "--snapshot-then", "exit",
+			      NULL};
+	struct vmproc *p;
+	int st;
+
+	snprintf(v, sizeof(v), "%u", vcpus);
+	snprintf(m, sizeof(m), "%u", mem_mib);
+	p = start(argv);
+	st = vmproc_wait(p, TMO);
+	if (st != 0) {
+		vmproc_dump(p, "snapshot create");
+		fail();
+	}
+	end(p);
+}
+
+static struct vmproc *restore(const char *snap, const char *extra1, const char *extra2)
+{
+	const char *argv[] = {harness_env("THAW_BIN"), "--restore", snap, extra1, extra2, NULL};
+
+	return start(argv);
+}
+
+/* Runs a host program and returns its first output line. */
+static void run_capture(const char *cmd, char *out, size_t len)
+{
+	FILE *f = popen(cmd, "r");
+
+	assert_non_null(f);
+	assert_non_null(fgets(out, (int)len, f));
+	out[strcspn(out, "\n")] = 0;
+	pclose(f);
+}
+
+static void probesum(char *out, size_t len, const char *args)
+{
+	char cmd[1024], probe[512];
+
+	snprintf(probe, sizeof(probe), "%s", harness_env("THAW_PROBE"));
+	*strrchr(probe, '/') = 0;
+	snprintf(cmd, sizeof(cmd), "%s/probesum %s", probe, args);
+	run_capture(cmd, out, len);
+}
+
+static void ready_snapshot_restores_and_answers(void **state)
+{
+	char snap[256], line[256], ans[256], want[64];
+	struct vmproc *p;
+
+	path_in_dir(snap, sizeof(snap), "ready.snap");
+	make_ready_snapshot(snap, 1, 64);
+	p = restore(snap, NULL, NULL);
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	ask(p, "touch 8 16 7", "PROBE touch", ans, sizeof(ans));
+	probesum(want, sizeof(want), "touch 8 16 7");
+	assert_non_null(strstr(ans, want));
+	(void)line;
+	end(p);
+}
+
+/* A snapshot taken in the middle of `compute` resumes it: the answer equals what the
+ * host computes for an uninterrupted run. */
+static void snapshot_mid_computation_gives_the_uninterrupted_result(void **state)
+{
+	char snap[256], line[512], want[64], req[64];
+	const unsigned long long n = 400000000ull;
+	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
+			      "--vcpus", "2", "--mem-mib", "64", "--snapshot", snap,
+			      "--snapshot-then", "exit", NULL};
+	struct vmproc *p;
+
+	path_in_dir(snap, sizeof(snap), "mid.snap");
+	p = start(argv);
+	expect(p, "THAW_PROBE_READY", line, sizeof(line));
+	snprintf(req, sizeof(req), "compute %llu", n);
+	assert_int_equal(vmproc_send(p, req), 0);
+	usleep(300 * 1000);
+	kill(p->pid, SIGUSR1);
+	assert_int_equal(vmproc_wait(p, TMO), 0);
+	/* the computation was still running when the snapshot was taken */
+	if (strstr(p->out, "PROBE compute")) {
+		print_error("compute %llu finished before the snapshot: raise n\n", n);
+		fail();
+	}
+	end(p);
+
+	p = restore(snap, NULL, NULL);
+	expect(p, "PROBE compute", line, sizeof(line));
+	snprintf(req, sizeof(req), "compute %llu 0", n);
+	probesum(want, sizeof(want), req);
+	assert_non_null(strstr(line, want));
+	end(p);
+}
+
+static json_object *inspect(const char *snap)
+{
+	char cmd[1024];
+	FILE *f;
+	static char buf[8 << 20];
+	size_t n;
+	json_object *j;
+
+	snprintf(cmd, sizeof(cmd), "%s/thaw-snap inspect %s", harness_env("THAW_BUILD"), snap);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	pclose(f);
+	buf[n] = 0;
+	j = json_tokener_parse(buf);
+	assert_non_null(j);
+	return j;
+}
+
+static json_object *section(json_object *snap, const char *name)
+{
+	json_object *secs = json_object_object_get(snap, "sections");
+
+	for (size_t i = 0; i < json_object_array_length(secs); i++) {
+		json_object *s = json_object_array_get_idx(secs, i);
+
+		if (strcmp(json_object_get_string(json_object_object_get(s, "name")), name) == 0)
+			return json_object_object_get(s, "fields");
+	}
+	fail_msg("no section %s", name);
+	return NULL;
+}
+
+/* Restore a snapshot paused, snapshot it again at once: every register, MSR (but the
+ * running TSC) and the memory checksums must be what was saved. */
+static void restored_state_matches_the_saved_state_field_by_field(void **state)
+{
+	char a[256], b[256];
+	const char *argv[] = {harness_env("THAW_BIN"), "--restore", a, "--paused", "--snapshot",
+			      b, "--snapshot-then", "exit", NULL};
+	struct vmproc *p;
+	json_object *ja, *jb, *fa, *fb;
+	unsigned compared = 0;
+
+	path_in_dir(a, sizeof(a), "a.snap");
+	path_in_dir(b, sizeof(b), "b.snap");
+	make_ready_snapshot(a, 2, 64);
+	p = start(argv);
+	usleep(500 * 1000);
+	kill(p->pid, SIGUSR1);
+	if (vmproc_wait(p, TMO) != 0) {
+		vmproc_dump(p, "re-snapshot");
+		fail();
+	}
+	end(p);
+
+	ja = inspect(a);
+	jb = inspect(b);
+	for (unsigned cpu = 0; cpu < 2; cpu++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "vcpu.%u", cpu);
+		fa = section(ja, name);
+		fb = section(jb, name);
+		json_object_object_foreach(fa, key, va)
+		{
+			json_object *vb = json_object_object_get(fb, key);
+
+			if (strcmp(key, "msrs") == 0)
+				continue;
+			if (!json_object_equal(va, vb))
+				fail_msg("%s.%s: saved %s, restored %s", name, key,
+					 json_object_to_json_string(va),
+					 json_object_to_json_string(vb));
+			compared++;
+		}
+		json_object *ma = json_object_object_get(fa, "msrs");
+		json_object *mb = json_object_object_get(fb, "msrs");
+		assert_int_equal(json_object_array_length(ma), json_object_array_length(mb));
+		for (size_t i = 0; i < json_object_array_length(ma); i++) {
+			json_object *ea = json_object_array_get_idx(ma, i);
+			json_object *eb = json_object_array_get_idx(mb, i);
+			const char *idx = json_object_get_string(json_object_object_get(ea, "index"));
+
+			assert_string_equal(idx, json_object_get_string(
+							 json_object_object_get(eb, "index")));
+			/* counters that keep running: the TSC and Hyper-V's reference time */
+			if (strcmp(idx, "0x10") == 0 || strcmp(idx, "0x40000020") == 0)
+				continue;
+			if (!json_object_equal(json_object_object_get(ea, "value"),
+					       json_object_object_get(eb, "value")))
+				fail_msg("%s MSR %s: saved %s, restored %s", name, idx,
+					 json_object_to_json_string(ea),
+					 json_object_to_json_string(eb));
+			compared++;
+		}
+	}
+	/* memory: identical chunk checksums */
+	assert_true(json_object_equal(section(ja, "memory.sums"), section(jb, "memory.sums")));
+	assert_true(compared > 100);
+	json_object_put(ja);
+	json_object_put(jb);
+}
+
+/* Several clones from one file at once: each runs on its own, the page cache is
+ * shared, and the file is unchanged afterwards. */
+static void clones_run_independently_and_leave_the_file_unchanged(void **state)
+{
+	enum { N = 4 };
+	char snap[256], before[128], after[128], cmd[512], ans[256], req[64], want[64];
+	struct vmproc *p[N];
+
+	path_in_dir(snap, sizeof(snap), "clone.snap");
+	make_ready_snapshot(snap, 1, 64);
+	snprintf(cmd, sizeof(cmd), "sha256sum %s", snap);
+	run_capture(cmd, before, sizeof(before));
+	for (int i = 0; i < N; i++)
+		p[i] = restore(snap, NULL, NULL);
+	for (int i = 0; i < N; i++) {
+		snprintf(req, sizeof(req), "touch 8 8 %d", 100 + i);
+		ask(p[i], req, "PROBE touch", ans, sizeof(ans));
+		probesum(want, sizeof(want), req);
+		assert_non_null(strstr(ans, want));
+	}
+	/* each clone kept its own writes */
+	for (int i = 0; i < N; i++) {
+		snprintf(req, sizeof(req), "touch 8 8 %d", 100 + i);
+		probesum(want, sizeof(want), req);
+		ask(p[i], "sum 8 8", "PROBE sum", ans, sizeof(ans));
+		assert_non_null(strstr(ans, want));
+		end(p[i]);
+	}
+	run_capture(cmd, after, sizeof(after));
+	assert_string_equal(before, after);
+}
+
+static void prepared_restore_runs_the_same_guest(void **state)
+{
+	char snap[256], ans[256], want[64];
+	struct vmproc *p;
+
+	path_in_dir(snap, sizeof(snap), "prep.snap");
+	make_ready_snapshot(snap, 2, 64);
+	p = restore(snap, "--prepare", "mem-mib=64,vcpus=2");
+	ask(p, "info", "PROBE info", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "online=2"));
+	ask(p, "touch 4 20 9", "PROBE touch", ans, sizeof(ans));
+	probesum(want, sizeof(want), "touch 4 20 9");
+	assert_non_null(strstr(ans, want));
+	end(p);
+	/* a prepared VM of another shape falls back to the plain path */
+	p = restore(snap, "--prepare", "mem-mib=128,vcpus=1");
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	end(p);
+}
+
+/* ---- damaged files: refused with exit status 6 and a message naming the cause */
+
+static void copy_file(const char *from, const char *to)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "cp --sparse=always %s %s", from, to);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void expect_restore_refused(const char *snap, const char *needle)
+{
+	struct vmproc *p = restore(snap, NULL, NULL);
+	int st = vmproc_wait(p, TMO);
+
+	if (st != 6 || !strstr(p->err, needle)) {
+		print_error("want status 6 and '%s', got %d\n", needle, st);
+		vmproc_dump(p, "damaged snapshot");
+		fail();
+	}
+	end(p);
+}
+
+static void damaged_snapshots_are_refused_naming_the_cause(void **state)
+{
+	char good[256], bad[256];
+	json_object *j, *secs;
+	FILE *f;
+
+	path_in_dir(good, sizeof(good), "good.snap");
+	path_in_dir(bad, sizeof(bad), "bad.snap");
+	make_ready_snapshot(good, 1, 64);
+
+	/* a flipped bit in each state section */
+	j = inspect(good);
+	secs = json_object_object_get(j, "sections");
+	for (size_t i = 0; i < json_object_array_length(secs); i++) {
+		json_object *s = json_object_array_get_idx(secs, i);
+		const char *name = json_object_get_string(json_object_object_get(s, "name"));
+		long off = json_object_get_int64(json_object_object_get(s, "offset"));
+		long size = json_object_get_int64(json_object_object_get(s, "size"));
+		int c;
+
+		if (strncmp(name, "memory", 6) == 0 || size == 0)
+			continue;
+		copy_file(good, bad);
+		f = fopen(bad, "r+");
+		assert_non_null(f);
+		fseek(f, off + size / 2, SEEK_SET);
+		c = fgetc(f);
+		fseek(f, off + size / 2, SEEK_SET);
+		fputc(c ^ 0x10, f);
+		fclose(f);
+		expect_restore_refused(bad, name);
+	}
+	json_object_put(j);
+
+	/* truncated: the memory section runs past the end */
+	copy_file(good, bad);
+	assert_int_equal(truncate(bad, 3 << 20), 0);
+	expect_restore_refused(bad, "truncated");
+
+	/* wrong magic */
+	copy_file(good, bad);
+	f = fopen(bad, "r+");
+	fputs("NOTTHAW!", f);
+	fclose(f);
+	expect_restore_refused(bad, "magic");
+
+	/* not there at all */
+	expect_restore_refused("/nonexistent.snap", "No such file");
+}
+
+static int setup(void **state)
+{
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(ready_snapshot_restores_and_answers),
+		cmocka_unit_test(snapshot_mid_computation_gives_the_uninterrupted_result),
+		cmocka_unit_test(restored_state_matches_the_saved_state_field_by_field),
+		cmocka_unit_test(clones_run_independently_and_leave_the_file_unchanged),
+		cmocka_unit_test(prepared_restore_runs_the_same_guest),
+		cmocka_unit_test(damaged_snapshots_are_refused_naming_the_cause),
+	};
+
+	if (!harness_have_kvm())
+		return 0;
+	return cmocka_run_group_tests_name("snapshot", tests, setup, teardown);
+}
