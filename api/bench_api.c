@@ -131,6 +131,25 @@ int main(int argc, char **argv)
 	report("GET / round trip through the API", ns, n);
 	api_med = (double)ns[n / 2];
 
+	/* What a client that connects per request (curl) pays: connect, request, response. */
+	{
+		int m = n / 10, k;
+
+		for (k = 0; k < m; k++) {
+			uint64_t t0 = now_ns();
+			int fd2 = api_client_connect(sock);
+
+			if (fd2 < 0 || send(fd2, req, sizeof(req) - 1, MSG_NOSIGNAL) < 0 ||
+			    api_client_read_response(fd2, resp) || resp->status != 200) {
+				fprintf(stderr, "bench_api: new-connection request %d failed\n", k);
+				return 1;
+			}
+			ns[k] = now_ns() - t0;
+			close(fd2);
+		}
+		report("connect + GET / on a new connection", ns, m);
+	}
+
 	/* Same exchange size over a bare socket pair, read by the same client code path. */
 	{
 		int fd2 = api_client_connect(sock);
