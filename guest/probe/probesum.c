@@ -3,6 +3,7 @@
  *   probesum sum FILE FILE_OFFSET START_MIB LEN_MIB   checksum of guest RAM in a file whose
  *                                                     byte FILE_OFFSET is guest address 0
  *   probesum touch START_MIB LEN_MIB SEED             expected answer of `touch`
+ *   probesum scatter START_MIB LEN_MIB SEED           expected answer of `touchscatter`
  *   probesum compute N CPU                            per-CPU result of `compute N`
  * Prints the value as 0x%016lx. */
 #include <errno.h>
@@ -73,6 +74,10 @@ int main(int argc, char **argv)
 		uint64_t start = num(argv[2]) * MIB, len = num(argv[3]) * MIB, seedk = num(argv[4]) * K2;
 		for (uint64_t a = start; a < start + len; a += 8)
 			s += word_hash(a, pattern(seedk, a));
+	} else if (argc == 5 && !strcmp(argv[1], "scatter")) {
+		uint64_t start = num(argv[2]) * MIB, len = num(argv[3]) * MIB, seedk = num(argv[4]) * K2;
+		for (uint64_t a = start; a < start + len; a += 4096)
+			s += word_hash(a, pattern(seedk, a));
 	} else if (argc == 4 && !strcmp(argv[1], "compute")) {
 		uint64_t n = num(argv[2]), x = 0x243F6A8885A308D3ULL ^ num(argv[3]);
 		for (uint64_t i = 0; i < n; i++)
@@ -81,6 +86,7 @@ int main(int argc, char **argv)
 	} else {
 		fprintf(stderr, "usage: probesum sum FILE FILE_OFFSET START_MIB LEN_MIB\n"
 				"       probesum touch START_MIB LEN_MIB SEED\n"
+				"       probesum scatter START_MIB LEN_MIB SEED\n"
 				"       probesum compute N CPU\n");
 		return 2;
 	}
