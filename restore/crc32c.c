@@ -8,8 +8,8 @@
 
 #include "restore/snapshot.h"
 
-#define POLY     0x82f63b78u /* reflected Castagnoli polynomial */
-#define STREAM_L 1360u       /* 3 * 1360 + 16 = 4096: one page = three streams + a tail */
+#define POLY	 0x82f63b78u /* reflected Castagnoli polynomial */
+#define STREAM_L 1360u	     /* 3 * 1360 + 16 = 4096: one page = three streams + a tail */
 
 static uint32_t sw_table[8][256];
 static uint32_t shift_stream[4][256]; /* register past STREAM_L zero bytes */
@@ -81,7 +81,8 @@ static void crc_init(void)
 	}
 	for (unsigned i = 0; i < 256; i++)
 		for (unsigned t = 1; t < 8; t++)
-			sw_table[t][i] = (sw_table[t - 1][i] >> 8) ^ sw_table[0][sw_table[t - 1][i] & 0xff];
+			sw_table[t][i] =
+			    (sw_table[t - 1][i] >> 8) ^ sw_table[0][sw_table[t - 1][i] & 0xff];
 }
 
 static uint32_t crc_sw(uint32_t reg, const uint8_t *p, size_t len)
@@ -106,8 +107,7 @@ static uint32_t crc_sw(uint32_t reg, const uint8_t *p, size_t len)
 	return reg;
 }
 
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t reg, const uint8_t *p,
-							  size_t len)
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t reg, const uint8_t *p, size_t len)
 {
 	uint64_t r = reg;
 	while (len && ((uintptr_t)p & 7)) {

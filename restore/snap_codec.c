@@ -21,99 +21,108 @@ struct fdesc {
 	const char *name;
 };
 
-#define U(t, st, f, n)    {t, D_UINT, sizeof(((st *)0)->f), offsetof(st, f), n}
-#define BLOB(t, st, f, n) {t, D_BLOB, sizeof(((st *)0)->f), offsetof(st, f), n}
-#define ARR(t, st, f, n)  {t, D_U64ARR, sizeof(((st *)0)->f) / 8, offsetof(st, f), n}
+#define U(t, st, f, n)                                                                             \
+	{                                                                                          \
+		t, D_UINT, sizeof(((st *)0)->f), offsetof(st, f), n                                \
+	}
+#define BLOB(t, st, f, n)                                                                          \
+	{                                                                                          \
+		t, D_BLOB, sizeof(((st *)0)->f), offsetof(st, f), n                                \
+	}
+#define ARR(t, st, f, n)                                                                           \
+	{                                                                                          \
+		t, D_U64ARR, sizeof(((st *)0)->f) / 8, offsetof(st, f), n                          \
+	}
 
 /* ---------------------------------------------------------------- vcpu */
 
 typedef struct snap_vcpu_state V;
 
-#define SEG(i, sg)                                                                                  \
-	U(0x100 + 16 * (i) + 0, V, sregs.sg.base, #sg ".base"),                                      \
-	    U(0x100 + 16 * (i) + 1, V, sregs.sg.limit, #sg ".limit"),                                \
-	    U(0x100 + 16 * (i) + 2, V, sregs.sg.selector, #sg ".selector"),                          \
-	    U(0x100 + 16 * (i) + 3, V, sregs.sg.type, #sg ".type"),                                  \
-	    U(0x100 + 16 * (i) + 4, V, sregs.sg.present, #sg ".present"),                            \
-	    U(0x100 + 16 * (i) + 5, V, sregs.sg.dpl, #sg ".dpl"),                                    \
-	    U(0x100 + 16 * (i) + 6, V, sregs.sg.db, #sg ".db"),                                      \
-	    U(0x100 + 16 * (i) + 7, V, sregs.sg.s, #sg ".s"),                                        \
-	    U(0x100 + 16 * (i) + 8, V, sregs.sg.l, #sg ".l"),                                        \
-	    U(0x100 + 16 * (i) + 9, V, sregs.sg.g, #sg ".g"),                                        \
-	    U(0x100 + 16 * (i) + 10, V, sregs.sg.avl, #sg ".avl"),                                   \
+#define SEG(i, sg)                                                                                 \
+	U(0x100 + 16 * (i) + 0, V, sregs.sg.base, #sg ".base"),                                    \
+	    U(0x100 + 16 * (i) + 1, V, sregs.sg.limit, #sg ".limit"),                              \
+	    U(0x100 + 16 * (i) + 2, V, sregs.sg.selector, #sg ".selector"),                        \
+	    U(0x100 + 16 * (i) + 3, V, sregs.sg.type, #sg ".type"),                                \
+	    U(0x100 + 16 * (i) + 4, V, sregs.sg.present, #sg ".present"),                          \
+	    U(0x100 + 16 * (i) + 5, V, sregs.sg.dpl, #sg ".dpl"),                                  \
+	    U(0x100 + 16 * (i) + 6, V, sregs.sg.db, #sg ".db"),                                    \
+	    U(0x100 + 16 * (i) + 7, V, sregs.sg.s, #sg ".s"),                                      \
+	    U(0x100 + 16 * (i) + 8, V, sregs.sg.l, #sg ".l"),                                      \
+	    U(0x100 + 16 * (i) + 9, V, sregs.sg.g, #sg ".g"),                                      \
+	    U(0x100 + 16 * (i) + 10, V, sregs.sg.avl, #sg ".avl"),                                 \
 	    U(0x100 + 16 * (i) + 11, V, sregs.sg.unusable, #sg ".unusable")
 
-#define VCPU_XCRS  0x210
-#define VCPU_MSRS  0x600
+#define VCPU_XCRS 0x210
+#define VCPU_MSRS 0x600
 
 static const struct fdesc vcpu_desc[] = {
-	U(1, V, regs.rax, "rax"),
-	U(2, V, regs.rbx, "rbx"),
-	U(3, V, regs.rcx, "rcx"),
-	U(4, V, regs.rdx, "rdx"),
-	U(5, V, regs.rsi, "rsi"),
-	U(6, V, regs.rdi, "rdi"),
-	U(7, V, regs.rsp, "rsp"),
-	U(8, V, regs.rbp, "rbp"),
-	U(9, V, regs.r8, "r8"),
-	U(10, V, regs.r9, "r9"),
-	U(11, V, regs.r10, "r10"),
-	U(12, V, regs.r11, "r11"),
-	U(13, V, regs.r12, "r12"),
-	U(14, V, regs.r13, "r13"),
-	U(15, V, regs.r14, "r14"),
-	U(16, V, regs.r15, "r15"),
-	U(17, V, regs.rip, "rip"),
-	U(18, V, regs.rflags, "rflags"),
-	SEG(0, cs),
-	SEG(1, ds),
-	SEG(2, es),
-	SEG(3, fs),
-	SEG(4, gs),
-	SEG(5, ss),
-	SEG(6, tr),
-	SEG(7, ldt),
-	U(0x180, V, sregs.gdt.base, "gdt.base"),
-	U(0x181, V, sregs.gdt.limit, "gdt.limit"),
-	U(0x182, V, sregs.idt.base, "idt.base"),
-	U(0x183, V, sregs.idt.limit, "idt.limit"),
-	U(0x190, V, sregs.cr0, "cr0"),
-	U(0x191, V, sregs.cr2, "cr2"),
-	U(0x192, V, sregs.cr3, "cr3"),
-	U(0x193, V, sregs.cr4, "cr4"),
-	U(0x194, V, sregs.cr8, "cr8"),
-	U(0x195, V, sregs.efer, "efer"),
-	U(0x196, V, sregs.apic_base, "apic_base"),
-	ARR(0x197, V, sregs.interrupt_bitmap, "interrupt_bitmap"),
-	BLOB(0x200, V, xsave.region, "xsave"),
-	U(0x211, V, xcrs.flags, "xcrs.flags"),
-	BLOB(0x220, V, lapic.regs, "lapic"),
-	U(0x300, V, events.exception.injected, "exception.injected"),
-	U(0x301, V, events.exception.nr, "exception.nr"),
-	U(0x302, V, events.exception.has_error_code, "exception.has_error_code"),
-	U(0x303, V, events.exception.pending, "exception.pending"),
-	U(0x304, V, events.exception.error_code, "exception.error_code"),
-	U(0x305, V, events.exception_has_payload, "exception.has_payload"),
-	U(0x306, V, events.exception_payload, "exception.payload"),
-	U(0x310, V, events.interrupt.injected, "interrupt.injected"),
-	U(0x311, V, events.interrupt.nr, "interrupt.nr"),
-	U(0x312, V, events.interrupt.soft, "interrupt.soft"),
-	U(0x313, V, events.interrupt.shadow, "interrupt.shadow"),
-	U(0x320, V, events.nmi.injected, "nmi.injected"),
-	U(0x321, V, events.nmi.pending, "nmi.pending"),
-	U(0x322, V, events.nmi.masked, "nmi.masked"),
-	U(0x330, V, events.sipi_vector, "sipi_vector"),
-	U(0x331, V, events.flags, "events.flags"),
-	U(0x340, V, events.smi.smm, "smi.smm"),
-	U(0x341, V, events.smi.pending, "smi.pending"),
-	U(0x342, V, events.smi.smm_inside_nmi, "smi.smm_inside_nmi"),
-	U(0x343, V, events.smi.latched_init, "smi.latched_init"),
-	U(0x350, V, events.triple_fault.pending, "triple_fault.pending"),
-	U(0x400, V, mp_state.mp_state, "mp_state"),
-	ARR(0x500, V, debugregs.db, "db"),
-	U(0x501, V, debugregs.dr6, "dr6"),
-	U(0x502, V, debugregs.dr7, "dr7"),
-	U(0x503, V, debugregs.flags, "debugregs.flags"),
+    U(1, V, regs.rax, "rax"),
+    U(2, V, regs.rbx, "rbx"),
+    U(3, V, regs.rcx, "rcx"),
+    U(4, V, regs.rdx, "rdx"),
+    U(5, V, regs.rsi, "rsi"),
+    U(6, V, regs.rdi, "rdi"),
+    U(7, V, regs.rsp, "rsp"),
+    U(8, V, regs.rbp, "rbp"),
+    U(9, V, regs.r8, "r8"),
+    U(10, V, regs.r9, "r9"),
+    U(11, V, regs.r10, "r10"),
+    U(12, V, regs.r11, "r11"),
+    U(13, V, regs.r12, "r12"),
+    U(14, V, regs.r13, "r13"),
+    U(15, V, regs.r14, "r14"),
+    U(16, V, regs.r15, "r15"),
+    U(17, V, regs.rip, "rip"),
+    U(18, V, regs.rflags, "rflags"),
+    SEG(0, cs),
+    SEG(1, ds),
+    SEG(2, es),
+    SEG(3, fs),
+    SEG(4, gs),
+    SEG(5, ss),
+    SEG(6, tr),
+    SEG(7, ldt),
+    U(0x180, V, sregs.gdt.base, "gdt.base"),
+    U(0x181, V, sregs.gdt.limit, "gdt.limit"),
+    U(0x182, V, sregs.idt.base, "idt.base"),
+    U(0x183, V, sregs.idt.limit, "idt.limit"),
+    U(0x190, V, sregs.cr0, "cr0"),
+    U(0x191, V, sregs.cr2, "cr2"),
+    U(0x192, V, sregs.cr3, "cr3"),
+    U(0x193, V, sregs.cr4, "cr4"),
+    U(0x194, V, sregs.cr8, "cr8"),
+    U(0x195, V, sregs.efer, "efer"),
+    U(0x196, V, sregs.apic_base, "apic_base"),
+    ARR(0x197, V, sregs.interrupt_bitmap, "interrupt_bitmap"),
+    BLOB(0x200, V, xsave.region, "xsave"),
+    U(0x211, V, xcrs.flags, "xcrs.flags"),
+    BLOB(0x220, V, lapic.regs, "lapic"),
+    U(0x300, V, events.exception.injected, "exception.injected"),
+    U(0x301, V, events.exception.nr, "exception.nr"),
+    U(0x302, V, events.exception.has_error_code, "exception.has_error_code"),
+    U(0x303, V, events.exception.pending, "exception.pending"),
+    U(0x304, V, events.exception.error_code, "exception.error_code"),
+    U(0x305, V, events.exception_has_payload, "exception.has_payload"),
+    U(0x306, V, events.exception_payload, "exception.payload"),
+    U(0x310, V, events.interrupt.injected, "interrupt.injected"),
+    U(0x311, V, events.interrupt.nr, "interrupt.nr"),
+    U(0x312, V, events.interrupt.soft, "interrupt.soft"),
+    U(0x313, V, events.interrupt.shadow, "interrupt.shadow"),
+    U(0x320, V, events.nmi.injected, "nmi.injected"),
+    U(0x321, V, events.nmi.pending, "nmi.pending"),
+    U(0x322, V, events.nmi.masked, "nmi.masked"),
+    U(0x330, V, events.sipi_vector, "sipi_vector"),
+    U(0x331, V, events.flags, "events.flags"),
+    U(0x340, V, events.smi.smm, "smi.smm"),
+    U(0x341, V, events.smi.pending, "smi.pending"),
+    U(0x342, V, events.smi.smm_inside_nmi, "smi.smm_inside_nmi"),
+    U(0x343, V, events.smi.latched_init, "smi.latched_init"),
+    U(0x350, V, events.triple_fault.pending, "triple_fault.pending"),
+    U(0x400, V, mp_state.mp_state, "mp_state"),
+    ARR(0x500, V, debugregs.db, "db"),
+    U(0x501, V, debugregs.dr6, "dr6"),
+    U(0x502, V, debugregs.dr7, "dr7"),
+    U(0x503, V, debugregs.flags, "debugregs.flags"),
 };
 
 /* ---------------------------------------------------------------- irqchip, pit, clock */
@@ -140,13 +149,13 @@ typedef struct snap_vm_state VM;
 	    U(base + 15, VM, pic[i].elcr_mask, "pic" #i ".elcr_mask")
 
 static const struct fdesc irqchip_desc[] = {
-	PIC(0x100, 0),
-	PIC(0x200, 1),
-	U(0x300, VM, ioapic.base_address, "ioapic.base_address"),
-	U(0x301, VM, ioapic.ioregsel, "ioapic.ioregsel"),
-	U(0x302, VM, ioapic.id, "ioapic.id"),
-	U(0x303, VM, ioapic.irr, "ioapic.irr"),
-	{0x310, D_U64ARR, KVM_IOAPIC_NUM_PINS, offsetof(VM, ioapic.redirtbl), "ioapic.redirtbl"},
+    PIC(0x100, 0),
+    PIC(0x200, 1),
+    U(0x300, VM, ioapic.base_address, "ioapic.base_address"),
+    U(0x301, VM, ioapic.ioregsel, "ioapic.ioregsel"),
+    U(0x302, VM, ioapic.id, "ioapic.id"),
+    U(0x303, VM, ioapic.irr, "ioapic.irr"),
+    {0x310, D_U64ARR, KVM_IOAPIC_NUM_PINS, offsetof(VM, ioapic.redirtbl), "ioapic.redirtbl"},
 };
 
 typedef struct kvm_pit_state2 PIT;
@@ -167,18 +176,18 @@ typedef struct kvm_pit_state2 PIT;
 	    U(base + 12, PIT, channels[i].count_load_time, "ch" #i ".count_load_time")
 
 static const struct fdesc pit_desc[] = {
-	PITCH(0x100, 0),
-	PITCH(0x200, 1),
-	PITCH(0x300, 2),
-	U(0x400, PIT, flags, "flags"),
+    PITCH(0x100, 0),
+    PITCH(0x200, 1),
+    PITCH(0x300, 2),
+    U(0x400, PIT, flags, "flags"),
 };
 
 typedef struct kvm_clock_data CLK;
 static const struct fdesc clock_desc[] = {
-	U(1, CLK, clock, "clock"),
-	U(2, CLK, flags, "flags"),
-	U(3, CLK, realtime, "realtime"),
-	U(4, CLK, host_tsc, "host_tsc"),
+    U(1, CLK, clock, "clock"),
+    U(2, CLK, flags, "flags"),
+    U(3, CLK, realtime, "realtime"),
+    U(4, CLK, host_tsc, "host_tsc"),
 };
 
 /* Tags of the sections encoded by hand (names for tools, values for the codecs). */
@@ -283,9 +292,8 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 	uint8_t *b = base;
 	if (!d)
 		return -ENOENT;
-	static const uint16_t want[] = {[D_UINT] = SNAP_T_U64,
-					[D_BLOB] = SNAP_T_BYTES,
-					[D_U64ARR] = SNAP_T_U64A};
+	static const uint16_t want[] = {
+	    [D_UINT] = SNAP_T_U64, [D_BLOB] = SNAP_T_BYTES, [D_U64ARR] = SNAP_T_U64A};
 	if (f->type != want[d->kind]) {
 		snap_seterr(err, errlen, "section '%s' field '%s' (tag 0x%x) is %s, expected %s",
 			    secname, d->name, f->tag, type_name(f->type), type_name(want[d->kind]));
@@ -326,16 +334,17 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 static int check_version(const struct snap_section *sec, char *err, size_t errlen)
 {
 	if (sec->ver_major > 1) {
-		snap_seterr(err, errlen, "section '%s' version %u.%u is newer than this reader (1.x)",
-			    sec->name, sec->ver_major, sec->ver_minor);
+		snap_seterr(err, errlen,
+			    "section '%s' version %u.%u is newer than this reader (1.x)", sec->name,
+			    sec->ver_major, sec->ver_minor);
 		return -EPROTONOSUPPORT;
 	}
 	return 0;
 }
 
 /* Decodes a table-only section into `base` (zeroed first: missing fields default to 0). */
-static int dec_table(const struct snap_section *sec, const struct fdesc *t, size_t n,
-		     void *base, size_t size, char *err, size_t errlen)
+static int dec_table(const struct snap_section *sec, const struct fdesc *t, size_t n, void *base,
+		     size_t size, char *err, size_t errlen)
 {
 	struct snap_field f;
 	size_t pos = 0;
@@ -687,8 +696,8 @@ int snap_put_workingset(struct snap_writer *w, const uint64_t *pages, size_t n)
 	return snap_put_u64a(s, 2, pages, n);
 }
 
-int snap_device_begin(struct snap_writer *w, const char *id, const char *kind,
-		      uint16_t ver_major, uint16_t ver_minor, const struct snap_device_place *place,
+int snap_device_begin(struct snap_writer *w, const char *id, const char *kind, uint16_t ver_major,
+		      uint16_t ver_minor, const struct snap_device_place *place,
 		      struct snap_sec **sec)
 {
 	char name[SNAP_NAME_MAX];
@@ -811,17 +820,17 @@ const char *snap_field_name(const char *section, uint16_t tag)
 		const struct tagname *t;
 		size_t nt;
 	} map[] = {
-		{"irqchip", irqchip_desc, N(irqchip_desc), NULL, 0},
-		{"pit", pit_desc, N(pit_desc), NULL, 0},
-		{"clock", clock_desc, N(clock_desc), NULL, 0},
-		{"cpuid", NULL, 0, cpuid_names, N(cpuid_names)},
-		{"machine", NULL, 0, machine_names, N(machine_names)},
-		{"config", NULL, 0, config_names, N(config_names)},
-		{"memory.sums", NULL, 0, sums_names, N(sums_names)},
-		{"memory.zero", NULL, 0, zero_names, N(zero_names)},
-		{"memory.file", NULL, 0, memfile_names, N(memfile_names)},
-		{"workingset", NULL, 0, ws_names, N(ws_names)},
-		{"base", NULL, 0, base_names, N(base_names)},
+	    {"irqchip", irqchip_desc, N(irqchip_desc), NULL, 0},
+	    {"pit", pit_desc, N(pit_desc), NULL, 0},
+	    {"clock", clock_desc, N(clock_desc), NULL, 0},
+	    {"cpuid", NULL, 0, cpuid_names, N(cpuid_names)},
+	    {"machine", NULL, 0, machine_names, N(machine_names)},
+	    {"config", NULL, 0, config_names, N(config_names)},
+	    {"memory.sums", NULL, 0, sums_names, N(sums_names)},
+	    {"memory.zero", NULL, 0, zero_names, N(zero_names)},
+	    {"memory.file", NULL, 0, memfile_names, N(memfile_names)},
+	    {"workingset", NULL, 0, ws_names, N(ws_names)},
+	    {"base", NULL, 0, base_names, N(base_names)},
 	};
 	for (size_t i = 0; i < N(map); i++) {
 		if (strcmp(section, map[i].sec))

@@ -10,35 +10,35 @@
 #include "restore/snapshot.h"
 
 /* Header byte offsets (docs/snapshot-format.md, "Header"). */
-#define H_MAGIC        0
-#define H_MAJOR        8
-#define H_MINOR        10
-#define H_FLAGS        12
+#define H_MAGIC	       0
+#define H_MAJOR	       8
+#define H_MINOR	       10
+#define H_FLAGS	       12
 #define H_HDR_SIZE     16
-#define H_COUNT        20
+#define H_COUNT	       20
 #define H_TABLE_OFF    24
 #define H_STATE_END    32
 #define H_FILE_SIZE    40
 #define H_TABLE_CRC    48
-#define H_ID           56
+#define H_ID	       56
 #define H_CREATED      72
 #define H_VENDOR       80
 #define H_FAMILY       96
-#define H_MODEL        100
+#define H_MODEL	       100
 #define H_STEPPING     104
 #define H_CPUID_DIGEST 108
 #define H_KERNEL       112
 #define H_KERNEL_LEN   128
-#define H_CRC          4092
+#define H_CRC	       4092
 
 /* Table entry byte offsets. */
-#define T_NAME     0
-#define T_VMAJ     32
-#define T_VMIN     34
-#define T_FLAGS    36
-#define T_OFFSET   40
-#define T_SIZE     48
-#define T_CRC      56
+#define T_NAME	 0
+#define T_VMAJ	 32
+#define T_VMIN	 34
+#define T_FLAGS	 36
+#define T_OFFSET 40
+#define T_SIZE	 48
+#define T_CRC	 56
 
 #define FIELD_HDR 8u /* u16 tag, u16 type, u32 length */
 

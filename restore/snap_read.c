@@ -16,7 +16,7 @@
 
 struct snap {
 	int fd;
-	uint8_t *buf;       /* [0, state_end) of the file */
+	uint8_t *buf;	    /* [0, state_end) of the file */
 	uint64_t file_size; /* actual size (fstat) */
 	uint64_t state_end;
 	uint16_t major, minor;
@@ -33,9 +33,9 @@ struct snap {
  * VMM, for device kinds) judge their content. */
 static bool section_known(const char *name)
 {
-	static const char *const exact[] = {"machine",     "cpuid",       "irqchip",    "pit",
-					    "clock",       "config",      "memory",     "memory.file",
-					    "memory.sums", "memory.zero", "workingset", "base"};
+	static const char *const exact[] = {
+	    "machine", "cpuid",	      "irqchip",     "pit",	    "clock",	  "config",
+	    "memory",  "memory.file", "memory.sums", "memory.zero", "workingset", "base"};
 	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
 		if (!strcmp(name, exact[i]))
 			return true;
@@ -207,17 +207,19 @@ static int setup_memory(struct snap *s, const char *path, char *err, size_t errl
 		return -EBADMSG;
 	}
 	if (ext != !!mf) {
-		snap_seterr(err, errlen, "header flag external-memory %s but section 'memory.file' is %s",
+		snap_seterr(err, errlen,
+			    "header flag external-memory %s but section 'memory.file' is %s",
 			    ext ? "set" : "clear", mf ? "present" : "missing");
 		return -EBADMSG;
 	}
 	if (m) {
 		if (!(m->flags & SNAP_SEC_BULK) || (m->offset % SNAP_MEM_ALIGN) ||
 		    (m->size % SNAP_PAGE_SIZE)) {
-			snap_seterr(err, errlen,
-				    "section 'memory' must be bulk, 2 MiB aligned and a whole number "
-				    "of pages (offset %llu, size %llu)",
-				    (unsigned long long)m->offset, (unsigned long long)m->size);
+			snap_seterr(
+			    err, errlen,
+			    "section 'memory' must be bulk, 2 MiB aligned and a whole number "
+			    "of pages (offset %llu, size %llu)",
+			    (unsigned long long)m->offset, (unsigned long long)m->size);
 			return -EBADMSG;
 		}
 		s->mem.fd = s->fd;
@@ -276,16 +278,17 @@ static int parse(struct snap *s, const char *path, unsigned flags, char *err, si
 			return -EBADMSG;
 		}
 		if (end > s->file_size) {
-			snap_seterr(err, errlen,
-				    "file truncated: section '%s' ends at %llu but file is %llu bytes",
-				    sec->name, (unsigned long long)end,
-				    (unsigned long long)s->file_size);
+			snap_seterr(
+			    err, errlen,
+			    "file truncated: section '%s' ends at %llu but file is %llu bytes",
+			    sec->name, (unsigned long long)end, (unsigned long long)s->file_size);
 			return -EBADMSG;
 		}
 		if (sec->offset < prev_end) {
-			snap_seterr(err, errlen, "section '%s' overlaps %s%s%s (sections must be in "
-				    "offset order)", sec->name, i ? "section '" : "", prev_name,
-				    i ? "'" : "");
+			snap_seterr(err, errlen,
+				    "section '%s' overlaps %s%s%s (sections must be in "
+				    "offset order)",
+				    sec->name, i ? "section '" : "", prev_name, i ? "'" : "");
 			return -EBADMSG;
 		}
 		prev_end = end;
@@ -331,6 +334,10 @@ static int parse(struct snap *s, const char *path, unsigned flags, char *err, si
 			while ((r = snap_field_next(sec, &pos, &f)) == 1)
 				;
 			if (r < 0) {
+				/* Damage is the likelier cause: name it when the CRC agrees. */
+				if ((flags & SNAP_OPEN_NO_SECTION_CRC) &&
+				    snap_section_verify(sec, err, errlen))
+					return -EBADMSG;
 				snap_seterr(err, errlen,
 					    "section '%s' has a malformed field at offset %zu",
 					    sec->name, pos);
@@ -341,8 +348,7 @@ static int parse(struct snap *s, const char *path, unsigned flags, char *err, si
 	return setup_memory(s, path, err, errlen);
 }
 
-int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err,
-		    size_t errlen)
+int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err, size_t errlen)
 {
 	uint8_t *buf = NULL;
 	struct snap *s = NULL;
@@ -386,7 +392,8 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 		goto fail;
 	}
 	if (first < SNAP_HEADER_SIZE) {
-		snap_seterr(err, errlen, "file truncated: header needs %u bytes but file is %zu bytes",
+		snap_seterr(err, errlen,
+			    "file truncated: header needs %u bytes but file is %zu bytes",
 			    SNAP_HEADER_SIZE, first);
 		goto fail;
 	}
@@ -395,13 +402,15 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	uint16_t major = rd16(buf + H_MAJOR), minor = rd16(buf + H_MINOR);
 	if (major != SNAP_FORMAT_MAJOR) {
 		ret = -EPROTONOSUPPORT;
-		snap_seterr(err, errlen, "format version %u.%u is %s than this reader (%u.x)", major,
-			    minor, major > SNAP_FORMAT_MAJOR ? "newer" : "older", SNAP_FORMAT_MAJOR);
+		snap_seterr(err, errlen, "format version %u.%u is %s than this reader (%u.x)",
+			    major, minor, major > SNAP_FORMAT_MAJOR ? "newer" : "older",
+			    SNAP_FORMAT_MAJOR);
 		goto fail;
 	}
 	uint32_t hcrc = snap_crc32c(0, buf, H_CRC);
 	if (hcrc != rd32(buf + H_CRC)) {
-		snap_seterr(err, errlen, "header checksum mismatch (stored 0x%08x, computed 0x%08x)",
+		snap_seterr(err, errlen,
+			    "header checksum mismatch (stored 0x%08x, computed 0x%08x)",
 			    rd32(buf + H_CRC), hcrc);
 		goto fail;
 	}
@@ -415,8 +424,8 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	uint32_t count = rd32(buf + H_COUNT);
 	uint64_t toff = rd64(buf + H_TABLE_OFF), state_end = rd64(buf + H_STATE_END);
 	if (rd32(buf + H_HDR_SIZE) != SNAP_HEADER_SIZE || count > SNAP_MAX_SECTIONS ||
-	    toff < SNAP_HEADER_SIZE || toff % 8 || state_end > SNAP_MAX_STATE ||
-	    toff > state_end || (uint64_t)count * SNAP_TABLE_ENTRY > state_end - toff) {
+	    toff < SNAP_HEADER_SIZE || toff % 8 || state_end > SNAP_MAX_STATE || toff > state_end ||
+	    (uint64_t)count * SNAP_TABLE_ENTRY > state_end - toff) {
 		snap_seterr(err, errlen,
 			    "header fields out of range (header size %u, %u sections, table at "
 			    "%llu, state ends at %llu)",
@@ -481,13 +490,15 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 		goto fail;
 	if (state_end > fsize) {
 		ret = -EBADMSG;
-		snap_seterr(err, errlen, "file truncated: state area ends at %llu but file is %llu bytes",
+		snap_seterr(err, errlen,
+			    "file truncated: state area ends at %llu but file is %llu bytes",
 			    (unsigned long long)state_end, (unsigned long long)fsize);
 		goto fail;
 	}
 	if (rd64(buf + H_FILE_SIZE) > fsize) {
 		ret = -EBADMSG;
-		snap_seterr(err, errlen, "file truncated: header says %llu bytes but file is %llu bytes",
+		snap_seterr(err, errlen,
+			    "file truncated: header says %llu bytes but file is %llu bytes",
 			    (unsigned long long)rd64(buf + H_FILE_SIZE), (unsigned long long)fsize);
 		goto fail;
 	}
@@ -576,16 +587,18 @@ int snap_memory_open(const struct snap *s, int *fd_out, char *err, size_t errlen
 		*fd_out = fd; /* snap_open checked the file covers the section */
 		return 0;
 	}
-	fd = open(s->mem.path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a hostile snapshot may name a FIFO, which must not hang the open. */
+	fd = open(s->mem.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		int e = -errno;
 		snap_seterr(err, errlen, "open memory file %s: %s", s->mem.path, strerror(errno));
 		return e;
 	}
-	if (fstat(fd, &stb) < 0 || (uint64_t)stb.st_size < s->mem.size) {
-		snap_seterr(err, errlen, "memory file %s is %llu bytes, snapshot needs %llu",
-			    s->mem.path, (unsigned long long)stb.st_size,
-			    (unsigned long long)s->mem.size);
+	if (fstat(fd, &stb) < 0 || !S_ISREG(stb.st_mode) || (uint64_t)stb.st_size < s->mem.size) {
+		snap_seterr(err, errlen,
+			    "memory file %s is not a regular file of at least %llu bytes (the "
+			    "snapshot needs that many)",
+			    s->mem.path, (unsigned long long)s->mem.size);
 		close(fd);
 		return -EBADMSG;
 	}
@@ -599,7 +612,8 @@ int snap_memory_zero_bitmap(const struct snap *s, const uint8_t **bits, uint64_t
 	uint64_t psz, n;
 	const void *p;
 	size_t len;
-	if (!z || snap_get_u64(z, 1, &psz) || snap_get_u64(z, 2, &n) || snap_get_bytes(z, 3, &p, &len))
+	if (!z || snap_get_u64(z, 1, &psz) || snap_get_u64(z, 2, &n) ||
+	    snap_get_bytes(z, 3, &p, &len))
 		return -ENOENT;
 	if (psz != SNAP_PAGE_SIZE || n != s->mem.size / SNAP_PAGE_SIZE || len != (n + 7) / 8)
 		return -EBADMSG;
@@ -624,7 +638,7 @@ int snap_workingset(const struct snap *s, const uint64_t **pages, size_t *n)
 }
 
 static void reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
 {
 	char msg[256];

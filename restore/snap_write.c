@@ -314,14 +314,17 @@ static bool page_is_zero(const uint8_t *p)
 	return acc == 0;
 }
 
-/* Streams memory to fd at `base`: zero pages are skipped (holes), runs of data pages go
- * out in large writes, the chunk CRCs and the zero bitmap are filled as we go. */
+/* Streams memory to fd at `base`: zero pages become holes, runs of data pages go out in
+ * large writes, and the chunk CRCs and the zero bitmap are filled as we go. A gap of
+ * fewer than GAP_PAGES zero pages between data pages is written as data: one 16 KiB
+ * copy costs less than the extra write call and extent a hole that small would need. */
+#define GAP_PAGES 4
 static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *sums,
 			uint8_t *zero_bits, struct snap_write_stats *st)
 {
 	const uint8_t *mem = w->mem;
 	uint64_t npages = w->mem_len / SNAP_PAGE_SIZE;
-	uint64_t run_start = 0, run_len = 0;
+	uint64_t run_start = 0, run_end = 0; /* [start, end) of data not yet written */
 	uint32_t crc = 0;
 	int ret;
 
@@ -332,34 +335,29 @@ static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *
 			crc = snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
 			zero_bits[pg / 8] |= (uint8_t)(1u << (pg % 8));
 			st->zero_pages++;
-			if (run_len) {
-				ret = pwrite_all(fd, mem + run_start, run_len, base + run_start,
-						 "memory");
-				if (ret)
-					return ret;
-				run_len = 0;
-			}
 		} else {
 			crc = snap_crc32c(crc, p, SNAP_PAGE_SIZE);
 			st->data_pages++;
-			if (!run_len)
-				run_start = off;
-			run_len += SNAP_PAGE_SIZE;
-			if (run_len >= WRITE_RUN_MAX) {
-				ret = pwrite_all(fd, mem + run_start, run_len, base + run_start,
-						 "memory");
+			if (run_end != run_start && (off - run_end >= GAP_PAGES * SNAP_PAGE_SIZE ||
+						     run_end - run_start >= WRITE_RUN_MAX)) {
+				ret = pwrite_all(fd, mem + run_start, run_end - run_start,
+						 base + run_start, "memory");
 				if (ret)
 					return ret;
-				run_len = 0;
+				run_start = run_end;
 			}
+			if (run_end == run_start)
+				run_start = off;
+			run_end = off + SNAP_PAGE_SIZE;
 		}
 		if ((off + SNAP_PAGE_SIZE) % SNAP_MEM_CHUNK == 0 || pg + 1 == npages) {
 			sums[off / SNAP_MEM_CHUNK] = crc;
 			crc = 0;
 		}
 	}
-	if (run_len)
-		return pwrite_all(fd, mem + run_start, run_len, base + run_start, "memory");
+	if (run_end != run_start)
+		return pwrite_all(fd, mem + run_start, run_end - run_start, base + run_start,
+				  "memory");
 	return 0;
 }
 
@@ -559,7 +557,8 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 	}
 	if (rename(w->tmp_path, w->final_path) < 0) {
 		ret = -errno;
-		log_err("snapshot: rename(%s, %s): %s", w->tmp_path, w->final_path, strerror(errno));
+		log_err("snapshot: rename(%s, %s): %s", w->tmp_path, w->final_path,
+			strerror(errno));
 		goto fail;
 	}
 	free(w->tmp_path);

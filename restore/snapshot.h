@@ -34,35 +34,35 @@
 
 /* ---------------------------------------------------------------- format constants */
 
-#define SNAP_MAGIC          "THAWSNAP" /* 8 bytes, no NUL in the file */
-#define SNAP_FORMAT_MAJOR   1
-#define SNAP_FORMAT_MINOR   0
-#define SNAP_HEADER_SIZE    4096u
-#define SNAP_TABLE_ENTRY    64u        /* bytes per section table entry */
-#define SNAP_NAME_MAX       32u        /* name field incl. NUL padding: names are 1..31 */
-#define SNAP_MAX_SECTIONS   1024u      /* a reader refuses more */
-#define SNAP_MAX_STATE      (64u << 20) /* cap on the header+table+state area */
-#define SNAP_MEM_ALIGN      (2u << 20) /* memory offset alignment in the file */
-#define SNAP_MEM_CHUNK      (2u << 20) /* memory checksum chunk */
-#define SNAP_PAGE_SIZE      4096u
+#define SNAP_MAGIC	  "THAWSNAP" /* 8 bytes, no NUL in the file */
+#define SNAP_FORMAT_MAJOR 1
+#define SNAP_FORMAT_MINOR 0
+#define SNAP_HEADER_SIZE  4096u
+#define SNAP_TABLE_ENTRY  64u	      /* bytes per section table entry */
+#define SNAP_NAME_MAX	  32u	      /* name field incl. NUL padding: names are 1..31 */
+#define SNAP_MAX_SECTIONS 1024u	      /* a reader refuses more */
+#define SNAP_MAX_STATE	  (64u << 20) /* cap on the header+table+state area */
+#define SNAP_MEM_ALIGN	  (2u << 20)  /* memory offset alignment in the file */
+#define SNAP_MEM_CHUNK	  (2u << 20)  /* memory checksum chunk */
+#define SNAP_PAGE_SIZE	  4096u
 
 /* Header flags. Bits 0..15 are incompatible: a reader refuses a file with one it does not
  * know. Bits 16..31 are compatible: unknown ones are ignored. */
-#define SNAP_HDR_MEM_EXTERNAL (1u << 0) /* memory lives in a separate raw file */
-#define SNAP_HDR_DIFF         (1u << 1) /* a diff snapshot: needs its base (merge only) */
+#define SNAP_HDR_MEM_EXTERNAL  (1u << 0) /* memory lives in a separate raw file */
+#define SNAP_HDR_DIFF	       (1u << 1) /* a diff snapshot: needs its base (merge only) */
 #define SNAP_HDR_INCOMPAT_MASK 0xffffu
-#define SNAP_HDR_KNOWN        (SNAP_HDR_MEM_EXTERNAL | SNAP_HDR_DIFF)
+#define SNAP_HDR_KNOWN	       (SNAP_HDR_MEM_EXTERNAL | SNAP_HDR_DIFF)
 
 /* Section flags. */
 #define SNAP_SEC_REQUIRED (1u << 0) /* a reader that does not know it must refuse the file */
-#define SNAP_SEC_RAW      (1u << 1) /* not tagged fields (only `memory`) */
-#define SNAP_SEC_BULK     (1u << 2) /* outside the state area; checksummed by memory.sums */
+#define SNAP_SEC_RAW	  (1u << 1) /* not tagged fields (only `memory`) */
+#define SNAP_SEC_BULK	  (1u << 2) /* outside the state area; checksummed by memory.sums */
 
 /* Field types. */
 enum snap_type {
-	SNAP_T_U64 = 1,   /* 8 bytes little endian */
+	SNAP_T_U64 = 1,	  /* 8 bytes little endian */
 	SNAP_T_BYTES = 2, /* opaque bytes */
-	SNAP_T_STR = 3,   /* UTF-8 text, no NUL inside, not NUL terminated */
+	SNAP_T_STR = 3,	  /* UTF-8 text, no NUL inside, not NUL terminated */
 	SNAP_T_U64A = 4,  /* array of u64, length a multiple of 8 */
 };
 
@@ -79,12 +79,12 @@ uint32_t snap_crc32c_zeros(uint32_t crc, uint64_t n);
 /* ---------------------------------------------------------------- host facts */
 
 struct snap_host_facts {
-	char vendor[13];        /* CPUID leaf 0: "GenuineIntel", "AuthenticAMD", ... */
-	uint32_t family;        /* display family (base + extended) */
-	uint32_t model;         /* display model (with extended model) */
+	char vendor[13]; /* CPUID leaf 0: "GenuineIntel", "AuthenticAMD", ... */
+	uint32_t family; /* display family (base + extended) */
+	uint32_t model;	 /* display model (with extended model) */
 	uint32_t stepping;
-	uint32_t cpuid_digest;  /* CRC32C over the host's CPUID leaves, see the spec */
-	char kernel[65];        /* uname -r */
+	uint32_t cpuid_digest; /* CRC32C over the host's CPUID leaves, see the spec */
+	char kernel[65];       /* uname -r */
 };
 
 /* Fills `f` from the cpuid instruction and uname(2). */
@@ -149,11 +149,11 @@ int snap_writer_set_memory(struct snap_writer *w, const void *mem, uint64_t len)
  * On any error (a section's builder error, ENOSPC, EFBIG, EIO...) the temporary file is
  * unlinked and `final_path` is left untouched. `stats` (may be NULL) gets timings. */
 struct snap_write_stats {
-	uint64_t mem_ns;      /* scanning, checksumming and writing memory */
-	uint64_t state_ns;    /* writing header, table and state */
-	uint64_t sync_ns;     /* fsync + rename + directory fsync */
-	uint64_t zero_pages;  /* pages left as holes */
-	uint64_t data_pages;  /* pages written */
+	uint64_t mem_ns;     /* scanning, checksumming and writing memory */
+	uint64_t state_ns;   /* writing header, table and state */
+	uint64_t sync_ns;    /* fsync + rename + directory fsync */
+	uint64_t zero_pages; /* pages left as holes */
+	uint64_t data_pages; /* pages written */
 };
 int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats);
 
@@ -187,8 +187,7 @@ struct snap_section {
  * than 64 KiB); never reads memory. On failure returns -errno and writes a message that
  * names the cause into `err` (may be NULL). *out is freed with snap_close. */
 int snap_open(const char *path, struct snap **out, char *err, size_t errlen);
-int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err,
-		    size_t errlen);
+int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err, size_t errlen);
 void snap_close(struct snap *s);
 
 /* Format version, flags and host facts as recorded in the header. */
@@ -257,16 +256,15 @@ int snap_get_str(const struct snap_section *sec, uint16_t tag, const char **p, s
 int snap_get_strbuf(const struct snap_section *sec, uint16_t tag, char *buf, size_t size);
 int snap_get_u64a(const struct snap_section *sec, uint16_t tag, const uint64_t **v, size_t *n);
 /* Section view over a buffer that did not come from a file (tests, codecs). */
-void snap_section_view(struct snap_section *sec, const char *name, const void *data,
-		       size_t len);
+void snap_section_view(struct snap_section *sec, const char *name, const void *data, size_t len);
 
 /* ---------------------------------------------------------------- state codecs */
 
-#define SNAP_MAX_MSRS   256
-#define SNAP_MAX_CPUID  256
-#define SNAP_MAX_VCPUS  64
+#define SNAP_MAX_MSRS	 256
+#define SNAP_MAX_CPUID	 256
+#define SNAP_MAX_VCPUS	 64
 #define SNAP_MAX_REGIONS 8
-#define SNAP_MAX_XCRS   KVM_MAX_XCRS
+#define SNAP_MAX_XCRS	 KVM_MAX_XCRS
 
 /* Everything KVM needs to resume one vCPU. The VMM fills it from KVM_GET_* and passes it
  * back to KVM_SET_*. `msrs` holds `nmsrs` entries (only index and data are saved). */
@@ -292,7 +290,7 @@ struct snap_vm_state {
 };
 
 struct snap_mem_region {
-	uint64_t gpa;    /* guest physical base */
+	uint64_t gpa; /* guest physical base */
 	uint64_t size;
 	uint64_t offset; /* offset of the region inside the memory section/file */
 };
@@ -357,13 +355,13 @@ int snap_get_config(const struct snap *s, const char **json, size_t *len);
  * common header (kind, placement), 0x100..0x1ff the transport layer (virtio-mmio
  * registers), 0x200..0x2ff the generic virtio layer (features, queues), 0x1000.. the
  * device's own state. */
-#define SNAP_DEV_KIND      1 /* string: "virtio-blk", "virtio-net", "virtio-vsock", "serial" */
+#define SNAP_DEV_KIND	   1 /* string: "virtio-blk", "virtio-net", "virtio-vsock", "serial" */
 #define SNAP_DEV_MMIO_BASE 2 /* u64 */
 #define SNAP_DEV_MMIO_SIZE 3 /* u64 */
-#define SNAP_DEV_IRQ       4 /* u64 (GSI) */
+#define SNAP_DEV_IRQ	   4 /* u64 (GSI) */
 #define SNAP_DEV_TRANSPORT 0x100
-#define SNAP_DEV_VIRTIO    0x200
-#define SNAP_DEV_OWN       0x1000
+#define SNAP_DEV_VIRTIO	   0x200
+#define SNAP_DEV_OWN	   0x1000
 
 struct snap_device_place {
 	uint64_t mmio_base;
@@ -372,8 +370,8 @@ struct snap_device_place {
 };
 
 /* Adds required section `device.<id>` with kind and placement already put. */
-int snap_device_begin(struct snap_writer *w, const char *id, const char *kind,
-		      uint16_t ver_major, uint16_t ver_minor, const struct snap_device_place *place,
+int snap_device_begin(struct snap_writer *w, const char *id, const char *kind, uint16_t ver_major,
+		      uint16_t ver_minor, const struct snap_device_place *place,
 		      struct snap_sec **sec);
 /* Reads kind (into `kind`, NUL terminated) and placement; -ENOENT if any is missing. */
 int snap_device_get_place(const struct snap_section *sec, char *kind, size_t kind_size,

@@ -93,7 +93,7 @@ static json_object *special(const char *sec, const char *name, const struct snap
 	}
 	if (!strcmp(sec, "cpuid") && !strcmp(name, "entries")) {
 		static const char *const k[] = {"function", "index", "flags", "eax",
-						"ebx",      "ecx",   "edx"};
+						"ebx",	    "ecx",   "edx"};
 		json_object *a = json_object_new_array();
 		for (size_t i = 0; i + 7 <= n; i += 7) { /* entry_words is 7 in version 1 */
 			json_object *o = json_object_new_object();
@@ -229,7 +229,7 @@ static int inspect(const char *path)
 		json_object_array_add(secs, section_json(snap_section_at(s, i)));
 	json_object_object_add(root, "sections", secs);
 	puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-							  JSON_C_TO_STRING_NOSLASHESCAPE));
+						      JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(root);
 	snap_close(s);
 	return 0;

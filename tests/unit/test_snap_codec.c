@@ -172,7 +172,7 @@ static void test_vcpu_missing_fields_default_and_unknown_are_skipped(void **stat
 	struct snap_sec sec = {0};
 	struct snap_section v;
 	char err[256];
-	snap_put_u64(&sec, 17, 0xfff0);           /* rip */
+	snap_put_u64(&sec, 17, 0xfff0);		 /* rip */
 	snap_put_str(&sec, 0x7777, "new field"); /* from a newer writer */
 	snap_put_u64(&sec, 0x7778, 5);
 	view(&v, "vcpu.1", &sec);
@@ -311,7 +311,8 @@ static void test_vm_state_round_trip(void **state)
 		assert_memory_equal(&a.pic[1], &b.pic[1], sizeof(a.pic[1]));
 		assert_int_equal(a.ioapic.redirtbl[23].bits, b.ioapic.redirtbl[23].bits);
 		assert_memory_equal(&a.ioapic, &b.ioapic, sizeof(a.ioapic));
-		assert_int_equal(a.pit.channels[2].count_load_time, b.pit.channels[2].count_load_time);
+		assert_int_equal(a.pit.channels[2].count_load_time,
+				 b.pit.channels[2].count_load_time);
 		assert_memory_equal(&a.pit, &b.pit, sizeof(a.pit));
 		assert_int_equal(a.clock.clock, b.clock.clock);
 		assert_memory_equal(&a.clock, &b.clock, sizeof(a.clock));
@@ -440,15 +441,15 @@ static void test_device_section_convention(void **state)
 	assert_int_equal(snap_writer_create(path, NULL, &w), 0);
 	assert_int_equal(snap_device_begin(w, "blk0", "virtio-blk", 1, 0, &place, &s), 0);
 	/* transport layer: virtio-mmio registers */
-	snap_put_u64(s, SNAP_DEV_TRANSPORT + 0, 0xf);     /* status */
-	snap_put_u64(s, SNAP_DEV_TRANSPORT + 1, 0);       /* queue_sel */
+	snap_put_u64(s, SNAP_DEV_TRANSPORT + 0, 0xf); /* status */
+	snap_put_u64(s, SNAP_DEV_TRANSPORT + 1, 0);   /* queue_sel */
 	/* virtio layer: features and one queue as (size, ready, desc, avail, used, avail
 	 * idx, used idx) */
 	snap_put_u64(s, SNAP_DEV_VIRTIO + 0, 1ull << 32); /* acked features */
 	uint64_t q0[7] = {256, 1, 0x100000, 0x101000, 0x102000, 17, 17};
 	snap_put_u64a(s, SNAP_DEV_VIRTIO + 0x10, q0, 7);
 	/* device layer */
-	snap_put_u64(s, SNAP_DEV_OWN + 0, 2048);          /* capacity in sectors */
+	snap_put_u64(s, SNAP_DEV_OWN + 0, 2048); /* capacity in sectors */
 	snap_put_str(s, SNAP_DEV_OWN + 1, "/images/rootfs.ext4");
 	assert_int_equal(snap_device_begin(w, "bad.id", "x", 1, 0, &place, &s), -EINVAL);
 	assert_int_equal(snap_writer_commit(w, NULL), 0);
@@ -514,19 +515,19 @@ static void test_full_state_through_a_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tag_tables_are_sorted),
-		cmocka_unit_test(test_vcpu_round_trip),
-		cmocka_unit_test(test_vcpu_missing_fields_default_and_unknown_are_skipped),
-		cmocka_unit_test(test_vcpu_value_too_wide_is_refused),
-		cmocka_unit_test(test_vcpu_wrong_blob_size_and_type_are_refused),
-		cmocka_unit_test(test_vcpu_too_many_msrs_is_refused),
-		cmocka_unit_test(test_newer_section_major_is_refused),
-		cmocka_unit_test(test_vm_state_round_trip),
-		cmocka_unit_test(test_cpuid_round_trip_and_cap),
-		cmocka_unit_test(test_cpuid_wider_entries_from_newer_writer),
-		cmocka_unit_test(test_machine_round_trip_and_hostile_regions),
-		cmocka_unit_test(test_device_section_convention),
-		cmocka_unit_test(test_full_state_through_a_file),
+	    cmocka_unit_test(test_tag_tables_are_sorted),
+	    cmocka_unit_test(test_vcpu_round_trip),
+	    cmocka_unit_test(test_vcpu_missing_fields_default_and_unknown_are_skipped),
+	    cmocka_unit_test(test_vcpu_value_too_wide_is_refused),
+	    cmocka_unit_test(test_vcpu_wrong_blob_size_and_type_are_refused),
+	    cmocka_unit_test(test_vcpu_too_many_msrs_is_refused),
+	    cmocka_unit_test(test_newer_section_major_is_refused),
+	    cmocka_unit_test(test_vm_state_round_trip),
+	    cmocka_unit_test(test_cpuid_round_trip_and_cap),
+	    cmocka_unit_test(test_cpuid_wider_entries_from_newer_writer),
+	    cmocka_unit_test(test_machine_round_trip_and_hostile_regions),
+	    cmocka_unit_test(test_device_section_convention),
+	    cmocka_unit_test(test_full_state_through_a_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

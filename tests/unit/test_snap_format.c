@@ -401,16 +401,16 @@ static void test_truncated_file_is_refused_at_every_point(void **state)
 		int64_t at; /* >= 0: absolute size; < 0: marker below */
 		const char *msg;
 	} cuts[] = {
-		{0, "bad magic"},
-		{5, "bad magic"},
-		{100, "file truncated: header needs 4096 bytes"},
-		{4096 + 20, "file truncated: section table ends at"},
-		{-1, "file truncated: section 'device.blk0' ends at"},
-		{-2, "file truncated: section 'memory' ends at"},
-		{-3, "file truncated: section 'memory' ends at"},
+	    {0, "bad magic"},
+	    {5, "bad magic"},
+	    {100, "file truncated: header needs 4096 bytes"},
+	    {4096 + 20, "file truncated: section table ends at"},
+	    {-1, "file truncated: section 'device.blk0' ends at"},
+	    {-2, "file truncated: section 'memory' ends at"},
+	    {-3, "file truncated: section 'memory' ends at"},
 	};
 	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
-		uint64_t at = cuts[i].at >= 0 ? (uint64_t)cuts[i].at
+		uint64_t at = cuts[i].at >= 0	 ? (uint64_t)cuts[i].at
 			      : cuts[i].at == -1 ? dev_mid
 			      : cuts[i].at == -2 ? loc.offset + 4096
 						 : loc.offset + loc.size - 1;
@@ -445,7 +445,8 @@ static void test_flipped_bit_in_each_state_section_is_named(void **state)
 			snprintf(cmd, sizeof(cmd), "cp --sparse=always %s %s", f->path, copy);
 			assert_int_equal(system(cmd), 0);
 			flip_bit(copy, at, (unsigned)(at % 8));
-			snprintf(want, sizeof(want), "section '%.31s' checksum mismatch", secs[i].name);
+			snprintf(want, sizeof(want), "section '%.31s' checksum mismatch",
+				 secs[i].name);
 			expect_open_error(copy, want);
 			checked++;
 		}
@@ -484,10 +485,10 @@ static void test_hostile_table_bounds_are_refused(void **state)
 		uint64_t value;
 		const char *msg;
 	} cases[] = {
-		{0, T_SIZE, ~0ull - 10, "offset+size overflows"},
-		{1, T_OFFSET, 4096, "overlaps"},
-		{0, T_OFFSET, 1ull << 40, "file truncated: section 'machine' ends at"},
-		{0, T_NAME, 0x4f4f4f, "invalid name"},
+	    {0, T_SIZE, ~0ull - 10, "offset+size overflows"},
+	    {1, T_OFFSET, 4096, "overlaps"},
+	    {0, T_OFFSET, 1ull << 40, "file truncated: section 'machine' ends at"},
+	    {0, T_NAME, 0x4f4f4f, "invalid name"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint8_t *t = malloc(count * SNAP_TABLE_ENTRY);
@@ -579,7 +580,7 @@ static void test_failed_section_builder_fails_commit(void **state)
 	assert_int_equal(snap_writer_create(f->path, NULL, &w), 0);
 	assert_int_equal(snap_writer_section(w, "device.x", 1, 0, 0, &s), 0);
 	assert_int_equal(snap_put_strn(s, 1, "a\0b", 3), -EINVAL); /* NUL inside a string */
-	assert_int_equal(snap_put_u64(s, 2, 1), -EINVAL);         /* sticky */
+	assert_int_equal(snap_put_u64(s, 2, 1), -EINVAL);	   /* sticky */
 	assert_int_equal(snap_writer_commit(w, NULL), -EINVAL);
 	assert_int_equal(count_files(f->dir), 0);
 }
@@ -656,7 +657,8 @@ static void test_crc32c_vectors(void **state)
 		b[i] = (uint8_t)(i * 7 + 3);
 	uint32_t one = snap_crc32c(0, b, 20000);
 	assert_int_equal(snap_crc32c(snap_crc32c(0, b, 4097), b + 4097, 20000 - 4097), one);
-	assert_int_equal(snap_crc32c(snap_crc32c(0, b + 1, 1), b + 2, 17), snap_crc32c(0, b + 1, 18));
+	assert_int_equal(snap_crc32c(snap_crc32c(0, b + 1, 1), b + 2, 17),
+			 snap_crc32c(0, b + 1, 18));
 	free(b);
 	free(z);
 }
@@ -664,37 +666,36 @@ static void test_crc32c_vectors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crc32c_vectors),
-		cmocka_unit_test_setup_teardown(test_round_trip_sections_and_fields, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_memory_mmap_reads_back_with_holes, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_memory_corruption_found_by_verify_only, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_external_memory_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_optional_section_is_skipped, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_required_section_is_refused, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_newer_major_version_is_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_newer_minor_version_is_accepted, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_incompatible_header_flag_is_refused,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_magic_is_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_truncated_file_is_refused_at_every_point, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_flipped_bit_in_each_state_section_is_named, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_hostile_table_bounds_are_refused, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_abort_leaves_no_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full_disk_leaves_no_file_and_keeps_old_one,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failed_section_builder_fails_commit, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_writer_refuses_bad_names_and_duplicates, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_without_memory, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_workingset_round_trip, setup, teardown),
+	    cmocka_unit_test(test_crc32c_vectors),
+	    cmocka_unit_test_setup_teardown(test_round_trip_sections_and_fields, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_memory_mmap_reads_back_with_holes, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_memory_corruption_found_by_verify_only, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_external_memory_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_optional_section_is_skipped, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_required_section_is_refused, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_newer_major_version_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_newer_minor_version_is_accepted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_incompatible_header_flag_is_refused, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_magic_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated_file_is_refused_at_every_point, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_flipped_bit_in_each_state_section_is_named, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_table_bounds_are_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_abort_leaves_no_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_full_disk_leaves_no_file_and_keeps_old_one, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_section_builder_fails_commit, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_writer_refuses_bad_names_and_duplicates, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_without_memory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_workingset_round_trip, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,8 @@
 static struct kvm_cpuid_entry2 ent(uint32_t fn, uint32_t idx, uint32_t ebx, uint32_t ecx,
 				   uint32_t edx)
 {
-	struct kvm_cpuid_entry2 e = {.function = fn, .index = idx, .ebx = ebx, .ecx = ecx, .edx = edx};
+	struct kvm_cpuid_entry2 e = {
+	    .function = fn, .index = idx, .ebx = ebx, .ecx = ecx, .edx = edx};
 	if (fn == 7 || fn == 0xd)
 		e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
 	return e;
@@ -56,7 +57,8 @@ static void test_same_features_pass(void **state)
 static void test_other_vendor_is_refused(void **state)
 {
 	(void)state;
-	struct snap_host_facts saved = {.vendor = "AuthenticAMD"}, host = {.vendor = "GenuineIntel"};
+	struct snap_host_facts saved = {.vendor = "AuthenticAMD"},
+			       host = {.vendor = "GenuineIntel"};
 	char err[256] = "";
 	assert_int_equal(snap_host_check(&saved, NULL, 0, &host, NULL, 0, err, sizeof(err)),
 			 -ENOTSUP);
@@ -72,8 +74,8 @@ static void test_missing_features_are_named(void **state)
 	/* guest saw avx512f (7.0 ebx 16), avx512bw (ebx 30), xsave (1 ecx 26), a nameless
 	 * bit (7.0 edx 0) and the hypervisor bit (1 ecx 31, set by the VMM: not compared) */
 	struct kvm_cpuid_entry2 guest[] = {
-		ent(1, 0, 0, (1u << 26) | (1u << 31) | 1, 0),
-		ent(7, 0, (1u << 16) | (1u << 30) | (1u << 5), 0, 1),
+	    ent(1, 0, 0, (1u << 26) | (1u << 31) | 1, 0),
+	    ent(7, 0, (1u << 16) | (1u << 30) | (1u << 5), 0, 1),
 	};
 	struct kvm_cpuid_entry2 host[] = {ent(1, 0, 0, 1, 0), ent(7, 0, 1u << 5, 0, 0)};
 	assert_int_equal(snap_host_check(&h, guest, 2, &h, host, 2, err, sizeof(err)), -ENOTSUP);
@@ -115,12 +117,12 @@ static void test_feature_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_host_facts_match_this_cpu),
-		cmocka_unit_test(test_same_features_pass),
-		cmocka_unit_test(test_other_vendor_is_refused),
-		cmocka_unit_test(test_missing_features_are_named),
-		cmocka_unit_test(test_subleaf_is_matched),
-		cmocka_unit_test(test_feature_names),
+	    cmocka_unit_test(test_host_facts_match_this_cpu),
+	    cmocka_unit_test(test_same_features_pass),
+	    cmocka_unit_test(test_other_vendor_is_refused),
+	    cmocka_unit_test(test_missing_features_are_named),
+	    cmocka_unit_test(test_subleaf_is_matched),
+	    cmocka_unit_test(test_feature_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
