@@ -300,7 +300,9 @@ static void conn_process(struct api_conn *c)
 			if (!keep)
 				c->closing = true;
 			queue_reply(c, !keep);
-		} else if (e != HPE_OK) {
+		} else if (e != HPE_OK || n == 0) {
+			/* n == 0 without an error would loop forever; http_parser stops like
+			 * that after an Upgrade/CONNECT it hands over, which we do not speak. */
 			reply_bad_http(c, e);
 			off = c->in_len;
 		}

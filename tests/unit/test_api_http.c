@@ -469,6 +469,10 @@ static void unknown_path_and_wrong_method_get_400(void **state)
 	assert_int_equal(h_req(h, "GET", "/actions", NULL), 400);
 	assert_int_equal(h_req(h, "POST", "/boot-source", "{}"), 400);
 	assert_int_equal(h_req(h, "GET", "/drives/", NULL), 400);
+	/* CONNECT and Upgrade are not spoken: answered like any request, never handed over. */
+	assert_int_equal(H_RAW(h, "CONNECT localhost:80 HTTP/1.1\r\n\r\n", NULL), 400);
+	assert_int_equal(
+	    H_RAW(h, "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", NULL), 200);
 	/* The query string is ignored; an absolute URL is routed by its path. */
 	assert_int_equal(h_req(h, "GET", "/?x=1", NULL), 200);
 	assert_int_equal(h_req(h, "GET", "http://localhost/machine-config", NULL), 200);
