@@ -61,19 +61,22 @@ $(B)/fuzz/%_fuzz: $(B)/fuzz/obj/tests/fuzz/%_fuzz.o $(FUZZ_LIB)
 fuzz-targets: $(FUZZ_TARGETS)
 
 # One bounded session per target, one after the other (the machine has 2 cores).
+# FUZZ_ARGS_<name> adds libFuzzer flags for tests/fuzz/<name>_fuzz.c (-max_len=...).
+FUZZ_ARGS_api ?= -max_len=70000
+define fuzz_run
+	@mkdir -p $(B)/fuzz/$(2)_corpus $(B)/fuzz/$(2)_crashes
+	@echo "  FUZZ   $(1) ($(FUZZ_SECONDS) s)"
+	$(Q)$(1) -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+		-print_final_stats=1 -artifact_prefix=$(B)/fuzz/$(2)_crashes/ $(FUZZ_ARGS_$(2)) \
+		$(B)/fuzz/$(2)_corpus $(wildcard tests/fuzz/$(2)_corpus) >$(B)/fuzz/$(2).log 2>&1 \
+	|| { tail -n 40 $(B)/fuzz/$(2).log; \
+	     echo "fuzz: $(1) failed: $(B)/fuzz/$(2).log, input in $(B)/fuzz/$(2)_crashes/"; \
+	     exit 1; }
+	@grep -h '^#[0-9]*.*DONE' $(B)/fuzz/$(2).log | tail -n 1
+
+endef
+
 fuzz: $(FUZZ_TARGETS)
-	$(Q)for t in $(FUZZ_TARGETS); do \
-		n=$$(basename $$t _fuzz); \
-		mkdir -p $(B)/fuzz/$${n}_corpus $(B)/fuzz/$${n}_crashes; \
-		seeds=; [ -d tests/fuzz/$${n}_corpus ] && seeds=tests/fuzz/$${n}_corpus; \
-		echo "  FUZZ   $$t ($(FUZZ_SECONDS) s)"; \
-		$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
-			-print_final_stats=1 -artifact_prefix=$(B)/fuzz/$${n}_crashes/ \
-			$(B)/fuzz/$${n}_corpus $$seeds >$(B)/fuzz/$${n}.log 2>&1 \
-		|| { tail -n 40 $(B)/fuzz/$${n}.log; \
-		     echo "fuzz: $$t failed, see $(B)/fuzz/$${n}.log and $(B)/fuzz/$${n}_crashes/"; \
-		     exit 1; }; \
-		grep -h '^stat::number_of_executed_units\|^#.*DONE' $(B)/fuzz/$${n}.log | tail -n 2; \
-	done
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(patsubst %_fuzz,%,$(notdir $(t)))))
 
 .PHONY: fuzz fuzz-targets
