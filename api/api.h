@@ -219,6 +219,9 @@ struct api_instance_info {
  * the call only. Each `int` callback returns 0 on success, or a negative errno and fills `err`
  * (an empty message is replaced with strerror). A NULL callback makes its resource answer 400
  * "... is not supported by this VMM", so the VMM can fill the table as features land.
+ * A callback must not call api_server_dispatch() or api_server_destroy(); it may call
+ * api_server_flush_metrics(). Callbacks run on the API's thread and block it: the response
+ * goes out when the callback returns.
  */
 struct api_ops {
 	/* GET /: identity and run state. Optional: without it the id is "thaw" and the state is
