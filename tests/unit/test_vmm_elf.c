@@ -366,6 +366,40 @@ static void test_huge_phnum_refused(void **state)
 	expect_refused(&im, guest(state), "65535 program headers");
 }
 
+/* The program header table moved to 0x200, where it can grow to 64 entries (the
+ * extra ones PT_NULL) and end exactly where the segment's bytes start. */
+static void move_phdrs_for(struct img *im, unsigned phnum)
+{
+	memcpy(im->b + 0x200, im->load, 2 * sizeof(Elf64_Phdr));
+	memset(im->load, 0, 2 * sizeof(Elf64_Phdr));
+	im->load = (Elf64_Phdr *)(im->b + 0x200);
+	im->note = im->load + 1;
+	im->eh->e_phoff = 0x200;
+	im->eh->e_phnum = (uint16_t)phnum;
+}
+
+static void test_64_program_headers_accepted(void **state)
+{
+	struct img im;
+	struct vmm_elf_info info;
+	char err[256] = "";
+
+	build(&im, NOTE_PVH4);
+	move_phdrs_for(&im, 64);
+	assert_int_equal(0x200 + 64 * sizeof(Elf64_Phdr), SEG_OFF);
+	assert_int_equal(load(im.b, im.len, guest(state), &info, err, sizeof(err)), 0);
+	assert_true(info.has_pvh);
+}
+
+static void test_65_program_headers_refused(void **state)
+{
+	struct img im;
+
+	build(&im, NOTE_PVH4);
+	move_phdrs_for(&im, 65);
+	expect_refused(&im, guest(state), "65 program headers");
+}
+
 static void test_program_headers_past_end_refused(void **state)
 {
 	struct img im;
@@ -606,6 +640,8 @@ int main(void)
 	    cmocka_unit_test(test_wrong_phentsize_refused),
 	    cmocka_unit_test(test_no_program_headers_refused),
 	    cmocka_unit_test(test_huge_phnum_refused),
+	    cmocka_unit_test(test_64_program_headers_accepted),
+	    cmocka_unit_test(test_65_program_headers_refused),
 	    cmocka_unit_test(test_program_headers_past_end_refused),
 	    cmocka_unit_test(test_no_load_segment_refused),
 	    cmocka_unit_test(test_segment_offset_past_end_refused),

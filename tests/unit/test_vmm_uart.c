@@ -344,6 +344,37 @@ static void test_irq_line_raised_once_and_lowered_once(void **state)
 	assert_int_equal(f->r.lowers, 1);
 }
 
+/* Linux's 8250 startup: a UART that does not reassert THRE after IER's THRI bit is
+ * toggled gets UART_BUG_THRE and a polling timer; a real 16550A reasserts it. */
+static void test_thri_reasserted_after_ier_toggle_as_linux_startup_checks(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t iir1, iir2;
+
+	wr(f, IER, 0x02);
+	iir1 = rd(f, IIR);
+	wr(f, IER, 0x00);
+	wr(f, IER, 0x02);
+	iir2 = rd(f, IIR);
+	wr(f, IER, 0x00);
+	assert_int_equal(iir1 & 0x01, 0);
+	assert_int_equal(iir2 & 0x01, 0);
+	assert_int_equal(f->r.level, 0);
+}
+
+/* Linux's autoconfig: IER written 0 reads 0, written 0x0f reads 0x0f. */
+static void test_ier_probe_as_linux_autoconfig_expects(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(f, IER, 0x00);
+	assert_int_equal(rd(f, IER) & 0x0f, 0x00);
+	wr(f, IER, 0x0f);
+	assert_int_equal(rd(f, IER) & 0x0f, 0x0f);
+	wr(f, IER, 0xff);
+	assert_int_equal(rd(f, IER), 0x0f); /* the upper bits do not exist */
+}
+
 /* ---- divisor latch, loopback, FIFO control, scratch */
 
 static void test_dlab_exposes_divisor_latch(void **state)
@@ -487,6 +518,8 @@ int main(void)
 	    T(test_thri_not_raised_again_by_reenabling_it),
 	    T(test_disabling_ier_lowers_line),
 	    T(test_irq_line_raised_once_and_lowered_once),
+	    T(test_thri_reasserted_after_ier_toggle_as_linux_startup_checks),
+	    T(test_ier_probe_as_linux_autoconfig_expects),
 	    T(test_dlab_exposes_divisor_latch),
 	    T(test_dlab_hides_receive_buffer),
 	    T(test_loopback_msr_as_linux_autoconfig_expects),
