@@ -56,7 +56,7 @@ static void test_layout_above_hole_splits_at_hole(void **state)
 	assert_int_equal(vmm_mem_end(&mem), VMM_MMIO_HOLE_END + 8 * GiB - VMM_MMIO_HOLE_START);
 }
 
-/* Group fixtures: real (untouched, NORESERVE) mappings so translated pointers are valid. */
+/* Fixtures: real (untouched, NORESERVE) mappings so translated pointers are valid. */
 struct mems {
 	struct vmm_mem small, big;
 };
@@ -219,29 +219,26 @@ static void test_gpa_wrapping_sum_refused(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest pure[] = {
+	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_layout_below_hole_is_one_region),
 	    cmocka_unit_test(test_layout_exactly_up_to_hole_is_one_region),
 	    cmocka_unit_test(test_layout_above_hole_splits_at_hole),
 	    cmocka_unit_test(test_free_clears_the_mapping),
+	    cmocka_unit_test_setup_teardown(test_alloc_maps_the_layout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_first_byte, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_last_byte, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_whole_ram_in_one_range, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_one_past_end_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_len_zero_inside_ram, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_len_zero_outside_ram_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_last_byte_below_hole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_inside_hole_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_crossing_into_hole_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_crossing_out_of_hole_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_above_4g_maps_after_low_ram, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_past_end_above_4g_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gpa_wrapping_sum_refused, setup, teardown),
 	};
-	const struct CMUnitTest mapped[] = {
-	    cmocka_unit_test(test_alloc_maps_the_layout),
-	    cmocka_unit_test(test_gpa_first_byte),
-	    cmocka_unit_test(test_gpa_last_byte),
-	    cmocka_unit_test(test_gpa_whole_ram_in_one_range),
-	    cmocka_unit_test(test_gpa_one_past_end_refused),
-	    cmocka_unit_test(test_gpa_len_zero_inside_ram),
-	    cmocka_unit_test(test_gpa_len_zero_outside_ram_refused),
-	    cmocka_unit_test(test_gpa_last_byte_below_hole),
-	    cmocka_unit_test(test_gpa_inside_hole_refused),
-	    cmocka_unit_test(test_gpa_crossing_into_hole_refused),
-	    cmocka_unit_test(test_gpa_crossing_out_of_hole_refused),
-	    cmocka_unit_test(test_gpa_above_4g_maps_after_low_ram),
-	    cmocka_unit_test(test_gpa_past_end_above_4g_refused),
-	    cmocka_unit_test(test_gpa_wrapping_sum_refused),
-	};
-	int failed = cmocka_run_group_tests_name("layout", pure, NULL, NULL);
 
-	return failed + cmocka_run_group_tests_name("translator", mapped, setup, teardown);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }
