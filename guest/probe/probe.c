@@ -707,10 +707,13 @@ static void dispatch(u32 op, u64 start, u64 len, u64 seed, u64 n)
 	}
 }
 
+/* Reads the current work generation before announcing itself online: the BSP posts work
+ * only after it has seen every AP online, so no generation can slip by unnoticed. */
 static void ap_loop(u32 cpu)
 {
 	struct cpu *c = &g.cpu[cpu];
 	u64 seen = __atomic_load_n(&g.work_gen, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&c->online, 1, __ATOMIC_RELEASE);
 	for (;;) {
 		u64 gen = __atomic_load_n(&g.work_gen, __ATOMIC_ACQUIRE);
 		if (gen != seen && c->rank >= 0) {
@@ -1171,7 +1174,6 @@ void probe_cpu_main(u32 cpu)
 	set_xmm_marker(cpu);
 	if (cpu) {
 		lapic_init_local();
-		__atomic_store_n(&g.cpu[cpu].online, 1, __ATOMIC_RELEASE);
 		ap_loop(cpu);
 	}
 	g.boot_tsc = rdtsc();
