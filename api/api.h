@@ -29,6 +29,9 @@ struct json_object;
 #define API_MAX_CONNS 32
 /* A request that started arriving must be complete within this long (408 otherwise). */
 #define API_DEFAULT_REQUEST_TIMEOUT_MS 5000
+/* Once `PUT /metrics` configured a destination, a line is written this often (as
+ * Firecracker does), besides every FlushMetrics. */
+#define API_DEFAULT_METRICS_PERIOD_MS 60000
 
 /* String buffers in the request structs, NUL included. Longer strings are refused (400). */
 #define API_PATH_LEN	      4096 /* PATH_MAX */
@@ -300,6 +303,10 @@ int api_server_dispatch(struct api_server *srv);
 /* Writes one metrics line now if `PUT /metrics` configured a destination (for a periodic
  * flush from the VMM's loop). 0, -ENOENT when not configured, or -errno of the write. */
 int api_server_flush_metrics(struct api_server *srv);
+
+/* The periodic metrics flush's period (default API_DEFAULT_METRICS_PERIOD_MS); 0 turns it
+ * off, for a VMM that calls api_server_flush_metrics() on its own schedule. */
+void api_server_set_metrics_period(struct api_server *srv, unsigned int ms);
 
 /* How long a started request may take to arrive in full (default
  * API_DEFAULT_REQUEST_TIMEOUT_MS). Idle keep-alive connections never time out. */

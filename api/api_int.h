@@ -95,6 +95,8 @@ struct api_server {
 	char failed_reason[600];
 	struct api_machine_config mcfg; /* last accepted, for GET without get_machine_config */
 	int metrics_fd;
+	int metrics_timer_fd;		/* periodic flush; -1 until PUT /metrics */
+	unsigned int metrics_period_ms; /* 0: no periodic flush */
 	struct api_counters cnt;
 
 	struct api_conn *dead; /* closed this dispatch, freed at its end */
@@ -116,6 +118,8 @@ struct api_server {
 /* route.c: one complete request to a reply in srv->reply. */
 void api_route(struct api_server *srv, enum http_method method, const char *url, size_t url_len,
 	       const char *body, size_t body_len);
+/* server.c: starts the periodic metrics flush once a destination is configured. */
+int api_metrics_timer_start(struct api_server *srv);
 /* route.c: a {"fault_message"} reply. */
 void api_reply_fault(struct api_server *srv, int status, const char *msg);
 /* route.c: defaults of the state machine and the counters. */

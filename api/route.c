@@ -1393,6 +1393,9 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 			return;
 		}
 		srv->metrics_fd = fd;
+		/* Without the periodic flush metrics still work through FlushMetrics. */
+		if (api_metrics_timer_start(srv) < 0)
+			log_warn("api: periodic metrics flush not available");
 		reply_status(srv, 204);
 		return;
 	default:

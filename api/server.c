@@ -517,6 +517,65 @@ static void expire(struct api_server *srv)
 	}
 }
 
+static int ep_add(int ep, int fd, void *tag)
+{
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = tag};
+
+	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
+
+static void metrics_tick(struct api_server *srv)
+{
+	uint64_t ticks;
+	int ret;
+
+	if (read(srv->metrics_timer_fd, &ticks, sizeof(ticks)) < 0)
+		return;
+	ret = api_server_flush_metrics(srv);
+	if (ret < 0)
+		log_ratelimited(LOG_WARN, "api: periodic metrics flush: %s", strerror(-ret));
+}
+
+int api_metrics_timer_start(struct api_server *srv)
+{
+	struct itimerspec its;
+	int fd, ret;
+
+	if (!srv->metrics_period_ms || srv->metrics_timer_fd >= 0 || srv->ep_fd < 0)
+		return 0;
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	memset(&its, 0, sizeof(its));
+	its.it_value.tv_sec = srv->metrics_period_ms / 1000;
+	its.it_value.tv_nsec = (long)(srv->metrics_period_ms % 1000) * 1000000;
+	its.it_interval = its.it_value;
+	if (timerfd_settime(fd, 0, &its, NULL) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	ret = ep_add(srv->ep_fd, fd, &srv->metrics_timer_fd);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	srv->metrics_timer_fd = fd;
+	return 0;
+}
+
+void api_server_set_metrics_period(struct api_server *srv, unsigned int ms)
+{
+	srv->metrics_period_ms = ms;
+	if (srv->metrics_timer_fd >= 0) {
+		epoll_ctl(srv->ep_fd, EPOLL_CTL_DEL, srv->metrics_timer_fd, NULL);
+		close(srv->metrics_timer_fd);
+		srv->metrics_timer_fd = -1;
+		if (srv->metrics_fd >= 0 && api_metrics_timer_start(srv) < 0)
+			log_warn("api: periodic metrics flush not available");
+	}
+}
+
 static void update_timer(struct api_server *srv)
 {
 	struct itimerspec its;
@@ -565,6 +624,10 @@ again:
 		}
 		if (p == &srv->timer_fd) {
 			expire(srv);
+			continue;
+		}
+		if (p == &srv->metrics_timer_fd) {
+			metrics_tick(srv);
 			continue;
 		}
 		c = p;
@@ -628,13 +691,6 @@ static int clear_stale(const char *path)
 	return 0;
 }
 
-static int ep_add(int ep, int fd, void *tag)
-{
-	struct epoll_event e = {.events = EPOLLIN, .data.ptr = tag};
-
-	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
-}
-
 int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 		      struct api_server **out)
 {
@@ -652,6 +708,8 @@ int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 	srv->ops = ops;
 	srv->ctx = ctx;
 	srv->listen_fd = srv->ep_fd = srv->timer_fd = srv->metrics_fd = -1;
+	srv->metrics_timer_fd = -1;
+	srv->metrics_period_ms = API_DEFAULT_METRICS_PERIOD_MS;
 	srv->timeout_ms = API_DEFAULT_REQUEST_TIMEOUT_MS;
 	memcpy(srv->path, path, strlen(path) + 1);
 	api_parser_settings_init(&srv->settings);
@@ -750,6 +808,8 @@ void api_server_destroy(struct api_server *srv)
 	close(srv->ep_fd);
 	if (srv->metrics_fd >= 0)
 		close(srv->metrics_fd);
+	if (srv->metrics_timer_fd >= 0)
+		close(srv->metrics_timer_fd);
 	json_tokener_free(srv->tok);
 	free(srv);
 }

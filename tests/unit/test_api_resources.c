@@ -393,6 +393,32 @@ static void metrics_and_flush(void **state)
 	h_stop(h);
 }
 
+static void metrics_are_flushed_periodically(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	char path[160], body[256], buf[8192];
+	int fd, lines = 0;
+	ssize_t n, i;
+
+	/* Set before the request that reads it: the socket orders the two threads. */
+	api_server_set_metrics_period(h->srv, 100);
+	snprintf(path, sizeof(path), "%s/metrics.json", h->dir);
+	snprintf(body, sizeof(body), "{\"metrics_path\": \"%s\"}", path);
+	assert_int_equal(PUT(h, "/metrics", body), 204);
+	usleep(450 * 1000);
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	for (i = 0; i < n; i++)
+		lines += buf[i] == '\n';
+	assert_true(lines >= 2);
+	assert_true(h->calls[OP_METRICS] >= 2);
+	unlink(path);
+	h_stop(h);
+}
+
 static void actions_and_vm_state(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
@@ -680,6 +706,7 @@ int main(void)
 	    cmocka_unit_test(logger_is_parsed),
 	    cmocka_unit_test(default_logger_redirects_stderr),
 	    cmocka_unit_test(metrics_and_flush),
+	    cmocka_unit_test(metrics_are_flushed_periodically),
 	    cmocka_unit_test(actions_and_vm_state),
 	    cmocka_unit_test(snapshot_create_is_parsed),
 	    cmocka_unit_test(snapshot_load_is_parsed),
