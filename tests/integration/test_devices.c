@@ -1,0 +1,583 @@
+/* The virtio devices with real guests: the Linux guest's kernel agent reads and writes
+ * the virtio-blk disk (checked against the host file both ways), reads the RNG,
+ * exchanges UDP datagrams with the host over a tap in a private network namespace,
+ * and talks vsock both ways through the hybrid unix sockets; the probe guest writes
+ * bad rings by hand and the VMM must keep running, marking only that device as
+ * needing reset. See docs/devices.md and guest/linux/AGENT.md. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#define BOOT_TIMEOUT_MS 180000
+#define ASK_TIMEOUT_MS	60000
+#define DISK_SECTORS	8192 /* 4 MiB */
+
+static char tmpdir[64];
+
+static int group_setup(void **state)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/thaw-itest-dev-XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* zlib's CRC-32, which the agent reports. */
+static uint32_t crc32_buf(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+
+	for (size_t i = 0; i < n; i++) {
+		c ^= p[i];
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+	}
+	return ~c;
+}
+
+static char *disk_file(const char *name)
+{
+	static char path[128];
+	uint8_t sector[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	for (unsigned s = 0; s < DISK_SECTORS; s++) {
+		for (unsigned i = 0; i < 512; i++)
+			sector[i] = (uint8_t)(s * 7 + i);
+		assert_int_equal(pwrite(fd, sector, 512, (off_t)s * 512), 512);
+	}
+	close(fd);
+	return path;
+}
+
+/* Boots the Linux guest in agent mode with extra thaw arguments. */
+static struct vmproc *linux_start(const char *const *extra)
+{
+	const char *argv[32] = {harness_env("THAW_BIN"),
+				"--kernel",
+				harness_env("THAW_KERNEL"),
+				"--cmdline",
+				"console=ttyS0 thaw_agent.hold_init=1 quiet",
+				"--mem-mib",
+				"160"};
+	struct vmproc *p = calloc(1, sizeof(*p));
+	unsigned n = 7;
+
+	for (unsigned i = 0; extra && extra[i] && n < 31; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	assert_non_null(p);
+	assert_int_equal(vmproc_start(p, argv), 0);
+	if (vmproc_expect(p, "THAW_GUEST_READY", BOOT_TIMEOUT_MS, NULL, 0)) {
+		vmproc_dump(p, "Linux guest did not become ready");
+		fail();
+	}
+	return p;
+}
+
+static void stop(struct vmproc *p)
+{
+	vmproc_stop(p);
+	free(p);
+}
+
+static void ask(struct vmproc *p, const char *req, const char *prefix, char *ans, size_t len)
+{
+	if (vmproc_ask(p, req, prefix, ASK_TIMEOUT_MS, ans, len)) {
+		vmproc_dump(p, req);
+		fail_msg("no '%s' answer to '%s'", prefix, req);
+	}
+}
+
+#define SKIP_WITHOUT_KVM()                                                                         \
+	do {                                                                                       \
+		if (!harness_have_kvm())                                                           \
+			skip();                                                                    \
+	} while (0)
+
+/* ---------------------------------------------------------------- virtio-blk */
+
+static void linux_blk_reads_host_data_and_writes_reach_the_file(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	char *path = disk_file("rw.img"), spec[200], ans[512], want[64];
+	const char *extra[] = {"--drive", spec, NULL};
+	uint8_t buf[2 * 512];
+	struct vmproc *p;
+	int fd;
+
+	snprintf(spec, sizeof(spec), "id=disk0,path=%s,ro=off", path);
+	p = linux_start(extra);
+	ask(p, "blk info", "THAW_AGENT blk info", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "sectors=8192"));
+	assert_non_null(strstr(ans, "ro=0"));
+
+	/* Host data read by the guest. */
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_int_equal(pread(fd, buf, 1024, 40 * 512), 1024);
+	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, 1024));
+	ask(p, "blk read 40 2", "THAW_AGENT blk read", ans, sizeof(ans));
+	assert_non_null(strstr(ans, want));
+
+	/* Guest writes, flushed, are in the file. */
+	ask(p, "blk write 100 THAWDATA 2", "THAW_AGENT blk write", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "flushed"));
+	assert_int_equal(pread(fd, buf, 1024, 100 * 512), 1024);
+	for (unsigned i = 0; i < 1024; i++)
+		assert_int_equal(buf[i], "THAWDATA"[i % 8]);
+
+	/* Host-written data (sectors the guest never cached) is read back. */
+	memset(buf, 0x5a, 512);
+	assert_int_equal(pwrite(fd, buf, 512, 3000 * 512), 512);
+	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, 512));
+	ask(p, "blk read 3000 1", "THAW_AGENT blk read", ans, sizeof(ans));
+	assert_non_null(strstr(ans, want));
+	ask(p, "blk flush", "THAW_AGENT blk flush", ans, sizeof(ans));
+	/* Past the end: an error, not a crash. */
+	ask(p, "blk read 8192 1", "THAW_AGENT", ans, sizeof(ans));
+	ask(p, "ping", "THAW_AGENT pong", ans, sizeof(ans));
+	close(fd);
+	stop(p);
+}
+
+static void linux_blk_read_only_drive_refuses_writes(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	char *path = disk_file("ro.img"), spec[200], ans[512];
+	const char *extra[] = {"--drive", spec, NULL};
+	uint8_t buf[512];
+	struct vmproc *p;
+	int fd;
+
+	snprintf(spec, sizeof(spec), "id=ro0,path=%s,ro=on", path);
+	p = linux_start(extra);
+	ask(p, "blk info", "THAW_AGENT blk info", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "ro=1"));
+	ask(p, "blk write 5 NOPE", "THAW_AGENT", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "error"));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(pread(fd, buf, 512, 5 * 512), 512);
+	assert_int_equal(buf[0], (uint8_t)(5 * 7));
+	close(fd);
+	ask(p, "blk read 5 1", "THAW_AGENT blk read", ans, sizeof(ans));
+	stop(p);
+}
+
+/* ---------------------------------------------------------------- virtio-rng */
+
+static void linux_rng_gives_bytes(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	const char *extra[] = {"--rng", NULL};
+	char ans[1024];
+	const char *hex;
+	struct vmproc *p = linux_start(extra);
+
+	ask(p, "rng 32", "THAW_AGENT rng", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "bytes=32"));
+	hex = strstr(ans, "hex=");
+	assert_non_null(hex);
+	assert_true(strspn(hex + 4, "0123456789abcdef") == 64);
+	assert_null(strstr(hex, "0000000000000000000000000000000000000000"));
+	stop(p);
+}
+
+/* ---------------------------------------------------------------- virtio-vsock */
+
+struct echo_server {
+	int lfd;
+	char got[64];
+};
+
+/* Host side of a guest-initiated connection: reads a line, answers "pong\n". */
+static void *serve_one(void *arg)
+{
+	struct echo_server *s = arg;
+	struct pollfd pf = {.fd = s->lfd, .events = POLLIN};
+	size_t n = 0;
+	int fd;
+
+	if (poll(&pf, 1, ASK_TIMEOUT_MS) != 1)
+		return NULL;
+	fd = accept(s->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	while (n < sizeof(s->got) - 1) {
+		ssize_t r = read(fd, s->got + n, 1);
+
+		if (r <= 0 || s->got[n] == '\n')
+			break;
+		n++;
+	}
+	s->got[n] = 0;
+	if (write(fd, "pong\n", 5) != 5)
+		s->got[0] = 0;
+	close(fd);
+	return NULL;
+}
+
+static int unix_listen(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", path);
+	unlink(path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	return fd;
+}
+
+static ssize_t read_line(int fd, char *buf, size_t cap, int timeout_ms)
+{
+	size_t n = 0;
+
+	while (n < cap - 1) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		ssize_t r;
+
+		if (poll(&pf, 1, timeout_ms) != 1)
+			return -ETIMEDOUT;
+		r = read(fd, buf + n, 1);
+		if (r <= 0)
+			break;
+		if (buf[n++] == '\n')
+			break;
+	}
+	buf[n] = 0;
+	return (ssize_t)n;
+}
+
+static void linux_vsock_both_directions(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	char uds[128], spec[200], ans[512], line[64], side[160];
+	const char *extra[] = {"--vsock", spec, NULL};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct echo_server srv;
+	pthread_t th;
+	struct vmproc *p;
+	int fd;
+
+	snprintf(uds, sizeof(uds), "%s/v.sock", tmpdir);
+	snprintf(spec, sizeof(spec), "cid=3,uds=%s", uds);
+	p = linux_start(extra);
+
+	/* Host-initiated: CONNECT, OK, echo. */
+	ask(p, "vsock listen 5000", "THAW_AGENT vsock listening", ans, sizeof(ans));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", uds);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, "CONNECT 5000\n", 13), 13);
+	assert_true(read_line(fd, line, sizeof(line), ASK_TIMEOUT_MS) > 0);
+	assert_int_equal(strncmp(line, "OK ", 3), 0);
+	assert_int_equal(write(fd, "hello thaw\n", 11), 11);
+	assert_int_equal(read_line(fd, line, sizeof(line), ASK_TIMEOUT_MS), 11);
+	assert_string_equal(line, "hello thaw\n");
+	close(fd);
+	if (vmproc_expect(p, "THAW_EVENT vsock closed port=5000", ASK_TIMEOUT_MS, line,
+			  sizeof(line))) {
+		vmproc_dump(p, "vsock close not seen");
+		fail();
+	}
+	assert_non_null(strstr(line, "echoed=11"));
+
+	/* Refused: nobody listens on 5001, the client is closed without OK. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, "CONNECT 5001\n", 13), 13);
+	assert_int_equal(read_line(fd, line, sizeof(line), ASK_TIMEOUT_MS), 0);
+	close(fd);
+
+	/* Guest-initiated to host port 6000: thaw connects to <uds>_6000. */
+	snprintf(side, sizeof(side), "%s_6000", uds);
+	srv.lfd = unix_listen(side);
+	srv.got[0] = 0;
+	assert_int_equal(pthread_create(&th, NULL, serve_one, &srv), 0);
+	ask(p, "vsock connect 2 6000 ping", "THAW_AGENT vsock connect", ans, sizeof(ans));
+	pthread_join(th, NULL);
+	close(srv.lfd);
+	assert_string_equal(srv.got, "ping");
+	assert_non_null(strstr(ans, "text=pong"));
+
+	/* Guest-initiated to a port with no host listener: refused, guest fine. */
+	ask(p, "vsock connect 2 6001 ping", "THAW_AGENT", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "error"));
+	ask(p, "ping", "THAW_AGENT pong", ans, sizeof(ans));
+	stop(p);
+}
+
+/* ---------------------------------------------------------------- virtio-net */
+
+static void linux_net_udp_both_ways_over_tap(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	const char *extra[] = {"--net", "id=eth0,tap=thawtap0,mac=06:00:ac:10:00:02", NULL};
+	struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons(7001)};
+	struct sockaddr_in guest = {.sin_family = AF_INET, .sin_port = htons(7000)};
+	char ans[512], buf[64];
+	struct pollfd pf;
+	struct vmproc *p;
+	int s;
+
+	/* A private network namespace: the tap and addresses vanish with the test. */
+	if (unshare(CLONE_NEWNET) != 0) {
+		print_message("SKIPPED: unshare(CLONE_NEWNET): %s (needs root)\n", strerror(errno));
+		skip();
+	}
+	assert_int_equal(system("ip link set lo up"), 0);
+	p = linux_start(extra);
+	assert_int_equal(system("ip addr add 172.16.0.1/24 dev thawtap0 && "
+				"ip link set thawtap0 up"),
+			 0);
+	ask(p, "net up eth0 172.16.0.2/24", "THAW_AGENT net up", ans, sizeof(ans));
+	ask(p, "net bind 7000", "THAW_AGENT net bound", ans, sizeof(ans));
+
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	inet_pton(AF_INET, "172.16.0.1", &me.sin_addr);
+	inet_pton(AF_INET, "172.16.0.2", &guest.sin_addr);
+	assert_int_equal(bind(s, (struct sockaddr *)&me, sizeof(me)), 0);
+	/* Host to guest (the first datagram may wait for ARP; the guest waits 20 s). */
+	assert_int_equal(vmproc_send(p, "net recv 20000"), 0);
+	usleep(200 * 1000);
+	assert_int_equal(sendto(s, "from-host", 9, 0, (struct sockaddr *)&guest, sizeof(guest)), 9);
+	if (vmproc_expect(p, "THAW_AGENT net recv", ASK_TIMEOUT_MS, ans, sizeof(ans))) {
+		vmproc_dump(p, "guest got no datagram");
+		fail();
+	}
+	assert_non_null(strstr(ans, "text=from-host"));
+
+	/* Guest to host. */
+	ask(p, "net send 172.16.0.1 7001 from-guest", "THAW_AGENT net sent", ans, sizeof(ans));
+	pf = (struct pollfd){.fd = s, .events = POLLIN};
+	assert_int_equal(poll(&pf, 1, ASK_TIMEOUT_MS), 1);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(recv(s, buf, sizeof(buf) - 1, 0), 10);
+	assert_string_equal(buf, "from-guest");
+	close(s);
+	stop(p);
+}
+
+/* ---------------------------------------------------------------- bad rings (probe) */
+
+#define RNG_BASE  0xd0001000ull /* after one drive */
+#define DISK_BASE 0xd0000000ull
+#define RING	  0x400000ull /* 4 MiB: desc; avail +0x1000; used +0x2000 */
+#define BUF	  0x480000ull
+
+static void probe_cmd(struct vmproc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void probe_cmd(struct vmproc *p, const char *fmt, ...)
+{
+	char req[256], ans[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(req, sizeof(req), fmt, ap);
+	va_end(ap);
+	if (vmproc_ask(p, req, "PROBE ", ASK_TIMEOUT_MS, ans, sizeof(ans)) ||
+	    strncmp(ans, "ERR", 3) == 0 || strncmp(ans, "FAULT", 5) == 0) {
+		vmproc_dump(p, req);
+		fail_msg("probe request '%s' failed: %s", req, ans);
+	}
+}
+
+static uint64_t probe_r32(struct vmproc *p, uint64_t addr)
+{
+	char req[64], ans[256];
+	const char *v;
+
+	snprintf(req, sizeof(req), "r32 %#llx", (unsigned long long)addr);
+	assert_int_equal(vmproc_ask(p, req, "PROBE r32", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
+	v = strstr(ans, "value=");
+	assert_non_null(v);
+	return strtoull(v + 6, NULL, 16);
+}
+
+/* Brings up queue 0 of the device at `base` with size `n` and rings at `ring`. */
+static void probe_queue_up(struct vmproc *p, uint64_t base, unsigned n, uint64_t ring)
+{
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x70);
+	probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x70);
+	probe_cmd(p, "w32 %#llx 3", (unsigned long long)base + 0x70);
+	probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x24);
+	probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x20);
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x24);
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x20);
+	probe_cmd(p, "w32 %#llx 11", (unsigned long long)base + 0x70);
+	assert_true(probe_r32(p, base + 0x70) & 8);
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x30);
+	probe_cmd(p, "w32 %#llx %u", (unsigned long long)base + 0x38, n);
+	probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0x80, (unsigned long long)ring);
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x84);
+	probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0x90,
+		  (unsigned long long)ring + 0x1000);
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x94);
+	probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0xa0,
+		  (unsigned long long)ring + 0x2000);
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0xa4);
+	probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x44);
+	probe_cmd(p, "w32 %#llx 15", (unsigned long long)base + 0x70);
+}
+
+static void probe_desc(struct vmproc *p, uint64_t ring, unsigned i, uint64_t addr, uint32_t len,
+		       uint16_t flags, uint16_t next)
+{
+	char hex[33];
+	uint8_t d[16];
+
+	memcpy(d, &addr, 8);
+	memcpy(d + 8, &len, 4);
+	memcpy(d + 12, &flags, 2);
+	memcpy(d + 14, &next, 2);
+	for (int k = 0; k < 16; k++)
+		snprintf(hex + 2 * k, 3, "%02x", d[k]);
+	probe_cmd(p, "wbytes %#llx %s", (unsigned long long)(ring + 16 * i), hex);
+}
+
+/* Publishes avail entry `slot` = head and avail idx = idx, then notifies. */
+static void probe_kick(struct vmproc *p, uint64_t base, uint64_t ring, unsigned slot, unsigned head,
+		       unsigned idx)
+{
+	probe_cmd(p, "w16 %#llx %u", (unsigned long long)(ring + 0x1000 + 4 + 2 * slot), head);
+	probe_cmd(p, "w16 %#llx %u", (unsigned long long)(ring + 0x1002), idx);
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x50);
+}
+
+static struct vmproc *probe_with_devices(void)
+{
+	char *path = disk_file("probe.img"), spec[200];
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_PROBE"),
+			      "--mem-mib",
+			      "64",
+			      "--drive",
+			      spec,
+			      "--rng",
+			      NULL};
+	struct vmproc *p = calloc(1, sizeof(*p));
+
+	snprintf(spec, sizeof(spec), "id=d0,path=%s,ro=off", path);
+	assert_int_equal(vmproc_start(p, argv), 0);
+	if (vmproc_expect(p, "THAW_PROBE_READY", BOOT_TIMEOUT_MS, NULL, 0)) {
+		vmproc_dump(p, "probe did not start");
+		fail();
+	}
+	return p;
+}
+
+static void probe_bad_rings_mark_device_and_vmm_keeps_running(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	struct vmproc *p = probe_with_devices();
+	char ans[256];
+
+	assert_int_equal(probe_r32(p, RNG_BASE), 0x74726976);
+	assert_int_equal(probe_r32(p, RNG_BASE + 8), 4);
+
+	/* A good request first: the rng answers through the ioeventfd path. */
+	probe_queue_up(p, RNG_BASE, 8, RING);
+	probe_desc(p, RING, 0, BUF, 64, 2 /* WRITE */, 0);
+	probe_kick(p, RNG_BASE, RING, 0, 0, 1);
+	usleep(100 * 1000);
+	assert_int_equal(probe_r32(p, RING + 0x2000) >> 16, 1); /* used idx */
+	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0);
+
+	/* Each bad ring marks the device needing reset; the probe and thaw go on. */
+	struct {
+		const char *what;
+		uint64_t addr;
+		uint32_t len;
+		uint16_t flags, next;
+	} bad[] = {
+	    {"buffer outside RAM", 0x7fff0000ull, 64, 2, 0},
+	    {"buffer straddling the end of RAM", (64ull << 20) - 16, 64, 2, 0},
+	    {"length 0xffffffff", BUF, 0xffffffffu, 2, 0},
+	    {"loop 0 -> 0", BUF, 64, 2 | 1, 0},
+	    {"next past the queue", BUF, 64, 2 | 1, 9},
+	    {"indirect descriptor never negotiated", 0x7fff0000ull, 32, 4, 0},
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		print_message("bad ring: %s\n", bad[i].what);
+		probe_queue_up(p, RNG_BASE, 8, RING);
+		probe_desc(p, RING, 0, bad[i].addr, bad[i].len, bad[i].flags, bad[i].next);
+		probe_kick(p, RNG_BASE, RING, 0, 0, 1);
+		usleep(100 * 1000);
+		assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+		assert_int_equal(
+		    vmproc_ask(p, "ping", "PROBE pong", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
+	}
+	/* Avail index far ahead of the used index. */
+	probe_queue_up(p, RNG_BASE, 8, RING);
+	probe_desc(p, RING, 0, BUF, 64, 2, 0);
+	probe_kick(p, RNG_BASE, RING, 0, 0, 200);
+	usleep(100 * 1000);
+	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+	/* A queue size that is not a power of two, and one above the maximum. */
+	probe_queue_up(p, RNG_BASE, 12, RING);
+	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+	probe_queue_up(p, RNG_BASE, 4096, RING);
+	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+	/* Rings in MMIO space. */
+	probe_queue_up(p, RNG_BASE, 8, 0xd0002000ull);
+	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+
+	/* The other device is unaffected: the disk still identifies itself and sets up. */
+	assert_int_equal(probe_r32(p, DISK_BASE + 8), 2);
+	probe_queue_up(p, DISK_BASE, 8, RING + 0x10000);
+	assert_int_equal(probe_r32(p, DISK_BASE + 0x70) & 0x40, 0);
+	/* And the rng recovers after a reset. */
+	probe_queue_up(p, RNG_BASE, 8, RING);
+	probe_cmd(p, "w32 %#llx 0", (unsigned long long)RING + 0x2000);
+	probe_desc(p, RING, 0, BUF, 64, 2, 0);
+	probe_kick(p, RNG_BASE, RING, 0, 0, 1);
+	usleep(100 * 1000);
+	assert_int_equal(probe_r32(p, RING + 0x2000) >> 16, 1);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
+	stop(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(probe_bad_rings_mark_device_and_vmm_keeps_running),
+	    cmocka_unit_test(linux_blk_reads_host_data_and_writes_reach_the_file),
+	    cmocka_unit_test(linux_blk_read_only_drive_refuses_writes),
+	    cmocka_unit_test(linux_rng_gives_bytes),
+	    cmocka_unit_test(linux_vsock_both_directions),
+	    /* last: it moves the test process into its own network namespace */
+	    cmocka_unit_test(linux_net_udp_both_ways_over_tap),
+	};
+
+	/* THAW_TEST_FILTER=probe* (a glob) runs a subset, e.g. while debugging. */
+	if (getenv("THAW_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
+	return cmocka_run_group_tests_name("devices", tests, group_setup, group_teardown);
+}
