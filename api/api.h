@@ -247,7 +247,7 @@ struct api_ops {
 	int (*put_vsock)(void *ctx, const struct api_vsock *vsock, struct api_error *err);
 	int (*put_entropy)(void *ctx, const struct api_entropy *entropy, struct api_error *err);
 
-	/* `PUT /logger`, in any phase but failed. Optional: without it the API redirects
+	/* `PUT /logger`, in any phase (the failed one too). Optional: without it the API redirects
 	 * stderr (where vmm/log.h writes) to log_path and sets the level. */
 	int (*put_logger)(void *ctx, const struct api_logger *logger, struct api_error *err);
 
@@ -300,8 +300,8 @@ int api_server_fd(const struct api_server *srv);
  * logged rate-limited, never returned. */
 int api_server_dispatch(struct api_server *srv);
 
-/* Writes one metrics line now if `PUT /metrics` configured a destination (for a periodic
- * flush from the VMM's loop). 0, -ENOENT when not configured, or -errno of the write. */
+/* Writes one metrics line now if `PUT /metrics` configured a destination (e.g. right
+ * after a restore). 0, -ENOENT when not configured, or -errno of the write. */
 int api_server_flush_metrics(struct api_server *srv);
 
 /* The periodic metrics flush's period (default API_DEFAULT_METRICS_PERIOD_MS); 0 turns it
