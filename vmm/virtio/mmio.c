@@ -585,10 +585,17 @@ int virtio_restore(struct virtio_dev *d, const struct virtio_saved *in)
 	ret = virtio_core_restore(d, in);
 	if (!ret && d->ops->restore)
 		ret = d->ops->restore(d, in);
-	if (ret)
+	if (ret) {
 		dev_reset(d);
-	else if (d->regs.interrupt_status)
-		raise_irq(d, 0); /* an interrupt pending at save time is still owed */
+	} else {
+		if (d->regs.interrupt_status)
+			raise_irq(d, 0); /* an interrupt pending at save time is still owed */
+		/* A kick that was still in its eventfd when the snapshot was taken is
+		 * lost: look at every queue once, as if the driver had notified. */
+		for (unsigned i = 0; i < d->vs.nr_queues && virtio_dev_live(d); i++)
+			if (d->vs.q[i].ready && d->ops->notify)
+				d->ops->notify(d, i);
+	}
 	pthread_mutex_unlock(&d->lock);
 	return ret;
 }
