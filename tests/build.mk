@@ -60,6 +60,11 @@ $(B)/fuzz/%_fuzz: $(B)/fuzz/obj/tests/fuzz/%_fuzz.o $(FUZZ_LIB)
 
 fuzz-targets: $(FUZZ_TARGETS)
 
+# Kept after linking (make would delete them as intermediates of the pattern chains,
+# and recompile every test and fuzz target on each run).
+.SECONDARY: $(patsubst %.c,$(B)/%.o,$(UNIT_TEST_SRCS)) \
+	$(patsubst %.c,$(B)/fuzz/obj/%.o,$(FUZZ_SRCS))
+
 # One bounded session per target, one after the other (the machine has 2 cores).
 # FUZZ_ARGS_<name> adds libFuzzer flags for tests/fuzz/<name>_fuzz.c (-max_len=...).
 FUZZ_ARGS_api ?= -max_len=70000
