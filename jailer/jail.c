@@ -715,13 +715,21 @@ static void forward_signal(int sig)
 static void write_pid_file(struct jail *j, pid_t pid)
 {
 	char path[PATH_MAX], buf[24];
+	struct stat st;
 	int fd, n;
 
 	/* Named as Firecracker names it: /<exec file name>.pid in the jail's root. */
 	snprintf(path, sizeof(path), "/%s.pid", j->exec_name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	/* The root belongs to the jailed user, who could have put a FIFO or a symlink
+	 * there: never block, never follow, write only into a regular file. */
+	fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		log_warn("pid-ns: open(%s): %s", path, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || ftruncate(fd, 0)) {
+		log_warn("pid-ns: %s is not a regular file we can write", path);
+		close(fd);
 		return;
 	}
 	n = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
@@ -757,7 +765,6 @@ static int parent_wait(struct jail *j, pid_t child, int rfd)
 		return child_err < 0 ? child_err : -EIO;
 	}
 	/* EOF: the pipe closed on execve (O_CLOEXEC); the jail is in thaw's hands. */
-	write_pid_file(j, child);
 	jail_close_outside_fds(j);
 	log_debug("pid-ns: child %d running %s", (int)child, j->exec_name);
 	if (j->cfg->daemonize)
@@ -830,6 +837,8 @@ static int step_pid_ns_and_exec(struct jail *j)
 	}
 	if (pid > 0) {
 		close(pfd[1]);
+		/* Before thaw runs, so the file is ours when it starts. */
+		write_pid_file(j, pid);
 		return parent_wait(j, pid, pfd[0]);
 	}
 	/* Child: pid 1 of the new namespace when asked. The parent unwinds for us. */
