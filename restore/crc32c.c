@@ -17,6 +17,8 @@ static uint32_t shift_page[4][256];   /* register past 4096 zero bytes */
 static uint32_t zero_ops[13][32];     /* register past 2^k zero bytes, as GF(2) matrices */
 static int have_hw;
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static pthread_once_t ops_once = PTHREAD_ONCE_INIT;
+static pthread_once_t page_once = PTHREAD_ONCE_INIT;
 
 static uint32_t gf2_apply(const uint32_t *mat, uint32_t vec)
 {
@@ -36,16 +38,38 @@ static uint32_t shift_small(uint32_t reg, uint32_t n)
 	return reg;
 }
 
-static void build_shift(uint32_t tab[4][256], uint32_t n)
+static void tables_from_basis(uint32_t tab[4][256], const uint32_t basis[32])
 {
-	uint32_t basis[32];
-	for (unsigned i = 0; i < 32; i++)
-		basis[i] = shift_small(1u << i, n);
 	for (unsigned k = 0; k < 4; k++) {
 		tab[k][0] = 0;
 		for (unsigned b = 1; b < 256; b++)
 			tab[k][b] = tab[k][b & (b - 1)] ^ basis[8 * k + (unsigned)__builtin_ctz(b)];
 	}
+}
+
+static void build_shift(uint32_t tab[4][256], uint32_t n)
+{
+	uint32_t basis[32];
+	for (unsigned i = 0; i < 32; i++)
+		basis[i] = shift_small(1u << i, n);
+	tables_from_basis(tab, basis);
+}
+
+/* The crc32 instruction on a zero word moves a register past 8 zero bytes: 32 independent
+ * chains of that build a table in a few microseconds, which matters because the first
+ * checksum is taken on the restore path. */
+__attribute__((target("sse4.2"))) static void hw_build_shift(uint32_t tab[4][256], uint32_t n)
+{
+	uint64_t b[32];
+	uint32_t basis[32];
+	for (unsigned i = 0; i < 32; i++)
+		b[i] = 1u << i;
+	for (uint32_t j = 0; j < n / 8; j++)
+		for (unsigned i = 0; i < 32; i++)
+			b[i] = __builtin_ia32_crc32di(b[i], 0);
+	for (unsigned i = 0; i < 32; i++)
+		basis[i] = (uint32_t)b[i];
+	tables_from_basis(tab, basis);
 }
 
 static inline uint32_t shift_apply(uint32_t tab[4][256], uint32_t reg)
@@ -54,7 +78,9 @@ static inline uint32_t shift_apply(uint32_t tab[4][256], uint32_t reg)
 	       tab[3][reg >> 24];
 }
 
-static void crc_init(void)
+/* The power-of-two operators: only for zero runs that are not whole pages, and for the
+ * tables when the CPU has no crc32 instruction. */
+static void ops_init(void)
 {
 	/* One zero bit: reg >> 1, xor POLY when the bit shifted out was set; a byte is 8. */
 	for (unsigned i = 0; i < 32; i++) {
@@ -66,13 +92,30 @@ static void crc_init(void)
 	for (unsigned k = 1; k < 13; k++)
 		for (unsigned i = 0; i < 32; i++)
 			zero_ops[k][i] = gf2_apply(zero_ops[k - 1], zero_ops[k - 1][i]);
-	build_shift(shift_stream, STREAM_L);
-	build_shift(shift_page, 4096);
+}
 
+/* Only writers skip zero pages: the restore path does not pay for this table. */
+static void page_init(void)
+{
+	if (have_hw) {
+		hw_build_shift(shift_page, 4096);
+		return;
+	}
+	pthread_once(&ops_once, ops_init);
+	build_shift(shift_page, 4096);
+}
+
+static void crc_init(void)
+{
 	__builtin_cpu_init();
 	have_hw = __builtin_cpu_supports("sse4.2");
-	if (have_hw)
+#ifdef SNAP_CRC_FORCE_SW /* tests build the table path with this */
+	have_hw = 0;
+#endif
+	if (have_hw) {
+		hw_build_shift(shift_stream, STREAM_L);
 		return;
+	}
 	for (unsigned i = 0; i < 256; i++) {
 		uint32_t r = i;
 		for (int b = 0; b < 8; b++)
@@ -155,9 +198,13 @@ uint32_t snap_crc32c(uint32_t crc, const void *buf, size_t len)
 uint32_t snap_crc32c_zeros(uint32_t crc, uint64_t n)
 {
 	pthread_once(&crc_once, crc_init);
+	pthread_once(&page_once, page_init);
 	uint32_t reg = ~crc;
 	for (; n >= 4096; n -= 4096)
 		reg = shift_apply(shift_page, reg);
-	reg = shift_small(reg, (uint32_t)n);
+	if (n) {
+		pthread_once(&ops_once, ops_init);
+		reg = shift_small(reg, (uint32_t)n);
+	}
 	return ~reg;
 }

@@ -256,7 +256,19 @@ int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_
 		    const struct kvm_cpuid_entry2 *supported, size_t nsupported, char *err,
 		    size_t errlen)
 {
-	if (saved && host && strncmp(saved->vendor, host->vendor, sizeof(saved->vendor))) {
+	struct snap_host_facts here;
+	if (!host) {
+		/* The restore path needs only the vendor: one CPUID (each traps to the
+		 * hypervisor, ~6 us under PVM) instead of the ~35 of the full facts. */
+		uint32_t r[4];
+		memset(&here, 0, sizeof(here));
+		cpuid_raw(0, 0, r);
+		memcpy(here.vendor, &r[1], 4);
+		memcpy(here.vendor + 4, &r[3], 4);
+		memcpy(here.vendor + 8, &r[2], 4);
+		host = &here;
+	}
+	if (saved && strncmp(saved->vendor, host->vendor, sizeof(saved->vendor))) {
 		snap_seterr(err, errlen,
 			    "snapshot was taken on a %.12s CPU, this host is %.12s: other CPU "
 			    "vendor",

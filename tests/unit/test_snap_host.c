@@ -103,6 +103,18 @@ static void test_subleaf_is_matched(void **state)
 	assert_int_equal(snap_host_check(&h, guest, 1, &h, host, 2, err, sizeof(err)), 0);
 }
 
+static void test_null_host_reads_this_cpu_vendor(void **state)
+{
+	(void)state;
+	struct snap_host_facts me, other = {.vendor = "NotThisVendr"};
+	char err[256] = "";
+	snap_host_facts_current(&me);
+	assert_int_equal(snap_host_check(&me, NULL, 0, NULL, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(snap_host_check(&other, NULL, 0, NULL, NULL, 0, err, sizeof(err)),
+			 -ENOTSUP);
+	assert_non_null(strstr(err, me.vendor));
+}
+
 static void test_feature_names(void **state)
 {
 	(void)state;
@@ -122,6 +134,7 @@ int main(void)
 	    cmocka_unit_test(test_other_vendor_is_refused),
 	    cmocka_unit_test(test_missing_features_are_named),
 	    cmocka_unit_test(test_subleaf_is_matched),
+	    cmocka_unit_test(test_null_host_reads_this_cpu_vendor),
 	    cmocka_unit_test(test_feature_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
