@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -333,6 +334,114 @@ static void linux_vsock_both_directions(void **state)
 	stop(p);
 }
 
+/* ---------------------------------------------------------------- figures */
+
+/* KVM's per-VM statistics in debugfs ("<pid>-<vm fd>/"): exits to user space for MMIO
+ * and in total. Returns -1 when debugfs is not available. */
+static long long kvm_stat(pid_t pid, const char *name)
+{
+	char cmd[320], out[64] = "";
+	FILE *f;
+
+	if (access("/sys/kernel/debug/kvm", R_OK) != 0 &&
+	    system("mount -t debugfs none /sys/kernel/debug 2>/dev/null") != 0)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "cat /sys/kernel/debug/kvm/%d-*/%s 2>/dev/null", (int)pid, name);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (!fgets(out, sizeof(out), f))
+		out[0] = 0;
+	pclose(f);
+	return out[0] ? atoll(out) : -1;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Not a pass/fail check: prints the figures the device issue asks for (vsock
+ * round-trip latency over 1000 messages, block read throughput, and the exits to
+ * user space each takes, which ioeventfd/irqfd should keep near zero). */
+static void linux_figures_vsock_rtt_and_blk_throughput(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	char uds[128], vspec[200], dspec[200], path[128], ans[512], line[64];
+	const char *extra[] = {"--vsock", vspec, "--drive", dspec, NULL};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	enum { N = 1000, MIB = 32 };
+	static long long rtt[N];
+	long long t0, e0, m0, e1, m1;
+	struct vmproc *p;
+	int fd;
+
+	snprintf(uds, sizeof(uds), "%s/bench.sock", tmpdir);
+	snprintf(vspec, sizeof(vspec), "cid=3,uds=%s", uds);
+	snprintf(path, sizeof(path), "%s/bench.img", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_int_equal(ftruncate(fd, (off_t)MIB << 20), 0);
+	close(fd);
+	snprintf(dspec, sizeof(dspec), "id=bench,path=%s,ro=off", path);
+	p = linux_start(extra);
+
+	ask(p, "vsock listen 5000", "THAW_AGENT vsock listening", ans, sizeof(ans));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s", uds);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, "CONNECT 5000\n", 13), 13);
+	assert_true(read_line(fd, line, sizeof(line), ASK_TIMEOUT_MS) > 0);
+	e0 = kvm_stat(p->pid, "exits");
+	m0 = kvm_stat(p->pid, "mmio_exits");
+	for (int i = 0; i < N; i++) {
+		char c = 'a' + (char)(i % 26), r = 0;
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		t0 = ts.tv_sec * 1000000000ll + ts.tv_nsec;
+		assert_int_equal(write(fd, &c, 1), 1);
+		assert_int_equal(poll(&pf, 1, ASK_TIMEOUT_MS), 1);
+		assert_int_equal(read(fd, &r, 1), 1);
+		assert_int_equal(r, c);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		rtt[i] = ts.tv_sec * 1000000000ll + ts.tv_nsec - t0;
+	}
+	e1 = kvm_stat(p->pid, "exits");
+	m1 = kvm_stat(p->pid, "mmio_exits");
+	close(fd);
+	qsort(rtt, N, sizeof(rtt[0]), cmp_ll);
+	print_message("FIGURE vsock_rtt_us median=%.1f p10=%.1f p90=%.1f n=%d "
+		      "mmio_exits_per_msg=%.3f exits_per_msg=%.2f\n",
+		      rtt[N / 2] / 1000.0, rtt[N / 10] / 1000.0, rtt[N * 9 / 10] / 1000.0, N,
+		      m0 >= 0 ? (double)(m1 - m0) / N : -1.0,
+		      e0 >= 0 ? (double)(e1 - e0) / N : -1.0);
+
+	/* Block reads, 1 MiB each, every one at a new place (no guest cache hits). */
+	e0 = kvm_stat(p->pid, "exits");
+	m0 = kvm_stat(p->pid, "mmio_exits");
+	t0 = harness_ms();
+	for (int i = 0; i < MIB; i++) {
+		char req[64];
+
+		snprintf(req, sizeof(req), "blk read %d 2048", i * 2048);
+		ask(p, req, "THAW_AGENT blk read", ans, sizeof(ans));
+	}
+	t0 = harness_ms() - t0;
+	e1 = kvm_stat(p->pid, "exits");
+	m1 = kvm_stat(p->pid, "mmio_exits");
+	print_message("FIGURE blk_read MiB=%d ms=%lld MiB_per_s=%.1f (each 1 MiB read is one "
+		      "agent command over the serial console) mmio_exits_per_MiB=%.2f "
+		      "exits_per_MiB=%.1f\n",
+		      MIB, t0, MIB * 1000.0 / (double)(t0 ? t0 : 1),
+		      m0 >= 0 ? (double)(m1 - m0) / MIB : -1.0,
+		      e0 >= 0 ? (double)(e1 - e0) / MIB : -1.0);
+	stop(p);
+}
+
 /* ---------------------------------------------------------------- virtio-net */
 
 static void linux_net_udp_both_ways_over_tap(void **state)
@@ -572,6 +681,7 @@ int main(void)
 	    cmocka_unit_test(linux_blk_read_only_drive_refuses_writes),
 	    cmocka_unit_test(linux_rng_gives_bytes),
 	    cmocka_unit_test(linux_vsock_both_directions),
+	    cmocka_unit_test(linux_figures_vsock_rtt_and_blk_throughput),
 	    /* last: it moves the test process into its own network namespace */
 	    cmocka_unit_test(linux_net_udp_both_ways_over_tap),
 	};
