@@ -23,6 +23,8 @@ CFLAGS="-std=gnu11 -O2 -g -ffreestanding -fno-builtin -nostdlib -static -fno-pic
 	-mno-red-zone -mgeneral-regs-only -fno-stack-protector -fcf-protection=none
 	-fno-asynchronous-unwind-tables -fno-tree-loop-distribute-patterns --param=min-pagesize=0
 	-Wall -Wextra -Werror -Wno-unused-parameter"
+# CFLAGS is split into words on purpose.
+# shellcheck disable=SC2086
 {
 	$CC -E -P -x c -I. probe.ld.S -o "$tmp/probe.ld"
 	$CC $CFLAGS -I. -c entry.S -o "$tmp/entry.o"

@@ -63,17 +63,17 @@ static inline void lapic_write(u32 reg, u32 v)
 	mmio_write32(LAPIC_BASE + reg, v);
 }
 
-#define LAPIC_ID 0x20
-#define LAPIC_TPR 0x80
-#define LAPIC_EOI 0xB0
-#define LAPIC_SVR 0xF0
-#define LAPIC_ICR_LO 0x300
-#define LAPIC_ICR_HI 0x310
+#define LAPIC_ID	0x20
+#define LAPIC_TPR	0x80
+#define LAPIC_EOI	0xB0
+#define LAPIC_SVR	0xF0
+#define LAPIC_ICR_LO	0x300
+#define LAPIC_ICR_HI	0x310
 #define LAPIC_LVT_TIMER 0x320
 #define LAPIC_LVT_LINT0 0x350
 #define LAPIC_LVT_LINT1 0x360
-#define LAPIC_TICR 0x380
-#define LAPIC_TCCR 0x390
-#define LAPIC_TDCR 0x3E0
+#define LAPIC_TICR	0x380
+#define LAPIC_TCCR	0x390
+#define LAPIC_TDCR	0x3E0
 
 #endif

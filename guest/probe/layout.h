@@ -5,14 +5,14 @@
 #ifndef PROBE_LAYOUT_H
 #define PROBE_LAYOUT_H
 
-#define PROBE_BASE 0x100000      /* ELF image is linked and loaded here (1 MiB) */
+#define PROBE_BASE	0x100000 /* ELF image is linked and loaded here (1 MiB) */
 #define PROBE_IMAGE_END 0x180000 /* the ELF (incl. .bss) must end below this */
-#define PROBE_END 0x200000       /* first byte of RAM free for touch/sum (2 MiB) */
+#define PROBE_END	0x200000 /* first byte of RAM free for touch/sum (2 MiB) */
 
 #define MAX_CPUS 16
 
-#define TSS_BASE 0x180000 /* MAX_CPUS x TSS_STRIDE */
-#define TSS_STRIDE 128
+#define TSS_BASE    0x180000 /* MAX_CPUS x TSS_STRIDE */
+#define TSS_STRIDE  128
 #define KSTACK_BASE 0x181000 /* CPL0 stacks, MAX_CPUS x KSTACK_SIZE */
 #define KSTACK_SIZE 0x1000
 #define USTACK_BASE 0x1A0000 /* CPL3 stacks, MAX_CPUS x USTACK_SIZE */
@@ -22,22 +22,22 @@
 
 /* GDT selectors */
 #define SEL_KCODE32 0x08
-#define SEL_KDATA 0x10
+#define SEL_KDATA   0x10
 #define SEL_KCODE64 0x18
-#define SEL_UDATA 0x20 /* used as 0x23 */
+#define SEL_UDATA   0x20 /* used as 0x23 */
 #define SEL_UCODE64 0x28 /* used as 0x2b */
-#define SEL_TSS0 0x30 /* 16-byte descriptors, one per CPU */
+#define SEL_TSS0    0x30 /* 16-byte descriptors, one per CPU */
 #define GDT_ENTRIES (6 + 2 * MAX_CPUS)
 
 /* Interrupt vectors */
-#define VEC_TIMER 0x30 /* LAPIC timer: idle fallback tick */
-#define VEC_SERIAL 0x31 /* COM1 IRQ4 through the IOAPIC */
-#define VEC_WAKE 0x32 /* IPI from the BSP: new work */
-#define VEC_IDLE 0x80 /* DPL3 gate: sti; hlt; cli; iretq */
-#define VEC_CREGS 0x81 /* DPL3 gate: store cr0/cr2/cr3/cr4/efer to [rdi] */
+#define VEC_TIMER    0x30 /* LAPIC timer: idle fallback tick */
+#define VEC_SERIAL   0x31 /* COM1 IRQ4 through the IOAPIC */
+#define VEC_WAKE     0x32 /* IPI from the BSP: new work */
+#define VEC_IDLE     0x80 /* DPL3 gate: sti; hlt; cli; iretq */
+#define VEC_CREGS    0x81 /* DPL3 gate: store cr0/cr2/cr3/cr4/efer to [rdi] */
 #define VEC_SPURIOUS 0xff
 
-#define LAPIC_BASE 0xFEE00000
+#define LAPIC_BASE  0xFEE00000
 #define IOAPIC_BASE 0xFEC00000
 
 #endif

@@ -5,8 +5,8 @@
  * checksum definitions are in PROTOCOL.md; keep the two in step. */
 #include "hw.h"
 
-#define MIB (1UL << 20)
-#define PAGE 4096UL
+#define MIB	   (1UL << 20)
+#define PAGE	   4096UL
 #define MAPPED_TOP (4UL << 30) /* the static identity map covers [0, 4 GiB) */
 
 /* ---- checksum and pattern (PROTOCOL.md "Checksums") ---- */
@@ -47,7 +47,7 @@ struct hvm_memmap_entry {
 	u32 reserved;
 };
 
-#define MAX_MEMMAP 32
+#define MAX_MEMMAP  32
 #define CMDLINE_MAX 512
 
 extern u32 pvh_start_info;
@@ -107,7 +107,7 @@ static struct {
 	u32 ncpus; /* CPUs described by the firmware table (capped) */
 	u32 nworkers;
 	const char *table; /* "mptable", "madt" or "none" */
-	u64 table_addr;    /* MP floating pointer or MADT */
+	u64 table_addr;	   /* MP floating pointer or MADT */
 	int have_start_info;
 	u32 nmem;
 	struct hvm_memmap_entry mem[MAX_MEMMAP];
@@ -319,7 +319,8 @@ static void parse_start_info(void)
 		g.cmdline[i] = 0;
 	}
 	if (si->version >= 1 && si->memmap_paddr && si->memmap_paddr < MAPPED_TOP) {
-		const struct hvm_memmap_entry *m = (const struct hvm_memmap_entry *)si->memmap_paddr;
+		const struct hvm_memmap_entry *m =
+		    (const struct hvm_memmap_entry *)si->memmap_paddr;
 		u32 n = si->memmap_entries;
 		if (n > MAX_MEMMAP)
 			n = MAX_MEMMAP;
@@ -540,7 +541,7 @@ static void discover_cpus(void)
 	u64 limit;
 	const char *v;
 	g.ncpus = 0;
-	add_cpu(bsp); /* the BSP is always index 0 */
+	add_cpu(bsp);			/* the BSP is always index 0 */
 	v = cmdline_get("probe.table"); /* tests force one source to cover both parsers */
 	if ((!v || str_eq(v, "mptable")) && find_mptable())
 		g.table = "mptable";
@@ -575,7 +576,7 @@ static void idt_fill(void)
 	idt_set(VEC_TIMER, (u64)isr_wake, 0x8E);
 	idt_set(VEC_SERIAL, (u64)isr_wake, 0x8E);
 	idt_set(VEC_WAKE, (u64)isr_wake, 0x8E);
-	idt_set(VEC_IDLE, (u64)isr_idle, 0xEE);   /* DPL3 */
+	idt_set(VEC_IDLE, (u64)isr_idle, 0xEE);	  /* DPL3 */
 	idt_set(VEC_CREGS, (u64)isr_cregs, 0xEE); /* DPL3 */
 }
 
@@ -601,7 +602,7 @@ static void idle_setup_bsp(void)
 	outb(0xA1, 0xFF);
 	ioapic_write(0x10 + 2 * 4 + 1, g.cpu[0].apic_id << 24);
 	ioapic_write(0x10 + 2 * 4, VEC_SERIAL); /* fixed, physical, edge, high, unmasked */
-	outb(COM1 + 1, 0x01);                   /* IER: received data available */
+	outb(COM1 + 1, 0x01);			/* IER: received data available */
 	if (g.tick_us) {
 		lapic_write(LAPIC_TDCR, 0x3); /* divide by 16: 62.5 MHz on a 1 GHz APIC bus */
 		lapic_write(LAPIC_LVT_TIMER, 0x20000 | VEC_TIMER);
@@ -914,7 +915,8 @@ static void req_touchscatter(int argc, char **argv)
 	u64 len, seed, start = g.free_start, smib;
 	int write = 1;
 	if (argc < 3 || argc > 5 || parse_u64(argv[1], &len) || parse_u64(argv[2], &seed))
-		return answer_err("touchscatter", "usage: touchscatter <len_mib> <seed> [<start_mib> [r|w]]");
+		return answer_err("touchscatter",
+				  "usage: touchscatter <len_mib> <seed> [<start_mib> [r|w]]");
 	if (argc >= 4) {
 		if (parse_u64(argv[3], &smib) || smib >= MAPPED_TOP / MIB)
 			return answer_err("touchscatter", "bad start_mib");
@@ -1025,17 +1027,33 @@ static void req_mem(int argc, char **argv)
 		return answer_err(op, "address unaligned, above 4 GiB or inside the probe");
 	if (write) {
 		switch (size) {
-		case 1: *(volatile u8 *)a = (u8)v; break;
-		case 2: *(volatile u16 *)a = (u16)v; break;
-		case 4: *(volatile u32 *)a = (u32)v; break;
-		default: *(volatile u64 *)a = v; break;
+		case 1:
+			*(volatile u8 *)a = (u8)v;
+			break;
+		case 2:
+			*(volatile u16 *)a = (u16)v;
+			break;
+		case 4:
+			*(volatile u32 *)a = (u32)v;
+			break;
+		default:
+			*(volatile u64 *)a = v;
+			break;
 		}
 	} else {
 		switch (size) {
-		case 1: v = *(volatile u8 *)a; break;
-		case 2: v = *(volatile u16 *)a; break;
-		case 4: v = *(volatile u32 *)a; break;
-		default: v = *(volatile u64 *)a; break;
+		case 1:
+			v = *(volatile u8 *)a;
+			break;
+		case 2:
+			v = *(volatile u16 *)a;
+			break;
+		case 4:
+			v = *(volatile u32 *)a;
+			break;
+		default:
+			v = *(volatile u64 *)a;
+			break;
 		}
 	}
 	out_begin();
@@ -1072,7 +1090,8 @@ static void req_wbytes(int argc, char **argv)
 	if (!mem_ok(a, n, 1))
 		return answer_err("wbytes", "address above 4 GiB or inside the probe");
 	for (u64 i = 0; i < n; i++)
-		*(volatile u8 *)(a + i) = (u8)(hexval(argv[2][2 * i]) << 4 | hexval(argv[2][2 * i + 1]));
+		*(volatile u8 *)(a + i) =
+		    (u8)(hexval(argv[2][2 * i]) << 4 | hexval(argv[2][2 * i + 1]));
 	out_begin();
 	put_s("PROBE wbytes");
 	put_kx("addr", a);

@@ -16,8 +16,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#define K1 0x9E3779B97F4A7C15ULL
-#define K2 0xD6E8FEB86659FD93ULL
+#define K1  0x9E3779B97F4A7C15ULL
+#define K2  0xD6E8FEB86659FD93ULL
 #define MIB (1ULL << 20)
 
 static uint64_t word_hash(uint64_t a, uint64_t w)
@@ -57,10 +57,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (off + start + len > (uint64_t)st.st_size || off % 4096) {
-			fprintf(stderr, "probesum: range outside %s or offset unaligned\n", argv[2]);
+			fprintf(stderr, "probesum: range outside %s or offset unaligned\n",
+				argv[2]);
 			return 1;
 		}
-		const uint8_t *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, (off_t)(off + start));
+		const uint8_t *m =
+		    mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, (off_t)(off + start));
 		if (m == MAP_FAILED) {
 			fprintf(stderr, "probesum: mmap: %s\n", strerror(errno));
 			return 1;
@@ -71,11 +73,13 @@ int main(int argc, char **argv)
 			s += word_hash(start + i, w);
 		}
 	} else if (argc == 5 && !strcmp(argv[1], "touch")) {
-		uint64_t start = num(argv[2]) * MIB, len = num(argv[3]) * MIB, seedk = num(argv[4]) * K2;
+		uint64_t start = num(argv[2]) * MIB, len = num(argv[3]) * MIB,
+			 seedk = num(argv[4]) * K2;
 		for (uint64_t a = start; a < start + len; a += 8)
 			s += word_hash(a, pattern(seedk, a));
 	} else if (argc == 5 && !strcmp(argv[1], "scatter")) {
-		uint64_t start = num(argv[2]) * MIB, len = num(argv[3]) * MIB, seedk = num(argv[4]) * K2;
+		uint64_t start = num(argv[2]) * MIB, len = num(argv[3]) * MIB,
+			 seedk = num(argv[4]) * K2;
 		for (uint64_t a = start; a < start + len; a += 4096)
 			s += word_hash(a, pattern(seedk, a));
 	} else if (argc == 4 && !strcmp(argv[1], "compute")) {
