@@ -23,7 +23,9 @@ static void usage(FILE *f)
 		"            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
 		"            [--rng]\n"
 		"       thaw --restore SNAPSHOT [--prepare mem-mib=M,vcpus=N] [--paused]\n"
-		"            [--clock-realtime] [console options]\n"
+		"            [--clock-realtime] [--mem-backend file|uffd|uffd-ext]\n"
+		"            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
+		"            [console options]\n"
 		"  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
 		"             [--snapshot-then resume|pause|exit]: SIGUSR1, or the first console\n"
 		"             line containing STR, writes a snapshot to PATH; SIGUSR2 resumes a\n"
@@ -171,6 +173,10 @@ int main(int argc, char **argv)
 		{"rng", no_argument, NULL, 'R'},
 		{"restore", required_argument, NULL, 'r'},
 		{"prepare", required_argument, NULL, 'p'},
+		{"mem-backend", required_argument, NULL, 'B'},
+		{"uffd-sock", required_argument, NULL, 'U'},
+		{"uffd-strategy", required_argument, NULL, 'S'},
+		{"uffd-record", required_argument, NULL, 'W'},
 		{"paused", no_argument, NULL, 'P'},
 		{"clock-realtime", no_argument, NULL, 'C'},
 		{"snapshot", required_argument, NULL, 's'},
@@ -271,6 +277,27 @@ int main(int argc, char **argv)
 		case 'r':
 			ro.path = optarg;
 			break;
+		case 'B':
+			if (strcmp(optarg, "file") == 0)
+				ro.backend = VM_MEM_FILE;
+			else if (strcmp(optarg, "uffd") == 0)
+				ro.backend = VM_MEM_UFFD;
+			else if (strcmp(optarg, "uffd-ext") == 0)
+				ro.backend = VM_MEM_UFFD_EXT;
+			else {
+				log_err("--mem-backend: '%s' is not file, uffd or uffd-ext", optarg);
+				return VMM_EXIT_USAGE;
+			}
+			break;
+		case 'U':
+			ro.uffd_sock = optarg;
+			break;
+		case 'S':
+			ro.uffd_strategy = optarg;
+			break;
+		case 'W':
+			ro.uffd_record = optarg;
+			break;
 		case 'p':
 			if (sscanf(optarg, "mem-mib=%llu,vcpus=%u", &prep_mib, &prep_vcpus) != 2 ||
 			    prep_mib == 0 || prep_vcpus == 0) {
@@ -319,6 +346,10 @@ int main(int argc, char **argv)
 	trigger.then = trigger.then ? trigger.then : "resume";
 	if (snapshot_after && !trigger.opts.path) {
 		log_err("--snapshot-after needs --snapshot PATH");
+		return VMM_EXIT_USAGE;
+	}
+	if (ro.backend == VM_MEM_UFFD_EXT && !ro.uffd_sock) {
+		log_err("--mem-backend uffd-ext needs --uffd-sock PATH");
 		return VMM_EXIT_USAGE;
 	}
 	if (ro.path && cfg.kernel) {

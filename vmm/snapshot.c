@@ -574,14 +574,16 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		/* The prepared slot already points at vm->mem.host: mapping the file over
 		 * the whole range replaces every page KVM may have cached (its MMU
 		 * notifier sees the unmap), so no slot update is needed. */
-		ret = map_memory(vm, s, true, err, errlen);
+		ret = opts->backend == VM_MEM_FILE ? map_memory(vm, s, true, err, errlen)
+						   : uffd_restore_memory(vm, s, opts, err, errlen);
 		if (ret)
 			goto out;
 	} else {
 		vm->mem = layout;
 		/* Memory first: registering the slot before the irqchip exists avoids an
 		 * SRCU grace period wait (see vm_register_memory). */
-		ret = map_memory(vm, s, false, err, errlen);
+		ret = opts->backend == VM_MEM_FILE ? map_memory(vm, s, false, err, errlen)
+						   : uffd_restore_memory(vm, s, opts, err, errlen);
 		if (ret)
 			goto out;
 		ret = vm_register_memory(vm);

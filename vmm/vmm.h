@@ -334,6 +334,7 @@ struct vm {
 
 	struct vmm_loop loop;          /* the main thread's event loop */
 	struct vmm_devices *devices;   /* owned by vmm/virtio/ */
+	struct uffd_backend *uffd;     /* owned by uffd/, when memory comes through uffd */
 
 	/* A vCPU that wants the process to end stores a status and signals `exit_fd`;
 	 * the main loop picks it up. The first status wins. */
@@ -456,9 +457,23 @@ struct vm_snapshot_opts {
  * appears under the path. */
 int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts);
 
+struct snap_writer;
+struct snap;
+struct uffd_backend;
+
+enum vm_mem_backend {
+	VM_MEM_FILE,      /* mmap MAP_PRIVATE of the snapshot's memory (the default) */
+	VM_MEM_UFFD,      /* anonymous memory filled by a userfaultfd handler thread */
+	VM_MEM_UFFD_EXT,  /* ... by an external handler (thaw-uffd or Firecracker's) */
+};
+
 struct vm_restore_opts {
 	const char *path;
 	bool clock_realtime; /* advance the guest clock by the time since the snapshot */
+	enum vm_mem_backend backend;
+	const char *uffd_sock;     /* VM_MEM_UFFD_EXT: the handler's unix socket */
+	const char *uffd_strategy; /* VM_MEM_UFFD: "ondemand", "prefetch", ... (uffd/) */
+	const char *uffd_record;   /* record the faulted working set into this file */
 	/* backend overrides (NULL: as saved) */
 	const char *net_tap[VMM_MAX_NETS];
 	const char *drive_path[VMM_MAX_DRIVES];
@@ -471,9 +486,19 @@ struct vm_restore_opts {
  * names the cause; the caller must not run the VM. */
 int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, size_t errlen);
 
+/* Memory through userfaultfd (implemented in uffd/): maps anonymous guest memory of
+ * the snapshot's size at vm->mem.host (MAP_FIXED over it when vm->mem.host is set,
+ * as for a prepared VM; otherwise a new mapping), registers it with a userfaultfd and
+ * starts serving faults from the snapshot's memory (own thread, or hands the uffd to
+ * the external handler at opts->uffd_sock). Serving has started when it returns 0:
+ * vCPU state may be set (the kvmclock MSR writes fault guest memory). A handler that
+ * dies later must end the VM (vm_request_exit) with a clear error. */
+int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
+			char *err, size_t errlen);
+/* Stops the handler thread (if any) and writes a recorded working set. */
+void uffd_stop(struct vm *vm);
+
 /* Device hooks of the snapshot path (vmm/virtio/); no-ops without virtio devices. */
-struct snap_writer;
-struct snap;
 int vm_devices_quiesce(struct vm *vm);
 int vm_devices_save(struct vm *vm, struct snap_writer *w);
 int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
