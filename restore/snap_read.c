@@ -421,6 +421,13 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 			    hflags & SNAP_HDR_INCOMPAT_MASK & ~SNAP_HDR_KNOWN);
 		goto fail;
 	}
+	if ((hflags & SNAP_HDR_DIFF) && !(flags & SNAP_OPEN_DIFF)) {
+		ret = -EPROTONOSUPPORT;
+		snap_seterr(err, errlen,
+			    "%s is a diff snapshot: merge it onto its base first (thaw-snap merge)",
+			    path);
+		goto fail;
+	}
 	uint32_t count = rd32(buf + H_COUNT);
 	uint64_t toff = rd64(buf + H_TABLE_OFF), state_end = rd64(buf + H_STATE_END);
 	if (rd32(buf + H_HDR_SIZE) != SNAP_HEADER_SIZE || count > SNAP_MAX_SECTIONS ||

@@ -139,6 +139,7 @@ struct snap_writer {
 	const uint8_t *mem;
 	uint64_t mem_len;
 	bool has_mem;
+	const uint8_t *dirty; /* diff snapshot: pages to write; NULL: a full snapshot */
 };
 
 /* Creates "<dir>/.<base>.tmp-XXXXXX" next to `path`. */
@@ -280,6 +281,25 @@ int snap_writer_set_memory(struct snap_writer *w, const void *mem, uint64_t len)
 	return 0;
 }
 
+int snap_writer_set_diff(struct snap_writer *w, const struct snap *base, const char *base_path,
+			 const uint8_t *dirty, uint64_t npages)
+{
+	struct snap_memory_loc loc;
+	struct wsec *s;
+	snap_memory(base, &loc);
+	if (w->dirty || !dirty || npages != loc.size / SNAP_PAGE_SIZE ||
+	    (snap_header_flags(base) & SNAP_HDR_DIFF))
+		return -EINVAL;
+	int ret = add_section(w, "base", 1, 0, SNAP_SEC_REQUIRED, &s);
+	if (ret)
+		return ret;
+	snap_put_bytes(&s->sec, 1, snap_id(base), 16);
+	snap_put_str(&s->sec, 2, base_path);
+	snap_put_bytes(&s->sec, 3, dirty, (npages + 7) / 8);
+	w->dirty = dirty;
+	return s->sec.err;
+}
+
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off, const char *what)
 {
 	const uint8_t *p = buf;
@@ -331,9 +351,21 @@ static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *
 	for (uint64_t pg = 0; pg < npages; pg++) {
 		uint64_t off = pg * SNAP_PAGE_SIZE;
 		const uint8_t *p = mem + off;
-		if (page_is_zero(p)) {
+		if (w->dirty && !(w->dirty[pg / 8] & (1u << (pg % 8)))) {
+			/* not in this diff: a hole that means "as in the base", never filled
+			 * by gap coalescing (its checksum counts it as zeros) */
 			crc = snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
-			zero_bits[pg / 8] |= (uint8_t)(1u << (pg % 8));
+			if (run_end != run_start) {
+				ret = pwrite_all(fd, mem + run_start, run_end - run_start,
+						 base + run_start, "memory");
+				if (ret)
+					return ret;
+				run_start = run_end;
+			}
+		} else if (page_is_zero(p)) {
+			crc = snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
+			if (zero_bits)
+				zero_bits[pg / 8] |= (uint8_t)(1u << (pg % 8));
 			st->zero_pages++;
 		} else {
 			crc = snap_crc32c(crc, p, SNAP_PAGE_SIZE);
@@ -384,7 +416,8 @@ static void fill_header(struct snap_writer *w, uint8_t *h, uint32_t count, uint6
 	memcpy(h + H_MAGIC, SNAP_MAGIC, 8);
 	wr16(h + H_MAJOR, SNAP_FORMAT_MAJOR);
 	wr16(h + H_MINOR, SNAP_FORMAT_MINOR);
-	wr32(h + H_FLAGS, w->mem_final ? SNAP_HDR_MEM_EXTERNAL : 0);
+	wr32(h + H_FLAGS,
+	     (w->mem_final ? SNAP_HDR_MEM_EXTERNAL : 0) | (w->dirty ? SNAP_HDR_DIFF : 0));
 	wr32(h + H_HDR_SIZE, SNAP_HEADER_SIZE);
 	wr32(h + H_COUNT, count);
 	wr64(h + H_TABLE_OFF, SNAP_HEADER_SIZE);
@@ -446,13 +479,16 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 		snap_put_u64(&sums_sec->sec, 1, SNAP_MEM_CHUNK);
 		snap_put_u64(&sums_sec->sec, 2, w->mem_len);
 		sums_off = snap_put_reserve(&sums_sec->sec, 3, SNAP_T_U64A, nchunks * 8);
-		ret = add_section(w, "memory.zero", 1, 0, 0, &zero_sec);
-		if (ret)
-			goto fail;
-		snap_put_u64(&zero_sec->sec, 1, SNAP_PAGE_SIZE);
-		snap_put_u64(&zero_sec->sec, 2, npages);
-		zero_off = snap_put_reserve(&zero_sec->sec, 3, SNAP_T_BYTES, (npages + 7) / 8);
-		ret = sums_sec->sec.err ? sums_sec->sec.err : zero_sec->sec.err;
+		if (!w->dirty) { /* a diff cannot know which base pages are zero */
+			ret = add_section(w, "memory.zero", 1, 0, 0, &zero_sec);
+			if (ret)
+				goto fail;
+			snap_put_u64(&zero_sec->sec, 1, SNAP_PAGE_SIZE);
+			snap_put_u64(&zero_sec->sec, 2, npages);
+			zero_off =
+			    snap_put_reserve(&zero_sec->sec, 3, SNAP_T_BYTES, (npages + 7) / 8);
+		}
+		ret = sums_sec->sec.err ? sums_sec->sec.err : zero_sec ? zero_sec->sec.err : 0;
 		if (!ret && mem_sec)
 			ret = mem_sec->sec.err;
 		if (ret)
@@ -483,7 +519,7 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 	uint64_t t0 = now_ns();
 	if (w->has_mem) {
 		uint64_t *sums = (uint64_t *)(void *)(sums_sec->sec.buf + sums_off);
-		uint8_t *zbits = zero_sec->sec.buf + zero_off;
+		uint8_t *zbits = zero_sec ? zero_sec->sec.buf + zero_off : NULL;
 		int mfd = w->mem_final ? w->mem_fd : w->fd;
 		ret = write_memory(w, mfd, mem_off, sums, zbits, st);
 		if (ret)

@@ -118,6 +118,7 @@ int snap_put_u64a(struct snap_sec *sec, uint16_t tag, const uint64_t *v, size_t 
 /* ---------------------------------------------------------------- the writer */
 
 struct snap_writer;
+struct snap;
 
 struct snap_writer_opts {
 	/* Guest memory goes to this separate raw file instead of the snapshot (NULL: inside).
@@ -160,6 +161,14 @@ struct snap_write_stats {
 };
 int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats);
 
+/* Makes this a diff snapshot against `base` (open): only pages whose bit is set in `dirty`
+ * (bit i % 8 of byte i / 8 = page i, the layout of KVM_GET_DIRTY_LOG) are written; the
+ * others are holes meaning "as in the base". `npages` must equal the memory's page count
+ * and the base's. `base_path` is recorded for people. Call before snap_writer_commit;
+ * `dirty` must stay valid until then. A diff cannot be restored directly: snap_merge. */
+int snap_writer_set_diff(struct snap_writer *w, const struct snap *base, const char *base_path,
+			 const uint8_t *dirty, uint64_t npages);
+
 /* Unlinks the temporary file(s) and frees `w`. Safe on NULL. */
 void snap_writer_abort(struct snap_writer *w);
 
@@ -182,12 +191,13 @@ struct snap_section {
 
 /* Open flags. */
 #define SNAP_OPEN_NO_SECTION_CRC (1u << 0) /* skip per-section CRC checks (verify tool) */
+#define SNAP_OPEN_DIFF		 (1u << 1) /* accept a diff snapshot (merge, inspect) */
 
-/* Opens and validates a snapshot: magic, format version, header flags, header and table
- * checksums, every section's bounds (inside the file, no overlap, no overflow), names,
- * every state section's checksum and field framing, and refuses unknown required
- * sections. Reads header, table and state with one pread (two if the state is larger
- * than 64 KiB); never reads memory. On failure returns -errno and writes a message that
+/* Opens and validates a snapshot (a diff snapshot is refused unless SNAP_OPEN_DIFF): magic, format
+ * version, header flags, header and table checksums, every section's bounds (inside the file, no
+ * overlap, no overflow), names, every state section's checksum and field framing, and refuses
+ * unknown required sections. Reads header, table and state with one pread (two if the state is
+ * larger than 64 KiB); never reads memory. On failure returns -errno and writes a message that
  * names the cause into `err` (may be NULL). *out is freed with snap_close. */
 int snap_open(const char *path, struct snap **out, char *err, size_t errlen);
 int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err, size_t errlen);
@@ -236,6 +246,13 @@ int snap_workingset(const struct snap *s, const uint64_t **pages, size_t *n);
 typedef void (*snap_report_fn)(void *opaque, const char *msg);
 int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque,
 		       uint64_t *chunks_checked);
+
+/* Writes OUT = BASE with DIFF applied: DIFF's state sections, memory pages from DIFF where
+ * its `base` bitmap says so and from BASE elsewhere; new memory checksums and zero
+ * bitmap. Refuses a DIFF taken against another snapshot than BASE (ids differ). OUT
+ * appears atomically. Offline tool: reads all memory. */
+int snap_merge(const char *base_path, const char *diff_path, const char *out_path, char *err,
+	       size_t errlen);
 
 /* ---------------------------------------------------------------- reading fields */
 

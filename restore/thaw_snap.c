@@ -1,6 +1,7 @@
 /* thaw-snap: offline tools over snapshot files.
- *   thaw-snap inspect FILE   every section and field as JSON on stdout
- *   thaw-snap verify FILE    every checksum (header, table, sections, memory chunks)
+ *   thaw-snap inspect FILE          every section and field as JSON on stdout
+ *   thaw-snap verify FILE           every checksum (header, table, sections, memory chunks)
+ *   thaw-snap merge BASE DIFF OUT   apply a diff snapshot to its base
  * Exit status: 0 good, 1 a check failed or the file is unreadable, 2 usage. */
 #include <errno.h>
 #include <json-c/json.h>
@@ -190,7 +191,8 @@ static int inspect(const char *path)
 	struct snap *s;
 	char err[512];
 	/* inspect shows damaged files too; verify is the tool that judges checksums */
-	int r = snap_open_flags(path, SNAP_OPEN_NO_SECTION_CRC, &s, err, sizeof(err));
+	int r =
+	    snap_open_flags(path, SNAP_OPEN_NO_SECTION_CRC | SNAP_OPEN_DIFF, &s, err, sizeof(err));
 	if (r) {
 		fprintf(stderr, "thaw-snap: %s: %s\n", path, err);
 		return 1;
@@ -250,7 +252,8 @@ static int verify(const char *path)
 	/* Header, table and bounds are checked by the open itself: without them nothing
 	 * else can be located. Section checksums are checked one by one below, so every
 	 * damaged section is named, not just the first. */
-	int r = snap_open_flags(path, SNAP_OPEN_NO_SECTION_CRC, &s, err, sizeof(err));
+	int r =
+	    snap_open_flags(path, SNAP_OPEN_NO_SECTION_CRC | SNAP_OPEN_DIFF, &s, err, sizeof(err));
 	if (r) {
 		printf("FAIL %s\n", err);
 		return 1;
@@ -284,13 +287,23 @@ static int verify(const char *path)
 static int usage(void)
 {
 	fprintf(stderr, "usage: thaw-snap inspect FILE\n"
-			"       thaw-snap verify FILE\n");
+			"       thaw-snap verify FILE\n"
+			"       thaw-snap merge BASE DIFF OUT\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
 	log_set_prefix("thaw-snap");
+	if (argc == 5 && !strcmp(argv[1], "merge")) {
+		char err[512];
+		int r = snap_merge(argv[2], argv[3], argv[4], err, sizeof(err));
+		if (r) {
+			fprintf(stderr, "thaw-snap: merge: %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
 	if (argc != 3)
 		return usage();
 	if (!strcmp(argv[1], "inspect"))
