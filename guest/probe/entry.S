@@ -85,14 +85,21 @@ entry64:
 
 /* ---- CPL0 handlers ---- */
 
-/* Wake-up interrupts (timer, serial, IPI): acknowledge and return. */
-	.globl isr_wake
-isr_wake:
+/* Wake-up interrupts (timer, serial, IPI): count by source (so a test can see whether
+ * the VMM delivers COM1's interrupt), acknowledge and return. */
+	.macro WAKE name, slot
+	.globl isr_wake_\name
+isr_wake_\name:
 	pushq %rax
+	lock incq probe_wakes + 8 * \slot(%rip)
 	movl $LAPIC_BASE, %eax
 	movl $0, 0xB0(%rax)		/* EOI */
 	popq %rax
 	iretq
+	.endm
+	WAKE timer, 0
+	WAKE serial, 1
+	WAKE ipi, 2
 
 	.globl isr_spurious
 isr_spurious:

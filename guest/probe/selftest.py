@@ -203,6 +203,10 @@ def basic(name, smp, append="", acpi=True, expect_table=None):
         jobs = field(info, "jobs").split(",")
         check(name + ": every cpu did work", len(jobs) == smp and all(int(j) > 0 for j in jobs),
               info)
+        if "idle=poll" not in append:
+            check(name + ": serial interrupt delivered", int(field(info, "irq_serial")) > 0, info)
+            if smp > 1:
+                check(name + ": wake-up IPIs delivered", int(field(info, "irq_ipi")) > 0, info)
     finally:
         g.close()
 
