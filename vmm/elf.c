@@ -65,6 +65,19 @@ static int find_pvh_note(const uint8_t *p, uint64_t len, struct vmm_elf_info *in
 	return 0;
 }
 
+/* True when `addr` lies inside one PT_LOAD segment (headers already validated). */
+static bool entry_in_loads(const uint8_t *buf, const Elf64_Ehdr *eh, uint64_t addr)
+{
+	for (unsigned i = 0; i < eh->e_phnum; i++) {
+		Elf64_Phdr ph;
+
+		memcpy(&ph, buf + eh->e_phoff + i * sizeof(ph), sizeof(ph));
+		if (ph.p_type == PT_LOAD && addr >= ph.p_paddr && addr - ph.p_paddr < ph.p_memsz)
+			return true;
+	}
+	return false;
+}
+
 int vmm_elf_load(const uint8_t *buf, size_t len, struct vmm_mem *mem, struct vmm_elf_info *info,
 		 char *err, size_t errlen)
 {
@@ -143,8 +156,13 @@ int vmm_elf_load(const uint8_t *buf, size_t len, struct vmm_mem *mem, struct vmm
 	}
 	if (loads == 0)
 		return fail(err, errlen, "ELF has no loadable segment");
-	if (!info->has_pvh && (info->entry < info->load_start || info->entry >= info->load_end))
+	/* Both entries must land in what was loaded: a corrupt kernel is refused here
+	 * rather than triple faulting in the guest. */
+	if (!entry_in_loads(buf, &eh, info->entry))
 		return fail(err, errlen, "ELF entry %#llx is outside its loaded segments",
 			    (unsigned long long)info->entry);
+	if (info->has_pvh && !entry_in_loads(buf, &eh, info->pvh_entry))
+		return fail(err, errlen, "PVH entry %#x is outside the loaded segments",
+			    info->pvh_entry);
 	return 0;
 }

@@ -14,8 +14,10 @@ int vmm_loop_init(struct vmm_loop *l)
 		l->entries[i].fd = -1;
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l->epfd < 0) {
-		log_err("epoll_create1: %s", strerror(errno));
-		return -errno;
+		int ret = -errno;
+
+		log_err("epoll_create1: %s", strerror(-ret));
+		return ret;
 	}
 	return 0;
 }
@@ -26,15 +28,15 @@ int vmm_loop_add(struct vmm_loop *l, int fd, uint32_t events, vmm_loop_fn fn, vo
 		struct vmm_loop_entry *e = &l->entries[i];
 		struct epoll_event ev = {.events = events, .data.ptr = e};
 
-		if (e->fd >= 0)
+		if (e->fd >= 0 || e->dead)
 			continue;
 		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-			int ret = -errno;
+			int ret = -errno; /* before log_err can change errno */
 
 			log_err("epoll_ctl add fd %d: %s", fd, strerror(-ret));
 			return ret;
 		}
-		*e = (struct vmm_loop_entry){fd, fn, opaque};
+		*e = (struct vmm_loop_entry){fd, fn, opaque, false};
 		return 0;
 	}
 	log_err("main loop: more than %d fds", VMM_LOOP_MAX);
@@ -69,9 +71,11 @@ void vmm_loop_del(struct vmm_loop *l, int fd)
 		return;
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
 	/* An event for this entry may still be in the current batch: a cleared fn
-	 * makes the dispatcher skip it. */
+	 * makes the dispatcher skip it, and the slot stays unused (dead) until the
+	 * batch is done so a new fd cannot inherit that event. */
 	e->fd = -1;
 	e->fn = NULL;
+	e->dead = l->dispatching;
 }
 
 void vmm_loop_stop(struct vmm_loop *l, int status)
@@ -96,12 +100,16 @@ int vmm_loop_run(struct vmm_loop *l)
 		}
 		if (n == 0 && l->idle)
 			l->idle(l->idle_opaque);
+		l->dispatching = true;
 		for (int i = 0; i < n && !l->stop; i++) {
 			struct vmm_loop_entry *e = evs[i].data.ptr;
 
 			if (e->fn)
 				e->fn(e->opaque, evs[i].events);
 		}
+		l->dispatching = false;
+		for (int i = 0; i < VMM_LOOP_MAX; i++)
+			l->entries[i].dead = false;
 	}
 	return l->status;
 }

@@ -238,11 +238,13 @@ struct vmm_loop_entry {
 	int fd;
 	vmm_loop_fn fn;
 	void *opaque;
+	bool dead; /* removed during this round: not reused until it ends */
 };
 
 struct vmm_loop {
 	int epfd;
 	bool stop;
+	bool dispatching; /* inside a round of callbacks */
 	int status;
 	/* Wait limit per round (-1: none) and what to do when it passes; a callback
 	 * may change both, e.g. to retry input a device could not take yet. */
