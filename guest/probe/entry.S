@@ -115,7 +115,10 @@ isr_idle:
 	cli
 	iretq
 
-/* int $VEC_CREGS from CPL3: store cr0, cr2, cr3, cr4, efer at [%rdi]. Clobbers rax rcx rdx. */
+/* int $VEC_CREGS from CPL3: store cr0, cr2, cr3, cr4, efer, then the GDTR, IDTR (limit,
+ * base: 10 bytes each, 16 apart) and TR at [%rdi] (struct cregs). sgdt/sidt/str are done
+ * here rather than at CPL3 because a host with UMIP on may refuse them to user mode, which
+ * is where PVM runs our CPL3. Clobbers rax rcx rdx. */
 	.globl isr_cregs
 isr_cregs:
 	movq %cr0, %rax
@@ -131,6 +134,11 @@ isr_cregs:
 	shlq $32, %rdx
 	orq %rdx, %rax
 	movq %rax, 32(%rdi)
+	sgdt 40(%rdi)
+	sidt 56(%rdi)
+	xorl %eax, %eax
+	str %ax
+	movq %rax, 72(%rdi)
 	iretq
 
 /* Exceptions: record vector, error code, rip, cs, rflags, rsp, cr2 in probe_fault_rec[cpu]

@@ -53,7 +53,10 @@ struct hvm_memmap_entry {
 extern u32 pvh_start_info;
 extern const u64 probe_exc_stubs[32];
 extern const char probe_tramp_start[], probe_tramp_end[];
-extern char isr_wake[], isr_spurious[], isr_idle[], isr_cregs[];
+extern char isr_wake_timer[], isr_wake_serial[], isr_wake_ipi[];
+extern char isr_spurious[], isr_idle[], isr_cregs[];
+/* Interrupts taken, by source (timer, serial, IPI), counted by the CPL0 handlers. */
+volatile u64 probe_wakes[3];
 
 struct idt_entry {
 	u16 off0;
@@ -72,9 +75,22 @@ struct fault_rec {
 };
 struct fault_rec probe_fault_rec[MAX_CPUS];
 
-struct cregs {
+struct dtr {
+	u16 limit;
+	u64 base;
+} __attribute__((packed));
+
+struct cregs { /* filled by isr_cregs in entry.S: keep the offsets */
 	u64 cr0, cr2, cr3, cr4, efer;
+	struct dtr gdtr;
+	u8 pad0[6];
+	struct dtr idtr;
+	u8 pad1[6];
+	u64 tr;
 };
+_Static_assert(__builtin_offsetof(struct cregs, gdtr) == 40, "isr_cregs layout");
+_Static_assert(__builtin_offsetof(struct cregs, idtr) == 56, "isr_cregs layout");
+_Static_assert(__builtin_offsetof(struct cregs, tr) == 72, "isr_cregs layout");
 
 struct regs_rec {
 	struct cregs c;
@@ -119,6 +135,7 @@ static struct {
 	int uart_fifo;
 	u64 boot_tsc;
 	u64 requests;
+	int aps_settled;
 	struct cpu cpu[MAX_CPUS];
 	struct work work;
 	volatile u64 work_gen;
@@ -573,9 +590,9 @@ static void idt_fill(void)
 		idt_set(v, probe_exc_stubs[v], 0x8E);
 	for (u32 v = 32; v < 256; v++)
 		idt_set(v, (u64)isr_spurious, 0x8E);
-	idt_set(VEC_TIMER, (u64)isr_wake, 0x8E);
-	idt_set(VEC_SERIAL, (u64)isr_wake, 0x8E);
-	idt_set(VEC_WAKE, (u64)isr_wake, 0x8E);
+	idt_set(VEC_TIMER, (u64)isr_wake_timer, 0x8E);
+	idt_set(VEC_SERIAL, (u64)isr_wake_serial, 0x8E);
+	idt_set(VEC_WAKE, (u64)isr_wake_ipi, 0x8E);
 	idt_set(VEC_IDLE, (u64)isr_idle, 0xEE);	  /* DPL3 */
 	idt_set(VEC_CREGS, (u64)isr_cregs, 0xEE); /* DPL3 */
 }
@@ -619,23 +636,17 @@ static void set_xmm_marker(u32 cpu)
 
 static void collect_regs(struct regs_rec *r)
 {
-	struct {
-		u16 limit;
-		u64 base;
-	} __attribute__((packed)) dt;
 	__asm__ volatile("int %1" : : "D"(&r->c), "i"(VEC_CREGS) : "rax", "rcx", "rdx", "memory");
 	__asm__ volatile("pushfq; popq %0" : "=r"(r->rflags));
 	__asm__ volatile("movq %%xmm8, %0" : "=r"(r->xmm8));
 	__asm__ volatile("mov %%cs, %0" : "=r"(r->cs));
 	__asm__ volatile("mov %%ss, %0" : "=r"(r->ss));
 	__asm__ volatile("mov %%ds, %0" : "=r"(r->ds));
-	__asm__ volatile("str %0" : "=r"(r->tr));
-	__asm__ volatile("sgdt %0" : "=m"(dt));
-	r->gdt_base = dt.base;
-	r->gdt_limit = dt.limit;
-	__asm__ volatile("sidt %0" : "=m"(dt));
-	r->idt_base = dt.base;
-	r->idt_limit = dt.limit;
+	r->tr = (u16)r->c.tr;
+	r->gdt_base = r->c.gdtr.base;
+	r->gdt_limit = r->c.gdtr.limit;
+	r->idt_base = r->c.idtr.base;
+	r->idt_limit = r->c.idtr.limit;
 	r->apic_id = lapic_read(LAPIC_ID) >> 24;
 	r->apic_svr = lapic_read(LAPIC_SVR);
 	r->apic_tpr = lapic_read(LAPIC_TPR);
@@ -687,9 +698,12 @@ static void run_part(u32 cpu)
 	c->jobs++;
 }
 
+static void settle_aps(void);
+
 /* Posts work to every working CPU, does the BSP's share, waits for the rest. */
 static void dispatch(u32 op, u64 start, u64 len, u64 seed, u64 n)
 {
+	settle_aps();
 	g.work = (struct work){op, start, len, seed * K2, n, g.nworkers};
 	u64 gen = g.work_gen + 1;
 	__atomic_store_n(&g.work_gen, gen, __ATOMIC_RELEASE);
@@ -758,13 +772,18 @@ static void start_aps(void)
 		}
 }
 
-/* Waits (bounded, only at boot) for the APs and fixes the working set of CPUs. */
-static void wait_aps(void)
+/* Waits (bounded, once) for the APs and fixes the working set of CPUs. Called lazily by
+ * the first request that needs the CPUs, so `ping` is answered while APs still start and
+ * an AP that never starts delays only that one request. */
+static void settle_aps(void)
 {
+	if (g.aps_settled)
+		return;
+	g.aps_settled = 1;
 	u64 t0 = rdtsc();
 	for (u32 i = 1; i < g.ncpus; i++) {
 		while (!__atomic_load_n(&g.cpu[i].online, __ATOMIC_ACQUIRE) &&
-		       rdtsc() - t0 < 20000000000UL)
+		       rdtsc() - t0 < 5000000000UL)
 			cpu_relax();
 	}
 	u32 r = 1;
@@ -806,6 +825,7 @@ static int get_mib_range(int argc, char **argv, int first, u64 *start, u64 *len)
 
 static void req_info(void)
 {
+	settle_aps();
 	out_begin();
 	put_s("PROBE info");
 	put_kv("cpus", g.ncpus);
@@ -831,6 +851,9 @@ static void req_info(void)
 			put_c(',');
 		put_u(g.cpu[i].jobs);
 	}
+	put_kv("irq_timer", probe_wakes[0]);
+	put_kv("irq_serial", probe_wakes[1]);
+	put_kv("irq_ipi", probe_wakes[2]);
 	put_kv("memmap", g.nmem);
 	put_kv("uart_fifo", (u64)g.uart_fifo);
 	out_end();
@@ -970,6 +993,7 @@ static void req_regs(int argc, char **argv)
 	u64 cpu = 0;
 	if (argc > 2 || (argc == 2 && parse_u64(argv[1], &cpu)))
 		return answer_err("regs", "usage: regs [<cpu>]");
+	settle_aps();
 	if (cpu >= g.ncpus || g.cpu[cpu].rank < 0)
 		return answer_err("regs", "no such working cpu");
 	dispatch(OP_REGS, 0, 0, 0, 0);
@@ -1146,6 +1170,9 @@ static void handle_line(char *s)
 		req_mem(argc, argv);
 	} else if (str_eq(c, "wbytes")) {
 		req_wbytes(argc, argv);
+	} else if (str_eq(c, "fault")) {
+		/* Exercises exception delivery: the answer is the PROBE FAULT line. */
+		__asm__ volatile("ud2");
 	} else {
 		answer_err(c, "unknown request");
 	}
@@ -1215,7 +1242,6 @@ void probe_cpu_main(u32 cpu)
 		parse_u64(v, &g.tick_us);
 	lapic_init_local();
 	start_aps();
-	wait_aps();
 	if (g.idle_hlt)
 		idle_setup_bsp();
 	serve();

@@ -197,8 +197,11 @@ def basic(name, smp, append="", acpi=True, expect_table=None):
         check(name + ": unknown request", e == "PROBE ERR frobnicate unknown request", e)
         e = g.request("x" * 300)
         check(name + ": over-long line", e == "PROBE ERR request line too long", e)
+        e = g.request("fault")
+        check(name + ": exception reported", e.startswith("PROBE FAULT cpu=0 vec=6 "), e)
+        check(name + ": serving after an exception", g.request("ping") == "PROBE pong")
         n = g.request("count")
-        check(name + ": count", n == "PROBE count %d" % (20 + smp), n)
+        check(name + ": count", n == "PROBE count %d" % (22 + smp), n)
         info = g.request("info")
         jobs = field(info, "jobs").split(",")
         check(name + ": every cpu did work", len(jobs) == smp and all(int(j) > 0 for j in jobs),
@@ -282,6 +285,9 @@ def snapshot_mid_compute():
               field(s, "sum") == "0x%016x" % probesum("touch", 2, 8, 5), s)
         n2 = h.request("count")
         check(name + ": request counter continues", n2 == "PROBE count 6", n2)
+        e = h.request("fault")
+        check(name + ": exception delivered after restore", e.startswith("PROBE FAULT cpu=0 vec=6 "), e)
+        check(name + ": serving after an exception", h.request("ping") == "PROBE pong")
     finally:
         h.close()
         os.unlink(img)
