@@ -12,6 +12,11 @@ $(B)/libjailer.a: $(JAILER_SRCS:%.c=$(B)/%.o)
 PROGRAMS += $(B)/thaw-jailer
 $(B)/thaw-jailer: $(B)/jailer/main.o
 	$(link)
+# Static unless sanitizing: no loader work at every jail start (it showed in
+# bench_jail), and the jailer runs where our libraries are not installed.
+ifeq ($(SAN),0)
+$(B)/thaw-jailer: LDFLAGS += -static
+endif
 
 # The program tests jail: static, because a jail holds no libc, and without
 # sanitizers (their runtime would need /proc inside the jail).
