@@ -452,6 +452,11 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 	int ret = 0;
 
 	memset(st, 0, sizeof(*st));
+	if (w->mem_final && !w->has_mem) {
+		ret = -EINVAL;
+		log_err("snapshot: a memory file path was given but no memory was set");
+		goto fail;
+	}
 	for (size_t i = 0; i < w->nsecs; i++) {
 		if (w->secs[i]->sec.err) {
 			ret = w->secs[i]->sec.err;

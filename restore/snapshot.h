@@ -11,15 +11,20 @@
  *   snap_put_vcpu(w, i, &vcpu[i]) for each vCPU; snap_put_vm(w, &vm);
  *   per device: snap_device_begin(w, id, kind, version, &place, &sec) + snap_put_*(sec, ...)
  *   snap_put_config(w, json_text, len);
- *   snap_writer_set_memory(w, host_ptr, size)      (or opts.mem_file_path)
- *   snap_writer_commit(w)   -> file appears atomically; or snap_writer_abort(w)
+ *   snap_writer_set_memory(w, host_ptr, size)      (opts.mem_file_path: separate file)
+ *   [diff: snap_writer_set_diff(w, base_snap, base_path, dirty_bitmap, npages)]
+ *   snap_writer_commit(w, &stats) -> file appears atomically; or snap_writer_abort(w)
+ *   (memory is read during commit: keep the VM paused until commit returns)
  *
  * Restore (hot path, no memory is read):
+ *   [at process start: snap_crc32c(0, NULL, 0) builds the checksum table early]
  *   snap_open(path, &s, err, sizeof(err))            one fstat + one pread, checksums
- *   snap_host_check(snap_host_facts(s), ...)          refuse other vendor / missing features
- *   snap_get_machine(s, &machine); snap_get_cpuid(s, entries, cap, &n)
- *   snap_memory(s, &loc) -> mmap(loc.fd, loc.offset, loc.size, MAP_PRIVATE)
- *   snap_get_vcpu(s, i, &vcpu); snap_get_vm(s, &vm); devices: snap_section_find(s, "device.x")
+ *   snap_get_machine(s, &machine); snap_get_cpuid(s, entries, cap, &n, ...)
+ *   snap_host_check(snap_host_facts(s), entries, n, NULL, supported, nsup, ...)
+ *   snap_memory(s, &loc); snap_memory_open(s, &fd, ...);
+ *       mmap(fd, loc.offset, loc.size, MAP_PRIVATE)
+ *   snap_get_vcpu(s, i, &vcpu, ...); snap_get_vm(s, &vm, ...);
+ *   devices: snap_section_find(s, "device.<id>") + snap_device_get_place + snap_get_*
  *   snap_close(s)   (after mmap; the mapping stays valid)
  *
  * All functions return 0 or -errno unless stated. Nothing here needs /dev/kvm.

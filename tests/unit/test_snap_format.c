@@ -603,6 +603,19 @@ static void test_writer_refuses_bad_names_and_duplicates(void **state)
 	snap_writer_abort(w);
 }
 
+static void test_memory_file_without_memory_is_refused(void **state)
+{
+	struct fx *f = *state;
+	char mpath[160];
+	struct snap_writer *w;
+	snprintf(mpath, sizeof(mpath), "%s/vm.mem", f->dir);
+	struct snap_writer_opts o = {.mem_file_path = mpath};
+	assert_int_equal(snap_writer_create(f->path, &o, &w), 0);
+	assert_int_equal(count_files(f->dir), 2); /* both temporaries */
+	assert_int_equal(snap_writer_commit(w, NULL), -EINVAL);
+	assert_int_equal(count_files(f->dir), 0);
+}
+
 static void test_snapshot_without_memory(void **state)
 {
 	struct fx *f = *state;
@@ -693,6 +706,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_section_builder_fails_commit, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_writer_refuses_bad_names_and_duplicates, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_memory_file_without_memory_is_refused, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_without_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_workingset_round_trip, setup, teardown),
