@@ -12,6 +12,7 @@ VMM_SRCS := \
 	vmm/loop.c \
 	vmm/console.c \
 	vmm/snapshot.c \
+	vmm/control.c \
 	vmm/virtio/devices.c \
 	vmm/virtio/virtq.c \
 	vmm/virtio/mmio.c \

@@ -16,7 +16,9 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: thaw --kernel FILE [--initrd FILE] [--cmdline STR] [--vcpus N]\n"
+		"usage: thaw --api-sock PATH [--id ID] [--prepare mem-mib=M,vcpus=N]\n"
+		"            (configure, boot or load a snapshot over Firecracker's API)\n"
+		"       thaw --kernel FILE [--initrd FILE] [--cmdline STR] [--vcpus N]\n"
 		"            [--mem-mib M] [--cpu-template host|pvm] [--boot pvh|linux64]\n"
 		"            [--console-out FILE] [--console-in stdin|none|SOCKET]\n"
 		"            [--drive id=NAME,path=FILE,ro=on|off[,root=on]]...\n"
@@ -103,9 +105,7 @@ static void on_signal(void *opaque, uint32_t events)
 	if (si.ssi_signo == SIGUSR1) {
 		take_snapshot(vm);
 	} else if (si.ssi_signo == SIGUSR2) {
-		if (vm->paused && !vm->nr_started)
-			vm_start_vcpus(vm);
-		else if (vm->paused)
+		if (vm->paused)
 			vm_resume(vm);
 	} else {
 		log_info("signal %u: stopping the VM", si.ssi_signo);
@@ -126,21 +126,6 @@ static int main_loop(struct vm *vm, const sigset_t *sigs)
 	    vmm_loop_add(&vm->loop, vm->trigger_fd, EPOLLIN, on_trigger, vm))
 		return VMM_EXIT_INTERNAL;
 	return vmm_loop_run(&vm->loop);
-}
-
-static void print_restore_timing(const struct vm *vm, uint64_t t0)
-{
-	const struct vm_restore_times *t = &vm->times;
-	uint64_t r = t->restore_start_ns;
-
-#define US(x) (unsigned long long)((x) ? ((x) - r) / 1000 : 0)
-	fprintf(stderr,
-		"thaw: restore: process_to_restore_us=%llu opened_us=%llu vm_created_us=%llu "
-		"vcpus_created_us=%llu state_set_us=%llu devices_us=%llu running_us=%llu\n",
-		(unsigned long long)(r - t0) / 1000, US(t->opened_ns), US(t->vm_created_ns),
-		US(t->vcpus_created_ns), US(t->state_set_ns), US(t->devices_restored_ns),
-		US(t->running_ns));
-#undef US
 }
 
 static int add_spec(const char *opt, const char **arr, unsigned *nr, unsigned max, const char *s)
@@ -172,6 +157,8 @@ int main(int argc, char **argv)
 		{"vsock", required_argument, NULL, 'V'},
 		{"rng", no_argument, NULL, 'R'},
 		{"restore", required_argument, NULL, 'r'},
+		{"api-sock", required_argument, NULL, 'a'},
+		{"id", required_argument, NULL, 'd'},
 		{"prepare", required_argument, NULL, 'p'},
 		{"mem-backend", required_argument, NULL, 'B'},
 		{"uffd-sock", required_argument, NULL, 'U'},
@@ -191,10 +178,10 @@ int main(int argc, char **argv)
 	struct vm_restore_opts ro = {0};
 	const char *snapshot_after = NULL;
 	bool start_paused = false;
+	const char *api_sock = NULL, *api_id = "thaw";
 	unsigned long long prep_mib = 0;
 	unsigned prep_vcpus = 0;
 	char err[512];
-	struct vmm_console console;
 	static struct vm vm;
 	uint64_t v, t0 = now_ns();
 	bool timing = false;
@@ -277,6 +264,12 @@ int main(int argc, char **argv)
 		case 'r':
 			ro.path = optarg;
 			break;
+		case 'a':
+			api_sock = optarg;
+			break;
+		case 'd':
+			api_id = optarg;
+			break;
 		case 'B':
 			if (strcmp(optarg, "file") == 0)
 				ro.backend = VM_MEM_FILE;
@@ -348,17 +341,27 @@ int main(int argc, char **argv)
 		log_err("--snapshot-after needs --snapshot PATH");
 		return VMM_EXIT_USAGE;
 	}
-	if (ro.backend == VM_MEM_UFFD_EXT && !ro.uffd_sock) {
-		log_err("--mem-backend uffd-ext needs --uffd-sock PATH");
-		return VMM_EXIT_USAGE;
-	}
 	if (ro.path && cfg.kernel) {
 		log_err("--restore and --kernel exclude each other");
 		return VMM_EXIT_USAGE;
 	}
-	if (!cfg.kernel && !ro.path) {
-		log_err("--kernel or --restore is required");
+	if (api_sock && (cfg.kernel || ro.path)) {
+		log_err("--api-sock configures the VM over the API: leave out --kernel and "
+			"--restore");
+		return VMM_EXIT_USAGE;
+	}
+	if (!cfg.kernel && !ro.path && !api_sock) {
+		log_err("--kernel, --restore or --api-sock is required");
 		usage(stderr);
+		return VMM_EXIT_USAGE;
+	}
+
+	if (ro.backend == VM_MEM_UFFD_EXT && !ro.uffd_sock) {
+		log_err("--mem-backend uffd-ext needs --uffd-sock PATH");
+		return VMM_EXIT_USAGE;
+	}
+	if (prep_mib && !ro.path && !api_sock) {
+		log_err("--prepare is for restores: give --restore, or load over --api-sock");
 		return VMM_EXIT_USAGE;
 	}
 
@@ -373,29 +376,14 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (prep_mib) {
-		if (!ro.path) {
-			log_err("--prepare is for restores: give --restore (or load over the API)");
-			return VMM_EXIT_USAGE;
-		}
-		if (vm_prepare(&vm, prep_vcpus, prep_mib)) {
-			status = VMM_EXIT_INTERNAL;
-			goto out;
-		}
-	}
-	if (ro.path) {
-		if (vm_restore(&vm, &ro, err, sizeof(err))) {
-			log_err("restore %s: %s", ro.path, err);
-			status = VMM_EXIT_RESTORE;
-			goto out;
-		}
-	} else {
-		status = vm_boot(&vm, &cfg);
-		if (status != VMM_EXIT_OK)
-			goto out;
+	if (vm_init(&vm)) {
+		status = VMM_EXIT_INTERNAL;
+		goto out;
 	}
 	vm.t_process_start_ns = t0;
 	vm.snapshot_after = snapshot_after;
+	vm.console_in_spec = cfg.console_in;
+	vm.timing = timing;
 	if (cfg.console_out) {
 		vm.console_out_fd =
 			open(cfg.console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -405,19 +393,30 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (vmm_console_open(&console, &vm, cfg.console_in)) {
+	if (api_sock && vm_control_start(&vm, api_sock, api_id)) {
 		status = VMM_EXIT_USAGE;
 		goto out;
 	}
-	if (start_paused) {
-		vm.paused = true;
-	} else if (vm_start_vcpus(&vm)) {
+	/* A prepared VM is built now, before any restore request arrives. */
+	if (prep_mib && vm_prepare(&vm, prep_vcpus, prep_mib)) {
 		status = VMM_EXIT_INTERNAL;
 		goto out;
 	}
-	vm.times.running_ns = now_ns();
-	if (timing && ro.path)
-		print_restore_timing(&vm, t0);
+	if (ro.path) {
+		if (vm_restore(&vm, &ro, err, sizeof(err))) {
+			log_err("restore %s: %s", ro.path, err);
+			status = VMM_EXIT_RESTORE;
+			goto out;
+		}
+	} else if (cfg.kernel) {
+		status = vm_boot(&vm, &cfg);
+		if (status != VMM_EXIT_OK)
+			goto out;
+	}
+	if ((ro.path || cfg.kernel) && vm_launch(&vm, start_paused)) {
+		status = VMM_EXIT_INTERNAL;
+		goto out;
+	}
 	status = main_loop(&vm, &sigs);
 	if (timing)
 		fprintf(stderr, "thaw: timing: first_run_us=%llu first_line_us=%llu\n",

@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/sdt.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PHASE(vm, name)                                                                    \
@@ -363,10 +364,22 @@ int vm_devices_save(struct vm *vm, struct snap_writer *w)
 	return vm_devices_quiesce(vm);
 }
 
-/* Every device section must belong to a device we can rebuild. */
+/* Every device section must belong to a device we can rebuild, and every override
+ * must name a device the snapshot has. */
 int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
 		       char *err, size_t errlen)
 {
+	if (opts->nr_net_tap)
+		return restore_fail(err, errlen, -ENOENT,
+				    "network override: the snapshot has no interface '%s'",
+				    opts->net_tap[0].id);
+	if (opts->nr_drive_path)
+		return restore_fail(err, errlen, -ENOENT,
+				    "drive override: the snapshot has no drive '%s'",
+				    opts->drive_path[0].id);
+	if (opts->vsock_uds)
+		return restore_fail(err, errlen, -ENOENT,
+				    "vsock override: the snapshot has no vsock device");
 	for (size_t i = 0; i < snap_section_count(s); i++) {
 		const struct snap_section *sec = snap_section_at(s, i);
 
@@ -487,7 +500,8 @@ static int check_host(struct vm *vm, const struct snap *s, const struct kvm_cpui
 
 /* Maps guest memory from the snapshot: MAP_PRIVATE, so every clone shares the page
  * cache and its writes stay its own; the file is never written. */
-static int map_memory(struct vm *vm, const struct snap *s, bool fixed, char *err, size_t errlen)
+static int map_memory(struct vm *vm, const struct snap *s, const char *mem_file, bool fixed,
+		      char *err, size_t errlen)
 {
 	struct snap_memory_loc loc;
 	void *p;
@@ -501,9 +515,26 @@ static int map_memory(struct vm *vm, const struct snap *s, bool fixed, char *err
 				    "memory section has %llu bytes, the machine %llu",
 				    (unsigned long long)loc.size,
 				    (unsigned long long)vm->mem.size);
-	ret = snap_memory_open(s, &fd, err, errlen);
-	if (ret)
-		return ret;
+	if (mem_file) {
+		struct stat st;
+
+		fd = open(mem_file, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &st) < 0)
+			return restore_fail(err, errlen, -errno, "memory file %s: %s", mem_file,
+					    strerror(errno));
+		if ((uint64_t)st.st_size < loc.size) {
+			close(fd);
+			return restore_fail(err, errlen, -EINVAL,
+					    "memory file %s has %lld bytes, the snapshot needs %llu",
+					    mem_file, (long long)st.st_size,
+					    (unsigned long long)loc.size);
+		}
+		loc.offset = 0;
+	} else {
+		ret = snap_memory_open(s, &fd, err, errlen);
+		if (ret)
+			return ret;
+	}
 	p = mmap(fixed ? vm->mem.host : NULL, loc.size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_NORESERVE | (fixed ? MAP_FIXED : 0), fd, (off_t)loc.offset);
 	ret = p == MAP_FAILED ? -errno : 0;
@@ -574,7 +605,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		/* The prepared slot already points at vm->mem.host: mapping the file over
 		 * the whole range replaces every page KVM may have cached (its MMU
 		 * notifier sees the unmap), so no slot update is needed. */
-		ret = opts->backend == VM_MEM_FILE ? map_memory(vm, s, true, err, errlen)
+		ret = opts->backend == VM_MEM_FILE ? map_memory(vm, s, opts->mem_file, true, err, errlen)
 						   : uffd_restore_memory(vm, s, opts, err, errlen);
 		if (ret)
 			goto out;
@@ -582,7 +613,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		vm->mem = layout;
 		/* Memory first: registering the slot before the irqchip exists avoids an
 		 * SRCU grace period wait (see vm_register_memory). */
-		ret = opts->backend == VM_MEM_FILE ? map_memory(vm, s, false, err, errlen)
+		ret = opts->backend == VM_MEM_FILE ? map_memory(vm, s, opts->mem_file, false, err, errlen)
 						   : uffd_restore_memory(vm, s, opts, err, errlen);
 		if (ret)
 			goto out;

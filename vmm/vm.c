@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sdt.h>
 #include <unistd.h>
 
 /* Addresses Intel VMX needs for real-mode emulation; placed in the MMIO hole's top
@@ -41,13 +42,20 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 	};
 	int ret, max_vcpus;
 
-	memset(vm, 0, sizeof(*vm));
-	vm->vm_fd = vm->exit_fd = vm->trigger_fd = -1;
-	vm->loop.epfd = -1;
-	vm->console_out_fd = STDOUT_FILENO;
-	pthread_mutex_init(&vm->exit_lock, NULL);
-	pthread_mutex_init(&vm->run_lock, NULL);
-	pthread_cond_init(&vm->run_cond, NULL);
+	/* Only the KVM half is reset: the process half (vm_init) outlives VMs that are
+	 * built and discarded, e.g. a prepared VM a snapshot did not fit. */
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->nr_vcpus = 0;
+	memset(vm->vcpus, 0, sizeof(vm->vcpus));
+	memset(&vm->mem, 0, sizeof(vm->mem));
+	memset(&vm->pio, 0, sizeof(vm->pio));
+	memset(&vm->mmio, 0, sizeof(vm->mmio));
+	memset(&vm->times, 0, sizeof(vm->times));
+	vm->supported_cpuid = NULL;
+	vm->msr_indices = NULL;
+	vm->nr_msr_indices = 0;
+	vm->prepared = vm->paused = vm->pause_requested = false;
+	vm->nr_paused = vm->nr_started = 0;
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
@@ -83,6 +91,17 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
 		return kvm_ioctl_err("KVM_CREATE_VM");
+	return 0;
+}
+
+int vm_init(struct vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = vm->exit_fd = vm->trigger_fd = vm->signal_fd = -1;
+	vm->console_out_fd = STDOUT_FILENO;
+	pthread_mutex_init(&vm->exit_lock, NULL);
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_cond_init(&vm->run_cond, NULL);
 	vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->trigger_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_fd < 0 || vm->trigger_fd < 0)
@@ -555,6 +574,13 @@ void vm_pause(struct vm *vm)
 
 void vm_resume(struct vm *vm)
 {
+	/* A VM launched paused has no vCPU threads yet. */
+	if (vm->nr_started == 0 && vm->nr_vcpus) {
+		vm->paused = false;
+		if (vm_start_vcpus(vm))
+			vm_request_exit(vm, VMM_EXIT_INTERNAL, "could not start the vCPUs");
+		return;
+	}
 	pthread_mutex_lock(&vm->run_lock);
 	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
 	vm->paused = false;
@@ -648,11 +674,12 @@ void vm_discard(struct vm *vm)
 		r->maps[r->nr_maps] = vm->mem.host;
 		r->map_len[r->nr_maps++] = vm->mem.size;
 	}
-	int fds[] = {vm->vm_fd, vm->kvm_fd, vm->exit_fd, vm->trigger_fd};
-	for (unsigned i = 0; i < 4; i++)
-		if (fds[i] >= 0)
-			r->fds[r->nr_fds++] = fds[i];
-	vmm_loop_destroy(&vm->loop);
+	if (vm->vm_fd >= 0)
+		r->fds[r->nr_fds++] = vm->vm_fd;
+	if (vm->kvm_fd >= 0)
+		r->fds[r->nr_fds++] = vm->kvm_fd;
+	vm->vm_fd = vm->kvm_fd = -1;
+	vm->mem.host = NULL;
 	free(vm->supported_cpuid);
 	free(vm->msr_indices);
 	vm->supported_cpuid = NULL;
@@ -662,4 +689,40 @@ void vm_discard(struct vm *vm)
 		pthread_detach(t);
 	else
 		release_remains(r);
+}
+
+/* ---------------------------------------------------------------- launching */
+
+static void print_restore_timing(const struct vm *vm)
+{
+	const struct vm_restore_times *t = &vm->times;
+	uint64_t r = t->restore_start_ns;
+
+#define US(x) (unsigned long long)((x) ? ((x) - r) / 1000 : 0)
+	fprintf(stderr,
+		"thaw: restore: process_to_restore_us=%llu opened_us=%llu vm_created_us=%llu "
+		"vcpus_created_us=%llu state_set_us=%llu devices_us=%llu running_us=%llu\n",
+		(unsigned long long)(r - vm->t_process_start_ns) / 1000, US(t->opened_ns),
+		US(t->vm_created_ns), US(t->vcpus_created_ns), US(t->state_set_ns),
+		US(t->devices_restored_ns), US(t->running_ns));
+#undef US
+}
+
+int vm_launch(struct vm *vm, bool paused)
+{
+	if (vmm_console_open(&vm->console, vm, vm->console_in_spec))
+		return -EINVAL;
+	if (paused) {
+		vm->paused = true;
+	} else {
+		int ret = vm_start_vcpus(vm);
+
+		if (ret)
+			return ret;
+	}
+	vm->times.running_ns = now_ns();
+	DTRACE_PROBE(thaw, running);
+	if (vm->timing && vm->times.restore_start_ns)
+		print_restore_timing(vm);
+	return 0;
 }

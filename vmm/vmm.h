@@ -319,6 +319,15 @@ struct vmm_devices;
  * vmm/virtio/. Returns 0 or -errno, logging the device at fault. */
 int vmm_devices_attach(struct vm *vm, const struct vm_config *cfg, char *cmdline, size_t cap);
 
+/* Console input: stdin (NULL or "stdin"), "none", or a unix socket path whose
+ * clients (one at a time) type into COM1. */
+struct vmm_console {
+	struct vm *vm;
+	int listen_fd, fd;
+	uint8_t buf[256];
+	size_t len, off; /* bytes read but not yet taken by the UART */
+};
+
 struct vm {
 	int kvm_fd;
 	int vm_fd;
@@ -335,6 +344,10 @@ struct vm {
 	int console_out_fd;
 
 	struct vmm_loop loop;          /* the main thread's event loop */
+	struct vmm_console console;    /* console input */
+	const char *console_in_spec;
+	bool timing;                   /* --timing: print phase times to stderr */
+	struct vm_control *control;    /* the API, when --api-sock is given */
 	struct vmm_devices *devices;   /* owned by vmm/virtio/ */
 	struct uffd_backend *uffd;     /* owned by uffd/, when memory comes through uffd */
 
@@ -379,19 +392,14 @@ struct vm {
 	uint64_t t_first_line_ns;
 };
 
-/* Console input: stdin (NULL or "stdin"), "none", or a unix socket path whose
- * clients (one at a time) type into COM1. */
-struct vmm_console {
-	struct vm *vm;
-	int listen_fd, fd;
-	uint8_t buf[256];
-	size_t len, off; /* bytes read but not yet taken by the UART */
-};
-
 int vmm_console_open(struct vmm_console *c, struct vm *vm, const char *spec);
 
+/* The process half of `vm`, once: zeroes it, creates the main loop and the exit and
+ * snapshot-trigger eventfds. Everything below needs it first. */
+int vm_init(struct vm *vm);
+
 /* Opens /dev/kvm, checks the API version and the capabilities thaw needs, and creates
- * an empty VM. `vm` is zeroed by this call. */
+ * an empty VM. Resets the KVM half of `vm` (not what vm_init set up). */
 int vm_create(struct vm *vm, unsigned nr_vcpus);
 
 /* Registers guest RAM in `vm->mem` with KVM (one slot per region). Call it before
@@ -417,6 +425,13 @@ int vm_setup_legacy_devices(struct vm *vm);
 
 /* Starts one thread per vCPU running KVM_RUN. */
 int vm_start_vcpus(struct vm *vm);
+
+/* Opens the console input and starts the vCPUs (or leaves them parked when `paused`,
+ * for vm_resume / PATCH /vm to start). Prints restore timing with --timing. */
+int vm_launch(struct vm *vm, bool paused);
+
+/* Serves Firecracker's API on `sock` from the main loop (vmm/control.c). */
+int vm_control_start(struct vm *vm, const char *sock, const char *id);
 
 /* Stops every vCPU out of KVM_RUN and waits until all are parked; vm_resume lets
  * them go. Called from the main thread only. */
@@ -476,15 +491,22 @@ struct vm_restore_opts {
 	const char *uffd_sock;     /* VM_MEM_UFFD_EXT: the handler's unix socket */
 	const char *uffd_strategy; /* VM_MEM_UFFD: "ondemand", "prefetch", ... (uffd/) */
 	const char *uffd_record;   /* record the faulted working set into this file */
-	/* backend overrides (NULL: as saved) */
-	const char *net_tap[VMM_MAX_NETS];
-	const char *drive_path[VMM_MAX_DRIVES];
+	/* guest memory from this file instead of the one the snapshot names (NULL: as
+	 * saved); Firecracker's mem_backend File with its own path */
+	const char *mem_file;
+	/* backend overrides by device id (Firecracker's network_overrides ...) */
+	struct vm_override {
+		const char *id;
+		const char *value;
+	} net_tap[VMM_MAX_NETS], drive_path[VMM_MAX_DRIVES];
+	unsigned nr_net_tap, nr_drive_path;
 	const char *vsock_uds;
 };
 
 /* Builds a VM from a snapshot: validates the file (untrusted), checks CPU
- * compatibility, maps memory MAP_PRIVATE, creates the VM and vCPUs, sets all state and
- * restores devices. The vCPUs are not started. `vm` is zeroed first. On failure `err`
+ * compatibility, maps memory MAP_PRIVATE, creates the VM and vCPUs (or uses the one
+ * vm_prepare made, when it fits), sets all state and restores devices. The vCPUs are
+ * not started. Needs vm_init. On failure `err`
  * names the cause; the caller must not run the VM. */
 int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, size_t errlen);
 

@@ -1,0 +1,341 @@
+/* The API's actions on the VM: api/ parses, validates and enforces the life cycle;
+ * this file turns each accepted request into calls on `struct vm`. Everything runs
+ * on the main thread. */
+#include "vmm/vmm.h"
+#include "api/api.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#define SPEC_LEN (API_PATH_LEN + 2 * API_ID_LEN + 64)
+
+struct vm_control {
+	struct vm *vm;
+	struct api_server *srv;
+	char id[API_ID_LEN];
+
+	/* pre-boot configuration, owned here: vm_config points into it */
+	struct vm_config cfg;
+	char kernel[API_PATH_LEN], initrd[API_PATH_LEN], cmdline[API_BOOT_ARGS_LEN];
+	char drive_ids[VMM_MAX_DRIVES][API_ID_LEN], drive_specs[VMM_MAX_DRIVES][SPEC_LEN];
+	char net_ids[VMM_MAX_NETS][API_ID_LEN], net_specs[VMM_MAX_NETS][SPEC_LEN];
+	char vsock_spec[SPEC_LEN];
+
+	bool started;         /* booted or restored */
+	uint64_t load_us;     /* last snapshot load, request to vCPUs running */
+	uint64_t create_us;   /* last snapshot create */
+};
+
+static struct vm_control control; /* one per process, like the VM */
+
+static void on_api(void *opaque, uint32_t events)
+{
+	struct vm_control *c = opaque;
+
+	api_server_dispatch(c->srv);
+}
+
+static void describe(void *ctx, struct api_instance_info *info)
+{
+	struct vm_control *c = ctx;
+
+	snprintf(info->id, sizeof(info->id), "%s", c->id);
+	info->state = !c->started ? API_VM_NOT_STARTED
+		      : c->vm->paused ? API_VM_PAUSED
+				      : API_VM_RUNNING;
+}
+
+static int get_machine_config(void *ctx, struct api_machine_config *mc, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+
+	mc->vcpu_count = c->started ? c->vm->nr_vcpus : c->cfg.vcpus;
+	mc->mem_size_mib = (uint32_t)(c->started ? c->vm->mem.size >> 20 : c->cfg.mem_mib);
+	return 0;
+}
+
+static int put_machine_config(void *ctx, const struct api_machine_config *mc,
+			      struct api_error *err)
+{
+	struct vm_control *c = ctx;
+
+	if (mc->cpu_template != API_CPU_TEMPLATE_NONE) {
+		api_error_set(err, "cpu_template: Firecracker's templates are not offered; thaw "
+				   "picks its own (host, or pvm on PVM hosts)");
+		return -EINVAL;
+	}
+	if (mc->huge_pages != API_HUGE_PAGES_NONE) {
+		api_error_set(err, "huge_pages: not supported by thaw");
+		return -EINVAL;
+	}
+	if (mc->vcpu_count > VMM_MAX_VCPUS) {
+		api_error_set(err, "vcpu_count: at most %d", VMM_MAX_VCPUS);
+		return -EINVAL;
+	}
+	c->cfg.vcpus = mc->vcpu_count;
+	c->cfg.mem_mib = mc->mem_size_mib;
+	return 0;
+}
+
+static int put_boot_source(void *ctx, const struct api_boot_source *b, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+
+	snprintf(c->kernel, sizeof(c->kernel), "%s", b->kernel_image_path);
+	snprintf(c->initrd, sizeof(c->initrd), "%s", b->initrd_path);
+	snprintf(c->cmdline, sizeof(c->cmdline), "%s", b->boot_args);
+	c->cfg.kernel = c->kernel;
+	c->cfg.initrd = c->initrd[0] ? c->initrd : NULL;
+	c->cfg.cmdline = c->cmdline;
+	return 0;
+}
+
+/* Finds the slot of `id` in a table of ids, or a free one. -ENOSPC when full. */
+static int slot_for(char (*ids)[API_ID_LEN], unsigned *nr, unsigned max, const char *id,
+		    struct api_error *err, const char *what)
+{
+	for (unsigned i = 0; i < *nr; i++)
+		if (strcmp(ids[i], id) == 0)
+			return (int)i;
+	if (*nr == max) {
+		api_error_set(err, "at most %u %s", max, what);
+		return -ENOSPC;
+	}
+	snprintf(ids[*nr], API_ID_LEN, "%s", id);
+	return (int)(*nr)++;
+}
+
+static int put_drive(void *ctx, const struct api_drive *d, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	int i;
+
+	if (!d->path_on_host[0]) {
+		api_error_set(err, "drive %s: vhost-user drives (socket) are not supported",
+			      d->drive_id);
+		return -EINVAL;
+	}
+	i = slot_for(c->drive_ids, &c->cfg.nr_drives, VMM_MAX_DRIVES, d->drive_id, err,
+		     "drives");
+	if (i < 0)
+		return i;
+	snprintf(c->drive_specs[i], SPEC_LEN, "id=%s,path=%s,ro=%s%s", d->drive_id,
+		 d->path_on_host, d->is_read_only ? "on" : "off",
+		 d->is_root_device ? ",root=on" : "");
+	c->cfg.drives[i] = c->drive_specs[i];
+	return 0;
+}
+
+static int put_net(void *ctx, const struct api_net *n, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	char mac[32] = "";
+	int i;
+
+	i = slot_for(c->net_ids, &c->cfg.nr_nets, VMM_MAX_NETS, n->iface_id, err,
+		     "network interfaces");
+	if (i < 0)
+		return i;
+	if (n->has_guest_mac)
+		snprintf(mac, sizeof(mac), ",mac=%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+			 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+			 n->guest_mac[5]);
+	snprintf(c->net_specs[i], SPEC_LEN, "id=%s,tap=%s%s", n->iface_id, n->host_dev_name, mac);
+	c->cfg.nets[i] = c->net_specs[i];
+	return 0;
+}
+
+static int put_vsock(void *ctx, const struct api_vsock *v, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+
+	snprintf(c->vsock_spec, sizeof(c->vsock_spec), "cid=%u,uds=%s", v->guest_cid,
+		 v->uds_path);
+	c->cfg.vsock = c->vsock_spec;
+	return 0;
+}
+
+static int put_entropy(void *ctx, const struct api_entropy *e, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+
+	c->cfg.rng = true;
+	return 0;
+}
+
+static int instance_start(void *ctx, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	int st = vm_boot(c->vm, &c->cfg);
+
+	if (st != VMM_EXIT_OK) {
+		api_error_set(err, "the VM could not be built (see the log)");
+		/* A bad kernel file is refused before anything is built. */
+		err->keep_state = c->vm->vm_fd < 0;
+		return -EINVAL;
+	}
+	if (vm_launch(c->vm, false)) {
+		err->status = 500;
+		api_error_set(err, "the vCPUs could not be started");
+		return -EIO;
+	}
+	c->started = true;
+	return 0;
+}
+
+static int pause_vm(void *ctx, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+
+	if (!c->vm->paused)
+		vm_pause(c->vm);
+	return 0;
+}
+
+static int resume_vm(void *ctx, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+
+	if (c->vm->paused)
+		vm_resume(c->vm);
+	return 0;
+}
+
+static int snapshot_create(void *ctx, const struct api_snapshot_create *req,
+			   struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	struct vm_snapshot_opts o = {
+		.path = req->snapshot_path,
+		.mem_file_path = req->mem_file_path[0] ? req->mem_file_path : NULL,
+		.stay_paused = c->vm->paused,
+	};
+	int ret;
+
+	if (req->snapshot_type == API_SNAPSHOT_DIFF) {
+		api_error_set(err, "snapshot_type Diff: thaw writes Full snapshots only");
+		return -EINVAL;
+	}
+	ret = vm_snapshot_create(c->vm, &o);
+	if (ret) {
+		err->status = 500;
+		api_error_set(err, "snapshot %s: %s (see the log)", req->snapshot_path,
+			      strerror(-ret));
+		return ret;
+	}
+	c->create_us = c->vm->last_create_us;
+	return 0;
+}
+
+static int snapshot_load(void *ctx, const struct api_snapshot_load *req, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	struct vm_restore_opts o = {
+		.path = req->snapshot_path,
+		.clock_realtime = req->clock_realtime,
+	};
+	uint64_t t0 = now_ns();
+	int ret;
+
+	switch (req->backend_type) {
+	case API_MEM_BACKEND_NONE:
+		break;
+	case API_MEM_BACKEND_FILE:
+		o.mem_file = req->backend_path;
+		break;
+	case API_MEM_BACKEND_UFFD:
+		o.backend = VM_MEM_UFFD_EXT;
+		o.uffd_sock = req->backend_path;
+		break;
+	}
+	for (uint32_t i = 0; i < req->n_net_overrides && i < VMM_MAX_NETS; i++) {
+		o.net_tap[i].id = req->net_overrides[i].iface_id;
+		o.net_tap[i].value = req->net_overrides[i].host_dev_name;
+		o.nr_net_tap++;
+	}
+	if (req->has_vsock_override)
+		o.vsock_uds = req->vsock_uds_path;
+
+	ret = vm_restore(c->vm, &o, err->message, sizeof(err->message));
+	if (ret) {
+		/* Refused before any VM existed (a bad file, an incompatible host):
+		 * nothing was touched and the process may try another snapshot. */
+		err->keep_state = !c->vm->times.vm_created_ns && !c->vm->prepared;
+		return ret;
+	}
+	if (vm_launch(c->vm, !req->resume_vm)) {
+		err->status = 500;
+		api_error_set(err, "the vCPUs could not be started");
+		return -EIO;
+	}
+	c->started = true;
+	c->load_us = (now_ns() - t0) / 1000;
+	return 0;
+}
+
+static json_object *metrics(void *ctx)
+{
+	struct vm_control *c = ctx;
+	const struct vm_restore_times *t = &c->vm->times;
+	json_object *m = json_object_new_object(), *lat = json_object_new_object();
+	uint64_t r = t->restore_start_ns;
+
+#define PH(name, field)                                                                    \
+	json_object_object_add(lat, name,                                                  \
+			       json_object_new_int64(t->field && r ? (int64_t)(t->field - r) / 1000 \
+								  : 0))
+	json_object_object_add(lat, "load_snapshot", json_object_new_int64((int64_t)c->load_us));
+	json_object_object_add(lat, "create_snapshot",
+			       json_object_new_int64((int64_t)c->create_us));
+	PH("load_snapshot_opened", opened_ns);
+	PH("load_snapshot_vm_created", vm_created_ns);
+	PH("load_snapshot_vcpus_created", vcpus_created_ns);
+	PH("load_snapshot_state_set", state_set_ns);
+	PH("load_snapshot_devices_restored", devices_restored_ns);
+	PH("load_snapshot_running", running_ns);
+#undef PH
+	json_object_object_add(m, "latencies_us", lat);
+	return m;
+}
+
+static const struct api_ops thaw_api_ops = {
+	.describe = describe,
+	.get_machine_config = get_machine_config,
+	.put_machine_config = put_machine_config,
+	.put_boot_source = put_boot_source,
+	.put_drive = put_drive,
+	.put_net = put_net,
+	.put_vsock = put_vsock,
+	.put_entropy = put_entropy,
+	.instance_start = instance_start,
+	.pause = pause_vm,
+	.resume = resume_vm,
+	.snapshot_create = snapshot_create,
+	.snapshot_load = snapshot_load,
+	.metrics = metrics,
+	/* send_ctrl_alt_del: thaw emulates no i8042 keyboard, so the API answers that
+	 * it is not supported. put_logger: the API's default redirects our log. */
+};
+
+int vm_control_start(struct vm *vm, const char *sock, const char *id)
+{
+	struct vm_control *c = &control;
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	c->vm = vm;
+	c->cfg.vcpus = 1;
+	c->cfg.mem_mib = 128;
+	c->cfg.console_in = vm->console_in_spec;
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	ret = api_server_create(sock, &thaw_api_ops, c, &c->srv);
+	if (ret) {
+		log_err("--api-sock %s: %s", sock, strerror(-ret));
+		return ret;
+	}
+	vm->control = c;
+	return vmm_loop_add(&vm->loop, api_server_fd(c->srv), EPOLLIN, on_api, c);
+}
