@@ -10,8 +10,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-build}
 RUNS=${2:-5}
-J=$PWD/$B/thaw-jailer
-T=$PWD/$B/thaw
+case $B in /*) ;; *) B=$PWD/$B ;; esac
+J=$B/thaw-jailer
+T=$B/thaw
 
 fail() {
 	echo "jailer_thaw: FAIL: $*" >&2
