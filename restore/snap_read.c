@@ -637,8 +637,9 @@ int snap_workingset(const struct snap *s, const uint64_t **pages, size_t *n)
 		return -ENOENT;
 	if (psz != SNAP_PAGE_SIZE)
 		return -EBADMSG;
+	/* A side file (no memory of its own) is checked by its user against the base. */
 	uint64_t npages = s->mem.size / SNAP_PAGE_SIZE;
-	for (size_t i = 0; i < *n; i++)
+	for (size_t i = 0; npages && i < *n; i++)
 		if ((*pages)[i] >= npages)
 			return -EBADMSG;
 	return 0;

@@ -243,6 +243,8 @@ int snap_memory_open(const struct snap *s, int *fd, char *err, size_t errlen);
  * valid until snap_close). -ENOENT when the snapshot has none.
  * Zero bitmap: bit (i % 8) of byte i / 8 set = page i of memory is all zeros. */
 int snap_memory_zero_bitmap(const struct snap *s, const uint8_t **bits, uint64_t *npages);
+/* Working set: page numbers are checked against the snapshot's memory (-EBADMSG when one
+ * lies outside); in a side file without memory the caller checks them against the base. */
 int snap_workingset(const struct snap *s, const uint64_t **pages, size_t *n);
 
 /* Offline check of the memory chunk checksums (reads all memory: never on the restore
