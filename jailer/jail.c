@@ -774,9 +774,11 @@ static int parent_wait(struct jail *j, pid_t child, int rfd)
 	sigemptyset(&sa.sa_mask);
 	for (unsigned i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
 		sigaction(fwd[i], &sa, NULL);
-	/* The waiting parent needs no power at all. */
-	if (drop_privileges(j->cfg, false))
-		log_warn("pid-ns: parent keeps its capabilities");
+	/* The waiting parent needs no power at all. It becomes the jailed user too: a
+	 * process without CAP_KILL may only signal its own uid, and thaw (in a PID
+	 * namespace where the parent is invisible) cannot signal or trace it back. */
+	if (drop_privileges(j->cfg, true))
+		log_warn("pid-ns: parent keeps its privileges");
 	while (waitpid(child, &status, 0) < 0) {
 		if (errno != EINTR) {
 			log_err("pid-ns: waitpid(%d): %s", (int)child, strerror(errno));

@@ -10,6 +10,7 @@
  *   --fork N           start N children (held until we exit), report how many started
  *   --alloc MIB        allocate and touch MIB MiB, report "alloc done" if it survives
  *   --fsize BYTES      write BYTES to a new file /probe-fsize, report the result
+ *   --on-term          on SIGTERM print "got SIGTERM" and exit 143
  *   --wait             after the report, block until stdin gives a byte or EOF
  *   --exit N           exit with status N
  * There is no /proc in the jail, so the process reads its own state with syscalls. */
@@ -128,6 +129,15 @@ static void report(void)
 	}
 }
 
+/* As pid 1 of a PID namespace, SIGTERM without a handler would be ignored. */
+static void on_term(int sig)
+{
+	static const char msg[] = "got SIGTERM\n";
+	if (write(fileno(out), msg, sizeof(msg) - 1) < 0)
+		_exit(1);
+	_exit(128 + sig);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t stamp;
@@ -236,6 +246,8 @@ int main(int argc, char **argv)
 				unlink("/probe-fsize");
 			}
 			i++;
+		} else if (strcmp(a, "--on-term") == 0) {
+			signal(SIGTERM, on_term);
 		} else if (strcmp(a, "--wait") == 0) {
 			wait_stdin = true;
 		} else if (strcmp(a, "--exit") == 0 && v) {

@@ -457,9 +457,9 @@ struct waiting {
 	char text[32768];
 };
 
-static void spawn_waiting(struct waiting *w, const char *id, const char *const *extra)
+static void spawn_waiting_args(struct waiting *w, const char *id, const char *const *extra,
+			       const char *const *pargs)
 {
-	const char *pargs[] = {"--report", "--wait", NULL};
 	char *argv[96];
 	int in[2], out[2];
 	size_t n = 0;
@@ -487,6 +487,13 @@ static void spawn_waiting(struct waiting *w, const char *id, const char *const *
 		w->text[n] = '\0';
 	}
 	assert_non_null(strstr(w->text, "\nend\n"));
+}
+
+static void spawn_waiting(struct waiting *w, const char *id, const char *const *extra)
+{
+	const char *pargs[] = {"--report", "--wait", NULL};
+
+	spawn_waiting_args(w, id, extra, pargs);
 }
 
 static int release_waiting(struct waiting *w)
@@ -757,6 +764,31 @@ static void new_pid_ns_forwards_death_by_signal(void **state)
 	run_jail(&r, id, extra, pargs);
 	if (!WIFSIGNALED(r.status) || WTERMSIG(r.status) != SIGKILL)
 		fail_msg("status 0x%x, wanted SIGKILL forwarded; err:\n%s", r.status, r.err);
+	cleanup_ok(id);
+}
+
+static void new_pid_ns_parent_forwards_sigterm_to_thaw(void **state)
+{
+	const char *extra[] = {"--new-pid-ns", NULL};
+	const char *pargs[] = {"--on-term", "--report", "--wait", NULL};
+	static struct waiting w;
+	char id[64], buf[4096];
+	ssize_t n;
+	int status;
+
+	NEED_ROOT();
+	next_id(id, sizeof(id));
+	spawn_waiting_args(&w, id, extra, pargs);
+	assert_line(w.text, "pid 1");
+	/* The jailer (w.pid, the waiting parent) gets it, the probe (pid 1) acts on it. */
+	assert_int_equal(kill(w.pid, SIGTERM), 0);
+	n = read(w.out, buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_line(buf, "got SIGTERM");
+	status = release_waiting(&w);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 128 + SIGTERM)
+		fail_msg("status 0x%x, wanted exit %d forwarded", status, 128 + SIGTERM);
 	cleanup_ok(id);
 }
 
@@ -1270,6 +1302,7 @@ int main(void)
 	    cmocka_unit_test(default_no_file_limit_is_2048),
 	    cmocka_unit_test(new_pid_ns_makes_thaw_pid_1_and_forwards_its_exit_status),
 	    cmocka_unit_test(new_pid_ns_forwards_death_by_signal),
+	    cmocka_unit_test(new_pid_ns_parent_forwards_sigterm_to_thaw),
 	    cmocka_unit_test(daemonize_returns_at_once_and_detaches_thaw),
 	    cmocka_unit_test(links_put_the_snapshot_read_only_and_the_drive_read_write),
 	    cmocka_unit_test(netns_is_joined),
