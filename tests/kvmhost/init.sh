@@ -38,6 +38,7 @@ exec 2>&4 1>&4
 
 while read -r m args; do
 	insmod "/lib/mod/$m" $args || fail "insmod $m failed"
+	mark "loaded $m"
 done </lib/mod/order
 
 mark "modules loaded"
@@ -106,6 +107,8 @@ if [ -n "$KVH_MODTREE" ] && [ -d "$R$KVH_MODTREE" ]; then
 fi
 
 mark "mounts done"
+# From here on warnings and the stacks of lockup reports reach the console log.
+echo 5 >/proc/sys/kernel/printk
 ip link set lo up
 hostname "$KVH_HOSTNAME"
 sysctl -q -w kernel.perf_event_paranoid=-1 kernel.kptr_restrict=0 >/dev/null 2>&1

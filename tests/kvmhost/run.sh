@@ -283,7 +283,10 @@ ln -s /dev/null "$ctl/out.in" && ln -s /dev/null "$ctl/err.in" || die "ln failed
 
 # QEMU option values double their commas.
 qv() { printf '%s' "${1//,/,,}"; }
-append="console=ttyS0 panic=-1 mitigations=off tsc=reliable"
+# softlockup_panic: a guest wedged by TCG (seen rarely under host load: both vCPUs stuck
+# with interrupts unserviced) ends within a minute instead of at --timeout; run.sh then
+# boots again and reruns the command.
+append="console=ttyS0 panic=-1 mitigations=off tsc=reliable softlockup_panic=1 watchdog_thresh=30"
 # Skip the secondary vCPUs' delay-loop calibration (0.2 s): the guest TSC runs at the
 # host's rate, and lpj counts TSC cycles per jiffy.
 hz=$(sed -n 's/^CONFIG_HZ=//p' "$kdir/tree/boot/config-$kver" 2>/dev/null)
@@ -383,20 +386,32 @@ run_vm() {
 	outpid= errpid=
 }
 
-for attempt in 1 2 3; do
+is_uint "${THAW_KVMHOST_RETRIES:-2}" || die "THAW_KVMHOST_RETRIES: not a number"
+tries=$((1 + ${THAW_KVMHOST_RETRIES:-2}))
+for ((attempt = 1; attempt <= tries; attempt++)); do
 	run_vm
-	[[ $outcome == hung ]] || break
-	mv -f -- "$ctl/console.log" "$ctl/console.hung$attempt.log"
-	echo "kvmhost: the VM did not reach the command within ${boot_tmo} s (attempt $attempt), last console line:" \
-		"$(tail -n 1 -- "$ctl/console.hung$attempt.log" 2>/dev/null)" >&2
+	if [[ $outcome == done && ! -s $ctl/status ]] &&
+		grep -q -E 'soft lockup|rcu_preempt detected stalls' "$ctl/console.log" 2>/dev/null; then
+		outcome=wedged
+	fi
+	[[ $outcome == hung || $outcome == wedged ]] || break
+	mv -f -- "$ctl/console.log" "$ctl/console.$outcome$attempt.log"
+	if [[ $outcome == hung ]]; then
+		echo "kvmhost: the VM did not reach the command within ${boot_tmo} s (attempt $attempt/$tries), last console line:" \
+			"$(tail -n 1 -- "$ctl/console.hung$attempt.log" 2>/dev/null)" >&2
+	else
+		echo "kvmhost: the guest kernel locked up while running the command (attempt $attempt/$tries):" \
+			"$(grep -m 1 -E 'soft lockup|rcu_preempt detected stalls' "$ctl/console.wedged$attempt.log")" >&2
+	fi
+	((attempt < tries)) && echo "kvmhost: booting again and rerunning '${cmd[*]}'" >&2
 done
 
 if [[ $outcome == timeout ]]; then
 	echo "kvmhost: timeout: '${cmd[*]}' still running after $tmo s, VM killed" >&2
 	exit 124
 fi
-if [[ $outcome == hung ]]; then
-	echo "kvmhost: giving up after 3 boots that hung" >&2
+if [[ $outcome == hung || $outcome == wedged ]]; then
+	echo "kvmhost: giving up after $tries VMs that hung or locked up (logs: THAW_KVMHOST_DEBUG=1 keeps $ctl)" >&2
 	exit 125
 fi
 if [[ -s $ctl/status ]]; then
