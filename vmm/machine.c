@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #define MIN_MEM_MIB 4
@@ -48,22 +49,15 @@ static int map_file(const char *what, const char *path, const uint8_t **buf, siz
 	return 0;
 }
 
-/* Host RAM + swap: a guest larger than this could never be backed. */
+/* Host RAM + swap: a guest larger than this could never be backed. sysinfo(2)
+ * works inside a jail, where /proc is absent. */
 static uint64_t host_mem_bytes(void)
 {
-	uint64_t total = 0, kib;
-	char line[128];
-	FILE *f = fopen("/proc/meminfo", "re");
+	struct sysinfo si;
 
-	if (!f)
+	if (sysinfo(&si) < 0)
 		return UINT64_MAX;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "MemTotal: %lu kB", &kib) == 1 ||
-		    sscanf(line, "SwapTotal: %lu kB", &kib) == 1)
-			total += kib << 10;
-	}
-	fclose(f);
-	return total ? total : UINT64_MAX;
+	return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
 }
 
 const struct vmm_cpu_template *vmm_pick_template(const char *name)

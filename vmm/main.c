@@ -54,6 +54,11 @@ static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *ou
 	return 0;
 }
 
+static void no_op_handler(int sig)
+{
+	(void)sig;
+}
+
 /* What SIGUSR1 or the --snapshot-after line does. */
 struct snap_trigger {
 	struct vm_snapshot_opts opts;
@@ -375,6 +380,11 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* As PID 1 of a PID namespace (thaw-jailer --new-pid-ns) signals without a
+	 * handler are dropped, signalfd or not: give each one a handler. */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&sigs, sig))
+			sigaction(sig, &(struct sigaction){.sa_handler = no_op_handler}, NULL);
 
 	if (vm_init(&vm)) {
 		status = VMM_EXIT_INTERNAL;
