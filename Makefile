@@ -57,7 +57,7 @@ programs: $(PROGRAMS)
 # Every library of ours, in a group so their order does not matter. A program's own
 # rule lists its objects; it links against all of our libraries.
 LINK_LIBS = -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
-$(PROGRAMS) $(UNIT_TESTS): $(LIBS)
+$(PROGRAMS) $(UNIT_TESTS) $(B)/thaw-static: $(LIBS)
 define link
 	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)

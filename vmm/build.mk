@@ -28,3 +28,9 @@ $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)
 PROGRAMS += $(B)/thaw
 $(B)/thaw: $(B)/vmm/main.o
 	$(link)
+
+# A static thaw for jails, which hold no shared libraries (thaw-jailer copies one
+# binary in). Not built by default.
+$(B)/thaw-static: $(B)/vmm/main.o
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -static -o $@ $< $(LINK_LIBS)
