@@ -21,7 +21,9 @@ eval "$paths"
 
 work=$(mktemp -d /tmp/thaw-selftest.XXXXXX)
 qpid=
+cat_pid=
 cleanup() {
+	exec 3>&- 2>/dev/null
 	[ -n "$qpid" ] && kill "$qpid" 2>/dev/null
 	[ -n "${udp_pid:-}" ] && kill "$udp_pid" 2>/dev/null
 	[ -n "${cat_pid:-}" ] && kill "$cat_pid" 2>/dev/null
@@ -58,22 +60,37 @@ if command -v socat >/dev/null 2>&1; then
 	net_args="-netdev user,id=n0,hostfwd=udp:127.0.0.1:$udp_fwd_port-:7000 -device virtio-net-device,netdev=n0"
 fi
 
-mkfifo "$work/serial.in" "$work/serial.out"
-cmdline="console=ttyS0 thaw_agent.hold_init=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off"
-start=$(now_ms)
-# shellcheck disable=SC2086
-qemu-system-x86_64 -M microvm,acpi=off -accel tcg -cpu max -smp 2 -m 256 \
-	-nodefaults -no-user-config -display none -no-reboot \
-	-serial pipe:"$work/serial" \
-	-kernel "$THAW_KERNEL" -append "$cmdline" \
-	-drive id=d0,file="$disk",format=raw,if=none,cache=writeback \
-	-device virtio-blk-device,drive=d0 \
-	-device virtio-rng-device $net_args \
-	>"$work/qemu.log" 2>&1 &
-qpid=$!
-cat "$work/serial.out" >"$work/console.log" &
-cat_pid=$!
-exec 3>"$work/serial.in"
+# boot NAME CMDLINE QEMU-ARGS...: starts QEMU with the serial port on fifos;
+# the console goes to $work/NAME.log ($log), requests go to fd 3.
+boot() {
+	name=$1
+	cmdline=$2
+	shift 2
+	rm -f "$work/serial.in" "$work/serial.out"
+	mkfifo "$work/serial.in" "$work/serial.out"
+	log=$work/$name.log
+	seen=0
+	start=$(now_ms)
+	qemu-system-x86_64 -M microvm,acpi=off -accel tcg -cpu max -smp 2 -m 256 \
+		-nodefaults -no-user-config -display none -no-reboot \
+		-serial pipe:"$work/serial" \
+		-kernel "$THAW_KERNEL" -append "$cmdline" "$@" \
+		>"$work/qemu-$name.log" 2>&1 &
+	qpid=$!
+	cat "$work/serial.out" >"$log" &
+	cat_pid=$!
+	exec 3>"$work/serial.in"
+}
+
+# stop: ends QEMU if it still runs, closes the fifos.
+stop() {
+	exec 3>&-
+	[ -n "$qpid" ] && kill "$qpid" 2>/dev/null
+	[ -n "$qpid" ] && wait "$qpid" 2>/dev/null
+	wait "$cat_pid" 2>/dev/null
+	qpid=
+	cat_pid=
+}
 
 # wait_for PATTERN TIMEOUT_S: waits for a console line matching PATTERN (ERE)
 # after the lines already consumed; sets $got to it.
@@ -81,7 +98,7 @@ seen=0
 wait_for() {
 	deadline=$(($(date +%s) + $2))
 	while :; do
-		got=$(tail -n +"$((seen + 1))" "$work/console.log" | tr -d '\r' |
+		got=$(tail -n +"$((seen + 1))" "$log" | tr -d '\r' |
 			grep -n -m1 -E "$1")
 		if [ -n "$got" ]; then
 			seen=$((seen + ${got%%:*}))
@@ -114,6 +131,11 @@ check() { # check NAME COMMAND ERE-for-the-reply
 		fail "$1: '$2' -> '${got:-<no reply>}' (wanted /$3/)"
 	fi
 }
+
+# shellcheck disable=SC2086
+boot agent "console=ttyS0 thaw_agent.hold_init=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off" \
+	-drive id=d0,file="$disk",format=raw,if=none,cache=writeback \
+	-device virtio-blk-device,drive=d0 -device virtio-rng-device $net_args
 
 if wait_for 'THAW_GUEST_READY' 120; then
 	ready_ms=$(($(now_ms) - start))
@@ -184,8 +206,18 @@ if [ "$fails" -eq 0 ]; then
 	else
 		echo "SKIP net: socat is not installed (apt-get install socat)"
 	fi
-	# No vhost-vsock here: the commands must still answer (with an error).
+	# No vhost-vsock here: a connection to the host (CID 2) must fail
+	# cleanly; the agent's listener and connector are tested against each
+	# other over the loopback transport (CID 1) instead.
 	check vsock-no-device "vsock connect 2 1234 hi" '^error vsock connect -[A-Z]+$'
+	check vsock-listen "vsock listen 5000" '^vsock listening port=5000$'
+	check vsock-listen-twice "vsock listen 5000" '^error vsock listen -EADDRINUSE$'
+	check vsock-loopback-echo "vsock connect 1 5000 hello over vsock" '^vsock connect cid=1 port=5000 sent=17 got=16 text=hello over vsock$'
+	if wait_for '^THAW_EVENT vsock closed port=5000 echoed=17 ' 30; then
+		pass "vsock-listener-event: '$got'"
+	else
+		fail "vsock-listener-event: no 'THAW_EVENT vsock closed' line"
+	fi
 	check count-again "count" '^count requests=[0-9]+ '
 
 	printf 'reboot\n' >&3
@@ -207,12 +239,52 @@ if [ "$fails" -eq 0 ]; then
 	fi
 fi
 
+agent_fails=$fails
 if [ "$verbose" = 1 ] || [ "$fails" -ne 0 ]; then
-	echo "--- guest console ---"
-	tr -d '\r' <"$work/console.log" | tail -n 80
+	echo "--- guest console (agent boot) ---"
+	tr -d '\r' <"$work/agent.log" | tail -n 80
 	echo "--- qemu ---"
-	cat "$work/qemu.log"
+	cat "$work/qemu-agent.log"
 fi
+stop
+
+# --- user space: the busybox initramfs (runs under TCG, not on PVM) -------
+boot initrd "console=ttyS0" -initrd "$THAW_INITRD"
+if wait_for 'THAW_GUEST_READY userspace' 120; then
+	pass "initrd-ready: '$got' after $(($(now_ms) - start)) ms"
+	check initrd-ping "ping" '^pong$'
+	check initrd-count "count" '^count requests=2 uptime_ms=[0-9]+$'
+else
+	fail "initrd-ready: no 'THAW_GUEST_READY userspace' within 120 s"
+fi
+stop
+
+# --- user space from an ext4 root on virtio-blk (rootfs.sh) ---------------
+# rdinit= names a file the built-in initramfs lacks, so the kernel mounts root=.
+rootfs=$("$here/rootfs.sh") && eval "$rootfs"
+if [ -n "${THAW_ROOTFS:-}" ]; then
+	cp "$THAW_ROOTFS" "$work/root.ext4"
+	boot rootfs "console=ttyS0 root=/dev/vda rw rdinit=/sbin/init" \
+		-drive id=r0,file="$work/root.ext4",format=raw,if=none \
+		-device virtio-blk-device,drive=r0
+	if wait_for 'THAW_GUEST_READY userspace' 120; then
+		pass "rootfs-ready: '$got' after $(($(now_ms) - start)) ms"
+		check rootfs-ping "ping" '^pong$'
+	else
+		fail "rootfs-ready: no 'THAW_GUEST_READY userspace' within 120 s"
+	fi
+	stop
+else
+	fail "rootfs: rootfs.sh failed"
+fi
+if [ "$fails" -ne "$agent_fails" ]; then
+	for f in initrd rootfs; do
+		[ -f "$work/$f.log" ] || continue
+		echo "--- guest console ($f boot) ---"
+		tr -d '\r' <"$work/$f.log" | tail -n 40
+	done
+fi
+
 if [ "$fails" -eq 0 ]; then
 	echo "PASS guest/linux selftest"
 	exit 0
