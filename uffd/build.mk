@@ -1,1 +1,14 @@
-# uffd: filled in by its subsystem
+# uffd/: lazy restore through userfaultfd (libuffd.a), the external handler thaw-uffd,
+# and a benchmark (make uffd-bench; not shipped).
+UFFD_SRCS := \
+	uffd/plan.c \
+	uffd/wsfile.c \
+	uffd/server.c \
+	uffd/backend.c
+
+LIBS += $(B)/libuffd.a
+$(B)/libuffd.a: $(UFFD_SRCS:%.c=$(B)/%.o)
+
+PROGRAMS += $(B)/thaw-uffd
+$(B)/thaw-uffd: $(B)/uffd/thaw_uffd.o
+	$(link)

@@ -1,0 +1,223 @@
+/* Lazy restore through userfaultfd: the public interface of uffd/.
+ *
+ * Guest RAM is anonymous memory registered with a userfaultfd; a handler fills each page
+ * the first time it is touched, from the snapshot's memory. The handler is either a
+ * thread inside thaw (--mem-backend uffd) or an external process such as thaw-uffd
+ * (--mem-backend uffd-ext), which receives the uffd and a JSON description of the memory
+ * over a unix socket exactly as Firecracker sends them, so handlers written for either
+ * VMM work with the other. docs/uffd.md describes strategies, files and the protocol.
+ *
+ * Pages are numbered by their byte offset in the snapshot's memory section / 4096
+ * ("memory pages"): the zero bitmap, working sets and the regions' `offset` use them.
+ *
+ * The VMM entry points (uffd_restore_memory, uffd_stop) are declared in vmm/vmm.h;
+ * everything else is here. All functions return 0 or -errno unless stated.
+ */
+#ifndef THAW_UFFD_H
+#define THAW_UFFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+struct snap;
+
+#define UFFD_PAGE	   4096u
+#define UFFD_MAX_REGIONS   8
+#define UFFD_MSG_MAX	   4096	  /* the handshake message; Firecracker's handlers read 1 KiB */
+#define UFFD_MAX_WS_PAGES  (1u << 26) /* 256 GiB of 4 KiB pages: cap on a working set */
+
+/* ---------------------------------------------------------------- strategies */
+
+enum uffd_mode {
+	UFFD_MODE_ONDEMAND, /* install the faulting page (or its aligned chunk) */
+	UFFD_MODE_PREFETCH, /* install the working set at start, the rest on demand */
+};
+
+struct uffd_strategy {
+	enum uffd_mode mode;
+	uint64_t chunk;	     /* bytes installed per fault: a power of two, 4 KiB..2 MiB */
+	bool zero;	     /* zero-bitmap pages through UFFDIO_ZEROPAGE, no read (default) */
+	char ws_path[256];   /* prefetch: working-set side file ("" = the snapshot's own) */
+	uint32_t gap_pages;  /* prefetch: holes of up to this many pages inside an extent are
+				read too, for fewer, larger reads and copies (default 8) */
+	uint32_t extent_pages; /* prefetch: largest read / UFFDIO_COPY (default 64 = 256 KiB) */
+	uint32_t depth;	       /* prefetch: reads in flight on the io_uring (default 32) */
+};
+
+/* Parses a strategy: MODE[:CHUNK][,OPTION]... with MODE `ondemand`, `prefetch` or
+ * `record` (ondemand with 4 KiB chunks: what recording a working set wants), CHUNK a size
+ * like 4k, 64k, 2m, and OPTIONs `nozero`, `ws=FILE`, `gap=N`, `extent=SIZE`,
+ * `depth=N`. NULL or "" is `ondemand`. -EINVAL with `err` naming the bad part. */
+int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- planning (pure) */
+
+/* Page state the planners read, each a bitmap over memory pages (bit i % 64 of word
+ * i / 64). `zero` (may be NULL): the snapshot says the page is all zeros. `removed`: the
+ * VMM discarded it (MADV_DONTNEED) since restore, so it must read back as zeros.
+ * `filled`: installed by us and not removed since. */
+struct uffd_pages {
+	uint64_t npages;
+	const uint64_t *zero;
+	const uint64_t *removed;
+	const uint64_t *filled;
+};
+
+static inline bool uffd_bit(const uint64_t *bits, uint64_t i)
+{
+	return bits && (bits[i / 64] >> (i % 64)) & 1;
+}
+
+enum uffd_op_kind { UFFD_OP_COPY, UFFD_OP_ZERO };
+
+/* One install: `npages` memory pages from `page`, copied from the snapshot or zeroed. */
+struct uffd_op {
+	uint64_t page;
+	uint64_t npages;
+	enum uffd_op_kind kind;
+};
+
+/* What to install for a fault on memory page `fault`: the chunk of `chunk_pages` (a
+ * power of two) aligned around it, clipped to [lo, hi) (the fault's region), split into
+ * runs of one kind. Pages already filled are left out, except the faulting page itself
+ * (a second vCPU may have faulted on a page just filled: it must still be woken).
+ * Removed pages, and zero pages when `use_zero`, become ZERO runs. Returns the number of
+ * ops written (at most `max`; the chunk is cut short when `ops` is full). */
+size_t uffd_plan_fault(const struct uffd_pages *pg, uint64_t fault, uint64_t chunk_pages,
+		       uint64_t lo, uint64_t hi, bool use_zero, struct uffd_op *ops, size_t max);
+
+/* The next prefetch batch: takes up to min(`batch`, `max_ops`) working-set entries from
+ * ws[*pos] on (advancing *pos), skips pages out of range,
+ * filled or removed, sorts the rest and merges them into ops: COPY extents of at most
+ * `extent` pages, bridging holes of up to `gap` copyable pages, and ZERO runs for zero
+ * pages when `use_zero`. `scratch` holds `batch` entries. Returns the number of ops. */
+size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_t nws,
+			  size_t *pos, size_t batch, uint32_t gap, uint32_t extent, bool use_zero,
+			  uint64_t *scratch, struct uffd_op *ops, size_t max_ops);
+
+/* ---------------------------------------------------------------- the handshake */
+
+/* One guest memory region as the handler sees it (Firecracker's GuestRegionUffdMapping):
+ * host address in the VMM, size, offset in the memory file, page size in bytes. */
+struct uffd_region {
+	uint64_t base;
+	uint64_t size;
+	uint64_t offset;
+	uint64_t page_size;
+};
+
+/* Writes the JSON array Firecracker sends ([{"base_host_virt_addr":..,"size":..,
+ * "offset":..,"page_size":..,"page_size_kib":..}], page_size_kib being its deprecated
+ * twin, also in bytes). Returns the length (without the NUL written after it), or
+ * -ENOSPC. */
+int uffd_regions_encode(const struct uffd_region *r, size_t n, char *buf, size_t len);
+
+/* Parses and validates that array (untrusted): 1..max regions, page_size (or
+ * page_size_kib) 4096, base, size and offset page aligned, no wrap, regions overlapping
+ * neither in the VMM nor in the file. Unknown keys are ignored. -EINVAL with `err`. */
+int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size_t max,
+		       size_t *n, char *err, size_t errlen);
+
+/* Connects to a handler's socket and sends `json` with `uffd` attached (SCM_RIGHTS), in
+ * one message. Returns the connected socket (close-on-exec) or -errno with `err`. */
+int uffd_handshake_send(const char *sock_path, int uffd, const char *json, size_t len,
+			char *err, size_t errlen);
+
+/* Receives one handshake on a connected socket: the JSON text (NUL terminated, at most
+ * `len` - 1 bytes) and the fd. -EPROTO when the message carried no fd. */
+int uffd_handshake_recv(int sock, char *buf, size_t len, int *uffd, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- working-set files */
+
+/* A working set is the ordered list of memory pages touched first after a restore. The
+ * side file is a snapshot-format file without memory holding section `workingset` and a
+ * `base` section with the snapshot's id and path (docs/snapshot-format.md, 6.13), so
+ * thaw-snap inspect and verify read it. Written atomically. `snap_id` may be NULL
+ * (handlers that serve a raw memory file know no id). */
+int uffd_ws_write(const char *path, const uint8_t *snap_id, const char *snap_path,
+		  const uint64_t *pages, size_t n);
+
+/* Reads a side file: refuses one recorded for another snapshot (when both ids are
+ * known), a page size other than 4 KiB, and pages >= `npages`. *pages is malloc'ed. */
+int uffd_ws_read(const char *path, const uint8_t *snap_id, uint64_t npages, uint64_t **pages,
+		 size_t *n, char *err, size_t errlen);
+
+/* Writes OUT = IN plus (or with a replaced) optional `workingset` section, memory inline.
+ * Offline (reads all memory); OUT appears atomically. */
+int uffd_ws_embed(const char *in, const uint64_t *pages, size_t n, const char *out, char *err,
+		  size_t errlen);
+
+/* ---------------------------------------------------------------- the handler */
+
+struct uffd_stats {
+	uint64_t faults;	 /* page-fault events served */
+	uint64_t copied_pages;	 /* pages installed from the snapshot (faults + prefetch) */
+	uint64_t zero_pages;	 /* pages installed with UFFDIO_ZEROPAGE */
+	uint64_t prefetched;	 /* pages installed by prefetch */
+	uint64_t prefetch_ns;	 /* from start until the last prefetch copy */
+	uint64_t removes;	 /* remove events */
+	uint64_t removed_pages;
+	uint64_t eagain;	 /* installs retried because the memory map was changing */
+	uint64_t exists;	 /* installs that found the page already there */
+	uint64_t recorded;	 /* pages in the recorded working set */
+};
+
+struct uffd_server_opts {
+	int uffd;				/* borrowed: registered, API done */
+	const struct uffd_region *regions;	/* borrowed, validated */
+	size_t nr_regions;
+	const uint8_t *src;  /* the snapshot's memory mapped read-only: page i at src + 4096 i */
+	uint64_t mem_size;   /* bytes at src; every region lies inside */
+	int src_fd;	     /* the same memory for io_uring reads (prefetch) */
+	uint64_t src_off;    /* offset of memory page 0 in src_fd */
+	const uint8_t *zero_bits; /* the snapshot's zero bitmap (byte layout), may be NULL */
+	const uint64_t *ws;  /* working set for prefetch, may be NULL; borrowed */
+	size_t nws;
+	struct uffd_strategy strategy;
+	bool record;	     /* keep the order of faulted pages */
+};
+
+struct uffd_server;
+
+/* Allocates the page bitmaps and, for prefetch, the io_uring and staging buffers. */
+int uffd_server_create(const struct uffd_server_opts *o, struct uffd_server **out);
+
+/* Serves faults, remove events and prefetch until `stop_fd` polls readable or hung up
+ * (an eventfd, or the handler's connection to a VMM that ends). Runs on one thread;
+ * returns 0, or -errno when the uffd failed. May be called again after it returned. */
+int uffd_server_run(struct uffd_server *s, int stop_fd);
+
+/* Counters (a copy; consistent when the server is not running). */
+void uffd_server_stats(const struct uffd_server *s, struct uffd_stats *st);
+
+/* The recorded working set so far (borrowed until destroy). */
+const uint64_t *uffd_server_recorded(const struct uffd_server *s, size_t *n);
+
+void uffd_server_destroy(struct uffd_server *s);
+
+/* One line of counters for logs: "faults=.. copied=.. zero=.. ...". */
+void uffd_stats_format(const struct uffd_stats *st, char *buf, size_t len);
+
+/* Opens a userfaultfd, close-on-exec and non-blocking: the userfaultfd syscall first,
+ * /dev/userfaultfd when that is refused. Negotiates the API with remove events and
+ * checks the copy and zeropage ioctls exist. -errno with `err`. */
+int uffd_open(char *err, size_t errlen);
+
+/* Registers [addr, addr+len) for missing faults. */
+int uffd_register(int uffd, void *addr, uint64_t len, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------- thaw hooks */
+
+/* Discards guest RAM [gpa, gpa+len) (page aligned) as a balloon would: MADV_DONTNEED on
+ * the host mapping; the handler sees a remove event and serves zeros there afterwards.
+ * Blocks until the handler has taken the event: never call it on the handler thread.
+ * -EINVAL outside guest RAM, -ENODEV when memory does not come through uffd.
+ *
+ * Test and operator hook: a VM restored through uffd also discards when thaw receives
+ * SIGRTMIN queued with sigqueue(2) value `start_mib | len_mib << 16` (MiB of guest
+ * physical address space), logging "uffd: discarded ...". */
+int uffd_discard(struct vm *vm, uint64_t gpa, uint64_t len);
+
+#endif
