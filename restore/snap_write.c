@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -133,6 +134,7 @@ struct snap_writer {
 	char *mem_tmp;
 	int mem_fd;
 	bool no_fsync;
+	bool checksum_thread;
 	struct snap_host_facts facts;
 	struct wsec **secs;
 	size_t nsecs, cap;
@@ -193,6 +195,7 @@ int snap_writer_create(const char *final_path, const struct snap_writer_opts *op
 			goto fail;
 	}
 	w->no_fsync = opts && opts->no_fsync;
+	w->checksum_thread = opts && opts->checksum_thread;
 	if (opts && opts->facts)
 		w->facts = *opts->facts;
 	else
@@ -339,6 +342,42 @@ static bool page_is_zero(const uint8_t *p)
  * fewer than GAP_PAGES zero pages between data pages is written as data: one 16 KiB
  * copy costs less than the extra write call and extent a hole that small would need. */
 #define GAP_PAGES 4
+/* Checksum of one page as memory.sums counts it: pages outside a diff and zero pages by
+ * the shift table (no reading), others by the crc32 instruction. */
+static uint32_t page_crc(const struct snap_writer *w, uint64_t pg, uint32_t crc)
+{
+	const uint8_t *p = w->mem + pg * SNAP_PAGE_SIZE;
+	if ((w->dirty && !(w->dirty[pg / 8] & (1u << (pg % 8)))) || page_is_zero(p))
+		return snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
+	return snap_crc32c(crc, p, SNAP_PAGE_SIZE);
+}
+
+struct sum_job {
+	const struct snap_writer *w;
+	uint64_t *sums;
+};
+
+static void *sum_thread(void *arg)
+{
+	struct sum_job *j = arg;
+	uint64_t npages = j->w->mem_len / SNAP_PAGE_SIZE;
+	uint32_t crc = 0;
+	for (uint64_t pg = 0; pg < npages; pg++) {
+		crc = page_crc(j->w, pg, crc);
+		if ((pg + 1) % (SNAP_MEM_CHUNK / SNAP_PAGE_SIZE) == 0 || pg + 1 == npages) {
+			j->sums[pg * SNAP_PAGE_SIZE / SNAP_MEM_CHUNK] = crc;
+			crc = 0;
+		}
+	}
+	return NULL;
+}
+
+/* Streams memory to fd at `base`: zero pages become holes, runs of data pages go out in
+ * large writes, and the zero bitmap (and, when `sums` is not NULL, the chunk CRCs) are
+ * filled as we go. A gap of fewer than GAP_PAGES zero pages between data pages is
+ * written as data: one 16 KiB copy costs less than the extra write call and extent a
+ * hole that small would need. */
+#define GAP_PAGES 4
 static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *sums,
 			uint8_t *zero_bits, struct snap_write_stats *st)
 {
@@ -354,7 +393,8 @@ static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *
 		if (w->dirty && !(w->dirty[pg / 8] & (1u << (pg % 8)))) {
 			/* not in this diff: a hole that means "as in the base", never filled
 			 * by gap coalescing (its checksum counts it as zeros) */
-			crc = snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
+			if (sums)
+				crc = snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
 			if (run_end != run_start) {
 				ret = pwrite_all(fd, mem + run_start, run_end - run_start,
 						 base + run_start, "memory");
@@ -363,12 +403,14 @@ static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *
 				run_start = run_end;
 			}
 		} else if (page_is_zero(p)) {
-			crc = snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
+			if (sums)
+				crc = snap_crc32c_zeros(crc, SNAP_PAGE_SIZE);
 			if (zero_bits)
 				zero_bits[pg / 8] |= (uint8_t)(1u << (pg % 8));
 			st->zero_pages++;
 		} else {
-			crc = snap_crc32c(crc, p, SNAP_PAGE_SIZE);
+			if (sums)
+				crc = snap_crc32c(crc, p, SNAP_PAGE_SIZE);
 			st->data_pages++;
 			if (run_end != run_start && (off - run_end >= GAP_PAGES * SNAP_PAGE_SIZE ||
 						     run_end - run_start >= WRITE_RUN_MAX)) {
@@ -382,7 +424,7 @@ static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *
 				run_start = off;
 			run_end = off + SNAP_PAGE_SIZE;
 		}
-		if ((off + SNAP_PAGE_SIZE) % SNAP_MEM_CHUNK == 0 || pg + 1 == npages) {
+		if (sums && ((off + SNAP_PAGE_SIZE) % SNAP_MEM_CHUNK == 0 || pg + 1 == npages)) {
 			sums[off / SNAP_MEM_CHUNK] = crc;
 			crc = 0;
 		}
@@ -391,6 +433,21 @@ static int write_memory(struct snap_writer *w, int fd, uint64_t base, uint64_t *
 		return pwrite_all(fd, mem + run_start, run_end - run_start, base + run_start,
 				  "memory");
 	return 0;
+}
+
+/* With opts.checksum_thread, a helper computes the chunk sums while this thread writes:
+ * on an idle core that hides the checksum time. Falls back to one thread if the helper
+ * cannot be created. */
+static int write_memory_all(struct snap_writer *w, int fd, uint64_t base, uint64_t *sums,
+			    uint8_t *zero_bits, struct snap_write_stats *st)
+{
+	pthread_t th;
+	struct sum_job job = {w, sums};
+	if (!w->checksum_thread || pthread_create(&th, NULL, sum_thread, &job))
+		return write_memory(w, fd, base, sums, zero_bits, st);
+	int ret = write_memory(w, fd, base, NULL, zero_bits, st);
+	pthread_join(th, NULL);
+	return ret;
 }
 
 static int fsync_dir_of(const char *path)
@@ -526,7 +583,7 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 		uint64_t *sums = (uint64_t *)(void *)(sums_sec->sec.buf + sums_off);
 		uint8_t *zbits = zero_sec ? zero_sec->sec.buf + zero_off : NULL;
 		int mfd = w->mem_final ? w->mem_fd : w->fd;
-		ret = write_memory(w, mfd, mem_off, sums, zbits, st);
+		ret = write_memory_all(w, mfd, mem_off, sums, zbits, st);
 		if (ret)
 			goto fail;
 		if (w->mem_final && ftruncate(w->mem_fd, (off_t)w->mem_len) < 0) {

@@ -131,6 +131,10 @@ struct snap_writer_opts {
 	const char *mem_file_path;
 	/* Skip fsync of file and directory (tests and benchmarks only: not crash safe). */
 	bool no_fsync;
+	/* Compute the memory checksums on a helper thread while the calling thread writes
+	 * (commit creates and joins it). Off by default: a seccomp filter on the caller's
+	 * thread must allow clone for this. */
+	bool checksum_thread;
 	/* Host facts to record; NULL: snap_host_facts_current(). */
 	const struct snap_host_facts *facts;
 };

@@ -616,6 +616,37 @@ static void test_memory_file_without_memory_is_refused(void **state)
 	assert_int_equal(count_files(f->dir), 0);
 }
 
+static void sums_of(const char *path, uint64_t *out, size_t cap, size_t *n)
+{
+	struct snap *s;
+	char err[256];
+	const uint64_t *v;
+	assert_int_equal(snap_open(path, &s, err, sizeof(err)), 0);
+	assert_int_equal(snap_get_u64a(snap_section_find(s, "memory.sums"), 3, &v, n), 0);
+	assert_true(*n <= cap);
+	memcpy(out, v, *n * 8);
+	assert_int_equal(snap_memory_verify(s, NULL, NULL, NULL), 0);
+	snap_close(s);
+}
+
+static void test_checksum_thread_gives_same_sums(void **state)
+{
+	struct fx *f = *state;
+	uint64_t a[8], b[8];
+	size_t na, nb;
+	write_snapshot(f, NULL, 0);
+	sums_of(f->path, a, 8, &na);
+	struct snap_writer *w;
+	struct snap_writer_opts o = {.no_fsync = true, .checksum_thread = true};
+	assert_int_equal(snap_writer_create(f->path, &o, &w), 0);
+	assert_int_equal(snap_writer_set_memory(w, f->mem, MEM_SIZE), 0);
+	assert_int_equal(snap_writer_commit(w, NULL), 0);
+	sums_of(f->path, b, 8, &nb);
+	assert_int_equal(na, 3);
+	assert_int_equal(nb, na);
+	assert_memory_equal(a, b, na * 8);
+}
+
 static void test_snapshot_without_memory(void **state)
 {
 	struct fx *f = *state;
@@ -720,6 +751,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_memory_file_without_memory_is_refused, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_checksum_thread_gives_same_sums, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_without_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_workingset_round_trip, setup, teardown),
 	};
