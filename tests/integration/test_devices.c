@@ -190,6 +190,53 @@ static void linux_blk_read_only_drive_refuses_writes(void **state)
 	stop(p);
 }
 
+/* The busybox root filesystem (guest/linux/rootfs.sh, THAW_ROOTFS) as the virtio-blk
+ * root: the kernel mounts it and runs its /sbin/init. rdinit= names a file the
+ * built-in initramfs lacks, so the kernel mounts root= instead of staying there. */
+static void linux_boots_busybox_from_virtio_blk_root(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	const char *img = getenv("THAW_ROOTFS");
+	char path[128], spec[200], cmd[400], ans[256];
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_KERNEL"),
+			      "--cmdline",
+			      "console=ttyS0 rdinit=/none",
+			      "--mem-mib",
+			      "160",
+			      "--drive",
+			      spec,
+			      NULL};
+	struct vmproc *p;
+
+	if (!img) {
+		print_message(
+		    "SKIPPED: THAW_ROOTFS is not set (guest/linux/rootfs.sh prints it)\n");
+		skip();
+	}
+	/* A copy: the guest writes to its root. */
+	snprintf(path, sizeof(path), "%s/root.ext4", tmpdir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", img, path);
+	assert_int_equal(system(cmd), 0);
+	snprintf(spec, sizeof(spec), "id=root,path=%s,ro=off,root=on", path);
+	p = calloc(1, sizeof(*p));
+	assert_int_equal(vmproc_start(p, argv), 0);
+	if (vmproc_expect(p, "THAW_GUEST_READY", BOOT_TIMEOUT_MS, ans, sizeof(ans))) {
+		vmproc_dump(p, "no ready line from the root filesystem's init");
+		fail();
+	}
+	if (!strstr(ans, "userspace")) {
+		/* PVM hosts cannot run guest user space (guest/linux/AGENT.md). */
+		print_message("SKIPPED: guest user space does not run here: %s\n", ans);
+		stop(p);
+		skip();
+	}
+	ask(p, "uname", "THAW_AGENT uname", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "userspace"));
+	stop(p);
+}
+
 /* ---------------------------------------------------------------- virtio-rng */
 
 static void linux_rng_gives_bytes(void **state)
@@ -679,6 +726,7 @@ int main(void)
 	    cmocka_unit_test(probe_bad_rings_mark_device_and_vmm_keeps_running),
 	    cmocka_unit_test(linux_blk_reads_host_data_and_writes_reach_the_file),
 	    cmocka_unit_test(linux_blk_read_only_drive_refuses_writes),
+	    cmocka_unit_test(linux_boots_busybox_from_virtio_blk_root),
 	    cmocka_unit_test(linux_rng_gives_bytes),
 	    cmocka_unit_test(linux_vsock_both_directions),
 	    cmocka_unit_test(linux_figures_vsock_rtt_and_blk_throughput),
