@@ -77,10 +77,12 @@ mount --move /ctl $R/run/kvmhost
 
 # The host's layout: one v1 hierarchy per controller, cgroup2 (no controllers) on unified.
 mount -t tmpfs -o mode=755 cgroup $R/sys/fs/cgroup
+# In parallel: each v1 mount waits for an RCU grace period, slow under TCG.
 for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
 	mkdir -p $R/sys/fs/cgroup/$c
-	mount -t cgroup -o $c cgroup $R/sys/fs/cgroup/$c || echo "kvmhost-init: cgroup $c unavailable" >&2
+	mount -t cgroup -o $c cgroup $R/sys/fs/cgroup/$c || echo "kvmhost-init: cgroup $c unavailable" >&2 &
 done
+wait
 mkdir -p $R/sys/fs/cgroup/unified
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup/unified
 mount -t tracefs tracefs $R/sys/kernel/tracing
