@@ -239,7 +239,8 @@ if [[ -n ${THAW_KVMHOST_RW+x} ]]; then
 	IFS=: read -r -a rw <<<"$THAW_KVMHOST_RW"
 else
 	top=$(git -C "$PWD" rev-parse --show-toplevel 2>/dev/null) || top=$PWD
-	rw=("$top")
+	# From "/" the command sees the overlay root: writable, but thrown away.
+	[[ $(realpath -e -- "$top" 2>/dev/null) == / ]] || rw=("$top")
 fi
 mkdir -p -- "$HOME/.cache/thaw" && rw+=("$HOME/.cache/thaw")
 real=()

@@ -29,8 +29,10 @@ fi
 if ip netns add "$ns" 2>"$err" &&
 	ip netns exec "$ns" ip link set lo up 2>"$err" &&
 	ip netns exec "$ns" ip link add kvh0 type veth peer name kvh1 2>"$err" &&
-	ip netns exec "$ns" ping -c 1 -W 2 127.0.0.1 >/dev/null 2>"$err"; then
-	pass netns "ip netns add/exec, veth pair (autoloaded) and ping inside $ns"
+	ip netns exec "$ns" ip link set kvh0 up 2>"$err" &&
+	ip netns exec "$ns" ip link set kvh1 up 2>"$err" &&
+	ip netns exec "$ns" busybox ping -c 1 -W 2 127.0.0.1 >/dev/null 2>"$err"; then
+	pass netns "ip netns add/exec, veth pair (autoloaded) up, ping 127.0.0.1 inside $ns"
 else
 	fail netns "$(tr '\n' ' ' <"$err")"
 fi
