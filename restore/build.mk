@@ -22,27 +22,28 @@ $(B)/bench-snap-write: $(B)/restore/bench_write.o $(B)/libsnap.a $(B)/libvmm.a
 bench-snap-write: $(B)/bench-snap-write
 	$(B)/bench-snap-write
 
-# libFuzzer target for the reader. `make fuzz-snap` builds it, writes seed snapshots and
-# runs a bounded session (FUZZ_RUNS inputs); a crash fails the target.
-FUZZ_CC    ?= clang
-FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined
-FUZZ_SNAP  := build-fuzz/snap_fuzz
-FUZZ_RUNS  ?= 20000
-SNAP_FUZZ_DEPS := $(SNAP_SRCS) vmm/log.c restore/snapshot.h restore/snap_internal.h
+# The reader's fuzz target tests/fuzz/snap_fuzz.c is built by tests/build.mk's generic
+# rule as $(B)/fuzz/snap_fuzz and run by `make fuzz`. Seeds (valid snapshots of every
+# section kind, written by tests/fuzz/snap_seed.c) are generated into its corpus first:
+# checksums make random inputs useless as a start. `make fuzz-snap` runs the reader's
+# target alone for FUZZ_RUNS inputs and fails on a crash.
+FUZZ_RUNS     ?= 20000
+FUZZ_ARGS_snap ?= -max_len=65536
 
-$(FUZZ_SNAP): tests/fuzz/snap_fuzz.c $(SNAP_FUZZ_DEPS)
-	$(call msg,FUZZ,$@)
+$(B)/fuzz/snap-seed: tests/fuzz/snap_seed.c $(B)/libsnap.a $(B)/libvmm.a
+	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ tests/fuzz/snap_fuzz.c $(SNAP_SRCS) vmm/log.c -ljson-c
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ -ljson-c -pthread
 
-build-fuzz/snap-seed: tests/fuzz/snap_seed.c $(SNAP_FUZZ_DEPS)
-	$(call msg,CC,$@)
+$(B)/fuzz/snap_corpus/.seeded: $(B)/fuzz/snap-seed
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -o $@ tests/fuzz/snap_seed.c $(SNAP_SRCS) vmm/log.c -ljson-c -pthread
+	$(Q)$(B)/fuzz/snap-seed $(dir $@) && touch $@
 
-fuzz-snap: $(FUZZ_SNAP) build-fuzz/snap-seed
-	@mkdir -p build-fuzz/snap-corpus
-	$(Q)build-fuzz/snap-seed build-fuzz/snap-corpus
-	$(Q)$(FUZZ_SNAP) -runs=$(FUZZ_RUNS) -max_len=65536 -seed=1 -print_final_stats=1 build-fuzz/snap-corpus
+$(B)/fuzz/snap_fuzz: | $(B)/fuzz/snap_corpus/.seeded
+
+fuzz-snap: $(B)/fuzz/snap_fuzz
+	@mkdir -p $(B)/fuzz/snap_crashes
+	$(Q)$(B)/fuzz/snap_fuzz -runs=$(FUZZ_RUNS) -seed=1 -timeout=10 -print_final_stats=1 \
+		-artifact_prefix=$(B)/fuzz/snap_crashes/ $(FUZZ_ARGS_snap) $(B)/fuzz/snap_corpus
 
 .PHONY: bench-snap-write fuzz-snap
