@@ -1,1 +1,25 @@
-# bench: filled in by its subsystem
+# bench/: the benchmark harness (bench/README.md). Two small programs of ours:
+#   floor  the kernel work a restore cannot avoid, timed (the ratio's denominator)
+#   spawn  starts a VMM and times process start to the guest's first answer
+# `make bench` runs bench/bench.sh (inside tests/kvmhost/run.sh when /dev/kvm is
+# absent) and writes bench/results/<timestamp>/; `make bench-check` is a short run that
+# fails when thaw's restore is over 3x the floor or 50% slower than bench/baseline.json.
+BENCH_TOOLS := $(B)/bench/floor $(B)/bench/spawn
+PROGRAMS += $(BENCH_TOOLS)
+
+$(B)/bench/floor: $(B)/bench/floor.o
+	$(link)
+
+$(B)/bench/spawn: $(B)/bench/spawn.o
+	$(link)
+
+# BENCH_ARGS passes options to bench/bench.sh (e.g. BENCH_ARGS="--runs 50").
+BENCH_ARGS ?=
+
+bench: programs guests
+	$(Q)bench/kvmhost.sh $(B) $(BENCH_ARGS)
+
+bench-check: programs guests
+	$(Q)bench/kvmhost.sh $(B) --check $(BENCH_ARGS)
+
+.PHONY: bench bench-check

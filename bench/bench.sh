@@ -1,0 +1,378 @@
+#!/bin/bash
+# The benchmark harness (bench/README.md). Runs where /dev/kvm works (bench/kvmhost.sh
+# puts it there), measures everything in one go and writes
+#   OUT/raw/<series>.txt   one line per run: key=value pairs (spawn's and thaw's own)
+#   OUT/meta.txt           where it ran, counts, notes on what was skipped and why
+#   OUT/results.json, OUT/*.png, OUT/table.txt   (by bench/report.py)
+#
+# usage: bench/bench.sh [--build DIR] [--out DIR] [--runs N] [--boot-runs N]
+#                       [--qemu-runs N] [--perf-runs N] [--clones "1 8 32"]
+#                       [--check] [--smoke] [--no-qemu] [--no-linux]
+#   --check   short run (floor and thaw restores only), then bench/report.py --check:
+#             non-zero exit naming the figure when thaw's median restore is over 3x the
+#             floor or 50% over bench/baseline.json
+#   --smoke   a few iterations of every series, no timing assertions; prints
+#             "bench-smoke: N passed, N failed" (one per series that produced runs)
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd -P)
+cd "$top"
+
+B=build OUT= RUNS=30 BOOT_RUNS=20 QEMU_RUNS=20 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
+CLONES="1 8 32" MODE=full QEMU=1 LINUX=1
+while (($#)); do
+	case $1 in
+	--build) B=$2 && shift 2 ;;
+	--out) OUT=$2 && shift 2 ;;
+	--runs) RUNS=$2 && shift 2 ;;
+	--boot-runs) BOOT_RUNS=$2 && shift 2 ;;
+	--qemu-runs) QEMU_RUNS=$2 && shift 2 ;;
+	--perf-runs) PERF_RUNS=$2 USDT_RUNS=$2 && shift 2 ;;
+	--clones) CLONES=$2 && shift 2 ;;
+	--check) MODE=check && shift ;;
+	--smoke) MODE=smoke && shift ;;
+	--no-qemu) QEMU=0 && shift ;;
+	--no-linux) LINUX=0 && shift ;;
+	*) echo "bench: unknown option '$1' (see bench/bench.sh)" >&2 && exit 2 ;;
+	esac
+done
+case $MODE in
+check) RUNS=15 ;;
+smoke) RUNS=3 BOOT_RUNS=3 QEMU_RUNS=2 PERF_RUNS=1 USDT_RUNS=1 CREATE_RUNS=1 CLONES="1 2" LINUX=0 ;;
+esac
+
+[[ -c /dev/kvm ]] || { echo "bench: /dev/kvm is absent: run bench/kvmhost.sh (make bench)" >&2 && exit 2; }
+THAW=$top/$B/thaw SPAWN=$top/$B/bench/spawn FLOOR=$top/$B/bench/floor
+for p in "$THAW" "$SPAWN" "$FLOOR"; do
+	[[ -x $p ]] || { echo "bench: $p is missing (make programs)" >&2 && exit 2; }
+done
+if [[ -z ${THAW_PROBE:-} ]]; then
+	eval "$(guest/env.sh)" || { echo "bench: guest/env.sh failed" >&2 && exit 2; }
+fi
+PROBE=$THAW_PROBE
+# The system's python (standard library only), not a user's shim the VM may not see.
+PY=$(command -v /usr/bin/python3 || command -v python3)
+[[ -f $PROBE ]] || { echo "bench: THAW_PROBE=$PROBE is missing" >&2 && exit 2; }
+
+OUT=${OUT:-$top/bench/results/$(date -u +%Y%m%dT%H%M%SZ)${MODE/full/}}
+mkdir -p "$OUT/raw" || exit 2
+# Snapshots and scratch on local storage (tmpfs in the nested host), not on the 9p export.
+W=$(mktemp -d "${TMPDIR:-/tmp}/thaw-bench.XXXXXX") || exit 2
+trap 'rm -rf -- "$W"' EXIT
+META=$OUT/meta.txt
+: >"$META"
+meta() { echo "$1=$2" >>"$META"; }
+note() {
+	echo "bench: note: $*" >&2
+	echo "note=$*" >>"$META"
+}
+say() { echo "bench: $(date -u +%H:%M:%S) $*" >&2; }
+
+# Where the numbers come from: they mean little without it.
+if [[ -n ${THAW_KVMHOST_INSIDE:-} ]]; then
+	where=nested-tcg
+	whatis="KVM (nested SVM) inside a QEMU TCG VM (tests/kvmhost/run.sh): every guest and host instruction is emulated, figures are 10-1000x native; compare ratios measured in this run"
+elif [[ -d /sys/module/kvm_pvm ]] || grep -qw pvm /proc/cpuinfo 2>/dev/null; then
+	where=pvm
+	whatis="KVM through PVM (the host is itself a PVM guest)"
+else
+	where=native
+	whatis="native /dev/kvm"
+fi
+meta where "$where"
+meta where_text "$whatis"
+meta mode "$MODE"
+meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+meta host_kernel "$(uname -r)"
+meta cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+meta cpus "$(nproc)"
+meta mem_mib "$(($(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo) / 1024))"
+meta loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta git "$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+meta runs "$RUNS"
+meta command "${BENCH_COMMAND:-bench/bench.sh}"
+meta scratch_fs "$(stat -f -c %T "$W")"
+say "running on $where: $whatis; results in $OUT"
+
+# rec SERIES [spawn options] -- CMD...: one run; appends spawn's line, thaw's timing
+# lines and the exit code to raw/SERIES.txt. Returns spawn's status.
+rec() {
+	local series=$1 line rc extra
+	shift
+	line=$("$SPAWN" --stderr "$W/err" "$@")
+	rc=$?
+	extra=$(sed -n -e 's/^thaw: restore: //p' -e 's/^thaw: timing: //p' \
+		-e 's/^thaw: snapshot: .* in \([0-9]*\) us$/create_us=\1/p' "$W/err" | tr '\n' ' ')
+	echo "$line $extra${REC_EXTRA:-}rc=$rc" >>"$OUT/raw/$series.txt"
+	if ((rc != 0)); then
+		echo "bench: $series: run failed (spawn status $rc): $(grep -v '^thaw: info' "$W/err" | tail -n 2 | tr '\n' ' ')" >&2
+		cp -f -- "$W/err" "$OUT/raw/$series.last-error.txt"
+	fi
+	return $rc
+}
+
+# series N SERIES [spawn options] -- CMD...: N runs; gives up after 3 failures in a row.
+series() {
+	local n=$1 s=$2 i fails=0
+	shift 2
+	say "$s: $n runs"
+	: >"$OUT/raw/$s.txt"
+	for ((i = 0; i < n; i++)); do
+		if rec "$s" "$@"; then fails=0; else fails=$((fails + 1)); fi
+		if ((fails >= 3)); then
+			note "$s: stopped after 3 failed runs in a row (see raw/$s.last-error.txt)"
+			return 1
+		fi
+	done
+}
+
+# snapshot PATH MIB VCPUS: a probe snapshot taken right after its ready line.
+snapshot() {
+	timeout 300 "$THAW" --kernel "$PROBE" --mem-mib "$2" --vcpus "$3" --snapshot "$1" \
+		--snapshot-after THAW_PROBE_READY --snapshot-then exit </dev/null >/dev/null 2>"$W/snap.err"
+	local rc=$?
+	if ((rc != 0)) || [[ ! -s $1 ]]; then
+		note "snapshot $1 ($2 MiB, $3 vCPUs) failed: exit $rc: $(tail -n 1 "$W/snap.err")"
+		return 1
+	fi
+	sed -n 's/^thaw: snapshot: .* in \([0-9]*\) us$/create_us=\1/p' "$W/snap.err"
+}
+
+PING=(--send ping --every 2000 --expect "PROBE pong" --timeout 60000)
+
+# ---- 1. the floor -------------------------------------------------------------------------
+floor_series() { # NAME RUNS ARGS...
+	local name=$1 n=$2
+	shift 2
+	say "$name: $n runs"
+	if ! "$FLOOR" --runs "$n" "$@" >"$OUT/raw/$name.txt" 2>"$W/floor.err"; then
+		note "$name: floor failed: $(tail -n 1 "$W/floor.err")"
+	fi
+}
+floor_series floor_128m1v "$RUNS" --mem-mib 128 --vcpus 1
+floor_series floor_512m2v "$RUNS" --mem-mib 512 --vcpus 2
+[[ $MODE == check ]] || floor_series floor_naive_128m1v "$RUNS" --mem-mib 128 --vcpus 1 --order naive
+[[ $MODE == check ]] || series "$RUNS" floor_proc_128m1v --expect "FLOOR first_instruction" \
+	--timeout 60000 -- "$FLOOR" --once --mem-mib 128 --vcpus 1
+
+# ---- 2. snapshots and their create time ----------------------------------------------------
+S128=$W/probe-128m1v.snap S512=$W/probe-512m2v.snap
+snapshot "$S128" 128 1 >/dev/null
+snapshot "$S512" 512 2 >/dev/null
+if [[ $MODE != check ]]; then
+	say "create_256m1v: $CREATE_RUNS runs"
+	: >"$OUT/raw/create_256m1v.txt"
+	for ((i = 0; i < CREATE_RUNS; i++)); do
+		line=$(snapshot "$W/probe-256.snap" 256 1) && echo "$line size_bytes=$(stat -c %s "$W/probe-256.snap") disk_kb=$(du -k "$W/probe-256.snap" | cut -f1)" >>"$OUT/raw/create_256m1v.txt"
+		rm -f -- "$W/probe-256.snap"
+	done
+fi
+
+# ---- 3. thaw restores: each shape x path x memory backend -------------------------------
+# The uffd prefetch strategy replays a working set recorded by an earlier restore.
+backends="file uffd-ondemand uffd-prefetch"
+[[ $MODE == check ]] && backends=file
+uffd_ok=1
+for shape in 128m1v 512m2v; do
+	case $shape in 128m1v) snap=$S128 mib=128 vcpus=1 ;; 512m2v) snap=$S512 mib=512 vcpus=2 ;; esac
+	[[ -s $snap ]] || continue
+	for be in $backends; do
+		[[ $be == uffd-* ]] && ((!uffd_ok)) && continue
+		bargs=()
+		case $be in
+		uffd-ondemand) bargs=(--mem-backend uffd --uffd-strategy ondemand) ;;
+		uffd-prefetch)
+			ws=$W/ws-$shape
+			"$SPAWN" --stderr "$W/err" "${PING[@]}" -- "$THAW" --restore "$snap" --mem-backend uffd \
+				--uffd-strategy ondemand --uffd-record "$ws" >/dev/null
+			if [[ ! -s $ws ]]; then
+				note "uffd-prefetch $shape: recording the working set failed: $(grep -v '^thaw: info' "$W/err" | tail -n 1)"
+				continue
+			fi
+			bargs=(--mem-backend uffd --uffd-strategy "prefetch,ws=$ws")
+			;;
+		esac
+		for path in plain prepared; do
+			pargs=()
+			[[ $path == prepared ]] && pargs=(--prepare "mem-mib=$mib,vcpus=$vcpus")
+			s=thaw_${shape}_${path}_$be
+			series "$RUNS" "$s" "${PING[@]}" --mem --guest-mib "$mib" -- \
+				"$THAW" --restore "$snap" --timing "${pargs[@]}" "${bargs[@]}" && continue
+			if [[ $be == uffd-* ]] && ! grep -q 'rc=0' "$OUT/raw/$s.txt"; then
+				uffd_ok=0
+				note "uffd restores fail here, skipped: $(grep -v '^thaw: info' "$OUT/raw/$s.last-error.txt" | tail -n 1)"
+				break
+			fi
+		done
+	done
+done
+
+# ---- 4. perf stat per restore, USDT phases ------------------------------------------------
+perf_ok=0
+if command -v perf >/dev/null && [[ -s $S128 ]]; then
+	perf_ok=1
+	events=() missing=()
+	for e in task-clock page-faults minor-faults major-faults context-switches cpu-migrations \
+		kvm:kvm_exit kvm:kvm_entry kvm:kvm_pio kvm:kvm_mmio kvm:kvm_userspace_exit \
+		kvm:kvm_page_fault kvm:kvm_msr kvm:kvm_cpuid kvm:kvm_set_irq kvm:kvm_hypercall \
+		cycles instructions; do
+		if perf stat -x, -e "$e" true >/dev/null 2>"$W/perf.probe" &&
+			! grep -q 'not supported\|not counted' "$W/perf.probe"; then
+			events+=("$e")
+		else
+			missing+=("$e")
+		fi
+	done
+	meta perf_events "${events[*]}"
+	meta perf_events_unavailable "${missing[*]:-none}"
+	ev=$(IFS=, && echo "${events[*]}")
+	for path in plain prepared; do
+		pargs=()
+		[[ $path == prepared ]] && pargs=(--prepare "mem-mib=128,vcpus=1")
+		s=perf_128m1v_${path}_file
+		say "$s: $PERF_RUNS runs"
+		: >"$OUT/raw/$s.txt"
+		for ((i = 0; i < PERF_RUNS; i++)); do
+			rm -f "$W/perf.csv"
+			REC_EXTRA=" " rec "$s.tmp" "${PING[@]}" -- perf stat -x, -o "$W/perf.csv" -e "$ev" -- \
+				"$THAW" --restore "$S128" --timing "${pargs[@]}" || continue
+			# perf's CSV: value,unit,event,...
+			echo "$(tail -n 1 "$OUT/raw/$s.tmp.txt") $(awk -F, '$1 ~ /^[0-9.]+$/ {gsub(/[:-]/, "_", $3); printf "perf_%s=%s ", $3, $1}' "$W/perf.csv")" >>"$OUT/raw/$s.txt"
+		done
+		rm -f "$OUT/raw/$s.tmp.txt"
+	done
+
+	# USDT: thaw's probes as uprobes. Each hit traps, so phases come out longer than
+	# thaw's own clock says: these show the shape and check the VMM's numbers.
+	if perf probe -q -x "$THAW" -a 'sdt_thaw:*' >"$W/probe.log" 2>&1 ||
+		perf probe -l 2>/dev/null | grep -q sdt_thaw; then
+		s=usdt_128m1v_plain_file
+		say "$s: $USDT_RUNS runs"
+		: >"$OUT/raw/$s.txt"
+		for ((i = 0; i < USDT_RUNS; i++)); do
+			REC_EXTRA=" " rec "$s.tmp" "${PING[@]}" -- perf record -q -e 'sdt_thaw:*' -o "$W/usdt.data" -- \
+				"$THAW" --restore "$S128" --timing || continue
+			echo "$(perf script -i "$W/usdt.data" -F time,event 2>/dev/null | awk '
+				{ t = $1; sub(/:$/, "", t); e = $2; sub(/:$/, "", e); sub(/^sdt_thaw:/, "", e)
+				  if (e == "restore_start") t0 = t; else if (t0 != "") printf "usdt_%s_us=%.1f ", e, (t - t0) * 1e6 }')" >>"$OUT/raw/$s.txt"
+		done
+		rm -f "$OUT/raw/$s.tmp.txt"
+		perf probe -q -d 'sdt_thaw:*' >/dev/null 2>&1
+	else
+		note "USDT: perf probe could not attach to thaw's SDT notes here: $(tail -n 1 "$W/probe.log")"
+	fi
+elif ! command -v perf >/dev/null; then
+	note "perf is not installed: no perf stat or USDT figures"
+else
+	note "no 128 MiB snapshot: no perf stat or USDT figures"
+fi
+
+# ---- 5. cold boot of the probe (issue 2) and the VMM's memory ---------------------------
+if [[ $MODE != check ]]; then
+	series "$BOOT_RUNS" boot_probe_128m1v --expect THAW_PROBE_READY --timeout 60000 --mem --guest-mib 128 -- \
+		"$THAW" --kernel "$PROBE" --vcpus 1 --mem-mib 128 --timing
+	series "$BOOT_RUNS" boot_probe_512m2v --expect THAW_PROBE_READY --timeout 60000 --mem --guest-mib 512 -- \
+		"$THAW" --kernel "$PROBE" --vcpus 2 --mem-mib 512 --timing
+fi
+
+# ---- 6. N concurrent clones from one snapshot ----------------------------------------------
+clones() { # N
+	local n=$1 d=$W/clones-$1 i t pids=()
+	mkdir -p "$d"
+	say "clones_$n: $n restores at once"
+	for ((i = 0; i < n; i++)); do
+		"$SPAWN" --stderr "$d/err.$i" "${PING[@]}" --timeout 600000 --mem --guest-mib 128 \
+			--ready-file "$d/ready.$i" --hold-file "$d/go" -- "$THAW" --restore "$S128" --timing >"$d/out.$i" &
+		pids+=($!)
+	done
+	# Memory is read while all N are alive: PSS shares the page cache among them.
+	for ((t = 0; t < 6000; t++)); do
+		local ready=0 alive=0
+		for ((i = 0; i < n; i++)); do
+			[[ -e $d/ready.$i ]] && ready=$((ready + 1))
+			kill -0 "${pids[$i]}" 2>/dev/null && alive=$((alive + 1))
+		done
+		((ready + (n - alive) >= n)) && break
+		sleep 0.1
+	done
+	touch "$d/go"
+	wait "${pids[@]}"
+	: >"$OUT/raw/clones_$n.txt"
+	for ((i = 0; i < n; i++)); do
+		echo "$(cat "$d/out.$i") $(sed -n -e 's/^thaw: restore: //p' -e 's/^thaw: timing: //p' "$d/err.$i" | tr '\n' ' ')n=$n" >>"$OUT/raw/clones_$n.txt"
+	done
+	rm -rf -- "$d"
+}
+if [[ $MODE != check && -s $S128 ]]; then
+	memfree=$(($(sed -n 's/^MemAvailable: *\([0-9]*\).*/\1/p' /proc/meminfo) / 1024))
+	for n in $CLONES; do
+		# Each clone costs a few MiB of its own (PSS): refuse what cannot fit.
+		if ((n * 8 > memfree)); then
+			note "clones: N=$n does not fit in $memfree MiB available here, skipped"
+			continue
+		fi
+		clones "$n"
+	done
+fi
+
+# ---- 7. the peer: QEMU microvm with KVM, same probe, same clock ----------------------------
+if ((QEMU)) && [[ $MODE != check ]] && command -v qemu-system-x86_64 >/dev/null; then
+	meta qemu_version "$(qemu-system-x86_64 --version | head -n 1)"
+	q=(qemu-system-x86_64 -M microvm -accel kvm -cpu host,-arch-capabilities -m 128 -smp 1
+		-nodefaults -no-user-config -display none -serial stdio -kernel "$PROBE")
+	qshared=(-object "memory-backend-file,id=ram0,size=128M,mem-path=$W/qemu-ram,share=on"
+		-machine memory-backend=ram0)
+	if series "$QEMU_RUNS" qemu_boot_128m1v --expect THAW_PROBE_READY --timeout 120000 --mem --guest-mib 128 -- "${q[@]}"; then
+		# Its own snapshot: migration to a file (bench/qemu_snap.py drives QMP).
+		if "$PY" bench/qemu_snap.py "$W/qemu-128.mig" "$W/qs.sock" -- "${q[@]}" \
+			-qmp "unix:$W/qs.sock,server=on,wait=off" >"$OUT/raw/qemu_create_128m1v.txt" 2>"$W/qsnap.err"; then
+			series "$QEMU_RUNS" qemu_restore_128m1v_exec "${PING[@]}" --timeout 120000 --mem --guest-mib 128 -- \
+				"${q[@]}" -incoming "exec:cat $W/qemu-128.mig"
+		else
+			note "QEMU snapshot (migrate to file) failed: $(tail -n 1 "$W/qsnap.err")"
+		fi
+		rm -f -- "$W/qemu-128.mig"
+		# File-backed memory shared with the file, left out of the stream (x-ignore-shared,
+		# settable over QMP only, so the restore uses -incoming defer).
+		if "$PY" bench/qemu_snap.py --ignore-shared "$W/qemu-128s.mig" "$W/qs.sock" -- "${q[@]}" "${qshared[@]}" \
+			-qmp "unix:$W/qs.sock,server=on,wait=off" >"$OUT/raw/qemu_create_128m1v_shared.txt" 2>"$W/qsnap.err"; then
+			# A run writes to the shared file: each restore starts from a pristine copy.
+			mv -- "$W/qemu-ram" "$W/qemu-ram.orig"
+			s=qemu_restore_128m1v_shared
+			say "$s: $QEMU_RUNS runs"
+			: >"$OUT/raw/$s.txt"
+			for ((i = 0; i < QEMU_RUNS; i++)); do
+				cp -- "$W/qemu-ram.orig" "$W/qemu-ram"
+				rm -f -- "$W/qr.sock"
+				rec "$s" "${PING[@]}" --timeout 120000 --mem --guest-mib 128 --qmp "$W/qr.sock" \
+					--qmp-cmd '{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}' \
+					--qmp-cmd "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"exec:cat $W/qemu-128s.mig\"}}" -- \
+					"${q[@]}" "${qshared[@]}" -incoming defer -qmp "unix:$W/qr.sock,server=on,wait=off"
+			done
+		else
+			note "QEMU snapshot with x-ignore-shared failed: $(tail -n 1 "$W/qsnap.err")"
+		fi
+		rm -f -- "$W/qemu-128s.mig" "$W/qemu-ram" "$W/qemu-ram.orig"
+	else
+		note "QEMU microvm with -accel kvm could not boot the probe here"
+	fi
+elif [[ $MODE != check ]]; then
+	note "QEMU comparison skipped (--no-qemu or qemu-system-x86_64 missing)"
+fi
+
+# ---- 8. the Linux guest's boot, once -------------------------------------------------------
+if ((LINUX)) && [[ $MODE != check ]]; then
+	if [[ -f ${THAW_KERNEL:-} ]]; then
+		series 1 boot_linux --expect THAW_GUEST_READY --timeout 600000 --mem --guest-mib 160 -- \
+			"$THAW" --kernel "$THAW_KERNEL" --cmdline "console=ttyS0 thaw_agent.hold_init=1 quiet" \
+			--mem-mib 160 --timing
+	else
+		note "Linux guest boot skipped: THAW_KERNEL is not built"
+	fi
+fi
+
+# ---- report --------------------------------------------------------------------------------
+meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+rargs=()
+[[ $MODE == check ]] && rargs=(--check "$top/bench/baseline.json")
+[[ $MODE == smoke ]] && rargs=(--smoke)
+"$PY" bench/report.py "$OUT" "${rargs[@]}"

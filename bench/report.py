@@ -1,0 +1,405 @@
+#!/usr/bin/python3
+"""Turns a bench/bench.sh run directory into results.json, table.txt and PNG plots.
+
+usage: report.py OUT_DIR [--check BASELINE.json] [--smoke] [--write-baseline FILE]
+
+OUT_DIR/raw/<series>.txt holds one line per run of key=value pairs; OUT_DIR/meta.txt says
+where the run happened. Every numeric key of every series gets median, p99, min, max, mean.
+--check   exit 1, naming the figure, when a thaw restore median is over 3x the floor of the
+          same shape measured in this run, or over 1.5x its value in BASELINE (compared only
+          when the baseline was measured in the same kind of place: native, pvm, nested-tcg)
+--smoke   no timing assertions: one pass per series with at least one good run, one per
+          plot; prints "bench-smoke: N passed, N failed"
+--write-baseline FILE  writes the figures --check compares against
+Standard library only.
+"""
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+SHAPES = ("128m1v", "512m2v")
+PATHS = ("plain", "prepared")
+BACKENDS = ("file", "uffd-ondemand", "uffd-prefetch")
+CHECK_RATIO = 3.0
+CHECK_REGRESSION = 1.5
+
+
+def num(v):
+    try:
+        f = float(v)
+    except ValueError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def load_series(raw):
+    """{series: [ {key: float} ]}, failed runs (rc != 0) left out."""
+    out = {}
+    for name in sorted(os.listdir(raw)):
+        if not name.endswith(".txt") or name.endswith(".last-error.txt"):
+            continue
+        runs = []
+        with open(os.path.join(raw, name)) as f:
+            for line in f:
+                rec = {}
+                for tok in line.split():
+                    k, sep, v = tok.partition("=")
+                    if sep and num(v) is not None:
+                        rec[k] = num(v)
+                if not rec or rec.get("rc", 0) != 0:
+                    continue
+                if "answer_us" in rec and rec["answer_us"] == 0:
+                    continue
+                derive(rec)
+                runs.append(rec)
+        out[name[:-4]] = runs
+    return out
+
+
+def derive(r):
+    """Figures computed from thaw's own clock (all relative to its main())."""
+    p = r.get("process_to_restore_us")
+    if p is not None and r.get("first_run_us"):
+        r["restore_to_first_run_us"] = r["first_run_us"] - p
+    if p is not None and r.get("first_line_us"):
+        r["restore_to_answer_us"] = r["first_line_us"] - p
+    if "vmrss_kb" in r and "guest_rss_kb" in r:
+        r["vmm_overhead_kb"] = r["vmrss_kb"] - r["guest_rss_kb"]
+
+
+def stats(vals):
+    v = sorted(vals)
+    n = len(v)
+    return {
+        "n": n,
+        "median": statistics.median(v),
+        "p99": v[max(0, math.ceil(0.99 * n) - 1)],
+        "min": v[0],
+        "max": v[-1],
+        "mean": round(statistics.fmean(v), 1),
+    }
+
+
+def summarize(series):
+    res = {}
+    for name, runs in series.items():
+        keys = sorted({k for r in runs for k in r if k not in ("run", "rc", "exit", "n")})
+        res[name] = {"runs": len(runs),
+                     "metrics": {k: stats([r[k] for r in runs if k in r]) for k in keys}}
+    return res
+
+
+def med(res, series, metric, what="median"):
+    m = res.get(series, {}).get("metrics", {}).get(metric)
+    return m[what] if m else None
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a is not None and b else None
+
+
+def ratios(res):
+    out = {}
+    for shape in SHAPES:
+        floor = med(res, "floor_" + shape, "total_us")
+        for path in PATHS:
+            for be in BACKENDS:
+                s = "thaw_%s_%s_%s" % (shape, path, be)
+                if s not in res:
+                    continue
+                out[s + ".restore_to_first_run/floor"] = ratio(
+                    med(res, s, "restore_to_first_run_us"), floor)
+                out[s + ".answer/floor_proc"] = ratio(
+                    med(res, s, "answer_us"), med(res, "floor_proc_128m1v", "answer_us"))
+    thaw = med(res, "thaw_128m1v_plain_file", "answer_us")
+    thawp = med(res, "thaw_128m1v_prepared_file", "answer_us")
+    for q in ("qemu_restore_128m1v_exec", "qemu_restore_128m1v_shared"):
+        out["thaw_plain/" + q] = ratio(thaw, med(res, q, "answer_us"))
+        out["thaw_prepared/" + q] = ratio(thawp, med(res, q, "answer_us"))
+    out["thaw_boot/qemu_boot"] = ratio(med(res, "boot_probe_128m1v", "answer_us"),
+                                       med(res, "qemu_boot_128m1v", "answer_us"))
+    out["floor_naive/floor"] = ratio(med(res, "floor_naive_128m1v", "total_us"),
+                                     med(res, "floor_128m1v", "total_us"))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def ms(us):
+    return "-" if us is None else ("%.2f" % (us / 1000.0))
+
+
+def table(res, meta, rat):
+    rows = []
+
+    def row(label, series, metric, note=""):
+        m = res.get(series, {}).get("metrics", {}).get(metric)
+        if m:
+            rows.append("%-44s %9s %9s %9s %4d  %s" % (label, ms(m["median"]), ms(m["p99"]),
+                                                     ms(m["min"]), m["n"], note))
+
+    lines = ["where: %s (%s)" % (meta.get("where"), meta.get("where_text", "")),
+             "%-44s %9s %9s %9s %4s  %s" % ("figure (ms)", "median", "p99", "min", "n", "ratio")]
+    for shape in SHAPES:
+        row("floor %s: open .. first instruction" % shape, "floor_" + shape, "total_us")
+    row("floor naive order 128m1v", "floor_naive_128m1v", "total_us",
+        "x%s of floor" % rat.get("floor_naive/floor", "-"))
+    row("floor process start .. first instruction", "floor_proc_128m1v", "answer_us")
+    for shape in SHAPES:
+        for path in PATHS:
+            for be in BACKENDS:
+                s = "thaw_%s_%s_%s" % (shape, path, be)
+                if s not in res:
+                    continue
+                tag = "%s %s %s" % (shape, path, be)
+                row("thaw %s: restore .. vCPUs running" % tag, s, "running_us")
+                row("thaw %s: restore .. first instruction" % tag, s, "restore_to_first_run_us",
+                    "x%s of floor" % rat.get(s + ".restore_to_first_run/floor", "-"))
+                row("thaw %s: restore .. first answer" % tag, s, "restore_to_answer_us")
+                row("thaw %s: process start .. first answer" % tag, s, "answer_us")
+    row("thaw snapshot create 256 MiB", "create_256m1v", "create_us")
+    for shape in SHAPES:
+        s = "boot_probe_" + shape
+        row("cold boot probe %s: process .. READY" % shape, s, "answer_us")
+        row("cold boot probe %s: first_run_us" % shape, s, "first_run_us")
+        row("cold boot probe %s: first_line_us" % shape, s, "first_line_us")
+    row("QEMU microvm boot probe: process .. READY", "qemu_boot_128m1v", "answer_us",
+        "thaw/QEMU x%s" % rat.get("thaw_boot/qemu_boot", "-"))
+    row("QEMU snapshot create (migrate to file)", "qemu_create_128m1v", "create_us")
+    row("QEMU restore -incoming exec: process .. answer", "qemu_restore_128m1v_exec", "answer_us",
+        "thaw plain/QEMU x%s" % rat.get("thaw_plain/qemu_restore_128m1v_exec", "-"))
+    row("QEMU restore x-ignore-shared: process .. answer", "qemu_restore_128m1v_shared",
+        "answer_us",
+        "thaw plain/QEMU x%s" % rat.get("thaw_plain/qemu_restore_128m1v_shared", "-"))
+    for name in sorted((k for k in res if k.startswith("clones_")), key=lambda k: int(k[7:])):
+        pss = med(res, name, "pss_kb")
+        row("clones N=%s: per-clone process .. answer" % name[7:], name, "answer_us",
+            "PSS median %.1f MiB" % (pss / 1024) if pss else "")
+    row("Linux guest boot: process .. THAW_GUEST_READY", "boot_linux", "answer_us")
+    mem = []
+    for s, label in (("boot_probe_128m1v", "cold-booted probe 128 MiB"),
+                     ("thaw_128m1v_plain_file", "restored probe 128 MiB")):
+        m = res.get(s, {}).get("metrics", {})
+        if "vmrss_kb" in m:
+            mem.append("memory %s: VmRSS %.0f KiB (anon %.0f, file %.0f), guest pages %.0f KiB, "
+                       "VMM overhead %.0f KiB, PSS %.0f KiB" % (
+                           label, m["vmrss_kb"]["median"], m.get("rss_anon_kb", {}).get("median", 0),
+                           m.get("rss_file_kb", {}).get("median", 0),
+                           m.get("guest_rss_kb", {}).get("median", 0),
+                           m.get("vmm_overhead_kb", {}).get("median", 0),
+                           m.get("pss_kb", {}).get("median", 0)))
+    perf = res.get("perf_128m1v_plain_file", {}).get("metrics", {})
+    if perf:
+        mem.append("perf stat per plain restore (medians, whole process until SIGINT): " + ", ".join(
+            "%s=%g" % (k[5:], v["median"]) for k, v in sorted(perf.items()) if k.startswith("perf_")))
+    usdt = res.get("usdt_128m1v_plain_file", {}).get("metrics", {})
+    if usdt:
+        mem.append("USDT (uprobes, from restore_start, us): " + ", ".join(
+            "%s=%g" % (k[5:-3], v["median"]) for k, v in
+            sorted(usdt.items(), key=lambda kv: kv[1]["median"]) if k.startswith("usdt_")))
+    return "\n".join(lines + rows + mem) + "\n"
+
+
+PHASES = ("open", "vm", "vcpus", "state", "devices", "start", "first insn", "first answer")
+
+
+def phase_row(res, s):
+    """Median phase lengths (us): thaw's restore phases, or the floor's mapped to them."""
+    m = res[s]["metrics"]
+
+    def g(k):
+        return m[k]["median"] if k in m else 0.0
+    if s.startswith("floor_"):
+        return [g("open_us"), g("vm_us") + g("mmap_us") + g("slot_us") + g("irqchip_us") + g("pit_us"),
+                g("vcpus_us"), g("state_us"), 0, 0, g("run_us"), 0]
+    pts = [g("opened_us"), g("vm_created_us"), g("vcpus_created_us"), g("state_set_us"),
+           g("devices_us"), g("running_us"), g("restore_to_first_run_us"),
+           g("restore_to_answer_us")]
+    out, prev = [], 0.0
+    for p in pts:
+        out.append(max(0.0, p - prev))
+        prev = max(prev, p)
+    return out
+
+
+def plots(out, res, series):
+    gp = shutil.which("gnuplot")
+    if not gp:
+        return ["gnuplot is not installed: no plots"]
+    d = os.path.join(out, "plot")
+    os.makedirs(d, exist_ok=True)
+    script = ["set terminal pngcairo size 1100,650 noenhanced font ',10'",
+              "set grid", "set key outside right"]
+    # 1. latency distributions (CDF): process start to first answer, and in-process restore.
+    for png, metric, title, names in (
+        ("restore_latency.png", "answer_us",
+         "process start .. guest's first answer (same clock for all)",
+         [s for s in res if s.startswith(("thaw_", "qemu_restore", "floor_proc"))]),
+        ("restore_inprocess.png", None,
+         "restore request .. first guest instruction (thaw's clock) vs the floor",
+         [s for s in res if s.startswith(("thaw_", "floor_")) and s != "floor_proc_128m1v"]),
+    ):
+        plotted = []
+        for s in sorted(names):
+            key = metric or ("total_us" if s.startswith("floor_") else "restore_to_first_run_us")
+            vals = sorted(r[key] for r in series[s] if key in r)
+            if not vals:
+                continue
+            fn = os.path.join(d, "%s.%s.dat" % (png, s))
+            with open(fn, "w") as f:
+                for i, v in enumerate(vals):
+                    f.write("%f %f\n" % (v / 1000.0, (i + 1) / len(vals)))
+            plotted.append("'%s' using 1:2 with steps lw 2 title '%s'" % (fn, s))
+        if plotted:
+            script += ["set output '%s'" % os.path.join(out, png), "set title '%s'" % title,
+                       "set logscale x", "set xlabel 'ms (log)'", "set ylabel 'fraction of runs'",
+                       "plot " + ", ".join(plotted), "unset logscale x"]
+    # 2. phase breakdown (stacked medians).
+    rows = [s for s in sorted(res) if (s.startswith("thaw_") or s in ("floor_128m1v", "floor_512m2v"))]
+    if rows:
+        fn = os.path.join(d, "phases.dat")
+        with open(fn, "w") as f:
+            f.write("series " + " ".join('"%s"' % p for p in PHASES) + "\n")
+            for s in rows:
+                f.write('"%s" ' % s + " ".join("%.3f" % (v / 1000.0) for v in phase_row(res, s)) + "\n")
+        script += ["set output '%s'" % os.path.join(out, "phases.png"),
+                   "set title 'restore phases, medians (ms): thaw --timing and the floor'",
+                   "set style data histograms", "set style histogram rowstacked",
+                   "set style fill solid 0.8 border -1", "set boxwidth 0.7",
+                   "set xtics rotate by -35", "set xlabel ''", "set ylabel 'ms'",
+                   "plot for [i=2:%d] '%s' using i:xtic(1) title columnhead(i)" % (len(PHASES) + 1, fn),
+                   "set xtics norotate", "set style data lines"]
+    # 3. clones: latency and PSS against N.
+    cl = sorted((int(k[7:]), k) for k in res if k.startswith("clones_"))
+    if cl:
+        fn = os.path.join(d, "clones.dat")
+        with open(fn, "w") as f:
+            for n, k in cl:
+                f.write("%d %f %f %f\n" % (n, med(res, k, "answer_us") / 1000.0,
+                                           med(res, k, "answer_us", "p99") / 1000.0,
+                                           (med(res, k, "pss_kb") or 0) / 1024.0))
+        script += ["set output '%s'" % os.path.join(out, "clones.png"),
+                   "set title 'N concurrent clones from one snapshot: per-clone latency and PSS'",
+                   "set xlabel 'N'", "set ylabel 'process start .. first answer (ms)'",
+                   "set y2label 'PSS per clone (MiB)'", "set y2tics", "set ytics nomirror",
+                   "plot '%s' using 1:2 with linespoints lw 2 title 'median', "
+                   "'%s' using 1:3 with linespoints lw 2 title 'p99', "
+                   "'%s' using 1:4 axes x1y2 with linespoints lw 2 title 'PSS median'" % (fn, fn, fn)]
+    gpf = os.path.join(d, "plots.gp")
+    with open(gpf, "w") as f:
+        f.write("\n".join(script) + "\n")
+    p = subprocess.run([gp, gpf], capture_output=True, text=True)
+    return [] if p.returncode == 0 else ["gnuplot failed: " + p.stderr.strip()[-300:]]
+
+
+CHECKED = ["thaw_%s_%s_file" % (s, p) for s in SHAPES for p in PATHS]
+CHECK_METRICS = ("restore_to_first_run_us", "answer_us")
+
+
+def check(res, meta, baseline_path):
+    fails = []
+    for s in CHECKED:
+        shape = s.split("_")[1]
+        fig, floor = med(res, s, "restore_to_first_run_us"), med(res, "floor_" + shape, "total_us")
+        if fig is None or floor is None:
+            fails.append("%s: no figure measured (restore or floor failed)" % s)
+        elif fig > CHECK_RATIO * floor:
+            fails.append("%s.restore_to_first_run_us median %.0f us is %.1fx the floor "
+                         "(%.0f us), over %.0fx" % (s, fig, fig / floor, floor, CHECK_RATIO))
+    try:
+        with open(baseline_path) as f:
+            base = json.load(f)
+    except (OSError, ValueError) as e:
+        return fails + ["baseline %s unreadable: %s" % (baseline_path, e)], []
+    notes = []
+    if base.get("where") != meta.get("where"):
+        notes.append("baseline measured on %s, this run on %s: regression check skipped "
+                     "(commit a baseline from this kind of host)" % (base.get("where"), meta.get("where")))
+        return fails, notes
+    for key, old in sorted(base.get("figures", {}).items()):
+        s, _, metric = key.partition(".")
+        new = med(res, s, metric)
+        if new is None:
+            notes.append("%s: not measured in this run" % key)
+        elif new > CHECK_REGRESSION * old:
+            fails.append("%s median %.0f us regressed %.0f%% against the baseline %.0f us" %
+                         (key, new, 100.0 * (new / old - 1), old))
+    return fails, notes
+
+
+def main(argv):
+    if not argv:
+        sys.stderr.write(__doc__)
+        return 2
+    out = argv[0]
+    opts = argv[1:]
+    meta, notes = {}, []
+    with open(os.path.join(out, "meta.txt")) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition("=")
+            if k == "note":
+                notes.append(v)
+            else:
+                meta[k] = v
+    series = load_series(os.path.join(out, "raw"))
+    res = summarize(series)
+    rat = ratios(res)
+    notes += plots(out, res, series)
+    result = {"meta": meta, "notes": notes, "ratios": rat, "series": res}
+    txt = table(res, meta, rat)
+    rc = 0
+    if "--check" in opts:
+        fails, cnotes = check(res, meta, opts[opts.index("--check") + 1])
+        result["check"] = {"failures": fails, "notes": cnotes}
+        for n in cnotes:
+            print("bench-check: note: " + n)
+        for fl in fails:
+            print("bench-check: FAIL: " + fl)
+        if not fails:
+            print("bench-check: ok: thaw's restore medians within %.0fx the floor and %.0f%% of "
+                  "the baseline" % (CHECK_RATIO, 100 * (CHECK_REGRESSION - 1)))
+        rc = 1 if fails else 0
+    if "--write-baseline" in opts:
+        fig = {}
+        for s in CHECKED:
+            for m in CHECK_METRICS:
+                v = med(res, s, m)
+                if v is not None:
+                    fig[s + "." + m] = v
+        with open(opts[opts.index("--write-baseline") + 1], "w") as f:
+            json.dump({"where": meta.get("where"), "where_text": meta.get("where_text"),
+                       "measured": meta.get("date"), "git": meta.get("git"),
+                       "cpu": meta.get("cpu"), "runs": meta.get("runs"),
+                       "figures": fig}, f, indent=1, sort_keys=True)
+            f.write("\n")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    with open(os.path.join(out, "table.txt"), "w") as f:
+        f.write(txt)
+    sys.stdout.write(txt)
+    for n in notes:
+        print("note: " + n)
+    print("results: %s/results.json, plots: %s/*.png" % (out, out))
+    if "--smoke" in opts:
+        passed = failed = 0
+        for name, runs in sorted(series.items()):
+            if runs:
+                passed += 1
+            else:
+                failed += 1
+                print("bench-smoke: FAIL: %s produced no good run" % name)
+        for png in ("restore_latency.png", "restore_inprocess.png", "phases.png", "clones.png"):
+            if os.path.getsize(os.path.join(out, png)) if os.path.exists(os.path.join(out, png)) else 0:
+                passed += 1
+            else:
+                failed += 1
+                print("bench-smoke: FAIL: %s was not drawn" % png)
+        print("bench-smoke: %d passed, %d failed" % (passed, failed))
+        rc = 1 if failed else 0
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
