@@ -31,6 +31,8 @@
  * before it ends it itself: a thread waiting on guest memory that nobody serves any more
  * (the main thread inside a device model, say) cannot reach the exit path. */
 #define HANDLER_DEATH_GRACE_MS 400
+/* The discard hook's signal (SIGRTMIN itself kicks vCPUs out of KVM_RUN). */
+#define UFFD_DISCARD_SIGNAL (SIGRTMIN + 1)
 
 struct uffd_backend {
 	struct vm *vm;
@@ -108,8 +110,8 @@ int uffd_register(int uffd, void *addr, uint64_t len, char *err, size_t errlen)
 {
 	struct uffdio_register r = {.range = {.start = (uint64_t)(uintptr_t)addr, .len = len},
 				    .mode = UFFDIO_REGISTER_MODE_MISSING};
-	const uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) |
-			      (1ull << _UFFDIO_WAKE);
+	const uint64_t need =
+	    (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
 
 	if (ioctl(uffd, UFFDIO_REGISTER, &r) < 0)
 		return fail(err, errlen, -errno, "UFFDIO_REGISTER of %llu MiB: %s",
@@ -122,8 +124,8 @@ int uffd_register(int uffd, void *addr, uint64_t len, char *err, size_t errlen)
 
 /* ---------------------------------------------------------------- the handshake */
 
-int uffd_handshake_send(const char *sock_path, int uffd, const char *json, size_t len,
-			char *err, size_t errlen)
+int uffd_handshake_send(const char *sock_path, int uffd, const char *json, size_t len, char *err,
+			size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	union {
@@ -399,17 +401,19 @@ static int setup_internal(struct uffd_backend *b, const struct snap *s,
 		size_t n;
 
 		if (st->ws_path[0]) {
-			ret = uffd_ws_read(st->ws_path, snap_id(s), npages, &b->ws, &n, err, errlen);
+			ret =
+			    uffd_ws_read(st->ws_path, snap_id(s), npages, &b->ws, &n, err, errlen);
 			if (ret)
 				return ret;
 		} else {
 			const uint64_t *w;
 
 			if (snap_workingset(s, &w, &n))
-				return fail(err, errlen, -ENOENT,
-					    "prefetch: the snapshot has no valid workingset section "
-					    "(record one with --uffd-record FILE, then use "
-					    "prefetch,ws=FILE or thaw-uffd embed)");
+				return fail(
+				    err, errlen, -ENOENT,
+				    "prefetch: the snapshot has no valid workingset section "
+				    "(record one with --uffd-record FILE, then use "
+				    "prefetch,ws=FILE or thaw-uffd embed)");
 			b->ws = malloc(n * sizeof(*w) + 8);
 			if (!b->ws)
 				return -ENOMEM;
@@ -455,8 +459,8 @@ static int setup_external(struct uffd_backend *b, const struct vm_restore_opts *
 		b->peer = cred.pid;
 		b->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
 		if (b->pidfd < 0)
-			log_warn("uffd: pidfd_open(%d): %s: watching the socket only", (int)cred.pid,
-				 strerror(errno));
+			log_warn("uffd: pidfd_open(%d): %s: watching the socket only",
+				 (int)cred.pid, strerror(errno));
 	}
 	return 0;
 }
@@ -487,7 +491,8 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	if (ret)
 		return fail(err, errlen, ret, "memory section: %s", strerror(-ret));
 	if (loc.size != vm->mem.size || loc.size == 0)
-		return fail(err, errlen, -EBADMSG, "memory section has %llu bytes, the machine %llu",
+		return fail(err, errlen, -EBADMSG,
+			    "memory section has %llu bytes, the machine %llu",
 			    (unsigned long long)loc.size, (unsigned long long)vm->mem.size);
 	b = calloc(1, sizeof(*b));
 	if (!b)
@@ -514,11 +519,11 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	if (ret)
 		goto fail;
 	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
-		regions[i] = (struct uffd_region){
-		    .base = (uint64_t)(uintptr_t)p + vm->mem.regions[i].offset,
-		    .size = vm->mem.regions[i].size,
-		    .offset = vm->mem.regions[i].offset,
-		    .page_size = UFFD_PAGE};
+		regions[i] =
+		    (struct uffd_region){.base = (uint64_t)(uintptr_t)p + vm->mem.regions[i].offset,
+					 .size = vm->mem.regions[i].size,
+					 .offset = vm->mem.regions[i].offset,
+					 .page_size = UFFD_PAGE};
 
 	b->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (b->stop_fd < 0) {
@@ -528,7 +533,7 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	/* The discard hook's signal: blocked here, before the vCPU threads exist, so every
 	 * thread inherits the mask and only the control thread's signalfd takes it. */
 	sigemptyset(&rt);
-	sigaddset(&rt, SIGRTMIN);
+	sigaddset(&rt, UFFD_DISCARD_SIGNAL);
 	pthread_sigmask(SIG_BLOCK, &rt, NULL);
 	b->sig_fd = signalfd(-1, &rt, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (b->sig_fd < 0) {
@@ -538,14 +543,14 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	if (b->external)
 		ret = setup_external(b, opts, regions, vm->mem.nr_regions, err, errlen);
 	else
-		ret = setup_internal(b, s, &loc, opts, &st, regions, vm->mem.nr_regions, err,
-				     errlen);
+		ret =
+		    setup_internal(b, s, &loc, opts, &st, regions, vm->mem.nr_regions, err, errlen);
 	if (ret)
 		goto fail;
 	ret = pthread_create(&b->control, NULL, control_main, b);
 	if (ret) {
-		ret = fail(err, errlen, -ret, "starting the uffd control thread: %s",
-			   strerror(ret));
+		ret =
+		    fail(err, errlen, -ret, "starting the uffd control thread: %s", strerror(ret));
 		goto fail;
 	}
 	pthread_setname_np(b->control, "uffd-control");

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -100,7 +101,8 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 			size_t n = (size_t)(end - eq - 1);
 
 			if (n == 0 || n >= sizeof(st->ws_path))
-				return fail(err, errlen, "strategy: ws= needs a path shorter than %zu",
+				return fail(err, errlen,
+					    "strategy: ws= needs a path shorter than %zu",
 					    sizeof(st->ws_path));
 			memcpy(st->ws_path, eq + 1, n);
 			st->ws_path[n] = 0;
@@ -220,8 +222,8 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_t nws,
-			  size_t *pos, size_t batch, uint32_t gap, uint32_t extent, bool use_zero,
+size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_t nws, size_t *pos,
+			  size_t batch, uint32_t gap, uint32_t extent, bool use_zero,
 			  uint64_t *scratch, struct uffd_op *ops, size_t max_ops)
 {
 	size_t m = 0, n = 0;
@@ -240,7 +242,8 @@ size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_
 	qsort(scratch, m, sizeof(*scratch), cmp_u64);
 	for (size_t i = 0; i < m; i++) {
 		uint64_t p = scratch[i];
-		enum uffd_op_kind k = use_zero && uffd_bit(pg->zero, p) ? UFFD_OP_ZERO : UFFD_OP_COPY;
+		enum uffd_op_kind k =
+		    use_zero && uffd_bit(pg->zero, p) ? UFFD_OP_ZERO : UFFD_OP_COPY;
 		struct uffd_op *last = n ? &ops[n - 1] : NULL;
 
 		if (i && p == scratch[i - 1])
@@ -248,8 +251,8 @@ size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_
 		if (last && last->kind == k) {
 			uint64_t end = last->page + last->npages;
 			uint64_t want = p + 1 - last->page;
-			bool bridge = p >= end && p - end <= (k == UFFD_OP_COPY ? gap : 0) &&
-				      want <= extent;
+			bool bridge =
+			    p >= end && p - end <= (k == UFFD_OP_COPY ? gap : 0) && want <= extent;
 
 			/* a hole is bridged only if every page in it may be copied */
 			for (uint64_t h = end; bridge && h < p; h++)
@@ -310,8 +313,8 @@ static int get_u64(json_object *o, const char *key, uint64_t *v, bool *found)
 	return 0;
 }
 
-int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size_t max,
-		       size_t *n, char *err, size_t errlen)
+int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size_t max, size_t *n,
+		       char *err, size_t errlen)
 {
 	json_tokener *tok;
 	json_object *arr;
@@ -359,8 +362,8 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 		    get_u64(o, "size", &x.size, &fs) || get_u64(o, "offset", &x.offset, &fo) ||
 		    get_u64(o, "page_size", &x.page_size, &fp) ||
 		    get_u64(o, "page_size_kib", &kib, &fk)) {
-			ret = fail(err, errlen, "regions[%zu]: not an object of non-negative integers",
-				   i);
+			ret = fail(err, errlen,
+				   "regions[%zu]: not an object of non-negative integers", i);
 			goto out;
 		}
 		if (!fb || !fs || !fo || (!fp && !fk)) {
@@ -373,8 +376,8 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 		if (!fp)
 			x.page_size = kib; /* bytes, despite the name */
 		if (x.page_size != UFFD_PAGE) {
-			ret = fail(err, errlen, "regions[%zu]: page size %" PRIu64 " (only 4096)", i,
-				   x.page_size);
+			ret = fail(err, errlen, "regions[%zu]: page size %" PRIu64 " (only 4096)",
+				   i, x.page_size);
 			goto out;
 		}
 		if (x.size == 0 || (x.base | x.size | x.offset) % UFFD_PAGE ||
@@ -407,8 +410,8 @@ void uffd_stats_format(const struct uffd_stats *st, char *buf, size_t len)
 {
 	snprintf(buf, len,
 		 "faults=%" PRIu64 " copied=%" PRIu64 " zero=%" PRIu64 " prefetched=%" PRIu64
-		 " prefetch_ms=%.1f removes=%" PRIu64 " removed_pages=%" PRIu64
-		 " eagain=%" PRIu64 " exists=%" PRIu64 " recorded=%" PRIu64,
+		 " prefetch_ms=%.1f removes=%" PRIu64 " removed_pages=%" PRIu64 " eagain=%" PRIu64
+		 " exists=%" PRIu64 " recorded=%" PRIu64,
 		 st->faults, st->copied_pages, st->zero_pages, st->prefetched,
 		 (double)st->prefetch_ns / 1e6, st->removes, st->removed_pages, st->eagain,
 		 st->exists, st->recorded);

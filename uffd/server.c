@@ -20,10 +20,10 @@
 
 #include "vmm/log.h"
 
-#define PEND_MAX   256 /* faults read but not yet served */
-#define UFFD_MSG_BATCH  32  /* uffd messages per read */
-#define FAULT_OPS  64
-#define PLAN_BATCH 512 /* working-set entries planned at a time */
+#define PEND_MAX       256 /* faults read but not yet served */
+#define UFFD_MSG_BATCH 32  /* uffd messages per read */
+#define FAULT_OPS      512 /* a 2 MiB chunk of 4 KiB runs */
+#define PLAN_BATCH     512 /* working-set entries planned at a time */
 
 enum slot_state { SLOT_FREE, SLOT_READING, SLOT_READY };
 
@@ -94,8 +94,7 @@ static int addr_to_page(const struct uffd_server *s, uint64_t addr, uint64_t *pa
 }
 
 /* Memory page -> host address and how many pages follow in the same region. */
-static int page_to_addr(const struct uffd_server *s, uint64_t page, uint64_t *addr,
-			uint64_t *room)
+static int page_to_addr(const struct uffd_server *s, uint64_t page, uint64_t *addr, uint64_t *room)
 {
 	uint64_t off = page * UFFD_PAGE;
 
@@ -147,15 +146,16 @@ static int install(struct uffd_server *s, struct uffd_op *op, const uint8_t *buf
 		if (op->kind == UFFD_OP_COPY) {
 			struct uffdio_copy c = {
 			    .dst = addr,
-			    .src = (uint64_t)(uintptr_t)(buf ? buf : s->o.src + op->page * UFFD_PAGE),
+			    .src =
+				(uint64_t)(uintptr_t)(buf ? buf : s->o.src + op->page * UFFD_PAGE),
 			    .len = len * UFFD_PAGE,
 			    .mode = 0};
 
 			ret = ioctl(s->o.uffd, UFFDIO_COPY, &c) ? -errno : 0;
 			res = c.copy;
 		} else {
-			struct uffdio_zeropage z = {.range = {.start = addr, .len = len * UFFD_PAGE},
-						    .mode = 0};
+			struct uffdio_zeropage z = {
+			    .range = {.start = addr, .len = len * UFFD_PAGE}, .mode = 0};
 
 			ret = ioctl(s->o.uffd, UFFDIO_ZEROPAGE, &z) ? -errno : 0;
 			res = z.zeropage;
@@ -223,8 +223,7 @@ static int serve_fault(struct uffd_server *s, uint64_t addr)
 		log_ratelimited(LOG_WARN, "uffd: fault at %#" PRIx64 " outside every region", addr);
 		return 0;
 	}
-	n = uffd_plan_fault(&pg, page, s->chunk_pages, lo, hi, s->o.strategy.zero, ops,
-			    FAULT_OPS);
+	n = uffd_plan_fault(&pg, page, s->chunk_pages, lo, hi, s->o.strategy.zero, ops, FAULT_OPS);
 	for (size_t i = 0; i < n; i++) {
 		int ret = install(s, &ops[i], NULL);
 
@@ -370,11 +369,10 @@ static void refill(struct uffd_server *s)
 			if (s->plan_pos == s->nplan) {
 				struct uffd_pages pg = pages_of(s);
 
-				s->nplan = uffd_plan_prefetch(&pg, s->o.ws, s->o.nws, &s->ws_pos,
-							      PLAN_BATCH, s->o.strategy.gap_pages,
-							      s->o.strategy.extent_pages,
-							      s->o.strategy.zero, s->scratch, s->plan,
-							      PLAN_BATCH);
+				s->nplan = uffd_plan_prefetch(
+				    &pg, s->o.ws, s->o.nws, &s->ws_pos, PLAN_BATCH,
+				    s->o.strategy.gap_pages, s->o.strategy.extent_pages,
+				    s->o.strategy.zero, s->scratch, s->plan, PLAN_BATCH);
 				s->plan_pos = 0;
 				if (s->nplan == 0 && s->ws_pos >= s->o.nws)
 					break;
@@ -396,7 +394,8 @@ static void refill(struct uffd_server *s)
 				break;
 			}
 			sl->buf = slot_buf(s, i);
-			io_uring_prep_read(sqe, s->o.src_fd, sl->buf, (unsigned)(op.npages * UFFD_PAGE),
+			io_uring_prep_read(sqe, s->o.src_fd, sl->buf,
+					   (unsigned)(op.npages * UFFD_PAGE),
 					   s->o.src_off + op.page * UFFD_PAGE);
 			io_uring_sqe_set_data64(sqe, i);
 			sl->state = SLOT_READING;
@@ -416,7 +415,8 @@ static void reap(struct uffd_server *s)
 	uint64_t v;
 
 	if (read(s->ring_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_ratelimited(LOG_WARN, "uffd: reading the io_uring eventfd: %s", strerror(errno));
+		log_ratelimited(LOG_WARN, "uffd: reading the io_uring eventfd: %s",
+				strerror(errno));
 	while (io_uring_peek_cqe(&s->ring, &cqe) == 0) {
 		struct slot *sl = &s->slots[io_uring_cqe_get_data64(cqe)];
 

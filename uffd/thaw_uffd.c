@@ -73,7 +73,8 @@ static int open_source(struct source *src, const char *snapshot, const char *mem
 		}
 		src->size = loc.size;
 		src->off = loc.offset;
-		if (snap_memory_zero_bitmap(src->snap, &src->zero, &zn) || zn != src->size / UFFD_PAGE)
+		if (snap_memory_zero_bitmap(src->snap, &src->zero, &zn) ||
+		    zn != src->size / UFFD_PAGE)
 			src->zero = NULL;
 	} else {
 		struct stat sb;
@@ -90,8 +91,8 @@ static int open_source(struct source *src, const char *snapshot, const char *mem
 		log_err("%s: no memory to serve", src->path);
 		return -EINVAL;
 	}
-	src->mem = mmap(NULL, src->size, PROT_READ, MAP_PRIVATE | MAP_NORESERVE, src->fd,
-			(off_t)src->off);
+	src->mem =
+	    mmap(NULL, src->size, PROT_READ, MAP_PRIVATE | MAP_NORESERVE, src->fd, (off_t)src->off);
 	if (src->mem == MAP_FAILED) {
 		log_err("mmap of %s: %s", src->path, strerror(errno));
 		return -errno;
@@ -204,8 +205,8 @@ static void serve_one(int conn, const struct source *src, const struct uffd_stra
 	}
 	uffd_server_stats(srv, &stats);
 	uffd_stats_format(&stats, line, sizeof(line));
-	log_info("vm pid %d: done after %.1f ms: %s", (int)cred.pid,
-		 (double)(now_ns() - t0) / 1e6, line);
+	log_info("vm pid %d: done after %.1f ms: %s", (int)cred.pid, (double)(now_ns() - t0) / 1e6,
+		 line);
 	if (record) {
 		size_t n;
 		const uint64_t *pages = uffd_server_recorded(srv, &n);
@@ -324,7 +325,8 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "debug"))
 				log_set_level(LOG_DEBUG);
 			else {
-				log_err("--log-level: '%s' is not error, warn, info or debug", optarg);
+				log_err("--log-level: '%s' is not error, warn, info or debug",
+					optarg);
 				return 1;
 			}
 			break;

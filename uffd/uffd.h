@@ -23,10 +23,10 @@
 struct vm;
 struct snap;
 
-#define UFFD_PAGE	   4096u
-#define UFFD_MAX_REGIONS   8
-#define UFFD_MSG_MAX	   4096	  /* the handshake message; Firecracker's handlers read 1 KiB */
-#define UFFD_MAX_WS_PAGES  (1u << 26) /* 256 GiB of 4 KiB pages: cap on a working set */
+#define UFFD_PAGE	  4096u
+#define UFFD_MAX_REGIONS  8
+#define UFFD_MSG_MAX	  4096	     /* the handshake message; Firecracker's handlers read 1 KiB */
+#define UFFD_MAX_WS_PAGES (1u << 26) /* 256 GiB of 4 KiB pages: cap on a working set */
 
 /* ---------------------------------------------------------------- strategies */
 
@@ -37,11 +37,11 @@ enum uffd_mode {
 
 struct uffd_strategy {
 	enum uffd_mode mode;
-	uint64_t chunk;	     /* bytes installed per fault: a power of two, 4 KiB..2 MiB */
-	bool zero;	     /* zero-bitmap pages through UFFDIO_ZEROPAGE, no read (default) */
-	char ws_path[256];   /* prefetch: working-set side file ("" = the snapshot's own) */
-	uint32_t gap_pages;  /* prefetch: holes of up to this many pages inside an extent are
-				read too, for fewer, larger reads and copies (default 8) */
+	uint64_t chunk;	       /* bytes installed per fault: a power of two, 4 KiB..2 MiB */
+	bool zero;	       /* zero-bitmap pages through UFFDIO_ZEROPAGE, no read (default) */
+	char ws_path[256];     /* prefetch: working-set side file ("" = the snapshot's own) */
+	uint32_t gap_pages;    /* prefetch: holes of up to this many pages inside an extent are
+				  read too, for fewer, larger reads and copies (default 8) */
 	uint32_t extent_pages; /* prefetch: largest read / UFFDIO_COPY (default 64 = 256 KiB) */
 	uint32_t depth;	       /* prefetch: reads in flight on the io_uring (default 32) */
 };
@@ -93,8 +93,8 @@ size_t uffd_plan_fault(const struct uffd_pages *pg, uint64_t fault, uint64_t chu
  * filled or removed, sorts the rest and merges them into ops: COPY extents of at most
  * `extent` pages, bridging holes of up to `gap` copyable pages, and ZERO runs for zero
  * pages when `use_zero`. `scratch` holds `batch` entries. Returns the number of ops. */
-size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_t nws,
-			  size_t *pos, size_t batch, uint32_t gap, uint32_t extent, bool use_zero,
+size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_t nws, size_t *pos,
+			  size_t batch, uint32_t gap, uint32_t extent, bool use_zero,
 			  uint64_t *scratch, struct uffd_op *ops, size_t max_ops);
 
 /* ---------------------------------------------------------------- the handshake */
@@ -117,13 +117,13 @@ int uffd_regions_encode(const struct uffd_region *r, size_t n, char *buf, size_t
 /* Parses and validates that array (untrusted): 1..max regions, page_size (or
  * page_size_kib) 4096, base, size and offset page aligned, no wrap, regions overlapping
  * neither in the VMM nor in the file. Unknown keys are ignored. -EINVAL with `err`. */
-int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size_t max,
-		       size_t *n, char *err, size_t errlen);
+int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size_t max, size_t *n,
+		       char *err, size_t errlen);
 
 /* Connects to a handler's socket and sends `json` with `uffd` attached (SCM_RIGHTS), in
  * one message. Returns the connected socket (close-on-exec) or -errno with `err`. */
-int uffd_handshake_send(const char *sock_path, int uffd, const char *json, size_t len,
-			char *err, size_t errlen);
+int uffd_handshake_send(const char *sock_path, int uffd, const char *json, size_t len, char *err,
+			size_t errlen);
 
 /* Receives one handshake on a connected socket: the JSON text (NUL terminated, at most
  * `len` - 1 bytes) and the fd. -EPROTO when the message carried no fd. */
@@ -152,31 +152,31 @@ int uffd_ws_embed(const char *in, const uint64_t *pages, size_t n, const char *o
 /* ---------------------------------------------------------------- the handler */
 
 struct uffd_stats {
-	uint64_t faults;	 /* page-fault events served */
-	uint64_t copied_pages;	 /* pages installed from the snapshot (faults + prefetch) */
-	uint64_t zero_pages;	 /* pages installed with UFFDIO_ZEROPAGE */
-	uint64_t prefetched;	 /* pages installed by prefetch */
-	uint64_t prefetch_ns;	 /* from start until the last prefetch copy */
-	uint64_t removes;	 /* remove events */
+	uint64_t faults;       /* page-fault events served */
+	uint64_t copied_pages; /* pages installed from the snapshot (faults + prefetch) */
+	uint64_t zero_pages;   /* pages installed with UFFDIO_ZEROPAGE */
+	uint64_t prefetched;   /* pages installed by prefetch */
+	uint64_t prefetch_ns;  /* from start until the last prefetch copy */
+	uint64_t removes;      /* remove events */
 	uint64_t removed_pages;
-	uint64_t eagain;	 /* installs retried because the memory map was changing */
-	uint64_t exists;	 /* installs that found the page already there */
-	uint64_t recorded;	 /* pages in the recorded working set */
+	uint64_t eagain;   /* installs retried because the memory map was changing */
+	uint64_t exists;   /* installs that found the page already there */
+	uint64_t recorded; /* pages in the recorded working set */
 };
 
 struct uffd_server_opts {
-	int uffd;				/* borrowed: registered, API done */
-	const struct uffd_region *regions;	/* borrowed, validated */
+	int uffd;			   /* borrowed: registered, API done */
+	const struct uffd_region *regions; /* borrowed, validated */
 	size_t nr_regions;
-	const uint8_t *src;  /* the snapshot's memory mapped read-only: page i at src + 4096 i */
-	uint64_t mem_size;   /* bytes at src; every region lies inside */
-	int src_fd;	     /* the same memory for io_uring reads (prefetch) */
-	uint64_t src_off;    /* offset of memory page 0 in src_fd */
+	const uint8_t *src; /* the snapshot's memory mapped read-only: page i at src + 4096 i */
+	uint64_t mem_size;  /* bytes at src; every region lies inside */
+	int src_fd;	    /* the same memory for io_uring reads (prefetch) */
+	uint64_t src_off;   /* offset of memory page 0 in src_fd */
 	const uint8_t *zero_bits; /* the snapshot's zero bitmap (byte layout), may be NULL */
-	const uint64_t *ws;  /* working set for prefetch, may be NULL; borrowed */
+	const uint64_t *ws;	  /* working set for prefetch, may be NULL; borrowed */
 	size_t nws;
 	struct uffd_strategy strategy;
-	bool record;	     /* keep the order of faulted pages */
+	bool record; /* keep the order of faulted pages */
 };
 
 struct uffd_server;
@@ -216,7 +216,7 @@ int uffd_register(int uffd, void *addr, uint64_t len, char *err, size_t errlen);
  * -EINVAL outside guest RAM, -ENODEV when memory does not come through uffd.
  *
  * Test and operator hook: a VM restored through uffd also discards when thaw receives
- * SIGRTMIN queued with sigqueue(2) value `start_mib | len_mib << 16` (MiB of guest
+ * SIGRTMIN+1 queued with sigqueue(2) value `start_mib | len_mib << 16` (MiB of guest
  * physical address space), logging "uffd: discarded ...". */
 int uffd_discard(struct vm *vm, uint64_t gpa, uint64_t len);
 

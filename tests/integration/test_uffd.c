@@ -1,0 +1,428 @@
+/* Lazy restore through userfaultfd, with real VMs: every strategy gives the guest the
+ * memory a MAP_PRIVATE restore gives it (the probe's checksums over all of its RAM), the
+ * external handler works over the socket protocol, a recorded working set is replayed,
+ * discarded pages read back as zeros, and a handler that dies stops the VM quickly. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+#include "uffd/uffd.h"
+
+/* Every first touch is a round trip to the handler: slow in a nested TCG host. */
+#define TMO 240000
+
+static char dir[] = "/tmp/thaw-uffdtest-XXXXXX";
+static char snap[256];	   /* probe after `touch 4 12 5`, 1 vCPU, 32 MiB */
+static char ref_sum[128];  /* `sum` after a MAP_PRIVATE restore */
+static char ref_scat[256]; /* `touchscatter 4 21 4 r` after a MAP_PRIVATE restore */
+
+#define SCATTER "touchscatter 4 21 4 r"
+
+static struct vmproc *start(const char *const argv[])
+{
+	struct vmproc *p = calloc(1, sizeof(*p));
+
+	assert_non_null(p);
+	assert_int_equal(vmproc_start(p, argv), 0);
+	return p;
+}
+
+static void end(struct vmproc *p)
+{
+	vmproc_stop(p);
+	free(p);
+}
+
+static void ask(struct vmproc *p, const char *req, const char *prefix, char *ans, size_t len)
+{
+	if (vmproc_ask(p, req, prefix, TMO, ans, len)) {
+		vmproc_dump(p, req);
+		fail();
+	}
+}
+
+static void path_in_dir(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+/* Ends thaw the polite way (SIGTERM: uffd_stop writes the record and the counters). */
+static void finish(struct vmproc *p)
+{
+	kill(p->pid, SIGTERM);
+	if (vmproc_wait(p, TMO) != 0) {
+		vmproc_dump(p, "exit after SIGTERM");
+		fail();
+	}
+}
+
+/* The counter `name=` from thaw's "uffd: faults=..." line (or thaw-uffd's). */
+static unsigned long long counter(const char *text, const char *name)
+{
+	char key[64];
+	const char *at = strstr(text, "faults=");
+
+	assert_non_null(at);
+	snprintf(key, sizeof(key), " %s=", name);
+	if (!strcmp(name, "faults"))
+		return strtoull(at + 7, NULL, 10);
+	at = strstr(at, key);
+	assert_non_null(at);
+	return strtoull(at + strlen(key), NULL, 10);
+}
+
+static struct vmproc *restore_uffd(const char *strategy, const char *record)
+{
+	const char *argv[10] = {harness_env("THAW_BIN"), "--restore", snap, "--mem-backend",
+				"uffd"};
+	int n = 5;
+
+	if (strategy) {
+		argv[n++] = "--uffd-strategy";
+		argv[n++] = strategy;
+	}
+	if (record) {
+		argv[n++] = "--uffd-record";
+		argv[n++] = record;
+	}
+	argv[n] = NULL;
+	return start(argv);
+}
+
+static struct vmproc *start_handler(const char *sock, const char *strategy, const char *count)
+{
+	char bin[512];
+	const char *argv[] = {bin,
+			      "--socket",
+			      sock,
+			      "--snapshot",
+			      snap,
+			      "--strategy",
+			      strategy ? strategy : "ondemand",
+			      "--count",
+			      count,
+			      NULL};
+	struct vmproc *h;
+
+	snprintf(bin, sizeof(bin), "%s/thaw-uffd", harness_env("THAW_BUILD"));
+	h = start(argv);
+	if (vmproc_expect(h, "THAW_UFFD_READY", TMO, NULL, 0)) {
+		vmproc_dump(h, "thaw-uffd start");
+		fail();
+	}
+	return h;
+}
+
+static struct vmproc *restore_ext(const char *sock)
+{
+	const char *argv[] = {
+	    harness_env("THAW_BIN"), "--restore", snap, "--mem-backend", "uffd-ext",
+	    "--uffd-sock",	     sock,	  NULL};
+
+	return start(argv);
+}
+
+/* "PROBE sum start_mib=.. sum=0x..": everything from "sum=" on. */
+static const char *sum_of(const char *ans)
+{
+	const char *s = strstr(ans, " sum=");
+
+	assert_non_null(s);
+	return s + 1;
+}
+
+static void every_strategy_restores_the_memory_map_private_gives(void **state)
+{
+	static const char *const strategies[] = {"ondemand:64k", "ondemand:2m", "ondemand,nozero",
+						 "record", NULL};
+	char ans[512];
+
+	for (int i = 0; strategies[i]; i++) {
+		struct vmproc *p = restore_uffd(strategies[i], NULL);
+
+		ask(p, "sum", "PROBE sum", ans, sizeof(ans));
+		if (strcmp(sum_of(ans), ref_sum)) {
+			print_error("strategy %s: %s, MAP_PRIVATE %s\n", strategies[i], ans,
+				    ref_sum);
+			fail();
+		}
+		ask(p, SCATTER, "PROBE touchscatter", ans, sizeof(ans));
+		assert_string_equal(sum_of(ans), ref_scat);
+		finish(p);
+		/* something was served, and zero pages only when allowed */
+		assert_true(counter(p->err, "faults") > 0);
+		if (strstr(strategies[i], "nozero"))
+			assert_int_equal(counter(p->err, "zero"), 0);
+		else
+			assert_true(counter(p->err, "zero") > 0);
+		end(p);
+	}
+}
+
+static void external_handler_serves_over_the_socket_protocol(void **state)
+{
+	char sock[256], ans[512];
+	struct vmproc *h, *p;
+
+	path_in_dir(sock, sizeof(sock), "h.sock");
+	h = start_handler(sock, "ondemand:16k", "1");
+	p = restore_ext(sock);
+	ask(p, "sum", "PROBE sum", ans, sizeof(ans));
+	assert_string_equal(sum_of(ans), ref_sum);
+	ask(p, SCATTER, "PROBE touchscatter", ans, sizeof(ans));
+	assert_string_equal(sum_of(ans), ref_scat);
+	finish(p);
+	end(p);
+	/* --count 1: the handler ends once its VM has gone, reporting what it served */
+	if (vmproc_wait(h, TMO) != 0) {
+		vmproc_dump(h, "thaw-uffd exit");
+		fail();
+	}
+	assert_non_null(strstr(h->err, "done after"));
+	assert_true(counter(h->err, "faults") > 0);
+	end(h);
+}
+
+static void recorded_working_set_is_replayed_by_prefetch(void **state)
+{
+	char ws[256], strat[400], ans[512], emb[256], cmd[1024];
+	unsigned long long rec_faults, faults, prefetched;
+	uint64_t *pages;
+	size_t n;
+	char err[256];
+	struct vmproc *p;
+
+	path_in_dir(ws, sizeof(ws), "ws.snap");
+	p = restore_uffd("record", ws);
+	ask(p, SCATTER, "PROBE touchscatter", ans, sizeof(ans));
+	finish(p);
+	rec_faults = counter(p->err, "faults");
+	end(p);
+	assert_int_equal(uffd_ws_read(ws, NULL, 32 * 256, &pages, &n, err, sizeof(err)), 0);
+	/* the scatter visits 4 MiB = 1024 pages, each touched first by it */
+	assert_true(n >= 1024);
+	free(pages);
+
+	snprintf(strat, sizeof(strat), "prefetch,ws=%s", ws);
+	p = restore_uffd(strat, NULL);
+	ask(p, SCATTER, "PROBE touchscatter", ans, sizeof(ans));
+	assert_string_equal(sum_of(ans), ref_scat);
+	ask(p, "sum", "PROBE sum", ans, sizeof(ans));
+	assert_string_equal(sum_of(ans), ref_sum);
+	finish(p);
+	faults = counter(p->err, "faults");
+	prefetched = counter(p->err, "prefetched");
+	print_message("record run: %llu faults; prefetch run: %llu faults, %llu pages "
+		      "prefetched\n",
+		      rec_faults, faults, prefetched);
+	assert_true(prefetched >= 1024);
+	end(p);
+
+	/* the same working set embedded into the snapshot, served by thaw-uffd */
+	path_in_dir(emb, sizeof(emb), "emb.snap");
+	snprintf(cmd, sizeof(cmd), "%s/thaw-uffd embed --snapshot %s --workingset %s --out %s",
+		 harness_env("THAW_BUILD"), snap, ws, emb);
+	assert_int_equal(system(cmd), 0);
+	{
+		char sock[256];
+		struct vmproc *h;
+		const char *argv[] = {NULL,	    "--socket", sock,	   "--snapshot", emb,
+				      "--strategy", "prefetch", "--count", "1",		 NULL};
+		char bin[512];
+		const char *targv[] = {
+		    harness_env("THAW_BIN"), "--restore", emb, "--mem-backend", "uffd-ext",
+		    "--uffd-sock",	     sock,	  NULL};
+
+		path_in_dir(sock, sizeof(sock), "p.sock");
+		snprintf(bin, sizeof(bin), "%s/thaw-uffd", harness_env("THAW_BUILD"));
+		argv[0] = bin;
+		h = start(argv);
+		assert_int_equal(vmproc_expect(h, "THAW_UFFD_READY", TMO, NULL, 0), 0);
+		p = start(targv);
+		ask(p, SCATTER, "PROBE touchscatter", ans, sizeof(ans));
+		assert_string_equal(sum_of(ans), ref_scat);
+		finish(p);
+		end(p);
+		assert_int_equal(vmproc_wait(h, TMO), 0);
+		assert_true(counter(h->err, "prefetched") >= 1024);
+		end(h);
+	}
+}
+
+/* Asks the probe for `sum START LEN` and returns the sum part. */
+static void range_sum(struct vmproc *p, const char *range, char *out, size_t len)
+{
+	char req[64], ans[512];
+
+	snprintf(req, sizeof(req), "sum %s", range);
+	ask(p, req, "PROBE sum", ans, sizeof(ans));
+	snprintf(out, len, "%s", sum_of(ans));
+}
+
+static void discard_and_check_zeros(struct vmproc *p)
+{
+	char zeros[256], cmd[1024], want[128], before[128], after[128], ans[512];
+	char probe[512];
+	union sigval v = {.sival_int = 8 | 4 << 16}; /* [8 MiB, 12 MiB) */
+	long long deadline;
+	int fd;
+
+	path_in_dir(zeros, sizeof(zeros), "zeros");
+	fd = open(zeros, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 16 << 20), 0);
+	close(fd);
+	snprintf(probe, sizeof(probe), "%s", harness_env("THAW_PROBE"));
+	*strrchr(probe, '/') = 0;
+	snprintf(cmd, sizeof(cmd), "%s/probesum sum %s 0 8 4", probe, zeros);
+	{
+		FILE *f = popen(cmd, "r");
+
+		assert_non_null(f);
+		assert_non_null(fgets(want, sizeof(want), f));
+		pclose(f);
+		want[strcspn(want, "\n")] = 0;
+	}
+	ask(p, "touch 8 4 77", "PROBE touch", ans, sizeof(ans));
+	range_sum(p, "12 4", before, sizeof(before));
+	assert_int_equal(sigqueue(p->pid, SIGRTMIN + 1, v), 0);
+	deadline = harness_ms() + TMO;
+	while (!strstr(p->err, "uffd: discarded") && harness_ms() < deadline)
+		ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	if (!strstr(p->err, "uffd: discarded")) {
+		vmproc_dump(p, "discard");
+		fail();
+	}
+	range_sum(p, "8 4", after, sizeof(after));
+	/* "sum=0x..." against probesum's bare value */
+	assert_non_null(strstr(after, want));
+	range_sum(p, "12 4", after, sizeof(after));
+	assert_string_equal(after, before);
+}
+
+static void discarded_pages_read_back_as_zeros(void **state)
+{
+	char sock[256];
+	struct vmproc *p, *h;
+
+	p = restore_uffd("ondemand:64k", NULL);
+	discard_and_check_zeros(p);
+	finish(p);
+	assert_true(counter(p->err, "removes") >= 1);
+	assert_true(counter(p->err, "removed_pages") >= 1024);
+	end(p);
+
+	path_in_dir(sock, sizeof(sock), "d.sock");
+	h = start_handler(sock, "ondemand", "1");
+	p = restore_ext(sock);
+	discard_and_check_zeros(p);
+	finish(p);
+	end(p);
+	assert_int_equal(vmproc_wait(h, TMO), 0);
+	assert_true(counter(h->err, "removed_pages") >= 1024);
+	end(h);
+}
+
+static void killed_handler_stops_the_vm_within_a_second(void **state)
+{
+	char sock[256], ans[512];
+	struct vmproc *h, *p;
+	long long t0, dt;
+	int st;
+
+	path_in_dir(sock, sizeof(sock), "k.sock");
+	h = start_handler(sock, "ondemand", "1");
+	p = restore_ext(sock);
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	/* the guest is busy faulting in fresh pages when the handler goes */
+	assert_int_equal(vmproc_send(p, "touchscatter 20 9"), 0);
+	kill(h->pid, SIGKILL);
+	t0 = harness_ms();
+	st = vmproc_wait(p, 10000);
+	dt = harness_ms() - t0;
+	print_message("thaw ended %lld ms after the handler was killed, status %d\n", dt, st);
+	if (st != 2 || !strstr(p->err, "page-fault handler")) {
+		vmproc_dump(p, "handler killed");
+		fail();
+	}
+	assert_true(dt < 1000);
+	end(p);
+	end(h);
+}
+
+static int setup(void **state)
+{
+	char m[512], ans[512];
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_PROBE"),
+			      "--vcpus",
+			      "1",
+			      "--mem-mib",
+			      "32",
+			      "--snapshot",
+			      snap,
+			      "--snapshot-after",
+			      "PROBE touch",
+			      "--snapshot-then",
+			      "exit",
+			      NULL};
+	const char *fargv[] = {harness_env("THAW_BIN"), "--restore", snap, NULL};
+	struct vmproc p = {0}, *f;
+
+	if (!mkdtemp(dir))
+		return -1;
+	path_in_dir(snap, sizeof(snap), "base.snap");
+	if (vmproc_start(&p, argv) || vmproc_expect(&p, "THAW_PROBE_READY", TMO, NULL, 0) ||
+	    vmproc_send(&p, "touch 4 12 5") || vmproc_wait(&p, TMO) != 0) {
+		vmproc_dump(&p, "snapshot");
+		return -1;
+	}
+	vmproc_stop(&p);
+	f = calloc(1, sizeof(*f));
+	if (!f || vmproc_start(f, fargv) ||
+	    vmproc_ask(f, "sum", "PROBE sum", TMO, ans, sizeof(ans)) || !strstr(ans, " sum="))
+		return -1;
+	snprintf(ref_sum, sizeof(ref_sum), "%s", strstr(ans, " sum=") + 1);
+	if (vmproc_ask(f, SCATTER, "PROBE touchscatter", TMO, m, sizeof(m)) || !strstr(m, " sum="))
+		return -1;
+	snprintf(ref_scat, sizeof(ref_scat), "%s", strstr(m, " sum=") + 1);
+	vmproc_stop(f);
+	free(f);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(every_strategy_restores_the_memory_map_private_gives),
+	    cmocka_unit_test(external_handler_serves_over_the_socket_protocol),
+	    cmocka_unit_test(recorded_working_set_is_replayed_by_prefetch),
+	    cmocka_unit_test(discarded_pages_read_back_as_zeros),
+	    cmocka_unit_test(killed_handler_stops_the_vm_within_a_second),
+	};
+
+	if (!harness_have_kvm())
+		return 0;
+	return cmocka_run_group_tests_name("uffd", tests, setup, teardown);
+}
