@@ -30,8 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MEM_SIZE (2u << 20)
-#define CODE_GPA 0x1000u
+#define MEM_SIZE    (2u << 20)
+#define CODE_GPA    0x1000u
 #define SERIAL_PORT 0x3f8
 
 /* mov $0x3f8,%dx; mov $'A',%al; out %al,(%dx); hlt */
@@ -41,8 +41,8 @@ static const uint8_t code_out_hlt[] = {0xba, 0xf8, 0x03, 0xb0, 'A', 0xee, 0xf4};
  * mov $N,%ecx; 1: dec %ecx; jnz 1b; mov $0x3f8,%dx; mov $'B',%al; out %al,(%dx); hlt
  * (16-bit code: the 0x66 prefixes select the 32-bit register). N is patched in at 2.
  */
-static const uint8_t code_loop[] = {0x66, 0xb9, 0, 0, 0, 0, 0x66, 0x49, 0x75, 0xfc,
-				    0xba, 0xf8, 0x03, 0xb0, 'B', 0xee, 0xf4};
+static const uint8_t code_loop[] = {0x66, 0xb9, 0,    0,    0,	  0,   0x66, 0x49, 0x75,
+				    0xfc, 0xba, 0xf8, 0x03, 0xb0, 'B', 0xee, 0xf4};
 
 struct vm {
 	int kvm;
@@ -106,10 +106,10 @@ static int vm_open(struct vm *vm, const char *check)
 	if (vm->mem == MAP_FAILED)
 		return fail(check, "mmap guest memory");
 	region = (struct kvm_userspace_memory_region){
-		.slot = 0,
-		.guest_phys_addr = 0,
-		.memory_size = MEM_SIZE,
-		.userspace_addr = (uintptr_t)vm->mem,
+	    .slot = 0,
+	    .guest_phys_addr = 0,
+	    .memory_size = MEM_SIZE,
+	    .userspace_addr = (uintptr_t)vm->mem,
 	};
 	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
 		return fail(check, "KVM_SET_USER_MEMORY_REGION");
@@ -126,7 +126,8 @@ static int vcpu_open(struct vm *vm, struct vcpu *vcpu, int id, uint64_t rip, con
 	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
 	if (vcpu->fd < 0)
 		return fail(check, "KVM_CREATE_VCPU");
-	vcpu->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	vcpu->run =
+	    mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
 	if (vcpu->run == MAP_FAILED)
 		return fail(check, "mmap kvm_run");
 	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
@@ -316,8 +317,8 @@ static int check_two_vcpus(void)
 {
 	static const char check[] = "kvm-2vcpu";
 	struct loop_job jobs[2] = {
-		{.vcpu = {.fd = -1, .run = MAP_FAILED}},
-		{.vcpu = {.fd = -1, .run = MAP_FAILED}},
+	    {.vcpu = {.fd = -1, .run = MAP_FAILED}},
+	    {.vcpu = {.fd = -1, .run = MAP_FAILED}},
 	};
 	double rate, single, wall, overlap;
 	struct vm vm;
@@ -378,9 +379,9 @@ static void *uffd_server(void *arg)
 		return NULL;
 	memset(src, 0x5a, (size_t)job->page_size);
 	copy = (struct uffdio_copy){
-		.dst = msg.arg.pagefault.address & ~(uint64_t)(job->page_size - 1),
-		.src = (uintptr_t)src,
-		.len = (uint64_t)job->page_size,
+	    .dst = msg.arg.pagefault.address & ~(uint64_t)(job->page_size - 1),
+	    .src = (uintptr_t)src,
+	    .len = (uint64_t)job->page_size,
 	};
 	if (ioctl(job->uffd, UFFDIO_COPY, &copy) == 0)
 		job->ret = 0;
@@ -427,8 +428,8 @@ static int check_uffd(void)
 		goto out;
 	}
 	reg = (struct uffdio_register){
-		.range = {.start = (uintptr_t)job.page, .len = (uint64_t)job.page_size},
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	    .range = {.start = (uintptr_t)job.page, .len = (uint64_t)job.page_size},
+	    .mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
 	if (ioctl(job.uffd, UFFDIO_REGISTER, &reg) < 0) {
 		fail(check, "UFFDIO_REGISTER");
@@ -480,9 +481,11 @@ static const struct {
 	const char *name;
 	int (*fn)(void);
 } checks[] = {
-	{"kvm-io-hlt", check_io_hlt}, {"kvm-2vcpu", check_two_vcpus},
-	{"kvm-loop-rate", check_loop_rate}, {"uffd", check_uffd},
-	{"tun", check_tun},
+    {"kvm-io-hlt", check_io_hlt},
+    {"kvm-2vcpu", check_two_vcpus},
+    {"kvm-loop-rate", check_loop_rate},
+    {"uffd", check_uffd},
+    {"tun", check_tun},
 };
 
 int main(int argc, char **argv)
