@@ -4,6 +4,7 @@
  * phase is timed (USDT probe + vm->restore_times). */
 #include "vmm/vmm.h"
 #include "restore/snapshot.h"
+#include "vmm/virtio/virtio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -351,44 +352,351 @@ static int restore_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
 
 
 
+/* virtio devices live in sections `device.virtio<k>` (k: placement index), tagged in
+ * the three layers of docs/snapshot-format.md: transport registers at 0x100, generic
+ * virtio state at 0x200 (one u64 array per queue), the device's own at 0x1000. */
+enum {
+	VT_INDEX = 5,     /* u64: placement index k */
+	VT_DEVICE_ID = 6, /* u64: VIRTIO_ID_* */
+	VT_NAME = 7,      /* str: the device's id= */
+	VT_STATUS = SNAP_DEV_TRANSPORT,
+	VT_DEV_FEATURES_SEL,
+	VT_DRV_FEATURES_SEL,
+	VT_QUEUE_SEL,
+	VT_INTERRUPT_STATUS,
+	VT_CONFIG_GENERATION,
+	VT_DEVICE_FEATURES = SNAP_DEV_VIRTIO,
+	VT_DRIVER_FEATURES,
+	VT_NR_QUEUES,
+	VT_QUEUE0 = SNAP_DEV_VIRTIO + 0x10, /* u64a: size ready desc avail used next_avail
+					       next_used signalled_used signalled_valid */
+	VT_PATH = SNAP_DEV_OWN, /* str: blk backing file, vsock uds path */
+	VT_READ_ONLY,           /* u64 */
+	VT_CAPACITY,            /* u64: sectors */
+	VT_TAP,                 /* str */
+	VT_MAC,                 /* bytes[6] */
+	VT_OFFLOAD,             /* u64 */
+	VT_GUEST_CID,           /* u64 */
+};
+
+#define VIRTQ_FIELDS 9
+
+static const char *virtio_kind(uint32_t device_id)
+{
+	switch (device_id) {
+	case 1:
+		return "virtio-net";
+	case 2:
+		return "virtio-blk";
+	case 4:
+		return "virtio-rng";
+	case 19:
+		return "virtio-vsock";
+	default:
+		return "virtio";
+	}
+}
+
 int vm_devices_quiesce(struct vm *vm)
 {
-	if (!vm->devices)
-		return 0;
-	log_err("snapshot: saving virtio devices is not wired in yet");
-	return -ENOTSUP;
+	return vm->devices ? virtio_quiesce(vm) : 0;
+}
+
+static int save_virtio(struct snap_writer *w, struct virtio_dev *dev)
+{
+	struct virtio_saved v;
+	struct snap_device_place place;
+	struct snap_sec *sec;
+	char name[24];
+	int ret;
+
+	virtio_save(dev, &v);
+	place = (struct snap_device_place){v.place.base, VIRTIO_MMIO_SIZE, v.place.irq};
+	snprintf(name, sizeof(name), "virtio%u", v.place.index);
+	ret = snap_device_begin(w, name, virtio_kind(v.place.device_id), 1, 0, &place, &sec);
+	if (ret)
+		return ret;
+	snap_put_u64(sec, VT_INDEX, v.place.index);
+	snap_put_u64(sec, VT_DEVICE_ID, v.place.device_id);
+	snap_put_str(sec, VT_NAME, v.id);
+	snap_put_u64(sec, VT_STATUS, v.regs.status);
+	snap_put_u64(sec, VT_DEV_FEATURES_SEL, v.regs.dev_features_sel);
+	snap_put_u64(sec, VT_DRV_FEATURES_SEL, v.regs.drv_features_sel);
+	snap_put_u64(sec, VT_QUEUE_SEL, v.regs.queue_sel);
+	snap_put_u64(sec, VT_INTERRUPT_STATUS, v.regs.interrupt_status);
+	snap_put_u64(sec, VT_CONFIG_GENERATION, v.regs.config_generation);
+	snap_put_u64(sec, VT_DEVICE_FEATURES, v.vs.device_features);
+	snap_put_u64(sec, VT_DRIVER_FEATURES, v.vs.driver_features);
+	snap_put_u64(sec, VT_NR_QUEUES, v.vs.nr_queues);
+	for (unsigned q = 0; q < v.vs.nr_queues && q < VIRTIO_MAX_QUEUES; q++) {
+		const struct virtq_state *vq = &v.vs.q[q];
+		uint64_t a[VIRTQ_FIELDS] = {vq->size,	    vq->ready,		vq->desc,
+					    vq->avail,	    vq->used,		vq->next_avail,
+					    vq->next_used, vq->signalled_used, vq->signalled_valid};
+
+		snap_put_u64a(sec, (uint16_t)(VT_QUEUE0 + q), a, VIRTQ_FIELDS);
+	}
+	switch (v.place.device_id) {
+	case 2:
+		snap_put_str(sec, VT_PATH, v.dev.blk.path);
+		snap_put_u64(sec, VT_READ_ONLY, v.dev.blk.read_only);
+		snap_put_u64(sec, VT_CAPACITY, v.dev.blk.capacity);
+		break;
+	case 1:
+		snap_put_str(sec, VT_TAP, v.dev.net.tap);
+		snap_put_bytes(sec, VT_MAC, v.dev.net.mac, 6);
+		snap_put_u64(sec, VT_OFFLOAD, v.dev.net.offload_flags);
+		break;
+	case 19:
+		snap_put_u64(sec, VT_GUEST_CID, v.dev.vsock.guest_cid);
+		snap_put_str(sec, VT_PATH, v.dev.vsock.uds_path);
+		break;
+	default:
+		break;
+	}
+	return sec->err;
 }
 
 int vm_devices_save(struct vm *vm, struct snap_writer *w)
 {
-	return vm_devices_quiesce(vm);
+	for (unsigned i = 0; i < virtio_count(vm); i++) {
+		int ret = save_virtio(w, virtio_get(vm, i));
+
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
-/* Every device section must belong to a device we can rebuild, and every override
- * must name a device the snapshot has. */
+/* Reads one device section into `v`; the values are checked by virtio_restore. */
+static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, char *err,
+		       size_t errlen)
+{
+	uint64_t x;
+	const void *p;
+	size_t len;
+
+#define U64(tag, dst)                                                                      \
+	do {                                                                               \
+		x = 0;                                                                     \
+		snap_get_u64(sec, tag, &x);                                                \
+		dst = x;                                                                   \
+	} while (0)
+	memset(v, 0, sizeof(*v));
+	v->version = VIRTIO_SAVED_VERSION;
+	if (snap_get_u64(sec, VT_INDEX, &x) || x >= VIRTIO_MAX_DEVS ||
+	    snap_get_u64(sec, VT_DEVICE_ID, &x))
+		return restore_fail(err, errlen, -EBADMSG, "%s: no device index or type",
+				    sec->name);
+	U64(VT_INDEX, v->place.index);
+	U64(VT_DEVICE_ID, v->place.device_id);
+	v->place.base = VIRTIO_MMIO_BASE + v->place.index * VIRTIO_MMIO_SIZE;
+	v->place.irq = VIRTIO_IRQ_BASE + v->place.index;
+	if (snap_get_strbuf(sec, VT_NAME, v->id, sizeof(v->id)) == -ENAMETOOLONG)
+		return restore_fail(err, errlen, -EBADMSG, "%s: device name too long", sec->name);
+	U64(VT_STATUS, v->regs.status);
+	U64(VT_DEV_FEATURES_SEL, v->regs.dev_features_sel);
+	U64(VT_DRV_FEATURES_SEL, v->regs.drv_features_sel);
+	U64(VT_QUEUE_SEL, v->regs.queue_sel);
+	U64(VT_INTERRUPT_STATUS, v->regs.interrupt_status);
+	U64(VT_CONFIG_GENERATION, v->regs.config_generation);
+	U64(VT_DEVICE_FEATURES, v->vs.device_features);
+	U64(VT_DRIVER_FEATURES, v->vs.driver_features);
+	U64(VT_NR_QUEUES, v->vs.nr_queues);
+	if (v->vs.nr_queues > VIRTIO_MAX_QUEUES)
+		return restore_fail(err, errlen, -EBADMSG, "%s: %u queues (at most %d)",
+				    sec->name, v->vs.nr_queues, VIRTIO_MAX_QUEUES);
+	for (unsigned q = 0; q < v->vs.nr_queues; q++) {
+		const uint64_t *a;
+		size_t n;
+		struct virtq_state *vq = &v->vs.q[q];
+
+		if (snap_get_u64a(sec, (uint16_t)(VT_QUEUE0 + q), &a, &n) || n < VIRTQ_FIELDS)
+			return restore_fail(err, errlen, -EBADMSG, "%s: queue %u is missing",
+					    sec->name, q);
+		if (a[0] > UINT16_MAX || a[5] > UINT16_MAX || a[6] > UINT16_MAX ||
+		    a[7] > UINT16_MAX)
+			return restore_fail(err, errlen, -EBADMSG,
+					    "%s: queue %u has out-of-range indices", sec->name, q);
+		*vq = (struct virtq_state){(uint16_t)a[0], a[1] != 0,	a[2],
+					  a[3],		  a[4],		(uint16_t)a[5],
+					  (uint16_t)a[6], (uint16_t)a[7], a[8] != 0};
+	}
+	switch (v->place.device_id) {
+	case 2:
+		if (snap_get_strbuf(sec, VT_PATH, v->dev.blk.path, sizeof(v->dev.blk.path)))
+			return restore_fail(err, errlen, -EBADMSG, "%s: no drive path", sec->name);
+		U64(VT_READ_ONLY, v->dev.blk.read_only);
+		U64(VT_CAPACITY, v->dev.blk.capacity);
+		break;
+	case 1:
+		if (snap_get_strbuf(sec, VT_TAP, v->dev.net.tap, sizeof(v->dev.net.tap)) ||
+		    snap_get_bytes(sec, VT_MAC, &p, &len) || len != 6)
+			return restore_fail(err, errlen, -EBADMSG, "%s: no tap name or MAC",
+					    sec->name);
+		memcpy(v->dev.net.mac, p, 6);
+		U64(VT_OFFLOAD, v->dev.net.offload_flags);
+		break;
+	case 19:
+		U64(VT_GUEST_CID, v->dev.vsock.guest_cid);
+		if (snap_get_strbuf(sec, VT_PATH, v->dev.vsock.uds_path,
+				    sizeof(v->dev.vsock.uds_path)))
+			return restore_fail(err, errlen, -EBADMSG, "%s: no vsock socket path",
+					    sec->name);
+		break;
+	case 4:
+		break;
+	default:
+		return restore_fail(err, errlen, -ENOTSUP, "%s: unknown virtio device type %u",
+				    sec->name, v->place.device_id);
+	}
+#undef U64
+	return 0;
+}
+
+static const char *override_for(const struct vm_override *o, unsigned n, const char *id,
+				 bool *used)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(o[i].id, id) == 0) {
+			used[i] = true;
+			return o[i].value;
+		}
+	}
+	return NULL;
+}
+
+static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
+			   struct virtio_saved *saved, char (*specs)[2 * VIRTIO_PATH_MAX + 128],
+			   char *err, size_t errlen);
+
+/* Rebuilds the devices the snapshot names, at their saved places, with the backends
+ * the caller overrides, then loads each one's state. Every device section must be a
+ * device we know, and every override must name a device the snapshot has. */
 int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
 		       char *err, size_t errlen)
 {
-	if (opts->nr_net_tap)
-		return restore_fail(err, errlen, -ENOENT,
-				    "network override: the snapshot has no interface '%s'",
-				    opts->net_tap[0].id);
-	if (opts->nr_drive_path)
-		return restore_fail(err, errlen, -ENOENT,
-				    "drive override: the snapshot has no drive '%s'",
-				    opts->drive_path[0].id);
-	if (opts->vsock_uds)
-		return restore_fail(err, errlen, -ENOENT,
-				    "vsock override: the snapshot has no vsock device");
+	struct rebuild {
+		struct virtio_saved saved[VIRTIO_MAX_DEVS];
+		char specs[VIRTIO_MAX_DEVS][2 * VIRTIO_PATH_MAX + 128];
+	} *rb = NULL;
+	int ret;
+
+	rb = calloc(1, sizeof(*rb));
+	if (!rb)
+		return restore_fail(err, errlen, -ENOMEM, "out of memory");
+	ret = rebuild_devices(vm, s, opts, rb->saved, rb->specs, err, errlen);
+	free(rb);
+	return ret;
+}
+
+static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
+			   struct virtio_saved *saved, char (*specs)[2 * VIRTIO_PATH_MAX + 128],
+			   char *err, size_t errlen)
+{
+	bool have[VIRTIO_MAX_DEVS] = {false}, used_net[VMM_MAX_NETS] = {false},
+	     used_drive[VMM_MAX_DRIVES] = {false};
+	struct vm_config cfg = {0};
+	unsigned n = 0;
+	int ret;
+
 	for (size_t i = 0; i < snap_section_count(s); i++) {
 		const struct snap_section *sec = snap_section_at(s, i);
+		struct virtio_saved v;
 
-		if (strncmp(sec->name, "device.", 7) == 0 && strcmp(sec->name, "device.com1") != 0)
+		if (strncmp(sec->name, "device.", 7) != 0 || strcmp(sec->name, "device.com1") == 0)
+			continue;
+		if (strncmp(sec->name, "device.virtio", 13) != 0)
 			return restore_fail(err, errlen, -ENOTSUP,
 					    "section '%s': this thaw cannot restore that device",
 					    sec->name);
+		ret = load_virtio(sec, &v, err, errlen);
+		if (ret)
+			return ret;
+		if (have[v.place.index])
+			return restore_fail(err, errlen, -EBADMSG, "%s: placement %u used twice",
+					    sec->name, v.place.index);
+		have[v.place.index] = true;
+		saved[v.place.index] = v;
+		n++;
+	}
+	/* Devices are placed by category order (drives, nets, vsock, rng): the saved
+	 * indices must be 0..n-1 in that order for the rebuilt ones to match. */
+	for (unsigned k = 0; k < n; k++) {
+		struct virtio_saved *v = &saved[k];
+		const char *o;
+		char *spec = specs[k];
+
+		if (!have[k])
+			return restore_fail(err, errlen, -EBADMSG, "device placement %u is missing",
+					    k);
+		switch (v->place.device_id) {
+		case 2:
+			o = override_for(opts->drive_path, opts->nr_drive_path, v->id, used_drive);
+			snprintf(spec, sizeof(specs[0]), "id=%s,path=%s,ro=%s", v->id,
+				 o ? o : v->dev.blk.path, v->dev.blk.read_only ? "on" : "off");
+			if (cfg.nr_drives != k || cfg.nr_drives == VMM_MAX_DRIVES)
+				goto order;
+			cfg.drives[cfg.nr_drives++] = spec;
+			break;
+		case 1:
+			o = override_for(opts->net_tap, opts->nr_net_tap, v->id, used_net);
+			snprintf(spec, sizeof(specs[0]),
+				 "id=%s,tap=%s,mac=%02x:%02x:%02x:%02x:%02x:%02x", v->id,
+				 o ? o : v->dev.net.tap, v->dev.net.mac[0], v->dev.net.mac[1],
+				 v->dev.net.mac[2], v->dev.net.mac[3], v->dev.net.mac[4],
+				 v->dev.net.mac[5]);
+			if (cfg.nr_drives + cfg.nr_nets != k || cfg.nr_nets == VMM_MAX_NETS)
+				goto order;
+			cfg.nets[cfg.nr_nets++] = spec;
+			break;
+		case 19:
+			snprintf(spec, sizeof(specs[0]), "cid=%llu,uds=%s",
+				 (unsigned long long)v->dev.vsock.guest_cid,
+				 opts->vsock_uds ? opts->vsock_uds : v->dev.vsock.uds_path);
+			if (cfg.vsock || cfg.rng)
+				goto order;
+			cfg.vsock = spec;
+			break;
+		default:
+			if (cfg.rng)
+				goto order;
+			cfg.rng = true;
+			break;
+		}
+	}
+	for (unsigned i = 0; i < opts->nr_net_tap; i++)
+		if (!used_net[i])
+			return restore_fail(err, errlen, -ENOENT,
+					    "network override: the snapshot has no interface '%s'",
+					    opts->net_tap[i].id);
+	for (unsigned i = 0; i < opts->nr_drive_path; i++)
+		if (!used_drive[i])
+			return restore_fail(err, errlen, -ENOENT,
+					    "drive override: the snapshot has no drive '%s'",
+					    opts->drive_path[i].id);
+	if (opts->vsock_uds && !cfg.vsock)
+		return restore_fail(err, errlen, -ENOENT,
+				    "vsock override: the snapshot has no vsock device");
+	if (n == 0)
+		return 0;
+	ret = vmm_devices_attach(vm, &cfg, NULL, 0);
+	if (ret)
+		return restore_fail(err, errlen, ret,
+				    "the snapshot's devices could not be rebuilt (%s; see the log)",
+				    strerror(-ret));
+	for (unsigned k = 0; k < n; k++) {
+		ret = virtio_restore(virtio_get(vm, k), &saved[k]);
+		if (ret)
+			return restore_fail(err, errlen, ret,
+					    "device.virtio%u (%s): its saved state is invalid (see "
+					    "the log)",
+					    k, saved[k].id);
 	}
 	return 0;
+order:
+	return restore_fail(err, errlen, -EBADMSG,
+			    "device placement %u does not follow thaw's device order", n);
 }
 
 /* ---------------------------------------------------------------- restore */

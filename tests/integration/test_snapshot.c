@@ -193,6 +193,18 @@ static json_object *section(json_object *snap, const char *name)
 	return NULL;
 }
 
+/* The LAPIC register page (hex), but for the timer's current count (0x390), which
+ * KVM computes from the running clock when the page is read. */
+static bool lapic_equal(json_object *a, json_object *b)
+{
+	const char *x = json_object_get_string(a), *y = json_object_get_string(b);
+	size_t n = strlen(x), skip = 0x390 * 2;
+
+	if (strlen(y) != n || n < skip + 8)
+		return false;
+	return memcmp(x, y, skip) == 0 && strcmp(x + skip + 8, y + skip + 8) == 0;
+}
+
 /* Restore a snapshot paused, snapshot it again at once: every register, MSR (but the
  * running TSC) and the memory checksums must be what was saved. */
 static void restored_state_matches_the_saved_state_field_by_field(void **state)
@@ -230,6 +242,10 @@ static void restored_state_matches_the_saved_state_field_by_field(void **state)
 
 			if (strcmp(key, "msrs") == 0)
 				continue;
+			if (strcmp(key, "lapic") == 0 && lapic_equal(va, vb)) {
+				compared++;
+				continue;
+			}
 			if (!json_object_equal(va, vb))
 				fail_msg("%s.%s: saved %s, restored %s", name, key,
 					 json_object_to_json_string(va),
