@@ -227,6 +227,10 @@ if [[ ! -e $idir/initrd.cpio ]]; then
 	echo "$pkg" >"$tmpi/kernel"
 	rm -rf -- "$idir" && mv -- "$tmpi" "$idir" || die "cannot store $idir"
 fi
+# Initramfs builds of older init.sh versions (other checkouts may still use them).
+touch -- "$idir"
+find "$cache" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{16}' -mtime +7 \
+	-exec rm -rf -- {} + 2>/dev/null
 exec 9>&-
 
 # ---- the run's control directory: config, job, pipes, logs, status ----------------------
