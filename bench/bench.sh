@@ -17,7 +17,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd -P)
 cd "$top"
 
-B=build OUT= RUNS=30 BOOT_RUNS=20 QEMU_RUNS=20 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
+B=build OUT= RUNS=30 BOOT_RUNS=20 QEMU_RUNS=10 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
 CLONES="1 8 32" MODE=full QEMU=1 LINUX=1
 while (($#)); do
 	case $1 in
@@ -241,24 +241,30 @@ if command -v perf >/dev/null && [[ -s $S128 ]]; then
 		rm -f "$OUT/raw/$s.tmp.txt"
 	done
 
-	# USDT: thaw's probes as uprobes. Each hit traps, so phases come out longer than
-	# thaw's own clock says: these show the shape and check the VMM's numbers.
-	if perf probe -q -x "$THAW" -a 'sdt_thaw:*' >"$W/probe.log" 2>&1 ||
-		perf probe -l 2>/dev/null | grep -q sdt_thaw; then
+	# USDT: thaw's probes become uprobe events with perf probe; they are read from tracefs
+	# directly (perf record under TCG took over a minute to start). Each hit traps, so the
+	# phases come out a little longer than thaw's own clock says: they check its numbers.
+	T=/sys/kernel/tracing
+	[[ -d $T/events ]] || T=/sys/kernel/debug/tracing
+	perf probe -q -d 'sdt_thaw:*' >/dev/null 2>&1
+	if perf probe -q -x "$THAW" -a 'sdt_thaw:*' >"$W/probe.log" 2>&1 && [[ -d $T/events/sdt_thaw ]]; then
 		s=usdt_128m1v_plain_file
 		say "$s: $USDT_RUNS runs"
 		: >"$OUT/raw/$s.txt"
+		echo 1 >"$T/events/sdt_thaw/enable"
 		for ((i = 0; i < USDT_RUNS; i++)); do
-			REC_EXTRA=" " rec "$s.tmp" "${PING[@]}" -- perf record -q -e 'sdt_thaw:*' -o "$W/usdt.data" -- \
-				"$THAW" --restore "$S128" --timing || continue
-			echo "$(perf script -i "$W/usdt.data" -F time,event 2>/dev/null | awk '
-				{ t = $1; sub(/:$/, "", t); e = $2; sub(/:$/, "", e); sub(/^sdt_thaw:/, "", e)
-				  if (e == "restore_start") t0 = t; else if (t0 != "") printf "usdt_%s_us=%.1f ", e, (t - t0) * 1e6 }')" >>"$OUT/raw/$s.txt"
+			: >"$T/trace"
+			REC_EXTRA=" " rec "$s.tmp" "${PING[@]}" -- "$THAW" --restore "$S128" --timing || continue
+			# "thaw-123 [000] ..... 4711.000123: restore_start: (0x...)"
+			echo "$(tail -n 1 "$OUT/raw/$s.tmp.txt") $(sed -n 's/.* \([0-9][0-9]*\.[0-9]*\): \([a-z_]*\): .*/\2 \1/p' "$T/trace" | awk '
+				$1 == "restore_start" { t0 = $2; next }
+				t0 != "" { printf "usdt_%s_us=%.1f ", $1, ($2 - t0) * 1e6 }')" >>"$OUT/raw/$s.txt"
 		done
+		echo 0 >"$T/events/sdt_thaw/enable"
 		rm -f "$OUT/raw/$s.tmp.txt"
 		perf probe -q -d 'sdt_thaw:*' >/dev/null 2>&1
 	else
-		note "USDT: perf probe could not attach to thaw's SDT notes here: $(tail -n 1 "$W/probe.log")"
+		note "USDT: perf probe could not make uprobe events of thaw's SDT notes here: $(tail -n 1 "$W/probe.log")"
 	fi
 elif ! command -v perf >/dev/null; then
 	note "perf is not installed: no perf stat or USDT figures"

@@ -137,11 +137,11 @@ def table(res, meta, rat):
     def row(label, series, metric, note=""):
         m = res.get(series, {}).get("metrics", {}).get(metric)
         if m:
-            rows.append("%-44s %9s %9s %9s %4d  %s" % (label, ms(m["median"]), ms(m["p99"]),
+            rows.append("%-58s %9s %9s %9s %4d  %s" % (label, ms(m["median"]), ms(m["p99"]),
                                                      ms(m["min"]), m["n"], note))
 
     lines = ["where: %s (%s)" % (meta.get("where"), meta.get("where_text", "")),
-             "%-44s %9s %9s %9s %4s  %s" % ("figure (ms)", "median", "p99", "min", "n", "ratio")]
+             "%-58s %9s %9s %9s %4s  %s" % ("figure (ms)", "median", "p99", "min", "n", "ratio")]
     for shape in SHAPES:
         row("floor %s: open .. first instruction" % shape, "floor_" + shape, "total_us")
     row("floor naive order 128m1v", "floor_naive_128m1v", "total_us",
@@ -235,10 +235,10 @@ def plots(out, res, series):
     # 1. latency distributions (CDF): process start to first answer, and in-process restore.
     for png, metric, title, names in (
         ("restore_latency.png", "answer_us",
-         "process start .. guest's first answer (same clock for all)",
+         "process start .. first answer of the guest (one clock for thaw, the floor and QEMU)",
          [s for s in res if s.startswith(("thaw_", "qemu_restore", "floor_proc"))]),
         ("restore_inprocess.png", None,
-         "restore request .. first guest instruction (thaw's clock) vs the floor",
+         "restore request .. first guest instruction (thaw clock) vs the floor",
          [s for s in res if s.startswith(("thaw_", "floor_")) and s != "floor_proc_128m1v"]),
     ):
         plotted = []
@@ -251,11 +251,15 @@ def plots(out, res, series):
             with open(fn, "w") as f:
                 for i, v in enumerate(vals):
                     f.write("%f %f\n" % (v / 1000.0, (i + 1) / len(vals)))
-            plotted.append("'%s' using 1:2 with steps lw 2 title '%s'" % (fn, s))
+            # 8 colours, then dash patterns, so 15 series stay apart.
+            plotted.append("'%s' using 1:2 with steps lw %d lc %d dt %d title '%s'" % (
+                fn, 3 if s.startswith(("floor", "qemu")) else 2, len(plotted) % 8 + 1,
+                len(plotted) // 8 + 1, s))
         if plotted:
             script += ["set output '%s'" % os.path.join(out, png), "set title '%s'" % title,
                        "set logscale x", "set xlabel 'ms (log)'", "set ylabel 'fraction of runs'",
-                       "plot " + ", ".join(plotted), "unset logscale x"]
+                       "set yrange [0:1.02]",
+                       "plot " + ", ".join(plotted), "unset logscale x", "set autoscale y"]
     # 2. phase breakdown (stacked medians).
     rows = [s for s in sorted(res) if (s.startswith("thaw_") or s in ("floor_128m1v", "floor_512m2v"))]
     if rows:
