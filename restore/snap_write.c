@@ -145,7 +145,7 @@ struct snap_writer {
 };
 
 /* Creates "<dir>/.<base>.tmp-XXXXXX" next to `path`. */
-static int make_temp(const char *path, char **tmp_out, int *fd_out)
+static int make_temp(const char *path, unsigned mode, char **tmp_out, int *fd_out)
 {
 	const char *slash = strrchr(path, '/');
 	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
@@ -161,6 +161,14 @@ static int make_temp(const char *path, char **tmp_out, int *fd_out)
 	if (fd < 0) {
 		int e = -errno;
 		log_err("snapshot: mkostemp(%s): %s", tmp, strerror(errno));
+		free(tmp);
+		return e;
+	}
+	if (mode && fchmod(fd, mode & 07777) < 0) {
+		int e = -errno;
+		log_err("snapshot: fchmod(%s, %o): %s", tmp, mode, strerror(errno));
+		close(fd);
+		unlink(tmp);
 		free(tmp);
 		return e;
 	}
@@ -181,7 +189,7 @@ int snap_writer_create(const char *final_path, const struct snap_writer_opts *op
 	w->final_path = strdup(final_path);
 	if (!w->final_path)
 		goto fail;
-	ret = make_temp(final_path, &w->tmp_path, &w->fd);
+	ret = make_temp(final_path, opts ? opts->mode : 0, &w->tmp_path, &w->fd);
 	if (ret)
 		goto fail;
 	if (opts && opts->mem_file_path) {
@@ -190,7 +198,7 @@ int snap_writer_create(const char *final_path, const struct snap_writer_opts *op
 			ret = -ENOMEM;
 			goto fail;
 		}
-		ret = make_temp(opts->mem_file_path, &w->mem_tmp, &w->mem_fd);
+		ret = make_temp(opts->mem_file_path, opts->mode, &w->mem_tmp, &w->mem_fd);
 		if (ret)
 			goto fail;
 	}

@@ -135,6 +135,9 @@ struct snap_writer_opts {
 	 * (commit creates and joins it). Off by default: a seccomp filter on the caller's
 	 * thread must allow clone for this. */
 	bool checksum_thread;
+	/* Permissions of the new file(s); 0 means 0600 (guest memory may hold secrets).
+	 * Clones running under another uid (the jailer) need group or other read. */
+	unsigned mode;
 	/* Host facts to record; NULL: snap_host_facts_current(). */
 	const struct snap_host_facts *facts;
 };

@@ -149,6 +149,9 @@ static void test_round_trip_sections_and_fields(void **state)
 	write_snapshot(f, NULL, 0);
 	struct snap *s;
 	char err[256];
+	struct stat st;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600); /* the default */
 	assert_int_equal(snap_open(f->path, &s, err, sizeof(err)), 0);
 	uint16_t maj, min;
 	snap_format_version(s, &maj, &min);
@@ -276,15 +279,17 @@ static void test_external_memory_file(void **state)
 	char mpath[160], err[256];
 	snprintf(mpath, sizeof(mpath), "%s/vm.mem", f->dir);
 	struct snap_writer *w;
-	struct snap_writer_opts o = {.no_fsync = true, .mem_file_path = mpath};
+	struct snap_writer_opts o = {.no_fsync = true, .mem_file_path = mpath, .mode = 0640};
 	assert_int_equal(snap_writer_create(f->path, &o, &w), 0);
 	assert_int_equal(snap_writer_set_memory(w, f->mem, MEM_SIZE), 0);
 	assert_int_equal(snap_writer_commit(w, NULL), 0);
 	struct stat st;
 	assert_int_equal(stat(mpath, &st), 0);
 	assert_int_equal(st.st_size, MEM_SIZE); /* raw: exactly the memory */
+	assert_int_equal(st.st_mode & 0777, 0640);
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_true(st.st_size < 64 * 1024); /* the snapshot itself holds no memory */
+	assert_int_equal(st.st_mode & 0777, 0640);
 
 	struct snap *s;
 	assert_int_equal(snap_open(f->path, &s, err, sizeof(err)), 0);
