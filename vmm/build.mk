@@ -20,7 +20,8 @@ VMM_SRCS := \
 	vmm/virtio/net.c \
 	vmm/virtio/vsock_conn.c \
 	vmm/virtio/vsock.c \
-	vmm/virtio/rng.c
+	vmm/virtio/rng.c \
+	vmm/seccomp.c
 
 LIBS += $(B)/libvmm.a
 $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)

@@ -33,6 +33,7 @@ static void usage(FILE *f)
 		"             line containing STR, writes a snapshot to PATH; SIGUSR2 resumes a\n"
 		"             paused VM\n"
 		"            [--timing] [--log-level error|warn|info|debug]\n"
+		"            [--no-seccomp] (debugging only: no seccomp filters)\n"
 		"\n"
 		"exit status: 0 guest reset/halted, 1 usage, 2 host failure, 3 guest panic,\n"
 		"             4 triple fault, 5 emulation failure, 6 restore failure\n");
@@ -176,6 +177,7 @@ int main(int argc, char **argv)
 		{"snapshot-after", required_argument, NULL, 'A'},
 		{"snapshot-then", required_argument, NULL, 'H'},
 		{"snapshot-no-fsync", no_argument, NULL, 'F'},
+		{"no-seccomp", no_argument, NULL, 'Z'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -189,7 +191,7 @@ int main(int argc, char **argv)
 	char err[512];
 	static struct vm vm;
 	uint64_t v, t0 = now_ns();
-	bool timing = false;
+	bool timing = false, seccomp = true;
 	int c, status;
 	sigset_t sigs;
 
@@ -329,6 +331,9 @@ int main(int argc, char **argv)
 			}
 			trigger.then = optarg;
 			break;
+		case 'Z':
+			seccomp = false;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -402,6 +407,13 @@ int main(int argc, char **argv)
 			status = VMM_EXIT_USAGE;
 			goto out;
 		}
+	}
+	/* The main thread's seccomp filter goes on before anything untrusted is read:
+	 * the snapshot, the kernel, API requests. Every thread is created after this and
+	 * inherits it; vCPU threads add their own (docs/jailer.md). */
+	if (seccomp && (vmm_seccomp_prepare() || vmm_seccomp_install(VMM_SECCOMP_MAIN))) {
+		status = VMM_EXIT_INTERNAL;
+		goto out;
 	}
 	if (api_sock && vm_control_start(&vm, api_sock, api_id)) {
 		status = VMM_EXIT_USAGE;

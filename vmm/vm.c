@@ -491,6 +491,11 @@ static void *vcpu_thread(void *arg)
 	char name[16];
 	sigset_t set;
 
+	/* Before the first KVM_RUN: from here on the guest drives this thread. */
+	if (vmm_seccomp_install(VMM_SECCOMP_VCPU)) {
+		vm_request_exit(vm, VMM_EXIT_INTERNAL, "vcpu: cannot install its seccomp filter");
+		return NULL;
+	}
 	snprintf(name, sizeof(name), "vcpu%u", v->index);
 	pthread_setname_np(pthread_self(), name);
 	/* Only this thread takes the kick signal, and only while in KVM_RUN or here. */
@@ -645,6 +650,8 @@ static void *release_remains(void *arg)
 {
 	struct vm_remains *r = arg;
 
+	/* Failing leaves the (inherited) main filter, which allows all this too. */
+	vmm_seccomp_install(VMM_SECCOMP_RELEASE);
 	for (unsigned i = 0; i < r->nr_maps; i++)
 		munmap(r->maps[i], r->map_len[i]);
 	for (unsigned i = 0; i < r->nr_fds; i++)

@@ -528,4 +528,35 @@ int vm_devices_save(struct vm *vm, struct snap_writer *w);
 int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
 		       char *err, size_t errlen);
 
+/* ---------------------------------------------------------------- seccomp (vmm/seccomp.c) */
+
+/* The kinds of thread thaw runs, each with its own seccomp allowlist. */
+enum vmm_seccomp_thread {
+	VMM_SECCOMP_MAIN,    /* main loop: API, console, backends, VM build, snapshots */
+	VMM_SECCOMP_VCPU,    /* KVM_RUN and the device handlers it calls */
+	VMM_SECCOMP_UFFD,    /* uffd/ handler and control threads */
+	VMM_SECCOMP_RELEASE, /* vm_discard's thread: munmap and close */
+	VMM_SECCOMP_NR_THREADS,
+};
+
+struct sock_fprog;
+
+/* Builds every kind's filter (libseccomp, exported to BPF), installs the SIGSYS
+ * reporter and sets no_new_privs. Call once on the main thread before any other
+ * thread exists; not calling it (thaw --no-seccomp) makes vmm_seccomp_install a
+ * no-op. Returns 0 or -errno (logged). */
+int vmm_seccomp_prepare(void);
+/* Installs the filter of `kind` on the calling thread only (no TSYNC); threads it
+ * creates afterwards inherit it. Call at the start of each thread, before it reads
+ * anything a guest or client controls. 0 when installed or seccomp is off; -errno
+ * (logged) otherwise, and the thread must not go on. A refused syscall prints
+ * "thaw: seccomp: refused syscall NR (NAME) ..." and the process dies of SIGSYS. */
+int vmm_seccomp_install(enum vmm_seccomp_thread kind);
+/* True once vmm_seccomp_prepare succeeded. */
+bool vmm_seccomp_enabled(void);
+/* Builds the filter of `kind` into `out` (out->filter is malloc'ed), for tests. */
+int vmm_seccomp_build(enum vmm_seccomp_thread kind, struct sock_fprog *out);
+/* "main", "vcpu", "uffd", "release". */
+const char *vmm_seccomp_kind_name(enum vmm_seccomp_thread kind);
+
 #endif

@@ -1,0 +1,568 @@
+/* Per-thread seccomp allowlists of thaw (issue 8).
+ *
+ * Every filter is built once with libseccomp, on the main thread before any other
+ * thread exists, and exported to classic BPF (vmm_seccomp_prepare). A thread then
+ * installs its own with one seccomp(2) call (vmm_seccomp_install): no TSYNC, so each
+ * thread keeps the filter of its kind, and no libseccomp work (allocation, probing
+ * syscalls) on a thread that is already filtered.
+ *
+ * Filters stack: a thread inherits its creator's filter and adds its own, and a
+ * syscall runs only when every filter in the stack allows it. All threads are
+ * created by the main thread after the main filter is in place (the API may build a
+ * VM and start vCPUs long after the main loop began), so the main allowlist is the
+ * union of what any thread needs, and the other kinds narrow it. That is also why
+ * the main filter allows seccomp(2) itself: the vCPU threads install theirs under it.
+ *
+ * A refused syscall traps (SECCOMP_RET_TRAP): the SIGSYS handler writes one line
+ * naming the syscall, its arguments and the thread kind with async-signal-safe calls
+ * only, and the process then dies of SIGSYS, as with SECCOMP_RET_KILL_PROCESS. The
+ * syscall itself never runs, whatever the handler does.
+ */
+#include "vmm/vmm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/if_tun.h>
+#include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+/* Names of the syscalls for the SIGSYS report, resolved ahead (libseccomp allocates). */
+#define NAMES_MAX 512
+#define NAME_LEN  24
+
+/* Written once by vmm_seccomp_prepare before any other thread exists, read-only
+ * afterwards; static because threads started by vm.c and uffd/ and the signal
+ * handler must reach them without a context. */
+static struct {
+	bool ready;
+	struct sock_fprog prog[VMM_SECCOMP_NR_THREADS];
+	char names[NAMES_MAX][NAME_LEN];
+	const char *selftest; /* THAW_SECCOMP_SELFTEST, test hook */
+} sc;
+
+/* The kind of filter the calling thread runs under, for the report. */
+static __thread int thread_kind = -1;
+
+static const char *const kind_names[VMM_SECCOMP_NR_THREADS] = {
+    [VMM_SECCOMP_MAIN] = "main",
+    [VMM_SECCOMP_VCPU] = "vcpu",
+    [VMM_SECCOMP_UFFD] = "uffd",
+    [VMM_SECCOMP_RELEASE] = "release",
+};
+
+const char *vmm_seccomp_kind_name(enum vmm_seccomp_thread kind)
+{
+	return (unsigned)kind < VMM_SECCOMP_NR_THREADS ? kind_names[kind] : "?";
+}
+
+/* ---------------------------------------------------------------- the SIGSYS report */
+
+static size_t put_str(char *buf, size_t off, size_t cap, const char *s)
+{
+	while (*s && off < cap)
+		buf[off++] = *s++;
+	return off;
+}
+
+static size_t put_num(char *buf, size_t off, size_t cap, unsigned long long v, bool hex)
+{
+	char tmp[24];
+	unsigned base = hex ? 16 : 10;
+	int n = 0;
+
+	if (hex)
+		off = put_str(buf, off, cap, "0x");
+	do {
+		tmp[n++] = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	while (n && off < cap)
+		buf[off++] = tmp[--n];
+	return off;
+}
+
+static void on_sigsys(int sig, siginfo_t *si, void *uctx)
+{
+	const ucontext_t *uc = uctx;
+	const greg_t *r = uc->uc_mcontext.gregs;
+	int saved = errno;
+	int nr = si->si_syscall;
+	char msg[256];
+	size_t n = 0, cap = sizeof(msg) - 1;
+	sigset_t set;
+
+	(void)sig;
+	n = put_str(msg, n, cap, "thaw: seccomp: refused syscall ");
+	n = put_num(msg, n, cap, (unsigned)nr, false);
+	n = put_str(msg, n, cap, " (");
+	n = put_str(msg, n, cap,
+		    nr >= 0 && nr < NAMES_MAX && sc.names[nr][0] ? sc.names[nr] : "unknown");
+	n = put_str(msg, n, cap, ") on a ");
+	n = put_str(msg, n, cap,
+		    thread_kind >= 0 ? kind_names[thread_kind] : "thread without own filter of");
+	n = put_str(msg, n, cap, " thread, args ");
+	n = put_num(msg, n, cap, (unsigned long long)r[REG_RDI], true);
+	n = put_str(msg, n, cap, " ");
+	n = put_num(msg, n, cap, (unsigned long long)r[REG_RSI], true);
+	n = put_str(msg, n, cap, " ");
+	n = put_num(msg, n, cap, (unsigned long long)r[REG_RDX], true);
+	n = put_str(msg, n, cap, "; see docs/jailer.md\n");
+	if (write(STDERR_FILENO, msg, n) < 0)
+		errno = saved; /* nowhere left to report to; die anyway */
+	/* SA_RESETHAND made SIGSYS's action the default (dump core and end the process);
+	 * queue one for this thread and unblock it. Every filter allows these calls. */
+	syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSYS);
+	sigemptyset(&set);
+	sigaddset(&set, SIGSYS);
+	syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, _NSIG / 8);
+	_exit(VMM_EXIT_INTERNAL); /* only if SIGSYS could not end the process */
+}
+
+/* ---------------------------------------------------------------- building the filters */
+
+/* Masks for 32-bit arguments: the kernel ignores the upper half of an int or
+ * unsigned int argument, so the filter does too (a sign-extended value compares
+ * equal instead of being refused by accident). */
+#define LO32 0xffffffffull
+
+struct rule_ctx {
+	scmp_filter_ctx f;
+	int err;
+	const char *what;
+};
+
+/* Adds "allow `nr`" with up to two argument comparisons; the first error sticks. */
+static void allow(struct rule_ctx *c, int nr, unsigned nargs, const struct scmp_arg_cmp *a)
+{
+	int ret;
+
+	if (c->err)
+		return;
+	ret = seccomp_rule_add_array(c->f, SCMP_ACT_ALLOW, nr, nargs, a);
+	if (ret) {
+		c->err = ret;
+		c->what = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+	}
+}
+
+#define ALLOW(c, name) allow((c), SCMP_SYS(name), 0, NULL)
+#define ALLOW_ARG(c, name, ...)                                                           \
+	allow((c), SCMP_SYS(name),                                                        \
+	      sizeof((struct scmp_arg_cmp[]){__VA_ARGS__}) / sizeof(struct scmp_arg_cmp), \
+	      (struct scmp_arg_cmp[]){__VA_ARGS__})
+
+/* ioctl(fd, req): one rule per request. */
+static void allow_ioctls(struct rule_ctx *c, const unsigned long *reqs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ALLOW_ARG(c, ioctl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, reqs[i] & LO32));
+}
+
+#define ALLOW_IOCTLS(c, ...)                                                                    \
+	allow_ioctls((c), (const unsigned long[]){__VA_ARGS__},                                 \
+		     sizeof((const unsigned long[]){__VA_ARGS__}) / sizeof(unsigned long))
+
+/* What glibc and the libraries do on any thread of ours: memory without ever an
+ * executable mapping, locks, time, the log line, thread exit, and the calls the SIGSYS
+ * report itself makes. */
+static void allow_common(struct rule_ctx *c)
+{
+	/* Logging (fprintf to stderr) and eventfd signalling are one write each. */
+	ALLOW(c, write);
+	/* malloc/free: heap growth, arenas of new threads, trimming. */
+	ALLOW(c, brk);
+	ALLOW_ARG(c, mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)); /* never executable */
+	ALLOW_ARG(c, mprotect, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+	ALLOW(c, munmap);
+	ALLOW(c, mremap);  /* realloc of large blocks */
+	ALLOW(c, madvise); /* free() of arena memory, thread stacks at exit */
+	/* pthread mutexes, condition variables, joins. */
+	ALLOW(c, futex);
+	/* Timestamps: the vDSO falls back to the syscall when the clocksource has no vDSO
+	 * mode (nested hosts); rate limits and metrics read the clock. */
+	ALLOW(c, clock_gettime);
+	ALLOW(c, gettimeofday);
+	ALLOW(c, clock_nanosleep);
+	ALLOW(c, nanosleep);
+	/* The kernel restarts an interrupted sleep or wait with this. */
+	ALLOW(c, restart_syscall);
+	/* Signal handlers (vCPU kick) return through it. */
+	ALLOW(c, rt_sigreturn);
+	/* pthread_sigmask; the SIGSYS report unblocks SIGSYS with it. */
+	ALLOW(c, rt_sigprocmask);
+	/* The SIGSYS report raises SIGSYS on its own thread; pthread_kill kicks vCPUs;
+	 * abort(). Only signals to this process. */
+	ALLOW(c, getpid);
+	ALLOW(c, gettid);
+	ALLOW_ARG(c, tgkill, SCMP_A0(SCMP_CMP_EQ, (uint64_t)getpid()));
+	/* Thread and process exit. */
+	ALLOW(c, exit);
+	ALLOW(c, exit_group);
+	/* glibc's malloc and random seeds; harmless anywhere. */
+	ALLOW(c, getrandom);
+	ALLOW(c, sched_yield);
+}
+
+/* clone(2) only for threads: the flags pthread_create uses, no new process, no
+ * namespace. Optional bits (TLS, tid pointers) are left out of the comparison. */
+static void allow_threads(struct rule_ctx *c)
+{
+	const uint64_t need =
+	    CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+	const uint64_t optional =
+	    CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID;
+
+	ALLOW_ARG(c, clone, SCMP_A0(SCMP_CMP_MASKED_EQ, ~optional, need));
+	/* clone3 passes its flags in memory, out of a filter's reach: it fails with
+	 * ENOSYS and glibc falls back to clone, whose flags are checked above. */
+	if (!c->err)
+		c->err = seccomp_rule_add(c->f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	/* New threads register their robust futex list and rseq area. */
+	ALLOW(c, set_robust_list);
+	ALLOW(c, rseq);
+	/* pthread_setname_np on the calling thread ("vcpu0"). */
+	ALLOW_ARG(c, prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+}
+
+/* The requests the vCPU threads make, also allowed on the main thread (filters stack). */
+#define VCPU_IOCTLS                                                                        \
+	KVM_RUN,                 /* the vCPU loop */                                       \
+	    KVM_IRQ_LINE,        /* COM1 and legacy interrupts from device handlers */     \
+	    KVM_IRQ_LINE_STATUS, /* the same, when asked for the status */                 \
+	    TUNSETOFFLOAD        /* virtio-net: offloads follow the driver's features */
+
+static void build_main(struct rule_ctx *c)
+{
+	allow_common(c);
+	allow_threads(c);
+
+	/* Files: the snapshot, its memory file, drives, the kernel and initrd, the
+	 * console output, /dev/kvm, /dev/net/tun, /dev/userfaultfd, the API's logger and
+	 * metrics files. Paths come from the command line and the API. */
+	ALLOW(c, openat);
+	ALLOW(c, close);
+	ALLOW(c, read);
+	ALLOW(c, readv);
+	ALLOW(c, writev);
+	ALLOW(c, pread64);  /* snapshot header, sections, working sets */
+	ALLOW(c, pwrite64); /* snapshot creation */
+	ALLOW(c, preadv);
+	ALLOW(c, pwritev);
+	ALLOW(c, lseek);
+	ALLOW(c, fstat);
+	ALLOW(c, newfstatat); /* fstat and lstat of glibc */
+	ALLOW(c, statx);
+	/* Whether a path exists (the PVM host check under /sys/module). */
+	ALLOW(c, access);
+	ALLOW(c, faccessat);
+	ALLOW(c, faccessat2);
+	ALLOW(c, ftruncate); /* snapshot files get their size before the memory goes in */
+	ALLOW(c, fsync);     /* a snapshot is durable before it is renamed into place */
+	ALLOW(c, fdatasync);
+	ALLOW(c, rename); /* the snapshot appears atomically */
+	ALLOW(c, renameat);
+	ALLOW(c, renameat2);
+	ALLOW(c, unlink); /* stale sockets (API, console, vsock) and failed snapshots */
+	ALLOW(c, unlinkat);
+	/* The API's logger option puts the log file on stderr. */
+	ALLOW(c, dup2);
+	ALLOW(c, dup3);
+	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_DUPFD_CLOEXEC));
+	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_GETFL));
+	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_SETFL));
+	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_GETFD));
+	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_SETFD));
+
+	/* The main loop and its fds. */
+	ALLOW(c, epoll_create1);
+	ALLOW(c, epoll_ctl);
+	ALLOW(c, epoll_wait);
+	ALLOW(c, epoll_pwait);
+	ALLOW(c, poll); /* uffd handler's threads, started from here */
+	ALLOW(c, ppoll);
+	ALLOW(c, eventfd2);      /* exit, trigger, irqfd, ioeventfd, io_uring completions */
+	ALLOW(c, signalfd4);     /* SIGTERM/SIGUSR1/... and uffd discard requests */
+	ALLOW(c, timerfd_create); /* API metrics period */
+	ALLOW(c, timerfd_settime);
+	ALLOW(c, timerfd_gettime);
+	/* vCPU kick handler (SIGRTMIN, vm_start_vcpus); nothing else may change a
+	 * handler, SIGSYS's least of all. */
+	ALLOW_ARG(c, rt_sigaction, SCMP_A0(SCMP_CMP_EQ, (uint64_t)SIGRTMIN));
+
+	/* Unix sockets only: the API, the console, vsock's host side, the external uffd
+	 * handler. No network socket: tap devices come from /dev/net/tun. */
+	ALLOW_ARG(c, socket, SCMP_A0(SCMP_CMP_MASKED_EQ, LO32, AF_UNIX));
+	ALLOW(c, bind);
+	ALLOW(c, listen);
+	ALLOW(c, accept4);
+	ALLOW(c, connect);
+	ALLOW(c, shutdown);
+	ALLOW(c, sendto); /* send(), API responses */
+	ALLOW(c, recvfrom);
+	ALLOW(c, sendmsg); /* uffd handshake with its fd */
+	ALLOW(c, recvmsg);
+	ALLOW_ARG(c, getsockopt, SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET),
+		  SCMP_A2(SCMP_CMP_EQ, SO_PEERCRED)); /* who the uffd handler is */
+
+	/* Block devices and the uffd prefetch reads. */
+	ALLOW(c, io_uring_setup);
+	ALLOW(c, io_uring_enter);
+	ALLOW(c, io_uring_register);
+
+	/* Guest memory through userfaultfd (restore with --mem-backend uffd*). */
+	ALLOW(c, userfaultfd);
+	ALLOW(c, pidfd_open); /* to notice the external handler's death */
+
+	/* Host facts: RAM for the memory check, kernel release in snapshot headers. */
+	ALLOW(c, sysinfo);
+	ALLOW(c, uname);
+
+	/* Threads started from here install their own (narrower) filter: one more
+	 * filter, no flags (no TSYNC, no listener). */
+	ALLOW_ARG(c, seccomp, SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER),
+		  SCMP_A1(SCMP_CMP_EQ, 0));
+
+	ALLOW_IOCTLS(c,
+		     /* /dev/kvm: version, capabilities, sizes, CPUID, MSR list, a new VM */
+		     KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
+		     KVM_CREATE_VM, KVM_GET_SUPPORTED_CPUID, KVM_GET_MSR_INDEX_LIST,
+		     KVM_GET_MSR_FEATURE_INDEX_LIST,
+		     /* the VM: memory, irqchip, PIT, clock, vCPUs, eventfds */
+		     KVM_SET_USER_MEMORY_REGION, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR,
+		     KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
+		     KVM_GET_PIT2, KVM_SET_PIT2, KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_CREATE_VCPU,
+		     KVM_IOEVENTFD, KVM_IRQFD, KVM_GET_DIRTY_LOG,
+		     /* vCPU state for boot, snapshot and restore */
+		     KVM_SET_CPUID2, KVM_GET_CPUID2, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS,
+		     KVM_SET_SREGS, KVM_GET_MSRS, KVM_SET_MSRS, KVM_GET_LAPIC, KVM_SET_LAPIC,
+		     KVM_GET_MP_STATE, KVM_SET_MP_STATE, KVM_GET_XSAVE, KVM_SET_XSAVE,
+		     KVM_GET_XCRS, KVM_SET_XCRS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS,
+		     KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_KVMCLOCK_CTRL,
+		     /* tap devices */
+		     TUNSETIFF, TUNSETVNETHDRSZ,
+		     /* userfaultfd: a new one through /dev/userfaultfd, API handshake,
+		      * registration, and what the handler thread does */
+		     USERFAULTFD_IOC_NEW, UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER,
+		     UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE,
+		     /* isatty(stdin) when the console reads stdin */
+		     TCGETS, VCPU_IOCTLS);
+}
+
+static void build_vcpu(struct rule_ctx *c)
+{
+	allow_common(c);
+	/* pthread_setname_np("vcpuN") at thread start. */
+	ALLOW_ARG(c, prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+	/* Device MMIO/PIO handlers run here: virtio queues served without an ioeventfd,
+	 * activation and reset of devices. They read and write their backends (tap,
+	 * vsock sockets, eventfds), change what the main loop watches, submit and reap
+	 * block requests, and close what a reset drops. */
+	ALLOW(c, read);
+	ALLOW(c, readv);
+	ALLOW(c, writev);
+	ALLOW(c, sendto);
+	ALLOW(c, recvfrom);
+	ALLOW(c, shutdown); /* vsock: the guest shut a connection */
+	ALLOW(c, close);
+	ALLOW(c, epoll_ctl);
+	ALLOW(c, io_uring_enter);
+	ALLOW_IOCTLS(c, VCPU_IOCTLS);
+}
+
+static void build_uffd(struct rule_ctx *c)
+{
+	allow_common(c);
+	allow_threads(c); /* the control thread starts a thread per discard request */
+	/* Fault events from the userfaultfd, the stop eventfd, discard signals. */
+	ALLOW(c, read);
+	ALLOW(c, poll);
+	ALLOW(c, ppoll);
+	/* Page contents from the snapshot's memory file, by pread or io_uring. */
+	ALLOW(c, pread64);
+	ALLOW(c, preadv);
+	ALLOW(c, io_uring_enter);
+	/* Watching the external handler's socket. */
+	ALLOW(c, recvfrom);
+	ALLOW(c, close);
+	ALLOW_IOCTLS(c, UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE);
+}
+
+static void build_release(struct rule_ctx *c)
+{
+	/* A discarded VM: unmap its memory and kvm_run areas, close its fds. */
+	allow_common(c);
+	ALLOW(c, close);
+}
+
+static int export(scmp_filter_ctx f, struct sock_fprog *out)
+{
+	int fd = memfd_create("thaw-seccomp", MFD_CLOEXEC), ret;
+	off_t len;
+	void *buf = NULL;
+
+	if (fd < 0)
+		return -errno;
+	ret = seccomp_export_bpf(f, fd);
+	if (ret)
+		goto out;
+	len = lseek(fd, 0, SEEK_END);
+	if (len <= 0 || len % (off_t)sizeof(struct sock_filter) ||
+	    len / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS) {
+		ret = -E2BIG;
+		goto out;
+	}
+	buf = malloc((size_t)len);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (pread(fd, buf, (size_t)len, 0) != len) {
+		ret = -EIO;
+		free(buf);
+		goto out;
+	}
+	out->len = (unsigned short)(len / (off_t)sizeof(struct sock_filter));
+	out->filter = buf;
+out:
+	close(fd);
+	return ret;
+}
+
+static void (*const builders[VMM_SECCOMP_NR_THREADS])(struct rule_ctx *) = {
+    [VMM_SECCOMP_MAIN] = build_main,
+    [VMM_SECCOMP_VCPU] = build_vcpu,
+    [VMM_SECCOMP_UFFD] = build_uffd,
+    [VMM_SECCOMP_RELEASE] = build_release,
+};
+
+int vmm_seccomp_build(enum vmm_seccomp_thread kind, struct sock_fprog *out)
+{
+	struct rule_ctx c = {0};
+	int ret;
+
+	if ((unsigned)kind >= VMM_SECCOMP_NR_THREADS)
+		return -EINVAL;
+	c.f = seccomp_init(SCMP_ACT_TRAP);
+	if (!c.f) {
+		log_err("seccomp: seccomp_init failed");
+		return -ENOMEM;
+	}
+	builders[kind](&c);
+	if (c.err) {
+		log_err("seccomp: %s filter: adding %s: %s", kind_names[kind],
+			c.what ? c.what : "a rule", strerror(-c.err));
+		ret = c.err;
+		goto out;
+	}
+	ret = export(c.f, out);
+	if (ret)
+		log_err("seccomp: %s filter: exporting BPF: %s", kind_names[kind], strerror(-ret));
+out:
+	free((void *)c.what);
+	seccomp_release(c.f);
+	return ret;
+}
+
+int vmm_seccomp_prepare(void)
+{
+	struct sigaction sa = {.sa_sigaction = on_sigsys,
+			       .sa_flags = SA_SIGINFO | SA_RESETHAND};
+	int ret;
+
+	if (sc.ready)
+		return 0;
+	for (int nr = 0; nr < NAMES_MAX; nr++) {
+		char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+
+		if (name) {
+			snprintf(sc.names[nr], NAME_LEN, "%s", name);
+			free(name);
+		}
+	}
+	for (int k = 0; k < VMM_SECCOMP_NR_THREADS; k++) {
+		ret = vmm_seccomp_build(k, &sc.prog[k]);
+		if (ret)
+			goto fail;
+	}
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) < 0) {
+		ret = -errno;
+		log_err("seccomp: sigaction(SIGSYS): %s", strerror(-ret));
+		goto fail;
+	}
+	/* Needed to install a filter without CAP_SYS_ADMIN (the jailer sets it too);
+	 * inherited by every thread created later. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		ret = -errno;
+		log_err("seccomp: prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(-ret));
+		goto fail;
+	}
+	sc.selftest = getenv("THAW_SECCOMP_SELFTEST");
+	sc.ready = true;
+	return 0;
+fail:
+	for (int k = 0; k < VMM_SECCOMP_NR_THREADS; k++) {
+		free(sc.prog[k].filter);
+		sc.prog[k] = (struct sock_fprog){0};
+	}
+	return ret;
+}
+
+bool vmm_seccomp_enabled(void)
+{
+	return sc.ready;
+}
+
+/* TEST HOOK (THAW_SECCOMP_SELFTEST=<kind>): right after a thread of that kind has
+ * installed its filter, make a syscall no filter allows, so tests can see that a
+ * violation ends the process with the syscall named. Not a debugging aid. */
+static void selftest_hook(enum vmm_seccomp_thread kind)
+{
+	int fd;
+
+	if (!sc.selftest || strcmp(sc.selftest, kind_names[kind]) != 0)
+		return;
+	fprintf(stderr, "thaw: seccomp: selftest: calling socket(AF_PACKET) on the %s thread\n",
+		kind_names[kind]);
+	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	/* Only reached when the filter let it through (or it failed anyway). */
+	log_err("seccomp: selftest: socket(AF_PACKET) was not refused (returned %d)", fd);
+	_exit(VMM_EXIT_INTERNAL);
+}
+
+int vmm_seccomp_install(enum vmm_seccomp_thread kind)
+{
+	if (!sc.ready)
+		return 0;
+	if ((unsigned)kind >= VMM_SECCOMP_NR_THREADS)
+		return -EINVAL;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sc.prog[kind]) < 0) {
+		int e = errno;
+
+		log_err("seccomp: installing the %s thread's filter: %s", kind_names[kind],
+			strerror(e));
+		return -e;
+	}
+	thread_kind = (int)kind;
+	selftest_hook(kind);
+	return 0;
+}
