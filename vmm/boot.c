@@ -59,18 +59,8 @@ struct hvm_memmap_entry {
 /* Where an initrd may go: Linux without a setup header assumes below 896 MiB. */
 #define INITRD_ADDR_MAX 0x38000000ull
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+/* Every refusal here has one cause, reported to the caller. */
+#define fail(err, errlen, ...) errf(err, errlen, -EINVAL, __VA_ARGS__)
 
 static void put16(uint8_t *p, uint16_t v)
 {

@@ -11,18 +11,8 @@
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define ELF_MAX_PHDRS            64
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -ENOEXEC;
-}
+/* Every refusal here has one cause, reported to the caller. */
+#define fail(err, errlen, ...) errf(err, errlen, -ENOEXEC, __VA_ARGS__)
 
 /* True when [off, off+len) lies inside a buffer of `size` bytes. */
 static bool in_file(uint64_t off, uint64_t len, uint64_t size)

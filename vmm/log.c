@@ -49,3 +49,15 @@ int log_ratelimit_allow(struct log_ratelimit *rl, uint32_t burst)
 	rl->tokens--;
 	return 1;
 }
+
+int errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}

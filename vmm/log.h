@@ -3,6 +3,7 @@
 #ifndef THAW_LOG_H
 #define THAW_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -35,6 +36,11 @@ int log_ratelimit_allow(struct log_ratelimit *rl, uint32_t burst);
 		if (log_ratelimit_allow(&rl__, 10))                                                \
 			log_msg(level, __VA_ARGS__);                                               \
 	} while (0)
+
+/* For functions that hand a cause back to their caller instead of logging it:
+ * formats the message into `err` (`errlen` bytes, may be 0) and returns `ret`. */
+int errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /* Monotonic clock in nanoseconds. */
 static inline uint64_t now_ns(void)

@@ -337,18 +337,6 @@ out:
 
 /* ---------------------------------------------------------------- devices */
 
-static int restore_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int restore_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 
 
@@ -486,14 +474,14 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 	v->version = VIRTIO_SAVED_VERSION;
 	if (snap_get_u64(sec, VT_INDEX, &x) || x >= VIRTIO_MAX_DEVS ||
 	    snap_get_u64(sec, VT_DEVICE_ID, &x))
-		return restore_fail(err, errlen, -EBADMSG, "%s: no device index or type",
+		return errf(err, errlen, -EBADMSG, "%s: no device index or type",
 				    sec->name);
 	U64(VT_INDEX, v->place.index);
 	U64(VT_DEVICE_ID, v->place.device_id);
 	v->place.base = VIRTIO_MMIO_BASE + v->place.index * VIRTIO_MMIO_SIZE;
 	v->place.irq = VIRTIO_IRQ_BASE + v->place.index;
 	if (snap_get_strbuf(sec, VT_NAME, v->id, sizeof(v->id)) == -ENAMETOOLONG)
-		return restore_fail(err, errlen, -EBADMSG, "%s: device name too long", sec->name);
+		return errf(err, errlen, -EBADMSG, "%s: device name too long", sec->name);
 	U64(VT_STATUS, v->regs.status);
 	U64(VT_DEV_FEATURES_SEL, v->regs.dev_features_sel);
 	U64(VT_DRV_FEATURES_SEL, v->regs.drv_features_sel);
@@ -504,7 +492,7 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 	U64(VT_DRIVER_FEATURES, v->vs.driver_features);
 	U64(VT_NR_QUEUES, v->vs.nr_queues);
 	if (v->vs.nr_queues > VIRTIO_MAX_QUEUES)
-		return restore_fail(err, errlen, -EBADMSG, "%s: %u queues (at most %d)",
+		return errf(err, errlen, -EBADMSG, "%s: %u queues (at most %d)",
 				    sec->name, v->vs.nr_queues, VIRTIO_MAX_QUEUES);
 	for (unsigned q = 0; q < v->vs.nr_queues; q++) {
 		const uint64_t *a;
@@ -512,11 +500,11 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 		struct virtq_state *vq = &v->vs.q[q];
 
 		if (snap_get_u64a(sec, (uint16_t)(VT_QUEUE0 + q), &a, &n) || n < VIRTQ_FIELDS)
-			return restore_fail(err, errlen, -EBADMSG, "%s: queue %u is missing",
+			return errf(err, errlen, -EBADMSG, "%s: queue %u is missing",
 					    sec->name, q);
 		if (a[0] > UINT16_MAX || a[5] > UINT16_MAX || a[6] > UINT16_MAX ||
 		    a[7] > UINT16_MAX)
-			return restore_fail(err, errlen, -EBADMSG,
+			return errf(err, errlen, -EBADMSG,
 					    "%s: queue %u has out-of-range indices", sec->name, q);
 		*vq = (struct virtq_state){(uint16_t)a[0], a[1] != 0,	a[2],
 					  a[3],		  a[4],		(uint16_t)a[5],
@@ -525,14 +513,14 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 	switch (v->place.device_id) {
 	case 2:
 		if (snap_get_strbuf(sec, VT_PATH, v->dev.blk.path, sizeof(v->dev.blk.path)))
-			return restore_fail(err, errlen, -EBADMSG, "%s: no drive path", sec->name);
+			return errf(err, errlen, -EBADMSG, "%s: no drive path", sec->name);
 		U64(VT_READ_ONLY, v->dev.blk.read_only);
 		U64(VT_CAPACITY, v->dev.blk.capacity);
 		break;
 	case 1:
 		if (snap_get_strbuf(sec, VT_TAP, v->dev.net.tap, sizeof(v->dev.net.tap)) ||
 		    snap_get_bytes(sec, VT_MAC, &p, &len) || len != 6)
-			return restore_fail(err, errlen, -EBADMSG, "%s: no tap name or MAC",
+			return errf(err, errlen, -EBADMSG, "%s: no tap name or MAC",
 					    sec->name);
 		memcpy(v->dev.net.mac, p, 6);
 		U64(VT_OFFLOAD, v->dev.net.offload_flags);
@@ -541,13 +529,13 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 		U64(VT_GUEST_CID, v->dev.vsock.guest_cid);
 		if (snap_get_strbuf(sec, VT_PATH, v->dev.vsock.uds_path,
 				    sizeof(v->dev.vsock.uds_path)))
-			return restore_fail(err, errlen, -EBADMSG, "%s: no vsock socket path",
+			return errf(err, errlen, -EBADMSG, "%s: no vsock socket path",
 					    sec->name);
 		break;
 	case 4:
 		break;
 	default:
-		return restore_fail(err, errlen, -ENOTSUP, "%s: unknown virtio device type %u",
+		return errf(err, errlen, -ENOTSUP, "%s: unknown virtio device type %u",
 				    sec->name, v->place.device_id);
 	}
 #undef U64
@@ -584,7 +572,7 @@ int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_rest
 
 	rb = calloc(1, sizeof(*rb));
 	if (!rb)
-		return restore_fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	ret = rebuild_devices(vm, s, opts, rb->saved, rb->specs, err, errlen);
 	free(rb);
 	return ret;
@@ -607,14 +595,14 @@ static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_
 		if (strncmp(sec->name, "device.", 7) != 0 || strcmp(sec->name, "device.com1") == 0)
 			continue;
 		if (strncmp(sec->name, "device.virtio", 13) != 0)
-			return restore_fail(err, errlen, -ENOTSUP,
+			return errf(err, errlen, -ENOTSUP,
 					    "section '%s': this thaw cannot restore that device",
 					    sec->name);
 		ret = load_virtio(sec, &v, err, errlen);
 		if (ret)
 			return ret;
 		if (have[v.place.index])
-			return restore_fail(err, errlen, -EBADMSG, "%s: placement %u used twice",
+			return errf(err, errlen, -EBADMSG, "%s: placement %u used twice",
 					    sec->name, v.place.index);
 		have[v.place.index] = true;
 		saved[v.place.index] = v;
@@ -628,7 +616,7 @@ static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_
 		char *spec = specs[k];
 
 		if (!have[k])
-			return restore_fail(err, errlen, -EBADMSG, "device placement %u is missing",
+			return errf(err, errlen, -EBADMSG, "device placement %u is missing",
 					    k);
 		switch (v->place.device_id) {
 		case 2:
@@ -667,35 +655,35 @@ static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_
 	}
 	for (unsigned i = 0; i < opts->nr_net_tap; i++)
 		if (!used_net[i])
-			return restore_fail(err, errlen, -ENOENT,
+			return errf(err, errlen, -ENOENT,
 					    "network override: the snapshot has no interface '%s'",
 					    opts->net_tap[i].id);
 	for (unsigned i = 0; i < opts->nr_drive_path; i++)
 		if (!used_drive[i])
-			return restore_fail(err, errlen, -ENOENT,
+			return errf(err, errlen, -ENOENT,
 					    "drive override: the snapshot has no drive '%s'",
 					    opts->drive_path[i].id);
 	if (opts->vsock_uds && !cfg.vsock)
-		return restore_fail(err, errlen, -ENOENT,
+		return errf(err, errlen, -ENOENT,
 				    "vsock override: the snapshot has no vsock device");
 	if (n == 0)
 		return 0;
 	ret = vmm_devices_attach(vm, &cfg, NULL, 0);
 	if (ret)
-		return restore_fail(err, errlen, ret,
+		return errf(err, errlen, ret,
 				    "the snapshot's devices could not be rebuilt (%s; see the log)",
 				    strerror(-ret));
 	for (unsigned k = 0; k < n; k++) {
 		ret = virtio_restore(virtio_get(vm, k), &saved[k]);
 		if (ret)
-			return restore_fail(err, errlen, ret,
+			return errf(err, errlen, ret,
 					    "device.virtio%u (%s): its saved state is invalid (see "
 					    "the log)",
 					    k, saved[k].id);
 	}
 	return 0;
 order:
-	return restore_fail(err, errlen, -EBADMSG,
+	return errf(err, errlen, -EBADMSG,
 			    "device placement %u does not follow thaw's device order", n);
 }
 
@@ -708,11 +696,11 @@ static int check_layout(const struct snap_machine *m, struct vmm_mem *mem, char 
 {
 	memset(mem, 0, sizeof(*mem));
 	if (m->mem_size == 0 || m->mem_size % 4096 || m->mem_size > (1ull << 40))
-		return restore_fail(err, errlen, -EBADMSG, "machine: memory size %llu is invalid",
+		return errf(err, errlen, -EBADMSG, "machine: memory size %llu is invalid",
 				    (unsigned long long)m->mem_size);
 	vmm_mem_layout(mem, m->mem_size);
 	if (m->nr_regions != mem->nr_regions)
-		return restore_fail(err, errlen, -EBADMSG,
+		return errf(err, errlen, -EBADMSG,
 				    "machine: %u memory regions, expected %u for %llu MiB",
 				    m->nr_regions, mem->nr_regions,
 				    (unsigned long long)(m->mem_size >> 20));
@@ -720,13 +708,13 @@ static int check_layout(const struct snap_machine *m, struct vmm_mem *mem, char 
 		if (m->regions[i].gpa != mem->regions[i].gpa ||
 		    m->regions[i].size != mem->regions[i].size ||
 		    m->regions[i].offset != mem->regions[i].offset)
-			return restore_fail(err, errlen, -EBADMSG,
+			return errf(err, errlen, -EBADMSG,
 					    "machine: memory region %u does not match the layout "
 					    "for %llu MiB",
 					    i, (unsigned long long)(m->mem_size >> 20));
 	}
 	if (m->nr_vcpus == 0 || m->nr_vcpus > VMM_MAX_VCPUS)
-		return restore_fail(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)",
+		return errf(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)",
 				    m->nr_vcpus, VMM_MAX_VCPUS);
 	return 0;
 }
@@ -817,9 +805,9 @@ static int map_memory(struct vm *vm, const struct snap *s, const char *mem_file,
 
 	ret = snap_memory(s, &loc);
 	if (ret)
-		return restore_fail(err, errlen, ret, "memory section: %s", strerror(-ret));
+		return errf(err, errlen, ret, "memory section: %s", strerror(-ret));
 	if (loc.size != vm->mem.size)
-		return restore_fail(err, errlen, -EBADMSG,
+		return errf(err, errlen, -EBADMSG,
 				    "memory section has %llu bytes, the machine %llu",
 				    (unsigned long long)loc.size,
 				    (unsigned long long)vm->mem.size);
@@ -828,11 +816,11 @@ static int map_memory(struct vm *vm, const struct snap *s, const char *mem_file,
 
 		fd = open(mem_file, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || fstat(fd, &st) < 0)
-			return restore_fail(err, errlen, -errno, "memory file %s: %s", mem_file,
+			return errf(err, errlen, -errno, "memory file %s: %s", mem_file,
 					    strerror(errno));
 		if ((uint64_t)st.st_size < loc.size) {
 			close(fd);
-			return restore_fail(err, errlen, -EINVAL,
+			return errf(err, errlen, -EINVAL,
 					    "memory file %s has %lld bytes, the snapshot needs %llu",
 					    mem_file, (long long)st.st_size,
 					    (unsigned long long)loc.size);
@@ -848,7 +836,7 @@ static int map_memory(struct vm *vm, const struct snap *s, const char *mem_file,
 	ret = p == MAP_FAILED ? -errno : 0;
 	close(fd);
 	if (ret)
-		return restore_fail(err, errlen, ret, "mmap of guest memory: %s", strerror(-ret));
+		return errf(err, errlen, ret, "mmap of guest memory: %s", strerror(-ret));
 	vm->mem.host = p;
 	vm->mem.owned = true;
 	return 0;
@@ -877,7 +865,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 	if (ret)
 		goto out;
 	if (m.nr_vcpus == 0 || m.nr_vcpus > VMM_MAX_VCPUS) {
-		ret = restore_fail(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)", m.nr_vcpus,
+		ret = errf(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)", m.nr_vcpus,
 				   VMM_MAX_VCPUS);
 		goto out;
 	}
@@ -902,7 +890,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 	if (ret)
 		goto out;
 	if (strnlen(m.cmdline, sizeof(m.cmdline)) >= sizeof(vm->cmdline)) {
-		ret = restore_fail(err, errlen, -EBADMSG, "machine: command line longer than %zu",
+		ret = errf(err, errlen, -EBADMSG, "machine: command line longer than %zu",
 				   sizeof(vm->cmdline) - 1);
 		goto out;
 	}
