@@ -60,7 +60,8 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 				     .zero = true,
 				     .gap_pages = 8,
 				     .extent_pages = 64,
-				     .depth = 32};
+				     .depth = 32,
+				     .batch = 4096};
 	if (!spec || !*spec)
 		return 0;
 	if (strlen(spec) > 512)
@@ -125,10 +126,16 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 			if (v < 1 || v > 256)
 				return fail(err, errlen, "strategy: depth= takes 1..256");
 			st->depth = (uint32_t)v;
+		} else if (eq && eq - opt == 5 && !strncmp(opt, "batch", 5)) {
+			uint64_t v = parse_size(eq + 1, (size_t)(end - eq - 1));
+
+			if (v < 1 || v > 65536)
+				return fail(err, errlen, "strategy: batch= takes 1..65536");
+			st->batch = (uint32_t)v;
 		} else {
 			return fail(err, errlen,
 				    "strategy: unknown option '%.*s' (nozero, ws=, gap=, extent=, "
-				    "depth=)",
+				    "depth=, batch=)",
 				    (int)olen, opt);
 		}
 	}

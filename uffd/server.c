@@ -23,7 +23,6 @@
 #define PEND_MAX       256 /* faults read but not yet served */
 #define UFFD_MSG_BATCH 32  /* uffd messages per read */
 #define FAULT_OPS      512 /* a 2 MiB chunk of 4 KiB runs */
-#define PLAN_BATCH     512 /* working-set entries planned at a time */
 
 enum slot_state { SLOT_FREE, SLOT_READING, SLOT_READY };
 
@@ -57,7 +56,7 @@ struct uffd_server {
 	uint8_t *staging;
 	size_t staging_len;
 	uint64_t *scratch;
-	struct uffd_op plan[PLAN_BATCH];
+	struct uffd_op *plan;
 	size_t nplan, plan_pos;
 };
 
@@ -370,9 +369,9 @@ static void refill(struct uffd_server *s)
 				struct uffd_pages pg = pages_of(s);
 
 				s->nplan = uffd_plan_prefetch(
-				    &pg, s->o.ws, s->o.nws, &s->ws_pos, PLAN_BATCH,
+				    &pg, s->o.ws, s->o.nws, &s->ws_pos, s->o.strategy.batch,
 				    s->o.strategy.gap_pages, s->o.strategy.extent_pages,
-				    s->o.strategy.zero, s->scratch, s->plan, PLAN_BATCH);
+				    s->o.strategy.zero, s->scratch, s->plan, s->o.strategy.batch);
 				s->plan_pos = 0;
 				if (s->nplan == 0 && s->ws_pos >= s->o.nws)
 					break;
@@ -462,8 +461,11 @@ static int prefetch_setup(struct uffd_server *s)
 
 	s->nslots = st->depth;
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
-	s->scratch = calloc(PLAN_BATCH, sizeof(*s->scratch));
-	if (!s->slots || !s->scratch)
+	if (st->batch == 0)
+		return -EINVAL;
+	s->scratch = calloc(st->batch, sizeof(*s->scratch));
+	s->plan = calloc(st->batch, sizeof(*s->plan));
+	if (!s->slots || !s->scratch || !s->plan)
 		return -ENOMEM;
 	s->staging_len = (size_t)s->nslots * st->extent_pages * UFFD_PAGE;
 	s->staging = mmap(NULL, s->staging_len, PROT_READ | PROT_WRITE,
@@ -610,6 +612,7 @@ void uffd_server_destroy(struct uffd_server *s)
 		munmap(s->staging, s->staging_len);
 	free(s->slots);
 	free(s->scratch);
+	free(s->plan);
 	free(s->zero);
 	free(s->removed);
 	free(s->filled);

@@ -44,6 +44,9 @@ struct uffd_strategy {
 				  read too, for fewer, larger reads and copies (default 8) */
 	uint32_t extent_pages; /* prefetch: largest read / UFFDIO_COPY (default 64 = 256 KiB) */
 	uint32_t depth;	       /* prefetch: reads in flight on the io_uring (default 32) */
+	uint32_t batch;	       /* prefetch: working-set entries sorted and merged at a time:
+				  larger batches give larger extents, smaller ones keep the
+				  recorded order closer (default 4096) */
 };
 
 /* Parses a strategy: MODE[:CHUNK][,OPTION]... with MODE `ondemand`, `prefetch` or
