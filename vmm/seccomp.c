@@ -165,9 +165,9 @@ static void allow(struct rule_ctx *c, int nr, unsigned nargs, const struct scmp_
 }
 
 #define ALLOW(c, name) allow((c), SCMP_SYS(name), 0, NULL)
-#define ALLOW_ARG(c, name, ...)                                                           \
-	allow((c), SCMP_SYS(name),                                                        \
-	      sizeof((struct scmp_arg_cmp[]){__VA_ARGS__}) / sizeof(struct scmp_arg_cmp), \
+#define ALLOW_ARG(c, name, ...)                                                                    \
+	allow((c), SCMP_SYS(name),                                                                 \
+	      sizeof((struct scmp_arg_cmp[]){__VA_ARGS__}) / sizeof(struct scmp_arg_cmp),          \
 	      (struct scmp_arg_cmp[]){__VA_ARGS__})
 
 /* ioctl(fd, req): one rule per request. */
@@ -177,8 +177,8 @@ static void allow_ioctls(struct rule_ctx *c, const unsigned long *reqs, size_t n
 		ALLOW_ARG(c, ioctl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, reqs[i] & LO32));
 }
 
-#define ALLOW_IOCTLS(c, ...)                                                                    \
-	allow_ioctls((c), (const unsigned long[]){__VA_ARGS__},                                 \
+#define ALLOW_IOCTLS(c, ...)                                                                       \
+	allow_ioctls((c), (const unsigned long[]){__VA_ARGS__},                                    \
 		     sizeof((const unsigned long[]){__VA_ARGS__}) / sizeof(unsigned long))
 
 /* What glibc and the libraries do on any thread of ours: memory without ever an
@@ -244,11 +244,11 @@ static void allow_threads(struct rule_ctx *c)
 }
 
 /* The requests the vCPU threads make, also allowed on the main thread (filters stack). */
-#define VCPU_IOCTLS                                                                        \
-	KVM_RUN,                 /* the vCPU loop */                                       \
-	    KVM_IRQ_LINE,        /* COM1 and legacy interrupts from device handlers */     \
-	    KVM_IRQ_LINE_STATUS, /* the same, when asked for the status */                 \
-	    TUNSETOFFLOAD        /* virtio-net: offloads follow the driver's features */
+#define VCPU_IOCTLS                                                                                \
+	KVM_RUN,		 /* the vCPU loop */                                               \
+	    KVM_IRQ_LINE,	 /* COM1 and legacy interrupts from device handlers */             \
+	    KVM_IRQ_LINE_STATUS, /* the same, when asked for the status */                         \
+	    TUNSETOFFLOAD	 /* virtio-net: offloads follow the driver's features */
 
 static void build_main(struct rule_ctx *c)
 {
@@ -299,14 +299,16 @@ static void build_main(struct rule_ctx *c)
 	ALLOW(c, epoll_pwait);
 	ALLOW(c, poll); /* uffd handler's threads, started from here */
 	ALLOW(c, ppoll);
-	ALLOW(c, eventfd2);      /* exit, trigger, irqfd, ioeventfd, io_uring completions */
-	ALLOW(c, signalfd4);     /* SIGTERM/SIGUSR1/... and uffd discard requests */
+	ALLOW(c, eventfd2);	  /* exit, trigger, irqfd, ioeventfd, io_uring completions */
+	ALLOW(c, signalfd4);	  /* SIGTERM/SIGUSR1/... and uffd discard requests */
 	ALLOW(c, timerfd_create); /* API metrics period */
 	ALLOW(c, timerfd_settime);
 	ALLOW(c, timerfd_gettime);
-	/* vCPU kick handler (SIGRTMIN, vm_start_vcpus); nothing else may change a
-	 * handler, SIGSYS's least of all. */
-	ALLOW_ARG(c, rt_sigaction, SCMP_A0(SCMP_CMP_EQ, (uint64_t)SIGRTMIN));
+	/* vCPU kick handler (SIGRTMIN, vm_start_vcpus), and glibc's own two real-time
+	 * signals (cancellation, set*id), set up at the first pthread_create; nothing
+	 * else may change a handler, SIGSYS's least of all. */
+	for (int sig = __SIGRTMIN; sig <= SIGRTMIN; sig++)
+		ALLOW_ARG(c, rt_sigaction, SCMP_A0(SCMP_CMP_EQ, (uint64_t)sig));
 
 	/* Unix sockets only: the API, the console, vsock's host side, the external uffd
 	 * handler. No network socket: tap devices come from /dev/net/tun. */
@@ -354,9 +356,9 @@ static void build_main(struct rule_ctx *c)
 		     /* vCPU state for boot, snapshot and restore */
 		     KVM_SET_CPUID2, KVM_GET_CPUID2, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS,
 		     KVM_SET_SREGS, KVM_GET_MSRS, KVM_SET_MSRS, KVM_GET_LAPIC, KVM_SET_LAPIC,
-		     KVM_GET_MP_STATE, KVM_SET_MP_STATE, KVM_GET_XSAVE, KVM_SET_XSAVE,
-		     KVM_GET_XCRS, KVM_SET_XCRS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS,
-		     KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_KVMCLOCK_CTRL,
+		     KVM_GET_MP_STATE, KVM_SET_MP_STATE, KVM_GET_XSAVE, KVM_SET_XSAVE, KVM_GET_XCRS,
+		     KVM_SET_XCRS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS, KVM_GET_VCPU_EVENTS,
+		     KVM_SET_VCPU_EVENTS, KVM_KVMCLOCK_CTRL,
 		     /* tap devices */
 		     TUNSETIFF, TUNSETVNETHDRSZ,
 		     /* userfaultfd: a new one through /dev/userfaultfd, API handshake,
@@ -484,8 +486,7 @@ out:
 
 int vmm_seccomp_prepare(void)
 {
-	struct sigaction sa = {.sa_sigaction = on_sigsys,
-			       .sa_flags = SA_SIGINFO | SA_RESETHAND};
+	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO | SA_RESETHAND};
 	int ret;
 
 	if (sc.ready)

@@ -1,0 +1,426 @@
+/* The seccomp allowlists of vmm/seccomp.c, each installed for real in a forked child:
+ * what a thread of that kind does must keep working, and what it must never do ends
+ * the child by SIGSYS with the refused syscall named on stderr. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/kvm.h>
+#include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vmm/vmm.h"
+
+/* What a child did: its wait status and what it wrote on stderr. */
+struct outcome {
+	int status;
+	char err[4096];
+};
+
+/* Runs `fn` in a child that first installs the filters in `kinds` (in order, as
+ * thread start-up stacks them; none when nr == 0) after vmm_seccomp_prepare. `fn`
+ * returns the child's exit status (0 when everything it checked was right). */
+static void run_child(const enum vmm_seccomp_thread *kinds, unsigned nr, int (*fn)(void),
+		      struct outcome *o)
+{
+	int pfd[2];
+	pid_t pid;
+	size_t len = 0;
+	ssize_t n;
+
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(pfd[1], STDERR_FILENO);
+		close(pfd[0]);
+		if (nr && vmm_seccomp_prepare())
+			_exit(100);
+		for (unsigned i = 0; i < nr; i++)
+			if (vmm_seccomp_install(kinds[i]))
+				_exit(101);
+		_exit(fn());
+	}
+	close(pfd[1]);
+	while (len < sizeof(o->err) - 1 &&
+	       (n = read(pfd[0], o->err + len, sizeof(o->err) - 1 - len)) > 0)
+		len += (size_t)n;
+	o->err[len] = '\0';
+	close(pfd[0]);
+	assert_int_equal(waitpid(pid, &o->status, 0), pid);
+}
+
+static void expect_ok(const enum vmm_seccomp_thread *kinds, unsigned nr, int (*fn)(void))
+{
+	struct outcome o;
+
+	run_child(kinds, nr, fn, &o);
+	if (!WIFEXITED(o.status) || WEXITSTATUS(o.status) != 0)
+		fprintf(stderr, "child status %#x, stderr:\n%s\n", o.status, o.err);
+	assert_true(WIFEXITED(o.status));
+	assert_int_equal(WEXITSTATUS(o.status), 0);
+}
+
+/* The child must die of SIGSYS with "refused syscall <nr> (<name>)" on stderr. */
+static void expect_refused(const enum vmm_seccomp_thread *kinds, unsigned nr, int (*fn)(void),
+			   long sysno, const char *name)
+{
+	struct outcome o;
+	char want[96];
+
+	run_child(kinds, nr, fn, &o);
+	snprintf(want, sizeof(want), "thaw: seccomp: refused syscall %ld (%s) on a %s thread",
+		 sysno, name, vmm_seccomp_kind_name(kinds[nr - 1]));
+	if (!WIFSIGNALED(o.status) || !strstr(o.err, want))
+		fprintf(stderr, "child status %#x, want '%s', stderr:\n%s\n", o.status, want,
+			o.err);
+	assert_true(WIFSIGNALED(o.status));
+	assert_int_equal(WTERMSIG(o.status), SIGSYS);
+	assert_non_null(strstr(o.err, want));
+}
+
+static const enum vmm_seccomp_thread MAIN[] = {VMM_SECCOMP_MAIN};
+static const enum vmm_seccomp_thread VCPU[] = {VMM_SECCOMP_MAIN, VMM_SECCOMP_VCPU};
+static const enum vmm_seccomp_thread VCPU_ALONE[] = {VMM_SECCOMP_VCPU};
+static const enum vmm_seccomp_thread UFFD[] = {VMM_SECCOMP_MAIN, VMM_SECCOMP_UFFD};
+static const enum vmm_seccomp_thread RELEASE[] = {VMM_SECCOMP_MAIN, VMM_SECCOMP_RELEASE};
+
+/* ---------------------------------------------------------------- allowed */
+
+static void *thread_fn(void *arg)
+{
+	return arg;
+}
+
+/* An ioctl that reached the kernel fails with EBADF on fd -1 instead of trapping. */
+static int ioctl_reaches_kernel(unsigned long req)
+{
+	return ioctl(-1, req, 0) < 0 && errno == EBADF;
+}
+
+static int main_thread_work(void)
+{
+	int fd, ep, efd, sv;
+	void *p;
+	pthread_t t;
+	void *ret = NULL;
+
+	/* a snapshot file, an API socket, the loop's fds */
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd < 0 || write(fd, "x", 1) != 1 || fcntl(fd, F_GETFL) < 0 ||
+	    fcntl(fd, F_DUPFD_CLOEXEC, 0) < 0)
+		return 1;
+	sv = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	efd = eventfd(0, EFD_CLOEXEC);
+	if (sv < 0 || ep < 0 || efd < 0)
+		return 2;
+	/* KVM, tap and userfaultfd requests thaw makes */
+	if (!ioctl_reaches_kernel(KVM_CREATE_VM) || !ioctl_reaches_kernel(KVM_SET_REGS) ||
+	    !ioctl_reaches_kernel(KVM_RUN) || !ioctl_reaches_kernel(UFFDIO_COPY) ||
+	    !ioctl_reaches_kernel(TCGETS))
+		return 3;
+	/* memory read-write, threads */
+	p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED || mprotect(p, 4096, PROT_READ) || munmap(p, 1 << 20))
+		return 4;
+	if (pthread_create(&t, NULL, thread_fn, &fd) || pthread_join(t, &ret) || ret != &fd)
+		return 5;
+	/* clone3 is answered with ENOSYS so glibc uses clone */
+	if (syscall(SYS_clone3, NULL, 0) != -1 || errno != ENOSYS)
+		return 6;
+	return 0;
+}
+
+static void main_filter_allows_the_main_threads_work(void **state)
+{
+	expect_ok(MAIN, 1, main_thread_work);
+}
+
+static int vcpu_thread_work(void)
+{
+	uint64_t one = 1;
+
+	if (!ioctl_reaches_kernel(KVM_RUN) || !ioctl_reaches_kernel(KVM_IRQ_LINE))
+		return 1;
+	if (write(STDERR_FILENO, "", 0) < 0)
+		return 2;
+	if (pthread_setname_np(pthread_self(), "vcpu0"))
+		return 3;
+	/* backends: eventfd, tap and socket reads and writes (here on a bad fd) */
+	if (read(-1, &one, sizeof(one)) != -1 || errno != EBADF)
+		return 4;
+	free(malloc(1 << 20)); /* glibc maps and unmaps big blocks */
+	return 0;
+}
+
+static void vcpu_filter_allows_kvm_run_and_device_handlers(void **state)
+{
+	expect_ok(VCPU, 2, vcpu_thread_work);
+	expect_ok(VCPU_ALONE, 1, vcpu_thread_work);
+}
+
+static int uffd_thread_work(void)
+{
+	char buf[16];
+
+	if (!ioctl_reaches_kernel(UFFDIO_COPY) || !ioctl_reaches_kernel(UFFDIO_ZEROPAGE) ||
+	    !ioctl_reaches_kernel(UFFDIO_WAKE))
+		return 1;
+	if (pread(-1, buf, sizeof(buf), 0) != -1 || errno != EBADF)
+		return 2;
+	return 0;
+}
+
+static void uffd_filter_allows_fault_handling(void **state)
+{
+	expect_ok(UFFD, 2, uffd_thread_work);
+}
+
+static int release_thread_work(void)
+{
+	void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return 1;
+	if (munmap(p, 1 << 20) || close(-1) != -1 || errno != EBADF)
+		return 2;
+	return 0;
+}
+
+static void release_filter_allows_munmap_and_close(void **state)
+{
+	expect_ok(RELEASE, 2, release_thread_work);
+}
+
+static int anything(void)
+{
+	return syscall(SYS_getppid) > 0 ? 0 : 1;
+}
+
+static void without_prepare_install_is_a_no_op(void **state)
+{
+	struct outcome o;
+
+	/* what thaw --no-seccomp does: install without prepare */
+	run_child(NULL, 0, anything, &o);
+	assert_true(WIFEXITED(o.status));
+	assert_int_equal(WEXITSTATUS(o.status), 0);
+	assert_false(vmm_seccomp_enabled());
+	assert_int_equal(vmm_seccomp_install(VMM_SECCOMP_VCPU), 0);
+}
+
+/* ---------------------------------------------------------------- refused */
+
+static int do_socket_inet(void)
+{
+	return socket(AF_INET, SOCK_STREAM, 0) >= 0 ? 0 : 1;
+}
+
+static int do_socket_packet(void)
+{
+	return socket(AF_PACKET, SOCK_RAW, 0) >= 0 ? 0 : 1;
+}
+
+static int do_mmap_exec(void)
+{
+	return mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) ==
+	       MAP_FAILED;
+}
+
+static int do_mprotect_exec(void)
+{
+	void *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return mprotect(p, 4096, PROT_READ | PROT_EXEC);
+}
+
+static int do_ptrace(void)
+{
+	return (int)syscall(SYS_ptrace, 0 /* PTRACE_TRACEME */, 0, 0, 0);
+}
+
+static int do_execve(void)
+{
+	char *const argv[] = {(char *)"/bin/true", NULL};
+
+	return execve("/bin/true", argv, argv + 1);
+}
+
+static int do_fork(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(0);
+	return 1;
+}
+
+static int do_ioctl_tiocsti(void)
+{
+	char c = 'x';
+
+	return ioctl(0, TIOCSTI, &c);
+}
+
+static int do_fcntl_setown(void)
+{
+	return fcntl(0, F_SETOWN, getpid());
+}
+
+static int do_sigaction_sigsys(void)
+{
+	return sigaction(SIGSYS, &(struct sigaction){.sa_handler = SIG_IGN}, NULL);
+}
+
+static int do_seccomp_tsync(void)
+{
+	struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = {.len = 1, .filter = &allow};
+
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+}
+
+static int do_kill_other(void)
+{
+	return (int)syscall(SYS_tgkill, 1, 1, 0);
+}
+
+static void main_filter_refuses_what_thaw_never_does(void **state)
+{
+	expect_refused(MAIN, 1, do_socket_inet, SYS_socket, "socket");
+	expect_refused(MAIN, 1, do_socket_packet, SYS_socket, "socket");
+	expect_refused(MAIN, 1, do_mmap_exec, SYS_mmap, "mmap");
+	expect_refused(MAIN, 1, do_mprotect_exec, SYS_mprotect, "mprotect");
+	expect_refused(MAIN, 1, do_ptrace, SYS_ptrace, "ptrace");
+	expect_refused(MAIN, 1, do_execve, SYS_execve, "execve");
+	expect_refused(MAIN, 1, do_fork, SYS_clone, "clone");
+	expect_refused(MAIN, 1, do_ioctl_tiocsti, SYS_ioctl, "ioctl");
+	expect_refused(MAIN, 1, do_fcntl_setown, SYS_fcntl, "fcntl");
+	expect_refused(MAIN, 1, do_sigaction_sigsys, SYS_rt_sigaction, "rt_sigaction");
+	expect_refused(MAIN, 1, do_seccomp_tsync, SYS_seccomp, "seccomp");
+	expect_refused(MAIN, 1, do_kill_other, SYS_tgkill, "tgkill");
+}
+
+static int do_open(void)
+{
+	return open("/dev/null", O_RDONLY) >= 0 ? 0 : 1;
+}
+
+static int do_socket_unix(void)
+{
+	return socket(AF_UNIX, SOCK_STREAM, 0) >= 0 ? 0 : 1;
+}
+
+static int do_create_vm(void)
+{
+	return ioctl(-1, KVM_CREATE_VM, 0);
+}
+
+static int do_set_regs(void)
+{
+	return ioctl(-1, KVM_SET_REGS, 0);
+}
+
+static int do_clone3(void)
+{
+	return (int)syscall(SYS_clone3, NULL, 0);
+}
+
+static int do_uffd_ioctl(void)
+{
+	return ioctl(-1, UFFDIO_COPY, 0);
+}
+
+static void vcpu_filter_refuses_files_sockets_and_vm_ioctls(void **state)
+{
+	expect_refused(VCPU, 2, do_open, SYS_openat, "openat");
+	expect_refused(VCPU, 2, do_socket_unix, SYS_socket, "socket");
+	expect_refused(VCPU, 2, do_create_vm, SYS_ioctl, "ioctl");
+	expect_refused(VCPU, 2, do_set_regs, SYS_ioctl, "ioctl");
+	expect_refused(VCPU, 2, do_uffd_ioctl, SYS_ioctl, "ioctl");
+	/* the stacked main filter lets clone3 fail with ENOSYS, the vCPU's own traps */
+	expect_refused(VCPU, 2, do_clone3, SYS_clone3, "clone3");
+	expect_refused(VCPU, 2, do_mmap_exec, SYS_mmap, "mmap");
+	expect_refused(VCPU_ALONE, 1, do_open, SYS_openat, "openat");
+}
+
+static int do_kvm_run(void)
+{
+	return ioctl(-1, KVM_RUN, 0);
+}
+
+static void uffd_filter_refuses_kvm_and_files(void **state)
+{
+	expect_refused(UFFD, 2, do_kvm_run, SYS_ioctl, "ioctl");
+	expect_refused(UFFD, 2, do_open, SYS_openat, "openat");
+	expect_refused(UFFD, 2, do_socket_unix, SYS_socket, "socket");
+}
+
+static int do_read(void)
+{
+	char c;
+
+	return (int)read(-1, &c, 1);
+}
+
+static void release_filter_refuses_everything_else(void **state)
+{
+	expect_refused(RELEASE, 2, do_read, SYS_read, "read");
+	expect_refused(RELEASE, 2, do_kvm_run, SYS_ioctl, "ioctl");
+	expect_refused(RELEASE, 2, do_open, SYS_openat, "openat");
+}
+
+/* ---------------------------------------------------------------- the filters */
+
+static void every_filter_builds_within_the_bpf_limit(void **state)
+{
+	for (int k = 0; k < VMM_SECCOMP_NR_THREADS; k++) {
+		struct sock_fprog prog = {0};
+
+		assert_int_equal(vmm_seccomp_build(k, &prog), 0);
+		assert_true(prog.len > 0 && prog.len <= BPF_MAXINSNS);
+		/* the last instruction of libseccomp's program is a return */
+		assert_int_equal(BPF_CLASS(prog.filter[prog.len - 1].code), BPF_RET);
+		free(prog.filter);
+	}
+	assert_int_equal(vmm_seccomp_build(VMM_SECCOMP_NR_THREADS, &(struct sock_fprog){0}),
+			 -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(every_filter_builds_within_the_bpf_limit),
+	    cmocka_unit_test(main_filter_allows_the_main_threads_work),
+	    cmocka_unit_test(vcpu_filter_allows_kvm_run_and_device_handlers),
+	    cmocka_unit_test(uffd_filter_allows_fault_handling),
+	    cmocka_unit_test(release_filter_allows_munmap_and_close),
+	    cmocka_unit_test(without_prepare_install_is_a_no_op),
+	    cmocka_unit_test(main_filter_refuses_what_thaw_never_does),
+	    cmocka_unit_test(vcpu_filter_refuses_files_sockets_and_vm_ioctls),
+	    cmocka_unit_test(uffd_filter_refuses_kvm_and_files),
+	    cmocka_unit_test(release_filter_refuses_everything_else),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
