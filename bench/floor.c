@@ -36,14 +36,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_VCPUS 16
-#define MAX_CPUID 256
+#define MAX_VCPUS  16
+#define MAX_CPUID  256
 #define GUEST_CODE 0x1000
 #define GUEST_PORT 0x10
 
 enum phase { P_OPEN, P_VM, P_MMAP, P_SLOT, P_IRQCHIP, P_PIT, P_VCPUS, P_STATE, P_RUN, P_NR };
-static const char *const phase_names[P_NR] = {"open",  "vm",    "mmap",  "slot", "irqchip",
-					      "pit",   "vcpus", "state", "run"};
+static const char *const phase_names[P_NR] = {"open", "vm",    "mmap",	"slot", "irqchip",
+					      "pit",  "vcpus", "state", "run"};
 
 struct cpuid_buf {
 	struct kvm_cpuid2 hdr;
@@ -77,8 +77,8 @@ static int make_mem_file(uint64_t bytes)
 		fprintf(stderr, "floor: open(%s, O_TMPFILE): %s\n", dir, strerror(errno));
 		return -1;
 	}
-	if (ftruncate(fd, (off_t)bytes) || pwrite(fd, code, sizeof(code), GUEST_CODE) !=
-						    (ssize_t)sizeof(code)) {
+	if (ftruncate(fd, (off_t)bytes) ||
+	    pwrite(fd, code, sizeof(code), GUEST_CODE) != (ssize_t)sizeof(code)) {
 		fprintf(stderr, "floor: writing the memory file: %s\n", strerror(errno));
 		close(fd);
 		return -1;
@@ -105,12 +105,12 @@ static int get_cpuid(struct cpuid_buf *c)
 	return 0;
 }
 
-#define CHECK(call, what)                                                                 \
-	do {                                                                              \
-		if ((call) < 0) {                                                         \
-			fprintf(stderr, "floor: %s: %s\n", what, strerror(errno));        \
-			goto out;                                                         \
-		}                                                                         \
+#define CHECK(call, what)                                                                          \
+	do {                                                                                       \
+		if ((call) < 0) {                                                                  \
+			fprintf(stderr, "floor: %s: %s\n", what, strerror(errno));                 \
+			goto out;                                                                  \
+		}                                                                                  \
 	} while (0)
 
 /* One restore-shaped VM creation; fills t[] with phase end times. Returns 0 or -1. */
@@ -139,10 +139,10 @@ static int floor_once(const struct floor_cfg *cfg, uint64_t t[P_NR + 1])
 	}
 	t[1 + P_MMAP] = now_ns();
 	region = (struct kvm_userspace_memory_region){
-		.slot = 0,
-		.guest_phys_addr = 0,
-		.memory_size = cfg->mem_bytes,
-		.userspace_addr = (uint64_t)(uintptr_t)mem,
+	    .slot = 0,
+	    .guest_phys_addr = 0,
+	    .memory_size = cfg->mem_bytes,
+	    .userspace_addr = (uint64_t)(uintptr_t)mem,
 	};
 	if (!cfg->naive) {
 		CHECK(ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region), "KVM_SET_USER_MEMORY_REGION");
@@ -159,7 +159,8 @@ static int floor_once(const struct floor_cfg *cfg, uint64_t t[P_NR + 1])
 	CHECK(run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0), "KVM_GET_VCPU_MMAP_SIZE");
 	for (i = 0; i < cfg->vcpus; i++) {
 		CHECK(vcpu[i] = ioctl(vm, KVM_CREATE_VCPU, i), "KVM_CREATE_VCPU");
-		run[i] = mmap(NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu[i], 0);
+		run[i] =
+		    mmap(NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu[i], 0);
 		if (run[i] == MAP_FAILED) {
 			run[i] = NULL;
 			fprintf(stderr, "floor: mmap kvm_run: %s\n", strerror(errno));
@@ -212,10 +213,13 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"runs", required_argument, NULL, 'r'},	 {"mem-mib", required_argument, NULL, 'm'},
-		{"vcpus", required_argument, NULL, 'c'}, {"order", required_argument, NULL, 'o'},
-		{"once", no_argument, NULL, '1'},	 {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"runs", required_argument, NULL, 'r'},
+	    {"mem-mib", required_argument, NULL, 'm'},
+	    {"vcpus", required_argument, NULL, 'c'},
+	    {"order", required_argument, NULL, 'o'},
+	    {"once", no_argument, NULL, '1'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct floor_cfg cfg = {.mem_bytes = 128ull << 20, .vcpus = 1};
 	unsigned long runs = 30, mib = 128;

@@ -4,7 +4,7 @@
 # the nested-SVM QEMU TCG VM of tests/kvmhost/run.sh; bench.sh records where it ran.
 # usage: bench/kvmhost.sh BUILD_DIR [bench.sh options]
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 B=${1:?usage: bench/kvmhost.sh BUILD_DIR [options]}
 shift
 

@@ -6,7 +6,7 @@
 # exits non-zero when a series produced no good run or a plot is missing.
 # usage: bench/smoke.sh [BUILD_DIR]
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 out=$(mktemp -d "${TMPDIR:-/tmp}/thaw-bench-smoke.XXXXXX") || exit 1
 trap 'rm -rf -- "$out"' EXIT
 bench/bench.sh --build "${1:-build}" --smoke --out "$out" >"$out.log" 2>&1

@@ -41,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_QMP 16
+#define MAX_QMP	     16
 #define LINE_MAX_LEN 4096
 
 struct spawn_opts {
@@ -199,14 +199,19 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-		{"expect", required_argument, NULL, 'e'},  {"send", required_argument, NULL, 's'},
-		{"every", required_argument, NULL, 'v'},   {"timeout", required_argument, NULL, 't'},
-		{"qmp", required_argument, NULL, 'q'},	   {"qmp-cmd", required_argument, NULL, 'Q'},
-		{"ready-file", required_argument, NULL, 'r'},
-		{"hold-file", required_argument, NULL, 'H'},
-		{"mem", no_argument, NULL, 'm'},	   {"stderr", required_argument, NULL, 'E'},
-		{"stdout", required_argument, NULL, 'O'},  {"guest-mib", required_argument, NULL, 'g'},
-		{NULL, 0, NULL, 0},
+	    {"expect", required_argument, NULL, 'e'},
+	    {"send", required_argument, NULL, 's'},
+	    {"every", required_argument, NULL, 'v'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"qmp", required_argument, NULL, 'q'},
+	    {"qmp-cmd", required_argument, NULL, 'Q'},
+	    {"ready-file", required_argument, NULL, 'r'},
+	    {"hold-file", required_argument, NULL, 'H'},
+	    {"mem", no_argument, NULL, 'm'},
+	    {"stderr", required_argument, NULL, 'E'},
+	    {"stdout", required_argument, NULL, 'O'},
+	    {"guest-mib", required_argument, NULL, 'g'},
+	    {NULL, 0, NULL, 0},
 	};
 	static const char *const status_keys[][2] = {{"VmRSS", "vmrss_kb"},
 						     {"RssAnon", "rss_anon_kb"},
@@ -277,8 +282,8 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	errfd = open(o.err_path ? o.err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		     0644);
+	errfd = open(o.err_path ? o.err_path : "/dev/null",
+		     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (o.out_path)
 		outcopy = open(o.out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (errfd < 0 || (o.out_path && outcopy < 0) || pipe2(in, O_CLOEXEC) ||
