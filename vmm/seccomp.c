@@ -116,10 +116,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	n = put_str(msg, n, cap, " (");
 	n = put_str(msg, n, cap,
 		    nr >= 0 && nr < NAMES_MAX && sc.names[nr][0] ? sc.names[nr] : "unknown");
-	n = put_str(msg, n, cap, ") on a ");
-	n = put_str(msg, n, cap,
-		    thread_kind >= 0 ? kind_names[thread_kind] : "thread without own filter of");
-	n = put_str(msg, n, cap, " thread, args ");
+	if (thread_kind >= 0) {
+		n = put_str(msg, n, cap, ") on a ");
+		n = put_str(msg, n, cap, kind_names[thread_kind]);
+		n = put_str(msg, n, cap, " thread, args ");
+	} else {
+		/* a thread that did not add its own filter: its creator's applies */
+		n = put_str(msg, n, cap, ") on a thread with inherited filters only, args ");
+	}
 	n = put_num(msg, n, cap, (unsigned long long)r[REG_RDI], true);
 	n = put_str(msg, n, cap, " ");
 	n = put_num(msg, n, cap, (unsigned long long)r[REG_RSI], true);
@@ -220,6 +224,12 @@ static void allow_common(struct rule_ctx *c)
 	/* glibc's malloc and random seeds; harmless anywhere. */
 	ALLOW(c, getrandom);
 	ALLOW(c, sched_yield);
+#ifdef __SANITIZE_ADDRESS__
+	/* make SAN=1 only: ASan gives every thread an alternate signal stack and reads
+	 * the CPU set when a thread starts. */
+	ALLOW(c, sigaltstack);
+	ALLOW(c, sched_getaffinity);
+#endif
 }
 
 /* clone(2) only for threads: the flags pthread_create uses, no new process, no
