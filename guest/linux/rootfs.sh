@@ -40,6 +40,10 @@ if [ ! -f "$img" ]; then
 	mkfs.ext4 -q -F -L thaw-root -E root_owner=0:0 -d "$root" "$tmp/img" "${size_mib}M" >&2 ||
 		die "mkfs.ext4 failed"
 	mv "$tmp/img" "$img"
+	# Images built from older inputs are 32 MiB each and never used again.
+	for old in "$cache"/rootfs-*.ext4; do
+		[ "$old" = "$img" ] || rm -f "$old"
+	done
 	echo "thaw guest/linux rootfs: built $img" >&2
 fi
 echo "THAW_ROOTFS=$img"

@@ -46,7 +46,7 @@ crc32_of() {
 # --- disk: 1 MiB, sectors 8..9 written by the host before boot ----------
 disk=$work/disk.img
 dd if=/dev/zero of="$disk" bs=1M count=1 status=none
-seq 1 200 | tr '\n' ' ' | head -c 1024 >"$work/host-data"
+seq 1 400 | tr '\n' ' ' | head -c 1024 >"$work/host-data"
 dd if="$work/host-data" of="$disk" bs=512 seek=8 conv=notrunc status=none
 host_crc=$(crc32_of "$work/host-data")
 
@@ -133,7 +133,7 @@ check() { # check NAME COMMAND ERE-for-the-reply
 }
 
 # shellcheck disable=SC2086
-boot agent "console=ttyS0 thaw_agent.hold_init=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off" \
+boot agent "console=ttyS0 reboot=t thaw_agent.hold_init=1 ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off" \
 	-drive id=d0,file="$disk",format=raw,if=none,cache=writeback \
 	-device virtio-blk-device,drive=d0 -device virtio-rng-device $net_args
 

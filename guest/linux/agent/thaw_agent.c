@@ -41,6 +41,9 @@
 #include <linux/jiffies.h>
 #include <linux/kthread.h>
 #include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/sched/mm.h>
+#include <linux/uaccess.h>
 #include <linux/moduleparam.h>
 #include <linux/net.h>
 #include <linux/netdevice.h>
@@ -644,30 +647,41 @@ static int cmd_blk_flush(struct agent_req *req, int a)
 
 /* --- rng: bytes from the hw_random core (virtio-rng) ---------------------- */
 
-static int cmd_rng(struct agent_req *req, int a)
+/*
+ * /dev/hwrng only has a .read that copies to user memory (kernel_read()
+ * refuses it), and the hw_random core has no in-kernel read.  So the agent
+ * thread borrows a private, empty user address space for the read: one
+ * anonymous page is mapped in it, rng_dev_read() copies into that page as it
+ * would for a process, and the bytes are copied back out.  This goes through
+ * the real /dev/hwrng path (current RNG, its locking, its wait).
+ */
+static int agent_hwrng_read(struct file *f, u8 *out, size_t n, u32 ms)
 {
-	unsigned long deadline = jiffies + msecs_to_jiffies(AGENT_TIMEOUT_MS_DEFAULT);
-	char hex[2 * AGENT_RNG_MAX + 1];
-	u8 buf[AGENT_RNG_MAX];
-	struct file *f;
+	unsigned long deadline = jiffies + msecs_to_jiffies(ms);
+	struct mm_struct *mm = mm_alloc();
+	unsigned long uaddr;
 	size_t got = 0;
 	loff_t pos = 0;
-	u32 n;
-	int err;
+	int err = 0;
 
-	err = agent_parse_u32(req->argv[a], AGENT_RNG_MAX, &n);
-	if (err)
-		return err;
-	if (!n)
-		return -EINVAL;
-	/* The node comes from the built-in initramfs (or devtmpfs on a root fs). */
-	f = filp_open("/dev/hwrng", O_RDONLY | O_NONBLOCK, 0);
-	if (IS_ERR(f))
-		return PTR_ERR(f);
+	if (!mm)
+		return -ENOMEM;
+	arch_pick_mmap_layout(mm, &current->signal->rlim[RLIMIT_STACK]);
+	kthread_use_mm(mm);
+	uaddr = vm_mmap(NULL, 0, PAGE_SIZE, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, 0);
+	if (IS_ERR_VALUE(uaddr)) {
+		err = (int)uaddr;
+		goto out;
+	}
 	while (got < n) {
-		ssize_t r = kernel_read(f, buf + got, n - got, &pos);
+		ssize_t r = f->f_op->read(f, (char __user *)uaddr, n - got, &pos);
 
 		if (r > 0) {
+			if (copy_from_user(out + got, (const void __user *)uaddr, r)) {
+				err = -EFAULT;
+				break;
+			}
 			got += r;
 			continue;
 		}
@@ -681,6 +695,32 @@ static int cmd_rng(struct agent_req *req, int a)
 		}
 		msleep(5);
 	}
+	vm_munmap(uaddr, PAGE_SIZE);
+out:
+	kthread_unuse_mm(mm);
+	mmput(mm);
+	return err;
+}
+
+static int cmd_rng(struct agent_req *req, int a)
+{
+	char hex[2 * AGENT_RNG_MAX + 1];
+	u8 buf[AGENT_RNG_MAX];
+	struct file *f;
+	u32 n;
+	int err;
+
+	err = agent_parse_u32(req->argv[a], AGENT_RNG_MAX, &n);
+	if (err)
+		return err;
+	if (!n)
+		return -EINVAL;
+	/* The node comes from the built-in initramfs (or devtmpfs on a root fs). */
+	f = filp_open("/dev/hwrng", O_RDONLY | O_NONBLOCK, 0);
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	err = f->f_op->read ? agent_hwrng_read(f, buf, n, AGENT_TIMEOUT_MS_DEFAULT)
+			    : -EINVAL;
 	filp_close(f, NULL);
 	if (err)
 		return err;
@@ -1008,8 +1048,8 @@ static int agent_vsock_listener(void *arg)
 			total += n;
 		}
 		sock_release(conn);
-		agent_event("vsock closed port=%u echoed=%llu status=%pe", l->port,
-			    total, ERR_PTR(err));
+		agent_event("vsock closed port=%u echoed=%llu status=%d", l->port,
+			    total, err);
 	}
 	return 0;
 
