@@ -255,10 +255,9 @@ static void allow_threads(struct rule_ctx *c)
 
 /* The requests the vCPU threads make, also allowed on the main thread (filters stack). */
 #define VCPU_IOCTLS                                                                                \
-	KVM_RUN,		 /* the vCPU loop */                                               \
-	    KVM_IRQ_LINE,	 /* COM1 and legacy interrupts from device handlers */             \
-	    KVM_IRQ_LINE_STATUS, /* the same, when asked for the status */                         \
-	    TUNSETOFFLOAD	 /* virtio-net: offloads follow the driver's features */
+	KVM_RUN,	  /* the vCPU loop */                                                      \
+	    KVM_IRQ_LINE, /* COM1 and legacy interrupts from device handlers */                    \
+	    TUNSETOFFLOAD /* virtio-net: offloads follow the driver's features */
 
 static void build_main(struct rule_ctx *c)
 {
@@ -275,27 +274,18 @@ static void build_main(struct rule_ctx *c)
 	ALLOW(c, writev);
 	ALLOW(c, pread64);  /* snapshot header, sections, working sets */
 	ALLOW(c, pwrite64); /* snapshot creation */
-	ALLOW(c, preadv);
-	ALLOW(c, pwritev);
 	ALLOW(c, lseek);
 	ALLOW(c, fstat);
 	ALLOW(c, newfstatat); /* fstat and lstat of glibc */
-	ALLOW(c, statx);
 	/* Whether a path exists (the PVM host check under /sys/module). */
 	ALLOW(c, access);
-	ALLOW(c, faccessat);
-	ALLOW(c, faccessat2);
 	ALLOW(c, ftruncate); /* snapshot files get their size before the memory goes in */
 	ALLOW(c, fsync);     /* a snapshot is durable before it is renamed into place */
 	ALLOW(c, fdatasync);
 	ALLOW(c, rename); /* the snapshot appears atomically */
-	ALLOW(c, renameat);
-	ALLOW(c, renameat2);
 	ALLOW(c, unlink); /* stale sockets (API, console, vsock) and failed snapshots */
-	ALLOW(c, unlinkat);
 	/* The API's logger option puts the log file on stderr. */
 	ALLOW(c, dup2);
-	ALLOW(c, dup3);
 	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_DUPFD_CLOEXEC));
 	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_GETFL));
 	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_SETFL));
@@ -306,9 +296,7 @@ static void build_main(struct rule_ctx *c)
 	ALLOW(c, epoll_create1);
 	ALLOW(c, epoll_ctl);
 	ALLOW(c, epoll_wait);
-	ALLOW(c, epoll_pwait);
-	ALLOW(c, poll); /* uffd handler's threads, started from here */
-	ALLOW(c, ppoll);
+	ALLOW(c, poll);		  /* uffd handler's threads, started from here */
 	ALLOW(c, eventfd2);	  /* exit, trigger, irqfd, ioeventfd, io_uring completions */
 	ALLOW(c, signalfd4);	  /* SIGTERM/SIGUSR1/... and uffd discard requests */
 	ALLOW(c, timerfd_create); /* API metrics period */
@@ -357,12 +345,11 @@ static void build_main(struct rule_ctx *c)
 		     /* /dev/kvm: version, capabilities, sizes, CPUID, MSR list, a new VM */
 		     KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
 		     KVM_CREATE_VM, KVM_GET_SUPPORTED_CPUID, KVM_GET_MSR_INDEX_LIST,
-		     KVM_GET_MSR_FEATURE_INDEX_LIST,
 		     /* the VM: memory, irqchip, PIT, clock, vCPUs, eventfds */
 		     KVM_SET_USER_MEMORY_REGION, KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR,
 		     KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_GET_IRQCHIP, KVM_SET_IRQCHIP,
 		     KVM_GET_PIT2, KVM_SET_PIT2, KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_CREATE_VCPU,
-		     KVM_IOEVENTFD, KVM_IRQFD, KVM_GET_DIRTY_LOG,
+		     KVM_IOEVENTFD, KVM_IRQFD,
 		     /* vCPU state for boot, snapshot and restore */
 		     KVM_SET_CPUID2, KVM_GET_CPUID2, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS,
 		     KVM_SET_SREGS, KVM_GET_MSRS, KVM_SET_MSRS, KVM_GET_LAPIC, KVM_SET_LAPIC,
@@ -373,8 +360,8 @@ static void build_main(struct rule_ctx *c)
 		     TUNSETIFF, TUNSETVNETHDRSZ,
 		     /* userfaultfd: a new one through /dev/userfaultfd, API handshake,
 		      * registration, and what the handler thread does */
-		     USERFAULTFD_IOC_NEW, UFFDIO_API, UFFDIO_REGISTER, UFFDIO_UNREGISTER,
-		     UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE,
+		     USERFAULTFD_IOC_NEW, UFFDIO_API, UFFDIO_REGISTER, UFFDIO_COPY, UFFDIO_ZEROPAGE,
+		     UFFDIO_WAKE,
 		     /* isatty(stdin) when the console reads stdin */
 		     TCGETS, VCPU_IOCTLS);
 }
@@ -407,10 +394,8 @@ static void build_uffd(struct rule_ctx *c)
 	/* Fault events from the userfaultfd, the stop eventfd, discard signals. */
 	ALLOW(c, read);
 	ALLOW(c, poll);
-	ALLOW(c, ppoll);
 	/* Page contents from the snapshot's memory file, by pread or io_uring. */
 	ALLOW(c, pread64);
-	ALLOW(c, preadv);
 	ALLOW(c, io_uring_enter);
 	/* Watching the external handler's socket. */
 	ALLOW(c, recvfrom);
