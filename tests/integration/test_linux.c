@@ -1,0 +1,273 @@
+/* The Linux guest, booted once per run and then restored from its snapshot for each
+ * test (on PVM a Linux boot takes over a minute; a restore milliseconds). Its agent
+ * lives in the kernel (guest/linux/AGENT.md) and answers on the serial console. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#define BOOT_TMO 300000
+#define TMO      60000
+#define CMDLINE  "console=ttyS0 thaw_agent.hold_init=1 quiet"
+
+static char dir[] = "/tmp/thaw-linuxtest-XXXXXX";
+static char snap[128], disk[128], vsock[100];
+static char boot_ping[256], boot_fill[256]; /* what the booted guest answered */
+static long long boot_ms;
+
+static struct vmproc *start(const char *const argv[])
+{
+	struct vmproc *p = calloc(1, sizeof(*p));
+
+	assert_non_null(p);
+	assert_int_equal(vmproc_start(p, argv), 0);
+	return p;
+}
+
+static void end(struct vmproc *p)
+{
+	vmproc_stop(p);
+	free(p);
+}
+
+static int ask(struct vmproc *p, const char *req, const char *prefix, char *ans, size_t len)
+{
+	int ret = vmproc_ask(p, req, prefix, TMO, ans, len);
+
+	if (ret)
+		vmproc_dump(p, req);
+	return ret;
+}
+
+/* Boots once with a disk, an RNG and vsock, warms the guest up, snapshots it. */
+static int group_setup(void **state)
+{
+	char spec[300], vs[300];
+	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_KERNEL"),
+			      "--cmdline", CMDLINE, "--vcpus", "2", "--mem-mib", "192", "--drive",
+			      spec, "--rng", "--vsock", vs, "--snapshot", snap, "--snapshot-then",
+			      "exit", NULL};
+	struct vmproc *p;
+	long long t0;
+	int fd;
+
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(snap, sizeof(snap), "%s/linux.snap", dir);
+	snprintf(disk, sizeof(disk), "%s/disk.img", dir);
+	snprintf(vsock, sizeof(vsock), "%s/v.sock", dir);
+	snprintf(spec, sizeof(spec), "id=d0,path=%s,ro=off", disk);
+	snprintf(vs, sizeof(vs), "cid=3,uds=%s", vsock);
+	fd = open(disk, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || ftruncate(fd, 4 << 20) < 0)
+		return -1;
+	for (int s = 0; s < 64; s++) {
+		char sector[512];
+
+		memset(sector, 'a' + s % 26, sizeof(sector));
+		if (pwrite(fd, sector, 512, s * 512) != 512)
+			return -1;
+	}
+	close(fd);
+
+	t0 = harness_ms();
+	p = start(argv);
+	if (vmproc_expect(p, "THAW_GUEST_READY", BOOT_TMO, NULL, 0)) {
+		vmproc_dump(p, "Linux did not become ready");
+		return -1;
+	}
+	boot_ms = harness_ms() - t0;
+	if (ask(p, "ping", "THAW_AGENT", boot_ping, sizeof(boot_ping)) ||
+	    ask(p, "mem fill 8 7", "THAW_AGENT mem fill", boot_fill, sizeof(boot_fill)))
+		return -1;
+	kill(p->pid, SIGUSR1);
+	if (vmproc_wait(p, TMO) != 0) {
+		vmproc_dump(p, "snapshot of the Linux guest");
+		return -1;
+	}
+	end(p);
+	fprintf(stderr, "linux: booted to THAW_GUEST_READY in %lld ms, snapshot taken\n", boot_ms);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static struct vmproc *restore(void)
+{
+	const char *argv[] = {harness_env("THAW_BIN"), "--restore", snap, NULL};
+
+	return start(argv);
+}
+
+static void linux_boots_to_ready_and_its_agent_answers(void **state)
+{
+	assert_string_equal(boot_ping, "pong");
+	assert_non_null(strstr(boot_fill, "crc32="));
+}
+
+static void restored_linux_answers_and_kept_its_memory(void **state)
+{
+	char ans[256], want[64];
+	struct vmproc *p = restore();
+
+	assert_int_equal(ask(p, "ping", "THAW_AGENT", ans, sizeof(ans)), 0);
+	assert_string_equal(ans, "pong");
+	assert_int_equal(ask(p, "mem check", "THAW_AGENT mem check", ans, sizeof(ans)), 0);
+	snprintf(want, sizeof(want), "%s", strstr(boot_fill, "crc32="));
+	assert_non_null(strstr(ans, want));
+	/* the request counter went on from where the snapshot left it (ping, fill, then
+	 * ping, mem check and this count) */
+	assert_int_equal(ask(p, "count", "THAW_AGENT count", ans, sizeof(ans)), 0);
+	assert_non_null(strstr(ans, "requests=5"));
+	end(p);
+}
+
+static void restored_linux_reads_and_writes_its_disk(void **state)
+{
+	char ans[256], sector[512];
+	struct vmproc *p = restore();
+	int fd;
+
+	/* host-written data is read back */
+	assert_int_equal(ask(p, "blk read 3 1", "THAW_AGENT blk read", ans, sizeof(ans)), 0);
+	assert_non_null(strstr(ans, "head=64646464")); /* 'd' */
+	/* guest-written, flushed data is in the host file */
+	assert_int_equal(ask(p, "blk write 100 RESTORED 1", "THAW_AGENT blk write", ans,
+			     sizeof(ans)),
+			 0);
+	assert_non_null(strstr(ans, "flushed"));
+	fd = open(disk, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, sector, 512, 100 * 512), 512);
+	close(fd);
+	assert_memory_equal(sector, "RESTOREDRESTORED", 16);
+	end(p);
+}
+
+static void restored_linux_reads_the_rng(void **state)
+{
+	char ans[1024];
+	struct vmproc *p = restore();
+
+	assert_int_equal(ask(p, "rng 16", "THAW_AGENT rng", ans, sizeof(ans)), 0);
+	assert_non_null(strstr(ans, "bytes=16"));
+	end(p);
+}
+
+/* Host-initiated vsock to the restored guest: CONNECT, OK, then bytes echo. */
+static void restored_linux_talks_vsock(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char ans[256], buf[256];
+	struct vmproc *p = restore();
+	size_t got = 0;
+	int fd;
+
+	assert_int_equal(ask(p, "vsock listen 5000", "THAW_AGENT vsock", ans, sizeof(ans)), 0);
+	memcpy(sa.sun_path, vsock, strlen(vsock) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, "CONNECT 5000\n", 13), 13);
+	while (got < sizeof(buf) - 1 && !memchr(buf, '\n', got)) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		ssize_t n;
+
+		assert_true(poll(&pfd, 1, TMO) == 1);
+		n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	buf[got] = 0;
+	assert_memory_equal(buf, "OK ", 3);
+	assert_int_equal(write(fd, "hello thaw\n", 11), 11);
+	got = 0;
+	while (got < 11) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		ssize_t n;
+
+		assert_true(poll(&pfd, 1, TMO) == 1);
+		n = read(fd, buf + got, sizeof(buf) - got);
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	assert_memory_equal(buf, "hello thaw\n", 11);
+	close(fd);
+	end(p);
+}
+
+static void linux_boots_through_the_64bit_boot_protocol(void **state)
+{
+	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_KERNEL"),
+			      "--boot", "linux64", "--cmdline", CMDLINE, "--mem-mib", "128", NULL};
+	char ans[256];
+	struct vmproc *p = start(argv);
+
+	if (vmproc_expect(p, "THAW_GUEST_READY", BOOT_TMO, NULL, 0)) {
+		vmproc_dump(p, "64-bit boot protocol");
+		fail();
+	}
+	assert_int_equal(ask(p, "ping", "THAW_AGENT", ans, sizeof(ans)), 0);
+	end(p);
+}
+
+static void guest_reboot_ends_thaw_with_status_0(void **state)
+{
+	char ans[256];
+	struct vmproc *p = restore();
+
+	assert_int_equal(ask(p, "reboot", "THAW_AGENT", ans, sizeof(ans)), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 0);
+	end(p);
+}
+
+static void guest_panic_ends_thaw_with_status_3(void **state)
+{
+	char ans[256];
+	struct vmproc *p = restore();
+
+	assert_int_equal(ask(p, "panic", "THAW_AGENT", ans, sizeof(ans)), 0);
+	if (vmproc_wait(p, TMO) != 3) {
+		vmproc_dump(p, "panic");
+		fail();
+	}
+	assert_non_null(strstr(p->err, "panic"));
+	end(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(linux_boots_to_ready_and_its_agent_answers),
+		cmocka_unit_test(restored_linux_answers_and_kept_its_memory),
+		cmocka_unit_test(restored_linux_reads_and_writes_its_disk),
+		cmocka_unit_test(restored_linux_reads_the_rng),
+		cmocka_unit_test(restored_linux_talks_vsock),
+		cmocka_unit_test(guest_reboot_ends_thaw_with_status_0),
+		cmocka_unit_test(guest_panic_ends_thaw_with_status_3),
+		cmocka_unit_test(linux_boots_through_the_64bit_boot_protocol),
+	};
+
+	if (!harness_have_kvm())
+		return 0;
+	return cmocka_run_group_tests_name("linux", tests, group_setup, group_teardown);
+}
