@@ -216,10 +216,26 @@ int uffd_handshake_recv(int sock, char *buf, size_t len, int *uffd, char *err, s
 
 /* ---------------------------------------------------------------- threads */
 
+/* Each uffd thread narrows the main filter it inherited to its own (vmm/seccomp.c). */
+static bool narrow_filter(struct uffd_backend *b, const char *who)
+{
+	char why[120];
+
+	if (vmm_seccomp_install(VMM_SECCOMP_UFFD) == 0)
+		return true;
+	snprintf(why, sizeof(why), "uffd: the %s thread could not install its seccomp filter", who);
+	vm_request_exit(b->vm, VMM_EXIT_INTERNAL, why);
+	return false;
+}
+
 static void *handler_main(void *opaque)
 {
 	struct uffd_backend *b = opaque;
-	int ret = uffd_server_run(b->srv, b->stop_fd);
+	int ret;
+
+	if (!narrow_filter(b, "handler"))
+		return NULL;
+	ret = uffd_server_run(b->srv, b->stop_fd);
 
 	if (ret) {
 		char why[160];
@@ -306,6 +322,8 @@ static void *control_main(void *opaque)
 {
 	struct uffd_backend *b = opaque;
 
+	if (!narrow_filter(b, "control"))
+		return NULL;
 	for (;;) {
 		struct pollfd p[4] = {{.fd = b->stop_fd, .events = POLLIN},
 				      {.fd = b->sig_fd, .events = POLLIN},
