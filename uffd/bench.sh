@@ -9,6 +9,8 @@
 # (/proc/PID/stat) for `file`, the handler's fault events for uffd.
 # Needs /dev/kvm (run through tests/kvmhost/run.sh) and root for drop_caches.
 #   uffd/bench.sh BUILD_DIR PROBE_ELF [RUNS]
+# Environment: RAM_MIB (256), WS_MIB (48), CONFIGS ("file ondemand prefetch"),
+# PREFETCH (the prefetch strategy's options, default none).
 set -euo pipefail
 
 build=${1:?build dir}
@@ -59,7 +61,7 @@ run_once uffd --mem-backend uffd --uffd-strategy record --uffd-record "$ws" >/de
 
 printf '%-9s %-5s %8s %8s\n' backend cache ms faults
 for cache in warm cold; do
-	for cfg in file ondemand prefetch; do
+	for cfg in ${CONFIGS:-file ondemand prefetch}; do
 		for ((i = 0; i < runs; i++)); do
 			if [[ $cache == cold ]]; then
 				sync
@@ -70,7 +72,7 @@ for cache in warm cold; do
 			case $cfg in
 			file) r=$(run_once file) ;;
 			ondemand) r=$(run_once uffd --mem-backend uffd --uffd-strategy ondemand) ;;
-			prefetch) r=$(run_once uffd --mem-backend uffd --uffd-strategy "prefetch,ws=$ws") ;;
+			prefetch) r=$(run_once uffd --mem-backend uffd --uffd-strategy "prefetch${PREFETCH:+,$PREFETCH},ws=$ws") ;;
 			esac
 			printf '%-9s %-5s %8s %8s\n' "$cfg" "$cache" "${r% *}" "${r#* }"
 		done
