@@ -108,7 +108,6 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	int nr = si->si_syscall;
 	char msg[256];
 	size_t n = 0, cap = sizeof(msg) - 1;
-	sigset_t set;
 
 	(void)sig;
 	n = put_str(msg, n, cap, "thaw: seccomp: refused syscall ");
@@ -132,13 +131,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	n = put_str(msg, n, cap, "; see docs/jailer.md\n");
 	if (write(STDERR_FILENO, msg, n) < 0)
 		errno = saved; /* nowhere left to report to; die anyway */
-	/* SA_RESETHAND made SIGSYS's action the default (dump core and end the process);
-	 * queue one for this thread and unblock it. Every filter allows these calls. */
-	syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGSYS);
-	sigemptyset(&set);
-	sigaddset(&set, SIGSYS);
-	syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, _NSIG / 8);
-	_exit(VMM_EXIT_INTERNAL); /* only if SIGSYS could not end the process */
+	/* Die of SIGSYS: a syscall that traps while SIGSYS is blocked (as it is inside
+	 * this handler) makes the kernel reset SIGSYS to its default action and deliver
+	 * it, ending the process with a core dump like SECCOMP_RET_KILL_PROCESS. The
+	 * handler stays in place meanwhile (no SA_RESETHAND), so another thread trapping
+	 * at the same moment still reports its own syscall. No filter allows getppid
+	 * (tests/unit/test_seccomp.c checks that every kind dies of SIGSYS). */
+	syscall(SYS_getppid);
+	_exit(VMM_EXIT_INTERNAL); /* only if getppid was allowed after all */
 }
 
 /* ---------------------------------------------------------------- building the filters */
@@ -211,16 +211,17 @@ static void allow_common(struct rule_ctx *c)
 	ALLOW(c, restart_syscall);
 	/* Signal handlers (vCPU kick) return through it. */
 	ALLOW(c, rt_sigreturn);
-	/* pthread_sigmask; the SIGSYS report unblocks SIGSYS with it. */
+	/* pthread_sigmask (vCPU threads unblock their kick signal). */
 	ALLOW(c, rt_sigprocmask);
-	/* The SIGSYS report raises SIGSYS on its own thread; pthread_kill kicks vCPUs;
-	 * abort(). Only signals to this process. */
+	/* pthread_kill kicks vCPUs; abort(). Only signals to this process. */
 	ALLOW(c, getpid);
 	ALLOW(c, gettid);
 	ALLOW_ARG(c, tgkill, SCMP_A0(SCMP_CMP_EQ, (uint64_t)getpid()));
 	/* Thread and process exit. */
 	ALLOW(c, exit);
 	ALLOW(c, exit_group);
+	/* glibc's qsort asks for the RAM size before allocating (working-set sorting). */
+	ALLOW(c, sysinfo);
 	/* glibc's malloc and random seeds; harmless anywhere. */
 	ALLOW(c, getrandom);
 	ALLOW(c, sched_yield);
@@ -332,8 +333,7 @@ static void build_main(struct rule_ctx *c)
 	ALLOW(c, userfaultfd);
 	ALLOW(c, pidfd_open); /* to notice the external handler's death */
 
-	/* Host facts: RAM for the memory check, kernel release in snapshot headers. */
-	ALLOW(c, sysinfo);
+	/* Host facts: kernel release in snapshot headers (RAM: sysinfo, common part). */
 	ALLOW(c, uname);
 
 	/* Threads started from here install their own (narrower) filter: one more
@@ -481,7 +481,7 @@ out:
 
 int vmm_seccomp_prepare(void)
 {
-	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO | SA_RESETHAND};
+	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
 	int ret;
 
 	if (sc.ready)

@@ -390,6 +390,42 @@ static void release_filter_refuses_everything_else(void **state)
 	expect_refused(RELEASE, 2, do_open, SYS_openat, "openat");
 }
 
+static pthread_barrier_t together;
+
+static void *refuse_in_thread(void *arg)
+{
+	pthread_barrier_wait(&together);
+	syscall(SYS_ptrace, 0, 0, 0, 0);
+	return arg;
+}
+
+/* Two threads refused at the same moment: the first report is not lost to the
+ * second (the handler stays installed), and the process still dies of SIGSYS. */
+static int two_threads_refused_at_once(void)
+{
+	pthread_t t[2];
+
+	pthread_barrier_init(&together, NULL, 2);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, refuse_in_thread, NULL);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	return 3;
+}
+
+static void concurrent_refusals_are_reported(void **state)
+{
+	for (int round = 0; round < 20; round++) {
+		struct outcome o;
+
+		run_child(MAIN, 1, two_threads_refused_at_once, &o);
+		assert_true(WIFSIGNALED(o.status));
+		assert_int_equal(WTERMSIG(o.status), SIGSYS);
+		assert_non_null(strstr(o.err, "thaw: seccomp: refused syscall 101 (ptrace) on a "
+					      "thread with inherited filters only"));
+	}
+}
+
 /* ---------------------------------------------------------------- the filters */
 
 static void every_filter_builds_within_the_bpf_limit(void **state)
@@ -420,6 +456,7 @@ int main(void)
 	    cmocka_unit_test(vcpu_filter_refuses_files_sockets_and_vm_ioctls),
 	    cmocka_unit_test(uffd_filter_refuses_kvm_and_files),
 	    cmocka_unit_test(release_filter_refuses_everything_else),
+	    cmocka_unit_test(concurrent_refusals_are_reported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
