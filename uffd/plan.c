@@ -222,11 +222,39 @@ size_t uffd_plan_fault(const struct uffd_pages *pg, uint64_t fault, uint64_t chu
 
 /* ---------------------------------------------------------------- prefetch planning */
 
-static int cmp_u64(const void *a, const void *b)
+/* In-place heapsort: no allocation and no libc qsort, whose merge sort asks the kernel
+ * for the machine's memory size (sysinfo), a syscall the handler thread's seccomp
+ * filter does not allow and has no business making. */
+static void sift(uint64_t *a, size_t root, size_t n)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	for (;;) {
+		size_t c = 2 * root + 1;
+		uint64_t t;
 
-	return x < y ? -1 : x > y;
+		if (c >= n)
+			return;
+		if (c + 1 < n && a[c + 1] > a[c])
+			c++;
+		if (a[root] >= a[c])
+			return;
+		t = a[root];
+		a[root] = a[c];
+		a[c] = t;
+		root = c;
+	}
+}
+
+static void sort_u64(uint64_t *a, size_t n)
+{
+	for (size_t i = n / 2; i-- > 0;)
+		sift(a, i, n);
+	for (size_t end = n; end > 1; end--) {
+		uint64_t t = a[0];
+
+		a[0] = a[end - 1];
+		a[end - 1] = t;
+		sift(a, 0, end - 1);
+	}
 }
 
 size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_t nws, size_t *pos,
@@ -246,7 +274,7 @@ size_t uffd_plan_prefetch(const struct uffd_pages *pg, const uint64_t *ws, size_
 			continue;
 		scratch[m++] = p;
 	}
-	qsort(scratch, m, sizeof(*scratch), cmp_u64);
+	sort_u64(scratch, m);
 	for (size_t i = 0; i < m; i++) {
 		uint64_t p = scratch[i];
 		enum uffd_op_kind k =

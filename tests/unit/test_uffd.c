@@ -163,6 +163,29 @@ static void prefetch_plan_sorts_merges_and_skips(void **state)
 	assert_int_equal(ops[1].page, 50);
 }
 
+static void prefetch_plan_of_a_shuffled_range_is_one_extent(void **state)
+{
+	static uint64_t ws[4096], scratch[4096];
+	static struct uffd_op ops[4096];
+	struct uffd_pages pg = {4096, NULL, NULL, NULL};
+	size_t pos = 0, n;
+
+	for (size_t i = 0; i < 4096; i++)
+		ws[i] = (i * 1237 + 11) % 4096; /* a permutation: 1237 is odd */
+	n = uffd_plan_prefetch(&pg, ws, 4096, &pos, 4096, 0, 4096, true, scratch, ops, 4096);
+	assert_int_equal(n, 1);
+	assert_int_equal(ops[0].page, 0);
+	assert_int_equal(ops[0].npages, 4096);
+	/* cut into extents of 64 */
+	pos = 0;
+	n = uffd_plan_prefetch(&pg, ws, 4096, &pos, 4096, 8, 64, true, scratch, ops, 4096);
+	assert_int_equal(n, 64);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ops[i].page, i * 64);
+		assert_int_equal(ops[i].npages, 64);
+	}
+}
+
 static void regions_round_trip_through_the_firecracker_json(void **state)
 {
 	struct uffd_region in[2] = {{0x7f0000000000ull, 3ull << 30, 0, 4096},
