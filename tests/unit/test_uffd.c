@@ -355,6 +355,7 @@ int main(void)
 	    cmocka_unit_test(strategy_strings_parse_and_bad_ones_are_named),
 	    cmocka_unit_test(fault_plan_covers_the_aligned_chunk_by_kind),
 	    cmocka_unit_test(prefetch_plan_sorts_merges_and_skips),
+	    cmocka_unit_test(prefetch_plan_of_a_shuffled_range_is_one_extent),
 	    cmocka_unit_test(regions_round_trip_through_the_firecracker_json),
 	    cmocka_unit_test(regions_from_an_untrusted_peer_are_validated),
 	    cmocka_unit_test(working_set_files_round_trip_and_refuse_strangers),
