@@ -13,7 +13,7 @@ B=${1:-build}
 what=${2:-all}
 
 eval "$(guest/env.sh)" || { echo "tests: building the guests failed" >&2; exit 1; }
-export THAW_KERNEL THAW_INITRD THAW_PROBE
+export THAW_KERNEL THAW_INITRD THAW_PROBE THAW_ROOTFS
 export THAW_BIN=$PWD/$B/thaw THAW_BUILD=$PWD/$B THAW_TOP=$PWD
 
 passed=0 failed=0
