@@ -11,6 +11,10 @@
 # build tree keyed by the source version and the patches alone
 # (~/.cache/thaw/linux/src-<hash>), so changing the agent or the fragment is an
 # incremental rebuild of seconds, not a fresh 8-minute build.
+# The whole script is one function, read completely before it runs, so
+# editing this file while an instance runs (or waits for the lock) cannot
+# make that instance execute a mix of old and new lines.
+main() {
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,24 +26,13 @@ jobs=2
 say() { echo "thaw guest/linux: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-# --- dependencies -----------------------------------------------------------
-missing=
-for pkg in linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential \
-	xz-utils cpio busybox-static; do
-	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' ||
-		missing="$missing $pkg"
-done
-if [ -n "$missing" ]; then
-	die "missing packages; run: apt-get install -y$missing"
-fi
-[ -r "$tarball" ] || die "$tarball not found (package linux-source-6.1)"
-[ -x "$busybox" ] || die "$busybox not found (package busybox-static)"
-
 # --- keys -------------------------------------------------------------------
-srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
+srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || :)
 hash_files() { # prints "name sha" for each file given, in order
 	for f in "$@"; do
-		[ -f "$f" ] && printf '%s %s\n' "${f#"$here"/}" "$(sha256sum <"$f" | cut -c1-64)"
+		if [ -f "$f" ]; then
+			printf '%s %s\n' "${f#"$here"/}" "$(sha256sum <"$f" | cut -c1-64)"
+		fi
 	done
 }
 src_key=$({
@@ -49,7 +42,7 @@ src_key=$({
 out_key=$({
 	echo "src $src_key"
 	hash_files "$here/config.fragment" "$here"/agent/* "$here"/initramfs/* "$here/build.sh"
-	echo "busybox $(sha256sum <"$busybox" | cut -c1-64)"
+	echo "busybox $(sha256sum <"$busybox" 2>/dev/null | cut -c1-64)"
 } | sha256sum | cut -c1-16)
 
 out=$cache/$out_key
@@ -64,6 +57,21 @@ if [ -f "$out/complete" ]; then
 	print_paths
 	exit 0
 fi
+
+# --- dependencies (only checked when something has to be built) ------------
+pkgs="linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential xz-utils cpio busybox-static"
+# shellcheck disable=SC2086
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $pkgs 2>/dev/null |
+	awk '/ ok installed$/ { print $1 }')
+missing=
+for pkg in $pkgs; do
+	echo "$installed" | grep -qx "$pkg" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+	die "missing packages; run: apt-get install -y$missing"
+fi
+[ -r "$tarball" ] || die "$tarball not found (package linux-source-6.1)"
+[ -x "$busybox" ] || die "$busybox not found (package busybox-static)"
 
 mkdir -p "$cache"
 # One build at a time per machine (make test and make demo may race).
@@ -202,5 +210,15 @@ cp "$src/.config" "$out.tmp/config"
 echo "$out_key" >"$out.tmp/complete"
 rm -rf "$out"
 mv "$out.tmp" "$out"
+# Keep the three newest outputs (tests may still use a recent one).
+for old in $(ls -1dt "$cache"/[0-9a-f]*[0-9a-f] 2>/dev/null | tail -n +4); do
+	case $(basename "$old") in
+	????????????????) rm -rf "$old" "$cache/build-$(basename "$old").log" ;;
+	esac
+done
 say "done in $(($(date +%s) - start)) s: $out"
 print_paths
+}
+
+main "$@"
+exit $?

@@ -6,6 +6,10 @@
 # Nothing else goes to stdout.  Keyed by busybox, initramfs/init and this
 # script; an existing image is reused.  The image's /sbin/init is the same
 # line-protocol script as the initramfs's /init (see AGENT.md).
+# The whole script is one function, read completely before it runs, so
+# editing this file while an instance runs (or waits for the lock) cannot
+# make that instance execute a mix of old and new lines.
+main() {
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,3 +51,7 @@ if [ ! -f "$img" ]; then
 	echo "thaw guest/linux rootfs: built $img" >&2
 fi
 echo "THAW_ROOTFS=$img"
+}
+
+main "$@"
+exit $?

@@ -10,6 +10,10 @@
 # vmlinux boots under thaw through its PVH entry with the same command line.
 #
 # Usage: guest/linux/selftest.sh [-v]     (-v: show the guest console after)
+# The whole script is one function, read completely before it runs, so
+# editing this file while an instance runs (or waits for the lock) cannot
+# make that instance execute a mix of old and new lines.
+main() {
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -291,3 +295,7 @@ if [ "$fails" -eq 0 ]; then
 fi
 echo "FAIL guest/linux selftest ($fails failed)"
 exit 1
+}
+
+main "$@"
+exit $?
