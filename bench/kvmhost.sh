@@ -16,6 +16,9 @@ if [[ -z ${THAW_PROBE:-} ]]; then
 	}
 fi
 export THAW_PROBE THAW_KERNEL THAW_INITRD
+# The outer machine is shared: its load at the start goes into the results.
+BENCH_OUTER_LOADAVG=$(cut -d" " -f1-3 /proc/loadavg)
+export BENCH_OUTER_LOADAVG
 
 # Results go to bench/results/<timestamp>/ (the repository is shared read-write with the
 # VM). Memory: the snapshots live on the VM's /tmp (tmpfs), 32 clones run at once.
