@@ -299,7 +299,9 @@ def plots(out, res, series):
 
 
 CHECKED = ["thaw_%s_%s_file" % (s, p) for s in SHAPES for p in PATHS]
-CHECK_METRICS = ("restore_to_first_run_us", "answer_us")
+# Process start .. answer swings 2x between runs under nested TCG (exec over 9p, the
+# shared machine): only the restore itself is held against the baseline.
+CHECK_METRICS = ("restore_to_first_run_us",)
 
 
 def check(res, meta, baseline_path):
@@ -376,6 +378,7 @@ def main(argv):
             json.dump({"where": meta.get("where"), "where_text": meta.get("where_text"),
                        "measured": meta.get("date"), "git": meta.get("git"),
                        "cpu": meta.get("cpu"), "runs": meta.get("runs"),
+                       "outer_loadavg": meta.get("outer_loadavg"), "command": meta.get("command"),
                        "figures": fig}, f, indent=1, sort_keys=True)
             f.write("\n")
     with open(os.path.join(out, "results.json"), "w") as f:
