@@ -309,6 +309,9 @@ int main(int argc, char **argv)
 	setpgid(pid, pid);
 	close(in[0]);
 	close(out[1]);
+	/* A VMM that stops reading its console (QEMU while an incoming migration stalls)
+	 * must not block the resends: they are dropped once the pipe is full. */
+	fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
 	deadline = t0 + o.timeout_ms * 1000000ull;
 	next_send = t0;
 	if (o.send) {
