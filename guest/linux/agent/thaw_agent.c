@@ -46,6 +46,7 @@
 #include <linux/uaccess.h>
 #include <linux/moduleparam.h>
 #include <linux/net.h>
+#include <linux/panic_notifier.h>
 #include <linux/netdevice.h>
 #include <linux/reboot.h>
 #include <linux/rtnetlink.h>
@@ -1358,10 +1359,29 @@ err_ldisc:
 	return err;
 }
 
+/* pvpanic's ISA port, which thaw (and QEMU's pvpanic device) listen on: the VMM
+ * learns of the panic at once and ends with its "guest panicked" status, instead of
+ * waiting on a kernel that spins (panic=0) or reboots (panic<0) like a clean reset. */
+#define PVPANIC_PORT     0x505
+#define PVPANIC_PANICKED 1
+
+static int agent_panic_notify(struct notifier_block *nb, unsigned long event, void *msg)
+{
+	outb(PVPANIC_PANICKED, PVPANIC_PORT);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block agent_panic_nb = {
+	.notifier_call = agent_panic_notify,
+	.priority = 1, /* after kmsg_dump-style notifiers have had their say */
+};
+
 /* Called by kernel_init() just before it would exec init (patches/0003). */
 void thaw_agent_kernel_init(void)
 {
 	int err;
+
+	atomic_notifier_chain_register(&panic_notifier_list, &agent_panic_nb);
 
 	if (!hold_init)
 		return;
