@@ -1,6 +1,7 @@
 /* thaw: one process per microVM. Parses the command line, builds the VM, runs one
  * thread per vCPU and an epoll main loop for the console, signals and (later) the API. */
 #include "vmm/vmm.h"
+#include "restore/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -391,6 +392,9 @@ int main(int argc, char **argv)
 		if (sigismember(&sigs, sig))
 			sigaction(sig, &(struct sigaction){.sa_handler = no_op_handler}, NULL);
 
+	/* First-touch costs of the snapshot reader, paid before a restore is asked for. */
+	if (ro.path || api_sock)
+		snap_warm_up();
 	if (vm_init(&vm)) {
 		status = VMM_EXIT_INTERNAL;
 		goto out;
