@@ -48,6 +48,17 @@ unit)
 	;;
 integration)
 	run_dir "$B/itests"
+	# the benchmark harness in smoke mode: proves it works, asserts no timing
+	log=$(mktemp)
+	bench/smoke.sh "$B" 2>&1 | tee "$log"
+	p=$(sed -n 's/^bench-smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)
+	f=$(sed -n 's/^bench-smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log" | tail -1)
+	rm -f "$log"
+	passed=$((passed + ${p:-0}))
+	if [ -z "$p" ] || [ "${f:-1}" != 0 ]; then
+		failed=$((failed + ${f:-1}))
+		failures+=(bench-smoke)
+	fi
 	;;
 fuzz)
 	if make --no-print-directory -s fuzz; then passed=$((passed + 1)); else
