@@ -4,12 +4,14 @@
 # report and the plots, without timing assertions. Run it where /dev/kvm works (the test
 # runner calls it inside tests/kvmhost/run.sh). Prints "bench-smoke: N passed, N failed";
 # exits non-zero when a series produced no good run or a plot is missing.
-# usage: bench/smoke.sh [BUILD_DIR]
+# usage: bench/smoke.sh [BUILD_DIR [bench.sh options, e.g. --no-qemu]]
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 out=$(mktemp -d "${TMPDIR:-/tmp}/thaw-bench-smoke.XXXXXX") || exit 1
 trap 'rm -rf -- "$out"' EXIT
-bench/bench.sh --build "${1:-build}" --smoke --out "$out" >"$out.log" 2>&1
+build=${1:-build}
+shift || true
+bench/bench.sh --build "$build" --smoke --out "$out" "$@" >"$out.log" 2>&1
 rc=$?
 grep -E '^bench-smoke: |^note: |run failed' "$out.log"
 grep -q '^bench-smoke: [0-9]* passed, [0-9]* failed$' "$out.log" || {

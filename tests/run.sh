@@ -48,9 +48,10 @@ unit)
 	;;
 integration)
 	run_dir "$B/itests"
-	# the benchmark harness in smoke mode: proves it works, asserts no timing
+	# the benchmark harness in smoke mode: proves it works, asserts no timing. The
+	# QEMU peer (three levels of virtualization here) is left to `make bench`.
 	log=$(mktemp)
-	bench/smoke.sh "$B" 2>&1 | tee "$log"
+	bench/smoke.sh "$B" --no-qemu 2>&1 | tee "$log"
 	p=$(sed -n 's/^bench-smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)
 	f=$(sed -n 's/^bench-smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log" | tail -1)
 	rm -f "$log"
