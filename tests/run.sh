@@ -25,8 +25,9 @@ run_one() {
 	log=$(mktemp)
 	"$prog" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
-	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
-	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+	# a program may run several cmocka groups: add up every summary line
+	p=$(awk '/^\[  PASSED  \] [0-9]+ test/ { n += $4 } END { print n + 0 }' "$log")
+	f=$(awk '/^\[  FAILED  \] [0-9]+ test/ { n += $4 } END { print n + 0 }' "$log")
 	rm -f "$log"
 	passed=$((passed + ${p:-0}))
 	if [ "${f:-0}" != 0 ] || [ "$rc" != 0 ]; then
