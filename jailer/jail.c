@@ -712,6 +712,16 @@ static void forward_signal(int sig)
 		kill(forward_pid, sig);
 }
 
+/* What the waiting parent passes on to thaw. */
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+static void forwarded_set(sigset_t *set)
+{
+	sigemptyset(set);
+	for (unsigned i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		sigaddset(set, forwarded[i]);
+}
+
 static void write_pid_file(struct jail *j, pid_t pid)
 {
 	char path[PATH_MAX], buf[24];
@@ -748,10 +758,19 @@ static void log_step_times(const struct jail *j);
 static int parent_wait(struct jail *j, pid_t child, int rfd)
 {
 	struct sigaction sa = {.sa_handler = forward_signal};
-	static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 	int child_err = 0, status;
+	sigset_t set;
 	ssize_t n;
 
+	/* The forwarded signals have been blocked since before the fork: one sent as
+	 * soon as thaw runs (or even before) waits for the handler instead of killing
+	 * the parent and leaving thaw without its signal. */
+	forward_pid = child;
+	sigemptyset(&sa.sa_mask);
+	for (unsigned i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		sigaction(forwarded[i], &sa, NULL);
+	forwarded_set(&set);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
 	do {
 		n = read(rfd, &child_err, sizeof(child_err));
 	} while (n < 0 && errno == EINTR);
@@ -770,10 +789,6 @@ static int parent_wait(struct jail *j, pid_t child, int rfd)
 	if (j->cfg->daemonize)
 		_exit(0);
 
-	forward_pid = child;
-	sigemptyset(&sa.sa_mask);
-	for (unsigned i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++)
-		sigaction(fwd[i], &sa, NULL);
 	/* The waiting parent needs no power at all. It becomes the jailed user too: a
 	 * process without CAP_KILL may only signal its own uid, and thaw (in a PID
 	 * namespace where the parent is invisible) cannot signal or trace it back. */
@@ -790,7 +805,6 @@ static int parent_wait(struct jail *j, pid_t child, int rfd)
 	if (WIFSIGNALED(status)) {
 		int sig = WTERMSIG(status);
 		struct sigaction dfl = {.sa_handler = SIG_DFL};
-		sigset_t set;
 		/* Die the same way, so our parent sees what happened to thaw. */
 		sigaction(sig, &dfl, NULL);
 		sigemptyset(&set);
@@ -806,6 +820,7 @@ static int step_pid_ns_and_exec(struct jail *j)
 {
 	const struct jail_config *cfg = j->cfg;
 	int pfd[2], ret;
+	sigset_t fwd;
 	pid_t pid;
 
 	ret = check_exec(j);
@@ -829,10 +844,13 @@ static int step_pid_ns_and_exec(struct jail *j)
 		log_err("pid-ns: pipe2: %s", strerror(-ret));
 		return ret;
 	}
+	forwarded_set(&fwd);
+	sigprocmask(SIG_BLOCK, &fwd, NULL);
 	pid = fork();
 	if (pid < 0) {
 		ret = -errno;
 		log_err("pid-ns: fork: %s", strerror(-ret));
+		sigprocmask(SIG_UNBLOCK, &fwd, NULL);
 		close(pfd[0]);
 		close(pfd[1]);
 		return ret;
@@ -844,6 +862,7 @@ static int step_pid_ns_and_exec(struct jail *j)
 		return parent_wait(j, pid, pfd[0]);
 	}
 	/* Child: pid 1 of the new namespace when asked. The parent unwinds for us. */
+	sigprocmask(SIG_UNBLOCK, &fwd, NULL);
 	close(pfd[0]);
 	jail_cg_close(&j->cgs);
 	if (j->thaw_fd >= 0)

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -782,6 +783,10 @@ static void new_pid_ns_parent_forwards_sigterm_to_thaw(void **state)
 	assert_line(w.text, "pid 1");
 	/* The jailer (w.pid, the waiting parent) gets it, the probe (pid 1) acts on it. */
 	assert_int_equal(kill(w.pid, SIGTERM), 0);
+	/* a lost signal would leave the probe waiting forever */
+	struct pollfd pfd = {.fd = w.out, .events = POLLIN};
+	if (poll(&pfd, 1, 10000) != 1)
+		fail_msg("the probe did not report SIGTERM within 10 s");
 	n = read(w.out, buf, sizeof(buf) - 1);
 	assert_true(n > 0);
 	buf[n] = '\0';
