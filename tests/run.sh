@@ -1,12 +1,15 @@
 #!/bin/bash
 # The whole test suite, as `make test` runs it:
 #   unit         cmocka programs that need no /dev/kvm
-#   integration  cmocka programs that boot, snapshot and restore real VMs; run where
-#                /dev/kvm works: directly, or inside a nested KVM host VM
-#                (tests/kvmhost/run.sh) on machines without it
+#   integration  cmocka programs that boot, snapshot and restore real VMs, and the
+#                benchmark harness in smoke mode; run where /dev/kvm works: directly,
+#                or inside a nested KVM host VM (tests/kvmhost/run.sh), one VM per
+#                program so that a VM wedged by TCG costs one program's rerun
 #   fuzz         short bounded fuzz runs of every parser
 # usage: tests/run.sh BUILD_DIR [all|unit|integration|fuzz]
-# Every cmocka program prints its own summary; the last line totals them.
+#        tests/run.sh BUILD_DIR program PROG|smoke   (one integration program, here)
+# Every cmocka program prints its own summary; the last lines name what failed and
+# total everything as "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -16,51 +19,85 @@ eval "$(guest/env.sh)" || { echo "tests: building the guests failed" >&2; exit 1
 export THAW_KERNEL THAW_INITRD THAW_PROBE THAW_ROOTFS
 export THAW_BIN=$PWD/$B/thaw THAW_BUILD=$PWD/$B THAW_TOP=$PWD
 
+# A program that hangs fails on its own instead of eating the suite's time.
+readonly PROG_TIMEOUT=600
+
 passed=0 failed=0
 failures=()
 
-# Runs one cmocka program and adds its counts to the totals.
-run_one() {
-	local prog=$1 log rc p f
-	log=$(mktemp)
-	"$prog" 2>&1 | tee "$log"
-	rc=${PIPESTATUS[0]}
-	# a program may run several cmocka groups: add up every summary line
-	p=$(awk '/^\[  PASSED  \] [0-9]+ test/ { n += $4 } END { print n + 0 }' "$log")
-	f=$(awk '/^\[  FAILED  \] [0-9]+ test/ { n += $4 } END { print n + 0 }' "$log")
-	rm -f "$log"
-	passed=$((passed + ${p:-0}))
-	if [ "${f:-0}" != 0 ] || [ "$rc" != 0 ]; then
-		failed=$((failed + ${f:-1}))
-		failures+=("$(basename "$prog")")
+# Adds the counts of a run's log: every cmocka summary, or one "WHAT: N passed, N failed"
+# line. $1 names the run in the failure list, $2 is its exit status, $3 its log.
+count() {
+	local name=$1 rc=$2 log=$3 p f t
+	p=$(awk '/^\[  PASSED  \] [0-9]+ test/ { n += $4 }
+		/^[a-z-]+: [0-9]+ passed, [0-9]+ failed$/ { n += $2 } END { print n + 0 }' "$log")
+	f=$(awk '/^\[  FAILED  \] [0-9]+ test/ { n += $4 }
+		/^[a-z-]+: [0-9]+ passed, [0-9]+ failed$/ { n += $4 } END { print n + 0 }' "$log")
+	passed=$((passed + p))
+	if ((f == 0 && rc == 0)); then
+		return
+	fi
+	((f > 0)) || f=1
+	failed=$((failed + f))
+	# cmocka lists the failed tests after its summary: "[  FAILED  ] name"
+	t=$(sed -n 's/^\[  FAILED  \] \([A-Za-z_][A-Za-z0-9_]*\)$/\1/p' "$log" | sort -u | tr '\n' ' ')
+	if [[ -n $t ]]; then
+		failures+=("$name: ${t% }")
+	elif ((rc == 124)); then
+		failures+=("$name: timed out")
+	else
+		t=$(grep -m 1 '^kvmhost: ' "$log" || grep -E -i -m 1 'error|fail' "$log")
+		failures+=("$name: exit $rc${t:+, }$(cut -c1-160 <<<"$t")")
 	fi
 }
 
-run_dir() {
-	local t
-	for t in "$1"/test_*; do
-		[ -x "$t" ] && run_one "$t"
-	done
+# Runs one program (or the smoke run) here and counts it.
+run_here() {
+	local prog=$1 log rc
+	log=$(mktemp)
+	if [[ $prog == smoke ]]; then
+		# the benchmark harness in smoke mode: proves it works, asserts no timing. The
+		# QEMU peer (three levels of virtualization here) is left to `make bench`.
+		timeout -k 10 "$PROG_TIMEOUT" bench/smoke.sh "$B" --no-qemu 2>&1 | tee "$log"
+	else
+		timeout -k 10 "$PROG_TIMEOUT" "$prog" 2>&1 | tee "$log"
+	fi
+	rc=${PIPESTATUS[0]}
+	count "$(basename "$prog")" "$rc" "$log"
+	rm -f "$log"
+}
+
+# Runs one integration program in a KVM host (this machine's /dev/kvm, or a VM of its
+# own) and counts what it printed.
+run_in_kvmhost() {
+	local prog=$1 log rc
+	log=$(mktemp)
+	tests/kvmhost/run.sh --timeout $((PROG_TIMEOUT + 300)) -- tests/run.sh "$B" program "$prog" 2>&1 |
+		tee "$log"
+	rc=${PIPESTATUS[0]}
+	# Only the inner total counts (the summaries it added up are in the log too), with
+	# the names of failed tests and the first word of kvmhost for the failure list.
+	{
+		grep -m 1 '^program: [0-9]* passed, [0-9]* failed$' "$log" ||
+			echo "program: 0 passed, 1 failed"
+		grep '^\[  FAILED  \] [A-Za-z_][A-Za-z0-9_]*$' "$log"
+		grep '^kvmhost: ' "$log" | grep -v 'is absent, running' | tail -n 1
+	} >"$log.sum"
+	count "$(basename "$prog")" "$rc" "$log.sum"
+	rm -f "$log" "$log.sum"
 }
 
 case $what in
 unit)
-	run_dir "$B/tests"
+	for t in "$B"/tests/test_*; do [ -x "$t" ] && run_here "$t"; done
 	;;
 integration)
-	run_dir "$B/itests"
-	# the benchmark harness in smoke mode: proves it works, asserts no timing. The
-	# QEMU peer (three levels of virtualization here) is left to `make bench`.
-	log=$(mktemp)
-	bench/smoke.sh "$B" --no-qemu 2>&1 | tee "$log"
-	p=$(sed -n 's/^bench-smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)
-	f=$(sed -n 's/^bench-smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log" | tail -1)
-	rm -f "$log"
-	passed=$((passed + ${p:-0}))
-	if [ -z "$p" ] || [ "${f:-1}" != 0 ]; then
-		failed=$((failed + ${f:-1}))
-		failures+=(bench-smoke)
-	fi
+	for t in "$B"/itests/test_*; do [ -x "$t" ] && run_here "$t"; done
+	run_here smoke
+	;;
+program)
+	(($# == 3)) || { echo "usage: tests/run.sh BUILD_DIR program PROG|smoke" >&2; exit 2; }
+	run_here "$3"
 	;;
 fuzz)
 	if make --no-print-directory -s fuzz; then passed=$((passed + 1)); else
@@ -70,18 +107,10 @@ fuzz)
 	;;
 all)
 	echo "== unit tests"
-	run_dir "$B/tests"
+	for t in "$B"/tests/test_*; do [ -x "$t" ] && run_here "$t"; done
 	echo "== integration tests (real VMs)"
-	log=$(mktemp)
-	tests/kvmhost/run.sh --timeout 2400 -- tests/run.sh "$B" integration 2>&1 | tee "$log"
-	p=$(sed -n 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log" | tail -1)
-	f=$(sed -n 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log" | tail -1)
-	rm -f "$log"
-	passed=$((passed + ${p:-0}))
-	if [ -z "$p" ] || [ "${f:-1}" != 0 ]; then
-		failed=$((failed + ${f:-1}))
-		failures+=(integration)
-	fi
+	for t in "$B"/itests/test_*; do [ -x "$t" ] && run_in_kvmhost "$t"; done
+	run_in_kvmhost smoke
 	echo "== fuzz (bounded)"
 	if make --no-print-directory -s fuzz; then passed=$((passed + 1)); else
 		failed=$((failed + 1))
@@ -94,6 +123,6 @@ all)
 	;;
 esac
 
-[ ${#failures[@]} -gt 0 ] && echo "failing: ${failures[*]}"
+for f in "${failures[@]}"; do echo "failed: $f"; done
 [ "$what" = all ] && echo "$passed passed, $failed failed" || echo "$what: $passed passed, $failed failed"
 [ "$failed" = 0 ]

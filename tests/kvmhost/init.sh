@@ -115,20 +115,27 @@ ip link set lo up
 hostname "$KVH_HOSTNAME"
 sysctl -q -w kernel.perf_event_paranoid=-1 kernel.kptr_restrict=0 >/dev/null 2>&1
 
+# The heartbeat: a counter in the control export, rewritten every 5 s while the VM
+# lives. A guest wedged by TCG (both vCPUs stuck, seen under host load) stops it and
+# run.sh boots again; the kernel's own lockup detectors need the interrupts such a
+# wedge loses, so they stay silent.
+(n=0; while :; do echo $n >$R/run/kvmhost/heartbeat; n=$((n + 1)); sleep 5; done) &
+hbpid=$!
+
 mkfifo /job.out /job.err
 cat /job.out >&3 &
 outpid=$!
 cat /job.err >&4 &
 errpid=$!
 : >$R/run/kvmhost/started
-chroot $R /bin/bash /run/kvmhost/job.sh </dev/null >/job.out 2>/job.err
+chroot $R /bin/bash /run/kvmhost/job.sh </dev/null >/job.out 2>/job.err 3>&- 4>&-
 rc=$?
 mark "job exited with $rc"
 
 # Leftover processes would hold the pipes open and the exports busy.
 for d in /proc/[0-9]*; do
 	p=${d#/proc/}
-	case " 1 $outpid $errpid " in *" $p "*) continue ;; esac
+	case " 1 $outpid $errpid $hbpid " in *" $p "*) continue ;; esac
 	kill -9 "$p" 2>/dev/null
 done
 wait $outpid $errpid

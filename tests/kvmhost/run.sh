@@ -76,12 +76,12 @@ else
 fi
 
 # Paths of everything a run creates; removed on every exit path.
-ctl= qpid= spid= outpid= errpid=
+ctl= qpid= spid= hpid= outpid= errpid=
 cleanup() {
 	local p
 	# A forked child that is signalled before it execs would run this trap too.
 	[[ $BASHPID == "$$" ]] || return
-	for p in $qpid $spid $outpid $errpid; do
+	for p in $qpid $spid $hpid $outpid $errpid; do
 		kill -KILL "$p" 2>/dev/null
 	done
 	if [[ -n $ctl && -d $ctl ]]; then
@@ -338,14 +338,32 @@ if [[ ${THAW_KVMHOST_QUIET:-} != 1 ]]; then
 fi
 
 # One boot: QEMU plus the two readers of the job's output. Sets qrc and outcome: "done"
-# (QEMU exited), "timeout" (the command overran --timeout) or "hung" (the VM did not
-# reach the job within $boot_tmo s: MTTCG under host load rarely wedges during boot).
+# (QEMU exited), "timeout" (the command overran --timeout), "hung" (the VM did not
+# reach the job within $boot_tmo s: MTTCG under host load rarely wedges during boot) or
+# "stalled" (its heartbeat stopped while the job ran: the same wedge, later).
 boot_tmo=${THAW_KVMHOST_BOOT_TIMEOUT:-90}
 is_uint "$boot_tmo" || die "THAW_KVMHOST_BOOT_TIMEOUT: '$boot_tmo' is not a number"
+# A VM whose heartbeat (init.sh rewrites $ctl/heartbeat every 5 s) stops this long is
+# wedged: TCG lost its interrupts, and it would sit there until --timeout.
+hb_tmo=${THAW_KVMHOST_STALL_TIMEOUT:-60}
+is_uint "$hb_tmo" && ((hb_tmo >= 15)) || die "THAW_KVMHOST_STALL_TIMEOUT: a number of seconds, at least 15"
 start=$SECONDS
+
+# Exits when the heartbeat, once it has begun, has not changed for $hb_tmo s.
+watch_heartbeat() {
+	local beat last= since=$SECONDS
+	while sleep 5; do
+		beat=$(cat -- "$ctl/heartbeat" 2>/dev/null) || beat=
+		if [[ -z $beat || $beat != "$last" ]]; then
+			last=$beat since=$SECONDS
+		elif ((SECONDS - since >= hb_tmo)); then
+			return 0
+		fi
+	done
+}
 run_vm() {
 	local w g bpid p left pending
-	rm -f -- "$ctl/started" "$ctl/status"
+	rm -f -- "$ctl/started" "$ctl/status" "$ctl/heartbeat"
 	cat <"$ctl/out.out" &
 	outpid=$!
 	cat <"$ctl/err.out" >&2 &
@@ -359,9 +377,11 @@ run_vm() {
 	fi
 	sleep "$boot_tmo" &
 	bpid=$!
+	watch_heartbeat &
+	hpid=$!
 	outcome=
 	while [[ -z $outcome ]]; do
-		wait -n -p w "$qpid" $spid $bpid
+		wait -n -p w "$qpid" $spid $bpid $hpid
 		qrc=$?
 		if [[ $w == "$qpid" ]]; then
 			outcome=done
@@ -371,6 +391,9 @@ run_vm() {
 		elif [[ $w == "$spid" ]]; then
 			spid=
 			outcome=timeout
+		elif [[ $w == "$hpid" ]]; then
+			hpid=
+			outcome=stalled
 		fi
 	done
 	if [[ $outcome != done ]]; then
@@ -381,9 +404,9 @@ run_vm() {
 		kill -KILL "$qpid" "$g" 2>/dev/null
 		wait "$qpid" "$g" 2>/dev/null
 	fi
-	kill -KILL $spid $bpid 2>/dev/null
-	wait $spid $bpid 2>/dev/null
-	qpid= spid=
+	kill -KILL $spid $bpid $hpid 2>/dev/null
+	wait $spid $bpid $hpid 2>/dev/null
+	qpid= spid= hpid=
 
 	# The readers end with QEMU, unless QEMU died before opening the pipes.
 	sleep 2 &
@@ -409,11 +432,13 @@ for ((attempt = 1; attempt <= tries; attempt++)); do
 		grep -q -E 'soft lockup|rcu_preempt detected stalls' "$ctl/console.log" 2>/dev/null; then
 		outcome=wedged
 	fi
-	[[ $outcome == hung || $outcome == wedged ]] || break
+	[[ $outcome == hung || $outcome == wedged || $outcome == stalled ]] || break
 	mv -f -- "$ctl/console.log" "$ctl/console.$outcome$attempt.log"
 	if [[ $outcome == hung ]]; then
 		echo "kvmhost: the VM did not reach the command within ${boot_tmo} s (attempt $attempt/$tries), last console line:" \
 			"$(tail -n 1 -- "$ctl/console.hung$attempt.log" 2>/dev/null)" >&2
+	elif [[ $outcome == stalled ]]; then
+		echo "kvmhost: the VM stopped answering for ${hb_tmo} s while running the command (attempt $attempt/$tries)" >&2
 	else
 		echo "kvmhost: the guest kernel locked up while running the command (attempt $attempt/$tries):" \
 			"$(grep -m 1 -E 'soft lockup|rcu_preempt detected stalls' "$ctl/console.wedged$attempt.log")" >&2
@@ -425,7 +450,7 @@ if [[ $outcome == timeout ]]; then
 	echo "kvmhost: timeout: '${cmd[*]}' still running after $tmo s, VM killed" >&2
 	exit 124
 fi
-if [[ $outcome == hung || $outcome == wedged ]]; then
+if [[ $outcome == hung || $outcome == wedged || $outcome == stalled ]]; then
 	echo "kvmhost: giving up after $tries VMs that hung or locked up (logs: THAW_KVMHOST_DEBUG=1 keeps $ctl)" >&2
 	exit 125
 fi
