@@ -233,6 +233,16 @@ find "$cache" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '
 	-exec rm -rf -- {} + 2>/dev/null
 exec 9>&-
 
+# One VM at a time per machine: two of them on a small host make both crawl and, under
+# that load, wedge. A later caller waits for the earlier one's VM to end.
+if [[ ${THAW_KVMHOST_SHARE:-} != 1 ]]; then
+	exec 8>"$cache/.vm.lock" || die "cannot open $cache/.vm.lock"
+	if ! flock -n 8; then
+		echo "kvmhost: waiting for another kvmhost VM on this machine to end" >&2
+		flock 8 || die "flock $cache/.vm.lock failed"
+	fi
+fi
+
 # ---- the run's control directory: config, job, pipes, logs, status ----------------------
 ctl=$(mktemp -d "${TMPDIR:-/tmp}/kvmhost.XXXXXX") || die "mktemp failed"
 ((selftest)) && selftest_prepare "$ctl" /run/kvmhost
