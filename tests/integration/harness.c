@@ -1,5 +1,6 @@
 #include "tests/integration/harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,4 +233,53 @@ void vmproc_dump(struct vmproc *p, const char *why)
 {
 	fprintf(stderr, "---- %s: thaw pid %d console (last 3000 bytes):\n%s\n---- stderr:\n%s\n----\n",
 		why, p->pid, p->out_len > 3000 ? p->out + p->out_len - 3000 : p->out, p->err);
+}
+
+static int udp_fail(struct vmproc *p, int s, const char *what)
+{
+	fprintf(stderr, "harness: udp: %s\n", what);
+	vmproc_dump(p, what);
+	if (s >= 0)
+		close(s);
+	return -1;
+}
+
+int harness_udp_both_ways(struct vmproc *p, const char *host_ip, const char *guest_ip,
+			  int timeout_ms)
+{
+	struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons(7001)};
+	struct sockaddr_in guest = {.sin_family = AF_INET, .sin_port = htons(7000)};
+	char req[128], ans[512], buf[64];
+	struct pollfd pf;
+	ssize_t n;
+	int s;
+
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || inet_pton(AF_INET, host_ip, &me.sin_addr) != 1 ||
+	    inet_pton(AF_INET, guest_ip, &guest.sin_addr) != 1 ||
+	    bind(s, (struct sockaddr *)&me, sizeof(me)))
+		return udp_fail(p, s, "host socket");
+	/* Host to guest; the first datagram may wait for ARP, the agent waits 20 s. */
+	if (vmproc_send(p, "net recv 20000"))
+		return udp_fail(p, s, "net recv not sent");
+	usleep(200 * 1000);
+	if (sendto(s, "from-host", 9, 0, (struct sockaddr *)&guest, sizeof(guest)) != 9)
+		return udp_fail(p, s, "sendto the guest");
+	if (vmproc_expect(p, "THAW_AGENT net recv", timeout_ms, ans, sizeof(ans)) ||
+	    !strstr(ans, "text=from-host"))
+		return udp_fail(p, s, "the guest got no datagram from the host");
+
+	/* Guest to host. */
+	snprintf(req, sizeof(req), "net send %s 7001 from-guest", host_ip);
+	if (vmproc_ask(p, req, "THAW_AGENT net sent", timeout_ms, ans, sizeof(ans)))
+		return udp_fail(p, s, "the guest did not send");
+	pf = (struct pollfd){.fd = s, .events = POLLIN};
+	if (poll(&pf, 1, timeout_ms) != 1)
+		return udp_fail(p, s, "no datagram from the guest");
+	memset(buf, 0, sizeof(buf));
+	n = recv(s, buf, sizeof(buf) - 1, 0);
+	if (n != 10 || strcmp(buf, "from-guest"))
+		return udp_fail(p, s, "wrong datagram from the guest");
+	close(s);
+	return 0;
 }

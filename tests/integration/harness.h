@@ -57,4 +57,12 @@ void vmproc_dump(struct vmproc *p, const char *why);
 /* Milliseconds on the monotonic clock. */
 long long harness_ms(void);
 
+/* The Linux guest's agent (guest/linux/AGENT.md) and this process exchange one UDP
+ * datagram each way over a tap: from host_ip:7001 to guest_ip:7000, where the agent
+ * has already done "net bind 7000", then back. Host to guest goes first, so an ARP
+ * request from the host refreshes whatever the guest remembers of the host's MAC.
+ * Returns 0, or -1 after printing what went wrong and dumping the process. */
+int harness_udp_both_ways(struct vmproc *p, const char *host_ip, const char *guest_ip,
+			  int timeout_ms);
+
 #endif

@@ -495,12 +495,8 @@ static void linux_net_udp_both_ways_over_tap(void **state)
 {
 	SKIP_WITHOUT_KVM();
 	const char *extra[] = {"--net", "id=eth0,tap=thawtap0,mac=06:00:ac:10:00:02", NULL};
-	struct sockaddr_in me = {.sin_family = AF_INET, .sin_port = htons(7001)};
-	struct sockaddr_in guest = {.sin_family = AF_INET, .sin_port = htons(7000)};
-	char ans[512], buf[64];
-	struct pollfd pf;
+	char ans[512];
 	struct vmproc *p;
-	int s;
 
 	/* A private network namespace: the tap and addresses vanish with the test. */
 	if (unshare(CLONE_NEWNET) != 0) {
@@ -514,29 +510,8 @@ static void linux_net_udp_both_ways_over_tap(void **state)
 			 0);
 	ask(p, "net up eth0 172.16.0.2/24", "THAW_AGENT net up", ans, sizeof(ans));
 	ask(p, "net bind 7000", "THAW_AGENT net bound", ans, sizeof(ans));
-
-	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	inet_pton(AF_INET, "172.16.0.1", &me.sin_addr);
-	inet_pton(AF_INET, "172.16.0.2", &guest.sin_addr);
-	assert_int_equal(bind(s, (struct sockaddr *)&me, sizeof(me)), 0);
-	/* Host to guest (the first datagram may wait for ARP; the guest waits 20 s). */
-	assert_int_equal(vmproc_send(p, "net recv 20000"), 0);
-	usleep(200 * 1000);
-	assert_int_equal(sendto(s, "from-host", 9, 0, (struct sockaddr *)&guest, sizeof(guest)), 9);
-	if (vmproc_expect(p, "THAW_AGENT net recv", ASK_TIMEOUT_MS, ans, sizeof(ans))) {
-		vmproc_dump(p, "guest got no datagram");
+	if (harness_udp_both_ways(p, "172.16.0.1", "172.16.0.2", ASK_TIMEOUT_MS))
 		fail();
-	}
-	assert_non_null(strstr(ans, "text=from-host"));
-
-	/* Guest to host. */
-	ask(p, "net send 172.16.0.1 7001 from-guest", "THAW_AGENT net sent", ans, sizeof(ans));
-	pf = (struct pollfd){.fd = s, .events = POLLIN};
-	assert_int_equal(poll(&pf, 1, ASK_TIMEOUT_MS), 1);
-	memset(buf, 0, sizeof(buf));
-	assert_int_equal(recv(s, buf, sizeof(buf) - 1, 0), 10);
-	assert_string_equal(buf, "from-guest");
-	close(s);
 	stop(p);
 }
 

@@ -1,9 +1,13 @@
 /* The Linux guest, booted once per run and then restored from its snapshot for each
  * test (on PVM a Linux boot takes over a minute; a restore milliseconds). Its agent
- * lives in the kernel (guest/linux/AGENT.md) and answers on the serial console. */
+ * lives in the kernel (guest/linux/AGENT.md) and answers on the serial console. The
+ * snapshot is taken with every device in use: disk, RNG, vsock, and a network
+ * interface that has exchanged datagrams with the host over a tap (in a private
+ * network namespace, where the whole program runs). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -28,6 +32,24 @@ static char dir[] = "/tmp/thaw-linuxtest-XXXXXX";
 static char snap[128], disk[128], vsock[100];
 static char boot_ping[256], boot_fill[256]; /* what the booted guest answered */
 static long long boot_ms;
+static long boot_requests; /* the agent's request counter when the snapshot was taken */
+static bool have_netns; /* the program runs in a network namespace of its own */
+
+#define HOST_IP	 "172.16.0.1"
+#define GUEST_IP "172.16.0.2"
+
+/* Gives tap `name` (created by thaw) the host's address and a fixed MAC, so the guest's
+ * ARP entry for the host stays right across restores onto other taps. */
+static int host_tap_up(const char *name)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd),
+		 "ip link set %s address 06:00:ac:10:00:01 && ip addr add " HOST_IP
+		 "/24 dev %s && ip link set %s up",
+		 name, name, name);
+	return system(cmd) == 0 ? 0 : -1;
+}
 
 static struct vmproc *start(const char *const argv[])
 {
@@ -53,14 +75,17 @@ static int ask(struct vmproc *p, const char *req, const char *prefix, char *ans,
 	return ret;
 }
 
-/* Boots once with a disk, an RNG and vsock, warms the guest up, snapshots it. */
+/* Boots once with a disk, an RNG, vsock and (with a network namespace) a network
+ * interface, warms the guest up, snapshots it. */
 static int group_setup(void **state)
 {
 	char spec[300], vs[300];
 	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_KERNEL"),
 			      "--cmdline", CMDLINE, "--vcpus", "2", "--mem-mib", "192", "--drive",
 			      spec, "--rng", "--vsock", vs, "--snapshot", snap, "--snapshot-then",
-			      "exit", NULL};
+			      "exit", have_netns ? "--net" : NULL,
+			      "id=eth0,tap=thawsnap0,mac=06:00:ac:10:00:02", NULL};
+	char ans[256];
 	struct vmproc *p;
 	long long t0;
 	int fd;
@@ -94,6 +119,15 @@ static int group_setup(void **state)
 	if (ask(p, "ping", "THAW_AGENT", boot_ping, sizeof(boot_ping)) ||
 	    ask(p, "mem fill 8 7", "THAW_AGENT mem fill", boot_fill, sizeof(boot_fill)))
 		return -1;
+	if (have_netns &&
+	    (host_tap_up("thawsnap0") ||
+	     ask(p, "net up eth0 " GUEST_IP "/24", "THAW_AGENT net up", ans, sizeof(ans)) ||
+	     ask(p, "net bind 7000", "THAW_AGENT net bound", ans, sizeof(ans)) ||
+	     harness_udp_both_ways(p, HOST_IP, GUEST_IP, TMO)))
+		return -1;
+	if (ask(p, "count", "THAW_AGENT count", ans, sizeof(ans)) || !strstr(ans, "requests="))
+		return -1;
+	boot_requests = strtol(strstr(ans, "requests=") + 9, NULL, 10);
 	kill(p->pid, SIGUSR1);
 	if (vmproc_wait(p, TMO) != 0) {
 		vmproc_dump(p, "snapshot of the Linux guest");
@@ -135,10 +169,11 @@ static void restored_linux_answers_and_kept_its_memory(void **state)
 	assert_int_equal(ask(p, "mem check", "THAW_AGENT mem check", ans, sizeof(ans)), 0);
 	snprintf(want, sizeof(want), "%s", strstr(boot_fill, "crc32="));
 	assert_non_null(strstr(ans, want));
-	/* the request counter went on from where the snapshot left it (ping, fill, then
-	 * ping, mem check and this count) */
+	/* the request counter went on from where the snapshot left it: ping, mem check
+	 * and this count since */
 	assert_int_equal(ask(p, "count", "THAW_AGENT count", ans, sizeof(ans)), 0);
-	assert_non_null(strstr(ans, "requests=5"));
+	snprintf(want, sizeof(want), "requests=%ld", boot_requests + 3);
+	assert_non_null(strstr(ans, want));
 	end(p);
 }
 
@@ -215,6 +250,51 @@ static void restored_linux_talks_vsock(void **state)
 	end(p);
 }
 
+/* Restored through the API onto another tap (Firecracker's network_overrides), the
+ * guest's interface, address and bound socket work as they did before the snapshot. */
+static void restored_linux_has_network_on_an_overridden_tap(void **state)
+{
+	char sock[160], json[600], cmd[900], out[512] = "";
+	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
+	struct vmproc *p;
+	FILE *f;
+	size_t n;
+
+	if (!have_netns) {
+		print_message("SKIPPED: no network namespace of our own (needs root)\n");
+		skip();
+	}
+	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
+	unlink(sock);
+	p = start(argv);
+	for (int i = 0; i < 500 && access(sock, F_OK); i++)
+		usleep(10000);
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"network_overrides\": "
+		 "[{\"iface_id\": \"eth0\", \"host_dev_name\": \"thawrest0\"}]}",
+		 snap);
+	snprintf(cmd, sizeof(cmd),
+		 "curl -s --max-time 60 --unix-socket %s -X PUT http://localhost/snapshot/load "
+		 "-H 'Content-Type: application/json' -d '%s' -w '%%{http_code}'",
+		 sock, json);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	pclose(f);
+	out[n] = 0;
+	if (strcmp(out, "204") != 0) {
+		vmproc_dump(p, "snapshot load");
+		fail_msg("PUT /snapshot/load: %s", out);
+	}
+	/* thaw opened the overriding tap, not the one the snapshot names */
+	assert_int_equal(system("ip link show thawrest0 >/dev/null"), 0);
+	assert_int_not_equal(system("ip link show thawsnap0 >/dev/null 2>&1"), 0);
+	assert_int_equal(host_tap_up("thawrest0"), 0);
+	if (harness_udp_both_ways(p, HOST_IP, GUEST_IP, TMO))
+		fail();
+	end(p);
+}
+
 static void linux_boots_through_the_64bit_boot_protocol(void **state)
 {
 	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_KERNEL"),
@@ -262,6 +342,7 @@ int main(void)
 		cmocka_unit_test(restored_linux_reads_and_writes_its_disk),
 		cmocka_unit_test(restored_linux_reads_the_rng),
 		cmocka_unit_test(restored_linux_talks_vsock),
+		cmocka_unit_test(restored_linux_has_network_on_an_overridden_tap),
 		cmocka_unit_test(guest_reboot_ends_thaw_with_status_0),
 		cmocka_unit_test(guest_panic_ends_thaw_with_status_3),
 		cmocka_unit_test(linux_boots_through_the_64bit_boot_protocol),
@@ -269,5 +350,10 @@ int main(void)
 
 	if (!harness_have_kvm())
 		return 0;
+	/* Taps and addresses made here vanish with the program. */
+	have_netns = unshare(CLONE_NEWNET) == 0 && system("ip link set lo up") == 0;
+	if (!have_netns)
+		fprintf(stderr, "linux: no network namespace (%s): the network is left out\n",
+			strerror(errno));
 	return cmocka_run_group_tests_name("linux", tests, group_setup, group_teardown);
 }
