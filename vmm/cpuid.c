@@ -2,6 +2,7 @@
  * KVM_GET_SUPPORTED_CPUID offers, plus the per-vCPU fields (APIC id, topology). */
 #include "vmm/vmm.h"
 
+#include <cpuid.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -85,13 +86,26 @@ const char *const *vmm_cpu_template_names(void)
 	return template_names;
 }
 
-/* PVM is the one KVM backend whose quirks we adapt to. It registers itself as the
- * kvm_pvm module; hardware backends are kvm_intel and kvm_amd. */
+bool vmm_cpuid_means_pvm(uint32_t leaf1_ecx, uint32_t ext1_ecx)
+{
+	return !(leaf1_ecx & CPUID_1_ECX_VMX) && !(ext1_ecx & CPUID_EXT1_ECX_SVM);
+}
+
+/* PVM is the one KVM backend whose quirks we adapt to. Hardware KVM (kvm_intel,
+ * kvm_amd) cannot load without VMX or SVM; PVM exists for hosts that have neither,
+ * typically cloud VMs. So the host CPU's own CPUID answers, which works anywhere: a
+ * jail has no /sys/module to look for kvm_pvm in. */
 bool vmm_host_is_pvm(void)
 {
-	return access("/sys/module/kvm_pvm", F_OK) == 0 &&
-	       access("/sys/module/kvm_intel", F_OK) != 0 &&
-	       access("/sys/module/kvm_amd", F_OK) != 0;
+	unsigned a, b, c1 = 0, c2 = 0, d;
+
+	__cpuid(1, a, b, c1, d);
+	__cpuid(0x80000000u, a, b, c2, d);
+	if (a >= 0x80000001u)
+		__cpuid(0x80000001u, a, b, c2, d);
+	else
+		c2 = 0;
+	return vmm_cpuid_means_pvm(c1, c2);
 }
 
 unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n,

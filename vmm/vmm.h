@@ -183,8 +183,14 @@ const char *const *vmm_cpu_template_names(void);
 /* The template named `name`, or when NULL the right one for this host ("pvm" on a
  * PVM host, else "host"). Logs and returns NULL for an unknown name. */
 const struct vmm_cpu_template *vmm_pick_template(const char *name);
-/* True on a PVM host (kvm_pvm is the KVM backend); the only place thaw asks. */
+/* True on a PVM host (kvm_pvm is the KVM backend); the only place thaw asks. It asks
+ * the CPU, not /sys, so the answer is the same inside a jail. */
 bool vmm_host_is_pvm(void);
+/* The rule behind it: a host CPU with neither VMX (leaf 1 ECX bit 5) nor SVM (leaf
+ * 0x80000001 ECX bit 2) can only run KVM through PVM. */
+#define CPUID_1_ECX_VMX	   (1u << 5)
+#define CPUID_EXT1_ECX_SVM (1u << 2)
+bool vmm_cpuid_means_pvm(uint32_t leaf1_ecx, uint32_t ext1_ecx);
 
 /* Applies `tmpl` to the entries in place and makes them right for vCPU `index` of
  * `nr_vcpus` (APIC id, hypervisor bit, topology). Entries may be removed; returns the

@@ -214,6 +214,15 @@ static void test_pick_default_follows_host_kind(void **state)
 	assert_ptr_equal(vmm_pick_template(NULL), vmm_cpu_template_find(want));
 }
 
+static void test_pvm_is_a_cpu_without_vmx_or_svm(void **state)
+{
+	assert_true(vmm_cpuid_means_pvm(0, 0));
+	assert_true(vmm_cpuid_means_pvm(~CPUID_1_ECX_VMX, ~CPUID_EXT1_ECX_SVM));
+	assert_false(vmm_cpuid_means_pvm(CPUID_1_ECX_VMX, 0));	 /* Intel, kvm_intel */
+	assert_false(vmm_cpuid_means_pvm(0, CPUID_EXT1_ECX_SVM)); /* AMD, kvm_amd */
+	assert_false(vmm_cpuid_means_pvm(~0u, ~0u));
+}
+
 /* ---- pvm */
 
 static void test_pvm_clears_leaf1_ecx_features(void **state)
@@ -411,6 +420,7 @@ int main(void)
 	    cmocka_unit_test(test_names_list_every_template_once),
 	    cmocka_unit_test(test_pick_by_name_and_unknown),
 	    cmocka_unit_test(test_pick_default_follows_host_kind),
+	    cmocka_unit_test(test_pvm_is_a_cpu_without_vmx_or_svm),
 	    cmocka_unit_test(test_pvm_clears_leaf1_ecx_features),
 	    cmocka_unit_test(test_pvm_clears_leaf7_ebx_features),
 	    cmocka_unit_test(test_pvm_clears_rdpid),
