@@ -79,6 +79,23 @@ int vmproc_start(struct vmproc *p, const char *const argv[])
 
 /* Reads whatever is available within `timeout_ms`; returns false once both pipes
  * are closed. */
+struct vmproc *harness_start(const char *const argv[])
+{
+	struct vmproc *p = calloc(1, sizeof(*p));
+
+	if (p && vmproc_start(p, argv)) {
+		free(p);
+		p = NULL;
+	}
+	return p;
+}
+
+void harness_end(struct vmproc *p)
+{
+	vmproc_stop(p);
+	free(p);
+}
+
 static bool pump(struct vmproc *p, int timeout_ms)
 {
 	struct pollfd fds[2] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}};

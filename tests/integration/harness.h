@@ -30,6 +30,11 @@ bool harness_have_kvm(void);
 /* Starts argv[0] with pipes on stdin, stdout and stderr. */
 int vmproc_start(struct vmproc *p, const char *const argv[]);
 
+/* vmproc_start on a new vmproc; NULL when it could not start. */
+struct vmproc *harness_start(const char *const argv[]);
+/* vmproc_stop, then frees it. */
+void harness_end(struct vmproc *p);
+
 /* Waits until a console line containing `needle` arrives after everything matched
  * before; copies the line into `line` (may be NULL). Returns 0, or -ETIMEDOUT, or
  * -EPIPE when the process ended first. */
