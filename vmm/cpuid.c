@@ -13,9 +13,9 @@
 #define F1C_POPCNT  BIT(23)
 #define F1C_XSAVE   BIT(26)
 #define F1C_OSXSAVE BIT(27)
-#define F1C_AVX     BIT(28)
+#define F1C_AVX	    BIT(28)
 #define F1C_F16C    BIT(29)
-#define F1C_FMA     BIT(12)
+#define F1C_FMA	    BIT(12)
 #define F1C_HYPERV  BIT(31)
 /* leaf 7.0 EBX */
 #define F7B_FSGSBASE   BIT(0)
@@ -33,42 +33,42 @@
 #define F7B_AVX512BW   BIT(30)
 #define F7B_AVX512VL   BIT(31)
 /* leaf 7.0 ECX */
-#define F7C_AVX512VBMI  BIT(1)
+#define F7C_AVX512VBMI	BIT(1)
 #define F7C_AVX512VBMI2 BIT(6)
-#define F7C_VAES        BIT(9)
-#define F7C_VPCLMULQDQ  BIT(10)
-#define F7C_AVX512VNNI  BIT(11)
+#define F7C_VAES	BIT(9)
+#define F7C_VPCLMULQDQ	BIT(10)
+#define F7C_AVX512VNNI	BIT(11)
 #define F7C_AVX512BITAL BIT(12)
 #define F7C_AVX512VPOPC BIT(14)
-#define F7C_RDPID       BIT(22)
+#define F7C_RDPID	BIT(22)
 /* leaf 0x80000001 EDX */
 #define FX1D_RDTSCP BIT(27)
 
-#define AVX512_7B                                                                          \
-	(F7B_AVX512F | F7B_AVX512DQ | F7B_AVX512IFMA | F7B_AVX512PF | F7B_AVX512ER |          \
+#define AVX512_7B                                                                                  \
+	(F7B_AVX512F | F7B_AVX512DQ | F7B_AVX512IFMA | F7B_AVX512PF | F7B_AVX512ER |               \
 	 F7B_AVX512CD | F7B_AVX512BW | F7B_AVX512VL)
-#define AVX512_7C                                                                          \
+#define AVX512_7C                                                                                  \
 	(F7C_AVX512VBMI | F7C_AVX512VBMI2 | F7C_AVX512VNNI | F7C_AVX512BITAL | F7C_AVX512VPOPC)
 
 static const struct vmm_cpu_template templates[] = {
-	{
-		.name = "host",
-		.why = "everything KVM offers",
-	},
-	{
-		.name = "pvm",
-		.why = "hides what PVM's instruction emulator cannot run in a guest kernel: "
-		       "xsave/xrstor (and the AVX family that needs it), SMAP (clac/stac), "
-		       "popcnt, and the rarely emulated fsgsbase, invpcid, pcid, rdpid, "
-		       "clflushopt, clwb, rdtscp",
-		.clear_1_ecx = F1C_PCID | F1C_POPCNT | F1C_XSAVE | F1C_OSXSAVE | F1C_AVX | F1C_F16C |
-			       F1C_FMA,
-		.clear_7_ebx = F7B_FSGSBASE | F7B_AVX2 | F7B_INVPCID | F7B_SMAP | F7B_CLFLUSHOPT |
-			       F7B_CLWB | AVX512_7B,
-		.clear_7_ecx = F7C_RDPID | F7C_VAES | F7C_VPCLMULQDQ | AVX512_7C,
-		.clear_ext1_edx = FX1D_RDTSCP,
-		.hide_xsave_leaf = true,
-	},
+    {
+	.name = "host",
+	.why = "everything KVM offers",
+    },
+    {
+	.name = "pvm",
+	.why = "hides what PVM's instruction emulator cannot run in a guest kernel: "
+	       "xsave/xrstor (and the AVX family that needs it), SMAP (clac/stac), "
+	       "popcnt, and the rarely emulated fsgsbase, invpcid, pcid, rdpid, "
+	       "clflushopt, clwb, rdtscp",
+	.clear_1_ecx =
+	    F1C_PCID | F1C_POPCNT | F1C_XSAVE | F1C_OSXSAVE | F1C_AVX | F1C_F16C | F1C_FMA,
+	.clear_7_ebx = F7B_FSGSBASE | F7B_AVX2 | F7B_INVPCID | F7B_SMAP | F7B_CLFLUSHOPT |
+		       F7B_CLWB | AVX512_7B,
+	.clear_7_ecx = F7C_RDPID | F7C_VAES | F7C_VPCLMULQDQ | AVX512_7C,
+	.clear_ext1_edx = FX1D_RDTSCP,
+	.hide_xsave_leaf = true,
+    },
 };
 
 static const char *const template_names[] = {"host", "pvm", NULL};
@@ -108,8 +108,8 @@ bool vmm_host_is_pvm(void)
 	return vmm_cpuid_means_pvm(c1, c2);
 }
 
-unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n,
-			 const struct vmm_cpu_template *t, unsigned index, unsigned nr_vcpus)
+unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n, const struct vmm_cpu_template *t,
+			 unsigned index, unsigned nr_vcpus)
 {
 	unsigned i, out = 0;
 

@@ -38,8 +38,9 @@ bool harness_have_kvm(void)
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0) {
-		fprintf(stderr, "SKIPPED: /dev/kvm is not usable here (%s); run through "
-				"tests/run.sh, which uses a nested KVM host\n",
+		fprintf(stderr,
+			"SKIPPED: /dev/kvm is not usable here (%s); run through "
+			"tests/run.sh, which uses a nested KVM host\n",
 			strerror(errno));
 		return false;
 	}
@@ -115,9 +116,11 @@ static bool pump(struct vmproc *p, int timeout_ms)
 			p->out_fd = -1;
 		}
 		if (p->out_len == sizeof(p->out) - 1) { /* keep the last half */
-			memmove(p->out, p->out + sizeof(p->out) / 2, p->out_len - sizeof(p->out) / 2);
+			memmove(p->out, p->out + sizeof(p->out) / 2,
+				p->out_len - sizeof(p->out) / 2);
 			p->out_len -= sizeof(p->out) / 2;
-			p->out_seen = p->out_seen > sizeof(p->out) / 2 ? p->out_seen - sizeof(p->out) / 2 : 0;
+			p->out_seen =
+			    p->out_seen > sizeof(p->out) / 2 ? p->out_seen - sizeof(p->out) / 2 : 0;
 		}
 		p->out[p->out_len] = 0;
 	}
@@ -141,8 +144,7 @@ static bool pump(struct vmproc *p, int timeout_ms)
 	return open_any;
 }
 
-int vmproc_expect(struct vmproc *p, const char *needle, int timeout_ms, char *line,
-		  size_t linelen)
+int vmproc_expect(struct vmproc *p, const char *needle, int timeout_ms, char *line, size_t linelen)
 {
 	long long deadline = harness_ms() + timeout_ms;
 
@@ -248,7 +250,8 @@ void vmproc_stop(struct vmproc *p)
 
 void vmproc_dump(struct vmproc *p, const char *why)
 {
-	fprintf(stderr, "---- %s: thaw pid %d console (last 3000 bytes):\n%s\n---- stderr:\n%s\n----\n",
+	fprintf(stderr,
+		"---- %s: thaw pid %d console (last 3000 bytes):\n%s\n---- stderr:\n%s\n----\n",
 		why, p->pid, p->out_len > 3000 ? p->out + p->out_len - 3000 : p->out, p->err);
 }
 

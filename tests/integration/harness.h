@@ -38,8 +38,7 @@ void harness_end(struct vmproc *p);
 /* Waits until a console line containing `needle` arrives after everything matched
  * before; copies the line into `line` (may be NULL). Returns 0, or -ETIMEDOUT, or
  * -EPIPE when the process ended first. */
-int vmproc_expect(struct vmproc *p, const char *needle, int timeout_ms, char *line,
-		  size_t linelen);
+int vmproc_expect(struct vmproc *p, const char *needle, int timeout_ms, char *line, size_t linelen);
 
 /* Sends one line (a newline is added). */
 int vmproc_send(struct vmproc *p, const char *line);

@@ -1,7 +1,8 @@
 /* thaw through thaw-jailer, the way a function runtime runs it: the probe guest boots
  * in a jail and is snapshotted there; the snapshot, linked read-only into another
  * jail, restores and answers while thaw holds no capability, runs as the jail's
- * uid/gid and sees only the jail's root; a memory cgroup limit below what the guest
+ * uid/gid and sees only the jail's root; thaw serves its API socket from the jail;
+ * a memory cgroup limit below what the guest
  * touches stops thaw; --cleanup leaves nothing behind, mounted or on disk. The jailer's
  * own steps are tested without KVM in tests/unit/test_jailer.c. Needs root. */
 #include <errno.h>
@@ -53,8 +54,9 @@ static void cleanup_leaves_nothing(const char *id)
 static struct vmproc *jailed(const char *id, const char *const *jail_extra,
 			     const char *const *thaw_args)
 {
-	const char *argv[64] = {jailer, "--id", id, "--exec-file", thaw, "--uid", UID,
-				"--gid", GID, "--chroot-base", base, "--cgroup", "pids.max=64"};
+	const char *argv[64] = {jailer,	 "--id",     id,	   "--exec-file", thaw,
+				"--uid", UID,	     "--gid",	   GID,		  "--chroot-base",
+				base,	 "--cgroup", "pids.max=64"};
 	size_t n = 13;
 	struct vmproc *p;
 
@@ -73,8 +75,16 @@ static void jailed_thaw_boots_and_snapshots(void **state)
 {
 	char link[PATH_MAX + 32], in_jail[PATH_MAX];
 	const char *jx[] = {"--link", link, NULL};
-	const char *tx[] = {"--kernel", PROBE, "--mem-mib", "64", "--snapshot", SNAP,
-			    "--snapshot-after", "THAW_PROBE_READY", "--snapshot-then", "exit",
+	const char *tx[] = {"--kernel",
+			    PROBE,
+			    "--mem-mib",
+			    "64",
+			    "--snapshot",
+			    SNAP,
+			    "--snapshot-after",
+			    "THAW_PROBE_READY",
+			    "--snapshot-then",
+			    "exit",
 			    NULL};
 	char cmd[PATH_MAX * 4];
 	struct vmproc *p;
@@ -93,8 +103,7 @@ static void jailed_thaw_boots_and_snapshots(void **state)
 	struct stat sb;
 	assert_int_equal(stat(in_jail, &sb), 0);
 	assert_int_equal(sb.st_uid, atoi(UID));
-	snprintf(cmd, sizeof(cmd), "cp --sparse=always %s %s && chmod 444 %s", in_jail, snap,
-		 snap);
+	snprintf(cmd, sizeof(cmd), "cp --sparse=always %s %s && chmod 444 %s", in_jail, snap, snap);
 	assert_int_equal(system(cmd), 0);
 	cleanup_leaves_nothing("jt-boot");
 	ready = true;
@@ -176,6 +185,46 @@ static void jailed_restore_answers_with_no_power(void **state)
 	cleanup_leaves_nothing("jt-restore");
 }
 
+/* The function runtime's path: thaw waits jailed on its API socket (in the jail's
+ * root) and the runtime loads the snapshot through it. */
+static void jailed_api_socket_loads_the_snapshot(void **state)
+{
+	char link[PATH_MAX + 32], sock[PATH_MAX], cmd[PATH_MAX * 2], out[256] = "", ans[256];
+	const char *jx[] = {"--link", link, NULL};
+	const char *tx[] = {"--api-sock", "/api.sock", NULL};
+	struct vmproc *p;
+	FILE *f;
+	size_t n;
+
+	if (!ready)
+		skip();
+	snprintf(link, sizeof(link), "%s:" SNAP ":ro", snap);
+	jail_path(sock, sizeof(sock), "jt-api", "/root/api.sock");
+	p = jailed("jt-api", jx, tx);
+	for (int i = 0; i < 500 && access(sock, F_OK); i++)
+		usleep(10000);
+	snprintf(cmd, sizeof(cmd),
+		 "curl -s --max-time 60 --unix-socket %s -X PUT http://localhost/snapshot/load "
+		 "-H 'Content-Type: application/json' "
+		 "-d '{\"snapshot_path\": \"" SNAP "\", \"resume_vm\": true}' -w '%%{http_code}'",
+		 sock);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	pclose(f);
+	out[n] = 0;
+	if (strcmp(out, "204") != 0) {
+		vmproc_dump(p, "load through the jailed API socket");
+		fail_msg("PUT /snapshot/load: '%s'", out);
+	}
+	if (vmproc_ask(p, "ping", "PROBE pong", TMO, ans, sizeof(ans))) {
+		vmproc_dump(p, "after the load");
+		fail();
+	}
+	harness_end(p);
+	cleanup_leaves_nothing("jt-api");
+}
+
 /* The memory controller's key for the hierarchy the jailer will pick (v2 when the
  * unified tree offers the controller, as thaw-jailer decides). */
 static const char *memory_limit_key(void)
@@ -221,7 +270,8 @@ static void memory_limit_below_the_guests_need_stops_thaw(void **state)
 		snprintf(path, sizeof(path), "/sys/fs/cgroup/thaw/jt-oom/memory.events");
 		snprintf(cmd, sizeof(cmd), "grep -Eq '^oom_kill [1-9]' %s", path);
 	} else {
-		snprintf(path, sizeof(path), "/sys/fs/cgroup/memory/thaw/jt-oom/memory.oom_control");
+		snprintf(path, sizeof(path),
+			 "/sys/fs/cgroup/memory/thaw/jt-oom/memory.oom_control");
 		snprintf(cmd, sizeof(cmd), "grep -Eq '^oom_kill [1-9]' %s", path);
 	}
 	if (st != 128 + 9 || system(cmd) != 0) {
@@ -253,7 +303,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	char cmd[PATH_MAX * 2];
-	const char *ids[] = {"jt-boot", "jt-restore", "jt-oom"};
+	const char *ids[] = {"jt-boot", "jt-restore", "jt-api", "jt-oom"};
 
 	for (unsigned i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "%s --cleanup --id %s --chroot-base %s 2>/dev/null",
@@ -268,9 +318,10 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(jailed_thaw_boots_and_snapshots),
-		cmocka_unit_test(jailed_restore_answers_with_no_power),
-		cmocka_unit_test(memory_limit_below_the_guests_need_stops_thaw),
+	    cmocka_unit_test(jailed_thaw_boots_and_snapshots),
+	    cmocka_unit_test(jailed_restore_answers_with_no_power),
+	    cmocka_unit_test(jailed_api_socket_loads_the_snapshot),
+	    cmocka_unit_test(memory_limit_below_the_guests_need_stops_thaw),
 	};
 	char path[PATH_MAX];
 

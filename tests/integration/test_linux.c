@@ -25,15 +25,15 @@
 #include "tests/integration/harness.h"
 
 #define BOOT_TMO 300000
-#define TMO      60000
-#define CMDLINE  "console=ttyS0 thaw_agent.hold_init=1 quiet"
+#define TMO	 60000
+#define CMDLINE	 "console=ttyS0 thaw_agent.hold_init=1 quiet"
 
 static char dir[] = "/tmp/thaw-linuxtest-XXXXXX";
 static char snap[128], disk[128], vsock[100];
 static char boot_ping[256], boot_fill[256]; /* what the booted guest answered */
 static long long boot_ms;
 static long boot_requests; /* the agent's request counter when the snapshot was taken */
-static bool have_netns; /* the program runs in a network namespace of its own */
+static bool have_netns;	   /* the program runs in a network namespace of its own */
 
 #define HOST_IP	 "172.16.0.1"
 #define GUEST_IP "172.16.0.2"
@@ -80,11 +80,27 @@ static int ask(struct vmproc *p, const char *req, const char *prefix, char *ans,
 static int group_setup(void **state)
 {
 	char spec[300], vs[300];
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_KERNEL"),
-			      "--cmdline", CMDLINE, "--vcpus", "2", "--mem-mib", "192", "--drive",
-			      spec, "--rng", "--vsock", vs, "--snapshot", snap, "--snapshot-then",
-			      "exit", have_netns ? "--net" : NULL,
-			      "id=eth0,tap=thawsnap0,mac=06:00:ac:10:00:02", NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_KERNEL"),
+			      "--cmdline",
+			      CMDLINE,
+			      "--vcpus",
+			      "2",
+			      "--mem-mib",
+			      "192",
+			      "--drive",
+			      spec,
+			      "--rng",
+			      "--vsock",
+			      vs,
+			      "--snapshot",
+			      snap,
+			      "--snapshot-then",
+			      "exit",
+			      have_netns ? "--net" : NULL,
+			      "id=eth0,tap=thawsnap0,mac=06:00:ac:10:00:02",
+			      NULL};
 	char ans[256];
 	struct vmproc *p;
 	long long t0;
@@ -187,9 +203,8 @@ static void restored_linux_reads_and_writes_its_disk(void **state)
 	assert_int_equal(ask(p, "blk read 3 1", "THAW_AGENT blk read", ans, sizeof(ans)), 0);
 	assert_non_null(strstr(ans, "head=64646464")); /* 'd' */
 	/* guest-written, flushed data is in the host file */
-	assert_int_equal(ask(p, "blk write 100 RESTORED 1", "THAW_AGENT blk write", ans,
-			     sizeof(ans)),
-			 0);
+	assert_int_equal(
+	    ask(p, "blk write 100 RESTORED 1", "THAW_AGENT blk write", ans, sizeof(ans)), 0);
 	assert_non_null(strstr(ans, "flushed"));
 	fd = open(disk, O_RDONLY);
 	assert_true(fd >= 0);
@@ -297,8 +312,16 @@ static void restored_linux_has_network_on_an_overridden_tap(void **state)
 
 static void linux_boots_through_the_64bit_boot_protocol(void **state)
 {
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_KERNEL"),
-			      "--boot", "linux64", "--cmdline", CMDLINE, "--mem-mib", "128", NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_KERNEL"),
+			      "--boot",
+			      "linux64",
+			      "--cmdline",
+			      CMDLINE,
+			      "--mem-mib",
+			      "128",
+			      NULL};
 	char ans[256];
 	struct vmproc *p = start(argv);
 
@@ -337,15 +360,15 @@ static void guest_panic_ends_thaw_with_status_3(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(linux_boots_to_ready_and_its_agent_answers),
-		cmocka_unit_test(restored_linux_answers_and_kept_its_memory),
-		cmocka_unit_test(restored_linux_reads_and_writes_its_disk),
-		cmocka_unit_test(restored_linux_reads_the_rng),
-		cmocka_unit_test(restored_linux_talks_vsock),
-		cmocka_unit_test(restored_linux_has_network_on_an_overridden_tap),
-		cmocka_unit_test(guest_reboot_ends_thaw_with_status_0),
-		cmocka_unit_test(guest_panic_ends_thaw_with_status_3),
-		cmocka_unit_test(linux_boots_through_the_64bit_boot_protocol),
+	    cmocka_unit_test(linux_boots_to_ready_and_its_agent_answers),
+	    cmocka_unit_test(restored_linux_answers_and_kept_its_memory),
+	    cmocka_unit_test(restored_linux_reads_and_writes_its_disk),
+	    cmocka_unit_test(restored_linux_reads_the_rng),
+	    cmocka_unit_test(restored_linux_talks_vsock),
+	    cmocka_unit_test(restored_linux_has_network_on_an_overridden_tap),
+	    cmocka_unit_test(guest_reboot_ends_thaw_with_status_0),
+	    cmocka_unit_test(guest_panic_ends_thaw_with_status_3),
+	    cmocka_unit_test(linux_boots_through_the_64bit_boot_protocol),
 	};
 
 	if (!harness_have_kvm())

@@ -218,7 +218,7 @@ static void test_pvm_is_a_cpu_without_vmx_or_svm(void **state)
 {
 	assert_true(vmm_cpuid_means_pvm(0, 0));
 	assert_true(vmm_cpuid_means_pvm(~CPUID_1_ECX_VMX, ~CPUID_EXT1_ECX_SVM));
-	assert_false(vmm_cpuid_means_pvm(CPUID_1_ECX_VMX, 0));	 /* Intel, kvm_intel */
+	assert_false(vmm_cpuid_means_pvm(CPUID_1_ECX_VMX, 0));	  /* Intel, kvm_intel */
 	assert_false(vmm_cpuid_means_pvm(0, CPUID_EXT1_ECX_SVM)); /* AMD, kvm_amd */
 	assert_false(vmm_cpuid_means_pvm(~0u, ~0u));
 }
