@@ -18,16 +18,35 @@
  *   --guest-mib M     with --mem: also sum the Rss of the child's M MiB mappings (guest RAM)
  *   --stderr F        the child's stderr goes to F (default /dev/null)
  *   --stdout F        copy every stdout line of the child to F
+ *   --clock           also print start_ns= and answer_ns= (CLOCK_MONOTONIC), so the
+ *                     wall time of restores started at once can be computed
+ * Driving thaw through its API socket instead of its command line (issue 6):
+ *   --api-sock SOCK   connect to SOCK once it accepts (api_ready_us), then send
+ *   --api-pre REQ     each of these in order, each must answer 2xx (repeatable);
+ *                     REQ is "METHOD PATH [JSON BODY]"
+ *   --api-req REQ     the timed request, on its own thread while the console is watched:
+ *                     api_req_us (request sent .. response read), api_status,
+ *                     api_req_to_answer_us (request sent .. the answer line)
+ *   --api-post REQ    after the answer, each must answer 2xx (repeatable)
+ *   --api-metrics F   before the pre requests, PUT /metrics {"metrics_path": F}; after the
+ *                     posts, FlushMetrics and print the integer fields of the last line's
+ *                     latencies_us (as m_<key>_us=) and api_server.load_snapshot_request_us
+ *                     (as m_api_load_request_us=)
  * The child runs in its own process group; at the end the group gets SIGINT (thaw prints
  * its timing lines and exits; perf stat prints its counts), then SIGKILL after 5 s.
  * Output, one line on stdout: "answer_us=N exit=S [vmrss_kb=.. rss_anon_kb=.. rss_file_kb=..
  * rss_shmem_kb=.. pss_kb=.. pss_anon_kb=.. pss_file_kb=.. pss_shmem_kb=..]".
- * Exit status: 0 answered, 2 setup error, 3 timeout or the child ended without answering.
+ * Exit status: 0 answered, 2 setup error, 3 timeout or the child ended without answering,
+ * 4 an API request failed or was refused.
  */
+#include "api/api.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,20 +55,23 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_QMP	     16
+#define MAX_API	     8
 #define LINE_MAX_LEN 4096
 
 struct spawn_opts {
 	const char *expect, *send, *qmp, *qmp_cmd[MAX_QMP], *ready_file, *hold_file;
 	const char *err_path, *out_path;
-	unsigned nr_qmp;
+	const char *api_sock, *api_pre[MAX_API], *api_req, *api_post[MAX_API], *api_metrics;
+	unsigned nr_qmp, nr_api_pre, nr_api_post;
 	uint64_t every_us, timeout_ms, guest_kb;
-	bool mem;
+	bool mem, clock;
 };
 
 static uint64_t now_ns(void)
@@ -189,11 +211,140 @@ static void print_guest_rss(pid_t pid, uint64_t guest_kb)
 	printf(" guest_rss_kb=%llu guest_anon_kb=%llu", rss, anon);
 }
 
+/* ---- the API socket ------------------------------------------------------------------- */
+
+/* One response buffer (64 KiB body): the requests are made one at a time. */
+static struct api_response api_resp;
+
+/* "METHOD PATH [BODY]" into its parts, in buf; 0 or -1. */
+static int api_split(const char *spec, char *buf, size_t len, char **method, char **path,
+		     char **body)
+{
+	char *sp;
+
+	if (strlen(spec) >= len)
+		return -1;
+	strcpy(buf, spec);
+	*method = buf;
+	sp = strchr(buf, ' ');
+	if (!sp)
+		return -1;
+	*sp = 0;
+	*path = sp + 1;
+	sp = strchr(*path, ' ');
+	*body = NULL;
+	if (sp) {
+		*sp = 0;
+		*body = sp + 1;
+	}
+	return 0;
+}
+
+/* One request on fd; 0 when answered 2xx, else -1 with a message naming it. */
+static int api_do(int fd, const char *spec, int *status)
+{
+	char buf[8192], msg[256], *method, *path, *body;
+	int ret;
+
+	if (api_split(spec, buf, sizeof(buf), &method, &path, &body)) {
+		fprintf(stderr, "spawn: bad API request '%.80s' (METHOD PATH [BODY])\n", spec);
+		return -1;
+	}
+	ret = api_client_request(fd, method, path, body, &api_resp);
+	if (status)
+		*status = ret ? 0 : api_resp.status;
+	if (ret) {
+		fprintf(stderr, "spawn: API %s %s: %s\n", method, path, strerror(-ret));
+		return -1;
+	}
+	if (api_resp.status / 100 != 2) {
+		api_client_fault_message(&api_resp, msg, sizeof(msg));
+		fprintf(stderr, "spawn: API %s %s answered %d: %s\n", method, path, api_resp.status,
+			msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Connects once thaw's socket accepts; the fd, or -1 at the deadline. */
+static int api_connect(const char *sock, uint64_t deadline, pid_t child)
+{
+	for (;;) {
+		int fd = api_client_connect(sock);
+		siginfo_t si = {0};
+
+		if (fd >= 0)
+			return fd;
+		/* WNOWAIT: the exit status is still reaped (and printed) at the end. */
+		waitid(P_PID, (id_t)child, &si, WEXITED | WNOHANG | WNOWAIT);
+		if (now_ns() > deadline || si.si_pid == child) {
+			fprintf(stderr, "spawn: connect %s: %s\n", sock, strerror(-fd));
+			return -1;
+		}
+		usleep(100);
+	}
+}
+
+/* The timed request runs on its own thread so the console is read while it is in flight:
+ * the guest may answer before the response arrives. */
+struct api_timed {
+	int fd, status, ret;
+	const char *spec;
+	uint64_t sent_ns, done_ns;
+};
+
+static void *api_timed_run(void *arg)
+{
+	struct api_timed *t = arg;
+
+	t->sent_ns = now_ns();
+	t->ret = api_do(t->fd, t->spec, &t->status);
+	__atomic_store_n(&t->done_ns, now_ns(), __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* The last line of thaw's metrics file: its latencies_us integers and the API's own view
+ * of the load request, printed as key=value. */
+static void api_print_metrics(const char *file)
+{
+	char line[16384], last[16384] = "";
+	json_object *m, *lat, *api, *v;
+	FILE *f = fopen(file, "r");
+
+	if (!f) {
+		fprintf(stderr, "spawn: metrics %s: %s\n", file, strerror(errno));
+		return;
+	}
+	while (fgets(line, sizeof(line), f))
+		if (line[0] == '{')
+			strcpy(last, line);
+	fclose(f);
+	m = json_tokener_parse(last);
+	if (!m) {
+		fprintf(stderr, "spawn: metrics %s: no JSON line\n", file);
+		return;
+	}
+	if (json_object_object_get_ex(m, "latencies_us", &lat) &&
+	    json_object_is_type(lat, json_type_object)) {
+		json_object_object_foreach(lat, key, val)
+		{
+			if (json_object_is_type(val, json_type_int))
+				printf(" m_%s_us=%lld", key, (long long)json_object_get_int64(val));
+		}
+	}
+	if (json_object_object_get_ex(m, "api_server", &api) &&
+	    json_object_object_get_ex(api, "load_snapshot_request_us", &v))
+		printf(" m_api_load_request_us=%lld", (long long)json_object_get_int64(v));
+	json_object_put(m);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: spawn --expect STR [--send LINE] [--every US] [--timeout MS] "
 			"[--qmp SOCK --qmp-cmd JSON...] [--ready-file F] [--hold-file F] [--mem] "
-			"[--guest-mib M] [--stderr F] [--stdout F] -- CMD [ARGS...]\n");
+			"[--guest-mib M] [--stderr F] [--stdout F] [--clock] [--api-sock SOCK "
+			"[--api-pre REQ]... --api-req REQ [--api-post REQ]... [--api-metrics F]] "
+			"-- CMD [ARGS...]\n");
 }
 
 int main(int argc, char **argv)
@@ -211,6 +362,12 @@ int main(int argc, char **argv)
 	    {"stderr", required_argument, NULL, 'E'},
 	    {"stdout", required_argument, NULL, 'O'},
 	    {"guest-mib", required_argument, NULL, 'g'},
+	    {"clock", no_argument, NULL, 'c'},
+	    {"api-sock", required_argument, NULL, 'A'},
+	    {"api-pre", required_argument, NULL, 'P'},
+	    {"api-req", required_argument, NULL, 'R'},
+	    {"api-post", required_argument, NULL, 'p'},
+	    {"api-metrics", required_argument, NULL, 'M'},
 	    {NULL, 0, NULL, 0},
 	};
 	static const char *const status_keys[][2] = {{"VmRSS", "vmrss_kb"},
@@ -227,8 +384,10 @@ int main(int argc, char **argv)
 	int in[2], out[2], c, status = 0, qfd = -1, errfd, outcopy = -1;
 	char buf[LINE_MAX_LEN];
 	size_t have = 0;
-	uint64_t t0, deadline, next_send, answer_ns = 0;
-	bool child_done = false;
+	uint64_t t0, deadline, next_send, answer_ns = 0, api_ready_ns = 0;
+	struct api_timed timed = {.fd = -1};
+	bool child_done = false, api_failed = false, timed_started = false;
+	pthread_t timed_thread;
 	pid_t pid;
 
 	while ((c = getopt_long(argc, argv, "+", lopts, NULL)) != -1) {
@@ -273,12 +432,37 @@ int main(int argc, char **argv)
 		case 'g':
 			o.guest_kb = strtoull(optarg, NULL, 10) * 1024;
 			break;
+		case 'c':
+			o.clock = true;
+			break;
+		case 'A':
+			o.api_sock = optarg;
+			break;
+		case 'P':
+		case 'p':
+			if ((c == 'P' ? o.nr_api_pre : o.nr_api_post) == MAX_API) {
+				fprintf(stderr, "spawn: at most %d --api-pre/--api-post\n",
+					MAX_API);
+				return 2;
+			}
+			if (c == 'P')
+				o.api_pre[o.nr_api_pre++] = optarg;
+			else
+				o.api_post[o.nr_api_post++] = optarg;
+			break;
+		case 'R':
+			o.api_req = optarg;
+			break;
+		case 'M':
+			o.api_metrics = optarg;
+			break;
 		default:
 			usage();
 			return 2;
 		}
 	}
-	if (!o.expect || optind >= argc) {
+	if (!o.expect || optind >= argc || (!o.api_sock != !o.api_req) ||
+	    (!o.api_sock && (o.nr_api_pre || o.nr_api_post || o.api_metrics))) {
 		usage();
 		return 2;
 	}
@@ -325,6 +509,39 @@ int main(int argc, char **argv)
 		if (qfd < 0)
 			goto end;
 	}
+	if (o.api_sock) {
+		struct timeval tv = {.tv_sec = (time_t)(o.timeout_ms / 1000),
+				     .tv_usec = (suseconds_t)(o.timeout_ms % 1000) * 1000};
+		char mreq[API_PATH_LEN + 64];
+
+		api_failed = true;
+		timed.fd = api_connect(o.api_sock, deadline, pid);
+		if (timed.fd < 0)
+			goto end;
+		api_ready_ns = now_ns();
+		/* A thaw that stops answering must not hang us past the timeout. */
+		setsockopt(timed.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (o.api_metrics) {
+			if (strlen(o.api_metrics) >= API_PATH_LEN || strchr(o.api_metrics, '"')) {
+				fprintf(stderr, "spawn: --api-metrics path unusable\n");
+				goto end;
+			}
+			snprintf(mreq, sizeof(mreq), "PUT /metrics {\"metrics_path\": \"%s\"}",
+				 o.api_metrics);
+			if (api_do(timed.fd, mreq, NULL))
+				goto end;
+		}
+		for (unsigned i = 0; i < o.nr_api_pre; i++)
+			if (api_do(timed.fd, o.api_pre[i], NULL))
+				goto end;
+		timed.spec = o.api_req;
+		if (pthread_create(&timed_thread, NULL, api_timed_run, &timed)) {
+			fprintf(stderr, "spawn: pthread_create failed\n");
+			goto end;
+		}
+		timed_started = true;
+		api_failed = false;
+	}
 	while (!answer_ns) {
 		struct pollfd p = {.fd = out[0], .events = POLLIN};
 		uint64_t now = now_ns(), wake = next_send < deadline ? next_send : deadline;
@@ -333,6 +550,9 @@ int main(int argc, char **argv)
 
 		if (o.every_us && ms > (int)(o.every_us / 1000))
 			ms = (int)(o.every_us / 1000);
+		/* A refused request is noticed within 5 ms (the answer itself wakes poll). */
+		if (timed_started && ms > 5)
+			ms = 5;
 		if (poll(&p, 1, ms) < 0 && errno != EINTR)
 			break;
 		now = now_ns();
@@ -361,12 +581,27 @@ int main(int argc, char **argv)
 		}
 		if (!answer_ns && now >= deadline)
 			break;
+		/* A refused load never brings an answer: no point waiting for it. */
+		if (timed_started && __atomic_load_n(&timed.done_ns, __ATOMIC_ACQUIRE) && timed.ret)
+			break;
 		if (!answer_ns && o.send && now >= next_send) {
 			write_all(in[1], o.send, strlen(o.send));
 			write_all(in[1], "\n", 1);
 			next_send = now + o.every_us * 1000;
 		}
 	}
+	if (timed_started) {
+		pthread_join(timed_thread, NULL);
+		timed_started = false;
+		if (timed.ret)
+			api_failed = true;
+	}
+	for (unsigned i = 0; answer_ns && !api_failed && i < o.nr_api_post; i++)
+		if (api_do(timed.fd, o.api_post[i], NULL))
+			api_failed = true;
+	if (answer_ns && !api_failed && o.api_metrics &&
+	    api_do(timed.fd, "PUT /actions {\"action_type\": \"FlushMetrics\"}", NULL))
+		api_failed = true;
 	if (answer_ns && o.ready_file) {
 		int fd = open(o.ready_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 
@@ -381,6 +616,20 @@ int main(int argc, char **argv)
 	}
 end:
 	printf("answer_us=%llu", answer_ns ? (unsigned long long)(answer_ns - t0) / 1000 : 0ull);
+	if (o.clock)
+		printf(" start_ns=%llu answer_ns=%llu", (unsigned long long)t0,
+		       (unsigned long long)answer_ns);
+	if (api_ready_ns)
+		printf(" api_ready_us=%llu", (unsigned long long)(api_ready_ns - t0) / 1000);
+	if (timed.done_ns) {
+		printf(" api_status=%d api_req_us=%llu", timed.status,
+		       (unsigned long long)(timed.done_ns - timed.sent_ns) / 1000);
+		if (answer_ns)
+			printf(" api_req_to_answer_us=%llu",
+			       (unsigned long long)(answer_ns - timed.sent_ns) / 1000);
+	}
+	if (answer_ns && !api_failed && o.api_metrics)
+		api_print_metrics(o.api_metrics);
 	if (answer_ns && o.mem) {
 		print_proc_kb(pid, "status", status_keys);
 		print_proc_kb(pid, "smaps_rollup", rollup_keys);
@@ -403,10 +652,17 @@ reaped:
 	kill(-pid, SIGKILL);
 	if (qfd >= 0)
 		close(qfd);
+	/* Only a request stuck when the child died is left: its socket is closed now. */
+	if (timed_started)
+		pthread_join(timed_thread, NULL);
+	if (timed.fd >= 0)
+		close(timed.fd);
 	printf(" exit=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	if (!answer_ns)
 		fprintf(stderr, "spawn: %s: no line containing '%s' within %llu ms%s\n",
 			argv[optind], o.expect, (unsigned long long)o.timeout_ms,
 			child_done ? " (the child closed its stdout)" : "");
+	if (answer_ns && api_failed)
+		return 4;
 	return answer_ns ? 0 : 3;
 }
