@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "restore/snapshot.h"
@@ -31,6 +32,8 @@
  * before it ends it itself: a thread waiting on guest memory that nobody serves any more
  * (the main thread inside a device model, say) cannot reach the exit path. */
 #define HANDLER_DEATH_GRACE_MS 400
+/* How long uffd_stop waits for the handler thread before it gives up on it. */
+#define HANDLER_STOP_MS 2000
 /* The discard hook's signal (SIGRTMIN itself kicks vCPUs out of KVM_RUN). */
 #define UFFD_DISCARD_SIGNAL (SIGRTMIN + 1)
 
@@ -55,6 +58,14 @@ struct uffd_backend {
 	char record_path[PATH_MAX];
 	char snap_path[PATH_MAX];
 	uint8_t snap_id[16];
+
+	/* the stall detector (control thread only, read by uffd_stop after the join) */
+	char sock_path[108];
+	uint64_t stall_timeout_ns; /* 0: off */
+	uint64_t stall_period_ms;
+	uint64_t next_check_ns;
+	struct uffd_stall_vcpu stall[VMM_MAX_VCPUS];
+	uint64_t checks, kicks, kick_returns;
 };
 
 static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
@@ -318,6 +329,95 @@ static bool handler_gone(struct uffd_backend *b, const struct pollfd *p, const c
 	return false;
 }
 
+/* Asks the main loop to end the process and gives it HANDLER_DEATH_GRACE_MS. A thread
+ * waiting on guest memory nobody serves (the main thread inside a device model or a
+ * snapshot, say) cannot reach the exit path: then this thread ends the process. */
+static void stop_vm(struct uffd_backend *b, const char *why)
+{
+	struct pollfd p = {.fd = b->stop_fd, .events = POLLIN};
+
+	vm_request_exit(b->vm, VMM_EXIT_INTERNAL, why);
+	if (poll(&p, 1, HANDLER_DEATH_GRACE_MS) > 0)
+		return; /* uffd_stop: the process is on its way out */
+	log_err("uffd: the VMM did not stop within %d ms (a thread waits on guest memory "
+		"nobody serves): exiting",
+		HANDLER_DEATH_GRACE_MS);
+	_exit(VMM_EXIT_INTERNAL);
+}
+
+/* Who serves the faults, for messages. */
+static void describe_handler(const struct uffd_backend *b, char *buf, size_t len)
+{
+	if (!b->external)
+		snprintf(buf, len, "thaw's own handler thread");
+	else if (b->peer > 0)
+		snprintf(buf, len, "pid %d at %s", (int)b->peer, b->sock_path);
+	else
+		snprintf(buf, len, "at %s", b->sock_path);
+}
+
+/* True when the userfaultfd holds a fault event no handler has read yet. Polling does
+ * not take it. */
+static bool fault_waiting(const struct uffd_backend *b)
+{
+	struct pollfd p = {.fd = b->uffd, .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* One round of the stall detector (uffd.h): kicks the vCPUs that did not exit by
+ * themselves since the last round and ends the VM when one is stuck. */
+static void stall_check(struct uffd_backend *b, uint64_t now)
+{
+	struct vm *vm = b->vm;
+	char stuck[160] = "", handler[160], why[640];
+	size_t off = 0;
+	bool refaults = false, waiting;
+	uint64_t waited_ms = 0;
+	unsigned nr = vm->nr_vcpus;
+
+	if (__atomic_load_n(&vm->exiting, __ATOMIC_ACQUIRE))
+		return;
+	if (nr > VMM_MAX_VCPUS)
+		nr = VMM_MAX_VCPUS;
+	waiting = fault_waiting(b);
+	b->checks++;
+	for (unsigned i = 0; i < nr; i++) {
+		struct uffd_stall_vcpu *st = &b->stall[i];
+		struct vm_vcpu_sample s;
+		enum uffd_stall_verdict v;
+
+		vm_vcpu_sample(vm, i, &s);
+		if (st->since_ns && s.active && s.seq != st->seq)
+			b->kick_returns++;
+		v = uffd_stall_step(st, &s, now, b->stall_timeout_ns, waiting);
+		if (v == UFFD_STALL_KICK) {
+			vm_vcpu_probe(vm, i);
+			b->kicks++;
+		} else if (v == UFFD_STALL_STUCK) {
+			int n = snprintf(stuck + off, sizeof(stuck) - off, "%svcpu%u",
+					 off ? ", " : "", i);
+
+			if (n > 0 && (size_t)n < sizeof(stuck) - off)
+				off += (size_t)n;
+			refaults |= st->refaults;
+			if ((now - st->since_ns) / 1000000 > waited_ms)
+				waited_ms = (now - st->since_ns) / 1000000;
+		}
+	}
+	if (!off)
+		return;
+	describe_handler(b, handler, sizeof(handler));
+	snprintf(why, sizeof(why),
+		 "uffd: %s stuck in a guest memory fault for %llu ms (limit %llu ms, "
+		 "--uffd-stall-timeout-ms): the page-fault handler (%s) is alive but does not "
+		 "serve it%s; stopping the VM",
+		 stuck, (unsigned long long)waited_ms,
+		 (unsigned long long)(b->stall_timeout_ns / 1000000), handler,
+		 refaults ? " (each kick out of KVM_RUN only re-entered the same fault)" : "");
+	stop_vm(b, why);
+}
+
 static void *control_main(void *opaque)
 {
 	struct uffd_backend *b = opaque;
@@ -331,8 +431,18 @@ static void *control_main(void *opaque)
 				      {.fd = b->pidfd, .events = POLLIN}};
 		const char *how;
 		char why[200];
+		int wait_ms = -1, n;
+		uint64_t now;
 
-		if (poll(p, 4, -1) < 0) {
+		/* No timer at all without the detector; with it, one wake-up a period. */
+		if (b->stall_timeout_ns) {
+			now = now_ns();
+			wait_ms = now >= b->next_check_ns
+				      ? 0
+				      : (int)((b->next_check_ns - now + 999999) / 1000000);
+		}
+		n = poll(p, 4, wait_ms);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			log_err("uffd: control poll: %s", strerror(errno));
@@ -342,20 +452,18 @@ static void *control_main(void *opaque)
 			return NULL;
 		if (p[1].revents)
 			on_discard_signal(b);
+		if (b->stall_timeout_ns && (now = now_ns()) >= b->next_check_ns) {
+			stall_check(b, now);
+			b->next_check_ns = now + b->stall_period_ms * 1000000;
+		}
 		if (!b->external || !handler_gone(b, p, &how))
 			continue;
 		snprintf(why, sizeof(why),
 			 "uffd: the page-fault handler (pid %d) %s: guest memory can no longer be "
 			 "served, stopping the VM",
 			 (int)b->peer, how);
-		vm_request_exit(b->vm, VMM_EXIT_INTERNAL, why);
-		p[0].revents = 0;
-		if (poll(p, 1, HANDLER_DEATH_GRACE_MS) > 0)
-			return NULL; /* uffd_stop: the process is on its way out */
-		log_err("uffd: the VMM did not stop within %d ms (a thread waits on guest memory "
-			"nobody serves): exiting",
-			HANDLER_DEATH_GRACE_MS);
-		_exit(VMM_EXIT_INTERNAL);
+		stop_vm(b, why);
+		return NULL;
 	}
 }
 
@@ -470,6 +578,7 @@ static int setup_external(struct uffd_backend *b, const struct vm_restore_opts *
 	len = uffd_regions_encode(regions, nr, json, sizeof(json));
 	if (len < 0)
 		return fail(err, errlen, len, "encoding the memory regions");
+	snprintf(b->sock_path, sizeof(b->sock_path), "%s", opts->uffd_sock);
 	b->sock = uffd_handshake_send(opts->uffd_sock, b->uffd, json, (size_t)len, err, errlen);
 	if (b->sock < 0)
 		return b->sock;
@@ -565,6 +674,11 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 		    setup_internal(b, s, &loc, opts, &st, regions, vm->mem.nr_regions, err, errlen);
 	if (ret)
 		goto fail;
+	if (vm->uffd_stall_ms) {
+		b->stall_timeout_ns = (uint64_t)vm->uffd_stall_ms * 1000000;
+		b->stall_period_ms = uffd_stall_period_ms(vm->uffd_stall_ms);
+		b->next_check_ns = now_ns() + b->stall_period_ms * 1000000;
+	}
 	ret = pthread_create(&b->control, NULL, control_main, b);
 	if (ret) {
 		ret =
@@ -586,6 +700,21 @@ fail:
 	return ret < 0 ? ret : -EIO;
 }
 
+/* pthread_join with a limit; true when the thread was joined. */
+static bool join_bounded(pthread_t t, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return pthread_timedjoin_np(t, NULL, &ts) == 0;
+}
+
 void uffd_stop(struct vm *vm)
 {
 	struct uffd_backend *b = vm->uffd;
@@ -598,8 +727,18 @@ void uffd_stop(struct vm *vm)
 		log_err("uffd: signalling the handler to stop: %s", strerror(errno));
 	if (b->control_started)
 		pthread_join(b->control, NULL);
-	if (b->handler_started)
-		pthread_join(b->handler, NULL);
+	if (b->stall_timeout_ns)
+		log_info("uffd: stall detector: checks=%llu kicks=%llu returns=%llu",
+			 (unsigned long long)b->checks, (unsigned long long)b->kicks,
+			 (unsigned long long)b->kick_returns);
+	/* A handler thread that stopped serving may never see the stop: the process
+	 * exits without its counters and record rather than wait for it. */
+	if (b->handler_started && !join_bounded(b->handler, HANDLER_STOP_MS)) {
+		log_err("uffd: the handler thread did not stop within %d ms: its counters and "
+			"working set are lost",
+			HANDLER_STOP_MS);
+		return; /* it may still use what backend_free would release */
+	}
 	if (b->srv) {
 		struct uffd_stats st;
 		char line[400];

@@ -1,6 +1,7 @@
 # uffd/: lazy restore through userfaultfd (libuffd.a), the external handler thaw-uffd,
 # and a benchmark (make uffd-bench; not shipped).
 UFFD_SRCS := \
+	uffd/stall.c \
 	uffd/plan.c \
 	uffd/wsfile.c \
 	uffd/server.c \

@@ -211,6 +211,48 @@ int uffd_open(char *err, size_t errlen);
 /* Registers [addr, addr+len) for missing faults. */
 int uffd_register(int uffd, void *addr, uint64_t len, char *err, size_t errlen);
 
+/* ---------------------------------------------------------------- stall detector (pure) */
+
+/* A handler that is alive but does not serve (stopped, deadlocked, buggy) leaves a vCPU
+ * waiting in the kernel for a page forever. The uffd control thread samples every vCPU
+ * each check period (vm_vcpu_sample) and feeds the samples through uffd_stall_step;
+ * vCPUs that did not exit by themselves since the last check get a kick
+ * (vm_vcpu_probe). Running or halted vCPUs come back from KVM_RUN at once. A vCPU is
+ * stuck when, for `timeout_ns` after its first kick, either
+ *  - it has not come back from the kicks at all (the kernel waits for the page
+ *    killably, as KVM's page faults do up to Linux 6.1), or
+ *  - it comes back only to be kicked again, each time with the same registers, not
+ *    halted, while the userfaultfd holds a fault nobody has read (kernels where KVM
+ *    waits for the page interruptibly: the kick ends the wait, re-entry faults again). */
+
+/* The period between checks for a timeout: a third of it, within 10 ms..1 s, so a
+ * stuck vCPU has had at least two kicks when it is declared stuck. */
+uint64_t uffd_stall_period_ms(uint64_t timeout_ms);
+
+enum uffd_stall_verdict {
+	UFFD_STALL_OK,	  /* nothing to do for this vCPU */
+	UFFD_STALL_KICK,  /* kick it (vm_vcpu_probe) */
+	UFFD_STALL_STUCK, /* stuck in a fault nobody serves */
+};
+
+/* What the detector remembers of one vCPU between checks. Zero it to start. */
+struct uffd_stall_vcpu {
+	bool known; /* at least one sample was taken */
+	uint64_t seq, exits, fp_seq, fp;
+	bool fp_valid;	   /* `fp` holds a fingerprint to compare with */
+	uint64_t since_ns; /* start of the current suspicion (0: none) */
+	uint64_t kicks;	   /* kicks in the current suspicion */
+	bool refaults;	   /* the suspicion is of the second kind (re-entered fault) */
+};
+
+struct vm_vcpu_sample;
+
+/* One check of one vCPU at `now_ns` (monotonic, > 0): updates `st` from sample `s` and
+ * says what to do. `fault_waiting`: the userfaultfd has an unread fault right now.
+ * Pure: no clock, no I/O. */
+enum uffd_stall_verdict uffd_stall_step(struct uffd_stall_vcpu *st, const struct vm_vcpu_sample *s,
+					uint64_t now_ns, uint64_t timeout_ns, bool fault_waiting);
+
 /* ---------------------------------------------------------------- thaw hooks */
 
 /* Discards guest RAM [gpa, gpa+len) (page aligned) as a balloon would: MADV_DONTNEED on

@@ -28,6 +28,7 @@ static void usage(FILE *f)
 		"       thaw --restore SNAPSHOT [--prepare mem-mib=M,vcpus=N] [--paused]\n"
 		"            [--clock-realtime] [--mem-backend file|uffd|uffd-ext]\n"
 		"            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
+		"            [--uffd-stall-timeout-ms MS]\n"
 		"            [console options]\n"
 		"  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
 		"             [--snapshot-then resume|pause|exit]: SIGUSR1, or the first console\n"
@@ -35,9 +36,14 @@ static void usage(FILE *f)
 		"             paused VM\n"
 		"            [--timing] [--log-level error|warn|info|debug]\n"
 		"            [--no-seccomp] (debugging only: no seccomp filters)\n"
+		"  --uffd-stall-timeout-ms MS: with memory through userfaultfd (also when loaded\n"
+		"             over the API), a vCPU left waiting this long for a guest page the\n"
+		"             handler does not serve (handler stopped or deadlocked) ends the VM\n"
+		"             with status 2; 0 turns the check off (default %u)\n"
 		"\n"
 		"exit status: 0 guest reset/halted, 1 usage, 2 host failure, 3 guest panic,\n"
-		"             4 triple fault, 5 emulation failure, 6 restore failure\n");
+		"             4 triple fault, 5 emulation failure, 6 restore failure\n",
+		VMM_UFFD_STALL_DEFAULT_MS);
 }
 
 static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *out)
@@ -171,6 +177,7 @@ int main(int argc, char **argv)
 		{"uffd-sock", required_argument, NULL, 'U'},
 		{"uffd-strategy", required_argument, NULL, 'S'},
 		{"uffd-record", required_argument, NULL, 'W'},
+		{"uffd-stall-timeout-ms", required_argument, NULL, 'O'},
 		{"paused", no_argument, NULL, 'P'},
 		{"clock-realtime", no_argument, NULL, 'C'},
 		{"snapshot", required_argument, NULL, 's'},
@@ -193,6 +200,7 @@ int main(int argc, char **argv)
 	static struct vm vm;
 	uint64_t v, t0 = now_ns();
 	bool timing = false, seccomp = true;
+	unsigned stall_ms = VMM_UFFD_STALL_DEFAULT_MS;
 	int c, status;
 	sigset_t sigs;
 
@@ -299,6 +307,12 @@ int main(int argc, char **argv)
 		case 'W':
 			ro.uffd_record = optarg;
 			break;
+		case 'O':
+			if (parse_uint("--uffd-stall-timeout-ms", optarg, VMM_UFFD_STALL_MAX_MS,
+				       &v))
+				return VMM_EXIT_USAGE;
+			stall_ms = (unsigned)v;
+			break;
 		case 'p':
 			if (sscanf(optarg, "mem-mib=%llu,vcpus=%u", &prep_mib, &prep_vcpus) != 2 ||
 			    prep_mib == 0 || prep_vcpus == 0) {
@@ -403,6 +417,7 @@ int main(int argc, char **argv)
 	vm.snapshot_after = snapshot_after;
 	vm.console_in_spec = cfg.console_in;
 	vm.timing = timing;
+	vm.uffd_stall_ms = stall_ms;
 	if (cfg.console_out) {
 		vm.console_out_fd =
 			open(cfg.console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -385,6 +385,9 @@ static void build_vcpu(struct rule_ctx *c)
 	ALLOW(c, epoll_ctl);
 	ALLOW(c, io_uring_enter);
 	ALLOW_IOCTLS(c, VCPU_IOCTLS);
+	/* The uffd stall detector's kick: a vCPU fingerprints the KVM_RUN it was kicked
+	 * out of (registers, halted or not) to tell a halt from a fault it re-enters. */
+	ALLOW_IOCTLS(c, KVM_GET_REGS, KVM_GET_MP_STATE);
 }
 
 static void build_uffd(struct rule_ctx *c)

@@ -99,6 +99,7 @@ int vm_init(struct vm *vm)
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->exit_fd = vm->trigger_fd = vm->signal_fd = -1;
 	vm->console_out_fd = STDOUT_FILENO;
+	vm->uffd_stall_ms = VMM_UFFD_STALL_DEFAULT_MS;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->run_lock, NULL);
 	pthread_cond_init(&vm->run_cond, NULL);
@@ -428,12 +429,56 @@ static void vcpu_park(struct vcpu *v)
 	pthread_mutex_lock(&vm->run_lock);
 	if (vm->pause_requested) {
 		vm->nr_paused++;
+		__atomic_store_n(&v->parked, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&vm->run_cond);
 		while (vm->pause_requested)
 			pthread_cond_wait(&vm->run_cond, &vm->run_lock);
+		__atomic_store_n(&v->parked, false, __ATOMIC_RELEASE);
 		vm->nr_paused--;
 	}
 	pthread_mutex_unlock(&vm->run_lock);
+}
+
+/* Single writer (this vCPU's thread): a plain increment published atomically, no
+ * locked instruction on the exit path. */
+static inline void bump(uint64_t *counter)
+{
+	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
+}
+
+/* FNV-1a over the general registers: equal at two kicks means not one instruction
+ * retired in between (or the guest spins on the very same state). */
+static uint64_t regs_hash(const struct kvm_regs *r)
+{
+	const uint8_t *p = (const uint8_t *)r;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < sizeof(*r); i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* The stall detector's kick made KVM_RUN return: record where the guest is, so the
+ * detector can tell a vCPU that only re-enters the same guest page fault (kernels
+ * where KVM waits for the fault interruptibly) from one that runs or halts. */
+static void vcpu_fingerprint(struct vcpu *v)
+{
+	struct kvm_regs regs;
+	struct kvm_mp_state mp;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0) {
+		/* No fingerprint: the detector sees a return without one and does not
+		 * count it against the vCPU. */
+		log_ratelimited(LOG_WARN, "vcpu%u: stall probe: %s", v->index, strerror(errno));
+		return;
+	}
+	/* A seqlock: odd while the two fields change, so a reader never pairs a new hash
+	 * with an old count. */
+	bump(&v->fp_seq);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&v->fp, regs_hash(&regs), __ATOMIC_RELAXED);
+	__atomic_store_n(&v->fp_halted, mp.mp_state == KVM_MP_STATE_HALTED, __ATOMIC_RELAXED);
+	bump(&v->fp_seq);
 }
 
 /* Returns false when the vCPU must stop running. */
@@ -490,6 +535,7 @@ static void *vcpu_thread(void *arg)
 	struct vm *vm = v->vm;
 	char name[16];
 	sigset_t set;
+	int ret;
 
 	/* Before the first KVM_RUN: from here on the guest drives this thread. */
 	if (vmm_seccomp_install(VMM_SECCOMP_VCPU)) {
@@ -510,9 +556,14 @@ static void *vcpu_thread(void *arg)
 		}
 		if (!v->vm->t_first_run_ns && v->index == 0)
 			v->vm->t_first_run_ns = now_ns();
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		bump(&v->run_seq);
+		ret = ioctl(v->fd, KVM_RUN, 0);
+		bump(&v->run_seq);
+		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
+				if (__atomic_exchange_n(&v->probe, 0, __ATOMIC_ACQ_REL))
+					vcpu_fingerprint(v);
 				continue;
 			}
 			char why[96];
@@ -521,9 +572,11 @@ static void *vcpu_thread(void *arg)
 			vm_request_exit(vm, VMM_EXIT_INTERNAL, why);
 			break;
 		}
+		bump(&v->run_exits);
 		if (!handle_exit(v))
 			break;
 	}
+	__atomic_store_n(&v->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -553,10 +606,61 @@ int vm_start_vcpus(struct vm *vm)
 			log_err("pthread_create vcpu%u: %s", i, strerror(ret));
 			return -ret;
 		}
-		vm->vcpus[i].started = true;
+		/* Release: the detector's thread reads `thread` once it sees this. */
+		__atomic_store_n(&vm->vcpus[i].started, true, __ATOMIC_RELEASE);
 		vm->nr_started++;
 	}
 	return 0;
+}
+
+/* The one kick: immediate_exit covers the window between a vCPU's last check and
+ * KVM_RUN (a signal taken there would be lost); the signal takes a vCPU out of a
+ * KVM_RUN it is already in. */
+static void vcpu_kick(struct vcpu *v)
+{
+	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+	pthread_kill(v->thread, SIG_VCPU_KICK);
+}
+
+void vm_vcpu_sample(struct vm *vm, unsigned i, struct vm_vcpu_sample *s)
+{
+	struct vcpu *v = &vm->vcpus[i];
+
+	s->active = __atomic_load_n(&v->started, __ATOMIC_ACQUIRE) &&
+		    !__atomic_load_n(&v->parked, __ATOMIC_ACQUIRE) &&
+		    !__atomic_load_n(&v->done, __ATOMIC_ACQUIRE);
+	s->seq = __atomic_load_n(&v->run_seq, __ATOMIC_ACQUIRE);
+	s->exits = __atomic_load_n(&v->run_exits, __ATOMIC_ACQUIRE);
+	/* The writer takes two stores: a few rounds always find it between
+	 * fingerprints; if not, the last complete count stands, with no hash. */
+	for (int tries = 0;; tries++) {
+		uint64_t again;
+
+		s->fp_seq = __atomic_load_n(&v->fp_seq, __ATOMIC_ACQUIRE);
+		s->fp = __atomic_load_n(&v->fp, __ATOMIC_RELAXED);
+		s->fp_halted = __atomic_load_n(&v->fp_halted, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		again = __atomic_load_n(&v->fp_seq, __ATOMIC_RELAXED);
+		if (again == s->fp_seq && !(again & 1))
+			break;
+		if (tries == 100) {
+			s->fp_seq = again & ~1ull;
+			s->fp = 0;
+			s->fp_halted = true; /* counts as not stuck */
+			break;
+		}
+	}
+}
+
+void vm_vcpu_probe(struct vm *vm, unsigned i)
+{
+	struct vcpu *v = &vm->vcpus[i];
+
+	if (!__atomic_load_n(&v->started, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&v->done, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&v->probe, 1, __ATOMIC_RELEASE);
+	vcpu_kick(v);
 }
 
 void vm_pause(struct vm *vm)
@@ -564,12 +668,8 @@ void vm_pause(struct vm *vm)
 	pthread_mutex_lock(&vm->run_lock);
 	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		if (!vm->vcpus[i].started)
-			continue;
-		/* immediate_exit covers the window between the check and KVM_RUN; the
-		 * signal takes a vCPU out of a KVM_RUN it is already in. */
-		vm->vcpus[i].run->immediate_exit = 1;
-		pthread_kill(vm->vcpus[i].thread, SIG_VCPU_KICK);
+		if (vm->vcpus[i].started)
+			vcpu_kick(&vm->vcpus[i]);
 	}
 	while (vm->nr_paused < vm->nr_started && !vm->exiting)
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);

@@ -295,6 +295,17 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+
+	/* What the uffd stall detector reads (vm_vcpu_sample): written by this vCPU's
+	 * thread only, read with atomics from the detector's thread. */
+	uint64_t run_seq;   /* +1 entering KVM_RUN, +1 back from it: odd while inside */
+	uint64_t run_exits; /* returns with an exit to handle (not EINTR): progress */
+	bool parked;	    /* waiting in vm_pause's park: stopped on purpose */
+	bool done;	    /* the thread has ended */
+	int probe;	    /* set with a detector's kick: fingerprint the next EINTR */
+	uint64_t fp_seq;    /* 2 per fingerprint taken, odd while one is written */
+	uint64_t fp;	    /* hash of the registers at the last one */
+	bool fp_halted;	    /* KVM_MP_STATE_HALTED at the last one */
 };
 
 /* What the user asked for; owned by the caller. */
@@ -377,6 +388,10 @@ struct vm {
 	unsigned nr_paused;
 	unsigned nr_started;
 
+	/* The uffd stall detector's timeout (--uffd-stall-timeout-ms; 0: off). vm_init
+	 * sets VMM_UFFD_STALL_DEFAULT_MS. */
+	unsigned uffd_stall_ms;
+
 	bool paused;   /* vCPUs parked by vm_pause, or restored with --paused */
 	bool prepared; /* built by vm_prepare, never run */
 	char cmdline[BOOT_CMDLINE_MAX]; /* as given to the guest, saved in snapshots */
@@ -443,6 +458,30 @@ int vm_control_start(struct vm *vm, const char *sock, const char *id);
  * them go. Called from the main thread only. */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+
+/* One vCPU as the uffd stall detector sees it (uffd/stall.c decides). */
+struct vm_vcpu_sample {
+	bool active;	 /* its thread runs the guest: started, not parked, not ended */
+	uint64_t seq;	 /* changes whenever it enters or leaves KVM_RUN */
+	uint64_t exits;	 /* changes when KVM_RUN returned with an exit (guest progress) */
+	uint64_t fp_seq; /* changes when a probe kick made KVM_RUN return */
+	uint64_t fp;	 /* registers at that return (a hash) */
+	bool fp_halted;	 /* the vCPU was halted then (waiting for an interrupt) */
+};
+
+#define VMM_UFFD_STALL_DEFAULT_MS 3000u
+#define VMM_UFFD_STALL_MAX_MS	  3600000u
+
+/* Reads vCPU `i` (< vm->nr_vcpus) without a lock. Safe from any thread, at any time
+ * after vm_create; a vCPU not started yet is inactive. */
+void vm_vcpu_sample(struct vm *vm, unsigned i, struct vm_vcpu_sample *s);
+
+/* Kicks vCPU `i` out of KVM_RUN with the pause kick (immediate_exit and SIGRTMIN) and
+ * asks it to fingerprint the return (registers, halted or not) for the stall detector.
+ * A vCPU running guest code or halted returns at once and goes back in; one blocked
+ * killably in the kernel (a guest page fault nobody serves) does not return. Safe from
+ * any thread; does nothing for a vCPU that is not active. */
+void vm_vcpu_probe(struct vm *vm, unsigned i);
 
 /* Asks the main loop to end the process with `status` (first caller wins). Safe from
  * any thread. */

@@ -1,7 +1,8 @@
 /* Lazy restore through userfaultfd, with real VMs: every strategy gives the guest the
  * memory a MAP_PRIVATE restore gives it (the probe's checksums over all of its RAM), the
  * external handler works over the socket protocol, a recorded working set is replayed,
- * discarded pages read back as zeros, and a handler that dies stops the VM quickly. */
+ * discarded pages read back as zeros, a handler that dies stops the VM quickly, and one
+ * that is alive but stops serving stops it within the stall timeout. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -391,6 +392,129 @@ static void killed_handler_stops_the_vm_within_a_second(void **state)
 	end(h);
 }
 
+/* The stall detector's timeout in these tests, and what may come on top of it: up to
+ * two check periods (a third of the timeout each) before the first kick and after the
+ * limit, plus scheduling in a nested TCG host. */
+#define STALL_MS	"1500"
+#define STALL_MARGIN_MS 3000
+
+static void stopped_handler_ends_the_vm_within_the_stall_timeout(void **state)
+{
+	char sock[256], ans[512], pid[32];
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--restore",
+			      snap,
+			      "--mem-backend",
+			      "uffd-ext",
+			      "--uffd-sock",
+			      sock,
+			      "--uffd-stall-timeout-ms",
+			      STALL_MS,
+			      NULL};
+	struct vmproc *h, *p;
+	long long t0, dt;
+	int st;
+
+	path_in_dir(sock, sizeof(sock), "s.sock");
+	h = start_handler(sock, "ondemand", "1");
+	p = start(argv);
+	/* the guest answers once: the handler serves */
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	/* alive, but serves nothing from now on */
+	assert_int_equal(kill(h->pid, SIGSTOP), 0);
+	/* pages no one touched since the restore: the vCPU waits for the first of them */
+	assert_int_equal(vmproc_send(p, "touchscatter 20 9"), 0);
+	t0 = harness_ms();
+	st = vmproc_wait(p, atoi(STALL_MS) + 60000);
+	dt = harness_ms() - t0;
+	print_message("thaw ended %lld ms after the handler stopped serving (limit %s ms), "
+		      "status %d\n",
+		      dt, STALL_MS, st);
+	snprintf(pid, sizeof(pid), "pid %d", (int)h->pid);
+	if (st != 2 || !strstr(p->err, "vcpu0 stuck in a guest memory fault") ||
+	    !strstr(p->err, pid) || !strstr(p->err, sock)) {
+		vmproc_dump(p, "handler stopped");
+		kill(h->pid, SIGCONT);
+		fail();
+	}
+	assert_true(dt >= atoi(STALL_MS));
+	assert_true(dt < atoi(STALL_MS) + STALL_MARGIN_MS);
+	/* the dead-handler watch did not fire: the handler is alive */
+	assert_null(strstr(p->err, "hung up its socket"));
+	assert_null(strstr(p->err, ") exited"));
+	end(p);
+	/* let it go: with its VM gone it ends on its own (--count 1) */
+	assert_int_equal(kill(h->pid, SIGCONT), 0);
+	if (vmproc_wait(h, TMO) != 0) {
+		vmproc_dump(h, "thaw-uffd after SIGCONT");
+		fail();
+	}
+	end(h);
+}
+
+/* A halted guest without a timer tick never exits by itself: the detector kicks it out
+ * of KVM_RUN every period, it comes back at once each time, and is never taken for
+ * stuck. */
+static void idle_guest_is_not_taken_for_stuck(void **state)
+{
+	char idle[256], ans[512];
+	const char *bargv[] = {harness_env("THAW_BIN"),
+			       "--kernel",
+			       harness_env("THAW_PROBE"),
+			       "--cmdline",
+			       "probe.tick_us=0",
+			       "--vcpus",
+			       "1",
+			       "--mem-mib",
+			       "32",
+			       "--snapshot",
+			       idle,
+			       "--snapshot-after",
+			       "PROBE pong",
+			       "--snapshot-then",
+			       "exit",
+			       NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),	 "--restore", idle, "--mem-backend", "uffd",
+			      "--uffd-stall-timeout-ms", STALL_MS,    NULL};
+	struct vmproc *p;
+	const char *line;
+	unsigned long long checks, kicks, returns;
+
+	path_in_dir(idle, sizeof(idle), "idle.snap");
+	p = start(bargv);
+	if (vmproc_expect(p, "THAW_PROBE_READY", TMO, NULL, 0) || vmproc_send(p, "ping") ||
+	    vmproc_wait(p, TMO) != 0) {
+		vmproc_dump(p, "idle snapshot");
+		fail();
+	}
+	end(p);
+
+	p = start(argv);
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	/* seven check periods of a halted guest (4 x 1500 ms / 500 ms per check) */
+	usleep(4 * atoi(STALL_MS) * 1000);
+	/* still there, and still answering */
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	finish(p);
+	if (strstr(p->err, "stuck")) {
+		vmproc_dump(p, "idle guest");
+		fail();
+	}
+	line = strstr(p->err, "stall detector: checks=");
+	assert_non_null(line);
+	assert_int_equal(sscanf(line, "stall detector: checks=%llu kicks=%llu returns=%llu",
+				&checks, &kicks, &returns),
+			 3);
+	print_message("idle guest: %llu checks, %llu kicks, %llu returns from KVM_RUN\n", checks,
+		      kicks, returns);
+	assert_true(checks >= 10);
+	/* halted without a tick it never exits by itself: kicked nearly every period, and
+	 * back from each kick by the next check */
+	assert_true(kicks >= checks / 2);
+	assert_true(returns + 1 >= kicks);
+	end(p);
+}
+
 static int setup(void **state)
 {
 	char m[512], ans[512];
@@ -450,6 +574,8 @@ int main(void)
 	    cmocka_unit_test(recorded_working_set_is_replayed_by_prefetch),
 	    cmocka_unit_test(discarded_pages_read_back_as_zeros),
 	    cmocka_unit_test(killed_handler_stops_the_vm_within_a_second),
+	    cmocka_unit_test(stopped_handler_ends_the_vm_within_the_stall_timeout),
+	    cmocka_unit_test(idle_guest_is_not_taken_for_stuck),
 	};
 
 	if (!harness_have_kvm())
