@@ -303,3 +303,42 @@ int harness_udp_both_ways(struct vmproc *p, const char *host_ip, const char *gue
 	close(s);
 	return 0;
 }
+
+int harness_http(const char *sock, const char *method, const char *path, const char *json,
+		 char *body, size_t len)
+{
+	char cmd[8192], out[8192] = "", *nl;
+	int status = -1;
+	size_t n;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "curl -s --max-time 60 --unix-socket %s -X %s 'http://localhost%s' "
+		 "-H 'Accept: application/json' -H 'Content-Type: application/json' %s%s%s "
+		 "-w '\\n%%{http_code}'",
+		 sock, method, path, json ? "-d '" : "", json ? json : "", json ? "'" : "");
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	n = fread(out, 1, sizeof(out) - 1, f);
+	pclose(f);
+	out[n] = 0;
+	nl = strrchr(out, '\n');
+	if (nl) {
+		status = atoi(nl + 1);
+		*nl = 0;
+	}
+	if (body)
+		snprintf(body, len, "%s", out);
+	return status;
+}
+
+int harness_wait_socket(const char *sock)
+{
+	for (int i = 0; i < 500; i++) {
+		if (access(sock, F_OK) == 0)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}

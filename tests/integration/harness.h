@@ -61,6 +61,14 @@ void vmproc_dump(struct vmproc *p, const char *why);
 /* Milliseconds on the monotonic clock. */
 long long harness_ms(void);
 
+/* One HTTP request to thaw's API on unix socket `sock` (through curl, a client that is
+ * not ours); `json` is the body or NULL. Returns the HTTP status (-1 when curl could
+ * not run) and the response body in `body` when it is not NULL. */
+int harness_http(const char *sock, const char *method, const char *path, const char *json,
+		 char *body, size_t len);
+/* Waits up to 5 s for the API socket `sock` to appear; 0 when it did. */
+int harness_wait_socket(const char *sock);
+
 /* The Linux guest's agent (guest/linux/AGENT.md) and this process exchange one UDP
  * datagram each way over a tap: from host_ip:7001 to guest_ip:7000, where the agent
  * has already done "net bind 7000", then back. Host to guest goes first, so an ARP

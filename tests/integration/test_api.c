@@ -19,33 +19,10 @@
 
 static char dir[] = "/tmp/thaw-apitest-XXXXXX";
 
-/* Runs one curl request; returns the HTTP status and the body in `body`. */
 static int curl(const char *sock, const char *method, const char *path, const char *json,
 		char *body, size_t len)
 {
-	char cmd[4096], out[8192] = "";
-	FILE *f;
-	int status = -1;
-	size_t n;
-
-	snprintf(cmd, sizeof(cmd),
-		 "curl -s --max-time 60 --unix-socket %s -X %s 'http://localhost%s' "
-		 "-H 'Accept: application/json' -H 'Content-Type: application/json' %s%s%s "
-		 "-w '\\n%%{http_code}'",
-		 sock, method, path, json ? "-d '" : "", json ? json : "", json ? "'" : "");
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	n = fread(out, 1, sizeof(out) - 1, f);
-	pclose(f);
-	out[n] = 0;
-	char *nl = strrchr(out, '\n');
-	if (nl) {
-		status = atoi(nl + 1);
-		*nl = 0;
-	}
-	if (body)
-		snprintf(body, len, "%s", out);
-	return status;
+	return harness_http(sock, method, path, json, body, len);
 }
 
 static void put(const char *sock, const char *path, const char *json)
@@ -60,13 +37,12 @@ static void put(const char *sock, const char *path, const char *json)
 static struct vmproc *thaw_api(const char *sock)
 {
 	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
-	struct vmproc *p = calloc(1, sizeof(*p));
+	struct vmproc *p;
 
-	assert_non_null(p);
 	unlink(sock);
-	assert_int_equal(vmproc_start(p, argv), 0);
-	for (int i = 0; i < 200 && access(sock, F_OK); i++)
-		usleep(10000);
+	p = harness_start(argv);
+	assert_non_null(p);
+	assert_int_equal(harness_wait_socket(sock), 0);
 	return p;
 }
 
@@ -111,8 +87,7 @@ static void firecracker_getting_started_then_snapshot_and_load(void **state)
 	put(s1, "/snapshot/create", json);
 	assert_int_equal(curl(s1, "GET", "/", NULL, body, sizeof(body)), 200);
 	assert_non_null(strstr(body, "Paused"));
-	vmproc_stop(a);
-	free(a);
+	harness_end(a);
 
 	b = thaw_api(s2);
 	/* a load of a file that is not a snapshot is refused, and the process stays usable */
@@ -149,8 +124,7 @@ static void firecracker_getting_started_then_snapshot_and_load(void **state)
 	assert_int_equal(system(cmd), 0);
 	/* a second load in the same process is refused */
 	assert_int_equal(curl(s2, "PUT", "/snapshot/load", json, body, sizeof(body)), 400);
-	vmproc_stop(b);
-	free(b);
+	harness_end(b);
 }
 
 static int setup(void **state)
@@ -169,7 +143,7 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(firecracker_getting_started_then_snapshot_and_load),
+	    cmocka_unit_test(firecracker_getting_started_then_snapshot_and_load),
 	};
 
 	if (!harness_have_kvm())

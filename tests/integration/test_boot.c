@@ -14,7 +14,7 @@
 #include "tests/integration/harness.h"
 
 #define BOOT_TIMEOUT_MS 60000
-#define ASK_TIMEOUT_MS  60000
+#define ASK_TIMEOUT_MS	60000
 
 static struct vmproc *vm_new(void)
 {
@@ -28,8 +28,14 @@ static struct vmproc *vm_new(void)
 static struct vmproc *probe_start(unsigned vcpus, unsigned mem_mib, char *ready, size_t len)
 {
 	char v[16], m[16];
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
-			"--vcpus", v, "--mem-mib", m, NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_PROBE"),
+			      "--vcpus",
+			      v,
+			      "--mem-mib",
+			      m,
+			      NULL};
 	struct vmproc *p = vm_new();
 
 	snprintf(v, sizeof(v), "%u", vcpus);
@@ -56,7 +62,8 @@ static void probe_boots_with_one_vcpu_and_answers(void **state)
 	assert_non_null(strstr(line, "cpus=1"));
 	assert_non_null(strstr(line, "mem_mib=64"));
 	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
-	assert_int_equal(vmproc_ask(p, "count", "PROBE count", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
+	assert_int_equal(vmproc_ask(p, "count", "PROBE count", ASK_TIMEOUT_MS, ans, sizeof(ans)),
+			 0);
 	probe_end(p);
 }
 
@@ -113,9 +120,8 @@ static void probe_memory_checksums_match_the_host(void **state)
 
 	snprintf(want, sizeof(want), "sum=0x%016llx",
 		 (unsigned long long)expected_sum(8ull << 20, 16ull << 20, 42));
-	assert_int_equal(vmproc_ask(p, "touch 8 16 42", "PROBE touch", ASK_TIMEOUT_MS, ans,
-				    sizeof(ans)),
-			 0);
+	assert_int_equal(
+	    vmproc_ask(p, "touch 8 16 42", "PROBE touch", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
 	got = strstr(ans, "sum=");
 	assert_non_null(got);
 	assert_memory_equal(got, want, strlen(want));
@@ -169,32 +175,36 @@ static void corrupt_kernel_is_refused(void **state)
 
 static void too_little_memory_is_refused(void **state)
 {
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
-			"--mem-mib", "1", NULL};
+	const char *argv[] = {
+	    harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"), "--mem-mib", "1", NULL};
 
 	expect_refusal(argv, 1, "too small");
 }
 
 static void more_memory_than_the_host_has_is_refused(void **state)
 {
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
-			"--mem-mib", "100000000", NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_PROBE"),
+			      "--mem-mib",
+			      "100000000",
+			      NULL};
 
 	expect_refusal(argv, 1, "more than this host has");
 }
 
 static void zero_vcpus_are_refused(void **state)
 {
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
-			"--vcpus", "0", NULL};
+	const char *argv[] = {
+	    harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"), "--vcpus", "0", NULL};
 
 	expect_refusal(argv, 1, "vCPUs");
 }
 
 static void too_many_vcpus_are_refused(void **state)
 {
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
-			"--vcpus", "500", NULL};
+	const char *argv[] = {
+	    harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"), "--vcpus", "500", NULL};
 
 	expect_refusal(argv, 1, "vCPUs");
 }
@@ -202,8 +212,12 @@ static void too_many_vcpus_are_refused(void **state)
 static void overlong_command_line_is_refused(void **state)
 {
 	static char cmdline[5000];
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
-			"--cmdline", cmdline, NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_PROBE"),
+			      "--cmdline",
+			      cmdline,
+			      NULL};
 
 	memset(cmdline, 'x', sizeof(cmdline) - 1);
 	expect_refusal(argv, 1, "at most 2047");
@@ -212,16 +226,16 @@ static void overlong_command_line_is_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(probe_boots_with_one_vcpu_and_answers),
-		cmocka_unit_test(probe_boots_with_two_vcpus_and_both_work),
-		cmocka_unit_test(probe_memory_checksums_match_the_host),
-		cmocka_unit_test(missing_kernel_is_refused),
-		cmocka_unit_test(corrupt_kernel_is_refused),
-		cmocka_unit_test(too_little_memory_is_refused),
-		cmocka_unit_test(more_memory_than_the_host_has_is_refused),
-		cmocka_unit_test(zero_vcpus_are_refused),
-		cmocka_unit_test(too_many_vcpus_are_refused),
-		cmocka_unit_test(overlong_command_line_is_refused),
+	    cmocka_unit_test(probe_boots_with_one_vcpu_and_answers),
+	    cmocka_unit_test(probe_boots_with_two_vcpus_and_both_work),
+	    cmocka_unit_test(probe_memory_checksums_match_the_host),
+	    cmocka_unit_test(missing_kernel_is_refused),
+	    cmocka_unit_test(corrupt_kernel_is_refused),
+	    cmocka_unit_test(too_little_memory_is_refused),
+	    cmocka_unit_test(more_memory_than_the_host_has_is_refused),
+	    cmocka_unit_test(zero_vcpus_are_refused),
+	    cmocka_unit_test(too_many_vcpus_are_refused),
+	    cmocka_unit_test(overlong_command_line_is_refused),
 	};
 
 	if (!harness_have_kvm())

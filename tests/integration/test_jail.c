@@ -189,33 +189,24 @@ static void jailed_restore_answers_with_no_power(void **state)
  * root) and the runtime loads the snapshot through it. */
 static void jailed_api_socket_loads_the_snapshot(void **state)
 {
-	char link[PATH_MAX + 32], sock[PATH_MAX], cmd[PATH_MAX * 2], out[256] = "", ans[256];
+	char link[PATH_MAX + 32], sock[PATH_MAX], body[512], ans[256];
 	const char *jx[] = {"--link", link, NULL};
 	const char *tx[] = {"--api-sock", "/api.sock", NULL};
 	struct vmproc *p;
-	FILE *f;
-	size_t n;
+	int st;
 
 	if (!ready)
 		skip();
 	snprintf(link, sizeof(link), "%s:" SNAP ":ro", snap);
 	jail_path(sock, sizeof(sock), "jt-api", "/root/api.sock");
 	p = jailed("jt-api", jx, tx);
-	for (int i = 0; i < 500 && access(sock, F_OK); i++)
-		usleep(10000);
-	snprintf(cmd, sizeof(cmd),
-		 "curl -s --max-time 60 --unix-socket %s -X PUT http://localhost/snapshot/load "
-		 "-H 'Content-Type: application/json' "
-		 "-d '{\"snapshot_path\": \"" SNAP "\", \"resume_vm\": true}' -w '%%{http_code}'",
-		 sock);
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	n = fread(out, 1, sizeof(out) - 1, f);
-	pclose(f);
-	out[n] = 0;
-	if (strcmp(out, "204") != 0) {
+	assert_int_equal(harness_wait_socket(sock), 0);
+	st = harness_http(sock, "PUT", "/snapshot/load",
+			  "{\"snapshot_path\": \"" SNAP "\", \"resume_vm\": true}", body,
+			  sizeof(body));
+	if (st != 204) {
 		vmproc_dump(p, "load through the jailed API socket");
-		fail_msg("PUT /snapshot/load: '%s'", out);
+		fail_msg("PUT /snapshot/load: %d %s", st, body);
 	}
 	if (vmproc_ask(p, "ping", "PROBE pong", TMO, ans, sizeof(ans))) {
 		vmproc_dump(p, "after the load");
@@ -334,7 +325,7 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/thaw-static", harness_env("THAW_BUILD"));
 	if (access(path, X_OK)) {
 		/* sanitizer builds: their runtime needs /proc and libraries a jail lacks */
-		fprintf(stderr, "SKIPPED: no %s (not built with SAN=1)\n", path);
+		fprintf(stderr, "SKIPPED: no %s (make builds it; SAN=1 builds cannot)\n", path);
 		return 0;
 	}
 	return cmocka_run_group_tests_name("jail", tests, setup, teardown);

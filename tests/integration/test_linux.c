@@ -53,17 +53,10 @@ static int host_tap_up(const char *name)
 
 static struct vmproc *start(const char *const argv[])
 {
-	struct vmproc *p = calloc(1, sizeof(*p));
+	struct vmproc *p = harness_start(argv);
 
 	assert_non_null(p);
-	assert_int_equal(vmproc_start(p, argv), 0);
 	return p;
-}
-
-static void end(struct vmproc *p)
-{
-	vmproc_stop(p);
-	free(p);
 }
 
 static int ask(struct vmproc *p, const char *req, const char *prefix, char *ans, size_t len)
@@ -149,7 +142,7 @@ static int group_setup(void **state)
 		vmproc_dump(p, "snapshot of the Linux guest");
 		return -1;
 	}
-	end(p);
+	harness_end(p);
 	fprintf(stderr, "linux: booted to THAW_GUEST_READY in %lld ms, snapshot taken\n", boot_ms);
 	return 0;
 }
@@ -190,7 +183,7 @@ static void restored_linux_answers_and_kept_its_memory(void **state)
 	assert_int_equal(ask(p, "count", "THAW_AGENT count", ans, sizeof(ans)), 0);
 	snprintf(want, sizeof(want), "requests=%ld", boot_requests + 3);
 	assert_non_null(strstr(ans, want));
-	end(p);
+	harness_end(p);
 }
 
 static void restored_linux_reads_and_writes_its_disk(void **state)
@@ -211,7 +204,7 @@ static void restored_linux_reads_and_writes_its_disk(void **state)
 	assert_int_equal(pread(fd, sector, 512, 100 * 512), 512);
 	close(fd);
 	assert_memory_equal(sector, "RESTOREDRESTORED", 16);
-	end(p);
+	harness_end(p);
 }
 
 static void restored_linux_reads_the_rng(void **state)
@@ -221,7 +214,7 @@ static void restored_linux_reads_the_rng(void **state)
 
 	assert_int_equal(ask(p, "rng 16", "THAW_AGENT rng", ans, sizeof(ans)), 0);
 	assert_non_null(strstr(ans, "bytes=16"));
-	end(p);
+	harness_end(p);
 }
 
 /* Host-initiated vsock to the restored guest: CONNECT, OK, then bytes echo. */
@@ -262,18 +255,17 @@ static void restored_linux_talks_vsock(void **state)
 	}
 	assert_memory_equal(buf, "hello thaw\n", 11);
 	close(fd);
-	end(p);
+	harness_end(p);
 }
 
 /* Restored through the API onto another tap (Firecracker's network_overrides), the
  * guest's interface, address and bound socket work as they did before the snapshot. */
 static void restored_linux_has_network_on_an_overridden_tap(void **state)
 {
-	char sock[160], json[600], cmd[900], out[512] = "";
+	char sock[160], json[600], body[512];
 	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
 	struct vmproc *p;
-	FILE *f;
-	size_t n;
+	int st;
 
 	if (!have_netns) {
 		print_message("SKIPPED: no network namespace of our own (needs root)\n");
@@ -282,24 +274,15 @@ static void restored_linux_has_network_on_an_overridden_tap(void **state)
 	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
 	unlink(sock);
 	p = start(argv);
-	for (int i = 0; i < 500 && access(sock, F_OK); i++)
-		usleep(10000);
+	assert_int_equal(harness_wait_socket(sock), 0);
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"network_overrides\": "
 		 "[{\"iface_id\": \"eth0\", \"host_dev_name\": \"thawrest0\"}]}",
 		 snap);
-	snprintf(cmd, sizeof(cmd),
-		 "curl -s --max-time 60 --unix-socket %s -X PUT http://localhost/snapshot/load "
-		 "-H 'Content-Type: application/json' -d '%s' -w '%%{http_code}'",
-		 sock, json);
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	n = fread(out, 1, sizeof(out) - 1, f);
-	pclose(f);
-	out[n] = 0;
-	if (strcmp(out, "204") != 0) {
+	st = harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body));
+	if (st != 204) {
 		vmproc_dump(p, "snapshot load");
-		fail_msg("PUT /snapshot/load: %s", out);
+		fail_msg("PUT /snapshot/load: %d %s", st, body);
 	}
 	/* thaw opened the overriding tap, not the one the snapshot names */
 	assert_int_equal(system("ip link show thawrest0 >/dev/null"), 0);
@@ -307,7 +290,7 @@ static void restored_linux_has_network_on_an_overridden_tap(void **state)
 	assert_int_equal(host_tap_up("thawrest0"), 0);
 	if (harness_udp_both_ways(p, HOST_IP, GUEST_IP, TMO))
 		fail();
-	end(p);
+	harness_end(p);
 }
 
 static void linux_boots_through_the_64bit_boot_protocol(void **state)
@@ -330,7 +313,7 @@ static void linux_boots_through_the_64bit_boot_protocol(void **state)
 		fail();
 	}
 	assert_int_equal(ask(p, "ping", "THAW_AGENT", ans, sizeof(ans)), 0);
-	end(p);
+	harness_end(p);
 }
 
 static void guest_reboot_ends_thaw_with_status_0(void **state)
@@ -340,7 +323,7 @@ static void guest_reboot_ends_thaw_with_status_0(void **state)
 
 	assert_int_equal(ask(p, "reboot", "THAW_AGENT", ans, sizeof(ans)), 0);
 	assert_int_equal(vmproc_wait(p, TMO), 0);
-	end(p);
+	harness_end(p);
 }
 
 static void guest_panic_ends_thaw_with_status_3(void **state)
@@ -354,7 +337,7 @@ static void guest_panic_ends_thaw_with_status_3(void **state)
 		fail();
 	}
 	assert_non_null(strstr(p->err, "panic"));
-	end(p);
+	harness_end(p);
 }
 
 int main(void)

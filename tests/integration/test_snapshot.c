@@ -63,9 +63,20 @@ static void path_in_dir(char *buf, size_t len, const char *name)
 static void make_ready_snapshot(const char *snap, unsigned vcpus, unsigned mem_mib)
 {
 	char v[8], m[16];
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
-			      "--vcpus", v, "--mem-mib", m, "--snapshot", snap,
-			      "--snapshot-after", "PROBE info", "--snapshot-then", "exit", NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_PROBE"),
+			      "--vcpus",
+			      v,
+			      "--mem-mib",
+			      m,
+			      "--snapshot",
+			      snap,
+			      "--snapshot-after",
+			      "PROBE info",
+			      "--snapshot-then",
+			      "exit",
+			      NULL};
 	struct vmproc *p;
 	int st;
 
@@ -132,9 +143,18 @@ static void snapshot_mid_computation_gives_the_uninterrupted_result(void **state
 {
 	char snap[256], line[512], want[64], req[64];
 	const unsigned long long n = 400000000ull;
-	const char *argv[] = {harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"),
-			      "--vcpus", "2", "--mem-mib", "64", "--snapshot", snap,
-			      "--snapshot-then", "exit", NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_PROBE"),
+			      "--vcpus",
+			      "2",
+			      "--mem-mib",
+			      "64",
+			      "--snapshot",
+			      snap,
+			      "--snapshot-then",
+			      "exit",
+			      NULL};
 	struct vmproc *p;
 
 	path_in_dir(snap, sizeof(snap), "mid.snap");
@@ -210,8 +230,9 @@ static bool lapic_equal(json_object *a, json_object *b)
 static void restored_state_matches_the_saved_state_field_by_field(void **state)
 {
 	char a[256], b[256];
-	const char *argv[] = {harness_env("THAW_BIN"), "--restore", a, "--paused", "--snapshot",
-			      b, "--snapshot-then", "exit", NULL};
+	const char *argv[] = {
+	    harness_env("THAW_BIN"), "--restore", a,   "--paused", "--snapshot", b,
+	    "--snapshot-then",	     "exit",	  NULL};
 	struct vmproc *p;
 	json_object *ja, *jb, *fa, *fb;
 	unsigned compared = 0;
@@ -258,10 +279,11 @@ static void restored_state_matches_the_saved_state_field_by_field(void **state)
 		for (size_t i = 0; i < json_object_array_length(ma); i++) {
 			json_object *ea = json_object_array_get_idx(ma, i);
 			json_object *eb = json_object_array_get_idx(mb, i);
-			const char *idx = json_object_get_string(json_object_object_get(ea, "index"));
+			const char *idx =
+			    json_object_get_string(json_object_object_get(ea, "index"));
 
-			assert_string_equal(idx, json_object_get_string(
-							 json_object_object_get(eb, "index")));
+			assert_string_equal(
+			    idx, json_object_get_string(json_object_object_get(eb, "index")));
 			/* counters that keep running: the TSC, Hyper-V's VP runtime and
 			 * reference time */
 			if (strcmp(idx, "0x10") == 0 || strcmp(idx, "0x40000010") == 0 ||
@@ -423,12 +445,12 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(ready_snapshot_restores_and_answers),
-		cmocka_unit_test(snapshot_mid_computation_gives_the_uninterrupted_result),
-		cmocka_unit_test(restored_state_matches_the_saved_state_field_by_field),
-		cmocka_unit_test(clones_run_independently_and_leave_the_file_unchanged),
-		cmocka_unit_test(prepared_restore_runs_the_same_guest),
-		cmocka_unit_test(damaged_snapshots_are_refused_naming_the_cause),
+	    cmocka_unit_test(ready_snapshot_restores_and_answers),
+	    cmocka_unit_test(snapshot_mid_computation_gives_the_uninterrupted_result),
+	    cmocka_unit_test(restored_state_matches_the_saved_state_field_by_field),
+	    cmocka_unit_test(clones_run_independently_and_leave_the_file_unchanged),
+	    cmocka_unit_test(prepared_restore_runs_the_same_guest),
+	    cmocka_unit_test(damaged_snapshots_are_refused_naming_the_cause),
 	};
 
 	if (!harness_have_kvm())
