@@ -293,6 +293,44 @@ static void restored_linux_has_network_on_an_overridden_tap(void **state)
 	harness_end(p);
 }
 
+/* A load that fails after the VM exists (here: the vsock override's directory does not
+ * exist, found when the device is rebuilt) must not leave a half-restored VM running:
+ * the process refuses every further action and says why. */
+static void load_failing_halfway_leaves_the_api_refusing(void **state)
+{
+	char sock[160], json[600], body[1024];
+	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
+	struct vmproc *p;
+	int st;
+
+	snprintf(sock, sizeof(sock), "%s/api2.sock", dir);
+	unlink(sock);
+	p = start(argv);
+	assert_int_equal(harness_wait_socket(sock), 0);
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"vsock_override\": "
+		 "{\"uds_path\": \"%s/no/such/dir/v.sock\"}}",
+		 snap, dir);
+	st = harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body));
+	if (st != 400 || !strstr(body, "fault_message")) {
+		vmproc_dump(p, "half-failed load");
+		fail_msg("PUT /snapshot/load with a bad vsock path: %d %s", st, body);
+	}
+	/* a good load is refused now, naming the earlier failure */
+	snprintf(json, sizeof(json), "{\"snapshot_path\": \"%s\", \"resume_vm\": true}", snap);
+	st = harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body));
+	assert_int_equal(st, 400);
+	assert_non_null(strstr(body, "failed state"));
+	assert_non_null(strstr(body, "Snapshot load failed"));
+	st = harness_http(sock, "PATCH", "/vm", "{\"state\": \"Resumed\"}", body, sizeof(body));
+	assert_int_equal(st, 400);
+	assert_non_null(strstr(body, "failed state"));
+	/* the server itself still answers, and no guest ever ran */
+	assert_int_equal(harness_http(sock, "GET", "/", NULL, body, sizeof(body)), 200);
+	assert_null(strstr(p->out, "THAW_AGENT"));
+	harness_end(p);
+}
+
 static void linux_boots_through_the_64bit_boot_protocol(void **state)
 {
 	const char *argv[] = {harness_env("THAW_BIN"),
@@ -349,6 +387,7 @@ int main(void)
 	    cmocka_unit_test(restored_linux_reads_the_rng),
 	    cmocka_unit_test(restored_linux_talks_vsock),
 	    cmocka_unit_test(restored_linux_has_network_on_an_overridden_tap),
+	    cmocka_unit_test(load_failing_halfway_leaves_the_api_refusing),
 	    cmocka_unit_test(guest_reboot_ends_thaw_with_status_0),
 	    cmocka_unit_test(guest_panic_ends_thaw_with_status_3),
 	    cmocka_unit_test(linux_boots_through_the_64bit_boot_protocol),
