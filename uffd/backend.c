@@ -65,6 +65,7 @@ struct uffd_backend {
 	uint64_t stall_period_ms;
 	uint64_t next_check_ns;
 	struct uffd_stall_vcpu stall[VMM_MAX_VCPUS];
+	struct uffd_stall_restore stall_restore;
 	uint64_t checks, kicks, kick_returns;
 };
 
@@ -382,6 +383,20 @@ static void stall_check(struct uffd_backend *b, uint64_t now)
 		nr = VMM_MAX_VCPUS;
 	waiting = fault_waiting(b);
 	b->checks++;
+	if (uffd_stall_restore_step(&b->stall_restore,
+				    !__atomic_load_n(&vm->times.running_ns, __ATOMIC_ACQUIRE),
+				    waiting, now, b->stall_timeout_ns)) {
+		describe_handler(b, handler, sizeof(handler));
+		snprintf(
+		    why, sizeof(why),
+		    "uffd: the restore (main thread) stuck in a guest memory fault for %llu ms "
+		    "(limit %llu ms, --uffd-stall-timeout-ms): the page-fault handler (%s) is "
+		    "alive but reads no fault; stopping the VM",
+		    (unsigned long long)((now - b->stall_restore.since_ns) / 1000000),
+		    (unsigned long long)(b->stall_timeout_ns / 1000000), handler);
+		stop_vm(b, why);
+		return;
+	}
 	for (unsigned i = 0; i < nr; i++) {
 		struct uffd_stall_vcpu *st = &b->stall[i];
 		struct vm_vcpu_sample s;

@@ -87,3 +87,16 @@ enum uffd_stall_verdict uffd_stall_step(struct uffd_stall_vcpu *st, const struct
 	st->kicks++;
 	return UFFD_STALL_KICK;
 }
+
+bool uffd_stall_restore_step(struct uffd_stall_restore *st, bool restoring, bool fault_waiting,
+			     uint64_t now_ns, uint64_t timeout_ns)
+{
+	/* A check that finds the queue empty means the handler reads: start over. */
+	if (!restoring || !fault_waiting) {
+		st->since_ns = 0;
+		return false;
+	}
+	if (!st->since_ns)
+		st->since_ns = now_ns;
+	return now_ns - st->since_ns >= timeout_ns;
+}

@@ -253,6 +253,18 @@ struct vm_vcpu_sample;
 enum uffd_stall_verdict uffd_stall_step(struct uffd_stall_vcpu *st, const struct vm_vcpu_sample *s,
 					uint64_t now_ns, uint64_t timeout_ns, bool fault_waiting);
 
+/* Before any vCPU runs, the restore itself touches guest memory on the main thread (the
+ * kvmclock MSR writes): a handler that never serves leaves the restore blocked, with no
+ * vCPU to kick. Stuck when, at every check for `timeout_ns`, the restore had not
+ * finished and the userfaultfd held an unread fault. */
+struct uffd_stall_restore {
+	uint64_t since_ns; /* first check of the current run of such checks (0: none) */
+};
+
+/* One check: true when the restore is stuck. Pure. */
+bool uffd_stall_restore_step(struct uffd_stall_restore *st, bool restoring, bool fault_waiting,
+			     uint64_t now_ns, uint64_t timeout_ns);
+
 /* ---------------------------------------------------------------- thaw hooks */
 
 /* Discards guest RAM [gpa, gpa+len) (page aligned) as a balloon would: MADV_DONTNEED on

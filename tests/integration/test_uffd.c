@@ -437,6 +437,12 @@ static void stopped_handler_ends_the_vm_within_the_stall_timeout(void **state)
 		kill(h->pid, SIGCONT);
 		fail();
 	}
+	{
+		const char *e = strstr(p->err, "uffd: vcpu0 stuck");
+		int len = (int)strcspn(e, "\n");
+
+		print_message("thaw said: %.*s\n", len, e);
+	}
 	assert_true(dt >= atoi(STALL_MS));
 	assert_true(dt < atoi(STALL_MS) + STALL_MARGIN_MS);
 	/* the dead-handler watch did not fire: the handler is alive */
@@ -444,6 +450,57 @@ static void stopped_handler_ends_the_vm_within_the_stall_timeout(void **state)
 	assert_null(strstr(p->err, ") exited"));
 	end(p);
 	/* let it go: with its VM gone it ends on its own (--count 1) */
+	assert_int_equal(kill(h->pid, SIGCONT), 0);
+	if (vmproc_wait(h, TMO) != 0) {
+		vmproc_dump(h, "thaw-uffd after SIGCONT");
+		fail();
+	}
+	end(h);
+}
+
+/* A handler stopped before it served a single page: whatever touches guest memory first
+ * (the restore setting vCPU state, or the vCPU's first instruction) waits from the
+ * start, and thaw still ends within the timeout. */
+static void handler_stopped_before_serving_ends_the_vm(void **state)
+{
+	char sock[256], pid[32];
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--restore",
+			      snap,
+			      "--mem-backend",
+			      "uffd-ext",
+			      "--uffd-sock",
+			      sock,
+			      "--uffd-stall-timeout-ms",
+			      STALL_MS,
+			      NULL};
+	struct vmproc *h, *p;
+	long long t0, dt;
+	int st;
+
+	path_in_dir(sock, sizeof(sock), "b.sock");
+	h = start_handler(sock, "ondemand", "1");
+	/* it listens, so thaw connects and hands the uffd over; nobody reads it */
+	assert_int_equal(kill(h->pid, SIGSTOP), 0);
+	t0 = harness_ms();
+	p = start(argv);
+	st = vmproc_wait(p, atoi(STALL_MS) + 60000);
+	dt = harness_ms() - t0;
+	snprintf(pid, sizeof(pid), "pid %d", (int)h->pid);
+	print_message("thaw ended %lld ms after it started (limit %s ms), status %d: %s\n", dt,
+		      STALL_MS, st,
+		      strstr(p->err, "the restore (main thread) stuck") ? "the restore was stuck"
+									: "a vCPU was stuck");
+	if (st != 2 || !strstr(p->err, "stuck in a guest memory fault") || !strstr(p->err, pid)) {
+		vmproc_dump(p, "handler stopped before serving");
+		kill(h->pid, SIGCONT);
+		fail();
+	}
+	assert_true(dt >= atoi(STALL_MS));
+	assert_true(dt < atoi(STALL_MS) + STALL_MARGIN_MS);
+	/* the guest never printed an answer: it never ran a served instruction */
+	assert_null(strstr(p->out, "PROBE"));
+	end(p);
 	assert_int_equal(kill(h->pid, SIGCONT), 0);
 	if (vmproc_wait(h, TMO) != 0) {
 		vmproc_dump(h, "thaw-uffd after SIGCONT");
@@ -575,6 +632,7 @@ int main(void)
 	    cmocka_unit_test(discarded_pages_read_back_as_zeros),
 	    cmocka_unit_test(killed_handler_stops_the_vm_within_a_second),
 	    cmocka_unit_test(stopped_handler_ends_the_vm_within_the_stall_timeout),
+	    cmocka_unit_test(handler_stopped_before_serving_ends_the_vm),
 	    cmocka_unit_test(idle_guest_is_not_taken_for_stuck),
 	};
 

@@ -240,6 +240,25 @@ static void an_exit_ends_a_suspicion(void **state)
 			 UFFD_STALL_STUCK);
 }
 
+static void a_restore_waiting_on_an_unread_fault_is_stuck_after_the_timeout(void **state)
+{
+	struct uffd_stall_restore st = {0};
+	uint64_t now = 1;
+
+	/* faults waiting, restore unfinished: stuck once the timeout has passed */
+	for (int i = 0; i < 3; i++, now += 500 * MS)
+		assert_false(uffd_stall_restore_step(&st, true, true, now, 1500 * MS));
+	assert_true(uffd_stall_restore_step(&st, true, true, now, 1500 * MS));
+
+	/* one check with the queue empty (the handler reads) starts the count over */
+	memset(&st, 0, sizeof(st));
+	for (int i = 0; i < 10; i++, now += 500 * MS)
+		assert_false(uffd_stall_restore_step(&st, true, i % 3 != 2, now, 1500 * MS));
+	/* once the VM runs, the vCPU checks take over */
+	for (int i = 0; i < 10; i++, now += 500 * MS)
+		assert_false(uffd_stall_restore_step(&st, false, true, now, 1500 * MS));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +272,7 @@ int main(void)
 	    cmocka_unit_test(a_vcpu_that_only_refaults_is_stuck_when_a_fault_waits),
 	    cmocka_unit_test(refaulting_without_an_unread_fault_is_not_stuck),
 	    cmocka_unit_test(an_exit_ends_a_suspicion),
+	    cmocka_unit_test(a_restore_waiting_on_an_unread_fault_is_stuck_after_the_timeout),
 	};
 
 	return cmocka_run_group_tests_name("uffd-stall", tests, NULL, NULL);
