@@ -7,7 +7,12 @@
 #
 # usage: bench/bench.sh [--build DIR] [--out DIR] [--runs N] [--boot-runs N]
 #                       [--qemu-runs N] [--perf-runs N] [--clones "1 8 32"]
+#                       [--jail-runs N] [--jail-at-once N] [--only GROUPS]
 #                       [--check] [--smoke] [--no-qemu] [--no-linux]
+#   --only    a comma-separated subset of the series groups: floor, thaw (restores),
+#             create, perf, boot, clones, qemu, linux, api (PUT /snapshot/load through the
+#             API socket, with the direct 128m1v file restores it is compared with), jail
+#             (jailed vs unjailed restores, N jailed at once, jail setup)
 #   --check   short run (floor and thaw restores only), then bench/report.py --check:
 #             non-zero exit naming the figure when thaw's median restore is over 3x the
 #             floor or 50% over bench/baseline.json
@@ -18,7 +23,7 @@ top=$(cd "$(dirname "$0")/.." && pwd -P)
 cd "$top" || exit 2
 
 B=build OUT="" RUNS=30 BOOT_RUNS=20 QEMU_RUNS=10 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
-CLONES="1 8 32" MODE=full QEMU=1 LINUX=1
+CLONES="1 8 32" MODE=full QEMU=1 LINUX=1 ONLY="" JAIL_RUNS=20 JAIL_AT_ONCE=10 JAIL_BATCHES=3
 while (($#)); do
 	case $1 in
 	--build) B=$2 && shift 2 ;;
@@ -28,6 +33,9 @@ while (($#)); do
 	--qemu-runs) QEMU_RUNS=$2 && shift 2 ;;
 	--perf-runs) PERF_RUNS=$2 USDT_RUNS=$2 && shift 2 ;;
 	--clones) CLONES=$2 && shift 2 ;;
+	--jail-runs) JAIL_RUNS=$2 && shift 2 ;;
+	--jail-at-once) JAIL_AT_ONCE=$2 && shift 2 ;;
+	--only) ONLY=$2 && shift 2 ;;
 	--check) MODE=check && shift ;;
 	--smoke) MODE=smoke && shift ;;
 	--no-qemu) QEMU=0 && shift ;;
@@ -37,8 +45,17 @@ while (($#)); do
 done
 case $MODE in
 check) RUNS=15 ;;
-smoke) RUNS=2 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=1 USDT_RUNS=1 CREATE_RUNS=1 CLONES="1 2" LINUX=0 ;;
+smoke) RUNS=2 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=1 USDT_RUNS=1 CREATE_RUNS=1 CLONES="1 2" LINUX=0
+	JAIL_RUNS=2 JAIL_AT_ONCE=3 JAIL_BATCHES=1 ;;
 esac
+for g in ${ONLY//,/ }; do
+	case $g in
+	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail) ;;
+	*) echo "bench: --only: unknown group '$g' (see bench/bench.sh)" >&2 && exit 2 ;;
+	esac
+done
+# want GROUP: whether this run measures GROUP (all of them without --only).
+want() { [[ -z $ONLY || ,$ONLY, == *",$1,"* ]]; }
 
 [[ -c /dev/kvm ]] || { echo "bench: /dev/kvm is absent: run bench/kvmhost.sh (make bench)" >&2 && exit 2; }
 THAW=$top/$B/thaw SPAWN=$top/$B/bench/spawn FLOOR=$top/$B/bench/floor
@@ -57,7 +74,8 @@ OUT=${OUT:-$top/bench/results/$(date -u +%Y%m%dT%H%M%SZ)${MODE/full/}}
 mkdir -p "$OUT/raw" || exit 2
 # Snapshots and scratch on local storage (tmpfs in the nested host), not on the 9p export.
 W=$(mktemp -d "${TMPDIR:-/tmp}/thaw-bench.XXXXXX") || exit 2
-trap 'rm -rf -- "$W"' EXIT
+# Jails are removed by thaw-jailer --cleanup (their cgroups are not files under $W).
+trap 'while read -r id; do "$top/$B/thaw-jailer" --cleanup --id "$id" --chroot-base "$W/jails" >/dev/null 2>&1; done 2>/dev/null <"$W/jail-ids"; rm -rf -- "$W"' EXIT
 META=$OUT/meta.txt
 : >"$META"
 meta() { echo "$1=$2" >>"$META"; }
@@ -90,9 +108,18 @@ meta loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta outer_loadavg "${BENCH_OUTER_LOADAVG:-}"
 meta git "$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 meta runs "$RUNS"
+meta only "${ONLY:-all}"
 meta command "${BENCH_COMMAND:-bench/bench.sh}"
 meta scratch_fs "$(stat -f -c %T "$W")"
 say "running on $where: $whatis; results in $OUT"
+
+# jail_steps FILE: thaw-jailer -v's step times ("timing (us): validate=150 ... total=2100")
+# as jail_<step>_us=N, the total as jail_setup_us=N; nothing for a run without a jail.
+jail_steps() {
+	sed -n 's/^.*timing (us): //p' "$1" | tr ' ' '\n' |
+		sed -n -e 's/^total=\([0-9]*\)$/jail_setup_us=\1 /p' -e 's/^\([a-z-]*\)=\([0-9]*\)$/jail_\1_us=\2 /p' |
+		tr -d '\n' | tr '-' '_'
+}
 
 # rec SERIES [spawn options] -- CMD...: one run; appends spawn's line, thaw's timing
 # lines and the exit code to raw/SERIES.txt. Returns spawn's status.
@@ -102,7 +129,8 @@ rec() {
 	line=$("$SPAWN" --stderr "$W/err" "$@")
 	rc=$?
 	extra=$(sed -n -e 's/^thaw: restore: //p' -e 's/^thaw: timing: //p' \
-		-e 's/^thaw: snapshot: .* in \([0-9]*\) us$/create_us=\1/p' "$W/err" | tr '\n' ' ')
+		-e 's/^thaw: snapshot: .* in \([0-9]*\) us$/create_us=\1/p' \
+		"$W/err" | tr '\n' ' ')$(jail_steps "$W/err")
 	echo "$line $extra${REC_EXTRA:-}rc=$rc" >>"$OUT/raw/$series.txt"
 	if ((rc != 0)); then
 		echo "bench: $series: run failed (spawn status $rc): $(grep -v '^thaw: info' "$W/err" | tail -n 2 | tr '\n' ' ')" >&2
@@ -149,17 +177,19 @@ floor_series() { # NAME RUNS ARGS...
 		note "$name: floor failed: $(tail -n 1 "$W/floor.err")"
 	fi
 }
-floor_series floor_128m1v "$RUNS" --mem-mib 128 --vcpus 1
-floor_series floor_512m2v "$RUNS" --mem-mib 512 --vcpus 2
-[[ $MODE == check ]] || floor_series floor_naive_128m1v "$RUNS" --mem-mib 128 --vcpus 1 --order naive
-[[ $MODE == check ]] || series "$RUNS" floor_proc_128m1v --expect "FLOOR first_instruction" \
-	--timeout 60000 -- "$FLOOR" --once --mem-mib 128 --vcpus 1
+if want floor; then
+	floor_series floor_128m1v "$RUNS" --mem-mib 128 --vcpus 1
+	floor_series floor_512m2v "$RUNS" --mem-mib 512 --vcpus 2
+	[[ $MODE == check ]] || floor_series floor_naive_128m1v "$RUNS" --mem-mib 128 --vcpus 1 --order naive
+	[[ $MODE == check ]] || series "$RUNS" floor_proc_128m1v --expect "FLOOR first_instruction" \
+		--timeout 60000 -- "$FLOOR" --once --mem-mib 128 --vcpus 1
+fi
 
 # ---- 2. snapshots and their create time ----------------------------------------------------
 S128=$W/probe-128m1v.snap S512=$W/probe-512m2v.snap
 snapshot "$S128" 128 1 >/dev/null
-snapshot "$S512" 512 2 >/dev/null
-if [[ $MODE != check ]]; then
+if want thaw; then snapshot "$S512" 512 2 >/dev/null; fi
+if [[ $MODE != check ]] && want create; then
 	say "create_256m1v: $CREATE_RUNS runs"
 	: >"$OUT/raw/create_256m1v.txt"
 	for ((i = 0; i < CREATE_RUNS; i++)); do
@@ -173,7 +203,13 @@ fi
 backends="file uffd-ondemand uffd-prefetch"
 [[ $MODE == check ]] && backends="file"
 uffd_ok=1
-for shape in 128m1v 512m2v; do
+shapes="128m1v 512m2v"
+if ! want thaw; then
+	# The API series is compared with the direct restores of the same snapshot in this run.
+	shapes="" backends=file
+	want api && shapes=128m1v
+fi
+for shape in $shapes; do
 	case $shape in 128m1v) snap=$S128 mib=128 vcpus=1 ;; 512m2v) snap=$S512 mib=512 vcpus=2 ;; esac
 	[[ -s $snap ]] || continue
 	for be in $backends; do
@@ -208,7 +244,7 @@ for shape in 128m1v 512m2v; do
 done
 
 # ---- 4. perf stat per restore, USDT phases ------------------------------------------------
-if [[ $MODE == check ]]; then
+if [[ $MODE == check ]] || ! want perf; then
 	: # bench-check: restore latencies only
 elif command -v perf >/dev/null && [[ -s $S128 ]]; then
 	events=() missing=()
@@ -274,7 +310,7 @@ else
 fi
 
 # ---- 5. cold boot of the probe (issue 2) and the VMM's memory ---------------------------
-if [[ $MODE != check ]]; then
+if [[ $MODE != check ]] && want boot; then
 	series "$BOOT_RUNS" boot_probe_128m1v --expect THAW_PROBE_READY --timeout 60000 --mem --guest-mib 128 -- \
 		"$THAW" --kernel "$PROBE" --vcpus 1 --mem-mib 128 --timing
 	series "$BOOT_RUNS" boot_probe_512m2v --expect THAW_PROBE_READY --timeout 60000 --mem --guest-mib 512 -- \
@@ -309,7 +345,7 @@ clones() { # N
 	done
 	rm -rf -- "$d"
 }
-if [[ $MODE != check && -s $S128 ]]; then
+if [[ $MODE != check && -s $S128 ]] && want clones; then
 	memfree=$(($(sed -n 's/^MemAvailable: *\([0-9]*\).*/\1/p' /proc/meminfo) / 1024))
 	for n in $CLONES; do
 		# Each clone costs a few MiB of its own (PSS): refuse what cannot fit.
@@ -322,7 +358,9 @@ if [[ $MODE != check && -s $S128 ]]; then
 fi
 
 # ---- 7. the peer: QEMU microvm with KVM, same probe, same clock ----------------------------
-if ((QEMU)) && [[ $MODE != check ]] && command -v qemu-system-x86_64 >/dev/null; then
+if ! want qemu; then
+	: # not asked for (--only)
+elif ((QEMU)) && [[ $MODE != check ]] && command -v qemu-system-x86_64 >/dev/null; then
 	meta qemu_version "$(qemu-system-x86_64 --version | head -n 1)"
 	# shellcheck disable=SC2054 # commas belong to the QEMU options
 	q=(qemu-system-x86_64 -M microvm -accel kvm -cpu host,-arch-capabilities -m 128 -smp 1
@@ -368,13 +406,158 @@ elif [[ $MODE != check ]]; then
 fi
 
 # ---- 8. the Linux guest's boot, once -------------------------------------------------------
-if ((LINUX)) && [[ $MODE != check ]]; then
+if ((LINUX)) && [[ $MODE != check ]] && want linux; then
 	if [[ -f ${THAW_KERNEL:-} ]]; then
 		series 1 boot_linux --expect THAW_GUEST_READY --timeout 600000 --mem --guest-mib 160 -- \
 			"$THAW" --kernel "$THAW_KERNEL" --cmdline "console=ttyS0 thaw_agent.hold_init=1 quiet" \
 			--mem-mib 160 --timing
 	else
 		note "Linux guest boot skipped: THAW_KERNEL is not built"
+	fi
+fi
+
+# ---- 9. PUT /snapshot/load through the API socket (issue 6) --------------------------------
+# thaw --api-sock, then GET / (answered once the main loop runs, i.e. after --prepare has
+# built its VM: a prepared process waits for its request), PUT /metrics, and the timed
+# PUT /snapshot/load with resume_vm; ping is in the console pipe from the start. spawn
+# reports request .. 204 and request .. "PROBE pong" by its clock, then FlushMetrics gives
+# thaw's own latencies_us.load_snapshot. The direct restores of the same snapshot in this
+# run (thaw_128m1v_<path>_file) are the comparison.
+if [[ $MODE != check && -s $S128 ]] && want api; then
+	for path in plain prepared; do
+		pargs=()
+		[[ $path == prepared ]] && pargs=(--prepare "mem-mib=128,vcpus=1")
+		series "$RUNS" "api_128m1v_${path}_file" "${PING[@]}" --mem --guest-mib 128 \
+			--api-sock "$W/api.sock" --api-metrics "$W/api-$path.metrics" --api-pre "GET /" \
+			--api-req "PUT /snapshot/load {\"snapshot_path\": \"$S128\", \"resume_vm\": true}" -- \
+			"$THAW" --api-sock "$W/api.sock" --timing "${pargs[@]}"
+		rm -f -- "$W/api.sock" "$W/api-$path.metrics"
+	done
+fi
+
+# ---- 10. the jail (issue 8): jailed vs unjailed restores, N jailed at once, setup ----------
+# The static thaw (no libraries to bring into the jail), restoring the 128m1v snapshot
+# linked in read-only; the unjailed runs use the same binary and snapshot, interleaved with
+# the jailed ones so drift in the machine's load hits both alike. thaw-jailer -v prints its
+# own setup time (start .. execve of thaw): jail_setup_us. Every jail is removed with
+# thaw-jailer --cleanup right after its run and checked gone at the end.
+JAILER=$top/$B/thaw-jailer TSTATIC=$top/$B/thaw-static JB=$W/jails
+: >"$W/jail-ids"
+jail_cleanup() { # ID: 0 when the jail left nothing behind
+	"$JAILER" --cleanup --id "$1" --chroot-base "$JB" >/dev/null 2>>"$W/jail-cleanup.err" &&
+		[[ ! -e $JB/thaw/$1 ]]
+}
+if [[ $MODE != check && -s $S128 ]] && want jail; then
+	jthaw=$TSTATIC jlinks=()
+	if [[ ! -x $TSTATIC ]]; then
+		# A dynamic thaw works with its loader and libraries linked in; the figure then
+		# includes those extra bind mounts, so the note says so.
+		jthaw=$THAW
+		for f in $(ldd "$THAW" | grep -o '/[^ ]*'); do jlinks+=(--link "$f:$f:ro"); done
+		note "jail: $TSTATIC is missing (make $B/thaw-static): jailed the dynamic thaw with ${#jlinks[@]} library links, and the unjailed runs use it too"
+	fi
+	if [[ ! -x $JAILER ]]; then
+		note "jail: $JAILER is missing (make programs): no jail figures"
+	elif (($(id -u) != 0)); then
+		note "jail: needs root (thaw-jailer): no jail figures"
+	else
+		meta jail_exec "$jthaw"
+		mkdir -p "$JB" && chmod 755 "$JB"
+		# The jailed uid reads the snapshot through its read-only link.
+		chmod 644 "$S128"
+		jargs=(-v --exec-file "$jthaw" --uid 10000 --gid 10000 --chroot-base "$JB"
+			--cgroup pids.max=64 "${jlinks[@]}" --link "$S128:/ready.snap:ro" --)
+		leftover=0
+		say "jail_128m1v_{unjailed,jailed}: $JAIL_RUNS runs each, interleaved"
+		: >"$OUT/raw/jail_128m1v_unjailed.txt"
+		: >"$OUT/raw/jail_128m1v_jailed.txt"
+		for ((i = 0; i < JAIL_RUNS; i++)); do
+			rec jail_128m1v_unjailed "${PING[@]}" -- "$jthaw" --restore "$S128" --timing
+			id=bj-s$i
+			echo "$id" >>"$W/jail-ids"
+			rec jail_128m1v_jailed "${PING[@]}" -- "$JAILER" --id "$id" "${jargs[@]}" \
+				--restore /ready.snap --timing
+			jail_cleanup "$id" || leftover=$((leftover + 1))
+		done
+		# N at once: each spawn's own figures, and per batch the wall time from the first
+		# start to the last answer (spawn --clock: CLOCK_MONOTONIC, one clock for all).
+		for kind in unjailed jailed; do
+			s=jail_at_once_${JAIL_AT_ONCE}_$kind
+			say "$s: $JAIL_BATCHES batches of $JAIL_AT_ONCE restores at once"
+			: >"$OUT/raw/$s.txt"
+			: >"$OUT/raw/${s}_wall.txt"
+			for ((b = 0; b < JAIL_BATCHES; b++)); do
+				d=$W/at-once && rm -rf -- "$d" && mkdir -p "$d"
+				pids=()
+				for ((i = 0; i < JAIL_AT_ONCE; i++)); do
+					if [[ $kind == jailed ]]; then
+						id=bj-c$b-$i
+						echo "$id" >>"$W/jail-ids"
+						cmd=("$JAILER" --id "$id" "${jargs[@]}" --restore /ready.snap --timing)
+					else
+						cmd=("$jthaw" --restore "$S128" --timing)
+					fi
+					"$SPAWN" --clock --stderr "$d/err.$i" "${PING[@]}" --timeout 300000 -- \
+						"${cmd[@]}" >"$d/out.$i" &
+					pids+=($!)
+				done
+				good=0
+				for ((i = 0; i < JAIL_AT_ONCE; i++)); do
+					wait "${pids[$i]}"
+					rc=$?
+					((rc == 0)) && good=$((good + 1))
+					((rc == 0)) || cp -f -- "$d/err.$i" "$OUT/raw/$s.last-error.txt"
+					echo "$(cat "$d/out.$i") $(sed -n -e 's/^thaw: restore: //p' -e 's/^thaw: timing: //p' \
+						"$d/err.$i" | tr '\n' ' ')$(jail_steps "$d/err.$i")n=$JAIL_AT_ONCE batch=$b rc=$rc" \
+						>>"$OUT/raw/$s.txt"
+					if [[ $kind == jailed ]]; then
+						jail_cleanup "bj-c$b-$i" || leftover=$((leftover + 1))
+					fi
+				done
+				# The batch counts only when every restore in it answered.
+				cat "$d"/out.* | awk -v n="$JAIL_AT_ONCE" -v good="$good" '
+					{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+					  if (v["answer_ns"] > 0) {
+						if (start == "" || v["start_ns"] < start) start = v["start_ns"]
+						if (v["answer_ns"] > last) last = v["answer_ns"] } }
+					END { printf "wall_us=%d n=%d good=%d rc=%d\n", (last - start) / 1000, n, good, good == n ? 0 : 1 }' \
+					>>"$OUT/raw/${s}_wall.txt"
+				if ((good < JAIL_AT_ONCE)); then
+					echo "bench: $s: batch $b: only $good of $JAIL_AT_ONCE answered" >&2
+				fi
+			done
+			rm -rf -- "$W/at-once"
+		done
+		# Nothing may stay: no jail directory, nothing mounted under the base.
+		left=$(find "$JB/thaw" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+		grep -q " $JB" /proc/self/mountinfo && left=$((left + 1))
+		leftover=$((leftover > left ? leftover : left))
+		meta jail_leftover "$leftover"
+		((leftover == 0)) || note "jail: $leftover jails were not cleaned up: $(tail -n 2 "$W/jail-cleanup.err" 2>/dev/null | tr '\n' ' ')"
+	fi
+
+	# Jail setup alone, with and without cgroups and a PID namespace (jailer/bench_jail.c:
+	# jailer start .. the jailed program's main(), each configuration's median).
+	if [[ -x $top/$B/bench_jail && -x $top/$B/tests/jailer_probe ]] && (($(id -u) == 0)); then
+		say "jail_setup: $top/$B/bench_jail, $((JAIL_RUNS > 4 ? JAIL_RUNS : 4)) runs"
+		if "$top/$B/bench_jail" "$top/$B/thaw-jailer" "$top/$B/tests/jailer_probe" \
+			$((JAIL_RUNS > 4 ? JAIL_RUNS : 4)) >"$W/bench_jail.out" 2>"$W/bench_jail.err"; then
+			grep '^{"bench":"jail"' "$W/bench_jail.out" | "$PY" -c '
+import json, sys
+names = ("plain", "jail", "cgroups", "cgroups_pidns")
+for name, r in zip(names, json.load(sys.stdin)["results"]):
+    with open(sys.argv[1] + "/raw/jail_setup_" + name + ".txt", "w") as f:
+        f.write("setup_us=%.0f setup_min_us=%.0f cleanup_us=%.0f at_once_each_us=%.0f "
+                "ten_at_once_wall_us=%.0f ten_sequential_us=%.0f\n" % (
+                    r["setup_us"]["median"], r["setup_us"]["min"], r["cleanup_us"],
+                    r["concurrent_each_median_us"], r["ten_concurrent_wall_ms"] * 1000,
+                    r["ten_sequential_ms"] * 1000))
+' "$OUT" || note "jail setup: bench_jail's JSON line unreadable"
+		else
+			note "jail setup: bench_jail failed: $(tail -n 1 "$W/bench_jail.err")"
+		fi
+	else
+		note "jail setup: $B/bench_jail or $B/tests/jailer_probe missing (make $B/bench_jail $B/tests/jailer_probe), or not root"
 	fi
 fi
 

@@ -16,7 +16,10 @@ $(B)/bench/spawn: $(B)/bench/spawn.o
 # BENCH_ARGS passes options to bench/bench.sh (e.g. BENCH_ARGS="--runs 50").
 BENCH_ARGS ?=
 
-bench: programs guests
+# The jail series runs the static thaw (a jail holds no libraries) and jailer/bench_jail.
+BENCH_NEEDS := $(B)/thaw-static $(B)/thaw-jailer $(B)/bench_jail $(B)/tests/jailer_probe
+
+bench: programs guests $(BENCH_NEEDS)
 	$(Q)bench/kvmhost.sh $(B) $(BENCH_ARGS)
 
 bench-check: programs guests
