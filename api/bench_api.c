@@ -4,7 +4,10 @@
  * kernel's socket and wake-up cost), and the API's request handling alone, fed in-process
  * without a socket.
  *
- * usage: bench_api [N]   (default 10000 requests per measurement) */
+ * usage: bench_api [N]   (default 10000 requests per measurement)
+ * The last line repeats the medians as key=value pairs (µs) for bench/bench.sh:
+ * "bench_api: get_rtt_us=.. new_conn_us=.. echo_rtt_us=.. get_inproc_us=..
+ * load_inproc_us=.. overhead_us=.. requests=.." */
 #include "api/api_int.h"
 #include "vmm/log.h"
 
@@ -70,12 +73,14 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void report(const char *what, uint64_t *ns, int n)
+/* Sorts ns, prints the line and returns the median in µs. */
+static double report(const char *what, uint64_t *ns, int n)
 {
 	qsort(ns, (size_t)n, sizeof(*ns), cmp_u64);
 	printf("%-44s median %7.2f us  p90 %7.2f us  p99 %7.2f us  (n=%d)\n", what,
 	       (double)ns[n / 2] / 1e3, (double)ns[n * 9 / 10] / 1e3,
 	       (double)ns[n * 99 / 100] / 1e3, n);
+	return (double)ns[n / 2] / 1e3;
 }
 
 static const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n";
@@ -89,7 +94,7 @@ int main(int argc, char **argv)
 	struct api_conn *conn;
 	pthread_t th;
 	uint64_t *ns;
-	double api_med, echo_med;
+	double api_med, echo_med, new_conn_med, inproc_med, load_med;
 	char sock[128], buf[4096];
 	size_t resp_len = 0;
 	int n = argc > 1 ? atoi(argv[1]) : 10000;
@@ -147,7 +152,7 @@ int main(int argc, char **argv)
 			ns[k] = now_ns() - t0;
 			close(fd2);
 		}
-		report("connect + GET / on a new connection", ns, m);
+		new_conn_med = report("connect + GET / on a new connection", ns, m);
 	}
 
 	/* Same exchange size over a bare socket pair, read by the same client code path. */
@@ -202,7 +207,7 @@ int main(int argc, char **argv)
 		if (i >= 1000)
 			ns[i - 1000] = now_ns() - t0;
 	}
-	report("GET / handling in-process (no socket)", ns, n);
+	inproc_med = report("GET / handling in-process (no socket)", ns, n);
 
 	/* A snapshot load request's parse, validation and routing, the VMM's work left out:
 	 * what the API adds to a restore. The state is reset so every request is allowed. */
@@ -230,11 +235,15 @@ int main(int argc, char **argv)
 				srv->reply.status, (int)srv->reply.len, srv->reply.body);
 			return 1;
 		}
-		report("PUT /snapshot/load handling in-process", ns, n);
+		load_med = report("PUT /snapshot/load handling in-process", ns, n);
 	}
 	printf("API overhead per request: %.2f us median round trip, %.2f us above a bare "
 	       "socket round trip (target <= 50 us)\n",
 	       api_med / 1e3, (api_med - echo_med) / 1e3);
+	printf("bench_api: get_rtt_us=%.2f new_conn_us=%.2f echo_rtt_us=%.2f get_inproc_us=%.2f "
+	       "load_inproc_us=%.2f overhead_us=%.2f requests=%d\n",
+	       api_med / 1e3, new_conn_med, echo_med / 1e3, inproc_med, load_med,
+	       (api_med - echo_med) / 1e3, n);
 	api_conn_free(conn);
 	api_server_destroy(srv);
 	rmdir(path);
