@@ -1,6 +1,7 @@
 /* thaw: one process per microVM. Parses the command line, builds the VM, runs one
  * thread per vCPU and an epoll main loop for the console, signals and (later) the API. */
 #include "vmm/vmm.h"
+#include "vmm/virtio/virtio.h"
 #include "restore/snapshot.h"
 
 #include <errno.h>
@@ -28,6 +29,8 @@ static void usage(FILE *f)
 		"       thaw --restore SNAPSHOT [--prepare mem-mib=M,vcpus=N] [--paused]\n"
 		"            [--clock-realtime] [--mem-backend file|uffd|uffd-ext]\n"
 		"            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
+		"            [--drive id=NAME,path=FILE]... [--net id=NAME,tap=TAP]...\n"
+		"            [--vsock uds=PATH] (new host side for the snapshot's devices)\n"
 		"            [--uffd-stall-timeout-ms MS]\n"
 		"            [console options]\n"
 		"  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
@@ -151,43 +154,100 @@ static int add_spec(const char *opt, const char **arr, unsigned *nr, unsigned ma
 	return 0;
 }
 
+/* With --restore, --drive, --net and --vsock name the host side of the snapshot's
+ * devices, as the API's overrides do (the rest comes from the snapshot). The values
+ * live here for the process's lifetime. */
+static char override_ids[VMM_MAX_DRIVES + VMM_MAX_NETS][VIRTIO_ID_MAX];
+static char override_values[VMM_MAX_DRIVES + VMM_MAX_NETS + 1][VIRTIO_PATH_MAX];
+
+static int restore_override(const char *opt, const char *spec, const char *key, unsigned slot,
+			    struct vm_override *o)
+{
+	const char *const known[] = {"id", key, NULL};
+
+	if (virtio_opt_check(opt, spec, known) ||
+	    virtio_opt(spec, "id", override_ids[slot], sizeof(override_ids[slot])) != 1 ||
+	    virtio_opt(spec, key, override_values[slot], sizeof(override_values[slot])) != 1 ||
+	    !override_ids[slot][0] || !override_values[slot][0]) {
+		log_err("%s %s: with --restore it takes id=NAME,%s=... (the device's id in the "
+			"snapshot and its new %s)",
+			opt, spec, key, key);
+		return -1;
+	}
+	o->id = override_ids[slot];
+	o->value = override_values[slot];
+	return 0;
+}
+
+static int restore_overrides(const struct vm_config *cfg, struct vm_restore_opts *ro)
+{
+	static const char *const vsock_keys[] = {"uds", NULL};
+	unsigned slot = 0;
+
+	for (unsigned i = 0; i < cfg->nr_drives; i++)
+		if (restore_override("--drive", cfg->drives[i], "path", slot++,
+				     &ro->drive_path[ro->nr_drive_path++]))
+			return -1;
+	for (unsigned i = 0; i < cfg->nr_nets; i++)
+		if (restore_override("--net", cfg->nets[i], "tap", slot++,
+				     &ro->net_tap[ro->nr_net_tap++]))
+			return -1;
+	if (cfg->vsock) {
+		char *uds = override_values[slot];
+
+		if (virtio_opt_check("--vsock", cfg->vsock, vsock_keys) ||
+		    virtio_opt(cfg->vsock, "uds", uds, VIRTIO_PATH_MAX) != 1 || !uds[0]) {
+			log_err("--vsock %s: with --restore it takes uds=PATH (the guest's CID is "
+				"the snapshot's)",
+				cfg->vsock);
+			return -1;
+		}
+		ro->vsock_uds = uds;
+	}
+	if (cfg->rng) {
+		log_err("--rng: a restored VM has the snapshot's devices; leave it out");
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"kernel", required_argument, NULL, 'k'},
-		{"initrd", required_argument, NULL, 'i'},
-		{"cmdline", required_argument, NULL, 'c'},
-		{"vcpus", required_argument, NULL, 'n'},
-		{"mem-mib", required_argument, NULL, 'm'},
-		{"cpu-template", required_argument, NULL, 't'},
-		{"boot", required_argument, NULL, 'b'},
-		{"console-out", required_argument, NULL, 'o'},
-		{"console-in", required_argument, NULL, 'I'},
-		{"timing", no_argument, NULL, 'T'},
-		{"log-level", required_argument, NULL, 'L'},
-		{"drive", required_argument, NULL, 'D'},
-		{"net", required_argument, NULL, 'N'},
-		{"vsock", required_argument, NULL, 'V'},
-		{"rng", no_argument, NULL, 'R'},
-		{"restore", required_argument, NULL, 'r'},
-		{"api-sock", required_argument, NULL, 'a'},
-		{"id", required_argument, NULL, 'd'},
-		{"prepare", required_argument, NULL, 'p'},
-		{"mem-backend", required_argument, NULL, 'B'},
-		{"uffd-sock", required_argument, NULL, 'U'},
-		{"uffd-strategy", required_argument, NULL, 'S'},
-		{"uffd-record", required_argument, NULL, 'W'},
-		{"uffd-stall-timeout-ms", required_argument, NULL, 'O'},
-		{"paused", no_argument, NULL, 'P'},
-		{"clock-realtime", no_argument, NULL, 'C'},
-		{"snapshot", required_argument, NULL, 's'},
-		{"snapshot-mem-file", required_argument, NULL, 'M'},
-		{"snapshot-after", required_argument, NULL, 'A'},
-		{"snapshot-then", required_argument, NULL, 'H'},
-		{"snapshot-no-fsync", no_argument, NULL, 'F'},
-		{"no-seccomp", no_argument, NULL, 'Z'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"kernel", required_argument, NULL, 'k'},
+	    {"initrd", required_argument, NULL, 'i'},
+	    {"cmdline", required_argument, NULL, 'c'},
+	    {"vcpus", required_argument, NULL, 'n'},
+	    {"mem-mib", required_argument, NULL, 'm'},
+	    {"cpu-template", required_argument, NULL, 't'},
+	    {"boot", required_argument, NULL, 'b'},
+	    {"console-out", required_argument, NULL, 'o'},
+	    {"console-in", required_argument, NULL, 'I'},
+	    {"timing", no_argument, NULL, 'T'},
+	    {"log-level", required_argument, NULL, 'L'},
+	    {"drive", required_argument, NULL, 'D'},
+	    {"net", required_argument, NULL, 'N'},
+	    {"vsock", required_argument, NULL, 'V'},
+	    {"rng", no_argument, NULL, 'R'},
+	    {"restore", required_argument, NULL, 'r'},
+	    {"api-sock", required_argument, NULL, 'a'},
+	    {"id", required_argument, NULL, 'd'},
+	    {"prepare", required_argument, NULL, 'p'},
+	    {"mem-backend", required_argument, NULL, 'B'},
+	    {"uffd-sock", required_argument, NULL, 'U'},
+	    {"uffd-strategy", required_argument, NULL, 'S'},
+	    {"uffd-record", required_argument, NULL, 'W'},
+	    {"uffd-stall-timeout-ms", required_argument, NULL, 'O'},
+	    {"paused", no_argument, NULL, 'P'},
+	    {"clock-realtime", no_argument, NULL, 'C'},
+	    {"snapshot", required_argument, NULL, 's'},
+	    {"snapshot-mem-file", required_argument, NULL, 'M'},
+	    {"snapshot-after", required_argument, NULL, 'A'},
+	    {"snapshot-then", required_argument, NULL, 'H'},
+	    {"snapshot-no-fsync", no_argument, NULL, 'F'},
+	    {"no-seccomp", no_argument, NULL, 'Z'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct vm_config cfg = {.vcpus = 1, .mem_mib = 128};
 	struct vm_restore_opts ro = {0};
@@ -294,7 +354,8 @@ int main(int argc, char **argv)
 			else if (strcmp(optarg, "uffd-ext") == 0)
 				ro.backend = VM_MEM_UFFD_EXT;
 			else {
-				log_err("--mem-backend: '%s' is not file, uffd or uffd-ext", optarg);
+				log_err("--mem-backend: '%s' is not file, uffd or uffd-ext",
+					optarg);
 				return VMM_EXIT_USAGE;
 			}
 			break;
@@ -341,7 +402,8 @@ int main(int argc, char **argv)
 		case 'H':
 			if (strcmp(optarg, "resume") && strcmp(optarg, "pause") &&
 			    strcmp(optarg, "exit")) {
-				log_err("--snapshot-then: '%s' is not resume, pause or exit", optarg);
+				log_err("--snapshot-then: '%s' is not resume, pause or exit",
+					optarg);
 				return VMM_EXIT_USAGE;
 			}
 			trigger.then = optarg;
@@ -375,6 +437,8 @@ int main(int argc, char **argv)
 			"--restore");
 		return VMM_EXIT_USAGE;
 	}
+	if (ro.path && restore_overrides(&cfg, &ro))
+		return VMM_EXIT_USAGE;
 	if (!cfg.kernel && !ro.path && !api_sock) {
 		log_err("--kernel, --restore or --api-sock is required");
 		usage(stderr);
@@ -420,7 +484,7 @@ int main(int argc, char **argv)
 	vm.uffd_stall_ms = stall_ms;
 	if (cfg.console_out) {
 		vm.console_out_fd =
-			open(cfg.console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		    open(cfg.console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (vm.console_out_fd < 0) {
 			log_err("--console-out %s: %s", cfg.console_out, strerror(errno));
 			status = VMM_EXIT_USAGE;

@@ -293,6 +293,57 @@ static void restored_linux_has_network_on_an_overridden_tap(void **state)
 	harness_end(p);
 }
 
+/* The command line's equivalent of the API's overrides: --drive, --net and --vsock
+ * after --restore give the snapshot's devices new host backends. */
+static void restore_takes_new_backends_on_the_command_line(void **state)
+{
+	char disk2[200], dspec[300], vs2[200], vspec[220], ans[512], cmd[500];
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--restore",
+			      snap,
+			      "--drive",
+			      dspec,
+			      "--vsock",
+			      vspec,
+			      have_netns ? "--net" : NULL,
+			      "id=eth0,tap=thawcli0",
+			      NULL};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct vmproc *p;
+	int fd;
+
+	snprintf(disk2, sizeof(disk2), "%s/disk2.img", dir);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", disk, disk2);
+	assert_int_equal(system(cmd), 0);
+	fd = open(disk2, O_WRONLY);
+	assert_true(fd >= 0);
+	memset(ans, 'Z', 512);
+	assert_int_equal(pwrite(fd, ans, 512, 5 * 512), 512);
+	close(fd);
+	snprintf(dspec, sizeof(dspec), "id=d0,path=%s", disk2);
+	snprintf(vs2, sizeof(vs2), "%s/v2.sock", dir);
+	snprintf(vspec, sizeof(vspec), "uds=%s", vs2);
+
+	p = start(argv);
+	/* the disk is the copy: its sector 5 is 'Z', the original's is 'f' */
+	assert_int_equal(ask(p, "blk read 5 1", "THAW_AGENT blk read", ans, sizeof(ans)), 0);
+	assert_non_null(strstr(ans, "head=5a5a5a5a"));
+	/* vsock listens at the new path */
+	assert_int_equal(ask(p, "vsock listen 5001", "THAW_AGENT vsock", ans, sizeof(ans)), 0);
+	memcpy(sa.sun_path, vs2, strlen(vs2) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	/* the network runs over the new tap */
+	if (have_netns) {
+		assert_int_equal(system("ip link show thawcli0 >/dev/null"), 0);
+		assert_int_equal(host_tap_up("thawcli0"), 0);
+		if (harness_udp_both_ways(p, HOST_IP, GUEST_IP, TMO))
+			fail();
+	}
+	harness_end(p);
+}
+
 /* A load that fails after the VM exists (here: the vsock override's directory does not
  * exist, found when the device is rebuilt) must not leave a half-restored VM running:
  * the process refuses every further action and says why. */
@@ -387,6 +438,7 @@ int main(void)
 	    cmocka_unit_test(restored_linux_reads_the_rng),
 	    cmocka_unit_test(restored_linux_talks_vsock),
 	    cmocka_unit_test(restored_linux_has_network_on_an_overridden_tap),
+	    cmocka_unit_test(restore_takes_new_backends_on_the_command_line),
 	    cmocka_unit_test(load_failing_halfway_leaves_the_api_refusing),
 	    cmocka_unit_test(guest_reboot_ends_thaw_with_status_0),
 	    cmocka_unit_test(guest_panic_ends_thaw_with_status_3),

@@ -16,10 +16,18 @@
 #define THAW_VIRTIO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vm;
 struct virtio_dev;
+
+/* Device specs (--drive, --net, --vsock and the API's equivalents) are comma-separated
+ * key=value lists. virtio_opt finds `key=` in one and copies its value into `out`
+ * (capacity `cap`): 1 found, 0 absent, -E2BIG too long. virtio_opt_check logs and
+ * refuses (-EINVAL) a key outside `known` (NULL-terminated), naming `what`. */
+int virtio_opt(const char *spec, const char *key, char *out, size_t cap);
+int virtio_opt_check(const char *what, const char *spec, const char *const *known);
 
 #define VIRTIO_MAX_QUEUES 3   /* vsock has the most: rx, tx, event */
 #define VIRTQ_MAX_SIZE	  256 /* the largest queue any device offers */

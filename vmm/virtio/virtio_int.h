@@ -156,12 +156,6 @@ int virtio_net_create(struct vm *vm, const char *spec, unsigned index, struct vi
 int virtio_vsock_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out);
 int virtio_rng_create(struct vm *vm, unsigned index, struct virtio_dev **out);
 
-/* Option parsing helper: finds `key=` in a comma-separated spec and copies its
- * value into `out` (capacity `cap`). Returns 1 found, 0 absent, -E2BIG too long. */
-int virtio_opt(const char *spec, const char *key, char *out, size_t cap);
-/* Rejects keys outside `known` (NULL-terminated). */
-int virtio_opt_check(const char *what, const char *spec, const char *const *known);
-
 /* The devices of one VM, owned by vmm/virtio/. */
 struct vmm_devices {
 	unsigned nr;
