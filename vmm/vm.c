@@ -477,7 +477,9 @@ static void vcpu_fingerprint(struct vcpu *v)
 	bump(&v->fp_seq);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	__atomic_store_n(&v->fp, regs_hash(&regs), __ATOMIC_RELAXED);
-	__atomic_store_n(&v->fp_halted, mp.mp_state == KVM_MP_STATE_HALTED, __ATOMIC_RELAXED);
+	/* Halted, or an AP still waiting for INIT/SIPI: waiting for an event, not for
+	 * memory. */
+	__atomic_store_n(&v->fp_halted, mp.mp_state != KVM_MP_STATE_RUNNABLE, __ATOMIC_RELAXED);
 	bump(&v->fp_seq);
 }
 

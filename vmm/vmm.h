@@ -305,7 +305,7 @@ struct vcpu {
 	int probe;	    /* set with a detector's kick: fingerprint the next EINTR */
 	uint64_t fp_seq;    /* 2 per fingerprint taken, odd while one is written */
 	uint64_t fp;	    /* hash of the registers at the last one */
-	bool fp_halted;	    /* KVM_MP_STATE_HALTED at the last one */
+	bool fp_halted;	    /* not KVM_MP_STATE_RUNNABLE at the last one (halted, ...) */
 };
 
 /* What the user asked for; owned by the caller. */
@@ -466,7 +466,7 @@ struct vm_vcpu_sample {
 	uint64_t exits;	 /* changes when KVM_RUN returned with an exit (guest progress) */
 	uint64_t fp_seq; /* changes when a probe kick made KVM_RUN return */
 	uint64_t fp;	 /* registers at that return (a hash) */
-	bool fp_halted;	 /* the vCPU was halted then (waiting for an interrupt) */
+	bool fp_halted;	 /* it was halted then, or waiting for INIT/SIPI: not runnable */
 };
 
 #define VMM_UFFD_STALL_DEFAULT_MS 3000u
