@@ -258,12 +258,24 @@ static void restored_linux_talks_vsock(void **state)
 	harness_end(p);
 }
 
+/* A thaw waiting on an API socket `name` in the test directory (path into `sock`). */
+static struct vmproc *api_thaw(const char *name, char *sock, size_t len)
+{
+	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
+	struct vmproc *p;
+
+	snprintf(sock, len, "%s/%s", dir, name);
+	unlink(sock);
+	p = start(argv);
+	assert_int_equal(harness_wait_socket(sock), 0);
+	return p;
+}
+
 /* Restored through the API onto another tap (Firecracker's network_overrides), the
  * guest's interface, address and bound socket work as they did before the snapshot. */
 static void restored_linux_has_network_on_an_overridden_tap(void **state)
 {
 	char sock[160], json[600], body[512];
-	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
 	struct vmproc *p;
 	int st;
 
@@ -271,10 +283,7 @@ static void restored_linux_has_network_on_an_overridden_tap(void **state)
 		print_message("SKIPPED: no network namespace of our own (needs root)\n");
 		skip();
 	}
-	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
-	unlink(sock);
-	p = start(argv);
-	assert_int_equal(harness_wait_socket(sock), 0);
+	p = api_thaw("api.sock", sock, sizeof(sock));
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"network_overrides\": "
 		 "[{\"iface_id\": \"eth0\", \"host_dev_name\": \"thawrest0\"}]}",
@@ -350,14 +359,10 @@ static void restore_takes_new_backends_on_the_command_line(void **state)
 static void load_failing_halfway_leaves_the_api_refusing(void **state)
 {
 	char sock[160], json[600], body[1024];
-	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
 	struct vmproc *p;
 	int st;
 
-	snprintf(sock, sizeof(sock), "%s/api2.sock", dir);
-	unlink(sock);
-	p = start(argv);
-	assert_int_equal(harness_wait_socket(sock), 0);
+	p = api_thaw("api2.sock", sock, sizeof(sock));
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"vsock_override\": "
 		 "{\"uds_path\": \"%s/no/such/dir/v.sock\"}}",
