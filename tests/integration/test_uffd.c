@@ -509,6 +509,82 @@ static void handler_stopped_before_serving_ends_the_vm(void **state)
 	end(h);
 }
 
+/* A Linux guest's restore writes its kvmclock MSRs, which touches guest memory from the
+ * main thread before any vCPU runs: with the handler stopped the restore itself waits,
+ * there is no vCPU to kick, and thaw still ends within the timeout. */
+static void restore_waiting_on_a_stopped_handler_ends_the_vm(void **state)
+{
+	char lsnap[256], sock[256], pid[32];
+	const char *bargv[] = {harness_env("THAW_BIN"),
+			       "--kernel",
+			       harness_env("THAW_KERNEL"),
+			       "--cmdline",
+			       "console=ttyS0 thaw_agent.hold_init=1 quiet",
+			       "--mem-mib",
+			       "128",
+			       "--snapshot",
+			       lsnap,
+			       "--snapshot-after",
+			       "THAW_GUEST_READY",
+			       "--snapshot-then",
+			       "exit",
+			       NULL};
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--restore",
+			      lsnap,
+			      "--mem-backend",
+			      "uffd-ext",
+			      "--uffd-sock",
+			      sock,
+			      "--uffd-stall-timeout-ms",
+			      STALL_MS,
+			      NULL};
+	char bin[512];
+	const char *hargv[] = {bin, "--socket", sock, "--snapshot", lsnap, "--count", "1", NULL};
+	struct vmproc *h, *p;
+	long long t0, dt;
+	int st;
+
+	path_in_dir(lsnap, sizeof(lsnap), "linux.snap");
+	path_in_dir(sock, sizeof(sock), "l.sock");
+	p = start(bargv);
+	if (vmproc_wait(p, TMO) != 0) {
+		vmproc_dump(p, "Linux guest snapshot");
+		fail();
+	}
+	end(p);
+
+	snprintf(bin, sizeof(bin), "%s/thaw-uffd", harness_env("THAW_BUILD"));
+	h = start(hargv);
+	if (vmproc_expect(h, "THAW_UFFD_READY", TMO, NULL, 0)) {
+		vmproc_dump(h, "thaw-uffd start");
+		fail();
+	}
+	assert_int_equal(kill(h->pid, SIGSTOP), 0);
+	t0 = harness_ms();
+	p = start(argv);
+	st = vmproc_wait(p, atoi(STALL_MS) + 60000);
+	dt = harness_ms() - t0;
+	print_message("thaw ended %lld ms after it started (limit %s ms), status %d\n", dt,
+		      STALL_MS, st);
+	snprintf(pid, sizeof(pid), "pid %d", (int)h->pid);
+	if (st != 2 || !strstr(p->err, "the restore (main thread) stuck in a guest memory fault") ||
+	    !strstr(p->err, pid)) {
+		vmproc_dump(p, "restore with a stopped handler");
+		kill(h->pid, SIGCONT);
+		fail();
+	}
+	assert_true(dt >= atoi(STALL_MS));
+	assert_true(dt < atoi(STALL_MS) + STALL_MARGIN_MS);
+	end(p);
+	assert_int_equal(kill(h->pid, SIGCONT), 0);
+	if (vmproc_wait(h, TMO) != 0) {
+		vmproc_dump(h, "thaw-uffd after SIGCONT");
+		fail();
+	}
+	end(h);
+}
+
 /* A halted guest without a timer tick never exits by itself: the detector kicks it out
  * of KVM_RUN every period, it comes back at once each time, and is never taken for
  * stuck. */
@@ -633,6 +709,7 @@ int main(void)
 	    cmocka_unit_test(killed_handler_stops_the_vm_within_a_second),
 	    cmocka_unit_test(stopped_handler_ends_the_vm_within_the_stall_timeout),
 	    cmocka_unit_test(handler_stopped_before_serving_ends_the_vm),
+	    cmocka_unit_test(restore_waiting_on_a_stopped_handler_ends_the_vm),
 	    cmocka_unit_test(idle_guest_is_not_taken_for_stuck),
 	};
 
