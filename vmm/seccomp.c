@@ -278,8 +278,6 @@ static void build_main(struct rule_ctx *c)
 	ALLOW(c, lseek);
 	ALLOW(c, fstat);
 	ALLOW(c, newfstatat); /* fstat and lstat of glibc */
-	/* Whether a path exists (the PVM host check under /sys/module). */
-	ALLOW(c, access);
 	ALLOW(c, ftruncate); /* snapshot files get their size before the memory goes in */
 	ALLOW(c, fsync);     /* a snapshot is durable before it is renamed into place */
 	ALLOW(c, fdatasync);
