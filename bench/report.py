@@ -144,6 +144,10 @@ def ratios(res):
             one = med(res, "jail_128m1v_" + kind, "answer_us")
             out[name + ".each/one_at_a_time"] = ratio(med(res, name, "answer_us"), one)
             out[name + ".wall/one_at_a_time"] = ratio(med(res, name + "_wall", "wall_us"), one)
+            if kind == "jailed":
+                # Does the jail cost more when many start at once than alone?
+                out[name + ".jailed/unjailed"] = ratio(
+                    med(res, name, "answer_us"), med(res, name[:-len("jailed")] + "unjailed", "answer_us"))
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -267,7 +271,9 @@ def table(res, meta, rat):
     for name in sorted(k for k in res if k.startswith("jail_at_once_") and not k.endswith("_wall")):
         n, kind = name.split("_")[3], name.split("_")[4]
         row("%s %s at once: each process start .. answer" % (n, kind), name, "answer_us",
-            "x%s of one at a time" % rat.get(name + ".each/one_at_a_time", "-"))
+            "x%s of one at a time" % rat.get(name + ".each/one_at_a_time", "-") +
+            ("; x%s of unjailed at once" % rat[name + ".jailed/unjailed"]
+             if name + ".jailed/unjailed" in rat else ""))
         row("%s %s at once: wall, first start .. last answer" % (n, kind), name + "_wall", "wall_us",
             "x%s of one at a time" % rat.get(name + ".wall/one_at_a_time", "-"))
         row("%s %s at once: jail setup" % (n, kind), name, "jail_setup_us")
