@@ -422,21 +422,26 @@ static void handle_mmio(struct vcpu *v)
 }
 
 /* Parks the calling vCPU while a pause is requested. */
-static void vcpu_park(struct vcpu *v)
+/* Waits while a pause is requested. False when the thread is to end instead (a
+ * prepared VM's parked threads, when the VM is discarded). */
+static bool vcpu_park(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
+	bool quit;
 
 	pthread_mutex_lock(&vm->run_lock);
 	if (vm->pause_requested) {
 		vm->nr_paused++;
 		__atomic_store_n(&v->parked, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&vm->run_cond);
-		while (vm->pause_requested)
+		while (vm->pause_requested && !vm->vcpus_quit)
 			pthread_cond_wait(&vm->run_cond, &vm->run_lock);
 		__atomic_store_n(&v->parked, false, __ATOMIC_RELEASE);
 		vm->nr_paused--;
 	}
+	quit = vm->vcpus_quit;
 	pthread_mutex_unlock(&vm->run_lock);
+	return !quit;
 }
 
 /* Single writer (this vCPU's thread): a plain increment published atomically, no
@@ -554,7 +559,8 @@ static void *vcpu_thread(void *arg)
 	for (;;) {
 		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE)) {
 			v->run->immediate_exit = 0;
-			vcpu_park(v);
+			if (!vcpu_park(v))
+				break;
 		}
 		if (!v->vm->t_first_run_ns && v->index == 0)
 			v->vm->t_first_run_ns = now_ns();
@@ -735,8 +741,36 @@ int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib)
 		ret = vm_create_vcpu_fds(vm);
 	if (ret)
 		return ret;
+	/* The vCPU threads start now and park before their first KVM_RUN: creating a
+	 * thread and installing its seccomp filter (~0.3 ms a vCPU on PVM) is then done
+	 * before the restore request arrives, and vm_launch only wakes them. */
+	pthread_mutex_lock(&vm->run_lock);
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->run_lock);
+	ret = vm_start_vcpus(vm);
+	if (ret)
+		return ret;
 	vm->prepared = true;
 	return 0;
+}
+
+/* Ends the parked threads of a prepared VM that is not going to run. */
+static void vm_end_parked_vcpus(struct vm *vm)
+{
+	if (!vm->nr_started)
+		return;
+	pthread_mutex_lock(&vm->run_lock);
+	vm->vcpus_quit = true;
+	pthread_cond_broadcast(&vm->run_cond);
+	pthread_mutex_unlock(&vm->run_lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (!vm->vcpus[i].started)
+			continue;
+		pthread_join(vm->vcpus[i].thread, NULL);
+		__atomic_store_n(&vm->vcpus[i].started, false, __ATOMIC_RELEASE);
+	}
+	vm->nr_started = vm->nr_paused = 0;
+	vm->pause_requested = vm->vcpus_quit = false;
 }
 
 /* What a discarded VM still holds, handed to a thread that releases it. */
@@ -767,6 +801,7 @@ void vm_discard(struct vm *vm)
 	struct vm_remains *r = calloc(1, sizeof(*r));
 	pthread_t t;
 
+	vm_end_parked_vcpus(vm);
 	if (!r) {
 		vm_destroy(vm);
 		return;
@@ -823,6 +858,9 @@ int vm_launch(struct vm *vm, bool paused)
 		return -EINVAL;
 	if (paused) {
 		vm->paused = true;
+	} else if (vm->nr_started) {
+		/* a prepared VM's threads wait parked: wake them */
+		vm_resume(vm);
 	} else {
 		int ret = vm_start_vcpus(vm);
 
