@@ -8,6 +8,8 @@ set -uo pipefail
 readonly KVH_FORMAT=2
 # Modules PID 1 loads before the job (their dependencies follow automatically).
 readonly KVH_MODULES="virtio_pci 9pnet_virtio 9p overlay kvm_amd tun"
+# kvm_amd's parameters in the VM (part of the initramfs, so of its cache key).
+KVH_KVM_AMD_ARGS=${THAW_KVMHOST_KVM_AMD_ARGS-}
 
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P) || exit 125
 
@@ -196,7 +198,7 @@ strip_signature() {
 	is_uint "$len" && ((len + 40 < size)) && truncate -s "$((size - 40 - len))" -- "$f"
 }
 key=$({
-	echo "format $KVH_FORMAT $pkg $kver $KVH_MODULES"
+	echo "format $KVH_FORMAT $pkg $kver $KVH_MODULES kvm_amd:$KVH_KVM_AMD_ARGS"
 	sha256sum <"$here/init.sh"
 	sha256sum <"$busybox"
 } | sha256sum | cut -c1-16)
@@ -221,6 +223,7 @@ if [[ ! -e $idir/initrd.cpio ]]; then
 			strip_signature "$st/lib/mod/$b"
 		done <<<"$deps"
 	done
+	[[ -z $KVH_KVM_AMD_ARGS ]] || sed -i "s|^kvm-amd\.ko\$|kvm-amd.ko $KVH_KVM_AMD_ARGS|" "$st/lib/mod/order"
 	(cd -- "$st" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$tmpi/initrd.cpio" ||
 		die "cpio failed"
 	rm -rf -- "$st"
