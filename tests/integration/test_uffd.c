@@ -392,6 +392,17 @@ static void killed_handler_stops_the_vm_within_a_second(void **state)
 	end(h);
 }
 
+/* Lets a SIGSTOPped thaw-uffd go on: with its VM gone it ends by itself (--count 1). */
+static void continue_handler(struct vmproc *h)
+{
+	assert_int_equal(kill(h->pid, SIGCONT), 0);
+	if (vmproc_wait(h, TMO) != 0) {
+		vmproc_dump(h, "thaw-uffd after SIGCONT");
+		fail();
+	}
+	end(h);
+}
+
 /* The stall detector's timeout in these tests, and what may come on top of it: up to
  * two check periods (a third of the timeout each) before the first kick and after the
  * limit, plus scheduling in a nested TCG host. */
@@ -449,13 +460,7 @@ static void stopped_handler_ends_the_vm_within_the_stall_timeout(void **state)
 	assert_null(strstr(p->err, "hung up its socket"));
 	assert_null(strstr(p->err, ") exited"));
 	end(p);
-	/* let it go: with its VM gone it ends on its own (--count 1) */
-	assert_int_equal(kill(h->pid, SIGCONT), 0);
-	if (vmproc_wait(h, TMO) != 0) {
-		vmproc_dump(h, "thaw-uffd after SIGCONT");
-		fail();
-	}
-	end(h);
+	continue_handler(h);
 }
 
 /* A handler stopped before it served a single page: whatever touches guest memory first
@@ -501,12 +506,7 @@ static void handler_stopped_before_serving_ends_the_vm(void **state)
 	/* the guest never printed an answer: it never ran a served instruction */
 	assert_null(strstr(p->out, "PROBE"));
 	end(p);
-	assert_int_equal(kill(h->pid, SIGCONT), 0);
-	if (vmproc_wait(h, TMO) != 0) {
-		vmproc_dump(h, "thaw-uffd after SIGCONT");
-		fail();
-	}
-	end(h);
+	continue_handler(h);
 }
 
 /* A Linux guest's restore writes its kvmclock MSRs, which touches guest memory from the
@@ -577,12 +577,7 @@ static void restore_waiting_on_a_stopped_handler_ends_the_vm(void **state)
 	assert_true(dt >= atoi(STALL_MS));
 	assert_true(dt < atoi(STALL_MS) + STALL_MARGIN_MS);
 	end(p);
-	assert_int_equal(kill(h->pid, SIGCONT), 0);
-	if (vmproc_wait(h, TMO) != 0) {
-		vmproc_dump(h, "thaw-uffd after SIGCONT");
-		fail();
-	}
-	end(h);
+	continue_handler(h);
 }
 
 /* A halted guest without a timer tick never exits by itself: the detector kicks it out
