@@ -79,7 +79,7 @@ deps:
 	@scripts/deps.sh
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory programs unit-tests integration-tests guests
+	$(Q)$(MAKE) --no-print-directory programs unit-tests integration-tests guests bench-needs
 	$(Q)tests/run.sh $(B)
 
 demo: deps
