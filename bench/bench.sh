@@ -8,7 +8,7 @@
 # usage: bench/bench.sh [--build DIR] [--out DIR] [--runs N] [--boot-runs N]
 #                       [--qemu-runs N] [--perf-runs N] [--clones "1 8 32"]
 #                       [--jail-runs N] [--jail-at-once N] [--jail-batches N] [--only GROUPS]
-#                       [--check] [--smoke] [--no-qemu] [--no-linux]
+#                       [--check] [--smoke] [--no-qemu] [--no-linux] [--resume]
 #   --only    a comma-separated subset of the series groups: floor, thaw (restores),
 #             create, perf, boot, clones, qemu, linux, api (PUT /snapshot/load through the
 #             API socket, with the direct 128m1v file restores it is compared with), jail
@@ -18,12 +18,19 @@
 #             floor or 50% over bench/baseline.json
 #   --smoke   a few iterations of every series, no timing assertions; prints
 #             "bench-smoke: N passed, N failed" (one per series that produced runs)
+#   --resume  keep the runs the results directory already holds and measure only what
+#             is missing. bench/kvmhost.sh passes it, so that when the nested VM wedges and
+#             is booted again, the rerun goes on from the run where the last one stopped
+#             (snapshots are taken again: the VM's /tmp does not survive it)
+# The results directory is --out, or bench/results/<BENCH_STAMP or the UTC time> (with
+# "check" or "smoke" appended in those modes).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd -P)
 cd "$top" || exit 2
 
 B=build OUT="" RUNS=30 BOOT_RUNS=20 QEMU_RUNS=10 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
 CLONES="1 8 32" MODE=full QEMU=1 LINUX=1 ONLY="" JAIL_RUNS=20 JAIL_AT_ONCE=10 JAIL_BATCHES=3
+RESUME=0
 while (($#)); do
 	case $1 in
 	--build) B=$2 && shift 2 ;;
@@ -41,6 +48,7 @@ while (($#)); do
 	--smoke) MODE=smoke && shift ;;
 	--no-qemu) QEMU=0 && shift ;;
 	--no-linux) LINUX=0 && shift ;;
+	--resume) RESUME=1 && shift ;;
 	*) echo "bench: unknown option '$1' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -71,20 +79,31 @@ PROBE=$THAW_PROBE
 PY=$(command -v /usr/bin/python3 || command -v python3)
 [[ -f $PROBE ]] || { echo "bench: THAW_PROBE=$PROBE is missing" >&2 && exit 2; }
 
-OUT=${OUT:-$top/bench/results/$(date -u +%Y%m%dT%H%M%SZ)${MODE/full/}}
+[[ -n $OUT || -n ${BENCH_STAMP:-} ]] || ((!RESUME)) ||
+	{ echo "bench: --resume needs --out DIR or BENCH_STAMP" >&2 && exit 2; }
+OUT=${OUT:-$top/bench/results/${BENCH_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}${MODE/full/}}
 mkdir -p "$OUT/raw" || exit 2
+# A resumed run keeps meta.txt and raw/ and adds to them; steps.txt names the steps (a
+# floor series, a clone count, ...) that ended, so that a rerun leaves them be.
+[[ -s $OUT/meta.txt ]] || RESUME=0
+((RESUME)) || : >"$OUT/steps.txt"
 # Snapshots and scratch on local storage (tmpfs in the nested host), not on the 9p export.
 W=$(mktemp -d "${TMPDIR:-/tmp}/thaw-bench.XXXXXX") || exit 2
 # Jails are removed by thaw-jailer --cleanup (their cgroups are not files under $W).
 trap 'while read -r id; do "$top/$B/thaw-jailer" --cleanup --id "$id" --chroot-base "$W/jails" >/dev/null 2>&1; done 2>/dev/null <"$W/jail-ids"; rm -rf -- "$W"' EXIT
 META=$OUT/meta.txt
-: >"$META"
+((RESUME)) || : >"$META"
 meta() { echo "$1=$2" >>"$META"; }
 note() {
 	echo "bench: note: $*" >&2
 	echo "note=$*" >>"$META"
 }
 say() { echo "bench: $(date -u +%H:%M:%S) $*" >&2; }
+# runs FILE: how many runs a series file holds (0 when it does not exist).
+runs() { [[ -f $1 ]] && wc -l <"$1" || echo 0; }
+# ended STEP / end STEP: whether STEP ended in an earlier attempt; record that it did.
+ended() { grep -qxF -- "$1" "$OUT/steps.txt" 2>/dev/null; }
+end() { echo "$1" >>"$OUT/steps.txt"; }
 
 # Where the numbers come from: they mean little without it.
 if [[ -n ${THAW_KVMHOST_INSIDE:-} ]]; then
@@ -97,21 +116,27 @@ else
 	where=native
 	whatis="native /dev/kvm"
 fi
-meta where "$where"
-meta where_text "$whatis"
-meta mode "$MODE"
-meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-meta host_kernel "$(uname -r)"
-meta cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-meta cpus "$(nproc)"
-meta mem_mib "$(($(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo) / 1024))"
-meta loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
-meta outer_loadavg "${BENCH_OUTER_LOADAVG:-}"
-meta git "$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-meta runs "$RUNS"
-meta only "${ONLY:-all}"
-meta command "${BENCH_COMMAND:-bench/bench.sh}"
-meta scratch_fs "$(stat -f -c %T "$W")"
+if ((RESUME)); then
+	# Each attempt's start is on record: figures from both sides of a reboot are in one set.
+	note "resumed at $(date -u +%H:%M:%S) (load $(cut -d' ' -f1-3 /proc/loadavg)), the runs before kept"
+	say "resuming $OUT: $(cat "$OUT"/raw/*.txt 2>/dev/null | wc -l) runs and $(wc -l <"$OUT/steps.txt") steps kept"
+else
+	meta where "$where"
+	meta where_text "$whatis"
+	meta mode "$MODE"
+	meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	meta host_kernel "$(uname -r)"
+	meta cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+	meta cpus "$(nproc)"
+	meta mem_mib "$(($(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo) / 1024))"
+	meta loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
+	meta outer_loadavg "${BENCH_OUTER_LOADAVG:-}"
+	meta git "$(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	meta runs "$RUNS"
+	meta only "${ONLY:-all}"
+	meta command "${BENCH_COMMAND:-bench/bench.sh}"
+	meta scratch_fs "$(stat -f -c %T "$W")"
+fi
 say "running on $where: $whatis; results in $OUT"
 
 # jail_steps FILE: thaw-jailer -v's step times ("timing (us): validate=150 ... total=2100")
@@ -140,13 +165,16 @@ rec() {
 	return $rc
 }
 
-# series N SERIES [spawn options] -- CMD...: N runs; gives up after 3 failures in a row.
+# series N SERIES [spawn options] -- CMD...: N runs (those a resumed run already has
+# count); gives up after 3 failures in a row.
 series() {
 	local n=$1 s=$2 i fails=0
 	shift 2
-	say "$s: $n runs"
-	: >"$OUT/raw/$s.txt"
-	for ((i = 0; i < n; i++)); do
+	i=$(runs "$OUT/raw/$s.txt")
+	((i < n)) || return 0
+	say "$s: $((n - i)) runs"
+	((i > 0)) || : >"$OUT/raw/$s.txt"
+	for (( ; i < n; i++)); do
 		if rec "$s" "$@"; then fails=0; else fails=$((fails + 1)); fi
 		if ((fails >= 3)); then
 			note "$s: stopped after 3 failed runs in a row (see raw/$s.last-error.txt)"
@@ -173,10 +201,12 @@ PING=(--send ping --every 2000 --expect "PROBE pong" --timeout 60000)
 floor_series() { # NAME RUNS ARGS...
 	local name=$1 n=$2
 	shift 2
+	ended "$name" && return
 	say "$name: $n runs"
 	if ! "$FLOOR" --runs "$n" "$@" >"$OUT/raw/$name.txt" 2>"$W/floor.err"; then
 		note "$name: floor failed: $(tail -n 1 "$W/floor.err")"
 	fi
+	end "$name"
 }
 if want floor; then
 	floor_series floor_128m1v "$RUNS" --mem-mib 128 --vcpus 1
@@ -191,9 +221,10 @@ S128=$W/probe-128m1v.snap S512=$W/probe-512m2v.snap
 snapshot "$S128" 128 1 >/dev/null
 if want thaw; then snapshot "$S512" 512 2 >/dev/null; fi
 if [[ $MODE != check ]] && want create; then
-	say "create_256m1v: $CREATE_RUNS runs"
-	: >"$OUT/raw/create_256m1v.txt"
-	for ((i = 0; i < CREATE_RUNS; i++)); do
+	i=$(runs "$OUT/raw/create_256m1v.txt")
+	((i < CREATE_RUNS)) && say "create_256m1v: $((CREATE_RUNS - i)) runs"
+	((i > 0)) || : >"$OUT/raw/create_256m1v.txt"
+	for (( ; i < CREATE_RUNS; i++)); do
 		line=$(snapshot "$W/probe-256.snap" 256 1) && echo "$line size_bytes=$(stat -c %s "$W/probe-256.snap") disk_kb=$(du -k "$W/probe-256.snap" | cut -f1)" >>"$OUT/raw/create_256m1v.txt"
 		rm -f -- "$W/probe-256.snap"
 	done
@@ -219,6 +250,8 @@ for shape in $shapes; do
 		case $be in
 		uffd-ondemand) bargs=(--mem-backend uffd --uffd-strategy ondemand) ;;
 		uffd-prefetch)
+			# A resumed run records the working set again only when it still needs it.
+			(($(runs "$OUT/raw/thaw_${shape}_prepared_$be.txt") < RUNS)) || continue
 			ws=$W/ws-$shape
 			"$SPAWN" --stderr "$W/err" "${PING[@]}" -- "$THAW" --restore "$snap" --mem-backend uffd \
 				--uffd-strategy ondemand --uffd-record "$ws" >/dev/null
@@ -267,9 +300,10 @@ elif command -v perf >/dev/null && [[ -s $S128 ]]; then
 		pargs=()
 		[[ $path == prepared ]] && pargs=(--prepare "mem-mib=128,vcpus=1")
 		s=perf_128m1v_${path}_file
-		say "$s: $PERF_RUNS runs"
-		: >"$OUT/raw/$s.txt"
-		for ((i = 0; i < PERF_RUNS; i++)); do
+		i=$(runs "$OUT/raw/$s.txt")
+		((i < PERF_RUNS)) && say "$s: $((PERF_RUNS - i)) runs"
+		((i > 0)) || : >"$OUT/raw/$s.txt"
+		for (( ; i < PERF_RUNS; i++)); do
 			rm -f "$W/perf.csv"
 			REC_EXTRA=" " rec "$s.tmp" "${PING[@]}" -- perf stat -x, -o "$W/perf.csv" -e "$ev" -- \
 				"$THAW" --restore "$S128" --timing "${pargs[@]}" || continue
@@ -285,12 +319,15 @@ elif command -v perf >/dev/null && [[ -s $S128 ]]; then
 	T=/sys/kernel/tracing
 	[[ -d $T/events ]] || T=/sys/kernel/debug/tracing
 	perf probe -q -d 'sdt_thaw:*' >/dev/null 2>&1
-	if perf probe -q -x "$THAW" -a 'sdt_thaw:*' >"$W/probe.log" 2>&1 && [[ -d $T/events/sdt_thaw ]]; then
-		s=usdt_128m1v_plain_file
-		say "$s: $USDT_RUNS runs"
-		: >"$OUT/raw/$s.txt"
+	s=usdt_128m1v_plain_file
+	i=$(runs "$OUT/raw/$s.txt")
+	if ((i >= USDT_RUNS)); then
+		: # a resumed run that has them
+	elif perf probe -q -x "$THAW" -a 'sdt_thaw:*' >"$W/probe.log" 2>&1 && [[ -d $T/events/sdt_thaw ]]; then
+		say "$s: $((USDT_RUNS - i)) runs"
+		((i > 0)) || : >"$OUT/raw/$s.txt"
 		echo 1 >"$T/events/sdt_thaw/enable"
-		for ((i = 0; i < USDT_RUNS; i++)); do
+		for (( ; i < USDT_RUNS; i++)); do
 			: >"$T/trace"
 			REC_EXTRA=" " rec "$s.tmp" "${PING[@]}" -- "$THAW" --restore "$S128" --timing || continue
 			# "thaw-123 [000] ..... 4711.000123: restore_start: (0x...)"
@@ -354,7 +391,7 @@ if [[ $MODE != check && -s $S128 ]] && want clones; then
 			note "clones: N=$n does not fit in $memfree MiB available here, skipped"
 			continue
 		fi
-		clones "$n"
+		ended "clones_$n" || { clones "$n" && end "clones_$n"; }
 	done
 fi
 
@@ -370,7 +407,9 @@ elif ((QEMU)) && [[ $MODE != check ]] && command -v qemu-system-x86_64 >/dev/nul
 		-machine memory-backend=ram0)
 	if series "$QEMU_RUNS" qemu_boot_128m1v --expect THAW_PROBE_READY --timeout 120000 --mem --guest-mib 128 -- "${q[@]}"; then
 		# Its own snapshot: migration to a file (bench/qemu_snap.py drives QMP).
-		if "$PY" bench/qemu_snap.py "$W/qemu-128.mig" "$W/qs.sock" -- "${q[@]}" \
+		if (($(runs "$OUT/raw/qemu_restore_128m1v_exec.txt") >= QEMU_RUNS)); then
+			: # a resumed run that has them
+		elif "$PY" bench/qemu_snap.py "$W/qemu-128.mig" "$W/qs.sock" -- "${q[@]}" \
 			-qmp "unix:$W/qs.sock,server=on,wait=off" >"$OUT/raw/qemu_create_128m1v.txt" 2>"$W/qsnap.err"; then
 			series "$QEMU_RUNS" qemu_restore_128m1v_exec "${PING[@]}" --timeout 120000 --mem --guest-mib 128 -- \
 				"${q[@]}" -incoming "exec:cat $W/qemu-128.mig"
@@ -380,14 +419,17 @@ elif ((QEMU)) && [[ $MODE != check ]] && command -v qemu-system-x86_64 >/dev/nul
 		rm -f -- "$W/qemu-128.mig"
 		# File-backed memory shared with the file, left out of the stream (x-ignore-shared,
 		# settable over QMP only, so the restore uses -incoming defer).
-		if "$PY" bench/qemu_snap.py --ignore-shared "$W/qemu-128s.mig" "$W/qs.sock" -- "${q[@]}" "${qshared[@]}" \
+		s=qemu_restore_128m1v_shared
+		i=$(runs "$OUT/raw/$s.txt")
+		if ((i >= QEMU_RUNS)); then
+			: # a resumed run that has them
+		elif "$PY" bench/qemu_snap.py --ignore-shared "$W/qemu-128s.mig" "$W/qs.sock" -- "${q[@]}" "${qshared[@]}" \
 			-qmp "unix:$W/qs.sock,server=on,wait=off" >"$OUT/raw/qemu_create_128m1v_shared.txt" 2>"$W/qsnap.err"; then
 			# A run writes to the shared file: each restore starts from a pristine copy.
 			mv -- "$W/qemu-ram" "$W/qemu-ram.orig"
-			s=qemu_restore_128m1v_shared
-			say "$s: $QEMU_RUNS runs"
-			: >"$OUT/raw/$s.txt"
-			for ((i = 0; i < QEMU_RUNS; i++)); do
+			say "$s: $((QEMU_RUNS - i)) runs"
+			((i > 0)) || : >"$OUT/raw/$s.txt"
+			for (( ; i < QEMU_RUNS; i++)); do
 				cp -- "$W/qemu-ram.orig" "$W/qemu-ram"
 				rm -f -- "$W/qr.sock"
 				rec "$s" "${PING[@]}" --timeout 120000 --mem --guest-mib 128 --qmp "$W/qr.sock" \
@@ -438,7 +480,9 @@ if [[ $MODE != check && -s $S128 ]] && want api; then
 	# kept-alive connection (issue 6 asks for the median of 10 000), against a bare socket.
 	n=10000
 	[[ $MODE == smoke ]] && n=1000
-	if [[ -x $top/$B/bench_api ]]; then
+	if ended api_overhead; then
+		: # a resumed run that has it
+	elif [[ -x $top/$B/bench_api ]]; then
 		say "api_overhead: $top/$B/bench_api $n"
 		if "$top/$B/bench_api" "$n" >"$W/bench_api.out" 2>&1; then
 			echo "$(sed -n 's/^bench_api: //p' "$W/bench_api.out") rc=0" >"$OUT/raw/api_overhead.txt"
@@ -446,6 +490,7 @@ if [[ $MODE != check && -s $S128 ]] && want api; then
 			note "api_overhead: bench_api failed: $(tail -n 1 "$W/bench_api.out")"
 			echo "rc=1" >"$OUT/raw/api_overhead.txt"
 		fi
+		end api_overhead
 	else
 		note "api_overhead: $B/bench_api is missing (make programs)"
 	fi
@@ -488,10 +533,15 @@ if [[ $MODE != check && -s $S128 ]] && want jail; then
 		jargs=(-v --exec-file "$jthaw" --uid 10000 --gid 10000 --chroot-base "$JB"
 			--cgroup pids.max=64 "${jlinks[@]}" --link "$S128:/ready.snap:ro" --)
 		leftover=0
-		say "jail_128m1v_{unjailed,jailed}: $JAIL_RUNS runs each, interleaved"
-		: >"$OUT/raw/jail_128m1v_unjailed.txt"
-		: >"$OUT/raw/jail_128m1v_jailed.txt"
-		for ((i = 0; i < JAIL_RUNS; i++)); do
+		# A resumed run goes on from the last pair both series hold.
+		i=$(runs "$OUT/raw/jail_128m1v_unjailed.txt") j=$(runs "$OUT/raw/jail_128m1v_jailed.txt")
+		((j < i)) && i=$j
+		for kind in unjailed jailed; do
+			head -n "$i" "$OUT/raw/jail_128m1v_$kind.txt" >"$W/jail.part" 2>/dev/null
+			mv -- "$W/jail.part" "$OUT/raw/jail_128m1v_$kind.txt"
+		done
+		((i < JAIL_RUNS)) && say "jail_128m1v_{unjailed,jailed}: $((JAIL_RUNS - i)) runs each, interleaved"
+		for (( ; i < JAIL_RUNS; i++)); do
 			rec jail_128m1v_unjailed "${PING[@]}" -- "$jthaw" --restore "$S128" --timing
 			id=bj-s$i
 			echo "$id" >>"$W/jail-ids"
@@ -503,10 +553,14 @@ if [[ $MODE != check && -s $S128 ]] && want jail; then
 		# start to the last answer (spawn --clock: CLOCK_MONOTONIC, one clock for all).
 		for kind in unjailed jailed; do
 			s=jail_at_once_${JAIL_AT_ONCE}_$kind
-			say "$s: $JAIL_BATCHES batches of $JAIL_AT_ONCE restores at once"
-			: >"$OUT/raw/$s.txt"
-			: >"$OUT/raw/${s}_wall.txt"
-			for ((b = 0; b < JAIL_BATCHES; b++)); do
+			# A resumed run keeps the batches that ended (those with a wall line).
+			b=$(runs "$OUT/raw/${s}_wall.txt")
+			awk -v b="$b" '{ for (i = 1; i <= NF; i++) if ($i ~ /^batch=/ && substr($i, 7) + 0 < b) print }' \
+				"$OUT/raw/$s.txt" >"$W/jail.part" 2>/dev/null
+			mv -- "$W/jail.part" "$OUT/raw/$s.txt"
+			((b > 0)) || : >"$OUT/raw/${s}_wall.txt"
+			((b < JAIL_BATCHES)) && say "$s: $((JAIL_BATCHES - b)) batches of $JAIL_AT_ONCE restores at once"
+			for (( ; b < JAIL_BATCHES; b++)); do
 				d=$W/at-once && rm -rf -- "$d" && mkdir -p "$d"
 				pids=()
 				for ((i = 0; i < JAIL_AT_ONCE; i++)); do
@@ -558,7 +612,9 @@ if [[ $MODE != check && -s $S128 ]] && want jail; then
 
 	# Jail setup alone, with and without cgroups and a PID namespace (jailer/bench_jail.c:
 	# jailer start .. the jailed program's main(), each configuration's median).
-	if [[ -x $top/$B/bench_jail && -x $top/$B/tests/jailer_probe ]] && (($(id -u) == 0)); then
+	if ended jail_setup; then
+		: # a resumed run that has it
+	elif [[ -x $top/$B/bench_jail && -x $top/$B/tests/jailer_probe ]] && (($(id -u) == 0)); then
 		say "jail_setup: $top/$B/bench_jail, $((JAIL_RUNS > 4 ? JAIL_RUNS : 4)) runs"
 		if "$top/$B/bench_jail" "$top/$B/thaw-jailer" "$top/$B/tests/jailer_probe" \
 			$((JAIL_RUNS > 4 ? JAIL_RUNS : 4)) >"$W/bench_jail.out" 2>"$W/bench_jail.err"; then
@@ -576,6 +632,7 @@ for name, r in zip(names, json.load(sys.stdin)["results"]):
 		else
 			note "jail setup: bench_jail failed: $(tail -n 1 "$W/bench_jail.err")"
 		fi
+		end jail_setup
 	else
 		note "jail setup: $B/bench_jail or $B/tests/jailer_probe missing (make $B/bench_jail $B/tests/jailer_probe), or not root"
 	fi
