@@ -91,6 +91,14 @@ mkdir -p "$OUT/raw" || exit 2
 W=$(mktemp -d "${TMPDIR:-/tmp}/thaw-bench.XXXXXX") || exit 2
 # Jails are removed by thaw-jailer --cleanup (their cgroups are not files under $W).
 trap 'while read -r id; do "$top/$B/thaw-jailer" --cleanup --id "$id" --chroot-base "$W/jails" >/dev/null 2>&1; done 2>/dev/null <"$W/jail-ids"; rm -rf -- "$W"' EXIT
+# The programs and the probe kernel run from local storage too, as they would on a real
+# host. In the nested host the build directory and the guest cache are 9p exports read
+# without a page cache (cache=mmap), so each exec of thaw read its 1 MiB again (~100 ms of
+# every process start .. answer), while QEMU came from the cached root export.
+if ! mkdir -p "$W/bin" || ! cp -- "$THAW" "$SPAWN" "$FLOOR" "$W/bin/" || ! cp -- "$PROBE" "$W/probe"; then
+	echo "bench: cannot copy the programs to $W" >&2 && exit 2
+fi
+THAW=$W/bin/thaw SPAWN=$W/bin/spawn FLOOR=$W/bin/floor PROBE=$W/probe
 META=$OUT/meta.txt
 ((RESUME)) || : >"$META"
 meta() { echo "$1=$2" >>"$META"; }
@@ -525,8 +533,10 @@ if [[ $MODE != check && -s $S128 ]] && want jail; then
 		mkdir -p "$JB" && chmod 755 "$JB"
 		# Both binaries from local storage, as on a real host: the jailer copies thaw into
 		# each jail, and reading it over the test host's 9p export cost 80-350 ms a jail.
-		mkdir -p "$W/bin" && cp -- "$jthaw" "$W/bin/thaw" && cp -- "$JAILER" "$W/bin/thaw-jailer" &&
-			jthaw=$W/bin/thaw JAILER=$W/bin/thaw-jailer
+		if [[ $jthaw == "$TSTATIC" ]]; then
+			cp -- "$jthaw" "$W/bin/thaw-static" && jthaw=$W/bin/thaw-static
+		fi
+		cp -- "$JAILER" "$W/bin/thaw-jailer" && JAILER=$W/bin/thaw-jailer
 		meta jail_exec "$jthaw"
 		# The jailed uid reads the snapshot through its read-only link.
 		chmod 644 "$S128"
@@ -616,7 +626,9 @@ if [[ $MODE != check && -s $S128 ]] && want jail; then
 		: # a resumed run that has it
 	elif [[ -x $top/$B/bench_jail && -x $top/$B/tests/jailer_probe ]] && (($(id -u) == 0)); then
 		say "jail_setup: $top/$B/bench_jail, $((JAIL_RUNS > 4 ? JAIL_RUNS : 4)) runs"
-		if "$top/$B/bench_jail" "$top/$B/thaw-jailer" "$top/$B/tests/jailer_probe" \
+		cp -- "$top/$B/tests/jailer_probe" "$W/bin/"
+		[[ -x $W/bin/thaw-jailer ]] || cp -- "$top/$B/thaw-jailer" "$W/bin/"
+		if "$top/$B/bench_jail" "$W/bin/thaw-jailer" "$W/bin/jailer_probe" \
 			$((JAIL_RUNS > 4 ? JAIL_RUNS : 4)) >"$W/bench_jail.out" 2>"$W/bench_jail.err"; then
 			grep '^{"bench":"jail"' "$W/bench_jail.out" | "$PY" -c '
 import json, sys
