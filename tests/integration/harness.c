@@ -4,15 +4,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 long long harness_ms(void)
 {
@@ -84,10 +88,8 @@ struct vmproc *harness_start(const char *const argv[])
 {
 	struct vmproc *p = calloc(1, sizeof(*p));
 
-	if (p && vmproc_start(p, argv)) {
-		free(p);
-		p = NULL;
-	}
+	if (!p || vmproc_start(p, argv))
+		fail_msg("could not start %s", argv[0]);
 	return p;
 }
 

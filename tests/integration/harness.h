@@ -30,7 +30,7 @@ bool harness_have_kvm(void);
 /* Starts argv[0] with pipes on stdin, stdout and stderr. */
 int vmproc_start(struct vmproc *p, const char *const argv[]);
 
-/* vmproc_start on a new vmproc; NULL when it could not start. */
+/* vmproc_start on a new vmproc; fails the test when it could not start. */
 struct vmproc *harness_start(const char *const argv[]);
 /* vmproc_stop, then frees it. */
 void harness_end(struct vmproc *p);

@@ -58,7 +58,6 @@ static struct vmproc *jailed(const char *id, const char *const *jail_extra,
 				"--uid", UID,	     "--gid",	   GID,		  "--chroot-base",
 				base,	 "--cgroup", "pids.max=64"};
 	size_t n = 13;
-	struct vmproc *p;
 
 	for (; jail_extra && *jail_extra; jail_extra++)
 		argv[n++] = *jail_extra;
@@ -66,9 +65,7 @@ static struct vmproc *jailed(const char *id, const char *const *jail_extra,
 	for (; *thaw_args; thaw_args++)
 		argv[n++] = *thaw_args;
 	assert_true(n < sizeof(argv) / sizeof(argv[0]));
-	p = harness_start(argv);
-	assert_non_null(p);
-	return p;
+	return harness_start(argv);
 }
 
 static void jailed_thaw_boots_and_snapshots(void **state)

@@ -51,14 +51,6 @@ static int host_tap_up(const char *name)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static struct vmproc *start(const char *const argv[])
-{
-	struct vmproc *p = harness_start(argv);
-
-	assert_non_null(p);
-	return p;
-}
-
 static int ask(struct vmproc *p, const char *req, const char *prefix, char *ans, size_t len)
 {
 	int ret = vmproc_ask(p, req, prefix, TMO, ans, len);
@@ -119,7 +111,7 @@ static int group_setup(void **state)
 	close(fd);
 
 	t0 = harness_ms();
-	p = start(argv);
+	p = harness_start(argv);
 	if (vmproc_expect(p, "THAW_GUEST_READY", BOOT_TMO, NULL, 0)) {
 		vmproc_dump(p, "Linux did not become ready");
 		return -1;
@@ -159,7 +151,7 @@ static struct vmproc *restore(void)
 {
 	const char *argv[] = {harness_env("THAW_BIN"), "--restore", snap, NULL};
 
-	return start(argv);
+	return harness_start(argv);
 }
 
 static void linux_boots_to_ready_and_its_agent_answers(void **state)
@@ -266,7 +258,7 @@ static struct vmproc *api_thaw(const char *name, char *sock, size_t len)
 
 	snprintf(sock, len, "%s/%s", dir, name);
 	unlink(sock);
-	p = start(argv);
+	p = harness_start(argv);
 	assert_int_equal(harness_wait_socket(sock), 0);
 	return p;
 }
@@ -333,7 +325,7 @@ static void restore_takes_new_backends_on_the_command_line(void **state)
 	snprintf(vs2, sizeof(vs2), "%s/v2.sock", dir);
 	snprintf(vspec, sizeof(vspec), "uds=%s", vs2);
 
-	p = start(argv);
+	p = harness_start(argv);
 	/* the disk is the copy: its sector 5 is 'Z', the original's is 'f' */
 	assert_int_equal(ask(p, "blk read 5 1", "THAW_AGENT blk read", ans, sizeof(ans)), 0);
 	assert_non_null(strstr(ans, "head=5a5a5a5a"));
@@ -400,7 +392,7 @@ static void linux_boots_through_the_64bit_boot_protocol(void **state)
 			      "128",
 			      NULL};
 	char ans[256];
-	struct vmproc *p = start(argv);
+	struct vmproc *p = harness_start(argv);
 
 	if (vmproc_expect(p, "THAW_GUEST_READY", BOOT_TMO, NULL, 0)) {
 		vmproc_dump(p, "64-bit boot protocol");

@@ -23,21 +23,6 @@
 
 static char dir[] = "/tmp/thaw-sectest-XXXXXX";
 
-static struct vmproc *start(const char *const argv[])
-{
-	struct vmproc *p = calloc(1, sizeof(*p));
-
-	assert_non_null(p);
-	assert_int_equal(vmproc_start(p, argv), 0);
-	return p;
-}
-
-static void end(struct vmproc *p)
-{
-	vmproc_stop(p);
-	free(p);
-}
-
 static void expect(struct vmproc *p, const char *needle)
 {
 	if (vmproc_expect(p, needle, TMO, NULL, 0)) {
@@ -130,7 +115,7 @@ static void make_snapshot(const char *snap, const char *vcpus)
 			      "--snapshot-then",
 			      "exit",
 			      NULL};
-	struct vmproc *p = start(argv);
+	struct vmproc *p = harness_start(argv);
 	int st;
 
 	expect(p, "THAW_PROBE_READY");
@@ -141,7 +126,7 @@ static void make_snapshot(const char *snap, const char *vcpus)
 		vmproc_dump(p, "snapshot create");
 		fail();
 	}
-	end(p);
+	harness_end(p);
 }
 
 /* Boot, a snapshot of the running guest by SIGUSR1 (pause, save, resume), a snapshot
@@ -167,7 +152,7 @@ static void probe_boots_snapshots_and_restores_with_seccomp_on(void **state)
 				      snap2,
 				      NULL};
 
-		p = start(argv);
+		p = harness_start(argv);
 		expect(p, "THAW_PROBE_READY");
 		ask(p, "info", "PROBE info");
 		/* each thread has its own stack of filters: main 1, vCPUs 2 (main's + own) */
@@ -181,7 +166,7 @@ static void probe_boots_snapshots_and_restores_with_seccomp_on(void **state)
 			ask(p, "ping", "PROBE pong");
 		ask(p, "touch 8 8 3", "PROBE touch");
 		stop_cleanly(p);
-		end(p);
+		harness_end(p);
 	}
 
 	make_snapshot(snap, "2");
@@ -198,34 +183,13 @@ static void probe_boots_snapshots_and_restores_with_seccomp_on(void **state)
 	const char *const *runs[] = {plain, prepared, discarded, uffd, running};
 
 	for (unsigned i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
-		p = start(runs[i]);
+		p = harness_start(runs[i]);
 		ask(p, "ping", "PROBE pong");
 		ask(p, "touch 8 8 5", "PROBE touch");
 		ask(p, "sum 8 8", "PROBE sum");
 		stop_cleanly(p);
-		end(p);
+		harness_end(p);
 	}
-}
-
-/* Runs one curl request; returns the HTTP status. */
-static int curl(const char *sock, const char *method, const char *path, const char *json)
-{
-	char cmd[4096], out[8192] = "";
-	FILE *f;
-	size_t n;
-	char *nl;
-
-	snprintf(cmd, sizeof(cmd),
-		 "curl -s --max-time 60 --unix-socket %s -X %s 'http://localhost%s' "
-		 "-H 'Content-Type: application/json' %s%s%s -w '\\n%%{http_code}'",
-		 sock, method, path, json ? "-d '" : "", json ? json : "", json ? "'" : "");
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	n = fread(out, 1, sizeof(out) - 1, f);
-	pclose(f);
-	out[n] = 0;
-	nl = strrchr(out, '\n');
-	return nl ? atoi(nl + 1) : -1;
 }
 
 static struct vmproc *thaw_api(const char *sock)
@@ -234,9 +198,8 @@ static struct vmproc *thaw_api(const char *sock)
 	struct vmproc *p;
 
 	unlink(sock);
-	p = start(argv);
-	for (int i = 0; i < 500 && access(sock, F_OK); i++)
-		usleep(10000);
+	p = harness_start(argv);
+	assert_int_equal(harness_wait_socket(sock), 0);
 	return p;
 }
 
@@ -254,40 +217,47 @@ static void api_flow_works_with_seccomp_on(void **state)
 	snprintf(metrics, sizeof(metrics), "%s/metrics.json", dir);
 
 	a = thaw_api(s1);
-	assert_int_equal(
-	    curl(s1, "PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 64}"), 204);
+	assert_int_equal(harness_http(s1, "PUT", "/machine-config",
+				      "{\"vcpu_count\": 2, \"mem_size_mib\": 64}", NULL, 0),
+			 204);
 	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
-	assert_int_equal(curl(s1, "PUT", "/boot-source", json), 204);
+	assert_int_equal(harness_http(s1, "PUT", "/boot-source", json, NULL, 0), 204);
 	snprintf(json, sizeof(json), "{\"metrics_path\": \"%s\"}", metrics);
-	assert_int_equal(curl(s1, "PUT", "/metrics", json), 204);
-	assert_int_equal(curl(s1, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"), 204);
+	assert_int_equal(harness_http(s1, "PUT", "/metrics", json, NULL, 0), 204);
+	assert_int_equal(
+	    harness_http(s1, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}", NULL, 0),
+	    204);
 	expect(a, "THAW_PROBE_READY");
 	ask(a, "touch 8 8 5", "PROBE touch");
-	assert_int_equal(curl(s1, "PATCH", "/vm", "{\"state\": \"Paused\"}"), 204);
+	assert_int_equal(harness_http(s1, "PATCH", "/vm", "{\"state\": \"Paused\"}", NULL, 0), 204);
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"mem_file_path\": "
 		 "\"%s\"}",
 		 snap, mem);
-	assert_int_equal(curl(s1, "PUT", "/snapshot/create", json), 204);
-	assert_int_equal(curl(s1, "PATCH", "/vm", "{\"state\": \"Resumed\"}"), 204);
+	assert_int_equal(harness_http(s1, "PUT", "/snapshot/create", json, NULL, 0), 204);
+	assert_int_equal(harness_http(s1, "PATCH", "/vm", "{\"state\": \"Resumed\"}", NULL, 0),
+			 204);
 	ask(a, "ping", "PROBE pong");
-	assert_int_equal(curl(s1, "PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}"), 204);
-	assert_int_equal(curl(s1, "GET", "/", NULL), 200);
+	assert_int_equal(
+	    harness_http(s1, "PUT", "/actions", "{\"action_type\": \"FlushMetrics\"}", NULL, 0),
+	    204);
+	assert_int_equal(harness_http(s1, "GET", "/", NULL, NULL, 0), 200);
 	stop_cleanly(a);
-	end(a);
+	harness_end(a);
 
 	b = thaw_api(s2);
-	assert_int_equal(curl(s2, "PUT", "/snapshot/load", "{\"snapshot_path\": \"/etc/passwd\"}"),
+	assert_int_equal(harness_http(s2, "PUT", "/snapshot/load",
+				      "{\"snapshot_path\": \"/etc/passwd\"}", NULL, 0),
 			 400);
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_path\": \"%s\", "
 		 "\"backend_type\": \"File\"}, \"resume_vm\": true}",
 		 snap, mem);
-	assert_int_equal(curl(s2, "PUT", "/snapshot/load", json), 204);
+	assert_int_equal(harness_http(s2, "PUT", "/snapshot/load", json, NULL, 0), 204);
 	ask(b, "sum 8 8", "PROBE sum");
 	ask(b, "info", "PROBE info");
 	stop_cleanly(b);
-	end(b);
+	harness_end(b);
 }
 
 /* The test hook calls socket(AF_PACKET) right after a thread of the named kind
@@ -299,7 +269,7 @@ static void expect_killed_naming(const char *kind, const char *const argv[])
 	int st;
 
 	setenv("THAW_SECCOMP_SELFTEST", kind, 1);
-	p = start(argv);
+	p = harness_start(argv);
 	unsetenv("THAW_SECCOMP_SELFTEST");
 	st = vmproc_wait(p, TMO);
 	snprintf(want, sizeof(want), "thaw: seccomp: refused syscall 41 (socket) on a %s thread",
@@ -310,7 +280,7 @@ static void expect_killed_naming(const char *kind, const char *const argv[])
 	}
 	/* the refused call never ran: the arguments show AF_PACKET (0x11) */
 	assert_non_null(strstr(p->err, "args 0x11 "));
-	end(p);
+	harness_end(p);
 }
 
 static void violation_on_main_thread_kills_naming_the_syscall(void **state)
@@ -343,7 +313,7 @@ static void no_seccomp_turns_the_filters_off(void **state)
 
 	/* with the hook armed: nothing installs a filter, so nothing is refused */
 	setenv("THAW_SECCOMP_SELFTEST", "main", 1);
-	p = start(argv);
+	p = harness_start(argv);
 	unsetenv("THAW_SECCOMP_SELFTEST");
 	expect(p, "THAW_PROBE_READY");
 	ask(p, "ping", "PROBE pong");
@@ -351,7 +321,7 @@ static void no_seccomp_turns_the_filters_off(void **state)
 	assert_non_null(strstr(filters, "thaw=0/0 "));
 	assert_non_null(strstr(filters, "vcpu0=0/0 "));
 	stop_cleanly(p);
-	end(p);
+	harness_end(p);
 }
 
 static int setup(void **state)

@@ -22,21 +22,6 @@
 
 static char dir[] = "/tmp/thaw-snaptest-XXXXXX";
 
-static struct vmproc *start(const char *const argv[])
-{
-	struct vmproc *p = calloc(1, sizeof(*p));
-
-	assert_non_null(p);
-	assert_int_equal(vmproc_start(p, argv), 0);
-	return p;
-}
-
-static void end(struct vmproc *p)
-{
-	vmproc_stop(p);
-	free(p);
-}
-
 static void expect(struct vmproc *p, const char *needle, char *line, size_t len)
 {
 	if (vmproc_expect(p, needle, TMO, line, len)) {
@@ -82,7 +67,7 @@ static void make_ready_snapshot(const char *snap, unsigned vcpus, unsigned mem_m
 
 	snprintf(v, sizeof(v), "%u", vcpus);
 	snprintf(m, sizeof(m), "%u", mem_mib);
-	p = start(argv);
+	p = harness_start(argv);
 	expect(p, "THAW_PROBE_READY", NULL, 0);
 	assert_int_equal(vmproc_send(p, "info"), 0);
 	st = vmproc_wait(p, TMO);
@@ -90,14 +75,14 @@ static void make_ready_snapshot(const char *snap, unsigned vcpus, unsigned mem_m
 		vmproc_dump(p, "snapshot create");
 		fail();
 	}
-	end(p);
+	harness_end(p);
 }
 
 static struct vmproc *restore(const char *snap, const char *extra1, const char *extra2)
 {
 	const char *argv[] = {harness_env("THAW_BIN"), "--restore", snap, extra1, extra2, NULL};
 
-	return start(argv);
+	return harness_start(argv);
 }
 
 /* Runs a host program and returns its first output line. */
@@ -134,7 +119,7 @@ static void ready_snapshot_restores_and_answers(void **state)
 	probesum(want, sizeof(want), "touch 8 16 7");
 	assert_non_null(strstr(ans, want));
 	(void)line;
-	end(p);
+	harness_end(p);
 }
 
 /* A snapshot taken in the middle of `compute` resumes it: the answer equals what the
@@ -158,7 +143,7 @@ static void snapshot_mid_computation_gives_the_uninterrupted_result(void **state
 	struct vmproc *p;
 
 	path_in_dir(snap, sizeof(snap), "mid.snap");
-	p = start(argv);
+	p = harness_start(argv);
 	expect(p, "THAW_PROBE_READY", line, sizeof(line));
 	snprintf(req, sizeof(req), "compute %llu", n);
 	assert_int_equal(vmproc_send(p, req), 0);
@@ -170,14 +155,14 @@ static void snapshot_mid_computation_gives_the_uninterrupted_result(void **state
 		print_error("compute %llu finished before the snapshot: raise n\n", n);
 		fail();
 	}
-	end(p);
+	harness_end(p);
 
 	p = restore(snap, NULL, NULL);
 	expect(p, "PROBE compute", line, sizeof(line));
 	snprintf(req, sizeof(req), "compute %llu 0", n);
 	probesum(want, sizeof(want), req);
 	assert_non_null(strstr(line, want));
-	end(p);
+	harness_end(p);
 }
 
 static json_object *inspect(const char *snap)
@@ -240,14 +225,14 @@ static void restored_state_matches_the_saved_state_field_by_field(void **state)
 	path_in_dir(a, sizeof(a), "a.snap");
 	path_in_dir(b, sizeof(b), "b.snap");
 	make_ready_snapshot(a, 2, 64);
-	p = start(argv);
+	p = harness_start(argv);
 	usleep(500 * 1000);
 	kill(p->pid, SIGUSR1);
 	if (vmproc_wait(p, TMO) != 0) {
 		vmproc_dump(p, "re-snapshot");
 		fail();
 	}
-	end(p);
+	harness_end(p);
 
 	ja = inspect(a);
 	jb = inspect(b);
@@ -330,7 +315,7 @@ static void clones_run_independently_and_leave_the_file_unchanged(void **state)
 		probesum(want, sizeof(want), req);
 		ask(p[i], "sum 8 8", "PROBE sum", ans, sizeof(ans));
 		assert_non_null(strstr(ans, want));
-		end(p[i]);
+		harness_end(p[i]);
 	}
 	run_capture(cmd, after, sizeof(after));
 	assert_string_equal(before, after);
@@ -349,11 +334,11 @@ static void prepared_restore_runs_the_same_guest(void **state)
 	ask(p, "touch 4 20 9", "PROBE touch", ans, sizeof(ans));
 	probesum(want, sizeof(want), "touch 4 20 9");
 	assert_non_null(strstr(ans, want));
-	end(p);
+	harness_end(p);
 	/* a prepared VM of another shape falls back to the plain path */
 	p = restore(snap, "--prepare", "mem-mib=128,vcpus=1");
 	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
-	end(p);
+	harness_end(p);
 }
 
 /* ---- damaged files: refused with exit status 6 and a message naming the cause */
@@ -376,7 +361,7 @@ static void expect_restore_refused(const char *snap, const char *needle)
 		vmproc_dump(p, "damaged snapshot");
 		fail();
 	}
-	end(p);
+	harness_end(p);
 }
 
 static void damaged_snapshots_are_refused_naming_the_cause(void **state)

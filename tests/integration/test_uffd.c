@@ -31,21 +31,6 @@ static char ref_scat[256]; /* `touchscatter 4 21 4 r` after a MAP_PRIVATE restor
 
 #define SCATTER "touchscatter 4 21 4 r"
 
-static struct vmproc *start(const char *const argv[])
-{
-	struct vmproc *p = calloc(1, sizeof(*p));
-
-	assert_non_null(p);
-	assert_int_equal(vmproc_start(p, argv), 0);
-	return p;
-}
-
-static void end(struct vmproc *p)
-{
-	vmproc_stop(p);
-	free(p);
-}
-
 static void ask(struct vmproc *p, const char *req, const char *prefix, char *ans, size_t len)
 {
 	if (vmproc_ask(p, req, prefix, TMO, ans, len)) {
@@ -99,7 +84,7 @@ static struct vmproc *restore_uffd(const char *strategy, const char *record)
 		argv[n++] = record;
 	}
 	argv[n] = NULL;
-	return start(argv);
+	return harness_start(argv);
 }
 
 static struct vmproc *start_handler(const char *sock, const char *strategy, const char *count)
@@ -118,7 +103,7 @@ static struct vmproc *start_handler(const char *sock, const char *strategy, cons
 	struct vmproc *h;
 
 	snprintf(bin, sizeof(bin), "%s/thaw-uffd", harness_env("THAW_BUILD"));
-	h = start(argv);
+	h = harness_start(argv);
 	if (vmproc_expect(h, "THAW_UFFD_READY", TMO, NULL, 0)) {
 		vmproc_dump(h, "thaw-uffd start");
 		fail();
@@ -132,7 +117,7 @@ static struct vmproc *restore_ext(const char *sock)
 	    harness_env("THAW_BIN"), "--restore", snap, "--mem-backend", "uffd-ext",
 	    "--uffd-sock",	     sock,	  NULL};
 
-	return start(argv);
+	return harness_start(argv);
 }
 
 /* "PROBE sum start_mib=.. sum=0x..": everything from "sum=" on. */
@@ -168,7 +153,7 @@ static void every_strategy_restores_the_memory_map_private_gives(void **state)
 			assert_int_equal(counter(p->err, "zero"), 0);
 		else
 			assert_true(counter(p->err, "zero") > 0);
-		end(p);
+		harness_end(p);
 	}
 }
 
@@ -186,14 +171,14 @@ static void prepared_vm_restores_through_uffd(void **state)
 			      "--uffd-strategy",
 			      "ondemand:2m",
 			      NULL};
-	struct vmproc *p = start(argv);
+	struct vmproc *p = harness_start(argv);
 	char ans[512];
 
 	ask(p, "sum", "PROBE sum", ans, sizeof(ans));
 	assert_string_equal(sum_of(ans), ref_sum);
 	finish(p);
 	assert_true(counter(p->err, "faults") > 0);
-	end(p);
+	harness_end(p);
 }
 
 static void external_handler_serves_over_the_socket_protocol(void **state)
@@ -209,7 +194,7 @@ static void external_handler_serves_over_the_socket_protocol(void **state)
 	ask(p, SCATTER, "PROBE touchscatter", ans, sizeof(ans));
 	assert_string_equal(sum_of(ans), ref_scat);
 	finish(p);
-	end(p);
+	harness_end(p);
 	/* --count 1: the handler ends once its VM has gone, reporting what it served */
 	if (vmproc_wait(h, TMO) != 0) {
 		vmproc_dump(h, "thaw-uffd exit");
@@ -217,7 +202,7 @@ static void external_handler_serves_over_the_socket_protocol(void **state)
 	}
 	assert_non_null(strstr(h->err, "done after"));
 	assert_true(counter(h->err, "faults") > 0);
-	end(h);
+	harness_end(h);
 }
 
 static void recorded_working_set_is_replayed_by_prefetch(void **state)
@@ -234,7 +219,7 @@ static void recorded_working_set_is_replayed_by_prefetch(void **state)
 	ask(p, SCATTER, "PROBE touchscatter", ans, sizeof(ans));
 	finish(p);
 	rec_faults = counter(p->err, "faults");
-	end(p);
+	harness_end(p);
 	assert_int_equal(uffd_ws_read(ws, NULL, 32 * 256, &pages, &n, err, sizeof(err)), 0);
 	/* the scatter visits 4 MiB = 1024 pages, each touched first by it */
 	assert_true(n >= 1024);
@@ -253,12 +238,12 @@ static void recorded_working_set_is_replayed_by_prefetch(void **state)
 	assert_true(prefetched >= 1024);
 	/* most of the working set arrived before the guest asked for it */
 	assert_true(faults * 2 < rec_faults);
-	end(p);
+	harness_end(p);
 	/* and the rest of memory is still right */
 	p = restore_uffd(strat, NULL);
 	ask(p, "sum", "PROBE sum", ans, sizeof(ans));
 	assert_string_equal(sum_of(ans), ref_sum);
-	end(p);
+	harness_end(p);
 
 	/* the same working set embedded into the snapshot, served by thaw-uffd */
 	path_in_dir(emb, sizeof(emb), "emb.snap");
@@ -278,16 +263,16 @@ static void recorded_working_set_is_replayed_by_prefetch(void **state)
 		path_in_dir(sock, sizeof(sock), "p.sock");
 		snprintf(bin, sizeof(bin), "%s/thaw-uffd", harness_env("THAW_BUILD"));
 		argv[0] = bin;
-		h = start(argv);
+		h = harness_start(argv);
 		assert_int_equal(vmproc_expect(h, "THAW_UFFD_READY", TMO, NULL, 0), 0);
-		p = start(targv);
+		p = harness_start(targv);
 		ask(p, SCATTER, "PROBE touchscatter", ans, sizeof(ans));
 		assert_string_equal(sum_of(ans), ref_scat);
 		finish(p);
-		end(p);
+		harness_end(p);
 		assert_int_equal(vmproc_wait(h, TMO), 0);
 		assert_true(counter(h->err, "prefetched") >= 1024);
-		end(h);
+		harness_end(h);
 	}
 }
 
@@ -352,17 +337,17 @@ static void discarded_pages_read_back_as_zeros(void **state)
 	finish(p);
 	assert_true(counter(p->err, "removes") >= 1);
 	assert_true(counter(p->err, "removed_pages") >= 1024);
-	end(p);
+	harness_end(p);
 
 	path_in_dir(sock, sizeof(sock), "d.sock");
 	h = start_handler(sock, "ondemand", "1");
 	p = restore_ext(sock);
 	discard_and_check_zeros(p);
 	finish(p);
-	end(p);
+	harness_end(p);
 	assert_int_equal(vmproc_wait(h, TMO), 0);
 	assert_true(counter(h->err, "removed_pages") >= 1024);
-	end(h);
+	harness_end(h);
 }
 
 static void killed_handler_stops_the_vm_within_a_second(void **state)
@@ -388,8 +373,8 @@ static void killed_handler_stops_the_vm_within_a_second(void **state)
 		fail();
 	}
 	assert_true(dt < 1000);
-	end(p);
-	end(h);
+	harness_end(p);
+	harness_end(h);
 }
 
 /* Lets a SIGSTOPped thaw-uffd go on: with its VM gone it ends by itself (--count 1). */
@@ -400,7 +385,7 @@ static void continue_handler(struct vmproc *h)
 		vmproc_dump(h, "thaw-uffd after SIGCONT");
 		fail();
 	}
-	end(h);
+	harness_end(h);
 }
 
 /* The stall detector's timeout in these tests, and what may come on top of it: up to
@@ -428,7 +413,7 @@ static void stopped_handler_ends_the_vm_within_the_stall_timeout(void **state)
 
 	path_in_dir(sock, sizeof(sock), "s.sock");
 	h = start_handler(sock, "ondemand", "1");
-	p = start(argv);
+	p = harness_start(argv);
 	/* the guest answers once: the handler serves */
 	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
 	/* alive, but serves nothing from now on */
@@ -459,7 +444,7 @@ static void stopped_handler_ends_the_vm_within_the_stall_timeout(void **state)
 	/* the dead-handler watch did not fire: the handler is alive */
 	assert_null(strstr(p->err, "hung up its socket"));
 	assert_null(strstr(p->err, ") exited"));
-	end(p);
+	harness_end(p);
 	continue_handler(h);
 }
 
@@ -488,7 +473,7 @@ static void handler_stopped_before_serving_ends_the_vm(void **state)
 	/* it listens, so thaw connects and hands the uffd over; nobody reads it */
 	assert_int_equal(kill(h->pid, SIGSTOP), 0);
 	t0 = harness_ms();
-	p = start(argv);
+	p = harness_start(argv);
 	st = vmproc_wait(p, atoi(STALL_MS) + 60000);
 	dt = harness_ms() - t0;
 	snprintf(pid, sizeof(pid), "pid %d", (int)h->pid);
@@ -505,7 +490,7 @@ static void handler_stopped_before_serving_ends_the_vm(void **state)
 	assert_true(dt < atoi(STALL_MS) + STALL_MARGIN_MS);
 	/* the guest never printed an answer: it never ran a served instruction */
 	assert_null(strstr(p->out, "PROBE"));
-	end(p);
+	harness_end(p);
 	continue_handler(h);
 }
 
@@ -547,22 +532,22 @@ static void restore_waiting_on_a_stopped_handler_ends_the_vm(void **state)
 
 	path_in_dir(lsnap, sizeof(lsnap), "linux.snap");
 	path_in_dir(sock, sizeof(sock), "l.sock");
-	p = start(bargv);
+	p = harness_start(bargv);
 	if (vmproc_wait(p, TMO) != 0) {
 		vmproc_dump(p, "Linux guest snapshot");
 		fail();
 	}
-	end(p);
+	harness_end(p);
 
 	snprintf(bin, sizeof(bin), "%s/thaw-uffd", harness_env("THAW_BUILD"));
-	h = start(hargv);
+	h = harness_start(hargv);
 	if (vmproc_expect(h, "THAW_UFFD_READY", TMO, NULL, 0)) {
 		vmproc_dump(h, "thaw-uffd start");
 		fail();
 	}
 	assert_int_equal(kill(h->pid, SIGSTOP), 0);
 	t0 = harness_ms();
-	p = start(argv);
+	p = harness_start(argv);
 	st = vmproc_wait(p, atoi(STALL_MS) + 60000);
 	dt = harness_ms() - t0;
 	print_message("thaw ended %lld ms after it started (limit %s ms), status %d\n", dt,
@@ -576,7 +561,7 @@ static void restore_waiting_on_a_stopped_handler_ends_the_vm(void **state)
 	}
 	assert_true(dt >= atoi(STALL_MS));
 	assert_true(dt < atoi(STALL_MS) + STALL_MARGIN_MS);
-	end(p);
+	harness_end(p);
 	continue_handler(h);
 }
 
@@ -609,15 +594,15 @@ static void idle_guest_is_not_taken_for_stuck(void **state)
 	unsigned long long checks, kicks, returns;
 
 	path_in_dir(idle, sizeof(idle), "idle.snap");
-	p = start(bargv);
+	p = harness_start(bargv);
 	if (vmproc_expect(p, "THAW_PROBE_READY", TMO, NULL, 0) || vmproc_send(p, "ping") ||
 	    vmproc_wait(p, TMO) != 0) {
 		vmproc_dump(p, "idle snapshot");
 		fail();
 	}
-	end(p);
+	harness_end(p);
 
-	p = start(argv);
+	p = harness_start(argv);
 	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
 	/* seven check periods of a halted guest (4 x 1500 ms / 500 ms per check) */
 	usleep(4 * atoi(STALL_MS) * 1000);
@@ -640,7 +625,7 @@ static void idle_guest_is_not_taken_for_stuck(void **state)
 	 * back from each kick by the next check */
 	assert_true(kicks >= checks / 2);
 	assert_true(returns + 1 >= kicks);
-	end(p);
+	harness_end(p);
 }
 
 static int setup(void **state)
