@@ -78,12 +78,12 @@ else
 fi
 
 # Paths of everything a run creates; removed on every exit path.
-ctl= qpid= spid= hpid= outpid= errpid=
+ctl= qpid= spid= bpid= hpid= outpid= errpid=
 cleanup() {
 	local p
 	# A forked child that is signalled before it execs would run this trap too.
 	[[ $BASHPID == "$$" ]] || return
-	for p in $qpid $spid $hpid $outpid $errpid; do
+	for p in $qpid $spid $bpid $hpid $outpid $errpid; do
 		kill -KILL "$p" 2>/dev/null
 	done
 	if [[ -n $ctl && -d $ctl ]]; then
@@ -385,12 +385,14 @@ run_vm() {
 	qpid=$!
 	spid= bpid=
 	if ((tmo > 0)); then
-		sleep "$((tmo - (SECONDS - start) > 1 ? tmo - (SECONDS - start) : 1))" &
+		sleep "$((tmo - (SECONDS - start) > 1 ? tmo - (SECONDS - start) : 1))" 8>&- &
 		spid=$!
 	fi
-	sleep "$boot_tmo" &
+	# The timers do not hold the machine-wide lock (fd 8): one left behind by a killed
+	# run.sh would keep the next VM waiting.
+	sleep "$boot_tmo" 8>&- &
 	bpid=$!
-	watch_heartbeat &
+	watch_heartbeat 8>&- &
 	hpid=$!
 	outcome=
 	while [[ -z $outcome ]]; do
@@ -419,7 +421,7 @@ run_vm() {
 	fi
 	kill -KILL $spid $bpid $hpid 2>/dev/null
 	wait $spid $bpid $hpid 2>/dev/null
-	qpid= spid= hpid=
+	qpid= spid= bpid= hpid=
 
 	# The readers end with QEMU, unless QEMU died before opening the pipes.
 	sleep 2 &
