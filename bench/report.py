@@ -455,6 +455,13 @@ def main(argv):
                 notes.append(v)
             else:
                 meta[k] = v
+    # One line for the resumes of a run the nested VM's wedges interrupted.
+    resumed = [n for n in notes if n.startswith("resumed at ")]
+    if resumed:
+        notes = [n for n in notes if not n.startswith("resumed at ")]
+        notes.append("resumed %d times in a new VM after the nested VM wedged, at %s; the "
+                     "runs before each kept" % (len(resumed), ", ".join(
+                         n.split()[2] for n in resumed)))
     series = load_series(os.path.join(out, "raw"))
     res = summarize(series)
     rat = ratios(res)
