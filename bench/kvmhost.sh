@@ -29,6 +29,8 @@ export BENCH_OUTER_LOADAVG
 BENCH_STAMP=${BENCH_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 export BENCH_STAMP
 export THAW_KVMHOST_RETRIES=0
+# What the results and a baseline written from them say made them.
+export BENCH_COMMAND=${BENCH_COMMAND:-make bench BENCH_STAMP=$BENCH_STAMP (bench/kvmhost.sh $B $*)}
 out=bench/results/$BENCH_STAMP
 progress() { cat "$out"*/raw/*.txt "$out"*/steps.txt 2>/dev/null | wc -l; }
 tmo=${BENCH_TIMEOUT:-10800} stalls=0 vms=0
