@@ -20,7 +20,7 @@ export THAW_PROBE THAW_KERNEL THAW_INITRD
 BENCH_OUTER_LOADAVG=$(cut -d" " -f1-3 /proc/loadavg)
 export BENCH_OUTER_LOADAVG
 
-# The nested VM wedges now and then (every 10-80 restores, far more often in the uffd
+# The nested VM wedges now and then (every 10-80 restores, more often in the uffd
 # series: tests/kvmhost/README.md). run.sh notices the missing heartbeat and gives up
 # (exit 125); the results directory's name is fixed here and bench.sh runs with --resume,
 # so the next VM keeps every run made so far and goes on from where the wedge stopped
