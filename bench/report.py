@@ -455,7 +455,8 @@ def main(argv):
                 notes.append(v)
             else:
                 meta[k] = v
-    # One line for the resumes of a run the nested VM's wedges interrupted.
+    # A resumed run repeats the notes of its setup; one line for the resumes.
+    notes = list(dict.fromkeys(notes))
     resumed = [n for n in notes if n.startswith("resumed at ")]
     if resumed:
         notes = [n for n in notes if not n.startswith("resumed at ")]

@@ -72,10 +72,18 @@ run_here() {
 run_in_kvmhost() {
 	local prog=$1 log rc
 	log=$(mktemp)
+	# The smoke run keeps its results in the build directory (shared with the VM), so
+	# that a repeat after a wedge resumes it rather than starting over.
+	local smoke_out=$B/bench-smoke
+	[[ $smoke_out == /* ]] || smoke_out=$PWD/$smoke_out
+	rm -rf -- "$smoke_out"
 	# A nested VM wedges now and then (tests/kvmhost/README.md); each program may
-	# boot up to five times before that counts as its failure.
-	THAW_KVMHOST_RETRIES=${THAW_KVMHOST_RETRIES:-4} \
-		tests/kvmhost/run.sh --timeout $((PROG_TIMEOUT + 300)) -- tests/run.sh "$B" program "$prog" 2>&1 |
+	# boot up to five times before that counts as its failure. The smoke run, whose
+	# uffd restores wedge it most and which resumes, may boot up to ten times.
+	local retries=4 tmo=$((PROG_TIMEOUT + 300))
+	[[ $prog == smoke ]] && retries=9 tmo=$((PROG_TIMEOUT + 900))
+	BENCH_SMOKE_OUT=$smoke_out THAW_KVMHOST_RETRIES=${THAW_KVMHOST_RETRIES:-$retries} \
+		tests/kvmhost/run.sh --timeout "$tmo" -- tests/run.sh "$B" program "$prog" 2>&1 |
 		tee "$log"
 	rc=${PIPESTATUS[0]}
 	# Only the inner total counts (the summaries it added up are in the log too), with
@@ -88,6 +96,7 @@ run_in_kvmhost() {
 	} >"$log.sum"
 	count "$(basename "$prog")" "$rc" "$log.sum"
 	rm -f "$log" "$log.sum"
+	rm -rf -- "$smoke_out"
 }
 
 case $what in
