@@ -11,6 +11,7 @@
 #define HDR_GPA	     H_DATA
 #define DATA_GPA     (H_DATA + 0x1000)
 #define STATUS_GPA   (H_DATA + 0x8000)
+#define BIG_SECTORS  8192 /* 4 MiB, for the stress test */
 
 struct fx {
 	struct vm *vm;
@@ -20,7 +21,7 @@ struct fx {
 	int fd; /* our own view of the file */
 };
 
-static int make(void **state, bool ro)
+static int make(void **state, bool ro, unsigned sectors)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	char spec[160];
@@ -30,7 +31,7 @@ static int make(void **state, bool ro)
 	snprintf(f->path, sizeof(f->path), "/tmp/thaw-test-blk-XXXXXX");
 	f->fd = mkstemp(f->path);
 	assert_true(f->fd >= 0);
-	for (unsigned s = 0; s < DISK_SECTORS; s++) {
+	for (unsigned s = 0; s < sectors; s++) {
 		memset(sector, (int)s, sizeof(sector));
 		assert_int_equal(pwrite(f->fd, sector, 512, s * 512), 512);
 	}
@@ -46,12 +47,17 @@ static int make(void **state, bool ro)
 
 static int setup_rw(void **state)
 {
-	return make(state, false);
+	return make(state, false, DISK_SECTORS);
 }
 
 static int setup_ro(void **state)
 {
-	return make(state, true);
+	return make(state, true, DISK_SECTORS);
+}
+
+static int setup_big(void **state)
+{
+	return make(state, false, BIG_SECTORS);
 }
 
 static int teardown(void **state)
@@ -336,6 +342,243 @@ static void test_save_restore_and_reopen(void **state)
 	unlink(small);
 }
 
+/* ------------------------------------------------------------- stress */
+
+/* Like a Linux guest's large I/O, but meaner: several requests in flight at once, each
+ * scattered over up to seg_max pieces of guest memory (through indirect tables or plain
+ * chains), reads and writes mixed, over many rounds. After each round every byte of
+ * guest memory must be what the requests say: the disk's data in the read buffers, the
+ * status bytes, and everything else exactly as before. A device that writes one byte
+ * outside its buffers corrupts the guest far from the cause (a kernel that later triple
+ * faults), so the whole of memory is compared, not only the buffers. */
+#define ST_SEG_MAX  126	   /* the seg_max the device announces */
+#define ST_META	    H_DATA /* headers, 16 bytes each, then status bytes */
+#define ST_STATUS   (H_DATA + 0x800)
+#define ST_TABLES   (H_DATA + 0x1000)  /* one 4 KiB indirect table per request */
+#define ST_POOL	    (H_DATA + 0x10000) /* data pages, each piece in a page of its own */
+#define ST_INFLIGHT 5
+#define ST_ROUNDS   40
+#define ST_ZONE	    (BIG_SECTORS / ST_INFLIGHT) /* requests of one round never overlap */
+#define ST_PAGES    ((H_MEM_SIZE - ST_POOL) / 4096)
+
+struct st_req {
+	bool write, direct;
+	uint64_t sector;
+	uint32_t bytes;
+	unsigned nseg;
+	uint64_t gpa[ST_SEG_MAX];
+	uint32_t len[ST_SEG_MAX];
+};
+
+static uint64_t st_rand(uint64_t *x)
+{
+	/* xorshift64: reproducible from the seed the test prints. */
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+/* Draws one request of round-slot `i`, taking its pages from `pool` (shuffled). */
+static void st_draw(struct st_req *r, unsigned i, uint64_t *x, const uint32_t *pool,
+		    unsigned *next_page)
+{
+	uint32_t rest, k;
+
+	r->write = st_rand(x) % 3 == 0;
+	r->nseg = 1 + (unsigned)(st_rand(x) % ST_SEG_MAX);
+	r->direct = r->nseg <= 20 && st_rand(x) % 2;
+	r->bytes = 0;
+	for (unsigned s = 0; s < r->nseg; s++) {
+		uint32_t page = pool[(*next_page)++], off, len;
+
+		if (s + 1 < r->nseg) {
+			off = (uint32_t)(st_rand(x) % 4096);
+			len = 1 + (uint32_t)(st_rand(x) % (4096 - off));
+		} else {
+			/* The last piece makes the total a whole number of sectors. */
+			rest = (512 - r->bytes % 512) % 512;
+			k = (uint32_t)(st_rand(x) % 8);
+			len = rest ? rest + 512 * (k % 7) : 512 * (k + 1);
+			off = (uint32_t)(st_rand(x) % (4096 - len + 1));
+		}
+		r->gpa[s] = ST_POOL + (uint64_t)page * 4096 + off;
+		r->len[s] = len;
+		r->bytes += len;
+	}
+	r->sector = (uint64_t)i * ST_ZONE + st_rand(x) % (ST_ZONE - r->bytes / 512 + 1);
+}
+
+/* Publishes `r` as request `i`: header, data pieces, status byte. Returns the head. */
+static uint16_t st_publish(struct fx *f, const struct st_req *r, unsigned i)
+{
+	struct virtio_blk_outhdr *h = h_ptr(f->vm, ST_META + i * 16);
+	uint64_t a[ST_SEG_MAX + 2];
+	uint32_t l[ST_SEG_MAX + 2];
+	bool w[ST_SEG_MAX + 2];
+	uint16_t head;
+	unsigned n = 0;
+
+	*h = (struct virtio_blk_outhdr){.type = r->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
+					.sector = r->sector};
+	a[n] = ST_META + i * 16, l[n] = 16, w[n++] = false;
+	for (unsigned s = 0; s < r->nseg; s++)
+		a[n] = r->gpa[s], l[n] = r->len[s], w[n++] = !r->write;
+	a[n] = ST_STATUS + i, l[n] = 1, w[n++] = true;
+	if (r->direct) {
+		head = h_add_chain(&f->q, n, a, l, w);
+		h_publish(&f->q, head);
+		return head;
+	}
+	for (unsigned s = 0; s < n; s++) {
+		struct vring_desc *t = h_ptr(f->vm, ST_TABLES + i * 0x1000 + s * 16);
+
+		*t = (struct vring_desc){.addr = a[s],
+					 .len = l[s],
+					 .flags = (uint16_t)((w[s] ? VRING_DESC_F_WRITE : 0) |
+							     (s + 1 < n ? VRING_DESC_F_NEXT : 0)),
+					 .next = (uint16_t)(s + 1)};
+	}
+	head = f->q.next_desc;
+	h_set_desc(&f->q, head, ST_TABLES + i * 0x1000, n * 16, VRING_DESC_F_INDIRECT, 0);
+	h_publish(&f->q, head);
+	f->q.next_desc = (uint16_t)((head + 1) % f->q.size);
+	return head;
+}
+
+static void test_stress_scattered_io_touches_only_its_buffers(void **state)
+{
+	struct fx *f = *state;
+	const size_t disk = (size_t)BIG_SECTORS * 512;
+	uint8_t *shadow = malloc(disk), *want = malloc(H_MEM_SIZE), *mem = h_ptr(f->vm, 0);
+	uint32_t pool[ST_PAGES];
+	uint64_t x = 0x7468617762; /* "thawb" */
+	static struct st_req reqs[ST_INFLIGHT];
+	uint16_t heads[ST_INFLIGHT];
+	unsigned requests = 0, segs = 0;
+
+	if (getenv("THAW_TEST_SEED"))
+		x = strtoull(getenv("THAW_TEST_SEED"), NULL, 0) | 1;
+	print_message("stress seed %#llx (THAW_TEST_SEED reproduces it)\n", (unsigned long long)x);
+	assert_non_null(shadow);
+	assert_non_null(want);
+	/* A disk whose every 4-byte word is different, so a read from the wrong place or
+	 * into the wrong place shows. */
+	for (size_t o = 0; o < disk; o += 4) {
+		uint32_t v = (uint32_t)(o / 4) * 2654435761u;
+
+		memcpy(shadow + o, &v, 4);
+	}
+	assert_int_equal(pwrite(f->fd, shadow, disk, 0), (ssize_t)disk);
+
+	for (unsigned round = 0; round < ST_ROUNDS; round++) {
+		unsigned next_page = 0, done = 0;
+		uint32_t id, used;
+
+		/* Fresh noise in the whole data area, and a new page order. */
+		for (uint64_t o = ST_POOL; o < H_MEM_SIZE; o++)
+			mem[o] = (uint8_t)st_rand(&x);
+		for (unsigned p = 0; p < ST_PAGES; p++)
+			pool[p] = p;
+		for (unsigned p = ST_PAGES - 1; p > 0; p--) {
+			unsigned q = (unsigned)(st_rand(&x) % (p + 1));
+			uint32_t t = pool[p];
+
+			pool[p] = pool[q], pool[q] = t;
+		}
+		for (unsigned i = 0; i < ST_INFLIGHT; i++) {
+			st_draw(&reqs[i], i, &x, pool, &next_page);
+			heads[i] = st_publish(f, &reqs[i], i);
+			*(uint8_t *)h_ptr(f->vm, ST_STATUS + i) = 0xee;
+			segs += reqs[i].nseg;
+		}
+		memcpy(want, mem, H_MEM_SIZE);
+		h_kick(f->d, 0);
+		assert_int_equal(virtio_quiesce(f->vm), 0);
+		assert_false(h_needs_reset(f->d));
+
+		/* What memory and the disk must hold now. */
+		for (unsigned i = 0; i < ST_INFLIGHT; i++) {
+			const struct st_req *r = &reqs[i];
+			uint8_t *d = shadow + r->sector * 512;
+
+			for (unsigned s = 0; s < r->nseg; d += r->len[s], s++) {
+				if (r->write)
+					memcpy(d, want + r->gpa[s], r->len[s]);
+				else
+					memcpy(want + r->gpa[s], d, r->len[s]);
+			}
+			want[ST_STATUS + i] = VIRTIO_BLK_S_OK;
+		}
+		while (h_take_used(&f->q, &id, &used)) {
+			unsigned i = 0;
+
+			while (i < ST_INFLIGHT && heads[i] != id)
+				i++;
+			assert_true(i < ST_INFLIGHT);
+			assert_int_equal(used, reqs[i].write ? 1 : reqs[i].bytes + 1);
+			done++;
+		}
+		assert_int_equal(done, ST_INFLIGHT);
+		/* Rings excepted (the device owns the used ring), memory is as computed. */
+		assert_memory_equal(mem + H_DATA, want + H_DATA, H_MEM_SIZE - H_DATA);
+		assert_memory_equal(mem, want, H_RING(0));
+		requests += ST_INFLIGHT;
+	}
+	/* And the file is the shadow. */
+	{
+		uint8_t *got = malloc(disk);
+
+		assert_non_null(got);
+		assert_int_equal(pread(f->fd, got, disk, 0), (ssize_t)disk);
+		assert_memory_equal(got, shadow, disk);
+		free(got);
+	}
+	print_message("stress: %u requests, %u data pieces, memory and file exact\n", requests,
+		      segs);
+	free(want);
+	free(shadow);
+}
+
+/* A chain with more data pieces than seg_max is the driver's bug; the device fails it
+ * whole rather than doing part of it (a partial write would change the disk under an
+ * error status). */
+static void test_more_pieces_than_seg_max_fail_untouched(void **state)
+{
+	enum { N = 200, BYTES = 512 * 7 };
+	struct fx *f = *state;
+	struct vring_desc *t = h_ptr(f->vm, ST_TABLES);
+	uint8_t before[BYTES], after[BYTES];
+	uint32_t id, used;
+	unsigned n = 0;
+
+	assert_int_equal(pread(f->fd, before, sizeof(before), 0), (ssize_t)sizeof(before));
+	*(struct virtio_blk_outhdr *)h_ptr(f->vm, ST_META) =
+	    (struct virtio_blk_outhdr){.type = VIRTIO_BLK_T_OUT, .sector = 0};
+	t[n] = (struct vring_desc){.addr = ST_META, .len = 16, .flags = VRING_DESC_F_NEXT};
+	t[n].next = (uint16_t)(n + 1), n++;
+	/* N pieces of 16 bytes, the last making the total whole sectors. */
+	for (unsigned s = 0; s < N; s++) {
+		t[n] = (struct vring_desc){.addr = ST_POOL + s * 4096,
+					   .len = s + 1 < N ? 16 : BYTES - 16 * (N - 1),
+					   .flags = VRING_DESC_F_NEXT};
+		memset(h_ptr(f->vm, t[n].addr), 0x77, t[n].len);
+		t[n].next = (uint16_t)(n + 1), n++;
+	}
+	t[n++] = (struct vring_desc){.addr = ST_STATUS, .len = 1, .flags = VRING_DESC_F_WRITE};
+	*(uint8_t *)h_ptr(f->vm, ST_STATUS) = 0xee;
+	h_set_desc(&f->q, 0, ST_TABLES, n * 16, VRING_DESC_F_INDIRECT, 0);
+	h_publish(&f->q, 0);
+	h_kick(f->d, 0);
+	assert_int_equal(virtio_quiesce(f->vm), 0);
+	assert_true(h_take_used(&f->q, &id, &used));
+	assert_int_equal(*(uint8_t *)h_ptr(f->vm, ST_STATUS), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(used, 1);
+	assert_int_equal(pread(f->fd, after, sizeof(after), 0), (ssize_t)sizeof(after));
+	assert_memory_equal(before, after, sizeof(after));
+	assert_false(h_needs_reset(f->d));
+}
+
 int main(void)
 {
 #define RW(fn) cmocka_unit_test_setup_teardown(fn, setup_rw, teardown)
@@ -355,6 +598,10 @@ int main(void)
 	    RW(test_completion_arrives_through_main_loop),
 	    RW(test_many_requests_in_flight_then_quiesce),
 	    RW(test_save_restore_and_reopen),
+	    cmocka_unit_test_setup_teardown(test_stress_scattered_io_touches_only_its_buffers,
+					    setup_big, teardown),
+	    cmocka_unit_test_setup_teardown(test_more_pieces_than_seg_max_fail_untouched, setup_big,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests_name("virtio-blk", tests, NULL, NULL);

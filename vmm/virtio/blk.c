@@ -110,6 +110,15 @@ static void on_complete(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&d->lock);
 }
 
+static size_t iov_total(const struct iovec *iov, unsigned n)
+{
+	size_t t = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
 static struct io_uring_sqe *get_sqe(struct blk *b)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
@@ -181,6 +190,16 @@ static int start(struct virtio_dev *d, struct virtq_elem *e, struct blk_req *r)
 		} else {
 			r->niov =
 			    iov_slice(e->iov, e->nr_out, sizeof(hdr), len, r->iov, BLK_QUEUE_MAX);
+		}
+		/* More pieces than r->iov holds (the driver ignored seg_max): fail the whole
+		 * request now, before a partial write changes the disk under an error. */
+		if (iov_total(r->iov, r->niov) != len) {
+			log_ratelimited(LOG_WARN,
+					"virtio %s: request in more than %u pieces (seg_max %u)",
+					d->id, BLK_QUEUE_MAX, BLK_SEG_MAX);
+			r->written = 1;
+			finish(d, r, VIRTIO_BLK_S_IOERR, true);
+			return 0;
 		}
 		r->expect = (uint32_t)len;
 		sqe = get_sqe(b);
