@@ -34,26 +34,26 @@ struct hvm_memmap_entry {
 };
 
 #define PVH_MODLIST_ADDR (BOOT_START_INFO + 0x40)
-#define PVH_MEMMAP_ADDR  (BOOT_START_INFO + 0x80)
-#define E820_MAX         16
+#define PVH_MEMMAP_ADDR	 (BOOT_START_INFO + 0x80)
+#define E820_MAX	 16
 
 /* ---- Linux boot_params ("zero page") offsets, Documentation/arch/x86/zero-page.rst */
 #define BP_EXT_RAMDISK_IMAGE 0x0c0
 #define BP_EXT_RAMDISK_SIZE  0x0c4
 #define BP_EXT_CMD_LINE_PTR  0x0c8
-#define BP_E820_ENTRIES      0x1e8
-#define BP_BOOT_FLAG         0x1fe
-#define BP_HEADER            0x202
-#define BP_VERSION           0x206
+#define BP_E820_ENTRIES	     0x1e8
+#define BP_BOOT_FLAG	     0x1fe
+#define BP_HEADER	     0x202
+#define BP_VERSION	     0x206
 #define BP_TYPE_OF_LOADER    0x210
-#define BP_LOADFLAGS         0x211
+#define BP_LOADFLAGS	     0x211
 #define BP_RAMDISK_IMAGE     0x218
-#define BP_RAMDISK_SIZE      0x21c
-#define BP_CMD_LINE_PTR      0x228
+#define BP_RAMDISK_SIZE	     0x21c
+#define BP_CMD_LINE_PTR	     0x228
 #define BP_INITRD_ADDR_MAX   0x22c
 #define BP_KERNEL_ALIGNMENT  0x230
-#define BP_CMDLINE_SIZE      0x238
-#define BP_E820_TABLE        0x2d0
+#define BP_CMDLINE_SIZE	     0x238
+#define BP_E820_TABLE	     0x2d0
 #define BP_E820_ENTRY_SIZE   20
 
 /* Where an initrd may go: Linux without a setup header assumes below 896 MiB. */
@@ -86,14 +86,14 @@ unsigned vmm_e820_build(const struct vmm_mem *mem, struct vmm_e820 *out, unsigne
 		return 0;
 	/* Base memory up to the MP table, which sits in the last KiB below 640 KiB. */
 	out[n++] = (struct vmm_e820){0, BOOT_MPTABLE_ADDR, VMM_E820_RAM};
-	out[n++] = (struct vmm_e820){BOOT_MPTABLE_ADDR, 0x100000 - BOOT_MPTABLE_ADDR,
-				     VMM_E820_RESERVED};
+	out[n++] =
+	    (struct vmm_e820){BOOT_MPTABLE_ADDR, 0x100000 - BOOT_MPTABLE_ADDR, VMM_E820_RESERVED};
 	if (low_end > BOOT_HIMEM_START)
-		out[n++] = (struct vmm_e820){BOOT_HIMEM_START, low_end - BOOT_HIMEM_START,
-					     VMM_E820_RAM};
+		out[n++] =
+		    (struct vmm_e820){BOOT_HIMEM_START, low_end - BOOT_HIMEM_START, VMM_E820_RAM};
 	if (mem->nr_regions > 1)
-		out[n++] = (struct vmm_e820){mem->regions[1].gpa, mem->regions[1].size,
-					     VMM_E820_RAM};
+		out[n++] =
+		    (struct vmm_e820){mem->regions[1].gpa, mem->regions[1].size, VMM_E820_RAM};
 	return n;
 }
 
@@ -110,7 +110,7 @@ static uint8_t checksum8(const uint8_t *p, size_t len)
 
 #define MP_IOAPIC_ADDR 0xfec00000u
 #define MP_LAPIC_ADDR  0xfee00000u
-#define MP_IRQS        24 /* IOAPIC pins: ISA 0-15 and our devices above */
+#define MP_IRQS	       24 /* IOAPIC pins: ISA 0-15 and our devices above */
 
 int vmm_mptable_write(struct vmm_mem *mem, unsigned vcpus)
 {
@@ -141,12 +141,12 @@ int vmm_mptable_write(struct vmm_mem *mem, unsigned vcpus)
 	p = cfg + 44;
 
 	for (i = 0; i < vcpus; i++, entries++, p += 20) {
-		p[0] = 0;                        /* processor */
-		p[1] = (uint8_t)i;               /* local APIC id */
-		p[2] = 0x14;                     /* local APIC version */
-		p[3] = 1 | (i == 0 ? 2 : 0);     /* enabled, BSP */
-		put32(p + 4, 0x600);             /* signature: family 6 */
-		put32(p + 8, (1u << 9) | 1);     /* APIC, FPU */
+		p[0] = 0;		     /* processor */
+		p[1] = (uint8_t)i;	     /* local APIC id */
+		p[2] = 0x14;		     /* local APIC version */
+		p[3] = 1 | (i == 0 ? 2 : 0); /* enabled, BSP */
+		put32(p + 4, 0x600);	     /* signature: family 6 */
+		put32(p + 8, (1u << 9) | 1); /* APIC, FPU */
 	}
 	p[0] = 1; /* bus 0: ISA */
 	memcpy(p + 2, "ISA   ", 6);
@@ -158,8 +158,8 @@ int vmm_mptable_write(struct vmm_mem *mem, unsigned vcpus)
 	put32(p + 4, MP_IOAPIC_ADDR);
 	p += 8, entries++;
 	for (i = 0; i < MP_IRQS; i++, entries++, p += 8) {
-		p[0] = 3;         /* I/O interrupt, INT, conforming polarity and trigger */
-		p[4] = 0;         /* source bus */
+		p[0] = 3;	   /* I/O interrupt, INT, conforming polarity and trigger */
+		p[4] = 0;	   /* source bus */
 		p[5] = (uint8_t)i; /* source IRQ */
 		p[6] = (uint8_t)vcpus;
 		p[7] = (uint8_t)i; /* IOAPIC pin */
@@ -256,8 +256,8 @@ static void setup_linux64(struct vmm_mem *mem, struct vmm_boot_params *bp)
 	put16(zp + BP_BOOT_FLAG, 0xaa55);
 	put32(zp + BP_HEADER, 0x53726448); /* "HdrS" */
 	put16(zp + BP_VERSION, 0x020f);
-	zp[BP_TYPE_OF_LOADER] = 0xff;     /* undefined loader */
-	zp[BP_LOADFLAGS] = 1;             /* LOADED_HIGH */
+	zp[BP_TYPE_OF_LOADER] = 0xff; /* undefined loader */
+	zp[BP_LOADFLAGS] = 1;	      /* LOADED_HIGH */
 	put32(zp + BP_CMD_LINE_PTR, (uint32_t)BOOT_CMDLINE_ADDR);
 	put32(zp + BP_CMDLINE_SIZE, BOOT_CMDLINE_MAX - 1);
 	put32(zp + BP_INITRD_ADDR_MAX, (uint32_t)INITRD_ADDR_MAX - 1);
@@ -285,9 +285,8 @@ static void setup_linux64(struct vmm_mem *mem, struct vmm_boot_params *bp)
 		pd[i] = ((uint64_t)i << 21) | 0x83; /* present, writable, 2 MiB */
 }
 
-int vmm_boot_setup(struct vmm_mem *mem, const struct vmm_elf_info *elf,
-		   struct vmm_boot_params *bp, const uint8_t *initrd, size_t initrd_len,
-		   char *err, size_t errlen)
+int vmm_boot_setup(struct vmm_mem *mem, const struct vmm_elf_info *elf, struct vmm_boot_params *bp,
+		   const uint8_t *initrd, size_t initrd_len, char *err, size_t errlen)
 {
 	const char *cmdline = bp->cmdline ? bp->cmdline : "";
 	size_t cl = strlen(cmdline);
@@ -303,7 +302,8 @@ int vmm_boot_setup(struct vmm_mem *mem, const struct vmm_elf_info *elf,
 	if (bp->protocol == VMM_BOOT_AUTO)
 		bp->protocol = elf->has_pvh ? VMM_BOOT_PVH : VMM_BOOT_LINUX64;
 	if (bp->protocol == VMM_BOOT_PVH && !elf->has_pvh)
-		return fail(err, errlen, "PVH boot asked for, but the kernel has no PVH entry note");
+		return fail(err, errlen,
+			    "PVH boot asked for, but the kernel has no PVH entry note");
 	dst = vmm_gpa(mem, BOOT_CMDLINE_ADDR, BOOT_CMDLINE_MAX);
 	memset(dst, 0, BOOT_CMDLINE_MAX);
 	memcpy(dst, cmdline, cl);

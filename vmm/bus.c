@@ -5,8 +5,8 @@
 #include <errno.h>
 #include <string.h>
 
-int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len, vmm_bus_fn fn,
-		     void *opaque, const char *name)
+int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len, vmm_bus_fn fn, void *opaque,
+		     const char *name)
 {
 	unsigned i;
 

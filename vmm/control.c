@@ -24,9 +24,9 @@ struct vm_control {
 	char net_ids[VMM_MAX_NETS][API_ID_LEN], net_specs[VMM_MAX_NETS][SPEC_LEN];
 	char vsock_spec[SPEC_LEN];
 
-	bool started;         /* booted or restored */
-	uint64_t load_us;     /* last snapshot load, request to vCPUs running */
-	uint64_t create_us;   /* last snapshot create */
+	bool started;	    /* booted or restored */
+	uint64_t load_us;   /* last snapshot load, request to vCPUs running */
+	uint64_t create_us; /* last snapshot create */
 };
 
 static struct vm_control control; /* one per process, like the VM */
@@ -43,7 +43,7 @@ static void describe(void *ctx, struct api_instance_info *info)
 	struct vm_control *c = ctx;
 
 	snprintf(info->id, sizeof(info->id), "%s", c->id);
-	info->state = !c->started ? API_VM_NOT_STARTED
+	info->state = !c->started     ? API_VM_NOT_STARTED
 		      : c->vm->paused ? API_VM_PAUSED
 				      : API_VM_RUNNING;
 }
@@ -57,8 +57,7 @@ static int get_machine_config(void *ctx, struct api_machine_config *mc, struct a
 	return 0;
 }
 
-static int put_machine_config(void *ctx, const struct api_machine_config *mc,
-			      struct api_error *err)
+static int put_machine_config(void *ctx, const struct api_machine_config *mc, struct api_error *err)
 {
 	struct vm_control *c = ctx;
 
@@ -118,13 +117,11 @@ static int put_drive(void *ctx, const struct api_drive *d, struct api_error *err
 			      d->drive_id);
 		return -EINVAL;
 	}
-	i = slot_for(c->drive_ids, &c->cfg.nr_drives, VMM_MAX_DRIVES, d->drive_id, err,
-		     "drives");
+	i = slot_for(c->drive_ids, &c->cfg.nr_drives, VMM_MAX_DRIVES, d->drive_id, err, "drives");
 	if (i < 0)
 		return i;
-	snprintf(c->drive_specs[i], SPEC_LEN, "id=%s,path=%s,ro=%s%s", d->drive_id,
-		 d->path_on_host, d->is_read_only ? "on" : "off",
-		 d->is_root_device ? ",root=on" : "");
+	snprintf(c->drive_specs[i], SPEC_LEN, "id=%s,path=%s,ro=%s%s", d->drive_id, d->path_on_host,
+		 d->is_read_only ? "on" : "off", d->is_root_device ? ",root=on" : "");
 	c->cfg.drives[i] = c->drive_specs[i];
 	return 0;
 }
@@ -152,8 +149,7 @@ static int put_vsock(void *ctx, const struct api_vsock *v, struct api_error *err
 {
 	struct vm_control *c = ctx;
 
-	snprintf(c->vsock_spec, sizeof(c->vsock_spec), "cid=%u,uds=%s", v->guest_cid,
-		 v->uds_path);
+	snprintf(c->vsock_spec, sizeof(c->vsock_spec), "cid=%u,uds=%s", v->guest_cid, v->uds_path);
 	c->cfg.vsock = c->vsock_spec;
 	return 0;
 }
@@ -204,14 +200,13 @@ static int resume_vm(void *ctx, struct api_error *err)
 	return 0;
 }
 
-static int snapshot_create(void *ctx, const struct api_snapshot_create *req,
-			   struct api_error *err)
+static int snapshot_create(void *ctx, const struct api_snapshot_create *req, struct api_error *err)
 {
 	struct vm_control *c = ctx;
 	struct vm_snapshot_opts o = {
-		.path = req->snapshot_path,
-		.mem_file_path = req->mem_file_path[0] ? req->mem_file_path : NULL,
-		.stay_paused = c->vm->paused,
+	    .path = req->snapshot_path,
+	    .mem_file_path = req->mem_file_path[0] ? req->mem_file_path : NULL,
+	    .stay_paused = c->vm->paused,
 	};
 	int ret;
 
@@ -234,8 +229,8 @@ static int snapshot_load(void *ctx, const struct api_snapshot_load *req, struct 
 {
 	struct vm_control *c = ctx;
 	struct vm_restore_opts o = {
-		.path = req->snapshot_path,
-		.clock_realtime = req->clock_realtime,
+	    .path = req->snapshot_path,
+	    .clock_realtime = req->clock_realtime,
 	};
 	uint64_t t0 = now_ns();
 	int ret;
@@ -283,10 +278,9 @@ static json_object *metrics(void *ctx)
 	json_object *m = json_object_new_object(), *lat = json_object_new_object();
 	uint64_t r = t->restore_start_ns;
 
-#define PH(name, field)                                                                    \
-	json_object_object_add(lat, name,                                                  \
-			       json_object_new_int64(t->field && r ? (int64_t)(t->field - r) / 1000 \
-								  : 0))
+#define PH(name, field)                                                                            \
+	json_object_object_add(                                                                    \
+	    lat, name, json_object_new_int64(t->field &&r ? (int64_t)(t->field - r) / 1000 : 0))
 	json_object_object_add(lat, "load_snapshot", json_object_new_int64((int64_t)c->load_us));
 	json_object_object_add(lat, "create_snapshot",
 			       json_object_new_int64((int64_t)c->create_us));
@@ -302,22 +296,22 @@ static json_object *metrics(void *ctx)
 }
 
 static const struct api_ops thaw_api_ops = {
-	.describe = describe,
-	.get_machine_config = get_machine_config,
-	.put_machine_config = put_machine_config,
-	.put_boot_source = put_boot_source,
-	.put_drive = put_drive,
-	.put_net = put_net,
-	.put_vsock = put_vsock,
-	.put_entropy = put_entropy,
-	.instance_start = instance_start,
-	.pause = pause_vm,
-	.resume = resume_vm,
-	.snapshot_create = snapshot_create,
-	.snapshot_load = snapshot_load,
-	.metrics = metrics,
-	/* send_ctrl_alt_del: thaw emulates no i8042 keyboard, so the API answers that
-	 * it is not supported. put_logger: the API's default redirects our log. */
+    .describe = describe,
+    .get_machine_config = get_machine_config,
+    .put_machine_config = put_machine_config,
+    .put_boot_source = put_boot_source,
+    .put_drive = put_drive,
+    .put_net = put_net,
+    .put_vsock = put_vsock,
+    .put_entropy = put_entropy,
+    .instance_start = instance_start,
+    .pause = pause_vm,
+    .resume = resume_vm,
+    .snapshot_create = snapshot_create,
+    .snapshot_load = snapshot_load,
+    .metrics = metrics,
+    /* send_ctrl_alt_del: thaw emulates no i8042 keyboard, so the API answers that
+     * it is not supported. put_logger: the API's default redirects our log. */
 };
 
 int vm_control_start(struct vm *vm, const char *sock, const char *id)

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
-#define ELF_MAX_PHDRS            64
+#define ELF_MAX_PHDRS		 64
 
 /* Every refusal here has one cause, reported to the caller. */
 #define fail(err, errlen, ...) errf(err, errlen, -ENOEXEC, __VA_ARGS__)
@@ -104,8 +104,8 @@ int vmm_elf_load(const uint8_t *buf, size_t len, struct vmm_mem *mem, struct vmm
 		memcpy(&ph, buf + eh.e_phoff + i * sizeof(ph), sizeof(ph));
 		if (ph.p_type == PT_NOTE) {
 			if (!in_file(ph.p_offset, ph.p_filesz, len))
-				return fail(err, errlen, "ELF note segment %u lies outside the file",
-					    i);
+				return fail(err, errlen,
+					    "ELF note segment %u lies outside the file", i);
 			ret = find_pvh_note(buf + ph.p_offset, ph.p_filesz, info, err, errlen);
 			if (ret)
 				return ret;
@@ -114,7 +114,8 @@ int vmm_elf_load(const uint8_t *buf, size_t len, struct vmm_mem *mem, struct vmm
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
 			continue;
 		if (ph.p_filesz > ph.p_memsz)
-			return fail(err, errlen, "ELF segment %u: file size exceeds memory size", i);
+			return fail(err, errlen, "ELF segment %u: file size exceeds memory size",
+				    i);
 		if (!in_file(ph.p_offset, ph.p_filesz, len))
 			return fail(err, errlen, "ELF segment %u lies outside the file (%zu bytes)",
 				    i, len);
@@ -124,12 +125,13 @@ int vmm_elf_load(const uint8_t *buf, size_t len, struct vmm_mem *mem, struct vmm
 			uint8_t *dst = vmm_gpa(mem, ph.p_paddr, ph.p_memsz);
 
 			if (!dst)
-				return fail(err, errlen,
-					    "ELF segment %u at %#llx+%#llx does not fit in %llu MiB "
-					    "of guest memory",
-					    i, (unsigned long long)ph.p_paddr,
-					    (unsigned long long)ph.p_memsz,
-					    (unsigned long long)(mem->size >> 20));
+				return fail(
+				    err, errlen,
+				    "ELF segment %u at %#llx+%#llx does not fit in %llu MiB "
+				    "of guest memory",
+				    i, (unsigned long long)ph.p_paddr,
+				    (unsigned long long)ph.p_memsz,
+				    (unsigned long long)(mem->size >> 20));
 			if (ph.p_paddr < BOOT_HIMEM_START)
 				return fail(err, errlen,
 					    "ELF segment %u at %#llx overlaps the boot area below "

@@ -40,7 +40,7 @@ int log_ratelimit_allow(struct log_ratelimit *rl, uint32_t burst);
 /* For functions that hand a cause back to their caller instead of logging it:
  * formats the message into `err` (`errlen` bytes, may be 0) and returns `ret`. */
 int errf(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Monotonic clock in nanoseconds. */
 static inline uint64_t now_ns(void)

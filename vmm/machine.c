@@ -85,8 +85,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	size_t kernel_len = 0, initrd_len = 0;
 	struct vmm_elf_info elf;
 	const struct vmm_cpu_template *tmpl;
-	struct vmm_boot_params bp = {.protocol = cfg->protocol, .cmdline = cfg->cmdline,
-				     .vcpus = cfg->vcpus};
+	struct vmm_boot_params bp = {
+	    .protocol = cfg->protocol, .cmdline = cfg->cmdline, .vcpus = cfg->vcpus};
 	uint64_t mem_bytes;
 	char err[256], cmdline[BOOT_CMDLINE_MAX + 1];
 	int status = VMM_EXIT_USAGE, ret;
@@ -129,8 +129,7 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	}
 	vm->tmpl = tmpl;
 	status = VMM_EXIT_INTERNAL;
-	if (vmm_mem_alloc(&vm->mem, mem_bytes) || vm_register_memory(vm) ||
-	    vm_create_irqchip(vm))
+	if (vmm_mem_alloc(&vm->mem, mem_bytes) || vm_register_memory(vm) || vm_create_irqchip(vm))
 		goto out;
 	status = VMM_EXIT_USAGE;
 	if (vmm_elf_load(kernel, kernel_len, &vm->mem, &elf, err, sizeof(err))) {
@@ -154,8 +153,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	}
 	status = VMM_EXIT_INTERNAL;
 	if (vm_create_vcpus(vm) ||
-	    vm_setup_boot_regs(vm, bp.protocol, bp.protocol == VMM_BOOT_PVH ? elf.pvh_entry
-									   : elf.entry) ||
+	    vm_setup_boot_regs(vm, bp.protocol,
+			       bp.protocol == VMM_BOOT_PVH ? elf.pvh_entry : elf.entry) ||
 	    vm_setup_legacy_devices(vm))
 		goto out;
 	status = VMM_EXIT_OK;

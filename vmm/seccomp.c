@@ -278,8 +278,8 @@ static void build_main(struct rule_ctx *c)
 	ALLOW(c, lseek);
 	ALLOW(c, fstat);
 	ALLOW(c, newfstatat); /* fstat and lstat of glibc */
-	ALLOW(c, ftruncate); /* snapshot files get their size before the memory goes in */
-	ALLOW(c, fsync);     /* a snapshot is durable before it is renamed into place */
+	ALLOW(c, ftruncate);  /* snapshot files get their size before the memory goes in */
+	ALLOW(c, fsync);      /* a snapshot is durable before it is renamed into place */
 	ALLOW(c, fdatasync);
 	ALLOW(c, rename); /* the snapshot appears atomically */
 	ALLOW(c, unlink); /* stale sockets (API, console, vsock) and failed snapshots */

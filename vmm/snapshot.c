@@ -18,10 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PHASE(vm, name)                                                                    \
-	do {                                                                               \
-		DTRACE_PROBE(thaw, name);                                                   \
-		(vm)->times.name##_ns = now_ns();                                           \
+#define PHASE(vm, name)                                                                            \
+	do {                                                                                       \
+		DTRACE_PROBE(thaw, name);                                                          \
+		(vm)->times.name##_ns = now_ns();                                                  \
 	} while (0)
 
 static int ioctl_err(const char *what, unsigned vcpu)
@@ -146,8 +146,8 @@ static int save_vm_state(struct vm *vm, struct snap_vm_state *s)
 /* The UART is the one legacy device with state worth keeping (its FIFO, IER, LCR). */
 enum {
 	UART_TAG_REGS = SNAP_DEV_OWN, /* bytes: ier iir fcr lcr mcr lsr msr scr dll dlm */
-	UART_TAG_RX,                  /* bytes: pending receive FIFO contents, in order */
-	UART_TAG_THR_IPENDING,        /* u64 */
+	UART_TAG_RX,		      /* bytes: pending receive FIFO contents, in order */
+	UART_TAG_THR_IPENDING,	      /* u64 */
 };
 
 static int save_uart(struct snap_writer *w, struct uart *u)
@@ -191,8 +191,8 @@ static int restore_uart(const struct snap *s, struct uart *u, char *err, size_t 
 	}
 	if (snap_get_bytes(sec, UART_TAG_RX, &p, &len) == 0) {
 		if (len > UART_FIFO) {
-			snprintf(err, errlen, "device.com1: receive FIFO of %zu bytes (max %d)", len,
-				 UART_FIFO);
+			snprintf(err, errlen, "device.com1: receive FIFO of %zu bytes (max %d)",
+				 len, UART_FIFO);
 			return -EBADMSG;
 		}
 		memcpy(u->s.rx, p, len);
@@ -337,16 +337,13 @@ out:
 
 /* ---------------------------------------------------------------- devices */
 
-
-
-
 /* virtio devices live in sections `device.virtio<k>` (k: placement index), tagged in
  * the three layers of docs/snapshot-format.md: transport registers at 0x100, generic
  * virtio state at 0x200 (one u64 array per queue), the device's own at 0x1000. */
 enum {
-	VT_INDEX = 5,     /* u64: placement index k */
+	VT_INDEX = 5,	  /* u64: placement index k */
 	VT_DEVICE_ID = 6, /* u64: VIRTIO_ID_* */
-	VT_NAME = 7,      /* str: the device's id= */
+	VT_NAME = 7,	  /* str: the device's id= */
 	VT_STATUS = SNAP_DEV_TRANSPORT,
 	VT_DEV_FEATURES_SEL,
 	VT_DRV_FEATURES_SEL,
@@ -358,13 +355,13 @@ enum {
 	VT_NR_QUEUES,
 	VT_QUEUE0 = SNAP_DEV_VIRTIO + 0x10, /* u64a: size ready desc avail used next_avail
 					       next_used signalled_used signalled_valid */
-	VT_PATH = SNAP_DEV_OWN, /* str: blk backing file, vsock uds path */
-	VT_READ_ONLY,           /* u64 */
-	VT_CAPACITY,            /* u64: sectors */
-	VT_TAP,                 /* str */
-	VT_MAC,                 /* bytes[6] */
-	VT_OFFLOAD,             /* u64 */
-	VT_GUEST_CID,           /* u64 */
+	VT_PATH = SNAP_DEV_OWN,		    /* str: blk backing file, vsock uds path */
+	VT_READ_ONLY,			    /* u64 */
+	VT_CAPACITY,			    /* u64: sectors */
+	VT_TAP,				    /* str */
+	VT_MAC,				    /* bytes[6] */
+	VT_OFFLOAD,			    /* u64 */
+	VT_GUEST_CID,			    /* u64 */
 };
 
 #define VIRTQ_FIELDS 9
@@ -418,8 +415,8 @@ static int save_virtio(struct snap_writer *w, struct virtio_dev *dev)
 	snap_put_u64(sec, VT_NR_QUEUES, v.vs.nr_queues);
 	for (unsigned q = 0; q < v.vs.nr_queues && q < VIRTIO_MAX_QUEUES; q++) {
 		const struct virtq_state *vq = &v.vs.q[q];
-		uint64_t a[VIRTQ_FIELDS] = {vq->size,	    vq->ready,		vq->desc,
-					    vq->avail,	    vq->used,		vq->next_avail,
+		uint64_t a[VIRTQ_FIELDS] = {vq->size,	   vq->ready,	       vq->desc,
+					    vq->avail,	   vq->used,	       vq->next_avail,
 					    vq->next_used, vq->signalled_used, vq->signalled_valid};
 
 		snap_put_u64a(sec, (uint16_t)(VT_QUEUE0 + q), a, VIRTQ_FIELDS);
@@ -464,18 +461,17 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 	const void *p;
 	size_t len;
 
-#define U64(tag, dst)                                                                      \
-	do {                                                                               \
-		x = 0;                                                                     \
-		snap_get_u64(sec, tag, &x);                                                \
-		dst = x;                                                                   \
+#define U64(tag, dst)                                                                              \
+	do {                                                                                       \
+		x = 0;                                                                             \
+		snap_get_u64(sec, tag, &x);                                                        \
+		dst = x;                                                                           \
 	} while (0)
 	memset(v, 0, sizeof(*v));
 	v->version = VIRTIO_SAVED_VERSION;
 	if (snap_get_u64(sec, VT_INDEX, &x) || x >= VIRTIO_MAX_DEVS ||
 	    snap_get_u64(sec, VT_DEVICE_ID, &x))
-		return errf(err, errlen, -EBADMSG, "%s: no device index or type",
-				    sec->name);
+		return errf(err, errlen, -EBADMSG, "%s: no device index or type", sec->name);
 	U64(VT_INDEX, v->place.index);
 	U64(VT_DEVICE_ID, v->place.device_id);
 	v->place.base = VIRTIO_MMIO_BASE + v->place.index * VIRTIO_MMIO_SIZE;
@@ -492,23 +488,22 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 	U64(VT_DRIVER_FEATURES, v->vs.driver_features);
 	U64(VT_NR_QUEUES, v->vs.nr_queues);
 	if (v->vs.nr_queues > VIRTIO_MAX_QUEUES)
-		return errf(err, errlen, -EBADMSG, "%s: %u queues (at most %d)",
-				    sec->name, v->vs.nr_queues, VIRTIO_MAX_QUEUES);
+		return errf(err, errlen, -EBADMSG, "%s: %u queues (at most %d)", sec->name,
+			    v->vs.nr_queues, VIRTIO_MAX_QUEUES);
 	for (unsigned q = 0; q < v->vs.nr_queues; q++) {
 		const uint64_t *a;
 		size_t n;
 		struct virtq_state *vq = &v->vs.q[q];
 
 		if (snap_get_u64a(sec, (uint16_t)(VT_QUEUE0 + q), &a, &n) || n < VIRTQ_FIELDS)
-			return errf(err, errlen, -EBADMSG, "%s: queue %u is missing",
-					    sec->name, q);
+			return errf(err, errlen, -EBADMSG, "%s: queue %u is missing", sec->name, q);
 		if (a[0] > UINT16_MAX || a[5] > UINT16_MAX || a[6] > UINT16_MAX ||
 		    a[7] > UINT16_MAX)
-			return errf(err, errlen, -EBADMSG,
-					    "%s: queue %u has out-of-range indices", sec->name, q);
-		*vq = (struct virtq_state){(uint16_t)a[0], a[1] != 0,	a[2],
-					  a[3],		  a[4],		(uint16_t)a[5],
-					  (uint16_t)a[6], (uint16_t)a[7], a[8] != 0};
+			return errf(err, errlen, -EBADMSG, "%s: queue %u has out-of-range indices",
+				    sec->name, q);
+		*vq = (struct virtq_state){(uint16_t)a[0], a[1] != 0,	   a[2],
+					   a[3],	   a[4],	   (uint16_t)a[5],
+					   (uint16_t)a[6], (uint16_t)a[7], a[8] != 0};
 	}
 	switch (v->place.device_id) {
 	case 2:
@@ -520,8 +515,7 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 	case 1:
 		if (snap_get_strbuf(sec, VT_TAP, v->dev.net.tap, sizeof(v->dev.net.tap)) ||
 		    snap_get_bytes(sec, VT_MAC, &p, &len) || len != 6)
-			return errf(err, errlen, -EBADMSG, "%s: no tap name or MAC",
-					    sec->name);
+			return errf(err, errlen, -EBADMSG, "%s: no tap name or MAC", sec->name);
 		memcpy(v->dev.net.mac, p, 6);
 		U64(VT_OFFLOAD, v->dev.net.offload_flags);
 		break;
@@ -529,21 +523,19 @@ static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, c
 		U64(VT_GUEST_CID, v->dev.vsock.guest_cid);
 		if (snap_get_strbuf(sec, VT_PATH, v->dev.vsock.uds_path,
 				    sizeof(v->dev.vsock.uds_path)))
-			return errf(err, errlen, -EBADMSG, "%s: no vsock socket path",
-					    sec->name);
+			return errf(err, errlen, -EBADMSG, "%s: no vsock socket path", sec->name);
 		break;
 	case 4:
 		break;
 	default:
-		return errf(err, errlen, -ENOTSUP, "%s: unknown virtio device type %u",
-				    sec->name, v->place.device_id);
+		return errf(err, errlen, -ENOTSUP, "%s: unknown virtio device type %u", sec->name,
+			    v->place.device_id);
 	}
 #undef U64
 	return 0;
 }
 
-static const char *override_for(const struct vm_override *o, unsigned n, const char *id,
-				 bool *used)
+static const char *override_for(const struct vm_override *o, unsigned n, const char *id, bool *used)
 {
 	for (unsigned i = 0; i < n; i++) {
 		if (strcmp(o[i].id, id) == 0) {
@@ -596,14 +588,14 @@ static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_
 			continue;
 		if (strncmp(sec->name, "device.virtio", 13) != 0)
 			return errf(err, errlen, -ENOTSUP,
-					    "section '%s': this thaw cannot restore that device",
-					    sec->name);
+				    "section '%s': this thaw cannot restore that device",
+				    sec->name);
 		ret = load_virtio(sec, &v, err, errlen);
 		if (ret)
 			return ret;
 		if (have[v.place.index])
-			return errf(err, errlen, -EBADMSG, "%s: placement %u used twice",
-					    sec->name, v.place.index);
+			return errf(err, errlen, -EBADMSG, "%s: placement %u used twice", sec->name,
+				    v.place.index);
 		have[v.place.index] = true;
 		saved[v.place.index] = v;
 		n++;
@@ -616,8 +608,7 @@ static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_
 		char *spec = specs[k];
 
 		if (!have[k])
-			return errf(err, errlen, -EBADMSG, "device placement %u is missing",
-					    k);
+			return errf(err, errlen, -EBADMSG, "device placement %u is missing", k);
 		switch (v->place.device_id) {
 		case 2:
 			o = override_for(opts->drive_path, opts->nr_drive_path, v->id, used_drive);
@@ -656,66 +647,64 @@ static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_
 	for (unsigned i = 0; i < opts->nr_net_tap; i++)
 		if (!used_net[i])
 			return errf(err, errlen, -ENOENT,
-					    "network override: the snapshot has no interface '%s'",
-					    opts->net_tap[i].id);
+				    "network override: the snapshot has no interface '%s'",
+				    opts->net_tap[i].id);
 	for (unsigned i = 0; i < opts->nr_drive_path; i++)
 		if (!used_drive[i])
 			return errf(err, errlen, -ENOENT,
-					    "drive override: the snapshot has no drive '%s'",
-					    opts->drive_path[i].id);
+				    "drive override: the snapshot has no drive '%s'",
+				    opts->drive_path[i].id);
 	if (opts->vsock_uds && !cfg.vsock)
 		return errf(err, errlen, -ENOENT,
-				    "vsock override: the snapshot has no vsock device");
+			    "vsock override: the snapshot has no vsock device");
 	if (n == 0)
 		return 0;
 	ret = vmm_devices_attach(vm, &cfg, NULL, 0);
 	if (ret)
 		return errf(err, errlen, ret,
-				    "the snapshot's devices could not be rebuilt (%s; see the log)",
-				    strerror(-ret));
+			    "the snapshot's devices could not be rebuilt (%s; see the log)",
+			    strerror(-ret));
 	for (unsigned k = 0; k < n; k++) {
 		ret = virtio_restore(virtio_get(vm, k), &saved[k]);
 		if (ret)
 			return errf(err, errlen, ret,
-					    "device.virtio%u (%s): its saved state is invalid (see "
-					    "the log)",
-					    k, saved[k].id);
+				    "device.virtio%u (%s): its saved state is invalid (see "
+				    "the log)",
+				    k, saved[k].id);
 	}
 	return 0;
 order:
 	return errf(err, errlen, -EBADMSG,
-			    "device placement %u does not follow thaw's device order", n);
+		    "device placement %u does not follow thaw's device order", n);
 }
 
 /* ---------------------------------------------------------------- restore */
 
 /* The saved layout must be one we would have made for that size: anything else is a
  * corrupt or foreign file, and its regions would steer KVM slots. */
-static int check_layout(const struct snap_machine *m, struct vmm_mem *mem, char *err,
-			size_t errlen)
+static int check_layout(const struct snap_machine *m, struct vmm_mem *mem, char *err, size_t errlen)
 {
 	memset(mem, 0, sizeof(*mem));
 	if (m->mem_size == 0 || m->mem_size % 4096 || m->mem_size > (1ull << 40))
 		return errf(err, errlen, -EBADMSG, "machine: memory size %llu is invalid",
-				    (unsigned long long)m->mem_size);
+			    (unsigned long long)m->mem_size);
 	vmm_mem_layout(mem, m->mem_size);
 	if (m->nr_regions != mem->nr_regions)
 		return errf(err, errlen, -EBADMSG,
-				    "machine: %u memory regions, expected %u for %llu MiB",
-				    m->nr_regions, mem->nr_regions,
-				    (unsigned long long)(m->mem_size >> 20));
+			    "machine: %u memory regions, expected %u for %llu MiB", m->nr_regions,
+			    mem->nr_regions, (unsigned long long)(m->mem_size >> 20));
 	for (unsigned i = 0; i < m->nr_regions; i++) {
 		if (m->regions[i].gpa != mem->regions[i].gpa ||
 		    m->regions[i].size != mem->regions[i].size ||
 		    m->regions[i].offset != mem->regions[i].offset)
 			return errf(err, errlen, -EBADMSG,
-					    "machine: memory region %u does not match the layout "
-					    "for %llu MiB",
-					    i, (unsigned long long)(m->mem_size >> 20));
+				    "machine: memory region %u does not match the layout "
+				    "for %llu MiB",
+				    i, (unsigned long long)(m->mem_size >> 20));
 	}
 	if (m->nr_vcpus == 0 || m->nr_vcpus > VMM_MAX_VCPUS)
-		return errf(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)",
-				    m->nr_vcpus, VMM_MAX_VCPUS);
+		return errf(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)", m->nr_vcpus,
+			    VMM_MAX_VCPUS);
 	return 0;
 }
 
@@ -807,22 +796,20 @@ static int map_memory(struct vm *vm, const struct snap *s, const char *mem_file,
 		return errf(err, errlen, ret, "memory section: %s", strerror(-ret));
 	if (loc.size != vm->mem.size)
 		return errf(err, errlen, -EBADMSG,
-				    "memory section has %llu bytes, the machine %llu",
-				    (unsigned long long)loc.size,
-				    (unsigned long long)vm->mem.size);
+			    "memory section has %llu bytes, the machine %llu",
+			    (unsigned long long)loc.size, (unsigned long long)vm->mem.size);
 	if (mem_file) {
 		struct stat st;
 
 		fd = open(mem_file, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || fstat(fd, &st) < 0)
 			return errf(err, errlen, -errno, "memory file %s: %s", mem_file,
-					    strerror(errno));
+				    strerror(errno));
 		if ((uint64_t)st.st_size < loc.size) {
 			close(fd);
 			return errf(err, errlen, -EINVAL,
-					    "memory file %s has %lld bytes, the snapshot needs %llu",
-					    mem_file, (long long)st.st_size,
-					    (unsigned long long)loc.size);
+				    "memory file %s has %lld bytes, the snapshot needs %llu",
+				    mem_file, (long long)st.st_size, (unsigned long long)loc.size);
 		}
 		loc.offset = 0;
 	} else {
@@ -865,7 +852,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		goto out;
 	if (m.nr_vcpus == 0 || m.nr_vcpus > VMM_MAX_VCPUS) {
 		ret = errf(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)", m.nr_vcpus,
-				   VMM_MAX_VCPUS);
+			   VMM_MAX_VCPUS);
 		goto out;
 	}
 	fits = vm->prepared && vm->nr_vcpus == m.nr_vcpus && vm->mem.size == m.mem_size;
@@ -890,7 +877,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		goto out;
 	if (strnlen(m.cmdline, sizeof(m.cmdline)) >= sizeof(vm->cmdline)) {
 		ret = errf(err, errlen, -EBADMSG, "machine: command line longer than %zu",
-				   sizeof(vm->cmdline) - 1);
+			   sizeof(vm->cmdline) - 1);
 		goto out;
 	}
 	memcpy(vm->cmdline, m.cmdline, strlen(m.cmdline) + 1);
@@ -900,16 +887,18 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		/* The prepared slot already points at vm->mem.host: mapping the file over
 		 * the whole range replaces every page KVM may have cached (its MMU
 		 * notifier sees the unmap), so no slot update is needed. */
-		ret = opts->backend == VM_MEM_FILE ? map_memory(vm, s, opts->mem_file, true, err, errlen)
-						   : uffd_restore_memory(vm, s, opts, err, errlen);
+		ret = opts->backend == VM_MEM_FILE
+			  ? map_memory(vm, s, opts->mem_file, true, err, errlen)
+			  : uffd_restore_memory(vm, s, opts, err, errlen);
 		if (ret)
 			goto out;
 	} else {
 		vm->mem = layout;
 		/* Memory first: registering the slot before the irqchip exists avoids an
 		 * SRCU grace period wait (see vm_register_memory). */
-		ret = opts->backend == VM_MEM_FILE ? map_memory(vm, s, opts->mem_file, false, err, errlen)
-						   : uffd_restore_memory(vm, s, opts, err, errlen);
+		ret = opts->backend == VM_MEM_FILE
+			  ? map_memory(vm, s, opts->mem_file, false, err, errlen)
+			  : uffd_restore_memory(vm, s, opts, err, errlen);
 		if (ret)
 			goto out;
 		ret = vm_register_memory(vm);

@@ -15,7 +15,7 @@
 
 /* Addresses Intel VMX needs for real-mode emulation; placed in the MMIO hole's top
  * where no RAM or device lives. */
-#define KVM_TSS_ADDR      0xfffbd000ul
+#define KVM_TSS_ADDR	  0xfffbd000ul
 #define KVM_IDENTITY_ADDR 0xfffbc000ul
 
 /* The signal used to kick a vCPU thread out of KVM_RUN; its handler does nothing. */
@@ -35,10 +35,13 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 		int cap;
 		const char *name;
 	} need[] = {
-		{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},   {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-		{KVM_CAP_PIT2, "KVM_CAP_PIT2"},         {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-		{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},       {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-		{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+	    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+	    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+	    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+	    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+	    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+	    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+	    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
 	};
 	int ret, max_vcpus;
 
@@ -115,10 +118,10 @@ int vm_register_memory(struct vm *vm)
 	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
 		const struct vmm_mem_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region slot = {
-			.slot = i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uint64_t)(uintptr_t)(vm->mem.host + r->offset),
+		    .slot = i,
+		    .guest_phys_addr = r->gpa,
+		    .memory_size = r->size,
+		    .userspace_addr = (uint64_t)(uintptr_t)(vm->mem.host + r->offset),
 		};
 
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
@@ -238,16 +241,16 @@ out:
 static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code64)
 {
 	*s = (struct kvm_segment){
-		.base = 0,
-		.limit = 0xffffffff,
-		.selector = sel,
-		.type = type,
-		.present = 1,
-		.dpl = 0,
-		.db = code64 ? 0 : 1,
-		.s = 1,
-		.l = code64 ? 1 : 0,
-		.g = 1,
+	    .base = 0,
+	    .limit = 0xffffffff,
+	    .selector = sel,
+	    .type = type,
+	    .present = 1,
+	    .dpl = 0,
+	    .db = code64 ? 0 : 1,
+	    .s = 1,
+	    .l = code64 ? 1 : 0,
+	    .g = 1,
 	};
 }
 
@@ -335,8 +338,7 @@ static void com1_irq(void *opaque, int level)
 /* i8042: only what Linux's reboot=k and its probe need. Writing 0xfe to the command
  * port pulses the CPU reset line: the guest asked to reboot, which for a microVM
  * means the end. */
-static void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-			 bool is_write)
+static void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct vm *vm = opaque;
 
@@ -510,7 +512,8 @@ static bool handle_exit(struct vcpu *v)
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH) {
-			vm_request_exit(v->vm, VMM_EXIT_GUEST_PANIC, "guest crashed (system event)");
+			vm_request_exit(v->vm, VMM_EXIT_GUEST_PANIC,
+					"guest crashed (system event)");
 		} else {
 			vm_request_exit(v->vm, VMM_EXIT_OK, "guest shut down or reset");
 		}
@@ -842,7 +845,7 @@ static void print_restore_timing(const struct vm *vm)
 	const struct vm_restore_times *t = &vm->times;
 	uint64_t r = t->restore_start_ns;
 
-#define US(x) (unsigned long long)((x) ? ((x) - r) / 1000 : 0)
+#define US(x) (unsigned long long)((x) ? ((x)-r) / 1000 : 0)
 	fprintf(stderr,
 		"thaw: restore: process_to_restore_us=%llu opened_us=%llu vm_created_us=%llu "
 		"vcpus_created_us=%llu state_set_us=%llu devices_us=%llu running_us=%llu\n",

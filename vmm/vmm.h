@@ -18,13 +18,13 @@
 
 /* Exit statuses of `thaw`, distinct so a runtime can tell what happened. */
 enum vmm_exit_status {
-	VMM_EXIT_OK = 0,           /* guest reset or powered off, or normal end */
-	VMM_EXIT_USAGE = 1,        /* bad arguments or configuration */
-	VMM_EXIT_INTERNAL = 2,     /* a host-side failure (an ioctl, memory, a backend) */
+	VMM_EXIT_OK = 0,	   /* guest reset or powered off, or normal end */
+	VMM_EXIT_USAGE = 1,	   /* bad arguments or configuration */
+	VMM_EXIT_INTERNAL = 2,	   /* a host-side failure (an ioctl, memory, a backend) */
 	VMM_EXIT_GUEST_PANIC = 3,  /* the guest reported a panic on the panic port */
 	VMM_EXIT_TRIPLE_FAULT = 4, /* KVM_EXIT_SHUTDOWN: the guest triple faulted */
-	VMM_EXIT_EMULATION = 5,    /* KVM could not emulate an instruction, or entry failed */
-	VMM_EXIT_RESTORE = 6,      /* a snapshot could not be restored */
+	VMM_EXIT_EMULATION = 5,	   /* KVM could not emulate an instruction, or entry failed */
+	VMM_EXIT_RESTORE = 6,	   /* a snapshot could not be restored */
 };
 
 /* ---------------------------------------------------------------- guest memory */
@@ -35,19 +35,19 @@ enum vmm_exit_status {
 #define VMM_MMIO_HOLE_END   0x100000000ull
 
 struct vmm_mem_region {
-	uint64_t gpa;    /* guest physical base */
-	uint64_t size;   /* bytes */
+	uint64_t gpa;	 /* guest physical base */
+	uint64_t size;	 /* bytes */
 	uint64_t offset; /* offset of this region inside the host mapping */
 };
 
 /* Guest RAM is one host mapping split into at most two guest regions (below the MMIO
  * hole and above 4 GiB). */
 struct vmm_mem {
-	uint8_t *host;   /* the host mapping of all of guest RAM */
-	uint64_t size;   /* total RAM bytes */
+	uint8_t *host; /* the host mapping of all of guest RAM */
+	uint64_t size; /* total RAM bytes */
 	unsigned nr_regions;
 	struct vmm_mem_region regions[VMM_MAX_MEM_REGIONS];
-	bool owned;      /* host mapping is ours to munmap */
+	bool owned; /* host mapping is ours to munmap */
 };
 
 /* Computes the region layout for `size` bytes of RAM (no allocation). */
@@ -92,8 +92,8 @@ struct vmm_bus {
 
 /* Adds [base, base+len). Returns -EEXIST when it overlaps a registered range (the
  * log names both), -EINVAL for an empty or wrapping range, -ENOSPC when full. */
-int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len, vmm_bus_fn fn,
-		     void *opaque, const char *name);
+int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len, vmm_bus_fn fn, void *opaque,
+		     const char *name);
 
 /* The range holding `addr`, or NULL. */
 const struct vmm_bus_range *vmm_bus_find(const struct vmm_bus *bus, uint64_t addr);
@@ -107,8 +107,8 @@ bool vmm_bus_access(const struct vmm_bus *bus, uint64_t addr, uint8_t *data, uin
 /* ---------------------------------------------------------------- ELF and boot */
 
 struct vmm_elf_info {
-	uint64_t entry;      /* ELF entry (64-bit boot protocol entry for a vmlinux) */
-	uint32_t pvh_entry;  /* XEN_ELFNOTE_PHYS32_ENTRY, when has_pvh */
+	uint64_t entry;	    /* ELF entry (64-bit boot protocol entry for a vmlinux) */
+	uint32_t pvh_entry; /* XEN_ELFNOTE_PHYS32_ENTRY, when has_pvh */
 	bool has_pvh;
 	uint64_t load_start; /* lowest loaded physical address */
 	uint64_t load_end;   /* highest loaded physical address + 1 */
@@ -122,14 +122,14 @@ int vmm_elf_load(const uint8_t *buf, size_t len, struct vmm_mem *mem, struct vmm
 		 char *err, size_t errlen);
 
 /* Fixed guest physical layout of the boot structures we write below 1 MiB. */
-#define BOOT_GDT_ADDR      0x500ull
-#define BOOT_START_INFO    0x6000ull  /* PVH hvm_start_info, modules and memmap */
-#define BOOT_ZERO_PAGE     0x7000ull  /* Linux boot_params */
-#define BOOT_PML4_ADDR     0x9000ull  /* identity page tables for the 64-bit protocol */
-#define BOOT_CMDLINE_ADDR  0x20000ull
-#define BOOT_CMDLINE_MAX   2048       /* Linux's COMMAND_LINE_SIZE on x86, with its NUL */
-#define BOOT_MPTABLE_ADDR  0x9fc00ull /* last KiB of base memory, where Linux looks */
-#define BOOT_HIMEM_START   0x100000ull
+#define BOOT_GDT_ADDR	  0x500ull
+#define BOOT_START_INFO	  0x6000ull /* PVH hvm_start_info, modules and memmap */
+#define BOOT_ZERO_PAGE	  0x7000ull /* Linux boot_params */
+#define BOOT_PML4_ADDR	  0x9000ull /* identity page tables for the 64-bit protocol */
+#define BOOT_CMDLINE_ADDR 0x20000ull
+#define BOOT_CMDLINE_MAX  2048	     /* Linux's COMMAND_LINE_SIZE on x86, with its NUL */
+#define BOOT_MPTABLE_ADDR 0x9fc00ull /* last KiB of base memory, where Linux looks */
+#define BOOT_HIMEM_START  0x100000ull
 
 enum vmm_boot_protocol { VMM_BOOT_AUTO, VMM_BOOT_PVH, VMM_BOOT_LINUX64 };
 
@@ -145,9 +145,8 @@ struct vmm_boot_params {
  * memory map, start_info or boot_params, MP table, and for the 64-bit protocol the
  * GDT and identity page tables. `initrd` (if any) is copied high in RAM. Returns
  * -EINVAL with `err` set when something does not fit. */
-int vmm_boot_setup(struct vmm_mem *mem, const struct vmm_elf_info *elf,
-		   struct vmm_boot_params *bp, const uint8_t *initrd, size_t initrd_len,
-		   char *err, size_t errlen);
+int vmm_boot_setup(struct vmm_mem *mem, const struct vmm_elf_info *elf, struct vmm_boot_params *bp,
+		   const uint8_t *initrd, size_t initrd_len, char *err, size_t errlen);
 
 /* Writes an Intel MP 1.4 table for `vcpus` CPUs, one IOAPIC and the ISA IRQs. */
 int vmm_mptable_write(struct vmm_mem *mem, unsigned vcpus);
@@ -157,7 +156,7 @@ struct vmm_e820 {
 	uint64_t addr, size;
 	uint32_t type;
 };
-#define VMM_E820_RAM      1
+#define VMM_E820_RAM	  1
 #define VMM_E820_RESERVED 2
 /* Fills up to `max` entries, returns how many. */
 unsigned vmm_e820_build(const struct vmm_mem *mem, struct vmm_e820 *out, unsigned max);
@@ -173,7 +172,7 @@ struct vmm_cpu_template {
 	uint32_t clear_1_ecx, clear_1_edx;
 	uint32_t clear_7_ebx, clear_7_ecx, clear_7_edx;
 	uint32_t clear_ext1_ecx, clear_ext1_edx; /* 0x80000001 */
-	bool hide_xsave_leaf;                    /* drop leaf 0xD */
+	bool hide_xsave_leaf;			 /* drop leaf 0xD */
 };
 
 /* Looks a template up by name ("host", "pvm"); NULL when unknown. */
@@ -279,12 +278,12 @@ void vmm_loop_destroy(struct vmm_loop *l);
 /* virtio-mmio devices: 4 KiB windows from this base, IRQs from VIRTIO_IRQ_BASE up. */
 #define VIRTIO_MMIO_BASE 0xd0000000ull
 #define VIRTIO_MMIO_SIZE 0x1000ull
-#define VIRTIO_IRQ_BASE  5
-#define VIRTIO_MAX_DEVS  16
-#define COM1_BASE     0x3f8
-#define COM1_IRQ      4
-#define I8042_BASE    0x60
-#define PANIC_PORT    0x505 /* pvpanic's ISA port: any write means the guest panicked */
+#define VIRTIO_IRQ_BASE	 5
+#define VIRTIO_MAX_DEVS	 16
+#define COM1_BASE	 0x3f8
+#define COM1_IRQ	 4
+#define I8042_BASE	 0x60
+#define PANIC_PORT	 0x505 /* pvpanic's ISA port: any write means the guest panicked */
 
 struct vm;
 
@@ -318,7 +317,7 @@ struct vm_config {
 	const char *cpu_template; /* NULL: "pvm" on a PVM host, else "host" */
 	enum vmm_boot_protocol protocol;
 	const char *console_out; /* NULL: stdout */
-	const char *console_in;  /* NULL: stdin; "none"; else a unix socket path */
+	const char *console_in;	 /* NULL: stdin; "none"; else a unix socket path */
 	/* virtio devices, as given on the command line; parsed by vmm/virtio/ */
 	const char *drives[VMM_MAX_DRIVES];
 	unsigned nr_drives;
@@ -360,13 +359,13 @@ struct vm {
 	struct uart com1;
 	int console_out_fd;
 
-	struct vmm_loop loop;          /* the main thread's event loop */
-	struct vmm_console console;    /* console input */
+	struct vmm_loop loop;	    /* the main thread's event loop */
+	struct vmm_console console; /* console input */
 	const char *console_in_spec;
-	bool timing;                   /* --timing: print phase times to stderr */
-	struct vm_control *control;    /* the API, when --api-sock is given */
-	struct vmm_devices *devices;   /* owned by vmm/virtio/ */
-	struct uffd_backend *uffd;     /* owned by uffd/, when memory comes through uffd */
+	bool timing;		     /* --timing: print phase times to stderr */
+	struct vm_control *control;  /* the API, when --api-sock is given */
+	struct vmm_devices *devices; /* owned by vmm/virtio/ */
+	struct uffd_backend *uffd;   /* owned by uffd/, when memory comes through uffd */
 
 	/* A vCPU that wants the process to end stores a status and signals `exit_fd`;
 	 * the main loop picks it up. The first status wins. */
@@ -393,8 +392,8 @@ struct vm {
 	 * sets VMM_UFFD_STALL_DEFAULT_MS. */
 	unsigned uffd_stall_ms;
 
-	bool paused;   /* vCPUs parked by vm_pause, or restored with --paused */
-	bool prepared; /* built by vm_prepare, never run */
+	bool paused;			/* vCPUs parked by vm_pause, or restored with --paused */
+	bool prepared;			/* built by vm_prepare, never run */
 	char cmdline[BOOT_CMDLINE_MAX]; /* as given to the guest, saved in snapshots */
 
 	/* MSRs saved in snapshots: KVM's list minus what this host cannot read */
@@ -403,8 +402,8 @@ struct vm {
 
 	/* restore phases (CLOCK_MONOTONIC ns; 0 = not reached), for metrics */
 	struct vm_restore_times {
-		uint64_t restore_start_ns, opened_ns, vm_created_ns, vcpus_created_ns,
-			state_set_ns, devices_restored_ns, running_ns;
+		uint64_t restore_start_ns, opened_ns, vm_created_ns, vcpus_created_ns, state_set_ns,
+		    devices_restored_ns, running_ns;
 	} times;
 	uint64_t last_create_us;
 
@@ -510,10 +509,10 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg);
 /* ---------------------------------------------------------------- snapshots */
 
 struct vm_snapshot_opts {
-	const char *path;          /* the snapshot file; appears atomically */
+	const char *path;	   /* the snapshot file; appears atomically */
 	const char *mem_file_path; /* guest memory in this separate file, or NULL */
-	bool stay_paused;          /* leave the VM paused afterwards (else resume it) */
-	bool no_fsync;             /* tests and benchmarks only: not crash safe */
+	bool stay_paused;	   /* leave the VM paused afterwards (else resume it) */
+	bool no_fsync;		   /* tests and benchmarks only: not crash safe */
 };
 
 /* Pauses the VM (if running), drains device I/O, saves every vCPU, the irqchip, PIT,
@@ -527,16 +526,16 @@ struct snap;
 struct uffd_backend;
 
 enum vm_mem_backend {
-	VM_MEM_FILE,      /* mmap MAP_PRIVATE of the snapshot's memory (the default) */
-	VM_MEM_UFFD,      /* anonymous memory filled by a userfaultfd handler thread */
-	VM_MEM_UFFD_EXT,  /* ... by an external handler (thaw-uffd or Firecracker's) */
+	VM_MEM_FILE,	 /* mmap MAP_PRIVATE of the snapshot's memory (the default) */
+	VM_MEM_UFFD,	 /* anonymous memory filled by a userfaultfd handler thread */
+	VM_MEM_UFFD_EXT, /* ... by an external handler (thaw-uffd or Firecracker's) */
 };
 
 struct vm_restore_opts {
 	const char *path;
 	bool clock_realtime; /* advance the guest clock by the time since the snapshot */
 	enum vm_mem_backend backend;
-	const char *uffd_sock;     /* VM_MEM_UFFD_EXT: the handler's unix socket */
+	const char *uffd_sock;	   /* VM_MEM_UFFD_EXT: the handler's unix socket */
 	const char *uffd_strategy; /* VM_MEM_UFFD: "ondemand", "prefetch", ... (uffd/) */
 	const char *uffd_record;   /* record the faulted working set into this file */
 	/* guest memory from this file instead of the one the snapshot names (NULL: as
