@@ -62,10 +62,19 @@ entry64:
 	shll $12, %eax
 	addl $KSTACK_BASE, %eax
 	movq %rax, %rsp
-	movl %esi, %edx			/* this CPU's TSS: rsp0, no I/O bitmap */
+	movl %esi, %edx			/* this CPU's TSS: rsp0, the shared I/O bitmap */
 	shll $7, %edx
 	movq %rax, TSS_BASE + 4(%rdx)
-	movw $104, TSS_BASE + 102(%rdx)
+	movl $(IOBM_BASE - TSS_BASE), %ecx
+	subl %edx, %ecx
+	movw %cx, TSS_BASE + 102(%rdx)
+	movb $0xFF, IOBM_BASE + IOBM_BYTES - 1	/* RAM may be reused: write, not assume */
+	movq %rax, %r8
+	xorl %eax, %eax
+	movl $IOBM_BASE, %edi
+	movl $((IOBM_BYTES - 1) / 8), %ecx
+	rep stosq
+	movq %r8, %rax
 	movl %esi, %eax
 	shll $4, %eax
 	addl $SEL_TSS0, %eax
@@ -105,21 +114,23 @@ isr_wake_\name:
 isr_spurious:
 	iretq
 
-/* int $VEC_IDLE from CPL3: halt until the next interrupt. Pending interrupts are not lost:
- * CPL3 runs with IF=0, so one that arrived since the caller's last check is delivered
- * right after sti's shadow and ends the hlt. */
-	.globl isr_idle
-isr_idle:
+/* The gate from CPL3 (`int3`, layout.h): %eax names the service. */
+	.globl isr_gate
+isr_gate:
+	cmpl $GATE_CREGS, %eax
+	je isr_cregs
+	/* GATE_IDLE: halt until the next interrupt. Pending interrupts are not lost: CPL3
+	 * runs with IF=0, so one that arrived since the caller's last check is delivered
+	 * right after sti's shadow and ends the hlt. */
 	sti
 	hlt
 	cli
 	iretq
 
-/* int $VEC_CREGS from CPL3: store cr0, cr2, cr3, cr4, efer, then the GDTR, IDTR (limit,
+/* GATE_CREGS: store cr0, cr2, cr3, cr4, efer, then the GDTR, IDTR (limit,
  * base: 10 bytes each, 16 apart) and TR at [%rdi] (struct cregs). sgdt/sidt/str are done
  * here rather than at CPL3 because a host with UMIP on may refuse them to user mode, which
  * is where PVM runs our CPL3. Clobbers rax rcx rdx. */
-	.globl isr_cregs
 isr_cregs:
 	movq %cr0, %rax
 	movq %rax, 0(%rdi)
@@ -265,8 +276,9 @@ probe_tramp_end:
 pvh_start_info:
 	.long 0
 
+	/* A TSS's limit covers the shared I/O bitmap behind the last TSS (layout.h). */
 	.macro TSSDESC base
-	.quad 103 | (((\base) & 0xFFFF) << 16) | ((((\base) >> 16) & 0xFF) << 32) | (0x89 << 40) | ((((\base) >> 24) & 0xFF) << 56)
+	.quad (IOBM_BASE + IOBM_BYTES - 1 - (\base)) | (((\base) & 0xFFFF) << 16) | ((((\base) >> 16) & 0xFF) << 32) | (0x89 << 40) | ((((\base) >> 24) & 0xFF) << 56)
 	.quad 0
 	.endm
 
@@ -285,6 +297,9 @@ gdt:
 gdt_end:
 	.if (gdt_end - gdt) != GDT_ENTRIES * 8
 	.error "GDT size does not match MAX_CPUS"
+	.endif
+	.if IOBM_BASE + IOBM_BYTES > KSTACK_BASE || IOBM_BASE + IOBM_BYTES - TSS_BASE > 0xFFFF
+	.error "the I/O bitmap must fit between the TSSes and the stacks, in a 16-bit limit"
 	.endif
 
 	.balign 8

@@ -47,10 +47,10 @@ static inline u64 rdtsc(void)
 	return ((u64)hi << 32) | lo;
 }
 
-/* Halt at CPL0 until the next interrupt (see isr_idle in entry.S). */
+/* Halt at CPL0 until the next interrupt (see isr_gate in entry.S). */
 static inline void idle_halt(void)
 {
-	__asm__ volatile("int %0" : : "i"(VEC_IDLE) : "memory");
+	__asm__ volatile("int3" : : "a"(GATE_IDLE) : "memory");
 }
 
 static inline u32 lapic_read(u32 reg)

@@ -11,8 +11,15 @@
 
 #define MAX_CPUS 16
 
-#define TSS_BASE    0x180000 /* MAX_CPUS x TSS_STRIDE */
-#define TSS_STRIDE  128
+#define TSS_BASE   0x180000 /* MAX_CPUS x TSS_STRIDE */
+#define TSS_STRIDE 128
+/* One I/O permission bitmap, shared by every CPU's TSS (each TSS's limit reaches it):
+ * ports 0..IOBM_PORTS-1 allowed at CPL3, plus the all-ones byte the bitmap must end with.
+ * IOPL 3 already allows port I/O at CPL3 on hardware; some PVM hosts do not carry the
+ * guest's IOPL into user mode and check this bitmap instead (PROTOCOL.md). */
+#define IOBM_BASE   (TSS_BASE + MAX_CPUS * TSS_STRIDE)
+#define IOBM_PORTS  0x400
+#define IOBM_BYTES  (IOBM_PORTS / 8 + 1)
 #define KSTACK_BASE 0x181000 /* CPL0 stacks, MAX_CPUS x KSTACK_SIZE */
 #define KSTACK_SIZE 0x1000
 #define USTACK_BASE 0x1A0000 /* CPL3 stacks, MAX_CPUS x USTACK_SIZE */
@@ -30,11 +37,16 @@
 #define GDT_ENTRIES (6 + 2 * MAX_CPUS)
 
 /* Interrupt vectors */
-#define VEC_TIMER    0x30 /* LAPIC timer: idle fallback tick */
-#define VEC_SERIAL   0x31 /* COM1 IRQ4 through the IOAPIC */
-#define VEC_WAKE     0x32 /* IPI from the BSP: new work */
-#define VEC_IDLE     0x80 /* DPL3 gate: sti; hlt; cli; iretq */
-#define VEC_CREGS    0x81 /* DPL3 gate: store cr0/cr2/cr3/cr4/efer to [rdi] */
+#define VEC_TIMER  0x30 /* LAPIC timer: idle fallback tick */
+#define VEC_SERIAL 0x31 /* COM1 IRQ4 through the IOAPIC */
+#define VEC_WAKE   0x32 /* IPI from the BSP: new work */
+/* CPL3 reaches CPL0 through one DPL3 gate, #BP: `int3` with the service in %eax. Not
+ * `int $n`: PVM hosts run our CPL3 natively but emulate `int $n` from it, and KVM's
+ * emulator has no protected-mode `int $n` (the guest gets #UD); `int3` is delivered as
+ * the exception it is. */
+#define VEC_GATE     0x03
+#define GATE_IDLE    0 /* sti; hlt; cli */
+#define GATE_CREGS   1 /* store cr0/cr2/cr3/cr4/efer, GDTR, IDTR, TR to [rdi] */
 #define VEC_SPURIOUS 0xff
 
 #define LAPIC_BASE  0xFEE00000

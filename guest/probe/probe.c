@@ -54,7 +54,7 @@ extern u32 pvh_start_info;
 extern const u64 probe_exc_stubs[32];
 extern const char probe_tramp_start[], probe_tramp_end[];
 extern char isr_wake_timer[], isr_wake_serial[], isr_wake_ipi[];
-extern char isr_spurious[], isr_idle[], isr_cregs[];
+extern char isr_spurious[], isr_gate[];
 /* Interrupts taken, by source (timer, serial, IPI), counted by the CPL0 handlers. */
 volatile u64 probe_wakes[3];
 
@@ -593,8 +593,7 @@ static void idt_fill(void)
 	idt_set(VEC_TIMER, (u64)isr_wake_timer, 0x8E);
 	idt_set(VEC_SERIAL, (u64)isr_wake_serial, 0x8E);
 	idt_set(VEC_WAKE, (u64)isr_wake_ipi, 0x8E);
-	idt_set(VEC_IDLE, (u64)isr_idle, 0xEE);	  /* DPL3 */
-	idt_set(VEC_CREGS, (u64)isr_cregs, 0xEE); /* DPL3 */
+	idt_set(VEC_GATE, (u64)isr_gate, 0xEE); /* DPL3 */
 }
 
 static void lapic_init_local(void)
@@ -636,7 +635,8 @@ static void set_xmm_marker(u32 cpu)
 
 static void collect_regs(struct regs_rec *r)
 {
-	__asm__ volatile("int %1" : : "D"(&r->c), "i"(VEC_CREGS) : "rax", "rcx", "rdx", "memory");
+	u32 service = GATE_CREGS;
+	__asm__ volatile("int3" : "+a"(service) : "D"(&r->c) : "rcx", "rdx", "memory");
 	__asm__ volatile("pushfq; popq %0" : "=r"(r->rflags));
 	__asm__ volatile("movq %%xmm8, %0" : "=r"(r->xmm8));
 	__asm__ volatile("mov %%cs, %0" : "=r"(r->cs));
