@@ -154,3 +154,22 @@ unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n, const struct vm
 	}
 	return out;
 }
+
+void vmm_cpuid_add_host_features(struct kvm_cpuid_entry2 *e, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		unsigned f = e[i].function, r[4];
+
+		if (f != 1 && f != 7 && !(f == 0xd && e[i].index == 1) && f != 0x80000001)
+			continue;
+		__cpuid_count(f, e[i].index, r[0], r[1], r[2], r[3]);
+		if (f == 1) /* signature and APIC id, not features */
+			r[0] = r[1] = 0;
+		if (f == 7 && e[i].index == 0) /* the number of subleaves */
+			r[0] = 0;
+		e[i].eax |= r[0];
+		e[i].ebx |= r[1];
+		e[i].ecx |= r[2];
+		e[i].edx |= r[3];
+	}
+}

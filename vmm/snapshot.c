@@ -776,10 +776,10 @@ static int check_host(struct vm *vm, const struct snap *s, const struct kvm_cpui
 		      size_t nguest, char *err, size_t errlen)
 {
 	/* NULL host facts: only the vendor is read (one cpuid); the full facts would
-	 * cost ~175 us here, every CPUID traps on PVM. Features come from KVM. */
-	return snap_host_check(snap_host_facts(s), guest, nguest, NULL,
-			       vm->supported_cpuid->entries, vm->supported_cpuid->nent, err,
-			       errlen);
+	 * cost ~175 us here, every CPUID traps on PVM. Features come from KVM (and on
+	 * PVM from the CPU itself: vm->usable_cpuid). */
+	return snap_host_check(snap_host_facts(s), guest, nguest, NULL, vm->usable_cpuid->entries,
+			       vm->usable_cpuid->nent, err, errlen);
 }
 
 /* Maps guest memory from the snapshot: MAP_PRIVATE, so every clone shares the page

@@ -54,7 +54,7 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 	memset(&vm->pio, 0, sizeof(vm->pio));
 	memset(&vm->mmio, 0, sizeof(vm->mmio));
 	memset(&vm->times, 0, sizeof(vm->times));
-	vm->supported_cpuid = NULL;
+	vm->supported_cpuid = vm->usable_cpuid = NULL;
 	vm->msr_indices = NULL;
 	vm->nr_msr_indices = 0;
 	vm->prepared = vm->paused = vm->pause_requested = false;
@@ -156,7 +156,16 @@ static int get_supported_cpuid(struct vm *vm)
 			return -ENOMEM;
 		c->nent = n;
 		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+			size_t size = sizeof(*c) + c->nent * sizeof(c->entries[0]);
+
 			vm->supported_cpuid = c;
+			vm->usable_cpuid = malloc(size);
+			if (!vm->usable_cpuid)
+				return -ENOMEM;
+			memcpy(vm->usable_cpuid, c, size);
+			if (vmm_host_is_pvm())
+				vmm_cpuid_add_host_features(vm->usable_cpuid->entries,
+							    vm->usable_cpuid->nent);
 			return 0;
 		}
 		free(c);
@@ -205,6 +214,33 @@ int vm_create_vcpu_fds(struct vm *vm)
 	return 0;
 }
 
+/* A template hides features by leaving them out of the CPUID thaw sets. Some PVM hosts
+ * replace that CPUID with the host CPU's own (KVM_GET_CPUID2 shows it), so the guest
+ * sees what the template hid: say so once, naming what a guest kernel must then leave
+ * alone itself. Reads vCPU 0's CPUID back (c has room for csize bytes). */
+static void warn_if_template_ignored(struct vm *vm, struct kvm_cpuid2 *c, size_t csize)
+{
+	const struct vmm_cpu_template *t = vm->tmpl;
+	uint32_t back_1_ecx = 0, back_7_ebx = 0;
+
+	if (!t || (!t->clear_1_ecx && !t->clear_7_ebx))
+		return;
+	c->nent = (uint32_t)((csize - sizeof(*c)) / sizeof(c->entries[0]));
+	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, c) < 0)
+		return;
+	for (unsigned i = 0; i < c->nent; i++) {
+		if (c->entries[i].function == 1)
+			back_1_ecx = c->entries[i].ecx & t->clear_1_ecx;
+		if (c->entries[i].function == 7 && c->entries[i].index == 0)
+			back_7_ebx = c->entries[i].ebx & t->clear_7_ebx;
+	}
+	if (back_1_ecx || back_7_ebx)
+		log_warn("KVM replaces the CPUID thaw sets: the guest sees features the '%s' "
+			 "template hides (leaf 1 ECX %#x, leaf 7 EBX %#x), so its kernel must "
+			 "leave them alone itself (docs/vmm.md, PVM)",
+			 t->name, back_1_ecx, back_7_ebx);
+}
+
 int vm_create_vcpus(struct vm *vm)
 {
 	struct kvm_cpuid2 *c = NULL;
@@ -232,6 +268,7 @@ int vm_create_vcpus(struct vm *vm)
 		if (ret)
 			goto out;
 	}
+	warn_if_template_ignored(vm, c, csize);
 	ret = 0;
 out:
 	free(c);
@@ -715,6 +752,7 @@ void vm_destroy(struct vm *vm)
 			close(v->fd);
 	}
 	free(vm->supported_cpuid);
+	free(vm->usable_cpuid);
 	free(vm->msr_indices);
 	vmm_mem_free(&vm->mem);
 	vmm_loop_destroy(&vm->loop);
@@ -828,8 +866,9 @@ void vm_discard(struct vm *vm)
 	vm->vm_fd = vm->kvm_fd = -1;
 	vm->mem.host = NULL;
 	free(vm->supported_cpuid);
+	free(vm->usable_cpuid);
 	free(vm->msr_indices);
-	vm->supported_cpuid = NULL;
+	vm->supported_cpuid = vm->usable_cpuid = NULL;
 	vm->msr_indices = NULL;
 	/* Closing a VM fd takes 1-16 ms (measured): not on the caller's path. */
 	if (pthread_create(&t, NULL, release_remains, r) == 0)

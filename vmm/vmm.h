@@ -196,6 +196,13 @@ bool vmm_cpuid_means_pvm(uint32_t leaf1_ecx, uint32_t ext1_ecx);
  * new count. Pure: takes what KVM_GET_SUPPORTED_CPUID returned. */
 unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n,
 			 const struct vmm_cpu_template *tmpl, unsigned index, unsigned nr_vcpus);
+/* PVM only: ORs the host CPU's own bits into the feature leaves among `e` (1, 7.*, 0xD.1,
+ * 0x80000001). PVM runs guest user mode natively on the host CPU, so a guest there can
+ * use the CPU's features whatever CPUID says, and what KVM reports understates them
+ * (one PVM version offers no SSE3 in KVM_GET_SUPPORTED_CPUID, yet gives every vCPU the
+ * host CPU's leaves in place of the CPUID it was set, which is then what a snapshot
+ * holds). The result is for checking a snapshot's features, not for a vCPU. */
+void vmm_cpuid_add_host_features(struct kvm_cpuid_entry2 *e, unsigned n);
 
 /* ---------------------------------------------------------------- 8250 UART */
 
@@ -355,6 +362,9 @@ struct vm {
 	struct vcpu vcpus[VMM_MAX_VCPUS];
 	const struct vmm_cpu_template *tmpl;
 	struct kvm_cpuid2 *supported_cpuid;
+	/* What a restored guest may use: supported_cpuid, plus on PVM the host CPU's
+	 * own features (vmm_cpuid_add_host_features). */
+	struct kvm_cpuid2 *usable_cpuid;
 
 	struct uart com1;
 	int console_out_fd;

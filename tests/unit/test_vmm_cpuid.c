@@ -1,6 +1,7 @@
 /* CPU templates: lookup by name, the features `pvm` hides, and the per-vCPU fields
  * every template sets. The input is a synthetic KVM_GET_SUPPORTED_CPUID answer with
  * every feature bit on, so a cleared bit can only come from the template. */
+#include <cpuid.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -411,6 +412,38 @@ static void test_apply_on_no_entries(void **state)
 	assert_int_equal(vmm_cpuid_apply(e, 0, vmm_cpu_template_find("pvm"), 0, 1), 0);
 }
 
+/* The host's own feature bits are added to the feature leaves only; the signature,
+ * APIC id, subleaf count and other leaves keep KVM's values. */
+static void test_add_host_features_touches_only_feature_registers(void **state)
+{
+	struct kvm_cpuid_entry2 e[] = {
+	    {.function = 1, .eax = 0x11, .ebx = 0x22, .ecx = 0x100, .edx = 0},
+	    {.function = 7, .index = 0, .eax = 2, .ebx = 0, .ecx = 0, .edx = 0},
+	    {.function = 0xd, .index = 0, .eax = 0x7, .ebx = 0x240},
+	    {.function = 0x80000001, .ecx = 0, .edx = 0},
+	    {.function = 0x80000008, .eax = 0x3030},
+	};
+	unsigned a, b, c, d;
+
+	vmm_cpuid_add_host_features(e, sizeof(e) / sizeof(e[0]));
+	__cpuid_count(1, 0, a, b, c, d);
+	assert_int_equal(e[0].eax, 0x11);
+	assert_int_equal(e[0].ebx, 0x22);
+	assert_int_equal(e[0].ecx, c | 0x100);
+	assert_int_equal(e[0].edx, d);
+	__cpuid_count(7, 0, a, b, c, d);
+	assert_int_equal(e[1].eax, 2);
+	assert_int_equal(e[1].ebx, b);
+	assert_int_equal(e[1].ecx, c);
+	assert_int_equal(e[1].edx, d);
+	assert_int_equal(e[2].eax, 0x7); /* 0xD.0 describes sizes, not features */
+	assert_int_equal(e[2].ebx, 0x240);
+	__cpuid_count(0x80000001, 0, a, b, c, d);
+	assert_int_equal(e[3].ecx, c);
+	assert_int_equal(e[3].edx, d);
+	assert_int_equal(e[4].eax, 0x3030);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +468,7 @@ int main(void)
 	    cmocka_unit_test(test_leaf1_ebx_keeps_low_half_and_counts_cpus),
 	    cmocka_unit_test(test_other_leaves_unchanged),
 	    cmocka_unit_test(test_apply_on_no_entries),
+	    cmocka_unit_test(test_add_host_features_touches_only_feature_registers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
