@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,6 +53,44 @@ bool harness_have_kvm(void)
 	return true;
 }
 
+/* Every child not yet reaped. A failed assertion leaves its test through longjmp,
+ * past the harness_end that would have stopped the VM, so the children are also
+ * killed when the test program ends or is told to stop: a VMM left running would hold
+ * a jail id, a socket or a CPU and fail the next run. */
+static pid_t live[64];
+
+static void kill_live(void)
+{
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] > 0)
+			kill(live[i], SIGKILL);
+}
+
+static void on_stop_signal(int sig)
+{
+	kill_live();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void track(pid_t pid, pid_t was)
+{
+	static bool armed;
+
+	if (!armed) {
+		armed = true;
+		atexit(kill_live);
+		signal(SIGTERM, on_stop_signal);
+		signal(SIGINT, on_stop_signal);
+		signal(SIGHUP, on_stop_signal);
+	}
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] == was) {
+			live[i] = pid;
+			return;
+		}
+}
+
 int vmproc_start(struct vmproc *p, const char *const argv[])
 {
 	int in[2], out[2], err[2];
@@ -64,6 +103,9 @@ int vmproc_start(struct vmproc *p, const char *const argv[])
 	if (p->pid < 0)
 		return -errno;
 	if (p->pid == 0) {
+		/* killed with the test program even when that is SIGKILLed (a jailer that
+		 * changes its user loses this; track() covers it) */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		dup2(err[1], 2);
@@ -71,6 +113,7 @@ int vmproc_start(struct vmproc *p, const char *const argv[])
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	track(p->pid, 0);
 	close(in[0]);
 	close(out[1]);
 	close(err[1]);
@@ -221,6 +264,7 @@ int vmproc_wait(struct vmproc *p, int timeout_ms)
 		pid_t r = waitpid(p->pid, &st, WNOHANG);
 
 		if (r == p->pid) {
+			track(0, p->pid);
 			p->exited = true;
 			p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 			break;

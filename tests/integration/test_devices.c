@@ -223,14 +223,22 @@ static void linux_boots_busybox_from_virtio_blk_root(void **state)
 	p = calloc(1, sizeof(*p));
 	assert_int_equal(vmproc_start(p, argv), 0);
 	if (vmproc_expect(p, "THAW_GUEST_READY", BOOT_TIMEOUT_MS, ans, sizeof(ans))) {
+		/* PVM hosts cannot run guest user space (guest/linux/AGENT.md): init's
+		 * first syscall faults and the kernel panics. The root file system was
+		 * still found on virtio-blk, mounted and its init started; that much is
+		 * checked, the rest is skipped, on PVM only. */
+		if (access("/sys/module/kvm_pvm", F_OK) == 0 &&
+		    strstr(p->out, "VFS: Mounted root (ext4 filesystem)") &&
+		    strstr(p->out, "Run /sbin/init as init process") &&
+		    strstr(p->out, "init[1]: segfault") &&
+		    strstr(p->out, "Attempted to kill init")) {
+			print_message("SKIPPED: the root file system mounted and its init "
+				      "started, but guest user space cannot run on PVM\n");
+			stop(p);
+			skip();
+		}
 		vmproc_dump(p, "no ready line from the root filesystem's init");
 		fail();
-	}
-	if (!strstr(ans, "userspace")) {
-		/* PVM hosts cannot run guest user space (guest/linux/AGENT.md). */
-		print_message("SKIPPED: guest user space does not run here: %s\n", ans);
-		stop(p);
-		skip();
 	}
 	ask(p, "uname", "THAW_AGENT uname", ans, sizeof(ans));
 	assert_non_null(strstr(ans, "userspace"));

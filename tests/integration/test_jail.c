@@ -197,7 +197,11 @@ static void jailed_api_socket_loads_the_snapshot(void **state)
 	snprintf(link, sizeof(link), "%s:" SNAP ":ro", snap);
 	jail_path(sock, sizeof(sock), "jt-api", "/root/api.sock");
 	p = jailed("jt-api", jx, tx);
-	assert_int_equal(harness_wait_socket(sock), 0);
+	if (harness_wait_socket(sock)) {
+		vmproc_wait(p, 100); /* collects what it said, if it ended */
+		vmproc_dump(p, "waiting for the jailed API socket");
+		fail_msg("no API socket at %s", sock);
+	}
 	st = harness_http(sock, "PUT", "/snapshot/load",
 			  "{\"snapshot_path\": \"" SNAP "\", \"resume_vm\": true}", body,
 			  sizeof(body));
@@ -272,6 +276,20 @@ static void memory_limit_below_the_guests_need_stops_thaw(void **state)
 	cleanup_leaves_nothing("jt-oom");
 }
 
+/* thaw-jailer --cleanup for every jail of ours: already clean, a failed test's
+ * leftovers, or (at setup) an interrupted earlier run's cgroups: all fine here. */
+static void cleanup_all(void)
+{
+	char cmd[PATH_MAX * 2];
+	const char *ids[] = {"jt-boot", "jt-restore", "jt-api", "jt-oom"};
+
+	for (unsigned i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "%s --cleanup --id %s --chroot-base %s 2>/dev/null",
+			 jailer, ids[i], base);
+		(void)!system(cmd);
+	}
+}
+
 static int setup(void **state)
 {
 	const char *b = harness_env("THAW_BUILD");
@@ -285,20 +303,15 @@ static int setup(void **state)
 	/* the jailed user must be able to read the kernel it is linked */
 	snprintf(probe, sizeof(probe), "%s/probe.elf", base);
 	snprintf(cmd, sizeof(cmd), "install -m 444 %s %s", harness_env("THAW_PROBE"), probe);
+	cleanup_all();
 	return system(cmd) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
 	char cmd[PATH_MAX * 2];
-	const char *ids[] = {"jt-boot", "jt-restore", "jt-api", "jt-oom"};
 
-	for (unsigned i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-		snprintf(cmd, sizeof(cmd), "%s --cleanup --id %s --chroot-base %s 2>/dev/null",
-			 jailer, ids[i], base);
-		/* already clean, or a failed test's leftovers: both fine here */
-		(void)!system(cmd);
-	}
+	cleanup_all();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
 	return system(cmd) == 0 ? 0 : -1;
 }
