@@ -1,7 +1,7 @@
 #!/bin/bash
-# `make bench` / `make bench-check`: runs bench/bench.sh where /dev/kvm works. On this
-# project's machines /dev/kvm is absent (they are PVM guests), so the harness runs inside
-# the nested-SVM QEMU TCG VM of tests/kvmhost/run.sh; bench.sh records where it ran.
+# `make bench` / `make bench-check`: runs bench/bench.sh where /dev/kvm works: directly
+# when this machine has it (on this project's machines, KVM through PVM), otherwise
+# inside the nested-SVM QEMU TCG VM of tests/kvmhost/run.sh; bench.sh records where.
 # usage: bench/kvmhost.sh BUILD_DIR [bench.sh options]
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
