@@ -155,6 +155,15 @@ unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n, const struct vm
 	return out;
 }
 
+void vmm_cpuid_host_view(const struct kvm_cpuid_entry2 *like, unsigned n,
+			 struct kvm_cpuid_entry2 *out)
+{
+	for (unsigned i = 0; i < n; i++)
+		out[i] = (struct kvm_cpuid_entry2){
+		    .function = like[i].function, .index = like[i].index, .flags = like[i].flags};
+	vmm_cpuid_add_host_features(out, n);
+}
+
 void vmm_cpuid_add_host_features(struct kvm_cpuid_entry2 *e, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {

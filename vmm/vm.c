@@ -146,9 +146,10 @@ int vm_create_irqchip(struct vm *vm)
 	return 0;
 }
 
-/* What KVM offers, fetched once per VM; grows the buffer until it fits. */
-static int get_supported_cpuid(struct vm *vm)
+int vm_get_supported_cpuid(struct vm *vm)
 {
+	if (vm->supported_cpuid)
+		return 0;
 	for (unsigned n = 128; n <= 4096; n *= 2) {
 		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
 
@@ -192,10 +193,6 @@ static int setup_lapic(struct vcpu *v)
 
 int vm_create_vcpu_fds(struct vm *vm)
 {
-	int ret = get_supported_cpuid(vm);
-
-	if (ret)
-		return ret;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
@@ -247,7 +244,9 @@ int vm_create_vcpus(struct vm *vm)
 	size_t csize;
 	int ret;
 
-	ret = vm_create_vcpu_fds(vm);
+	ret = vm_get_supported_cpuid(vm);
+	if (!ret)
+		ret = vm_create_vcpu_fds(vm);
 	if (ret)
 		return ret;
 	csize = sizeof(*c) + vm->supported_cpuid->nent * sizeof(c->entries[0]);
@@ -780,6 +779,8 @@ int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib)
 		ret = vm_create_irqchip(vm);
 	if (!ret)
 		ret = vm_create_vcpu_fds(vm);
+	if (!ret)
+		ret = vm_get_supported_cpuid(vm);
 	if (ret)
 		return ret;
 	/* The vCPU threads start now and park before their first KVM_RUN: creating a

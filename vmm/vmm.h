@@ -203,6 +203,10 @@ unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n,
  * host CPU's leaves in place of the CPUID it was set, which is then what a snapshot
  * holds). The result is for checking a snapshot's features, not for a vCPU. */
 void vmm_cpuid_add_host_features(struct kvm_cpuid_entry2 *e, unsigned n);
+/* The host CPU's own feature leaves, one for each of `like`'s n entries (same leaf and
+ * subleaf; registers that are not features stay 0): what a guest on PVM can use. */
+void vmm_cpuid_host_view(const struct kvm_cpuid_entry2 *like, unsigned n,
+			 struct kvm_cpuid_entry2 *out);
 
 /* ---------------------------------------------------------------- 8250 UART */
 
@@ -442,10 +446,16 @@ int vm_register_memory(struct vm *vm);
 /* TSS and identity-map addresses, in-kernel PIC/IOAPIC/LAPIC and the PIT. */
 int vm_create_irqchip(struct vm *vm);
 
-/* Creates the vCPU fds and maps their kvm_run; fetches KVM's supported CPUID. */
+/* Creates the vCPU fds and maps their kvm_run. */
 int vm_create_vcpu_fds(struct vm *vm);
 
-/* vm_create_vcpu_fds, then CPUID through `vm->tmpl` and firmware-like LAPIC LINTs. */
+/* Fetches what KVM offers (KVM_GET_SUPPORTED_CPUID) into vm->supported_cpuid and
+ * vm->usable_cpuid, once per VM: a no-op when they are there. Touches nothing else of
+ * `vm` but kvm_fd, so it may run on another thread while the VM is being built. */
+int vm_get_supported_cpuid(struct vm *vm);
+
+/* vm_get_supported_cpuid, vm_create_vcpu_fds, then CPUID through `vm->tmpl` and firmware-like LAPIC
+ * LINTs. */
 int vm_create_vcpus(struct vm *vm);
 
 /* Sets the BSP's boot registers for the protocol in `bp`, entry at `entry`. */

@@ -2,6 +2,7 @@
  * every template sets. The input is a synthetic KVM_GET_SUPPORTED_CPUID answer with
  * every feature bit on, so a cleared bit can only come from the template. */
 #include <cpuid.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "vmm/vmm.h"
+#include "restore/snapshot.h"
 
 #define BIT(n) (1u << (n))
 
@@ -444,6 +446,39 @@ static void test_add_host_features_touches_only_feature_registers(void **state)
 	assert_int_equal(e[4].eax, 0x3030);
 }
 
+/* What check_host does on PVM: the guest's leaves against the host CPU's own. A guest
+ * with exactly the host's features passes; one with a feature bit the host CPU lacks
+ * is refused, naming it. */
+static void test_host_view_refuses_a_feature_the_cpu_lacks(void **state)
+{
+	struct kvm_cpuid_entry2 guest[2] = {{.function = 1}, {.function = 7, .flags = 1}};
+	struct kvm_cpuid_entry2 have[2];
+	unsigned a, b, c, d, bit;
+	char err[512];
+
+	__cpuid_count(1, 0, a, b, c, d);
+	guest[0].ecx = c;
+	guest[0].edx = d;
+	__cpuid_count(7, 0, a, b, c, d);
+	guest[1].ebx = b;
+	guest[1].ecx = c;
+	guest[1].edx = d;
+	vmm_cpuid_host_view(guest, 2, have);
+	assert_int_equal(have[0].eax, 0);
+	assert_int_equal(snap_host_check(NULL, guest, 2, NULL, have, 2, err, sizeof(err)), 0);
+
+	/* the first named leaf 7 EBX feature this CPU lacks */
+	for (bit = 0; bit < 32 && ((b >> bit & 1) || !snap_cpu_feature_name(7, 0, 1, bit)); bit++)
+		;
+	if (bit == 32)
+		skip();
+	guest[1].ebx |= 1u << bit;
+	assert_int_equal(snap_host_check(NULL, guest, 2, NULL, have, 2, err, sizeof(err)),
+			 -ENOTSUP);
+	assert_non_null(strstr(err, snap_cpu_feature_name(7, 0, 1, bit)));
+	assert_non_null(strstr(err, "host lacks 1 CPU feature"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -469,6 +504,7 @@ int main(void)
 	    cmocka_unit_test(test_other_leaves_unchanged),
 	    cmocka_unit_test(test_apply_on_no_entries),
 	    cmocka_unit_test(test_add_host_features_touches_only_feature_registers),
+	    cmocka_unit_test(test_host_view_refuses_a_feature_the_cpu_lacks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
