@@ -223,6 +223,7 @@ int main(int argc, char **argv)
 	};
 	struct floor_cfg cfg = {.mem_bytes = 128ull << 20, .vcpus = 1};
 	unsigned long runs = 30, mib = 128;
+	int rc = 0;
 	bool once = false;
 	int c;
 
@@ -264,26 +265,31 @@ int main(int argc, char **argv)
 	cfg.cpuid = calloc(1, sizeof(*cfg.cpuid));
 	if (!cfg.cpuid)
 		return 2;
+	cfg.mem_fd = make_mem_file(cfg.mem_bytes);
+	if (cfg.mem_fd < 0 || get_cpuid(cfg.cpuid)) {
+		rc = 2;
+		goto out;
+	}
 	if (once) {
 		uint64_t t[P_NR + 1];
 
 		/* Everything inside the measured process: no warm-up, as a fresh restore. */
-		cfg.mem_fd = make_mem_file(cfg.mem_bytes);
-		if (cfg.mem_fd < 0 || get_cpuid(cfg.cpuid) || floor_once(&cfg, t))
-			return 2;
+		if (floor_once(&cfg, t)) {
+			rc = 2;
+			goto out;
+		}
 		printf("FLOOR first_instruction\n");
 		fflush(stdout);
-		return 0;
+		goto out;
 	}
-	cfg.mem_fd = make_mem_file(cfg.mem_bytes);
-	if (cfg.mem_fd < 0 || get_cpuid(cfg.cpuid))
-		return 2;
 	for (unsigned long r = 0; r < runs; r++) {
 		uint64_t t[P_NR + 1] = {0};
 		uint64_t prev;
 
-		if (floor_once(&cfg, t))
-			return 2;
+		if (floor_once(&cfg, t)) {
+			rc = 2;
+			goto out;
+		}
 		printf("floor run=%lu order=%s vcpus=%u mem_mib=%lu total_us=%.1f", r,
 		       cfg.naive ? "naive" : "floor", cfg.vcpus, mib, (t[1 + P_RUN] - t[0]) / 1e3);
 		prev = t[0];
@@ -299,5 +305,9 @@ int main(int argc, char **argv)
 		printf("\n");
 		fflush(stdout);
 	}
-	return 0;
+out:
+	if (cfg.mem_fd >= 0)
+		close(cfg.mem_fd);
+	free(cfg.cpuid);
+	return rc;
 }

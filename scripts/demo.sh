@@ -38,9 +38,15 @@ start() {
 
 # wait_for NAME PATTERN [SECONDS]: waits for a console line; prints it
 wait_for() {
-	local name=$1 pat=$2 secs=${3:-60} i
+	local name=$1 pat=$2 secs=${3:-60} i out
 	for ((i = 0; i < secs * 100; i++)); do
-		if grep -a -m1 -- "$pat" "$work/$name.out" 2>/dev/null; then return 0; fi
+		# Whole lines only: the guest writes a line one byte (one port write) at a
+		# time, so the console file often ends in part of one.
+		out=$(cat "$work/$name.out" 2>/dev/null && printf x)
+		out=${out%x}
+		if [[ $out == *$'\n'* ]] && grep -a -m1 -- "$pat" <<<"${out%$'\n'*}"; then
+			return 0
+		fi
 		sleep 0.01
 	done
 	say "demo: '$pat' did not appear on $name's console within ${secs}s"
