@@ -785,14 +785,16 @@ static int check_host(struct vm *vm, const struct snap *s, const struct kvm_cpui
 
 	/* NULL host facts: only the vendor is read (one cpuid); the full facts would
 	 * cost ~175 us here, every CPUID traps on PVM. */
-	if (vm->usable_cpuid || !vmm_host_is_pvm()) {
+	if (vm->supported_cpuid || !vmm_host_is_pvm()) {
+		const struct kvm_cpuid2 *have;
+
 		ret = vm_get_supported_cpuid(vm);
 		if (ret)
 			return errf(err, errlen, ret, "KVM_GET_SUPPORTED_CPUID failed (%s)",
 				    strerror(-ret));
-		return snap_host_check(snap_host_facts(s), guest, nguest, NULL,
-				       vm->usable_cpuid->entries, vm->usable_cpuid->nent, err,
-				       errlen);
+		have = vm->usable_cpuid ? vm->usable_cpuid : vm->supported_cpuid;
+		return snap_host_check(snap_host_facts(s), guest, nguest, NULL, have->entries,
+				       have->nent, err, errlen);
 	}
 	own = calloc(nguest ? nguest : 1, sizeof(*own));
 	if (!own)

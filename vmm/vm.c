@@ -160,13 +160,14 @@ int vm_get_supported_cpuid(struct vm *vm)
 			size_t size = sizeof(*c) + c->nent * sizeof(c->entries[0]);
 
 			vm->supported_cpuid = c;
+			if (!vmm_host_is_pvm())
+				return 0;
 			vm->usable_cpuid = malloc(size);
 			if (!vm->usable_cpuid)
 				return -ENOMEM;
 			memcpy(vm->usable_cpuid, c, size);
-			if (vmm_host_is_pvm())
-				vmm_cpuid_add_host_features(vm->usable_cpuid->entries,
-							    vm->usable_cpuid->nent);
+			vmm_cpuid_add_host_features(vm->usable_cpuid->entries,
+						    vm->usable_cpuid->nent);
 			return 0;
 		}
 		free(c);

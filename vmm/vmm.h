@@ -366,8 +366,8 @@ struct vm {
 	struct vcpu vcpus[VMM_MAX_VCPUS];
 	const struct vmm_cpu_template *tmpl;
 	struct kvm_cpuid2 *supported_cpuid;
-	/* What a restored guest may use: supported_cpuid, plus on PVM the host CPU's
-	 * own features (vmm_cpuid_add_host_features). */
+	/* PVM only (else NULL: supported_cpuid is what a restored guest may use): that
+	 * plus the host CPU's own features (vmm_cpuid_add_host_features). */
 	struct kvm_cpuid2 *usable_cpuid;
 
 	struct uart com1;
