@@ -43,6 +43,7 @@ UNIT_TESTS :=
 
 all: programs
 
+include common/build.mk
 include vmm/build.mk
 include restore/build.mk
 include uffd/build.mk

@@ -1,5 +1,5 @@
-# api/: the HTTP API server the VMM embeds (libapi.a), its client half, thawctl, the
-# benchmark and the fuzz target.
+# api/: the HTTP API server the VMM embeds (libapi.a), its client half, thawctl and the
+# fuzz target.
 API_SRCS := \
 	api/server.c \
 	api/route.c \
@@ -12,20 +12,12 @@ PROGRAMS += $(B)/thawctl
 $(B)/thawctl: $(B)/api/thawctl.o
 	$(link)
 
-# Median round trip of GET / on one kept-alive connection (issue 6's API overhead figure).
-PROGRAMS += $(B)/bench_api
-$(B)/bench_api: $(B)/api/bench_api.o
-	$(link)
-
-bench-api: $(B)/bench_api
-	$(B)/bench_api
-
 # libFuzzer over request parsing and routing, built with clang apart from the rest (its
 # own objects, so the gcc build is untouched). FUZZ_TIME bounds the run in seconds.
 FUZZ_TIME ?= 20
 FUZZ_DIR  := $(B)/fuzz
-API_FUZZ_SRCS := tests/fuzz/api_fuzz.c $(API_SRCS) vmm/log.c
-$(FUZZ_DIR)/api_fuzz: $(API_FUZZ_SRCS) api/api.h api/api_int.h vmm/log.h
+API_FUZZ_SRCS := tests/fuzz/api_fuzz.c $(API_SRCS) $(COMMON_SRCS)
+$(FUZZ_DIR)/api_fuzz: $(API_FUZZ_SRCS) api/api.h api/api_int.h common/log.h
 	$(call msg,FUZZ,$@)
 	@mkdir -p $(dir $@)
 	$(Q)clang -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -Wall -Wno-unused-parameter \
@@ -38,4 +30,4 @@ fuzz-api: $(FUZZ_DIR)/api_fuzz
 		-rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/api_crashes/ \
 		$(FUZZ_DIR)/api_corpus tests/fuzz/api_corpus
 
-.PHONY: bench-api fuzz-api
+.PHONY: fuzz-api

@@ -2,7 +2,7 @@
  * against the life cycle, and is executed through the VMM's ops. Every reply is written into
  * srv->reply; nothing here touches a socket, so the fuzz target drives it directly. */
 #include "api/api_int.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,7 @@
  * paused after each one so a pipelining client that does not read its responses stops being
  * read instead of growing a queue. */
 #include "api/api_int.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * the server's fault_message on errors, and exits 0 on success, 1 when the server refused,
  * 2 on a usage error, 3 when the socket could not be used. */
 #include "api/api.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <getopt.h>

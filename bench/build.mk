@@ -35,3 +35,25 @@ bench-check: programs guests
 	$(Q)bench/kvmhost.sh $(B) --check $(BENCH_ARGS)
 
 .PHONY: bench bench-check
+
+# Benchmarks of one part each (not shipped).
+# Median round trip of GET / on one kept-alive connection (the API overhead figure).
+PROGRAMS += $(B)/bench_api
+$(B)/bench_api: $(B)/bench/api.o
+	$(link)
+bench-api: $(B)/bench_api
+	$(B)/bench_api
+
+# Jail setup time, one at a time and 10 at once.
+$(B)/bench_jail: $(B)/bench/jail.o
+	$(link)
+bench-jail: $(B)/bench_jail $(B)/thaw-jailer $(B)/tests/jailer_probe
+	$(Q)$(B)/bench_jail $(B)/thaw-jailer $(B)/tests/jailer_probe
+
+# snap_writer_commit on 256 MiB.
+$(B)/bench-snap-write: $(B)/bench/snap_write.o
+	$(link)
+bench-snap-write: $(B)/bench-snap-write
+	$(B)/bench-snap-write
+
+.PHONY: bench-api bench-jail bench-snap-write

@@ -27,10 +27,3 @@ $(B)/tests/jailer_probe: tests/integration/jailer_probe.c
 
 # test_jailer runs both programs above.
 $(B)/tests/test_jailer: $(B)/thaw-jailer $(B)/tests/jailer_probe
-
-# Jail setup time, one at a time and 10 at once.
-$(B)/bench_jail: $(B)/jailer/bench_jail.o
-	$(link)
-bench-jail: $(B)/bench_jail $(B)/thaw-jailer $(B)/tests/jailer_probe
-	$(Q)$(B)/bench_jail $(B)/thaw-jailer $(B)/tests/jailer_probe
-.PHONY: bench-jail

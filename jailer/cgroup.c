@@ -1,7 +1,7 @@
 /* Cgroups of a jail: <hierarchy root>/<parent>/<id>, v2 when the unified hierarchy
  * is mounted and has every controller asked for, v1 otherwise. */
 #include "jailer/jail_int.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* Command line of thaw-jailer: syntax checks only, nothing touches the file system
  * here, so a bad argument never leaves anything behind. */
 #include "jailer/jailer.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
  * (through a directory fd opened on the host, so it works after pivot_root) and the
  * cgroup directories (after moving the process back out of them). */
 #include "jailer/jail_int.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <dirent.h>
 #include <errno.h>

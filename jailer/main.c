@@ -1,6 +1,6 @@
 /* thaw-jailer: see jailer/jailer.h and docs/jailer.md. */
 #include "jailer/jailer.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <stdlib.h>
 #include <string.h>

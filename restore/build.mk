@@ -14,14 +14,6 @@ PROGRAMS += $(B)/thaw-snap
 $(B)/thaw-snap: $(B)/restore/thaw_snap.o
 	$(link)
 
-# Not a shipped program: measures snap_writer_commit on 256 MiB (make bench-snap-write).
-$(B)/bench-snap-write: $(B)/restore/bench_write.o $(B)/libsnap.a $(B)/libvmm.a
-	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -ljson-c
-
-bench-snap-write: $(B)/bench-snap-write
-	$(B)/bench-snap-write
-
 # The reader's fuzz target tests/fuzz/snap_fuzz.c is built by tests/build.mk's generic
 # rule as $(B)/fuzz/snap_fuzz and run by `make fuzz`. Seeds (valid snapshots of every
 # section kind, written by tests/fuzz/snap_seed.c) are generated into its corpus first:
@@ -30,7 +22,7 @@ bench-snap-write: $(B)/bench-snap-write
 FUZZ_RUNS     ?= 20000
 FUZZ_ARGS_snap ?= -max_len=65536
 
-$(B)/fuzz/snap-seed: tests/fuzz/snap_seed.c $(B)/libsnap.a $(B)/libvmm.a
+$(B)/fuzz/snap-seed: tests/fuzz/snap_seed.c $(B)/libsnap.a $(B)/libcommon.a
 	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -ljson-c -pthread
@@ -46,4 +38,4 @@ fuzz-snap: $(B)/fuzz/snap_fuzz
 	$(Q)$(B)/fuzz/snap_fuzz -runs=$(FUZZ_RUNS) -seed=1 -timeout=10 -print_final_stats=1 \
 		-artifact_prefix=$(B)/fuzz/snap_crashes/ $(FUZZ_ARGS_snap) $(B)/fuzz/snap_corpus
 
-.PHONY: bench-snap-write fuzz-snap
+.PHONY: fuzz-snap

@@ -268,7 +268,7 @@ static int enc_table(struct snap_sec *sec, const struct fdesc *t, size_t n, cons
 	return sec->err;
 }
 
-static const char *type_name(uint16_t type)
+const char *snap_type_name(uint16_t type)
 {
 	switch (type) {
 	case SNAP_T_U64:
@@ -278,7 +278,7 @@ static const char *type_name(uint16_t type)
 	case SNAP_T_STR:
 		return "string";
 	case SNAP_T_U64A:
-		return "u64 array";
+		return "u64[]";
 	default:
 		return "unknown";
 	}
@@ -295,15 +295,15 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 	static const uint16_t want[] = {
 	    [D_UINT] = SNAP_T_U64, [D_BLOB] = SNAP_T_BYTES, [D_U64ARR] = SNAP_T_U64A};
 	if (f->type != want[d->kind]) {
-		snap_seterr(err, errlen, "section '%s' field '%s' (tag 0x%x) is %s, expected %s",
-			    secname, d->name, f->tag, type_name(f->type), type_name(want[d->kind]));
+		errf(err, errlen, 0, "section '%s' field '%s' (tag 0x%x) is %s, expected %s",
+			    secname, d->name, f->tag, snap_type_name(f->type), snap_type_name(want[d->kind]));
 		return -EBADMSG;
 	}
 	switch (d->kind) {
 	case D_UINT: {
 		uint64_t v = rd64(f->val);
 		if (d->size < 8 && (v >> (8 * d->size))) {
-			snap_seterr(err, errlen,
+			errf(err, errlen, 0,
 				    "section '%s' field '%s' value 0x%llx does not fit %u bytes",
 				    secname, d->name, (unsigned long long)v, d->size);
 			return -ERANGE;
@@ -313,7 +313,7 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 	}
 	case D_BLOB:
 		if (f->len != d->size) {
-			snap_seterr(err, errlen, "section '%s' field '%s' is %u bytes, expected %u",
+			errf(err, errlen, 0, "section '%s' field '%s' is %u bytes, expected %u",
 				    secname, d->name, f->len, d->size);
 			return -EBADMSG;
 		}
@@ -321,7 +321,7 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 		return 0;
 	default:
 		if (f->len / 8 > d->size) {
-			snap_seterr(err, errlen,
+			errf(err, errlen, 0,
 				    "section '%s' field '%s' has %u elements, at most %u allowed",
 				    secname, d->name, f->len / 8, d->size);
 			return -ERANGE;
@@ -334,7 +334,7 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 static int check_version(const struct snap_section *sec, char *err, size_t errlen)
 {
 	if (sec->ver_major > 1) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "section '%s' version %u.%u is newer than this reader (1.x)", sec->name,
 			    sec->ver_major, sec->ver_minor);
 		return -EPROTONOSUPPORT;
@@ -358,13 +358,13 @@ static int dec_table(const struct snap_section *sec, const struct fdesc *t, size
 			return r;
 	}
 	if (r < 0)
-		snap_seterr(err, errlen, "section '%s' has a malformed field", sec->name);
+		errf(err, errlen, 0, "section '%s' has a malformed field", sec->name);
 	return r;
 }
 
 static int bad_field(const struct snap_section *sec, const char *what, char *err, size_t errlen)
 {
-	snap_seterr(err, errlen, "section '%s' field '%s' is invalid", sec->name, what);
+	errf(err, errlen, 0, "section '%s' field '%s' is invalid", sec->name, what);
 	return -EBADMSG;
 }
 
@@ -413,7 +413,7 @@ int snap_decode_vcpu(const struct snap_section *sec, struct snap_vcpu_state *v, 
 			continue; /* a newer writer's field: skipped */
 		uint32_t cap = f.tag == VCPU_XCRS ? SNAP_MAX_XCRS : SNAP_MAX_MSRS;
 		if (f.type != SNAP_T_U64A || f.len % 16 || f.len / 16 > cap) {
-			snap_seterr(err, errlen, "section '%s' field '%s' must be at most %u pairs",
+			errf(err, errlen, 0, "section '%s' field '%s' must be at most %u pairs",
 				    sec->name, f.tag == VCPU_XCRS ? "xcrs" : "msrs", cap);
 			return -ERANGE;
 		}
@@ -437,7 +437,7 @@ int snap_decode_vcpu(const struct snap_section *sec, struct snap_vcpu_state *v, 
 			v->nmsrs = n;
 	}
 	if (r < 0)
-		snap_seterr(err, errlen, "section '%s' has a malformed field", sec->name);
+		errf(err, errlen, 0, "section '%s' has a malformed field", sec->name);
 	return r;
 }
 
@@ -530,7 +530,7 @@ int snap_decode_cpuid(const struct snap_section *sec, struct kvm_cpuid_entry2 *e
 	}
 	size_t count = nw / stride;
 	if (count > cap || count > SNAP_MAX_CPUID) {
-		snap_seterr(err, errlen, "section '%s' has %zu CPUID entries, at most %zu allowed",
+		errf(err, errlen, 0, "section '%s' has %zu CPUID entries, at most %zu allowed",
 			    sec->name, count, cap < SNAP_MAX_CPUID ? cap : (size_t)SNAP_MAX_CPUID);
 		return -ERANGE;
 	}
@@ -739,7 +739,7 @@ static const struct snap_section *need(const struct snap *s, const char *name, c
 {
 	const struct snap_section *sec = snap_section_find(s, name);
 	if (!sec)
-		snap_seterr(err, errlen, "snapshot has no section '%s'", name);
+		errf(err, errlen, 0, "snapshot has no section '%s'", name);
 	return sec;
 }
 

@@ -269,7 +269,7 @@ int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_
 		host = &here;
 	}
 	if (saved && strncmp(saved->vendor, host->vendor, sizeof(saved->vendor))) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "snapshot was taken on a %.12s CPU, this host is %.12s: other CPU "
 			    "vendor",
 			    saved->vendor, host->vendor);
@@ -304,7 +304,7 @@ int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_
 		}
 	}
 	if (missing) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "host lacks %zu CPU feature%s the snapshot's guest uses: %s", missing,
 			    missing == 1 ? "" : "s", list);
 		return -ENOTSUP;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "restore/snapshot.h"
 
 /* Header byte offsets (docs/snapshot-format.md, "Header"). */
@@ -76,18 +77,6 @@ static inline void wr16(uint8_t *p, uint16_t v)
 static inline uint64_t align_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) & ~(a - 1);
-}
-
-/* snprintf into an optional error buffer. */
-__attribute__((format(printf, 3, 4))) static inline void snap_seterr(char *err, size_t errlen,
-								     const char *fmt, ...)
-{
-	if (!err || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* 1 when `name` is a valid section name (1..31 chars of [a-z0-9._-]). */

@@ -20,7 +20,7 @@ static int copy_state(struct snap_writer *w, const struct snap *diff, char *err,
 		int r = snap_writer_section(w, sec->name, sec->ver_major, sec->ver_minor,
 					    sec->flags & SNAP_SEC_REQUIRED, &out);
 		if (r) {
-			snap_seterr(err, errlen, "merge: section '%s': %s", sec->name,
+			errf(err, errlen, 0, "merge: section '%s': %s", sec->name,
 				    strerror(-r));
 			return r;
 		}
@@ -74,19 +74,19 @@ int snap_merge(const char *base_path, const char *diff_path, const char *out_pat
 	const struct snap_section *bsec = snap_section_find(diff, "base");
 	if (!(snap_header_flags(diff) & SNAP_HDR_DIFF) || !bsec) {
 		ret = -EINVAL;
-		snap_seterr(err, errlen, "%s is not a diff snapshot", diff_path);
+		errf(err, errlen, 0, "%s is not a diff snapshot", diff_path);
 		goto out;
 	}
 	if (snap_get_bytes(bsec, 1, &id, &idlen) || idlen != 16 ||
 	    snap_get_bytes(bsec, 3, &bits, &nbits)) {
 		ret = -EBADMSG;
-		snap_seterr(err, errlen, "section 'base' of %s lacks the base id or page bitmap",
+		errf(err, errlen, 0, "section 'base' of %s lacks the base id or page bitmap",
 			    diff_path);
 		goto out;
 	}
 	if (memcmp(id, snap_id(base), 16)) {
 		ret = -EINVAL;
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "%s was taken against another snapshot than %s (ids differ)", diff_path,
 			    base_path);
 		goto out;
@@ -96,7 +96,7 @@ int snap_merge(const char *base_path, const char *diff_path, const char *out_pat
 	uint64_t npages = bl.size / SNAP_PAGE_SIZE;
 	if (dl.size != bl.size || nbits != (npages + 7) / 8) {
 		ret = -EBADMSG;
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "diff memory (%llu bytes) does not match base (%llu bytes)",
 			    (unsigned long long)dl.size, (unsigned long long)bl.size);
 		goto out;
@@ -105,7 +105,7 @@ int snap_merge(const char *base_path, const char *diff_path, const char *out_pat
 	struct snap_writer_opts o = {.facts = snap_host_facts(diff)};
 	ret = snap_writer_create(out_path, &o, &w);
 	if (ret) {
-		snap_seterr(err, errlen, "create %s: %s", out_path, strerror(-ret));
+		errf(err, errlen, 0, "create %s: %s", out_path, strerror(-ret));
 		goto out;
 	}
 	ret = copy_state(w, diff, err, errlen);
@@ -119,7 +119,7 @@ int snap_merge(const char *base_path, const char *diff_path, const char *out_pat
 		    mmap(NULL, bl.size, PROT_READ | PROT_WRITE, MAP_PRIVATE, bfd, (off_t)bl.offset);
 		if (mem == MAP_FAILED) {
 			ret = -errno;
-			snap_seterr(err, errlen, "mmap base memory: %s", strerror(errno));
+			errf(err, errlen, 0, "mmap base memory: %s", strerror(errno));
 			goto out;
 		}
 		const uint8_t *b = bits;
@@ -133,7 +133,7 @@ int snap_merge(const char *base_path, const char *diff_path, const char *out_pat
 				 len = (pg + 1 - first) * SNAP_PAGE_SIZE;
 			ret = read_at(dfd, mem + off, len, dl.offset + off);
 			if (ret) {
-				snap_seterr(err, errlen, "read diff memory: %s", strerror(-ret));
+				errf(err, errlen, 0, "read diff memory: %s", strerror(-ret));
 				goto out;
 			}
 		}
@@ -144,7 +144,7 @@ int snap_merge(const char *base_path, const char *diff_path, const char *out_pat
 	ret = snap_writer_commit(w, NULL);
 	w = NULL;
 	if (ret)
-		snap_seterr(err, errlen, "write %s: %s", out_path, strerror(-ret));
+		errf(err, errlen, 0, "write %s: %s", out_path, strerror(-ret));
 out:
 	snap_writer_abort(w);
 	if (mem != MAP_FAILED)

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "restore/snap_internal.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #define FIRST_READ (64u << 10)
 
@@ -167,7 +167,7 @@ int snap_section_verify(const struct snap_section *sec, char *err, size_t errlen
 		return 0; /* bulk: covered by memory.sums */
 	uint32_t c = snap_crc32c(0, sec->data, sec->size);
 	if (c != sec->crc) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "section '%s' checksum mismatch (stored 0x%08x, computed 0x%08x)",
 			    sec->name, sec->crc, c);
 		return -EBADMSG;
@@ -203,11 +203,11 @@ static int setup_memory(struct snap *s, const char *path, char *err, size_t errl
 	bool ext = s->hflags & SNAP_HDR_MEM_EXTERNAL;
 	s->mem.fd = -1;
 	if (m && mf) {
-		snap_seterr(err, errlen, "both 'memory' and 'memory.file' sections present");
+		errf(err, errlen, 0, "both 'memory' and 'memory.file' sections present");
 		return -EBADMSG;
 	}
 	if (ext != !!mf) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "header flag external-memory %s but section 'memory.file' is %s",
 			    ext ? "set" : "clear", mf ? "present" : "missing");
 		return -EBADMSG;
@@ -215,8 +215,8 @@ static int setup_memory(struct snap *s, const char *path, char *err, size_t errl
 	if (m) {
 		if (!(m->flags & SNAP_SEC_BULK) || (m->offset % SNAP_MEM_ALIGN) ||
 		    (m->size % SNAP_PAGE_SIZE)) {
-			snap_seterr(
-			    err, errlen,
+			errf(
+			    err, errlen, 0,
 			    "section 'memory' must be bulk, 2 MiB aligned and a whole number "
 			    "of pages (offset %llu, size %llu)",
 			    (unsigned long long)m->offset, (unsigned long long)m->size);
@@ -234,13 +234,13 @@ static int setup_memory(struct snap *s, const char *path, char *err, size_t errl
 	uint64_t size;
 	if (snap_get_str(mf, 1, &p, &len) || snap_get_u64(mf, 2, &size) || !len ||
 	    len >= PATH_MAX || (size % SNAP_PAGE_SIZE)) {
-		snap_seterr(err, errlen, "section 'memory.file' lacks a valid path or size");
+		errf(err, errlen, 0, "section 'memory.file' lacks a valid path or size");
 		return -EBADMSG;
 	}
 	const char *slash = strrchr(path, '/');
 	int dirlen = (p[0] != '/' && slash) ? (int)(slash - path) + 1 : 0;
 	if ((size_t)dirlen + len >= sizeof(s->mem_path)) {
-		snap_seterr(err, errlen, "section 'memory.file': path too long");
+		errf(err, errlen, 0, "section 'memory.file': path too long");
 		return -ENAMETOOLONG;
 	}
 	snprintf(s->mem_path, sizeof(s->mem_path), "%.*s%.*s", dirlen, path, (int)len, p);
@@ -263,7 +263,7 @@ static int parse(struct snap *s, const char *path, unsigned flags, char *err, si
 		memcpy(sec->name, e + T_NAME, SNAP_NAME_MAX);
 		if (!snap_name_valid(sec->name, SNAP_NAME_MAX) ||
 		    memchr(sec->name, 0, SNAP_NAME_MAX) == NULL) {
-			snap_seterr(err, errlen, "section %zu has an invalid name", i);
+			errf(err, errlen, 0, "section %zu has an invalid name", i);
 			return -EBADMSG;
 		}
 		sec->ver_major = rd16(e + T_VMAJ);
@@ -274,18 +274,18 @@ static int parse(struct snap *s, const char *path, unsigned flags, char *err, si
 		sec->crc = rd32(e + T_CRC);
 		uint64_t end = sec->offset + sec->size;
 		if (end < sec->offset) {
-			snap_seterr(err, errlen, "section '%s' offset+size overflows", sec->name);
+			errf(err, errlen, 0, "section '%s' offset+size overflows", sec->name);
 			return -EBADMSG;
 		}
 		if (end > s->file_size) {
-			snap_seterr(
-			    err, errlen,
+			errf(
+			    err, errlen, 0,
 			    "file truncated: section '%s' ends at %llu but file is %llu bytes",
 			    sec->name, (unsigned long long)end, (unsigned long long)s->file_size);
 			return -EBADMSG;
 		}
 		if (sec->offset < prev_end) {
-			snap_seterr(err, errlen,
+			errf(err, errlen, 0,
 				    "section '%s' overlaps %s%s%s (sections must be in "
 				    "offset order)",
 				    sec->name, i ? "section '" : "", prev_name, i ? "'" : "");
@@ -295,18 +295,18 @@ static int parse(struct snap *s, const char *path, unsigned flags, char *err, si
 		prev_name = sec->name;
 		for (size_t j = 0; j < i; j++) {
 			if (!strcmp(s->secs[j].name, sec->name)) {
-				snap_seterr(err, errlen, "duplicate section '%s'", sec->name);
+				errf(err, errlen, 0, "duplicate section '%s'", sec->name);
 				return -EBADMSG;
 			}
 		}
 		if ((sec->flags & SNAP_SEC_REQUIRED) && !section_known(sec->name)) {
-			snap_seterr(err, errlen, "unknown required section '%s' (version %u.%u)",
+			errf(err, errlen, 0, "unknown required section '%s' (version %u.%u)",
 				    sec->name, sec->ver_major, sec->ver_minor);
 			return -EPROTONOSUPPORT;
 		}
 		if (sec->flags & SNAP_SEC_BULK) {
 			if (!(sec->flags & SNAP_SEC_RAW) || sec->offset < s->state_end) {
-				snap_seterr(err, errlen, "bulk section '%s' inside the state area",
+				errf(err, errlen, 0, "bulk section '%s' inside the state area",
 					    sec->name);
 				return -EBADMSG;
 			}
@@ -314,7 +314,7 @@ static int parse(struct snap *s, const char *path, unsigned flags, char *err, si
 			continue;
 		}
 		if (end > s->state_end || (sec->offset % 8)) {
-			snap_seterr(err, errlen,
+			errf(err, errlen, 0,
 				    "section '%s' (%llu..%llu) lies outside the state area or is "
 				    "misaligned",
 				    sec->name, (unsigned long long)sec->offset,
@@ -338,7 +338,7 @@ static int parse(struct snap *s, const char *path, unsigned flags, char *err, si
 				if ((flags & SNAP_OPEN_NO_SECTION_CRC) &&
 				    snap_section_verify(sec, err, errlen))
 					return -EBADMSG;
-				snap_seterr(err, errlen,
+				errf(err, errlen, 0,
 					    "section '%s' has a malformed field at offset %zu",
 					    sec->name, pos);
 				return -EBADMSG;
@@ -358,17 +358,17 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		snap_seterr(err, errlen, "open %s: %s", path, strerror(errno));
+		errf(err, errlen, 0, "open %s: %s", path, strerror(errno));
 		return ret;
 	}
 	if (fstat(fd, &stb) < 0) {
 		ret = -errno;
-		snap_seterr(err, errlen, "fstat %s: %s", path, strerror(errno));
+		errf(err, errlen, 0, "fstat %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(stb.st_mode)) {
 		ret = -EINVAL;
-		snap_seterr(err, errlen, "%s is not a regular file", path);
+		errf(err, errlen, 0, "%s is not a regular file", path);
 		goto fail;
 	}
 	uint64_t fsize = (uint64_t)stb.st_size;
@@ -380,19 +380,19 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	}
 	ret = pread_all(fd, buf, first, 0);
 	if (ret) {
-		snap_seterr(err, errlen, "pread %s: %s", path, strerror(-ret));
+		errf(err, errlen, 0, "pread %s: %s", path, strerror(-ret));
 		goto fail;
 	}
 	ret = -EBADMSG;
 	if (first < 8 || memcmp(buf, SNAP_MAGIC, 8)) {
 		if (first < 8)
-			snap_seterr(err, errlen, "bad magic (file is only %zu bytes)", first);
+			errf(err, errlen, 0, "bad magic (file is only %zu bytes)", first);
 		else
-			snap_seterr(err, errlen, "bad magic (not a thaw snapshot)");
+			errf(err, errlen, 0, "bad magic (not a thaw snapshot)");
 		goto fail;
 	}
 	if (first < SNAP_HEADER_SIZE) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "file truncated: header needs %u bytes but file is %zu bytes",
 			    SNAP_HEADER_SIZE, first);
 		goto fail;
@@ -402,14 +402,14 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	uint16_t major = rd16(buf + H_MAJOR), minor = rd16(buf + H_MINOR);
 	if (major != SNAP_FORMAT_MAJOR) {
 		ret = -EPROTONOSUPPORT;
-		snap_seterr(err, errlen, "format version %u.%u is %s than this reader (%u.x)",
+		errf(err, errlen, 0, "format version %u.%u is %s than this reader (%u.x)",
 			    major, minor, major > SNAP_FORMAT_MAJOR ? "newer" : "older",
 			    SNAP_FORMAT_MAJOR);
 		goto fail;
 	}
 	uint32_t hcrc = snap_crc32c(0, buf, H_CRC);
 	if (hcrc != rd32(buf + H_CRC)) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "header checksum mismatch (stored 0x%08x, computed 0x%08x)",
 			    rd32(buf + H_CRC), hcrc);
 		goto fail;
@@ -417,13 +417,13 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	uint32_t hflags = rd32(buf + H_FLAGS);
 	if (hflags & SNAP_HDR_INCOMPAT_MASK & ~SNAP_HDR_KNOWN) {
 		ret = -EPROTONOSUPPORT;
-		snap_seterr(err, errlen, "header has unknown incompatible flags 0x%x",
+		errf(err, errlen, 0, "header has unknown incompatible flags 0x%x",
 			    hflags & SNAP_HDR_INCOMPAT_MASK & ~SNAP_HDR_KNOWN);
 		goto fail;
 	}
 	if ((hflags & SNAP_HDR_DIFF) && !(flags & SNAP_OPEN_DIFF)) {
 		ret = -EPROTONOSUPPORT;
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "%s is a diff snapshot: merge it onto its base first (thaw-snap merge)",
 			    path);
 		goto fail;
@@ -433,7 +433,7 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	if (rd32(buf + H_HDR_SIZE) != SNAP_HEADER_SIZE || count > SNAP_MAX_SECTIONS ||
 	    toff < SNAP_HEADER_SIZE || toff % 8 || state_end > SNAP_MAX_STATE || toff > state_end ||
 	    (uint64_t)count * SNAP_TABLE_ENTRY > state_end - toff) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "header fields out of range (header size %u, %u sections, table at "
 			    "%llu, state ends at %llu)",
 			    rd32(buf + H_HDR_SIZE), count, (unsigned long long)toff,
@@ -442,7 +442,7 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	}
 	uint64_t table_end = toff + (uint64_t)count * SNAP_TABLE_ENTRY;
 	if (table_end > fsize) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "file truncated: section table ends at %llu but file is %llu bytes",
 			    (unsigned long long)table_end, (unsigned long long)fsize);
 		goto fail;
@@ -459,14 +459,14 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 		buf = nb;
 		ret = pread_all(fd, buf + first, have - first, first);
 		if (ret) {
-			snap_seterr(err, errlen, "pread %s: %s", path, strerror(-ret));
+			errf(err, errlen, 0, "pread %s: %s", path, strerror(-ret));
 			goto fail;
 		}
 		ret = -EBADMSG;
 	}
 	uint32_t tcrc = snap_crc32c(0, buf + toff, (size_t)count * SNAP_TABLE_ENTRY);
 	if (tcrc != rd32(buf + H_TABLE_CRC)) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "section table checksum mismatch (stored 0x%08x, computed 0x%08x)",
 			    rd32(buf + H_TABLE_CRC), tcrc);
 		goto fail;
@@ -497,14 +497,14 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 		goto fail;
 	if (state_end > fsize) {
 		ret = -EBADMSG;
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "file truncated: state area ends at %llu but file is %llu bytes",
 			    (unsigned long long)state_end, (unsigned long long)fsize);
 		goto fail;
 	}
 	if (rd64(buf + H_FILE_SIZE) > fsize) {
 		ret = -EBADMSG;
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "file truncated: header says %llu bytes but file is %llu bytes",
 			    (unsigned long long)rd64(buf + H_FILE_SIZE), (unsigned long long)fsize);
 		goto fail;
@@ -582,13 +582,13 @@ int snap_memory_open(const struct snap *s, int *fd_out, char *err, size_t errlen
 	struct stat stb;
 	int fd;
 	if (!s->mem.size) {
-		snap_seterr(err, errlen, "snapshot has no memory");
+		errf(err, errlen, 0, "snapshot has no memory");
 		return -ENOENT;
 	}
 	if (!s->mem.external) {
 		fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0) {
-			snap_seterr(err, errlen, "dup: %s", strerror(errno));
+			errf(err, errlen, 0, "dup: %s", strerror(errno));
 			return -errno;
 		}
 		*fd_out = fd; /* snap_open checked the file covers the section */
@@ -598,11 +598,11 @@ int snap_memory_open(const struct snap *s, int *fd_out, char *err, size_t errlen
 	fd = open(s->mem.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		int e = -errno;
-		snap_seterr(err, errlen, "open memory file %s: %s", s->mem.path, strerror(errno));
+		errf(err, errlen, 0, "open memory file %s: %s", s->mem.path, strerror(errno));
 		return e;
 	}
 	if (fstat(fd, &stb) < 0 || !S_ISREG(stb.st_mode) || (uint64_t)stb.st_size < s->mem.size) {
-		snap_seterr(err, errlen,
+		errf(err, errlen, 0,
 			    "memory file %s is not a regular file of at least %llu bytes (the "
 			    "snapshot needs that many)",
 			    s->mem.path, (unsigned long long)s->mem.size);

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "restore/snap_internal.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #define WRITE_RUN_MAX (1u << 20) /* largest single pwrite of memory: stays in L2 after CRC */
 #define MAX_FIELD     (SNAP_MAX_STATE / 2)

@@ -71,6 +71,10 @@ enum snap_type {
 	SNAP_T_U64A = 4,  /* array of u64, length a multiple of 8 */
 };
 
+/* "u64", "bytes", "string", "u64[]" (as docs/snapshot-format.md and inspect name them),
+ * or "unknown". */
+const char *snap_type_name(uint16_t type);
+
 /* ---------------------------------------------------------------- checksums */
 
 /* CRC32C (Castagnoli, reflected poly 0x82F63B78, init 0xFFFFFFFF, final xor 0xFFFFFFFF):

@@ -10,23 +10,7 @@
 #include <string.h>
 
 #include "restore/snapshot.h"
-#include "vmm/log.h"
-
-static const char *type_str(uint16_t t)
-{
-	switch (t) {
-	case SNAP_T_U64:
-		return "u64";
-	case SNAP_T_BYTES:
-		return "bytes";
-	case SNAP_T_STR:
-		return "string";
-	case SNAP_T_U64A:
-		return "u64[]";
-	default:
-		return "unknown";
-	}
-}
+#include "common/log.h"
 
 static json_object *hex(const uint8_t *p, size_t len)
 {
@@ -174,7 +158,7 @@ static json_object *section_json(const struct snap_section *sec)
 		}
 		json_object *u = json_object_new_object();
 		json_object_object_add(u, "tag", json_object_new_int(f.tag));
-		json_object_object_add(u, "type", json_object_new_string(type_str(f.type)));
+		json_object_object_add(u, "type", json_object_new_string(snap_type_name(f.type)));
 		json_object_object_add(u, "hex", hex(f.val, f.len));
 		json_object_array_add(unknown, u);
 	}

@@ -69,20 +69,6 @@ struct uffd_backend {
 	uint64_t checks, kicks, kick_returns;
 };
 
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 /* ---------------------------------------------------------------- the userfaultfd */
 
 int uffd_open(char *err, size_t errlen)
@@ -104,7 +90,7 @@ int uffd_open(char *err, size_t errlen)
 			close(dev);
 		}
 		if (fd < 0)
-			return fail(err, errlen, -e_sys,
+			return errf(err, errlen, -e_sys,
 				    "userfaultfd: %s; /dev/userfaultfd: %s (see "
 				    "vm.unprivileged_userfaultfd, or give access to the device)",
 				    strerror(e_sys), strerror(e_dev));
@@ -113,7 +99,7 @@ int uffd_open(char *err, size_t errlen)
 		int e = errno;
 
 		close(fd);
-		return fail(err, errlen, -e, "UFFDIO_API with remove events: %s", strerror(e));
+		return errf(err, errlen, -e, "UFFDIO_API with remove events: %s", strerror(e));
 	}
 	return fd;
 }
@@ -126,10 +112,10 @@ int uffd_register(int uffd, void *addr, uint64_t len, char *err, size_t errlen)
 	    (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE);
 
 	if (ioctl(uffd, UFFDIO_REGISTER, &r) < 0)
-		return fail(err, errlen, -errno, "UFFDIO_REGISTER of %llu MiB: %s",
+		return errf(err, errlen, -errno, "UFFDIO_REGISTER of %llu MiB: %s",
 			    (unsigned long long)(len >> 20), strerror(errno));
 	if ((r.ioctls & need) != need)
-		return fail(err, errlen, -ENOTSUP,
+		return errf(err, errlen, -ENOTSUP,
 			    "userfaultfd lacks UFFDIO_COPY/ZEROPAGE/WAKE on anonymous memory");
 	return 0;
 }
@@ -154,16 +140,16 @@ int uffd_handshake_send(const char *sock_path, int uffd, const char *json, size_
 	int s, e;
 
 	if (strlen(sock_path) >= sizeof(sa.sun_path))
-		return fail(err, errlen, -ENAMETOOLONG, "uffd socket path %s is too long",
+		return errf(err, errlen, -ENAMETOOLONG, "uffd socket path %s is too long",
 			    sock_path);
 	memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
-		return fail(err, errlen, -errno, "socket: %s", strerror(errno));
+		return errf(err, errlen, -errno, "socket: %s", strerror(errno));
 	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		e = errno;
 		close(s);
-		return fail(err, errlen, -e, "connecting to the uffd handler at %s: %s", sock_path,
+		return errf(err, errlen, -e, "connecting to the uffd handler at %s: %s", sock_path,
 			    strerror(e));
 	}
 	memset(ctl.buf, 0, sizeof(ctl.buf));
@@ -178,7 +164,7 @@ int uffd_handshake_send(const char *sock_path, int uffd, const char *json, size_
 	if (n != (ssize_t)len) {
 		e = n < 0 ? errno : EPIPE;
 		close(s);
-		return fail(err, errlen, -e, "sending the uffd to %s: %s", sock_path, strerror(e));
+		return errf(err, errlen, -e, "sending the uffd to %s: %s", sock_path, strerror(e));
 	}
 	return s;
 }
@@ -201,9 +187,9 @@ int uffd_handshake_recv(int sock, char *buf, size_t len, int *uffd, char *err, s
 		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return fail(err, errlen, -errno, "recvmsg: %s", strerror(errno));
+		return errf(err, errlen, -errno, "recvmsg: %s", strerror(errno));
 	if (n == 0)
-		return fail(err, errlen, -ECONNRESET, "the VMM closed the connection");
+		return errf(err, errlen, -ECONNRESET, "the VMM closed the connection");
 	buf[n] = 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		size_t nfd;
@@ -222,7 +208,7 @@ int uffd_handshake_recv(int sock, char *buf, size_t len, int *uffd, char *err, s
 		}
 	}
 	if (*uffd < 0)
-		return fail(err, errlen, -EPROTO, "the handshake carried no file descriptor");
+		return errf(err, errlen, -EPROTO, "the handshake carried no file descriptor");
 	return (int)n;
 }
 
@@ -530,7 +516,7 @@ static int setup_internal(struct uffd_backend *b, const struct snap *s,
 	p = mmap(NULL, loc->size, PROT_READ, MAP_PRIVATE | MAP_NORESERVE, b->mem_fd,
 		 (off_t)loc->offset);
 	if (p == MAP_FAILED)
-		return fail(err, errlen, -errno, "mmap of the snapshot's memory: %s",
+		return errf(err, errlen, -errno, "mmap of the snapshot's memory: %s",
 			    strerror(errno));
 	b->src = p;
 	b->mem_size = loc->size;
@@ -550,7 +536,7 @@ static int setup_internal(struct uffd_backend *b, const struct snap *s,
 			const uint64_t *w;
 
 			if (snap_workingset(s, &w, &n))
-				return fail(
+				return errf(
 				    err, errlen, -ENOENT,
 				    "prefetch: the snapshot has no valid workingset section "
 				    "(record one with --uffd-record FILE, then use "
@@ -565,17 +551,17 @@ static int setup_internal(struct uffd_backend *b, const struct snap *s,
 	}
 	if (opts->uffd_record) {
 		if (strlen(opts->uffd_record) >= sizeof(b->record_path))
-			return fail(err, errlen, -ENAMETOOLONG, "--uffd-record: path too long");
+			return errf(err, errlen, -ENAMETOOLONG, "--uffd-record: path too long");
 		strcpy(b->record_path, opts->uffd_record);
 		snprintf(b->snap_path, sizeof(b->snap_path), "%s", opts->path ? opts->path : "");
 		memcpy(b->snap_id, snap_id(s), 16);
 	}
 	ret = uffd_server_create(&so, &b->srv);
 	if (ret)
-		return fail(err, errlen, ret, "uffd handler: %s", strerror(-ret));
+		return errf(err, errlen, ret, "uffd handler: %s", strerror(-ret));
 	ret = pthread_create(&b->handler, NULL, handler_main, b);
 	if (ret)
-		return fail(err, errlen, -ret, "starting the uffd handler thread: %s",
+		return errf(err, errlen, -ret, "starting the uffd handler thread: %s",
 			    strerror(ret));
 	pthread_setname_np(b->handler, "uffd-handler");
 	b->handler_started = true;
@@ -592,7 +578,7 @@ static int setup_external(struct uffd_backend *b, const struct vm_restore_opts *
 
 	len = uffd_regions_encode(regions, nr, json, sizeof(json));
 	if (len < 0)
-		return fail(err, errlen, len, "encoding the memory regions");
+		return errf(err, errlen, len, "encoding the memory regions");
 	snprintf(b->sock_path, sizeof(b->sock_path), "%s", opts->uffd_sock);
 	b->sock = uffd_handshake_send(opts->uffd_sock, b->uffd, json, (size_t)len, err, errlen);
 	if (b->sock < 0)
@@ -621,7 +607,7 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 
 	if (opts->backend == VM_MEM_UFFD_EXT) {
 		if (opts->uffd_strategy || opts->uffd_record)
-			return fail(err, errlen, -EINVAL,
+			return errf(err, errlen, -EINVAL,
 				    "--uffd-strategy and --uffd-record belong to the external "
 				    "handler (thaw-uffd --strategy/--record)");
 	} else {
@@ -631,14 +617,14 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	}
 	ret = snap_memory(s, &loc);
 	if (ret)
-		return fail(err, errlen, ret, "memory section: %s", strerror(-ret));
+		return errf(err, errlen, ret, "memory section: %s", strerror(-ret));
 	if (loc.size != vm->mem.size || loc.size == 0)
-		return fail(err, errlen, -EBADMSG,
+		return errf(err, errlen, -EBADMSG,
 			    "memory section has %llu bytes, the machine %llu",
 			    (unsigned long long)loc.size, (unsigned long long)vm->mem.size);
 	b = calloc(1, sizeof(*b));
 	if (!b)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return errf(err, errlen, -ENOMEM, "out of memory");
 	b->vm = vm;
 	b->external = opts->backend == VM_MEM_UFFD_EXT;
 	b->uffd = b->stop_fd = b->sig_fd = b->sock = b->pidfd = b->mem_fd = -1;
@@ -648,7 +634,7 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	p = mmap(fixed ? vm->mem.host : NULL, loc.size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (fixed ? MAP_FIXED : 0), -1, 0);
 	if (p == MAP_FAILED) {
-		ret = fail(err, errlen, -errno, "mmap of %llu MiB of guest memory: %s",
+		ret = errf(err, errlen, -errno, "mmap of %llu MiB of guest memory: %s",
 			   (unsigned long long)(loc.size >> 20), strerror(errno));
 		goto fail;
 	}
@@ -669,7 +655,7 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 
 	b->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (b->stop_fd < 0) {
-		ret = fail(err, errlen, -errno, "eventfd: %s", strerror(errno));
+		ret = errf(err, errlen, -errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
 	/* The discard hook's signal: blocked here, before the vCPU threads exist, so every
@@ -679,7 +665,7 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	pthread_sigmask(SIG_BLOCK, &rt, NULL);
 	b->sig_fd = signalfd(-1, &rt, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (b->sig_fd < 0) {
-		ret = fail(err, errlen, -errno, "signalfd: %s", strerror(errno));
+		ret = errf(err, errlen, -errno, "signalfd: %s", strerror(errno));
 		goto fail;
 	}
 	if (b->external)
@@ -697,7 +683,7 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	ret = pthread_create(&b->control, NULL, control_main, b);
 	if (ret) {
 		ret =
-		    fail(err, errlen, -ret, "starting the uffd control thread: %s", strerror(ret));
+		    errf(err, errlen, -ret, "starting the uffd control thread: %s", strerror(ret));
 		goto fail;
 	}
 	pthread_setname_np(b->control, "uffd-control");

@@ -1,5 +1,5 @@
 # uffd/: lazy restore through userfaultfd (libuffd.a), the external handler thaw-uffd,
-# and a benchmark (make uffd-bench; not shipped).
+# (its benchmark is bench/uffd.sh).
 UFFD_SRCS := \
 	uffd/stall.c \
 	uffd/plan.c \

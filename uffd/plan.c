@@ -2,6 +2,7 @@
  * a prefetch batch, and the handshake's JSON. No syscalls here, so all of it is unit
  * tested without a userfaultfd. */
 #include "uffd/uffd.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -10,20 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 /* "4k", "64K", "2m", "4096": bytes, or 0 when malformed. */
 static uint64_t parse_size(const char *s, size_t len)
@@ -65,7 +52,7 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 	if (!spec || !*spec)
 		return 0;
 	if (strlen(spec) > 512)
-		return fail(err, errlen, "strategy: longer than 512 characters");
+		return errf(err, errlen, -EINVAL, "strategy: longer than 512 characters");
 	end = strchr(spec, ',');
 	if (!end)
 		end = spec + strlen(spec);
@@ -78,12 +65,12 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 	else if (mlen == 6 && !strncmp(spec, "record", 6))
 		st->mode = UFFD_MODE_ONDEMAND;
 	else
-		return fail(err, errlen, "strategy: '%.*s' is not ondemand, prefetch or record",
+		return errf(err, errlen, -EINVAL, "strategy: '%.*s' is not ondemand, prefetch or record",
 			    (int)mlen, spec);
 	if (colon) {
 		st->chunk = parse_size(colon + 1, (size_t)(end - colon - 1));
 		if (!is_pow2(st->chunk) || st->chunk < UFFD_PAGE || st->chunk > (2u << 20))
-			return fail(err, errlen,
+			return errf(err, errlen, -EINVAL,
 				    "strategy: chunk '%.*s' is not a power of two from 4k to 2m",
 				    (int)(end - colon - 1), colon + 1);
 	}
@@ -102,7 +89,7 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 			size_t n = (size_t)(end - eq - 1);
 
 			if (n == 0 || n >= sizeof(st->ws_path))
-				return fail(err, errlen,
+				return errf(err, errlen, -EINVAL,
 					    "strategy: ws= needs a path shorter than %zu",
 					    sizeof(st->ws_path));
 			memcpy(st->ws_path, eq + 1, n);
@@ -111,36 +98,36 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 			uint64_t v = parse_size(eq + 1, (size_t)(end - eq - 1));
 
 			if ((v == 0 && strncmp(eq + 1, "0", (size_t)(end - eq - 1))) || v > 512)
-				return fail(err, errlen, "strategy: gap= takes 0..512 pages");
+				return errf(err, errlen, -EINVAL, "strategy: gap= takes 0..512 pages");
 			st->gap_pages = (uint32_t)v;
 		} else if (eq && eq - opt == 6 && !strncmp(opt, "extent", 6)) {
 			uint64_t v = parse_size(eq + 1, (size_t)(end - eq - 1));
 
 			if (!is_pow2(v) || v < UFFD_PAGE || v > (8u << 20))
-				return fail(err, errlen,
+				return errf(err, errlen, -EINVAL,
 					    "strategy: extent= is a power of two from 4k to 8m");
 			st->extent_pages = (uint32_t)(v / UFFD_PAGE);
 		} else if (eq && eq - opt == 5 && !strncmp(opt, "depth", 5)) {
 			uint64_t v = parse_size(eq + 1, (size_t)(end - eq - 1));
 
 			if (v < 1 || v > 256)
-				return fail(err, errlen, "strategy: depth= takes 1..256");
+				return errf(err, errlen, -EINVAL, "strategy: depth= takes 1..256");
 			st->depth = (uint32_t)v;
 		} else if (eq && eq - opt == 5 && !strncmp(opt, "batch", 5)) {
 			uint64_t v = parse_size(eq + 1, (size_t)(end - eq - 1));
 
 			if (v < 1 || v > 65536)
-				return fail(err, errlen, "strategy: batch= takes 1..65536");
+				return errf(err, errlen, -EINVAL, "strategy: batch= takes 1..65536");
 			st->batch = (uint32_t)v;
 		} else {
-			return fail(err, errlen,
+			return errf(err, errlen, -EINVAL,
 				    "strategy: unknown option '%.*s' (nozero, ws=, gap=, extent=, "
 				    "depth=, batch=)",
 				    (int)olen, opt);
 		}
 	}
 	if (st->ws_path[0] && st->mode != UFFD_MODE_PREFETCH)
-		return fail(err, errlen, "strategy: ws= is for prefetch");
+		return errf(err, errlen, -EINVAL, "strategy: ws= is for prefetch");
 	return 0;
 }
 
@@ -358,14 +345,14 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 
 	*n = 0;
 	if (len > UFFD_MSG_MAX)
-		return fail(err, errlen, "regions: message of %zu bytes (at most %u)", len,
+		return errf(err, errlen, -EINVAL, "regions: message of %zu bytes (at most %u)", len,
 			    UFFD_MSG_MAX);
 	tok = json_tokener_new();
 	if (!tok)
 		return -ENOMEM;
 	arr = json_tokener_parse_ex(tok, json, (int)len);
 	if (!arr || json_tokener_get_error(tok) != json_tokener_success) {
-		ret = fail(err, errlen, "regions: not valid JSON");
+		ret = errf(err, errlen, -EINVAL, "regions: not valid JSON");
 		goto out;
 	}
 	if (tok->char_offset != (int)len) {
@@ -373,17 +360,17 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 		for (size_t i = (size_t)tok->char_offset; i < len; i++)
 			if (json[i] != ' ' && json[i] != '\n' && json[i] != '\r' &&
 			    json[i] != '\t' && json[i] != 0) {
-				ret = fail(err, errlen, "regions: trailing data after the array");
+				ret = errf(err, errlen, -EINVAL, "regions: trailing data after the array");
 				goto out;
 			}
 	}
 	if (!json_object_is_type(arr, json_type_array)) {
-		ret = fail(err, errlen, "regions: not a JSON array");
+		ret = errf(err, errlen, -EINVAL, "regions: not a JSON array");
 		goto out;
 	}
 	count = json_object_array_length(arr);
 	if (count == 0 || count > max) {
-		ret = fail(err, errlen, "regions: %zu regions (1..%zu)", count, max);
+		ret = errf(err, errlen, -EINVAL, "regions: %zu regions (1..%zu)", count, max);
 		goto out;
 	}
 	for (size_t i = 0; i < count; i++) {
@@ -397,12 +384,12 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 		    get_u64(o, "size", &x.size, &fs) || get_u64(o, "offset", &x.offset, &fo) ||
 		    get_u64(o, "page_size", &x.page_size, &fp) ||
 		    get_u64(o, "page_size_kib", &kib, &fk)) {
-			ret = fail(err, errlen,
+			ret = errf(err, errlen, -EINVAL,
 				   "regions[%zu]: not an object of non-negative integers", i);
 			goto out;
 		}
 		if (!fb || !fs || !fo || (!fp && !fk)) {
-			ret = fail(err, errlen,
+			ret = errf(err, errlen, -EINVAL,
 				   "regions[%zu]: needs base_host_virt_addr, size, offset and "
 				   "page_size",
 				   i);
@@ -411,13 +398,13 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 		if (!fp)
 			x.page_size = kib; /* bytes, despite the name */
 		if (x.page_size != UFFD_PAGE) {
-			ret = fail(err, errlen, "regions[%zu]: page size %" PRIu64 " (only 4096)",
+			ret = errf(err, errlen, -EINVAL, "regions[%zu]: page size %" PRIu64 " (only 4096)",
 				   i, x.page_size);
 			goto out;
 		}
 		if (x.size == 0 || (x.base | x.size | x.offset) % UFFD_PAGE ||
 		    x.base + x.size < x.base || x.offset + x.size < x.offset) {
-			ret = fail(err, errlen,
+			ret = errf(err, errlen, -EINVAL,
 				   "regions[%zu]: empty, unaligned or wrapping (base %#" PRIx64
 				   ", size %#" PRIx64 ", offset %#" PRIx64 ")",
 				   i, x.base, x.size, x.offset);
@@ -428,7 +415,7 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 
 			if ((x.base < y->base + y->size && y->base < x.base + x.size) ||
 			    (x.offset < y->offset + y->size && y->offset < x.offset + x.size)) {
-				ret = fail(err, errlen, "regions[%zu] overlaps regions[%zu]", i, j);
+				ret = errf(err, errlen, -EINVAL, "regions[%zu] overlaps regions[%zu]", i, j);
 				goto out;
 			}
 		}

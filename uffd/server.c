@@ -18,7 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "common/log.h"
 
 #define PEND_MAX       256 /* faults read but not yet served */
 #define UFFD_MSG_BATCH 32  /* uffd messages per read */

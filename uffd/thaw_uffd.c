@@ -22,7 +22,7 @@
 
 #include "restore/snapshot.h"
 #include "uffd/uffd.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 static void usage(FILE *f)
 {

@@ -3,6 +3,7 @@
  * or embedded into a copy of the snapshot. Both go through restore/'s writer and reader,
  * so they are checksummed and thaw-snap inspect/verify read them. */
 #include "uffd/uffd.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -19,20 +20,6 @@
 #define BASE_PATH 2
 #define WS_PSIZE  1
 #define WS_PAGES  2
-
-static int seterr(char *err, size_t errlen, int ret, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int seterr(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 int uffd_ws_write(const char *path, const uint8_t *snap_id, const char *snap_path,
 		  const uint64_t *pages, size_t n)
@@ -76,29 +63,29 @@ int uffd_ws_read(const char *path, const uint8_t *snap_id, uint64_t npages, uint
 		return ret;
 	ws = snap_section_find(s, "workingset");
 	if (!ws) {
-		ret = seterr(err, errlen, -ENOENT, "%s has no workingset section", path);
+		ret = errf(err, errlen, -ENOENT, "%s has no workingset section", path);
 		goto out;
 	}
 	base = snap_section_find(s, "base");
 	if (snap_id && base && snap_get_bytes(base, BASE_ID, &id, &idlen) == 0 &&
 	    (idlen != 16 || memcmp(id, snap_id, 16))) {
-		ret = seterr(err, errlen, -ESTALE,
+		ret = errf(err, errlen, -ESTALE,
 			     "%s was recorded for another snapshot (its base id differs)", path);
 		goto out;
 	}
 	if (snap_get_u64(ws, WS_PSIZE, &psz) || psz != UFFD_PAGE ||
 	    snap_get_u64a(ws, WS_PAGES, &v, &cnt)) {
-		ret = seterr(err, errlen, -EBADMSG, "%s: workingset lacks 4 KiB pages", path);
+		ret = errf(err, errlen, -EBADMSG, "%s: workingset lacks 4 KiB pages", path);
 		goto out;
 	}
 	if (cnt > UFFD_MAX_WS_PAGES) {
-		ret = seterr(err, errlen, -EFBIG, "%s: %zu pages (at most %u)", path, cnt,
+		ret = errf(err, errlen, -EFBIG, "%s: %zu pages (at most %u)", path, cnt,
 			     UFFD_MAX_WS_PAGES);
 		goto out;
 	}
 	for (size_t i = 0; i < cnt; i++) {
 		if (v[i] >= npages) {
-			ret = seterr(err, errlen, -ERANGE,
+			ret = errf(err, errlen, -ERANGE,
 				     "%s: page %llu is outside the memory (%llu pages)", path,
 				     (unsigned long long)v[i], (unsigned long long)npages);
 			goto out;
@@ -168,12 +155,12 @@ int uffd_ws_embed(const char *in, const uint64_t *pages, size_t n, const char *o
 		return ret;
 	ret = snap_memory(s, &loc);
 	if (!ret && loc.size == 0)
-		ret = seterr(err, errlen, -EINVAL, "%s has no memory", in);
+		ret = errf(err, errlen, -EINVAL, "%s has no memory", in);
 	if (ret)
 		goto out;
 	for (size_t i = 0; i < n; i++)
 		if (pages[i] >= loc.size / UFFD_PAGE) {
-			ret = seterr(err, errlen, -ERANGE, "working set page %llu outside memory",
+			ret = errf(err, errlen, -ERANGE, "working set page %llu outside memory",
 				     (unsigned long long)pages[i]);
 			goto out;
 		}
@@ -182,13 +169,13 @@ int uffd_ws_embed(const char *in, const uint64_t *pages, size_t n, const char *o
 		goto out;
 	mem = mmap(NULL, loc.size, PROT_READ, MAP_PRIVATE, fd, (off_t)loc.offset);
 	if (mem == MAP_FAILED) {
-		ret = seterr(err, errlen, -errno, "mmap of %s's memory: %s", in, strerror(errno));
+		ret = errf(err, errlen, -errno, "mmap of %s's memory: %s", in, strerror(errno));
 		goto out;
 	}
 	wo.facts = snap_host_facts(s);
 	ret = snap_writer_create(out, &wo, &w);
 	if (ret) {
-		seterr(err, errlen, ret, "creating %s: %s", out, strerror(-ret));
+		errf(err, errlen, ret, "creating %s: %s", out, strerror(-ret));
 		goto out;
 	}
 	for (size_t i = 0; i < snap_section_count(s) && !ret; i++) {
@@ -199,7 +186,7 @@ int uffd_ws_embed(const char *in, const uint64_t *pages, size_t n, const char *o
 			continue;
 		ret = copy_section(w, sec);
 		if (ret)
-			seterr(err, errlen, ret, "copying section %s: %s", sec->name,
+			errf(err, errlen, ret, "copying section %s: %s", sec->name,
 			       strerror(-ret));
 	}
 	if (!ret)
@@ -212,7 +199,7 @@ int uffd_ws_embed(const char *in, const uint64_t *pages, size_t n, const char *o
 	}
 	ret = snap_writer_commit(w, NULL);
 	if (ret)
-		seterr(err, errlen, ret, "writing %s: %s", out, strerror(-ret));
+		errf(err, errlen, ret, "writing %s: %s", out, strerror(-ret));
 out:
 	if (mem != MAP_FAILED)
 		munmap(mem, loc.size);

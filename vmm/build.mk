@@ -1,6 +1,5 @@
 # vmm/: the thaw process. libvmm.a holds everything but main so tests can link it.
 VMM_SRCS := \
-	vmm/log.c \
 	vmm/memory.c \
 	vmm/bus.c \
 	vmm/elf.c \

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vmm/log.h"
+#include "common/log.h"
 
 /* Exit statuses of `thaw`, distinct so a runtime can tell what happened. */
 enum vmm_exit_status {

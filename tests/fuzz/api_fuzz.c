@@ -4,7 +4,7 @@
  * first input byte chooses how the stream is split into reads, so partial requests and
  * split headers are exercised too. Build and run: `make fuzz-api` (api/build.mk). */
 #include "api/api_int.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

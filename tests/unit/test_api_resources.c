@@ -7,7 +7,7 @@
 
 #include "tests/unit/test_api_harness.h"
 
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <fcntl.h>
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "restore/snapshot.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #define RUNS 5
 

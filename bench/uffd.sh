@@ -8,7 +8,7 @@
 # the probe's answer and the page faults after restore: thaw's minor+major faults
 # (/proc/PID/stat) for `file`, the handler's fault events for uffd.
 # Needs /dev/kvm (run through tests/kvmhost/run.sh) and root for drop_caches.
-#   uffd/bench.sh BUILD_DIR PROBE_ELF [RUNS]
+#   bench/uffd.sh BUILD_DIR PROBE_ELF [RUNS]
 # Environment: RAM_MIB (256), WS_MIB (48), CONFIGS ("file ondemand prefetch"),
 # PREFETCH (the prefetch strategy's options, default none).
 set -euo pipefail

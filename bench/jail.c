@@ -7,7 +7,7 @@
  * is CLOCK_MONOTONIC at main(), so "setup" is fork+exec of the jailer, every jail
  * step, and execve of the probe. "plain" is the same probe started without a jail,
  * the floor any launcher pays. Needs root. Prints a table and one JSON line. */
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <stdbool.h>

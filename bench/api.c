@@ -9,7 +9,7 @@
  * "bench_api: get_rtt_us=.. new_conn_us=.. echo_rtt_us=.. get_inproc_us=..
  * load_inproc_us=.. overhead_us=.. requests=.." */
 #include "api/api_int.h"
-#include "vmm/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <pthread.h>

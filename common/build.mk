@@ -1,0 +1,7 @@
+# common/: what every folder may use and nothing of ours below it: logging, errf,
+# the monotonic clock. libcommon.a is the last of our libraries on every link line.
+COMMON_SRCS := \
+	common/log.c
+
+LIBS += $(B)/libcommon.a
+$(B)/libcommon.a: $(COMMON_SRCS:%.c=$(B)/%.o)
