@@ -34,14 +34,15 @@ struct json_object;
 #define API_DEFAULT_METRICS_PERIOD_MS 60000
 
 /* String buffers in the request structs, NUL included. Longer strings are refused (400). */
-#define API_PATH_LEN	      4096 /* PATH_MAX */
-#define API_ID_LEN	      65   /* 64 characters of [A-Za-z0-9_] */
-#define API_BOOT_ARGS_LEN     4096
-#define API_IFNAME_LEN	      16 /* IFNAMSIZ */
-#define API_MAC_LEN	      18 /* "aa:bb:cc:dd:ee:ff" */
-#define API_MAX_NET_OVERRIDES 16
-#define API_MAX_VCPUS	      32
-#define API_MAX_MEM_MIB	      (1024u * 1024u) /* 1 TiB */
+#define API_PATH_LEN		4096 /* PATH_MAX */
+#define API_ID_LEN		65   /* 64 characters of [A-Za-z0-9_] */
+#define API_BOOT_ARGS_LEN	4096
+#define API_IFNAME_LEN		16 /* IFNAMSIZ */
+#define API_MAC_LEN		18 /* "aa:bb:cc:dd:ee:ff" */
+#define API_MAX_NET_OVERRIDES	16
+#define API_MAX_DRIVE_OVERRIDES 16
+#define API_MAX_VCPUS		32
+#define API_MAX_MEM_MIB		(1024u * 1024u) /* 1 TiB */
 
 /* ---- request structs: what a validated request carries to the VMM ---------------------- */
 
@@ -172,6 +173,14 @@ struct api_net_override {
 	char host_dev_name[API_IFNAME_LEN];
 };
 
+/* thaw's addition to `PUT /snapshot/load`: a drive's new host file. */
+struct api_drive_override {
+	char drive_id[API_ID_LEN];
+	char path_on_host[API_PATH_LEN];
+	bool has_read_only; /* is_read_only given (it must then match the snapshot's) */
+	bool is_read_only;
+};
+
 /* `PUT /snapshot/load`. The deprecated `mem_file_path` arrives as backend FILE; giving it
  * together with `mem_backend` is refused. track_dirty_pages is true when either
  * `track_dirty_pages` or the deprecated `enable_diff_snapshots` was true. */
@@ -186,6 +195,10 @@ struct api_snapshot_load {
 	struct api_net_override net_overrides[API_MAX_NET_OVERRIDES];
 	bool has_vsock_override;
 	char vsock_uds_path[API_PATH_LEN];
+	uint32_t n_drive_overrides;
+	struct api_drive_override drive_overrides[API_MAX_DRIVE_OVERRIDES];
+	/* "" or a directory: take the snapshot's own device paths, beneath it */
+	char snapshot_paths[API_PATH_LEN];
 };
 
 /* ---- what the VMM implements -------------------------------------------------------------- */

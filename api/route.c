@@ -700,20 +700,56 @@ static int parse_snapshot_create(json_object *o, struct api_snapshot_create *s,
 	return 0;
 }
 
+/* An optional array field `key` of at most `max` entries: 1 with it in `*arr` and its
+ * length in `*n`, 0 when absent (`*n` = 0), -EINVAL otherwise. */
+static int j_array(json_object *o, const char *key, size_t max, json_object **arr, size_t *n,
+		   struct api_error *err)
+{
+	*n = 0;
+	*arr = j_get(o, key);
+	if (!*arr)
+		return 0;
+	if (!json_object_is_type(*arr, json_type_array))
+		return j_wrong_type(err, "", key, "an array", *arr);
+	*n = json_object_array_length(*arr);
+	if (*n > max) {
+		api_error_set(err, "Field \"%s\" has %zu entries, at most %zu.", key, *n, max);
+		return -EINVAL;
+	}
+	return 1;
+}
+
+/* Entry `i` of an array of objects, named `path` in errors. */
+static int j_item(json_object *arr, size_t i, const char *path, json_object **it,
+		  struct api_error *err)
+{
+	*it = json_object_array_get_idx(arr, i);
+	if (!*it || !json_object_is_type(*it, json_type_object))
+		return j_wrong_type(err, "", path, "an object", *it);
+	return 0;
+}
+
+static int j_twice(struct api_error *err, const char *field, const char *what, const char *id)
+{
+	api_error_set(err, "Field \"%s\" names %s \"%s\" twice.", field, what, id);
+	return -EINVAL;
+}
+
 static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, struct api_error *err)
 {
 	static const char *const known[] = {
-	    "snapshot_path",	 "mem_backend", "mem_file_path",     "enable_diff_snapshots",
-	    "track_dirty_pages", "resume_vm",	"network_overrides", "vsock_override",
-	    "clock_realtime",	 NULL};
+	    "snapshot_path",	 "mem_backend",	    "mem_file_path",	 "enable_diff_snapshots",
+	    "track_dirty_pages", "resume_vm",	    "network_overrides", "vsock_override",
+	    "clock_realtime",	 "drive_overrides", "snapshot_paths",	 NULL};
 	static const char *const backend_known[] = {"backend_type", "backend_path", NULL};
 	static const char *const backend_names[] = {"File", "Uffd", NULL};
 	static const char *const ovr_known[] = {"iface_id", "host_dev_name", NULL};
+	static const char *const drive_known[] = {"drive_id", "path_on_host", "is_read_only", NULL};
 	static const char *const vsock_known[] = {"uds_path", NULL};
 	char mem_file[API_PATH_LEN];
 	json_object *mb, *vo, *arr;
 	bool diff, track;
-	int r_file, r_mb, e;
+	int r_file, r_mb, e, ret;
 	size_t i, n;
 
 	memset(s, 0, sizeof(*s));
@@ -753,42 +789,51 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, stru
 		return -EINVAL;
 	s->track_dirty_pages = diff || track;
 
-	arr = j_get(o, "network_overrides");
-	if (arr) {
-		if (!json_object_is_type(arr, json_type_array))
-			return j_wrong_type(err, "", "network_overrides", "an array", arr);
-		n = json_object_array_length(arr);
-		if (n > API_MAX_NET_OVERRIDES) {
-			api_error_set(err,
-				      "Field \"network_overrides\" has %zu entries, at most %d.", n,
-				      API_MAX_NET_OVERRIDES);
-			return -EINVAL;
-		}
-		for (i = 0; i < n; i++) {
-			json_object *it = json_object_array_get_idx(arr, i);
-			struct api_net_override *ov = &s->net_overrides[i];
-			char p[48];
-			size_t k;
+	ret = j_array(o, "network_overrides", API_MAX_NET_OVERRIDES, &arr, &n, err);
+	if (ret < 0)
+		return ret;
+	for (i = 0; i < n; i++) {
+		struct api_net_override *ov = &s->net_overrides[i];
+		json_object *it;
+		char p[48];
 
-			snprintf(p, sizeof(p), "network_overrides[%zu]", i);
-			if (!it || !json_object_is_type(it, json_type_object))
-				return j_wrong_type(err, "", p, "an object",
-						    it ? it : json_object_array_get_idx(arr, i));
-			if (j_known(it, p, ovr_known, err) < 0 ||
-			    j_id(it, p, "iface_id", ov->iface_id, true, err) < 0 ||
-			    j_ifname(it, p, "host_dev_name", ov->host_dev_name, err) < 0)
-				return -EINVAL;
-			for (k = 0; k < i; k++)
-				if (!strcmp(s->net_overrides[k].iface_id, ov->iface_id)) {
-					api_error_set(err,
-						      "Field \"network_overrides\" names "
-						      "interface \"%s\" twice.",
-						      ov->iface_id);
-					return -EINVAL;
-				}
-		}
-		s->n_net_overrides = (uint32_t)n;
+		snprintf(p, sizeof(p), "network_overrides[%zu]", i);
+		if (j_item(arr, i, p, &it, err) < 0 || j_known(it, p, ovr_known, err) < 0 ||
+		    j_id(it, p, "iface_id", ov->iface_id, true, err) < 0 ||
+		    j_ifname(it, p, "host_dev_name", ov->host_dev_name, err) < 0)
+			return -EINVAL;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(s->net_overrides[k].iface_id, ov->iface_id))
+				return j_twice(err, "network_overrides", "interface", ov->iface_id);
 	}
+	s->n_net_overrides = (uint32_t)n;
+	ret = j_array(o, "drive_overrides", API_MAX_DRIVE_OVERRIDES, &arr, &n, err);
+	if (ret < 0)
+		return ret;
+	for (i = 0; i < n; i++) {
+		struct api_drive_override *ov = &s->drive_overrides[i];
+		json_object *it;
+		char p[48];
+		int r;
+
+		snprintf(p, sizeof(p), "drive_overrides[%zu]", i);
+		if (j_item(arr, i, p, &it, err) < 0 || j_known(it, p, drive_known, err) < 0 ||
+		    j_id(it, p, "drive_id", ov->drive_id, true, err) < 0 ||
+		    j_str(it, p, "path_on_host", ov->path_on_host, sizeof(ov->path_on_host), true,
+			  err) < 0)
+			return -EINVAL;
+		r = j_bool(it, p, "is_read_only", &ov->is_read_only, false, err);
+		if (r < 0)
+			return r;
+		ov->has_read_only = r > 0;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(s->drive_overrides[k].drive_id, ov->drive_id))
+				return j_twice(err, "drive_overrides", "drive", ov->drive_id);
+	}
+	s->n_drive_overrides = (uint32_t)n;
+	if (j_str(o, "", "snapshot_paths", s->snapshot_paths, sizeof(s->snapshot_paths), false,
+		  err) < 0)
+		return -EINVAL;
 	if (j_object(o, "", "vsock_override", &vo, false, err) < 0)
 		return -EINVAL;
 	if (vo) {

@@ -5,12 +5,14 @@ VMM_SRCS := \
 	vmm/elf.c \
 	vmm/boot.c \
 	vmm/cpuid.c \
+	vmm/devcfg.c \
 	vmm/uart.c \
 	vmm/vm.c \
 	vmm/machine.c \
 	vmm/loop.c \
 	vmm/console.c \
 	vmm/snapshot.c \
+	vmm/vstate.c \
 	vmm/control.c \
 	vmm/virtio/devices.c \
 	vmm/virtio/virtq.c \

@@ -7,10 +7,9 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-
-#define SPEC_LEN (API_PATH_LEN + 2 * API_ID_LEN + 64)
 
 struct vm_control {
 	struct vm *vm;
@@ -20,16 +19,11 @@ struct vm_control {
 	/* pre-boot configuration, owned here: vm_config points into it */
 	struct vm_config cfg;
 	char kernel[API_PATH_LEN], initrd[API_PATH_LEN], cmdline[API_BOOT_ARGS_LEN];
-	char drive_ids[VMM_MAX_DRIVES][API_ID_LEN], drive_specs[VMM_MAX_DRIVES][SPEC_LEN];
-	char net_ids[VMM_MAX_NETS][API_ID_LEN], net_specs[VMM_MAX_NETS][SPEC_LEN];
-	char vsock_spec[SPEC_LEN];
 
 	bool started;	    /* booted or restored */
 	uint64_t load_us;   /* last snapshot load, request to vCPUs running */
 	uint64_t create_us; /* last snapshot create */
 };
-
-static struct vm_control control; /* one per process, like the VM */
 
 static void on_api(void *opaque, uint32_t events)
 {
@@ -92,24 +86,40 @@ static int put_boot_source(void *ctx, const struct api_boot_source *b, struct ap
 	return 0;
 }
 
-/* Finds the slot of `id` in a table of ids, or a free one. -ENOSPC when full. */
-static int slot_for(char (*ids)[API_ID_LEN], unsigned *nr, unsigned max, const char *id,
+/* Copies an API string into a device configuration's field, refusing one that does not
+ * fit rather than cutting it. */
+static int copy_field(char *dst, size_t cap, const char *src, const char *what,
+		      struct api_error *err)
+{
+	size_t len = strlen(src);
+
+	if (len >= cap) {
+		api_error_set(err, "%s is %zu bytes long; thaw takes at most %zu", what, len,
+			      cap - 1);
+		return -EINVAL;
+	}
+	memcpy(dst, src, len + 1);
+	return 0;
+}
+
+/* The slot of device `id` (replaced by a second PUT), or a free one. -ENOSPC when full. */
+static int slot_for(const char *ids, size_t stride, unsigned *nr, unsigned max, const char *id,
 		    struct api_error *err, const char *what)
 {
 	for (unsigned i = 0; i < *nr; i++)
-		if (strcmp(ids[i], id) == 0)
+		if (strcmp(ids + i * stride, id) == 0)
 			return (int)i;
 	if (*nr == max) {
 		api_error_set(err, "at most %u %s", max, what);
 		return -ENOSPC;
 	}
-	snprintf(ids[*nr], API_ID_LEN, "%s", id);
-	return (int)(*nr)++;
+	return (int)*nr;
 }
 
 static int put_drive(void *ctx, const struct api_drive *d, struct api_error *err)
 {
 	struct vm_control *c = ctx;
+	struct vmm_drive_cfg cfg = {.read_only = d->is_read_only, .root = d->is_root_device};
 	int i;
 
 	if (!d->path_on_host[0]) {
@@ -117,40 +127,45 @@ static int put_drive(void *ctx, const struct api_drive *d, struct api_error *err
 			      d->drive_id);
 		return -EINVAL;
 	}
-	i = slot_for(c->drive_ids, &c->cfg.nr_drives, VMM_MAX_DRIVES, d->drive_id, err, "drives");
+	if (copy_field(cfg.id, sizeof(cfg.id), d->drive_id, "drive_id", err) ||
+	    copy_field(cfg.path, sizeof(cfg.path), d->path_on_host, "path_on_host", err))
+		return -EINVAL;
+	i = slot_for(c->cfg.drives[0].id, sizeof(c->cfg.drives[0]), &c->cfg.nr_drives,
+		     VMM_MAX_DRIVES, cfg.id, err, "drives");
 	if (i < 0)
 		return i;
-	snprintf(c->drive_specs[i], SPEC_LEN, "id=%s,path=%s,ro=%s%s", d->drive_id, d->path_on_host,
-		 d->is_read_only ? "on" : "off", d->is_root_device ? ",root=on" : "");
-	c->cfg.drives[i] = c->drive_specs[i];
+	c->cfg.drives[i] = cfg;
+	c->cfg.nr_drives += (unsigned)i == c->cfg.nr_drives;
 	return 0;
 }
 
 static int put_net(void *ctx, const struct api_net *n, struct api_error *err)
 {
 	struct vm_control *c = ctx;
-	char mac[32] = "";
+	struct vmm_net_cfg cfg = {.has_mac = n->has_guest_mac};
 	int i;
 
-	i = slot_for(c->net_ids, &c->cfg.nr_nets, VMM_MAX_NETS, n->iface_id, err,
-		     "network interfaces");
+	if (copy_field(cfg.id, sizeof(cfg.id), n->iface_id, "iface_id", err) ||
+	    copy_field(cfg.tap, sizeof(cfg.tap), n->host_dev_name, "host_dev_name", err))
+		return -EINVAL;
+	memcpy(cfg.mac, n->guest_mac, sizeof(cfg.mac));
+	i = slot_for(c->cfg.nets[0].id, sizeof(c->cfg.nets[0]), &c->cfg.nr_nets, VMM_MAX_NETS,
+		     cfg.id, err, "network interfaces");
 	if (i < 0)
 		return i;
-	if (n->has_guest_mac)
-		snprintf(mac, sizeof(mac), ",mac=%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
-			 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
-			 n->guest_mac[5]);
-	snprintf(c->net_specs[i], SPEC_LEN, "id=%s,tap=%s%s", n->iface_id, n->host_dev_name, mac);
-	c->cfg.nets[i] = c->net_specs[i];
+	c->cfg.nets[i] = cfg;
+	c->cfg.nr_nets += (unsigned)i == c->cfg.nr_nets;
 	return 0;
 }
 
 static int put_vsock(void *ctx, const struct api_vsock *v, struct api_error *err)
 {
 	struct vm_control *c = ctx;
+	struct vmm_vsock_cfg cfg = {.guest_cid = v->guest_cid};
 
-	snprintf(c->vsock_spec, sizeof(c->vsock_spec), "cid=%u,uds=%s", v->guest_cid, v->uds_path);
-	c->cfg.vsock = c->vsock_spec;
+	if (copy_field(cfg.uds, sizeof(cfg.uds), v->uds_path, "uds_path", err))
+		return -EINVAL;
+	c->cfg.vsock = cfg;
 	return 0;
 }
 
@@ -228,6 +243,7 @@ static int snapshot_create(void *ctx, const struct api_snapshot_create *req, str
 static int snapshot_load(void *ctx, const struct api_snapshot_load *req, struct api_error *err)
 {
 	struct vm_control *c = ctx;
+	/* The request's overrides are copied in: ~3 KiB on the stack, no allocation. */
 	struct vm_restore_opts o = {
 	    .path = req->snapshot_path,
 	    .clock_realtime = req->clock_realtime,
@@ -246,19 +262,47 @@ static int snapshot_load(void *ctx, const struct api_snapshot_load *req, struct 
 		o.uffd_sock = req->backend_path;
 		break;
 	}
-	for (uint32_t i = 0; i < req->n_net_overrides && i < VMM_MAX_NETS; i++) {
-		o.net_tap[i].id = req->net_overrides[i].iface_id;
-		o.net_tap[i].value = req->net_overrides[i].host_dev_name;
-		o.nr_net_tap++;
+	if (req->n_net_overrides > VMM_MAX_NETS || req->n_drive_overrides > VMM_MAX_DRIVES) {
+		api_error_set(err, "the snapshot has at most %d interfaces and %d drives",
+			      VMM_MAX_NETS, VMM_MAX_DRIVES);
+		return -EINVAL;
 	}
-	if (req->has_vsock_override)
-		o.vsock_uds = req->vsock_uds_path;
+	for (uint32_t i = 0; i < req->n_net_overrides; i++) {
+		const struct api_net_override *n = &req->net_overrides[i];
+
+		if (copy_field(o.nets[i].id, sizeof(o.nets[i].id), n->iface_id, "iface_id", err) ||
+		    copy_field(o.nets[i].tap, sizeof(o.nets[i].tap), n->host_dev_name,
+			       "host_dev_name", err))
+			return -EINVAL;
+	}
+	o.nr_nets = req->n_net_overrides;
+	for (uint32_t i = 0; i < req->n_drive_overrides; i++) {
+		const struct api_drive_override *d = &req->drive_overrides[i];
+
+		if (copy_field(o.drives[i].id, sizeof(o.drives[i].id), d->drive_id, "drive_id",
+			       err) ||
+		    copy_field(o.drives[i].path, sizeof(o.drives[i].path), d->path_on_host,
+			       "path_on_host", err))
+			return -EINVAL;
+		o.drives[i].read_only = d->is_read_only;
+		o.drive_ro_given[i] = d->has_read_only;
+	}
+	o.nr_drives = req->n_drive_overrides;
+	if (req->has_vsock_override) {
+		if (copy_field(o.vsock_uds, sizeof(o.vsock_uds), req->vsock_uds_path, "uds_path",
+			       err))
+			return -EINVAL;
+		o.has_vsock = true;
+	}
+	if (req->snapshot_paths[0])
+		o.snapshot_paths = req->snapshot_paths;
 
 	ret = vm_restore(c->vm, &o, err->message, sizeof(err->message));
 	if (ret) {
-		/* Refused before any VM existed (a bad file, an incompatible host):
-		 * nothing was touched and the process may try another snapshot. */
-		err->keep_state = !c->vm->times.vm_created_ns && !c->vm->prepared;
+		/* Refused by the plan (a bad file, an incompatible host, a device
+		 * without a backend): nothing was touched, a prepared VM included, and
+		 * the process may try another snapshot. */
+		err->keep_state = !c->vm->restore_acted;
 		return ret;
 	}
 	if (vm_launch(c->vm, !req->resume_vm)) {
@@ -316,10 +360,11 @@ static const struct api_ops thaw_api_ops = {
 
 int vm_control_start(struct vm *vm, const char *sock, const char *id)
 {
-	struct vm_control *c = &control;
+	struct vm_control *c = calloc(1, sizeof(*c)); /* lives as long as the process */
 	int ret;
 
-	memset(c, 0, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
 	c->vm = vm;
 	c->cfg.vcpus = 1;
 	c->cfg.mem_mib = 128;
@@ -328,6 +373,7 @@ int vm_control_start(struct vm *vm, const char *sock, const char *id)
 	ret = api_server_create(sock, &thaw_api_ops, c, &c->srv);
 	if (ret) {
 		log_err("--api-sock %s: %s", sock, strerror(-ret));
+		free(c);
 		return ret;
 	}
 	vm->control = c;

@@ -1,7 +1,7 @@
-/* thaw: one process per microVM. Parses the command line, builds the VM, runs one
- * thread per vCPU and an epoll main loop for the console, signals and (later) the API. */
+/* thaw: one process per microVM. Parses the command line once into typed
+ * configurations, builds or restores the VM, runs one thread per vCPU and an epoll main
+ * loop for the console, signals, snapshots and the API. */
 #include "vmm/vmm.h"
-#include "vmm/virtio/virtio.h"
 #include "restore/snapshot.h"
 
 #include <errno.h>
@@ -17,37 +17,66 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: thaw --api-sock PATH [--id ID] [--prepare mem-mib=M,vcpus=N]\n"
-		"            (configure, boot or load a snapshot over Firecracker's API)\n"
-		"       thaw --kernel FILE [--initrd FILE] [--cmdline STR] [--vcpus N]\n"
-		"            [--mem-mib M] [--cpu-template host|pvm] [--boot pvh|linux64]\n"
-		"            [--console-out FILE] [--console-in stdin|none|SOCKET]\n"
-		"            [--drive id=NAME,path=FILE,ro=on|off[,root=on]]...\n"
-		"            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
-		"            [--rng]\n"
-		"       thaw --restore SNAPSHOT [--prepare mem-mib=M,vcpus=N] [--paused]\n"
-		"            [--clock-realtime] [--mem-backend file|uffd|uffd-ext]\n"
-		"            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
-		"            [--drive id=NAME,path=FILE]... [--net id=NAME,tap=TAP]...\n"
-		"            [--vsock uds=PATH] (new host side for the snapshot's devices)\n"
-		"            [--uffd-stall-timeout-ms MS]\n"
-		"            [console options]\n"
-		"  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
-		"             [--snapshot-then resume|pause|exit]: SIGUSR1, or the first console\n"
-		"             line containing STR, writes a snapshot to PATH; SIGUSR2 resumes a\n"
-		"             paused VM\n"
-		"            [--timing] [--log-level error|warn|info|debug]\n"
-		"            [--no-seccomp] (debugging only: no seccomp filters)\n"
-		"  --uffd-stall-timeout-ms MS: with memory through userfaultfd (also when loaded\n"
-		"             over the API), a vCPU left waiting this long for a guest page the\n"
-		"             handler does not serve (handler stopped or deadlocked) ends the VM\n"
-		"             with status 2; 0 turns the check off (default %u)\n"
-		"\n"
-		"exit status: 0 guest reset/halted, 1 usage, 2 host failure, 3 guest panic,\n"
-		"             4 triple fault, 5 emulation failure, 6 restore failure\n",
-		VMM_UFFD_STALL_DEFAULT_MS);
+	fprintf(
+	    f,
+	    "usage: thaw --api-sock PATH [--id ID] [--prepare mem-mib=M,vcpus=N]\n"
+	    "            (configure, boot or load a snapshot over Firecracker's API)\n"
+	    "       thaw --kernel FILE [--initrd FILE] [--cmdline STR] [--vcpus N]\n"
+	    "            [--mem-mib M] [--cpu-template host|pvm] [--boot pvh|linux64]\n"
+	    "            [--console-out FILE] [--console-in stdin|none|SOCKET]\n"
+	    "            [--drive id=NAME,path=FILE,ro=on|off[,root=on]]...\n"
+	    "            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
+	    "            [--rng]\n"
+	    "       thaw --restore SNAPSHOT [--prepare mem-mib=M,vcpus=N] [--paused]\n"
+	    "            [--clock-realtime] [--mem-backend file|uffd|uffd-ext]\n"
+	    "            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
+	    "            [--drive id=NAME,path=FILE[,ro=on|off]]... [--net id=NAME,tap=TAP]...\n"
+	    "            [--vsock uds=PATH] (the host side of the snapshot's devices)\n"
+	    "            [--snapshot-paths DIR] (or: the snapshot's own paths, inside DIR)\n"
+	    "            [--uffd-stall-timeout-ms MS]\n"
+	    "            [console options]\n"
+	    "  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
+	    "             [--snapshot-then resume|pause|exit]: SIGUSR1, or the first console\n"
+	    "             line containing STR, writes a snapshot to PATH; SIGUSR2 resumes a\n"
+	    "             paused VM\n"
+	    "            [--timing] [--log-level error|warn|info|debug]\n"
+	    "            [--no-seccomp] (debugging only: no seccomp filters)\n"
+	    "  --uffd-stall-timeout-ms MS: with memory through userfaultfd (also when loaded\n"
+	    "             over the API), a vCPU left waiting this long for a guest page the\n"
+	    "             handler does not serve (handler stopped or deadlocked) ends the VM\n"
+	    "             with status 2; 0 turns the check off (default %u)\n"
+	    "  A restored VM's devices are the snapshot's; thaw never opens a host path or tap\n"
+	    "  a snapshot names unless --snapshot-paths allows it (docs/snapshot-format.md).\n"
+	    "\n"
+	    "exit status: 0 guest reset/halted, 1 usage, 2 host failure, 3 guest panic,\n"
+	    "             4 triple fault, 5 emulation failure, 6 restore failure\n",
+	    VMM_UFFD_STALL_DEFAULT_MS);
 }
+
+/* What the command line asks for. Device specs are kept as given until every option is
+ * read: with --restore they are overrides of the snapshot's devices, else devices. */
+struct cli {
+	struct vm_config cfg;
+	struct vm_restore_opts ro;
+	struct vm_snapshot_opts snap; /* what SIGUSR1 or --snapshot-after writes */
+	const char *snapshot_then;    /* "resume", "pause" or "exit" */
+	const char *snapshot_after;
+	const char *drive_specs[VMM_MAX_DRIVES], *net_specs[VMM_MAX_NETS], *vsock_spec;
+	unsigned nr_drive_specs, nr_net_specs;
+	bool start_paused, timing, no_seccomp, help;
+	const char *api_sock, *api_id;
+	unsigned long long prep_mib;
+	unsigned prep_vcpus;
+	unsigned stall_ms;
+};
+
+/* The process: one VM and what the main loop's callbacks need. */
+struct thaw {
+	struct vm vm;
+	struct cli cli;
+};
+
+/* ---------------------------------------------------------------- options */
 
 static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *out)
 {
@@ -65,83 +94,20 @@ static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *ou
 	return 0;
 }
 
-static void no_op_handler(int sig)
+/* One of `names` (NULL-terminated): its index, or -1 after naming the choices. */
+static int parse_choice(const char *opt, const char *s, const char *const *names)
 {
-	(void)sig;
-}
+	char list[128] = "";
+	size_t k = 0;
 
-/* What SIGUSR1 or the --snapshot-after line does. */
-struct snap_trigger {
-	struct vm_snapshot_opts opts;
-	const char *then; /* "resume", "pause" or "exit" */
-};
-
-static struct snap_trigger trigger;
-
-static void take_snapshot(struct vm *vm)
-{
-	int ret;
-
-	if (!trigger.opts.path) {
-		log_warn("snapshot requested, but no --snapshot PATH was given");
-		return;
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(s, names[i]) == 0)
+			return i;
+		k += (size_t)snprintf(list + k, sizeof(list) - k, "%s%s", i ? ", " : "", names[i]);
+		k = k < sizeof(list) ? k : sizeof(list) - 1;
 	}
-	trigger.opts.stay_paused = strcmp(trigger.then, "resume") != 0;
-	ret = vm_snapshot_create(vm, &trigger.opts);
-	if (ret == 0)
-		fprintf(stderr, "thaw: snapshot: %s in %llu us\n", trigger.opts.path,
-			(unsigned long long)vm->last_create_us);
-	if (strcmp(trigger.then, "exit") == 0)
-		vmm_loop_stop(&vm->loop, ret ? VMM_EXIT_INTERNAL : VMM_EXIT_OK);
-}
-
-static void on_trigger(void *opaque, uint32_t events)
-{
-	struct vm *vm = opaque;
-	uint64_t n;
-
-	if (read(vm->trigger_fd, &n, sizeof(n)) == sizeof(n))
-		take_snapshot(vm);
-}
-
-static void on_exit_request(void *opaque, uint32_t events)
-{
-	struct vm *vm = opaque;
-
-	vmm_loop_stop(&vm->loop, vm->exit_status);
-}
-
-static void on_signal(void *opaque, uint32_t events)
-{
-	struct vm *vm = opaque;
-	struct signalfd_siginfo si;
-
-	if (read(vm->signal_fd, &si, sizeof(si)) != sizeof(si))
-		return;
-	if (si.ssi_signo == SIGUSR1) {
-		take_snapshot(vm);
-	} else if (si.ssi_signo == SIGUSR2) {
-		if (vm->paused)
-			vm_resume(vm);
-	} else {
-		log_info("signal %u: stopping the VM", si.ssi_signo);
-		vmm_loop_stop(&vm->loop, VMM_EXIT_OK);
-	}
-}
-
-/* The main thread waits here for the guest, the console, signals and the API. */
-static int main_loop(struct vm *vm, const sigset_t *sigs)
-{
-	vm->signal_fd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (vm->signal_fd < 0) {
-		log_err("signalfd: %s", strerror(errno));
-		return VMM_EXIT_INTERNAL;
-	}
-	if (vmm_loop_add(&vm->loop, vm->exit_fd, EPOLLIN, on_exit_request, vm) ||
-	    vmm_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, vm) ||
-	    vmm_loop_add(&vm->loop, vm->trigger_fd, EPOLLIN, on_trigger, vm))
-		return VMM_EXIT_INTERNAL;
-	return vmm_loop_run(&vm->loop);
+	log_err("%s: '%s' is not one of %s", opt, s, list);
+	return -1;
 }
 
 static int add_spec(const char *opt, const char **arr, unsigned *nr, unsigned max, const char *s)
@@ -154,383 +120,575 @@ static int add_spec(const char *opt, const char **arr, unsigned *nr, unsigned ma
 	return 0;
 }
 
-/* With --restore, --drive, --net and --vsock name the host side of the snapshot's
- * devices, as the API's overrides do (the rest comes from the snapshot). The values
- * live here for the process's lifetime. */
-static char override_ids[VMM_MAX_DRIVES + VMM_MAX_NETS][VIRTIO_ID_MAX];
-static char override_values[VMM_MAX_DRIVES + VMM_MAX_NETS + 1][VIRTIO_PATH_MAX];
+/* Each option's effect on `struct cli`; -1 is a usage error (already logged). */
+typedef int (*opt_fn)(struct cli *c, const char *arg);
 
-static int restore_override(const char *opt, const char *spec, const char *key, unsigned slot,
-			    struct vm_override *o)
+static int o_kernel(struct cli *c, const char *a)
 {
-	const char *const known[] = {"id", key, NULL};
+	return c->cfg.kernel = a, 0;
+}
+static int o_initrd(struct cli *c, const char *a)
+{
+	return c->cfg.initrd = a, 0;
+}
+static int o_cmdline(struct cli *c, const char *a)
+{
+	return c->cfg.cmdline = a, 0;
+}
+static int o_cpu_template(struct cli *c, const char *a)
+{
+	return c->cfg.cpu_template = a, 0;
+}
+static int o_console_out(struct cli *c, const char *a)
+{
+	return c->cfg.console_out = a, 0;
+}
+static int o_console_in(struct cli *c, const char *a)
+{
+	return c->cfg.console_in = a, 0;
+}
+static int o_timing(struct cli *c, const char *a)
+{
+	return c->timing = true, 0;
+}
+static int o_rng(struct cli *c, const char *a)
+{
+	return c->cfg.rng = true, 0;
+}
+static int o_restore(struct cli *c, const char *a)
+{
+	return c->ro.path = a, 0;
+}
+static int o_api_sock(struct cli *c, const char *a)
+{
+	return c->api_sock = a, 0;
+}
+static int o_id(struct cli *c, const char *a)
+{
+	return c->api_id = a, 0;
+}
+static int o_uffd_sock(struct cli *c, const char *a)
+{
+	return c->ro.uffd_sock = a, 0;
+}
+static int o_uffd_strategy(struct cli *c, const char *a)
+{
+	return c->ro.uffd_strategy = a, 0;
+}
+static int o_uffd_record(struct cli *c, const char *a)
+{
+	return c->ro.uffd_record = a, 0;
+}
+static int o_paused(struct cli *c, const char *a)
+{
+	return c->start_paused = true, 0;
+}
+static int o_clock_realtime(struct cli *c, const char *a)
+{
+	return c->ro.clock_realtime = true, 0;
+}
+static int o_snapshot_paths(struct cli *c, const char *a)
+{
+	return c->ro.snapshot_paths = a, 0;
+}
+static int o_snapshot(struct cli *c, const char *a)
+{
+	return c->snap.path = a, 0;
+}
+static int o_snapshot_mem(struct cli *c, const char *a)
+{
+	return c->snap.mem_file_path = a, 0;
+}
+static int o_snapshot_after(struct cli *c, const char *a)
+{
+	return c->snapshot_after = a, 0;
+}
+static int o_snapshot_no_fsync(struct cli *c, const char *a)
+{
+	return c->snap.no_fsync = true, 0;
+}
+static int o_no_seccomp(struct cli *c, const char *a)
+{
+	return c->no_seccomp = true, 0;
+}
+static int o_help(struct cli *c, const char *a)
+{
+	return c->help = true, 0;
+}
+static int o_vsock(struct cli *c, const char *a)
+{
+	return c->vsock_spec = a, 0;
+}
 
-	if (virtio_opt_check(opt, spec, known) ||
-	    virtio_opt(spec, "id", override_ids[slot], sizeof(override_ids[slot])) != 1 ||
-	    virtio_opt(spec, key, override_values[slot], sizeof(override_values[slot])) != 1 ||
-	    !override_ids[slot][0] || !override_values[slot][0]) {
-		log_err("%s %s: with --restore it takes id=NAME,%s=... (the device's id in the "
-			"snapshot and its new %s)",
-			opt, spec, key, key);
+static int o_vcpus(struct cli *c, const char *a)
+{
+	uint64_t v;
+
+	if (parse_uint("--vcpus", a, VMM_MAX_VCPUS * 16, &v))
 		return -1;
-	}
-	o->id = override_ids[slot];
-	o->value = override_values[slot];
+	c->cfg.vcpus = (unsigned)v;
 	return 0;
 }
 
-static int restore_overrides(const struct vm_config *cfg, struct vm_restore_opts *ro)
+static int o_mem_mib(struct cli *c, const char *a)
 {
-	static const char *const vsock_keys[] = {"uds", NULL};
-	unsigned slot = 0;
+	return parse_uint("--mem-mib", a, 1ull << 30, &c->cfg.mem_mib);
+}
 
-	for (unsigned i = 0; i < cfg->nr_drives; i++)
-		if (restore_override("--drive", cfg->drives[i], "path", slot++,
-				     &ro->drive_path[ro->nr_drive_path++]))
-			return -1;
-	for (unsigned i = 0; i < cfg->nr_nets; i++)
-		if (restore_override("--net", cfg->nets[i], "tap", slot++,
-				     &ro->net_tap[ro->nr_net_tap++]))
-			return -1;
-	if (cfg->vsock) {
-		char *uds = override_values[slot];
+static int o_boot(struct cli *c, const char *a)
+{
+	static const char *const names[] = {"pvh", "linux64", NULL};
+	int i = parse_choice("--boot", a, names);
 
-		if (virtio_opt_check("--vsock", cfg->vsock, vsock_keys) ||
-		    virtio_opt(cfg->vsock, "uds", uds, VIRTIO_PATH_MAX) != 1 || !uds[0]) {
-			log_err("--vsock %s: with --restore it takes uds=PATH (the guest's CID is "
-				"the snapshot's)",
-				cfg->vsock);
+	c->cfg.protocol = i == 0 ? VMM_BOOT_PVH : VMM_BOOT_LINUX64;
+	return i < 0 ? -1 : 0;
+}
+
+static int o_log_level(struct cli *c, const char *a)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug", NULL};
+	static const enum log_level levels[] = {LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG};
+	int i = parse_choice("--log-level", a, names);
+
+	if (i < 0)
+		return -1;
+	log_set_level(levels[i]);
+	return 0;
+}
+
+static int o_drive(struct cli *c, const char *a)
+{
+	return add_spec("--drive", c->drive_specs, &c->nr_drive_specs, VMM_MAX_DRIVES, a);
+}
+
+static int o_net(struct cli *c, const char *a)
+{
+	return add_spec("--net", c->net_specs, &c->nr_net_specs, VMM_MAX_NETS, a);
+}
+
+static int o_mem_backend(struct cli *c, const char *a)
+{
+	static const char *const names[] = {"file", "uffd", "uffd-ext", NULL};
+	static const enum vm_mem_backend backends[] = {VM_MEM_FILE, VM_MEM_UFFD, VM_MEM_UFFD_EXT};
+	int i = parse_choice("--mem-backend", a, names);
+
+	if (i < 0)
+		return -1;
+	c->ro.backend = backends[i];
+	return 0;
+}
+
+static int o_stall(struct cli *c, const char *a)
+{
+	uint64_t v;
+
+	if (parse_uint("--uffd-stall-timeout-ms", a, VMM_UFFD_STALL_MAX_MS, &v))
+		return -1;
+	c->stall_ms = (unsigned)v;
+	return 0;
+}
+
+static int o_prepare(struct cli *c, const char *a)
+{
+	char end;
+
+	if (sscanf(a, "mem-mib=%llu,vcpus=%u%c", &c->prep_mib, &c->prep_vcpus, &end) != 2 ||
+	    c->prep_mib == 0 || c->prep_vcpus == 0) {
+		log_err("--prepare: '%s' is not mem-mib=M,vcpus=N", a);
+		return -1;
+	}
+	return 0;
+}
+
+static int o_snapshot_then(struct cli *c, const char *a)
+{
+	static const char *const names[] = {"resume", "pause", "exit", NULL};
+	int i = parse_choice("--snapshot-then", a, names);
+
+	c->snapshot_then = i < 0 ? NULL : names[i];
+	return i < 0 ? -1 : 0;
+}
+
+static const struct opt {
+	const char *name;
+	int has_arg;
+	opt_fn fn;
+} options[] = {
+    {"kernel", required_argument, o_kernel},
+    {"initrd", required_argument, o_initrd},
+    {"cmdline", required_argument, o_cmdline},
+    {"vcpus", required_argument, o_vcpus},
+    {"mem-mib", required_argument, o_mem_mib},
+    {"cpu-template", required_argument, o_cpu_template},
+    {"boot", required_argument, o_boot},
+    {"console-out", required_argument, o_console_out},
+    {"console-in", required_argument, o_console_in},
+    {"timing", no_argument, o_timing},
+    {"log-level", required_argument, o_log_level},
+    {"drive", required_argument, o_drive},
+    {"net", required_argument, o_net},
+    {"vsock", required_argument, o_vsock},
+    {"rng", no_argument, o_rng},
+    {"restore", required_argument, o_restore},
+    {"api-sock", required_argument, o_api_sock},
+    {"id", required_argument, o_id},
+    {"prepare", required_argument, o_prepare},
+    {"mem-backend", required_argument, o_mem_backend},
+    {"uffd-sock", required_argument, o_uffd_sock},
+    {"uffd-strategy", required_argument, o_uffd_strategy},
+    {"uffd-record", required_argument, o_uffd_record},
+    {"uffd-stall-timeout-ms", required_argument, o_stall},
+    {"paused", no_argument, o_paused},
+    {"clock-realtime", no_argument, o_clock_realtime},
+    {"snapshot-paths", required_argument, o_snapshot_paths},
+    {"snapshot", required_argument, o_snapshot},
+    {"snapshot-mem-file", required_argument, o_snapshot_mem},
+    {"snapshot-after", required_argument, o_snapshot_after},
+    {"snapshot-then", required_argument, o_snapshot_then},
+    {"snapshot-no-fsync", no_argument, o_snapshot_no_fsync},
+    {"no-seccomp", no_argument, o_no_seccomp},
+    {"help", no_argument, o_help},
+};
+#define NR_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* The device specs, as devices to boot with. */
+static int boot_devices(struct cli *c)
+{
+	char err[256];
+	unsigned given;
+
+	for (unsigned i = 0; i < c->nr_drive_specs; i++) {
+		struct vmm_drive_cfg *d = &c->cfg.drives[c->cfg.nr_drives++];
+
+		if (vmm_parse_drive(c->drive_specs[i], NULL, d, &given, err, sizeof(err)))
+			goto bad;
+		if (!(given & VMM_KEY_PATH)) {
+			log_err("--drive %s: needs path=FILE", c->drive_specs[i]);
 			return -1;
 		}
-		ro->vsock_uds = uds;
 	}
-	if (cfg->rng) {
+	for (unsigned i = 0; i < c->nr_net_specs; i++) {
+		struct vmm_net_cfg *n = &c->cfg.nets[c->cfg.nr_nets++];
+
+		if (vmm_parse_net(c->net_specs[i], NULL, n, &given, err, sizeof(err)))
+			goto bad;
+		if (!(given & VMM_KEY_PATH)) {
+			log_err("--net %s: needs tap=TAP", c->net_specs[i]);
+			return -1;
+		}
+	}
+	if (c->vsock_spec) {
+		if (vmm_parse_vsock(c->vsock_spec, NULL, &c->cfg.vsock, &given, err, sizeof(err)))
+			goto bad;
+		if (given != (VMM_KEY_CID | VMM_KEY_PATH)) {
+			log_err("--vsock %s: needs cid=N and uds=PATH", c->vsock_spec);
+			return -1;
+		}
+	}
+	return 0;
+bad:
+	log_err("%s", err);
+	return -1;
+}
+
+/* The device specs, as overrides of a snapshot's devices: the id names the device, the
+ * rest is its new host side. */
+static int restore_overrides(struct cli *c)
+{
+	static const char *const drive_keys[] = {"id", "path", "ro", NULL};
+	static const char *const net_keys[] = {"id", "tap", NULL};
+	static const char *const vsock_keys[] = {"uds", NULL};
+	struct vm_restore_opts *ro = &c->ro;
+	char err[256];
+	unsigned given;
+
+	for (unsigned i = 0; i < c->nr_drive_specs; i++) {
+		if (vmm_parse_drive(c->drive_specs[i], drive_keys, &ro->drives[i], &given, err,
+				    sizeof(err)))
+			goto bad;
+		if (!(given & VMM_KEY_PATH)) {
+			log_err("--drive %s: with --restore it takes id=NAME,path=FILE[,ro=on|off] "
+				"(the snapshot's drive and its new file)",
+				c->drive_specs[i]);
+			return -1;
+		}
+		ro->drive_ro_given[i] = given & VMM_KEY_RO;
+	}
+	ro->nr_drives = c->nr_drive_specs;
+	for (unsigned i = 0; i < c->nr_net_specs; i++) {
+		if (vmm_parse_net(c->net_specs[i], net_keys, &ro->nets[i], &given, err,
+				  sizeof(err)))
+			goto bad;
+		if (!(given & VMM_KEY_PATH)) {
+			log_err("--net %s: with --restore it takes id=NAME,tap=TAP",
+				c->net_specs[i]);
+			return -1;
+		}
+	}
+	ro->nr_nets = c->nr_net_specs;
+	if (c->vsock_spec) {
+		struct vmm_vsock_cfg v;
+
+		if (vmm_parse_vsock(c->vsock_spec, vsock_keys, &v, &given, err, sizeof(err))) {
+			log_err("%s (with --restore --vsock takes uds=PATH: the guest's CID is the "
+				"snapshot's)",
+				err);
+			return -1;
+		}
+		memcpy(ro->vsock_uds, v.uds, sizeof(v.uds));
+		ro->has_vsock = given & VMM_KEY_PATH;
+	}
+	if (c->cfg.rng) {
 		log_err("--rng: a restored VM has the snapshot's devices; leave it out");
 		return -1;
 	}
 	return 0;
+bad:
+	log_err("%s", err);
+	return -1;
 }
 
-int main(int argc, char **argv)
+/* Reads argv into `c` and checks what goes together. 0, or a usage error logged. */
+static int parse_cli(int argc, char **argv, struct cli *c)
 {
-	static const struct option opts[] = {
-	    {"kernel", required_argument, NULL, 'k'},
-	    {"initrd", required_argument, NULL, 'i'},
-	    {"cmdline", required_argument, NULL, 'c'},
-	    {"vcpus", required_argument, NULL, 'n'},
-	    {"mem-mib", required_argument, NULL, 'm'},
-	    {"cpu-template", required_argument, NULL, 't'},
-	    {"boot", required_argument, NULL, 'b'},
-	    {"console-out", required_argument, NULL, 'o'},
-	    {"console-in", required_argument, NULL, 'I'},
-	    {"timing", no_argument, NULL, 'T'},
-	    {"log-level", required_argument, NULL, 'L'},
-	    {"drive", required_argument, NULL, 'D'},
-	    {"net", required_argument, NULL, 'N'},
-	    {"vsock", required_argument, NULL, 'V'},
-	    {"rng", no_argument, NULL, 'R'},
-	    {"restore", required_argument, NULL, 'r'},
-	    {"api-sock", required_argument, NULL, 'a'},
-	    {"id", required_argument, NULL, 'd'},
-	    {"prepare", required_argument, NULL, 'p'},
-	    {"mem-backend", required_argument, NULL, 'B'},
-	    {"uffd-sock", required_argument, NULL, 'U'},
-	    {"uffd-strategy", required_argument, NULL, 'S'},
-	    {"uffd-record", required_argument, NULL, 'W'},
-	    {"uffd-stall-timeout-ms", required_argument, NULL, 'O'},
-	    {"paused", no_argument, NULL, 'P'},
-	    {"clock-realtime", no_argument, NULL, 'C'},
-	    {"snapshot", required_argument, NULL, 's'},
-	    {"snapshot-mem-file", required_argument, NULL, 'M'},
-	    {"snapshot-after", required_argument, NULL, 'A'},
-	    {"snapshot-then", required_argument, NULL, 'H'},
-	    {"snapshot-no-fsync", no_argument, NULL, 'F'},
-	    {"no-seccomp", no_argument, NULL, 'Z'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	struct vm_config cfg = {.vcpus = 1, .mem_mib = 128};
-	struct vm_restore_opts ro = {0};
-	const char *snapshot_after = NULL;
-	bool start_paused = false;
-	const char *api_sock = NULL, *api_id = "thaw";
-	unsigned long long prep_mib = 0;
-	unsigned prep_vcpus = 0;
-	char err[512];
-	static struct vm vm;
-	uint64_t v, t0 = now_ns();
-	bool timing = false, seccomp = true;
-	unsigned stall_ms = VMM_UFFD_STALL_DEFAULT_MS;
-	int c, status;
-	sigset_t sigs;
+	struct option longopts[NR_OPTIONS + 1];
+	int k;
 
-	log_set_prefix("thaw");
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			cfg.kernel = optarg;
-			break;
-		case 'i':
-			cfg.initrd = optarg;
-			break;
-		case 'c':
-			cfg.cmdline = optarg;
-			break;
-		case 'n':
-			if (parse_uint("--vcpus", optarg, VMM_MAX_VCPUS * 16, &v))
-				return VMM_EXIT_USAGE;
-			cfg.vcpus = (unsigned)v;
-			break;
-		case 'm':
-			if (parse_uint("--mem-mib", optarg, 1ull << 30, &v))
-				return VMM_EXIT_USAGE;
-			cfg.mem_mib = v;
-			break;
-		case 't':
-			cfg.cpu_template = optarg;
-			break;
-		case 'b':
-			if (strcmp(optarg, "pvh") == 0)
-				cfg.protocol = VMM_BOOT_PVH;
-			else if (strcmp(optarg, "linux64") == 0)
-				cfg.protocol = VMM_BOOT_LINUX64;
-			else {
-				log_err("--boot: '%s' is not pvh or linux64", optarg);
-				return VMM_EXIT_USAGE;
-			}
-			break;
-		case 'o':
-			cfg.console_out = optarg;
-			break;
-		case 'I':
-			cfg.console_in = optarg;
-			break;
-		case 'T':
-			timing = true;
-			break;
-		case 'L':
-			if (strcmp(optarg, "error") == 0)
-				log_set_level(LOG_ERROR);
-			else if (strcmp(optarg, "warn") == 0)
-				log_set_level(LOG_WARN);
-			else if (strcmp(optarg, "info") == 0)
-				log_set_level(LOG_INFO);
-			else if (strcmp(optarg, "debug") == 0)
-				log_set_level(LOG_DEBUG);
-			else {
-				log_err("--log-level: '%s' is not error, warn, info or debug",
-					optarg);
-				return VMM_EXIT_USAGE;
-			}
-			break;
-		case 'D':
-			if (add_spec("--drive", cfg.drives, &cfg.nr_drives, VMM_MAX_DRIVES, optarg))
-				return VMM_EXIT_USAGE;
-			break;
-		case 'N':
-			if (add_spec("--net", cfg.nets, &cfg.nr_nets, VMM_MAX_NETS, optarg))
-				return VMM_EXIT_USAGE;
-			break;
-		case 'V':
-			cfg.vsock = optarg;
-			break;
-		case 'R':
-			cfg.rng = true;
-			break;
-		case 'r':
-			ro.path = optarg;
-			break;
-		case 'a':
-			api_sock = optarg;
-			break;
-		case 'd':
-			api_id = optarg;
-			break;
-		case 'B':
-			if (strcmp(optarg, "file") == 0)
-				ro.backend = VM_MEM_FILE;
-			else if (strcmp(optarg, "uffd") == 0)
-				ro.backend = VM_MEM_UFFD;
-			else if (strcmp(optarg, "uffd-ext") == 0)
-				ro.backend = VM_MEM_UFFD_EXT;
-			else {
-				log_err("--mem-backend: '%s' is not file, uffd or uffd-ext",
-					optarg);
-				return VMM_EXIT_USAGE;
-			}
-			break;
-		case 'U':
-			ro.uffd_sock = optarg;
-			break;
-		case 'S':
-			ro.uffd_strategy = optarg;
-			break;
-		case 'W':
-			ro.uffd_record = optarg;
-			break;
-		case 'O':
-			if (parse_uint("--uffd-stall-timeout-ms", optarg, VMM_UFFD_STALL_MAX_MS,
-				       &v))
-				return VMM_EXIT_USAGE;
-			stall_ms = (unsigned)v;
-			break;
-		case 'p':
-			if (sscanf(optarg, "mem-mib=%llu,vcpus=%u", &prep_mib, &prep_vcpus) != 2 ||
-			    prep_mib == 0 || prep_vcpus == 0) {
-				log_err("--prepare: '%s' is not mem-mib=M,vcpus=N", optarg);
-				return VMM_EXIT_USAGE;
-			}
-			break;
-		case 'P':
-			start_paused = true;
-			break;
-		case 'C':
-			ro.clock_realtime = true;
-			break;
-		case 's':
-			trigger.opts.path = optarg;
-			break;
-		case 'M':
-			trigger.opts.mem_file_path = optarg;
-			break;
-		case 'A':
-			snapshot_after = optarg;
-			break;
-		case 'F':
-			trigger.opts.no_fsync = true;
-			break;
-		case 'H':
-			if (strcmp(optarg, "resume") && strcmp(optarg, "pause") &&
-			    strcmp(optarg, "exit")) {
-				log_err("--snapshot-then: '%s' is not resume, pause or exit",
-					optarg);
-				return VMM_EXIT_USAGE;
-			}
-			trigger.then = optarg;
-			break;
-		case 'Z':
-			seccomp = false;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return VMM_EXIT_USAGE;
+	for (unsigned i = 0; i < NR_OPTIONS; i++)
+		longopts[i] = (struct option){options[i].name, options[i].has_arg, NULL, (int)i};
+	longopts[NR_OPTIONS] = (struct option){NULL, 0, NULL, 0};
+	while ((k = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (k == 'h') {
+			c->help = true;
+			continue;
 		}
+		if (k < 0 || k >= (int)NR_OPTIONS) {
+			usage(stderr); /* getopt said what it did not understand */
+			return -1;
+		}
+		if (options[k].fn(c, optarg))
+			return -1;
 	}
+	if (c->help)
+		return 0;
 	if (optind != argc) {
 		log_err("unexpected argument '%s'", argv[optind]);
-		return VMM_EXIT_USAGE;
+		return -1;
 	}
-	trigger.then = trigger.then ? trigger.then : "resume";
-	if (snapshot_after && !trigger.opts.path) {
+	if (c->snapshot_after && !c->snap.path) {
 		log_err("--snapshot-after needs --snapshot PATH");
-		return VMM_EXIT_USAGE;
+		return -1;
 	}
-	if (ro.path && cfg.kernel) {
+	if (c->ro.path && c->cfg.kernel) {
 		log_err("--restore and --kernel exclude each other");
-		return VMM_EXIT_USAGE;
+		return -1;
 	}
-	if (api_sock && (cfg.kernel || ro.path)) {
+	if (c->api_sock && (c->cfg.kernel || c->ro.path)) {
 		log_err("--api-sock configures the VM over the API: leave out --kernel and "
 			"--restore");
-		return VMM_EXIT_USAGE;
+		return -1;
 	}
-	if (ro.path && restore_overrides(&cfg, &ro))
-		return VMM_EXIT_USAGE;
-	if (!cfg.kernel && !ro.path && !api_sock) {
+	if (!c->cfg.kernel && !c->ro.path && !c->api_sock) {
 		log_err("--kernel, --restore or --api-sock is required");
 		usage(stderr);
-		return VMM_EXIT_USAGE;
+		return -1;
 	}
-
-	if (ro.backend == VM_MEM_UFFD_EXT && !ro.uffd_sock) {
+	if (c->ro.snapshot_paths && !c->ro.path) {
+		log_err("--snapshot-paths is for --restore (over the API: snapshot_paths)");
+		return -1;
+	}
+	if (c->ro.backend == VM_MEM_UFFD_EXT && !c->ro.uffd_sock) {
 		log_err("--mem-backend uffd-ext needs --uffd-sock PATH");
-		return VMM_EXIT_USAGE;
+		return -1;
 	}
-	if (prep_mib && !ro.path && !api_sock) {
+	if (c->prep_mib && !c->ro.path && !c->api_sock) {
 		log_err("--prepare is for restores: give --restore, or load over --api-sock");
-		return VMM_EXIT_USAGE;
+		return -1;
 	}
+	return c->ro.path ? restore_overrides(c) : boot_devices(c);
+}
 
-	/* The main thread takes these through a signalfd; block them before any thread
-	 * exists so every thread inherits the mask. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGUSR1);
-	sigaddset(&sigs, SIGUSR2);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+/* ---------------------------------------------------------------- the main loop */
+
+static void no_op_handler(int sig)
+{
+	(void)sig;
+}
+
+static void take_snapshot(struct thaw *t)
+{
+	struct vm_snapshot_opts o = t->cli.snap;
+	int ret;
+
+	if (!o.path) {
+		log_warn("snapshot requested, but no --snapshot PATH was given");
+		return;
+	}
+	o.stay_paused = strcmp(t->cli.snapshot_then, "resume") != 0;
+	ret = vm_snapshot_create(&t->vm, &o);
+	if (ret == 0)
+		fprintf(stderr, "thaw: snapshot: %s in %llu us\n", o.path,
+			(unsigned long long)t->vm.last_create_us);
+	if (strcmp(t->cli.snapshot_then, "exit") == 0)
+		vmm_loop_stop(&t->vm.loop, ret ? VMM_EXIT_INTERNAL : VMM_EXIT_OK);
+}
+
+static void on_trigger(void *opaque, uint32_t events)
+{
+	struct thaw *t = opaque;
+	uint64_t n;
+
+	if (read(t->vm.trigger_fd, &n, sizeof(n)) == sizeof(n))
+		take_snapshot(t);
+}
+
+static void on_exit_request(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+
+	vmm_loop_stop(&vm->loop, vm->exit_status);
+}
+
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct thaw *t = opaque;
+	struct signalfd_siginfo si;
+
+	if (read(t->vm.signal_fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGUSR1) {
+		take_snapshot(t);
+	} else if (si.ssi_signo == SIGUSR2) {
+		if (t->vm.paused)
+			vm_resume(&t->vm);
+	} else {
+		log_info("signal %u: stopping the VM", si.ssi_signo);
+		vmm_loop_stop(&t->vm.loop, VMM_EXIT_OK);
+	}
+}
+
+/* The main thread waits here for the guest, the console, signals and the API. */
+static int main_loop(struct thaw *t, const sigset_t *sigs)
+{
+	struct vm *vm = &t->vm;
+
+	vm->signal_fd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->signal_fd < 0) {
+		log_err("signalfd: %s", strerror(errno));
+		return VMM_EXIT_INTERNAL;
+	}
+	if (vmm_loop_add(&vm->loop, vm->exit_fd, EPOLLIN, on_exit_request, vm) ||
+	    vmm_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, t) ||
+	    vmm_loop_add(&vm->loop, vm->trigger_fd, EPOLLIN, on_trigger, t))
+		return VMM_EXIT_INTERNAL;
+	return vmm_loop_run(&vm->loop);
+}
+
+/* Signals the main thread takes through a signalfd: blocked before any thread exists so
+ * every thread inherits the mask. */
+static void block_signals(sigset_t *sigs)
+{
+	sigemptyset(sigs);
+	sigaddset(sigs, SIGINT);
+	sigaddset(sigs, SIGTERM);
+	sigaddset(sigs, SIGHUP);
+	sigaddset(sigs, SIGUSR1);
+	sigaddset(sigs, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* As PID 1 of a PID namespace (thaw-jailer --new-pid-ns) signals without a
 	 * handler are dropped, signalfd or not: give each one a handler. */
 	for (int sig = 1; sig < NSIG; sig++)
-		if (sigismember(&sigs, sig))
+		if (sigismember(sigs, sig))
 			sigaction(sig, &(struct sigaction){.sa_handler = no_op_handler}, NULL);
+}
 
+/* Everything after the command line: returns the process's exit status. */
+static int run(struct thaw *t, uint64_t t0)
+{
+	struct cli *c = &t->cli;
+	struct vm *vm = &t->vm;
+	char err[512];
+	sigset_t sigs;
+	int status;
+
+	block_signals(&sigs);
 	/* First-touch costs of the snapshot reader, paid before a restore is asked for. */
-	if (ro.path || api_sock)
+	if (c->ro.path || c->api_sock)
 		snap_warm_up();
-	if (vm_init(&vm)) {
-		status = VMM_EXIT_INTERNAL;
-		goto out;
-	}
-	vm.t_process_start_ns = t0;
-	vm.snapshot_after = snapshot_after;
-	vm.console_in_spec = cfg.console_in;
-	vm.timing = timing;
-	vm.uffd_stall_ms = stall_ms;
-	if (cfg.console_out) {
-		vm.console_out_fd =
-		    open(cfg.console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (vm.console_out_fd < 0) {
-			log_err("--console-out %s: %s", cfg.console_out, strerror(errno));
-			status = VMM_EXIT_USAGE;
-			goto out;
+	if (vm_init(vm))
+		return VMM_EXIT_INTERNAL;
+	vm->t_process_start_ns = t0;
+	vm->snapshot_after = c->snapshot_after;
+	vm->console_in_spec = c->cfg.console_in;
+	vm->timing = c->timing;
+	vm->uffd_stall_ms = c->stall_ms;
+	if (c->cfg.console_out) {
+		vm->console_out_fd =
+		    open(c->cfg.console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (vm->console_out_fd < 0) {
+			log_err("--console-out %s: %s", c->cfg.console_out, strerror(errno));
+			return VMM_EXIT_USAGE;
 		}
 	}
 	/* The main thread's seccomp filter goes on before anything untrusted is read:
 	 * the snapshot, the kernel, API requests. Every thread is created after this and
 	 * inherits it; vCPU threads add their own (docs/jailer.md). */
-	if (seccomp && (vmm_seccomp_prepare() || vmm_seccomp_install(VMM_SECCOMP_MAIN))) {
-		status = VMM_EXIT_INTERNAL;
-		goto out;
-	}
-	if (api_sock && vm_control_start(&vm, api_sock, api_id)) {
-		status = VMM_EXIT_USAGE;
-		goto out;
-	}
+	if (!c->no_seccomp && (vmm_seccomp_prepare() || vmm_seccomp_install(VMM_SECCOMP_MAIN)))
+		return VMM_EXIT_INTERNAL;
+	if (c->api_sock && vm_control_start(vm, c->api_sock, c->api_id))
+		return VMM_EXIT_USAGE;
 	/* A prepared VM is built now, before any restore request arrives. */
-	if (prep_mib && vm_prepare(&vm, prep_vcpus, prep_mib)) {
-		status = VMM_EXIT_INTERNAL;
-		goto out;
-	}
-	if (ro.path) {
-		if (vm_restore(&vm, &ro, err, sizeof(err))) {
-			log_err("restore %s: %s", ro.path, err);
-			status = VMM_EXIT_RESTORE;
-			goto out;
+	if (c->prep_mib && vm_prepare(vm, c->prep_vcpus, c->prep_mib))
+		return VMM_EXIT_INTERNAL;
+	if (c->ro.path) {
+		if (vm_restore(vm, &c->ro, err, sizeof(err))) {
+			log_err("restore %s: %s", c->ro.path, err);
+			return VMM_EXIT_RESTORE;
 		}
-	} else if (cfg.kernel) {
-		status = vm_boot(&vm, &cfg);
+	} else if (c->cfg.kernel) {
+		status = vm_boot(vm, &c->cfg);
 		if (status != VMM_EXIT_OK)
-			goto out;
+			return status;
 	}
-	if ((ro.path || cfg.kernel) && vm_launch(&vm, start_paused)) {
-		status = VMM_EXIT_INTERNAL;
-		goto out;
-	}
-	status = main_loop(&vm, &sigs);
-	if (timing)
+	if ((c->ro.path || c->cfg.kernel) && vm_launch(vm, c->start_paused))
+		return VMM_EXIT_INTERNAL;
+	status = main_loop(t, &sigs);
+	if (c->timing)
 		fprintf(stderr, "thaw: timing: first_run_us=%llu first_line_us=%llu\n",
-			vm.t_first_run_ns ? (unsigned long long)(vm.t_first_run_ns - t0) / 1000 : 0,
-			vm.t_first_line_ns ? (unsigned long long)(vm.t_first_line_ns - t0) / 1000
-					   : 0);
-out:
+			vm->t_first_run_ns ? (unsigned long long)(vm->t_first_run_ns - t0) / 1000
+					   : 0,
+			vm->t_first_line_ns ? (unsigned long long)(vm->t_first_line_ns - t0) / 1000
+					    : 0);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t t0 = now_ns();
+	struct thaw *t = calloc(1, sizeof(*t));
+	int status;
+
+	log_set_prefix("thaw");
+	if (!t) {
+		log_err("out of memory");
+		return VMM_EXIT_INTERNAL;
+	}
+	t->cli = (struct cli){
+	    .cfg = {.vcpus = 1, .mem_mib = 128},
+	    .snapshot_then = "resume",
+	    .api_id = "thaw",
+	    .stall_ms = VMM_UFFD_STALL_DEFAULT_MS,
+	};
+	if (parse_cli(argc, argv, &t->cli))
+		return VMM_EXIT_USAGE;
+	if (t->cli.help) {
+		usage(stdout);
+		return 0;
+	}
+	status = run(t, t0);
 	/* The uffd handler writes a recorded working set and its counters here. */
-	uffd_stop(&vm);
+	uffd_stop(&t->vm);
 	/* vCPU threads may still be inside KVM_RUN; the process exit ends them. Tearing
 	 * the VM down first would only add milliseconds (closing a VM takes 1-16 ms). */
 	_exit(status);

@@ -269,6 +269,7 @@ static void build_main(struct rule_ctx *c)
 	 * console output, /dev/kvm, /dev/net/tun, /dev/userfaultfd, the API's logger and
 	 * metrics files. Paths come from the command line and the API. */
 	ALLOW(c, openat);
+	ALLOW(c, openat2); /* a restore's --snapshot-paths: the snapshot's paths, inside DIR */
 	ALLOW(c, close);
 	ALLOW(c, read);
 	ALLOW(c, readv);

@@ -1,14 +1,14 @@
-/* Snapshots, VMM side: taking KVM state out of a paused VM into the file format of
- * restore/, and putting it back into a new VM. The restore path is the hot path:
- * nothing is read that need not be, guest memory is mapped, never copied, and every
- * phase is timed (USDT probe + vm->restore_times). */
-#include "vmm/vmm.h"
-#include "restore/snapshot.h"
-#include "vmm/virtio/virtio.h"
+/* Snapshots, VMM side: the order in which a paused VM is written out, and in which a
+ * snapshot becomes a VM again. A restore is plan -> build -> state -> devices: the plan
+ * decodes and checks everything that needs no KVM (a bad file costs nothing, not even
+ * a prepared VM); the later steps act. The restore path is the hot path: nothing is
+ * read that need not be, guest memory is mapped, never copied, no buffer is allocated
+ * (vm->plan is), and every phase is timed (USDT probe + vm->times). KVM's side of the
+ * state is vmm/vstate.c; each device's section is in the device's own file. */
+#include "vmm/snapshot_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,185 +24,46 @@
 		(vm)->times.name##_ns = now_ns();                                                  \
 	} while (0)
 
-static int ioctl_err(const char *what, unsigned vcpu)
+/* ---------------------------------------------------------------- buffers */
+
+int vm_restore_plan_alloc(struct vm *vm)
 {
-	int e = errno;
+	struct vm_restore_plan *p = calloc(1, sizeof(*p));
+	size_t cpuid = sizeof(struct kvm_cpuid2) + SNAP_MAX_CPUID * sizeof(struct kvm_cpuid_entry2);
 
-	if (vcpu == ~0u)
-		log_err("%s: %s", what, strerror(e));
-	else
-		log_err("vcpu%u: %s: %s", vcpu, what, strerror(e));
-	return -e;
-}
-
-/* ---------------------------------------------------------------- MSRs */
-
-/* The MSRs we save: every one KVM lists, minus those this host cannot read back
- * (found once per VM by reading each on vCPU 0). */
-static int msr_list(struct vm *vm)
-{
-	struct kvm_msr_list probe = {.nmsrs = 0}, *list;
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} one;
-	unsigned n = 0;
-
-	if (vm->msr_indices)
-		return 0;
-	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
-		return ioctl_err("KVM_GET_MSR_INDEX_LIST", ~0u);
-	list = calloc(1, sizeof(*list) + probe.nmsrs * sizeof(uint32_t));
-	vm->msr_indices = calloc(probe.nmsrs ? probe.nmsrs : 1, sizeof(uint32_t));
-	if (!list || !vm->msr_indices) {
-		free(list);
+	if (!p)
+		return -ENOMEM;
+	vm->plan = p;
+	p->paths_dirfd = -1;
+	p->cpuid = calloc(1, cpuid);
+	p->vcpu_cpuid = calloc(1, cpuid);
+	p->host_view = calloc(SNAP_MAX_CPUID, sizeof(*p->host_view));
+	/* VMM_MAX_VCPUS states of ~10 KiB: pages nobody touches cost no memory. */
+	p->vcpu = calloc(VMM_MAX_VCPUS, sizeof(*p->vcpu));
+	p->msrs = calloc(1, sizeof(*p->msrs) + SNAP_MAX_MSRS * sizeof(p->msrs->entries[0]));
+	if (!p->cpuid || !p->vcpu_cpuid || !p->host_view || !p->vcpu || !p->msrs) {
+		vm_restore_plan_free(vm);
 		return -ENOMEM;
 	}
-	list->nmsrs = probe.nmsrs;
-	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
-		free(list);
-		return ioctl_err("KVM_GET_MSR_INDEX_LIST", ~0u);
-	}
-	for (unsigned i = 0; i < list->nmsrs && n < SNAP_MAX_MSRS; i++) {
-		memset(&one, 0, sizeof(one));
-		one.hdr.nmsrs = 1;
-		one.e.index = list->indices[i];
-		if (ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, &one) == 1)
-			vm->msr_indices[n++] = list->indices[i];
-	}
-	vm->nr_msr_indices = n;
-	free(list);
 	return 0;
+}
+
+void vm_restore_plan_free(struct vm *vm)
+{
+	struct vm_restore_plan *p = vm->plan;
+
+	if (!p)
+		return;
+	free(p->cpuid);
+	free(p->vcpu_cpuid);
+	free(p->host_view);
+	free(p->vcpu);
+	free(p->msrs);
+	free(p);
+	vm->plan = NULL;
 }
 
 /* ---------------------------------------------------------------- save */
-
-static int save_vcpu(struct vm *vm, struct vcpu *v, struct snap_vcpu_state *s)
-{
-	struct kvm_msrs *msrs;
-	unsigned i = v->index;
-	int ret;
-
-	memset(s, 0, sizeof(*s));
-	if (ioctl(v->fd, KVM_GET_MP_STATE, &s->mp_state) < 0)
-		return ioctl_err("KVM_GET_MP_STATE", i);
-	if (ioctl(v->fd, KVM_GET_REGS, &s->regs) < 0)
-		return ioctl_err("KVM_GET_REGS", i);
-	if (ioctl(v->fd, KVM_GET_SREGS, &s->sregs) < 0)
-		return ioctl_err("KVM_GET_SREGS", i);
-	if (ioctl(v->fd, KVM_GET_XSAVE, &s->xsave) < 0)
-		return ioctl_err("KVM_GET_XSAVE", i);
-	if (ioctl(v->fd, KVM_GET_XCRS, &s->xcrs) < 0)
-		return ioctl_err("KVM_GET_XCRS", i);
-	if (ioctl(v->fd, KVM_GET_DEBUGREGS, &s->debugregs) < 0)
-		return ioctl_err("KVM_GET_DEBUGREGS", i);
-	if (ioctl(v->fd, KVM_GET_LAPIC, &s->lapic) < 0)
-		return ioctl_err("KVM_GET_LAPIC", i);
-
-	msrs = calloc(1, sizeof(*msrs) + vm->nr_msr_indices * sizeof(msrs->entries[0]));
-	if (!msrs)
-		return -ENOMEM;
-	msrs->nmsrs = vm->nr_msr_indices;
-	for (unsigned k = 0; k < vm->nr_msr_indices; k++)
-		msrs->entries[k].index = vm->msr_indices[k];
-	ret = ioctl(v->fd, KVM_GET_MSRS, msrs);
-	if (ret != (int)vm->nr_msr_indices) {
-		log_err("vcpu%u: KVM_GET_MSRS read %d of %u MSRs", i, ret, vm->nr_msr_indices);
-		free(msrs);
-		return -EIO;
-	}
-	s->nmsrs = msrs->nmsrs;
-	memcpy(s->msrs, msrs->entries, s->nmsrs * sizeof(s->msrs[0]));
-	free(msrs);
-
-	/* Events last: the others do not change pending exceptions or NMIs. */
-	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &s->events) < 0)
-		return ioctl_err("KVM_GET_VCPU_EVENTS", i);
-	return 0;
-}
-
-static int save_vm_state(struct vm *vm, struct snap_vm_state *s)
-{
-	struct kvm_irqchip chip;
-
-	memset(s, 0, sizeof(*s));
-	for (unsigned id = 0; id < 3; id++) {
-		memset(&chip, 0, sizeof(chip));
-		chip.chip_id = id;
-		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
-			return ioctl_err("KVM_GET_IRQCHIP", ~0u);
-		if (id == KVM_IRQCHIP_IOAPIC)
-			s->ioapic = chip.chip.ioapic;
-		else
-			s->pic[id] = chip.chip.pic;
-	}
-	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &s->pit) < 0)
-		return ioctl_err("KVM_GET_PIT2", ~0u);
-	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &s->clock) < 0)
-		return ioctl_err("KVM_GET_CLOCK", ~0u);
-	return 0;
-}
-
-/* The UART is the one legacy device with state worth keeping (its FIFO, IER, LCR). */
-enum {
-	UART_TAG_REGS = SNAP_DEV_OWN, /* bytes: ier iir fcr lcr mcr lsr msr scr dll dlm */
-	UART_TAG_RX,		      /* bytes: pending receive FIFO contents, in order */
-	UART_TAG_THR_IPENDING,	      /* u64 */
-};
-
-static int save_uart(struct snap_writer *w, struct uart *u)
-{
-	struct snap_device_place place = {COM1_BASE, 8, COM1_IRQ};
-	struct snap_sec *sec;
-	uint8_t regs[10], rx[UART_FIFO];
-	int ret;
-
-	ret = snap_device_begin(w, "com1", "serial", 1, 0, &place, &sec);
-	if (ret)
-		return ret;
-	pthread_mutex_lock(&u->lock);
-	regs[0] = u->s.ier, regs[1] = u->s.iir, regs[2] = u->s.fcr, regs[3] = u->s.lcr;
-	regs[4] = u->s.mcr, regs[5] = u->s.lsr, regs[6] = u->s.msr, regs[7] = u->s.scr;
-	regs[8] = u->s.dll, regs[9] = u->s.dlm;
-	for (unsigned k = 0; k < u->s.rx_len; k++)
-		rx[k] = u->s.rx[(u->s.rx_head + k) % UART_FIFO];
-	snap_put_bytes(sec, UART_TAG_REGS, regs, sizeof(regs));
-	snap_put_bytes(sec, UART_TAG_RX, rx, u->s.rx_len);
-	snap_put_u64(sec, UART_TAG_THR_IPENDING, u->s.thr_ipending);
-	pthread_mutex_unlock(&u->lock);
-	return sec->err;
-}
-
-static int restore_uart(const struct snap *s, struct uart *u, char *err, size_t errlen)
-{
-	const struct snap_section *sec = snap_section_find(s, "device.com1");
-	const void *p;
-	size_t len;
-	uint64_t v;
-
-	if (!sec)
-		return 0; /* older writers: a fresh UART */
-	if (snap_get_bytes(sec, UART_TAG_REGS, &p, &len) == 0 && len == 10) {
-		const uint8_t *r = p;
-
-		u->s.ier = r[0] & 0x0f, u->s.iir = r[1], u->s.fcr = r[2], u->s.lcr = r[3];
-		u->s.mcr = r[4] & 0x1f, u->s.lsr = r[5], u->s.msr = r[6], u->s.scr = r[7];
-		u->s.dll = r[8], u->s.dlm = r[9];
-	}
-	if (snap_get_bytes(sec, UART_TAG_RX, &p, &len) == 0) {
-		if (len > UART_FIFO) {
-			snprintf(err, errlen, "device.com1: receive FIFO of %zu bytes (max %d)",
-				 len, UART_FIFO);
-			return -EBADMSG;
-		}
-		memcpy(u->s.rx, p, len);
-		u->s.rx_head = 0;
-		u->s.rx_len = (uint8_t)len;
-	}
-	if (snap_get_u64(sec, UART_TAG_THR_IPENDING, &v) == 0)
-		u->s.thr_ipending = v != 0;
-	return 0;
-}
 
 static void fill_machine(struct vm *vm, struct snap_machine *m)
 {
@@ -246,88 +107,81 @@ int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 {
 	struct snap_writer_opts wo = {.mem_file_path = opts->mem_file_path,
 				      .no_fsync = opts->no_fsync};
-	struct snap_vcpu_state *vs = NULL;
-	struct snap_vm_state vms;
-	struct snap_machine m;
+	struct vm_restore_plan *p = vm->plan; /* its buffers; no restore runs meanwhile */
 	struct snap_writer *w = NULL;
 	struct snap_write_stats st;
-	struct kvm_cpuid2 *cpuid = NULL;
+	char err[256] = "";
 	uint64_t t0 = now_ns();
 	bool was_paused = vm->paused;
 	int ret;
 
 	if (!was_paused)
 		vm_pause(vm);
-	if (vm->exiting) {
-		ret = -ESHUTDOWN;
-		log_err("snapshot: the VM is stopping");
+	if (__atomic_load_n(&vm->exiting, __ATOMIC_ACQUIRE)) {
+		ret = errf(err, sizeof(err), -ESHUTDOWN, "the VM is stopping");
 		goto out;
 	}
 	ret = vm_devices_quiesce(vm);
-	if (ret)
+	if (ret) {
+		errf(err, sizeof(err), ret, "device I/O could not be drained (see the log)");
 		goto out;
-	ret = msr_list(vm);
+	}
+	ret = vm_msr_list(vm, err, sizeof(err));
 	if (ret)
 		goto out;
 	ret = snap_writer_create(opts->path, &wo, &w);
 	if (ret) {
-		log_err("snapshot %s: %s", opts->path, strerror(-ret));
+		errf(err, sizeof(err), ret, "%s", strerror(-ret));
 		goto out;
 	}
-	fill_machine(vm, &m);
-	ret = snap_put_machine(w, &m);
+	fill_machine(vm, &p->machine);
+	ret = snap_put_machine(w, &p->machine);
 	if (ret)
-		goto out;
-
-	cpuid = calloc(1, sizeof(*cpuid) + SNAP_MAX_CPUID * sizeof(cpuid->entries[0]));
-	vs = malloc(sizeof(*vs));
-	if (!cpuid || !vs) {
-		ret = -ENOMEM;
+		goto write_failed;
+	p->cpuid->nent = SNAP_MAX_CPUID;
+	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, p->cpuid) < 0) {
+		ret = errf(err, sizeof(err), -errno, "vcpu0: KVM_GET_CPUID2: %s", strerror(errno));
 		goto out;
 	}
-	cpuid->nent = SNAP_MAX_CPUID;
-	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, cpuid) < 0) {
-		ret = ioctl_err("KVM_GET_CPUID2", 0);
-		goto out;
-	}
-	ret = snap_put_cpuid(w, cpuid->entries, cpuid->nent);
-	if (ret)
-		goto out;
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		ret = save_vcpu(vm, &vm->vcpus[i], vs);
-		if (!ret)
-			ret = snap_put_vcpu(w, i, vs);
+	ret = snap_put_cpuid(w, p->cpuid->entries, p->cpuid->nent);
+	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++) {
+		ret = vm_vcpu_get_state(vm, &vm->vcpus[i], &p->vcpu[0], err, sizeof(err));
 		if (ret)
 			goto out;
+		ret = snap_put_vcpu(w, i, &p->vcpu[0]);
 	}
-	ret = save_vm_state(vm, &vms);
+	if (!ret) {
+		ret = vm_get_vm_state(vm, &p->vms, err, sizeof(err));
+		if (ret)
+			goto out;
+		ret = snap_put_vm(w, &p->vms);
+	}
 	if (!ret)
-		ret = snap_put_vm(w, &vms);
-	if (!ret)
-		ret = save_uart(w, &vm->com1);
-	if (!ret)
-		ret = vm_devices_save(vm, w);
+		ret = uart_save_section(&vm->com1, w);
+	for (unsigned i = 0; !ret && i < virtio_count(vm); i++)
+		ret = virtio_save_section(virtio_get(vm, i), w);
 	if (!ret)
 		ret = write_config(w, vm);
 	if (!ret)
 		ret = snap_writer_set_memory(w, vm->mem.host, vm->mem.size);
 	if (ret)
-		goto out;
+		goto write_failed;
 	ret = snap_writer_commit(w, &st);
 	w = NULL; /* commit frees the writer whatever the outcome */
-	if (ret) {
-		log_err("snapshot %s: %s", opts->path, strerror(-ret));
-		goto out;
-	}
+	if (ret)
+		goto write_failed;
 	vm->last_create_us = (now_ns() - t0) / 1000;
 	log_info("snapshot %s: %llu MiB, %llu pages written, %llu zero pages skipped, %llu us",
 		 opts->path, (unsigned long long)(vm->mem.size >> 20),
 		 (unsigned long long)st.data_pages, (unsigned long long)st.zero_pages,
 		 (unsigned long long)vm->last_create_us);
+	goto out;
+write_failed:
+	errf(err, sizeof(err), ret, "writing it failed: %s", strerror(-ret));
 out:
+	if (ret)
+		log_err("snapshot %s: %s", opts->path, err);
 	snap_writer_abort(w);
-	free(cpuid);
-	free(vs);
 	if (!was_paused && !opts->stay_paused)
 		vm_resume(vm);
 	else
@@ -335,350 +189,12 @@ out:
 	return ret;
 }
 
-/* ---------------------------------------------------------------- devices */
-
-/* virtio devices live in sections `device.virtio<k>` (k: placement index), tagged in
- * the three layers of docs/snapshot-format.md: transport registers at 0x100, generic
- * virtio state at 0x200 (one u64 array per queue), the device's own at 0x1000. */
-enum {
-	VT_INDEX = 5,	  /* u64: placement index k */
-	VT_DEVICE_ID = 6, /* u64: VIRTIO_ID_* */
-	VT_NAME = 7,	  /* str: the device's id= */
-	VT_STATUS = SNAP_DEV_TRANSPORT,
-	VT_DEV_FEATURES_SEL,
-	VT_DRV_FEATURES_SEL,
-	VT_QUEUE_SEL,
-	VT_INTERRUPT_STATUS,
-	VT_CONFIG_GENERATION,
-	VT_DEVICE_FEATURES = SNAP_DEV_VIRTIO,
-	VT_DRIVER_FEATURES,
-	VT_NR_QUEUES,
-	VT_QUEUE0 = SNAP_DEV_VIRTIO + 0x10, /* u64a: size ready desc avail used next_avail
-					       next_used signalled_used signalled_valid */
-	VT_PATH = SNAP_DEV_OWN,		    /* str: blk backing file, vsock uds path */
-	VT_READ_ONLY,			    /* u64 */
-	VT_CAPACITY,			    /* u64: sectors */
-	VT_TAP,				    /* str */
-	VT_MAC,				    /* bytes[6] */
-	VT_OFFLOAD,			    /* u64 */
-	VT_GUEST_CID,			    /* u64 */
-};
-
-#define VIRTQ_FIELDS 9
-
-static const char *virtio_kind(uint32_t device_id)
-{
-	switch (device_id) {
-	case 1:
-		return "virtio-net";
-	case 2:
-		return "virtio-blk";
-	case 4:
-		return "virtio-rng";
-	case 19:
-		return "virtio-vsock";
-	default:
-		return "virtio";
-	}
-}
-
 int vm_devices_quiesce(struct vm *vm)
 {
 	return vm->devices ? virtio_quiesce(vm) : 0;
 }
 
-static int save_virtio(struct snap_writer *w, struct virtio_dev *dev)
-{
-	struct virtio_saved v;
-	struct snap_device_place place;
-	struct snap_sec *sec;
-	char name[24];
-	int ret;
-
-	virtio_save(dev, &v);
-	place = (struct snap_device_place){v.place.base, VIRTIO_MMIO_SIZE, v.place.irq};
-	snprintf(name, sizeof(name), "virtio%u", v.place.index);
-	ret = snap_device_begin(w, name, virtio_kind(v.place.device_id), 1, 0, &place, &sec);
-	if (ret)
-		return ret;
-	snap_put_u64(sec, VT_INDEX, v.place.index);
-	snap_put_u64(sec, VT_DEVICE_ID, v.place.device_id);
-	snap_put_str(sec, VT_NAME, v.id);
-	snap_put_u64(sec, VT_STATUS, v.regs.status);
-	snap_put_u64(sec, VT_DEV_FEATURES_SEL, v.regs.dev_features_sel);
-	snap_put_u64(sec, VT_DRV_FEATURES_SEL, v.regs.drv_features_sel);
-	snap_put_u64(sec, VT_QUEUE_SEL, v.regs.queue_sel);
-	snap_put_u64(sec, VT_INTERRUPT_STATUS, v.regs.interrupt_status);
-	snap_put_u64(sec, VT_CONFIG_GENERATION, v.regs.config_generation);
-	snap_put_u64(sec, VT_DEVICE_FEATURES, v.vs.device_features);
-	snap_put_u64(sec, VT_DRIVER_FEATURES, v.vs.driver_features);
-	snap_put_u64(sec, VT_NR_QUEUES, v.vs.nr_queues);
-	for (unsigned q = 0; q < v.vs.nr_queues && q < VIRTIO_MAX_QUEUES; q++) {
-		const struct virtq_state *vq = &v.vs.q[q];
-		uint64_t a[VIRTQ_FIELDS] = {vq->size,	   vq->ready,	       vq->desc,
-					    vq->avail,	   vq->used,	       vq->next_avail,
-					    vq->next_used, vq->signalled_used, vq->signalled_valid};
-
-		snap_put_u64a(sec, (uint16_t)(VT_QUEUE0 + q), a, VIRTQ_FIELDS);
-	}
-	switch (v.place.device_id) {
-	case 2:
-		snap_put_str(sec, VT_PATH, v.dev.blk.path);
-		snap_put_u64(sec, VT_READ_ONLY, v.dev.blk.read_only);
-		snap_put_u64(sec, VT_CAPACITY, v.dev.blk.capacity);
-		break;
-	case 1:
-		snap_put_str(sec, VT_TAP, v.dev.net.tap);
-		snap_put_bytes(sec, VT_MAC, v.dev.net.mac, 6);
-		snap_put_u64(sec, VT_OFFLOAD, v.dev.net.offload_flags);
-		break;
-	case 19:
-		snap_put_u64(sec, VT_GUEST_CID, v.dev.vsock.guest_cid);
-		snap_put_str(sec, VT_PATH, v.dev.vsock.uds_path);
-		break;
-	default:
-		break;
-	}
-	return sec->err;
-}
-
-int vm_devices_save(struct vm *vm, struct snap_writer *w)
-{
-	for (unsigned i = 0; i < virtio_count(vm); i++) {
-		int ret = save_virtio(w, virtio_get(vm, i));
-
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
-/* Reads one device section into `v`; the values are checked by virtio_restore. */
-static int load_virtio(const struct snap_section *sec, struct virtio_saved *v, char *err,
-		       size_t errlen)
-{
-	uint64_t x;
-	const void *p;
-	size_t len;
-
-#define U64(tag, dst)                                                                              \
-	do {                                                                                       \
-		x = 0;                                                                             \
-		snap_get_u64(sec, tag, &x);                                                        \
-		dst = x;                                                                           \
-	} while (0)
-	memset(v, 0, sizeof(*v));
-	v->version = VIRTIO_SAVED_VERSION;
-	if (snap_get_u64(sec, VT_INDEX, &x) || x >= VIRTIO_MAX_DEVS ||
-	    snap_get_u64(sec, VT_DEVICE_ID, &x))
-		return errf(err, errlen, -EBADMSG, "%s: no device index or type", sec->name);
-	U64(VT_INDEX, v->place.index);
-	U64(VT_DEVICE_ID, v->place.device_id);
-	v->place.base = VIRTIO_MMIO_BASE + v->place.index * VIRTIO_MMIO_SIZE;
-	v->place.irq = VIRTIO_IRQ_BASE + v->place.index;
-	if (snap_get_strbuf(sec, VT_NAME, v->id, sizeof(v->id)) == -ENAMETOOLONG)
-		return errf(err, errlen, -EBADMSG, "%s: device name too long", sec->name);
-	U64(VT_STATUS, v->regs.status);
-	U64(VT_DEV_FEATURES_SEL, v->regs.dev_features_sel);
-	U64(VT_DRV_FEATURES_SEL, v->regs.drv_features_sel);
-	U64(VT_QUEUE_SEL, v->regs.queue_sel);
-	U64(VT_INTERRUPT_STATUS, v->regs.interrupt_status);
-	U64(VT_CONFIG_GENERATION, v->regs.config_generation);
-	U64(VT_DEVICE_FEATURES, v->vs.device_features);
-	U64(VT_DRIVER_FEATURES, v->vs.driver_features);
-	U64(VT_NR_QUEUES, v->vs.nr_queues);
-	if (v->vs.nr_queues > VIRTIO_MAX_QUEUES)
-		return errf(err, errlen, -EBADMSG, "%s: %u queues (at most %d)", sec->name,
-			    v->vs.nr_queues, VIRTIO_MAX_QUEUES);
-	for (unsigned q = 0; q < v->vs.nr_queues; q++) {
-		const uint64_t *a;
-		size_t n;
-		struct virtq_state *vq = &v->vs.q[q];
-
-		if (snap_get_u64a(sec, (uint16_t)(VT_QUEUE0 + q), &a, &n) || n < VIRTQ_FIELDS)
-			return errf(err, errlen, -EBADMSG, "%s: queue %u is missing", sec->name, q);
-		if (a[0] > UINT16_MAX || a[5] > UINT16_MAX || a[6] > UINT16_MAX ||
-		    a[7] > UINT16_MAX)
-			return errf(err, errlen, -EBADMSG, "%s: queue %u has out-of-range indices",
-				    sec->name, q);
-		*vq = (struct virtq_state){(uint16_t)a[0], a[1] != 0,	   a[2],
-					   a[3],	   a[4],	   (uint16_t)a[5],
-					   (uint16_t)a[6], (uint16_t)a[7], a[8] != 0};
-	}
-	switch (v->place.device_id) {
-	case 2:
-		if (snap_get_strbuf(sec, VT_PATH, v->dev.blk.path, sizeof(v->dev.blk.path)))
-			return errf(err, errlen, -EBADMSG, "%s: no drive path", sec->name);
-		U64(VT_READ_ONLY, v->dev.blk.read_only);
-		U64(VT_CAPACITY, v->dev.blk.capacity);
-		break;
-	case 1:
-		if (snap_get_strbuf(sec, VT_TAP, v->dev.net.tap, sizeof(v->dev.net.tap)) ||
-		    snap_get_bytes(sec, VT_MAC, &p, &len) || len != 6)
-			return errf(err, errlen, -EBADMSG, "%s: no tap name or MAC", sec->name);
-		memcpy(v->dev.net.mac, p, 6);
-		U64(VT_OFFLOAD, v->dev.net.offload_flags);
-		break;
-	case 19:
-		U64(VT_GUEST_CID, v->dev.vsock.guest_cid);
-		if (snap_get_strbuf(sec, VT_PATH, v->dev.vsock.uds_path,
-				    sizeof(v->dev.vsock.uds_path)))
-			return errf(err, errlen, -EBADMSG, "%s: no vsock socket path", sec->name);
-		break;
-	case 4:
-		break;
-	default:
-		return errf(err, errlen, -ENOTSUP, "%s: unknown virtio device type %u", sec->name,
-			    v->place.device_id);
-	}
-#undef U64
-	return 0;
-}
-
-static const char *override_for(const struct vm_override *o, unsigned n, const char *id, bool *used)
-{
-	for (unsigned i = 0; i < n; i++) {
-		if (strcmp(o[i].id, id) == 0) {
-			used[i] = true;
-			return o[i].value;
-		}
-	}
-	return NULL;
-}
-
-static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
-			   struct virtio_saved *saved, char (*specs)[2 * VIRTIO_PATH_MAX + 128],
-			   char *err, size_t errlen);
-
-/* Rebuilds the devices the snapshot names, at their saved places, with the backends
- * the caller overrides, then loads each one's state. Every device section must be a
- * device we know, and every override must name a device the snapshot has. */
-int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
-		       char *err, size_t errlen)
-{
-	struct rebuild {
-		struct virtio_saved saved[VIRTIO_MAX_DEVS];
-		char specs[VIRTIO_MAX_DEVS][2 * VIRTIO_PATH_MAX + 128];
-	} *rb = NULL;
-	int ret;
-
-	rb = calloc(1, sizeof(*rb));
-	if (!rb)
-		return errf(err, errlen, -ENOMEM, "out of memory");
-	ret = rebuild_devices(vm, s, opts, rb->saved, rb->specs, err, errlen);
-	free(rb);
-	return ret;
-}
-
-static int rebuild_devices(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
-			   struct virtio_saved *saved, char (*specs)[2 * VIRTIO_PATH_MAX + 128],
-			   char *err, size_t errlen)
-{
-	bool have[VIRTIO_MAX_DEVS] = {false}, used_net[VMM_MAX_NETS] = {false},
-	     used_drive[VMM_MAX_DRIVES] = {false};
-	struct vm_config cfg = {0};
-	unsigned n = 0;
-	int ret;
-
-	for (size_t i = 0; i < snap_section_count(s); i++) {
-		const struct snap_section *sec = snap_section_at(s, i);
-		struct virtio_saved v;
-
-		if (strncmp(sec->name, "device.", 7) != 0 || strcmp(sec->name, "device.com1") == 0)
-			continue;
-		if (strncmp(sec->name, "device.virtio", 13) != 0)
-			return errf(err, errlen, -ENOTSUP,
-				    "section '%s': this thaw cannot restore that device",
-				    sec->name);
-		ret = load_virtio(sec, &v, err, errlen);
-		if (ret)
-			return ret;
-		if (have[v.place.index])
-			return errf(err, errlen, -EBADMSG, "%s: placement %u used twice", sec->name,
-				    v.place.index);
-		have[v.place.index] = true;
-		saved[v.place.index] = v;
-		n++;
-	}
-	/* Devices are placed by category order (drives, nets, vsock, rng): the saved
-	 * indices must be 0..n-1 in that order for the rebuilt ones to match. */
-	for (unsigned k = 0; k < n; k++) {
-		struct virtio_saved *v = &saved[k];
-		const char *o;
-		char *spec = specs[k];
-
-		if (!have[k])
-			return errf(err, errlen, -EBADMSG, "device placement %u is missing", k);
-		switch (v->place.device_id) {
-		case 2:
-			o = override_for(opts->drive_path, opts->nr_drive_path, v->id, used_drive);
-			snprintf(spec, sizeof(specs[0]), "id=%s,path=%s,ro=%s", v->id,
-				 o ? o : v->dev.blk.path, v->dev.blk.read_only ? "on" : "off");
-			if (cfg.nr_drives != k || cfg.nr_drives == VMM_MAX_DRIVES)
-				goto order;
-			cfg.drives[cfg.nr_drives++] = spec;
-			break;
-		case 1:
-			o = override_for(opts->net_tap, opts->nr_net_tap, v->id, used_net);
-			snprintf(spec, sizeof(specs[0]),
-				 "id=%s,tap=%s,mac=%02x:%02x:%02x:%02x:%02x:%02x", v->id,
-				 o ? o : v->dev.net.tap, v->dev.net.mac[0], v->dev.net.mac[1],
-				 v->dev.net.mac[2], v->dev.net.mac[3], v->dev.net.mac[4],
-				 v->dev.net.mac[5]);
-			if (cfg.nr_drives + cfg.nr_nets != k || cfg.nr_nets == VMM_MAX_NETS)
-				goto order;
-			cfg.nets[cfg.nr_nets++] = spec;
-			break;
-		case 19:
-			snprintf(spec, sizeof(specs[0]), "cid=%llu,uds=%s",
-				 (unsigned long long)v->dev.vsock.guest_cid,
-				 opts->vsock_uds ? opts->vsock_uds : v->dev.vsock.uds_path);
-			if (cfg.vsock || cfg.rng)
-				goto order;
-			cfg.vsock = spec;
-			break;
-		default:
-			if (cfg.rng)
-				goto order;
-			cfg.rng = true;
-			break;
-		}
-	}
-	for (unsigned i = 0; i < opts->nr_net_tap; i++)
-		if (!used_net[i])
-			return errf(err, errlen, -ENOENT,
-				    "network override: the snapshot has no interface '%s'",
-				    opts->net_tap[i].id);
-	for (unsigned i = 0; i < opts->nr_drive_path; i++)
-		if (!used_drive[i])
-			return errf(err, errlen, -ENOENT,
-				    "drive override: the snapshot has no drive '%s'",
-				    opts->drive_path[i].id);
-	if (opts->vsock_uds && !cfg.vsock)
-		return errf(err, errlen, -ENOENT,
-			    "vsock override: the snapshot has no vsock device");
-	if (n == 0)
-		return 0;
-	ret = vmm_devices_attach(vm, &cfg, NULL, 0);
-	if (ret)
-		return errf(err, errlen, ret,
-			    "the snapshot's devices could not be rebuilt (%s; see the log)",
-			    strerror(-ret));
-	for (unsigned k = 0; k < n; k++) {
-		ret = virtio_restore(virtio_get(vm, k), &saved[k]);
-		if (ret)
-			return errf(err, errlen, ret,
-				    "device.virtio%u (%s): its saved state is invalid (see "
-				    "the log)",
-				    k, saved[k].id);
-	}
-	return 0;
-order:
-	return errf(err, errlen, -EBADMSG,
-		    "device placement %u does not follow thaw's device order", n);
-}
-
-/* ---------------------------------------------------------------- restore */
+/* ---------------------------------------------------------------- restore: plan */
 
 /* The saved layout must be one we would have made for that size: anything else is a
  * corrupt or foreign file, and its regions would steer KVM slots. */
@@ -708,79 +224,16 @@ static int check_layout(const struct snap_machine *m, struct vmm_mem *mem, char 
 	return 0;
 }
 
-static int set_vcpu(struct vcpu *v, struct snap_vcpu_state *s)
-{
-	struct kvm_msrs *msrs;
-	unsigned i = v->index;
-	int ret;
-
-	if (ioctl(v->fd, KVM_SET_MP_STATE, &s->mp_state) < 0)
-		return ioctl_err("KVM_SET_MP_STATE", i);
-	if (ioctl(v->fd, KVM_SET_SREGS, &s->sregs) < 0)
-		return ioctl_err("KVM_SET_SREGS", i);
-	if (ioctl(v->fd, KVM_SET_REGS, &s->regs) < 0)
-		return ioctl_err("KVM_SET_REGS", i);
-	if (ioctl(v->fd, KVM_SET_XSAVE, &s->xsave) < 0)
-		return ioctl_err("KVM_SET_XSAVE", i);
-	if (ioctl(v->fd, KVM_SET_XCRS, &s->xcrs) < 0)
-		return ioctl_err("KVM_SET_XCRS", i);
-	if (ioctl(v->fd, KVM_SET_DEBUGREGS, &s->debugregs) < 0)
-		return ioctl_err("KVM_SET_DEBUGREGS", i);
-	if (ioctl(v->fd, KVM_SET_LAPIC, &s->lapic) < 0)
-		return ioctl_err("KVM_SET_LAPIC", i);
-	/* The MSR array in the state has the kvm_msrs layout minus its header: build
-	 * the header in front on the stack-free path once. */
-	msrs = malloc(sizeof(*msrs) + s->nmsrs * sizeof(msrs->entries[0]));
-	if (!msrs)
-		return -ENOMEM;
-	msrs->nmsrs = s->nmsrs;
-	msrs->pad = 0;
-	memcpy(msrs->entries, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
-	ret = ioctl(v->fd, KVM_SET_MSRS, msrs);
-	free(msrs);
-	if (ret != (int)s->nmsrs) {
-		log_err("vcpu%u: KVM_SET_MSRS set %d of %u MSRs", i, ret, s->nmsrs);
-		return ret < 0 ? -errno : -EINVAL;
-	}
-	if (ioctl(v->fd, KVM_SET_VCPU_EVENTS, &s->events) < 0)
-		return ioctl_err("KVM_SET_VCPU_EVENTS", i);
-	return 0;
-}
-
-static int set_vm_state(struct vm *vm, struct snap_vm_state *s, bool clock_realtime)
-{
-	struct kvm_irqchip chip;
-
-	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &s->pit) < 0)
-		return ioctl_err("KVM_SET_PIT2", ~0u);
-	/* KVM_CLOCK_REALTIME asks KVM to advance the clock by the real time elapsed
-	 * since the snapshot; without it the guest resumes where it stopped. */
-	s->clock.flags &= clock_realtime ? KVM_CLOCK_REALTIME : 0;
-	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &s->clock) < 0)
-		return ioctl_err("KVM_SET_CLOCK", ~0u);
-	for (unsigned id = 0; id < 3; id++) {
-		memset(&chip, 0, sizeof(chip));
-		chip.chip_id = id;
-		if (id == KVM_IRQCHIP_IOAPIC)
-			chip.chip.ioapic = s->ioapic;
-		else
-			chip.chip.pic = s->pic[id];
-		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
-			return ioctl_err("KVM_SET_IRQCHIP", ~0u);
-	}
-	return 0;
-}
-
 /* Checks the snapshot's CPU vendor and features against what this host can give the
- * guest. A prepared VM fetched KVM's offer ahead. A new VM on hardware KVM fetches it
- * now (KVM_GET_SUPPORTED_CPUID, cheap there). On PVM that ioctl costs 0.9 ms, a third
- * of a restore, and understates the truth anyway: PVM runs guest user mode natively on
- * the host CPU (vmm_cpuid_add_host_features), so there the guest's own leaves are
- * checked against the host CPU's, read with ~10 cpuid instructions. */
-static int check_host(struct vm *vm, const struct snap *s, const struct kvm_cpuid_entry2 *guest,
-		      size_t nguest, char *err, size_t errlen)
+ * guest. On hardware KVM that is KVM_GET_SUPPORTED_CPUID (fetched once per process,
+ * cheap there). On PVM that ioctl costs 0.9 ms, a third of a restore, and understates
+ * the truth anyway: PVM runs guest user mode natively on the host CPU
+ * (vmm_cpuid_add_host_features), so there the guest's own leaves are checked against
+ * the host CPU's, read with ~10 cpuid instructions. */
+static int check_host(struct vm *vm, struct vm_restore_plan *p, char *err, size_t errlen)
 {
-	struct kvm_cpuid_entry2 *own;
+	const struct kvm_cpuid_entry2 *guest = p->cpuid->entries;
+	size_t n = p->cpuid->nent;
 	int ret;
 
 	/* NULL host facts: only the vendor is read (one cpuid); the full facts would
@@ -788,22 +241,80 @@ static int check_host(struct vm *vm, const struct snap *s, const struct kvm_cpui
 	if (vm->supported_cpuid || !vmm_host_is_pvm()) {
 		const struct kvm_cpuid2 *have;
 
-		ret = vm_get_supported_cpuid(vm);
+		ret = vm_open_kvm(vm);
+		if (!ret)
+			ret = vm_get_supported_cpuid(vm);
 		if (ret)
 			return errf(err, errlen, ret, "KVM_GET_SUPPORTED_CPUID failed (%s)",
 				    strerror(-ret));
 		have = vm->usable_cpuid ? vm->usable_cpuid : vm->supported_cpuid;
-		return snap_host_check(snap_host_facts(s), guest, nguest, NULL, have->entries,
+		return snap_host_check(snap_host_facts(p->snap), guest, n, NULL, have->entries,
 				       have->nent, err, errlen);
 	}
-	own = calloc(nguest ? nguest : 1, sizeof(*own));
-	if (!own)
-		return errf(err, errlen, -ENOMEM, "out of memory");
-	vmm_cpuid_host_view(guest, (unsigned)nguest, own);
-	ret = snap_host_check(snap_host_facts(s), guest, nguest, NULL, own, nguest, err, errlen);
-	free(own);
-	return ret;
+	vmm_cpuid_host_view(guest, (unsigned)n, p->host_view);
+	return snap_host_check(snap_host_facts(p->snap), guest, n, NULL, p->host_view, n, err,
+			       errlen);
 }
+
+/* Decodes and checks everything a restore needs that KVM does not: the file, the
+ * machine and its layout, the command line, the CPUID against this host, every vCPU
+ * and the VM state, the devices with their placements and backends. */
+static int plan_restore(struct vm *vm, const struct vm_restore_opts *opts,
+			struct vm_restore_plan *p, char *err, size_t errlen)
+{
+	struct snap_machine *m = &p->machine;
+	size_t ncpuid;
+	int ret;
+
+	ret = snap_open(opts->path, &p->snap, err, errlen);
+	if (ret)
+		return ret;
+	DTRACE_PROBE(thaw, opened);
+	vm->times.opened_ns = now_ns();
+	ret = snap_get_machine(p->snap, m, err, errlen);
+	if (!ret)
+		ret = check_layout(m, &p->layout, err, errlen);
+	if (ret)
+		return ret;
+	if (strnlen(m->cmdline, sizeof(m->cmdline)) >= sizeof(vm->cmdline))
+		return errf(err, errlen, -EBADMSG, "machine: command line longer than %zu",
+			    sizeof(vm->cmdline) - 1);
+	ret = snap_get_cpuid(p->snap, p->cpuid->entries, SNAP_MAX_CPUID, &ncpuid, err, errlen);
+	if (ret)
+		return ret;
+	p->cpuid->nent = (uint32_t)ncpuid;
+	ret = check_host(vm, p, err, errlen);
+	for (unsigned i = 0; !ret && i < m->nr_vcpus; i++)
+		ret = snap_get_vcpu(p->snap, i, &p->vcpu[i], err, errlen);
+	if (!ret)
+		ret = snap_get_vm(p->snap, &p->vms, err, errlen);
+	if (ret)
+		return ret;
+	p->has_uart = false;
+	for (size_t i = 0; i < snap_section_count(p->snap); i++) {
+		const struct snap_section *sec = snap_section_at(p->snap, i);
+
+		if (strcmp(sec->name, "device.com1") != 0)
+			continue;
+		ret = uart_decode_section(sec, &p->uart, err, errlen);
+		if (ret)
+			return ret;
+		p->has_uart = true; /* older writers had none: a fresh UART */
+	}
+	memset(&p->devices, 0, sizeof(p->devices));
+	p->devices.paths_dirfd = -1;
+	if (opts->snapshot_paths) {
+		p->paths_dirfd = open(opts->snapshot_paths, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (p->paths_dirfd < 0)
+			return errf(err, errlen, -errno, "--snapshot-paths %s: %s",
+				    opts->snapshot_paths, strerror(errno));
+		p->devices.paths_dirfd = p->paths_dirfd;
+		p->devices.paths_dir = opts->snapshot_paths;
+	}
+	return virtio_plan_restore(p->snap, opts, &p->devices, p->saved, p->saved_at, err, errlen);
+}
+
+/* ---------------------------------------------------------------- restore: build */
 
 /* Maps guest memory from the snapshot: MAP_PRIVATE, so every clone shares the page
  * cache and its writes stay its own; the file is never written. */
@@ -851,164 +362,140 @@ static int map_memory(struct vm *vm, const struct snap *s, const char *mem_file,
 	return 0;
 }
 
-int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, size_t errlen)
+/* The VM, its memory and its vCPUs with their CPUID: made now, or taken from the
+ * prepared VM when the snapshot's shape fits it. */
+static int build_vm(struct vm *vm, const struct vm_restore_opts *opts, struct vm_restore_plan *p,
+		    char *err, size_t errlen)
 {
-	struct snap *s = NULL;
-	struct snap_machine m;
-	struct snap_vm_state vms;
-	struct snap_vcpu_state *vs = NULL;
-	struct kvm_cpuid2 *cpuid = NULL, *c = NULL;
-	struct vmm_mem layout;
-	size_t ncpuid;
-	uint64_t t0 = now_ns(), t_opened;
-	bool fits;
+	const struct snap_machine *m = &p->machine;
+	bool fits = vm->prepared && vm->nr_vcpus == m->nr_vcpus && vm->mem.size == m->mem_size;
 	int ret;
 
-	DTRACE_PROBE(thaw, restore_start);
-	ret = snap_open(opts->path, &s, err, errlen);
-	if (ret)
-		goto out;
-	DTRACE_PROBE(thaw, opened);
-	t_opened = now_ns();
-	ret = snap_get_machine(s, &m, err, errlen);
-	if (ret)
-		goto out;
-	if (m.nr_vcpus == 0 || m.nr_vcpus > VMM_MAX_VCPUS) {
-		ret = errf(err, errlen, -EBADMSG, "machine: %u vCPUs (1..%d)", m.nr_vcpus,
-			   VMM_MAX_VCPUS);
-		goto out;
-	}
-	fits = vm->prepared && vm->nr_vcpus == m.nr_vcpus && vm->mem.size == m.mem_size;
 	if (vm->prepared && !fits) {
 		log_info("snapshot shape (%u vCPUs, %llu MiB) differs from the prepared VM (%u, "
 			 "%llu MiB): restoring into a new VM",
-			 m.nr_vcpus, (unsigned long long)(m.mem_size >> 20), vm->nr_vcpus,
+			 m->nr_vcpus, (unsigned long long)(m->mem_size >> 20), vm->nr_vcpus,
 			 (unsigned long long)(vm->mem.size >> 20));
 		vm_discard(vm);
 	}
 	if (!fits) {
-		ret = vm_create(vm, m.nr_vcpus);
-		if (ret) {
-			snprintf(err, errlen, "creating the VM failed (%s)", strerror(-ret));
-			goto out;
-		}
+		ret = vm_create(vm, m->nr_vcpus);
+		if (ret)
+			return errf(err, errlen, ret, "creating the VM failed (%s)",
+				    strerror(-ret));
 	}
-	vm->times.restore_start_ns = t0;
-	vm->times.opened_ns = t_opened;
-	ret = check_layout(&m, &layout, err, errlen);
-	if (ret)
-		goto out;
-	if (strnlen(m.cmdline, sizeof(m.cmdline)) >= sizeof(vm->cmdline)) {
-		ret = errf(err, errlen, -EBADMSG, "machine: command line longer than %zu",
-			   sizeof(vm->cmdline) - 1);
-		goto out;
-	}
-	memcpy(vm->cmdline, m.cmdline, strlen(m.cmdline) + 1);
-	vm->tmpl = vmm_cpu_template_find(m.cpu_template);
-
+	memcpy(vm->cmdline, m->cmdline, strlen(m->cmdline) + 1);
+	vm->tmpl = vmm_cpu_template_find(m->cpu_template);
 	if (fits) {
 		/* The prepared slot already points at vm->mem.host: mapping the file over
 		 * the whole range replaces every page KVM may have cached (its MMU
 		 * notifier sees the unmap), so no slot update is needed. */
 		ret = opts->backend == VM_MEM_FILE
-			  ? map_memory(vm, s, opts->mem_file, true, err, errlen)
-			  : uffd_restore_memory(vm, s, opts, err, errlen);
+			  ? map_memory(vm, p->snap, opts->mem_file, true, err, errlen)
+			  : uffd_restore_memory(vm, p->snap, opts, err, errlen);
 		if (ret)
-			goto out;
+			return ret;
 	} else {
-		vm->mem = layout;
+		vm->mem = p->layout;
 		/* Memory first: registering the slot before the irqchip exists avoids an
 		 * SRCU grace period wait (see vm_register_memory). */
 		ret = opts->backend == VM_MEM_FILE
-			  ? map_memory(vm, s, opts->mem_file, false, err, errlen)
-			  : uffd_restore_memory(vm, s, opts, err, errlen);
+			  ? map_memory(vm, p->snap, opts->mem_file, false, err, errlen)
+			  : uffd_restore_memory(vm, p->snap, opts, err, errlen);
 		if (ret)
-			goto out;
+			return ret;
 		ret = vm_register_memory(vm);
 		if (!ret)
 			ret = vm_create_irqchip(vm);
-		if (ret) {
-			snprintf(err, errlen, "KVM setup failed (%s)", strerror(-ret));
-			goto out;
-		}
+		if (ret)
+			return errf(err, errlen, ret, "KVM setup failed (%s)", strerror(-ret));
 	}
 	PHASE(vm, vm_created);
 
-	cpuid = calloc(1, sizeof(*cpuid) + SNAP_MAX_CPUID * sizeof(cpuid->entries[0]));
-	c = calloc(1, sizeof(*c) + SNAP_MAX_CPUID * sizeof(c->entries[0]));
-	vs = malloc(sizeof(*vs));
-	if (!cpuid || !c || !vs) {
-		ret = -ENOMEM;
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	ret = snap_get_cpuid(s, cpuid->entries, SNAP_MAX_CPUID, &ncpuid, err, errlen);
-	if (ret)
-		goto out;
-	cpuid->nent = (uint32_t)ncpuid;
 	ret = fits ? 0 : vm_create_vcpu_fds(vm);
-	if (ret) {
-		snprintf(err, errlen, "creating vCPUs failed (%s)", strerror(-ret));
-		goto out;
-	}
-	ret = check_host(vm, s, cpuid->entries, ncpuid, err, errlen);
 	if (ret)
-		goto out;
+		return errf(err, errlen, ret, "creating vCPUs failed (%s)", strerror(-ret));
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct kvm_cpuid2 *c = p->vcpu_cpuid;
+
 		/* vCPU 0's CPUID, with each vCPU's own APIC id put back. */
-		memcpy(c, cpuid, sizeof(*c) + ncpuid * sizeof(c->entries[0]));
+		memcpy(c, p->cpuid, sizeof(*c) + p->cpuid->nent * sizeof(c->entries[0]));
 		c->nent = vmm_cpuid_apply(c->entries, c->nent, vmm_cpu_template_find("host"), i,
 					  vm->nr_vcpus);
-		if (ioctl(vm->vcpus[i].fd, KVM_SET_CPUID2, c) < 0) {
-			ret = ioctl_err("KVM_SET_CPUID2", i);
-			snprintf(err, errlen, "vcpu%u: KVM_SET_CPUID2 refused the saved CPUID (%s)",
-				 i, strerror(-ret));
-			goto out;
-		}
+		if (ioctl(vm->vcpus[i].fd, KVM_SET_CPUID2, c) < 0)
+			return errf(err, errlen, -errno,
+				    "vcpu%u: KVM_SET_CPUID2 refused the saved CPUID (%s)", i,
+				    strerror(errno));
 	}
 	PHASE(vm, vcpus_created);
+	return 0;
+}
 
-	/* The memory backend must serve faults before this point: writing the kvmclock
-	 * MSRs touches guest memory. With MAP_PRIVATE the kernel serves them. */
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		ret = snap_get_vcpu(s, i, vs, err, errlen);
-		if (ret)
-			goto out;
-		ret = set_vcpu(&vm->vcpus[i], vs);
-		if (ret) {
-			snprintf(err, errlen, "vcpu%u: KVM refused the saved state (%s)", i,
-				 strerror(-ret));
-			goto out;
-		}
-	}
-	ret = snap_get_vm(s, &vms, err, errlen);
+/* vCPUs, then irqchip, PIT and clock. The memory backend serves faults by now: writing
+ * the kvmclock MSRs touches guest memory. */
+static int set_state(struct vm *vm, const struct vm_restore_opts *opts,
+		     const struct vm_restore_plan *p, char *err, size_t errlen)
+{
+	int ret = 0;
+
+	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++)
+		ret = vm_vcpu_set_state(vm, &vm->vcpus[i], &p->vcpu[i], err, errlen);
+	if (!ret)
+		ret = vm_set_vm_state(vm, &p->vms, opts->clock_realtime, err, errlen);
 	if (ret)
-		goto out;
-	ret = set_vm_state(vm, &vms, opts->clock_realtime);
-	if (ret) {
-		snprintf(err, errlen, "KVM refused the saved irqchip, PIT or clock (%s)",
-			 strerror(-ret));
-		goto out;
-	}
+		return ret;
 	PHASE(vm, state_set);
+	return 0;
+}
 
-	ret = vm_setup_legacy_devices(vm);
-	if (!ret)
-		ret = restore_uart(s, &vm->com1, err, errlen);
-	if (!ret)
-		ret = vm_devices_restore(vm, s, opts, err, errlen);
+/* The legacy devices, COM1's state, and the virtio devices at their saved places. */
+static int restore_devices(struct vm *vm, struct vm_restore_plan *p, char *err, size_t errlen)
+{
+	int ret = vm_setup_legacy_devices(vm);
+
 	if (ret)
-		goto out;
+		return errf(err, errlen, ret, "legacy devices: %s", strerror(-ret));
+	if (p->has_uart)
+		uart_restore(&vm->com1, &p->uart);
+	ret = vmm_devices_attach(vm, &p->devices, NULL, 0);
+	if (ret)
+		return errf(err, errlen, ret,
+			    "the snapshot's devices could not be rebuilt (%s; see the log)",
+			    strerror(-ret));
+	ret = virtio_restore_all(vm, p->saved, err, errlen);
+	if (ret)
+		return ret;
 	PHASE(vm, devices_restored);
-	/* Tell the guest's kvmclock it was stopped, so its watchdogs do not fire. */
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		ioctl(vm->vcpus[i].fd, KVM_KVMCLOCK_CTRL, 0);
-	vm->prepared = false;
-	ret = 0;
-out:
-	free(vs);
-	free(cpuid);
-	free(c);
-	snap_close(s);
+	return 0;
+}
+
+int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, size_t errlen)
+{
+	struct vm_restore_plan *p = vm->plan;
+	int ret;
+
+	memset(&vm->times, 0, sizeof(vm->times));
+	DTRACE_PROBE(thaw, restore_start);
+	vm->times.restore_start_ns = now_ns();
+	vm->restore_acted = false;
+	ret = plan_restore(vm, opts, p, err, errlen);
+	vm->restore_acted = ret == 0;
+	if (!ret)
+		ret = build_vm(vm, opts, p, err, errlen);
+	if (!ret)
+		ret = set_state(vm, opts, p, err, errlen);
+	if (!ret)
+		ret = restore_devices(vm, p, err, errlen);
+	if (!ret) {
+		/* Tell the guest's kvmclock it was stopped, so its watchdogs do not fire. */
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			ioctl(vm->vcpus[i].fd, KVM_KVMCLOCK_CTRL, 0);
+		vm->prepared = false;
+	}
+	if (p->paths_dirfd >= 0)
+		close(p->paths_dirfd);
+	p->paths_dirfd = -1;
+	snap_close(p->snap);
+	p->snap = NULL;
 	return ret;
 }

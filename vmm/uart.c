@@ -1,6 +1,10 @@
 /* 8250/16550A UART register model: enough of it for Linux's 8250 driver (autoconfig
  * loopback probe, FIFO, RX and THRE interrupts) and for polled use by the probe guest. */
 #include "vmm/vmm.h"
+#include "restore/snapshot.h"
+
+#include <errno.h>
+#include <stdio.h>
 
 #include <string.h>
 
@@ -221,4 +225,94 @@ size_t uart_rx_room(struct uart *u)
 	room = UART_FIFO - u->s.rx_len;
 	pthread_mutex_unlock(&u->lock);
 	return room;
+}
+
+/* ---------------------------------------------------------------- snapshot */
+
+/* Section device.com1 (docs/snapshot-format.md): the one legacy device with state worth
+ * keeping (its FIFO, IER, LCR). */
+enum {
+	UART_TAG_REGS = SNAP_DEV_OWN, /* bytes: ier iir fcr lcr mcr lsr msr scr dll dlm */
+	UART_TAG_RX,		      /* bytes: pending receive FIFO contents, in order */
+	UART_TAG_THR_IPENDING,	      /* u64: 0 or 1 */
+};
+#define UART_SECTION_MAJOR 1
+#define UART_NR_REGS	   10
+
+int uart_save_section(struct uart *u, struct snap_writer *w)
+{
+	struct snap_device_place place = {COM1_BASE, 8, COM1_IRQ};
+	uint8_t regs[UART_NR_REGS], rx[UART_FIFO];
+	struct snap_sec *sec;
+	int ret;
+
+	ret = snap_device_begin(w, "com1", "serial", UART_SECTION_MAJOR, 0, &place, &sec);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&u->lock);
+	regs[0] = u->s.ier, regs[1] = u->s.iir, regs[2] = u->s.fcr, regs[3] = u->s.lcr;
+	regs[4] = u->s.mcr, regs[5] = u->s.lsr, regs[6] = u->s.msr, regs[7] = u->s.scr;
+	regs[8] = u->s.dll, regs[9] = u->s.dlm;
+	for (unsigned k = 0; k < u->s.rx_len; k++)
+		rx[k] = u->s.rx[(u->s.rx_head + k) % UART_FIFO];
+	snap_put_bytes(sec, UART_TAG_REGS, regs, sizeof(regs));
+	snap_put_bytes(sec, UART_TAG_RX, rx, u->s.rx_len);
+	snap_put_u64(sec, UART_TAG_THR_IPENDING, u->s.thr_ipending);
+	pthread_mutex_unlock(&u->lock);
+	return sec->err;
+}
+
+int uart_decode_section(const struct snap_section *sec, struct uart_state *st, char *err,
+			size_t errlen)
+{
+	struct snap_device_place place;
+	char kind[16];
+	const void *p;
+	size_t len;
+	uint64_t v = 0;
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	if (sec->ver_major != UART_SECTION_MAJOR)
+		return errf(err, errlen, -ENOTSUP, "%s: version %u.%u, this thaw reads %u.x",
+			    sec->name, sec->ver_major, sec->ver_minor, UART_SECTION_MAJOR);
+	if (snap_device_get_place(sec, kind, sizeof(kind), &place) || strcmp(kind, "serial") ||
+	    place.mmio_base != COM1_BASE || place.mmio_size != 8 || place.irq != COM1_IRQ)
+		return errf(err, errlen, -EBADMSG,
+			    "%s: not a serial port at COM1's place (0x%x, 8 ports, IRQ %d)",
+			    sec->name, COM1_BASE, COM1_IRQ);
+	if (snap_get_bytes(sec, UART_TAG_REGS, &p, &len) || len != UART_NR_REGS)
+		return errf(err, errlen, -EBADMSG, "%s: no %d register bytes", sec->name,
+			    UART_NR_REGS);
+	{
+		const uint8_t *r = p;
+
+		/* Bits the model does not implement are dropped, as a write would. */
+		st->ier = r[0] & 0x0f, st->iir = r[1], st->fcr = r[2], st->lcr = r[3];
+		st->mcr = r[4] & 0x1f, st->lsr = r[5], st->msr = r[6], st->scr = r[7];
+		st->dll = r[8], st->dlm = r[9];
+	}
+	ret = snap_get_bytes(sec, UART_TAG_RX, &p, &len);
+	if (ret == 0) {
+		if (len > UART_FIFO)
+			return errf(err, errlen, -EBADMSG,
+				    "%s: receive FIFO of %zu bytes (at most %d)", sec->name, len,
+				    UART_FIFO);
+		memcpy(st->rx, p, len);
+		st->rx_len = (uint8_t)len;
+	} else if (ret != -ENOENT) {
+		return errf(err, errlen, -EBADMSG, "%s: malformed receive FIFO", sec->name);
+	}
+	ret = snap_get_u64(sec, UART_TAG_THR_IPENDING, &v);
+	if ((ret && ret != -ENOENT) || v > 1)
+		return errf(err, errlen, -EBADMSG, "%s: thr_ipending is not 0 or 1", sec->name);
+	st->thr_ipending = v != 0;
+	return 0;
+}
+
+void uart_restore(struct uart *u, const struct uart_state *st)
+{
+	pthread_mutex_lock(&u->lock);
+	u->s = *st;
+	pthread_mutex_unlock(&u->lock);
 }

@@ -1,5 +1,6 @@
 /* The VM: KVM bring-up, vCPU threads and their exit dispatch, legacy devices. */
 #include "vmm/vmm.h"
+#include "vmm/snapshot_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +30,7 @@ static int kvm_ioctl_err(const char *what)
 	return -e;
 }
 
-int vm_create(struct vm *vm, unsigned nr_vcpus)
+int vm_open_kvm(struct vm *vm)
 {
 	static const struct {
 		int cap;
@@ -43,40 +44,52 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 	    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
 	    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
 	};
+	int ret, fd;
+
+	if (vm->kvm_fd >= 0)
+		return 0;
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("open /dev/kvm: %s", strerror(-ret));
+		return ret;
+	}
+	ret = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (ret != KVM_API_VERSION) {
+		log_err("KVM API version %d, thaw needs %d", ret, KVM_API_VERSION);
+		close(fd);
+		return -ENOTSUP;
+	}
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (ioctl(fd, KVM_CHECK_EXTENSION, need[i].cap) <= 0) {
+			log_err("this KVM lacks %s, which thaw needs", need[i].name);
+			close(fd);
+			return -ENOTSUP;
+		}
+	}
+	vm->kvm_fd = fd;
+	return 0;
+}
+
+int vm_create(struct vm *vm, unsigned nr_vcpus)
+{
 	int ret, max_vcpus;
 
-	/* Only the KVM half is reset: the process half (vm_init) outlives VMs that are
-	 * built and discarded, e.g. a prepared VM a snapshot did not fit. */
-	vm->kvm_fd = vm->vm_fd = -1;
+	/* Only the VM's own half is reset: the process half (vm_init, and what
+	 * vm_open_kvm and vm_get_supported_cpuid learn of the host) outlives VMs that
+	 * are built and discarded, e.g. a prepared VM a snapshot did not fit. */
+	vm->vm_fd = -1;
 	vm->nr_vcpus = 0;
 	memset(vm->vcpus, 0, sizeof(vm->vcpus));
 	memset(&vm->mem, 0, sizeof(vm->mem));
 	memset(&vm->pio, 0, sizeof(vm->pio));
 	memset(&vm->mmio, 0, sizeof(vm->mmio));
-	memset(&vm->times, 0, sizeof(vm->times));
-	vm->supported_cpuid = vm->usable_cpuid = NULL;
-	vm->msr_indices = NULL;
-	vm->nr_msr_indices = 0;
 	vm->prepared = vm->paused = vm->pause_requested = false;
 	vm->nr_paused = vm->nr_started = 0;
 
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0) {
-		ret = -errno;
-		log_err("open /dev/kvm: %s", strerror(-ret));
+	ret = vm_open_kvm(vm);
+	if (ret)
 		return ret;
-	}
-	ret = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
-	if (ret != KVM_API_VERSION) {
-		log_err("KVM API version %d, thaw needs %d", ret, KVM_API_VERSION);
-		return -ENOTSUP;
-	}
-	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
-		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, need[i].cap) <= 0) {
-			log_err("this KVM lacks %s, which thaw needs", need[i].name);
-			return -ENOTSUP;
-		}
-	}
 	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (max_vcpus <= 0)
 		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
@@ -110,6 +123,10 @@ int vm_init(struct vm *vm)
 	vm->trigger_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_fd < 0 || vm->trigger_fd < 0)
 		return kvm_ioctl_err("eventfd");
+	if (vm_restore_plan_alloc(vm)) {
+		log_err("out of memory for the restore buffers");
+		return -ENOMEM;
+	}
 	return vmm_loop_init(&vm->loop);
 }
 
@@ -420,7 +437,7 @@ void vm_request_exit(struct vm *vm, int status, const char *why)
 
 	pthread_mutex_lock(&vm->exit_lock);
 	if (!vm->exiting) {
-		vm->exiting = true;
+		__atomic_store_n(&vm->exiting, true, __ATOMIC_RELEASE);
 		vm->exit_status = status;
 		if (status == VMM_EXIT_OK)
 			log_info("%s", why);
@@ -719,7 +736,7 @@ void vm_pause(struct vm *vm)
 		if (vm->vcpus[i].started)
 			vcpu_kick(&vm->vcpus[i]);
 	}
-	while (vm->nr_paused < vm->nr_started && !vm->exiting)
+	while (vm->nr_paused < vm->nr_started && !__atomic_load_n(&vm->exiting, __ATOMIC_ACQUIRE))
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
 	vm->paused = true;
 	pthread_mutex_unlock(&vm->run_lock);
@@ -754,6 +771,7 @@ void vm_destroy(struct vm *vm)
 	free(vm->supported_cpuid);
 	free(vm->usable_cpuid);
 	free(vm->msr_indices);
+	vm_restore_plan_free(vm);
 	vmm_mem_free(&vm->mem);
 	vmm_loop_destroy(&vm->loop);
 	if (vm->exit_fd >= 0)
@@ -863,15 +881,8 @@ void vm_discard(struct vm *vm)
 	}
 	if (vm->vm_fd >= 0)
 		r->fds[r->nr_fds++] = vm->vm_fd;
-	if (vm->kvm_fd >= 0)
-		r->fds[r->nr_fds++] = vm->kvm_fd;
-	vm->vm_fd = vm->kvm_fd = -1;
+	vm->vm_fd = -1;
 	vm->mem.host = NULL;
-	free(vm->supported_cpuid);
-	free(vm->usable_cpuid);
-	free(vm->msr_indices);
-	vm->supported_cpuid = vm->usable_cpuid = NULL;
-	vm->msr_indices = NULL;
 	/* Closing a VM fd takes 1-16 ms (measured): not on the caller's path. */
 	if (pthread_create(&t, NULL, release_remains, r) == 0)
 		pthread_detach(t);
@@ -911,7 +922,8 @@ int vm_launch(struct vm *vm, bool paused)
 		if (ret)
 			return ret;
 	}
-	vm->times.running_ns = now_ns();
+	/* The uffd stall detector reads it from its own thread. */
+	__atomic_store_n(&vm->times.running_ns, now_ns(), __ATOMIC_RELEASE);
 	DTRACE_PROBE(thaw, running);
 	if (vm->timing && vm->times.restore_start_ns)
 		print_restore_timing(vm);

@@ -241,6 +241,16 @@ size_t uart_input(struct uart *u, const uint8_t *buf, size_t len);
 /* Room left in the receive FIFO. */
 size_t uart_rx_room(struct uart *u);
 
+struct snap_writer;
+struct snap_section;
+/* The UART in a snapshot: section device.com1 (docs/snapshot-format.md). save locks
+ * the UART; decode checks an untrusted section (version, place, lengths) into `st`
+ * without touching a UART; restore takes a decoded state (before vCPUs run). */
+int uart_save_section(struct uart *u, struct snap_writer *w);
+int uart_decode_section(const struct snap_section *sec, struct uart_state *st, char *err,
+			size_t errlen);
+void uart_restore(struct uart *u, const struct uart_state *st);
+
 /* ---------------------------------------------------------------- main loop */
 
 /* The main thread's epoll loop. Device backends (tap, vsock sockets, io_uring
@@ -318,6 +328,46 @@ struct vcpu {
 	bool fp_halted;	    /* not KVM_MP_STATE_RUNNABLE at the last one (halted, ...) */
 };
 
+/* Devices, as typed configurations: the command line parses its strings once, the API
+ * and restore fill these directly, and nothing downstream parses text again. */
+#define VMM_DEV_ID_MAX	 32  /* a device's id, with its NUL */
+#define VMM_DEV_PATH_MAX 256 /* a backend path (drive file, uds), with its NUL */
+#define VMM_TAP_MAX	 16  /* IFNAMSIZ */
+
+/* Where a device lives. A boot leaves it unset and the device is placed by its order
+ * (drives, nets, vsock, rng); a restore sets it to the saved place, which is checked
+ * and used, never recomputed. */
+struct vmm_dev_place {
+	bool set;
+	unsigned index; /* k of the section name device.virtio<k>, the default MAC */
+	uint64_t base;	/* MMIO window */
+	uint32_t irq;	/* GSI */
+};
+
+struct vmm_drive_cfg {
+	char id[VMM_DEV_ID_MAX];
+	char path[VMM_DEV_PATH_MAX];
+	bool read_only;
+	bool root;    /* announce it as the kernel's root= (boot only) */
+	bool beneath; /* path is looked up beneath vm_config.paths_dirfd */
+	struct vmm_dev_place place;
+};
+
+struct vmm_net_cfg {
+	char id[VMM_DEV_ID_MAX];
+	char tap[VMM_TAP_MAX];
+	bool has_mac; /* else a locally administered MAC from the device's index */
+	uint8_t mac[6];
+	struct vmm_dev_place place;
+};
+
+struct vmm_vsock_cfg {
+	uint32_t guest_cid; /* 0: no vsock device; else 3 .. UINT32_MAX-1 */
+	char uds[VMM_DEV_PATH_MAX];
+	bool beneath; /* uds is checked beneath vm_config.paths_dirfd */
+	struct vmm_dev_place place;
+};
+
 /* What the user asked for; owned by the caller. */
 struct vm_config {
 	const char *kernel;
@@ -329,14 +379,48 @@ struct vm_config {
 	enum vmm_boot_protocol protocol;
 	const char *console_out; /* NULL: stdout */
 	const char *console_in;	 /* NULL: stdin; "none"; else a unix socket path */
-	/* virtio devices, as given on the command line; parsed by vmm/virtio/ */
-	const char *drives[VMM_MAX_DRIVES];
+	struct vmm_drive_cfg drives[VMM_MAX_DRIVES];
 	unsigned nr_drives;
-	const char *nets[VMM_MAX_NETS];
+	struct vmm_net_cfg nets[VMM_MAX_NETS];
 	unsigned nr_nets;
-	const char *vsock; /* "cid=N,uds=PATH" */
+	struct vmm_vsock_cfg vsock;
 	bool rng;
+	struct vmm_dev_place rng_place;
+	/* The directory a device marked `beneath` looks its path up in: a restore that
+	 * takes the snapshot's own paths (--snapshot-paths DIR). See vmm_open_beneath. */
+	int paths_dirfd;
+	const char *paths_dir; /* the same directory by name, for sockets to bind */
 };
+
+/* Opens `path` with `flags` (O_CLOEXEC added): as given when `dirfd` < 0; else strictly
+ * inside the directory `dirfd`, named `dir`: a relative path is taken from there, an
+ * absolute one must lie inside `dir`, and the kernel resolves the rest with
+ * RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS. Returns the fd or -errno
+ * (-EXDEV: the path is or leads outside the directory; -ELOOP: it crosses a symlink). */
+int vmm_open_beneath(int dirfd, const char *dir, const char *path, int flags);
+/* For a path that must be a name (a unix socket to bind or connect): checks that
+ * `path` resolves beneath `dirfd` (named `dir`) without symlinks, its last component
+ * included, and writes "dir/path" to `out`. `dirfd` < 0: copies `path`. 0 or -errno. */
+int vmm_path_beneath(int dirfd, const char *dir, const char *path, char *out, size_t cap);
+
+/* Fills `cfg` from one command-line device spec ("id=NAME,path=FILE,ro=on|off,
+ * root=on|off", "id=NAME,tap=TAP,mac=MAC", "cid=N,uds=PATH"). Keys not listed in
+ * `allowed` (NULL: all of the kind's keys) are refused, so a restore's override takes
+ * only what it may change. Returns 0, or -EINVAL with `err` naming the problem. The
+ * functions parse each key once; a value cannot carry another key. */
+int vmm_parse_drive(const char *spec, const char *const *allowed, struct vmm_drive_cfg *cfg,
+		    unsigned *given, char *err, size_t errlen);
+int vmm_parse_net(const char *spec, const char *const *allowed, struct vmm_net_cfg *cfg,
+		  unsigned *given, char *err, size_t errlen);
+int vmm_parse_vsock(const char *spec, const char *const *allowed, struct vmm_vsock_cfg *cfg,
+		    unsigned *given, char *err, size_t errlen);
+/* Bits of `given`: which keys the spec named. */
+#define VMM_KEY_ID   (1u << 0)
+#define VMM_KEY_PATH (1u << 1) /* path=, tap=, uds= */
+#define VMM_KEY_RO   (1u << 2)
+#define VMM_KEY_ROOT (1u << 3)
+#define VMM_KEY_MAC  (1u << 4)
+#define VMM_KEY_CID  (1u << 5)
 
 struct vmm_devices;
 
@@ -365,10 +449,12 @@ struct vm {
 	unsigned nr_vcpus;
 	struct vcpu vcpus[VMM_MAX_VCPUS];
 	const struct vmm_cpu_template *tmpl;
+	/* What the host offers, learnt once per process (they outlive a discarded VM). */
 	struct kvm_cpuid2 *supported_cpuid;
 	/* PVM only (else NULL: supported_cpuid is what a restored guest may use): that
 	 * plus the host CPU's own features (vmm_cpuid_add_host_features). */
 	struct kvm_cpuid2 *usable_cpuid;
+	struct vm_restore_plan *plan; /* a restore's buffers (vmm/snapshot_int.h) */
 
 	struct uart com1;
 	int console_out_fd;
@@ -392,7 +478,7 @@ struct vm {
 	char line[256];
 	size_t line_len;
 	pthread_mutex_t exit_lock;
-	bool exiting;
+	bool exiting; /* written under exit_lock, read with __atomic_load_n anywhere */
 
 	/* vCPU pause protocol (snapshots, PATCH /vm): see vm_pause */
 	pthread_mutex_t run_lock;
@@ -406,6 +492,9 @@ struct vm {
 	 * sets VMM_UFFD_STALL_DEFAULT_MS. */
 	unsigned uffd_stall_ms;
 
+	/* The last vm_restore got past its plan: a failure after that leaves a VM that
+	 * must not run (a failure in the plan leaves everything as it was). */
+	bool restore_acted;
 	bool paused;			/* vCPUs parked by vm_pause, or restored with --paused */
 	bool prepared;			/* built by vm_prepare, never run */
 	char cmdline[BOOT_CMDLINE_MAX]; /* as given to the guest, saved in snapshots */
@@ -433,8 +522,12 @@ int vmm_console_open(struct vmm_console *c, struct vm *vm, const char *spec);
  * snapshot-trigger eventfds. Everything below needs it first. */
 int vm_init(struct vm *vm);
 
-/* Opens /dev/kvm, checks the API version and the capabilities thaw needs, and creates
- * an empty VM. Resets the KVM half of `vm` (not what vm_init set up). */
+/* Opens /dev/kvm once per process and checks the API version and the capabilities
+ * thaw needs; a no-op when it is open. */
+int vm_open_kvm(struct vm *vm);
+
+/* vm_open_kvm, then creates an empty VM. Resets the VM half of `vm` (not what vm_init
+ * set up, nor what vm_open_kvm and vm_get_supported_cpuid learnt of the host). */
 int vm_create(struct vm *vm, unsigned nr_vcpus);
 
 /* Registers guest RAM in `vm->mem` with KVM (one slot per region). Call it before
@@ -561,13 +654,20 @@ struct vm_restore_opts {
 	/* guest memory from this file instead of the one the snapshot names (NULL: as
 	 * saved); Firecracker's mem_backend File with its own path */
 	const char *mem_file;
-	/* backend overrides by device id (Firecracker's network_overrides ...) */
-	struct vm_override {
-		const char *id;
-		const char *value;
-	} net_tap[VMM_MAX_NETS], drive_path[VMM_MAX_DRIVES];
-	unsigned nr_net_tap, nr_drive_path;
-	const char *vsock_uds;
+	/* The host side of the snapshot's devices. A snapshot never chooses host paths
+	 * or taps by itself: each of its drives, interfaces and its vsock takes its
+	 * backend from the override with its id here, or, only when `snapshot_paths`
+	 * names a directory, the one the snapshot names, looked up beneath that
+	 * directory (vmm_open_beneath). A device with neither is refused by name, and so
+	 * is an override naming no device of the snapshot. */
+	struct vmm_drive_cfg drives[VMM_MAX_DRIVES]; /* id and path; read_only if given */
+	bool drive_ro_given[VMM_MAX_DRIVES];
+	unsigned nr_drives;
+	struct vmm_net_cfg nets[VMM_MAX_NETS]; /* id and tap */
+	unsigned nr_nets;
+	bool has_vsock;
+	char vsock_uds[VMM_DEV_PATH_MAX];
+	const char *snapshot_paths;
 };
 
 /* Builds a VM from a snapshot: validates the file (untrusted), checks CPU
@@ -589,11 +689,9 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 /* Stops the handler thread (if any) and writes a recorded working set. */
 void uffd_stop(struct vm *vm);
 
-/* Device hooks of the snapshot path (vmm/virtio/); no-ops without virtio devices. */
+/* Waits until no device I/O is in flight (vCPUs paused); a no-op without virtio
+ * devices. */
 int vm_devices_quiesce(struct vm *vm);
-int vm_devices_save(struct vm *vm, struct snap_writer *w);
-int vm_devices_restore(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
-		       char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- seccomp (vmm/seccomp.c) */
 

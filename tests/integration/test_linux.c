@@ -149,7 +149,9 @@ static int group_teardown(void **state)
 
 static struct vmproc *restore(void)
 {
-	const char *argv[] = {harness_env("THAW_BIN"), "--restore", snap, NULL};
+	/* The snapshot's own disk, socket and tap: they are this test's, in its directory. */
+	const char *argv[] = {harness_env("THAW_BIN"), "--restore", snap,
+			      "--snapshot-paths",      dir,	    NULL};
 
 	return harness_start(argv);
 }
@@ -278,8 +280,9 @@ static void restored_linux_has_network_on_an_overridden_tap(void **state)
 	p = api_thaw("api.sock", sock, sizeof(sock));
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"network_overrides\": "
-		 "[{\"iface_id\": \"eth0\", \"host_dev_name\": \"thawrest0\"}]}",
-		 snap);
+		 "[{\"iface_id\": \"eth0\", \"host_dev_name\": \"thawrest0\"}], "
+		 "\"snapshot_paths\": \"%s\"}",
+		 snap, dir);
 	st = harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body));
 	if (st != 204) {
 		vmproc_dump(p, "snapshot load");
@@ -357,8 +360,8 @@ static void load_failing_halfway_leaves_the_api_refusing(void **state)
 	p = api_thaw("api2.sock", sock, sizeof(sock));
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"vsock_override\": "
-		 "{\"uds_path\": \"%s/no/such/dir/v.sock\"}}",
-		 snap, dir);
+		 "{\"uds_path\": \"%s/no/such/dir/v.sock\"}, \"snapshot_paths\": \"%s\"}",
+		 snap, dir, dir);
 	st = harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body));
 	if (st != 400 || !strstr(body, "fault_message")) {
 		vmproc_dump(p, "half-failed load");

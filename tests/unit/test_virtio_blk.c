@@ -36,7 +36,7 @@ static int make(void **state, bool ro, unsigned sectors)
 		assert_int_equal(pwrite(f->fd, sector, 512, s * 512), 512);
 	}
 	snprintf(spec, sizeof(spec), "id=disk0,path=%s,ro=%s", f->path, ro ? "on" : "off");
-	cfg.drives[0] = spec;
+	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
 	f->vm = h_vm_new(H_MEM_SIZE);
 	assert_int_equal(vmm_devices_attach(f->vm, &cfg, NULL, 0), 0);
 	f->d = virtio_get(f->vm, 0);

@@ -46,6 +46,31 @@ static inline struct vm *h_vm_new(uint64_t mem_size)
 	return vm;
 }
 
+/* Command-line device specs into typed configurations (0, or -EINVAL). */
+static inline int h_parse_drive(const char *spec, struct vmm_drive_cfg *c)
+{
+	char err[256];
+	unsigned given;
+
+	return vmm_parse_drive(spec, NULL, c, &given, err, sizeof(err));
+}
+
+static inline int h_parse_net(const char *spec, struct vmm_net_cfg *c)
+{
+	char err[256];
+	unsigned given;
+
+	return vmm_parse_net(spec, NULL, c, &given, err, sizeof(err));
+}
+
+static inline int h_parse_vsock(const char *spec, struct vmm_vsock_cfg *c)
+{
+	char err[256];
+	unsigned given;
+
+	return vmm_parse_vsock(spec, NULL, c, &given, err, sizeof(err));
+}
+
 static inline void h_vm_free(struct vm *vm)
 {
 	virtio_detach_all(vm);

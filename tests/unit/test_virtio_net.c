@@ -33,12 +33,12 @@ struct fx {
 static int make(void **state, uint64_t features)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct vm_config cfg = {.nr_nets = 1,
-				.nets = {"id=eth0,tap=" TAP ",mac=02:11:22:33:44:55"}};
+	struct vm_config cfg = {.nr_nets = 1};
 	struct ifreq ifr = {0};
 	struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL)};
 	int s;
 
+	assert_int_equal(h_parse_net("id=eth0,tap=" TAP ",mac=02:11:22:33:44:55", &cfg.nets[0]), 0);
 	f->vm = h_vm_new(H_MEM_SIZE);
 	assert_int_equal(vmm_devices_attach(f->vm, &cfg, NULL, 0), 0);
 	f->d = virtio_get(f->vm, 0);

@@ -446,7 +446,12 @@ static void test_bad_chain_marks_only_that_device_needing_reset(void **state)
 	/* Two rngs: the config has one, so attach one and create another by hand. */
 	assert_int_equal(vmm_devices_attach(vm, &cfg, NULL, 0), 0);
 	bad = virtio_get(vm, 0);
-	assert_int_equal(virtio_rng_create(vm, 1, &good), 0);
+	assert_int_equal(
+	    virtio_rng_create(vm,
+			      &(struct vmm_dev_place){true, 1, VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE,
+						      VIRTIO_IRQ_BASE + 1},
+			      &good),
+	    0);
 	assert_int_equal(virtio_dev_bind(good), 0);
 
 	h_driver_up(bad, ~0ull, &qb, 1, 8, 0);

@@ -352,7 +352,7 @@ static int dsetup(void **state)
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->uds, sizeof(f->uds), "%s/v.sock", f->dir);
 	snprintf(spec, sizeof(spec), "cid=%d,uds=%s", GUEST_CID, f->uds);
-	cfg.vsock = spec;
+	assert_int_equal(h_parse_vsock(spec, &cfg.vsock), 0);
 	f->vm = h_vm_new(H_MEM_SIZE);
 	assert_int_equal(vmm_devices_attach(f->vm, &cfg, NULL, 0), 0);
 	f->d = virtio_get(f->vm, 0);

@@ -327,18 +327,20 @@ static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 	memcpy(data, (uint8_t *)&b->cfg + off, len);
 }
 
-/* Opens `path` and returns its size in sectors through `sectors`. */
-static int open_backend(struct virtio_dev *d, const char *path, bool ro, uint64_t *sectors)
+/* Opens `path` (beneath `dirfd` when >= 0) and returns its size in sectors through
+ * `sectors`. */
+static int open_backend(struct virtio_dev *d, int dirfd, const char *dir, const char *path, bool ro,
+			uint64_t *sectors)
 {
 	struct blk *b = d->priv;
 	struct stat st;
-	int fd, ret;
+	int fd;
 
-	fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	fd = vmm_open_beneath(dirfd, dir, path, ro ? O_RDONLY : O_RDWR);
 	if (fd < 0) {
-		ret = -errno;
-		log_err("drive %s: open %s: %s", d->id, path, strerror(-ret));
-		return ret;
+		log_err("drive %s: open %s%s%s: %s", d->id, path, dirfd >= 0 ? " inside " : "",
+			dirfd >= 0 ? dir : "", fd == -EXDEV ? "it lies outside" : strerror(-fd));
+		return fd;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		log_err("drive %s: %s is not a regular file", d->id, path);
@@ -365,7 +367,7 @@ static int blk_reopen(struct virtio_dev *d, const char *path)
 	if (b->fd >= 0)
 		close(b->fd);
 	b->fd = -1;
-	ret = open_backend(d, cur, b->ro, &sectors);
+	ret = open_backend(d, -1, NULL, cur, b->ro, &sectors);
 	if (ret)
 		return ret;
 	if (sectors < b->capacity) {
@@ -404,6 +406,38 @@ static int blk_restore(struct virtio_dev *d, const struct virtio_saved *in)
 	return 0;
 }
 
+/* The drive's own fields in its snapshot section (docs/snapshot-format.md). */
+enum {
+	BLK_TAG_PATH = SNAP_DEV_OWN, /* str: the backing file when saved */
+	BLK_TAG_READ_ONLY,	     /* u64: 0 or 1 */
+	BLK_TAG_CAPACITY,	     /* u64: 512-byte sectors, as the guest saw them */
+};
+
+static void blk_encode(struct snap_sec *sec, const struct virtio_saved *s)
+{
+	snap_put_str(sec, BLK_TAG_PATH, s->dev.blk.path);
+	snap_put_u64(sec, BLK_TAG_READ_ONLY, s->dev.blk.read_only);
+	snap_put_u64(sec, BLK_TAG_CAPACITY, s->dev.blk.capacity);
+}
+
+static int blk_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
+		      size_t errlen)
+{
+	uint64_t ro;
+	int ret;
+
+	if (snap_get_strbuf(sec, BLK_TAG_PATH, s->dev.blk.path, sizeof(s->dev.blk.path)) ||
+	    !s->dev.blk.path[0])
+		return errf(err, errlen, -EBADMSG, "%s: drive path missing or longer than %d",
+			    sec->name, VIRTIO_PATH_MAX - 1);
+	ret = virtio_get_u64(sec, BLK_TAG_READ_ONLY, 1, true, &ro, err, errlen);
+	if (!ret)
+		ret = virtio_get_u64(sec, BLK_TAG_CAPACITY, UINT64_MAX / SECTOR, true,
+				     &s->dev.blk.capacity, err, errlen);
+	s->dev.blk.read_only = ro != 0;
+	return ret;
+}
+
 static void blk_destroy(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
@@ -419,8 +453,9 @@ static void blk_destroy(struct virtio_dev *d)
 	free(b);
 }
 
-static const struct virtio_dev_ops blk_ops = {
+const struct virtio_dev_ops virtio_blk_ops = {
     .name = "blk",
+    .kind = "virtio-blk",
     .device_id = VIRTIO_ID_BLOCK,
     .nr_queues = 1,
     .queue_max = BLK_QUEUE_MAX,
@@ -430,54 +465,29 @@ static const struct virtio_dev_ops blk_ops = {
     .reset = blk_reset,
     .save = blk_save,
     .restore = blk_restore,
+    .encode = blk_encode,
+    .decode = blk_decode,
     .reopen = blk_reopen,
     .quiesce = blk_quiesce,
     .destroy = blk_destroy,
 };
 
-static int parse_onoff(const char *what, const char *key, const char *v, bool *out)
+int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
+		      const struct vmm_dev_place *place, int dirfd, const char *dir,
+		      struct virtio_dev **out)
 {
-	if (strcmp(v, "on") == 0)
-		*out = true;
-	else if (strcmp(v, "off") == 0)
-		*out = false;
-	else {
-		log_err("%s: %s=%s is not on or off", what, key, v);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-int virtio_blk_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out,
-		      bool *root, bool *root_ro)
-{
-	static const char *const keys[] = {"id", "path", "ro", "root", NULL};
-	char id[VIRTIO_ID_MAX], path[VIRTIO_PATH_MAX], v[8];
 	uint64_t features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
 			    (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_RING_F_EVENT_IDX) |
 			    (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 	struct virtio_dev *d;
 	struct blk *b;
-	bool ro = false;
 	int ret;
 
-	*root = false;
-	if (virtio_opt_check("--drive", spec, keys))
-		return -EINVAL;
-	if (virtio_opt(spec, "id", id, sizeof(id)) != 1 || !id[0] ||
-	    virtio_opt(spec, "path", path, sizeof(path)) != 1 || !path[0]) {
-		log_err("--drive %s: needs id=NAME (< %d chars) and path=FILE (< %d chars)", spec,
-			VIRTIO_ID_MAX, VIRTIO_PATH_MAX);
+	if (!c->id[0] || !c->path[0]) {
+		log_err("drive: needs an id and a path");
 		return -EINVAL;
 	}
-	ret = virtio_opt(spec, "ro", v, sizeof(v));
-	if (ret < 0 || (ret == 1 && parse_onoff("--drive", "ro", v, &ro)))
-		return -EINVAL;
-	ret = virtio_opt(spec, "root", v, sizeof(v));
-	if (ret < 0 || (ret == 1 && parse_onoff("--drive", "root", v, root)))
-		return -EINVAL;
-	*root_ro = ro;
-	if (ro)
+	if (c->read_only)
 		features |= 1ull << VIRTIO_BLK_F_RO;
 
 	d = calloc(1, sizeof(*d));
@@ -487,10 +497,10 @@ int virtio_blk_create(struct vm *vm, const char *spec, unsigned index, struct vi
 		free(b);
 		return -ENOMEM;
 	}
-	virtio_dev_init(d, &blk_ops, vm, id, index, features);
+	virtio_dev_init(d, &virtio_blk_ops, vm, c->id, place, features);
 	d->priv = b;
 	b->fd = b->ev_fd = -1;
-	b->ro = ro;
+	b->ro = c->read_only;
 	for (unsigned i = 0; i < BLK_QUEUE_MAX; i++) {
 		b->reqs[i].next_free = b->free;
 		b->free = &b->reqs[i];
@@ -498,19 +508,19 @@ int virtio_blk_create(struct vm *vm, const char *spec, unsigned index, struct vi
 	b->cfg.seg_max = BLK_SEG_MAX;
 	b->cfg.blk_size = SECTOR;
 	*out = d; /* from here the caller's destroy releases what we took */
-	ret = open_backend(d, path, ro, &b->capacity);
+	ret = open_backend(d, dirfd, dir, c->path, c->read_only, &b->capacity);
 	if (ret)
 		return ret;
 	ret = io_uring_queue_init(BLK_QUEUE_MAX, &b->ring, 0);
 	if (ret < 0) {
-		log_err("drive %s: io_uring_queue_init: %s", id, strerror(-ret));
+		log_err("drive %s: io_uring_queue_init: %s", c->id, strerror(-ret));
 		return ret;
 	}
 	b->ring_ok = true;
 	b->ev_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (b->ev_fd < 0 || (ret = io_uring_register_eventfd(&b->ring, b->ev_fd)) < 0) {
 		ret = b->ev_fd < 0 ? -errno : ret;
-		log_err("drive %s: io_uring eventfd: %s", id, strerror(-ret));
+		log_err("drive %s: io_uring eventfd: %s", c->id, strerror(-ret));
 		return ret;
 	}
 	ret = vmm_loop_add(&vm->loop, b->ev_fd, EPOLLIN, on_complete, d);

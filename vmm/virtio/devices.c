@@ -9,53 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int virtio_opt(const char *spec, const char *key, char *out, size_t cap)
-{
-	size_t klen = strlen(key);
-	const char *p = spec;
-
-	while (p && *p) {
-		const char *end = strchr(p, ',');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-
-		if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
-			size_t vlen = len - klen - 1;
-
-			if (vlen + 1 > cap)
-				return -E2BIG;
-			memcpy(out, p + klen + 1, vlen);
-			out[vlen] = 0;
-			return 1;
-		}
-		p = end ? end + 1 : NULL;
-	}
-	return 0;
-}
-
-int virtio_opt_check(const char *what, const char *spec, const char *const *known)
-{
-	const char *p = spec;
-
-	while (p && *p) {
-		const char *end = strchr(p, ',');
-		const char *eq = strchr(p, '=');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		size_t klen = eq && (!end || eq < end) ? (size_t)(eq - p) : len;
-		bool ok = false;
-
-		for (unsigned i = 0; known[i]; i++)
-			if (strlen(known[i]) == klen && strncmp(p, known[i], klen) == 0)
-				ok = true;
-		if (!ok || klen == len) {
-			log_err("%s: '%.*s' is not one of its key=value options", what, (int)len,
-				p);
-			return -EINVAL;
-		}
-		p = end ? end + 1 : NULL;
-	}
-	return 0;
-}
+#include <linux/virtio_ids.h>
 
 static int append(char *cmdline, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -91,17 +45,69 @@ static void destroy_dev(struct virtio_dev *d)
 	free(d);
 }
 
+/* The place of device `k` in order, or the one the configuration gives (a restore's
+ * saved place), checked: inside the virtio window, on its own 4 KiB and IRQ. */
+static int place_for(const struct vmm_dev_place *given, unsigned k, struct vmm_dev_place *out,
+		     const bool *irq_used)
+{
+	*out = given && given->set ? *given
+				   : (struct vmm_dev_place){
+					 .set = true,
+					 .index = k,
+					 .base = VIRTIO_MMIO_BASE + k * VIRTIO_MMIO_SIZE,
+					 .irq = VIRTIO_IRQ_BASE + k,
+				     };
+	if (out->index >= VIRTIO_MAX_DEVS || out->base < VIRTIO_MMIO_BASE ||
+	    out->base >= VIRTIO_MMIO_BASE + VIRTIO_MAX_DEVS * VIRTIO_MMIO_SIZE ||
+	    out->base % VIRTIO_MMIO_SIZE || out->irq < VIRTIO_IRQ_BASE ||
+	    out->irq >= VIRTIO_IRQ_BASE + VIRTIO_MAX_DEVS) {
+		log_err("virtio device %u: place %#llx IRQ %u is outside thaw's virtio window "
+			"(%u devices of 4 KiB from %#llx, IRQs %u..%u)",
+			out->index, (unsigned long long)out->base, out->irq, VIRTIO_MAX_DEVS,
+			VIRTIO_MMIO_BASE, VIRTIO_IRQ_BASE, VIRTIO_IRQ_BASE + VIRTIO_MAX_DEVS - 1);
+		return -EINVAL;
+	}
+	if (irq_used[out->irq - VIRTIO_IRQ_BASE]) {
+		log_err("virtio device %u: IRQ %u is taken by another device", out->index,
+			out->irq);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A socket is bound by name: beneath --snapshot-paths its path is checked and made
+ * absolute first (vmm_path_beneath). */
+static int vsock_create(struct vm *vm, const struct vm_config *cfg,
+			const struct vmm_dev_place *place, struct virtio_dev **out)
+{
+	struct vmm_vsock_cfg c = cfg->vsock;
+	int ret;
+
+	if (!c.beneath)
+		return virtio_vsock_create(vm, &c, place, out);
+	ret = vmm_path_beneath(cfg->paths_dirfd, cfg->paths_dir, cfg->vsock.uds, c.uds,
+			       sizeof(c.uds));
+	if (ret) {
+		log_err("vsock: uds %s inside --snapshot-paths %s: %s", cfg->vsock.uds,
+			cfg->paths_dir, ret == -EXDEV ? "it lies outside" : strerror(-ret));
+		return ret;
+	}
+	return virtio_vsock_create(vm, &c, place, out);
+}
+
 int vmm_devices_attach(struct vm *vm, const struct vm_config *cfg, char *cmdline, size_t cap)
 {
-	unsigned wanted = cfg->nr_drives + cfg->nr_nets + (cfg->vsock ? 1 : 0) + (cfg->rng ? 1 : 0);
+	unsigned nd = cfg->nr_drives, nn = cfg->nr_nets, nv = cfg->vsock.guest_cid ? 1 : 0;
+	unsigned wanted = nd + nn + nv + (cfg->rng ? 1 : 0);
+	bool irq_used[VIRTIO_MAX_DEVS] = {false}, root_done = false;
 	struct vmm_devices *devs;
-	bool root_done = false;
 	int ret = 0;
 
 	if (wanted == 0)
 		return 0;
-	if (wanted > VIRTIO_MAX_DEVS) {
-		log_err("%u virtio devices asked for, at most %d", wanted, VIRTIO_MAX_DEVS);
+	if (wanted > VIRTIO_MAX_DEVS || nd > VMM_MAX_DRIVES || nn > VMM_MAX_NETS) {
+		log_err("%u virtio devices asked for, at most %d (%d drives, %d nets)", wanted,
+			VIRTIO_MAX_DEVS, VMM_MAX_DRIVES, VMM_MAX_NETS);
 		return -EINVAL;
 	}
 	devs = calloc(1, sizeof(*devs));
@@ -109,40 +115,50 @@ int vmm_devices_attach(struct vm *vm, const struct vm_config *cfg, char *cmdline
 		return -ENOMEM;
 	vm->devices = devs;
 	for (unsigned k = 0; k < wanted; k++) {
+		const struct vmm_drive_cfg *drive = k < nd ? &cfg->drives[k] : NULL;
+		const struct vmm_net_cfg *net = k >= nd && k < nd + nn ? &cfg->nets[k - nd] : NULL;
+		bool vsock = nv && k == nd + nn;
+		const struct vmm_dev_place *given = drive   ? &drive->place
+						    : net   ? &net->place
+						    : vsock ? &cfg->vsock.place
+							    : &cfg->rng_place;
+		struct vmm_dev_place place;
 		struct virtio_dev *d = NULL;
-		bool root = false, root_ro = false;
 
-		if (k < cfg->nr_drives) {
-			ret = virtio_blk_create(vm, cfg->drives[k], k, &d, &root, &root_ro);
-			if (!ret && root && !root_done && cmdline) {
-				root_done = true;
-				ret = append(cmdline, cap, "root=/dev/vd%c %s", 'a' + k,
-					     root_ro ? "ro" : "rw");
-			}
-		} else if (k < cfg->nr_drives + cfg->nr_nets) {
-			ret = virtio_net_create(vm, cfg->nets[k - cfg->nr_drives], k, &d);
-		} else if (cfg->vsock && k == cfg->nr_drives + cfg->nr_nets) {
-			ret = virtio_vsock_create(vm, cfg->vsock, k, &d);
-		} else {
-			ret = virtio_rng_create(vm, k, &d);
-		}
+		ret = place_for(given, k, &place, irq_used);
+		if (ret)
+			goto fail;
+		if (drive)
+			ret = virtio_blk_create(vm, drive, &place,
+						drive->beneath ? cfg->paths_dirfd : -1,
+						cfg->paths_dir, &d);
+		else if (net)
+			ret = virtio_net_create(vm, net, &place, &d);
+		else if (vsock)
+			ret = vsock_create(vm, cfg, &place, &d);
+		else
+			ret = virtio_rng_create(vm, &place, &d);
+		if (!ret)
+			ret = virtio_dev_bind(d);
 		if (ret) {
 			if (d)
 				destroy_dev(d);
 			goto fail;
 		}
-		ret = virtio_dev_bind(d);
-		if (ret) {
-			destroy_dev(d);
-			goto fail;
-		}
+		irq_used[place.irq - VIRTIO_IRQ_BASE] = true;
 		devs->dev[devs->nr++] = d;
-		if (cmdline) {
+		if (!cmdline)
+			continue;
+		if (drive && drive->root && !root_done) {
+			root_done = true;
+			ret = append(cmdline, cap, "root=/dev/vd%c %s", 'a' + k,
+				     drive->read_only ? "ro" : "rw");
+		}
+		if (!ret)
 			ret = append(cmdline, cap, "virtio_mmio.device=4K@%#llx:%u",
 				     (unsigned long long)d->place.base, d->place.irq);
-			if (ret)
-				goto fail;
-		}
+		if (ret)
+			goto fail;
 	}
 	return 0;
 fail:
@@ -161,6 +177,17 @@ void virtio_detach_all(struct vm *vm)
 	}
 	free(devs);
 	vm->devices = NULL;
+}
+
+const struct virtio_dev_ops *virtio_kind_ops(uint32_t device_id)
+{
+	static const struct virtio_dev_ops *const kinds[] = {&virtio_blk_ops, &virtio_net_ops,
+							     &virtio_vsock_ops, &virtio_rng_ops};
+
+	for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (kinds[i]->device_id == device_id)
+			return kinds[i];
+	return NULL;
 }
 
 unsigned virtio_count(struct vm *vm)
@@ -190,4 +217,170 @@ int virtio_quiesce(struct vm *vm)
 			ret = r;
 	}
 	return ret;
+}
+
+/* ---------------------------------------------------------------- restore */
+
+static int drive_backend(const struct virtio_saved *v, const struct vm_restore_opts *o, bool *used,
+			 struct vmm_drive_cfg *c, char *err, size_t errlen)
+{
+	*c = (struct vmm_drive_cfg){.read_only = v->dev.blk.read_only};
+	snprintf(c->id, sizeof(c->id), "%s", v->id);
+	for (unsigned i = 0; i < o->nr_drives; i++) {
+		if (strcmp(o->drives[i].id, v->id) != 0)
+			continue;
+		used[i] = true;
+		/* The guest was told whether the disk is read-only; that cannot change
+		 * under it. */
+		if (o->drive_ro_given[i] && o->drives[i].read_only != v->dev.blk.read_only)
+			return errf(err, errlen, -EINVAL,
+				    "drive '%s': the snapshot's drive is %s, the override asks "
+				    "for %s",
+				    v->id, v->dev.blk.read_only ? "read-only" : "read-write",
+				    o->drives[i].read_only ? "read-only" : "read-write");
+		snprintf(c->path, sizeof(c->path), "%s", o->drives[i].path);
+		return 0;
+	}
+	if (!o->snapshot_paths)
+		return errf(err, errlen, -ENOENT,
+			    "drive '%s': give its host file (--drive id=%s,path=FILE, or "
+			    "drive_overrides over the API), or --snapshot-paths DIR to use the "
+			    "snapshot's own path (%s) inside DIR",
+			    v->id, v->id, v->dev.blk.path);
+	snprintf(c->path, sizeof(c->path), "%s", v->dev.blk.path);
+	c->beneath = true;
+	return 0;
+}
+
+static int net_backend(const struct virtio_saved *v, const struct vm_restore_opts *o, bool *used,
+		       struct vmm_net_cfg *c, char *err, size_t errlen)
+{
+	*c = (struct vmm_net_cfg){.has_mac = true};
+	snprintf(c->id, sizeof(c->id), "%s", v->id);
+	memcpy(c->mac, v->dev.net.mac, 6);
+	for (unsigned i = 0; i < o->nr_nets; i++) {
+		if (strcmp(o->nets[i].id, v->id) != 0)
+			continue;
+		used[i] = true;
+		snprintf(c->tap, sizeof(c->tap), "%s", o->nets[i].tap);
+		return 0;
+	}
+	if (!o->snapshot_paths)
+		return errf(err, errlen, -ENOENT,
+			    "network interface '%s': give its tap (--net id=%s,tap=TAP, or "
+			    "network_overrides over the API), or --snapshot-paths DIR to use the "
+			    "snapshot's own (%s)",
+			    v->id, v->id, v->dev.net.tap);
+	snprintf(c->tap, sizeof(c->tap), "%s", v->dev.net.tap);
+	return 0;
+}
+
+static int vsock_backend(const struct virtio_saved *v, const struct vm_restore_opts *o,
+			 struct vmm_vsock_cfg *c, char *err, size_t errlen)
+{
+	*c = (struct vmm_vsock_cfg){.guest_cid = (uint32_t)v->dev.vsock.guest_cid};
+	if (o->has_vsock) {
+		snprintf(c->uds, sizeof(c->uds), "%s", o->vsock_uds);
+		return 0;
+	}
+	if (!o->snapshot_paths)
+		return errf(err, errlen, -ENOENT,
+			    "vsock: give its host socket (--vsock uds=PATH, or vsock_override over "
+			    "the API), or --snapshot-paths DIR to use the snapshot's own (%s) "
+			    "inside DIR",
+			    v->dev.vsock.uds_path);
+	snprintf(c->uds, sizeof(c->uds), "%s", v->dev.vsock.uds_path);
+	c->beneath = true;
+	return 0;
+}
+
+int virtio_plan_restore(const struct snap *s, const struct vm_restore_opts *opts,
+			struct vm_config *cfg, struct virtio_saved *saved, bool *saved_at,
+			char *err, size_t errlen)
+{
+	bool used_drive[VMM_MAX_DRIVES] = {false}, used_net[VMM_MAX_NETS] = {false};
+	int ret;
+
+	memset(saved_at, 0, VIRTIO_MAX_DEVS * sizeof(*saved_at));
+	for (size_t i = 0; i < snap_section_count(s); i++) {
+		const struct snap_section *sec = snap_section_at(s, i);
+		struct virtio_saved v;
+		struct vmm_dev_place place;
+
+		if (strncmp(sec->name, "device.", 7) != 0 || strcmp(sec->name, "device.com1") == 0)
+			continue;
+		if (strncmp(sec->name, "device.virtio", 13) != 0)
+			return errf(err, errlen, -ENOTSUP,
+				    "section '%s': this thaw has no such device", sec->name);
+		ret = virtio_decode_section(sec, &v, err, errlen);
+		if (ret)
+			return ret;
+		if (saved_at[v.place.index])
+			return errf(err, errlen, -EBADMSG, "%s: placement %u used twice", sec->name,
+				    v.place.index);
+		place = (struct vmm_dev_place){true, v.place.index, v.place.base, v.place.irq};
+		switch (v.place.device_id) {
+		case VIRTIO_ID_BLOCK:
+			if (cfg->nr_drives == VMM_MAX_DRIVES)
+				return errf(err, errlen, -EBADMSG, "more than %d drives",
+					    VMM_MAX_DRIVES);
+			ret = drive_backend(&v, opts, used_drive, &cfg->drives[cfg->nr_drives], err,
+					    errlen);
+			cfg->drives[cfg->nr_drives++].place = place;
+			break;
+		case VIRTIO_ID_NET:
+			if (cfg->nr_nets == VMM_MAX_NETS)
+				return errf(err, errlen, -EBADMSG, "more than %d interfaces",
+					    VMM_MAX_NETS);
+			ret =
+			    net_backend(&v, opts, used_net, &cfg->nets[cfg->nr_nets], err, errlen);
+			cfg->nets[cfg->nr_nets++].place = place;
+			break;
+		case VIRTIO_ID_VSOCK:
+			if (cfg->vsock.guest_cid)
+				return errf(err, errlen, -EBADMSG, "more than one vsock device");
+			ret = vsock_backend(&v, opts, &cfg->vsock, err, errlen);
+			cfg->vsock.place = place;
+			break;
+		default: /* VIRTIO_ID_RNG: virtio_decode_section knows no other */
+			if (cfg->rng)
+				return errf(err, errlen, -EBADMSG, "more than one entropy device");
+			cfg->rng = true;
+			cfg->rng_place = place;
+			break;
+		}
+		if (ret)
+			return ret;
+		saved[v.place.index] = v;
+		saved_at[v.place.index] = true;
+	}
+	for (unsigned i = 0; i < opts->nr_drives; i++)
+		if (!used_drive[i])
+			return errf(err, errlen, -ENOENT,
+				    "drive override: the snapshot has no drive '%s'",
+				    opts->drives[i].id);
+	for (unsigned i = 0; i < opts->nr_nets; i++)
+		if (!used_net[i])
+			return errf(err, errlen, -ENOENT,
+				    "network override: the snapshot has no interface '%s'",
+				    opts->nets[i].id);
+	if (opts->has_vsock && !cfg->vsock.guest_cid)
+		return errf(err, errlen, -ENOENT,
+			    "vsock override: the snapshot has no vsock device");
+	return 0;
+}
+
+int virtio_restore_all(struct vm *vm, const struct virtio_saved *saved, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < virtio_count(vm); i++) {
+		struct virtio_dev *d = vm->devices->dev[i];
+		int ret = virtio_restore(d, &saved[d->place.index]);
+
+		if (ret)
+			return errf(err, errlen, ret,
+				    "device.virtio%u (%s): its saved state does not fit (see the "
+				    "log)",
+				    d->place.index, d->id);
+	}
+	return 0;
 }

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <linux/virtio_mmio.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -30,16 +31,16 @@
 	 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_FAILED)
 
 void virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, struct vm *vm,
-		     const char *id, unsigned index, uint64_t features)
+		     const char *id, const struct vmm_dev_place *place, uint64_t features)
 {
 	d->ops = ops;
 	d->vm = vm;
 	snprintf(d->id, sizeof(d->id), "%s", id);
 	d->place = (struct virtio_placement){
-	    .index = index,
+	    .index = place->index,
 	    .device_id = ops->device_id,
-	    .base = VIRTIO_MMIO_BASE + index * VIRTIO_MMIO_SIZE,
-	    .irq = VIRTIO_IRQ_BASE + index,
+	    .base = place->base,
+	    .irq = place->irq,
 	};
 	pthread_mutex_init(&d->lock, NULL);
 	memset(&d->regs, 0, sizeof(d->regs));
@@ -619,4 +620,164 @@ const char *virtio_dev_name(const struct virtio_dev *d)
 uint32_t virtio_dev_type(const struct virtio_dev *d)
 {
 	return d->place.device_id;
+}
+
+/* ---------------------------------------------------------------- the snapshot section */
+
+/* Tags of layers 1 and 2 in a device.virtio<k> section (docs/snapshot-format.md,
+ * "Device sections"); each device's own tags start at SNAP_DEV_OWN in its file. */
+enum {
+	VT_INDEX = 5,	  /* u64: placement index k */
+	VT_DEVICE_ID = 6, /* u64: VIRTIO_ID_* */
+	VT_NAME = 7,	  /* str: the device's id */
+	VT_STATUS = SNAP_DEV_TRANSPORT,
+	VT_DEV_FEATURES_SEL,
+	VT_DRV_FEATURES_SEL,
+	VT_QUEUE_SEL,
+	VT_INTERRUPT_STATUS,
+	VT_CONFIG_GENERATION,
+	VT_DEVICE_FEATURES = SNAP_DEV_VIRTIO,
+	VT_DRIVER_FEATURES,
+	VT_NR_QUEUES,
+	VT_QUEUE0 = SNAP_DEV_VIRTIO + 0x10, /* u64[]: size ready desc avail used next_avail
+					       next_used signalled_used signalled_valid */
+};
+
+#define VIRTQ_FIELDS	     9
+#define VIRTIO_SECTION_MAJOR 1
+#define VIRTIO_SECTION_MINOR 0
+
+int virtio_save_section(struct virtio_dev *d, struct snap_writer *w)
+{
+	struct virtio_saved v;
+	struct snap_device_place place;
+	struct snap_sec *sec;
+	char name[24];
+	int ret;
+
+	virtio_save(d, &v);
+	place = (struct snap_device_place){v.place.base, VIRTIO_MMIO_SIZE, v.place.irq};
+	snprintf(name, sizeof(name), "virtio%u", v.place.index);
+	ret = snap_device_begin(w, name, d->ops->kind, VIRTIO_SECTION_MAJOR, VIRTIO_SECTION_MINOR,
+				&place, &sec);
+	if (ret)
+		return ret;
+	snap_put_u64(sec, VT_INDEX, v.place.index);
+	snap_put_u64(sec, VT_DEVICE_ID, v.place.device_id);
+	snap_put_str(sec, VT_NAME, v.id);
+	snap_put_u64(sec, VT_STATUS, v.regs.status);
+	snap_put_u64(sec, VT_DEV_FEATURES_SEL, v.regs.dev_features_sel);
+	snap_put_u64(sec, VT_DRV_FEATURES_SEL, v.regs.drv_features_sel);
+	snap_put_u64(sec, VT_QUEUE_SEL, v.regs.queue_sel);
+	snap_put_u64(sec, VT_INTERRUPT_STATUS, v.regs.interrupt_status);
+	snap_put_u64(sec, VT_CONFIG_GENERATION, v.regs.config_generation);
+	snap_put_u64(sec, VT_DEVICE_FEATURES, v.vs.device_features);
+	snap_put_u64(sec, VT_DRIVER_FEATURES, v.vs.driver_features);
+	snap_put_u64(sec, VT_NR_QUEUES, v.vs.nr_queues);
+	for (unsigned q = 0; q < v.vs.nr_queues && q < VIRTIO_MAX_QUEUES; q++) {
+		const struct virtq_state *vq = &v.vs.q[q];
+		uint64_t a[VIRTQ_FIELDS] = {vq->size,	   vq->ready,	       vq->desc,
+					    vq->avail,	   vq->used,	       vq->next_avail,
+					    vq->next_used, vq->signalled_used, vq->signalled_valid};
+
+		snap_put_u64a(sec, (uint16_t)(VT_QUEUE0 + q), a, VIRTQ_FIELDS);
+	}
+	if (d->ops->encode)
+		d->ops->encode(sec, &v);
+	return sec->err;
+}
+
+int virtio_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t max, bool required,
+		   uint64_t *v, char *err, size_t errlen)
+{
+	int ret = snap_get_u64(sec, tag, v);
+
+	if (ret == -ENOENT && !required) {
+		*v = 0;
+		return 0;
+	}
+	if (ret)
+		return errf(err, errlen, -EBADMSG, "%s: field '%s' is missing or not a u64",
+			    sec->name, snap_field_name(sec->name, tag));
+	if (*v > max)
+		return errf(err, errlen, -EBADMSG, "%s: field '%s' is %llu, at most %llu",
+			    sec->name, snap_field_name(sec->name, tag), (unsigned long long)*v,
+			    (unsigned long long)max);
+	return 0;
+}
+
+int virtio_decode_section(const struct snap_section *sec, struct virtio_saved *v, char *err,
+			  size_t errlen)
+{
+	const struct virtio_dev_ops *ops;
+	struct snap_device_place place;
+	char kind[32], *name;
+	uint64_t x;
+	int ret;
+
+#define GET(tag, max, dst)                                                                         \
+	do {                                                                                       \
+		ret = virtio_get_u64(sec, tag, max, true, &x, err, errlen);                        \
+		if (ret)                                                                           \
+			return ret;                                                                \
+		dst = x;                                                                           \
+	} while (0)
+	memset(v, 0, sizeof(*v));
+	v->version = VIRTIO_SAVED_VERSION;
+	if (sec->ver_major != VIRTIO_SECTION_MAJOR)
+		return errf(err, errlen, -ENOTSUP,
+			    "%s: version %u.%u, this thaw reads virtio device sections %u.x",
+			    sec->name, sec->ver_major, sec->ver_minor, VIRTIO_SECTION_MAJOR);
+	GET(VT_INDEX, VIRTIO_MAX_DEVS - 1, v->place.index);
+	GET(VT_DEVICE_ID, UINT32_MAX, v->place.device_id);
+	ops = virtio_kind_ops(v->place.device_id);
+	if (!ops)
+		return errf(err, errlen, -ENOTSUP, "%s: this thaw has no virtio device of type %u",
+			    sec->name, v->place.device_id);
+	/* The name says where the device was, and so does its placement: they agree, or
+	 * the file is not one thaw wrote. */
+	x = strtoull(sec->name + strlen("device.virtio"), &name, 10);
+	if (*name || x != v->place.index)
+		return errf(err, errlen, -EBADMSG, "%s: its name and its index %u disagree",
+			    sec->name, v->place.index);
+	if (snap_device_get_place(sec, kind, sizeof(kind), &place))
+		return errf(err, errlen, -EBADMSG, "%s: no device kind or placement", sec->name);
+	if (strcmp(kind, ops->kind) || place.mmio_size != VIRTIO_MMIO_SIZE)
+		return errf(err, errlen, -EBADMSG,
+			    "%s: kind '%s' with a %llu-byte window is not a %s device", sec->name,
+			    kind, (unsigned long long)place.mmio_size, ops->kind);
+	v->place.base = place.mmio_base;
+	v->place.irq = place.irq;
+	ret = snap_get_strbuf(sec, VT_NAME, v->id, sizeof(v->id));
+	if (ret || !v->id[0])
+		return errf(err, errlen, -EBADMSG, "%s: device name missing or longer than %d",
+			    sec->name, VIRTIO_ID_MAX - 1);
+	GET(VT_STATUS, UINT8_MAX, v->regs.status);
+	GET(VT_DEV_FEATURES_SEL, UINT32_MAX, v->regs.dev_features_sel);
+	GET(VT_DRV_FEATURES_SEL, UINT32_MAX, v->regs.drv_features_sel);
+	GET(VT_QUEUE_SEL, UINT32_MAX, v->regs.queue_sel);
+	GET(VT_INTERRUPT_STATUS, 3, v->regs.interrupt_status);
+	GET(VT_CONFIG_GENERATION, UINT32_MAX, v->regs.config_generation);
+	GET(VT_DEVICE_FEATURES, UINT64_MAX, v->vs.device_features);
+	GET(VT_DRIVER_FEATURES, UINT64_MAX, v->vs.driver_features);
+	GET(VT_NR_QUEUES, VIRTIO_MAX_QUEUES, v->vs.nr_queues);
+#undef GET
+	for (unsigned q = 0; q < v->vs.nr_queues; q++) {
+		const uint64_t *a;
+		size_t n;
+		struct virtq_state *vq = &v->vs.q[q];
+
+		if (snap_get_u64a(sec, (uint16_t)(VT_QUEUE0 + q), &a, &n) || n != VIRTQ_FIELDS)
+			return errf(err, errlen, -EBADMSG,
+				    "%s: queue %u is missing or not %d values", sec->name, q,
+				    VIRTQ_FIELDS);
+		if (a[0] > VIRTQ_MAX_SIZE || a[1] > 1 || a[5] > UINT16_MAX || a[6] > UINT16_MAX ||
+		    a[7] > UINT16_MAX || a[8] > 1)
+			return errf(err, errlen, -EBADMSG, "%s: queue %u has out-of-range values",
+				    sec->name, q);
+		*vq = (struct virtq_state){(uint16_t)a[0], a[1] != 0,	   a[2],
+					   a[3],	   a[4],	   (uint16_t)a[5],
+					   (uint16_t)a[6], (uint16_t)a[7], a[8] != 0};
+	}
+	return ops->decode ? ops->decode(sec, v, err, errlen) : 0;
 }

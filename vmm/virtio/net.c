@@ -275,14 +275,52 @@ static int net_restore(struct virtio_dev *d, const struct virtio_saved *in)
 	return net_activate(d);
 }
 
+/* The interface's own fields in its snapshot section (docs/snapshot-format.md). */
+enum {
+	NET_TAG_TAP = SNAP_DEV_OWN + 3, /* str: the tap when saved */
+	NET_TAG_MAC,			/* bytes[6] */
+	NET_TAG_OFFLOAD,		/* u64: TUN_F_* set on the tap */
+};
+
+static void net_encode(struct snap_sec *sec, const struct virtio_saved *s)
+{
+	snap_put_str(sec, NET_TAG_TAP, s->dev.net.tap);
+	snap_put_bytes(sec, NET_TAG_MAC, s->dev.net.mac, 6);
+	snap_put_u64(sec, NET_TAG_OFFLOAD, s->dev.net.offload_flags);
+}
+
+static int net_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
+		      size_t errlen)
+{
+	const void *p;
+	size_t len;
+	uint64_t off;
+	int ret;
+
+	if (snap_get_strbuf(sec, NET_TAG_TAP, s->dev.net.tap, sizeof(s->dev.net.tap)))
+		return errf(err, errlen, -EBADMSG, "%s: tap name missing or longer than %zu",
+			    sec->name, sizeof(s->dev.net.tap) - 1);
+	if (snap_get_bytes(sec, NET_TAG_MAC, &p, &len) || len != 6)
+		return errf(err, errlen, -EBADMSG, "%s: no 6-byte MAC", sec->name);
+	memcpy(s->dev.net.mac, p, 6);
+	if (s->dev.net.mac[0] & 1)
+		return errf(err, errlen, -EBADMSG, "%s: a multicast MAC", sec->name);
+	ret = virtio_get_u64(sec, NET_TAG_OFFLOAD,
+			     TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO,
+			     false, &off, err, errlen);
+	s->dev.net.offload_flags = (uint32_t)off;
+	return ret;
+}
+
 static void net_destroy(struct virtio_dev *d)
 {
 	close_tap(d);
 	free(d->priv);
 }
 
-static const struct virtio_dev_ops net_ops = {
+const struct virtio_dev_ops virtio_net_ops = {
     .name = "net",
+    .kind = "virtio-net",
     .device_id = VIRTIO_ID_NET,
     .nr_queues = 2,
     .queue_max = NET_QUEUE_MAX,
@@ -293,29 +331,15 @@ static const struct virtio_dev_ops net_ops = {
     .reset = net_reset,
     .save = net_save,
     .restore = net_restore,
+    .encode = net_encode,
+    .decode = net_decode,
     .reopen = net_reopen,
     .destroy = net_destroy,
 };
 
-static int parse_mac(const char *s, uint8_t mac[6])
+int virtio_net_create(struct vm *vm, const struct vmm_net_cfg *c, const struct vmm_dev_place *place,
+		      struct virtio_dev **out)
 {
-	unsigned v[6];
-	char end;
-
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-		   &end) != 6)
-		return -EINVAL;
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)v[i];
-	if (mac[0] & 1)
-		return -EINVAL; /* multicast */
-	return 0;
-}
-
-int virtio_net_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out)
-{
-	static const char *const keys[] = {"id", "tap", "mac", NULL};
-	char id[VIRTIO_ID_MAX], tap[IFNAMSIZ], mac[32];
 	uint64_t features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_CSUM) |
 			    (1ull << VIRTIO_NET_F_GUEST_CSUM) | (1ull << VIRTIO_NET_F_GUEST_TSO4) |
 			    (1ull << VIRTIO_NET_F_GUEST_TSO6) | (1ull << VIRTIO_NET_F_GUEST_ECN) |
@@ -324,14 +348,13 @@ int virtio_net_create(struct vm *vm, const char *spec, unsigned index, struct vi
 			    (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 	struct virtio_dev *d;
 	struct net *n;
-	int ret;
 
-	if (virtio_opt_check("--net", spec, keys))
+	if (!c->id[0] || !c->tap[0]) {
+		log_err("net: needs an id and a tap");
 		return -EINVAL;
-	if (virtio_opt(spec, "id", id, sizeof(id)) != 1 || !id[0] ||
-	    virtio_opt(spec, "tap", tap, sizeof(tap)) != 1 || !tap[0]) {
-		log_err("--net %s: needs id=NAME (< %d chars) and tap=TAP (< %d chars)", spec,
-			VIRTIO_ID_MAX, IFNAMSIZ);
+	}
+	if (c->has_mac && (c->mac[0] & 1)) {
+		log_err("net %s: a multicast MAC is no station's", c->id);
 		return -EINVAL;
 	}
 	d = calloc(1, sizeof(*d));
@@ -341,23 +364,19 @@ int virtio_net_create(struct vm *vm, const char *spec, unsigned index, struct vi
 		free(n);
 		return -ENOMEM;
 	}
-	virtio_dev_init(d, &net_ops, vm, id, index, features);
+	virtio_dev_init(d, &virtio_net_ops, vm, c->id, place, features);
 	d->priv = n;
 	n->fd = -1;
 	*out = d;
-	ret = virtio_opt(spec, "mac", mac, sizeof(mac));
-	if (ret == 1) {
-		if (parse_mac(mac, n->mac)) {
-			log_err("--net %s: mac=%s is not a unicast aa:bb:cc:dd:ee:ff", spec, mac);
-			return -EINVAL;
-		}
+	if (c->has_mac) {
+		memcpy(n->mac, c->mac, 6);
 	} else {
 		/* A locally administered address from the device's place: stable across
 		 * restores and distinct per device. */
-		const uint8_t def[6] = {0x06, 0x74, 0x68, 0x61, 0x77, (uint8_t)index};
+		const uint8_t def[6] = {0x06, 0x74, 0x68, 0x61, 0x77, (uint8_t)place->index};
 
 		memcpy(n->mac, def, 6);
 	}
 	memcpy(n->cfg.mac, n->mac, 6);
-	return open_tap(d, tap);
+	return open_tap(d, c->tap);
 }

@@ -57,8 +57,10 @@ static void rng_destroy(struct virtio_dev *d)
 	free(d->priv);
 }
 
-static const struct virtio_dev_ops rng_ops = {
+/* The entropy device has no state of its own: its section holds layers 1 and 2. */
+const struct virtio_dev_ops virtio_rng_ops = {
     .name = "rng",
+    .kind = "virtio-rng",
     .device_id = VIRTIO_ID_RNG,
     .nr_queues = 1,
     .queue_max = 64,
@@ -68,13 +70,13 @@ static const struct virtio_dev_ops rng_ops = {
     .destroy = rng_destroy,
 };
 
-int virtio_rng_create(struct vm *vm, unsigned index, struct virtio_dev **out)
+int virtio_rng_create(struct vm *vm, const struct vmm_dev_place *place, struct virtio_dev **out)
 {
 	struct virtio_dev *d = calloc(1, sizeof(*d));
 
 	if (!d)
 		return -ENOMEM;
-	virtio_dev_init(d, &rng_ops, vm, "rng", index,
+	virtio_dev_init(d, &virtio_rng_ops, vm, "rng", place,
 			(1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC));
 	d->priv = malloc(sizeof(struct virtq_elem));
 	if (!d->priv) {

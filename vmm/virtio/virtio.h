@@ -19,20 +19,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/vmm.h"
+
 struct vm;
 struct virtio_dev;
 
-/* Device specs (--drive, --net, --vsock and the API's equivalents) are comma-separated
- * key=value lists. virtio_opt finds `key=` in one and copies its value into `out`
- * (capacity `cap`): 1 found, 0 absent, -E2BIG too long. virtio_opt_check logs and
- * refuses (-EINVAL) a key outside `known` (NULL-terminated), naming `what`. */
-int virtio_opt(const char *spec, const char *key, char *out, size_t cap);
-int virtio_opt_check(const char *what, const char *spec, const char *const *known);
-
 #define VIRTIO_MAX_QUEUES 3   /* vsock has the most: rx, tx, event */
 #define VIRTQ_MAX_SIZE	  256 /* the largest queue any device offers */
-#define VIRTIO_ID_MAX	  32  /* a device's name from id=, with its NUL */
-#define VIRTIO_PATH_MAX	  256 /* backend paths (drive file, uds), with their NUL */
+#define VIRTIO_ID_MAX	  VMM_DEV_ID_MAX
+#define VIRTIO_PATH_MAX	  VMM_DEV_PATH_MAX
 
 /* Layer 1: virtio-mmio transport registers (what the driver selected and sees). */
 struct virtio_mmio_regs {
@@ -136,6 +131,37 @@ void virtio_save(struct virtio_dev *dev, struct virtio_saved *out);
  * `dev` reset. Call before the vCPUs run; afterwards the device continues where the
  * saved one stopped (vsock sends a transport reset event). */
 int virtio_restore(struct virtio_dev *dev, const struct virtio_saved *in);
+
+struct snap_writer;
+struct snap_section;
+
+/* Writes device `d` (vCPUs paused, after virtio_quiesce) as section device.virtio<k>:
+ * kind and placement, the transport and virtio layers, then the device's own fields
+ * (tag by tag in docs/snapshot-format.md). 0 or -errno. */
+int virtio_save_section(struct virtio_dev *d, struct snap_writer *w);
+
+/* Decodes a device.virtio<k> section (untrusted) into `out` without any device: the
+ * section's version, its name against its index, kind and placement, every field of
+ * every layer with its range, then the device's own fields. 0; -ENOTSUP for a version
+ * or device type this thaw lacks; -EBADMSG otherwise; `err` names the section and the
+ * field. virtio_restore does the checks that need the device and guest memory. */
+int virtio_decode_section(const struct snap_section *sec, struct virtio_saved *out, char *err,
+			  size_t errlen);
+
+struct snap;
+struct vm_restore_opts;
+
+/* A restore's device plan, before anything is built: decodes every device section of
+ * `s` (virtio_decode_section) into saved[index] (saved_at[index] set), and adds each
+ * device to `cfg` at its saved place with the backend `opts` gives it (see struct
+ * vm_restore_opts). Refuses, naming it, a device section thaw lacks, a placement used
+ * twice, a device without a backend, an override naming no device. 0 or -errno. */
+int virtio_plan_restore(const struct snap *s, const struct vm_restore_opts *opts,
+			struct vm_config *cfg, struct virtio_saved *saved, bool *saved_at,
+			char *err, size_t errlen);
+/* After vmm_devices_attach built the planned devices: virtio_restore of each from
+ * saved[its placement index]. */
+int virtio_restore_all(struct vm *vm, const struct virtio_saved *saved, char *err, size_t errlen);
 
 /* Closes the device's backend and opens another: a drive's file path, a net's tap
  * name, or vsock's unix socket path (NULL: reopen the configured one). For a drive

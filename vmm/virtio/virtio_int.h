@@ -5,6 +5,7 @@
 
 #include "vmm/vmm.h"
 #include "vmm/virtio/virtio.h"
+#include "restore/snapshot.h"
 
 #include <pthread.h>
 #include <linux/virtio_config.h>
@@ -76,6 +77,7 @@ unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
 
 struct virtio_dev_ops {
 	const char *name;
+	const char *kind; /* in the snapshot: "virtio-blk", ... */
 	uint32_t device_id;
 	uint32_t nr_queues;
 	uint16_t queue_max;
@@ -90,8 +92,17 @@ struct virtio_dev_ops {
 	/* The driver wrote 0 to status or the device is torn down: stop touching guest
 	 * memory (wait for in-flight I/O), drop per-driver state. */
 	void (*reset)(struct virtio_dev *d);
+	/* Layer 3 of a snapshot, the device's own state, kept beside its logic: `save`
+	 * copies it into out->dev (no syscalls), `restore` checks in->dev against this
+	 * device and takes it; `encode` writes out->dev as section fields from
+	 * SNAP_DEV_OWN up and `decode` reads them back (untrusted: lengths and ranges
+	 * checked). encode and decode need no device: a restore decodes every section
+	 * before it builds anything. */
 	void (*save)(struct virtio_dev *d, struct virtio_saved *out);
 	int (*restore)(struct virtio_dev *d, const struct virtio_saved *in);
+	void (*encode)(struct snap_sec *sec, const struct virtio_saved *s);
+	int (*decode)(const struct snap_section *sec, struct virtio_saved *s, char *err,
+		      size_t errlen);
 	int (*reopen)(struct virtio_dev *d, const char *backend);
 	int (*quiesce)(struct virtio_dev *d);
 	void (*destroy)(struct virtio_dev *d);
@@ -116,9 +127,9 @@ struct virtio_dev {
 	void *priv;	/* the device's own state */
 };
 
-/* Initialises the core part of `d` (no fds yet). */
+/* Initialises the core part of `d` at `place` (no fds yet). */
 void virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, struct vm *vm,
-		     const char *id, unsigned index, uint64_t features);
+		     const char *id, const struct vmm_dev_place *place, uint64_t features);
 
 /* Creates the irqfd and one ioeventfd per queue, binds them with KVM (when the VM
  * has a vm_fd), watches the kick fds on the main loop, and registers the MMIO
@@ -148,13 +159,28 @@ bool virtio_has_feature(const struct virtio_dev *d, unsigned bit);
 /* Restores the generic layers from `in` (validated); used by virtio_restore. */
 int virtio_core_restore(struct virtio_dev *d, const struct virtio_saved *in);
 
-/* The devices. Each parses its option string (NULL parts where not applicable),
- * allocates and initialises `*out` with placement `index`; no fds bound yet. */
-int virtio_blk_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out,
-		      bool *root, bool *root_ro);
-int virtio_net_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out);
-int virtio_vsock_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out);
-int virtio_rng_create(struct vm *vm, unsigned index, struct virtio_dev **out);
+/* The devices. Each allocates and initialises `*out` at `place` from its typed
+ * configuration and opens its backend (blk's `dirfd` >= 0: the path is looked up
+ * inside that directory, named `dir`, see vmm_open_beneath); no fds bound yet. On failure `*out`
+ * may be set and the caller destroys it. */
+int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
+		      const struct vmm_dev_place *place, int dirfd, const char *dir,
+		      struct virtio_dev **out);
+int virtio_net_create(struct vm *vm, const struct vmm_net_cfg *c, const struct vmm_dev_place *place,
+		      struct virtio_dev **out);
+int virtio_vsock_create(struct vm *vm, const struct vmm_vsock_cfg *c,
+			const struct vmm_dev_place *place, struct virtio_dev **out);
+int virtio_rng_create(struct vm *vm, const struct vmm_dev_place *place, struct virtio_dev **out);
+
+/* Each device's ops, and the one for a VIRTIO_ID_* (NULL: not a device thaw has). */
+extern const struct virtio_dev_ops virtio_blk_ops, virtio_net_ops, virtio_vsock_ops, virtio_rng_ops;
+const struct virtio_dev_ops *virtio_kind_ops(uint32_t device_id);
+
+/* Reads u64 field `tag` of a device section into `v`, refusing a value above `max`
+ * (a narrower field must not be truncated) and, when `required`, a missing one
+ * (absent and not required: 0). -EBADMSG with `err` naming section and field. */
+int virtio_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t max, bool required,
+		   uint64_t *v, char *err, size_t errlen);
 
 /* The devices of one VM, owned by vmm/virtio/. */
 struct vmm_devices {

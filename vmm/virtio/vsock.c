@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -591,6 +592,19 @@ static void vsock_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data,
 	memcpy(data, (uint8_t *)&cfg + off, len);
 }
 
+/* Removes the socket at `path` (a stale one from an earlier run, or the snapshotted
+ * VM's) and nothing else: -EEXIST when something other than a socket is there. */
+static int unlink_socket(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
 static int listen_on(struct virtio_dev *d, const char *path)
 {
 	struct vsock *v = d->priv;
@@ -604,10 +618,16 @@ static int listen_on(struct virtio_dev *d, const char *path)
 		return -ENAMETOOLONG;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ret = unlink_socket(path);
+	if (ret) {
+		log_err("vsock: uds %s: %s", path,
+			ret == -EEXIST ? "exists and is not a socket: not replaced"
+				       : strerror(-ret));
+		return ret;
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	unlink(path); /* a stale socket from an earlier run (or the snapshotted VM) */
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
 	    epoll_ctl(v->ep, EPOLL_CTL_ADD, fd, &e) < 0) {
 		ret = -errno;
@@ -658,6 +678,37 @@ static int vsock_restore(struct virtio_dev *d, const struct virtio_saved *in)
 	return 0;
 }
 
+/* The device's own fields in its snapshot section (docs/snapshot-format.md). */
+enum {
+	VSOCK_TAG_UDS = SNAP_DEV_OWN,		/* str: the host socket when saved */
+	VSOCK_TAG_GUEST_CID = SNAP_DEV_OWN + 6, /* u64 */
+};
+
+static void vsock_encode(struct snap_sec *sec, const struct virtio_saved *s)
+{
+	snap_put_u64(sec, VSOCK_TAG_GUEST_CID, s->dev.vsock.guest_cid);
+	snap_put_str(sec, VSOCK_TAG_UDS, s->dev.vsock.uds_path);
+}
+
+static int vsock_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
+			size_t errlen)
+{
+	int ret = virtio_get_u64(sec, VSOCK_TAG_GUEST_CID, UINT32_MAX - 1, true,
+				 &s->dev.vsock.guest_cid, err, errlen);
+
+	if (ret)
+		return ret;
+	if (s->dev.vsock.guest_cid < 3)
+		return errf(err, errlen, -EBADMSG, "%s: guest CID %llu is reserved", sec->name,
+			    (unsigned long long)s->dev.vsock.guest_cid);
+	if (snap_get_strbuf(sec, VSOCK_TAG_UDS, s->dev.vsock.uds_path,
+			    sizeof(s->dev.vsock.uds_path)) ||
+	    !s->dev.vsock.uds_path[0])
+		return errf(err, errlen, -EBADMSG, "%s: socket path missing or longer than %d",
+			    sec->name, VIRTIO_PATH_MAX - 1);
+	return 0;
+}
+
 static void vsock_destroy(struct virtio_dev *d)
 {
 	struct vsock *v = d->priv;
@@ -667,15 +718,16 @@ static void vsock_destroy(struct virtio_dev *d)
 		vmm_loop_del(&d->vm->loop, v->ep);
 	if (v->listen_fd >= 0) {
 		close(v->listen_fd);
-		unlink(v->uds);
+		unlink_socket(v->uds);
 	}
 	if (v->ep >= 0)
 		close(v->ep);
 	free(v);
 }
 
-static const struct virtio_dev_ops vsock_ops = {
+const struct virtio_dev_ops virtio_vsock_ops = {
     .name = "vsock",
+    .kind = "virtio-vsock",
     .device_id = VIRTIO_ID_VSOCK,
     .nr_queues = 3,
     .queue_max = VSOCK_QUEUE_MAX,
@@ -686,31 +738,22 @@ static const struct virtio_dev_ops vsock_ops = {
     .reset = vsock_reset,
     .save = vsock_save,
     .restore = vsock_restore,
+    .encode = vsock_encode,
+    .decode = vsock_decode,
     .reopen = vsock_reopen,
     .destroy = vsock_destroy,
 };
 
-int virtio_vsock_create(struct vm *vm, const char *spec, unsigned index, struct virtio_dev **out)
+int virtio_vsock_create(struct vm *vm, const struct vmm_vsock_cfg *c,
+			const struct vmm_dev_place *place, struct virtio_dev **out)
 {
-	static const char *const keys[] = {"cid", "uds", NULL};
-	char cid[24], uds[VIRTIO_PATH_MAX], *end;
-	unsigned long long c;
 	struct virtio_dev *d;
 	struct vsock *v;
 	int ret;
 
-	if (virtio_opt_check("--vsock", spec, keys))
-		return -EINVAL;
-	if (virtio_opt(spec, "cid", cid, sizeof(cid)) != 1 ||
-	    virtio_opt(spec, "uds", uds, sizeof(uds)) != 1 || !uds[0]) {
-		log_err("--vsock %s: needs cid=N and uds=PATH", spec);
-		return -EINVAL;
-	}
-	errno = 0;
-	c = strtoull(cid, &end, 10);
 	/* 0-2 are reserved (hypervisor, local, host); -1U is VMADDR_CID_ANY. */
-	if (errno || end == cid || *end || c < 3 || c >= UINT32_MAX) {
-		log_err("--vsock: cid=%s is not a number from 3 to %u", cid, UINT32_MAX - 1);
+	if (c->guest_cid < 3 || c->guest_cid == UINT32_MAX || !c->uds[0]) {
+		log_err("vsock: needs a guest CID from 3 to %u and a uds path", UINT32_MAX - 1);
 		return -EINVAL;
 	}
 	d = calloc(1, sizeof(*d));
@@ -720,10 +763,10 @@ int virtio_vsock_create(struct vm *vm, const char *spec, unsigned index, struct 
 		free(v);
 		return -ENOMEM;
 	}
-	virtio_dev_init(d, &vsock_ops, vm, "vsock", index,
+	virtio_dev_init(d, &virtio_vsock_ops, vm, "vsock", place,
 			(1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC));
 	d->priv = v;
-	v->cid = c;
+	v->cid = c->guest_cid;
 	v->listen_fd = -1;
 	for (unsigned i = 0; i < VSOCK_MAX_CONN; i++)
 		v->conns[i].fd = -1;
@@ -734,7 +777,7 @@ int virtio_vsock_create(struct vm *vm, const char *spec, unsigned index, struct 
 		log_err("vsock: epoll_create1: %s", strerror(-ret));
 		return ret;
 	}
-	ret = listen_on(d, uds);
+	ret = listen_on(d, c->uds);
 	if (ret)
 		return ret;
 	ret = vmm_loop_add(&vm->loop, v->ep, EPOLLIN, on_sockets, d);

@@ -1,0 +1,57 @@
+/* Private to vmm/: the restore plan, and KVM's side of vCPU and VM state
+ * (vmm/vstate.c). */
+#ifndef THAW_SNAPSHOT_INT_H
+#define THAW_SNAPSHOT_INT_H
+
+#include "vmm/vmm.h"
+#include "vmm/virtio/virtio.h"
+#include "restore/snapshot.h"
+
+/* Everything a restore decodes and checks before it acts (vm_restore's plan step),
+ * and the buffers the later steps fill for KVM. Allocated once per process by
+ * vm_init, so a restore allocates nothing. */
+struct vm_restore_plan {
+	struct snap *snap; /* open for the length of one vm_restore */
+	struct snap_machine machine;
+	struct vmm_mem layout;		    /* the region layout for machine.mem_size */
+	struct kvm_cpuid2 *cpuid;	    /* the saved CPUID (SNAP_MAX_CPUID entries) */
+	struct kvm_cpuid2 *vcpu_cpuid;	    /* one vCPU's copy, its APIC id put back */
+	struct kvm_cpuid_entry2 *host_view; /* PVM: the host CPU's own leaves */
+	struct snap_vcpu_state *vcpu;	    /* VMM_MAX_VCPUS decoded vCPU states */
+	struct kvm_msrs *msrs;		    /* SNAP_MAX_MSRS entries, for KVM_SET_MSRS */
+	struct snap_vm_state vms;
+	bool has_uart;
+	struct uart_state uart;
+	/* The devices to build (with their saved places and operator-chosen backends)
+	 * and each one's saved state, by placement index. */
+	struct vm_config devices;
+	struct virtio_saved saved[VIRTIO_MAX_DEVS];
+	bool saved_at[VIRTIO_MAX_DEVS];
+	int paths_dirfd; /* --snapshot-paths DIR, open during the restore; else -1 */
+};
+
+/* Allocates vm->plan (vm_init calls it). 0 or -ENOMEM. */
+int vm_restore_plan_alloc(struct vm *vm);
+void vm_restore_plan_free(struct vm *vm);
+
+/* ---- vmm/vstate.c: KVM get/set of what a snapshot holds. Each returns 0 or -errno
+ * with `err` naming the vCPU and the ioctl that failed. */
+
+/* The MSRs snapshots save: KVM's list minus what this host cannot read back, found
+ * once per process on vCPU 0 of the current VM. */
+int vm_msr_list(struct vm *vm, char *err, size_t errlen);
+/* Reads vCPU `v` into `s` (the VM paused; vm_msr_list done). */
+int vm_vcpu_get_state(struct vm *vm, struct vcpu *v, struct snap_vcpu_state *s, char *err,
+		      size_t errlen);
+/* Sets vCPU `v` from `s` (checked by snap_decode_vcpu). Uses vm->plan->msrs. */
+int vm_vcpu_set_state(struct vm *vm, struct vcpu *v, const struct snap_vcpu_state *s, char *err,
+		      size_t errlen);
+/* The irqchip (PIC, IOAPIC), PIT and clock. */
+int vm_get_vm_state(struct vm *vm, struct snap_vm_state *s, char *err, size_t errlen);
+/* KVM_CLOCK_REALTIME is kept only when `clock_realtime`: KVM then advances the clock by
+ * the real time elapsed since the snapshot; without it the guest resumes where it
+ * stopped. */
+int vm_set_vm_state(struct vm *vm, const struct snap_vm_state *s, bool clock_realtime, char *err,
+		    size_t errlen);
+
+#endif
