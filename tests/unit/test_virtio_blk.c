@@ -342,6 +342,31 @@ static void test_save_restore_and_reopen(void **state)
 	unlink(small);
 }
 
+/* The drive through a snapshot file: what a new device (built from the same
+ * configuration) takes back, and a saved place that is not the device's refused. */
+static void test_file_roundtrip_restores_a_new_device(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_saved s;
+	struct vm_config cfg = {.nr_drives = 1};
+	struct vm *vm2 = h_vm_new(H_MEM_SIZE);
+	char spec[160];
+	uint8_t st;
+
+	request(f, VIRTIO_BLK_T_IN, 0, 512, &st);
+	h_file_roundtrip(f->d, &s);
+	assert_string_equal(s.dev.blk.path, f->path);
+	assert_int_equal(s.dev.blk.capacity, DISK_SECTORS);
+	snprintf(spec, sizeof(spec), "id=disk0,path=%s,ro=off", f->path);
+	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
+	memcpy(h_ptr(vm2, 0), h_ptr(f->vm, 0), H_MEM_SIZE); /* the rings live there */
+	assert_int_equal(vmm_devices_attach(vm2, &cfg, NULL, 0), 0);
+	assert_int_equal(virtio_restore(virtio_get(vm2, 0), &s), 0);
+	s.place.irq++;
+	assert_int_equal(virtio_restore(virtio_get(vm2, 0), &s), -EINVAL);
+	h_vm_free(vm2);
+}
+
 /* ------------------------------------------------------------- stress */
 
 /* Like a Linux guest's large I/O, but meaner: several requests in flight at once, each
@@ -598,6 +623,7 @@ int main(void)
 	    RW(test_completion_arrives_through_main_loop),
 	    RW(test_many_requests_in_flight_then_quiesce),
 	    RW(test_save_restore_and_reopen),
+	    RW(test_file_roundtrip_restores_a_new_device),
 	    cmocka_unit_test_setup_teardown(test_stress_scattered_io_touches_only_its_buffers,
 					    setup_big, teardown),
 	    cmocka_unit_test_setup_teardown(test_more_pieces_than_seg_max_fail_untouched, setup_big,

@@ -19,6 +19,9 @@
 #include <linux/virtio_mmio.h>
 
 #include "vmm/virtio/virtio_int.h"
+#include "restore/snapshot.h"
+
+#include <stdio.h>
 
 #define H_MEM_SIZE (4u << 20)
 /* Guest-physical layout the fake driver uses: rings of queue i at H_RING(i). */
@@ -69,6 +72,38 @@ static inline int h_parse_vsock(const char *spec, struct vmm_vsock_cfg *c)
 	unsigned given;
 
 	return vmm_parse_vsock(spec, NULL, c, &given, err, sizeof(err));
+}
+
+/* A device through a real snapshot file: virtio_save_section into a new file,
+ * snap_open, virtio_decode_section of its section. The decoded state must equal what
+ * virtio_save sees, and is returned in `out` for the caller to restore. */
+static inline void h_file_roundtrip(struct virtio_dev *d, struct virtio_saved *out)
+{
+	char path[] = "/tmp/thaw-test-devsnap-XXXXXX", name[32], err[256] = "";
+	static uint8_t mem[4096];
+	struct virtio_saved direct;
+	struct snap_writer *w;
+	struct snap *s;
+	const struct snap_section *sec;
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(snap_writer_create(path, &(struct snap_writer_opts){.no_fsync = true}, &w),
+			 0);
+	assert_int_equal(virtio_save_section(d, w), 0);
+	assert_int_equal(snap_writer_set_memory(w, mem, sizeof(mem)), 0);
+	assert_int_equal(snap_writer_commit(w, NULL), 0);
+	assert_int_equal(snap_open(path, &s, err, sizeof(err)), 0);
+	virtio_save(d, &direct);
+	snprintf(name, sizeof(name), "device.virtio%u", direct.place.index);
+	sec = snap_section_find(s, name);
+	assert_non_null(sec);
+	if (virtio_decode_section(sec, out, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_memory_equal(out, &direct, sizeof(direct));
+	snap_close(s);
+	unlink(path);
 }
 
 static inline void h_vm_free(struct vm *vm)

@@ -485,6 +485,111 @@ static void test_restore_refuses_unknown_version_and_queue_count(void **state)
 	expect_refused(f, &s);
 }
 
+/* ---------------------------------------------------------------- the section */
+
+/* Decodes a device section as thaw writes it for an rng at index 2 (tags of
+ * docs/snapshot-format.md), with field `tag` given `val` instead and version `major`. */
+static int decode_crafted(uint16_t tag, uint64_t val, uint16_t major, struct virtio_saved *out,
+			  char *err, size_t errlen)
+{
+	static const struct {
+		uint16_t tag;
+		uint64_t val;
+	} fields[] = {
+	    {SNAP_DEV_MMIO_BASE, VIRTIO_MMIO_BASE + 2 * VIRTIO_MMIO_SIZE},
+	    {SNAP_DEV_MMIO_SIZE, VIRTIO_MMIO_SIZE},
+	    {SNAP_DEV_IRQ, VIRTIO_IRQ_BASE + 2},
+	    {5, 2},		 /* index */
+	    {6, VIRTIO_ID_RNG},	 /* device id */
+	    {0x100, 0x0f},	 /* status */
+	    {0x101, 0},		 /* dev_features_sel */
+	    {0x102, 0},		 /* drv_features_sel */
+	    {0x103, 0},		 /* queue_sel */
+	    {0x104, 0},		 /* interrupt_status */
+	    {0x105, 1},		 /* config_generation */
+	    {0x200, 1ull << 32}, /* device features: VERSION_1 */
+	    {0x201, 1ull << 32}, /* driver features */
+	    {0x202, 1},		 /* queues */
+	};
+	const uint64_t q0[9] = {8, 1, H_DESC(0), H_AVAIL(0), H_USED(0), 0, 0, 0, 0};
+	struct snap_sec b = {0};
+	struct snap_section sec;
+	int ret;
+
+	snap_put_str(&b, SNAP_DEV_KIND, "virtio-rng");
+	snap_put_str(&b, 7, "rng");
+	for (unsigned i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		snap_put_u64(&b, fields[i].tag, fields[i].tag == tag ? val : fields[i].val);
+	snap_put_u64a(&b, 0x210, q0, 9);
+	assert_int_equal(b.err, 0);
+	snap_section_view(&sec, "device.virtio2", b.buf, b.len);
+	sec.ver_major = major;
+	ret = virtio_decode_section(&sec, out, err, errlen);
+	snap_sec_release(&b);
+	return ret;
+}
+
+static void test_section_decodes_and_refuses_what_does_not_fit(void **state)
+{
+	struct virtio_saved v;
+	char err[256];
+
+	assert_int_equal(decode_crafted(0, 0, 1, &v, err, sizeof(err)), 0);
+	assert_int_equal(v.place.index, 2);
+	assert_int_equal(v.place.irq, VIRTIO_IRQ_BASE + 2);
+	assert_int_equal(v.regs.status, 0x0f);
+	assert_int_equal(v.vs.q[0].size, 8);
+	/* a newer major version */
+	assert_int_equal(decode_crafted(0, 0, 2, &v, err, sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "version 2"));
+	/* a status that would be truncated to 0 in its 32-bit register */
+	assert_int_equal(decode_crafted(0x100, 1ull << 32, 1, &v, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "4294967296"));
+	/* an index that disagrees with the section's name */
+	assert_int_equal(decode_crafted(5, 3, 1, &v, err, sizeof(err)), -EBADMSG);
+	/* a window that is not one device's 4 KiB */
+	assert_int_equal(decode_crafted(SNAP_DEV_MMIO_SIZE, 0x2000, 1, &v, err, sizeof(err)),
+			 -EBADMSG);
+	/* a device thaw does not have */
+	assert_int_equal(decode_crafted(6, 42, 1, &v, err, sizeof(err)), -ENOTSUP);
+	/* more queues than any device */
+	assert_int_equal(decode_crafted(0x202, 4, 1, &v, err, sizeof(err)), -EBADMSG);
+}
+
+/* A saved place is used as it is: one outside the virtio window, or on an IRQ another
+ * device holds, is refused instead of being recomputed. */
+static void test_saved_place_is_checked_not_recomputed(void **state)
+{
+	struct vm *vm = h_vm_new(H_MEM_SIZE);
+	struct vm_config cfg = {.rng = true};
+
+	cfg.rng_place = (struct vmm_dev_place){true, 3, VIRTIO_MMIO_BASE + 3 * VIRTIO_MMIO_SIZE,
+					       VIRTIO_IRQ_BASE + 3};
+	assert_int_equal(vmm_devices_attach(vm, &cfg, NULL, 0), 0);
+	assert_int_equal(virtio_get(vm, 0)->place.base, VIRTIO_MMIO_BASE + 3 * VIRTIO_MMIO_SIZE);
+	assert_int_equal(virtio_get(vm, 0)->place.index, 3);
+	virtio_detach_all(vm);
+	cfg.rng_place.irq = 99;
+	assert_int_not_equal(vmm_devices_attach(vm, &cfg, NULL, 0), 0);
+	cfg.rng_place.irq = VIRTIO_IRQ_BASE + 3;
+	cfg.rng_place.base = 0xfee00000; /* the local APIC */
+	assert_int_not_equal(vmm_devices_attach(vm, &cfg, NULL, 0), 0);
+	assert_int_equal(vm->mmio.nr, 0);
+	h_vm_free(vm);
+}
+
+/* Layers 1 and 2 through a snapshot file equal what the device holds. */
+static void test_file_roundtrip_of_the_transport_and_queues(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_saved s;
+
+	h_driver_up(f->d, ~0ull, &(struct h_queue){0}, 1, 8, 0);
+	h_file_roundtrip(f->d, &s);
+	assert_true(s.vs.q[0].ready);
+	assert_int_equal(virtio_restore(f->d, &s), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -514,6 +619,9 @@ int main(void)
 	    T(test_restore_refuses_other_placement),
 	    T(test_restore_refuses_indices_disagreeing_with_memory),
 	    T(test_restore_refuses_unknown_version_and_queue_count),
+	    cmocka_unit_test(test_section_decodes_and_refuses_what_does_not_fit),
+	    cmocka_unit_test(test_saved_place_is_checked_not_recomputed),
+	    T(test_file_roundtrip_of_the_transport_and_queues),
 	};
 
 	return cmocka_run_group_tests_name("virtio-mmio", tests, NULL, NULL);

@@ -239,7 +239,9 @@ static void test_restore_reapplies_and_checks_mac(void **state)
 	struct fx *f = *state;
 	struct virtio_saved s;
 
-	virtio_save(f->d, &s);
+	h_file_roundtrip(f->d, &s);
+	assert_string_equal(s.dev.net.tap, TAP);
+	assert_memory_equal(s.dev.net.mac, "\x02\x11\x22\x33\x44\x55", 6);
 	assert_int_equal(virtio_restore(f->d, &s), 0);
 	assert_int_equal(virtio_reopen(f->d, NULL), 0);
 	virtio_save(f->d, &s);

@@ -2,6 +2,8 @@
  * and refuses a buffer outside guest memory by needing reset. */
 #include "tests/unit/test_virtio_harness.h"
 
+#include <linux/virtio_ids.h>
+
 struct fx {
 	struct vm *vm;
 	struct virtio_dev *d;
@@ -96,10 +98,23 @@ static void test_buffer_outside_memory_needs_reset(void **state)
 	assert_true(h_needs_reset(f->d));
 }
 
+/* The entropy device through a snapshot file: layers 1 and 2 only, restored. */
+static void test_file_roundtrip_restores(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_saved s;
+
+	h_file_roundtrip(f->d, &s);
+	assert_int_equal(s.place.device_id, VIRTIO_ID_RNG);
+	assert_true(s.vs.q[0].ready);
+	assert_int_equal(virtio_restore(f->d, &s), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_fills_buffer_with_random_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_roundtrip_restores, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_large_request_is_capped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_readable_only_chain_gets_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_buffer_outside_memory_needs_reset, setup,

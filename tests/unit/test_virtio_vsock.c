@@ -700,7 +700,7 @@ static void test_device_config_and_restore_sends_transport_reset(void **state)
 	h_kick(f->d, 2);
 	assert_false(h_take_used(&f->q[2], &id, &len)); /* no event without a reason */
 
-	virtio_save(f->d, &s);
+	h_file_roundtrip(f->d, &s);
 	assert_int_equal(s.dev.vsock.guest_cid, GUEST_CID);
 	assert_string_equal(s.dev.vsock.uds_path, f->uds);
 	*(uint32_t *)h_ptr(f->vm, EV_BUF) = 0xffffffff;
