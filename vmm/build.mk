@@ -11,6 +11,7 @@ VMM_SRCS := \
 	vmm/loop.c \
 	vmm/console.c \
 	vmm/snapshot.c \
+	vmm/uffd_glue.c \
 	vmm/control.c \
 	vmm/virtio/devices.c \
 	vmm/virtio/virtq.c \

@@ -530,7 +530,7 @@ int main(int argc, char **argv)
 					   : 0);
 out:
 	/* The uffd handler writes a recorded working set and its counters here. */
-	uffd_stop(&vm);
+	vm_uffd_stop(&vm);
 	/* vCPU threads may still be inside KVM_RUN; the process exit ends them. Tearing
 	 * the VM down first would only add milliseconds (closing a VM takes 1-16 ms). */
 	_exit(status);

@@ -912,7 +912,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		 * notifier sees the unmap), so no slot update is needed. */
 		ret = opts->backend == VM_MEM_FILE
 			  ? map_memory(vm, s, opts->mem_file, true, err, errlen)
-			  : uffd_restore_memory(vm, s, opts, err, errlen);
+			  : vm_uffd_restore(vm, s, opts, err, errlen);
 		if (ret)
 			goto out;
 	} else {
@@ -921,7 +921,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		 * SRCU grace period wait (see vm_register_memory). */
 		ret = opts->backend == VM_MEM_FILE
 			  ? map_memory(vm, s, opts->mem_file, false, err, errlen)
-			  : uffd_restore_memory(vm, s, opts, err, errlen);
+			  : vm_uffd_restore(vm, s, opts, err, errlen);
 		if (ret)
 			goto out;
 		ret = vm_register_memory(vm);
