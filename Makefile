@@ -55,15 +55,40 @@ include guest/build.mk
 
 programs: $(PROGRAMS)
 
-# Every library of ours, in a group so their order does not matter. A program's own
-# rule lists its objects; it links against all of our libraries.
-LINK_LIBS = -Wl,--start-group $(LIBS) -Wl,--end-group $(LDLIBS)
-$(PROGRAMS) $(UNIT_TESTS) $(B)/thaw-static: $(LIBS)
+# Linking. Our libraries are layers; each calls only into the ones below it:
+#   libvmm -> libuffd -> libsnap -> libcommon
+#   libvmm -> libapi  -> libcommon            libjailer -> libcommon
+# A program's (or test's) rule lists its objects, then the archives it uses, each above
+# those it calls (its folder's *_LINK list, e.g. VMM_LINK); `link` passes them to ld in
+# that order. No --start-group: ld reads each archive once and never goes back, so a
+# library that calls into one listed before it (a dependency pointing up, a cycle)
+# leaves an undefined reference and the link fails. That failure is the check: move
+# the code (or pass a callback down, as vmm/uffd_glue.c does), don't reorder the list.
+link_inputs = $(filter %.o,$^) $(filter %.a,$^)
 define link
 	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LINK_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(link_inputs) $(LDLIBS)
 endef
+
+# A program pulls only the archive members it needs, so an upward call in a member no
+# program uses would go unnoticed: each library is also linked whole, above only the
+# layers below it, into a throwaway program.
+LAYER_CHECKS := $(patsubst $(B)/%.a,$(B)/layers/%.ok,$(LIBS))
+programs: $(LAYER_CHECKS)
+$(B)/layers/libcommon.ok: $(COMMON_LINK)
+$(B)/layers/libsnap.ok: $(SNAP_LINK)
+$(B)/layers/libuffd.ok: $(UFFD_LINK)
+$(B)/layers/libapi.ok: $(API_LINK)
+$(B)/layers/libjailer.ok: $(JAILER_LINK)
+$(B)/layers/libvmm.ok: $(VMM_LINK)
+$(B)/layers/%.ok:
+	$(call msg,LAYER,$(firstword $^))
+	@mkdir -p $(dir $@)
+	$(Q)printf 'int main(void) { return 0; }\n' | $(CC) $(LDFLAGS) -o $@.out -x c - -x none \
+		-Wl,--whole-archive $(firstword $^) -Wl,--no-whole-archive $(wordlist 2,99,$^) \
+		$(LDLIBS)
+	$(Q)rm -f $@.out && touch $@
 
 $(B)/%.o: %.c
 	$(call msg,CC,$<)

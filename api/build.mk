@@ -7,9 +7,11 @@ API_SRCS := \
 
 LIBS += $(B)/libapi.a
 $(B)/libapi.a: $(API_SRCS:%.c=$(B)/%.o)
+# The VMM calls the API (vmm/control.c), never the reverse.
+API_LINK := $(B)/libapi.a $(B)/libcommon.a
 
 PROGRAMS += $(B)/thawctl
-$(B)/thawctl: $(B)/api/thawctl.o
+$(B)/thawctl: $(B)/api/thawctl.o $(API_LINK)
 	$(link)
 
 # libFuzzer over request parsing and routing, built with clang apart from the rest (its

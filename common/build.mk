@@ -5,3 +5,5 @@ COMMON_SRCS := \
 
 LIBS += $(B)/libcommon.a
 $(B)/libcommon.a: $(COMMON_SRCS:%.c=$(B)/%.o)
+# What a program of this layer links, in order (the Makefile's link rule says why).
+COMMON_LINK := $(B)/libcommon.a

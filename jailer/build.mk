@@ -8,9 +8,10 @@ JAILER_SRCS := \
 
 LIBS += $(B)/libjailer.a
 $(B)/libjailer.a: $(JAILER_SRCS:%.c=$(B)/%.o)
+JAILER_LINK := $(B)/libjailer.a $(B)/libcommon.a
 
 PROGRAMS += $(B)/thaw-jailer
-$(B)/thaw-jailer: $(B)/jailer/main.o
+$(B)/thaw-jailer: $(B)/jailer/main.o $(JAILER_LINK)
 	$(link)
 # Static unless sanitizing: no loader work at every jail start (it showed in
 # bench_jail), and the jailer runs where our libraries are not installed.

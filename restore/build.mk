@@ -9,9 +9,10 @@ SNAP_SRCS := \
 
 LIBS += $(B)/libsnap.a
 $(B)/libsnap.a: $(SNAP_SRCS:%.c=$(B)/%.o)
+SNAP_LINK := $(B)/libsnap.a $(B)/libcommon.a
 
 PROGRAMS += $(B)/thaw-snap
-$(B)/thaw-snap: $(B)/restore/thaw_snap.o
+$(B)/thaw-snap: $(B)/restore/thaw_snap.o $(SNAP_LINK)
 	$(link)
 
 # The reader's fuzz target tests/fuzz/snap_fuzz.c is built by tests/build.mk's generic
@@ -22,7 +23,7 @@ $(B)/thaw-snap: $(B)/restore/thaw_snap.o
 FUZZ_RUNS     ?= 20000
 FUZZ_ARGS_snap ?= -max_len=65536
 
-$(B)/fuzz/snap-seed: tests/fuzz/snap_seed.c $(B)/libsnap.a $(B)/libcommon.a
+$(B)/fuzz/snap-seed: tests/fuzz/snap_seed.c $(SNAP_LINK)
 	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -ljson-c -pthread

@@ -1,12 +1,30 @@
-# Unit tests: every tests/unit/test_*.c is one cmocka program linked against all of
-# our libraries (they need no /dev/kvm). Integration tests live in tests/integration/
-# and are driven by tests/run.sh.
+# Unit tests: every tests/unit/test_*.c is one cmocka program (they need no /dev/kvm),
+# linked against the library list of the folder it tests (the Makefile's link rule says
+# why the order matters): test_uffd* with uffd/'s list shows uffd/ works without the
+# VMM. Integration tests live in tests/integration/ and are driven by tests/run.sh.
 UNIT_TEST_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_TEST_SRCS))
 
+UNIT_API    := $(filter $(B)/tests/test_api_%,$(UNIT_TESTS))
+UNIT_JAILER := $(filter $(B)/tests/test_jailer,$(UNIT_TESTS))
+UNIT_SNAP   := $(filter $(B)/tests/test_snap_%,$(UNIT_TESTS))
+UNIT_UFFD   := $(filter $(B)/tests/test_uffd%,$(UNIT_TESTS))
+UNIT_VMM    := $(filter $(B)/tests/test_vmm_% $(B)/tests/test_virtio_% $(B)/tests/test_seccomp,\
+		 $(UNIT_TESTS))
+$(UNIT_API): $(API_LINK)
+$(UNIT_JAILER): $(JAILER_LINK)
+$(UNIT_SNAP): $(SNAP_LINK)
+$(UNIT_UFFD): $(UFFD_LINK)
+$(UNIT_VMM): $(VMM_LINK)
+UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_UFFD) $(UNIT_VMM),\
+		   $(UNIT_TESTS))
+ifneq ($(UNIT_UNLISTED),)
+$(error tests/build.mk: give $(UNIT_UNLISTED) a library list)
+endif
+
 $(B)/tests/%: $(B)/tests/unit/%.o
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) -lcmocka
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(link_inputs) $(LDLIBS) -lcmocka
 
 unit-tests: $(UNIT_TESTS)
 .PHONY: unit-tests
@@ -17,11 +35,14 @@ unit-tests: $(UNIT_TESTS)
 INTEG_TEST_SRCS := $(wildcard tests/integration/test_*.c)
 INTEG_TESTS     := $(patsubst tests/integration/%.c,$(B)/itests/%,$(INTEG_TEST_SRCS))
 
-$(INTEG_TESTS): $(LIBS)
+# They drive thaw and thaw-jailer as processes and link neither libvmm nor libjailer:
+# what they may use (working-set files, snapshots, the API client) is below those.
+INTEG_LINK := $(B)/libuffd.a $(B)/libapi.a $(B)/libsnap.a $(B)/libcommon.a
+$(INTEG_TESTS): $(INTEG_LINK)
 $(B)/itests/%: $(B)/tests/integration/%.o $(B)/tests/integration/harness.o
 	$(call msg,LD,$@)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LINK_LIBS) -lcmocka
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(link_inputs) $(LDLIBS) -lcmocka
 
 # The jail test runs the static thaw (a jail holds no libraries); sanitizer builds
 # cannot link one, and the test says SKIPPED there.

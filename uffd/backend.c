@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "restore/snapshot.h"
-#include "vmm/vmm.h"
 
 /* How long the control thread lets the main loop end the process after a handler died,
  * before it ends it itself: a thread waiting on guest memory that nobody serves any more
@@ -38,7 +38,7 @@
 #define UFFD_DISCARD_SIGNAL (SIGRTMIN + 1)
 
 struct uffd_backend {
-	struct vm *vm;
+	struct uffd_vm vm; /* a copy of the caller's description */
 	bool external;
 	int uffd;
 	int stop_fd;
@@ -64,9 +64,9 @@ struct uffd_backend {
 	uint64_t stall_timeout_ns; /* 0: off */
 	uint64_t stall_period_ms;
 	uint64_t next_check_ns;
-	struct uffd_stall_vcpu stall[VMM_MAX_VCPUS];
 	struct uffd_stall_restore stall_restore;
 	uint64_t checks, kicks, kick_returns;
+	struct uffd_stall_vcpu stall[]; /* vm.nr_vcpus of them */
 };
 
 /* ---------------------------------------------------------------- the userfaultfd */
@@ -214,15 +214,15 @@ int uffd_handshake_recv(int sock, char *buf, size_t len, int *uffd, char *err, s
 
 /* ---------------------------------------------------------------- threads */
 
-/* Each uffd thread narrows the main filter it inherited to its own (vmm/seccomp.c). */
+/* Each uffd thread narrows the main filter it inherited to its own (the VMM's). */
 static bool narrow_filter(struct uffd_backend *b, const char *who)
 {
 	char why[120];
 
-	if (vmm_seccomp_install(VMM_SECCOMP_UFFD) == 0)
+	if (b->vm.thread_filter(b->vm.opaque) == 0)
 		return true;
 	snprintf(why, sizeof(why), "uffd: the %s thread could not install its seccomp filter", who);
-	vm_request_exit(b->vm, VMM_EXIT_INTERNAL, why);
+	b->vm.request_exit(b->vm.opaque, b->vm.exit_status, why);
 	return false;
 }
 
@@ -240,13 +240,29 @@ static void *handler_main(void *opaque)
 
 		snprintf(why, sizeof(why), "uffd: the page-fault handler thread failed (%s)",
 			 strerror(-ret));
-		vm_request_exit(b->vm, VMM_EXIT_INTERNAL, why);
+		b->vm.request_exit(b->vm.opaque, b->vm.exit_status, why);
 	}
 	return NULL;
 }
 
+static int discard(const struct uffd_vm *vm, uint64_t gpa, uint64_t len)
+{
+	void *host;
+
+	if (len == 0 || (gpa | len) % UFFD_PAGE)
+		return -EINVAL;
+	host = vm->gpa_to_host(vm->opaque, gpa, len);
+	if (!host)
+		return -EINVAL;
+	if (madvise(host, len, MADV_DONTNEED) < 0)
+		return -errno;
+	return 0;
+}
+
+/* A copy of the VM's description: the request may outlive the backend (uffd_stop does
+ * not wait for discard threads, and the process exits soon after). */
 struct discard_req {
-	struct vm *vm;
+	struct uffd_vm vm;
 	uint64_t gpa, len;
 };
 
@@ -255,7 +271,7 @@ struct discard_req {
 static void *discard_main(void *opaque)
 {
 	struct discard_req *r = opaque;
-	int ret = uffd_discard(r->vm, r->gpa, r->len);
+	int ret = discard(&r->vm, r->gpa, r->len);
 
 	if (ret)
 		log_err("uffd: discard of [%#llx, +%#llx): %s", (unsigned long long)r->gpa,
@@ -323,13 +339,13 @@ static void stop_vm(struct uffd_backend *b, const char *why)
 {
 	struct pollfd p = {.fd = b->stop_fd, .events = POLLIN};
 
-	vm_request_exit(b->vm, VMM_EXIT_INTERNAL, why);
+	b->vm.request_exit(b->vm.opaque, b->vm.exit_status, why);
 	if (poll(&p, 1, HANDLER_DEATH_GRACE_MS) > 0)
 		return; /* uffd_stop: the process is on its way out */
 	log_err("uffd: the VMM did not stop within %d ms (a thread waits on guest memory "
 		"nobody serves): exiting",
 		HANDLER_DEATH_GRACE_MS);
-	_exit(VMM_EXIT_INTERNAL);
+	_exit(b->vm.exit_status);
 }
 
 /* Who serves the faults, for messages. */
@@ -356,22 +372,19 @@ static bool fault_waiting(const struct uffd_backend *b)
  * themselves since the last round and ends the VM when one is stuck. */
 static void stall_check(struct uffd_backend *b, uint64_t now)
 {
-	struct vm *vm = b->vm;
+	const struct uffd_vm *vm = &b->vm;
 	char stuck[160] = "", handler[160], why[640];
 	size_t off = 0;
 	bool refaults = false, waiting;
 	uint64_t waited_ms = 0;
-	unsigned nr = vm->nr_vcpus;
+	enum uffd_vm_phase phase = vm->phase(vm->opaque);
 
-	if (__atomic_load_n(&vm->exiting, __ATOMIC_ACQUIRE))
+	if (phase == UFFD_VM_EXITING)
 		return;
-	if (nr > VMM_MAX_VCPUS)
-		nr = VMM_MAX_VCPUS;
 	waiting = fault_waiting(b);
 	b->checks++;
-	if (uffd_stall_restore_step(&b->stall_restore,
-				    !__atomic_load_n(&vm->times.running_ns, __ATOMIC_ACQUIRE),
-				    waiting, now, b->stall_timeout_ns)) {
+	if (uffd_stall_restore_step(&b->stall_restore, phase == UFFD_VM_RESTORING, waiting, now,
+				    b->stall_timeout_ns)) {
 		describe_handler(b, handler, sizeof(handler));
 		snprintf(
 		    why, sizeof(why),
@@ -383,17 +396,17 @@ static void stall_check(struct uffd_backend *b, uint64_t now)
 		stop_vm(b, why);
 		return;
 	}
-	for (unsigned i = 0; i < nr; i++) {
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct uffd_stall_vcpu *st = &b->stall[i];
-		struct vm_vcpu_sample s;
+		struct uffd_vcpu_sample s;
 		enum uffd_stall_verdict v;
 
-		vm_vcpu_sample(vm, i, &s);
+		vm->vcpu_sample(vm->opaque, i, &s);
 		if (st->since_ns && s.active && s.seq != st->seq)
 			b->kick_returns++;
 		v = uffd_stall_step(st, &s, now, b->stall_timeout_ns, waiting);
 		if (v == UFFD_STALL_KICK) {
-			vm_vcpu_probe(vm, i);
+			vm->vcpu_probe(vm->opaque, i);
 			b->kicks++;
 		} else if (v == UFFD_STALL_STUCK) {
 			int n = snprintf(stuck + off, sizeof(stuck) - off, "%svcpu%u",
@@ -494,7 +507,7 @@ static void backend_free(struct uffd_backend *b)
 
 /* The handler thread's inputs: snapshot mapping, zero bitmap, working set. */
 static int setup_internal(struct uffd_backend *b, const struct snap *s,
-			  const struct snap_memory_loc *loc, const struct vm_restore_opts *opts,
+			  const struct snap_memory_loc *loc, const struct uffd_restore_opts *opts,
 			  const struct uffd_strategy *st, const struct uffd_region *regions,
 			  size_t nr, char *err, size_t errlen)
 {
@@ -504,7 +517,7 @@ static int setup_internal(struct uffd_backend *b, const struct snap *s,
 				      .mem_size = loc->size,
 				      .src_off = loc->offset,
 				      .strategy = *st,
-				      .record = opts->uffd_record != NULL};
+				      .record = opts->record != NULL};
 	uint64_t npages = loc->size / UFFD_PAGE, zn;
 	const uint8_t *zbits;
 	void *p;
@@ -549,11 +562,12 @@ static int setup_internal(struct uffd_backend *b, const struct snap *s,
 		so.ws = b->ws;
 		so.nws = n;
 	}
-	if (opts->uffd_record) {
-		if (strlen(opts->uffd_record) >= sizeof(b->record_path))
+	if (opts->record) {
+		if (strlen(opts->record) >= sizeof(b->record_path))
 			return errf(err, errlen, -ENAMETOOLONG, "--uffd-record: path too long");
-		strcpy(b->record_path, opts->uffd_record);
-		snprintf(b->snap_path, sizeof(b->snap_path), "%s", opts->path ? opts->path : "");
+		strcpy(b->record_path, opts->record);
+		snprintf(b->snap_path, sizeof(b->snap_path), "%s",
+			 opts->snap_path ? opts->snap_path : "");
 		memcpy(b->snap_id, snap_id(s), 16);
 	}
 	ret = uffd_server_create(&so, &b->srv);
@@ -568,7 +582,7 @@ static int setup_internal(struct uffd_backend *b, const struct snap *s,
 	return 0;
 }
 
-static int setup_external(struct uffd_backend *b, const struct vm_restore_opts *opts,
+static int setup_external(struct uffd_backend *b, const struct uffd_restore_opts *opts,
 			  const struct uffd_region *regions, size_t nr, char *err, size_t errlen)
 {
 	char json[UFFD_MSG_MAX];
@@ -579,8 +593,8 @@ static int setup_external(struct uffd_backend *b, const struct vm_restore_opts *
 	len = uffd_regions_encode(regions, nr, json, sizeof(json));
 	if (len < 0)
 		return errf(err, errlen, len, "encoding the memory regions");
-	snprintf(b->sock_path, sizeof(b->sock_path), "%s", opts->uffd_sock);
-	b->sock = uffd_handshake_send(opts->uffd_sock, b->uffd, json, (size_t)len, err, errlen);
+	snprintf(b->sock_path, sizeof(b->sock_path), "%s", opts->sock);
+	b->sock = uffd_handshake_send(opts->sock, b->uffd, json, (size_t)len, err, errlen);
 	if (b->sock < 0)
 		return b->sock;
 	if (getsockopt(b->sock, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 && cred.pid > 0) {
@@ -593,64 +607,67 @@ static int setup_external(struct uffd_backend *b, const struct vm_restore_opts *
 	return 0;
 }
 
-int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
-			char *err, size_t errlen)
+int uffd_restore_memory(struct uffd_vm *vm, const struct snap *s,
+			const struct uffd_restore_opts *opts, struct uffd_backend **out, char *err,
+			size_t errlen)
 {
-	struct uffd_region regions[VMM_MAX_MEM_REGIONS];
+	struct uffd_region regions[UFFD_MAX_REGIONS];
 	struct uffd_strategy st;
 	struct snap_memory_loc loc;
 	struct uffd_backend *b;
 	sigset_t rt;
-	bool fixed = vm->mem.host != NULL;
+	bool fixed = vm->host != NULL;
 	void *p;
 	int ret;
 
-	if (opts->backend == VM_MEM_UFFD_EXT) {
-		if (opts->uffd_strategy || opts->uffd_record)
+	if (vm->nr_regions == 0 || vm->nr_regions > UFFD_MAX_REGIONS)
+		return errf(err, errlen, -EINVAL, "uffd: %u memory regions (1..%u)", vm->nr_regions,
+			    UFFD_MAX_REGIONS);
+	if (opts->external) {
+		if (opts->strategy || opts->record)
 			return errf(err, errlen, -EINVAL,
 				    "--uffd-strategy and --uffd-record belong to the external "
 				    "handler (thaw-uffd --strategy/--record)");
 	} else {
-		ret = uffd_strategy_parse(opts->uffd_strategy, &st, err, errlen);
+		ret = uffd_strategy_parse(opts->strategy, &st, err, errlen);
 		if (ret)
 			return ret;
 	}
 	ret = snap_memory(s, &loc);
 	if (ret)
 		return errf(err, errlen, ret, "memory section: %s", strerror(-ret));
-	if (loc.size != vm->mem.size || loc.size == 0)
+	if (loc.size != vm->size || loc.size == 0)
 		return errf(err, errlen, -EBADMSG,
 			    "memory section has %llu bytes, the machine %llu",
-			    (unsigned long long)loc.size, (unsigned long long)vm->mem.size);
-	b = calloc(1, sizeof(*b));
+			    (unsigned long long)loc.size, (unsigned long long)vm->size);
+	b = calloc(1, sizeof(*b) + vm->nr_vcpus * sizeof(b->stall[0]));
 	if (!b)
 		return errf(err, errlen, -ENOMEM, "out of memory");
-	b->vm = vm;
-	b->external = opts->backend == VM_MEM_UFFD_EXT;
+	b->vm = *vm;
+	b->external = opts->external;
 	b->uffd = b->stop_fd = b->sig_fd = b->sock = b->pidfd = b->mem_fd = -1;
 
 	/* Anonymous memory over the prepared range (the KVM slot stays valid: its MMU
 	 * notifier sees the old pages go) or a new range the caller registers. */
-	p = mmap(fixed ? vm->mem.host : NULL, loc.size, PROT_READ | PROT_WRITE,
+	p = mmap(fixed ? vm->host : NULL, loc.size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (fixed ? MAP_FIXED : 0), -1, 0);
 	if (p == MAP_FAILED) {
 		ret = errf(err, errlen, -errno, "mmap of %llu MiB of guest memory: %s",
 			   (unsigned long long)(loc.size >> 20), strerror(errno));
 		goto fail;
 	}
-	vm->mem.host = p;
-	vm->mem.owned = true;
+	vm->host = b->vm.host = p;
 	ret = b->uffd = uffd_open(err, errlen);
 	if (ret < 0)
 		goto fail;
 	ret = uffd_register(b->uffd, p, loc.size, err, errlen);
 	if (ret)
 		goto fail;
-	for (unsigned i = 0; i < vm->mem.nr_regions; i++)
+	for (unsigned i = 0; i < vm->nr_regions; i++)
 		regions[i] =
-		    (struct uffd_region){.base = (uint64_t)(uintptr_t)p + vm->mem.regions[i].offset,
-					 .size = vm->mem.regions[i].size,
-					 .offset = vm->mem.regions[i].offset,
+		    (struct uffd_region){.base = (uint64_t)(uintptr_t)p + vm->regions[i].offset,
+					 .size = vm->regions[i].size,
+					 .offset = vm->regions[i].offset,
 					 .page_size = UFFD_PAGE};
 
 	b->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -669,15 +686,14 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 		goto fail;
 	}
 	if (b->external)
-		ret = setup_external(b, opts, regions, vm->mem.nr_regions, err, errlen);
+		ret = setup_external(b, opts, regions, vm->nr_regions, err, errlen);
 	else
-		ret =
-		    setup_internal(b, s, &loc, opts, &st, regions, vm->mem.nr_regions, err, errlen);
+		ret = setup_internal(b, s, &loc, opts, &st, regions, vm->nr_regions, err, errlen);
 	if (ret)
 		goto fail;
-	if (vm->uffd_stall_ms) {
-		b->stall_timeout_ns = (uint64_t)vm->uffd_stall_ms * 1000000;
-		b->stall_period_ms = uffd_stall_period_ms(vm->uffd_stall_ms);
+	if (vm->stall_ms) {
+		b->stall_timeout_ns = (uint64_t)vm->stall_ms * 1000000;
+		b->stall_period_ms = uffd_stall_period_ms(vm->stall_ms);
 		b->next_check_ns = now_ns() + b->stall_period_ms * 1000000;
 	}
 	ret = pthread_create(&b->control, NULL, control_main, b);
@@ -688,7 +704,7 @@ int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_res
 	}
 	pthread_setname_np(b->control, "uffd-control");
 	b->control_started = true;
-	vm->uffd = b;
+	*out = b;
 	return 0;
 fail:
 	if (b->handler_started) {
@@ -716,14 +732,12 @@ static bool join_bounded(pthread_t t, int ms)
 	return pthread_timedjoin_np(t, NULL, &ts) == 0;
 }
 
-void uffd_stop(struct vm *vm)
+void uffd_stop(struct uffd_backend *b)
 {
-	struct uffd_backend *b = vm->uffd;
 	uint64_t one = 1;
 
 	if (!b)
 		return;
-	vm->uffd = NULL;
 	if (write(b->stop_fd, &one, sizeof(one)) != sizeof(one))
 		log_err("uffd: signalling the handler to stop: %s", strerror(errno));
 	if (b->control_started)
@@ -762,18 +776,9 @@ void uffd_stop(struct vm *vm)
 	backend_free(b);
 }
 
-int uffd_discard(struct vm *vm, uint64_t gpa, uint64_t len)
+int uffd_discard(struct uffd_backend *b, uint64_t gpa, uint64_t len)
 {
-	void *host;
-
-	if (!vm->uffd)
+	if (!b)
 		return -ENODEV;
-	if (len == 0 || (gpa | len) % UFFD_PAGE)
-		return -EINVAL;
-	host = vmm_gpa(&vm->mem, gpa, len);
-	if (!host)
-		return -EINVAL;
-	if (madvise(host, len, MADV_DONTNEED) < 0)
-		return -errno;
-	return 0;
+	return discard(&b->vm, gpa, len);
 }

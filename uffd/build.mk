@@ -9,7 +9,9 @@ UFFD_SRCS := \
 
 LIBS += $(B)/libuffd.a
 $(B)/libuffd.a: $(UFFD_SRCS:%.c=$(B)/%.o)
+# uffd/ reaches the VM only through struct uffd_vm (uffd.h): nothing of libvmm here.
+UFFD_LINK := $(B)/libuffd.a $(B)/libsnap.a $(B)/libcommon.a
 
 PROGRAMS += $(B)/thaw-uffd
-$(B)/thaw-uffd: $(B)/uffd/thaw_uffd.o
+$(B)/thaw-uffd: $(B)/uffd/thaw_uffd.o $(UFFD_LINK)
 	$(link)

@@ -2,8 +2,6 @@
  * VM. The control thread in backend.c samples, kicks and ends the VM. */
 #include "uffd/uffd.h"
 
-#include "vmm/vmm.h"
-
 uint64_t uffd_stall_period_ms(uint64_t timeout_ms)
 {
 	uint64_t p = timeout_ms / 3;
@@ -12,7 +10,7 @@ uint64_t uffd_stall_period_ms(uint64_t timeout_ms)
 }
 
 /* Forget any suspicion and remember where the vCPU is now. */
-static void settle(struct uffd_stall_vcpu *st, const struct vm_vcpu_sample *s)
+static void settle(struct uffd_stall_vcpu *st, const struct uffd_vcpu_sample *s)
 {
 	st->known = true;
 	st->seq = s->seq;
@@ -25,7 +23,7 @@ static void settle(struct uffd_stall_vcpu *st, const struct vm_vcpu_sample *s)
 }
 
 /* Starts (or restarts) a suspicion with a kick. */
-static enum uffd_stall_verdict suspect(struct uffd_stall_vcpu *st, const struct vm_vcpu_sample *s,
+static enum uffd_stall_verdict suspect(struct uffd_stall_vcpu *st, const struct uffd_vcpu_sample *s,
 				       uint64_t now_ns)
 {
 	st->seq = s->seq;
@@ -36,8 +34,9 @@ static enum uffd_stall_verdict suspect(struct uffd_stall_vcpu *st, const struct 
 	return UFFD_STALL_KICK;
 }
 
-enum uffd_stall_verdict uffd_stall_step(struct uffd_stall_vcpu *st, const struct vm_vcpu_sample *s,
-					uint64_t now_ns, uint64_t timeout_ns, bool fault_waiting)
+enum uffd_stall_verdict uffd_stall_step(struct uffd_stall_vcpu *st,
+					const struct uffd_vcpu_sample *s, uint64_t now_ns,
+					uint64_t timeout_ns, bool fault_waiting)
 {
 	bool fresh_fp, same;
 

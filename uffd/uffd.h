@@ -10,8 +10,11 @@
  * Pages are numbered by their byte offset in the snapshot's memory section / 4096
  * ("memory pages"): the zero bitmap, working sets and the regions' `offset` use them.
  *
- * The VMM entry points (uffd_restore_memory, uffd_stop) are declared in vmm/vmm.h;
- * everything else is here. All functions return 0 or -errno unless stated.
+ * uffd/ knows nothing of the VMM's types: the VMM describes its guest memory and lends a
+ * few calls (request exit, sample and kick a vCPU, translate an address) in a struct
+ * uffd_vm, and keeps the struct uffd_backend it gets back as an opaque pointer. uffd/
+ * links against restore/ (the snapshot reader) and common/ only. All functions return 0
+ * or -errno unless stated.
  */
 #ifndef THAW_UFFD_H
 #define THAW_UFFD_H
@@ -20,7 +23,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct vm;
 struct snap;
 
 #define UFFD_PAGE	  4096u
@@ -215,9 +217,9 @@ int uffd_register(int uffd, void *addr, uint64_t len, char *err, size_t errlen);
 
 /* A handler that is alive but does not serve (stopped, deadlocked, buggy) leaves a vCPU
  * waiting in the kernel for a page forever. The uffd control thread samples every vCPU
- * each check period (vm_vcpu_sample) and feeds the samples through uffd_stall_step;
+ * each check period (uffd_vm.vcpu_sample) and feeds the samples through uffd_stall_step;
  * vCPUs that did not exit by themselves since the last check get a kick
- * (vm_vcpu_probe). Running or halted vCPUs come back from KVM_RUN at once. A vCPU is
+ * (uffd_vm.vcpu_probe). Running or halted vCPUs come back from KVM_RUN at once. A vCPU is
  * stuck when, for `timeout_ns` after its first kick, either
  *  - it has not come back from the kicks at all (the kernel waits for the page
  *    killably, as KVM's page faults do up to Linux 6.1), or
@@ -231,7 +233,7 @@ uint64_t uffd_stall_period_ms(uint64_t timeout_ms);
 
 enum uffd_stall_verdict {
 	UFFD_STALL_OK,	  /* nothing to do for this vCPU */
-	UFFD_STALL_KICK,  /* kick it (vm_vcpu_probe) */
+	UFFD_STALL_KICK,  /* kick it (uffd_vm.vcpu_probe) */
 	UFFD_STALL_STUCK, /* stuck in a fault nobody serves */
 };
 
@@ -245,13 +247,22 @@ struct uffd_stall_vcpu {
 	bool refaults;	   /* the suspicion is of the second kind (re-entered fault) */
 };
 
-struct vm_vcpu_sample;
+/* One vCPU as the stall detector sees it; the VMM fills it (uffd_vm.vcpu_sample). */
+struct uffd_vcpu_sample {
+	bool active;	 /* its thread runs the guest: started, not parked, not ended */
+	uint64_t seq;	 /* changes whenever it enters or leaves KVM_RUN */
+	uint64_t exits;	 /* changes when KVM_RUN returned with an exit (guest progress) */
+	uint64_t fp_seq; /* changes when a probe kick made KVM_RUN return */
+	uint64_t fp;	 /* registers at that return (a hash) */
+	bool fp_halted;	 /* it was halted then, or waiting for INIT/SIPI: not runnable */
+};
 
 /* One check of one vCPU at `now_ns` (monotonic, > 0): updates `st` from sample `s` and
  * says what to do. `fault_waiting`: the userfaultfd has an unread fault right now.
  * Pure: no clock, no I/O. */
-enum uffd_stall_verdict uffd_stall_step(struct uffd_stall_vcpu *st, const struct vm_vcpu_sample *s,
-					uint64_t now_ns, uint64_t timeout_ns, bool fault_waiting);
+enum uffd_stall_verdict uffd_stall_step(struct uffd_stall_vcpu *st,
+					const struct uffd_vcpu_sample *s, uint64_t now_ns,
+					uint64_t timeout_ns, bool fault_waiting);
 
 /* Before any vCPU runs, the restore itself touches guest memory on the main thread (the
  * kvmclock MSR writes): a handler that never serves leaves the restore blocked, with no
@@ -265,16 +276,90 @@ struct uffd_stall_restore {
 bool uffd_stall_restore_step(struct uffd_stall_restore *st, bool restoring, bool fault_waiting,
 			     uint64_t now_ns, uint64_t timeout_ns);
 
-/* ---------------------------------------------------------------- thaw hooks */
+/* ---------------------------------------------------------------- the VMM's side */
+
+/* Where the VM is, for the stall detector. */
+enum uffd_vm_phase {
+	UFFD_VM_RESTORING, /* the restore runs on the main thread; no vCPU runs yet */
+	UFFD_VM_RUNNING,   /* the vCPUs have been started */
+	UFFD_VM_EXITING,   /* the process is on its way out: nothing to watch */
+};
+
+/* One guest RAM region: a slice of the host mapping. */
+struct uffd_vm_region {
+	uint64_t offset; /* in the host mapping, and in the snapshot's memory */
+	uint64_t size;
+};
+
+/* The VM uffd serves, as the VMM describes it to uffd_restore_memory (which copies it).
+ * Every call back gets `opaque` and may come from any of uffd's threads at any time
+ * until uffd_stop returned. */
+struct uffd_vm {
+	/* Guest RAM: one host mapping of `size` bytes cut into regions. `host`: the range
+	 * to map over (MAP_FIXED), or NULL for a new mapping; uffd_restore_memory stores
+	 * the mapping here as soon as it exists. */
+	void *host;
+	uint64_t size;
+	unsigned nr_regions; /* 1..UFFD_MAX_REGIONS */
+	struct uffd_vm_region regions[UFFD_MAX_REGIONS];
+	unsigned nr_vcpus; /* fixed while the backend lives */
+	unsigned stall_ms; /* the stall detector's timeout (0: off) */
+	int exit_status;   /* the process's status when guest memory can no longer be served */
+
+	void *opaque;
+	/* Narrows the calling thread's seccomp filter to uffd's; called first on each
+	 * thread uffd starts. Non-zero: that thread ends the VM (request_exit) and itself. */
+	int (*thread_filter)(void *opaque);
+	/* Asks the VMM to end the process with `status` (the first caller wins). */
+	void (*request_exit)(void *opaque, int status, const char *why);
+	enum uffd_vm_phase (*phase)(void *opaque);
+	/* Reads vCPU `i` < nr_vcpus without a lock (a vCPU not started is inactive). */
+	void (*vcpu_sample)(void *opaque, unsigned i, struct uffd_vcpu_sample *s);
+	/* Kicks vCPU `i` out of KVM_RUN and has it fingerprint the return (registers,
+	 * halted or not); nothing for an inactive vCPU. */
+	void (*vcpu_probe)(void *opaque, unsigned i);
+	/* The host address of `len` bytes of guest RAM at `gpa`, or NULL when any of them
+	 * lies outside (the VMM's checked translator). */
+	void *(*gpa_to_host)(void *opaque, uint64_t gpa, uint64_t len);
+};
+
+/* How guest memory is served. */
+struct uffd_restore_opts {
+	bool external;	       /* hand the uffd to an external handler at `sock` */
+	const char *sock;      /* external: the handler's unix socket */
+	const char *strategy;  /* own handler: a uffd_strategy_parse spec (NULL: ondemand) */
+	const char *record;    /* own handler: write the faulted working set here (or NULL) */
+	const char *snap_path; /* the snapshot's path, named in a recorded working set */
+};
+
+/* thaw's uffd backend: the userfaultfd, the handler or the external handler's
+ * connection, and the control thread. Opaque to the VMM. */
+struct uffd_backend;
+
+/* Maps anonymous guest memory of vm->size bytes (over vm->host when set, as for a
+ * prepared VM; otherwise a new mapping, stored in vm->host also when the call fails
+ * later: the caller owns and unmaps it), registers it with a userfaultfd and starts
+ * serving faults from the snapshot's memory (own thread, or hands the uffd to the
+ * external handler at o->sock). The snapshot's memory section must have vm->size
+ * bytes. Serving has started when it returns 0 and *out is set: vCPU state may be set
+ * (the kvmclock MSR writes fault guest memory). A handler that dies later ends the VM
+ * (vm->request_exit) with a clear error. -errno with `err` otherwise. */
+int uffd_restore_memory(struct uffd_vm *vm, const struct snap *s, const struct uffd_restore_opts *o,
+			struct uffd_backend **out, char *err, size_t errlen);
+
+/* Stops the threads, logs the counters, writes a recorded working set and frees `b`
+ * (NULL: nothing). Call on the main thread, once. */
+void uffd_stop(struct uffd_backend *b);
 
 /* Discards guest RAM [gpa, gpa+len) (page aligned) as a balloon would: MADV_DONTNEED on
  * the host mapping; the handler sees a remove event and serves zeros there afterwards.
  * Blocks until the handler has taken the event: never call it on the handler thread.
- * -EINVAL outside guest RAM, -ENODEV when memory does not come through uffd.
+ * -EINVAL outside guest RAM, -ENODEV when `b` is NULL (memory does not come through
+ * uffd).
  *
  * Test and operator hook: a VM restored through uffd also discards when thaw receives
  * SIGRTMIN+1 queued with sigqueue(2) value `start_mib | len_mib << 16` (MiB of guest
  * physical address space), logging "uffd: discarded ...". */
-int uffd_discard(struct vm *vm, uint64_t gpa, uint64_t len);
+int uffd_discard(struct uffd_backend *b, uint64_t gpa, uint64_t len);
 
 #endif

@@ -13,6 +13,7 @@ VMM_SRCS := \
 	vmm/console.c \
 	vmm/snapshot.c \
 	vmm/vstate.c \
+	vmm/uffd_glue.c \
 	vmm/control.c \
 	vmm/virtio/devices.c \
 	vmm/virtio/virtq.c \
@@ -26,9 +27,11 @@ VMM_SRCS := \
 
 LIBS += $(B)/libvmm.a
 $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)
+# The top layer: everything below it, each library before the ones it calls.
+VMM_LINK := $(B)/libvmm.a $(B)/libuffd.a $(B)/libapi.a $(B)/libsnap.a $(B)/libcommon.a
 
 PROGRAMS += $(B)/thaw
-$(B)/thaw: $(B)/vmm/main.o
+$(B)/thaw: $(B)/vmm/main.o $(VMM_LINK)
 	$(link)
 
 # thaw is linked statically: the dynamic loader's work (six libraries and their
@@ -45,7 +48,7 @@ $(B)/thaw-static: $(B)/thaw
 	$(call msg,LN,$@)
 	$(Q)ln -f $< $@
 else
-$(B)/thaw-static: $(B)/vmm/main.o
+$(B)/thaw-static: $(B)/vmm/main.o $(VMM_LINK)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -static -o $@ $< $(LINK_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -static -o $@ $(link_inputs) $(LDLIBS)
 endif

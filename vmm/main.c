@@ -688,7 +688,7 @@ int main(int argc, char **argv)
 	}
 	status = run(t, t0);
 	/* The uffd handler writes a recorded working set and its counters here. */
-	uffd_stop(&t->vm);
+	vm_uffd_stop(&t->vm);
 	/* vCPU threads may still be inside KVM_RUN; the process exit ends them. Tearing
 	 * the VM down first would only add milliseconds (closing a VM takes 1-16 ms). */
 	_exit(status);

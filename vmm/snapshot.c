@@ -392,7 +392,7 @@ static int build_vm(struct vm *vm, const struct vm_restore_opts *opts, struct vm
 		 * notifier sees the unmap), so no slot update is needed. */
 		ret = opts->backend == VM_MEM_FILE
 			  ? map_memory(vm, p->snap, opts->mem_file, true, err, errlen)
-			  : uffd_restore_memory(vm, p->snap, opts, err, errlen);
+			  : vm_uffd_restore(vm, p->snap, opts, err, errlen);
 		if (ret)
 			return ret;
 	} else {
@@ -401,7 +401,7 @@ static int build_vm(struct vm *vm, const struct vm_restore_opts *opts, struct vm
 		 * SRCU grace period wait (see vm_register_memory). */
 		ret = opts->backend == VM_MEM_FILE
 			  ? map_memory(vm, p->snap, opts->mem_file, false, err, errlen)
-			  : uffd_restore_memory(vm, p->snap, opts, err, errlen);
+			  : vm_uffd_restore(vm, p->snap, opts, err, errlen);
 		if (ret)
 			return ret;
 		ret = vm_register_memory(vm);

@@ -14,6 +14,8 @@
 #include <sys/sdt.h>
 #include <unistd.h>
 
+#include "uffd/uffd.h" /* struct uffd_vcpu_sample */
+
 /* Addresses Intel VMX needs for real-mode emulation; placed in the MMIO hole's top
  * where no RAM or device lives. */
 #define KVM_TSS_ADDR	  0xfffbd000ul
@@ -687,7 +689,7 @@ static void vcpu_kick(struct vcpu *v)
 	pthread_kill(v->thread, SIG_VCPU_KICK);
 }
 
-void vm_vcpu_sample(struct vm *vm, unsigned i, struct vm_vcpu_sample *s)
+void vm_vcpu_sample(struct vm *vm, unsigned i, struct uffd_vcpu_sample *s)
 {
 	struct vcpu *v = &vm->vcpus[i];
 

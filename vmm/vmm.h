@@ -572,22 +572,15 @@ int vm_control_start(struct vm *vm, const char *sock, const char *id);
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 
-/* One vCPU as the uffd stall detector sees it (uffd/stall.c decides). */
-struct vm_vcpu_sample {
-	bool active;	 /* its thread runs the guest: started, not parked, not ended */
-	uint64_t seq;	 /* changes whenever it enters or leaves KVM_RUN */
-	uint64_t exits;	 /* changes when KVM_RUN returned with an exit (guest progress) */
-	uint64_t fp_seq; /* changes when a probe kick made KVM_RUN return */
-	uint64_t fp;	 /* registers at that return (a hash) */
-	bool fp_halted;	 /* it was halted then, or waiting for INIT/SIPI: not runnable */
-};
-
 #define VMM_UFFD_STALL_DEFAULT_MS 3000u
 #define VMM_UFFD_STALL_MAX_MS	  3600000u
 
+/* One vCPU as the uffd stall detector sees it (uffd/uffd.h). */
+struct uffd_vcpu_sample;
+
 /* Reads vCPU `i` (< vm->nr_vcpus) without a lock. Safe from any thread, at any time
  * after vm_create; a vCPU not started yet is inactive. */
-void vm_vcpu_sample(struct vm *vm, unsigned i, struct vm_vcpu_sample *s);
+void vm_vcpu_sample(struct vm *vm, unsigned i, struct uffd_vcpu_sample *s);
 
 /* Kicks vCPU `i` out of KVM_RUN with the pause kick (immediate_exit and SIGRTMIN) and
  * asks it to fingerprint the return (registers, halted or not) for the stall detector.
@@ -677,17 +670,19 @@ struct vm_restore_opts {
  * names the cause; the caller must not run the VM. */
 int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, size_t errlen);
 
-/* Memory through userfaultfd (implemented in uffd/): maps anonymous guest memory of
- * the snapshot's size at vm->mem.host (MAP_FIXED over it when vm->mem.host is set,
- * as for a prepared VM; otherwise a new mapping), registers it with a userfaultfd and
- * starts serving faults from the snapshot's memory (own thread, or hands the uffd to
- * the external handler at opts->uffd_sock). Serving has started when it returns 0:
- * vCPU state may be set (the kvmclock MSR writes fault guest memory). A handler that
- * dies later must end the VM (vm_request_exit) with a clear error. */
-int uffd_restore_memory(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
-			char *err, size_t errlen);
-/* Stops the handler thread (if any) and writes a recorded working set. */
-void uffd_stop(struct vm *vm);
+/* Memory through userfaultfd (vmm/uffd_glue.c, over uffd/'s uffd_restore_memory): maps
+ * anonymous guest memory of the snapshot's size at vm->mem.host (MAP_FIXED over it when
+ * vm->mem.host is set, as for a prepared VM; otherwise a new mapping, which vm->mem then
+ * owns, also on failure), registers it with a userfaultfd and starts serving faults from
+ * the snapshot's memory (own thread, or hands the uffd to the external handler at
+ * opts->uffd_sock); vm->uffd holds the backend. vm->mem's layout and vm->nr_vcpus must
+ * be set. Serving has started when it returns 0: vCPU state may be set (the kvmclock
+ * MSR writes fault guest memory). A handler that dies later ends the VM
+ * (vm_request_exit) with a clear error. */
+int vm_uffd_restore(struct vm *vm, const struct snap *s, const struct vm_restore_opts *opts,
+		    char *err, size_t errlen);
+/* Stops the uffd backend (if any): its threads, counters and recorded working set. */
+void vm_uffd_stop(struct vm *vm);
 
 /* Waits until no device I/O is in flight (vCPUs paused); a no-op without virtio
  * devices. */

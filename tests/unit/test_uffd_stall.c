@@ -10,7 +10,6 @@
 #include <cmocka.h>
 
 #include "uffd/uffd.h"
-#include "vmm/vmm.h"
 
 #define MS 1000000ull
 
@@ -26,7 +25,7 @@ enum behaviour {
 };
 
 struct sim {
-	struct vm_vcpu_sample s;
+	struct uffd_vcpu_sample s;
 	bool kicked; /* a kick is pending since the last check */
 	uint64_t pc;
 };
