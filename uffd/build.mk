@@ -13,3 +13,6 @@ $(B)/libuffd.a: $(UFFD_SRCS:%.c=$(B)/%.o)
 PROGRAMS += $(B)/thaw-uffd
 $(B)/thaw-uffd: $(B)/uffd/thaw_uffd.o
 	$(link)
+
+# test_thaw_uffd runs the program above.
+$(B)/tests/test_thaw_uffd: | $(B)/thaw-uffd
