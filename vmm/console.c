@@ -11,16 +11,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+void vmm_console_out_prepare(struct vm *vm)
+{
+	struct stat st;
+
+	vm->console_out_kind = fstat(vm->console_out_fd, &st) == 0 && S_ISREG(st.st_mode) ? 1 : -1;
+}
+
 void vmm_console_out(struct vm *vm, uint8_t byte)
 {
-	if (!vm->console_out_kind) {
-		struct stat st;
-
-		/* Looked at on the first byte: main sets the fd after vm_init. */
-		vm->console_out_kind =
-		    fstat(vm->console_out_fd, &st) == 0 && S_ISREG(st.st_mode) ? 1 : -1;
-	}
-	if (vm->console_out_kind > 0 && vm->console_out_max &&
+	/* Not prepared (no vCPU runs before vm_launch): capped, the safe side. The vCPU
+	 * threads' filter has no fstat to look now. */
+	if (vm->console_out_kind >= 0 && vm->console_out_max &&
 	    __atomic_load_n(&vm->console_out_bytes, __ATOMIC_RELAXED) >= vm->console_out_max) {
 		if (__atomic_fetch_add(&vm->console_out_dropped, 1, __ATOMIC_RELAXED) == 0)
 			log_warn("console: the output file reached its cap of %llu bytes "

@@ -899,6 +899,7 @@ int vm_launch(struct vm *vm, bool paused)
 {
 	if (vmm_console_open(&vm->console, vm, vm->console_in_spec))
 		return -EINVAL;
+	vmm_console_out_prepare(vm);
 	if (paused) {
 		vm->paused = true;
 	} else if (vm->nr_started) {

@@ -381,7 +381,7 @@ struct vm {
 	uint64_t console_out_max;
 	uint64_t console_out_bytes;   /* written to console_out_fd */
 	uint64_t console_out_dropped; /* dropped at the cap */
-	int console_out_kind; /* 0: not looked at yet, 1: a regular file (capped), -1: not */
+	int console_out_kind;	      /* vmm_console_out_prepare: 1 a regular file, -1 not capped */
 
 	struct vmm_loop loop;	    /* the main thread's event loop */
 	struct vmm_console console; /* console input */
@@ -439,10 +439,14 @@ struct vm {
 
 int vmm_console_open(struct vmm_console *c, struct vm *vm, const char *spec);
 
+/* Looks at what vm->console_out_fd is (a regular file is capped). On the main thread,
+ * after the fd is set and before any vCPU runs: vm_launch calls it. */
+void vmm_console_out_prepare(struct vm *vm);
+
 /* COM1's output callback: writes one guest byte to vm->console_out_fd, within the
  * console_out_max cap when that is a regular file (see struct vm). A failed write (a
  * reader that went away) is logged, rate-limited, and never stops the guest. Called
- * under the UART's lock. */
+ * under the UART's lock, on vCPU threads: no syscall but the write. */
 void vmm_console_out(struct vm *vm, uint8_t byte);
 
 /* Logs, once at exit, how many bytes of guest output the cap dropped (nothing when

@@ -75,6 +75,7 @@ static void output_file_stops_at_the_cap_and_counts_the_rest(void **state)
 
 	vm->console_out_fd = temp_file();
 	vm->console_out_max = 100;
+	vmm_console_out_prepare(vm); /* as vm_launch does */
 	guest_prints(vm, 250);
 	assert_int_equal(fstat(vm->console_out_fd, &st), 0);
 	assert_int_equal(st.st_size, 100);
@@ -96,6 +97,7 @@ static void output_to_a_pipe_is_not_capped(void **state)
 	assert_int_equal(pipe(p), 0);
 	vm->console_out_fd = p[1];
 	vm->console_out_max = 100;
+	vmm_console_out_prepare(vm);
 	guest_prints(vm, 250);
 	assert_int_equal(read(p[0], buf, sizeof(buf)), 250);
 	close(p[0]);
@@ -110,6 +112,7 @@ static void cap_zero_means_no_cap(void **state)
 
 	vm->console_out_fd = temp_file();
 	vm->console_out_max = 0;
+	vmm_console_out_prepare(vm);
 	guest_prints(vm, 250);
 	assert_int_equal(fstat(vm->console_out_fd, &st), 0);
 	assert_int_equal(st.st_size, 250);
@@ -126,6 +129,7 @@ static void report_names_the_dropped_bytes(void **state)
 
 	vm->console_out_fd = temp_file();
 	vm->console_out_max = 10;
+	vmm_console_out_prepare(vm);
 	assert_int_equal(dup2(err, STDERR_FILENO), STDERR_FILENO);
 	guest_prints(vm, 30);
 	vmm_console_report(vm);
