@@ -231,8 +231,9 @@ static int admit(int conn, const struct admission *adm, struct ucred *cred, char
 
 	*uffd = -1;
 	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, cred, &clen) < 0) {
-		log_err("SO_PEERCRED: %s: connection dropped", strerror(errno));
-		return -errno;
+		ret = -errno;
+		log_err("SO_PEERCRED: %s: connection dropped", strerror(-ret));
+		return ret;
 	}
 	if (cred->uid != adm->allow_uid) {
 		log_warn("refused a connection from pid %d uid %u: only uid %u may connect "
@@ -244,8 +245,9 @@ static int admit(int conn, const struct admission *adm, struct ucred *cred, char
 		ret = poll(&p, 1, (int)adm->timeout_ms);
 	while (ret < 0 && errno == EINTR);
 	if (ret < 0) {
-		log_err("vm pid %d: poll: %s", (int)cred->pid, strerror(errno));
-		return -errno;
+		ret = -errno;
+		log_err("vm pid %d: poll: %s", (int)cred->pid, strerror(-ret));
+		return ret;
 	}
 	if (ret == 0) {
 		log_warn("vm pid %d uid %u: no handshake within %u ms (--handshake-timeout-ms): "
