@@ -26,6 +26,9 @@ $(B)/tests/%: $(B)/tests/unit/%.o
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(link_inputs) $(LDLIBS) -lcmocka
 
+# test_hardening reads the programs it checks.
+$(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap
+
 unit-tests: $(UNIT_TESTS)
 .PHONY: unit-tests
 

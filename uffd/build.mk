@@ -15,3 +15,6 @@ UFFD_LINK := $(B)/libuffd.a $(B)/libsnap.a $(B)/libcommon.a
 PROGRAMS += $(B)/thaw-uffd
 $(B)/thaw-uffd: $(B)/uffd/thaw_uffd.o $(UFFD_LINK)
 	$(link)
+
+# test_thaw_uffd runs the program above.
+$(B)/tests/test_thaw_uffd: | $(B)/thaw-uffd

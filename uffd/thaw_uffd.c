@@ -4,12 +4,15 @@
  * from a snapshot (or a raw memory file) until the VMM hangs up, then takes the next.
  *
  *   thaw-uffd --socket PATH (--snapshot FILE | --mem-file FILE) [--strategy S]
- *             [--record FILE] [--count N] [--log-level L]
+ *             [--record FILE] [--count N] [--allow-uid UID] [--handshake-timeout-ms MS]
+ *             [--log-level L]
  *   thaw-uffd embed --snapshot IN --workingset WS --out OUT
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,17 +27,40 @@
 #include "uffd/uffd.h"
 #include "common/log.h"
 
+/* A VMM sends its handshake right after connecting (Firecracker and thaw alike): seconds
+ * are plenty, and the handler serves nobody else meanwhile. */
+#define HANDSHAKE_TIMEOUT_MS	 3000u
+#define HANDSHAKE_TIMEOUT_MAX_MS 600000u
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: thaw-uffd --socket PATH (--snapshot FILE | --mem-file FILE)\n"
 		"                 [--strategy MODE[:CHUNK][,OPTION]...] [--record FILE]\n"
-		"                 [--count N] [--log-level error|warn|info|debug]\n"
+		"                 [--count N] [--allow-uid UID] [--handshake-timeout-ms MS]\n"
+		"                 [--log-level error|warn|info|debug]\n"
 		"       thaw-uffd embed --snapshot IN --workingset WS --out OUT\n"
 		"  strategies: ondemand[:4k..2m], record, prefetch[:CHUNK] (working set from the\n"
 		"  snapshot, or ws=FILE); options nozero, gap=N, extent=SIZE, depth=N.\n"
 		"  --count N: serve N VMs one after the other, then exit (0: no limit).\n"
+		"  --allow-uid UID: the one uid whose VMMs may connect (default: our own).\n"
+		"  --handshake-timeout-ms MS: drop a VMM whose handshake has not arrived by\n"
+		"  then (default 3000).\n"
 		"  embed: writes OUT = IN with WS (a --record file) as its workingset section.\n");
+}
+
+/* A whole decimal number up to `max`: -EINVAL otherwise. */
+static int parse_ulong(const char *s, unsigned long max, unsigned long *v)
+{
+	char *end;
+
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	*v = strtoul(s, &end, 10);
+	if (errno || *end || *v > max)
+		return -EINVAL;
+	return 0;
 }
 
 /* What every VM is served from. */
@@ -136,6 +162,9 @@ static void close_source(struct source *src)
 	src->fd = -1;
 }
 
+/* The socket file is created 0600 by bind itself: the mode of an unbound socket's inode
+ * (set with fchmod) is what bind gives the file, minus the umask. A chmod after bind would
+ * leave a moment in which another user could connect. */
 static int listen_on(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -150,34 +179,108 @@ static int listen_on(const char *path)
 	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
 		unlink(path); /* a stale socket from an earlier run */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
-		log_err("listening on %s: %s", path, strerror(errno));
+	if (fd < 0) {
+		log_err("socket: %s", strerror(errno));
 		return -1;
 	}
-	/* only the VMM (same user) may hand us its memory */
-	chmod(path, 0600);
+	/* only the VMM (same user, or --allow-uid) may hand us its memory */
+	if (fchmod(fd, 0600) < 0) {
+		log_err("fchmod of the socket before bind: %s", strerror(errno));
+		goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		log_err("bind %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	/* A kernel that ignored the fchmod would have bound it wider: refuse to serve. */
+	if (lstat(path, &sb) < 0 || (sb.st_mode & 07777 & ~0600)) {
+		log_err("%s: bound with mode %04o, not 0600: refusing to listen", path,
+			(unsigned)(sb.st_mode & 07777));
+		unlink(path);
+		goto fail;
+	}
+	if (listen(fd, 16) < 0) {
+		log_err("listen on %s: %s", path, strerror(errno));
+		unlink(path);
+		goto fail;
+	}
 	return fd;
+fail:
+	close(fd);
+	return -1;
 }
 
-/* Serves one connected VMM until it hangs up. */
-static void serve_one(int conn, const struct source *src, const struct uffd_strategy *st,
-		      const char *record)
+/* Who may connect and how long a handshake may take. */
+struct admission {
+	uid_t allow_uid;
+	unsigned timeout_ms;
+};
+
+/* Admits a connection: its peer's uid must be the allowed one (SO_PEERCRED, taken at
+ * connect), and its handshake must arrive within the timeout, so that neither another
+ * user nor one client that never finishes keeps the handler from the next VMM. Returns
+ * the handshake's length with the message in `msg` and the uffd in *uffd, or -errno
+ * after logging why the connection is dropped. */
+static int admit(int conn, const struct admission *adm, struct ucred *cred, char *msg, size_t len,
+		 int *uffd)
+{
+	struct pollfd p = {.fd = conn, .events = POLLIN};
+	socklen_t clen = sizeof(*cred);
+	char err[512];
+	int ret;
+
+	*uffd = -1;
+	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, cred, &clen) < 0) {
+		ret = -errno;
+		log_err("SO_PEERCRED: %s: connection dropped", strerror(-ret));
+		return ret;
+	}
+	if (cred->uid != adm->allow_uid) {
+		log_warn("refused a connection from pid %d uid %u: only uid %u may connect "
+			 "(--allow-uid)",
+			 (int)cred->pid, (unsigned)cred->uid, (unsigned)adm->allow_uid);
+		return -EPERM;
+	}
+	do
+		ret = poll(&p, 1, (int)adm->timeout_ms);
+	while (ret < 0 && errno == EINTR);
+	if (ret < 0) {
+		ret = -errno;
+		log_err("vm pid %d: poll: %s", (int)cred->pid, strerror(-ret));
+		return ret;
+	}
+	if (ret == 0) {
+		log_warn("vm pid %d uid %u: no handshake within %u ms (--handshake-timeout-ms): "
+			 "connection dropped",
+			 (int)cred->pid, (unsigned)cred->uid, adm->timeout_ms);
+		return -ETIMEDOUT;
+	}
+	/* Readable: the one recvmsg takes what is there and cannot block. */
+	ret = uffd_handshake_recv(conn, msg, len, uffd, err, sizeof(err));
+	if (ret < 0)
+		log_err("vm pid %d: handshake: %s", (int)cred->pid, err);
+	return ret;
+}
+
+/* Serves one connected VMM until it hangs up: false when the connection was not
+ * admitted (it does not count towards --count). */
+static bool serve_one(int conn, const struct admission *adm, const struct source *src,
+		      const struct uffd_strategy *st, const char *record)
 {
 	struct uffd_region regions[UFFD_MAX_REGIONS];
 	char msg[UFFD_MSG_MAX + 1], err[512], line[400];
 	struct uffd_server *srv = NULL;
 	struct uffd_stats stats;
 	struct ucred cred = {0};
-	socklen_t clen = sizeof(cred);
 	size_t nr;
 	int uffd = -1, ret;
 	uint64_t t0 = now_ns();
 
-	getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
-	ret = uffd_handshake_recv(conn, msg, sizeof(msg), &uffd, err, sizeof(err));
+	ret = admit(conn, adm, &cred, msg, sizeof(msg), &uffd);
 	if (ret < 0) {
-		log_err("vm pid %d: handshake: %s", (int)cred.pid, err);
-		goto out;
+		if (uffd >= 0)
+			close(uffd);
+		return false;
 	}
 	if (uffd_regions_parse(msg, (size_t)ret, regions, UFFD_MAX_REGIONS, &nr, err,
 			       sizeof(err))) {
@@ -237,6 +340,7 @@ out:
 	uffd_server_destroy(srv);
 	if (uffd >= 0)
 		close(uffd);
+	return true;
 }
 
 static int embed_main(int argc, char **argv)
@@ -297,13 +401,16 @@ int main(int argc, char **argv)
 					     {"record", required_argument, NULL, 'r'},
 					     {"count", required_argument, NULL, 'c'},
 					     {"log-level", required_argument, NULL, 'L'},
+					     {"allow-uid", required_argument, NULL, 'u'},
+					     {"handshake-timeout-ms", required_argument, NULL, 'T'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	const char *sock = NULL, *snapshot = NULL, *mem_file = NULL, *strategy = NULL;
 	const char *record = NULL;
 	struct uffd_strategy st;
 	struct source src = {0};
-	unsigned long count = 0, served = 0;
+	struct admission adm = {.allow_uid = geteuid(), .timeout_ms = HANDSHAKE_TIMEOUT_MS};
+	unsigned long count = 0, served = 0, v;
 	char err[512];
 	int c, lfd;
 
@@ -329,6 +436,22 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			count = strtoul(optarg, NULL, 10);
+			break;
+		case 'u':
+			/* (uid_t)-1 is no uid: chown's "unchanged" */
+			if (parse_ulong(optarg, UINT_MAX - 1, &v)) {
+				log_err("--allow-uid: '%s' is not a uid", optarg);
+				return 1;
+			}
+			adm.allow_uid = (uid_t)v;
+			break;
+		case 'T':
+			if (parse_ulong(optarg, HANDSHAKE_TIMEOUT_MAX_MS, &v) || v == 0) {
+				log_err("--handshake-timeout-ms: '%s' is not 1..%u", optarg,
+					HANDSHAKE_TIMEOUT_MAX_MS);
+				return 1;
+			}
+			adm.timeout_ms = (unsigned)v;
 			break;
 		case 'L':
 			if (!strcmp(optarg, "error"))
@@ -383,9 +506,9 @@ int main(int argc, char **argv)
 			close_source(&src);
 			return 1;
 		}
-		serve_one(conn, &src, &st, record);
+		if (serve_one(conn, &adm, &src, &st, record))
+			served++;
 		close(conn);
-		served++;
 	}
 	unlink(sock);
 	close(lfd);

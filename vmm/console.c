@@ -1,5 +1,6 @@
-/* The serial console's host side: output to stdout or a file (done by the UART's
- * output callback in vm.c), input from stdin or from clients of a unix socket. */
+/* The serial console's host side: output to stdout or a file, bounded when it is a
+ * file (vmm_console_out, the UART's output through vm.c), input from stdin or from
+ * clients of a unix socket. */
 #include "vmm/vmm.h"
 
 #include <errno.h>
@@ -9,6 +10,42 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+void vmm_console_out_prepare(struct vm *vm)
+{
+	struct stat st;
+
+	vm->console_out_kind = fstat(vm->console_out_fd, &st) == 0 && S_ISREG(st.st_mode) ? 1 : -1;
+}
+
+void vmm_console_out(struct vm *vm, uint8_t byte)
+{
+	/* Not prepared (no vCPU runs before vm_launch): capped, the safe side. The vCPU
+	 * threads' filter has no fstat to look now. */
+	if (vm->console_out_kind >= 0 && vm->console_out_max &&
+	    __atomic_load_n(&vm->console_out_bytes, __ATOMIC_RELAXED) >= vm->console_out_max) {
+		if (__atomic_fetch_add(&vm->console_out_dropped, 1, __ATOMIC_RELAXED) == 0)
+			log_warn("console: the output file reached its cap of %llu bytes "
+				 "(--console-out-max): further guest output is dropped and counted",
+				 (unsigned long long)vm->console_out_max);
+		return;
+	}
+	/* A console that went away (a closed pipe) must not stop the guest. */
+	if (write(vm->console_out_fd, &byte, 1) < 0)
+		log_ratelimited(LOG_WARN, "console write: %s", strerror(errno));
+	else
+		__atomic_fetch_add(&vm->console_out_bytes, 1, __ATOMIC_RELAXED);
+}
+
+void vmm_console_report(const struct vm *vm)
+{
+	uint64_t dropped = __atomic_load_n(&vm->console_out_dropped, __ATOMIC_RELAXED);
+
+	if (dropped)
+		log_warn("console: %llu bytes of guest output dropped beyond the cap of %llu "
+			 "bytes (--console-out-max)",
+			 (unsigned long long)dropped, (unsigned long long)vm->console_out_max);
+}
 
 static void console_feed(void *opaque)
 {

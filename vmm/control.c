@@ -315,6 +315,22 @@ static int snapshot_load(void *ctx, const struct api_snapshot_load *req, struct 
 	return 0;
 }
 
+/* Guest console output: bytes written and bytes dropped at the file's cap. */
+static json_object *console_metrics(const struct vm *vm)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "out_bytes",
+			       json_object_new_int64((int64_t)__atomic_load_n(
+				   &vm->console_out_bytes, __ATOMIC_RELAXED)));
+	json_object_object_add(o, "out_dropped_bytes",
+			       json_object_new_int64((int64_t)__atomic_load_n(
+				   &vm->console_out_dropped, __ATOMIC_RELAXED)));
+	json_object_object_add(o, "out_max_bytes",
+			       json_object_new_int64((int64_t)vm->console_out_max));
+	return o;
+}
+
 static json_object *metrics(void *ctx)
 {
 	struct vm_control *c = ctx;
@@ -336,6 +352,7 @@ static json_object *metrics(void *ctx)
 	PH("load_snapshot_running", running_ns);
 #undef PH
 	json_object_object_add(m, "latencies_us", lat);
+	json_object_object_add(m, "console", console_metrics(c->vm));
 	return m;
 }
 

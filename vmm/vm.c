@@ -117,6 +117,7 @@ int vm_init(struct vm *vm)
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->exit_fd = vm->trigger_fd = vm->signal_fd = -1;
 	vm->console_out_fd = STDOUT_FILENO;
+	vm->console_out_max = VMM_CONSOLE_OUT_MAX_DEFAULT;
 	vm->uffd_stall_ms = VMM_UFFD_STALL_DEFAULT_MS;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->run_lock, NULL);
@@ -377,9 +378,7 @@ static void com1_out(void *opaque, uint8_t byte)
 		vm->t_first_line_ns = now_ns();
 	if (vm->snapshot_after)
 		watch_line(vm, byte);
-	/* A console that went away (a closed pipe) must not stop the guest. */
-	if (write(vm->console_out_fd, &byte, 1) < 0)
-		log_ratelimited(LOG_WARN, "console write: %s", strerror(errno));
+	vmm_console_out(vm, byte);
 }
 
 static void com1_irq(void *opaque, int level)
@@ -913,6 +912,7 @@ int vm_launch(struct vm *vm, bool paused)
 {
 	if (vmm_console_open(&vm->console, vm, vm->console_in_spec))
 		return -EINVAL;
+	vmm_console_out_prepare(vm);
 	if (paused) {
 		vm->paused = true;
 	} else if (vm->nr_started) {

@@ -458,6 +458,16 @@ struct vm {
 
 	struct uart com1;
 	int console_out_fd;
+	/* Guest output written to a regular file stops at console_out_max bytes (0: no
+	 * cap; vm_init sets VMM_CONSOLE_OUT_MAX_DEFAULT, --console-out-max overrides it):
+	 * what comes after is dropped and counted, so a guest cannot fill the host's disk.
+	 * A pipe, terminal or socket is drained by its reader and never capped. The
+	 * counters are written by vCPU threads (under the UART's lock) and read by the API:
+	 * use __atomic loads. */
+	uint64_t console_out_max;
+	uint64_t console_out_bytes;   /* written to console_out_fd */
+	uint64_t console_out_dropped; /* dropped at the cap */
+	int console_out_kind;	      /* vmm_console_out_prepare: 1 a regular file, -1 not capped */
 
 	struct vmm_loop loop;	    /* the main thread's event loop */
 	struct vmm_console console; /* console input */
@@ -518,6 +528,20 @@ struct vm {
 
 int vmm_console_open(struct vmm_console *c, struct vm *vm, const char *spec);
 
+/* Looks at what vm->console_out_fd is (a regular file is capped). On the main thread,
+ * after the fd is set and before any vCPU runs: vm_launch calls it. */
+void vmm_console_out_prepare(struct vm *vm);
+
+/* COM1's output callback: writes one guest byte to vm->console_out_fd, within the
+ * console_out_max cap when that is a regular file (see struct vm). A failed write (a
+ * reader that went away) is logged, rate-limited, and never stops the guest. Called
+ * under the UART's lock, on vCPU threads: no syscall but the write. */
+void vmm_console_out(struct vm *vm, uint8_t byte);
+
+/* Logs, once at exit, how many bytes of guest output the cap dropped (nothing when
+ * none were). */
+void vmm_console_report(const struct vm *vm);
+
 /* The process half of `vm`, once: zeroes it, creates the main loop and the exit and
  * snapshot-trigger eventfds. Everything below needs it first. */
 int vm_init(struct vm *vm);
@@ -573,7 +597,10 @@ void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 
 #define VMM_UFFD_STALL_DEFAULT_MS 3000u
-#define VMM_UFFD_STALL_MAX_MS	  3600000u
+/* Guest console output to a file beyond this is dropped: far more than a boot log or
+ * a session of interactive use, far less than a disk. */
+#define VMM_CONSOLE_OUT_MAX_DEFAULT (16ull << 20)
+#define VMM_UFFD_STALL_MAX_MS	    3600000u
 
 /* One vCPU as the uffd stall detector sees it (uffd/uffd.h). */
 struct uffd_vcpu_sample;

@@ -116,6 +116,10 @@ static void firecracker_getting_started_then_snapshot_and_load(void **state)
 	put(s2, "/actions", "{\"action_type\": \"FlushMetrics\"}");
 	snprintf(cmd, sizeof(cmd), "grep -q '\"load_snapshot\":' %s", metrics);
 	assert_int_equal(system(cmd), 0);
+	/* and the console's counters: the probe has answered, nothing was dropped */
+	snprintf(cmd, sizeof(cmd),
+		 "grep -Eq '\"out_bytes\": ?[1-9].*\"out_dropped_bytes\": ?0\\b' %s", metrics);
+	assert_int_equal(system(cmd), 0);
 	/* a second load in the same process is refused */
 	assert_int_equal(harness_http(s2, "PUT", "/snapshot/load", json, body, sizeof(body)), 400);
 	harness_end(b);
