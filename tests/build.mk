@@ -8,7 +8,8 @@ UNIT_TESTS     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_TEST_SRCS))
 UNIT_API    := $(filter $(B)/tests/test_api_%,$(UNIT_TESTS))
 UNIT_JAILER := $(filter $(B)/tests/test_jailer,$(UNIT_TESTS))
 UNIT_SNAP   := $(filter $(B)/tests/test_snap_%,$(UNIT_TESTS))
-UNIT_UFFD   := $(filter $(B)/tests/test_uffd%,$(UNIT_TESTS))
+UNIT_UFFD   := $(filter $(B)/tests/test_uffd% $(B)/tests/test_thaw_uffd,$(UNIT_TESTS))
+UNIT_COMMON := $(filter $(B)/tests/test_hardening,$(UNIT_TESTS))
 UNIT_VMM    := $(filter $(B)/tests/test_vmm_% $(B)/tests/test_virtio_% $(B)/tests/test_seccomp,\
 		 $(UNIT_TESTS))
 $(UNIT_API): $(API_LINK)
@@ -16,8 +17,9 @@ $(UNIT_JAILER): $(JAILER_LINK)
 $(UNIT_SNAP): $(SNAP_LINK)
 $(UNIT_UFFD): $(UFFD_LINK)
 $(UNIT_VMM): $(VMM_LINK)
-UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_UFFD) $(UNIT_VMM),\
-		   $(UNIT_TESTS))
+$(UNIT_COMMON): $(COMMON_LINK)
+UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_UFFD) $(UNIT_VMM) \
+		   $(UNIT_COMMON),$(UNIT_TESTS))
 ifneq ($(UNIT_UNLISTED),)
 $(error tests/build.mk: give $(UNIT_UNLISTED) a library list)
 endif

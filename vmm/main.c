@@ -23,7 +23,8 @@ static void usage(FILE *f)
 	    "            (configure, boot or load a snapshot over Firecracker's API)\n"
 	    "       thaw --kernel FILE [--initrd FILE] [--cmdline STR] [--vcpus N]\n"
 	    "            [--mem-mib M] [--cpu-template host|pvm] [--boot pvh|linux64]\n"
-	    "            [--console-out FILE] [--console-in stdin|none|SOCKET]\n"
+	    "            [--console-out FILE [--console-out-max BYTES]]\n"
+	    "            [--console-in stdin|none|SOCKET]\n"
 	    "            [--drive id=NAME,path=FILE,ro=on|off[,root=on]]...\n"
 	    "            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
 	    "            [--rng]\n"
@@ -68,6 +69,7 @@ struct cli {
 	unsigned long long prep_mib;
 	unsigned prep_vcpus;
 	unsigned stall_ms;
+	uint64_t console_out_max;
 };
 
 /* The process: one VM and what the main loop's callbacks need. */
@@ -288,6 +290,11 @@ static int o_stall(struct cli *c, const char *a)
 	return 0;
 }
 
+static int o_console_out_max(struct cli *c, const char *a)
+{
+	return parse_uint("--console-out-max", a, UINT64_MAX, &c->console_out_max);
+}
+
 static int o_prepare(struct cli *c, const char *a)
 {
 	char end;
@@ -323,6 +330,7 @@ static const struct opt {
     {"boot", required_argument, o_boot},
     {"console-out", required_argument, o_console_out},
     {"console-in", required_argument, o_console_in},
+    {"console-out-max", required_argument, o_console_out_max},
     {"timing", no_argument, o_timing},
     {"log-level", required_argument, o_log_level},
     {"drive", required_argument, o_drive},
@@ -623,6 +631,7 @@ static int run(struct thaw *t, uint64_t t0)
 	vm->console_in_spec = c->cfg.console_in;
 	vm->timing = c->timing;
 	vm->uffd_stall_ms = c->stall_ms;
+	vm->console_out_max = c->console_out_max;
 	if (c->cfg.console_out) {
 		vm->console_out_fd =
 		    open(c->cfg.console_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -679,6 +688,7 @@ int main(int argc, char **argv)
 	    .snapshot_then = "resume",
 	    .api_id = "thaw",
 	    .stall_ms = VMM_UFFD_STALL_DEFAULT_MS,
+	    .console_out_max = VMM_CONSOLE_OUT_MAX_DEFAULT,
 	};
 	if (parse_cli(argc, argv, &t->cli))
 		return VMM_EXIT_USAGE;
@@ -689,6 +699,7 @@ int main(int argc, char **argv)
 	status = run(t, t0);
 	/* The uffd handler writes a recorded working set and its counters here. */
 	vm_uffd_stop(&t->vm);
+	vmm_console_report(&t->vm);
 	/* vCPU threads may still be inside KVM_RUN; the process exit ends them. Tearing
 	 * the VM down first would only add milliseconds (closing a VM takes 1-16 ms). */
 	_exit(status);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -346,6 +347,38 @@ static void api_drive_overrides_name_the_new_file(void **state)
 	harness_end(p);
 }
 
+/* A guest that prints without end fills no disk: output to a file stops at its cap and
+ * what was dropped is counted. */
+static void console_output_to_a_file_stops_at_its_cap(void **state)
+{
+	char out[PATH_MAX];
+	const char *argv[] = {
+	    harness_env("THAW_BIN"), "--kernel", harness_env("THAW_PROBE"), "--mem-mib", "32",
+	    "--console-out",	     out,	 "--console-out-max",	    "100",	 NULL};
+	struct vmproc *p;
+	struct stat st = {0};
+	long long t0 = harness_ms();
+
+	SKIP_WITHOUT_KVM();
+	snprintf(out, sizeof(out), "%s/console.txt", dir);
+	p = harness_start(argv);
+	/* the probe's boot lines alone are more than 100 bytes */
+	while (harness_ms() - t0 < TMO && !strstr(p->err, "dropped")) {
+		vmproc_send(p, "info");
+		usleep(100 * 1000);
+		vmproc_expect(p, "never printed", 1, NULL, 0); /* collects stderr */
+	}
+	kill(p->pid, SIGTERM);
+	assert_int_equal(vmproc_wait(p, TMO), 0);
+	assert_int_equal(stat(out, &st), 0);
+	assert_int_equal(st.st_size, 100);
+	if (!strstr(p->err, "bytes of guest output dropped")) {
+		vmproc_dump(p, "console cap");
+		fail();
+	}
+	harness_end(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +388,7 @@ int main(void)
 	    cmocka_unit_test(api_drive_path_cannot_carry_options),
 	    cmocka_unit_test(refused_snapshot_keeps_the_prepared_vm),
 	    cmocka_unit_test(api_drive_overrides_name_the_new_file),
+	    cmocka_unit_test(console_output_to_a_file_stops_at_its_cap),
 	};
 
 	return cmocka_run_group_tests_name("untrusted input", tests, group_setup, group_teardown);
