@@ -25,10 +25,14 @@ struct json_object;
 #define API_MAX_HEADER_BYTES 8192
 #define API_MAX_URL_BYTES    1024
 #define API_MAX_BODY_BYTES   65536
-/* Concurrent connections; one more is accepted and closed at once. */
+/* Concurrent connections; one more is accepted and the connection idle the longest (no
+ * complete request for the longest time) is closed to make room. */
 #define API_MAX_CONNS 32
 /* A request that started arriving must be complete within this long (408 otherwise). */
 #define API_DEFAULT_REQUEST_TIMEOUT_MS 5000
+/* A connection with no complete request for this long (CRLFs alone do not count) and
+ * nothing in progress is closed. */
+#define API_DEFAULT_IDLE_TIMEOUT_MS 30000
 /* Once `PUT /metrics` configured a destination, a line is written this often (as
  * Firecracker does), besides every FlushMetrics. */
 #define API_DEFAULT_METRICS_PERIOD_MS 60000
@@ -322,8 +326,13 @@ int api_server_flush_metrics(struct api_server *srv);
 void api_server_set_metrics_period(struct api_server *srv, unsigned int ms);
 
 /* How long a started request may take to arrive in full (default
- * API_DEFAULT_REQUEST_TIMEOUT_MS). Idle keep-alive connections never time out. */
+ * API_DEFAULT_REQUEST_TIMEOUT_MS). Call before the first api_server_dispatch(). */
 void api_server_set_request_timeout(struct api_server *srv, unsigned int ms);
+
+/* How long a connection may go without a complete request (default
+ * API_DEFAULT_IDLE_TIMEOUT_MS; 0 means 1 ms) before it is closed; bytes that start no
+ * request, such as CRLFs, do not reset it. Call before the first api_server_dispatch(). */
+void api_server_set_idle_timeout(struct api_server *srv, unsigned int ms);
 
 /* Closes every connection and the listener, unlinks the socket file, frees. NULL is fine. */
 void api_server_destroy(struct api_server *srv);

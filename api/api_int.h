@@ -51,6 +51,10 @@ struct api_conn {
 	bool peer_eof;
 	uint32_t events;      /* current epoll interest */
 	uint64_t deadline_ns; /* partial request or undrained output must finish by; 0: none */
+	/* Accepted, or last request complete: the last progress. Bytes that make no
+	 * request (CRLFs between requests) do not count; idle_timeout_ms after this an
+	 * idle connection is closed, and at the cap the oldest makes room. */
+	uint64_t idle_since_ns;
 	struct api_conn *next_dead;
 	http_parser parser;
 	struct api_req req;
@@ -70,8 +74,9 @@ struct api_counters {
 	uint64_t requests;
 	uint64_t status_2xx, status_4xx, status_5xx;
 	uint64_t bad_http; /* malformed or oversized requests */
-	uint64_t timeouts;
-	uint64_t conns_accepted, conns_refused;
+	uint64_t timeouts; /* request, output and idle timeouts */
+	uint64_t conns_accepted;
+	uint64_t conns_refused;		/* closed at the cap to make room for a new one */
 	uint64_t last_load_snapshot_us; /* request handling of PUT /snapshot/load, parse included */
 	uint64_t last_create_snapshot_us;
 	uint64_t last_instance_start_us;
@@ -84,6 +89,7 @@ struct api_server {
 	int listen_fd, ep_fd, timer_fd;
 	uint64_t timer_armed_ns; /* deadline the timerfd is set to; 0: disarmed */
 	unsigned int timeout_ms;
+	unsigned int idle_timeout_ms;
 	unsigned int n_conns;
 	struct api_conn *conns[API_MAX_CONNS];
 	http_parser_settings settings;

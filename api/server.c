@@ -3,9 +3,11 @@
  *
  * Each connection parses with its own http_parser into its own buffers, so a client that
  * stalls mid-request holds nothing but its own connection (and loses it after the request
- * timeout). Requests are executed as soon as they are complete, in order; the parser is
- * paused after each one so a pipelining client that does not read its responses stops being
- * read instead of growing a queue. */
+ * timeout). A connection that completes no request for the idle timeout is closed, and at
+ * the connection cap the one idle the longest makes room for the newcomer, so neither idle
+ * nor CRLF-trickling sockets can lock clients out. Requests are executed as soon as they are
+ * complete, in order; the parser is paused after each one so a pipelining client that does not read
+ * its responses stops being read instead of growing a queue. */
 #include "api/api_int.h"
 #include "common/log.h"
 
@@ -145,6 +147,7 @@ static int on_message_complete(http_parser *p)
 
 	c->req.in_progress = false;
 	c->deadline_ns = 0;
+	c->idle_since_ns = now_ns(); /* progress: a whole request */
 	/* Hand control back after every request: the caller executes it, then resumes. */
 	http_parser_pause(p, 1);
 	return 0;
@@ -259,6 +262,7 @@ struct api_conn *api_conn_new(struct api_server *srv, int fd)
 		return NULL;
 	c->srv = srv;
 	c->fd = fd;
+	c->idle_since_ns = now_ns();
 	http_parser_init(&c->parser, HTTP_REQUEST);
 	c->parser.data = c;
 	return c;
@@ -446,6 +450,24 @@ static void conn_readable(struct api_conn *c)
 	conn_service(c);
 }
 
+/* Closes the connection idle the longest: refusing the newcomer instead would let
+ * API_MAX_CONNS idle sockets lock every client out. */
+static void make_room(struct api_server *srv)
+{
+	struct api_conn *oldest = srv->conns[0];
+
+	for (unsigned int i = 1; i < srv->n_conns; i++)
+		if (srv->conns[i]->idle_since_ns < oldest->idle_since_ns)
+			oldest = srv->conns[i];
+	srv->cnt.conns_refused++;
+	log_ratelimited(LOG_WARN,
+			"api: %d connections open, closing connection %d (idle %llu ms) for a "
+			"new one",
+			API_MAX_CONNS, oldest->fd,
+			(unsigned long long)((now_ns() - oldest->idle_since_ns) / 1000000));
+	conn_kill(oldest);
+}
+
 static void accept_all(struct api_server *srv)
 {
 	for (;;) {
@@ -459,13 +481,8 @@ static void accept_all(struct api_server *srv)
 				log_ratelimited(LOG_WARN, "api: accept4: %s", strerror(errno));
 			return;
 		}
-		if (srv->n_conns >= API_MAX_CONNS) {
-			srv->cnt.conns_refused++;
-			log_ratelimited(LOG_WARN, "api: %d connections open, refusing another",
-					API_MAX_CONNS);
-			close(fd);
-			continue;
-		}
+		if (srv->n_conns >= API_MAX_CONNS)
+			make_room(srv);
 		c = api_conn_new(srv, fd);
 		if (!c) {
 			close(fd);
@@ -485,6 +502,15 @@ static void accept_all(struct api_server *srv)
 	}
 }
 
+/* When `c` is closed unless something changes: its request or output deadline while it
+ * has one, else the idle timeout after its last progress. */
+static uint64_t conn_due(const struct api_conn *c)
+{
+	if (c->deadline_ns)
+		return c->deadline_ns;
+	return c->idle_since_ns + (uint64_t)c->srv->idle_timeout_ms * 1000000ull;
+}
+
 static void expire(struct api_server *srv)
 {
 	uint64_t now = now_ns(), ticks;
@@ -496,11 +522,19 @@ static void expire(struct api_server *srv)
 	for (i = 0; i < srv->n_conns;) {
 		struct api_conn *c = srv->conns[i];
 
-		if (!c->deadline_ns || c->deadline_ns > now) {
+		if (conn_due(c) > now) {
 			i++;
 			continue;
 		}
 		srv->cnt.timeouts++;
+		if (!c->deadline_ns) {
+			/* Idle: HTTP lets a server close a kept-alive connection between
+			 * requests, without an answer. */
+			log_ratelimited(LOG_INFO, "api: connection %d idle for %u ms, closing",
+					c->fd, srv->idle_timeout_ms);
+			conn_kill(c);
+			continue;
+		}
 		log_ratelimited(LOG_INFO, "api: connection %d timed out %s", c->fd,
 				c->req.in_progress ? "mid-request" : "not reading its responses");
 		if (c->req.in_progress && API_OUT_CAP - c->out_len >= OUT_NEEDED) {
@@ -583,12 +617,16 @@ static void update_timer(struct api_server *srv)
 	unsigned int i;
 
 	for (i = 0; i < srv->n_conns; i++) {
-		uint64_t d = srv->conns[i]->deadline_ns;
+		uint64_t d = conn_due(srv->conns[i]);
 
-		if (d && (!min || d < min))
+		if (!min || d < min)
 			min = d;
 	}
-	if (min == srv->timer_armed_ns)
+	/* A timer already set no later than needed stays: it may fire early (expire then
+	 * finds nothing due and this sets it again), but a request completing, which moves
+	 * its connection's idle deadline later, costs no timerfd_settime. */
+	if (min == srv->timer_armed_ns ||
+	    (srv->timer_armed_ns && (!min || srv->timer_armed_ns <= min)))
 		return;
 	memset(&its, 0, sizeof(its));
 	its.it_value.tv_sec = (time_t)(min / 1000000000ull);
@@ -711,6 +749,7 @@ int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 	srv->metrics_timer_fd = -1;
 	srv->metrics_period_ms = API_DEFAULT_METRICS_PERIOD_MS;
 	srv->timeout_ms = API_DEFAULT_REQUEST_TIMEOUT_MS;
+	srv->idle_timeout_ms = API_DEFAULT_IDLE_TIMEOUT_MS;
 	memcpy(srv->path, path, strlen(path) + 1);
 	api_parser_settings_init(&srv->settings);
 	api_state_init(srv);
@@ -788,6 +827,11 @@ int api_server_fd(const struct api_server *srv)
 void api_server_set_request_timeout(struct api_server *srv, unsigned int ms)
 {
 	srv->timeout_ms = ms ? ms : 1;
+}
+
+void api_server_set_idle_timeout(struct api_server *srv, unsigned int ms)
+{
+	srv->idle_timeout_ms = ms ? ms : 1;
 }
 
 void api_server_destroy(struct api_server *srv)

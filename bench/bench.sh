@@ -12,7 +12,8 @@
 #   --only    a comma-separated subset of the series groups: floor, thaw (restores),
 #             create, perf, boot, clones, qemu, linux, api (PUT /snapshot/load through the
 #             API socket, with the direct 128m1v file restores it is compared with), jail
-#             (jailed vs unjailed restores, N jailed at once, jail setup)
+#             (jailed vs unjailed restores, N jailed at once, jail setup), flood (API GET /
+#             latency while the probe floods each virtio device, bench/flood.c)
 #   --check   short run (floor and thaw restores only), then bench/report.py --check:
 #             non-zero exit naming the figure when thaw's median restore is over 3x the
 #             floor or 50% over bench/baseline.json
@@ -28,7 +29,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd -P)
 cd "$top" || exit 2
 
-B=build OUT="" RUNS=30 BOOT_RUNS=20 QEMU_RUNS=10 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
+B=build OUT="" RUNS=30 FLOOD_RUNS=5 FLOOD_REQUESTS=5000 BOOT_RUNS=20 QEMU_RUNS=10 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
 CLONES="1 8 32" MODE=full QEMU=1 LINUX=1 ONLY="" JAIL_RUNS=20 JAIL_AT_ONCE=10 JAIL_BATCHES=3
 RESUME=0
 while (($#)); do
@@ -54,12 +55,12 @@ while (($#)); do
 done
 case $MODE in
 check) RUNS=15 ;;
-smoke) RUNS=2 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=1 USDT_RUNS=1 CREATE_RUNS=1 CLONES="1 2" LINUX=0
+smoke) RUNS=2 FLOOD_RUNS=1 FLOOD_REQUESTS=500 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=1 USDT_RUNS=1 CREATE_RUNS=1 CLONES="1 2" LINUX=0
 	JAIL_RUNS=2 JAIL_AT_ONCE=3 JAIL_BATCHES=1 ;;
 esac
 for g in ${ONLY//,/ }; do
 	case $g in
-	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail) ;;
+	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood) ;;
 	*) echo "bench: --only: unknown group '$g' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -67,8 +68,8 @@ done
 want() { [[ -z $ONLY || ,$ONLY, == *",$1,"* ]]; }
 
 [[ -c /dev/kvm ]] || { echo "bench: /dev/kvm is absent: run bench/kvmhost.sh (make bench)" >&2 && exit 2; }
-THAW=$top/$B/thaw SPAWN=$top/$B/bench/spawn FLOOR=$top/$B/bench/floor
-for p in "$THAW" "$SPAWN" "$FLOOR"; do
+THAW=$top/$B/thaw SPAWN=$top/$B/bench/spawn FLOOR=$top/$B/bench/floor FLOOD=$top/$B/bench/flood
+for p in "$THAW" "$SPAWN" "$FLOOR" "$FLOOD"; do
 	[[ -x $p ]] || { echo "bench: $p is missing (make programs)" >&2 && exit 2; }
 done
 if [[ -z ${THAW_PROBE:-} ]]; then
@@ -95,10 +96,10 @@ trap 'while read -r id; do "$top/$B/thaw-jailer" --cleanup --id "$id" --chroot-b
 # host. In the nested host the build directory and the guest cache are 9p exports read
 # without a page cache (cache=mmap), so each exec of thaw read its 1 MiB again (~100 ms of
 # every process start .. answer), while QEMU came from the cached root export.
-if ! mkdir -p "$W/bin" || ! cp -- "$THAW" "$SPAWN" "$FLOOR" "$W/bin/" || ! cp -- "$PROBE" "$W/probe"; then
+if ! mkdir -p "$W/bin" || ! cp -- "$THAW" "$SPAWN" "$FLOOR" "$FLOOD" "$W/bin/" || ! cp -- "$PROBE" "$W/probe"; then
 	echo "bench: cannot copy the programs to $W" >&2 && exit 2
 fi
-THAW=$W/bin/thaw SPAWN=$W/bin/spawn FLOOR=$W/bin/floor PROBE=$W/probe
+THAW=$W/bin/thaw SPAWN=$W/bin/spawn FLOOR=$W/bin/floor FLOOD=$W/bin/flood PROBE=$W/probe
 META=$OUT/meta.txt
 ((RESUME)) || : >"$META"
 meta() { echo "$1=$2" >>"$META"; }
@@ -502,6 +503,39 @@ if [[ $MODE != check && -s $S128 ]] && want api; then
 	else
 		note "api_overhead: $B/bench_api is missing (make programs)"
 	fi
+fi
+
+# ---- 9b. a guest flooding its devices must not starve the API (issue 14) -----------------
+# bench/flood.c: thaw --api-sock with the probe, an rng, a vsock and (in a private network
+# namespace, when unshare -n works) a net on a tap thaw creates; per device, N GET / on one
+# kept-alive connection while the guest idles, then N while the probe's `flood` request
+# keeps the device's queue full. raw/flood_<dev>.txt: idle and flooded p50/p99/max (us), the
+# p99 ratio (issue 14 asks for at most 2) and how many chains the guest published.
+if [[ $MODE != check ]] && want flood; then
+	fpre=() ftap=()
+	# The tap exists and is up before thaw attaches to it (a down tap refuses writes).
+	if command -v ip >/dev/null && unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr' 2>/dev/null; then
+		fpre=(unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr && ip link set thawflood0 up && exec "$@"' flood)
+		ftap=(--tap thawflood0)
+	else
+		note "flood: no tap in a private network namespace here (unshare -n or ip tuntap failed): no net device in the flood series"
+	fi
+	i=$(runs "$OUT/raw/flood_rng.txt")
+	((i < FLOOD_RUNS)) && say "flood: $((FLOOD_RUNS - i)) runs of $FLOOD_REQUESTS GET / idle and flooded"
+	for (( ; i < FLOOD_RUNS; i++)); do
+		fd=$W/flood-$i
+		mkdir -p "$fd"
+		if "${fpre[@]}" "$FLOOD" --requests "$FLOOD_REQUESTS" "${ftap[@]}" "$THAW" "$PROBE" "$fd" \
+			>"$W/flood.out" 2>"$W/flood.err"; then
+			while read -r dev rest; do
+				echo "$rest rc=0" >>"$OUT/raw/flood_${dev#dev=}.txt"
+			done <"$W/flood.out"
+		else
+			note "flood: run $i failed: $(tail -n 1 "$W/flood.err") $(grep -v '^thaw: info' "$fd/thaw.err" 2>/dev/null | tail -n 1)"
+			echo "rc=1" >>"$OUT/raw/flood_rng.txt"
+		fi
+		rm -rf -- "$fd"
+	done
 fi
 
 # ---- 10. the jail (issue 8): jailed vs unjailed restores, N jailed at once, setup ----------

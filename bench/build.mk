@@ -1,14 +1,19 @@
 # bench/: the benchmark harness (bench/README.md). Two small programs of ours:
 #   floor  the kernel work a restore cannot avoid, timed (the ratio's denominator)
 #   spawn  starts a VMM and times process start to the guest's first answer
+#   flood  API GET / latency, idle and while the guest floods each virtio device
 # `make bench` runs bench/bench.sh (inside tests/kvmhost/run.sh when /dev/kvm is
 # absent) and writes bench/results/<timestamp>/; `make bench-check` is a short run that
 # fails when thaw's restore is over 3x the floor or 50% slower than bench/baseline.json.
 # floor and bench_jail use none of our libraries; the others list theirs.
-BENCH_TOOLS := $(B)/bench/floor $(B)/bench/spawn
+BENCH_TOOLS := $(B)/bench/floor $(B)/bench/spawn $(B)/bench/flood
 PROGRAMS += $(BENCH_TOOLS)
 
 $(B)/bench/floor: $(B)/bench/floor.o
+	$(link)
+
+# flood: GET / latency while the probe floods a virtio queue (issue 14).
+$(B)/bench/flood: $(B)/bench/flood.o $(API_LINK)
 	$(link)
 
 $(B)/bench/spawn: $(B)/bench/spawn.o $(API_LINK)

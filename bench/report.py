@@ -238,6 +238,18 @@ def table(res, meta, rat):
                 label + " (us)", "%.2f" % m, "-", "-", "%d" % (med(res, "api_overhead", "requests") or 0),
                 "API overhead %.2f us (target <= 50)" % med(res, "api_overhead", "overhead_us")
                 if metric == "get_rtt_us" else ""))
+    # Issue 14: API GET / p99 while the guest floods a device, against idle (microseconds).
+    for dev in ("rng", "vsock", "net"):
+        s = "flood_" + dev
+        for metric, label in (("idle_p99_us", "GET / p99 while the guest idles"),
+                              ("flood_p99_us", "GET / p99 while it floods %s" % dev)):
+            m = res.get(s, {}).get("metrics", {}).get(metric)
+            if m:
+                r = med(res, s, "p99_ratio")
+                rows.append("%-58s %9.1f %9.1f %9.1f %4d  %s" % (
+                    "flood %s: %s (us)" % (dev, label), m["median"], m["p99"], m["min"], m["n"],
+                    "flooded/idle x%.2f (target <= 2)" % r
+                    if metric == "flood_p99_us" and r is not None else ""))
     for path in PATHS:
         s, direct = "api_128m1v_%s_file" % path, "thaw_128m1v_%s_file" % path
         if s not in res:

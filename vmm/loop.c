@@ -1,4 +1,11 @@
-/* The main thread's event loop: epoll with one callback per fd. */
+/* The main thread's event loop: epoll with one callback per fd.
+ *
+ * Fairness: epoll is level-triggered and each round dispatches every fd it returned
+ * once; an fd that is still ready goes to the back of the kernel's ready list, so with
+ * more ready fds than one wait returns, the others come first in the next round. A
+ * callback that has more work than its budget leaves its fd ready (the virtio queues
+ * re-signal their kick eventfd) instead of looping, so the API socket and the signalfd
+ * are served within a round or two whatever a guest does. */
 #include "vmm/vmm.h"
 
 #include <errno.h>
@@ -88,6 +95,7 @@ void vmm_loop_stop(struct vmm_loop *l, int status)
 
 int vmm_loop_run(struct vmm_loop *l)
 {
+	l->idle_ran_ns = now_ns();
 	while (!l->stop) {
 		struct epoll_event evs[16];
 		int n = epoll_wait(l->epfd, evs, 16, l->timeout_ms);
@@ -98,8 +106,17 @@ int vmm_loop_run(struct vmm_loop *l)
 			log_err("epoll_wait: %s", strerror(errno));
 			return VMM_EXIT_INTERNAL;
 		}
-		if (n == 0 && l->idle)
-			l->idle(l->idle_opaque);
+		if (l->idle && l->timeout_ms >= 0) {
+			uint64_t now = now_ns();
+
+			/* Not only on an empty wait: a device that re-arms itself every
+			 * round would keep n above 0 for as long as the guest likes. */
+			if (n == 0 ||
+			    now - l->idle_ran_ns >= (uint64_t)l->timeout_ms * 1000000ull) {
+				l->idle_ran_ns = now;
+				l->idle(l->idle_opaque);
+			}
+		}
 		l->dispatching = true;
 		for (int i = 0; i < n && !l->stop; i++) {
 			struct vmm_loop_entry *e = evs[i].data.ptr;

@@ -273,10 +273,13 @@ struct vmm_loop {
 	bool dispatching; /* inside a round of callbacks */
 	int status;
 	/* Wait limit per round (-1: none) and what to do when it passes; a callback
-	 * may change both, e.g. to retry input a device could not take yet. */
+	 * may change both, e.g. to retry input a device could not take yet. The idle
+	 * callback also runs when timeout_ms passed since its last run while fds kept
+	 * the loop busy, so a flood of events cannot starve it. */
 	int timeout_ms;
 	void (*idle)(void *opaque);
 	void *idle_opaque;
+	uint64_t idle_ran_ns; /* CLOCK_MONOTONIC of its last run */
 	struct vmm_loop_entry entries[VMM_LOOP_MAX];
 };
 

@@ -1123,6 +1123,65 @@ static void req_wbytes(int argc, char **argv)
 	out_end();
 }
 
+/* flood <base> <queue> <ring> <size> <head>: a guest that starves a device's host side
+ * (issue 14). On a queue the host set up by hand (section 4 of PROTOCOL.md: descriptors
+ * at ring, avail at ring+0x1000, used at ring+0x2000, `size` entries), it republishes
+ * chain `head` whenever the device has used one, so the avail ring never empties, until
+ * any byte arrives on COM1 (consumed). It fills all the room there is at once and
+ * notifies only when the device had caught up (the ring was empty: the device may have
+ * stopped): a notify is an exit, and the attack is a device that never runs dry, not a
+ * vCPU busy exiting.
+ * Answers `PROBE flood published=<n> used=<used idx>`. */
+static void req_flood(int argc, char **argv)
+{
+	u64 base, q, ring, size, head, published = 0, looked = rdtsc();
+	if (argc != 6 || parse_u64(argv[1], &base) || parse_u64(argv[2], &q) ||
+	    parse_u64(argv[3], &ring) || parse_u64(argv[4], &size) || parse_u64(argv[5], &head))
+		return answer_err("flood", "usage: flood <base> <queue> <ring> <size> <head>");
+	if (!size || size > 1024 || (size & (size - 1)) || head >= size)
+		return answer_err("flood", "size not a power of two up to 1024, or head past it");
+	if (!mem_ok(base + 0x50, 4, 1) || !mem_ok(ring, 0x2000 + 6 + 8 * size, 1))
+		return answer_err("flood", "register or rings above 4 GiB or inside the probe");
+	volatile u16 *avail_idx = (volatile u16 *)(ring + 0x1002);
+	volatile u16 *avail_ring = (volatile u16 *)(ring + 0x1004);
+	volatile u16 *used_idx = (volatile u16 *)(ring + 0x2002);
+	volatile u32 *notify = (volatile u32 *)(base + 0x50);
+	u16 idx = *avail_idx;
+	for (;;) {
+		/* A port read is an exit, during which the device could catch up: look for
+		 * the stop byte only every ~10 ms (2^25 TSC cycles at 3 GHz). */
+		if (rdtsc() - looked > (1ull << 25)) {
+			if (inb(COM1 + 5) & 0x01) {
+				(void)inb(COM1);
+				break;
+			}
+			looked = rdtsc();
+		}
+		u16 used = *used_idx, pending = (u16)(idx - used);
+		u16 room = pending < size ? (u16)(size - pending) : 0; /* a used idx past ours */
+		if (!room) {
+			cpu_relax();
+			continue;
+		}
+		for (u16 i = 0; i < room; i++)
+			avail_ring[(u16)(idx + i) & (size - 1)] = (u16)head;
+		/* x86 keeps stores in order; the compiler must too (the entries before the
+		 * index that publishes them, the index before the notify). */
+		__asm__ volatile("" ::: "memory");
+		idx = (u16)(idx + room);
+		*avail_idx = idx;
+		published += room;
+		__asm__ volatile("mfence" ::: "memory");
+		if (room == size)
+			*notify = (u32)q;
+	}
+	out_begin();
+	put_s("PROBE flood");
+	put_kv("published", published);
+	put_kv("used", *used_idx);
+	out_end();
+}
+
 static void handle_line(char *s)
 {
 	char *argv[MAX_ARGS];
@@ -1170,6 +1229,8 @@ static void handle_line(char *s)
 		req_mem(argc, argv);
 	} else if (str_eq(c, "wbytes")) {
 		req_wbytes(argc, argv);
+	} else if (str_eq(c, "flood")) {
+		req_flood(argc, argv);
 	} else if (str_eq(c, "fault")) {
 		/* Exercises exception delivery: the answer is the PROBE FAULT line. */
 		__asm__ volatile("ud2");

@@ -213,9 +213,10 @@ static void *h_serve(void *arg)
 	return NULL;
 }
 
-/* Starts a server with `ops` (h_ops when NULL) and a request timeout (0: default), and
- * connects h->fd. */
-static struct harness *h_start_ops(const struct api_ops *ops, unsigned int timeout_ms)
+/* Starts a server with `ops` (h_ops when NULL), a request timeout and an idle timeout
+ * (0: the defaults), and connects h->fd. */
+static struct harness *h_start_idle(const struct api_ops *ops, unsigned int timeout_ms,
+				    unsigned int idle_ms)
 {
 	struct harness *h = calloc(1, sizeof(*h));
 
@@ -230,6 +231,8 @@ static struct harness *h_start_ops(const struct api_ops *ops, unsigned int timeo
 		goto err;
 	if (timeout_ms)
 		api_server_set_request_timeout(h->srv, timeout_ms);
+	if (idle_ms)
+		api_server_set_idle_timeout(h->srv, idle_ms);
 	h->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (h->stop_fd < 0 || pthread_create(&h->thread, NULL, h_serve, h))
 		goto err;
@@ -240,6 +243,11 @@ static struct harness *h_start_ops(const struct api_ops *ops, unsigned int timeo
 err:
 	fprintf(stderr, "harness setup failed: %s\n", strerror(errno));
 	abort();
+}
+
+static struct harness *h_start_ops(const struct api_ops *ops, unsigned int timeout_ms)
+{
+	return h_start_idle(ops, timeout_ms, 0);
 }
 
 static void h_stop(struct harness *h)

@@ -1,5 +1,6 @@
 /* The API's transport over a real unix socket: keep-alive, pipelining, several clients,
- * stalled clients, caps, malformed HTTP, socket file handling. */
+ * stalled clients, idle and CRLF-only clients, the connection cap, caps, malformed HTTP,
+ * socket file handling. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include "tests/unit/test_api_harness.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -203,7 +205,7 @@ static void stalled_half_request_does_not_block_others_and_times_out(void **stat
 	}
 	close(stalled);
 	assert_int_equal(h->calls[OP_BOOT], 0);
-	/* An idle kept-alive connection is not timed out. */
+	/* An idle kept-alive connection is not timed out by the request timeout. */
 	usleep(1200 * 1000);
 	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
 	h_stop(h);
@@ -435,27 +437,93 @@ static void client_vanishing_mid_request_is_harmless(void **state)
 	h_stop(h);
 }
 
-static void connections_beyond_the_cap_are_closed(void **state)
+/* Waits up to `ms` for the server to close `fd`; returns the milliseconds it took, or -1
+ * when it is still open. */
+static long closed_within(int fd, unsigned int ms)
 {
-	struct harness *h = h_start_ops(NULL, 0);
-	int fds[API_MAX_CONNS + 1], i;
+	uint64_t t0 = mono_ms();
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 	char c;
 
-	/* h->fd already holds one slot. */
-	for (i = 0; i < API_MAX_CONNS; i++)
+	while (mono_ms() - t0 < ms) {
+		if (poll(&p, 1, 50) == 1)
+			return recv(fd, &c, 1, MSG_DONTWAIT) == 0 ? (long)(mono_ms() - t0) : -1;
+	}
+	return -1;
+}
+
+/* API_MAX_CONNS idle sockets (some only ever sending CRLFs) must not lock clients out:
+ * a new connection is served, and the one idle the longest is closed for it. */
+static void at_the_cap_the_longest_idle_connection_makes_room(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	int fds[API_MAX_CONNS], fresh, i;
+
+	/* h->fd already holds one slot, and is the oldest. */
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	usleep(20 * 1000);
+	for (i = 0; i < API_MAX_CONNS - 1; i++) {
 		fds[i] = h_connect(h);
-	/* The last one is accepted and closed at once. */
-	assert_int_equal(recv(fds[API_MAX_CONNS - 1], &c, 1, 0), 0);
+		if (i % 2)
+			assert_int_equal(h_send(fds[i], "\r\n", 2), 0);
+	}
+	usleep(50 * 1000); /* all accepted, in order */
+	fresh = h_connect(h);
+	assert_int_equal(api_client_request(fresh, "GET", "/", NULL, &h_resp_buf), 0);
+	assert_int_equal(h_resp_buf.status, 200);
+	assert_true(closed_within(h->fd, 2000) >= 0);
+	/* Everyone else is still served; the newest make room for one more in turn. */
 	for (i = 0; i < API_MAX_CONNS - 1; i++) {
 		assert_int_equal(api_client_request(fds[i], "GET", "/", NULL, &h_resp_buf), 0);
 		assert_int_equal(h_resp_buf.status, 200);
 	}
-	for (i = 0; i < API_MAX_CONNS; i++)
+	for (i = 0; i < API_MAX_CONNS - 1; i++)
 		close(fds[i]);
+	close(fresh);
 	/* Slots come back when clients leave. */
 	fds[0] = h_connect(h);
 	assert_int_equal(api_client_request(fds[0], "GET", "/", NULL, &h_resp_buf), 0);
 	close(fds[0]);
+	h_stop(h);
+}
+
+static void idle_connection_is_closed_after_the_idle_timeout(void **state)
+{
+	struct harness *h = h_start_idle(NULL, 0, 300);
+	int fd = h_connect(h), i;
+	long ms;
+
+	/* Requests are progress: 150 ms apart, the connection outlives the timeout. */
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(api_client_request(fd, "GET", "/", NULL, &h_resp_buf), 0);
+		assert_int_equal(h_resp_buf.status, 200);
+		usleep(150 * 1000);
+	}
+	assert_int_equal(api_client_request(fd, "GET", "/", NULL, &h_resp_buf), 0);
+	/* Then idle: closed after about 300 ms, without an answer. */
+	ms = closed_within(fd, 3000);
+	assert_true(ms >= 200);
+	close(fd);
+	h_stop(h);
+}
+
+/* CRLFs make no request: a client sending only those is idle, and closed. */
+static void crlf_trickle_connection_is_closed_after_the_idle_timeout(void **state)
+{
+	struct harness *h = h_start_idle(NULL, 0, 300);
+	int fd = h_connect(h);
+	uint64_t t0 = mono_ms();
+	long ms = -1;
+
+	while (mono_ms() - t0 < 3000 && ms < 0) {
+		if (send(fd, "\r\n", 2, MSG_NOSIGNAL) != 2)
+			break; /* already closed */
+		ms = closed_within(fd, 50);
+	}
+	assert_true(mono_ms() - t0 >= 250);
+	assert_true(mono_ms() - t0 < 3000);
+	close(fd);
+	assert_int_equal(h_req(h, "GET", "/", NULL) < 0, true); /* h->fd: idle too, closed */
 	h_stop(h);
 }
 
@@ -537,7 +605,9 @@ int main(void)
 	    cmocka_unit_test(connection_close_and_http10_close_after_response),
 	    cmocka_unit_test(half_closed_client_still_gets_its_answer),
 	    cmocka_unit_test(client_vanishing_mid_request_is_harmless),
-	    cmocka_unit_test(connections_beyond_the_cap_are_closed),
+	    cmocka_unit_test(at_the_cap_the_longest_idle_connection_makes_room),
+	    cmocka_unit_test(idle_connection_is_closed_after_the_idle_timeout),
+	    cmocka_unit_test(crlf_trickle_connection_is_closed_after_the_idle_timeout),
 	    cmocka_unit_test(unknown_path_and_wrong_method_get_400),
 	    cmocka_unit_test(stale_socket_is_replaced_live_one_refused),
 	};

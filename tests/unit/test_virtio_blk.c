@@ -604,6 +604,33 @@ static void test_more_pieces_than_seg_max_fail_untouched(void **state)
 	assert_false(h_needs_reset(f->d));
 }
 
+/* Requests answered at once (GET_ID) free their slot again: a guest republishing one
+ * gets VIRTIO_BUDGET_CHAINS per notification, the rest on the next loop round. */
+static void test_flood_gets_a_budget_per_notification(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_blk_outhdr *h = h_ptr(f->vm, HDR_GPA);
+	uint64_t a[] = {HDR_GPA, DATA_GPA, STATUS_GPA};
+	uint32_t l[] = {sizeof(*h), VIRTIO_BLK_ID_BYTES, 1};
+	bool w[] = {false, true, true};
+	struct h_flood fl;
+	uint16_t first, second;
+
+	h->type = VIRTIO_BLK_T_GET_ID;
+	h->ioprio = 0;
+	h->sector = 0;
+	/* Below 65536 so the 16-bit used index cannot wrap past what it measures. */
+	h_flood_start(&fl, &f->q, h_add_chain(&f->q, 3, a, l, w), 60000);
+	h_kick(f->d, 0);
+	first = h_used_idx(&f->q);
+	h_flood_stop(&fl);
+	assert_int_equal(first, VIRTIO_BUDGET_CHAINS);
+	h_loop_round(f->d);
+	second = h_used_idx(&f->q);
+	assert_int_equal((uint16_t)(second - first), VIRTIO_BUDGET_CHAINS);
+	assert_false(h_needs_reset(f->d));
+}
+
 int main(void)
 {
 #define RW(fn) cmocka_unit_test_setup_teardown(fn, setup_rw, teardown)
@@ -624,6 +651,7 @@ int main(void)
 	    RW(test_many_requests_in_flight_then_quiesce),
 	    RW(test_save_restore_and_reopen),
 	    RW(test_file_roundtrip_restores_a_new_device),
+	    RW(test_flood_gets_a_budget_per_notification),
 	    cmocka_unit_test_setup_teardown(test_stress_scattered_io_touches_only_its_buffers,
 					    setup_big, teardown),
 	    cmocka_unit_test_setup_teardown(test_more_pieces_than_seg_max_fail_untouched, setup_big,

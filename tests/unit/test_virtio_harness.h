@@ -5,12 +5,15 @@
 #define TEST_VIRTIO_HARNESS_H
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -272,6 +275,89 @@ static inline bool h_take_used(struct h_queue *q, uint32_t *id, uint32_t *len)
 	*len = u->ring[q->used_seen % q->size].len;
 	q->used_seen++;
 	return true;
+}
+
+/* The starvation attack: a "guest" thread that republishes chain `head` whenever the
+ * device has used one, so the avail ring never empties. It stops by itself after
+ * `max` chains (today's code would otherwise loop forever) or at h_flood_stop. */
+struct h_flood {
+	struct h_queue *q;
+	uint16_t head;
+	unsigned max;
+	unsigned published; /* written by the thread, read after the join */
+	bool stop;	    /* atomic */
+	pthread_t thread;
+};
+
+static inline uint16_t h_used_idx(struct h_queue *q)
+{
+	return __atomic_load_n(&h_used(q)->idx, __ATOMIC_ACQUIRE);
+}
+
+static inline void *h_flood_run(void *arg)
+{
+	struct h_flood *f = arg;
+
+	while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE) && f->published < f->max) {
+		if ((uint16_t)(f->q->avail_idx - h_used_idx(f->q)) < f->q->size) {
+			h_publish(f->q, f->head);
+			f->published++;
+		} else {
+			sched_yield();
+		}
+	}
+	return NULL;
+}
+
+/* Fills the ring with `head` and starts republishing it. */
+static inline void h_flood_start(struct h_flood *f, struct h_queue *q, uint16_t head, unsigned max)
+{
+	memset(f, 0, sizeof(*f));
+	f->q = q;
+	f->head = head;
+	f->max = max;
+	while ((uint16_t)(q->avail_idx - h_used_idx(q)) < q->size) {
+		h_publish(q, head);
+		f->published++;
+	}
+	assert_int_equal(pthread_create(&f->thread, NULL, h_flood_run, f), 0);
+}
+
+/* Waits until the ring is full again (so a test knows how much is pending), stops the
+ * thread and returns how many chains it published in all. */
+static inline unsigned h_flood_stop(struct h_flood *f)
+{
+	while (f->published < f->max &&
+	       (uint16_t)(__atomic_load_n(&h_avail(f->q)->idx, __ATOMIC_ACQUIRE) -
+			  h_used_idx(f->q)) < f->q->size)
+		sched_yield();
+	__atomic_store_n(&f->stop, true, __ATOMIC_RELEASE);
+	assert_int_equal(pthread_join(f->thread, NULL), 0);
+	return f->published;
+}
+
+/* Whether queue `qi`'s kick eventfd was signalled (the device re-armed it for a later
+ * loop round); reads it, as the loop would. */
+static inline bool h_rearmed(struct virtio_dev *d, unsigned qi)
+{
+	uint64_t n;
+
+	return read(d->kick_fd[qi], &n, sizeof(n)) == sizeof(n);
+}
+
+/* One main-loop round for the device's kick fds: what the loop calls when the device's
+ * kick epoll set is readable. */
+static inline void h_loop_round(struct virtio_dev *d)
+{
+	for (unsigned i = 0; i < VMM_LOOP_MAX; i++) {
+		struct vmm_loop_entry *e = &d->vm->loop.entries[i];
+
+		if (e->fd == d->kick_ep && e->fn) {
+			e->fn(e->opaque, EPOLLIN);
+			return;
+		}
+	}
+	fail_msg("kick epoll set of %s not on the loop", d->id);
 }
 
 static inline bool h_needs_reset(struct virtio_dev *d)

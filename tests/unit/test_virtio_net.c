@@ -1,8 +1,8 @@
 /* virtio-net over a real tap device in a private network namespace (the test
  * unshares one, so it needs root; it skips, saying why, without). Frames the "guest"
  * transmits appear on the tap, frames sent into the tap reach the guest's receive
- * buffers with a vnet header, the MAC is in config space, and the tap's offloads
- * follow the acked features. */
+ * buffers with a vnet header, the MAC is in config space, the tap's offloads
+ * follow the acked features, and a transmit flood is served a budget at a time. */
 #include "tests/unit/test_virtio_harness.h"
 
 #include <arpa/inet.h>
@@ -233,6 +233,33 @@ static void test_short_transmit_chain_needs_reset(void **state)
 	assert_true(h_needs_reset(f->d));
 }
 
+/* A guest republishing one transmit chain as fast as it is used gets
+ * VIRTIO_BUDGET_CHAINS frames per notification; the rest goes on the next loop round. */
+static void test_transmit_flood_gets_a_budget_per_notification(void **state)
+{
+	NEED_NETNS();
+	struct fx *f = *state;
+	uint8_t *hdr = h_ptr(f->vm, H_DATA), *fr = h_ptr(f->vm, H_DATA + 0x1000);
+	uint64_t a[] = {H_DATA, H_DATA + 0x1000};
+	uint32_t l[] = {12, 0};
+	bool w[] = {false, false};
+	struct h_flood fl;
+	uint16_t first, second;
+
+	memset(hdr, 0, 12);
+	l[1] = (uint32_t)frame(fr, "thaw-flood");
+	/* Below 65536 so the 16-bit used index cannot wrap past what it measures. */
+	h_flood_start(&fl, &f->q[1], h_add_chain(&f->q[1], 2, a, l, w), 60000);
+	h_kick(f->d, 1);
+	first = h_used_idx(&f->q[1]);
+	h_flood_stop(&fl);
+	assert_int_equal(first, VIRTIO_BUDGET_CHAINS);
+	h_loop_round(f->d);
+	second = h_used_idx(&f->q[1]);
+	assert_int_equal((uint16_t)(second - first), VIRTIO_BUDGET_CHAINS);
+	assert_false(h_needs_reset(f->d));
+}
+
 static void test_restore_reapplies_and_checks_mac(void **state)
 {
 	NEED_NETNS();
@@ -266,6 +293,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_reapplies_and_checks_mac, setup_all,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_transmit_flood_gets_a_budget_per_notification,
+					    setup_plain, teardown),
 	};
 
 	/* Our own namespace: the tap never appears on the host's network. */

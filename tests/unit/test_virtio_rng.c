@@ -1,5 +1,6 @@
 /* virtio-rng: fills the guest's buffers from getrandom, caps what one request gets,
- * and refuses a buffer outside guest memory by needing reset. */
+ * serves a flood a budget per notification, and refuses a buffer outside guest memory
+ * by needing reset. */
 #include "tests/unit/test_virtio_harness.h"
 
 #include <linux/virtio_ids.h>
@@ -110,6 +111,52 @@ static void test_file_roundtrip_restores(void **state)
 	assert_int_equal(virtio_restore(f->d, &s), 0);
 }
 
+/* A guest republishing one chain as fast as it is used gets VIRTIO_BUDGET_CHAINS per
+ * notification; the device re-arms its kick so the rest comes on the next loop round. */
+static void test_flood_gets_a_budget_per_notification(void **state)
+{
+	struct fx *f = *state;
+	uint64_t a[] = {H_DATA};
+	uint32_t l[] = {16};
+	bool w[] = {true};
+	struct h_flood fl;
+	uint16_t first, second;
+
+	/* Below 65536 so the 16-bit used index cannot wrap past what it measures. */
+	h_flood_start(&fl, &f->q, h_add_chain(&f->q, 1, a, l, w), 60000);
+	h_kick(f->d, 0);
+	first = h_used_idx(&f->q);
+	h_flood_stop(&fl);
+	assert_int_equal(first, VIRTIO_BUDGET_CHAINS);
+	/* The rest waits for the loop's next round, which the device asked for. */
+	h_loop_round(f->d);
+	second = h_used_idx(&f->q);
+	assert_int_equal((uint16_t)(second - first), VIRTIO_BUDGET_CHAINS);
+	assert_false(h_needs_reset(f->d));
+}
+
+/* Large requests: one notification hands out at most 256 KiB (four 64 KiB requests). */
+static void test_byte_budget_per_notification(void **state)
+{
+	struct fx *f = *state;
+	uint64_t a[] = {H_DATA};
+	uint32_t l[] = {64 * 1024};
+	bool w[] = {true};
+	uint16_t head = h_add_chain(&f->q, 1, a, l, w);
+
+	for (unsigned i = 0; i < 64; i++)
+		h_publish(&f->q, head);
+	h_kick(f->d, 0);
+	assert_int_equal(h_used_idx(&f->q), 4);
+	h_loop_round(f->d);
+	assert_int_equal(h_used_idx(&f->q), 8);
+	/* The round that finds the ring empty does not re-arm: the loop goes quiet. */
+	for (unsigned i = 0; i < 15; i++)
+		h_loop_round(f->d);
+	assert_int_equal(h_used_idx(&f->q), 64);
+	assert_false(h_rearmed(f->d, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -119,6 +166,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_readable_only_chain_gets_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_buffer_outside_memory_needs_reset, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_flood_gets_a_budget_per_notification, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_byte_budget_per_notification, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("virtio-rng", tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /* virtio-vsock: the pure connection state machine (connect, accept, refuse, credit,
  * shutdown, reset), then the device end to end with real unix sockets on the host
  * side and hand-built rings on the guest side (hybrid CONNECT/OK protocol, data both
- * ways, guest-initiated connections, refusals, transport reset after restore). */
+ * ways, guest-initiated connections, refusals, transport reset after restore, floods
+ * served a budget per notification). */
 #include "tests/unit/test_virtio_harness.h"
 #include "vmm/virtio/vsock_conn.h"
 
@@ -726,6 +727,73 @@ static void test_device_reopen_listens_on_new_path(void **state)
 	close(fd);
 }
 
+/* A guest republishing one transmit packet as fast as it is used gets
+ * VIRTIO_BUDGET_CHAINS packets per notification; the rest goes on the next loop round. */
+static void test_device_tx_flood_gets_a_budget_per_notification(void **state)
+{
+	struct dfx *f = *state;
+	struct virtio_vsock_hdr h = from_guest(VIRTIO_VSOCK_OP_RST, 779, 6001, 0);
+	uint64_t a[] = {TX_BUF(0)};
+	uint32_t l[] = {sizeof(h)};
+	bool w[] = {false};
+	struct h_flood fl;
+	uint16_t first, second;
+
+	/* A ring four budgets long, so even a guest slower than the device has more
+	 * published than one notification may take. */
+	h_driver_up(f->d, ~0ull, f->q, 3, 4 * VIRTIO_BUDGET_CHAINS, 0);
+	/* An RST for no connection: the device takes it and answers nothing. */
+	memcpy(h_ptr(f->vm, TX_BUF(0)), &h, sizeof(h));
+	/* Below 65536 so the 16-bit used index cannot wrap past what it measures. */
+	h_flood_start(&fl, &f->q[1], h_add_chain(&f->q[1], 1, a, l, w), 60000);
+	h_kick(f->d, 1);
+	first = h_used_idx(&f->q[1]);
+	h_flood_stop(&fl);
+	assert_int_equal(first, VIRTIO_BUDGET_CHAINS);
+	h_loop_round(f->d);
+	second = h_used_idx(&f->q[1]);
+	assert_int_equal((uint16_t)(second - first), VIRTIO_BUDGET_CHAINS);
+	assert_false(h_needs_reset(f->d));
+}
+
+/* More packets owed to the guest than the budget (32 stray RSTs and 40 connection
+ * requests) and a guest that republishes one receive buffer: one notification pushes
+ * VIRTIO_BUDGET_CHAINS, the next loop round the rest. */
+static void test_device_rx_backlog_gets_a_budget_per_notification(void **state)
+{
+	struct dfx *f = *state;
+	uint64_t a[] = {EV_BUF + 0x1000};
+	uint32_t l[] = {64};
+	bool w[] = {true};
+	struct h_flood fl;
+	int fds[40];
+	uint16_t base, first, second;
+
+	/* Stray packets: the first 16 RSTs use the receive buffers dsetup gave, the
+	 * next 32 wait (VSOCK_RST_MAX). */
+	for (unsigned i = 0; i < 16 + 32; i++)
+		tx_pkt(f, from_guest(VIRTIO_VSOCK_OP_RW, 700 + i, 6000, 0), NULL);
+	base = h_used_idx(&f->q[0]);
+	assert_int_equal(base, 16);
+	for (unsigned i = 0; i < 40; i++) {
+		fds[i] = client(f, f->uds);
+		assert_int_equal(write(fds[i], "CONNECT 1234\n", 13), 13);
+	}
+	pump(f);
+	assert_int_equal(h_used_idx(&f->q[0]), base);
+	h_flood_start(&fl, &f->q[0], h_add_chain(&f->q[0], 1, a, l, w), 60000);
+	h_kick(f->d, 0);
+	first = (uint16_t)(h_used_idx(&f->q[0]) - base);
+	h_flood_stop(&fl);
+	assert_int_equal(first, VIRTIO_BUDGET_CHAINS);
+	h_loop_round(f->d);
+	second = (uint16_t)(h_used_idx(&f->q[0]) - base);
+	assert_int_equal(second, 32 + 40);
+	assert_false(h_needs_reset(f->d));
+	for (unsigned i = 0; i < 40; i++)
+		close(fds[i]);
+}
+
 int main(void)
 {
 #define D(fn) cmocka_unit_test_setup_teardown(fn, dsetup, dteardown)
@@ -763,6 +831,8 @@ int main(void)
 	    D(test_device_guest_data_buffered_when_host_slow),
 	    D(test_device_config_and_restore_sends_transport_reset),
 	    D(test_device_reopen_listens_on_new_path),
+	    D(test_device_tx_flood_gets_a_budget_per_notification),
+	    D(test_device_rx_backlog_gets_a_budget_per_notification),
 	};
 	int failed = cmocka_run_group_tests_name("vsock connection", conn, NULL, NULL);
 

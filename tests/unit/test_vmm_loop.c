@@ -285,6 +285,32 @@ static void test_idle_not_run_while_events_arrive(void **state)
 	close(a.fd);
 }
 
+/* Counts its calls and, as a guard, stops the loop with status 7 after many. */
+static void on_always_ready(void *opaque, uint32_t events)
+{
+	struct watch *w = opaque;
+
+	if (++w->calls == 2000000)
+		vmm_loop_stop(w->loop, 7);
+}
+
+/* An fd that never stops being ready (a device re-arming its kick every round) must
+ * not starve the idle callback: it still runs once its timeout has passed. */
+static void test_idle_runs_while_an_fd_stays_ready(void **state)
+{
+	struct vmm_loop *l = *state;
+	struct watch a;
+	struct idle i;
+
+	watch_init(&a, l, true); /* never drained */
+	assert_int_equal(vmm_loop_add(l, a.fd, EPOLLIN, on_always_ready, &a), 0);
+	stop_when_idle(l, &i, 5);
+	assert_int_equal(vmm_loop_run(l), 99);
+	assert_int_equal(i.calls, 1);
+	assert_true(a.calls > 0);
+	close(a.fd);
+}
+
 /* A callback may start the idle timer itself (the console does, to retry input). */
 static void on_event_then_idle(void *opaque, uint32_t events)
 {
@@ -414,6 +440,7 @@ int main(void)
 	    T(test_event_of_deleted_fd_not_delivered_to_fd_added_in_same_round),
 	    T(test_idle_runs_after_timeout),
 	    T(test_idle_not_run_while_events_arrive),
+	    T(test_idle_runs_while_an_fd_stays_ready),
 	    T(test_callback_can_set_timeout),
 	    T(test_mod_enables_events),
 	    T(test_mod_of_unknown_fd_refused),

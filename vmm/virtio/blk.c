@@ -249,12 +249,14 @@ static int start(struct virtio_dev *d, struct virtq_elem *e, struct blk_req *r)
 static void blk_notify(struct virtio_dev *d, unsigned q)
 {
 	struct blk *b = d->priv;
-	unsigned submitted = 0;
+	unsigned submitted = 0, taken = 0;
 	int ret;
 
 	if (q != 0)
 		return;
-	for (;;) {
+	/* Requests the device answers at once (GET_ID, refused ones) free their slot
+	 * again, so only the budget bounds a guest that republishes them. */
+	while (taken < VIRTIO_BUDGET_CHAINS) {
 		struct blk_req *r = b->free;
 
 		if (!r) {
@@ -265,6 +267,7 @@ static void blk_notify(struct virtio_dev *d, unsigned q)
 		if (ret <= 0)
 			break;
 		b->free = r->next_free;
+		taken++;
 		ret = start(d, &b->e, r);
 		if (ret < 0) {
 			r->next_free = b->free;
@@ -280,6 +283,8 @@ static void blk_notify(struct virtio_dev *d, unsigned q)
 					strerror(-ret));
 	}
 	virtio_notify(d, 0);
+	if (taken == VIRTIO_BUDGET_CHAINS)
+		virtio_requeue(d, 0);
 }
 
 /* Waits for every request in flight; `push` says whether they complete to the guest

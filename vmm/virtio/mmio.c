@@ -124,6 +124,21 @@ void virtio_notify(struct virtio_dev *d, unsigned qi)
 		raise_irq(d, VIRTIO_MMIO_INT_VRING);
 }
 
+void virtio_requeue(struct virtio_dev *d, unsigned qi)
+{
+	uint64_t one = 1;
+
+	/* Even when the ring looks empty now: only a pop that finds it empty re-arms
+	 * EVENT_IDX's avail_event, without which the driver may not notify again. The
+	 * loop reads the eventfd before calling the handler, so this survives. */
+	if (qi >= d->vs.nr_queues || d->kick_fd[qi] < 0 || !virtio_dev_live(d) ||
+	    !d->vs.q[qi].ready)
+		return;
+	if (write(d->kick_fd[qi], &one, sizeof(one)) < 0)
+		log_ratelimited(LOG_WARN, "virtio %s: re-arming queue %u: %s", d->id, qi,
+				strerror(errno));
+}
+
 void virtio_push(struct virtio_dev *d, unsigned qi, uint16_t head, uint32_t len)
 {
 	if (!d->vs.q[qi].ready)

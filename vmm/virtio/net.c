@@ -86,9 +86,9 @@ static void rx(struct virtio_dev *d)
 static void tx(struct virtio_dev *d)
 {
 	struct net *n = d->priv;
-	bool pushed = false;
+	unsigned sent = 0;
 
-	for (;;) {
+	while (sent < VIRTIO_BUDGET_CHAINS) {
 		int ret = virtio_pop(d, TXQ, &n->e);
 
 		if (ret <= 0)
@@ -101,10 +101,12 @@ static void tx(struct virtio_dev *d)
 			log_ratelimited(LOG_WARN, "virtio %s: tap write of %llu bytes: %s", d->id,
 					(unsigned long long)n->e.out_len, strerror(errno));
 		virtq_push(&d->vq[TXQ], n->e.head, 0);
-		pushed = true;
+		sent++;
 	}
-	if (pushed)
+	if (sent)
 		virtio_notify(d, TXQ);
+	if (sent == VIRTIO_BUDGET_CHAINS)
+		virtio_requeue(d, TXQ);
 }
 
 static void on_tap(void *opaque, uint32_t events)

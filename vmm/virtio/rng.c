@@ -10,13 +10,18 @@
 /* Bytes handed out per request: a guest asking for more gets this much (the driver
  * reads the used length), which bounds the time one request holds the main thread. */
 #define RNG_MAX_PER_REQ (64 * 1024)
+/* Bytes one notification hands out at most (besides VIRTIO_BUDGET_CHAINS); the rest
+ * waits for a later loop round. */
+#define RNG_BUDGET_BYTES (256 * 1024)
 
 static void rng_notify(struct virtio_dev *d, unsigned q)
 {
 	struct virtq_elem *e = d->priv;
-	int ret;
+	size_t total = 0;
+	unsigned chains = 0;
 
-	while ((ret = virtio_pop(d, 0, e)) > 0) {
+	while (chains < VIRTIO_BUDGET_CHAINS && total < RNG_BUDGET_BYTES &&
+	       virtio_pop(d, 0, e) > 0) {
 		size_t done = 0;
 
 		for (unsigned i = e->nr_out; i < e->nr_out + e->nr_in && done < RNG_MAX_PER_REQ;
@@ -43,8 +48,12 @@ static void rng_notify(struct virtio_dev *d, unsigned q)
 				break;
 		}
 		virtq_push(&d->vq[0], e->head, (uint32_t)done);
+		total += done;
+		chains++;
 	}
 	virtio_notify(d, 0);
+	if (chains == VIRTIO_BUDGET_CHAINS || total >= RNG_BUDGET_BYTES)
+		virtio_requeue(d, 0);
 }
 
 static void rng_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len)

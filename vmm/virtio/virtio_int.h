@@ -148,6 +148,15 @@ void virtio_push(struct virtio_dev *d, unsigned qi, uint16_t head, uint32_t len)
 /* Raises the used-buffer interrupt for queue `qi` if the driver wants one (after
  * several virtq_push calls). */
 void virtio_notify(struct virtio_dev *d, unsigned qi);
+/* Chains one notification may take from a queue before its handler returns: a guest
+ * that republishes chains as fast as they are used would otherwise hold the main
+ * thread (and with it the API and signals) for as long as it likes. */
+#define VIRTIO_BUDGET_CHAINS 64
+/* A queue handler spent its budget: signals queue `qi`'s kick eventfd as a guest
+ * notification would, so the main loop comes back to the queue on a later round,
+ * after the other ready fds had their turn (that round finds the ring empty at worst,
+ * which re-arms EVENT_IDX notifications). */
+void virtio_requeue(struct virtio_dev *d, unsigned qi);
 /* Marks the device as needing reset (DEVICE_NEEDS_RESET + configuration interrupt)
  * with a rate-limited log line; all queue processing stops until the driver resets. */
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why);

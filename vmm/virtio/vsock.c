@@ -220,18 +220,20 @@ static void flush_buf(struct vsock *v, struct vconn *vc)
 }
 
 /* Sends what is owed to the guest on the rx queue: stray RSTs, control packets,
- * then host data within each connection's credit. */
+ * then host data within each connection's credit; at most VIRTIO_BUDGET_CHAINS
+ * buffers per call, the rest on a later loop round. */
 static void rx_kick(struct virtio_dev *d)
 {
 	struct vsock *v = d->priv;
-	bool pushed = false, progress = true;
+	unsigned pushed = 0;
+	bool progress = true;
 
 	if (!virtio_dev_live(d) || !d->vs.q[RXQ].ready)
 		return;
 	while (progress) {
 		progress = false;
 		while (v->nr_rst) {
-			if (virtio_pop(d, RXQ, &v->e) <= 0)
+			if (pushed == VIRTIO_BUDGET_CHAINS || virtio_pop(d, RXQ, &v->e) <= 0)
 				goto out;
 			if (v->e.in_len < HDR) {
 				virtio_set_needs_reset(d, "rx buffer shorter than a packet header");
@@ -240,7 +242,7 @@ static void rx_kick(struct virtio_dev *d)
 			iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &v->rst[--v->nr_rst],
 				     HDR);
 			virtq_push(&d->vq[RXQ], v->e.head, HDR);
-			pushed = true;
+			pushed++;
 		}
 		for (unsigned i = 0; i < VSOCK_MAX_CONN; i++) {
 			struct vconn *vc = &v->conns[i];
@@ -253,7 +255,8 @@ static void rx_kick(struct virtio_dev *d)
 			if (!vc->used || vc->handshake)
 				continue;
 			if (vc->c.pending) {
-				if (virtio_pop(d, RXQ, &v->e) <= 0)
+				if (pushed == VIRTIO_BUDGET_CHAINS ||
+				    virtio_pop(d, RXQ, &v->e) <= 0)
 					goto out;
 				if (v->e.in_len < HDR) {
 					virtio_set_needs_reset(d,
@@ -263,7 +266,8 @@ static void rx_kick(struct virtio_dev *d)
 				vsock_conn_next_ctrl(&vc->c, &h);
 				iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &h, HDR);
 				virtq_push(&d->vq[RXQ], v->e.head, HDR);
-				pushed = progress = true;
+				pushed++;
+				progress = true;
 			}
 			if (vsock_conn_done(&vc->c)) {
 				free_conn(v, vc);
@@ -278,7 +282,7 @@ static void rx_kick(struct virtio_dev *d)
 					vsock_conn_want_credit(&vc->c);
 				continue;
 			}
-			if (virtio_pop(d, RXQ, &v->e) <= 0)
+			if (pushed == VIRTIO_BUDGET_CHAINS || virtio_pop(d, RXQ, &v->e) <= 0)
 				goto out;
 			if (v->e.in_len <= HDR) {
 				virtio_set_needs_reset(d, "rx buffer without room for data");
@@ -308,12 +312,15 @@ static void rx_kick(struct virtio_dev *d)
 			vsock_conn_data_hdr(&vc->c, &h, (uint32_t)r);
 			iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &h, HDR);
 			virtq_push(&d->vq[RXQ], v->e.head, (uint32_t)(HDR + (size_t)r));
-			pushed = progress = true;
+			pushed++;
+			progress = true;
 		}
 	}
 out:
 	if (pushed)
 		virtio_notify(d, RXQ);
+	if (pushed == VIRTIO_BUDGET_CHAINS)
+		virtio_requeue(d, RXQ);
 }
 
 static void send_event(struct virtio_dev *d)
@@ -378,9 +385,9 @@ static void guest_connect(struct virtio_dev *d, const struct virtio_vsock_hdr *h
 static void tx(struct virtio_dev *d)
 {
 	struct vsock *v = d->priv;
-	bool pushed = false;
+	unsigned taken = 0;
 
-	for (;;) {
+	while (taken < VIRTIO_BUDGET_CHAINS) {
 		struct virtio_vsock_hdr h;
 		struct vconn *vc;
 		uint32_t a;
@@ -432,10 +439,12 @@ static void tx(struct virtio_dev *d)
 				set_events(v, i);
 	done:
 		virtq_push(&d->vq[TXQ], v->e.head, 0);
-		pushed = true;
+		taken++;
 	}
-	if (pushed)
+	if (taken)
 		virtio_notify(d, TXQ);
+	if (taken == VIRTIO_BUDGET_CHAINS)
+		virtio_requeue(d, TXQ);
 }
 
 /* A host client sent bytes of its CONNECT line. */
