@@ -131,10 +131,16 @@ struct snap;
 
 struct snap_writer_opts {
 	/* Guest memory goes to this separate raw file instead of the snapshot (NULL: inside).
-	 * Written atomically too (temporary name + rename). Recorded as given. */
+	 * It must be another file in the snapshot's own directory (snap_writer_create
+	 * refuses anything else with -EINVAL): the snapshot records its name only, and
+	 * readers look for it beside the snapshot. Appears atomically too, before the
+	 * snapshot. */
 	const char *mem_file_path;
 	/* Skip fsync of file and directory (tests and benchmarks only: not crash safe). */
 	bool no_fsync;
+	/* Write through a named temporary even where O_TMPFILE works (tests of the
+	 * fallback only). */
+	bool named_temp;
 	/* Compute the memory checksums on a helper thread while the calling thread writes
 	 * (commit creates and joins it). Off by default: a seccomp filter on the caller's
 	 * thread must allow clone for this. */
@@ -146,9 +152,14 @@ struct snap_writer_opts {
 	const struct snap_host_facts *facts;
 };
 
-/* Creates a temporary file next to `final_path` (same directory, so the rename at commit
- * is atomic). Nothing appears under `final_path` until snap_writer_commit succeeds.
- * `opts` may be NULL. On success *out owns the temporary file. */
+/* Starts a snapshot that will appear as `final_path`. The file is written unnamed
+ * (O_TMPFILE in the target directory) and linked into place at commit, so a crash or
+ * SIGKILL at any point leaves the old file (or none) and nothing else. Where O_TMPFILE
+ * cannot be used (file system without it; neither CAP_DAC_READ_SEARCH for linkat's
+ * AT_EMPTY_PATH nor /proc for /proc/self/fd), it writes `.<name>.tmp-XXXXXX` beside the
+ * target instead and first removes such files a killed create of the same target left.
+ * Syscalls used: openat (O_TMPFILE, O_PATH), linkat, rename, unlink, fstat; the
+ * fallback also reads the directory (getdents64). `opts` may be NULL. */
 int snap_writer_create(const char *final_path, const struct snap_writer_opts *opts,
 		       struct snap_writer **out);
 
@@ -226,6 +237,22 @@ const struct snap_host_facts *snap_host_facts(const struct snap *s);
 /* 16 random bytes identifying this snapshot (a diff names its base by it). */
 const uint8_t *snap_id(const struct snap *s);
 
+/* The version check every decoder of a section makes before reading a field. `major` is
+ * the newest section major the decoder implements; it must decode every major from 1 up
+ * to it (a decoder that drops an old major refuses that major itself). Returns 0 when
+ * 1 <= sec->ver_major <= major (any minor), else -EPROTONOSUPPORT with a message naming
+ * the section and both versions in `err` ("section 'device.virtio0' version 2.0 is newer
+ * than this reader (1.x)"; major 0 is "older than any version this reader knows"). */
+int snap_section_check_version(const struct snap_section *sec, unsigned major, char *err,
+			       size_t errlen);
+
+/* Framing of a tagged section (records exactly fill it, padding bytes zero, strings
+ * without NUL) and no tag twice. snap_open runs it on every tagged state section, so
+ * sections of an open snapshot need no second check; run it on a snap_section_view of
+ * bytes that did not come through snap_open before decoding them. 0 or -EBADMSG with
+ * the section, tag and offset named in `err`. */
+int snap_section_check_fields(const struct snap_section *sec, char *err, size_t errlen);
+
 /* Section lookup by exact name, or by index (0..count-1, table order). NULL if none. */
 const struct snap_section *snap_section_find(const struct snap *s, const char *name);
 size_t snap_section_count(const struct snap *s);
@@ -265,6 +292,31 @@ typedef void (*snap_report_fn)(void *opaque, const char *msg);
 int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque,
 		       uint64_t *chunks_checked);
 
+/* ---------------------------------------------------------------- offline checking */
+
+/* A per-section check for snap_check: `check` runs on every section whose name starts
+ * with `prefix` ("device.virtio" matches "device.virtio0"). It decodes the section as
+ * the restore path would, refusing what the restore path refuses, and returns 0 or
+ * -errno with a message naming the section in `err`. */
+struct snap_checker {
+	const char *prefix;
+	int (*check)(const struct snap *s, const struct snap_section *sec, char *err,
+		     size_t errlen);
+};
+
+/* Checks an open snapshot as a restore would, without KVM and without reading memory:
+ * decodes every section restore/ defines (machine layout, cpuid, every vcpu, irqchip,
+ * pit, clock, config, memory.*, workingset, base, device placement) and the rules
+ * between sections (required sections present, one vcpu section per machine.nr_vcpus
+ * and no more, memory size equal to machine.mem_size). A working-set side file (no
+ * `machine`, no memory, a `workingset`) is checked as one. For each section the
+ * built-in checker of the longest matching prefix runs, then every checker of `extra`
+ * whose prefix matches (the VMM's device decoders, a layout check of its own). Calls
+ * `report` once per problem (may be NULL). Returns 0 when all is good, -EBADMSG
+ * otherwise; *sections_checked (may be NULL) counts the sections a checker decoded. */
+int snap_check(const struct snap *s, const struct snap_checker *extra, size_t nextra,
+	       snap_report_fn report, void *opaque, size_t *sections_checked);
+
 /* Writes OUT = BASE with DIFF applied: DIFF's state sections, memory pages from DIFF where
  * its `base` bitmap says so and from BASE elsewhere; new memory checksums and zero
  * bitmap. Refuses a DIFF taken against another snapshot than BASE (ids differ). OUT
@@ -288,6 +340,17 @@ int snap_field_next(const struct snap_section *sec, size_t *pos, struct snap_fie
  * its length is wrong for the type. */
 int snap_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t *v);
 int snap_get_bytes(const struct snap_section *sec, uint16_t tag, const void **p, size_t *len);
+/* A u64 field decoded into a narrower destination: as snap_get_u64, plus -ERANGE when
+ * the value is above `max`, with a message naming section, tag, value and limit in `err`
+ * (-EPROTO also gets a message; -ENOENT, a missing field, does not: callers default it).
+ * Use it for every u64 that does not go into a uint64_t unchanged (a device status of
+ * 1<<32 must be refused, not stored as 0). */
+int snap_get_u64_max(const struct snap_section *sec, uint16_t tag, uint64_t max, uint64_t *v,
+		     char *err, size_t errlen);
+/* Same, with `def` stored in *v and 0 returned when the field is missing (the format's
+ * default for a missing field). */
+int snap_get_u64_def(const struct snap_section *sec, uint16_t tag, uint64_t max, uint64_t def,
+		     uint64_t *v, char *err, size_t errlen);
 /* Pointer + length (not NUL terminated). */
 int snap_get_str(const struct snap_section *sec, uint16_t tag, const char **p, size_t *len);
 /* Copies into `buf` with a NUL; -ENAMETOOLONG if it does not fit. */

@@ -416,7 +416,7 @@ static void test_machine_round_trip_and_hostile_regions(void **state)
 	assert_int_equal(snap_encode_machine(&s2, &a), 0);
 	view(&v, "machine", &s2);
 	assert_int_equal(snap_decode_machine(&v, &b, err, sizeof(err)), -EBADMSG);
-	assert_non_null(strstr(err, "section 'machine' field 'regions' is invalid"));
+	assert_non_null(strstr(err, "section 'machine' field 'regions': region 1"));
 	snap_sec_release(&s2);
 	/* zero vCPUs */
 	a.regions[1].offset = 3ull << 30;
