@@ -38,6 +38,17 @@ int main(int argc, char **argv)
 	snap_put_workingset(w, ws, 3);
 	if (snap_writer_commit(w, NULL))
 		return 1;
+	/* a working-set side file, as uffd/wsfile.c writes it */
+	snprintf(path, sizeof(path), "%s/seed-wsfile.snap", argv[1]);
+	if (snap_writer_create(path, NULL, &w))
+		return 1;
+	snap_put_workingset(w, ws, 3);
+	if (snap_writer_section(w, "base", 1, 0, 0, &s))
+		return 1;
+	snap_put_bytes(s, 1, "0123456789abcdef", 16);
+	snap_put_str(s, 2, "seed-state.snap");
+	if (snap_writer_commit(w, NULL))
+		return 1;
 	/* external memory: the snapshot file is small and has the memory sections */
 	static char mem[64 << 10];
 	char mpath[4096];
