@@ -221,9 +221,13 @@ struct snap_section {
 #define SNAP_OPEN_DIFF		 (1u << 1) /* accept a diff snapshot (merge, inspect) */
 
 /* Opens and validates a snapshot (a diff snapshot is refused unless SNAP_OPEN_DIFF): magic, format
- * version, header flags, header and table checksums, every section's bounds (inside the file, no
- * overlap, no overflow), names, every state section's checksum and field framing, and refuses
- * unknown required sections. Reads header, table and state with one pread (two if the state is
+ * version, header flags, header and table checksums, reserved bytes and bits (zero in a file of a
+ * minor this reader knows), every section's bounds (inside the file, in order, no overlap, no
+ * overflow, no bytes between sections but zero padding, nothing after file_size), names and
+ * flags (REQUIRED on the sections the format requires; RAW and BULK on `memory` only), every
+ * state section's checksum and field framing (zero padding, no tag twice), the version of the
+ * sections it interprets itself (memory, memory.file), and refuses unknown required sections.
+ * docs/snapshot-format.md, "Rules a reader enforces", is the list. Reads header, table and state with one pread (two if the state is
  * larger than 64 KiB); never reads memory. On failure returns -errno and writes a message that
  * names the cause into `err` (may be NULL). *out is freed with snap_close. */
 int snap_open(const char *path, struct snap **out, char *err, size_t errlen);
@@ -262,8 +266,9 @@ int snap_section_verify(const struct snap_section *sec, char *err, size_t errlen
 
 /* Where guest memory is. In-file: `fd` is the snapshot's (owned by `s`; dup it to keep it
  * past snap_close) and `offset` is 2 MiB aligned. External: fd is -1 and `path` (owned
- * by `s`) is the raw memory file, resolved against the snapshot's directory when
- * relative; open it with snap_memory_open. size == 0: the snapshot has no memory. */
+ * by `s`, for messages) is the memory file's name joined to the snapshot's directory;
+ * open it with snap_memory_open, which looks it up beneath that directory without
+ * following symlinks. size == 0: the snapshot has no memory. */
 struct snap_memory_loc {
 	int fd;
 	uint64_t offset;
@@ -272,13 +277,16 @@ struct snap_memory_loc {
 	bool external;
 };
 int snap_memory(const struct snap *s, struct snap_memory_loc *loc);
-/* Opens the memory file read-only (external) or dups the snapshot fd (in-file), and
- * checks the file is long enough for the mapping (a short file would SIGBUS the VMM).
- * The caller closes *fd. */
+/* Opens the memory file read-only (external: the recorded name in the snapshot's
+ * directory, opened O_NOFOLLOW|O_NONBLOCK, -ELOOP for a symlink) or dups the snapshot fd
+ * (in-file), and checks an external file is a regular file of exactly the memory size
+ * (a short file would SIGBUS the VMM). The caller closes *fd. */
 int snap_memory_open(const struct snap *s, int *fd, char *err, size_t errlen);
 
 /* Optional sections for the uffd backend. Pointers into the state buffer (8-byte aligned,
- * valid until snap_close). -ENOENT when the snapshot has none.
+ * valid until snap_close). -ENOENT when the snapshot has none, -EPROTONOSUPPORT when its
+ * section major is newer than this reader's (use it as absent), -EBADMSG when it is
+ * incomplete or does not match the memory.
  * Zero bitmap: bit (i % 8) of byte i / 8 set = page i of memory is all zeros. */
 int snap_memory_zero_bitmap(const struct snap *s, const uint8_t **bits, uint64_t *npages);
 /* Working set: page numbers are checked against the snapshot's memory (-EBADMSG when one
@@ -336,8 +344,8 @@ struct snap_field {
 /* Iterates the fields of a state section: start with *pos = 0; returns 1 and fills `f`,
  * 0 at the end, -EBADMSG on a malformed record (snap_open already refused those). */
 int snap_field_next(const struct snap_section *sec, size_t *pos, struct snap_field *f);
-/* First field with `tag`: -ENOENT if absent, -EPROTO if it has another type, -ERANGE if
- * its length is wrong for the type. */
+/* The field with `tag` (snap_open refuses a tag twice, so "first" is "only"): -ENOENT if
+ * absent, -EPROTO if it has another type. */
 int snap_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t *v);
 int snap_get_bytes(const struct snap_section *sec, uint16_t tag, const void **p, size_t *len);
 /* A u64 field decoded into a narrower destination: as snap_get_u64, plus -ERANGE when
@@ -356,7 +364,8 @@ int snap_get_str(const struct snap_section *sec, uint16_t tag, const char **p, s
 /* Copies into `buf` with a NUL; -ENAMETOOLONG if it does not fit. */
 int snap_get_strbuf(const struct snap_section *sec, uint16_t tag, char *buf, size_t size);
 int snap_get_u64a(const struct snap_section *sec, uint16_t tag, const uint64_t **v, size_t *n);
-/* Section view over a buffer that did not come from a file (tests, codecs). */
+/* Section view over a buffer that did not come from a file (tests, codecs), version 1.0.
+ * Nothing is checked: run snap_section_check_fields on untrusted bytes first. */
 void snap_section_view(struct snap_section *sec, const char *name, const void *data, size_t len);
 
 /* ---------------------------------------------------------------- state codecs */
@@ -407,8 +416,10 @@ struct snap_machine {
 
 /* Encoders fill a builder; decoders default every missing field to 0 and ignore unknown
  * tags. Decoders treat the section as hostile: counts above the caps, values that do not
- * fit the struct field, wrong blob sizes and newer section majors fail with -EBADMSG /
- * -ERANGE / -EPROTONOSUPPORT and a message in `err`. */
+ * fit the struct field, wrong blob sizes and a section major other than 1 (through
+ * snap_section_check_version) fail with -EBADMSG / -ERANGE / -EPROTONOSUPPORT and a
+ * message in `err`. snap_decode_machine also refuses regions that do not tile the memory
+ * in guest physical order (see the spec, 6.1). */
 int snap_encode_vcpu(struct snap_sec *sec, const struct snap_vcpu_state *v);
 int snap_decode_vcpu(const struct snap_section *sec, struct snap_vcpu_state *v, char *err,
 		     size_t errlen);
@@ -458,10 +469,13 @@ int snap_get_config(const struct snap *s, const char **json, size_t *len);
 /* ---------------------------------------------------------------- devices
  *
  * A device saves itself into section `device.<id>` (id: 1..24 chars of [a-z0-9_-]) with
- * its own version, using the field API. Convention (see the spec): tags 1..15 are the
+ * its own version, using the field API. Convention (see the spec): tags 1..0xff are the
  * common header (kind, placement), 0x100..0x1ff the transport layer (virtio-mmio
  * registers), 0x200..0x2ff the generic virtio layer (features, queues), 0x1000.. the
- * device's own state. */
+ * device's own state. A device's decoder calls snap_section_check_version(sec, its
+ * newest major, ...) first, reads every u64 that goes into a narrower field with
+ * snap_get_u64_max / snap_get_u64_def, and can rely on snap_open having refused a tag
+ * twice. docs/snapshot-format.md 6.7 specifies thaw's devices tag by tag. */
 #define SNAP_DEV_KIND	   1 /* string: "virtio-blk", "virtio-net", "virtio-vsock", "serial" */
 #define SNAP_DEV_MMIO_BASE 2 /* u64 */
 #define SNAP_DEV_MMIO_SIZE 3 /* u64 */
