@@ -89,46 +89,37 @@ int snap_field_next(const struct snap_section *sec, size_t *pos, struct snap_fie
 
 /* Walks the records of `sec`, marking each tag in `seen` (65536 bits, all clear on entry)
  * and refusing a second record of one tag and non-zero padding. Clears what it set before
- * returning, so one bitmap serves every section of a file. */
+ * returning, so one bitmap serves every section of a file. On the restore path: kept to
+ * one validating walk and one bare hop over the records it accepted. */
 static int check_fields(const struct snap_section *sec, uint64_t *seen, char *err, size_t errlen)
 {
 	struct snap_field f;
-	size_t pos = 0, at = 0;
+	size_t pos = 0;
 	int r, ret = 0;
 
-	while ((r = snap_field_next(sec, &pos, &f)) == 1) {
+	while ((r = field_at(sec->data, sec->size, pos, &f)) == 1) {
 		uint64_t bit = 1ull << (f.tag % 64);
-		if (seen[f.tag / 64] & bit) {
+		/* the padding is the top bytes of the value's last 8-byte word */
+		uint64_t pad = f.len % 8 ? rd64(f.val + (f.len & ~7u)) >> (8 * (f.len % 8)) : 0;
+		if (pad || (seen[f.tag / 64] & bit)) {
 			errf(err, errlen, 0,
-			     "section '%s' has tag 0x%x twice (second at offset %zu)", sec->name,
-			     f.tag, at);
+			     pad ? "section '%s' field 0x%x has non-zero padding (offset %zu)"
+				 : "section '%s' has tag 0x%x twice (second at offset %zu)",
+			     sec->name, f.tag, pos);
 			ret = -EBADMSG;
 			break;
 		}
-		for (size_t k = f.len; k < align_up(f.len, 8); k++) {
-			if (f.val[k]) {
-				errf(err, errlen, 0,
-				     "section '%s' field 0x%x has non-zero padding (offset %zu)",
-				     sec->name, f.tag, at);
-				ret = -EBADMSG;
-				break;
-			}
-		}
-		if (ret)
-			break;
 		seen[f.tag / 64] |= bit;
-		at = pos;
+		pos += FIELD_HDR + align_up(f.len, 8);
 	}
 	if (!ret && r < 0) {
 		errf(err, errlen, 0, "section '%s' has a malformed field at offset %zu", sec->name,
-		     at);
+		     pos);
 		ret = -EBADMSG;
 	}
-	/* clear the bits this walk set: every record before the one that stopped it */
-	size_t stop = at;
-	pos = 0;
-	while (pos < stop && snap_field_next(sec, &pos, &f) == 1)
-		seen[f.tag / 64] &= ~(1ull << (f.tag % 64));
+	/* clear the bits of the records before `pos`, whose framing is now known good */
+	for (size_t p = 0; p < pos; p += FIELD_HDR + align_up(rd32(sec->data + p + 4), 8))
+		seen[rd16(sec->data + p) / 64] = 0;
 	return ret;
 }
 
@@ -431,10 +422,9 @@ static bool family_name_valid(const char *name)
 
 static bool all_zero(const uint8_t *p, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
+	/* zero when the first byte is and every byte equals the next: memcmp runs at
+	 * vector speed, a byte loop over the 3852 reserved header bytes would not */
+	return !len || (!p[0] && !memcmp(p, p + 1, len - 1));
 }
 
 /* Walks the section table. `strict` (a file of a minor this reader knows) adds the rules
