@@ -450,7 +450,8 @@ int snap_writer_section(struct snap_writer *w, const char *name, uint16_t ver_ma
 
 int snap_writer_set_memory(struct snap_writer *w, const void *mem, uint64_t len)
 {
-	if (w->has_mem || (len % SNAP_PAGE_SIZE) || (len && !mem))
+	/* A snapshot without memory has no memory section (readers refuse an empty one). */
+	if (w->has_mem || !len || (len % SNAP_PAGE_SIZE) || !mem)
 		return -EINVAL;
 	w->mem = mem;
 	w->mem_len = len;

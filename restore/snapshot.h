@@ -169,7 +169,8 @@ int snap_writer_create(const char *final_path, const struct snap_writer_opts *op
 int snap_writer_section(struct snap_writer *w, const char *name, uint16_t ver_major,
 			uint16_t ver_minor, uint32_t flags, struct snap_sec **sec);
 
-/* Declares guest memory: `len` bytes at `mem` (a multiple of 4 KiB). Nothing is copied
+/* Declares guest memory: `len` bytes at `mem` (a non-zero multiple of 4 KiB; a snapshot
+ * without memory simply does not call this). Nothing is copied
  * now: the memory is read during snap_writer_commit, so it must stay valid and unchanged
  * (VM paused) until then. All-zero pages become holes; a `memory.zero` bitmap and the
  * `memory.sums` chunk checksums are added. */
