@@ -336,6 +336,23 @@ static void test_memory_must_start_at_first_boundary_after_state(void **state)
 	expect_open_error(f->path, "first 2 MiB boundary after the state area");
 }
 
+static void test_empty_memory_is_refused_by_writer_and_reader(void **state)
+{
+	struct fx *f = *state;
+	struct snap_writer *w;
+	assert_int_equal(snap_writer_create(f->path, NULL, &w), 0);
+	assert_int_equal(snap_writer_set_memory(w, f->mem, 0), -EINVAL);
+	snap_writer_abort(w);
+	write_full(f, NULL, false);
+	uint64_t e = entry_of(f->path, "memory");
+	uint64_t off = rd_at(f->path, e + T_OFFSET), zero = 0;
+	patch(f->path, e + T_SIZE, &zero, 8);
+	patch(f->path, H_FILE_SIZE, &off, 8);
+	assert_int_equal(truncate(f->path, (off_t)off), 0);
+	refresh_checksums(f->path);
+	expect_open_error(f->path, "a non-zero whole number of pages");
+}
+
 /* ---------------------------------------------------------------- section versions */
 
 static void test_memory_file_section_newer_major_is_refused_at_open(void **state)
@@ -634,6 +651,7 @@ int main(void)
 	    T(test_bytes_between_state_sections_are_refused),
 	    T(test_state_end_must_be_8_aligned),
 	    T(test_memory_must_start_at_first_boundary_after_state),
+	    T(test_empty_memory_is_refused_by_writer_and_reader),
 	    T(test_memory_file_section_newer_major_is_refused_at_open),
 	    T(test_optional_section_of_newer_major_is_not_used),
 	    T(test_memory_file_name_cannot_leave_the_directory),
