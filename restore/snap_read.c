@@ -972,10 +972,23 @@ int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque
 		reportf(report, opaque, "%s", err);
 		return r0;
 	}
-	uint8_t *buf = malloc(chunk);
+	uint8_t *buf = malloc(chunk > SNAP_MEM_ALIGN ? chunk : SNAP_MEM_ALIGN);
 	if (!buf) {
 		close(fd);
 		return -ENOMEM;
+	}
+	/* The padding before in-file memory is no section's: nothing reads it, so nothing
+	 * may hide there either (usually a hole: reading it costs nothing). */
+	if (!s->mem.external && s->mem.offset > s->state_end) {
+		size_t gap = (size_t)(s->mem.offset - s->state_end);
+		int r = pread_all(fd, buf, gap, s->state_end);
+		if (r || !all_zero(buf, gap)) {
+			reportf(report, opaque,
+				"bytes %llu..%llu between the state area and memory are not zero",
+				(unsigned long long)s->state_end,
+				(unsigned long long)s->mem.offset);
+			ret = -EBADMSG;
+		}
 	}
 	for (uint64_t i = 0; i < nsums; i++) {
 		uint64_t off = i * chunk;

@@ -353,6 +353,19 @@ static void test_empty_memory_is_refused_by_writer_and_reader(void **state)
 	expect_open_error(f->path, "a non-zero whole number of pages");
 }
 
+static void test_verify_finds_bytes_hidden_before_memory(void **state)
+{
+	struct fx *f = *state;
+	struct snap *s;
+	char err[256];
+	write_full(f, NULL, false);
+	patch(f->path, rd_at(f->path, H_STATE_END) + 100, "hidden", 6);
+	expect_opens(f->path); /* the restore path never reads there */
+	assert_int_equal(snap_open(f->path, &s, err, sizeof(err)), 0);
+	assert_int_equal(snap_memory_verify(s, NULL, NULL, NULL), -EBADMSG);
+	snap_close(s);
+}
+
 /* ---------------------------------------------------------------- section versions */
 
 static void test_memory_file_section_newer_major_is_refused_at_open(void **state)
@@ -652,6 +665,7 @@ int main(void)
 	    T(test_state_end_must_be_8_aligned),
 	    T(test_memory_must_start_at_first_boundary_after_state),
 	    T(test_empty_memory_is_refused_by_writer_and_reader),
+	    T(test_verify_finds_bytes_hidden_before_memory),
 	    T(test_memory_file_section_newer_major_is_refused_at_open),
 	    T(test_optional_section_of_newer_major_is_not_used),
 	    T(test_memory_file_name_cannot_leave_the_directory),
