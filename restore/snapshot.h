@@ -228,9 +228,10 @@ struct snap_section {
  * flags (REQUIRED on the sections the format requires; RAW and BULK on `memory` only), every
  * state section's checksum and field framing (zero padding, no tag twice), the version of the
  * sections it interprets itself (memory, memory.file), and refuses unknown required sections.
- * docs/snapshot-format.md, "Rules a reader enforces", is the list. Reads header, table and state with one pread (two if the state is
- * larger than 64 KiB); never reads memory. On failure returns -errno and writes a message that
- * names the cause into `err` (may be NULL). *out is freed with snap_close. */
+ * docs/snapshot-format.md, "Rules a reader enforces", is the list. Reads header, table and state
+ * with one pread (two if the state is larger than 64 KiB); never reads memory. On failure returns
+ * -errno and writes a message that names the cause into `err` (may be NULL). *out is freed with
+ * snap_close. */
 int snap_open(const char *path, struct snap **out, char *err, size_t errlen);
 int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err, size_t errlen);
 void snap_close(struct snap *s);
