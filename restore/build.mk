@@ -5,7 +5,8 @@ SNAP_SRCS := \
 	restore/snap_read.c \
 	restore/snap_codec.c \
 	restore/snap_host.c \
-	restore/snap_merge.c
+	restore/snap_merge.c \
+	restore/snap_check.c
 
 LIBS += $(B)/libsnap.a
 $(B)/libsnap.a: $(SNAP_SRCS:%.c=$(B)/%.o)

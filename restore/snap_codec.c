@@ -296,7 +296,8 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 	    [D_UINT] = SNAP_T_U64, [D_BLOB] = SNAP_T_BYTES, [D_U64ARR] = SNAP_T_U64A};
 	if (f->type != want[d->kind]) {
 		errf(err, errlen, 0, "section '%s' field '%s' (tag 0x%x) is %s, expected %s",
-			    secname, d->name, f->tag, snap_type_name(f->type), snap_type_name(want[d->kind]));
+		     secname, d->name, f->tag, snap_type_name(f->type),
+		     snap_type_name(want[d->kind]));
 		return -EBADMSG;
 	}
 	switch (d->kind) {
@@ -304,8 +305,8 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 		uint64_t v = rd64(f->val);
 		if (d->size < 8 && (v >> (8 * d->size))) {
 			errf(err, errlen, 0,
-				    "section '%s' field '%s' value 0x%llx does not fit %u bytes",
-				    secname, d->name, (unsigned long long)v, d->size);
+			     "section '%s' field '%s' value 0x%llx does not fit %u bytes", secname,
+			     d->name, (unsigned long long)v, d->size);
 			return -ERANGE;
 		}
 		memcpy(b + d->off, &v, d->size);
@@ -314,7 +315,7 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 	case D_BLOB:
 		if (f->len != d->size) {
 			errf(err, errlen, 0, "section '%s' field '%s' is %u bytes, expected %u",
-				    secname, d->name, f->len, d->size);
+			     secname, d->name, f->len, d->size);
 			return -EBADMSG;
 		}
 		memcpy(b + d->off, f->val, d->size);
@@ -322,8 +323,8 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 	default:
 		if (f->len / 8 > d->size) {
 			errf(err, errlen, 0,
-				    "section '%s' field '%s' has %u elements, at most %u allowed",
-				    secname, d->name, f->len / 8, d->size);
+			     "section '%s' field '%s' has %u elements, at most %u allowed", secname,
+			     d->name, f->len / 8, d->size);
 			return -ERANGE;
 		}
 		memcpy(b + d->off, f->val, f->len);
@@ -331,15 +332,12 @@ static int dec_field(const struct fdesc *t, size_t n, const struct snap_field *f
 	}
 }
 
+/* Every section this file decodes is at major 1: the newest (and only) one it knows. */
+#define SEC_MAJOR 1
+
 static int check_version(const struct snap_section *sec, char *err, size_t errlen)
 {
-	if (sec->ver_major > 1) {
-		errf(err, errlen, 0,
-			    "section '%s' version %u.%u is newer than this reader (1.x)", sec->name,
-			    sec->ver_major, sec->ver_minor);
-		return -EPROTONOSUPPORT;
-	}
-	return 0;
+	return snap_section_check_version(sec, SEC_MAJOR, err, errlen);
 }
 
 /* Decodes a table-only section into `base` (zeroed first: missing fields default to 0). */
@@ -414,7 +412,7 @@ int snap_decode_vcpu(const struct snap_section *sec, struct snap_vcpu_state *v, 
 		uint32_t cap = f.tag == VCPU_XCRS ? SNAP_MAX_XCRS : SNAP_MAX_MSRS;
 		if (f.type != SNAP_T_U64A || f.len % 16 || f.len / 16 > cap) {
 			errf(err, errlen, 0, "section '%s' field '%s' must be at most %u pairs",
-				    sec->name, f.tag == VCPU_XCRS ? "xcrs" : "msrs", cap);
+			     sec->name, f.tag == VCPU_XCRS ? "xcrs" : "msrs", cap);
 			return -ERANGE;
 		}
 		const uint64_t *p = (const uint64_t *)(const void *)f.val;
@@ -520,7 +518,10 @@ int snap_decode_cpuid(const struct snap_section *sec, struct kvm_cpuid_entry2 *e
 	if (r)
 		return r;
 	/* A newer writer may append words per entry: the stride says how many. */
-	if (snap_get_u64(sec, CPUID_WORDS, &stride) || stride < CPUID_NWORDS || stride > 64)
+	r = snap_get_u64_max(sec, CPUID_WORDS, 64, &stride, err, errlen);
+	if (r == -ERANGE)
+		return r;
+	if (r || stride < CPUID_NWORDS)
 		return bad_field(sec, "entry_words", err, errlen);
 	r = snap_get_u64a(sec, CPUID_ENTRIES, &w, &nw);
 	if (r == -ENOENT) {
@@ -531,7 +532,7 @@ int snap_decode_cpuid(const struct snap_section *sec, struct kvm_cpuid_entry2 *e
 	size_t count = nw / stride;
 	if (count > cap || count > SNAP_MAX_CPUID) {
 		errf(err, errlen, 0, "section '%s' has %zu CPUID entries, at most %zu allowed",
-			    sec->name, count, cap < SNAP_MAX_CPUID ? cap : (size_t)SNAP_MAX_CPUID);
+		     sec->name, count, cap < SNAP_MAX_CPUID ? cap : (size_t)SNAP_MAX_CPUID);
 		return -ERANGE;
 	}
 	for (size_t i = 0; i < count; i++) {
@@ -586,9 +587,12 @@ int snap_decode_machine(const struct snap_section *sec, struct snap_machine *m, 
 	if (ret)
 		return ret;
 	memset(m, 0, sizeof(*m));
-	if (snap_get_u64(sec, M_MEM_SIZE, &m->mem_size))
+	if (snap_get_u64(sec, M_MEM_SIZE, &m->mem_size) || m->mem_size % SNAP_PAGE_SIZE)
 		return bad_field(sec, "mem_size", err, errlen);
-	if (snap_get_u64(sec, M_NR_VCPUS, &v) || v == 0 || v > SNAP_MAX_VCPUS)
+	ret = snap_get_u64_max(sec, M_NR_VCPUS, SNAP_MAX_VCPUS, &v, err, errlen);
+	if (ret == -ERANGE)
+		return ret;
+	if (ret || v == 0)
 		return bad_field(sec, "nr_vcpus", err, errlen);
 	m->nr_vcpus = (uint32_t)v;
 	ret = snap_get_u64a(sec, M_REGIONS, &r, &n);
@@ -598,20 +602,35 @@ int snap_decode_machine(const struct snap_section *sec, struct snap_machine *m, 
 		n = 0;
 	if (n % 3 || n / 3 > SNAP_MAX_REGIONS)
 		return bad_field(sec, "regions", err, errlen);
-	uint64_t total = 0;
+	/* Untrusted: regions are in guest physical order without overlap, each non-empty and
+	 * page aligned, and they tile the memory in that order (region i starts in memory
+	 * where region i-1 ends), so every byte of memory is mapped exactly once. */
+	uint64_t next_off = 0, gpa_end = 0;
 	for (size_t i = 0; i < n / 3; i++) {
 		struct snap_mem_region *g = &m->regions[i];
 		g->gpa = r[3 * i];
 		g->size = r[3 * i + 1];
 		g->offset = r[3 * i + 2];
-		/* Untrusted: regions must lie inside the memory and not wrap. */
-		if (g->gpa + g->size < g->gpa || g->offset + g->size < g->offset ||
-		    g->offset + g->size > m->mem_size || (g->gpa | g->size | g->offset) % 4096)
-			return bad_field(sec, "regions", err, errlen);
-		total += g->size;
+		if (!g->size || g->gpa + g->size < g->gpa ||
+		    (g->gpa | g->size | g->offset) % 4096 || g->offset != next_off ||
+		    (i && g->gpa < gpa_end) || g->size > m->mem_size - next_off) {
+			errf(err, errlen, 0,
+			     "section '%s' field 'regions': region %zu (gpa 0x%llx, size 0x%llx, "
+			     "offset 0x%llx) breaks the layout rules (ordered, page aligned, "
+			     "tiling memory of 0x%llx bytes)",
+			     sec->name, i, (unsigned long long)g->gpa, (unsigned long long)g->size,
+			     (unsigned long long)g->offset, (unsigned long long)m->mem_size);
+			return -EBADMSG;
+		}
+		next_off += g->size;
+		gpa_end = g->gpa + g->size;
 	}
-	if (total > m->mem_size)
-		return bad_field(sec, "regions", err, errlen);
+	if (next_off != m->mem_size) {
+		errf(err, errlen, 0,
+		     "section '%s' field 'regions': regions cover 0x%llx of 0x%llx bytes of memory",
+		     sec->name, (unsigned long long)next_off, (unsigned long long)m->mem_size);
+		return -EBADMSG;
+	}
 	m->nr_regions = (uint32_t)(n / 3);
 	ret = snap_get_strbuf(sec, M_TEMPLATE, m->cpu_template, sizeof(m->cpu_template));
 	if (ret && ret != -ENOENT)
@@ -723,10 +742,10 @@ int snap_device_get_place(const struct snap_section *sec, char *kind, size_t kin
 	if (!r)
 		r = snap_get_u64(sec, SNAP_DEV_MMIO_SIZE, &place->mmio_size);
 	if (!r)
-		r = snap_get_u64(sec, SNAP_DEV_IRQ, &irq);
+		r = snap_get_u64_max(sec, SNAP_DEV_IRQ, UINT32_MAX, &irq, NULL, 0);
 	if (r)
 		return r;
-	if (irq > UINT32_MAX || place->mmio_base + place->mmio_size < place->mmio_base)
+	if (place->mmio_base + place->mmio_size < place->mmio_base)
 		return -ERANGE;
 	place->irq = (uint32_t)irq;
 	return 0;
@@ -786,7 +805,11 @@ int snap_get_machine(const struct snap *s, struct snap_machine *m, char *err, si
 int snap_get_config(const struct snap *s, const char **json, size_t *len)
 {
 	const struct snap_section *sec = snap_section_find(s, "config");
-	return sec ? snap_get_str(sec, 1, json, len) : -ENOENT;
+	if (!sec)
+		return -ENOENT;
+	if (check_version(sec, NULL, 0))
+		return -EPROTONOSUPPORT;
+	return snap_get_str(sec, 1, json, len);
 }
 
 /* ---------------------------------------------------------------- names for tools */

@@ -20,8 +20,7 @@ static int copy_state(struct snap_writer *w, const struct snap *diff, char *err,
 		int r = snap_writer_section(w, sec->name, sec->ver_major, sec->ver_minor,
 					    sec->flags & SNAP_SEC_REQUIRED, &out);
 		if (r) {
-			errf(err, errlen, 0, "merge: section '%s': %s", sec->name,
-				    strerror(-r));
+			errf(err, errlen, 0, "merge: section '%s': %s", sec->name, strerror(-r));
 			return r;
 		}
 		/* Records are copied as they are: merge must not drop fields it does not know. */
@@ -54,6 +53,30 @@ static int read_at(int fd, uint8_t *p, size_t len, uint64_t off)
 	return 0;
 }
 
+struct first_report {
+	char *err;
+	size_t errlen;
+	const char *path;
+	int n;
+};
+
+static void keep_first(void *opaque, const char *msg)
+{
+	struct first_report *f = opaque;
+	if (!f->n++)
+		errf(f->err, f->errlen, 0, "%s: %s", f->path, msg);
+}
+
+/* Memory chunk checksums of one input, the first problem named in `err`. */
+static int verify_input(const struct snap *s, const char *path, char *err, size_t errlen)
+{
+	struct first_report f = {err, errlen, path, 0};
+	int r = snap_memory_verify(s, keep_first, &f, NULL);
+	if (r && !f.n)
+		errf(err, errlen, 0, "%s: memory: %s", path, strerror(-r));
+	return r ? -EBADMSG : 0;
+}
+
 int snap_merge(const char *base_path, const char *diff_path, const char *out_path, char *err,
 	       size_t errlen)
 {
@@ -77,18 +100,20 @@ int snap_merge(const char *base_path, const char *diff_path, const char *out_pat
 		errf(err, errlen, 0, "%s is not a diff snapshot", diff_path);
 		goto out;
 	}
+	ret = snap_section_check_version(bsec, 1, err, errlen);
+	if (ret)
+		goto out;
 	if (snap_get_bytes(bsec, 1, &id, &idlen) || idlen != 16 ||
 	    snap_get_bytes(bsec, 3, &bits, &nbits)) {
 		ret = -EBADMSG;
 		errf(err, errlen, 0, "section 'base' of %s lacks the base id or page bitmap",
-			    diff_path);
+		     diff_path);
 		goto out;
 	}
 	if (memcmp(id, snap_id(base), 16)) {
 		ret = -EINVAL;
-		errf(err, errlen, 0,
-			    "%s was taken against another snapshot than %s (ids differ)", diff_path,
-			    base_path);
+		errf(err, errlen, 0, "%s was taken against another snapshot than %s (ids differ)",
+		     diff_path, base_path);
 		goto out;
 	}
 	snap_memory(base, &bl);
@@ -96,11 +121,17 @@ int snap_merge(const char *base_path, const char *diff_path, const char *out_pat
 	uint64_t npages = bl.size / SNAP_PAGE_SIZE;
 	if (dl.size != bl.size || nbits != (npages + 7) / 8) {
 		ret = -EBADMSG;
-		errf(err, errlen, 0,
-			    "diff memory (%llu bytes) does not match base (%llu bytes)",
-			    (unsigned long long)dl.size, (unsigned long long)bl.size);
+		errf(err, errlen, 0, "diff memory (%llu bytes) does not match base (%llu bytes)",
+		     (unsigned long long)dl.size, (unsigned long long)bl.size);
 		goto out;
 	}
+	/* The output gets fresh checksums over whatever the inputs hold: damage in either
+	 * must be found now, or it would come out certified as good. */
+	ret = verify_input(base, base_path, err, errlen);
+	if (!ret)
+		ret = verify_input(diff, diff_path, err, errlen);
+	if (ret)
+		goto out;
 	/* the merged snapshot describes where the VM ran, not where it was merged */
 	struct snap_writer_opts o = {.facts = snap_host_facts(diff)};
 	ret = snap_writer_create(out_path, &o, &w);

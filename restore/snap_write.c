@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,202 @@ int snap_name_valid(const char *name, size_t max)
 	return n > 0 && n < max;
 }
 
+/* ---------------------------------------------------------------- files appearing atomically */
+
+/* One output file (the snapshot, or its memory file) written where nobody sees it and
+ * given its final name at commit. Preferred: an unnamed file (O_TMPFILE), which a crash
+ * or SIGKILL at any point simply frees, named at commit by linkat. Where the file system
+ * has no O_TMPFILE, or this process can link neither by AT_EMPTY_PATH (needs
+ * CAP_DAC_READ_SEARCH) nor through /proc/self/fd (a jail has no /proc), a named
+ * temporary `.<name>.tmp-XXXXXX` is written instead, and the next create of the same
+ * target removes the ones a crash left. */
+enum tmp_how {
+	TMP_EMPTY_PATH, /* unnamed; linkat(fd, "", ..., AT_EMPTY_PATH) */
+	TMP_PROC,	/* unnamed; linkat("/proc/self/fd/N", ..., AT_SYMLINK_FOLLOW) */
+	TMP_NAMED,	/* mkostemp name, renamed at commit */
+};
+
+struct out_file {
+	char *final;   /* as the caller gave it */
+	char *dir;     /* its directory ("." when the path has no '/') */
+	char *base;    /* its last component */
+	char *tmp;     /* dir/.<base>.tmp[-XXXXXX]: the name renamed over `final`, or NULL */
+	bool tmp_ours; /* `tmp` exists and is ours to unlink on failure */
+	int dirfd;
+	int fd;
+	enum tmp_how how;
+};
+
+static void out_init(struct out_file *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->dirfd = -1;
+	o->fd = -1;
+}
+
+static char *join(const char *dir, const char *name)
+{
+	size_t len = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(len);
+	if (p)
+		snprintf(p, len, "%s/%s", dir, name);
+	return p;
+}
+
+/* A linkat that can only fail (the target "." exists): EEXIST means this way of linking
+ * the unnamed file works here; anything else (ENOENT without the capability or without
+ * /proc) means it does not. Creates nothing. */
+static bool link_works(const struct out_file *o, enum tmp_how how)
+{
+	char proc[40];
+	int r;
+	if (how == TMP_EMPTY_PATH) {
+		r = linkat(o->fd, "", o->dirfd, ".", AT_EMPTY_PATH);
+	} else {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
+		r = linkat(AT_FDCWD, proc, o->dirfd, ".", AT_SYMLINK_FOLLOW);
+	}
+	return r < 0 && errno == EEXIST;
+}
+
+static int link_as(const struct out_file *o, const char *name)
+{
+	char proc[40];
+	if (o->how == TMP_EMPTY_PATH)
+		return linkat(o->fd, "", o->dirfd, name, AT_EMPTY_PATH) ? -errno : 0;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
+	return linkat(AT_FDCWD, proc, o->dirfd, name, AT_SYMLINK_FOLLOW) ? -errno : 0;
+}
+
+/* Removes `.<base>.tmp-XXXXXX` files a killed create of the same target left. A
+ * concurrent create of the same target that loses its temporary this way fails at its
+ * rename (ENOENT); it never renames another's partial file. */
+static void sweep_stale(const struct out_file *o)
+{
+	char prefix[NAME_MAX + 8];
+	int n = snprintf(prefix, sizeof(prefix), ".%s.tmp-", o->base);
+	DIR *d = opendir(o->dir);
+	struct dirent *e;
+	if (!d || n < 0 || (size_t)n >= sizeof(prefix)) {
+		if (d)
+			closedir(d);
+		return;
+	}
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, (size_t)n) || strlen(e->d_name) != (size_t)n + 6)
+			continue;
+		char *p = join(o->dir, e->d_name);
+		if (p && unlink(p) == 0)
+			log_info("snapshot: removed %s, left by an interrupted create", p);
+		free(p);
+	}
+	closedir(d);
+}
+
+static int out_create(struct out_file *o, const char *path, unsigned mode, bool named)
+{
+	const char *slash = strrchr(path, '/');
+	int ret = -ENOMEM;
+	o->final = strdup(path);
+	o->base = strdup(slash ? slash + 1 : path);
+	o->dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+	if (!o->final || !o->base || !o->dir)
+		return -ENOMEM;
+	if (!o->base[0] || !strcmp(o->base, ".") || !strcmp(o->base, ".."))
+		return -EISDIR;
+	o->dirfd = open(o->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (o->dirfd < 0) {
+		ret = -errno;
+		log_err("snapshot: open directory %s: %s", o->dir, strerror(errno));
+		return ret;
+	}
+	o->fd = named ? -1 : openat(o->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (o->fd >= 0) {
+		o->how = TMP_EMPTY_PATH;
+		if (!link_works(o, TMP_EMPTY_PATH)) {
+			o->how = TMP_PROC;
+			if (!link_works(o, TMP_PROC)) {
+				close(o->fd);
+				o->fd = -1;
+			}
+		}
+	}
+	if (o->fd >= 0) {
+		char name[NAME_MAX + 8];
+		snprintf(name, sizeof(name), ".%s.tmp", o->base);
+		o->tmp = join(o->dir, name);
+		if (!o->tmp)
+			return -ENOMEM;
+		unlink(o->tmp); /* left by a create killed between its link and its rename */
+	} else {
+		sweep_stale(o);
+		char name[NAME_MAX + 16];
+		snprintf(name, sizeof(name), ".%s.tmp-XXXXXX", o->base);
+		o->tmp = join(o->dir, name);
+		if (!o->tmp)
+			return -ENOMEM;
+		o->fd = mkostemp(o->tmp, O_CLOEXEC);
+		if (o->fd < 0) {
+			ret = -errno;
+			log_err("snapshot: mkostemp(%s): %s", o->tmp, strerror(errno));
+			return ret;
+		}
+		o->how = TMP_NAMED;
+		o->tmp_ours = true;
+	}
+	if (mode && fchmod(o->fd, mode & 07777) < 0) {
+		ret = -errno;
+		log_err("snapshot: fchmod(%s, %o): %s", o->final, mode, strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
+/* Gives the written file its final name: one link when nothing has that name yet,
+ * else a link to `.<base>.tmp` renamed over the old file. */
+static int out_commit(struct out_file *o)
+{
+	int ret;
+	if (o->how != TMP_NAMED) {
+		ret = link_as(o, o->base);
+		if (ret != -EEXIST)
+			goto done;
+		ret = link_as(o, strrchr(o->tmp, '/') + 1);
+		if (ret == -EEXIST && unlink(o->tmp) == 0)
+			ret = link_as(o, strrchr(o->tmp, '/') + 1);
+		if (ret)
+			goto done;
+		o->tmp_ours = true;
+	}
+	ret = rename(o->tmp, o->final) ? -errno : 0;
+	if (ret) {
+		log_err("snapshot: rename(%s, %s): %s", o->tmp, o->final, strerror(-ret));
+		return ret;
+	}
+	o->tmp_ours = false;
+	return 0;
+done:
+	if (ret)
+		log_err("snapshot: linkat(%s): %s", o->final, strerror(-ret));
+	return ret;
+}
+
+/* Closes and frees; unlinks a temporary name that never became the final one. */
+static void out_release(struct out_file *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	if (o->tmp_ours)
+		unlink(o->tmp);
+	if (o->dirfd >= 0)
+		close(o->dirfd);
+	free(o->final);
+	free(o->dir);
+	free(o->base);
+	free(o->tmp);
+	out_init(o);
+}
+
 /* ---------------------------------------------------------------- the writer */
 
 struct wsec {
@@ -127,12 +324,10 @@ struct wsec {
 };
 
 struct snap_writer {
-	char *final_path;
-	char *tmp_path;
-	int fd;
-	char *mem_final;
-	char *mem_tmp;
-	int mem_fd;
+	struct out_file out;	 /* the snapshot */
+	struct out_file mem_out; /* its memory file, when mem_ext */
+	bool mem_ext;
+	char *mem_name; /* the memory file's name, as memory.file records it */
 	bool no_fsync;
 	bool checksum_thread;
 	struct snap_host_facts facts;
@@ -144,61 +339,41 @@ struct snap_writer {
 	const uint8_t *dirty; /* diff snapshot: pages to write; NULL: a full snapshot */
 };
 
-/* Creates "<dir>/.<base>.tmp-XXXXXX" next to `path`. */
-static int make_temp(const char *path, unsigned mode, char **tmp_out, int *fd_out)
+/* The memory file must be where the reader looks for it: in the snapshot's directory,
+ * recorded by its name alone. */
+static int mem_file_place(struct snap_writer *w)
 {
-	const char *slash = strrchr(path, '/');
-	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-	const char *base = slash ? slash + 1 : path;
-	if (!*base)
-		return -EISDIR;
-	size_t len = dirlen + 1 + strlen(base) + sizeof(".tmp-XXXXXX");
-	char *tmp = malloc(len);
-	if (!tmp)
-		return -ENOMEM;
-	snprintf(tmp, len, "%.*s.%s.tmp-XXXXXX", (int)dirlen, path, base);
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		int e = -errno;
-		log_err("snapshot: mkostemp(%s): %s", tmp, strerror(errno));
-		free(tmp);
-		return e;
+	struct stat a, b;
+	if (fstat(w->out.dirfd, &a) < 0 || fstat(w->mem_out.dirfd, &b) < 0)
+		return -errno;
+	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino || !strcmp(w->out.base, w->mem_out.base)) {
+		log_err("snapshot: the memory file %s must be another file in the snapshot's "
+			"directory (%s): the snapshot records its name only",
+			w->mem_out.final, w->out.dir);
+		return -EINVAL;
 	}
-	if (mode && fchmod(fd, mode & 07777) < 0) {
-		int e = -errno;
-		log_err("snapshot: fchmod(%s, %o): %s", tmp, mode, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		free(tmp);
-		return e;
-	}
-	*tmp_out = tmp;
-	*fd_out = fd;
-	return 0;
+	w->mem_name = strdup(w->mem_out.base);
+	return w->mem_name ? 0 : -ENOMEM;
 }
 
 int snap_writer_create(const char *final_path, const struct snap_writer_opts *opts,
 		       struct snap_writer **out)
 {
-	int ret = -ENOMEM;
+	int ret;
 	struct snap_writer *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	w->fd = -1;
-	w->mem_fd = -1;
-	w->final_path = strdup(final_path);
-	if (!w->final_path)
-		goto fail;
-	ret = make_temp(final_path, opts ? opts->mode : 0, &w->tmp_path, &w->fd);
+	out_init(&w->out);
+	out_init(&w->mem_out);
+	bool named = opts && opts->named_temp;
+	ret = out_create(&w->out, final_path, opts ? opts->mode : 0, named);
 	if (ret)
 		goto fail;
 	if (opts && opts->mem_file_path) {
-		w->mem_final = strdup(opts->mem_file_path);
-		if (!w->mem_final) {
-			ret = -ENOMEM;
-			goto fail;
-		}
-		ret = make_temp(opts->mem_file_path, opts->mode, &w->mem_tmp, &w->mem_fd);
+		w->mem_ext = true;
+		ret = out_create(&w->mem_out, opts->mem_file_path, opts->mode, named);
+		if (!ret)
+			ret = mem_file_place(w);
 		if (ret)
 			goto fail;
 	}
@@ -219,23 +394,14 @@ void snap_writer_abort(struct snap_writer *w)
 {
 	if (!w)
 		return;
-	if (w->fd >= 0)
-		close(w->fd);
-	if (w->tmp_path)
-		unlink(w->tmp_path);
-	if (w->mem_fd >= 0)
-		close(w->mem_fd);
-	if (w->mem_tmp)
-		unlink(w->mem_tmp);
+	out_release(&w->out);
+	out_release(&w->mem_out);
 	for (size_t i = 0; i < w->nsecs; i++) {
 		snap_sec_release(&w->secs[i]->sec);
 		free(w->secs[i]);
 	}
 	free(w->secs);
-	free(w->final_path);
-	free(w->tmp_path);
-	free(w->mem_final);
-	free(w->mem_tmp);
+	free(w->mem_name);
 	free(w);
 }
 
@@ -284,7 +450,8 @@ int snap_writer_section(struct snap_writer *w, const char *name, uint16_t ver_ma
 
 int snap_writer_set_memory(struct snap_writer *w, const void *mem, uint64_t len)
 {
-	if (w->has_mem || (len % SNAP_PAGE_SIZE) || (len && !mem))
+	/* A snapshot without memory has no memory section (readers refuse an empty one). */
+	if (w->has_mem || !len || (len % SNAP_PAGE_SIZE) || !mem)
 		return -EINVAL;
 	w->mem = mem;
 	w->mem_len = len;
@@ -482,7 +649,7 @@ static void fill_header(struct snap_writer *w, uint8_t *h, uint32_t count, uint6
 	wr16(h + H_MAJOR, SNAP_FORMAT_MAJOR);
 	wr16(h + H_MINOR, SNAP_FORMAT_MINOR);
 	wr32(h + H_FLAGS,
-	     (w->mem_final ? SNAP_HDR_MEM_EXTERNAL : 0) | (w->dirty ? SNAP_HDR_DIFF : 0));
+	     (w->mem_ext ? SNAP_HDR_MEM_EXTERNAL : 0) | (w->dirty ? SNAP_HDR_DIFF : 0));
 	wr32(h + H_HDR_SIZE, SNAP_HEADER_SIZE);
 	wr32(h + H_COUNT, count);
 	wr64(h + H_TABLE_OFF, SNAP_HEADER_SIZE);
@@ -517,7 +684,7 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 	int ret = 0;
 
 	memset(st, 0, sizeof(*st));
-	if (w->mem_final && !w->has_mem) {
+	if (w->mem_ext && !w->has_mem) {
 		ret = -EINVAL;
 		log_err("snapshot: a memory file path was given but no memory was set");
 		goto fail;
@@ -536,11 +703,11 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 	if (w->has_mem) {
 		nchunks = (w->mem_len + SNAP_MEM_CHUNK - 1) / SNAP_MEM_CHUNK;
 		npages = w->mem_len / SNAP_PAGE_SIZE;
-		if (w->mem_final) {
+		if (w->mem_ext) {
 			ret = add_section(w, "memory.file", 1, 0, SNAP_SEC_REQUIRED, &mem_sec);
 			if (ret)
 				goto fail;
-			snap_put_str(&mem_sec->sec, 1, w->mem_final);
+			snap_put_str(&mem_sec->sec, 1, w->mem_name);
 			snap_put_u64(&mem_sec->sec, 2, w->mem_len);
 		}
 		ret = add_section(w, "memory.sums", 1, 0, 0, &sums_sec);
@@ -566,7 +733,7 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 	}
 
 	/* Layout: header, table, state sections (8-aligned), memory (2 MiB aligned). */
-	uint32_t count = (uint32_t)w->nsecs + (w->has_mem && !w->mem_final ? 1 : 0);
+	uint32_t count = (uint32_t)w->nsecs + (w->has_mem && !w->mem_ext ? 1 : 0);
 	uint64_t pos = SNAP_HEADER_SIZE + (uint64_t)count * SNAP_TABLE_ENTRY;
 	for (size_t i = 0; i < w->nsecs; i++) {
 		pos = align_up(pos, 8);
@@ -581,7 +748,7 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 		goto fail;
 	}
 	uint64_t mem_off = 0, file_size = state_end;
-	if (w->has_mem && !w->mem_final) {
+	if (w->has_mem && !w->mem_ext) {
 		mem_off = align_up(state_end, SNAP_MEM_ALIGN);
 		file_size = mem_off + w->mem_len;
 	}
@@ -590,13 +757,13 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 	if (w->has_mem) {
 		uint64_t *sums = (uint64_t *)(void *)(sums_sec->sec.buf + sums_off);
 		uint8_t *zbits = zero_sec ? zero_sec->sec.buf + zero_off : NULL;
-		int mfd = w->mem_final ? w->mem_fd : w->fd;
+		int mfd = w->mem_ext ? w->mem_out.fd : w->out.fd;
 		ret = write_memory_all(w, mfd, mem_off, sums, zbits, st);
 		if (ret)
 			goto fail;
-		if (w->mem_final && ftruncate(w->mem_fd, (off_t)w->mem_len) < 0) {
+		if (w->mem_ext && ftruncate(w->mem_out.fd, (off_t)w->mem_len) < 0) {
 			ret = -errno;
-			log_err("snapshot: ftruncate(%s): %s", w->mem_tmp, strerror(errno));
+			log_err("snapshot: ftruncate(%s): %s", w->mem_out.final, strerror(errno));
 			goto fail;
 		}
 	}
@@ -621,7 +788,7 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 		wr64(e + T_SIZE, s->sec.len);
 		wr32(e + T_CRC, snap_crc32c(0, s->sec.buf, s->sec.len));
 	}
-	if (w->has_mem && !w->mem_final) {
+	if (w->has_mem && !w->mem_ext) {
 		uint8_t *e = tab + w->nsecs * SNAP_TABLE_ENTRY;
 		memcpy(e + T_NAME, "memory", 6);
 		wr16(e + T_VMAJ, 1);
@@ -631,48 +798,36 @@ int snap_writer_commit(struct snap_writer *w, struct snap_write_stats *stats)
 	}
 	fill_header(w, front, count, state_end, file_size,
 		    snap_crc32c(0, tab, (size_t)count * SNAP_TABLE_ENTRY));
-	ret = pwrite_all(w->fd, front, state_end, 0, "header and state");
+	ret = pwrite_all(w->out.fd, front, state_end, 0, "header and state");
 	if (ret)
 		goto fail;
 	/* Trailing zero pages are holes: the size must still cover them. */
-	if (ftruncate(w->fd, (off_t)file_size) < 0) {
+	if (ftruncate(w->out.fd, (off_t)file_size) < 0) {
 		ret = -errno;
-		log_err("snapshot: ftruncate(%s): %s", w->tmp_path, strerror(errno));
+		log_err("snapshot: ftruncate(%s): %s", w->out.final, strerror(errno));
 		goto fail;
 	}
 	uint64_t t2 = now_ns();
 	st->state_ns = t2 - t1;
 
 	if (!w->no_fsync) {
-		if ((w->mem_fd >= 0 && fsync(w->mem_fd) < 0) || fsync(w->fd) < 0) {
+		if ((w->mem_ext && fsync(w->mem_out.fd) < 0) || fsync(w->out.fd) < 0) {
 			ret = -errno;
-			log_err("snapshot: fsync(%s): %s", w->tmp_path, strerror(errno));
+			log_err("snapshot: fsync(%s): %s", w->out.final, strerror(errno));
 			goto fail;
 		}
 	}
 	/* The memory file first: the snapshot must never name a memory file that is not
 	 * there yet. */
-	if (w->mem_final && rename(w->mem_tmp, w->mem_final) < 0) {
-		ret = -errno;
-		log_err("snapshot: rename(%s, %s): %s", w->mem_tmp, w->mem_final, strerror(errno));
+	if (w->mem_ext && (ret = out_commit(&w->mem_out)))
 		goto fail;
-	}
-	if (w->mem_final) {
-		free(w->mem_tmp);
-		w->mem_tmp = NULL; /* now the final memory file: abort must not unlink it */
-	}
-	if (rename(w->tmp_path, w->final_path) < 0) {
-		ret = -errno;
-		log_err("snapshot: rename(%s, %s): %s", w->tmp_path, w->final_path,
-			strerror(errno));
+	ret = out_commit(&w->out);
+	if (ret)
 		goto fail;
-	}
-	free(w->tmp_path);
-	w->tmp_path = NULL;
 	if (!w->no_fsync) {
-		ret = fsync_dir_of(w->final_path);
-		if (!ret && w->mem_final)
-			ret = fsync_dir_of(w->mem_final);
+		ret = fsync_dir_of(w->out.final);
+		if (!ret && w->mem_ext)
+			ret = fsync_dir_of(w->mem_out.final);
 	}
 	st->sync_ns = now_ns() - t2;
 	free(front);

@@ -131,10 +131,16 @@ struct snap;
 
 struct snap_writer_opts {
 	/* Guest memory goes to this separate raw file instead of the snapshot (NULL: inside).
-	 * Written atomically too (temporary name + rename). Recorded as given. */
+	 * It must be another file in the snapshot's own directory (snap_writer_create
+	 * refuses anything else with -EINVAL): the snapshot records its name only, and
+	 * readers look for it beside the snapshot. Appears atomically too, before the
+	 * snapshot. */
 	const char *mem_file_path;
 	/* Skip fsync of file and directory (tests and benchmarks only: not crash safe). */
 	bool no_fsync;
+	/* Write through a named temporary even where O_TMPFILE works (tests of the
+	 * fallback only). */
+	bool named_temp;
 	/* Compute the memory checksums on a helper thread while the calling thread writes
 	 * (commit creates and joins it). Off by default: a seccomp filter on the caller's
 	 * thread must allow clone for this. */
@@ -146,9 +152,14 @@ struct snap_writer_opts {
 	const struct snap_host_facts *facts;
 };
 
-/* Creates a temporary file next to `final_path` (same directory, so the rename at commit
- * is atomic). Nothing appears under `final_path` until snap_writer_commit succeeds.
- * `opts` may be NULL. On success *out owns the temporary file. */
+/* Starts a snapshot that will appear as `final_path`. The file is written unnamed
+ * (O_TMPFILE in the target directory) and linked into place at commit, so a crash or
+ * SIGKILL at any point leaves the old file (or none) and nothing else. Where O_TMPFILE
+ * cannot be used (file system without it; neither CAP_DAC_READ_SEARCH for linkat's
+ * AT_EMPTY_PATH nor /proc for /proc/self/fd), it writes `.<name>.tmp-XXXXXX` beside the
+ * target instead and first removes such files a killed create of the same target left.
+ * Syscalls used: openat (O_TMPFILE, O_PATH), linkat, rename, unlink, fstat; the
+ * fallback also reads the directory (getdents64). `opts` may be NULL. */
 int snap_writer_create(const char *final_path, const struct snap_writer_opts *opts,
 		       struct snap_writer **out);
 
@@ -158,7 +169,8 @@ int snap_writer_create(const char *final_path, const struct snap_writer_opts *op
 int snap_writer_section(struct snap_writer *w, const char *name, uint16_t ver_major,
 			uint16_t ver_minor, uint32_t flags, struct snap_sec **sec);
 
-/* Declares guest memory: `len` bytes at `mem` (a multiple of 4 KiB). Nothing is copied
+/* Declares guest memory: `len` bytes at `mem` (a non-zero multiple of 4 KiB; a snapshot
+ * without memory simply does not call this). Nothing is copied
  * now: the memory is read during snap_writer_commit, so it must stay valid and unchanged
  * (VM paused) until then. All-zero pages become holes; a `memory.zero` bitmap and the
  * `memory.sums` chunk checksums are added. */
@@ -210,11 +222,16 @@ struct snap_section {
 #define SNAP_OPEN_DIFF		 (1u << 1) /* accept a diff snapshot (merge, inspect) */
 
 /* Opens and validates a snapshot (a diff snapshot is refused unless SNAP_OPEN_DIFF): magic, format
- * version, header flags, header and table checksums, every section's bounds (inside the file, no
- * overlap, no overflow), names, every state section's checksum and field framing, and refuses
- * unknown required sections. Reads header, table and state with one pread (two if the state is
- * larger than 64 KiB); never reads memory. On failure returns -errno and writes a message that
- * names the cause into `err` (may be NULL). *out is freed with snap_close. */
+ * version, header flags, header and table checksums, reserved bytes and bits (zero in a file of a
+ * minor this reader knows), every section's bounds (inside the file, in order, no overlap, no
+ * overflow, no bytes between sections but zero padding, nothing after file_size), names and
+ * flags (REQUIRED on the sections the format requires; RAW and BULK on `memory` only), every
+ * state section's checksum and field framing (zero padding, no tag twice), the version of the
+ * sections it interprets itself (memory, memory.file), and refuses unknown required sections.
+ * docs/snapshot-format.md, "Rules a reader enforces", is the list. Reads header, table and state
+ * with one pread (two if the state is larger than 64 KiB); never reads memory. On failure returns
+ * -errno and writes a message that names the cause into `err` (may be NULL). *out is freed with
+ * snap_close. */
 int snap_open(const char *path, struct snap **out, char *err, size_t errlen);
 int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err, size_t errlen);
 void snap_close(struct snap *s);
@@ -226,6 +243,22 @@ const struct snap_host_facts *snap_host_facts(const struct snap *s);
 /* 16 random bytes identifying this snapshot (a diff names its base by it). */
 const uint8_t *snap_id(const struct snap *s);
 
+/* The version check every decoder of a section makes before reading a field. `major` is
+ * the newest section major the decoder implements; it must decode every major from 1 up
+ * to it (a decoder that drops an old major refuses that major itself). Returns 0 when
+ * 1 <= sec->ver_major <= major (any minor), else -EPROTONOSUPPORT with a message naming
+ * the section and both versions in `err` ("section 'device.virtio0' version 2.0 is newer
+ * than this reader (1.x)"; major 0 is "older than any version this reader knows"). */
+int snap_section_check_version(const struct snap_section *sec, unsigned major, char *err,
+			       size_t errlen);
+
+/* Framing of a tagged section (records exactly fill it, padding bytes zero, strings
+ * without NUL) and no tag twice. snap_open runs it on every tagged state section, so
+ * sections of an open snapshot need no second check; run it on a snap_section_view of
+ * bytes that did not come through snap_open before decoding them. 0 or -EBADMSG with
+ * the section, tag and offset named in `err`. */
+int snap_section_check_fields(const struct snap_section *sec, char *err, size_t errlen);
+
 /* Section lookup by exact name, or by index (0..count-1, table order). NULL if none. */
 const struct snap_section *snap_section_find(const struct snap *s, const char *name);
 size_t snap_section_count(const struct snap *s);
@@ -235,8 +268,9 @@ int snap_section_verify(const struct snap_section *sec, char *err, size_t errlen
 
 /* Where guest memory is. In-file: `fd` is the snapshot's (owned by `s`; dup it to keep it
  * past snap_close) and `offset` is 2 MiB aligned. External: fd is -1 and `path` (owned
- * by `s`) is the raw memory file, resolved against the snapshot's directory when
- * relative; open it with snap_memory_open. size == 0: the snapshot has no memory. */
+ * by `s`, for messages) is the memory file's name joined to the snapshot's directory;
+ * open it with snap_memory_open, which looks it up beneath that directory without
+ * following symlinks. size == 0: the snapshot has no memory. */
 struct snap_memory_loc {
 	int fd;
 	uint64_t offset;
@@ -245,13 +279,16 @@ struct snap_memory_loc {
 	bool external;
 };
 int snap_memory(const struct snap *s, struct snap_memory_loc *loc);
-/* Opens the memory file read-only (external) or dups the snapshot fd (in-file), and
- * checks the file is long enough for the mapping (a short file would SIGBUS the VMM).
- * The caller closes *fd. */
+/* Opens the memory file read-only (external: the recorded name in the snapshot's
+ * directory, opened O_NOFOLLOW|O_NONBLOCK, -ELOOP for a symlink) or dups the snapshot fd
+ * (in-file), and checks an external file is a regular file of exactly the memory size
+ * (a short file would SIGBUS the VMM). The caller closes *fd. */
 int snap_memory_open(const struct snap *s, int *fd, char *err, size_t errlen);
 
 /* Optional sections for the uffd backend. Pointers into the state buffer (8-byte aligned,
- * valid until snap_close). -ENOENT when the snapshot has none.
+ * valid until snap_close). -ENOENT when the snapshot has none, -EPROTONOSUPPORT when its
+ * section major is newer than this reader's (use it as absent), -EBADMSG when it is
+ * incomplete or does not match the memory.
  * Zero bitmap: bit (i % 8) of byte i / 8 set = page i of memory is all zeros. */
 int snap_memory_zero_bitmap(const struct snap *s, const uint8_t **bits, uint64_t *npages);
 /* Working set: page numbers are checked against the snapshot's memory (-EBADMSG when one
@@ -264,6 +301,31 @@ int snap_workingset(const struct snap *s, const uint64_t **pages, size_t *n);
 typedef void (*snap_report_fn)(void *opaque, const char *msg);
 int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque,
 		       uint64_t *chunks_checked);
+
+/* ---------------------------------------------------------------- offline checking */
+
+/* A per-section check for snap_check: `check` runs on every section whose name starts
+ * with `prefix` ("device.virtio" matches "device.virtio0"). It decodes the section as
+ * the restore path would, refusing what the restore path refuses, and returns 0 or
+ * -errno with a message naming the section in `err`. */
+struct snap_checker {
+	const char *prefix;
+	int (*check)(const struct snap *s, const struct snap_section *sec, char *err,
+		     size_t errlen);
+};
+
+/* Checks an open snapshot as a restore would, without KVM and without reading memory:
+ * decodes every section restore/ defines (machine layout, cpuid, every vcpu, irqchip,
+ * pit, clock, config, memory.*, workingset, base, device placement) and the rules
+ * between sections (required sections present, one vcpu section per machine.nr_vcpus
+ * and no more, memory size equal to machine.mem_size). A working-set side file (no
+ * `machine`, no memory, a `workingset`) is checked as one. For each section the
+ * built-in checker of the longest matching prefix runs, then every checker of `extra`
+ * whose prefix matches (the VMM's device decoders, a layout check of its own). Calls
+ * `report` once per problem (may be NULL). Returns 0 when all is good, -EBADMSG
+ * otherwise; *sections_checked (may be NULL) counts the sections a checker decoded. */
+int snap_check(const struct snap *s, const struct snap_checker *extra, size_t nextra,
+	       snap_report_fn report, void *opaque, size_t *sections_checked);
 
 /* Writes OUT = BASE with DIFF applied: DIFF's state sections, memory pages from DIFF where
  * its `base` bitmap says so and from BASE elsewhere; new memory checksums and zero
@@ -284,16 +346,28 @@ struct snap_field {
 /* Iterates the fields of a state section: start with *pos = 0; returns 1 and fills `f`,
  * 0 at the end, -EBADMSG on a malformed record (snap_open already refused those). */
 int snap_field_next(const struct snap_section *sec, size_t *pos, struct snap_field *f);
-/* First field with `tag`: -ENOENT if absent, -EPROTO if it has another type, -ERANGE if
- * its length is wrong for the type. */
+/* The field with `tag` (snap_open refuses a tag twice, so "first" is "only"): -ENOENT if
+ * absent, -EPROTO if it has another type. */
 int snap_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t *v);
 int snap_get_bytes(const struct snap_section *sec, uint16_t tag, const void **p, size_t *len);
+/* A u64 field decoded into a narrower destination: as snap_get_u64, plus -ERANGE when
+ * the value is above `max`, with a message naming section, tag, value and limit in `err`
+ * (-EPROTO also gets a message; -ENOENT, a missing field, does not: callers default it).
+ * Use it for every u64 that does not go into a uint64_t unchanged (a device status of
+ * 1<<32 must be refused, not stored as 0). */
+int snap_get_u64_max(const struct snap_section *sec, uint16_t tag, uint64_t max, uint64_t *v,
+		     char *err, size_t errlen);
+/* Same, with `def` stored in *v and 0 returned when the field is missing (the format's
+ * default for a missing field). */
+int snap_get_u64_def(const struct snap_section *sec, uint16_t tag, uint64_t max, uint64_t def,
+		     uint64_t *v, char *err, size_t errlen);
 /* Pointer + length (not NUL terminated). */
 int snap_get_str(const struct snap_section *sec, uint16_t tag, const char **p, size_t *len);
 /* Copies into `buf` with a NUL; -ENAMETOOLONG if it does not fit. */
 int snap_get_strbuf(const struct snap_section *sec, uint16_t tag, char *buf, size_t size);
 int snap_get_u64a(const struct snap_section *sec, uint16_t tag, const uint64_t **v, size_t *n);
-/* Section view over a buffer that did not come from a file (tests, codecs). */
+/* Section view over a buffer that did not come from a file (tests, codecs), version 1.0.
+ * Nothing is checked: run snap_section_check_fields on untrusted bytes first. */
 void snap_section_view(struct snap_section *sec, const char *name, const void *data, size_t len);
 
 /* ---------------------------------------------------------------- state codecs */
@@ -344,8 +418,10 @@ struct snap_machine {
 
 /* Encoders fill a builder; decoders default every missing field to 0 and ignore unknown
  * tags. Decoders treat the section as hostile: counts above the caps, values that do not
- * fit the struct field, wrong blob sizes and newer section majors fail with -EBADMSG /
- * -ERANGE / -EPROTONOSUPPORT and a message in `err`. */
+ * fit the struct field, wrong blob sizes and a section major other than 1 (through
+ * snap_section_check_version) fail with -EBADMSG / -ERANGE / -EPROTONOSUPPORT and a
+ * message in `err`. snap_decode_machine also refuses regions that do not tile the memory
+ * in guest physical order (see the spec, 6.1). */
 int snap_encode_vcpu(struct snap_sec *sec, const struct snap_vcpu_state *v);
 int snap_decode_vcpu(const struct snap_section *sec, struct snap_vcpu_state *v, char *err,
 		     size_t errlen);
@@ -395,10 +471,13 @@ int snap_get_config(const struct snap *s, const char **json, size_t *len);
 /* ---------------------------------------------------------------- devices
  *
  * A device saves itself into section `device.<id>` (id: 1..24 chars of [a-z0-9_-]) with
- * its own version, using the field API. Convention (see the spec): tags 1..15 are the
+ * its own version, using the field API. Convention (see the spec): tags 1..0xff are the
  * common header (kind, placement), 0x100..0x1ff the transport layer (virtio-mmio
  * registers), 0x200..0x2ff the generic virtio layer (features, queues), 0x1000.. the
- * device's own state. */
+ * device's own state. A device's decoder calls snap_section_check_version(sec, its
+ * newest major, ...) first, reads every u64 that goes into a narrower field with
+ * snap_get_u64_max / snap_get_u64_def, and can rely on snap_open having refused a tag
+ * twice. docs/snapshot-format.md 6.7 specifies thaw's devices tag by tag. */
 #define SNAP_DEV_KIND	   1 /* string: "virtio-blk", "virtio-net", "virtio-vsock", "serial" */
 #define SNAP_DEV_MMIO_BASE 2 /* u64 */
 #define SNAP_DEV_MMIO_SIZE 3 /* u64 */

@@ -53,6 +53,9 @@ static void exercise(unsigned flags)
 		while (sec->data && !(sec->flags & SNAP_SEC_RAW) &&
 		       snap_field_next(sec, &pos, &f) == 1)
 			(void)snap_field_name(sec->name, f.tag);
+		if (sec->data && !(sec->flags & SNAP_SEC_RAW) &&
+		    snap_section_check_fields(sec, err, sizeof(err)))
+			abort(); /* snap_open ran the same check: it must have passed */
 		if (!strncmp(sec->name, "vcpu.", 5))
 			snap_decode_vcpu(sec, &vcpu, err, sizeof(err));
 		if (!strncmp(sec->name, "device.", 7)) {
@@ -74,6 +77,7 @@ static void exercise(unsigned flags)
 	snap_get_config(s, &json, &n);
 	snap_memory_zero_bitmap(s, &bits, &npages);
 	snap_workingset(s, &pages, &n);
+	snap_check(s, NULL, 0, NULL, NULL, NULL); /* what thaw-snap verify decodes */
 	struct snap_memory_loc loc;
 	snap_memory(s, &loc);
 	if (!loc.external) /* an external path may name any file: not the fuzzer's business */

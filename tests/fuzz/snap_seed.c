@@ -38,6 +38,17 @@ int main(int argc, char **argv)
 	snap_put_workingset(w, ws, 3);
 	if (snap_writer_commit(w, NULL))
 		return 1;
+	/* a working-set side file, as uffd/wsfile.c writes it */
+	snprintf(path, sizeof(path), "%s/seed-wsfile.snap", argv[1]);
+	if (snap_writer_create(path, NULL, &w))
+		return 1;
+	snap_put_workingset(w, ws, 3);
+	if (snap_writer_section(w, "base", 1, 0, 0, &s))
+		return 1;
+	snap_put_bytes(s, 1, "0123456789abcdef", 16);
+	snap_put_str(s, 2, "seed-state.snap");
+	if (snap_writer_commit(w, NULL))
+		return 1;
 	/* external memory: the snapshot file is small and has the memory sections */
 	static char mem[64 << 10];
 	char mpath[4096];
@@ -47,7 +58,17 @@ int main(int argc, char **argv)
 	struct snap_writer_opts o = {.mem_file_path = mpath};
 	if (snap_writer_create(path, &o, &w))
 		return 1;
+	/* a complete snapshot (what thaw-snap verify passes), memory beside it */
+	m.mem_size = sizeof(mem);
+	m.regions[0].size = sizeof(mem);
 	snap_put_machine(w, &m);
+	snap_put_cpuid(w, c, 3);
+	snap_put_vcpu(w, 0, &v);
+	snap_put_vm(w, &vm);
+	snap_device_begin(w, "virtio0", "virtio-blk", 1, 0, &place, &s);
+	snap_put_u64(s, SNAP_DEV_TRANSPORT, 0xf);
+	snap_put_config(w, "{\"a\":1}", 7);
+	snap_put_workingset(w, ws, 3);
 	snap_writer_set_memory(w, mem, sizeof(mem));
 	return snap_writer_commit(w, NULL) ? 1 : 0;
 }

@@ -261,6 +261,135 @@ static void test_newer_section_major_is_refused(void **state)
 	snap_sec_release(&sec);
 }
 
+static void test_section_version_check_names_section_and_both_versions(void **state)
+{
+	(void)state;
+	struct snap_section v;
+	char err[256] = "";
+	snap_section_view(&v, "device.virtio0", NULL, 0);
+	v.ver_major = 1;
+	v.ver_minor = 9;
+	assert_int_equal(snap_section_check_version(&v, 1, err, sizeof(err)), 0);
+	v.ver_major = 2;
+	v.ver_minor = 0;
+	assert_int_equal(snap_section_check_version(&v, 1, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_string_equal(err,
+			    "section 'device.virtio0' version 2.0 is newer than this reader (1.x)");
+	assert_int_equal(snap_section_check_version(&v, 2, err, sizeof(err)), 0);
+	v.ver_major = 0;
+	v.ver_minor = 3;
+	assert_int_equal(snap_section_check_version(&v, 1, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "section 'device.virtio0' version 0.3 is older than any"));
+}
+
+static void test_section_major_zero_is_refused_by_every_decoder(void **state)
+{
+	(void)state;
+	static struct snap_vcpu_state b;
+	struct snap_vm_state vm;
+	struct snap_sec sec = {0};
+	struct snap_section v;
+	char err[256] = "";
+	snap_put_u64(&sec, 1, 1);
+	view(&v, "vcpu.0", &sec);
+	v.ver_major = 0;
+	assert_int_equal(snap_decode_vcpu(&v, &b, err, sizeof(err)), -EPROTONOSUPPORT);
+	v.ver_major = 0;
+	assert_int_equal(snap_decode_clock(&v, &vm.clock, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "older than any version"));
+	snap_sec_release(&sec);
+}
+
+static void test_u64_getter_refuses_values_above_the_destination(void **state)
+{
+	(void)state;
+	struct snap_sec sec = {0};
+	struct snap_section v;
+	char err[256] = "";
+	uint64_t x = 7;
+	snap_put_u64(&sec, 0x100, 1ull << 32); /* a device status that is not a u32 */
+	snap_put_u64(&sec, 0x101, UINT32_MAX);
+	snap_put_str(&sec, 0x102, "text");
+	view(&v, "device.virtio0", &sec);
+	assert_int_equal(snap_get_u64_max(&v, 0x100, UINT32_MAX, &x, err, sizeof(err)), -ERANGE);
+	assert_int_equal(x, 7); /* untouched: never truncated to 0 */
+	assert_string_equal(err, "section 'device.virtio0' field 0x100 value 0x100000000 is above "
+				 "its limit 0xffffffff");
+	assert_int_equal(snap_get_u64_max(&v, 0x101, UINT32_MAX, &x, err, sizeof(err)), 0);
+	assert_int_equal(x, UINT32_MAX);
+	assert_int_equal(snap_get_u64_max(&v, 0x102, UINT32_MAX, &x, err, sizeof(err)), -EPROTO);
+	assert_non_null(strstr(err, "field 0x102 is string, expected u64"));
+	assert_int_equal(snap_get_u64_max(&v, 0x103, UINT32_MAX, &x, NULL, 0), -ENOENT);
+	/* the defaulting form: missing takes the default, present is still checked */
+	assert_int_equal(snap_get_u64_def(&v, 0x103, 0xff, 5, &x, err, sizeof(err)), 0);
+	assert_int_equal(x, 5);
+	assert_int_equal(snap_get_u64_def(&v, 0x100, UINT32_MAX, 5, &x, err, sizeof(err)), -ERANGE);
+	snap_sec_release(&sec);
+}
+
+static void test_field_check_refuses_a_tag_twice_in_a_view(void **state)
+{
+	(void)state;
+	struct snap_sec sec = {0};
+	struct snap_section v;
+	char err[256] = "";
+	snap_put_u64(&sec, 1, 1);
+	snap_put_u64(&sec, 2, 2);
+	view(&v, "clock", &sec);
+	assert_int_equal(snap_section_check_fields(&v, err, sizeof(err)), 0);
+	snap_put_u64(&sec, 1, 3);
+	view(&v, "clock", &sec);
+	assert_int_equal(snap_section_check_fields(&v, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "section 'clock' has tag 0x1 twice"));
+	/* and it leaves nothing behind: a clean section after a refused one passes */
+	struct snap_sec ok = {0};
+	snap_put_u64(&ok, 1, 1);
+	view(&v, "pit", &ok);
+	assert_int_equal(snap_section_check_fields(&v, err, sizeof(err)), 0);
+	snap_sec_release(&sec);
+	snap_sec_release(&ok);
+}
+
+static void test_machine_regions_must_tile_memory_in_order(void **state)
+{
+	(void)state;
+	static struct snap_machine a, b;
+	char err[256] = "";
+	struct snap_section v;
+	const struct {
+		struct snap_mem_region r[2];
+		const char *why;
+	} bad[] = {
+	    {{{0, 2 << 20, 0}, {1 << 20, 2 << 20, 2 << 20}}, "overlapping in guest physical space"},
+	    {{{4 << 20, 2 << 20, 0}, {0, 2 << 20, 2 << 20}}, "out of guest physical order"},
+	    {{{0, 2 << 20, 0}, {4 << 20, 2 << 20, 0}}, "mapping memory twice"},
+	    {{{0, 2 << 20, 0}, {4 << 20, 1 << 20, 2 << 20}}, "leaving memory uncovered"},
+	    {{{0, 2 << 20, 0}, {4 << 20, 0, 2 << 20}}, "an empty region"},
+	};
+	memset(&a, 0, sizeof(a));
+	a.mem_size = 4 << 20;
+	a.nr_vcpus = 1;
+	a.nr_regions = 2;
+	a.regions[0] = (struct snap_mem_region){0, 2 << 20, 0};
+	a.regions[1] = (struct snap_mem_region){4 << 20, 2 << 20, 2 << 20};
+	struct snap_sec good = {0};
+	assert_int_equal(snap_encode_machine(&good, &a), 0);
+	view(&v, "machine", &good);
+	assert_int_equal(snap_decode_machine(&v, &b, err, sizeof(err)), 0);
+	snap_sec_release(&good);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct snap_sec s = {0};
+		a.regions[0] = bad[i].r[0];
+		a.regions[1] = bad[i].r[1];
+		assert_int_equal(snap_encode_machine(&s, &a), 0);
+		view(&v, "machine", &s);
+		if (snap_decode_machine(&v, &b, err, sizeof(err)) != -EBADMSG)
+			fail_msg("regions %s were accepted", bad[i].why);
+		assert_non_null(strstr(err, "field 'regions'"));
+		snap_sec_release(&s);
+	}
+}
+
 static void test_vm_state_round_trip(void **state)
 {
 	(void)state;
@@ -416,7 +545,7 @@ static void test_machine_round_trip_and_hostile_regions(void **state)
 	assert_int_equal(snap_encode_machine(&s2, &a), 0);
 	view(&v, "machine", &s2);
 	assert_int_equal(snap_decode_machine(&v, &b, err, sizeof(err)), -EBADMSG);
-	assert_non_null(strstr(err, "section 'machine' field 'regions' is invalid"));
+	assert_non_null(strstr(err, "section 'machine' field 'regions': region 1"));
 	snap_sec_release(&s2);
 	/* zero vCPUs */
 	a.regions[1].offset = 3ull << 30;
@@ -524,6 +653,11 @@ int main(void)
 	    cmocka_unit_test(test_vcpu_wrong_blob_size_and_type_are_refused),
 	    cmocka_unit_test(test_vcpu_too_many_msrs_is_refused),
 	    cmocka_unit_test(test_newer_section_major_is_refused),
+	    cmocka_unit_test(test_section_version_check_names_section_and_both_versions),
+	    cmocka_unit_test(test_section_major_zero_is_refused_by_every_decoder),
+	    cmocka_unit_test(test_u64_getter_refuses_values_above_the_destination),
+	    cmocka_unit_test(test_field_check_refuses_a_tag_twice_in_a_view),
+	    cmocka_unit_test(test_machine_regions_must_tile_memory_in_order),
 	    cmocka_unit_test(test_vm_state_round_trip),
 	    cmocka_unit_test(test_cpuid_round_trip_and_cap),
 	    cmocka_unit_test(test_cpuid_wider_entries_from_newer_writer),

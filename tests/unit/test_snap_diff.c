@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,50 @@ static void test_merge_onto_wrong_base_is_refused(void **state)
 	assert_int_equal(access(f->out, F_OK), -1);
 }
 
+/* Flips one byte of memory page `pg` of the snapshot at `path` (checksums untouched). */
+static void damage_memory(const char *path, unsigned flags, uint64_t pg)
+{
+	struct snap *s;
+	struct snap_memory_loc loc;
+	char err[256];
+	uint8_t b;
+	assert_int_equal(snap_open_flags(path, flags, &s, err, sizeof(err)), 0);
+	snap_memory(s, &loc);
+	snap_close(s);
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	off_t off = (off_t)(loc.offset + pg * 4096 + 17);
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x40;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+static void test_merge_refuses_a_base_with_damaged_memory(void **state)
+{
+	struct fx *f = *state;
+	char err[256] = "";
+	write_full(f->base, f->v1, 1);
+	write_diff(f, f->base);
+	damage_memory(f->base, 0, 4); /* a page the diff does not replace */
+	assert_int_equal(snap_merge(f->base, f->diff, f->out, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, f->base));
+	assert_non_null(strstr(err, "memory chunk 0"));
+	assert_int_equal(access(f->out, F_OK), -1); /* nothing certified as good */
+}
+
+static void test_merge_refuses_a_diff_with_damaged_memory(void **state)
+{
+	struct fx *f = *state;
+	char err[256] = "";
+	write_full(f->base, f->v1, 1);
+	write_diff(f, f->base);
+	damage_memory(f->diff, SNAP_OPEN_DIFF, 100); /* a dirty page the diff holds */
+	assert_int_equal(snap_merge(f->base, f->diff, f->out, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, f->diff));
+	assert_int_equal(access(f->out, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +221,10 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_diff_is_not_restorable_directly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_merge_onto_wrong_base_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_merge_refuses_a_base_with_damaged_memory, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_merge_refuses_a_diff_with_damaged_memory, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
