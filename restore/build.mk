@@ -13,7 +13,7 @@ $(B)/libsnap.a: $(SNAP_SRCS:%.c=$(B)/%.o)
 SNAP_LINK := $(B)/libsnap.a $(B)/libcommon.a
 
 PROGRAMS += $(B)/thaw-snap
-$(B)/thaw-snap: $(B)/restore/thaw_snap.o $(SNAP_LINK)
+$(B)/thaw-snap: $(B)/restore/thaw_snap.o $(VMM_LINK)
 	$(link)
 
 # The reader's fuzz target tests/fuzz/snap_fuzz.c is built by tests/build.mk's generic

@@ -282,8 +282,10 @@ static void build_main(struct rule_ctx *c)
 	ALLOW(c, ftruncate);  /* snapshot files get their size before the memory goes in */
 	ALLOW(c, fsync);      /* a snapshot is durable before it is renamed into place */
 	ALLOW(c, fdatasync);
-	ALLOW(c, rename); /* the snapshot appears atomically */
-	ALLOW(c, unlink); /* stale sockets (API, console, vsock) and failed snapshots */
+	ALLOW(c, rename);     /* the snapshot appears atomically */
+	ALLOW(c, linkat);     /* ... after being written unnamed (O_TMPFILE) and linked in */
+	ALLOW(c, getdents64); /* a create without O_TMPFILE removes an earlier one's leftovers */
+	ALLOW(c, unlink);     /* stale sockets (API, console, vsock) and failed snapshots */
 	/* The API's logger option puts the log file on stderr. */
 	ALLOW(c, dup2);
 	ALLOW_ARG(c, fcntl, SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, F_DUPFD_CLOEXEC));

@@ -224,6 +224,37 @@ static int check_layout(const struct snap_machine *m, struct vmm_mem *mem, char 
 	return 0;
 }
 
+int vm_snapshot_check_section(const struct snap *s, const struct snap_section *sec, char *err,
+			      size_t errlen)
+{
+	if (strcmp(sec->name, "machine") == 0) {
+		struct snap_machine m;
+		struct vmm_mem layout;
+		int ret = snap_get_machine(s, &m, err, errlen);
+
+		if (!ret)
+			ret = check_layout(&m, &layout, err, errlen);
+		if (!ret && strnlen(m.cmdline, sizeof(m.cmdline)) >= BOOT_CMDLINE_MAX)
+			ret = errf(err, errlen, -EBADMSG, "machine: command line longer than %d",
+				   BOOT_CMDLINE_MAX - 1);
+		return ret;
+	}
+	if (strcmp(sec->name, "device.com1") == 0) {
+		struct uart_state st;
+
+		return uart_decode_section(sec, &st, err, errlen);
+	}
+	if (strncmp(sec->name, "device.virtio", 13) == 0) {
+		struct virtio_saved v;
+
+		return virtio_decode_section(sec, &v, err, errlen);
+	}
+	if (strncmp(sec->name, "device.", 7) == 0)
+		return errf(err, errlen, -ENOTSUP, "section '%s': this thaw has no such device",
+			    sec->name);
+	return 0;
+}
+
 /* Checks the snapshot's CPU vendor and features against what this host can give the
  * guest. On hardware KVM that is KVM_GET_SUPPORTED_CPUID (fetched once per process,
  * cheap there). On PVM that ioctl costs 0.9 ms, a third of a restore, and understates

@@ -273,9 +273,9 @@ int uart_decode_section(const struct snap_section *sec, struct uart_state *st, c
 	int ret;
 
 	memset(st, 0, sizeof(*st));
-	if (sec->ver_major != UART_SECTION_MAJOR)
-		return errf(err, errlen, -ENOTSUP, "%s: version %u.%u, this thaw reads %u.x",
-			    sec->name, sec->ver_major, sec->ver_minor, UART_SECTION_MAJOR);
+	ret = snap_section_check_version(sec, UART_SECTION_MAJOR, err, errlen);
+	if (ret)
+		return ret;
 	if (snap_device_get_place(sec, kind, sizeof(kind), &place) || strcmp(kind, "serial") ||
 	    place.mmio_base != COM1_BASE || place.mmio_size != 8 || place.irq != COM1_IRQ)
 		return errf(err, errlen, -EBADMSG,
@@ -303,9 +303,8 @@ int uart_decode_section(const struct snap_section *sec, struct uart_state *st, c
 	} else if (ret != -ENOENT) {
 		return errf(err, errlen, -EBADMSG, "%s: malformed receive FIFO", sec->name);
 	}
-	ret = snap_get_u64(sec, UART_TAG_THR_IPENDING, &v);
-	if ((ret && ret != -ENOENT) || v > 1)
-		return errf(err, errlen, -EBADMSG, "%s: thr_ipending is not 0 or 1", sec->name);
+	if (snap_get_u64_def(sec, UART_TAG_THR_IPENDING, 1, 0, &v, err, errlen))
+		return -EBADMSG;
 	st->thr_ipending = v != 0;
 	return 0;
 }

@@ -693,6 +693,13 @@ struct vm_restore_opts {
 	const char *snapshot_paths;
 };
 
+/* What a restore checks of a section, offline (thaw-snap verify): the machine and its
+ * memory layout, device.com1, device.virtio<k>; any other device.* is refused as a
+ * device this thaw lacks; other sections are restore/'s and pass here. Fits
+ * struct snap_checker. 0 or -errno with `err` naming the section and field. */
+int vm_snapshot_check_section(const struct snap *s, const struct snap_section *sec, char *err,
+			      size_t errlen);
+
 /* Builds a VM from a snapshot: validates the file (untrusted), checks CPU
  * compatibility, maps memory MAP_PRIVATE, creates the VM and vCPUs (or uses the one
  * vm_prepare made, when it fits), sets all state and restores devices. The vCPUs are

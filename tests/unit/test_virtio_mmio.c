@@ -540,8 +540,11 @@ static void test_section_decodes_and_refuses_what_does_not_fit(void **state)
 	assert_int_equal(v.regs.status, 0x0f);
 	assert_int_equal(v.vs.q[0].size, 8);
 	/* a newer major version */
-	assert_int_equal(decode_crafted(0, 0, 2, &v, err, sizeof(err)), -ENOTSUP);
-	assert_non_null(strstr(err, "version 2"));
+	assert_int_equal(decode_crafted(0, 0, 2, &v, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "version 2.0 is newer"));
+	/* a window that is not the one its index gives */
+	assert_int_equal(decode_crafted(SNAP_DEV_IRQ, VIRTIO_IRQ_BASE + 3, 1, &v, err, sizeof(err)),
+			 -EBADMSG);
 	/* a status that would be truncated to 0 in its 32-bit register */
 	assert_int_equal(decode_crafted(0x100, 1ull << 32, 1, &v, err, sizeof(err)), -EBADMSG);
 	assert_non_null(strstr(err, "4294967296"));

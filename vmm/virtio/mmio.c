@@ -705,20 +705,13 @@ int virtio_save_section(struct virtio_dev *d, struct snap_writer *w)
 int virtio_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t max, bool required,
 		   uint64_t *v, char *err, size_t errlen)
 {
-	int ret = snap_get_u64(sec, tag, v);
+	int ret = required ? snap_get_u64_max(sec, tag, max, v, err, errlen)
+			   : snap_get_u64_def(sec, tag, max, 0, v, err, errlen);
 
-	if (ret == -ENOENT && !required) {
-		*v = 0;
-		return 0;
-	}
-	if (ret)
-		return errf(err, errlen, -EBADMSG, "%s: field '%s' is missing or not a u64",
-			    sec->name, snap_field_name(sec->name, tag));
-	if (*v > max)
-		return errf(err, errlen, -EBADMSG, "%s: field '%s' is %llu, at most %llu",
-			    sec->name, snap_field_name(sec->name, tag), (unsigned long long)*v,
-			    (unsigned long long)max);
-	return 0;
+	if (ret == -ENOENT)
+		return errf(err, errlen, -EBADMSG, "%s: field '%s' (tag 0x%x) is missing",
+			    sec->name, snap_field_name(sec->name, tag), tag);
+	return ret ? -EBADMSG : 0;
 }
 
 int virtio_decode_section(const struct snap_section *sec, struct virtio_saved *v, char *err,
@@ -739,10 +732,9 @@ int virtio_decode_section(const struct snap_section *sec, struct virtio_saved *v
 	} while (0)
 	memset(v, 0, sizeof(*v));
 	v->version = VIRTIO_SAVED_VERSION;
-	if (sec->ver_major != VIRTIO_SECTION_MAJOR)
-		return errf(err, errlen, -ENOTSUP,
-			    "%s: version %u.%u, this thaw reads virtio device sections %u.x",
-			    sec->name, sec->ver_major, sec->ver_minor, VIRTIO_SECTION_MAJOR);
+	ret = snap_section_check_version(sec, VIRTIO_SECTION_MAJOR, err, errlen);
+	if (ret)
+		return ret;
 	GET(VT_INDEX, VIRTIO_MAX_DEVS - 1, v->place.index);
 	GET(VT_DEVICE_ID, UINT32_MAX, v->place.device_id);
 	ops = virtio_kind_ops(v->place.device_id);
@@ -761,13 +753,22 @@ int virtio_decode_section(const struct snap_section *sec, struct virtio_saved *v
 		return errf(err, errlen, -EBADMSG,
 			    "%s: kind '%s' with a %llu-byte window is not a %s device", sec->name,
 			    kind, (unsigned long long)place.mmio_size, ops->kind);
+	/* thaw's layout ties a device's window and IRQ to its index: a place that
+	 * disagrees is refused, and the one saved is the one used. */
+	if (place.mmio_base != VIRTIO_MMIO_BASE + v->place.index * VIRTIO_MMIO_SIZE ||
+	    place.irq != VIRTIO_IRQ_BASE + v->place.index)
+		return errf(err, errlen, -EBADMSG,
+			    "%s: window %#llx IRQ %u is not device %u's place (%#llx, IRQ %u)",
+			    sec->name, (unsigned long long)place.mmio_base, place.irq,
+			    v->place.index, VIRTIO_MMIO_BASE + v->place.index * VIRTIO_MMIO_SIZE,
+			    VIRTIO_IRQ_BASE + v->place.index);
 	v->place.base = place.mmio_base;
 	v->place.irq = place.irq;
 	ret = snap_get_strbuf(sec, VT_NAME, v->id, sizeof(v->id));
 	if (ret || !v->id[0])
 		return errf(err, errlen, -EBADMSG, "%s: device name missing or longer than %d",
 			    sec->name, VIRTIO_ID_MAX - 1);
-	GET(VT_STATUS, UINT8_MAX, v->regs.status);
+	GET(VT_STATUS, UINT32_MAX, v->regs.status);
 	GET(VT_DEV_FEATURES_SEL, UINT32_MAX, v->regs.dev_features_sel);
 	GET(VT_DRV_FEATURES_SEL, UINT32_MAX, v->regs.drv_features_sel);
 	GET(VT_QUEUE_SEL, UINT32_MAX, v->regs.queue_sel);
