@@ -1,6 +1,7 @@
 /* Reading a snapshot. This is the restore hot path: one fstat, one pread of header, table
  * and state (a second only for state above 64 KiB), checksums, and every bound checked,
- * because the file is hostile input. Two allocations: the state buffer and the snap. */
+ * because the file is hostile input. Two allocations, the state buffer and the snap,
+ * which a snap_store keeps for the next open. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,7 +28,8 @@ struct snap {
 	struct snap_memory_loc mem;
 	int dirfd; /* external memory: the snapshot's directory (O_PATH), else -1 */
 	char mem_name[256];
-	char mem_path[PATH_MAX]; /* directory + name, for messages and tools */
+	char mem_path[PATH_MAX];  /* directory + name, for messages and tools */
+	struct snap_store *store; /* buf and this snap belong to it, or NULL: ours */
 	size_t count;
 	struct snap_section secs[];
 };
@@ -582,7 +584,63 @@ out:
 	return ret;
 }
 
+/* A state buffer of at least `len` bytes: the store's, grown when it is too small, or a
+ * new one. */
+static uint8_t *state_buf(struct snap_store *st, uint8_t *buf, size_t len)
+{
+	uint8_t *nb;
+
+	if (st && st->cap >= len)
+		return st->buf;
+	nb = realloc(buf, len);
+	if (nb && st) {
+		st->buf = nb;
+		st->cap = len;
+	}
+	return nb;
+}
+
+/* A zeroed snap with room for `count` sections: the store's, or a new one. */
+static struct snap *snap_struct(struct snap_store *st, size_t count)
+{
+	size_t size = sizeof(struct snap) + count * sizeof(struct snap_section);
+	struct snap *s;
+
+	if (st && st->nsecs >= count) {
+		memset(st->s, 0, size);
+		return st->s;
+	}
+	s = calloc(1, size);
+	if (s && st) {
+		free(st->s);
+		st->s = s;
+		st->nsecs = count;
+	}
+	return s;
+}
+
+int snap_store_reserve(struct snap_store *st, size_t state_bytes, size_t sections)
+{
+	if (!state_buf(st, st->buf, state_bytes < FIRST_READ ? FIRST_READ : state_bytes) ||
+	    !snap_struct(st, sections))
+		return -ENOMEM;
+	return 0;
+}
+
+void snap_store_free(struct snap_store *st)
+{
+	free(st->buf);
+	free(st->s);
+	memset(st, 0, sizeof(*st));
+}
+
 int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err, size_t errlen)
+{
+	return snap_open_in(NULL, path, flags, out, err, errlen);
+}
+
+int snap_open_in(struct snap_store *st, const char *path, unsigned flags, struct snap **out,
+		 char *err, size_t errlen)
 {
 	uint8_t *buf = NULL;
 	struct snap *s = NULL;
@@ -607,7 +665,7 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	}
 	uint64_t fsize = (uint64_t)stb.st_size;
 	size_t first = fsize < FIRST_READ ? (size_t)fsize : FIRST_READ;
-	buf = malloc(FIRST_READ);
+	buf = state_buf(st, NULL, FIRST_READ);
 	if (!buf) {
 		ret = -ENOMEM;
 		goto fail;
@@ -691,7 +749,7 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 	 * against the section it cuts. */
 	uint64_t have = state_end < fsize ? state_end : fsize;
 	if (have > first) {
-		uint8_t *nb = realloc(buf, have);
+		uint8_t *nb = state_buf(st, buf, have);
 		if (!nb) {
 			ret = -ENOMEM;
 			goto fail;
@@ -712,11 +770,12 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 		goto fail;
 	}
 
-	s = calloc(1, sizeof(*s) + count * sizeof(s->secs[0]));
+	s = snap_struct(st, count);
 	if (!s) {
 		ret = -ENOMEM;
 		goto fail;
 	}
+	s->store = st;
 	s->fd = fd;
 	s->dirfd = -1;
 	s->hdr_file_size = rd64(buf + H_FILE_SIZE);
@@ -764,8 +823,10 @@ int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *e
 fail:
 	if (s && s->dirfd >= 0)
 		close(s->dirfd);
-	free(s);
-	free(buf);
+	if (!st) {
+		free(s);
+		free(buf);
+	}
 	close(fd);
 	return ret;
 }
@@ -782,6 +843,8 @@ void snap_close(struct snap *s)
 	close(s->fd);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
+	if (s->store)
+		return; /* the store keeps both for the next open */
 	free(s->buf);
 	free(s);
 }

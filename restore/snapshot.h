@@ -234,6 +234,24 @@ struct snap_section {
  * snap_close. */
 int snap_open(const char *path, struct snap **out, char *err, size_t errlen);
 int snap_open_flags(const char *path, unsigned flags, struct snap **out, char *err, size_t errlen);
+
+/* Storage snap_open_in reuses: the state buffer and the snap of the last open. A VMM
+ * keeps one for its life, reserved ahead, so a restore whose state area and section
+ * count fit allocates nothing (it grows, once, for a larger file). One snapshot open
+ * at a time per store: snap_close it before the next snap_open_in. Zero-initialise;
+ * snap_store_free releases. */
+struct snap_store {
+	uint8_t *buf;
+	size_t cap;
+	struct snap *s;
+	size_t nsecs;
+};
+/* Makes room for a state area of `state_bytes` and `sections` sections. 0 or -ENOMEM. */
+int snap_store_reserve(struct snap_store *st, size_t state_bytes, size_t sections);
+void snap_store_free(struct snap_store *st);
+/* snap_open_flags into `st` (NULL: allocate, as snap_open_flags does). */
+int snap_open_in(struct snap_store *st, const char *path, unsigned flags, struct snap **out,
+		 char *err, size_t errlen);
 void snap_close(struct snap *s);
 
 /* Format version, flags and host facts as recorded in the header. */

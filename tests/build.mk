@@ -55,6 +55,13 @@ ifneq ($(SAN),1)
 $(B)/itests/test_jail: | $(B)/thaw-static $(B)/thaw-jailer
 endif
 
+# thaw with its allocations counted while vm_restore runs (tests/integration/alloc_count.c).
+$(B)/tests/thaw-alloc-count: $(B)/vmm/main.o $(B)/tests/integration/alloc_count.o $(VMM_LINK)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=vm_restore \
+		-o $@ $(link_inputs) $(LDLIBS)
+$(B)/itests/test_snapshot: | $(B)/tests/thaw-alloc-count
+
 integration-tests: $(INTEG_TESTS)
 .PHONY: integration-tests
 

@@ -41,7 +41,10 @@ int vm_restore_plan_alloc(struct vm *vm)
 	/* VMM_MAX_VCPUS states of ~10 KiB: pages nobody touches cost no memory. */
 	p->vcpu = calloc(VMM_MAX_VCPUS, sizeof(*p->vcpu));
 	p->msrs = calloc(1, sizeof(*p->msrs) + SNAP_MAX_MSRS * sizeof(p->msrs->entries[0]));
-	if (!p->cpuid || !p->vcpu_cpuid || !p->host_view || !p->vcpu || !p->msrs) {
+	/* The state area of a snapshot of a few vCPUs, and its sections; a larger file
+	 * grows it once. */
+	if (!p->cpuid || !p->vcpu_cpuid || !p->host_view || !p->vcpu || !p->msrs ||
+	    snap_store_reserve(&p->store, 256 << 10, 64 + 2 * VMM_MAX_VCPUS)) {
 		vm_restore_plan_free(vm);
 		return -ENOMEM;
 	}
@@ -59,6 +62,7 @@ void vm_restore_plan_free(struct vm *vm)
 	free(p->host_view);
 	free(p->vcpu);
 	free(p->msrs);
+	snap_store_free(&p->store);
 	free(p);
 	vm->plan = NULL;
 }
@@ -297,7 +301,7 @@ static int plan_restore(struct vm *vm, const struct vm_restore_opts *opts,
 	size_t ncpuid;
 	int ret;
 
-	ret = snap_open(opts->path, &p->snap, err, errlen);
+	ret = snap_open_in(&p->store, opts->path, 0, &p->snap, err, errlen);
 	if (ret)
 		return ret;
 	DTRACE_PROBE(thaw, opened);

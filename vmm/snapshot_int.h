@@ -11,7 +11,8 @@
  * and the buffers the later steps fill for KVM. Allocated once per process by
  * vm_init, so a restore allocates nothing. */
 struct vm_restore_plan {
-	struct snap *snap; /* open for the length of one vm_restore */
+	struct snap *snap;	 /* open for the length of one vm_restore */
+	struct snap_store store; /* snap's storage, kept from one restore to the next */
 	struct snap_machine machine;
 	struct vmm_mem layout;		    /* the region layout for machine.mem_size */
 	struct kvm_cpuid2 *cpuid;	    /* the saved CPUID (SNAP_MAX_CPUID entries) */
