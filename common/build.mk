@@ -1,7 +1,9 @@
 # common/: what every folder may use and nothing of ours below it: logging, errf,
-# the monotonic clock. libcommon.a is the last of our libraries on every link line.
+# the monotonic clock, restricted io_uring rings (blk and the uffd handler).
+# libcommon.a is the last of our libraries on every link line.
 COMMON_SRCS := \
-	common/log.c
+	common/log.c \
+	common/uring.c
 
 LIBS += $(B)/libcommon.a
 $(B)/libcommon.a: $(COMMON_SRCS:%.c=$(B)/%.o)

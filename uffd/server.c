@@ -19,10 +19,12 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/uring.h"
 
 #define PEND_MAX       256 /* faults read but not yet served */
 #define UFFD_MSG_BATCH 32  /* uffd messages per read */
 #define FAULT_OPS      512 /* a 2 MiB chunk of 4 KiB runs */
+#define SRC_FILE       0   /* src_fd's index in the ring's registered files */
 
 enum slot_state { SLOT_FREE, SLOT_READING, SLOT_READY };
 
@@ -393,9 +395,10 @@ static void refill(struct uffd_server *s)
 				break;
 			}
 			sl->buf = slot_buf(s, i);
-			io_uring_prep_read(sqe, s->o.src_fd, sl->buf,
+			io_uring_prep_read(sqe, SRC_FILE, sl->buf,
 					   (unsigned)(op.npages * UFFD_PAGE),
 					   s->o.src_off + op.page * UFFD_PAGE);
+			io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
 			io_uring_sqe_set_data64(sqe, i);
 			sl->state = SLOT_READING;
 			busy++;
@@ -454,9 +457,22 @@ static bool any_ready(const struct uffd_server *s)
 	return false;
 }
 
+int uffd_ring_init(struct io_uring *ring, unsigned depth, int src_fd, int efd, char *err,
+		   size_t errlen)
+{
+	/* refill() reads extents of the memory file, nothing else; the file never
+	 * changes, so no register request is left once the ring is enabled. */
+	static const uint8_t ops[] = {IORING_OP_READ};
+	const struct uring_limits l = {
+	    .ops = ops, .nr_ops = 1, .files = &src_fd, .nr_files = 1, .eventfd = efd};
+
+	return uring_init_restricted(ring, depth, &l, err, errlen);
+}
+
 static int prefetch_setup(struct uffd_server *s)
 {
 	const struct uffd_strategy *st = &s->o.strategy;
+	char err[160];
 	int ret;
 
 	s->nslots = st->depth;
@@ -474,20 +490,15 @@ static int prefetch_setup(struct uffd_server *s)
 		s->staging = NULL;
 		return -ENOMEM;
 	}
-	ret = io_uring_queue_init(s->nslots, &s->ring, 0);
-	if (ret) {
-		log_err("uffd: io_uring_queue_init(%u): %s", s->nslots, strerror(-ret));
-		return ret;
-	}
-	s->ring_ok = true;
 	s->ring_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->ring_efd < 0)
 		return -errno;
-	ret = io_uring_register_eventfd(&s->ring, s->ring_efd);
+	ret = uffd_ring_init(&s->ring, s->nslots, s->o.src_fd, s->ring_efd, err, sizeof(err));
 	if (ret) {
-		log_err("uffd: io_uring_register_eventfd: %s", strerror(-ret));
+		log_err("uffd: %s", err);
 		return ret;
 	}
+	s->ring_ok = true;
 	s->prefetching = s->o.nws > 0;
 	return 0;
 }

@@ -189,6 +189,14 @@ struct uffd_server;
 /* Allocates the page bitmaps and, for prefetch, the io_uring and staging buffers. */
 int uffd_server_create(const struct uffd_server_opts *o, struct uffd_server **out);
 
+struct io_uring;
+
+/* Initializes `ring` (`depth` entries) as the handler's prefetch ring is made:
+ * restricted (common/uring.h) to IORING_OP_READ of `src_fd`, registered as fixed file
+ * 0, with completions on `efd` and no register request left. 0 or -errno with `err`. */
+int uffd_ring_init(struct io_uring *ring, unsigned depth, int src_fd, int efd, char *err,
+		   size_t errlen);
+
 /* Serves faults, remove events and prefetch until `stop_fd` polls readable or hung up
  * (an eventfd, or the handler's connection to a VMM that ends). Runs on one thread;
  * returns 0, or -errno when the uffd failed. May be called again after it returned. */

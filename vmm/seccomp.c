@@ -12,6 +12,10 @@
  * VM and start vCPUs long after the main loop began), so the main allowlist is the
  * union of what any thread needs, and the other kinds narrow it. That is also why
  * the main filter allows seccomp(2) itself: the vCPU threads install theirs under it.
+ * Once a VM is launched the main thread stacks one more, small filter that refuses
+ * io_uring_setup and io_uring_register (vmm_seccomp_seal_rings): io_uring entries run
+ * past seccomp, so rings are made restricted (common/uring.h) and no thread may make
+ * or change one while the guest runs.
  *
  * A refused syscall traps (SECCOMP_RET_TRAP): the SIGSYS handler writes one line
  * naming the syscall, its arguments and the thread kind with async-signal-safe calls
@@ -24,6 +28,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/if_tun.h>
+#include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
 #include <sched.h>
@@ -55,12 +60,15 @@
 static struct {
 	bool ready;
 	struct sock_fprog prog[VMM_SECCOMP_NR_THREADS];
+	struct sock_fprog sealed; /* vmm_seccomp_seal_rings */
 	char names[NAMES_MAX][NAME_LEN];
 	const char *selftest; /* THAW_SECCOMP_SELFTEST, test hook */
 } sc;
 
 /* The kind of filter the calling thread runs under, for the report. */
 static __thread int thread_kind = -1;
+/* vmm_seccomp_seal_rings ran on this thread. */
+static __thread bool thread_sealed;
 
 static const char *const kind_names[VMM_SECCOMP_NR_THREADS] = {
     [VMM_SECCOMP_MAIN] = "main",
@@ -136,7 +144,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	 * it, ending the process with a core dump like SECCOMP_RET_KILL_PROCESS. The
 	 * handler stays in place meanwhile (no SA_RESETHAND), so another thread trapping
 	 * at the same moment still reports its own syscall. No filter allows getppid
-	 * (tests/unit/test_seccomp.c checks that every kind dies of SIGSYS). */
+	 * (tests/unit/test_seccomp.c checks that every kind dies of SIGSYS); the sealed
+	 * filter lets it through, but only ever sits on top of the main one. */
 	syscall(SYS_getppid);
 	_exit(VMM_EXIT_INTERNAL); /* only if getppid was allowed after all */
 }
@@ -260,6 +269,12 @@ static void allow_threads(struct rule_ctx *c)
 	    KVM_IRQ_LINE, /* COM1 and legacy interrupts from device handlers */                    \
 	    TUNSETOFFLOAD /* virtio-net: offloads follow the driver's features */
 
+/* The io_uring_register requests of the main thread before vm_launch. */
+static const unsigned uring_register_ops[] = {
+    IORING_REGISTER_FILES,	  IORING_REGISTER_EVENTFD,	IORING_REGISTER_RESTRICTIONS,
+    IORING_REGISTER_ENABLE_RINGS, IORING_REGISTER_FILES_UPDATE,
+};
+
 static void build_main(struct rule_ctx *c)
 {
 	allow_common(c);
@@ -325,10 +340,34 @@ static void build_main(struct rule_ctx *c)
 	ALLOW_ARG(c, getsockopt, SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET),
 		  SCMP_A2(SCMP_CMP_EQ, SO_PEERCRED)); /* who the uffd handler is */
 
-	/* Block devices and the uffd prefetch reads. */
+	/* io_uring (block devices, uffd prefetch reads). Until vm_launch only: then
+	 * vmm_seccomp_seal_rings stacks a filter refusing io_uring_setup and
+	 * io_uring_register on this thread for good.
+	 *
+	 * io_uring_setup: a drive's ring is made when its device is (vm_boot, or
+	 * vm_restore of a snapshot), the uffd handler's when a restore starts it; both
+	 * come after this filter, because the devices are known only from what this
+	 * filter must already guard (a snapshot, API requests). Every ring thaw makes is
+	 * created IORING_SETUP_R_DISABLED and restricted before it is enabled
+	 * (common/uring.h). The filter cannot insist on that: the flags are in the
+	 * struct io_uring_params the second argument points to, out of a filter's
+	 * reach. So until vm_launch, code run on this thread could make an unrestricted
+	 * ring, whose entries do what this allowlist refuses (network sockets,
+	 * mkdirat, ...); the guest runs no code before vm_launch, and the vCPU and uffd
+	 * threads never get io_uring_setup. */
 	ALLOW(c, io_uring_setup);
+	/* io_uring_enter: blk submits and drains its requests here. Safe on thaw's
+	 * rings: their entries are limited to the opcodes they use, on their
+	 * registered files only, by the kernel. */
 	ALLOW(c, io_uring_enter);
-	ALLOW(c, io_uring_register);
+	/* io_uring_register: only what uring_init_restricted does before a ring is
+	 * enabled (files, eventfd, restrictions, enable), and the file update of a
+	 * reopened drive (vmm/virtio/blk.c ring_set_file), not the requests that would
+	 * loosen a ring (personalities, io-wq workers, buffer rings, ...). The
+	 * registered-ring flag (high bit) is refused with them. */
+	for (unsigned i = 0; i < sizeof(uring_register_ops) / sizeof(uring_register_ops[0]); i++)
+		ALLOW_ARG(c, io_uring_register,
+			  SCMP_A1(SCMP_CMP_MASKED_EQ, LO32, uring_register_ops[i]));
 
 	/* Guest memory through userfaultfd (restore with --mem-backend uffd*). */
 	ALLOW(c, userfaultfd);
@@ -384,6 +423,11 @@ static void build_vcpu(struct rule_ctx *c)
 	ALLOW(c, shutdown); /* vsock: the guest shut a connection */
 	ALLOW(c, close);
 	ALLOW(c, epoll_ctl);
+	/* blk requests are submitted and drained from the notify and reset handlers.
+	 * Only entering rings that exist: blk's, restricted to readv/writev/fsync of
+	 * the drive's registered file; an OPENAT or SOCKET entry completes with
+	 * -EACCES (tests/unit/test_seccomp.c). No io_uring_setup (it would make an
+	 * unrestricted ring) and no io_uring_register (it could change one). */
 	ALLOW(c, io_uring_enter);
 	ALLOW_IOCTLS(c, VCPU_IOCTLS);
 	/* The uffd stall detector's kick: a vCPU fingerprints the KVM_RUN it was kicked
@@ -400,11 +444,27 @@ static void build_uffd(struct rule_ctx *c)
 	ALLOW(c, poll);
 	/* Page contents from the snapshot's memory file, by pread or io_uring. */
 	ALLOW(c, pread64);
+	/* Prefetch submits and reaps on the handler's ring, made restricted to reads of
+	 * the memory file before this thread started (uffd/server.c uffd_ring_init);
+	 * no io_uring_setup, no io_uring_register, as on vCPU threads. */
 	ALLOW(c, io_uring_enter);
 	/* Watching the external handler's socket. */
 	ALLOW(c, recvfrom);
 	ALLOW(c, close);
 	ALLOW_IOCTLS(c, UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE);
+}
+
+/* Stacked on the main thread by vm_launch: every ring exists (drives, the uffd
+ * handler's) and the process never builds another VM, so nothing may make a ring or
+ * change one any more. Everything else is left to the main filter under it. */
+static void build_sealed(struct rule_ctx *c)
+{
+	if (!c->err)
+		c->err = seccomp_rule_add(c->f, SCMP_ACT_TRAP, SCMP_SYS(io_uring_setup), 0);
+	if (!c->err)
+		c->err = seccomp_rule_add(c->f, SCMP_ACT_TRAP, SCMP_SYS(io_uring_register), 0);
+	if (c->err)
+		c->what = strdup("io_uring_setup/io_uring_register");
 }
 
 static void build_release(struct rule_ctx *c)
@@ -455,32 +515,39 @@ static void (*const builders[VMM_SECCOMP_NR_THREADS])(struct rule_ctx *) = {
     [VMM_SECCOMP_RELEASE] = build_release,
 };
 
-int vmm_seccomp_build(enum vmm_seccomp_thread kind, struct sock_fprog *out)
+/* One filter: `deflt` for what `build` adds no rule for. */
+static int build_filter(const char *name, uint32_t deflt, void (*build)(struct rule_ctx *),
+			struct sock_fprog *out)
 {
 	struct rule_ctx c = {0};
 	int ret;
 
-	if ((unsigned)kind >= VMM_SECCOMP_NR_THREADS)
-		return -EINVAL;
-	c.f = seccomp_init(SCMP_ACT_TRAP);
+	c.f = seccomp_init(deflt);
 	if (!c.f) {
 		log_err("seccomp: seccomp_init failed");
 		return -ENOMEM;
 	}
-	builders[kind](&c);
+	build(&c);
 	if (c.err) {
-		log_err("seccomp: %s filter: adding %s: %s", kind_names[kind],
-			c.what ? c.what : "a rule", strerror(-c.err));
+		log_err("seccomp: %s filter: adding %s: %s", name, c.what ? c.what : "a rule",
+			strerror(-c.err));
 		ret = c.err;
 		goto out;
 	}
 	ret = export(c.f, out);
 	if (ret)
-		log_err("seccomp: %s filter: exporting BPF: %s", kind_names[kind], strerror(-ret));
+		log_err("seccomp: %s filter: exporting BPF: %s", name, strerror(-ret));
 out:
 	free((void *)c.what);
 	seccomp_release(c.f);
 	return ret;
+}
+
+int vmm_seccomp_build(enum vmm_seccomp_thread kind, struct sock_fprog *out)
+{
+	if ((unsigned)kind >= VMM_SECCOMP_NR_THREADS)
+		return -EINVAL;
+	return build_filter(kind_names[kind], SCMP_ACT_TRAP, builders[kind], out);
 }
 
 int vmm_seccomp_prepare(void)
@@ -503,6 +570,9 @@ int vmm_seccomp_prepare(void)
 		if (ret)
 			goto fail;
 	}
+	ret = build_filter("sealed main", SCMP_ACT_ALLOW, build_sealed, &sc.sealed);
+	if (ret)
+		goto fail;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSYS, &sa, NULL) < 0) {
 		ret = -errno;
@@ -524,6 +594,8 @@ fail:
 		free(sc.prog[k].filter);
 		sc.prog[k] = (struct sock_fprog){0};
 	}
+	free(sc.sealed.filter);
+	sc.sealed = (struct sock_fprog){0};
 	return ret;
 }
 
@@ -564,5 +636,19 @@ int vmm_seccomp_install(enum vmm_seccomp_thread kind)
 	}
 	thread_kind = (int)kind;
 	selftest_hook(kind);
+	return 0;
+}
+
+int vmm_seccomp_seal_rings(void)
+{
+	if (!sc.ready || thread_sealed)
+		return 0;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sc.sealed) < 0) {
+		int e = errno;
+
+		log_err("seccomp: sealing io_uring on the main thread: %s", strerror(e));
+		return -e;
+	}
+	thread_sealed = true;
 	return 0;
 }

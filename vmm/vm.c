@@ -910,6 +910,10 @@ static void print_restore_timing(const struct vm *vm)
 
 int vm_launch(struct vm *vm, bool paused)
 {
+	/* Every ring of this VM exists and the process builds no other VM: from here
+	 * the main thread makes and changes no io_uring (vmm/seccomp.c). */
+	if (vmm_seccomp_seal_rings())
+		return -EPERM; /* logged */
 	if (vmm_console_open(&vm->console, vm, vm->console_in_spec))
 		return -EINVAL;
 	vmm_console_out_prepare(vm);

@@ -749,6 +749,12 @@ int vmm_seccomp_prepare(void);
  * (logged) otherwise, and the thread must not go on. A refused syscall prints
  * "thaw: seccomp: refused syscall NR (NAME) ..." and the process dies of SIGSYS. */
 int vmm_seccomp_install(enum vmm_seccomp_thread kind);
+/* Stacks on the calling thread a filter refusing io_uring_setup and io_uring_register:
+ * no ring may be made or changed any more. vm_launch calls it on the main thread once
+ * the VM's rings exist (drives, uffd handler), before starting vCPUs, so threads made
+ * later inherit it. Again on the same thread, or with seccomp off: a no-op. 0, or
+ * -errno (logged) and the caller must not launch. */
+int vmm_seccomp_seal_rings(void);
 /* True once vmm_seccomp_prepare succeeded. */
 bool vmm_seccomp_enabled(void);
 /* Builds the filter of `kind` into `out` (out->filter is malloc'ed), for tests. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
@@ -27,7 +28,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <liburing.h>
 
+#include "uffd/uffd.h"
+#include "vmm/virtio/virtio.h"
 #include "vmm/vmm.h"
 
 /* What a child did: its wait status and what it wrote on stderr. */
@@ -426,6 +430,218 @@ static void concurrent_refusals_are_reported(void **state)
 	}
 }
 
+/* ---------------------------------------------------------------- io_uring */
+
+static int do_uring_setup(void)
+{
+	struct io_uring_params p = {0};
+
+	return (int)syscall(SYS_io_uring_setup, 4, &p);
+}
+
+static int do_uring_register(void)
+{
+	return (int)syscall(SYS_io_uring_register, -1, IORING_REGISTER_FILES, NULL, 0);
+}
+
+/* A request the main thread never makes (it would widen a ring's workers). */
+static int do_uring_register_workers(void)
+{
+	return (int)syscall(SYS_io_uring_register, -1, IORING_REGISTER_IOWQ_MAX_WORKERS, NULL, 2);
+}
+
+/* Neither a vCPU nor a uffd thread may make a ring or change one: io_uring_enter on
+ * the restricted rings thaw made before they started is all they get. */
+static void vcpu_and_uffd_filters_refuse_making_or_changing_rings(void **state)
+{
+	expect_refused(VCPU, 2, do_uring_setup, SYS_io_uring_setup, "io_uring_setup");
+	expect_refused(VCPU, 2, do_uring_register, SYS_io_uring_register, "io_uring_register");
+	expect_refused(UFFD, 2, do_uring_setup, SYS_io_uring_setup, "io_uring_setup");
+	expect_refused(UFFD, 2, do_uring_register, SYS_io_uring_register, "io_uring_register");
+}
+
+static int main_ring_requests_reach_the_kernel(void)
+{
+	/* what uring_init_restricted asks, on fd -1: EBADF, or EINVAL from kernels
+	 * (6.13+) that take fd -1 for requests not tied to a ring */
+	static const unsigned ops[] = {IORING_REGISTER_FILES, IORING_REGISTER_EVENTFD,
+				       IORING_REGISTER_RESTRICTIONS, IORING_REGISTER_ENABLE_RINGS,
+				       IORING_REGISTER_FILES_UPDATE};
+
+	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (syscall(SYS_io_uring_register, -1, ops[i], NULL, 0) != -1 ||
+		    (errno != EBADF && errno != EINVAL))
+			return 1 + (int)i;
+	return 0;
+}
+
+static void main_filter_allows_only_the_register_requests_thaw_makes(void **state)
+{
+	expect_ok(MAIN, 1, main_ring_requests_reach_the_kernel);
+	expect_refused(MAIN, 1, do_uring_register_workers, SYS_io_uring_register,
+		       "io_uring_register");
+}
+
+static int sealed_then(int (*fn)(void))
+{
+	if (vmm_seccomp_seal_rings() || vmm_seccomp_seal_rings()) /* twice: a no-op */
+		return 90;
+	return fn();
+}
+
+static int sealed_setup(void)
+{
+	return sealed_then(do_uring_setup);
+}
+
+static int sealed_register(void)
+{
+	return sealed_then(do_uring_register);
+}
+
+static int sealed_main_work(void)
+{
+	return sealed_then(main_thread_work);
+}
+
+/* After vm_launch the main thread makes no ring and changes none; the rest of its
+ * allowlist stays. */
+static void sealed_main_thread_refuses_io_uring_setup_and_register(void **state)
+{
+	expect_refused(MAIN, 1, sealed_setup, SYS_io_uring_setup, "io_uring_setup");
+	expect_refused(MAIN, 1, sealed_register, SYS_io_uring_register, "io_uring_register");
+	expect_ok(MAIN, 1, sealed_main_work);
+}
+
+/* The proof of issue 14 item 2, on thaw's own rings: made on the main thread as thaw
+ * makes them (blk's, uffd's), then used from a thread of `ring_kind` under its real
+ * filter stack. The ring's own work (a read of its file) goes through; an OPENAT with
+ * O_CREAT and a SOCKET(AF_INET), each with and without IOSQE_FIXED_FILE, complete with
+ * -EACCES, and no file appears. */
+static enum vmm_seccomp_thread ring_kind;
+static bool ring_uffd; /* uffd's ring (else blk's) */
+static char ring_backing[64], ring_victim[80];
+
+static struct io_uring_sqe *next_sqe(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe)
+		_exit(14); /* one entry at a time on an empty ring: never */
+	return sqe;
+}
+
+/* Submits `sqe` alone and returns its completion's result in `res`. */
+static int one(struct io_uring *ring, struct io_uring_sqe *sqe, bool fixed, int *res)
+{
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (fixed)
+		io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
+	ret = io_uring_submit_and_wait(ring, 1);
+	if (ret < 0)
+		return ret;
+	ret = io_uring_peek_cqe(ring, &cqe);
+	if (ret)
+		return ret;
+	*res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return 0;
+}
+
+static int abuse_thaws_ring(void)
+{
+	struct io_uring ring;
+	struct io_uring_sqe *sqe;
+	char err[160], buf[512];
+	struct iovec iov = {buf, sizeof(buf)};
+	int fd, efd, res = 0, ret, bad = 0;
+
+	fd = open(ring_backing, O_RDWR | O_CLOEXEC);
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0 || efd < 0)
+		return 10;
+	ret = ring_uffd ? uffd_ring_init(&ring, 8, fd, efd, err, sizeof(err))
+			: virtio_blk_ring_init(&ring, fd, false, efd, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "ring: %s\n", err);
+		return 11;
+	}
+	if (vmm_seccomp_install(ring_kind))
+		return 12;
+
+	/* what the thread does with it: its file, by registered index */
+	sqe = next_sqe(&ring);
+	if (ring_uffd)
+		io_uring_prep_read(sqe, 0, buf, sizeof(buf), 0);
+	else
+		io_uring_prep_readv(sqe, 0, &iov, 1, 0);
+	if (one(&ring, sqe, true, &res) || res != (int)sizeof(buf) || buf[0] != 'b') {
+		fprintf(stderr, "read through the ring: %d\n", res);
+		return 13;
+	}
+	/* every attempt is made and reported, so a failure shows all that got through */
+	for (int fixed = 0; fixed < 2; fixed++) {
+		sqe = next_sqe(&ring);
+		io_uring_prep_openat(sqe, AT_FDCWD, ring_victim, O_CREAT | O_WRONLY | O_CLOEXEC,
+				     0600);
+		if (one(&ring, sqe, fixed, &res) || res != -EACCES) {
+			fprintf(stderr, "OPENAT (fixed %d) completed with %d\n", fixed, res);
+			bad |= 1 << fixed;
+		}
+		sqe = next_sqe(&ring);
+		io_uring_prep_socket(sqe, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
+		if (one(&ring, sqe, fixed, &res) || res != -EACCES) {
+			fprintf(stderr, "SOCKET(AF_INET) (fixed %d) completed with %d\n", fixed,
+				res);
+			bad |= 4 << fixed;
+		}
+	}
+	return bad ? 20 + bad : 0;
+}
+
+static void abuse(enum vmm_seccomp_thread kind, bool uffd)
+{
+	struct outcome o;
+	char buf[4096];
+	bool created;
+	int fd;
+
+	snprintf(ring_backing, sizeof(ring_backing), "/tmp/thaw-test-ring-XXXXXX");
+	fd = mkstemp(ring_backing);
+	assert_true(fd >= 0);
+	memset(buf, 'b', sizeof(buf));
+	assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	close(fd);
+	snprintf(ring_victim, sizeof(ring_victim), "%s.created", ring_backing);
+	unlink(ring_victim);
+	ring_kind = kind;
+	ring_uffd = uffd;
+
+	run_child(MAIN, 1, abuse_thaws_ring, &o);
+	/* the file is checked here: the child's word is not the proof */
+	created = access(ring_victim, F_OK) == 0;
+	unlink(ring_victim);
+	unlink(ring_backing);
+	if (!WIFEXITED(o.status) || WEXITSTATUS(o.status) != 0 || created)
+		fprintf(stderr, "child status %#x, %s %s, stderr:\n%s\n", o.status, ring_victim,
+			created ? "was created" : "was not created", o.err);
+	assert_false(created);
+	assert_true(WIFEXITED(o.status));
+	assert_int_equal(WEXITSTATUS(o.status), 0);
+}
+
+static void blk_ring_refuses_openat_and_socket_from_a_vcpu_thread(void **state)
+{
+	abuse(VMM_SECCOMP_VCPU, false);
+}
+
+static void uffd_ring_refuses_openat_and_socket_from_the_uffd_thread(void **state)
+{
+	abuse(VMM_SECCOMP_UFFD, true);
+}
+
 /* ---------------------------------------------------------------- the filters */
 
 static void every_filter_builds_within_the_bpf_limit(void **state)
@@ -457,6 +673,11 @@ int main(void)
 	    cmocka_unit_test(uffd_filter_refuses_kvm_and_files),
 	    cmocka_unit_test(release_filter_refuses_everything_else),
 	    cmocka_unit_test(concurrent_refusals_are_reported),
+	    cmocka_unit_test(vcpu_and_uffd_filters_refuse_making_or_changing_rings),
+	    cmocka_unit_test(main_filter_allows_only_the_register_requests_thaw_makes),
+	    cmocka_unit_test(sealed_main_thread_refuses_io_uring_setup_and_register),
+	    cmocka_unit_test(blk_ring_refuses_openat_and_socket_from_a_vcpu_thread),
+	    cmocka_unit_test(uffd_ring_refuses_openat_and_socket_from_the_uffd_thread),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -367,6 +367,29 @@ static void test_file_roundtrip_restores_a_new_device(void **state)
 	h_vm_free(vm2);
 }
 
+/* The ring reads through its registered file, not b->fd: a reopened backend must
+ * replace that registration, or requests keep going to the old file. */
+static void test_reopen_to_another_file_reads_the_new_one(void **state)
+{
+	struct fx *f = *state;
+	char other[] = "/tmp/thaw-test-blk-other-XXXXXX";
+	uint8_t sector[512], st;
+	int fd = mkstemp(other);
+
+	assert_true(fd >= 0);
+	memset(sector, 0xab, sizeof(sector));
+	for (unsigned s = 0; s < DISK_SECTORS; s++)
+		assert_int_equal(pwrite(fd, sector, 512, s * 512), 512);
+	close(fd);
+	assert_int_equal(virtio_reopen(f->d, other), 0);
+	h_driver_up(f->d, ~0ull, &f->q, 1, 128, 0);
+	request(f, VIRTIO_BLK_T_IN, 5, 512, &st);
+	assert_int_equal(st, VIRTIO_BLK_S_OK);
+	assert_int_equal(*(uint8_t *)h_ptr(f->vm, DATA_GPA), 0xab);
+	assert_int_equal(*(uint8_t *)h_ptr(f->vm, DATA_GPA + 511), 0xab);
+	unlink(other);
+}
+
 /* ------------------------------------------------------------- stress */
 
 /* Like a Linux guest's large I/O, but meaner: several requests in flight at once, each
@@ -652,6 +675,8 @@ int main(void)
 	    RW(test_save_restore_and_reopen),
 	    RW(test_file_roundtrip_restores_a_new_device),
 	    RW(test_flood_gets_a_budget_per_notification),
+
+	    RW(test_reopen_to_another_file_reads_the_new_one),
 	    cmocka_unit_test_setup_teardown(test_stress_scattered_io_touches_only_its_buffers,
 					    setup_big, teardown),
 	    cmocka_unit_test_setup_teardown(test_more_pieces_than_seg_max_fail_untouched, setup_big,

@@ -7,6 +7,8 @@
  */
 #include "vmm/virtio/virtio_int.h"
 
+#include "common/uring.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/virtio_blk.h>
@@ -25,6 +27,8 @@
 /* Segments of data per request: the queue size less the header and status. */
 #define BLK_SEG_MAX (BLK_QUEUE_MAX - 2)
 #define SECTOR	    512ull
+/* The backend's index in the ring's registered files: entries name it, not b->fd. */
+#define BLK_FILE 0
 
 struct blk_req {
 	uint16_t head;
@@ -206,9 +210,10 @@ static int start(struct virtio_dev *d, struct virtq_elem *e, struct blk_req *r)
 		if (!sqe)
 			break;
 		if (hdr.type == VIRTIO_BLK_T_IN)
-			io_uring_prep_readv(sqe, b->fd, r->iov, r->niov, off);
+			io_uring_prep_readv(sqe, BLK_FILE, r->iov, r->niov, off);
 		else
-			io_uring_prep_writev(sqe, b->fd, r->iov, r->niov, off);
+			io_uring_prep_writev(sqe, BLK_FILE, r->iov, r->niov, off);
+		io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
 		io_uring_sqe_set_data(sqe, r);
 		b->inflight++;
 		return 1;
@@ -221,7 +226,8 @@ static int start(struct virtio_dev *d, struct virtq_elem *e, struct blk_req *r)
 		sqe = get_sqe(b);
 		if (!sqe)
 			break;
-		io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
+		io_uring_prep_fsync(sqe, BLK_FILE, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
 		io_uring_sqe_set_data(sqe, r);
 		b->inflight++;
 		return 1;
@@ -360,6 +366,31 @@ static int open_backend(struct virtio_dev *d, int dirfd, const char *dir, const 
 	return 0;
 }
 
+/* The ring holds its own reference to the file registered at BLK_FILE: closing b->fd
+ * does not end I/O on it. A new backend (reopen; PATCH /drives on a running VM next)
+ * replaces it with IORING_REGISTER_FILES_UPDATE, the one register request the ring's
+ * restrictions keep (virtio_blk_ring_init). Updating rather than making a new ring
+ * needs no io_uring_setup after vm_launch, and the update gives nothing a thread that
+ * may call io_uring_register lacks: it points the ring, which can only read, write and
+ * fsync its registered file, at a descriptor that thread holds and can read and write
+ * itself. The main thread's seccomp filter allows it until vm_launch (vmm/seccomp.c);
+ * reopening a running VM's drive needs that request added to the sealed filter. `fd`
+ * -1 empties the slot. */
+static int ring_set_file(struct virtio_dev *d, int fd)
+{
+	struct blk *b = d->priv;
+	int ret;
+
+	if (!b->ring_ok)
+		return 0;
+	ret = io_uring_register_files_update(&b->ring, BLK_FILE, &fd, 1);
+	if (ret < 0) {
+		log_err("drive %s: io_uring_register_files_update: %s", d->id, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
 static int blk_reopen(struct virtio_dev *d, const char *path)
 {
 	struct blk *b = d->priv;
@@ -374,15 +405,24 @@ static int blk_reopen(struct virtio_dev *d, const char *path)
 	b->fd = -1;
 	ret = open_backend(d, -1, NULL, cur, b->ro, &sectors);
 	if (ret)
-		return ret;
+		goto gone;
 	if (sectors < b->capacity) {
 		log_err("drive %s: %s holds %llu sectors, the guest knows %llu", d->id, cur,
 			(unsigned long long)sectors, (unsigned long long)b->capacity);
-		close(b->fd);
-		b->fd = -1;
-		return -EINVAL;
+		ret = -EINVAL;
+		goto gone;
 	}
+	ret = ring_set_file(d, b->fd);
+	if (ret)
+		goto gone;
 	return 0;
+gone:
+	if (b->fd >= 0)
+		close(b->fd);
+	b->fd = -1;
+	/* Drop the ring's reference to the old file too (b->fd < 0 submits nothing). */
+	ring_set_file(d, -1);
+	return ret;
 }
 
 static void blk_save(struct virtio_dev *d, struct virtio_saved *out)
@@ -477,6 +517,47 @@ const struct virtio_dev_ops virtio_blk_ops = {
     .destroy = blk_destroy,
 };
 
+int virtio_blk_ring_init(struct io_uring *ring, int fd, bool ro, int ev_fd, char *err,
+			 size_t errlen)
+{
+	/* What start() submits: data in and out, and flushes; a read-only drive only
+	 * reads (its file is open read-only too). */
+	static const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC};
+	static const uint8_t reg_ops[] = {IORING_REGISTER_FILES_UPDATE}; /* ring_set_file */
+	const struct uring_limits l = {.ops = ops,
+				       .nr_ops = ro ? 1 : 3,
+				       .files = &fd,
+				       .nr_files = 1,
+				       .eventfd = ev_fd,
+				       .register_ops = reg_ops,
+				       .nr_register_ops = 1};
+
+	return uring_init_restricted(ring, BLK_QUEUE_MAX, &l, err, errlen);
+}
+
+/* The completion eventfd and the ring on the open backend (the device's destroy
+ * releases them on failure). */
+static int ring_setup(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+	char err[160];
+	int ret;
+
+	b->ev_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->ev_fd < 0) {
+		ret = -errno;
+		log_err("drive %s: eventfd: %s", d->id, strerror(-ret));
+		return ret;
+	}
+	ret = virtio_blk_ring_init(&b->ring, b->fd, b->ro, b->ev_fd, err, sizeof(err));
+	if (ret) {
+		log_err("drive %s: %s", d->id, err);
+		return ret;
+	}
+	b->ring_ok = true;
+	return 0;
+}
+
 int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 		      const struct vmm_dev_place *place, int dirfd, const char *dir,
 		      struct virtio_dev **out)
@@ -516,18 +597,9 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 	ret = open_backend(d, dirfd, dir, c->path, c->read_only, &b->capacity);
 	if (ret)
 		return ret;
-	ret = io_uring_queue_init(BLK_QUEUE_MAX, &b->ring, 0);
-	if (ret < 0) {
-		log_err("drive %s: io_uring_queue_init: %s", c->id, strerror(-ret));
+	ret = ring_setup(d);
+	if (ret)
 		return ret;
-	}
-	b->ring_ok = true;
-	b->ev_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (b->ev_fd < 0 || (ret = io_uring_register_eventfd(&b->ring, b->ev_fd)) < 0) {
-		ret = b->ev_fd < 0 ? -errno : ret;
-		log_err("drive %s: io_uring eventfd: %s", c->id, strerror(-ret));
-		return ret;
-	}
 	ret = vmm_loop_add(&vm->loop, b->ev_fd, EPOLLIN, on_complete, d);
 	if (ret)
 		return ret;

@@ -171,6 +171,15 @@ int virtio_restore_all(struct vm *vm, const struct virtio_saved *saved, char *er
  * error (blk) or drops packets (net), vsock refuses connections. */
 int virtio_reopen(struct virtio_dev *dev, const char *backend);
 
+struct io_uring;
+
+/* Initializes `ring` as every drive's ring is made: restricted (common/uring.h) to
+ * readv, writev and fsync (readv alone when `ro`) on `fd`, registered as fixed file 0,
+ * completions signalled on `ev_fd`, and IORING_REGISTER_FILES_UPDATE as the only
+ * register request left (a reopened backend). Returns 0 or -errno with `err` set. */
+int virtio_blk_ring_init(struct io_uring *ring, int fd, bool ro, int ev_fd, char *err,
+			 size_t errlen);
+
 /* Tears every device down (backends closed, fds unregistered). vmm_devices_attach
  * may be called again afterwards. */
 void virtio_detach_all(struct vm *vm);
