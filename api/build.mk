@@ -18,7 +18,7 @@ $(B)/thawctl: $(B)/api/thawctl.o $(API_LINK)
 # own objects, so the gcc build is untouched). FUZZ_TIME bounds the run in seconds.
 FUZZ_TIME ?= 20
 FUZZ_DIR  := $(B)/fuzz
-API_FUZZ_SRCS := tests/fuzz/api_fuzz.c $(API_SRCS) $(COMMON_SRCS)
+API_FUZZ_SRCS := tests/fuzz/api_fuzz.c $(API_SRCS) common/log.c
 $(FUZZ_DIR)/api_fuzz: $(API_FUZZ_SRCS) api/api.h api/api_int.h common/log.h
 	$(call msg,FUZZ,$@)
 	@mkdir -p $(dir $@)

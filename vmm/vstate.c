@@ -20,10 +20,7 @@ static int kvm_err(char *err, size_t errlen, const char *what, unsigned vcpu)
 int vm_msr_list(struct vm *vm, char *err, size_t errlen)
 {
 	struct kvm_msr_list probe = {.nmsrs = 0}, *list;
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} one;
+	struct kvm_msrs *one = vm->plan->msrs; /* room for SNAP_MAX_MSRS; one is used */
 	uint32_t *idx;
 	unsigned n = 0;
 
@@ -49,10 +46,10 @@ int vm_msr_list(struct vm *vm, char *err, size_t errlen)
 		return ret;
 	}
 	for (unsigned i = 0; i < list->nmsrs && n < SNAP_MAX_MSRS; i++) {
-		memset(&one, 0, sizeof(one));
-		one.hdr.nmsrs = 1;
-		one.e.index = list->indices[i];
-		if (ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, &one) == 1)
+		one->nmsrs = 1;
+		one->pad = 0;
+		one->entries[0] = (struct kvm_msr_entry){.index = list->indices[i]};
+		if (ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, one) == 1)
 			idx[n++] = list->indices[i];
 	}
 	free(list);
