@@ -1,6 +1,6 @@
 /* What a kernel finds in memory at its first instruction: command line, memory map,
- * PVH start_info or Linux boot_params, MP table, and (64-bit protocol) a GDT and
- * identity page tables. Layout constants are in vmm.h. */
+ * PVH start_info or Linux boot_params, MP table, ACPI tables (vmm/acpi/), and (64-bit
+ * protocol) a GDT and identity page tables. Layout constants are in vmm.h. */
 #include "vmm/vmm.h"
 
 #include <errno.h>
@@ -38,6 +38,7 @@ struct hvm_memmap_entry {
 #define E820_MAX	 16
 
 /* ---- Linux boot_params ("zero page") offsets, Documentation/arch/x86/zero-page.rst */
+#define BP_ACPI_RSDP_ADDR    0x070
 #define BP_EXT_RAMDISK_IMAGE 0x0c0
 #define BP_EXT_RAMDISK_SIZE  0x0c4
 #define BP_EXT_CMD_LINE_PTR  0x0c8
@@ -84,7 +85,8 @@ unsigned vmm_e820_build(const struct vmm_mem *mem, struct vmm_e820 *out, unsigne
 
 	if (max < 4)
 		return 0;
-	/* Base memory up to the MP table, which sits in the last KiB below 640 KiB. */
+	/* Base memory up to the MP table, which sits in the last KiB below 640 KiB; the
+	 * ACPI tables and the VMGenID page are in the reserved range above it. */
 	out[n++] = (struct vmm_e820){0, BOOT_MPTABLE_ADDR, VMM_E820_RAM};
 	out[n++] =
 	    (struct vmm_e820){BOOT_MPTABLE_ADDR, 0x100000 - BOOT_MPTABLE_ADDR, VMM_E820_RESERVED};
@@ -96,6 +98,11 @@ unsigned vmm_e820_build(const struct vmm_mem *mem, struct vmm_e820 *out, unsigne
 		    (struct vmm_e820){mem->regions[1].gpa, mem->regions[1].size, VMM_E820_RAM};
 	return n;
 }
+
+_Static_assert(BOOT_ACPI_ADDR >= BOOT_MPTABLE_ADDR + 1024 &&
+		   BOOT_ACPI_ADDR + BOOT_ACPI_SIZE <= BOOT_VMGENID_ADDR &&
+		   BOOT_VMGENID_ADDR + 4096 <= BOOT_HIMEM_START,
+	       "ACPI tables and the VMGenID page lie in the reserved range, apart");
 
 /* ---- MP table (Intel MultiProcessor Specification 1.4) */
 
@@ -233,6 +240,7 @@ static void setup_pvh(struct vmm_mem *mem, struct vmm_boot_params *bp)
 	si->cmdline_paddr = BOOT_CMDLINE_ADDR;
 	si->memmap_paddr = PVH_MEMMAP_ADDR;
 	si->memmap_entries = n;
+	si->rsdp_paddr = bp->rsdp_gpa;
 	for (unsigned i = 0; i < n; i++)
 		mm[i] = (struct hvm_memmap_entry){e820[i].addr, e820[i].size, e820[i].type, 0};
 	if (bp->initrd_size) {
@@ -267,6 +275,7 @@ static void setup_linux64(struct vmm_mem *mem, struct vmm_boot_params *bp)
 	put32(zp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(bp->initrd_gpa >> 32));
 	put32(zp + BP_EXT_RAMDISK_SIZE, (uint32_t)(bp->initrd_size >> 32));
 	put32(zp + BP_EXT_CMD_LINE_PTR, 0);
+	put64(zp + BP_ACPI_RSDP_ADDR, bp->rsdp_gpa); /* boot protocol 2.14 */
 	zp[BP_E820_ENTRIES] = (uint8_t)n;
 	for (i = 0; i < n; i++) {
 		uint8_t *e = zp + BP_E820_TABLE + i * BP_E820_ENTRY_SIZE;
@@ -314,8 +323,18 @@ int vmm_boot_setup(struct vmm_mem *mem, const struct vmm_elf_info *elf, struct v
 		if (ret)
 			return ret;
 	}
+	/* The MP table is written with ACPI too: it costs nothing and keeps a kernel
+	 * without ACPI (or booted with acpi=off) finding its CPUs. */
 	if (vmm_mptable_write(mem, bp->vcpus))
 		return fail(err, errlen, "MP table for %u vCPUs does not fit", bp->vcpus);
+	bp->rsdp_gpa = 0;
+	if (bp->acpi) {
+		ret = vmm_acpi_write(mem, bp->acpi, &bp->rsdp_gpa);
+		if (ret)
+			return fail(err, errlen,
+				    "ACPI tables for %u vCPUs and %u virtio devices: %s",
+				    bp->acpi->vcpus, bp->acpi->nr_virtio, strerror(-ret));
+	}
 	write_gdt(mem);
 	if (bp->protocol == VMM_BOOT_PVH)
 		setup_pvh(mem, bp);

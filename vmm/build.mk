@@ -4,6 +4,12 @@ VMM_SRCS := \
 	vmm/bus.c \
 	vmm/elf.c \
 	vmm/boot.c \
+	vmm/acpi/aml.c \
+	vmm/acpi/acpi.c \
+	vmm/acpi/dsdt.c \
+	vmm/acpi/fadt.c \
+	vmm/acpi/madt.c \
+	vmm/acpi/vmgenid.c \
 	vmm/cpuid.c \
 	vmm/devcfg.c \
 	vmm/uart.c \

@@ -1,5 +1,6 @@
 /* Cold boot: from a vm_config to a VM whose vCPUs are ready to run. */
 #include "vmm/vmm.h"
+#include "vmm/virtio/virtio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +88,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	const struct vmm_cpu_template *tmpl;
 	struct vmm_boot_params bp = {
 	    .protocol = cfg->protocol, .cmdline = cfg->cmdline, .vcpus = cfg->vcpus};
+	struct vmm_acpi_cfg acpi = {.vcpus = cfg->vcpus};
+	uint8_t genid[VMM_VMGENID_LEN];
 	uint64_t mem_bytes;
 	char err[256], cmdline[BOOT_CMDLINE_MAX + 1];
 	int status = VMM_EXIT_USAGE, ret;
@@ -136,7 +139,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 		log_err("kernel %s: %s", cfg->kernel, err);
 		goto out;
 	}
-	/* Devices announce themselves on the kernel command line. */
+	/* Devices announce themselves on the kernel command line, or with ACPI in the
+	 * DSDT (vmm_devices_attach leaves their virtio_mmio.device= out then). */
 	snprintf(cmdline, sizeof(cmdline), "%s", cfg->cmdline ? cfg->cmdline : "");
 	if (vmm_devices_attach(vm, cfg, cmdline, sizeof(cmdline)))
 		goto out;
@@ -147,11 +151,31 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 		goto out;
 	}
 	memcpy(vm->cmdline, cmdline, strlen(cmdline) + 1);
+	if (!cfg->no_acpi) {
+		/* Device k's window and GSI follow from its place (vmm.h, VIRTIO_MMIO_BASE). */
+		acpi.nr_virtio = virtio_count(vm);
+		for (unsigned k = 0; k < acpi.nr_virtio; k++)
+			acpi.virtio[k] =
+			    (struct vmm_acpi_mmio){VIRTIO_MMIO_BASE + k * VIRTIO_MMIO_SIZE,
+						   VIRTIO_MMIO_SIZE, VIRTIO_IRQ_BASE + k};
+		acpi.vmgenid_gpa = BOOT_VMGENID_ADDR;
+		bp.acpi = &acpi;
+	}
 	if (vmm_boot_setup(&vm->mem, &elf, &bp, initrd, initrd_len, err, sizeof(err))) {
 		log_err("%s", err);
 		goto out;
 	}
 	status = VMM_EXIT_INTERNAL;
+	if (bp.acpi) {
+		if (vmm_vmgenid_generate(genid))
+			goto out;
+		if (vmm_vmgenid_write(&vm->mem, acpi.vmgenid_gpa, genid)) {
+			log_err("generation ID at %#llx: not in reserved guest memory",
+				(unsigned long long)acpi.vmgenid_gpa);
+			goto out;
+		}
+		vm->vmgenid_gpa = acpi.vmgenid_gpa;
+	}
 	if (vm_create_vcpus(vm) ||
 	    vm_setup_boot_regs(vm, bp.protocol,
 			       bp.protocol == VMM_BOOT_PVH ? elf.pvh_entry : elf.entry) ||

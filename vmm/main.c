@@ -27,7 +27,7 @@ static void usage(FILE *f)
 	    "            [--console-in stdin|none|SOCKET]\n"
 	    "            [--drive id=NAME,path=FILE,ro=on|off[,root=on]]...\n"
 	    "            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
-	    "            [--rng]\n"
+	    "            [--rng] [--no-acpi]\n"
 	    "       thaw --restore SNAPSHOT [--prepare mem-mib=M,vcpus=N] [--paused]\n"
 	    "            [--clock-realtime] [--mem-backend file|uffd|uffd-ext]\n"
 	    "            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
@@ -153,6 +153,11 @@ static int o_timing(struct cli *c, const char *a)
 {
 	return c->timing = true, 0;
 }
+static int o_no_acpi(struct cli *c, const char *a)
+{
+	return c->cfg.no_acpi = true, 0;
+}
+
 static int o_rng(struct cli *c, const char *a)
 {
 	return c->cfg.rng = true, 0;
@@ -337,6 +342,7 @@ static const struct opt {
     {"net", required_argument, o_net},
     {"vsock", required_argument, o_vsock},
     {"rng", no_argument, o_rng},
+    {"no-acpi", no_argument, o_no_acpi},
     {"restore", required_argument, o_restore},
     {"api-sock", required_argument, o_api_sock},
     {"id", required_argument, o_id},

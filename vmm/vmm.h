@@ -139,12 +139,15 @@ struct vmm_boot_params {
 	uint64_t initrd_gpa;
 	uint64_t initrd_size;
 	unsigned vcpus;
+	const struct vmm_acpi_cfg *acpi; /* NULL: no ACPI tables (MP table only) */
+	uint64_t rsdp_gpa;		 /* out: where the RSDP went, 0 without ACPI */
 };
 
 /* Writes everything the kernel finds in memory at entry: command line, e820/PVH
- * memory map, start_info or boot_params, MP table, and for the 64-bit protocol the
- * GDT and identity page tables. `initrd` (if any) is copied high in RAM. Returns
- * -EINVAL with `err` set when something does not fit. */
+ * memory map, start_info or boot_params, MP table, ACPI tables when bp->acpi is set
+ * (their RSDP in start_info.rsdp_paddr or boot_params.acpi_rsdp_addr), and for the
+ * 64-bit protocol the GDT and identity page tables. `initrd` (if any) is copied high
+ * in RAM. Returns -EINVAL with `err` set when something does not fit. */
 int vmm_boot_setup(struct vmm_mem *mem, const struct vmm_elf_info *elf, struct vmm_boot_params *bp,
 		   const uint8_t *initrd, size_t initrd_len, char *err, size_t errlen);
 
@@ -160,6 +163,61 @@ struct vmm_e820 {
 #define VMM_E820_RESERVED 2
 /* Fills up to `max` entries, returns how many. */
 unsigned vmm_e820_build(const struct vmm_mem *mem, struct vmm_e820 *out, unsigned max);
+
+/* ---------------------------------------------------------------- ACPI (vmm/acpi/) */
+
+/* Where the ACPI tables and the VMGenID generation ID live: below 1 MiB, inside the
+ * range vmm_e820_build reports reserved, so the guest never uses them as RAM. */
+#define BOOT_ACPI_ADDR	  0xe0000ull /* RSDP, then XSDT, FADT, MADT, DSDT */
+#define BOOT_ACPI_SIZE	  0x10000ull
+#define BOOT_VMGENID_ADDR 0xf0000ull /* the 16-byte generation ID, a page of its own */
+#define VMM_VMGENID_LEN	  16
+/* IOAPIC pin of the ACPI Generic Event Device (ACPI0013): above the virtio IRQs
+ * (VIRTIO_IRQ_BASE .. +VIRTIO_MAX_DEVS-1 = 5..20) and the ISA ones, the IOAPIC's last. */
+#define VMM_GED_IRQ 23
+
+#define VMM_ACPI_MAX_MMIO 16 /* VIRTIO_MAX_DEVS */
+
+struct vmm_acpi_mmio {
+	uint64_t base, size;
+	uint32_t irq; /* GSI, edge triggered, active high */
+};
+
+/* What the tables describe. Plain values: building them touches no VM state. */
+struct vmm_acpi_cfg {
+	unsigned vcpus; /* 1..255: one MADT local APIC each, ids 0..vcpus-1 */
+	unsigned nr_virtio;
+	struct vmm_acpi_mmio virtio[VMM_ACPI_MAX_MMIO]; /* virtio-mmio windows: LNRO0005 */
+	/* Guest physical address of the 16-byte generation ID (8-byte aligned), or 0 for
+	 * no VMGenID device and no GED. */
+	uint64_t vmgenid_gpa;
+};
+
+/* Builds RSDP, XSDT, FADT (hardware-reduced), MADT and DSDT for `cfg` into guest
+ * memory at BOOT_ACPI_ADDR and returns the RSDP's address in *rsdp_gpa. Pure apart
+ * from the memory it writes. -EINVAL for a bad cfg (vCPU count, more than 16 virtio
+ * windows, a misaligned generation-ID address), -ENOSPC when the tables do not fit in
+ * BOOT_ACPI_SIZE, -EFAULT when that range is not guest RAM. */
+int vmm_acpi_write(struct vmm_mem *mem, const struct vmm_acpi_cfg *cfg, uint64_t *rsdp_gpa);
+
+/* A fresh generation ID from getrandom(2). 0 or -errno. */
+int vmm_vmgenid_generate(uint8_t id[VMM_VMGENID_LEN]);
+/* 0 when the 16 bytes at `gpa` are guest RAM inside a range vmm_e820_build reports
+ * reserved and do not cross a page (what the guest's driver maps); -EINVAL otherwise.
+ * For checking an address read from a snapshot before writing there. */
+int vmm_vmgenid_check(const struct vmm_mem *mem, uint64_t gpa);
+/* Writes `id` at `gpa` (checked as above). Call it while no vCPU runs: the guest
+ * reads the 16 bytes without a lock, so a torn write is a torn ID. 0 or -EINVAL. */
+int vmm_vmgenid_write(struct vmm_mem *mem, uint64_t gpa, const uint8_t id[VMM_VMGENID_LEN]);
+/* Pulses the GED's interrupt (KVM_IRQ_LINE 1 then 0 on VMM_GED_IRQ): the guest's GED
+ * driver runs _EVT, which sends Notify (0x80) to the VMGenID device; Linux's vmgenid
+ * driver then re-reads the ID and, when it changed, reseeds its CRNG
+ * (add_vmfork_randomness). Needs the in-kernel irqchip. On a restore, call it after the
+ * irqchip and every LAPIC are restored (KVM_SET_IRQCHIP and KVM_SET_LAPIC overwrite
+ * pending interrupts) and before the first KVM_RUN: the guest has the pin unmasked, so
+ * the interrupt waits in the target LAPIC until that vCPU takes interrupts. 0 or
+ * -errno (logged). */
+int vmm_ged_notify(int vm_fd);
 
 /* ---------------------------------------------------------------- CPU templates */
 
@@ -393,6 +451,10 @@ struct vm_config {
 	 * takes the snapshot's own paths (--snapshot-paths DIR). See vmm_open_beneath. */
 	int paths_dirfd;
 	const char *paths_dir; /* the same directory by name, for sockets to bind */
+	/* --no-acpi: no ACPI tables (no VMGenID); the MP table alone describes the CPUs
+	 * and virtio devices are announced on the kernel command line. With ACPI (the
+	 * default) the DSDT announces them instead, never both. */
+	bool no_acpi;
 };
 
 /* Opens `path` with `flags` (O_CLOEXEC added): as given when `dirfd` < 0; else strictly
@@ -428,9 +490,10 @@ int vmm_parse_vsock(const char *spec, const char *const *allowed, struct vmm_vso
 struct vmm_devices;
 
 /* Creates the configured virtio devices at fixed places (MMIO base and IRQ by their
- * order on the command line), registers them on the bus, and appends their
- * `virtio_mmio.device=` announcements to `cmdline` (capacity `cap`). Implemented in
- * vmm/virtio/. Returns 0 or -errno, logging the device at fault. */
+ * order on the command line), registers them on the bus, and appends to `cmdline`
+ * (capacity `cap`) the root= of a root drive and, with cfg->no_acpi only, their
+ * `virtio_mmio.device=` announcements (with ACPI the DSDT announces them). Implemented
+ * in vmm/virtio/. Returns 0 or -errno, logging the device at fault. */
 int vmm_devices_attach(struct vm *vm, const struct vm_config *cfg, char *cmdline, size_t cap);
 
 /* Console input: stdin (NULL or "stdin"), "none", or a unix socket path whose
@@ -511,6 +574,9 @@ struct vm {
 	bool paused;			/* vCPUs parked by vm_pause, or restored with --paused */
 	bool prepared;			/* built by vm_prepare, never run */
 	char cmdline[BOOT_CMDLINE_MAX]; /* as given to the guest, saved in snapshots */
+	/* Guest physical address of the VMGenID generation ID; 0 when the guest has no
+	 * VMGenID device (booted with --no-acpi). */
+	uint64_t vmgenid_gpa;
 
 	/* MSRs saved in snapshots: KVM's list minus what this host cannot read */
 	uint32_t *msr_indices;

@@ -278,7 +278,7 @@ static void test_placement_and_command_line(void **state)
 	struct vm *vm = h_vm_new(H_MEM_SIZE);
 	char img[] = "/tmp/thaw-test-mmio-XXXXXX", spec[128], cmdline[512] = "console=ttyS0";
 	int fd = mkstemp(img);
-	struct vm_config cfg = {.rng = true, .nr_drives = 2};
+	struct vm_config cfg = {.rng = true, .nr_drives = 2, .no_acpi = true};
 	char spec2[128];
 
 	assert_true(fd >= 0);
@@ -310,6 +310,27 @@ static void test_placement_and_command_line(void **state)
 	virtio_detach_all(vm);
 	assert_int_equal(vm->mmio.nr, 0); /* windows gone with their devices */
 	assert_int_equal(virtio_count(vm), 0);
+	h_vm_free(vm);
+	unlink(img);
+}
+
+/* With ACPI the DSDT announces the devices: the command line gets only root=. */
+static void test_acpi_leaves_device_announcements_off_the_command_line(void **state)
+{
+	struct vm *vm = h_vm_new(H_MEM_SIZE);
+	char img[] = "/tmp/thaw-test-mmio-XXXXXX", spec[128], cmdline[512] = "console=ttyS0";
+	int fd = mkstemp(img);
+	struct vm_config cfg = {.rng = true, .nr_drives = 1};
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(spec, sizeof(spec), "id=root,path=%s,ro=on,root=on", img);
+	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
+	assert_int_equal(vmm_devices_attach(vm, &cfg, cmdline, sizeof(cmdline)), 0);
+	assert_string_equal(cmdline, "console=ttyS0 root=/dev/vda ro");
+	assert_int_equal(virtio_count(vm), 2);
+	virtio_detach_all(vm);
 	h_vm_free(vm);
 	unlink(img);
 }
@@ -614,6 +635,7 @@ int main(void)
 	    T(test_notify_before_driver_ok_ignored),
 	    T(test_narrow_register_access_ignored),
 	    cmocka_unit_test(test_placement_and_command_line),
+	    cmocka_unit_test(test_acpi_leaves_device_announcements_off_the_command_line),
 	    cmocka_unit_test(test_bad_options_refused),
 	    T(test_save_restore_round_trip),
 	    T(test_restore_refuses_acked_outside_offered),

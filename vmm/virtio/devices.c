@@ -1,7 +1,8 @@
 /* Device placement and the per-VM device list: each virtio device gets a fixed 4 KiB
  * MMIO window and IRQ from its position on the command line (drives, nets, vsock,
- * rng) and is announced on the kernel command line the way Linux's
- * virtio_mmio.device= parameter expects. */
+ * rng) and, when the guest has no ACPI (--no-acpi), is announced on the kernel
+ * command line the way Linux's virtio_mmio.device= parameter expects; with ACPI the
+ * DSDT declares it (vmm/acpi/dsdt.c). */
 #include "vmm/virtio/virtio_int.h"
 
 #include <errno.h>
@@ -154,7 +155,8 @@ int vmm_devices_attach(struct vm *vm, const struct vm_config *cfg, char *cmdline
 			ret = append(cmdline, cap, "root=/dev/vd%c %s", 'a' + k,
 				     drive->read_only ? "ro" : "rw");
 		}
-		if (!ret)
+		/* With ACPI the DSDT announces the device; twice would probe it twice. */
+		if (!ret && cfg->no_acpi)
 			ret = append(cmdline, cap, "virtio_mmio.device=4K@%#llx:%u",
 				     (unsigned long long)d->place.base, d->place.irq);
 		if (ret)

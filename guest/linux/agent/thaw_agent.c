@@ -29,6 +29,7 @@
  * carries no timestamp.  If ttyS<line> is not a console, replies go out
  * through the tty instead.
  */
+#include <linux/acpi.h>
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/console.h>
@@ -47,6 +48,7 @@
 #include <linux/moduleparam.h>
 #include <linux/net.h>
 #include <linux/panic_notifier.h>
+#include <linux/random.h>
 #include <linux/netdevice.h>
 #include <linux/reboot.h>
 #include <linux/rtnetlink.h>
@@ -730,6 +732,62 @@ static int cmd_rng(struct agent_req *req, int a)
 	return 0;
 }
 
+/* --- entropy and the VM generation ID ------------------------------------- */
+
+/* What the kernel's CRNG hands out now: two clones of one snapshot must differ here
+ * from their first call once the VMGenID notification reseeded them. */
+static int cmd_random(struct agent_req *req, int a)
+{
+	char hex[2 * 16 + 1];
+	u8 buf[16];
+
+	get_random_bytes(buf, sizeof(buf));
+	*bin2hex(hex, buf, sizeof(buf)) = '\0';
+	agent_reply("random hex=%s", hex);
+	return 0;
+}
+
+#ifdef CONFIG_ACPI
+/* drivers/virt/vmgenid.c (Linux 6.1) keeps the ID it last took in its driver data and
+ * exposes it nowhere; the agent reads it through this copy of the driver's private
+ * layout. Both are built from the same tree, so the copy is right for this kernel. */
+struct agent_vmgenid_state {
+	u8 *next_id;	/* the ID in guest memory, where the ACPI ADDR method points */
+	u8 this_id[16]; /* what the driver last read and fed to the CRNG */
+};
+#endif
+
+/* The generation ID as the guest's vmgenid driver sees it: id= is the one it last
+ * took (at probe, then at each Notify that brought a new one), mem= what the VMM's
+ * memory holds now. They differ when a new ID was written but the notification has
+ * not arrived. -ENODEV without the ACPI device, -ENXIO when the driver is not bound. */
+static int cmd_genid(struct agent_req *req, int a)
+{
+#ifdef CONFIG_ACPI
+	char id[2 * 16 + 1], mem[2 * 16 + 1];
+	struct agent_vmgenid_state *state;
+	struct acpi_device *adev;
+	int err = 0;
+
+	adev = acpi_dev_get_first_match_dev("QEMUVGID", NULL, -1);
+	if (!adev)
+		return -ENODEV;
+	state = acpi_driver_data(adev);
+	if (!adev->dev.driver || strcmp(adev->dev.driver->name, "vmgenid") || !state) {
+		err = -ENXIO;
+		goto out;
+	}
+	*bin2hex(id, state->this_id, 16) = '\0';
+	*bin2hex(mem, state->next_id, 16) = '\0';
+	agent_reply("genid id=%s mem=%s", id, mem);
+out:
+	acpi_dev_put(adev);
+	return err;
+#else
+	return -ENODEV;
+#endif
+}
+
 /* --- net: UDP through a kernel socket ------------------------------------- */
 
 static int cmd_net_info(struct agent_req *req, int a)
@@ -1177,6 +1235,8 @@ static const struct agent_cmd agent_cmds[] = {
 	  "blk write <sector> <pattern> [count] [disk]" },
 	{ "blk", "flush", 0, 1, cmd_blk_flush, "blk flush [disk]" },
 	{ "rng", NULL, 1, 1, cmd_rng, "rng <bytes>" },
+	{ "random", NULL, 0, 0, cmd_random, "random" },
+	{ "genid", NULL, 0, 0, cmd_genid, "genid" },
 	{ "net", "info", 0, 0, cmd_net_info, "net info" },
 	{ "net", "up", 2, 2, cmd_net_up, "net up <ifname> <ipv4>/<prefix>" },
 	{ "net", "bind", 1, 1, cmd_net_bind, "net bind <port>" },
