@@ -195,6 +195,7 @@ struct api_snapshot_load {
 	bool track_dirty_pages;
 	bool resume_vm;
 	bool clock_realtime;
+	bool keep_generation; /* thaw's addition: keep the snapshot's VMGenID */
 	uint32_t n_net_overrides;
 	struct api_net_override net_overrides[API_MAX_NET_OVERRIDES];
 	bool has_vsock_override;

@@ -737,10 +737,19 @@ static int j_twice(struct api_error *err, const char *field, const char *what, c
 
 static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, struct api_error *err)
 {
-	static const char *const known[] = {
-	    "snapshot_path",	 "mem_backend",	    "mem_file_path",	 "enable_diff_snapshots",
-	    "track_dirty_pages", "resume_vm",	    "network_overrides", "vsock_override",
-	    "clock_realtime",	 "drive_overrides", "snapshot_paths",	 NULL};
+	static const char *const known[] = {"snapshot_path",
+					    "mem_backend",
+					    "mem_file_path",
+					    "enable_diff_snapshots",
+					    "track_dirty_pages",
+					    "resume_vm",
+					    "network_overrides",
+					    "vsock_override",
+					    "clock_realtime",
+					    "drive_overrides",
+					    "snapshot_paths",
+					    "keep_generation",
+					    NULL};
 	static const char *const backend_known[] = {"backend_type", "backend_path", NULL};
 	static const char *const backend_names[] = {"File", "Uffd", NULL};
 	static const char *const ovr_known[] = {"iface_id", "host_dev_name", NULL};
@@ -785,7 +794,8 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, stru
 	if (j_bool(o, "", "enable_diff_snapshots", &diff, false, err) < 0 ||
 	    j_bool(o, "", "track_dirty_pages", &track, false, err) < 0 ||
 	    j_bool(o, "", "resume_vm", &s->resume_vm, false, err) < 0 ||
-	    j_bool(o, "", "clock_realtime", &s->clock_realtime, false, err) < 0)
+	    j_bool(o, "", "clock_realtime", &s->clock_realtime, false, err) < 0 ||
+	    j_bool(o, "", "keep_generation", &s->keep_generation, false, err) < 0)
 		return -EINVAL;
 	s->track_dirty_pages = diff || track;
 

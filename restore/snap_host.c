@@ -270,9 +270,9 @@ int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_
 	}
 	if (saved && strncmp(saved->vendor, host->vendor, sizeof(saved->vendor))) {
 		errf(err, errlen, 0,
-			    "snapshot was taken on a %.12s CPU, this host is %.12s: other CPU "
-			    "vendor",
-			    saved->vendor, host->vendor);
+		     "snapshot was taken on a %.12s CPU, this host is %.12s: other CPU "
+		     "vendor",
+		     saved->vendor, host->vendor);
 		return -ENOTSUP;
 	}
 	char list[512];
@@ -304,9 +304,8 @@ int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_
 		}
 	}
 	if (missing) {
-		errf(err, errlen, 0,
-			    "host lacks %zu CPU feature%s the snapshot's guest uses: %s", missing,
-			    missing == 1 ? "" : "s", list);
+		errf(err, errlen, 0, "host lacks %zu CPU feature%s the snapshot's guest uses: %s",
+		     missing, missing == 1 ? "" : "s", list);
 		return -ENOTSUP;
 	}
 	return 0;

@@ -39,8 +39,8 @@ struct snap {
 static bool section_known(const char *name)
 {
 	static const char *const exact[] = {
-	    "machine", "cpuid",	      "irqchip",     "pit",	    "clock",	  "config",
-	    "memory",  "memory.file", "memory.sums", "memory.zero", "workingset", "base"};
+	    "machine",	   "cpuid",	  "irqchip",	 "pit",	       "clock", "config", "memory",
+	    "memory.file", "memory.sums", "memory.zero", "workingset", "base",	"vmgenid"};
 	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
 		if (!strcmp(name, exact[i]))
 			return true;

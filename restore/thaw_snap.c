@@ -235,6 +235,7 @@ static void report_line(void *opaque, const char *msg)
 static const struct snap_checker device_checkers[] = {
     {"device.", vm_snapshot_check_section},
     {"machine", vm_snapshot_check_section},
+    {"vmgenid", vm_snapshot_check_section},
 };
 
 static bool device_checked(const char *name)

@@ -247,6 +247,7 @@ static int snapshot_load(void *ctx, const struct api_snapshot_load *req, struct 
 	struct vm_restore_opts o = {
 	    .path = req->snapshot_path,
 	    .clock_realtime = req->clock_realtime,
+	    .keep_generation = req->keep_generation,
 	};
 	uint64_t t0 = now_ns();
 	int ret;

@@ -29,7 +29,8 @@ static void usage(FILE *f)
 	    "            [--net id=NAME,tap=TAP[,mac=MAC]]... [--vsock cid=N,uds=PATH]\n"
 	    "            [--rng] [--no-acpi]\n"
 	    "       thaw --restore SNAPSHOT [--prepare mem-mib=M,vcpus=N] [--paused]\n"
-	    "            [--clock-realtime] [--mem-backend file|uffd|uffd-ext]\n"
+	    "            [--clock-realtime] [--keep-generation]\n"
+	    "            [--mem-backend file|uffd|uffd-ext]\n"
 	    "            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
 	    "            [--drive id=NAME,path=FILE[,ro=on|off]]... [--net id=NAME,tap=TAP]...\n"
 	    "            [--vsock uds=PATH] (the host side of the snapshot's devices)\n"
@@ -153,6 +154,11 @@ static int o_timing(struct cli *c, const char *a)
 {
 	return c->timing = true, 0;
 }
+static int o_keep_generation(struct cli *c, const char *a)
+{
+	return c->ro.keep_generation = true, 0;
+}
+
 static int o_no_acpi(struct cli *c, const char *a)
 {
 	return c->cfg.no_acpi = true, 0;
@@ -354,6 +360,7 @@ static const struct opt {
     {"uffd-stall-timeout-ms", required_argument, o_stall},
     {"paused", no_argument, o_paused},
     {"clock-realtime", no_argument, o_clock_realtime},
+    {"keep-generation", no_argument, o_keep_generation},
     {"snapshot-paths", required_argument, o_snapshot_paths},
     {"snapshot", required_argument, o_snapshot},
     {"snapshot-mem-file", required_argument, o_snapshot_mem},

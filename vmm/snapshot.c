@@ -107,6 +107,35 @@ static int write_config(struct snap_writer *w, struct vm *vm)
 	return snap_put_config(w, json, strlen(json));
 }
 
+/* Section `vmgenid` (optional, docs/snapshot-format.md): where the guest's generation
+ * ID lives, so a restore can give each clone a new one. The ID itself is in guest
+ * memory; its copy here is for people and tools. */
+enum {
+	GENID_TAG_ADDR = 1,    /* u64: guest physical address of the 16-byte ID */
+	GENID_TAG_GED_IRQ = 2, /* u64: the GSI of the GED that notifies the guest */
+	GENID_TAG_ID = 3,      /* bytes[16]: the ID when saved */
+};
+#define GENID_SECTION_MAJOR 1
+
+static int save_vmgenid(struct vm *vm, struct snap_writer *w)
+{
+	const void *id = vmm_gpa(&vm->mem, vm->vmgenid_gpa, VMM_VMGENID_LEN);
+	struct snap_sec *sec;
+	int ret;
+
+	if (!vm->vmgenid_gpa)
+		return 0;
+	if (!id)
+		return -EFAULT;
+	ret = snap_writer_section(w, "vmgenid", GENID_SECTION_MAJOR, 0, 0, &sec);
+	if (ret)
+		return ret;
+	snap_put_u64(sec, GENID_TAG_ADDR, vm->vmgenid_gpa);
+	snap_put_u64(sec, GENID_TAG_GED_IRQ, VMM_GED_IRQ);
+	snap_put_bytes(sec, GENID_TAG_ID, id, VMM_VMGENID_LEN);
+	return sec->err;
+}
+
 int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 {
 	struct snap_writer_opts wo = {.mem_file_path = opts->mem_file_path,
@@ -162,6 +191,8 @@ int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 	}
 	if (!ret)
 		ret = uart_save_section(&vm->com1, w);
+	if (!ret)
+		ret = save_vmgenid(vm, w);
 	for (unsigned i = 0; !ret && i < virtio_count(vm); i++)
 		ret = virtio_save_section(virtio_get(vm, i), w);
 	if (!ret)
@@ -228,9 +259,45 @@ static int check_layout(const struct snap_machine *m, struct vmm_mem *mem, char 
 	return 0;
 }
 
+/* The vmgenid section against the machine's layout `layout`: the address of an ID the
+ * restore will write, so it must be in reserved guest memory. */
+static int decode_vmgenid(const struct snap_section *sec, const struct vmm_mem *layout,
+			  uint64_t *gpa, char *err, size_t errlen)
+{
+	uint64_t irq;
+	int ret = snap_section_check_version(sec, GENID_SECTION_MAJOR, err, errlen);
+
+	if (!ret)
+		ret = snap_get_u64_max(sec, GENID_TAG_ADDR, UINT64_MAX, gpa, err, errlen);
+	if (!ret)
+		ret = snap_get_u64_max(sec, GENID_TAG_GED_IRQ, UINT32_MAX, &irq, err, errlen);
+	if (ret == -ENOENT)
+		return errf(err, errlen, -EBADMSG, "vmgenid: the address or GED IRQ is missing");
+	if (ret)
+		return ret;
+	if (irq != VMM_GED_IRQ)
+		return errf(err, errlen, -EBADMSG, "vmgenid: GED IRQ %llu, thaw's is %d",
+			    (unsigned long long)irq, VMM_GED_IRQ);
+	if (vmm_vmgenid_check(layout, *gpa))
+		return errf(err, errlen, -EBADMSG,
+			    "vmgenid: generation ID address %#llx is not in reserved guest memory",
+			    (unsigned long long)*gpa);
+	return 0;
+}
+
 int vm_snapshot_check_section(const struct snap *s, const struct snap_section *sec, char *err,
 			      size_t errlen)
 {
+	if (strcmp(sec->name, "vmgenid") == 0) {
+		struct snap_machine m;
+		struct vmm_mem layout;
+		uint64_t gpa;
+		int ret = snap_get_machine(s, &m, err, errlen);
+
+		if (!ret)
+			ret = check_layout(&m, &layout, err, errlen);
+		return ret ? ret : decode_vmgenid(sec, &layout, &gpa, err, errlen);
+	}
 	if (strcmp(sec->name, "machine") == 0) {
 		struct snap_machine m;
 		struct vmm_mem layout;
@@ -298,6 +365,7 @@ static int plan_restore(struct vm *vm, const struct vm_restore_opts *opts,
 			struct vm_restore_plan *p, char *err, size_t errlen)
 {
 	struct snap_machine *m = &p->machine;
+	const struct snap_section *sec;
 	size_t ncpuid;
 	int ret;
 
@@ -326,15 +394,19 @@ static int plan_restore(struct vm *vm, const struct vm_restore_opts *opts,
 	if (ret)
 		return ret;
 	p->has_uart = false;
-	for (size_t i = 0; i < snap_section_count(p->snap); i++) {
-		const struct snap_section *sec = snap_section_at(p->snap, i);
-
-		if (strcmp(sec->name, "device.com1") != 0)
-			continue;
+	sec = snap_section_find(p->snap, "device.com1");
+	if (sec) { /* older writers had none: a fresh UART */
 		ret = uart_decode_section(sec, &p->uart, err, errlen);
 		if (ret)
 			return ret;
-		p->has_uart = true; /* older writers had none: a fresh UART */
+		p->has_uart = true;
+	}
+	p->vmgenid_gpa = 0;
+	sec = snap_section_find(p->snap, "vmgenid");
+	if (sec) {
+		ret = decode_vmgenid(sec, &p->layout, &p->vmgenid_gpa, err, errlen);
+		if (ret)
+			return ret;
 	}
 	memset(&p->devices, 0, sizeof(p->devices));
 	p->devices.paths_dirfd = -1;
@@ -483,6 +555,36 @@ static int set_state(struct vm *vm, const struct vm_restore_opts *opts,
 	return 0;
 }
 
+/* A clone is a new machine: a fresh generation ID in guest memory, and the GED's
+ * interrupt, pending before any vCPU runs, so the guest's vmgenid driver reseeds its
+ * RNG (add_vmfork_randomness) as the first thing it does once it takes interrupts.
+ * After set_state: restoring the irqchip and LAPICs would drop a pending interrupt. */
+static int renew_generation(struct vm *vm, const struct vm_restore_opts *opts,
+			    const struct vm_restore_plan *p, char *err, size_t errlen)
+{
+	uint8_t id[VMM_VMGENID_LEN];
+	int ret;
+
+	vm->vmgenid_gpa = p->vmgenid_gpa;
+	if (!p->vmgenid_gpa) {
+		log_warn("this snapshot has no VMGenID device (taken before thaw had one, or "
+			 "booted with --no-acpi): the clone's entropy is not renewed");
+		return 0;
+	}
+	if (opts->keep_generation)
+		return 0;
+	ret = vmm_vmgenid_generate(id);
+	if (!ret)
+		ret = vmm_vmgenid_write(&vm->mem, p->vmgenid_gpa, id);
+	if (!ret)
+		ret = vmm_ged_notify(vm->vm_fd);
+	if (ret)
+		return errf(err, errlen, ret, "a new generation ID could not be given (%s)",
+			    strerror(-ret));
+	PHASE(vm, generation);
+	return 0;
+}
+
 /* The legacy devices, COM1's state, and the virtio devices at their saved places. */
 static int restore_devices(struct vm *vm, struct vm_restore_plan *p, char *err, size_t errlen)
 {
@@ -519,6 +621,8 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 		ret = build_vm(vm, opts, p, err, errlen);
 	if (!ret)
 		ret = set_state(vm, opts, p, err, errlen);
+	if (!ret)
+		ret = renew_generation(vm, opts, p, err, errlen);
 	if (!ret)
 		ret = restore_devices(vm, p, err, errlen);
 	if (!ret) {

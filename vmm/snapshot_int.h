@@ -23,6 +23,7 @@ struct vm_restore_plan {
 	struct snap_vm_state vms;
 	bool has_uart;
 	struct uart_state uart;
+	uint64_t vmgenid_gpa; /* the saved generation ID's address; 0: no VMGenID */
 	/* The devices to build (with their saved places and operator-chosen backends)
 	 * and each one's saved state, by placement index. */
 	struct vm_config devices;

@@ -901,10 +901,11 @@ static void print_restore_timing(const struct vm *vm)
 #define US(x) (unsigned long long)((x) ? ((x)-r) / 1000 : 0)
 	fprintf(stderr,
 		"thaw: restore: process_to_restore_us=%llu opened_us=%llu vm_created_us=%llu "
-		"vcpus_created_us=%llu state_set_us=%llu devices_us=%llu running_us=%llu\n",
+		"vcpus_created_us=%llu state_set_us=%llu generation_us=%llu devices_us=%llu "
+		"running_us=%llu\n",
 		(unsigned long long)(r - vm->t_process_start_ns) / 1000, US(t->opened_ns),
 		US(t->vm_created_ns), US(t->vcpus_created_ns), US(t->state_set_ns),
-		US(t->devices_restored_ns), US(t->running_ns));
+		US(t->generation_ns), US(t->devices_restored_ns), US(t->running_ns));
 #undef US
 }
 

@@ -204,7 +204,8 @@ int vmm_acpi_write(struct vmm_mem *mem, const struct vmm_acpi_cfg *cfg, uint64_t
 int vmm_vmgenid_generate(uint8_t id[VMM_VMGENID_LEN]);
 /* 0 when the 16 bytes at `gpa` are guest RAM inside a range vmm_e820_build reports
  * reserved and do not cross a page (what the guest's driver maps); -EINVAL otherwise.
- * For checking an address read from a snapshot before writing there. */
+ * For checking an address read from a snapshot before writing there: it reads only
+ * mem's layout, so a layout without memory behind it (a restore's plan) will do. */
 int vmm_vmgenid_check(const struct vmm_mem *mem, uint64_t gpa);
 /* Writes `id` at `gpa` (checked as above). Call it while no vCPU runs: the guest
  * reads the 16 bytes without a lock, so a torn write is a torn ID. 0 or -EINVAL. */
@@ -585,7 +586,7 @@ struct vm {
 	/* restore phases (CLOCK_MONOTONIC ns; 0 = not reached), for metrics */
 	struct vm_restore_times {
 		uint64_t restore_start_ns, opened_ns, vm_created_ns, vcpus_created_ns, state_set_ns,
-		    devices_restored_ns, running_ns;
+		    generation_ns, devices_restored_ns, running_ns;
 	} times;
 	uint64_t last_create_us;
 
@@ -757,6 +758,9 @@ struct vm_restore_opts {
 	bool has_vsock;
 	char vsock_uds[VMM_DEV_PATH_MAX];
 	const char *snapshot_paths;
+	/* Resume the same machine rather than clone it: the generation ID stays the
+	 * snapshot's (see vm_restore). */
+	bool keep_generation;
 };
 
 /* What a restore checks of a section, offline (thaw-snap verify): the machine and its
@@ -768,8 +772,11 @@ int vm_snapshot_check_section(const struct snap *s, const struct snap_section *s
 
 /* Builds a VM from a snapshot: validates the file (untrusted), checks CPU
  * compatibility, maps memory MAP_PRIVATE, creates the VM and vCPUs (or uses the one
- * vm_prepare made, when it fits), sets all state and restores devices. The vCPUs are
- * not started. Needs vm_init. On failure `err`
+ * vm_prepare made, when it fits), sets all state and restores devices. A snapshot of a
+ * guest with a VMGenID device gets a fresh generation ID from getrandom, written
+ * before any vCPU runs, and the GED interrupt that makes the guest reseed its RNG
+ * first (unless opts->keep_generation); one without says once that the clone's
+ * entropy is not renewed. The vCPUs are not started. Needs vm_init. On failure `err`
  * names the cause; the caller must not run the VM. */
 int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, size_t errlen);
 

@@ -26,8 +26,14 @@ int vmm_vmgenid_check(const struct vmm_mem *mem, uint64_t gpa)
 	struct vmm_e820 e820[16];
 	unsigned n = vmm_e820_build(mem, e820, 16);
 
-	if (gpa > UINT64_MAX - VMM_VMGENID_LEN || (gpa & 0xfff) > 0x1000 - VMM_VMGENID_LEN ||
-	    !vmm_gpa(mem, gpa, VMM_VMGENID_LEN))
+	bool ram = false;
+
+	/* The layout alone is checked (no host pointer is formed), so a restore can check
+	 * a snapshot's address before any memory is mapped. */
+	for (unsigned i = 0; i < mem->nr_regions; i++)
+		ram |= gpa >= mem->regions[i].gpa &&
+		       gpa - mem->regions[i].gpa <= mem->regions[i].size - VMM_VMGENID_LEN;
+	if (gpa > UINT64_MAX - VMM_VMGENID_LEN || (gpa & 0xfff) > 0x1000 - VMM_VMGENID_LEN || !ram)
 		return -EINVAL;
 	for (unsigned i = 0; i < n; i++)
 		if (e820[i].type == VMM_E820_RESERVED && gpa >= e820[i].addr &&
