@@ -501,6 +501,115 @@ static void linux_boots_through_the_64bit_boot_protocol(void **state)
 	harness_end(p);
 }
 
+/* Clone `k` of the snapshot, with host backends of its own (so clones can run at once):
+ * the disk is shared read-only in use here, the socket and tap are the clone's. */
+static struct vmproc *clone_of(const char *snapshot, unsigned k, const char *extra1,
+			       const char *extra2, const char *extra3)
+{
+	static char dspec[8][300], vspec[8][300], nspec[8][64];
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--restore",
+			      snapshot,
+			      "--drive",
+			      dspec[k],
+			      "--vsock",
+			      vspec[k],
+			      have_netns ? "--net" : extra1,
+			      have_netns ? nspec[k] : extra2,
+			      have_netns ? extra1 : extra3,
+			      have_netns ? extra2 : NULL,
+			      have_netns ? extra3 : NULL,
+			      NULL};
+
+	snprintf(dspec[k], sizeof(dspec[k]), "id=d0,path=%s", disk);
+	snprintf(vspec[k], sizeof(vspec[k]), "uds=%s/clone%u.sock", dir, k);
+	snprintf(nspec[k], sizeof(nspec[k]), "id=eth0,tap=thawcl%u", k);
+	return harness_start(argv);
+}
+
+/* The guest's generation ID once its vmgenid driver took a new one (the GED's
+ * notification is handled on a kernel workqueue, so it may come a moment after the
+ * vCPUs start): polls `genid` until the ID differs from `old`. */
+static void new_genid(struct vmproc *p, const char *old, char id[33])
+{
+	char ans[256];
+	long long t0 = harness_ms();
+
+	do {
+		assert_int_equal(ask(p, "genid", "THAW_AGENT", ans, sizeof(ans)), 0);
+		check_genid(ans, id);
+	} while (strcmp(id, old) == 0 && harness_ms() - t0 < TMO);
+	if (strcmp(id, old) == 0) {
+		vmproc_dump(p, "the generation ID did not change");
+		fail();
+	}
+}
+
+/* Two clones of one snapshot restored at the same moment are two machines: each has a
+ * generation ID of its own, unlike the base's, and their first random bytes differ. */
+static void clones_get_their_own_generation_id_and_random_bytes(void **state)
+{
+	struct vmproc *a = clone_of(snap, 0, NULL, NULL, NULL),
+		      *b = clone_of(snap, 1, NULL, NULL, NULL);
+	char base[33], ida[33], idb[33], ra[256], rb[256];
+
+	check_genid(boot_genid, base);
+	new_genid(a, base, ida);
+	new_genid(b, base, idb);
+	assert_string_not_equal(ida, idb);
+	assert_int_equal(ask(a, "random", "THAW_AGENT", ra, sizeof(ra)), 0);
+	assert_int_equal(ask(b, "random", "THAW_AGENT", rb, sizeof(rb)), 0);
+	assert_string_not_equal(ra, rb);
+	harness_end(a);
+	harness_end(b);
+}
+
+/* The control: restored with --keep-generation, two clones resume the same machine,
+ * and their random bytes are the same. Without it (above) they differ: the test above
+ * can fail. */
+static void clones_keeping_the_generation_share_their_random_bytes(void **state)
+{
+	struct vmproc *a = clone_of(snap, 2, "--keep-generation", NULL, NULL),
+		      *b = clone_of(snap, 3, "--keep-generation", NULL, NULL);
+	char base[33], id[33], ans[256], ra[256], rb[256];
+
+	check_genid(boot_genid, base);
+	assert_int_equal(ask(a, "random", "THAW_AGENT", ra, sizeof(ra)), 0);
+	assert_int_equal(ask(b, "random", "THAW_AGENT", rb, sizeof(rb)), 0);
+	assert_string_equal(ra, rb);
+	assert_int_equal(ask(a, "genid", "THAW_AGENT", ans, sizeof(ans)), 0);
+	check_genid(ans, id);
+	assert_string_equal(id, base);
+	harness_end(a);
+	harness_end(b);
+}
+
+/* A clone's own snapshot restores to a third machine: base, clone and its clone each
+ * have a generation ID of their own. */
+static void a_clone_of_a_clone_gets_a_third_generation_id(void **state)
+{
+	char snap2[200], base[33], first[33], second[33];
+	struct vmproc *a, *b;
+
+	snprintf(snap2, sizeof(snap2), "%s/clone.snap", dir);
+	a = clone_of(snap, 4, "--snapshot", snap2, NULL);
+	check_genid(boot_genid, base);
+	new_genid(a, base, first);
+	kill(a->pid, SIGUSR1); /* snapshot, then go on */
+	for (long long t0 = harness_ms(); !strstr(a->err, "thaw: snapshot:");) {
+		if (harness_ms() - t0 > TMO) {
+			vmproc_dump(a, "snapshot of a clone");
+			fail();
+		}
+		vmproc_expect(a, "never printed", 100, NULL, 0); /* collects stderr */
+	}
+	harness_end(a);
+	b = clone_of(snap2, 5, NULL, NULL, NULL);
+	new_genid(b, first, second);
+	assert_string_not_equal(second, base);
+	harness_end(b);
+}
+
 static void guest_reboot_ends_thaw_with_status_0(void **state)
 {
 	char ans[256];
@@ -541,6 +650,9 @@ int main(void)
 	    cmocka_unit_test(linux_boots_through_the_64bit_boot_protocol),
 	    cmocka_unit_test(booted_linux_binds_vmgenid_to_the_generation_id_thaw_wrote),
 	    cmocka_unit_test(random_gives_fresh_bytes_on_every_call),
+	    cmocka_unit_test(clones_get_their_own_generation_id_and_random_bytes),
+	    cmocka_unit_test(clones_keeping_the_generation_share_their_random_bytes),
+	    cmocka_unit_test(a_clone_of_a_clone_gets_a_third_generation_id),
 	    cmocka_unit_test(linux_without_acpi_finds_devices_on_the_command_line),
 	};
 

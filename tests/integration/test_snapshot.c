@@ -368,6 +368,62 @@ static void prepared_restore_allocates_nothing(void **state)
 	harness_end(p);
 }
 
+/* A clone gets its new generation ID before its vCPUs first run: the restore's
+ * `generation` phase comes before `running` (--timing prints both, from one clock). */
+static void generation_id_is_written_before_the_first_run(void **state)
+{
+	char snap[256], ans[256];
+	unsigned long long gen = 0, run = 0;
+	struct vmproc *p;
+	const char *g, *r;
+
+	path_in_dir(snap, sizeof(snap), "genid.snap");
+	make_ready_snapshot(snap, 1, 64);
+	p = restore(snap, "--timing", NULL);
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	g = strstr(p->err, "generation_us=");
+	r = strstr(p->err, "running_us=");
+	if (!g || !r || sscanf(g, "generation_us=%llu", &gen) != 1 ||
+	    sscanf(r, "running_us=%llu", &run) != 1 || gen == 0 || gen > run) {
+		vmproc_dump(p, "restore phases");
+		fail_msg("generation_us=%llu running_us=%llu", gen, run);
+	}
+	harness_end(p);
+}
+
+/* A snapshot of a guest without VMGenID (--no-acpi, or from before thaw had one)
+ * restores as before, and says that the clone's entropy is not renewed. */
+static void snapshot_without_vmgenid_restores_and_says_so(void **state)
+{
+	char snap[256], ans[256];
+	const char *argv[] = {harness_env("THAW_BIN"),
+			      "--kernel",
+			      harness_env("THAW_PROBE"),
+			      "--no-acpi",
+			      "--mem-mib",
+			      "64",
+			      "--snapshot",
+			      snap,
+			      "--snapshot-after",
+			      "THAW_PROBE_READY",
+			      "--snapshot-then",
+			      "exit",
+			      NULL};
+	struct vmproc *p;
+
+	path_in_dir(snap, sizeof(snap), "noacpi.snap");
+	p = harness_start(argv);
+	assert_int_equal(vmproc_wait(p, TMO), 0);
+	harness_end(p);
+	p = restore(snap, NULL, NULL);
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	if (!strstr(p->err, "the clone's entropy is not renewed")) {
+		vmproc_dump(p, "restore without VMGenID");
+		fail();
+	}
+	harness_end(p);
+}
+
 /* ---- damaged files: refused with exit status 6 and a message naming the cause */
 
 static void copy_file(const char *from, const char *to)
@@ -463,6 +519,8 @@ int main(void)
 	    cmocka_unit_test(clones_run_independently_and_leave_the_file_unchanged),
 	    cmocka_unit_test(prepared_restore_runs_the_same_guest),
 	    cmocka_unit_test(prepared_restore_allocates_nothing),
+	    cmocka_unit_test(generation_id_is_written_before_the_first_run),
+	    cmocka_unit_test(snapshot_without_vmgenid_restores_and_says_so),
 	    cmocka_unit_test(damaged_snapshots_are_refused_naming_the_cause),
 	};
 
