@@ -60,6 +60,7 @@
 #include <linux/tty_driver.h>
 #include <linux/tty_ldisc.h>
 #include <linux/utsname.h>
+#include <linux/timekeeping.h>
 #include <linux/vm_sockets.h>
 #include <linux/vmalloc.h>
 #include <net/sock.h>
@@ -381,6 +382,13 @@ static int cmd_count(struct agent_req *req, int a)
 	agent_reply("count requests=%llu uptime_ms=%u agent_ms=%u jiffies=%lu",
 		    agent.requests, agent_uptime_ms(),
 		    jiffies_to_msecs(jiffies - agent.start_jiffies), jiffies);
+	return 0;
+}
+
+/* The guest's wall clock, to compare with the host's (--clock-realtime). */
+static int cmd_time(struct agent_req *req, int a)
+{
+	agent_reply("time realtime_ns=%llu", (unsigned long long)ktime_get_real_ns());
 	return 0;
 }
 
@@ -1222,6 +1230,7 @@ out_free:
 static const struct agent_cmd agent_cmds[] = {
 	{ "ping", NULL, 0, 0, cmd_ping, "ping" },
 	{ "count", NULL, 0, 0, cmd_count, "count" },
+	{ "time", NULL, 0, 0, cmd_time, "time" },
 	{ "echo", NULL, 0, AGENT_MAX_ARGS, cmd_echo, "echo <text>" },
 	{ "info", NULL, 0, 0, cmd_info, "info" },
 	{ "help", NULL, 0, 0, cmd_help, "help" },
