@@ -286,6 +286,14 @@ for shape in $shapes; do
 	done
 done
 
+# ---- 3b. the clone's new generation ID, on and off (issue 16) ----------------------------
+# The prepared file restore of 128m1v once more with --keep-generation: the difference
+# to thaw_128m1v_prepared_file is what writing a fresh VMGenID and raising the GED costs.
+if [[ $MODE != check ]] && want thaw && [[ -s $S128 ]]; then
+	series "$RUNS" thaw_128m1v_prepared_file_keepgen "${PING[@]}" --mem --guest-mib 128 -- \
+		"$THAW" --restore "$S128" --timing --prepare mem-mib=128,vcpus=1 --keep-generation || :
+fi
+
 # ---- 4. perf stat per restore, USDT phases ------------------------------------------------
 if [[ $MODE == check ]] || ! want perf; then
 	: # bench-check: restore latencies only

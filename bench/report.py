@@ -207,6 +207,12 @@ def table(res, meta, rat):
                     "x%s of floor" % rat.get(s + ".restore_to_first_run/floor", "-"))
                 row("thaw %s: restore .. first answer" % tag, s, "restore_to_answer_us")
                 row("thaw %s: process start .. first answer" % tag, s, "answer_us")
+    gen, keep = (med(res, s, "running_us") for s in ("thaw_128m1v_prepared_file",
+                                                      "thaw_128m1v_prepared_file_keepgen"))
+    row("thaw 128m1v prepared file, --keep-generation: restore .. running",
+        "thaw_128m1v_prepared_file_keepgen", "running_us",
+        "new generation ID costs %+.3f ms (target <= +0.05)" % ((gen - keep) / 1000.0)
+        if gen is not None and keep is not None else "")
     row("thaw snapshot create 256 MiB", "create_256m1v", "create_us")
     for shape in SHAPES:
         s = "boot_probe_" + shape
