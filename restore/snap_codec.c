@@ -217,10 +217,41 @@ static const struct tagname zero_names[] = {{1, "page_size"}, {2, "npages"}, {3,
 static const struct tagname memfile_names[] = {{1, "path"}, {2, "size"}};
 static const struct tagname ws_names[] = {{1, "page_size"}, {2, "pages"}};
 static const struct tagname base_names[] = {{1, "base_id"}, {2, "base_path"}, {3, "pages"}};
+/* The placement, then thaw's virtio device fields (docs/snapshot-format.md 6.7). */
 static const struct tagname device_names[] = {{SNAP_DEV_KIND, "kind"},
 					      {SNAP_DEV_MMIO_BASE, "mmio_base"},
 					      {SNAP_DEV_MMIO_SIZE, "mmio_size"},
-					      {SNAP_DEV_IRQ, "irq"}};
+					      {SNAP_DEV_IRQ, "irq"},
+					      {5, "index"},
+					      {6, "device_id"},
+					      {7, "name"},
+					      {0x100, "status"},
+					      {0x101, "dev_features_sel"},
+					      {0x102, "drv_features_sel"},
+					      {0x103, "queue_sel"},
+					      {0x104, "interrupt_status"},
+					      {0x105, "config_generation"},
+					      {0x200, "device_features"},
+					      {0x201, "driver_features"},
+					      {0x202, "nr_queues"},
+					      {0x210, "queue0"},
+					      {0x211, "queue1"},
+					      {0x212, "queue2"},
+					      {0x1000, "path"},
+					      {0x1001, "read_only"},
+					      {0x1002, "capacity"},
+					      {0x1003, "tap"},
+					      {0x1004, "mac"},
+					      {0x1005, "offload"},
+					      {0x1006, "guest_cid"}};
+static const struct tagname uart_names[] = {{SNAP_DEV_KIND, "kind"},
+					    {SNAP_DEV_MMIO_BASE, "mmio_base"},
+					    {SNAP_DEV_MMIO_SIZE, "mmio_size"},
+					    {SNAP_DEV_IRQ, "irq"},
+					    {0x1000, "regs"},
+					    {0x1001, "rx"},
+					    {0x1002, "thr_ipending"}};
+static const struct tagname vmgenid_names[] = {{1, "addr"}, {2, "ged_irq"}, {3, "id"}};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -834,6 +865,8 @@ const char *snap_field_name(const char *section, uint16_t tag)
 		const char *nm = desc_name(vcpu_desc, N(vcpu_desc), tag);
 		return nm ? nm : tn_find(vcpu_extra_names, N(vcpu_extra_names), tag);
 	}
+	if (!strcmp(section, "device.com1"))
+		return tn_find(uart_names, N(uart_names), tag);
 	if (!strncmp(section, "device.", 7))
 		return tn_find(device_names, N(device_names), tag);
 	static const struct {
@@ -854,6 +887,7 @@ const char *snap_field_name(const char *section, uint16_t tag)
 	    {"memory.file", NULL, 0, memfile_names, N(memfile_names)},
 	    {"workingset", NULL, 0, ws_names, N(ws_names)},
 	    {"base", NULL, 0, base_names, N(base_names)},
+	    {"vmgenid", NULL, 0, vmgenid_names, N(vmgenid_names)},
 	};
 	for (size_t i = 0; i < N(map); i++) {
 		if (strcmp(section, map[i].sec))
