@@ -707,10 +707,11 @@ int virtio_get_u64(const struct snap_section *sec, uint16_t tag, uint64_t max, b
 {
 	int ret = required ? snap_get_u64_max(sec, tag, max, v, err, errlen)
 			   : snap_get_u64_def(sec, tag, max, 0, v, err, errlen);
+	const char *name = snap_field_name(sec->name, tag);
 
 	if (ret == -ENOENT)
 		return errf(err, errlen, -EBADMSG, "%s: field '%s' (tag 0x%x) is missing",
-			    sec->name, snap_field_name(sec->name, tag), tag);
+			    sec->name, name ? name : "?", tag);
 	return ret ? -EBADMSG : 0;
 }
 
