@@ -38,6 +38,7 @@ $(B)/fuzz/snap_fuzz: | $(B)/fuzz/snap_corpus/.seeded
 fuzz-snap: $(B)/fuzz/snap_fuzz
 	@mkdir -p $(B)/fuzz/snap_crashes
 	$(Q)$(B)/fuzz/snap_fuzz -runs=$(FUZZ_RUNS) -seed=1 -timeout=10 -print_final_stats=1 \
-		-artifact_prefix=$(B)/fuzz/snap_crashes/ $(FUZZ_ARGS_snap) $(B)/fuzz/snap_corpus
+		-artifact_prefix=$(B)/fuzz/snap_crashes/ $(FUZZ_ARGS_snap) $(B)/fuzz/snap_corpus \
+		tests/fuzz/snap_corpus
 
 .PHONY: fuzz-snap
