@@ -20,7 +20,7 @@
  *   [at process start: snap_warm_up(), or snap_open of a snapshot named in advance]
  *   snap_open(path, &s, err, sizeof(err))            one fstat + one pread, checksums
  *   snap_get_machine(s, &machine); snap_get_cpuid(s, entries, cap, &n, ...)
- *   snap_host_check(snap_host_facts(s), entries, n, NULL, supported, nsup, ...)
+ *   vmm_cpu_compat_check(snap_host_facts(s), entries, n, NULL, supported, nsup, ...)
  *   snap_memory(s, &loc); snap_memory_open(s, &fd, ...);
  *       mmap(fd, loc.offset, loc.size, MAP_PRIVATE)
  *   snap_get_vcpu(s, i, &vcpu, ...); snap_get_vm(s, &vm, ...);
@@ -517,26 +517,6 @@ int snap_device_begin(struct snap_writer *w, const char *id, const char *kind, u
 /* Reads kind (into `kind`, NUL terminated) and placement; -ENOENT if any is missing. */
 int snap_device_get_place(const struct snap_section *sec, char *kind, size_t kind_size,
 			  struct snap_device_place *place);
-
-/* ---------------------------------------------------------------- host compatibility */
-
-/* Decides whether a guest saved with `saved` facts and `guest` CPUID can run on a host
- * with `host` facts and `supported` CPUID (what KVM_GET_SUPPORTED_CPUID returned). Pure
- * when `host` is given; `host` NULL reads this CPU's vendor with one CPUID instruction
- * (use that on the restore path: snap_host_facts_current costs ~175 us under PVM, where
- * every CPUID traps).
- * Refuses another CPU vendor and any feature bit (CPUID 1 ECX/EDX, 7.0 EBX/ECX/EDX,
- * 0x80000001 ECX/EDX, 0xD.1 EAX) the guest saw that the host lacks, naming them
- * ("host lacks CPU features the snapshot's guest uses: avx512f, avx512bw"). Bits KVM
- * emulates or the VMM sets itself (hypervisor, tsc_deadline, osxsave, ospke, x2apic) are
- * not compared. Returns 0 or -ENOTSUP with the message in `err`. */
-int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_entry2 *guest,
-		    size_t nguest, const struct snap_host_facts *host,
-		    const struct kvm_cpuid_entry2 *supported, size_t nsupported, char *err,
-		    size_t errlen);
-
-/* Name of a feature bit ("avx2"), or NULL when unnamed. reg: 0 eax, 1 ebx, 2 ecx, 3 edx. */
-const char *snap_cpu_feature_name(uint32_t leaf, uint32_t subleaf, unsigned reg, unsigned bit);
 
 /* ---------------------------------------------------------------- field names (tools) */
 
