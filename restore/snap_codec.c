@@ -9,51 +9,47 @@
 
 #include "restore/snap_internal.h"
 
-struct tagname {
-	uint16_t tag;
-	const char *name;
-};
-static const struct tagname config_names[] = {{1, "json"}};
-static const struct tagname sums_names[] = {{1, "chunk_size"}, {2, "mem_size"}, {3, "sums"}};
-static const struct tagname zero_names[] = {{1, "page_size"}, {2, "npages"}, {3, "bitmap"}};
-static const struct tagname memfile_names[] = {{1, "path"}, {2, "size"}};
-static const struct tagname ws_names[] = {{1, "page_size"}, {2, "pages"}};
-static const struct tagname base_names[] = {{1, "base_id"}, {2, "base_path"}, {3, "pages"}};
+static const struct snap_tagname config_names[] = {{1, "json"}};
+static const struct snap_tagname sums_names[] = {{1, "chunk_size"}, {2, "mem_size"}, {3, "sums"}};
+static const struct snap_tagname zero_names[] = {{1, "page_size"}, {2, "npages"}, {3, "bitmap"}};
+static const struct snap_tagname memfile_names[] = {{1, "path"}, {2, "size"}};
+static const struct snap_tagname ws_names[] = {{1, "page_size"}, {2, "pages"}};
+static const struct snap_tagname base_names[] = {{1, "base_id"}, {2, "base_path"}, {3, "pages"}};
 /* The placement, then thaw's virtio device fields (docs/snapshot-format.md 6.7). */
-static const struct tagname device_names[] = {{SNAP_DEV_KIND, "kind"},
-					      {SNAP_DEV_MMIO_BASE, "mmio_base"},
-					      {SNAP_DEV_MMIO_SIZE, "mmio_size"},
-					      {SNAP_DEV_IRQ, "irq"},
-					      {5, "index"},
-					      {6, "device_id"},
-					      {7, "name"},
-					      {0x100, "status"},
-					      {0x101, "dev_features_sel"},
-					      {0x102, "drv_features_sel"},
-					      {0x103, "queue_sel"},
-					      {0x104, "interrupt_status"},
-					      {0x105, "config_generation"},
-					      {0x200, "device_features"},
-					      {0x201, "driver_features"},
-					      {0x202, "nr_queues"},
-					      {0x210, "queue0"},
-					      {0x211, "queue1"},
-					      {0x212, "queue2"},
-					      {0x1000, "path"},
-					      {0x1001, "read_only"},
-					      {0x1002, "capacity"},
-					      {0x1003, "tap"},
-					      {0x1004, "mac"},
-					      {0x1005, "offload"},
-					      {0x1006, "guest_cid"}};
-static const struct tagname uart_names[] = {{SNAP_DEV_KIND, "kind"},
-					    {SNAP_DEV_MMIO_BASE, "mmio_base"},
-					    {SNAP_DEV_MMIO_SIZE, "mmio_size"},
-					    {SNAP_DEV_IRQ, "irq"},
-					    {0x1000, "regs"},
-					    {0x1001, "rx"},
-					    {0x1002, "thr_ipending"}};
-static const struct tagname vmgenid_names[] = {{1, "addr"}, {2, "ged_irq"}, {3, "id"}};
+static const struct snap_tagname device_names[] = {{SNAP_DEV_KIND, "kind"},
+						   {SNAP_DEV_MMIO_BASE, "mmio_base"},
+						   {SNAP_DEV_MMIO_SIZE, "mmio_size"},
+						   {SNAP_DEV_IRQ, "irq"},
+						   {5, "index"},
+						   {6, "device_id"},
+						   {7, "name"},
+						   {0x100, "status"},
+						   {0x101, "dev_features_sel"},
+						   {0x102, "drv_features_sel"},
+						   {0x103, "queue_sel"},
+						   {0x104, "interrupt_status"},
+						   {0x105, "config_generation"},
+						   {0x200, "device_features"},
+						   {0x201, "driver_features"},
+						   {0x202, "nr_queues"},
+						   {0x210, "queue0"},
+						   {0x211, "queue1"},
+						   {0x212, "queue2"},
+						   {0x1000, "path"},
+						   {0x1001, "read_only"},
+						   {0x1002, "capacity"},
+						   {0x1003, "tap"},
+						   {0x1004, "mac"},
+						   {0x1005, "offload"},
+						   {0x1006, "guest_cid"}};
+static const struct snap_tagname uart_names[] = {{SNAP_DEV_KIND, "kind"},
+						 {SNAP_DEV_MMIO_BASE, "mmio_base"},
+						 {SNAP_DEV_MMIO_SIZE, "mmio_size"},
+						 {SNAP_DEV_IRQ, "irq"},
+						 {0x1000, "regs"},
+						 {0x1001, "rx"},
+						 {0x1002, "thr_ipending"}};
+static const struct snap_tagname vmgenid_names[] = {{1, "addr"}, {2, "ged_irq"}, {3, "id"}};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -154,14 +150,6 @@ int snap_get_config(const struct snap *s, const char **json, size_t *len)
 
 /* ---------------------------------------------------------------- names for tools */
 
-static const char *tn_find(const struct tagname *t, size_t n, uint16_t tag)
-{
-	for (size_t i = 0; i < n; i++)
-		if (t[i].tag == tag)
-			return t[i].name;
-	return NULL;
-}
-
 const char *snap_field_name(const char *section, uint16_t tag)
 {
 	/* The schema's sections first: it owns their names (snap_kvm.c). */
@@ -169,12 +157,12 @@ const char *snap_field_name(const char *section, uint16_t tag)
 	if (nm)
 		return nm;
 	if (!strcmp(section, "device.com1"))
-		return tn_find(uart_names, N(uart_names), tag);
+		return snap_tagname_find(uart_names, N(uart_names), tag);
 	if (!strncmp(section, "device.", 7))
-		return tn_find(device_names, N(device_names), tag);
+		return snap_tagname_find(device_names, N(device_names), tag);
 	static const struct {
 		const char *sec;
-		const struct tagname *t;
+		const struct snap_tagname *t;
 		size_t nt;
 	} map[] = {
 	    {"config", config_names, N(config_names)},
@@ -187,6 +175,6 @@ const char *snap_field_name(const char *section, uint16_t tag)
 	};
 	for (size_t i = 0; i < N(map); i++)
 		if (!strcmp(section, map[i].sec))
-			return tn_find(map[i].t, map[i].nt, tag);
+			return snap_tagname_find(map[i].t, map[i].nt, tag);
 	return NULL;
 }

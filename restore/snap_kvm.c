@@ -199,18 +199,14 @@ static const struct fdesc clock_desc[] = {
 #define M_TEMPLATE    4
 #define M_CMDLINE     5
 
-struct tagname {
-	uint16_t tag;
-	const char *name;
-};
-static const struct tagname vcpu_extra_names[] = {{VCPU_XCRS, "xcrs"}, {VCPU_MSRS, "msrs"}};
-static const struct tagname cpuid_names[] = {{CPUID_WORDS, "entry_words"},
-					     {CPUID_ENTRIES, "entries"}};
-static const struct tagname machine_names[] = {{M_MEM_SIZE, "mem_size"},
-					       {M_NR_VCPUS, "nr_vcpus"},
-					       {M_REGIONS, "regions"},
-					       {M_TEMPLATE, "cpu_template"},
-					       {M_CMDLINE, "cmdline"}};
+static const struct snap_tagname vcpu_extra_names[] = {{VCPU_XCRS, "xcrs"}, {VCPU_MSRS, "msrs"}};
+static const struct snap_tagname cpuid_names[] = {{CPUID_WORDS, "entry_words"},
+						  {CPUID_ENTRIES, "entries"}};
+static const struct snap_tagname machine_names[] = {{M_MEM_SIZE, "mem_size"},
+						    {M_NR_VCPUS, "nr_vcpus"},
+						    {M_REGIONS, "regions"},
+						    {M_TEMPLATE, "cpu_template"},
+						    {M_CMDLINE, "cmdline"}};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -711,14 +707,6 @@ int snap_get_machine(const struct snap *s, struct snap_machine *m, char *err, si
 
 /* ---------------------------------------------------------------- names for tools */
 
-static const char *tn_find(const struct tagname *t, size_t n, uint16_t tag)
-{
-	for (size_t i = 0; i < n; i++)
-		if (t[i].tag == tag)
-			return t[i].name;
-	return NULL;
-}
-
 static const char *desc_name(const struct fdesc *t, size_t n, uint16_t tag)
 {
 	const struct fdesc *d = desc_find(t, n, tag);
@@ -729,7 +717,7 @@ const char *snap_kvm_field_name(const char *section, uint16_t tag)
 {
 	if (!strncmp(section, "vcpu.", 5)) {
 		const char *nm = desc_name(vcpu_desc, N(vcpu_desc), tag);
-		return nm ? nm : tn_find(vcpu_extra_names, N(vcpu_extra_names), tag);
+		return nm ? nm : snap_tagname_find(vcpu_extra_names, N(vcpu_extra_names), tag);
 	}
 	if (!strcmp(section, "irqchip"))
 		return desc_name(irqchip_desc, N(irqchip_desc), tag);
@@ -738,9 +726,9 @@ const char *snap_kvm_field_name(const char *section, uint16_t tag)
 	if (!strcmp(section, "clock"))
 		return desc_name(clock_desc, N(clock_desc), tag);
 	if (!strcmp(section, "cpuid"))
-		return tn_find(cpuid_names, N(cpuid_names), tag);
+		return snap_tagname_find(cpuid_names, N(cpuid_names), tag);
 	if (!strcmp(section, "machine"))
-		return tn_find(machine_names, N(machine_names), tag);
+		return snap_tagname_find(machine_names, N(machine_names), tag);
 	return NULL;
 }
 
