@@ -13,7 +13,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 #include "common/log.h"
 
 #define RUNS 5

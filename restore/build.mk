@@ -4,6 +4,7 @@ SNAP_SRCS := \
 	restore/snap_write.c \
 	restore/snap_read.c \
 	restore/snap_codec.c \
+	restore/snap_kvm.c \
 	restore/snap_host.c \
 	restore/snap_merge.c \
 	restore/snap_check.c

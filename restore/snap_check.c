@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "restore/snap_internal.h"
+#include "restore/snap_kvm.h"
 
 static int check_machine(const struct snap *s, const struct snap_section *sec, char *err,
 			 size_t errlen)

@@ -85,6 +85,23 @@ int snap_name_valid(const char *name, size_t max);
 /* Reserves a field of `len` bytes and returns its value's offset in sec->buf (or -errno). */
 long snap_put_reserve(struct snap_sec *sec, uint16_t tag, uint16_t type, size_t len);
 
+/* A field tag's name for tools, in tables of the sections encoded by hand. */
+struct snap_tagname {
+	uint16_t tag;
+	const char *name;
+};
+static inline const char *snap_tagname_find(const struct snap_tagname *t, size_t n, uint16_t tag)
+{
+	for (size_t i = 0; i < n; i++)
+		if (t[i].tag == tag)
+			return t[i].name;
+	return NULL;
+}
+
+/* Field names of the KVM x86 schema's sections (snap_kvm.c), for snap_field_name: NULL
+ * for another section or an unknown tag. */
+const char *snap_kvm_field_name(const char *section, uint16_t tag);
+
 /* CRC32C digest of the host CPUID leaves (docs: "Host facts"). */
 uint32_t snap_cpuid_digest(void);
 

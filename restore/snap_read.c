@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "restore/snap_internal.h"
+#include "restore/snap_kvm.h" /* SNAP_MAX_VCPUS: the cap of the vcpu.<N> names */
 #include "common/log.h"
 
 #define FIRST_READ (64u << 10)

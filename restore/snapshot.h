@@ -1,11 +1,14 @@
-/* thaw's snapshot file: the public interface of restore/.
+/* thaw's snapshot file: the public interface of restore/ (the container format).
  *
  * One self-describing file: a 4 KiB header, a section table, state sections made of
  * tagged fields, and guest memory last, aligned to 2 MiB so the VMM can mmap it straight
  * from the file (or kept in a separate raw file). docs/snapshot-format.md is the byte-level
- * specification; this header is the C interface to it.
+ * specification; this header is the C interface to the container: header, table, field
+ * records, checksums, memory, merge and the generic sections. It knows nothing of KVM: the
+ * KVM x86 state schema (machine, cpuid, vcpu.N, irqchip, pit, clock) is restore/snap_kvm.h,
+ * and the CPU compatibility policy is vmm_cpu_compat_check (vmm/vmm.h).
  *
- * Save (VMM, VM paused):
+ * Save (VMM, VM paused; the machine, cpuid, vcpu and vm calls are snap_kvm.h's):
  *   snap_writer_create(path, &opts, &w)
  *   snap_put_machine(w, &machine); snap_put_cpuid(w, entries, n);
  *   snap_put_vcpu(w, i, &vcpu[i]) for each vCPU; snap_put_vm(w, &vm);
@@ -16,11 +19,11 @@
  *   snap_writer_commit(w, &stats) -> file appears atomically; or snap_writer_abort(w)
  *   (memory is read during commit: keep the VM paused until commit returns)
  *
- * Restore (hot path, no memory is read):
+ * Restore (hot path, no memory is read; machine, cpuid, vcpu, vm: snap_kvm.h):
  *   [at process start: snap_warm_up(), or snap_open of a snapshot named in advance]
  *   snap_open(path, &s, err, sizeof(err))            one fstat + one pread, checksums
  *   snap_get_machine(s, &machine); snap_get_cpuid(s, entries, cap, &n, ...)
- *   snap_host_check(snap_host_facts(s), entries, n, NULL, supported, nsup, ...)
+ *   vmm_cpu_compat_check(snap_host_facts(s), entries, n, NULL, supported, nsup, ...)
  *   snap_memory(s, &loc); snap_memory_open(s, &fd, ...);
  *       mmap(fd, loc.offset, loc.size, MAP_PRIVATE)
  *   snap_get_vcpu(s, i, &vcpu, ...); snap_get_vm(s, &vm, ...);
@@ -32,7 +35,6 @@
 #ifndef THAW_SNAPSHOT_H
 #define THAW_SNAPSHOT_H
 
-#include <linux/kvm.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -388,83 +390,8 @@ int snap_get_u64a(const struct snap_section *sec, uint16_t tag, const uint64_t *
  * Nothing is checked: run snap_section_check_fields on untrusted bytes first. */
 void snap_section_view(struct snap_section *sec, const char *name, const void *data, size_t len);
 
-/* ---------------------------------------------------------------- state codecs */
+/* ---------------------------------------------------------------- generic sections */
 
-#define SNAP_MAX_MSRS	 256
-#define SNAP_MAX_CPUID	 256
-#define SNAP_MAX_VCPUS	 64
-#define SNAP_MAX_REGIONS 8
-#define SNAP_MAX_XCRS	 KVM_MAX_XCRS
-
-/* Everything KVM needs to resume one vCPU. The VMM fills it from KVM_GET_* and passes it
- * back to KVM_SET_*. `msrs` holds `nmsrs` entries (only index and data are saved). */
-struct snap_vcpu_state {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events events;
-	struct kvm_mp_state mp_state;
-	struct kvm_debugregs debugregs;
-	uint32_t nmsrs;
-	struct kvm_msr_entry msrs[SNAP_MAX_MSRS];
-	struct kvm_xsave xsave; /* last: struct kvm_xsave ends in a flexible array */
-};
-
-/* VM-wide device state kept by KVM: sections `irqchip`, `pit`, `clock`. */
-struct snap_vm_state {
-	struct kvm_pic_state pic[2]; /* KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE */
-	struct kvm_ioapic_state ioapic;
-	struct kvm_pit_state2 pit;
-	struct kvm_clock_data clock;
-};
-
-struct snap_mem_region {
-	uint64_t gpa; /* guest physical base */
-	uint64_t size;
-	uint64_t offset; /* offset of the region inside the memory section/file */
-};
-
-struct snap_machine {
-	uint64_t mem_size;
-	uint32_t nr_vcpus;
-	uint32_t nr_regions;
-	struct snap_mem_region regions[SNAP_MAX_REGIONS];
-	char cpu_template[64];
-	char cmdline[4096];
-};
-
-/* Encoders fill a builder; decoders default every missing field to 0 and ignore unknown
- * tags. Decoders treat the section as hostile: counts above the caps, values that do not
- * fit the struct field, wrong blob sizes and a section major other than 1 (through
- * snap_section_check_version) fail with -EBADMSG / -ERANGE / -EPROTONOSUPPORT and a
- * message in `err`. snap_decode_machine also refuses regions that do not tile the memory
- * in guest physical order (see the spec, 6.1). */
-int snap_encode_vcpu(struct snap_sec *sec, const struct snap_vcpu_state *v);
-int snap_decode_vcpu(const struct snap_section *sec, struct snap_vcpu_state *v, char *err,
-		     size_t errlen);
-int snap_encode_irqchip(struct snap_sec *sec, const struct snap_vm_state *vm);
-int snap_decode_irqchip(const struct snap_section *sec, struct snap_vm_state *vm, char *err,
-			size_t errlen);
-int snap_encode_pit(struct snap_sec *sec, const struct kvm_pit_state2 *pit);
-int snap_decode_pit(const struct snap_section *sec, struct kvm_pit_state2 *pit, char *err,
-		    size_t errlen);
-int snap_encode_clock(struct snap_sec *sec, const struct kvm_clock_data *clock);
-int snap_decode_clock(const struct snap_section *sec, struct kvm_clock_data *clock, char *err,
-		      size_t errlen);
-int snap_encode_cpuid(struct snap_sec *sec, const struct kvm_cpuid_entry2 *e, size_t n);
-int snap_decode_cpuid(const struct snap_section *sec, struct kvm_cpuid_entry2 *e, size_t cap,
-		      size_t *n, char *err, size_t errlen);
-int snap_encode_machine(struct snap_sec *sec, const struct snap_machine *m);
-int snap_decode_machine(const struct snap_section *sec, struct snap_machine *m, char *err,
-			size_t errlen);
-
-/* Writer conveniences: add the section with its name, version and REQUIRED flag, and
- * encode. vcpu sections are `vcpu.<index>`. snap_put_vm adds irqchip, pit and clock. */
-int snap_put_vcpu(struct snap_writer *w, unsigned index, const struct snap_vcpu_state *v);
-int snap_put_vm(struct snap_writer *w, const struct snap_vm_state *vm);
-int snap_put_cpuid(struct snap_writer *w, const struct kvm_cpuid_entry2 *e, size_t n);
-int snap_put_machine(struct snap_writer *w, const struct snap_machine *m);
 /* The VM configuration as JSON text (checked to parse); optional section `config`. */
 int snap_put_config(struct snap_writer *w, const char *json, size_t len);
 /* The ordered list of page numbers touched first after restore (optional `workingset`). */
@@ -476,13 +403,6 @@ int snap_put_workingset(struct snap_writer *w, const uint64_t *pages, size_t n);
  * its name is known, is better still. */
 void snap_warm_up(void);
 
-/* Reader conveniences: find the section (missing -> -ENOENT with a message) and decode. */
-int snap_get_vcpu(const struct snap *s, unsigned index, struct snap_vcpu_state *v, char *err,
-		  size_t errlen);
-int snap_get_vm(const struct snap *s, struct snap_vm_state *vm, char *err, size_t errlen);
-int snap_get_cpuid(const struct snap *s, struct kvm_cpuid_entry2 *e, size_t cap, size_t *n,
-		   char *err, size_t errlen);
-int snap_get_machine(const struct snap *s, struct snap_machine *m, char *err, size_t errlen);
 /* Pointer + length into the state buffer; -ENOENT if the snapshot has no config. */
 int snap_get_config(const struct snap *s, const char **json, size_t *len);
 
@@ -517,26 +437,6 @@ int snap_device_begin(struct snap_writer *w, const char *id, const char *kind, u
 /* Reads kind (into `kind`, NUL terminated) and placement; -ENOENT if any is missing. */
 int snap_device_get_place(const struct snap_section *sec, char *kind, size_t kind_size,
 			  struct snap_device_place *place);
-
-/* ---------------------------------------------------------------- host compatibility */
-
-/* Decides whether a guest saved with `saved` facts and `guest` CPUID can run on a host
- * with `host` facts and `supported` CPUID (what KVM_GET_SUPPORTED_CPUID returned). Pure
- * when `host` is given; `host` NULL reads this CPU's vendor with one CPUID instruction
- * (use that on the restore path: snap_host_facts_current costs ~175 us under PVM, where
- * every CPUID traps).
- * Refuses another CPU vendor and any feature bit (CPUID 1 ECX/EDX, 7.0 EBX/ECX/EDX,
- * 0x80000001 ECX/EDX, 0xD.1 EAX) the guest saw that the host lacks, naming them
- * ("host lacks CPU features the snapshot's guest uses: avx512f, avx512bw"). Bits KVM
- * emulates or the VMM sets itself (hypervisor, tsc_deadline, osxsave, ospke, x2apic) are
- * not compared. Returns 0 or -ENOTSUP with the message in `err`. */
-int snap_host_check(const struct snap_host_facts *saved, const struct kvm_cpuid_entry2 *guest,
-		    size_t nguest, const struct snap_host_facts *host,
-		    const struct kvm_cpuid_entry2 *supported, size_t nsupported, char *err,
-		    size_t errlen);
-
-/* Name of a feature bit ("avx2"), or NULL when unnamed. reg: 0 eax, 1 ebx, 2 ecx, 3 edx. */
-const char *snap_cpu_feature_name(uint32_t leaf, uint32_t subleaf, unsigned reg, unsigned bit);
 
 /* ---------------------------------------------------------------- field names (tools) */
 

@@ -350,12 +350,12 @@ static int check_host(struct vm *vm, struct vm_restore_plan *p, char *err, size_
 			return errf(err, errlen, ret, "KVM_GET_SUPPORTED_CPUID failed (%s)",
 				    strerror(-ret));
 		have = vm->usable_cpuid ? vm->usable_cpuid : vm->supported_cpuid;
-		return snap_host_check(snap_host_facts(p->snap), guest, n, NULL, have->entries,
-				       have->nent, err, errlen);
+		return vmm_cpu_compat_check(snap_host_facts(p->snap), guest, n, NULL, have->entries,
+					    have->nent, err, errlen);
 	}
 	vmm_cpuid_host_view(guest, (unsigned)n, p->host_view);
-	return snap_host_check(snap_host_facts(p->snap), guest, n, NULL, p->host_view, n, err,
-			       errlen);
+	return vmm_cpu_compat_check(snap_host_facts(p->snap), guest, n, NULL, p->host_view, n, err,
+				    errlen);
 }
 
 /* Decodes and checks everything a restore needs that KVM does not: the file, the

@@ -5,7 +5,7 @@
 
 #include "vmm/vmm.h"
 #include "vmm/virtio/virtio.h"
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 
 /* Everything a restore decodes and checks before it acts (vm_restore's plan step),
  * and the buffers the later steps fill for KVM. Allocated once per process by

@@ -267,6 +267,24 @@ void vmm_cpuid_add_host_features(struct kvm_cpuid_entry2 *e, unsigned n);
 void vmm_cpuid_host_view(const struct kvm_cpuid_entry2 *like, unsigned n,
 			 struct kvm_cpuid_entry2 *out);
 
+/* CPU compatibility policy (vmm/cpu_compat.c). Decides whether a guest saved with `saved`
+ * facts and `guest` CPUID can run on a host with `host` facts and `supported` CPUID (what
+ * KVM_GET_SUPPORTED_CPUID returned). Pure when `host` is given; `host` NULL reads this
+ * CPU's vendor with one CPUID instruction (use that on the restore path:
+ * snap_host_facts_current costs ~175 us under PVM, where every CPUID traps).
+ * Refuses another CPU vendor and any feature bit (CPUID 1 ECX/EDX, 7.0 EBX/ECX/EDX,
+ * 0x80000001 ECX/EDX, 0xD.1 EAX) the guest saw that the host lacks, naming them
+ * ("host lacks CPU features the snapshot's guest uses: avx512f, avx512bw"). Bits KVM
+ * emulates or the VMM sets itself (hypervisor, tsc_deadline, osxsave, ospke, x2apic) are
+ * not compared. Returns 0 or -ENOTSUP with the message in `err`. */
+struct snap_host_facts;
+int vmm_cpu_compat_check(const struct snap_host_facts *saved, const struct kvm_cpuid_entry2 *guest,
+			 size_t nguest, const struct snap_host_facts *host,
+			 const struct kvm_cpuid_entry2 *supported, size_t nsupported, char *err,
+			 size_t errlen);
+/* Name of a feature bit ("avx2"), or NULL when unnamed. reg: 0 eax, 1 ebx, 2 ecx, 3 edx. */
+const char *vmm_cpu_feature_name(uint32_t leaf, uint32_t subleaf, unsigned reg, unsigned bit);
+
 /* ---------------------------------------------------------------- 8250 UART */
 
 #define UART_FIFO 64

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "restore/snap_internal.h"
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 
 static struct snap_vcpu_state v;
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 
 int snap_codec_tables_sorted(void);
 

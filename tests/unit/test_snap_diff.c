@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 
 #define MEM   (4u << 20)
 #define PAGES (MEM / 4096)

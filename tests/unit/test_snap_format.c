@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "restore/snap_internal.h"
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 
 #define MEM_SIZE (6u << 20) /* three checksum chunks */
 

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "restore/snap_internal.h"
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 
 #define MEM_SIZE (4u << 20)
 

@@ -12,7 +12,6 @@
 #include <cmocka.h>
 
 #include "vmm/vmm.h"
-#include "restore/snapshot.h"
 
 #define BIT(n) (1u << (n))
 
@@ -465,17 +464,17 @@ static void test_host_view_refuses_a_feature_the_cpu_lacks(void **state)
 	guest[1].edx = d;
 	vmm_cpuid_host_view(guest, 2, have);
 	assert_int_equal(have[0].eax, 0);
-	assert_int_equal(snap_host_check(NULL, guest, 2, NULL, have, 2, err, sizeof(err)), 0);
+	assert_int_equal(vmm_cpu_compat_check(NULL, guest, 2, NULL, have, 2, err, sizeof(err)), 0);
 
 	/* the first named leaf 7 EBX feature this CPU lacks */
-	for (bit = 0; bit < 32 && ((b >> bit & 1) || !snap_cpu_feature_name(7, 0, 1, bit)); bit++)
+	for (bit = 0; bit < 32 && ((b >> bit & 1) || !vmm_cpu_feature_name(7, 0, 1, bit)); bit++)
 		;
 	if (bit == 32)
 		skip();
 	guest[1].ebx |= 1u << bit;
-	assert_int_equal(snap_host_check(NULL, guest, 2, NULL, have, 2, err, sizeof(err)),
+	assert_int_equal(vmm_cpu_compat_check(NULL, guest, 2, NULL, have, 2, err, sizeof(err)),
 			 -ENOTSUP);
-	assert_non_null(strstr(err, snap_cpu_feature_name(7, 0, 1, bit)));
+	assert_non_null(strstr(err, vmm_cpu_feature_name(7, 0, 1, bit)));
 	assert_non_null(strstr(err, "host lacks 1 CPU feature"));
 }
 

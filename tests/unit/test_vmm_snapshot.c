@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "restore/snapshot.h"
+#include "restore/snap_kvm.h"
 #include "vmm/vmm.h"
 
 #define MEM (4u << 20)
