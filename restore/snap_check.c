@@ -218,19 +218,6 @@ static bool name_matches(const char *name, const char *prefix)
 	return !strncmp(name, prefix, n);
 }
 
-static void reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (report)
-		report(opaque, msg);
-}
-
 /* The rules between sections: which must be there, and vcpu sections matching the
  * machine. Returns the number of problems reported. */
 static int check_whole(const struct snap *s, snap_report_fn report, void *opaque)
@@ -245,12 +232,13 @@ static int check_whole(const struct snap *s, snap_report_fn report, void *opaque
 		return 0; /* a working-set side file: its sections were checked one by one */
 	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
 		if (!snap_section_find(s, need[i])) {
-			reportf(report, opaque, "required section '%s' is missing", need[i]);
+			snap_reportf(report, opaque, "required section '%s' is missing", need[i]);
 			bad++;
 		}
 	}
 	if (!loc.size) {
-		reportf(report, opaque, "the snapshot has no memory ('memory' or 'memory.file')");
+		snap_reportf(report, opaque,
+			     "the snapshot has no memory ('memory' or 'memory.file')");
 		bad++;
 	}
 	struct snap_machine *m = malloc(sizeof(*m));
@@ -262,9 +250,9 @@ static int check_whole(const struct snap *s, snap_report_fn report, void *opaque
 		for (unsigned i = 0; i < m->nr_vcpus; i++) {
 			snprintf(name, sizeof(name), "vcpu.%u", i);
 			if (!snap_section_find(s, name)) {
-				reportf(report, opaque,
-					"section '%s' is missing (machine has %u vCPUs)", name,
-					m->nr_vcpus);
+				snap_reportf(report, opaque,
+					     "section '%s' is missing (machine has %u vCPUs)", name,
+					     m->nr_vcpus);
 				bad++;
 			}
 		}
@@ -272,9 +260,9 @@ static int check_whole(const struct snap *s, snap_report_fn report, void *opaque
 			const struct snap_section *sec = snap_section_at(s, i);
 			if (!strncmp(sec->name, "vcpu.", 5) &&
 			    strtoul(sec->name + 5, NULL, 10) >= m->nr_vcpus) {
-				reportf(report, opaque,
-					"section '%s' is beyond the machine's %u vCPUs", sec->name,
-					m->nr_vcpus);
+				snap_reportf(report, opaque,
+					     "section '%s' is beyond the machine's %u vCPUs",
+					     sec->name, m->nr_vcpus);
 				bad++;
 			}
 		}
@@ -305,7 +293,7 @@ int snap_check(const struct snap *s, const struct snap_checker *extra, size_t ne
 			any = true;
 			err[0] = 0;
 			if (best->check(s, sec, err, sizeof(err))) {
-				reportf(report, opaque, "%s", err[0] ? err : sec->name);
+				snap_reportf(report, opaque, "%s", err[0] ? err : sec->name);
 				bad++;
 				continue; /* the extras would only repeat the complaint */
 			}
@@ -316,7 +304,7 @@ int snap_check(const struct snap *s, const struct snap_checker *extra, size_t ne
 			any = true;
 			err[0] = 0;
 			if (extra[k].check(s, sec, err, sizeof(err))) {
-				reportf(report, opaque, "%s", err[0] ? err : sec->name);
+				snap_reportf(report, opaque, "%s", err[0] ? err : sec->name);
 				bad++;
 			}
 		}

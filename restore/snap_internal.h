@@ -105,4 +105,9 @@ const char *snap_kvm_field_name(const char *section, uint16_t tag);
 /* CRC32C digest of the host CPUID leaves (docs: "Host facts"). */
 uint32_t snap_cpuid_digest(void);
 
+/* Formats one problem and hands it to `report` (when not NULL): verify's and check's
+ * lines. */
+void snap_reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

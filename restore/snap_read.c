@@ -975,11 +975,9 @@ int snap_workingset(const struct snap *s, const uint64_t **pages, size_t *n)
 	return 0;
 }
 
-static void reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
+void snap_reportf(snap_report_fn report, void *opaque, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -1005,35 +1003,36 @@ int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque
 	if (!s->mem.size)
 		return 0;
 	if (sums_sec && snap_section_check_version(sums_sec, 1, err, sizeof(err))) {
-		reportf(report, opaque, "%s", err);
+		snap_reportf(report, opaque, "%s", err);
 		return -EPROTONOSUPPORT;
 	}
 	if (!sums_sec || snap_get_u64(sums_sec, 1, &chunk) || snap_get_u64(sums_sec, 2, &msize) ||
 	    snap_get_u64a(sums_sec, 3, &sums, &nsums)) {
-		reportf(report, opaque, "section 'memory.sums' missing or incomplete");
+		snap_reportf(report, opaque, "section 'memory.sums' missing or incomplete");
 		return -EBADMSG;
 	}
 	if (chunk == 0 || chunk % SNAP_PAGE_SIZE || chunk > (64u << 20) || msize != s->mem.size ||
 	    nsums != (msize + chunk - 1) / chunk) {
-		reportf(report, opaque, "section 'memory.sums' does not match memory size %llu",
-			(unsigned long long)s->mem.size);
+		snap_reportf(report, opaque,
+			     "section 'memory.sums' does not match memory size %llu",
+			     (unsigned long long)s->mem.size);
 		return -EBADMSG;
 	}
 	int zr = snap_memory_zero_bitmap(s, &zbits, &zpages);
 	if (zr == -EBADMSG) {
-		reportf(report, opaque,
-			"section 'memory.zero' is incomplete or does not match "
-			"memory size");
+		snap_reportf(report, opaque,
+			     "section 'memory.zero' is incomplete or does not match "
+			     "memory size");
 		ret = -EBADMSG;
 	} else if (zr == -EPROTONOSUPPORT) {
 		snap_section_check_version(snap_section_find(s, "memory.zero"), 1, err,
 					   sizeof(err));
-		reportf(report, opaque, "%s", err);
+		snap_reportf(report, opaque, "%s", err);
 		ret = -EBADMSG;
 	}
 	int r0 = snap_memory_open(s, &fd, err, sizeof(err));
 	if (r0) {
-		reportf(report, opaque, "%s", err);
+		snap_reportf(report, opaque, "%s", err);
 		return r0;
 	}
 	uint8_t *buf = malloc(chunk > SNAP_MEM_ALIGN ? chunk : SNAP_MEM_ALIGN);
@@ -1047,10 +1046,10 @@ int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque
 		size_t gap = (size_t)(s->mem.offset - s->state_end);
 		int r = pread_all(fd, buf, gap, s->state_end);
 		if (r || !all_zero(buf, gap)) {
-			reportf(report, opaque,
-				"bytes %llu..%llu between the state area and memory are not zero",
-				(unsigned long long)s->state_end,
-				(unsigned long long)s->mem.offset);
+			snap_reportf(
+			    report, opaque,
+			    "bytes %llu..%llu between the state area and memory are not zero",
+			    (unsigned long long)s->state_end, (unsigned long long)s->mem.offset);
 			ret = -EBADMSG;
 		}
 	}
@@ -1059,18 +1058,19 @@ int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque
 		size_t len = (size_t)(msize - off < chunk ? msize - off : chunk);
 		int r = pread_all(fd, buf, len, s->mem.offset + off);
 		if (r) {
-			reportf(report, opaque, "memory chunk %llu: read failed: %s",
-				(unsigned long long)i, strerror(-r));
+			snap_reportf(report, opaque, "memory chunk %llu: read failed: %s",
+				     (unsigned long long)i, strerror(-r));
 			ret = r;
 			break;
 		}
 		uint32_t c = snap_crc32c(0, buf, len);
 		if (c != (uint32_t)sums[i] || sums[i] >> 32) {
-			reportf(report, opaque,
-				"memory chunk %llu (bytes %llu..%llu) checksum mismatch (stored "
-				"0x%08llx, computed 0x%08x)",
-				(unsigned long long)i, (unsigned long long)off,
-				(unsigned long long)(off + len), (unsigned long long)sums[i], c);
+			snap_reportf(
+			    report, opaque,
+			    "memory chunk %llu (bytes %llu..%llu) checksum mismatch (stored "
+			    "0x%08llx, computed 0x%08x)",
+			    (unsigned long long)i, (unsigned long long)off,
+			    (unsigned long long)(off + len), (unsigned long long)sums[i], c);
 			ret = -EBADMSG;
 		}
 		if (zbits) {
@@ -1080,10 +1080,10 @@ int snap_memory_verify(const struct snap *s, snap_report_fn report, void *opaque
 					continue;
 				for (size_t k = 0; k < SNAP_PAGE_SIZE; k++) {
 					if (buf[p + k]) {
-						reportf(report, opaque,
-							"memory page %llu is marked zero in "
-							"'memory.zero' but is not",
-							(unsigned long long)pg);
+						snap_reportf(report, opaque,
+							     "memory page %llu is marked zero in "
+							     "'memory.zero' but is not",
+							     (unsigned long long)pg);
 						ret = -EBADMSG;
 						break;
 					}
