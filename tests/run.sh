@@ -20,7 +20,7 @@ export THAW_KERNEL THAW_INITRD THAW_PROBE THAW_ROOTFS
 export THAW_BIN=$PWD/$B/thaw THAW_BUILD=$PWD/$B THAW_TOP=$PWD
 
 # A program that hangs fails on its own instead of eating the suite's time.
-readonly PROG_TIMEOUT=600
+readonly PROG_TIMEOUT=1200 # a PVM host where a Linux boot takes 60-100 s
 
 passed=0 failed=0
 failures=()
