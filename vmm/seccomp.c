@@ -396,6 +396,8 @@ static void build_main(struct rule_ctx *c)
 		     KVM_GET_MP_STATE, KVM_SET_MP_STATE, KVM_GET_XSAVE, KVM_SET_XSAVE, KVM_GET_XCRS,
 		     KVM_SET_XCRS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS, KVM_GET_VCPU_EVENTS,
 		     KVM_SET_VCPU_EVENTS, KVM_KVMCLOCK_CTRL,
+		     /* the guest's TSC rate, for --clock-realtime */
+		     KVM_GET_TSC_KHZ,
 		     /* tap devices */
 		     TUNSETIFF, TUNSETVNETHDRSZ,
 		     /* userfaultfd: a new one through /dev/userfaultfd, API handshake,

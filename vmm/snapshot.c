@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/sdt.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PHASE(vm, name)                                                                            \
@@ -538,15 +539,47 @@ static int build_vm(struct vm *vm, const struct vm_restore_opts *opts, struct vm
 	return 0;
 }
 
-/* vCPUs, then irqchip, PIT and clock. The memory backend serves faults by now: writing
- * the kvmclock MSRs touches guest memory. */
+/* How long ago the snapshot's clock was read, by the host's real-time clock: 0 when the
+ * snapshot has no real time (KVM without KVM_CLOCK_REALTIME) or the host's clock is
+ * behind it (set back since; the guest then resumes where it stopped). */
+static uint64_t snapshot_age_ns(const struct snap_vm_state *vms)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	if (!(vms->clock.flags & KVM_CLOCK_REALTIME))
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return now > vms->clock.realtime ? now - vms->clock.realtime : 0;
+}
+
+/* vCPUs, then irqchip, PIT and clock. With --clock-realtime the guest's clock moves on by
+ * the snapshot's age, both clocks a Linux guest may keep time by: kvmclock (KVM does it,
+ * KVM_CLOCK_REALTIME in vm_set_vm_state) and the TSC (each vCPU's saved IA32_TSC plus the
+ * age in its cycles; Linux prefers the TSC over kvmclock when CPUID says it is invariant).
+ * Hosts that cannot rewind a guest's TSC (PVM: guest user mode reads the host's TSC
+ * natively) move the TSC on regardless: docs/clones.md. The memory backend serves faults
+ * by now: writing the kvmclock MSRs touches guest memory. */
 static int set_state(struct vm *vm, const struct vm_restore_opts *opts,
 		     const struct vm_restore_plan *p, char *err, size_t errlen)
 {
+	uint64_t age = 0;
 	int ret = 0;
 
-	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++)
-		ret = vm_vcpu_set_state(vm, &vm->vcpus[i], &p->vcpu[i], err, errlen);
+	if (opts->clock_realtime)
+		age = snapshot_age_ns(&p->vms);
+	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++) {
+		int64_t advance = age ? vm_vcpu_tsc_cycles(&vm->vcpus[i], age) : 0;
+
+		if (advance < 0)
+			return errf(err, errlen, (int)advance,
+				    "vcpu%u: --clock-realtime needs the guest's TSC rate, and "
+				    "KVM_GET_TSC_KHZ failed (%s)",
+				    i, strerror((int)-advance));
+		ret = vm_vcpu_set_state(vm, &vm->vcpus[i], &p->vcpu[i], (uint64_t)advance, err,
+					errlen);
+	}
 	if (!ret)
 		ret = vm_set_vm_state(vm, &p->vms, opts->clock_realtime, err, errlen);
 	if (ret)

@@ -45,14 +45,20 @@ int vm_msr_list(struct vm *vm, char *err, size_t errlen);
 /* Reads vCPU `v` into `s` (the VM paused; vm_msr_list done). */
 int vm_vcpu_get_state(struct vm *vm, struct vcpu *v, struct snap_vcpu_state *s, char *err,
 		      size_t errlen);
-/* Sets vCPU `v` from `s` (checked by snap_decode_vcpu). Uses vm->plan->msrs. */
-int vm_vcpu_set_state(struct vm *vm, struct vcpu *v, const struct snap_vcpu_state *s, char *err,
-		      size_t errlen);
+/* Sets vCPU `v` from `s` (checked by snap_decode_vcpu). Uses vm->plan->msrs. The saved
+ * IA32_TSC is moved `tsc_advance` cycles forward (0: the guest's TSC resumes where it
+ * stopped). */
+int vm_vcpu_set_state(struct vm *vm, struct vcpu *v, const struct snap_vcpu_state *s,
+		      uint64_t tsc_advance, char *err, size_t errlen);
+/* The cycles vCPU `v`'s TSC runs in `ns` nanoseconds, at the rate KVM gives it
+ * (KVM_GET_TSC_KHZ); negative errno when KVM cannot say. */
+int64_t vm_vcpu_tsc_cycles(struct vcpu *v, uint64_t ns);
 /* The irqchip (PIC, IOAPIC), PIT and clock. */
 int vm_get_vm_state(struct vm *vm, struct snap_vm_state *s, char *err, size_t errlen);
-/* KVM_CLOCK_REALTIME is kept only when `clock_realtime`: KVM then advances the clock by
+/* KVM_CLOCK_REALTIME is kept only when `clock_realtime`: KVM then advances kvmclock by
  * the real time elapsed since the snapshot; without it the guest resumes where it
- * stopped. */
+ * stopped. (A guest whose clocksource is the TSC needs the TSC moved as well:
+ * vm_vcpu_set_state's tsc_advance.) */
 int vm_set_vm_state(struct vm *vm, const struct snap_vm_state *s, bool clock_realtime, char *err,
 		    size_t errlen);
 

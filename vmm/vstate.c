@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#define MSR_IA32_TSC 0x10 /* the time-stamp counter itself (SDM vol. 4, table 2-2) */
+
 static int kvm_err(char *err, size_t errlen, const char *what, unsigned vcpu)
 {
 	int e = errno;
@@ -96,8 +98,18 @@ int vm_vcpu_get_state(struct vm *vm, struct vcpu *v, struct snap_vcpu_state *s, 
 	return 0;
 }
 
-int vm_vcpu_set_state(struct vm *vm, struct vcpu *v, const struct snap_vcpu_state *s, char *err,
-		      size_t errlen)
+int64_t vm_vcpu_tsc_cycles(struct vcpu *v, uint64_t ns)
+{
+	int khz = ioctl(v->fd, KVM_GET_TSC_KHZ);
+
+	if (khz <= 0)
+		return khz < 0 ? -errno : -EOPNOTSUPP;
+	/* ns * kHz / 10^6 without overflow: years of nanoseconds times GHz rates. */
+	return (int64_t)((unsigned __int128)ns * (unsigned)khz / 1000000u);
+}
+
+int vm_vcpu_set_state(struct vm *vm, struct vcpu *v, const struct snap_vcpu_state *s,
+		      uint64_t tsc_advance, char *err, size_t errlen)
 {
 	struct kvm_msrs *msrs = vm->plan->msrs;
 	unsigned i = v->index;
@@ -122,6 +134,9 @@ int vm_vcpu_set_state(struct vm *vm, struct vcpu *v, const struct snap_vcpu_stat
 	msrs->nmsrs = s->nmsrs;
 	msrs->pad = 0;
 	memcpy(msrs->entries, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
+	for (unsigned k = 0; tsc_advance && k < s->nmsrs; k++)
+		if (msrs->entries[k].index == MSR_IA32_TSC)
+			msrs->entries[k].data += tsc_advance;
 	ret = ioctl(v->fd, KVM_SET_MSRS, msrs);
 	if (ret != (int)s->nmsrs)
 		return ret < 0 ? kvm_err(err, errlen, "KVM_SET_MSRS", i)
