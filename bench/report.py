@@ -232,6 +232,9 @@ def table(res, meta, rat):
         row("clones N=%s: per-clone process .. answer" % name[7:], name, "answer_us",
             "PSS median %.1f MiB" % (pss / 1024) if pss else "")
     row("Linux guest boot: process .. THAW_GUEST_READY", "boot_linux", "answer_us")
+    acpi, noacpi = med(res, "boot_linux", "answer_us"), med(res, "boot_linux_noacpi", "answer_us")
+    row("  same with --no-acpi", "boot_linux_noacpi", "answer_us",
+        "ACPI adds %+.0f ms" % ((acpi - noacpi) / 1000) if acpi and noacpi else "")
     dl = deltas(res)
     for metric, label in (("get_rtt_us", "API GET / round trip, one kept-alive connection"),
                           ("echo_rtt_us", "  same-size round trip, bare socket"),
