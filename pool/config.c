@@ -329,9 +329,9 @@ int pool_clone_req_parse(json_object *o, struct pool_clone_req *req, char *err, 
 		return fail(err, errlen, "The request body must be a JSON object.");
 	if ((ret = only_keys(o, "", keys, err, errlen)))
 		return ret;
-	if ((ret = get_uint(o, "count", "count", POOL_MAX_BATCH, 1, &n, err, errlen)))
+	if ((ret = get_uint(o, "count", "count", UINT32_MAX, 1, &n, err, errlen)))
 		return ret;
-	if (n == 0)
+	if (n == 0 || n > POOL_MAX_BATCH)
 		return fail(err, errlen, "Field \"count\" must be between 1 and %d.",
 			    POOL_MAX_BATCH);
 	req->count = (uint32_t)n;

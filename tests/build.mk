@@ -62,6 +62,13 @@ $(B)/tests/thaw-alloc-count: $(B)/vmm/main.o $(B)/tests/integration/alloc_count.
 		-o $@ $(link_inputs) $(LDLIBS)
 $(B)/itests/test_snapshot: | $(B)/tests/thaw-alloc-count
 
+# The pool test drives thaw-pool, which starts thaw (and thaw-jailer with thaw-static
+# for its jailed pool).
+$(B)/itests/test_pool: | $(B)/thaw-pool $(B)/thaw $(B)/thaw-jailer
+ifneq ($(SAN),1)
+$(B)/itests/test_pool: | $(B)/thaw-static
+endif
+
 integration-tests: $(INTEG_TESTS)
 .PHONY: integration-tests
 
