@@ -10,6 +10,7 @@ UNIT_JAILER := $(filter $(B)/tests/test_jailer,$(UNIT_TESTS))
 UNIT_SNAP   := $(filter $(B)/tests/test_snap_%,$(UNIT_TESTS))
 UNIT_UFFD   := $(filter $(B)/tests/test_uffd% $(B)/tests/test_thaw_uffd,$(UNIT_TESTS))
 UNIT_COMMON := $(filter $(B)/tests/test_hardening,$(UNIT_TESTS))
+UNIT_POOL   := $(filter $(B)/tests/test_pool_%,$(UNIT_TESTS))
 UNIT_VMM    := $(filter $(B)/tests/test_vmm_% $(B)/tests/test_virtio_% $(B)/tests/test_seccomp,\
 		 $(UNIT_TESTS))
 $(UNIT_API): $(API_LINK)
@@ -18,8 +19,9 @@ $(UNIT_SNAP): $(SNAP_LINK)
 $(UNIT_UFFD): $(UFFD_LINK)
 $(UNIT_VMM): $(VMM_LINK)
 $(UNIT_COMMON): $(COMMON_LINK)
+$(UNIT_POOL): $(POOL_LINK)
 UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_UFFD) $(UNIT_VMM) \
-		   $(UNIT_COMMON),$(UNIT_TESTS))
+		   $(UNIT_COMMON) $(UNIT_POOL),$(UNIT_TESTS))
 ifneq ($(UNIT_UNLISTED),)
 $(error tests/build.mk: give $(UNIT_UNLISTED) a library list)
 endif
@@ -29,7 +31,8 @@ $(B)/tests/%: $(B)/tests/unit/%.o
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(link_inputs) $(LDLIBS) -lcmocka
 
 # test_hardening reads the programs it checks.
-$(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap
+$(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap \
+	$(B)/thaw-pool
 
 unit-tests: $(UNIT_TESTS)
 .PHONY: unit-tests
