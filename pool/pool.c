@@ -468,6 +468,12 @@ static json_object *clone_json(const struct proc *p)
 	json_object_object_add(o, "pid", json_object_new_int64(p->pid));
 	json_object_object_add(o, "api_sock", json_object_new_string(p->api_sock));
 	json_object_object_add(o, "console_sock", json_object_new_string(p->console_sock));
+	{
+		char log[PATH_MAX + 16];
+
+		pool_fmt(log, sizeof(log), "%s/console.log", p->statedir);
+		json_object_object_add(o, "console_log", json_object_new_string(log));
+	}
 	json_object_object_add(o, "vsock", p->vsock[0] ? json_object_new_string(p->vsock) : NULL);
 	json_object_object_add(o, "latency_us", json_object_new_int64((int64_t)p->latency_us));
 	json_object_object_add(o, "from_stock", json_object_new_boolean(p->from_stock));
