@@ -300,7 +300,7 @@ static void probe_starting(struct poold *d, struct pool *pl)
 
 	for (p = pl->procs; p; p = next) {
 		next = p->next;
-		if (p->state != PROC_STARTING || p->ready_fd >= 0)
+		if (p->state != PROC_STARTING)
 			continue;
 		if (now - p->started_ns > (uint64_t)POOL_START_TIMEOUT_MS * 1000000ull) {
 			log_warn("pool %s: %s not prepared after %d ms; stopping it", pl->cfg.id,
@@ -309,6 +309,8 @@ static void probe_starting(struct poold *d, struct pool *pl)
 			proc_destroy(d, pl, p);
 			continue;
 		}
+		if (p->ready_fd >= 0)
+			continue; /* its answer is awaited in the loop */
 		if (pool_proc_probe(p) == 0 && ep_add(d, p->ready_fd, p) < 0) {
 			close(p->ready_fd);
 			p->ready_fd = -1;
@@ -1275,7 +1277,7 @@ int poold_run(struct poold *d)
 				if (!live)
 					continue;
 				if (p->state == PROC_STARTING && p->ready_fd >= 0) {
-					epoll_ctl(d->ep, EPOLL_CTL_DEL, p->ready_fd, NULL);
+					/* the fd leaves the epoll set when probe_ready closes it */
 					probe_ready(d, p->pool, p);
 				} else if (p->adopted && p->pidfd >= 0) {
 					/* not our child: its status is not ours to read */
