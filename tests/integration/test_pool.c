@@ -33,7 +33,7 @@
 #define TMO 60000
 
 static char dir[] = "/tmp/thaw-pooltest-XXXXXX";
-static char snap[128];
+static char snap[128], vsnap[128]; /* vsnap: the probe with a vsock device */
 static char pool_bin[PATH_MAX];
 
 /* One thaw-pool, its log in a file (a pipe could fill and stall it). */
@@ -577,6 +577,15 @@ static void limits_are_refused_at_once(void **state)
 	/* one fits; the next is refused by max_mem_mib (1 x 64 + 64 > 100) */
 	o = clone_n(&pp, "pl", 1, "\"paused\": true");
 	assert_true(json_object_get_boolean(json_object_object_get(nth_clone(o, 0), "paused")));
+	{
+		/* the clone's own API says so */
+		char body[512];
+
+		assert_int_equal(harness_http(jstr(nth_clone(o, 0), "api_sock"), "GET", "/", NULL,
+					      body, sizeof(body)),
+				 200);
+		assert_non_null(strstr(body, "Paused"));
+	}
 	json_object_put(o);
 	assert_int_equal(req(&pp, "POST", "/pools/pl/clones", "{}", &o), 429);
 	json_object_put(o);
@@ -634,6 +643,53 @@ static void restarted_pool_readopts_clones_and_cleans_prepared(void **state)
 	json_object_put(o);
 	pool_stop(&pp, SIGTERM);
 	assert_int_equal(pool_cleanup_run(&pp), 0);
+}
+
+static bool is_socket(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static void clones_get_vsock_sockets_of_their_own(void **state)
+{
+	static struct poolproc pp;
+	char body[512], vdir[160], want[256];
+	json_object *o, *a, *b;
+
+	pool_start(&pp, "pv", true);
+	snprintf(body, sizeof(body),
+		 "{\"snapshot_path\": \"%s\", \"prepared\": 2, \"vsock\": true}", vsnap);
+	assert_int_equal(req(&pp, "PUT", "/pools/pv", body, &o), 201);
+	json_object_put(o);
+	wait_num(&pp, "pv", "prepared", 2);
+	/* by default in the clone's run directory */
+	o = clone_n(&pp, "pv", 1, "");
+	a = nth_clone(o, 0);
+	snprintf(want, sizeof(want), "%s/run/%s/vsock.sock", pp.state, jstr(a, "id"));
+	assert_string_equal(jstr(a, "vsock"), want);
+	assert_true(is_socket(want));
+	assert_int_equal(ping(&pp, a), 0);
+	/* or in the directory the request names */
+	snprintf(vdir, sizeof(vdir), "%s/vsocks", dir);
+	mkdir(vdir, 0700);
+	snprintf(body, sizeof(body), "\"vsock_dir\": \"%s\"", vdir);
+	b = clone_n(&pp, "pv", 1, body);
+	snprintf(want, sizeof(want), "%s/%s.vsock", vdir, jstr(nth_clone(b, 0), "id"));
+	assert_string_equal(jstr(nth_clone(b, 0), "vsock"), want);
+	assert_true(is_socket(want));
+	/* both go with their clones */
+	snprintf(body, sizeof(body), "/clones/%s", jstr(nth_clone(b, 0), "id"));
+	assert_int_equal(req(&pp, "DELETE", body, NULL, NULL), 202);
+	wait_num(&pp, "pv", "running", 1);
+	assert_false(is_socket(want));
+	json_object_put(b);
+	json_object_put(o);
+	pool_stop(&pp, SIGTERM);
+	assert_int_equal(pool_cleanup_run(&pp), 0);
+	snprintf(want, sizeof(want), "%s/run", pp.state);
+	assert_int_equal(dir_entries(want), 0);
 }
 
 /* What a jail leaves while it exists: its directory and cgroup directories. */
@@ -716,7 +772,8 @@ static int test_end(void **state)
 	return 0;
 }
 
-static int setup(void **state)
+/* A 64 MiB probe snapshot at `path`, with the extra thaw arguments `extra` (or NULL). */
+static int make_snapshot(const char *path, const char *extra1, const char *extra2)
 {
 	const char *argv[] = {harness_env("THAW_BIN"),
 			      "--kernel",
@@ -726,20 +783,16 @@ static int setup(void **state)
 			      "--mem-mib",
 			      "64",
 			      "--snapshot",
-			      snap,
+			      path,
 			      "--snapshot-after",
 			      "PROBE info",
 			      "--snapshot-then",
 			      "exit",
+			      extra1,
+			      extra2,
 			      NULL};
 	struct vmproc *p;
 
-	if (!mkdtemp(dir))
-		return -1;
-	/* jailed thaw reads the snapshot as its own uid through a bind mount */
-	chmod(dir, 0755);
-	snprintf(snap, sizeof(snap), "%s/probe.snap", dir);
-	snprintf(pool_bin, sizeof(pool_bin), "%s/thaw-pool", harness_env("THAW_BUILD"));
 	p = harness_start(argv);
 	if (vmproc_expect(p, "THAW_PROBE_READY", TMO, NULL, 0) || vmproc_send(p, "info") ||
 	    vmproc_wait(p, TMO) != 0) {
@@ -748,7 +801,24 @@ static int setup(void **state)
 		return -1;
 	}
 	harness_end(p);
-	return chmod(snap, 0644);
+	return chmod(path, 0644);
+}
+
+static int setup(void **state)
+{
+	char vspec[200];
+
+	if (!mkdtemp(dir))
+		return -1;
+	/* jailed thaw reads the snapshot as its own uid through a bind mount */
+	chmod(dir, 0755);
+	snprintf(snap, sizeof(snap), "%s/probe.snap", dir);
+	snprintf(vsnap, sizeof(vsnap), "%s/probe-vsock.snap", dir);
+	snprintf(vspec, sizeof(vspec), "cid=3,uds=%s/base-vsock.sock", dir);
+	snprintf(pool_bin, sizeof(pool_bin), "%s/thaw-pool", harness_env("THAW_BUILD"));
+	if (make_snapshot(snap, NULL, NULL) || make_snapshot(vsnap, "--vsock", vspec))
+		return -1;
+	return 0;
 }
 
 static int teardown(void **state)
@@ -772,6 +842,7 @@ int main(void)
 	    cmocka_unit_test_teardown(ended_clones_are_reaped_with_their_status, test_end),
 	    cmocka_unit_test_teardown(limits_are_refused_at_once, test_end),
 	    cmocka_unit_test_teardown(restarted_pool_readopts_clones_and_cleans_prepared, test_end),
+	    cmocka_unit_test_teardown(clones_get_vsock_sockets_of_their_own, test_end),
 	    cmocka_unit_test_teardown(cleanup_after_kill9_leaves_nothing, test_end),
 	};
 
