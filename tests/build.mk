@@ -88,7 +88,8 @@ FUZZ_CLANG    ?= clang
 FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS    = -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -Wall -Wno-unused-parameter \
 	-fno-omit-frame-pointer $(FUZZ_SANITIZE)
-FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS))
+FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS) \
+	$(POOL_SRCS))
 FUZZ_LIB       = $(B)/fuzz/libthaw-fuzz.a
 FUZZ_SRCS     := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_TARGETS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
