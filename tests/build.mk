@@ -30,6 +30,9 @@ $(B)/tests/%: $(B)/tests/unit/%.o
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(link_inputs) $(LDLIBS) -lcmocka
 
+# test_api_router drives thawctl's pool commands.
+$(B)/tests/test_api_router: | $(B)/thawctl
+
 # test_hardening reads the programs it checks.
 $(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap \
 	$(B)/thaw-pool

@@ -9,8 +9,11 @@
 
 #include "tests/unit/test_api_harness.h"
 
+#include <limits.h>
+#include <sys/wait.h>
+
 /* What the router saw last. */
-static char seen_method[16], seen_path[API_MAX_URL_BYTES + 1], seen_body[256];
+static char seen_method[16], seen_path[API_MAX_URL_BYTES + 1], seen_body[1024];
 static size_t seen_body_len;
 static int routed;
 
@@ -36,6 +39,18 @@ static void test_router(void *ctx, const char *method, const char *path, const c
 	}
 	if (!strcmp(path, "/fault")) {
 		api_http_reply_fault(r, 404, "No %s here: \"quoted\".", "thing");
+		return;
+	}
+	/* as thaw-pool answers a clone request */
+	if (!strcmp(method, "POST") && strstr(path, "/clones")) {
+		static const char clones[] =
+		    "{\"clones\": [{\"id\": \"p1-7\", \"state\": \"running\", \"pid\": 4242, "
+		    "\"api_sock\": \"/run/p1-7/api.sock\", \"vsock\": null, \"latency_us\": 812}], "
+		    "\"misses\": 1, \"errors\": []}";
+
+		r->status = 201;
+		r->body = strdup(clones);
+		r->len = strlen(clones);
 		return;
 	}
 	if (!strcmp(path, "/empty")) {
@@ -76,12 +91,12 @@ static void router_sees_method_path_and_body(void **state)
 {
 	struct harness *h = start_router();
 
-	assert_int_equal(h_req(h, "POST", "/pools/p1/clones?x=1", "{\"count\": 2}"), 201);
+	assert_int_equal(h_req(h, "POST", "/pools/p1/things?x=1", "{\"count\": 2}"), 201);
 	assert_string_equal(seen_method, "POST");
-	assert_string_equal(seen_path, "/pools/p1/clones"); /* the query is not the path */
+	assert_string_equal(seen_path, "/pools/p1/things"); /* the query is not the path */
 	assert_string_equal(seen_body, "{\"count\": 2}");
 	assert_int_equal(seen_body_len, 12);
-	assert_non_null(strstr(h_body(), "\"path\":\"\\/pools\\/p1\\/clones\""));
+	assert_non_null(strstr(h_body(), "\"path\":\"\\/pools\\/p1\\/things\""));
 	assert_int_equal(h_req(h, "GET", "/machine-config", NULL), 201); /* not thaw's routes */
 	assert_string_equal(seen_method, "GET");
 	assert_int_equal(seen_body_len, 0);
@@ -150,6 +165,109 @@ static void malformed_http_is_answered_by_the_transport(void **state)
 	h_stop(h);
 }
 
+/* thawctl's pool commands send what docs/pool.md says and print what came back. */
+static char out[8192];
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	size_t n = 0;
+	FILE *f;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	while (n < sizeof(out) - 1) {
+		size_t r = fread(out + n, 1, sizeof(out) - 1 - n, f);
+
+		if (!r)
+			break;
+		n += r;
+	}
+	out[n] = '\0';
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void thawctl_pool_commands_send_the_documented_requests(void **state)
+{
+	char thawctl[PATH_MAX + 16], exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	struct harness *h;
+	json_object *o, *v;
+
+	/* build/tests/test_api_router -> build/thawctl */
+	assert_true(n > 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0';
+	*strrchr(exe, '/') = '\0';
+	snprintf(thawctl, sizeof(thawctl), "%s/thawctl", exe);
+	if (access(thawctl, X_OK)) {
+		print_message("SKIPPED: %s is not built\n", thawctl);
+		skip();
+	}
+	h = start_router();
+
+	assert_int_equal(run("%s -s %s pool create p1 /s/a.snap --prepared 20 --max-clones 50 "
+			     "--max-mem-mib 4096 --refill-per-s 12.5 --mem /s/a.mem --jail-uid 10 "
+			     "--jail-gid 11 --cgroup pids.max=64 2>&1",
+			     thawctl, h->sock),
+			 0);
+	assert_string_equal(seen_method, "PUT");
+	assert_string_equal(seen_path, "/pools/p1");
+	o = json_tokener_parse(seen_body);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "snapshot_path", &v));
+	assert_string_equal(json_object_get_string(v), "/s/a.snap");
+	assert_true(json_object_object_get_ex(o, "prepared", &v));
+	assert_int_equal(json_object_get_int(v), 20);
+	assert_true(json_object_object_get_ex(o, "max_mem_mib", &v));
+	assert_int_equal(json_object_get_int(v), 4096);
+	assert_true(json_object_object_get_ex(o, "mem_backend", &v));
+	assert_non_null(strstr(json_object_to_json_string(v), "\"File\""));
+	assert_true(json_object_object_get_ex(o, "jail", &v));
+	assert_non_null(strstr(json_object_to_json_string(v), "pids.max=64"));
+	json_object_put(o);
+
+	assert_int_equal(run("%s -s %s pool clone p1 --count 3 --paused --clock-realtime "
+			     "--vsock-dir /v --drive root=/d.img 2>&1",
+			     thawctl, h->sock),
+			 0);
+	assert_string_equal(seen_method, "POST");
+	assert_string_equal(seen_path, "/pools/p1/clones");
+	o = json_tokener_parse(seen_body);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "count", &v));
+	assert_int_equal(json_object_get_int(v), 3);
+	assert_true(json_object_object_get_ex(o, "paused", &v) && json_object_get_boolean(v));
+	assert_true(json_object_object_get_ex(o, "drive_overrides", &v));
+	assert_non_null(strstr(json_object_to_json_string(v), "/d.img"));
+	json_object_put(o);
+	/* one line per clone, then the count and the misses */
+	assert_non_null(strstr(out, "p1-7  running  pid 4242"));
+	assert_non_null(strstr(out, "1 clones, 1 misses"));
+
+	assert_int_equal(run("%s -s %s pool kill p1-7 2>&1", thawctl, h->sock), 0);
+	assert_string_equal(seen_method, "DELETE");
+	assert_string_equal(seen_path, "/clones/p1-7");
+	assert_int_equal(run("%s -s %s pool delete p1 2>&1", thawctl, h->sock), 0);
+	assert_string_equal(seen_path, "/pools/p1");
+	/* an id that would change the path is refused before anything is sent */
+	routed = 0;
+	assert_int_equal(run("%s -s %s pool show ../x 2>&1", thawctl, h->sock), 2);
+	assert_int_equal(routed, 0);
+	/* the server's fault_message reaches the user */
+	assert_int_equal(run("%s -s %s raw GET /fault 2>&1", thawctl, h->sock), 1);
+	assert_non_null(strstr(out, "No thing here"));
+	h_stop(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +276,7 @@ int main(void)
 	    cmocka_unit_test(pipelined_requests_after_a_large_reply_keep_their_order),
 	    cmocka_unit_test(router_faults_keep_the_fault_message_shape),
 	    cmocka_unit_test(malformed_http_is_answered_by_the_transport),
+	    cmocka_unit_test(thawctl_pool_commands_send_the_documented_requests),
 	};
 
 	return cmocka_run_group_tests_name("api_router", tests, NULL, NULL);
