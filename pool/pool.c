@@ -904,9 +904,41 @@ static void route_delete_clone(struct poold *d, struct pool *pl, struct proc *p,
 	api_http_reply_json(r, 202, clone_json(p));
 }
 
+/* The pool's own open descriptors and resident memory: a long-lived process shows them
+ * not growing (the tests compare them before and after many clones). */
+static void self_usage(long long *fds, long long *rss_kb)
+{
+	struct dirent *e;
+	char line[256];
+	FILE *f;
+	DIR *dp = opendir("/proc/self/fd");
+
+	*fds = *rss_kb = -1;
+	if (dp) {
+		*fds = 0;
+		while ((e = readdir(dp)))
+			if (e->d_name[0] != '.')
+				(*fds)++;
+		(*fds)--; /* the one opendir holds */
+		closedir(dp);
+	}
+	f = fopen("/proc/self/status", "re");
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "VmRSS: %lld", rss_kb) == 1)
+				break;
+		fclose(f);
+	}
+}
+
 static json_object *metrics_json(struct poold *d)
 {
 	json_object *o = json_object_new_object(), *pools = json_object_new_object();
+	long long fds, rss;
+
+	self_usage(&fds, &rss);
+	json_object_object_add(o, "open_fds", json_object_new_int64(fds));
+	json_object_object_add(o, "rss_kb", json_object_new_int64(rss));
 
 	json_object_object_add(o, "clone_requests",
 			       json_object_new_int64((int64_t)d->clone_requests));

@@ -404,12 +404,16 @@ static void pool_of_20_serves_50_clone_requests(void **state)
 {
 	static struct poolproc pp; /* test_end reaches it after a failed assert */
 	json_object *first, *o, *all[20];
-	long long misses = 10, hits = 20;
+	long long misses = 10, hits = 20, fds0;
 	int i;
 
 	pool_start(&pp, "p20", true);
 	put_pool(&pp, "p20", "\"prepared\": 20, \"refill_per_s\": 50");
 	wait_num(&pp, "p20", "prepared", 20);
+	assert_int_equal(req(&pp, "GET", "/metrics", NULL, &o), 200);
+	fds0 = jint(o, "open_fds");
+	assert_true(fds0 > 0);
+	json_object_put(o);
 
 	/* 30 at once from a stock of 20: 20 from the stock, 10 fall back to a process
 	 * start each (no refill can run during the request: one thread) */
@@ -468,6 +472,10 @@ static void pool_of_20_serves_50_clone_requests(void **state)
 		wait_dead((pid_t)jint(nth_clone(first, (size_t)i), "pid"));
 	json_object_put(first);
 	wait_num(&pp, "p20", "prepared", 20);
+	/* 50 clones later, stocked again: the pool holds the descriptors it held before */
+	assert_int_equal(req(&pp, "GET", "/metrics", NULL, &o), 200);
+	assert_int_equal(jint(o, "open_fds"), fds0);
+	json_object_put(o);
 	pool_stop(&pp, SIGTERM);
 	assert_int_equal(pool_cleanup_run(&pp), 0);
 }
