@@ -181,9 +181,10 @@ static int proc_spawn(struct poold *d, struct pool *pl, struct proc **out)
 		free(p);
 		return ret;
 	}
-	/* The record first: a pool killed right now leaves nothing its --cleanup cannot
-	 * find. (A crash between the start and this write leaves a process with no record;
-	 * it is in our session and jail directory, which --cleanup also sweeps.) */
+	/* The record at once, so that --cleanup after a kill -9 finds the process. A kill
+	 * in the few microseconds between the start and this write leaves a process
+	 * without a record: --cleanup then removes its run directory but cannot name it
+	 * (docs/pool.md, "Not done"). */
 	pool_proc_save(p);
 	p->next = pl->procs;
 	pl->procs = p;
