@@ -978,6 +978,55 @@ static int split(const char *path, char seg[3][POOL_PROC_ID_LEN + 1])
 	return n;
 }
 
+/* A JSON object, strictly (as thaw's API parses): an empty body is {}; trailing data,
+ * bad JSON or another type is refused, saying where. */
+static json_object *parse_body(const char *body, size_t len, struct api_http_reply *r)
+{
+	enum json_tokener_error jerr;
+	struct json_tokener *tok;
+	json_object *o;
+	size_t end;
+
+	if (len == 0)
+		return json_object_new_object();
+	/* depth 16 bounds json-c's recursion, as in api/ */
+	tok = json_tokener_new_ex(16);
+	if (!tok) {
+		api_http_reply_fault(r, 500, "Out of memory.");
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, body, (int)len);
+	jerr = json_tokener_get_error(tok);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (!o || jerr != json_tokener_success) {
+		if (jerr == json_tokener_continue)
+			api_http_reply_fault(r, 400,
+					     "Invalid JSON in the request body: unexpected end.");
+		else
+			api_http_reply_fault(r, 400,
+					     "Invalid JSON in the request body at byte %zu: %s.",
+					     end, json_tokener_error_desc(jerr));
+		json_object_put(o);
+		return NULL;
+	}
+	for (size_t i = end; i < len; i++)
+		if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n') {
+			api_http_reply_fault(
+			    r, 400, "Invalid JSON in the request body: trailing data at byte %zu.",
+			    i);
+			json_object_put(o);
+			return NULL;
+		}
+	if (!json_object_is_type(o, json_type_object)) {
+		api_http_reply_fault(r, 400, "The request body must be a JSON object.");
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
 static void route(void *ctx, const char *method, const char *path, const char *body,
 		  size_t body_len, struct api_http_reply *r)
 {
@@ -995,18 +1044,9 @@ static void route(void *ctx, const char *method, const char *path, const char *b
 	r->body = NULL;
 	r->len = 0;
 	if (put || post) {
-		enum json_tokener_error jerr;
-
-		if (body_len == 0) {
-			body = "{}";
-			body_len = 2;
-		}
-		o = json_tokener_parse_verbose(body, &jerr);
-		if (!o || strlen(body) != body_len) {
-			api_http_reply_fault(r, 400, "The request body is not valid JSON: %s.",
-					     o ? "it holds a NUL" : json_tokener_error_desc(jerr));
+		o = parse_body(body, body_len, r);
+		if (!o)
 			goto out;
-		}
 	}
 	if (n == 0 && get) {
 		json_object *info = json_object_new_object();

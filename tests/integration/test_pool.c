@@ -383,6 +383,15 @@ static void put_refuses_what_cannot_serve_a_pool(void **state)
 	assert_int_equal(req(&pp, "PUT", "/pools/a", body, &o), 400);
 	assert_non_null(strstr(fault(o), "\"prepard\""));
 	json_object_put(o);
+	assert_int_equal(req(&pp, "PUT", "/pools/a", "{\"snapshot_path\": \"/x\"} {}", &o), 400);
+	assert_non_null(strstr(fault(o), "Invalid JSON"));
+	json_object_put(o);
+	assert_int_equal(req(&pp, "PUT", "/pools/a", "[]", &o), 400);
+	assert_non_null(strstr(fault(o), "JSON object"));
+	json_object_put(o);
+	assert_int_equal(req(&pp, "PATCH", "/pools/a", "{}", &o), 400);
+	assert_non_null(strstr(fault(o), "Invalid request method"));
+	json_object_put(o);
 	assert_int_equal(req(&pp, "PUT", "/pools/a", "{\"snapshot_path\": \"x.snap\"}", &o), 400);
 	assert_non_null(strstr(fault(o), "absolute"));
 	json_object_put(o);
