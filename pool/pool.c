@@ -1065,7 +1065,11 @@ static void route(void *ctx, const char *method, const char *path, const char *b
 		api_http_reply_json(r, 200, a);
 	} else if (n >= 2 && !strcmp(seg[0], "pools")) {
 		pl = pool_find(d, seg[1]);
-		if (n == 2 && put) {
+		if ((n == 2 && !put && !get && !del) ||
+		    (n == 3 && (strcmp(seg[2], "clones") || (!post && !get)))) {
+			api_http_reply_fault(r, 400, "Invalid request method and/or path: %s %s.",
+					     method, path);
+		} else if (n == 2 && put) {
 			route_put_pool(d, seg[1], o, r);
 		} else if (!pl) {
 			api_http_reply_fault(r, 404, "No pool %s.", seg[1]);

@@ -781,9 +781,11 @@ static void cleanup_after_kill9_leaves_nothing(void **state)
 /* After each test: its pool stopped, everything it started cleaned. */
 static int test_end(void **state)
 {
-	if (current) {
-		pool_stop(current, SIGKILL);
-		pool_cleanup_run(current);
+	struct poolproc *pp = current;
+
+	if (pp) {
+		pool_stop(pp, SIGKILL);
+		pool_cleanup_run(pp);
 		current = NULL;
 	}
 	return 0;
