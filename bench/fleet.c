@@ -6,7 +6,7 @@
  *            "request_us=<POST..201> pool_latency_us=<the pool's request..running>
  *             answer_us=<POST..PROBE pong> hit=0|1 rc=0"
  *        fleet SOCK POOL_ID burst N
- *            N clones requested at once (POSTs of up to 128), then `ping` sent to all;
+ *            N clones requested at once (POSTs of up to 64), then `ping` sent to all;
  *            one line: "wall_us=<first POST..last pong> post_us=<first POST..last 201>
  *            n=N answered=A misses=M pss_kb=<median PSS of one idle clone>
  *            private_dirty_kb=<median> rc=0"; the clones are deleted afterwards.
@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #define MAX_CLONES 4096
-#define BATCH	   128
+#define BATCH	   64
 
 struct clone {
 	char id[64];

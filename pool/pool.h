@@ -24,14 +24,16 @@
 
 struct json_object;
 
-#define POOL_ID_LEN	   33 /* 32 of [A-Za-z0-9-], first a letter or digit */
-#define POOL_PROC_ID_LEN   64 /* "<pool id>-<sequence>": a thaw-jailer --id */
-#define POOL_MAX_POOLS	   16
-#define POOL_MAX_TARGET	   1024 /* prepared processes per pool */
-#define POOL_MAX_CLONES	   4096 /* running clones per pool */
-#define POOL_MAX_BATCH	   128	/* clones per POST (the reply stays below 64 KiB) */
-#define POOL_MAX_PREPARING 8	/* process starts in flight per pool */
-#define POOL_MAX_EXITED	   256	/* exited clones remembered per pool (oldest dropped) */
+#define POOL_ID_LEN	 33 /* 32 of [A-Za-z0-9-], first a letter or digit */
+#define POOL_PROC_ID_LEN 64 /* "<pool id>-<sequence>": a thaw-jailer --id */
+#define POOL_MAX_POOLS	 16
+#define POOL_MAX_TARGET	 1024 /* prepared processes per pool */
+#define POOL_MAX_CLONES	 4096 /* running clones per pool */
+#define POOL_MAX_BATCH                                                                             \
+	64		       /* clones per POST: ~600 bytes each at most, the reply below        \
+				* the 64 KiB our client keeps (API_MAX_BODY_BYTES) */
+#define POOL_MAX_PREPARING 8   /* process starts in flight per pool */
+#define POOL_MAX_EXITED	   256 /* exited clones remembered per pool (oldest dropped) */
 /* How long a process start may take before it counts as failed (a prepared VM is built
  * in ~10 ms; a loaded machine is slower). */
 #define POOL_START_TIMEOUT_MS 20000

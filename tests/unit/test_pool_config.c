@@ -167,13 +167,13 @@ static void clone_requests_parse_and_refuse(void **state)
 	assert_int_equal(parse_clone("{}", &r), 0);
 	assert_int_equal(r.count, 1);
 	assert_false(r.opts.paused);
-	assert_int_equal(parse_clone("{\"count\": 128, \"paused\": true, \"clock_realtime\": "
+	assert_int_equal(parse_clone("{\"count\": 64, \"paused\": true, \"clock_realtime\": "
 				     "true, \"vsock_dir\": \"/v\", \"drive_overrides\": "
 				     "[{\"drive_id\": \"root\", \"path_on_host\": \"/d.img\", "
 				     "\"is_read_only\": false}]}",
 				     &r),
 			 0);
-	assert_int_equal(r.count, 128);
+	assert_int_equal(r.count, 64);
 	assert_true(r.opts.paused && r.opts.clock_realtime);
 	assert_string_equal(r.opts.vsock_dir, "/v");
 	assert_int_equal(r.opts.n_drives, 1);
@@ -182,9 +182,9 @@ static void clone_requests_parse_and_refuse(void **state)
 	assert_false(r.opts.drives[0].is_read_only);
 
 	assert_int_equal(parse_clone("{\"count\": 0}", &r), -EINVAL);
-	assert_non_null(strstr(err, "between 1 and 128"));
-	assert_int_equal(parse_clone("{\"count\": 129}", &r), -EINVAL);
-	assert_non_null(strstr(err, "between 1 and 128"));
+	assert_non_null(strstr(err, "between 1 and 64"));
+	assert_int_equal(parse_clone("{\"count\": 65}", &r), -EINVAL);
+	assert_non_null(strstr(err, "between 1 and 64"));
 	assert_int_equal(parse_clone("{\"vsock_dir\": \"v\"}", &r), -EINVAL);
 	assert_non_null(strstr(err, "absolute"));
 	assert_int_equal(parse_clone("{\"drive_overrides\": [{\"drive_id\": \"a\", "
