@@ -417,6 +417,15 @@ json_object *pool_cfg_to_json(const struct pool_cfg *c)
 	return o;
 }
 
+/* snap_check's first complaint. */
+static void first_problem(void *opaque, const char *msg)
+{
+	char *buf = opaque;
+
+	if (!buf[0])
+		snprintf(buf, 256, "%s", msg);
+}
+
 int pool_cfg_probe_snapshot(struct pool_cfg *cfg, char *err, size_t errlen)
 {
 	struct snap_machine *m;
@@ -453,6 +462,15 @@ int pool_cfg_probe_snapshot(struct pool_cfg *cfg, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "The snapshot %s's shape cannot be prepared: %u vCPUs (1 to %d can)",
 			 cfg->snapshot, m->nr_vcpus, API_MAX_VCPUS);
+		ret = -EINVAL;
+		goto out;
+	}
+	/* What a restore would refuse, refused now (state sections only; memory is not
+	 * read): a pool of processes that all fail their load helps nobody. */
+	why[0] = '\0';
+	if (snap_check(s, NULL, 0, first_problem, why, NULL)) {
+		snprintf(err, errlen, "The snapshot %s fails its checks: %s", cfg->snapshot,
+			 why[0] ? why : "see thaw-snap verify");
 		ret = -EINVAL;
 		goto out;
 	}

@@ -6,6 +6,8 @@
 #include <cmocka.h>
 
 #include "pool/pool.h"
+#include "restore/snap_kvm.h"
+#include "restore/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -218,6 +220,49 @@ static void snapshots_that_cannot_serve_are_refused_with_why(void **state)
 	assert_non_null(strstr(err, "No such file"));
 }
 
+/* A snapshot with only a machine section (what the pool reads at PUT) of this shape. */
+static void write_machine_snapshot(const char *path, uint64_t mem_size, uint32_t vcpus)
+{
+	static struct snap_machine m;
+	struct snap_writer_opts o = {.no_fsync = true};
+	struct snap_writer *w;
+
+	memset(&m, 0, sizeof(m));
+	m.mem_size = mem_size;
+	m.nr_vcpus = vcpus;
+	m.nr_regions = 1;
+	m.regions[0].size = mem_size;
+	assert_int_equal(snap_writer_create(path, &o, &w), 0);
+	assert_int_equal(snap_put_machine(w, &m), 0);
+	assert_int_equal(snap_writer_commit(w, NULL), 0);
+}
+
+static void shapes_that_cannot_be_prepared_and_incomplete_snapshots_are_refused(void **state)
+{
+	static struct pool_cfg c;
+	char dir[] = "/tmp/thaw-pool-unit-XXXXXX";
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(c.snapshot, sizeof(c.snapshot), "%s/s.snap", dir);
+
+	/* a good shape, but no CPU state: a restore would refuse it, so does the pool */
+	write_machine_snapshot(c.snapshot, 64ull << 20, 2);
+	assert_int_equal(pool_cfg_probe_snapshot(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "fails its checks"));
+
+	write_machine_snapshot(c.snapshot, (3ull << 20) + 4096, 1);
+	assert_int_equal(pool_cfg_probe_snapshot(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "cannot be prepared"));
+	assert_non_null(strstr(err, "whole number of MiB"));
+
+	write_machine_snapshot(c.snapshot, 64ull << 20, 64);
+	assert_int_equal(pool_cfg_probe_snapshot(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "64 vCPUs"));
+
+	unlink(c.snapshot);
+	rmdir(dir);
+}
+
 static void the_histogram_places_and_ranks_latencies(void **state)
 {
 	static struct pool_hist h;
@@ -255,6 +300,7 @@ int main(void)
 	    cmocka_unit_test(bad_pool_configs_are_refused_naming_the_field),
 	    cmocka_unit_test(clone_requests_parse_and_refuse),
 	    cmocka_unit_test(snapshots_that_cannot_serve_are_refused_with_why),
+	    cmocka_unit_test(shapes_that_cannot_be_prepared_and_incomplete_snapshots_are_refused),
 	    cmocka_unit_test(the_histogram_places_and_ranks_latencies),
 	};
 
