@@ -43,7 +43,7 @@ HARDEN_LDFLAGS := -Wl,-z,relro,-z,now
 
 CFLAGS  := -std=gnu11 -O2 -g -D_GNU_SOURCE -I. $(WARN) $(HARDEN_CFLAGS) $(SANFLAGS) -MMD -MP
 LDFLAGS := $(SANFLAGS) $(HARDEN_LDFLAGS) -pthread
-LDLIBS  := -luring -lseccomp -lcap -ljson-c -lhttp_parser
+LDLIBS  := -luring -lseccomp -lcap -ljson-c -lhttp_parser -lm
 
 ifeq ($(V),1)
 Q :=
@@ -66,6 +66,7 @@ include restore/build.mk
 include uffd/build.mk
 include api/build.mk
 include jailer/build.mk
+include pool/build.mk
 include tests/build.mk
 include bench/build.mk
 include guest/build.mk
@@ -75,6 +76,7 @@ programs: $(PROGRAMS)
 # Linking. Our libraries are layers; each calls only into the ones below it:
 #   libvmm -> libuffd -> libsnap -> libcommon
 #   libvmm -> libapi  -> libcommon            libjailer -> libcommon
+#   libpool -> libapi, libsnap -> libcommon
 # A program's (or test's) rule lists its objects, then the archives it uses, each above
 # those it calls (its folder's *_LINK list, e.g. VMM_LINK); `link` passes them to ld in
 # that order. No --start-group: ld reads each archive once and never goes back, so a
@@ -99,6 +101,7 @@ $(B)/layers/libuffd.ok: $(UFFD_LINK)
 $(B)/layers/libapi.ok: $(API_LINK)
 $(B)/layers/libjailer.ok: $(JAILER_LINK)
 $(B)/layers/libvmm.ok: $(VMM_LINK)
+$(B)/layers/libpool.ok: $(POOL_LINK)
 $(B)/layers/%.ok:
 	$(call msg,LAYER,$(firstword $^))
 	@mkdir -p $(dir $@)

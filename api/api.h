@@ -338,6 +338,38 @@ void api_server_set_idle_timeout(struct api_server *srv, unsigned int ms);
 /* Closes every connection and the listener, unlinks the socket file, frees. NULL is fine. */
 void api_server_destroy(struct api_server *srv);
 
+/* ---- the same transport with another router (thaw-pool) ------------------------------------ */
+
+/* What a router answers. `body` is malloc'd (or NULL for none, e.g. with 204) and owned by
+ * the transport once the router returns. Its size is not capped here, but our client
+ * (api_client_request) keeps API_MAX_BODY_BYTES of it: routers bound their replies. */
+struct api_http_reply {
+	int status;
+	char *body;
+	size_t len;
+};
+
+/* One complete request: the method's name ("GET"), the URL's path (query dropped,
+ * NUL-terminated, at most API_MAX_URL_BYTES) and the body (NUL-terminated, `body_len`
+ * bytes, at most API_MAX_BODY_BYTES). The router fills `reply`; runs on the thread of
+ * api_server_dispatch() and must not call it or api_server_destroy(). */
+typedef void (*api_router_fn)(void *ctx, const char *method, const char *path, const char *body,
+			      size_t body_len, struct api_http_reply *reply);
+
+/* As api_server_create(), but every request goes to `route`: the connection handling,
+ * caps, timeouts and malformed-request replies are thaw's API's; resources, life cycle
+ * and metrics are the router's (PUT /metrics and friends are not served). */
+int api_server_create_router(const char *path, api_router_fn route, void *ctx,
+			     struct api_server **out);
+
+/* Fills `r` with {"fault_message": "..."} and `status`. On allocation failure the reply
+ * is a 500 without a body. */
+void api_http_reply_fault(struct api_http_reply *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fills `r` with `o` serialised (takes the reference to `o`) and `status`. */
+void api_http_reply_json(struct api_http_reply *r, int status, struct json_object *o);
+
 /* ---- the client (thawctl, tests, benchmarks) ----------------------------------------------- */
 
 struct api_response {

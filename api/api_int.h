@@ -56,6 +56,10 @@ struct api_conn {
 	 * idle connection is closed, and at the cap the oldest makes room. */
 	uint64_t idle_since_ns;
 	struct api_conn *next_dead;
+	/* A reply body too large for `out` (another router's): sent after `out`, and no
+	 * further request is processed until it is gone. Owned; NULL when none. */
+	char *big;
+	size_t big_off, big_len;
 	http_parser parser;
 	struct api_req req;
 	size_t in_len;
@@ -85,6 +89,9 @@ struct api_counters {
 struct api_server {
 	const struct api_ops *ops;
 	void *ctx;
+	/* Another router than thaw's (api_server_create_router); NULL for api_route. */
+	api_router_fn router;
+	void *router_ctx;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int listen_fd, ep_fd, timer_fd;
 	uint64_t timer_armed_ns; /* deadline the timerfd is set to; 0: disarmed */

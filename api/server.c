@@ -12,6 +12,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,10 +173,18 @@ static const char *reason(int status)
 	switch (status) {
 	case 200:
 		return "OK";
+	case 201:
+		return "Created";
 	case 204:
 		return "No Content";
 	case 400:
 		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 409:
+		return "Conflict";
+	case 429:
+		return "Too Many Requests";
 	case 408:
 		return "Request Timeout";
 	case 413:
@@ -186,6 +195,8 @@ static const char *reason(int status)
 		return "Request Header Fields Too Large";
 	case 500:
 		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
 	default:
 		return status < 500 ? "Bad Request" : "Internal Server Error";
 	}
@@ -220,6 +231,63 @@ static void queue_reply(struct api_conn *c, bool close)
 		return; /* cannot happen with OUT_NEEDED free; never overflow if it does */
 	memcpy(o + n, r->body, r->len);
 	c->out_len += (size_t)n + r->len;
+}
+
+/* Another router's request: its reply goes out through srv->reply when it fits, else as a
+ * head in `out` and the body in c->big. */
+static void route_other(struct api_conn *c, bool close)
+{
+	struct api_server *srv = c->srv;
+	struct api_http_reply hr = {.status = 500};
+	struct http_parser_url u;
+	char path[API_MAX_URL_BYTES + 1];
+	const char *method = http_method_str((enum http_method)c->parser.method);
+	size_t plen;
+	int n;
+
+	srv->cnt.requests++;
+	c->req.body[c->req.body_len] = '\0';
+	http_parser_url_init(&u);
+	if (http_parser_parse_url(c->req.url, c->req.url_len, 0, &u) ||
+	    !(u.field_set & (1 << UF_PATH)) ||
+	    memchr(c->req.url + u.field_data[UF_PATH].off, '\0', u.field_data[UF_PATH].len)) {
+		api_reply_fault(srv, 400, "Invalid request URL.");
+		queue_reply(c, close);
+		return;
+	}
+	plen = u.field_data[UF_PATH].len;
+	memcpy(path, c->req.url + u.field_data[UF_PATH].off, plen);
+	path[plen] = '\0';
+	srv->router(srv->router_ctx, method, path, c->req.body, c->req.body_len, &hr);
+	if (!hr.body)
+		hr.len = 0;
+	if (hr.len <= API_REPLY_MAX) {
+		srv->reply.status = hr.status;
+		srv->reply.len = hr.len;
+		if (hr.len)
+			memcpy(srv->reply.body, hr.body, hr.len);
+		free(hr.body);
+		queue_reply(c, close);
+		return;
+	}
+	if (hr.status < 300)
+		srv->cnt.status_2xx++;
+	else if (hr.status < 500)
+		srv->cnt.status_4xx++;
+	else
+		srv->cnt.status_5xx++;
+	n = snprintf(c->out + c->out_len, API_OUT_CAP - c->out_len,
+		     "HTTP/1.1 %d %s\r\nServer: thaw\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n%s\r\n",
+		     hr.status, reason(hr.status), hr.len, close ? "Connection: close\r\n" : "");
+	if (n < 0 || (size_t)n > API_OUT_CAP - c->out_len) {
+		free(hr.body); /* cannot happen with OUT_NEEDED free */
+		return;
+	}
+	c->out_len += (size_t)n;
+	c->big = hr.body;
+	c->big_off = 0;
+	c->big_len = hr.len;
 }
 
 static void reply_bad_http(struct api_conn *c, enum http_errno e)
@@ -270,6 +338,8 @@ struct api_conn *api_conn_new(struct api_server *srv, int fd)
 
 void api_conn_free(struct api_conn *c)
 {
+	if (c)
+		free(c->big);
 	free(c);
 }
 
@@ -279,7 +349,7 @@ static void conn_process(struct api_conn *c)
 	struct api_server *srv = c->srv;
 	size_t off = 0;
 
-	while (off < c->in_len && !c->closing) {
+	while (off < c->in_len && !c->closing && !c->big) {
 		enum http_errno e;
 		size_t n;
 
@@ -299,10 +369,14 @@ static void conn_process(struct api_conn *c)
 			bool keep = http_should_keep_alive(&c->parser);
 
 			http_parser_pause(&c->parser, 0);
-			api_route(srv, (enum http_method)c->parser.method, c->req.url,
-				  c->req.url_len, c->req.body, c->req.body_len);
 			if (!keep)
 				c->closing = true;
+			if (srv->router) {
+				route_other(c, !keep);
+				continue;
+			}
+			api_route(srv, (enum http_method)c->parser.method, c->req.url,
+				  c->req.url_len, c->req.body, c->req.body_len);
 			queue_reply(c, !keep);
 		} else if (e != HPE_OK || n == 0) {
 			/* n == 0 without an error would loop forever; http_parser stops like
@@ -367,6 +441,31 @@ static int conn_flush(struct api_conn *c)
 			c->deadline_ns = 0;
 	}
 	c->out_off = c->out_len = 0;
+	while (c->big) {
+		ssize_t n;
+
+		if (c->fd < 0) {
+			c->big_off = c->big_len;
+		} else {
+			n = send(c->fd, c->big + c->big_off, c->big_len - c->big_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EINTR)
+					return 0;
+				log_ratelimited(LOG_INFO, "api: send on connection %d: %s", c->fd,
+						strerror(errno));
+				conn_kill(c);
+				return -1;
+			}
+			c->big_off += (size_t)n;
+			if (!c->req.in_progress)
+				c->deadline_ns = 0;
+		}
+		if (c->big_off == c->big_len) {
+			free(c->big);
+			c->big = NULL;
+		}
+	}
 	return 0;
 }
 
@@ -376,9 +475,9 @@ static void conn_update_events(struct api_conn *c)
 	struct epoll_event e;
 
 	if (!c->closing && !c->peer_eof && c->in_len < API_IN_CAP &&
-	    API_OUT_CAP - c->out_len >= OUT_NEEDED)
+	    API_OUT_CAP - c->out_len >= OUT_NEEDED && !c->big)
 		ev |= EPOLLIN;
-	if (c->out_off < c->out_len)
+	if (c->out_off < c->out_len || c->big)
 		ev |= EPOLLOUT;
 	if (ev == c->events || c->fd < 0)
 		return;
@@ -398,14 +497,14 @@ static void conn_service(struct api_conn *c)
 		if (conn_flush(c) < 0)
 			return;
 		/* Input left over means output was full; now that it drained, go on. */
-		if (!c->in_len || c->closing || c->out_len)
+		if (!c->in_len || c->closing || c->out_len || c->big)
 			break;
 	}
-	if (c->out_len == 0 && (c->closing || (c->peer_eof && c->in_len == 0))) {
+	if (c->out_len == 0 && !c->big && (c->closing || (c->peer_eof && c->in_len == 0))) {
 		conn_kill(c);
 		return;
 	}
-	if (c->req.in_progress || c->out_len) {
+	if (c->req.in_progress || c->out_len || c->big) {
 		if (!c->deadline_ns)
 			c->deadline_ns = now_ns() + (uint64_t)c->srv->timeout_ms * 1000000ull;
 	} else {
@@ -680,7 +779,7 @@ again:
 		struct api_conn *c = srv->dead;
 
 		srv->dead = c->next_dead;
-		free(c);
+		api_conn_free(c);
 	}
 	/* A full batch may have left events behind: take a few more rounds, so a caller
 	 * whose loop is edge-triggered is not left waiting, but bounded so the VMM's other
@@ -729,14 +828,14 @@ static int clear_stale(const char *path)
 	return 0;
 }
 
-int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
-		      struct api_server **out)
+static int server_new(const char *path, const struct api_ops *ops, void *ctx, api_router_fn router,
+		      void *router_ctx, struct api_server **out)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct api_server *srv;
 	int ret;
 
-	if (!path || !ops || !out)
+	if (!path || !(ops || router) || !out)
 		return -EINVAL;
 	if (strlen(path) == 0 || strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
@@ -745,6 +844,8 @@ int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 		return -ENOMEM;
 	srv->ops = ops;
 	srv->ctx = ctx;
+	srv->router = router;
+	srv->router_ctx = router_ctx;
 	srv->listen_fd = srv->ep_fd = srv->timer_fd = srv->metrics_fd = -1;
 	srv->metrics_timer_fd = -1;
 	srv->metrics_period_ms = API_DEFAULT_METRICS_PERIOD_MS;
@@ -819,6 +920,63 @@ err:
 	return ret;
 }
 
+int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
+		      struct api_server **out)
+{
+	if (!ops)
+		return -EINVAL;
+	return server_new(path, ops, ctx, NULL, NULL, out);
+}
+
+/* The router's server has no thaw resources: an empty ops table keeps every use of
+ * srv->ops (metrics, describe) well defined should one be reached. */
+static const struct api_ops no_ops;
+
+int api_server_create_router(const char *path, api_router_fn route, void *ctx,
+			     struct api_server **out)
+{
+	if (!route)
+		return -EINVAL;
+	return server_new(path, &no_ops, NULL, route, ctx, out);
+}
+
+void api_http_reply_json(struct api_http_reply *r, int status, struct json_object *o)
+{
+	const char *s;
+	size_t len;
+
+	r->body = NULL;
+	r->len = 0;
+	r->status = 500;
+	if (!o)
+		return;
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	if (s) {
+		r->body = malloc(len + 1);
+		if (r->body) {
+			memcpy(r->body, s, len + 1);
+			r->len = len;
+			r->status = status;
+		}
+	}
+	json_object_put(o);
+}
+
+void api_http_reply_fault(struct api_http_reply *r, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	json_object *o;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o = json_object_new_object();
+	if (o)
+		json_object_object_add(o, "fault_message", json_object_new_string(msg));
+	api_http_reply_json(r, status, o);
+}
+
 int api_server_fd(const struct api_server *srv)
 {
 	return srv->ep_fd;
@@ -844,7 +1002,7 @@ void api_server_destroy(struct api_server *srv)
 		struct api_conn *c = srv->dead;
 
 		srv->dead = c->next_dead;
-		free(c);
+		api_conn_free(c);
 	}
 	close(srv->listen_fd);
 	unlink(srv->path);

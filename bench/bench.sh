@@ -8,13 +8,16 @@
 # usage: bench/bench.sh [--build DIR] [--out DIR] [--runs N] [--boot-runs N]
 #                       [--qemu-runs N] [--perf-runs N] [--clones "1 8 32"]
 #                       [--jail-runs N] [--jail-at-once N] [--jail-batches N] [--only GROUPS]
-#                       [--linux-runs N] [--check] [--smoke] [--no-qemu] [--no-linux]
-#                       [--resume]
+#                       [--fleet "32 256"] [--fleet-seconds S] [--linux-runs N]
+#                       [--check] [--smoke] [--no-qemu] [--no-linux] [--resume]
 #   --only    a comma-separated subset of the series groups: floor, thaw (restores),
 #             create, perf, boot, clones, qemu, linux, api (PUT /snapshot/load through the
 #             API socket, with the direct 128m1v file restores it is compared with), jail
 #             (jailed vs unjailed restores, N jailed at once, jail setup), flood (API GET /
-#             latency while the probe floods each virtio device, bench/flood.c)
+#             latency while the probe floods each virtio device, bench/flood.c), fleet
+#             (thaw-pool: request .. running/answer with a stocked pool, N clones at once
+#             .. all answered ping, PSS per idle clone, sustained clone rate; bench/fleet.c)
+#   --fleet   the burst sizes of the fleet group (issue 17 asks 1000: --fleet 1000)
 #   --check   short run (floor and thaw restores only), then bench/report.py --check:
 #             non-zero exit naming the figure when thaw's median restore is over 3x the
 #             floor or 50% over bench/baseline.json
@@ -32,7 +35,7 @@ cd "$top" || exit 2
 
 B=build OUT="" RUNS=30 FLOOD_RUNS=5 FLOOD_REQUESTS=5000 BOOT_RUNS=20 QEMU_RUNS=10 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
 CLONES="1 8 32" MODE=full QEMU=1 LINUX=1 LINUX_RUNS=1 ONLY="" JAIL_RUNS=20 JAIL_AT_ONCE=10 JAIL_BATCHES=3
-RESUME=0
+RESUME=0 FLEET="32 256" FLEET_SECONDS=10
 while (($#)); do
 	case $1 in
 	--build) B=$2 && shift 2 ;;
@@ -46,6 +49,8 @@ while (($#)); do
 	--jail-at-once) JAIL_AT_ONCE=$2 && shift 2 ;;
 	--jail-batches) JAIL_BATCHES=$2 && shift 2 ;;
 	--only) ONLY=$2 && shift 2 ;;
+	--fleet) FLEET=$2 && shift 2 ;;
+	--fleet-seconds) FLEET_SECONDS=$2 && shift 2 ;;
 	--check) MODE=check && shift ;;
 	--smoke) MODE=smoke && shift ;;
 	--no-qemu) QEMU=0 && shift ;;
@@ -58,11 +63,11 @@ done
 case $MODE in
 check) RUNS=15 ;;
 smoke) RUNS=2 FLOOD_RUNS=1 FLOOD_REQUESTS=500 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=1 USDT_RUNS=1 CREATE_RUNS=1 CLONES="1 2" LINUX=0
-	JAIL_RUNS=2 JAIL_AT_ONCE=3 JAIL_BATCHES=1 ;;
+	JAIL_RUNS=2 JAIL_AT_ONCE=3 JAIL_BATCHES=1 FLEET=4 FLEET_SECONDS=2 ;;
 esac
 for g in ${ONLY//,/ }; do
 	case $g in
-	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood) ;;
+	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | fleet) ;;
 	*) echo "bench: --only: unknown group '$g' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -412,6 +417,92 @@ if [[ $MODE != check && -s $S128 ]] && want clones; then
 		fi
 		ended "clones_$n" || { clones "$n" && end "clones_$n"; }
 	done
+fi
+
+# ---- 6b. the fleet: clones from thaw-pool's prepared processes (issue 17) -----------------
+# One thaw-pool (unjailed: the jail's cost is the jail group's) over the 128 MiB probe;
+# bench/fleet drives it: request .. running (the pool's clock) and .. first answer with a
+# stocked pool, N at once .. all answered, PSS per idle clone, clones per second
+# (request, answer, delete; the pool refilling meanwhile). The preparation of the stock
+# (time, and what the prepared processes hold) is reported apart.
+fleet_group() {
+	local pd=$W/fleet sock=$W/fleet.sock pid n t0 t1 target rc=0
+	rm -rf -- "$pd"
+	cp -f -- "$top/$B/thaw-pool" "$top/$B/bench/fleet" "$top/$B/thawctl" "$W/bin/" || return 1
+	"$W/bin/thaw-pool" --state-dir "$pd" --api-sock "$sock" --thaw "$THAW" 2>"$W/fleet-pool.err" &
+	pid=$!
+	for ((t0 = 0; t0 < 500; t0++)); do
+		[[ -S $sock ]] && break
+		sleep 0.01
+	done
+	# pool_stock N: a pool of N prepared; one line "prepare_us= n= pss_total_kb= rss_total_kb="
+	pool_stock() {
+		local id=$1 want=$2 t0 t1 got=0
+		t0=$(date +%s%N)
+		"$W/bin/thawctl" -q -s "$sock" pool create "$id" "$S128" --prepared "$want" --refill-per-s 1000 >/dev/null ||
+			return 1
+		for ((i = 0; i < 60000; i++)); do
+			got=$("$W/bin/thawctl" -s "$sock" raw GET "/pools/$id" | sed -n 's/.*"prepared":\([0-9]*\).*/\1/p')
+			((got >= want)) && break
+			sleep 0.01
+		done
+		t1=$(date +%s%N)
+		"$PY" - "$pd/run" "$(((t1 - t0) / 1000))" "$want" "$got" <<'PYEOF' >>"$OUT/raw/fleet_prepare_$want.txt"
+import json, os, sys
+run, us, want, got = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+pss = rss = 0
+for d in os.listdir(run):
+    try:
+        rec = json.load(open(os.path.join(run, d, "proc.json")))
+        if rec["state"] != "prepared":
+            continue
+        for line in open("/proc/%d/smaps_rollup" % rec["pid"]):
+            k, v = line.split(":", 1)
+            if k == "Pss":
+                pss += int(v.split()[0])
+            elif k == "Rss":
+                rss += int(v.split()[0])
+    except (OSError, ValueError, KeyError):
+        pass
+print("prepare_us=%s n=%s prepared=%s pss_total_kb=%d rss_total_kb=%d rc=%d" % (
+    us, want, got, pss, rss, 0 if int(got) >= int(want) else 1))
+PYEOF
+	}
+	if ! ended fleet_latency; then
+		pool_stock fl 8 && say "fleet_latency_128m1v: $RUNS runs" &&
+			"$W/bin/fleet" "$sock" fl latency "$RUNS" >"$OUT/raw/fleet_latency_128m1v.txt" 2>>"$W/fleet.err" || rc=1
+		"$W/bin/thawctl" -s "$sock" raw DELETE /pools/fl >/dev/null
+		end fleet_latency
+	fi
+	for n in $FLEET; do
+		ended "fleet_burst_$n" && continue
+		target=$n
+		((target > 1024)) && target=1024
+		say "fleet_burst_$n: $n clones at once from a stock of $target"
+		pool_stock "fb$n" "$target" &&
+			"$W/bin/fleet" "$sock" "fb$n" burst "$n" >"$OUT/raw/fleet_burst_$n.txt" 2>>"$W/fleet.err" || rc=1
+		# the deleted clones are reaped before the pool goes
+		for ((t1 = 0; t1 < 3000; t1++)); do
+			"$W/bin/thawctl" -s "$sock" raw DELETE "/pools/fb$n" >/dev/null && break
+			sleep 0.01
+		done
+		end "fleet_burst_$n"
+	done
+	if ! ended fleet_rate; then
+		say "fleet_rate: $FLEET_SECONDS s of request, answer, delete"
+		pool_stock fr 8 && "$W/bin/fleet" "$sock" fr rate "$FLEET_SECONDS" >"$OUT/raw/fleet_rate.txt" 2>>"$W/fleet.err" || rc=1
+		end fleet_rate
+	fi
+	kill "$pid" 2>/dev/null
+	wait "$pid"
+	"$W/bin/thaw-pool" --cleanup --state-dir "$pd" 2>>"$W/fleet.err" || rc=1
+	left=$(find "$pd/run" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+	meta fleet_leftover "$left"
+	((rc == 0)) || note "fleet: a step failed: $(tail -n 2 "$W/fleet.err" "$W/fleet-pool.err" | tr '\n' ' ')"
+	return $rc
+}
+if [[ $MODE != check && -s $S128 ]] && want fleet; then
+	fleet_group
 fi
 
 # ---- 7. the peer: QEMU microvm with KVM, same probe, same clock ----------------------------

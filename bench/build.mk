@@ -2,11 +2,12 @@
 #   floor  the kernel work a restore cannot avoid, timed (the ratio's denominator)
 #   spawn  starts a VMM and times process start to the guest's first answer
 #   flood  API GET / latency, idle and while the guest floods each virtio device
+#   fleet  clone requests to a running thaw-pool: latency, bursts, sustained rate
 # `make bench` runs bench/bench.sh (inside tests/kvmhost/run.sh when /dev/kvm is
 # absent) and writes bench/results/<timestamp>/; `make bench-check` is a short run that
 # fails when thaw's restore is over 3x the floor or 50% slower than bench/baseline.json.
 # floor and bench_jail use none of our libraries; the others list theirs.
-BENCH_TOOLS := $(B)/bench/floor $(B)/bench/spawn $(B)/bench/flood
+BENCH_TOOLS := $(B)/bench/floor $(B)/bench/spawn $(B)/bench/flood $(B)/bench/fleet
 PROGRAMS += $(BENCH_TOOLS)
 
 $(B)/bench/floor: $(B)/bench/floor.o
@@ -19,11 +20,15 @@ $(B)/bench/flood: $(B)/bench/flood.o $(API_LINK)
 $(B)/bench/spawn: $(B)/bench/spawn.o $(API_LINK)
 	$(link)
 
+# fleet: a client of thaw-pool's API (issue 17).
+$(B)/bench/fleet: $(B)/bench/fleet.o $(API_LINK)
+	$(link)
+
 # BENCH_ARGS passes options to bench/bench.sh (e.g. BENCH_ARGS="--runs 50").
 BENCH_ARGS ?=
 
 # The jail series runs the static thaw (a jail holds no libraries) and jailer/bench_jail.
-BENCH_NEEDS := $(B)/thaw-static $(B)/thaw-jailer $(B)/bench_jail $(B)/tests/jailer_probe
+BENCH_NEEDS := $(B)/thaw-static $(B)/thaw-jailer $(B)/bench_jail $(B)/tests/jailer_probe $(B)/thaw-pool
 
 # make test's smoke run has the same series (sanitizer builds cannot link a static
 # thaw; the jail series then say why they are left out).

@@ -305,7 +305,31 @@ def table(res, meta, rat):
             "10 at once: each %s ms, wall %s ms" % (ms(med(res, s, "at_once_each_us")),
                                                     ms(med(res, s, "ten_at_once_wall_us")))
             if s in res else "")
+    # thaw-pool (issue 17): a stocked pool's clone requests, bursts, the sustained rate.
+    fl = "fleet_latency_128m1v"
+    row("fleet 128m1v stocked: request .. running (pool's clock)", fl, "pool_latency_us")
+    row("fleet 128m1v stocked: request .. 201 (client)", fl, "request_us")
+    row("fleet 128m1v stocked: request .. first answer (ping)", fl, "answer_us")
+    for name in sorted((k for k in res if k.startswith("fleet_burst_")),
+                       key=lambda k: int(k.split("_")[2])):
+        n = name.split("_")[2]
+        row("fleet %s at once: first request .. all answered" % n, name, "wall_us",
+            "PSS/idle clone %s KiB (private dirty %s KiB), misses %s" % (
+                med(res, name, "pss_kb"), med(res, name, "private_dirty_kb"),
+                med(res, name, "misses")))
+        row("fleet %s at once: first request .. last 201" % n, name, "post_us")
+    for name in sorted((k for k in res if k.startswith("fleet_prepare_")),
+                       key=lambda k: int(k.split("_")[2])):
+        row("fleet: preparing a stock of %s" % name.split("_")[2], name, "prepare_us",
+            "held: PSS %s KiB, RSS %s KiB in all" % (med(res, name, "pss_total_kb"),
+                                                     med(res, name, "rss_total_kb")))
     mem = []
+    rate = res.get("fleet_rate", {}).get("metrics", {})
+    if "per_s" in rate:
+        mem.append("fleet sustained (request, answer, delete; refill included): %.1f clones/s "
+                   "over %.1f s (%d clones, %d misses)" % (
+                       rate["per_s"]["median"], rate["seconds"]["median"],
+                       rate["clones"]["median"], rate.get("misses", {}).get("median", 0)))
     for s, label in (("boot_probe_128m1v", "cold-booted probe 128 MiB"),
                      ("thaw_128m1v_plain_file", "restored probe 128 MiB")):
         m = res.get(s, {}).get("metrics", {})
@@ -543,6 +567,13 @@ def main(argv):
                       % name)
             else:
                 passed += 1
+        if "fleet_leftover" in meta:
+            if meta["fleet_leftover"] == "0":
+                passed += 1
+            else:
+                failed += 1
+                print("bench-smoke: FAIL: thaw-pool --cleanup left %s processes' state" %
+                      meta["fleet_leftover"])
         if "jail_leftover" in meta:
             if meta["jail_leftover"] == "0":
                 passed += 1

@@ -10,6 +10,7 @@ UNIT_JAILER := $(filter $(B)/tests/test_jailer,$(UNIT_TESTS))
 UNIT_SNAP   := $(filter $(B)/tests/test_snap_%,$(UNIT_TESTS))
 UNIT_UFFD   := $(filter $(B)/tests/test_uffd% $(B)/tests/test_thaw_uffd,$(UNIT_TESTS))
 UNIT_COMMON := $(filter $(B)/tests/test_hardening,$(UNIT_TESTS))
+UNIT_POOL   := $(filter $(B)/tests/test_pool_%,$(UNIT_TESTS))
 UNIT_VMM    := $(filter $(B)/tests/test_vmm_% $(B)/tests/test_virtio_% $(B)/tests/test_seccomp,\
 		 $(UNIT_TESTS))
 $(UNIT_API): $(API_LINK)
@@ -18,8 +19,9 @@ $(UNIT_SNAP): $(SNAP_LINK)
 $(UNIT_UFFD): $(UFFD_LINK)
 $(UNIT_VMM): $(VMM_LINK)
 $(UNIT_COMMON): $(COMMON_LINK)
+$(UNIT_POOL): $(POOL_LINK)
 UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_UFFD) $(UNIT_VMM) \
-		   $(UNIT_COMMON),$(UNIT_TESTS))
+		   $(UNIT_COMMON) $(UNIT_POOL),$(UNIT_TESTS))
 ifneq ($(UNIT_UNLISTED),)
 $(error tests/build.mk: give $(UNIT_UNLISTED) a library list)
 endif
@@ -28,8 +30,12 @@ $(B)/tests/%: $(B)/tests/unit/%.o
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(link_inputs) $(LDLIBS) -lcmocka
 
+# test_api_router drives thawctl's pool commands.
+$(B)/tests/test_api_router: | $(B)/thawctl
+
 # test_hardening reads the programs it checks.
-$(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap
+$(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap \
+	$(B)/thaw-pool
 
 unit-tests: $(UNIT_TESTS)
 .PHONY: unit-tests
@@ -62,6 +68,13 @@ $(B)/tests/thaw-alloc-count: $(B)/vmm/main.o $(B)/tests/integration/alloc_count.
 		-o $@ $(link_inputs) $(LDLIBS)
 $(B)/itests/test_snapshot: | $(B)/tests/thaw-alloc-count
 
+# The pool test drives thaw-pool, which starts thaw (and thaw-jailer with thaw-static
+# for its jailed pool).
+$(B)/itests/test_pool: | $(B)/thaw-pool $(B)/thaw $(B)/thaw-jailer
+ifneq ($(SAN),1)
+$(B)/itests/test_pool: | $(B)/thaw-static
+endif
+
 integration-tests: $(INTEG_TESTS)
 .PHONY: integration-tests
 
@@ -78,7 +91,8 @@ FUZZ_CLANG    ?= clang
 FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS    = -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -Wall -Wno-unused-parameter \
 	-fno-omit-frame-pointer $(FUZZ_SANITIZE)
-FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS))
+FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS) \
+	$(POOL_SRCS))
 FUZZ_LIB       = $(B)/fuzz/libthaw-fuzz.a
 FUZZ_SRCS     := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_TARGETS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))

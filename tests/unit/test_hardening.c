@@ -18,7 +18,8 @@
 
 #include <cmocka.h>
 
-static const char *const programs[] = {"thaw", "thaw-jailer", "thaw-uffd", "thawctl", "thaw-snap"};
+static const char *const programs[] = {"thaw",	  "thaw-jailer", "thaw-uffd",
+				       "thawctl", "thaw-snap",	 "thaw-pool"};
 #define NPROGRAMS (sizeof(programs) / sizeof(programs[0]))
 
 static char build_dir[PATH_MAX];
