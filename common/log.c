@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static enum log_level max_level = LOG_INFO;
 static const char *log_prefix = "thaw";
@@ -9,6 +10,19 @@ static const char *log_prefix = "thaw";
 void log_set_level(enum log_level level)
 {
 	max_level = level;
+}
+
+int log_set_level_name(const char *option, const char *name)
+{
+	static const char *const names[] = {"error", "warn", "info", "debug"};
+
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name, names[i])) {
+			log_set_level((enum log_level)i);
+			return 0;
+		}
+	log_err("%s: '%s' is not one of error, warn, info, debug", option, name);
+	return -1;
 }
 
 void log_set_prefix(const char *prefix)

@@ -11,6 +11,9 @@ enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* Messages at or below this level are printed; set once by main. */
 void log_set_level(enum log_level level);
+/* --log-level NAME for every program: "error", "warn", "info" or "debug". Returns 0, or
+ * -1 after logging what was wrong with `name`. */
+int log_set_level_name(const char *option, const char *name);
 /* Prefix printed before every line ("thaw", "thaw-jailer", ...); not copied. */
 void log_set_prefix(const char *prefix);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

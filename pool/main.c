@@ -54,19 +54,8 @@ int main(int argc, char **argv)
 			cleanup = true;
 			break;
 		case 'l':
-			if (!strcmp(optarg, "error"))
-				log_set_level(LOG_ERROR);
-			else if (!strcmp(optarg, "warn"))
-				log_set_level(LOG_WARN);
-			else if (!strcmp(optarg, "info"))
-				log_set_level(LOG_INFO);
-			else if (!strcmp(optarg, "debug"))
-				log_set_level(LOG_DEBUG);
-			else {
-				log_err("--log-level: '%s' is not error, warn, info or debug",
-					optarg);
+			if (log_set_level_name("--log-level", optarg))
 				return 1;
-			}
 			break;
 		case 'h':
 			usage(stdout);

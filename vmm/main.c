@@ -259,14 +259,7 @@ static int o_boot(struct cli *c, const char *a)
 
 static int o_log_level(struct cli *c, const char *a)
 {
-	static const char *const names[] = {"error", "warn", "info", "debug", NULL};
-	static const enum log_level levels[] = {LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG};
-	int i = parse_choice("--log-level", a, names);
-
-	if (i < 0)
-		return -1;
-	log_set_level(levels[i]);
-	return 0;
+	return log_set_level_name("--log-level", a);
 }
 
 static int o_drive(struct cli *c, const char *a)
