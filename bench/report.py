@@ -5,12 +5,18 @@ usage: report.py OUT_DIR [--check BASELINE.json] [--smoke] [--write-baseline FIL
 
 OUT_DIR/raw/<series>.txt holds one line per run of key=value pairs; OUT_DIR/meta.txt says
 where the run happened. Every numeric key of every series gets median, p99, min, max, mean.
---check   exit 1, naming the figure, when a thaw restore median is over 3x the floor of the
-          same shape measured in this run, or over 1.5x its value in BASELINE (compared only
-          when the baseline was measured in the same kind of place: native, pvm, nested-tcg)
+--check   exit 1, naming the figure, when a thaw restore median is over 3x its floor (the
+          plain path: floor_<shape>, a fresh VM; the prepared path: floor_prepared_<shape>,
+          a VM built beforehand) measured in this run, or when that ratio is over 1.5x the
+          ratio in BASELINE (compared only when the baseline was measured in the same kind
+          of place: native, pvm, nested-tcg). Ratios, not absolute medians, are held
+          against the baseline: the shared machines' load moves both sides of a ratio
+          measured interleaved (bench.sh --check), but moves absolute medians 2x between
+          runs; absolute regressions over 1.5x are printed as notes
 --smoke   no timing assertions: one pass per series with at least one good run, one per
           plot; prints "bench-smoke: N passed, N failed"
---write-baseline FILE  writes the figures --check compares against
+--write-baseline FILE [DIR...]  writes the figures --check compares against: each the
+          median over OUT_DIR and the further run directories given (bench-check runs)
 Standard library only.
 """
 import json
@@ -26,6 +32,14 @@ PATHS = ("plain", "prepared")
 BACKENDS = ("file", "uffd-ondemand", "uffd-prefetch")
 CHECK_RATIO = 3.0
 CHECK_REGRESSION = 1.5
+# The statistic --check compares (issue 21). The project's machines are shared (2 cores,
+# other jobs, steal time from the host): load only ever adds time. In eight --check runs
+# at load average 5-7 the median plain restore moved 5x between runs, and the 10th
+# percentile's ratio to the floor spanned 1.23-3.28 (one run failed the 3x check); the
+# minimum of 30 interleaved runs gave ratios of 1.17-1.97 (plain) and 1.54-2.40
+# (prepared) in the same eight runs. A run cannot be faster than the code allows, so a
+# regression raises the minimum as well; load cannot lower it.
+CHECK_STAT = "min"
 
 
 def num(v):
@@ -81,6 +95,7 @@ def stats(vals):
     return {
         "n": n,
         "median": statistics.median(v),
+        "p10": v[max(0, math.ceil(0.10 * n) - 1)],
         "p99": v[max(0, math.ceil(0.99 * n) - 1)],
         "min": v[0],
         "max": v[-1],
@@ -106,17 +121,23 @@ def ratio(a, b):
     return round(a / b, 2) if a is not None and b else None
 
 
-def ratios(res):
+def floor_of(shape, path):
+    """The floor a restore path is held against: a fresh VM for the plain path, a VM built
+    beforehand (bench/floor --order prepared) for the prepared one."""
+    return ("floor_prepared_" if path == "prepared" else "floor_") + shape
+
+
+def ratios(res, what="median"):
     out = {}
     for shape in SHAPES:
-        floor = med(res, "floor_" + shape, "total_us")
         for path in PATHS:
+            floor = med(res, floor_of(shape, path), "total_us", what)
             for be in BACKENDS:
                 s = "thaw_%s_%s_%s" % (shape, path, be)
                 if s not in res:
                     continue
                 out[s + ".restore_to_first_run/floor"] = ratio(
-                    med(res, s, "restore_to_first_run_us"), floor)
+                    med(res, s, "restore_to_first_run_us", what), floor)
                 out[s + ".answer/floor_proc"] = ratio(
                     med(res, s, "answer_us"), med(res, "floor_proc_128m1v", "answer_us"))
     thaw = med(res, "thaw_128m1v_plain_file", "answer_us")
@@ -128,6 +149,9 @@ def ratios(res):
                                        med(res, "qemu_boot_128m1v", "answer_us"))
     out["floor_naive/floor"] = ratio(med(res, "floor_naive_128m1v", "total_us"),
                                      med(res, "floor_128m1v", "total_us"))
+    for shape in SHAPES:
+        out["floor_prepared_%s/floor" % shape] = ratio(
+            med(res, "floor_prepared_" + shape, "total_us"), med(res, "floor_" + shape, "total_us"))
     # Issue 6: the load through the API against the direct restore of this run.
     for path in PATHS:
         api, direct = "api_128m1v_%s_file" % path, "thaw_128m1v_%s_file" % path
@@ -192,6 +216,10 @@ def table(res, meta, rat):
              "%-58s %9s %9s %9s %4s  %s" % ("figure (ms)", "median", "p99", "min", "n", "ratio")]
     for shape in SHAPES:
         row("floor %s: open .. first instruction" % shape, "floor_" + shape, "total_us")
+    for shape in SHAPES:
+        row("floor prepared %s: mmap over the slot .. first insn" % shape,
+            "floor_prepared_" + shape, "total_us",
+            "x%s of floor" % rat.get("floor_prepared_%s/floor" % shape, "-"))
     row("floor naive order 128m1v", "floor_naive_128m1v", "total_us",
         "x%s of floor" % rat.get("floor_naive/floor", "-"))
     row("floor process start .. first instruction", "floor_proc_128m1v", "answer_us")
@@ -204,7 +232,8 @@ def table(res, meta, rat):
                 tag = "%s %s %s" % (shape, path, be)
                 row("thaw %s: restore .. vCPUs running" % tag, s, "running_us")
                 row("thaw %s: restore .. first instruction" % tag, s, "restore_to_first_run_us",
-                    "x%s of floor" % rat.get(s + ".restore_to_first_run/floor", "-"))
+                    "x%s of %s" % (rat.get(s + ".restore_to_first_run/floor", "-"),
+                                   "prepared floor" if path == "prepared" else "floor"))
                 row("thaw %s: restore .. first answer" % tag, s, "restore_to_answer_us")
                 row("thaw %s: process start .. first answer" % tag, s, "answer_us")
     gen, keep = (med(res, s, "running_us") for s in ("thaw_128m1v_prepared_file",
@@ -335,6 +364,8 @@ def phase_row(res, s):
 
     def g(k):
         return m[k]["median"] if k in m else 0.0
+    if s.startswith("floor_prepared_"):
+        return [0, g("mmap_us"), 0, g("state_us"), 0, 0, g("run_us"), 0]
     if s.startswith("floor_"):
         return [g("open_us"), g("vm_us") + g("mmap_us") + g("slot_us") + g("irqchip_us") + g("pit_us"),
                 g("vcpus_us"), g("state_us"), 0, 0, g("run_us"), 0]
@@ -385,7 +416,8 @@ def plots(out, res, series):
                        "set yrange [0:1.02]",
                        "plot " + ", ".join(plotted), "unset logscale x", "set autoscale y"]
     # 2. phase breakdown (stacked medians).
-    rows = [s for s in sorted(res) if (s.startswith("thaw_") or s in ("floor_128m1v", "floor_512m2v"))]
+    rows = [s for s in sorted(res) if (s.startswith("thaw_") or s in (
+        "floor_128m1v", "floor_512m2v", "floor_prepared_128m1v", "floor_prepared_512m2v"))]
     if rows:
         fn = os.path.join(d, "phases.dat")
         with open(fn, "w") as f:
@@ -431,13 +463,16 @@ CHECK_METRICS = ("restore_to_first_run_us",)
 def check(res, meta, baseline_path):
     fails = []
     for s in CHECKED:
-        shape = s.split("_")[1]
-        fig, floor = med(res, s, "restore_to_first_run_us"), med(res, "floor_" + shape, "total_us")
+        shape, path = s.split("_")[1], s.split("_")[2]
+        fl = floor_of(shape, path)
+        fig = med(res, s, "restore_to_first_run_us", CHECK_STAT)
+        floor = med(res, fl, "total_us", CHECK_STAT)
         if fig is None or floor is None:
-            fails.append("%s: no figure measured (restore or floor failed)" % s)
+            fails.append("%s: no figure measured (restore or %s failed)" % (s, fl))
         elif fig > CHECK_RATIO * floor:
-            fails.append("%s.restore_to_first_run_us median %.0f us is %.1fx the floor "
-                         "(%.0f us), over %.0fx" % (s, fig, fig / floor, floor, CHECK_RATIO))
+            fails.append("%s.restore_to_first_run_us %s %.0f us is %.1fx %s's "
+                         "(%.0f us), over %.0fx" % (s, CHECK_STAT, fig, fig / floor, fl, floor,
+                                                   CHECK_RATIO))
     try:
         with open(baseline_path) as f:
             base = json.load(f)
@@ -448,14 +483,29 @@ def check(res, meta, baseline_path):
         notes.append("baseline measured on %s, this run on %s: regression check skipped "
                      "(commit a baseline from this kind of host)" % (base.get("where"), meta.get("where")))
         return fails, notes
-    for key, old in sorted(base.get("figures", {}).items()):
-        s, _, metric = key.partition(".")
-        new = med(res, s, metric)
+    rat = ratios(res, CHECK_STAT)
+    # A baseline with ratios holds them; one without (older) holds absolute medians.
+    held = base.get("ratios", {})
+    for key, old in sorted(held.items()):
+        new = rat.get(key)
         if new is None:
             notes.append("%s: not measured in this run" % key)
         elif new > CHECK_REGRESSION * old:
-            fails.append("%s median %.0f us regressed %.0f%% against the baseline %.0f us" %
+            fails.append("%s = %.2f regressed %.0f%% against the baseline's %.2f" %
                          (key, new, 100.0 * (new / old - 1), old))
+    what = base.get("statistic", "median")
+    for key, old in sorted(base.get("figures", {}).items()):
+        s, _, metric = key.partition(".")
+        new = med(res, s, metric, what)
+        if new is None:
+            notes.append("%s: not measured in this run" % key)
+        elif new > CHECK_REGRESSION * old:
+            msg = "%s %s %.0f us regressed %.0f%% against the baseline %.0f us" % (
+                key, what, new, 100.0 * (new / old - 1), old)
+            if held:
+                notes.append(msg + " (absolute: a note only, the ratios are checked)")
+            else:
+                fails.append(msg)
     return fails, notes
 
 
@@ -497,22 +547,44 @@ def main(argv):
         for fl in fails:
             print("bench-check: FAIL: " + fl)
         if not fails:
-            print("bench-check: ok: thaw's restore medians within %.0fx the floor and %.0f%% of "
-                  "the baseline" % (CHECK_RATIO, 100 * (CHECK_REGRESSION - 1)))
+            print("bench-check: ok: thaw's restore medians within %.0fx their floors and their "
+                  "ratios within %.0f%% of the baseline's" % (CHECK_RATIO, 100 * (CHECK_REGRESSION - 1)))
+        crat = ratios(res, CHECK_STAT)
+        result["check"]["ratios"] = crat
+        result["check"]["statistic"] = CHECK_STAT
+        for s in CHECKED:
+            k = s + ".restore_to_first_run/floor"
+            fl = floor_of(s.split("_")[1], s.split("_")[2])
+            if k in crat:
+                print("bench-check: %s %s = %.2f (restore %.0f us, %s %.0f us; medians %.0f "
+                      "and %.0f us)" % (
+                          k, CHECK_STAT, crat[k], med(res, s, "restore_to_first_run_us", CHECK_STAT),
+                          fl, med(res, fl, "total_us", CHECK_STAT),
+                          med(res, s, "restore_to_first_run_us"), med(res, fl, "total_us")))
         rc = 1 if fails else 0
     if "--write-baseline" in opts:
-        fig = {}
+        fig, held = {}, {}
+        wb = opts.index("--write-baseline")
+        runs = [res] + [summarize(load_series(os.path.join(d, "raw"))) for d in opts[wb + 2:]
+                        if os.path.isdir(d)]
         for s in CHECKED:
             for m in CHECK_METRICS:
-                v = med(res, s, m)
-                if v is not None:
-                    fig[s + "." + m] = v
-        with open(opts[opts.index("--write-baseline") + 1], "w") as f:
+                v = [med(r, s, m, CHECK_STAT) for r in runs]
+                if None not in v:
+                    fig[s + "." + m] = statistics.median(v)
+            k = s + ".restore_to_first_run/floor"
+            v = [ratios(r, CHECK_STAT).get(k) for r in runs]
+            if None not in v:
+                held[k] = round(statistics.median(v), 2)
+        meta["baseline_runs"] = len(runs)
+        with open(opts[wb + 1], "w") as f:
             json.dump({"where": meta.get("where"), "where_text": meta.get("where_text"),
                        "measured": meta.get("date"), "git": meta.get("git"),
                        "cpu": meta.get("cpu"), "runs": meta.get("runs"),
+                       "check_runs": meta["baseline_runs"],
                        "outer_loadavg": meta.get("outer_loadavg"), "command": meta.get("command"),
-                       "figures": fig}, f, indent=1, sort_keys=True)
+                       "figures": fig, "ratios": held, "statistic": CHECK_STAT}, f, indent=1,
+                      sort_keys=True)
             f.write("\n")
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
