@@ -301,22 +301,19 @@ done
 # after the other, a change in the shared machine's load between the floor's series and
 # the restores' moved the ratio by 2x (the nested host's floor median went from 20 to 9
 # ms between two runs of one commit). So the check measures CHECK_ROUNDS rounds, each
-# with CHECK_PER_ROUND runs of every floor and of every checked restore, and
-# bench/report.py --check compares the medians of all the rounds' runs: a load change
-# hits the floors and the restores alike.
-# Both sides also run at nice -20 when root: on a 2-core machine shared with other jobs
-# (load average 7 in the runs of issue 21) the restore, with its main and vCPU threads
-# and a process start around it, lost more to the others than the floor's one-thread
-# loop did, and the 10th percentile of the 512m2v plain restore went from 1.6x to 3.3x
-# the floor between two runs a minute apart. At nice -20 the other jobs' share while a
-# run is measured is ~1%.
-if [[ $MODE == check ]]; then
-	chk=()
-	if (($(id -u) == 0)); then chk=(nice -n -20); else note "check: not root, so not at nice -20: other jobs' load reaches the figures"; fi
-	meta check_rounds "$CHECK_ROUNDS x $CHECK_PER_ROUND runs, floors and restores interleaved${chk:+, at nice -20}"
-	for f in floor_128m1v floor_512m2v floor_prepared_128m1v floor_prepared_512m2v; do : >"$OUT/raw/$f.txt"; done
-	for ((round = 1; round <= CHECK_ROUNDS; round++)); do
-		say "check round $round of $CHECK_ROUNDS"
+# with CHECK_PER_ROUND runs of every floor and of every checked restore: a load change
+# hits the floors and the restores alike. bench/report.py --check then compares the
+# minimum of each side (its comment says why), and a failure is confirmed before it is
+# reported: CHECK_ROUNDS more rounds are measured and the check is made again over all
+# the runs. A slower restore stays slower in any number of runs; a burst of other jobs'
+# load on the shared machine (one run in eleven had no plain restore under 2.4 ms, the
+# next ten had them near 1.2 ms) rarely lasts through both.
+# Both sides also run at nice -20 when root, so that other jobs' CPU-bound work takes a
+# small share while a run is measured (it does not help against the host's steal time).
+check_rounds() { # FIRST LAST
+	local round f shape mib vcpus order name snap path pargs
+	for ((round = $1; round <= $2; round++)); do
+		say "check round $round of $2"
 		for f in 128m1v:128:1:floor 512m2v:512:2:floor 128m1v:128:1:prepared 512m2v:512:2:prepared; do
 			IFS=: read -r shape mib vcpus order <<<"$f"
 			name=floor_$shape
@@ -337,6 +334,13 @@ if [[ $MODE == check ]]; then
 			done
 		done
 	done
+}
+chk=()
+if [[ $MODE == check ]]; then
+	if (($(id -u) == 0)); then chk=(nice -n -20); else note "check: not root, so not at nice -20: other jobs' load reaches the figures"; fi
+	meta check_rounds "$CHECK_ROUNDS x $CHECK_PER_ROUND runs, floors and restores interleaved${chk:+, at nice -20}"
+	for f in floor_128m1v floor_512m2v floor_prepared_128m1v floor_prepared_512m2v; do : >"$OUT/raw/$f.txt"; done
+	check_rounds 1 "$CHECK_ROUNDS"
 fi
 
 # ---- 3b. the clone's new generation ID, on and off (issue 16) ----------------------------
@@ -750,4 +754,10 @@ meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 rargs=()
 [[ $MODE == check ]] && rargs=(--check "$top/bench/baseline.json")
 [[ $MODE == smoke ]] && rargs=(--smoke)
+if [[ $MODE == check ]] && ! "$PY" bench/report.py "$OUT" "${rargs[@]}" >"$W/check1.txt"; then
+	# Confirm a failure over twice the runs (section 3c) before reporting it.
+	sed -n 's/^bench-check: FAIL: /bench: check: first verdict: /p' "$W/check1.txt" >&2
+	note "check: the first $CHECK_ROUNDS rounds failed ($(grep -c '^bench-check: FAIL' "$W/check1.txt") figures): $CHECK_ROUNDS more rounds measured to confirm, the verdict is over all of them"
+	check_rounds $((CHECK_ROUNDS + 1)) $((2 * CHECK_ROUNDS))
+fi
 "$PY" bench/report.py "$OUT" "${rargs[@]}"
