@@ -9,11 +9,19 @@
 #                       [--qemu-runs N] [--perf-runs N] [--clones "1 8 32"]
 #                       [--jail-runs N] [--jail-at-once N] [--jail-batches N] [--only GROUPS]
 #                       [--check] [--smoke] [--no-qemu] [--no-linux] [--resume]
+#                       [--cold-ws "8 32 128"] [--cold-runs N] [--cold-drop-caches]
 #   --only    a comma-separated subset of the series groups: floor, thaw (restores),
 #             create, perf, boot, clones, qemu, linux, api (PUT /snapshot/load through the
 #             API socket, with the direct 128m1v file restores it is compared with), jail
 #             (jailed vs unjailed restores, N jailed at once, jail setup), flood (API GET /
-#             latency while the probe floods each virtio device, bench/flood.c)
+#             latency while the probe floods each virtio device, bench/flood.c), cold
+#             (a scattered working set restored from a cold and a warm page cache by each
+#             memory strategy: section 11)
+#   --cold-ws      the cold group's working sets in MiB (default "8 32 128"; smoke "8")
+#   --cold-runs    runs per cold case (default 10; check 5, smoke 2)
+#   --cold-drop-caches  also write 1 to /proc/sys/vm/drop_caches before each cold run
+#             (the whole machine's page cache: off by default on shared machines; the
+#             snapshot's own pages are always dropped with posix_fadvise(DONTNEED))
 #   --check   short run (floors and file restores, interleaved in rounds: section 3c),
 #             then bench/report.py --check: non-zero exit naming the figure when thaw's
 #             median restore is over 3x its floor (the prepared path: the prepared floor)
@@ -33,6 +41,8 @@ cd "$top" || exit 2
 B=build OUT="" RUNS=30 FLOOD_RUNS=5 FLOOD_REQUESTS=5000 BOOT_RUNS=20 QEMU_RUNS=10 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
 CLONES="1 8 32" MODE=full QEMU=1 LINUX=1 ONLY="" JAIL_RUNS=20 JAIL_AT_ONCE=10 JAIL_BATCHES=3
 RESUME=0
+# The cold group (section 11): set before the options, adjusted by --check/--smoke.
+COLD_WS="" COLD_RUNS="" COLD_DROP=0
 while (($#)); do
 	case $1 in
 	--build) B=$2 && shift 2 ;;
@@ -51,6 +61,9 @@ while (($#)); do
 	--no-qemu) QEMU=0 && shift ;;
 	--no-linux) LINUX=0 && shift ;;
 	--resume) RESUME=1 && shift ;;
+	--cold-ws) COLD_WS=$2 && shift 2 ;;
+	--cold-runs) COLD_RUNS=$2 && shift 2 ;;
+	--cold-drop-caches) COLD_DROP=1 && shift ;;
 	*) echo "bench: unknown option '$1' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -63,7 +76,7 @@ smoke) RUNS=2 FLOOD_RUNS=1 FLOOD_REQUESTS=500 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=
 esac
 for g in ${ONLY//,/ }; do
 	case $g in
-	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood) ;;
+	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | cold) ;;
 	*) echo "bench: --only: unknown group '$g' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -169,6 +182,8 @@ rec() {
 	extra=$(sed -n -e 's/^thaw: restore: //p' -e 's/^thaw: timing: //p' \
 		-e 's/^thaw: snapshot: .* in \([0-9]*\) us$/create_us=\1/p' \
 		"$W/err" | tr '\n' ' ')$(jail_steps "$W/err")
+	# thaw's own uffd handler's counters at exit (the cold group, section 11) as uffd_*=.
+	extra+=$(sed -n 's/^thaw: info: uffd: \(faults=.*\)$/\1/p' "$W/err" | sed 's/\([a-z_]*\)=/uffd_\1=/g' | tr '\n' ' ')
 	echo "$line $extra${REC_EXTRA:-}rc=$rc" >>"$OUT/raw/$series.txt"
 	if ((rc != 0)); then
 		echo "bench: $series: run failed (spawn status $rc): $(grep -v '^thaw: info' "$W/err" | tail -n 2 | tr '\n' ' ')" >&2
@@ -747,6 +762,101 @@ for name, r in zip(names, json.load(sys.stdin)["results"]):
 	else
 		note "jail setup: $B/bench_jail or $B/tests/jailer_probe missing (make $B/bench_jail $B/tests/jailer_probe), or not root"
 	fi
+fi
+
+# ---- 11. cold restores: a scattered working set, page cache cold and warm (issue 21) ---
+# The probe plays a function whose working set is spread over its memory: `touchscatter
+# WS SEED 4 w` visits every 4 KiB page of [4, 4+WS) MiB once in a fixed pseudo-random
+# order (guest/probe/PROTOCOL.md) and writes its first word. The snapshot (COLD_RAM MiB)
+# is taken after `touch` has written data into every page, so no page is a hole or a
+# zero page. Its working set is recorded once per size by a restore that runs the same
+# request (--uffd-strategy record) and stored in a copy of the snapshot as its
+# `workingset` section (thaw-uffd embed): the first restore on a new host has it.
+# Per working set, cache state and strategy, series cold_<WS>m_<cache>_<strategy>:
+#   file                  mmap MAP_PRIVATE of the snapshot (thaw's default)
+#   uffd-ondemand         anonymous memory, thaw's handler installs one page a fault
+#   uffd-prefetch         thaw's handler reads the embedded working set with io_uring in
+#                         batches of 4096 pages in recorded order, while the vCPU runs
+#   uffd-prefetch-sorted  the same with one batch (batch=65536): the whole working set
+#                         sorted into file order, fewest and largest reads
+# cold: posix_fadvise(POSIX_FADV_DONTNEED) on the snapshot before each run (and with
+# --cold-drop-caches, drop_caches); warm: the whole snapshot read (cat) before each run.
+# Each run's line has spawn's answer_us, thaw's restore .. first answer, the faults of the
+# thaw process (minflt/majflt), uffd_faults (events its handler read), io_read_bytes (what
+# the process had fetched from storage) and cache_resident_kb (the snapshot's pages in the
+# page cache when the run started, fincore).
+case $MODE in
+check) COLD_WS=${COLD_WS:-32} COLD_RUNS=${COLD_RUNS:-5} COLD_RAM=256 ;;
+smoke) COLD_WS=${COLD_WS:-8} COLD_RUNS=${COLD_RUNS:-2} COLD_RAM=32 ;;
+*) COLD_WS=${COLD_WS:-8 32 128} COLD_RUNS=${COLD_RUNS:-10} COLD_RAM=256 ;;
+esac
+COLD_STRATEGIES="file uffd-ondemand uffd-prefetch uffd-prefetch-sorted"
+# cold_cache STATE FILE: puts FILE's pages in or out of the page cache; sets REC_EXTRA.
+cold_cache() {
+	if [[ $1 == cold ]]; then
+		((COLD_DROP)) && { sync && echo 1 >/proc/sys/vm/drop_caches || note "cold: drop_caches refused"; }
+		"$PY" -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fdatasync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$2"
+	else
+		cat -- "$2" >/dev/null
+	fi
+	REC_EXTRA="cache_resident_kb=$(($(fincore -b -n -o RES -- "$2" 2>/dev/null || echo 0) / 1024)) "
+}
+if want cold; then
+	meta cold_ws_mib "$COLD_WS"
+	meta cold_ram_mib "$COLD_RAM"
+	meta cold_cache_drop "posix_fadvise(DONTNEED) on the snapshot$( ((COLD_DROP)) && echo ', and drop_caches')"
+	UFFDBIN=$top/$B/thaw-uffd
+	CB=$W/cold-base.snap
+	if [[ ! -x $UFFDBIN ]]; then
+		note "cold: $UFFDBIN is missing (make programs): no cold group"
+	elif ! {
+		coproc CSNAP { exec timeout 600 "$THAW" --kernel "$PROBE" --vcpus 1 --mem-mib "$COLD_RAM" \
+			--snapshot "$CB" --snapshot-after "PROBE touch" --snapshot-then exit 2>"$W/cold-snap.err"; }
+		while IFS= read -r -t 300 line <&"${CSNAP[0]}"; do [[ $line == THAW_PROBE_READY* ]] && break; done
+		echo "touch 2 $((COLD_RAM - 4)) 3" >&"${CSNAP[1]}"
+		wait "$CSNAP_PID" && [[ -s $CB ]]
+	}; then
+		note "cold: the base snapshot failed: $(tail -n 1 "$W/cold-snap.err")"
+	else
+		for ws in $COLD_WS; do
+			req="touchscatter $ws 7 4 w"
+			snap=$W/cold-$ws.snap
+			if ! "$SPAWN" --stderr "$W/err" --send "$req" --expect "PROBE touchscatter" --timeout 600000 -- \
+				"$THAW" --restore "$CB" --mem-backend uffd --uffd-strategy record --uffd-record "$W/ws-$ws" >/dev/null ||
+				! "$UFFDBIN" embed --snapshot "$CB" --workingset "$W/ws-$ws" --out "$snap" >"$W/embed.err" 2>&1; then
+				note "cold ${ws}m: recording or embedding the working set failed: $(grep -v '^thaw: info' "$W/err" | tail -n 1) $(tail -n 1 "$W/embed.err")"
+				continue
+			fi
+			meta "cold_${ws}m_ws_pages" "$(sed -n 's/^thaw: info: uffd: .* recorded=\([0-9]*\).*/\1/p' "$W/err")"
+			sync -f "$snap" 2>/dev/null
+			for cache in warm cold; do
+				for st in $COLD_STRATEGIES; do
+					case $st in
+					file) cargs=() ;;
+					uffd-ondemand) cargs=(--mem-backend uffd --uffd-strategy ondemand) ;;
+					uffd-prefetch) cargs=(--mem-backend uffd --uffd-strategy prefetch) ;;
+					uffd-prefetch-sorted) cargs=(--mem-backend uffd --uffd-strategy prefetch,batch=65536) ;;
+					esac
+					s=cold_${ws}m_${cache}_$st
+					i=$(runs "$OUT/raw/$s.txt")
+					((i < COLD_RUNS)) || continue
+					say "$s: $((COLD_RUNS - i)) runs"
+					((i > 0)) || : >"$OUT/raw/$s.txt"
+					for (( ; i < COLD_RUNS; i++)); do
+						cold_cache "$cache" "$snap"
+						rec "$s" --send "$req" --expect "PROBE touchscatter" --timeout 600000 --mem \
+							--guest-mib "$COLD_RAM" -- "$THAW" --restore "$snap" --timing "${cargs[@]}" || :
+						REC_EXTRA=""
+					done
+				done
+			done
+			rm -f -- "$snap" "$W/ws-$ws"
+		done
+	fi
+	rm -f -- "$CB"
 fi
 
 # ---- report --------------------------------------------------------------------------------

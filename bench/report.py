@@ -547,7 +547,7 @@ def main(argv):
         for fl in fails:
             print("bench-check: FAIL: " + fl)
         if not fails:
-            print("bench-check: ok: thaw's restore medians within %.0fx their floors and their "
+            print("bench-check: ok: thaw's restore minima within %.0fx their floors and their "
                   "ratios within %.0f%% of the baseline's" % (CHECK_RATIO, 100 * (CHECK_REGRESSION - 1)))
         crat = ratios(res, CHECK_STAT)
         result["check"]["ratios"] = crat
