@@ -18,7 +18,7 @@
 #             (a scattered working set restored from a cold and a warm page cache by each
 #             memory strategy: section 11)
 #   --cold-ws      the cold group's working sets in MiB (default "8 32 128"; smoke "8")
-#   --cold-runs    runs per cold case (default 10; check 5, smoke 2)
+#   --cold-runs    runs per cold case (default 10; check 6, smoke 2)
 #   --cold-drop-caches  also write 1 to /proc/sys/vm/drop_caches before each cold run
 #             (the whole machine's page cache: off by default on shared machines; the
 #             snapshot's own pages are always dropped with posix_fadvise(DONTNEED))
@@ -786,7 +786,7 @@ fi
 # the process had fetched from storage) and cache_resident_kb (the snapshot's pages in the
 # page cache when the run started, fincore).
 case $MODE in
-check) COLD_WS=${COLD_WS:-32} COLD_RUNS=${COLD_RUNS:-5} COLD_RAM=256 ;;
+check) COLD_WS=${COLD_WS:-32} COLD_RUNS=${COLD_RUNS:-6} COLD_RAM=256 ;;
 smoke) COLD_WS=${COLD_WS:-8} COLD_RUNS=${COLD_RUNS:-2} COLD_RAM=32 ;;
 *) COLD_WS=${COLD_WS:-8 32 128} COLD_RUNS=${COLD_RUNS:-10} COLD_RAM=256 ;;
 esac
@@ -803,6 +803,37 @@ os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$2"
 		cat -- "$2" >/dev/null
 	fi
 	REC_EXTRA="cache_resident_kb=$(($(fincore -b -n -o RES -- "$2" 2>/dev/null || echo 0) / 1024)) "
+}
+# cold_measure: tops every cold series up to COLD_RUNS runs (the check's confirmation
+# calls it again with more), for the working sets whose snapshots are ready.
+COLD_READY=""
+cold_measure() {
+	local ws req snap cache st cargs s i
+	for ws in $COLD_READY; do
+		req="touchscatter $ws 7 4 w"
+		snap=$W/cold-$ws.snap
+		for cache in warm cold; do
+			for st in $COLD_STRATEGIES; do
+				case $st in
+				file) cargs=() ;;
+				uffd-ondemand) cargs=(--mem-backend uffd --uffd-strategy ondemand) ;;
+				uffd-prefetch) cargs=(--mem-backend uffd --uffd-strategy prefetch) ;;
+				uffd-prefetch-sorted) cargs=(--mem-backend uffd --uffd-strategy "prefetch,batch=65536") ;;
+				esac
+				s=cold_${ws}m_${cache}_$st
+				i=$(runs "$OUT/raw/$s.txt")
+				((i < COLD_RUNS)) || continue
+				say "$s: $((COLD_RUNS - i)) runs"
+				((i > 0)) || : >"$OUT/raw/$s.txt"
+				for (( ; i < COLD_RUNS; i++)); do
+					cold_cache "$cache" "$snap"
+					rec "$s" --send "$req" --expect "PROBE touchscatter" --timeout 600000 --mem \
+						--guest-mib "$COLD_RAM" -- "$THAW" --restore "$snap" --timing "${cargs[@]}" || :
+					REC_EXTRA=""
+				done
+			done
+		done
+	done
 }
 if want cold; then
 	meta cold_ws_mib "$COLD_WS"
@@ -832,31 +863,11 @@ if want cold; then
 			fi
 			meta "cold_${ws}m_ws_pages" "$(sed -n 's/^thaw: info: uffd: .* recorded=\([0-9]*\).*/\1/p' "$W/err")"
 			sync -f "$snap" 2>/dev/null
-			for cache in warm cold; do
-				for st in $COLD_STRATEGIES; do
-					case $st in
-					file) cargs=() ;;
-					uffd-ondemand) cargs=(--mem-backend uffd --uffd-strategy ondemand) ;;
-					uffd-prefetch) cargs=(--mem-backend uffd --uffd-strategy prefetch) ;;
-					uffd-prefetch-sorted) cargs=(--mem-backend uffd --uffd-strategy prefetch,batch=65536) ;;
-					esac
-					s=cold_${ws}m_${cache}_$st
-					i=$(runs "$OUT/raw/$s.txt")
-					((i < COLD_RUNS)) || continue
-					say "$s: $((COLD_RUNS - i)) runs"
-					((i > 0)) || : >"$OUT/raw/$s.txt"
-					for (( ; i < COLD_RUNS; i++)); do
-						cold_cache "$cache" "$snap"
-						rec "$s" --send "$req" --expect "PROBE touchscatter" --timeout 600000 --mem \
-							--guest-mib "$COLD_RAM" -- "$THAW" --restore "$snap" --timing "${cargs[@]}" || :
-						REC_EXTRA=""
-					done
-				done
-			done
-			rm -f -- "$snap" "$W/ws-$ws"
+			COLD_READY+=" $ws"
 		done
+		rm -f -- "$CB"
+		cold_measure
 	fi
-	rm -f -- "$CB"
 fi
 
 # ---- report --------------------------------------------------------------------------------
@@ -869,5 +880,7 @@ if [[ $MODE == check ]] && ! "$PY" bench/report.py "$OUT" "${rargs[@]}" >"$W/che
 	sed -n 's/^bench-check: FAIL: /bench: check: first verdict: /p' "$W/check1.txt" >&2
 	note "check: the first $CHECK_ROUNDS rounds failed ($(grep -c '^bench-check: FAIL' "$W/check1.txt") figures): $CHECK_ROUNDS more rounds measured to confirm, the verdict is over all of them"
 	check_rounds $((CHECK_ROUNDS + 1)) $((2 * CHECK_ROUNDS))
+	COLD_RUNS=$((2 * COLD_RUNS))
+	cold_measure
 fi
 "$PY" bench/report.py "$OUT" "${rargs[@]}"
