@@ -5,14 +5,15 @@ usage: report.py OUT_DIR [--check BASELINE.json] [--smoke] [--write-baseline FIL
 
 OUT_DIR/raw/<series>.txt holds one line per run of key=value pairs; OUT_DIR/meta.txt says
 where the run happened. Every numeric key of every series gets median, p99, min, max, mean.
---check   exit 1, naming the figure, when a thaw restore median is over 3x its floor (the
+--check   exit 1, naming the figure, when a thaw restore is over 3x its floor (the
           plain path: floor_<shape>, a fresh VM; the prepared path: floor_prepared_<shape>,
           a VM built beforehand) measured in this run, or when that ratio is over 1.5x the
           ratio in BASELINE (compared only when the baseline was measured in the same kind
-          of place: native, pvm, nested-tcg). Ratios, not absolute medians, are held
-          against the baseline: the shared machines' load moves both sides of a ratio
-          measured interleaved (bench.sh --check), but moves absolute medians 2x between
-          runs; absolute regressions over 1.5x are printed as notes
+          of place: native, pvm, nested-tcg), or when the cold group misses issue 21's
+          goals (check_cold). Times are compared by CHECK_STAT, the minimum (see there).
+          Ratios, not absolute times, are held against the baseline: the shared machines'
+          load moves both sides of a ratio measured interleaved (bench.sh --check), but
+          moves absolute times 2x between runs; absolute regressions over 1.5x are notes
 --smoke   no timing assertions: one pass per series with at least one good run, one per
           plot; prints "bench-smoke: N passed, N failed"
 --write-baseline FILE [DIR...]  writes the figures --check compares against: each the
