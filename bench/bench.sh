@@ -774,7 +774,10 @@ fi
 # zero page. Its working set is recorded once per size by a restore that runs the same
 # request (--uffd-strategy record) and stored in a copy of the snapshot as its
 # `workingset` section (thaw-uffd embed): the first restore on a new host has it.
-# Per working set, cache state and strategy, series cold_<WS>m_<cache>_<strategy>:
+# Restores are prepared (--prepare): creating the VM, whose kernel waits grow with the
+# machine's load (bench/README.md, "Fresh-VM restore"), is then not in the figure, which
+# is about memory. Per working set, cache state and strategy, series
+# cold_<WS>m_<cache>_<strategy>:
 #   file                  mmap MAP_PRIVATE of the snapshot (thaw's default)
 #   uffd-ondemand         anonymous memory, thaw's handler installs one page a fault
 #   uffd-prefetch         thaw's handler reads the embedded working set with io_uring in
@@ -830,7 +833,8 @@ cold_measure() {
 				for (( ; i < COLD_RUNS; i++)); do
 					cold_cache "$cache" "$snap"
 					rec "$s" --send "$req" --expect "PROBE touchscatter" --timeout 600000 --mem \
-						--guest-mib "$COLD_RAM" -- "$THAW" --restore "$snap" --timing "${cargs[@]}" || :
+						--guest-mib "$COLD_RAM" -- "$THAW" --restore "$snap" --timing \
+						--prepare "mem-mib=$COLD_RAM,vcpus=1" "${cargs[@]}" || :
 					REC_EXTRA=""
 				done
 			done
