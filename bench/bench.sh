@@ -845,6 +845,8 @@ if want cold; then
 	meta cold_ws_mib "$COLD_WS"
 	meta cold_ram_mib "$COLD_RAM"
 	meta cold_cache_drop "posix_fadvise(DONTNEED) on the snapshot$( ((COLD_DROP)) && echo ', and drop_caches')"
+	[[ $(stat -f -c %T "$W") == tmpfs ]] &&
+		note "cold: the scratch ($W) is tmpfs, whose pages cannot be dropped: the 'cold' runs start from a warm cache (cache_resident_kb) and the check skips the cold goals"
 	UFFDBIN=$top/$B/thaw-uffd
 	CB=$W/cold-base.snap
 	if [[ ! -x $UFFDBIN ]]; then
