@@ -10,17 +10,28 @@
 #                       [--jail-runs N] [--jail-at-once N] [--jail-batches N] [--only GROUPS]
 #                       [--fleet "32 256"] [--fleet-seconds S] [--linux-runs N]
 #                       [--check] [--smoke] [--no-qemu] [--no-linux] [--resume]
+#                       [--cold-ws "8 32 128"] [--cold-runs N] [--cold-drop-caches]
 #   --only    a comma-separated subset of the series groups: floor, thaw (restores),
 #             create, perf, boot, clones, qemu, linux, api (PUT /snapshot/load through the
 #             API socket, with the direct 128m1v file restores it is compared with), jail
 #             (jailed vs unjailed restores, N jailed at once, jail setup), flood (API GET /
 #             latency while the probe floods each virtio device, bench/flood.c), fleet
 #             (thaw-pool: request .. running/answer with a stocked pool, N clones at once
-#             .. all answered ping, PSS per idle clone, sustained clone rate; bench/fleet.c)
+#             .. all answered ping, PSS per idle clone, sustained clone rate; bench/fleet.c),
+#             cold (a scattered working set restored from a cold and a warm page cache by
+#             each memory strategy: section 11)
 #   --fleet   the burst sizes of the fleet group (issue 17 asks 1000: --fleet 1000)
-#   --check   short run (floor and thaw restores only), then bench/report.py --check:
-#             non-zero exit naming the figure when thaw's median restore is over 3x the
-#             floor or 50% over bench/baseline.json
+#   --cold-ws      the cold group's working sets in MiB (default "8 32 128"; smoke "8")
+#   --cold-runs    runs per cold case (default 10; check 6, smoke 2)
+#   --cold-drop-caches  also write 1 to /proc/sys/vm/drop_caches before each cold run
+#             (the whole machine's page cache: off by default on shared machines; the
+#             snapshot's own pages are always dropped with posix_fadvise(DONTNEED))
+#   --check   short run (floors and file restores, interleaved in rounds: section 3c; the
+#             cold group with one working set), then bench/report.py --check: non-zero
+#             exit naming the figure when thaw's fastest restore is over 3x its floor's
+#             (the prepared path: the prepared floor), or that ratio is 50% over
+#             bench/baseline.json's, or a cold goal is missed; a failure is measured
+#             again over twice the runs before it is reported
 #   --smoke   a few iterations of every series, no timing assertions; prints
 #             "bench-smoke: N passed, N failed" (one per series that produced runs)
 #   --resume  keep the runs the results directory already holds and measure only what
@@ -36,6 +47,8 @@ cd "$top" || exit 2
 B=build OUT="" RUNS=30 FLOOD_RUNS=5 FLOOD_REQUESTS=5000 BOOT_RUNS=20 QEMU_RUNS=10 PERF_RUNS=10 USDT_RUNS=10 CREATE_RUNS=5
 CLONES="1 8 32" MODE=full QEMU=1 LINUX=1 LINUX_RUNS=1 ONLY="" JAIL_RUNS=20 JAIL_AT_ONCE=10 JAIL_BATCHES=3
 RESUME=0 FLEET="32 256" FLEET_SECONDS=10
+# The cold group (section 11): set before the options, adjusted by --check/--smoke.
+COLD_WS="" COLD_RUNS="" COLD_DROP=0
 while (($#)); do
 	case $1 in
 	--build) B=$2 && shift 2 ;;
@@ -57,17 +70,22 @@ while (($#)); do
 	--no-linux) LINUX=0 && shift ;;
 	--linux-runs) LINUX_RUNS=$2 && shift 2 ;;
 	--resume) RESUME=1 && shift ;;
+	--cold-ws) COLD_WS=$2 && shift 2 ;;
+	--cold-runs) COLD_RUNS=$2 && shift 2 ;;
+	--cold-drop-caches) COLD_DROP=1 && shift ;;
 	*) echo "bench: unknown option '$1' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
+# bench-check: CHECK_ROUNDS rounds of CHECK_PER_ROUND runs of each floor and restore.
+CHECK_ROUNDS=${CHECK_ROUNDS:-6} CHECK_PER_ROUND=${CHECK_PER_ROUND:-5}
 case $MODE in
-check) RUNS=15 ;;
+check) RUNS=$((CHECK_ROUNDS * CHECK_PER_ROUND)) ;;
 smoke) RUNS=2 FLOOD_RUNS=1 FLOOD_REQUESTS=500 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=1 USDT_RUNS=1 CREATE_RUNS=1 CLONES="1 2" LINUX=0
 	JAIL_RUNS=2 JAIL_AT_ONCE=3 JAIL_BATCHES=1 FLEET=4 FLEET_SECONDS=2 ;;
 esac
 for g in ${ONLY//,/ }; do
 	case $g in
-	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | fleet) ;;
+	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | fleet | cold) ;;
 	*) echo "bench: --only: unknown group '$g' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -168,11 +186,13 @@ jail_steps() {
 rec() {
 	local series=$1 line rc extra
 	shift
-	line=$("$SPAWN" --stderr "$W/err" "$@")
+	line=$("${SPAWN_PRE[@]}" "$SPAWN" --stderr "$W/err" "$@")
 	rc=$?
 	extra=$(sed -n -e 's/^thaw: restore: //p' -e 's/^thaw: timing: //p' \
 		-e 's/^thaw: snapshot: .* in \([0-9]*\) us$/create_us=\1/p' \
 		"$W/err" | tr '\n' ' ')$(jail_steps "$W/err")
+	# thaw's own uffd handler's counters at exit (the cold group, section 11) as uffd_*=.
+	extra+=$(sed -n 's/^thaw: info: uffd: \(faults=.*\)$/\1/p' "$W/err" | sed 's/\([a-z_]*\)=/uffd_\1=/g' | tr '\n' ' ')
 	echo "$line $extra${REC_EXTRA:-}rc=$rc" >>"$OUT/raw/$series.txt"
 	if ((rc != 0)); then
 		echo "bench: $series: run failed (spawn status $rc): $(grep -v '^thaw: info' "$W/err" | tail -n 2 | tr '\n' ' ')" >&2
@@ -211,6 +231,8 @@ snapshot() {
 	sed -n 's/^thaw: snapshot: .* in \([0-9]*\) us$/create_us=\1/p' "$W/snap.err"
 }
 
+# rec runs spawn behind SPAWN_PRE (bench-check: nice -n -20).
+SPAWN_PRE=()
 PING=(--send ping --every 2000 --expect "PROBE pong" --timeout 60000)
 
 # ---- 1. the floor -------------------------------------------------------------------------
@@ -224,9 +246,13 @@ floor_series() { # NAME RUNS ARGS...
 	fi
 	end "$name"
 }
-if want floor; then
+# bench-check measures its floors interleaved with the restores (section 3c).
+if want floor && [[ $MODE != check ]]; then
 	floor_series floor_128m1v "$RUNS" --mem-mib 128 --vcpus 1
 	floor_series floor_512m2v "$RUNS" --mem-mib 512 --vcpus 2
+	# The prepared path's floor (issue 21): the VM built before the clock starts.
+	floor_series floor_prepared_128m1v "$RUNS" --mem-mib 128 --vcpus 1 --order prepared
+	floor_series floor_prepared_512m2v "$RUNS" --mem-mib 512 --vcpus 2 --order prepared
 	[[ $MODE == check ]] || floor_series floor_naive_128m1v "$RUNS" --mem-mib 128 --vcpus 1 --order naive
 	[[ $MODE == check ]] || series "$RUNS" floor_proc_128m1v --expect "FLOOR first_instruction" \
 		--timeout 60000 -- "$FLOOR" --once --mem-mib 128 --vcpus 1
@@ -249,9 +275,10 @@ fi
 # ---- 3. thaw restores: each shape x path x memory backend -------------------------------
 # The uffd prefetch strategy replays a working set recorded by an earlier restore.
 backends="file uffd-ondemand uffd-prefetch"
-[[ $MODE == check ]] && backends="file"
 uffd_ok=1
 shapes="128m1v 512m2v"
+# bench-check's restores are interleaved with its floors (section 3c).
+[[ $MODE == check ]] && shapes=""
 if ! want thaw; then
 	# The API series is compared with the direct restores of the same snapshot in this run.
 	shapes="" backends=file
@@ -292,6 +319,53 @@ for shape in $shapes; do
 		done
 	done
 done
+
+# ---- 3c. bench-check: floors and file restores interleaved (issue 21) ---------------------
+# The check compares thaw's restore with the floor measured in the same run. Measured one
+# after the other, a change in the shared machine's load between the floor's series and
+# the restores' moved the ratio by 2x (the nested host's floor median went from 20 to 9
+# ms between two runs of one commit). So the check measures CHECK_ROUNDS rounds, each
+# with CHECK_PER_ROUND runs of every floor and of every checked restore: a load change
+# hits the floors and the restores alike. bench/report.py --check then compares the
+# minimum of each side (its comment says why), and a failure is confirmed before it is
+# reported: CHECK_ROUNDS more rounds are measured and the check is made again over all
+# the runs. A slower restore stays slower in any number of runs; a burst of other jobs'
+# load on the shared machine (one run in eleven had no plain restore under 2.4 ms, the
+# next ten had them near 1.2 ms) rarely lasts through both.
+# Both sides also run at nice -20 when root, so that other jobs' CPU-bound work takes a
+# small share while a run is measured (it does not help against the host's steal time).
+check_rounds() { # FIRST LAST
+	local round f shape mib vcpus order name snap path pargs
+	for ((round = $1; round <= $2; round++)); do
+		say "check round $round of $2"
+		for f in 128m1v:128:1:floor 512m2v:512:2:floor 128m1v:128:1:prepared 512m2v:512:2:prepared; do
+			IFS=: read -r shape mib vcpus order <<<"$f"
+			name=floor_$shape
+			[[ $order == prepared ]] && name=floor_prepared_$shape
+			"${chk[@]}" "$FLOOR" --runs "$CHECK_PER_ROUND" --mem-mib "$mib" --vcpus "$vcpus" --order "$order" \
+				>>"$OUT/raw/$name.txt" 2>"$W/floor.err" || note "$name: floor failed: $(tail -n 1 "$W/floor.err")"
+		done
+		for f in 128m1v:128:1:"$S128" 512m2v:512:2:"$S512"; do
+			IFS=: read -r shape mib vcpus snap <<<"$f"
+			[[ -s $snap ]] || continue
+			for path in plain prepared; do
+				pargs=()
+				[[ $path == prepared ]] && pargs=(--prepare "mem-mib=$mib,vcpus=$vcpus")
+				SPAWN_PRE=("${chk[@]}")
+				series $((round * CHECK_PER_ROUND)) "thaw_${shape}_${path}_file" "${PING[@]}" --mem \
+					--guest-mib "$mib" -- "$THAW" --restore "$snap" --timing "${pargs[@]}" || :
+				SPAWN_PRE=()
+			done
+		done
+	done
+}
+chk=()
+if [[ $MODE == check ]]; then
+	if (($(id -u) == 0)); then chk=(nice -n -20); else note "check: not root, so not at nice -20: other jobs' load reaches the figures"; fi
+	meta check_rounds "$CHECK_ROUNDS x $CHECK_PER_ROUND runs, floors and restores interleaved${chk:+, at nice -20}"
+	for f in floor_128m1v floor_512m2v floor_prepared_128m1v floor_prepared_512m2v; do : >"$OUT/raw/$f.txt"; done
+	check_rounds 1 "$CHECK_ROUNDS"
+fi
 
 # ---- 3b. the clone's new generation ID, on and off (issue 16) ----------------------------
 # The prepared file restore of 128m1v once more with --keep-generation: the difference
@@ -790,9 +864,129 @@ for name, r in zip(names, json.load(sys.stdin)["results"]):
 	fi
 fi
 
+# ---- 11. cold restores: a scattered working set, page cache cold and warm (issue 21) ---
+# The probe plays a function whose working set is spread over its memory: `touchscatter
+# WS SEED 4 w` visits every 4 KiB page of [4, 4+WS) MiB once in a fixed pseudo-random
+# order (guest/probe/PROTOCOL.md) and writes its first word. The snapshot (COLD_RAM MiB)
+# is taken after `touch` has written data into every page, so no page is a hole or a
+# zero page. Its working set is recorded once per size by a restore that runs the same
+# request (--uffd-strategy record) and stored in a copy of the snapshot as its
+# `workingset` section (thaw-uffd embed): the first restore on a new host has it.
+# Restores are prepared (--prepare): creating the VM, whose kernel waits grow with the
+# machine's load (bench/README.md, "Fresh-VM restore"), is then not in the figure, which
+# is about memory. Per working set, cache state and strategy, series
+# cold_<WS>m_<cache>_<strategy>:
+#   file                  mmap MAP_PRIVATE of the snapshot (thaw's default)
+#   uffd-ondemand         anonymous memory, thaw's handler installs one page a fault
+#   uffd-prefetch         thaw's handler reads the embedded working set with io_uring in
+#                         batches of 4096 pages in recorded order, while the vCPU runs
+#   uffd-prefetch-sorted  the same with one batch (batch=65536): the whole working set
+#                         sorted into file order, fewest and largest reads
+# cold: posix_fadvise(POSIX_FADV_DONTNEED) on the snapshot before each run (and with
+# --cold-drop-caches, drop_caches); warm: the whole snapshot read (cat) before each run.
+# Each run's line has spawn's answer_us, thaw's restore .. first answer, the faults of the
+# thaw process (minflt/majflt), uffd_faults (events its handler read), io_read_bytes (what
+# the process had fetched from storage) and cache_resident_kb (the snapshot's pages in the
+# page cache when the run started, fincore).
+case $MODE in
+check) COLD_WS=${COLD_WS:-32} COLD_RUNS=${COLD_RUNS:-6} COLD_RAM=256 ;;
+smoke) COLD_WS=${COLD_WS:-8} COLD_RUNS=${COLD_RUNS:-2} COLD_RAM=32 ;;
+*) COLD_WS=${COLD_WS:-8 32 128} COLD_RUNS=${COLD_RUNS:-10} COLD_RAM=256 ;;
+esac
+COLD_STRATEGIES="file uffd-ondemand uffd-prefetch uffd-prefetch-sorted"
+# cold_cache STATE FILE: puts FILE's pages in or out of the page cache; sets REC_EXTRA.
+cold_cache() {
+	if [[ $1 == cold ]]; then
+		((COLD_DROP)) && { sync && echo 1 >/proc/sys/vm/drop_caches || note "cold: drop_caches refused"; }
+		"$PY" -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fdatasync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$2"
+	else
+		cat -- "$2" >/dev/null
+	fi
+	REC_EXTRA="cache_resident_kb=$(($(fincore -b -n -o RES -- "$2" 2>/dev/null || echo 0) / 1024)) "
+}
+# cold_measure: tops every cold series up to COLD_RUNS runs (the check's confirmation
+# calls it again with more), for the working sets whose snapshots are ready.
+COLD_READY=""
+cold_measure() {
+	local ws req snap cache st cargs s i
+	for ws in $COLD_READY; do
+		req="touchscatter $ws 7 4 w"
+		snap=$W/cold-$ws.snap
+		for cache in warm cold; do
+			for st in $COLD_STRATEGIES; do
+				case $st in
+				file) cargs=() ;;
+				uffd-ondemand) cargs=(--mem-backend uffd --uffd-strategy ondemand) ;;
+				uffd-prefetch) cargs=(--mem-backend uffd --uffd-strategy prefetch) ;;
+				uffd-prefetch-sorted) cargs=(--mem-backend uffd --uffd-strategy "prefetch,batch=65536") ;;
+				esac
+				s=cold_${ws}m_${cache}_$st
+				i=$(runs "$OUT/raw/$s.txt")
+				((i < COLD_RUNS)) || continue
+				say "$s: $((COLD_RUNS - i)) runs"
+				((i > 0)) || : >"$OUT/raw/$s.txt"
+				for (( ; i < COLD_RUNS; i++)); do
+					cold_cache "$cache" "$snap"
+					rec "$s" --send "$req" --expect "PROBE touchscatter" --timeout 600000 --mem \
+						--guest-mib "$COLD_RAM" -- "$THAW" --restore "$snap" --timing \
+						--prepare "mem-mib=$COLD_RAM,vcpus=1" "${cargs[@]}" || :
+					REC_EXTRA=""
+				done
+			done
+		done
+	done
+}
+if want cold; then
+	meta cold_ws_mib "$COLD_WS"
+	meta cold_ram_mib "$COLD_RAM"
+	meta cold_cache_drop "posix_fadvise(DONTNEED) on the snapshot$( ((COLD_DROP)) && echo ', and drop_caches')"
+	[[ $(stat -f -c %T "$W") == tmpfs ]] &&
+		note "cold: the scratch ($W) is tmpfs, whose pages cannot be dropped: the 'cold' runs start from a warm cache (cache_resident_kb) and the check skips the cold goals"
+	UFFDBIN=$top/$B/thaw-uffd
+	CB=$W/cold-base.snap
+	if [[ ! -x $UFFDBIN ]]; then
+		note "cold: $UFFDBIN is missing (make programs): no cold group"
+	elif ! {
+		coproc CSNAP { exec timeout 600 "$THAW" --kernel "$PROBE" --vcpus 1 --mem-mib "$COLD_RAM" \
+			--snapshot "$CB" --snapshot-after "PROBE touch" --snapshot-then exit 2>"$W/cold-snap.err"; }
+		while IFS= read -r -t 300 line <&"${CSNAP[0]}"; do [[ $line == THAW_PROBE_READY* ]] && break; done
+		echo "touch 2 $((COLD_RAM - 4)) 3" >&"${CSNAP[1]}"
+		wait "$CSNAP_PID" && [[ -s $CB ]]
+	}; then
+		note "cold: the base snapshot failed: $(tail -n 1 "$W/cold-snap.err")"
+	else
+		for ws in $COLD_WS; do
+			req="touchscatter $ws 7 4 w"
+			snap=$W/cold-$ws.snap
+			if ! "$SPAWN" --stderr "$W/err" --send "$req" --expect "PROBE touchscatter" --timeout 600000 -- \
+				"$THAW" --restore "$CB" --mem-backend uffd --uffd-strategy record --uffd-record "$W/ws-$ws" >/dev/null ||
+				! "$UFFDBIN" embed --snapshot "$CB" --workingset "$W/ws-$ws" --out "$snap" >"$W/embed.err" 2>&1; then
+				note "cold ${ws}m: recording or embedding the working set failed: $(grep -v '^thaw: info' "$W/err" | tail -n 1) $(tail -n 1 "$W/embed.err")"
+				continue
+			fi
+			meta "cold_${ws}m_ws_pages" "$(sed -n 's/^thaw: info: uffd: .* recorded=\([0-9]*\).*/\1/p' "$W/err")"
+			sync -f "$snap" 2>/dev/null
+			COLD_READY+=" $ws"
+		done
+		rm -f -- "$CB"
+		cold_measure
+	fi
+fi
+
 # ---- report --------------------------------------------------------------------------------
 meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 rargs=()
 [[ $MODE == check ]] && rargs=(--check "$top/bench/baseline.json")
 [[ $MODE == smoke ]] && rargs=(--smoke)
+if [[ $MODE == check ]] && ! "$PY" bench/report.py "$OUT" "${rargs[@]}" >"$W/check1.txt"; then
+	# Confirm a failure over twice the runs (section 3c) before reporting it.
+	sed -n 's/^bench-check: FAIL: /bench: check: first verdict: /p' "$W/check1.txt" >&2
+	note "check: the first $CHECK_ROUNDS rounds failed ($(grep -c '^bench-check: FAIL' "$W/check1.txt") figures): $CHECK_ROUNDS more rounds measured to confirm, the verdict is over all of them"
+	check_rounds $((CHECK_ROUNDS + 1)) $((2 * CHECK_ROUNDS))
+	COLD_RUNS=$((2 * COLD_RUNS))
+	cold_measure
+fi
 "$PY" bench/report.py "$OUT" "${rargs[@]}"

@@ -15,12 +15,20 @@
  * KVM_CREATE_VM (cheap), "naive" registers it after the irqchip and PIT exist, which waits
  * for a kernel grace period. The VM is torn down after each run, outside the timing.
  *
- * usage: floor [--runs N] [--mem-mib M] [--vcpus N] [--order floor|naive]
- *        floor --once [...]   one run, then print "FLOOR first_instruction" on stdout
- *                            (for process-start-to-first-instruction by an outside clock)
- * Output (one line per run): "floor run=I total_us=.. open_us=.. vm_us=.. mmap_us=..
- * slot_us=.. irqchip_us=.. pit_us=.. vcpus_us=.. state_us=.. run_us=.." where each phase
- * is the time since the previous one, in microseconds with 0.1 µs resolution.
+ * The third, "prepared" (issue 21), is the floor of thaw's --prepare path: the VM, an
+ * anonymous memory range registered as its slot, the irqchip, the PIT and the vCPUs (with
+ * their kvm_run mappings) are built before the clock starts, as a prepared thaw builds
+ * them before its request. The timed restore is then only: mmap the memory file
+ * MAP_FIXED|MAP_PRIVATE over the registered range, set the saved state (CPUID, special
+ * and general registers) and run the boot vCPU to its first instruction. Phases: mmap_us,
+ * state_us, run_us.
+ *
+ * usage: floor [--runs N] [--mem-mib M] [--vcpus N] [--order floor|naive|prepared]
+ *        floor --once [...]   (not with prepared) one run, then print "FLOOR first_instruction" on
+ * stdout (for process-start-to-first-instruction by an outside clock) Output (one line per run):
+ * "floor run=I total_us=.. open_us=.. vm_us=.. mmap_us=.. slot_us=.. irqchip_us=.. pit_us=..
+ * vcpus_us=.. state_us=.. run_us=.." where each phase is the time since the previous one, in
+ * microseconds with 0.1 µs resolution.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +62,7 @@ struct floor_cfg {
 	uint64_t mem_bytes;
 	unsigned vcpus;
 	bool naive;
+	bool prepared;
 	int mem_fd;		 /* the "snapshot" memory file */
 	struct cpuid_buf *cpuid; /* what a snapshot would carry, fetched once */
 };
@@ -204,9 +213,119 @@ out:
 	return ret;
 }
 
+/* What a prepared VM holds before its restore request. */
+struct prepared_vm {
+	int kvm, vm, vcpu[MAX_VCPUS];
+	struct kvm_run *run[MAX_VCPUS];
+	long run_size;
+	void *mem;
+};
+
+static void prepared_release(const struct floor_cfg *cfg, struct prepared_vm *p)
+{
+	for (unsigned i = 0; i < MAX_VCPUS; i++) {
+		if (p->run[i])
+			munmap(p->run[i], (size_t)p->run_size);
+		if (p->vcpu[i] >= 0)
+			close(p->vcpu[i]);
+	}
+	if (p->vm >= 0)
+		close(p->vm);
+	if (p->mem != MAP_FAILED)
+		munmap(p->mem, cfg->mem_bytes);
+	if (p->kvm >= 0)
+		close(p->kvm);
+}
+
+/* Builds the VM as thaw --prepare does, outside the timing. Returns 0 or -1. */
+static int prepared_build(const struct floor_cfg *cfg, struct prepared_vm *p)
+{
+	struct kvm_userspace_memory_region region;
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	int ret = -1;
+
+	*p = (struct prepared_vm){.kvm = -1, .vm = -1, .mem = MAP_FAILED};
+	for (unsigned i = 0; i < MAX_VCPUS; i++)
+		p->vcpu[i] = -1;
+	CHECK(p->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), "open /dev/kvm");
+	CHECK(p->vm = ioctl(p->kvm, KVM_CREATE_VM, 0), "KVM_CREATE_VM");
+	p->mem = mmap(NULL, cfg->mem_bytes, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->mem == MAP_FAILED) {
+		fprintf(stderr, "floor: mmap the prepared range: %s\n", strerror(errno));
+		goto out;
+	}
+	region = (struct kvm_userspace_memory_region){
+	    .slot = 0,
+	    .guest_phys_addr = 0,
+	    .memory_size = cfg->mem_bytes,
+	    .userspace_addr = (uint64_t)(uintptr_t)p->mem,
+	};
+	CHECK(ioctl(p->vm, KVM_SET_USER_MEMORY_REGION, &region), "KVM_SET_USER_MEMORY_REGION");
+	CHECK(ioctl(p->vm, KVM_CREATE_IRQCHIP, 0), "KVM_CREATE_IRQCHIP");
+	CHECK(ioctl(p->vm, KVM_CREATE_PIT2, &pit), "KVM_CREATE_PIT2");
+	CHECK(p->run_size = ioctl(p->kvm, KVM_GET_VCPU_MMAP_SIZE, 0), "KVM_GET_VCPU_MMAP_SIZE");
+	for (unsigned i = 0; i < cfg->vcpus; i++) {
+		CHECK(p->vcpu[i] = ioctl(p->vm, KVM_CREATE_VCPU, i), "KVM_CREATE_VCPU");
+		p->run[i] = mmap(NULL, (size_t)p->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+				 p->vcpu[i], 0);
+		if (p->run[i] == MAP_FAILED) {
+			p->run[i] = NULL;
+			fprintf(stderr, "floor: mmap kvm_run: %s\n", strerror(errno));
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	return ret;
+}
+
+/* The restore into a prepared VM; t[0] start, then the mmap, state and run phases. */
+static int prepared_once(const struct floor_cfg *cfg, uint64_t t[P_NR + 1])
+{
+	struct prepared_vm p;
+	int ret = -1;
+	void *mem;
+
+	if (prepared_build(cfg, &p))
+		goto out;
+	t[0] = now_ns();
+	mem = mmap(p.mem, cfg->mem_bytes, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, cfg->mem_fd, 0);
+	if (mem == MAP_FAILED) {
+		fprintf(stderr, "floor: mmap MAP_FIXED over the slot: %s\n", strerror(errno));
+		goto out;
+	}
+	t[1 + P_MMAP] = now_ns();
+	for (unsigned i = 0; i < cfg->vcpus; i++) {
+		struct kvm_sregs sregs;
+		struct kvm_regs regs = {.rip = GUEST_CODE, .rflags = 0x2};
+
+		CHECK(ioctl(p.vcpu[i], KVM_SET_CPUID2, cfg->cpuid), "KVM_SET_CPUID2");
+		CHECK(ioctl(p.vcpu[i], KVM_GET_SREGS, &sregs), "KVM_GET_SREGS");
+		sregs.cs.base = 0;
+		sregs.cs.selector = 0;
+		CHECK(ioctl(p.vcpu[i], KVM_SET_SREGS, &sregs), "KVM_SET_SREGS");
+		CHECK(ioctl(p.vcpu[i], KVM_SET_REGS, &regs), "KVM_SET_REGS");
+	}
+	t[1 + P_STATE] = now_ns();
+	CHECK(ioctl(p.vcpu[0], KVM_RUN, 0), "KVM_RUN");
+	t[1 + P_RUN] = now_ns();
+	if (p.run[0]->exit_reason != KVM_EXIT_IO || p.run[0]->io.port != GUEST_PORT) {
+		fprintf(stderr, "floor: unexpected exit %u (port 0x%x)\n", p.run[0]->exit_reason,
+			p.run[0]->exit_reason == KVM_EXIT_IO ? p.run[0]->io.port : 0);
+		goto out;
+	}
+	ret = 0;
+out:
+	prepared_release(cfg, &p);
+	return ret;
+}
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: floor [--runs N] [--mem-mib M] [--vcpus N] [--order floor|naive] "
+	fprintf(f, "usage: floor [--runs N] [--mem-mib M] [--vcpus N] "
+		   "[--order floor|naive|prepared] "
 		   "[--once]\n");
 }
 
@@ -240,7 +359,8 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			cfg.naive = strcmp(optarg, "naive") == 0;
-			if (!cfg.naive && strcmp(optarg, "floor") != 0) {
+			cfg.prepared = strcmp(optarg, "prepared") == 0;
+			if (!cfg.naive && !cfg.prepared && strcmp(optarg, "floor") != 0) {
 				usage(stderr);
 				return 1;
 			}
@@ -256,8 +376,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (runs < 1 || runs > 100000 || mib < 1 || mib > (1ul << 20) || cfg.vcpus < 1 ||
-	    cfg.vcpus > MAX_VCPUS) {
+	if ((once && cfg.prepared) || runs < 1 || runs > 100000 || mib < 1 || mib > (1ul << 20) ||
+	    cfg.vcpus < 1 || cfg.vcpus > MAX_VCPUS) {
 		usage(stderr);
 		return 1;
 	}
@@ -286,13 +406,23 @@ int main(int argc, char **argv)
 		uint64_t t[P_NR + 1] = {0};
 		uint64_t prev;
 
-		if (floor_once(&cfg, t)) {
+		if (cfg.prepared ? prepared_once(&cfg, t) : floor_once(&cfg, t)) {
 			rc = 2;
 			goto out;
 		}
 		printf("floor run=%lu order=%s vcpus=%u mem_mib=%lu total_us=%.1f", r,
-		       cfg.naive ? "naive" : "floor", cfg.vcpus, mib, (t[1 + P_RUN] - t[0]) / 1e3);
+		       cfg.prepared ? "prepared"
+		       : cfg.naive  ? "naive"
+				    : "floor",
+		       cfg.vcpus, mib, (t[1 + P_RUN] - t[0]) / 1e3);
 		prev = t[0];
+		if (cfg.prepared) {
+			printf(" mmap_us=%.1f state_us=%.1f run_us=%.1f\n",
+			       (t[1 + P_MMAP] - t[0]) / 1e3, (t[1 + P_STATE] - t[1 + P_MMAP]) / 1e3,
+			       (t[1 + P_RUN] - t[1 + P_STATE]) / 1e3);
+			fflush(stdout);
+			continue;
+		}
 		for (int p = 0; p < P_NR; p++) {
 			/* The slot comes after the PIT in the naive order. */
 			int q = p;

@@ -5,12 +5,19 @@ usage: report.py OUT_DIR [--check BASELINE.json] [--smoke] [--write-baseline FIL
 
 OUT_DIR/raw/<series>.txt holds one line per run of key=value pairs; OUT_DIR/meta.txt says
 where the run happened. Every numeric key of every series gets median, p99, min, max, mean.
---check   exit 1, naming the figure, when a thaw restore median is over 3x the floor of the
-          same shape measured in this run, or over 1.5x its value in BASELINE (compared only
-          when the baseline was measured in the same kind of place: native, pvm, nested-tcg)
+--check   exit 1, naming the figure, when a thaw restore is over 3x its floor (the
+          plain path: floor_<shape>, a fresh VM; the prepared path: floor_prepared_<shape>,
+          a VM built beforehand) measured in this run, or when that ratio is over 1.5x the
+          ratio in BASELINE (compared only when the baseline was measured in the same kind
+          of place: native, pvm, nested-tcg), or when the cold group misses issue 21's
+          goals (check_cold). Times are compared by CHECK_STAT, the minimum (see there).
+          Ratios, not absolute times, are held against the baseline: the shared machines'
+          load moves both sides of a ratio measured interleaved (bench.sh --check), but
+          moves absolute times 2x between runs; absolute regressions over 1.5x are notes
 --smoke   no timing assertions: one pass per series with at least one good run, one per
           plot; prints "bench-smoke: N passed, N failed"
---write-baseline FILE  writes the figures --check compares against
+--write-baseline FILE [DIR...]  writes the figures --check compares against: each the
+          median over OUT_DIR and the further run directories given (bench-check runs)
 Standard library only.
 """
 import json
@@ -26,6 +33,14 @@ PATHS = ("plain", "prepared")
 BACKENDS = ("file", "uffd-ondemand", "uffd-prefetch")
 CHECK_RATIO = 3.0
 CHECK_REGRESSION = 1.5
+# The statistic --check compares (issue 21). The project's machines are shared (2 cores,
+# other jobs, steal time from the host): load only ever adds time. In eight --check runs
+# at load average 5-7 the median plain restore moved 5x between runs, and the 10th
+# percentile's ratio to the floor spanned 1.23-3.28 (one run failed the 3x check); the
+# minimum of 30 interleaved runs gave ratios of 1.17-1.97 (plain) and 1.54-2.40
+# (prepared) in the same eight runs. A run cannot be faster than the code allows, so a
+# regression raises the minimum as well; load cannot lower it.
+CHECK_STAT = "min"
 
 
 def num(v):
@@ -73,6 +88,16 @@ def derive(r):
     # same for every series): exec and loading for a bare thaw, the whole jail for a jailed.
     if r.get("answer_us") and r.get("first_line_us"):
         r["start_to_main_us"] = r["answer_us"] - r["first_line_us"]
+    # The cold group: guest page faults are the uffd handler's fault events when memory
+    # came through uffd (the process's own faults then count its staging buffer too), else
+    # the process's faults (each a guest page the kernel filled from the file, plus the
+    # VMM's own ~200); storage reads in MiB.
+    if "uffd_faults" in r:
+        r["faults"] = r["uffd_faults"]
+    elif "minflt" in r:
+        r["faults"] = r["minflt"] + r.get("majflt", 0)
+    if "io_read_bytes" in r:
+        r["read_mib"] = r["io_read_bytes"] / 1048576.0
 
 
 def stats(vals):
@@ -81,6 +106,7 @@ def stats(vals):
     return {
         "n": n,
         "median": statistics.median(v),
+        "p10": v[max(0, math.ceil(0.10 * n) - 1)],
         "p99": v[max(0, math.ceil(0.99 * n) - 1)],
         "min": v[0],
         "max": v[-1],
@@ -106,17 +132,23 @@ def ratio(a, b):
     return round(a / b, 2) if a is not None and b else None
 
 
-def ratios(res):
+def floor_of(shape, path):
+    """The floor a restore path is held against: a fresh VM for the plain path, a VM built
+    beforehand (bench/floor --order prepared) for the prepared one."""
+    return ("floor_prepared_" if path == "prepared" else "floor_") + shape
+
+
+def ratios(res, what="median"):
     out = {}
     for shape in SHAPES:
-        floor = med(res, "floor_" + shape, "total_us")
         for path in PATHS:
+            floor = med(res, floor_of(shape, path), "total_us", what)
             for be in BACKENDS:
                 s = "thaw_%s_%s_%s" % (shape, path, be)
                 if s not in res:
                     continue
                 out[s + ".restore_to_first_run/floor"] = ratio(
-                    med(res, s, "restore_to_first_run_us"), floor)
+                    med(res, s, "restore_to_first_run_us", what), floor)
                 out[s + ".answer/floor_proc"] = ratio(
                     med(res, s, "answer_us"), med(res, "floor_proc_128m1v", "answer_us"))
     thaw = med(res, "thaw_128m1v_plain_file", "answer_us")
@@ -128,6 +160,9 @@ def ratios(res):
                                        med(res, "qemu_boot_128m1v", "answer_us"))
     out["floor_naive/floor"] = ratio(med(res, "floor_naive_128m1v", "total_us"),
                                      med(res, "floor_128m1v", "total_us"))
+    for shape in SHAPES:
+        out["floor_prepared_%s/floor" % shape] = ratio(
+            med(res, "floor_prepared_" + shape, "total_us"), med(res, "floor_" + shape, "total_us"))
     # Issue 6: the load through the API against the direct restore of this run.
     for path in PATHS:
         api, direct = "api_128m1v_%s_file" % path, "thaw_128m1v_%s_file" % path
@@ -175,12 +210,42 @@ def deltas(res):
     return out
 
 
+COLD_STRATEGIES = ("file", "uffd-ondemand", "uffd-prefetch", "uffd-prefetch-sorted")
+
+
+def cold_sizes(res):
+    return sorted({int(k.split("_")[1][:-1]) for k in res if k.startswith("cold_")})
+
+
+def cold_ratios(res, what="median"):
+    """Issue 21's cold figures: each case's restore .. first answer against the warm file
+    path of the same working set; cold prefetch against cold on demand (time, faults)."""
+    out = {}
+    for ws in cold_sizes(res):
+        base = med(res, "cold_%dm_warm_file" % ws, "restore_to_answer_us", what)
+        for cache in ("warm", "cold"):
+            for st in COLD_STRATEGIES:
+                s = "cold_%dm_%s_%s" % (ws, cache, st)
+                if s in res:
+                    out[s + ".answer/warm_file"] = ratio(med(res, s, "restore_to_answer_us", what), base)
+        od = "cold_%dm_cold_uffd-ondemand" % ws
+        for st in ("uffd-prefetch", "uffd-prefetch-sorted", "file"):
+            s = "cold_%dm_cold_%s" % (ws, st)
+            out["cold_%dm.cold_ondemand/cold_%s" % (ws, st)] = ratio(
+                med(res, od, "restore_to_answer_us", what), med(res, s, "restore_to_answer_us", what))
+            f, fo = med(res, s, "faults"), med(res, od, "faults")
+            if f is not None and fo:
+                out["cold_%dm.cold_%s.faults_saved_vs_ondemand" % (ws, st)] = round(1 - f / fo, 3)
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def ms(us):
     return "-" if us is None else ("%.2f" % (us / 1000.0))
 
 
 def table(res, meta, rat):
     rows = []
+    crat = cold_ratios(res)
 
     def row(label, series, metric, note=""):
         m = res.get(series, {}).get("metrics", {}).get(metric)
@@ -192,6 +257,10 @@ def table(res, meta, rat):
              "%-58s %9s %9s %9s %4s  %s" % ("figure (ms)", "median", "p99", "min", "n", "ratio")]
     for shape in SHAPES:
         row("floor %s: open .. first instruction" % shape, "floor_" + shape, "total_us")
+    for shape in SHAPES:
+        row("floor prepared %s: mmap over the slot .. first insn" % shape,
+            "floor_prepared_" + shape, "total_us",
+            "x%s of floor" % rat.get("floor_prepared_%s/floor" % shape, "-"))
     row("floor naive order 128m1v", "floor_naive_128m1v", "total_us",
         "x%s of floor" % rat.get("floor_naive/floor", "-"))
     row("floor process start .. first instruction", "floor_proc_128m1v", "answer_us")
@@ -204,7 +273,8 @@ def table(res, meta, rat):
                 tag = "%s %s %s" % (shape, path, be)
                 row("thaw %s: restore .. vCPUs running" % tag, s, "running_us")
                 row("thaw %s: restore .. first instruction" % tag, s, "restore_to_first_run_us",
-                    "x%s of floor" % rat.get(s + ".restore_to_first_run/floor", "-"))
+                    "x%s of %s" % (rat.get(s + ".restore_to_first_run/floor", "-"),
+                                   "prepared floor" if path == "prepared" else "floor"))
                 row("thaw %s: restore .. first answer" % tag, s, "restore_to_answer_us")
                 row("thaw %s: process start .. first answer" % tag, s, "answer_us")
     gen, keep = (med(res, s, "running_us") for s in ("thaw_128m1v_prepared_file",
@@ -235,6 +305,25 @@ def table(res, meta, rat):
     acpi, noacpi = med(res, "boot_linux", "answer_us"), med(res, "boot_linux_noacpi", "answer_us")
     row("  same with --no-acpi", "boot_linux_noacpi", "answer_us",
         "ACPI adds %+.0f ms" % ((acpi - noacpi) / 1000) if acpi and noacpi else "")
+    for ws in cold_sizes(res):
+        for cache in ("warm", "cold"):
+            for st in COLD_STRATEGIES:
+                s = "cold_%dm_%s_%s" % (ws, cache, st)
+                if s not in res:
+                    continue
+                extra = ""
+                if cache == "cold" and st != "uffd-ondemand":
+                    extra = "; cold on demand x%s of this, %s%% fewer faults" % (
+                        crat.get("cold_%dm.cold_ondemand/cold_%s" % (ws, st), "-"),
+                        "%.1f" % (100 * crat["cold_%dm.cold_%s.faults_saved_vs_ondemand" % (ws, st)])
+                        if "cold_%dm.cold_%s.faults_saved_vs_ondemand" % (ws, st) in crat else "-")
+                row("cold %3d MiB ws, %s cache, %s: restore .. answer" % (ws, cache, st), s,
+                    "restore_to_answer_us",
+                    "x%s of warm file; faults %s, read %s MiB%s" % (
+                        crat.get(s + ".answer/warm_file", "-"),
+                        "%.0f" % med(res, s, "faults") if med(res, s, "faults") is not None else "-",
+                        "%.1f" % med(res, s, "read_mib") if med(res, s, "read_mib") is not None else "-",
+                        extra))
     dl = deltas(res)
     for metric, label in (("get_rtt_us", "API GET / round trip, one kept-alive connection"),
                           ("echo_rtt_us", "  same-size round trip, bare socket"),
@@ -362,6 +451,8 @@ def phase_row(res, s):
 
     def g(k):
         return m[k]["median"] if k in m else 0.0
+    if s.startswith("floor_prepared_"):
+        return [0, g("mmap_us"), 0, g("state_us"), 0, 0, g("run_us"), 0]
     if s.startswith("floor_"):
         return [g("open_us"), g("vm_us") + g("mmap_us") + g("slot_us") + g("irqchip_us") + g("pit_us"),
                 g("vcpus_us"), g("state_us"), 0, 0, g("run_us"), 0]
@@ -412,7 +503,8 @@ def plots(out, res, series):
                        "set yrange [0:1.02]",
                        "plot " + ", ".join(plotted), "unset logscale x", "set autoscale y"]
     # 2. phase breakdown (stacked medians).
-    rows = [s for s in sorted(res) if (s.startswith("thaw_") or s in ("floor_128m1v", "floor_512m2v"))]
+    rows = [s for s in sorted(res) if (s.startswith("thaw_") or s in (
+        "floor_128m1v", "floor_512m2v", "floor_prepared_128m1v", "floor_prepared_512m2v"))]
     if rows:
         fn = os.path.join(d, "phases.dat")
         with open(fn, "w") as f:
@@ -442,6 +534,28 @@ def plots(out, res, series):
                    "plot '%s' using 1:2 with linespoints lw 2 title 'median', "
                    "'%s' using 1:3 with linespoints lw 2 title 'p99', "
                    "'%s' using 1:4 axes x1y2 with linespoints lw 2 title 'PSS median'" % (fn, fn, fn)]
+    # 4. cold restores: restore .. first answer per working set, strategy and cache state.
+    sizes = cold_sizes(res)
+    if sizes:
+        fn = os.path.join(d, "cold.dat")
+        with open(fn, "w") as f:
+            f.write('case "warm page cache" "cold page cache"\n')
+            for ws in sizes:
+                for st in COLD_STRATEGIES:
+                    v = [med(res, "cold_%dm_%s_%s" % (ws, c, st), "restore_to_answer_us")
+                         for c in ("warm", "cold")]
+                    if any(x is not None for x in v):
+                        f.write('"%d MiB %s" %s\n' % (ws, st, " ".join(
+                            "%.3f" % (x / 1000.0) if x is not None else "NaN" for x in v)))
+        script += ["set output '%s'" % os.path.join(out, "cold.png"),
+                   "set title 'scattered working set (touchscatter, w): restore .. first answer, "
+                   "medians, by strategy and page cache state'",
+                   "set style data histograms", "set style histogram clustered gap 1",
+                   "set style fill solid 0.8 border -1", "set boxwidth 0.9",
+                   "set xtics rotate by -35", "set xlabel ''", "set ylabel 'ms (log)'",
+                   "set logscale y", "set yrange [*:*]",
+                   "plot '%s' using 2:xtic(1) title columnhead(2), '' using 3 title columnhead(3)" % fn,
+                   "unset logscale y", "set xtics norotate", "set style data lines"]
     gpf = os.path.join(d, "plots.gp")
     with open(gpf, "w") as f:
         f.write("\n".join(script) + "\n")
@@ -455,16 +569,67 @@ CHECKED = ["thaw_%s_%s_file" % (s, p) for s in SHAPES for p in PATHS]
 CHECK_METRICS = ("restore_to_first_run_us",)
 
 
+# The cold group's goals (issue 21), checked for each working set measured: the recorded
+# working set prefetched (uffd-prefetch, the strategy thaw uses for a snapshot with a
+# `workingset` section) from a cold page cache is at least 3x faster to the first answer
+# than uffd on demand from a cold page cache, with at least 90% fewer faults, and within
+# 1.3x of the file path with a warm page cache. Times are compared by CHECK_STAT (the
+# minimum: see above), faults by their median (they do not depend on load).
+COLD_SPEEDUP, COLD_FAULTS_SAVED, COLD_TO_WARM_FILE = 3.0, 0.90, 1.3
+
+
+def check_cold(res):
+    fails, lines = [], []
+    for ws in cold_sizes(res):
+        od, pf, wf = ("cold_%dm_%s" % (ws, c) for c in ("cold_uffd-ondemand", "cold_uffd-prefetch",
+                                                           "warm_file"))
+        t = {s: med(res, s, "restore_to_answer_us", CHECK_STAT) for s in (od, pf, wf)}
+        f = {s: med(res, s, "faults") for s in (od, pf)}
+        if None in t.values() or None in f.values():
+            fails.append("cold %d MiB: a series has no figure (%s)" % (ws, ", ".join(
+                s for s in (od, pf, wf) if t[s] is None or f.get(s, 0) is None)))
+            continue
+        # A scratch on tmpfs (the nested host's /tmp) cannot drop its pages: no cold cache.
+        resident = med(res, pf, "cache_resident_kb")
+        if resident:
+            lines.append("note: cold %d MiB: the snapshot still had %.0f KiB in the page cache "
+                         "at the cold runs' start (a tmpfs scratch?): the cold goals are not "
+                         "checked here" % (ws, resident))
+            continue
+        speed, saved, towarm = t[od] / t[pf], 1 - f[pf] / f[od] if f[od] else 0, t[pf] / t[wf]
+        lines.append("cold %d MiB: cold prefetch %.0f us (%s), cold on demand x%.2f of it, %.1f%% "
+                     "fewer faults (%.0f vs %.0f), x%.2f of the warm file path (%.0f us)" % (
+                         ws, t[pf], CHECK_STAT, speed, 100 * saved, f[pf], f[od], towarm, t[wf]))
+        if speed < COLD_SPEEDUP:
+            fails.append("cold %d MiB: cold prefetch is only %.2fx faster than cold on demand "
+                         "(%s %.0f vs %.0f us), under %.0fx" % (ws, speed, CHECK_STAT, t[pf], t[od],
+                                                               COLD_SPEEDUP))
+        if saved < COLD_FAULTS_SAVED:
+            fails.append("cold %d MiB: cold prefetch saves %.1f%% of on demand's faults, under %.0f%%"
+                         % (ws, 100 * saved, 100 * COLD_FAULTS_SAVED))
+        if towarm > COLD_TO_WARM_FILE:
+            fails.append("cold %d MiB: cold prefetch is %.2fx the warm file path (%s %.0f vs %.0f "
+                         "us), over %.1fx" % (ws, towarm, CHECK_STAT, t[pf], t[wf], COLD_TO_WARM_FILE))
+    return fails, lines
+
+
 def check(res, meta, baseline_path):
     fails = []
     for s in CHECKED:
-        shape = s.split("_")[1]
-        fig, floor = med(res, s, "restore_to_first_run_us"), med(res, "floor_" + shape, "total_us")
+        shape, path = s.split("_")[1], s.split("_")[2]
+        fl = floor_of(shape, path)
+        fig = med(res, s, "restore_to_first_run_us", CHECK_STAT)
+        floor = med(res, fl, "total_us", CHECK_STAT)
         if fig is None or floor is None:
-            fails.append("%s: no figure measured (restore or floor failed)" % s)
+            fails.append("%s: no figure measured (restore or %s failed)" % (s, fl))
         elif fig > CHECK_RATIO * floor:
-            fails.append("%s.restore_to_first_run_us median %.0f us is %.1fx the floor "
-                         "(%.0f us), over %.0fx" % (s, fig, fig / floor, floor, CHECK_RATIO))
+            fails.append("%s.restore_to_first_run_us %s %.0f us is %.1fx %s's "
+                         "(%.0f us), over %.0fx" % (s, CHECK_STAT, fig, fig / floor, fl, floor,
+                                                   CHECK_RATIO))
+    cfails, clines = check_cold(res)
+    fails += cfails
+    for ln in clines:
+        print("bench-check: " + ln)
     try:
         with open(baseline_path) as f:
             base = json.load(f)
@@ -475,14 +640,29 @@ def check(res, meta, baseline_path):
         notes.append("baseline measured on %s, this run on %s: regression check skipped "
                      "(commit a baseline from this kind of host)" % (base.get("where"), meta.get("where")))
         return fails, notes
-    for key, old in sorted(base.get("figures", {}).items()):
-        s, _, metric = key.partition(".")
-        new = med(res, s, metric)
+    rat = ratios(res, CHECK_STAT)
+    # A baseline with ratios holds them; one without (older) holds absolute medians.
+    held = base.get("ratios", {})
+    for key, old in sorted(held.items()):
+        new = rat.get(key)
         if new is None:
             notes.append("%s: not measured in this run" % key)
         elif new > CHECK_REGRESSION * old:
-            fails.append("%s median %.0f us regressed %.0f%% against the baseline %.0f us" %
+            fails.append("%s = %.2f regressed %.0f%% against the baseline's %.2f" %
                          (key, new, 100.0 * (new / old - 1), old))
+    what = base.get("statistic", "median")
+    for key, old in sorted(base.get("figures", {}).items()):
+        s, _, metric = key.partition(".")
+        new = med(res, s, metric, what)
+        if new is None:
+            notes.append("%s: not measured in this run" % key)
+        elif new > CHECK_REGRESSION * old:
+            msg = "%s %s %.0f us regressed %.0f%% against the baseline %.0f us" % (
+                key, what, new, 100.0 * (new / old - 1), old)
+            if held:
+                notes.append(msg + " (absolute: a note only, the ratios are checked)")
+            else:
+                fails.append(msg)
     return fails, notes
 
 
@@ -512,8 +692,8 @@ def main(argv):
     res = summarize(series)
     rat = ratios(res)
     notes += plots(out, res, series)
-    result = {"meta": meta, "notes": notes, "ratios": rat, "deltas_us": deltas(res),
-              "series": res}
+    result = {"meta": meta, "notes": notes, "ratios": rat, "cold_ratios": cold_ratios(res),
+              "deltas_us": deltas(res), "series": res}
     txt = table(res, meta, rat)
     rc = 0
     if "--check" in opts:
@@ -524,22 +704,44 @@ def main(argv):
         for fl in fails:
             print("bench-check: FAIL: " + fl)
         if not fails:
-            print("bench-check: ok: thaw's restore medians within %.0fx the floor and %.0f%% of "
-                  "the baseline" % (CHECK_RATIO, 100 * (CHECK_REGRESSION - 1)))
+            print("bench-check: ok: thaw's restore minima within %.0fx their floors and their "
+                  "ratios within %.0f%% of the baseline's" % (CHECK_RATIO, 100 * (CHECK_REGRESSION - 1)))
+        crat = ratios(res, CHECK_STAT)
+        result["check"]["ratios"] = crat
+        result["check"]["statistic"] = CHECK_STAT
+        for s in CHECKED:
+            k = s + ".restore_to_first_run/floor"
+            fl = floor_of(s.split("_")[1], s.split("_")[2])
+            if k in crat:
+                print("bench-check: %s %s = %.2f (restore %.0f us, %s %.0f us; medians %.0f "
+                      "and %.0f us)" % (
+                          k, CHECK_STAT, crat[k], med(res, s, "restore_to_first_run_us", CHECK_STAT),
+                          fl, med(res, fl, "total_us", CHECK_STAT),
+                          med(res, s, "restore_to_first_run_us"), med(res, fl, "total_us")))
         rc = 1 if fails else 0
     if "--write-baseline" in opts:
-        fig = {}
+        fig, held = {}, {}
+        wb = opts.index("--write-baseline")
+        runs = [res] + [summarize(load_series(os.path.join(d, "raw"))) for d in opts[wb + 2:]
+                        if os.path.isdir(d)]
         for s in CHECKED:
             for m in CHECK_METRICS:
-                v = med(res, s, m)
-                if v is not None:
-                    fig[s + "." + m] = v
-        with open(opts[opts.index("--write-baseline") + 1], "w") as f:
+                v = [med(r, s, m, CHECK_STAT) for r in runs]
+                if None not in v:
+                    fig[s + "." + m] = statistics.median(v)
+            k = s + ".restore_to_first_run/floor"
+            v = [ratios(r, CHECK_STAT).get(k) for r in runs]
+            if None not in v:
+                held[k] = round(statistics.median(v), 2)
+        meta["baseline_runs"] = len(runs)
+        with open(opts[wb + 1], "w") as f:
             json.dump({"where": meta.get("where"), "where_text": meta.get("where_text"),
                        "measured": meta.get("date"), "git": meta.get("git"),
                        "cpu": meta.get("cpu"), "runs": meta.get("runs"),
+                       "check_runs": meta["baseline_runs"],
                        "outer_loadavg": meta.get("outer_loadavg"), "command": meta.get("command"),
-                       "figures": fig}, f, indent=1, sort_keys=True)
+                       "figures": fig, "ratios": held, "statistic": CHECK_STAT}, f, indent=1,
+                      sort_keys=True)
             f.write("\n")
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
@@ -583,7 +785,8 @@ def main(argv):
         # A plot is required when its series were measured (bench.sh --only may skip them).
         for png, prefixes in (("restore_latency.png", ("thaw_", "qemu_restore", "floor_proc")),
                               ("restore_inprocess.png", ("thaw_", "floor_")),
-                              ("phases.png", ("thaw_", "floor_")), ("clones.png", ("clones_",))):
+                              ("phases.png", ("thaw_", "floor_")), ("clones.png", ("clones_",)),
+                              ("cold.png", ("cold_",))):
             if not any(series[k] for k in series if k.startswith(prefixes)):
                 continue
             if os.path.getsize(os.path.join(out, png)) if os.path.exists(os.path.join(out, png)) else 0:

@@ -35,7 +35,9 @@
  * The child runs in its own process group; at the end the group gets SIGINT (thaw prints
  * its timing lines and exits; perf stat prints its counts), then SIGKILL after 5 s.
  * Output, one line on stdout: "answer_us=N exit=S [vmrss_kb=.. rss_anon_kb=.. rss_file_kb=..
- * rss_shmem_kb=.. pss_kb=.. pss_anon_kb=.. pss_file_kb=.. pss_shmem_kb=..]".
+ * rss_shmem_kb=.. pss_kb=.. pss_anon_kb=.. pss_file_kb=.. pss_shmem_kb=.. io_rchar=..
+ * io_read_bytes=.. minflt=.. majflt=..]" (io_*: bytes from /proc/PID/io; *flt: the
+ * child's page faults, /proc/PID/stat), all read right after the answer.
  * Exit status: 0 answered, 2 setup error, 3 timeout or the child ended without answering,
  * 4 an API request failed or was refused.
  */
@@ -186,6 +188,30 @@ static void print_proc_kb(pid_t pid, const char *file, const char *const keys[][
 		}
 	}
 	fclose(f);
+}
+
+/* The child's page faults so far (minor, major: its threads, live and ended) from
+ * /proc/PID/stat, for the cold-restore series (issue 21). */
+static void print_faults(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long minflt, majflt;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	/* After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt */
+	p = strrchr(buf, ')');
+	if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %llu %*u %llu", &minflt, &majflt) == 2)
+		printf(" minflt=%llu majflt=%llu", minflt, majflt);
 }
 
 /* The Rss of every mapping of exactly guest_kb: guest RAM, so RSS minus it is the VMM's. */
@@ -380,6 +406,9 @@ int main(int argc, char **argv)
 						     {"Pss_File", "pss_file_kb"},
 						     {"Pss_Shmem", "pss_shmem_kb"},
 						     {NULL, NULL}};
+	/* Bytes: what the child read through read calls, and what it had fetched from storage. */
+	static const char *const io_keys[][2] = {
+	    {"rchar", "io_rchar"}, {"read_bytes", "io_read_bytes"}, {NULL, NULL}};
 	struct spawn_opts o = {.timeout_ms = 20000};
 	int in[2], out[2], c, status = 0, qfd = -1, errfd, outcopy = -1;
 	char buf[LINE_MAX_LEN];
@@ -633,6 +662,8 @@ end:
 	if (answer_ns && o.mem) {
 		print_proc_kb(pid, "status", status_keys);
 		print_proc_kb(pid, "smaps_rollup", rollup_keys);
+		print_proc_kb(pid, "io", io_keys);
+		print_faults(pid);
 		if (o.guest_kb)
 			print_guest_rss(pid, o.guest_kb);
 	}
