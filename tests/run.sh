@@ -81,8 +81,9 @@ run_in_kvmhost() {
 	local smoke_out=$B/bench-smoke
 	[[ $smoke_out == /* ]] || smoke_out=$PWD/$smoke_out
 	rm -rf -- "$smoke_out"
-	# A nested VM wedges now and then (tests/kvmhost/README.md), most often in uffd
-	# restores: each program may boot up to ten times before that counts as its
+	# A nested VM wedged now and then, most often in uffd restores, until run.sh's pin
+	# (tests/kvmhost/README.md, "The wedge"); in case another wedge remains, each
+	# program may boot up to ten times before that counts as its
 	# failure (a wedge costs about 90 s; a test that hangs ends by its own timeout,
 	# which is not retried). The smoke run also resumes where the wedge stopped it.
 	BENCH_SMOKE_OUT=$smoke_out THAW_KVMHOST_RETRIES=${THAW_KVMHOST_RETRIES:-9} \

@@ -6,6 +6,7 @@
 # through QMP (info cpus, info registers -a, info irq / pic / lapic) and the state of
 # its threads (CPU time, wchan, kernel stack) before the VM is killed.
 # usage: tests/kvmhost/wedge.sh OUTDIR [run.sh options] -- [soak.sh options]
+# threads.log: seconds, cycles done, and per vCPU thread "CPU_N/TCG:utime+stime" (ticks).
 # Everything the kvmhost knobs do applies (THAW_KVMHOST_KVM_AMD_ARGS, ..._QEMU_OPTS,
 # ..._APPEND). OUTDIR gets progress.log, threads.log, qmp-*.txt, console logs
 # (the control directory run.sh keeps) and result.txt. WEDGE_TRACE: see below.
@@ -52,7 +53,7 @@ EOF
 threads() { # $1: QEMU pid; one line per thread: tid name state utime stime wchan
 	local t
 	for t in /proc/"$1"/task/*; do
-		printf '%s %s %s %s\n' "${t##*/}" "$(cat "$t/comm" 2>/dev/null)" \
+		printf '%s %s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm" 2>/dev/null)" \
 			"$(awk '{ print $3, $14, $15 }' "$t/stat" 2>/dev/null)" "$(cat "$t/wchan" 2>/dev/null)"
 	done
 }
@@ -89,7 +90,7 @@ while kill -0 "$rpid" 2>/dev/null; do
 	sleep 5
 	[[ -n $qpid ]] && kill -0 "$qpid" 2>/dev/null || qpid=$(pgrep -f -- "-name $tag," | head -n 1)
 	[[ -n $qpid ]] || continue
-	echo "$((SECONDS - t0)) $(wc -l <"$out/progress.log") $(threads "$qpid" | awk '$2 ~ /CPU/ { printf "%s:%s+%s ", $2 $1, $4, $5 }')" >>"$out/threads.log"
+	echo "$((SECONDS - t0)) $(wc -l <"$out/progress.log") $(threads "$qpid" | awk '$2 ~ /CPU/ { printf "%s:%s+%s ", $2, $4, $5 }')" >>"$out/threads.log"
 	n=$(wc -l <"$out/progress.log")
 	if ((n != last)); then
 		last=$n since=$SECONDS
