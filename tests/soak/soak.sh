@@ -36,7 +36,7 @@ while (($#)); do
 done
 [[ $n =~ ^[0-9]+$ ]] && ((n >= 3)) || { echo "soak: -n: a number, at least 3" >&2 && exit 2; }
 slack=${SOAK_RSS_SLACK_KB:-256}
-THAW=$PWD/$build/thaw UFFD=$PWD/$build/thaw-uffd SPAWN=$PWD/$build/bench/spawn
+THAW=$(realpath -m -- "$build/thaw") UFFD=$(realpath -m -- "$build/thaw-uffd") SPAWN=$(realpath -m -- "$build/bench/spawn")
 for p in "$THAW" "$UFFD" "$SPAWN"; do
 	[[ -x $p ]] || { echo "soak: $p missing (make $build/thaw $build/thaw-uffd $build/bench/spawn)" >&2 && exit 2; }
 done
@@ -99,7 +99,7 @@ check() {
 
 # One series: $1 name. Runs n cycles; samples at cycles 1, n/2 and n.
 run_series() {
-	local s=$1 i rc line pid cmd=() pre=() ok=1 where t0 first=
+	local s=$1 i k c rc line pid cmd=() pre=() ok=1 where t0 first=
 	local usock=$W/uffd.sock asock=$W/api.sock
 	hpid=
 	if [[ $s == uffd ]]; then
@@ -138,11 +138,18 @@ run_series() {
 				-- "${cmd[@]}" </dev/null >"$W/spawn.out" &
 			local sp=$!
 			while [[ ! -e $W/ready ]] && kill -0 "$sp" 2>/dev/null; do sleep 0.05; done
-			pid=$(pgrep -P "$sp" | head -n 1)
-			if [[ -n $pid ]]; then
-				samp[$s.thaw.$where]=$(sample thaw "$pid")
-				echo "soak: $s: cycle $i ($where): thaw $(sample thaw "$pid")"
-			fi
+			# spawn's child, once it is thaw (/proc/PID/exe) and readable
+			pid= line=
+			for ((k = 0; k < 50; k++)); do
+				for c in $(cat "/proc/$sp/task/$sp/children" 2>/dev/null); do
+					[[ $(readlink "/proc/$c/exe" 2>/dev/null) == "$THAW" ]] && pid=$c
+				done
+				[[ -n $pid ]] && line=$(sample thaw "$pid") && [[ $line != *'?'* ]] && break
+				pid= line=
+				sleep 0.1
+			done
+			samp[$s.thaw.$where]=${line:-"fds=? rss_kb=? threads=?"}
+			echo "soak: $s: cycle $i ($where): thaw ${line:-not found (children of spawn $sp: $(cat "/proc/$sp/task/$sp/children" 2>/dev/null))}"
 			if [[ -n $hpid ]]; then
 				samp[$s.handler.$where]=$(sample handler "$hpid")
 				echo "soak: $s: cycle $i ($where): handler $(sample handler "$hpid")"
