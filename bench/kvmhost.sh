@@ -20,8 +20,8 @@ export THAW_PROBE THAW_KERNEL THAW_INITRD
 BENCH_OUTER_LOADAVG=$(cut -d" " -f1-3 /proc/loadavg)
 export BENCH_OUTER_LOADAVG
 
-# The nested VM wedges now and then (every 10-80 restores, more often in the uffd
-# series: tests/kvmhost/README.md). run.sh notices the missing heartbeat and gives up
+# The nested VM wedged every 10-80 restores, most in the uffd series, until run.sh's pin
+# (tests/kvmhost/README.md, "The wedge"); in case another wedge remains, run.sh notices the missing heartbeat and gives up
 # (exit 125); the results directory's name is fixed here and bench.sh runs with --resume,
 # so the next VM keeps every run made so far and goes on from where the wedge stopped
 # it. A run thus survives any number of wedges while each VM adds runs; it ends after

@@ -2,12 +2,13 @@
 # The whole test suite, as `make test` runs it:
 #   unit         cmocka programs that need no /dev/kvm
 #   integration  cmocka programs that boot, snapshot and restore real VMs, and the
-#                benchmark harness in smoke mode; run where /dev/kvm works: directly,
+#                benchmark harness in smoke mode, and the soak's short version
+#                (tests/soak/soak.sh -n 10); run where /dev/kvm works: directly,
 #                or inside a nested KVM host VM (tests/kvmhost/run.sh), one VM per
 #                program so that a VM wedged by TCG costs one program's rerun
 #   fuzz         short bounded fuzz runs of every parser
 # usage: tests/run.sh BUILD_DIR [all|unit|integration|fuzz]
-#        tests/run.sh BUILD_DIR program PROG|smoke   (one integration program, here)
+#        tests/run.sh BUILD_DIR program PROG|smoke|soak   (one integration program, here)
 # Every cmocka program prints its own summary; the last lines name what failed and
 # total everything as "N passed, N failed".
 set -uo pipefail
@@ -59,6 +60,9 @@ run_here() {
 		# the benchmark harness in smoke mode: proves it works, asserts no timing. The
 		# QEMU peer (three levels of virtualization here) is left to `make bench`.
 		timeout -k 10 "$PROG_TIMEOUT" bench/smoke.sh "$B" --no-qemu 2>&1 | tee "$log"
+	elif [[ $prog == soak ]]; then
+		# the soak's short version (`make soak` runs 1,000 cycles a series)
+		timeout -k 10 "$PROG_TIMEOUT" tests/soak/soak.sh --build "$B" -n "${SOAK_SHORT_N:-10}" 2>&1 | tee "$log"
 	else
 		timeout -k 10 "$PROG_TIMEOUT" "$prog" 2>&1 | tee "$log"
 	fi
@@ -77,8 +81,9 @@ run_in_kvmhost() {
 	local smoke_out=$B/bench-smoke
 	[[ $smoke_out == /* ]] || smoke_out=$PWD/$smoke_out
 	rm -rf -- "$smoke_out"
-	# A nested VM wedges now and then (tests/kvmhost/README.md), most often in uffd
-	# restores: each program may boot up to ten times before that counts as its
+	# A nested VM wedged now and then, most often in uffd restores, until run.sh's pin
+	# (tests/kvmhost/README.md, "The wedge"); in case another wedge remains, each
+	# program may boot up to ten times before that counts as its
 	# failure (a wedge costs about 90 s; a test that hangs ends by its own timeout,
 	# which is not retried). The smoke run also resumes where the wedge stopped it.
 	BENCH_SMOKE_OUT=$smoke_out THAW_KVMHOST_RETRIES=${THAW_KVMHOST_RETRIES:-9} \
@@ -105,9 +110,10 @@ unit)
 integration)
 	for t in "$B"/itests/test_*; do [ -x "$t" ] && run_here "$t"; done
 	run_here smoke
+	run_here soak
 	;;
 program)
-	(($# == 3)) || { echo "usage: tests/run.sh BUILD_DIR program PROG|smoke" >&2; exit 2; }
+	(($# == 3)) || { echo "usage: tests/run.sh BUILD_DIR program PROG|smoke|soak" >&2; exit 2; }
 	run_here "$3"
 	;;
 fuzz)
@@ -122,6 +128,7 @@ all)
 	echo "== integration tests (real VMs)"
 	for t in "$B"/itests/test_*; do [ -x "$t" ] && run_in_kvmhost "$t"; done
 	run_in_kvmhost smoke
+	run_in_kvmhost soak
 	echo "== fuzz (bounded)"
 	if make --no-print-directory -s fuzz; then passed=$((passed + 1)); else
 		failed=$((failed + 1))

@@ -706,6 +706,10 @@ int main(int argc, char **argv)
 	/* The uffd handler writes a recorded working set and its counters here. */
 	vm_uffd_stop(&t->vm);
 	vmm_console_report(&t->vm);
+	/* The API socket file goes with the process (docs/api.md); _exit skips the server's
+	 * destroy. Only a server this process created: a refused path is someone else's. */
+	if (t->vm.control)
+		unlink(t->cli.api_sock);
 	/* vCPU threads may still be inside KVM_RUN; the process exit ends them. Tearing
 	 * the VM down first would only add milliseconds (closing a VM takes 1-16 ms). */
 	_exit(status);

@@ -122,6 +122,21 @@ sysctl -q -w kernel.perf_event_paranoid=-1 kernel.kptr_restrict=0 >/dev/null 2>&
 (n=0; while :; do echo $n >$R/run/kvmhost/heartbeat; n=$((n + 1)); sleep 5; done) &
 hbpid=$!
 
+# The pin (pin.c): one idle VM for the VM's whole life, so that the job's VMs never flip
+# KVM's static keys and the kernel never live-patches hot code under MTTCG (the wedge in
+# README.md). It is never killed: its VM's end would patch again; poweroff ends it.
+pinpid=
+if [ -n "$KVH_PIN" ] && [ -x "$R$KVH_PIN" ]; then
+	chroot $R "$KVH_PIN" /run/kvmhost-pin.ready </dev/null >/dev/null 2>/dev/kmsg &
+	pinpid=$!
+	i=0
+	while [ ! -e $R/run/kvmhost-pin.ready ] && [ $i -lt 100 ] && kill -0 $pinpid 2>/dev/null; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	[ -e $R/run/kvmhost-pin.ready ] || echo "kvmhost-init: the pin is not holding a VM" >&2
+fi
+
 mkfifo /job.out /job.err
 cat /job.out >&3 &
 outpid=$!
@@ -135,7 +150,7 @@ mark "job exited with $rc"
 # Leftover processes would hold the pipes open and the exports busy.
 for d in /proc/[0-9]*; do
 	p=${d#/proc/}
-	case " 1 $outpid $errpid $hbpid " in *" $p "*) continue ;; esac
+	case " 1 $outpid $errpid $hbpid $pinpid " in *" $p "*) continue ;; esac
 	# nor the heartbeat's sleep (its shell would report it "Killed")
 	read -r _ _ _ ppid _ <"$d/stat" 2>/dev/null && [ "$ppid" = "$hbpid" ] && continue
 	kill -9 "$p" 2>/dev/null

@@ -230,6 +230,22 @@ if [[ ! -e $idir/initrd.cpio ]]; then
 	echo "$pkg" >"$tmpi/kernel"
 	rm -rf -- "$idir" && mv -- "$tmpi" "$idir" || die "cannot store $idir"
 fi
+# The pin (pin.c, README "The wedge"): an idle VM held for the job's whole life, so that
+# KVM's per-VM static keys never flip and the kernel never live-patches __schedule()
+# under MTTCG. Built with the host's gcc into the cache; THAW_KVMHOST_PIN=0 leaves it out.
+pin=
+if [[ ${THAW_KVMHOST_PIN:-1} != 0 ]]; then
+	pin=$cache/pin-$(sha256sum <"$here/pin.c" | cut -c1-16)
+	if [[ ! -x $pin ]]; then
+		if command -v gcc >/dev/null &&
+			gcc -O2 -std=gnu11 -Wall -Wextra -Werror -o "$pin.tmp" "$here/pin.c" && mv -f -- "$pin.tmp" "$pin"; then
+			find "$cache" -maxdepth 1 -name 'pin-*' ! -path "$pin" -mtime +7 -delete 2>/dev/null
+		else
+			echo "kvmhost: cannot build $here/pin.c: the VM runs without the pin and may wedge (README)" >&2
+			pin=
+		fi
+	fi
+fi
 # Initramfs builds of older init.sh versions (other checkouts may still use them).
 touch -- "$idir"
 find "$cache" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{16}' -mtime +7 \
@@ -284,6 +300,7 @@ sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 	echo "KVH_KVER=$(sq "$kver")"
 	echo "KVH_MODTREE=$(sq "$modtree")"
 	echo "KVH_HOSTNAME=$(sq "$(hostname 2>/dev/null || echo kvmhost)")"
+	echo "KVH_PIN=$(sq "$pin")"
 } >"$ctl/config"
 : >"$ctl/mounts"
 for i in "${!exports[@]}"; do
