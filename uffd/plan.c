@@ -65,8 +65,9 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 	else if (mlen == 6 && !strncmp(spec, "record", 6))
 		st->mode = UFFD_MODE_ONDEMAND;
 	else
-		return errf(err, errlen, -EINVAL, "strategy: '%.*s' is not ondemand, prefetch or record",
-			    (int)mlen, spec);
+		return errf(err, errlen, -EINVAL,
+			    "strategy: '%.*s' is not ondemand, prefetch or record", (int)mlen,
+			    spec);
 	if (colon) {
 		st->chunk = parse_size(colon + 1, (size_t)(end - colon - 1));
 		if (!is_pow2(st->chunk) || st->chunk < UFFD_PAGE || st->chunk > (2u << 20))
@@ -98,7 +99,8 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 			uint64_t v = parse_size(eq + 1, (size_t)(end - eq - 1));
 
 			if ((v == 0 && strncmp(eq + 1, "0", (size_t)(end - eq - 1))) || v > 512)
-				return errf(err, errlen, -EINVAL, "strategy: gap= takes 0..512 pages");
+				return errf(err, errlen, -EINVAL,
+					    "strategy: gap= takes 0..512 pages");
 			st->gap_pages = (uint32_t)v;
 		} else if (eq && eq - opt == 6 && !strncmp(opt, "extent", 6)) {
 			uint64_t v = parse_size(eq + 1, (size_t)(end - eq - 1));
@@ -117,7 +119,8 @@ int uffd_strategy_parse(const char *spec, struct uffd_strategy *st, char *err, s
 			uint64_t v = parse_size(eq + 1, (size_t)(end - eq - 1));
 
 			if (v < 1 || v > 65536)
-				return errf(err, errlen, -EINVAL, "strategy: batch= takes 1..65536");
+				return errf(err, errlen, -EINVAL,
+					    "strategy: batch= takes 1..65536");
 			st->batch = (uint32_t)v;
 		} else {
 			return errf(err, errlen, -EINVAL,
@@ -360,7 +363,8 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 		for (size_t i = (size_t)tok->char_offset; i < len; i++)
 			if (json[i] != ' ' && json[i] != '\n' && json[i] != '\r' &&
 			    json[i] != '\t' && json[i] != 0) {
-				ret = errf(err, errlen, -EINVAL, "regions: trailing data after the array");
+				ret = errf(err, errlen, -EINVAL,
+					   "regions: trailing data after the array");
 				goto out;
 			}
 	}
@@ -398,8 +402,9 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 		if (!fp)
 			x.page_size = kib; /* bytes, despite the name */
 		if (x.page_size != UFFD_PAGE) {
-			ret = errf(err, errlen, -EINVAL, "regions[%zu]: page size %" PRIu64 " (only 4096)",
-				   i, x.page_size);
+			ret =
+			    errf(err, errlen, -EINVAL,
+				 "regions[%zu]: page size %" PRIu64 " (only 4096)", i, x.page_size);
 			goto out;
 		}
 		if (x.size == 0 || (x.base | x.size | x.offset) % UFFD_PAGE ||
@@ -415,7 +420,8 @@ int uffd_regions_parse(const char *json, size_t len, struct uffd_region *r, size
 
 			if ((x.base < y->base + y->size && y->base < x.base + x.size) ||
 			    (x.offset < y->offset + y->size && y->offset < x.offset + x.size)) {
-				ret = errf(err, errlen, -EINVAL, "regions[%zu] overlaps regions[%zu]", i, j);
+				ret = errf(err, errlen, -EINVAL,
+					   "regions[%zu] overlaps regions[%zu]", i, j);
 				goto out;
 			}
 		}

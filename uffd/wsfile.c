@@ -70,7 +70,7 @@ int uffd_ws_read(const char *path, const uint8_t *snap_id, uint64_t npages, uint
 	if (snap_id && base && snap_get_bytes(base, BASE_ID, &id, &idlen) == 0 &&
 	    (idlen != 16 || memcmp(id, snap_id, 16))) {
 		ret = errf(err, errlen, -ESTALE,
-			     "%s was recorded for another snapshot (its base id differs)", path);
+			   "%s was recorded for another snapshot (its base id differs)", path);
 		goto out;
 	}
 	if (snap_get_u64(ws, WS_PSIZE, &psz) || psz != UFFD_PAGE ||
@@ -80,14 +80,14 @@ int uffd_ws_read(const char *path, const uint8_t *snap_id, uint64_t npages, uint
 	}
 	if (cnt > UFFD_MAX_WS_PAGES) {
 		ret = errf(err, errlen, -EFBIG, "%s: %zu pages (at most %u)", path, cnt,
-			     UFFD_MAX_WS_PAGES);
+			   UFFD_MAX_WS_PAGES);
 		goto out;
 	}
 	for (size_t i = 0; i < cnt; i++) {
 		if (v[i] >= npages) {
 			ret = errf(err, errlen, -ERANGE,
-				     "%s: page %llu is outside the memory (%llu pages)", path,
-				     (unsigned long long)v[i], (unsigned long long)npages);
+				   "%s: page %llu is outside the memory (%llu pages)", path,
+				   (unsigned long long)v[i], (unsigned long long)npages);
 			goto out;
 		}
 	}
@@ -161,7 +161,7 @@ int uffd_ws_embed(const char *in, const uint64_t *pages, size_t n, const char *o
 	for (size_t i = 0; i < n; i++)
 		if (pages[i] >= loc.size / UFFD_PAGE) {
 			ret = errf(err, errlen, -ERANGE, "working set page %llu outside memory",
-				     (unsigned long long)pages[i]);
+				   (unsigned long long)pages[i]);
 			goto out;
 		}
 	ret = snap_memory_open(s, &fd, err, errlen);
@@ -186,8 +186,7 @@ int uffd_ws_embed(const char *in, const uint64_t *pages, size_t n, const char *o
 			continue;
 		ret = copy_section(w, sec);
 		if (ret)
-			errf(err, errlen, ret, "copying section %s: %s", sec->name,
-			       strerror(-ret));
+			errf(err, errlen, ret, "copying section %s: %s", sec->name, strerror(-ret));
 	}
 	if (!ret)
 		ret = snap_put_workingset(w, pages, n);

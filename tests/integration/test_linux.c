@@ -31,7 +31,7 @@
 /* clocksource=tsc: the guest keeps time by its TSC, as Linux does by itself on hardware
  * with an invariant TSC (and on PVM); under the nested host it would pick kvmclock, and
  * the TSC half of --clock-realtime would go untested. */
-#define CMDLINE	 "console=ttyS0 thaw_agent.hold_init=1 quiet clocksource=tsc tsc=reliable"
+#define CMDLINE "console=ttyS0 thaw_agent.hold_init=1 quiet clocksource=tsc tsc=reliable"
 
 static char dir[] = "/tmp/thaw-linuxtest-XXXXXX";
 static char snap[128], disk[128], vsock[100];
@@ -41,7 +41,7 @@ static long long boot_ms;
 static long boot_requests; /* the agent's request counter when the snapshot was taken */
 static bool have_netns;	   /* the program runs in a network namespace of its own */
 static long long boot_clock_ms, boot_clock_slack_ms; /* the booted guest's wall clock
-							   * against the host's */
+						      * against the host's */
 
 #define HOST_IP	 "172.16.0.1"
 #define GUEST_IP "172.16.0.2"

@@ -106,9 +106,9 @@ static void write_full(struct fx *f, const struct snap_writer_opts *o, bool dup_
 	/* A virtio-rng as thaw writes it (docs/snapshot-format.md 6.7): it has no fields of
 	 * its own, so the transport and virtio layers are all there is. */
 	assert_int_equal(snap_device_begin(w, "virtio0", "virtio-rng", 1, 0, &pl, &s), 0);
-	snap_put_u64(s, 5, 0);		     /* index */
-	snap_put_u64(s, 6, 4);		     /* device_id: rng */
-	snap_put_str(s, 7, "rng");	     /* name */
+	snap_put_u64(s, 5, 0);			  /* index */
+	snap_put_u64(s, 6, 4);			  /* device_id: rng */
+	snap_put_str(s, 7, "rng");		  /* name */
 	snap_put_u64(s, SNAP_DEV_TRANSPORT, 0xf); /* status */
 	if (dup_tag)
 		snap_put_u64(s, SNAP_DEV_TRANSPORT, 0);
