@@ -415,18 +415,18 @@ static void conn_kill(struct api_conn *c)
 	/* Not in the table: a socketless (fuzz) connection, freed by its owner. */
 }
 
-/* Sends what is queued; 0, or -1 when the connection died. */
-static int conn_flush(struct api_conn *c)
+/* Sends buf[*off, len) as far as the socket takes it: 1 when all of it is out, 0 when
+ * the socket is full (the rest waits for EPOLLOUT), -1 when the connection died. */
+static int conn_send(struct api_conn *c, const char *buf, size_t len, size_t *off)
 {
-	while (c->out_off < c->out_len) {
+	while (*off < len) {
 		ssize_t n;
 
 		if (c->fd < 0) { /* the fuzz target's connections have nowhere to send */
-			c->out_off = c->out_len;
+			*off = len;
 			break;
 		}
-		n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = send(c->fd, buf + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				return 0;
@@ -435,37 +435,30 @@ static int conn_flush(struct api_conn *c)
 			conn_kill(c);
 			return -1;
 		}
-		c->out_off += (size_t)n;
+		*off += (size_t)n;
 		/* A client that reads is making progress: its output deadline starts over. */
 		if (!c->req.in_progress)
 			c->deadline_ns = 0;
 	}
-	c->out_off = c->out_len = 0;
-	while (c->big) {
-		ssize_t n;
+	return 1;
+}
 
-		if (c->fd < 0) {
-			c->big_off = c->big_len;
-		} else {
-			n = send(c->fd, c->big + c->big_off, c->big_len - c->big_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-			if (n < 0) {
-				if (errno == EAGAIN || errno == EINTR)
-					return 0;
-				log_ratelimited(LOG_INFO, "api: send on connection %d: %s", c->fd,
-						strerror(errno));
-				conn_kill(c);
-				return -1;
-			}
-			c->big_off += (size_t)n;
-			if (!c->req.in_progress)
-				c->deadline_ns = 0;
-		}
-		if (c->big_off == c->big_len) {
-			free(c->big);
-			c->big = NULL;
-		}
-	}
+/* Sends what is queued (the buffered responses, then a large body behind them); 0, or
+ * -1 when the connection died. */
+static int conn_flush(struct api_conn *c)
+{
+	int ret = conn_send(c, c->out, c->out_len, &c->out_off);
+
+	if (ret <= 0)
+		return ret;
+	c->out_off = c->out_len = 0;
+	if (!c->big)
+		return 0;
+	ret = conn_send(c, c->big, c->big_len, &c->big_off);
+	if (ret <= 0)
+		return ret;
+	free(c->big);
+	c->big = NULL;
 	return 0;
 }
 
