@@ -152,7 +152,7 @@ for d in /proc/[0-9]*; do
 	p=${d#/proc/}
 	case " 1 $outpid $errpid $hbpid $pinpid " in *" $p "*) continue ;; esac
 	# nor the heartbeat's sleep (its shell would report it "Killed")
-	read -r _ _ _ ppid _ <"$d/stat" 2>/dev/null && [ "$ppid" = "$hbpid" ] && continue
+	read -r _ _ _ ppid _ 2>/dev/null <"$d/stat" && [ "$ppid" = "$hbpid" ] && continue
 	kill -9 "$p" 2>/dev/null
 done
 wait $outpid $errpid
