@@ -96,7 +96,7 @@ run_in_kvmhost() {
 		grep -m 1 '^program: [0-9]* passed, [0-9]* failed$' "$log" ||
 			echo "program: 0 passed, 1 failed"
 		grep '^\[  FAILED  \] [A-Za-z_][A-Za-z0-9_]*$' "$log"
-		grep '^kvmhost: ' "$log" | grep -v 'is absent, running' | tail -n 1
+		grep '^kvmhost: ' "$log" | grep -v ', running in a nested-SVM' | tail -n 1
 	} >"$log.sum"
 	count "$(basename "$prog")" "$rc" "$log.sum"
 	rm -f "$log" "$log.sum"

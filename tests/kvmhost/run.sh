@@ -364,7 +364,9 @@ for i in "${!exports[@]}"; do
 done
 
 if [[ ${THAW_KVMHOST_QUIET:-} != 1 ]]; then
-	echo "kvmhost: /dev/kvm is absent, running in a nested-SVM QEMU TCG VM ($pkg, $cpus vCPUs, $mem MiB)" >&2
+	why="/dev/kvm is absent"
+	[[ -c /dev/kvm ]] && why="THAW_KVMHOST=force"
+	echo "kvmhost: $why, running in a nested-SVM QEMU TCG VM ($pkg, $cpus vCPUs, $mem MiB)" >&2
 fi
 
 # One boot: QEMU plus the two readers of the job's output. Sets qrc and outcome: "done"
