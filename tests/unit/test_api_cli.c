@@ -11,35 +11,6 @@
 #include <limits.h>
 #include <sys/wait.h>
 
-static char out[8192];
-
-/* Runs a shell command, captures stdout+stderr into out, returns the exit status. */
-static int run(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	size_t n = 0;
-	FILE *f;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	while (n < sizeof(out) - 1) {
-		size_t r = fread(out + n, 1, sizeof(out) - 1 - n, f);
-
-		if (!r)
-			break;
-		n += r;
-	}
-	out[n] = '\0';
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* curl one request as the docs write it; returns the HTTP status curl saw. */
 static int curl(struct harness *h, const char *method, const char *path, const char *json)
 {

@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Each test program uses a different subset of these helpers. */
@@ -334,5 +335,37 @@ static int h_raw(struct harness *h, const char *data, size_t len, bool *closed)
 }
 
 #define H_RAW(h, s, closed) h_raw(h, s, sizeof(s) - 1, closed)
+
+/* What the last run() printed (its stdout; a command adds 2>&1 for stderr). */
+static char out[8192];
+
+/* Runs a shell command (printf-style), captures its output into `out`, returns its exit
+ * status (-1 when it did not exit). */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	size_t n = 0;
+	FILE *f;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	while (n < sizeof(out) - 1) {
+		size_t r = fread(out + n, 1, sizeof(out) - 1 - n, f);
+
+		if (!r)
+			break;
+		n += r;
+	}
+	out[n] = '\0';
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 #endif
