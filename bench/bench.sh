@@ -418,8 +418,9 @@ elif command -v perf >/dev/null && [[ -s $S128 ]]; then
 	[[ -d $T/events ]] || T=/sys/kernel/debug/tracing
 	perf probe -q -d 'sdt_thaw:*' >/dev/null 2>&1
 	# perf probe finds SDT notes only in its build-id cache: a fresh build is not there
-	# until something (perf record, this) adds it
-	perf buildid-cache -a "$THAW" >/dev/null 2>&1
+	# until something adds it, and an earlier run's copy of the same build (a removed
+	# scratch directory) leaves the build id pointing at nothing; -u adds or repoints
+	perf buildid-cache -u "$THAW" >/dev/null 2>&1
 	s=usdt_128m1v_plain_file
 	i=$(runs "$OUT/raw/$s.txt")
 	if ((i >= USDT_RUNS)); then
