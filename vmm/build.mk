@@ -30,6 +30,7 @@ VMM_SRCS := \
 	vmm/virtio/vsock_conn.c \
 	vmm/virtio/vsock.c \
 	vmm/virtio/rng.c \
+	vmm/virtio/ratelimit.c \
 	vmm/seccomp.c
 
 LIBS += $(B)/libvmm.a

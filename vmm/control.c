@@ -116,6 +116,19 @@ static int slot_for(const char *ids, size_t stride, unsigned *nr, unsigned max, 
 	return (int)*nr;
 }
 
+static void bucket_from_api(const struct api_token_bucket *a, struct vmm_token_bucket *b)
+{
+	*b = (struct vmm_token_bucket){0};
+	if (a->present)
+		*b = (struct vmm_token_bucket){a->size, a->one_time_burst, a->refill_time};
+}
+
+static void rate_limit_from_api(const struct api_rate_limiter *a, struct vmm_rate_limit *rl)
+{
+	bucket_from_api(&a->bandwidth, &rl->bandwidth);
+	bucket_from_api(&a->ops, &rl->ops);
+}
+
 static int put_drive(void *ctx, const struct api_drive *d, struct api_error *err)
 {
 	struct vm_control *c = ctx;
@@ -130,6 +143,7 @@ static int put_drive(void *ctx, const struct api_drive *d, struct api_error *err
 	if (copy_field(cfg.id, sizeof(cfg.id), d->drive_id, "drive_id", err) ||
 	    copy_field(cfg.path, sizeof(cfg.path), d->path_on_host, "path_on_host", err))
 		return -EINVAL;
+	rate_limit_from_api(&d->rate_limiter, &cfg.rl);
 	i = slot_for(c->cfg.drives[0].id, sizeof(c->cfg.drives[0]), &c->cfg.nr_drives,
 		     VMM_MAX_DRIVES, cfg.id, err, "drives");
 	if (i < 0)
@@ -149,6 +163,8 @@ static int put_net(void *ctx, const struct api_net *n, struct api_error *err)
 	    copy_field(cfg.tap, sizeof(cfg.tap), n->host_dev_name, "host_dev_name", err))
 		return -EINVAL;
 	memcpy(cfg.mac, n->guest_mac, sizeof(cfg.mac));
+	rate_limit_from_api(&n->rx_rate_limiter, &cfg.rx_rl);
+	rate_limit_from_api(&n->tx_rate_limiter, &cfg.tx_rl);
 	i = slot_for(c->cfg.nets[0].id, sizeof(c->cfg.nets[0]), &c->cfg.nr_nets, VMM_MAX_NETS,
 		     cfg.id, err, "network interfaces");
 	if (i < 0)
@@ -174,6 +190,7 @@ static int put_entropy(void *ctx, const struct api_entropy *e, struct api_error 
 	struct vm_control *c = ctx;
 
 	c->cfg.rng = true;
+	rate_limit_from_api(&e->rate_limiter, &c->cfg.rng_rl);
 	return 0;
 }
 

@@ -414,6 +414,28 @@ struct vcpu {
 #define VMM_DEV_PATH_MAX 256 /* a backend path (drive file, uds), with its NUL */
 #define VMM_TAP_MAX	 16  /* IFNAMSIZ */
 
+/* A token bucket as Firecracker's API gives it: `size` tokens (bytes or operations)
+ * refilled evenly over `refill_ms`, plus `one_time_burst` tokens spent first and never
+ * refilled. size or refill_ms 0: no bucket (no limit of this kind), as Firecracker. */
+struct vmm_token_bucket {
+	uint64_t size;
+	uint64_t one_time_burst;
+	uint64_t refill_ms;
+};
+
+/* A device's rate limiter: bandwidth in bytes, ops in requests (a drive's request, a
+ * net frame, an entropy request). Both empty: no limiter. */
+struct vmm_rate_limit {
+	struct vmm_token_bucket bandwidth;
+	struct vmm_token_bucket ops;
+};
+
+/* True when `rl` limits anything. */
+static inline bool vmm_rate_limit_on(const struct vmm_rate_limit *rl)
+{
+	return (rl->bandwidth.size && rl->bandwidth.refill_ms) || (rl->ops.size && rl->ops.refill_ms);
+}
+
 /* Where a device lives. A boot leaves it unset and the device is placed by its order
  * (drives, nets, vsock, rng); a restore sets it to the saved place, which is checked
  * and used, never recomputed. */
@@ -430,6 +452,7 @@ struct vmm_drive_cfg {
 	bool read_only;
 	bool root;    /* announce it as the kernel's root= (boot only) */
 	bool beneath; /* path is looked up beneath vm_config.paths_dirfd */
+	struct vmm_rate_limit rl;
 	struct vmm_dev_place place;
 };
 
@@ -438,6 +461,7 @@ struct vmm_net_cfg {
 	char tap[VMM_TAP_MAX];
 	bool has_mac; /* else a locally administered MAC from the device's index */
 	uint8_t mac[6];
+	struct vmm_rate_limit rx_rl, tx_rl;
 	struct vmm_dev_place place;
 };
 
@@ -465,6 +489,7 @@ struct vm_config {
 	unsigned nr_nets;
 	struct vmm_vsock_cfg vsock;
 	bool rng;
+	struct vmm_rate_limit rng_rl;
 	struct vmm_dev_place rng_place;
 	/* The directory a device marked `beneath` looks its path up in: a restore that
 	 * takes the snapshot's own paths (--snapshot-paths DIR). See vmm_open_beneath. */

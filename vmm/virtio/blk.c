@@ -55,6 +55,7 @@ struct blk {
 	struct blk_req reqs[BLK_QUEUE_MAX];
 	struct virtq_elem e; /* scratch for virtio_pop */
 	struct virtio_blk_config cfg;
+	struct virtio_rl rl;
 };
 
 static void finish(struct virtio_dev *d, struct blk_req *r, uint8_t status, bool push)
@@ -149,6 +150,10 @@ static int start(struct virtio_dev *d, struct virtq_elem *e, struct blk_req *r)
 		return -EINVAL;
 	}
 	iov_to_buf(e->iov, e->nr_out, 0, &hdr, sizeof(hdr));
+	/* Every request is an operation; reads and writes also move their data. */
+	virtio_rl_charge(&b->rl, hdr.type == VIRTIO_BLK_T_IN    ? e->in_len - 1
+				 : hdr.type == VIRTIO_BLK_T_OUT ? e->out_len - sizeof(hdr)
+								: 0);
 	/* The status byte is the last byte of the last non-empty writable buffer. */
 	for (last = e->nr_out + e->nr_in; last > e->nr_out && e->iov[last - 1].iov_len == 0;)
 		last--;
@@ -269,6 +274,8 @@ static void blk_notify(struct virtio_dev *d, unsigned q)
 			b->starved = true; /* resumed when a completion frees one */
 			break;
 		}
+		if (!virtio_rl_admit(&b->rl))
+			break; /* its timer requeues the queue */
 		ret = virtio_pop(d, 0, &b->e);
 		if (ret <= 0)
 			break;
@@ -487,6 +494,7 @@ static void blk_destroy(struct virtio_dev *d)
 {
 	struct blk *b = d->priv;
 
+	virtio_rl_destroy(&b->rl);
 	if (b->ev_watched)
 		vmm_loop_del(&d->vm->loop, b->ev_fd);
 	if (b->ring_ok)
@@ -604,5 +612,5 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 	if (ret)
 		return ret;
 	b->ev_watched = true;
-	return 0;
+	return virtio_rl_set(&b->rl, d, 0, &c->rl);
 }

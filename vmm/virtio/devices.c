@@ -138,7 +138,7 @@ int vmm_devices_attach(struct vm *vm, const struct vm_config *cfg, char *cmdline
 		else if (vsock)
 			ret = vsock_create(vm, cfg, &place, &d);
 		else
-			ret = virtio_rng_create(vm, &place, &d);
+			ret = virtio_rng_create(vm, &cfg->rng_rl, &place, &d);
 		if (!ret)
 			ret = virtio_dev_bind(d);
 		if (ret) {

@@ -34,6 +34,7 @@ struct net {
 	uint32_t offload;
 	struct virtq_elem e;
 	struct virtio_net_config cfg;
+	struct virtio_rl rx_rl, tx_rl;
 };
 
 static void set_rx_watch(struct virtio_dev *d, bool on)
@@ -54,8 +55,15 @@ static void rx(struct virtio_dev *d)
 	for (unsigned i = 0; i < NET_BUDGET; i++) {
 		uint16_t one = 1;
 		ssize_t len;
-		int ret = virtio_pop(d, RXQ, &n->e);
+		int ret;
 
+		if (!virtio_rl_admit(&n->rx_rl)) {
+			/* Packets wait in the tap; the limiter's timer requeues RXQ, which
+			 * turns the watch back on (net_notify). */
+			set_rx_watch(d, false);
+			break;
+		}
+		ret = virtio_pop(d, RXQ, &n->e);
 		if (ret <= 0) {
 			/* No buffer: stop listening until the guest adds some. */
 			set_rx_watch(d, false);
@@ -77,6 +85,7 @@ static void rx(struct virtio_dev *d)
 		iov_from_buf(n->e.iov + n->e.nr_out, n->e.nr_in,
 			     offsetof(struct virtio_net_hdr_v1, num_buffers), &one, sizeof(one));
 		virtq_push(&d->vq[RXQ], n->e.head, (uint32_t)len);
+		virtio_rl_charge(&n->rx_rl, (uint64_t)len - VNET_HDR_LEN);
 		pushed = true;
 	}
 	if (pushed)
@@ -88,7 +97,7 @@ static void tx(struct virtio_dev *d)
 	struct net *n = d->priv;
 	unsigned sent = 0;
 
-	while (sent < VIRTIO_BUDGET_CHAINS) {
+	while (sent < VIRTIO_BUDGET_CHAINS && virtio_rl_admit(&n->tx_rl)) {
 		int ret = virtio_pop(d, TXQ, &n->e);
 
 		if (ret <= 0)
@@ -101,6 +110,7 @@ static void tx(struct virtio_dev *d)
 			log_ratelimited(LOG_WARN, "virtio %s: tap write of %llu bytes: %s", d->id,
 					(unsigned long long)n->e.out_len, strerror(errno));
 		virtq_push(&d->vq[TXQ], n->e.head, 0);
+		virtio_rl_charge(&n->tx_rl, n->e.out_len - VNET_HDR_LEN);
 		sent++;
 	}
 	if (sent)
@@ -316,8 +326,12 @@ static int net_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 
 static void net_destroy(struct virtio_dev *d)
 {
+	struct net *n = d->priv;
+
 	close_tap(d);
-	free(d->priv);
+	virtio_rl_destroy(&n->rx_rl);
+	virtio_rl_destroy(&n->tx_rl);
+	free(n);
 }
 
 const struct virtio_dev_ops virtio_net_ops = {
@@ -350,6 +364,7 @@ int virtio_net_create(struct vm *vm, const struct vmm_net_cfg *c, const struct v
 			    (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 	struct virtio_dev *d;
 	struct net *n;
+	int ret;
 
 	if (!c->id[0] || !c->tap[0]) {
 		log_err("net: needs an id and a tap");
@@ -380,5 +395,8 @@ int virtio_net_create(struct vm *vm, const struct vmm_net_cfg *c, const struct v
 		memcpy(n->mac, def, 6);
 	}
 	memcpy(n->cfg.mac, n->mac, 6);
-	return open_tap(d, c->tap);
+	ret = virtio_rl_set(&n->rx_rl, d, RXQ, &c->rx_rl);
+	if (!ret)
+		ret = virtio_rl_set(&n->tx_rl, d, TXQ, &c->tx_rl);
+	return ret ? ret : open_tap(d, c->tap);
 }

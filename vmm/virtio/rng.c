@@ -14,14 +14,20 @@
  * waits for a later loop round. */
 #define RNG_BUDGET_BYTES (256 * 1024)
 
+struct rng {
+	struct virtq_elem e;
+	struct virtio_rl rl;
+};
+
 static void rng_notify(struct virtio_dev *d, unsigned q)
 {
-	struct virtq_elem *e = d->priv;
+	struct rng *r = d->priv;
+	struct virtq_elem *e = &r->e;
 	size_t total = 0;
 	unsigned chains = 0;
 
 	while (chains < VIRTIO_BUDGET_CHAINS && total < RNG_BUDGET_BYTES &&
-	       virtio_pop(d, 0, e) > 0) {
+	       virtio_rl_admit(&r->rl) && virtio_pop(d, 0, e) > 0) {
 		size_t done = 0;
 
 		for (unsigned i = e->nr_out; i < e->nr_out + e->nr_in && done < RNG_MAX_PER_REQ;
@@ -48,6 +54,7 @@ static void rng_notify(struct virtio_dev *d, unsigned q)
 				break;
 		}
 		virtq_push(&d->vq[0], e->head, (uint32_t)done);
+		virtio_rl_charge(&r->rl, done);
 		total += done;
 		chains++;
 	}
@@ -63,7 +70,11 @@ static void rng_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 
 static void rng_destroy(struct virtio_dev *d)
 {
-	free(d->priv);
+	struct rng *r = d->priv;
+
+	if (r)
+		virtio_rl_destroy(&r->rl);
+	free(r);
 }
 
 /* The entropy device has no state of its own: its section holds layers 1 and 2. */
@@ -79,19 +90,22 @@ const struct virtio_dev_ops virtio_rng_ops = {
     .destroy = rng_destroy,
 };
 
-int virtio_rng_create(struct vm *vm, const struct vmm_dev_place *place, struct virtio_dev **out)
+int virtio_rng_create(struct vm *vm, const struct vmm_rate_limit *rl,
+		      const struct vmm_dev_place *place, struct virtio_dev **out)
 {
 	struct virtio_dev *d = calloc(1, sizeof(*d));
+	struct rng *r;
 
 	if (!d)
 		return -ENOMEM;
 	virtio_dev_init(d, &virtio_rng_ops, vm, "rng", place,
 			(1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC));
-	d->priv = malloc(sizeof(struct virtq_elem));
-	if (!d->priv) {
+	r = calloc(1, sizeof(*r));
+	if (!r) {
 		free(d);
 		return -ENOMEM;
 	}
-	*out = d;
-	return 0;
+	d->priv = r;
+	*out = d; /* from here the caller's destroy releases what we took */
+	return virtio_rl_set(&r->rl, d, 0, rl);
 }

@@ -168,6 +168,61 @@ bool virtio_has_feature(const struct virtio_dev *d, unsigned bit);
 /* Restores the generic layers from `in` (validated); used by virtio_restore. */
 int virtio_core_restore(struct virtio_dev *d, const struct virtio_saved *in);
 
+/* ---------------------------------------------------------------- rate limiters */
+
+/* One token bucket at run time. The budget may go negative: a request is admitted while
+ * the budget is positive and then charged in full, so a request larger than the bucket
+ * still passes and the debt it leaves delays the next one. Over any long stretch the
+ * rate is exactly size per refill time; a single request may overshoot by its own size.
+ * (Charging after admission also lets a net device read a frame before it knows its
+ * length.) */
+struct virtio_bucket {
+	uint64_t size;	    /* 0: no bucket */
+	uint64_t refill_ns; /* time to refill `size` tokens */
+	uint64_t burst;	    /* one-time burst left */
+	int64_t budget;
+	uint64_t frac; /* refill remainder, in token-nanoseconds, below refill_ns */
+	uint64_t last_ns;
+};
+
+/* Sets `b` from `cfg` at time `now`, full (Firecracker's buckets start full). */
+void virtio_bucket_init(struct virtio_bucket *b, const struct vmm_token_bucket *cfg, uint64_t now);
+/* Adds what the time since the last call refilled (capped at size). */
+void virtio_bucket_refill(struct virtio_bucket *b, uint64_t now);
+/* Takes `tokens`, one-time burst first; the budget may go negative. */
+void virtio_bucket_charge(struct virtio_bucket *b, uint64_t tokens);
+/* Nanoseconds from `now` (after virtio_bucket_refill) until the budget is positive;
+ * 0 when it is, or when `b` is no bucket. */
+uint64_t virtio_bucket_wait_ns(const struct virtio_bucket *b);
+
+/* A device's rate limiter: a bandwidth and an ops bucket and a timer that, when the
+ * budget is back, signals the queue it held as a guest notification would
+ * (virtio_requeue), so the queue's handler runs again on the main loop. Embedded in a
+ * device's own state; zero-initialised it limits nothing and costs nothing. */
+struct virtio_rl {
+	struct virtio_bucket bw, ops;
+	struct virtio_dev *d;
+	unsigned q;
+	int timer_fd; /* made when first configured; -1 (or 0 never set) otherwise */
+	bool has_timer, armed;
+	uint64_t throttled; /* times a request was held back */
+};
+
+/* (Re)configures `rl`, which holds back queue `q` of `d`; an empty `cfg` lifts the
+ * limit. The first limit creates the timer and watches it on the main loop. Call from
+ * the main thread with d->lock held or before the device runs. 0 or -errno. */
+int virtio_rl_set(struct virtio_rl *rl, struct virtio_dev *d, unsigned q,
+		  const struct vmm_rate_limit *cfg);
+/* The limit `rl` applies now (for saving and GET): sizes, refill and the burst left. */
+void virtio_rl_get(const struct virtio_rl *rl, struct vmm_rate_limit *out);
+/* True when a request may go now; else arms the timer that requeues the queue and
+ * counts the hold. A limiter that limits nothing always admits. */
+bool virtio_rl_admit(struct virtio_rl *rl);
+/* Charges an admitted request of `bytes` (and one operation). */
+void virtio_rl_charge(struct virtio_rl *rl, uint64_t bytes);
+/* Stops the timer and releases it (device teardown). */
+void virtio_rl_destroy(struct virtio_rl *rl);
+
 /* The devices. Each allocates and initialises `*out` at `place` from its typed
  * configuration and opens its backend (blk's `dirfd` >= 0: the path is looked up
  * inside that directory, named `dir`, see vmm_open_beneath); no fds bound yet. On failure `*out`
@@ -179,7 +234,8 @@ int virtio_net_create(struct vm *vm, const struct vmm_net_cfg *c, const struct v
 		      struct virtio_dev **out);
 int virtio_vsock_create(struct vm *vm, const struct vmm_vsock_cfg *c,
 			const struct vmm_dev_place *place, struct virtio_dev **out);
-int virtio_rng_create(struct vm *vm, const struct vmm_dev_place *place, struct virtio_dev **out);
+int virtio_rng_create(struct vm *vm, const struct vmm_rate_limit *rl,
+		      const struct vmm_dev_place *place, struct virtio_dev **out);
 
 /* Each device's ops, and the one for a VIRTIO_ID_* (NULL: not a device thaw has). */
 extern const struct virtio_dev_ops virtio_blk_ops, virtio_net_ops, virtio_vsock_ops, virtio_rng_ops;
