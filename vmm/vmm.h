@@ -433,7 +433,8 @@ struct vmm_rate_limit {
 /* True when `rl` limits anything. */
 static inline bool vmm_rate_limit_on(const struct vmm_rate_limit *rl)
 {
-	return (rl->bandwidth.size && rl->bandwidth.refill_ms) || (rl->ops.size && rl->ops.refill_ms);
+	return (rl->bandwidth.size && rl->bandwidth.refill_ms) ||
+	       (rl->ops.size && rl->ops.refill_ms);
 }
 
 /* Where a device lives. A boot leaves it unset and the device is placed by its order

@@ -151,7 +151,7 @@ static int start(struct virtio_dev *d, struct virtq_elem *e, struct blk_req *r)
 	}
 	iov_to_buf(e->iov, e->nr_out, 0, &hdr, sizeof(hdr));
 	/* Every request is an operation; reads and writes also move their data. */
-	virtio_rl_charge(&b->rl, hdr.type == VIRTIO_BLK_T_IN    ? e->in_len - 1
+	virtio_rl_charge(&b->rl, hdr.type == VIRTIO_BLK_T_IN	? e->in_len - 1
 				 : hdr.type == VIRTIO_BLK_T_OUT ? e->out_len - sizeof(hdr)
 								: 0);
 	/* The status byte is the last byte of the last non-empty writable buffer. */

@@ -105,7 +105,8 @@ int virtio_rl_set(struct virtio_rl *rl, struct virtio_dev *d, unsigned q,
 		rl->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 		if (rl->timer_fd < 0) {
 			ret = -errno;
-			log_err("virtio %s: rate limiter: timerfd_create: %s", d->id, strerror(-ret));
+			log_err("virtio %s: rate limiter: timerfd_create: %s", d->id,
+				strerror(-ret));
 			return ret;
 		}
 		ret = vmm_loop_add(&d->vm->loop, rl->timer_fd, EPOLLIN, on_timer, rl);
@@ -164,8 +165,8 @@ bool virtio_rl_admit(struct virtio_rl *rl)
 	when.it_value.tv_nsec = (long)(wait % 1000000000ull);
 	if (timerfd_settime(rl->timer_fd, 0, &when, NULL) < 0) {
 		/* Without a timer the queue would stall for good: let the request pass. */
-		log_ratelimited(LOG_WARN, "virtio %s: rate limiter: timerfd_settime: %s",
-				rl->d->id, strerror(errno));
+		log_ratelimited(LOG_WARN, "virtio %s: rate limiter: timerfd_settime: %s", rl->d->id,
+				strerror(errno));
 		return true;
 	}
 	rl->armed = true;
