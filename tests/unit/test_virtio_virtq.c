@@ -447,7 +447,7 @@ static void test_bad_chain_marks_only_that_device_needing_reset(void **state)
 	assert_int_equal(vmm_devices_attach(vm, &cfg, NULL, 0), 0);
 	bad = virtio_get(vm, 0);
 	assert_int_equal(
-	    virtio_rng_create(vm, &(struct vmm_rate_limit){{0}},
+	    virtio_rng_create(vm, &(struct vmm_rate_limit){0},
 			      &(struct vmm_dev_place){true, 1, VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE,
 						      VIRTIO_IRQ_BASE + 1},
 			      &good),
