@@ -458,13 +458,19 @@ static void build_uffd(struct rule_ctx *c)
 
 /* Stacked on the main thread by vm_launch: every ring exists (drives, the uffd
  * handler's) and the process never builds another VM, so nothing may make a ring or
- * change one any more. Everything else is left to the main filter under it. */
+ * change one any more, except to point a drive's ring at the new file of a PATCH
+ * /drives (IORING_REGISTER_FILES_UPDATE, see ring_set_file in vmm/virtio/blk.c: a
+ * restricted ring that can only read, write and fsync its registered file gets a file
+ * this thread holds and can read and write itself). The whole second argument is
+ * compared, so the registered-ring flag in its high bit is refused too. Everything
+ * else is left to the main filter under it. */
 static void build_sealed(struct rule_ctx *c)
 {
 	if (!c->err)
 		c->err = seccomp_rule_add(c->f, SCMP_ACT_TRAP, SCMP_SYS(io_uring_setup), 0);
 	if (!c->err)
-		c->err = seccomp_rule_add(c->f, SCMP_ACT_TRAP, SCMP_SYS(io_uring_register), 0);
+		c->err = seccomp_rule_add(c->f, SCMP_ACT_TRAP, SCMP_SYS(io_uring_register), 1,
+					  SCMP_A1(SCMP_CMP_NE, IORING_REGISTER_FILES_UPDATE));
 	if (c->err)
 		c->what = strdup("io_uring_setup/io_uring_register");
 }

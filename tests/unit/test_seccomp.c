@@ -504,12 +504,38 @@ static int sealed_main_work(void)
 	return sealed_then(main_thread_work);
 }
 
-/* After vm_launch the main thread makes no ring and changes none; the rest of its
- * allowlist stays. */
+/* PATCH /drives of a running VM points the drive's ring at its new file. */
+static int files_update_reaches_the_kernel(void)
+{
+	return syscall(SYS_io_uring_register, -1, IORING_REGISTER_FILES_UPDATE, NULL, 0) != -1 ||
+		       (errno != EBADF && errno != EINVAL)
+		   ? 1
+		   : 0;
+}
+
+static int sealed_files_update(void)
+{
+	return sealed_then(files_update_reaches_the_kernel);
+}
+
+/* The same request with the registered-ring flag (bit 31) set. */
+static int sealed_files_update_registered_ring(void)
+{
+	if (vmm_seccomp_seal_rings())
+		return 99;
+	return (int)syscall(SYS_io_uring_register, -1, IORING_REGISTER_FILES_UPDATE | (1u << 31),
+			    NULL, 0);
+}
+
+/* After vm_launch the main thread makes no ring and changes none but a drive's file;
+ * the rest of its allowlist stays. */
 static void sealed_main_thread_refuses_io_uring_setup_and_register(void **state)
 {
 	expect_refused(MAIN, 1, sealed_setup, SYS_io_uring_setup, "io_uring_setup");
 	expect_refused(MAIN, 1, sealed_register, SYS_io_uring_register, "io_uring_register");
+	expect_refused(MAIN, 1, sealed_files_update_registered_ring, SYS_io_uring_register,
+		       "io_uring_register");
+	expect_ok(MAIN, 1, sealed_files_update);
 	expect_ok(MAIN, 1, sealed_main_work);
 }
 

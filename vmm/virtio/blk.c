@@ -398,7 +398,9 @@ static int ring_set_file(struct virtio_dev *d, int fd)
 	return 0;
 }
 
-static int blk_reopen(struct virtio_dev *d, const char *path)
+/* A new backend file; `media_change` lets its size differ from what the guest knows
+ * (and tells the guest), else it must hold at least that much (a restore's override). */
+static int switch_backend(struct virtio_dev *d, const char *path, bool media_change)
 {
 	struct blk *b = d->priv;
 	char cur[VIRTIO_PATH_MAX];
@@ -413,7 +415,7 @@ static int blk_reopen(struct virtio_dev *d, const char *path)
 	ret = open_backend(d, -1, NULL, cur, b->ro, &sectors);
 	if (ret)
 		goto gone;
-	if (sectors < b->capacity) {
+	if (sectors < b->capacity && !media_change) {
 		log_err("drive %s: %s holds %llu sectors, the guest knows %llu", d->id, cur,
 			(unsigned long long)sectors, (unsigned long long)b->capacity);
 		ret = -EINVAL;
@@ -422,6 +424,11 @@ static int blk_reopen(struct virtio_dev *d, const char *path)
 	ret = ring_set_file(d, b->fd);
 	if (ret)
 		goto gone;
+	if (media_change && sectors != b->capacity) {
+		b->capacity = sectors;
+		if (virtio_dev_live(d))
+			virtio_config_changed(d);
+	}
 	return 0;
 gone:
 	if (b->fd >= 0)
@@ -430,6 +437,23 @@ gone:
 	/* Drop the ring's reference to the old file too (b->fd < 0 submits nothing). */
 	ring_set_file(d, -1);
 	return ret;
+}
+
+static int blk_reopen(struct virtio_dev *d, const char *path)
+{
+	return switch_backend(d, path, false);
+}
+
+static int blk_change_media(struct virtio_dev *d, const char *path)
+{
+	return switch_backend(d, path, true);
+}
+
+static int blk_set_rate_limit(struct virtio_dev *d, unsigned which, const struct vmm_rate_limit *rl)
+{
+	struct blk *b = d->priv;
+
+	return which == 0 ? virtio_rl_set(&b->rl, d, 0, rl) : -ENOTSUP;
 }
 
 static void blk_save(struct virtio_dev *d, struct virtio_saved *out)
@@ -521,6 +545,8 @@ const struct virtio_dev_ops virtio_blk_ops = {
     .encode = blk_encode,
     .decode = blk_decode,
     .reopen = blk_reopen,
+    .change_media = blk_change_media,
+    .set_rate_limit = blk_set_rate_limit,
     .quiesce = blk_quiesce,
     .destroy = blk_destroy,
 };

@@ -202,6 +202,17 @@ struct virtio_dev *virtio_get(struct vm *vm, unsigned i)
 	return i < virtio_count(vm) ? vm->devices->dev[i] : NULL;
 }
 
+struct virtio_dev *virtio_find(struct vm *vm, uint32_t device_id, const char *name)
+{
+	for (unsigned i = 0; i < virtio_count(vm); i++) {
+		struct virtio_dev *d = vm->devices->dev[i];
+
+		if (d->place.device_id == device_id && strcmp(d->id, name) == 0)
+			return d;
+	}
+	return NULL;
+}
+
 int virtio_quiesce(struct vm *vm)
 {
 	int ret = 0;

@@ -324,6 +324,16 @@ static int net_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 	return ret;
 }
 
+static int net_set_rate_limit(struct virtio_dev *d, unsigned which, const struct vmm_rate_limit *rl)
+{
+	struct net *n = d->priv;
+
+	if (which > 1)
+		return -ENOTSUP;
+	return which == 0 ? virtio_rl_set(&n->rx_rl, d, RXQ, rl)
+			  : virtio_rl_set(&n->tx_rl, d, TXQ, rl);
+}
+
 static void net_destroy(struct virtio_dev *d)
 {
 	struct net *n = d->priv;
@@ -350,6 +360,7 @@ const struct virtio_dev_ops virtio_net_ops = {
     .encode = net_encode,
     .decode = net_decode,
     .reopen = net_reopen,
+    .set_rate_limit = net_set_rate_limit,
     .destroy = net_destroy,
 };
 

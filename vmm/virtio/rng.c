@@ -68,6 +68,13 @@ static void rng_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 	memset(data, 0, len);
 }
 
+static int rng_set_rate_limit(struct virtio_dev *d, unsigned which, const struct vmm_rate_limit *rl)
+{
+	struct rng *r = d->priv;
+
+	return which == 0 ? virtio_rl_set(&r->rl, d, 0, rl) : -ENOTSUP;
+}
+
 static void rng_destroy(struct virtio_dev *d)
 {
 	struct rng *r = d->priv;
@@ -87,6 +94,7 @@ const struct virtio_dev_ops virtio_rng_ops = {
     .config_len = 0,
     .config_read = rng_config_read,
     .notify = rng_notify,
+    .set_rate_limit = rng_set_rate_limit,
     .destroy = rng_destroy,
 };
 

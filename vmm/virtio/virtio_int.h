@@ -104,6 +104,11 @@ struct virtio_dev_ops {
 	int (*decode)(const struct snap_section *sec, struct virtio_saved *s, char *err,
 		      size_t errlen);
 	int (*reopen)(struct virtio_dev *d, const char *backend);
+	/* A new backend of any size the guest is told about (a drive's media change). */
+	int (*change_media)(struct virtio_dev *d, const char *backend);
+	/* Replaces rate limiter `which` (virtio_set_rate_limit). */
+	int (*set_rate_limit)(struct virtio_dev *d, unsigned which,
+			      const struct vmm_rate_limit *rl);
 	int (*quiesce)(struct virtio_dev *d);
 	void (*destroy)(struct virtio_dev *d);
 };
