@@ -125,6 +125,23 @@ struct api_net {
 	struct api_rate_limiter tx_rate_limiter;
 };
 
+/* `PATCH /drives/{drive_id}` (after start or load): what changes. An empty path_on_host
+ * keeps the file; a rate limiter bucket whose `present` is false keeps its setting, one
+ * of size or refill_time 0 lifts it (Firecracker's semantics). */
+struct api_drive_patch {
+	char drive_id[API_ID_LEN];
+	char path_on_host[API_PATH_LEN];
+	struct api_rate_limiter rate_limiter;
+};
+
+/* `PATCH /network-interfaces/{iface_id}` (after start or load): the rate limiters, as
+ * for a drive's. */
+struct api_net_patch {
+	char iface_id[API_ID_LEN];
+	struct api_rate_limiter rx_rate_limiter;
+	struct api_rate_limiter tx_rate_limiter;
+};
+
 /* `PUT /vsock`. guest_cid >= 3. */
 struct api_vsock {
 	uint32_t guest_cid;
@@ -262,6 +279,10 @@ struct api_ops {
 			       struct api_error *err);
 	int (*put_drive)(void *ctx, const struct api_drive *drive, struct api_error *err);
 	int (*put_net)(void *ctx, const struct api_net *net, struct api_error *err);
+	/* PATCH /drives/{id}, PATCH /network-interfaces/{id}: only after start or load (the
+	 * VM may be paused or running). An id naming no device answers 400. */
+	int (*patch_drive)(void *ctx, const struct api_drive_patch *patch, struct api_error *err);
+	int (*patch_net)(void *ctx, const struct api_net_patch *patch, struct api_error *err);
 	int (*put_vsock)(void *ctx, const struct api_vsock *vsock, struct api_error *err);
 	int (*put_entropy)(void *ctx, const struct api_entropy *entropy, struct api_error *err);
 

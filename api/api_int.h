@@ -120,6 +120,8 @@ struct api_server {
 		struct api_machine_config mcfg;
 		struct api_drive drive;
 		struct api_net net;
+		struct api_drive_patch drive_patch;
+		struct api_net_patch net_patch;
 		struct api_vsock vsock;
 		struct api_entropy entropy;
 		struct api_logger logger;

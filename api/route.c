@@ -479,6 +479,17 @@ static int parse_machine_config(json_object *o, bool patch, struct api_machine_c
 	return 0;
 }
 
+/* The id in a body must be the one in the path. */
+static int same_id(const char *path_id, const char *body_id, struct api_error *err)
+{
+	if (strcmp(body_id, path_id) == 0)
+		return 0;
+	api_error_set(err,
+		      "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
+		      path_id, body_id);
+	return -EINVAL;
+}
+
 static const char *const cache_type_names[] = {"Unsafe", "Writeback", NULL};
 static const char *const io_engine_names[] = {"Sync", "Async", NULL};
 
@@ -492,15 +503,9 @@ static int parse_drive(json_object *o, const char *path_id, struct api_drive *d,
 
 	memset(d, 0, sizeof(*d));
 	if (j_known(o, "drive", known, err) < 0 ||
-	    j_id(o, "", "drive_id", d->drive_id, true, err) < 0)
+	    j_id(o, "", "drive_id", d->drive_id, true, err) < 0 ||
+	    same_id(path_id, d->drive_id, err) < 0)
 		return -EINVAL;
-	if (strcmp(d->drive_id, path_id)) {
-		api_error_set(
-		    err,
-		    "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
-		    path_id, d->drive_id);
-		return -EINVAL;
-	}
 	if (j_bool(o, "", "is_root_device", &d->is_root_device, true, err) < 0 ||
 	    j_str(o, "", "partuuid", d->partuuid, sizeof(d->partuuid), false, err) < 0)
 		return -EINVAL;
@@ -596,15 +601,9 @@ static int parse_net(json_object *o, const char *path_id, struct api_net *net,
 
 	memset(net, 0, sizeof(*net));
 	if (j_known(o, "network interface", known, err) < 0 ||
-	    j_id(o, "", "iface_id", net->iface_id, true, err) < 0)
+	    j_id(o, "", "iface_id", net->iface_id, true, err) < 0 ||
+	    same_id(path_id, net->iface_id, err) < 0)
 		return -EINVAL;
-	if (strcmp(net->iface_id, path_id)) {
-		api_error_set(
-		    err,
-		    "The id from the path (\"%s\") does not match the id in the body (\"%s\").",
-		    path_id, net->iface_id);
-		return -EINVAL;
-	}
 	if (j_ifname(o, "", "host_dev_name", net->host_dev_name, err) < 0)
 		return -EINVAL;
 	r = j_str(o, "", "guest_mac", mac, sizeof(mac), false, err);
@@ -622,6 +621,37 @@ static int parse_net(json_object *o, const char *path_id, struct api_net *net,
 	net->mtu = (uint32_t)mtu;
 	if (parse_rate_limiter(o, "", "rx_rate_limiter", &net->rx_rate_limiter, err) < 0 ||
 	    parse_rate_limiter(o, "", "tx_rate_limiter", &net->tx_rate_limiter, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_drive_patch(json_object *o, const char *path_id, struct api_drive_patch *d,
+			     struct api_error *err)
+{
+	static const char *const known[] = {"drive_id", "path_on_host", "rate_limiter", NULL};
+
+	memset(d, 0, sizeof(*d));
+	if (j_known(o, "drive", known, err) < 0 ||
+	    j_id(o, "", "drive_id", d->drive_id, true, err) < 0 ||
+	    same_id(path_id, d->drive_id, err) < 0 ||
+	    j_str(o, "", "path_on_host", d->path_on_host, sizeof(d->path_on_host), false, err) <
+		0 ||
+	    parse_rate_limiter(o, "", "rate_limiter", &d->rate_limiter, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_net_patch(json_object *o, const char *path_id, struct api_net_patch *n,
+			   struct api_error *err)
+{
+	static const char *const known[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL};
+
+	memset(n, 0, sizeof(*n));
+	if (j_known(o, "network interface", known, err) < 0 ||
+	    j_id(o, "", "iface_id", n->iface_id, true, err) < 0 ||
+	    same_id(path_id, n->iface_id, err) < 0 ||
+	    parse_rate_limiter(o, "", "rx_rate_limiter", &n->rx_rate_limiter, err) < 0 ||
+	    parse_rate_limiter(o, "", "tx_rate_limiter", &n->tx_rate_limiter, err) < 0)
 		return -EINVAL;
 	return 0;
 }
@@ -1371,6 +1401,31 @@ static void route_config(struct api_server *srv, enum res res, enum http_method 
 		srv->phase = API_PHASE_CONFIGURING;
 }
 
+/* PATCH of a started VM's drive or network interface. */
+static void route_patch(struct api_server *srv, enum res res, const char *path, const char *id,
+			json_object *o, struct api_error *err)
+{
+	const struct api_ops *ops = srv->ops;
+	bool drive = res == RES_DRIVES;
+	int ret;
+
+	ret = drive ? parse_drive_patch(o, id, &srv->scratch.drive_patch, err)
+		    : parse_net_patch(o, id, &srv->scratch.net_patch, err);
+	if (ret < 0) {
+		reply_fault(srv, 400, err->message);
+		return;
+	}
+	if (!phase_allows(srv, NEED_STARTED))
+		return;
+	if (drive ? !ops->patch_drive : !ops->patch_net) {
+		reply_unsupported(srv, HTTP_PATCH, path);
+		return;
+	}
+	ret = drive ? ops->patch_drive(srv->ctx, &srv->scratch.drive_patch, err)
+		    : ops->patch_net(srv->ctx, &srv->scratch.net_patch, err);
+	reply_op(srv, ret, err);
+}
+
 static void route_body(struct api_server *srv, enum res res, enum http_method m, const char *path,
 		       const char *id, json_object *o, struct api_error *err)
 {
@@ -1453,6 +1508,14 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 			log_warn("api: periodic metrics flush not available");
 		reply_status(srv, 204);
 		return;
+	case RES_DRIVES:
+	case RES_NET:
+		if (m == HTTP_PATCH) {
+			route_patch(srv, res, path, id, o, err);
+			return;
+		}
+		route_config(srv, res, m, path, id, o, err);
+		return;
 	default:
 		route_config(srv, res, m, path, id, o, err);
 		return;
@@ -1479,6 +1542,9 @@ static bool method_ok(enum res res, enum http_method m)
 		return m == HTTP_GET || m == HTTP_PUT || m == HTTP_PATCH;
 	case RES_VM:
 		return m == HTTP_PATCH;
+	case RES_DRIVES:
+	case RES_NET:
+		return m == HTTP_PUT || m == HTTP_PATCH;
 	case RES_NONE:
 		return false;
 	default:

@@ -2,10 +2,12 @@
  * this file turns each accepted request into calls on `struct vm`. Everything runs
  * on the main thread. */
 #include "vmm/vmm.h"
+#include "vmm/virtio/virtio.h"
 #include "api/api.h"
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <linux/virtio_ids.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +173,72 @@ static int put_net(void *ctx, const struct api_net *n, struct api_error *err)
 		return i;
 	c->cfg.nets[i] = cfg;
 	c->cfg.nr_nets += (unsigned)i == c->cfg.nr_nets;
+	return 0;
+}
+
+/* A PATCH's rate limiter: buckets it names replace the device's, the others stay. */
+static int patch_rate_limit(struct virtio_dev *d, unsigned which, const struct api_rate_limiter *a,
+			    const char *what, struct api_error *err)
+{
+	struct vmm_rate_limit rl;
+	unsigned keep = 0;
+	int ret;
+
+	if (!a->present)
+		return 0;
+	rate_limit_from_api(a, &rl);
+	if (!a->bandwidth.present)
+		keep |= VMM_RL_KEEP_BANDWIDTH;
+	if (!a->ops.present)
+		keep |= VMM_RL_KEEP_OPS;
+	ret = virtio_set_rate_limit(d, which, &rl, keep);
+	if (ret) {
+		err->status = 500;
+		api_error_set(err, "%s: the rate limiter could not be set: %s", what,
+			      strerror(-ret));
+	}
+	return ret;
+}
+
+static struct virtio_dev *find_dev(struct vm_control *c, uint32_t type, const char *id,
+				   const char *what, struct api_error *err)
+{
+	struct virtio_dev *d = virtio_find(c->vm, type, id);
+
+	if (!d)
+		api_error_set(err, "%s %s: no such device in this microVM", what, id);
+	return d;
+}
+
+static int patch_drive(void *ctx, const struct api_drive_patch *p, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	struct virtio_dev *d = find_dev(c, VIRTIO_ID_BLOCK, p->drive_id, "drive", err);
+	int ret;
+
+	if (!d)
+		return -ENOENT;
+	if (p->path_on_host[0]) {
+		ret = virtio_change_media(d, p->path_on_host);
+		if (ret) {
+			api_error_set(err, "drive %s: %s cannot be its file: %s (see the log)",
+				      p->drive_id, p->path_on_host, strerror(-ret));
+			return ret;
+		}
+	}
+	return patch_rate_limit(d, 0, &p->rate_limiter, p->drive_id, err);
+}
+
+static int patch_net(void *ctx, const struct api_net_patch *p, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	struct virtio_dev *d = find_dev(c, VIRTIO_ID_NET, p->iface_id, "network interface", err);
+
+	if (!d)
+		return -ENOENT;
+	if (patch_rate_limit(d, 0, &p->rx_rate_limiter, p->iface_id, err) ||
+	    patch_rate_limit(d, 1, &p->tx_rate_limiter, p->iface_id, err))
+		return -EIO;
 	return 0;
 }
 
@@ -381,6 +449,8 @@ static const struct api_ops thaw_api_ops = {
     .put_boot_source = put_boot_source,
     .put_drive = put_drive,
     .put_net = put_net,
+    .patch_drive = patch_drive,
+    .patch_net = patch_net,
     .put_vsock = put_vsock,
     .put_entropy = put_entropy,
     .instance_start = instance_start,

@@ -430,6 +430,10 @@ struct vmm_rate_limit {
 	struct vmm_token_bucket ops;
 };
 
+/* Buckets a run-time change leaves alone (virtio_set_rate_limit). */
+#define VMM_RL_KEEP_BANDWIDTH 1u
+#define VMM_RL_KEEP_OPS	      2u
+
 /* True when `rl` limits anything. */
 static inline bool vmm_rate_limit_on(const struct vmm_rate_limit *rl)
 {

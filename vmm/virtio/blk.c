@@ -409,10 +409,16 @@ static int switch_backend(struct virtio_dev *d, const char *path, bool media_cha
 
 	drain(d, true);
 	snprintf(cur, sizeof(cur), "%s", path ? path : b->path);
-	if (b->fd >= 0)
+	/* A media change whose file does not open leaves the drive as it was
+	 * (open_backend replaces b->fd only on success); a restore's override must not
+	 * fall back to the snapshot's own file, which may be another clone's base. */
+	if (!media_change && b->fd >= 0) {
 		close(b->fd);
-	b->fd = -1;
+		b->fd = -1;
+	}
 	ret = open_backend(d, -1, NULL, cur, b->ro, &sectors);
+	if (ret && media_change)
+		return ret;
 	if (ret)
 		goto gone;
 	if (sectors < b->capacity && !media_change) {
@@ -449,11 +455,11 @@ static int blk_change_media(struct virtio_dev *d, const char *path)
 	return switch_backend(d, path, true);
 }
 
-static int blk_set_rate_limit(struct virtio_dev *d, unsigned which, const struct vmm_rate_limit *rl)
+static struct virtio_rl *blk_rate_limiter(struct virtio_dev *d, unsigned which)
 {
 	struct blk *b = d->priv;
 
-	return which == 0 ? virtio_rl_set(&b->rl, d, 0, rl) : -ENOTSUP;
+	return which == 0 ? &b->rl : NULL;
 }
 
 static void blk_save(struct virtio_dev *d, struct virtio_saved *out)
@@ -546,7 +552,7 @@ const struct virtio_dev_ops virtio_blk_ops = {
     .decode = blk_decode,
     .reopen = blk_reopen,
     .change_media = blk_change_media,
-    .set_rate_limit = blk_set_rate_limit,
+    .rate_limiter = blk_rate_limiter,
     .quiesce = blk_quiesce,
     .destroy = blk_destroy,
 };
@@ -638,5 +644,5 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 	if (ret)
 		return ret;
 	b->ev_watched = true;
-	return virtio_rl_set(&b->rl, d, 0, &c->rl);
+	return virtio_rl_set(&b->rl, d, 0, &c->rl, 0);
 }

@@ -627,42 +627,29 @@ int virtio_reopen(struct virtio_dev *d, const char *backend)
 	return ret;
 }
 
-static int locked_op(struct virtio_dev *d, int (*op)(struct virtio_dev *, const void *),
-		     const void *arg)
+int virtio_change_media(struct virtio_dev *d, const char *path)
 {
-	int ret;
+	int ret = -ENOTSUP;
 
 	pthread_mutex_lock(&d->lock);
-	ret = op(d, arg);
+	if (d->ops->change_media)
+		ret = d->ops->change_media(d, path);
 	pthread_mutex_unlock(&d->lock);
 	return ret;
 }
 
-static int change_media(struct virtio_dev *d, const void *path)
+int virtio_set_rate_limit(struct virtio_dev *d, unsigned which, const struct vmm_rate_limit *rl,
+			  unsigned keep)
 {
-	return d->ops->change_media ? d->ops->change_media(d, path) : -ENOTSUP;
-}
+	struct virtio_rl *r = d->ops->rate_limiter ? d->ops->rate_limiter(d, which) : NULL;
+	int ret;
 
-int virtio_change_media(struct virtio_dev *d, const char *path)
-{
-	return locked_op(d, change_media, path);
-}
-
-struct rl_arg {
-	unsigned which;
-	const struct vmm_rate_limit *rl;
-};
-
-static int set_rate_limit(struct virtio_dev *d, const void *arg)
-{
-	const struct rl_arg *a = arg;
-
-	return d->ops->set_rate_limit ? d->ops->set_rate_limit(d, a->which, a->rl) : -ENOTSUP;
-}
-
-int virtio_set_rate_limit(struct virtio_dev *d, unsigned which, const struct vmm_rate_limit *rl)
-{
-	return locked_op(d, set_rate_limit, &(struct rl_arg){which, rl});
+	if (!r)
+		return -ENOTSUP;
+	pthread_mutex_lock(&d->lock);
+	ret = virtio_rl_set(r, d, r->q, rl, keep);
+	pthread_mutex_unlock(&d->lock);
+	return ret;
 }
 
 const char *virtio_dev_name(const struct virtio_dev *d)

@@ -324,14 +324,11 @@ static int net_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 	return ret;
 }
 
-static int net_set_rate_limit(struct virtio_dev *d, unsigned which, const struct vmm_rate_limit *rl)
+static struct virtio_rl *net_rate_limiter(struct virtio_dev *d, unsigned which)
 {
 	struct net *n = d->priv;
 
-	if (which > 1)
-		return -ENOTSUP;
-	return which == 0 ? virtio_rl_set(&n->rx_rl, d, RXQ, rl)
-			  : virtio_rl_set(&n->tx_rl, d, TXQ, rl);
+	return which == 0 ? &n->rx_rl : which == 1 ? &n->tx_rl : NULL;
 }
 
 static void net_destroy(struct virtio_dev *d)
@@ -360,7 +357,7 @@ const struct virtio_dev_ops virtio_net_ops = {
     .encode = net_encode,
     .decode = net_decode,
     .reopen = net_reopen,
-    .set_rate_limit = net_set_rate_limit,
+    .rate_limiter = net_rate_limiter,
     .destroy = net_destroy,
 };
 
@@ -406,8 +403,8 @@ int virtio_net_create(struct vm *vm, const struct vmm_net_cfg *c, const struct v
 		memcpy(n->mac, def, 6);
 	}
 	memcpy(n->cfg.mac, n->mac, 6);
-	ret = virtio_rl_set(&n->rx_rl, d, RXQ, &c->rx_rl);
+	ret = virtio_rl_set(&n->rx_rl, d, RXQ, &c->rx_rl, 0);
 	if (!ret)
-		ret = virtio_rl_set(&n->tx_rl, d, TXQ, &c->tx_rl);
+		ret = virtio_rl_set(&n->tx_rl, d, TXQ, &c->tx_rl, 0);
 	return ret ? ret : open_tap(d, c->tap);
 }

@@ -94,7 +94,7 @@ static void on_timer(void *opaque, uint32_t events)
 }
 
 int virtio_rl_set(struct virtio_rl *rl, struct virtio_dev *d, unsigned q,
-		  const struct vmm_rate_limit *cfg)
+		  const struct vmm_rate_limit *cfg, unsigned keep)
 {
 	uint64_t now = now_ns();
 	int ret;
@@ -116,8 +116,10 @@ int virtio_rl_set(struct virtio_rl *rl, struct virtio_dev *d, unsigned q,
 		}
 		rl->has_timer = true;
 	}
-	virtio_bucket_init(&rl->bw, &cfg->bandwidth, now);
-	virtio_bucket_init(&rl->ops, &cfg->ops, now);
+	if (!(keep & VMM_RL_KEEP_BANDWIDTH))
+		virtio_bucket_init(&rl->bw, &cfg->bandwidth, now);
+	if (!(keep & VMM_RL_KEEP_OPS))
+		virtio_bucket_init(&rl->ops, &cfg->ops, now);
 	/* A queue held by the old limit runs again at once under the new one. */
 	if (rl->armed) {
 		struct itimerspec off = {{0, 0}, {0, 0}};

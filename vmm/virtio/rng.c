@@ -68,11 +68,11 @@ static void rng_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 	memset(data, 0, len);
 }
 
-static int rng_set_rate_limit(struct virtio_dev *d, unsigned which, const struct vmm_rate_limit *rl)
+static struct virtio_rl *rng_rate_limiter(struct virtio_dev *d, unsigned which)
 {
 	struct rng *r = d->priv;
 
-	return which == 0 ? virtio_rl_set(&r->rl, d, 0, rl) : -ENOTSUP;
+	return which == 0 ? &r->rl : NULL;
 }
 
 static void rng_destroy(struct virtio_dev *d)
@@ -94,7 +94,7 @@ const struct virtio_dev_ops virtio_rng_ops = {
     .config_len = 0,
     .config_read = rng_config_read,
     .notify = rng_notify,
-    .set_rate_limit = rng_set_rate_limit,
+    .rate_limiter = rng_rate_limiter,
     .destroy = rng_destroy,
 };
 
@@ -115,5 +115,5 @@ int virtio_rng_create(struct vm *vm, const struct vmm_rate_limit *rl,
 	}
 	d->priv = r;
 	*out = d; /* from here the caller's destroy releases what we took */
-	return virtio_rl_set(&r->rl, d, 0, rl);
+	return virtio_rl_set(&r->rl, d, 0, rl, 0);
 }

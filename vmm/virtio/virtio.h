@@ -174,14 +174,17 @@ int virtio_reopen(struct virtio_dev *dev, const char *backend);
 /* The backend of a running or paused VM's drive becomes `path` (PATCH /drives): in-flight
  * requests complete first, the capacity the guest sees follows the new file and the guest
  * gets a configuration-change interrupt, as after a media change. -ENOTSUP for a device
- * that is not a drive; on another failure the drive is left without a backend (every
- * request fails), as after a failed virtio_reopen. */
+ * that is not a drive. A file that does not open leaves the drive on its old one; a
+ * failure after that (the ring refusing the new file) leaves it without a backend
+ * (every request fails), as after a failed virtio_reopen. */
 int virtio_change_media(struct virtio_dev *dev, const char *path);
 
 /* Replaces a device's rate limiter `which`: 0 for a drive's or the entropy device's, 0
- * (receive) or 1 (transmit) for a network interface. An empty `rl` lifts it. Buckets
- * start full. -ENOTSUP when the device has no such limiter. */
-int virtio_set_rate_limit(struct virtio_dev *dev, unsigned which, const struct vmm_rate_limit *rl);
+ * (receive) or 1 (transmit) for a network interface. Buckets named in `keep`
+ * (VMM_RL_KEEP_*) stay as they are; the others take `rl`'s (an empty one lifts that
+ * limit) and start full. -ENOTSUP when the device has no such limiter. */
+int virtio_set_rate_limit(struct virtio_dev *dev, unsigned which, const struct vmm_rate_limit *rl,
+			  unsigned keep);
 
 /* The device named `name` (a drive's or interface's id) of type `device_id`, or NULL. */
 struct virtio_dev *virtio_find(struct vm *vm, uint32_t device_id, const char *name);

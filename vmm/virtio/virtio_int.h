@@ -106,9 +106,8 @@ struct virtio_dev_ops {
 	int (*reopen)(struct virtio_dev *d, const char *backend);
 	/* A new backend of any size the guest is told about (a drive's media change). */
 	int (*change_media)(struct virtio_dev *d, const char *backend);
-	/* Replaces rate limiter `which` (virtio_set_rate_limit). */
-	int (*set_rate_limit)(struct virtio_dev *d, unsigned which,
-			      const struct vmm_rate_limit *rl);
+	/* The device's rate limiter `which` (see virtio_set_rate_limit), or NULL. */
+	struct virtio_rl *(*rate_limiter)(struct virtio_dev *d, unsigned which);
 	int (*quiesce)(struct virtio_dev *d);
 	void (*destroy)(struct virtio_dev *d);
 };
@@ -213,11 +212,13 @@ struct virtio_rl {
 	uint64_t throttled; /* times a request was held back */
 };
 
-/* (Re)configures `rl`, which holds back queue `q` of `d`; an empty `cfg` lifts the
- * limit. The first limit creates the timer and watches it on the main loop. Call from
- * the main thread with d->lock held or before the device runs. 0 or -errno. */
+/* (Re)configures `rl`, which holds back queue `q` of `d`: the buckets not named in
+ * `keep` (VMM_RL_KEEP_*) take `cfg`'s and start full (an empty one lifts that limit).
+ * The first limit creates the timer and watches it on the main loop. Every device
+ * calls it once when created (limit or not). Call from the main thread with d->lock
+ * held or before the device runs. 0 or -errno. */
 int virtio_rl_set(struct virtio_rl *rl, struct virtio_dev *d, unsigned q,
-		  const struct vmm_rate_limit *cfg);
+		  const struct vmm_rate_limit *cfg, unsigned keep);
 /* The limit `rl` applies now (for saving and GET): sizes, refill and the burst left. */
 void virtio_rl_get(const struct virtio_rl *rl, struct vmm_rate_limit *out);
 /* True when a request may go now; else arms the timer that requeues the queue and
