@@ -41,6 +41,8 @@ enum h_op {
 	OP_SNAP_CREATE,
 	OP_SNAP_LOAD,
 	OP_METRICS,
+	OP_PATCH_DRIVE,
+	OP_PATCH_NET,
 	OP_COUNT,
 };
 
@@ -63,6 +65,8 @@ struct harness {
 	struct api_logger logger;
 	struct api_snapshot_create screate;
 	struct api_snapshot_load sload;
+	struct api_drive_patch drive_patch;
+	struct api_net_patch net_patch;
 
 	/* How the next call of op `fail_op` fails (-1: none). */
 	int fail_op;
@@ -112,6 +116,8 @@ H_PUT_OP(h_vsock, OP_VSOCK, struct api_vsock, vsock)
 H_PUT_OP(h_entropy, OP_ENTROPY, struct api_entropy, entropy)
 H_PUT_OP(h_logger, OP_LOGGER, struct api_logger, logger)
 H_PUT_OP(h_snap_create, OP_SNAP_CREATE, struct api_snapshot_create, screate)
+H_PUT_OP(h_patch_drive, OP_PATCH_DRIVE, struct api_drive_patch, drive_patch)
+H_PUT_OP(h_patch_net, OP_PATCH_NET, struct api_net_patch, net_patch)
 
 static int h_snap_load(void *ctx, const struct api_snapshot_load *arg, struct api_error *err)
 {
@@ -177,6 +183,8 @@ static const struct api_ops h_ops = {
     .put_boot_source = h_boot,
     .put_drive = h_drive,
     .put_net = h_net,
+    .patch_drive = h_patch_drive,
+    .patch_net = h_patch_net,
     .put_vsock = h_vsock,
     .put_entropy = h_entropy,
     .put_logger = h_logger,

@@ -178,6 +178,64 @@ static void machine_config_validation(void **state)
 	h_stop(h);
 }
 
+/* PATCH of a drive or interface: only once the VM runs (or is paused after a load), the
+ * id must match, and a rate limiter's buckets say which of them change. */
+static void drive_and_net_patches_come_after_start(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_400(
+	    PATCH(h, "/drives/rootfs", "{\"drive_id\": \"rootfs\", \"path_on_host\": \"/b\"}"),
+	    "not supported before starting");
+	assert_int_equal(h->calls[OP_PATCH_DRIVE], 0);
+	assert_int_equal(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 204);
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), 204);
+
+	assert_int_equal(
+	    PATCH(h, "/drives/rootfs",
+		  "{\"drive_id\": \"rootfs\", \"path_on_host\": \"/img/clone.ext4\", "
+		  "\"rate_limiter\": {\"ops\": {\"size\": 100, \"refill_time\": 1000}}}"),
+	    204);
+	assert_string_equal(h->drive_patch.drive_id, "rootfs");
+	assert_string_equal(h->drive_patch.path_on_host, "/img/clone.ext4");
+	assert_true(h->drive_patch.rate_limiter.present);
+	assert_true(h->drive_patch.rate_limiter.ops.present);
+	assert_false(h->drive_patch.rate_limiter.bandwidth.present);
+
+	/* Only the rate limiter: the path stays (empty). */
+	assert_int_equal(PATCH(h, "/drives/rootfs",
+			       "{\"drive_id\": \"rootfs\", \"rate_limiter\": {\"bandwidth\": "
+			       "{\"size\": 0, \"refill_time\": 0}}}"),
+			 204);
+	assert_string_equal(h->drive_patch.path_on_host, "");
+	assert_true(h->drive_patch.rate_limiter.bandwidth.present);
+
+	assert_400(PATCH(h, "/drives/rootfs", "{\"drive_id\": \"other\"}"), "does not match");
+	assert_400(PATCH(h, "/drives/rootfs", "{\"drive_id\": \"rootfs\", \"is_read_only\": true}"),
+		   "Unknown field \"is_read_only\"");
+	assert_int_equal(h->calls[OP_PATCH_DRIVE], 2);
+
+	assert_int_equal(
+	    PATCH(h, "/network-interfaces/eth0",
+		  "{\"iface_id\": \"eth0\", \"tx_rate_limiter\": {\"bandwidth\": "
+		  "{\"size\": 125000, \"one_time_burst\": 1000, \"refill_time\": 100}}}"),
+	    204);
+	assert_string_equal(h->net_patch.iface_id, "eth0");
+	assert_false(h->net_patch.rx_rate_limiter.present);
+	assert_true(h->net_patch.tx_rate_limiter.present);
+	assert_int_equal(h->net_patch.tx_rate_limiter.bandwidth.one_time_burst, 1000);
+	assert_400(PATCH(h, "/network-interfaces/eth0",
+			 "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap1\"}"),
+		   "Unknown field \"host_dev_name\"");
+
+	/* The op's own refusal (no such device) reaches the client. */
+	h->fail_op = OP_PATCH_NET;
+	snprintf(h->fail_msg, sizeof(h->fail_msg), "network interface eth9: no such device");
+	assert_400(PATCH(h, "/network-interfaces/eth9", "{\"iface_id\": \"eth9\"}"),
+		   "no such device");
+	h_stop(h);
+}
+
 static void drives_are_parsed_and_validated(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
@@ -701,6 +759,7 @@ int main(void)
 	    cmocka_unit_test(machine_config_put_get_patch),
 	    cmocka_unit_test(machine_config_validation),
 	    cmocka_unit_test(drives_are_parsed_and_validated),
+	    cmocka_unit_test(drive_and_net_patches_come_after_start),
 	    cmocka_unit_test(network_interfaces_are_parsed_and_validated),
 	    cmocka_unit_test(vsock_and_entropy),
 	    cmocka_unit_test(logger_is_parsed),
