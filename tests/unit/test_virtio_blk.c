@@ -390,6 +390,75 @@ static void test_reopen_to_another_file_reads_the_new_one(void **state)
 	unlink(other);
 }
 
+/* PATCH /drives with a new path: a media change. The guest is told the new capacity
+ * (configuration interrupt, ConfigGeneration moves) and reads the new file. */
+static void test_media_change_to_a_larger_file(void **state)
+{
+	struct fx *f = *state;
+	char other[] = "/tmp/thaw-test-blk-media-XXXXXX";
+	uint8_t sector[512], st;
+	uint32_t gen = h_rd(f->d, VIRTIO_MMIO_CONFIG_GENERATION);
+	uint64_t cap;
+	int fd = mkstemp(other);
+
+	assert_true(fd >= 0);
+	memset(sector, 0xcd, sizeof(sector));
+	for (unsigned s = 0; s < 2 * DISK_SECTORS; s++)
+		assert_int_equal(pwrite(fd, sector, 512, s * 512), 512);
+	close(fd);
+	(void)h_irq(f->d);
+	assert_int_equal(virtio_change_media(f->d, other), 0);
+	cap = h_rd(f->d, VIRTIO_MMIO_CONFIG) | (uint64_t)h_rd(f->d, VIRTIO_MMIO_CONFIG + 4) << 32;
+	assert_int_equal(cap, 2 * DISK_SECTORS);
+	assert_true(h_rd(f->d, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+	assert_true(h_irq(f->d));
+	assert_int_not_equal(h_rd(f->d, VIRTIO_MMIO_CONFIG_GENERATION), gen);
+	/* A sector only the larger file has. */
+	request(f, VIRTIO_BLK_T_IN, DISK_SECTORS + 3, 512, &st);
+	assert_int_equal(st, VIRTIO_BLK_S_OK);
+	assert_int_equal(*(uint8_t *)h_ptr(f->vm, DATA_GPA), 0xcd);
+	unlink(other);
+}
+
+/* A media change to a file that does not open is refused and the drive keeps its
+ * file; reopen (a restore's override) would leave it without one. */
+static void test_failed_media_change_keeps_the_old_file(void **state)
+{
+	struct fx *f = *state;
+	uint8_t st;
+
+	assert_int_equal(virtio_change_media(f->d, "/nonexistent/thaw-disk"), -ENOENT);
+	request(f, VIRTIO_BLK_T_IN, 7, 512, &st);
+	assert_int_equal(st, VIRTIO_BLK_S_OK);
+	assert_int_equal(*(uint8_t *)h_ptr(f->vm, DATA_GPA), 7);
+}
+
+/* A drive's rate limit is saved (with the burst left) and a restore plans it back. */
+static void test_rate_limit_is_saved_with_the_drive(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_saved s;
+	struct vmm_rate_limit rl = {.bandwidth = {1 << 20, 4096, 1000}, .ops = {100, 0, 500}};
+	uint8_t st;
+
+	assert_int_equal(virtio_set_rate_limit(f->d, 0, &rl, 0), 0);
+	request(f, VIRTIO_BLK_T_IN, 0, 1024, &st); /* spends 1024 of the burst */
+	assert_int_equal(st, VIRTIO_BLK_S_OK);
+	h_file_roundtrip(f->d, &s);
+	assert_int_equal(s.dev.blk.rl.bandwidth.size, 1 << 20);
+	assert_int_equal(s.dev.blk.rl.bandwidth.one_time_burst, 3072);
+	assert_int_equal(s.dev.blk.rl.bandwidth.refill_ms, 1000);
+	assert_int_equal(s.dev.blk.rl.ops.size, 100);
+	assert_int_equal(s.dev.blk.rl.ops.refill_ms, 500);
+	/* Keeping the bandwidth bucket and lifting ops. */
+	assert_int_equal(
+	    virtio_set_rate_limit(f->d, 0, &(struct vmm_rate_limit){0}, VMM_RL_KEEP_BANDWIDTH), 0);
+	h_file_roundtrip(f->d, &s);
+	assert_int_equal(s.dev.blk.rl.bandwidth.size, 1 << 20);
+	assert_int_equal(s.dev.blk.rl.ops.size, 0);
+	assert_int_equal(virtio_set_rate_limit(f->d, 1, &rl, 0), -ENOTSUP);
+}
+
 /* ------------------------------------------------------------- stress */
 
 /* Like a Linux guest's large I/O, but meaner: several requests in flight at once, each
@@ -677,6 +746,9 @@ int main(void)
 	    RW(test_flood_gets_a_budget_per_notification),
 
 	    RW(test_reopen_to_another_file_reads_the_new_one),
+	    RW(test_media_change_to_a_larger_file),
+	    RW(test_failed_media_change_keeps_the_old_file),
+	    RW(test_rate_limit_is_saved_with_the_drive),
 	    cmocka_unit_test_setup_teardown(test_stress_scattered_io_touches_only_its_buffers,
 					    setup_big, teardown),
 	    cmocka_unit_test_setup_teardown(test_more_pieces_than_seg_max_fail_untouched, setup_big,

@@ -238,6 +238,21 @@ static void test_bandwidth_limit_counts_bytes(void **state)
 	fx_free(f);
 }
 
+/* The entropy device's limit goes into its section and back. */
+static void test_rng_rate_limit_survives_a_snapshot(void **state)
+{
+	struct fx *f = limited_rng(&(struct vmm_rate_limit){.ops = {7, 3, 250}});
+	struct virtio_saved s;
+
+	h_file_roundtrip(f->d, &s);
+	assert_int_equal(s.dev.rng.rl.ops.size, 7);
+	assert_int_equal(s.dev.rng.rl.ops.one_time_burst, 3);
+	assert_int_equal(s.dev.rng.rl.ops.refill_ms, 250);
+	assert_int_equal(s.dev.rng.rl.bandwidth.size, 0);
+	assert_int_equal(virtio_restore(f->d, &s), 0);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -251,6 +266,7 @@ int main(void)
 	    cmocka_unit_test(test_ops_limit_holds_the_queue_back),
 	    cmocka_unit_test(test_timer_resumes_a_held_queue),
 	    cmocka_unit_test(test_bandwidth_limit_counts_bytes),
+	    cmocka_unit_test(test_rng_rate_limit_survives_a_snapshot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -469,6 +469,7 @@ static void blk_save(struct virtio_dev *d, struct virtio_saved *out)
 	snprintf(out->dev.blk.path, sizeof(out->dev.blk.path), "%s", b->path);
 	out->dev.blk.read_only = b->ro;
 	out->dev.blk.capacity = b->capacity;
+	virtio_rl_get(&b->rl, &out->dev.blk.rl);
 }
 
 static int blk_restore(struct virtio_dev *d, const struct virtio_saved *in)
@@ -500,6 +501,7 @@ static void blk_encode(struct snap_sec *sec, const struct virtio_saved *s)
 	snap_put_str(sec, BLK_TAG_PATH, s->dev.blk.path);
 	snap_put_u64(sec, BLK_TAG_READ_ONLY, s->dev.blk.read_only);
 	snap_put_u64(sec, BLK_TAG_CAPACITY, s->dev.blk.capacity);
+	virtio_rl_encode(sec, VIRTIO_TAG_RL, &s->dev.blk.rl);
 }
 
 static int blk_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
@@ -516,6 +518,8 @@ static int blk_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 	if (!ret)
 		ret = virtio_get_u64(sec, BLK_TAG_CAPACITY, UINT64_MAX / SECTOR, true,
 				     &s->dev.blk.capacity, err, errlen);
+	if (!ret)
+		ret = virtio_rl_decode(sec, VIRTIO_TAG_RL, &s->dev.blk.rl, err, errlen);
 	s->dev.blk.read_only = ro != 0;
 	return ret;
 }

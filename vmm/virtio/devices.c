@@ -237,7 +237,7 @@ int virtio_quiesce(struct vm *vm)
 static int drive_backend(const struct virtio_saved *v, const struct vm_restore_opts *o, bool *used,
 			 struct vmm_drive_cfg *c, char *err, size_t errlen)
 {
-	*c = (struct vmm_drive_cfg){.read_only = v->dev.blk.read_only};
+	*c = (struct vmm_drive_cfg){.read_only = v->dev.blk.read_only, .rl = v->dev.blk.rl};
 	snprintf(c->id, sizeof(c->id), "%s", v->id);
 	for (unsigned i = 0; i < o->nr_drives; i++) {
 		if (strcmp(o->drives[i].id, v->id) != 0)
@@ -268,7 +268,8 @@ static int drive_backend(const struct virtio_saved *v, const struct vm_restore_o
 static int net_backend(const struct virtio_saved *v, const struct vm_restore_opts *o, bool *used,
 		       struct vmm_net_cfg *c, char *err, size_t errlen)
 {
-	*c = (struct vmm_net_cfg){.has_mac = true};
+	*c = (struct vmm_net_cfg){
+	    .has_mac = true, .rx_rl = v->dev.net.rx_rl, .tx_rl = v->dev.net.tx_rl};
 	snprintf(c->id, sizeof(c->id), "%s", v->id);
 	memcpy(c->mac, v->dev.net.mac, 6);
 	for (unsigned i = 0; i < o->nr_nets; i++) {
@@ -359,6 +360,7 @@ int virtio_plan_restore(const struct snap *s, const struct vm_restore_opts *opts
 			if (cfg->rng)
 				return errf(err, errlen, -EBADMSG, "more than one entropy device");
 			cfg->rng = true;
+			cfg->rng_rl = v.dev.rng.rl;
 			cfg->rng_place = place;
 			break;
 		}

@@ -272,6 +272,8 @@ static void net_save(struct virtio_dev *d, struct virtio_saved *out)
 	snprintf(out->dev.net.tap, sizeof(out->dev.net.tap), "%s", n->tap);
 	memcpy(out->dev.net.mac, n->mac, 6);
 	out->dev.net.offload_flags = n->offload;
+	virtio_rl_get(&n->rx_rl, &out->dev.net.rx_rl);
+	virtio_rl_get(&n->tx_rl, &out->dev.net.tx_rl);
 }
 
 static int net_restore(struct virtio_dev *d, const struct virtio_saved *in)
@@ -299,6 +301,8 @@ static void net_encode(struct snap_sec *sec, const struct virtio_saved *s)
 	snap_put_str(sec, NET_TAG_TAP, s->dev.net.tap);
 	snap_put_bytes(sec, NET_TAG_MAC, s->dev.net.mac, 6);
 	snap_put_u64(sec, NET_TAG_OFFLOAD, s->dev.net.offload_flags);
+	virtio_rl_encode(sec, VIRTIO_TAG_RL, &s->dev.net.rx_rl);
+	virtio_rl_encode(sec, VIRTIO_TAG_RL_TX, &s->dev.net.tx_rl);
 }
 
 static int net_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
@@ -321,6 +325,10 @@ static int net_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 			     TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO,
 			     false, &off, err, errlen);
 	s->dev.net.offload_flags = (uint32_t)off;
+	if (!ret)
+		ret = virtio_rl_decode(sec, VIRTIO_TAG_RL, &s->dev.net.rx_rl, err, errlen);
+	if (!ret)
+		ret = virtio_rl_decode(sec, VIRTIO_TAG_RL_TX, &s->dev.net.tx_rl, err, errlen);
 	return ret;
 }
 

@@ -181,6 +181,40 @@ void virtio_rl_charge(struct virtio_rl *rl, uint64_t bytes)
 	virtio_bucket_charge(&rl->ops, 1);
 }
 
+void virtio_rl_encode(struct snap_sec *sec, uint16_t tag, const struct vmm_rate_limit *rl)
+{
+	const struct vmm_token_bucket *b[2] = {&rl->bandwidth, &rl->ops};
+
+	if (!vmm_rate_limit_on(rl))
+		return;
+	for (unsigned i = 0; i < 2; i++) {
+		snap_put_u64(sec, (uint16_t)(tag + 3 * i), b[i]->size);
+		snap_put_u64(sec, (uint16_t)(tag + 3 * i + 1), b[i]->one_time_burst);
+		snap_put_u64(sec, (uint16_t)(tag + 3 * i + 2), b[i]->refill_ms);
+	}
+}
+
+int virtio_rl_decode(const struct snap_section *sec, uint16_t tag, struct vmm_rate_limit *rl,
+		     char *err, size_t errlen)
+{
+	struct vmm_token_bucket *b[2] = {&rl->bandwidth, &rl->ops};
+	int ret = 0;
+
+	/* Values the API would accept (below 2^63); a refill time in ms that fits ns. */
+	for (unsigned i = 0; i < 2 && !ret; i++) {
+		ret = virtio_get_u64(sec, (uint16_t)(tag + 3 * i), INT64_MAX, false, &b[i]->size,
+				     err, errlen);
+		if (!ret)
+			ret = virtio_get_u64(sec, (uint16_t)(tag + 3 * i + 1), INT64_MAX, false,
+					     &b[i]->one_time_burst, err, errlen);
+		if (!ret)
+			ret =
+			    virtio_get_u64(sec, (uint16_t)(tag + 3 * i + 2), UINT64_MAX / NS_PER_MS,
+					   false, &b[i]->refill_ms, err, errlen);
+	}
+	return ret;
+}
+
 void virtio_rl_destroy(struct virtio_rl *rl)
 {
 	if (!rl->has_timer)

@@ -75,6 +75,24 @@ static struct virtio_rl *rng_rate_limiter(struct virtio_dev *d, unsigned which)
 	return which == 0 ? &r->rl : NULL;
 }
 
+static void rng_save(struct virtio_dev *d, struct virtio_saved *out)
+{
+	struct rng *r = d->priv;
+
+	virtio_rl_get(&r->rl, &out->dev.rng.rl);
+}
+
+static void rng_encode(struct snap_sec *sec, const struct virtio_saved *s)
+{
+	virtio_rl_encode(sec, VIRTIO_TAG_RL, &s->dev.rng.rl);
+}
+
+static int rng_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
+		      size_t errlen)
+{
+	return virtio_rl_decode(sec, VIRTIO_TAG_RL, &s->dev.rng.rl, err, errlen);
+}
+
 static void rng_destroy(struct virtio_dev *d)
 {
 	struct rng *r = d->priv;
@@ -84,7 +102,7 @@ static void rng_destroy(struct virtio_dev *d)
 	free(r);
 }
 
-/* The entropy device has no state of its own: its section holds layers 1 and 2. */
+/* The entropy device's own state is its rate limit. */
 const struct virtio_dev_ops virtio_rng_ops = {
     .name = "rng",
     .kind = "virtio-rng",
@@ -94,6 +112,9 @@ const struct virtio_dev_ops virtio_rng_ops = {
     .config_len = 0,
     .config_read = rng_config_read,
     .notify = rng_notify,
+    .save = rng_save,
+    .encode = rng_encode,
+    .decode = rng_decode,
     .rate_limiter = rng_rate_limiter,
     .destroy = rng_destroy,
 };

@@ -72,13 +72,19 @@ struct virtio_placement {
 struct virtio_blk_saved {
 	char path[VIRTIO_PATH_MAX]; /* backing file when saved */
 	bool read_only;
-	uint64_t capacity; /* 512-byte sectors, as the guest saw them */
+	uint64_t capacity;	  /* 512-byte sectors, as the guest saw them */
+	struct vmm_rate_limit rl; /* burst: what was left */
 };
 
 struct virtio_net_saved {
 	char tap[16]; /* IFNAMSIZ */
 	uint8_t mac[6];
 	uint32_t offload_flags; /* TUN_F_* set on the tap for the acked features */
+	struct vmm_rate_limit rx_rl, tx_rl;
+};
+
+struct virtio_rng_saved {
+	struct vmm_rate_limit rl;
 };
 
 struct virtio_vsock_saved {
@@ -98,7 +104,8 @@ struct virtio_saved {
 		struct virtio_blk_saved blk;
 		struct virtio_net_saved net;
 		struct virtio_vsock_saved vsock;
-	} dev; /* by place.device_id; rng has no state of its own */
+		struct virtio_rng_saved rng;
+	} dev; /* by place.device_id */
 };
 
 #define VIRTIO_SAVED_VERSION 1

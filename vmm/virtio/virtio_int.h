@@ -226,6 +226,15 @@ void virtio_rl_get(const struct virtio_rl *rl, struct vmm_rate_limit *out);
 bool virtio_rl_admit(struct virtio_rl *rl);
 /* Charges an admitted request of `bytes` (and one operation). */
 void virtio_rl_charge(struct virtio_rl *rl, uint64_t bytes);
+/* A rate limit in a device section: six u64 fields from `tag` (bandwidth size, burst,
+ * refill_ms, then the same for ops), written only when the limit is on. Decoding an
+ * absent limit gives none (snapshots from before rate limiters). */
+void virtio_rl_encode(struct snap_sec *sec, uint16_t tag, const struct vmm_rate_limit *rl);
+int virtio_rl_decode(const struct snap_section *sec, uint16_t tag, struct vmm_rate_limit *rl,
+		     char *err, size_t errlen);
+/* First tags of a device's rate limits (docs/snapshot-format.md). */
+#define VIRTIO_TAG_RL	 (SNAP_DEV_OWN + 0x10) /* blk, rng, net receive */
+#define VIRTIO_TAG_RL_TX (SNAP_DEV_OWN + 0x16) /* net transmit */
 /* Stops the timer and releases it (device teardown). */
 void virtio_rl_destroy(struct virtio_rl *rl);
 
