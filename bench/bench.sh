@@ -15,7 +15,9 @@
 #             create, perf, boot, clones, qemu, linux, api (PUT /snapshot/load through the
 #             API socket, with the direct 128m1v file restores it is compared with), jail
 #             (jailed vs unjailed restores, N jailed at once, jail setup), flood (API GET /
-#             latency while the probe floods each virtio device, bench/flood.c), fleet
+#             latency while the probe floods each virtio device, bench/flood.c), ratelimit
+#             (what a drive, a net and the entropy device deliver under a bandwidth limit
+#             while the probe floods them, against the limit), fleet
 #             (thaw-pool: request .. running/answer with a stocked pool, N clones at once
 #             .. all answered ping, PSS per idle clone, sustained clone rate; bench/fleet.c),
 #             cold (a scattered working set restored from a cold and a warm page cache by
@@ -85,7 +87,7 @@ smoke) RUNS=2 FLOOD_RUNS=1 FLOOD_REQUESTS=500 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=
 esac
 for g in ${ONLY//,/ }; do
 	case $g in
-	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | fleet | cold) ;;
+	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | ratelimit | fleet | cold) ;;
 	*) echo "bench: --only: unknown group '$g' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -717,6 +719,39 @@ if [[ $MODE != check ]] && want flood; then
 		else
 			note "flood: run $i failed: $(tail -n 1 "$W/flood.err") $(grep -v '^thaw: info' "$fd/thaw.err" 2>/dev/null | tail -n 1)"
 			echo "rc=1" >>"$OUT/raw/flood_rng.txt"
+		fi
+		rm -rf -- "$fd"
+	done
+fi
+
+# ---- 9c. rate limiters (issue 19 item 5) -------------------------------------------------
+# bench/flood.c --limit: the drive (a 16 MiB file), the net (on a tap, as above) and the
+# entropy device each get a 1 MiB/s bandwidth bucket (100 KiB per 100 ms) and the probe
+# floods each for RL_SECONDS; raw/ratelimit_<dev>.txt: achieved bytes/s (what the device
+# used less the bucket it started with) and its ratio to the limit (issue 19: within 5%).
+RL_SECONDS=${RL_SECONDS:-10} RL_LIMIT=1048576
+[[ $MODE == smoke ]] && RL_SECONDS=2
+if [[ $MODE != check ]] && want ratelimit; then
+	rpre=() rtap=()
+	if command -v ip >/dev/null && unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr' 2>/dev/null; then
+		rpre=(unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr && ip link set thawflood0 up && exec "$@"' flood)
+		rtap=(--tap thawflood0)
+	else
+		note "ratelimit: no tap in a private network namespace here: no net device"
+	fi
+	i=$(runs "$OUT/raw/ratelimit_rng.txt")
+	((i < FLOOD_RUNS)) && say "ratelimit: $((FLOOD_RUNS - i)) runs of ${RL_SECONDS} s per device at $RL_LIMIT B/s"
+	for (( ; i < FLOOD_RUNS; i++)); do
+		fd=$W/rl-$i
+		mkdir -p "$fd" && truncate -s 16M "$fd/disk.img"
+		if "${rpre[@]}" "$FLOOD" --limit "$RL_LIMIT" --seconds "$RL_SECONDS" --drive "$fd/disk.img" \
+			"${rtap[@]}" "$THAW" "$PROBE" "$fd" >"$W/rl.out" 2>"$W/rl.err"; then
+			while read -r dev rest; do
+				echo "$rest rc=0" >>"$OUT/raw/ratelimit_${dev#dev=}.txt"
+			done <"$W/rl.out"
+		else
+			note "ratelimit: run $i failed: $(tail -n 1 "$W/rl.err") $(grep -v '^thaw: info' "$fd/thaw.err" 2>/dev/null | tail -n 1)"
+			echo "rc=1" >>"$OUT/raw/ratelimit_rng.txt"
 		fi
 		rm -rf -- "$fd"
 	done

@@ -16,6 +16,16 @@
  * Output, one line per device:
  *   dev=NAME requests=N idle_p50_us= idle_p99_us= idle_max_us= flood_p50_us= flood_p99_us=
  *   flood_max_us= p99_ratio= published= (chains the guest published during the flood)
+ *
+ * usage: flood --limit BYTES_PER_S [--seconds S] [--drive FILE] [--tap NAME] THAW PROBE DIR
+ *   Rate limiters (issue 19 item 5): every device gets a bandwidth bucket of BYTES_PER_S
+ *   (a tenth of it refilled every 100 ms: a bucket of 10 ms would lose whatever refill
+ *   comes while a loaded host does not run thaw's main thread for longer than that, as
+ *   any token bucket does), the drive FILE too (4 KiB reads of sector 0), and the probe
+ *   floods each device's queue for S seconds (default 10) with larger chains (rng 4 KiB,
+ *   net 1 KiB frames). What the device used less the bucket it started with, over the
+ *   flood's time as the host saw it:
+ *   dev=NAME limit_Bps= achieved_Bps= ratio= chains= seconds=
  * Exit status: 0 measured, 2 setup error, 3 the guest or thaw did not answer, 4 an API
  * request failed.
  */
@@ -153,22 +163,31 @@ static int wbytes(struct guest *g, uint64_t addr, const void *data, size_t n)
 	return probe(g, ans, sizeof(ans), "wbytes %#llx %s", (unsigned long long)addr, hex);
 }
 
+/* One descriptor of the chain a device's queue is flooded with. */
+struct desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags; /* 1 NEXT (to the following one), 2 WRITE */
+};
+
 /* The driver's bring-up of device `k` with queue `q` of `size` ready (only VERSION_1
- * acked, the other queues left off) and descriptor 0 = {BUF(k), len, flags}. */
-static int queue_up(struct guest *g, unsigned k, unsigned q, unsigned size, uint32_t len,
-		    uint16_t flags)
+ * acked, the other queues left off) and descriptors 0..n-1 = `d`. */
+static int queue_up(struct guest *g, unsigned k, unsigned q, unsigned size, const struct desc *d,
+		    unsigned n)
 {
 	uint64_t base = VIRTIO_BASE + k * 0x1000ull;
-	uint8_t desc[16];
-	uint64_t a = BUF(k);
-	uint16_t next = 0;
+	uint8_t desc[16 * 3];
 	uint32_t status;
 	static const uint8_t zero[120];
 
-	memcpy(desc, &a, 8);
-	memcpy(desc + 8, &len, 4);
-	memcpy(desc + 12, &flags, 2);
-	memcpy(desc + 14, &next, 2);
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t next = (uint16_t)(i + 1);
+
+		memcpy(desc + 16 * i, &d[i].addr, 8);
+		memcpy(desc + 16 * i + 8, &d[i].len, 4);
+		memcpy(desc + 16 * i + 12, &d[i].flags, 2);
+		memcpy(desc + 16 * i + 14, &next, 2);
+	}
 	if (w32(g, base + 0x70, 0) || w32(g, base + 0x70, 1) || w32(g, base + 0x70, 3) ||
 	    w32(g, base + 0x24, 1) || w32(g, base + 0x20, 1) || w32(g, base + 0x24, 0) ||
 	    w32(g, base + 0x20, 0) || w32(g, base + 0x70, 11) || r32(g, base + 0x70, &status))
@@ -179,7 +198,7 @@ static int queue_up(struct guest *g, unsigned k, unsigned q, unsigned size, uint
 	}
 	/* Fresh rings: avail and used indices 0. */
 	if (wbytes(g, RING(k) + 0x1000, zero, 8) || wbytes(g, RING(k) + 0x2000, zero, 8) ||
-	    wbytes(g, RING(k), desc, sizeof(desc)) || w32(g, base + 0x30, q) ||
+	    wbytes(g, RING(k), desc, 16 * n) || w32(g, base + 0x30, q) ||
 	    w32(g, base + 0x38, size) || w32(g, base + 0x80, RING(k)) || w32(g, base + 0x84, 0) ||
 	    w32(g, base + 0x90, RING(k) + 0x1000) || w32(g, base + 0x94, 0) ||
 	    w32(g, base + 0xa0, RING(k) + 0x2000) || w32(g, base + 0xa4, 0) ||
@@ -272,14 +291,15 @@ static int start_thaw(struct guest *g, const char *thaw, const char *sock, const
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"requests", required_argument, NULL, 'n'},
-	    {"tap", required_argument, NULL, 't'},
-	    {0},
+	    {"requests", required_argument, NULL, 'n'}, {"tap", required_argument, NULL, 't'},
+	    {"limit", required_argument, NULL, 'l'},	{"seconds", required_argument, NULL, 's'},
+	    {"drive", required_argument, NULL, 'd'},	{0},
 	};
-	const char *tap = NULL, *thaw, *kernel, *dir;
-	char sock[108], vsock[108], err[256], body[512], line[512];
+	const char *tap = NULL, *drive = NULL, *thaw, *kernel, *dir;
+	char sock[108], vsock[108], err[256], body[768], line[512], rl[160] = "";
 	struct guest g = {0};
-	unsigned n = 2000, devs = 0;
+	unsigned n = 2000, devs = 0, seconds = 10;
+	unsigned long long limit = 0;
 	uint64_t *lat, t0;
 	int fd = -1, c, status = 2;
 
@@ -288,13 +308,26 @@ int main(int argc, char **argv)
 			n = (unsigned)strtoul(optarg, NULL, 10);
 		else if (c == 't')
 			tap = optarg;
+		else if (c == 'l')
+			limit = strtoull(optarg, NULL, 10);
+		else if (c == 's')
+			seconds = (unsigned)strtoul(optarg, NULL, 10);
+		else if (c == 'd')
+			drive = optarg;
 		else
 			return 2;
 	}
-	if (argc - optind != 3 || n < 100) {
-		fprintf(stderr, "usage: flood [--requests N>=100] [--tap NAME] THAW PROBE DIR\n");
+	if (argc - optind != 3 || n < 100 || (limit && (limit < 100 || !seconds)) ||
+	    (drive && !limit)) {
+		fprintf(stderr,
+			"usage: flood [--requests N>=100] [--tap NAME] THAW PROBE DIR\n"
+			"       flood --limit BYTES_PER_S>=100 [--seconds S] [--drive FILE] "
+			"[--tap NAME] THAW PROBE DIR\n");
 		return 2;
 	}
+	if (limit)
+		snprintf(rl, sizeof(rl), "{\"bandwidth\": {\"size\": %llu, \"refill_time\": 100}}",
+			 limit / 10);
 	thaw = argv[optind];
 	kernel = argv[optind + 1];
 	dir = argv[optind + 2];
@@ -316,14 +349,27 @@ int main(int argc, char **argv)
 	if (api(fd, "PUT", "/boot-source", body) ||
 	    api(fd, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 128}"))
 		goto out;
+	if (drive) {
+		snprintf(
+		    body, sizeof(body),
+		    "{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"is_root_device\": false, "
+		    "\"rate_limiter\": %s}",
+		    drive, rl);
+		if (api(fd, "PUT", "/drives/d0", body))
+			goto out;
+	}
 	if (tap) {
-		snprintf(body, sizeof(body), "{\"iface_id\": \"eth0\", \"host_dev_name\": \"%s\"}",
-			 tap);
+		snprintf(body, sizeof(body),
+			 "{\"iface_id\": \"eth0\", \"host_dev_name\": \"%s\"%s%s}", tap,
+			 limit ? ", \"tx_rate_limiter\": " : "", rl);
 		if (api(fd, "PUT", "/network-interfaces/eth0", body))
 			goto out;
 	}
 	snprintf(body, sizeof(body), "{\"guest_cid\": 3, \"uds_path\": \"%s\"}", vsock);
-	if (api(fd, "PUT", "/vsock", body) || api(fd, "PUT", "/entropy", "{}") ||
+	if (api(fd, "PUT", "/vsock", body))
+		goto out;
+	snprintf(body, sizeof(body), "{%s%s}", limit ? "\"rate_limiter\": " : "", rl);
+	if (api(fd, "PUT", "/entropy", body) ||
 	    api(fd, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"))
 		goto out;
 	status = 3;
@@ -338,9 +384,11 @@ int main(int argc, char **argv)
 		unsigned q, size;
 		struct stats idle, flood;
 		uint8_t pkt[72] = {0};
+		struct desc d[3];
+		unsigned nd = 1;
 		uint32_t len;
-		uint16_t flags;
-		unsigned long long published = 0;
+		uint64_t used_bytes; /* what the device's limiter charges for one chain */
+		unsigned long long published = 0, chains;
 
 		if (r32(&g, base, &magic) || magic != 0x74726976)
 			break;
@@ -348,9 +396,24 @@ int main(int argc, char **argv)
 			goto out;
 		switch (id) {
 		case 4: /* rng: one writable buffer */
-			name = "rng", q = 0, size = 64, len = 64, flags = 2;
+			name = "rng", q = 0, size = 64, len = limit ? 4096 : 64;
+			d[0] = (struct desc){BUF(k), len, 2};
+			used_bytes = len;
 			break;
+		case 2: { /* blk: a 4 KiB read of sector 0 (only with --limit) */
+			uint32_t hdr[4] = {0}; /* VIRTIO_BLK_T_IN, reserved, sector 0 */
+
+			memcpy(pkt, hdr, sizeof(hdr));
+			name = "blk", q = 0, size = 128, len = 16, nd = 3;
+			d[0] = (struct desc){BUF(k), 16, 1};
+			d[1] = (struct desc){BUF(k) + 0x1000, 4096, 1 | 2};
+			d[2] = (struct desc){BUF(k) + 0x100, 1, 2};
+			used_bytes = 4096;
+			break;
+		}
 		case 19: { /* vsock tx: an RST for no connection, taken and dropped */
+			if (limit)
+				continue; /* vsock has no rate limiter */
 			uint64_t src = 3, dst = 2;
 			uint32_t sport = 1, dport = 9999;
 			uint16_t type = 1, op = 3;
@@ -361,20 +424,56 @@ int main(int argc, char **argv)
 			memcpy(pkt + 20, &dport, 4);
 			memcpy(pkt + 28, &type, 2);
 			memcpy(pkt + 30, &op, 2);
-			name = "vsock", q = 1, size = 256, len = 44, flags = 0;
+			name = "vsock", q = 1, size = 256, len = 44;
+			d[0] = (struct desc){BUF(k), len, 0};
+			used_bytes = len;
 			break;
 		}
 		case 1: /* net tx: vnet header of zeros, a broadcast frame of a local type */
 			memset(pkt + 12, 0xff, 6);
 			memcpy(pkt + 18, "\x06\x74\x68\x61\x77\x00\x88\xb5", 8);
-			name = "net", q = 1, size = 256, len = 72, flags = 0;
+			name = "net", q = 1, size = 256, len = limit ? 1036 : 72;
+			d[0] = (struct desc){BUF(k), len, 0};
+			used_bytes =
+			    len - 12; /* the limiter counts the frame, not the vnet header */
 			break;
 		default:
 			continue;
 		}
-		if ((id != 4 && wbytes(&g, BUF(k), pkt, len)) ||
-		    queue_up(&g, k, q, size, len, flags))
+		if ((id != 4 && wbytes(&g, BUF(k), pkt, len < 72 ? len : 72)) ||
+		    queue_up(&g, k, q, size, d, nd))
 			goto out;
+		if (limit) {
+			uint64_t t1, t2;
+			double secs, rate;
+
+			snprintf(line, sizeof(line), "flood %#llx %u %#llx %u 0",
+				 (unsigned long long)base, q, (unsigned long long)RING(k), size);
+			status = 3;
+			if (send_line(&g, line))
+				goto out;
+			t1 = now_ns();
+			sleep(seconds);
+			if (send_line(&g, "") ||
+			    read_line(&g, "PROBE flood", line, sizeof(line), 30000)) {
+				fprintf(stderr, "flood: the probe did not end its flood\n");
+				goto out;
+			}
+			t2 = now_ns();
+			sscanf(strstr(line, "published="), "published=%llu", &published);
+			/* A held-back queue stays full: all but `size` chains were used. */
+			chains = published > size ? published - size : 0;
+			secs = (double)(t2 - t1) / 1e9;
+			rate = ((double)chains * (double)used_bytes - (double)(limit / 10)) / secs;
+			printf("dev=%s limit_Bps=%llu achieved_Bps=%.0f ratio=%.4f chains=%llu "
+			       "seconds=%.3f\n",
+			       name, limit, rate, rate / (double)limit, chains, secs);
+			fflush(stdout);
+			if (probe(&g, line, sizeof(line), "ping"))
+				goto out;
+			devs++;
+			continue;
+		}
 		status = 4;
 		if (time_gets(fd, n, lat, &idle))
 			goto out;

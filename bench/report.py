@@ -348,6 +348,17 @@ def table(res, meta, rat):
                     "flood %s: %s (us)" % (dev, label), m["median"], m["p99"], m["min"], m["n"],
                     "flooded/idle x%.2f (target <= 2)" % r
                     if metric == "flood_p99_us" and r is not None else ""))
+    # Issue 19: what a device delivers under a 1 MiB/s bandwidth limit while the probe
+    # floods it (KiB/s; the ratio to the limit should stay within 5% of 1).
+    for dev in ("blk", "net", "rng"):
+        s = "ratelimit_" + dev
+        m = res.get(s, {}).get("metrics", {}).get("achieved_Bps")
+        if m:
+            r = med(res, s, "ratio")
+            rows.append("%-58s %9.1f %9.1f %9.1f %4d  %s" % (
+                "rate limit %s: achieved under 1 MiB/s (KiB/s)" % dev, m["median"] / 1024.0,
+                m["p99"] / 1024.0, m["min"] / 1024.0, m["n"],
+                "achieved/limit %.4f (target 0.95-1.05)" % r if r is not None else ""))
     for path in PATHS:
         s, direct = "api_128m1v_%s_file" % path, "thaw_128m1v_%s_file" % path
         if s not in res:
