@@ -125,6 +125,85 @@ static void firecracker_getting_started_then_snapshot_and_load(void **state)
 	harness_end(b);
 }
 
+static int patch(const char *sock, const char *path, const char *json, char *body, size_t cap)
+{
+	return harness_http(sock, "PATCH", path, json, body, cap);
+}
+
+/* PATCH of a running VM's drive (its file, its rate limiter) reaches the device: the
+ * snapshot taken afterwards records the new file and the limit; what names no device,
+ * or a file that does not open, is refused with the reason, and PATCH before start too. */
+static void patch_reaches_a_running_vms_drive_and_its_snapshot(void **state)
+{
+	char sock[256], snap[256], d1[256], d2[256], json[1024], body[8192], cmd[1400], tool[300];
+	struct vmproc *a;
+	FILE *f;
+
+	snprintf(sock, sizeof(sock), "%s/p.sock", dir);
+	snprintf(snap, sizeof(snap), "%s/patched.snap", dir);
+	snprintf(d1, sizeof(d1), "%s/d1.img", dir);
+	snprintf(d2, sizeof(d2), "%s/d2.img", dir);
+	for (int i = 0; i < 2; i++) {
+		f = fopen(i ? d2 : d1, "w");
+		assert_non_null(f);
+		assert_int_equal(ftruncate(fileno(f), (i + 1) << 20), 0);
+		fclose(f);
+	}
+	a = thaw_api(sock);
+	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
+	put(sock, "/boot-source", json);
+	snprintf(json, sizeof(json),
+		 "{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"is_root_device\": false}", d1);
+	put(sock, "/drives/d0", json);
+	snprintf(json, sizeof(json), "{\"drive_id\": \"d0\", \"path_on_host\": \"%s\"}", d2);
+	assert_int_equal(patch(sock, "/drives/d0", json, body, sizeof(body)), 400);
+	assert_non_null(strstr(body, "before starting"));
+	put(sock, "/actions", "{\"action_type\": \"InstanceStart\"}");
+	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
+		vmproc_dump(a, "boot over the API");
+		fail();
+	}
+	assert_int_equal(patch(sock, "/drives/d0", json, body, sizeof(body)), 204);
+	assert_int_equal(
+	    patch(sock, "/drives/d0",
+		  "{\"drive_id\": \"d0\", \"rate_limiter\": {\"bandwidth\": {\"size\": "
+		  "4096, \"refill_time\": 100}, \"ops\": {\"size\": 50, \"one_time_burst\": "
+		  "7, \"refill_time\": 1000}}}",
+		  body, sizeof(body)),
+	    204);
+	/* a file that does not open, a drive and an interface the VM does not have */
+	snprintf(json, sizeof(json), "{\"drive_id\": \"d0\", \"path_on_host\": \"%s/none\"}", dir);
+	assert_int_equal(patch(sock, "/drives/d0", json, body, sizeof(body)), 400);
+	assert_non_null(strstr(body, "cannot be its file"));
+	assert_int_equal(patch(sock, "/drives/d9", "{\"drive_id\": \"d9\"}", body, sizeof(body)),
+			 400);
+	assert_non_null(strstr(body, "no such device"));
+	assert_int_equal(
+	    patch(sock, "/network-interfaces/eth0", "{\"iface_id\": \"eth0\"}", body, sizeof(body)),
+	    400);
+	assert_non_null(strstr(body, "no such device"));
+	assert_int_equal(patch(sock, "/vm", "{\"state\": \"Paused\"}", body, sizeof(body)), 204);
+	snprintf(json, sizeof(json), "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\"}",
+		 snap);
+	put(sock, "/snapshot/create", json);
+	harness_end(a);
+	/* The section names the new file, its 2 MiB, and the limit. */
+	snprintf(tool, sizeof(tool), "%s/thaw-snap", harness_env("THAW_BUILD"));
+	snprintf(cmd, sizeof(cmd),
+		 "%s inspect %s | tr -d ' \\n' | grep -q '\"path\":\"%s\",\"read_only\":0,"
+		 "\"capacity\":4096,\"rl_bandwidth_size\":4096,\"rl_bandwidth_burst\":0,"
+		 "\"rl_bandwidth_refill_ms\":100,\"rl_ops_size\":50,\"rl_ops_burst\":7,"
+		 "\"rl_ops_refill_ms\":1000'",
+		 tool, snap, d2);
+	if (system(cmd) != 0) {
+		snprintf(cmd, sizeof(cmd), "%s inspect %s | grep -A30 device.virtio0 >&2", tool,
+			 snap);
+		if (system(cmd) != 0)
+			print_message("thaw-snap inspect failed\n");
+		fail_msg("the snapshot does not record the patched drive");
+	}
+}
+
 static int setup(void **state)
 {
 	return mkdtemp(dir) ? 0 : -1;
@@ -142,6 +221,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(firecracker_getting_started_then_snapshot_and_load),
+	    cmocka_unit_test(patch_reaches_a_running_vms_drive_and_its_snapshot),
 	};
 
 	if (!harness_have_kvm())
