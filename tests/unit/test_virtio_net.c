@@ -193,6 +193,70 @@ static void test_tap_frame_reaches_guest_receive_buffer(void **state)
 	assert_true(seen);
 }
 
+static unsigned take_all(struct h_queue *q)
+{
+	uint32_t id, len;
+	unsigned n = 0;
+
+	while (h_take_used(q, &id, &len))
+		n++;
+	return n;
+}
+
+/* A transmit limit of two frames per 10 s sends two of four; lifting it (PATCH) lets the
+ * others go on the next loop round. */
+static void test_transmit_rate_limit_holds_frames_back(void **state)
+{
+	NEED_NETNS();
+	struct fx *f = *state;
+	uint64_t a[] = {H_DATA, H_DATA + 0x1000};
+	uint32_t l[] = {12, 0};
+	bool w[] = {false, false};
+
+	assert_int_equal(
+	    virtio_set_rate_limit(f->d, 1, &(struct vmm_rate_limit){.ops = {2, 0, 10000}}, 0), 0);
+	memset(h_ptr(f->vm, H_DATA), 0, 12);
+	l[1] = (uint32_t)frame(h_ptr(f->vm, H_DATA + 0x1000), "thaw-rl");
+	for (unsigned i = 0; i < 4; i++)
+		h_publish(&f->q[1], h_add_chain(&f->q[1], 2, a, l, w));
+	h_kick(f->d, 1);
+	assert_int_equal(take_all(&f->q[1]), 2);
+	assert_int_equal(virtio_set_rate_limit(f->d, 1, &(struct vmm_rate_limit){0}, 0), 0);
+	h_loop_round(f->d);
+	assert_int_equal(take_all(&f->q[1]), 2);
+}
+
+/* A receive limit of one frame per 10 s: however many frames wait in the tap, the
+ * guest gets one, and the tap is no longer watched until the limiter's timer. */
+static void test_receive_rate_limit_leaves_frames_in_the_tap(void **state)
+{
+	NEED_NETNS();
+	struct fx *f = *state;
+	uint8_t buf[64];
+	struct sockaddr_ll to = {
+	    .sll_family = AF_PACKET, .sll_ifindex = f->ifindex, .sll_halen = 6};
+
+	assert_int_equal(
+	    virtio_set_rate_limit(f->d, 0, &(struct vmm_rate_limit){.ops = {1, 0, 10000}}, 0), 0);
+	for (unsigned i = 0; i < 8; i++) {
+		uint64_t a[] = {H_DATA + 0x10000 + i * 0x1000ull};
+		uint32_t l[] = {2048};
+		bool w[] = {true};
+
+		h_publish(&f->q[0], h_add_chain(&f->q[0], 1, a, l, w));
+	}
+	h_kick(f->d, 0);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(sendto(f->pkt, buf, frame(buf, "thaw-rx"), 0,
+					(struct sockaddr *)&to, sizeof(to)),
+				 60);
+	f->vm->loop.timeout_ms = 200;
+	f->vm->loop.idle = stop_loop;
+	f->vm->loop.idle_opaque = &f->vm->loop;
+	vmm_loop_run(&f->vm->loop);
+	assert_int_equal(take_all(&f->q[0]), 1);
+}
+
 static void test_offloads_follow_acked_features(void **state)
 {
 	NEED_NETNS();
@@ -293,6 +357,10 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_reapplies_and_checks_mac, setup_all,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_transmit_rate_limit_holds_frames_back, setup_plain,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_receive_rate_limit_leaves_frames_in_the_tap,
+					    setup_plain, teardown),
 	    cmocka_unit_test_setup_teardown(test_transmit_flood_gets_a_budget_per_notification,
 					    setup_plain, teardown),
 	};
