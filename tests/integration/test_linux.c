@@ -445,31 +445,30 @@ static void patch_drive_swaps_the_disk_and_its_rate_limit_holds_reads_back(void 
 	assert_int_equal(ask(p, "blk read 3 1", "THAW_AGENT blk read", ans, sizeof(ans)), 0);
 	assert_non_null(strstr(ans, "head=5a5a5a5a")); /* 'Z' */
 
-	/* 4 MiB at full speed, then under 1 MiB/s (the bucket starts full: 3 MiB wait). */
+	/* Four one-sector reads at full speed, then under one request per 2 s (the bucket
+	 * starts full: three waits). Small reads, because the guest's agent checksums what
+	 * it reads in kernel code, which PVM emulates slowly; the bandwidth bucket's rate is
+	 * measured by bench/ (the ratelimit group). */
 	t0 = harness_ms();
 	for (k = 0; k < 4; k++) {
-		snprintf(json, sizeof(json), "blk read %d 2048", 2048 * k);
+		snprintf(json, sizeof(json), "blk read %d 1", 100 + k);
 		assert_int_equal(ask(p, json, "THAW_AGENT blk read", ans, sizeof(ans)), 0);
 	}
 	unlimited = harness_ms() - t0;
-	assert_int_equal(
-	    api_ok(sock, "PATCH", "/drives/d0",
-		   "{\"drive_id\": \"d0\", \"rate_limiter\": {\"bandwidth\": {\"size\": 1048576, "
-		   "\"refill_time\": 1000}}}"),
-	    204);
+	assert_int_equal(api_ok(sock, "PATCH", "/drives/d0",
+				"{\"drive_id\": \"d0\", \"rate_limiter\": {\"ops\": {\"size\": 1, "
+				"\"refill_time\": 2000}}}"),
+			 204);
 	t0 = harness_ms();
 	for (k = 0; k < 4; k++) {
-		snprintf(json, sizeof(json), "blk read %d 2048", 2048 * k);
+		snprintf(json, sizeof(json), "blk read %d 1", 200 + k);
 		assert_int_equal(ask(p, json, "THAW_AGENT blk read", ans, sizeof(ans)), 0);
 	}
 	limited = harness_ms() - t0;
-	print_message("4 MiB read: %lld ms unlimited, %lld ms at 1 MiB/s\n", unlimited, limited);
-	if (unlimited >= 2500)
-		print_message("NOTE: the unlimited read alone took %lld ms on this host: the "
-			      "lower bound below proves little here\n",
-			      unlimited);
+	print_message("4 one-sector reads: %lld ms unlimited, %lld ms at one per 2 s\n", unlimited,
+		      limited);
 	/* A lower bound only: a limit can make I/O slower, never faster. */
-	assert_true(limited >= 2500);
+	assert_true(limited >= 5500);
 
 	/* A file that does not open: refused, and the guest still reads the clone's disk. */
 	snprintf(json, sizeof(json), "{\"drive_id\": \"d0\", \"path_on_host\": \"%s/none.img\"}",
