@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct json_object;
 
@@ -419,5 +420,49 @@ int api_client_read_responses(int fd, struct api_response *resp, size_t n);
 
 /* The fault_message of an error body, copied into buf (the whole body when it has none). */
 void api_client_fault_message(const struct api_response *resp, char *buf, size_t len);
+
+/* ---- MMDS (api/mmds.c): the metadata store and the guest's HTTP service ---------------- */
+
+/* Firecracker's default limit on the store (its API payload limit), bytes serialized. */
+#define API_MMDS_DEFAULT_LIMIT 51200
+#define API_MMDS_DEFAULT_IPV4  0xa9fea9feu /* 169.254.169.254, host order */
+#define API_MMDS_MAX_IFACES    8
+
+enum api_mmds_version { API_MMDS_V1, API_MMDS_V2 };
+
+/* `PUT /mmds/config`: which interfaces reach MMDS, at which address, which version. */
+struct api_mmds_config {
+	enum api_mmds_version version;
+	uint32_t ipv4;	  /* host order */
+	bool imds_compat; /* always the IMDS text format, whatever Accept says */
+	unsigned nr_ifaces;
+	char ifaces[API_MMDS_MAX_IFACES][API_ID_LEN];
+};
+
+struct api_mmds;
+
+/* An empty store (an object, answering 404 to the guest until the first PUT or PATCH)
+ * of at most `limit` bytes (0: API_MMDS_DEFAULT_LIMIT), V1 at 169.254.169.254. */
+int api_mmds_create(size_t limit, struct api_mmds **out);
+void api_mmds_destroy(struct api_mmds *m);
+const struct api_mmds_config *api_mmds_get_config(const struct api_mmds *m);
+/* Takes `cfg` (validated by the caller) and forgets every V2 session token. */
+void api_mmds_set_config(struct api_mmds *m, const struct api_mmds_config *cfg);
+/* PUT /mmds: `json` (an object) replaces the store. PATCH /mmds: merged into it as RFC 7396
+ * says. Either fails, changing nothing, on JSON that does not parse, on something other
+ * than an object, or when the result would pass the limit; `err` says which. 0 or -errno. */
+int api_mmds_put(struct api_mmds *m, const char *json, size_t len, struct api_error *err);
+int api_mmds_patch(struct api_mmds *m, const char *json, size_t len, struct api_error *err);
+/* GET /mmds: the store as JSON, malloc'd (NULL when out of memory). */
+char *api_mmds_get(const struct api_mmds *m);
+/* One guest HTTP request from the start of `in` (untrusted bytes from the guest's TCP
+ * stream). Returns the bytes it took (then *out is a complete HTTP/1.1 response of
+ * *out_len bytes, malloc'd, for the caller to send and free), 0 when `in` holds no
+ * complete request yet, or -ENOMEM. A malformed request gets a 400 response and takes
+ * all of `in`. `now_ns` is CLOCK_MONOTONIC, for V2 token lifetimes. */
+ssize_t api_mmds_http(struct api_mmds *m, const char *in, size_t in_len, uint64_t now_ns,
+		      char **out, size_t *out_len);
+/* Guest requests served, and of those the ones answered with an error. */
+void api_mmds_counts(const struct api_mmds *m, uint64_t *requests, uint64_t *rejected);
 
 #endif

@@ -3,6 +3,7 @@
 API_SRCS := \
 	api/server.c \
 	api/route.c \
+	api/mmds.c \
 	api/client.c
 
 LIBS += $(B)/libapi.a
