@@ -31,6 +31,7 @@ VMM_SRCS := \
 	vmm/virtio/vsock.c \
 	vmm/virtio/rng.c \
 	vmm/virtio/ratelimit.c \
+	vmm/virtio/mmds_net.c \
 	vmm/seccomp.c
 
 LIBS += $(B)/libvmm.a

@@ -238,6 +238,27 @@ int virtio_rl_decode(const struct snap_section *sec, uint16_t tag, struct vmm_ra
 /* Stops the timer and releases it (device teardown). */
 void virtio_rl_destroy(struct virtio_rl *rl);
 
+/* ---------------------------------------------------------------- MMDS on the wire */
+
+/* Connections the MMDS endpoint keeps (the quietest gives way to a new one). */
+#define MMDS_NET_CONNS 16
+
+struct api_mmds;
+struct mmds_net;
+
+/* The service at IPv4 `ipv4` (host order) answering from `store` (not owned). */
+int mmds_net_create(struct api_mmds *store, uint32_t ipv4, struct mmds_net **out);
+void mmds_net_destroy(struct mmds_net *n);
+/* A frame the guest transmitted (untrusted; without the vnet header): true when it was
+ * the service's (an ARP request for its address, anything IPv4 to it), which it then
+ * answered or dropped, false when it goes to the tap. Answers queue for the guest. */
+bool mmds_net_input(struct mmds_net *n, const uint8_t *frame, size_t len, uint64_t now_ns);
+/* The oldest frame waiting for the guest (NULL: none), and taking it off the queue. */
+const uint8_t *mmds_net_peek(struct mmds_net *n, size_t *len);
+void mmds_net_pop(struct mmds_net *n);
+/* Frames for the service dropped: malformed, or no room to answer. */
+uint64_t mmds_net_dropped(const struct mmds_net *n);
+
 /* The devices. Each allocates and initialises `*out` at `place` from its typed
  * configuration and opens its backend (blk's `dirfd` >= 0: the path is looked up
  * inside that directory, named `dir`, see vmm_open_beneath); no fds bound yet. On failure `*out`
