@@ -53,7 +53,10 @@ static const struct snap_tagname device_names[] = {{SNAP_DEV_KIND, "kind"},
 						   {0x1018, "tx_rl_bandwidth_refill_ms"},
 						   {0x1019, "tx_rl_ops_size"},
 						   {0x101a, "tx_rl_ops_burst"},
-						   {0x101b, "tx_rl_ops_refill_ms"}};
+						   {0x101b, "tx_rl_ops_refill_ms"},
+						   {0x1020, "mmds_ipv4"},
+						   {0x1021, "mmds_version"},
+						   {0x1022, "mmds_imds_compat"}};
 static const struct snap_tagname uart_names[] = {{SNAP_DEV_KIND, "kind"},
 						 {SNAP_DEV_MMIO_BASE, "mmio_base"},
 						 {SNAP_DEV_MMIO_SIZE, "mmio_size"},

@@ -22,9 +22,10 @@ struct vm_control {
 	struct vm_config cfg;
 	char kernel[API_PATH_LEN], initrd[API_PATH_LEN], cmdline[API_BOOT_ARGS_LEN];
 
-	bool started;	    /* booted or restored */
-	uint64_t load_us;   /* last snapshot load, request to vCPUs running */
-	uint64_t create_us; /* last snapshot create */
+	struct api_mmds *mmds; /* the metadata store, the API's and the guest's */
+	bool started;	       /* booted or restored */
+	uint64_t load_us;      /* last snapshot load, request to vCPUs running */
+	uint64_t create_us;    /* last snapshot create */
 };
 
 static void on_api(void *opaque, uint32_t events)
@@ -262,6 +263,51 @@ static int put_entropy(void *ctx, const struct api_entropy *e, struct api_error 
 	return 0;
 }
 
+/* Each interface the MMDS configuration names answers MMDS (after the devices exist,
+ * before a vCPU runs). */
+static int mmds_attach(struct vm_control *c, struct api_error *err)
+{
+	const struct api_mmds_config *cfg = api_mmds_get_config(c->mmds);
+
+	for (unsigned i = 0; i < cfg->nr_ifaces; i++) {
+		struct virtio_dev *d = virtio_find(c->vm, VIRTIO_ID_NET, cfg->ifaces[i]);
+		int ret = d ? virtio_net_set_mmds(d, c->mmds) : -ENODEV;
+
+		if (ret) {
+			err->status = 500;
+			api_error_set(err, "MMDS on network interface %s: %s", cfg->ifaces[i],
+				      strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* After a restore: the interfaces saved with MMDS make the configuration again (the
+ * store itself starts empty: each clone gets its own data over the API). */
+static int mmds_restore(struct vm_control *c, struct api_error *err)
+{
+	struct api_mmds_config cfg = {0};
+
+	for (unsigned i = 0; i < virtio_count(c->vm); i++) {
+		struct virtio_dev *d = virtio_get(c->vm, i);
+		uint32_t version;
+		bool compat;
+		uint32_t ip = virtio_net_saved_mmds(d, &version, &compat);
+
+		if (!ip || cfg.nr_ifaces == API_MMDS_MAX_IFACES)
+			continue;
+		cfg.ipv4 = ip;
+		cfg.version = version ? API_MMDS_V2 : API_MMDS_V1;
+		cfg.imds_compat = compat;
+		snprintf(cfg.ifaces[cfg.nr_ifaces++], API_ID_LEN, "%s", virtio_dev_name(d));
+	}
+	if (!cfg.nr_ifaces)
+		return 0;
+	api_mmds_set_config(c->mmds, &cfg);
+	return mmds_attach(c, err);
+}
+
 static int instance_start(void *ctx, struct api_error *err)
 {
 	struct vm_control *c = ctx;
@@ -273,6 +319,8 @@ static int instance_start(void *ctx, struct api_error *err)
 		err->keep_state = c->vm->vm_fd < 0;
 		return -EINVAL;
 	}
+	if (mmds_attach(c, err))
+		return -EIO;
 	if (vm_launch(c->vm, false)) {
 		err->status = 500;
 		api_error_set(err, "the vCPUs could not be started");
@@ -391,6 +439,8 @@ static int snapshot_load(void *ctx, const struct api_snapshot_load *req, struct 
 		err->keep_state = !c->vm->restore_acted;
 		return ret;
 	}
+	if (mmds_restore(c, err))
+		return -EIO;
 	if (vm_launch(c->vm, !req->resume_vm)) {
 		err->status = 500;
 		api_error_set(err, "the vCPUs could not be started");
@@ -475,9 +525,15 @@ int vm_control_start(struct vm *vm, const char *sock, const char *id)
 	c->cfg.mem_mib = 128;
 	c->cfg.console_in = vm->console_in_spec;
 	snprintf(c->id, sizeof(c->id), "%s", id);
+	ret = api_mmds_create(0, &c->mmds);
+	if (ret) {
+		free(c);
+		return ret;
+	}
 	ret = api_server_create(sock, &thaw_api_ops, c, &c->srv);
 	if (ret) {
 		log_err("--api-sock %s: %s", sock, strerror(-ret));
+		api_mmds_destroy(c->mmds);
 		free(c);
 		return ret;
 	}

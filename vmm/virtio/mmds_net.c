@@ -505,6 +505,16 @@ static void tcp(struct mmds_net *n, const uint8_t *mac, const uint8_t *ip, const
 	push(n, c);
 }
 
+bool mmds_net_wants(const struct mmds_net *n, const uint8_t *f, size_t len)
+{
+	if (len < ETH_HLEN)
+		return false;
+	if (get16(f + 12) == ETH_P_ARP)
+		return len >= ETH_HLEN + 28 && memcmp(f + ETH_HLEN + 24, &n->ip, 4) == 0;
+	return get16(f + 12) == ETH_P_IPV4 && len >= ETH_HLEN + IP_HLEN &&
+	       memcmp(f + ETH_HLEN + 16, &n->ip, 4) == 0;
+}
+
 bool mmds_net_input(struct mmds_net *n, const uint8_t *f, size_t len, uint64_t now_ns)
 {
 	const uint8_t *ip;

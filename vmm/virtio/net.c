@@ -3,6 +3,7 @@
  * offloads cost nothing here. The tap gets offloads (TUNSETOFFLOAD) only for what the
  * guest acked; before that, and after a reset, it hands the guest plain packets. */
 #include "vmm/virtio/virtio_int.h"
+#include "api/api.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,9 @@
 #define VNET_HDR_LEN  12 /* struct virtio_net_hdr_v1: VERSION_1 always has num_buffers */
 /* Packets moved per callback, so one busy device cannot starve the loop. */
 #define NET_BUDGET 64
+/* The largest frame to MMDS we look at (a request fits many times over); a larger one
+ * for its address is dropped, never passed to the tap. */
+#define MMDS_FRAME_MAX 9216
 
 struct net {
 	char tap[IFNAMSIZ];
@@ -35,6 +39,11 @@ struct net {
 	struct virtq_elem e;
 	struct virtio_net_config cfg;
 	struct virtio_rl rx_rl, tx_rl;
+	struct mmds_net *mmds; /* this interface reaches MMDS; NULL: it does not */
+	/* What is saved of MMDS: set with it, or from a snapshot until it is set again. */
+	uint32_t mmds_ipv4, mmds_version;
+	bool mmds_compat;
+	uint8_t scratch[VNET_HDR_LEN + MMDS_FRAME_MAX];
 };
 
 static void set_rx_watch(struct virtio_dev *d, bool on)
@@ -47,10 +56,37 @@ static void set_rx_watch(struct virtio_dev *d, bool on)
 		n->rx_on = on;
 }
 
+/* Hands the guest the frames MMDS answered with, while it has receive buffers. */
+static bool rx_mmds(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+	const uint8_t *f;
+	size_t len;
+	bool pushed = false;
+
+	while (n->mmds && (f = mmds_net_peek(n->mmds, &len))) {
+		struct virtio_net_hdr_v1 h = {.num_buffers = 1};
+
+		if (virtio_pop(d, RXQ, &n->e) <= 0)
+			break; /* they wait for buffers; the guest's notify brings us back */
+		if (n->e.in_len < VNET_HDR_LEN + len) {
+			/* A buffer too small for the frame: it is dropped, as a tap would. */
+			virtq_push(&d->vq[RXQ], n->e.head, 0);
+		} else {
+			iov_from_buf(n->e.iov + n->e.nr_out, n->e.nr_in, 0, &h, VNET_HDR_LEN);
+			iov_from_buf(n->e.iov + n->e.nr_out, n->e.nr_in, VNET_HDR_LEN, f, len);
+			virtq_push(&d->vq[RXQ], n->e.head, (uint32_t)(VNET_HDR_LEN + len));
+		}
+		mmds_net_pop(n->mmds);
+		pushed = true;
+	}
+	return pushed;
+}
+
 static void rx(struct virtio_dev *d)
 {
 	struct net *n = d->priv;
-	bool pushed = false;
+	bool pushed = rx_mmds(d);
 
 	for (unsigned i = 0; i < NET_BUDGET; i++) {
 		uint16_t one = 1;
@@ -92,10 +128,29 @@ static void rx(struct virtio_dev *d)
 		virtio_notify(d, RXQ);
 }
 
+/* True when the frame in n->e is MMDS's (and was handed to it): its headers are read
+ * first, so other traffic is copied only by the tap's writev. */
+static bool tx_mmds(struct virtio_dev *d)
+{
+	struct net *n = d->priv;
+	size_t len = n->e.out_len - VNET_HDR_LEN, head = len < 64 ? len : 64;
+	uint8_t peek[64];
+
+	iov_to_buf(n->e.iov, n->e.nr_out, VNET_HDR_LEN, peek, head);
+	if (!mmds_net_wants(n->mmds, peek, head))
+		return false;
+	if (len <= MMDS_FRAME_MAX) {
+		iov_to_buf(n->e.iov, n->e.nr_out, VNET_HDR_LEN, n->scratch, len);
+		mmds_net_input(n->mmds, n->scratch, len, now_ns());
+	}
+	return true;
+}
+
 static void tx(struct virtio_dev *d)
 {
 	struct net *n = d->priv;
 	unsigned sent = 0;
+	bool answered = false;
 
 	while (sent < VIRTIO_BUDGET_CHAINS && virtio_rl_admit(&n->tx_rl)) {
 		int ret = virtio_pop(d, TXQ, &n->e);
@@ -106,7 +161,9 @@ static void tx(struct virtio_dev *d)
 			virtio_set_needs_reset(d, "transmit chain shorter than the vnet header");
 			break;
 		}
-		if (n->fd >= 0 && writev(n->fd, n->e.iov, (int)n->e.nr_out) < 0)
+		if (n->mmds && tx_mmds(d))
+			answered = true;
+		else if (n->fd >= 0 && writev(n->fd, n->e.iov, (int)n->e.nr_out) < 0)
 			log_ratelimited(LOG_WARN, "virtio %s: tap write of %llu bytes: %s", d->id,
 					(unsigned long long)n->e.out_len, strerror(errno));
 		virtq_push(&d->vq[TXQ], n->e.head, 0);
@@ -117,6 +174,8 @@ static void tx(struct virtio_dev *d)
 		virtio_notify(d, TXQ);
 	if (sent == VIRTIO_BUDGET_CHAINS)
 		virtio_requeue(d, TXQ);
+	if (answered && rx_mmds(d))
+		virtio_notify(d, RXQ);
 }
 
 static void on_tap(void *opaque, uint32_t events)
@@ -135,8 +194,11 @@ static void net_notify(struct virtio_dev *d, unsigned q)
 {
 	if (q == TXQ)
 		tx(d);
-	else if (q == RXQ)
+	else if (q == RXQ) {
+		if (rx_mmds(d))
+			virtio_notify(d, RXQ);
 		set_rx_watch(d, true); /* new buffers: packets waiting in the tap can go */
+	}
 }
 
 /* TUN_F_* for what the driver acked: a tap must never hand the guest a packet with a
@@ -274,6 +336,9 @@ static void net_save(struct virtio_dev *d, struct virtio_saved *out)
 	out->dev.net.offload_flags = n->offload;
 	virtio_rl_get(&n->rx_rl, &out->dev.net.rx_rl);
 	virtio_rl_get(&n->tx_rl, &out->dev.net.tx_rl);
+	out->dev.net.mmds_ipv4 = n->mmds_ipv4;
+	out->dev.net.mmds_version = n->mmds_version;
+	out->dev.net.mmds_imds_compat = n->mmds_compat;
 }
 
 static int net_restore(struct virtio_dev *d, const struct virtio_saved *in)
@@ -284,6 +349,9 @@ static int net_restore(struct virtio_dev *d, const struct virtio_saved *in)
 		log_err("net %s: saved MAC differs from the configured one", d->id);
 		return -EINVAL;
 	}
+	n->mmds_ipv4 = in->dev.net.mmds_ipv4;
+	n->mmds_version = in->dev.net.mmds_version;
+	n->mmds_compat = in->dev.net.mmds_imds_compat;
 	if (!virtio_dev_live(d))
 		return 0;
 	return net_activate(d);
@@ -294,6 +362,10 @@ enum {
 	NET_TAG_TAP = SNAP_DEV_OWN + 3, /* str: the tap when saved */
 	NET_TAG_MAC,			/* bytes[6] */
 	NET_TAG_OFFLOAD,		/* u64: TUN_F_* set on the tap */
+	/* 0x1010-0x101b: the rate limits (VIRTIO_TAG_RL, VIRTIO_TAG_RL_TX) */
+	NET_TAG_MMDS_IPV4 = SNAP_DEV_OWN + 0x20, /* u64: MMDS address, host order; 0 none */
+	NET_TAG_MMDS_VERSION,			 /* u64: 0 V1, 1 V2 */
+	NET_TAG_MMDS_IMDS_COMPAT,		 /* u64: 0 or 1 */
 };
 
 static void net_encode(struct snap_sec *sec, const struct virtio_saved *s)
@@ -303,6 +375,11 @@ static void net_encode(struct snap_sec *sec, const struct virtio_saved *s)
 	snap_put_u64(sec, NET_TAG_OFFLOAD, s->dev.net.offload_flags);
 	virtio_rl_encode(sec, VIRTIO_TAG_RL, &s->dev.net.rx_rl);
 	virtio_rl_encode(sec, VIRTIO_TAG_RL_TX, &s->dev.net.tx_rl);
+	if (s->dev.net.mmds_ipv4) {
+		snap_put_u64(sec, NET_TAG_MMDS_IPV4, s->dev.net.mmds_ipv4);
+		snap_put_u64(sec, NET_TAG_MMDS_VERSION, s->dev.net.mmds_version);
+		snap_put_u64(sec, NET_TAG_MMDS_IMDS_COMPAT, s->dev.net.mmds_imds_compat);
+	}
 }
 
 static int net_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
@@ -310,7 +387,7 @@ static int net_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 {
 	const void *p;
 	size_t len;
-	uint64_t off;
+	uint64_t off, v = 0;
 	int ret;
 
 	if (snap_get_strbuf(sec, NET_TAG_TAP, s->dev.net.tap, sizeof(s->dev.net.tap)))
@@ -329,6 +406,15 @@ static int net_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 		ret = virtio_rl_decode(sec, VIRTIO_TAG_RL, &s->dev.net.rx_rl, err, errlen);
 	if (!ret)
 		ret = virtio_rl_decode(sec, VIRTIO_TAG_RL_TX, &s->dev.net.tx_rl, err, errlen);
+	if (!ret)
+		ret = virtio_get_u64(sec, NET_TAG_MMDS_IPV4, UINT32_MAX, false, &v, err, errlen);
+	s->dev.net.mmds_ipv4 = (uint32_t)v;
+	if (!ret)
+		ret = virtio_get_u64(sec, NET_TAG_MMDS_VERSION, 1, false, &v, err, errlen);
+	s->dev.net.mmds_version = (uint32_t)v;
+	if (!ret)
+		ret = virtio_get_u64(sec, NET_TAG_MMDS_IMDS_COMPAT, 1, false, &v, err, errlen);
+	s->dev.net.mmds_imds_compat = v != 0;
 	return ret;
 }
 
@@ -344,6 +430,7 @@ static void net_destroy(struct virtio_dev *d)
 	struct net *n = d->priv;
 
 	close_tap(d);
+	mmds_net_destroy(n->mmds);
 	virtio_rl_destroy(&n->rx_rl);
 	virtio_rl_destroy(&n->tx_rl);
 	free(n);
@@ -368,6 +455,41 @@ const struct virtio_dev_ops virtio_net_ops = {
     .rate_limiter = net_rate_limiter,
     .destroy = net_destroy,
 };
+
+int virtio_net_set_mmds(struct virtio_dev *d, struct api_mmds *store)
+{
+	struct net *n = d->priv;
+	const struct api_mmds_config *cfg = store ? api_mmds_get_config(store) : NULL;
+	struct mmds_net *m = NULL;
+	int ret;
+
+	if (d->ops != &virtio_net_ops)
+		return -ENOTSUP;
+	if (store) {
+		ret = mmds_net_create(store, cfg->ipv4, &m);
+		if (ret)
+			return ret;
+	}
+	pthread_mutex_lock(&d->lock);
+	mmds_net_destroy(n->mmds);
+	n->mmds = m;
+	n->mmds_ipv4 = cfg ? cfg->ipv4 : 0;
+	n->mmds_version = cfg ? (uint32_t)cfg->version : 0;
+	n->mmds_compat = cfg && cfg->imds_compat;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+uint32_t virtio_net_saved_mmds(const struct virtio_dev *d, uint32_t *version, bool *imds_compat)
+{
+	const struct net *n = d->priv;
+
+	if (d->ops != &virtio_net_ops)
+		return 0;
+	*version = n->mmds_version;
+	*imds_compat = n->mmds_compat;
+	return n->mmds_ipv4;
+}
 
 int virtio_net_create(struct vm *vm, const struct vmm_net_cfg *c, const struct vmm_dev_place *place,
 		      struct virtio_dev **out)

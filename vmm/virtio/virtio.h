@@ -81,6 +81,12 @@ struct virtio_net_saved {
 	uint8_t mac[6];
 	uint32_t offload_flags; /* TUN_F_* set on the tap for the acked features */
 	struct vmm_rate_limit rx_rl, tx_rl;
+	/* MMDS through this interface: its address (host order, 0: none), version
+	 * (enum api_mmds_version) and imds_compat. The store's data is not saved (as
+	 * Firecracker: a clone gets its own over the API). */
+	uint32_t mmds_ipv4;
+	uint32_t mmds_version;
+	bool mmds_imds_compat;
 };
 
 struct virtio_rng_saved {
@@ -192,6 +198,16 @@ int virtio_change_media(struct virtio_dev *dev, const char *path);
  * limit) and start full. -ENOTSUP when the device has no such limiter. */
 int virtio_set_rate_limit(struct virtio_dev *dev, unsigned which, const struct vmm_rate_limit *rl,
 			  unsigned keep);
+
+struct api_mmds;
+/* Makes network interface `dev` answer MMDS from `store` (not owned; it must outlive the
+ * device or be taken away first) at the store's configured address, or with `store` NULL
+ * stop answering. Frames for that address no longer reach the tap. 0, -ENOTSUP when
+ * `dev` is no network interface, -ENOMEM. */
+int virtio_net_set_mmds(struct virtio_dev *dev, struct api_mmds *store);
+/* The MMDS configuration a restored interface was saved with (0: it had none): its
+ * address (host order), version and imds_compat. */
+uint32_t virtio_net_saved_mmds(const struct virtio_dev *dev, uint32_t *version, bool *imds_compat);
 
 /* The device named `name` (a drive's or interface's id) of type `device_id`, or NULL. */
 struct virtio_dev *virtio_find(struct vm *vm, uint32_t device_id, const char *name);

@@ -253,6 +253,9 @@ void mmds_net_destroy(struct mmds_net *n);
  * the service's (an ARP request for its address, anything IPv4 to it), which it then
  * answered or dropped, false when it goes to the tap. Answers queue for the guest. */
 bool mmds_net_input(struct mmds_net *n, const uint8_t *frame, size_t len, uint64_t now_ns);
+/* Whether a frame starting with these `len` bytes (at least the Ethernet and IPv4
+ * headers, or all of a shorter frame) is the service's, without taking it. */
+bool mmds_net_wants(const struct mmds_net *n, const uint8_t *head, size_t len);
 /* The oldest frame waiting for the guest (NULL: none), and taking it off the queue. */
 const uint8_t *mmds_net_peek(struct mmds_net *n, size_t *len);
 void mmds_net_pop(struct mmds_net *n);

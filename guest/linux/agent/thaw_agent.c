@@ -1224,6 +1224,93 @@ out_free:
 	return err;
 }
 
+/* --- http (MMDS) ----------------------------------------------------------- */
+
+/*
+ * http <ipv4> <method> <path> [Name:value]...: one HTTP/1.1 request to port 80
+ * of <ipv4> (MMDS at 169.254.169.254), each extra argument a header (no spaces),
+ * then reads the response up to its Content-Length (or close, 1024 bytes, 5 s).
+ * Replies "http status=<n> bytes=<body length> body=<body>", the body's line
+ * breaks written as '|' so the reply stays one line.
+ */
+static int cmd_http(struct agent_req *req, int a)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(80) };
+	size_t got = 0, len = 0, need = 0;
+	struct socket *sock;
+	char *buf, *body = NULL;
+	int err, i, status = 0;
+
+	if (!in4_pton(req->argv[a], -1, (u8 *)&addr.sin_addr.s_addr, -1, NULL))
+		return -EINVAL;
+	buf = kmalloc(AGENT_NET_MAX + 1, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	len = scnprintf(buf, AGENT_NET_MAX, "%s %s HTTP/1.1\r\nHost: %s\r\n",
+			req->argv[a + 1], req->argv[a + 2], req->argv[a]);
+	for (i = a + 3; i < req->argc; i++) {
+		char *colon = strchr(req->argv[i], ':');
+
+		if (!colon) {
+			err = -EINVAL;
+			goto out_free;
+		}
+		*colon = '\0';
+		len += scnprintf(buf + len, AGENT_NET_MAX - len, "%s: %s\r\n",
+				 req->argv[i], colon + 1);
+	}
+	len += scnprintf(buf + len, AGENT_NET_MAX - len, "\r\n");
+	err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP, &sock);
+	if (err)
+		goto out_free;
+	sock->sk->sk_rcvtimeo = msecs_to_jiffies(AGENT_TIMEOUT_MS_DEFAULT);
+	sock->sk->sk_sndtimeo = msecs_to_jiffies(AGENT_TIMEOUT_MS_DEFAULT);
+	err = kernel_connect(sock, (struct sockaddr *)&addr, sizeof(addr), 0);
+	if (err)
+		goto out_release;
+	err = agent_send_all(sock, buf, len);
+	if (err)
+		goto out_release;
+	while (got < AGENT_NET_MAX && (!body || got < need)) {
+		struct kvec vec = { .iov_base = buf + got, .iov_len = AGENT_NET_MAX - got };
+		struct msghdr msg = {};
+		int n = kernel_recvmsg(sock, &msg, &vec, 1, AGENT_NET_MAX - got, 0);
+
+		if (n < 0) {
+			err = n == -EAGAIN ? -ETIMEDOUT : n;
+			goto out_release;
+		}
+		if (!n)
+			break;
+		got += n;
+		buf[got] = '\0';
+		if (!body && (body = strstr(buf, "\r\n\r\n"))) {
+			char *cl = strnstr(buf, "Content-Length: ", body - buf);
+			unsigned long clen = 0;
+
+			body += 4;
+			if (cl)
+				clen = simple_strtoul(cl + 16, NULL, 10);
+			need = (body - buf) + clen;
+		}
+	}
+	buf[got] = '\0';
+	if (sscanf(buf, "HTTP/1.1 %d", &status) != 1 || !body) {
+		err = -EPROTO;
+		goto out_release;
+	}
+	for (i = 0; body[i]; i++)
+		if (body[i] == '\n' || body[i] == '\r')
+			body[i] = '|';
+	agent_reply("http status=%d bytes=%zu body=%s", status, strlen(body), body);
+	err = 0;
+out_release:
+	sock_release(sock);
+out_free:
+	kfree(buf);
+	return err;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Dispatch */
 
@@ -1255,6 +1342,8 @@ static const struct agent_cmd agent_cmds[] = {
 	{ "net", "echo", 0, 1, cmd_net_echo, "net echo [timeout_ms]" },
 	{ "net", "close", 0, 0, cmd_net_close, "net close" },
 	{ "vsock", "listen", 1, 1, cmd_vsock_listen, "vsock listen <port>" },
+	{ "http", NULL, 3, AGENT_MAX_ARGS - 1, cmd_http,
+	  "http <ipv4> <method> <path> [Name:value]..." },
 	{ "vsock", "connect", 3, AGENT_MAX_ARGS, cmd_vsock_connect,
 	  "vsock connect <cid> <port> <text>" },
 };
