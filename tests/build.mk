@@ -89,7 +89,10 @@ integration-tests: $(INTEG_TESTS)
 FUZZ_SECONDS  ?= 15
 FUZZ_CLANG    ?= clang
 FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_CFLAGS    = -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -Wall -Wno-unused-parameter \
+# FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION (libFuzzer's convention): what is random in
+# production is fixed there, so the fuzzer can answer it (MMDS's TCP initial sequence).
+FUZZ_CFLAGS    = -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
+	-I. -Wall -Wno-unused-parameter \
 	-fno-omit-frame-pointer $(FUZZ_SANITIZE)
 FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS) \
 	$(POOL_SRCS))

@@ -4,6 +4,7 @@
  * buffers with a vnet header, the MAC is in config space, the tap's offloads
  * follow the acked features, and a transmit flood is served a budget at a time. */
 #include "tests/unit/test_virtio_harness.h"
+#include "api/api.h"
 
 #include <arpa/inet.h>
 #include <linux/if_ether.h>
@@ -257,6 +258,34 @@ static void test_receive_rate_limit_leaves_frames_in_the_tap(void **state)
 	assert_int_equal(take_all(&f->q[0]), 1);
 }
 
+/* The MMDS configuration of an interface goes into its section and back. */
+static void test_mmds_configuration_survives_a_snapshot(void **state)
+{
+	NEED_NETNS();
+	struct fx *f = *state;
+	struct api_mmds *m;
+	struct api_mmds_config cfg = {
+	    .version = API_MMDS_V2, .ipv4 = 0xa9fea902u, .imds_compat = true};
+	struct virtio_saved s;
+	uint32_t version;
+	bool compat;
+
+	assert_int_equal(api_mmds_create(0, &m), 0);
+	api_mmds_set_config(m, &cfg);
+	assert_int_equal(virtio_net_set_mmds(f->d, m), 0);
+	h_file_roundtrip(f->d, &s);
+	assert_int_equal(s.dev.net.mmds_ipv4, 0xa9fea902u);
+	assert_int_equal(s.dev.net.mmds_version, API_MMDS_V2);
+	assert_true(s.dev.net.mmds_imds_compat);
+	assert_int_equal(virtio_net_set_mmds(f->d, NULL), 0);
+	assert_int_equal(virtio_net_saved_mmds(f->d, &version, &compat), 0);
+	assert_int_equal(virtio_restore(f->d, &s), 0);
+	assert_int_equal(virtio_net_saved_mmds(f->d, &version, &compat), 0xa9fea902u);
+	assert_int_equal(version, API_MMDS_V2);
+	assert_true(compat);
+	api_mmds_destroy(m);
+}
+
 static void test_offloads_follow_acked_features(void **state)
 {
 	NEED_NETNS();
@@ -357,6 +386,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_reapplies_and_checks_mac, setup_all,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_mmds_configuration_survives_a_snapshot,
+					    setup_plain, teardown),
 	    cmocka_unit_test_setup_teardown(test_transmit_rate_limit_holds_frames_back, setup_plain,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_receive_rate_limit_leaves_frames_in_the_tap,

@@ -426,8 +426,12 @@ static void tcp(struct mmds_net *n, const uint8_t *mac, const uint8_t *ip, const
 		c->peer_port = sport;
 		memcpy(c->peer_mac, mac, 6);
 		c->rcv_nxt = seq + 1;
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+		c->iss = 0x1000; /* the fuzzer must be able to acknowledge our SYN */
+#else
 		if (getrandom(&c->iss, sizeof(c->iss), 0) != sizeof(c->iss))
 			c->iss = (uint32_t)now_ns;
+#endif
 		c->snd_una = c->iss;
 		c->snd_nxt = c->iss + 1;
 		c->peer_mss = parse_mss(t + TCP_HLEN, hl - TCP_HLEN);
@@ -472,8 +476,10 @@ static void tcp(struct mmds_net *n, const uint8_t *mac, const uint8_t *ip, const
 		}
 		if (from_resp > c->resp_len)
 			from_resp = c->resp_len;
-		memmove(c->resp, c->resp + from_resp, c->resp_len - from_resp);
-		c->resp_len -= from_resp;
+		if (from_resp) {
+			memmove(c->resp, c->resp + from_resp, c->resp_len - from_resp);
+			c->resp_len -= from_resp;
+		}
 		c->snd_una = ack;
 	} else if (dup && !plen && !(flags & TCP_FIN) && c->snd_nxt != c->snd_una &&
 		   c->state == T_ESTABLISHED) {
