@@ -84,6 +84,8 @@ struct api_counters {
 	uint64_t last_load_snapshot_us; /* request handling of PUT /snapshot/load, parse included */
 	uint64_t last_create_snapshot_us;
 	uint64_t last_instance_start_us;
+	uint64_t metrics_missed; /* lines dropped: the metrics pipe was full */
+	uint64_t metrics_fails;	 /* lines whose write failed otherwise */
 };
 
 struct api_server {
@@ -108,6 +110,9 @@ struct api_server {
 	char failed_reason[600];
 	struct api_machine_config mcfg; /* last accepted, for GET without get_machine_config */
 	int metrics_fd;
+	/* The tail of a metrics line a full pipe cut short (owned); written first next time. */
+	char *metrics_pending;
+	size_t metrics_pending_off, metrics_pending_len;
 	int metrics_timer_fd;		/* periodic flush; -1 until PUT /metrics */
 	unsigned int metrics_period_ms; /* 0: no periodic flush */
 	struct api_counters cnt;
@@ -133,6 +138,9 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 	       const char *body, size_t body_len);
 /* server.c: starts the periodic metrics flush once a destination is configured. */
 int api_metrics_timer_start(struct api_server *srv);
+/* route.c: opens a log or metrics destination as Firecracker does (read-write,
+ * non-blocking, created if missing): an fd, or -errno with err filled. */
+int api_open_output(const char *path, struct api_error *err, const char *what);
 /* route.c: a {"fault_message"} reply. */
 void api_reply_fault(struct api_server *srv, int status, const char *msg);
 /* route.c: defaults of the state machine and the counters. */

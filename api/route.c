@@ -858,11 +858,16 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, stru
 
 /* ---- metrics and logger owned by the API ------------------------------------------------- */
 
-static int open_output(const char *path, struct api_error *err, const char *what)
+/* Firecracker's way of opening the log and metrics destinations: read-write, non-blocking,
+ * created when missing. Read-write matters for a named pipe: a write-only, non-blocking open
+ * of a FIFO nobody reads yet fails with ENXIO, while a read-write one succeeds (this process
+ * holds the read end too), so a client may create the FIFO and start its reader later, as
+ * firecracker-go-sdk and firecracker-containerd do. Lines written before a reader comes wait
+ * in the pipe (64 KiB); past that they are dropped, never blocking the VMM's loop. A regular
+ * file is appended to. */
+int api_open_output(const char *path, struct api_error *err, const char *what)
 {
-	/* Non-blocking so a named pipe nobody reads never stalls the VMM's loop. */
-	int fd =
-	    open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
+	int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
 
 	if (fd < 0) {
 		int e = errno;
@@ -873,6 +878,59 @@ static int open_output(const char *path, struct api_error *err, const char *what
 	return fd;
 }
 
+/* Writes what is left of a metrics line a full pipe cut short. 0 when nothing is left. */
+static int metrics_drain(struct api_server *srv)
+{
+	while (srv->metrics_pending_len) {
+		ssize_t w = write(srv->metrics_fd, srv->metrics_pending + srv->metrics_pending_off,
+				  srv->metrics_pending_len);
+
+		if (w < 0)
+			return errno == EINTR ? -EINTR : -errno;
+		srv->metrics_pending_off += (size_t)w;
+		srv->metrics_pending_len -= (size_t)w;
+	}
+	free(srv->metrics_pending);
+	srv->metrics_pending = NULL;
+	srv->metrics_pending_off = 0;
+	return 0;
+}
+
+/* One metrics line out: a pipe may take part of it (non-blocking writes above PIPE_BUF are
+ * not atomic); the rest is kept and goes first next time, so a reader never sees two lines
+ * interleaved. A line that finds the pipe still full is dropped and counted. */
+static int metrics_write_line(struct api_server *srv, char *buf, size_t len)
+{
+	ssize_t w;
+
+	if (metrics_drain(srv) < 0) {
+		srv->cnt.metrics_missed++;
+		free(buf);
+		return 0;
+	}
+	w = write(srv->metrics_fd, buf, len);
+	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		srv->cnt.metrics_missed++;
+		free(buf);
+		return 0;
+	}
+	if (w < 0) {
+		int e = errno;
+
+		srv->cnt.metrics_fails++;
+		free(buf);
+		return -e;
+	}
+	if ((size_t)w < len) {
+		srv->metrics_pending = buf;
+		srv->metrics_pending_off = (size_t)w;
+		srv->metrics_pending_len = len - (size_t)w;
+		return 0;
+	}
+	free(buf);
+	return 0;
+}
+
 int api_server_flush_metrics(struct api_server *srv)
 {
 	const struct api_counters *c = &srv->cnt;
@@ -881,7 +939,6 @@ int api_server_flush_metrics(struct api_server *srv)
 	const char *line;
 	size_t len;
 	char *buf;
-	ssize_t w;
 	int ret = 0;
 
 	if (srv->metrics_fd < 0)
@@ -928,12 +985,7 @@ int api_server_flush_metrics(struct api_server *srv)
 	}
 	memcpy(buf, line, len);
 	buf[len] = '\n';
-	w = write(srv->metrics_fd, buf, len + 1);
-	if (w < 0)
-		ret = -errno;
-	else if ((size_t)w != len + 1)
-		ret = -EIO;
-	free(buf);
+	ret = metrics_write_line(srv, buf, len + 1);
 out:
 	json_object_put(root);
 	return ret;
@@ -948,7 +1000,7 @@ static int default_logger(const struct api_logger *l, struct api_error *err)
 	int fd;
 
 	if (l->log_path[0]) {
-		fd = open_output(l->log_path, err, "log");
+		fd = api_open_output(l->log_path, err, "log");
 		if (fd < 0)
 			return fd;
 		if (dup2(fd, STDERR_FILENO) < 0) {
@@ -1442,7 +1494,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 			reply_fault(srv, 400, "The metrics system is already configured.");
 			return;
 		}
-		fd = open_output(mpath, err, "metrics");
+		fd = api_open_output(mpath, err, "metrics");
 		if (fd < 0) {
 			reply_op(srv, fd, err);
 			return;

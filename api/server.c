@@ -1003,6 +1003,7 @@ void api_server_destroy(struct api_server *srv)
 	close(srv->ep_fd);
 	if (srv->metrics_fd >= 0)
 		close(srv->metrics_fd);
+	free(srv->metrics_pending);
 	if (srv->metrics_timer_fd >= 0)
 		close(srv->metrics_timer_fd);
 	json_tokener_free(srv->tok);

@@ -3,6 +3,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/stat.h>
+
 #include <cmocka.h>
 
 #include "tests/unit/test_api_harness.h"
@@ -393,6 +395,91 @@ static void metrics_and_flush(void **state)
 	h_stop(h);
 }
 
+/* firecracker-go-sdk and firecracker-containerd create the log and metrics FIFOs and
+ * start reading them only after the PUTs: opening must not need a reader yet. */
+static void log_and_metrics_fifos_work_before_a_reader(void **state)
+{
+	static const struct api_ops none;
+	struct harness *h = h_start_ops(&none, 0);
+	char mpath[160], lpath[160], body[256], buf[8192];
+	int saved = dup(STDERR_FILENO), mfd, lfd;
+	json_object *o, *v;
+	ssize_t n;
+
+	snprintf(mpath, sizeof(mpath), "%s/metrics.fifo", h->dir);
+	snprintf(lpath, sizeof(lpath), "%s/log.fifo", h->dir);
+	assert_int_equal(mkfifo(mpath, 0600), 0);
+	assert_int_equal(mkfifo(lpath, 0600), 0);
+	snprintf(body, sizeof(body), "{\"log_path\": \"%s\", \"level\": \"Warning\"}", lpath);
+	assert_int_equal(PUT(h, "/logger", body), 204);
+	snprintf(body, sizeof(body), "{\"metrics_path\": \"%s\"}", mpath);
+	assert_int_equal(PUT(h, "/metrics", body), 204);
+	/* Nobody reads yet: the line waits in the pipe. */
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"FlushMetrics\"}"), 204);
+	assert_int_equal(H_RAW(h, "BROKEN\r\n\r\n", NULL), 400);
+
+	/* The readers come late and find what was written (before stderr is put back: a
+	 * FIFO's contents go with its last open descriptor). */
+	mfd = open(mpath, O_RDONLY | O_NONBLOCK);
+	lfd = open(lpath, O_RDONLY | O_NONBLOCK);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	assert_true(mfd >= 0 && lfd >= 0);
+	n = read(mfd, buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strchr(buf, '\n'));
+	*strchr(buf, '\n') = '\0';
+	o = json_tokener_parse(buf);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "utc_timestamp_ms", &v));
+	json_object_put(o);
+	n = read(lfd, buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "Malformed HTTP request"));
+	close(mfd);
+	close(lfd);
+	log_set_level(LOG_INFO);
+	h_stop(h);
+}
+
+/* A metrics FIFO nobody ever reads fills up; flushing goes on answering 204 and never
+ * blocks the server, and a reader then sees only whole lines. */
+static void a_full_metrics_fifo_drops_whole_lines(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	char mpath[160], body[256];
+	static char buf[1 << 17];
+	size_t total = 0;
+	ssize_t n;
+	int i, fd;
+
+	snprintf(mpath, sizeof(mpath), "%s/metrics.fifo", h->dir);
+	assert_int_equal(mkfifo(mpath, 0600), 0);
+	snprintf(body, sizeof(body), "{\"metrics_path\": \"%s\"}", mpath);
+	assert_int_equal(PUT(h, "/metrics", body), 204);
+	for (i = 0; i < 400; i++)
+		assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"FlushMetrics\"}"), 204);
+	fd = open(mpath, O_RDONLY | O_NONBLOCK);
+	assert_true(fd >= 0);
+	while ((n = read(fd, buf + total, sizeof(buf) - 1 - total)) > 0)
+		total += (size_t)n;
+	close(fd);
+	assert_true(total > 0);
+	buf[total] = '\0';
+	/* Every complete line parses; a cut-short line may end the pipe's contents. */
+	for (char *line = buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+		json_object *o;
+
+		*nl = '\0';
+		o = json_tokener_parse(line);
+		assert_non_null(o);
+		json_object_put(o);
+	}
+	h_stop(h);
+}
+
 static void metrics_are_flushed_periodically(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
@@ -707,6 +794,8 @@ int main(void)
 	    cmocka_unit_test(default_logger_redirects_stderr),
 	    cmocka_unit_test(metrics_and_flush),
 	    cmocka_unit_test(metrics_are_flushed_periodically),
+	    cmocka_unit_test(log_and_metrics_fifos_work_before_a_reader),
+	    cmocka_unit_test(a_full_metrics_fifo_drops_whole_lines),
 	    cmocka_unit_test(actions_and_vm_state),
 	    cmocka_unit_test(snapshot_create_is_parsed),
 	    cmocka_unit_test(snapshot_load_is_parsed),
