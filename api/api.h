@@ -45,6 +45,8 @@ struct json_object;
 #define API_MAC_LEN		18 /* "aa:bb:cc:dd:ee:ff" */
 #define API_MAX_NET_OVERRIDES	16
 #define API_MAX_DRIVE_OVERRIDES 16
+#define API_MAX_DRIVES		16 /* devices GET /vm/config and --config-file carry */
+#define API_MAX_NETS		16
 #define API_MAX_VCPUS		32
 #define API_MAX_MEM_MIB		(1024u * 1024u) /* 1 TiB */
 
@@ -206,6 +208,21 @@ struct api_snapshot_load {
 	char snapshot_paths[API_PATH_LEN];
 };
 
+/* `GET /vm/config` (and what `--config-file` configures): the boot source and devices, as
+ * the API accepted them before boot or, after a snapshot load, as the VMM reports them. */
+struct api_vm_config {
+	bool has_boot_source;
+	struct api_boot_source boot;
+	uint32_t n_drives;
+	struct api_drive drives[API_MAX_DRIVES];
+	uint32_t n_nets;
+	struct api_net nets[API_MAX_NETS];
+	bool has_vsock;
+	struct api_vsock vsock;
+	bool has_entropy;
+	struct api_entropy entropy;
+};
+
 /* ---- what the VMM implements -------------------------------------------------------------- */
 
 enum api_vm_state { API_VM_NOT_STARTED, API_VM_RUNNING, API_VM_PAUSED };
@@ -289,6 +306,11 @@ struct api_ops {
 	 * configured). On success the VM is running if req->resume_vm, else paused. Failure
 	 * moves the API to the failed state unless err->keep_state. */
 	int (*snapshot_load)(void *ctx, const struct api_snapshot_load *req, struct api_error *err);
+
+	/* GET /vm/config after a snapshot load: fills `cfg` (zeroed by the caller) with the
+	 * snapshot's boot command line and devices with their host sides. Optional: without
+	 * it, or before a load, the API answers what it accepted itself. */
+	int (*get_vm_config)(void *ctx, struct api_vm_config *cfg, struct api_error *err);
 
 	/* FlushMetrics (and api_server_flush_metrics): a new json object whose members are
 	 * written, with the API's own counters and a timestamp, as one line to the metrics

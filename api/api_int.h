@@ -72,6 +72,10 @@ struct api_reply {
 	int status;
 	size_t len;
 	char body[API_REPLY_MAX];
+	/* A body larger than `body` (GET /vm/config): malloc'd, taken over by the transport;
+	 * NULL for none. */
+	char *big;
+	size_t big_len;
 };
 
 struct api_counters {
@@ -107,8 +111,13 @@ struct api_server {
 	enum api_phase phase;
 	bool boot_source_set;
 	bool paused;
+	bool loaded; /* started by a snapshot load, not InstanceStart */
 	char failed_reason[600];
 	struct api_machine_config mcfg; /* last accepted, for GET without get_machine_config */
+	struct api_vm_config *vmcfg;	/* what pre-boot PUTs were accepted, for GET /vm/config */
+	bool has_logger;
+	struct api_logger logger; /* the last PUT /logger accepted */
+	char metrics_path[API_PATH_LEN];
 	int metrics_fd;
 	/* The tail of a metrics line a full pipe cut short (owned); written first next time. */
 	char *metrics_pending;

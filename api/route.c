@@ -1034,6 +1034,8 @@ enum res {
 	RES_SNAP_LOAD,
 	RES_LOGGER,
 	RES_METRICS,
+	RES_VERSION,
+	RES_VM_CONFIG,
 	RES_NONE,
 };
 
@@ -1057,6 +1059,8 @@ static enum res match_path(const char *p, size_t len, const char **id, size_t *i
 	    {"/snapshot/load", RES_SNAP_LOAD, false},
 	    {"/logger", RES_LOGGER, false},
 	    {"/metrics", RES_METRICS, false},
+	    {"/version", RES_VERSION, false},
+	    {"/vm/config", RES_VM_CONFIG, false},
 	};
 	size_t i;
 
@@ -1254,6 +1258,283 @@ static json_object *parse_body(struct api_server *srv, const char *body, size_t 
 	return obj;
 }
 
+/* ---- GET /version, GET /vm/config and the record behind it -------------------------------- */
+
+/* Keeps what a pre-boot PUT the VMM accepted configured, for GET /vm/config: a second PUT
+ * of the same resource or id replaces the first, as it does in the VMM. */
+static void record_config(struct api_server *srv, enum res res)
+{
+	struct api_vm_config *v = srv->vmcfg;
+	uint32_t i;
+
+	switch (res) {
+	case RES_BOOT_SOURCE:
+		v->boot = srv->scratch.boot;
+		v->has_boot_source = true;
+		break;
+	case RES_DRIVES:
+		for (i = 0; i < v->n_drives; i++)
+			if (!strcmp(v->drives[i].drive_id, srv->scratch.drive.drive_id))
+				break;
+		if (i < API_MAX_DRIVES) {
+			v->drives[i] = srv->scratch.drive;
+			v->n_drives += i == v->n_drives;
+		}
+		break;
+	case RES_NET:
+		for (i = 0; i < v->n_nets; i++)
+			if (!strcmp(v->nets[i].iface_id, srv->scratch.net.iface_id))
+				break;
+		if (i < API_MAX_NETS) {
+			v->nets[i] = srv->scratch.net;
+			v->n_nets += i == v->n_nets;
+		}
+		break;
+	case RES_VSOCK:
+		v->vsock = srv->scratch.vsock;
+		v->has_vsock = true;
+		break;
+	case RES_ENTROPY:
+		v->entropy = srv->scratch.entropy;
+		v->has_entropy = true;
+		break;
+	default:
+		break;
+	}
+}
+
+/* "" as JSON null, as Firecracker's optional strings are. */
+static json_object *j_str_or_null(const char *s)
+{
+	return s[0] ? json_object_new_string(s) : NULL;
+}
+
+static json_object *bucket_json(const struct api_token_bucket *b)
+{
+	json_object *o;
+
+	if (!b->present)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "size", json_object_new_uint64(b->size));
+	json_object_object_add(o, "one_time_burst", json_object_new_uint64(b->one_time_burst));
+	json_object_object_add(o, "refill_time", json_object_new_uint64(b->refill_time));
+	return o;
+}
+
+static json_object *rate_limiter_json(const struct api_rate_limiter *rl)
+{
+	json_object *o;
+
+	if (!rl->present)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "bandwidth", bucket_json(&rl->bandwidth));
+	json_object_object_add(o, "ops", bucket_json(&rl->ops));
+	return o;
+}
+
+static json_object *drive_json(const struct api_drive *d)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "drive_id", json_object_new_string(d->drive_id));
+	json_object_object_add(o, "partuuid", j_str_or_null(d->partuuid));
+	json_object_object_add(o, "is_root_device", json_object_new_boolean(d->is_root_device));
+	json_object_object_add(o, "cache_type",
+			       json_object_new_string(cache_type_names[d->cache_type & 1]));
+	json_object_object_add(o, "is_read_only", json_object_new_boolean(d->is_read_only));
+	json_object_object_add(o, "path_on_host", j_str_or_null(d->path_on_host));
+	json_object_object_add(o, "rate_limiter", rate_limiter_json(&d->rate_limiter));
+	json_object_object_add(o, "io_engine",
+			       json_object_new_string(io_engine_names[d->io_engine & 1]));
+	json_object_object_add(o, "socket", j_str_or_null(d->socket));
+	return o;
+}
+
+static json_object *net_json(const struct api_net *n)
+{
+	json_object *o = json_object_new_object();
+	char mac[API_MAC_LEN];
+
+	json_object_object_add(o, "iface_id", json_object_new_string(n->iface_id));
+	json_object_object_add(o, "host_dev_name", json_object_new_string(n->host_dev_name));
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+		 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+		 n->guest_mac[5]);
+	json_object_object_add(o, "guest_mac",
+			       n->has_guest_mac ? json_object_new_string(mac) : NULL);
+	json_object_object_add(o, "rx_rate_limiter", rate_limiter_json(&n->rx_rate_limiter));
+	json_object_object_add(o, "tx_rate_limiter", rate_limiter_json(&n->tx_rate_limiter));
+	return o;
+}
+
+static json_object *machine_config_json(const struct api_machine_config *c)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "vcpu_count", json_object_new_int64(c->vcpu_count));
+	json_object_object_add(o, "mem_size_mib", json_object_new_int64(c->mem_size_mib));
+	json_object_object_add(o, "smt", json_object_new_boolean(c->smt));
+	json_object_object_add(o, "track_dirty_pages",
+			       json_object_new_boolean(c->track_dirty_pages));
+	json_object_object_add(
+	    o, "cpu_template",
+	    json_object_new_string(
+		cpu_template_names[c->cpu_template <= API_CPU_TEMPLATE_V1N1 ? c->cpu_template
+									    : 0]));
+	json_object_object_add(
+	    o, "huge_pages",
+	    json_object_new_string(
+		huge_pages_names[c->huge_pages <= API_HUGE_PAGES_2M ? c->huge_pages : 0]));
+	return o;
+}
+
+/* Firecracker's FullVmConfiguration: every member present, absent ones null. */
+static json_object *vm_config_json(struct api_server *srv, const struct api_vm_config *v,
+				   const struct api_machine_config *mc)
+{
+	json_object *o = json_object_new_object(), *arr;
+	uint32_t i;
+
+	json_object_object_add(o, "balloon", NULL);
+	arr = json_object_new_array();
+	for (i = 0; i < v->n_drives && i < API_MAX_DRIVES; i++)
+		json_object_array_add(arr, drive_json(&v->drives[i]));
+	json_object_object_add(o, "drives", arr);
+	if (v->has_boot_source) {
+		json_object *b = json_object_new_object();
+
+		json_object_object_add(b, "kernel_image_path",
+				       json_object_new_string(v->boot.kernel_image_path));
+		json_object_object_add(b, "initrd_path", j_str_or_null(v->boot.initrd_path));
+		json_object_object_add(b, "boot_args", j_str_or_null(v->boot.boot_args));
+		json_object_object_add(o, "boot-source", b);
+	} else {
+		json_object_object_add(o, "boot-source", NULL);
+	}
+	json_object_object_add(o, "cpu-config", NULL);
+	if (srv->has_logger) {
+		json_object *l = json_object_new_object();
+
+		json_object_object_add(l, "log_path", j_str_or_null(srv->logger.log_path));
+		json_object_object_add(
+		    l, "level",
+		    json_object_new_string(
+			log_level_names[srv->logger.has_level ? srv->logger.level : API_LOG_INFO]));
+		json_object_object_add(l, "show_level",
+				       json_object_new_boolean(srv->logger.show_level));
+		json_object_object_add(l, "show_log_origin",
+				       json_object_new_boolean(srv->logger.show_log_origin));
+		json_object_object_add(l, "module", j_str_or_null(srv->logger.module));
+		json_object_object_add(o, "logger", l);
+	} else {
+		json_object_object_add(o, "logger", NULL);
+	}
+	json_object_object_add(o, "machine-config", machine_config_json(mc));
+	if (srv->metrics_path[0]) {
+		json_object *m = json_object_new_object();
+
+		json_object_object_add(m, "metrics_path",
+				       json_object_new_string(srv->metrics_path));
+		json_object_object_add(o, "metrics", m);
+	} else {
+		json_object_object_add(o, "metrics", NULL);
+	}
+	json_object_object_add(o, "mmds-config", NULL);
+	arr = json_object_new_array();
+	for (i = 0; i < v->n_nets && i < API_MAX_NETS; i++)
+		json_object_array_add(arr, net_json(&v->nets[i]));
+	json_object_object_add(o, "network-interfaces", arr);
+	if (v->has_vsock) {
+		json_object *vs = json_object_new_object();
+
+		json_object_object_add(vs, "guest_cid", json_object_new_int64(v->vsock.guest_cid));
+		json_object_object_add(vs, "uds_path", json_object_new_string(v->vsock.uds_path));
+		json_object_object_add(o, "vsock", vs);
+	} else {
+		json_object_object_add(o, "vsock", NULL);
+	}
+	if (v->has_entropy) {
+		json_object *e = json_object_new_object();
+
+		json_object_object_add(e, "rate_limiter",
+				       rate_limiter_json(&v->entropy.rate_limiter));
+		json_object_object_add(o, "entropy", e);
+	} else {
+		json_object_object_add(o, "entropy", NULL);
+	}
+	return o;
+}
+
+/* A 200 with `o` serialised (the reference is taken); bodies past srv->reply's buffer go
+ * out through reply.big. */
+static void reply_json(struct api_server *srv, json_object *o)
+{
+	const char *s;
+	size_t len;
+
+	s = o ? json_object_to_json_string_length(o, JSON_C_TO_STRING_SPACED, &len) : NULL;
+	if (!s) {
+		reply_fault(srv, 500, "Out of memory building the reply.");
+		json_object_put(o);
+		return;
+	}
+	if (len <= sizeof(srv->reply.body)) {
+		memcpy(srv->reply.body, s, len);
+		srv->reply.len = len;
+	} else {
+		srv->reply.big = malloc(len);
+		if (!srv->reply.big) {
+			reply_fault(srv, 500, "Out of memory building the reply.");
+			json_object_put(o);
+			return;
+		}
+		memcpy(srv->reply.big, s, len);
+		srv->reply.big_len = len;
+		srv->reply.len = 0;
+	}
+	srv->reply.status = 200;
+	json_object_put(o);
+}
+
+static void reply_vm_config(struct api_server *srv, struct api_error *err)
+{
+	struct api_machine_config mc;
+	struct api_vm_config *loaded = NULL;
+	int ret = current_mcfg(srv, &mc, err);
+
+	if (ret) {
+		reply_op(srv, ret, err);
+		return;
+	}
+	if (srv->phase == API_PHASE_STARTED && srv->loaded && srv->ops->get_vm_config) {
+		loaded = calloc(1, sizeof(*loaded));
+		if (!loaded) {
+			reply_fault(srv, 500, "Out of memory building the reply.");
+			return;
+		}
+		ret = srv->ops->get_vm_config(srv->ctx, loaded, err);
+		if (ret) {
+			free(loaded);
+			reply_op(srv, ret, err);
+			return;
+		}
+	}
+	reply_json(srv, vm_config_json(srv, loaded ? loaded : srv->vmcfg, &mc));
+	free(loaded);
+}
+
+/* GET /version: Firecracker's shape; the version is thaw's own. */
+static void reply_version(struct api_server *srv)
+{
+	int n = snprintf(srv->reply.body, sizeof(srv->reply.body),
+			 "{\"firecracker_version\": \"%s\"}", API_VMM_VERSION);
+
+	srv->reply.status = 200;
+	srv->reply.len = (size_t)n;
+}
+
 static void route_actions(struct api_server *srv, json_object *o, struct api_error *err)
 {
 	static const char *const known[] = {"action_type", NULL};
@@ -1419,8 +1700,10 @@ static void route_config(struct api_server *srv, enum res res, enum http_method 
 		break;
 	}
 	reply_op(srv, ret, err);
-	if (ret == 0)
+	if (ret == 0) {
 		srv->phase = API_PHASE_CONFIGURING;
+		record_config(srv, res);
+	}
 }
 
 static void route_body(struct api_server *srv, enum res res, enum http_method m, const char *path,
@@ -1471,6 +1754,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 		if (ret == 0) {
 			srv->phase = API_PHASE_STARTED;
 			srv->paused = !srv->scratch.sload.resume_vm;
+			srv->loaded = true;
 		} else if (!err->keep_state) {
 			enter_failed(srv, "Snapshot load", err);
 		}
@@ -1483,6 +1767,10 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 		ret = ops->put_logger ? ops->put_logger(srv->ctx, &srv->scratch.logger, err)
 				      : default_logger(&srv->scratch.logger, err);
 		reply_op(srv, ret, err);
+		if (ret == 0) {
+			srv->logger = srv->scratch.logger;
+			srv->has_logger = true;
+		}
 		return;
 	case RES_METRICS:
 		if (j_known(o, "metrics", metrics_known, err) < 0 ||
@@ -1500,6 +1788,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 			return;
 		}
 		srv->metrics_fd = fd;
+		memcpy(srv->metrics_path, mpath, sizeof(mpath));
 		/* Without the periodic flush metrics still work through FlushMetrics. */
 		if (api_metrics_timer_start(srv) < 0)
 			log_warn("api: periodic metrics flush not available");
@@ -1520,12 +1809,19 @@ void api_state_init(struct api_server *srv)
 	memset(&srv->mcfg, 0, sizeof(srv->mcfg));
 	srv->mcfg.vcpu_count = 1;
 	srv->mcfg.mem_size_mib = 128;
+	srv->loaded = false;
+	srv->has_logger = false;
+	srv->metrics_path[0] = '\0';
+	if (srv->vmcfg)
+		memset(srv->vmcfg, 0, sizeof(*srv->vmcfg));
 }
 
 static bool method_ok(enum res res, enum http_method m)
 {
 	switch (res) {
 	case RES_ROOT:
+	case RES_VERSION:
+	case RES_VM_CONFIG:
 		return m == HTTP_GET;
 	case RES_MACHINE_CONFIG:
 		return m == HTTP_GET || m == HTTP_PUT || m == HTTP_PATCH;
@@ -1594,8 +1890,17 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 	}
 
 	if (method == HTTP_GET) {
+		if (body_len) {
+			/* Firecracker refuses these too: a body would be silently ignored. */
+			reply_fault(srv, 400, "A GET request takes no body.");
+			return;
+		}
 		if (res == RES_ROOT) {
 			reply_root(srv);
+		} else if (res == RES_VERSION) {
+			reply_version(srv);
+		} else if (res == RES_VM_CONFIG) {
+			reply_vm_config(srv, &err);
 		} else {
 			struct api_machine_config c;
 			int ret = current_mcfg(srv, &c, &err);

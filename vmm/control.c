@@ -3,6 +3,7 @@
  * on the main thread. */
 #include "vmm/vmm.h"
 #include "api/api.h"
+#include "vmm/snapshot_int.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -357,6 +358,42 @@ static json_object *metrics(void *ctx)
 	return m;
 }
 
+/* GET /vm/config after a load: the snapshot's command line and its devices with the host
+ * sides this load gave them (the restore plan keeps both). */
+static int get_vm_config(void *ctx, struct api_vm_config *v, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	const struct vm_config *d = c->vm->plan ? &c->vm->plan->devices : NULL;
+
+	v->has_boot_source = true;
+	snprintf(v->boot.boot_args, sizeof(v->boot.boot_args), "%s", c->vm->cmdline);
+	if (!d)
+		return 0;
+	for (unsigned i = 0; i < d->nr_drives && i < API_MAX_DRIVES; i++) {
+		struct api_drive *a = &v->drives[v->n_drives++];
+
+		snprintf(a->drive_id, sizeof(a->drive_id), "%s", d->drives[i].id);
+		snprintf(a->path_on_host, sizeof(a->path_on_host), "%s", d->drives[i].path);
+		a->is_read_only = d->drives[i].read_only;
+		a->is_root_device = d->drives[i].root;
+	}
+	for (unsigned i = 0; i < d->nr_nets && i < API_MAX_NETS; i++) {
+		struct api_net *a = &v->nets[v->n_nets++];
+
+		snprintf(a->iface_id, sizeof(a->iface_id), "%s", d->nets[i].id);
+		snprintf(a->host_dev_name, sizeof(a->host_dev_name), "%s", d->nets[i].tap);
+		a->has_guest_mac = d->nets[i].has_mac;
+		memcpy(a->guest_mac, d->nets[i].mac, sizeof(a->guest_mac));
+	}
+	if (d->vsock.guest_cid) {
+		v->has_vsock = true;
+		v->vsock.guest_cid = d->vsock.guest_cid;
+		snprintf(v->vsock.uds_path, sizeof(v->vsock.uds_path), "%s", d->vsock.uds);
+	}
+	v->has_entropy = d->rng;
+	return 0;
+}
+
 static const struct api_ops thaw_api_ops = {
     .describe = describe,
     .get_machine_config = get_machine_config,
@@ -372,6 +409,7 @@ static const struct api_ops thaw_api_ops = {
     .snapshot_create = snapshot_create,
     .snapshot_load = snapshot_load,
     .metrics = metrics,
+    .get_vm_config = get_vm_config,
     /* send_ctrl_alt_del: thaw emulates no i8042 keyboard, so the API answers that
      * it is not supported. put_logger: the API's default redirects our log. */
 };

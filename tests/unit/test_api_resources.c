@@ -506,6 +506,123 @@ static void metrics_are_flushed_periodically(void **state)
 	h_stop(h);
 }
 
+static void version_has_firecrackers_shape(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	json_object *o, *v;
+
+	assert_int_equal(h_req(h, "GET", "/version", NULL), 200);
+	o = json_tokener_parse(h_body());
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "firecracker_version", &v));
+	assert_true(json_object_is_type(v, json_type_string));
+	json_object_put(o);
+	assert_400(h_req(h, "PUT", "/version", "{}"), "Invalid request method");
+	assert_400(h_req(h, "GET", "/version", "{}"), "takes no body");
+	assert_400(h_req(h, "GET", "/", "{\"a\": 1}"), "takes no body");
+	h_stop(h);
+}
+
+/* GET /vm/config answers Firecracker's FullVmConfiguration: every member present, what
+ * was configured as the client would PUT it again, the rest null or []. */
+static void vm_config_lists_everything_configured(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	char body[2048], longp[1200];
+	json_object *o, *v, *d, *w;
+
+	assert_int_equal(h_req(h, "GET", "/vm/config", NULL), 200);
+	o = json_tokener_parse(h_body());
+	assert_non_null(o);
+	for (const char *const *k =
+		 (const char *const[]){"balloon", "boot-source", "cpu-config", "logger", "metrics",
+				       "mmds-config", "vsock", "entropy", NULL};
+	     *k; k++) {
+		assert_true(json_object_object_get_ex(o, *k, &v));
+		assert_null(v);
+	}
+	assert_true(json_object_object_get_ex(o, "drives", &v));
+	assert_int_equal(json_object_array_length(v), 0);
+	assert_true(json_object_object_get_ex(o, "machine-config", &v));
+	assert_true(json_object_object_get_ex(v, "mem_size_mib", &w));
+	assert_int_equal(json_object_get_int(w), 128);
+	json_object_put(o);
+
+	assert_int_equal(PUT(h, "/boot-source",
+			     "{\"kernel_image_path\": \"/k\", \"boot_args\": "
+			     "\"console=ttyS0\"}"),
+			 204);
+	memset(longp, 'p', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	/* Five long paths: a body larger than one reply buffer. */
+	for (int i = 0; i < 5; i++) {
+		char path[32];
+
+		snprintf(path, sizeof(path), "/drives/d%d", i);
+		snprintf(body, sizeof(body),
+			 "{\"drive_id\": \"d%d\", \"path_on_host\": \"%s\", \"is_root_device\": "
+			 "%s, \"is_read_only\": true}",
+			 i, longp, i == 0 ? "true" : "false");
+		assert_int_equal(PUT(h, path, body), 204);
+	}
+	/* A second PUT of a drive replaces it. */
+	assert_int_equal(PUT(h, "/drives/d1",
+			     "{\"drive_id\": \"d1\", \"path_on_host\": \"/d1\", "
+			     "\"is_root_device\": false, \"rate_limiter\": "
+			     "{\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}"),
+			 204);
+	assert_int_equal(PUT(h, "/network-interfaces/eth0",
+			     "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": "
+			     "\"06:00:AC:10:00:02\"}"),
+			 204);
+	assert_int_equal(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/v.sock\"}"), 204);
+	assert_int_equal(PUT(h, "/entropy", "{}"), 204);
+	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}"),
+			 204);
+
+	assert_int_equal(h_req(h, "GET", "/vm/config", NULL), 200);
+	assert_true(strlen(h_body()) > 5000);
+	o = json_tokener_parse(h_body());
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "boot-source", &v));
+	assert_true(json_object_object_get_ex(v, "kernel_image_path", &w));
+	assert_string_equal(json_object_get_string(w), "/k");
+	assert_true(json_object_object_get_ex(v, "boot_args", &w));
+	assert_string_equal(json_object_get_string(w), "console=ttyS0");
+	assert_true(json_object_object_get_ex(o, "drives", &v));
+	assert_int_equal(json_object_array_length(v), 5);
+	d = json_object_array_get_idx(v, 1);
+	assert_true(json_object_object_get_ex(d, "path_on_host", &w));
+	assert_string_equal(json_object_get_string(w), "/d1");
+	assert_true(json_object_object_get_ex(d, "rate_limiter", &w));
+	assert_true(json_object_object_get_ex(w, "bandwidth", &w));
+	assert_true(json_object_object_get_ex(w, "size", &w));
+	assert_int_equal(json_object_get_int(w), 1000);
+	d = json_object_array_get_idx(v, 0);
+	assert_true(json_object_object_get_ex(d, "is_root_device", &w));
+	assert_true(json_object_get_boolean(w));
+	assert_true(json_object_object_get_ex(d, "cache_type", &w));
+	assert_string_equal(json_object_get_string(w), "Unsafe");
+	assert_true(json_object_object_get_ex(o, "network-interfaces", &v));
+	assert_int_equal(json_object_array_length(v), 1);
+	d = json_object_array_get_idx(v, 0);
+	assert_true(json_object_object_get_ex(d, "guest_mac", &w));
+	assert_string_equal(json_object_get_string(w), "06:00:ac:10:00:02");
+	assert_true(json_object_object_get_ex(o, "vsock", &v));
+	assert_true(json_object_object_get_ex(v, "guest_cid", &w));
+	assert_int_equal(json_object_get_int(w), 3);
+	assert_true(json_object_object_get_ex(o, "entropy", &v));
+	assert_non_null(v);
+	assert_true(json_object_object_get_ex(o, "machine-config", &v));
+	assert_true(json_object_object_get_ex(v, "vcpu_count", &w));
+	assert_int_equal(json_object_get_int(w), 2);
+	json_object_put(o);
+	/* The connection is still in step after a large body. */
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	h_stop(h);
+}
+
 static void actions_and_vm_state(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
@@ -796,6 +913,8 @@ int main(void)
 	    cmocka_unit_test(metrics_are_flushed_periodically),
 	    cmocka_unit_test(log_and_metrics_fifos_work_before_a_reader),
 	    cmocka_unit_test(a_full_metrics_fifo_drops_whole_lines),
+	    cmocka_unit_test(version_has_firecrackers_shape),
+	    cmocka_unit_test(vm_config_lists_everything_configured),
 	    cmocka_unit_test(actions_and_vm_state),
 	    cmocka_unit_test(snapshot_create_is_parsed),
 	    cmocka_unit_test(snapshot_load_is_parsed),
