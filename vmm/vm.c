@@ -390,19 +390,22 @@ static void com1_irq(void *opaque, int level)
 		log_ratelimited(LOG_WARN, "KVM_IRQ_LINE %d: %s", COM1_IRQ, strerror(errno));
 }
 
-/* i8042: only what Linux's reboot=k and its probe need. Writing 0xfe to the command
- * port pulses the CPU reset line: the guest asked to reboot, which for a microVM
- * means the end. */
-static void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
+/* The i8042's reset line: the guest asked to reboot, which for a microVM means the end. */
+static void i8042_reset(void *opaque)
+{
+	vm_request_exit(opaque, VMM_EXIT_OK, "guest reset through the i8042");
+}
+
+static void i8042_irq(void *opaque)
 {
 	struct vm *vm = opaque;
 
-	if (!is_write) {
-		memset(data, 0, len);
-		return;
-	}
-	if (offset == 4 && data[0] == 0xfe)
-		vm_request_exit(vm, VMM_EXIT_OK, "guest reset through the i8042");
+	struct kvm_irq_level up = {.irq = I8042_IRQ, .level = 1};
+	struct kvm_irq_level down = {.irq = I8042_IRQ, .level = 0};
+
+	/* An edge, as Firecracker's irqfd gives. */
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &up) < 0 || ioctl(vm->vm_fd, KVM_IRQ_LINE, &down) < 0)
+		log_ratelimited(LOG_WARN, "KVM_IRQ_LINE %d: %s", I8042_IRQ, strerror(errno));
 }
 
 static void panic_port_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
@@ -422,9 +425,10 @@ int vm_setup_legacy_devices(struct vm *vm)
 	int ret;
 
 	uart_init(&vm->com1, com1_out, com1_irq, vm);
+	i8042_init(&vm->i8042, i8042_reset, i8042_irq, vm);
 	ret = vmm_bus_register(&vm->pio, COM1_BASE, 8, uart_access, &vm->com1, "com1");
 	if (!ret)
-		ret = vmm_bus_register(&vm->pio, I8042_BASE, 5, i8042_access, vm, "i8042");
+		ret = vmm_bus_register(&vm->pio, I8042_BASE, 5, i8042_access, &vm->i8042, "i8042");
 	if (!ret)
 		ret = vmm_bus_register(&vm->pio, PANIC_PORT, 1, panic_port_access, vm, "panic");
 	return ret;

@@ -328,6 +328,42 @@ int uart_decode_section(const struct snap_section *sec, struct uart_state *st, c
 			size_t errlen);
 void uart_restore(struct uart *u, const struct uart_state *st);
 
+/* ---------------------------------------------------------------- i8042 (vmm/i8042.c) */
+
+#define I8042_BUF 16
+
+/* The controller's state only, so it can be saved, restored and unit tested. */
+struct i8042_state {
+	uint8_t status, control, outp;
+	uint8_t cmd; /* a command waiting for its data byte (0x60 or 0xd1), else 0 */
+	uint8_t buf[I8042_BUF];
+	uint8_t head, len;
+};
+
+struct i8042 {
+	struct i8042_state s;
+	pthread_mutex_t lock;
+	/* The guest pulsed the reset line (command 0xfe); called without the lock. */
+	void (*reset)(void *opaque);
+	/* Pulse IRQ 1: a byte is waiting; called without the lock. */
+	void (*irq)(void *opaque);
+	void *opaque;
+};
+
+void i8042_init(struct i8042 *k, void (*reset)(void *), void (*irq)(void *), void *opaque);
+/* Bus handler for ports 0x60-0x64 (offsets 0 and 4; the others read 0xff). */
+void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+/* Queues Ctrl+Alt+Del as key presses (scan code set 2) and pulses IRQ 1 unless the guest
+ * masked it, as Firecracker's SendCtrlAltDel does. -ENOSPC when the guest left too
+ * little room in the output buffer (it is not reading it). Any thread. */
+int i8042_send_ctrl_alt_del(struct i8042 *k);
+/* Section device.i8042 (docs/snapshot-format.md), as the UART's: save locks; decode
+ * checks an untrusted section into `st`; restore takes a decoded state before vCPUs run. */
+int i8042_save_section(struct i8042 *k, struct snap_writer *w);
+int i8042_decode_section(const struct snap_section *sec, struct i8042_state *st, char *err,
+			 size_t errlen);
+void i8042_restore(struct i8042 *k, const struct i8042_state *st);
+
 /* ---------------------------------------------------------------- main loop */
 
 /* The main thread's epoll loop. Device backends (tap, vsock sockets, io_uring
@@ -384,6 +420,7 @@ void vmm_loop_destroy(struct vmm_loop *l);
 #define COM1_BASE	 0x3f8
 #define COM1_IRQ	 4
 #define I8042_BASE	 0x60
+#define I8042_IRQ	 1
 #define PANIC_PORT	 0x505 /* pvpanic's ISA port: any write means the guest panicked */
 
 struct vm;
@@ -542,6 +579,7 @@ struct vm {
 	struct vm_restore_plan *plan; /* a restore's buffers (vmm/snapshot_int.h) */
 
 	struct uart com1;
+	struct i8042 i8042;
 	int console_out_fd;
 	/* Guest output written to a regular file stops at console_out_max bytes (0: no
 	 * cap; vm_init sets VMM_CONSOLE_OUT_MAX_DEFAULT, --console-out-max overrides it):
@@ -782,7 +820,7 @@ struct vm_restore_opts {
 };
 
 /* What a restore checks of a section, offline (thaw-snap verify): the machine and its
- * memory layout, device.com1, device.virtio<k>; any other device.* is refused as a
+ * memory layout, device.com1, device.i8042, device.virtio<k>; any other device.* is refused as a
  * device this thaw lacks; other sections are restore/'s and pass here. Fits
  * struct snap_checker. 0 or -errno with `err` naming the section and field. */
 int vm_snapshot_check_section(const struct snap *s, const struct snap_section *sec, char *err,
