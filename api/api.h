@@ -344,6 +344,11 @@ int api_server_dispatch(struct api_server *srv);
  * after a restore). 0, -ENOENT when not configured, or -errno of the write. */
 int api_server_flush_metrics(struct api_server *srv);
 
+/* Firecracker's api_server.process_startup_time_us and process_startup_time_cpu_us: how
+ * long the process took to serve its API (wall clock and CPU, the parent's CPU time
+ * included when the caller counted it), as `--start-time-us` and friends let it tell. */
+void api_server_set_startup_times(struct api_server *srv, uint64_t wall_us, uint64_t cpu_us);
+
 /* The periodic metrics flush's period (default API_DEFAULT_METRICS_PERIOD_MS); 0 turns it
  * off, for a VMM that calls api_server_flush_metrics() on its own schedule. */
 void api_server_set_metrics_period(struct api_server *srv, unsigned int ms);

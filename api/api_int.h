@@ -78,7 +78,44 @@ struct api_reply {
 	size_t big_len;
 };
 
+/* Firecracker's per-resource request counters (get_api_requests, put_api_requests,
+ * patch_api_requests): each is written as the change since the last metrics line, as
+ * Firecracker's SharedIncMetric is. */
+enum api_req_metric {
+	RM_GET_INSTANCE_INFO,
+	RM_GET_MACHINE_CFG,
+	RM_GET_MMDS,
+	RM_GET_VMM_VERSION,
+	RM_GET_VM_CONFIG, /* not one of Firecracker's: reported under "thaw" */
+	RM_PUT_ACTIONS,
+	RM_PUT_BOOT_SOURCE,
+	RM_PUT_DRIVE,
+	RM_PUT_LOGGER,
+	RM_PUT_MACHINE_CFG,
+	RM_PUT_CPU_CFG,
+	RM_PUT_METRICS,
+	RM_PUT_NETWORK,
+	RM_PUT_MMDS,
+	RM_PUT_VSOCK,
+	RM_PUT_ENTROPY,		/* thaw's */
+	RM_PUT_SNAPSHOT_CREATE, /* thaw's */
+	RM_PUT_SNAPSHOT_LOAD,	/* thaw's */
+	RM_PATCH_DRIVE,
+	RM_PATCH_NETWORK,
+	RM_PATCH_MACHINE_CFG,
+	RM_PATCH_MMDS,
+	RM_PATCH_VM, /* thaw's */
+	RM_COUNT,
+};
+
+struct api_inc {
+	uint64_t cur, prev; /* total, and total at the last metrics line */
+};
+
 struct api_counters {
+	struct api_inc req_count[RM_COUNT], req_fails[RM_COUNT];
+	uint64_t last_pause_us, last_resume_us; /* PATCH /vm, request to reply */
+	bool last_create_was_diff;
 	uint64_t requests;
 	uint64_t status_2xx, status_4xx, status_5xx;
 	uint64_t bad_http; /* malformed or oversized requests */
@@ -90,6 +127,9 @@ struct api_counters {
 	uint64_t last_instance_start_us;
 	uint64_t metrics_missed; /* lines dropped: the metrics pipe was full */
 	uint64_t metrics_fails;	 /* lines whose write failed otherwise */
+	/* What the process measured of its start (Firecracker's api_server group); set by
+	 * api_server_set_startup_times, 0 when not. */
+	uint64_t startup_us, startup_cpu_us;
 };
 
 struct api_server {

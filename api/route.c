@@ -931,62 +931,188 @@ static int metrics_write_line(struct api_server *srv, char *buf, size_t len)
 	return 0;
 }
 
-int api_server_flush_metrics(struct api_server *srv)
+void api_server_set_startup_times(struct api_server *srv, uint64_t wall_us, uint64_t cpu_us)
 {
-	const struct api_counters *c = &srv->cnt;
-	json_object *root = NULL, *api;
-	struct timespec ts;
-	const char *line;
-	size_t len;
-	char *buf;
-	int ret = 0;
+	srv->cnt.startup_us = wall_us;
+	srv->cnt.startup_cpu_us = cpu_us;
+}
 
-	if (srv->metrics_fd < 0)
-		return -ENOENT;
+/* An incrementing counter as Firecracker writes it: the change since the last line. */
+static json_object *inc_delta(struct api_inc *c)
+{
+	uint64_t d = c->cur - c->prev;
+
+	c->prev = c->cur;
+	return json_object_new_uint64(d);
+}
+
+static void add_u64(json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+/* get_api_requests, put_api_requests and patch_api_requests with Firecracker's names. */
+static void add_request_groups(json_object *root, struct api_counters *c)
+{
+	static const struct {
+		const char *group, *name;
+		enum api_req_metric m;
+		bool fails;
+	} map[] = {
+	    {"get_api_requests", "instance_info_count", RM_GET_INSTANCE_INFO, false},
+	    {"get_api_requests", "machine_cfg_count", RM_GET_MACHINE_CFG, false},
+	    {"get_api_requests", "mmds_count", RM_GET_MMDS, false},
+	    {"get_api_requests", "vmm_version_count", RM_GET_VMM_VERSION, false},
+	    {"put_api_requests", "actions", RM_PUT_ACTIONS, true},
+	    {"put_api_requests", "boot_source", RM_PUT_BOOT_SOURCE, true},
+	    {"put_api_requests", "drive", RM_PUT_DRIVE, true},
+	    {"put_api_requests", "logger", RM_PUT_LOGGER, true},
+	    {"put_api_requests", "machine_cfg", RM_PUT_MACHINE_CFG, true},
+	    {"put_api_requests", "cpu_cfg", RM_PUT_CPU_CFG, true},
+	    {"put_api_requests", "metrics", RM_PUT_METRICS, true},
+	    {"put_api_requests", "network", RM_PUT_NETWORK, true},
+	    {"put_api_requests", "mmds", RM_PUT_MMDS, true},
+	    {"put_api_requests", "vsock", RM_PUT_VSOCK, true},
+	    {"patch_api_requests", "drive", RM_PATCH_DRIVE, true},
+	    {"patch_api_requests", "network", RM_PATCH_NETWORK, true},
+	    {"patch_api_requests", "machine_cfg", RM_PATCH_MACHINE_CFG, true},
+	    {"patch_api_requests", "mmds", RM_PATCH_MMDS, true},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		json_object *g;
+		char key[64];
+
+		if (!json_object_object_get_ex(root, map[i].group, &g)) {
+			g = json_object_new_object();
+			json_object_object_add(root, map[i].group, g);
+		}
+		if (!map[i].fails) {
+			json_object_object_add(g, map[i].name, inc_delta(&c->req_count[map[i].m]));
+			continue;
+		}
+		snprintf(key, sizeof(key), "%s_count", map[i].name);
+		json_object_object_add(g, key, inc_delta(&c->req_count[map[i].m]));
+		snprintf(key, sizeof(key), "%s_fails", map[i].name);
+		json_object_object_add(g, key, inc_delta(&c->req_fails[map[i].m]));
+	}
+}
+
+/* The API's own figures, cumulative: thaw's additions, under "thaw" beside the VMM's. */
+static json_object *thaw_api_group(struct api_counters *c)
+{
+	static const struct {
+		const char *name;
+		enum api_req_metric m;
+	} extra[] = {
+	    {"get_vm_config", RM_GET_VM_CONFIG},
+	    {"put_entropy", RM_PUT_ENTROPY},
+	    {"put_snapshot_create", RM_PUT_SNAPSHOT_CREATE},
+	    {"put_snapshot_load", RM_PUT_SNAPSHOT_LOAD},
+	    {"patch_vm", RM_PATCH_VM},
+	};
+	json_object *api = json_object_new_object();
+	char key[64];
+
+	add_u64(api, "requests", c->requests);
+	add_u64(api, "status_2xx", c->status_2xx);
+	add_u64(api, "status_4xx", c->status_4xx);
+	add_u64(api, "status_5xx", c->status_5xx);
+	add_u64(api, "bad_http", c->bad_http);
+	add_u64(api, "timeouts", c->timeouts);
+	add_u64(api, "conns_accepted", c->conns_accepted);
+	add_u64(api, "conns_refused", c->conns_refused);
+	add_u64(api, "load_snapshot_request_us", c->last_load_snapshot_us);
+	add_u64(api, "create_snapshot_request_us", c->last_create_snapshot_us);
+	add_u64(api, "instance_start_request_us", c->last_instance_start_us);
+	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+		snprintf(key, sizeof(key), "%s_count", extra[i].name);
+		add_u64(api, key, c->req_count[extra[i].m].cur);
+		snprintf(key, sizeof(key), "%s_fails", extra[i].name);
+		add_u64(api, key, c->req_fails[extra[i].m].cur);
+	}
+	return api;
+}
+
+/* Firecracker's layout: utc_timestamp_ms, api_server, the request groups, logger and the
+ * API's latencies_us members, around the VMM's groups (vcpu, vmm, uart, i8042, seccomp,
+ * signals, its own latencies_us members); thaw's additions go under "thaw". */
+static json_object *metrics_line(struct api_server *srv)
+{
+	struct api_counters *c = &srv->cnt;
+	json_object *root = NULL, *g, *thaw;
+	struct timespec ts;
+
 	if (srv->ops->metrics)
 		root = srv->ops->metrics(srv->ctx);
 	if (!root || !json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
 		root = json_object_new_object();
 		if (!root)
-			return -ENOMEM;
+			return NULL;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	json_object_object_add(
 	    root, "utc_timestamp_ms",
 	    json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
-	api = json_object_new_object();
-	if (api) {
-		json_object_object_add(api, "requests", json_object_new_uint64(c->requests));
-		json_object_object_add(api, "status_2xx", json_object_new_uint64(c->status_2xx));
-		json_object_object_add(api, "status_4xx", json_object_new_uint64(c->status_4xx));
-		json_object_object_add(api, "status_5xx", json_object_new_uint64(c->status_5xx));
-		json_object_object_add(api, "bad_http", json_object_new_uint64(c->bad_http));
-		json_object_object_add(api, "timeouts", json_object_new_uint64(c->timeouts));
-		json_object_object_add(api, "conns_accepted",
-				       json_object_new_uint64(c->conns_accepted));
-		json_object_object_add(api, "conns_refused",
-				       json_object_new_uint64(c->conns_refused));
-		json_object_object_add(api, "load_snapshot_request_us",
-				       json_object_new_uint64(c->last_load_snapshot_us));
-		json_object_object_add(api, "create_snapshot_request_us",
-				       json_object_new_uint64(c->last_create_snapshot_us));
-		json_object_object_add(api, "instance_start_request_us",
-				       json_object_new_uint64(c->last_instance_start_us));
-		json_object_object_add(root, "api_server", api);
+	g = json_object_new_object();
+	add_u64(g, "process_startup_time_us", c->startup_us);
+	add_u64(g, "process_startup_time_cpu_us", c->startup_cpu_us);
+	json_object_object_add(root, "api_server", g);
+	add_request_groups(root, c);
+	g = json_object_new_object();
+	add_u64(g, "missed_metrics_count", c->metrics_missed);
+	add_u64(g, "metrics_fails", c->metrics_fails);
+	json_object_object_add(root, "logger", g);
+
+	/* The request-level latencies, unless the VMM measured them more closely. */
+	if (!json_object_object_get_ex(root, "latencies_us", &g)) {
+		g = json_object_new_object();
+		json_object_object_add(root, "latencies_us", g);
 	}
+	if (!json_object_object_get_ex(g, "load_snapshot", NULL))
+		add_u64(g, "load_snapshot", c->last_load_snapshot_us);
+	if (!json_object_object_get_ex(g, "full_create_snapshot", NULL))
+		add_u64(g, "full_create_snapshot",
+			c->last_create_was_diff ? 0 : c->last_create_snapshot_us);
+	if (!json_object_object_get_ex(g, "diff_create_snapshot", NULL))
+		add_u64(g, "diff_create_snapshot",
+			c->last_create_was_diff ? c->last_create_snapshot_us : 0);
+	add_u64(g, "pause_vm", c->last_pause_us);
+	add_u64(g, "resume_vm", c->last_resume_us);
+
+	if (!json_object_object_get_ex(root, "thaw", &thaw)) {
+		thaw = json_object_new_object();
+		json_object_object_add(root, "thaw", thaw);
+	}
+	json_object_object_add(thaw, "api", thaw_api_group(c));
+	return root;
+}
+
+int api_server_flush_metrics(struct api_server *srv)
+{
+	json_object *root;
+	const char *line;
+	size_t len;
+	char *buf;
+	int ret;
+
+	if (srv->metrics_fd < 0)
+		return -ENOENT;
+	root = metrics_line(srv);
+	if (!root)
+		return -ENOMEM;
 	line = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
 	len = strlen(line);
 	/* One write per line so readers of a pipe never see half a record. */
 	buf = malloc(len + 1);
 	if (!buf) {
-		ret = -ENOMEM;
-		goto out;
+		json_object_put(root);
+		return -ENOMEM;
 	}
 	memcpy(buf, line, len);
 	buf[len] = '\n';
 	ret = metrics_write_line(srv, buf, len + 1);
-out:
 	json_object_put(root);
 	return ret;
 }
@@ -1600,6 +1726,7 @@ static void route_vm(struct api_server *srv, json_object *o, struct api_error *e
 {
 	static const char *const known[] = {"state", NULL};
 	static const char *const names[] = {"Paused", "Resumed", NULL};
+	uint64_t t0;
 	int s, ret;
 
 	if (j_known(o, "vm", known, err) < 0 ||
@@ -1613,7 +1740,9 @@ static void route_vm(struct api_server *srv, json_object *o, struct api_error *e
 		reply_unsupported(srv, HTTP_PATCH, "/vm");
 		return;
 	}
+	t0 = now_ns();
 	ret = s == 0 ? srv->ops->pause(srv->ctx, err) : srv->ops->resume(srv->ctx, err);
+	*(s == 0 ? &srv->cnt.last_pause_us : &srv->cnt.last_resume_us) = (now_ns() - t0) / 1000;
 	reply_op(srv, ret, err);
 	if (ret == 0)
 		srv->paused = s == 0;
@@ -1736,6 +1865,8 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 		t0 = now_ns();
 		ret = ops->snapshot_create(srv->ctx, &srv->scratch.screate, err);
 		srv->cnt.last_create_snapshot_us = (now_ns() - t0) / 1000;
+		srv->cnt.last_create_was_diff =
+		    srv->scratch.screate.snapshot_type == API_SNAPSHOT_DIFF;
 		reply_op(srv, ret, err);
 		return;
 	case RES_SNAP_LOAD:
@@ -1834,8 +1965,9 @@ static bool method_ok(enum res res, enum http_method m)
 	}
 }
 
-void api_route(struct api_server *srv, enum http_method method, const char *url, size_t url_len,
-	       const char *body, size_t body_len)
+/* Routes one request; returns the resource it named (RES_NONE when none). */
+static enum res route_request(struct api_server *srv, enum http_method method, const char *url,
+			      size_t url_len, const char *body, size_t body_len)
 {
 	struct http_parser_url u;
 	struct api_error err;
@@ -1843,7 +1975,7 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 	char id[API_ID_LEN];
 	const char *idp = NULL;
 	size_t plen, id_len = 0;
-	enum res res;
+	enum res res = RES_NONE;
 	json_object *o;
 	uint64_t t0 = now_ns();
 
@@ -1854,14 +1986,14 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 	http_parser_url_init(&u);
 	if (http_parser_parse_url(url, url_len, 0, &u) || !(u.field_set & (1 << UF_PATH))) {
 		reply_fault(srv, 400, "Invalid request URL.");
-		return;
+		return res;
 	}
 	plen = u.field_data[UF_PATH].len;
 	memcpy(path, url + u.field_data[UF_PATH].off, plen);
 	path[plen] = '\0';
 	if (strlen(path) != plen) {
 		reply_fault(srv, 400, "Invalid request URL.");
-		return;
+		return res;
 	}
 
 	res = match_path(path, plen, &idp, &id_len);
@@ -1871,13 +2003,13 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 		json_escape(esc, sizeof(esc), path);
 		reply_faultf(srv, 400, "Invalid request method and/or path: %s %s.",
 			     method_name(method), esc);
-		return;
+		return res;
 	}
 	if (idp) {
 		if (id_len >= sizeof(id)) {
 			reply_faultf(srv, 400, "Invalid %s id: must be 1 to %d characters long.",
 				     res == RES_DRIVES ? "drive" : "interface", API_ID_LEN - 1);
-			return;
+			return res;
 		}
 		memcpy(id, idp, id_len);
 		id[id_len] = '\0';
@@ -1885,7 +2017,7 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 			id, res == RES_DRIVES ? "drive id in the path" : "interface id in the path",
 			&err)) {
 			reply_fault(srv, 400, err.message);
-			return;
+			return res;
 		}
 	}
 
@@ -1893,7 +2025,7 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 		if (body_len) {
 			/* Firecracker refuses these too: a body would be silently ignored. */
 			reply_fault(srv, 400, "A GET request takes no body.");
-			return;
+			return res;
 		}
 		if (res == RES_ROOT) {
 			reply_root(srv);
@@ -1910,14 +2042,76 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 			else
 				reply_machine_config(srv, &c);
 		}
-		return;
+		return res;
 	}
 
 	o = parse_body(srv, body, body_len);
 	if (!o)
-		return;
+		return res;
 	route_body(srv, res, method, path, idp ? id : NULL, o, &err);
 	json_object_put(o);
 	if (res == RES_SNAP_LOAD)
 		srv->cnt.last_load_snapshot_us = (now_ns() - t0) / 1000;
+	return res;
+}
+
+/* Firecracker's per-resource counter for a request, or RM_COUNT for none. */
+static enum api_req_metric req_metric(enum res res, enum http_method m)
+{
+	if (m == HTTP_GET)
+		return res == RES_ROOT		   ? RM_GET_INSTANCE_INFO
+		       : res == RES_MACHINE_CONFIG ? RM_GET_MACHINE_CFG
+		       : res == RES_VERSION	   ? RM_GET_VMM_VERSION
+		       : res == RES_VM_CONFIG	   ? RM_GET_VM_CONFIG
+						   : RM_COUNT;
+	if (m == HTTP_PATCH)
+		return res == RES_DRIVES	   ? RM_PATCH_DRIVE
+		       : res == RES_NET		   ? RM_PATCH_NETWORK
+		       : res == RES_MACHINE_CONFIG ? RM_PATCH_MACHINE_CFG
+		       : res == RES_VM		   ? RM_PATCH_VM
+						   : RM_COUNT;
+	if (m != HTTP_PUT)
+		return RM_COUNT;
+	switch (res) {
+	case RES_ACTIONS:
+		return RM_PUT_ACTIONS;
+	case RES_BOOT_SOURCE:
+		return RM_PUT_BOOT_SOURCE;
+	case RES_DRIVES:
+		return RM_PUT_DRIVE;
+	case RES_LOGGER:
+		return RM_PUT_LOGGER;
+	case RES_MACHINE_CONFIG:
+		return RM_PUT_MACHINE_CFG;
+	case RES_METRICS:
+		return RM_PUT_METRICS;
+	case RES_NET:
+		return RM_PUT_NETWORK;
+	case RES_VSOCK:
+		return RM_PUT_VSOCK;
+	case RES_ENTROPY:
+		return RM_PUT_ENTROPY;
+	case RES_SNAP_CREATE:
+		return RM_PUT_SNAPSHOT_CREATE;
+	case RES_SNAP_LOAD:
+		return RM_PUT_SNAPSHOT_LOAD;
+	default:
+		return RM_COUNT;
+	}
+}
+
+void api_route(struct api_server *srv, enum http_method method, const char *url, size_t url_len,
+	       const char *body, size_t body_len)
+{
+	enum res res;
+	enum api_req_metric m;
+
+	srv->reply.big = NULL;
+	res = route_request(srv, method, url, url_len, body, body_len);
+	m = req_metric(res, method);
+	if (m == RM_COUNT)
+		return;
+	srv->cnt.req_count[m].cur++;
+	if (srv->reply.status >= 400)
+		srv->cnt.req_fails[m].cur++;
 }

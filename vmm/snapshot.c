@@ -318,7 +318,7 @@ int vm_snapshot_check_section(const struct snap *s, const struct snap_section *s
 
 		return uart_decode_section(sec, &st, err, errlen);
 	}
-	if (strcmp(sec->name, "device.i8042") == 0) {
+	if (strcmp(sec->name, "i8042") == 0) {
 		struct i8042_state st;
 
 		return i8042_decode_section(sec, &st, err, errlen);
@@ -410,7 +410,7 @@ static int plan_restore(struct vm *vm, const struct vm_restore_opts *opts,
 		p->has_uart = true;
 	}
 	p->has_i8042 = false;
-	sec = snap_section_find(p->snap, "device.i8042");
+	sec = snap_section_find(p->snap, "i8042");
 	if (sec) {
 		ret = i8042_decode_section(sec, &p->i8042, err, errlen);
 		if (ret)

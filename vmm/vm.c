@@ -458,16 +458,26 @@ void vm_request_exit(struct vm *vm, int status, const char *why)
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
+/* Single writer (this vCPU's thread): a plain increment published atomically, no
+ * locked instruction on the exit path. */
+static inline void bump(uint64_t *counter)
+{
+	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
+}
+
 static void handle_io(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
 
+	bump(is_write ? &v->exit_io_out : &v->exit_io_in);
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
-		if (!vmm_bus_access(&v->vm->pio, run->io.port, data, run->io.size, is_write))
+		if (!vmm_bus_access(&v->vm->pio, run->io.port, data, run->io.size, is_write)) {
+			bump(&v->unclaimed);
 			log_ratelimited(LOG_DEBUG, "vcpu%u: unclaimed port %s %#x", v->index,
 					is_write ? "write" : "read", run->io.port);
+		}
 	}
 }
 
@@ -475,11 +485,14 @@ static void handle_mmio(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 
+	bump(run->mmio.is_write ? &v->exit_mmio_write : &v->exit_mmio_read);
 	if (!vmm_bus_access(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
-			    run->mmio.is_write))
+			    run->mmio.is_write)) {
+		bump(&v->unclaimed);
 		log_ratelimited(LOG_DEBUG, "vcpu%u: unclaimed MMIO %s %#llx", v->index,
 				run->mmio.is_write ? "write" : "read",
 				(unsigned long long)run->mmio.phys_addr);
+	}
 }
 
 /* Parks the calling vCPU while a pause is requested. */
@@ -503,13 +516,6 @@ static bool vcpu_park(struct vcpu *v)
 	quit = vm->vcpus_quit;
 	pthread_mutex_unlock(&vm->run_lock);
 	return !quit;
-}
-
-/* Single writer (this vCPU's thread): a plain increment published atomically, no
- * locked instruction on the exit path. */
-static inline void bump(uint64_t *counter)
-{
-	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
 }
 
 /* FNV-1a over the general registers: equal at two kicks means not one instruction

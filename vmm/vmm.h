@@ -340,8 +340,14 @@ struct i8042_state {
 	uint8_t head, len;
 };
 
+/* Firecracker's i8042 metrics; under the lock. */
+struct i8042_counts {
+	uint64_t read_count, write_count, reset_count, missed_read_count, missed_write_count;
+};
+
 struct i8042 {
 	struct i8042_state s;
+	struct i8042_counts n;
 	pthread_mutex_t lock;
 	/* The guest pulsed the reset line (command 0xfe); called without the lock. */
 	void (*reset)(void *opaque);
@@ -357,7 +363,9 @@ void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bo
  * masked it, as Firecracker's SendCtrlAltDel does. -ENOSPC when the guest left too
  * little room in the output buffer (it is not reading it). Any thread. */
 int i8042_send_ctrl_alt_del(struct i8042 *k);
-/* Section device.i8042 (docs/snapshot-format.md), as the UART's: save locks; decode
+/* A consistent copy of the counters (metrics). */
+struct i8042_counts i8042_counts(struct i8042 *k);
+/* Section i8042 (optional; docs/snapshot-format.md), as the UART's: save locks; decode
  * checks an untrusted section into `st`; restore takes a decoded state before vCPUs run. */
 int i8042_save_section(struct i8042 *k, struct snap_writer *w);
 int i8042_decode_section(const struct snap_section *sec, struct i8042_state *st, char *err,
@@ -437,12 +445,15 @@ struct vcpu {
 	 * thread only, read with atomics from the detector's thread. */
 	uint64_t run_seq;   /* +1 entering KVM_RUN, +1 back from it: odd while inside */
 	uint64_t run_exits; /* returns with an exit to handle (not EINTR): progress */
-	bool parked;	    /* waiting in vm_pause's park: stopped on purpose */
-	bool done;	    /* the thread has ended */
-	int probe;	    /* set with a detector's kick: fingerprint the next EINTR */
-	uint64_t fp_seq;    /* 2 per fingerprint taken, odd while one is written */
-	uint64_t fp;	    /* hash of the registers at the last one */
-	bool fp_halted;	    /* not KVM_MP_STATE_RUNNABLE at the last one (halted, ...) */
+	/* Firecracker's vcpu metrics: exits by kind, and port or MMIO accesses no device
+	 * claimed (its `failures`); written by this vCPU's thread only. */
+	uint64_t exit_io_in, exit_io_out, exit_mmio_read, exit_mmio_write, unclaimed;
+	bool parked;	 /* waiting in vm_pause's park: stopped on purpose */
+	bool done;	 /* the thread has ended */
+	int probe;	 /* set with a detector's kick: fingerprint the next EINTR */
+	uint64_t fp_seq; /* 2 per fingerprint taken, odd while one is written */
+	uint64_t fp;	 /* hash of the registers at the last one */
+	bool fp_halted;	 /* not KVM_MP_STATE_RUNNABLE at the last one (halted, ...) */
 };
 
 /* Devices, as typed configurations: the command line parses its strings once, the API
@@ -820,7 +831,7 @@ struct vm_restore_opts {
 };
 
 /* What a restore checks of a section, offline (thaw-snap verify): the machine and its
- * memory layout, device.com1, device.i8042, device.virtio<k>; any other device.* is refused as a
+ * memory layout, device.com1, device.virtio<k>, i8042; any other device.* is refused as a
  * device this thaw lacks; other sections are restore/'s and pass here. Fits
  * struct snap_checker. 0 or -errno with `err` naming the section and field. */
 int vm_snapshot_check_section(const struct snap *s, const struct snap_section *sec, char *err,

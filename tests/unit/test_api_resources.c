@@ -387,9 +387,44 @@ static void metrics_and_flush(void **state)
 	assert_true(json_object_object_get_ex(v, "load_snapshot", &w));
 	assert_int_equal(json_object_get_int(w), 640);
 	assert_true(json_object_object_get_ex(o, "utc_timestamp_ms", &v));
+	/* Firecracker's groups, with its names... */
 	assert_true(json_object_object_get_ex(o, "api_server", &v));
+	assert_true(json_object_object_get_ex(v, "process_startup_time_us", &w));
+	assert_true(json_object_object_get_ex(o, "put_api_requests", &v));
+	assert_true(json_object_object_get_ex(v, "metrics_count", &w));
+	assert_int_equal(json_object_get_int(w), 3); /* every PUT /metrics, refused ones too */
+	assert_true(json_object_object_get_ex(v, "metrics_fails", &w));
+	assert_int_equal(json_object_get_int(w), 2);
+	/* The refused FlushMetrics; a request is counted once answered, so the flush that
+	 * writes a line is in the next one. */
+	assert_true(json_object_object_get_ex(v, "actions_count", &w));
+	assert_int_equal(json_object_get_int(w), 1);
+	assert_true(json_object_object_get_ex(o, "get_api_requests", &v));
+	assert_true(json_object_object_get_ex(o, "patch_api_requests", &v));
+	assert_true(json_object_object_get_ex(o, "logger", &v));
+	assert_true(json_object_object_get_ex(v, "missed_metrics_count", &w));
+	assert_true(json_object_object_get_ex(o, "latencies_us", &v));
+	assert_true(json_object_object_get_ex(v, "pause_vm", &w));
+	/* ...and thaw's own, cumulative, apart. */
+	assert_true(json_object_object_get_ex(o, "thaw", &v));
+	assert_true(json_object_object_get_ex(v, "api", &v));
 	assert_true(json_object_object_get_ex(v, "requests", &w));
 	assert_true(json_object_get_int(w) >= 5);
+	json_object_put(o);
+
+	/* The second line carries Firecracker's counters as changes since the first. */
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n] = '\0';
+	o = json_tokener_parse(strchr(buf, '\n') + 1);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "put_api_requests", &v));
+	assert_true(json_object_object_get_ex(v, "actions_count", &w));
+	assert_int_equal(json_object_get_int(w), 1);
+	assert_true(json_object_object_get_ex(v, "metrics_count", &w));
+	assert_int_equal(json_object_get_int(w), 0);
 	json_object_put(o);
 	unlink(path);
 	h_stop(h);

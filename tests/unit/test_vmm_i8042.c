@@ -166,7 +166,7 @@ static void test_other_ports_and_widths_read_ff(void **state)
 }
 
 /* Keys pressed but not yet read, the command byte and a half-written command come back
- * in a fresh controller; a section at another place is refused. */
+ * in a fresh controller. */
 static void test_snapshot_file_roundtrip(void **state)
 {
 	struct fixture *f = *state;
@@ -193,7 +193,7 @@ static void test_snapshot_file_roundtrip(void **state)
 	assert_int_equal(snap_writer_commit(w, NULL), 0);
 	assert_int_equal(snap_open(path, &s, err, sizeof(err)), 0);
 	assert_int_equal(
-	    i8042_decode_section(snap_section_find(s, "device.i8042"), &st, err, sizeof(err)), 0);
+	    i8042_decode_section(snap_section_find(s, "i8042"), &st, err, sizeof(err)), 0);
 	i8042_init(&k2, NULL, NULL, NULL);
 	i8042_restore(&k2, &st);
 	assert_int_equal(k2.s.control, 0x05);
