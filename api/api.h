@@ -21,6 +21,9 @@
 
 struct json_object;
 
+/* thaw's version, as GET /, GET /version and `thaw --version` report it. */
+#define API_VMM_VERSION "0.1.0"
+
 /* Caps on what a client may send; larger requests get 431, 414 or 413. */
 #define API_MAX_HEADER_BYTES 8192
 #define API_MAX_URL_BYTES    1024
@@ -329,6 +332,33 @@ struct api_server;
  * server. Returns 0 and *out, or -errno. */
 int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 		      struct api_server **out);
+
+/* As api_server_create, without a socket (Firecracker's --no-api): the life cycle, the
+ * configuration file, the logger and the metrics (with their periodic flush) work; no
+ * client can connect. */
+int api_server_create_headless(const struct api_ops *ops, void *ctx, struct api_server **out);
+
+/* Firecracker's --config-file: `json` (len bytes) is a JSON object with the members of
+ * GET /vm/config ("boot-source", "drives", "machine-config", "network-interfaces",
+ * "vsock", "entropy", "logger", "metrics"; "balloon", "cpu-config" and "mmds-config"
+ * are refused, naming the feature), each applied as its PUT would be (same validation,
+ * same ops, same life cycle), logger and metrics first; with a boot source, the VM is
+ * then started (InstanceStart). Call before the first api_server_dispatch(). 0, or
+ * -errno with `err` naming the member and the reason; a failure leaves the process to
+ * exit (the VM may be half configured). */
+int api_server_apply_config(struct api_server *srv, const char *json, size_t len, char *err,
+			    size_t errlen);
+
+/* Firecracker's --log-path/--level/--show-level/--show-log-origin/--module and
+ * --metrics-path: what PUT /logger and PUT /metrics do, before any request. 0 or -errno
+ * with `err` filled. */
+int api_server_put_logger(struct api_server *srv, const struct api_logger *l,
+			  struct api_error *err);
+int api_server_put_metrics(struct api_server *srv, const char *path, struct api_error *err);
+
+/* A log level's name as Firecracker takes it ("Error", "warning", ...: any case) into
+ * `out`; -EINVAL when it is none of them. */
+int api_log_level_parse(const char *name, enum api_log_level *out);
 
 /* The one descriptor to add to the caller's epoll set (EPOLLIN, level-triggered); readable
  * whenever api_server_dispatch() has work. Owned by the server. */

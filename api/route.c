@@ -14,8 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define API_APP_NAME	"thaw"
-#define API_VMM_VERSION "0.1.0"
+#define API_APP_NAME "thaw"
 
 void api_error_set(struct api_error *err, const char *fmt, ...)
 {
@@ -1835,6 +1834,59 @@ static void route_config(struct api_server *srv, enum res res, enum http_method 
 	}
 }
 
+/* PUT /logger's effect (and --log-path's): the VMM's op, or the API's default. */
+static int set_logger(struct api_server *srv, const struct api_logger *l, struct api_error *err)
+{
+	int ret =
+	    srv->ops->put_logger ? srv->ops->put_logger(srv->ctx, l, err) : default_logger(l, err);
+
+	if (ret == 0) {
+		srv->logger = *l;
+		srv->has_logger = true;
+	}
+	return ret;
+}
+
+/* PUT /metrics's effect (and --metrics-path's): once per process, as Firecracker. */
+static int set_metrics(struct api_server *srv, const char *path, struct api_error *err)
+{
+	int fd;
+
+	if (srv->metrics_fd >= 0) {
+		api_error_set(err, "The metrics system is already configured.");
+		return -EALREADY;
+	}
+	fd = api_open_output(path, err, "metrics");
+	if (fd < 0)
+		return fd;
+	srv->metrics_fd = fd;
+	snprintf(srv->metrics_path, sizeof(srv->metrics_path), "%s", path);
+	/* Without the periodic flush metrics still work through FlushMetrics. */
+	if (api_metrics_timer_start(srv) < 0)
+		log_warn("api: periodic metrics flush not available");
+	return 0;
+}
+
+int api_server_put_logger(struct api_server *srv, const struct api_logger *l, struct api_error *err)
+{
+	return set_logger(srv, l, err);
+}
+
+int api_server_put_metrics(struct api_server *srv, const char *path, struct api_error *err)
+{
+	return set_metrics(srv, path, err);
+}
+
+int api_log_level_parse(const char *name, enum api_log_level *out)
+{
+	for (int i = 0; log_level_names[i]; i++)
+		if (!strcasecmp(log_level_names[i], name)) {
+			*out = (enum api_log_level)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 static void route_body(struct api_server *srv, enum res res, enum http_method m, const char *path,
 		       const char *id, json_object *o, struct api_error *err)
 {
@@ -1842,7 +1894,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 	static const char *const metrics_known[] = {"metrics_path", NULL};
 	char mpath[API_PATH_LEN];
 	uint64_t t0;
-	int ret, fd;
+	int ret;
 
 	switch (res) {
 	case RES_ACTIONS:
@@ -1895,13 +1947,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 			reply_fault(srv, 400, err->message);
 			return;
 		}
-		ret = ops->put_logger ? ops->put_logger(srv->ctx, &srv->scratch.logger, err)
-				      : default_logger(&srv->scratch.logger, err);
-		reply_op(srv, ret, err);
-		if (ret == 0) {
-			srv->logger = srv->scratch.logger;
-			srv->has_logger = true;
-		}
+		reply_op(srv, set_logger(srv, &srv->scratch.logger, err), err);
 		return;
 	case RES_METRICS:
 		if (j_known(o, "metrics", metrics_known, err) < 0 ||
@@ -1909,21 +1955,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 			reply_fault(srv, 400, err->message);
 			return;
 		}
-		if (srv->metrics_fd >= 0) {
-			reply_fault(srv, 400, "The metrics system is already configured.");
-			return;
-		}
-		fd = api_open_output(mpath, err, "metrics");
-		if (fd < 0) {
-			reply_op(srv, fd, err);
-			return;
-		}
-		srv->metrics_fd = fd;
-		memcpy(srv->metrics_path, mpath, sizeof(mpath));
-		/* Without the periodic flush metrics still work through FlushMetrics. */
-		if (api_metrics_timer_start(srv) < 0)
-			log_warn("api: periodic metrics flush not available");
-		reply_status(srv, 204);
+		reply_op(srv, set_metrics(srv, mpath, err), err);
 		return;
 	default:
 		route_config(srv, res, m, path, id, o, err);
@@ -2114,4 +2146,157 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 	srv->cnt.req_count[m].cur++;
 	if (srv->reply.status >= 400)
 		srv->cnt.req_fails[m].cur++;
+}
+
+/* ---- Firecracker's --config-file ---------------------------------------------------------- */
+
+/* The fault message of the reply just made, into err (the reply's JSON decoded). */
+static void reply_message(struct api_server *srv, char *err, size_t errlen)
+{
+	json_object *o = NULL, *m;
+
+	if (srv->reply.len < sizeof(srv->reply.body)) {
+		srv->reply.body[srv->reply.len] = '\0';
+		o = json_tokener_parse(srv->reply.body);
+	}
+	if (o && json_object_object_get_ex(o, "fault_message", &m))
+		snprintf(err, errlen, "%s", json_object_get_string(m));
+	else
+		snprintf(err, errlen, "status %d", srv->reply.status);
+	json_object_put(o);
+}
+
+/* One member of the file as its PUT: 0, or -EINVAL with err naming the member. */
+static int apply_member(struct api_server *srv, enum res res, const char *what, const char *path,
+			const char *id, json_object *o, char *err, size_t errlen)
+{
+	struct api_error e;
+	char msg[600];
+
+	memset(&e, 0, sizeof(e));
+	e.status = 400;
+	srv->reply.big = NULL;
+	if (!json_object_is_type(o, json_type_object)) {
+		snprintf(err, errlen, "%s: must be an object, got %s", what, jtype_name(o));
+		return -EINVAL;
+	}
+	route_body(srv, res, HTTP_PUT, path, id, o, &e);
+	free(srv->reply.big);
+	srv->reply.big = NULL;
+	if (srv->reply.status < 400)
+		return 0;
+	reply_message(srv, msg, sizeof(msg));
+	snprintf(err, errlen, "%s: %s", what, msg);
+	return -EINVAL;
+}
+
+/* "drives" or "network-interfaces": an array of objects, each PUT under its own id. */
+static int apply_array(struct api_server *srv, json_object *root, const char *key, enum res res,
+		       const char *idkey, char *err, size_t errlen)
+{
+	json_object *arr = j_get(root, key), *it, *idv;
+	char what[80], path[API_ID_LEN + 32], id[API_ID_LEN];
+	size_t n;
+
+	if (!arr)
+		return 0;
+	if (!json_object_is_type(arr, json_type_array)) {
+		snprintf(err, errlen, "%s: must be an array, got %s", key, jtype_name(arr));
+		return -EINVAL;
+	}
+	n = json_object_array_length(arr);
+	for (size_t i = 0; i < n; i++) {
+		it = json_object_array_get_idx(arr, i);
+		snprintf(what, sizeof(what), "%s[%zu]", key, i);
+		id[0] = '\0';
+		/* The body's id stands for the path's; parsing checks it like any id. */
+		if (it && json_object_is_type(it, json_type_object) &&
+		    json_object_object_get_ex(it, idkey, &idv) &&
+		    json_object_is_type(idv, json_type_string))
+			snprintf(id, sizeof(id), "%s", json_object_get_string(idv));
+		snprintf(path, sizeof(path), "/%s/%s", key, id);
+		if (apply_member(srv, res, what, path, id, it, err, errlen))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int api_server_apply_config(struct api_server *srv, const char *json, size_t len, char *err,
+			    size_t errlen)
+{
+	static const char *const known[] = {
+	    "boot-source", "drives",	 "machine-config", "network-interfaces",
+	    "vsock",	   "entropy",	 "logger",	   "metrics",
+	    "balloon",	   "cpu-config", "mmds-config",	   NULL};
+	static const struct {
+		const char *key, *feature;
+	} refused[] = {
+	    {"balloon", "the balloon device is not offered by thaw"},
+	    {"cpu-config", "custom CPU templates (cpu-config) are not supported by thaw yet"},
+	    {"mmds-config", "MMDS (the metadata service) is not supported by thaw yet"},
+	};
+	static const struct {
+		const char *key, *path;
+		enum res res;
+	} single[] = {
+	    {"logger", "/logger", RES_LOGGER},
+	    {"metrics", "/metrics", RES_METRICS},
+	    {"machine-config", "/machine-config", RES_MACHINE_CONFIG},
+	    {"boot-source", "/boot-source", RES_BOOT_SOURCE},
+	};
+	enum json_tokener_error jerr;
+	struct api_error e;
+	json_object *root, *v, *start;
+	int ret = -EINVAL;
+
+	memset(&e, 0, sizeof(e));
+	json_tokener_reset(srv->tok);
+	root = len <= INT32_MAX ? json_tokener_parse_ex(srv->tok, json, (int)len) : NULL;
+	jerr = json_tokener_get_error(srv->tok);
+	if (!root || jerr != json_tokener_success || !json_object_is_type(root, json_type_object)) {
+		snprintf(err, errlen, "not one JSON object (%s at byte %zu)",
+			 root ? "wrong type" : json_tokener_error_desc(jerr),
+			 json_tokener_get_parse_end(srv->tok));
+		json_object_put(root);
+		return -EINVAL;
+	}
+	if (j_known(root, "the configuration file", known, &e) < 0) {
+		snprintf(err, errlen, "%s", e.message);
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (j_get(root, refused[i].key)) {
+			snprintf(err, errlen, "%s: %s", refused[i].key, refused[i].feature);
+			goto out;
+		}
+	for (size_t i = 0; i < sizeof(single) / sizeof(single[0]); i++) {
+		v = j_get(root, single[i].key);
+		if (v && apply_member(srv, single[i].res, single[i].key, single[i].path, NULL, v,
+				      err, errlen))
+			goto out;
+	}
+	if (apply_array(srv, root, "drives", RES_DRIVES, "drive_id", err, errlen) ||
+	    apply_array(srv, root, "network-interfaces", RES_NET, "iface_id", err, errlen))
+		goto out;
+	v = j_get(root, "vsock");
+	if (v && apply_member(srv, RES_VSOCK, "vsock", "/vsock", NULL, v, err, errlen))
+		goto out;
+	v = j_get(root, "entropy");
+	if (v && apply_member(srv, RES_ENTROPY, "entropy", "/entropy", NULL, v, err, errlen))
+		goto out;
+	ret = 0;
+	if (!j_get(root, "boot-source"))
+		goto out;
+	start = json_object_new_object();
+	if (!start) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	json_object_object_add(start, "action_type", json_object_new_string("InstanceStart"));
+	ret = apply_member(srv, RES_ACTIONS, "InstanceStart", "/actions", NULL, start, err, errlen);
+	json_object_put(start);
+out:
+	json_object_put(root);
+	return ret;
 }

@@ -843,9 +843,11 @@ static int server_new(const char *path, const struct api_ops *ops, void *ctx, ap
 	struct api_server *srv;
 	int ret;
 
-	if (!path || !(ops || router) || !out)
+	/* path NULL: a server without a socket (--no-api), for the configuration file and
+	 * the metrics. */
+	if (!(ops || router) || !out)
 		return -EINVAL;
-	if (strlen(path) == 0 || strlen(path) >= sizeof(sa.sun_path))
+	if (path && (strlen(path) == 0 || strlen(path) >= sizeof(sa.sun_path)))
 		return -ENAMETOOLONG;
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
@@ -859,7 +861,8 @@ static int server_new(const char *path, const struct api_ops *ops, void *ctx, ap
 	srv->metrics_period_ms = API_DEFAULT_METRICS_PERIOD_MS;
 	srv->timeout_ms = API_DEFAULT_REQUEST_TIMEOUT_MS;
 	srv->idle_timeout_ms = API_DEFAULT_IDLE_TIMEOUT_MS;
-	memcpy(srv->path, path, strlen(path) + 1);
+	if (path)
+		memcpy(srv->path, path, strlen(path) + 1);
 	api_parser_settings_init(&srv->settings);
 	srv->vmcfg = calloc(1, sizeof(*srv->vmcfg));
 	if (!srv->vmcfg) {
@@ -887,6 +890,13 @@ static int server_new(const char *path, const struct api_ops *ops, void *ctx, ap
 		ret = -errno;
 		log_err("api: timerfd_create: %s", strerror(errno));
 		goto err;
+	}
+	if (!path) {
+		ret = ep_add(srv->ep_fd, srv->timer_fd, &srv->timer_fd);
+		if (ret)
+			goto err;
+		*out = srv;
+		return 0;
 	}
 	ret = clear_stale(path);
 	if (ret)
@@ -937,9 +947,16 @@ err:
 int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 		      struct api_server **out)
 {
-	if (!ops)
+	if (!ops || !path)
 		return -EINVAL;
 	return server_new(path, ops, ctx, NULL, NULL, out);
+}
+
+int api_server_create_headless(const struct api_ops *ops, void *ctx, struct api_server **out)
+{
+	if (!ops)
+		return -EINVAL;
+	return server_new(NULL, ops, ctx, NULL, NULL, out);
 }
 
 /* The router's server has no thaw resources: an empty ops table keeps every use of
@@ -1018,8 +1035,10 @@ void api_server_destroy(struct api_server *srv)
 		srv->dead = c->next_dead;
 		api_conn_free(c);
 	}
-	close(srv->listen_fd);
-	unlink(srv->path);
+	if (srv->listen_fd >= 0) {
+		close(srv->listen_fd);
+		unlink(srv->path);
+	}
 	close(srv->timer_fd);
 	close(srv->ep_fd);
 	if (srv->metrics_fd >= 0)

@@ -6,11 +6,13 @@
 #include "vmm/snapshot_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 struct vm_control {
 	struct vm *vm;
@@ -482,9 +484,49 @@ static const struct api_ops thaw_api_ops = {
     /* put_logger: the API's default redirects our log. */
 };
 
-int vm_control_start(struct vm *vm, const char *sock, const char *id)
+/* The configuration file: read whole (capped) and applied as its PUTs. */
+static int apply_config_file(struct vm_control *c, const char *path)
+{
+	enum { CONFIG_MAX = 1 << 20 };
+	char err[768];
+	char *buf = NULL;
+	ssize_t n;
+	size_t len = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("--config-file %s: %s", path, strerror(errno));
+		return ret;
+	}
+	buf = malloc(CONFIG_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len <= CONFIG_MAX && (n = read(fd, buf + len, CONFIG_MAX + 1 - len)) > 0)
+		len += (size_t)n;
+	ret = n < 0 ? -errno : 0;
+	close(fd);
+	if (ret) {
+		log_err("--config-file %s: read: %s", path, strerror(-ret));
+	} else if (len > CONFIG_MAX) {
+		log_err("--config-file %s: larger than %d bytes", path, CONFIG_MAX);
+		ret = -EFBIG;
+	} else {
+		ret = api_server_apply_config(c->srv, buf, len, err, sizeof(err));
+		if (ret)
+			log_err("--config-file %s: %s", path, err);
+	}
+	free(buf);
+	return ret;
+}
+
+int vm_control_start(struct vm *vm, const struct vm_control_opts *o)
 {
 	struct vm_control *c = calloc(1, sizeof(*c)); /* lives as long as the process */
+	struct api_error err = {.status = 400};
 	int ret;
 
 	if (!c)
@@ -493,13 +535,40 @@ int vm_control_start(struct vm *vm, const char *sock, const char *id)
 	c->cfg.vcpus = 1;
 	c->cfg.mem_mib = 128;
 	c->cfg.console_in = vm->console_in_spec;
-	snprintf(c->id, sizeof(c->id), "%s", id);
-	ret = api_server_create(sock, &thaw_api_ops, c, &c->srv);
+	snprintf(c->id, sizeof(c->id), "%s", o->id);
+	ret = o->sock ? api_server_create(o->sock, &thaw_api_ops, c, &c->srv)
+		      : api_server_create_headless(&thaw_api_ops, c, &c->srv);
 	if (ret) {
-		log_err("--api-sock %s: %s", sock, strerror(-ret));
+		log_err("--api-sock %s: %s", o->sock ? o->sock : "(none)", strerror(-ret));
 		free(c);
 		return ret;
 	}
 	vm->control = c;
-	return vmm_loop_add(&vm->loop, api_server_fd(c->srv), EPOLLIN, on_api, c);
+	api_server_set_startup_times(c->srv, o->startup_us, o->startup_cpu_us);
+	if (o->log_path || o->log_level >= 0 || o->show_level || o->show_log_origin || o->module) {
+		struct api_logger l = {
+		    .has_level = o->log_level >= 0,
+		    .level = (enum api_log_level)(o->log_level >= 0 ? o->log_level : 0),
+		    .show_level = o->show_level,
+		    .show_log_origin = o->show_log_origin};
+
+		snprintf(l.log_path, sizeof(l.log_path), "%s", o->log_path ? o->log_path : "");
+		snprintf(l.module, sizeof(l.module), "%s", o->module ? o->module : "");
+		ret = api_server_put_logger(c->srv, &l, &err);
+		if (ret) {
+			log_err("--log-path: %s", err.message);
+			return ret;
+		}
+	}
+	if (o->metrics_path) {
+		ret = api_server_put_metrics(c->srv, o->metrics_path, &err);
+		if (ret) {
+			log_err("--metrics-path: %s", err.message);
+			return ret;
+		}
+	}
+	ret = vmm_loop_add(&vm->loop, api_server_fd(c->srv), EPOLLIN, on_api, c);
+	if (!ret && o->config_file)
+		ret = apply_config_file(c, o->config_file);
+	return ret;
 }

@@ -420,6 +420,35 @@ static void panic_port_access(void *opaque, uint64_t offset, uint8_t *data, uint
 	vm_request_exit(vm, VMM_EXIT_GUEST_PANIC, "guest panicked");
 }
 
+static uint64_t cpu_time_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Firecracker's boot timer (--boot-timer): a guest init that writes 123 to its first byte
+ * when it is up gets the boot time logged, from when the VM was being built. */
+static void boot_timer_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			      bool is_write)
+{
+	struct vm *vm = opaque;
+	uint64_t us, cpu_us;
+
+	if (!is_write) {
+		memset(data, 0, len);
+		return;
+	}
+	if (offset != 0 || len != 1 || data[0] != 123)
+		return;
+	us = (now_ns() - vm->boot_timer_start_ns) / 1000;
+	cpu_us = (cpu_time_ns() - vm->boot_timer_start_cpu_ns) / 1000;
+	log_info("Guest-boot-time = %6llu us %llu ms, %6llu CPU us %llu CPU ms",
+		 (unsigned long long)us, (unsigned long long)us / 1000, (unsigned long long)cpu_us,
+		 (unsigned long long)cpu_us / 1000);
+}
+
 int vm_setup_legacy_devices(struct vm *vm)
 {
 	int ret;
@@ -431,6 +460,12 @@ int vm_setup_legacy_devices(struct vm *vm)
 		ret = vmm_bus_register(&vm->pio, I8042_BASE, 5, i8042_access, &vm->i8042, "i8042");
 	if (!ret)
 		ret = vmm_bus_register(&vm->pio, PANIC_PORT, 1, panic_port_access, vm, "panic");
+	if (!ret && vm->boot_timer) {
+		vm->boot_timer_start_ns = now_ns();
+		vm->boot_timer_start_cpu_ns = cpu_time_ns();
+		ret = vmm_bus_register(&vm->mmio, VMM_BOOT_TIMER_GPA, 0x1000, boot_timer_access, vm,
+				       "boot-timer");
+	}
 	return ret;
 }
 

@@ -429,7 +429,9 @@ void vmm_loop_destroy(struct vmm_loop *l);
 #define COM1_IRQ	 4
 #define I8042_BASE	 0x60
 #define I8042_IRQ	 1
-#define PANIC_PORT	 0x505 /* pvpanic's ISA port: any write means the guest panicked */
+/* Firecracker's boot timer: the first page of the 32-bit MMIO hole, as on its x86. */
+#define VMM_BOOT_TIMER_GPA 0xc0000000ull
+#define PANIC_PORT	   0x505 /* pvpanic's ISA port: any write means the guest panicked */
 
 struct vm;
 
@@ -591,6 +593,10 @@ struct vm {
 
 	struct uart com1;
 	struct i8042 i8042;
+	/* --boot-timer: Firecracker's boot timer at VMM_BOOT_TIMER_GPA logs the guest's
+	 * boot time when the guest writes 123 to it. */
+	bool boot_timer;
+	uint64_t boot_timer_start_ns, boot_timer_start_cpu_ns;
 	int console_out_fd;
 	/* Guest output written to a regular file stops at console_out_max bytes (0: no
 	 * cap; vm_init sets VMM_CONSOLE_OUT_MAX_DEFAULT, --console-out-max overrides it):
@@ -725,8 +731,25 @@ int vm_start_vcpus(struct vm *vm);
  * for vm_resume / PATCH /vm to start). Prints restore timing with --timing. */
 int vm_launch(struct vm *vm, bool paused);
 
-/* Serves Firecracker's API on `sock` from the main loop (vmm/control.c). */
-int vm_control_start(struct vm *vm, const char *sock, const char *id);
+/* Firecracker's process flags for its API, as main.c parsed them. */
+struct vm_control_opts {
+	const char *sock; /* NULL: --no-api (then config_file is required) */
+	const char *id;
+	const char *config_file; /* --config-file: configure and boot before serving */
+	/* --log-path, --level (enum api_log_level, -1: not given), --module,
+	 * --show-level, --show-log-origin: the logger before any request */
+	const char *log_path, *module;
+	int log_level;
+	bool show_level, show_log_origin;
+	const char *metrics_path; /* --metrics-path */
+	/* api_server.process_startup_time_us and _cpu_us (docs/api.md, metrics) */
+	uint64_t startup_us, startup_cpu_us;
+};
+
+/* Serves Firecracker's API from the main loop (vmm/control.c): on o->sock, or with no
+ * socket at all; applies the logger and metrics flags, then the configuration file
+ * (which boots the VM when it has a boot source). 0, or -errno after logging why. */
+int vm_control_start(struct vm *vm, const struct vm_control_opts *o);
 
 /* Stops every vCPU out of KVM_RUN and waits until all are parked; vm_resume lets
  * them go. Called from the main thread only. */

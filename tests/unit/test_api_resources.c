@@ -658,6 +658,89 @@ static void vm_config_lists_everything_configured(void **state)
 	h_stop(h);
 }
 
+/* Firecracker's --config-file: every member goes through its PUT (same ops, same checks),
+ * then InstanceStart; what thaw lacks is refused by name. */
+static void config_file_applies_each_member_then_starts(void **state)
+{
+	struct harness *h = calloc(1, sizeof(*h));
+	struct api_server *srv;
+	char json[1024], err[512], mpath[64];
+	int fd;
+
+	assert_non_null(h);
+	h->fail_op = -1;
+	snprintf(mpath, sizeof(mpath), "/tmp/thaw-cfgtest-%d.metrics", (int)getpid());
+	assert_int_equal(api_server_create_headless(&h_ops, h, &srv), 0);
+	snprintf(json, sizeof(json),
+		 "{\"boot-source\": {\"kernel_image_path\": \"/k\", \"boot_args\": \"ro\"},"
+		 " \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256},"
+		 " \"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"/r\", "
+		 "\"is_root_device\": true}, {\"drive_id\": \"d2\", \"path_on_host\": \"/d\", "
+		 "\"is_root_device\": false}],"
+		 " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}],"
+		 " \"vsock\": {\"guest_cid\": 3, \"uds_path\": \"/v\"}, \"entropy\": {},"
+		 " \"logger\": {\"level\": \"Debug\"}, \"metrics\": {\"metrics_path\": \"%s\"},"
+		 " \"balloon\": null}",
+		 mpath);
+	assert_int_equal(api_server_apply_config(srv, json, strlen(json), err, sizeof(err)), 0);
+	assert_int_equal(h->calls[OP_BOOT], 1);
+	assert_string_equal(h->boot.boot_args, "ro");
+	assert_int_equal(h->calls[OP_PUT_MCFG], 1);
+	assert_int_equal(h->mcfg.vcpu_count, 2);
+	assert_int_equal(h->calls[OP_DRIVE], 2);
+	assert_string_equal(h->drive.drive_id, "d2");
+	assert_int_equal(h->calls[OP_NET], 1);
+	assert_int_equal(h->calls[OP_VSOCK], 1);
+	assert_int_equal(h->calls[OP_ENTROPY], 1);
+	assert_int_equal(h->calls[OP_LOGGER], 1);
+	assert_int_equal(h->calls[OP_START], 1);
+	fd = open(mpath, O_RDONLY);
+	assert_true(fd >= 0); /* the metrics file was opened (created) */
+	close(fd);
+	unlink(mpath);
+	/* Started: a second file is refused as a PUT after start would be. */
+	assert_int_equal(api_server_apply_config(srv, json, strlen(json), err, sizeof(err)),
+			 -EINVAL);
+	api_server_destroy(srv);
+
+	memset(h->calls, 0, sizeof(h->calls));
+	assert_int_equal(api_server_create_headless(&h_ops, h, &srv), 0);
+	/* Without a boot source nothing starts. */
+	snprintf(json, sizeof(json),
+		 "{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64}}");
+	assert_int_equal(api_server_apply_config(srv, json, strlen(json), err, sizeof(err)), 0);
+	assert_int_equal(h->calls[OP_START], 0);
+	api_server_destroy(srv);
+
+	static const struct {
+		const char *json, *needle;
+	} bad[] = {
+	    {"{\"mmds-config\": {\"network_interfaces\": [\"eth0\"]}}", "mmds-config: MMDS"},
+	    {"{\"cpu-config\": \"/t.json\"}", "cpu-config: custom CPU templates"},
+	    {"{\"balloon\": {\"amount_mib\": 1}}", "balloon: the balloon device"},
+	    {"{\"drives\": {}}", "drives: must be an array"},
+	    {"{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/a\", \"is_root_device\": "
+	     "true}, {\"drive_id\": \"b\"}]}",
+	     "drives[1]: Missing required field \"is_root_device\""},
+	    {"{\"boot-source\": {\"kernel_image_path\": 5}}",
+	     "boot-source: Field \"kernel_image_path\" must be a string"},
+	    {"{\"vcpus\": 2}", "Unknown field \"vcpus\" in the configuration file"},
+	    {"[1]", "not one JSON object"},
+	    {"{\"logger\": ", "not one JSON object"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(api_server_create_headless(&h_ops, h, &srv), 0);
+		err[0] = '\0';
+		assert_int_equal(api_server_apply_config(srv, bad[i].json, strlen(bad[i].json), err,
+							 sizeof(err)),
+				 -EINVAL);
+		if (!strstr(err, bad[i].needle))
+			fail_msg("config %s: \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].needle);
+		api_server_destroy(srv);
+	}
+	free(h);
+}
+
 static void actions_and_vm_state(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
@@ -950,6 +1033,7 @@ int main(void)
 	    cmocka_unit_test(a_full_metrics_fifo_drops_whole_lines),
 	    cmocka_unit_test(version_has_firecrackers_shape),
 	    cmocka_unit_test(vm_config_lists_everything_configured),
+	    cmocka_unit_test(config_file_applies_each_member_then_starts),
 	    cmocka_unit_test(actions_and_vm_state),
 	    cmocka_unit_test(snapshot_create_is_parsed),
 	    cmocka_unit_test(snapshot_load_is_parsed),
