@@ -1997,6 +1997,38 @@ static bool method_ok(enum res res, enum http_method m)
 	}
 }
 
+/* Firecracker's endpoints thaw does not offer (docs/api.md, compatibility table): a clear
+ * refusal naming the feature, not "invalid path". Prefix match on `path` ("/balloon"
+ * covers /balloon/statistics and /balloon/hinting/...). */
+static bool route_unoffered(struct api_server *srv, enum http_method m, const char *path)
+{
+	static const struct {
+		const char *prefix;
+		const char *feature;
+	} table[] = {
+	    {"/balloon", "the balloon device is not offered by thaw"},
+	    {"/cpu-config", "custom CPU templates (PUT /cpu-config) are not supported by thaw yet"},
+	    {"/pmem/", "virtio-pmem devices are not offered by thaw"},
+	    {"/mmds", "MMDS (the metadata service) is not supported by thaw yet"},
+	    {"/serial", "serial reconfiguration is not offered by thaw: its console is given on "
+			"the command line (--console-out, --console-in)"},
+	    {"/hotplug/memory", "memory hotplug (virtio-mem) is not offered by thaw"},
+	};
+	char esc[256];
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		size_t n = strlen(table[i].prefix);
+
+		if (strncmp(path, table[i].prefix, n) ||
+		    (path[n] && path[n] != '/' && table[i].prefix[n - 1] != '/'))
+			continue;
+		json_escape(esc, sizeof(esc), path);
+		reply_faultf(srv, 400, "%s %s: %s.", method_name(m), esc, table[i].feature);
+		return true;
+	}
+	return false;
+}
+
 /* Routes one request; returns the resource it named (RES_NONE when none). */
 static enum res route_request(struct api_server *srv, enum http_method method, const char *url,
 			      size_t url_len, const char *body, size_t body_len)
@@ -2029,6 +2061,8 @@ static enum res route_request(struct api_server *srv, enum http_method method, c
 	}
 
 	res = match_path(path, plen, &idp, &id_len);
+	if (res == RES_NONE && route_unoffered(srv, method, path))
+		return res;
 	if (!method_ok(res, method)) {
 		char esc[256];
 

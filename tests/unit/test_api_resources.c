@@ -741,6 +741,48 @@ static void config_file_applies_each_member_then_starts(void **state)
 	free(h);
 }
 
+/* Every Firecracker endpoint thaw does not offer says which feature is missing. */
+static void unoffered_endpoints_name_the_feature(void **state)
+{
+	static const struct {
+		const char *method, *path, *needle;
+	} cases[] = {
+	    {"PUT", "/balloon", "balloon device"},
+	    {"GET", "/balloon", "balloon device"},
+	    {"PATCH", "/balloon", "balloon device"},
+	    {"GET", "/balloon/statistics", "balloon device"},
+	    {"PATCH", "/balloon/statistics", "balloon device"},
+	    {"PATCH", "/balloon/hinting/start", "balloon device"},
+	    {"GET", "/balloon/hinting/status", "balloon device"},
+	    {"PATCH", "/balloon/hinting/stop", "balloon device"},
+	    {"PUT", "/cpu-config", "custom CPU templates"},
+	    {"PUT", "/pmem/pmem0", "virtio-pmem"},
+	    {"PATCH", "/pmem/pmem0", "virtio-pmem"},
+	    {"PUT", "/mmds", "MMDS"},
+	    {"PATCH", "/mmds", "MMDS"},
+	    {"GET", "/mmds", "MMDS"},
+	    {"PUT", "/mmds/config", "MMDS"},
+	    {"PUT", "/serial", "serial reconfiguration"},
+	    {"PUT", "/hotplug/memory", "memory hotplug"},
+	    {"PATCH", "/hotplug/memory", "memory hotplug"},
+	    {"GET", "/hotplug/memory", "memory hotplug"},
+	};
+	struct harness *h = h_start_ops(NULL, 0);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *body = strcmp(cases[i].method, "GET") ? "{}" : NULL;
+
+		assert_int_equal(h_req(h, cases[i].method, cases[i].path, body), 400);
+		if (!strstr(h_fault(), cases[i].needle))
+			fail_msg("%s %s: \"%s\" lacks \"%s\"", cases[i].method, cases[i].path,
+				 h_fault(), cases[i].needle);
+	}
+	/* A path that only starts like one is just unknown. */
+	assert_400(h_req(h, "PUT", "/balloonx", "{}"), "Invalid request method and/or path");
+	assert_400(h_req(h, "GET", "/nope", NULL), "Invalid request method and/or path");
+	h_stop(h);
+}
+
 static void actions_and_vm_state(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
@@ -1034,6 +1076,7 @@ int main(void)
 	    cmocka_unit_test(version_has_firecrackers_shape),
 	    cmocka_unit_test(vm_config_lists_everything_configured),
 	    cmocka_unit_test(config_file_applies_each_member_then_starts),
+	    cmocka_unit_test(unoffered_endpoints_name_the_feature),
 	    cmocka_unit_test(actions_and_vm_state),
 	    cmocka_unit_test(snapshot_create_is_parsed),
 	    cmocka_unit_test(snapshot_load_is_parsed),
