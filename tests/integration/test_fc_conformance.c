@@ -226,6 +226,40 @@ static void shutdown_like_the_sdk(struct vmproc *p, const char *sock)
 	}
 }
 
+/* The SDK's BootstrapLoggingHandler: the logger to the log FIFO, the metrics to theirs. */
+static void bootstrap_logging(const char *sock, const char *lfifo, const char *mfifo,
+			      const char *level)
+{
+	char json[1024];
+
+	snprintf(json, sizeof(json),
+		 "{\"log_path\": \"%s\", \"level\": \"%s\", \"show_level\": true, "
+		 "\"show_log_origin\": false}",
+		 lfifo, level);
+	req(sock, "PUT", "/logger", json, 204);
+	snprintf(json, sizeof(json), "{\"metrics_path\": \"%s\"}", mfifo);
+	req(sock, "PUT", "/metrics", json, 204);
+}
+
+/* InstanceStart, then the probe's first line. */
+static void start_instance(struct vmproc *p, const char *sock)
+{
+	req(sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}", 204);
+	if (vmproc_expect(p, "THAW_PROBE_READY", TMO, NULL, 0)) {
+		vmproc_dump(p, "boot");
+		fail();
+	}
+}
+
+static void put_boot_source(const char *sock, const char *extra_args)
+{
+	char json[1024];
+
+	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\", \"boot_args\": \"%s%s\"}",
+		 harness_env("THAW_PROBE"), BOOT_ARGS, extra_args);
+	req(sock, "PUT", "/boot-source", json, 204);
+}
+
 static void mmds_not_yet_covered(const char *sock)
 {
 	print_message("NOT YET COVERED: MMDS (the SDK's ConfigMmdsHandler: PUT /mmds/config, "
@@ -359,20 +393,12 @@ static void go_sdk_machine_start_snapshot_and_shutdown(void **state)
 	want_int(o, "mem_size_mib", 128);
 	json_object_put(o);
 	/* BootstrapLoggingHandler */
-	snprintf(json, sizeof(json),
-		 "{\"log_path\": \"%s\", \"level\": \"Debug\", \"show_level\": true, "
-		 "\"show_log_origin\": false}",
-		 lfifo);
-	req(sock, "PUT", "/logger", json, 204);
-	snprintf(json, sizeof(json), "{\"metrics_path\": \"%s\"}", mfifo);
-	req(sock, "PUT", "/metrics", json, 204);
+	bootstrap_logging(sock, lfifo, mfifo, "Debug");
 	/* CreateMachineHandler, CreateBootSourceHandler, AttachDrivesHandler,
 	 * CreateNetworkInterfacesHandler (no interfaces here), AddVsocksHandler */
 	req(sock, "PUT", "/machine-config",
 	    "{\"vcpu_count\": 1, \"mem_size_mib\": 64, \"smt\": false}", 204);
-	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\", \"boot_args\": \"%s\"}",
-		 harness_env("THAW_PROBE"), BOOT_ARGS);
-	req(sock, "PUT", "/boot-source", json, 204);
+	put_boot_source(sock, "");
 	snprintf(json, sizeof(json),
 		 "{\"drive_id\": \"1\", \"is_root_device\": true, \"is_read_only\": false, "
 		 "\"path_on_host\": \"%s\"}",
@@ -384,11 +410,7 @@ static void go_sdk_machine_start_snapshot_and_shutdown(void **state)
 	/* ConfigMmdsHandler */
 	mmds_not_yet_covered(sock);
 	/* startInstance */
-	req(sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}", 204);
-	if (vmproc_expect(p, "THAW_PROBE_READY", TMO, NULL, 0)) {
-		vmproc_dump(p, "boot");
-		fail();
-	}
+	start_instance(p, sock);
 
 	/* DescribeInstanceInfo and GetFirecrackerVersion */
 	req(sock, "GET", "/", NULL, 200);
@@ -471,13 +493,7 @@ static void go_sdk_load_snapshot_then_shutdown(void **state)
 	make_fifo(mfifo);
 	p = thaw_api(sock, "sdk-load-1");
 	req(sock, "GET", "/machine-config", NULL, 200);
-	snprintf(json, sizeof(json),
-		 "{\"log_path\": \"%s\", \"level\": \"Info\", \"show_level\": true, "
-		 "\"show_log_origin\": false}",
-		 lfifo);
-	req(sock, "PUT", "/logger", json, 204);
-	snprintf(json, sizeof(json), "{\"metrics_path\": \"%s\"}", mfifo);
-	req(sock, "PUT", "/metrics", json, 204);
+	bootstrap_logging(sock, lfifo, mfifo, "Info");
 	snprintf(json, sizeof(json),
 		 "{\"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"%s\"}, "
 		 "\"snapshot_path\": \"%s\", \"resume_vm\": true}",
@@ -551,19 +567,9 @@ static void firecracker_containerd_vm_start(void **state)
 	make_fifo(mfifo);
 	p = thaw_api(sock, "ctrd-vm-7");
 	req(sock, "GET", "/machine-config", NULL, 200);
-	snprintf(json, sizeof(json),
-		 "{\"log_path\": \"%s\", \"level\": \"Debug\", \"show_level\": true, "
-		 "\"show_log_origin\": false}",
-		 lfifo);
-	req(sock, "PUT", "/logger", json, 204);
-	snprintf(json, sizeof(json), "{\"metrics_path\": \"%s\"}", mfifo);
-	req(sock, "PUT", "/metrics", json, 204);
+	bootstrap_logging(sock, lfifo, mfifo, "Debug");
 	req(sock, "PUT", "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 128}", 204);
-	snprintf(json, sizeof(json),
-		 "{\"kernel_image_path\": \"%s\", \"boot_args\": \"%s ro systemd.unified_cgroup_"
-		 "hierarchy=0\"}",
-		 harness_env("THAW_PROBE"), BOOT_ARGS);
-	req(sock, "PUT", "/boot-source", json, 204);
+	put_boot_source(sock, " ro systemd.unified_cgroup_hierarchy=0");
 	snprintf(json, sizeof(json),
 		 "{\"drive_id\": \"root_drive\", \"is_root_device\": true, \"is_read_only\": "
 		 "true, \"path_on_host\": \"%s\"}",
@@ -584,11 +590,7 @@ static void firecracker_containerd_vm_start(void **state)
 	snprintf(json, sizeof(json), "{\"guest_cid\": 3, \"uds_path\": \"%s\"}", vs);
 	req(sock, "PUT", "/vsock", json, 204);
 	mmds_not_yet_covered(sock);
-	req(sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}", 204);
-	if (vmproc_expect(p, "THAW_PROBE_READY", TMO, NULL, 0)) {
-		vmproc_dump(p, "boot");
-		fail();
-	}
+	start_instance(p, sock);
 	req(sock, "GET", "/vm/config", NULL, 200);
 	o = body_json();
 	want_str(o, "drives.2.drive_id", "stub1");
