@@ -1053,6 +1053,43 @@ static int find_jailed_process(const char *dir)
 	return ret;
 }
 
+/* The folder holding jail `id`: <base>/<--exec-file's name>, or without --exec-file the
+ * one folder of the base that has an `id` in it (JAIL_DEFAULT_EXEC_NAME when none has:
+ * nothing to remove but cgroups). Two candidates are refused: --exec-file must say. */
+static int cleanup_folder(const struct jail_config *cfg, char *out, size_t len)
+{
+	struct dirent *e;
+	unsigned found = 0;
+	struct stat st;
+	DIR *d;
+
+	snprintf(out, len, "%s/%s", cfg->base, jail_exec_name(cfg));
+	if (cfg->exec_file)
+		return 0;
+	d = opendir(cfg->base);
+	if (!d)
+		return 0; /* no base: nothing of the jail on disk */
+	while ((e = readdir(d))) {
+		char p[PATH_MAX];
+
+		if (e->d_name[0] == '.' ||
+		    snprintf(p, sizeof(p), "%s/%s/%s", cfg->base, e->d_name, cfg->id) >=
+			(int)sizeof(p) ||
+		    lstat(p, &st) || !S_ISDIR(st.st_mode))
+			continue;
+		if (found++) {
+			log_err("cleanup: jails named '%s' in more than one folder of %s: give "
+				"--exec-file to say which",
+				cfg->id, cfg->base);
+			closedir(d);
+			return -EEXIST;
+		}
+		snprintf(out, len, "%s/%s", cfg->base, e->d_name);
+	}
+	closedir(d);
+	return 0;
+}
+
 int jail_cleanup(const struct jail_config *cfg)
 {
 	char dir[PATH_MAX], thaw[PATH_MAX], first[PATH_MAX];
@@ -1061,7 +1098,9 @@ int jail_cleanup(const struct jail_config *cfg)
 	bool existed;
 	struct stat st;
 
-	snprintf(thaw, sizeof(thaw), "%s/%s", cfg->base, jail_exec_name(cfg));
+	ret = cleanup_folder(cfg, thaw, sizeof(thaw));
+	if (ret)
+		return ret;
 	if (snprintf(dir, sizeof(dir), "%s/%s", thaw, cfg->id) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
 	ret = find_jailed_process(dir);

@@ -542,6 +542,21 @@ static void go_sdk_load_of_a_snapshot_with_a_drive_names_the_drive(void **state)
 		 sdk_mem, sdk_snap, dir, dir);
 	req(sock, "PUT", "/snapshot/load", json, 204);
 	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	/* GET /vm/config reports the snapshot's devices with the host sides given */
+	req(sock, "GET", "/vm/config", NULL, 200);
+	{
+		char want[400];
+		json_object *o = body_json();
+
+		want_str(o, "drives.0.drive_id", "1");
+		snprintf(want, sizeof(want), "%s/sdk-root.ext4", dir);
+		want_str(o, "drives.0.path_on_host", want);
+		snprintf(want, sizeof(want), "%s/sdk2.vsock", dir);
+		want_str(o, "vsock.uds_path", want);
+		want_int(o, "vsock.guest_cid", 3);
+		want_int(o, "machine-config.mem_size_mib", 64);
+		json_object_put(o);
+	}
 	harness_end(p);
 }
 

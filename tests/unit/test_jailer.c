@@ -1201,6 +1201,38 @@ static void cleanup_removes_everything_and_can_run_twice(void **state)
 	assert_non_null(strstr(r.err, "nothing to remove"));
 }
 
+/* Without --exec-file, cleanup finds the jail in whichever folder of the base holds it
+ * (older callers name only the id); with two candidates it asks which. */
+static void cleanup_without_exec_file_finds_the_folder(void **state)
+{
+	const char *pargs[] = {"--report", NULL};
+	static struct result r;
+	char id[64], other[PATH_MAX];
+	char *argv[] = {
+	    jailer, (char *)"--cleanup", (char *)"--id", id, (char *)"--chroot-base", base, NULL};
+
+	NEED_ROOT();
+	next_id(id, sizeof(id));
+	run_jail(&r, id, NULL, pargs);
+	assert_exited(&r, 0);
+	assert_true(jail_dir_exists(id));
+	/* a second folder with the same id: ambiguous */
+	snprintf(other, sizeof(other), "%s/otherexec", base);
+	assert_int_equal(mkdir(other, 0755), 0);
+	snprintf(other, sizeof(other), "%s/otherexec/%s", base, id);
+	assert_int_equal(mkdir(other, 0755), 0);
+	run_argv(&r, argv);
+	assert_exited(&r, 1);
+	assert_non_null(strstr(r.err, "give --exec-file"));
+	assert_true(jail_dir_exists(id));
+	assert_int_equal(rmdir(other), 0);
+	snprintf(other, sizeof(other), "%s/otherexec", base);
+	assert_int_equal(rmdir(other), 0);
+	run_argv(&r, argv);
+	assert_exited(&r, 0);
+	assert_false(jail_dir_exists(id));
+}
+
 static void cleanup_refuses_a_running_jail(void **state)
 {
 	const char *extra[] = {"--cgroup", "pids.max=10", NULL};
@@ -1335,6 +1367,7 @@ int main(void)
 	    cmocka_unit_test(bad_arguments_fail_clearly_and_leave_nothing_behind),
 	    cmocka_unit_test(an_existing_jail_id_is_refused_and_kept),
 	    cmocka_unit_test(cleanup_removes_everything_and_can_run_twice),
+	    cmocka_unit_test(cleanup_without_exec_file_finds_the_folder),
 	    cmocka_unit_test(cleanup_refuses_a_running_jail),
 	    cmocka_unit_test(cleanup_refuses_a_running_jail_without_cgroups),
 	    cmocka_unit_test(cleanup_does_not_follow_symlinks_out_of_the_jail),
