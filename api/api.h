@@ -22,6 +22,9 @@
 
 struct json_object;
 
+/* thaw's version, as GET /, GET /version and `thaw --version` report it. */
+#define API_VMM_VERSION "0.1.0"
+
 /* Caps on what a client may send; larger requests get 431, 414 or 413. */
 #define API_MAX_HEADER_BYTES 8192
 #define API_MAX_URL_BYTES    1024
@@ -46,6 +49,8 @@ struct json_object;
 #define API_MAC_LEN		18 /* "aa:bb:cc:dd:ee:ff" */
 #define API_MAX_NET_OVERRIDES	16
 #define API_MAX_DRIVE_OVERRIDES 16
+#define API_MAX_DRIVES		16 /* devices GET /vm/config and --config-file carry */
+#define API_MAX_NETS		16
 #define API_MAX_VCPUS		32
 #define API_MAX_MEM_MIB		(1024u * 1024u) /* 1 TiB */
 
@@ -224,6 +229,21 @@ struct api_snapshot_load {
 	char snapshot_paths[API_PATH_LEN];
 };
 
+/* `GET /vm/config` (and what `--config-file` configures): the boot source and devices, as
+ * the API accepted them before boot or, after a snapshot load, as the VMM reports them. */
+struct api_vm_config {
+	bool has_boot_source;
+	struct api_boot_source boot;
+	uint32_t n_drives;
+	struct api_drive drives[API_MAX_DRIVES];
+	uint32_t n_nets;
+	struct api_net nets[API_MAX_NETS];
+	bool has_vsock;
+	struct api_vsock vsock;
+	bool has_entropy;
+	struct api_entropy entropy;
+};
+
 /* ---- what the VMM implements -------------------------------------------------------------- */
 
 enum api_vm_state { API_VM_NOT_STARTED, API_VM_RUNNING, API_VM_PAUSED };
@@ -312,6 +332,11 @@ struct api_ops {
 	 * moves the API to the failed state unless err->keep_state. */
 	int (*snapshot_load)(void *ctx, const struct api_snapshot_load *req, struct api_error *err);
 
+	/* GET /vm/config after a snapshot load: fills `cfg` (zeroed by the caller) with the
+	 * snapshot's boot command line and devices with their host sides. Optional: without
+	 * it, or before a load, the API answers what it accepted itself. */
+	int (*get_vm_config)(void *ctx, struct api_vm_config *cfg, struct api_error *err);
+
 	/* FlushMetrics (and api_server_flush_metrics): a new json object whose members are
 	 * written, with the API's own counters and a timestamp, as one line to the metrics
 	 * file. The API takes the reference. Optional. Expected members include
@@ -330,6 +355,33 @@ struct api_server;
 int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 		      struct api_server **out);
 
+/* As api_server_create, without a socket (Firecracker's --no-api): the life cycle, the
+ * configuration file, the logger and the metrics (with their periodic flush) work; no
+ * client can connect. */
+int api_server_create_headless(const struct api_ops *ops, void *ctx, struct api_server **out);
+
+/* Firecracker's --config-file: `json` (len bytes) is a JSON object with the members of
+ * GET /vm/config ("boot-source", "drives", "machine-config", "network-interfaces",
+ * "vsock", "entropy", "logger", "metrics"; "balloon", "cpu-config" and "mmds-config"
+ * are refused, naming the feature), each applied as its PUT would be (same validation,
+ * same ops, same life cycle), logger and metrics first; with a boot source, the VM is
+ * then started (InstanceStart). Call before the first api_server_dispatch(). 0, or
+ * -errno with `err` naming the member and the reason; a failure leaves the process to
+ * exit (the VM may be half configured). */
+int api_server_apply_config(struct api_server *srv, const char *json, size_t len, char *err,
+			    size_t errlen);
+
+/* Firecracker's --log-path/--level/--show-level/--show-log-origin/--module and
+ * --metrics-path: what PUT /logger and PUT /metrics do, before any request. 0 or -errno
+ * with `err` filled. */
+int api_server_put_logger(struct api_server *srv, const struct api_logger *l,
+			  struct api_error *err);
+int api_server_put_metrics(struct api_server *srv, const char *path, struct api_error *err);
+
+/* A log level's name as Firecracker takes it ("Error", "warning", ...: any case) into
+ * `out`; -EINVAL when it is none of them. */
+int api_log_level_parse(const char *name, enum api_log_level *out);
+
 /* The one descriptor to add to the caller's epoll set (EPOLLIN, level-triggered); readable
  * whenever api_server_dispatch() has work. Owned by the server. */
 int api_server_fd(const struct api_server *srv);
@@ -343,6 +395,11 @@ int api_server_dispatch(struct api_server *srv);
 /* Writes one metrics line now if `PUT /metrics` configured a destination (e.g. right
  * after a restore). 0, -ENOENT when not configured, or -errno of the write. */
 int api_server_flush_metrics(struct api_server *srv);
+
+/* Firecracker's api_server.process_startup_time_us and process_startup_time_cpu_us: how
+ * long the process took to serve its API (wall clock and CPU, the parent's CPU time
+ * included when the caller counted it), as `--start-time-us` and friends let it tell. */
+void api_server_set_startup_times(struct api_server *srv, uint64_t wall_us, uint64_t cpu_us);
 
 /* The periodic metrics flush's period (default API_DEFAULT_METRICS_PERIOD_MS); 0 turns it
  * off, for a VMM that calls api_server_flush_metrics() on its own schedule. */

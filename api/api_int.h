@@ -72,9 +72,50 @@ struct api_reply {
 	int status;
 	size_t len;
 	char body[API_REPLY_MAX];
+	/* A body larger than `body` (GET /vm/config): malloc'd, taken over by the transport;
+	 * NULL for none. */
+	char *big;
+	size_t big_len;
+};
+
+/* Firecracker's per-resource request counters (get_api_requests, put_api_requests,
+ * patch_api_requests): each is written as the change since the last metrics line, as
+ * Firecracker's SharedIncMetric is. */
+enum api_req_metric {
+	RM_GET_INSTANCE_INFO,
+	RM_GET_MACHINE_CFG,
+	RM_GET_MMDS,
+	RM_GET_VMM_VERSION,
+	RM_GET_VM_CONFIG, /* not one of Firecracker's: reported under "thaw" */
+	RM_PUT_ACTIONS,
+	RM_PUT_BOOT_SOURCE,
+	RM_PUT_DRIVE,
+	RM_PUT_LOGGER,
+	RM_PUT_MACHINE_CFG,
+	RM_PUT_CPU_CFG,
+	RM_PUT_METRICS,
+	RM_PUT_NETWORK,
+	RM_PUT_MMDS,
+	RM_PUT_VSOCK,
+	RM_PUT_ENTROPY,		/* thaw's */
+	RM_PUT_SNAPSHOT_CREATE, /* thaw's */
+	RM_PUT_SNAPSHOT_LOAD,	/* thaw's */
+	RM_PATCH_DRIVE,
+	RM_PATCH_NETWORK,
+	RM_PATCH_MACHINE_CFG,
+	RM_PATCH_MMDS,
+	RM_PATCH_VM, /* thaw's */
+	RM_COUNT,
+};
+
+struct api_inc {
+	uint64_t cur, prev; /* total, and total at the last metrics line */
 };
 
 struct api_counters {
+	struct api_inc req_count[RM_COUNT], req_fails[RM_COUNT];
+	uint64_t last_pause_us, last_resume_us; /* PATCH /vm, request to reply */
+	bool last_create_was_diff;
 	uint64_t requests;
 	uint64_t status_2xx, status_4xx, status_5xx;
 	uint64_t bad_http; /* malformed or oversized requests */
@@ -84,6 +125,11 @@ struct api_counters {
 	uint64_t last_load_snapshot_us; /* request handling of PUT /snapshot/load, parse included */
 	uint64_t last_create_snapshot_us;
 	uint64_t last_instance_start_us;
+	uint64_t metrics_missed; /* lines dropped: the metrics pipe was full */
+	uint64_t metrics_fails;	 /* lines whose write failed otherwise */
+	/* What the process measured of its start (Firecracker's api_server group); set by
+	 * api_server_set_startup_times, 0 when not. */
+	uint64_t startup_us, startup_cpu_us;
 };
 
 struct api_server {
@@ -105,9 +151,17 @@ struct api_server {
 	enum api_phase phase;
 	bool boot_source_set;
 	bool paused;
+	bool loaded; /* started by a snapshot load, not InstanceStart */
 	char failed_reason[600];
 	struct api_machine_config mcfg; /* last accepted, for GET without get_machine_config */
+	struct api_vm_config *vmcfg;	/* what pre-boot PUTs were accepted, for GET /vm/config */
+	bool has_logger;
+	struct api_logger logger; /* the last PUT /logger accepted */
+	char metrics_path[API_PATH_LEN];
 	int metrics_fd;
+	/* The tail of a metrics line a full pipe cut short (owned); written first next time. */
+	char *metrics_pending;
+	size_t metrics_pending_off, metrics_pending_len;
 	int metrics_timer_fd;		/* periodic flush; -1 until PUT /metrics */
 	unsigned int metrics_period_ms; /* 0: no periodic flush */
 	struct api_counters cnt;
@@ -135,6 +189,9 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 	       const char *body, size_t body_len);
 /* server.c: starts the periodic metrics flush once a destination is configured. */
 int api_metrics_timer_start(struct api_server *srv);
+/* route.c: opens a log or metrics destination as Firecracker does (read-write,
+ * non-blocking, created if missing): an fd, or -errno with err filled. */
+int api_open_output(const char *path, struct api_error *err, const char *what);
 /* route.c: a {"fault_message"} reply. */
 void api_reply_fault(struct api_server *srv, int status, const char *msg);
 /* route.c: defaults of the state machine and the counters. */

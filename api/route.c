@@ -14,8 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define API_APP_NAME	"thaw"
-#define API_VMM_VERSION "0.1.0"
+#define API_APP_NAME "thaw"
 
 void api_error_set(struct api_error *err, const char *fmt, ...)
 {
@@ -499,7 +498,7 @@ static int parse_drive(json_object *o, const char *path_id, struct api_drive *d,
 	static const char *const known[] = {
 	    "drive_id",	    "partuuid",	    "is_root_device", "cache_type", "is_read_only",
 	    "path_on_host", "rate_limiter", "io_engine",      "socket",	    NULL};
-	int e, r_path, r_sock, r_ro;
+	int e = 0, r_path, r_sock, r_ro; /* e: an absent enum field is the first value */
 
 	memset(d, 0, sizeof(*d));
 	if (j_known(o, "drive", known, err) < 0 ||
@@ -888,11 +887,16 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, stru
 
 /* ---- metrics and logger owned by the API ------------------------------------------------- */
 
-static int open_output(const char *path, struct api_error *err, const char *what)
+/* Firecracker's way of opening the log and metrics destinations: read-write, non-blocking,
+ * created when missing. Read-write matters for a named pipe: a write-only, non-blocking open
+ * of a FIFO nobody reads yet fails with ENXIO, while a read-write one succeeds (this process
+ * holds the read end too), so a client may create the FIFO and start its reader later, as
+ * firecracker-go-sdk and firecracker-containerd do. Lines written before a reader comes wait
+ * in the pipe (64 KiB); past that they are dropped, never blocking the VMM's loop. A regular
+ * file is appended to. */
+int api_open_output(const char *path, struct api_error *err, const char *what)
 {
-	/* Non-blocking so a named pipe nobody reads never stalls the VMM's loop. */
-	int fd =
-	    open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
+	int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
 
 	if (fd < 0) {
 		int e = errno;
@@ -903,68 +907,241 @@ static int open_output(const char *path, struct api_error *err, const char *what
 	return fd;
 }
 
-int api_server_flush_metrics(struct api_server *srv)
+/* Writes what is left of a metrics line a full pipe cut short. 0 when nothing is left. */
+static int metrics_drain(struct api_server *srv)
 {
-	const struct api_counters *c = &srv->cnt;
-	json_object *root = NULL, *api;
-	struct timespec ts;
-	const char *line;
-	size_t len;
-	char *buf;
-	ssize_t w;
-	int ret = 0;
+	while (srv->metrics_pending_len) {
+		ssize_t w = write(srv->metrics_fd, srv->metrics_pending + srv->metrics_pending_off,
+				  srv->metrics_pending_len);
 
-	if (srv->metrics_fd < 0)
-		return -ENOENT;
+		if (w < 0)
+			return errno == EINTR ? -EINTR : -errno;
+		srv->metrics_pending_off += (size_t)w;
+		srv->metrics_pending_len -= (size_t)w;
+	}
+	free(srv->metrics_pending);
+	srv->metrics_pending = NULL;
+	srv->metrics_pending_off = 0;
+	return 0;
+}
+
+/* One metrics line out: a pipe may take part of it (non-blocking writes above PIPE_BUF are
+ * not atomic); the rest is kept and goes first next time, so a reader never sees two lines
+ * interleaved. A line that finds the pipe still full is dropped and counted. */
+static int metrics_write_line(struct api_server *srv, char *buf, size_t len)
+{
+	ssize_t w;
+
+	if (metrics_drain(srv) < 0) {
+		srv->cnt.metrics_missed++;
+		free(buf);
+		return 0;
+	}
+	w = write(srv->metrics_fd, buf, len);
+	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		srv->cnt.metrics_missed++;
+		free(buf);
+		return 0;
+	}
+	if (w < 0) {
+		int e = errno;
+
+		srv->cnt.metrics_fails++;
+		free(buf);
+		return -e;
+	}
+	if ((size_t)w < len) {
+		srv->metrics_pending = buf;
+		srv->metrics_pending_off = (size_t)w;
+		srv->metrics_pending_len = len - (size_t)w;
+		return 0;
+	}
+	free(buf);
+	return 0;
+}
+
+void api_server_set_startup_times(struct api_server *srv, uint64_t wall_us, uint64_t cpu_us)
+{
+	srv->cnt.startup_us = wall_us;
+	srv->cnt.startup_cpu_us = cpu_us;
+}
+
+/* An incrementing counter as Firecracker writes it: the change since the last line. */
+static json_object *inc_delta(struct api_inc *c)
+{
+	uint64_t d = c->cur - c->prev;
+
+	c->prev = c->cur;
+	return json_object_new_uint64(d);
+}
+
+static void add_u64(json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+/* get_api_requests, put_api_requests and patch_api_requests with Firecracker's names. */
+static void add_request_groups(json_object *root, struct api_counters *c)
+{
+	static const struct {
+		const char *group, *name;
+		enum api_req_metric m;
+		bool fails;
+	} map[] = {
+	    {"get_api_requests", "instance_info_count", RM_GET_INSTANCE_INFO, false},
+	    {"get_api_requests", "machine_cfg_count", RM_GET_MACHINE_CFG, false},
+	    {"get_api_requests", "mmds_count", RM_GET_MMDS, false},
+	    {"get_api_requests", "vmm_version_count", RM_GET_VMM_VERSION, false},
+	    {"put_api_requests", "actions", RM_PUT_ACTIONS, true},
+	    {"put_api_requests", "boot_source", RM_PUT_BOOT_SOURCE, true},
+	    {"put_api_requests", "drive", RM_PUT_DRIVE, true},
+	    {"put_api_requests", "logger", RM_PUT_LOGGER, true},
+	    {"put_api_requests", "machine_cfg", RM_PUT_MACHINE_CFG, true},
+	    {"put_api_requests", "cpu_cfg", RM_PUT_CPU_CFG, true},
+	    {"put_api_requests", "metrics", RM_PUT_METRICS, true},
+	    {"put_api_requests", "network", RM_PUT_NETWORK, true},
+	    {"put_api_requests", "mmds", RM_PUT_MMDS, true},
+	    {"put_api_requests", "vsock", RM_PUT_VSOCK, true},
+	    {"patch_api_requests", "drive", RM_PATCH_DRIVE, true},
+	    {"patch_api_requests", "network", RM_PATCH_NETWORK, true},
+	    {"patch_api_requests", "machine_cfg", RM_PATCH_MACHINE_CFG, true},
+	    {"patch_api_requests", "mmds", RM_PATCH_MMDS, true},
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		json_object *g;
+		char key[64];
+
+		if (!json_object_object_get_ex(root, map[i].group, &g)) {
+			g = json_object_new_object();
+			json_object_object_add(root, map[i].group, g);
+		}
+		if (!map[i].fails) {
+			json_object_object_add(g, map[i].name, inc_delta(&c->req_count[map[i].m]));
+			continue;
+		}
+		snprintf(key, sizeof(key), "%s_count", map[i].name);
+		json_object_object_add(g, key, inc_delta(&c->req_count[map[i].m]));
+		snprintf(key, sizeof(key), "%s_fails", map[i].name);
+		json_object_object_add(g, key, inc_delta(&c->req_fails[map[i].m]));
+	}
+}
+
+/* The API's own figures, cumulative: thaw's additions, under "thaw" beside the VMM's. */
+static json_object *thaw_api_group(struct api_counters *c)
+{
+	static const struct {
+		const char *name;
+		enum api_req_metric m;
+	} extra[] = {
+	    {"get_vm_config", RM_GET_VM_CONFIG},
+	    {"put_entropy", RM_PUT_ENTROPY},
+	    {"put_snapshot_create", RM_PUT_SNAPSHOT_CREATE},
+	    {"put_snapshot_load", RM_PUT_SNAPSHOT_LOAD},
+	    {"patch_vm", RM_PATCH_VM},
+	};
+	json_object *api = json_object_new_object();
+	char key[64];
+
+	add_u64(api, "requests", c->requests);
+	add_u64(api, "status_2xx", c->status_2xx);
+	add_u64(api, "status_4xx", c->status_4xx);
+	add_u64(api, "status_5xx", c->status_5xx);
+	add_u64(api, "bad_http", c->bad_http);
+	add_u64(api, "timeouts", c->timeouts);
+	add_u64(api, "conns_accepted", c->conns_accepted);
+	add_u64(api, "conns_refused", c->conns_refused);
+	add_u64(api, "load_snapshot_request_us", c->last_load_snapshot_us);
+	add_u64(api, "create_snapshot_request_us", c->last_create_snapshot_us);
+	add_u64(api, "instance_start_request_us", c->last_instance_start_us);
+	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+		snprintf(key, sizeof(key), "%s_count", extra[i].name);
+		add_u64(api, key, c->req_count[extra[i].m].cur);
+		snprintf(key, sizeof(key), "%s_fails", extra[i].name);
+		add_u64(api, key, c->req_fails[extra[i].m].cur);
+	}
+	return api;
+}
+
+/* Firecracker's layout: utc_timestamp_ms, api_server, the request groups, logger and the
+ * API's latencies_us members, around the VMM's groups (vcpu, vmm, uart, i8042, seccomp,
+ * signals, its own latencies_us members); thaw's additions go under "thaw". */
+static json_object *metrics_line(struct api_server *srv)
+{
+	struct api_counters *c = &srv->cnt;
+	json_object *root = NULL, *g, *thaw;
+	struct timespec ts;
+
 	if (srv->ops->metrics)
 		root = srv->ops->metrics(srv->ctx);
 	if (!root || !json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
 		root = json_object_new_object();
 		if (!root)
-			return -ENOMEM;
+			return NULL;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	json_object_object_add(
 	    root, "utc_timestamp_ms",
 	    json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
-	api = json_object_new_object();
-	if (api) {
-		json_object_object_add(api, "requests", json_object_new_uint64(c->requests));
-		json_object_object_add(api, "status_2xx", json_object_new_uint64(c->status_2xx));
-		json_object_object_add(api, "status_4xx", json_object_new_uint64(c->status_4xx));
-		json_object_object_add(api, "status_5xx", json_object_new_uint64(c->status_5xx));
-		json_object_object_add(api, "bad_http", json_object_new_uint64(c->bad_http));
-		json_object_object_add(api, "timeouts", json_object_new_uint64(c->timeouts));
-		json_object_object_add(api, "conns_accepted",
-				       json_object_new_uint64(c->conns_accepted));
-		json_object_object_add(api, "conns_refused",
-				       json_object_new_uint64(c->conns_refused));
-		json_object_object_add(api, "load_snapshot_request_us",
-				       json_object_new_uint64(c->last_load_snapshot_us));
-		json_object_object_add(api, "create_snapshot_request_us",
-				       json_object_new_uint64(c->last_create_snapshot_us));
-		json_object_object_add(api, "instance_start_request_us",
-				       json_object_new_uint64(c->last_instance_start_us));
-		json_object_object_add(root, "api_server", api);
+	g = json_object_new_object();
+	add_u64(g, "process_startup_time_us", c->startup_us);
+	add_u64(g, "process_startup_time_cpu_us", c->startup_cpu_us);
+	json_object_object_add(root, "api_server", g);
+	add_request_groups(root, c);
+	g = json_object_new_object();
+	add_u64(g, "missed_metrics_count", c->metrics_missed);
+	add_u64(g, "metrics_fails", c->metrics_fails);
+	json_object_object_add(root, "logger", g);
+
+	/* The request-level latencies, unless the VMM measured them more closely. */
+	if (!json_object_object_get_ex(root, "latencies_us", &g)) {
+		g = json_object_new_object();
+		json_object_object_add(root, "latencies_us", g);
 	}
+	if (!json_object_object_get_ex(g, "load_snapshot", NULL))
+		add_u64(g, "load_snapshot", c->last_load_snapshot_us);
+	if (!json_object_object_get_ex(g, "full_create_snapshot", NULL))
+		add_u64(g, "full_create_snapshot",
+			c->last_create_was_diff ? 0 : c->last_create_snapshot_us);
+	if (!json_object_object_get_ex(g, "diff_create_snapshot", NULL))
+		add_u64(g, "diff_create_snapshot",
+			c->last_create_was_diff ? c->last_create_snapshot_us : 0);
+	add_u64(g, "pause_vm", c->last_pause_us);
+	add_u64(g, "resume_vm", c->last_resume_us);
+
+	if (!json_object_object_get_ex(root, "thaw", &thaw)) {
+		thaw = json_object_new_object();
+		json_object_object_add(root, "thaw", thaw);
+	}
+	json_object_object_add(thaw, "api", thaw_api_group(c));
+	return root;
+}
+
+int api_server_flush_metrics(struct api_server *srv)
+{
+	json_object *root;
+	const char *line;
+	size_t len;
+	char *buf;
+	int ret;
+
+	if (srv->metrics_fd < 0)
+		return -ENOENT;
+	root = metrics_line(srv);
+	if (!root)
+		return -ENOMEM;
 	line = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
 	len = strlen(line);
 	/* One write per line so readers of a pipe never see half a record. */
 	buf = malloc(len + 1);
 	if (!buf) {
-		ret = -ENOMEM;
-		goto out;
+		json_object_put(root);
+		return -ENOMEM;
 	}
 	memcpy(buf, line, len);
 	buf[len] = '\n';
-	w = write(srv->metrics_fd, buf, len + 1);
-	if (w < 0)
-		ret = -errno;
-	else if ((size_t)w != len + 1)
-		ret = -EIO;
-	free(buf);
-out:
+	ret = metrics_write_line(srv, buf, len + 1);
 	json_object_put(root);
 	return ret;
 }
@@ -978,7 +1155,7 @@ static int default_logger(const struct api_logger *l, struct api_error *err)
 	int fd;
 
 	if (l->log_path[0]) {
-		fd = open_output(l->log_path, err, "log");
+		fd = api_open_output(l->log_path, err, "log");
 		if (fd < 0)
 			return fd;
 		if (dup2(fd, STDERR_FILENO) < 0) {
@@ -1012,6 +1189,8 @@ enum res {
 	RES_SNAP_LOAD,
 	RES_LOGGER,
 	RES_METRICS,
+	RES_VERSION,
+	RES_VM_CONFIG,
 	RES_NONE,
 };
 
@@ -1035,6 +1214,8 @@ static enum res match_path(const char *p, size_t len, const char **id, size_t *i
 	    {"/snapshot/load", RES_SNAP_LOAD, false},
 	    {"/logger", RES_LOGGER, false},
 	    {"/metrics", RES_METRICS, false},
+	    {"/version", RES_VERSION, false},
+	    {"/vm/config", RES_VM_CONFIG, false},
 	};
 	size_t i;
 
@@ -1232,6 +1413,283 @@ static json_object *parse_body(struct api_server *srv, const char *body, size_t 
 	return obj;
 }
 
+/* ---- GET /version, GET /vm/config and the record behind it -------------------------------- */
+
+/* Keeps what a pre-boot PUT the VMM accepted configured, for GET /vm/config: a second PUT
+ * of the same resource or id replaces the first, as it does in the VMM. */
+static void record_config(struct api_server *srv, enum res res)
+{
+	struct api_vm_config *v = srv->vmcfg;
+	uint32_t i;
+
+	switch (res) {
+	case RES_BOOT_SOURCE:
+		v->boot = srv->scratch.boot;
+		v->has_boot_source = true;
+		break;
+	case RES_DRIVES:
+		for (i = 0; i < v->n_drives; i++)
+			if (!strcmp(v->drives[i].drive_id, srv->scratch.drive.drive_id))
+				break;
+		if (i < API_MAX_DRIVES) {
+			v->drives[i] = srv->scratch.drive;
+			v->n_drives += i == v->n_drives;
+		}
+		break;
+	case RES_NET:
+		for (i = 0; i < v->n_nets; i++)
+			if (!strcmp(v->nets[i].iface_id, srv->scratch.net.iface_id))
+				break;
+		if (i < API_MAX_NETS) {
+			v->nets[i] = srv->scratch.net;
+			v->n_nets += i == v->n_nets;
+		}
+		break;
+	case RES_VSOCK:
+		v->vsock = srv->scratch.vsock;
+		v->has_vsock = true;
+		break;
+	case RES_ENTROPY:
+		v->entropy = srv->scratch.entropy;
+		v->has_entropy = true;
+		break;
+	default:
+		break;
+	}
+}
+
+/* "" as JSON null, as Firecracker's optional strings are. */
+static json_object *j_str_or_null(const char *s)
+{
+	return s[0] ? json_object_new_string(s) : NULL;
+}
+
+static json_object *bucket_json(const struct api_token_bucket *b)
+{
+	json_object *o;
+
+	if (!b->present)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "size", json_object_new_uint64(b->size));
+	json_object_object_add(o, "one_time_burst", json_object_new_uint64(b->one_time_burst));
+	json_object_object_add(o, "refill_time", json_object_new_uint64(b->refill_time));
+	return o;
+}
+
+static json_object *rate_limiter_json(const struct api_rate_limiter *rl)
+{
+	json_object *o;
+
+	if (!rl->present)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "bandwidth", bucket_json(&rl->bandwidth));
+	json_object_object_add(o, "ops", bucket_json(&rl->ops));
+	return o;
+}
+
+static json_object *drive_json(const struct api_drive *d)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "drive_id", json_object_new_string(d->drive_id));
+	json_object_object_add(o, "partuuid", j_str_or_null(d->partuuid));
+	json_object_object_add(o, "is_root_device", json_object_new_boolean(d->is_root_device));
+	json_object_object_add(o, "cache_type",
+			       json_object_new_string(cache_type_names[d->cache_type & 1]));
+	json_object_object_add(o, "is_read_only", json_object_new_boolean(d->is_read_only));
+	json_object_object_add(o, "path_on_host", j_str_or_null(d->path_on_host));
+	json_object_object_add(o, "rate_limiter", rate_limiter_json(&d->rate_limiter));
+	json_object_object_add(o, "io_engine",
+			       json_object_new_string(io_engine_names[d->io_engine & 1]));
+	json_object_object_add(o, "socket", j_str_or_null(d->socket));
+	return o;
+}
+
+static json_object *net_json(const struct api_net *n)
+{
+	json_object *o = json_object_new_object();
+	char mac[API_MAC_LEN];
+
+	json_object_object_add(o, "iface_id", json_object_new_string(n->iface_id));
+	json_object_object_add(o, "host_dev_name", json_object_new_string(n->host_dev_name));
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->guest_mac[0],
+		 n->guest_mac[1], n->guest_mac[2], n->guest_mac[3], n->guest_mac[4],
+		 n->guest_mac[5]);
+	json_object_object_add(o, "guest_mac",
+			       n->has_guest_mac ? json_object_new_string(mac) : NULL);
+	json_object_object_add(o, "rx_rate_limiter", rate_limiter_json(&n->rx_rate_limiter));
+	json_object_object_add(o, "tx_rate_limiter", rate_limiter_json(&n->tx_rate_limiter));
+	return o;
+}
+
+static json_object *machine_config_json(const struct api_machine_config *c)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "vcpu_count", json_object_new_int64(c->vcpu_count));
+	json_object_object_add(o, "mem_size_mib", json_object_new_int64(c->mem_size_mib));
+	json_object_object_add(o, "smt", json_object_new_boolean(c->smt));
+	json_object_object_add(o, "track_dirty_pages",
+			       json_object_new_boolean(c->track_dirty_pages));
+	json_object_object_add(
+	    o, "cpu_template",
+	    json_object_new_string(
+		cpu_template_names[c->cpu_template <= API_CPU_TEMPLATE_V1N1 ? c->cpu_template
+									    : 0]));
+	json_object_object_add(
+	    o, "huge_pages",
+	    json_object_new_string(
+		huge_pages_names[c->huge_pages <= API_HUGE_PAGES_2M ? c->huge_pages : 0]));
+	return o;
+}
+
+/* Firecracker's FullVmConfiguration: every member present, absent ones null. */
+static json_object *vm_config_json(struct api_server *srv, const struct api_vm_config *v,
+				   const struct api_machine_config *mc)
+{
+	json_object *o = json_object_new_object(), *arr;
+	uint32_t i;
+
+	json_object_object_add(o, "balloon", NULL);
+	arr = json_object_new_array();
+	for (i = 0; i < v->n_drives && i < API_MAX_DRIVES; i++)
+		json_object_array_add(arr, drive_json(&v->drives[i]));
+	json_object_object_add(o, "drives", arr);
+	if (v->has_boot_source) {
+		json_object *b = json_object_new_object();
+
+		json_object_object_add(b, "kernel_image_path",
+				       json_object_new_string(v->boot.kernel_image_path));
+		json_object_object_add(b, "initrd_path", j_str_or_null(v->boot.initrd_path));
+		json_object_object_add(b, "boot_args", j_str_or_null(v->boot.boot_args));
+		json_object_object_add(o, "boot-source", b);
+	} else {
+		json_object_object_add(o, "boot-source", NULL);
+	}
+	json_object_object_add(o, "cpu-config", NULL);
+	if (srv->has_logger) {
+		json_object *l = json_object_new_object();
+
+		json_object_object_add(l, "log_path", j_str_or_null(srv->logger.log_path));
+		json_object_object_add(
+		    l, "level",
+		    json_object_new_string(
+			log_level_names[srv->logger.has_level ? srv->logger.level : API_LOG_INFO]));
+		json_object_object_add(l, "show_level",
+				       json_object_new_boolean(srv->logger.show_level));
+		json_object_object_add(l, "show_log_origin",
+				       json_object_new_boolean(srv->logger.show_log_origin));
+		json_object_object_add(l, "module", j_str_or_null(srv->logger.module));
+		json_object_object_add(o, "logger", l);
+	} else {
+		json_object_object_add(o, "logger", NULL);
+	}
+	json_object_object_add(o, "machine-config", machine_config_json(mc));
+	if (srv->metrics_path[0]) {
+		json_object *m = json_object_new_object();
+
+		json_object_object_add(m, "metrics_path",
+				       json_object_new_string(srv->metrics_path));
+		json_object_object_add(o, "metrics", m);
+	} else {
+		json_object_object_add(o, "metrics", NULL);
+	}
+	json_object_object_add(o, "mmds-config", NULL);
+	arr = json_object_new_array();
+	for (i = 0; i < v->n_nets && i < API_MAX_NETS; i++)
+		json_object_array_add(arr, net_json(&v->nets[i]));
+	json_object_object_add(o, "network-interfaces", arr);
+	if (v->has_vsock) {
+		json_object *vs = json_object_new_object();
+
+		json_object_object_add(vs, "guest_cid", json_object_new_int64(v->vsock.guest_cid));
+		json_object_object_add(vs, "uds_path", json_object_new_string(v->vsock.uds_path));
+		json_object_object_add(o, "vsock", vs);
+	} else {
+		json_object_object_add(o, "vsock", NULL);
+	}
+	if (v->has_entropy) {
+		json_object *e = json_object_new_object();
+
+		json_object_object_add(e, "rate_limiter",
+				       rate_limiter_json(&v->entropy.rate_limiter));
+		json_object_object_add(o, "entropy", e);
+	} else {
+		json_object_object_add(o, "entropy", NULL);
+	}
+	return o;
+}
+
+/* A 200 with `o` serialised (the reference is taken); bodies past srv->reply's buffer go
+ * out through reply.big. */
+static void reply_json(struct api_server *srv, json_object *o)
+{
+	const char *s;
+	size_t len;
+
+	s = o ? json_object_to_json_string_length(o, JSON_C_TO_STRING_SPACED, &len) : NULL;
+	if (!s) {
+		reply_fault(srv, 500, "Out of memory building the reply.");
+		json_object_put(o);
+		return;
+	}
+	if (len <= sizeof(srv->reply.body)) {
+		memcpy(srv->reply.body, s, len);
+		srv->reply.len = len;
+	} else {
+		srv->reply.big = malloc(len);
+		if (!srv->reply.big) {
+			reply_fault(srv, 500, "Out of memory building the reply.");
+			json_object_put(o);
+			return;
+		}
+		memcpy(srv->reply.big, s, len);
+		srv->reply.big_len = len;
+		srv->reply.len = 0;
+	}
+	srv->reply.status = 200;
+	json_object_put(o);
+}
+
+static void reply_vm_config(struct api_server *srv, struct api_error *err)
+{
+	struct api_machine_config mc;
+	struct api_vm_config *loaded = NULL;
+	int ret = current_mcfg(srv, &mc, err);
+
+	if (ret) {
+		reply_op(srv, ret, err);
+		return;
+	}
+	if (srv->phase == API_PHASE_STARTED && srv->loaded && srv->ops->get_vm_config) {
+		loaded = calloc(1, sizeof(*loaded));
+		if (!loaded) {
+			reply_fault(srv, 500, "Out of memory building the reply.");
+			return;
+		}
+		ret = srv->ops->get_vm_config(srv->ctx, loaded, err);
+		if (ret) {
+			free(loaded);
+			reply_op(srv, ret, err);
+			return;
+		}
+	}
+	reply_json(srv, vm_config_json(srv, loaded ? loaded : srv->vmcfg, &mc));
+	free(loaded);
+}
+
+/* GET /version: Firecracker's shape; the version is thaw's own. */
+static void reply_version(struct api_server *srv)
+{
+	int n = snprintf(srv->reply.body, sizeof(srv->reply.body),
+			 "{\"firecracker_version\": \"%s\"}", API_VMM_VERSION);
+
+	srv->reply.status = 200;
+	srv->reply.len = (size_t)n;
+}
+
 static void route_actions(struct api_server *srv, json_object *o, struct api_error *err)
 {
 	static const char *const known[] = {"action_type", NULL};
@@ -1297,6 +1755,7 @@ static void route_vm(struct api_server *srv, json_object *o, struct api_error *e
 {
 	static const char *const known[] = {"state", NULL};
 	static const char *const names[] = {"Paused", "Resumed", NULL};
+	uint64_t t0;
 	int s, ret;
 
 	if (j_known(o, "vm", known, err) < 0 ||
@@ -1310,7 +1769,9 @@ static void route_vm(struct api_server *srv, json_object *o, struct api_error *e
 		reply_unsupported(srv, HTTP_PATCH, "/vm");
 		return;
 	}
+	t0 = now_ns();
 	ret = s == 0 ? srv->ops->pause(srv->ctx, err) : srv->ops->resume(srv->ctx, err);
+	*(s == 0 ? &srv->cnt.last_pause_us : &srv->cnt.last_resume_us) = (now_ns() - t0) / 1000;
 	reply_op(srv, ret, err);
 	if (ret == 0)
 		srv->paused = s == 0;
@@ -1397,8 +1858,63 @@ static void route_config(struct api_server *srv, enum res res, enum http_method 
 		break;
 	}
 	reply_op(srv, ret, err);
-	if (ret == 0)
+	if (ret == 0) {
 		srv->phase = API_PHASE_CONFIGURING;
+		record_config(srv, res);
+	}
+}
+
+/* PUT /logger's effect (and --log-path's): the VMM's op, or the API's default. */
+static int set_logger(struct api_server *srv, const struct api_logger *l, struct api_error *err)
+{
+	int ret =
+	    srv->ops->put_logger ? srv->ops->put_logger(srv->ctx, l, err) : default_logger(l, err);
+
+	if (ret == 0) {
+		srv->logger = *l;
+		srv->has_logger = true;
+	}
+	return ret;
+}
+
+/* PUT /metrics's effect (and --metrics-path's): once per process, as Firecracker. */
+static int set_metrics(struct api_server *srv, const char *path, struct api_error *err)
+{
+	int fd;
+
+	if (srv->metrics_fd >= 0) {
+		api_error_set(err, "The metrics system is already configured.");
+		return -EALREADY;
+	}
+	fd = api_open_output(path, err, "metrics");
+	if (fd < 0)
+		return fd;
+	srv->metrics_fd = fd;
+	snprintf(srv->metrics_path, sizeof(srv->metrics_path), "%s", path);
+	/* Without the periodic flush metrics still work through FlushMetrics. */
+	if (api_metrics_timer_start(srv) < 0)
+		log_warn("api: periodic metrics flush not available");
+	return 0;
+}
+
+int api_server_put_logger(struct api_server *srv, const struct api_logger *l, struct api_error *err)
+{
+	return set_logger(srv, l, err);
+}
+
+int api_server_put_metrics(struct api_server *srv, const char *path, struct api_error *err)
+{
+	return set_metrics(srv, path, err);
+}
+
+int api_log_level_parse(const char *name, enum api_log_level *out)
+{
+	for (int i = 0; log_level_names[i]; i++)
+		if (!strcasecmp(log_level_names[i], name)) {
+			*out = (enum api_log_level)i;
+			return 0;
+		}
+	return -EINVAL;
 }
 
 /* PATCH of a started VM's drive or network interface. */
@@ -1433,7 +1949,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 	static const char *const metrics_known[] = {"metrics_path", NULL};
 	char mpath[API_PATH_LEN];
 	uint64_t t0;
-	int ret, fd;
+	int ret;
 
 	switch (res) {
 	case RES_ACTIONS:
@@ -1456,6 +1972,8 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 		t0 = now_ns();
 		ret = ops->snapshot_create(srv->ctx, &srv->scratch.screate, err);
 		srv->cnt.last_create_snapshot_us = (now_ns() - t0) / 1000;
+		srv->cnt.last_create_was_diff =
+		    srv->scratch.screate.snapshot_type == API_SNAPSHOT_DIFF;
 		reply_op(srv, ret, err);
 		return;
 	case RES_SNAP_LOAD:
@@ -1474,6 +1992,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 		if (ret == 0) {
 			srv->phase = API_PHASE_STARTED;
 			srv->paused = !srv->scratch.sload.resume_vm;
+			srv->loaded = true;
 		} else if (!err->keep_state) {
 			enter_failed(srv, "Snapshot load", err);
 		}
@@ -1483,9 +2002,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 			reply_fault(srv, 400, err->message);
 			return;
 		}
-		ret = ops->put_logger ? ops->put_logger(srv->ctx, &srv->scratch.logger, err)
-				      : default_logger(&srv->scratch.logger, err);
-		reply_op(srv, ret, err);
+		reply_op(srv, set_logger(srv, &srv->scratch.logger, err), err);
 		return;
 	case RES_METRICS:
 		if (j_known(o, "metrics", metrics_known, err) < 0 ||
@@ -1493,20 +2010,7 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 			reply_fault(srv, 400, err->message);
 			return;
 		}
-		if (srv->metrics_fd >= 0) {
-			reply_fault(srv, 400, "The metrics system is already configured.");
-			return;
-		}
-		fd = open_output(mpath, err, "metrics");
-		if (fd < 0) {
-			reply_op(srv, fd, err);
-			return;
-		}
-		srv->metrics_fd = fd;
-		/* Without the periodic flush metrics still work through FlushMetrics. */
-		if (api_metrics_timer_start(srv) < 0)
-			log_warn("api: periodic metrics flush not available");
-		reply_status(srv, 204);
+		reply_op(srv, set_metrics(srv, mpath, err), err);
 		return;
 	case RES_DRIVES:
 	case RES_NET:
@@ -1531,12 +2035,19 @@ void api_state_init(struct api_server *srv)
 	memset(&srv->mcfg, 0, sizeof(srv->mcfg));
 	srv->mcfg.vcpu_count = 1;
 	srv->mcfg.mem_size_mib = 128;
+	srv->loaded = false;
+	srv->has_logger = false;
+	srv->metrics_path[0] = '\0';
+	if (srv->vmcfg)
+		memset(srv->vmcfg, 0, sizeof(*srv->vmcfg));
 }
 
 static bool method_ok(enum res res, enum http_method m)
 {
 	switch (res) {
 	case RES_ROOT:
+	case RES_VERSION:
+	case RES_VM_CONFIG:
 		return m == HTTP_GET;
 	case RES_MACHINE_CONFIG:
 		return m == HTTP_GET || m == HTTP_PUT || m == HTTP_PATCH;
@@ -1552,8 +2063,41 @@ static bool method_ok(enum res res, enum http_method m)
 	}
 }
 
-void api_route(struct api_server *srv, enum http_method method, const char *url, size_t url_len,
-	       const char *body, size_t body_len)
+/* Firecracker's endpoints thaw does not offer (docs/api.md, compatibility table): a clear
+ * refusal naming the feature, not "invalid path". Prefix match on `path` ("/balloon"
+ * covers /balloon/statistics and /balloon/hinting/...). */
+static bool route_unoffered(struct api_server *srv, enum http_method m, const char *path)
+{
+	static const struct {
+		const char *prefix;
+		const char *feature;
+	} table[] = {
+	    {"/balloon", "the balloon device is not offered by thaw"},
+	    {"/cpu-config", "custom CPU templates (PUT /cpu-config) are not supported by thaw yet"},
+	    {"/pmem/", "virtio-pmem devices are not offered by thaw"},
+	    {"/mmds", "MMDS (the metadata service) is not supported by thaw yet"},
+	    {"/serial", "serial reconfiguration is not offered by thaw: its console is given on "
+			"the command line (--console-out, --console-in)"},
+	    {"/hotplug/memory", "memory hotplug (virtio-mem) is not offered by thaw"},
+	};
+	char esc[256];
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		size_t n = strlen(table[i].prefix);
+
+		if (strncmp(path, table[i].prefix, n) ||
+		    (path[n] && path[n] != '/' && table[i].prefix[n - 1] != '/'))
+			continue;
+		json_escape(esc, sizeof(esc), path);
+		reply_faultf(srv, 400, "%s %s: %s.", method_name(m), esc, table[i].feature);
+		return true;
+	}
+	return false;
+}
+
+/* Routes one request; returns the resource it named (RES_NONE when none). */
+static enum res route_request(struct api_server *srv, enum http_method method, const char *url,
+			      size_t url_len, const char *body, size_t body_len)
 {
 	struct http_parser_url u;
 	struct api_error err;
@@ -1561,7 +2105,7 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 	char id[API_ID_LEN];
 	const char *idp = NULL;
 	size_t plen, id_len = 0;
-	enum res res;
+	enum res res = RES_NONE;
 	json_object *o;
 	uint64_t t0 = now_ns();
 
@@ -1572,30 +2116,32 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 	http_parser_url_init(&u);
 	if (http_parser_parse_url(url, url_len, 0, &u) || !(u.field_set & (1 << UF_PATH))) {
 		reply_fault(srv, 400, "Invalid request URL.");
-		return;
+		return res;
 	}
 	plen = u.field_data[UF_PATH].len;
 	memcpy(path, url + u.field_data[UF_PATH].off, plen);
 	path[plen] = '\0';
 	if (strlen(path) != plen) {
 		reply_fault(srv, 400, "Invalid request URL.");
-		return;
+		return res;
 	}
 
 	res = match_path(path, plen, &idp, &id_len);
+	if (res == RES_NONE && route_unoffered(srv, method, path))
+		return res;
 	if (!method_ok(res, method)) {
 		char esc[256];
 
 		json_escape(esc, sizeof(esc), path);
 		reply_faultf(srv, 400, "Invalid request method and/or path: %s %s.",
 			     method_name(method), esc);
-		return;
+		return res;
 	}
 	if (idp) {
 		if (id_len >= sizeof(id)) {
 			reply_faultf(srv, 400, "Invalid %s id: must be 1 to %d characters long.",
 				     res == RES_DRIVES ? "drive" : "interface", API_ID_LEN - 1);
-			return;
+			return res;
 		}
 		memcpy(id, idp, id_len);
 		id[id_len] = '\0';
@@ -1603,13 +2149,22 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 			id, res == RES_DRIVES ? "drive id in the path" : "interface id in the path",
 			&err)) {
 			reply_fault(srv, 400, err.message);
-			return;
+			return res;
 		}
 	}
 
 	if (method == HTTP_GET) {
+		if (body_len) {
+			/* Firecracker refuses these too: a body would be silently ignored. */
+			reply_fault(srv, 400, "A GET request takes no body.");
+			return res;
+		}
 		if (res == RES_ROOT) {
 			reply_root(srv);
+		} else if (res == RES_VERSION) {
+			reply_version(srv);
+		} else if (res == RES_VM_CONFIG) {
+			reply_vm_config(srv, &err);
 		} else {
 			struct api_machine_config c;
 			int ret = current_mcfg(srv, &c, &err);
@@ -1619,14 +2174,229 @@ void api_route(struct api_server *srv, enum http_method method, const char *url,
 			else
 				reply_machine_config(srv, &c);
 		}
-		return;
+		return res;
 	}
 
 	o = parse_body(srv, body, body_len);
 	if (!o)
-		return;
+		return res;
 	route_body(srv, res, method, path, idp ? id : NULL, o, &err);
 	json_object_put(o);
 	if (res == RES_SNAP_LOAD)
 		srv->cnt.last_load_snapshot_us = (now_ns() - t0) / 1000;
+	return res;
+}
+
+/* Firecracker's per-resource counter for a request, or RM_COUNT for none. */
+static enum api_req_metric req_metric(enum res res, enum http_method m)
+{
+	if (m == HTTP_GET)
+		return res == RES_ROOT		   ? RM_GET_INSTANCE_INFO
+		       : res == RES_MACHINE_CONFIG ? RM_GET_MACHINE_CFG
+		       : res == RES_VERSION	   ? RM_GET_VMM_VERSION
+		       : res == RES_VM_CONFIG	   ? RM_GET_VM_CONFIG
+						   : RM_COUNT;
+	if (m == HTTP_PATCH)
+		return res == RES_DRIVES	   ? RM_PATCH_DRIVE
+		       : res == RES_NET		   ? RM_PATCH_NETWORK
+		       : res == RES_MACHINE_CONFIG ? RM_PATCH_MACHINE_CFG
+		       : res == RES_VM		   ? RM_PATCH_VM
+						   : RM_COUNT;
+	if (m != HTTP_PUT)
+		return RM_COUNT;
+	switch (res) {
+	case RES_ACTIONS:
+		return RM_PUT_ACTIONS;
+	case RES_BOOT_SOURCE:
+		return RM_PUT_BOOT_SOURCE;
+	case RES_DRIVES:
+		return RM_PUT_DRIVE;
+	case RES_LOGGER:
+		return RM_PUT_LOGGER;
+	case RES_MACHINE_CONFIG:
+		return RM_PUT_MACHINE_CFG;
+	case RES_METRICS:
+		return RM_PUT_METRICS;
+	case RES_NET:
+		return RM_PUT_NETWORK;
+	case RES_VSOCK:
+		return RM_PUT_VSOCK;
+	case RES_ENTROPY:
+		return RM_PUT_ENTROPY;
+	case RES_SNAP_CREATE:
+		return RM_PUT_SNAPSHOT_CREATE;
+	case RES_SNAP_LOAD:
+		return RM_PUT_SNAPSHOT_LOAD;
+	default:
+		return RM_COUNT;
+	}
+}
+
+void api_route(struct api_server *srv, enum http_method method, const char *url, size_t url_len,
+	       const char *body, size_t body_len)
+{
+	enum res res;
+	enum api_req_metric m;
+
+	srv->reply.big = NULL;
+	res = route_request(srv, method, url, url_len, body, body_len);
+	m = req_metric(res, method);
+	if (m == RM_COUNT)
+		return;
+	srv->cnt.req_count[m].cur++;
+	if (srv->reply.status >= 400)
+		srv->cnt.req_fails[m].cur++;
+}
+
+/* ---- Firecracker's --config-file ---------------------------------------------------------- */
+
+/* The fault message of the reply just made, into err (the reply's JSON decoded). */
+static void reply_message(struct api_server *srv, char *err, size_t errlen)
+{
+	json_object *o = NULL, *m;
+
+	if (srv->reply.len < sizeof(srv->reply.body)) {
+		srv->reply.body[srv->reply.len] = '\0';
+		o = json_tokener_parse(srv->reply.body);
+	}
+	if (o && json_object_object_get_ex(o, "fault_message", &m))
+		snprintf(err, errlen, "%s", json_object_get_string(m));
+	else
+		snprintf(err, errlen, "status %d", srv->reply.status);
+	json_object_put(o);
+}
+
+/* One member of the file as its PUT: 0, or -EINVAL with err naming the member. */
+static int apply_member(struct api_server *srv, enum res res, const char *what, const char *path,
+			const char *id, json_object *o, char *err, size_t errlen)
+{
+	struct api_error e;
+	char msg[600];
+
+	memset(&e, 0, sizeof(e));
+	e.status = 400;
+	srv->reply.big = NULL;
+	if (!json_object_is_type(o, json_type_object)) {
+		snprintf(err, errlen, "%s: must be an object, got %s", what, jtype_name(o));
+		return -EINVAL;
+	}
+	route_body(srv, res, HTTP_PUT, path, id, o, &e);
+	free(srv->reply.big);
+	srv->reply.big = NULL;
+	if (srv->reply.status < 400)
+		return 0;
+	reply_message(srv, msg, sizeof(msg));
+	snprintf(err, errlen, "%s: %s", what, msg);
+	return -EINVAL;
+}
+
+/* "drives" or "network-interfaces": an array of objects, each PUT under its own id. */
+static int apply_array(struct api_server *srv, json_object *root, const char *key, enum res res,
+		       const char *idkey, char *err, size_t errlen)
+{
+	json_object *arr = j_get(root, key), *it, *idv;
+	char what[80], path[API_ID_LEN + 32], id[API_ID_LEN];
+	size_t n;
+
+	if (!arr)
+		return 0;
+	if (!json_object_is_type(arr, json_type_array)) {
+		snprintf(err, errlen, "%s: must be an array, got %s", key, jtype_name(arr));
+		return -EINVAL;
+	}
+	n = json_object_array_length(arr);
+	for (size_t i = 0; i < n; i++) {
+		it = json_object_array_get_idx(arr, i);
+		snprintf(what, sizeof(what), "%s[%zu]", key, i);
+		id[0] = '\0';
+		/* The body's id stands for the path's; parsing checks it like any id. */
+		if (it && json_object_is_type(it, json_type_object) &&
+		    json_object_object_get_ex(it, idkey, &idv) &&
+		    json_object_is_type(idv, json_type_string))
+			snprintf(id, sizeof(id), "%s", json_object_get_string(idv));
+		snprintf(path, sizeof(path), "/%s/%s", key, id);
+		if (apply_member(srv, res, what, path, id, it, err, errlen))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int api_server_apply_config(struct api_server *srv, const char *json, size_t len, char *err,
+			    size_t errlen)
+{
+	static const char *const known[] = {
+	    "boot-source", "drives",	 "machine-config", "network-interfaces",
+	    "vsock",	   "entropy",	 "logger",	   "metrics",
+	    "balloon",	   "cpu-config", "mmds-config",	   NULL};
+	static const struct {
+		const char *key, *feature;
+	} refused[] = {
+	    {"balloon", "the balloon device is not offered by thaw"},
+	    {"cpu-config", "custom CPU templates (cpu-config) are not supported by thaw yet"},
+	    {"mmds-config", "MMDS (the metadata service) is not supported by thaw yet"},
+	};
+	static const struct {
+		const char *key, *path;
+		enum res res;
+	} single[] = {
+	    {"logger", "/logger", RES_LOGGER},
+	    {"metrics", "/metrics", RES_METRICS},
+	    {"machine-config", "/machine-config", RES_MACHINE_CONFIG},
+	    {"boot-source", "/boot-source", RES_BOOT_SOURCE},
+	};
+	enum json_tokener_error jerr;
+	struct api_error e;
+	json_object *root, *v, *start;
+	int ret = -EINVAL;
+
+	memset(&e, 0, sizeof(e));
+	json_tokener_reset(srv->tok);
+	root = len <= INT32_MAX ? json_tokener_parse_ex(srv->tok, json, (int)len) : NULL;
+	jerr = json_tokener_get_error(srv->tok);
+	if (!root || jerr != json_tokener_success || !json_object_is_type(root, json_type_object)) {
+		snprintf(err, errlen, "not one JSON object (%s at byte %zu)",
+			 root ? "wrong type" : json_tokener_error_desc(jerr),
+			 json_tokener_get_parse_end(srv->tok));
+		json_object_put(root);
+		return -EINVAL;
+	}
+	if (j_known(root, "the configuration file", known, &e) < 0) {
+		snprintf(err, errlen, "%s", e.message);
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (j_get(root, refused[i].key)) {
+			snprintf(err, errlen, "%s: %s", refused[i].key, refused[i].feature);
+			goto out;
+		}
+	for (size_t i = 0; i < sizeof(single) / sizeof(single[0]); i++) {
+		v = j_get(root, single[i].key);
+		if (v && apply_member(srv, single[i].res, single[i].key, single[i].path, NULL, v,
+				      err, errlen))
+			goto out;
+	}
+	if (apply_array(srv, root, "drives", RES_DRIVES, "drive_id", err, errlen) ||
+	    apply_array(srv, root, "network-interfaces", RES_NET, "iface_id", err, errlen))
+		goto out;
+	v = j_get(root, "vsock");
+	if (v && apply_member(srv, RES_VSOCK, "vsock", "/vsock", NULL, v, err, errlen))
+		goto out;
+	v = j_get(root, "entropy");
+	if (v && apply_member(srv, RES_ENTROPY, "entropy", "/entropy", NULL, v, err, errlen))
+		goto out;
+	ret = 0;
+	if (!j_get(root, "boot-source"))
+		goto out;
+	start = json_object_new_object();
+	if (!start) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	json_object_object_add(start, "action_type", json_object_new_string("InstanceStart"));
+	ret = apply_member(srv, RES_ACTIONS, "InstanceStart", "/actions", NULL, start, err, errlen);
+	json_object_put(start);
+out:
+	json_object_put(root);
+	return ret;
 }

@@ -233,6 +233,33 @@ static void queue_reply(struct api_conn *c, bool close)
 	c->out_len += (size_t)n + r->len;
 }
 
+/* A reply body larger than srv->reply holds: its head goes in `out`, the body (malloc'd,
+ * taken over) in c->big, sent after it. */
+static void queue_big(struct api_conn *c, int status, char *body, size_t len, bool close)
+{
+	struct api_server *srv = c->srv;
+	int n;
+
+	if (status < 300)
+		srv->cnt.status_2xx++;
+	else if (status < 500)
+		srv->cnt.status_4xx++;
+	else
+		srv->cnt.status_5xx++;
+	n = snprintf(c->out + c->out_len, API_OUT_CAP - c->out_len,
+		     "HTTP/1.1 %d %s\r\nServer: thaw\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n%s\r\n",
+		     status, reason(status), len, close ? "Connection: close\r\n" : "");
+	if (n < 0 || (size_t)n > API_OUT_CAP - c->out_len) {
+		free(body); /* cannot happen with OUT_NEEDED free */
+		return;
+	}
+	c->out_len += (size_t)n;
+	c->big = body;
+	c->big_off = 0;
+	c->big_len = len;
+}
+
 /* Another router's request: its reply goes out through srv->reply when it fits, else as a
  * head in `out` and the body in c->big. */
 static void route_other(struct api_conn *c, bool close)
@@ -243,7 +270,6 @@ static void route_other(struct api_conn *c, bool close)
 	char path[API_MAX_URL_BYTES + 1];
 	const char *method = http_method_str((enum http_method)c->parser.method);
 	size_t plen;
-	int n;
 
 	srv->cnt.requests++;
 	c->req.body[c->req.body_len] = '\0';
@@ -270,24 +296,7 @@ static void route_other(struct api_conn *c, bool close)
 		queue_reply(c, close);
 		return;
 	}
-	if (hr.status < 300)
-		srv->cnt.status_2xx++;
-	else if (hr.status < 500)
-		srv->cnt.status_4xx++;
-	else
-		srv->cnt.status_5xx++;
-	n = snprintf(c->out + c->out_len, API_OUT_CAP - c->out_len,
-		     "HTTP/1.1 %d %s\r\nServer: thaw\r\nContent-Type: application/json\r\n"
-		     "Content-Length: %zu\r\n%s\r\n",
-		     hr.status, reason(hr.status), hr.len, close ? "Connection: close\r\n" : "");
-	if (n < 0 || (size_t)n > API_OUT_CAP - c->out_len) {
-		free(hr.body); /* cannot happen with OUT_NEEDED free */
-		return;
-	}
-	c->out_len += (size_t)n;
-	c->big = hr.body;
-	c->big_off = 0;
-	c->big_len = hr.len;
+	queue_big(c, hr.status, hr.body, hr.len, close);
 }
 
 static void reply_bad_http(struct api_conn *c, enum http_errno e)
@@ -377,7 +386,13 @@ static void conn_process(struct api_conn *c)
 			}
 			api_route(srv, (enum http_method)c->parser.method, c->req.url,
 				  c->req.url_len, c->req.body, c->req.body_len);
-			queue_reply(c, !keep);
+			if (srv->reply.big) {
+				queue_big(c, srv->reply.status, srv->reply.big, srv->reply.big_len,
+					  !keep);
+				srv->reply.big = NULL;
+			} else {
+				queue_reply(c, !keep);
+			}
 		} else if (e != HPE_OK || n == 0) {
 			/* n == 0 without an error would loop forever; http_parser stops like
 			 * that after an Upgrade/CONNECT it hands over, which we do not speak. */
@@ -828,9 +843,11 @@ static int server_new(const char *path, const struct api_ops *ops, void *ctx, ap
 	struct api_server *srv;
 	int ret;
 
-	if (!path || !(ops || router) || !out)
+	/* path NULL: a server without a socket (--no-api), for the configuration file and
+	 * the metrics. */
+	if (!(ops || router) || !out)
 		return -EINVAL;
-	if (strlen(path) == 0 || strlen(path) >= sizeof(sa.sun_path))
+	if (path && (strlen(path) == 0 || strlen(path) >= sizeof(sa.sun_path)))
 		return -ENAMETOOLONG;
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
@@ -844,8 +861,14 @@ static int server_new(const char *path, const struct api_ops *ops, void *ctx, ap
 	srv->metrics_period_ms = API_DEFAULT_METRICS_PERIOD_MS;
 	srv->timeout_ms = API_DEFAULT_REQUEST_TIMEOUT_MS;
 	srv->idle_timeout_ms = API_DEFAULT_IDLE_TIMEOUT_MS;
-	memcpy(srv->path, path, strlen(path) + 1);
+	if (path)
+		memcpy(srv->path, path, strlen(path) + 1);
 	api_parser_settings_init(&srv->settings);
+	srv->vmcfg = calloc(1, sizeof(*srv->vmcfg));
+	if (!srv->vmcfg) {
+		ret = -ENOMEM;
+		goto err;
+	}
 	api_state_init(srv);
 
 	/* Depth 16 is plenty for our resources and bounds json-c's recursion. */
@@ -867,6 +890,13 @@ static int server_new(const char *path, const struct api_ops *ops, void *ctx, ap
 		ret = -errno;
 		log_err("api: timerfd_create: %s", strerror(errno));
 		goto err;
+	}
+	if (!path) {
+		ret = ep_add(srv->ep_fd, srv->timer_fd, &srv->timer_fd);
+		if (ret)
+			goto err;
+		*out = srv;
+		return 0;
 	}
 	ret = clear_stale(path);
 	if (ret)
@@ -909,6 +939,7 @@ err:
 		close(srv->ep_fd);
 	if (srv->tok)
 		json_tokener_free(srv->tok);
+	free(srv->vmcfg);
 	free(srv);
 	return ret;
 }
@@ -916,9 +947,16 @@ err:
 int api_server_create(const char *path, const struct api_ops *ops, void *ctx,
 		      struct api_server **out)
 {
-	if (!ops)
+	if (!ops || !path)
 		return -EINVAL;
 	return server_new(path, ops, ctx, NULL, NULL, out);
+}
+
+int api_server_create_headless(const struct api_ops *ops, void *ctx, struct api_server **out)
+{
+	if (!ops)
+		return -EINVAL;
+	return server_new(NULL, ops, ctx, NULL, NULL, out);
 }
 
 /* The router's server has no thaw resources: an empty ops table keeps every use of
@@ -997,14 +1035,18 @@ void api_server_destroy(struct api_server *srv)
 		srv->dead = c->next_dead;
 		api_conn_free(c);
 	}
-	close(srv->listen_fd);
-	unlink(srv->path);
+	if (srv->listen_fd >= 0) {
+		close(srv->listen_fd);
+		unlink(srv->path);
+	}
 	close(srv->timer_fd);
 	close(srv->ep_fd);
 	if (srv->metrics_fd >= 0)
 		close(srv->metrics_fd);
+	free(srv->metrics_pending);
 	if (srv->metrics_timer_fd >= 0)
 		close(srv->metrics_timer_fd);
 	json_tokener_free(srv->tok);
+	free(srv->vmcfg);
 	free(srv);
 }

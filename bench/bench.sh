@@ -767,7 +767,7 @@ JAILER=$top/$B/thaw-jailer TSTATIC=$top/$B/thaw-static JB=$W/jails
 : >"$W/jail-ids"
 jail_cleanup() { # ID: 0 when the jail left nothing behind
 	"$JAILER" --cleanup --id "$1" --chroot-base "$JB" >/dev/null 2>>"$W/jail-cleanup.err" &&
-		[[ ! -e $JB/thaw/$1 ]]
+		! compgen -G "$JB/*/$1" >/dev/null
 }
 if [[ $MODE != check && -s $S128 ]] && want jail; then
 	jthaw=$TSTATIC jlinks=()

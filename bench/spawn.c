@@ -30,7 +30,7 @@
  *   --api-post REQ    after the answer, each must answer 2xx (repeatable)
  *   --api-metrics F   before the pre requests, PUT /metrics {"metrics_path": F}; after the
  *                     posts, FlushMetrics and print the integer fields of the last line's
- *                     latencies_us (as m_<key>_us=) and api_server.load_snapshot_request_us
+ *                     latencies_us (as m_<key>_us=) and thaw.api.load_snapshot_request_us
  *                     (as m_api_load_request_us=)
  * The child runs in its own process group; at the end the group gets SIGINT (thaw prints
  * its timing lines and exits; perf stat prints its counts), then SIGKILL after 5 s.
@@ -358,7 +358,9 @@ static void api_print_metrics(const char *file)
 				printf(" m_%s_us=%lld", key, (long long)json_object_get_int64(val));
 		}
 	}
-	if (json_object_object_get_ex(m, "api_server", &api) &&
+	/* thaw's own figures sit under "thaw" (docs/api.md, metrics). */
+	if (json_object_object_get_ex(m, "thaw", &api) &&
+	    json_object_object_get_ex(api, "api", &api) &&
 	    json_object_object_get_ex(api, "load_snapshot_request_us", &v))
 		printf(" m_api_load_request_us=%lld", (long long)json_object_get_int64(v));
 	json_object_put(m);

@@ -284,7 +284,8 @@ static void usage(FILE *f)
 	    "                   [--resource-limit KEY=VALUE ...] [--new-pid-ns] [--daemonize]\n"
 	    "                   [--link SRC[:DST[:ro|rw]] ...] [--devices kvm,tun,uffd,urandom]\n"
 	    "                   [-v] -- <arguments for the exec file>\n"
-	    "       thaw-jailer --cleanup --id ID [--chroot-base DIR] [--parent-cgroup REL]\n");
+	    "       thaw-jailer --cleanup --id ID [--chroot-base DIR] [--parent-cgroup REL]\n"
+	    "                   [--exec-file PATH] (names the jail's folder; default thaw)\n");
 }
 
 enum {
@@ -304,6 +305,11 @@ enum {
 	OPT_DEVICES,
 	OPT_CLEANUP,
 };
+
+const char *jail_exec_name(const struct jail_config *cfg)
+{
+	return cfg->exec_file ? strrchr(cfg->exec_file, '/') + 1 : JAIL_DEFAULT_EXEC_NAME;
+}
 
 int jail_parse_args(int argc, char **argv, struct jail_config *cfg)
 {
@@ -469,6 +475,15 @@ int jail_parse_args(int argc, char **argv, struct jail_config *cfg)
 				cfg->parent_cgroup);
 			return -EINVAL;
 		}
+	}
+	if (cfg->exec_file && jail_path_check(cfg->exec_file)) {
+		log_err("validate: --exec-file '%s': must be an absolute path without '..'",
+			cfg->exec_file);
+		return -EINVAL;
+	}
+	if (cfg->exec_file && !strrchr(cfg->exec_file, '/')[1]) {
+		log_err("validate: --exec-file '%s': names a directory", cfg->exec_file);
+		return -EINVAL;
 	}
 	if (cfg->cleanup)
 		return 0;

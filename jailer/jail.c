@@ -47,8 +47,18 @@ struct jail {
 	struct jail_dev devs[4];
 	unsigned n_devs;
 	uint64_t t0;
+	uint64_t parent_cpu_ns; /* CPU time of the process that forked this one, if any */
 	uint64_t step_end[JAIL_STEPS];
 };
+
+/* This process's CPU time (CLOCK_PROCESS_CPUTIME_ID, which execve keeps counting). */
+static uint64_t cpu_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* The child thaw, for the signal handler of a waiting --new-pid-ns parent. */
 static volatile pid_t forward_pid;
@@ -132,7 +142,7 @@ static int step_validate(struct jail *j)
 		log_err("validate: --chroot-base %s: not a directory", cfg->base);
 		return -ENOTDIR;
 	}
-	if (snprintf(j->root, sizeof(j->root), "%s/%s/%s/root", cfg->base, JAIL_SUBDIR, cfg->id) >=
+	if (snprintf(j->root, sizeof(j->root), "%s/%s/%s/root", cfg->base, j->exec_name, cfg->id) >=
 	    (int)sizeof(j->root)) {
 		log_err("validate: --chroot-base %s: path too long", cfg->base);
 		return -ENAMETOOLONG;
@@ -196,7 +206,7 @@ static int step_jail_dir(struct jail *j)
 		log_err("jail-dir: mkdir -p %s: %s", cfg->base, strerror(-ret));
 		return ret;
 	}
-	snprintf(path, sizeof(path), "%s/%s", cfg->base, JAIL_SUBDIR);
+	snprintf(path, sizeof(path), "%s/%s", cfg->base, j->exec_name);
 	if (mkdir(path, 0755) && errno != EEXIST) {
 		ret = -errno;
 		log_err("jail-dir: mkdir(%s): %s", path, strerror(-ret));
@@ -495,6 +505,14 @@ static int step_links(struct jail *j)
 		log_err("links: chown(jail root, %u:%u): %s", cfg->uid, cfg->gid, strerror(-ret));
 		return ret;
 	}
+	/* ...or in /run, which Firecracker's jailer makes: firecracker-go-sdk's default
+	 * socket is /run/firecracker.socket. */
+	if ((mkdir("/run", 0755) && errno != EEXIST) || chown("/run", cfg->uid, cfg->gid)) {
+		ret = -errno;
+		log_err("links: /run in the jail for %u:%u: %s", cfg->uid, cfg->gid,
+			strerror(-ret));
+		return ret;
+	}
 	return 0;
 }
 
@@ -697,7 +715,7 @@ static void jail_unwind(struct jail *j)
 	if (j->id_created) {
 		ret = jail_fs_remove_tree(j->thaw_fd, cfg->id);
 		if (ret)
-			log_warn("unwind: remove %s/%s/%s: %s", cfg->base, JAIL_SUBDIR, cfg->id,
+			log_warn("unwind: remove %s/%s/%s: %s", cfg->base, j->exec_name, cfg->id,
 				 strerror(-ret));
 		j->id_created = false;
 	}
@@ -846,6 +864,8 @@ static int step_pid_ns_and_exec(struct jail *j)
 	}
 	forwarded_set(&fwd);
 	sigprocmask(SIG_BLOCK, &fwd, NULL);
+	/* The child's CPU clock starts from zero: it tells thaw what we spent. */
+	j->parent_cpu_ns = cpu_now_ns();
 	pid = fork();
 	if (pid < 0) {
 		ret = -errno;
@@ -884,18 +904,39 @@ static int step_pid_ns_and_exec(struct jail *j)
 
 /* --- step 11: exec ------------------------------------------------------------------ */
 
+/* The arguments exec_target puts before the user's, as Firecracker's jailer does. */
+#define JAIL_FC_ARGS 8
+
 /* Runs the exec file; on failure reports -errno on report_fd (the fork parent's
  * pipe, -1 without one) and exits 127. */
 static void exec_target(struct jail *j, int report_fd)
 {
 	const struct jail_config *cfg = j->cfg;
 	char path[PATH_MAX];
-	char *argv[JAIL_MAX_EXEC_ARGS + 2];
+	char *argv[JAIL_MAX_EXEC_ARGS + JAIL_FC_ARGS + 2];
+	static char a_id[] = "--id", a_start[] = "--start-time-us", a_cpu[] = "--start-time-cpu-us",
+		    a_parent[] = "--parent-cpu-time-us";
+	char t_start[24], t_cpu[24], t_parent[24];
 	char *envp[] = {NULL};
 	int n = 0, err;
 
 	snprintf(path, sizeof(path), "/%s", j->exec_name);
 	argv[n++] = (char *)j->exec_name;
+	/* What Firecracker's jailer tells the VMM before the user's arguments: the id and
+	 * when the jail began (monotonic wall clock; CPU time here and in a parent that
+	 * forked us), for the metrics' process_startup_time_us and _cpu_us. */
+	snprintf(t_start, sizeof(t_start), "%llu", (unsigned long long)(j->t0 / 1000));
+	snprintf(t_cpu, sizeof(t_cpu), "%llu", (unsigned long long)(cpu_now_ns() / 1000));
+	snprintf(t_parent, sizeof(t_parent), "%llu",
+		 (unsigned long long)((j->parent_cpu_ns + cpu_now_ns()) / 1000));
+	argv[n++] = a_id;
+	argv[n++] = (char *)cfg->id;
+	argv[n++] = a_start;
+	argv[n++] = t_start;
+	argv[n++] = a_cpu;
+	argv[n++] = t_cpu;
+	argv[n++] = a_parent;
+	argv[n++] = t_parent;
 	for (int i = 0; i < cfg->n_exec_args; i++)
 		argv[n++] = cfg->exec_args[i];
 	argv[n] = NULL;
@@ -962,7 +1003,7 @@ int jail_run(const struct jail_config *cfg)
 
 	for (unsigned i = 0; i < JAIL_MAX_LINKS; i++)
 		j.link_fds[i] = -1;
-	j.exec_name = strrchr(cfg->exec_file, '/') + 1;
+	j.exec_name = jail_exec_name(cfg);
 
 	/* The last step ends in execve and only comes back on failure. */
 	for (unsigned i = 0; i < JAIL_STEPS && !ret; i++) {
@@ -1012,6 +1053,43 @@ static int find_jailed_process(const char *dir)
 	return ret;
 }
 
+/* The folder holding jail `id`: <base>/<--exec-file's name>, or without --exec-file the
+ * one folder of the base that has an `id` in it (JAIL_DEFAULT_EXEC_NAME when none has:
+ * nothing to remove but cgroups). Two candidates are refused: --exec-file must say. */
+static int cleanup_folder(const struct jail_config *cfg, char *out, size_t len)
+{
+	struct dirent *e;
+	unsigned found = 0;
+	struct stat st;
+	DIR *d;
+
+	snprintf(out, len, "%s/%s", cfg->base, jail_exec_name(cfg));
+	if (cfg->exec_file)
+		return 0;
+	d = opendir(cfg->base);
+	if (!d)
+		return 0; /* no base: nothing of the jail on disk */
+	while ((e = readdir(d))) {
+		char p[PATH_MAX];
+
+		if (e->d_name[0] == '.' ||
+		    snprintf(p, sizeof(p), "%s/%s/%s", cfg->base, e->d_name, cfg->id) >=
+			(int)sizeof(p) ||
+		    lstat(p, &st) || !S_ISDIR(st.st_mode))
+			continue;
+		if (found++) {
+			log_err("cleanup: jails named '%s' in more than one folder of %s: give "
+				"--exec-file to say which",
+				cfg->id, cfg->base);
+			closedir(d);
+			return -EEXIST;
+		}
+		snprintf(out, len, "%s/%s", cfg->base, e->d_name);
+	}
+	closedir(d);
+	return 0;
+}
+
 int jail_cleanup(const struct jail_config *cfg)
 {
 	char dir[PATH_MAX], thaw[PATH_MAX], first[PATH_MAX];
@@ -1020,7 +1098,9 @@ int jail_cleanup(const struct jail_config *cfg)
 	bool existed;
 	struct stat st;
 
-	snprintf(thaw, sizeof(thaw), "%s/%s", cfg->base, JAIL_SUBDIR);
+	ret = cleanup_folder(cfg, thaw, sizeof(thaw));
+	if (ret)
+		return ret;
 	if (snprintf(dir, sizeof(dir), "%s/%s", thaw, cfg->id) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
 	ret = find_jailed_process(dir);

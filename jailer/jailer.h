@@ -21,9 +21,10 @@
 #define JAIL_CG_VALUE_MAX   256
 #define JAIL_DEFAULT_BASE   "/srv/jailer"
 #define JAIL_DEFAULT_PARENT "thaw"
-/* The folder under the base, as Firecracker names it after the exec file; ours is fixed
- * so that --cleanup needs only the id. */
-#define JAIL_SUBDIR "thaw"
+/* The folder under the base is named after the exec file, as Firecracker's jailer does
+ * (<base>/<exec file name>/<id>/root, where firecracker-go-sdk looks); --cleanup without
+ * --exec-file takes this one. */
+#define JAIL_DEFAULT_EXEC_NAME "thaw"
 
 /* Device nodes the jailer can create inside the jail (bit mask). */
 enum jail_device {
@@ -83,6 +84,10 @@ struct jail_config {
  * key=value forms, known rlimit names. Returns 0, or -EINVAL after logging what is
  * wrong; 1 when --help was asked (usage printed). */
 int jail_parse_args(int argc, char **argv, struct jail_config *cfg);
+
+/* The jail's folder under the base: the exec file's name, or JAIL_DEFAULT_EXEC_NAME
+ * when --cleanup was given no --exec-file. */
+const char *jail_exec_name(const struct jail_config *cfg);
 
 /* 0 when id is 1..64 letters, digits or hyphens; -EINVAL otherwise. */
 int jail_id_check(const char *id);

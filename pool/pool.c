@@ -144,8 +144,10 @@ static int proc_paths(struct poold *d, struct pool *pl, struct proc *p)
 	if (j->enabled) {
 		pool_fmt(p->jailer, sizeof(p->jailer), "%s", j->jailer);
 		pool_fmt(p->chroot_base, sizeof(p->chroot_base), "%s", j->chroot_base);
-		n = pool_fmt(p->rundir, sizeof(p->rundir), "%s/thaw/%s/root", j->chroot_base,
-			     p->id);
+		pool_fmt(p->exec_file, sizeof(p->exec_file), "%s", j->exec_file);
+		/* Firecracker's jail layout, which thaw-jailer keeps. */
+		n = pool_fmt(p->rundir, sizeof(p->rundir), "%s/%s/%s/root", j->chroot_base,
+			     pool_exec_name(j->exec_file), p->id);
 	} else {
 		n = pool_fmt(p->rundir, sizeof(p->rundir), "%s", p->statedir);
 	}
@@ -755,8 +757,9 @@ static int pool_resolve(struct poold *d, struct pool_cfg *cfg, char *err, size_t
 					"A jailed pool cannot use a Uffd memory backend yet: the "
 					"handler's socket is outside the jail."),
 			       -EINVAL;
-		pool_fmt(probe_sock, sizeof(probe_sock), "%s/thaw/%s-%llu/root/console.sock",
-			 j->chroot_base, cfg->id, (unsigned long long)UINT32_MAX);
+		pool_fmt(probe_sock, sizeof(probe_sock), "%s/%s/%s-%llu/root/console.sock",
+			 j->chroot_base, pool_exec_name(j->exec_file), cfg->id,
+			 (unsigned long long)UINT32_MAX);
 	} else {
 		pool_fmt(probe_sock, sizeof(probe_sock), "%s/run/%s-%llu/console.sock",
 			 d->state_dir, cfg->id, (unsigned long long)UINT32_MAX);

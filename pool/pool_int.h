@@ -2,6 +2,7 @@
 #ifndef THAW_POOL_INT_H
 #define THAW_POOL_INT_H
 
+#include <string.h>
 #include "pool/pool.h"
 
 #include <sys/stat.h>
@@ -41,6 +42,7 @@ struct proc {
 	char rundir[PATH_MAX];	 /* host path of the directory thaw sees as its run dir */
 	char jailer[PATH_MAX];
 	char chroot_base[PATH_MAX];
+	char exec_file[PATH_MAX]; /* names the jail's folder: <base>/<its name>/<id> */
 	char api_sock[PATH_MAX];
 	char console_sock[PATH_MAX];
 	char vsock[PATH_MAX]; /* host path, "" without vsock */
@@ -60,6 +62,13 @@ struct pool {
 /* proc.c */
 /* snprintf that says whether it fit: 0, or -ENAMETOOLONG (buf then holds a prefix). */
 int pool_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The jail folder thaw-jailer makes for `exec_file`: its last path component. */
+static inline const char *pool_exec_name(const char *exec_file)
+{
+	const char *s = strrchr(exec_file, '/');
+
+	return s ? s + 1 : exec_file;
+}
 int pool_pidfd_open(pid_t pid);
 unsigned long long pool_proc_starttime(pid_t pid);
 int pool_mkdirs(const char *path, mode_t mode);

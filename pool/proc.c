@@ -174,6 +174,7 @@ int pool_proc_save(const struct proc *p)
 	json_object_object_add(o, "jailed", json_object_new_boolean(p->jailed));
 	json_object_object_add(o, "jailer", json_object_new_string(p->jailer));
 	json_object_object_add(o, "chroot_base", json_object_new_string(p->chroot_base));
+	json_object_object_add(o, "exec_file", json_object_new_string(p->exec_file));
 	json_object_object_add(o, "api_sock", json_object_new_string(p->api_sock));
 	json_object_object_add(o, "console_sock", json_object_new_string(p->console_sock));
 	json_object_object_add(o, "vsock", json_object_new_string(p->vsock));
@@ -217,6 +218,7 @@ int pool_proc_load(const char *statedir, struct proc *p)
 	    copy_str(o, "state", state, sizeof(state)) ||
 	    copy_str(o, "jailer", p->jailer, sizeof(p->jailer)) ||
 	    copy_str(o, "chroot_base", p->chroot_base, sizeof(p->chroot_base)) ||
+	    copy_str(o, "exec_file", p->exec_file, sizeof(p->exec_file)) ||
 	    copy_str(o, "api_sock", p->api_sock, sizeof(p->api_sock)) ||
 	    copy_str(o, "console_sock", p->console_sock, sizeof(p->console_sock)) ||
 	    copy_str(o, "vsock", p->vsock, sizeof(p->vsock)))
@@ -466,8 +468,9 @@ int pool_proc_cleanup(struct proc *p)
 	int ret = 0;
 
 	if (p->jailed) {
-		const char *argv[] = {p->jailer,       "--cleanup",    "--id", p->id,
-				      "--chroot-base", p->chroot_base, NULL};
+		const char *argv[] = {p->jailer,     "--cleanup",     "--id",
+				      p->id,	     "--chroot-base", p->chroot_base,
+				      "--exec-file", p->exec_file,    NULL};
 
 		ret = run_wait(argv);
 		if (ret)

@@ -65,6 +65,7 @@ static const struct snap_tagname uart_names[] = {{SNAP_DEV_KIND, "kind"},
 						 {0x1001, "rx"},
 						 {0x1002, "thr_ipending"}};
 static const struct snap_tagname vmgenid_names[] = {{1, "addr"}, {2, "ged_irq"}, {3, "id"}};
+static const struct snap_tagname i8042_names[] = {{1, "regs"}, {2, "buf"}};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -187,6 +188,7 @@ const char *snap_field_name(const char *section, uint16_t tag)
 	    {"workingset", ws_names, N(ws_names)},
 	    {"base", base_names, N(base_names)},
 	    {"vmgenid", vmgenid_names, N(vmgenid_names)},
+	    {"i8042", i8042_names, N(i8042_names)},
 	};
 	for (size_t i = 0; i < N(map); i++)
 		if (!strcmp(section, map[i].sec))

@@ -75,6 +75,12 @@ ifneq ($(SAN),1)
 $(B)/itests/test_pool: | $(B)/thaw-static
 endif
 
+# The Firecracker conformance test runs thaw, and thaw-jailer with thaw-static.
+$(B)/itests/test_fc_conformance: | $(B)/thaw $(B)/thaw-jailer
+ifneq ($(SAN),1)
+$(B)/itests/test_fc_conformance: | $(B)/thaw-static
+endif
+
 integration-tests: $(INTEG_TESTS)
 .PHONY: integration-tests
 

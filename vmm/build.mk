@@ -14,6 +14,7 @@ VMM_SRCS := \
 	vmm/cpu_compat.c \
 	vmm/devcfg.c \
 	vmm/uart.c \
+	vmm/i8042.c \
 	vmm/vm.c \
 	vmm/machine.c \
 	vmm/loop.c \

@@ -4,14 +4,17 @@
 #include "vmm/vmm.h"
 #include "vmm/virtio/virtio.h"
 #include "api/api.h"
+#include "vmm/snapshot_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <linux/virtio_ids.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 struct vm_control {
 	struct vm *vm;
@@ -330,6 +333,20 @@ static int instance_start(void *ctx, struct api_error *err)
 	return 0;
 }
 
+/* SendCtrlAltDel: the keys go to the i8042; a guest that takes them as a reboot resets
+ * through the i8042's reset line, which ends thaw (exit status 0), as Firecracker ends. */
+static int send_ctrl_alt_del(void *ctx, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+
+	if (i8042_send_ctrl_alt_del(&c->vm->i8042)) {
+		api_error_set(err, "SendCtrlAltDel: the guest is not reading its i8042 keyboard "
+				   "(the controller's output buffer is full)");
+		return -ENOSPC;
+	}
+	return 0;
+}
+
 static int pause_vm(void *ctx, struct api_error *err)
 {
 	struct vm_control *c = ctx;
@@ -467,29 +484,119 @@ static json_object *console_metrics(const struct vm *vm)
 	return o;
 }
 
+static void add_u64(json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
+/* Firecracker's vcpu group: exits summed over the vCPUs; `failures` counts accesses no
+ * device claimed. */
+static json_object *vcpu_metrics(const struct vm *vm)
+{
+	uint64_t in = 0, out = 0, rd = 0, wr = 0, bad = 0;
+	json_object *o = json_object_new_object();
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		const struct vcpu *v = &vm->vcpus[i];
+
+		in += __atomic_load_n(&v->exit_io_in, __ATOMIC_RELAXED);
+		out += __atomic_load_n(&v->exit_io_out, __ATOMIC_RELAXED);
+		rd += __atomic_load_n(&v->exit_mmio_read, __ATOMIC_RELAXED);
+		wr += __atomic_load_n(&v->exit_mmio_write, __ATOMIC_RELAXED);
+		bad += __atomic_load_n(&v->unclaimed, __ATOMIC_RELAXED);
+	}
+	add_u64(o, "exit_io_in", in);
+	add_u64(o, "exit_io_out", out);
+	add_u64(o, "exit_mmio_read", rd);
+	add_u64(o, "exit_mmio_write", wr);
+	add_u64(o, "failures", bad);
+	return o;
+}
+
+static json_object *i8042_metrics(struct vm *vm)
+{
+	struct i8042_counts n = i8042_counts(&vm->i8042);
+	json_object *o = json_object_new_object();
+
+	add_u64(o, "error_count", 0); /* nothing in the model can fail */
+	add_u64(o, "missed_read_count", n.missed_read_count);
+	add_u64(o, "missed_write_count", n.missed_write_count);
+	add_u64(o, "read_count", n.read_count);
+	add_u64(o, "reset_count", n.reset_count);
+	add_u64(o, "write_count", n.write_count);
+	return o;
+}
+
+/* The VMM's part of a metrics line (the API adds its own groups and the timestamp):
+ * Firecracker's latencies_us members the VMM measures, vcpu and i8042; thaw's additions
+ * (the load's phases, the console) under "thaw". Counters are totals. */
 static json_object *metrics(void *ctx)
 {
 	struct vm_control *c = ctx;
 	const struct vm_restore_times *t = &c->vm->times;
 	json_object *m = json_object_new_object(), *lat = json_object_new_object();
+	json_object *thaw = json_object_new_object(), *phases = json_object_new_object();
 	uint64_t r = t->restore_start_ns;
 
 #define PH(name, field)                                                                            \
 	json_object_object_add(                                                                    \
-	    lat, name, json_object_new_int64(t->field &&r ? (int64_t)(t->field - r) / 1000 : 0))
-	json_object_object_add(lat, "load_snapshot", json_object_new_int64((int64_t)c->load_us));
-	json_object_object_add(lat, "create_snapshot",
-			       json_object_new_int64((int64_t)c->create_us));
-	PH("load_snapshot_opened", opened_ns);
-	PH("load_snapshot_vm_created", vm_created_ns);
-	PH("load_snapshot_vcpus_created", vcpus_created_ns);
-	PH("load_snapshot_state_set", state_set_ns);
-	PH("load_snapshot_devices_restored", devices_restored_ns);
-	PH("load_snapshot_running", running_ns);
+	    phases, name,                                                                          \
+	    json_object_new_int64(t->field &&r ? (int64_t)(t->field - r) / 1000 : 0))
+	/* load_snapshot: request to vCPUs running, as Firecracker's; vmm_load_snapshot: the
+	 * restore itself (vm_restore's start to running). */
+	add_u64(lat, "load_snapshot", c->load_us);
+	add_u64(lat, "vmm_load_snapshot", t->running_ns && r ? (t->running_ns - r) / 1000 : 0);
+	add_u64(lat, "vmm_full_create_snapshot", c->create_us);
+	PH("opened", opened_ns);
+	PH("vm_created", vm_created_ns);
+	PH("vcpus_created", vcpus_created_ns);
+	PH("state_set", state_set_ns);
+	PH("devices_restored", devices_restored_ns);
+	PH("running", running_ns);
 #undef PH
 	json_object_object_add(m, "latencies_us", lat);
-	json_object_object_add(m, "console", console_metrics(c->vm));
+	json_object_object_add(m, "vcpu", vcpu_metrics(c->vm));
+	json_object_object_add(m, "i8042", i8042_metrics(c->vm));
+	json_object_object_add(thaw, "load_snapshot_phases_us", phases);
+	json_object_object_add(thaw, "console", console_metrics(c->vm));
+	json_object_object_add(m, "thaw", thaw);
 	return m;
+}
+
+/* GET /vm/config after a load: the snapshot's command line and its devices with the host
+ * sides this load gave them (the restore plan keeps both). */
+static int get_vm_config(void *ctx, struct api_vm_config *v, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	const struct vm_config *d = c->vm->plan ? &c->vm->plan->devices : NULL;
+
+	v->has_boot_source = true;
+	snprintf(v->boot.boot_args, sizeof(v->boot.boot_args), "%s", c->vm->cmdline);
+	if (!d)
+		return 0;
+	for (unsigned i = 0; i < d->nr_drives && i < API_MAX_DRIVES; i++) {
+		struct api_drive *a = &v->drives[v->n_drives++];
+
+		snprintf(a->drive_id, sizeof(a->drive_id), "%s", d->drives[i].id);
+		snprintf(a->path_on_host, sizeof(a->path_on_host), "%s", d->drives[i].path);
+		a->is_read_only = d->drives[i].read_only;
+		a->is_root_device = d->drives[i].root;
+	}
+	for (unsigned i = 0; i < d->nr_nets && i < API_MAX_NETS; i++) {
+		struct api_net *a = &v->nets[v->n_nets++];
+
+		snprintf(a->iface_id, sizeof(a->iface_id), "%s", d->nets[i].id);
+		snprintf(a->host_dev_name, sizeof(a->host_dev_name), "%s", d->nets[i].tap);
+		a->has_guest_mac = d->nets[i].has_mac;
+		memcpy(a->guest_mac, d->nets[i].mac, sizeof(a->guest_mac));
+	}
+	if (d->vsock.guest_cid) {
+		v->has_vsock = true;
+		v->vsock.guest_cid = d->vsock.guest_cid;
+		snprintf(v->vsock.uds_path, sizeof(v->vsock.uds_path), "%s", d->vsock.uds);
+	}
+	v->has_entropy = d->rng;
+	return 0;
 }
 
 static const struct api_ops thaw_api_ops = {
@@ -504,18 +611,59 @@ static const struct api_ops thaw_api_ops = {
     .put_vsock = put_vsock,
     .put_entropy = put_entropy,
     .instance_start = instance_start,
+    .send_ctrl_alt_del = send_ctrl_alt_del,
     .pause = pause_vm,
     .resume = resume_vm,
     .snapshot_create = snapshot_create,
     .snapshot_load = snapshot_load,
     .metrics = metrics,
-    /* send_ctrl_alt_del: thaw emulates no i8042 keyboard, so the API answers that
-     * it is not supported. put_logger: the API's default redirects our log. */
+    .get_vm_config = get_vm_config,
+    /* put_logger: the API's default redirects our log. */
 };
 
-int vm_control_start(struct vm *vm, const char *sock, const char *id)
+/* The configuration file: read whole (capped) and applied as its PUTs. */
+static int apply_config_file(struct vm_control *c, const char *path)
+{
+	enum { CONFIG_MAX = 1 << 20 };
+	char err[768];
+	char *buf = NULL;
+	ssize_t n;
+	size_t len = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("--config-file %s: %s", path, strerror(errno));
+		return ret;
+	}
+	buf = malloc(CONFIG_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (len <= CONFIG_MAX && (n = read(fd, buf + len, CONFIG_MAX + 1 - len)) > 0)
+		len += (size_t)n;
+	ret = n < 0 ? -errno : 0;
+	close(fd);
+	if (ret) {
+		log_err("--config-file %s: read: %s", path, strerror(-ret));
+	} else if (len > CONFIG_MAX) {
+		log_err("--config-file %s: larger than %d bytes", path, CONFIG_MAX);
+		ret = -EFBIG;
+	} else {
+		ret = api_server_apply_config(c->srv, buf, len, err, sizeof(err));
+		if (ret)
+			log_err("--config-file %s: %s", path, err);
+	}
+	free(buf);
+	return ret;
+}
+
+int vm_control_start(struct vm *vm, const struct vm_control_opts *o)
 {
 	struct vm_control *c = calloc(1, sizeof(*c)); /* lives as long as the process */
+	struct api_error err = {.status = 400};
 	int ret;
 
 	if (!c)
@@ -524,19 +672,46 @@ int vm_control_start(struct vm *vm, const char *sock, const char *id)
 	c->cfg.vcpus = 1;
 	c->cfg.mem_mib = 128;
 	c->cfg.console_in = vm->console_in_spec;
-	snprintf(c->id, sizeof(c->id), "%s", id);
+	snprintf(c->id, sizeof(c->id), "%s", o->id);
 	ret = api_mmds_create(0, &c->mmds);
 	if (ret) {
 		free(c);
 		return ret;
 	}
-	ret = api_server_create(sock, &thaw_api_ops, c, &c->srv);
+	ret = o->sock ? api_server_create(o->sock, &thaw_api_ops, c, &c->srv)
+		      : api_server_create_headless(&thaw_api_ops, c, &c->srv);
 	if (ret) {
-		log_err("--api-sock %s: %s", sock, strerror(-ret));
+		log_err("--api-sock %s: %s", o->sock ? o->sock : "(none)", strerror(-ret));
 		api_mmds_destroy(c->mmds);
 		free(c);
 		return ret;
 	}
 	vm->control = c;
-	return vmm_loop_add(&vm->loop, api_server_fd(c->srv), EPOLLIN, on_api, c);
+	api_server_set_startup_times(c->srv, o->startup_us, o->startup_cpu_us);
+	if (o->log_path || o->log_level >= 0 || o->show_level || o->show_log_origin || o->module) {
+		struct api_logger l = {
+		    .has_level = o->log_level >= 0,
+		    .level = (enum api_log_level)(o->log_level >= 0 ? o->log_level : 0),
+		    .show_level = o->show_level,
+		    .show_log_origin = o->show_log_origin};
+
+		snprintf(l.log_path, sizeof(l.log_path), "%s", o->log_path ? o->log_path : "");
+		snprintf(l.module, sizeof(l.module), "%s", o->module ? o->module : "");
+		ret = api_server_put_logger(c->srv, &l, &err);
+		if (ret) {
+			log_err("--log-path: %s", err.message);
+			return ret;
+		}
+	}
+	if (o->metrics_path) {
+		ret = api_server_put_metrics(c->srv, o->metrics_path, &err);
+		if (ret) {
+			log_err("--metrics-path: %s", err.message);
+			return ret;
+		}
+	}
+	ret = vmm_loop_add(&vm->loop, api_server_fd(c->srv), EPOLLIN, on_api, c);
+	if (!ret && o->config_file)
+		ret = apply_config_file(c, o->config_file);
+	return ret;
 }

@@ -3,6 +3,7 @@
  * loop for the console, signals, snapshots and the API. */
 #include "vmm/vmm.h"
 #include "restore/snapshot.h"
+#include "api/api.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -21,6 +23,12 @@ static void usage(FILE *f)
 	    f,
 	    "usage: thaw --api-sock PATH [--id ID] [--prepare mem-mib=M,vcpus=N]\n"
 	    "            (configure, boot or load a snapshot over Firecracker's API)\n"
+	    "            [--config-file FILE] [--no-api] (Firecracker's JSON configuration:\n"
+	    "            boot from it; --no-api serves no socket and needs it)\n"
+	    "            [--log-path FILE] [--level Error|Warning|Info|Debug|Trace|Off]\n"
+	    "            [--show-level] [--show-log-origin] [--module M] [--metrics-path FILE]\n"
+	    "            [--boot-timer] [--start-time-us US] [--start-time-cpu-us US]\n"
+	    "            [--parent-cpu-time-us US] [--version] (Firecracker's flags)\n"
 	    "       thaw --kernel FILE [--initrd FILE] [--cmdline STR] [--vcpus N]\n"
 	    "            [--mem-mib M] [--cpu-template host|pvm] [--boot pvh|linux64]\n"
 	    "            [--console-out FILE [--console-out-max BYTES]]\n"
@@ -67,6 +75,11 @@ struct cli {
 	unsigned nr_drive_specs, nr_net_specs;
 	bool start_paused, timing, no_seccomp, help;
 	const char *api_sock, *api_id;
+	/* Firecracker's process flags (docs/api.md, "Process flags") */
+	struct vm_control_opts fc;
+	bool no_api, version, boot_timer;
+	bool has_start_time, has_start_cpu;
+	uint64_t start_time_us, start_cpu_us, parent_cpu_us;
 	unsigned long long prep_mib;
 	unsigned prep_vcpus;
 	unsigned stall_ms;
@@ -176,8 +189,17 @@ static int o_api_sock(struct cli *c, const char *a)
 {
 	return c->api_sock = a, 0;
 }
+/* Firecracker's instance id rule (its jailer's too): 1 to 64 letters, digits, hyphens. */
 static int o_id(struct cli *c, const char *a)
 {
+	size_t n = strlen(a);
+
+	if (n == 0 || n > 64 ||
+	    strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		      "0123456789-") != n) {
+		log_err("--id '%s': 1 to 64 letters, digits and hyphens", a);
+		return -1;
+	}
 	return c->api_id = a, 0;
 }
 static int o_uffd_sock(struct cli *c, const char *a)
@@ -231,6 +253,120 @@ static int o_help(struct cli *c, const char *a)
 static int o_vsock(struct cli *c, const char *a)
 {
 	return c->vsock_spec = a, 0;
+}
+
+/* ---- Firecracker's flags ---- */
+static int o_config_file(struct cli *c, const char *a)
+{
+	return c->fc.config_file = a, 0;
+}
+static int o_no_api(struct cli *c, const char *a)
+{
+	return c->no_api = true, 0;
+}
+static int o_log_path(struct cli *c, const char *a)
+{
+	return c->fc.log_path = a, 0;
+}
+static int o_module(struct cli *c, const char *a)
+{
+	return c->fc.module = a, 0;
+}
+static int o_show_level(struct cli *c, const char *a)
+{
+	return c->fc.show_level = true, 0;
+}
+static int o_show_log_origin(struct cli *c, const char *a)
+{
+	return c->fc.show_log_origin = true, 0;
+}
+static int o_metrics_path(struct cli *c, const char *a)
+{
+	return c->fc.metrics_path = a, 0;
+}
+static int o_boot_timer(struct cli *c, const char *a)
+{
+	return c->boot_timer = true, 0;
+}
+static int o_version(struct cli *c, const char *a)
+{
+	return c->version = true, 0;
+}
+
+static int o_level(struct cli *c, const char *a)
+{
+	enum api_log_level l;
+
+	if (api_log_level_parse(a, &l)) {
+		log_err("--level: '%s' is not one of Error, Warning, Info, Debug, Trace, Off", a);
+		return -1;
+	}
+	c->fc.log_level = (int)l;
+	return 0;
+}
+
+static int o_start_time_us(struct cli *c, const char *a)
+{
+	c->has_start_time = true;
+	return parse_uint("--start-time-us", a, UINT64_MAX, &c->start_time_us);
+}
+
+static int o_start_time_cpu_us(struct cli *c, const char *a)
+{
+	c->has_start_cpu = true;
+	return parse_uint("--start-time-cpu-us", a, UINT64_MAX, &c->start_cpu_us);
+}
+
+static int o_parent_cpu_time_us(struct cli *c, const char *a)
+{
+	return parse_uint("--parent-cpu-time-us", a, UINT64_MAX, &c->parent_cpu_us);
+}
+
+/* Firecracker's flags thaw cannot honour: refused, naming why, rather than ignored. */
+static int o_seccomp_filter(struct cli *c, const char *a)
+{
+	log_err("--seccomp-filter %s: thaw cannot honour a Firecracker seccomp filter file: its "
+		"BPF programs are compiled for Firecracker's threads (vmm, api, vcpu) and "
+		"syscalls, not thaw's. thaw installs its own per-thread allowlists "
+		"(docs/jailer.md): leave the option out to have them, or give --no-seccomp",
+		a);
+	return -1;
+}
+
+static int o_mmds(struct cli *c, const char *a)
+{
+	log_err("--metadata / --mmds-size-limit: MMDS (the metadata service) is not supported "
+		"by thaw yet");
+	return -1;
+}
+
+static int o_enable_pci(struct cli *c, const char *a)
+{
+	log_err("--enable-pci: thaw offers no PCI: its devices are virtio-mmio");
+	return -1;
+}
+
+static int o_http_api_max_payload_size(struct cli *c, const char *a)
+{
+	uint64_t v;
+
+	if (parse_uint("--http-api-max-payload-size", a, UINT64_MAX, &v))
+		return -1;
+	if (v != API_MAX_BODY_BYTES) {
+		log_err(
+		    "--http-api-max-payload-size %s: thaw's API takes bodies of up to %d bytes, "
+		    "fixed (larger ones are answered 413)",
+		    a, API_MAX_BODY_BYTES);
+		return -1;
+	}
+	return 0;
+}
+
+static int o_snapshot_format(struct cli *c, const char *a)
+{
+	log_err("--describe-snapshot / --snapshot-version: thaw's snapshots are its own format "
+		"(docs/snapshot-format.md): `thaw-snap inspect FILE` describes one");
+	return -1;
 }
 
 static int o_vcpus(struct cli *c, const char *a)
@@ -362,6 +498,26 @@ static const struct opt {
     {"snapshot-no-fsync", no_argument, o_snapshot_no_fsync},
     {"no-seccomp", no_argument, o_no_seccomp},
     {"help", no_argument, o_help},
+    {"config-file", required_argument, o_config_file},
+    {"no-api", no_argument, o_no_api},
+    {"log-path", required_argument, o_log_path},
+    {"level", required_argument, o_level},
+    {"module", required_argument, o_module},
+    {"show-level", no_argument, o_show_level},
+    {"show-log-origin", no_argument, o_show_log_origin},
+    {"metrics-path", required_argument, o_metrics_path},
+    {"boot-timer", no_argument, o_boot_timer},
+    {"start-time-us", required_argument, o_start_time_us},
+    {"start-time-cpu-us", required_argument, o_start_time_cpu_us},
+    {"parent-cpu-time-us", required_argument, o_parent_cpu_time_us},
+    {"version", no_argument, o_version},
+    {"seccomp-filter", required_argument, o_seccomp_filter},
+    {"metadata", required_argument, o_mmds},
+    {"mmds-size-limit", required_argument, o_mmds},
+    {"enable-pci", no_argument, o_enable_pci},
+    {"http-api-max-payload-size", required_argument, o_http_api_max_payload_size},
+    {"describe-snapshot", required_argument, o_snapshot_format},
+    {"snapshot-version", no_argument, o_snapshot_format},
 };
 #define NR_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -483,7 +639,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		if (options[k].fn(c, optarg))
 			return -1;
 	}
-	if (c->help)
+	if (c->help || c->version)
 		return 0;
 	if (optind != argc) {
 		log_err("unexpected argument '%s'", argv[optind]);
@@ -497,12 +653,28 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		log_err("--restore and --kernel exclude each other");
 		return -1;
 	}
-	if (c->api_sock && (c->cfg.kernel || c->ro.path)) {
+	if (c->no_api && !c->fc.config_file) {
+		log_err("--no-api needs --config-file FILE (nothing else could start the VM)");
+		return -1;
+	}
+	/* Firecracker's default socket, when its configuration file comes alone. */
+	if (c->fc.config_file && !c->api_sock && !c->no_api && !c->cfg.kernel && !c->ro.path)
+		c->api_sock = "/run/firecracker.socket";
+	if (c->no_api)
+		c->api_sock = NULL;
+	if ((c->fc.config_file || c->fc.log_path || c->fc.metrics_path || c->fc.log_level >= 0 ||
+	     c->fc.module || c->fc.show_level || c->fc.show_log_origin) &&
+	    !c->api_sock && !c->no_api) {
+		log_err("--config-file, --log-path, --level, --metrics-path and the other "
+			"Firecracker flags go with --api-sock PATH or --no-api");
+		return -1;
+	}
+	if ((c->api_sock || c->no_api) && (c->cfg.kernel || c->ro.path)) {
 		log_err("--api-sock configures the VM over the API: leave out --kernel and "
 			"--restore");
 		return -1;
 	}
-	if (!c->cfg.kernel && !c->ro.path && !c->api_sock) {
+	if (!c->cfg.kernel && !c->ro.path && !c->api_sock && !c->no_api) {
 		log_err("--kernel, --restore or --api-sock is required");
 		usage(stderr);
 		return -1;
@@ -515,7 +687,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		log_err("--mem-backend uffd-ext needs --uffd-sock PATH");
 		return -1;
 	}
-	if (c->prep_mib && !c->ro.path && !c->api_sock) {
+	if (c->prep_mib && !c->ro.path && !c->api_sock && !c->no_api) {
 		log_err("--prepare is for restores: give --restore, or load over --api-sock");
 		return -1;
 	}
@@ -617,6 +789,31 @@ static void block_signals(sigset_t *sigs)
 			sigaction(sig, &(struct sigaction){.sa_handler = no_op_handler}, NULL);
 }
 
+static uint64_t clock_us(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Firecracker's process_startup_time_us and _cpu_us, taken as the API begins: from
+ * --start-time-us (the jailer's start, monotonic) or else this process's own start, and
+ * the CPU time since --start-time-cpu-us plus --parent-cpu-time-us, or else all of this
+ * process's CPU time. */
+static void startup_times(const struct cli *c, uint64_t t0_ns, uint64_t *wall, uint64_t *cpu)
+{
+	uint64_t now = clock_us(CLOCK_MONOTONIC), now_cpu = clock_us(CLOCK_PROCESS_CPUTIME_ID);
+	uint64_t start = c->has_start_time ? c->start_time_us : t0_ns / 1000;
+
+	*wall = now > start ? now - start : 0;
+	if (c->has_start_cpu)
+		*cpu =
+		    (now_cpu > c->start_cpu_us ? now_cpu - c->start_cpu_us : 0) + c->parent_cpu_us;
+	else
+		*cpu = now_cpu + c->parent_cpu_us;
+}
+
 /* Everything after the command line: returns the process's exit status. */
 static int run(struct thaw *t, uint64_t t0)
 {
@@ -633,6 +830,7 @@ static int run(struct thaw *t, uint64_t t0)
 	if (vm_init(vm))
 		return VMM_EXIT_INTERNAL;
 	vm->t_process_start_ns = t0;
+	vm->boot_timer = c->boot_timer;
 	vm->snapshot_after = c->snapshot_after;
 	vm->console_in_spec = c->cfg.console_in;
 	vm->timing = c->timing;
@@ -651,8 +849,13 @@ static int run(struct thaw *t, uint64_t t0)
 	 * inherits it; vCPU threads add their own (docs/jailer.md). */
 	if (!c->no_seccomp && (vmm_seccomp_prepare() || vmm_seccomp_install(VMM_SECCOMP_MAIN)))
 		return VMM_EXIT_INTERNAL;
-	if (c->api_sock && vm_control_start(vm, c->api_sock, c->api_id))
-		return VMM_EXIT_USAGE;
+	if (c->api_sock || c->no_api) {
+		c->fc.sock = c->api_sock;
+		c->fc.id = c->api_id;
+		startup_times(c, t0, &c->fc.startup_us, &c->fc.startup_cpu_us);
+		if (vm_control_start(vm, &c->fc))
+			return VMM_EXIT_USAGE;
+	}
 	/* A prepared VM is built now, before any restore request arrives. */
 	if (c->prep_mib && vm_prepare(vm, c->prep_vcpus, c->prep_mib))
 		return VMM_EXIT_INTERNAL;
@@ -693,6 +896,7 @@ int main(int argc, char **argv)
 	    .cfg = {.vcpus = 1, .mem_mib = 128},
 	    .snapshot_then = "resume",
 	    .api_id = "thaw",
+	    .fc = {.log_level = -1},
 	    .stall_ms = VMM_UFFD_STALL_DEFAULT_MS,
 	    .console_out_max = VMM_CONSOLE_OUT_MAX_DEFAULT,
 	};
@@ -702,13 +906,17 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (t->cli.version) {
+		printf("thaw v%s (Firecracker's API)\n", API_VMM_VERSION);
+		return 0;
+	}
 	status = run(t, t0);
 	/* The uffd handler writes a recorded working set and its counters here. */
 	vm_uffd_stop(&t->vm);
 	vmm_console_report(&t->vm);
 	/* The API socket file goes with the process (docs/api.md); _exit skips the server's
 	 * destroy. Only a server this process created: a refused path is someone else's. */
-	if (t->vm.control)
+	if (t->vm.control && t->cli.api_sock)
 		unlink(t->cli.api_sock);
 	/* vCPU threads may still be inside KVM_RUN; the process exit ends them. Tearing
 	 * the VM down first would only add milliseconds (closing a VM takes 1-16 ms). */

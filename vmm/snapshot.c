@@ -193,6 +193,8 @@ int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 	if (!ret)
 		ret = uart_save_section(&vm->com1, w);
 	if (!ret)
+		ret = i8042_save_section(&vm->i8042, w);
+	if (!ret)
 		ret = save_vmgenid(vm, w);
 	for (unsigned i = 0; !ret && i < virtio_count(vm); i++)
 		ret = virtio_save_section(virtio_get(vm, i), w);
@@ -316,6 +318,11 @@ int vm_snapshot_check_section(const struct snap *s, const struct snap_section *s
 
 		return uart_decode_section(sec, &st, err, errlen);
 	}
+	if (strcmp(sec->name, "i8042") == 0) {
+		struct i8042_state st;
+
+		return i8042_decode_section(sec, &st, err, errlen);
+	}
 	if (strncmp(sec->name, "device.virtio", 13) == 0) {
 		struct virtio_saved v;
 
@@ -401,6 +408,14 @@ static int plan_restore(struct vm *vm, const struct vm_restore_opts *opts,
 		if (ret)
 			return ret;
 		p->has_uart = true;
+	}
+	p->has_i8042 = false;
+	sec = snap_section_find(p->snap, "i8042");
+	if (sec) {
+		ret = i8042_decode_section(sec, &p->i8042, err, errlen);
+		if (ret)
+			return ret;
+		p->has_i8042 = true;
 	}
 	p->vmgenid_gpa = 0;
 	sec = snap_section_find(p->snap, "vmgenid");
@@ -627,6 +642,8 @@ static int restore_devices(struct vm *vm, struct vm_restore_plan *p, char *err, 
 		return errf(err, errlen, ret, "legacy devices: %s", strerror(-ret));
 	if (p->has_uart)
 		uart_restore(&vm->com1, &p->uart);
+	if (p->has_i8042)
+		i8042_restore(&vm->i8042, &p->i8042);
 	ret = vmm_devices_attach(vm, &p->devices, NULL, 0);
 	if (ret)
 		return errf(err, errlen, ret,

@@ -23,6 +23,8 @@ struct vm_restore_plan {
 	struct snap_vm_state vms;
 	bool has_uart;
 	struct uart_state uart;
+	bool has_i8042; /* snapshots before the i8042 was saved have none: a fresh one */
+	struct i8042_state i8042;
 	uint64_t vmgenid_gpa; /* the saved generation ID's address; 0: no VMGenID */
 	/* The devices to build (with their saved places and operator-chosen backends)
 	 * and each one's saved state, by placement index. */

@@ -390,19 +390,22 @@ static void com1_irq(void *opaque, int level)
 		log_ratelimited(LOG_WARN, "KVM_IRQ_LINE %d: %s", COM1_IRQ, strerror(errno));
 }
 
-/* i8042: only what Linux's reboot=k and its probe need. Writing 0xfe to the command
- * port pulses the CPU reset line: the guest asked to reboot, which for a microVM
- * means the end. */
-static void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
+/* The i8042's reset line: the guest asked to reboot, which for a microVM means the end. */
+static void i8042_reset(void *opaque)
+{
+	vm_request_exit(opaque, VMM_EXIT_OK, "guest reset through the i8042");
+}
+
+static void i8042_irq(void *opaque)
 {
 	struct vm *vm = opaque;
 
-	if (!is_write) {
-		memset(data, 0, len);
-		return;
-	}
-	if (offset == 4 && data[0] == 0xfe)
-		vm_request_exit(vm, VMM_EXIT_OK, "guest reset through the i8042");
+	struct kvm_irq_level up = {.irq = I8042_IRQ, .level = 1};
+	struct kvm_irq_level down = {.irq = I8042_IRQ, .level = 0};
+
+	/* An edge, as Firecracker's irqfd gives. */
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &up) < 0 || ioctl(vm->vm_fd, KVM_IRQ_LINE, &down) < 0)
+		log_ratelimited(LOG_WARN, "KVM_IRQ_LINE %d: %s", I8042_IRQ, strerror(errno));
 }
 
 static void panic_port_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
@@ -417,16 +420,52 @@ static void panic_port_access(void *opaque, uint64_t offset, uint8_t *data, uint
 	vm_request_exit(vm, VMM_EXIT_GUEST_PANIC, "guest panicked");
 }
 
+static uint64_t cpu_time_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Firecracker's boot timer (--boot-timer): a guest init that writes 123 to its first byte
+ * when it is up gets the boot time logged, from when the VM was being built. */
+static void boot_timer_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
+			      bool is_write)
+{
+	struct vm *vm = opaque;
+	uint64_t us, cpu_us;
+
+	if (!is_write) {
+		memset(data, 0, len);
+		return;
+	}
+	if (offset != 0 || len != 1 || data[0] != 123)
+		return;
+	us = (now_ns() - vm->boot_timer_start_ns) / 1000;
+	cpu_us = (cpu_time_ns() - vm->boot_timer_start_cpu_ns) / 1000;
+	log_info("Guest-boot-time = %6llu us %llu ms, %6llu CPU us %llu CPU ms",
+		 (unsigned long long)us, (unsigned long long)us / 1000, (unsigned long long)cpu_us,
+		 (unsigned long long)cpu_us / 1000);
+}
+
 int vm_setup_legacy_devices(struct vm *vm)
 {
 	int ret;
 
 	uart_init(&vm->com1, com1_out, com1_irq, vm);
+	i8042_init(&vm->i8042, i8042_reset, i8042_irq, vm);
 	ret = vmm_bus_register(&vm->pio, COM1_BASE, 8, uart_access, &vm->com1, "com1");
 	if (!ret)
-		ret = vmm_bus_register(&vm->pio, I8042_BASE, 5, i8042_access, vm, "i8042");
+		ret = vmm_bus_register(&vm->pio, I8042_BASE, 5, i8042_access, &vm->i8042, "i8042");
 	if (!ret)
 		ret = vmm_bus_register(&vm->pio, PANIC_PORT, 1, panic_port_access, vm, "panic");
+	if (!ret && vm->boot_timer) {
+		vm->boot_timer_start_ns = now_ns();
+		vm->boot_timer_start_cpu_ns = cpu_time_ns();
+		ret = vmm_bus_register(&vm->mmio, VMM_BOOT_TIMER_GPA, 0x1000, boot_timer_access, vm,
+				       "boot-timer");
+	}
 	return ret;
 }
 
@@ -454,16 +493,26 @@ void vm_request_exit(struct vm *vm, int status, const char *why)
 	pthread_mutex_unlock(&vm->run_lock);
 }
 
+/* Single writer (this vCPU's thread): a plain increment published atomically, no
+ * locked instruction on the exit path. */
+static inline void bump(uint64_t *counter)
+{
+	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
+}
+
 static void handle_io(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
 
+	bump(is_write ? &v->exit_io_out : &v->exit_io_in);
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
-		if (!vmm_bus_access(&v->vm->pio, run->io.port, data, run->io.size, is_write))
+		if (!vmm_bus_access(&v->vm->pio, run->io.port, data, run->io.size, is_write)) {
+			bump(&v->unclaimed);
 			log_ratelimited(LOG_DEBUG, "vcpu%u: unclaimed port %s %#x", v->index,
 					is_write ? "write" : "read", run->io.port);
+		}
 	}
 }
 
@@ -471,11 +520,14 @@ static void handle_mmio(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 
+	bump(run->mmio.is_write ? &v->exit_mmio_write : &v->exit_mmio_read);
 	if (!vmm_bus_access(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
-			    run->mmio.is_write))
+			    run->mmio.is_write)) {
+		bump(&v->unclaimed);
 		log_ratelimited(LOG_DEBUG, "vcpu%u: unclaimed MMIO %s %#llx", v->index,
 				run->mmio.is_write ? "write" : "read",
 				(unsigned long long)run->mmio.phys_addr);
+	}
 }
 
 /* Parks the calling vCPU while a pause is requested. */
@@ -499,13 +551,6 @@ static bool vcpu_park(struct vcpu *v)
 	quit = vm->vcpus_quit;
 	pthread_mutex_unlock(&vm->run_lock);
 	return !quit;
-}
-
-/* Single writer (this vCPU's thread): a plain increment published atomically, no
- * locked instruction on the exit path. */
-static inline void bump(uint64_t *counter)
-{
-	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
 }
 
 /* FNV-1a over the general registers: equal at two kicks means not one instruction

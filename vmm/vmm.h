@@ -328,6 +328,50 @@ int uart_decode_section(const struct snap_section *sec, struct uart_state *st, c
 			size_t errlen);
 void uart_restore(struct uart *u, const struct uart_state *st);
 
+/* ---------------------------------------------------------------- i8042 (vmm/i8042.c) */
+
+#define I8042_BUF 16
+
+/* The controller's state only, so it can be saved, restored and unit tested. */
+struct i8042_state {
+	uint8_t status, control, outp;
+	uint8_t cmd; /* a command waiting for its data byte (0x60 or 0xd1), else 0 */
+	uint8_t buf[I8042_BUF];
+	uint8_t head, len;
+};
+
+/* Firecracker's i8042 metrics; under the lock. */
+struct i8042_counts {
+	uint64_t read_count, write_count, reset_count, missed_read_count, missed_write_count;
+};
+
+struct i8042 {
+	struct i8042_state s;
+	struct i8042_counts n;
+	pthread_mutex_t lock;
+	/* The guest pulsed the reset line (command 0xfe); called without the lock. */
+	void (*reset)(void *opaque);
+	/* Pulse IRQ 1: a byte is waiting; called without the lock. */
+	void (*irq)(void *opaque);
+	void *opaque;
+};
+
+void i8042_init(struct i8042 *k, void (*reset)(void *), void (*irq)(void *), void *opaque);
+/* Bus handler for ports 0x60-0x64 (offsets 0 and 4; the others read 0xff). */
+void i8042_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+/* Queues Ctrl+Alt+Del as key presses (scan code set 2) and pulses IRQ 1 unless the guest
+ * masked it, as Firecracker's SendCtrlAltDel does. -ENOSPC when the guest left too
+ * little room in the output buffer (it is not reading it). Any thread. */
+int i8042_send_ctrl_alt_del(struct i8042 *k);
+/* A consistent copy of the counters (metrics). */
+struct i8042_counts i8042_counts(struct i8042 *k);
+/* Section i8042 (optional; docs/snapshot-format.md), as the UART's: save locks; decode
+ * checks an untrusted section into `st`; restore takes a decoded state before vCPUs run. */
+int i8042_save_section(struct i8042 *k, struct snap_writer *w);
+int i8042_decode_section(const struct snap_section *sec, struct i8042_state *st, char *err,
+			 size_t errlen);
+void i8042_restore(struct i8042 *k, const struct i8042_state *st);
+
 /* ---------------------------------------------------------------- main loop */
 
 /* The main thread's epoll loop. Device backends (tap, vsock sockets, io_uring
@@ -384,7 +428,10 @@ void vmm_loop_destroy(struct vmm_loop *l);
 #define COM1_BASE	 0x3f8
 #define COM1_IRQ	 4
 #define I8042_BASE	 0x60
-#define PANIC_PORT	 0x505 /* pvpanic's ISA port: any write means the guest panicked */
+#define I8042_IRQ	 1
+/* Firecracker's boot timer: the first page of the 32-bit MMIO hole, as on its x86. */
+#define VMM_BOOT_TIMER_GPA 0xc0000000ull
+#define PANIC_PORT	   0x505 /* pvpanic's ISA port: any write means the guest panicked */
 
 struct vm;
 
@@ -400,12 +447,15 @@ struct vcpu {
 	 * thread only, read with atomics from the detector's thread. */
 	uint64_t run_seq;   /* +1 entering KVM_RUN, +1 back from it: odd while inside */
 	uint64_t run_exits; /* returns with an exit to handle (not EINTR): progress */
-	bool parked;	    /* waiting in vm_pause's park: stopped on purpose */
-	bool done;	    /* the thread has ended */
-	int probe;	    /* set with a detector's kick: fingerprint the next EINTR */
-	uint64_t fp_seq;    /* 2 per fingerprint taken, odd while one is written */
-	uint64_t fp;	    /* hash of the registers at the last one */
-	bool fp_halted;	    /* not KVM_MP_STATE_RUNNABLE at the last one (halted, ...) */
+	/* Firecracker's vcpu metrics: exits by kind, and port or MMIO accesses no device
+	 * claimed (its `failures`); written by this vCPU's thread only. */
+	uint64_t exit_io_in, exit_io_out, exit_mmio_read, exit_mmio_write, unclaimed;
+	bool parked;	 /* waiting in vm_pause's park: stopped on purpose */
+	bool done;	 /* the thread has ended */
+	int probe;	 /* set with a detector's kick: fingerprint the next EINTR */
+	uint64_t fp_seq; /* 2 per fingerprint taken, odd while one is written */
+	uint64_t fp;	 /* hash of the registers at the last one */
+	bool fp_halted;	 /* not KVM_MP_STATE_RUNNABLE at the last one (halted, ...) */
 };
 
 /* Devices, as typed configurations: the command line parses its strings once, the API
@@ -572,6 +622,11 @@ struct vm {
 	struct vm_restore_plan *plan; /* a restore's buffers (vmm/snapshot_int.h) */
 
 	struct uart com1;
+	struct i8042 i8042;
+	/* --boot-timer: Firecracker's boot timer at VMM_BOOT_TIMER_GPA logs the guest's
+	 * boot time when the guest writes 123 to it. */
+	bool boot_timer;
+	uint64_t boot_timer_start_ns, boot_timer_start_cpu_ns;
 	int console_out_fd;
 	/* Guest output written to a regular file stops at console_out_max bytes (0: no
 	 * cap; vm_init sets VMM_CONSOLE_OUT_MAX_DEFAULT, --console-out-max overrides it):
@@ -706,8 +761,25 @@ int vm_start_vcpus(struct vm *vm);
  * for vm_resume / PATCH /vm to start). Prints restore timing with --timing. */
 int vm_launch(struct vm *vm, bool paused);
 
-/* Serves Firecracker's API on `sock` from the main loop (vmm/control.c). */
-int vm_control_start(struct vm *vm, const char *sock, const char *id);
+/* Firecracker's process flags for its API, as main.c parsed them. */
+struct vm_control_opts {
+	const char *sock; /* NULL: --no-api (then config_file is required) */
+	const char *id;
+	const char *config_file; /* --config-file: configure and boot before serving */
+	/* --log-path, --level (enum api_log_level, -1: not given), --module,
+	 * --show-level, --show-log-origin: the logger before any request */
+	const char *log_path, *module;
+	int log_level;
+	bool show_level, show_log_origin;
+	const char *metrics_path; /* --metrics-path */
+	/* api_server.process_startup_time_us and _cpu_us (docs/api.md, metrics) */
+	uint64_t startup_us, startup_cpu_us;
+};
+
+/* Serves Firecracker's API from the main loop (vmm/control.c): on o->sock, or with no
+ * socket at all; applies the logger and metrics flags, then the configuration file
+ * (which boots the VM when it has a boot source). 0, or -errno after logging why. */
+int vm_control_start(struct vm *vm, const struct vm_control_opts *o);
 
 /* Stops every vCPU out of KVM_RUN and waits until all are parked; vm_resume lets
  * them go. Called from the main thread only. */
@@ -812,7 +884,7 @@ struct vm_restore_opts {
 };
 
 /* What a restore checks of a section, offline (thaw-snap verify): the machine and its
- * memory layout, device.com1, device.virtio<k>; any other device.* is refused as a
+ * memory layout, device.com1, device.virtio<k>, i8042; any other device.* is refused as a
  * device this thaw lacks; other sections are restore/'s and pass here. Fits
  * struct snap_checker. 0 or -errno with `err` naming the section and field. */
 int vm_snapshot_check_section(const struct snap *s, const struct snap_section *sec, char *err,

@@ -1182,6 +1182,44 @@ static void req_flood(int argc, char **argv)
 	out_end();
 }
 
+/* kbd: the probe as a guest that honours Ctrl+Alt+Del (what a VMM's SendCtrlAltDel
+ * gives): polls the i8042 (status port 0x64, data port 0x60) until the key presses
+ * Ctrl, Alt, Del (scan code set 2: 14 11 e0 71) have arrived, answers
+ * `PROBE kbd ctrl_alt_del bytes=<n>`, then pulses the reset line as Linux's reboot=k
+ * does (command 0xfe on port 0x64). Any byte on COM1 first stops the wait:
+ * `PROBE kbd stopped bytes=<n>`. */
+static void req_kbd(void)
+{
+	static const u8 want[] = {0x14, 0x11, 0xe0, 0x71};
+	unsigned matched = 0;
+	u64 bytes = 0;
+	for (;;) {
+		if (inb(COM1 + 5) & 0x01) {
+			(void)inb(COM1);
+			out_begin();
+			put_s("PROBE kbd stopped");
+			put_kv("bytes", bytes);
+			out_end();
+			return;
+		}
+		if (!(inb(0x64) & 0x01)) {
+			for (int i = 0; i < 2000; i++)
+				cpu_relax();
+			continue;
+		}
+		u8 b = inb(0x60);
+		bytes++;
+		matched = b == want[matched] ? matched + 1 : (b == want[0] ? 1 : 0);
+		if (matched == sizeof(want))
+			break;
+	}
+	out_begin();
+	put_s("PROBE kbd ctrl_alt_del");
+	put_kv("bytes", bytes);
+	out_end();
+	outb(0x64, 0xfe);
+}
+
 static void handle_line(char *s)
 {
 	char *argv[MAX_ARGS];
@@ -1231,6 +1269,8 @@ static void handle_line(char *s)
 		req_wbytes(argc, argv);
 	} else if (str_eq(c, "flood")) {
 		req_flood(argc, argv);
+	} else if (str_eq(c, "kbd")) {
+		req_kbd();
 	} else if (str_eq(c, "fault")) {
 		/* Exercises exception delivery: the answer is the PROBE FAULT line. */
 		__asm__ volatile("ud2");

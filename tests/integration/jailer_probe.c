@@ -13,6 +13,9 @@
  *   --on-term          on SIGTERM print "got SIGTERM" and exit 143
  *   --wait             after the report, block until stdin gives a byte or EOF
  *   --exit N           exit with status N
+ * The arguments Firecracker's jailer (and so thaw-jailer) puts before the user's
+ * (--id, --start-time-us, --start-time-cpu-us, --parent-cpu-time-us) are reported
+ * before "end" as "jailer-arg <name> <value>".
  * There is no /proc in the jail, so the process reads its own state with syscalls. */
 #include <dirent.h>
 #include <errno.h>
@@ -144,6 +147,8 @@ int main(int argc, char **argv)
 	struct timespec ts;
 	int exit_code = 0;
 	bool wait_stdin = false;
+	const char *fc_args[4][2];
+	int n_fc = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	stamp = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -253,11 +258,20 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--exit") == 0 && v) {
 			exit_code = atoi(v);
 			i++;
+		} else if (v && n_fc < 4 &&
+			   (strcmp(a, "--id") == 0 || strcmp(a, "--start-time-us") == 0 ||
+			    strcmp(a, "--start-time-cpu-us") == 0 ||
+			    strcmp(a, "--parent-cpu-time-us") == 0)) {
+			fc_args[n_fc][0] = a + 2;
+			fc_args[n_fc++][1] = v;
+			i++;
 		} else {
 			fprintf(out, "unknown-arg %s\n", a);
 			return 2;
 		}
 	}
+	for (int k = 0; k < n_fc; k++)
+		fprintf(out, "jailer-arg %s %s\n", fc_args[k][0], fc_args[k][1]);
 	fprintf(out, "end\n");
 	fflush(out);
 	if (wait_stdin) {

@@ -34,15 +34,17 @@ static bool ready; /* the first test made the snapshot the others restore */
 
 static void jail_path(char *buf, size_t len, const char *id, const char *rel)
 {
-	snprintf(buf, len, "%s/thaw/%s%s", base, id, rel);
+	/* Firecracker's layout: <base>/<exec file name>/<id>. */
+	snprintf(buf, len, "%s/thaw-static/%s%s", base, id, rel);
 }
 
 /* thaw-jailer --cleanup, then nothing of the jail is left: no directory, no mount. */
 static void cleanup_leaves_nothing(const char *id)
 {
-	char cmd[PATH_MAX * 2], dir[PATH_MAX];
+	char cmd[PATH_MAX * 4], dir[PATH_MAX];
 
-	snprintf(cmd, sizeof(cmd), "%s --cleanup --id %s --chroot-base %s", jailer, id, base);
+	snprintf(cmd, sizeof(cmd), "%s --cleanup --id %s --chroot-base %s --exec-file %s", jailer,
+		 id, base, thaw);
 	assert_int_equal(system(cmd), 0);
 	jail_path(dir, sizeof(dir), id, "");
 	assert_int_equal(access(dir, F_OK), -1);
@@ -280,12 +282,13 @@ static void memory_limit_below_the_guests_need_stops_thaw(void **state)
  * leftovers, or (at setup) an interrupted earlier run's cgroups: all fine here. */
 static void cleanup_all(void)
 {
-	char cmd[PATH_MAX * 2];
+	char cmd[PATH_MAX * 4];
 	const char *ids[] = {"jt-boot", "jt-restore", "jt-api", "jt-oom"};
 
 	for (unsigned i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-		snprintf(cmd, sizeof(cmd), "%s --cleanup --id %s --chroot-base %s 2>/dev/null",
-			 jailer, ids[i], base);
+		snprintf(cmd, sizeof(cmd),
+			 "%s --cleanup --id %s --chroot-base %s --exec-file %s 2>/dev/null", jailer,
+			 ids[i], base, thaw);
 		(void)!system(cmd);
 	}
 }

@@ -748,7 +748,8 @@ static void cleanup_after_kill9_leaves_nothing(void **state)
 	put_pool(&pp, "pj", extra);
 	wait_num(&pp, "pj", "prepared", 2);
 	o = clone_n(&pp, "pj", 1, "");
-	assert_non_null(strstr(jstr(nth_clone(o, 0), "api_sock"), "/thaw/pj-"));
+	/* Firecracker's layout: <base>/<exec file name>/<id>, the exec file thaw-static. */
+	assert_non_null(strstr(jstr(nth_clone(o, 0), "api_sock"), "/thaw-static/pj-"));
 	assert_int_equal(ping(&pp, nth_clone(o, 0)), 0);
 	wait_num(&pp, "pj", "prepared", 2);
 	n = prepared_pids(&pp, pids, 7, ids);
@@ -767,7 +768,7 @@ static void cleanup_after_kill9_leaves_nothing(void **state)
 	}
 	snprintf(path, sizeof(path), "%s/run", pp.state);
 	assert_int_equal(dir_entries(path), 0);
-	snprintf(path, sizeof(path), "%s/jail/thaw", pp.state);
+	snprintf(path, sizeof(path), "%s/jail/thaw-static", pp.state);
 	assert_int_equal(dir_entries(path), 0);
 	/* no mount of ours anywhere, no socket left in the state dir */
 	snprintf(cmd, sizeof(cmd), "grep -q '%s' /proc/self/mountinfo", pp.state);

@@ -3,6 +3,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/stat.h>
+
 #include <cmocka.h>
 
 #include "tests/unit/test_api_harness.h"
@@ -443,11 +445,131 @@ static void metrics_and_flush(void **state)
 	assert_true(json_object_object_get_ex(v, "load_snapshot", &w));
 	assert_int_equal(json_object_get_int(w), 640);
 	assert_true(json_object_object_get_ex(o, "utc_timestamp_ms", &v));
+	/* Firecracker's groups, with its names... */
 	assert_true(json_object_object_get_ex(o, "api_server", &v));
+	assert_true(json_object_object_get_ex(v, "process_startup_time_us", &w));
+	assert_true(json_object_object_get_ex(o, "put_api_requests", &v));
+	assert_true(json_object_object_get_ex(v, "metrics_count", &w));
+	assert_int_equal(json_object_get_int(w), 3); /* every PUT /metrics, refused ones too */
+	assert_true(json_object_object_get_ex(v, "metrics_fails", &w));
+	assert_int_equal(json_object_get_int(w), 2);
+	/* The refused FlushMetrics; a request is counted once answered, so the flush that
+	 * writes a line is in the next one. */
+	assert_true(json_object_object_get_ex(v, "actions_count", &w));
+	assert_int_equal(json_object_get_int(w), 1);
+	assert_true(json_object_object_get_ex(o, "get_api_requests", &v));
+	assert_true(json_object_object_get_ex(o, "patch_api_requests", &v));
+	assert_true(json_object_object_get_ex(o, "logger", &v));
+	assert_true(json_object_object_get_ex(v, "missed_metrics_count", &w));
+	assert_true(json_object_object_get_ex(o, "latencies_us", &v));
+	assert_true(json_object_object_get_ex(v, "pause_vm", &w));
+	/* ...and thaw's own, cumulative, apart. */
+	assert_true(json_object_object_get_ex(o, "thaw", &v));
+	assert_true(json_object_object_get_ex(v, "api", &v));
 	assert_true(json_object_object_get_ex(v, "requests", &w));
 	assert_true(json_object_get_int(w) >= 5);
 	json_object_put(o);
+
+	/* The second line carries Firecracker's counters as changes since the first. */
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n] = '\0';
+	o = json_tokener_parse(strchr(buf, '\n') + 1);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "put_api_requests", &v));
+	assert_true(json_object_object_get_ex(v, "actions_count", &w));
+	assert_int_equal(json_object_get_int(w), 1);
+	assert_true(json_object_object_get_ex(v, "metrics_count", &w));
+	assert_int_equal(json_object_get_int(w), 0);
+	json_object_put(o);
 	unlink(path);
+	h_stop(h);
+}
+
+/* firecracker-go-sdk and firecracker-containerd create the log and metrics FIFOs and
+ * start reading them only after the PUTs: opening must not need a reader yet. */
+static void log_and_metrics_fifos_work_before_a_reader(void **state)
+{
+	static const struct api_ops none;
+	struct harness *h = h_start_ops(&none, 0);
+	char mpath[160], lpath[160], body[256], buf[8192];
+	int saved = dup(STDERR_FILENO), mfd, lfd;
+	json_object *o, *v;
+	ssize_t n;
+
+	snprintf(mpath, sizeof(mpath), "%s/metrics.fifo", h->dir);
+	snprintf(lpath, sizeof(lpath), "%s/log.fifo", h->dir);
+	assert_int_equal(mkfifo(mpath, 0600), 0);
+	assert_int_equal(mkfifo(lpath, 0600), 0);
+	snprintf(body, sizeof(body), "{\"log_path\": \"%s\", \"level\": \"Warning\"}", lpath);
+	assert_int_equal(PUT(h, "/logger", body), 204);
+	snprintf(body, sizeof(body), "{\"metrics_path\": \"%s\"}", mpath);
+	assert_int_equal(PUT(h, "/metrics", body), 204);
+	/* Nobody reads yet: the line waits in the pipe. */
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"FlushMetrics\"}"), 204);
+	assert_int_equal(H_RAW(h, "BROKEN\r\n\r\n", NULL), 400);
+
+	/* The readers come late and find what was written (before stderr is put back: a
+	 * FIFO's contents go with its last open descriptor). */
+	mfd = open(mpath, O_RDONLY | O_NONBLOCK);
+	lfd = open(lpath, O_RDONLY | O_NONBLOCK);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	assert_true(mfd >= 0 && lfd >= 0);
+	n = read(mfd, buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strchr(buf, '\n'));
+	*strchr(buf, '\n') = '\0';
+	o = json_tokener_parse(buf);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "utc_timestamp_ms", &v));
+	json_object_put(o);
+	n = read(lfd, buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "Malformed HTTP request"));
+	close(mfd);
+	close(lfd);
+	log_set_level(LOG_INFO);
+	h_stop(h);
+}
+
+/* A metrics FIFO nobody ever reads fills up; flushing goes on answering 204 and never
+ * blocks the server, and a reader then sees only whole lines. */
+static void a_full_metrics_fifo_drops_whole_lines(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	char mpath[160], body[256];
+	static char buf[1 << 17];
+	size_t total = 0;
+	ssize_t n;
+	int i, fd;
+
+	snprintf(mpath, sizeof(mpath), "%s/metrics.fifo", h->dir);
+	assert_int_equal(mkfifo(mpath, 0600), 0);
+	snprintf(body, sizeof(body), "{\"metrics_path\": \"%s\"}", mpath);
+	assert_int_equal(PUT(h, "/metrics", body), 204);
+	for (i = 0; i < 400; i++)
+		assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"FlushMetrics\"}"), 204);
+	fd = open(mpath, O_RDONLY | O_NONBLOCK);
+	assert_true(fd >= 0);
+	while ((n = read(fd, buf + total, sizeof(buf) - 1 - total)) > 0)
+		total += (size_t)n;
+	close(fd);
+	assert_true(total > 0);
+	buf[total] = '\0';
+	/* Every complete line parses; a cut-short line may end the pipe's contents. */
+	for (char *line = buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+		json_object *o;
+
+		*nl = '\0';
+		o = json_tokener_parse(line);
+		assert_non_null(o);
+		json_object_put(o);
+	}
 	h_stop(h);
 }
 
@@ -474,6 +596,248 @@ static void metrics_are_flushed_periodically(void **state)
 	assert_true(lines >= 2);
 	assert_true(h->calls[OP_METRICS] >= 2);
 	unlink(path);
+	h_stop(h);
+}
+
+static void version_has_firecrackers_shape(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	json_object *o, *v;
+
+	assert_int_equal(h_req(h, "GET", "/version", NULL), 200);
+	o = json_tokener_parse(h_body());
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "firecracker_version", &v));
+	assert_true(json_object_is_type(v, json_type_string));
+	json_object_put(o);
+	assert_400(h_req(h, "PUT", "/version", "{}"), "Invalid request method");
+	assert_400(h_req(h, "GET", "/version", "{}"), "takes no body");
+	assert_400(h_req(h, "GET", "/", "{\"a\": 1}"), "takes no body");
+	h_stop(h);
+}
+
+/* GET /vm/config answers Firecracker's FullVmConfiguration: every member present, what
+ * was configured as the client would PUT it again, the rest null or []. */
+static void vm_config_lists_everything_configured(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	char body[2048], longp[1200];
+	json_object *o, *v, *d, *w;
+
+	assert_int_equal(h_req(h, "GET", "/vm/config", NULL), 200);
+	o = json_tokener_parse(h_body());
+	assert_non_null(o);
+	for (const char *const *k =
+		 (const char *const[]){"balloon", "boot-source", "cpu-config", "logger", "metrics",
+				       "mmds-config", "vsock", "entropy", NULL};
+	     *k; k++) {
+		assert_true(json_object_object_get_ex(o, *k, &v));
+		assert_null(v);
+	}
+	assert_true(json_object_object_get_ex(o, "drives", &v));
+	assert_int_equal(json_object_array_length(v), 0);
+	assert_true(json_object_object_get_ex(o, "machine-config", &v));
+	assert_true(json_object_object_get_ex(v, "mem_size_mib", &w));
+	assert_int_equal(json_object_get_int(w), 128);
+	json_object_put(o);
+
+	assert_int_equal(PUT(h, "/boot-source",
+			     "{\"kernel_image_path\": \"/k\", \"boot_args\": "
+			     "\"console=ttyS0\"}"),
+			 204);
+	memset(longp, 'p', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	/* Five long paths: a body larger than one reply buffer. */
+	for (int i = 0; i < 5; i++) {
+		char path[32];
+
+		snprintf(path, sizeof(path), "/drives/d%d", i);
+		snprintf(body, sizeof(body),
+			 "{\"drive_id\": \"d%d\", \"path_on_host\": \"%s\", \"is_root_device\": "
+			 "%s, \"is_read_only\": true}",
+			 i, longp, i == 0 ? "true" : "false");
+		assert_int_equal(PUT(h, path, body), 204);
+	}
+	/* A second PUT of a drive replaces it. */
+	assert_int_equal(PUT(h, "/drives/d1",
+			     "{\"drive_id\": \"d1\", \"path_on_host\": \"/d1\", "
+			     "\"is_root_device\": false, \"rate_limiter\": "
+			     "{\"bandwidth\": {\"size\": 1000, \"refill_time\": 100}}}"),
+			 204);
+	assert_int_equal(PUT(h, "/network-interfaces/eth0",
+			     "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\", \"guest_mac\": "
+			     "\"06:00:AC:10:00:02\"}"),
+			 204);
+	assert_int_equal(PUT(h, "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"/v.sock\"}"), 204);
+	assert_int_equal(PUT(h, "/entropy", "{}"), 204);
+	assert_int_equal(PUT(h, "/machine-config", "{\"vcpu_count\": 2, \"mem_size_mib\": 256}"),
+			 204);
+
+	assert_int_equal(h_req(h, "GET", "/vm/config", NULL), 200);
+	assert_true(strlen(h_body()) > 5000);
+	o = json_tokener_parse(h_body());
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "boot-source", &v));
+	assert_true(json_object_object_get_ex(v, "kernel_image_path", &w));
+	assert_string_equal(json_object_get_string(w), "/k");
+	assert_true(json_object_object_get_ex(v, "boot_args", &w));
+	assert_string_equal(json_object_get_string(w), "console=ttyS0");
+	assert_true(json_object_object_get_ex(o, "drives", &v));
+	assert_int_equal(json_object_array_length(v), 5);
+	d = json_object_array_get_idx(v, 1);
+	assert_true(json_object_object_get_ex(d, "path_on_host", &w));
+	assert_string_equal(json_object_get_string(w), "/d1");
+	assert_true(json_object_object_get_ex(d, "rate_limiter", &w));
+	assert_true(json_object_object_get_ex(w, "bandwidth", &w));
+	assert_true(json_object_object_get_ex(w, "size", &w));
+	assert_int_equal(json_object_get_int(w), 1000);
+	d = json_object_array_get_idx(v, 0);
+	assert_true(json_object_object_get_ex(d, "is_root_device", &w));
+	assert_true(json_object_get_boolean(w));
+	assert_true(json_object_object_get_ex(d, "cache_type", &w));
+	assert_string_equal(json_object_get_string(w), "Unsafe");
+	assert_true(json_object_object_get_ex(o, "network-interfaces", &v));
+	assert_int_equal(json_object_array_length(v), 1);
+	d = json_object_array_get_idx(v, 0);
+	assert_true(json_object_object_get_ex(d, "guest_mac", &w));
+	assert_string_equal(json_object_get_string(w), "06:00:ac:10:00:02");
+	assert_true(json_object_object_get_ex(o, "vsock", &v));
+	assert_true(json_object_object_get_ex(v, "guest_cid", &w));
+	assert_int_equal(json_object_get_int(w), 3);
+	assert_true(json_object_object_get_ex(o, "entropy", &v));
+	assert_non_null(v);
+	assert_true(json_object_object_get_ex(o, "machine-config", &v));
+	assert_true(json_object_object_get_ex(v, "vcpu_count", &w));
+	assert_int_equal(json_object_get_int(w), 2);
+	json_object_put(o);
+	/* The connection is still in step after a large body. */
+	assert_int_equal(h_req(h, "GET", "/", NULL), 200);
+	h_stop(h);
+}
+
+/* Firecracker's --config-file: every member goes through its PUT (same ops, same checks),
+ * then InstanceStart; what thaw lacks is refused by name. */
+static void config_file_applies_each_member_then_starts(void **state)
+{
+	struct harness *h = calloc(1, sizeof(*h));
+	struct api_server *srv;
+	char json[1024], err[512], mpath[64];
+	int fd;
+
+	assert_non_null(h);
+	h->fail_op = -1;
+	snprintf(mpath, sizeof(mpath), "/tmp/thaw-cfgtest-%d.metrics", (int)getpid());
+	assert_int_equal(api_server_create_headless(&h_ops, h, &srv), 0);
+	snprintf(json, sizeof(json),
+		 "{\"boot-source\": {\"kernel_image_path\": \"/k\", \"boot_args\": \"ro\"},"
+		 " \"machine-config\": {\"vcpu_count\": 2, \"mem_size_mib\": 256},"
+		 " \"drives\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"/r\", "
+		 "\"is_root_device\": true}, {\"drive_id\": \"d2\", \"path_on_host\": \"/d\", "
+		 "\"is_root_device\": false}],"
+		 " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}],"
+		 " \"vsock\": {\"guest_cid\": 3, \"uds_path\": \"/v\"}, \"entropy\": {},"
+		 " \"logger\": {\"level\": \"Debug\"}, \"metrics\": {\"metrics_path\": \"%s\"},"
+		 " \"balloon\": null}",
+		 mpath);
+	assert_int_equal(api_server_apply_config(srv, json, strlen(json), err, sizeof(err)), 0);
+	assert_int_equal(h->calls[OP_BOOT], 1);
+	assert_string_equal(h->boot.boot_args, "ro");
+	assert_int_equal(h->calls[OP_PUT_MCFG], 1);
+	assert_int_equal(h->mcfg.vcpu_count, 2);
+	assert_int_equal(h->calls[OP_DRIVE], 2);
+	assert_string_equal(h->drive.drive_id, "d2");
+	assert_int_equal(h->calls[OP_NET], 1);
+	assert_int_equal(h->calls[OP_VSOCK], 1);
+	assert_int_equal(h->calls[OP_ENTROPY], 1);
+	assert_int_equal(h->calls[OP_LOGGER], 1);
+	assert_int_equal(h->calls[OP_START], 1);
+	fd = open(mpath, O_RDONLY);
+	assert_true(fd >= 0); /* the metrics file was opened (created) */
+	close(fd);
+	unlink(mpath);
+	/* Started: a second file is refused as a PUT after start would be. */
+	assert_int_equal(api_server_apply_config(srv, json, strlen(json), err, sizeof(err)),
+			 -EINVAL);
+	api_server_destroy(srv);
+
+	memset(h->calls, 0, sizeof(h->calls));
+	assert_int_equal(api_server_create_headless(&h_ops, h, &srv), 0);
+	/* Without a boot source nothing starts. */
+	snprintf(json, sizeof(json),
+		 "{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64}}");
+	assert_int_equal(api_server_apply_config(srv, json, strlen(json), err, sizeof(err)), 0);
+	assert_int_equal(h->calls[OP_START], 0);
+	api_server_destroy(srv);
+
+	static const struct {
+		const char *json, *needle;
+	} bad[] = {
+	    {"{\"mmds-config\": {\"network_interfaces\": [\"eth0\"]}}", "mmds-config: MMDS"},
+	    {"{\"cpu-config\": \"/t.json\"}", "cpu-config: custom CPU templates"},
+	    {"{\"balloon\": {\"amount_mib\": 1}}", "balloon: the balloon device"},
+	    {"{\"drives\": {}}", "drives: must be an array"},
+	    {"{\"drives\": [{\"drive_id\": \"a\", \"path_on_host\": \"/a\", \"is_root_device\": "
+	     "true}, {\"drive_id\": \"b\"}]}",
+	     "drives[1]: Missing required field \"is_root_device\""},
+	    {"{\"boot-source\": {\"kernel_image_path\": 5}}",
+	     "boot-source: Field \"kernel_image_path\" must be a string"},
+	    {"{\"vcpus\": 2}", "Unknown field \"vcpus\" in the configuration file"},
+	    {"[1]", "not one JSON object"},
+	    {"{\"logger\": ", "not one JSON object"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(api_server_create_headless(&h_ops, h, &srv), 0);
+		err[0] = '\0';
+		assert_int_equal(api_server_apply_config(srv, bad[i].json, strlen(bad[i].json), err,
+							 sizeof(err)),
+				 -EINVAL);
+		if (!strstr(err, bad[i].needle))
+			fail_msg("config %s: \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].needle);
+		api_server_destroy(srv);
+	}
+	free(h);
+}
+
+/* Every Firecracker endpoint thaw does not offer says which feature is missing. */
+static void unoffered_endpoints_name_the_feature(void **state)
+{
+	static const struct {
+		const char *method, *path, *needle;
+	} cases[] = {
+	    {"PUT", "/balloon", "balloon device"},
+	    {"GET", "/balloon", "balloon device"},
+	    {"PATCH", "/balloon", "balloon device"},
+	    {"GET", "/balloon/statistics", "balloon device"},
+	    {"PATCH", "/balloon/statistics", "balloon device"},
+	    {"PATCH", "/balloon/hinting/start", "balloon device"},
+	    {"GET", "/balloon/hinting/status", "balloon device"},
+	    {"PATCH", "/balloon/hinting/stop", "balloon device"},
+	    {"PUT", "/cpu-config", "custom CPU templates"},
+	    {"PUT", "/pmem/pmem0", "virtio-pmem"},
+	    {"PATCH", "/pmem/pmem0", "virtio-pmem"},
+	    {"PUT", "/mmds", "MMDS"},
+	    {"PATCH", "/mmds", "MMDS"},
+	    {"GET", "/mmds", "MMDS"},
+	    {"PUT", "/mmds/config", "MMDS"},
+	    {"PUT", "/serial", "serial reconfiguration"},
+	    {"PUT", "/hotplug/memory", "memory hotplug"},
+	    {"PATCH", "/hotplug/memory", "memory hotplug"},
+	    {"GET", "/hotplug/memory", "memory hotplug"},
+	};
+	struct harness *h = h_start_ops(NULL, 0);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *body = strcmp(cases[i].method, "GET") ? "{}" : NULL;
+
+		assert_int_equal(h_req(h, cases[i].method, cases[i].path, body), 400);
+		if (!strstr(h_fault(), cases[i].needle))
+			fail_msg("%s %s: \"%s\" lacks \"%s\"", cases[i].method, cases[i].path,
+				 h_fault(), cases[i].needle);
+	}
+	/* A path that only starts like one is just unknown. */
+	assert_400(h_req(h, "PUT", "/balloonx", "{}"), "Invalid request method and/or path");
+	assert_400(h_req(h, "GET", "/nope", NULL), "Invalid request method and/or path");
 	h_stop(h);
 }
 
@@ -766,6 +1130,12 @@ int main(void)
 	    cmocka_unit_test(default_logger_redirects_stderr),
 	    cmocka_unit_test(metrics_and_flush),
 	    cmocka_unit_test(metrics_are_flushed_periodically),
+	    cmocka_unit_test(log_and_metrics_fifos_work_before_a_reader),
+	    cmocka_unit_test(a_full_metrics_fifo_drops_whole_lines),
+	    cmocka_unit_test(version_has_firecrackers_shape),
+	    cmocka_unit_test(vm_config_lists_everything_configured),
+	    cmocka_unit_test(config_file_applies_each_member_then_starts),
+	    cmocka_unit_test(unoffered_endpoints_name_the_feature),
 	    cmocka_unit_test(actions_and_vm_state),
 	    cmocka_unit_test(snapshot_create_is_parsed),
 	    cmocka_unit_test(snapshot_load_is_parsed),

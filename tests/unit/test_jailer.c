@@ -292,9 +292,10 @@ static void run_jail(struct result *r, const char *id, const char *const *extra,
 
 static void run_cleanup(struct result *r, const char *id)
 {
-	char *argv[] = {jailer,	    (char *)"--cleanup",     (char *)"--id",
-			(char *)id, (char *)"--chroot-base", base,
-			NULL};
+	/* The exec file names the jail's folder, so cleanup is told it too. */
+	char *argv[] = {
+	    jailer, (char *)"--cleanup",   (char *)"--id", (char *)id, (char *)"--chroot-base",
+	    base,   (char *)"--exec-file", probe,	   NULL};
 	run_argv(r, argv);
 }
 
@@ -344,7 +345,8 @@ static bool jail_dir_exists(const char *id)
 	char p[PATH_MAX];
 	struct stat st;
 
-	snprintf(p, sizeof(p), "%s/thaw/%s", base, id);
+	/* Firecracker's layout: the folder is named after the exec file. */
+	snprintf(p, sizeof(p), "%s/jailer_probe/%s", base, id);
 	return lstat(p, &st) == 0;
 }
 
@@ -367,7 +369,7 @@ static bool cgroup_dir_exists(const char *id)
 	return found;
 }
 
-/* Entries in <base>/thaw: every test cleans up, so any is something left behind. */
+/* Entries in <base>/jailer_probe: every test cleans up, so any is something left behind. */
 static int jails_in_base(void)
 {
 	char p[PATH_MAX];
@@ -375,7 +377,7 @@ static int jails_in_base(void)
 	int n = 0;
 	DIR *d;
 
-	snprintf(p, sizeof(p), "%s/thaw", base);
+	snprintf(p, sizeof(p), "%s/jailer_probe", base);
 	d = opendir(p);
 	if (!d)
 		return 0;
@@ -550,6 +552,16 @@ static void jailed_process_has_no_capabilities_and_the_given_ids(void **state)
 	assert_line(w.text, "groups 0");
 	assert_line(w.text, "environ (empty)");
 	assert_line(w.text, "fd3 closed");
+	/* What Firecracker's jailer passes the VMM first: the id and the start times. */
+	{
+		char want[96];
+
+		snprintf(want, sizeof(want), "jailer-arg id %s", id);
+		assert_line(w.text, want);
+		assert_non_null(strstr(w.text, "\njailer-arg start-time-us "));
+		assert_non_null(strstr(w.text, "\njailer-arg start-time-cpu-us "));
+		assert_non_null(strstr(w.text, "\njailer-arg parent-cpu-time-us "));
+	}
 	/* It runs in its cgroup. */
 	snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/thaw/%s/cgroup.procs", id);
 	fd = open(path, O_RDONLY);
@@ -603,9 +615,11 @@ static void only_the_jail_root_is_visible_with_the_devices_the_host_has(void **s
 	next_id(id, sizeof(id));
 	run_jail(&r, id, NULL, pargs);
 	assert_exited(&r, 0);
-	assert_int_equal(count_prefix(r.out, "root "), 2);
+	assert_int_equal(count_prefix(r.out, "root "), 3);
 	assert_line(r.out, "root jailer_probe");
 	assert_line(r.out, "root dev");
+	/* Made as Firecracker's jailer makes it, for the API socket. */
+	assert_line(r.out, "root run");
 	assert_line(r.out, "hidden /etc/passwd ENOENT");
 	assert_line(r.out, "hidden /proc/self ENOENT");
 	assert_line(r.out, "hidden /work ENOENT");
@@ -745,7 +759,7 @@ static void new_pid_ns_makes_thaw_pid_1_and_forwards_its_exit_status(void **stat
 	assert_exited(&r, 7);
 	assert_line(r.out, "pid 1");
 	assert_line(r.out, "CapEff:\t0000000000000000");
-	snprintf(p, sizeof(p), "%s/thaw/%s/root/jailer_probe.pid", base, id);
+	snprintf(p, sizeof(p), "%s/jailer_probe/%s/root/jailer_probe.pid", base, id);
 	assert_int_equal(stat(p, &st), 0);
 	cleanup_ok(id);
 }
@@ -1113,7 +1127,10 @@ static void bad_arguments_fail_clearly_and_leave_nothing_behind(void **state)
 	id65[65] = '\0';
 	snprintf(nsfile, sizeof(nsfile), "%s/not-a-netns", base);
 	close(open(nsfile, O_WRONLY | O_CREAT, 0600));
-	snprintf(noexec, sizeof(noexec), "%s/noexec-probe", base);
+	/* Not in the base itself: <base>/<exec file name> is a jail folder. */
+	snprintf(noexec, sizeof(noexec), "%s/bin", base);
+	mkdir(noexec, 0755);
+	snprintf(noexec, sizeof(noexec), "%s/bin/noexec-probe", base);
 	/* A copy, not a link: changing the mode of a link would change the probe's. */
 	copy_file(probe, noexec);
 	assert_int_equal(chmod(noexec, 0700), 0);
@@ -1139,6 +1156,8 @@ static void bad_arguments_fail_clearly_and_leave_nothing_behind(void **state)
 	assert_int_equal(mounts_under_base(), 0);
 	unlink(nsfile);
 	unlink(noexec);
+	snprintf(noexec, sizeof(noexec), "%s/bin", base);
+	rmdir(noexec);
 }
 
 static void an_existing_jail_id_is_refused_and_kept(void **state)
@@ -1180,6 +1199,38 @@ static void cleanup_removes_everything_and_can_run_twice(void **state)
 	run_cleanup(&r, id);
 	assert_exited(&r, 0);
 	assert_non_null(strstr(r.err, "nothing to remove"));
+}
+
+/* Without --exec-file, cleanup finds the jail in whichever folder of the base holds it
+ * (older callers name only the id); with two candidates it asks which. */
+static void cleanup_without_exec_file_finds_the_folder(void **state)
+{
+	const char *pargs[] = {"--report", NULL};
+	static struct result r;
+	char id[64], other[PATH_MAX];
+	char *argv[] = {
+	    jailer, (char *)"--cleanup", (char *)"--id", id, (char *)"--chroot-base", base, NULL};
+
+	NEED_ROOT();
+	next_id(id, sizeof(id));
+	run_jail(&r, id, NULL, pargs);
+	assert_exited(&r, 0);
+	assert_true(jail_dir_exists(id));
+	/* a second folder with the same id: ambiguous */
+	snprintf(other, sizeof(other), "%s/otherexec", base);
+	assert_int_equal(mkdir(other, 0755), 0);
+	snprintf(other, sizeof(other), "%s/otherexec/%s", base, id);
+	assert_int_equal(mkdir(other, 0755), 0);
+	run_argv(&r, argv);
+	assert_exited(&r, 1);
+	assert_non_null(strstr(r.err, "give --exec-file"));
+	assert_true(jail_dir_exists(id));
+	assert_int_equal(rmdir(other), 0);
+	snprintf(other, sizeof(other), "%s/otherexec", base);
+	assert_int_equal(rmdir(other), 0);
+	run_argv(&r, argv);
+	assert_exited(&r, 0);
+	assert_false(jail_dir_exists(id));
 }
 
 static void cleanup_refuses_a_running_jail(void **state)
@@ -1233,7 +1284,7 @@ static void cleanup_does_not_follow_symlinks_out_of_the_jail(void **state)
 	snprintf(victim, sizeof(victim), "%s/%s.victim", base, id);
 	assert_int_equal(mkdir(victim, 0755), 0);
 	close(open(strcat(strcpy(lnk, victim), "/keep"), O_WRONLY | O_CREAT, 0600));
-	snprintf(lnk, sizeof(lnk), "%s/thaw/%s/root/escape", base, id);
+	snprintf(lnk, sizeof(lnk), "%s/jailer_probe/%s/root/escape", base, id);
 	assert_int_equal(symlink(victim, lnk), 0);
 	cleanup_ok(id);
 	snprintf(lnk, sizeof(lnk), "%s/keep", victim);
@@ -1316,6 +1367,7 @@ int main(void)
 	    cmocka_unit_test(bad_arguments_fail_clearly_and_leave_nothing_behind),
 	    cmocka_unit_test(an_existing_jail_id_is_refused_and_kept),
 	    cmocka_unit_test(cleanup_removes_everything_and_can_run_twice),
+	    cmocka_unit_test(cleanup_without_exec_file_finds_the_folder),
 	    cmocka_unit_test(cleanup_refuses_a_running_jail),
 	    cmocka_unit_test(cleanup_refuses_a_running_jail_without_cgroups),
 	    cmocka_unit_test(cleanup_does_not_follow_symlinks_out_of_the_jail),
