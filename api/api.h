@@ -302,6 +302,9 @@ struct api_ops {
 	int (*put_net)(void *ctx, const struct api_net *net, struct api_error *err);
 	/* PATCH /drives/{id}, PATCH /network-interfaces/{id}: only after start or load (the
 	 * VM may be paused or running). An id naming no device answers 400. */
+	/* The MMDS store the VMM serves its guest from (PUT/PATCH/GET /mmds and PUT
+	 * /mmds/config act on it directly). Optional: without it /mmds answers 400. */
+	struct api_mmds *(*mmds)(void *ctx);
 	int (*patch_drive)(void *ctx, const struct api_drive_patch *patch, struct api_error *err);
 	int (*patch_net)(void *ctx, const struct api_net_patch *patch, struct api_error *err);
 	int (*put_vsock)(void *ctx, const struct api_vsock *vsock, struct api_error *err);
@@ -505,13 +508,14 @@ void api_mmds_destroy(struct api_mmds *m);
 const struct api_mmds_config *api_mmds_get_config(const struct api_mmds *m);
 /* Takes `cfg` (validated by the caller) and forgets every V2 session token. */
 void api_mmds_set_config(struct api_mmds *m, const struct api_mmds_config *cfg);
-/* PUT /mmds: `json` (an object) replaces the store. PATCH /mmds: merged into it as RFC 7396
- * says. Either fails, changing nothing, on JSON that does not parse, on something other
- * than an object, or when the result would pass the limit; `err` says which. 0 or -errno. */
-int api_mmds_put(struct api_mmds *m, const char *json, size_t len, struct api_error *err);
-int api_mmds_patch(struct api_mmds *m, const char *json, size_t len, struct api_error *err);
-/* GET /mmds: the store as JSON, malloc'd (NULL when out of memory). */
-char *api_mmds_get(const struct api_mmds *m);
+/* PUT /mmds: `o` (an object; the store takes a reference) replaces the store. PATCH
+ * /mmds: `o` is merged into it as RFC 7396 says. Either fails, changing nothing, on
+ * something other than an object or when the result would pass the limit; `err` says
+ * which. 0 or -errno. */
+int api_mmds_put(struct api_mmds *m, struct json_object *o, struct api_error *err);
+int api_mmds_patch(struct api_mmds *m, struct json_object *o, struct api_error *err);
+/* GET /mmds: the store (borrowed: valid until the next put or patch). */
+struct json_object *api_mmds_get(const struct api_mmds *m);
 /* One guest HTTP request from the start of `in` (untrusted bytes from the guest's TCP
  * stream). Returns the bytes it took (then *out is a complete HTTP/1.1 response of
  * *out_len bytes, malloc'd, for the caller to send and free), 0 when `in` holds no

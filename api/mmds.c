@@ -85,26 +85,6 @@ static size_t serialized_len(json_object *o)
 	return strlen(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 }
 
-static json_object *parse_object(const char *json, size_t len, struct api_error *err)
-{
-	struct json_tokener *tok = json_tokener_new();
-	json_object *o;
-
-	if (!tok) {
-		api_error_set(err, "out of memory");
-		return NULL;
-	}
-	o = json_tokener_parse_ex(tok, json, (int)len);
-	if (!o || json_tokener_get_error(tok) != json_tokener_success ||
-	    tok->char_offset != (int)len) {
-		api_error_set(err, "The MMDS data is not valid JSON.");
-		json_object_put(o);
-		o = NULL;
-	}
-	json_tokener_free(tok);
-	return o;
-}
-
 static int check_size(const struct api_mmds *m, json_object *o, struct api_error *err)
 {
 	size_t n = serialized_len(o);
@@ -118,23 +98,16 @@ static int check_size(const struct api_mmds *m, json_object *o, struct api_error
 	return -EFBIG;
 }
 
-int api_mmds_put(struct api_mmds *m, const char *json, size_t len, struct api_error *err)
+int api_mmds_put(struct api_mmds *m, json_object *o, struct api_error *err)
 {
-	json_object *o = parse_object(json, len, err);
-
-	if (!o)
-		return -EINVAL;
 	if (!json_object_is_type(o, json_type_object)) {
 		api_error_set(err, "The MMDS data must be a JSON object.");
-		json_object_put(o);
 		return -EINVAL;
 	}
-	if (check_size(m, o, err)) {
-		json_object_put(o);
+	if (check_size(m, o, err))
 		return -EFBIG;
-	}
 	json_object_put(m->data);
-	m->data = o;
+	m->data = json_object_get(o);
 	m->initialized = true;
 	return 0;
 }
@@ -180,21 +153,17 @@ static int merge_patch(json_object **target, json_object *patch)
 	return 0;
 }
 
-int api_mmds_patch(struct api_mmds *m, const char *json, size_t len, struct api_error *err)
+int api_mmds_patch(struct api_mmds *m, json_object *patch, struct api_error *err)
 {
-	json_object *patch = parse_object(json, len, err), *next = NULL;
+	json_object *next = NULL;
 	int ret;
 
-	if (!patch)
-		return -EINVAL;
 	if (!json_object_is_type(patch, json_type_object)) {
 		api_error_set(err, "The MMDS patch must be a JSON object.");
-		json_object_put(patch);
 		return -EINVAL;
 	}
 	/* Patch a copy: a patch that fails or grows the store past its limit changes nothing. */
 	ret = json_object_deep_copy(m->data, &next, NULL) < 0 ? -ENOMEM : merge_patch(&next, patch);
-	json_object_put(patch);
 	if (!ret)
 		ret = check_size(m, next, err);
 	else
@@ -209,9 +178,9 @@ int api_mmds_patch(struct api_mmds *m, const char *json, size_t len, struct api_
 	return 0;
 }
 
-char *api_mmds_get(const struct api_mmds *m)
+json_object *api_mmds_get(const struct api_mmds *m)
 {
-	return strdup(json_object_to_json_string_ext(m->data, JSON_C_TO_STRING_PLAIN));
+	return m->data;
 }
 
 /* ---------------------------------------------------------------- the guest's side */

@@ -1191,6 +1191,8 @@ enum res {
 	RES_METRICS,
 	RES_VERSION,
 	RES_VM_CONFIG,
+	RES_MMDS,
+	RES_MMDS_CONFIG,
 	RES_NONE,
 };
 
@@ -1216,6 +1218,8 @@ static enum res match_path(const char *p, size_t len, const char **id, size_t *i
 	    {"/metrics", RES_METRICS, false},
 	    {"/version", RES_VERSION, false},
 	    {"/vm/config", RES_VM_CONFIG, false},
+	    {"/mmds", RES_MMDS, false},
+	    {"/mmds/config", RES_MMDS_CONFIG, false},
 	};
 	size_t i;
 
@@ -1653,6 +1657,118 @@ static void reply_json(struct api_server *srv, json_object *o)
 	json_object_put(o);
 }
 
+/* ---- MMDS: the store (PUT, PATCH, GET /mmds, at any time) and its configuration --------- */
+
+static struct api_mmds *mmds_store(struct api_server *srv)
+{
+	return srv->ops->mmds ? srv->ops->mmds(srv->ctx) : NULL;
+}
+
+static void reply_mmds(struct api_server *srv)
+{
+	struct api_mmds *m = mmds_store(srv);
+
+	if (!m) {
+		reply_fault(srv, 400, "MMDS is not offered by this VMM.");
+		return;
+	}
+	reply_json(srv, json_object_get(api_mmds_get(m)));
+}
+
+static void route_mmds(struct api_server *srv, enum http_method method, json_object *o,
+		       struct api_error *err)
+{
+	struct api_mmds *m = mmds_store(srv);
+	int ret;
+
+	if (!m) {
+		reply_fault(srv, 400, "MMDS is not offered by this VMM.");
+		return;
+	}
+	ret = method == HTTP_PUT ? api_mmds_put(m, o, err) : api_mmds_patch(m, o, err);
+	reply_op(srv, ret, err);
+}
+
+static int parse_ipv4(const char *s, uint32_t *out)
+{
+	unsigned a, b, c, d;
+	char end;
+
+	if (sscanf(s, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &end) != 4 || a > 255 || b > 255 ||
+	    c > 255 || d > 255)
+		return -EINVAL;
+	*out = a << 24 | b << 16 | c << 8 | d;
+	return 0;
+}
+
+/* PUT /mmds/config, pre-boot: the interfaces must be configured ones (the guest reaches
+ * MMDS through them), the address a unicast one. */
+static void route_mmds_config(struct api_server *srv, json_object *o, struct api_error *err)
+{
+	static const char *const known[] = {"network_interfaces", "ipv4_address", "version",
+					    "imds_compat", NULL};
+	static const char *const versions[] = {"V1", "V2", NULL};
+	struct api_mmds *m = mmds_store(srv);
+	struct api_mmds_config cfg = {.version = API_MMDS_V1, .ipv4 = API_MMDS_DEFAULT_IPV4};
+	json_object *list;
+	char ip[32];
+	int v = 0, r;
+	size_t n;
+
+	if (!m) {
+		reply_fault(srv, 400, "MMDS is not offered by this VMM.");
+		return;
+	}
+	if (j_known(o, "mmds config", known, err) < 0 ||
+	    j_enum(o, "", "version", versions, false, &v, false, err) < 0 ||
+	    j_bool(o, "", "imds_compat", &cfg.imds_compat, false, err) < 0)
+		goto bad;
+	cfg.version = v ? API_MMDS_V2 : API_MMDS_V1;
+	r = j_str(o, "", "ipv4_address", ip, sizeof(ip), false, err);
+	if (r < 0)
+		goto bad;
+	if (r == 1 && (parse_ipv4(ip, &cfg.ipv4) || cfg.ipv4 == 0 || cfg.ipv4 >= 0xe0000000u)) {
+		api_error_set(err, "Field \"ipv4_address\" must be a unicast IPv4 address.");
+		goto bad;
+	}
+	if (!json_object_object_get_ex(o, "network_interfaces", &list)) {
+		j_missing(err, "", "network_interfaces");
+		goto bad;
+	}
+	if (!json_object_is_type(list, json_type_array) ||
+	    (n = json_object_array_length(list)) == 0 || n > API_MMDS_MAX_IFACES) {
+		api_error_set(err,
+			      "Field \"network_interfaces\" must list 1 to %d network interface "
+			      "ids.",
+			      API_MMDS_MAX_IFACES);
+		goto bad;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(list, i);
+		const char *id =
+		    json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
+		bool found = false;
+
+		for (uint32_t k = 0; id && srv->vmcfg && k < srv->vmcfg->n_nets; k++)
+			found |= !strcmp(srv->vmcfg->nets[k].iface_id, id);
+		if (!found) {
+			api_error_set(err,
+				      "Invalid network interface ID - not found: %s (configure it "
+				      "with PUT /network-interfaces first).",
+				      id ? id : "(not a string)");
+			goto bad;
+		}
+		snprintf(cfg.ifaces[cfg.nr_ifaces++], API_ID_LEN, "%s", id);
+	}
+	if (!phase_allows(srv, NEED_PREBOOT))
+		return;
+	api_mmds_set_config(m, &cfg);
+	reply_status(srv, 204);
+	return;
+bad:
+	reply_fault(srv, 400, err->message);
+}
+
 static void reply_vm_config(struct api_server *srv, struct api_error *err)
 {
 	struct api_machine_config mc;
@@ -2012,6 +2128,12 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 		}
 		reply_op(srv, set_metrics(srv, mpath, err), err);
 		return;
+	case RES_MMDS:
+		route_mmds(srv, m, o, err);
+		return;
+	case RES_MMDS_CONFIG:
+		route_mmds_config(srv, o, err);
+		return;
 	case RES_DRIVES:
 	case RES_NET:
 		if (m == HTTP_PATCH) {
@@ -2056,6 +2178,8 @@ static bool method_ok(enum res res, enum http_method m)
 	case RES_DRIVES:
 	case RES_NET:
 		return m == HTTP_PUT || m == HTTP_PATCH;
+	case RES_MMDS:
+		return m == HTTP_GET || m == HTTP_PUT || m == HTTP_PATCH;
 	case RES_NONE:
 		return false;
 	default:
@@ -2075,7 +2199,6 @@ static bool route_unoffered(struct api_server *srv, enum http_method m, const ch
 	    {"/balloon", "the balloon device is not offered by thaw"},
 	    {"/cpu-config", "custom CPU templates (PUT /cpu-config) are not supported by thaw yet"},
 	    {"/pmem/", "virtio-pmem devices are not offered by thaw"},
-	    {"/mmds", "MMDS (the metadata service) is not supported by thaw yet"},
 	    {"/serial", "serial reconfiguration is not offered by thaw: its console is given on "
 			"the command line (--console-out, --console-in)"},
 	    {"/hotplug/memory", "memory hotplug (virtio-mem) is not offered by thaw"},
@@ -2165,6 +2288,8 @@ static enum res route_request(struct api_server *srv, enum http_method method, c
 			reply_version(srv);
 		} else if (res == RES_VM_CONFIG) {
 			reply_vm_config(srv, &err);
+		} else if (res == RES_MMDS) {
+			reply_mmds(srv);
 		} else {
 			struct api_machine_config c;
 			int ret = current_mcfg(srv, &c, &err);
@@ -2192,12 +2317,14 @@ static enum api_req_metric req_metric(enum res res, enum http_method m)
 {
 	if (m == HTTP_GET)
 		return res == RES_ROOT		   ? RM_GET_INSTANCE_INFO
+		       : res == RES_MMDS	   ? RM_GET_MMDS
 		       : res == RES_MACHINE_CONFIG ? RM_GET_MACHINE_CFG
 		       : res == RES_VERSION	   ? RM_GET_VMM_VERSION
 		       : res == RES_VM_CONFIG	   ? RM_GET_VM_CONFIG
 						   : RM_COUNT;
 	if (m == HTTP_PATCH)
 		return res == RES_DRIVES	   ? RM_PATCH_DRIVE
+		       : res == RES_MMDS	   ? RM_PATCH_MMDS
 		       : res == RES_NET		   ? RM_PATCH_NETWORK
 		       : res == RES_MACHINE_CONFIG ? RM_PATCH_MACHINE_CFG
 		       : res == RES_VM		   ? RM_PATCH_VM
@@ -2227,6 +2354,9 @@ static enum api_req_metric req_metric(enum res res, enum http_method m)
 		return RM_PUT_SNAPSHOT_CREATE;
 	case RES_SNAP_LOAD:
 		return RM_PUT_SNAPSHOT_LOAD;
+	case RES_MMDS:
+	case RES_MMDS_CONFIG:
+		return RM_PUT_MMDS;
 	default:
 		return RM_COUNT;
 	}

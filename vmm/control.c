@@ -266,6 +266,11 @@ static int put_entropy(void *ctx, const struct api_entropy *e, struct api_error 
 	return 0;
 }
 
+static struct api_mmds *mmds_store(void *ctx)
+{
+	return ((struct vm_control *)ctx)->mmds;
+}
+
 /* Each interface the MMDS configuration names answers MMDS (after the devices exist,
  * before a vCPU runs). */
 static int mmds_attach(struct vm_control *c, struct api_error *err)
@@ -606,6 +611,7 @@ static const struct api_ops thaw_api_ops = {
     .put_boot_source = put_boot_source,
     .put_drive = put_drive,
     .put_net = put_net,
+    .mmds = mmds_store,
     .patch_drive = patch_drive,
     .patch_net = patch_net,
     .put_vsock = put_vsock,

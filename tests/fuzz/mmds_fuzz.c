@@ -8,6 +8,7 @@
 #include "vmm/virtio/virtio_int.h"
 #include "api/api.h"
 
+#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,12 +22,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct api_mmds_config cfg = {0};
 	struct api_mmds *m;
 	struct mmds_net *n;
+	json_object *o;
 	uint64_t now = 1000000000ull;
 	bool keep;
 
 	if (size < 1 || api_mmds_create(0, &m))
 		return 0;
-	api_mmds_put(m, store, sizeof(store) - 1, &err);
+	o = json_tokener_parse(store);
+	if (o)
+		api_mmds_put(m, o, &err);
+	json_object_put(o);
 	cfg.version = data[0] & 1 ? API_MMDS_V2 : API_MMDS_V1;
 	cfg.ipv4 = API_MMDS_DEFAULT_IPV4;
 	cfg.imds_compat = data[0] & 2;

@@ -65,6 +65,7 @@ struct harness {
 	struct api_logger logger;
 	struct api_snapshot_create screate;
 	struct api_snapshot_load sload;
+	struct api_mmds *mmds; /* a real store: the router acts on it directly */
 	struct api_drive_patch drive_patch;
 	struct api_net_patch net_patch;
 
@@ -177,7 +178,13 @@ static struct json_object *h_metrics(void *ctx)
 	return o;
 }
 
+static struct api_mmds *h_mmds(void *ctx)
+{
+	return ((struct harness *)ctx)->mmds;
+}
+
 static const struct api_ops h_ops = {
+    .mmds = h_mmds,
     .describe = h_describe,
     .put_machine_config = h_put_mcfg,
     .put_boot_source = h_boot,
@@ -232,6 +239,8 @@ static struct harness *h_start_idle(const struct api_ops *ops, unsigned int time
 	if (!h)
 		return NULL;
 	h->fail_op = -1;
+	if (api_mmds_create(1024, &h->mmds))
+		goto err;
 	snprintf(h->dir, sizeof(h->dir), "/tmp/thaw-test-api-XXXXXX");
 	if (!mkdtemp(h->dir))
 		goto err;
@@ -270,6 +279,7 @@ static void h_stop(struct harness *h)
 	pthread_join(h->thread, NULL);
 	close(h->stop_fd);
 	api_server_destroy(h->srv);
+	api_mmds_destroy(h->mmds);
 	rmdir(h->dir);
 	free(h);
 }

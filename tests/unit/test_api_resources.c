@@ -238,6 +238,60 @@ static void drive_and_net_patches_come_after_start(void **state)
 	h_stop(h);
 }
 
+/* MMDS over the API: the store at any time (PUT replaces, PATCH merges, GET returns it,
+ * over the limit or not an object: refused, nothing changed), its configuration pre-boot
+ * only and only through configured interfaces. */
+static void mmds_store_and_config(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+	char big[1200];
+
+	assert_int_equal(h_req(h, "GET", "/mmds", NULL), 200);
+	assert_string_equal(h_body(), "{ }");
+	assert_int_equal(PUT(h, "/mmds", "{\"latest\": {\"meta-data\": {\"id\": \"i-1\"}}}"), 204);
+	assert_int_equal(PATCH(h, "/mmds", "{\"latest\": {\"meta-data\": {\"az\": \"b\"}}}"), 204);
+	assert_int_equal(h_req(h, "GET", "/mmds", NULL), 200);
+	assert_non_null(strstr(h_body(), "\"id\": \"i-1\""));
+	assert_non_null(strstr(h_body(), "\"az\": \"b\""));
+	assert_400(PUT(h, "/mmds", "[1]"), "must be a JSON object");
+	snprintf(big, sizeof(big), "{\"k\": \"%01100d\"}", 1);
+	assert_400(PUT(h, "/mmds", big), "limit of 1024 bytes");
+	assert_400(PATCH(h, "/mmds", big), "limit of 1024 bytes");
+	assert_int_equal(h_req(h, "GET", "/mmds", NULL), 200);
+	assert_non_null(strstr(h_body(), "\"az\": \"b\""));
+
+	assert_400(PUT(h, "/mmds/config", "{\"network_interfaces\": [\"eth0\"]}"),
+		   "not found: eth0");
+	assert_int_equal(PUT(h, "/network-interfaces/eth0",
+			     "{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}"),
+			 204);
+	assert_400(PUT(h, "/mmds/config", "{\"network_interfaces\": []}"), "1 to 8");
+	assert_400(
+	    PUT(h, "/mmds/config", "{\"network_interfaces\": [\"eth0\"], \"version\": \"V3\"}"),
+	    "version");
+	assert_400(PUT(h, "/mmds/config",
+		       "{\"network_interfaces\": [\"eth0\"], \"ipv4_address\": \"224.0.0.1\"}"),
+		   "unicast");
+	assert_400(PUT(h, "/mmds/config",
+		       "{\"network_interfaces\": [\"eth0\"], \"ipv4_address\": \"1.2.3\"}"),
+		   "unicast");
+	assert_int_equal(PUT(h, "/mmds/config",
+			     "{\"network_interfaces\": [\"eth0\"], \"ipv4_address\": "
+			     "\"169.254.170.2\", \"version\": \"V2\", \"imds_compat\": true}"),
+			 204);
+	assert_int_equal(api_mmds_get_config(h->mmds)->ipv4, 0xa9feaa02u);
+	assert_int_equal(api_mmds_get_config(h->mmds)->version, API_MMDS_V2);
+	assert_true(api_mmds_get_config(h->mmds)->imds_compat);
+	assert_string_equal(api_mmds_get_config(h->mmds)->ifaces[0], "eth0");
+	assert_int_equal(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 204);
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), 204);
+	assert_400(PUT(h, "/mmds/config", "{\"network_interfaces\": [\"eth0\"]}"),
+		   "after starting");
+	/* the store stays writable while the VM runs */
+	assert_int_equal(PUT(h, "/mmds", "{\"rotated\": \"yes\"}"), 204);
+	h_stop(h);
+}
+
 static void drives_are_parsed_and_validated(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
@@ -816,10 +870,6 @@ static void unoffered_endpoints_name_the_feature(void **state)
 	    {"PUT", "/cpu-config", "custom CPU templates"},
 	    {"PUT", "/pmem/pmem0", "virtio-pmem"},
 	    {"PATCH", "/pmem/pmem0", "virtio-pmem"},
-	    {"PUT", "/mmds", "MMDS"},
-	    {"PATCH", "/mmds", "MMDS"},
-	    {"GET", "/mmds", "MMDS"},
-	    {"PUT", "/mmds/config", "MMDS"},
 	    {"PUT", "/serial", "serial reconfiguration"},
 	    {"PUT", "/hotplug/memory", "memory hotplug"},
 	    {"PATCH", "/hotplug/memory", "memory hotplug"},
@@ -1124,6 +1174,7 @@ int main(void)
 	    cmocka_unit_test(machine_config_validation),
 	    cmocka_unit_test(drives_are_parsed_and_validated),
 	    cmocka_unit_test(drive_and_net_patches_come_after_start),
+	    cmocka_unit_test(mmds_store_and_config),
 	    cmocka_unit_test(network_interfaces_are_parsed_and_validated),
 	    cmocka_unit_test(vsock_and_entropy),
 	    cmocka_unit_test(logger_is_parsed),

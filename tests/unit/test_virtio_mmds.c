@@ -6,6 +6,7 @@
 #include "api/api.h"
 
 #include <arpa/inet.h>
+#include <json-c/json.h>
 
 #define MMDS_IP	 0xa9fea9feu /* 169.254.169.254 */
 #define GUEST_IP 0xa9fe0002u /* 169.254.0.2 */
@@ -61,11 +62,15 @@ static struct fx *fx_new(void)
 	const char *data = "{\"latest\": {\"meta-data\": {\"ami-id\": \"ami-87654321\", "
 			   "\"big\": \"";
 	char *json = malloc(20000);
+	json_object *o;
 
 	assert_int_equal(api_mmds_create(0, &f->store), 0);
 	/* a 9000-byte value: a response of several segments */
 	snprintf(json, 20000, "%s%09000d\"}}}", data, 7);
-	assert_int_equal(api_mmds_put(f->store, json, strlen(json), &err), 0);
+	o = json_tokener_parse(json);
+	assert_non_null(o);
+	assert_int_equal(api_mmds_put(f->store, o, &err), 0);
+	json_object_put(o);
 	free(json);
 	assert_int_equal(mmds_net_create(f->store, MMDS_IP, &f->net), 0);
 	f->port = 40000;
