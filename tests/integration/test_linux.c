@@ -484,6 +484,101 @@ static void patch_drive_swaps_the_disk_and_its_rate_limit_holds_reads_back(void 
 	harness_end(p);
 }
 
+/* The agent's `http` to MMDS: the status, and the body into `body`. */
+static int mmds_http(struct vmproc *p, const char *args, char *body, size_t cap)
+{
+	char req[400], ans[1200];
+	const char *b;
+	int status = -1;
+
+	snprintf(req, sizeof(req), "http 169.254.169.254 %s", args);
+	if (ask(p, req, "THAW_AGENT http", ans, sizeof(ans)) ||
+	    sscanf(ans, "http status=%d", &status) != 1 || !(b = strstr(ans, " body=")))
+		fail_msg("%s: answered '%s'", req, ans);
+	snprintf(body, cap, "%s", b + 6);
+	return status;
+}
+
+/* A V2 session token, then GET `path` with it: the status, the body into `body`. */
+static int mmds_get_v2(struct vmproc *p, const char *path, char *body, size_t cap)
+{
+	char token[200], args[400];
+
+	assert_int_equal(mmds_http(p, "PUT /latest/api/token X-metadata-token-ttl-seconds:300",
+				   token, sizeof(token)),
+			 200);
+	assert_int_equal(strlen(token), 64);
+	snprintf(args, sizeof(args), "GET %s X-metadata-token:%s", path, token);
+	return mmds_http(p, args, body, cap);
+}
+
+/* MMDS end to end: a guest configured through the API fetches its metadata over TCP
+ * (V2: not without a session token), and a clone of its snapshot keeps the configuration
+ * but not the data: it answers with what the clone's own PUT /mmds gave it. */
+static void mmds_answers_the_guest_and_each_clone_gets_its_own_data(void **state)
+{
+	char sock[160], json[700], body[600], snap2[200];
+	struct vmproc *p;
+
+	if (!have_netns) {
+		print_message("SKIPPED: no network namespace of our own (needs root)\n");
+		skip();
+	}
+	snprintf(snap2, sizeof(snap2), "%s/mmds.snap", dir);
+	p = api_thaw("mm1.sock", sock, sizeof(sock));
+	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\", \"boot_args\": \"%s\"}",
+		 harness_env("THAW_KERNEL"), CMDLINE);
+	assert_int_equal(api_ok(sock, "PUT", "/boot-source", json), 204);
+	assert_int_equal(
+	    api_ok(sock, "PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 128}"),
+	    204);
+	assert_int_equal(api_ok(sock, "PUT", "/network-interfaces/eth0",
+				"{\"iface_id\": \"eth0\", \"host_dev_name\": \"thawmm0\", "
+				"\"guest_mac\": \"06:00:ac:10:00:07\"}"),
+			 204);
+	assert_int_equal(api_ok(sock, "PUT", "/mmds/config",
+				"{\"network_interfaces\": [\"eth0\"], \"version\": \"V2\"}"),
+			 204);
+	assert_int_equal(
+	    api_ok(sock, "PUT", "/mmds", "{\"latest\": {\"meta-data\": {\"id\": \"base-vm\"}}}"),
+	    204);
+	assert_int_equal(api_ok(sock, "PUT", "/actions", "{\"action_type\": \"InstanceStart\"}"),
+			 204);
+	if (vmproc_expect(p, "THAW_GUEST_READY", BOOT_TMO, NULL, 0)) {
+		vmproc_dump(p, "Linux with MMDS did not become ready");
+		fail();
+	}
+	assert_int_equal(
+	    ask(p, "net up eth0 169.254.0.2/16", "THAW_AGENT net up", body, sizeof(body)), 0);
+	assert_int_equal(mmds_http(p, "GET /latest/meta-data/id", body, sizeof(body)), 401);
+	assert_int_equal(mmds_get_v2(p, "/latest/meta-data/id", body, sizeof(body)), 200);
+	assert_string_equal(body, "base-vm");
+	assert_int_equal(mmds_get_v2(p, "/latest/meta-data/", body, sizeof(body)), 200);
+	assert_string_equal(body, "id");
+	assert_int_equal(mmds_get_v2(p, "/latest/nothing", body, sizeof(body)), 404);
+	assert_int_equal(api_ok(sock, "PATCH", "/vm", "{\"state\": \"Paused\"}"), 204);
+	snprintf(json, sizeof(json), "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\"}",
+		 snap2);
+	assert_int_equal(api_ok(sock, "PUT", "/snapshot/create", json), 204);
+	harness_end(p);
+
+	/* The clone: its own data, the base's configuration (V2 through eth0). */
+	p = api_thaw("mm2.sock", sock, sizeof(sock));
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"resume_vm\": false, \"network_overrides\": "
+		 "[{\"iface_id\": \"eth0\", \"host_dev_name\": \"thawmm1\"}]}",
+		 snap2);
+	assert_int_equal(api_ok(sock, "PUT", "/snapshot/load", json), 204);
+	assert_int_equal(
+	    api_ok(sock, "PUT", "/mmds", "{\"latest\": {\"meta-data\": {\"id\": \"clone-1\"}}}"),
+	    204);
+	assert_int_equal(api_ok(sock, "PATCH", "/vm", "{\"state\": \"Resumed\"}"), 204);
+	assert_int_equal(mmds_http(p, "GET /latest/meta-data/id", body, sizeof(body)), 401);
+	assert_int_equal(mmds_get_v2(p, "/latest/meta-data/id", body, sizeof(body)), 200);
+	assert_string_equal(body, "clone-1");
+	harness_end(p);
+}
+
 /* A load that fails after the VM exists (here: the vsock override's directory does not
  * exist, found when the device is rebuilt) must not leave a half-restored VM running:
  * the process refuses every further action and says why. */
@@ -882,6 +977,7 @@ int main(void)
 	    cmocka_unit_test(restore_takes_new_backends_on_the_command_line),
 	    cmocka_unit_test(load_failing_halfway_leaves_the_api_refusing),
 	    cmocka_unit_test(patch_drive_swaps_the_disk_and_its_rate_limit_holds_reads_back),
+	    cmocka_unit_test(mmds_answers_the_guest_and_each_clone_gets_its_own_data),
 	    cmocka_unit_test(guest_reboot_ends_thaw_with_status_0),
 	    cmocka_unit_test(guest_panic_ends_thaw_with_status_3),
 	    cmocka_unit_test(linux_boots_through_the_64bit_boot_protocol),
