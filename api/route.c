@@ -1549,6 +1549,30 @@ static json_object *machine_config_json(const struct api_machine_config *c)
 	return o;
 }
 
+/* GET /vm/config's "mmds-config": null until PUT /mmds/config (or a restore) set one. */
+static json_object *mmds_config_json(struct api_server *srv)
+{
+	struct api_mmds *m = srv->ops->mmds ? srv->ops->mmds(srv->ctx) : NULL;
+	const struct api_mmds_config *c = m ? api_mmds_get_config(m) : NULL;
+	json_object *o, *ifs;
+	char ip[16];
+
+	if (!c || !c->nr_ifaces)
+		return NULL;
+	o = json_object_new_object();
+	ifs = json_object_new_array();
+	for (unsigned i = 0; i < c->nr_ifaces; i++)
+		json_object_array_add(ifs, json_object_new_string(c->ifaces[i]));
+	snprintf(ip, sizeof(ip), "%u.%u.%u.%u", c->ipv4 >> 24, (c->ipv4 >> 16) & 255,
+		 (c->ipv4 >> 8) & 255, c->ipv4 & 255);
+	json_object_object_add(o, "version",
+			       json_object_new_string(c->version == API_MMDS_V2 ? "V2" : "V1"));
+	json_object_object_add(o, "network_interfaces", ifs);
+	json_object_object_add(o, "ipv4_address", json_object_new_string(ip));
+	json_object_object_add(o, "imds_compat", json_object_new_boolean(c->imds_compat));
+	return o;
+}
+
 /* Firecracker's FullVmConfiguration: every member present, absent ones null. */
 static json_object *vm_config_json(struct api_server *srv, const struct api_vm_config *v,
 				   const struct api_machine_config *mc)
@@ -1600,7 +1624,7 @@ static json_object *vm_config_json(struct api_server *srv, const struct api_vm_c
 	} else {
 		json_object_object_add(o, "metrics", NULL);
 	}
-	json_object_object_add(o, "mmds-config", NULL);
+	json_object_object_add(o, "mmds-config", mmds_config_json(srv));
 	arr = json_object_new_array();
 	for (i = 0; i < v->n_nets && i < API_MAX_NETS; i++)
 		json_object_array_add(arr, net_json(&v->nets[i]));
@@ -2463,7 +2487,6 @@ int api_server_apply_config(struct api_server *srv, const char *json, size_t len
 	} refused[] = {
 	    {"balloon", "the balloon device is not offered by thaw"},
 	    {"cpu-config", "custom CPU templates (cpu-config) are not supported by thaw yet"},
-	    {"mmds-config", "MMDS (the metadata service) is not supported by thaw yet"},
 	};
 	static const struct {
 		const char *key, *path;
@@ -2513,6 +2536,11 @@ int api_server_apply_config(struct api_server *srv, const char *json, size_t len
 		goto out;
 	v = j_get(root, "entropy");
 	if (v && apply_member(srv, RES_ENTROPY, "entropy", "/entropy", NULL, v, err, errlen))
+		goto out;
+	/* After the interfaces it names. */
+	v = j_get(root, "mmds-config");
+	if (v &&
+	    apply_member(srv, RES_MMDS_CONFIG, "mmds-config", "/mmds/config", NULL, v, err, errlen))
 		goto out;
 	ret = 0;
 	if (!j_get(root, "boot-source"))

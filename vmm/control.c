@@ -627,42 +627,84 @@ static const struct api_ops thaw_api_ops = {
     /* put_logger: the API's default redirects our log. */
 };
 
-/* The configuration file: read whole (capped) and applied as its PUTs. */
-static int apply_config_file(struct vm_control *c, const char *path)
+/* A whole file of at most `max` bytes, malloc'd into *out (NUL-terminated) with its
+ * length; `what` names the option in messages. 0 or -errno after logging why. */
+static int read_small_file(const char *what, const char *path, size_t max, char **out,
+			   size_t *out_len)
 {
-	enum { CONFIG_MAX = 1 << 20 };
-	char err[768];
-	char *buf = NULL;
-	ssize_t n;
+	char *buf;
+	ssize_t n = 0;
 	size_t len = 0;
 	int fd, ret;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		log_err("--config-file %s: %s", path, strerror(errno));
+		log_err("%s %s: %s", what, path, strerror(errno));
 		return ret;
 	}
-	buf = malloc(CONFIG_MAX + 1);
+	buf = malloc(max + 1);
 	if (!buf) {
 		close(fd);
 		return -ENOMEM;
 	}
-	while (len <= CONFIG_MAX && (n = read(fd, buf + len, CONFIG_MAX + 1 - len)) > 0)
+	while (len <= max && (n = read(fd, buf + len, max + 1 - len)) > 0)
 		len += (size_t)n;
 	ret = n < 0 ? -errno : 0;
 	close(fd);
 	if (ret) {
-		log_err("--config-file %s: read: %s", path, strerror(-ret));
-	} else if (len > CONFIG_MAX) {
-		log_err("--config-file %s: larger than %d bytes", path, CONFIG_MAX);
+		log_err("%s %s: read: %s", what, path, strerror(-ret));
+	} else if (len > max) {
+		log_err("%s %s: larger than %zu bytes", what, path, max);
 		ret = -EFBIG;
-	} else {
-		ret = api_server_apply_config(c->srv, buf, len, err, sizeof(err));
-		if (ret)
-			log_err("--config-file %s: %s", path, err);
 	}
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+/* The configuration file: read whole (capped) and applied as its PUTs. */
+static int apply_config_file(struct vm_control *c, const char *path)
+{
+	char err[768], *buf;
+	size_t len;
+	int ret = read_small_file("--config-file", path, 1 << 20, &buf, &len);
+
+	if (ret)
+		return ret;
+	ret = api_server_apply_config(c->srv, buf, len, err, sizeof(err));
+	if (ret)
+		log_err("--config-file %s: %s", path, err);
 	free(buf);
+	return ret;
+}
+
+/* --metadata FILE: the MMDS store's first contents, as a PUT /mmds of the file. */
+static int apply_metadata(struct vm_control *c, const char *path)
+{
+	struct api_error err = {.status = 400};
+	json_object *o;
+	char *buf;
+	size_t len;
+	int ret = read_small_file("--metadata", path, 1 << 20, &buf, &len);
+
+	if (ret)
+		return ret;
+	o = json_tokener_parse(buf);
+	free(buf);
+	if (!o) {
+		log_err("--metadata %s: not JSON", path);
+		return -EINVAL;
+	}
+	ret = api_mmds_put(c->mmds, o, &err);
+	json_object_put(o);
+	if (ret)
+		log_err("--metadata %s: %s", path, err.message);
 	return ret;
 }
 
@@ -679,7 +721,7 @@ int vm_control_start(struct vm *vm, const struct vm_control_opts *o)
 	c->cfg.mem_mib = 128;
 	c->cfg.console_in = vm->console_in_spec;
 	snprintf(c->id, sizeof(c->id), "%s", o->id);
-	ret = api_mmds_create(0, &c->mmds);
+	ret = api_mmds_create(o->mmds_size_limit, &c->mmds);
 	if (ret) {
 		free(c);
 		return ret;
@@ -717,6 +759,8 @@ int vm_control_start(struct vm *vm, const struct vm_control_opts *o)
 		}
 	}
 	ret = vmm_loop_add(&vm->loop, api_server_fd(c->srv), EPOLLIN, on_api, c);
+	if (!ret && o->metadata)
+		ret = apply_metadata(c, o->metadata);
 	if (!ret && o->config_file)
 		ret = apply_config_file(c, o->config_file);
 	return ret;

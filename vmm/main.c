@@ -29,6 +29,8 @@ static void usage(FILE *f)
 	    "            [--show-level] [--show-log-origin] [--module M] [--metrics-path FILE]\n"
 	    "            [--boot-timer] [--start-time-us US] [--start-time-cpu-us US]\n"
 	    "            [--parent-cpu-time-us US] [--version] (Firecracker's flags)\n"
+	    "            [--metadata FILE] [--mmds-size-limit BYTES] (MMDS's first contents\n"
+	    "            and its size limit, docs/mmds.md)\n"
 	    "       thaw --kernel FILE [--initrd FILE] [--cmdline STR] [--vcpus N]\n"
 	    "            [--mem-mib M] [--cpu-template host|pvm] [--boot pvh|linux64]\n"
 	    "            [--console-out FILE [--console-out-max BYTES]]\n"
@@ -333,11 +335,22 @@ static int o_seccomp_filter(struct cli *c, const char *a)
 	return -1;
 }
 
-static int o_mmds(struct cli *c, const char *a)
+static int o_metadata(struct cli *c, const char *a)
 {
-	log_err("--metadata / --mmds-size-limit: MMDS (the metadata service) is not supported "
-		"by thaw yet");
-	return -1;
+	return c->fc.metadata = a, 0;
+}
+
+static int o_mmds_size_limit(struct cli *c, const char *a)
+{
+	char *end;
+	unsigned long long v = strtoull(a, &end, 10);
+
+	if (!*a || *end || v == 0 || v > (64ull << 20)) {
+		log_err("--mmds-size-limit %s: bytes, 1 to %llu", a, 64ull << 20);
+		return -1;
+	}
+	c->fc.mmds_size_limit = (size_t)v;
+	return 0;
 }
 
 static int o_enable_pci(struct cli *c, const char *a)
@@ -512,8 +525,8 @@ static const struct opt {
     {"parent-cpu-time-us", required_argument, o_parent_cpu_time_us},
     {"version", no_argument, o_version},
     {"seccomp-filter", required_argument, o_seccomp_filter},
-    {"metadata", required_argument, o_mmds},
-    {"mmds-size-limit", required_argument, o_mmds},
+    {"metadata", required_argument, o_metadata},
+    {"mmds-size-limit", required_argument, o_mmds_size_limit},
     {"enable-pci", no_argument, o_enable_pci},
     {"http-api-max-payload-size", required_argument, o_http_api_max_payload_size},
     {"describe-snapshot", required_argument, o_snapshot_format},
@@ -663,7 +676,8 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	if (c->no_api)
 		c->api_sock = NULL;
 	if ((c->fc.config_file || c->fc.log_path || c->fc.metrics_path || c->fc.log_level >= 0 ||
-	     c->fc.module || c->fc.show_level || c->fc.show_log_origin) &&
+	     c->fc.module || c->fc.show_level || c->fc.show_log_origin || c->fc.metadata ||
+	     c->fc.mmds_size_limit) &&
 	    !c->api_sock && !c->no_api) {
 		log_err("--config-file, --log-path, --level, --metrics-path and the other "
 			"Firecracker flags go with --api-sock PATH or --no-api");

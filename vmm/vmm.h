@@ -772,6 +772,8 @@ struct vm_control_opts {
 	int log_level;
 	bool show_level, show_log_origin;
 	const char *metrics_path; /* --metrics-path */
+	const char *metadata;	  /* --metadata: the MMDS store's first contents (JSON) */
+	size_t mmds_size_limit;	  /* --mmds-size-limit, bytes; 0: Firecracker's 51200 */
 	/* api_server.process_startup_time_us and _cpu_us (docs/api.md, metrics) */
 	uint64_t startup_us, startup_cpu_us;
 };

@@ -781,6 +781,7 @@ static void config_file_applies_each_member_then_starts(void **state)
 
 	assert_non_null(h);
 	h->fail_op = -1;
+	assert_int_equal(api_mmds_create(0, &h->mmds), 0);
 	snprintf(mpath, sizeof(mpath), "/tmp/thaw-cfgtest-%d.metrics", (int)getpid());
 	assert_int_equal(api_server_create_headless(&h_ops, h, &srv), 0);
 	snprintf(json, sizeof(json),
@@ -792,6 +793,7 @@ static void config_file_applies_each_member_then_starts(void **state)
 		 " \"network-interfaces\": [{\"iface_id\": \"eth0\", \"host_dev_name\": \"tap0\"}],"
 		 " \"vsock\": {\"guest_cid\": 3, \"uds_path\": \"/v\"}, \"entropy\": {},"
 		 " \"logger\": {\"level\": \"Debug\"}, \"metrics\": {\"metrics_path\": \"%s\"},"
+		 " \"mmds-config\": {\"network_interfaces\": [\"eth0\"], \"version\": \"V2\"},"
 		 " \"balloon\": null}",
 		 mpath);
 	assert_int_equal(api_server_apply_config(srv, json, strlen(json), err, sizeof(err)), 0);
@@ -806,6 +808,8 @@ static void config_file_applies_each_member_then_starts(void **state)
 	assert_int_equal(h->calls[OP_ENTROPY], 1);
 	assert_int_equal(h->calls[OP_LOGGER], 1);
 	assert_int_equal(h->calls[OP_START], 1);
+	assert_string_equal(api_mmds_get_config(h->mmds)->ifaces[0], "eth0");
+	assert_int_equal(api_mmds_get_config(h->mmds)->version, API_MMDS_V2);
 	fd = open(mpath, O_RDONLY);
 	assert_true(fd >= 0); /* the metrics file was opened (created) */
 	close(fd);
@@ -827,7 +831,9 @@ static void config_file_applies_each_member_then_starts(void **state)
 	static const struct {
 		const char *json, *needle;
 	} bad[] = {
-	    {"{\"mmds-config\": {\"network_interfaces\": [\"eth0\"]}}", "mmds-config: MMDS"},
+	    /* mmds-config is applied after the interfaces: one it names must be among them */
+	    {"{\"mmds-config\": {\"network_interfaces\": [\"eth0\"]}}",
+	     "mmds-config: Invalid network interface ID - not found: eth0"},
 	    {"{\"cpu-config\": \"/t.json\"}", "cpu-config: custom CPU templates"},
 	    {"{\"balloon\": {\"amount_mib\": 1}}", "balloon: the balloon device"},
 	    {"{\"drives\": {}}", "drives: must be an array"},
@@ -850,6 +856,7 @@ static void config_file_applies_each_member_then_starts(void **state)
 			fail_msg("config %s: \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].needle);
 		api_server_destroy(srv);
 	}
+	api_mmds_destroy(h->mmds);
 	free(h);
 }
 
