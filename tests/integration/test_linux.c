@@ -493,7 +493,7 @@ static int mmds_http(struct vmproc *p, const char *args, char *body, size_t cap)
 
 	snprintf(req, sizeof(req), "http 169.254.169.254 %s", args);
 	if (ask(p, req, "THAW_AGENT http", ans, sizeof(ans)) ||
-	    sscanf(ans, "http status=%d", &status) != 1 || !(b = strstr(ans, " body=")))
+	    sscanf(ans, "status=%d", &status) != 1 || !(b = strstr(ans, " body=")))
 		fail_msg("%s: answered '%s'", req, ans);
 	snprintf(body, cap, "%s", b + 6);
 	return status;
