@@ -562,6 +562,7 @@ static json_object *metrics(void *ctx)
 	json_object_object_add(m, "latencies_us", lat);
 	json_object_object_add(m, "vcpu", vcpu_metrics(c->vm));
 	json_object_object_add(m, "i8042", i8042_metrics(c->vm));
+	virtio_metrics(c->vm, m);
 	json_object_object_add(thaw, "load_snapshot_phases_us", phases);
 	json_object_object_add(thaw, "console", console_metrics(c->vm));
 	json_object_object_add(m, "thaw", thaw);

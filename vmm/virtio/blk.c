@@ -56,12 +56,42 @@ struct blk {
 	struct virtq_elem e; /* scratch for virtio_pop */
 	struct virtio_blk_config cfg;
 	struct virtio_rl rl;
+	uint8_t last_status; /* of the request finish() completed last */
 };
+
+/* Firecracker's block metrics (the ones thaw counts), in d->cnt. */
+enum {
+	BLK_READ_COUNT,
+	BLK_WRITE_COUNT,
+	BLK_READ_BYTES,
+	BLK_WRITE_BYTES,
+	BLK_FLUSH_COUNT,
+	BLK_INVALID_REQS,
+	BLK_EXECUTE_FAILS,
+	BLK_QUEUE_EVENTS,
+	BLK_UPDATE_COUNT,
+	BLK_UPDATE_FAILS,
+	BLK_THROTTLED,
+};
+
+static const char *const blk_counters[] = {"read_count",
+					   "write_count",
+					   "read_bytes",
+					   "write_bytes",
+					   "flush_count",
+					   "invalid_reqs_count",
+					   "execute_fails",
+					   "queue_event_count",
+					   "update_count",
+					   "update_fails",
+					   "rate_limiter_throttled_events",
+					   NULL};
 
 static void finish(struct virtio_dev *d, struct blk_req *r, uint8_t status, bool push)
 {
 	struct blk *b = d->priv;
 
+	b->last_status = status;
 	if (push) {
 		*r->status = status;
 		virtq_push(&d->vq[0], r->head, status == VIRTIO_BLK_S_OK ? r->written : 1);
@@ -87,6 +117,7 @@ static unsigned reap(struct virtio_dev *d, bool push)
 		if (res < 0 || (uint32_t)res != r->expect) {
 			log_ratelimited(LOG_WARN, "virtio %s: I/O of %u bytes: %s", d->id,
 					r->expect, res < 0 ? strerror(-res) : "short transfer");
+			virtio_count_add(d, BLK_EXECUTE_FAILS, 1);
 			finish(d, r, VIRTIO_BLK_S_IOERR, push);
 		} else {
 			finish(d, r, VIRTIO_BLK_S_OK, push);
@@ -151,9 +182,18 @@ static int start(struct virtio_dev *d, struct virtq_elem *e, struct blk_req *r)
 	}
 	iov_to_buf(e->iov, e->nr_out, 0, &hdr, sizeof(hdr));
 	/* Every request is an operation; reads and writes also move their data. */
-	virtio_rl_charge(&b->rl, hdr.type == VIRTIO_BLK_T_IN	? e->in_len - 1
-				 : hdr.type == VIRTIO_BLK_T_OUT ? e->out_len - sizeof(hdr)
-								: 0);
+	len = hdr.type == VIRTIO_BLK_T_IN    ? e->in_len - 1
+	      : hdr.type == VIRTIO_BLK_T_OUT ? e->out_len - sizeof(hdr)
+					     : 0;
+	virtio_rl_charge(&b->rl, len);
+	if (hdr.type == VIRTIO_BLK_T_IN || hdr.type == VIRTIO_BLK_T_OUT) {
+		bool in = hdr.type == VIRTIO_BLK_T_IN;
+
+		virtio_count_add(d, in ? BLK_READ_COUNT : BLK_WRITE_COUNT, 1);
+		virtio_count_add(d, in ? BLK_READ_BYTES : BLK_WRITE_BYTES, len);
+	} else if (hdr.type == VIRTIO_BLK_T_FLUSH) {
+		virtio_count_add(d, BLK_FLUSH_COUNT, 1);
+	}
 	/* The status byte is the last byte of the last non-empty writable buffer. */
 	for (last = e->nr_out + e->nr_in; last > e->nr_out && e->iov[last - 1].iov_len == 0;)
 		last--;
@@ -265,6 +305,7 @@ static void blk_notify(struct virtio_dev *d, unsigned q)
 
 	if (q != 0)
 		return;
+	virtio_count_add(d, BLK_QUEUE_EVENTS, 1);
 	/* Requests the device answers at once (GET_ID, refused ones) free their slot
 	 * again, so only the budget bounds a guest that republishes them. */
 	while (taken < VIRTIO_BUDGET_CHAINS) {
@@ -285,8 +326,12 @@ static void blk_notify(struct virtio_dev *d, unsigned q)
 		if (ret < 0) {
 			r->next_free = b->free;
 			b->free = r;
+			virtio_count_add(d, BLK_INVALID_REQS, 1);
 			break;
 		}
+		/* Answered at once with an error: refused (out of range, read-only, ...). */
+		if (ret == 0 && b->last_status != VIRTIO_BLK_S_OK)
+			virtio_count_add(d, BLK_INVALID_REQS, 1);
 		submitted += (unsigned)ret;
 	}
 	if (submitted) {
@@ -452,7 +497,10 @@ static int blk_reopen(struct virtio_dev *d, const char *path)
 
 static int blk_change_media(struct virtio_dev *d, const char *path)
 {
-	return switch_backend(d, path, true);
+	int ret = switch_backend(d, path, true);
+
+	virtio_count_add(d, ret ? BLK_UPDATE_FAILS : BLK_UPDATE_COUNT, 1);
+	return ret;
 }
 
 static struct virtio_rl *blk_rate_limiter(struct virtio_dev *d, unsigned which)
@@ -556,6 +604,8 @@ const struct virtio_dev_ops virtio_blk_ops = {
     .decode = blk_decode,
     .reopen = blk_reopen,
     .change_media = blk_change_media,
+    .metrics_group = "block",
+    .counter_names = blk_counters,
     .rate_limiter = blk_rate_limiter,
     .quiesce = blk_quiesce,
     .destroy = blk_destroy,
@@ -648,5 +698,6 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 	if (ret)
 		return ret;
 	b->ev_watched = true;
+	b->rl.cnt = BLK_THROTTLED;
 	return virtio_rl_set(&b->rl, d, 0, &c->rl, 0);
 }

@@ -6,6 +6,7 @@
 #include "vmm/virtio/virtio_int.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,46 @@ struct virtio_dev *virtio_find(struct vm *vm, uint32_t device_id, const char *na
 			return d;
 	}
 	return NULL;
+}
+
+void virtio_metrics(struct vm *vm, json_object *root)
+{
+	static const char *const groups[] = {"block", "net", "entropy"};
+
+	for (unsigned g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+		json_object *sum = NULL;
+
+		for (unsigned i = 0; i < virtio_count(vm); i++) {
+			struct virtio_dev *d = vm->devices->dev[i];
+			const char *const *names = d->ops->counter_names;
+			json_object *own;
+			char key[64];
+
+			if (!d->ops->metrics_group || strcmp(d->ops->metrics_group, groups[g]))
+				continue;
+			if (!sum)
+				sum = json_object_new_object();
+			own = json_object_new_object();
+			pthread_mutex_lock(&d->lock);
+			for (unsigned k = 0; names[k] && k < VIRTIO_COUNTERS; k++) {
+				uint64_t delta = d->cnt[k] - d->cnt_reported[k];
+				json_object *prev = json_object_object_get(sum, names[k]);
+
+				d->cnt_reported[k] = d->cnt[k];
+				json_object_object_add(own, names[k],
+						       json_object_new_int64((int64_t)delta));
+				json_object_object_add(
+				    sum, names[k],
+				    json_object_new_int64(json_object_get_int64(prev) +
+							  (int64_t)delta));
+			}
+			pthread_mutex_unlock(&d->lock);
+			snprintf(key, sizeof(key), "%s_%s", groups[g], d->id);
+			json_object_object_add(root, key, own);
+		}
+		if (sum)
+			json_object_object_add(root, groups[g], sum);
+	}
 }
 
 int virtio_quiesce(struct vm *vm)

@@ -46,6 +46,36 @@ struct net {
 	uint8_t scratch[VNET_HDR_LEN + MMDS_FRAME_MAX];
 };
 
+/* Firecracker's net metrics (the ones thaw counts), in d->cnt. */
+enum {
+	NET_RX_PACKETS,
+	NET_RX_BYTES,
+	NET_TX_PACKETS,
+	NET_TX_BYTES,
+	NET_TAP_READ_FAILS,
+	NET_TAP_WRITE_FAILS,
+	NET_TX_MALFORMED,
+	NET_NO_RX_BUFFER,
+	NET_RX_QUEUE_EVENTS,
+	NET_TX_QUEUE_EVENTS,
+	NET_RX_THROTTLED,
+	NET_TX_THROTTLED,
+};
+
+static const char *const net_counters[] = {"rx_packets_count",
+					   "rx_bytes_count",
+					   "tx_packets_count",
+					   "tx_bytes_count",
+					   "tap_read_fails",
+					   "tap_write_fails",
+					   "tx_malformed_frames",
+					   "no_rx_avail_buffer",
+					   "rx_queue_event_count",
+					   "tx_queue_event_count",
+					   "rx_rate_limiter_throttled",
+					   "tx_rate_limiter_throttled",
+					   NULL};
+
 static void set_rx_watch(struct virtio_dev *d, bool on)
 {
 	struct net *n = d->priv;
@@ -100,6 +130,8 @@ static void rx(struct virtio_dev *d)
 			break;
 		}
 		ret = virtio_pop(d, RXQ, &n->e);
+		if (ret == 0)
+			virtio_count_add(d, NET_NO_RX_BUFFER, 1);
 		if (ret <= 0) {
 			/* No buffer: stop listening until the guest adds some. */
 			set_rx_watch(d, false);
@@ -112,9 +144,11 @@ static void rx(struct virtio_dev *d)
 		len = readv(n->fd, n->e.iov + n->e.nr_out, (int)n->e.nr_in);
 		if (len < 0) {
 			virtq_unpop(&d->vq[RXQ]);
-			if (errno != EAGAIN && errno != EINTR)
+			if (errno != EAGAIN && errno != EINTR) {
 				log_ratelimited(LOG_WARN, "virtio %s: tap read: %s", d->id,
 						strerror(errno));
+				virtio_count_add(d, NET_TAP_READ_FAILS, 1);
+			}
 			break;
 		}
 		/* Without MRG_RXBUF each packet takes exactly one buffer. */
@@ -122,6 +156,8 @@ static void rx(struct virtio_dev *d)
 			     offsetof(struct virtio_net_hdr_v1, num_buffers), &one, sizeof(one));
 		virtq_push(&d->vq[RXQ], n->e.head, (uint32_t)len);
 		virtio_rl_charge(&n->rx_rl, (uint64_t)len - VNET_HDR_LEN);
+		virtio_count_add(d, NET_RX_PACKETS, 1);
+		virtio_count_add(d, NET_RX_BYTES, (uint64_t)len - VNET_HDR_LEN);
 		pushed = true;
 	}
 	if (pushed)
@@ -158,14 +194,19 @@ static void tx(struct virtio_dev *d)
 		if (ret <= 0)
 			break;
 		if (n->e.out_len < VNET_HDR_LEN) {
+			virtio_count_add(d, NET_TX_MALFORMED, 1);
 			virtio_set_needs_reset(d, "transmit chain shorter than the vnet header");
 			break;
 		}
 		if (n->mmds && tx_mmds(d))
 			answered = true;
-		else if (n->fd >= 0 && writev(n->fd, n->e.iov, (int)n->e.nr_out) < 0)
+		else if (n->fd >= 0 && writev(n->fd, n->e.iov, (int)n->e.nr_out) < 0) {
 			log_ratelimited(LOG_WARN, "virtio %s: tap write of %llu bytes: %s", d->id,
 					(unsigned long long)n->e.out_len, strerror(errno));
+			virtio_count_add(d, NET_TAP_WRITE_FAILS, 1);
+		}
+		virtio_count_add(d, NET_TX_PACKETS, 1);
+		virtio_count_add(d, NET_TX_BYTES, n->e.out_len - VNET_HDR_LEN);
 		virtq_push(&d->vq[TXQ], n->e.head, 0);
 		virtio_rl_charge(&n->tx_rl, n->e.out_len - VNET_HDR_LEN);
 		sent++;
@@ -192,6 +233,7 @@ static void on_tap(void *opaque, uint32_t events)
 
 static void net_notify(struct virtio_dev *d, unsigned q)
 {
+	virtio_count_add(d, q == TXQ ? NET_TX_QUEUE_EVENTS : NET_RX_QUEUE_EVENTS, 1);
 	if (q == TXQ)
 		tx(d);
 	else if (q == RXQ) {
@@ -452,6 +494,8 @@ const struct virtio_dev_ops virtio_net_ops = {
     .encode = net_encode,
     .decode = net_decode,
     .reopen = net_reopen,
+    .metrics_group = "net",
+    .counter_names = net_counters,
     .rate_limiter = net_rate_limiter,
     .destroy = net_destroy,
 };
@@ -533,6 +577,8 @@ int virtio_net_create(struct vm *vm, const struct vmm_net_cfg *c, const struct v
 		memcpy(n->mac, def, 6);
 	}
 	memcpy(n->cfg.mac, n->mac, 6);
+	n->rx_rl.cnt = NET_RX_THROTTLED;
+	n->tx_rl.cnt = NET_TX_THROTTLED;
 	ret = virtio_rl_set(&n->rx_rl, d, RXQ, &c->rx_rl, 0);
 	if (!ret)
 		ret = virtio_rl_set(&n->tx_rl, d, TXQ, &c->tx_rl, 0);

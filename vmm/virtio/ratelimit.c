@@ -162,7 +162,7 @@ bool virtio_rl_admit(struct virtio_rl *rl)
 		wait = w;
 	if (!wait)
 		return true;
-	rl->throttled++;
+	virtio_count_add(rl->d, rl->cnt, 1);
 	when.it_value.tv_sec = (time_t)(wait / 1000000000ull);
 	when.it_value.tv_nsec = (long)(wait % 1000000000ull);
 	if (timerfd_settime(rl->timer_fd, 0, &when, NULL) < 0) {

@@ -14,6 +14,11 @@
  * waits for a later loop round. */
 #define RNG_BUDGET_BYTES (256 * 1024)
 
+/* Firecracker's entropy metrics (the ones thaw counts), in d->cnt. */
+enum { RNG_EVENTS, RNG_BYTES, RNG_HOST_FAILS, RNG_THROTTLED };
+static const char *const rng_counters[] = {"entropy_event_count", "entropy_bytes", "host_rng_fails",
+					   "entropy_rate_limiter_throttled", NULL};
+
 struct rng {
 	struct virtq_elem e;
 	struct virtio_rl rl;
@@ -25,6 +30,8 @@ static void rng_notify(struct virtio_dev *d, unsigned q)
 	struct virtq_elem *e = &r->e;
 	size_t total = 0;
 	unsigned chains = 0;
+
+	virtio_count_add(d, RNG_EVENTS, 1);
 
 	while (chains < VIRTIO_BUDGET_CHAINS && total < RNG_BUDGET_BYTES &&
 	       virtio_rl_admit(&r->rl) && virtio_pop(d, 0, e) > 0) {
@@ -45,6 +52,7 @@ static void rng_notify(struct virtio_dev *d, unsigned q)
 						continue;
 					log_ratelimited(LOG_WARN, "virtio %s: getrandom: %s", d->id,
 							strerror(errno));
+					virtio_count_add(d, RNG_HOST_FAILS, 1);
 					break;
 				}
 				off += (size_t)n;
@@ -55,6 +63,7 @@ static void rng_notify(struct virtio_dev *d, unsigned q)
 		}
 		virtq_push(&d->vq[0], e->head, (uint32_t)done);
 		virtio_rl_charge(&r->rl, done);
+		virtio_count_add(d, RNG_BYTES, done);
 		total += done;
 		chains++;
 	}
@@ -115,6 +124,8 @@ const struct virtio_dev_ops virtio_rng_ops = {
     .save = rng_save,
     .encode = rng_encode,
     .decode = rng_decode,
+    .metrics_group = "entropy",
+    .counter_names = rng_counters,
     .rate_limiter = rng_rate_limiter,
     .destroy = rng_destroy,
 };
@@ -136,5 +147,6 @@ int virtio_rng_create(struct vm *vm, const struct vmm_rate_limit *rl,
 	}
 	d->priv = r;
 	*out = d; /* from here the caller's destroy releases what we took */
+	r->rl.cnt = RNG_THROTTLED;
 	return virtio_rl_set(&r->rl, d, 0, rl, 0);
 }

@@ -209,6 +209,12 @@ int virtio_net_set_mmds(struct virtio_dev *dev, struct api_mmds *store);
  * address (host order), version and imds_compat. */
 uint32_t virtio_net_saved_mmds(const struct virtio_dev *dev, uint32_t *version, bool *imds_compat);
 
+struct json_object;
+/* Adds Firecracker's device metrics groups to `root`: per kind ("block", "net",
+ * "entropy") the sum over its devices, and per device "<group>_<id>", each counter the
+ * change since the previous call (one caller: the metrics line). */
+void virtio_metrics(struct vm *vm, struct json_object *root);
+
 /* The device named `name` (a drive's or interface's id) of type `device_id`, or NULL. */
 struct virtio_dev *virtio_find(struct vm *vm, uint32_t device_id, const char *name);
 

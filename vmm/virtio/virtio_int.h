@@ -75,6 +75,8 @@ unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
 
 /* ---------------------------------------------------------------- the device core */
 
+#define VIRTIO_COUNTERS 16 /* counters a device keeps for its metrics group */
+
 struct virtio_dev_ops {
 	const char *name;
 	const char *kind; /* in the snapshot: "virtio-blk", ... */
@@ -106,6 +108,10 @@ struct virtio_dev_ops {
 	int (*reopen)(struct virtio_dev *d, const char *backend);
 	/* A new backend of any size the guest is told about (a drive's media change). */
 	int (*change_media)(struct virtio_dev *d, const char *backend);
+	/* Firecracker's metrics group for this kind ("block", "net", "entropy"; NULL: none)
+	 * and the names of the device's counters (d->cnt[i]), NULL-terminated. */
+	const char *metrics_group;
+	const char *const *counter_names;
 	/* The device's rate limiter `which` (see virtio_set_rate_limit), or NULL. */
 	struct virtio_rl *(*rate_limiter)(struct virtio_dev *d, unsigned which);
 	int (*quiesce)(struct virtio_dev *d);
@@ -129,6 +135,10 @@ struct virtio_dev {
 	bool kick_watched;
 	bool kvm_bound; /* irqfd and ioeventfds registered */
 	void *priv;	/* the device's own state */
+	/* Counters named by ops->counter_names, changed with `lock` held; what the last
+	 * metrics line reported of each (Firecracker reports changes since then). */
+	uint64_t cnt[VIRTIO_COUNTERS];
+	uint64_t cnt_reported[VIRTIO_COUNTERS];
 };
 
 /* Initialises the core part of `d` at `place` (no fds yet). */
@@ -209,7 +219,7 @@ struct virtio_rl {
 	unsigned q;
 	int timer_fd; /* made when first configured; -1 (or 0 never set) otherwise */
 	bool has_timer, armed;
-	uint64_t throttled; /* times a request was held back */
+	unsigned cnt; /* the device's counter (d->cnt) of requests held back */
 };
 
 /* (Re)configures `rl`, which holds back queue `q` of `d`: the buckets not named in
@@ -261,6 +271,12 @@ const uint8_t *mmds_net_peek(struct mmds_net *n, size_t *len);
 void mmds_net_pop(struct mmds_net *n);
 /* Frames for the service dropped: malformed, or no room to answer. */
 uint64_t mmds_net_dropped(const struct mmds_net *n);
+
+/* Counts `n` on counter `i` of `d` (d->lock held). */
+static inline void virtio_count_add(struct virtio_dev *d, unsigned i, uint64_t n)
+{
+	d->cnt[i] += n;
+}
 
 /* The devices. Each allocates and initialises `*out` at `place` from its typed
  * configuration and opens its backend (blk's `dirfd` >= 0: the path is looked up
