@@ -131,6 +131,23 @@ struct api_net {
 	struct api_rate_limiter tx_rate_limiter;
 };
 
+/* `PUT /cpu-config` (pre-boot): Firecracker's custom CPU template for x86. Each register
+ * or MSR becomes (value & keep) | set: the bitmap's '1's are `set`, its 'x's `keep`. */
+#define API_CPUID_MODS_MAX 64
+#define API_MSR_MODS_MAX   32
+struct api_cpu_config {
+	uint32_t nr_cpuid, nr_msr;
+	struct {
+		uint32_t leaf, subleaf, flags; /* flags bit 0: the subleaf is significant */
+		uint8_t reg;		       /* 0 eax, 1 ebx, 2 ecx, 3 edx */
+		uint32_t keep, set;
+	} cpuid[API_CPUID_MODS_MAX];
+	struct {
+		uint32_t addr;
+		uint64_t keep, set;
+	} msr[API_MSR_MODS_MAX];
+};
+
 /* `PATCH /drives/{drive_id}` (after start or load): what changes. An empty path_on_host
  * keeps the file; a rate limiter bucket whose `present` is false keeps its setting, one
  * of size or refill_time 0 lifts it (Firecracker's semantics). */
@@ -309,6 +326,8 @@ struct api_ops {
 	int (*patch_net)(void *ctx, const struct api_net_patch *patch, struct api_error *err);
 	int (*put_vsock)(void *ctx, const struct api_vsock *vsock, struct api_error *err);
 	int (*put_entropy)(void *ctx, const struct api_entropy *entropy, struct api_error *err);
+	/* PUT /cpu-config: a custom CPU template for the boot (a later PUT replaces it). */
+	int (*put_cpu_config)(void *ctx, const struct api_cpu_config *cfg, struct api_error *err);
 
 	/* `PUT /logger`, in any phase (the failed one too). Optional: without it the API redirects
 	 * stderr (where vmm/log.h writes) to log_path and sets the level. */

@@ -175,6 +175,7 @@ struct api_server {
 		struct api_drive drive;
 		struct api_net net;
 		struct api_drive_patch drive_patch;
+		struct api_cpu_config cpu_config;
 		struct api_net_patch net_patch;
 		struct api_vsock vsock;
 		struct api_entropy entropy;

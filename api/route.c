@@ -1193,6 +1193,7 @@ enum res {
 	RES_VM_CONFIG,
 	RES_MMDS,
 	RES_MMDS_CONFIG,
+	RES_CPU_CONFIG,
 	RES_NONE,
 };
 
@@ -1220,6 +1221,7 @@ static enum res match_path(const char *p, size_t len, const char **id, size_t *i
 	    {"/vm/config", RES_VM_CONFIG, false},
 	    {"/mmds", RES_MMDS, false},
 	    {"/mmds/config", RES_MMDS_CONFIG, false},
+	    {"/cpu-config", RES_CPU_CONFIG, false},
 	};
 	size_t i;
 
@@ -1679,6 +1681,161 @@ static void reply_json(struct api_server *srv, json_object *o)
 	}
 	srv->reply.status = 200;
 	json_object_put(o);
+}
+
+/* ---- PUT /cpu-config: Firecracker's custom CPU template (x86) ---------------------------- */
+
+/* A number given as a JSON integer or as a string ("0x1f", "31"). */
+static int j_num(json_object *o, const char *path, uint64_t max, uint64_t *out,
+		 struct api_error *err)
+{
+	const char *s;
+	char *end;
+
+	if (json_object_is_type(o, json_type_int) && json_object_get_int64(o) >= 0) {
+		*out = (uint64_t)json_object_get_int64(o);
+	} else if (json_object_is_type(o, json_type_string)) {
+		s = json_object_get_string(o);
+		errno = 0;
+		*out = strtoull(s, &end, 0);
+		if (!*s || *end || errno) {
+			api_error_set(err, "Field \"%s\" must be a number (\"0x1f\" or 31).", path);
+			return -EINVAL;
+		}
+	} else {
+		api_error_set(err, "Field \"%s\" must be a number (\"0x1f\" or 31).", path);
+		return -EINVAL;
+	}
+	if (*out > max) {
+		api_error_set(err, "Field \"%s\" is above %#llx.", path, (unsigned long long)max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* "0b" and `bits` characters of '0', '1' or 'x' (most significant first), '_' allowed
+ * between them: which bits are set, and which are kept as they are. */
+static int j_bitmap(json_object *o, const char *path, unsigned bits, uint64_t *keep, uint64_t *set,
+		    struct api_error *err)
+{
+	const char *s = json_object_is_type(o, json_type_string) ? json_object_get_string(o) : NULL;
+	unsigned n = 0;
+
+	*keep = *set = 0;
+	if (!s || strncmp(s, "0b", 2))
+		goto bad;
+	for (s += 2; *s; s++) {
+		if (*s == '_')
+			continue;
+		if (*s != '0' && *s != '1' && *s != 'x' && *s != 'X')
+			goto bad;
+		if (++n > bits)
+			goto bad;
+		*keep = *keep << 1 | (*s == 'x' || *s == 'X');
+		*set = *set << 1 | (*s == '1');
+	}
+	if (n == bits)
+		return 0;
+bad:
+	api_error_set(err, "Field \"%s\" must be \"0b\" and %u of '0', '1' or 'x'.", path, bits);
+	return -EINVAL;
+}
+
+static int parse_cpu_config(json_object *o, struct api_cpu_config *c, struct api_error *err)
+{
+	static const char *const known[] = {"cpuid_modifiers", "msr_modifiers", "kvm_capabilities",
+					    "vcpu_features",   "reg_modifiers", NULL};
+	static const char *const mod_known[] = {"leaf", "subleaf", "flags", "modifiers", NULL};
+	static const char *const reg_known[] = {"register", "bitmap", NULL};
+	static const char *const msr_known[] = {"addr", "bitmap", NULL};
+	static const char *const regs[] = {"eax", "ebx", "ecx", "edx", NULL};
+	json_object *arr, *it, *regs_arr, *r, *v;
+	size_t n, nr;
+	char p[96];
+
+	memset(c, 0, sizeof(*c));
+	if (j_known(o, "cpu-config", known, err) < 0)
+		return -EINVAL;
+	if ((v = j_get(o, "kvm_capabilities")) &&
+	    (!json_object_is_type(v, json_type_array) || json_object_array_length(v))) {
+		api_error_set(err, "cpu-config: kvm_capabilities are not supported by thaw (it "
+				   "enables the capabilities it needs itself).");
+		return -EINVAL;
+	}
+	if (j_get(o, "vcpu_features") || j_get(o, "reg_modifiers")) {
+		api_error_set(err, "cpu-config: vcpu_features and reg_modifiers are for aarch64; "
+				   "thaw runs x86_64 guests.");
+		return -EINVAL;
+	}
+	if (j_array(o, "cpuid_modifiers", API_CPUID_MODS_MAX, &arr, &n, err) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t leaf, sub = 0, flags = 0;
+		int reg;
+
+		snprintf(p, sizeof(p), "cpuid_modifiers[%zu]", i);
+		if (j_item(arr, i, p, &it, err) || j_known(it, p, mod_known, err) < 0)
+			return -EINVAL;
+		snprintf(p, sizeof(p), "cpuid_modifiers[%zu].leaf", i);
+		if (!(v = j_get(it, "leaf")))
+			return j_missing(err, "", p);
+		if (j_num(v, p, UINT32_MAX, &leaf, err))
+			return -EINVAL;
+		snprintf(p, sizeof(p), "cpuid_modifiers[%zu].subleaf", i);
+		if ((v = j_get(it, "subleaf")) && j_num(v, p, UINT32_MAX, &sub, err))
+			return -EINVAL;
+		snprintf(p, sizeof(p), "cpuid_modifiers[%zu].flags", i);
+		if ((v = j_get(it, "flags")) && j_num(v, p, UINT32_MAX, &flags, err))
+			return -EINVAL;
+		snprintf(p, sizeof(p), "cpuid_modifiers[%zu].modifiers", i);
+		regs_arr = j_get(it, "modifiers");
+		if (!regs_arr || !json_object_is_type(regs_arr, json_type_array))
+			return j_wrong_type(err, "", p, "an array", regs_arr);
+		nr = json_object_array_length(regs_arr);
+		for (size_t k = 0; k < nr; k++) {
+			uint64_t keep, set;
+
+			if (c->nr_cpuid == API_CPUID_MODS_MAX) {
+				api_error_set(err, "cpu-config: more than %d register modifiers.",
+					      API_CPUID_MODS_MAX);
+				return -EINVAL;
+			}
+			snprintf(p, sizeof(p), "cpuid_modifiers[%zu].modifiers[%zu]", i, k);
+			if (j_item(regs_arr, k, p, &r, err) || j_known(r, p, reg_known, err) < 0 ||
+			    j_enum(r, p, "register", regs, true, &reg, false, err) < 0)
+				return -EINVAL;
+			snprintf(p, sizeof(p), "cpuid_modifiers[%zu].modifiers[%zu].bitmap", i, k);
+			if (j_bitmap(j_get(r, "bitmap"), p, 32, &keep, &set, err))
+				return -EINVAL;
+			c->cpuid[c->nr_cpuid].leaf = (uint32_t)leaf;
+			c->cpuid[c->nr_cpuid].subleaf = (uint32_t)sub;
+			c->cpuid[c->nr_cpuid].flags = (uint32_t)flags;
+			c->cpuid[c->nr_cpuid].reg = (uint8_t)reg;
+			c->cpuid[c->nr_cpuid].keep = (uint32_t)keep;
+			c->cpuid[c->nr_cpuid].set = (uint32_t)set;
+			c->nr_cpuid++;
+		}
+	}
+	if (j_array(o, "msr_modifiers", API_MSR_MODS_MAX, &arr, &n, err) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t addr;
+
+		snprintf(p, sizeof(p), "msr_modifiers[%zu]", i);
+		if (j_item(arr, i, p, &it, err) || j_known(it, p, msr_known, err) < 0)
+			return -EINVAL;
+		snprintf(p, sizeof(p), "msr_modifiers[%zu].addr", i);
+		if (!(v = j_get(it, "addr")))
+			return j_missing(err, "", p);
+		if (j_num(v, p, UINT32_MAX, &addr, err))
+			return -EINVAL;
+		snprintf(p, sizeof(p), "msr_modifiers[%zu].bitmap", i);
+		if (j_bitmap(j_get(it, "bitmap"), p, 64, &c->msr[i].keep, &c->msr[i].set, err))
+			return -EINVAL;
+		c->msr[i].addr = (uint32_t)addr;
+		c->nr_msr++;
+	}
+	return 0;
 }
 
 /* ---- MMDS: the store (PUT, PATCH, GET /mmds, at any time) and its configuration --------- */
@@ -2158,6 +2315,22 @@ static void route_body(struct api_server *srv, enum res res, enum http_method m,
 	case RES_MMDS_CONFIG:
 		route_mmds_config(srv, o, err);
 		return;
+	case RES_CPU_CONFIG:
+		if (parse_cpu_config(o, &srv->scratch.cpu_config, err) < 0) {
+			reply_fault(srv, 400, err->message);
+			return;
+		}
+		if (!phase_allows(srv, NEED_PREBOOT))
+			return;
+		if (!ops->put_cpu_config) {
+			reply_unsupported(srv, m, path);
+			return;
+		}
+		ret = ops->put_cpu_config(srv->ctx, &srv->scratch.cpu_config, err);
+		reply_op(srv, ret, err);
+		if (ret == 0)
+			srv->phase = API_PHASE_CONFIGURING;
+		return;
 	case RES_DRIVES:
 	case RES_NET:
 		if (m == HTTP_PATCH) {
@@ -2221,7 +2394,6 @@ static bool route_unoffered(struct api_server *srv, enum http_method m, const ch
 		const char *feature;
 	} table[] = {
 	    {"/balloon", "the balloon device is not offered by thaw"},
-	    {"/cpu-config", "custom CPU templates (PUT /cpu-config) are not supported by thaw yet"},
 	    {"/pmem/", "virtio-pmem devices are not offered by thaw"},
 	    {"/serial", "serial reconfiguration is not offered by thaw: its console is given on "
 			"the command line (--console-out, --console-in)"},

@@ -25,10 +25,11 @@ struct vm_control {
 	struct vm_config cfg;
 	char kernel[API_PATH_LEN], initrd[API_PATH_LEN], cmdline[API_BOOT_ARGS_LEN];
 
-	struct api_mmds *mmds; /* the metadata store, the API's and the guest's */
-	bool started;	       /* booted or restored */
-	uint64_t load_us;      /* last snapshot load, request to vCPUs running */
-	uint64_t create_us;    /* last snapshot create */
+	struct api_mmds *mmds;		  /* the metadata store, the API's and the guest's */
+	struct vmm_cpu_config cpu_config; /* PUT /cpu-config; cfg.cpu_config points here */
+	bool started;			  /* booted or restored */
+	uint64_t load_us;		  /* last snapshot load, request to vCPUs running */
+	uint64_t create_us;		  /* last snapshot create */
 };
 
 static void on_api(void *opaque, uint32_t events)
@@ -254,6 +255,34 @@ static int put_vsock(void *ctx, const struct api_vsock *v, struct api_error *err
 	if (copy_field(cfg.uds, sizeof(cfg.uds), v->uds_path, "uds_path", err))
 		return -EINVAL;
 	c->cfg.vsock = cfg;
+	return 0;
+}
+
+static int put_cpu_config(void *ctx, const struct api_cpu_config *a, struct api_error *err)
+{
+	struct vm_control *c = ctx;
+	struct vmm_cpu_config *v = &c->cpu_config;
+
+	if (vmm_host_is_pvm() && a->nr_cpuid) {
+		/* Refused now rather than at InstanceStart: the answer cannot change. */
+		api_error_set(err, "cpu-config: this host is a PVM guest, and PVM replaces the "
+				   "CPUID a VMM sets: a CPUID template cannot be honoured here");
+		return -EOPNOTSUPP;
+	}
+	memset(v, 0, sizeof(*v));
+	for (uint32_t i = 0; i < a->nr_cpuid && i < VMM_CPUID_MODS_MAX; i++)
+		v->cpuid[v->nr_cpuid++] = (struct vmm_cpuid_mod){
+		    .leaf = a->cpuid[i].leaf,
+		    .subleaf = a->cpuid[i].subleaf,
+		    .subleaf_significant = a->cpuid[i].flags & 1,
+		    .reg = a->cpuid[i].reg,
+		    .keep = a->cpuid[i].keep,
+		    .set = a->cpuid[i].set,
+		};
+	for (uint32_t i = 0; i < a->nr_msr && i < VMM_MSR_MODS_MAX; i++)
+		v->msr[v->nr_msr++] =
+		    (struct vmm_msr_mod){a->msr[i].addr, a->msr[i].keep, a->msr[i].set};
+	c->cfg.cpu_config = v;
 	return 0;
 }
 
@@ -617,6 +646,7 @@ static const struct api_ops thaw_api_ops = {
     .patch_net = patch_net,
     .put_vsock = put_vsock,
     .put_entropy = put_entropy,
+    .put_cpu_config = put_cpu_config,
     .instance_start = instance_start,
     .send_ctrl_alt_del = send_ctrl_alt_del,
     .pause = pause_vm,

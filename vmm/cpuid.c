@@ -3,6 +3,8 @@
 #include "vmm/vmm.h"
 
 #include <cpuid.h>
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -153,6 +155,35 @@ unsigned vmm_cpuid_apply(struct kvm_cpuid_entry2 *e, unsigned n, const struct vm
 		e[out++] = ent;
 	}
 	return out;
+}
+
+int vmm_cpuid_apply_config(struct kvm_cpuid_entry2 *e, unsigned n, const struct vmm_cpu_config *c,
+			   char *err, size_t errlen)
+{
+	static const char *const regs[] = {"eax", "ebx", "ecx", "edx"};
+
+	for (unsigned m = 0; m < c->nr_cpuid; m++) {
+		const struct vmm_cpuid_mod *mod = &c->cpuid[m];
+		bool found = false;
+
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t *r[] = {&e[i].eax, &e[i].ebx, &e[i].ecx, &e[i].edx};
+
+			if (e[i].function != mod->leaf ||
+			    (mod->subleaf_significant && e[i].index != mod->subleaf))
+				continue;
+			*r[mod->reg & 3] = (*r[mod->reg & 3] & mod->keep) | mod->set;
+			found = true;
+		}
+		if (!found) {
+			snprintf(err, errlen,
+				 "cpu-config: CPUID leaf %#x subleaf %#x (%s) is not one this host's "
+				 "KVM offers a guest",
+				 mod->leaf, mod->subleaf, regs[mod->reg & 3]);
+			return -ENOENT;
+		}
+	}
+	return 0;
 }
 
 void vmm_cpuid_host_view(const struct kvm_cpuid_entry2 *like, unsigned n,

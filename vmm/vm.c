@@ -259,6 +259,79 @@ static void warn_if_template_ignored(struct vm *vm, struct kvm_cpuid2 *c, size_t
 			 t->name, back_1_ecx, back_7_ebx);
 }
 
+/* A custom template's CPUID must be what the guest sees: a KVM that replaces the CPUID a
+ * VMM sets (PVM) cannot honour it, and booting anyway would give the fleet's snapshots
+ * a CPU they do not describe. -EOPNOTSUPP, naming the first register that differs. */
+static int check_config_kept(struct vm *vm, struct kvm_cpuid2 *c, size_t csize)
+{
+	static const char *const regs[] = {"eax", "ebx", "ecx", "edx"};
+	const struct vmm_cpu_config *cc = vm->cpu_config;
+
+	c->nent = (uint32_t)((csize - sizeof(*c)) / sizeof(c->entries[0]));
+	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, c) < 0)
+		return kvm_ioctl_err("KVM_GET_CPUID2");
+	for (unsigned m = 0; m < cc->nr_cpuid; m++) {
+		const struct vmm_cpuid_mod *mod = &cc->cpuid[m];
+
+		for (unsigned i = 0; i < c->nent; i++) {
+			const struct kvm_cpuid_entry2 *e = &c->entries[i];
+			uint32_t r[] = {e->eax, e->ebx, e->ecx, e->edx}, got = r[mod->reg & 3];
+
+			if (e->function != mod->leaf ||
+			    (mod->subleaf_significant && e->index != mod->subleaf))
+				continue;
+			if ((got & ~mod->keep) != mod->set) {
+				log_err("cpu-config: this host's KVM does not keep the CPUID a VMM "
+					"sets (leaf %#x subleaf %#x %s reads %#x, the template sets "
+					"%#x under mask %#x)%s",
+					mod->leaf, mod->subleaf, regs[mod->reg & 3], got, mod->set,
+					~mod->keep, vmm_host_is_pvm() ? ": PVM replaces it" : "");
+				return -EOPNOTSUPP;
+			}
+		}
+	}
+	return 0;
+}
+
+/* A custom template's MSRs on every vCPU: each read, changed where the template says,
+ * written back; an MSR KVM refuses is named. */
+static int apply_msr_config(struct vm *vm)
+{
+	const struct vmm_cpu_config *cc = vm->cpu_config;
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[VMM_MSR_MODS_MAX];
+	} m;
+
+	for (unsigned v = 0; v < vm->nr_vcpus && cc->nr_msr; v++) {
+		int got;
+
+		memset(&m, 0, sizeof(m));
+		m.h.nmsrs = cc->nr_msr;
+		for (unsigned i = 0; i < cc->nr_msr; i++)
+			m.e[i].index = cc->msr[i].addr;
+		got = ioctl(vm->vcpus[v].fd, KVM_GET_MSRS, &m);
+		if (got >= 0 && (unsigned)got < cc->nr_msr) {
+			log_err("cpu-config: MSR %#x is not one this host's KVM lets a guest have",
+				cc->msr[got].addr);
+			return -EOPNOTSUPP;
+		}
+		if (got < 0)
+			return kvm_ioctl_err("KVM_GET_MSRS");
+		for (unsigned i = 0; i < cc->nr_msr; i++)
+			m.e[i].data = (m.e[i].data & cc->msr[i].keep) | cc->msr[i].set;
+		got = ioctl(vm->vcpus[v].fd, KVM_SET_MSRS, &m);
+		if (got >= 0 && (unsigned)got < cc->nr_msr) {
+			log_err("cpu-config: KVM refused the value %#llx for MSR %#x",
+				(unsigned long long)m.e[got].data, cc->msr[got].addr);
+			return -EOPNOTSUPP;
+		}
+		if (got < 0)
+			return kvm_ioctl_err("KVM_SET_MSRS");
+	}
+	return 0;
+}
+
 int vm_create_vcpus(struct vm *vm)
 {
 	struct kvm_cpuid2 *c = NULL;
@@ -280,6 +353,16 @@ int vm_create_vcpus(struct vm *vm)
 
 		memcpy(c, vm->supported_cpuid, csize);
 		c->nent = vmm_cpuid_apply(c->entries, c->nent, vm->tmpl, i, vm->nr_vcpus);
+		if (vm->cpu_config) {
+			char err[200];
+
+			ret = vmm_cpuid_apply_config(c->entries, c->nent, vm->cpu_config, err,
+						     sizeof(err));
+			if (ret) {
+				log_err("%s", err);
+				goto out;
+			}
+		}
 		if (ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
 			ret = kvm_ioctl_err("KVM_SET_CPUID2");
 			goto out;
@@ -289,7 +372,9 @@ int vm_create_vcpus(struct vm *vm)
 			goto out;
 	}
 	warn_if_template_ignored(vm, c, csize);
-	ret = 0;
+	ret = vm->cpu_config ? check_config_kept(vm, c, csize) : 0;
+	if (!ret && vm->cpu_config)
+		ret = apply_msr_config(vm);
 out:
 	free(c);
 	return ret;

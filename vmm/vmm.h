@@ -234,6 +234,32 @@ struct vmm_cpu_template {
 	bool hide_xsave_leaf;			 /* drop leaf 0xD */
 };
 
+/* A custom CPU template (PUT /cpu-config, Firecracker's format): for CPUID registers
+ * and MSRs, which bits the guest sees set, cleared or as the host's. A register becomes
+ * (value & keep) | set. */
+#define VMM_CPUID_MODS_MAX 64
+#define VMM_MSR_MODS_MAX   32
+struct vmm_cpuid_mod {
+	uint32_t leaf, subleaf;
+	bool subleaf_significant; /* else the leaf's entry whatever its index */
+	uint8_t reg;		  /* 0 eax, 1 ebx, 2 ecx, 3 edx */
+	uint32_t keep, set;
+};
+struct vmm_msr_mod {
+	uint32_t addr;
+	uint64_t keep, set;
+};
+struct vmm_cpu_config {
+	unsigned nr_cpuid, nr_msr;
+	struct vmm_cpuid_mod cpuid[VMM_CPUID_MODS_MAX];
+	struct vmm_msr_mod msr[VMM_MSR_MODS_MAX];
+};
+
+/* Applies `c`'s CPUID modifiers to the entries in place (after vmm_cpuid_apply). A leaf
+ * the entries lack is refused: -ENOENT with `err` naming it. Pure. */
+int vmm_cpuid_apply_config(struct kvm_cpuid_entry2 *e, unsigned n, const struct vmm_cpu_config *c,
+			   char *err, size_t errlen);
+
 /* Looks a template up by name ("host", "pvm"); NULL when unknown. */
 const struct vmm_cpu_template *vmm_cpu_template_find(const char *name);
 /* Names of all templates, NULL-terminated, for help and errors. */
@@ -535,6 +561,8 @@ struct vm_config {
 	unsigned vcpus;
 	uint64_t mem_mib;
 	const char *cpu_template; /* NULL: "pvm" on a PVM host, else "host" */
+	/* A custom template on top (PUT /cpu-config), NULL for none; not owned. */
+	const struct vmm_cpu_config *cpu_config;
 	enum vmm_boot_protocol protocol;
 	const char *console_out; /* NULL: stdout */
 	const char *console_in;	 /* NULL: stdin; "none"; else a unix socket path */
@@ -614,6 +642,7 @@ struct vm {
 	unsigned nr_vcpus;
 	struct vcpu vcpus[VMM_MAX_VCPUS];
 	const struct vmm_cpu_template *tmpl;
+	const struct vmm_cpu_config *cpu_config; /* the boot's custom template, or NULL */
 	/* What the host offers, learnt once per process (they outlive a discarded VM). */
 	struct kvm_cpuid2 *supported_cpuid;
 	/* PVM only (else NULL: supported_cpuid is what a restored guest may use): that

@@ -1,3 +1,4 @@
+#include <cpuid.h>
 #include "tests/integration/harness.h"
 
 #include <arpa/inet.h>
@@ -36,6 +37,15 @@ const char *harness_env(const char *name)
 		exit(1);
 	}
 	return v;
+}
+
+bool harness_host_is_pvm(void)
+{
+	unsigned a, b, c1, c2, d;
+
+	__cpuid(1, a, b, c1, d);
+	__cpuid(0x80000001, a, b, c2, d);
+	return !(c1 & (1u << 5)) && !(c2 & (1u << 2));
 }
 
 bool harness_have_kvm(void)

@@ -26,6 +26,9 @@ const char *harness_env(const char *name);
 
 /* True when /dev/kvm can be opened; otherwise prints a loud SKIPPED line. */
 bool harness_have_kvm(void);
+/* True when this host runs KVM through PVM (vmm_host_is_pvm's rule: a CPU with neither
+ * VMX nor SVM), for tests whose expectation depends on it. */
+bool harness_host_is_pvm(void);
 
 /* Starts argv[0] with pipes on stdin, stdout and stderr. */
 int vmproc_start(struct vmproc *p, const char *const argv[]);

@@ -204,6 +204,51 @@ static void patch_reaches_a_running_vms_drive_and_its_snapshot(void **state)
 	}
 }
 
+/* PUT /cpu-config: on a KVM that keeps the CPUID a VMM sets, the probe boots with the
+ * template (thaw checks KVM kept it) and an MSR the host's KVM does not have fails the
+ * start naming it; on PVM, which replaces the CPUID, the template is refused up front. */
+static void cpu_config_applies_or_is_refused_by_host_kind(void **state)
+{
+	static const char tmpl[] =
+	    "{\"cpuid_modifiers\": [{\"leaf\": \"0x7\", \"subleaf\": \"0x0\", \"flags\": 1, "
+	    "\"modifiers\": [{\"register\": \"ebx\", \"bitmap\": "
+	    "\"0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx0x\"}]}]}";
+	char sock[256], json[1024], body[8192];
+	struct vmproc *a;
+
+	snprintf(sock, sizeof(sock), "%s/c.sock", dir);
+	a = thaw_api(sock);
+	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
+	put(sock, "/boot-source", json);
+	if (harness_host_is_pvm()) {
+		assert_int_equal(harness_http(sock, "PUT", "/cpu-config", tmpl, body, sizeof(body)),
+				 400);
+		assert_non_null(strstr(body, "PVM replaces the CPUID"));
+		harness_end(a);
+		return;
+	}
+	put(sock, "/cpu-config", tmpl);
+	put(sock, "/actions", "{\"action_type\": \"InstanceStart\"}");
+	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
+		vmproc_dump(a, "boot with a CPU template");
+		fail();
+	}
+	harness_end(a);
+	/* an MSR no KVM gives a guest */
+	a = thaw_api(sock);
+	put(sock, "/boot-source", json);
+	put(sock, "/cpu-config",
+	    "{\"msr_modifiers\": [{\"addr\": \"0x4b564dff\", \"bitmap\": "
+	    "\"0b0000000000000000000000000000000000000000000000000000000000000001\"}]}");
+	assert_int_equal(harness_http(sock, "PUT", "/actions",
+				      "{\"action_type\": \"InstanceStart\"}", body, sizeof(body)),
+			 400);
+	vmproc_stop(a); /* stops thaw and keeps what it said */
+	if (!strstr(a->err, "MSR 0x4b564dff"))
+		fail_msg("thaw did not name the MSR: %s", a->err);
+	free(a);
+}
+
 static int setup(void **state)
 {
 	return mkdtemp(dir) ? 0 : -1;
@@ -222,6 +267,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(firecracker_getting_started_then_snapshot_and_load),
 	    cmocka_unit_test(patch_reaches_a_running_vms_drive_and_its_snapshot),
+	    cmocka_unit_test(cpu_config_applies_or_is_refused_by_host_kind),
 	};
 
 	if (!harness_have_kvm())

@@ -43,6 +43,7 @@ enum h_op {
 	OP_METRICS,
 	OP_PATCH_DRIVE,
 	OP_PATCH_NET,
+	OP_CPU_CONFIG,
 	OP_COUNT,
 };
 
@@ -68,6 +69,7 @@ struct harness {
 	struct api_mmds *mmds; /* a real store: the router acts on it directly */
 	struct api_drive_patch drive_patch;
 	struct api_net_patch net_patch;
+	struct api_cpu_config cpu_config;
 
 	/* How the next call of op `fail_op` fails (-1: none). */
 	int fail_op;
@@ -119,6 +121,7 @@ H_PUT_OP(h_logger, OP_LOGGER, struct api_logger, logger)
 H_PUT_OP(h_snap_create, OP_SNAP_CREATE, struct api_snapshot_create, screate)
 H_PUT_OP(h_patch_drive, OP_PATCH_DRIVE, struct api_drive_patch, drive_patch)
 H_PUT_OP(h_patch_net, OP_PATCH_NET, struct api_net_patch, net_patch)
+H_PUT_OP(h_cpu_config, OP_CPU_CONFIG, struct api_cpu_config, cpu_config)
 
 static int h_snap_load(void *ctx, const struct api_snapshot_load *arg, struct api_error *err)
 {
@@ -192,6 +195,7 @@ static const struct api_ops h_ops = {
     .put_net = h_net,
     .patch_drive = h_patch_drive,
     .patch_net = h_patch_net,
+    .put_cpu_config = h_cpu_config,
     .put_vsock = h_vsock,
     .put_entropy = h_entropy,
     .put_logger = h_logger,

@@ -292,6 +292,55 @@ static void mmds_store_and_config(void **state)
 	h_stop(h);
 }
 
+/* PUT /cpu-config: Firecracker's custom template, each bitmap into the bits set and kept. */
+static void cpu_config_is_parsed_and_validated(void **state)
+{
+	struct harness *h = h_start_ops(NULL, 0);
+
+	assert_int_equal(
+	    PUT(h, "/cpu-config",
+		"{\"cpuid_modifiers\": [{\"leaf\": \"0x7\", \"subleaf\": \"0x0\", \"flags\": 1, "
+		"\"modifiers\": [{\"register\": \"ebx\", \"bitmap\": "
+		"\"0bxxxxxxxxxxxxxxxx_xxxxxxxxxxxxxx0x\"}, {\"register\": \"ecx\", \"bitmap\": "
+		"\"0b1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx0\"}]}], \"msr_modifiers\": [{\"addr\": 266, "
+		"\"bitmap\": "
+		"\"0b00000000000000000000000000000000000000000000000000000000xxxxxx11\"}], "
+		"\"kvm_capabilities\": []}"),
+	    204);
+	assert_int_equal(h->cpu_config.nr_cpuid, 2);
+	assert_int_equal(h->cpu_config.cpuid[0].leaf, 7);
+	assert_int_equal(h->cpu_config.cpuid[0].flags, 1);
+	assert_int_equal(h->cpu_config.cpuid[0].reg, 1);
+	assert_int_equal(h->cpu_config.cpuid[0].keep, 0xfffffffdu);
+	assert_int_equal(h->cpu_config.cpuid[0].set, 0);
+	assert_int_equal(h->cpu_config.cpuid[1].reg, 2);
+	assert_int_equal(h->cpu_config.cpuid[1].keep, 0x7ffffffeu);
+	assert_int_equal(h->cpu_config.cpuid[1].set, 0x80000000u);
+	assert_int_equal(h->cpu_config.nr_msr, 1);
+	assert_int_equal(h->cpu_config.msr[0].addr, 0x10a);
+	assert_int_equal(h->cpu_config.msr[0].keep, 0xfcu);
+	assert_int_equal(h->cpu_config.msr[0].set, 3);
+
+	assert_400(
+	    PUT(h, "/cpu-config",
+		"{\"cpuid_modifiers\": [{\"leaf\": 1, \"modifiers\": [{\"register\": \"eax\", "
+		"\"bitmap\": \"0b101\"}]}]}"),
+	    "\"0b\" and 32 of");
+	assert_400(
+	    PUT(h, "/cpu-config",
+		"{\"cpuid_modifiers\": [{\"leaf\": 1, \"modifiers\": [{\"register\": \"eip\", "
+		"\"bitmap\": \"0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}]}]}"),
+	    "register");
+	assert_400(PUT(h, "/cpu-config", "{\"cpuid_modifiers\": [{\"modifiers\": []}]}"),
+		   "Missing required field \"cpuid_modifiers[0].leaf\"");
+	assert_400(PUT(h, "/cpu-config", "{\"kvm_capabilities\": [\"!56\"]}"), "kvm_capabilities");
+	assert_400(PUT(h, "/cpu-config", "{\"reg_modifiers\": []}"), "aarch64");
+	assert_int_equal(PUT(h, "/boot-source", "{\"kernel_image_path\": \"/k\"}"), 204);
+	assert_int_equal(PUT(h, "/actions", "{\"action_type\": \"InstanceStart\"}"), 204);
+	assert_400(PUT(h, "/cpu-config", "{}"), "after starting");
+	h_stop(h);
+}
+
 static void drives_are_parsed_and_validated(void **state)
 {
 	struct harness *h = h_start_ops(NULL, 0);
@@ -874,7 +923,6 @@ static void unoffered_endpoints_name_the_feature(void **state)
 	    {"PATCH", "/balloon/hinting/start", "balloon device"},
 	    {"GET", "/balloon/hinting/status", "balloon device"},
 	    {"PATCH", "/balloon/hinting/stop", "balloon device"},
-	    {"PUT", "/cpu-config", "custom CPU templates"},
 	    {"PUT", "/pmem/pmem0", "virtio-pmem"},
 	    {"PATCH", "/pmem/pmem0", "virtio-pmem"},
 	    {"PUT", "/serial", "serial reconfiguration"},
@@ -1182,6 +1230,7 @@ int main(void)
 	    cmocka_unit_test(drives_are_parsed_and_validated),
 	    cmocka_unit_test(drive_and_net_patches_come_after_start),
 	    cmocka_unit_test(mmds_store_and_config),
+	    cmocka_unit_test(cpu_config_is_parsed_and_validated),
 	    cmocka_unit_test(network_interfaces_are_parsed_and_validated),
 	    cmocka_unit_test(vsock_and_entropy),
 	    cmocka_unit_test(logger_is_parsed),

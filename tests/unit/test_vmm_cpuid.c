@@ -209,6 +209,38 @@ static void test_pick_by_name_and_unknown(void **state)
 	assert_null(vmm_pick_template("bogus"));
 }
 
+/* A custom template's modifiers: (value & keep) | set on the matching leaf and register;
+ * a subleaf that is significant picks one entry, else every entry of the leaf; a leaf
+ * the entries lack is refused by name. */
+static void test_custom_config_sets_clears_and_keeps_bits(void **state)
+{
+	struct kvm_cpuid_entry2 e[3] = {
+	    {.function = 1, .eax = 0x000306c3, .ecx = 0xffffffff},
+	    {.function = 7, .index = 0, .ebx = 0xffffffff},
+	    {.function = 7, .index = 1, .ebx = 0xffffffff},
+	};
+	struct vmm_cpu_config c = {
+	    .nr_cpuid = 2,
+	    .cpuid = {{.leaf = 1, .reg = 2, .keep = 0xfffffffe, .set = 0},
+		      {.leaf = 7,
+		       .subleaf = 1,
+		       .subleaf_significant = true,
+		       .reg = 1,
+		       .keep = 0,
+		       .set = 0x5}},
+	};
+	char err[200] = "";
+
+	assert_int_equal(vmm_cpuid_apply_config(e, 3, &c, err, sizeof(err)), 0);
+	assert_int_equal(e[0].ecx, 0xfffffffe);
+	assert_int_equal(e[0].eax, 0x000306c3);
+	assert_int_equal(e[1].ebx, 0xffffffff); /* subleaf 0 untouched */
+	assert_int_equal(e[2].ebx, 0x5);
+	c.cpuid[0].leaf = 0x4000;
+	assert_int_equal(vmm_cpuid_apply_config(e, 3, &c, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "leaf 0x4000"));
+}
+
 static void test_pick_default_follows_host_kind(void **state)
 {
 	const char *want = vmm_host_is_pvm() ? "pvm" : "host";
@@ -486,6 +518,7 @@ int main(void)
 	    cmocka_unit_test(test_find_unknown_template_is_null),
 	    cmocka_unit_test(test_names_list_every_template_once),
 	    cmocka_unit_test(test_pick_by_name_and_unknown),
+	    cmocka_unit_test(test_custom_config_sets_clears_and_keeps_bits),
 	    cmocka_unit_test(test_pick_default_follows_host_kind),
 	    cmocka_unit_test(test_pvm_is_a_cpu_without_vmx_or_svm),
 	    cmocka_unit_test(test_pvm_clears_leaf1_ecx_features),
