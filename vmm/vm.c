@@ -281,11 +281,12 @@ static int check_config_kept(struct vm *vm, struct kvm_cpuid2 *c, size_t csize)
 			    (mod->subleaf_significant && e->index != mod->subleaf))
 				continue;
 			if ((got & ~mod->keep) != mod->set) {
-				log_err("cpu-config: this host's KVM does not keep the CPUID a VMM "
-					"sets (leaf %#x subleaf %#x %s reads %#x, the template sets "
-					"%#x under mask %#x)%s",
-					mod->leaf, mod->subleaf, regs[mod->reg & 3], got, mod->set,
-					~mod->keep, vmm_host_is_pvm() ? ": PVM replaces it" : "");
+				log_err(
+				    "cpu-config: this host's KVM does not keep the CPUID a VMM "
+				    "sets (leaf %#x subleaf %#x %s reads %#x, the template sets "
+				    "%#x under mask %#x)%s",
+				    mod->leaf, mod->subleaf, regs[mod->reg & 3], got, mod->set,
+				    ~mod->keep, vmm_host_is_pvm() ? ": PVM replaces it" : "");
 				return -EOPNOTSUPP;
 			}
 		}
@@ -298,9 +299,10 @@ static int check_config_kept(struct vm *vm, struct kvm_cpuid2 *c, size_t csize)
 static int apply_msr_config(struct vm *vm)
 {
 	const struct vmm_cpu_config *cc = vm->cpu_config;
-	struct {
+	union {
 		struct kvm_msrs h;
-		struct kvm_msr_entry e[VMM_MSR_MODS_MAX];
+		uint8_t
+		    raw[sizeof(struct kvm_msrs) + VMM_MSR_MODS_MAX * sizeof(struct kvm_msr_entry)];
 	} m;
 
 	for (unsigned v = 0; v < vm->nr_vcpus && cc->nr_msr; v++) {
@@ -309,7 +311,7 @@ static int apply_msr_config(struct vm *vm)
 		memset(&m, 0, sizeof(m));
 		m.h.nmsrs = cc->nr_msr;
 		for (unsigned i = 0; i < cc->nr_msr; i++)
-			m.e[i].index = cc->msr[i].addr;
+			m.h.entries[i].index = cc->msr[i].addr;
 		got = ioctl(vm->vcpus[v].fd, KVM_GET_MSRS, &m);
 		if (got >= 0 && (unsigned)got < cc->nr_msr) {
 			log_err("cpu-config: MSR %#x is not one this host's KVM lets a guest have",
@@ -319,11 +321,12 @@ static int apply_msr_config(struct vm *vm)
 		if (got < 0)
 			return kvm_ioctl_err("KVM_GET_MSRS");
 		for (unsigned i = 0; i < cc->nr_msr; i++)
-			m.e[i].data = (m.e[i].data & cc->msr[i].keep) | cc->msr[i].set;
+			m.h.entries[i].data =
+			    (m.h.entries[i].data & cc->msr[i].keep) | cc->msr[i].set;
 		got = ioctl(vm->vcpus[v].fd, KVM_SET_MSRS, &m);
 		if (got >= 0 && (unsigned)got < cc->nr_msr) {
 			log_err("cpu-config: KVM refused the value %#llx for MSR %#x",
-				(unsigned long long)m.e[got].data, cc->msr[got].addr);
+				(unsigned long long)m.h.entries[got].data, cc->msr[got].addr);
 			return -EOPNOTSUPP;
 		}
 		if (got < 0)

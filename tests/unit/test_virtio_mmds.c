@@ -232,6 +232,19 @@ static void test_a_get_is_answered_and_the_connection_closes(void **state)
 	assert_true(send_tcp(f, 0x10, NULL, 0));
 	assert_true(recv_tcp(f, &fl, &seq, NULL, NULL));
 	assert_true(fl & 0x04);
+	/* The metrics: 7 frames taken (SYN, ACK, GET, ACK, FIN, ACK, the stray), 4 sent
+	 * (SYN-ACK, answer, FIN, RST), one connection made and ended; then nothing new. */
+	uint64_t c[MMDS_NET_COUNTERS] = {0};
+
+	mmds_net_take_counts(f->net, c);
+	assert_string_equal(mmds_net_counter_names[0], "rx_accepted");
+	assert_int_equal(c[0], 7);
+	assert_int_equal(c[2], 4);
+	assert_int_equal(c[5], 1);
+	assert_int_equal(c[6], 1);
+	memset(c, 0, sizeof(c));
+	mmds_net_take_counts(f->net, c);
+	assert_int_equal(c[0] + c[2] + c[5], 0);
 	fx_free(f);
 }
 

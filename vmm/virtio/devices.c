@@ -214,6 +214,34 @@ struct virtio_dev *virtio_find(struct vm *vm, uint32_t device_id, const char *na
 	return NULL;
 }
 
+/* Firecracker's "mmds" group: the endpoints of the interfaces that answer MMDS, summed. */
+static void mmds_metrics(struct vm *vm, json_object *root)
+{
+	uint64_t sum[MMDS_NET_COUNTERS] = {0};
+	json_object *g;
+	bool any = false;
+
+	for (unsigned i = 0; i < virtio_count(vm); i++) {
+		struct virtio_dev *d = vm->devices->dev[i];
+		struct mmds_net *m;
+
+		pthread_mutex_lock(&d->lock);
+		m = virtio_net_mmds(d);
+		if (m) {
+			mmds_net_take_counts(m, sum);
+			any = true;
+		}
+		pthread_mutex_unlock(&d->lock);
+	}
+	if (!any)
+		return;
+	g = json_object_new_object();
+	for (unsigned k = 0; k < MMDS_NET_COUNTERS; k++)
+		json_object_object_add(g, mmds_net_counter_names[k],
+				       json_object_new_int64((int64_t)sum[k]));
+	json_object_object_add(root, "mmds", g);
+}
+
 void virtio_metrics(struct vm *vm, json_object *root)
 {
 	static const char *const groups[] = {"block", "net", "entropy"};
@@ -252,6 +280,7 @@ void virtio_metrics(struct vm *vm, json_object *root)
 		if (sum)
 			json_object_object_add(root, groups[g], sum);
 	}
+	mmds_metrics(vm, root);
 }
 
 int virtio_quiesce(struct vm *vm)

@@ -75,6 +75,17 @@ struct mmds_frame {
 	uint8_t data[];
 };
 
+enum { RX_ACCEPTED, RX_BAD_ETH, TX_FRAMES, TX_BYTES, TX_ERRORS, CONN_CREATED, CONN_DESTROYED };
+
+const char *const mmds_net_counter_names[MMDS_NET_COUNTERS + 1] = {"rx_accepted",
+								   "rx_bad_eth",
+								   "tx_frames",
+								   "tx_bytes",
+								   "tx_errors",
+								   "connections_created",
+								   "connections_destroyed",
+								   NULL};
+
 struct mmds_net {
 	struct api_mmds *store;
 	uint32_t ip; /* network order */
@@ -82,6 +93,7 @@ struct mmds_net {
 	struct mmds_frame *head, *tail;
 	size_t out_bytes;
 	uint64_t dropped; /* frames for the service we could not take */
+	uint64_t cnt[MMDS_NET_COUNTERS], reported[MMDS_NET_COUNTERS];
 };
 
 int mmds_net_create(struct api_mmds *store, uint32_t ipv4, struct mmds_net **out)
@@ -100,6 +112,13 @@ static void conn_free(struct tcp_conn *c)
 {
 	free(c->resp);
 	memset(c, 0, sizeof(*c));
+}
+
+/* A live connection ends. */
+static void conn_end(struct mmds_net *n, struct tcp_conn *c)
+{
+	n->cnt[CONN_DESTROYED]++;
+	conn_free(c);
 }
 
 void mmds_net_destroy(struct mmds_net *n)
@@ -141,6 +160,14 @@ void mmds_net_pop(struct mmds_net *n)
 uint64_t mmds_net_dropped(const struct mmds_net *n)
 {
 	return n->dropped;
+}
+
+void mmds_net_take_counts(struct mmds_net *n, uint64_t sum[MMDS_NET_COUNTERS])
+{
+	for (unsigned i = 0; i < MMDS_NET_COUNTERS; i++) {
+		sum[i] += n->cnt[i] - n->reported[i];
+		n->reported[i] = n->cnt[i];
+	}
 }
 
 /* ---------------------------------------------------------------- building frames */
@@ -193,8 +220,11 @@ static uint8_t *frame_new(struct mmds_net *n, size_t len)
 
 	if (n->out_bytes + len > OUT_MAX_BYTES || !(f = calloc(1, sizeof(*f) + len))) {
 		n->dropped++;
+		n->cnt[TX_ERRORS]++;
 		return NULL;
 	}
+	n->cnt[TX_FRAMES]++;
+	n->cnt[TX_BYTES] += len;
 	f->len = len;
 	if (n->tail)
 		n->tail->next = f;
@@ -369,7 +399,7 @@ static struct tcp_conn *conn_slot(struct mmds_net *n)
 		if (n->conns[i].last_ns < old->last_ns)
 			old = &n->conns[i];
 	}
-	conn_free(old);
+	conn_end(n, old);
 	return old;
 }
 
@@ -411,7 +441,7 @@ static void tcp(struct mmds_net *n, const uint8_t *mac, const uint8_t *ip, const
 	c = conn_find(n, src, sport);
 	if (flags & TCP_RST) {
 		if (c)
-			conn_free(c);
+			conn_end(n, c);
 		return;
 	}
 	if (!c) {
@@ -421,6 +451,7 @@ static void tcp(struct mmds_net *n, const uint8_t *mac, const uint8_t *ip, const
 			return;
 		}
 		c = conn_slot(n);
+		n->cnt[CONN_CREATED]++;
 		c->state = T_SYN_RCVD;
 		c->peer_ip = src;
 		c->peer_port = sport;
@@ -471,7 +502,7 @@ static void tcp(struct mmds_net *n, const uint8_t *mac, const uint8_t *ip, const
 		size_t from_resp = c->snd_una == c->iss ? acked - 1 : acked;
 
 		if (c->fin_sent && ack == c->snd_nxt) {
-			conn_free(c); /* our FIN is acknowledged: done */
+			conn_end(n, c); /* our FIN is acknowledged: done */
 			return;
 		}
 		if (from_resp > c->resp_len)
@@ -494,7 +525,7 @@ static void tcp(struct mmds_net *n, const uint8_t *mac, const uint8_t *ip, const
 		}
 		if (plen > REQ_MAX - c->req_len) {
 			send_segment(n, c, c->snd_nxt, TCP_RST | TCP_ACK, NULL, 0);
-			conn_free(c);
+			conn_end(n, c);
 			return;
 		}
 		memcpy(c->req + c->req_len, payload, plen);
@@ -528,19 +559,25 @@ bool mmds_net_input(struct mmds_net *n, const uint8_t *f, size_t len, uint64_t n
 
 	if (len < ETH_HLEN)
 		return false;
-	if (get16(f + 12) == ETH_P_ARP)
-		return arp(n, f, len);
+	if (get16(f + 12) == ETH_P_ARP) {
+		if (!arp(n, f, len))
+			return false;
+		n->cnt[RX_ACCEPTED]++;
+		return true;
+	}
 	if (get16(f + 12) != ETH_P_IPV4 || len < ETH_HLEN + IP_HLEN)
 		return false;
 	ip = f + ETH_HLEN;
 	if (memcmp(ip + 16, &n->ip, 4) != 0)
 		return false;
+	n->cnt[RX_ACCEPTED]++;
 	/* From here the frame is the service's: taken, answered or dropped. */
 	ihl = (size_t)(ip[0] & 0xf) * 4;
 	tot = get16(ip + 2);
 	if ((ip[0] >> 4) != 4 || ihl < IP_HLEN || tot < ihl || tot > len - ETH_HLEN ||
 	    (get16(ip + 6) & 0x3fff) != 0 || ip[9] != 6 || tot - ihl < TCP_HLEN) {
 		n->dropped++;
+		n->cnt[RX_BAD_ETH]++;
 		return true;
 	}
 	tcp(n, f + 6, ip, ip + ihl, tot - ihl, now_ns);

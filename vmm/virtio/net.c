@@ -524,6 +524,11 @@ int virtio_net_set_mmds(struct virtio_dev *d, struct api_mmds *store)
 	return 0;
 }
 
+struct mmds_net *virtio_net_mmds(struct virtio_dev *d)
+{
+	return d->ops == &virtio_net_ops ? ((struct net *)d->priv)->mmds : NULL;
+}
+
 uint32_t virtio_net_saved_mmds(const struct virtio_dev *d, uint32_t *version, bool *imds_compat)
 {
 	const struct net *n = d->priv;

@@ -271,6 +271,13 @@ const uint8_t *mmds_net_peek(struct mmds_net *n, size_t *len);
 void mmds_net_pop(struct mmds_net *n);
 /* Frames for the service dropped: malformed, or no room to answer. */
 uint64_t mmds_net_dropped(const struct mmds_net *n);
+/* Firecracker's mmds metrics the endpoint counts, in this order (names for
+ * virtio_metrics), and their changes since the last call, added to `sum`. */
+#define MMDS_NET_COUNTERS 7
+extern const char *const mmds_net_counter_names[MMDS_NET_COUNTERS + 1];
+void mmds_net_take_counts(struct mmds_net *n, uint64_t sum[MMDS_NET_COUNTERS]);
+/* The MMDS endpoint of network interface `d`, or NULL (d->lock held). */
+struct mmds_net *virtio_net_mmds(struct virtio_dev *d);
 
 /* Counts `n` on counter `i` of `d` (d->lock held). */
 static inline void virtio_count_add(struct virtio_dev *d, unsigned i, uint64_t n)
