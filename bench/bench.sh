@@ -697,31 +697,42 @@ fi
 # kept-alive connection while the guest idles, then N while the probe's `flood` request
 # keeps the device's queue full. raw/flood_<dev>.txt: idle and flooded p50/p99/max (us), the
 # p99 ratio (issue 14 asks for at most 2) and how many chains the guest published.
-if [[ $MODE != check ]] && want flood; then
-	fpre=() ftap=()
-	# The tap exists and is up before thaw attaches to it (a down tap refuses writes).
+# flood_series GROUP DRIVE [flood options]: FLOOD_RUNS runs of bench/flood.c, in a private
+# network namespace with a tap (made and up before thaw attaches: a down tap refuses
+# writes) when one can be made; DRIVE 1 gives the VM a 16 MiB drive too. Each device's
+# line goes to raw/GROUP_<dev>.txt.
+flood_series() {
+	local group=$1 drive=$2 pre=() tap=() dargs=() i fd
+	shift 2
 	if command -v ip >/dev/null && unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr' 2>/dev/null; then
-		fpre=(unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr && ip link set thawflood0 up && exec "$@"' flood)
-		ftap=(--tap thawflood0)
+		pre=(unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr && ip link set thawflood0 up && exec "$@"' flood)
+		tap=(--tap thawflood0)
 	else
-		note "flood: no tap in a private network namespace here (unshare -n or ip tuntap failed): no net device in the flood series"
+		note "$group: no tap in a private network namespace here (unshare -n or ip tuntap failed): no net device"
 	fi
-	i=$(runs "$OUT/raw/flood_rng.txt")
-	((i < FLOOD_RUNS)) && say "flood: $((FLOOD_RUNS - i)) runs of $FLOOD_REQUESTS GET / idle and flooded"
+	i=$(runs "$OUT/raw/${group}_rng.txt")
 	for (( ; i < FLOOD_RUNS; i++)); do
-		fd=$W/flood-$i
+		fd=$W/$group-$i
 		mkdir -p "$fd"
-		if "${fpre[@]}" "$FLOOD" --requests "$FLOOD_REQUESTS" "${ftap[@]}" "$THAW" "$PROBE" "$fd" \
-			>"$W/flood.out" 2>"$W/flood.err"; then
+		dargs=()
+		((drive)) && truncate -s 16M "$fd/disk.img" && dargs=(--drive "$fd/disk.img")
+		if "${pre[@]}" "$FLOOD" "$@" "${dargs[@]}" "${tap[@]}" "$THAW" "$PROBE" "$fd" \
+			>"$W/$group.out" 2>"$W/$group.err"; then
 			while read -r dev rest; do
-				echo "$rest rc=0" >>"$OUT/raw/flood_${dev#dev=}.txt"
-			done <"$W/flood.out"
+				echo "$rest rc=0" >>"$OUT/raw/${group}_${dev#dev=}.txt"
+			done <"$W/$group.out"
 		else
-			note "flood: run $i failed: $(tail -n 1 "$W/flood.err") $(grep -v '^thaw: info' "$fd/thaw.err" 2>/dev/null | tail -n 1)"
-			echo "rc=1" >>"$OUT/raw/flood_rng.txt"
+			note "$group: run $i failed: $(tail -n 1 "$W/$group.err") $(grep -v '^thaw: info' "$fd/thaw.err" 2>/dev/null | tail -n 1)"
+			echo "rc=1" >>"$OUT/raw/${group}_rng.txt"
 		fi
 		rm -rf -- "$fd"
 	done
+}
+
+if [[ $MODE != check ]] && want flood; then
+	i=$(runs "$OUT/raw/flood_rng.txt")
+	((i < FLOOD_RUNS)) && say "flood: $((FLOOD_RUNS - i)) runs of $FLOOD_REQUESTS GET / idle and flooded"
+	flood_series flood 0 --requests "$FLOOD_REQUESTS"
 fi
 
 # ---- 9c. rate limiters (issue 19 item 5) -------------------------------------------------
@@ -732,29 +743,9 @@ fi
 RL_SECONDS=${RL_SECONDS:-10} RL_LIMIT=1048576
 [[ $MODE == smoke ]] && RL_SECONDS=2
 if [[ $MODE != check ]] && want ratelimit; then
-	rpre=() rtap=()
-	if command -v ip >/dev/null && unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr' 2>/dev/null; then
-		rpre=(unshare -n sh -c 'ip tuntap add thawflood0 mode tap vnet_hdr && ip link set thawflood0 up && exec "$@"' flood)
-		rtap=(--tap thawflood0)
-	else
-		note "ratelimit: no tap in a private network namespace here: no net device"
-	fi
 	i=$(runs "$OUT/raw/ratelimit_rng.txt")
 	((i < FLOOD_RUNS)) && say "ratelimit: $((FLOOD_RUNS - i)) runs of ${RL_SECONDS} s per device at $RL_LIMIT B/s"
-	for (( ; i < FLOOD_RUNS; i++)); do
-		fd=$W/rl-$i
-		mkdir -p "$fd" && truncate -s 16M "$fd/disk.img"
-		if "${rpre[@]}" "$FLOOD" --limit "$RL_LIMIT" --seconds "$RL_SECONDS" --drive "$fd/disk.img" \
-			"${rtap[@]}" "$THAW" "$PROBE" "$fd" >"$W/rl.out" 2>"$W/rl.err"; then
-			while read -r dev rest; do
-				echo "$rest rc=0" >>"$OUT/raw/ratelimit_${dev#dev=}.txt"
-			done <"$W/rl.out"
-		else
-			note "ratelimit: run $i failed: $(tail -n 1 "$W/rl.err") $(grep -v '^thaw: info' "$fd/thaw.err" 2>/dev/null | tail -n 1)"
-			echo "rc=1" >>"$OUT/raw/ratelimit_rng.txt"
-		fi
-		rm -rf -- "$fd"
-	done
+	flood_series ratelimit 1 --limit "$RL_LIMIT" --seconds "$RL_SECONDS"
 fi
 
 # ---- 10. the jail (issue 8): jailed vs unjailed restores, N jailed at once, setup ----------
