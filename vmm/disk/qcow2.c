@@ -1077,7 +1077,7 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	if (q->l1_size) {
 		ret = qcow2_check_table_off(d, q->l1_off, (uint64_t)q->l1_size * 8, "L1 table");
 		if (ret) {
-			errf(err, errlen, ret, "%s", d->err);
+			ret = errf(err, errlen, -EINVAL, "%s", d->err);
 			goto out;
 		}
 	}
@@ -1117,7 +1117,7 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	q->rt_entries = (uint64_t)q->rt_clusters * q->cs / 8;
 	ret = qcow2_check_table_off(d, q->rt_off, q->rt_entries * 8, "refcount table");
 	if (ret) {
-		errf(err, errlen, ret, "%s", d->err);
+		ret = errf(err, errlen, -EINVAL, "%s", d->err);
 		goto out;
 	}
 	q->rt = calloc(q->rt_entries, 8);
