@@ -140,3 +140,6 @@ fuzz: $(FUZZ_TARGETS)
 	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(patsubst %_fuzz,%,$(notdir $(t)))))
 
 .PHONY: fuzz fuzz-targets
+
+# The disk tests drive thaw-disk (the crash test's writer, the tool's own test).
+$(B)/tests/test_disk_crash $(B)/tests/test_disk_tool: | $(B)/thaw-disk

@@ -139,4 +139,23 @@ static inline void fill(uint8_t *b, size_t len, uint64_t seed)
 		b[i] = (uint8_t)((seed * 131 + i * 7 + (i >> 9)) ^ (seed >> 3));
 }
 
+/* The thaw-disk next to this test program (build/tests/X -> build/thaw-disk). */
+static inline const char *thaw_disk_bin(void)
+{
+	static char path[4200];
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	assert_true(n > 0);
+	exe[n] = 0;
+	*strrchr(exe, '/') = 0;
+	*strrchr(exe, '/') = 0;
+	snprintf(path, sizeof(path), "%s/thaw-disk", exe);
+	if (access(path, X_OK)) {
+		fprintf(stderr, "*** SKIPPED: %s is not built ***\n", path);
+		skip();
+	}
+	return path;
+}
+
 #endif
