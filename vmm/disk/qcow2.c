@@ -321,6 +321,9 @@ static int rb_create(struct disk *d, uint64_t bi)
 	struct qcow2 *q = d->q;
 	uint64_t off = bi * q->rb_entries * q->cs;
 
+	if (bi == 0) /* cluster 0 is the header, in use: its block cannot be missing */
+		return disk_fail(d, -EIO, "%s: the refcount table has no block for the header",
+				 d->path);
 	q->rbc[bi] = cblock_new(q, off);
 	if (!q->rbc[bi])
 		return disk_fail(d, -ENOMEM, "out of memory");
@@ -1129,6 +1132,11 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	ret = qcow2_read_table(d, q->rt_off, q->rt, q->rt_entries);
 	if (ret) {
 		errf(err, errlen, ret, "%s", d->err);
+		goto out;
+	}
+	if (!(q->rt[0] & ~QCOW2_RT_RESERVED)) {
+		ret = errf(err, errlen, -EINVAL,
+			   "%s: the refcount table has no block for the header cluster", d->path);
 		goto out;
 	}
 	for (uint64_t i = 0; i < q->rt_entries; i++) {
