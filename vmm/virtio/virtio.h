@@ -73,6 +73,7 @@ struct virtio_blk_saved {
 	char path[VIRTIO_PATH_MAX]; /* backing file when saved */
 	bool read_only;
 	uint64_t capacity; /* 512-byte sectors, as the guest saw them */
+	bool qcow2;	   /* the image's format: qcow2, else raw */
 };
 
 struct virtio_net_saved {
