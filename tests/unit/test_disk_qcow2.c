@@ -473,7 +473,21 @@ static void test_map_matches_reads(void **state)
 	assert_int_equal(pread(disk_fd(d), c, sizeof(c), (off_t)e.host_off), (ssize_t)sizeof(c));
 	assert_memory_equal(b, c, sizeof(b));
 	assert_int_equal(disk_map(d, 65536 + 65000, 4096, false, &e), 0);
-	assert_int_equal(e.len, 536); /* stops at the cluster's end */
+	assert_int_equal(e.len, 536); /* stops at the cluster's end: the next is not there */
+	/* Clusters allocated one after the other in the file make one extent. */
+	{
+		uint8_t *big = malloc(4 * 65536);
+
+		fill(big, 4 * 65536, 4);
+		assert_int_equal(disk_write(d, 4 * 65536, big, 4 * 65536), 0);
+		assert_int_equal(disk_map(d, 4 * 65536 + 512, 3 * 65536, true, &e), 0);
+		assert_int_equal(e.kind, DISK_EXT_DATA);
+		assert_int_equal(e.len, 3 * 65536);
+		assert_int_equal(pread(disk_fd(d), big, 3 * 65536, (off_t)e.host_off), 3 * 65536);
+		assert_int_equal(disk_read(d, 4 * 65536 + 512, big + 3 * 65536 - 4096, 4096), 0);
+		assert_memory_equal(big, big + 3 * 65536 - 4096, 4096);
+		free(big);
+	}
 	disk_close(d);
 }
 

@@ -796,6 +796,20 @@ int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool for_write, struct
 	}
 	if (e->kind == DISK_EXT_DATA) {
 		e->host_off = host + in;
+		/* Following clusters that lie right after this one in the file, and are as
+		 * usable, make one extent (one readv/writev for a large request). */
+		while (e->len < len) {
+			uint64_t next, nhost, n = len - e->len < q->cs ? len - e->len : q->cs;
+
+			ret = lookup(d, (off + e->len) >> q->cluster_bits, &next);
+			if (ret)
+				return ret;
+			nhost = next & QCOW2_OFF_MASK;
+			if (!nhost || (next & QCOW2_ZERO) || nhost != e->host_off + e->len ||
+			    (for_write && !(next & QCOW2_COPIED)))
+				break;
+			e->len += n;
+		}
 		/* A cluster the file does not fully hold reads short: leave it to disk_read. */
 		if (e->host_off + e->len > q->file_size)
 			e->kind = DISK_EXT_SLOW;
