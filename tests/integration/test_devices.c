@@ -125,10 +125,25 @@ static void ask(struct vmproc *p, const char *req, const char *prefix, char *ans
 
 /* ---------------------------------------------------------------- virtio-blk */
 
+/* The guest reads `count` sectors from `sector` and reports the CRC of what the host
+ * file `fd` (a raw file with the same contents) holds there. */
+static void assert_guest_reads(struct vmproc *p, int fd, unsigned sector, unsigned count)
+{
+	uint8_t buf[4 * 512];
+	char req[64], want[64], ans[512];
+
+	assert_true(count * 512 <= sizeof(buf));
+	assert_int_equal(pread(fd, buf, count * 512, (off_t)sector * 512), (ssize_t)count * 512);
+	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, count * 512));
+	snprintf(req, sizeof(req), "blk read %u %u", sector, count);
+	ask(p, req, "THAW_AGENT blk read", ans, sizeof(ans));
+	assert_non_null(strstr(ans, want));
+}
+
 static void linux_blk_reads_host_data_and_writes_reach_the_file(void **state)
 {
 	SKIP_WITHOUT_KVM();
-	char *path = disk_file("rw.img"), spec[200], ans[512], want[64];
+	char *path = disk_file("rw.img"), spec[200], ans[512];
 	const char *extra[] = {"--drive", spec, NULL};
 	uint8_t buf[2 * 512];
 	struct vmproc *p;
@@ -142,10 +157,7 @@ static void linux_blk_reads_host_data_and_writes_reach_the_file(void **state)
 
 	/* Host data read by the guest. */
 	fd = open(path, O_RDWR | O_CLOEXEC);
-	assert_int_equal(pread(fd, buf, 1024, 40 * 512), 1024);
-	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, 1024));
-	ask(p, "blk read 40 2", "THAW_AGENT blk read", ans, sizeof(ans));
-	assert_non_null(strstr(ans, want));
+	assert_guest_reads(p, fd, 40, 2);
 
 	/* Guest writes, flushed, are in the file. */
 	ask(p, "blk write 100 THAWDATA 2", "THAW_AGENT blk write", ans, sizeof(ans));
@@ -157,9 +169,7 @@ static void linux_blk_reads_host_data_and_writes_reach_the_file(void **state)
 	/* Host-written data (sectors the guest never cached) is read back. */
 	memset(buf, 0x5a, 512);
 	assert_int_equal(pwrite(fd, buf, 512, 3000 * 512), 512);
-	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, 512));
-	ask(p, "blk read 3000 1", "THAW_AGENT blk read", ans, sizeof(ans));
-	assert_non_null(strstr(ans, want));
+	assert_guest_reads(p, fd, 3000, 1);
 	ask(p, "blk flush", "THAW_AGENT blk flush", ans, sizeof(ans));
 	/* Past the end: an error, not a crash. */
 	ask(p, "blk read 8192 1", "THAW_AGENT", ans, sizeof(ans));
@@ -181,7 +191,7 @@ static void linux_blk_on_qcow2_overlay_passes_qemu_img_check_and_compare(void **
 		    "*** SKIPPED: qemu-img missing; `make deps` installs qemu-utils ***\n");
 		skip();
 	}
-	char *raw = disk_file("q.raw"), spec[200], ans[512], want[64], cmd[600];
+	char *raw = disk_file("q.raw"), spec[200], ans[512], cmd[600];
 	const char *extra[] = {"--drive", spec, NULL};
 	uint8_t buf[2 * 512];
 	struct vmproc *p;
@@ -199,10 +209,7 @@ static void linux_blk_on_qcow2_overlay_passes_qemu_img_check_and_compare(void **
 
 	/* The base's data through the overlay. */
 	fd = open(raw, O_RDWR | O_CLOEXEC);
-	assert_int_equal(pread(fd, buf, 1024, 40 * 512), 1024);
-	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, 1024));
-	ask(p, "blk read 40 2", "THAW_AGENT blk read", ans, sizeof(ans));
-	assert_non_null(strstr(ans, want));
+	assert_guest_reads(p, fd, 40, 2);
 
 	/* Writes: inside a cluster the base holds (COW), and across a cluster boundary. */
 	ask(p, "blk write 100 THAWDATA 2", "THAW_AGENT blk write", ans, sizeof(ans));
@@ -217,10 +224,7 @@ static void linux_blk_on_qcow2_overlay_passes_qemu_img_check_and_compare(void **
 	for (unsigned s = 127; s < 130; s++)
 		assert_int_equal(pwrite(fd, buf, 512, (off_t)s * 512), 512);
 	/* Read back through the guest: its writes, and an untouched part of a COW cluster. */
-	assert_int_equal(pread(fd, buf, 1024, 126 * 512), 1024);
-	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, 1024));
-	ask(p, "blk read 126 2", "THAW_AGENT blk read", ans, sizeof(ans));
-	assert_non_null(strstr(ans, want));
+	assert_guest_reads(p, fd, 126, 2);
 	ask(p, "ping", "THAW_AGENT pong", ans, sizeof(ans));
 	close(fd);
 	stop(p);

@@ -104,6 +104,17 @@ static inline const char *P(struct dfx *f, unsigned slot, const char *name)
 	return paths[slot & 3];
 }
 
+static inline struct disk *open_rw(struct dfx *f, const char *path)
+{
+	struct disk *d = NULL;
+	int ret = disk_open(path, false, &d, f->err, sizeof(f->err));
+
+	if (ret)
+		fprintf(stderr, "open %s: %s\n", path, f->err);
+	assert_int_equal(ret, 0);
+	return d;
+}
+
 /* qemu-img check's verdict: 0 clean, 2 corruption, 3 leaks only. */
 static inline int qemu_check(const char *img)
 {

@@ -7,17 +7,6 @@
 
 #define MIB (1ull << 20)
 
-static struct disk *open_rw(struct dfx *f, const char *path)
-{
-	struct disk *d = NULL;
-	int ret = disk_open(path, false, &d, f->err, sizeof(f->err));
-
-	if (ret)
-		fprintf(stderr, "open %s: %s\n", path, f->err);
-	assert_int_equal(ret, 0);
-	return d;
-}
-
 /* The same writes to a qcow2 image (through thaw) and to a raw file. */
 static void write_both(struct disk *d, int raw, uint64_t off, size_t len, uint64_t seed)
 {

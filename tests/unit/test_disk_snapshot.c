@@ -6,17 +6,6 @@
 #define MIB  (1ull << 20)
 #define SIZE (8 * MIB)
 
-static struct disk *open_rw(struct dfx *f, const char *path)
-{
-	struct disk *d = NULL;
-	int ret = disk_open(path, false, &d, f->err, sizeof(f->err));
-
-	if (ret)
-		fprintf(stderr, "open %s: %s\n", path, f->err);
-	assert_int_equal(ret, 0);
-	return d;
-}
-
 /* Fills [off, off+len) with a pattern of `seed`, in thaw's image and the raw copy. */
 static void put(struct disk *d, int raw, uint64_t off, size_t len, uint64_t seed)
 {
@@ -50,11 +39,26 @@ static void assert_same_as_raw(struct disk *d, const char *raw_path)
 	free(b);
 }
 
+/* qemu-img's verdict on `img`: consistent, equal to the raw file `ref`, and its
+ * snapshot list holding the names in `listed` and none of `gone` (NULL-ended). */
+static void judged(const char *img, const char *ref, const char *const *listed,
+		   const char *const *gone)
+{
+	char out[4096];
+
+	assert_int_equal(qemu_check(img), 0);
+	assert_int_equal(qemu_compare(img, ref), 0);
+	assert_int_equal(sh_out(out, sizeof(out), "qemu-img snapshot -l %s", img), 0);
+	for (; listed && *listed; listed++)
+		assert_non_null(strstr(out, *listed));
+	for (; gone && *gone; gone++)
+		assert_null(strstr(out, *gone));
+}
+
 static void test_create_revert_delete_judged_by_qemu_img(void **st)
 {
 	struct dfx *f = *st;
 	const char *img = P(f, 0, "s.qcow2"), *r1 = P(f, 1, "s1.raw"), *r2 = P(f, 2, "s2.raw");
-	char out[4096];
 	struct disk *d;
 	int raw;
 
@@ -74,11 +78,7 @@ static void test_create_revert_delete_judged_by_qemu_img(void **st)
 	assert_int_equal(disk_snapshot_create(d, "second"), 0);
 	disk_close(d);
 
-	assert_int_equal(qemu_check(img), 0);
-	assert_int_equal(qemu_compare(img, r2), 0);
-	assert_int_equal(sh_out(out, sizeof(out), "qemu-img snapshot -l %s", img), 0);
-	assert_non_null(strstr(out, "first"));
-	assert_non_null(strstr(out, "second"));
+	judged(img, r2, (const char *const[]){"first", "second", NULL}, NULL);
 	/* qemu-img reads the snapshot's contents as thaw wrote them. */
 	assert_int_equal(
 	    sh("qemu-img convert -l snapshot.name=first -O raw %s %s/first.raw", img, f->dir), 0);
@@ -92,28 +92,22 @@ static void test_create_revert_delete_judged_by_qemu_img(void **st)
 	assert_same_as_raw(d, r1);
 	assert_int_equal(disk_snapshot_revert(d, "nope"), -ENOENT);
 	disk_close(d);
-	assert_int_equal(qemu_check(img), 0);
-	assert_int_equal(qemu_compare(img, r1), 0);
+	judged(img, r1, (const char *const[]){"first", "second", NULL}, NULL);
 
 	d = open_rw(f, img);
 	assert_int_equal(disk_snapshot_delete(d, "first"), 0);
 	assert_int_equal(disk_snapshot_count(d), 1);
 	assert_same_as_raw(d, r1); /* the active image keeps what it had */
 	disk_close(d);
-	assert_int_equal(qemu_check(img), 0);
-	assert_int_equal(sh_out(out, sizeof(out), "qemu-img snapshot -l %s", img), 0);
-	assert_null(strstr(out, "first"));
-	assert_non_null(strstr(out, "second"));
+	judged(img, r1, (const char *const[]){"second", NULL},
+	       (const char *const[]){"first", NULL});
 
 	d = open_rw(f, img);
 	assert_int_equal(disk_snapshot_revert(d, "2"), 0); /* by id */
 	assert_same_as_raw(d, r2);
 	assert_int_equal(disk_snapshot_delete(d, "second"), 0);
 	disk_close(d);
-	assert_int_equal(qemu_check(img), 0);
-	assert_int_equal(qemu_compare(img, r2), 0);
-	assert_int_equal(sh_out(out, sizeof(out), "qemu-img snapshot -l %s", img), 0);
-	assert_null(strstr(out, "second"));
+	judged(img, r2, NULL, (const char *const[]){"first", "second", NULL});
 }
 
 static void test_snapshots_made_by_qemu_img_revert_and_delete(void **st)
@@ -152,11 +146,27 @@ static void test_snapshots_made_by_qemu_img_revert_and_delete(void **st)
 	assert_int_equal(qemu_check(img), 0);
 }
 
-/* Each cycle takes a snapshot, rewrites the data (COW), and deletes the snapshot:
- * freed clusters are reused, so the file stops growing after the first cycles. */
-static void test_create_delete_cycles_do_not_grow_the_image(void **st)
+/* One cycle of `revert` (true: write, revert to "base"; false: snapshot, write,
+ * delete the snapshot) on `d`, cycle number `i`. */
+static void cycle(struct disk *d, bool revert, unsigned i)
 {
-	struct dfx *f = *st;
+	char name[16];
+
+	if (revert) {
+		state(d, -1, 50 + i);
+		assert_int_equal(disk_snapshot_revert(d, "base"), 0);
+		return;
+	}
+	snprintf(name, sizeof(name), "c%u", i);
+	assert_int_equal(disk_snapshot_create(d, name), 0);
+	state(d, -1, 100 + i);
+	assert_int_equal(disk_snapshot_delete(d, name), 0);
+}
+
+/* Twelve cycles, the file size after each: freed clusters are reused, so the file
+ * stops growing after the first cycles. */
+static void cycles_do_not_grow(struct dfx *f, bool revert)
+{
 	const char *img = P(f, 0, "c.qcow2");
 	uint64_t after[12];
 	struct disk *d;
@@ -165,13 +175,10 @@ static void test_create_delete_cycles_do_not_grow_the_image(void **st)
 	assert_int_equal(sh("qemu-img create -f qcow2 %s 8M", img), 0);
 	d = open_rw(f, img);
 	state(d, -1, 1);
+	if (revert)
+		assert_int_equal(disk_snapshot_create(d, "base"), 0);
 	for (unsigned i = 0; i < 12; i++) {
-		char name[16];
-
-		snprintf(name, sizeof(name), "c%u", i);
-		assert_int_equal(disk_snapshot_create(d, name), 0);
-		state(d, -1, 100 + i);
-		assert_int_equal(disk_snapshot_delete(d, name), 0);
+		cycle(d, revert, i);
 		assert_int_equal(disk_flush(d), 0);
 		after[i] = file_size(img);
 	}
@@ -181,28 +188,16 @@ static void test_create_delete_cycles_do_not_grow_the_image(void **st)
 		assert_int_equal(after[i], after[2]);
 }
 
-/* Revert cycles do not grow the image either: reverting drops the active tree. */
+/* Each cycle takes a snapshot, rewrites the data (COW) and deletes the snapshot. */
+static void test_create_delete_cycles_do_not_grow_the_image(void **st)
+{
+	cycles_do_not_grow(*st, false);
+}
+
+/* Reverting drops the active tree: revert cycles do not grow the image either. */
 static void test_revert_cycles_do_not_grow_the_image(void **st)
 {
-	struct dfx *f = *st;
-	const char *img = P(f, 0, "v.qcow2");
-	uint64_t after[10];
-	struct disk *d;
-
-	REQUIRE_QEMU_IMG();
-	assert_int_equal(sh("qemu-img create -f qcow2 %s 8M", img), 0);
-	d = open_rw(f, img);
-	state(d, -1, 1);
-	assert_int_equal(disk_snapshot_create(d, "base"), 0);
-	for (unsigned i = 0; i < 10; i++) {
-		state(d, -1, 50 + i);
-		assert_int_equal(disk_snapshot_revert(d, "base"), 0);
-		after[i] = file_size(img);
-	}
-	disk_close(d);
-	assert_int_equal(qemu_check(img), 0);
-	for (unsigned i = 3; i < 10; i++)
-		assert_int_equal(after[i], after[2]);
+	cycles_do_not_grow(*st, true);
 }
 
 /* A snapshot of an overlay: clusters still in the backing file stay there. */

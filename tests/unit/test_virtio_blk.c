@@ -27,11 +27,25 @@ struct fx {
 	int fd; /* our own view of the file */
 };
 
+/* A new VM for the fixture with one drive on `path`, its driver up. */
+static void attach(struct fx *f, const char *path, bool ro)
+{
+	struct vm_config cfg = {.nr_drives = 1};
+	char spec[200];
+
+	snprintf(spec, sizeof(spec), "id=disk0,path=%s,ro=%s", path, ro ? "on" : "off");
+	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
+	if (f->vm)
+		h_vm_free(f->vm);
+	f->vm = h_vm_new(H_MEM_SIZE);
+	assert_int_equal(vmm_devices_attach(f->vm, &cfg, NULL, 0), 0);
+	f->d = virtio_get(f->vm, 0);
+	h_driver_up(f->d, ~0ull, &f->q, 1, 128, 0);
+}
+
 static int make(void **state, bool ro, unsigned sectors)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	char spec[160];
-	struct vm_config cfg = {.nr_drives = 1};
 	uint8_t sector[512];
 
 	snprintf(f->path, sizeof(f->path), "/tmp/thaw-test-blk-XXXXXX");
@@ -41,12 +55,7 @@ static int make(void **state, bool ro, unsigned sectors)
 		memset(sector, (int)s, sizeof(sector));
 		assert_int_equal(pwrite(f->fd, sector, 512, s * 512), 512);
 	}
-	snprintf(spec, sizeof(spec), "id=disk0,path=%s,ro=%s", f->path, ro ? "on" : "off");
-	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
-	f->vm = h_vm_new(H_MEM_SIZE);
-	assert_int_equal(vmm_devices_attach(f->vm, &cfg, NULL, 0), 0);
-	f->d = virtio_get(f->vm, 0);
-	h_driver_up(f->d, ~0ull, &f->q, 1, 128, 0);
+	attach(f, f->path, ro);
 	*state = f;
 	return 0;
 }
@@ -260,27 +269,43 @@ static void stop_loop(void *opaque)
 	vmm_loop_stop(opaque, 0);
 }
 
-static void test_completion_arrives_through_main_loop(void **state)
+/* Publishes a one-sector read of `sector` (not yet notified). */
+static void publish_read(struct fx *f, uint64_t sector)
 {
-	struct fx *f = *state;
 	struct virtio_blk_outhdr *h = h_ptr(f->vm, HDR_GPA);
 	uint64_t a[] = {HDR_GPA, DATA_GPA, STATUS_GPA};
-	uint32_t l[] = {sizeof(*h), 512, 1}, id, used;
+	uint32_t l[] = {sizeof(*h), 512, 1};
 	bool w[] = {false, true, true};
 
 	h->type = VIRTIO_BLK_T_IN;
-	h->sector = 7;
-	(void)h_irq(f->d);
+	h->sector = sector;
 	h_publish(&f->q, h_add_chain(&f->q, 3, a, l, w));
-	h_kick(f->d, 0);
-	/* The loop runs the io_uring eventfd callback, then idles out. */
+}
+
+/* Runs the main loop until it idles, then expects the read of `sector` (whose sectors
+ * hold their own number) completed. */
+static void loop_completes_read(struct fx *f, uint64_t sector)
+{
+	uint32_t id, used;
+
 	f->vm->loop.timeout_ms = 200;
 	f->vm->loop.idle = stop_loop;
 	f->vm->loop.idle_opaque = &f->vm->loop;
 	vmm_loop_run(&f->vm->loop);
 	assert_true(h_take_used(&f->q, &id, &used));
 	assert_int_equal(used, 513);
-	assert_int_equal(*(uint8_t *)h_ptr(f->vm, DATA_GPA), 7);
+	assert_int_equal(*(uint8_t *)h_ptr(f->vm, DATA_GPA), sector);
+}
+
+static void test_completion_arrives_through_main_loop(void **state)
+{
+	struct fx *f = *state;
+
+	(void)h_irq(f->d);
+	publish_read(f, 7);
+	h_kick(f->d, 0);
+	/* The loop runs the io_uring eventfd callback, then idles out. */
+	loop_completes_read(f, 7);
 	assert_true(h_irq(f->d));
 }
 
@@ -670,10 +695,9 @@ static int setup_qcow2(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct disk_create_opts o = {.size = Q_SIZE, .cluster_bits = 12};
-	struct vm_config cfg = {.nr_drives = 1};
 	uint8_t sector[512];
 	struct disk *disk;
-	char spec[160], err[256];
+	char err[256];
 
 	snprintf(f->path, sizeof(f->path), "/tmp/thaw-test-blkq-XXXXXX");
 	f->fd = mkstemp(f->path);
@@ -688,12 +712,7 @@ static int setup_qcow2(void **state)
 	}
 	disk_close(disk);
 	f->fd = open(f->path, O_RDONLY);
-	snprintf(spec, sizeof(spec), "id=disk0,path=%s,ro=off", f->path);
-	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
-	f->vm = h_vm_new(H_MEM_SIZE);
-	assert_int_equal(vmm_devices_attach(f->vm, &cfg, NULL, 0), 0);
-	f->d = virtio_get(f->vm, 0);
-	h_driver_up(f->d, ~0ull, &f->q, 1, 128, 0);
+	attach(f, f->path, false);
 	*state = f;
 	return 0;
 }
@@ -839,26 +858,15 @@ static void *kick_thread(void *opaque)
 static void test_qcow2_notify_from_a_vcpu_thread_is_served_by_the_main_loop(void **state)
 {
 	struct fx *f = *state;
-	struct virtio_blk_outhdr *h = h_ptr(f->vm, HDR_GPA);
-	uint64_t a[] = {HDR_GPA, DATA_GPA, STATUS_GPA};
-	uint32_t l[] = {sizeof(*h), 512, 1}, id, used;
-	bool w[] = {false, true, true};
 	struct kick_arg k = {f->d};
+	uint32_t id, used;
 	pthread_t t;
 
-	h->type = VIRTIO_BLK_T_IN;
-	h->sector = 9;
-	h_publish(&f->q, h_add_chain(&f->q, 3, a, l, w));
+	publish_read(f, 9);
 	assert_int_equal(pthread_create(&t, NULL, kick_thread, &k), 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_false(h_take_used(&f->q, &id, &used)); /* not served on that thread */
-	f->vm->loop.timeout_ms = 200;
-	f->vm->loop.idle = stop_loop;
-	f->vm->loop.idle_opaque = &f->vm->loop;
-	vmm_loop_run(&f->vm->loop);
-	assert_true(h_take_used(&f->q, &id, &used));
-	assert_int_equal(used, 513);
-	assert_int_equal(*(uint8_t *)h_ptr(f->vm, DATA_GPA), 9);
+	loop_completes_read(f, 9);
 }
 
 /* The drive's state says qcow2 through a snapshot file; a new device on the same
@@ -904,9 +912,7 @@ static void test_qcow2_overlay_drive_leaves_its_backing_file_alone(void **state)
 	struct fx *f = *state;
 	char dir[] = "/tmp/thaw-test-blkq-dir-XXXXXX", base[96], top[96], spec[200], err[256];
 	struct disk_create_opts o = {.backing = "base.raw", .backing_fmt = DISK_FMT_RAW};
-	struct vm_config cfg = {.nr_drives = 1};
-	struct vm *vm = h_vm_new(H_MEM_SIZE);
-	struct virtio_dev *d;
+	struct vm *vm;
 	uint8_t st, got[4096];
 	int fd;
 
@@ -919,15 +925,8 @@ static void test_qcow2_overlay_drive_leaves_its_backing_file_alone(void **state)
 		assert_int_equal(pwrite(fd, got, sizeof(got), i * 4096), 4096);
 	close(fd);
 	assert_int_equal(disk_create_qcow2(top, &o, err, sizeof(err)), 0);
-	snprintf(spec, sizeof(spec), "id=disk1,path=%s,ro=off", top);
-	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
-	assert_int_equal(vmm_devices_attach(vm, &cfg, NULL, 0), 0);
-	d = virtio_get(vm, 0);
-	/* Reuse the fixture's queue layout on the new VM. */
-	h_vm_free(f->vm);
-	f->vm = vm;
-	f->d = d;
-	h_driver_up(f->d, ~0ull, &f->q, 1, 128, 0);
+	attach(f, top, false);
+	vm = f->vm;
 	request(f, VIRTIO_BLK_T_IN, 100, 512, &st);
 	assert_int_equal(st, VIRTIO_BLK_S_OK);
 	assert_int_equal(*(uint8_t *)h_ptr(vm, DATA_GPA + 100), 0x42);

@@ -22,17 +22,21 @@ int disk_fail(struct disk *d, int ret, const char *fmt, ...)
 	return ret;
 }
 
-int disk_pread_full(int fd, void *buf, size_t len, uint64_t off)
+/* The one transfer loop: whole `len` bytes, EINTR retried; at the end of the file a
+ * read either fails (-EIO) or, with `zero_tail`, fills the rest with zeros. */
+static int xfer(int fd, uint8_t *p, size_t len, uint64_t off, bool write, bool zero_tail)
 {
-	uint8_t *p = buf;
-
 	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
+		ssize_t n = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
+		if (n == 0 && zero_tail) {
+			memset(p, 0, len);
+			return 0;
+		}
 		if (n == 0)
 			return -EIO;
 		p += n;
@@ -42,23 +46,23 @@ int disk_pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int disk_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	return xfer(fd, buf, len, off, false, false);
+}
+
 int disk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
+	return xfer(fd, (uint8_t *)buf, len, off, true, false);
+}
 
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
+int disk_pread_zero(struct disk *d, uint64_t off, void *buf, size_t len)
+{
+	int ret = xfer(d->fd, buf, len, off, false, true);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
+	if (ret)
+		return disk_fail(d, -EIO, "%s: read at %#llx: %s", d->path, (unsigned long long)off,
+				 strerror(-ret));
 	return 0;
 }
 
@@ -251,37 +255,14 @@ static int check_range(struct disk *d, uint64_t off, size_t len)
 	return 0;
 }
 
-/* A raw image read: bytes past the end of a backing file (smaller than its overlay)
- * read as zeros. */
-static int raw_read(struct disk *d, uint64_t off, uint8_t *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = pread(d->fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return disk_fail(d, -EIO, "%s: read at %llu: %s", d->path,
-					 (unsigned long long)off, strerror(errno));
-		if (n == 0) {
-			memset(buf, 0, len);
-			return 0;
-		}
-		buf += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 int disk_read(struct disk *d, uint64_t off, void *buf, size_t len)
 {
 	int ret = check_range(d, off, len);
 
 	if (ret)
 		return ret;
-	if (d->fmt == DISK_FMT_RAW)
-		return raw_read(d, off, buf, len);
+	if (d->fmt == DISK_FMT_RAW) /* a backing file shorter than its overlay: zeros */
+		return disk_pread_zero(d, off, buf, len);
 	return qcow2_read(d, off, buf, len);
 }
 

@@ -101,6 +101,48 @@ int disk_fail(struct disk *d, int ret, const char *fmt, ...) __attribute__((form
 /* pread/pwrite of exactly `len` bytes (short transfers become -EIO). */
 int disk_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int disk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* Reads d's file at `off`; past its end, zeros. Failures recorded in d. */
+int disk_pread_zero(struct disk *d, uint64_t off, void *buf, size_t len);
+
+/* Big-endian fields of on-disk structures. */
+static inline uint16_t disk_get16(const uint8_t *p)
+{
+	uint16_t v;
+	__builtin_memcpy(&v, p, 2);
+	return be16toh(v);
+}
+
+static inline uint32_t disk_get32(const uint8_t *p)
+{
+	uint32_t v;
+	__builtin_memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+static inline uint64_t disk_get64(const uint8_t *p)
+{
+	uint64_t v;
+	__builtin_memcpy(&v, p, 8);
+	return be64toh(v);
+}
+
+static inline void disk_put16(uint8_t *p, uint16_t v)
+{
+	v = htobe16(v);
+	__builtin_memcpy(p, &v, 2);
+}
+
+static inline void disk_put32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	__builtin_memcpy(p, &v, 4);
+}
+
+static inline void disk_put64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	__builtin_memcpy(p, &v, 8);
+}
 
 /* qcow2.c */
 int qcow2_open(struct disk *d, char *err, size_t errlen);
@@ -127,15 +169,12 @@ void qcow2_drop_l2_cache(struct disk *d);
 
 static inline uint64_t qcow2_l2_entry(const struct qcow2_cblock *t, uint64_t i)
 {
-	uint64_t v;
-	__builtin_memcpy(&v, t->data + i * 8, 8);
-	return be64toh(v);
+	return disk_get64(t->data + i * 8);
 }
 
 static inline void qcow2_l2_set(struct qcow2_cblock *t, uint64_t i, uint64_t e)
 {
-	uint64_t v = htobe64(e);
-	__builtin_memcpy(t->data + i * 8, &v, 8);
+	disk_put64(t->data + i * 8, e);
 	t->dirty = true;
 }
 

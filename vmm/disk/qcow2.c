@@ -24,32 +24,6 @@
 /* Cached metadata above this is written back and dropped at the next request. */
 #define CACHE_LIMIT (32ull << 20)
 
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
 static struct qcow2_cblock *cblock_new(struct qcow2 *q, uint64_t off)
 {
 	struct qcow2_cblock *b = calloc(1, sizeof(*b) + q->cs);
@@ -89,9 +63,9 @@ static uint64_t rb_get(const struct qcow2 *q, const uint8_t *b, uint64_t i)
 {
 	switch (q->refcount_order) {
 	case 6:
-		return get64(b + i * 8);
+		return disk_get64(b + i * 8);
 	case 5:
-		return get32(b + i * 4);
+		return disk_get32(b + i * 4);
 	case 4:
 		return (uint64_t)b[i * 2] << 8 | b[i * 2 + 1];
 	case 3:
@@ -109,10 +83,10 @@ static void rb_set(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v)
 {
 	switch (q->refcount_order) {
 	case 6:
-		put64(b + i * 8, v);
+		disk_put64(b + i * 8, v);
 		break;
 	case 5:
-		put32(b + i * 4, (uint32_t)v);
+		disk_put32(b + i * 4, (uint32_t)v);
 		break;
 	case 4:
 		b[i * 2] = (uint8_t)(v >> 8);
@@ -282,8 +256,8 @@ static int grow_rt(struct disk *d, uint64_t need)
 		ret = write_rt(d, t_off, rt, entries);
 	if (!ret && fdatasync(d->fd) < 0)
 		ret = -errno;
-	put64(hdr, t_off);
-	put32(hdr + 8, (uint32_t)k);
+	disk_put64(hdr, t_off);
+	disk_put32(hdr + 8, (uint32_t)k);
 	if (!ret)
 		ret = disk_pwrite_full(d->fd, hdr, sizeof(hdr), 48);
 	if (!ret && fdatasync(d->fd) < 0)
@@ -491,29 +465,6 @@ static int read_backing(struct disk *d, uint64_t off, uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Reads host bytes; past the end of the file (a cluster the file does not fully
- * hold), zeros. */
-static int read_host(struct disk *d, uint64_t host, uint8_t *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = pread(d->fd, buf, len, (off_t)host);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return disk_fail(d, -EIO, "%s: read at %#llx: %s", d->path,
-					 (unsigned long long)host, strerror(errno));
-		if (n == 0) {
-			memset(buf, 0, len);
-			return 0;
-		}
-		buf += n;
-		len -= (size_t)n;
-		host += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Writes back and drops cached metadata when the cache grew past its limit; only
  * between requests, where nobody holds a cached block. */
 static int cache_trim(struct disk *d)
@@ -551,7 +502,7 @@ int qcow2_read(struct disk *d, uint64_t off, uint8_t *buf, size_t len)
 		if (e & QCOW2_ZERO)
 			memset(buf, 0, n);
 		else if (host)
-			ret = read_host(d, host + in, buf, n);
+			ret = disk_pread_zero(d, host + in, buf, n);
 		else
 			ret = read_backing(d, off, buf, n);
 		off += n;
@@ -619,7 +570,7 @@ static int write_cluster(struct disk *d, uint64_t off, const uint8_t *buf, size_
 		if (e & QCOW2_ZERO)
 			memset(q->scratch, 0, q->cs);
 		else if (host)
-			ret = read_host(d, host, q->scratch, q->cs);
+			ret = disk_pread_zero(d, host, q->scratch, q->cs);
 		else
 			ret = read_backing(
 			    d, off - in, q->scratch,
@@ -896,7 +847,7 @@ static int parse_extensions(struct disk *d, const uint8_t *h, uint32_t start, ui
 	uint32_t p = start;
 
 	while (p + 8 <= end) {
-		uint32_t type = get32(h + p), len = get32(h + p + 4);
+		uint32_t type = disk_get32(h + p), len = disk_get32(h + p + 4);
 
 		p += 8;
 		if (type == QCOW2_EXT_END)
@@ -985,7 +936,7 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 		errf(err, errlen, ret, "%s: reading the header: %s", d->path, strerror(-ret));
 		goto out;
 	}
-	version = get32(h + 4);
+	version = disk_get32(h + 4);
 	if (version != 3) {
 		ret = errf(err, errlen, -ENOTSUP,
 			   "%s: qcow2 version %u; only version 3 is supported (qemu-img amend -o "
@@ -993,7 +944,7 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 			   d->path, version);
 		goto out;
 	}
-	q->cluster_bits = get32(h + 20);
+	q->cluster_bits = disk_get32(h + 20);
 	if (q->cluster_bits < 9 || q->cluster_bits > 21) {
 		ret = errf(err, errlen, -EINVAL, "%s: cluster_bits %u outside 9..21", d->path,
 			   q->cluster_bits);
@@ -1001,14 +952,14 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	}
 	q->cs = 1ull << q->cluster_bits;
 	q->l2_entries = q->cs / 8;
-	crypt = get32(h + 32);
+	crypt = disk_get32(h + 32);
 	if (crypt) {
 		ret =
 		    errf(err, errlen, -ENOTSUP,
 			 "%s: encrypted (method %u): encryption is not supported", d->path, crypt);
 		goto out;
 	}
-	q->header_len = get32(h + 100);
+	q->header_len = disk_get32(h + 100);
 	if (q->header_len < QCOW2_HDR_V3_LEN || q->header_len > q->cs || q->header_len % 8) {
 		ret = errf(err, errlen, -EINVAL, "%s: header_length %u", d->path, q->header_len);
 		goto out;
@@ -1030,10 +981,10 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 		ret = errf(err, errlen, -EINVAL, "%s: header longer than the file", d->path);
 		goto out;
 	}
-	q->incompat = get64(h + 72);
-	q->compat = get64(h + 80);
-	q->autoclear = get64(h + 88);
-	q->refcount_order = get32(h + 96);
+	q->incompat = disk_get64(h + 72);
+	q->compat = disk_get64(h + 80);
+	q->autoclear = disk_get64(h + 88);
+	q->refcount_order = disk_get32(h + 96);
 	if (q->header_len > 104 && h[104] != 0) {
 		ret =
 		    errf(err, errlen, -ENOTSUP,
@@ -1055,8 +1006,8 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	q->rc_max = q->refcount_order == 6 ? UINT64_MAX : (1ull << (1u << q->refcount_order)) - 1;
 
 	/* Backing file name: inside the header cluster, after the fixed header. */
-	boff = get64(h + 8);
-	boff_sz = get32(h + 16);
+	boff = disk_get64(h + 8);
+	boff_sz = disk_get32(h + 16);
 	if (boff) {
 		if (boff_sz == 0 || boff_sz > DISK_BACKING_MAX || boff < q->header_len ||
 		    boff > hlen || boff_sz > hlen - boff) {
@@ -1078,9 +1029,9 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	}
 
 	/* Virtual size and the L1 table. */
-	d->size = get64(h + 24);
-	q->l1_size = get32(h + 36);
-	q->l1_off = get64(h + 40);
+	d->size = disk_get64(h + 24);
+	q->l1_size = disk_get32(h + 36);
+	q->l1_off = disk_get64(h + 40);
 	per_l1 = q->l2_entries * q->cs;
 	l1_need = d->size / per_l1 + (d->size % per_l1 != 0);
 	if ((uint64_t)q->l1_size * 8 > QCOW2_MAX_L1_BYTES || l1_need > q->l1_size) {
@@ -1124,8 +1075,8 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	}
 
 	/* The refcount table. */
-	q->rt_off = get64(h + 48);
-	q->rt_clusters = get32(h + 56);
+	q->rt_off = disk_get64(h + 48);
+	q->rt_clusters = disk_get32(h + 56);
 	if (q->rt_clusters == 0 || (uint64_t)q->rt_clusters * q->cs > QCOW2_MAX_RT_BYTES) {
 		ret = errf(err, errlen, -EINVAL, "%s: refcount table of %u clusters", d->path,
 			   q->rt_clusters);
@@ -1164,8 +1115,8 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	}
 
 	/* Snapshots. */
-	nb_snaps = get32(h + 60);
-	snap_off = get64(h + 64);
+	nb_snaps = disk_get32(h + 60);
+	snap_off = disk_get64(h + 64);
 	ret = qcow2_snap_load(d, nb_snaps, snap_off, err, errlen);
 	if (ret)
 		goto out;
@@ -1251,16 +1202,16 @@ int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *
 	if (!buf)
 		return errf(err, errlen, -ENOMEM, "out of memory");
 	/* Cluster 0: header; 1: refcount table; 2: refcount block; 3..: L1 (a hole). */
-	put32(buf, QCOW2_MAGIC);
-	put32(buf + 4, 3);
-	put32(buf + 20, bits);
-	put64(buf + 24, size);
-	put32(buf + 36, (uint32_t)l1_size);
-	put64(buf + 40, 3 * cs);
-	put64(buf + 48, cs);
-	put32(buf + 56, 1);
-	put32(buf + 96, 4);
-	put32(buf + 100, QCOW2_HDR_V3_LEN);
+	disk_put32(buf, QCOW2_MAGIC);
+	disk_put32(buf + 4, 3);
+	disk_put32(buf + 20, bits);
+	disk_put64(buf + 24, size);
+	disk_put32(buf + 36, (uint32_t)l1_size);
+	disk_put64(buf + 40, 3 * cs);
+	disk_put64(buf + 48, cs);
+	disk_put32(buf + 56, 1);
+	disk_put32(buf + 96, 4);
+	disk_put32(buf + 100, QCOW2_HDR_V3_LEN);
 	p = QCOW2_HDR_V3_LEN;
 	if (o->backing) {
 		const char *fmt = o->backing_fmt == DISK_FMT_RAW ? "raw" : "qcow2";
@@ -1273,16 +1224,16 @@ int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *
 				    " header cluster",
 				    (unsigned long long)cs);
 		}
-		put32(buf + p, QCOW2_EXT_BACKING_FMT);
-		put32(buf + p + 4, (uint32_t)flen);
+		disk_put32(buf + p, QCOW2_EXT_BACKING_FMT);
+		disk_put32(buf + p + 4, (uint32_t)flen);
 		memcpy(buf + p + 8, fmt, flen);
 		p += 8 + (((uint32_t)flen + 7) & ~7u);
 		p += 8; /* end of extensions: type 0, length 0 */
-		put64(buf + 8, p);
-		put32(buf + 16, (uint32_t)blen2);
+		disk_put64(buf + 8, p);
+		disk_put32(buf + 16, (uint32_t)blen2);
 		memcpy(buf + p, o->backing, blen2);
 	}
-	put64(buf + cs, 2 * cs);
+	disk_put64(buf + cs, 2 * cs);
 	for (uint64_t i = 0; i < 3 + l1_cl; i++) {
 		buf[2 * cs + i * 2] = 0;
 		buf[2 * cs + i * 2 + 1] = 1;

@@ -20,20 +20,6 @@
 #define SNAP_EXTRA_MAX	1024u /* qemu's limit for the extra data it writes and reads */
 #define SNAP_EXTRA_OURS 16u   /* vm_state_size_large, disk_size: what version 3 needs */
 
-static uint32_t rd32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint16_t rd16(const uint8_t *p)
-{
-	uint16_t v;
-	memcpy(&v, p, 2);
-	return be16toh(v);
-}
-
 static uint64_t align8(uint64_t v)
 {
 	return (v + 7) & ~7ull;
@@ -59,7 +45,6 @@ int qcow2_snap_load(struct disk *d, uint32_t nb, uint64_t off, char *err, size_t
 	for (uint32_t i = 0; i < nb; i++) {
 		struct disk_snapshot *s = &q->snaps[i];
 		uint32_t id_len, name_len, extra_len;
-		uint64_t v;
 		int ret;
 
 		if (p - off + SNAP_FIXED > QCOW2_MAX_SNAP_BYTES || p + SNAP_FIXED > q->file_size)
@@ -70,17 +55,15 @@ int qcow2_snap_load(struct disk *d, uint32_t nb, uint64_t off, char *err, size_t
 		if (ret)
 			return errf(err, errlen, ret, "%s: reading snapshot %u: %s", d->path, i,
 				    strerror(-ret));
-		memcpy(&v, fixed, 8);
-		s->l1_offset = be64toh(v);
-		s->l1_size = rd32(fixed + 8);
-		id_len = rd16(fixed + 12);
-		name_len = rd16(fixed + 14);
-		s->date_sec = rd32(fixed + 16);
-		s->date_nsec = rd32(fixed + 20);
-		memcpy(&v, fixed + 24, 8);
-		s->vm_clock_nsec = be64toh(v);
-		s->vm_state_size = rd32(fixed + 32);
-		extra_len = rd32(fixed + 36);
+		s->l1_offset = disk_get64(fixed);
+		s->l1_size = disk_get32(fixed + 8);
+		id_len = disk_get16(fixed + 12);
+		name_len = disk_get16(fixed + 14);
+		s->date_sec = disk_get32(fixed + 16);
+		s->date_nsec = disk_get32(fixed + 20);
+		s->vm_clock_nsec = disk_get64(fixed + 24);
+		s->vm_state_size = disk_get32(fixed + 32);
+		extra_len = disk_get32(fixed + 36);
 		if (extra_len > SNAP_EXTRA_MAX || id_len > DISK_SNAP_NAME_MAX ||
 		    name_len > DISK_SNAP_NAME_MAX)
 			return errf(err, errlen, -EINVAL,
@@ -98,14 +81,10 @@ int qcow2_snap_load(struct disk *d, uint32_t nb, uint64_t off, char *err, size_t
 			if (ret)
 				return errf(err, errlen, ret, "%s: reading snapshot %u: %s",
 					    d->path, i, strerror(-ret));
-			if (extra_len >= 8) {
-				memcpy(&v, extra, 8);
-				s->vm_state_size = be64toh(v);
-			}
-			if (extra_len >= 16) {
-				memcpy(&v, extra + 8, 8);
-				s->disk_size = be64toh(v);
-			}
+			if (extra_len >= 8)
+				s->vm_state_size = disk_get64(extra);
+			if (extra_len >= 16)
+				s->disk_size = disk_get64(extra + 8);
 		}
 		p += extra_len;
 		if ((id_len && disk_pread_full(d->fd, s->id, id_len, p)) ||
@@ -149,36 +128,23 @@ static uint8_t *snap_serialize(const struct qcow2 *q, const struct disk_snapshot
 	for (uint32_t i = 0; i <= q->nb_snaps; i++) {
 		const struct disk_snapshot *s = i < q->nb_snaps ? &q->snaps[i] : extra_snap;
 		uint16_t id_len, name_len;
-		uint64_t v;
-		uint32_t w;
-		uint16_t h;
 
 		if (!s || (long)i == skip)
 			continue;
 		id_len = (uint16_t)strlen(s->id);
 		name_len = (uint16_t)strlen(s->name);
-		v = htobe64(s->l1_offset);
-		memcpy(b + p, &v, 8);
-		w = htobe32(s->l1_size);
-		memcpy(b + p + 8, &w, 4);
-		h = htobe16(id_len);
-		memcpy(b + p + 12, &h, 2);
-		h = htobe16(name_len);
-		memcpy(b + p + 14, &h, 2);
-		w = htobe32((uint32_t)s->date_sec);
-		memcpy(b + p + 16, &w, 4);
-		w = htobe32((uint32_t)s->date_nsec);
-		memcpy(b + p + 20, &w, 4);
-		v = htobe64(s->vm_clock_nsec);
-		memcpy(b + p + 24, &v, 8);
-		w = htobe32(s->vm_state_size > UINT32_MAX ? 0 : (uint32_t)s->vm_state_size);
-		memcpy(b + p + 32, &w, 4);
-		w = htobe32(SNAP_EXTRA_OURS);
-		memcpy(b + p + 36, &w, 4);
-		v = htobe64(s->vm_state_size);
-		memcpy(b + p + 40, &v, 8);
-		v = htobe64(s->disk_size);
-		memcpy(b + p + 48, &v, 8);
+		disk_put64(b + p, s->l1_offset);
+		disk_put32(b + p + 8, s->l1_size);
+		disk_put16(b + p + 12, id_len);
+		disk_put16(b + p + 14, name_len);
+		disk_put32(b + p + 16, (uint32_t)s->date_sec);
+		disk_put32(b + p + 20, (uint32_t)s->date_nsec);
+		disk_put64(b + p + 24, s->vm_clock_nsec);
+		disk_put32(b + p + 32,
+			   s->vm_state_size > UINT32_MAX ? 0 : (uint32_t)s->vm_state_size);
+		disk_put32(b + p + 36, SNAP_EXTRA_OURS);
+		disk_put64(b + p + 40, s->vm_state_size);
+		disk_put64(b + p + 48, s->disk_size);
 		memcpy(b + p + 56, s->id, id_len);
 		memcpy(b + p + 56 + id_len, s->name, name_len);
 		p += align8(SNAP_FIXED + SNAP_EXTRA_OURS + id_len + name_len);
@@ -222,13 +188,11 @@ static int snap_switch_table(struct disk *d, uint32_t nb, uint64_t off, uint64_t
 {
 	struct qcow2 *q = d->q;
 	uint64_t old = q->snap_off, old_len = q->snap_bytes;
-	uint32_t w = htobe32(nb);
-	uint64_t v = htobe64(off);
 	uint8_t hdr[12];
 	int ret;
 
-	memcpy(hdr, &w, 4);
-	memcpy(hdr + 4, &v, 8);
+	disk_put32(hdr, nb);
+	disk_put64(hdr + 4, off);
 	ret = disk_pwrite_full(d->fd, hdr, sizeof(hdr), 60);
 	if (!ret && fdatasync(d->fd) < 0)
 		ret = -errno;
@@ -321,6 +285,21 @@ static int snap_usable(struct disk *d)
 	if (d->ro)
 		return disk_fail(d, -EROFS, "%s: read-only", d->path);
 	return 0;
+}
+
+/* The snapshot `key` of a writable qcow2 image, found, with everything pending flushed
+ * (revert and delete read tables from the file). Returns its index or -errno. */
+static int snap_target(struct disk *d, const char *key)
+{
+	int idx, ret = snap_usable(d);
+
+	if (ret)
+		return ret;
+	idx = disk_snapshot_find(d, key);
+	if (idx < 0)
+		return disk_fail(d, -ENOENT, "%s: no snapshot %s", d->path, key);
+	ret = qcow2_flush(d);
+	return ret ? ret : idx;
 }
 
 /* A snapshot's L1 table, padded with zeros to the active table's size. */
@@ -436,25 +415,19 @@ int disk_snapshot_create(struct disk *d, const char *name)
 
 int disk_snapshot_revert(struct disk *d, const char *key)
 {
-	struct qcow2 *q;
+	struct qcow2 *q = d->q;
 	uint64_t *l1 = NULL, *old;
-	int idx, ret = snap_usable(d);
+	int idx = snap_target(d, key), ret;
 
-	if (ret)
-		return ret;
-	q = d->q;
-	idx = disk_snapshot_find(d, key);
 	if (idx < 0)
-		return disk_fail(d, -ENOENT, "%s: no snapshot %s", d->path, key);
+		return idx;
 	if (q->snaps[idx].disk_size != d->size)
 		return disk_fail(d, -ENOTSUP,
 				 "%s: snapshot %s is of a %llu-byte disk, the image is %llu: "
 				 "resized disks are not supported",
 				 d->path, key, (unsigned long long)q->snaps[idx].disk_size,
 				 (unsigned long long)d->size);
-	ret = qcow2_flush(d);
-	if (!ret)
-		ret = snap_l1(d, &q->snaps[idx], &l1);
+	ret = snap_l1(d, &q->snaps[idx], &l1);
 	if (ret)
 		return ret;
 	/* The snapshot's tree gains the active table's reference first (a crash now
@@ -483,21 +456,15 @@ int disk_snapshot_revert(struct disk *d, const char *key)
 
 int disk_snapshot_delete(struct disk *d, const char *key)
 {
-	struct qcow2 *q;
+	struct qcow2 *q = d->q;
 	struct disk_snapshot s;
 	uint64_t *l1 = NULL, toff, tlen;
-	int idx, ret = snap_usable(d);
+	int idx = snap_target(d, key), ret;
 
-	if (ret)
-		return ret;
-	q = d->q;
-	idx = disk_snapshot_find(d, key);
 	if (idx < 0)
-		return disk_fail(d, -ENOENT, "%s: no snapshot %s", d->path, key);
+		return idx;
 	s = q->snaps[idx];
-	ret = qcow2_flush(d);
-	if (!ret)
-		ret = snap_l1(d, &s, &l1);
+	ret = snap_l1(d, &s, &l1);
 	if (!ret)
 		ret = snap_write_table(d, NULL, idx, &toff, &tlen);
 	if (!ret)
