@@ -908,13 +908,115 @@ void qcow2_free(struct qcow2 *q)
 	free(q);
 }
 
+/* The backing file name: inside the header cluster `h` (`hlen` bytes read), after the
+ * fixed header, at most DISK_BACKING_MAX bytes, no NUL. */
+static int parse_backing(struct disk *d, const uint8_t *h, size_t hlen, char *err, size_t errlen)
+{
+	struct qcow2 *q = d->q;
+	uint64_t boff = disk_get64(h + 8);
+	uint32_t boff_sz = disk_get32(h + 16);
+
+	if (boff) {
+		if (boff_sz == 0 || boff_sz > DISK_BACKING_MAX || boff < q->header_len ||
+		    boff > hlen || boff_sz > hlen - boff)
+			return errf(err, errlen, -EINVAL,
+				    "%s: backing file name (%u bytes at %llu) outside the header "
+				    "cluster or longer than %d",
+				    d->path, boff_sz, (unsigned long long)boff, DISK_BACKING_MAX);
+		memcpy(q->backing, h + boff, boff_sz);
+		q->backing[boff_sz] = 0;
+		if (strlen(q->backing) != boff_sz)
+			return errf(err, errlen, -EINVAL, "%s: backing file name holds a NUL byte",
+				    d->path);
+	} else if (q->backing_fmt[0]) {
+		q->backing_fmt[0] = 0; /* a format for no file: meaningless, ignored */
+	}
+	return 0;
+}
+
+/* The virtual size and the L1 table, loaded, every entry checked. */
+static int load_l1(struct disk *d, const uint8_t *h, char *err, size_t errlen)
+{
+	struct qcow2 *q = d->q;
+	uint64_t per_l1 = q->l2_entries * q->cs, l1_need;
+	int ret;
+
+	d->size = disk_get64(h + 24);
+	q->l1_size = disk_get32(h + 36);
+	q->l1_off = disk_get64(h + 40);
+	l1_need = d->size / per_l1 + (d->size % per_l1 != 0);
+	if ((uint64_t)q->l1_size * 8 > QCOW2_MAX_L1_BYTES || l1_need > q->l1_size)
+		return errf(err, errlen, -EINVAL,
+			    "%s: L1 table of %u entries for a %llu-byte disk (needs %llu, at most "
+			    "%u)",
+			    d->path, q->l1_size, (unsigned long long)d->size,
+			    (unsigned long long)l1_need, QCOW2_MAX_L1_BYTES / 8);
+	if (q->l1_size) {
+		ret = qcow2_check_table_off(d, q->l1_off, (uint64_t)q->l1_size * 8, "L1 table");
+		if (ret)
+			return errf(err, errlen, -EINVAL, "%s", d->err);
+	}
+	q->l1 = calloc(q->l1_size ? q->l1_size : 1, 8);
+	q->l2c = calloc(q->l1_size ? q->l1_size : 1, sizeof(*q->l2c));
+	q->scratch = malloc(q->cs);
+	if (!q->l1 || !q->l2c || !q->scratch)
+		return errf(err, errlen, -ENOMEM, "out of memory");
+	if (q->l1_size && (ret = qcow2_read_table(d, q->l1_off, q->l1, q->l1_size)))
+		return errf(err, errlen, ret, "%s", d->err);
+	for (uint32_t i = 0; i < q->l1_size; i++) {
+		uint64_t off = q->l1[i] & QCOW2_OFF_MASK;
+
+		if (q->l1[i] & QCOW2_L1_RESERVED)
+			return errf(err, errlen, -EINVAL, "%s: L1 entry %u has reserved bits set",
+				    d->path, i);
+		if (off && qcow2_check_table_off(d, off, q->cs, "L2 table"))
+			return errf(err, errlen, -EINVAL, "%s (L1 entry %u)", d->err, i);
+	}
+	return 0;
+}
+
+/* The refcount table, loaded, every block offset checked. */
+static int load_rt(struct disk *d, const uint8_t *h, char *err, size_t errlen)
+{
+	struct qcow2 *q = d->q;
+	int ret;
+
+	q->rt_off = disk_get64(h + 48);
+	q->rt_clusters = disk_get32(h + 56);
+	if (q->rt_clusters == 0 || (uint64_t)q->rt_clusters * q->cs > QCOW2_MAX_RT_BYTES)
+		return errf(err, errlen, -EINVAL, "%s: refcount table of %u clusters", d->path,
+			    q->rt_clusters);
+	q->rt_entries = (uint64_t)q->rt_clusters * q->cs / 8;
+	ret = qcow2_check_table_off(d, q->rt_off, q->rt_entries * 8, "refcount table");
+	if (ret)
+		return errf(err, errlen, -EINVAL, "%s", d->err);
+	q->rt = calloc(q->rt_entries, 8);
+	q->rbc = calloc(q->rt_entries, sizeof(*q->rbc));
+	if (!q->rt || !q->rbc)
+		return errf(err, errlen, -ENOMEM, "out of memory");
+	ret = qcow2_read_table(d, q->rt_off, q->rt, q->rt_entries);
+	if (ret)
+		return errf(err, errlen, ret, "%s", d->err);
+	if (!(q->rt[0] & ~QCOW2_RT_RESERVED))
+		return errf(err, errlen, -EINVAL,
+			    "%s: the refcount table has no block for the header cluster", d->path);
+	for (uint64_t i = 0; i < q->rt_entries; i++) {
+		uint64_t off = q->rt[i] & ~QCOW2_RT_RESERVED;
+
+		if (off && qcow2_check_table_off(d, off, q->cs, "refcount block"))
+			return errf(err, errlen, -EINVAL, "%s (refcount table entry %llu)", d->err,
+				    (unsigned long long)i);
+	}
+	return 0;
+}
+
 int qcow2_open(struct disk *d, char *err, size_t errlen)
 {
 	struct qcow2 *q = calloc(1, sizeof(*q));
 	uint8_t *h = NULL;
 	const uint8_t *names = NULL;
-	uint32_t nlen = 0, version, crypt, nb_snaps, boff_sz;
-	uint64_t boff, l1_need, snap_off, per_l1;
+	uint32_t nlen = 0, version, crypt, nb_snaps;
+	uint64_t snap_off;
 	struct stat st;
 	size_t hlen;
 	int ret;
@@ -1005,114 +1107,13 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	q->rb_entries = q->cs * 8 >> q->refcount_order;
 	q->rc_max = q->refcount_order == 6 ? UINT64_MAX : (1ull << (1u << q->refcount_order)) - 1;
 
-	/* Backing file name: inside the header cluster, after the fixed header. */
-	boff = disk_get64(h + 8);
-	boff_sz = disk_get32(h + 16);
-	if (boff) {
-		if (boff_sz == 0 || boff_sz > DISK_BACKING_MAX || boff < q->header_len ||
-		    boff > hlen || boff_sz > hlen - boff) {
-			ret = errf(err, errlen, -EINVAL,
-				   "%s: backing file name (%u bytes at %llu) outside the header "
-				   "cluster or longer than %d",
-				   d->path, boff_sz, (unsigned long long)boff, DISK_BACKING_MAX);
-			goto out;
-		}
-		memcpy(q->backing, h + boff, boff_sz);
-		q->backing[boff_sz] = 0;
-		if (strlen(q->backing) != boff_sz) {
-			ret = errf(err, errlen, -EINVAL, "%s: backing file name holds a NUL byte",
-				   d->path);
-			goto out;
-		}
-	} else if (q->backing_fmt[0]) {
-		q->backing_fmt[0] = 0; /* a format for no file: meaningless, ignored */
-	}
-
-	/* Virtual size and the L1 table. */
-	d->size = disk_get64(h + 24);
-	q->l1_size = disk_get32(h + 36);
-	q->l1_off = disk_get64(h + 40);
-	per_l1 = q->l2_entries * q->cs;
-	l1_need = d->size / per_l1 + (d->size % per_l1 != 0);
-	if ((uint64_t)q->l1_size * 8 > QCOW2_MAX_L1_BYTES || l1_need > q->l1_size) {
-		ret = errf(err, errlen, -EINVAL,
-			   "%s: L1 table of %u entries for a %llu-byte disk (needs %llu, at most "
-			   "%u)",
-			   d->path, q->l1_size, (unsigned long long)d->size,
-			   (unsigned long long)l1_need, QCOW2_MAX_L1_BYTES / 8);
+	ret = parse_backing(d, h, hlen, err, errlen);
+	if (!ret)
+		ret = load_l1(d, h, err, errlen);
+	if (!ret)
+		ret = load_rt(d, h, err, errlen);
+	if (ret)
 		goto out;
-	}
-	if (q->l1_size) {
-		ret = qcow2_check_table_off(d, q->l1_off, (uint64_t)q->l1_size * 8, "L1 table");
-		if (ret) {
-			ret = errf(err, errlen, -EINVAL, "%s", d->err);
-			goto out;
-		}
-	}
-	q->l1 = calloc(q->l1_size ? q->l1_size : 1, 8);
-	q->l2c = calloc(q->l1_size ? q->l1_size : 1, sizeof(*q->l2c));
-	q->scratch = malloc(q->cs);
-	if (!q->l1 || !q->l2c || !q->scratch) {
-		ret = errf(err, errlen, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if (q->l1_size && (ret = qcow2_read_table(d, q->l1_off, q->l1, q->l1_size))) {
-		errf(err, errlen, ret, "%s", d->err);
-		goto out;
-	}
-	for (uint32_t i = 0; i < q->l1_size; i++) {
-		uint64_t off = q->l1[i] & QCOW2_OFF_MASK;
-
-		if (q->l1[i] & QCOW2_L1_RESERVED) {
-			ret = errf(err, errlen, -EINVAL, "%s: L1 entry %u has reserved bits set",
-				   d->path, i);
-			goto out;
-		}
-		if (off && qcow2_check_table_off(d, off, q->cs, "L2 table")) {
-			ret = errf(err, errlen, -EINVAL, "%s (L1 entry %u)", d->err, i);
-			goto out;
-		}
-	}
-
-	/* The refcount table. */
-	q->rt_off = disk_get64(h + 48);
-	q->rt_clusters = disk_get32(h + 56);
-	if (q->rt_clusters == 0 || (uint64_t)q->rt_clusters * q->cs > QCOW2_MAX_RT_BYTES) {
-		ret = errf(err, errlen, -EINVAL, "%s: refcount table of %u clusters", d->path,
-			   q->rt_clusters);
-		goto out;
-	}
-	q->rt_entries = (uint64_t)q->rt_clusters * q->cs / 8;
-	ret = qcow2_check_table_off(d, q->rt_off, q->rt_entries * 8, "refcount table");
-	if (ret) {
-		ret = errf(err, errlen, -EINVAL, "%s", d->err);
-		goto out;
-	}
-	q->rt = calloc(q->rt_entries, 8);
-	q->rbc = calloc(q->rt_entries, sizeof(*q->rbc));
-	if (!q->rt || !q->rbc) {
-		ret = errf(err, errlen, -ENOMEM, "out of memory");
-		goto out;
-	}
-	ret = qcow2_read_table(d, q->rt_off, q->rt, q->rt_entries);
-	if (ret) {
-		errf(err, errlen, ret, "%s", d->err);
-		goto out;
-	}
-	if (!(q->rt[0] & ~QCOW2_RT_RESERVED)) {
-		ret = errf(err, errlen, -EINVAL,
-			   "%s: the refcount table has no block for the header cluster", d->path);
-		goto out;
-	}
-	for (uint64_t i = 0; i < q->rt_entries; i++) {
-		uint64_t off = q->rt[i] & ~QCOW2_RT_RESERVED;
-
-		if (off && qcow2_check_table_off(d, off, q->cs, "refcount block")) {
-			ret = errf(err, errlen, -EINVAL, "%s (refcount table entry %llu)", d->err,
-				   (unsigned long long)i);
-			goto out;
-		}
-	}
 
 	/* Snapshots. */
 	nb_snaps = disk_get32(h + 60);
