@@ -228,6 +228,37 @@ static void test_snapshot_of_an_overlay(void **st)
 	assert_int_equal(qemu_compare(top, ref), 0);
 }
 
+/* 1-bit refcounts cannot count a second reference, 2-bit ones three: the snapshot that
+ * would overflow one is refused before anything changes, and the image stays clean. */
+static void test_refcount_overflow_is_refused_cleanly(void **st)
+{
+	struct dfx *f = *st;
+	const char *img = P(f, 0, "o.qcow2");
+	struct disk *d;
+
+	REQUIRE_QEMU_IMG();
+	assert_int_equal(sh("qemu-img create -f qcow2 -o refcount_bits=1 %s 8M", img), 0);
+	d = open_rw(f, img);
+	state(d, -1, 1);
+	assert_int_equal(disk_snapshot_create(d, "one"), -EMLINK);
+	assert_non_null(strstr(disk_error(d), "refcount_bits=1"));
+	assert_int_equal(disk_snapshot_count(d), 0);
+	disk_close(d);
+	assert_int_equal(qemu_check(img), 0);
+	sh("rm -f %s", img);
+	assert_int_equal(sh("qemu-img create -f qcow2 -o refcount_bits=2 %s 8M", img), 0);
+	d = open_rw(f, img);
+	state(d, -1, 1);
+	assert_int_equal(disk_snapshot_create(d, "one"), 0);
+	assert_int_equal(disk_snapshot_create(d, "two"), 0);
+	assert_int_equal(disk_snapshot_create(d, "three"), -EMLINK);
+	assert_int_equal(disk_snapshot_revert(d, "one"), -EMLINK); /* 3 + 1 as well */
+	assert_int_equal(disk_snapshot_delete(d, "two"), 0);
+	assert_int_equal(disk_snapshot_revert(d, "one"), 0);
+	disk_close(d);
+	assert_int_equal(qemu_check(img), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +268,7 @@ int main(void)
 	    T(test_create_delete_cycles_do_not_grow_the_image),
 	    T(test_revert_cycles_do_not_grow_the_image),
 	    T(test_snapshot_of_an_overlay),
+	    T(test_refcount_overflow_is_refused_cleanly),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -841,6 +841,41 @@ static void test_qcow2_drive_matches_a_raw_file_with_the_same_writes(void **stat
 	unlink(raw);
 }
 
+/* A flush in the same notification as reads the ring is doing: the reads complete
+ * first (the flush may free clusters), nothing waits on what is not submitted. */
+static void test_qcow2_flush_behind_ring_reads_in_one_batch(void **state)
+{
+	struct fx *f = *state;
+	struct virtio_blk_outhdr *hs = h_ptr(f->vm, HDR_GPA);
+	uint32_t id, used, seen = 0;
+
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t a[] = {HDR_GPA + i * 16, DATA_GPA + i * 512, STATUS_GPA + i};
+		uint32_t l[] = {16, 512, 1};
+		bool w[] = {false, true, true};
+
+		hs[i] = (struct virtio_blk_outhdr){.type = VIRTIO_BLK_T_IN, .sector = 20 + i};
+		h_publish(&f->q, h_add_chain(&f->q, 3, a, l, w));
+	}
+	{
+		uint64_t a[] = {HDR_GPA + 4 * 16, STATUS_GPA + 4};
+		uint32_t l[] = {16, 1};
+		bool w[] = {false, true};
+
+		hs[4] = (struct virtio_blk_outhdr){.type = VIRTIO_BLK_T_FLUSH};
+		h_publish(&f->q, h_add_chain(&f->q, 2, a, l, w));
+	}
+	h_kick(f->d, 0);
+	assert_int_equal(virtio_quiesce(f->vm), 0);
+	while (h_take_used(&f->q, &id, &used))
+		seen++;
+	assert_int_equal(seen, 5);
+	for (unsigned i = 0; i < 5; i++)
+		assert_int_equal(*(uint8_t *)h_ptr(f->vm, STATUS_GPA + i), VIRTIO_BLK_S_OK);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(*(uint8_t *)h_ptr(f->vm, DATA_GPA + i * 512 + 100), 20 + i);
+}
+
 struct kick_arg {
 	struct virtio_dev *d;
 };
@@ -989,6 +1024,7 @@ int main(void)
 	    Q(test_qcow2_drive_reads_writes_and_flushes),
 	    Q(test_qcow2_drive_matches_a_raw_file_with_the_same_writes),
 	    Q(test_qcow2_notify_from_a_vcpu_thread_is_served_by_the_main_loop),
+	    Q(test_qcow2_flush_behind_ring_reads_in_one_batch),
 	    Q(test_qcow2_save_restore_roundtrip_keeps_the_format),
 	    Q(test_qcow2_overlay_drive_leaves_its_backing_file_alone),
 	    cmocka_unit_test_setup_teardown(test_stress_scattered_io_touches_only_its_buffers,

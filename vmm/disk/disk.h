@@ -80,7 +80,10 @@ int disk_write(struct disk *d, uint64_t off, const void *buf, size_t len);
 /* The same over an iovec array of `len` bytes in total. */
 int disk_readv(struct disk *d, uint64_t off, const struct iovec *iov, unsigned niov, size_t len);
 int disk_writev(struct disk *d, uint64_t off, const struct iovec *iov, unsigned niov, size_t len);
-/* Makes every write that returned before it durable, data before metadata. */
+/* Makes every write that returned before it durable, data before metadata. Clusters
+ * that copy-on-write replaced are freed here, and only here may be handed out again:
+ * I/O a caller does itself on extents from disk_map must be complete before it calls
+ * disk_flush (or a snapshot call). */
 int disk_flush(struct disk *d);
 
 /* How the range at `off` is served, for a caller that does its own data I/O (virtio-blk

@@ -150,6 +150,8 @@ void qcow2_free(struct qcow2 *q);
 int qcow2_read(struct disk *d, uint64_t off, uint8_t *buf, size_t len);
 int qcow2_write(struct disk *d, uint64_t off, const uint8_t *buf, size_t len);
 int qcow2_flush(struct disk *d);
+/* qcow2_flush, leaving the frees pending unless `apply_frees`. */
+int qcow2_flush_meta(struct disk *d, bool apply_frees);
 int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool for_write, struct disk_extent *e);
 int qcow2_block_status(struct disk *d, uint64_t off, uint64_t len, bool *here, uint64_t *run);
 

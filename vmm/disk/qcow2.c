@@ -233,7 +233,7 @@ static int grow_rt(struct disk *d, uint64_t need)
 
 	if (k * q->cs > QCOW2_MAX_RT_BYTES || k + 1 > q->rb_entries)
 		return disk_fail(d, -ENOSPC, "%s: the refcount table cannot grow further", d->path);
-	ret = qcow2_flush(d);
+	ret = qcow2_flush_meta(d, false);
 	if (ret)
 		return ret;
 	rt = calloc(entries, 8);
@@ -475,7 +475,7 @@ static int cache_trim(struct disk *d)
 	if (q->cached_bytes <= CACHE_LIMIT)
 		return 0;
 	if (!d->ro) {
-		ret = qcow2_flush(d);
+		ret = qcow2_flush_meta(d, false);
 		if (ret)
 			return ret;
 	}
@@ -663,6 +663,11 @@ static int flush_refcounts(struct disk *d, bool *wrote)
 
 int qcow2_flush(struct disk *d)
 {
+	return qcow2_flush_meta(d, true);
+}
+
+int qcow2_flush_meta(struct disk *d, bool apply_frees)
+{
 	struct qcow2 *q = d->q;
 	bool wrote = false;
 	int ret;
@@ -705,8 +710,11 @@ int qcow2_flush(struct disk *d)
 		if (ret)
 			return ret;
 	}
-	/* The references to these are gone on disk: now they may be freed. */
-	if (q->npending) {
+	/* The references to these are gone on disk: now they may be freed. Not when the
+	 * flush comes from inside a request (cache trim, refcount table growth): a caller
+	 * may still have I/O of its own in flight on such a cluster (disk_map's extents),
+	 * and a freed cluster can be handed out again at once. */
+	if (q->npending && apply_frees) {
 		for (size_t i = 0; i < q->npending; i++) {
 			ret = qcow2_ref_add(d, q->pending[i], -1);
 			if (ret)

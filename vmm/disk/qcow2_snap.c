@@ -240,6 +240,43 @@ static int tree_ref(struct disk *d, const uint64_t *l1, uint32_t n, int delta)
 	return ret;
 }
 
+/* Refuses (-EMLINK) before anything changes when one more reference on the tree of
+ * `l1` would overflow a refcount (1-bit refcounts cannot count a snapshot at all). */
+static int tree_can_ref(struct disk *d, const uint64_t *l1, uint32_t n)
+{
+	struct qcow2 *q = d->q;
+	uint64_t *t = malloc(q->cs), rc;
+	int ret = 0;
+
+	if (!t)
+		return disk_fail(d, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < n && !ret; i++) {
+		uint64_t l2 = l1[i] & QCOW2_OFF_MASK;
+
+		if (!l2)
+			continue;
+		ret = qcow2_get_refcount(d, l2 >> q->cluster_bits, &rc);
+		if (!ret && rc >= q->rc_max)
+			ret = -EMLINK;
+		if (!ret)
+			ret = qcow2_read_table(d, l2, t, q->l2_entries);
+		for (uint64_t j = 0; j < q->l2_entries && !ret; j++) {
+			uint64_t host = t[j] & QCOW2_OFF_MASK;
+
+			if (host && !(ret = qcow2_get_refcount(d, host >> q->cluster_bits, &rc)) &&
+			    rc >= q->rc_max)
+				ret = -EMLINK;
+		}
+	}
+	free(t);
+	if (ret == -EMLINK)
+		return disk_fail(d, ret,
+				 "%s: one more reference would overflow a %u-bit refcount (too "
+				 "many snapshots for refcount_bits=%u)",
+				 d->path, 1u << q->refcount_order, 1u << q->refcount_order);
+	return ret;
+}
+
 int qcow2_fix_copied(struct disk *d)
 {
 	struct qcow2 *q = d->q;
@@ -364,6 +401,8 @@ int disk_snapshot_create(struct disk *d, const char *name)
 	if (q->nb_snaps >= DISK_SNAP_MAX)
 		return disk_fail(d, -ENOSPC, "%s: %d snapshots already", d->path, DISK_SNAP_MAX);
 	ret = qcow2_flush(d);
+	if (!ret)
+		ret = tree_can_ref(d, q->l1, q->l1_size);
 	if (ret)
 		return ret;
 	snprintf(s.id, sizeof(s.id), "%llu", (unsigned long long)id + 1);
@@ -428,6 +467,8 @@ int disk_snapshot_revert(struct disk *d, const char *key)
 				 d->path, key, (unsigned long long)q->snaps[idx].disk_size,
 				 (unsigned long long)d->size);
 	ret = snap_l1(d, &q->snaps[idx], &l1);
+	if (!ret && (ret = tree_can_ref(d, l1, q->l1_size)))
+		free(l1);
 	if (ret)
 		return ret;
 	/* The snapshot's tree gains the active table's reference first (a crash now

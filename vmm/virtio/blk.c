@@ -112,6 +112,7 @@ static unsigned reap(struct virtio_dev *d, bool push)
 }
 
 static void blk_notify(struct virtio_dev *d, unsigned q);
+static int drain(struct virtio_dev *d, bool push);
 
 static void on_complete(void *opaque, uint32_t events)
 {
@@ -294,8 +295,14 @@ static int start(struct virtio_dev *d, struct virtq_elem *e, struct blk_req *r)
 		}
 		if (b->disk) {
 			/* Data, then refcounts, L2 and L1 tables, each durable before the next
-			 * (vmm/disk/qcow2.c). What completed before this flush is covered. */
-			ret = disk_flush(b->disk);
+			 * (vmm/disk/qcow2.c). The ring's requests complete first: the flush
+			 * frees clusters copy-on-write replaced, which one of them may still
+			 * be reading. */
+			ret = io_uring_submit(&b->ring); /* this batch's, before waiting */
+			if (ret >= 0)
+				ret = drain(d, true);
+			if (!ret)
+				ret = disk_flush(b->disk);
 			if (ret)
 				log_ratelimited(LOG_WARN, "virtio %s: flush: %s", d->id,
 						disk_error(b->disk));
