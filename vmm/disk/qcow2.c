@@ -715,12 +715,11 @@ int qcow2_flush_meta(struct disk *d, bool apply_frees)
 	 * may still have I/O of its own in flight on such a cluster (disk_map's extents),
 	 * and a freed cluster can be handed out again at once. */
 	if (q->npending && apply_frees) {
-		for (size_t i = 0; i < q->npending; i++) {
-			ret = qcow2_ref_add(d, q->pending[i], -1);
+		while (q->npending) { /* each taken off first: none is applied twice */
+			ret = qcow2_ref_add(d, q->pending[--q->npending], -1);
 			if (ret)
 				return ret;
 		}
-		q->npending = 0;
 		wrote = false;
 		ret = flush_refcounts(d, &wrote);
 		if (!ret && wrote)
