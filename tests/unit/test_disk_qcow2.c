@@ -218,7 +218,8 @@ static void test_overlay_size_does_not_depend_on_disk_size(void **state)
 	const char *small = P(f, 0, "small.raw"), *big = P(f, 1, "big.raw");
 	const char *o1 = P(f, 2, "o1.qcow2"), *o2 = P(f, 3, "o2.qcow2");
 	struct disk_create_opts a = {.backing = "small.raw", .backing_fmt = DISK_FMT_RAW};
-	struct disk_create_opts b = {.backing = "big.raw", .backing_fmt = DISK_FMT_RAW};
+	struct disk_create_opts b = {
+	    .backing = "big.raw", .backing_fmt = DISK_FMT_RAW, .no_sync = true};
 	struct stat s1, s2;
 
 	REQUIRE_QEMU_IMG();

@@ -124,6 +124,9 @@ struct disk_create_opts {
 	unsigned cluster_bits; /* 0: 16 (64 KiB) */
 	const char *backing;   /* NULL: none; stored as given (relative to the new image) */
 	enum disk_format backing_fmt;
+	/* Skip the fdatasync at the end: for an overlay made at restore, whose first
+	 * disk_flush makes the header durable with the rest (the file is new). */
+	bool no_sync;
 };
 /* Creates a new qcow2 v3 image at `path` (O_EXCL: an existing file is refused). Its
  * cost does not depend on the size: a header, one refcount table and block, and an L1

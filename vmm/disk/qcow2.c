@@ -1255,7 +1255,7 @@ int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *
 	ret = disk_pwrite_full(fd, buf, blen, 0);
 	if (!ret && ftruncate(fd, (off_t)((3 + l1_cl) * cs)) < 0)
 		ret = -errno;
-	if (!ret && fdatasync(fd) < 0)
+	if (!ret && !o->no_sync && fdatasync(fd) < 0)
 		ret = -errno;
 	free(buf);
 	close(fd);
