@@ -381,6 +381,32 @@ static void test_l2_offset_past_the_file_is_refused(void **state)
 	expect_refused(f, img, -EINVAL, "beyond the end");
 }
 
+/* A data cluster that points at the image's own L1 table is not written (a hostile
+ * image would let the guest rewrite the tables). */
+static void test_write_to_a_cluster_aliasing_the_tables_is_refused(void **state)
+{
+	struct dfx *f = *state;
+	const char *img = P(f, 0, "a.qcow2");
+	uint8_t b[512] = {1};
+	uint64_t l1e;
+	struct disk *d;
+	int fd;
+
+	REQUIRE_QEMU_IMG();
+	assert_int_equal(
+	    sh("qemu-img create -f qcow2 %s 1M && qemu-io -c 'write 0 64k' %s", img, img), 0);
+	/* qemu-img's layout: L1 table at cluster 3, L2 table at 4; its first entry -> 3. */
+	poke64(img, 4 * 65536, (1ull << 63) | 3 * 65536);
+	d = open_rw(f, img);
+	assert_int_equal(disk_write(d, 0, b, sizeof(b)), -EIO);
+	assert_non_null(strstr(disk_error(d), "own tables"));
+	disk_close(d);
+	fd = open(img, O_RDONLY);
+	assert_int_equal(pread(fd, &l1e, 8, 3 * 65536), 8);
+	assert_int_equal(be64toh(l1e), (1ull << 63) | 4 * 65536); /* the L1 table intact */
+	close(fd);
+}
+
 /* thaw's check finds what qemu-img check finds: a leak, and a cluster in use whose
  * refcount was cleared. */
 static void test_check_reports_leaks_and_corruption_as_qemu_does(void **state)
@@ -498,6 +524,7 @@ int main(void)
 	    T(test_hostile_header_fields_are_refused),
 	    T(test_l2_offset_past_the_file_is_refused),
 	    T(test_check_reports_leaks_and_corruption_as_qemu_does),
+	    T(test_write_to_a_cluster_aliasing_the_tables_is_refused),
 	    T(test_writes_outside_the_disk_and_to_read_only_are_refused),
 	    T(test_map_matches_reads),
 	};

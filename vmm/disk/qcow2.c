@@ -546,6 +546,20 @@ static int l2_for_write(struct disk *d, uint64_t vc, struct qcow2_cblock **out)
 	return 0;
 }
 
+/* Whether the cluster at `host` holds the header, the L1 or refcount table or the
+ * snapshot table: a data cluster there is a corrupt (or hostile) image, and a guest
+ * write must not land on them. (L2 tables and refcount blocks are not checked.) */
+static bool overlaps_fixed_metadata(const struct qcow2 *q, uint64_t host)
+{
+	uint64_t l1_end = q->l1_off + (((uint64_t)q->l1_size * 8 + q->cs - 1) & ~(q->cs - 1));
+	uint64_t rt_end = q->rt_off + q->rt_entries * 8;
+	uint64_t sn_end = q->snap_off + ((q->snap_bytes + q->cs - 1) & ~(q->cs - 1));
+
+	return host < q->cs || (host >= q->l1_off && host < l1_end) ||
+	       (host >= q->rt_off && host < rt_end) ||
+	       (q->nb_snaps && host >= q->snap_off && host < sn_end);
+}
+
 static int write_cluster(struct disk *d, uint64_t off, const uint8_t *buf, size_t n)
 {
 	struct qcow2 *q = d->q;
@@ -558,6 +572,11 @@ static int write_cluster(struct disk *d, uint64_t off, const uint8_t *buf, size_
 	if (ret)
 		return ret;
 	host = e & QCOW2_OFF_MASK;
+	if (host && overlaps_fixed_metadata(q, host))
+		return disk_fail(d, -EIO,
+				 "%s: L2 entry for guest offset %#llx points into the image's own "
+				 "tables (%#llx): corrupt image, write refused",
+				 d->path, (unsigned long long)(off - in), (unsigned long long)host);
 	if (host && (e & QCOW2_COPIED) && !(e & QCOW2_ZERO)) {
 		ret = disk_pwrite_full(d->fd, buf, n, host + in);
 		return ret ? disk_fail(d, -EIO, "%s: write at %#llx: %s", d->path,
@@ -743,8 +762,12 @@ int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool for_write, struct
 	e->host_off = 0;
 	host = entry & QCOW2_OFF_MASK;
 	if (for_write) {
-		e->kind = host && (entry & QCOW2_COPIED) && !(entry & QCOW2_ZERO) ? DISK_EXT_DATA
-										  : DISK_EXT_SLOW;
+		/* In place only into a cluster of ours that is data, not the tables (the
+		 * slow path refuses that, naming it). */
+		e->kind = host && (entry & QCOW2_COPIED) && !(entry & QCOW2_ZERO) &&
+				  !overlaps_fixed_metadata(q, host)
+			      ? DISK_EXT_DATA
+			      : DISK_EXT_SLOW;
 	} else if (entry & QCOW2_ZERO) {
 		e->kind = DISK_EXT_ZERO;
 	} else if (host) {
@@ -764,7 +787,8 @@ int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool for_write, struct
 				return ret;
 			nhost = next & QCOW2_OFF_MASK;
 			if (!nhost || (next & QCOW2_ZERO) || nhost != e->host_off + e->len ||
-			    (for_write && !(next & QCOW2_COPIED)))
+			    (for_write &&
+			     (!(next & QCOW2_COPIED) || overlaps_fixed_metadata(q, nhost))))
 				break;
 			e->len += n;
 		}
