@@ -211,6 +211,28 @@ static void test_backing_chain_raw_qcow2_qcow2(void **state)
 	free(b);
 }
 
+/* A chain that loops (an image its own backing file, through qemu-img -u) is cut at
+ * DISK_MAX_CHAIN; a missing backing file is named. */
+static void test_backing_loops_and_missing_files_are_refused(void **state)
+{
+	struct dfx *f = *state;
+	const char *a = P(f, 0, "a.qcow2"), *b = P(f, 1, "b.qcow2");
+	struct disk *d = NULL;
+
+	REQUIRE_QEMU_IMG();
+	assert_int_equal(sh("qemu-img create -f qcow2 %s 1M && qemu-img create -f qcow2 %s 1M && "
+			    "qemu-img rebase -u -f qcow2 -b b.qcow2 -F qcow2 %s && "
+			    "qemu-img rebase -u -f qcow2 -b a.qcow2 -F qcow2 %s",
+			    a, b, a, b),
+			 0);
+	assert_int_equal(disk_open(a, false, &d, f->err, sizeof(f->err)), -ELOOP);
+	assert_non_null(strstr(f->err, "deeper than 16"));
+	assert_null(d);
+	assert_int_equal(sh("qemu-img rebase -u -f qcow2 -b gone.raw -F raw %s", b), 0);
+	assert_int_equal(disk_open(b, false, &d, f->err, sizeof(f->err)), -ENOENT);
+	assert_non_null(strstr(f->err, "gone.raw"));
+}
+
 /* The overlay of a 1 TiB disk costs what the overlay of a 1 GiB disk does. */
 static void test_overlay_size_does_not_depend_on_disk_size(void **state)
 {
@@ -517,6 +539,7 @@ int main(void)
 	    T(test_small_clusters_grow_the_refcount_table),
 	    T(test_zero_and_unallocated_clusters_read_as_zeros_and_take_writes),
 	    T(test_backing_chain_raw_qcow2_qcow2),
+	    T(test_backing_loops_and_missing_files_are_refused),
 	    T(test_overlay_size_does_not_depend_on_disk_size),
 	    T(test_create_empty_image_qemu_reads),
 	    T(test_unsupported_features_are_refused_by_name),

@@ -979,6 +979,50 @@ static void test_qcow2_overlay_drive_leaves_its_backing_file_alone(void **state)
 	assert_int_equal(system(spec), 0);
 }
 
+/* Under --snapshot-paths DIR a qcow2 drive's backing file is looked up beneath DIR as
+ * the drive itself is: one that names a file outside is refused. */
+static void test_qcow2_backing_file_outside_the_paths_dir_is_refused(void **state)
+{
+	struct fx *f = *state;
+	char dir[] = "/tmp/thaw-test-blkq-jail-XXXXXX", path[160], cmd[200], err[256];
+	struct disk_create_opts in = {.backing = "base.raw", .backing_fmt = DISK_FMT_RAW};
+	struct disk_create_opts out = {.backing = "../outside.raw", .backing_fmt = DISK_FMT_RAW};
+	struct vm_config cfg = {.nr_drives = 1};
+	struct vm *vm;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/base.raw", dir);
+	fd = open(path, O_RDWR | O_CREAT, 0644);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/../outside.raw", dir);
+	fd = open(path, O_RDWR | O_CREAT, 0644);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/in.qcow2", dir);
+	assert_int_equal(disk_create_qcow2(path, &in, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/out.qcow2", dir);
+	assert_int_equal(disk_create_qcow2(path, &out, err, sizeof(err)), 0);
+	cfg.paths_dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	cfg.paths_dir = dir;
+	assert_true(cfg.paths_dirfd >= 0);
+	assert_int_equal(h_parse_drive("id=disk0,path=in.qcow2,ro=off", &cfg.drives[0]), 0);
+	cfg.drives[0].beneath = true;
+	vm = h_vm_new(H_MEM_SIZE);
+	assert_int_equal(vmm_devices_attach(vm, &cfg, NULL, 0), 0);
+	h_vm_free(vm);
+	assert_int_equal(h_parse_drive("id=disk0,path=out.qcow2,ro=off", &cfg.drives[0]), 0);
+	cfg.drives[0].beneath = true;
+	vm = h_vm_new(H_MEM_SIZE);
+	assert_int_equal(vmm_devices_attach(vm, &cfg, NULL, 0), -EXDEV);
+	h_vm_free(vm);
+	close(cfg.paths_dirfd);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s %s/../outside.raw", dir, dir);
+	assert_int_equal(system(cmd), 0);
+	(void)f;
+}
+
 /* A raw drive found raw by its magic: the guest may not turn it into a qcow2 image
  * (whose header could name any file as its backing file). */
 static void test_raw_drive_refuses_a_qcow2_header_at_sector_0(void **state)
@@ -1021,6 +1065,7 @@ int main(void)
 
 	    RW(test_reopen_to_another_file_reads_the_new_one),
 	    RW(test_raw_drive_refuses_a_qcow2_header_at_sector_0),
+	    RW(test_qcow2_backing_file_outside_the_paths_dir_is_refused),
 	    Q(test_qcow2_drive_reads_writes_and_flushes),
 	    Q(test_qcow2_drive_matches_a_raw_file_with_the_same_writes),
 	    Q(test_qcow2_notify_from_a_vcpu_thread_is_served_by_the_main_loop),

@@ -162,7 +162,9 @@ static int open_chain(int fd, const char *path, bool ro, const struct disk_opene
 		bfd = op && op->open ? op->open(op->ctx, bpath) : default_open(NULL, bpath);
 		if (bfd < 0) {
 			ret = errf(err, errlen, bfd, "%s: backing file %s: %s", path, bpath,
-				   strerror(-bfd));
+				   bfd == -EXDEV ? "it lies outside the directory drives are "
+						   "opened beneath"
+						 : strerror(-bfd));
 			free(bpath);
 			goto fail;
 		}
