@@ -604,11 +604,6 @@ static int blk_restore(struct virtio_dev *d, const struct virtio_saved *in)
 			in->dev.blk.read_only ? "read-only" : "read-write");
 		return -EINVAL;
 	}
-	if (in->dev.blk.qcow2 != (b->disk != NULL)) {
-		log_err("drive %s: saved with a %s image, %s is %s", d->id,
-			in->dev.blk.qcow2 ? "qcow2" : "raw", b->path, b->disk ? "qcow2" : "raw");
-		return -EINVAL;
-	}
 	if (in->dev.blk.capacity != b->capacity) {
 		log_err("drive %s: saved capacity %llu sectors, file has %llu", d->id,
 			(unsigned long long)in->dev.blk.capacity, (unsigned long long)b->capacity);
@@ -622,7 +617,10 @@ enum {
 	BLK_TAG_PATH = SNAP_DEV_OWN, /* str: the backing file when saved */
 	BLK_TAG_READ_ONLY,	     /* u64: 0 or 1 */
 	BLK_TAG_CAPACITY,	     /* u64: 512-byte sectors, as the guest saw them */
-	BLK_TAG_FORMAT,		     /* u64: 0 raw, 1 qcow2 (absent: raw, older snapshots) */
+	/* u64: 0 raw, 1 qcow2 (absent: raw, older snapshots). For inspection only: the
+	 * guest sees the same device either way, so a restore may put a drive saved on a
+	 * raw file onto a qcow2 overlay of it (a clone's own writes) and back. */
+	BLK_TAG_FORMAT,
 };
 
 static void blk_encode(struct snap_sec *sec, const struct virtio_saved *s)
