@@ -24,7 +24,9 @@ struct fx {
 	struct virtio_dev *d;
 	struct h_queue q;
 	char path[64];
-	int fd; /* our own view of the file */
+	int fd;		  /* our own view of the file */
+	bool qcow2;	  /* the drive is a qcow2 image (setup_qcow2) */
+	uint64_t sectors; /* its capacity */
 };
 
 /* A new VM for the fixture with one drive on `path`, its driver up. */
@@ -56,6 +58,7 @@ static int make(void **state, bool ro, unsigned sectors)
 		assert_int_equal(pwrite(f->fd, sector, 512, s * 512), 512);
 	}
 	attach(f, f->path, ro);
+	f->sectors = sectors;
 	*state = f;
 	return 0;
 }
@@ -385,9 +388,11 @@ static void test_file_roundtrip_restores_a_new_device(void **state)
 	uint8_t st;
 
 	request(f, VIRTIO_BLK_T_IN, 0, 512, &st);
+	assert_int_equal(virtio_quiesce(f->vm), 0); /* a qcow2 image's metadata flushed */
 	h_file_roundtrip(f->d, &s);
 	assert_string_equal(s.dev.blk.path, f->path);
-	assert_int_equal(s.dev.blk.capacity, DISK_SECTORS);
+	assert_int_equal(s.dev.blk.capacity, f->sectors);
+	assert_int_equal(s.dev.blk.qcow2, f->qcow2);
 	snprintf(spec, sizeof(spec), "id=disk0,path=%s,ro=off", f->path);
 	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
 	memcpy(h_ptr(vm2, 0), h_ptr(f->vm, 0), H_MEM_SIZE); /* the rings live there */
@@ -713,6 +718,8 @@ static int setup_qcow2(void **state)
 	disk_close(disk);
 	f->fd = open(f->path, O_RDONLY);
 	attach(f, f->path, false);
+	f->qcow2 = true;
+	f->sectors = Q_SIZE / 512;
 	*state = f;
 	return 0;
 }
@@ -904,32 +911,9 @@ static void test_qcow2_notify_from_a_vcpu_thread_is_served_by_the_main_loop(void
 	loop_completes_read(f, 9);
 }
 
-/* The drive's state says qcow2 through a snapshot file, and a new device on the same
- * image takes it back. The format is the host's business (the guest sees the same
- * device): a drive saved on a raw file restores onto a qcow2 overlay over that file,
- * as a clone with its own overlay does, and reads the same data. */
-static void test_qcow2_save_restore_roundtrip_keeps_the_format(void **state)
-{
-	struct fx *f = *state;
-	struct virtio_saved s;
-	struct vm_config cfg = {.nr_drives = 1};
-	struct vm *vm2 = h_vm_new(H_MEM_SIZE);
-	char spec[160];
-	uint8_t st;
-
-	request(f, VIRTIO_BLK_T_IN, 0, 512, &st);
-	assert_int_equal(virtio_quiesce(f->vm), 0); /* flushes the image's metadata */
-	h_file_roundtrip(f->d, &s);
-	assert_true(s.dev.blk.qcow2);
-	assert_int_equal(s.dev.blk.capacity, Q_SIZE / 512);
-	memcpy(h_ptr(vm2, 0), h_ptr(f->vm, 0), H_MEM_SIZE);
-	snprintf(spec, sizeof(spec), "id=disk0,path=%s,ro=off", f->path);
-	assert_int_equal(h_parse_drive(spec, &cfg.drives[0]), 0);
-	assert_int_equal(vmm_devices_attach(vm2, &cfg, NULL, 0), 0);
-	assert_int_equal(virtio_restore(virtio_get(vm2, 0), &s), 0);
-	h_vm_free(vm2);
-}
-
+/* The format is the host's business (the guest sees the same device): a drive saved
+ * on a raw file restores onto a qcow2 overlay over that file, as a clone with its own
+ * overlay does, and reads the same data. */
 static void test_raw_drive_restores_onto_a_qcow2_overlay_of_its_file(void **state)
 {
 	struct fx *f = *state;
@@ -1102,7 +1086,7 @@ int main(void)
 	    Q(test_qcow2_drive_matches_a_raw_file_with_the_same_writes),
 	    Q(test_qcow2_notify_from_a_vcpu_thread_is_served_by_the_main_loop),
 	    Q(test_qcow2_flush_behind_ring_reads_in_one_batch),
-	    Q(test_qcow2_save_restore_roundtrip_keeps_the_format),
+	    Q(test_file_roundtrip_restores_a_new_device),
 	    RW(test_raw_drive_restores_onto_a_qcow2_overlay_of_its_file),
 	    Q(test_qcow2_overlay_drive_leaves_its_backing_file_alone),
 	    cmocka_unit_test_setup_teardown(test_stress_scattered_io_touches_only_its_buffers,

@@ -208,9 +208,11 @@ static int snap_switch_table(struct disk *d, uint32_t nb, uint64_t off, uint64_t
 	return 0;
 }
 
-/* Adds `delta` to every L2 table and cluster the L1 table `l1` reaches (read from the
- * file: call after a flush). */
-static int tree_ref(struct disk *d, const uint64_t *l1, uint32_t n, int delta)
+/* Calls `fn` on every data cluster, then the L2 table, of each L2 table the L1 table
+ * `l1` reaches (tables read from the file: call after a flush); stops at the first
+ * error it or `fn` returns. */
+static int tree_walk(struct disk *d, const uint64_t *l1, uint32_t n,
+		     int (*fn)(struct disk *d, uint64_t off, void *ctx), void *ctx)
 {
 	struct qcow2 *q = d->q;
 	uint64_t *t = malloc(q->cs);
@@ -231,49 +233,45 @@ static int tree_ref(struct disk *d, const uint64_t *l1, uint32_t n, int delta)
 				ret = disk_fail(d, -ENOTSUP, "%s: compressed cluster in a snapshot",
 						d->path);
 			else if (host)
-				ret = qcow2_ref_add(d, host, delta);
+				ret = fn(d, host, ctx);
 		}
 		if (!ret)
-			ret = qcow2_ref_add(d, l2, delta);
+			ret = fn(d, l2, ctx);
 	}
 	free(t);
 	return ret;
+}
+
+static int ref_one(struct disk *d, uint64_t off, void *ctx)
+{
+	return qcow2_ref_add(d, off, *(const int *)ctx);
+}
+
+/* Adds `delta` to every L2 table and cluster the L1 table `l1` reaches. */
+static int tree_ref(struct disk *d, const uint64_t *l1, uint32_t n, int delta)
+{
+	return tree_walk(d, l1, n, ref_one, &delta);
+}
+
+static int room_for_one(struct disk *d, uint64_t off, void *ctx)
+{
+	uint64_t rc;
+	int ret = qcow2_get_refcount(d, off >> d->q->cluster_bits, &rc);
+
+	return ret ? ret : rc >= d->q->rc_max ? -EMLINK : 0;
 }
 
 /* Refuses (-EMLINK) before anything changes when one more reference on the tree of
  * `l1` would overflow a refcount (1-bit refcounts cannot count a snapshot at all). */
 static int tree_can_ref(struct disk *d, const uint64_t *l1, uint32_t n)
 {
-	struct qcow2 *q = d->q;
-	uint64_t *t = malloc(q->cs), rc;
-	int ret = 0;
+	int ret = tree_walk(d, l1, n, room_for_one, NULL);
 
-	if (!t)
-		return disk_fail(d, -ENOMEM, "out of memory");
-	for (uint32_t i = 0; i < n && !ret; i++) {
-		uint64_t l2 = l1[i] & QCOW2_OFF_MASK;
-
-		if (!l2)
-			continue;
-		ret = qcow2_get_refcount(d, l2 >> q->cluster_bits, &rc);
-		if (!ret && rc >= q->rc_max)
-			ret = -EMLINK;
-		if (!ret)
-			ret = qcow2_read_table(d, l2, t, q->l2_entries);
-		for (uint64_t j = 0; j < q->l2_entries && !ret; j++) {
-			uint64_t host = t[j] & QCOW2_OFF_MASK;
-
-			if (host && !(ret = qcow2_get_refcount(d, host >> q->cluster_bits, &rc)) &&
-			    rc >= q->rc_max)
-				ret = -EMLINK;
-		}
-	}
-	free(t);
 	if (ret == -EMLINK)
 		return disk_fail(d, ret,
 				 "%s: one more reference would overflow a %u-bit refcount (too "
 				 "many snapshots for refcount_bits=%u)",
-				 d->path, 1u << q->refcount_order, 1u << q->refcount_order);
+				 d->path, 1u << d->q->refcount_order, 1u << d->q->refcount_order);
 	return ret;
 }
 
