@@ -61,6 +61,7 @@ UNIT_TESTS :=
 all: programs
 
 include common/build.mk
+include vmm/disk/build.mk
 include vmm/build.mk
 include restore/build.mk
 include uffd/build.mk
@@ -75,6 +76,7 @@ programs: $(PROGRAMS)
 
 # Linking. Our libraries are layers; each calls only into the ones below it:
 #   libvmm -> libuffd -> libsnap -> libcommon
+#   libvmm -> libdisk -> libcommon
 #   libvmm -> libapi  -> libcommon            libjailer -> libcommon
 #   libpool -> libapi, libsnap -> libcommon
 # A program's (or test's) rule lists its objects, then the archives it uses, each above
@@ -97,6 +99,7 @@ LAYER_CHECKS := $(patsubst $(B)/%.a,$(B)/layers/%.ok,$(LIBS))
 programs: $(LAYER_CHECKS)
 $(B)/layers/libcommon.ok: $(COMMON_LINK)
 $(B)/layers/libsnap.ok: $(SNAP_LINK)
+$(B)/layers/libdisk.ok: $(DISK_LINK)
 $(B)/layers/libuffd.ok: $(UFFD_LINK)
 $(B)/layers/libapi.ok: $(API_LINK)
 $(B)/layers/libjailer.ok: $(JAILER_LINK)

@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential pkg-config liburing-dev libseccomp-dev libcap-dev libjson-c-dev
 libcmocka-dev libhttp-parser-dev systemtap-sdt-dev linux-source-6.1 bc flex bison
-libelf-dev libssl-dev xz-utils cpio busybox-static e2fsprogs qemu-system-x86 iproute2
+libelf-dev libssl-dev xz-utils cpio busybox-static e2fsprogs qemu-system-x86 qemu-utils iproute2
 curl gnuplot-nox clang libclang-rt-14-dev linux-perf acpica-tools"
 missing=""
 for p in $pkgs; do

@@ -8,6 +8,7 @@ UNIT_TESTS     := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_TEST_SRCS))
 UNIT_API    := $(filter $(B)/tests/test_api_%,$(UNIT_TESTS))
 UNIT_JAILER := $(filter $(B)/tests/test_jailer,$(UNIT_TESTS))
 UNIT_SNAP   := $(filter $(B)/tests/test_snap_%,$(UNIT_TESTS))
+UNIT_DISK   := $(filter $(B)/tests/test_disk_%,$(UNIT_TESTS))
 UNIT_UFFD   := $(filter $(B)/tests/test_uffd% $(B)/tests/test_thaw_uffd,$(UNIT_TESTS))
 UNIT_COMMON := $(filter $(B)/tests/test_hardening,$(UNIT_TESTS))
 UNIT_POOL   := $(filter $(B)/tests/test_pool_%,$(UNIT_TESTS))
@@ -16,11 +17,12 @@ UNIT_VMM    := $(filter $(B)/tests/test_vmm_% $(B)/tests/test_virtio_% $(B)/test
 $(UNIT_API): $(API_LINK)
 $(UNIT_JAILER): $(JAILER_LINK)
 $(UNIT_SNAP): $(SNAP_LINK)
+$(UNIT_DISK): $(DISK_LINK)
 $(UNIT_UFFD): $(UFFD_LINK)
 $(UNIT_VMM): $(VMM_LINK)
 $(UNIT_COMMON): $(COMMON_LINK)
 $(UNIT_POOL): $(POOL_LINK)
-UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_UFFD) $(UNIT_VMM) \
+UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_DISK) $(UNIT_UFFD) $(UNIT_VMM) \
 		   $(UNIT_COMMON) $(UNIT_POOL),$(UNIT_TESTS))
 ifneq ($(UNIT_UNLISTED),)
 $(error tests/build.mk: give $(UNIT_UNLISTED) a library list)
@@ -35,7 +37,7 @@ $(B)/tests/test_api_router: | $(B)/thawctl
 
 # test_hardening reads the programs it checks.
 $(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap \
-	$(B)/thaw-pool
+	$(B)/thaw-pool $(B)/thaw-disk
 
 unit-tests: $(UNIT_TESTS)
 .PHONY: unit-tests
@@ -100,7 +102,7 @@ FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS    = -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
 	-I. -Wall -Wno-unused-parameter \
 	-fno-omit-frame-pointer $(FUZZ_SANITIZE)
-FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS) \
+FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(DISK_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS) \
 	$(POOL_SRCS))
 FUZZ_LIB       = $(B)/fuzz/libthaw-fuzz.a
 FUZZ_SRCS     := $(wildcard tests/fuzz/*_fuzz.c)
@@ -147,3 +149,6 @@ fuzz: $(FUZZ_TARGETS)
 	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(patsubst %_fuzz,%,$(notdir $(t)))))
 
 .PHONY: fuzz fuzz-targets
+
+# The disk tests drive thaw-disk (the crash test's writer, the tool's own test).
+$(B)/tests/test_disk_crash $(B)/tests/test_disk_tool: | $(B)/thaw-disk

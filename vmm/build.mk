@@ -38,7 +38,8 @@ VMM_SRCS := \
 LIBS += $(B)/libvmm.a
 $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)
 # The top layer: everything below it, each library before the ones it calls.
-VMM_LINK := $(B)/libvmm.a $(B)/libuffd.a $(B)/libapi.a $(B)/libsnap.a $(B)/libcommon.a
+VMM_LINK := $(B)/libvmm.a $(B)/libuffd.a $(B)/libapi.a $(B)/libsnap.a $(B)/libdisk.a \
+	$(B)/libcommon.a
 
 PROGRAMS += $(B)/thaw
 $(B)/thaw: $(B)/vmm/main.o $(VMM_LINK)

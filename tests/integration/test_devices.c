@@ -1,5 +1,6 @@
 /* The virtio devices with real guests: the Linux guest's kernel agent reads and writes
- * the virtio-blk disk (checked against the host file both ways), reads the RNG,
+ * the virtio-blk disk (checked against the host file both ways; a qcow2 overlay judged
+ * by qemu-img), reads the RNG,
  * exchanges UDP datagrams with the host over a tap in a private network namespace,
  * and talks vsock both ways through the hybrid unix sockets; the probe guest writes
  * bad rings by hand and the VMM must keep running, marking only that device as
@@ -124,10 +125,25 @@ static void ask(struct vmproc *p, const char *req, const char *prefix, char *ans
 
 /* ---------------------------------------------------------------- virtio-blk */
 
+/* The guest reads `count` sectors from `sector` and reports the CRC of what the host
+ * file `fd` (a raw file with the same contents) holds there. */
+static void assert_guest_reads(struct vmproc *p, int fd, unsigned sector, unsigned count)
+{
+	uint8_t buf[4 * 512];
+	char req[64], want[64], ans[512];
+
+	assert_true(count * 512 <= sizeof(buf));
+	assert_int_equal(pread(fd, buf, count * 512, (off_t)sector * 512), (ssize_t)count * 512);
+	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, count * 512));
+	snprintf(req, sizeof(req), "blk read %u %u", sector, count);
+	ask(p, req, "THAW_AGENT blk read", ans, sizeof(ans));
+	assert_non_null(strstr(ans, want));
+}
+
 static void linux_blk_reads_host_data_and_writes_reach_the_file(void **state)
 {
 	SKIP_WITHOUT_KVM();
-	char *path = disk_file("rw.img"), spec[200], ans[512], want[64];
+	char *path = disk_file("rw.img"), spec[200], ans[512];
 	const char *extra[] = {"--drive", spec, NULL};
 	uint8_t buf[2 * 512];
 	struct vmproc *p;
@@ -141,10 +157,7 @@ static void linux_blk_reads_host_data_and_writes_reach_the_file(void **state)
 
 	/* Host data read by the guest. */
 	fd = open(path, O_RDWR | O_CLOEXEC);
-	assert_int_equal(pread(fd, buf, 1024, 40 * 512), 1024);
-	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, 1024));
-	ask(p, "blk read 40 2", "THAW_AGENT blk read", ans, sizeof(ans));
-	assert_non_null(strstr(ans, want));
+	assert_guest_reads(p, fd, 40, 2);
 
 	/* Guest writes, flushed, are in the file. */
 	ask(p, "blk write 100 THAWDATA 2", "THAW_AGENT blk write", ans, sizeof(ans));
@@ -156,15 +169,71 @@ static void linux_blk_reads_host_data_and_writes_reach_the_file(void **state)
 	/* Host-written data (sectors the guest never cached) is read back. */
 	memset(buf, 0x5a, 512);
 	assert_int_equal(pwrite(fd, buf, 512, 3000 * 512), 512);
-	snprintf(want, sizeof(want), "crc32=%08x", crc32_buf(buf, 512));
-	ask(p, "blk read 3000 1", "THAW_AGENT blk read", ans, sizeof(ans));
-	assert_non_null(strstr(ans, want));
+	assert_guest_reads(p, fd, 3000, 1);
 	ask(p, "blk flush", "THAW_AGENT blk flush", ans, sizeof(ans));
 	/* Past the end: an error, not a crash. */
 	ask(p, "blk read 8192 1", "THAW_AGENT", ans, sizeof(ans));
 	ask(p, "ping", "THAW_AGENT pong", ans, sizeof(ans));
 	close(fd);
 	stop(p);
+}
+
+/* The same agent requests on a qcow2 drive: an overlay (made by qemu-img) over a qcow2
+ * base converted from the raw disk, so reads fall through to the base, writes allocate
+ * clusters and copy the rest of each from the base. Afterwards `qemu-img check` finds
+ * the overlay consistent, `qemu-img compare` finds it equal to the raw file with the
+ * same writes, and the base is unchanged. */
+static void linux_blk_on_qcow2_overlay_passes_qemu_img_check_and_compare(void **state)
+{
+	SKIP_WITHOUT_KVM();
+	if (system("command -v qemu-img >/dev/null 2>&1")) {
+		print_message(
+		    "*** SKIPPED: qemu-img missing; `make deps` installs qemu-utils ***\n");
+		skip();
+	}
+	char *raw = disk_file("q.raw"), spec[200], ans[512], cmd[600];
+	const char *extra[] = {"--drive", spec, NULL};
+	uint8_t buf[2 * 512];
+	struct vmproc *p;
+	int fd;
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && qemu-img convert -O qcow2 q.raw base.qcow2 && cp q.raw orig.raw && "
+		 "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2",
+		 tmpdir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(spec, sizeof(spec), "id=disk0,path=%s/top.qcow2,ro=off", tmpdir);
+	p = linux_start(extra);
+	ask(p, "blk info", "THAW_AGENT blk info", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "sectors=8192"));
+
+	/* The base's data through the overlay. */
+	fd = open(raw, O_RDWR | O_CLOEXEC);
+	assert_guest_reads(p, fd, 40, 2);
+
+	/* Writes: inside a cluster the base holds (COW), and across a cluster boundary. */
+	ask(p, "blk write 100 THAWDATA 2", "THAW_AGENT blk write", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "flushed"));
+	ask(p, "blk write 127 QCOW2OVL 3", "THAW_AGENT blk write", ans, sizeof(ans));
+	assert_non_null(strstr(ans, "flushed"));
+	for (unsigned i = 0; i < 1024; i++)
+		buf[i] = (uint8_t) "THAWDATA"[i % 8];
+	assert_int_equal(pwrite(fd, buf, 1024, 100 * 512), 1024);
+	for (unsigned i = 0; i < 512; i++)
+		buf[i] = (uint8_t) "QCOW2OVL"[i % 8];
+	for (unsigned s = 127; s < 130; s++)
+		assert_int_equal(pwrite(fd, buf, 512, (off_t)s * 512), 512);
+	/* Read back through the guest: its writes, and an untouched part of a COW cluster. */
+	assert_guest_reads(p, fd, 126, 2);
+	ask(p, "ping", "THAW_AGENT pong", ans, sizeof(ans));
+	close(fd);
+	stop(p);
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && qemu-img check -q top.qcow2 && qemu-img compare -q top.qcow2 q.raw && "
+		 "qemu-img compare -q base.qcow2 orig.raw && qemu-img check -q base.qcow2",
+		 tmpdir);
+	assert_int_equal(system(cmd), 0);
 }
 
 static void linux_blk_read_only_drive_refuses_writes(void **state)
@@ -709,6 +778,7 @@ int main(void)
 	    cmocka_unit_test(probe_bad_rings_mark_device_and_vmm_keeps_running),
 	    cmocka_unit_test(linux_blk_reads_host_data_and_writes_reach_the_file),
 	    cmocka_unit_test(linux_blk_read_only_drive_refuses_writes),
+	    cmocka_unit_test(linux_blk_on_qcow2_overlay_passes_qemu_img_check_and_compare),
 	    cmocka_unit_test(linux_boots_busybox_from_virtio_blk_root),
 	    cmocka_unit_test(linux_rng_gives_bytes),
 	    cmocka_unit_test(linux_vsock_both_directions),

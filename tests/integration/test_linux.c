@@ -579,6 +579,58 @@ static void mmds_answers_the_guest_and_each_clone_gets_its_own_data(void **state
 	harness_end(p);
 }
 
+/* Clones on thin qcow2 overlays of the disk the base VM ran on (a raw file), made by
+ * thaw-disk and given with --drive at restore, one after the other (each takes the
+ * snapshot's own socket and tap): each reads the base's data and sees only its own
+ * writes, and the base file is not changed; each overlay passes `qemu-img check`
+ * (when installed). */
+static void clones_on_qcow2_overlays_see_only_their_own_writes(void **state)
+{
+	static const char *const writes[2] = {"blk write 300 CLONEAAA 2",
+					      "blk write 300 CLONEBBB 1"};
+	/* sector 301 afterwards: "CLON" from the first clone's two-sector write; the
+	 * second wrote one sector and must not see the first's */
+	static const char *const heads[2] = {"head=434c4f4e", "head=00000000"};
+	char ovl[2][200], dspec[2][420], cmd[900], ans[512], copy[200];
+
+	snprintf(copy, sizeof(copy), "%s/disk.before-clones", dir);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", disk, copy);
+	assert_int_equal(system(cmd), 0);
+	for (int i = 0; i < 2; i++) {
+		const char *argv[] = {harness_env("THAW_BIN"),
+				      "--restore",
+				      snap,
+				      "--snapshot-paths",
+				      dir,
+				      "--drive",
+				      dspec[i],
+				      NULL};
+		struct vmproc *p;
+
+		snprintf(ovl[i], sizeof(ovl[i]), "%s/clone%d.qcow2", dir, i);
+		snprintf(cmd, sizeof(cmd), "%s/thaw-disk overlay %s disk.img",
+			 harness_env("THAW_BUILD"), ovl[i]);
+		assert_int_equal(system(cmd), 0);
+		snprintf(dspec[i], sizeof(dspec[i]), "id=d0,path=%s", ovl[i]);
+		p = harness_start(argv);
+		/* the base's data through the overlay ('d' at sector 3) */
+		assert_int_equal(ask(p, "blk read 3 1", "THAW_AGENT blk read", ans, sizeof(ans)),
+				 0);
+		assert_non_null(strstr(ans, "head=64646464"));
+		assert_int_equal(ask(p, writes[i], "THAW_AGENT blk write", ans, sizeof(ans)), 0);
+		assert_non_null(strstr(ans, "flushed"));
+		assert_int_equal(ask(p, "blk read 301 1", "THAW_AGENT blk read", ans, sizeof(ans)),
+				 0);
+		assert_non_null(strstr(ans, heads[i]));
+		harness_end(p);
+		snprintf(cmd, sizeof(cmd),
+			 "! command -v qemu-img >/dev/null || qemu-img check -q %s", ovl[i]);
+		assert_int_equal(system(cmd), 0);
+	}
+	snprintf(cmd, sizeof(cmd), "cmp %s %s", disk, copy);
+	assert_int_equal(system(cmd), 0); /* the base is unchanged */
+}
+
 /* A load that fails after the VM exists (here: the vsock override's directory does not
  * exist, found when the device is rebuilt) must not leave a half-restored VM running:
  * the process refuses every further action and says why. */
@@ -975,6 +1027,7 @@ int main(void)
 	    cmocka_unit_test(restored_linux_talks_vsock),
 	    cmocka_unit_test(restored_linux_has_network_on_an_overridden_tap),
 	    cmocka_unit_test(restore_takes_new_backends_on_the_command_line),
+	    cmocka_unit_test(clones_on_qcow2_overlays_see_only_their_own_writes),
 	    cmocka_unit_test(load_failing_halfway_leaves_the_api_refusing),
 	    cmocka_unit_test(patch_drive_swaps_the_disk_and_its_rate_limit_holds_reads_back),
 	    cmocka_unit_test(mmds_answers_the_guest_and_each_clone_gets_its_own_data),
@@ -997,5 +1050,8 @@ int main(void)
 	if (!have_netns)
 		fprintf(stderr, "linux: no network namespace (%s): the network is left out\n",
 			strerror(errno));
+	/* THAW_TEST_FILTER=clones* (a glob) runs a subset, e.g. while debugging. */
+	if (getenv("THAW_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
 	return cmocka_run_group_tests_name("linux", tests, group_setup, group_teardown);
 }

@@ -74,6 +74,7 @@ struct virtio_blk_saved {
 	bool read_only;
 	uint64_t capacity;	  /* 512-byte sectors, as the guest saw them */
 	struct vmm_rate_limit rl; /* burst: what was left */
+	bool qcow2;		  /* the image's format: qcow2, else raw */
 };
 
 struct virtio_net_saved {
