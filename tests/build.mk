@@ -11,6 +11,7 @@ UNIT_SNAP   := $(filter $(B)/tests/test_snap_%,$(UNIT_TESTS))
 UNIT_UFFD   := $(filter $(B)/tests/test_uffd% $(B)/tests/test_thaw_uffd,$(UNIT_TESTS))
 UNIT_COMMON := $(filter $(B)/tests/test_hardening,$(UNIT_TESTS))
 UNIT_POOL   := $(filter $(B)/tests/test_pool_%,$(UNIT_TESTS))
+UNIT_OCI    := $(filter $(B)/tests/test_oci_%,$(UNIT_TESTS))
 UNIT_VMM    := $(filter $(B)/tests/test_vmm_% $(B)/tests/test_virtio_% $(B)/tests/test_seccomp,\
 		 $(UNIT_TESTS))
 $(UNIT_API): $(API_LINK)
@@ -20,8 +21,9 @@ $(UNIT_UFFD): $(UFFD_LINK)
 $(UNIT_VMM): $(VMM_LINK)
 $(UNIT_COMMON): $(COMMON_LINK)
 $(UNIT_POOL): $(POOL_LINK)
+$(UNIT_OCI): $(OCI_LINK)
 UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_UFFD) $(UNIT_VMM) \
-		   $(UNIT_COMMON) $(UNIT_POOL),$(UNIT_TESTS))
+		   $(UNIT_COMMON) $(UNIT_POOL) $(UNIT_OCI),$(UNIT_TESTS))
 ifneq ($(UNIT_UNLISTED),)
 $(error tests/build.mk: give $(UNIT_UNLISTED) a library list)
 endif
@@ -92,7 +94,7 @@ FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS    = -std=gnu11 -O1 -g -D_GNU_SOURCE -I. -Wall -Wno-unused-parameter \
 	-fno-omit-frame-pointer $(FUZZ_SANITIZE)
 FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS) \
-	$(POOL_SRCS))
+	$(POOL_SRCS) $(OCI_SRCS))
 FUZZ_LIB       = $(B)/fuzz/libthaw-fuzz.a
 FUZZ_SRCS     := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_TARGETS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
