@@ -140,3 +140,9 @@ fuzz: $(FUZZ_TARGETS)
 	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),$(patsubst %_fuzz,%,$(notdir $(t)))))
 
 .PHONY: fuzz fuzz-targets
+
+# The OCI test drives thaw-oci, which starts thaw (and thaw-jailer with thaw-static).
+$(B)/itests/test_oci: | $(B)/thaw-oci $(B)/thaw $(B)/thaw-jailer
+ifneq ($(SAN),1)
+$(B)/itests/test_oci: | $(B)/thaw-static
+endif
