@@ -460,6 +460,8 @@ static void __attribute__((format(printf, 2, 3))) argf(struct argv *v, const cha
 static void vmm_argv(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s,
 		     struct argv *v)
 {
+	bool pids_set = false;
+
 	if (s->jailed) {
 		argf(v, "%s/thaw-jailer", c->bindir);
 		arg(v, "--id");
@@ -477,10 +479,12 @@ static void vmm_argv(struct ctx *c, const struct oci_bundle *b, const struct oci
 		for (unsigned i = 0; i < b->n_cg; i++) {
 			arg(v, "--cgroup");
 			argf(v, "%s=%s", b->cg[i].key, b->cg[i].value);
+			pids_set |= !strcmp(b->cg[i].key, "pids.max");
 		}
-		if (!b->n_cg) {
-			/* A cgroup of its own even without limits: the engine reads its
-			 * statistics, and the cgroup path is what it asked for. */
+		/* The jail joins the hierarchies of the controllers it sets: pids always,
+		 * so the VMM is in the cgroup path the engine asked for even without
+		 * limits (the engine reads its statistics there). */
+		if (!pids_set) {
 			arg(v, "--cgroup");
 			arg(v, "pids.max=max");
 		}
