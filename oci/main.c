@@ -9,6 +9,7 @@
 #include "oci/oci.h"
 
 #include "api/api.h"
+#include "common/argv.h"
 #include "common/log.h"
 
 #include <dirent.h>
@@ -340,26 +341,6 @@ static int wait_gone(const struct oci_state *s, int ms)
 	return ret > 0 ? 0 : -ETIMEDOUT;
 }
 
-static int run_wait(const char *const *argv)
-{
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int ret, st;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	ret = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (ret)
-		return -ret;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
-}
-
 /* Removes what a container left: the jail (thaw-jailer --cleanup, which also removes
  * its cgroup), the API socket and the state directory. The VMM must be gone. */
 static int destroy(struct ctx *c, const struct oci_state *s, const char *dir)
@@ -375,7 +356,7 @@ static int destroy(struct ctx *c, const struct oci_state *s, const char *dir)
 		snprintf(jailer, sizeof(jailer), "%s/thaw-jailer", c->bindir);
 		/* A just-killed VMM may hold its cgroup for a moment after its exit. */
 		for (int i = 0; i < 50; i++) {
-			ret = run_wait(argv);
+			ret = argv_run_wait(argv, true);
 			if (!ret)
 				break;
 			usleep(20000);
@@ -428,34 +409,6 @@ static int save(struct ctx *c, const struct oci_state *s, const char *dir)
 
 /* ---- create ------------------------------------------------------------------------------- */
 
-struct argv {
-	const char *a[96];
-	size_t n;
-	char store[8192];
-	size_t used;
-};
-
-static void arg(struct argv *v, const char *s)
-{
-	if (v->n < sizeof(v->a) / sizeof(v->a[0]) - 1)
-		v->a[v->n++] = s;
-	v->a[v->n] = NULL;
-}
-
-static void __attribute__((format(printf, 2, 3))) argf(struct argv *v, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(v->store + v->used, sizeof(v->store) - v->used, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(v->store) - v->used)
-		return;
-	arg(v, v->store + v->used);
-	v->used += (size_t)n + 1;
-}
-
 /* The command line of the VMM: thaw-jailer ... -- thaw args, or thaw args. */
 static void vmm_argv(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s,
 		     struct argv *v)
@@ -463,53 +416,53 @@ static void vmm_argv(struct ctx *c, const struct oci_bundle *b, const struct oci
 	bool pids_set = false;
 
 	if (s->jailed) {
-		argf(v, "%s/thaw-jailer", c->bindir);
-		arg(v, "--id");
-		arg(v, s->jail_id);
-		arg(v, "--exec-file");
-		argf(v, "%s/thaw-static", c->bindir);
-		arg(v, "--uid");
-		argf(v, "%u", (unsigned)b->uid);
-		arg(v, "--gid");
-		argf(v, "%u", (unsigned)b->gid);
-		arg(v, "--chroot-base");
-		arg(v, s->jail_base);
-		arg(v, "--parent-cgroup");
-		arg(v, s->cgroup_parent);
+		argv_addf(v, "%s/thaw-jailer", c->bindir);
+		argv_add(v, "--id");
+		argv_add(v, s->jail_id);
+		argv_add(v, "--exec-file");
+		argv_addf(v, "%s/thaw-static", c->bindir);
+		argv_add(v, "--uid");
+		argv_addf(v, "%u", (unsigned)b->uid);
+		argv_add(v, "--gid");
+		argv_addf(v, "%u", (unsigned)b->gid);
+		argv_add(v, "--chroot-base");
+		argv_add(v, s->jail_base);
+		argv_add(v, "--parent-cgroup");
+		argv_add(v, s->cgroup_parent);
 		for (unsigned i = 0; i < b->n_cg; i++) {
-			arg(v, "--cgroup");
-			argf(v, "%s=%s", b->cg[i].key, b->cg[i].value);
+			argv_add(v, "--cgroup");
+			argv_addf(v, "%s=%s", b->cg[i].key, b->cg[i].value);
 			pids_set |= !strcmp(b->cg[i].key, "pids.max");
 		}
 		/* The jail joins the hierarchies of the controllers it sets: pids always,
 		 * so the VMM is in the cgroup path the engine asked for even without
 		 * limits (the engine reads its statistics there). */
 		if (!pids_set) {
-			arg(v, "--cgroup");
-			arg(v, "pids.max=max");
+			argv_add(v, "--cgroup");
+			argv_add(v, "pids.max=max");
 		}
 		if (b->netns[0]) {
-			arg(v, "--netns");
-			arg(v, b->netns);
+			argv_add(v, "--netns");
+			argv_add(v, b->netns);
 		}
-		arg(v, "--devices");
-		arg(v, "kvm,tun,urandom");
-		arg(v, "--link");
-		argf(v, "%s:%s:ro", b->snapshot, JAIL_SNAPSHOT);
-		arg(v, "--");
-		arg(v, "--api-sock");
-		arg(v, "/api.sock");
+		argv_add(v, "--devices");
+		argv_add(v, "kvm,tun,urandom");
+		argv_add(v, "--link");
+		argv_addf(v, "%s:%s:ro", b->snapshot, JAIL_SNAPSHOT);
+		argv_add(v, "--");
+		argv_add(v, "--api-sock");
+		argv_add(v, "/api.sock");
 	} else {
-		argf(v, "%s/thaw", c->bindir);
-		arg(v, "--api-sock");
-		arg(v, "api.sock"); /* relative to its working directory, the state dir */
+		argv_addf(v, "%s/thaw", c->bindir);
+		argv_add(v, "--api-sock");
+		argv_add(v, "api.sock"); /* relative to its working directory, the state dir */
 	}
-	arg(v, "--id");
-	arg(v, "thaw-oci");
-	arg(v, "--console-in");
-	arg(v, "stdin");
-	arg(v, "--log-level");
-	arg(v, "warn");
+	argv_add(v, "--id");
+	argv_add(v, "thaw-oci");
+	argv_add(v, "--console-in");
+	argv_add(v, "stdin");
+	argv_add(v, "--log-level");
+	argv_add(v, "warn");
 }
 
 /* Sends the pty master over the console socket (runc's protocol: the pty's name as the
@@ -669,6 +622,10 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 		snprintf(s->api_dir, sizeof(s->api_dir), "%s", dir);
 	}
 	vmm_argv(c, b, s, v);
+	if (v->overflow) {
+		fail(c, "the VMM's command line is too long");
+		goto out;
+	}
 
 	if (b->terminal) {
 		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
