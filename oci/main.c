@@ -734,7 +734,9 @@ out:
 	return ret;
 }
 
-static int cmd_create(struct ctx *c, int argc, char **argv)
+/* create's and run's options (run adds --detach and --keep). 0, or 1 after reporting. */
+static int create_opts(struct ctx *c, bool run, int argc, char **argv, struct create_args *a,
+		       bool *detach, bool *keep)
 {
 	struct opt o[] = {{"bundle", 'b', true, NULL},
 			  {"pid-file", 0, true, NULL},
@@ -742,16 +744,32 @@ static int cmd_create(struct ctx *c, int argc, char **argv)
 			  {"no-pivot", 0, false, NULL},
 			  {"no-new-keyring", 0, false, NULL},
 			  {"preserve-fds", 0, true, NULL},
+			  {"detach", 'd', false, NULL},
+			  {"keep", 0, false, NULL},
 			  {NULL, 0, false, NULL}};
-	const char *pos[1];
+	const char *pos[1], *cmd = run ? "run" : "create";
+
+	if (parse_opts(c, cmd, argc, argv, o, pos, 1) != 1)
+		return fail(c,
+			    "%s: usage: %s [--bundle DIR] [--pid-file F] [--console-socket S]%s ID",
+			    cmd, cmd, run ? " [--detach] [--keep]" : "");
+	*detach = optval(o, "detach") != NULL;
+	*keep = optval(o, "keep") != NULL;
+	if (!run && (*detach || *keep))
+		return fail(c, "create: --detach and --keep are run's options");
+	*a = (struct create_args){pos[0], optval(o, "bundle") ? optval(o, "bundle") : ".",
+				  optval(o, "pid-file"), optval(o, "console-socket")};
+	return 0;
+}
+
+static int cmd_create(struct ctx *c, int argc, char **argv)
+{
 	struct create_args a;
+	bool detach, keep;
 	pid_t pid;
 
-	if (parse_opts(c, "create", argc, argv, o, pos, 1) != 1)
-		return fail(c, "create: usage: create [--bundle DIR] [--pid-file F] "
-			       "[--console-socket S] ID");
-	a = (struct create_args){pos[0], optval(o, "bundle") ? optval(o, "bundle") : ".",
-				 optval(o, "pid-file"), optval(o, "console-socket")};
+	if (create_opts(c, false, argc, argv, &a, &detach, &keep))
+		return 1;
 	return do_create(c, &a, &pid);
 }
 
@@ -990,26 +1008,15 @@ static int cmd_list(struct ctx *c, int argc, char **argv)
 /* run: create and start; without --detach, wait for the VMM (our child) and delete. */
 static int cmd_run(struct ctx *c, int argc, char **argv)
 {
-	struct opt o[] = {{"bundle", 'b', true, NULL},
-			  {"pid-file", 0, true, NULL},
-			  {"console-socket", 0, true, NULL},
-			  {"no-pivot", 0, false, NULL},
-			  {"no-new-keyring", 0, false, NULL},
-			  {"preserve-fds", 0, true, NULL},
-			  {"detach", 'd', false, NULL},
-			  {"keep", 0, false, NULL},
-			  {NULL, 0, false, NULL}};
-	const char *pos[1];
 	struct create_args a;
 	struct oci_state s;
 	char dir[PATH_MAX];
+	bool detach, keep;
 	pid_t pid;
 	int st;
 
-	if (parse_opts(c, "run", argc, argv, o, pos, 1) != 1)
-		return fail(c, "run: usage: run [--bundle DIR] [--pid-file F] [--detach] ID");
-	a = (struct create_args){pos[0], optval(o, "bundle") ? optval(o, "bundle") : ".",
-				 optval(o, "pid-file"), optval(o, "console-socket")};
+	if (create_opts(c, true, argc, argv, &a, &detach, &keep))
+		return 1;
 	if (do_create(c, &a, &pid))
 		return 1;
 	if (load(c, a.id, &s, dir, false) || do_start(c, &s, dir)) {
@@ -1018,12 +1025,12 @@ static int cmd_run(struct ctx *c, int argc, char **argv)
 		destroy(c, &s, dir);
 		return 1;
 	}
-	if (optval(o, "detach"))
+	if (detach)
 		return 0;
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return fail(c, "run: waitpid: %s", strerror(errno));
-	if (!optval(o, "keep"))
+	if (!keep)
 		destroy(c, &s, dir);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
