@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/wait.h>
@@ -32,6 +33,26 @@ void argv_addf(struct argv *v, const char *fmt, ...)
 	}
 	argv_add(v, v->store + v->used);
 	v->used += (size_t)n + 1;
+}
+
+int argv_spawn_session(pid_t *pid, const struct argv *v, const posix_spawn_file_actions_t *fa)
+{
+	posix_spawnattr_t sa;
+	sigset_t none, all;
+	int ret;
+
+	if (v->overflow || !v->n)
+		return E2BIG;
+	posix_spawnattr_init(&sa);
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &all);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+					  POSIX_SPAWN_SETSIGDEF);
+	ret = posix_spawn(pid, v->a[0], fa, &sa, (char *const *)v->a, environ);
+	posix_spawnattr_destroy(&sa);
+	return ret;
 }
 
 int argv_run_wait(const char *const *argv, bool quiet)

@@ -4,7 +4,9 @@
 #define THAW_ARGV_H
 
 #include <stdbool.h>
+#include <spawn.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* A NULL-terminated vector `a` with room for fixed lists of ours; formatted arguments
  * live in `store`. An argument that does not fit is dropped and `overflow` set: a bug
@@ -21,6 +23,12 @@ struct argv {
 void argv_add(struct argv *v, const char *s);
 /* Appends a formatted argument, copied into v->store. */
 void argv_addf(struct argv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Starts v's program in a session of its own, with every signal unblocked and at its
+ * default action (a caller's signalfd set-up must not reach the child), with the file
+ * actions fa (may be NULL). Returns 0 with *pid set, or a positive errno as posix_spawn
+ * does (E2BIG when v overflowed). */
+int argv_spawn_session(pid_t *pid, const struct argv *v, const posix_spawn_file_actions_t *fa);
 
 /* Runs argv[0] with stdin and stdout on /dev/null (stderr too when quiet) and waits for
  * it. Returns 0 when it exited 0, -EIO when it failed, or -errno when it could not run. */

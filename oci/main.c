@@ -542,7 +542,6 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 	char dir[PATH_MAX], file[PATH_MAX], cfgpath[PATH_MAX + 16], bundle[PATH_MAX];
 	char err[PATH_MAX * 2], slave_name[64] = "";
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t sa;
 	char *json = NULL;
 	int master = -1, slave = -1, ret = 1, r;
 	bool made_dir = false;
@@ -646,21 +645,9 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 			posix_spawn_file_actions_adddup2(&fa, slave, fd);
 	if (!s->jailed)
 		posix_spawn_file_actions_addchdir_np(&fa, dir);
-	posix_spawnattr_init(&sa);
-	{
-		sigset_t none, all;
-
-		sigemptyset(&none);
-		sigfillset(&all);
-		posix_spawnattr_setsigmask(&sa, &none);
-		posix_spawnattr_setsigdefault(&sa, &all);
-	}
 	/* A session of its own, as runc's init: the engine's signals go through kill. */
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-					  POSIX_SPAWN_SETSIGDEF);
-	r = posix_spawn(&pid, v->a[0], &fa, &sa, (char *const *)v->a, environ);
+	r = argv_spawn_session(&pid, v, &fa);
 	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&sa);
 	if (r) {
 		pid = 0;
 		fail(c, "starting %s: %s", v->a[0], strerror(r));

@@ -248,7 +248,6 @@ out:
 int pool_proc_start(struct proc *p, const struct pool_cfg *cfg, const char *thaw)
 {
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t sa;
 	char log[PATH_MAX + 16], console[PATH_MAX + 16];
 	struct argv v = {.n = 0};
 	const char *prefix = ""; /* where thaw sees its run directory */
@@ -307,24 +306,11 @@ int pool_proc_start(struct proc *p, const struct pool_cfg *cfg, const char *thaw
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, console, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawnattr_init(&sa);
 	/* Its own session: a terminal's ^C to the pool does not reach clones, which outlive
 	 * the pool by design (a restarted pool re-adopts them). Signals default, unblocked:
 	 * the pool blocks SIGCHLD and friends for its signalfd. */
-	{
-		sigset_t none, all;
-
-		sigemptyset(&none);
-		sigfillset(&all);
-		posix_spawnattr_setsigmask(&sa, &none);
-		posix_spawnattr_setsigdefault(&sa, &all);
-	}
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-					  POSIX_SPAWN_SETSIGDEF);
-	ret = v.overflow ? E2BIG
-			 : posix_spawn(&p->pid, v.a[0], &fa, &sa, (char *const *)v.a, environ);
+	ret = argv_spawn_session(&p->pid, &v, &fa);
 	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&sa);
 	if (ret) {
 		log_err("pool: starting %s for %s: %s", v.a[0], p->id, strerror(ret));
 		return -ret;
