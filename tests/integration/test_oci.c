@@ -121,35 +121,6 @@ static void assert_nothing_left(const char *r, const char *cgparent, pid_t pid)
 		fail_msg("a VMM is left: %s", out);
 }
 
-/* A 64 MiB probe snapshot (as the other integration tests make it). */
-static int make_snapshot(const char *path)
-{
-	const char *argv[] = {harness_env("THAW_BIN"),
-			      "--kernel",
-			      harness_env("THAW_PROBE"),
-			      "--vcpus",
-			      "1",
-			      "--mem-mib",
-			      "64",
-			      "--snapshot",
-			      path,
-			      "--snapshot-after",
-			      "PROBE info",
-			      "--snapshot-then",
-			      "exit",
-			      NULL};
-	struct vmproc *p = harness_start(argv);
-
-	if (vmproc_expect(p, "THAW_PROBE_READY", TMO, NULL, 0) || vmproc_send(p, "info") ||
-	    vmproc_wait(p, TMO) != 0) {
-		vmproc_dump(p, "snapshot");
-		harness_end(p);
-		return -1;
-	}
-	harness_end(p);
-	return chmod(path, 0644);
-}
-
 /* A bundle `name` in the test directory: config.json is `config`, rootfs a symlink to
  * the shared one that holds base.snap. */
 static void bundle(const char *name, const char *config)
@@ -800,7 +771,7 @@ static int setup(void **state)
 	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
 	mkdir(rootfs, 0755);
 	snprintf(path, sizeof(path), "%s/base.snap", rootfs);
-	if (make_snapshot(path))
+	if (harness_probe_snapshot(path, 64, NULL))
 		return -1;
 	if (containerd_setup() || podman_setup())
 		return -1;
