@@ -37,7 +37,7 @@ $(B)/tests/test_api_router: | $(B)/thawctl
 
 # test_hardening reads the programs it checks.
 $(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap \
-	$(B)/thaw-pool
+	$(B)/thaw-pool $(B)/thaw-oci
 
 unit-tests: $(UNIT_TESTS)
 .PHONY: unit-tests

@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-static const char *const programs[] = {"thaw",	  "thaw-jailer", "thaw-uffd",
-				       "thawctl", "thaw-snap",	 "thaw-pool"};
+static const char *const programs[] = {"thaw",	    "thaw-jailer", "thaw-uffd", "thawctl",
+				       "thaw-snap", "thaw-pool",   "thaw-oci"};
 #define NPROGRAMS (sizeof(programs) / sizeof(programs[0]))
 
 static char build_dir[PATH_MAX];
