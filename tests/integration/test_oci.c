@@ -736,6 +736,31 @@ static void podman_run_interactive_answers(void **state)
 	podman_nothing_left(pid);
 }
 
+/* podman run -it (under script(1) for a terminal): conmon's console socket gets the pty
+ * master and the guest answers on the terminal. */
+static void podman_run_terminal_through_conmon(void **state)
+{
+	char cmd[8192], out[4096];
+	const char *argv[] = {"/usr/bin/script", "-qfec", cmd, "/dev/null", NULL};
+	struct vmproc *p;
+	pid_t pid;
+
+	if (!have_podman)
+		skip();
+	snprintf(cmd, sizeof(cmd), PM_RUN("-it --rm --name pmt"), podman, rootfs);
+	p = harness_start(argv);
+	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+		vmproc_dump(p, "podman run -it");
+		fail();
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.Pid}}' pmt", podman), 0);
+	pid = atoi(out);
+	assert_int_equal(sh(out, sizeof(out), "%s kill -s KILL pmt", podman), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
+	podman_nothing_left(pid);
+}
+
 /* kill -9 of conmon mid-run: podman rm -f and thaw-oci delete --force leave nothing. */
 static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
 {
@@ -827,6 +852,7 @@ int main(void)
 	    cmocka_unit_test_teardown(containerd_shim_killed_cleanup_leaves_nothing, test_end),
 	    cmocka_unit_test_teardown(podman_run_limits_in_jail_cgroup, test_end),
 	    cmocka_unit_test_teardown(podman_run_interactive_answers, test_end),
+	    cmocka_unit_test_teardown(podman_run_terminal_through_conmon, test_end),
 	    cmocka_unit_test_teardown(podman_conmon_killed_cleanup_leaves_nothing, test_end),
 	};
 
