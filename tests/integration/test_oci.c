@@ -336,6 +336,37 @@ static void terminal_pty_goes_to_console_socket(void **state)
 	assert_nothing_left(root, "thaw-ocitest", pid);
 }
 
+/* linux.namespaces' network path: the jailed VMM lives in that network namespace. */
+static void network_namespace_path_is_the_vmms(void **state)
+{
+	char cfg[2048], out[4096];
+	struct stat ns, vmm;
+	char path[64];
+	pid_t pid;
+
+	if (sh(out, sizeof(out), "ip netns add thaw-ocitest-ns"))
+		fail_msg("ip netns add: %s", out);
+	snprintf(cfg, sizeof(cfg),
+		 CFG_HEAD ", \"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+			  "\"/var/run/netns/thaw-ocitest-ns\"}]}}",
+		 "false");
+	bundle("netns", cfg);
+	if (sh(out, sizeof(out),
+	       "%s --root %s create --bundle %s/netns netns </dev/null >/dev/null 2>&1", oci, root,
+	       dir)) {
+		sh(NULL, 0, "ip netns del thaw-ocitest-ns");
+		fail_msg("create: %s", out);
+	}
+	pid = state_pid(root, "netns", NULL, 0);
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	assert_int_equal(stat("/var/run/netns/thaw-ocitest-ns", &ns), 0);
+	assert_int_equal(stat(path, &vmm), 0);
+	assert_true(ns.st_ino == vmm.st_ino && ns.st_dev == vmm.st_dev);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force netns", oci, root), 0);
+	assert_int_equal(sh(out, sizeof(out), "ip netns del thaw-ocitest-ns"), 0);
+	assert_nothing_left(root, "thaw-oci", pid);
+}
+
 /* Bad bundles: create exits non-zero, says why on stderr and in the JSON log, and leaves
  * nothing; so do --systemd-cgroup and a bad id. */
 static void bad_bundles_fail_create_and_leave_nothing(void **state)
@@ -845,6 +876,7 @@ int main(void)
 	    cmocka_unit_test_teardown(lifecycle_create_start_kill_delete, test_end),
 	    cmocka_unit_test_teardown(run_propagates_exit_status, test_end),
 	    cmocka_unit_test_teardown(terminal_pty_goes_to_console_socket, test_end),
+	    cmocka_unit_test_teardown(network_namespace_path_is_the_vmms, test_end),
 	    cmocka_unit_test_teardown(bad_bundles_fail_create_and_leave_nothing, test_end),
 	    cmocka_unit_test_teardown(containerd_ctr_run_answers_and_exit_status_propagates,
 				      test_end),
