@@ -968,27 +968,51 @@ static int cmd_list(struct ctx *c, int argc, char **argv)
 {
 	struct opt o[] = {
 	    {"format", 'f', true, NULL}, {"quiet", 'q', false, NULL}, {NULL, 0, false, NULL}};
-	const char *pos[1];
-	struct oci_state s;
-	char dir[PATH_MAX];
+	const char *pos[1], *fmt;
+	struct dirent **names;
+	json_object *all;
+	bool quiet;
+	int n;
 
 	if (parse_opts(c, "list", argc, argv, o, pos, 0) < 0)
 		return 1;
-	printf("ID\tPID\tSTATUS\tBUNDLE\tCREATED\n");
-	{
-		struct dirent **names;
-		int n = scandir(c->root, &names, NULL, alphasort);
+	fmt = optval(o, "format") ? optval(o, "format") : "table";
+	quiet = optval(o, "quiet") != NULL;
+	if (strcmp(fmt, "table") && strcmp(fmt, "json"))
+		return fail(c, "list: --format %s: table or json", fmt);
+	all = json_object_new_array();
+	if (!quiet && !strcmp(fmt, "table"))
+		printf("ID\tPID\tSTATUS\tBUNDLE\tCREATED\n");
+	n = scandir(c->root, &names, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		struct oci_state s;
+		char dir[PATH_MAX];
 
-		for (int i = 0; i < n; i++) {
-			if (!oci_id_check(names[i]->d_name) &&
-			    !load(c, names[i]->d_name, &s, dir, true))
+		if (!oci_id_check(names[i]->d_name) && !load(c, names[i]->d_name, &s, dir, true)) {
+			enum oci_status st = oci_state_status(&s);
+			json_object *e = json_object_new_object();
+
+			json_object_object_add(e, "id", json_object_new_string(s.id));
+			json_object_object_add(e, "pid", json_object_new_int(s.pid));
+			json_object_object_add(e, "status",
+					       json_object_new_string(oci_status_name(st)));
+			json_object_object_add(e, "bundle", json_object_new_string(s.bundle));
+			json_object_object_add(e, "created", json_object_new_string(s.created));
+			json_object_array_add(all, e);
+			if (quiet)
+				printf("%s\n", s.id);
+			else if (!strcmp(fmt, "table"))
 				printf("%s\t%d\t%s\t%s\t%s\n", s.id, (int)s.pid,
-				       oci_status_name(oci_state_status(&s)), s.bundle, s.created);
-			free(names[i]);
+				       oci_status_name(st), s.bundle, s.created);
 		}
-		if (n >= 0)
-			free(names);
+		free(names[i]);
 	}
+	if (n >= 0)
+		free(names);
+	if (!quiet && !strcmp(fmt, "json"))
+		printf("%s\n", json_object_to_json_string_ext(
+				   all, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(all);
 	return 0;
 }
 

@@ -209,6 +209,11 @@ static void lifecycle_create_start_kill_delete(void **state)
 			 0);
 	assert_string_equal(out, "268435456\n64\n512\n");
 
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s list -q", oci, root), 0);
+	assert_string_equal(out, "life\n");
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s list --format json", oci, root), 0);
+	assert_non_null(strstr(out, "\"id\":\"life\""));
+	assert_non_null(strstr(out, "\"status\":\"created\""));
 	assert_int_equal(sh(out, sizeof(out), "%s --root %s start life", oci, root), 0);
 	state_pid(root, "life", status, sizeof(status));
 	assert_string_equal(status, "running");
