@@ -747,54 +747,50 @@ static void podman_run_limits_in_jail_cgroup(void **state)
 	podman_nothing_left(pid);
 }
 
-/* podman run -i: the guest answers on the container's stdio; podman kill ends it and
- * the status (137) is podman run's. */
-static void podman_run_interactive_answers(void **state)
+/* An attached `podman run` (name `name`, options `opts`) as argv[0..1] + the command:
+ * the guest answers `ping`, podman kill ends it with 137 from podman run, nothing left. */
+static void podman_attached(const char *opts, const char *name, const char *wrap0,
+			    const char *wrap1, const char *wrap3)
 {
-	char cmd[8192], out[4096];
-	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	char cmd[8192], run[256], out[4096];
+	const char *argv[] = {wrap0, wrap1, cmd, wrap3, NULL};
 	struct vmproc *p;
 	pid_t pid;
 
-	if (!have_podman)
-		skip();
-	snprintf(cmd, sizeof(cmd), "exec " PM_RUN("-i --rm --name pmi"), podman, rootfs);
+	snprintf(run, sizeof(run), "%s --rm --name %s", opts, name);
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s run --network none --annotation "
+		 "org.thaw.snapshot=/base.snap %s --rootfs %s /fn",
+		 podman, run, rootfs);
 	p = harness_start(argv);
 	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
 		vmproc_dump(p, "podman run");
 		fail();
 	}
-	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.Pid}}' pmi", podman), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.Pid}}' %s", podman, name),
+			 0);
 	pid = atoi(out);
-	assert_int_equal(sh(out, sizeof(out), "%s kill -s KILL pmi", podman), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s kill -s KILL %s", podman, name), 0);
 	assert_int_equal(vmproc_wait(p, TMO), 137);
 	harness_end(p);
 	podman_nothing_left(pid);
+}
+
+/* podman run -i: the guest answers on the container's stdio. */
+static void podman_run_interactive_answers(void **state)
+{
+	if (!have_podman)
+		skip();
+	podman_attached("-i", "pmi", "/bin/sh", "-c", NULL);
 }
 
 /* podman run -it (under script(1) for a terminal): conmon's console socket gets the pty
  * master and the guest answers on the terminal. */
 static void podman_run_terminal_through_conmon(void **state)
 {
-	char cmd[8192], out[4096];
-	const char *argv[] = {"/usr/bin/script", "-qfec", cmd, "/dev/null", NULL};
-	struct vmproc *p;
-	pid_t pid;
-
 	if (!have_podman)
 		skip();
-	snprintf(cmd, sizeof(cmd), PM_RUN("-it --rm --name pmt"), podman, rootfs);
-	p = harness_start(argv);
-	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
-		vmproc_dump(p, "podman run -it");
-		fail();
-	}
-	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.Pid}}' pmt", podman), 0);
-	pid = atoi(out);
-	assert_int_equal(sh(out, sizeof(out), "%s kill -s KILL pmt", podman), 0);
-	assert_int_equal(vmproc_wait(p, TMO), 137);
-	harness_end(p);
-	podman_nothing_left(pid);
+	podman_attached("-it", "pmt", "/usr/bin/script", "-qfec", "/dev/null");
 }
 
 /* kill -9 of conmon mid-run: podman rm -f and thaw-oci delete --force leave nothing. */
