@@ -68,6 +68,7 @@ include uffd/build.mk
 include api/build.mk
 include jailer/build.mk
 include pool/build.mk
+include oci/build.mk
 include tests/build.mk
 include bench/build.mk
 include guest/build.mk
@@ -79,6 +80,7 @@ programs: $(PROGRAMS)
 #   libvmm -> libdisk -> libcommon
 #   libvmm -> libapi  -> libcommon            libjailer -> libcommon
 #   libpool -> libapi, libsnap -> libcommon
+#   liboci -> libapi -> libcommon
 # A program's (or test's) rule lists its objects, then the archives it uses, each above
 # those it calls (its folder's *_LINK list, e.g. VMM_LINK); `link` passes them to ld in
 # that order. No --start-group: ld reads each archive once and never goes back, so a
@@ -105,6 +107,7 @@ $(B)/layers/libapi.ok: $(API_LINK)
 $(B)/layers/libjailer.ok: $(JAILER_LINK)
 $(B)/layers/libvmm.ok: $(VMM_LINK)
 $(B)/layers/libpool.ok: $(POOL_LINK)
+$(B)/layers/liboci.ok: $(OCI_LINK)
 $(B)/layers/%.ok:
 	$(call msg,LAYER,$(firstword $^))
 	@mkdir -p $(dir $@)

@@ -1,7 +1,9 @@
 # common/: what every folder may use and nothing of ours below it: logging, errf,
-# the monotonic clock, restricted io_uring rings (blk and the uffd handler).
+# the monotonic clock, restricted io_uring rings (blk and the uffd handler), argument
+# vectors for the programs thaw-pool and thaw-oci start.
 # libcommon.a is the last of our libraries on every link line.
 COMMON_SRCS := \
+	common/argv.c \
 	common/log.c \
 	common/uring.c
 

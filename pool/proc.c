@@ -3,6 +3,7 @@
  * Nothing here knows about pools' counts or the API. */
 #include "pool/pool_int.h"
 
+#include "common/argv.h"
 #include "common/log.h"
 
 #include <dirent.h>
@@ -246,39 +247,9 @@ out:
 
 /* ---- start --------------------------------------------------------------------------------- */
 
-/* argv builder with a fixed capacity; overflow is a bug in our own lists. */
-struct argv {
-	const char *a[80];
-	size_t n;
-	char store[4096];
-	size_t used;
-};
-
-static void arg(struct argv *v, const char *s)
-{
-	if (v->n < sizeof(v->a) / sizeof(v->a[0]) - 1)
-		v->a[v->n++] = s;
-	v->a[v->n] = NULL;
-}
-
-static void __attribute__((format(printf, 2, 3))) argf(struct argv *v, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(v->store + v->used, sizeof(v->store) - v->used, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(v->store) - v->used)
-		return;
-	arg(v, v->store + v->used);
-	v->used += (size_t)n + 1;
-}
-
 int pool_proc_start(struct proc *p, const struct pool_cfg *cfg, const char *thaw)
 {
 	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t sa;
 	char log[PATH_MAX + 16], console[PATH_MAX + 16];
 	struct argv v = {.n = 0};
 	const char *prefix = ""; /* where thaw sees its run directory */
@@ -288,47 +259,48 @@ int pool_proc_start(struct proc *p, const struct pool_cfg *cfg, const char *thaw
 	if (cfg->jail.enabled) {
 		const struct pool_jail *j = &cfg->jail;
 
-		arg(&v, p->jailer);
-		arg(&v, "--id");
-		arg(&v, p->id);
-		arg(&v, "--exec-file");
-		arg(&v, j->exec_file);
-		arg(&v, "--uid");
-		argf(&v, "%u", j->uid);
-		arg(&v, "--gid");
-		argf(&v, "%u", j->gid);
-		arg(&v, "--chroot-base");
-		arg(&v, p->chroot_base);
+		argv_add(&v, p->jailer);
+		argv_add(&v, "--id");
+		argv_add(&v, p->id);
+		argv_add(&v, "--exec-file");
+		argv_add(&v, j->exec_file);
+		argv_add(&v, "--uid");
+		argv_addf(&v, "%u", j->uid);
+		argv_add(&v, "--gid");
+		argv_addf(&v, "%u", j->gid);
+		argv_add(&v, "--chroot-base");
+		argv_add(&v, p->chroot_base);
 		if (j->netns[0]) {
-			arg(&v, "--netns");
-			arg(&v, j->netns);
+			argv_add(&v, "--netns");
+			argv_add(&v, j->netns);
 		}
 		for (unsigned int i = 0; i < j->n_cgroups; i++) {
-			arg(&v, "--cgroup");
-			arg(&v, j->cgroups[i]);
+			argv_add(&v, "--cgroup");
+			argv_add(&v, j->cgroups[i]);
 		}
-		arg(&v, "--devices");
-		arg(&v, cfg->backend == API_MEM_BACKEND_UFFD ? "kvm,uffd,urandom" : "kvm,urandom");
-		arg(&v, "--link");
-		argf(&v, "%s:%s:ro", cfg->snapshot, POOL_JAIL_SNAPSHOT);
+		argv_add(&v, "--devices");
+		argv_add(&v,
+			 cfg->backend == API_MEM_BACKEND_UFFD ? "kvm,uffd,urandom" : "kvm,urandom");
+		argv_add(&v, "--link");
+		argv_addf(&v, "%s:%s:ro", cfg->snapshot, POOL_JAIL_SNAPSHOT);
 		if (cfg->backend == API_MEM_BACKEND_FILE) {
-			arg(&v, "--link");
-			argf(&v, "%s:%s:ro", cfg->backend_path, POOL_JAIL_MEMFILE);
+			argv_add(&v, "--link");
+			argv_addf(&v, "%s:%s:ro", cfg->backend_path, POOL_JAIL_MEMFILE);
 		}
-		arg(&v, "--");
+		argv_add(&v, "--");
 		prefix = "";
 	} else {
-		arg(&v, thaw);
+		argv_add(&v, thaw);
 		prefix = p->rundir;
 	}
-	arg(&v, "--api-sock");
-	argf(&v, "%s/api.sock", prefix);
-	arg(&v, "--id");
-	arg(&v, p->id);
-	arg(&v, "--prepare");
-	argf(&v, "mem-mib=%u,vcpus=%u", cfg->mem_mib, cfg->vcpus);
-	arg(&v, "--console-in");
-	argf(&v, "%s/console.sock", prefix);
+	argv_add(&v, "--api-sock");
+	argv_addf(&v, "%s/api.sock", prefix);
+	argv_add(&v, "--id");
+	argv_add(&v, p->id);
+	argv_add(&v, "--prepare");
+	argv_addf(&v, "mem-mib=%u,vcpus=%u", cfg->mem_mib, cfg->vcpus);
+	argv_add(&v, "--console-in");
+	argv_addf(&v, "%s/console.sock", prefix);
 
 	snprintf(log, sizeof(log), "%s/thaw.log", p->statedir);
 	snprintf(console, sizeof(console), "%s/console.log", p->statedir);
@@ -336,23 +308,11 @@ int pool_proc_start(struct proc *p, const struct pool_cfg *cfg, const char *thaw
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, console, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawnattr_init(&sa);
 	/* Its own session: a terminal's ^C to the pool does not reach clones, which outlive
 	 * the pool by design (a restarted pool re-adopts them). Signals default, unblocked:
 	 * the pool blocks SIGCHLD and friends for its signalfd. */
-	{
-		sigset_t none, all;
-
-		sigemptyset(&none);
-		sigfillset(&all);
-		posix_spawnattr_setsigmask(&sa, &none);
-		posix_spawnattr_setsigdefault(&sa, &all);
-	}
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-					  POSIX_SPAWN_SETSIGDEF);
-	ret = posix_spawn(&p->pid, v.a[0], &fa, &sa, (char *const *)v.a, environ);
+	ret = argv_spawn_session(&p->pid, &v, &fa);
 	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&sa);
 	if (ret) {
 		log_err("pool: starting %s for %s: %s", v.a[0], p->id, strerror(ret));
 		return -ret;
@@ -413,26 +373,6 @@ int pool_proc_probe_read(struct proc *p)
 /* ---- end ---------------------------------------------------------------------------------------
  */
 
-/* Runs argv and waits for it (the jailer's clean-up: a few ms). */
-static int run_wait(const char *const *argv)
-{
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int ret, st;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	ret = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (ret)
-		return -ret;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
-}
-
 int pool_proc_kill_wait(struct proc *p, int timeout_ms)
 {
 	struct pollfd pfd;
@@ -472,7 +412,7 @@ int pool_proc_cleanup(struct proc *p)
 				      p->id,	     "--chroot-base", p->chroot_base,
 				      "--exec-file", p->exec_file,    NULL};
 
-		ret = run_wait(argv);
+		ret = argv_run_wait(argv, false);
 		if (ret)
 			log_err("pool: thaw-jailer --cleanup --id %s failed", p->id);
 	} else {

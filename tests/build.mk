@@ -12,6 +12,7 @@ UNIT_DISK   := $(filter $(B)/tests/test_disk_%,$(UNIT_TESTS))
 UNIT_UFFD   := $(filter $(B)/tests/test_uffd% $(B)/tests/test_thaw_uffd,$(UNIT_TESTS))
 UNIT_COMMON := $(filter $(B)/tests/test_hardening,$(UNIT_TESTS))
 UNIT_POOL   := $(filter $(B)/tests/test_pool_%,$(UNIT_TESTS))
+UNIT_OCI    := $(filter $(B)/tests/test_oci_%,$(UNIT_TESTS))
 UNIT_VMM    := $(filter $(B)/tests/test_vmm_% $(B)/tests/test_virtio_% $(B)/tests/test_seccomp,\
 		 $(UNIT_TESTS))
 $(UNIT_API): $(API_LINK)
@@ -22,8 +23,9 @@ $(UNIT_UFFD): $(UFFD_LINK)
 $(UNIT_VMM): $(VMM_LINK)
 $(UNIT_COMMON): $(COMMON_LINK)
 $(UNIT_POOL): $(POOL_LINK)
+$(UNIT_OCI): $(OCI_LINK)
 UNIT_UNLISTED := $(filter-out $(UNIT_API) $(UNIT_JAILER) $(UNIT_SNAP) $(UNIT_DISK) $(UNIT_UFFD) $(UNIT_VMM) \
-		   $(UNIT_COMMON) $(UNIT_POOL),$(UNIT_TESTS))
+		   $(UNIT_COMMON) $(UNIT_POOL) $(UNIT_OCI),$(UNIT_TESTS))
 ifneq ($(UNIT_UNLISTED),)
 $(error tests/build.mk: give $(UNIT_UNLISTED) a library list)
 endif
@@ -37,7 +39,7 @@ $(B)/tests/test_api_router: | $(B)/thawctl
 
 # test_hardening reads the programs it checks.
 $(B)/tests/test_hardening: | $(B)/thaw $(B)/thaw-jailer $(B)/thaw-uffd $(B)/thawctl $(B)/thaw-snap \
-	$(B)/thaw-pool $(B)/thaw-disk
+	$(B)/thaw-pool $(B)/thaw-disk $(B)/thaw-oci
 
 unit-tests: $(UNIT_TESTS)
 .PHONY: unit-tests
@@ -103,7 +105,7 @@ FUZZ_CFLAGS    = -std=gnu11 -O1 -g -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR
 	-I. -Wall -Wno-unused-parameter \
 	-fno-omit-frame-pointer $(FUZZ_SANITIZE)
 FUZZ_LIB_SRCS  = $(sort $(COMMON_SRCS) $(DISK_SRCS) $(VMM_SRCS) $(SNAP_SRCS) $(API_SRCS) $(UFFD_SRCS) $(JAILER_SRCS) \
-	$(POOL_SRCS))
+	$(POOL_SRCS) $(OCI_SRCS))
 FUZZ_LIB       = $(B)/fuzz/libthaw-fuzz.a
 FUZZ_SRCS     := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_TARGETS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
@@ -152,3 +154,9 @@ fuzz: $(FUZZ_TARGETS)
 
 # The disk tests drive thaw-disk (the crash test's writer, the tool's own test).
 $(B)/tests/test_disk_crash $(B)/tests/test_disk_tool: | $(B)/thaw-disk
+
+# The OCI test drives thaw-oci, which starts thaw (and thaw-jailer with thaw-static).
+$(B)/itests/test_oci: | $(B)/thaw-oci $(B)/thaw $(B)/thaw-jailer
+ifneq ($(SAN),1)
+$(B)/itests/test_oci: | $(B)/thaw-static
+endif

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -397,4 +398,39 @@ int harness_wait_socket(const char *sock)
 		usleep(10000);
 	}
 	return -1;
+}
+
+int harness_probe_snapshot(const char *path, unsigned mem_mib, const char *const *extra)
+{
+	const char *argv[32] = {harness_env("THAW_BIN"),
+				"--kernel",
+				harness_env("THAW_PROBE"),
+				"--vcpus",
+				"1",
+				"--mem-mib",
+				NULL,
+				"--snapshot",
+				path,
+				"--snapshot-after",
+				"PROBE info",
+				"--snapshot-then",
+				"exit"};
+	size_t n = 13;
+	char mib[16];
+	struct vmproc *p;
+
+	snprintf(mib, sizeof(mib), "%u", mem_mib);
+	argv[6] = mib;
+	for (size_t i = 0; extra && extra[i] && n < sizeof(argv) / sizeof(argv[0]) - 1; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	p = harness_start(argv);
+	if (vmproc_expect(p, "THAW_PROBE_READY", 60000, NULL, 0) || vmproc_send(p, "info") ||
+	    vmproc_wait(p, 60000) != 0) {
+		vmproc_dump(p, "snapshot");
+		harness_end(p);
+		return -1;
+	}
+	harness_end(p);
+	return chmod(path, 0644);
 }

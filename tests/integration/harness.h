@@ -61,6 +61,12 @@ void vmproc_stop(struct vmproc *p);
 /* Prints what the process wrote (console and stderr) to help diagnose a failure. */
 void vmproc_dump(struct vmproc *p, const char *why);
 
+/* A probe snapshot at `path`: THAW_PROBE booted by THAW_BIN with 1 vCPU and `mem_mib`
+ * MiB (and the thaw arguments in `extra`, NULL-terminated, NULL for none), written when
+ * the probe answers `info`, thaw exiting after it; the file is made 0644 (a jailed thaw
+ * reads it as its own uid). Returns 0, or -1 after dumping the process. */
+int harness_probe_snapshot(const char *path, unsigned mem_mib, const char *const *extra);
+
 /* Milliseconds on the monotonic clock. */
 long long harness_ms(void);
 

@@ -792,36 +792,12 @@ static int test_end(void **state)
 	return 0;
 }
 
-/* A 64 MiB probe snapshot at `path`, with the extra thaw arguments `extra` (or NULL). */
+/* A 64 MiB probe snapshot at `path`, with the extra thaw arguments (or NULL). */
 static int make_snapshot(const char *path, const char *extra1, const char *extra2)
 {
-	const char *argv[] = {harness_env("THAW_BIN"),
-			      "--kernel",
-			      harness_env("THAW_PROBE"),
-			      "--vcpus",
-			      "1",
-			      "--mem-mib",
-			      "64",
-			      "--snapshot",
-			      path,
-			      "--snapshot-after",
-			      "PROBE info",
-			      "--snapshot-then",
-			      "exit",
-			      extra1,
-			      extra2,
-			      NULL};
-	struct vmproc *p;
+	const char *extra[] = {extra1, extra2, NULL};
 
-	p = harness_start(argv);
-	if (vmproc_expect(p, "THAW_PROBE_READY", TMO, NULL, 0) || vmproc_send(p, "info") ||
-	    vmproc_wait(p, TMO) != 0) {
-		vmproc_dump(p, "snapshot");
-		harness_end(p);
-		return -1;
-	}
-	harness_end(p);
-	return chmod(path, 0644);
+	return harness_probe_snapshot(path, 64, extra);
 }
 
 static int setup(void **state)

@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 static const char *const programs[] = {"thaw",	    "thaw-jailer", "thaw-uffd", "thawctl",
-				       "thaw-snap", "thaw-pool",   "thaw-disk"};
+				       "thaw-snap", "thaw-pool",   "thaw-disk", "thaw-oci"};
 #define NPROGRAMS (sizeof(programs) / sizeof(programs[0]))
 
 static char build_dir[PATH_MAX];

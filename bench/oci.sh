@@ -1,0 +1,191 @@
+#!/bin/bash
+# thaw-oci through the real engines against runc's trivial container, in one run
+# (issue 18, docs/oci.md): from the engine's command start to the first answer.
+#   ctr_thaw     ctr run --runc-binary thaw-oci of the probe snapshot image: `ping` on
+#                stdin, until "PROBE pong" on stdout
+#   ctr_runc     ctr run (Debian's runc) of a busybox image: until its `echo` prints
+#   podman_thaw  podman run -i --runtime thaw-oci --rootfs (the snapshot): until the pong
+#   podman_runc  podman run --runtime runc --rootfs (busybox): until its echo
+# Each run ends its container (ctr task kill / podman kill for the clone, the trivial
+# one exits) and the engine's --rm removes it. The series are interleaved run by run, so
+# a change in the shared machine's load hits all four alike. A wrapper runtime records
+# when each runtime command (create, start, delete) begins and ends, to say where the
+# time goes. containerd and podman run with their own root, state and sockets in a
+# temporary directory; the overlayfs snapshotter (native copies the snapshot per
+# container) and podman's vfs storage (--rootfs does not use it).
+#
+# usage: bench/oci.sh [--build DIR] [--runs N] [--out DIR]
+# Writes OUT/raw/oci_<series>.txt (one line per run: first_ms= end_ms= rc= and the
+# runtime's phases) and prints medians; needs root, /dev/kvm, containerd, podman, runc,
+# umoci, busybox (make deps).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd -P)
+cd "$top" || exit 2
+B=build RUNS=10 OUT=""
+while (($#)); do
+	case $1 in
+	--build) B=$2 && shift 2 ;;
+	--runs) RUNS=$2 && shift 2 ;;
+	--out) OUT=$2 && shift 2 ;;
+	*) echo "usage: bench/oci.sh [--build DIR] [--runs N] [--out DIR]" >&2 && exit 2 ;;
+	esac
+done
+B=$(cd "$B" && pwd -P)
+OUT=${OUT:-bench/results/oci-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT/raw"
+OUT=$(cd "$OUT" && pwd -P)
+for p in containerd ctr podman runc umoci busybox python3; do
+	command -v $p >/dev/null || { echo "bench/oci.sh: $p is missing (make deps)" >&2; exit 2; }
+done
+eval "$(guest/env.sh)" || exit 2
+W=$(mktemp -d /tmp/thaw-ocibench-XXXXXX)
+chmod 755 "$W"
+say() { echo "bench/oci: $(date -u +%H:%M:%S) $*" >&2; }
+
+cdpid=""
+cleanup() {
+	for t in $(ctr -a "$W/cd/c.sock" task ls -q 2>/dev/null); do
+		ctr -a "$W/cd/c.sock" task kill -s SIGKILL "$t"; sleep 0.2
+		ctr -a "$W/cd/c.sock" task delete -f "$t"
+	done >/dev/null 2>&1
+	for c in $(ctr -a "$W/cd/c.sock" containers ls -q 2>/dev/null); do
+		ctr -a "$W/cd/c.sock" container delete "$c" >/dev/null 2>&1
+	done
+	[[ -n $cdpid ]] && kill "$cdpid" 2>/dev/null && wait "$cdpid" 2>/dev/null
+	"${PM[@]}" rm -af -t 0 >/dev/null 2>&1
+	grep -o " $W/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
+	rm -rf "$W"
+}
+PM=(podman --root "$W/pm/root" --runroot "$W/pm/run" --tmpdir "$W/pm/tmp" --storage-driver vfs
+	--cgroup-manager cgroupfs --events-backend file)
+trap cleanup EXIT
+
+# The runtime wrapper: one line per command with its start and end (ns) in $W/phases.
+for rt in thaw-oci runc; do
+	bin=$B/thaw-oci
+	[[ $rt == runc ]] && bin=$(command -v runc)
+	cat >"$W/$rt-timed" <<EOF
+#!/bin/sh
+t0=\$(date +%s%N)
+"$bin" "\$@"
+rc=\$?
+for a in "\$@"; do case \$a in create|start|delete|kill) cmd=\$a;; esac; done
+echo "$rt \$cmd \$t0 \$(date +%s%N)" >>"$W/phases"
+exit \$rc
+EOF
+	chmod +x "$W/$rt-timed"
+done
+# thaw-oci finds thaw beside itself: the wrapper calls it by its real path.
+
+say "snapshot, images, engines in $W"
+mkdir -p "$W/snaproot" "$W/bbroot/bin"
+(sleep 1; echo info) | timeout 60 "$B/thaw" --kernel "$THAW_PROBE" --vcpus 1 --mem-mib 64 \
+	--snapshot "$W/snaproot/base.snap" --snapshot-after "PROBE info" --snapshot-then exit \
+	>/dev/null 2>&1 || { echo "bench/oci.sh: the probe snapshot failed" >&2; exit 1; }
+chmod 644 "$W/snaproot/base.snap"
+cp "$(command -v busybox)" "$W/bbroot/bin/busybox"
+(
+	set -e
+	cd "$W"
+	umoci init --layout img
+	umoci new --image img:snap && umoci unpack --image img:snap u1
+	cp snaproot/base.snap u1/rootfs/ && umoci repack --image img:snap u1
+	umoci config --image img:snap --config.cmd /fn
+	umoci new --image img:bb && umoci unpack --image img:bb u2
+	cp -a bbroot/bin u2/rootfs/ && umoci repack --image img:bb u2
+	umoci config --image img:bb --config.cmd /bin/busybox
+	tar -C img -cf img.tar .
+) >/dev/null || { echo "bench/oci.sh: building the images failed" >&2; exit 1; }
+mkdir -p "$W/cd"
+cat >"$W/cd/config.toml" <<EOF
+version = 2
+root = "$W/cd/root"
+state = "$W/cd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "$W/cd/c.sock"
+[ttrpc]
+  address = "$W/cd/c.sock.ttrpc"
+EOF
+containerd --config "$W/cd/config.toml" >"$W/cd/log" 2>&1 &
+cdpid=$!
+CTR=(ctr -a "$W/cd/c.sock")
+for _ in $(seq 500); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.02; done
+"${CTR[@]}" images import --base-name bench/img "$W/img.tar" >/dev/null ||
+	{ echo "bench/oci.sh: ctr images import failed" >&2; exit 1; }
+SNAPIMG=$("${CTR[@]}" images ls -q | grep ':snap$')
+BBIMG=$("${CTR[@]}" images ls -q | grep ':bb$')
+SNAPSHOTTER=overlayfs
+"${CTR[@]}" plugins ls | grep -q 'overlayfs.*ok' || SNAPSHOTTER=native
+
+{
+	echo "host=$(hostname) kernel=$(uname -r) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "git=$(git rev-parse --short HEAD) runs=$RUNS snapshotter=$SNAPSHOTTER"
+	echo "containerd=$(containerd --version | cut -d' ' -f3) podman=$(podman --version | cut -d' ' -f3) runc=$(runc --version | head -1 | cut -d' ' -f3)"
+} >"$OUT/meta.txt"
+
+# one run: SERIES, then oci_first.py's arguments; the phases of this run appended.
+one() {
+	local series=$1 line
+	shift
+	: >"$W/phases"
+	line=$(python3 bench/oci_first.py "$@") || { say "$series: run failed"; return 1; }
+	# each runtime command's begin and end (realtime ns, as t0_ns)
+	line+=$(awk '{ printf " %s_begin_ns=%s %s_end_ns=%s", $2, $3, $2, $4 }' "$W/phases")
+	echo "$line" >>"$OUT/raw/oci_$series.txt"
+}
+
+say "$RUNS runs of each series, interleaved"
+for i in $(seq "$RUNS"); do
+	one ctr_thaw --send ping --stop "${CTR[*]} task kill -s SIGKILL ct$i" "PROBE pong" -- \
+		"${CTR[@]}" run --rm --snapshotter $SNAPSHOTTER --runc-binary "$W/thaw-oci-timed" \
+		--annotation org.thaw.snapshot=/base.snap --cgroup "/thaw-ocibench/ct$i" \
+		"$SNAPIMG" "ct$i"
+	one ctr_runc "ready" -- "${CTR[@]}" run --rm --snapshotter $SNAPSHOTTER \
+		--runc-binary "$W/runc-timed" --cgroup "/thaw-ocibench/cr$i" "$BBIMG" "cr$i" \
+		/bin/busybox echo ready
+	one podman_thaw --send ping --stop "${PM[*]} kill -s KILL pt$i" "PROBE pong" -- \
+		"${PM[@]}" --runtime "$W/thaw-oci-timed" run -i --rm --name "pt$i" --network none \
+		--annotation org.thaw.snapshot=/base.snap --rootfs "$W/snaproot" /fn
+	one podman_runc "ready" -- "${PM[@]}" --runtime "$W/runc-timed" run --rm --name "pr$i" \
+		--network none --rootfs "$W/bbroot" /bin/busybox echo ready
+done
+
+python3 - "$OUT" <<'EOF'
+import os, statistics, sys
+out = sys.argv[1]
+med, lines = {}, []
+lines.append("%-12s %5s %12s %14s %10s %10s %14s" % ("series", "runs", "first answer", "cmd..create",
+                                                      "create", "start", "start..answer"))
+for s in ["ctr_thaw", "ctr_runc", "podman_thaw", "podman_runc"]:
+    p = os.path.join(out, "raw", "oci_%s.txt" % s)
+    if not os.path.exists(p):
+        continue
+    runs = [dict(kv.split("=", 1) for kv in l.split()) for l in open(p) if l.strip()]
+    def m(f):
+        v = []
+        for r in runs:
+            try:
+                v.append(f(r))
+            except (KeyError, ValueError):
+                pass
+        return statistics.median(v) if v else float("nan")
+    ns = lambda r, k: int(r[k])
+    med[s] = m(lambda r: float(r["first_ms"]))
+    lines.append("%-12s %5d %9.1f ms %11.1f ms %7.1f ms %7.1f ms %11.1f ms" % (
+        s, len(runs), med[s],
+        m(lambda r: (ns(r, "create_begin_ns") - ns(r, "t0_ns")) / 1e6),
+        m(lambda r: (ns(r, "create_end_ns") - ns(r, "create_begin_ns")) / 1e6),
+        m(lambda r: (ns(r, "start_end_ns") - ns(r, "start_begin_ns")) / 1e6),
+        m(lambda r: float(r["first_ms"]) - (ns(r, "start_end_ns") - ns(r, "t0_ns")) / 1e6)))
+for e in ["ctr", "podman"]:
+    if e + "_thaw" in med and e + "_runc" in med:
+        lines.append("%s: thaw-oci / runc = x%.2f (medians of the first answer)" %
+                     (e, med[e + "_thaw"] / med[e + "_runc"]))
+text = "\n".join(lines) + "\n"
+open(os.path.join(out, "table.txt"), "w").write(text)
+sys.stdout.write(text)
+EOF
+echo "bench/oci: results in $OUT"

@@ -1,0 +1,14 @@
+# oci/: thaw-oci, the OCI runtime command line (docs/oci.md). liboci.a holds the
+# bundle and state logic so the unit tests reach it.
+OCI_SRCS := \
+	oci/bundle.c \
+	oci/state.c
+
+LIBS += $(B)/liboci.a
+$(B)/liboci.a: $(OCI_SRCS:%.c=$(B)/%.o)
+# thaw-oci runs thaw and thaw-jailer as programs and talks to thaw's API as a client.
+OCI_LINK := $(B)/liboci.a $(B)/libapi.a $(B)/libcommon.a
+
+PROGRAMS += $(B)/thaw-oci
+$(B)/thaw-oci: $(B)/oci/main.o $(OCI_LINK)
+	$(link)

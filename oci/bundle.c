@@ -1,0 +1,417 @@
+/* A bundle's config.json, parsed once into struct oci_bundle: the snapshot, the jail's
+ * cgroup and network namespace, and a refusal of what a VM clone cannot honour. */
+#include "oci/oci.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static json_object *get(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+static bool nonempty(json_object *o)
+{
+	if (!o || json_object_is_type(o, json_type_null))
+		return false;
+	if (json_object_is_type(o, json_type_array))
+		return json_object_array_length(o) > 0;
+	if (json_object_is_type(o, json_type_object))
+		return json_object_object_length(o) > 0;
+	return true;
+}
+
+/* An integer field, checked: *set false when absent or null. */
+static int get_int(json_object *o, const char *key, int64_t *v, bool *set, char *err, size_t errlen,
+		   const char *where)
+{
+	json_object *x = get(o, key);
+
+	*set = false;
+	if (!x || json_object_is_type(x, json_type_null))
+		return 0;
+	if (!json_object_is_type(x, json_type_int))
+		return errf(err, errlen, -EINVAL, "%s.%s: not an integer", where, key);
+	*v = json_object_get_int64(x);
+	*set = true;
+	return 0;
+}
+
+static int add_cg(struct oci_bundle *b, const char *key, int64_t v, char *err, size_t errlen)
+{
+	struct oci_cgroup_set *c;
+
+	if (b->n_cg >= OCI_MAX_CGROUP_SET)
+		return errf(err, errlen, -EINVAL, "too many cgroup settings");
+	c = &b->cg[b->n_cg++];
+	snprintf(c->key, sizeof(c->key), "%s", key);
+	snprintf(c->value, sizeof(c->value), "%" PRId64, v);
+	return 0;
+}
+
+static int add_cg_str(struct oci_bundle *b, const char *key, json_object *s, char *err,
+		      size_t errlen)
+{
+	const char *v = json_object_get_string(s);
+	struct oci_cgroup_set *c;
+
+	if (!json_object_is_type(s, json_type_string) || !*v)
+		return 0;
+	if (strlen(v) >= sizeof(c->value) || strspn(v, "0123456789,-") != strlen(v))
+		return errf(err, errlen, -EINVAL, "linux.resources.cpu: '%s' is not a CPU list", v);
+	if (b->n_cg >= OCI_MAX_CGROUP_SET)
+		return errf(err, errlen, -EINVAL, "too many cgroup settings");
+	c = &b->cg[b->n_cg++];
+	snprintf(c->key, sizeof(c->key), "%s", key);
+	snprintf(c->value, sizeof(c->value), "%s", v);
+	return 0;
+}
+
+/* linux.resources -> cgroup v1 files (the jailer's names; docs/oci.md has the table). */
+static int parse_resources(json_object *r, struct oci_bundle *b, char *err, size_t errlen)
+{
+	json_object *mem = get(r, "memory"), *cpu = get(r, "cpu"), *pids = get(r, "pids");
+	json_object *bio = get(r, "blockIO");
+	static const char *const refused[] = {"hugepageLimits", "network", "rdma", "unified"};
+	int64_t v;
+	bool set;
+
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (nonempty(get(r, refused[i])))
+			return errf(err, errlen, -EINVAL,
+				    "linux.resources.%s: not supported by thaw-oci", refused[i]);
+	if (bio) {
+		json_object_object_foreach(bio, key, val)
+		{
+			if (nonempty(val) && !(json_object_is_type(val, json_type_int) &&
+					       json_object_get_int(val) == 0))
+				return errf(err, errlen, -EINVAL,
+					    "linux.resources.blockIO.%s: not supported by thaw-oci",
+					    key);
+		}
+	}
+	if (mem) {
+		json_object *d = get(mem, "disableOOMKiller");
+
+		if (d && json_object_get_boolean(d))
+			return errf(err, errlen, -EINVAL,
+				    "linux.resources.memory.disableOOMKiller: not supported by "
+				    "thaw-oci");
+		if (get_int(mem, "limit", &v, &set, err, errlen, "linux.resources.memory"))
+			return -EINVAL;
+		if (set && v > 0 && add_cg(b, "memory.limit_in_bytes", v, err, errlen))
+			return -EINVAL;
+		if (get_int(mem, "reservation", &v, &set, err, errlen, "linux.resources.memory"))
+			return -EINVAL;
+		if (set && v > 0 && add_cg(b, "memory.soft_limit_in_bytes", v, err, errlen))
+			return -EINVAL;
+		if (get_int(mem, "swap", &v, &set, err, errlen, "linux.resources.memory"))
+			return -EINVAL;
+		if (set && v > 0 && add_cg(b, "memory.memsw.limit_in_bytes", v, err, errlen))
+			return -EINVAL;
+	}
+	if (cpu) {
+		if (get_int(cpu, "shares", &v, &set, err, errlen, "linux.resources.cpu"))
+			return -EINVAL;
+		if (set && v > 0 && add_cg(b, "cpu.shares", v, err, errlen))
+			return -EINVAL;
+		/* The period first: a quota is checked against the period in place. */
+		if (get_int(cpu, "period", &v, &set, err, errlen, "linux.resources.cpu"))
+			return -EINVAL;
+		if (set && v > 0 && add_cg(b, "cpu.cfs_period_us", v, err, errlen))
+			return -EINVAL;
+		if (get_int(cpu, "quota", &v, &set, err, errlen, "linux.resources.cpu"))
+			return -EINVAL;
+		if (set && v > 0 && add_cg(b, "cpu.cfs_quota_us", v, err, errlen))
+			return -EINVAL;
+		if (add_cg_str(b, "cpuset.cpus", get(cpu, "cpus"), err, errlen) ||
+		    add_cg_str(b, "cpuset.mems", get(cpu, "mems"), err, errlen))
+			return -EINVAL;
+		if (nonempty(get(cpu, "realtimeRuntime")) || nonempty(get(cpu, "realtimePeriod")))
+			return errf(err, errlen, -EINVAL,
+				    "linux.resources.cpu.realtime*: not supported by thaw-oci");
+	}
+	if (pids) {
+		if (get_int(pids, "limit", &v, &set, err, errlen, "linux.resources.pids"))
+			return -EINVAL;
+		if (set && v > 0 && add_cg(b, "pids.max", v, err, errlen))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* linux.cgroupsPath: "/a/b/leaf" or "a/b/leaf" (cgroupfs form). The systemd form
+ * "slice:prefix:name" comes with --systemd-cgroup, which main refuses. */
+static int parse_cgroups_path(const char *p, struct oci_bundle *b, char *err, size_t errlen)
+{
+	const char *slash;
+
+	if (strchr(p, ':'))
+		return errf(err, errlen, -EINVAL,
+			    "linux.cgroupsPath '%s': the systemd form (slice:prefix:name) is not "
+			    "supported: configure the engine's cgroupfs driver",
+			    p);
+	while (*p == '/')
+		p++;
+	if (!*p)
+		return 0;
+	if (strstr(p, "..") || strlen(p) >= sizeof(b->cgroup_parent))
+		return errf(err, errlen, -EINVAL, "linux.cgroupsPath '%s': refused", p);
+	slash = strrchr(p, '/');
+	if (slash) {
+		snprintf(b->cgroup_parent, sizeof(b->cgroup_parent), "%.*s", (int)(slash - p), p);
+		p = slash + 1;
+	} else {
+		snprintf(b->cgroup_parent, sizeof(b->cgroup_parent), "thaw-oci");
+	}
+	if (strlen(p) > OCI_ID_MAX)
+		return errf(err, errlen, -EINVAL, "linux.cgroupsPath: leaf '%s' is too long", p);
+	snprintf(b->cgroup_leaf, sizeof(b->cgroup_leaf), "%s", p);
+	return 0;
+}
+
+static int parse_linux(json_object *lx, struct oci_bundle *b, char *err, size_t errlen)
+{
+	json_object *ns = get(lx, "namespaces"), *cgp = get(lx, "cgroupsPath");
+	static const char *const refused[] = {"uidMappings", "gidMappings", "intelRdt",
+					      "personality"};
+
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (nonempty(get(lx, refused[i])))
+			return errf(err, errlen, -EINVAL, "linux.%s: not supported by thaw-oci",
+				    refused[i]);
+	for (size_t i = 0; ns && i < json_object_array_length(ns); i++) {
+		json_object *n = json_object_array_get_idx(ns, i);
+		const char *type = json_object_get_string(get(n, "type"));
+		json_object *path = get(n, "path");
+
+		if (!type)
+			return errf(err, errlen, -EINVAL, "linux.namespaces[%zu]: no type", i);
+		if (!strcmp(type, "user"))
+			return errf(err, errlen, -EINVAL,
+				    "linux.namespaces: a user namespace is not supported by "
+				    "thaw-oci (the jail drops every capability instead)");
+		if (!strcmp(type, "network") && path && nonempty(path)) {
+			const char *s = json_object_get_string(path);
+
+			if (*s != '/' || strlen(s) >= sizeof(b->netns))
+				return errf(err, errlen, -EINVAL,
+					    "linux.namespaces: network path '%s' is not absolute",
+					    s);
+			snprintf(b->netns, sizeof(b->netns), "%s", s);
+		} else if (path && nonempty(path)) {
+			/* Joining another container's mount, pid, ipc... namespace means
+			 * sharing a process's view; a VM shares nothing of the sort. */
+			return errf(err, errlen, -EINVAL,
+				    "linux.namespaces: joining a %s namespace (%s) is not "
+				    "supported by thaw-oci",
+				    type, json_object_get_string(path));
+		}
+	}
+	if (cgp && json_object_is_type(cgp, json_type_string) &&
+	    parse_cgroups_path(json_object_get_string(cgp), b, err, errlen))
+		return -EINVAL;
+	if (get(lx, "resources") && parse_resources(get(lx, "resources"), b, err, errlen))
+		return -EINVAL;
+	return 0;
+}
+
+int oci_bundle_parse(const char *json, const char *dir, struct oci_bundle *b, char *err,
+		     size_t errlen)
+{
+	json_object *o, *v, *ann, *proc, *root, *lx, *hooks;
+	const char *s, *snap;
+	int ret = -EINVAL;
+	int64_t id;
+	bool set;
+
+	memset(b, 0, sizeof(*b));
+	if (*dir != '/' || strlen(dir) >= sizeof(b->dir))
+		return errf(err, errlen, -EINVAL, "bundle '%s': not an absolute path", dir);
+	snprintf(b->dir, sizeof(b->dir), "%s", dir);
+	o = json_tokener_parse(json);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return errf(err, errlen, -EINVAL, "config.json: not a JSON object");
+	}
+	v = get(o, "ociVersion");
+	s = v ? json_object_get_string(v) : NULL;
+	if (!s || strncmp(s, "1.", 2)) {
+		errf(err, errlen, 0, "config.json: ociVersion '%s' is not 1.x", s ? s : "");
+		goto out;
+	}
+	root = get(o, "root");
+	s = root ? json_object_get_string(get(root, "path")) : NULL;
+	if (!s || !*s) {
+		errf(err, errlen, 0, "config.json: no root.path");
+		goto out;
+	}
+	if (strstr(s, "..")) {
+		errf(err, errlen, 0, "config.json: root.path '%s' has '..'", s);
+		goto out;
+	}
+	if ((*s == '/' ? snprintf(b->rootfs, sizeof(b->rootfs), "%s", s)
+		       : snprintf(b->rootfs, sizeof(b->rootfs), "%s/%s", dir, s)) >=
+	    (int)sizeof(b->rootfs)) {
+		errf(err, errlen, 0, "config.json: root.path is too long");
+		goto out;
+	}
+	ann = get(o, "annotations");
+	snap = ann ? json_object_get_string(get(ann, OCI_SNAP_ANNOT)) : NULL;
+	if (!snap || !*snap) {
+		errf(err, errlen, 0,
+		     "config.json: no snapshot: annotation '%s' must name the base snapshot, a "
+		     "path inside the root file system",
+		     OCI_SNAP_ANNOT);
+		goto out;
+	}
+	if (strstr(snap, "..") || snprintf(b->snapshot, sizeof(b->snapshot), "%s/%s", b->rootfs,
+					   snap + (*snap == '/')) >= (int)sizeof(b->snapshot)) {
+		errf(err, errlen, 0, "annotation %s '%s': refused (\"..\" or too long)",
+		     OCI_SNAP_ANNOT, snap);
+		goto out;
+	}
+	s = ann ? json_object_get_string(get(ann, "org.thaw.clock-realtime")) : NULL;
+	if (s && strcmp(s, "true") && strcmp(s, "false")) {
+		errf(err, errlen, 0, "annotation org.thaw.clock-realtime '%s': true or false", s);
+		goto out;
+	}
+	b->clock_realtime = s && !strcmp(s, "true");
+	if (ann) {
+		/* An org.thaw.* annotation we do not know is a typo that would be ignored. */
+		json_object_object_foreach(ann, key, val)
+		{
+			(void)val;
+			if (!strncmp(key, "org.thaw.", 9) && strcmp(key, OCI_SNAP_ANNOT) &&
+			    strcmp(key, "org.thaw.clock-realtime")) {
+				errf(err, errlen, 0, "annotation '%s': not known to thaw-oci", key);
+				goto out;
+			}
+		}
+	}
+	proc = get(o, "process");
+	if (proc) {
+		v = get(proc, "terminal");
+		b->terminal = v && json_object_get_boolean(v);
+		v = get(proc, "user");
+		if (get_int(v, "uid", &id, &set, err, errlen, "process.user"))
+			goto out;
+		b->uid = set ? (uid_t)id : 0;
+		if (set && (id < 0 || id > 0xfffffffe)) {
+			errf(err, errlen, 0, "process.user.uid %" PRId64 ": out of range", id);
+			goto out;
+		}
+		if (get_int(v, "gid", &id, &set, err, errlen, "process.user"))
+			goto out;
+		b->gid = set ? (gid_t)id : 0;
+		if (set && (id < 0 || id > 0xfffffffe)) {
+			errf(err, errlen, 0, "process.user.gid %" PRId64 ": out of range", id);
+			goto out;
+		}
+	}
+	hooks = get(o, "hooks");
+	if (hooks) {
+		json_object_object_foreach(hooks, key, val)
+		{
+			if (nonempty(val)) {
+				errf(err, errlen, 0, "hooks.%s: not supported by thaw-oci", key);
+				goto out;
+			}
+		}
+	}
+	lx = get(o, "linux");
+	if (lx && parse_linux(lx, b, err, errlen))
+		goto out;
+	ret = 0;
+out:
+	json_object_put(o);
+	return ret;
+}
+
+int oci_bundle_check(struct oci_bundle *b, char *err, size_t errlen)
+{
+	char root[PATH_MAX], snap[PATH_MAX];
+	struct stat st;
+	size_t n;
+
+	if (!realpath(b->rootfs, root))
+		return errf(err, errlen, -errno, "root.path %s: %s", b->rootfs, strerror(errno));
+	if (!realpath(b->snapshot, snap))
+		return errf(err, errlen, -errno, "snapshot %s (annotation %s): %s", b->snapshot,
+			    OCI_SNAP_ANNOT, strerror(errno));
+	n = strlen(root);
+	if (strncmp(snap, root, n) || snap[n] != '/')
+		return errf(err, errlen, -EACCES,
+			    "snapshot %s: resolves to %s, outside the root "
+			    "file system %s",
+			    b->snapshot, snap, root);
+	if (stat(snap, &st) < 0 || !S_ISREG(st.st_mode))
+		return errf(err, errlen, -EINVAL, "snapshot %s: not a regular file", snap);
+	if (access(snap, R_OK) < 0)
+		return errf(err, errlen, -errno, "snapshot %s: %s", snap, strerror(errno));
+	memcpy(b->snapshot, snap, sizeof(snap));
+	if (b->netns[0] && stat(b->netns, &st) < 0)
+		return errf(err, errlen, -errno, "network namespace %s: %s", b->netns,
+			    strerror(errno));
+	return 0;
+}
+
+bool oci_bundle_jailed(const struct oci_bundle *b)
+{
+	return b->n_cg || b->cgroup_leaf[0] || b->netns[0];
+}
+
+int oci_id_check(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (!n || n > OCI_ID_MAX || id[0] == '.')
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!(id[i] >= 'a' && id[i] <= 'z') && !(id[i] >= 'A' && id[i] <= 'Z') &&
+		    !(id[i] >= '0' && id[i] <= '9') && !strchr("_.-", id[i]))
+			return -EINVAL;
+	return 0;
+}
+
+static bool jail_id_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n && n <= OCI_JAIL_ID_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == n;
+}
+
+void oci_jail_id(const char *id, const char *leaf, char out[OCI_JAIL_ID_MAX + 1])
+{
+	uint32_t h = 2166136261u; /* FNV-1a of the id: distinct ids stay distinct */
+	size_t k = 4;
+	bool dropped = false;
+
+	if (leaf && jail_id_ok(leaf)) {
+		snprintf(out, OCI_JAIL_ID_MAX + 1, "%s", leaf);
+		return;
+	}
+	memcpy(out, "oci-", 4);
+	for (const char *p = id; *p; p++) {
+		h = (h ^ (uint8_t)*p) * 16777619u;
+		if (strchr("_.", *p) || k >= OCI_JAIL_ID_MAX - 9)
+			dropped = true;
+		else
+			out[k++] = *p;
+	}
+	if (dropped)
+		k += (size_t)snprintf(out + k, OCI_JAIL_ID_MAX + 1 - k, "-%08x", h);
+	out[k] = '\0';
+}

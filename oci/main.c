@@ -1,0 +1,1183 @@
+/* thaw-oci: the OCI runtime command line over thaw (docs/oci.md).
+ *
+ * Every command is one short-lived process. `create` starts the VMM (thaw, jailed through
+ * thaw-jailer when the bundle asks for a cgroup or a network namespace) with the caller's
+ * stdio as the guest's console, loads the bundle's snapshot paused over the VMM's API
+ * socket, writes <root>/<id>/state.json and the pid file, and exits: the VMM is the
+ * container's init, reaped by the engine's shim (a subreaper). The other commands read
+ * the state file and act on the VMM's process or API. */
+#include "oci/oci.h"
+
+#include "api/api.h"
+#include "common/argv.h"
+#include "common/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <libgen.h>
+#include <unistd.h>
+
+#define DEFAULT_ROOT  "/run/thaw-oci"
+#define CONFIG_MAX    (1 << 20)
+#define API_WAIT_MS   10000
+#define EXIT_WAIT_MS  10000
+#define JAIL_SNAPSHOT "/snapshot"
+#define VERSION	      "0.1"
+
+struct ctx {
+	const char *root;
+	const char *log_path;
+	bool log_json;
+	int log_fd;
+	char bindir[PATH_MAX]; /* where thaw, thaw-static and thaw-jailer are */
+};
+
+/* ---- errors, as runc reports them: one line on stderr and one in --log ---------------- */
+
+static void rfc3339(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%09ldZ", ts.tv_nsec);
+}
+
+static void __attribute__((format(printf, 3, 0)))
+vreport(struct ctx *c, const char *level, const char *fmt, va_list ap)
+{
+	char msg[2048], when[64];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (!strcmp(level, "error"))
+		fprintf(stderr, "thaw-oci: %s\n", msg);
+	if (c->log_fd < 0)
+		return;
+	rfc3339(when, sizeof(when));
+	if (c->log_json) {
+		json_object *o = json_object_new_object();
+		const char *t;
+
+		json_object_object_add(o, "level", json_object_new_string(level));
+		json_object_object_add(o, "msg", json_object_new_string(msg));
+		json_object_object_add(o, "time", json_object_new_string(when));
+		t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							  JSON_C_TO_STRING_NOSLASHESCAPE);
+		dprintf(c->log_fd, "%s\n", t);
+		json_object_put(o);
+	} else {
+		dprintf(c->log_fd, "time=\"%s\" level=%s msg=\"%s\"\n", when, level, msg);
+	}
+}
+
+static void __attribute__((format(printf, 3, 4)))
+report(struct ctx *c, const char *level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(c, level, fmt, ap);
+	va_end(ap);
+}
+
+/* Reports an error; returns 1, the exit status of a failed command. */
+static int __attribute__((format(printf, 2, 3))) fail(struct ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(c, "error", fmt, ap);
+	va_end(ap);
+	return 1;
+}
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+struct opt {
+	const char *name;
+	char shortname;
+	bool has_arg;
+	const char *value; /* set when given ("" for a flag) */
+};
+
+/* Parses urfave/cli-style options (-x, --name, -name, --name=value, --name value) and
+ * collects positional arguments into pos. Returns the count or -1 after reporting. */
+static int parse_opts(struct ctx *c, const char *cmd, int argc, char **argv, struct opt *opts,
+		      const char **pos, int maxpos)
+{
+	int npos = 0;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *name, *eq;
+		size_t len;
+		struct opt *o = NULL;
+
+		if (a[0] != '-' || !a[1]) {
+			if (npos == maxpos)
+				return fail(c, "%s: unexpected argument '%s'", cmd, a), -1;
+			pos[npos++] = a;
+			continue;
+		}
+		if (!strcmp(a, "--")) {
+			while (++i < argc && npos < maxpos)
+				pos[npos++] = argv[i];
+			break;
+		}
+		name = a + 1 + (a[1] == '-');
+		eq = strchr(name, '=');
+		len = eq ? (size_t)(eq - name) : strlen(name);
+		for (struct opt *p = opts; p->name; p++)
+			if ((strlen(p->name) == len && !strncmp(p->name, name, len)) ||
+			    (len == 1 && p->shortname == name[0]))
+				o = p;
+		if (!o)
+			return fail(c, "%s: unknown option '%s'", cmd, a), -1;
+		if (!o->has_arg) {
+			o->value = "";
+		} else if (eq) {
+			o->value = eq + 1;
+		} else if (i + 1 < argc) {
+			o->value = argv[++i];
+		} else {
+			return fail(c, "%s: option '%s' needs a value", cmd, a), -1;
+		}
+	}
+	return npos;
+}
+
+static const char *optval(const struct opt *opts, const char *name)
+{
+	for (; opts->name; opts++)
+		if (!strcmp(opts->name, name))
+			return opts->value;
+	return NULL;
+}
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static int path_fmt(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int path_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	if (path_fmt(tmp, sizeof(tmp), "%s", path))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return mkdir(tmp, mode) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+/* Writes `text` to `path` through a temporary name and a rename. */
+static int write_atomic(const char *path, const char *text)
+{
+	char tmp[PATH_MAX + 16];
+	size_t len = strlen(text);
+	int fd, ret = 0;
+
+	if (path_fmt(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid()))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, len) != (ssize_t)len)
+		ret = -EIO;
+	close(fd);
+	if (!ret && rename(tmp, path) < 0)
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+static int read_file(const char *path, char **out)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_size > CONFIG_MAX) {
+		close(fd);
+		return -EFBIG;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	n = read(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		free(buf);
+		return -EIO;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	return 0;
+}
+
+static void state_paths(struct ctx *c, const char *id, char *dir, char *file)
+{
+	snprintf(dir, PATH_MAX, "%s/%s", c->root, id);
+	snprintf(file, PATH_MAX, "%s/%s/state.json", c->root, id);
+}
+
+/* One API request to the VMM of s. The socket's directory may be too deep for a
+ * sun_path, so the request goes through a relative path from that directory. */
+static int api_call(const char *api_dir, const char *method, const char *path, const char *body,
+		    char *err, size_t errlen)
+{
+	struct api_response *resp = malloc(sizeof(*resp));
+	int cwd = open(".", O_PATH | O_CLOEXEC), fd, ret;
+
+	if (!resp || cwd < 0) {
+		free(resp);
+		if (cwd >= 0)
+			close(cwd);
+		return errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	if (chdir(api_dir) < 0) {
+		ret = errf(err, errlen, -errno, "%s: %s", api_dir, strerror(errno));
+		goto out;
+	}
+	fd = api_client_connect("api.sock");
+	if (fd < 0) {
+		ret = errf(err, errlen, fd, "the VMM's API socket %s/api.sock: %s", api_dir,
+			   strerror(-fd));
+		goto out;
+	}
+	ret = api_client_request(fd, method, path, body, resp);
+	close(fd);
+	if (ret) {
+		ret = errf(err, errlen, ret, "%s %s: %s", method, path, strerror(-ret));
+	} else if (resp->status >= 300) {
+		char fault[512];
+
+		api_client_fault_message(resp, fault, sizeof(fault));
+		ret = errf(err, errlen, -EIO, "%s %s: %d %s", method, path, resp->status, fault);
+	}
+out:
+	if (fchdir(cwd) < 0 && !ret)
+		ret = -errno;
+	close(cwd);
+	free(resp);
+	return ret;
+}
+
+static int pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Signals the VMM of s if its pid still names it. */
+static int signal_vmm(const struct oci_state *s, int sig)
+{
+	bool zombie;
+	int fd, ret = 0;
+
+	if (s->pid <= 0 || oci_proc_starttime(s->pid, &zombie) != s->starttime || zombie)
+		return -ESRCH;
+	fd = pidfd_open(s->pid);
+	if (fd < 0)
+		return -errno;
+	if (syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* Waits up to ms for the VMM of s to end (a zombie counts: the shim reaps it). */
+static int wait_gone(const struct oci_state *s, int ms)
+{
+	struct pollfd p = {.events = POLLIN};
+	bool zombie;
+	int ret;
+
+	if (s->pid <= 0 || oci_proc_starttime(s->pid, &zombie) != s->starttime || zombie)
+		return 0;
+	p.fd = pidfd_open(s->pid);
+	if (p.fd < 0)
+		return errno == ESRCH ? 0 : -errno;
+	ret = poll(&p, 1, ms);
+	close(p.fd);
+	return ret > 0 ? 0 : -ETIMEDOUT;
+}
+
+/* Removes what a container left: the jail (thaw-jailer --cleanup, which also removes
+ * its cgroup), the API socket and the state directory. The VMM must be gone. */
+static int destroy(struct ctx *c, const struct oci_state *s, const char *dir)
+{
+	char jailer[PATH_MAX + 16], path[PATH_MAX + 16];
+	int ret = 0;
+
+	if (s->jailed && s->jail_id[0]) {
+		const char *argv[] = {
+		    jailer,	  "--cleanup",	     "--id",	       s->jail_id, "--chroot-base",
+		    s->jail_base, "--parent-cgroup", s->cgroup_parent, NULL};
+
+		snprintf(jailer, sizeof(jailer), "%s/thaw-jailer", c->bindir);
+		/* A just-killed VMM may hold its cgroup for a moment after its exit. */
+		for (int i = 0; i < 50; i++) {
+			ret = argv_run_wait(argv, true);
+			if (!ret)
+				break;
+			usleep(20000);
+		}
+		if (ret) {
+			report(c, "error", "thaw-jailer --cleanup --id %s failed", s->jail_id);
+			return ret;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/api.sock", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/state.json.tmp", dir);
+	unlink(path);
+	if (rmdir(dir) < 0 && errno != ENOENT)
+		return fail(c, "removing %s: %s", dir, strerror(errno)), -errno;
+	return 0;
+}
+
+/* Loads the state of container id; reports when there is none. */
+static int load(struct ctx *c, const char *id, struct oci_state *s, char *dir, bool quiet)
+{
+	char file[PATH_MAX], err[PATH_MAX + 64];
+
+	if (oci_id_check(id))
+		return fail(c, "invalid container id '%s'", id), -EINVAL;
+	state_paths(c, id, dir, file);
+	if (access(file, F_OK) < 0) {
+		if (!quiet)
+			report(c, "error", "container \"%s\" does not exist", id);
+		return -ENOENT;
+	}
+	if (oci_state_load(file, s, err, sizeof(err)))
+		return fail(c, "%s", err), -EINVAL;
+	return 0;
+}
+
+static int save(struct ctx *c, const struct oci_state *s, const char *dir)
+{
+	char file[PATH_MAX + 16];
+	int ret;
+
+	snprintf(file, sizeof(file), "%s/state.json", dir);
+	ret = oci_state_save(file, s);
+	if (ret)
+		report(c, "error", "writing %s: %s", file, strerror(-ret));
+	return ret;
+}
+
+/* ---- create ------------------------------------------------------------------------------- */
+
+/* The command line of the VMM: thaw-jailer ... -- thaw args, or thaw args. */
+static void vmm_argv(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s,
+		     struct argv *v)
+{
+	bool pids_set = false;
+
+	if (s->jailed) {
+		argv_addf(v, "%s/thaw-jailer", c->bindir);
+		argv_add(v, "--id");
+		argv_add(v, s->jail_id);
+		argv_add(v, "--exec-file");
+		argv_addf(v, "%s/thaw-static", c->bindir);
+		argv_add(v, "--uid");
+		argv_addf(v, "%u", (unsigned)b->uid);
+		argv_add(v, "--gid");
+		argv_addf(v, "%u", (unsigned)b->gid);
+		argv_add(v, "--chroot-base");
+		argv_add(v, s->jail_base);
+		argv_add(v, "--parent-cgroup");
+		argv_add(v, s->cgroup_parent);
+		for (unsigned i = 0; i < b->n_cg; i++) {
+			argv_add(v, "--cgroup");
+			argv_addf(v, "%s=%s", b->cg[i].key, b->cg[i].value);
+			pids_set |= !strcmp(b->cg[i].key, "pids.max");
+		}
+		/* The jail joins the hierarchies of the controllers it sets: pids always,
+		 * so the VMM is in the cgroup path the engine asked for even without
+		 * limits (the engine reads its statistics there). */
+		if (!pids_set) {
+			argv_add(v, "--cgroup");
+			argv_add(v, "pids.max=max");
+		}
+		if (b->netns[0]) {
+			argv_add(v, "--netns");
+			argv_add(v, b->netns);
+		}
+		argv_add(v, "--devices");
+		argv_add(v, "kvm,tun,urandom");
+		argv_add(v, "--link");
+		argv_addf(v, "%s:%s:ro", b->snapshot, JAIL_SNAPSHOT);
+		argv_add(v, "--");
+		argv_add(v, "--api-sock");
+		argv_add(v, "/api.sock");
+	} else {
+		argv_addf(v, "%s/thaw", c->bindir);
+		argv_add(v, "--api-sock");
+		argv_add(v, "api.sock"); /* relative to its working directory, the state dir */
+	}
+	argv_add(v, "--id");
+	argv_add(v, "thaw-oci");
+	argv_add(v, "--console-in");
+	argv_add(v, "stdin");
+	argv_add(v, "--log-level");
+	argv_add(v, "warn");
+}
+
+/* Sends the pty master over the console socket (runc's protocol: the pty's name as the
+ * data, the fd as SCM_RIGHTS). */
+static int send_console(const char *sock, int master, const char *name, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = (void *)name, .iov_len = strlen(name)};
+	struct msghdr m = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm;
+	int fd, ret = 0;
+
+	if (strlen(sock) >= sizeof(sa.sun_path))
+		return errf(err, errlen, -ENAMETOOLONG, "--console-socket %s: too long", sock);
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = errf(err, errlen, -errno, "--console-socket %s: %s", sock, strerror(errno));
+		goto out;
+	}
+	memset(cbuf, 0, sizeof(cbuf));
+	cm = CMSG_FIRSTHDR(&m);
+	if (!cm) { /* cannot happen: msg_controllen holds one header */
+		ret = -EINVAL;
+		goto out;
+	}
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &master, sizeof(int));
+	if (sendmsg(fd, &m, MSG_NOSIGNAL) < 0)
+		ret = errf(err, errlen, -errno, "--console-socket %s: sendmsg: %s", sock,
+			   strerror(errno));
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/* Waits for the VMM's API to listen; fails when the process ended first. */
+static int wait_api(pid_t pid, const char *api_dir, char *err, size_t errlen)
+{
+	char sock[PATH_MAX + 16];
+	int st;
+
+	snprintf(sock, sizeof(sock), "%s/api.sock", api_dir);
+	for (int waited = 0; waited < API_WAIT_MS; waited++) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			return errf(err, errlen, -ECHILD,
+				    "the VMM ended (%s %d) before its API answered; its own "
+				    "message is on the container's stderr",
+				    WIFEXITED(st) ? "exit status" : "signal",
+				    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		if (access(sock, F_OK) == 0 && !api_call(api_dir, "GET", "/", NULL, NULL, 0))
+			return 0;
+		usleep(1000);
+	}
+	return errf(err, errlen, -ETIMEDOUT, "the VMM's API did not answer within %d ms",
+		    API_WAIT_MS);
+}
+
+struct create_args {
+	const char *id, *bundle, *pid_file, *console_socket;
+};
+
+/* Creates the container; on success *pid is the VMM, our child. Leaves nothing behind
+ * when it fails. */
+static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
+{
+	struct oci_bundle *b = calloc(1, sizeof(*b));
+	struct oci_state *s = calloc(1, sizeof(*s));
+	struct argv *v = calloc(1, sizeof(*v));
+	char dir[PATH_MAX], file[PATH_MAX], cfgpath[PATH_MAX + 16], bundle[PATH_MAX];
+	char err[PATH_MAX * 2], slave_name[64] = "";
+	posix_spawn_file_actions_t fa;
+	char *json = NULL;
+	int master = -1, slave = -1, ret = 1, r;
+	bool made_dir = false;
+	pid_t pid = 0;
+
+	if (!b || !s || !v) {
+		fail(c, "out of memory");
+		goto out;
+	}
+	if (oci_id_check(a->id)) {
+		fail(c, "invalid container id '%s'", a->id);
+		goto out;
+	}
+	if (!realpath(a->bundle, bundle)) {
+		fail(c, "bundle %s: %s", a->bundle, strerror(errno));
+		goto out;
+	}
+	snprintf(cfgpath, sizeof(cfgpath), "%s/config.json", bundle);
+	r = read_file(cfgpath, &json);
+	if (r) {
+		fail(c, "%s: %s", cfgpath, strerror(-r));
+		goto out;
+	}
+	if (oci_bundle_parse(json, bundle, b, err, sizeof(err)) ||
+	    oci_bundle_check(b, err, sizeof(err))) {
+		fail(c, "bundle %s: %s", bundle, err);
+		goto out;
+	}
+	if (b->terminal && !a->console_socket) {
+		fail(c, "process.terminal is true: --console-socket is required");
+		goto out;
+	}
+	if (!b->terminal && a->console_socket) {
+		fail(c, "--console-socket given but process.terminal is false");
+		goto out;
+	}
+	state_paths(c, a->id, dir, file);
+	r = mkdir_p(c->root, 0711);
+	if (r) {
+		fail(c, "--root %s: %s", c->root, strerror(-r));
+		goto out;
+	}
+	if (mkdir(dir, 0711) < 0) {
+		if (errno == EEXIST)
+			fail(c, "container with id exists: %s", a->id);
+		else
+			fail(c, "%s: %s", dir, strerror(errno));
+		goto out;
+	}
+	made_dir = true;
+
+	snprintf(s->id, sizeof(s->id), "%s", a->id);
+	snprintf(s->bundle, sizeof(s->bundle), "%s", bundle);
+	snprintf(s->rootfs, sizeof(s->rootfs), "%s", b->rootfs);
+	rfc3339(s->created, sizeof(s->created));
+	s->jailed = oci_bundle_jailed(b);
+	{
+		json_object *o = json_tokener_parse(json), *ann;
+
+		if (o && json_object_object_get_ex(o, "annotations", &ann))
+			snprintf(s->annotations, sizeof(s->annotations), "%s",
+				 json_object_to_json_string_ext(
+				     ann, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	}
+	if (s->jailed) {
+		oci_jail_id(a->id, b->cgroup_leaf, s->jail_id);
+		snprintf(s->cgroup_parent, sizeof(s->cgroup_parent), "%s",
+			 b->cgroup_parent[0] ? b->cgroup_parent : "thaw-oci");
+		if (path_fmt(s->jail_base, sizeof(s->jail_base), "%s/jails", c->root) ||
+		    path_fmt(s->api_dir, sizeof(s->api_dir), "%s/thaw/%s/root", s->jail_base,
+			     s->jail_id)) {
+			fail(c, "--root %s: too long", c->root);
+			goto out;
+		}
+	} else {
+		snprintf(s->api_dir, sizeof(s->api_dir), "%s", dir);
+	}
+	vmm_argv(c, b, s, v);
+	if (v->overflow) {
+		fail(c, "the VMM's command line is too long");
+		goto out;
+	}
+
+	if (b->terminal) {
+		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (master < 0 || grantpt(master) || unlockpt(master) ||
+		    ptsname_r(master, slave_name, sizeof(slave_name))) {
+			fail(c, "creating a pty: %s", strerror(errno));
+			goto out;
+		}
+		slave = open(slave_name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (slave < 0) {
+			fail(c, "%s: %s", slave_name, strerror(errno));
+			goto out;
+		}
+	}
+	posix_spawn_file_actions_init(&fa);
+	if (slave >= 0)
+		for (int fd = 0; fd < 3; fd++)
+			posix_spawn_file_actions_adddup2(&fa, slave, fd);
+	if (!s->jailed)
+		posix_spawn_file_actions_addchdir_np(&fa, dir);
+	/* A session of its own, as runc's init: the engine's signals go through kill. */
+	r = argv_spawn_session(&pid, v, &fa);
+	posix_spawn_file_actions_destroy(&fa);
+	if (r) {
+		pid = 0;
+		fail(c, "starting %s: %s", v->a[0], strerror(r));
+		goto out;
+	}
+	if (slave >= 0) {
+		close(slave);
+		slave = -1;
+	}
+	if (wait_api(pid, s->api_dir, err, sizeof(err))) {
+		fail(c, "%s", err);
+		goto out;
+	}
+	{
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(
+		    o, "snapshot_path",
+		    json_object_new_string(s->jailed ? JAIL_SNAPSHOT : b->snapshot));
+		json_object_object_add(o, "resume_vm", json_object_new_boolean(false));
+		if (b->clock_realtime)
+			json_object_object_add(o, "clock_realtime", json_object_new_boolean(true));
+		r = api_call(s->api_dir, "PUT", "/snapshot/load",
+			     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE),
+			     err, sizeof(err));
+		json_object_put(o);
+		if (r) {
+			fail(c, "loading the snapshot %s: %s", b->snapshot, err);
+			goto out;
+		}
+	}
+	if (master >= 0 && send_console(a->console_socket, master, slave_name, err, sizeof(err))) {
+		fail(c, "%s", err);
+		goto out;
+	}
+	s->pid = pid;
+	s->starttime = oci_proc_starttime(pid, &(bool){false});
+	if (save(c, s, dir))
+		goto out;
+	if (a->pid_file) {
+		char text[32];
+
+		snprintf(text, sizeof(text), "%d", (int)pid);
+		r = write_atomic(a->pid_file, text);
+		if (r) {
+			fail(c, "--pid-file %s: %s", a->pid_file, strerror(-r));
+			goto out;
+		}
+	}
+	report(c, "info", "created %s: VMM pid %d, snapshot %s%s", a->id, (int)pid, b->snapshot,
+	       s->jailed ? ", jailed" : "");
+	*pid_out = pid;
+	ret = 0;
+out:
+	if (ret && pid > 0) {
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (ret && made_dir)
+		destroy(c, s, dir);
+	if (master >= 0)
+		close(master);
+	if (slave >= 0)
+		close(slave);
+	free(json);
+	free(b);
+	free(s);
+	free(v);
+	return ret;
+}
+
+/* create's and run's options (run adds --detach and --keep). 0, or 1 after reporting. */
+static int create_opts(struct ctx *c, bool run, int argc, char **argv, struct create_args *a,
+		       bool *detach, bool *keep)
+{
+	struct opt o[] = {{"bundle", 'b', true, NULL},
+			  {"pid-file", 0, true, NULL},
+			  {"console-socket", 0, true, NULL},
+			  {"no-pivot", 0, false, NULL},
+			  {"no-new-keyring", 0, false, NULL},
+			  {"preserve-fds", 0, true, NULL},
+			  {"detach", 'd', false, NULL},
+			  {"keep", 0, false, NULL},
+			  {NULL, 0, false, NULL}};
+	const char *pos[1], *cmd = run ? "run" : "create";
+
+	if (parse_opts(c, cmd, argc, argv, o, pos, 1) != 1)
+		return fail(c,
+			    "%s: usage: %s [--bundle DIR] [--pid-file F] [--console-socket S]%s ID",
+			    cmd, cmd, run ? " [--detach] [--keep]" : "");
+	*detach = optval(o, "detach") != NULL;
+	*keep = optval(o, "keep") != NULL;
+	if (!run && (*detach || *keep))
+		return fail(c, "create: --detach and --keep are run's options");
+	*a = (struct create_args){pos[0], optval(o, "bundle") ? optval(o, "bundle") : ".",
+				  optval(o, "pid-file"), optval(o, "console-socket")};
+	return 0;
+}
+
+static int cmd_create(struct ctx *c, int argc, char **argv)
+{
+	struct create_args a;
+	bool detach, keep;
+	pid_t pid;
+
+	if (create_opts(c, false, argc, argv, &a, &detach, &keep))
+		return 1;
+	return do_create(c, &a, &pid);
+}
+
+/* ---- the life cycle ----------------------------------------------------------------------- */
+
+static int do_start(struct ctx *c, struct oci_state *s, const char *dir)
+{
+	enum oci_status st = oci_state_status(s);
+	char err[PATH_MAX + 256];
+
+	if (st != OCI_CREATED)
+		return fail(c, "cannot start a container that is %s", oci_status_name(st));
+	if (api_call(s->api_dir, "PATCH", "/vm", "{\"state\": \"Resumed\"}", err, sizeof(err)))
+		return fail(c, "starting %s: %s", s->id, err);
+	s->started = true;
+	return save(c, s, dir) ? 1 : 0;
+}
+
+static int one_id(struct ctx *c, const char *cmd, int argc, char **argv, struct opt *o,
+		  const char **id)
+{
+	struct opt none[] = {{NULL, 0, false, NULL}};
+
+	if (parse_opts(c, cmd, argc, argv, o ? o : none, id, 1) != 1)
+		return fail(c, "%s: a container id is required", cmd);
+	return 0;
+}
+
+static int cmd_start(struct ctx *c, int argc, char **argv)
+{
+	struct oci_state s;
+	char dir[PATH_MAX];
+	const char *id;
+
+	if (one_id(c, "start", argc, argv, NULL, &id) || load(c, id, &s, dir, false))
+		return 1;
+	return do_start(c, &s, dir);
+}
+
+static int cmd_state(struct ctx *c, int argc, char **argv)
+{
+	json_object *o, *ann;
+	struct oci_state s;
+	char dir[PATH_MAX];
+	const char *id;
+	enum oci_status st;
+
+	if (one_id(c, "state", argc, argv, NULL, &id) || load(c, id, &s, dir, false))
+		return 1;
+	st = oci_state_status(&s);
+	o = json_object_new_object();
+	json_object_object_add(o, "ociVersion", json_object_new_string(OCI_SPEC_VERSION));
+	json_object_object_add(o, "id", json_object_new_string(s.id));
+	json_object_object_add(o, "status", json_object_new_string(oci_status_name(st)));
+	json_object_object_add(o, "pid", json_object_new_int(st == OCI_STOPPED ? 0 : s.pid));
+	json_object_object_add(o, "bundle", json_object_new_string(s.bundle));
+	json_object_object_add(o, "rootfs", json_object_new_string(s.rootfs));
+	json_object_object_add(o, "created", json_object_new_string(s.created));
+	json_object_object_add(o, "owner", json_object_new_string(""));
+	ann = json_tokener_parse(s.annotations[0] ? s.annotations : "{}");
+	json_object_object_add(o, "annotations", ann ? ann : json_object_new_object());
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							     JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return 0;
+}
+
+static int parse_signal(const char *s)
+{
+	static const struct {
+		const char *name;
+		int sig;
+	} names[] = {{"HUP", SIGHUP},	{"INT", SIGINT},    {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+		     {"USR1", SIGUSR1}, {"USR2", SIGUSR2},  {"TERM", SIGTERM}, {"CONT", SIGCONT},
+		     {"STOP", SIGSTOP}, {"WINCH", SIGWINCH}};
+	char *end;
+	long n;
+
+	if (!strncmp(s, "SIG", 3))
+		s += 3;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(s, names[i].name))
+			return names[i].sig;
+	n = strtol(s, &end, 10);
+	return *s && !*end && n > 0 && n < NSIG ? (int)n : -1;
+}
+
+static int cmd_kill(struct ctx *c, int argc, char **argv)
+{
+	struct opt o[] = {
+	    {"all", 'a', false, NULL}, {"pid", 'p', true, NULL}, {NULL, 0, false, NULL}};
+	const char *pos[2];
+	struct oci_state s;
+	char dir[PATH_MAX];
+	int n = parse_opts(c, "kill", argc, argv, o, pos, 2), sig = SIGTERM, r;
+
+	if (n < 1)
+		return fail(c, "kill: usage: kill [--all] ID [SIGNAL]");
+	if (n == 2 && (sig = parse_signal(pos[1])) < 0)
+		return fail(c, "kill: unknown signal '%s'", pos[1]);
+	if (load(c, pos[0], &s, dir, false))
+		return 1;
+	if (oci_state_status(&s) == OCI_STOPPED)
+		return fail(c, "container not running");
+	/* --all: every process of the container is the VMM. */
+	r = signal_vmm(&s, sig);
+	if (r == -ESRCH)
+		return fail(c, "container not running");
+	if (r)
+		return fail(c, "kill %s: %s", s.id, strerror(-r));
+	return 0;
+}
+
+static int cmd_delete(struct ctx *c, int argc, char **argv)
+{
+	struct opt o[] = {{"force", 'f', false, NULL}, {NULL, 0, false, NULL}};
+	struct oci_state s;
+	char dir[PATH_MAX], file[PATH_MAX];
+	const char *id;
+	bool force;
+	enum oci_status st;
+	int r;
+
+	if (one_id(c, "delete", argc, argv, o, &id))
+		return 1;
+	force = optval(o, "force") != NULL;
+	r = load(c, id, &s, dir, force);
+	if (r == -ENOENT) {
+		/* A create that died before its state file: what is left is the directory. */
+		state_paths(c, id, dir, file);
+		rmdir(dir);
+		return force ? 0 : 1;
+	}
+	if (r)
+		return 1;
+	st = oci_state_status(&s);
+	if (st == OCI_RUNNING || st == OCI_PAUSED) {
+		if (!force)
+			return fail(c, "cannot delete container %s that is not stopped: %s", id,
+				    oci_status_name(st));
+	}
+	/* A created container is deleted without --force, as runc does. */
+	if (st != OCI_STOPPED) {
+		r = signal_vmm(&s, SIGKILL);
+		if (r && r != -ESRCH)
+			return fail(c, "delete %s: SIGKILL: %s", id, strerror(-r));
+		if (wait_gone(&s, EXIT_WAIT_MS))
+			return fail(c, "delete %s: the VMM (pid %d) did not end", id, (int)s.pid);
+	}
+	return destroy(c, &s, dir) ? 1 : 0;
+}
+
+static int pause_resume(struct ctx *c, const char *cmd, int argc, char **argv, bool pause)
+{
+	struct oci_state s;
+	char dir[PATH_MAX], err[PATH_MAX + 256];
+	const char *id;
+	enum oci_status st;
+
+	if (one_id(c, cmd, argc, argv, NULL, &id) || load(c, id, &s, dir, false))
+		return 1;
+	st = oci_state_status(&s);
+	if (st != (pause ? OCI_RUNNING : OCI_PAUSED))
+		return fail(c, "container %s is %s, not %s", id, oci_status_name(st),
+			    pause ? "running" : "paused");
+	if (api_call(s.api_dir, "PATCH", "/vm",
+		     pause ? "{\"state\": \"Paused\"}" : "{\"state\": \"Resumed\"}", err,
+		     sizeof(err)))
+		return fail(c, "%s %s: %s", cmd, id, err);
+	s.paused = pause;
+	return save(c, &s, dir) ? 1 : 0;
+}
+
+static int cmd_pause(struct ctx *c, int argc, char **argv)
+{
+	return pause_resume(c, "pause", argc, argv, true);
+}
+
+static int cmd_resume(struct ctx *c, int argc, char **argv)
+{
+	return pause_resume(c, "resume", argc, argv, false);
+}
+
+static int cmd_ps(struct ctx *c, int argc, char **argv)
+{
+	struct opt o[] = {{"format", 'f', true, NULL}, {NULL, 0, false, NULL}};
+	struct oci_state s;
+	char dir[PATH_MAX];
+	const char *id, *fmt;
+	bool running;
+
+	if (one_id(c, "ps", argc, argv, o, &id) || load(c, id, &s, dir, false))
+		return 1;
+	fmt = optval(o, "format") ? optval(o, "format") : "table";
+	running = oci_state_status(&s) != OCI_STOPPED;
+	if (!strcmp(fmt, "json")) {
+		printf(running ? "[%d]\n" : "[]\n", (int)s.pid);
+	} else if (!strcmp(fmt, "table")) {
+		printf("PID   CMD\n");
+		if (running)
+			printf("%-5d %s\n", (int)s.pid, s.jailed ? "thaw-static" : "thaw");
+	} else {
+		return fail(c, "ps: --format %s: table or json", fmt);
+	}
+	return 0;
+}
+
+static int cmd_list(struct ctx *c, int argc, char **argv)
+{
+	struct opt o[] = {
+	    {"format", 'f', true, NULL}, {"quiet", 'q', false, NULL}, {NULL, 0, false, NULL}};
+	const char *pos[1], *fmt;
+	struct dirent **names;
+	json_object *all;
+	bool quiet;
+	int n;
+
+	if (parse_opts(c, "list", argc, argv, o, pos, 0) < 0)
+		return 1;
+	fmt = optval(o, "format") ? optval(o, "format") : "table";
+	quiet = optval(o, "quiet") != NULL;
+	if (strcmp(fmt, "table") && strcmp(fmt, "json"))
+		return fail(c, "list: --format %s: table or json", fmt);
+	all = json_object_new_array();
+	if (!quiet && !strcmp(fmt, "table"))
+		printf("ID\tPID\tSTATUS\tBUNDLE\tCREATED\n");
+	n = scandir(c->root, &names, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		struct oci_state s;
+		char dir[PATH_MAX];
+
+		if (!oci_id_check(names[i]->d_name) && !load(c, names[i]->d_name, &s, dir, true)) {
+			enum oci_status st = oci_state_status(&s);
+			json_object *e = json_object_new_object();
+
+			json_object_object_add(e, "id", json_object_new_string(s.id));
+			json_object_object_add(e, "pid", json_object_new_int(s.pid));
+			json_object_object_add(e, "status",
+					       json_object_new_string(oci_status_name(st)));
+			json_object_object_add(e, "bundle", json_object_new_string(s.bundle));
+			json_object_object_add(e, "created", json_object_new_string(s.created));
+			json_object_array_add(all, e);
+			if (quiet)
+				printf("%s\n", s.id);
+			else if (!strcmp(fmt, "table"))
+				printf("%s\t%d\t%s\t%s\t%s\n", s.id, (int)s.pid,
+				       oci_status_name(st), s.bundle, s.created);
+		}
+		free(names[i]);
+	}
+	if (n >= 0)
+		free(names);
+	if (!quiet && !strcmp(fmt, "json"))
+		printf("%s\n", json_object_to_json_string_ext(
+				   all, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(all);
+	return 0;
+}
+
+/* run: create and start; without --detach, wait for the VMM (our child) and delete. */
+static int cmd_run(struct ctx *c, int argc, char **argv)
+{
+	struct create_args a;
+	struct oci_state s;
+	char dir[PATH_MAX];
+	bool detach, keep;
+	pid_t pid;
+	int st;
+
+	if (create_opts(c, true, argc, argv, &a, &detach, &keep))
+		return 1;
+	if (do_create(c, &a, &pid))
+		return 1;
+	if (load(c, a.id, &s, dir, false) || do_start(c, &s, dir)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		destroy(c, &s, dir);
+		return 1;
+	}
+	if (detach)
+		return 0;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return fail(c, "run: waitpid: %s", strerror(errno));
+	if (!keep)
+		destroy(c, &s, dir);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int cmd_exec(struct ctx *c, int argc, char **argv)
+{
+	return fail(c, "exec: not supported: a thaw-oci container is a VM clone whose guest "
+		       "runs no process on request (docs/oci.md)");
+}
+
+static int cmd_unsupported(struct ctx *c, const char *cmd)
+{
+	return fail(c, "%s: not supported by thaw-oci (docs/oci.md)", cmd);
+}
+
+/* The runtime spec's features document (features.md). */
+static int cmd_features(struct ctx *c, int argc, char **argv)
+{
+	static const char text[] =
+	    "{\n"
+	    "  \"ociVersionMin\": \"1.0.0\",\n"
+	    "  \"ociVersionMax\": \"" OCI_SPEC_VERSION "\",\n"
+	    "  \"hooks\": [],\n"
+	    "  \"mountOptions\": [],\n"
+	    "  \"linux\": {\n"
+	    "    \"namespaces\": [\"network\"],\n"
+	    "    \"capabilities\": [],\n"
+	    "    \"cgroup\": {\"v1\": true, \"v2\": false, \"systemd\": false,"
+	    " \"systemdUser\": false},\n"
+	    "    \"seccomp\": {\"enabled\": false},\n"
+	    "    \"apparmor\": {\"enabled\": false},\n"
+	    "    \"selinux\": {\"enabled\": false}\n"
+	    "  },\n"
+	    "  \"annotations\": {\n"
+	    "    \"org.thaw.snapshot\": \"the base snapshot: a path inside the root file "
+	    "system (required)\",\n"
+	    "    \"org.thaw.clock-realtime\": \"true: advance the guest clock to host time "
+	    "at the restore\",\n"
+	    "    \"org.thaw.oci.version\": \"" VERSION "\"\n"
+	    "  }\n"
+	    "}\n";
+
+	(void)c;
+	(void)argc;
+	(void)argv;
+	fputs(text, stdout);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: thaw-oci [--root DIR] [--log FILE] [--log-format text|json] COMMAND ...\n"
+		"  create [--bundle DIR] [--pid-file F] [--console-socket S] ID\n"
+		"  start ID | state ID | kill [--all] ID [SIGNAL] | delete [--force] ID\n"
+		"  pause ID | resume ID | ps [--format table|json] ID | list | features\n"
+		"  run [--bundle DIR] [--pid-file F] [--console-socket S] [--detach] ID\n"
+		"  a container is a thaw VM clone of the snapshot its bundle names (annotation\n"
+		"  " OCI_SNAP_ANNOT "); docs/oci.md\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct ctx *, int, char **);
+	} cmds[] = {{"create", cmd_create}, {"start", cmd_start},   {"state", cmd_state},
+		    {"kill", cmd_kill},	    {"delete", cmd_delete}, {"pause", cmd_pause},
+		    {"resume", cmd_resume}, {"ps", cmd_ps},	    {"list", cmd_list},
+		    {"run", cmd_run},	    {"exec", cmd_exec},	    {"features", cmd_features}};
+	struct opt g[] = {{"root", 0, true, NULL},	 {"log", 0, true, NULL},
+			  {"log-format", 0, true, NULL}, {"systemd-cgroup", 0, false, NULL},
+			  {"debug", 0, false, NULL},	 {"help", 'h', false, NULL},
+			  {"version", 'v', false, NULL}, {"rootless", 0, true, NULL},
+			  {"criu", 0, true, NULL},	 {NULL, 0, false, NULL}};
+	struct ctx c = {.root = DEFAULT_ROOT, .log_fd = -1};
+	char self[PATH_MAX];
+	const char *fmt;
+	ssize_t n;
+	int i;
+
+	log_set_prefix("thaw-oci");
+	/* Global options stop at the command's name. */
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		const char *pos[1];
+		int k = i + 1;
+
+		/* a value-taking option without '=' takes the next word too */
+		for (struct opt *p = g; p->name; p++) {
+			const char *name = argv[i] + 1 + (argv[i][1] == '-');
+
+			if (p->has_arg && !strcmp(name, p->name))
+				k = i + 2;
+		}
+		if (k > argc)
+			k = argc;
+		if (parse_opts(&c, "thaw-oci", k - i, argv + i, g, pos, 0) < 0)
+			return 1;
+		i = k - 1;
+	}
+	if (optval(g, "root"))
+		c.root = optval(g, "root");
+	if (optval(g, "log")) {
+		c.log_path = optval(g, "log");
+		c.log_fd = open(c.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (c.log_fd < 0)
+			fprintf(stderr, "thaw-oci: --log %s: %s\n", c.log_path, strerror(errno));
+	}
+	fmt = optval(g, "log-format");
+	if (fmt && strcmp(fmt, "json") && strcmp(fmt, "text"))
+		return fail(&c, "--log-format %s: text or json", fmt);
+	c.log_json = fmt && !strcmp(fmt, "json");
+	if (optval(g, "version")) {
+		printf("thaw-oci version " VERSION "\nspec: " OCI_SPEC_VERSION "\n");
+		return 0;
+	}
+	if (optval(g, "help") || i == argc) {
+		usage(i == argc && !optval(g, "help") ? stderr : stdout);
+		return optval(g, "help") ? 0 : 1;
+	}
+	if (optval(g, "systemd-cgroup"))
+		return fail(&c, "--systemd-cgroup: not supported: thaw-oci places the VMM in "
+				"cgroupfs (v1) cgroups through thaw-jailer; configure the engine's "
+				"cgroupfs driver");
+	if (c.root[0] != '/')
+		return fail(&c, "--root %s: not an absolute path", c.root);
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return fail(&c, "/proc/self/exe: %s", strerror(errno));
+	self[n] = '\0';
+	snprintf(c.bindir, sizeof(c.bindir), "%s", dirname(self));
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++)
+		if (!strcmp(argv[i], cmds[k].name))
+			return cmds[k].fn(&c, argc - i - 1, argv + i + 1);
+	if (!strcmp(argv[i], "update") || !strcmp(argv[i], "checkpoint") ||
+	    !strcmp(argv[i], "restore") || !strcmp(argv[i], "events"))
+		return cmd_unsupported(&c, argv[i]);
+	return fail(&c, "unknown command '%s'", argv[i]);
+}

@@ -1,0 +1,901 @@
+/* thaw-oci with real VMs and the real engines: a probe snapshot run as an OCI container
+ * by thaw-oci itself, by containerd (its stock runc shim, `ctr run --runc-binary`) and by
+ * podman (conmon, `--runtime`). The guest's console is the container's stdio (or its
+ * pty), exit statuses propagate, the cgroup limits land in the jail's cgroup, and after
+ * every ending (kill, delete, kill -9 of the shim or of conmon) no VMM, state, jail,
+ * cgroup, mount or socket is left. Bad bundles fail `create` with an error on stderr
+ * and in the JSON log, and leave nothing. containerd and podman run with their own
+ * root, state and sockets under a temporary directory. No timing is asserted. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/harness.h"
+
+#define TMO 60000
+
+static char dir[] = "/tmp/thaw-ocitest-XXXXXX";
+static char oci[256];	  /* build/thaw-oci */
+static char root[256];	  /* thaw-oci --root of the direct tests */
+static char rootfs[256];  /* holds base.snap */
+static char ctr[512];	  /* "ctr -a SOCK" */
+static char podman[2048]; /* "podman --root ... --runtime thaw-oci" */
+static pid_t containerd_pid;
+static bool have_containerd, have_podman;
+
+/* Runs a shell command (its stdout and stderr into out); returns its exit status. */
+static int __attribute__((format(printf, 3, 4))) sh(char *out, size_t len, const char *fmt, ...)
+{
+	char cmd[8192], buf[4096];
+	size_t used = 0;
+	va_list ap;
+	FILE *f;
+	int st;
+
+	memcpy(cmd, "( ", 2);
+	va_start(ap, fmt);
+	vsnprintf(cmd + 2, sizeof(cmd) - 16, fmt, ap);
+	va_end(ap);
+	strcat(cmd, " ) 2>&1");
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	while (fgets(buf, sizeof(buf), f)) {
+		size_t n = strlen(buf);
+
+		if (out && used + n < len) {
+			memcpy(out + used, buf, n);
+			used += n;
+		}
+	}
+	if (out && len)
+		out[used] = '\0';
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static bool gone(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	p = p ? strrchr(buf, ')') : NULL;
+	return !p || p[2] == 'Z';
+}
+
+static void wait_gone(pid_t pid)
+{
+	for (int i = 0; i < TMO / 10 && !gone(pid); i++)
+		usleep(10000);
+	assert_true(gone(pid));
+}
+
+/* Nothing of a container is left under thaw-oci's root `r` (no state directory, no
+ * jail), in the cgroup hierarchies below `cgparent`, or mounted under the test's
+ * directory; and its VMM `pid` is gone. */
+static void assert_nothing_left(const char *r, const char *cgparent, pid_t pid)
+{
+	char out[8192];
+
+	if (pid > 0)
+		wait_gone(pid);
+	if (sh(out, sizeof(out), "ls -A %s 2>/dev/null | grep -v '^jails$'", r) != 1)
+		fail_msg("state left under %s: %s", r, out);
+	if (sh(out, sizeof(out), "ls -A %s/jails/thaw 2>/dev/null | grep .", r) != 1)
+		fail_msg("a jail left under %s/jails/thaw: %s", r, out);
+	if (cgparent && sh(out, sizeof(out),
+			   "for c in memory pids cpu; do find /sys/fs/cgroup/$c/%s -mindepth 1 "
+			   "-type d 2>/dev/null; done | grep -v /libpod_parent/conmon",
+			   cgparent) != 1)
+		fail_msg("a cgroup left: %s", out);
+	if (sh(out, sizeof(out), "grep -F '%s/' /proc/self/mountinfo", dir) != 1)
+		fail_msg("a mount left: %s", out);
+	/* a VMM: jailed, its root is a jail under dir; unjailed, its cwd a state dir */
+	if (sh(out, sizeof(out),
+	       "for p in /proc/[0-9]*; do case \"$(readlink $p/root) $(readlink $p/cwd)\" in "
+	       "*%s/*) grep -q '^State:.*Z' $p/status 2>/dev/null || echo $p;; esac; done | grep .",
+	       dir) == 0)
+		fail_msg("a VMM is left: %s", out);
+}
+
+/* A bundle `name` in the test directory: config.json is `config`, rootfs a symlink to
+ * the shared one that holds base.snap. */
+static void bundle(const char *name, const char *config)
+{
+	char path[PATH_MAX + 64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/rootfs", dir, name);
+	unlink(path);
+	assert_int_equal(symlink(rootfs, path), 0);
+	snprintf(path, sizeof(path), "%s/%s/config.json", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(config, f);
+	fclose(f);
+}
+
+#define CFG_HEAD                                                                                   \
+	"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"process\": "              \
+	"{\"terminal\": %s, \"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"/fn\"], \"cwd\": "    \
+	"\"/\"}, \"annotations\": {\"org.thaw.snapshot\": \"/base.snap\"}"
+
+static void bundle_jailed(const char *name, bool terminal)
+{
+	char cfg[2048];
+
+	snprintf(cfg, sizeof(cfg),
+		 CFG_HEAD ", \"linux\": {\"cgroupsPath\": \"/thaw-ocitest/%s\", \"resources\": "
+			  "{\"memory\": {\"limit\": 268435456}, \"pids\": {\"limit\": 64}, "
+			  "\"cpu\": {\"shares\": 512}}, \"namespaces\": [{\"type\": \"pid\"}, "
+			  "{\"type\": \"mount\"}]}}",
+		 terminal ? "true" : "false", name);
+	bundle(name, cfg);
+}
+
+static pid_t state_pid(const char *r, const char *id, char *status, size_t len)
+{
+	char out[4096], *p;
+
+	if (sh(out, sizeof(out), "%s --root %s state %s", oci, r, id))
+		return -1;
+	p = strstr(out, "\"status\":\"");
+	if (status && p)
+		snprintf(status, len, "%.*s", (int)strcspn(p + 10, "\""), p + 10);
+	p = strstr(out, "\"pid\":");
+	return p ? atoi(p + 6) : -1;
+}
+
+/* ---- thaw-oci alone --------------------------------------------------------------------- */
+
+/* create (jailed, limits) -> created; start -> running, the guest answers on the
+ * container's stdin/stdout; pause/resume; kill; delete leaves nothing. */
+static void lifecycle_create_start_kill_delete(void **state)
+{
+	char out[8192], status[32], path[PATH_MAX + 64];
+	const char *argv[] = {"/bin/sh", "-c", NULL, NULL};
+	char cmd[4096];
+	struct vmproc *p;
+	pid_t pid;
+
+	bundle_jailed("life", false);
+	snprintf(cmd, sizeof(cmd),
+		 "%s --root %s --log %s/life.log --log-format json create --bundle %s/life "
+		 "--pid-file %s/life.pid life && exec sleep 1000",
+		 oci, root, dir, dir, dir);
+	argv[2] = cmd;
+	/* sh holds the pipes while the VMM inherits them: the container's stdio */
+	p = harness_start(argv);
+	for (int i = 0; i < 500 && state_pid(root, "life", status, sizeof(status)) <= 0; i++)
+		usleep(10000);
+	pid = state_pid(root, "life", status, sizeof(status));
+	assert_true(pid > 0);
+	assert_string_equal(status, "created");
+	snprintf(path, sizeof(path), "%s/life.pid", dir);
+	assert_int_equal(sh(out, sizeof(out), "cat %s", path), 0);
+	assert_int_equal(atoi(out), pid);
+	/* the limits are the jail's cgroup's */
+	assert_int_equal(sh(out, sizeof(out), "grep -E '^[0-9]+:memory:' /proc/%d/cgroup", pid), 0);
+	assert_non_null(strstr(out, ":/thaw-ocitest/life"));
+	assert_int_equal(sh(out, sizeof(out),
+			    "cat /sys/fs/cgroup/memory/thaw-ocitest/life/memory.limit_in_bytes "
+			    "/sys/fs/cgroup/pids/thaw-ocitest/life/pids.max "
+			    "/sys/fs/cgroup/cpu/thaw-ocitest/life/cpu.shares"),
+			 0);
+	assert_string_equal(out, "268435456\n64\n512\n");
+
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s list -q", oci, root), 0);
+	assert_string_equal(out, "life\n");
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s list --format json", oci, root), 0);
+	assert_non_null(strstr(out, "\"id\":\"life\""));
+	assert_non_null(strstr(out, "\"status\":\"created\""));
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s start life", oci, root), 0);
+	state_pid(root, "life", status, sizeof(status));
+	assert_string_equal(status, "running");
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s pause life", oci, root), 0);
+	state_pid(root, "life", status, sizeof(status));
+	assert_string_equal(status, "paused");
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s resume life", oci, root), 0);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s ps --format json life", oci, root), 0);
+	snprintf(path, sizeof(path), "[%d]\n", (int)pid);
+	assert_string_equal(out, path);
+	/* a running container is not deleted without --force; exec is refused */
+	assert_int_not_equal(sh(out, sizeof(out), "%s --root %s delete life", oci, root), 0);
+	assert_non_null(strstr(out, "not stopped"));
+	assert_int_not_equal(sh(out, sizeof(out), "%s --root %s exec life /bin/true", oci, root),
+			     0);
+	assert_non_null(strstr(out, "exec: not supported"));
+
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s kill life KILL", oci, root), 0);
+	wait_gone(pid);
+	state_pid(root, "life", status, sizeof(status));
+	assert_string_equal(status, "stopped");
+	assert_int_not_equal(sh(out, sizeof(out), "%s --root %s kill life TERM", oci, root), 0);
+	assert_non_null(strstr(out, "container not running"));
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete life", oci, root), 0);
+	assert_nothing_left(root, "thaw-ocitest", pid);
+	harness_end(p);
+}
+
+/* `run` in the foreground: the guest is the container's stdio, SIGTERM to the VMM is a
+ * clean stop (0), SIGKILL is 137, and run deletes the container. */
+static void run_propagates_exit_status(void **state)
+{
+	char cmd[4096], out[4096];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct vmproc *p;
+	const char *sigs[] = {"TERM", "KILL"};
+	const int want[] = {0, 137};
+
+	bundle("plain", "{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, "
+			"\"process\": {\"args\": [\"/fn\"]}, \"annotations\": "
+			"{\"org.thaw.snapshot\": \"base.snap\"}}");
+	for (int i = 0; i < 2; i++) {
+		pid_t pid;
+
+		snprintf(cmd, sizeof(cmd), "cd %s/plain && exec %s --root %s run plain", dir, oci,
+			 root);
+		p = harness_start(argv);
+		assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+		pid = state_pid(root, "plain", NULL, 0);
+		assert_true(pid > 0);
+		/* unjailed: no cgroup asked for */
+		assert_int_equal(
+		    sh(out, sizeof(out), "%s --root %s kill plain %s", oci, root, sigs[i]), 0);
+		assert_int_equal(vmproc_wait(p, TMO), want[i]);
+		harness_end(p);
+		assert_nothing_left(root, NULL, pid);
+	}
+}
+
+/* process.terminal: the pty's master arrives on the console socket, and the guest's
+ * console is the pty. */
+static void terminal_pty_goes_to_console_socket(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char cbuf[CMSG_SPACE(sizeof(int))], name[64] = "", out[4096], buf[4096];
+	struct iovec iov = {.iov_base = name, .iov_len = sizeof(name) - 1};
+	struct msghdr m = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm;
+	size_t got = 0;
+	int ls, cs, master = -1, rc;
+	pid_t pid;
+
+	bundle_jailed("tty", true);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/console.sock", dir);
+	ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(ls >= 0);
+	assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(ls, 1), 0);
+	/* no console socket: refused */
+	rc = sh(out, sizeof(out), "%s --root %s create --bundle %s/tty tty </dev/null", oci, root,
+		dir);
+	assert_int_not_equal(rc, 0);
+	assert_non_null(strstr(out, "--console-socket is required"));
+	rc = sh(out, sizeof(out),
+		"%s --root %s create --bundle %s/tty --console-socket %s tty </dev/null >/dev/null",
+		oci, root, dir, sa.sun_path);
+	assert_int_equal(rc, 0);
+	cs = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(cs >= 0);
+	assert_true(recvmsg(cs, &m, 0) > 0);
+	cm = CMSG_FIRSTHDR(&m);
+	if (!cm) {
+		fail_msg("no SCM_RIGHTS message on the console socket");
+		return;
+	}
+	assert_int_equal(cm->cmsg_type, SCM_RIGHTS);
+	memcpy(&master, CMSG_DATA(cm), sizeof(int));
+	assert_non_null(strstr(name, "/dev/pts/"));
+	close(cs);
+	close(ls);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s start tty", oci, root), 0);
+	assert_int_equal(write(master, "ping\r", 5), 5);
+	for (long long end = harness_ms() + TMO; harness_ms() < end;) {
+		struct pollfd pf = {.fd = master, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		n = read(master, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		buf[got] = '\0';
+		if (strstr(buf, "PROBE pong"))
+			break;
+	}
+	buf[got] = '\0';
+	assert_non_null(strstr(buf, "PROBE pong"));
+	pid = state_pid(root, "tty", NULL, 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force tty", oci, root), 0);
+	close(master);
+	assert_nothing_left(root, "thaw-ocitest", pid);
+}
+
+/* linux.namespaces' network path: the jailed VMM lives in that network namespace. */
+static void network_namespace_path_is_the_vmms(void **state)
+{
+	char cfg[2048], out[4096];
+	struct stat ns, vmm;
+	char path[64];
+	pid_t pid;
+
+	if (sh(out, sizeof(out), "ip netns add thaw-ocitest-ns"))
+		fail_msg("ip netns add: %s", out);
+	snprintf(cfg, sizeof(cfg),
+		 CFG_HEAD ", \"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+			  "\"/var/run/netns/thaw-ocitest-ns\"}]}}",
+		 "false");
+	bundle("netns", cfg);
+	if (sh(out, sizeof(out),
+	       "%s --root %s create --bundle %s/netns netns </dev/null >/dev/null 2>&1", oci, root,
+	       dir)) {
+		sh(NULL, 0, "ip netns del thaw-ocitest-ns");
+		fail_msg("create: %s", out);
+	}
+	pid = state_pid(root, "netns", NULL, 0);
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	assert_int_equal(stat("/var/run/netns/thaw-ocitest-ns", &ns), 0);
+	assert_int_equal(stat(path, &vmm), 0);
+	assert_true(ns.st_ino == vmm.st_ino && ns.st_dev == vmm.st_dev);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force netns", oci, root), 0);
+	assert_int_equal(sh(out, sizeof(out), "ip netns del thaw-ocitest-ns"), 0);
+	assert_nothing_left(root, "thaw-oci", pid);
+}
+
+/* Bad bundles: create exits non-zero, says why on stderr and in the JSON log, and leaves
+ * nothing; so do --systemd-cgroup and a bad id. */
+static void bad_bundles_fail_create_and_leave_nothing(void **state)
+{
+	static const struct {
+		const char *config; /* "" for no config.json at all */
+		const char *why;
+	} cases[] = {
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}}", "no snapshot"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/missing.snap\"}}",
+	     "No such file"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/escape.snap\"}}",
+	     "outside the root"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/junk.snap\"}}",
+	     "loading the snapshot"},
+	    /* jailed: the VMM refuses it after the jail and its cgroup exist */
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/junk.snap\"}, \"linux\": {\"cgroupsPath\": "
+	     "\"/thaw-ocitest/bad\", \"resources\": {\"pids\": {\"limit\": 10}}}}",
+	     "loading the snapshot"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/base.snap\"}, \"linux\": {\"namespaces\": [{\"type\": "
+	     "\"user\"}], \"uidMappings\": [{\"containerID\": 0, \"hostID\": 1000, \"size\": "
+	     "1}]}}",
+	     "not supported by thaw-oci"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/base.snap\"}, \"hooks\": {\"prestart\": [{\"path\": "
+	     "\"/bin/true\"}]}}",
+	     "hooks.prestart: not supported"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/base.snap\", \"org.thaw.snapshott\": \"x\"}}",
+	     "not known to thaw-oci"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/base.snap\"}, \"linux\": {\"cgroupsPath\": "
+	     "\"/thaw-ocitest/bad\", \"resources\": {\"memory\": {\"limit\": 268435456}, "
+	     "\"hugepageLimits\": [{\"pageSize\": \"2MB\", \"limit\": 1}]}}}",
+	     "hugepageLimits: not supported"},
+	    {"not json", "not a JSON object"},
+	    {"", "config.json"},
+	};
+	char out[8192], log[PATH_MAX + 16], path[PATH_MAX + 64];
+
+	/* what the cases name: a snapshot that escapes its root, and one that is not a
+	 * snapshot (the VMM starts and refuses it: the failure after the jail exists) */
+	snprintf(path, sizeof(path), "%s/escape.snap", rootfs);
+	unlink(path);
+	assert_int_equal(symlink("/etc/hostname", path), 0);
+	snprintf(path, sizeof(path), "%s/junk.snap", rootfs);
+	assert_int_equal(sh(NULL, 0, "head -c 65536 /dev/urandom > %s", path), 0);
+	snprintf(log, sizeof(log), "%s/bad.log", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char cfg[2048];
+
+		snprintf(cfg, sizeof(cfg), "%s", cases[i].config);
+		bundle("bad", cfg);
+		if (!cases[i].config[0]) {
+			snprintf(path, sizeof(path), "%s/bad/config.json", dir);
+			unlink(path);
+		}
+		unlink(log);
+		assert_int_not_equal(sh(out, sizeof(out),
+					"%s --root %s --log %s --log-format json create --bundle "
+					"%s/bad bad </dev/null 2>&1 >/dev/null",
+					oci, root, log, dir),
+				     0);
+		if (!strstr(out, cases[i].why) || !strstr(out, "thaw-oci: "))
+			fail_msg("case %zu: stderr '%s' does not say '%s'", i, out, cases[i].why);
+		assert_int_equal(sh(out, sizeof(out), "cat %s", log), 0);
+		if (!strstr(out, "{\"level\":\"error\",\"msg\":\"") || !strstr(out, cases[i].why))
+			fail_msg("case %zu: log '%s' does not say '%s'", i, out, cases[i].why);
+		assert_nothing_left(root, "thaw-ocitest", 0);
+	}
+	bundle_jailed("bad", false);
+	assert_int_not_equal(sh(out, sizeof(out),
+				"%s --root %s --systemd-cgroup create --bundle %s/bad bad", oci,
+				root, dir),
+			     0);
+	assert_non_null(strstr(out, "--systemd-cgroup: not supported"));
+	assert_int_not_equal(
+	    sh(out, sizeof(out), "%s --root %s create --bundle %s/bad ../x", oci, root, dir), 0);
+	assert_non_null(strstr(out, "invalid container id"));
+	/* a second create of the same id is refused, and leaves the first alone */
+	assert_int_equal(sh(out, sizeof(out),
+			    "%s --root %s create --bundle %s/bad dup </dev/null >/dev/null 2>&1",
+			    oci, root, dir),
+			 0);
+	assert_int_not_equal(sh(out, sizeof(out),
+				"%s --root %s create --bundle %s/bad dup </dev/null", oci, root,
+				dir),
+			     0);
+	assert_non_null(strstr(out, "container with id exists"));
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s state dup", oci, root), 0);
+	assert_non_null(strstr(out, "\"status\":\"created\""));
+	/* a created container is deleted without --force, as runc does */
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete dup", oci, root), 0);
+	assert_nothing_left(root, "thaw-ocitest", 0);
+	/* delete --force of what does not exist succeeds; without --force it fails */
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force nope", oci, root), 0);
+	assert_int_not_equal(sh(out, sizeof(out), "%s --root %s delete nope", oci, root), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s features", oci), 0);
+	assert_non_null(strstr(out, "\"ociVersionMax\""));
+}
+
+/* ---- containerd ------------------------------------------------------------------------- */
+
+static int containerd_setup(void)
+{
+	char path[PATH_MAX + 64], out[4096];
+	FILE *f;
+
+	if (sh(NULL, 0, "command -v containerd && command -v ctr && command -v umoci") != 0) {
+		fprintf(stderr, "SKIPPED (containerd): containerd, ctr or umoci is not installed "
+				"(make deps)\n");
+		return 0;
+	}
+	snprintf(path, sizeof(path), "%s/containerd.toml", dir);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	/* Its own root, state and sockets; only what these tests use. */
+	fprintf(
+	    f,
+	    "version = 2\nroot = \"%s/cd/root\"\nstate = \"%s/cd/state\"\n"
+	    "disabled_plugins = [\"io.containerd.grpc.v1.cri\", "
+	    "\"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", "
+	    "\"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.snapshotter.v1.aufs\"]\n"
+	    "[grpc]\n  address = \"%s/cd/c.sock\"\n[ttrpc]\n  address = \"%s/cd/c.sock.ttrpc\"\n",
+	    dir, dir, dir, dir);
+	fclose(f);
+	snprintf(ctr, sizeof(ctr), "ctr -a %s/cd/c.sock", dir);
+	snprintf(path, sizeof(path),
+		 "mkdir -p %s/cd && exec containerd --config %s/containerd.toml "
+		 ">%s/cd/log 2>&1",
+		 dir, dir, dir);
+	containerd_pid = fork();
+	if (containerd_pid == 0) {
+		setpgid(0, 0);
+		execl("/bin/sh", "sh", "-c", path, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000 && sh(NULL, 0, "%s version >/dev/null 2>&1", ctr); i++)
+		usleep(10000);
+	/* the image: one layer holding the snapshot, made with umoci, no registry */
+	if (sh(out, sizeof(out),
+	       "set -e; cd %s; umoci init --layout img; umoci new --image img:snap; "
+	       "umoci unpack --image img:snap ub; cp %s/base.snap ub/rootfs/base.snap; "
+	       "umoci repack --image img:snap ub; "
+	       "umoci config --image img:snap --config.cmd /fn "
+	       "--config.label org.thaw.snapshot=/base.snap; "
+	       "tar -C img -cf snap-oci.tar .; "
+	       "%s images import --base-name thaw/probe --index-name thaw/probe:1 snap-oci.tar",
+	       dir, rootfs, ctr)) {
+		fprintf(stderr, "containerd setup: %s\n", out);
+		return -1;
+	}
+	have_containerd = true;
+	return 0;
+}
+
+#define CTR_RUN                                                                                    \
+	"%s run --snapshotter native --runc-binary %s --runc-root %s/cd/runc "                     \
+	"--annotation org.thaw.snapshot=/base.snap"
+
+static pid_t task_pid(const char *id)
+{
+	char out[4096], *p;
+
+	if (sh(out, sizeof(out), "%s task ls | grep '^%s '", ctr, id))
+		return -1;
+	p = out + strlen(id);
+	return atoi(p);
+}
+
+static void cd_nothing_left(pid_t pid)
+{
+	char r[PATH_MAX + 32], out[4096];
+
+	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
+	assert_nothing_left(r, "default", pid);
+	assert_int_equal(sh(out, sizeof(out), "%s task ls -q | grep .", ctr), 1);
+	assert_int_equal(sh(out, sizeof(out), "%s containers ls -q | grep .", ctr), 1);
+	/* the shims' sockets and bundles */
+	assert_int_equal(sh(out, sizeof(out),
+			    "find %s/cd/state/io.containerd.runtime.v2.task -mindepth 2 | grep .",
+			    dir),
+			 1);
+}
+
+/* ctr run in the foreground: the guest answers on the task's stdio, `ctr task kill`
+ * ends it with the VMM's status, --rm leaves nothing. */
+static void containerd_ctr_run_answers_and_exit_status_propagates(void **state)
+{
+	char cmd[4096], out[4096];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	const char *sigs[] = {"SIGTERM", "SIGKILL"};
+	const int want[] = {0, 137};
+
+	if (!have_containerd)
+		skip();
+	for (int i = 0; i < 2; i++) {
+		struct vmproc *p;
+		pid_t pid;
+
+		snprintf(cmd, sizeof(cmd),
+			 "exec " CTR_RUN
+			 " --rm --cgroup /default/fg --memory-limit 268435456 thaw/probe:1 fg",
+			 ctr, oci, dir);
+		p = harness_start(argv);
+		if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+			vmproc_dump(p, "ctr run");
+			fail();
+		}
+		pid = task_pid("fg");
+		assert_true(pid > 0);
+		/* the VMM is jailed in the cgroup containerd asked for */
+		assert_int_equal(sh(out, sizeof(out), "grep ':pids:' /proc/%d/cgroup", pid), 0);
+		if (!strstr(out, ":pids:/default/fg"))
+			fail_msg("the VMM's cgroup: %s", out);
+		assert_int_equal(sh(out, sizeof(out),
+				    "cat /sys/fs/cgroup/memory/default/fg/memory.limit_in_bytes"),
+				 0);
+		assert_string_equal(out, "268435456\n");
+		assert_int_equal(sh(out, sizeof(out), "%s task kill -s %s fg", ctr, sigs[i]), 0);
+		assert_int_equal(vmproc_wait(p, TMO), want[i]);
+		harness_end(p);
+		cd_nothing_left(pid);
+	}
+}
+
+/* ctr run -d, pause/resume through the shim, kill, the exit status in task delete,
+ * container delete: nothing left. */
+static void containerd_detached_task_life_cycle(void **state)
+{
+	char out[4096];
+	pid_t pid;
+
+	if (!have_containerd)
+		skip();
+	assert_int_equal(
+	    sh(out, sizeof(out), CTR_RUN " -d --null-io thaw/probe:1 det", ctr, oci, dir), 0);
+	pid = task_pid("det");
+	assert_true(pid > 0);
+	assert_int_equal(sh(out, sizeof(out), "%s task ls | grep '^det '", ctr), 0);
+	assert_non_null(strstr(out, "RUNNING"));
+	assert_int_equal(sh(out, sizeof(out), "%s task pause det && %s task ls", ctr, ctr), 0);
+	assert_non_null(strstr(out, "PAUSED"));
+	assert_int_equal(sh(out, sizeof(out), "%s task resume det && %s task ls", ctr, ctr), 0);
+	assert_non_null(strstr(out, "RUNNING"));
+	assert_int_equal(sh(out, sizeof(out), "%s task ps det", ctr), 0);
+	{
+		char want[32];
+
+		snprintf(want, sizeof(want), "%d", (int)pid);
+		assert_non_null(strstr(out, want));
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL det", ctr), 0);
+	wait_gone(pid);
+	for (int i = 0; i < 500; i++) {
+		sh(out, sizeof(out), "%s task ls | grep '^det '", ctr);
+		if (strstr(out, "STOPPED"))
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s task delete det", ctr), 0);
+	assert_non_null(strstr(out, "137"));
+	assert_int_equal(sh(out, sizeof(out), "%s container delete det", ctr), 0);
+	cd_nothing_left(pid);
+}
+
+/* kill -9 of the shim mid-run: containerd's own clean-up (the shim's `delete`, which
+ * runs `thaw-oci delete --force`) plus ours leave nothing. */
+static void containerd_shim_killed_cleanup_leaves_nothing(void **state)
+{
+	char out[4096];
+	pid_t pid, shim;
+	FILE *f;
+	char path[64];
+
+	if (!have_containerd)
+		skip();
+	assert_int_equal(
+	    sh(out, sizeof(out), CTR_RUN " -d --null-io thaw/probe:1 k9", ctr, oci, dir), 0);
+	pid = task_pid("k9");
+	assert_true(pid > 0);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%*d %*s %*c %d", &shim), 1);
+	fclose(f);
+	assert_int_equal(sh(out, sizeof(out), "ps -o comm= -p %d", (int)shim), 0);
+	assert_non_null(strstr(out, "containerd-shim"));
+	assert_int_equal(kill(shim, SIGKILL), 0);
+	/* containerd notices the shim's end and cleans up through the runtime */
+	for (int i = 0; i < 1000 && !gone(pid); i++)
+		usleep(10000);
+	sh(out, sizeof(out), "%s task delete -f k9", ctr);
+	assert_int_equal(sh(out, sizeof(out), "%s container delete k9", ctr), 0);
+	assert_int_equal(
+	    sh(out, sizeof(out), "%s --root %s/cd/runc/default delete --force k9", oci, dir), 0);
+	cd_nothing_left(pid);
+}
+
+/* ---- podman ----------------------------------------------------------------------------- */
+
+static int podman_setup(void)
+{
+	if (sh(NULL, 0, "command -v podman && command -v conmon") != 0) {
+		fprintf(stderr,
+			"SKIPPED (podman): podman or conmon is not installed (make deps)\n");
+		return 0;
+	}
+	/* Its own storage, run and temporary directories. thaw-oci keeps its default root
+	 * (/run/thaw-oci): podman 4.3 does not pass --runtime-flag on to the clean-up it
+	 * runs when a container ends (`podman container cleanup`, conmon's exit command),
+	 * whose `delete` would then look in the default root. */
+	snprintf(podman, sizeof(podman),
+		 "podman --root %s/pm/root --runroot %s/pm/run --tmpdir %s/pm/tmp "
+		 "--storage-driver vfs --cgroup-manager cgroupfs --events-backend file "
+		 "--runtime %s",
+		 dir, dir, dir, oci);
+	have_podman = true;
+	return 0;
+}
+
+/* --rootfs takes the first argument after the options as the root file system */
+#define PM_RUN(opts)                                                                               \
+	"%s run --network none --annotation org.thaw.snapshot=/base.snap " opts " --rootfs %s /fn"
+
+static void podman_nothing_left(pid_t pid)
+{
+	char r[PATH_MAX + 32], out[4096];
+
+	snprintf(r, sizeof(r), "/run/thaw-oci");
+	assert_nothing_left(r, "libpod_parent", pid);
+	assert_int_equal(sh(out, sizeof(out), "%s ps -aq | grep .", podman), 1);
+}
+
+/* podman run -d with --memory and --pids-limit: the limits are the jail's cgroup's,
+ * podman stop ends the VM (status 0), podman rm leaves nothing. */
+static void podman_run_limits_in_jail_cgroup(void **state)
+{
+	char out[4096], id[128];
+	pid_t pid;
+
+	if (!have_podman)
+		skip();
+	assert_int_equal(
+	    sh(id, sizeof(id), PM_RUN("-d --memory 256m --pids-limit 50"), podman, rootfs), 0);
+	id[strcspn(id, "\n")] = '\0';
+	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.Pid}}' %s", podman, id), 0);
+	pid = atoi(out);
+	assert_true(pid > 0);
+	assert_int_equal(sh(out, sizeof(out),
+			    "p=$(sed -n 's/^[0-9]*:memory://p' /proc/%d/cgroup); "
+			    "q=$(sed -n 's/^[0-9]*:pids://p' /proc/%d/cgroup); "
+			    "cat /sys/fs/cgroup/memory$p/memory.limit_in_bytes "
+			    "/sys/fs/cgroup/pids$q/pids.max",
+			    (int)pid, (int)pid),
+			 0);
+	assert_string_equal(out, "268435456\n50\n");
+	assert_int_equal(sh(out, sizeof(out), "%s ps --format '{{.Status}}' -f id=%s", podman, id),
+			 0);
+	assert_non_null(strstr(out, "Up"));
+	assert_int_not_equal(sh(out, sizeof(out), "%s exec %s /bin/true", podman, id), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s stop -t 10 %s", podman, id), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.ExitCode}}' %s", podman, id),
+			 0);
+	assert_string_equal(out, "0\n");
+	assert_int_equal(sh(out, sizeof(out), "%s rm %s", podman, id), 0);
+	podman_nothing_left(pid);
+}
+
+/* An attached `podman run` (name `name`, options `opts`) as argv[0..1] + the command:
+ * the guest answers `ping`, podman kill ends it with 137 from podman run, nothing left. */
+static void podman_attached(const char *opts, const char *name, const char *wrap0,
+			    const char *wrap1, const char *wrap3)
+{
+	char cmd[8192], run[256], out[4096];
+	const char *argv[] = {wrap0, wrap1, cmd, wrap3, NULL};
+	struct vmproc *p;
+	pid_t pid;
+
+	snprintf(run, sizeof(run), "%s --rm --name %s", opts, name);
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s run --network none --annotation "
+		 "org.thaw.snapshot=/base.snap %s --rootfs %s /fn",
+		 podman, run, rootfs);
+	p = harness_start(argv);
+	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+		vmproc_dump(p, "podman run");
+		fail();
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.Pid}}' %s", podman, name),
+			 0);
+	pid = atoi(out);
+	assert_int_equal(sh(out, sizeof(out), "%s kill -s KILL %s", podman, name), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
+	podman_nothing_left(pid);
+}
+
+/* podman run -i: the guest answers on the container's stdio. */
+static void podman_run_interactive_answers(void **state)
+{
+	if (!have_podman)
+		skip();
+	podman_attached("-i", "pmi", "/bin/sh", "-c", NULL);
+}
+
+/* podman run -it (under script(1) for a terminal): conmon's console socket gets the pty
+ * master and the guest answers on the terminal. */
+static void podman_run_terminal_through_conmon(void **state)
+{
+	if (!have_podman)
+		skip();
+	podman_attached("-it", "pmt", "/usr/bin/script", "-qfec", "/dev/null");
+}
+
+/* kill -9 of conmon mid-run: podman rm -f and thaw-oci delete --force leave nothing. */
+static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
+{
+	char out[4096], id[128];
+	pid_t pid, conmon;
+
+	if (!have_podman)
+		skip();
+	assert_int_equal(sh(id, sizeof(id), PM_RUN("-d"), podman, rootfs), 0);
+	id[strcspn(id, "\n")] = '\0';
+	assert_int_equal(sh(out, sizeof(out),
+			    "%s inspect -f '{{.State.Pid}} {{.State.ConmonPid}}' %s", podman, id),
+			 0);
+	assert_int_equal(sscanf(out, "%d %d", &pid, &conmon), 2);
+	assert_int_equal(kill(conmon, SIGKILL), 0);
+	wait_gone(conmon);
+	sh(out, sizeof(out), "%s rm -f %s", podman, id);
+	assert_int_equal(sh(out, sizeof(out), "%s delete --force %s", oci, id), 0);
+	podman_nothing_left(pid);
+}
+
+/* ---- set-up ----------------------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+	char path[PATH_MAX + 32];
+
+	if (!mkdtemp(dir))
+		return -1;
+	chmod(dir, 0755);
+	snprintf(oci, sizeof(oci), "%s/thaw-oci", harness_env("THAW_BUILD"));
+	snprintf(root, sizeof(root), "%s/oci", dir);
+	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
+	mkdir(rootfs, 0755);
+	snprintf(path, sizeof(path), "%s/base.snap", rootfs);
+	if (harness_probe_snapshot(path, 64, NULL))
+		return -1;
+	if (containerd_setup() || podman_setup())
+		return -1;
+	return 0;
+}
+
+/* Whatever a failed test left in the roots of thaw-oci, containerd and podman. */
+static int test_end(void **state)
+{
+	char out[4096];
+
+	if (have_podman)
+		sh(out, sizeof(out), "%s rm -af -t 0", podman);
+	if (have_containerd)
+		sh(out, sizeof(out),
+		   "for t in $(%s task ls -q); do %s task kill -s SIGKILL $t; sleep 0.2; "
+		   "%s task delete -f $t; done; for c in $(%s containers ls -q); do "
+		   "%s container delete $c; done",
+		   ctr, ctr, ctr, ctr, ctr);
+	sh(out, sizeof(out),
+	   "for r in %s/oci %s/cd/runc/default /run/thaw-oci; do for c in $(ls $r 2>/dev/null); do "
+	   "[ $c = jails ] || %s --root $r delete --force $c; done; done",
+	   dir, dir, oci);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char out[4096];
+
+	/* what a failed test left: containers of every engine, then the engines */
+	test_end(state);
+	if (have_containerd) {
+		kill(-containerd_pid, SIGTERM);
+		waitpid(containerd_pid, NULL, 0);
+	}
+	sh(out, sizeof(out),
+	   "grep -o ' %s/[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l; rm -rf %s",
+	   dir, dir);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(lifecycle_create_start_kill_delete, test_end),
+	    cmocka_unit_test_teardown(run_propagates_exit_status, test_end),
+	    cmocka_unit_test_teardown(terminal_pty_goes_to_console_socket, test_end),
+	    cmocka_unit_test_teardown(network_namespace_path_is_the_vmms, test_end),
+	    cmocka_unit_test_teardown(bad_bundles_fail_create_and_leave_nothing, test_end),
+	    cmocka_unit_test_teardown(containerd_ctr_run_answers_and_exit_status_propagates,
+				      test_end),
+	    cmocka_unit_test_teardown(containerd_detached_task_life_cycle, test_end),
+	    cmocka_unit_test_teardown(containerd_shim_killed_cleanup_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(podman_run_limits_in_jail_cgroup, test_end),
+	    cmocka_unit_test_teardown(podman_run_interactive_answers, test_end),
+	    cmocka_unit_test_teardown(podman_run_terminal_through_conmon, test_end),
+	    cmocka_unit_test_teardown(podman_conmon_killed_cleanup_leaves_nothing, test_end),
+	};
+
+	if (getuid() != 0) {
+		fprintf(stderr, "SKIPPED: thaw-oci's tests need root (jails, cgroups, engines)\n");
+		return 0;
+	}
+	if (!harness_have_kvm())
+		return 0;
+	if (getenv("THAW_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
+	return cmocka_run_group_tests_name("oci", tests, setup, teardown);
+}
