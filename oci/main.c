@@ -612,8 +612,9 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 		snprintf(s->cgroup_parent, sizeof(s->cgroup_parent), "%s",
 			 b->cgroup_parent[0] ? b->cgroup_parent : "thaw-oci");
 		if (path_fmt(s->jail_base, sizeof(s->jail_base), "%s/jails", c->root) ||
-		    path_fmt(s->api_dir, sizeof(s->api_dir), "%s/thaw/%s/root", s->jail_base,
-			     s->jail_id)) {
+		    /* thaw-jailer's layout is Firecracker's: <base>/<exec file name>/<id>/root */
+		    path_fmt(s->api_dir, sizeof(s->api_dir), "%s/thaw-static/%s/root",
+			     s->jail_base, s->jail_id)) {
 			fail(c, "--root %s: too long", c->root);
 			goto out;
 		}
