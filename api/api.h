@@ -223,6 +223,8 @@ struct api_drive_override {
 	char path_on_host[API_PATH_LEN];
 	bool has_read_only; /* is_read_only given (it must then match the snapshot's) */
 	bool is_read_only;
+	/* thaw's: path_on_host is made a new qcow2 overlay over this file ("": none) */
+	char overlay_of[API_PATH_LEN];
 };
 
 /* `PUT /snapshot/load`. The deprecated `mem_file_path` arrives as backend FILE; giving it

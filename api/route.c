@@ -782,7 +782,8 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, stru
 	static const char *const backend_known[] = {"backend_type", "backend_path", NULL};
 	static const char *const backend_names[] = {"File", "Uffd", NULL};
 	static const char *const ovr_known[] = {"iface_id", "host_dev_name", NULL};
-	static const char *const drive_known[] = {"drive_id", "path_on_host", "is_read_only", NULL};
+	static const char *const drive_known[] = {"drive_id", "path_on_host", "is_read_only",
+						  "overlay_of", NULL};
 	static const char *const vsock_known[] = {"uds_path", NULL};
 	char mem_file[API_PATH_LEN];
 	json_object *mb, *vo, *arr;
@@ -865,6 +866,9 @@ static int parse_snapshot_load(json_object *o, struct api_snapshot_load *s, stru
 		if (r < 0)
 			return r;
 		ov->has_read_only = r > 0;
+		if (j_str(it, p, "overlay_of", ov->overlay_of, sizeof(ov->overlay_of), false, err) <
+		    0)
+			return -EINVAL;
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(s->drive_overrides[k].drive_id, ov->drive_id))
 				return j_twice(err, "drive_overrides", "drive", ov->drive_id);

@@ -471,6 +471,9 @@ static int snapshot_load(void *ctx, const struct api_snapshot_load *req, struct 
 			return -EINVAL;
 		o.drives[i].read_only = d->is_read_only;
 		o.drive_ro_given[i] = d->has_read_only;
+		if (copy_field(o.drives[i].overlay_of, sizeof(o.drives[i].overlay_of),
+			       d->overlay_of, "overlay_of", err))
+			return -EINVAL;
 	}
 	o.nr_drives = req->n_drive_overrides;
 	if (req->has_vsock_override) {

@@ -84,6 +84,7 @@ int vmm_parse_drive(const char *spec, const char *const *allowed, struct vmm_dri
 					  {"path", VMM_KEY_PATH},
 					  {"ro", VMM_KEY_RO},
 					  {"root", VMM_KEY_ROOT},
+					  {"overlay-of", VMM_KEY_OVERLAY_OF},
 					  {NULL, 0}};
 	const char *p = spec;
 	char v[VMM_DEV_PATH_MAX];
@@ -100,6 +101,8 @@ int vmm_parse_drive(const char *spec, const char *const *allowed, struct vmm_dri
 			SET(cfg->id, v);
 		else if (k == VMM_KEY_PATH)
 			SET(cfg->path, v);
+		else if (k == VMM_KEY_OVERLAY_OF)
+			SET(cfg->overlay_of, v);
 		else if (onoff("--drive", k == VMM_KEY_RO ? "ro" : "root", v,
 			       k == VMM_KEY_RO ? &cfg->read_only : &cfg->root, err, errlen))
 			return -EINVAL;

@@ -42,8 +42,9 @@ static void usage(FILE *f)
 	    "            [--clock-realtime] [--keep-generation]\n"
 	    "            [--mem-backend file|uffd|uffd-ext]\n"
 	    "            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
-	    "            [--drive id=NAME,path=FILE[,ro=on|off]]... [--net id=NAME,tap=TAP]...\n"
-	    "            [--vsock uds=PATH] (the host side of the snapshot's devices)\n"
+	    "            [--drive id=NAME,path=FILE[,ro=on|off][,overlay-of=BASE]]...\n"
+	    "            [--net id=NAME,tap=TAP]... [--vsock uds=PATH] (the host side of the\n"
+	    "            snapshot's devices; overlay-of: FILE is made a new qcow2 overlay of BASE)\n"
 	    "            [--snapshot-paths DIR] (or: the snapshot's own paths, inside DIR)\n"
 	    "            [--uffd-stall-timeout-ms MS]\n"
 	    "            [console options]\n"
@@ -578,7 +579,7 @@ bad:
  * rest is its new host side. */
 static int restore_overrides(struct cli *c)
 {
-	static const char *const drive_keys[] = {"id", "path", "ro", NULL};
+	static const char *const drive_keys[] = {"id", "path", "ro", "overlay-of", NULL};
 	static const char *const net_keys[] = {"id", "tap", NULL};
 	static const char *const vsock_keys[] = {"uds", NULL};
 	struct vm_restore_opts *ro = &c->ro;
@@ -590,8 +591,9 @@ static int restore_overrides(struct cli *c)
 				    sizeof(err)))
 			goto bad;
 		if (!(given & VMM_KEY_PATH)) {
-			log_err("--drive %s: with --restore it takes id=NAME,path=FILE[,ro=on|off] "
-				"(the snapshot's drive and its new file)",
+			log_err("--drive %s: with --restore it takes id=NAME,path=FILE[,ro=on|off]"
+				"[,overlay-of=BASE] (the snapshot's drive and its new file, or a "
+				"new qcow2 overlay made at FILE over BASE)",
 				c->drive_specs[i]);
 			return -1;
 		}

@@ -533,6 +533,9 @@ struct vmm_drive_cfg {
 	bool read_only;
 	bool root;    /* announce it as the kernel's root= (boot only) */
 	bool beneath; /* path is looked up beneath vm_config.paths_dirfd */
+	/* Restore only: `path` is made a new qcow2 overlay over this file first (a clone's
+	 * own thin copy of the base's disk, made in constant time); "" for none. */
+	char overlay_of[VMM_DEV_PATH_MAX];
 	struct vmm_rate_limit rl;
 	struct vmm_dev_place place;
 };
@@ -613,6 +616,7 @@ int vmm_parse_vsock(const char *spec, const char *const *allowed, struct vmm_vso
 #define VMM_KEY_ROOT (1u << 3)
 #define VMM_KEY_MAC  (1u << 4)
 #define VMM_KEY_CID  (1u << 5)
+#define VMM_KEY_OVERLAY_OF (1u << 6)
 
 struct vmm_devices;
 

@@ -204,6 +204,87 @@ static void patch_reaches_a_running_vms_drive_and_its_snapshot(void **state)
 	}
 }
 
+/* A clone's drive on its own thin overlay, made by thaw at the load (drive_overrides'
+ * overlay_of): the overlay is a new qcow2 file over the base, the clone's snapshot names
+ * it with the qcow2 format, and an overlay path that exists already is refused (the
+ * load fails before the VM runs, and the file is left as it was). */
+static void load_makes_a_drive_overlay_over_the_base(void **state)
+{
+	char s1[256], s2[256], snap[256], base[256], ovl[256], snap2[256], json[2048], body[8192];
+	char cmd[1200], tool[300];
+	struct vmproc *a;
+	FILE *f;
+
+	snprintf(s1, sizeof(s1), "%s/o1.sock", dir);
+	snprintf(s2, sizeof(s2), "%s/o2.sock", dir);
+	snprintf(snap, sizeof(snap), "%s/o.snap", dir);
+	snprintf(snap2, sizeof(snap2), "%s/o2.snap", dir);
+	snprintf(base, sizeof(base), "%s/base.img", dir);
+	snprintf(ovl, sizeof(ovl), "%s/clone.qcow2", dir);
+	f = fopen(base, "w");
+	assert_non_null(f);
+	assert_int_equal(ftruncate(fileno(f), 1 << 20), 0);
+	fclose(f);
+	a = thaw_api(s1);
+	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
+	put(s1, "/boot-source", json);
+	snprintf(json, sizeof(json),
+		 "{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"is_root_device\": false}",
+		 base);
+	put(s1, "/drives/d0", json);
+	put(s1, "/actions", "{\"action_type\": \"InstanceStart\"}");
+	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
+		vmproc_dump(a, "boot with a drive");
+		fail();
+	}
+	assert_int_equal(
+	    harness_http(s1, "PATCH", "/vm", "{\"state\": \"Paused\"}", body, sizeof(body)), 204);
+	snprintf(json, sizeof(json), "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\"}",
+		 snap);
+	put(s1, "/snapshot/create", json);
+	harness_end(a);
+
+	a = thaw_api(s2);
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"drive_overrides\": "
+		 "[{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"overlay_of\": \"%s\"}]}",
+		 snap, ovl, base);
+	put(s2, "/snapshot/load", json);
+	assert_int_equal(
+	    harness_http(s2, "PATCH", "/vm", "{\"state\": \"Paused\"}", body, sizeof(body)), 204);
+	snprintf(json, sizeof(json), "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\"}",
+		 snap2);
+	put(s2, "/snapshot/create", json);
+	harness_end(a);
+	snprintf(tool, sizeof(tool), "%s/thaw-snap", harness_env("THAW_BUILD"));
+	snprintf(cmd, sizeof(cmd),
+		 "%s inspect %s | tr -d ' \\n' | grep -q '\"path\":\"%s\",\"read_only\":0,"
+		 "\"capacity\":2048'",
+		 tool, snap2, ovl);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "%s/thaw-disk info %s | tr -d '\\\\' | grep -q '\"backing-filename\":\"%s\"'",
+		 harness_env("THAW_BUILD"), ovl, base);
+	if (system(cmd) != 0) {
+		snprintf(cmd, sizeof(cmd), "%s/thaw-disk info %s >&2", harness_env("THAW_BUILD"),
+			 ovl);
+		if (system(cmd) != 0)
+			print_message("thaw-disk info failed\n");
+		fail_msg("%s is not an overlay over %s", ovl, base);
+	}
+	/* the overlay exists now: a second load onto it is refused before anything runs */
+	a = thaw_api(s2);
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"drive_overrides\": "
+		 "[{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"overlay_of\": \"%s\"}]}",
+		 snap, ovl, base);
+	assert_int_equal(harness_http(s2, "PUT", "/snapshot/load", json, body, sizeof(body)), 400);
+	vmproc_stop(a);
+	if (!strstr(a->err, "clone.qcow2"))
+		fail_msg("the refusal does not name the overlay: %s", a->err);
+	free(a);
+}
+
 /* PUT /cpu-config: on a KVM that keeps the CPUID a VMM sets, the probe boots with the
  * template (thaw checks KVM kept it) and an MSR the host's KVM does not have fails the
  * start naming it; on PVM, which replaces the CPUID, the template is refused up front. */
@@ -268,6 +349,7 @@ int main(void)
 	    cmocka_unit_test(firecracker_getting_started_then_snapshot_and_load),
 	    cmocka_unit_test(patch_reaches_a_running_vms_drive_and_its_snapshot),
 	    cmocka_unit_test(cpu_config_applies_or_is_refused_by_host_kind),
+	    cmocka_unit_test(load_makes_a_drive_overlay_over_the_base),
 	};
 
 	if (!harness_have_kvm())

@@ -579,8 +579,9 @@ static void mmds_answers_the_guest_and_each_clone_gets_its_own_data(void **state
 	harness_end(p);
 }
 
-/* Clones on thin qcow2 overlays of the disk the base VM ran on (a raw file), made by
- * thaw-disk and given with --drive at restore, one after the other (each takes the
+/* Clones on thin qcow2 overlays of the disk the base VM ran on (a raw file): the first
+ * made by thaw-disk and given with --drive, the second made by thaw itself at restore
+ * (--drive ...,overlay-of=BASE), one after the other (each takes the
  * snapshot's own socket and tap): each reads the base's data and sees only its own
  * writes, and the base file is not changed; each overlay passes `qemu-img check`
  * (when installed). */
@@ -591,7 +592,7 @@ static void clones_on_qcow2_overlays_see_only_their_own_writes(void **state)
 	/* sector 301 afterwards: "CLON" from the first clone's two-sector write; the
 	 * second wrote one sector and must not see the first's */
 	static const char *const heads[2] = {"head=434c4f4e", "head=00000000"};
-	char ovl[2][200], dspec[2][420], cmd[900], ans[512], copy[200];
+	char ovl[2][200], dspec[2][640], cmd[900], ans[512], copy[200];
 
 	snprintf(copy, sizeof(copy), "%s/disk.before-clones", dir);
 	snprintf(cmd, sizeof(cmd), "cp %s %s", disk, copy);
@@ -608,10 +609,15 @@ static void clones_on_qcow2_overlays_see_only_their_own_writes(void **state)
 		struct vmproc *p;
 
 		snprintf(ovl[i], sizeof(ovl[i]), "%s/clone%d.qcow2", dir, i);
-		snprintf(cmd, sizeof(cmd), "%s/thaw-disk overlay %s disk.img",
-			 harness_env("THAW_BUILD"), ovl[i]);
-		assert_int_equal(system(cmd), 0);
-		snprintf(dspec[i], sizeof(dspec[i]), "id=d0,path=%s", ovl[i]);
+		if (i == 0) {
+			snprintf(cmd, sizeof(cmd), "%s/thaw-disk overlay %s disk.img",
+				 harness_env("THAW_BUILD"), ovl[i]);
+			assert_int_equal(system(cmd), 0);
+			snprintf(dspec[i], sizeof(dspec[i]), "id=d0,path=%s", ovl[i]);
+		} else {
+			snprintf(dspec[i], sizeof(dspec[i]), "id=d0,path=%s,overlay-of=disk.img",
+				 ovl[i]);
+		}
 		p = harness_start(argv);
 		/* the base's data through the overlay ('d' at sector 3) */
 		assert_int_equal(ask(p, "blk read 3 1", "THAW_AGENT blk read", ans, sizeof(ans)),

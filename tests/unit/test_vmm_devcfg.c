@@ -25,6 +25,12 @@ static void test_drive_spec_fills_the_struct(void **state)
 	assert_true(d.read_only);
 	assert_true(d.root);
 	assert_int_equal(given, VMM_KEY_ID | VMM_KEY_PATH | VMM_KEY_RO | VMM_KEY_ROOT);
+	assert_string_equal(d.overlay_of, "");
+	assert_int_equal(vmm_parse_drive("id=d0,path=/c/1.qcow2,overlay-of=/base/disk.img", NULL,
+					 &d, &given, err, sizeof(err)),
+			 0);
+	assert_string_equal(d.overlay_of, "/base/disk.img");
+	assert_int_equal(given, VMM_KEY_ID | VMM_KEY_PATH | VMM_KEY_OVERLAY_OF);
 }
 
 /* The injection the API once allowed, on the command line: a second ro= is an error,

@@ -134,6 +134,12 @@ struct disk_create_opts {
  * learn the size. Returns 0 or -errno with `err` filled. */
 int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *err, size_t errlen);
 
+/* A new qcow2 overlay at `path` over `backing` (raw or qcow2, its format probed; a
+ * relative name is taken relative to the overlay's directory and stored as given), of
+ * the backing file's size. `no_sync` as in disk_create_opts. 0 or -errno with `err`. */
+int disk_create_overlay(const char *path, const char *backing, bool no_sync, char *err,
+			size_t errlen);
+
 struct disk_snapshot {
 	char id[DISK_SNAP_NAME_MAX + 1];
 	char name[DISK_SNAP_NAME_MAX + 1];

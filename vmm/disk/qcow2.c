@@ -1289,3 +1289,31 @@ int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *
 	}
 	return 0;
 }
+
+int disk_create_overlay(const char *path, const char *backing, bool no_sync, char *err,
+			size_t errlen)
+{
+	struct disk_create_opts o = {.backing = backing, .no_sync = no_sync};
+	const char *slash = strrchr(path, '/');
+	char *bpath = NULL;
+	int fd, ret;
+
+	/* The backing name is stored as given, relative to the overlay's directory. */
+	if (backing[0] != '/' && slash)
+		ret = asprintf(&bpath, "%.*s/%s", (int)(slash - path), path, backing);
+	else
+		ret = asprintf(&bpath, "%s", backing);
+	if (ret < 0)
+		return errf(err, errlen, -ENOMEM, "out of memory");
+	fd = open(bpath, O_RDONLY | O_CLOEXEC);
+	ret = fd < 0 ? -errno : disk_probe(fd, &o.backing_fmt);
+	if (fd >= 0)
+		close(fd);
+	if (ret) {
+		errf(err, errlen, ret, "backing file %s: %s", bpath, strerror(-ret));
+		free(bpath);
+		return ret;
+	}
+	free(bpath);
+	return disk_create_qcow2(path, &o, err, errlen);
+}

@@ -185,32 +185,10 @@ static int cmd_create(const char *path, const char *size, const char *cluster)
 
 static int cmd_overlay(const char *path, const char *backing)
 {
-	struct disk_create_opts o = {.backing = backing};
-	enum disk_format fmt;
-	char err[512], *bpath = NULL;
-	const char *slash = strrchr(path, '/');
-	int fd, ret;
+	char err[512];
 
-	/* The backing name is stored as given, relative to the overlay's directory. */
-	if (backing[0] != '/' && slash)
-		ret = asprintf(&bpath, "%.*s/%s", (int)(slash - path), path, backing);
-	else
-		ret = asprintf(&bpath, "%s", backing);
-	if (ret < 0)
-		return 1;
-	fd = open(bpath, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || disk_probe(fd, &fmt)) {
-		log_err("overlay: backing file %s: %s", bpath, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		free(bpath);
-		return 1;
-	}
-	close(fd);
-	free(bpath);
-	o.backing_fmt = fmt;
-	if (disk_create_qcow2(path, &o, err, sizeof(err))) {
-		log_err("%s", err);
+	if (disk_create_overlay(path, backing, false, err, sizeof(err))) {
+		log_err("overlay: %s", err);
 		return 1;
 	}
 	return 0;

@@ -862,6 +862,18 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 	b->cfg.seg_max = BLK_SEG_MAX;
 	b->cfg.blk_size = SECTOR;
 	*out = d; /* from here the caller's destroy releases what we took */
+	if (c->overlay_of[0]) {
+		/* A clone's own thin copy of its base's disk, made here in constant time;
+		 * its first flush makes the header durable with the rest. */
+		char err[512];
+
+		ret = disk_create_overlay(c->path, c->overlay_of, true, err, sizeof(err));
+		if (ret) {
+			log_err("drive %s: overlay %s over %s: %s", c->id, c->path, c->overlay_of,
+				err);
+			return ret;
+		}
+	}
 	ret = open_backend(d, dirfd, dir, c->path, c->read_only, &b->capacity);
 	if (ret)
 		return ret;

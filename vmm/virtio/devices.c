@@ -322,6 +322,7 @@ static int drive_backend(const struct virtio_saved *v, const struct vm_restore_o
 				    v->id, v->dev.blk.read_only ? "read-only" : "read-write",
 				    o->drives[i].read_only ? "read-only" : "read-write");
 		snprintf(c->path, sizeof(c->path), "%s", o->drives[i].path);
+		snprintf(c->overlay_of, sizeof(c->overlay_of), "%s", o->drives[i].overlay_of);
 		return 0;
 	}
 	if (!o->snapshot_paths)
