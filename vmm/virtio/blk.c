@@ -60,8 +60,6 @@ struct blk {
 	bool probed_raw;   /* raw by its magic: a guest may not write a qcow2 magic there */
 	uint64_t capacity; /* sectors */
 	pthread_t main;	   /* the thread of the main loop (qcow2 work happens there) */
-	int work_fd;	   /* eventfd: a vCPU thread's notification, for the main loop */
-	bool work_watched;
 	struct io_uring ring;
 	bool ring_ok;
 	int ev_fd; /* the ring's completion eventfd */
@@ -391,12 +389,10 @@ static void blk_notify(struct virtio_dev *d, unsigned q)
 
 	if (q != 0)
 		return;
+	/* qcow2's metadata is the main thread's: a vCPU thread's notification (MMIO with
+	 * no ioeventfd) goes to the main loop as if through the kick eventfd. */
 	if (b->disk && !pthread_equal(pthread_self(), b->main)) {
-		uint64_t one = 1;
-
-		if (write(b->work_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			log_ratelimited(LOG_WARN, "virtio %s: eventfd write: %s", d->id,
-					strerror(errno));
+		virtio_requeue(d, 0);
 		return;
 	}
 	virtio_count_add(d, BLK_QUEUE_EVENTS, 1);
@@ -461,21 +457,6 @@ static int drain(struct virtio_dev *d, bool push)
 	if (any && push)
 		virtio_notify(d, 0);
 	return 0;
-}
-
-/* The main loop's side of a vCPU thread's notification of a qcow2 drive. */
-static void on_work(void *opaque, uint32_t events)
-{
-	struct virtio_dev *d = opaque;
-	struct blk *b = d->priv;
-	uint64_t cnt;
-
-	if (read(b->work_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		log_ratelimited(LOG_WARN, "virtio %s: eventfd read: %s", d->id, strerror(errno));
-	pthread_mutex_lock(&d->lock);
-	if (virtio_dev_live(d) && d->vs.q[0].ready)
-		blk_notify(d, 0);
-	pthread_mutex_unlock(&d->lock);
 }
 
 /* Before a snapshot: requests done, and a qcow2 image's metadata in its file, so the
@@ -753,10 +734,6 @@ static void blk_destroy(struct virtio_dev *d)
 		io_uring_queue_exit(&b->ring);
 	if (b->ev_fd >= 0)
 		close(b->ev_fd);
-	if (b->work_watched)
-		vmm_loop_del(&d->vm->loop, b->work_fd);
-	if (b->work_fd >= 0)
-		close(b->work_fd);
 	close_backend(b);
 	free(b);
 }
@@ -852,7 +829,7 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 	}
 	virtio_dev_init(d, &virtio_blk_ops, vm, c->id, place, features);
 	d->priv = b;
-	b->fd = b->ev_fd = b->work_fd = -1;
+	b->fd = b->ev_fd = -1;
 	b->ro = c->read_only;
 	b->main = pthread_self();
 	for (unsigned i = 0; i < BLK_QUEUE_MAX; i++) {
@@ -884,16 +861,6 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 	if (ret)
 		return ret;
 	b->ev_watched = true;
-	b->work_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (b->work_fd < 0) {
-		ret = -errno;
-		log_err("drive %s: eventfd: %s", d->id, strerror(-ret));
-		return ret;
-	}
-	ret = vmm_loop_add(&vm->loop, b->work_fd, EPOLLIN, on_work, d);
-	if (ret)
-		return ret;
-	b->work_watched = true;
 	b->rl.cnt = BLK_THROTTLED;
 	return virtio_rl_set(&b->rl, d, 0, &c->rl, 0);
 }
