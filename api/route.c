@@ -714,8 +714,9 @@ static int parse_snapshot_create(json_object *o, struct api_snapshot_create *s,
 				 struct api_error *err)
 {
 	static const char *const known[] = {"snapshot_path", "mem_file_path", "snapshot_type",
-					    NULL};
-	int e = 0;
+					    "disk_checkpoint", NULL};
+	static const char *const ckpt_names[] = {"None", "External", NULL};
+	int e = 0, c = 0;
 
 	memset(s, 0, sizeof(*s));
 	if (j_known(o, "snapshot/create", known, err) < 0 ||
@@ -723,9 +724,11 @@ static int parse_snapshot_create(json_object *o, struct api_snapshot_create *s,
 		0 ||
 	    j_str(o, "", "mem_file_path", s->mem_file_path, sizeof(s->mem_file_path), false, err) <
 		0 ||
-	    j_enum(o, "", "snapshot_type", snapshot_type_names, false, &e, false, err) < 0)
+	    j_enum(o, "", "snapshot_type", snapshot_type_names, false, &e, false, err) < 0 ||
+	    j_enum(o, "", "disk_checkpoint", ckpt_names, false, &c, false, err) < 0)
 		return -EINVAL;
 	s->snapshot_type = (enum api_snapshot_type)e;
+	s->disk_checkpoint = c == 1;
 	return 0;
 }
 

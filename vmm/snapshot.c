@@ -147,6 +147,9 @@ int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 	char err[256] = "";
 	uint64_t t0 = now_ns();
 	bool was_paused = vm->paused;
+	/* external disk checkpoint: each drive's new overlay, made before the snapshot */
+	char ckpt[VIRTIO_MAX_DEVS][VMM_DEV_PATH_MAX + 64];
+	bool ckpt_made[VIRTIO_MAX_DEVS] = {false};
 	int ret;
 
 	if (!was_paused)
@@ -163,6 +166,18 @@ int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 	ret = vm_msr_list(vm, err, sizeof(err));
 	if (ret)
 		goto out;
+	/* The overlays first, durable, so that a failure leaves the VM on its images and
+	 * no snapshot; the drives move onto them only once the snapshot is written. */
+	for (unsigned i = 0; opts->disk_checkpoint && i < virtio_count(vm); i++) {
+		int r = virtio_blk_checkpoint_prepare(virtio_get(vm, i), opts->path, ckpt[i],
+						      sizeof(ckpt[i]));
+
+		if (r < 0) {
+			ret = errf(err, sizeof(err), r, "the disk checkpoint failed (see the log)");
+			goto out;
+		}
+		ckpt_made[i] = r == 1;
+	}
 	ret = snap_writer_create(opts->path, &wo, &w);
 	if (ret) {
 		errf(err, sizeof(err), ret, "%s", strerror(-ret));
@@ -208,6 +223,11 @@ int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 	w = NULL; /* commit frees the writer whatever the outcome */
 	if (ret)
 		goto write_failed;
+	for (unsigned i = 0; i < virtio_count(vm); i++)
+		if (ckpt_made[i] && virtio_blk_checkpoint_switch(virtio_get(vm, i), ckpt[i]) == 0)
+			ckpt_made[i] = false; /* in use now: not removed below */
+		else if (ckpt_made[i])
+			ckpt_made[i] = false; /* the snapshot stands; the drive's error is logged */
 	vm->last_create_us = (now_ns() - t0) / 1000;
 	log_info("snapshot %s: %llu MiB, %llu pages written, %llu zero pages skipped, %llu us",
 		 opts->path, (unsigned long long)(vm->mem.size >> 20),
@@ -219,6 +239,9 @@ write_failed:
 out:
 	if (ret)
 		log_err("snapshot %s: %s", opts->path, err);
+	for (unsigned i = 0; i < VIRTIO_MAX_DEVS; i++)
+		if (ckpt_made[i])
+			unlink(ckpt[i]); /* no snapshot: the drive stays on its image */
 	snap_writer_abort(w);
 	if (!was_paused && !opts->stay_paused)
 		vm_resume(vm);

@@ -610,12 +610,12 @@ int vmm_parse_net(const char *spec, const char *const *allowed, struct vmm_net_c
 int vmm_parse_vsock(const char *spec, const char *const *allowed, struct vmm_vsock_cfg *cfg,
 		    unsigned *given, char *err, size_t errlen);
 /* Bits of `given`: which keys the spec named. */
-#define VMM_KEY_ID   (1u << 0)
-#define VMM_KEY_PATH (1u << 1) /* path=, tap=, uds= */
-#define VMM_KEY_RO   (1u << 2)
-#define VMM_KEY_ROOT (1u << 3)
-#define VMM_KEY_MAC  (1u << 4)
-#define VMM_KEY_CID  (1u << 5)
+#define VMM_KEY_ID	   (1u << 0)
+#define VMM_KEY_PATH	   (1u << 1) /* path=, tap=, uds= */
+#define VMM_KEY_RO	   (1u << 2)
+#define VMM_KEY_ROOT	   (1u << 3)
+#define VMM_KEY_MAC	   (1u << 4)
+#define VMM_KEY_CID	   (1u << 5)
 #define VMM_KEY_OVERLAY_OF (1u << 6)
 
 struct vmm_devices;
@@ -871,6 +871,10 @@ struct vm_snapshot_opts {
 	const char *mem_file_path; /* guest memory in this separate file, or NULL */
 	bool stay_paused;	   /* leave the VM paused afterwards (else resume it) */
 	bool no_fsync;		   /* tests and benchmarks only: not crash safe */
+	/* An external disk checkpoint: each writable qcow2 drive's image becomes the
+	 * snapshot's (it is not written again) and the VM goes on on a new overlay over it,
+	 * "<image>.after-<snapshot file name>" (docs/disk.md). */
+	bool disk_checkpoint;
 };
 
 /* Pauses the VM (if running), drains device I/O, saves every vCPU, the irqchip, PIT,

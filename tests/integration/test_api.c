@@ -285,6 +285,90 @@ static void load_makes_a_drive_overlay_over_the_base(void **state)
 	free(a);
 }
 
+/* An external disk checkpoint (snapshot/create's disk_checkpoint External): the qcow2
+ * image becomes the snapshot's base and the VM goes on on a new overlay over it; the
+ * snapshot records the image's identity, so a clone on an overlay of the untouched base
+ * loads, and once the base was written, a load is refused naming the drive. */
+static void disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base(void **state)
+{
+	char s1[256], snap[256], snap2[256], base[256], next[300], ovl[256], json[2048];
+	char body[8192], cmd[1400], tool[300];
+	struct vmproc *a;
+
+	snprintf(s1, sizeof(s1), "%s/k.sock", dir);
+	snprintf(snap, sizeof(snap), "%s/ck.snap", dir);
+	snprintf(snap2, sizeof(snap2), "%s/after.snap", dir);
+	snprintf(base, sizeof(base), "%s/vm.qcow2", dir);
+	snprintf(next, sizeof(next), "%s.after-ck.snap", base);
+	snprintf(ovl, sizeof(ovl), "%s/clone-k.qcow2", dir);
+	snprintf(tool, sizeof(tool), "%s/thaw-snap", harness_env("THAW_BUILD"));
+	snprintf(cmd, sizeof(cmd), "%s/thaw-disk create %s 1048576", harness_env("THAW_BUILD"),
+		 base);
+	assert_int_equal(system(cmd), 0);
+	a = thaw_api(s1);
+	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
+	put(s1, "/boot-source", json);
+	snprintf(json, sizeof(json),
+		 "{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"is_root_device\": false}",
+		 base);
+	put(s1, "/drives/d0", json);
+	put(s1, "/actions", "{\"action_type\": \"InstanceStart\"}");
+	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
+		vmproc_dump(a, "boot on a qcow2 drive");
+		fail();
+	}
+	assert_int_equal(
+	    harness_http(s1, "PATCH", "/vm", "{\"state\": \"Paused\"}", body, sizeof(body)), 204);
+	assert_int_equal(
+	    harness_http(s1, "PUT", "/snapshot/create",
+			 "{\"snapshot_path\": \"/x\", \"disk_checkpoint\": \"Internal\"}", body,
+			 sizeof(body)),
+	    400);
+	assert_non_null(strstr(body, "disk_checkpoint"));
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"disk_checkpoint\": "
+		 "\"External\"}",
+		 snap);
+	put(s1, "/snapshot/create", json);
+	/* the VM goes on on the new overlay: a second snapshot names it */
+	snprintf(json, sizeof(json), "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\"}",
+		 snap2);
+	put(s1, "/snapshot/create", json);
+	harness_end(a);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "%s inspect %s | tr -d ' \\n' | grep -q '\"path\":\"%s\".*\"format\":1,\"identity\"'",
+	    tool, snap, base);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s inspect %s | tr -d ' \\n' | grep -q '\"path\":\"%s\"'", tool,
+		 snap2, next);
+	assert_int_equal(system(cmd), 0);
+
+	/* a clone on an overlay of the untouched base loads */
+	snprintf(s1, sizeof(s1), "%s/k2.sock", dir);
+	a = thaw_api(s1);
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"drive_overrides\": "
+		 "[{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"overlay_of\": \"%s\"}]}",
+		 snap, ovl, base);
+	put(s1, "/snapshot/load", json);
+	harness_end(a);
+	/* the base written behind the snapshot's back: refused, naming the drive */
+	snprintf(cmd, sizeof(cmd), "qemu-io -f qcow2 -c 'write -P 7 0 64k' %s >/dev/null", base);
+	if (system(cmd) != 0) {
+		print_message("SKIPPED (in part): qemu-io could not write %s\n", base);
+		return;
+	}
+	unlink(ovl);
+	snprintf(s1, sizeof(s1), "%s/k3.sock", dir);
+	a = thaw_api(s1);
+	assert_int_equal(harness_http(s1, "PUT", "/snapshot/load", json, body, sizeof(body)), 400);
+	vmproc_stop(a);
+	if (!strstr(a->err, "not the image the snapshot was taken with"))
+		fail_msg("the refusal does not say why: %s", a->err);
+	free(a);
+}
+
 /* PUT /cpu-config: on a KVM that keeps the CPUID a VMM sets, the probe boots with the
  * template (thaw checks KVM kept it) and an MSR the host's KVM does not have fails the
  * start naming it; on PVM, which replaces the CPUID, the template is refused up front. */
@@ -350,6 +434,7 @@ int main(void)
 	    cmocka_unit_test(patch_reaches_a_running_vms_drive_and_its_snapshot),
 	    cmocka_unit_test(cpu_config_applies_or_is_refused_by_host_kind),
 	    cmocka_unit_test(load_makes_a_drive_overlay_over_the_base),
+	    cmocka_unit_test(disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base),
 	};
 
 	if (!harness_have_kvm())

@@ -223,6 +223,33 @@ uint64_t disk_size(const struct disk *d)
 	return d->size;
 }
 
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+uint64_t disk_identity(const struct disk *d)
+{
+	const struct qcow2 *q = d->q;
+	uint64_t h = 0xcbf29ce484222325ull, f[6];
+
+	if (d->fmt != DISK_FMT_QCOW2 || !q)
+		return 0;
+	f[0] = d->size;
+	f[1] = q->cluster_bits;
+	f[2] = q->l1_off;
+	f[3] = q->l1_size;
+	f[4] = q->rt_off;
+	f[5] = q->rt_clusters;
+	h = fnv1a(h, f, sizeof(f));
+	h = fnv1a(h, q->l1, (size_t)q->l1_size * sizeof(q->l1[0]));
+	return h ? h : 1; /* 0 means none */
+}
+
 const char *disk_path(const struct disk *d)
 {
 	return d->path;

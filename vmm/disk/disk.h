@@ -134,6 +134,14 @@ struct disk_create_opts {
  * learn the size. Returns 0 or -errno with `err` filled. */
 int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *err, size_t errlen);
 
+/* An identity of a qcow2 image's contents as its metadata describes them: a hash of
+ * its size, cluster size, L1 table (where it is and every entry) and refcount table's
+ * place. Anything that allocates a cluster for new data, or moves the tables, changes
+ * it; rewriting data inside clusters already allocated does not (a VM checkpoint's
+ * base image is never written again, which is what it guards). 0 for a raw file (no
+ * identity). Call after disk_flush for the file's own state. */
+uint64_t disk_identity(const struct disk *d);
+
 /* A new qcow2 overlay at `path` over `backing` (raw or qcow2, its format probed; a
  * relative name is taken relative to the overlay's directory and stored as given), of
  * the backing file's size. `no_sync` as in disk_create_opts. 0 or -errno with `err`. */

@@ -72,6 +72,9 @@ struct blk {
 	struct virtio_blk_config cfg;
 	struct virtio_rl rl;
 	uint8_t last_status; /* of the request finish() completed last */
+	/* A new overlay made over a base at creation: the base's disk_identity, which is
+	 * the overlay's contents until the guest writes (what a restore compares). */
+	uint64_t base_identity;
 };
 
 /* Firecracker's block metrics (the ones thaw counts), in d->cnt. */
@@ -651,6 +654,55 @@ static struct virtio_rl *blk_rate_limiter(struct virtio_dev *d, unsigned which)
 	return which == 0 ? &b->rl : NULL;
 }
 
+int virtio_blk_checkpoint_prepare(struct virtio_dev *d, const char *snapshot_path, char *next,
+				  size_t cap)
+{
+	struct blk *b = d->priv;
+	const char *base = strrchr(b->path, '/'), *snap = strrchr(snapshot_path, '/');
+	char err[512];
+	int ret = 0;
+
+	if (d->ops != &virtio_blk_ops)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	if (!b->disk || b->ro)
+		goto out;
+	base = base ? base + 1 : b->path;
+	snap = snap ? snap + 1 : snapshot_path;
+	if ((size_t)snprintf(next, cap, "%s.after-%s", b->path, snap) >= cap) {
+		log_err("drive %s: checkpoint overlay name too long", d->id);
+		ret = -ENAMETOOLONG;
+		goto out;
+	}
+	ret = disk_flush(b->disk);
+	if (ret) {
+		log_err("drive %s: flush before the checkpoint: %s", d->id, strerror(-ret));
+		goto out;
+	}
+	/* Named relative to the overlay's own directory (the image's): the pair moves. */
+	ret = disk_create_overlay(next, base, false, err, sizeof(err));
+	if (ret)
+		log_err("drive %s: checkpoint overlay %s: %s", d->id, next, err);
+	else
+		ret = 1;
+out:
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
+int virtio_blk_checkpoint_switch(struct virtio_dev *d, const char *next)
+{
+	int ret;
+
+	pthread_mutex_lock(&d->lock);
+	ret = switch_backend(d, next, false);
+	pthread_mutex_unlock(&d->lock);
+	if (ret)
+		log_err("drive %s: could not go on on its checkpoint overlay %s: %s", d->id, next,
+			strerror(-ret));
+	return ret;
+}
+
 static void blk_save(struct virtio_dev *d, struct virtio_saved *out)
 {
 	struct blk *b = d->priv;
@@ -660,6 +712,7 @@ static void blk_save(struct virtio_dev *d, struct virtio_saved *out)
 	out->dev.blk.capacity = b->capacity;
 	virtio_rl_get(&b->rl, &out->dev.blk.rl);
 	out->dev.blk.qcow2 = b->disk != NULL;
+	out->dev.blk.identity = b->disk ? disk_identity(b->disk) : 0;
 }
 
 static int blk_restore(struct virtio_dev *d, const struct virtio_saved *in)
@@ -676,6 +729,20 @@ static int blk_restore(struct virtio_dev *d, const struct virtio_saved *in)
 			(unsigned long long)in->dev.blk.capacity, (unsigned long long)b->capacity);
 		return -EINVAL;
 	}
+	if (in->dev.blk.identity) {
+		uint64_t now = b->base_identity ? b->base_identity
+			       : b->disk	? disk_identity(b->disk)
+						: 0;
+
+		if (now != in->dev.blk.identity) {
+			/* The memory was taken with other disk contents: running it on these
+			 * would corrupt both. */
+			log_err("drive %s: %s is not the image the snapshot was taken with (its "
+				"contents changed since, or it is another image)",
+				d->id, b->path);
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 
@@ -689,6 +756,7 @@ enum {
 	 * raw file onto a qcow2 overlay of it (a clone's own writes) and back. Its own
 	 * number: the tags after capacity are net's and vsock's (docs/snapshot-format.md). */
 	BLK_TAG_FORMAT = SNAP_DEV_OWN + 7,
+	BLK_TAG_IDENTITY = SNAP_DEV_OWN + 8, /* u64: disk_identity when saved; absent: none */
 };
 
 static void blk_encode(struct snap_sec *sec, const struct virtio_saved *s)
@@ -698,6 +766,8 @@ static void blk_encode(struct snap_sec *sec, const struct virtio_saved *s)
 	snap_put_u64(sec, BLK_TAG_CAPACITY, s->dev.blk.capacity);
 	virtio_rl_encode(sec, VIRTIO_TAG_RL, &s->dev.blk.rl);
 	snap_put_u64(sec, BLK_TAG_FORMAT, s->dev.blk.qcow2);
+	if (s->dev.blk.identity)
+		snap_put_u64(sec, BLK_TAG_IDENTITY, s->dev.blk.identity);
 }
 
 static int blk_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
@@ -718,6 +788,9 @@ static int blk_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 		ret = virtio_rl_decode(sec, VIRTIO_TAG_RL, &s->dev.blk.rl, err, errlen);
 	if (!ret)
 		ret = virtio_get_u64(sec, BLK_TAG_FORMAT, 1, false, &fmt, err, errlen);
+	if (!ret)
+		ret = virtio_get_u64(sec, BLK_TAG_IDENTITY, UINT64_MAX, false, &s->dev.blk.identity,
+				     err, errlen);
 	s->dev.blk.read_only = ro != 0;
 	s->dev.blk.qcow2 = fmt != 0;
 	return ret;
@@ -852,6 +925,10 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 		}
 	}
 	ret = open_backend(d, dirfd, dir, c->path, c->read_only, &b->capacity);
+	/* A new overlay holds its base's contents: what a restore checks the snapshot's
+	 * image identity against. */
+	if (!ret && c->overlay_of[0] && b->disk && disk_backing(b->disk))
+		b->base_identity = disk_identity(disk_backing(b->disk));
 	if (ret)
 		return ret;
 	ret = ring_setup(d);

@@ -75,6 +75,9 @@ struct virtio_blk_saved {
 	uint64_t capacity;	  /* 512-byte sectors, as the guest saw them */
 	struct vmm_rate_limit rl; /* burst: what was left */
 	bool qcow2;		  /* the image's format: qcow2, else raw */
+	/* disk_identity of the image when saved (0: none, a raw file); a restore refuses
+	 * an image whose contents are not those (docs/disk.md). */
+	uint64_t identity;
 };
 
 struct virtio_net_saved {
@@ -218,6 +221,15 @@ void virtio_metrics(struct vm *vm, struct json_object *root);
 
 /* The device named `name` (a drive's or interface's id) of type `device_id`, or NULL. */
 struct virtio_dev *virtio_find(struct vm *vm, uint32_t device_id, const char *name);
+
+/* An external disk checkpoint of drive `dev` (vm_snapshot_create, the VM paused and
+ * quiesced): _prepare makes `next` (a new qcow2 overlay over the drive's image, durable)
+ * and returns 1, or 0 when the drive takes no part (raw, read-only); _switch then moves
+ * the drive onto `next` once the snapshot is written; _abandon removes `next` when it was
+ * not. 0 or -errno (logged). */
+int virtio_blk_checkpoint_prepare(struct virtio_dev *dev, const char *snapshot_path, char *next,
+				  size_t cap);
+int virtio_blk_checkpoint_switch(struct virtio_dev *dev, const char *next);
 
 struct io_uring;
 
