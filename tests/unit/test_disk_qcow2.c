@@ -259,6 +259,42 @@ static void test_overlay_size_does_not_depend_on_disk_size(void **state)
 	assert_int_equal(disk_create_qcow2(o1, &a, f->err, sizeof(f->err)), -EEXIST);
 }
 
+/* disk_identity: stable across a reopen, changed by a write that allocates, none for raw;
+ * disk_create_overlay probes its base's format. */
+static void test_identity_follows_allocations(void **state)
+{
+	struct dfx *f = *state;
+	const char *img = P(f, 0, "id.qcow2"), *raw = P(f, 1, "id.raw"), *ov = P(f, 2, "ov.qcow2");
+	struct disk_create_opts o = {.size = 1 << 20};
+	uint8_t buf[4096] = {1};
+	struct disk *d;
+	uint64_t id0;
+
+	close(make_raw(raw, 1 << 20));
+	assert_int_equal(disk_create_qcow2(img, &o, f->err, sizeof(f->err)), 0);
+	d = open_rw(f, img);
+	id0 = disk_identity(d);
+	assert_int_not_equal(id0, 0);
+	disk_close(d);
+	d = open_rw(f, img);
+	assert_int_equal(disk_identity(d), id0);
+	assert_int_equal(disk_write(d, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(disk_flush(d), 0);
+	assert_int_not_equal(disk_identity(d), id0);
+	disk_close(d);
+	d = open_rw(f, raw);
+	assert_int_equal(disk_identity(d), 0);
+	disk_close(d);
+	assert_int_equal(disk_create_overlay(ov, "id.raw", true, f->err, sizeof(f->err)), 0);
+	d = open_rw(f, ov);
+	assert_int_equal(disk_size(d), 1 << 20);
+	disk_close(d);
+	assert_int_equal(disk_create_overlay(ov, "id.raw", true, f->err, sizeof(f->err)), -EEXIST);
+	assert_int_not_equal(
+	    disk_create_overlay(P(f, 3, "x.qcow2"), "none.raw", true, f->err, sizeof(f->err)), 0);
+	assert_non_null(strstr(f->err, "none.raw"));
+}
+
 static void test_create_empty_image_qemu_reads(void **state)
 {
 	struct dfx *f = *state;
@@ -541,6 +577,7 @@ int main(void)
 	    T(test_backing_chain_raw_qcow2_qcow2),
 	    T(test_backing_loops_and_missing_files_are_refused),
 	    T(test_overlay_size_does_not_depend_on_disk_size),
+	    T(test_identity_follows_allocations),
 	    T(test_create_empty_image_qemu_reads),
 	    T(test_unsupported_features_are_refused_by_name),
 	    T(test_compressed_clusters_fail_reads_by_name),
