@@ -286,7 +286,8 @@ int pool_cfg_parse(const char *id, json_object *o, struct pool_cfg *cfg, char *e
 static int parse_drive(json_object *e, size_t i, struct api_drive_override *d, char *err,
 		       size_t errlen)
 {
-	static const char *const keys[] = {"drive_id", "path_on_host", "is_read_only", NULL};
+	static const char *const keys[] = {"drive_id", "path_on_host", "is_read_only", "overlay_of",
+					   NULL};
 	char name[64], what[40];
 	json_object *v;
 	int ret;
@@ -313,7 +314,10 @@ static int parse_drive(json_object *e, size_t i, struct api_drive_override *d, c
 			return ret;
 		d->has_read_only = true;
 	}
-	return 0;
+	/* the clone's own new qcow2 overlay over this base, made by thaw at the load */
+	snprintf(name, sizeof(name), "%s.overlay_of", what);
+	return get_path(e, "overlay_of", name, d->overlay_of, sizeof(d->overlay_of), false, err,
+			errlen);
 }
 
 int pool_clone_req_parse(json_object *o, struct pool_clone_req *req, char *err, size_t errlen)

@@ -416,6 +416,10 @@ static json_object *load_body(const struct pool *pl, const struct proc *p,
 				json_object_object_add(
 				    e, "is_read_only",
 				    json_object_new_boolean(o->drives[i].is_read_only));
+			if (o->drives[i].overlay_of[0])
+				json_object_object_add(
+				    e, "overlay_of",
+				    json_object_new_string(o->drives[i].overlay_of));
 			json_object_array_add(a, e);
 		}
 		json_object_object_add(b, "drive_overrides", a);

@@ -182,6 +182,19 @@ static void clone_requests_parse_and_refuse(void **state)
 	assert_string_equal(r.opts.drives[0].drive_id, "root");
 	assert_true(r.opts.drives[0].has_read_only);
 	assert_false(r.opts.drives[0].is_read_only);
+	assert_string_equal(r.opts.drives[0].overlay_of, "");
+	assert_int_equal(
+	    parse_clone("{\"drive_overrides\": [{\"drive_id\": \"root\", "
+			"\"path_on_host\": \"/c/1.qcow2\", \"overlay_of\": \"/b.img\"}]}",
+			&r),
+	    0);
+	assert_string_equal(r.opts.drives[0].overlay_of, "/b.img");
+	assert_int_equal(
+	    parse_clone("{\"drive_overrides\": [{\"drive_id\": \"root\", "
+			"\"path_on_host\": \"/c/1.qcow2\", \"overlay_of\": \"b.img\"}]}",
+			&r),
+	    -EINVAL);
+	assert_non_null(strstr(err, "overlay_of\" must be an absolute path"));
 
 	assert_int_equal(parse_clone("{\"count\": 0}", &r), -EINVAL);
 	assert_non_null(strstr(err, "between 1 and 64"));
