@@ -204,6 +204,28 @@ static void patch_reaches_a_running_vms_drive_and_its_snapshot(void **state)
 	}
 }
 
+/* thaw --api-sock `sock` running the probe with drive d0 on `drive`, booted and paused. */
+static struct vmproc *boot_paused_with_drive(const char *sock, const char *drive)
+{
+	char json[1024], body[1024];
+	struct vmproc *a = thaw_api(sock);
+
+	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
+	put(sock, "/boot-source", json);
+	snprintf(json, sizeof(json),
+		 "{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"is_root_device\": false}",
+		 drive);
+	put(sock, "/drives/d0", json);
+	put(sock, "/actions", "{\"action_type\": \"InstanceStart\"}");
+	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
+		vmproc_dump(a, "boot with a drive");
+		fail();
+	}
+	assert_int_equal(
+	    harness_http(sock, "PATCH", "/vm", "{\"state\": \"Paused\"}", body, sizeof(body)), 204);
+	return a;
+}
+
 /* A clone's drive on its own thin overlay, made by thaw at the load (drive_overrides'
  * overlay_of): the overlay is a new qcow2 file over the base, the clone's snapshot names
  * it with the qcow2 format, and an overlay path that exists already is refused (the
@@ -225,20 +247,7 @@ static void load_makes_a_drive_overlay_over_the_base(void **state)
 	assert_non_null(f);
 	assert_int_equal(ftruncate(fileno(f), 1 << 20), 0);
 	fclose(f);
-	a = thaw_api(s1);
-	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
-	put(s1, "/boot-source", json);
-	snprintf(json, sizeof(json),
-		 "{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"is_root_device\": false}",
-		 base);
-	put(s1, "/drives/d0", json);
-	put(s1, "/actions", "{\"action_type\": \"InstanceStart\"}");
-	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
-		vmproc_dump(a, "boot with a drive");
-		fail();
-	}
-	assert_int_equal(
-	    harness_http(s1, "PATCH", "/vm", "{\"state\": \"Paused\"}", body, sizeof(body)), 204);
+	a = boot_paused_with_drive(s1, base);
 	snprintf(json, sizeof(json), "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\"}",
 		 snap);
 	put(s1, "/snapshot/create", json);
@@ -305,20 +314,7 @@ static void disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base(voi
 	snprintf(cmd, sizeof(cmd), "%s/thaw-disk create %s 1048576", harness_env("THAW_BUILD"),
 		 base);
 	assert_int_equal(system(cmd), 0);
-	a = thaw_api(s1);
-	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
-	put(s1, "/boot-source", json);
-	snprintf(json, sizeof(json),
-		 "{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"is_root_device\": false}",
-		 base);
-	put(s1, "/drives/d0", json);
-	put(s1, "/actions", "{\"action_type\": \"InstanceStart\"}");
-	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
-		vmproc_dump(a, "boot on a qcow2 drive");
-		fail();
-	}
-	assert_int_equal(
-	    harness_http(s1, "PATCH", "/vm", "{\"state\": \"Paused\"}", body, sizeof(body)), 204);
+	a = boot_paused_with_drive(s1, base);
 	assert_int_equal(
 	    harness_http(s1, "PUT", "/snapshot/create",
 			 "{\"snapshot_path\": \"/x\", \"disk_checkpoint\": \"Internal\"}", body,
