@@ -44,14 +44,17 @@ static void usage(FILE *f)
 	    "            [--uffd-sock PATH] [--uffd-strategy S] [--uffd-record FILE]\n"
 	    "            [--drive id=NAME,path=FILE[,ro=on|off][,overlay-of=BASE]]...\n"
 	    "            [--net id=NAME,tap=TAP]... [--vsock uds=PATH] (the host side of the\n"
-	    "            snapshot's devices; overlay-of: FILE is made a new qcow2 overlay of BASE)\n"
+	    "            snapshot's devices; overlay-of: FILE is made a new qcow2 overlay of "
+	    "BASE)\n"
 	    "            [--snapshot-paths DIR] (or: the snapshot's own paths, inside DIR)\n"
 	    "            [--uffd-stall-timeout-ms MS]\n"
 	    "            [console options]\n"
 	    "  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
 	    "             [--snapshot-then resume|pause|exit]: SIGUSR1, or the first console\n"
 	    "             line containing STR, writes a snapshot to PATH; SIGUSR2 resumes a\n"
-	    "             paused VM\n"
+	    "             paused VM; [--snapshot-disks none|external]: external makes each\n"
+	    "             qcow2 drive's image the snapshot's base, the VM going on on a new\n"
+	    "             overlay (docs/disk.md)\n"
 	    "            [--timing] [--log-level error|warn|info|debug]\n"
 	    "            [--no-seccomp] (debugging only: no seccomp filters)\n"
 	    "  --uffd-stall-timeout-ms MS: with memory through userfaultfd (also when loaded\n"
@@ -244,6 +247,16 @@ static int o_snapshot_after(struct cli *c, const char *a)
 static int o_snapshot_no_fsync(struct cli *c, const char *a)
 {
 	return c->snap.no_fsync = true, 0;
+}
+static int o_snapshot_disks(struct cli *c, const char *a)
+{
+	static const char *const names[] = {"none", "external", NULL};
+	int i = parse_choice("--snapshot-disks", a, names);
+
+	if (i < 0)
+		return -1;
+	c->snap.disk_checkpoint = i == 1;
+	return 0;
 }
 static int o_no_seccomp(struct cli *c, const char *a)
 {
@@ -510,6 +523,7 @@ static const struct opt {
     {"snapshot-after", required_argument, o_snapshot_after},
     {"snapshot-then", required_argument, o_snapshot_then},
     {"snapshot-no-fsync", no_argument, o_snapshot_no_fsync},
+    {"snapshot-disks", required_argument, o_snapshot_disks},
     {"no-seccomp", no_argument, o_no_seccomp},
     {"help", no_argument, o_help},
     {"config-file", required_argument, o_config_file},

@@ -349,6 +349,15 @@ static void disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base(voi
 		 snap, ovl, base);
 	put(s1, "/snapshot/load", json);
 	harness_end(a);
+	/* the command line's way: --snapshot-disks external */
+	snprintf(cmd, sizeof(cmd),
+		 "%s/thaw-disk create %s/cli.qcow2 1048576 && timeout 120 %s --kernel %s "
+		 "--mem-mib 64 --drive id=d0,path=%s/cli.qcow2 --snapshot %s/cli.snap "
+		 "--snapshot-disks external --snapshot-after THAW_PROBE_READY --snapshot-then exit "
+		 "</dev/null >/dev/null 2>&1 && test -s %s/cli.qcow2.after-cli.snap",
+		 harness_env("THAW_BUILD"), dir, harness_env("THAW_BIN"), harness_env("THAW_PROBE"),
+		 dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
 	/* the base written behind the snapshot's back: refused, naming the drive */
 	snprintf(cmd, sizeof(cmd), "qemu-io -f qcow2 -c 'write -P 7 0 64k' %s >/dev/null", base);
 	if (system(cmd) != 0) {
