@@ -204,9 +204,11 @@ struct api_snapshot_create {
 	char snapshot_path[API_PATH_LEN];
 	char mem_file_path[API_PATH_LEN];
 	enum api_snapshot_type snapshot_type;
-	/* thaw's "disk_checkpoint": "External": each qcow2 drive's image becomes the
-	 * snapshot's read-only base and the VM goes on on a new overlay over it. */
-	bool disk_checkpoint;
+	/* thaw's "disk_checkpoint": "External" (1): each qcow2 drive's image becomes the
+	 * snapshot's read-only base and the VM goes on on a new overlay over it;
+	 * "Internal" (2): an internal snapshot in each qcow2 image, reverted to when the
+	 * snapshot is loaded; "None" (0). */
+	int disk_checkpoint;
 };
 
 enum api_mem_backend {

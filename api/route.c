@@ -715,7 +715,7 @@ static int parse_snapshot_create(json_object *o, struct api_snapshot_create *s,
 {
 	static const char *const known[] = {"snapshot_path", "mem_file_path", "snapshot_type",
 					    "disk_checkpoint", NULL};
-	static const char *const ckpt_names[] = {"None", "External", NULL};
+	static const char *const ckpt_names[] = {"None", "External", "Internal", NULL};
 	int e = 0, c = 0;
 
 	memset(s, 0, sizeof(*s));
@@ -728,7 +728,7 @@ static int parse_snapshot_create(json_object *o, struct api_snapshot_create *s,
 	    j_enum(o, "", "disk_checkpoint", ckpt_names, false, &c, false, err) < 0)
 		return -EINVAL;
 	s->snapshot_type = (enum api_snapshot_type)e;
-	s->disk_checkpoint = c == 1;
+	s->disk_checkpoint = c;
 	return 0;
 }
 

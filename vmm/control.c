@@ -406,7 +406,7 @@ static int snapshot_create(void *ctx, const struct api_snapshot_create *req, str
 	    .path = req->snapshot_path,
 	    .mem_file_path = req->mem_file_path[0] ? req->mem_file_path : NULL,
 	    .stay_paused = c->vm->paused,
-	    .disk_checkpoint = req->disk_checkpoint,
+	    .disk_checkpoint = (enum vmm_disk_checkpoint)req->disk_checkpoint,
 	};
 	int ret;
 

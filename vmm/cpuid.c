@@ -176,10 +176,11 @@ int vmm_cpuid_apply_config(struct kvm_cpuid_entry2 *e, unsigned n, const struct 
 			found = true;
 		}
 		if (!found) {
-			snprintf(err, errlen,
-				 "cpu-config: CPUID leaf %#x subleaf %#x (%s) is not one this host's "
-				 "KVM offers a guest",
-				 mod->leaf, mod->subleaf, regs[mod->reg & 3]);
+			snprintf(
+			    err, errlen,
+			    "cpu-config: CPUID leaf %#x subleaf %#x (%s) is not one this host's "
+			    "KVM offers a guest",
+			    mod->leaf, mod->subleaf, regs[mod->reg & 3]);
 			return -ENOENT;
 		}
 	}

@@ -52,9 +52,9 @@ static void usage(FILE *f)
 	    "  snapshots: [--snapshot PATH [--snapshot-mem-file PATH]] [--snapshot-after STR]\n"
 	    "             [--snapshot-then resume|pause|exit]: SIGUSR1, or the first console\n"
 	    "             line containing STR, writes a snapshot to PATH; SIGUSR2 resumes a\n"
-	    "             paused VM; [--snapshot-disks none|external]: external makes each\n"
-	    "             qcow2 drive's image the snapshot's base, the VM going on on a new\n"
-	    "             overlay (docs/disk.md)\n"
+	    "             paused VM; [--snapshot-disks none|external|internal]: external\n"
+	    "             makes each qcow2 drive's image the snapshot's base, the VM going on\n"
+	    "             on a new overlay; internal snapshots each image (docs/disk.md)\n"
 	    "            [--timing] [--log-level error|warn|info|debug]\n"
 	    "            [--no-seccomp] (debugging only: no seccomp filters)\n"
 	    "  --uffd-stall-timeout-ms MS: with memory through userfaultfd (also when loaded\n"
@@ -250,12 +250,12 @@ static int o_snapshot_no_fsync(struct cli *c, const char *a)
 }
 static int o_snapshot_disks(struct cli *c, const char *a)
 {
-	static const char *const names[] = {"none", "external", NULL};
+	static const char *const names[] = {"none", "external", "internal", NULL};
 	int i = parse_choice("--snapshot-disks", a, names);
 
 	if (i < 0)
 		return -1;
-	c->snap.disk_checkpoint = i == 1;
+	c->snap.disk_checkpoint = (enum vmm_disk_checkpoint)i;
 	return 0;
 }
 static int o_no_seccomp(struct cli *c, const char *a)

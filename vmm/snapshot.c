@@ -169,8 +169,12 @@ int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 	/* The overlays first, durable, so that a failure leaves the VM on its images and
 	 * no snapshot; the drives move onto them only once the snapshot is written. */
 	for (unsigned i = 0; opts->disk_checkpoint && i < virtio_count(vm); i++) {
-		int r = virtio_blk_checkpoint_prepare(virtio_get(vm, i), opts->path, ckpt[i],
-						      sizeof(ckpt[i]));
+		const char *name = strrchr(opts->path, '/');
+		int r = opts->disk_checkpoint == VMM_CKPT_EXTERNAL
+			    ? virtio_blk_checkpoint_prepare(virtio_get(vm, i), opts->path, ckpt[i],
+							    sizeof(ckpt[i]))
+			    : virtio_blk_checkpoint_internal(virtio_get(vm, i),
+							     name ? name + 1 : opts->path);
 
 		if (r < 0) {
 			ret = errf(err, sizeof(err), r, "the disk checkpoint failed (see the log)");
@@ -223,11 +227,13 @@ int vm_snapshot_create(struct vm *vm, const struct vm_snapshot_opts *opts)
 	w = NULL; /* commit frees the writer whatever the outcome */
 	if (ret)
 		goto write_failed;
-	for (unsigned i = 0; i < virtio_count(vm); i++)
-		if (ckpt_made[i] && virtio_blk_checkpoint_switch(virtio_get(vm, i), ckpt[i]) == 0)
-			ckpt_made[i] = false; /* in use now: not removed below */
-		else if (ckpt_made[i])
-			ckpt_made[i] = false; /* the snapshot stands; the drive's error is logged */
+	for (unsigned i = 0; opts->disk_checkpoint == VMM_CKPT_EXTERNAL && i < virtio_count(vm);
+	     i++)
+		if (ckpt_made[i]) {
+			/* in use now, or the drive's error is logged: the snapshot stands */
+			virtio_blk_checkpoint_switch(virtio_get(vm, i), ckpt[i]);
+			ckpt_made[i] = false;
+		}
 	vm->last_create_us = (now_ns() - t0) / 1000;
 	log_info("snapshot %s: %llu MiB, %llu pages written, %llu zero pages skipped, %llu us",
 		 opts->path, (unsigned long long)(vm->mem.size >> 20),
@@ -239,7 +245,10 @@ write_failed:
 out:
 	if (ret)
 		log_err("snapshot %s: %s", opts->path, err);
-	for (unsigned i = 0; i < VIRTIO_MAX_DEVS; i++)
+	for (unsigned i = 0; opts->disk_checkpoint == VMM_CKPT_INTERNAL && i < virtio_count(vm);
+	     i++)
+		virtio_blk_checkpoint_internal_done(virtio_get(vm, i), ret == 0);
+	for (unsigned i = 0; opts->disk_checkpoint == VMM_CKPT_EXTERNAL && i < VIRTIO_MAX_DEVS; i++)
 		if (ckpt_made[i])
 			unlink(ckpt[i]); /* no snapshot: the drive stays on its image */
 	snap_writer_abort(w);

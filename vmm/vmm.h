@@ -536,6 +536,9 @@ struct vmm_drive_cfg {
 	/* Restore only: `path` is made a new qcow2 overlay over this file first (a clone's
 	 * own thin copy of the base's disk, made in constant time); "" for none. */
 	char overlay_of[VMM_DEV_PATH_MAX];
+	/* Restore only (from the snapshot): the qcow2 image is reverted to this internal
+	 * snapshot before anything reads it (an internal disk checkpoint); "" for none. */
+	char revert_to[VMM_DEV_ID_MAX * 2];
 	struct vmm_rate_limit rl;
 	struct vmm_dev_place place;
 };
@@ -871,10 +874,15 @@ struct vm_snapshot_opts {
 	const char *mem_file_path; /* guest memory in this separate file, or NULL */
 	bool stay_paused;	   /* leave the VM paused afterwards (else resume it) */
 	bool no_fsync;		   /* tests and benchmarks only: not crash safe */
-	/* An external disk checkpoint: each writable qcow2 drive's image becomes the
-	 * snapshot's (it is not written again) and the VM goes on on a new overlay over it,
-	 * "<image>.after-<snapshot file name>" (docs/disk.md). */
-	bool disk_checkpoint;
+	/* Disk checkpoints of the writable qcow2 drives (docs/disk.md): external, each
+	 * image becomes the snapshot's (it is not written again) and the VM goes on on a
+	 * new overlay "<image>.after-<snapshot file name>"; internal, an internal snapshot
+	 * named after the snapshot file in each image, reverted to at a load. */
+	enum vmm_disk_checkpoint {
+		VMM_CKPT_NONE,
+		VMM_CKPT_EXTERNAL,
+		VMM_CKPT_INTERNAL
+	} disk_checkpoint;
 };
 
 /* Pauses the VM (if running), drains device I/O, saves every vCPU, the irqchip, PIT,

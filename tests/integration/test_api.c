@@ -317,7 +317,7 @@ static void disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base(voi
 	a = boot_paused_with_drive(s1, base);
 	assert_int_equal(
 	    harness_http(s1, "PUT", "/snapshot/create",
-			 "{\"snapshot_path\": \"/x\", \"disk_checkpoint\": \"Internal\"}", body,
+			 "{\"snapshot_path\": \"/x\", \"disk_checkpoint\": \"Both\"}", body,
 			 sizeof(body)),
 	    400);
 	assert_non_null(strstr(body, "disk_checkpoint"));
@@ -372,6 +372,54 @@ static void disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base(voi
 	if (!strstr(a->err, "not the image the snapshot was taken with"))
 		fail_msg("the refusal does not say why: %s", a->err);
 	free(a);
+}
+
+/* An internal disk checkpoint (disk_checkpoint Internal): a snapshot inside the qcow2
+ * image named after the VM snapshot (qemu-img lists it); what is written to the image
+ * afterwards is undone when that VM snapshot is loaded (the image reverted first); a
+ * second checkpoint of the same name is refused and leaves no snapshot file. */
+static void internal_disk_checkpoint_is_reverted_to_at_the_load(void **state)
+{
+	char s1[256], snap[256], snap2[256], img[256], json[2048], body[8192], cmd[1400];
+	struct vmproc *a;
+
+	snprintf(s1, sizeof(s1), "%s/i.sock", dir);
+	snprintf(snap, sizeof(snap), "%s/ik.snap", dir);
+	snprintf(snap2, sizeof(snap2), "%s/again/ik.snap", dir);
+	snprintf(img, sizeof(img), "%s/vm-i.qcow2", dir);
+	snprintf(cmd, sizeof(cmd), "%s/thaw-disk create %s 1048576 && mkdir -p %s/again",
+		 harness_env("THAW_BUILD"), img, dir);
+	assert_int_equal(system(cmd), 0);
+	a = boot_paused_with_drive(s1, img);
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"disk_checkpoint\": \"Internal\"}", snap);
+	put(s1, "/snapshot/create", json);
+	/* the same checkpoint name again (another directory): refused, no file appears */
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"disk_checkpoint\": \"Internal\"}", snap2);
+	assert_int_equal(harness_http(s1, "PUT", "/snapshot/create", json, body, sizeof(body)),
+			 500);
+	assert_int_equal(access(snap2, F_OK), -1);
+	harness_end(a);
+	snprintf(cmd, sizeof(cmd), "qemu-img snapshot -l %s | grep -q ' ik.snap '", img);
+	assert_int_equal(system(cmd), 0);
+	/* written after the checkpoint */
+	snprintf(cmd, sizeof(cmd), "qemu-io -f qcow2 -c 'write -P 7 0 64k' %s >/dev/null", img);
+	assert_int_equal(system(cmd), 0);
+	snprintf(s1, sizeof(s1), "%s/i2.sock", dir);
+	a = thaw_api(s1);
+	snprintf(json, sizeof(json),
+		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"drive_overrides\": "
+		 "[{\"drive_id\": \"d0\", \"path_on_host\": \"%s\"}]}",
+		 snap, img);
+	put(s1, "/snapshot/load", json);
+	harness_end(a);
+	/* the load took the image back: the later write is gone, the checkpoint stays */
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-io -f qcow2 -c 'read -P 0 0 64k' %s | grep -q 'read 65536' && "
+		 "qemu-img check -q %s",
+		 img, img);
+	assert_int_equal(system(cmd), 0);
 }
 
 /* PUT /cpu-config: on a KVM that keeps the CPUID a VMM sets, the probe boots with the
@@ -440,6 +488,7 @@ int main(void)
 	    cmocka_unit_test(cpu_config_applies_or_is_refused_by_host_kind),
 	    cmocka_unit_test(load_makes_a_drive_overlay_over_the_base),
 	    cmocka_unit_test(disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base),
+	    cmocka_unit_test(internal_disk_checkpoint_is_reverted_to_at_the_load),
 	};
 
 	if (!harness_have_kvm())

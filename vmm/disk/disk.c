@@ -235,7 +235,7 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 uint64_t disk_identity(const struct disk *d)
 {
 	const struct qcow2 *q = d->q;
-	uint64_t h = 0xcbf29ce484222325ull, f[6];
+	uint64_t h = 0xcbf29ce484222325ull, f[4];
 
 	if (d->fmt != DISK_FMT_QCOW2 || !q)
 		return 0;
@@ -243,10 +243,14 @@ uint64_t disk_identity(const struct disk *d)
 	f[1] = q->cluster_bits;
 	f[2] = q->l1_off;
 	f[3] = q->l1_size;
-	f[4] = q->rt_off;
-	f[5] = q->rt_clusters;
 	h = fnv1a(h, f, sizeof(f));
-	h = fnv1a(h, q->l1, (size_t)q->l1_size * sizeof(q->l1[0]));
+	/* Where each L2 table is, not the COPIED flag (bookkeeping an internal snapshot
+	 * changes without changing the contents). */
+	for (uint32_t i = 0; i < q->l1_size; i++) {
+		uint64_t off = q->l1[i] & ~QCOW2_COPIED;
+
+		h = fnv1a(h, &off, sizeof(off));
+	}
 	return h ? h : 1; /* 0 means none */
 }
 

@@ -135,8 +135,7 @@ struct disk_create_opts {
 int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *err, size_t errlen);
 
 /* An identity of a qcow2 image's contents as its metadata describes them: a hash of
- * its size, cluster size, L1 table (where it is and every entry) and refcount table's
- * place. Anything that allocates a cluster for new data, or moves the tables, changes
+ * its size, cluster size and L1 table (where it is, and where each L2 table is). Anything that allocates a cluster for new data, or moves the tables, changes
  * it; rewriting data inside clusters already allocated does not (a VM checkpoint's
  * base image is never written again, which is what it guards). 0 for a raw file (no
  * identity). Call after disk_flush for the file's own state. */

@@ -75,6 +75,7 @@ struct blk {
 	/* A new overlay made over a base at creation: the base's disk_identity, which is
 	 * the overlay's contents until the guest writes (what a restore compares). */
 	uint64_t base_identity;
+	char internal[64]; /* an internal checkpoint this VM snapshot records, "" none */
 };
 
 /* Firecracker's block metrics (the ones thaw counts), in d->cnt. */
@@ -703,6 +704,48 @@ int virtio_blk_checkpoint_switch(struct virtio_dev *d, const char *next)
 	return ret;
 }
 
+int virtio_blk_checkpoint_internal(struct virtio_dev *d, const char *name)
+{
+	struct blk *b = d->priv;
+	int ret = 0;
+
+	if (d->ops != &virtio_blk_ops)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	if (!b->disk || b->ro)
+		goto out;
+	if (strlen(name) >= sizeof(b->internal)) {
+		log_err("drive %s: internal checkpoint name %s too long", d->id, name);
+		ret = -ENAMETOOLONG;
+		goto out;
+	}
+	ret = disk_snapshot_create(b->disk, name);
+	if (ret) {
+		log_err("drive %s: internal snapshot %s of %s: %s", d->id, name, b->path,
+			ret == -EEXIST ? "the image has one of that name" : strerror(-ret));
+		goto out;
+	}
+	snprintf(b->internal, sizeof(b->internal), "%s", name);
+	ret = 1;
+out:
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
+void virtio_blk_checkpoint_internal_done(struct virtio_dev *d, bool keep)
+{
+	struct blk *b = d->priv;
+
+	if (d->ops != &virtio_blk_ops)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (b->internal[0] && !keep && b->disk && disk_snapshot_delete(b->disk, b->internal))
+		log_err("drive %s: internal snapshot %s of a failed checkpoint left in %s", d->id,
+			b->internal, b->path);
+	b->internal[0] = '\0';
+	pthread_mutex_unlock(&d->lock);
+}
+
 static void blk_save(struct virtio_dev *d, struct virtio_saved *out)
 {
 	struct blk *b = d->priv;
@@ -713,6 +756,8 @@ static void blk_save(struct virtio_dev *d, struct virtio_saved *out)
 	virtio_rl_get(&b->rl, &out->dev.blk.rl);
 	out->dev.blk.qcow2 = b->disk != NULL;
 	out->dev.blk.identity = b->disk ? disk_identity(b->disk) : 0;
+	snprintf(out->dev.blk.internal_snapshot, sizeof(out->dev.blk.internal_snapshot), "%s",
+		 b->internal);
 }
 
 static int blk_restore(struct virtio_dev *d, const struct virtio_saved *in)
@@ -757,6 +802,7 @@ enum {
 	 * number: the tags after capacity are net's and vsock's (docs/snapshot-format.md). */
 	BLK_TAG_FORMAT = SNAP_DEV_OWN + 7,
 	BLK_TAG_IDENTITY = SNAP_DEV_OWN + 8, /* u64: disk_identity when saved; absent: none */
+	BLK_TAG_INTERNAL = SNAP_DEV_OWN + 9, /* str: internal checkpoint; absent: none */
 };
 
 static void blk_encode(struct snap_sec *sec, const struct virtio_saved *s)
@@ -768,6 +814,8 @@ static void blk_encode(struct snap_sec *sec, const struct virtio_saved *s)
 	snap_put_u64(sec, BLK_TAG_FORMAT, s->dev.blk.qcow2);
 	if (s->dev.blk.identity)
 		snap_put_u64(sec, BLK_TAG_IDENTITY, s->dev.blk.identity);
+	if (s->dev.blk.internal_snapshot[0])
+		snap_put_str(sec, BLK_TAG_INTERNAL, s->dev.blk.internal_snapshot);
 }
 
 static int blk_decode(const struct snap_section *sec, struct virtio_saved *s, char *err,
@@ -791,6 +839,17 @@ static int blk_decode(const struct snap_section *sec, struct virtio_saved *s, ch
 	if (!ret)
 		ret = virtio_get_u64(sec, BLK_TAG_IDENTITY, UINT64_MAX, false, &s->dev.blk.identity,
 				     err, errlen);
+	if (!ret) {
+		int r = snap_get_strbuf(sec, BLK_TAG_INTERNAL, s->dev.blk.internal_snapshot,
+					sizeof(s->dev.blk.internal_snapshot));
+
+		if (r == -ENOENT)
+			s->dev.blk.internal_snapshot[0] = '\0';
+		else if (r)
+			ret = errf(err, errlen, -EBADMSG,
+				   "%s: internal snapshot name unreadable or longer than %zu",
+				   sec->name, sizeof(s->dev.blk.internal_snapshot) - 1);
+	}
 	s->dev.blk.read_only = ro != 0;
 	s->dev.blk.qcow2 = fmt != 0;
 	return ret;
@@ -925,6 +984,24 @@ int virtio_blk_create(struct vm *vm, const struct vmm_drive_cfg *c,
 		}
 	}
 	ret = open_backend(d, dirfd, dir, c->path, c->read_only, &b->capacity);
+	/* An internal disk checkpoint: the image goes back to it before anything reads it
+	 * (its L1 table switched, nothing copied). */
+	if (!ret && c->revert_to[0]) {
+		if (!b->disk) {
+			log_err(
+			    "drive %s: the snapshot goes with internal checkpoint %s of a qcow2 "
+			    "image; %s is raw",
+			    c->id, c->revert_to, c->path);
+			return -EINVAL;
+		}
+		ret = disk_snapshot_revert(b->disk, c->revert_to);
+		if (ret) {
+			log_err("drive %s: revert %s to its internal checkpoint %s: %s", c->id,
+				c->path, c->revert_to,
+				ret == -ENOENT ? "the image has no such snapshot" : strerror(-ret));
+			return ret;
+		}
+	}
 	/* A new overlay holds its base's contents: what a restore checks the snapshot's
 	 * image identity against. */
 	if (!ret && c->overlay_of[0] && b->disk && disk_backing(b->disk))

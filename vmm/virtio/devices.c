@@ -308,6 +308,7 @@ static int drive_backend(const struct virtio_saved *v, const struct vm_restore_o
 			 struct vmm_drive_cfg *c, char *err, size_t errlen)
 {
 	*c = (struct vmm_drive_cfg){.read_only = v->dev.blk.read_only, .rl = v->dev.blk.rl};
+	snprintf(c->revert_to, sizeof(c->revert_to), "%s", v->dev.blk.internal_snapshot);
 	snprintf(c->id, sizeof(c->id), "%s", v->id);
 	for (unsigned i = 0; i < o->nr_drives; i++) {
 		if (strcmp(o->drives[i].id, v->id) != 0)

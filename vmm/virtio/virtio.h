@@ -78,6 +78,9 @@ struct virtio_blk_saved {
 	/* disk_identity of the image when saved (0: none, a raw file); a restore refuses
 	 * an image whose contents are not those (docs/disk.md). */
 	uint64_t identity;
+	/* The image's internal snapshot taken with this one (an internal disk
+	 * checkpoint), "" for none: a restore reverts the image to it first. */
+	char internal_snapshot[64];
 };
 
 struct virtio_net_saved {
@@ -230,6 +233,12 @@ struct virtio_dev *virtio_find(struct vm *vm, uint32_t device_id, const char *na
 int virtio_blk_checkpoint_prepare(struct virtio_dev *dev, const char *snapshot_path, char *next,
 				  size_t cap);
 int virtio_blk_checkpoint_switch(struct virtio_dev *dev, const char *next);
+/* An internal disk checkpoint: an internal snapshot `name` in the drive's qcow2 image,
+ * recorded in the device's next saved state. 1 when made, 0 when the drive takes no part
+ * (raw, read-only), -errno (logged). _done(dev, keep) ends it: the name leaves the saved
+ * state, and without `keep` (the VM snapshot failed) the internal snapshot is deleted. */
+int virtio_blk_checkpoint_internal(struct virtio_dev *dev, const char *name);
+void virtio_blk_checkpoint_internal_done(struct virtio_dev *dev, bool keep);
 
 struct io_uring;
 
