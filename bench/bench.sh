@@ -17,7 +17,9 @@
 #             (jailed vs unjailed restores, N jailed at once, jail setup), flood (API GET /
 #             latency while the probe floods each virtio device, bench/flood.c), ratelimit
 #             (what a drive, a net and the entropy device deliver under a bandwidth limit
-#             while the probe floods them, against the limit), fleet
+#             while the probe floods them, against the limit), disk (the probe's 4 KiB
+#             reads from a raw file, an allocated qcow2 cluster and a qcow2 overlay's
+#             backing file, bench/flood.c --measure), fleet
 #             (thaw-pool: request .. running/answer with a stocked pool, N clones at once
 #             .. all answered ping, PSS per idle clone, sustained clone rate; bench/fleet.c),
 #             cold (a scattered working set restored from a cold and a warm page cache by
@@ -87,7 +89,7 @@ smoke) RUNS=2 FLOOD_RUNS=1 FLOOD_REQUESTS=500 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=
 esac
 for g in ${ONLY//,/ }; do
 	case $g in
-	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | ratelimit | fleet | cold) ;;
+	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | ratelimit | disk | fleet | cold) ;;
 	*) echo "bench: --only: unknown group '$g' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -746,6 +748,42 @@ if [[ $MODE != check ]] && want ratelimit; then
 	i=$(runs "$OUT/raw/ratelimit_rng.txt")
 	((i < FLOOD_RUNS)) && say "ratelimit: $((FLOOD_RUNS - i)) runs of ${RL_SECONDS} s per device at $RL_LIMIT B/s"
 	flood_series ratelimit 1 --limit "$RL_LIMIT" --seconds "$RL_SECONDS"
+fi
+
+# ---- 9d. disks (issue 20) ---------------------------------------------------------------
+# bench/flood.c --measure: the probe floods a drive's queue with 4 KiB reads of sector 0
+# for DISK_SECONDS, on a raw file, on a qcow2 image whose first cluster is allocated
+# (qemu-io), and on a thaw-disk overlay over the raw file (the read goes to the backing
+# file). raw/disk_<kind>.txt: bytes/s the guest got; report.py gives each against raw.
+DISK_SECONDS=${DISK_SECONDS:-5}
+[[ $MODE == smoke ]] && DISK_SECONDS=2
+if [[ $MODE != check ]] && want disk; then
+	if command -v qemu-io >/dev/null && [[ -x $top/$B/thaw-disk ]]; then
+		i=$(runs "$OUT/raw/disk_raw.txt")
+		((i < FLOOD_RUNS)) && say "disk: $((FLOOD_RUNS - i)) runs of ${DISK_SECONDS} s per kind"
+		for (( ; i < FLOOD_RUNS; i++)); do
+			dd=$W/disk-$i
+			mkdir -p "$dd"
+			truncate -s 16M "$dd/raw.img"
+			"$top/$B/thaw-disk" create "$dd/qcow2.img" 16777216 &&
+				qemu-io -f qcow2 -c 'write 0 64k' "$dd/qcow2.img" >/dev/null &&
+				"$top/$B/thaw-disk" overlay "$dd/overlay.img" raw.img ||
+				note "disk: making the images failed"
+			for kind in raw qcow2 overlay; do
+				mkdir -p "$dd/$kind"
+				if "$FLOOD" --measure --drive "$dd/$kind.img" --seconds "$DISK_SECONDS" \
+					"$THAW" "$PROBE" "$dd/$kind" >"$W/disk.out" 2>"$W/disk.err"; then
+					echo "$(sed 's/^dev=blk //' "$W/disk.out") rc=0" >>"$OUT/raw/disk_$kind.txt"
+				else
+					note "disk: $kind run $i failed: $(tail -n 1 "$W/disk.err")"
+					echo "rc=1" >>"$OUT/raw/disk_$kind.txt"
+				fi
+			done
+			rm -rf -- "$dd"
+		done
+	else
+		note "disk: qemu-io or thaw-disk missing: no disk group"
+	fi
 fi
 
 # ---- 10. the jail (issue 8): jailed vs unjailed restores, N jailed at once, setup ----------

@@ -359,6 +359,18 @@ def table(res, meta, rat):
                 "rate limit %s: achieved under 1 MiB/s (KiB/s)" % dev, m["median"] / 1024.0,
                 m["p99"] / 1024.0, m["min"] / 1024.0, m["n"],
                 "achieved/limit %.4f (target 0.95-1.05)" % r if r is not None else ""))
+    # Issue 20: a drive's 4 KiB reads under the probe's flood, qcow2 against raw (MiB/s).
+    raw_bps = med(res, "disk_raw", "achieved_Bps")
+    for kind, label in (("raw", "raw file"), ("qcow2", "qcow2, allocated cluster"),
+                        ("overlay", "qcow2 overlay, read from its backing file")):
+        m = res.get("disk_" + kind, {}).get("metrics", {}).get("achieved_Bps")
+        if m:
+            k = med(res, "disk_" + kind, "achieved_Bps")
+            rows.append("%-58s %9.1f %9.1f %9.1f %4d  %s" % (
+                "disk %s: 4 KiB reads (MiB/s)" % label, m["median"] / 1048576.0,
+                m["p99"] / 1048576.0, m["min"] / 1048576.0, m["n"],
+                "x%.2f of raw (issue 20: reads >= 0.8)" % (k / raw_bps)
+                if kind != "raw" and raw_bps else ""))
     for path in PATHS:
         s, direct = "api_128m1v_%s_file" % path, "thaw_128m1v_%s_file" % path
         if s not in res:
