@@ -552,4 +552,14 @@ ssize_t api_mmds_http(struct api_mmds *m, const char *in, size_t in_len, uint64_
 /* Guest requests served, and of those the ones answered with an error. */
 void api_mmds_counts(const struct api_mmds *m, uint64_t *requests, uint64_t *rejected);
 
+/* ---- JSON records on disk (api/jsonfile.c) ---------------------------------------------- */
+
+/* Writes `o` (json_object_to_json_string_ext `flags`) and a newline to `path`, durably and
+ * atomically: into "<path>.tmp", fsync'd, renamed over `path`. 0 or -errno (no file left
+ * under either name on failure). */
+int api_json_write_file(const char *path, struct json_object *o, int flags);
+/* Copies string member `key` of `o` into `dst` (capacity `cap`, NUL included). -EINVAL
+ * when it is missing or not a string, -ENAMETOOLONG when it does not fit. */
+int api_json_get_str(struct json_object *o, const char *key, char *dst, size_t cap);
+
 #endif

@@ -4,6 +4,7 @@ API_SRCS := \
 	api/server.c \
 	api/route.c \
 	api/mmds.c \
+	api/jsonfile.c \
 	api/client.c
 
 LIBS += $(B)/libapi.a

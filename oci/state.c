@@ -2,6 +2,7 @@
  * runtime spec defines, read from the VMM process itself. */
 #include "oci/oci.h"
 
+#include "api/api.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -67,10 +68,7 @@ enum oci_status oci_state_status(const struct oci_state *s)
 int oci_state_save(const char *path, const struct oci_state *s)
 {
 	json_object *o = json_object_new_object(), *ann;
-	char tmp[PATH_MAX + 8];
-	const char *text;
-	int fd, ret = 0;
-	size_t len;
+	int ret;
 
 	if (!o)
 		return -ENOMEM;
@@ -89,40 +87,10 @@ int oci_state_save(const char *path, const struct oci_state *s)
 	json_object_object_add(o, "api_dir", json_object_new_string(s->api_dir));
 	ann = json_tokener_parse(s->annotations[0] ? s->annotations : "{}");
 	json_object_object_add(o, "annotations", ann ? ann : json_object_new_object());
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-						     JSON_C_TO_STRING_NOSLASHESCAPE);
-	len = strlen(text);
 	/* Written aside and renamed: a crash leaves the old state or the new, never half. */
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		ret = -errno;
-		goto out;
-	}
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
-		ret = errno ? -errno : -EIO;
-	close(fd);
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-out:
+	ret = api_json_write_file(path, o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	json_object_put(o);
 	return ret;
-}
-
-static int copy(json_object *o, const char *key, char *dst, size_t cap)
-{
-	json_object *v;
-	const char *s;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return -EINVAL;
-	s = json_object_get_string(v);
-	if (strlen(s) >= cap)
-		return -EINVAL;
-	memcpy(dst, s, strlen(s) + 1);
-	return 0;
 }
 
 static bool flag(json_object *o, const char *key)
@@ -149,14 +117,14 @@ int oci_state_load(const char *path, struct oci_state *s, char *err, size_t errl
 		return errf(err, errlen, -EIO, "%s: %s", path, strerror(errno));
 	buf[n] = '\0';
 	o = json_tokener_parse(buf);
-	if (!o || copy(o, "id", s->id, sizeof(s->id)) ||
-	    copy(o, "bundle", s->bundle, sizeof(s->bundle)) ||
-	    copy(o, "rootfs", s->rootfs, sizeof(s->rootfs)) ||
-	    copy(o, "created", s->created, sizeof(s->created)) ||
-	    copy(o, "jail_id", s->jail_id, sizeof(s->jail_id)) ||
-	    copy(o, "jail_base", s->jail_base, sizeof(s->jail_base)) ||
-	    copy(o, "cgroup_parent", s->cgroup_parent, sizeof(s->cgroup_parent)) ||
-	    copy(o, "api_dir", s->api_dir, sizeof(s->api_dir))) {
+	if (!o || api_json_get_str(o, "id", s->id, sizeof(s->id)) ||
+	    api_json_get_str(o, "bundle", s->bundle, sizeof(s->bundle)) ||
+	    api_json_get_str(o, "rootfs", s->rootfs, sizeof(s->rootfs)) ||
+	    api_json_get_str(o, "created", s->created, sizeof(s->created)) ||
+	    api_json_get_str(o, "jail_id", s->jail_id, sizeof(s->jail_id)) ||
+	    api_json_get_str(o, "jail_base", s->jail_base, sizeof(s->jail_base)) ||
+	    api_json_get_str(o, "cgroup_parent", s->cgroup_parent, sizeof(s->cgroup_parent)) ||
+	    api_json_get_str(o, "api_dir", s->api_dir, sizeof(s->api_dir))) {
 		errf(err, errlen, 0, "%s: not a state file of thaw-oci", path);
 		goto out;
 	}

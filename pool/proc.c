@@ -3,6 +3,7 @@
  * Nothing here knows about pools' counts or the API. */
 #include "pool/pool_int.h"
 
+#include "api/api.h"
 #include "common/argv.h"
 #include "common/log.h"
 
@@ -123,25 +124,10 @@ void pool_rmdir_files(const char *dir)
 
 int pool_write_json(const char *path, json_object *o)
 {
-	char tmp[PATH_MAX + 8];
-	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-	size_t len = strlen(s);
-	int fd, ret = 0;
+	int ret = api_json_write_file(path, o, JSON_C_TO_STRING_PRETTY);
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, s, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) < 0)
-		ret = errno ? -errno : -EIO;
-	close(fd);
-	/* A crash leaves the old record or the new one, never half of one. */
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret) {
-		unlink(tmp);
+	if (ret)
 		log_err("pool: writing %s: %s", path, strerror(-ret));
-	}
 	return ret;
 }
 
@@ -187,20 +173,6 @@ int pool_proc_save(const struct proc *p)
 	return ret;
 }
 
-static int copy_str(json_object *o, const char *key, char *dst, size_t cap)
-{
-	json_object *v;
-	const char *s;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return -EINVAL;
-	s = json_object_get_string(v);
-	if (strlen(s) >= cap)
-		return -ENAMETOOLONG;
-	memcpy(dst, s, strlen(s) + 1);
-	return 0;
-}
-
 int pool_proc_load(const char *statedir, struct proc *p)
 {
 	char path[PATH_MAX + 16], state[16];
@@ -214,15 +186,15 @@ int pool_proc_load(const char *statedir, struct proc *p)
 	o = json_object_from_file(path);
 	if (!o)
 		return -ENOENT;
-	if (copy_str(o, "id", p->id, sizeof(p->id)) ||
-	    copy_str(o, "pool", p->pool_id, sizeof(p->pool_id)) ||
-	    copy_str(o, "state", state, sizeof(state)) ||
-	    copy_str(o, "jailer", p->jailer, sizeof(p->jailer)) ||
-	    copy_str(o, "chroot_base", p->chroot_base, sizeof(p->chroot_base)) ||
-	    copy_str(o, "exec_file", p->exec_file, sizeof(p->exec_file)) ||
-	    copy_str(o, "api_sock", p->api_sock, sizeof(p->api_sock)) ||
-	    copy_str(o, "console_sock", p->console_sock, sizeof(p->console_sock)) ||
-	    copy_str(o, "vsock", p->vsock, sizeof(p->vsock)))
+	if (api_json_get_str(o, "id", p->id, sizeof(p->id)) ||
+	    api_json_get_str(o, "pool", p->pool_id, sizeof(p->pool_id)) ||
+	    api_json_get_str(o, "state", state, sizeof(state)) ||
+	    api_json_get_str(o, "jailer", p->jailer, sizeof(p->jailer)) ||
+	    api_json_get_str(o, "chroot_base", p->chroot_base, sizeof(p->chroot_base)) ||
+	    api_json_get_str(o, "exec_file", p->exec_file, sizeof(p->exec_file)) ||
+	    api_json_get_str(o, "api_sock", p->api_sock, sizeof(p->api_sock)) ||
+	    api_json_get_str(o, "console_sock", p->console_sock, sizeof(p->console_sock)) ||
+	    api_json_get_str(o, "vsock", p->vsock, sizeof(p->vsock)))
 		goto out;
 	if (!pool_id_valid(p->id) || strlen(statedir) >= sizeof(p->statedir))
 		goto out;

@@ -226,6 +226,21 @@ static struct vmproc *boot_paused_with_drive(const char *sock, const char *drive
 	return a;
 }
 
+/* A fresh thaw on `sock` refuses PUT /snapshot/load `json` (400), and its log says
+ * `needle`. */
+static void load_refused_saying(const char *sock, const char *json, const char *needle)
+{
+	char body[8192];
+	struct vmproc *a = thaw_api(sock);
+
+	assert_int_equal(harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body)),
+			 400);
+	vmproc_stop(a); /* stops thaw and keeps what it said */
+	if (!strstr(a->err, needle))
+		fail_msg("the refusal does not say \"%s\": %s", needle, a->err);
+	free(a);
+}
+
 /* A clone's drive on its own thin overlay, made by thaw at the load (drive_overrides'
  * overlay_of): the overlay is a new qcow2 file over the base, the clone's snapshot names
  * it with the qcow2 format, and an overlay path that exists already is refused (the
@@ -282,16 +297,11 @@ static void load_makes_a_drive_overlay_over_the_base(void **state)
 		fail_msg("%s is not an overlay over %s", ovl, base);
 	}
 	/* the overlay exists now: a second load onto it is refused before anything runs */
-	a = thaw_api(s2);
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"resume_vm\": true, \"drive_overrides\": "
 		 "[{\"drive_id\": \"d0\", \"path_on_host\": \"%s\", \"overlay_of\": \"%s\"}]}",
 		 snap, ovl, base);
-	assert_int_equal(harness_http(s2, "PUT", "/snapshot/load", json, body, sizeof(body)), 400);
-	vmproc_stop(a);
-	if (!strstr(a->err, "clone.qcow2"))
-		fail_msg("the refusal does not name the overlay: %s", a->err);
-	free(a);
+	load_refused_saying(s2, json, "clone.qcow2");
 }
 
 /* An external disk checkpoint (snapshot/create's disk_checkpoint External): the qcow2
@@ -315,11 +325,10 @@ static void disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base(voi
 		 base);
 	assert_int_equal(system(cmd), 0);
 	a = boot_paused_with_drive(s1, base);
-	assert_int_equal(
-	    harness_http(s1, "PUT", "/snapshot/create",
-			 "{\"snapshot_path\": \"/x\", \"disk_checkpoint\": \"Both\"}", body,
-			 sizeof(body)),
-	    400);
+	assert_int_equal(harness_http(s1, "PUT", "/snapshot/create",
+				      "{\"snapshot_path\": \"/x\", \"disk_checkpoint\": \"Both\"}",
+				      body, sizeof(body)),
+			 400);
 	assert_non_null(strstr(body, "disk_checkpoint"));
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"disk_checkpoint\": "
@@ -366,12 +375,7 @@ static void disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base(voi
 	}
 	unlink(ovl);
 	snprintf(s1, sizeof(s1), "%s/k3.sock", dir);
-	a = thaw_api(s1);
-	assert_int_equal(harness_http(s1, "PUT", "/snapshot/load", json, body, sizeof(body)), 400);
-	vmproc_stop(a);
-	if (!strstr(a->err, "not the image the snapshot was taken with"))
-		fail_msg("the refusal does not say why: %s", a->err);
-	free(a);
+	load_refused_saying(s1, json, "not the image the snapshot was taken with");
 }
 
 /* An internal disk checkpoint (disk_checkpoint Internal): a snapshot inside the qcow2
