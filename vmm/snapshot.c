@@ -68,6 +68,28 @@ void vm_restore_plan_free(struct vm *vm)
 	vm->plan = NULL;
 }
 
+/* Gives the whole pages inside [p, p + len) back to the kernel and keeps the allocation:
+ * they read as zero afterwards, and cost nothing until written again. */
+static void release_pages(void *p, size_t len)
+{
+	const uintptr_t page = 4096;
+	uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
+	uintptr_t b = ((uintptr_t)p + len) & ~(page - 1);
+
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void vm_restore_plan_trim(struct vm *vm)
+{
+	struct vm_restore_plan *p = vm->plan;
+
+	if (!p)
+		return;
+	release_pages(p->store.buf, p->store.cap);
+	release_pages(p->vcpu, VMM_MAX_VCPUS * sizeof(*p->vcpu));
+}
+
 /* ---------------------------------------------------------------- save */
 
 static void fill_machine(struct vm *vm, struct snap_machine *m)

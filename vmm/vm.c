@@ -1084,6 +1084,8 @@ int vm_launch(struct vm *vm, bool paused)
 		vm_request_exit(vm, VMM_EXIT_INTERNAL, "the main thread could not be sealed");
 		return -EPERM;
 	}
+	if (vm->times.restore_start_ns)
+		vm_restore_plan_trim(vm);
 	if (vm->timing && vm->times.restore_start_ns)
 		print_restore_timing(vm);
 	return 0;
