@@ -88,7 +88,8 @@ int oci_state_save(const char *path, const struct oci_state *s)
 	ann = json_tokener_parse(s->annotations[0] ? s->annotations : "{}");
 	json_object_object_add(o, "annotations", ann ? ann : json_object_new_object());
 	/* Written aside and renamed: a crash leaves the old state or the new, never half. */
-	ret = api_json_write_file(path, o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	ret = api_json_write_file(path, o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+				  true);
 	json_object_put(o);
 	return ret;
 }

@@ -1055,6 +1055,27 @@ static void print_restore_timing(const struct vm *vm)
 #undef US
 }
 
+/* What vm_launch leaves to the main loop, run before its next wait: after the API's
+ * reply to the load that launched, so neither delays it. Every ring of this VM exists
+ * and the process builds no other VM: from here the main thread makes and changes no
+ * io_uring (vmm/seccomp.c). Installing a filter is a BPF JIT compile (0.05-0.2 ms on
+ * PVM) the guest and the client need not wait for; until then the main thread only
+ * sends that reply and finishes its round, and no request can build a ring after the
+ * launch (the API refuses boots and loads once one ran). The vCPU threads are not
+ * sealed by it and need not be: their own filter allows neither call. Then the
+ * restore's scratch goes back to the kernel. */
+static void launch_finish(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	if (vmm_seccomp_seal_rings()) {
+		vm_request_exit(vm, VMM_EXIT_INTERNAL, "the main thread could not be sealed");
+		return;
+	}
+	if (vm->times.restore_start_ns)
+		vm_restore_plan_trim(vm);
+}
+
 int vm_launch(struct vm *vm, bool paused)
 {
 	if (vmm_console_open(&vm->console, vm, vm->console_in_spec))
@@ -1074,18 +1095,8 @@ int vm_launch(struct vm *vm, bool paused)
 	/* The uffd stall detector reads it from its own thread. */
 	__atomic_store_n(&vm->times.running_ns, now_ns(), __ATOMIC_RELEASE);
 	DTRACE_PROBE(thaw, running);
-	/* Every ring of this VM exists and the process builds no other VM: from here
-	 * the main thread makes and changes no io_uring (vmm/seccomp.c). Sealed right
-	 * after the vCPUs are let go, not before: installing a filter is a BPF JIT
-	 * compile (0.05-0.2 ms on PVM) the guest need not wait for, and nothing the
-	 * guest does reaches this thread before it returns to its loop. The vCPU threads
-	 * are not sealed by it and need not be: their own filter allows neither call. */
-	if (vmm_seccomp_seal_rings()) {
-		vm_request_exit(vm, VMM_EXIT_INTERNAL, "the main thread could not be sealed");
-		return -EPERM;
-	}
-	if (vm->times.restore_start_ns)
-		vm_restore_plan_trim(vm);
+	vm->loop.before_wait = launch_finish;
+	vm->loop.before_wait_opaque = vm;
 	if (vm->timing && vm->times.restore_start_ns)
 		print_restore_timing(vm);
 	return 0;

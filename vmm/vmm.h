@@ -427,6 +427,10 @@ struct vmm_loop {
 	void (*idle)(void *opaque);
 	void *idle_opaque;
 	uint64_t idle_ran_ns; /* CLOCK_MONOTONIC of its last run */
+	/* Runs once before the next wait, then is cleared: work that must not delay what
+	 * the current round answers (vm_launch's seal comes after the API's reply). */
+	void (*before_wait)(void *opaque);
+	void *before_wait_opaque;
 	struct vmm_loop_entry entries[VMM_LOOP_MAX];
 };
 
@@ -999,9 +1003,10 @@ int vmm_seccomp_prepare(void);
  * "thaw: seccomp: refused syscall NR (NAME) ..." and the process dies of SIGSYS. */
 int vmm_seccomp_install(enum vmm_seccomp_thread kind);
 /* Stacks on the calling thread a filter refusing io_uring_setup and io_uring_register:
- * no ring may be made or changed any more. vm_launch calls it on the main thread once
- * the VM's rings exist (drives, uffd handler), right after letting the vCPUs go (their
- * own filters refuse both calls); threads made later inherit it. Again on the same
+ * no ring may be made or changed any more. vm_launch has the main loop call it on the main thread
+ * once the VM's rings exist (drives, uffd handler), before its next wait, so after the
+ * vCPUs go and after the reply to the API request that launched (the vCPU threads' own
+ * filters refuse both calls); threads made later inherit it. Again on the same
  * thread, or with seccomp off: a no-op. 0, or -errno (logged): the VM must end. */
 int vmm_seccomp_seal_rings(void);
 /* True once vmm_seccomp_prepare succeeded. */
