@@ -1241,6 +1241,11 @@ static int cmd_features(struct ctx *c, int argc, char **argv)
 	    "system (required)\",\n"
 	    "    \"org.thaw.clock-realtime\": \"true: advance the guest clock to host time "
 	    "at the restore\",\n"
+	    "    \"org.thaw.drive.<id>\": \"the base image of the snapshot's drive <id>, a "
+	    "path inside the root file system; each container writes its own qcow2 "
+	    "overlay\",\n"
+	    "    \"org.thaw.net.<id>\": \"the pod namespace's interface tied to the tap of "
+	    "the snapshot's interface <id> (default eth0 when there is one), or none\",\n"
 	    "    \"org.thaw.oci.version\": \"" VERSION "\"\n"
 	    "  }\n"
 	    "}\n";
