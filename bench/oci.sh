@@ -66,6 +66,7 @@ cleanup() {
 	"${PM[@]}" rm -af -t 0 >/dev/null 2>&1
 	grep -o " $W/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
 	rm -rf "$W"
+	rmdir /sys/fs/cgroup/*/thaw-ocibench 2>/dev/null # the containers' parent, now empty
 }
 PM=(podman --root "$W/pm/root" --runroot "$W/pm/run" --tmpdir "$W/pm/tmp" --storage-driver vfs
 	--cgroup-manager cgroupfs --events-backend file)
