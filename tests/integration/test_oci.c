@@ -871,8 +871,14 @@ static int containerd_setup(void)
 	       "umoci config --image img:snap --config.cmd /fn "
 	       "--config.label org.thaw.snapshot=/base.snap; "
 	       "tar -C img -cf snap-oci.tar .; "
-	       "%s images import --base-name thaw/probe --index-name thaw/probe:1 snap-oci.tar",
-	       dir, rootfs, ctr)) {
+	       "%s images import --base-name thaw/probe --index-name thaw/probe:1 snap-oci.tar; "
+	       /* and one whose snapshot has a drive (its base beside it), a NIC and vsock */
+	       "umoci init --layout img2; umoci new --image img2:dev; "
+	       "umoci unpack --image img2:dev ud; cp %s/net.snap %s/disk.raw ud/rootfs/; "
+	       "umoci repack --image img2:dev ud; umoci config --image img2:dev --config.cmd /fn; "
+	       "tar -C img2 -cf dev-oci.tar .; "
+	       "%s images import --base-name thaw/dev --index-name thaw/dev:1 dev-oci.tar",
+	       dir, rootfs, ctr, rootfs, rootfs, ctr)) {
 		fprintf(stderr, "containerd setup: %s\n", out);
 		return -1;
 	}
@@ -988,6 +994,75 @@ static void containerd_detached_task_life_cycle(void **state)
 	assert_non_null(strstr(out, "137"));
 	assert_int_equal(sh(out, sizeof(out), "%s container delete det", ctr), 0);
 	cd_nothing_left(pid);
+}
+
+/* A snapshot with devices through containerd: `ctr run -d` of an image holding the
+ * snapshot and its drive's base, with the device annotations, the pod's network
+ * namespace (`--with-ns`), the run's arguments and an env variable: the tap is in the
+ * pod's namespace tied to its eth0, the drive's overlay in the jail, the clone's MMDS
+ * holds what ctr made of the image's Cmd, the run's args and env; kill and delete
+ * through the shim leave no jail, tap or redirect. */
+static void containerd_runs_a_snapshot_with_devices_in_a_pod_netns(void **state)
+{
+	char out[8192], sock[PATH_MAX + 64], body[8192];
+	json_object *o, *v;
+	pid_t pid;
+
+	if (!have_containerd)
+		skip();
+	pod_netns();
+	if (sh(out, sizeof(out),
+	       "%s run --snapshotter native --runc-binary %s --runc-root %s/cd/runc -d --null-io "
+	       "--annotation org.thaw.snapshot=/net.snap --annotation org.thaw.drive.d0=/disk.raw "
+	       "--with-ns network:/var/run/netns/" POD_NS " --env GREETING=hi thaw/dev:1 devc "
+	       "/fn --port 8080",
+	       ctr, oci, dir))
+		fail_msg("ctr run: %s", out);
+	pid = task_pid("devc");
+	assert_true(pid > 0);
+	assert_int_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show | grep -c thaw-"), 0);
+	assert_string_equal(out, "1\n");
+	assert_int_equal(sh(out, sizeof(out), "tc -n " POD_NS " filter show dev eth0 ingress"), 0);
+	assert_non_null(strstr(out, "mirred (Egress Redirect to device thaw-"));
+	/* the jail: its API socket, the drive's overlay and base, the vsock socket */
+	assert_int_equal(sh(out, sizeof(out), "find %s/cd/runc/default/jails -name api.sock", dir),
+			 0);
+	out[strcspn(out, "\n")] = '\0';
+	snprintf(sock, sizeof(sock), "%.*s", (int)(sizeof(sock) - 1), out);
+	assert_int_equal(sh(out, sizeof(out), "cd $(dirname %s) && ls", sock), 0);
+	assert_non_null(strstr(out, "drive-d0.qcow2"));
+	assert_non_null(strstr(out, "drive-d0.base"));
+	assert_non_null(strstr(out, "vsock.sock"));
+	/* what containerd made of the process reached the clone */
+	assert_int_equal(harness_http(sock, "GET", "/mmds", NULL, body, sizeof(body)), 200);
+	o = json_tokener_parse(body);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "oci", &v));
+	assert_true(json_object_object_get_ex(v, "args", &v));
+	assert_string_equal(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE),
+			    "[\"/fn\",\"--port\",\"8080\"]");
+	json_object_object_get_ex(o, "oci", &v);
+	assert_true(json_object_object_get_ex(v, "env", &v));
+	assert_true(json_object_object_get_ex(v, "GREETING", &v));
+	assert_string_equal(json_object_get_string(v), "hi");
+	json_object_put(o);
+
+	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL devc", ctr), 0);
+	wait_gone(pid);
+	for (int i = 0; i < 500; i++) {
+		sh(out, sizeof(out), "%s task ls | grep '^devc '", ctr);
+		if (strstr(out, "STOPPED"))
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s task delete devc", ctr), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s container delete devc", ctr), 0);
+	cd_nothing_left(pid);
+	assert_int_not_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show | grep thaw-"), 0);
+	assert_int_not_equal(
+	    sh(out, sizeof(out), "tc -n " POD_NS " qdisc show dev eth0 | grep ingress"), 0);
+	assert_int_equal(sh(out, sizeof(out), "ip netns del " POD_NS), 0);
 }
 
 /* kill -9 of the shim mid-run: containerd's own clean-up (the shim's `delete`, which
@@ -1221,6 +1296,8 @@ static int test_end(void **state)
 	   "for r in %s/oci %s/cd/runc/default /run/thaw-oci; do for c in $(ls $r 2>/dev/null); do "
 	   "[ $c = jails ] || %s --root $r delete --force $c; done; done",
 	   dir, dir, oci);
+	/* the pod namespace of the device tests (its veth pair goes with it) */
+	sh(out, sizeof(out), "ip netns del " POD_NS " 2>/dev/null");
 	return 0;
 }
 
@@ -1255,6 +1332,8 @@ int main(void)
 				      test_end),
 	    cmocka_unit_test_teardown(containerd_detached_task_life_cycle, test_end),
 	    cmocka_unit_test_teardown(containerd_shim_killed_cleanup_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(containerd_runs_a_snapshot_with_devices_in_a_pod_netns,
+				      test_end),
 	    cmocka_unit_test_teardown(podman_run_limits_in_jail_cgroup, test_end),
 	    cmocka_unit_test_teardown(podman_run_interactive_answers, test_end),
 	    cmocka_unit_test_teardown(podman_run_terminal_through_conmon, test_end),
