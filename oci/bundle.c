@@ -236,28 +236,41 @@ static bool dev_id_ok(const char *s)
 	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
 }
 
-/* org.thaw.drive.<id> = the base image's path inside the rootfs. */
-static int parse_drive(const char *key, json_object *val, struct oci_bundle *b, char *err,
-		       size_t errlen)
+/* The <id> of an org.thaw.<kind>.<id> annotation (after `prefix`) and the room for one
+ * more of its kind (`count` so far): 0, or -EINVAL with the reason. */
+static int annot_device(const char *key, const char *prefix, const char *what, unsigned count,
+			char *err, size_t errlen)
 {
-	const char *id = key + strlen(OCI_DRIVE_ANNOT), *path = json_object_get_string(val);
-	struct oci_drive *d;
+	const char *id = key + strlen(prefix);
 
 	if (!dev_id_ok(id))
 		return errf(err, errlen, -EINVAL,
-			    "annotation '%s': '%s' is not a drive id (1-%d letters, digits, '_', "
-			    "'-')",
-			    key, id, OCI_DEV_ID_MAX);
-	if (!json_object_is_type(val, json_type_string) || !*path || strstr(path, ".."))
+			    "annotation '%s': '%s' is not %s id (1-%d letters, digits, '_', '-')",
+			    key, id, what, OCI_DEV_ID_MAX);
+	if (count == OCI_MAX_DEVS)
+		return errf(err, errlen, -EINVAL, "more than %d %s* annotations", OCI_MAX_DEVS,
+			    prefix);
+	return 0;
+}
+
+/* org.thaw.drive.<id> = the base image's path inside the rootfs. ':' is refused too: it
+ * separates thaw-jailer's --link fields. */
+static int parse_drive(const char *key, json_object *val, struct oci_bundle *b, char *err,
+		       size_t errlen)
+{
+	const char *path = json_object_get_string(val);
+	struct oci_drive *d;
+
+	if (annot_device(key, OCI_DRIVE_ANNOT, "a drive", b->n_drives, err, errlen))
+		return -EINVAL;
+	if (!json_object_is_type(val, json_type_string) || !*path || strstr(path, "..") ||
+	    strchr(path, ':'))
 		return errf(err, errlen, -EINVAL,
 			    "annotation '%s': the drive's base image, a path inside the root file "
-			    "system without '..'",
+			    "system without '..' or ':'",
 			    key);
-	if (b->n_drives == OCI_MAX_DEVS)
-		return errf(err, errlen, -EINVAL, "more than %d org.thaw.drive.* annotations",
-			    OCI_MAX_DEVS);
 	d = &b->drives[b->n_drives++];
-	snprintf(d->id, sizeof(d->id), "%s", id);
+	snprintf(d->id, sizeof(d->id), "%s", key + strlen(OCI_DRIVE_ANNOT));
 	if (snprintf(d->base, sizeof(d->base), "%s/%s", b->rootfs, path + (*path == '/')) >=
 	    (int)sizeof(d->base))
 		return errf(err, errlen, -EINVAL, "annotation '%s': too long", key);
@@ -268,26 +281,19 @@ static int parse_drive(const char *key, json_object *val, struct oci_bundle *b, 
 static int parse_net(const char *key, json_object *val, struct oci_bundle *b, char *err,
 		     size_t errlen)
 {
-	const char *id = key + strlen(OCI_NET_ANNOT), *link = json_object_get_string(val);
+	const char *link = json_object_get_string(val);
 	struct oci_net *n;
 
-	if (!dev_id_ok(id))
-		return errf(err, errlen, -EINVAL,
-			    "annotation '%s': '%s' is not an interface id (1-%d letters, digits, "
-			    "'_', '-')",
-			    key, id, OCI_DEV_ID_MAX);
+	if (annot_device(key, OCI_NET_ANNOT, "an interface", b->n_nets, err, errlen))
+		return -EINVAL;
 	if (!json_object_is_type(val, json_type_string) || !*link ||
-	    strlen(link) > OCI_IFNAME_MAX || strchr(link, '/') || strspn(link, " \t\n") ||
-	    strcspn(link, " \t\n:") != strlen(link))
+	    strlen(link) > OCI_IFNAME_MAX || strcspn(link, " \t\n/:") != strlen(link))
 		return errf(err, errlen, -EINVAL,
 			    "annotation '%s': the pod's interface name (1-%d characters) or "
 			    "'none'",
 			    key, OCI_IFNAME_MAX);
-	if (b->n_nets == OCI_MAX_DEVS)
-		return errf(err, errlen, -EINVAL, "more than %d org.thaw.net.* annotations",
-			    OCI_MAX_DEVS);
 	n = &b->nets[b->n_nets++];
-	snprintf(n->id, sizeof(n->id), "%s", id);
+	snprintf(n->id, sizeof(n->id), "%s", key + strlen(OCI_NET_ANNOT));
 	snprintf(n->link, sizeof(n->link), "%s", strcmp(link, "none") ? link : "");
 	return 0;
 }

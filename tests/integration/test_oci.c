@@ -491,30 +491,29 @@ static void sector5(const char *img, char *out, size_t len)
 	unlink(raw);
 }
 
-/* The MMDS store of a clone, through its API socket: process.args, env and cwd, and the
- * container's id, under "oci". */
-static void assert_process_in_mmds(const char *api_sock, const char *id)
+/* The "oci" member of a clone's MMDS store (GET /mmds on its API socket), where create
+ * puts process.args, env and cwd and the container's id; *store is the caller's to put. */
+static json_object *mmds_oci(const char *api_sock, json_object **store)
 {
 	char body[8192];
-	json_object *o, *oci_obj, *v;
+	json_object *v;
 
 	assert_int_equal(harness_http(api_sock, "GET", "/mmds", NULL, body, sizeof(body)), 200);
-	o = json_tokener_parse(body);
-	assert_non_null(o);
-	assert_true(json_object_object_get_ex(o, "oci", &oci_obj));
-	assert_true(json_object_object_get_ex(oci_obj, "args", &v));
-	assert_string_equal(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
-								  JSON_C_TO_STRING_NOSLASHESCAPE),
-			    "[\"/fn\",\"--port\",\"8080\"]");
-	assert_true(json_object_object_get_ex(oci_obj, "env", &v));
-	assert_string_equal(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
-								  JSON_C_TO_STRING_NOSLASHESCAPE),
-			    "{\"PATH\":\"/bin\",\"GREETING\":\"hello world\"}");
-	assert_true(json_object_object_get_ex(oci_obj, "cwd", &v));
-	assert_string_equal(json_object_get_string(v), "/srv");
-	assert_true(json_object_object_get_ex(oci_obj, "id", &v));
-	assert_string_equal(json_object_get_string(v), id);
-	json_object_put(o);
+	*store = json_tokener_parse(body);
+	assert_non_null(*store);
+	assert_true(json_object_object_get_ex(*store, "oci", &v));
+	return v;
+}
+
+/* Member `key` of `o` as compact JSON text ("" when absent). */
+static const char *member(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return "";
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+						     JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
 #define PROCESS_WITH_ARGS                                                                          \
@@ -528,6 +527,7 @@ static void assert_process_in_mmds(const char *api_sock, const char *id)
 static void drives_get_an_overlay_per_container_removed_at_delete(void **state)
 {
 	char out[8192], base[PATH_MAX], img[PATH_MAX + 64], sock[PATH_MAX + 64];
+	json_object *mroot, *mo;
 	struct vmproc *p1, *p2;
 	pid_t pid1, pid2;
 
@@ -550,7 +550,12 @@ static void drives_get_an_overlay_per_container_removed_at_delete(void **state)
 			fail_msg("overlay %s is not over %s: %s", img, base, out);
 	}
 	snprintf(sock, sizeof(sock), "%s/drv1/api.sock", root);
-	assert_process_in_mmds(sock, "drv1");
+	mo = mmds_oci(sock, &mroot);
+	assert_string_equal(member(mo, "args"), "[\"/fn\",\"--port\",\"8080\"]");
+	assert_string_equal(member(mo, "env"), "{\"PATH\":\"/bin\",\"GREETING\":\"hello world\"}");
+	assert_string_equal(member(mo, "cwd"), "\"/srv\"");
+	assert_string_equal(member(mo, "id"), "\"drv1\"");
+	json_object_put(mroot);
 
 	assert_int_equal(sh(out, sizeof(out), "%s --root %s start drv1", oci, root), 0);
 	assert_int_equal(vmproc_ask(p1, "ping", "PROBE pong", TMO, NULL, 0), 0);
@@ -614,6 +619,17 @@ static void pod_netns(void)
 	       "ip -n " POD_NS " link set thawoci-p name eth0 && ip -n " POD_NS
 	       " link set eth0 up && ip link set thawoci-h up"))
 		fail_msg("making the pod's namespace: %s", out);
+}
+
+/* No tap and no redirect of ours is left in the pod's namespace; then it is removed. */
+static void pod_netns_clean_and_gone(void)
+{
+	char out[4096];
+
+	assert_int_not_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show | grep thaw-"), 0);
+	assert_int_not_equal(
+	    sh(out, sizeof(out), "tc -n " POD_NS " qdisc show dev eth0 | grep ingress"), 0);
+	assert_int_equal(sh(out, sizeof(out), "ip netns del " POD_NS), 0);
 }
 
 /* A snapshot with a drive, an interface and vsock in a bundle with the pod's network
@@ -700,12 +716,9 @@ static void tap_in_pod_netns_carries_frames_both_ways(void **state)
 		fail_msg("the guest's frame did not leave the pod");
 
 	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force pod1", oci, root), 0);
-	assert_int_not_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show | grep thaw-"), 0);
-	assert_int_not_equal(
-	    sh(out, sizeof(out), "tc -n " POD_NS " qdisc show dev eth0 | grep ingress"), 0);
 	assert_nothing_left(root, "thaw-oci", pid);
 	harness_end(p);
-	assert_int_equal(sh(out, sizeof(out), "ip netns del " POD_NS), 0);
+	pod_netns_clean_and_gone();
 }
 
 /* Bad bundles: create exits non-zero, says why on stderr and in the JSON log, and leaves
@@ -915,6 +928,26 @@ static void cd_nothing_left(pid_t pid)
 			 1);
 }
 
+/* ctr task kill -s SIGKILL, then task delete (which reports the VMM's 137) and container
+ * delete: nothing of the container `id` (VMM `pid`) is left. */
+static void cd_kill_delete(const char *id, pid_t pid)
+{
+	char out[4096];
+
+	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL %s", ctr, id), 0);
+	wait_gone(pid);
+	for (int i = 0; i < 500; i++) {
+		sh(out, sizeof(out), "%s task ls | grep '^%s '", ctr, id);
+		if (strstr(out, "STOPPED"))
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s task delete %s", ctr, id), 0);
+	assert_non_null(strstr(out, "137"));
+	assert_int_equal(sh(out, sizeof(out), "%s container delete %s", ctr, id), 0);
+	cd_nothing_left(pid);
+}
+
 /* ctr run in the foreground: the guest answers on the task's stdio, `ctr task kill`
  * ends it with the VMM's status, --rm leaves nothing. */
 static void containerd_ctr_run_answers_and_exit_status_propagates(void **state)
@@ -982,18 +1015,7 @@ static void containerd_detached_task_life_cycle(void **state)
 		snprintf(want, sizeof(want), "%d", (int)pid);
 		assert_non_null(strstr(out, want));
 	}
-	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL det", ctr), 0);
-	wait_gone(pid);
-	for (int i = 0; i < 500; i++) {
-		sh(out, sizeof(out), "%s task ls | grep '^det '", ctr);
-		if (strstr(out, "STOPPED"))
-			break;
-		usleep(10000);
-	}
-	assert_int_equal(sh(out, sizeof(out), "%s task delete det", ctr), 0);
-	assert_non_null(strstr(out, "137"));
-	assert_int_equal(sh(out, sizeof(out), "%s container delete det", ctr), 0);
-	cd_nothing_left(pid);
+	cd_kill_delete("det", pid);
 }
 
 /* A snapshot with devices through containerd: `ctr run -d` of an image holding the
@@ -1004,7 +1026,7 @@ static void containerd_detached_task_life_cycle(void **state)
  * through the shim leave no jail, tap or redirect. */
 static void containerd_runs_a_snapshot_with_devices_in_a_pod_netns(void **state)
 {
-	char out[8192], sock[PATH_MAX + 64], body[8192];
+	char out[8192], sock[PATH_MAX + 64];
 	json_object *o, *v;
 	pid_t pid;
 
@@ -1034,35 +1056,14 @@ static void containerd_runs_a_snapshot_with_devices_in_a_pod_netns(void **state)
 	assert_non_null(strstr(out, "drive-d0.base"));
 	assert_non_null(strstr(out, "vsock.sock"));
 	/* what containerd made of the process reached the clone */
-	assert_int_equal(harness_http(sock, "GET", "/mmds", NULL, body, sizeof(body)), 200);
-	o = json_tokener_parse(body);
-	assert_non_null(o);
-	assert_true(json_object_object_get_ex(o, "oci", &v));
-	assert_true(json_object_object_get_ex(v, "args", &v));
-	assert_string_equal(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
-								  JSON_C_TO_STRING_NOSLASHESCAPE),
-			    "[\"/fn\",\"--port\",\"8080\"]");
-	json_object_object_get_ex(o, "oci", &v);
+	v = mmds_oci(sock, &o);
+	assert_string_equal(member(v, "args"), "[\"/fn\",\"--port\",\"8080\"]");
 	assert_true(json_object_object_get_ex(v, "env", &v));
-	assert_true(json_object_object_get_ex(v, "GREETING", &v));
-	assert_string_equal(json_object_get_string(v), "hi");
+	assert_string_equal(member(v, "GREETING"), "\"hi\"");
 	json_object_put(o);
 
-	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL devc", ctr), 0);
-	wait_gone(pid);
-	for (int i = 0; i < 500; i++) {
-		sh(out, sizeof(out), "%s task ls | grep '^devc '", ctr);
-		if (strstr(out, "STOPPED"))
-			break;
-		usleep(10000);
-	}
-	assert_int_equal(sh(out, sizeof(out), "%s task delete devc", ctr), 0);
-	assert_int_equal(sh(out, sizeof(out), "%s container delete devc", ctr), 0);
-	cd_nothing_left(pid);
-	assert_int_not_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show | grep thaw-"), 0);
-	assert_int_not_equal(
-	    sh(out, sizeof(out), "tc -n " POD_NS " qdisc show dev eth0 | grep ingress"), 0);
-	assert_int_equal(sh(out, sizeof(out), "ip netns del " POD_NS), 0);
+	cd_kill_delete("devc", pid);
+	pod_netns_clean_and_gone();
 }
 
 /* kill -9 of the shim mid-run: containerd's own clean-up (the shim's `delete`, which

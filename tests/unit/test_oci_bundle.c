@@ -259,6 +259,7 @@ static void device_annotations_become_drives_and_nets(void **state)
 	assert_non_null(strstr(err, "not a drive id"));
 	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.drive.d0\": \"/../etc/passwd\"}}"), -EINVAL);
 	assert_non_null(strstr(err, "without '..'"));
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.drive.d0\": \"/a:b\"}}"), -EINVAL);
 	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.drive.d0\": \"\"}}"), -EINVAL);
 	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.net.eth0\": \"a-name-far-too-long\"}}"),
 			 -EINVAL);
@@ -311,38 +312,39 @@ static void bundle_must_match_the_snapshots_devices(void **state)
 	d.dev[2].kind = OCI_DEV_VSOCK;
 	snprintf(d.dev[2].id, sizeof(d.dev[2].id), "vsock");
 	d.n = 3;
-	/* a drive with no base image named */
-	assert_int_equal(parse(HEAD ", \"linux\": {\"namespaces\": [{\"type\": \"network\", "
-				    "\"path\": \"/run/netns/p\"}]}}"),
-			 0);
-	assert_int_equal(oci_bundle_match(&b, &d, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "the snapshot has drive 'd0': annotation org.thaw.drive.d0"));
-	/* an interface without a namespace to put its tap in */
-	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\"}}"), 0);
-	assert_int_equal(oci_bundle_match(&b, &d, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "network interface 'eth0': the bundle must give a network "
-				    "namespace path"));
-	/* both: matched (the vsock needs nothing from the bundle) */
-	assert_int_equal(parse(HEAD_ANN
-			       ", \"org.thaw.drive.d0\": \"/d\"}, \"linux\": {\"namespaces\": "
-			       "[{\"type\": \"network\", \"path\": \"/run/netns/p\"}]}}"),
-			 0);
-	assert_int_equal(oci_bundle_match(&b, &d, err, sizeof(err)), 0);
-	/* annotations naming devices the snapshot does not have */
-	assert_int_equal(parse(HEAD_ANN
-			       ", \"org.thaw.drive.d0\": \"/d\", \"org.thaw.drive.d1\": "
-			       "\"/d\"}, \"linux\": {\"namespaces\": [{\"type\": \"network\", "
-			       "\"path\": \"/run/netns/p\"}]}}"),
-			 0);
-	assert_int_equal(oci_bundle_match(&b, &d, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "the snapshot has no drive 'd1'"));
-	assert_int_equal(parse(HEAD_ANN
-			       ", \"org.thaw.drive.d0\": \"/d\", \"org.thaw.net.eth9\": "
-			       "\"eth0\"}, \"linux\": {\"namespaces\": [{\"type\": \"network\", "
-			       "\"path\": \"/run/netns/p\"}]}}"),
-			 0);
-	assert_int_equal(oci_bundle_match(&b, &d, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "no network interface 'eth9'"));
+	static const struct {
+		const char *config;
+		const char *why; /* NULL: matched */
+	} cases[] = {
+	    /* a drive with no base image named */
+	    {HEAD ", \"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+		  "\"/run/netns/p\"}]}}",
+	     "the snapshot has drive 'd0': annotation org.thaw.drive.d0"},
+	    /* an interface without a namespace to put its tap in */
+	    {HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\"}}",
+	     "network interface 'eth0': the bundle must give a network namespace path"},
+	    /* both: matched (the vsock needs nothing from the bundle) */
+	    {HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\"}, \"linux\": {\"namespaces\": "
+		      "[{\"type\": \"network\", \"path\": \"/run/netns/p\"}]}}",
+	     NULL},
+	    /* annotations naming devices the snapshot does not have */
+	    {HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\", \"org.thaw.drive.d1\": \"/d\"}, "
+		      "\"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+		      "\"/run/netns/p\"}]}}",
+	     "the snapshot has no drive 'd1'"},
+	    {HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\", \"org.thaw.net.eth9\": \"eth0\"}, "
+		      "\"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+		      "\"/run/netns/p\"}]}}",
+	     "no network interface 'eth9'"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(cases[i].config), 0);
+		assert_int_equal(oci_bundle_match(&b, &d, err, sizeof(err)),
+				 cases[i].why ? -EINVAL : 0);
+		if (cases[i].why && !strstr(err, cases[i].why))
+			fail_msg("case %zu: '%s' does not say '%s'", i, err, cases[i].why);
+	}
 	/* a snapshot without devices takes a bundle without device annotations */
 	d.n = 0;
 	assert_int_equal(parse(HEAD "}"), 0);
