@@ -14,23 +14,26 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: thaw-pool --state-dir DIR --api-sock PATH [--thaw FILE]\n"
-		   "                 [--log-level error|warn|info|debug]\n"
+		   "                 [--run-dir DIR] [--log-level error|warn|info|debug]\n"
 		   "       thaw-pool --cleanup --state-dir DIR\n"
 		   "  --thaw FILE: the thaw binary of unjailed pools (default: beside thaw-pool);\n"
 		   "  jailed pools use thaw-jailer and thaw-static beside thaw-pool unless their\n"
-		   "  PUT names others. docs/pool.md describes the API.\n");
+		   "  PUT names others. --run-dir DIR: the processes' sockets and records go\n"
+		   "  there (best a tmpfs), DIR/run becoming a link to it. docs/pool.md\n"
+		   "  describes the API.\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"state-dir", required_argument, NULL, 's'},
 					     {"api-sock", required_argument, NULL, 'a'},
+					     {"run-dir", required_argument, NULL, 'r'},
 					     {"thaw", required_argument, NULL, 't'},
 					     {"cleanup", no_argument, NULL, 'c'},
 					     {"log-level", required_argument, NULL, 'l'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
-	const char *state = NULL, *sock = NULL, *thaw = NULL;
+	const char *state = NULL, *sock = NULL, *thaw = NULL, *run = NULL;
 	char self[PATH_MAX], bindir[PATH_MAX], thawbuf[PATH_MAX + 8];
 	struct poold_opts po;
 	struct poold *d;
@@ -49,6 +52,9 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			thaw = optarg;
+			break;
+		case 'r':
+			run = optarg;
 			break;
 		case 'c':
 			cleanup = true;
@@ -93,6 +99,7 @@ int main(int argc, char **argv)
 		thaw = thawbuf;
 	}
 	po.state_dir = state;
+	po.run_dir = run;
 	po.api_sock = sock;
 	po.thaw = thaw;
 	po.bindir = bindir;

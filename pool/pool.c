@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <poll.h>
@@ -1210,6 +1211,51 @@ static int load_state(struct poold *d)
 	return 0;
 }
 
+/* --run-dir: <state>/run becomes a symlink to `run_dir`, so everything that reads the
+ * state directory (re-adoption, --cleanup) finds the processes there without the flag.
+ * Every clone and prepared process creates and removes a run directory, its sockets
+ * and its record: on ext4, allocating inodes among that many recently deleted ones
+ * (ext4's recently_deleted scan) took as much CPU as all the restores of a 512-clone
+ * burst; a tmpfs has no such cost. An existing symlink is repointed; a real directory
+ * is taken over only when empty (it would hold live processes' sockets). */
+static int link_run_dir(const char *state, const char *run_dir)
+{
+	char link[PATH_MAX + 8], cur[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+	int ret;
+
+	if (run_dir[0] != '/') {
+		log_err("pool: --run-dir %s: give an absolute path", run_dir);
+		return -EINVAL;
+	}
+	if ((ret = pool_mkdirs(run_dir, 0700)))
+		return ret;
+	pool_fmt(link, sizeof(link), "%s/run", state);
+	if (lstat(link, &st) == 0) {
+		if (S_ISLNK(st.st_mode)) {
+			n = readlink(link, cur, sizeof(cur) - 1);
+			if (n >= 0 && (cur[n] = '\0', !strcmp(cur, run_dir)))
+				return 0;
+			if (unlink(link) < 0)
+				goto fail;
+		} else if (!S_ISDIR(st.st_mode) || rmdir(link) < 0) {
+			log_err("pool: --run-dir: %s exists and is not an empty directory (live "
+				"processes? run thaw-pool --cleanup first)",
+				link);
+			return -EEXIST;
+		}
+	} else if (errno != ENOENT) {
+		goto fail;
+	}
+	if (symlink(run_dir, link) == 0)
+		return 0;
+fail:
+	ret = -errno;
+	log_err("pool: --run-dir: %s -> %s: %s", link, run_dir, strerror(errno));
+	return ret;
+}
+
 int pool_cleanup(const char *state_dir, const char *bindir)
 {
 	char dir[PATH_MAX + 16];
@@ -1262,6 +1308,8 @@ int poold_create(const struct poold_opts *o, struct poold **out)
 		goto err;
 	pool_fmt(dir, sizeof(dir), "%s/pools", d->state_dir);
 	if ((ret = pool_mkdirs(dir, 0700)))
+		goto err;
+	if (o->run_dir && (ret = link_run_dir(d->state_dir, o->run_dir)))
 		goto err;
 	pool_fmt(dir, sizeof(dir), "%s/run", d->state_dir);
 	if ((ret = pool_mkdirs(dir, 0700)))

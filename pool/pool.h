@@ -116,6 +116,9 @@ struct poold;
 
 struct poold_opts {
 	const char *state_dir; /* created when missing */
+	/* NULL, or where the processes' run directories go instead of <state_dir>/run,
+	 * which becomes a symlink to it (created when missing; see pool_link_run_dir) */
+	const char *run_dir;
 	const char *api_sock;
 	const char *thaw;   /* the thaw binary for unjailed pools */
 	const char *bindir; /* where thaw-jailer and thaw-static are looked for */

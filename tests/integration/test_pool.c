@@ -39,6 +39,7 @@ static char pool_bin[PATH_MAX];
 /* One thaw-pool, its log in a file (a pipe could fill and stall it). */
 struct poolproc {
 	pid_t pid;
+	char run[160]; /* "": no --run-dir */
 	char state[160];
 	char sock[160];
 	char log[160];
@@ -69,8 +70,12 @@ static void pool_start(struct poolproc *pp, const char *name, bool fresh)
 			_exit(127);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		execl(pool_bin, pool_bin, "--state-dir", pp->state, "--api-sock", pp->sock,
-		      "--log-level", "info", (char *)NULL);
+		if (pp->run[0])
+			execl(pool_bin, pool_bin, "--state-dir", pp->state, "--api-sock", pp->sock,
+			      "--run-dir", pp->run, "--log-level", "info", (char *)NULL);
+		else
+			execl(pool_bin, pool_bin, "--state-dir", pp->state, "--api-sock", pp->sock,
+			      "--log-level", "info", (char *)NULL);
 		_exit(127);
 	}
 	assert_int_equal(harness_wait_socket(pp->sock), 0);
@@ -669,6 +674,64 @@ static bool is_socket(const char *path)
 	return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/* --run-dir: the processes' sockets and records live there (a tmpfs, in production),
+ * <state>/run links to it, so a restart without the flag re-adopts and --cleanup
+ * finds everything; a state dir whose run directory holds files is not taken over. */
+static void run_dir_holds_the_processes_and_the_state_dir_links_to_it(void **state)
+{
+	static struct poolproc pp; /* test_end reaches it after a failed assert */
+	char link[256], target[256], path[PATH_MAX * 2];
+	json_object *o;
+	struct stat st;
+	ssize_t n;
+	pid_t clone;
+	int status;
+
+	snprintf(pp.run, sizeof(pp.run), "%s/rr-run", dir);
+	pool_start(&pp, "rr", true);
+	snprintf(link, sizeof(link), "%s/run", pp.state);
+	assert_int_equal(lstat(link, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	n = readlink(link, target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_string_equal(target, pp.run);
+	put_pool(&pp, "rr", "\"prepared\": 1");
+	wait_num(&pp, "rr", "prepared", 1);
+	o = clone_n(&pp, "rr", 1, "");
+	clone = (pid_t)jint(nth_clone(o, 0), "pid");
+	snprintf(path, sizeof(path), "%s/%s/api.sock", pp.run, jstr(nth_clone(o, 0), "id"));
+	assert_true(is_socket(path));
+	assert_int_equal(ping(&pp, nth_clone(o, 0)), 0);
+	/* a restart without --run-dir finds the clone through the link */
+	pool_stop(&pp, SIGKILL);
+	pp.run[0] = '\0';
+	pool_start(&pp, "rr", false);
+	assert_int_equal(pool_num(&pp, "rr", "running"), 1);
+	assert_int_equal(ping(&pp, nth_clone(o, 0)), 0);
+	json_object_put(o);
+	/* kill -9, then --cleanup (no flag either) empties the run directory */
+	pool_stop(&pp, SIGKILL);
+	assert_int_equal(pool_cleanup_run(&pp), 0);
+	wait_dead(clone);
+	snprintf(pp.run, sizeof(pp.run), "%s/rr-run", dir);
+	assert_int_equal(dir_entries(pp.run), 0);
+
+	/* a real run directory with something in it is not replaced by a link */
+	snprintf(path, sizeof(path), "rm -f %s && mkdir -p %s/live && touch %s/live/proc.json",
+		 link, link, link);
+	assert_int_equal(system(path), 0);
+	snprintf(path, sizeof(path),
+		 "%s --state-dir %s --api-sock %s/rr2.sock --run-dir %s >>%s 2>&1", pool_bin,
+		 pp.state, dir, pp.run, pp.log);
+	status = system(path);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+	snprintf(path, sizeof(path), "grep -q 'is not an empty directory' %s", pp.log);
+	assert_int_equal(system(path), 0);
+	assert_int_equal(lstat(link, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+}
+
 static void clones_get_vsock_sockets_of_their_own(void **state)
 {
 	static struct poolproc pp;
@@ -840,6 +903,8 @@ int main(void)
 	    cmocka_unit_test_teardown(restarted_pool_readopts_clones_and_cleans_prepared, test_end),
 	    cmocka_unit_test_teardown(clones_get_vsock_sockets_of_their_own, test_end),
 	    cmocka_unit_test_teardown(cleanup_after_kill9_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(run_dir_holds_the_processes_and_the_state_dir_links_to_it,
+				      test_end),
 	};
 
 	if (!harness_have_kvm())
