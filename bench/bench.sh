@@ -811,19 +811,27 @@ fi
 DISK_CLONES=${DISK_CLONES:-100} DISK_PAIRS=${DISK_PAIRS:-30} DISK_CKPT_ROUNDS=${DISK_CKPT_ROUNDS:-30}
 [[ $MODE == smoke ]] && DISK_CLONES=4 DISK_PAIRS=3 DISK_CKPT_ROUNDS=2
 DISK_TOOL=$top/$B/thaw-disk
+# disk_run SERIES CMD...: CMD's `round=`/`clones=` lines to raw/SERIES.txt and its
+# `pair=` lines to raw/SERIES_overlay.txt, each with rc=0; a failure is a note and rc=1.
+disk_run() {
+	local s=$1
+	shift
+	if "$@" >"$W/dk.out" 2>"$W/dk.err"; then
+		sed -n 's/^\(round\|clones\)=.*/& rc=0/p' "$W/dk.out" >>"$OUT/raw/$s.txt"
+		! grep -q '^pair=' "$W/dk.out" ||
+			sed -n 's/^pair=.*/& rc=0/p' "$W/dk.out" >>"$OUT/raw/${s}_overlay.txt"
+	else
+		note "$s: failed: $(tail -n 1 "$W/dk.err")"
+		echo "rc=1" >>"$OUT/raw/$s.txt"
+	fi
+}
 if [[ $MODE != check ]] && want diskclones; then
 	if command -v qemu-img >/dev/null && command -v fincore >/dev/null && [[ -x $DISK_TOOL ]]; then
 		if (($(runs "$OUT/raw/diskclones.txt") < 1)); then
 			say "diskclones: $DISK_CLONES clones on their own overlays of one base, $DISK_PAIRS overlay pairs"
 			mkdir -p "$W/diskclones"
-			if "$PY" bench/disk_clones.py clones "$THAW" "$DISK_TOOL" "$PROBE" "$W/diskclones" \
-				--clones "$DISK_CLONES" --pairs "$DISK_PAIRS" >"$W/dc.out" 2>"$W/dc.err"; then
-				sed -n 's/^pair=.*/& rc=0/p' "$W/dc.out" >>"$OUT/raw/diskclones_overlay.txt"
-				sed -n 's/^clones=.*/& rc=0/p' "$W/dc.out" >>"$OUT/raw/diskclones.txt"
-			else
-				note "diskclones: failed: $(tail -n 1 "$W/dc.err")"
-				echo "rc=1" >>"$OUT/raw/diskclones.txt"
-			fi
+			disk_run diskclones "$PY" bench/disk_clones.py clones "$THAW" "$DISK_TOOL" "$PROBE" \
+				"$W/diskclones" --clones "$DISK_CLONES" --pairs "$DISK_PAIRS"
 			rm -rf -- "$W/diskclones"
 		fi
 	else
@@ -837,12 +845,10 @@ if [[ $MODE != check ]] && want diskckpt; then
 			say "diskckpt_calls: $((DISK_CKPT_ROUNDS - i)) rounds of the disk calls alone"
 			mkdir -p "$W/dkc"
 			if "$DISK_TOOL" create "$W/dkc/disk.qcow2" 1G >/dev/null &&
-				qemu-io -f qcow2 -c 'write -P 0xab 0 256M' "$W/dkc/disk.qcow2" >/dev/null &&
-				"$top/$B/bench-disk-ckpt" "$W/dkc/disk.qcow2" $((DISK_CKPT_ROUNDS - i)) >"$W/dk.out" 2>"$W/dk.err"; then
-				sed 's/$/ rc=0/' "$W/dk.out" >>"$OUT/raw/diskckpt_calls.txt"
+				qemu-io -f qcow2 -c 'write -P 0xab 0 256M' "$W/dkc/disk.qcow2" >/dev/null; then
+				disk_run diskckpt_calls "$top/$B/bench-disk-ckpt" "$W/dkc/disk.qcow2" $((DISK_CKPT_ROUNDS - i))
 			else
-				note "diskckpt_calls: failed: $(tail -n 1 "$W/dk.err")"
-				echo "rc=1" >>"$OUT/raw/diskckpt_calls.txt"
+				note "diskckpt_calls: making the image failed"
 			fi
 			rm -rf -- "$W/dkc"
 		fi
@@ -852,13 +858,8 @@ if [[ $MODE != check ]] && want diskckpt; then
 			((i < DISK_CKPT_ROUNDS)) || continue
 			say "$s: $((DISK_CKPT_ROUNDS - i)) rounds of plain, external and internal snapshots"
 			mkdir -p "$W/$s"
-			if "$PY" bench/disk_clones.py checkpoint "$THAW" "$DISK_TOOL" "$PROBE" "$W/$s" \
-				--rounds $((DISK_CKPT_ROUNDS - i)) --no-fsync $nf >"$W/dk.out" 2>"$W/dk.err"; then
-				sed -n 's/^round=.*/& rc=0/p' "$W/dk.out" >>"$OUT/raw/$s.txt"
-			else
-				note "$s: failed: $(tail -n 1 "$W/dk.err")"
-				echo "rc=1" >>"$OUT/raw/$s.txt"
-			fi
+			disk_run "$s" "$PY" bench/disk_clones.py checkpoint "$THAW" "$DISK_TOOL" "$PROBE" "$W/$s" \
+				--rounds $((DISK_CKPT_ROUNDS - i)) --no-fsync $nf
 			rm -rf -- "${W:?}/$s"
 		done
 	else
