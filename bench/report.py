@@ -409,6 +409,10 @@ def table(res, meta, rat):
         "external_us", "issue 20: <= 5 ms")
     row("internal checkpoint's disk call alone (snapshot create)", "diskckpt_calls",
         "internal_us", "issue 20: <= 5 ms")
+    for part in ("overlay", "external", "internal"):
+        row("  %s: CPU time of the same calls" % part, "diskckpt_calls", part + "_cpu_us",
+            "no fdatasync: the wall time is CPU" if part == "overlay"
+            else "the rest of the wall time is waiting (fdatasync)")
     for path in PATHS:
         s, direct = "api_128m1v_%s_file" % path, "thaw_128m1v_%s_file" % path
         if s not in res:
