@@ -19,7 +19,10 @@
 #             (what a drive, a net and the entropy device deliver under a bandwidth limit
 #             while the probe floods them, against the limit), disk (the probe's 4 KiB
 #             reads from a raw file, an allocated qcow2 cluster and a qcow2 overlay's
-#             backing file, bench/flood.c --measure), fleet
+#             backing file, bench/flood.c --measure), diskclones (N clones restored
+#             on their own overlays of one base: the base's page cache, PSS, overlay
+#             sizes, the overlay's creation at restore), diskckpt (plain, external and
+#             internal checkpoint snapshots in turn; both bench/disk_clones.py), fleet
 #             (thaw-pool: request .. running/answer with a stocked pool, N clones at once
 #             .. all answered ping, PSS per idle clone, sustained clone rate; bench/fleet.c),
 #             cold (a scattered working set restored from a cold and a warm page cache by
@@ -89,7 +92,7 @@ smoke) RUNS=2 FLOOD_RUNS=1 FLOOD_REQUESTS=500 BOOT_RUNS=2 QEMU_RUNS=1 PERF_RUNS=
 esac
 for g in ${ONLY//,/ }; do
 	case $g in
-	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | ratelimit | disk | fleet | cold) ;;
+	floor | thaw | create | perf | boot | clones | qemu | linux | api | jail | flood | ratelimit | disk | diskclones | diskckpt | fleet | cold) ;;
 	*) echo "bench: --only: unknown group '$g' (see bench/bench.sh)" >&2 && exit 2 ;;
 	esac
 done
@@ -796,6 +799,81 @@ if [[ $MODE != check ]] && want disk; then
 		done
 	else
 		note "disk: qemu-io or thaw-disk missing: no disk group"
+	fi
+fi
+
+# ---- 9e. disks that clone, and what a disk checkpoint costs (issue 20) -------------------
+# bench/disk_clones.py clones: a probe snapshot with a 256 MiB raw base as its drive, then
+# DISK_CLONES clones restored at once, each on its own overlay (overlay-of), each reading
+# the base's first 16 MiB and writing 4 KiB. raw/diskclones.txt: the base's pages in the
+# page cache, the sum of the clones' PSS, each overlay's allocated size and qemu-img check;
+# raw/diskclones_overlay.txt: the restore's devices phase with a ready-made overlay and
+# with overlay-of, in pairs (their difference: the overlay's creation at restore).
+# bench/disk_clones.py checkpoint: a 1 GiB qcow2 with 256 MiB allocated; rounds of a plain
+# snapshot, --snapshot-disks external and internal in turn, as thaw times them.
+# raw/diskckpt.txt (the memory file fsynced, as by default) and raw/diskckpt_nofsync.txt
+# (--snapshot-no-fsync: the disk checkpoint's own syncs without the memory file's);
+# raw/diskckpt_calls.txt: bench/disk_ckpt.c, the same disk calls alone, on such an image
+# (no VM: what the checkpoints add, and the overlay a restore makes).
+# On tmpfs (the nested host's scratch) the base stays whole in memory and fdatasync does
+# nothing: there the page cache and checkpoint figures say little (meta: scratch_fs).
+DISK_CLONES=${DISK_CLONES:-100} DISK_PAIRS=${DISK_PAIRS:-30} DISK_CKPT_ROUNDS=${DISK_CKPT_ROUNDS:-30}
+DISK_BASE_MIB=256
+[[ $MODE == smoke ]] && DISK_CLONES=4 DISK_PAIRS=3 DISK_CKPT_ROUNDS=2 DISK_BASE_MIB=80
+DISK_TOOL=$top/$B/thaw-disk
+# disk_run SERIES CMD...: CMD's `round=`/`clones=` lines to raw/SERIES.txt and its
+# `pair=` lines to raw/SERIES_overlay.txt, each with rc=0; a failure is a note and rc=1.
+disk_run() {
+	local s=$1
+	shift
+	if "$@" >"$W/dk.out" 2>"$W/dk.err"; then
+		sed -n 's/^\(round\|clones\)=.*/& rc=0/p' "$W/dk.out" >>"$OUT/raw/$s.txt"
+		! grep -q '^pair=' "$W/dk.out" ||
+			sed -n 's/^pair=.*/& rc=0/p' "$W/dk.out" >>"$OUT/raw/${s}_overlay.txt"
+	else
+		note "$s: failed: $(tail -n 1 "$W/dk.err")"
+		echo "rc=1" >>"$OUT/raw/$s.txt"
+	fi
+}
+if [[ $MODE != check ]] && want diskclones; then
+	if command -v qemu-img >/dev/null && command -v fincore >/dev/null && [[ -x $DISK_TOOL ]]; then
+		if (($(runs "$OUT/raw/diskclones.txt") < 1)); then
+			say "diskclones: $DISK_CLONES clones on their own overlays of one base, $DISK_PAIRS overlay pairs"
+			mkdir -p "$W/diskclones"
+			disk_run diskclones "$PY" bench/disk_clones.py clones "$THAW" "$DISK_TOOL" "$PROBE" \
+				"$W/diskclones" --clones "$DISK_CLONES" --pairs "$DISK_PAIRS" --base-mib "$DISK_BASE_MIB"
+			rm -rf -- "$W/diskclones"
+		fi
+	else
+		note "diskclones: qemu-img, fincore or thaw-disk missing: no diskclones group"
+	fi
+fi
+if [[ $MODE != check ]] && want diskckpt; then
+	if command -v qemu-io >/dev/null && [[ -x $DISK_TOOL && -x $top/$B/bench-disk-ckpt ]]; then
+		i=$(runs "$OUT/raw/diskckpt_calls.txt")
+		if ((i < DISK_CKPT_ROUNDS)); then
+			say "diskckpt_calls: $((DISK_CKPT_ROUNDS - i)) rounds of the disk calls alone"
+			mkdir -p "$W/dkc"
+			if "$DISK_TOOL" create "$W/dkc/disk.qcow2" 1G >/dev/null &&
+				qemu-io -f qcow2 -c 'write -P 0xab 0 256M' "$W/dkc/disk.qcow2" >/dev/null; then
+				disk_run diskckpt_calls "$top/$B/bench-disk-ckpt" "$W/dkc/disk.qcow2" $((DISK_CKPT_ROUNDS - i))
+			else
+				note "diskckpt_calls: making the image failed"
+			fi
+			rm -rf -- "$W/dkc"
+		fi
+		for nf in 0 1; do
+			s=diskckpt && ((nf)) && s=diskckpt_nofsync
+			i=$(runs "$OUT/raw/$s.txt")
+			((i < DISK_CKPT_ROUNDS)) || continue
+			say "$s: $((DISK_CKPT_ROUNDS - i)) rounds of plain, external and internal snapshots"
+			mkdir -p "$W/$s"
+			disk_run "$s" "$PY" bench/disk_clones.py checkpoint "$THAW" "$DISK_TOOL" "$PROBE" "$W/$s" \
+				--rounds $((DISK_CKPT_ROUNDS - i)) --no-fsync $nf
+			rm -rf -- "${W:?}/$s"
+		done
+	else
+		note "diskckpt: qemu-io, thaw-disk or bench-disk-ckpt missing: no diskckpt group"
 	fi
 fi
 
