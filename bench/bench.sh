@@ -590,6 +590,14 @@ PYEOF
 		pool_stock fr 8 && "$W/bin/fleet" "$sock" fr rate "$FLEET_SECONDS" >"$OUT/raw/fleet_rate.txt" 2>>"$W/fleet.err" || rc=1
 		end fleet_rate
 	fi
+	# The same with one client per core: what the pool sustains on the machine, not the
+	# latency chain of one client waiting for each step.
+	if ! ended fleet_rate_par; then
+		say "fleet_rate_par: $FLEET_SECONDS s of request, answer, delete, $(nproc) clients"
+		pool_stock frp 16 && "$W/bin/fleet" "$sock" frp rate "$FLEET_SECONDS" "$(nproc)" \
+			>"$OUT/raw/fleet_rate_par.txt" 2>>"$W/fleet.err" || rc=1
+		end fleet_rate_par
+	fi
 	kill "$pid" 2>/dev/null
 	wait "$pid"
 	"$W/bin/thaw-pool" --cleanup --state-dir "$pd" 2>>"$W/fleet.err" || rc=1

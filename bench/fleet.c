@@ -11,9 +11,10 @@
  *            n=N answered=A misses=M pss_kb=<median PSS of one idle clone>
  *            guest_pss_kb=<median PSS of its guest RAM> vmm_pss_kb=<median of the rest>
  *            private_dirty_kb=<median> rc=0"; the clones are deleted afterwards.
- *        fleet SOCK POOL_ID rate SECONDS
+ *        fleet SOCK POOL_ID rate SECONDS [CLIENTS]
  *            for SECONDS: request one clone, ping it, delete it, as fast as that goes
- *            (the pool refills meanwhile). One line: "clones=C seconds=S per_s=R rc=0"
+ *            (the pool refills meanwhile), in CLIENTS processes at once (default 1).
+ *            One line: "clones=C seconds=S per_s=R clients=K rc=0"
  * Exit 0 when every clone answered, 1 otherwise, 2 on usage errors.
  */
 #include "api/api.h"
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_CLONES 4096
@@ -324,35 +326,73 @@ static int run_burst(int n)
 	return ok == n ? 0 : 1;
 }
 
-static int run_rate(double seconds)
+/* One client's loop: request one clone, ping it, delete it, until `end`. */
+static void rate_loop(uint64_t end, long long *n, long long *misses, long long *bad)
 {
 	struct clone c;
-	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
-	long long n = 0, misses = 0, bad = 0;
 
 	while (now_ns() < end) {
-		if (post_clones(1, &c, &misses) != 1) {
-			bad++;
+		if (post_clones(1, &c, misses) != 1) {
+			(*bad)++;
 			usleep(1000);
 			continue;
 		}
 		if (ping_all(&c, 1, 30000) == 1)
-			n++;
+			(*n)++;
 		else
-			bad++;
+			(*bad)++;
 		delete_all(&c, 1);
 	}
+}
+
+/* `clients` such loops at once, each its own process (the API client keeps one
+ * response buffer per process): a sequential client measures one request's latency
+ * chain, not what the pool sustains on the machine's cores. */
+static int run_rate(double seconds, int clients)
+{
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
+	long long n = 0, misses = 0, bad = 0;
+	int pfd[2];
+
+	if (pipe(pfd) < 0)
+		return 1;
+	for (int i = 0; i < clients; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			long long r[3] = {0, 0, 0};
+
+			close(pfd[0]);
+			rate_loop(end, &r[0], &r[1], &r[2]);
+			_exit(write(pfd[1], r, sizeof(r)) == sizeof(r) ? 0 : 1);
+		}
+		if (pid < 0)
+			bad++;
+	}
+	close(pfd[1]);
+	for (;;) {
+		long long r[3];
+
+		if (read(pfd[0], r, sizeof(r)) != sizeof(r))
+			break;
+		n += r[0];
+		misses += r[1];
+		bad += r[2];
+	}
+	close(pfd[0]);
+	while (wait(NULL) > 0)
+		;
 	seconds = (double)(now_ns() - t0) / 1e9;
-	printf("clones=%lld seconds=%.3f per_s=%.1f misses=%lld failed=%lld rc=%d\n", n, seconds,
-	       (double)n / seconds, misses, bad, bad ? 1 : 0);
+	printf("clones=%lld seconds=%.3f per_s=%.1f clients=%d misses=%lld failed=%lld rc=%d\n", n,
+	       seconds, (double)n / seconds, clients, misses, bad, bad ? 1 : 0);
 	return bad ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr,
-			"usage: fleet SOCK POOL_ID latency RUNS | burst N | rate SECONDS\n");
+	if (argc != 5 && !(argc == 6 && !strcmp(argv[3], "rate"))) {
+		fprintf(stderr, "usage: fleet SOCK POOL_ID latency RUNS | burst N | "
+				"rate SECONDS [CLIENTS]\n");
 		return 2;
 	}
 	sock_path = argv[1];
@@ -368,8 +408,15 @@ int main(int argc, char **argv)
 		}
 		return run_burst(n);
 	}
-	if (!strcmp(argv[3], "rate"))
-		return run_rate(atof(argv[4]));
+	if (!strcmp(argv[3], "rate")) {
+		int clients = argc == 6 ? atoi(argv[5]) : 1;
+
+		if (clients < 1 || clients > 64) {
+			fprintf(stderr, "fleet: rate CLIENTS: 1 to 64\n");
+			return 2;
+		}
+		return run_rate(atof(argv[4]), clients);
+	}
 	fprintf(stderr, "fleet: unknown mode %s\n", argv[3]);
 	return 2;
 }

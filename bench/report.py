@@ -479,12 +479,13 @@ def table(res, meta, rat):
             "held: PSS %s KiB, RSS %s KiB in all" % (med(res, name, "pss_total_kb"),
                                                      med(res, name, "rss_total_kb")))
     mem = []
-    rate = res.get("fleet_rate", {}).get("metrics", {})
-    if "per_s" in rate:
-        mem.append("fleet sustained (request, answer, delete; refill included): %.1f clones/s "
-                   "over %.1f s (%d clones, %d misses)" % (
-                       rate["per_s"]["median"], rate["seconds"]["median"],
-                       rate["clones"]["median"], rate.get("misses", {}).get("median", 0)))
+    for key, who in (("fleet_rate", "one client"), ("fleet_rate_par", "a client per core")):
+        rate = res.get(key, {}).get("metrics", {})
+        if "per_s" in rate:
+            mem.append("fleet sustained (request, answer, delete; refill included; %s): "
+                       "%.1f clones/s over %.1f s (%d clones, %d misses)" % (
+                           who, rate["per_s"]["median"], rate["seconds"]["median"],
+                           rate["clones"]["median"], rate.get("misses", {}).get("median", 0)))
     for s, label in (("boot_probe_128m1v", "cold-booted probe 128 MiB"),
                      ("thaw_128m1v_plain_file", "restored probe 128 MiB")):
         m = res.get(s, {}).get("metrics", {})
