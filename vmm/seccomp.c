@@ -112,7 +112,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	n = put_num(msg, n, cap, (unsigned)nr, false);
 	n = put_str(msg, n, cap, " (");
 	n = put_str(msg, n, cap,
-		    nr >= 0 && nr < VMM_SECCOMP_NAMES_MAX && vmm_seccomp_syscall_names[nr]
+		    nr >= 0 && nr < VMM_SECCOMP_NAMES_MAX && vmm_seccomp_syscall_names[nr][0]
 			? vmm_seccomp_syscall_names[nr]
 			: "unknown");
 	if (thread_kind >= 0) {

@@ -100,12 +100,12 @@ int main(int argc, char **argv)
 		    out,
 		    "    {insns_%u, sizeof(insns_%u) / sizeof(insns_%u[0]), pid_sites_%u, %d},\n",
 		    f, f, f, f, sites[f]);
-	fprintf(out,
-		"};\n\nconst char *const vmm_seccomp_syscall_names[VMM_SECCOMP_NAMES_MAX] = {\n");
+	fprintf(out, "};\n\nconst char vmm_seccomp_syscall_names[VMM_SECCOMP_NAMES_MAX]"
+		     "[VMM_SECCOMP_NAME_LEN] = {\n");
 	for (int nr = 0; nr < VMM_SECCOMP_NAMES_MAX; nr++) {
 		char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
 
-		if (name)
+		if (name && strlen(name) < VMM_SECCOMP_NAME_LEN)
 			fprintf(out, "    [%d] = \"%s\",\n", nr, name);
 		free(name);
 	}

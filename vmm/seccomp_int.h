@@ -39,7 +39,10 @@ struct vmm_seccomp_bpf {
 };
 
 extern const struct vmm_seccomp_bpf vmm_seccomp_bpf[VMM_SECCOMP_NR_FILTERS];
-/* Syscall names by number (NULL where the build's libseccomp knows none). */
-extern const char *const vmm_seccomp_syscall_names[VMM_SECCOMP_NAMES_MAX];
+/* Syscall names by number ("" where the build's libseccomp knows none). Arrays, not
+ * pointers: a table of pointers in a static-pie is relocated at every start, a page
+ * each process would hold dirty. */
+#define VMM_SECCOMP_NAME_LEN 32
+extern const char vmm_seccomp_syscall_names[VMM_SECCOMP_NAMES_MAX][VMM_SECCOMP_NAME_LEN];
 
 #endif
