@@ -11,6 +11,7 @@ VMM_SRCS := \
 	vmm/acpi/madt.c \
 	vmm/acpi/vmgenid.c \
 	vmm/cpuid.c \
+	vmm/cpu_template.c \
 	vmm/cpu_compat.c \
 	vmm/devcfg.c \
 	vmm/uart.c \

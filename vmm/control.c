@@ -25,11 +25,12 @@ struct vm_control {
 	struct vm_config cfg;
 	char kernel[API_PATH_LEN], initrd[API_PATH_LEN], cmdline[API_BOOT_ARGS_LEN];
 
-	struct api_mmds *mmds;		  /* the metadata store, the API's and the guest's */
-	struct vmm_cpu_config cpu_config; /* PUT /cpu-config; cfg.cpu_config points here */
-	bool started;			  /* booted or restored */
-	uint64_t load_us;		  /* last snapshot load, request to vCPUs running */
-	uint64_t create_us;		  /* last snapshot create */
+	struct api_mmds *mmds;		   /* the metadata store, the API's and the guest's */
+	struct vmm_cpu_config cpu_config;  /* PUT /cpu-config; cfg.cpu_config points here */
+	enum api_cpu_template static_tmpl; /* when cpu_config holds a static template */
+	bool started;			   /* booted or restored */
+	uint64_t load_us;		   /* last snapshot load, request to vCPUs running */
+	uint64_t create_us;		   /* last snapshot create */
 };
 
 static void on_api(void *opaque, uint32_t events)
@@ -49,24 +50,70 @@ static void describe(void *ctx, struct api_instance_info *info)
 				      : API_VM_RUNNING;
 }
 
+/* Firecracker's static templates, in api_cpu_template's order (None first). */
+static const char *const static_tmpl_names[] = {NULL, "C3", "T2", "T2S", "T2CL", "T2A", "V1N1"};
+
+static enum api_cpu_template static_tmpl_id(const char *name)
+{
+	for (unsigned i = 1; name && i < sizeof(static_tmpl_names) / sizeof(static_tmpl_names[0]);
+	     i++)
+		if (strcmp(static_tmpl_names[i], name) == 0)
+			return (enum api_cpu_template)i;
+	return API_CPU_TEMPLATE_NONE;
+}
+
+/* `cpu_template` of PUT/PATCH /machine-config: a static template replaces whatever
+ * template was configured before (a custom one too), as Firecracker's last-wins rule
+ * says; "None" drops a static template and leaves a custom one alone. Refused when the
+ * host cannot honour it: another CPU vendor, or PVM. Validates before it changes
+ * anything, so a refusal leaves the configuration as it was. */
+static int set_static_template(struct vm_control *c, enum api_cpu_template t, struct api_error *err)
+{
+	char vendor[13], why[256];
+	const char *name;
+
+	if (t == c->static_tmpl)
+		return 0;
+	if (t == API_CPU_TEMPLATE_NONE) {
+		c->cfg.cpu_config = NULL;
+		c->cfg.static_template = NULL;
+		c->static_tmpl = API_CPU_TEMPLATE_NONE;
+		return 0;
+	}
+	if (t == API_CPU_TEMPLATE_V1N1) {
+		api_error_set(err, "cpu_template: V1N1 is a template for aarch64 (Neoverse V1); "
+				   "thaw runs x86-64 guests");
+		return -EINVAL;
+	}
+	name = static_tmpl_names[t];
+	vmm_host_cpu_vendor(vendor);
+	if (vmm_static_template_check(name, vendor, vmm_host_is_pvm(), why, sizeof(why))) {
+		api_error_set(err, "%s", why);
+		return -EOPNOTSUPP;
+	}
+	if (vmm_static_template_config(name, &c->cpu_config))
+		return -EINVAL; /* every name above is in the table (test_vmm_cpu_template) */
+	c->cfg.cpu_config = &c->cpu_config;
+	c->cfg.static_template = vmm_static_template_name(name);
+	c->static_tmpl = t;
+	return 0;
+}
+
 static int get_machine_config(void *ctx, struct api_machine_config *mc, struct api_error *err)
 {
 	struct vm_control *c = ctx;
 
 	mc->vcpu_count = c->started ? c->vm->nr_vcpus : c->cfg.vcpus;
 	mc->mem_size_mib = (uint32_t)(c->started ? c->vm->mem.size >> 20 : c->cfg.mem_mib);
+	mc->cpu_template = c->started ? static_tmpl_id(c->vm->static_template) : c->static_tmpl;
 	return 0;
 }
 
 static int put_machine_config(void *ctx, const struct api_machine_config *mc, struct api_error *err)
 {
 	struct vm_control *c = ctx;
+	int ret;
 
-	if (mc->cpu_template != API_CPU_TEMPLATE_NONE) {
-		api_error_set(err, "cpu_template: Firecracker's templates are not offered; thaw "
-				   "picks its own (host, or pvm on PVM hosts)");
-		return -EINVAL;
-	}
 	if (mc->huge_pages != API_HUGE_PAGES_NONE) {
 		api_error_set(err, "huge_pages: not supported by thaw");
 		return -EINVAL;
@@ -75,6 +122,9 @@ static int put_machine_config(void *ctx, const struct api_machine_config *mc, st
 		api_error_set(err, "vcpu_count: at most %d", VMM_MAX_VCPUS);
 		return -EINVAL;
 	}
+	ret = set_static_template(c, mc->cpu_template, err);
+	if (ret)
+		return ret;
 	c->cfg.vcpus = mc->vcpu_count;
 	c->cfg.mem_mib = mc->mem_size_mib;
 	return 0;
@@ -283,6 +333,9 @@ static int put_cpu_config(void *ctx, const struct api_cpu_config *a, struct api_
 		v->msr[v->nr_msr++] =
 		    (struct vmm_msr_mod){a->msr[i].addr, a->msr[i].keep, a->msr[i].set};
 	c->cfg.cpu_config = v;
+	/* The last template configured is the one applied (Firecracker's rule). */
+	c->cfg.static_template = NULL;
+	c->static_tmpl = API_CPU_TEMPLATE_NONE;
 	return 0;
 }
 

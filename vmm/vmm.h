@@ -244,6 +244,7 @@ struct vmm_cpuid_mod {
 	bool subleaf_significant; /* else the leaf's entry whatever its index */
 	uint8_t reg;		  /* 0 eax, 1 ebx, 2 ecx, 3 edx */
 	uint32_t keep, set;
+	bool optional; /* a leaf the host lacks is skipped, not refused (static templates) */
 };
 struct vmm_msr_mod {
 	uint32_t addr;
@@ -259,6 +260,27 @@ struct vmm_cpu_config {
  * the entries lack is refused: -ENOENT with `err` naming it. Pure. */
 int vmm_cpuid_apply_config(struct kvm_cpuid_entry2 *e, unsigned n, const struct vmm_cpu_config *c,
 			   char *err, size_t errlen);
+
+/* Firecracker's static CPU templates (vmm/cpu_template.c): "C3", "T2", "T2S", "T2CL"
+ * (Intel) and "T2A" (AMD), each thaw's own definition of which CPUID bits (and, for T2S
+ * and T2CL, which IA32_ARCH_CAPABILITIES bits) the guest sees, compiled into the custom
+ * template format so they take PUT /cpu-config's path. */
+/* Their names, NULL-terminated. */
+const char *const *vmm_static_template_names(void);
+/* The table's own copy of `name` (a pointer that lives as long as the process), or NULL
+ * when `name` is not a static template. */
+const char *vmm_static_template_name(const char *name);
+/* Fills `out` with template `name`. -ENOENT when unknown. Pure. */
+int vmm_static_template_config(const char *name, struct vmm_cpu_config *out);
+/* Whether template `name` can be honoured on a host whose CPUID leaf 0 vendor string is
+ * `vendor` ("GenuineIntel") and which is (`pvm`) a PVM guest: 0, or -ENOENT (unknown) /
+ * -EOPNOTSUPP (other vendor, PVM) with `err` saying why. Pure. */
+int vmm_static_template_check(const char *name, const char *vendor, bool pvm, char *err,
+			      size_t errlen);
+/* The vendor string of leaf 0 among `e` ("" when absent), NUL-terminated. */
+void vmm_cpuid_vendor(const struct kvm_cpuid_entry2 *e, unsigned n, char vendor[13]);
+/* This CPU's vendor string, from one CPUID instruction. */
+void vmm_host_cpu_vendor(char vendor[13]);
 
 /* Looks a template up by name ("host", "pvm"); NULL when unknown. */
 const struct vmm_cpu_template *vmm_cpu_template_find(const char *name);
@@ -569,6 +591,8 @@ struct vm_config {
 	const char *cpu_template; /* NULL: "pvm" on a PVM host, else "host" */
 	/* A custom template on top (PUT /cpu-config), NULL for none; not owned. */
 	const struct vmm_cpu_config *cpu_config;
+	/* When cpu_config is a static template, its name (vmm_static_template_name's). */
+	const char *static_template;
 	enum vmm_boot_protocol protocol;
 	const char *console_out; /* NULL: stdout */
 	const char *console_in;	 /* NULL: stdin; "none"; else a unix socket path */
@@ -650,6 +674,7 @@ struct vm {
 	struct vcpu vcpus[VMM_MAX_VCPUS];
 	const struct vmm_cpu_template *tmpl;
 	const struct vmm_cpu_config *cpu_config; /* the boot's custom template, or NULL */
+	const char *static_template; /* Firecracker's static template the guest has, or NULL */
 	/* What the host offers, learnt once per process (they outlive a discarded VM). */
 	struct kvm_cpuid2 *supported_cpuid;
 	/* PVM only (else NULL: supported_cpuid is what a restored guest may use): that
