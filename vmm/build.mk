@@ -34,7 +34,8 @@ VMM_SRCS := \
 	vmm/virtio/rng.c \
 	vmm/virtio/ratelimit.c \
 	vmm/virtio/mmds_net.c \
-	vmm/seccomp.c
+	vmm/seccomp.c \
+	vmm/signals.c
 
 LIBS += $(B)/libvmm.a
 $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o)

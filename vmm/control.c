@@ -31,6 +31,11 @@ struct vm_control {
 	bool started;			   /* booted or restored */
 	uint64_t load_us;		   /* last snapshot load, request to vCPUs running */
 	uint64_t create_us;		   /* last snapshot create */
+	/* What the last metrics line reported of the groups counted as totals
+	 * (uart, seccomp, signals), so each line shows the change, as Firecracker's. */
+	struct uart_counts uart_reported;
+	uint64_t uart_errors_reported, uart_missed_write_reported;
+	struct vmm_signal_counts sig_reported;
 };
 
 static void on_api(void *opaque, uint32_t events)
@@ -618,6 +623,56 @@ static json_object *i8042_metrics(struct vm *vm)
 	return o;
 }
 
+/* The change of a total since the last line; the total becomes the last. */
+static uint64_t since(uint64_t now, uint64_t *last)
+{
+	uint64_t d = now - *last;
+
+	*last = now;
+	return d;
+}
+
+/* Firecracker's uart group: the guest's THR writes (write_count) and RBR reads
+ * (read_count; missed_read_count found the FIFO empty); bytes it wrote that the console
+ * did not take (missed_write_count: dropped at --console-out-max or a failed write) and
+ * failed writes (error_count). flush_count is left out: every byte is written at once. */
+static json_object *uart_metrics(struct vm_control *c)
+{
+	struct uart_counts n = uart_counts(&c->vm->com1);
+	uint64_t failed = __atomic_load_n(&c->vm->console_out_failed, __ATOMIC_RELAXED);
+	uint64_t missed = failed + __atomic_load_n(&c->vm->console_out_dropped, __ATOMIC_RELAXED);
+	json_object *o = json_object_new_object();
+
+	add_u64(o, "error_count", since(failed, &c->uart_errors_reported));
+	add_u64(o, "missed_read_count",
+		since(n.missed_read_count, &c->uart_reported.missed_read_count));
+	add_u64(o, "missed_write_count", since(missed, &c->uart_missed_write_reported));
+	add_u64(o, "read_count", since(n.read_count, &c->uart_reported.read_count));
+	add_u64(o, "write_count", since(n.write_count, &c->uart_reported.write_count));
+	return o;
+}
+
+/* Firecracker's seccomp and signals groups (vmm/signals.c). A refused syscall and the
+ * fatal signals end the process, so a regular line shows them as 0; the last line their
+ * handler writes shows the count. */
+static void signal_metrics(struct vm_control *c, json_object *root)
+{
+	struct vmm_signal_counts n, *r = &c->sig_reported;
+	json_object *sc = json_object_new_object(), *sg = json_object_new_object();
+
+	vmm_signal_counts(&n);
+	add_u64(sc, "num_faults", since(n.seccomp_faults, &r->seccomp_faults));
+	add_u64(sg, "sigbus", since(n.sigbus, &r->sigbus));
+	add_u64(sg, "sigsegv", since(n.sigsegv, &r->sigsegv));
+	add_u64(sg, "sigxfsz", since(n.sigxfsz, &r->sigxfsz));
+	add_u64(sg, "sigxcpu", since(n.sigxcpu, &r->sigxcpu));
+	add_u64(sg, "sigpipe", since(n.sigpipe, &r->sigpipe));
+	add_u64(sg, "sighup", since(n.sighup, &r->sighup));
+	add_u64(sg, "sigill", since(n.sigill, &r->sigill));
+	json_object_object_add(root, "seccomp", sc);
+	json_object_object_add(root, "signals", sg);
+}
+
 /* The VMM's part of a metrics line (the API adds its own groups and the timestamp):
  * Firecracker's latencies_us members the VMM measures, vcpu and i8042; thaw's additions
  * (the load's phases, the console) under "thaw". Counters are totals. */
@@ -648,7 +703,11 @@ static json_object *metrics(void *ctx)
 	json_object_object_add(m, "latencies_us", lat);
 	json_object_object_add(m, "vcpu", vcpu_metrics(c->vm));
 	json_object_object_add(m, "i8042", i8042_metrics(c->vm));
+	json_object_object_add(m, "uart", uart_metrics(c));
+	signal_metrics(c, m);
 	virtio_metrics(c->vm, m);
+	/* From the first line on, a fatal signal's handler knows where its last one goes. */
+	vmm_signals_set_metrics_fd(api_server_metrics_fd(c->srv));
 	json_object_object_add(thaw, "load_snapshot_phases_us", phases);
 	json_object_object_add(thaw, "console", console_metrics(c->vm));
 	json_object_object_add(m, "thaw", thaw);

@@ -333,6 +333,32 @@ int vmm_cpu_compat_check(const struct snap_host_facts *saved, const struct kvm_c
 /* Name of a feature bit ("avx2"), or NULL when unnamed. reg: 0 eax, 1 ebx, 2 ecx, 3 edx. */
 const char *vmm_cpu_feature_name(uint32_t leaf, uint32_t subleaf, unsigned reg, unsigned bit);
 
+/* ------------------------------------------------ seccomp and signal metrics */
+
+/* Firecracker's "seccomp" and "signals" groups (vmm/signals.c): totals since the start. */
+struct vmm_signal_counts {
+	uint64_t seccomp_faults; /* SIGSYS from a refused syscall */
+	uint64_t sigbus, sigsegv, sigxfsz, sigxcpu, sigpipe, sighup, sigill;
+};
+void vmm_signal_counts(struct vmm_signal_counts *out);
+/* Counts `sig` (SIGSYS counts as a seccomp fault); others are ignored. Async-signal-safe. */
+void vmm_signal_count(int sig);
+/* Before any thread exists: SIGPIPE counted and otherwise ignored; SIGBUS, SIGSEGV,
+ * SIGILL, SIGXFSZ and SIGXCPU counted, the last line written, then their default action
+ * (not the first two under ASan, whose handlers stay). 0 or -errno. */
+int vmm_signals_install(void);
+/* Where the last line goes, the metrics file (-1: nowhere). Any thread. */
+void vmm_signals_set_metrics_fd(int fd);
+/* Writes the last line: `{"utc_timestamp_ms": N, "seccomp": {...}, "signals": {...}}`
+ * to the metrics fd. Async-signal-safe; for handlers of signals that end the process. */
+void vmm_signals_last_line(void);
+/* That line into `buf` (cap bytes); its length. Pure, async-signal-safe. */
+size_t vmm_signals_format_last_line(char *buf, size_t cap, uint64_t utc_ms);
+/* Async-signal-safe formatting: appends a string or a number at `off`, never past
+ * `cap`; the new offset. */
+size_t vmm_sigsafe_put_str(char *buf, size_t off, size_t cap, const char *s);
+size_t vmm_sigsafe_put_num(char *buf, size_t off, size_t cap, unsigned long long v, bool hex);
+
 /* ---------------------------------------------------------------- 8250 UART */
 
 #define UART_FIFO 64
@@ -355,7 +381,17 @@ struct uart {
 	void (*irq)(void *opaque, int level);
 	void *opaque;
 	int irq_level;
+	/* Firecracker's uart metrics, totals changed under `lock` (not snapshot state):
+	 * bytes the guest wrote to THR for the output (loopback aside), bytes it read from
+	 * RBR, and RBR reads that found the FIFO empty. */
+	uint64_t n_write, n_read, n_missed_read;
 };
+
+struct uart_counts {
+	uint64_t write_count, read_count, missed_read_count;
+};
+/* The counters above, read under the lock. */
+struct uart_counts uart_counts(struct uart *u);
 
 void uart_init(struct uart *u, void (*out)(void *, uint8_t), void (*irq)(void *, int),
 	       void *opaque);
@@ -698,6 +734,7 @@ struct vm {
 	uint64_t console_out_max;
 	uint64_t console_out_bytes;   /* written to console_out_fd */
 	uint64_t console_out_dropped; /* dropped at the cap */
+	uint64_t console_out_failed;  /* write(2) to console_out_fd failed */
 	int console_out_kind;	      /* vmm_console_out_prepare: 1 a regular file, -1 not capped */
 
 	struct vmm_loop loop;	    /* the main thread's event loop */
