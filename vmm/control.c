@@ -43,6 +43,8 @@ static void on_api(void *opaque, uint32_t events)
 	struct vm_control *c = opaque;
 
 	api_server_dispatch(c->srv);
+	/* A PUT /metrics may have just opened the file a fatal signal's last line goes to. */
+	vmm_signals_set_metrics_fd(api_server_metrics_fd(c->srv));
 }
 
 static void describe(void *ctx, struct api_instance_info *info)
@@ -706,8 +708,6 @@ static json_object *metrics(void *ctx)
 	json_object_object_add(m, "uart", uart_metrics(c));
 	signal_metrics(c, m);
 	virtio_metrics(c->vm, m);
-	/* From the first line on, a fatal signal's handler knows where its last one goes. */
-	vmm_signals_set_metrics_fd(api_server_metrics_fd(c->srv));
 	json_object_object_add(thaw, "load_snapshot_phases_us", phases);
 	json_object_object_add(thaw, "console", console_metrics(c->vm));
 	json_object_object_add(m, "thaw", thaw);
@@ -904,6 +904,7 @@ int vm_control_start(struct vm *vm, const struct vm_control_opts *o)
 			log_err("--metrics-path: %s", err.message);
 			return ret;
 		}
+		vmm_signals_set_metrics_fd(api_server_metrics_fd(c->srv));
 	}
 	ret = vmm_loop_add(&vm->loop, api_server_fd(c->srv), EPOLLIN, on_api, c);
 	if (!ret && o->metadata)
