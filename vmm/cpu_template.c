@@ -176,78 +176,43 @@ struct static_template {
  * Haswell's (AVX-512 in all its parts, SHA, ADX/RDSEED, the Ice Lake vector extensions,
  * TSX, MPX, SGX, PKU, 5-level paging, 1 GiB pages, XSAVEC/XSAVES) except the enhanced
  * REP MOVSB it always shows. */
-#define T2_SIGNATURE                                                                               \
-	{                                                                                          \
-		1, 0, false, EAX, SIG_FIELDS, SIGNATURE(6, 0x3f, 2)                                \
-	}
-#define T2_LEAF1_ECX                                                                               \
-	{                                                                                          \
-		1, 0, false, ECX,                                                                  \
-		    L1C_DTES64 | L1C_MONITOR | L1C_DS_CPL | L1C_VMX | L1C_SMX | L1C_EIST |         \
-			L1C_TM2 | L1C_CNXT_ID | L1C_SDBG | L1C_XTPR_UPDATE | L1C_PDCM | L1C_DCA,   \
-		    0                                                                              \
-	}
-#define T2_LEAF1_EDX                                                                               \
-	{                                                                                          \
-		1, 0, false, EDX,                                                                  \
-		    L1D_PSN | L1D_DS | L1D_ACPI | L1D_SS | L1D_TM | L1D_IA64 | L1D_PBE,            \
-		    L1D_MCE | L1D_MTRR                                                             \
-	}
+/* clang-format off */
 #define T2_LEAF7_EBX_CLEAR                                                                         \
 	(L7B_SGX | L7B_HLE | L7B_RTM | L7B_RDT_M | L7B_MPX | L7B_RDT_A | L7B_AVX512F |             \
 	 L7B_AVX512DQ | L7B_RDSEED | L7B_ADX | L7B_AVX512_IFMA | L7B_PCOMMIT | L7B_CLFLUSHOPT |    \
 	 L7B_CLWB | L7B_INTEL_PT | L7B_AVX512PF | L7B_AVX512ER | L7B_AVX512CD | L7B_SHA |          \
 	 L7B_AVX512BW | L7B_AVX512VL)
-#define T2_LEAF7_ECX                                                                               \
-	{                                                                                          \
-		7, 0, true, ECX,                                                                   \
-		    L7C_AVX512_VBMI | L7C_UMIP | L7C_PKU | L7C_OSPKE | L7C_AVX512_VBMI2 |          \
-			L7C_GFNI | L7C_VAES | L7C_VPCLMULQDQ | L7C_AVX512_VNNI |                   \
-			L7C_AVX512_BITALG | L7C_AVX512_VPOPCNTDQ | L7C_LA57 | L7C_RDPID |          \
-			L7C_SGX_LC,                                                                \
-		    0                                                                              \
-	}
-#define T2_LEAF7_EDX                                                                               \
-	{                                                                                          \
-		7, 0, true, EDX,                                                                   \
-		    L7D_AVX512_4VNNIW | L7D_AVX512_4FMAPS | L7D_FSRM | L7D_AVX512_VP2INTERSECT, 0  \
-	}
 /* MPX and AVX-512 state and PKRU go with the features above. */
 #define NO_MPX_AVX512_PKRU_STATE                                                                   \
-	{                                                                                          \
-		0xd, 0, true, EAX,                                                                 \
-		    LD0A_BNDREGS | LD0A_BNDCSR | LD0A_OPMASK | LD0A_ZMM_HI256 | LD0A_HI16_ZMM |    \
-			LD0A_PKRU,                                                                 \
-		    0                                                                              \
-	}
-#define NO_COMPACT_XSAVE                                                                           \
-	{                                                                                          \
-		0xd, 1, true, EAX, LD1A_XSAVEC | LD1A_XGETBV1 | LD1A_XSAVES, 0                     \
-	}
-#define NO_PAGE1GB                                                                                 \
-	{                                                                                          \
-		0x80000001, 0, false, EDX, LX1D_PAGE1GB, 0                                         \
-	}
-#define NO_WBNOINVD                                                                                \
-	{                                                                                          \
-		0x80000008, 0, false, EBX, LX8B_WBNOINVD, 0                                        \
-	}
-
+	{0xd, 0, true, EAX,                                                                        \
+	 LD0A_BNDREGS | LD0A_BNDCSR | LD0A_OPMASK | LD0A_ZMM_HI256 | LD0A_HI16_ZMM | LD0A_PKRU, 0}
+#define NO_COMPACT_XSAVE {0xd, 1, true, EAX, LD1A_XSAVEC | LD1A_XGETBV1 | LD1A_XSAVES, 0}
+/* The T2 family's rules; the members differ in what else leaf 7.0 EBX hides and in the
+ * extended leaf 0x80000001. */
+#define T2_FAMILY(leaf7_ebx_also, ext1_ecx, ext1_edx)                                              \
+	{1, 0, false, EAX, SIG_FIELDS, SIGNATURE(6, 0x3f, 2)},                                     \
+	{1, 0, false, ECX,                                                                         \
+	 L1C_DTES64 | L1C_MONITOR | L1C_DS_CPL | L1C_VMX | L1C_SMX | L1C_EIST | L1C_TM2 |          \
+	 L1C_CNXT_ID | L1C_SDBG | L1C_XTPR_UPDATE | L1C_PDCM | L1C_DCA, 0},                        \
+	{1, 0, false, EDX, L1D_PSN | L1D_DS | L1D_ACPI | L1D_SS | L1D_TM | L1D_IA64 | L1D_PBE,     \
+	 L1D_MCE | L1D_MTRR},                                                                      \
+	{7, 0, true, EBX, T2_LEAF7_EBX_CLEAR | (leaf7_ebx_also), L7B_ERMS},                         \
+	{7, 0, true, ECX,                                                                          \
+	 L7C_AVX512_VBMI | L7C_UMIP | L7C_PKU | L7C_OSPKE | L7C_AVX512_VBMI2 | L7C_GFNI |          \
+	 L7C_VAES | L7C_VPCLMULQDQ | L7C_AVX512_VNNI | L7C_AVX512_BITALG |                         \
+	 L7C_AVX512_VPOPCNTDQ | L7C_LA57 | L7C_RDPID | L7C_SGX_LC, 0},                             \
+	{7, 0, true, EDX,                                                                          \
+	 L7D_AVX512_4VNNIW | L7D_AVX512_4FMAPS | L7D_FSRM | L7D_AVX512_VP2INTERSECT, 0},           \
+	NO_MPX_AVX512_PKRU_STATE, NO_COMPACT_XSAVE,                                                \
+	{0x80000001, 0, false, ECX, (ext1_ecx), 0},                                                \
+	{0x80000001, 0, false, EDX, (ext1_edx), 0}
 /* T2CL and T2A: T2S's CPUID, and neither shows what only one vendor has in the extended
  * leaves, so Cascade Lake and Milan guests see the same instruction sets. */
 #define T2CL_T2A_COMMON                                                                            \
-	T2_SIGNATURE, T2_LEAF1_ECX, T2_LEAF1_EDX, {7, 0, true, EBX, T2_LEAF7_EBX_CLEAR, L7B_ERMS}, \
-	    T2_LEAF7_ECX, T2_LEAF7_EDX, NO_MPX_AVX512_PKRU_STATE, NO_COMPACT_XSAVE,                \
-	    {0x80000001,                                                                           \
-	     0,                                                                                    \
-	     false,                                                                                \
-	     ECX,                                                                                  \
-	     LX1C_SSE4A | LX1C_MISALIGNSSE | LX1C_PREFETCHW | LX1C_MWAITX,                         \
-	     0},                                                                                   \
-	{                                                                                          \
-		0x80000001, 0, false, EDX,                                                         \
-		    LX1D_MMXEXT | LX1D_MMX | LX1D_FXSR | LX1D_FFXSR | LX1D_PAGE1GB, 0              \
-	}
+	T2_FAMILY(0, LX1C_SSE4A | LX1C_MISALIGNSSE | LX1C_PREFETCHW | LX1C_MWAITX,                 \
+		  LX1D_MMXEXT | LX1D_MMX | LX1D_FXSR | LX1D_FFXSR | LX1D_PAGE1GB)
+#define NO_WBNOINVD {0x80000008, 0, false, EBX, LX8B_WBNOINVD, 0}
+/* clang-format on */
 
 #define INTEL "GenuineIntel"
 #define AMD   "AuthenticAMD"
@@ -282,7 +247,7 @@ static const struct static_template static_templates[] = {
 		NO_MPX_AVX512_PKRU_STATE,
 		NO_COMPACT_XSAVE,
 		{0x80000001, 0, false, ECX, LX1C_ABM | LX1C_PREFETCHW, 0},
-		NO_PAGE1GB,
+		{0x80000001, 0, false, EDX, LX1D_PAGE1GB, 0},
 	    },
     },
     {
@@ -290,42 +255,17 @@ static const struct static_template static_templates[] = {
 	 * CS/DS) a Haswell lacks. */
 	.name = "T2",
 	.vendor = INTEL,
-	.rules =
-	    {
-		T2_SIGNATURE,
-		T2_LEAF1_ECX,
-		T2_LEAF1_EDX,
-		{7, 0, true, EBX, T2_LEAF7_EBX_CLEAR | L7B_FDP_EXCPTN_ONLY | L7B_ZERO_FCS_FDS,
-		 L7B_ERMS},
-		T2_LEAF7_ECX,
-		T2_LEAF7_EDX,
-		NO_MPX_AVX512_PKRU_STATE,
-		NO_COMPACT_XSAVE,
-		{0x80000001, 0, false, ECX, LX1C_PREFETCHW | LX1C_MWAITX, 0},
-		NO_PAGE1GB,
-		NO_WBNOINVD,
-	    },
+	.rules = {T2_FAMILY(L7B_FDP_EXCPTN_ONLY | L7B_ZERO_FCS_FDS, LX1C_PREFETCHW | LX1C_MWAITX,
+			    LX1D_PAGE1GB),
+		  NO_WBNOINVD},
     },
     {
 	/* T2S: the guest is told it runs on the most exposed of Skylake and Cascade Lake
-	 * (no *_NO immunity bit, RSBA and RRSBA set), so a snapshot taken on either is
-	 * safe on the other. */
+	 * (of the *_NO immunity bits only IF_PSCHANGE_MC_NO, RSBA and RRSBA set), so a
+	 * snapshot taken on either is safe on the other. */
 	.name = "T2S",
 	.vendor = INTEL,
-	.rules =
-	    {
-		T2_SIGNATURE,
-		T2_LEAF1_ECX,
-		T2_LEAF1_EDX,
-		{7, 0, true, EBX, T2_LEAF7_EBX_CLEAR, L7B_ERMS},
-		T2_LEAF7_ECX,
-		T2_LEAF7_EDX,
-		NO_MPX_AVX512_PKRU_STATE,
-		NO_COMPACT_XSAVE,
-		{0x80000001, 0, false, ECX, LX1C_PREFETCHW | LX1C_MWAITX, 0},
-		NO_PAGE1GB,
-		NO_WBNOINVD,
-	    },
+	.rules = {T2_FAMILY(0, LX1C_PREFETCHW | LX1C_MWAITX, LX1D_PAGE1GB), NO_WBNOINVD},
 	.has_msr = true,
 	.msr_keep = 0,
 	.msr_set = AC_RSBA | AC_SKIP_L1DFL_VMENTRY | AC_IF_PSCHANGE_MC_NO | AC_MISC_PACKAGE_CTLS |

@@ -22,26 +22,6 @@
 
 static char dir[] = "/tmp/thaw-tmpltest-XXXXXX";
 
-static void put(const char *sock, const char *path, const char *json)
-{
-	char body[8192];
-	int st = harness_http(sock, "PUT", path, json, body, sizeof(body));
-
-	if (st != 204)
-		fail_msg("PUT %s: %d %s", path, st, body);
-}
-
-static struct vmproc *thaw_api(const char *sock)
-{
-	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
-	struct vmproc *p;
-
-	unlink(sock);
-	p = harness_start(argv);
-	assert_int_equal(harness_wait_socket(sock), 0);
-	return p;
-}
-
 static bool host_is_amd(void)
 {
 	unsigned a, b, c, d;
@@ -71,7 +51,7 @@ static void template_of_the_other_vendor_is_refused_naming_it(void **state)
 	struct vmproc *a;
 
 	snprintf(sock, sizeof(sock), "%s/v.sock", dir);
-	a = thaw_api(sock);
+	a = harness_start_api(sock);
 	assert_int_equal(put_template(sock, other, body, sizeof(body)), 400);
 	assert_non_null(strstr(body, host_is_amd() ? "AuthenticAMD" : "GenuineIntel"));
 	assert_non_null(strstr(body, other));
@@ -88,7 +68,7 @@ static void aarch64_template_is_refused_naming_it(void **state)
 	struct vmproc *a;
 
 	snprintf(sock, sizeof(sock), "%s/n.sock", dir);
-	a = thaw_api(sock);
+	a = harness_start_api(sock);
 	assert_int_equal(put_template(sock, "V1N1", body, sizeof(body)), 400);
 	assert_non_null(strstr(body, "aarch64"));
 	harness_end(a);
@@ -106,7 +86,7 @@ static void own_vendor_template_boots_or_is_refused_on_pvm(void **state)
 	snprintf(s2, sizeof(s2), "%s/b.sock", dir);
 	snprintf(snap, sizeof(snap), "%s/snap", dir);
 	snprintf(mem, sizeof(mem), "%s/mem", dir);
-	a = thaw_api(s1);
+	a = harness_start_api(s1);
 	if (harness_host_is_pvm()) {
 		assert_int_equal(put_template(s1, own, body, sizeof(body)), 400);
 		assert_non_null(strstr(body, "PVM replaces the CPUID"));
@@ -114,13 +94,7 @@ static void own_vendor_template_boots_or_is_refused_on_pvm(void **state)
 		return;
 	}
 	assert_int_equal(put_template(s1, own, body, sizeof(body)), 204);
-	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
-	put(s1, "/boot-source", json);
-	put(s1, "/actions", "{\"action_type\": \"InstanceStart\"}");
-	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
-		vmproc_dump(a, "boot with a static CPU template");
-		fail();
-	}
+	harness_boot_probe(s1, a, "boot with a static CPU template");
 	assert_int_equal(harness_http(s1, "GET", "/vm/config", NULL, body, sizeof(body)), 200);
 	snprintf(json, sizeof(json), "\"cpu_template\": \"%s\"", own);
 	if (!strstr(body, json))
@@ -132,15 +106,15 @@ static void own_vendor_template_boots_or_is_refused_on_pvm(void **state)
 		 "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"%s\", \"mem_file_path\": "
 		 "\"%s\"}",
 		 snap, mem);
-	put(s1, "/snapshot/create", json);
+	harness_put(s1, "/snapshot/create", json);
 	harness_end(a);
 
-	b = thaw_api(s2);
+	b = harness_start_api(s2);
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_type\": \"File\", "
 		 "\"backend_path\": \"%s\"}, \"resume_vm\": true}",
 		 snap, mem);
-	put(s2, "/snapshot/load", json);
+	harness_put(s2, "/snapshot/load", json);
 	assert_int_equal(harness_http(s2, "GET", "/machine-config", NULL, body, sizeof(body)), 200);
 	snprintf(json, sizeof(json), "\"cpu_template\": \"%s\"", own);
 	if (!strstr(body, json))
@@ -154,28 +128,23 @@ static void own_vendor_template_boots_or_is_refused_on_pvm(void **state)
 static void custom_template_after_static_one_replaces_it(void **state)
 {
 	const char *own = host_is_amd() ? "T2A" : "T2CL";
-	char sock[256], json[1024], body[8192];
+	char sock[256], body[8192];
 	struct vmproc *a;
 
 	if (harness_host_is_pvm())
 		skip(); /* both kinds are refused there, each tested above and in test_api */
 	snprintf(sock, sizeof(sock), "%s/l.sock", dir);
-	a = thaw_api(sock);
+	a = harness_start_api(sock);
 	assert_int_equal(put_template(sock, own, body, sizeof(body)), 204);
-	put(sock, "/cpu-config",
+	harness_put(
+	    sock, "/cpu-config",
 	    "{\"cpuid_modifiers\": [{\"leaf\": \"0x7\", \"subleaf\": \"0x0\", \"flags\": 1, "
 	    "\"modifiers\": [{\"register\": \"ebx\", \"bitmap\": "
 	    "\"0bxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx0x\"}]}]}");
 	assert_int_equal(harness_http(sock, "GET", "/machine-config", NULL, body, sizeof(body)),
 			 200);
 	assert_non_null(strstr(body, "\"cpu_template\": \"None\""));
-	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
-	put(sock, "/boot-source", json);
-	put(sock, "/actions", "{\"action_type\": \"InstanceStart\"}");
-	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
-		vmproc_dump(a, "boot with the custom template that replaced a static one");
-		fail();
-	}
+	harness_boot_probe(sock, a, "boot with the custom template that replaced a static one");
 	harness_end(a);
 }
 

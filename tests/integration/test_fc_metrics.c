@@ -23,15 +23,6 @@
 
 static char dir[] = "/tmp/thaw-fcmetrics-XXXXXX";
 
-static void put(const char *sock, const char *path, const char *json)
-{
-	char body[8192];
-	int st = harness_http(sock, "PUT", path, json, body, sizeof(body));
-
-	if (st != 204)
-		fail_msg("PUT %s: %d %s", path, st, body);
-}
-
 /* FlushMetrics, then the file's last line, parsed. */
 static json_object *flush_and_read(const char *sock, const char *path)
 {
@@ -39,7 +30,7 @@ static json_object *flush_and_read(const char *sock, const char *path)
 	FILE *f;
 	size_t n;
 
-	put(sock, "/actions", "{\"action_type\": \"FlushMetrics\"}");
+	harness_put(sock, "/actions", "{\"action_type\": \"FlushMetrics\"}");
 	f = fopen(path, "r");
 	assert_non_null(f);
 	n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -64,7 +55,6 @@ static void probe_traffic_and_a_vsock_client_move_their_groups(void **state)
 {
 	char sock[256], vs[100], metrics[256], json[1024];
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
 	struct vmproc *a;
 	json_object *m;
 	int fd;
@@ -72,19 +62,12 @@ static void probe_traffic_and_a_vsock_client_move_their_groups(void **state)
 	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
 	snprintf(vs, sizeof(vs), "%s/v.sock", dir);
 	snprintf(metrics, sizeof(metrics), "%s/metrics.json", dir);
-	a = harness_start(argv);
-	assert_int_equal(harness_wait_socket(sock), 0);
+	a = harness_start_api(sock);
 	snprintf(json, sizeof(json), "{\"metrics_path\": \"%s\"}", metrics);
-	put(sock, "/metrics", json);
-	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
-	put(sock, "/boot-source", json);
+	harness_put(sock, "/metrics", json);
 	snprintf(json, sizeof(json), "{\"guest_cid\": 3, \"uds_path\": \"%s\"}", vs);
-	put(sock, "/vsock", json);
-	put(sock, "/actions", "{\"action_type\": \"InstanceStart\"}");
-	if (vmproc_expect(a, "THAW_PROBE_READY", TMO, NULL, 0)) {
-		vmproc_dump(a, "boot");
-		fail();
-	}
+	harness_put(sock, "/vsock", json);
+	harness_boot_probe(sock, a, "boot");
 	assert_int_equal(vmproc_ask(a, "ping", "PROBE pong", TMO, NULL, 0), 0);
 
 	/* A host client asks for guest port 52. The probe has no vsock driver, so the
