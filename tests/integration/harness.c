@@ -400,6 +400,19 @@ int harness_wait_socket(const char *sock)
 	return -1;
 }
 
+int harness_tmpdir_make(char *tmpl)
+{
+	return mkdtemp(tmpl) ? 0 : -1;
+}
+
+int harness_tmpdir_remove(const char *dir)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
 void harness_put(const char *sock, const char *path, const char *json)
 {
 	char body[8192];

@@ -150,15 +150,12 @@ static void custom_template_after_static_one_replaces_it(void **state)
 
 static int setup(void **state)
 {
-	return mkdtemp(dir) ? 0 : -1;
+	return harness_tmpdir_make(dir);
 }
 
 static int teardown(void **state)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd);
+	return harness_tmpdir_remove(dir);
 }
 
 int main(void)

@@ -110,15 +110,12 @@ static void probe_traffic_and_a_vsock_client_move_their_groups(void **state)
 
 static int setup(void **state)
 {
-	return mkdtemp(dir) ? 0 : -1;
+	return harness_tmpdir_make(dir);
 }
 
 static int teardown(void **state)
 {
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd);
+	return harness_tmpdir_remove(dir);
 }
 
 int main(void)
