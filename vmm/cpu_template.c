@@ -20,7 +20,7 @@
 #define B64(n) (1ull << (n))
 
 /* ---- leaf 1 EAX: the processor signature */
-#define SIG_FIELDS 0x0fff0fffu /* stepping, model, family, ext. model, ext. family */
+#define SIG_FIELDS 0x0fff3fffu /* stepping, model, family, type (0: OEM), ext. model, family */
 #define SIGNATURE(family, model, stepping)                                                         \
 	((uint32_t)(stepping) | (((model)&0xfu) << 4) | ((family) << 8) | (((model) >> 4) << 16))
 /* ---- leaf 1 ECX */

@@ -166,7 +166,7 @@ static void test_t2cl_on_cascade_lake(void **state)
 	struct guest g;
 
 	boot(&g, cascade_lake, N(cascade_lake), "T2CL");
-	/* Haswell-E signature, the processor type bits kept */
+	/* Haswell-E signature, processor type 0 (an original OEM processor) */
 	assert_int_equal(reg(&g, 1, 0, 0), 0x000306f2);
 	/* VMX, SMX, EIST, monitor, DCA, PDCM hidden; SSE4.2, AVX, AES, MOVBE shown */
 	assert_int_equal(reg(&g, 1, 0, 2) & (BIT(3) | BIT(5) | BIT(6) | BIT(7) | BIT(15) | BIT(18)),
