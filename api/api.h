@@ -498,6 +498,9 @@ int api_client_connect(const char *path);
  * response http_parser rejects, -ECONNRESET when the server closed first). */
 int api_client_request(int fd, const char *method, const char *path, const char *body,
 		       struct api_response *resp);
+/* Its first half: the request, head and body in one sendmsg (a server reading the head
+ * alone would wait a round trip for the body). 0 or -errno. */
+int api_client_send(int fd, const char *method, const char *path, const char *body);
 
 /* Reads one response from `fd` (for callers that wrote raw bytes themselves). Bytes read
  * past the end of that response are lost, so pipelining callers read with one
@@ -557,10 +560,11 @@ void api_mmds_counts(const struct api_mmds *m, uint64_t *requests, uint64_t *rej
 
 /* ---- JSON records on disk (api/jsonfile.c) ---------------------------------------------- */
 
-/* Writes `o` (json_object_to_json_string_ext `flags`) and a newline to `path`, durably and
- * atomically: into "<path>.tmp", fsync'd, renamed over `path`. 0 or -errno (no file left
- * under either name on failure). */
-int api_json_write_file(const char *path, struct json_object *o, int flags);
+/* Writes `o` (json_object_to_json_string_ext `flags`) and a newline to `path` atomically:
+ * into "<path>.tmp", fsync'd when `durable`, renamed over `path`. Not durable is for
+ * records of processes, which a machine crash ends anyway: a crash of the writer still
+ * leaves one whole record. 0 or -errno (no file left under either name on failure). */
+int api_json_write_file(const char *path, struct json_object *o, int flags, bool durable);
 /* Copies string member `key` of `o` into `dst` (capacity `cap`, NUL included). -EINVAL
  * when it is missing or not a string, -ENAMETOOLONG when it does not fit. */
 int api_json_get_str(struct json_object *o, const char *key, char *dst, size_t cap);

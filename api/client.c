@@ -120,8 +120,7 @@ int api_client_read_response(int fd, struct api_response *resp)
 	return api_client_read_responses(fd, resp, 1);
 }
 
-int api_client_request(int fd, const char *method, const char *path, const char *body,
-		       struct api_response *resp)
+int api_client_send(int fd, const char *method, const char *path, const char *body)
 {
 	char head[1024];
 	struct iovec iov[2];
@@ -165,7 +164,15 @@ int api_client_request(int fd, const char *method, const char *path, const char 
 			msg.msg_iov->iov_len -= (size_t)w;
 		}
 	}
-	return api_client_read_response(fd, resp);
+	return 0;
+}
+
+int api_client_request(int fd, const char *method, const char *path, const char *body,
+		       struct api_response *resp)
+{
+	int ret = api_client_send(fd, method, path, body);
+
+	return ret ? ret : api_client_read_response(fd, resp);
 }
 
 void api_client_fault_message(const struct api_response *resp, char *buf, size_t len)

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int api_json_write_file(const char *path, struct json_object *o, int flags)
+int api_json_write_file(const char *path, struct json_object *o, int flags, bool durable)
 {
 	char tmp[PATH_MAX + 8];
 	const char *s = json_object_to_json_string_ext(o, flags);
@@ -24,10 +24,12 @@ int api_json_write_file(const char *path, struct json_object *o, int flags)
 	if (fd < 0)
 		return -errno;
 	errno = 0;
-	if (write(fd, s, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) < 0)
+	if (write(fd, s, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
+	    (durable && fsync(fd) < 0))
 		ret = errno ? -errno : -EIO;
 	close(fd);
-	/* A crash leaves the old record or the new one, never half of one. */
+	/* A crash of this process (or, when durable, of the machine) leaves the old record
+	 * or the new one, never half of one. */
 	if (!ret && rename(tmp, path) < 0)
 		ret = -errno;
 	if (ret)

@@ -14,27 +14,38 @@
 # temporary directory; the overlayfs snapshotter (native copies the snapshot per
 # container) and podman's vfs storage (--rootfs does not use it).
 #
-# usage: bench/oci.sh [--build DIR] [--runs N] [--out DIR]
+#
+# Page-cache sharing (--share N, default 4; 0 skips it): N containers of the snapshot
+# image at once under ctr, with each snapshotter containerd has (overlayfs, native),
+# each guest reading all its RAM (the probe's `sum`, so every page of the snapshot's
+# memory is faulted in). Then, per snapshotter: the snapshot files in the snapshotter's
+# store that hold page cache and how much (fincore), and each VMM's RSS and PSS
+# (/proc/PID/smaps_rollup). One copy of the pages shared by all clones shows as one
+# file, ~64 MiB of page cache and PSS ~RSS/N; a copy per container as N of each.
+#
+# usage: bench/oci.sh [--build DIR] [--runs N] [--share N] [--out DIR]
 # Writes OUT/raw/oci_<series>.txt (one line per run: first_ms= end_ms= rc= and the
-# runtime's phases) and prints medians; needs root, /dev/kvm, containerd, podman, runc,
-# umoci, busybox (make deps).
+# runtime's phases), OUT/raw/share_<snapshotter>.txt (one line per VMM, then the totals)
+# and prints medians and the sharing table; needs root, /dev/kvm, containerd, podman,
+# runc, umoci, busybox, fincore (make deps).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd -P)
 cd "$top" || exit 2
-B=build RUNS=10 OUT=""
+B=build RUNS=10 SHARE=4 OUT=""
 while (($#)); do
 	case $1 in
 	--build) B=$2 && shift 2 ;;
 	--runs) RUNS=$2 && shift 2 ;;
+	--share) SHARE=$2 && shift 2 ;;
 	--out) OUT=$2 && shift 2 ;;
-	*) echo "usage: bench/oci.sh [--build DIR] [--runs N] [--out DIR]" >&2 && exit 2 ;;
+	*) echo "usage: bench/oci.sh [--build DIR] [--runs N] [--share N] [--out DIR]" >&2 && exit 2 ;;
 	esac
 done
 B=$(cd "$B" && pwd -P)
 OUT=${OUT:-bench/results/oci-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/raw"
 OUT=$(cd "$OUT" && pwd -P)
-for p in containerd ctr podman runc umoci busybox python3; do
+for p in containerd ctr podman runc umoci busybox python3 fincore; do
 	command -v $p >/dev/null || { echo "bench/oci.sh: $p is missing (make deps)" >&2; exit 2; }
 done
 eval "$(guest/env.sh)" || exit 2
@@ -55,6 +66,7 @@ cleanup() {
 	"${PM[@]}" rm -af -t 0 >/dev/null 2>&1
 	grep -o " $W/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
 	rm -rf "$W"
+	rmdir /sys/fs/cgroup/*/thaw-ocibench 2>/dev/null # the containers' parent, now empty
 }
 PM=(podman --root "$W/pm/root" --runroot "$W/pm/run" --tmpdir "$W/pm/tmp" --storage-driver vfs
 	--cgroup-manager cgroupfs --events-backend file)
@@ -117,8 +129,9 @@ for _ in $(seq 500); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.02
 	{ echo "bench/oci.sh: ctr images import failed" >&2; exit 1; }
 SNAPIMG=$("${CTR[@]}" images ls -q | grep ':snap$')
 BBIMG=$("${CTR[@]}" images ls -q | grep ':bb$')
+"${CTR[@]}" plugins ls >"$OUT/plugins.txt"
 SNAPSHOTTER=overlayfs
-"${CTR[@]}" plugins ls | grep -q 'overlayfs.*ok' || SNAPSHOTTER=native
+grep -q 'overlayfs.*ok' "$OUT/plugins.txt" || SNAPSHOTTER=native
 
 {
 	echo "host=$(hostname) kernel=$(uname -r) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -188,4 +201,92 @@ text = "\n".join(lines) + "\n"
 open(os.path.join(out, "table.txt"), "w").write(text)
 sys.stdout.write(text)
 EOF
+
+# ---- page-cache sharing --------------------------------------------------------------------
+# share SNAPSHOTTER: SHARE containers at once, each guest reads its RAM, then the files
+# their VMMs map, the page cache of those files, and each VMM's RSS and PSS.
+share() {
+	local snap=$1 i id pid ok f fds=() runs=() out="$OUT/raw/share_$1.txt"
+	mkdir -p "$W/share"
+	for i in $(seq "$SHARE"); do
+		rm -f "$W/share/in$i" && mkfifo "$W/share/in$i"
+		"${CTR[@]}" run --rm --snapshotter "$snap" --runc-binary "$B/thaw-oci" \
+			--annotation org.thaw.snapshot=/base.snap --cgroup "/thaw-ocibench/sh$i" \
+			"$SNAPIMG" "sh$i" <"$W/share/in$i" >"$W/share/out$i" 2>&1 &
+		runs+=($!)
+		exec {f}>"$W/share/in$i"
+		fds+=("$f")
+		echo sum >&"$f"
+	done
+	for i in $(seq "$SHARE"); do
+		ok=""
+		for _ in $(seq 1200); do
+			grep -q "PROBE sum" "$W/share/out$i" && ok=1 && break
+			sleep 0.1
+		done
+		[[ -n $ok ]] || say "share $snap: container sh$i did not answer"
+	done
+	: >"$out"
+	# every VMM (ctr task ls): its largest file mapping is the snapshot's memory, named by
+	# the device and inode of the file really mapped (overlayfs maps its lower file);
+	# its RSS and PSS; and the page cache of each distinct file, counted once
+	"${CTR[@]}" task ls | awk 'NR > 1 && $1 ~ /^sh[0-9]+$/ { print $1, $2 }' |
+		while read -r id pid; do
+			read -r range file < <(python3 -c '
+import sys
+best = (0, "", "")
+for l in open(sys.argv[1]):
+    f = l.split()
+    if len(f) >= 5 and f[4] != "0":
+        a, b = (int(x, 16) for x in f[0].split("-"))
+        best = max(best, (b - a, f[0], f[3] + ":" + f[4]))
+print(best[1], best[2])' "/proc/$pid/maps")
+			echo "vmm id=$id pid=$pid file=$file map=$range" \
+				"$(awk '/^Rss:/ { printf "rss_kib=%s ", $2 } /^Pss:/ { printf "pss_kib=%s", $2 }' \
+					"/proc/$pid/smaps_rollup")"
+		done >>"$out"
+	# the page cache of every snapshot file in the snapshotter's store (the image's
+	# and the containers'): the files really read, whatever a mount shows
+	# (overlayfs keeps a snapshot's files in snapshots/N/fs, native in snapshots/N)
+	for f in "$W"/cd/root/io.containerd.snapshotter.v1.$snap/snapshots/*/{fs/,}base.snap; do
+		[[ -f $f ]] && echo "cache file=$(stat -c %d:%i "$f") bytes=$(fincore -b -n -o RES "$f" |
+			tr -d ' ')"
+	done >>"$out"
+	for i in $(seq "$SHARE"); do
+		"${CTR[@]}" task kill -s SIGKILL "sh$i" >/dev/null 2>&1
+	done
+	for f in "${fds[@]}"; do exec {f}>&-; done
+	wait "${runs[@]}"
+}
+if ((SHARE > 0)); then
+	say "page-cache sharing: $SHARE containers at once, per snapshotter"
+	for snap in overlayfs native; do
+		grep -q "snapshotter.*$snap.*ok" "$OUT/plugins.txt" || { say "no $snap"; continue; }
+		share $snap
+	done
+	python3 - "$OUT" <<'EOF'
+import os, statistics, sys
+out = sys.argv[1]
+lines = ["%-11s %4s %14s %15s %14s %14s %14s" % ("snapshotter", "VMMs", "files in cache",
+         "page cache MiB", "RSS MiB (sum)", "PSS MiB (sum)", "PSS MiB (med)")]
+for s in ["overlayfs", "native"]:
+    p = os.path.join(out, "raw", "share_%s.txt" % s)
+    if not os.path.exists(p):
+        continue
+    rows = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in open(p) if l.strip()]
+    vmms = [r for r in rows if "pss_kib" in r]
+    cache = [r for r in rows if "bytes" in r]
+    if not vmms:
+        continue
+    lines.append("%-11s %4d %14d %15.1f %14.1f %14.1f %14.1f" % (
+        s, len(vmms), sum(1 for r in cache if int(r["bytes"]) > 0),
+        sum(int(r["bytes"]) for r in cache) / 2**20,
+        sum(int(r["rss_kib"]) for r in vmms) / 1024,
+        sum(int(r["pss_kib"]) for r in vmms) / 1024,
+        statistics.median(int(r["pss_kib"]) for r in vmms) / 1024))
+text = "\n".join(lines) + "\n"
+open(os.path.join(out, "share.txt"), "w").write(text)
+sys.stdout.write(text)
+EOF
+fi
 echo "bench/oci: results in $OUT"

@@ -426,8 +426,9 @@ def table(res, meta, rat):
                        key=lambda k: int(k.split("_")[2])):
         n = name.split("_")[2]
         row("fleet %s at once: first request .. all answered" % n, name, "wall_us",
-            "PSS/idle clone %s KiB (private dirty %s KiB), misses %s" % (
-                med(res, name, "pss_kb"), med(res, name, "private_dirty_kb"),
+            "PSS/idle clone %s KiB (guest RAM %s, VMM %s; private dirty %s KiB), misses %s" % (
+                med(res, name, "pss_kb"), med(res, name, "guest_pss_kb"),
+                med(res, name, "vmm_pss_kb"), med(res, name, "private_dirty_kb"),
                 med(res, name, "misses")))
         row("fleet %s at once: first request .. last 201" % n, name, "post_us")
     for name in sorted((k for k in res if k.startswith("fleet_prepare_")),

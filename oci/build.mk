@@ -2,12 +2,15 @@
 # bundle and state logic so the unit tests reach it.
 OCI_SRCS := \
 	oci/bundle.c \
+	oci/net.c \
+	oci/snapdev.c \
 	oci/state.c
 
 LIBS += $(B)/liboci.a
 $(B)/liboci.a: $(OCI_SRCS:%.c=$(B)/%.o)
 # thaw-oci runs thaw and thaw-jailer as programs and talks to thaw's API as a client.
-OCI_LINK := $(B)/liboci.a $(B)/libapi.a $(B)/libcommon.a
+# It reads a snapshot's device list (libsnap) to decide the load's overrides up front.
+OCI_LINK := $(B)/liboci.a $(B)/libapi.a $(B)/libsnap.a $(B)/libcommon.a
 
 PROGRAMS += $(B)/thaw-oci
 $(B)/thaw-oci: $(B)/oci/main.o $(OCI_LINK)

@@ -227,6 +227,145 @@ static int parse_linux(json_object *lx, struct oci_bundle *b, char *err, size_t 
 	return 0;
 }
 
+/* A device id as the VMM takes it (1..31 of letters, digits, '_', '-'). */
+static bool dev_id_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n && n <= OCI_DEV_ID_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+/* The <id> of an org.thaw.<kind>.<id> annotation (after `prefix`) and the room for one
+ * more of its kind (`count` so far): 0, or -EINVAL with the reason. */
+static int annot_device(const char *key, const char *prefix, const char *what, unsigned count,
+			char *err, size_t errlen)
+{
+	const char *id = key + strlen(prefix);
+
+	if (!dev_id_ok(id))
+		return errf(err, errlen, -EINVAL,
+			    "annotation '%s': '%s' is not %s id (1-%d letters, digits, '_', '-')",
+			    key, id, what, OCI_DEV_ID_MAX);
+	if (count == OCI_MAX_DEVS)
+		return errf(err, errlen, -EINVAL, "more than %d %s* annotations", OCI_MAX_DEVS,
+			    prefix);
+	return 0;
+}
+
+/* org.thaw.drive.<id> = the base image's path inside the rootfs. ':' is refused too: it
+ * separates thaw-jailer's --link fields. */
+static int parse_drive(const char *key, json_object *val, struct oci_bundle *b, char *err,
+		       size_t errlen)
+{
+	const char *path = json_object_get_string(val);
+	struct oci_drive *d;
+
+	if (annot_device(key, OCI_DRIVE_ANNOT, "a drive", b->n_drives, err, errlen))
+		return -EINVAL;
+	if (!json_object_is_type(val, json_type_string) || !*path || strstr(path, "..") ||
+	    strchr(path, ':'))
+		return errf(err, errlen, -EINVAL,
+			    "annotation '%s': the drive's base image, a path inside the root file "
+			    "system without '..' or ':'",
+			    key);
+	d = &b->drives[b->n_drives++];
+	snprintf(d->id, sizeof(d->id), "%s", key + strlen(OCI_DRIVE_ANNOT));
+	if (snprintf(d->base, sizeof(d->base), "%s/%s", b->rootfs, path + (*path == '/')) >=
+	    (int)sizeof(d->base))
+		return errf(err, errlen, -EINVAL, "annotation '%s': too long", key);
+	return 0;
+}
+
+/* org.thaw.net.<id> = the pod namespace's interface to connect, or "none". */
+static int parse_net(const char *key, json_object *val, struct oci_bundle *b, char *err,
+		     size_t errlen)
+{
+	const char *link = json_object_get_string(val);
+	struct oci_net *n;
+
+	if (annot_device(key, OCI_NET_ANNOT, "an interface", b->n_nets, err, errlen))
+		return -EINVAL;
+	if (!json_object_is_type(val, json_type_string) || !*link ||
+	    strlen(link) > OCI_IFNAME_MAX || strcspn(link, " \t\n/:") != strlen(link))
+		return errf(err, errlen, -EINVAL,
+			    "annotation '%s': the pod's interface name (1-%d characters) or "
+			    "'none'",
+			    key, OCI_IFNAME_MAX);
+	n = &b->nets[b->n_nets++];
+	snprintf(n->id, sizeof(n->id), "%s", key + strlen(OCI_NET_ANNOT));
+	snprintf(n->link, sizeof(n->link), "%s", strcmp(link, "none") ? link : "");
+	return 0;
+}
+
+/* process.args, env and cwd, for the guest: {"args": [..], "env": {NAME: VALUE}, "cwd"}.
+ * env becomes an object so a guest reads one variable by its path (MMDS's IMDS format
+ * lists an object's keys; docs/oci.md). */
+static int process_for_guest(json_object *proc, struct oci_bundle *b, char *err, size_t errlen)
+{
+	json_object *out = json_object_new_object(), *args = json_object_new_array();
+	json_object *env = json_object_new_object(), *a = get(proc, "args"), *e = get(proc, "env");
+	json_object *cwd = get(proc, "cwd");
+	const char *text;
+	int ret = -EINVAL;
+
+	if (!out || !args || !env) {
+		json_object_put(args);
+		json_object_put(env);
+		json_object_put(out);
+		return errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	json_object_object_add(out, "args", args);
+	json_object_object_add(out, "env", env);
+	if (a && !json_object_is_type(a, json_type_array)) {
+		errf(err, errlen, 0, "process.args: not an array");
+		goto out;
+	}
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		json_object *x = json_object_array_get_idx(a, i);
+
+		if (!json_object_is_type(x, json_type_string)) {
+			errf(err, errlen, 0, "process.args[%zu]: not a string", i);
+			goto out;
+		}
+		json_object_array_add(args, json_object_get(x));
+	}
+	if (e && !json_object_is_type(e, json_type_array)) {
+		errf(err, errlen, 0, "process.env: not an array");
+		goto out;
+	}
+	for (size_t i = 0; e && i < json_object_array_length(e); i++) {
+		json_object *x = json_object_array_get_idx(e, i);
+		const char *kv = json_object_get_string(x), *eq = kv ? strchr(kv, '=') : NULL;
+		char name[256];
+
+		if (!json_object_is_type(x, json_type_string) || !eq || eq == kv ||
+		    (size_t)(eq - kv) >= sizeof(name)) {
+			errf(err, errlen, 0, "process.env[%zu]: not NAME=VALUE", i);
+			goto out;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - kv), kv);
+		/* a later entry of the same name wins, as in execve's environment */
+		json_object_object_add(env, name, json_object_new_string(eq + 1));
+	}
+	if (cwd && json_object_is_type(cwd, json_type_string))
+		json_object_object_add(out, "cwd", json_object_get(cwd));
+	text = json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN |
+						       JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (strlen(text) + 64 >= sizeof(b->process)) {
+		errf(err, errlen, 0,
+		     "process.args, env and cwd: %zu bytes, more than the clone's metadata store "
+		     "holds (%d)",
+		     strlen(text), OCI_PROCESS_MAX);
+		goto out;
+	}
+	snprintf(b->process, sizeof(b->process), "%s", text);
+	ret = 0;
+out:
+	json_object_put(out);
+	return ret;
+}
+
 int oci_bundle_parse(const char *json, const char *dir, struct oci_bundle *b, char *err,
 		     size_t errlen)
 {
@@ -292,15 +431,22 @@ int oci_bundle_parse(const char *json, const char *dir, struct oci_bundle *b, ch
 		/* An org.thaw.* annotation we do not know is a typo that would be ignored. */
 		json_object_object_foreach(ann, key, val)
 		{
-			(void)val;
-			if (!strncmp(key, "org.thaw.", 9) && strcmp(key, OCI_SNAP_ANNOT) &&
-			    strcmp(key, "org.thaw.clock-realtime")) {
+			if (!strncmp(key, OCI_DRIVE_ANNOT, strlen(OCI_DRIVE_ANNOT))) {
+				if (parse_drive(key, val, b, err, errlen))
+					goto out;
+			} else if (!strncmp(key, OCI_NET_ANNOT, strlen(OCI_NET_ANNOT))) {
+				if (parse_net(key, val, b, err, errlen))
+					goto out;
+			} else if (!strncmp(key, "org.thaw.", 9) && strcmp(key, OCI_SNAP_ANNOT) &&
+				   strcmp(key, "org.thaw.clock-realtime")) {
 				errf(err, errlen, 0, "annotation '%s': not known to thaw-oci", key);
 				goto out;
 			}
 		}
 	}
 	proc = get(o, "process");
+	if (process_for_guest(proc, b, err, errlen))
+		goto out;
 	if (proc) {
 		v = get(proc, "terminal");
 		b->terminal = v && json_object_get_boolean(v);
@@ -361,6 +507,25 @@ int oci_bundle_check(struct oci_bundle *b, char *err, size_t errlen)
 	if (access(snap, R_OK) < 0)
 		return errf(err, errlen, -errno, "snapshot %s: %s", snap, strerror(errno));
 	memcpy(b->snapshot, snap, sizeof(snap));
+	for (unsigned i = 0; i < b->n_drives; i++) {
+		struct oci_drive *d = &b->drives[i];
+
+		if (!realpath(d->base, snap))
+			return errf(err, errlen, -errno, "drive '%s' (annotation %s%s): %s: %s",
+				    d->id, OCI_DRIVE_ANNOT, d->id, d->base, strerror(errno));
+		if (strncmp(snap, root, n) || snap[n] != '/')
+			return errf(
+			    err, errlen, -EACCES,
+			    "drive '%s': %s resolves to %s, outside the root file system %s", d->id,
+			    d->base, snap, root);
+		if (stat(snap, &st) < 0 || !S_ISREG(st.st_mode))
+			return errf(err, errlen, -EINVAL, "drive '%s': %s is not a regular file",
+				    d->id, snap);
+		if (access(snap, R_OK) < 0)
+			return errf(err, errlen, -errno, "drive '%s': %s: %s", d->id, snap,
+				    strerror(errno));
+		memcpy(d->base, snap, sizeof(snap));
+	}
 	if (b->netns[0] && stat(b->netns, &st) < 0)
 		return errf(err, errlen, -errno, "network namespace %s: %s", b->netns,
 			    strerror(errno));
@@ -414,4 +579,69 @@ void oci_jail_id(const char *id, const char *leaf, char out[OCI_JAIL_ID_MAX + 1]
 	if (dropped)
 		k += (size_t)snprintf(out + k, OCI_JAIL_ID_MAX + 1 - k, "-%08x", h);
 	out[k] = '\0';
+}
+
+int oci_bundle_match(const struct oci_bundle *b, const struct oci_snap_devices *d, char *err,
+		     size_t errlen)
+{
+	unsigned nets = 0;
+
+	for (unsigned i = 0; i < d->n; i++) {
+		bool found = false;
+
+		if (d->dev[i].kind == OCI_DEV_DRIVE) {
+			for (unsigned k = 0; k < b->n_drives; k++)
+				found |= !strcmp(b->drives[k].id, d->dev[i].id);
+			if (!found)
+				return errf(
+				    err, errlen, -EINVAL,
+				    "the snapshot has drive '%s': annotation %s%s must name "
+				    "its base image, a file inside the root file system",
+				    d->dev[i].id, OCI_DRIVE_ANNOT, d->dev[i].id);
+		} else if (d->dev[i].kind == OCI_DEV_NET) {
+			nets++;
+			if (!b->netns[0])
+				return errf(
+				    err, errlen, -EINVAL,
+				    "the snapshot has network interface '%s': the bundle "
+				    "must give a network namespace path (linux.namespaces), "
+				    "where thaw-oci makes its tap",
+				    d->dev[i].id);
+		}
+	}
+	if (nets > OCI_MAX_DEVS)
+		return errf(err, errlen, -EINVAL, "the snapshot has more than %d interfaces",
+			    OCI_MAX_DEVS);
+	for (unsigned k = 0; k < b->n_drives; k++) {
+		bool found = false;
+
+		for (unsigned i = 0; i < d->n; i++)
+			found |= d->dev[i].kind == OCI_DEV_DRIVE &&
+				 !strcmp(b->drives[k].id, d->dev[i].id);
+		if (!found)
+			return errf(err, errlen, -EINVAL,
+				    "annotation %s%s: the snapshot has no drive '%s'",
+				    OCI_DRIVE_ANNOT, b->drives[k].id, b->drives[k].id);
+	}
+	for (unsigned k = 0; k < b->n_nets; k++) {
+		bool found = false;
+
+		for (unsigned i = 0; i < d->n; i++)
+			found |=
+			    d->dev[i].kind == OCI_DEV_NET && !strcmp(b->nets[k].id, d->dev[i].id);
+		if (!found)
+			return errf(err, errlen, -EINVAL,
+				    "annotation %s%s: the snapshot has no network interface '%s'",
+				    OCI_NET_ANNOT, b->nets[k].id, b->nets[k].id);
+	}
+	return 0;
+}
+
+void oci_tap_name(const char *id, unsigned index, char out[OCI_IFNAME_MAX + 1])
+{
+	uint32_t h = 2166136261u; /* FNV-1a, as the jail id's */
+
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	snprintf(out, OCI_IFNAME_MAX + 1, "thaw-%08x-%x", h, index & 0xf);
 }

@@ -37,7 +37,12 @@
 #define API_WAIT_MS   10000
 #define EXIT_WAIT_MS  10000
 #define JAIL_SNAPSHOT "/snapshot"
-#define VERSION	      "0.1"
+/* In the state directory (or the jail's root): drive-<id>.qcow2, the overlay each
+ * container writes; jailed, drive-<id>.base is the base image linked in read-only. */
+#define DRIVE_PREFIX "drive-"
+#define VSOCK_NAME   "vsock.sock" /* the vsock device's host socket, beside api.sock */
+#define MMDS_KEY     "oci"	  /* the clone's metadata: process args, env, cwd, id */
+#define VERSION	     "0.1"
 
 struct ctx {
 	const char *root;
@@ -341,13 +346,41 @@ static int wait_gone(const struct oci_state *s, int ms)
 	return ret > 0 ? 0 : -ETIMEDOUT;
 }
 
+/* Removes the files create and the VMM leave in a state directory: the API socket, the
+ * state file (and a temporary one of a crashed write), the drives' overlays and the
+ * vsock sockets (the VMM's and the per-port ones beside it). Nothing else is touched. */
+static void remove_files(const char *dir)
+{
+	static const char *const prefixes[] = {"api.sock", "state.json", DRIVE_PREFIX, VSOCK_NAME};
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+			if (!strncmp(e->d_name, prefixes[i], strlen(prefixes[i]))) {
+				unlinkat(dirfd(d), e->d_name, 0);
+				break;
+			}
+	closedir(d);
+}
+
 /* Removes what a container left: the jail (thaw-jailer --cleanup, which also removes
  * its cgroup), the API socket and the state directory. The VMM must be gone. */
 static int destroy(struct ctx *c, const struct oci_state *s, const char *dir)
 {
-	char jailer[PATH_MAX + 16], path[PATH_MAX + 16];
+	char jailer[PATH_MAX + 16];
 	int ret = 0;
 
+	for (unsigned i = 0; i < s->n_taps; i++) {
+		char err[PATH_MAX + 256];
+
+		if (oci_tap_del(s->netns, s->taps[i].tap, s->taps[i].link, err, sizeof(err))) {
+			report(c, "error", "removing tap %s: %s", s->taps[i].tap, err);
+			return -EIO;
+		}
+	}
 	if (s->jailed && s->jail_id[0]) {
 		const char *argv[] = {
 		    jailer,	  "--cleanup",	     "--id",	       s->jail_id, "--chroot-base",
@@ -366,12 +399,7 @@ static int destroy(struct ctx *c, const struct oci_state *s, const char *dir)
 			return ret;
 		}
 	}
-	snprintf(path, sizeof(path), "%s/api.sock", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/state.json", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/state.json.tmp", dir);
-	unlink(path);
+	remove_files(dir);
 	if (rmdir(dir) < 0 && errno != ENOENT)
 		return fail(c, "removing %s: %s", dir, strerror(errno)), -errno;
 	return 0;
@@ -449,6 +477,11 @@ static void vmm_argv(struct ctx *c, const struct oci_bundle *b, const struct oci
 		argv_add(v, "kvm,tun,urandom");
 		argv_add(v, "--link");
 		argv_addf(v, "%s:%s:ro", b->snapshot, JAIL_SNAPSHOT);
+		for (unsigned i = 0; i < b->n_drives; i++) {
+			argv_add(v, "--link");
+			argv_addf(v, "%s:/" DRIVE_PREFIX "%s.base:ro", b->drives[i].base,
+				  b->drives[i].id);
+		}
 		argv_add(v, "--");
 		argv_add(v, "--api-sock");
 		argv_add(v, "/api.sock");
@@ -528,6 +561,124 @@ static int wait_api(pid_t pid, const char *api_dir, char *err, size_t errlen)
 		    API_WAIT_MS);
 }
 
+/* The body of PUT /snapshot/load: the snapshot, paused, and the host side of each of its
+ * devices (docs/oci.md): a new qcow2 overlay per drive over the image's base, the taps
+ * made in the pod's namespace, the vsock socket beside the API socket. Paths are the
+ * VMM's: inside the jail, or in the state directory (its working directory). */
+static json_object *load_body(const struct oci_bundle *b, const struct oci_state *s,
+			      const struct oci_snap_devices *d, const char *dir)
+{
+	json_object *o = json_object_new_object(), *drives = json_object_new_array();
+	json_object *nets = json_object_new_array();
+	unsigned tap = 0;
+
+	json_object_object_add(o, "snapshot_path",
+			       json_object_new_string(s->jailed ? JAIL_SNAPSHOT : b->snapshot));
+	json_object_object_add(o, "resume_vm", json_object_new_boolean(false));
+	if (b->clock_realtime)
+		json_object_object_add(o, "clock_realtime", json_object_new_boolean(true));
+	for (unsigned i = 0; i < d->n; i++) {
+		json_object *e = json_object_new_object();
+		char path[PATH_MAX * 2];
+
+		if (d->dev[i].kind == OCI_DEV_DRIVE) {
+			const struct oci_drive *dr = NULL;
+
+			for (unsigned k = 0; k < b->n_drives; k++)
+				if (!strcmp(b->drives[k].id, d->dev[i].id))
+					dr = &b->drives[k];
+			if (!dr) /* oci_bundle_match refused it already */
+				continue;
+			json_object_object_add(e, "drive_id", json_object_new_string(dr->id));
+			snprintf(path, sizeof(path), "%s/" DRIVE_PREFIX "%s.qcow2",
+				 s->jailed ? "" : dir, dr->id);
+			json_object_object_add(e, "path_on_host", json_object_new_string(path));
+			if (s->jailed)
+				snprintf(path, sizeof(path), "/" DRIVE_PREFIX "%s.base", dr->id);
+			else
+				snprintf(path, sizeof(path), "%s", dr->base);
+			json_object_object_add(e, "overlay_of", json_object_new_string(path));
+			json_object_array_add(drives, e);
+		} else if (d->dev[i].kind == OCI_DEV_NET && tap < s->n_taps) {
+			json_object_object_add(e, "iface_id", json_object_new_string(d->dev[i].id));
+			json_object_object_add(e, "host_dev_name",
+					       json_object_new_string(s->taps[tap++].tap));
+			json_object_array_add(nets, e);
+		} else if (d->dev[i].kind == OCI_DEV_VSOCK) {
+			/* relative unjailed: a state directory's path may pass sun_path */
+			json_object_object_add(
+			    e, "uds_path",
+			    json_object_new_string(s->jailed ? "/" VSOCK_NAME : VSOCK_NAME));
+			json_object_object_add(o, "vsock_override", e);
+		} else {
+			json_object_put(e);
+		}
+	}
+	json_object_object_add(o, "drive_overrides", drives);
+	json_object_object_add(o, "network_overrides", nets);
+	return o;
+}
+
+/* The taps of the snapshot's interfaces, in the bundle's network namespace, each tied to
+ * its org.thaw.net.<id> interface or else to eth0 when the namespace has one (CNI's
+ * name). Each is recorded in s as soon as it exists, so destroy removes it. */
+static int make_taps(struct ctx *c, const struct oci_bundle *b, struct oci_state *s,
+		     const struct oci_snap_devices *d)
+{
+	char err[PATH_MAX + 256];
+
+	for (unsigned i = 0; i < d->n; i++) {
+		const char *link = "eth0";
+		bool optional = true, linked = false;
+		char tap[OCI_IFNAME_MAX + 1];
+
+		if (d->dev[i].kind != OCI_DEV_NET)
+			continue;
+		for (unsigned k = 0; k < b->n_nets; k++)
+			if (!strcmp(b->nets[k].id, d->dev[i].id)) {
+				link = b->nets[k].link;
+				optional = false;
+			}
+		oci_tap_name(s->id, s->n_taps, tap);
+		snprintf(s->netns, sizeof(s->netns), "%s", b->netns);
+		if (oci_tap_add(b->netns, tap, link, optional, b->uid, b->gid, &linked, err,
+				sizeof(err)))
+			return fail(c, "network interface '%s': %s", d->dev[i].id, err), -EIO;
+		snprintf(s->taps[s->n_taps].tap, sizeof(s->taps[0].tap), "%s", tap);
+		snprintf(s->taps[s->n_taps].link, sizeof(s->taps[0].link), "%s",
+			 linked ? link : "");
+		s->n_taps++;
+		report(c, "info", "tap %s for '%s' in %s%s%s", tap, d->dev[i].id, b->netns,
+		       linked ? ", tied to " : "", linked ? link : "");
+	}
+	return 0;
+}
+
+/* The guest's view of the container's process, in the clone's MMDS store under
+ * MMDS_KEY: args, env, cwd, and the container's id (docs/oci.md). */
+static int put_process(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s)
+{
+	json_object *o = json_object_new_object(), *p = json_tokener_parse(b->process);
+	char err[PATH_MAX + 256];
+	int r;
+
+	if (!o || !p) {
+		json_object_put(o);
+		json_object_put(p);
+		return fail(c, "out of memory"), -ENOMEM;
+	}
+	json_object_object_add(p, "id", json_object_new_string(s->id));
+	json_object_object_add(o, MMDS_KEY, p);
+	r = api_call(s->api_dir, "PATCH", "/mmds",
+		     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							   JSON_C_TO_STRING_NOSLASHESCAPE),
+		     err, sizeof(err));
+	json_object_put(o);
+	if (r)
+		return fail(c, "giving process.args/env to the clone (MMDS): %s", err), r;
+	return 0;
+}
+
 struct create_args {
 	const char *id, *bundle, *pid_file, *console_socket;
 };
@@ -539,6 +690,7 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 	struct oci_bundle *b = calloc(1, sizeof(*b));
 	struct oci_state *s = calloc(1, sizeof(*s));
 	struct argv *v = calloc(1, sizeof(*v));
+	struct oci_snap_devices *devs = calloc(1, sizeof(*devs));
 	char dir[PATH_MAX], file[PATH_MAX], cfgpath[PATH_MAX + 16], bundle[PATH_MAX];
 	char err[PATH_MAX * 2], slave_name[64] = "";
 	posix_spawn_file_actions_t fa;
@@ -547,7 +699,7 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 	bool made_dir = false;
 	pid_t pid = 0;
 
-	if (!b || !s || !v) {
+	if (!b || !s || !v || !devs) {
 		fail(c, "out of memory");
 		goto out;
 	}
@@ -567,6 +719,15 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 	}
 	if (oci_bundle_parse(json, bundle, b, err, sizeof(err)) ||
 	    oci_bundle_check(b, err, sizeof(err))) {
+		fail(c, "bundle %s: %s", bundle, err);
+		goto out;
+	}
+	r = oci_snapshot_devices(b->snapshot, devs, err, sizeof(err));
+	if (r) {
+		fail(c, "loading the snapshot %s: %s", b->snapshot, err);
+		goto out;
+	}
+	if (oci_bundle_match(b, devs, err, sizeof(err))) {
 		fail(c, "bundle %s: %s", bundle, err);
 		goto out;
 	}
@@ -613,8 +774,8 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 			 b->cgroup_parent[0] ? b->cgroup_parent : "thaw-oci");
 		if (path_fmt(s->jail_base, sizeof(s->jail_base), "%s/jails", c->root) ||
 		    /* thaw-jailer's layout is Firecracker's: <base>/<exec file name>/<id>/root */
-		    path_fmt(s->api_dir, sizeof(s->api_dir), "%s/thaw-static/%s/root",
-			     s->jail_base, s->jail_id)) {
+		    path_fmt(s->api_dir, sizeof(s->api_dir), "%s/thaw-static/%s/root", s->jail_base,
+			     s->jail_id)) {
 			fail(c, "--root %s: too long", c->root);
 			goto out;
 		}
@@ -627,6 +788,8 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 		goto out;
 	}
 
+	if (make_taps(c, b, s, devs))
+		goto out;
 	if (b->terminal) {
 		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 		if (master < 0 || grantpt(master) || unlockpt(master) ||
@@ -663,14 +826,8 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 		goto out;
 	}
 	{
-		json_object *o = json_object_new_object();
+		json_object *o = load_body(b, s, devs, dir);
 
-		json_object_object_add(
-		    o, "snapshot_path",
-		    json_object_new_string(s->jailed ? JAIL_SNAPSHOT : b->snapshot));
-		json_object_object_add(o, "resume_vm", json_object_new_boolean(false));
-		if (b->clock_realtime)
-			json_object_object_add(o, "clock_realtime", json_object_new_boolean(true));
 		r = api_call(s->api_dir, "PUT", "/snapshot/load",
 			     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 								   JSON_C_TO_STRING_NOSLASHESCAPE),
@@ -681,6 +838,8 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 			goto out;
 		}
 	}
+	if (put_process(c, b, s))
+		goto out;
 	if (master >= 0 && send_console(a->console_socket, master, slave_name, err, sizeof(err))) {
 		fail(c, "%s", err);
 		goto out;
@@ -719,6 +878,7 @@ out:
 	free(b);
 	free(s);
 	free(v);
+	free(devs);
 	return ret;
 }
 
@@ -1081,6 +1241,11 @@ static int cmd_features(struct ctx *c, int argc, char **argv)
 	    "system (required)\",\n"
 	    "    \"org.thaw.clock-realtime\": \"true: advance the guest clock to host time "
 	    "at the restore\",\n"
+	    "    \"org.thaw.drive.<id>\": \"the base image of the snapshot's drive <id>, a "
+	    "path inside the root file system; each container writes its own qcow2 "
+	    "overlay\",\n"
+	    "    \"org.thaw.net.<id>\": \"the pod namespace's interface tied to the tap of "
+	    "the snapshot's interface <id> (default eth0 when there is one), or none\",\n"
 	    "    \"org.thaw.oci.version\": \"" VERSION "\"\n"
 	    "  }\n"
 	    "}\n";

@@ -16,11 +16,31 @@
 #define OCI_SNAP_ANNOT	   "org.thaw.snapshot"
 #define OCI_MAX_CGROUP_SET 8
 #define OCI_JAIL_ID_MAX	   64
+#define OCI_MAX_DEVS	   16	 /* drives, and interfaces: the VMM's limit of each */
+#define OCI_DEV_ID_MAX	   31	 /* a device id of the VMM (VMM_DEV_ID_MAX without NUL) */
+#define OCI_IFNAME_MAX	   15	 /* a network interface's name (IFNAMSIZ without NUL) */
+#define OCI_PROCESS_MAX	   51200 /* process.args/env/cwd as JSON: the clone's MMDS limit */
+#define OCI_DRIVE_ANNOT	   "org.thaw.drive."
+#define OCI_NET_ANNOT	   "org.thaw.net."
 
 /* One cgroup file the jail's cgroup gets (thaw-jailer --cgroup KEY=VALUE, v1 names). */
 struct oci_cgroup_set {
 	char key[48];
 	char value[32];
+};
+
+/* Annotation org.thaw.drive.<id>: the base image of the snapshot's drive <id>, inside the
+ * rootfs; each container writes to its own qcow2 overlay over it. */
+struct oci_drive {
+	char id[OCI_DEV_ID_MAX + 1];
+	char base[PATH_MAX]; /* rootfs + the annotation's path; resolved by oci_bundle_check */
+};
+
+/* Annotation org.thaw.net.<id>: the pod network namespace's interface whose traffic
+ * goes to the snapshot's interface <id> ("" for none: the tap alone). */
+struct oci_net {
+	char id[OCI_DEV_ID_MAX + 1];
+	char link[OCI_IFNAME_MAX + 1];
 };
 
 /* What create needs from a bundle's config.json, checked and typed (docs/oci.md). */
@@ -37,6 +57,13 @@ struct oci_bundle {
 	gid_t gid;
 	struct oci_cgroup_set cg[OCI_MAX_CGROUP_SET];
 	unsigned n_cg;
+	struct oci_drive drives[OCI_MAX_DEVS];
+	unsigned n_drives;
+	struct oci_net nets[OCI_MAX_DEVS];
+	unsigned n_nets;
+	/* {"args": [...], "env": {...}, "cwd": "..."} of process, serialized: what the
+	 * clone's MMDS store gets (docs/oci.md) */
+	char process[OCI_PROCESS_MAX];
 };
 
 /* Parses config.json's text `json` of the bundle in `dir` (absolute) into b. Refuses,
@@ -49,6 +76,28 @@ int oci_bundle_parse(const char *json, const char *dir, struct oci_bundle *b, ch
  * inside the rootfs (symlinks resolved), the netns path exists. Returns 0 or -errno. */
 int oci_bundle_check(struct oci_bundle *b, char *err, size_t errlen);
 
+/* The devices of a snapshot that need a host side at the load, as its device sections
+ * name them (kind and id, docs/snapshot-format.md). */
+enum oci_dev_kind { OCI_DEV_DRIVE, OCI_DEV_NET, OCI_DEV_VSOCK };
+struct oci_snap_devices {
+	struct {
+		enum oci_dev_kind kind;
+		char id[OCI_DEV_ID_MAX + 1];
+	} dev[OCI_MAX_DEVS * 2 + 1];
+	unsigned n;
+};
+
+/* Reads the device list of the snapshot at `path` (header and state only, checked as
+ * the VMM checks them; no memory is read). Returns 0, or -errno with the cause in err. */
+int oci_snapshot_devices(const char *path, struct oci_snap_devices *d, char *err, size_t errlen);
+
+/* Matches a bundle to its snapshot's devices before anything is made: every drive has
+ * its org.thaw.drive.<id> annotation and every such annotation a drive, every
+ * org.thaw.net.<id> an interface, and interfaces come with a network namespace path
+ * (their taps are made there). Returns 0 or -EINVAL with the mismatch named in err. */
+int oci_bundle_match(const struct oci_bundle *b, const struct oci_snap_devices *d, char *err,
+		     size_t errlen);
+
 /* True when the container needs thaw-jailer: a cgroup limit, a cgroups path or a netns. */
 bool oci_bundle_jailed(const struct oci_bundle *b);
 
@@ -60,6 +109,22 @@ int oci_id_check(const char *id);
  * path's leaf when it qualifies, else "oci-" and the id's letters, digits and hyphens,
  * cut to fit, with the id's hash when anything was dropped. */
 void oci_jail_id(const char *id, const char *leaf, char out[OCI_JAIL_ID_MAX + 1]);
+
+/* The tap of container `id`'s interface number `index` (< OCI_MAX_DEVS): "thaw-" and a
+ * hash of the id and the index, unique among the containers of one pod's namespace. */
+void oci_tap_name(const char *id, unsigned index, char out[OCI_IFNAME_MAX + 1]);
+
+/* In the network namespace at `netns`: makes the persistent tap `tap` (owned by
+ * uid/gid, so the jailed VMM without capabilities may attach to it), sets it up, and
+ * when `link` is not "" redirects every frame arriving on `link` to the tap and every
+ * frame from the tap out of `link` (tc ingress qdiscs, u32 match-all, mirred); with
+ * `optional`, only when the namespace has `link`. *linked says whether it was. Runs in a
+ * child process: thaw-oci's own namespace is left alone. 0 or -errno with err set. */
+int oci_tap_add(const char *netns, const char *tap, const char *link, bool optional, uid_t uid,
+		gid_t gid, bool *linked, char *err, size_t errlen);
+/* Undoes oci_tap_add: the tap is deleted, `link`'s ingress qdisc removed. A namespace or
+ * tap already gone is success. */
+int oci_tap_del(const char *netns, const char *tap, const char *link, char *err, size_t errlen);
 
 enum oci_status { OCI_CREATING, OCI_CREATED, OCI_RUNNING, OCI_PAUSED, OCI_STOPPED };
 const char *oci_status_name(enum oci_status s);
@@ -78,6 +143,12 @@ struct oci_state {
 	char cgroup_parent[PATH_MAX];
 	char api_dir[PATH_MAX]; /* the directory holding the VMM's api.sock */
 	char annotations[8192]; /* the bundle's annotations, JSON */
+	char netns[PATH_MAX];	/* where the taps are, "" for none */
+	struct {
+		char tap[OCI_IFNAME_MAX + 1];
+		char link[OCI_IFNAME_MAX + 1]; /* redirected to and from the tap, or "" */
+	} taps[OCI_MAX_DEVS];
+	unsigned n_taps;
 };
 
 int oci_state_save(const char *path, const struct oci_state *s);

@@ -67,7 +67,7 @@ enum oci_status oci_state_status(const struct oci_state *s)
 
 int oci_state_save(const char *path, const struct oci_state *s)
 {
-	json_object *o = json_object_new_object(), *ann;
+	json_object *o = json_object_new_object(), *ann, *taps;
 	int ret;
 
 	if (!o)
@@ -87,8 +87,19 @@ int oci_state_save(const char *path, const struct oci_state *s)
 	json_object_object_add(o, "api_dir", json_object_new_string(s->api_dir));
 	ann = json_tokener_parse(s->annotations[0] ? s->annotations : "{}");
 	json_object_object_add(o, "annotations", ann ? ann : json_object_new_object());
+	json_object_object_add(o, "netns", json_object_new_string(s->netns));
+	taps = json_object_new_array();
+	for (unsigned i = 0; taps && i < s->n_taps; i++) {
+		json_object *t = json_object_new_object();
+
+		json_object_object_add(t, "tap", json_object_new_string(s->taps[i].tap));
+		json_object_object_add(t, "link", json_object_new_string(s->taps[i].link));
+		json_object_array_add(taps, t);
+	}
+	json_object_object_add(o, "taps", taps);
 	/* Written aside and renamed: a crash leaves the old state or the new, never half. */
-	ret = api_json_write_file(path, o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	ret = api_json_write_file(path, o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+				  true);
 	json_object_put(o);
 	return ret;
 }
@@ -135,6 +146,27 @@ int oci_state_load(const char *path, struct oci_state *s, char *err, size_t errl
 	s->started = flag(o, "started");
 	s->paused = flag(o, "paused");
 	s->jailed = flag(o, "jailed");
+	/* absent in the state of an older thaw-oci: no taps */
+	if (json_object_object_get_ex(o, "netns", &v) &&
+	    api_json_get_str(o, "netns", s->netns, sizeof(s->netns))) {
+		errf(err, errlen, 0, "%s: netns: not a path", path);
+		goto out;
+	}
+	if (json_object_object_get_ex(o, "taps", &v)) {
+		size_t nt =
+		    json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
+
+		for (size_t i = 0; i < nt && i < OCI_MAX_DEVS; i++) {
+			json_object *t = json_object_array_get_idx(v, i);
+
+			if (api_json_get_str(t, "tap", s->taps[i].tap, sizeof(s->taps[i].tap)) ||
+			    api_json_get_str(t, "link", s->taps[i].link, sizeof(s->taps[i].link))) {
+				errf(err, errlen, 0, "%s: taps[%zu]: not a tap", path, i);
+				goto out;
+			}
+			s->n_taps++;
+		}
+	}
 	if (json_object_object_get_ex(o, "annotations", &v))
 		snprintf(s->annotations, sizeof(s->annotations), "%s",
 			 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |

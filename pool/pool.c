@@ -430,11 +430,9 @@ static json_object *load_body(const struct pool *pl, const struct proc *p,
 /* Sends PUT /snapshot/load to p; returns the connected fd, or -errno. */
 static int load_send(struct pool *pl, struct proc *p, const struct pool_clone_opts *o)
 {
-	char head[256];
 	json_object *b;
 	const char *s;
-	size_t len;
-	int fd, n, ret = 0;
+	int fd, ret;
 
 	if (pl->cfg.vsock || o->vsock_dir[0]) {
 		if (o->vsock_dir[0])
@@ -445,20 +443,13 @@ static int load_send(struct pool *pl, struct proc *p, const struct pool_clone_op
 	b = load_body(pl, p, o, pl->cfg.jail.enabled && p->vsock[0] ? "/vsock.sock" : NULL);
 	if (!b)
 		return -ENOMEM;
-	s = json_object_to_json_string_length(b, JSON_C_TO_STRING_PLAIN, &len);
+	s = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN);
 	fd = api_client_connect(p->api_sock);
 	if (fd < 0) {
 		json_object_put(b);
 		return fd;
 	}
-	pool_fmt(head, sizeof(head),
-		 "PUT /snapshot/load HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
-		 "application/json\r\nContent-Length: %zu\r\n\r\n",
-		 len);
-	n = (int)strlen(head);
-	if (send(fd, head, (size_t)n, MSG_NOSIGNAL) != n ||
-	    send(fd, s, len, MSG_NOSIGNAL) != (ssize_t)len)
-		ret = errno ? -errno : -EIO;
+	ret = api_client_send(fd, "PUT", "/snapshot/load", s);
 	json_object_put(b);
 	if (ret) {
 		close(fd);
@@ -833,7 +824,7 @@ static void route_put_pool(struct poold *d, const char *id, json_object *body,
 		pl->cfg.max_mem_mib = cfg->max_mem_mib;
 		pl->cfg.refill_per_s = cfg->refill_per_s;
 		saved = pool_cfg_to_json(&pl->cfg);
-		pool_write_json(path, saved);
+		pool_write_json(path, saved, true);
 		json_object_put(saved);
 		api_http_reply_json(r, 200, pool_json(pl));
 		goto out;
@@ -853,7 +844,7 @@ static void route_put_pool(struct poold *d, const char *id, json_object *body,
 	pl->tokens = 1;
 	pl->tokens_ns = now_ns();
 	saved = pool_cfg_to_json(&pl->cfg);
-	if (pool_write_json(path, saved) < 0) {
+	if (pool_write_json(path, saved, true) < 0) {
 		json_object_put(saved);
 		free(pl);
 		api_http_reply_fault(r, 500, "Cannot write %s: %s", path, strerror(errno));

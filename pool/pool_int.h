@@ -73,7 +73,7 @@ int pool_pidfd_open(pid_t pid);
 unsigned long long pool_proc_starttime(pid_t pid);
 int pool_mkdirs(const char *path, mode_t mode);
 void pool_rmdir_files(const char *dir);
-int pool_write_json(const char *path, struct json_object *o);
+int pool_write_json(const char *path, struct json_object *o, bool durable);
 const char *pool_proc_state_name(enum proc_state s);
 int pool_proc_save(const struct proc *p);
 int pool_proc_load(const char *statedir, struct proc *p);

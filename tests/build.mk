@@ -34,6 +34,9 @@ $(B)/tests/%: $(B)/tests/unit/%.o
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(link_inputs) $(LDLIBS) -lcmocka
 
+# test_seccomp compares the compiled-in filters with what the rules build now.
+$(B)/tests/test_seccomp: $(B)/vmm/seccomp_rules.o
+
 # test_api_router drives thawctl's pool commands.
 $(B)/tests/test_api_router: | $(B)/thawctl
 

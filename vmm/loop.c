@@ -98,7 +98,17 @@ int vmm_loop_run(struct vmm_loop *l)
 	l->idle_ran_ns = now_ns();
 	while (!l->stop) {
 		struct epoll_event evs[16];
-		int n = epoll_wait(l->epfd, evs, 16, l->timeout_ms);
+		int n;
+
+		if (l->before_wait) {
+			void (*fn)(void *) = l->before_wait;
+
+			l->before_wait = NULL;
+			fn(l->before_wait_opaque);
+			if (l->stop)
+				break;
+		}
+		n = epoll_wait(l->epfd, evs, 16, l->timeout_ms);
 
 		if (n < 0) {
 			if (errno == EINTR)

@@ -134,7 +134,8 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	vm->cpu_config = cfg->cpu_config;
 	vm->static_template = cfg->cpu_config ? cfg->static_template : NULL;
 	status = VMM_EXIT_INTERNAL;
-	if (vmm_mem_alloc(&vm->mem, mem_bytes) || vm_register_memory(vm) || vm_create_irqchip(vm))
+	if (vmm_mem_alloc(&vm->mem, mem_bytes) || vm_register_memory(vm) || vm_create_irqchip(vm) ||
+	    vm_create_pit(vm))
 		goto out;
 	status = VMM_EXIT_USAGE;
 	if (vmm_elf_load(kernel, kernel_len, &vm->mem, &elf, err, sizeof(err))) {

@@ -152,7 +152,6 @@ int vm_register_memory(struct vm *vm)
 
 int vm_create_irqchip(struct vm *vm)
 {
-	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	uint64_t identity = KVM_IDENTITY_ADDR;
 
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
@@ -161,6 +160,13 @@ int vm_create_irqchip(struct vm *vm)
 		return kvm_ioctl_err("KVM_SET_IDENTITY_MAP_ADDR");
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return kvm_ioctl_err("KVM_CREATE_IRQCHIP");
+	return 0;
+}
+
+int vm_create_pit(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return kvm_ioctl_err("KVM_CREATE_PIT2");
 	return 0;
@@ -920,6 +926,14 @@ void vm_destroy(struct vm *vm)
 
 /* ---------------------------------------------------------------- prepared VMs */
 
+int vm_start_vcpus_parked(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->run_lock);
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->run_lock);
+	return vm_start_vcpus(vm);
+}
+
 int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib)
 {
 	int ret = vm_create(vm, nr_vcpus);
@@ -931,6 +945,8 @@ int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib)
 	if (!ret)
 		ret = vm_create_irqchip(vm);
 	if (!ret)
+		ret = vm_create_pit(vm);
+	if (!ret)
 		ret = vm_create_vcpu_fds(vm);
 	if (!ret)
 		ret = vm_get_supported_cpuid(vm);
@@ -939,10 +955,7 @@ int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib)
 	/* The vCPU threads start now and park before their first KVM_RUN: creating a
 	 * thread and installing its seccomp filter (~0.3 ms a vCPU on PVM) is then done
 	 * before the restore request arrives, and vm_launch only wakes them. */
-	pthread_mutex_lock(&vm->run_lock);
-	vm->pause_requested = true;
-	pthread_mutex_unlock(&vm->run_lock);
-	ret = vm_start_vcpus(vm);
+	ret = vm_start_vcpus_parked(vm);
 	if (ret)
 		return ret;
 	vm->prepared = true;
@@ -1042,19 +1055,36 @@ static void print_restore_timing(const struct vm *vm)
 #undef US
 }
 
+/* What vm_launch leaves to the main loop, run before its next wait: after the API's
+ * reply to the load that launched, so neither delays it. Every ring of this VM exists
+ * and the process builds no other VM: from here the main thread makes and changes no
+ * io_uring (vmm/seccomp.c). Installing a filter is a BPF JIT compile (0.05-0.2 ms on
+ * PVM) the guest and the client need not wait for; until then the main thread only
+ * sends that reply and finishes its round, and no request can build a ring after the
+ * launch (the API refuses boots and loads once one ran). The vCPU threads are not
+ * sealed by it and need not be: their own filter allows neither call. Then the
+ * restore's scratch goes back to the kernel. */
+static void launch_finish(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	if (vmm_seccomp_seal_rings()) {
+		vm_request_exit(vm, VMM_EXIT_INTERNAL, "the main thread could not be sealed");
+		return;
+	}
+	if (vm->times.restore_start_ns)
+		vm_restore_plan_trim(vm);
+}
+
 int vm_launch(struct vm *vm, bool paused)
 {
-	/* Every ring of this VM exists and the process builds no other VM: from here
-	 * the main thread makes and changes no io_uring (vmm/seccomp.c). */
-	if (vmm_seccomp_seal_rings())
-		return -EPERM; /* logged */
 	if (vmm_console_open(&vm->console, vm, vm->console_in_spec))
 		return -EINVAL;
 	vmm_console_out_prepare(vm);
 	if (paused) {
 		vm->paused = true;
 	} else if (vm->nr_started) {
-		/* a prepared VM's threads wait parked: wake them */
+		/* a prepared or restored VM's threads wait parked: wake them */
 		vm_resume(vm);
 	} else {
 		int ret = vm_start_vcpus(vm);
@@ -1065,6 +1095,8 @@ int vm_launch(struct vm *vm, bool paused)
 	/* The uffd stall detector reads it from its own thread. */
 	__atomic_store_n(&vm->times.running_ns, now_ns(), __ATOMIC_RELEASE);
 	DTRACE_PROBE(thaw, running);
+	vm->loop.before_wait = launch_finish;
+	vm->loop.before_wait_opaque = vm;
 	if (vm->timing && vm->times.restore_start_ns)
 		print_restore_timing(vm);
 	return 0;

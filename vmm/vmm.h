@@ -485,6 +485,10 @@ struct vmm_loop {
 	void (*idle)(void *opaque);
 	void *idle_opaque;
 	uint64_t idle_ran_ns; /* CLOCK_MONOTONIC of its last run */
+	/* Runs once before the next wait, then is cleared: work that must not delay what
+	 * the current round answers (vm_launch's seal comes after the API's reply). */
+	void (*before_wait)(void *opaque);
+	void *before_wait_opaque;
 	struct vmm_loop_entry entries[VMM_LOOP_MAX];
 };
 
@@ -831,8 +835,13 @@ int vm_create(struct vm *vm, unsigned nr_vcpus);
  * it does not. */
 int vm_register_memory(struct vm *vm);
 
-/* TSS and identity-map addresses, in-kernel PIC/IOAPIC/LAPIC and the PIT. */
+/* TSS and identity-map addresses, in-kernel PIC/IOAPIC/LAPIC. */
 int vm_create_irqchip(struct vm *vm);
+
+/* The in-kernel PIT, after vm_create_irqchip. KVM starts a kernel thread for it
+ * (0.1-0.4 ms on PVM), so a restore makes it after its vCPU threads are started, which
+ * then install their seccomp filters meanwhile. */
+int vm_create_pit(struct vm *vm);
 
 /* Creates the vCPU fds and maps their kvm_run. */
 int vm_create_vcpu_fds(struct vm *vm);
@@ -854,6 +863,10 @@ int vm_setup_legacy_devices(struct vm *vm);
 
 /* Starts one thread per vCPU running KVM_RUN. */
 int vm_start_vcpus(struct vm *vm);
+
+/* Starts them parked: each installs its seccomp filter and waits, before its first
+ * KVM_RUN, for vm_launch (or vm_resume). Needs the vCPU fds (vm_create_vcpu_fds). */
+int vm_start_vcpus_parked(struct vm *vm);
 
 /* Opens the console input and starts the vCPUs (or leaves them parked when `paused`,
  * for vm_resume / PATCH /vm to start). Prints restore timing with --timing. */
@@ -1040,8 +1053,8 @@ enum vmm_seccomp_thread {
 
 struct sock_fprog;
 
-/* Builds every kind's filter (libseccomp, exported to BPF), installs the SIGSYS
- * reporter and sets no_new_privs. Call once on the main thread before any other
+/* Readies every kind's filter (compiled to BPF when thaw was built: vmm/seccomp_rules.c),
+ * installs the SIGSYS reporter and sets no_new_privs. Call once on the main thread before any other
  * thread exists; not calling it (thaw --no-seccomp) makes vmm_seccomp_install a
  * no-op. Returns 0 or -errno (logged). */
 int vmm_seccomp_prepare(void);
@@ -1052,15 +1065,18 @@ int vmm_seccomp_prepare(void);
  * "thaw: seccomp: refused syscall NR (NAME) ..." and the process dies of SIGSYS. */
 int vmm_seccomp_install(enum vmm_seccomp_thread kind);
 /* Stacks on the calling thread a filter refusing io_uring_setup and io_uring_register:
- * no ring may be made or changed any more. vm_launch calls it on the main thread once
- * the VM's rings exist (drives, uffd handler), before starting vCPUs, so threads made
- * later inherit it. Again on the same thread, or with seccomp off: a no-op. 0, or
- * -errno (logged) and the caller must not launch. */
+ * no ring may be made or changed any more. vm_launch has the main loop call it on the main thread
+ * once the VM's rings exist (drives, uffd handler), before its next wait, so after the
+ * vCPUs go and after the reply to the API request that launched (the vCPU threads' own
+ * filters refuse both calls); threads made later inherit it. Again on the same
+ * thread, or with seccomp off: a no-op. 0, or -errno (logged): the VM must end. */
 int vmm_seccomp_seal_rings(void);
 /* True once vmm_seccomp_prepare succeeded. */
 bool vmm_seccomp_enabled(void);
-/* Builds the filter of `kind` into `out` (out->filter is malloc'ed), for tests. */
-int vmm_seccomp_build(enum vmm_seccomp_thread kind, struct sock_fprog *out);
+/* The program of filter `filter` (a kind, or VMM_SECCOMP_NR_THREADS for the seal) as
+ * thaw installs it, with the calling process's pid, into `out` (out->filter is
+ * malloc'ed), for tests. 0, -EINVAL or -ENOMEM. */
+int vmm_seccomp_program(unsigned filter, struct sock_fprog *out);
 /* "main", "vcpu", "uffd", "release". */
 const char *vmm_seccomp_kind_name(enum vmm_seccomp_thread kind);
 

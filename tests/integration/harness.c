@@ -481,3 +481,99 @@ int harness_probe_snapshot(const char *path, unsigned mem_mib, const char *const
 	harness_end(p);
 	return chmod(path, 0644);
 }
+
+void harness_probe_cmd(struct vmproc *p, const char *fmt, ...)
+{
+	char req[256], ans[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(req, sizeof(req), fmt, ap);
+	va_end(ap);
+	if (vmproc_ask(p, req, "PROBE ", 60000, ans, sizeof(ans)) || strncmp(ans, "ERR", 3) == 0 ||
+	    strncmp(ans, "FAULT", 5) == 0) {
+		vmproc_dump(p, req);
+		fail_msg("probe request '%s' failed: %s", req, ans);
+	}
+}
+
+uint64_t harness_probe_read(struct vmproc *p, unsigned bits, uint64_t addr)
+{
+	char req[64], prefix[16], ans[256];
+	const char *v;
+
+	snprintf(req, sizeof(req), "r%u %#llx", bits, (unsigned long long)addr);
+	snprintf(prefix, sizeof(prefix), "PROBE r%u", bits);
+	if (vmproc_ask(p, req, prefix, 60000, ans, sizeof(ans))) {
+		vmproc_dump(p, req);
+		fail_msg("probe request '%s' got no answer", req);
+	}
+	v = strstr(ans, "value=");
+	assert_non_null(v);
+	return strtoull(v + 6, NULL, 16);
+}
+
+void harness_probe_virtio_start(struct vmproc *p, uint64_t base)
+{
+	harness_probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x70);
+	harness_probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x70);
+	harness_probe_cmd(p, "w32 %#llx 3", (unsigned long long)base + 0x70);
+	harness_probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x24);
+	harness_probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x20);
+	harness_probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x24);
+	harness_probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x20);
+	harness_probe_cmd(p, "w32 %#llx 11", (unsigned long long)base + 0x70);
+	assert_true(harness_probe_read(p, 32, base + 0x70) & 8);
+}
+
+void harness_probe_queue(struct vmproc *p, uint64_t base, unsigned q, unsigned n, uint64_t ring)
+{
+	harness_probe_cmd(p, "w32 %#llx %u", (unsigned long long)base + 0x30, q);
+	harness_probe_cmd(p, "w32 %#llx %u", (unsigned long long)base + 0x38, n);
+	harness_probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0x80,
+			  (unsigned long long)ring);
+	harness_probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x84);
+	harness_probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0x90,
+			  (unsigned long long)ring + 0x1000);
+	harness_probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x94);
+	harness_probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0xa0,
+			  (unsigned long long)ring + 0x2000);
+	harness_probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0xa4);
+	harness_probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x44);
+}
+
+void harness_probe_driver_ok(struct vmproc *p, uint64_t base)
+{
+	harness_probe_cmd(p, "w32 %#llx 15", (unsigned long long)base + 0x70);
+}
+
+void harness_probe_queue_up(struct vmproc *p, uint64_t base, unsigned n, uint64_t ring)
+{
+	harness_probe_virtio_start(p, base);
+	harness_probe_queue(p, base, 0, n, ring);
+	harness_probe_driver_ok(p, base);
+}
+
+void harness_probe_desc(struct vmproc *p, uint64_t ring, unsigned i, uint64_t addr, uint32_t len,
+			uint16_t flags, uint16_t next)
+{
+	char hex[33];
+	uint8_t d[16];
+
+	memcpy(d, &addr, 8);
+	memcpy(d + 8, &len, 4);
+	memcpy(d + 12, &flags, 2);
+	memcpy(d + 14, &next, 2);
+	for (int k = 0; k < 16; k++)
+		snprintf(hex + 2 * k, 3, "%02x", d[k]);
+	harness_probe_cmd(p, "wbytes %#llx %s", (unsigned long long)(ring + 16 * i), hex);
+}
+
+void harness_probe_kick(struct vmproc *p, unsigned q, uint64_t base, uint64_t ring, unsigned slot,
+			unsigned head, unsigned idx)
+{
+	harness_probe_cmd(p, "w16 %#llx %u", (unsigned long long)(ring + 0x1000 + 4 + 2 * slot),
+			  head);
+	harness_probe_cmd(p, "w16 %#llx %u", (unsigned long long)(ring + 0x1002), idx);
+	harness_probe_cmd(p, "w32 %#llx %u", (unsigned long long)base + 0x50, q);
+}

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct vmproc {
@@ -98,5 +99,27 @@ void harness_boot_probe(const char *sock, struct vmproc *p, const char *why);
  * Returns 0, or -1 after printing what went wrong and dumping the process. */
 int harness_udp_both_ways(struct vmproc *p, const char *host_ip, const char *guest_ip,
 			  int timeout_ms);
+
+/* The probe's raw access requests (guest/probe/PROTOCOL.md, section 4) driving a
+ * virtio-mmio device by hand. Each fails the test (after dumping the process) when the
+ * probe answers an error or a fault, or does not answer within 60 s. */
+void harness_probe_cmd(struct vmproc *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* `bits` 8, 16, 32 or 64: the value the probe reads at guest-physical `addr`. */
+uint64_t harness_probe_read(struct vmproc *p, unsigned bits, uint64_t addr);
+/* Resets the device at `base` and negotiates VIRTIO_F_VERSION_1 alone (FEATURES_OK
+ * must stick), then brings up queue `q` with size `n`: descriptors at `ring`, avail at
+ * `ring` + 0x1000, used at `ring` + 0x2000. harness_probe_queue_up does all of it for
+ * queue 0 and sets DRIVER_OK. */
+void harness_probe_virtio_start(struct vmproc *p, uint64_t base);
+void harness_probe_queue(struct vmproc *p, uint64_t base, unsigned q, unsigned n, uint64_t ring);
+void harness_probe_driver_ok(struct vmproc *p, uint64_t base);
+void harness_probe_queue_up(struct vmproc *p, uint64_t base, unsigned n, uint64_t ring);
+/* Descriptor i of the table at `ring`. */
+void harness_probe_desc(struct vmproc *p, uint64_t ring, unsigned i, uint64_t addr, uint32_t len,
+			uint16_t flags, uint16_t next);
+/* Publishes avail entry `slot` = head and avail idx = idx, then notifies queue q. */
+void harness_probe_kick(struct vmproc *p, unsigned q, uint64_t base, uint64_t ring, unsigned slot,
+			unsigned head, unsigned idx);
 
 #endif

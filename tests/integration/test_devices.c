@@ -599,85 +599,6 @@ static void linux_net_udp_both_ways_over_tap(void **state)
 #define RING	  0x400000ull /* 4 MiB: desc; avail +0x1000; used +0x2000 */
 #define BUF	  0x480000ull
 
-static void probe_cmd(struct vmproc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void probe_cmd(struct vmproc *p, const char *fmt, ...)
-{
-	char req[256], ans[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(req, sizeof(req), fmt, ap);
-	va_end(ap);
-	if (vmproc_ask(p, req, "PROBE ", ASK_TIMEOUT_MS, ans, sizeof(ans)) ||
-	    strncmp(ans, "ERR", 3) == 0 || strncmp(ans, "FAULT", 5) == 0) {
-		vmproc_dump(p, req);
-		fail_msg("probe request '%s' failed: %s", req, ans);
-	}
-}
-
-static uint64_t probe_r32(struct vmproc *p, uint64_t addr)
-{
-	char req[64], ans[256];
-	const char *v;
-
-	snprintf(req, sizeof(req), "r32 %#llx", (unsigned long long)addr);
-	assert_int_equal(vmproc_ask(p, req, "PROBE r32", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
-	v = strstr(ans, "value=");
-	assert_non_null(v);
-	return strtoull(v + 6, NULL, 16);
-}
-
-/* Brings up queue 0 of the device at `base` with size `n` and rings at `ring`. */
-static void probe_queue_up(struct vmproc *p, uint64_t base, unsigned n, uint64_t ring)
-{
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x70);
-	probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x70);
-	probe_cmd(p, "w32 %#llx 3", (unsigned long long)base + 0x70);
-	probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x24);
-	probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x20);
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x24);
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x20);
-	probe_cmd(p, "w32 %#llx 11", (unsigned long long)base + 0x70);
-	assert_true(probe_r32(p, base + 0x70) & 8);
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x30);
-	probe_cmd(p, "w32 %#llx %u", (unsigned long long)base + 0x38, n);
-	probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0x80, (unsigned long long)ring);
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x84);
-	probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0x90,
-		  (unsigned long long)ring + 0x1000);
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x94);
-	probe_cmd(p, "w32 %#llx %#llx", (unsigned long long)base + 0xa0,
-		  (unsigned long long)ring + 0x2000);
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0xa4);
-	probe_cmd(p, "w32 %#llx 1", (unsigned long long)base + 0x44);
-	probe_cmd(p, "w32 %#llx 15", (unsigned long long)base + 0x70);
-}
-
-static void probe_desc(struct vmproc *p, uint64_t ring, unsigned i, uint64_t addr, uint32_t len,
-		       uint16_t flags, uint16_t next)
-{
-	char hex[33];
-	uint8_t d[16];
-
-	memcpy(d, &addr, 8);
-	memcpy(d + 8, &len, 4);
-	memcpy(d + 12, &flags, 2);
-	memcpy(d + 14, &next, 2);
-	for (int k = 0; k < 16; k++)
-		snprintf(hex + 2 * k, 3, "%02x", d[k]);
-	probe_cmd(p, "wbytes %#llx %s", (unsigned long long)(ring + 16 * i), hex);
-}
-
-/* Publishes avail entry `slot` = head and avail idx = idx, then notifies. */
-static void probe_kick(struct vmproc *p, uint64_t base, uint64_t ring, unsigned slot, unsigned head,
-		       unsigned idx)
-{
-	probe_cmd(p, "w16 %#llx %u", (unsigned long long)(ring + 0x1000 + 4 + 2 * slot), head);
-	probe_cmd(p, "w16 %#llx %u", (unsigned long long)(ring + 0x1002), idx);
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)base + 0x50);
-}
-
 static struct vmproc *probe_with_devices(void)
 {
 	char *path = disk_file("probe.img"), spec[200];
@@ -707,16 +628,16 @@ static void probe_bad_rings_mark_device_and_vmm_keeps_running(void **state)
 	struct vmproc *p = probe_with_devices();
 	char ans[256];
 
-	assert_int_equal(probe_r32(p, RNG_BASE), 0x74726976);
-	assert_int_equal(probe_r32(p, RNG_BASE + 8), 4);
+	assert_int_equal(harness_probe_read(p, 32, RNG_BASE), 0x74726976);
+	assert_int_equal(harness_probe_read(p, 32, RNG_BASE + 8), 4);
 
 	/* A good request first: the rng answers through the ioeventfd path. */
-	probe_queue_up(p, RNG_BASE, 8, RING);
-	probe_desc(p, RING, 0, BUF, 64, 2 /* WRITE */, 0);
-	probe_kick(p, RNG_BASE, RING, 0, 0, 1);
+	harness_probe_queue_up(p, RNG_BASE, 8, RING);
+	harness_probe_desc(p, RING, 0, BUF, 64, 2 /* WRITE */, 0);
+	harness_probe_kick(p, 0, RNG_BASE, RING, 0, 0, 1);
 	usleep(100 * 1000);
-	assert_int_equal(probe_r32(p, RING + 0x2000) >> 16, 1); /* used idx */
-	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0);
+	assert_int_equal(harness_probe_read(p, 32, RING + 0x2000) >> 16, 1); /* used idx */
+	assert_int_equal(harness_probe_read(p, 32, RNG_BASE + 0x70) & 0x40, 0);
 
 	/* Each bad ring marks the device needing reset; the probe and thaw go on. */
 	struct {
@@ -734,40 +655,40 @@ static void probe_bad_rings_mark_device_and_vmm_keeps_running(void **state)
 	};
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		print_message("bad ring: %s\n", bad[i].what);
-		probe_queue_up(p, RNG_BASE, 8, RING);
-		probe_desc(p, RING, 0, bad[i].addr, bad[i].len, bad[i].flags, bad[i].next);
-		probe_kick(p, RNG_BASE, RING, 0, 0, 1);
+		harness_probe_queue_up(p, RNG_BASE, 8, RING);
+		harness_probe_desc(p, RING, 0, bad[i].addr, bad[i].len, bad[i].flags, bad[i].next);
+		harness_probe_kick(p, 0, RNG_BASE, RING, 0, 0, 1);
 		usleep(100 * 1000);
-		assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+		assert_int_equal(harness_probe_read(p, 32, RNG_BASE + 0x70) & 0x40, 0x40);
 		assert_int_equal(
 		    vmproc_ask(p, "ping", "PROBE pong", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
 	}
 	/* Avail index far ahead of the used index. */
-	probe_queue_up(p, RNG_BASE, 8, RING);
-	probe_desc(p, RING, 0, BUF, 64, 2, 0);
-	probe_kick(p, RNG_BASE, RING, 0, 0, 200);
+	harness_probe_queue_up(p, RNG_BASE, 8, RING);
+	harness_probe_desc(p, RING, 0, BUF, 64, 2, 0);
+	harness_probe_kick(p, 0, RNG_BASE, RING, 0, 0, 200);
 	usleep(100 * 1000);
-	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+	assert_int_equal(harness_probe_read(p, 32, RNG_BASE + 0x70) & 0x40, 0x40);
 	/* A queue size that is not a power of two, and one above the maximum. */
-	probe_queue_up(p, RNG_BASE, 12, RING);
-	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
-	probe_queue_up(p, RNG_BASE, 4096, RING);
-	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+	harness_probe_queue_up(p, RNG_BASE, 12, RING);
+	assert_int_equal(harness_probe_read(p, 32, RNG_BASE + 0x70) & 0x40, 0x40);
+	harness_probe_queue_up(p, RNG_BASE, 4096, RING);
+	assert_int_equal(harness_probe_read(p, 32, RNG_BASE + 0x70) & 0x40, 0x40);
 	/* Rings in MMIO space. */
-	probe_queue_up(p, RNG_BASE, 8, 0xd0002000ull);
-	assert_int_equal(probe_r32(p, RNG_BASE + 0x70) & 0x40, 0x40);
+	harness_probe_queue_up(p, RNG_BASE, 8, 0xd0002000ull);
+	assert_int_equal(harness_probe_read(p, 32, RNG_BASE + 0x70) & 0x40, 0x40);
 
 	/* The other device is unaffected: the disk still identifies itself and sets up. */
-	assert_int_equal(probe_r32(p, DISK_BASE + 8), 2);
-	probe_queue_up(p, DISK_BASE, 8, RING + 0x10000);
-	assert_int_equal(probe_r32(p, DISK_BASE + 0x70) & 0x40, 0);
+	assert_int_equal(harness_probe_read(p, 32, DISK_BASE + 8), 2);
+	harness_probe_queue_up(p, DISK_BASE, 8, RING + 0x10000);
+	assert_int_equal(harness_probe_read(p, 32, DISK_BASE + 0x70) & 0x40, 0);
 	/* And the rng recovers after a reset. */
-	probe_queue_up(p, RNG_BASE, 8, RING);
-	probe_cmd(p, "w32 %#llx 0", (unsigned long long)RING + 0x2000);
-	probe_desc(p, RING, 0, BUF, 64, 2, 0);
-	probe_kick(p, RNG_BASE, RING, 0, 0, 1);
+	harness_probe_queue_up(p, RNG_BASE, 8, RING);
+	harness_probe_cmd(p, "w32 %#llx 0", (unsigned long long)RING + 0x2000);
+	harness_probe_desc(p, RING, 0, BUF, 64, 2, 0);
+	harness_probe_kick(p, 0, RNG_BASE, RING, 0, 0, 1);
 	usleep(100 * 1000);
-	assert_int_equal(probe_r32(p, RING + 0x2000) >> 16, 1);
+	assert_int_equal(harness_probe_read(p, 32, RING + 0x2000) >> 16, 1);
 	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
 	stop(p);
 }

@@ -25,6 +25,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <json-c/json.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+
 #include <cmocka.h>
 
 #include "tests/integration/harness.h"
@@ -373,6 +379,348 @@ static void network_namespace_path_is_the_vmms(void **state)
 	assert_nothing_left(root, "thaw-oci", pid);
 }
 
+/* ---- snapshots with devices ---------------------------------------------------------------- */
+
+#define DISK_BASE 0xd0000000ull /* virtio0: the drive (drives come first) */
+#define NET_BASE  0xd0001000ull /* virtio1: the interface of net.snap */
+#define RING	  0x400000ull	/* guest rings and buffers, above the probe's 2 MiB */
+#define TXRING	  0x410000ull
+#define BUF	  0x480000ull
+
+/* A container started by create from a shell that keeps the pipes: its stdio is the
+ * guest's console. Returns the console and the VMM's pid. */
+static struct vmproc *create_attached(const char *r, const char *bundle_name, const char *id,
+				      pid_t *pid)
+{
+	static char cmd[4096];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	char status[32];
+	struct vmproc *p;
+
+	snprintf(cmd, sizeof(cmd),
+		 "%s --root %s --log %s/%s.log --log-format json create --bundle %s/%s %s && "
+		 "exec sleep 1000",
+		 oci, r, dir, id, dir, bundle_name, id);
+	p = harness_start(argv);
+	for (int i = 0; i < 1000 && state_pid(r, id, status, sizeof(status)) <= 0; i++)
+		usleep(10000);
+	*pid = state_pid(r, id, status, sizeof(status));
+	if (*pid <= 0 || strcmp(status, "created")) {
+		char out[4096];
+
+		sh(out, sizeof(out), "cat %s/%s.log", dir, id);
+		vmproc_dump(p, "create");
+		fail_msg("create %s: %s", id, out);
+	}
+	return p;
+}
+
+/* Waits for the used index of the queue whose rings are at `ring` to reach `want`. */
+static void wait_used(struct vmproc *p, uint64_t ring, unsigned want)
+{
+	for (int i = 0; i < 100; i++) {
+		if (harness_probe_read(p, 16, ring + 0x2002) >= want)
+			return;
+		usleep(100000);
+	}
+	vmproc_dump(p, "used index");
+	fail_msg("the device used nothing of the queue at %#llx", (unsigned long long)ring);
+}
+
+/* n bytes of guest memory at addr (the probe reads aligned 8-byte words). */
+static void guest_bytes(struct vmproc *p, uint64_t addr, size_t n, uint8_t *out)
+{
+	uint64_t a = addr & ~7ull;
+
+	for (; a < addr + n; a += 8) {
+		uint64_t w = harness_probe_read(p, 64, a);
+
+		for (unsigned k = 0; k < 8; k++)
+			if (a + k >= addr && a + k < addr + n)
+				out[a + k - addr] = ((uint8_t *)&w)[k];
+	}
+}
+
+static void hex(char *out, const void *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", ((const uint8_t *)p)[i]);
+}
+
+/* The guest writes "THAWOCI1" to sector 5 of virtio-blk at DISK_BASE and flushes. */
+static void guest_writes_sector_5(struct vmproc *p)
+{
+	const uint8_t out_hdr[16] = {1, 0, 0, 0, 0, 0, 0, 0, 5}; /* VIRTIO_BLK_T_OUT, sector 5 */
+	const uint8_t flush_hdr[16] = {4};			 /* VIRTIO_BLK_T_FLUSH */
+	char h[64];
+
+	harness_probe_queue_up(p, DISK_BASE, 8, RING);
+	hex(h, out_hdr, 16);
+	harness_probe_cmd(p, "wbytes %#llx %s", BUF, h);
+	hex(h, flush_hdr, 16);
+	harness_probe_cmd(p, "wbytes %#llx %s", BUF + 0x100, h);
+	hex(h, "THAWOCI1", 8);
+	harness_probe_cmd(p, "wbytes %#llx %s", BUF + 0x1000, h);
+	harness_probe_cmd(p, "w16 %#llx 255", BUF + 0x2000); /* both status bytes: not yet */
+	harness_probe_desc(p, RING, 0, BUF, 16, 1, 1);
+	harness_probe_desc(p, RING, 1, BUF + 0x1000, 512, 1, 2);
+	harness_probe_desc(p, RING, 2, BUF + 0x2000, 1, 2, 0);
+	harness_probe_desc(p, RING, 3, BUF + 0x100, 16, 1, 4);
+	harness_probe_desc(p, RING, 4, BUF + 0x2001, 1, 2, 0);
+	harness_probe_kick(p, 0, DISK_BASE, RING, 0, 0, 1);
+	wait_used(p, RING, 1);
+	harness_probe_kick(p, 0, DISK_BASE, RING, 1, 3, 2);
+	wait_used(p, RING, 2);
+	assert_int_equal(harness_probe_read(p, 16, BUF + 0x2000), 0); /* both VIRTIO_BLK_S_OK */
+}
+
+/* Sector 5 of the image `img` (through its backing chain), read by qemu-img. */
+static void sector5(const char *img, char *out, size_t len)
+{
+	char raw[PATH_MAX + 64];
+	FILE *f;
+
+	snprintf(raw, sizeof(raw), "%s/sector5.raw", dir);
+	assert_int_equal(sh(out, len, "qemu-img convert -U -O raw %s %s", img, raw), 0);
+	f = fopen(raw, "r");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 5 * 512, SEEK_SET), 0);
+	assert_int_equal(fread(out, 1, 8, f), 8);
+	out[8] = '\0';
+	fclose(f);
+	unlink(raw);
+}
+
+/* The "oci" member of a clone's MMDS store (GET /mmds on its API socket), where create
+ * puts process.args, env and cwd and the container's id; *store is the caller's to put. */
+static json_object *mmds_oci(const char *api_sock, json_object **store)
+{
+	char body[8192];
+	json_object *v;
+
+	assert_int_equal(harness_http(api_sock, "GET", "/mmds", NULL, body, sizeof(body)), 200);
+	*store = json_tokener_parse(body);
+	assert_non_null(*store);
+	assert_true(json_object_object_get_ex(*store, "oci", &v));
+	return v;
+}
+
+/* Member `key` of `o` as compact JSON text ("" when absent). */
+static const char *member(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return "";
+	return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+						     JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+#define PROCESS_WITH_ARGS                                                                          \
+	"\"process\": {\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"/fn\", \"--port\", "       \
+	"\"8080\"], \"env\": [\"PATH=/bin\", \"GREETING=hello world\"], \"cwd\": \"/srv\"}"
+
+/* Two containers of one image whose snapshot has a drive: each gets its own qcow2
+ * overlay over the image's base (in its state directory), the guest's write lands in
+ * its own overlay only, and delete removes it. The clone's MMDS store holds the
+ * bundle's process args, env and cwd. */
+static void drives_get_an_overlay_per_container_removed_at_delete(void **state)
+{
+	char out[8192], base[PATH_MAX], img[PATH_MAX + 64], sock[PATH_MAX + 64];
+	json_object *mroot, *mo;
+	struct vmproc *p1, *p2;
+	pid_t pid1, pid2;
+
+	if (sh(NULL, 0, "command -v qemu-img")) {
+		print_message("SKIPPED: qemu-img missing; `make deps` installs qemu-utils\n");
+		skip();
+	}
+	bundle("drv",
+	       "{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, " PROCESS_WITH_ARGS
+	       ", \"annotations\": {\"org.thaw.snapshot\": \"/drive.snap\", "
+	       "\"org.thaw.drive.d0\": \"/disk.raw\"}}");
+	p1 = create_attached(root, "drv", "drv1", &pid1);
+	p2 = create_attached(root, "drv", "drv2", &pid2);
+	snprintf(base, sizeof(base), "%s/disk.raw", rootfs);
+	for (int i = 1; i <= 2; i++) {
+		snprintf(img, sizeof(img), "%s/drv%d/drive-d0.qcow2", root, i);
+		assert_int_equal(sh(out, sizeof(out), "qemu-img info -U --output=json %s", img), 0);
+		assert_non_null(strstr(out, "\"format\": \"qcow2\""));
+		if (!strstr(out, base))
+			fail_msg("overlay %s is not over %s: %s", img, base, out);
+	}
+	snprintf(sock, sizeof(sock), "%s/drv1/api.sock", root);
+	mo = mmds_oci(sock, &mroot);
+	assert_string_equal(member(mo, "args"), "[\"/fn\",\"--port\",\"8080\"]");
+	assert_string_equal(member(mo, "env"), "{\"PATH\":\"/bin\",\"GREETING\":\"hello world\"}");
+	assert_string_equal(member(mo, "cwd"), "\"/srv\"");
+	assert_string_equal(member(mo, "id"), "\"drv1\"");
+	json_object_put(mroot);
+
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s start drv1", oci, root), 0);
+	assert_int_equal(vmproc_ask(p1, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	guest_writes_sector_5(p1);
+	snprintf(img, sizeof(img), "%s/drv1/drive-d0.qcow2", root);
+	sector5(img, out, sizeof(out));
+	assert_string_equal(out, "THAWOCI1");
+	/* the other container's disk and the image's base are untouched */
+	snprintf(img, sizeof(img), "%s/drv2/drive-d0.qcow2", root);
+	sector5(img, out, sizeof(out));
+	assert_memory_equal(out, "\0\0\0\0\0\0\0\0", 8);
+	sector5(base, out, sizeof(out));
+	assert_memory_equal(out, "\0\0\0\0\0\0\0\0", 8);
+
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force drv1", oci, root), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete drv2", oci, root), 0);
+	assert_nothing_left(root, NULL, pid1);
+	assert_nothing_left(root, NULL, pid2);
+	harness_end(p1);
+	harness_end(p2);
+}
+
+static int packet_socket(const char *ifname)
+{
+	struct sockaddr_ll sa = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL)};
+	int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+
+	assert_true(s >= 0);
+	sa.sll_ifindex = (int)if_nametoindex(ifname);
+	assert_true(sa.sll_ifindex > 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return s;
+}
+
+/* An Ethernet frame: broadcast, ether type 0x88b5 (local experimental), `text`. */
+static size_t frame(uint8_t *f, const uint8_t src[6], const char *text)
+{
+	memset(f, 0, 60);
+	memset(f, 0xff, 6);
+	memcpy(f + 6, src, 6);
+	f[12] = 0x88;
+	f[13] = 0xb5;
+	memcpy(f + 14, text, strlen(text));
+	return 60;
+}
+
+#define POD_NS "thaw-ocitest-pod"
+
+/* A pod's network namespace with an eth0 whose peer is on the host (as CNI's bridge
+ * plugin leaves it), IPv6 off so no stray frame comes first. */
+static void pod_netns(void)
+{
+	char out[4096];
+
+	if (sh(out, sizeof(out),
+	       "ip netns add " POD_NS " && ip netns exec " POD_NS " sysctl -qw "
+	       "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && "
+	       "ip link add thawoci-h type veth peer name thawoci-p && "
+	       "sysctl -qw net.ipv6.conf.thawoci-h.disable_ipv6=1 && "
+	       "ip link set thawoci-p netns " POD_NS " && "
+	       "ip -n " POD_NS " link set thawoci-p name eth0 && ip -n " POD_NS
+	       " link set eth0 up && ip link set thawoci-h up"))
+		fail_msg("making the pod's namespace: %s", out);
+}
+
+/* No tap and no redirect of ours is left in the pod's namespace; then it is removed. */
+static void pod_netns_clean_and_gone(void)
+{
+	char out[4096];
+
+	assert_int_not_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show | grep thaw-"), 0);
+	assert_int_not_equal(
+	    sh(out, sizeof(out), "tc -n " POD_NS " qdisc show dev eth0 | grep ingress"), 0);
+	assert_int_equal(sh(out, sizeof(out), "ip netns del " POD_NS), 0);
+}
+
+/* A snapshot with a drive, an interface and vsock in a bundle with the pod's network
+ * namespace: the tap is made in that namespace, tied to its eth0; a frame sent to the
+ * pod from the host side arrives in the guest's receive queue, and one the guest
+ * transmits leaves the pod on the host side; the vsock socket is beside the API socket;
+ * delete removes the tap and the redirect. */
+static void tap_in_pod_netns_carries_frames_both_ways(void **state)
+{
+	const uint8_t host_mac[6] = {0x02, 0, 0, 0, 0, 0x01}, guest_mac[6] = {0x06, 0, 0, 0, 0, 2};
+	char out[8192], cfg[2048], h[256];
+	uint8_t f[12 + 60], buf[2048];
+	bool got = false;
+	struct vmproc *p;
+	unsigned used;
+	pid_t pid;
+	int s;
+
+	pod_netns();
+	snprintf(cfg, sizeof(cfg),
+		 "{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, " PROCESS_WITH_ARGS
+		 ", \"annotations\": {\"org.thaw.snapshot\": \"/net.snap\", \"org.thaw.drive.d0\": "
+		 "\"/disk.raw\"}, \"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+		 "\"/var/run/netns/" POD_NS "\"}]}}");
+	bundle("pod", cfg);
+	p = create_attached(root, "pod", "pod1", &pid);
+	assert_int_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show"), 0);
+	assert_non_null(strstr(out, "thaw-"));
+	assert_int_equal(sh(out, sizeof(out), "tc -n " POD_NS " filter show dev eth0 ingress"), 0);
+	assert_non_null(strstr(out, "mirred (Egress Redirect to device thaw-"));
+	/* the vsock device's socket, beside the API socket in the jail */
+	assert_int_equal(
+	    sh(out, sizeof(out), "test -S %s/jails/thaw-static/oci-pod1/root/vsock.sock", root), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s start pod1", oci, root), 0);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+
+	/* receive queue 0: four 2 KiB buffers; transmit queue 1 */
+	harness_probe_virtio_start(p, NET_BASE);
+	harness_probe_queue(p, NET_BASE, 0, 8, RING);
+	harness_probe_queue(p, NET_BASE, 1, 8, TXRING);
+	harness_probe_driver_ok(p, NET_BASE);
+	for (unsigned i = 0; i < 4; i++) {
+		harness_probe_desc(p, RING, i, BUF + 0x800 * i, 0x800, 2, 0);
+		harness_probe_kick(p, 0, NET_BASE, RING, i, i, i + 1);
+	}
+
+	/* host side -> pod's eth0 -> tap -> the guest */
+	s = packet_socket("thawoci-h");
+	assert_int_equal(send(s, f, frame(f, host_mac, "THAW-OCI-TO-GUEST"), 0), 60);
+	wait_used(p, RING, 1);
+	used = (unsigned)harness_probe_read(p, 16, RING + 0x2002);
+	for (unsigned j = 0; j < used && j < 4 && !got; j++) {
+		uint64_t id = harness_probe_read(p, 32, RING + 0x2004 + 8 * j);
+		uint8_t rx[12 + 14 + 17];
+
+		/* the 12-byte virtio-net header, then the frame */
+		guest_bytes(p, BUF + 0x800 * id, sizeof(rx), rx);
+		got = !memcmp(rx + 12 + 6, host_mac, 6) &&
+		      !memcmp(rx + 12 + 14, "THAW-OCI-TO-GUEST", 17);
+	}
+	if (!got)
+		fail_msg("the frame sent into the pod did not reach the guest (%u used)", used);
+
+	/* the guest -> tap -> the pod's eth0 -> host side */
+	memset(f, 0, 12); /* the virtio-net header: nothing asked of the device */
+	frame(f + 12, guest_mac, "THAW-OCI-TO-HOST");
+	hex(h, f, 12 + 14 + 16);
+	harness_probe_cmd(p, "wbytes %#llx %s", BUF + 0x4000, h);
+	harness_probe_desc(p, TXRING, 0, BUF + 0x4000, 12 + 60, 0, 0);
+	harness_probe_kick(p, 1, NET_BASE, TXRING, 0, 0, 1);
+	got = false;
+	for (long long end = harness_ms() + TMO; !got && harness_ms() < end;) {
+		struct pollfd pf = {.fd = s, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&pf, 1, 200) <= 0)
+			continue;
+		n = recv(s, buf, sizeof(buf), 0);
+		got = n >= 14 + 16 && !memcmp(buf + 6, guest_mac, 6) &&
+		      !memcmp(buf + 14, "THAW-OCI-TO-HOST", 16);
+	}
+	close(s);
+	if (!got)
+		fail_msg("the guest's frame did not leave the pod");
+
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force pod1", oci, root), 0);
+	assert_nothing_left(root, "thaw-oci", pid);
+	harness_end(p);
+	pod_netns_clean_and_gone();
+}
+
 /* Bad bundles: create exits non-zero, says why on stderr and in the JSON log, and leaves
  * nothing; so do --systemd-cgroup and a bad id. */
 static void bad_bundles_fail_create_and_leave_nothing(void **state)
@@ -391,7 +739,7 @@ static void bad_bundles_fail_create_and_leave_nothing(void **state)
 	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
 	     "{\"org.thaw.snapshot\": \"/junk.snap\"}}",
 	     "loading the snapshot"},
-	    /* jailed: the VMM refuses it after the jail and its cgroup exist */
+	    /* jailed: refused before the jail and its cgroup exist */
 	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
 	     "{\"org.thaw.snapshot\": \"/junk.snap\"}, \"linux\": {\"cgroupsPath\": "
 	     "\"/thaw-ocitest/bad\", \"resources\": {\"pids\": {\"limit\": 10}}}}",
@@ -413,13 +761,23 @@ static void bad_bundles_fail_create_and_leave_nothing(void **state)
 	     "\"/thaw-ocitest/bad\", \"resources\": {\"memory\": {\"limit\": 268435456}, "
 	     "\"hugepageLimits\": [{\"pageSize\": \"2MB\", \"limit\": 1}]}}}",
 	     "hugepageLimits: not supported"},
+	    /* snapshots with devices the bundle does not give */
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/drive.snap\"}}",
+	     "the snapshot has drive 'd0': annotation org.thaw.drive.d0 must name"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/net.snap\", \"org.thaw.drive.d0\": \"/disk.raw\"}}",
+	     "network interface 'eth0': the bundle must give a network namespace path"},
+	    {"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "
+	     "{\"org.thaw.snapshot\": \"/drive.snap\", \"org.thaw.drive.d0\": \"/nothere\"}}",
+	     "drive 'd0' (annotation org.thaw.drive.d0): "},
 	    {"not json", "not a JSON object"},
 	    {"", "config.json"},
 	};
 	char out[8192], log[PATH_MAX + 16], path[PATH_MAX + 64];
 
 	/* what the cases name: a snapshot that escapes its root, and one that is not a
-	 * snapshot (the VMM starts and refuses it: the failure after the jail exists) */
+	 * snapshot (create reads its device list first and refuses it) */
 	snprintf(path, sizeof(path), "%s/escape.snap", rootfs);
 	unlink(path);
 	assert_int_equal(symlink("/etc/hostname", path), 0);
@@ -526,8 +884,14 @@ static int containerd_setup(void)
 	       "umoci config --image img:snap --config.cmd /fn "
 	       "--config.label org.thaw.snapshot=/base.snap; "
 	       "tar -C img -cf snap-oci.tar .; "
-	       "%s images import --base-name thaw/probe --index-name thaw/probe:1 snap-oci.tar",
-	       dir, rootfs, ctr)) {
+	       "%s images import --base-name thaw/probe --index-name thaw/probe:1 snap-oci.tar; "
+	       /* and one whose snapshot has a drive (its base beside it), a NIC and vsock */
+	       "umoci init --layout img2; umoci new --image img2:dev; "
+	       "umoci unpack --image img2:dev ud; cp %s/net.snap %s/disk.raw ud/rootfs/; "
+	       "umoci repack --image img2:dev ud; umoci config --image img2:dev --config.cmd /fn; "
+	       "tar -C img2 -cf dev-oci.tar .; "
+	       "%s images import --base-name thaw/dev --index-name thaw/dev:1 dev-oci.tar",
+	       dir, rootfs, ctr, rootfs, rootfs, ctr)) {
 		fprintf(stderr, "containerd setup: %s\n", out);
 		return -1;
 	}
@@ -562,6 +926,26 @@ static void cd_nothing_left(pid_t pid)
 			    "find %s/cd/state/io.containerd.runtime.v2.task -mindepth 2 | grep .",
 			    dir),
 			 1);
+}
+
+/* ctr task kill -s SIGKILL, then task delete (which reports the VMM's 137) and container
+ * delete: nothing of the container `id` (VMM `pid`) is left. */
+static void cd_kill_delete(const char *id, pid_t pid)
+{
+	char out[4096];
+
+	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL %s", ctr, id), 0);
+	wait_gone(pid);
+	for (int i = 0; i < 500; i++) {
+		sh(out, sizeof(out), "%s task ls | grep '^%s '", ctr, id);
+		if (strstr(out, "STOPPED"))
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s task delete %s", ctr, id), 0);
+	assert_non_null(strstr(out, "137"));
+	assert_int_equal(sh(out, sizeof(out), "%s container delete %s", ctr, id), 0);
+	cd_nothing_left(pid);
 }
 
 /* ctr run in the foreground: the guest answers on the task's stdio, `ctr task kill`
@@ -631,18 +1015,55 @@ static void containerd_detached_task_life_cycle(void **state)
 		snprintf(want, sizeof(want), "%d", (int)pid);
 		assert_non_null(strstr(out, want));
 	}
-	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL det", ctr), 0);
-	wait_gone(pid);
-	for (int i = 0; i < 500; i++) {
-		sh(out, sizeof(out), "%s task ls | grep '^det '", ctr);
-		if (strstr(out, "STOPPED"))
-			break;
-		usleep(10000);
-	}
-	assert_int_equal(sh(out, sizeof(out), "%s task delete det", ctr), 0);
-	assert_non_null(strstr(out, "137"));
-	assert_int_equal(sh(out, sizeof(out), "%s container delete det", ctr), 0);
-	cd_nothing_left(pid);
+	cd_kill_delete("det", pid);
+}
+
+/* A snapshot with devices through containerd: `ctr run -d` of an image holding the
+ * snapshot and its drive's base, with the device annotations, the pod's network
+ * namespace (`--with-ns`), the run's arguments and an env variable: the tap is in the
+ * pod's namespace tied to its eth0, the drive's overlay in the jail, the clone's MMDS
+ * holds what ctr made of the image's Cmd, the run's args and env; kill and delete
+ * through the shim leave no jail, tap or redirect. */
+static void containerd_runs_a_snapshot_with_devices_in_a_pod_netns(void **state)
+{
+	char out[8192], sock[PATH_MAX + 64];
+	json_object *o, *v;
+	pid_t pid;
+
+	if (!have_containerd)
+		skip();
+	pod_netns();
+	if (sh(out, sizeof(out),
+	       "%s run --snapshotter native --runc-binary %s --runc-root %s/cd/runc -d --null-io "
+	       "--annotation org.thaw.snapshot=/net.snap --annotation org.thaw.drive.d0=/disk.raw "
+	       "--with-ns network:/var/run/netns/" POD_NS " --env GREETING=hi thaw/dev:1 devc "
+	       "/fn --port 8080",
+	       ctr, oci, dir))
+		fail_msg("ctr run: %s", out);
+	pid = task_pid("devc");
+	assert_true(pid > 0);
+	assert_int_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show | grep -c thaw-"), 0);
+	assert_string_equal(out, "1\n");
+	assert_int_equal(sh(out, sizeof(out), "tc -n " POD_NS " filter show dev eth0 ingress"), 0);
+	assert_non_null(strstr(out, "mirred (Egress Redirect to device thaw-"));
+	/* the jail: its API socket, the drive's overlay and base, the vsock socket */
+	assert_int_equal(sh(out, sizeof(out), "find %s/cd/runc/default/jails -name api.sock", dir),
+			 0);
+	out[strcspn(out, "\n")] = '\0';
+	snprintf(sock, sizeof(sock), "%.*s", (int)(sizeof(sock) - 1), out);
+	assert_int_equal(sh(out, sizeof(out), "cd $(dirname %s) && ls", sock), 0);
+	assert_non_null(strstr(out, "drive-d0.qcow2"));
+	assert_non_null(strstr(out, "drive-d0.base"));
+	assert_non_null(strstr(out, "vsock.sock"));
+	/* what containerd made of the process reached the clone */
+	v = mmds_oci(sock, &o);
+	assert_string_equal(member(v, "args"), "[\"/fn\",\"--port\",\"8080\"]");
+	assert_true(json_object_object_get_ex(v, "env", &v));
+	assert_string_equal(member(v, "GREETING"), "\"hi\"");
+	json_object_put(o);
+
+	cd_kill_delete("devc", pid);
+	pod_netns_clean_and_gone();
 }
 
 /* kill -9 of the shim mid-run: containerd's own clean-up (the shim's `delete`, which
@@ -831,6 +1252,29 @@ static int setup(void **state)
 	snprintf(path, sizeof(path), "%s/base.snap", rootfs);
 	if (harness_probe_snapshot(path, 64, NULL))
 		return -1;
+	/* snapshots with devices: a drive; a drive, an interface and vsock (its tap made
+	 * by thaw for the snapshot's run, gone with it) */
+	{
+		char disk[PATH_MAX + 32], drive[PATH_MAX + 64], vsock[PATH_MAX + 64];
+		const char *one[] = {"--drive", drive, NULL};
+		const char *three[] = {"--drive", drive, "--net", "id=eth0,tap=thawocisnap0",
+				       "--vsock", vsock, NULL};
+
+		snprintf(disk, sizeof(disk), "%s/disk.raw", rootfs);
+		int fd = open(disk, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+
+		if (fd < 0 || ftruncate(fd, 4 << 20)) /* 4 MiB of zeros: the drive's base */
+			return -1;
+		close(fd);
+		snprintf(drive, sizeof(drive), "id=d0,path=%s,ro=off", disk);
+		snprintf(vsock, sizeof(vsock), "cid=3,uds=%s/snap.vsock", dir);
+		snprintf(path, sizeof(path), "%s/drive.snap", rootfs);
+		if (harness_probe_snapshot(path, 64, one))
+			return -1;
+		snprintf(path, sizeof(path), "%s/net.snap", rootfs);
+		if (harness_probe_snapshot(path, 64, three))
+			return -1;
+	}
 	if (containerd_setup() || podman_setup())
 		return -1;
 	return 0;
@@ -853,6 +1297,8 @@ static int test_end(void **state)
 	   "for r in %s/oci %s/cd/runc/default /run/thaw-oci; do for c in $(ls $r 2>/dev/null); do "
 	   "[ $c = jails ] || %s --root $r delete --force $c; done; done",
 	   dir, dir, oci);
+	/* the pod namespace of the device tests (its veth pair goes with it) */
+	sh(out, sizeof(out), "ip netns del " POD_NS " 2>/dev/null");
 	return 0;
 }
 
@@ -880,10 +1326,15 @@ int main(void)
 	    cmocka_unit_test_teardown(terminal_pty_goes_to_console_socket, test_end),
 	    cmocka_unit_test_teardown(network_namespace_path_is_the_vmms, test_end),
 	    cmocka_unit_test_teardown(bad_bundles_fail_create_and_leave_nothing, test_end),
+	    cmocka_unit_test_teardown(drives_get_an_overlay_per_container_removed_at_delete,
+				      test_end),
+	    cmocka_unit_test_teardown(tap_in_pod_netns_carries_frames_both_ways, test_end),
 	    cmocka_unit_test_teardown(containerd_ctr_run_answers_and_exit_status_propagates,
 				      test_end),
 	    cmocka_unit_test_teardown(containerd_detached_task_life_cycle, test_end),
 	    cmocka_unit_test_teardown(containerd_shim_killed_cleanup_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(containerd_runs_a_snapshot_with_devices_in_a_pod_netns,
+				      test_end),
 	    cmocka_unit_test_teardown(podman_run_limits_in_jail_cgroup, test_end),
 	    cmocka_unit_test_teardown(podman_run_interactive_answers, test_end),
 	    cmocka_unit_test_teardown(podman_run_terminal_through_conmon, test_end),

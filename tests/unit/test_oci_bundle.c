@@ -19,6 +19,11 @@
 	"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "          \
 	"{\"org.thaw.snapshot\": \"/snap/base.snap\"}"
 
+/* HEAD without the annotations' closing brace, for tests that add annotations */
+#define HEAD_ANN                                                                                   \
+	"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "          \
+	"{\"org.thaw.snapshot\": \"/snap/base.snap\""
+
 static struct oci_bundle b;
 static char err[512];
 
@@ -186,6 +191,10 @@ static void state_round_trip_and_gone_process(void **state)
 	snprintf(s.jail_id, sizeof(s.jail_id), "c1");
 	snprintf(s.api_dir, sizeof(s.api_dir), "/srv/x/root");
 	snprintf(s.annotations, sizeof(s.annotations), "{\"a\":\"b\"}");
+	snprintf(s.netns, sizeof(s.netns), "/run/netns/pod");
+	snprintf(s.taps[0].tap, sizeof(s.taps[0].tap), "thaw-0badcafe-0");
+	snprintf(s.taps[0].link, sizeof(s.taps[0].link), "eth0");
+	s.n_taps = 1;
 	s.pid = getpid();
 	s.starttime = oci_proc_starttime(getpid(), &zombie);
 	assert_true(s.starttime > 0);
@@ -199,6 +208,10 @@ static void state_round_trip_and_gone_process(void **state)
 	assert_string_equal(t.annotations, "{\"a\":\"b\"}");
 	assert_int_equal(t.pid, getpid());
 	assert_true(t.jailed);
+	assert_string_equal(t.netns, "/run/netns/pod");
+	assert_int_equal(t.n_taps, 1);
+	assert_string_equal(t.taps[0].tap, "thaw-0badcafe-0");
+	assert_string_equal(t.taps[0].link, "eth0");
 	assert_int_equal(oci_state_status(&t), OCI_RUNNING);
 	t.paused = true;
 	assert_int_equal(oci_state_status(&t), OCI_PAUSED);
@@ -223,6 +236,137 @@ static void state_round_trip_and_gone_process(void **state)
 	rmdir(path);
 }
 
+static void device_annotations_become_drives_and_nets(void **state)
+{
+	assert_int_equal(
+	    parse("{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, "
+		  "\"annotations\": {\"org.thaw.snapshot\": \"/base.snap\", "
+		  "\"org.thaw.drive.d0\": \"/img/base.qcow2\", \"org.thaw.drive.scratch\": "
+		  "\"raw.img\", \"org.thaw.net.eth0\": \"eth0\", \"org.thaw.net.eth1\": "
+		  "\"none\"}}"),
+	    0);
+	assert_int_equal(b.n_drives, 2);
+	assert_string_equal(b.drives[0].id, "d0");
+	assert_string_equal(b.drives[0].base, "/b/rootfs/img/base.qcow2");
+	assert_string_equal(b.drives[1].id, "scratch");
+	assert_string_equal(b.drives[1].base, "/b/rootfs/raw.img");
+	assert_int_equal(b.n_nets, 2);
+	assert_string_equal(b.nets[0].id, "eth0");
+	assert_string_equal(b.nets[0].link, "eth0");
+	assert_string_equal(b.nets[1].link, "");
+	/* ids the VMM would refuse, paths that leave the rootfs, names no interface has */
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.drive.a.b\": \"/x\"}}"), -EINVAL);
+	assert_non_null(strstr(err, "not a drive id"));
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.drive.d0\": \"/../etc/passwd\"}}"), -EINVAL);
+	assert_non_null(strstr(err, "without '..'"));
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.drive.d0\": \"/a:b\"}}"), -EINVAL);
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.drive.d0\": \"\"}}"), -EINVAL);
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.net.eth0\": \"a-name-far-too-long\"}}"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "interface name"));
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.net.eth0\": \"../x\"}}"), -EINVAL);
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.net.\": \"eth0\"}}"), -EINVAL);
+}
+
+static void process_goes_to_the_guest_as_json(void **state)
+{
+	assert_int_equal(parse(HEAD
+			       ", \"process\": {\"args\": [\"/fn\", \"--port\", \"80\"], "
+			       "\"env\": [\"PATH=/bin\", \"A=1=2\", \"A=3\", \"E=\"], \"cwd\": "
+			       "\"/srv\"}}"),
+			 0);
+	assert_string_equal(b.process, "{\"args\":[\"/fn\",\"--port\",\"80\"],\"env\":{\"PATH\":"
+				       "\"/bin\",\"A\":\"3\",\"E\":\"\"},\"cwd\":\"/srv\"}");
+	/* no process: empty args and env */
+	assert_int_equal(parse(HEAD "}"), 0);
+	assert_string_equal(b.process, "{\"args\":[],\"env\":{}}");
+	assert_int_equal(parse(HEAD ", \"process\": {\"env\": [\"NOEQUALS\"]}}"), -EINVAL);
+	assert_non_null(strstr(err, "process.env[0]: not NAME=VALUE"));
+	assert_int_equal(parse(HEAD ", \"process\": {\"env\": [\"=x\"]}}"), -EINVAL);
+	assert_int_equal(parse(HEAD ", \"process\": {\"args\": [1]}}"), -EINVAL);
+	assert_non_null(strstr(err, "process.args[0]: not a string"));
+	assert_int_equal(parse(HEAD ", \"process\": {\"args\": \"/fn\"}}"), -EINVAL);
+	/* more than the clone's metadata store holds: refused before anything is made */
+	{
+		size_t n = OCI_PROCESS_MAX + 100;
+		char *big = malloc(n + 256);
+
+		assert_non_null(big);
+		snprintf(big, 256, HEAD ", \"process\": {\"args\": [\"");
+		memset(big + strlen(big), 'x', n);
+		snprintf(big + strlen(HEAD ", \"process\": {\"args\": [\"") + n, 16, "\"]}}");
+		assert_int_equal(parse(big), -EINVAL);
+		assert_non_null(strstr(err, "more than the clone's metadata store holds"));
+		free(big);
+	}
+}
+
+static void bundle_must_match_the_snapshots_devices(void **state)
+{
+	struct oci_snap_devices d = {0};
+
+	d.dev[0].kind = OCI_DEV_DRIVE;
+	snprintf(d.dev[0].id, sizeof(d.dev[0].id), "d0");
+	d.dev[1].kind = OCI_DEV_NET;
+	snprintf(d.dev[1].id, sizeof(d.dev[1].id), "eth0");
+	d.dev[2].kind = OCI_DEV_VSOCK;
+	snprintf(d.dev[2].id, sizeof(d.dev[2].id), "vsock");
+	d.n = 3;
+	static const struct {
+		const char *config;
+		const char *why; /* NULL: matched */
+	} cases[] = {
+	    /* a drive with no base image named */
+	    {HEAD ", \"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+		  "\"/run/netns/p\"}]}}",
+	     "the snapshot has drive 'd0': annotation org.thaw.drive.d0"},
+	    /* an interface without a namespace to put its tap in */
+	    {HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\"}}",
+	     "network interface 'eth0': the bundle must give a network namespace path"},
+	    /* both: matched (the vsock needs nothing from the bundle) */
+	    {HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\"}, \"linux\": {\"namespaces\": "
+		      "[{\"type\": \"network\", \"path\": \"/run/netns/p\"}]}}",
+	     NULL},
+	    /* annotations naming devices the snapshot does not have */
+	    {HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\", \"org.thaw.drive.d1\": \"/d\"}, "
+		      "\"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+		      "\"/run/netns/p\"}]}}",
+	     "the snapshot has no drive 'd1'"},
+	    {HEAD_ANN ", \"org.thaw.drive.d0\": \"/d\", \"org.thaw.net.eth9\": \"eth0\"}, "
+		      "\"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+		      "\"/run/netns/p\"}]}}",
+	     "no network interface 'eth9'"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(cases[i].config), 0);
+		assert_int_equal(oci_bundle_match(&b, &d, err, sizeof(err)),
+				 cases[i].why ? -EINVAL : 0);
+		if (cases[i].why && !strstr(err, cases[i].why))
+			fail_msg("case %zu: '%s' does not say '%s'", i, err, cases[i].why);
+	}
+	/* a snapshot without devices takes a bundle without device annotations */
+	d.n = 0;
+	assert_int_equal(parse(HEAD "}"), 0);
+	assert_int_equal(oci_bundle_match(&b, &d, err, sizeof(err)), 0);
+}
+
+static void tap_names_fit_and_differ(void **state)
+{
+	char a[OCI_IFNAME_MAX + 1], c[OCI_IFNAME_MAX + 1], long_id[OCI_ID_MAX + 1];
+
+	memset(long_id, 'x', OCI_ID_MAX);
+	long_id[OCI_ID_MAX] = '\0';
+	oci_tap_name(long_id, 15, a);
+	assert_int_equal(strlen(a), OCI_IFNAME_MAX);
+	assert_int_equal(strncmp(a, "thaw-", 5), 0);
+	oci_tap_name("c1", 0, a);
+	oci_tap_name("c2", 0, c);
+	assert_string_not_equal(a, c);
+	oci_tap_name("c1", 1, c);
+	assert_string_not_equal(a, c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,6 +377,10 @@ int main(void)
 	    cmocka_unit_test(what_a_clone_cannot_honour_is_refused),
 	    cmocka_unit_test(ids),
 	    cmocka_unit_test(state_round_trip_and_gone_process),
+	    cmocka_unit_test(device_annotations_become_drives_and_nets),
+	    cmocka_unit_test(process_goes_to_the_guest_as_json),
+	    cmocka_unit_test(bundle_must_match_the_snapshots_devices),
+	    cmocka_unit_test(tap_names_fit_and_differ),
 	};
 
 	return cmocka_run_group_tests_name("oci_bundle", tests, NULL, NULL);

@@ -32,6 +32,7 @@
 
 #include "uffd/uffd.h"
 #include "vmm/virtio/virtio.h"
+#include "vmm/seccomp_int.h"
 #include "vmm/vmm.h"
 
 /* What a child did: its wait status and what it wrote on stderr. */
@@ -680,16 +681,39 @@ static void uffd_ring_refuses_openat_and_socket_from_the_uffd_thread(void **stat
 
 static void every_filter_builds_within_the_bpf_limit(void **state)
 {
-	for (int k = 0; k < VMM_SECCOMP_NR_THREADS; k++) {
+	for (unsigned f = 0; f < VMM_SECCOMP_NR_FILTERS; f++) {
 		struct sock_fprog prog = {0};
 
-		assert_int_equal(vmm_seccomp_build(k, &prog), 0);
+		assert_int_equal(vmm_seccomp_rules_build(f, (uint32_t)getpid(), &prog), 0);
 		assert_true(prog.len > 0 && prog.len <= BPF_MAXINSNS);
 		/* the last instruction of libseccomp's program is a return */
 		assert_int_equal(BPF_CLASS(prog.filter[prog.len - 1].code), BPF_RET);
 		free(prog.filter);
 	}
-	assert_int_equal(vmm_seccomp_build(VMM_SECCOMP_NR_THREADS, &(struct sock_fprog){0}),
+	assert_int_equal(
+	    vmm_seccomp_rules_build(VMM_SECCOMP_NR_FILTERS, 1, &(struct sock_fprog){0}), -EINVAL);
+}
+
+/* What thaw installs (compiled when it was built, the pid written in at start) is what
+ * the rules build for this process now: the generated programs are not stale, and the
+ * pid lands where libseccomp would have put it. */
+static void compiled_in_filters_are_what_the_rules_build(void **state)
+{
+	for (unsigned f = 0; f < VMM_SECCOMP_NR_FILTERS; f++) {
+		struct sock_fprog built = {0}, shipped = {0};
+
+		assert_int_equal(vmm_seccomp_rules_build(f, (uint32_t)getpid(), &built), 0);
+		assert_int_equal(vmm_seccomp_program(f, &shipped), 0);
+		assert_int_equal(built.len, shipped.len);
+		assert_memory_equal(built.filter, shipped.filter,
+				    built.len * sizeof(struct sock_filter));
+		free(built.filter);
+		free(shipped.filter);
+	}
+	/* the pid is in every filter that lets tgkill through, the seal has none */
+	assert_true(vmm_seccomp_bpf[VMM_SECCOMP_VCPU].nr_pid_sites > 0);
+	assert_int_equal(vmm_seccomp_bpf[VMM_SECCOMP_SEALED].nr_pid_sites, 0);
+	assert_int_equal(vmm_seccomp_program(VMM_SECCOMP_NR_FILTERS, &(struct sock_fprog){0}),
 			 -EINVAL);
 }
 
@@ -711,6 +735,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(every_filter_builds_within_the_bpf_limit),
+	    cmocka_unit_test(compiled_in_filters_are_what_the_rules_build),
 	    cmocka_unit_test(main_filter_allows_the_main_threads_work),
 	    cmocka_unit_test(vcpu_filter_allows_kvm_run_and_device_handlers),
 	    cmocka_unit_test(uffd_filter_allows_fault_handling),
