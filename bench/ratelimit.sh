@@ -3,7 +3,7 @@
 # configured rate (issue 19: "a guest dd against a limited drive stays within 5% of the
 # configured rate"). A bench series, not a test: it prints figures, it asserts nothing.
 #
-#   bench/ratelimit.sh BUILD_DIR [--runs N] [--mib N] [--rate BYTES_PER_S] [--userspace]
+#   bench/ratelimit.sh BUILD_DIR [--runs N] [--mib N | --kib N] [--rate BYTES_PER_S] [--userspace]
 #
 # thaw (through its API, as Firecracker's clients drive it) boots the Linux guest with
 # two read-only drives over the same random file: `vda` limited to RATE bytes per second
@@ -24,13 +24,14 @@
 # long transfer converges to; then the medians.
 set -eu
 
-B=${1:?usage: bench/ratelimit.sh BUILD_DIR [--runs N] [--mib N] [--rate BYTES_PER_S] [--userspace]}
+B=${1:?usage: bench/ratelimit.sh BUILD_DIR [--runs N] [--mib N | --kib N] [--rate BYTES_PER_S] [--userspace]}
 shift
-runs=5 mib=8 rate=1048576 userspace=0
+runs=5 kib=8192 rate=1048576 userspace=0
 while (($#)); do
 	case $1 in
 	--runs) runs=$2; shift 2 ;;
-	--mib) mib=$2; shift 2 ;;
+	--mib) kib=$(($2 * 1024)); shift 2 ;;
+	--kib) kib=$2; shift 2 ;; # the agent only: in 512-byte sectors, --kib 64 is 128 of them
 	--rate) rate=$2; shift 2 ;;
 	--userspace) userspace=1; shift ;;
 	*) echo "bench/ratelimit.sh: unknown option $1" >&2; exit 2 ;;
@@ -49,7 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 sock=$tmp/api.sock console=$tmp/console
-head -c $(((mib + 1) << 20)) /dev/urandom >"$tmp/data"
+head -c $(((kib + 1024) << 10)) /dev/urandom >"$tmp/data"
 mkfifo "$tmp/in"
 
 "$thaw" --api-sock "$sock" <"$tmp/in" >"$console" 2>"$tmp/err" &
@@ -105,12 +106,16 @@ run() {
 	if ((userspace)); then
 		want=$(($(grep -c 'THAW_AGENT dd' "$console" || true) + 1))
 		start=$(date +%s%N)
-		echo "dd $disk $mib" >&3
+		echo "dd $disk $((kib / 1024))" >&3
 		until (($(grep -c 'THAW_AGENT dd' "$console" || true) >= want)); do sleep 0.02; done
 	else
-		want=$(($(grep -c "THAW_AGENT blk read disk=$disk" "$console" || true) + mib))
+		local sectors=$((kib * 2)) n=0
+		want=$(($(grep -c "THAW_AGENT blk read disk=$disk" "$console" || true) + (sectors + 2047) / 2048))
 		start=$(date +%s%N)
-		for ((i = 0; i < mib; i++)); do echo "blk read $((i * 2048)) 2048 $disk" >&3; done
+		for ((i = 0; i < sectors; i += 2048)); do
+			n=$((sectors - i < 2048 ? sectors - i : 2048))
+			echo "blk read $i $n $disk" >&3
+		done
 		until (($(grep -c "THAW_AGENT blk read disk=$disk" "$console" || true) >= want)); do
 			sleep 0.02
 		done
@@ -121,8 +126,8 @@ run() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-bytes=$((mib << 20))
-echo "# $mib MiB per run, limit $rate B/s (bucket $rate B, refill 1000 ms), $runs runs, $([ "$userspace" = 1 ] && echo "busybox dd" || echo "agent blk read")"
+bytes=$((kib << 10))
+echo "# $kib KiB per run, limit $rate B/s (bucket $rate B, refill 1000 ms), $runs runs, $([ "$userspace" = 1 ] && echo "busybox dd" || echo "agent blk read")"
 : >"$tmp/ratio" && : >"$tmp/steady" && : >"$tmp/free"
 for ((r = 1; r <= runs; r++)); do
 	ns=$(run vda)
