@@ -424,6 +424,9 @@ int api_server_dispatch(struct api_server *srv);
 /* Writes one metrics line now if `PUT /metrics` configured a destination (e.g. right
  * after a restore). 0, -ENOENT when not configured, or -errno of the write. */
 int api_server_flush_metrics(struct api_server *srv);
+/* The metrics destination's fd (-1 before PUT /metrics); for a VMM's last line written
+ * from a signal handler as the process dies. Owned by the server. */
+int api_server_metrics_fd(const struct api_server *srv);
 
 /* Firecracker's api_server.process_startup_time_us and process_startup_time_cpu_us: how
  * long the process took to serve its API (wall clock and CPU, the parent's CPU time

@@ -1136,6 +1136,11 @@ static json_object *metrics_line(struct api_server *srv)
 	return root;
 }
 
+int api_server_metrics_fd(const struct api_server *srv)
+{
+	return srv->metrics_fd;
+}
+
 int api_server_flush_metrics(struct api_server *srv)
 {
 	json_object *root;

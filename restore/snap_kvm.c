@@ -198,15 +198,14 @@ static const struct fdesc clock_desc[] = {
 #define M_REGIONS     3
 #define M_TEMPLATE    4
 #define M_CMDLINE     5
+#define M_STATIC_TMPL 6
 
 static const struct snap_tagname vcpu_extra_names[] = {{VCPU_XCRS, "xcrs"}, {VCPU_MSRS, "msrs"}};
 static const struct snap_tagname cpuid_names[] = {{CPUID_WORDS, "entry_words"},
 						  {CPUID_ENTRIES, "entries"}};
-static const struct snap_tagname machine_names[] = {{M_MEM_SIZE, "mem_size"},
-						    {M_NR_VCPUS, "nr_vcpus"},
-						    {M_REGIONS, "regions"},
-						    {M_TEMPLATE, "cpu_template"},
-						    {M_CMDLINE, "cmdline"}};
+static const struct snap_tagname machine_names[] = {
+    {M_MEM_SIZE, "mem_size"},	  {M_NR_VCPUS, "nr_vcpus"}, {M_REGIONS, "regions"},
+    {M_TEMPLATE, "cpu_template"}, {M_CMDLINE, "cmdline"},   {M_STATIC_TMPL, "static_cpu_template"}};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -544,6 +543,9 @@ int snap_encode_machine(struct snap_sec *sec, const struct snap_machine *m)
 	snap_put_strn(sec, M_TEMPLATE, m->cpu_template,
 		      strnlen(m->cpu_template, sizeof(m->cpu_template)));
 	snap_put_strn(sec, M_CMDLINE, m->cmdline, strnlen(m->cmdline, sizeof(m->cmdline)));
+	if (m->static_template[0])
+		snap_put_strn(sec, M_STATIC_TMPL, m->static_template,
+			      strnlen(m->static_template, sizeof(m->static_template)));
 	return sec->err;
 }
 
@@ -608,6 +610,9 @@ int snap_decode_machine(const struct snap_section *sec, struct snap_machine *m, 
 	ret = snap_get_strbuf(sec, M_CMDLINE, m->cmdline, sizeof(m->cmdline));
 	if (ret && ret != -ENOENT)
 		return bad_field(sec, "cmdline", err, errlen);
+	ret = snap_get_strbuf(sec, M_STATIC_TMPL, m->static_template, sizeof(m->static_template));
+	if (ret && ret != -ENOENT)
+		return bad_field(sec, "static_cpu_template", err, errlen);
 	return 0;
 }
 

@@ -57,6 +57,9 @@ struct snap_machine {
 	struct snap_mem_region regions[SNAP_MAX_REGIONS];
 	char cpu_template[64];
 	char cmdline[4096];
+	/* Firecracker's static CPU template the guest booted with ("T2A"), "" for none
+	 * (a custom template or none); what GET /vm/config reports after a load. */
+	char static_template[16];
 };
 
 /* Encoders fill a builder; decoders default every missing field to 0 and ignore unknown

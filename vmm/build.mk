@@ -11,6 +11,7 @@ VMM_SRCS := \
 	vmm/acpi/madt.c \
 	vmm/acpi/vmgenid.c \
 	vmm/cpuid.c \
+	vmm/cpu_template.c \
 	vmm/cpu_compat.c \
 	vmm/devcfg.c \
 	vmm/uart.c \
@@ -33,7 +34,8 @@ VMM_SRCS := \
 	vmm/virtio/rng.c \
 	vmm/virtio/ratelimit.c \
 	vmm/virtio/mmds_net.c \
-	vmm/seccomp.c
+	vmm/seccomp.c \
+	vmm/signals.c
 
 LIBS += $(B)/libvmm.a
 $(B)/libvmm.a: $(VMM_SRCS:%.c=$(B)/%.o) $(B)/gen/vmm/seccomp_bpf.o

@@ -31,9 +31,10 @@ void vmm_console_out(struct vm *vm, uint8_t byte)
 		return;
 	}
 	/* A console that went away (a closed pipe) must not stop the guest. */
-	if (write(vm->console_out_fd, &byte, 1) < 0)
+	if (write(vm->console_out_fd, &byte, 1) < 0) {
+		__atomic_fetch_add(&vm->console_out_failed, 1, __ATOMIC_RELAXED);
 		log_ratelimited(LOG_WARN, "console write: %s", strerror(errno));
-	else
+	} else
 		__atomic_fetch_add(&vm->console_out_bytes, 1, __ATOMIC_RELAXED);
 }
 

@@ -25,11 +25,17 @@ struct vm_control {
 	struct vm_config cfg;
 	char kernel[API_PATH_LEN], initrd[API_PATH_LEN], cmdline[API_BOOT_ARGS_LEN];
 
-	struct api_mmds *mmds;		  /* the metadata store, the API's and the guest's */
-	struct vmm_cpu_config cpu_config; /* PUT /cpu-config; cfg.cpu_config points here */
-	bool started;			  /* booted or restored */
-	uint64_t load_us;		  /* last snapshot load, request to vCPUs running */
-	uint64_t create_us;		  /* last snapshot create */
+	struct api_mmds *mmds;		   /* the metadata store, the API's and the guest's */
+	struct vmm_cpu_config cpu_config;  /* PUT /cpu-config; cfg.cpu_config points here */
+	enum api_cpu_template static_tmpl; /* when cpu_config holds a static template */
+	bool started;			   /* booted or restored */
+	uint64_t load_us;		   /* last snapshot load, request to vCPUs running */
+	uint64_t create_us;		   /* last snapshot create */
+	/* What the last metrics line reported of the groups counted as totals
+	 * (uart, seccomp, signals), so each line shows the change, as Firecracker's. */
+	struct uart_counts uart_reported;
+	uint64_t uart_errors_reported, uart_missed_write_reported;
+	struct vmm_signal_counts sig_reported;
 };
 
 static void on_api(void *opaque, uint32_t events)
@@ -37,6 +43,8 @@ static void on_api(void *opaque, uint32_t events)
 	struct vm_control *c = opaque;
 
 	api_server_dispatch(c->srv);
+	/* A PUT /metrics may have just opened the file a fatal signal's last line goes to. */
+	vmm_signals_set_metrics_fd(api_server_metrics_fd(c->srv));
 }
 
 static void describe(void *ctx, struct api_instance_info *info)
@@ -49,24 +57,70 @@ static void describe(void *ctx, struct api_instance_info *info)
 				      : API_VM_RUNNING;
 }
 
+/* Firecracker's static templates, in api_cpu_template's order (None first). */
+static const char *const static_tmpl_names[] = {NULL, "C3", "T2", "T2S", "T2CL", "T2A", "V1N1"};
+
+static enum api_cpu_template static_tmpl_id(const char *name)
+{
+	for (unsigned i = 1; name && i < sizeof(static_tmpl_names) / sizeof(static_tmpl_names[0]);
+	     i++)
+		if (strcmp(static_tmpl_names[i], name) == 0)
+			return (enum api_cpu_template)i;
+	return API_CPU_TEMPLATE_NONE;
+}
+
+/* `cpu_template` of PUT/PATCH /machine-config: a static template replaces whatever
+ * template was configured before (a custom one too), as Firecracker's last-wins rule
+ * says; "None" drops a static template and leaves a custom one alone. Refused when the
+ * host cannot honour it: another CPU vendor, or PVM. Validates before it changes
+ * anything, so a refusal leaves the configuration as it was. */
+static int set_static_template(struct vm_control *c, enum api_cpu_template t, struct api_error *err)
+{
+	char vendor[13], why[256];
+	const char *name;
+
+	if (t == c->static_tmpl)
+		return 0;
+	if (t == API_CPU_TEMPLATE_NONE) {
+		c->cfg.cpu_config = NULL;
+		c->cfg.static_template = NULL;
+		c->static_tmpl = API_CPU_TEMPLATE_NONE;
+		return 0;
+	}
+	if (t == API_CPU_TEMPLATE_V1N1) {
+		api_error_set(err, "cpu_template: V1N1 is a template for aarch64 (Neoverse V1); "
+				   "thaw runs x86-64 guests");
+		return -EINVAL;
+	}
+	name = static_tmpl_names[t];
+	vmm_host_cpu_vendor(vendor);
+	if (vmm_static_template_check(name, vendor, vmm_host_is_pvm(), why, sizeof(why))) {
+		api_error_set(err, "%s", why);
+		return -EOPNOTSUPP;
+	}
+	if (vmm_static_template_config(name, &c->cpu_config))
+		return -EINVAL; /* every name above is in the table (test_vmm_cpu_template) */
+	c->cfg.cpu_config = &c->cpu_config;
+	c->cfg.static_template = vmm_static_template_name(name);
+	c->static_tmpl = t;
+	return 0;
+}
+
 static int get_machine_config(void *ctx, struct api_machine_config *mc, struct api_error *err)
 {
 	struct vm_control *c = ctx;
 
 	mc->vcpu_count = c->started ? c->vm->nr_vcpus : c->cfg.vcpus;
 	mc->mem_size_mib = (uint32_t)(c->started ? c->vm->mem.size >> 20 : c->cfg.mem_mib);
+	mc->cpu_template = c->started ? static_tmpl_id(c->vm->static_template) : c->static_tmpl;
 	return 0;
 }
 
 static int put_machine_config(void *ctx, const struct api_machine_config *mc, struct api_error *err)
 {
 	struct vm_control *c = ctx;
+	int ret;
 
-	if (mc->cpu_template != API_CPU_TEMPLATE_NONE) {
-		api_error_set(err, "cpu_template: Firecracker's templates are not offered; thaw "
-				   "picks its own (host, or pvm on PVM hosts)");
-		return -EINVAL;
-	}
 	if (mc->huge_pages != API_HUGE_PAGES_NONE) {
 		api_error_set(err, "huge_pages: not supported by thaw");
 		return -EINVAL;
@@ -75,6 +129,9 @@ static int put_machine_config(void *ctx, const struct api_machine_config *mc, st
 		api_error_set(err, "vcpu_count: at most %d", VMM_MAX_VCPUS);
 		return -EINVAL;
 	}
+	ret = set_static_template(c, mc->cpu_template, err);
+	if (ret)
+		return ret;
 	c->cfg.vcpus = mc->vcpu_count;
 	c->cfg.mem_mib = mc->mem_size_mib;
 	return 0;
@@ -283,6 +340,9 @@ static int put_cpu_config(void *ctx, const struct api_cpu_config *a, struct api_
 		v->msr[v->nr_msr++] =
 		    (struct vmm_msr_mod){a->msr[i].addr, a->msr[i].keep, a->msr[i].set};
 	c->cfg.cpu_config = v;
+	/* The last template configured is the one applied (Firecracker's rule). */
+	c->cfg.static_template = NULL;
+	c->static_tmpl = API_CPU_TEMPLATE_NONE;
 	return 0;
 }
 
@@ -565,6 +625,56 @@ static json_object *i8042_metrics(struct vm *vm)
 	return o;
 }
 
+/* The change of a total since the last line; the total becomes the last. */
+static uint64_t since(uint64_t now, uint64_t *last)
+{
+	uint64_t d = now - *last;
+
+	*last = now;
+	return d;
+}
+
+/* Firecracker's uart group: the guest's THR writes (write_count) and RBR reads
+ * (read_count; missed_read_count found the FIFO empty); bytes it wrote that the console
+ * did not take (missed_write_count: dropped at --console-out-max or a failed write) and
+ * failed writes (error_count). flush_count is left out: every byte is written at once. */
+static json_object *uart_metrics(struct vm_control *c)
+{
+	struct uart_counts n = uart_counts(&c->vm->com1);
+	uint64_t failed = __atomic_load_n(&c->vm->console_out_failed, __ATOMIC_RELAXED);
+	uint64_t missed = failed + __atomic_load_n(&c->vm->console_out_dropped, __ATOMIC_RELAXED);
+	json_object *o = json_object_new_object();
+
+	add_u64(o, "error_count", since(failed, &c->uart_errors_reported));
+	add_u64(o, "missed_read_count",
+		since(n.missed_read_count, &c->uart_reported.missed_read_count));
+	add_u64(o, "missed_write_count", since(missed, &c->uart_missed_write_reported));
+	add_u64(o, "read_count", since(n.read_count, &c->uart_reported.read_count));
+	add_u64(o, "write_count", since(n.write_count, &c->uart_reported.write_count));
+	return o;
+}
+
+/* Firecracker's seccomp and signals groups (vmm/signals.c). A refused syscall and the
+ * fatal signals end the process, so a regular line shows them as 0; the last line their
+ * handler writes shows the count. */
+static void signal_metrics(struct vm_control *c, json_object *root)
+{
+	struct vmm_signal_counts n, *r = &c->sig_reported;
+	json_object *sc = json_object_new_object(), *sg = json_object_new_object();
+
+	vmm_signal_counts(&n);
+	add_u64(sc, "num_faults", since(n.seccomp_faults, &r->seccomp_faults));
+	add_u64(sg, "sigbus", since(n.sigbus, &r->sigbus));
+	add_u64(sg, "sigsegv", since(n.sigsegv, &r->sigsegv));
+	add_u64(sg, "sigxfsz", since(n.sigxfsz, &r->sigxfsz));
+	add_u64(sg, "sigxcpu", since(n.sigxcpu, &r->sigxcpu));
+	add_u64(sg, "sigpipe", since(n.sigpipe, &r->sigpipe));
+	add_u64(sg, "sighup", since(n.sighup, &r->sighup));
+	add_u64(sg, "sigill", since(n.sigill, &r->sigill));
+	json_object_object_add(root, "seccomp", sc);
+	json_object_object_add(root, "signals", sg);
+}
+
 /* The VMM's part of a metrics line (the API adds its own groups and the timestamp):
  * Firecracker's latencies_us members the VMM measures, vcpu and i8042; thaw's additions
  * (the load's phases, the console) under "thaw". Counters are totals. */
@@ -595,6 +705,8 @@ static json_object *metrics(void *ctx)
 	json_object_object_add(m, "latencies_us", lat);
 	json_object_object_add(m, "vcpu", vcpu_metrics(c->vm));
 	json_object_object_add(m, "i8042", i8042_metrics(c->vm));
+	json_object_object_add(m, "uart", uart_metrics(c));
+	signal_metrics(c, m);
 	virtio_metrics(c->vm, m);
 	json_object_object_add(thaw, "load_snapshot_phases_us", phases);
 	json_object_object_add(thaw, "console", console_metrics(c->vm));
@@ -792,6 +904,7 @@ int vm_control_start(struct vm *vm, const struct vm_control_opts *o)
 			log_err("--metrics-path: %s", err.message);
 			return ret;
 		}
+		vmm_signals_set_metrics_fd(api_server_metrics_fd(c->srv));
 	}
 	ret = vmm_loop_add(&vm->loop, api_server_fd(c->srv), EPOLLIN, on_api, c);
 	if (!ret && o->metadata)

@@ -175,7 +175,7 @@ int vmm_cpuid_apply_config(struct kvm_cpuid_entry2 *e, unsigned n, const struct 
 			*r[mod->reg & 3] = (*r[mod->reg & 3] & mod->keep) | mod->set;
 			found = true;
 		}
-		if (!found) {
+		if (!found && !mod->optional) {
 			snprintf(
 			    err, errlen,
 			    "cpu-config: CPUID leaf %#x subleaf %#x (%s) is not one this host's "

@@ -132,6 +132,7 @@ int vm_boot(struct vm *vm, const struct vm_config *cfg)
 	}
 	vm->tmpl = tmpl;
 	vm->cpu_config = cfg->cpu_config;
+	vm->static_template = cfg->cpu_config ? cfg->static_template : NULL;
 	status = VMM_EXIT_INTERNAL;
 	if (vmm_mem_alloc(&vm->mem, mem_bytes) || vm_register_memory(vm) || vm_create_irqchip(vm) ||
 	    vm_create_pit(vm))

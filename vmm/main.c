@@ -779,6 +779,7 @@ static void on_signal(void *opaque, uint32_t events)
 		if (t->vm.paused)
 			vm_resume(&t->vm);
 	} else {
+		vmm_signal_count((int)si.ssi_signo); /* SIGHUP, for the signals metrics */
 		log_info("signal %u: stopping the VM", si.ssi_signo);
 		vmm_loop_stop(&t->vm.loop, VMM_EXIT_OK);
 	}
@@ -812,7 +813,12 @@ static void block_signals(sigset_t *sigs)
 	sigaddset(sigs, SIGUSR1);
 	sigaddset(sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	/* SIGPIPE counted and otherwise ignored; the fatal ones counted before they end the
+	 * process (Firecracker's signals metrics). */
+	if (vmm_signals_install() < 0) {
+		log_warn("signals: no counting handlers (%s): SIGPIPE ignored", strerror(errno));
+		signal(SIGPIPE, SIG_IGN);
+	}
 	/* As PID 1 of a PID namespace (thaw-jailer --new-pid-ns) signals without a
 	 * handler are dropped, signalfd or not: give each one a handler. */
 	for (int sig = 1; sig < NSIG; sig++)

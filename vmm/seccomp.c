@@ -74,30 +74,6 @@ const char *vmm_seccomp_kind_name(enum vmm_seccomp_thread kind)
 
 /* ---------------------------------------------------------------- the SIGSYS report */
 
-static size_t put_str(char *buf, size_t off, size_t cap, const char *s)
-{
-	while (*s && off < cap)
-		buf[off++] = *s++;
-	return off;
-}
-
-static size_t put_num(char *buf, size_t off, size_t cap, unsigned long long v, bool hex)
-{
-	char tmp[24];
-	unsigned base = hex ? 16 : 10;
-	int n = 0;
-
-	if (hex)
-		off = put_str(buf, off, cap, "0x");
-	do {
-		tmp[n++] = "0123456789abcdef"[v % base];
-		v /= base;
-	} while (v);
-	while (n && off < cap)
-		buf[off++] = tmp[--n];
-	return off;
-}
-
 static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 {
 	const ucontext_t *uc = uctx;
@@ -108,29 +84,34 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 	size_t n = 0, cap = sizeof(msg) - 1;
 
 	(void)sig;
-	n = put_str(msg, n, cap, "thaw: seccomp: refused syscall ");
-	n = put_num(msg, n, cap, (unsigned)nr, false);
-	n = put_str(msg, n, cap, " (");
-	n = put_str(msg, n, cap,
-		    nr >= 0 && nr < VMM_SECCOMP_NAMES_MAX && vmm_seccomp_syscall_names[nr][0]
-			? vmm_seccomp_syscall_names[nr]
-			: "unknown");
+	n = vmm_sigsafe_put_str(msg, n, cap, "thaw: seccomp: refused syscall ");
+	n = vmm_sigsafe_put_num(msg, n, cap, (unsigned)nr, false);
+	n = vmm_sigsafe_put_str(msg, n, cap, " (");
+	n = vmm_sigsafe_put_str(msg, n, cap,
+				nr >= 0 && nr < VMM_SECCOMP_NAMES_MAX &&
+					vmm_seccomp_syscall_names[nr][0]
+				    ? vmm_seccomp_syscall_names[nr]
+				    : "unknown");
 	if (thread_kind >= 0) {
-		n = put_str(msg, n, cap, ") on a ");
-		n = put_str(msg, n, cap, kind_names[thread_kind]);
-		n = put_str(msg, n, cap, " thread, args ");
+		n = vmm_sigsafe_put_str(msg, n, cap, ") on a ");
+		n = vmm_sigsafe_put_str(msg, n, cap, kind_names[thread_kind]);
+		n = vmm_sigsafe_put_str(msg, n, cap, " thread, args ");
 	} else {
 		/* a thread that did not add its own filter: its creator's applies */
-		n = put_str(msg, n, cap, ") on a thread with inherited filters only, args ");
+		n = vmm_sigsafe_put_str(msg, n, cap,
+					") on a thread with inherited filters only, args ");
 	}
-	n = put_num(msg, n, cap, (unsigned long long)r[REG_RDI], true);
-	n = put_str(msg, n, cap, " ");
-	n = put_num(msg, n, cap, (unsigned long long)r[REG_RSI], true);
-	n = put_str(msg, n, cap, " ");
-	n = put_num(msg, n, cap, (unsigned long long)r[REG_RDX], true);
-	n = put_str(msg, n, cap, "; see docs/jailer.md\n");
+	n = vmm_sigsafe_put_num(msg, n, cap, (unsigned long long)r[REG_RDI], true);
+	n = vmm_sigsafe_put_str(msg, n, cap, " ");
+	n = vmm_sigsafe_put_num(msg, n, cap, (unsigned long long)r[REG_RSI], true);
+	n = vmm_sigsafe_put_str(msg, n, cap, " ");
+	n = vmm_sigsafe_put_num(msg, n, cap, (unsigned long long)r[REG_RDX], true);
+	n = vmm_sigsafe_put_str(msg, n, cap, "; see docs/jailer.md\n");
 	if (write(STDERR_FILENO, msg, n) < 0)
 		errno = saved; /* nowhere left to report to; die anyway */
+	/* Firecracker's seccomp.num_faults, in a last metrics line: no later line comes. */
+	vmm_signal_count(SIGSYS);
+	vmm_signals_last_line();
 	/* Die of SIGSYS: a syscall that traps while SIGSYS is blocked (as it is inside
 	 * this handler) makes the kernel reset SIGSYS to its default action and deliver
 	 * it, ending the process with a core dump like SECCOMP_RET_KILL_PROCESS. The

@@ -105,6 +105,8 @@ static void fill_machine(struct vm *vm, struct snap_machine *m)
 	}
 	snprintf(m->cpu_template, sizeof(m->cpu_template), "%s", vm->tmpl ? vm->tmpl->name : "");
 	snprintf(m->cmdline, sizeof(m->cmdline), "%s", vm->cmdline);
+	if (vm->static_template)
+		snprintf(m->static_template, sizeof(m->static_template), "%s", vm->static_template);
 }
 
 static int write_config(struct snap_writer *w, struct vm *vm)
@@ -563,6 +565,9 @@ static int build_vm(struct vm *vm, const struct vm_restore_opts *opts, struct vm
 	}
 	memcpy(vm->cmdline, m->cmdline, strlen(m->cmdline) + 1);
 	vm->tmpl = vmm_cpu_template_find(m->cpu_template);
+	/* A name this thaw does not know stays unreported: the CPUID and MSRs restored are
+	 * what the guest has either way. */
+	vm->static_template = vmm_static_template_name(m->static_template);
 	if (fits) {
 		/* The prepared slot already points at vm->mem.host: mapping the file over
 		 * the whole range replaces every page KVM may have cached (its MMU

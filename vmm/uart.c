@@ -49,6 +49,17 @@ void uart_init(struct uart *u, void (*out)(void *, uint8_t), void (*irq)(void *,
 	u->irq = irq;
 	u->opaque = opaque;
 	u->irq_level = 0;
+	u->n_write = u->n_read = u->n_missed_read = 0;
+}
+
+struct uart_counts uart_counts(struct uart *u)
+{
+	struct uart_counts c;
+
+	pthread_mutex_lock(&u->lock);
+	c = (struct uart_counts){u->n_write, u->n_read, u->n_missed_read};
+	pthread_mutex_unlock(&u->lock);
+	return c;
 }
 
 /* Recomputes IIR and the line level from the state; called after every change. */
@@ -100,7 +111,13 @@ static uint8_t reg_read(struct uart *u, unsigned reg)
 
 	switch (reg) {
 	case UART_RBR:
-		return s->lcr & LCR_DLAB ? s->dll : rx_pop(s);
+		if (s->lcr & LCR_DLAB)
+			return s->dll;
+		if (s->rx_len)
+			u->n_read++;
+		else
+			u->n_missed_read++;
+		return rx_pop(s);
 	case UART_IER:
 		return s->lcr & LCR_DLAB ? s->dlm : s->ier;
 	case UART_IIR:
@@ -148,10 +165,12 @@ static void reg_write(struct uart *u, unsigned reg, uint8_t v)
 			s->dll = v;
 			break;
 		}
-		if (s->mcr & MCR_LOOP)
+		if (s->mcr & MCR_LOOP) {
 			rx_push(s, v);
-		else if (u->out)
+		} else if (u->out) {
 			u->out(u->opaque, v);
+			u->n_write++;
+		}
 		/* The byte left at once: THR is empty again. */
 		s->thr_ipending = true;
 		break;

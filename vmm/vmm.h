@@ -244,6 +244,7 @@ struct vmm_cpuid_mod {
 	bool subleaf_significant; /* else the leaf's entry whatever its index */
 	uint8_t reg;		  /* 0 eax, 1 ebx, 2 ecx, 3 edx */
 	uint32_t keep, set;
+	bool optional; /* a leaf the host lacks is skipped, not refused (static templates) */
 };
 struct vmm_msr_mod {
 	uint32_t addr;
@@ -259,6 +260,27 @@ struct vmm_cpu_config {
  * the entries lack is refused: -ENOENT with `err` naming it. Pure. */
 int vmm_cpuid_apply_config(struct kvm_cpuid_entry2 *e, unsigned n, const struct vmm_cpu_config *c,
 			   char *err, size_t errlen);
+
+/* Firecracker's static CPU templates (vmm/cpu_template.c): "C3", "T2", "T2S", "T2CL"
+ * (Intel) and "T2A" (AMD), each thaw's own definition of which CPUID bits (and, for T2S
+ * and T2CL, which IA32_ARCH_CAPABILITIES bits) the guest sees, compiled into the custom
+ * template format so they take PUT /cpu-config's path. */
+/* Their names, NULL-terminated. */
+const char *const *vmm_static_template_names(void);
+/* The table's own copy of `name` (a pointer that lives as long as the process), or NULL
+ * when `name` is not a static template. */
+const char *vmm_static_template_name(const char *name);
+/* Fills `out` with template `name`. -ENOENT when unknown. Pure. */
+int vmm_static_template_config(const char *name, struct vmm_cpu_config *out);
+/* Whether template `name` can be honoured on a host whose CPUID leaf 0 vendor string is
+ * `vendor` ("GenuineIntel") and which is (`pvm`) a PVM guest: 0, or -ENOENT (unknown) /
+ * -EOPNOTSUPP (other vendor, PVM) with `err` saying why. Pure. */
+int vmm_static_template_check(const char *name, const char *vendor, bool pvm, char *err,
+			      size_t errlen);
+/* The vendor string of leaf 0 among `e` ("" when absent), NUL-terminated. */
+void vmm_cpuid_vendor(const struct kvm_cpuid_entry2 *e, unsigned n, char vendor[13]);
+/* This CPU's vendor string, from one CPUID instruction. */
+void vmm_host_cpu_vendor(char vendor[13]);
 
 /* Looks a template up by name ("host", "pvm"); NULL when unknown. */
 const struct vmm_cpu_template *vmm_cpu_template_find(const char *name);
@@ -311,6 +333,32 @@ int vmm_cpu_compat_check(const struct snap_host_facts *saved, const struct kvm_c
 /* Name of a feature bit ("avx2"), or NULL when unnamed. reg: 0 eax, 1 ebx, 2 ecx, 3 edx. */
 const char *vmm_cpu_feature_name(uint32_t leaf, uint32_t subleaf, unsigned reg, unsigned bit);
 
+/* ------------------------------------------------ seccomp and signal metrics */
+
+/* Firecracker's "seccomp" and "signals" groups (vmm/signals.c): totals since the start. */
+struct vmm_signal_counts {
+	uint64_t seccomp_faults; /* SIGSYS from a refused syscall */
+	uint64_t sigbus, sigsegv, sigxfsz, sigxcpu, sigpipe, sighup, sigill;
+};
+void vmm_signal_counts(struct vmm_signal_counts *out);
+/* Counts `sig` (SIGSYS counts as a seccomp fault); others are ignored. Async-signal-safe. */
+void vmm_signal_count(int sig);
+/* Before any thread exists: SIGPIPE counted and otherwise ignored; SIGBUS, SIGSEGV,
+ * SIGILL, SIGXFSZ and SIGXCPU counted, the last line written, then their default action
+ * (not the first two under ASan, whose handlers stay). 0 or -errno. */
+int vmm_signals_install(void);
+/* Where the last line goes, the metrics file (-1: nowhere). Any thread. */
+void vmm_signals_set_metrics_fd(int fd);
+/* Writes the last line: `{"utc_timestamp_ms": N, "seccomp": {...}, "signals": {...}}`
+ * to the metrics fd. Async-signal-safe; for handlers of signals that end the process. */
+void vmm_signals_last_line(void);
+/* That line into `buf` (cap bytes); its length. Pure, async-signal-safe. */
+size_t vmm_signals_format_last_line(char *buf, size_t cap, uint64_t utc_ms);
+/* Async-signal-safe formatting: appends a string or a number at `off`, never past
+ * `cap`; the new offset. */
+size_t vmm_sigsafe_put_str(char *buf, size_t off, size_t cap, const char *s);
+size_t vmm_sigsafe_put_num(char *buf, size_t off, size_t cap, unsigned long long v, bool hex);
+
 /* ---------------------------------------------------------------- 8250 UART */
 
 #define UART_FIFO 64
@@ -333,7 +381,17 @@ struct uart {
 	void (*irq)(void *opaque, int level);
 	void *opaque;
 	int irq_level;
+	/* Firecracker's uart metrics, totals changed under `lock` (not snapshot state):
+	 * bytes the guest wrote to THR for the output (loopback aside), bytes it read from
+	 * RBR, and RBR reads that found the FIFO empty. */
+	uint64_t n_write, n_read, n_missed_read;
 };
+
+struct uart_counts {
+	uint64_t write_count, read_count, missed_read_count;
+};
+/* The counters above, read under the lock. */
+struct uart_counts uart_counts(struct uart *u);
 
 void uart_init(struct uart *u, void (*out)(void *, uint8_t), void (*irq)(void *, int),
 	       void *opaque);
@@ -573,6 +631,8 @@ struct vm_config {
 	const char *cpu_template; /* NULL: "pvm" on a PVM host, else "host" */
 	/* A custom template on top (PUT /cpu-config), NULL for none; not owned. */
 	const struct vmm_cpu_config *cpu_config;
+	/* When cpu_config is a static template, its name (vmm_static_template_name's). */
+	const char *static_template;
 	enum vmm_boot_protocol protocol;
 	const char *console_out; /* NULL: stdout */
 	const char *console_in;	 /* NULL: stdin; "none"; else a unix socket path */
@@ -654,6 +714,7 @@ struct vm {
 	struct vcpu vcpus[VMM_MAX_VCPUS];
 	const struct vmm_cpu_template *tmpl;
 	const struct vmm_cpu_config *cpu_config; /* the boot's custom template, or NULL */
+	const char *static_template; /* Firecracker's static template the guest has, or NULL */
 	/* What the host offers, learnt once per process (they outlive a discarded VM). */
 	struct kvm_cpuid2 *supported_cpuid;
 	/* PVM only (else NULL: supported_cpuid is what a restored guest may use): that
@@ -677,6 +738,7 @@ struct vm {
 	uint64_t console_out_max;
 	uint64_t console_out_bytes;   /* written to console_out_fd */
 	uint64_t console_out_dropped; /* dropped at the cap */
+	uint64_t console_out_failed;  /* write(2) to console_out_fd failed */
 	int console_out_kind;	      /* vmm_console_out_prepare: 1 a regular file, -1 not capped */
 
 	struct vmm_loop loop;	    /* the main thread's event loop */

@@ -400,6 +400,53 @@ int harness_wait_socket(const char *sock)
 	return -1;
 }
 
+int harness_tmpdir_make(char *tmpl)
+{
+	return mkdtemp(tmpl) ? 0 : -1;
+}
+
+int harness_tmpdir_remove(const char *dir)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+void harness_put(const char *sock, const char *path, const char *json)
+{
+	char body[8192];
+	int st = harness_http(sock, "PUT", path, json, body, sizeof(body));
+
+	if (st != 204)
+		fail_msg("PUT %s: %d %s", path, st, body);
+}
+
+struct vmproc *harness_start_api(const char *sock)
+{
+	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, NULL};
+	struct vmproc *p;
+
+	unlink(sock);
+	p = harness_start(argv);
+	if (harness_wait_socket(sock))
+		fail_msg("thaw did not create its API socket %s", sock);
+	return p;
+}
+
+void harness_boot_probe(const char *sock, struct vmproc *p, const char *why)
+{
+	char json[1024];
+
+	snprintf(json, sizeof(json), "{\"kernel_image_path\": \"%s\"}", harness_env("THAW_PROBE"));
+	harness_put(sock, "/boot-source", json);
+	harness_put(sock, "/actions", "{\"action_type\": \"InstanceStart\"}");
+	if (vmproc_expect(p, "THAW_PROBE_READY", 60000, NULL, 0)) {
+		vmproc_dump(p, why);
+		fail();
+	}
+}
+
 int harness_probe_snapshot(const char *path, unsigned mem_mib, const char *const *extra)
 {
 	const char *argv[32] = {harness_env("THAW_BIN"),

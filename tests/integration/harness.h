@@ -78,6 +78,19 @@ int harness_http(const char *sock, const char *method, const char *path, const c
 		 char *body, size_t len);
 /* Waits up to 5 s for the API socket `sock` to appear; 0 when it did. */
 int harness_wait_socket(const char *sock);
+/* A test program's scratch directory: made from the mkdtemp(3) template `tmpl` (in
+ * place), and removed with everything in it. 0 or -1 (for cmocka's group setup and
+ * teardown). */
+int harness_tmpdir_make(char *tmpl);
+int harness_tmpdir_remove(const char *dir);
+/* PUT `json` to `path` on `sock`; fails the test (naming the answer) unless 204. */
+void harness_put(const char *sock, const char *path, const char *json);
+/* THAW_BIN serving its API on `sock` (an old socket file removed first), once the socket
+ * is there; fails the test otherwise. */
+struct vmproc *harness_start_api(const char *sock);
+/* Boots THAW_PROBE through the API on `sock` of `p` (a boot source, InstanceStart) and
+ * waits for it; fails the test, dumping `p` with `why`, when it does not come up. */
+void harness_boot_probe(const char *sock, struct vmproc *p, const char *why);
 
 /* The Linux guest's agent (guest/linux/AGENT.md) and this process exchange one UDP
  * datagram each way over a tap: from host_ip:7001 to guest_ip:7000, where the agent

@@ -264,6 +264,14 @@ static int do_ptrace(void)
 	return (int)syscall(SYS_ptrace, 0 /* PTRACE_TRACEME */, 0, 0, 0);
 }
 
+/* The metrics file is stderr here: the SIGSYS handler's last line lands beside its
+ * report. */
+static int do_ptrace_with_metrics(void)
+{
+	vmm_signals_set_metrics_fd(STDERR_FILENO);
+	return do_ptrace();
+}
+
 static int do_execve(void)
 {
 	char *const argv[] = {(char *)"/bin/true", NULL};
@@ -709,6 +717,20 @@ static void compiled_in_filters_are_what_the_rules_build(void **state)
 			 -EINVAL);
 }
 
+/* Firecracker's seccomp.num_faults: a refused syscall still kills, and the handler first
+ * writes the last metrics line counting it. */
+static void refused_syscall_leaves_a_last_metrics_line(void **state)
+{
+	struct outcome o;
+
+	run_child(MAIN, 1, do_ptrace_with_metrics, &o);
+	assert_true(WIFSIGNALED(o.status));
+	assert_int_equal(WTERMSIG(o.status), SIGSYS);
+	if (!strstr(o.err, "\"seccomp\": {\"num_faults\": 1}"))
+		fail_msg("no last line counting the fault in: %s", o.err);
+	assert_non_null(strstr(o.err, "refused syscall"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -729,6 +751,7 @@ int main(void)
 	    cmocka_unit_test(sealed_main_thread_refuses_io_uring_setup_and_register),
 	    cmocka_unit_test(blk_ring_refuses_openat_and_socket_from_a_vcpu_thread),
 	    cmocka_unit_test(uffd_ring_refuses_openat_and_socket_from_the_uffd_thread),
+	    cmocka_unit_test(refused_syscall_leaves_a_last_metrics_line),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

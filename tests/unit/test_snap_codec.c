@@ -524,6 +524,7 @@ static void test_machine_round_trip_and_hostile_regions(void **state)
 	a.regions[1] = (struct snap_mem_region){4ull << 30, 1ull << 30, 3ull << 30};
 	snprintf(a.cpu_template, sizeof(a.cpu_template), "T2");
 	snprintf(a.cmdline, sizeof(a.cmdline), "console=ttyS0 reboot=k panic=1");
+	snprintf(a.static_template, sizeof(a.static_template), "T2A");
 	struct snap_sec sec = {0};
 	struct snap_section v;
 	assert_int_equal(snap_encode_machine(&sec, &a), 0);
@@ -536,6 +537,7 @@ static void test_machine_round_trip_and_hostile_regions(void **state)
 	assert_int_equal(b.regions[1].offset, 3ull << 30);
 	assert_string_equal(b.cpu_template, "T2");
 	assert_string_equal(b.cmdline, a.cmdline);
+	assert_string_equal(b.static_template, "T2A");
 	assert_memory_equal(&a, &b, sizeof(a));
 	snap_sec_release(&sec);
 

@@ -7,6 +7,7 @@
 #include "vmm/virtio/vsock_conn.h"
 
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -794,6 +795,61 @@ static void test_device_rx_backlog_gets_a_budget_per_notification(void **state)
 		close(fds[i]);
 }
 
+/* Firecracker's "vsock" metrics group: one line's counters after a host-initiated
+ * connection carries "ping" to the guest and "pong" back and is closed, then the changes
+ * since that line (none). The one device is the group: no per-device entry. */
+static int64_t vsock_metric(json_object *m, const char *name)
+{
+	json_object *g, *v;
+
+	if (!json_object_object_get_ex(m, "vsock", &g) || !json_object_object_get_ex(g, name, &v))
+		fail_msg("no vsock.%s in %s", name, json_object_to_json_string(m));
+	return json_object_get_int64(v);
+}
+
+static void test_device_metrics_count_connections_packets_and_bytes(void **state)
+{
+	struct dfx *f = *state;
+	struct virtio_vsock_hdr h;
+	uint32_t local;
+	char buf[16];
+	int fd = host_connect(f, &local);
+	json_object *m;
+
+	assert_int_equal(write(fd, "ping", 4), 4);
+	pump(f);
+	assert_true(rx_pkt(f, &h, buf, sizeof(buf)));
+	tx_pkt(f, from_guest(VIRTIO_VSOCK_OP_RW, 1234, local, 4), "pong");
+	assert_int_equal(read_timeout(fd, buf, sizeof(buf)), 4);
+	close(fd);
+	pump(f);
+	assert_true(rx_pkt(f, &h, NULL, 0)); /* SHUTDOWN */
+	tx_pkt(f, from_guest(VIRTIO_VSOCK_OP_RST, 1234, local, 0), NULL);
+	pump(f);
+
+	m = json_object_new_object();
+	virtio_metrics(f->vm, m);
+	assert_int_equal(vsock_metric(m, "conns_added"), 1);
+	assert_int_equal(vsock_metric(m, "conns_removed"), 1);
+	assert_int_equal(vsock_metric(m, "conns_killed"), 0);
+	/* to the guest: REQUEST, "ping", SHUTDOWN; from it: RESPONSE, "pong", RST */
+	assert_int_equal(vsock_metric(m, "rx_packets_count"), 3);
+	assert_int_equal(vsock_metric(m, "rx_bytes_count"), 4);
+	assert_int_equal(vsock_metric(m, "tx_packets_count"), 3);
+	assert_int_equal(vsock_metric(m, "tx_bytes_count"), 4);
+	assert_int_equal(vsock_metric(m, "tx_queue_event_count"), 3);
+	assert_true(vsock_metric(m, "rx_queue_event_count") >= 1); /* the buffers given */
+	assert_int_equal(vsock_metric(m, "tx_write_fails"), 0);
+	assert_false(json_object_object_get_ex(m, "vsock_vsock", NULL));
+	json_object_put(m);
+
+	m = json_object_new_object();
+	virtio_metrics(f->vm, m);
+	assert_int_equal(vsock_metric(m, "conns_added"), 0);
+	assert_int_equal(vsock_metric(m, "rx_bytes_count"), 0);
+	json_object_put(m);
+}
+
 int main(void)
 {
 #define D(fn) cmocka_unit_test_setup_teardown(fn, dsetup, dteardown)
@@ -833,6 +889,7 @@ int main(void)
 	    D(test_device_reopen_listens_on_new_path),
 	    D(test_device_tx_flood_gets_a_budget_per_notification),
 	    D(test_device_rx_backlog_gets_a_budget_per_notification),
+	    D(test_device_metrics_count_connections_packets_and_bytes),
 	};
 	int failed = cmocka_run_group_tests_name("vsock connection", conn, NULL, NULL);
 

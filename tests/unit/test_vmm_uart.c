@@ -501,6 +501,30 @@ static void test_wide_or_out_of_range_access_ignored(void **state)
 
 /* COM1 through a snapshot file: registers and the pending receive FIFO come back in a
  * fresh UART, in order, and a section that is not COM1's is refused. */
+/* Firecracker's uart metrics: THR writes that reach the output, RBR reads that take a
+ * byte and those that find the FIFO empty; loopback bytes are not output. */
+static void test_counts_writes_reads_and_empty_reads(void **state)
+{
+	struct fixture *f = *state;
+	struct uart_counts c;
+
+	wr(f, THR, 'h');
+	wr(f, THR, 'i');
+	input(f, "ab");
+	rd(f, RBR);
+	rd(f, RBR);
+	rd(f, RBR);	  /* empty */
+	wr(f, MCR, 0x10); /* loopback */
+	wr(f, THR, 'x');
+	wr(f, LCR, 0x80); /* DLAB: the divisor, not the FIFO */
+	rd(f, RBR);
+	c = uart_counts(&f->u);
+	assert_int_equal(c.write_count, 2);
+	assert_int_equal(c.read_count, 2);
+	assert_int_equal(c.missed_read_count, 1);
+	assert_int_equal(f->r.out_len, 2);
+}
+
 static void test_snapshot_file_roundtrip(void **state)
 {
 	struct fixture *f = *state;
@@ -545,6 +569,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
 	    T(test_thr_write_reaches_output),
+	    T(test_counts_writes_reads_and_empty_reads),
 	    T(test_snapshot_file_roundtrip),
 	    cmocka_unit_test(test_thr_write_without_output_callback_is_dropped),
 	    T(test_lsr_idle_transmitter_empty_no_data),

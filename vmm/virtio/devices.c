@@ -244,7 +244,7 @@ static void mmds_metrics(struct vm *vm, json_object *root)
 
 void virtio_metrics(struct vm *vm, json_object *root)
 {
-	static const char *const groups[] = {"block", "net", "entropy"};
+	static const char *const groups[] = {"block", "net", "entropy", "vsock"};
 
 	for (unsigned g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
 		json_object *sum = NULL;
@@ -274,6 +274,11 @@ void virtio_metrics(struct vm *vm, json_object *root)
 							  (int64_t)delta));
 			}
 			pthread_mutex_unlock(&d->lock);
+			/* The one vsock device (id "vsock") is its group: no "vsock_vsock". */
+			if (strcmp(d->id, groups[g]) == 0) {
+				json_object_put(own);
+				continue;
+			}
 			snprintf(key, sizeof(key), "%s_%s", groups[g], d->id);
 			json_object_object_add(root, key, own);
 		}

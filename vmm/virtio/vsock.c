@@ -41,6 +41,7 @@ struct vconn {
 	bool host_eof;
 	bool shut_wr_pending; /* SHUT_WR once the buffer below drains */
 	bool hup;	      /* peer gone: out of the epoll set (HUP cannot be masked) */
+	bool added;	      /* counted in conns_added (past the handshake) */
 	int fd;
 	uint32_t events; /* current epoll interest */
 	char line[LINE_MAX_LEN];
@@ -52,7 +53,37 @@ struct vconn {
 	struct vsock_conn c;
 };
 
+/* Firecracker's vsock metrics that thaw counts (the group "vsock"). */
+enum {
+	VS_RX_QUEUE_EVENTS,
+	VS_TX_QUEUE_EVENTS,
+	VS_RX_BYTES,
+	VS_TX_BYTES,
+	VS_RX_PACKETS,
+	VS_TX_PACKETS,
+	VS_CONNS_ADDED,
+	VS_CONNS_KILLED,
+	VS_CONNS_REMOVED,
+	VS_TX_FLUSH_FAILS,
+	VS_TX_WRITE_FAILS,
+	VS_RX_READ_FAILS,
+};
+static const char *const vsock_counters[] = {"rx_queue_event_count",
+					     "tx_queue_event_count",
+					     "rx_bytes_count",
+					     "tx_bytes_count",
+					     "rx_packets_count",
+					     "tx_packets_count",
+					     "conns_added",
+					     "conns_killed",
+					     "conns_removed",
+					     "tx_flush_fails",
+					     "tx_write_fails",
+					     "rx_read_fails",
+					     NULL};
+
 struct vsock {
+	struct virtio_dev *d; /* its device, for the counters */
 	uint64_t cid;
 	char uds[VIRTIO_PATH_MAX];
 	int listen_fd;
@@ -102,6 +133,8 @@ static void close_host(struct vsock *v, struct vconn *vc)
 
 static void free_conn(struct vsock *v, struct vconn *vc)
 {
+	if (vc->added)
+		virtio_count_add(v->d, VS_CONNS_REMOVED, 1);
 	close_host(v, vc);
 	free(vc->buf);
 	memset(vc, 0, sizeof(*vc));
@@ -147,6 +180,15 @@ static bool port_in_use(struct vsock *v, uint32_t port)
 	return false;
 }
 
+/* The host socket failed (`what` names the counter): the connection ends with a reset. */
+static void kill_conn(struct vsock *v, struct vconn *vc, unsigned what)
+{
+	virtio_count_add(v->d, what, 1);
+	virtio_count_add(v->d, VS_CONNS_KILLED, 1);
+	vsock_conn_host_error(&vc->c);
+	close_host(v, vc);
+}
+
 /* Writes guest payload to the host socket, keeping what it cannot take. */
 static void to_host(struct virtio_dev *d, struct vconn *vc, const struct iovec *iov, unsigned n,
 		    size_t skip, uint32_t len)
@@ -160,8 +202,7 @@ static void to_host(struct virtio_dev *d, struct vconn *vc, const struct iovec *
 		w = writev(vc->fd, sl, (int)k);
 		if (w < 0) {
 			if (errno != EAGAIN) {
-				vsock_conn_host_error(&vc->c);
-				close_host(v, vc);
+				kill_conn(v, vc, VS_TX_WRITE_FAILS);
 				return;
 			}
 			w = 0;
@@ -174,8 +215,7 @@ static void to_host(struct virtio_dev *d, struct vconn *vc, const struct iovec *
 		if (!vc->buf) {
 			vc->buf = malloc(VSOCK_BUF_ALLOC);
 			if (!vc->buf) {
-				vsock_conn_host_error(&vc->c);
-				close_host(v, vc);
+				kill_conn(v, vc, VS_TX_WRITE_FAILS);
 				return;
 			}
 		}
@@ -203,10 +243,8 @@ static void flush_buf(struct vsock *v, struct vconn *vc)
 			c = vc->buf_len;
 		w = write(vc->fd, vc->buf + vc->buf_head, c);
 		if (w < 0) {
-			if (errno != EAGAIN) {
-				vsock_conn_host_error(&vc->c);
-				close_host(v, vc);
-			}
+			if (errno != EAGAIN)
+				kill_conn(v, vc, VS_TX_FLUSH_FAILS);
 			return;
 		}
 		vc->buf_head = (vc->buf_head + (uint32_t)w) % VSOCK_BUF_ALLOC;
@@ -242,6 +280,7 @@ static void rx_kick(struct virtio_dev *d)
 			iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &v->rst[--v->nr_rst],
 				     HDR);
 			virtq_push(&d->vq[RXQ], v->e.head, HDR);
+			virtio_count_add(d, VS_RX_PACKETS, 1);
 			pushed++;
 		}
 		for (unsigned i = 0; i < VSOCK_MAX_CONN; i++) {
@@ -266,6 +305,7 @@ static void rx_kick(struct virtio_dev *d)
 				vsock_conn_next_ctrl(&vc->c, &h);
 				iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &h, HDR);
 				virtq_push(&d->vq[RXQ], v->e.head, HDR);
+				virtio_count_add(d, VS_RX_PACKETS, 1);
 				pushed++;
 				progress = true;
 			}
@@ -302,8 +342,7 @@ static void rx_kick(struct virtio_dev *d)
 				} else if (errno == EAGAIN) {
 					vc->readable = false;
 				} else {
-					vsock_conn_host_error(&vc->c);
-					close_host(v, vc);
+					kill_conn(v, vc, VS_RX_READ_FAILS);
 				}
 				set_events(v, i);
 				progress = true;
@@ -312,6 +351,8 @@ static void rx_kick(struct virtio_dev *d)
 			vsock_conn_data_hdr(&vc->c, &h, (uint32_t)r);
 			iov_from_buf(v->e.iov + v->e.nr_out, v->e.nr_in, 0, &h, HDR);
 			virtq_push(&d->vq[RXQ], v->e.head, (uint32_t)(HDR + (size_t)r));
+			virtio_count_add(d, VS_RX_PACKETS, 1);
+			virtio_count_add(d, VS_RX_BYTES, (uint64_t)r);
 			pushed++;
 			progress = true;
 		}
@@ -379,6 +420,8 @@ static void guest_connect(struct virtio_dev *d, const struct virtio_vsock_hdr *h
 		return;
 	}
 	vsock_conn_guest_connect(&vc->c, h, true, VSOCK_BUF_ALLOC);
+	vc->added = true;
+	virtio_count_add(d, VS_CONNS_ADDED, 1);
 	set_events(v, idx);
 }
 
@@ -399,6 +442,7 @@ static void tx(struct virtio_dev *d)
 			break;
 		}
 		iov_to_buf(v->e.iov, v->e.nr_out, 0, &h, HDR);
+		virtio_count_add(d, VS_TX_PACKETS, 1);
 		if (h.src_cid != v->cid || h.dst_cid != VSOCK_HOST_CID ||
 		    h.type != VIRTIO_VSOCK_TYPE_STREAM) {
 			queue_rst(v, &h);
@@ -413,18 +457,18 @@ static void tx(struct virtio_dev *d)
 			goto done;
 		}
 		a = vsock_conn_recv(&vc->c, &h, (uint32_t)(v->e.out_len - HDR));
-		if (a & VSOCK_A_DATA)
+		if (a & VSOCK_A_DATA) {
+			virtio_count_add(d, VS_TX_BYTES, h.len);
 			to_host(d, vc, v->e.iov, v->e.nr_out, HDR, h.len);
+		}
 		if ((a & VSOCK_A_CONNECTED) && vc->fd >= 0) {
 			char ok[24];
 			int n = snprintf(ok, sizeof(ok), "OK %u\n", vc->c.local_port);
 
 			/* A fresh socket takes a few bytes; a client that filled its own
 			 * receive buffer before the answer is broken. */
-			if (write(vc->fd, ok, (size_t)n) != n) {
-				vsock_conn_host_error(&vc->c);
-				close_host(v, vc);
-			}
+			if (write(vc->fd, ok, (size_t)n) != n)
+				kill_conn(v, vc, VS_TX_WRITE_FAILS);
 		}
 		if (a & (VSOCK_A_REFUSED | VSOCK_A_CLOSE))
 			close_host(v, vc);
@@ -492,6 +536,8 @@ static void handshake(struct virtio_dev *d, unsigned i)
 		v->next_port = v->next_port < (1u << 30) ? (1u << 30) : v->next_port + 1;
 	} while (port_in_use(v, v->next_port));
 	vc->handshake = false;
+	vc->added = true;
+	virtio_count_add(d, VS_CONNS_ADDED, 1);
 	vsock_conn_host_connect(&vc->c, v->cid, v->next_port, (uint32_t)port, VSOCK_BUF_ALLOC);
 	set_events(v, i);
 }
@@ -564,6 +610,8 @@ static void on_sockets(void *opaque, uint32_t events)
 
 static void vsock_notify(struct virtio_dev *d, unsigned q)
 {
+	if (q == TXQ || q == RXQ)
+		virtio_count_add(d, q == TXQ ? VS_TX_QUEUE_EVENTS : VS_RX_QUEUE_EVENTS, 1);
 	if (q == TXQ)
 		tx(d);
 	if (q == EVQ)
@@ -751,6 +799,8 @@ const struct virtio_dev_ops virtio_vsock_ops = {
     .decode = vsock_decode,
     .reopen = vsock_reopen,
     .destroy = vsock_destroy,
+    .metrics_group = "vsock",
+    .counter_names = vsock_counters,
 };
 
 int virtio_vsock_create(struct vm *vm, const struct vmm_vsock_cfg *c,
@@ -775,6 +825,7 @@ int virtio_vsock_create(struct vm *vm, const struct vmm_vsock_cfg *c,
 	virtio_dev_init(d, &virtio_vsock_ops, vm, "vsock", place,
 			(1ull << VIRTIO_RING_F_EVENT_IDX) | (1ull << VIRTIO_RING_F_INDIRECT_DESC));
 	d->priv = v;
+	v->d = d;
 	v->cid = c->guest_cid;
 	v->listen_fd = -1;
 	for (unsigned i = 0; i < VSOCK_MAX_CONN; i++)
