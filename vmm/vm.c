@@ -808,6 +808,14 @@ static bool handle_exit(struct vcpu *v)
 	struct kvm_run *run = v->run;
 	char why[160];
 
+	/* Any other exit ends the VM: reported before the VM is asked to end, since the
+	 * main thread then exits the process without waiting for this thread. A fault or
+	 * a failed entry is an error, a halt or a power-off a wish (the info level). */
+	if (run->exit_reason != KVM_EXIT_IO && run->exit_reason != KVM_EXIT_MMIO)
+		vcpu_report_end(v, run->exit_reason == KVM_EXIT_HLT ||
+					   run->exit_reason == KVM_EXIT_SYSTEM_EVENT
+				       ? LOG_INFO
+				       : LOG_ERROR);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		handle_io(v);
@@ -897,16 +905,8 @@ static void *vcpu_thread(void *arg)
 		}
 		bump(&v->run_exits);
 		exit_record(v);
-		if (!handle_exit(v)) {
-			/* The guest ended the VM: a fault or a failed entry is an error, a
-			 * halt or a power-off a wish, reported only at the info level. */
-			uint32_t why = v->run->exit_reason;
-
-			vcpu_report_end(v, why == KVM_EXIT_HLT || why == KVM_EXIT_SYSTEM_EVENT
-					       ? LOG_INFO
-					       : LOG_ERROR);
+		if (!handle_exit(v))
 			break;
-		}
 	}
 	__atomic_store_n(&v->done, true, __ATOMIC_RELEASE);
 	return NULL;
