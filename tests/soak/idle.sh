@@ -31,14 +31,9 @@ while (($#)); do
 done
 [[ $n =~ ^[0-9]+$ && $hold =~ ^[0-9]+$ ]] || { echo "idle: -n and --hold-ms: numbers" >&2 && exit 2; }
 [[ $backend == file || $backend == uffd ]] || { echo "idle: --mem-backend file or uffd" >&2 && exit 2; }
-THAW=$(realpath -m -- "$build/thaw") UFFD=$(realpath -m -- "$build/thaw-uffd") SPAWN=$(realpath -m -- "$build/bench/spawn")
-for p in "$THAW" "$UFFD" "$SPAWN"; do
-	[[ -x $p ]] || { echo "idle: $p missing" >&2 && exit 2; }
-done
-if [[ -z ${THAW_PROBE:-} ]]; then
-	eval "$(guest/env.sh)" || { echo "idle: building the guests failed" >&2 && exit 2; }
-fi
-[[ -c /dev/kvm ]] || { echo "idle: no /dev/kvm (run it through tests/kvmhost/run.sh)" >&2 && exit 2; }
+me=idle
+. tests/soak/common.sh
+soak_setup "$build"
 T=/sys/kernel/tracing
 if ((trace)); then
 	[[ -w $T/trace ]] || { echo "idle: --trace: $T is not writable" >&2 && exit 2; }
@@ -46,22 +41,17 @@ if ((trace)); then
 		echo 1 >"$T/tracing_on" || { echo "idle: --trace: enabling kvm:* failed" >&2 && exit 2; }
 fi
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/thaw-idle.XXXXXX") || exit 2
-hpid=
+W= hpid=
 cleanup() {
 	[[ -n $hpid ]] && kill -TERM "$hpid" 2>/dev/null && wait "$hpid" 2>/dev/null
 	((trace)) && echo 0 >"$T/events/kvm/enable"
-	rm -rf -- "$W"
+	[[ -n $W ]] && rm -rf -- "$W"
 }
 trap cleanup EXIT
+soak_workdir
 progress() { [[ -n $log ]] && echo "$(date -u +%T) $*" >>"$log"; }
 
-S=$W/probe.snap
-if ! timeout 300 "$THAW" --kernel "$THAW_PROBE" --mem-mib "$mib" --vcpus "$vcpus" --snapshot "$S" \
-	--snapshot-after THAW_PROBE_READY --snapshot-then exit </dev/null >/dev/null 2>"$W/snap.err"; then
-	echo "idle: making the probe snapshot failed: $(tail -n 1 "$W/snap.err")" >&2
-	exit 1
-fi
+soak_snapshot "$mib" "$vcpus"
 cmd=("$THAW" --restore "$S" --log-level debug)
 if [[ $backend == uffd ]]; then
 	"$UFFD" --socket "$W/uffd.sock" --snapshot "$S" >"$W/uffd.out" 2>"$W/uffd.err" &
