@@ -34,3 +34,17 @@ soak_snapshot() {
 		exit 1
 	fi
 }
+
+# soak_handler SOCK: starts thaw-uffd serving S on SOCK in the background (its pid in
+# hpid, its output in W/uffd.out and W/uffd.err); returns 1 when it is not ready in 60 s.
+soak_handler() {
+	local k
+	rm -f -- "$1"
+	"$UFFD" --socket "$1" --snapshot "$S" >"$W/uffd.out" 2>"$W/uffd.err" &
+	hpid=$!
+	for ((k = 0; k < 600; k++)); do
+		grep -q '^THAW_UFFD_READY' "$W/uffd.out" && return 0
+		sleep 0.1
+	done
+	return 1
+}

@@ -54,13 +54,7 @@ progress() { [[ -n $log ]] && echo "$(date -u +%T) $*" >>"$log"; }
 soak_snapshot "$mib" "$vcpus"
 cmd=("$THAW" --restore "$S" --log-level debug)
 if [[ $backend == uffd ]]; then
-	"$UFFD" --socket "$W/uffd.sock" --snapshot "$S" >"$W/uffd.out" 2>"$W/uffd.err" &
-	hpid=$!
-	for ((i = 0; i < 600; i++)); do
-		grep -q '^THAW_UFFD_READY' "$W/uffd.out" && break
-		sleep 0.1
-	done
-	grep -q '^THAW_UFFD_READY' "$W/uffd.out" || { echo "idle: thaw-uffd did not get ready" >&2 && exit 1; }
+	soak_handler "$W/uffd.sock" || { echo "idle: thaw-uffd did not get ready: $(tail -n 1 "$W/uffd.err")" >&2 && exit 1; }
 	cmd+=(--mem-backend uffd-ext --uffd-sock "$W/uffd.sock")
 fi
 progress "idle start: n=$n hold_ms=$hold backend=$backend vcpus=$vcpus kernel=$(uname -r)"

@@ -99,14 +99,7 @@ run_series() {
 	local usock=$W/uffd.sock asock=$W/api.sock
 	hpid=
 	if [[ $s == uffd ]]; then
-		rm -f -- "$usock"
-		"$UFFD" --socket "$usock" --snapshot "$S" >"$W/uffd.out" 2>"$W/uffd.err" &
-		hpid=$!
-		for ((i = 0; i < 600; i++)); do
-			grep -q '^THAW_UFFD_READY' "$W/uffd.out" && break
-			sleep 0.1
-		done
-		grep -q '^THAW_UFFD_READY' "$W/uffd.out" || {
+		soak_handler "$usock" || {
 			echo "soak: uffd: thaw-uffd did not get ready: $(tail -n 1 "$W/uffd.err")"
 			failed=$((failed + 1))
 			return
