@@ -684,12 +684,138 @@ static void vcpu_fingerprint(struct vcpu *v)
 	bump(&v->fp_seq);
 }
 
+/* Keeps this exit in the vCPU's ring of last exits (vcpu_report_end). */
+static void exit_record(struct vcpu *v)
+{
+	const struct kvm_run *run = v->run;
+	struct vcpu_exit_rec *e = &v->last_exits[v->nr_exits_seen % VCPU_EXIT_RING];
+
+	e->ns = now_ns();
+	e->reason = run->exit_reason;
+	e->addr = 0;
+	e->info = 0;
+	if (run->exit_reason == KVM_EXIT_IO) {
+		e->addr = run->io.port;
+		e->info = run->io.size | (uint32_t)(run->io.direction == KVM_EXIT_IO_OUT) << 8;
+	} else if (run->exit_reason == KVM_EXIT_MMIO) {
+		e->addr = run->mmio.phys_addr;
+		e->info = run->mmio.len | (uint32_t)run->mmio.is_write << 8;
+	}
+	v->nr_exits_seen++;
+}
+
+static const char *exit_name(uint32_t reason)
+{
+	switch (reason) {
+	case KVM_EXIT_IO:
+		return "io";
+	case KVM_EXIT_MMIO:
+		return "mmio";
+	case KVM_EXIT_HLT:
+		return "hlt";
+	case KVM_EXIT_SHUTDOWN:
+		return "shutdown";
+	case KVM_EXIT_SYSTEM_EVENT:
+		return "system-event";
+	case KVM_EXIT_INTERNAL_ERROR:
+		return "internal-error";
+	case KVM_EXIT_FAIL_ENTRY:
+		return "fail-entry";
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+		return "irq-window";
+	default:
+		return "other";
+	}
+}
+
+#define SEG_FMT	    "%#x/%#llx/%#x/dpl%u"
+#define SEG_ARGS(s) (s).selector, (unsigned long long)(s).base, (s).limit, (unsigned)(s).dpl
+
+/* The guest ended the VM by itself (a triple fault, a reset, ...): logs the vCPU's state
+ * as KVM has it now and its last exits, so a rare end can be told apart from the log
+ * alone. Runs on the vCPU's own thread (its ioctls need no other thread's state); the
+ * VM ends right after, so one report per VM, and each line is rate-limited besides. */
+static void vcpu_report_end(struct vcpu *v, enum log_level level)
+{
+	struct kvm_regs r;
+	struct kvm_sregs sr;
+	struct kvm_vcpu_events ev;
+	struct kvm_mp_state mp = {.mp_state = ~0u};
+	uint64_t now = now_ns(), n = v->nr_exits_seen;
+	char line[1024];
+	int len = 0;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sr) < 0 ||
+	    ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0) {
+		log_ratelimited(level, "vcpu%u: its state at the end is unreadable: %s", v->index,
+				strerror(errno));
+	} else {
+		ioctl(v->fd, KVM_GET_MP_STATE, &mp);
+		log_ratelimited(
+		    level,
+		    "vcpu%u at the end: rip=%#llx rsp=%#llx rflags=%#llx rax=%#llx "
+		    "cs=" SEG_FMT " ss=" SEG_FMT " cr0=%#llx cr2=%#llx cr3=%#llx "
+		    "cr4=%#llx efer=%#llx idt=%#llx/%#x gdt=%#llx/%#x tr=" SEG_FMT " mp_state=%u",
+		    v->index, (unsigned long long)r.rip, (unsigned long long)r.rsp,
+		    (unsigned long long)r.rflags, (unsigned long long)r.rax, SEG_ARGS(sr.cs),
+		    SEG_ARGS(sr.ss), (unsigned long long)sr.cr0, (unsigned long long)sr.cr2,
+		    (unsigned long long)sr.cr3, (unsigned long long)sr.cr4,
+		    (unsigned long long)sr.efer, (unsigned long long)sr.idt.base, sr.idt.limit,
+		    (unsigned long long)sr.gdt.base, sr.gdt.limit, SEG_ARGS(sr.tr), mp.mp_state);
+		log_ratelimited(level,
+				"vcpu%u events at the end: exception injected=%u pending=%u "
+				"nr=%u error=%#x (has %u), interrupt injected=%u nr=%u "
+				"shadow=%#x, nmi injected=%u pending=%u masked=%u",
+				v->index, ev.exception.injected, ev.exception.pending,
+				ev.exception.nr, ev.exception.error_code,
+				ev.exception.has_error_code, ev.interrupt.injected, ev.interrupt.nr,
+				ev.interrupt.shadow, ev.nmi.injected, ev.nmi.pending,
+				ev.nmi.masked);
+		/* AMD's KVM INITs a vCPU at a shutdown (the VMCB is undefined after it): its
+		 * registers then show the reset vector, not the fault. */
+		if (r.rip == 0xfff0 && sr.cs.base == 0xffff0000ull)
+			log_ratelimited(
+			    level,
+			    "vcpu%u: that is the reset state: KVM reset the vCPU at "
+			    "the shutdown (as on AMD), so the state of the fault is lost",
+			    v->index);
+	}
+	for (uint64_t i = n > VCPU_EXIT_RING ? n - VCPU_EXIT_RING : 0; i < n; i++) {
+		const struct vcpu_exit_rec *e = &v->last_exits[i % VCPU_EXIT_RING];
+		int w = snprintf(line + len, sizeof(line) - (size_t)len, " [-%.3f ms %s",
+				 (double)(now - e->ns) / 1e6, exit_name(e->reason));
+
+		if (w < 0 || w >= (int)sizeof(line) - len)
+			break;
+		len += w;
+		if (e->reason == KVM_EXIT_IO || e->reason == KVM_EXIT_MMIO)
+			w = snprintf(line + len, sizeof(line) - (size_t)len, " %s %#llx/%u]",
+				     e->info >> 8 ? "write" : "read", (unsigned long long)e->addr,
+				     e->info & 0xff);
+		else
+			w = snprintf(line + len, sizeof(line) - (size_t)len, " %u]", e->reason);
+		if (w < 0 || w >= (int)sizeof(line) - len)
+			break;
+		len += w;
+	}
+	log_ratelimited(level, "vcpu%u: %llu exits in all; the last, oldest first:%s", v->index,
+			(unsigned long long)n, len ? line : " none");
+}
+
 /* Returns false when the vCPU must stop running. */
 static bool handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 	char why[160];
 
+	/* Any other exit ends the VM: reported before the VM is asked to end, since the
+	 * main thread then exits the process without waiting for this thread. A fault or
+	 * a failed entry is an error, a halt or a power-off a wish (the info level). */
+	if (run->exit_reason != KVM_EXIT_IO && run->exit_reason != KVM_EXIT_MMIO)
+		vcpu_report_end(v, run->exit_reason == KVM_EXIT_HLT ||
+					   run->exit_reason == KVM_EXIT_SYSTEM_EVENT
+				       ? LOG_INFO
+				       : LOG_ERROR);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		handle_io(v);
@@ -778,6 +904,7 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 		bump(&v->run_exits);
+		exit_record(v);
 		if (!handle_exit(v))
 			break;
 	}

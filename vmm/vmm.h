@@ -523,6 +523,9 @@ void vmm_loop_destroy(struct vmm_loop *l);
 
 struct vm;
 
+/* How many of a vCPU's last exits it keeps for the report of a VM the guest ended. */
+#define VCPU_EXIT_RING 12
+
 struct vcpu {
 	struct vm *vm;
 	unsigned index;
@@ -544,6 +547,15 @@ struct vcpu {
 	uint64_t fp_seq; /* 2 per fingerprint taken, odd while one is written */
 	uint64_t fp;	 /* hash of the registers at the last one */
 	bool fp_halted;	 /* not KVM_MP_STATE_RUNNABLE at the last one (halted, ...) */
+	/* The last exits, a ring written by this vCPU's thread only and read by it when the
+	 * guest ends the VM by itself (a triple fault, ...): what the guest did last. */
+	struct vcpu_exit_rec {
+		uint64_t ns;   /* CLOCK_MONOTONIC when KVM_RUN returned */
+		uint64_t addr; /* the port or MMIO address, else 0 */
+		uint32_t reason;
+		uint32_t info; /* io/mmio: size | is_write << 8; else 0 */
+	} last_exits[VCPU_EXIT_RING];
+	uint64_t nr_exits_seen; /* exits written into last_exits, all told */
 };
 
 /* Devices, as typed configurations: the command line parses its strings once, the API

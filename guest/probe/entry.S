@@ -119,6 +119,8 @@ isr_spurious:
 isr_gate:
 	cmpl $GATE_CREGS, %eax
 	je isr_cregs
+	cmpl $GATE_TRIPLE, %eax
+	je isr_triple
 	/* GATE_IDLE: halt until the next interrupt. Pending interrupts are not lost: CPL3
 	 * runs with IF=0, so one that arrived since the caller's last check is delivered
 	 * right after sti's shadow and ends the hlt. */
@@ -126,6 +128,12 @@ isr_gate:
 	hlt
 	cli
 	iretq
+
+/* GATE_TRIPLE: with an IDT of limit 0, #UD cannot be delivered, nor the #GP nor the
+ * #DF that follow: the CPU shuts down, which KVM reports as KVM_EXIT_SHUTDOWN. */
+isr_triple:
+	lidt empty_idt_ptr
+	ud2
 
 /* GATE_CREGS: store cr0, cr2, cr3, cr4, efer, then the GDTR, IDTR (limit,
  * base: 10 bytes each, 16 apart) and TR at [%rdi] (struct cregs). sgdt/sidt/str are done
@@ -311,6 +319,11 @@ gdt_ptr32:
 idt_ptr:
 	.word 256 * 16 - 1
 	.quad probe_idt
+	.balign 8
+	.word 0, 0, 0
+empty_idt_ptr:
+	.word 0
+	.quad 0
 
 /* Identity map of the first 4 GiB with 2 MiB pages, user-accessible (CPL3 does all the
  * work); the 3-4 GiB window (LAPIC, IOAPIC, virtio-mmio) is uncached. */

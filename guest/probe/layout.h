@@ -47,6 +47,7 @@
 #define VEC_GATE     0x03
 #define GATE_IDLE    0 /* sti; hlt; cli */
 #define GATE_CREGS   1 /* store cr0/cr2/cr3/cr4/efer, GDTR, IDTR, TR to [rdi] */
+#define GATE_TRIPLE  2 /* an empty IDT, then ud2: a triple fault (the VM's end) */
 #define VEC_SPURIOUS 0xff
 
 #define LAPIC_BASE  0xFEE00000

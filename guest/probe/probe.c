@@ -1271,6 +1271,11 @@ static void handle_line(char *s)
 		req_flood(argc, argv);
 	} else if (str_eq(c, "kbd")) {
 		req_kbd();
+	} else if (str_eq(c, "triple")) {
+		/* Ends the VM: a test of what the VMM does when a guest triple faults. */
+		u32 service = GATE_TRIPLE;
+		__asm__ volatile("int3" : "+a"(service) : : "memory");
+		answer_err(c, "the CPU did not shut down");
 	} else if (str_eq(c, "fault")) {
 		/* Exercises exception delivery: the answer is the PROBE FAULT line. */
 		__asm__ volatile("ud2");

@@ -67,6 +67,31 @@ static void probe_boots_with_one_vcpu_and_answers(void **state)
 	probe_end(p);
 }
 
+/* A guest that triple faults ends thaw with status 4 (vmm.h), and the log holds what a
+ * user needs to tell why: the vCPU's registers and segments, its pending events, and its
+ * last exits, the shutdown last. */
+static void guest_triple_fault_ends_with_status_4_and_a_report(void **state)
+{
+	char line[256], ans[256];
+	struct vmproc *p = probe_start(1, 64, line, sizeof(line));
+	int status;
+
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", ASK_TIMEOUT_MS, ans, sizeof(ans)), 0);
+	assert_int_equal(vmproc_send(p, "triple"), 0);
+	status = vmproc_wait(p, ASK_TIMEOUT_MS);
+	if (status != 4 || !strstr(p->err, "vcpu0: triple fault (KVM_EXIT_SHUTDOWN)") ||
+	    !strstr(p->err, "vcpu0 at the end: rip=") || !strstr(p->err, " cr3=") ||
+	    !strstr(p->err, "vcpu0 events at the end: exception injected=") ||
+	    !strstr(p->err, "ms shutdown 8]\n")) {
+		vmproc_dump(p, "triple fault: wrong status or no report");
+		fail_msg("exit status %d", status);
+	}
+	/* Exits before the shutdown: the console's, as the request was read. */
+	assert_non_null(strstr(p->err, "the last, oldest first: [-"));
+	assert_non_null(strstr(p->err, "ms io read 0x3f"));
+	probe_end(p);
+}
+
 static void probe_boots_with_two_vcpus_and_both_work(void **state)
 {
 	char line[256], ans[512];
@@ -228,6 +253,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(probe_boots_with_one_vcpu_and_answers),
 	    cmocka_unit_test(probe_boots_with_two_vcpus_and_both_work),
+	    cmocka_unit_test(guest_triple_fault_ends_with_status_4_and_a_report),
 	    cmocka_unit_test(probe_memory_checksums_match_the_host),
 	    cmocka_unit_test(missing_kernel_is_refused),
 	    cmocka_unit_test(corrupt_kernel_is_refused),

@@ -36,33 +36,29 @@ while (($#)); do
 done
 [[ $n =~ ^[0-9]+$ ]] && ((n >= 3)) || { echo "soak: -n: a number, at least 3" >&2 && exit 2; }
 slack=${SOAK_RSS_SLACK_KB:-256}
-THAW=$(realpath -m -- "$build/thaw") UFFD=$(realpath -m -- "$build/thaw-uffd") SPAWN=$(realpath -m -- "$build/bench/spawn")
-for p in "$THAW" "$UFFD" "$SPAWN"; do
-	[[ -x $p ]] || { echo "soak: $p missing (make $build/thaw $build/thaw-uffd $build/bench/spawn)" >&2 && exit 2; }
-done
-if [[ -z ${THAW_PROBE:-} ]]; then
-	eval "$(guest/env.sh)" || { echo "soak: building the guests failed" >&2 && exit 2; }
-fi
-[[ -c /dev/kvm ]] || { echo "soak: no /dev/kvm (run it through tests/kvmhost/run.sh)" >&2 && exit 2; }
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/thaw-soak.XXXXXX") || exit 2
-hpid=
+me=soak
+. tests/soak/common.sh
+soak_setup "$build"
+W= hpid=
 cleanup() {
 	[[ -n $hpid ]] && kill -KILL "$hpid" 2>/dev/null
-	rm -rf -- "$W"
+	[[ -n $W ]] && rm -rf -- "$W"
 }
 trap cleanup EXIT
+soak_workdir
+# spawn resends "ping" until the answer; thaw queues console input until the guest reads
+# it, so the first one is enough and a resend only wakes thaw's main thread while it
+# restores (every 2 ms, as the benchmarks do for QEMU, costs the nested host ~0.2 s).
+every=${SOAK_EVERY_US:-100000}
 # Progress, one line per cycle, to --log (e.g. a file on a read-write export, so that a
 # nested VM that wedges leaves behind how far it got).
-progress() { [[ -n $log ]] && echo "$(date -u +%T) $*" >>"$log"; }
+# No fork nor exec per cycle outside spawn and thaw: in the nested host each costs 0.1-0.3 s
+# (tests/soak/README.md), so the clock is printf's and files are read with read.
+export TZ=UTC
+progress() { [[ -n $log ]] && printf '%(%T)T %s\n' -1 "$*" >>"$log"; }
 progress "soak start: n=$n series=$series mem=$mib vcpus=$vcpus kernel=$(uname -r) nproc=$(nproc)"
 
-S=$W/probe.snap
-if ! timeout 300 "$THAW" --kernel "$THAW_PROBE" --mem-mib "$mib" --vcpus "$vcpus" --snapshot "$S" \
-	--snapshot-after THAW_PROBE_READY --snapshot-then exit </dev/null >/dev/null 2>"$W/snap.err"; then
-	echo "soak: making the probe snapshot failed: $(tail -n 1 "$W/snap.err")" >&2
-	exit 1
-fi
+soak_snapshot "$mib" "$vcpus"
 
 # sample LABEL PID: "fds=N rss_kb=N threads=N" of PID.
 sample() {
@@ -99,18 +95,11 @@ check() {
 
 # One series: $1 name. Runs n cycles; samples at cycles 1, n/2 and n.
 run_series() {
-	local s=$1 i k c rc line pid cmd=() pre=() ok=1 where t0
+	local s=$1 i k c rc line pid cmd=() pre=() ok=1 where t0 f
 	local usock=$W/uffd.sock asock=$W/api.sock
 	hpid=
 	if [[ $s == uffd ]]; then
-		rm -f -- "$usock"
-		"$UFFD" --socket "$usock" --snapshot "$S" >"$W/uffd.out" 2>"$W/uffd.err" &
-		hpid=$!
-		for ((i = 0; i < 600; i++)); do
-			grep -q '^THAW_UFFD_READY' "$W/uffd.out" && break
-			sleep 0.1
-		done
-		grep -q '^THAW_UFFD_READY' "$W/uffd.out" || {
+		soak_handler "$usock" || {
 			echo "soak: uffd: thaw-uffd did not get ready: $(tail -n 1 "$W/uffd.err")"
 			failed=$((failed + 1))
 			return
@@ -131,9 +120,9 @@ run_series() {
 		((i == 1)) && where=start
 		((i == (n + 1) / 2)) && where=middle
 		((i == n)) && where=end
-		rm -f -- "$asock" "$W/ready" "$W/hold"
+		for f in "$asock" "$W/ready" "$W/hold"; do [[ -e $f || -S $f ]] && rm -f -- "$f"; done
 		if [[ -n $where ]]; then
-			"$SPAWN" --send ping --every 2000 --expect "PROBE pong" --timeout "$tmo" \
+			"$SPAWN" --send ping --every "$every" --expect "PROBE pong" --timeout "$tmo" \
 				--ready-file "$W/ready" --hold-file "$W/hold" --stderr "$W/err" "${pre[@]}" \
 				-- "${cmd[@]}" </dev/null >"$W/spawn.out" &
 			local sp=$!
@@ -158,11 +147,12 @@ run_series() {
 			wait "$sp"
 			rc=$?
 		else
-			"$SPAWN" --send ping --every 2000 --expect "PROBE pong" --timeout "$tmo" \
+			"$SPAWN" --send ping --every "$every" --expect "PROBE pong" --timeout "$tmo" \
 				--stderr "$W/err" "${pre[@]}" -- "${cmd[@]}" </dev/null >"$W/spawn.out"
 			rc=$?
 		fi
-		line=$(<"$W/spawn.out")
+		line=
+		read -r line <"$W/spawn.out"
 		progress "$s $i rc=$rc $line"
 		if ((rc != 0)); then
 			echo "soak: $s: cycle $i failed (spawn exit $rc: $line): $(grep -v '^thaw: info' "$W/err" | tail -n 2 | tr '\n' ' ')"
@@ -200,7 +190,7 @@ run_series() {
 	left=$(jobs -rp | tr '\n' ' ')$(pgrep -f -- "$W/" | tr '\n' ' ')
 	[[ -z ${left// /} ]] || { echo "soak: $s: processes left behind: $left" && ok=0; }
 	left=$(find "$W" -mindepth 1 -maxdepth 1 ! -name probe.snap ! -name 'uffd.*' ! -name err \
-		! -name snap.err ! -name spawn.out ! -name ready ! -name hold | tr '\n' ' ')
+		! -name snap.err ! -name bin ! -name spawn.out ! -name ready ! -name hold | tr '\n' ' ')
 	[[ -z ${left// /} ]] || { echo "soak: $s: files left behind: $left" && ok=0; }
 	echo "soak: $s: $((i > n ? n : i)) cycles in $((SECONDS - t0)) s: thaw ${samp[$s.thaw.start]:-} -> ${samp[$s.thaw.end]:-}"
 	if ((ok)); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
