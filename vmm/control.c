@@ -35,6 +35,7 @@ struct vm_control {
 	 * (uart, seccomp, signals), so each line shows the change, as Firecracker's. */
 	struct uart_counts uart_reported;
 	uint64_t uart_errors_reported, uart_missed_write_reported;
+	uint64_t device_events_reported;
 	struct vmm_signal_counts sig_reported;
 };
 
@@ -675,6 +676,18 @@ static void signal_metrics(struct vm_control *c, json_object *root)
 	json_object_object_add(root, "signals", sg);
 }
 
+/* Firecracker's vmm group: device_events (struct vm). panic_count is left out: thaw has
+ * no panics; an internal failure ends the process with status 1 and a log line. */
+static json_object *vmm_metrics(struct vm_control *c)
+{
+	json_object *o = json_object_new_object();
+
+	add_u64(o, "device_events",
+		since(__atomic_load_n(&c->vm->device_events, __ATOMIC_RELAXED),
+		      &c->device_events_reported));
+	return o;
+}
+
 /* The VMM's part of a metrics line (the API adds its own groups and the timestamp):
  * Firecracker's latencies_us members the VMM measures, vcpu and i8042; thaw's additions
  * (the load's phases, the console) under "thaw". Counters are totals. */
@@ -706,6 +719,7 @@ static json_object *metrics(void *ctx)
 	json_object_object_add(m, "vcpu", vcpu_metrics(c->vm));
 	json_object_object_add(m, "i8042", i8042_metrics(c->vm));
 	json_object_object_add(m, "uart", uart_metrics(c));
+	json_object_object_add(m, "vmm", vmm_metrics(c));
 	signal_metrics(c, m);
 	virtio_metrics(c->vm, m);
 	json_object_object_add(thaw, "load_snapshot_phases_us", phases);

@@ -750,8 +750,12 @@ struct vm {
 	uint64_t console_out_max;
 	uint64_t console_out_bytes;   /* written to console_out_fd */
 	uint64_t console_out_dropped; /* dropped at the cap */
-	uint64_t console_out_failed;  /* write(2) to console_out_fd failed */
-	int console_out_kind;	      /* vmm_console_out_prepare: 1 a regular file, -1 not capped */
+	/* Device work the main loop did for the guest (a queue kick, a completion, a tap or
+	 * vsock socket ready, a rate limiter's refill): Firecracker's vmm.device_events.
+	 * Main loop only; read with atomics by the metrics. */
+	uint64_t device_events;
+	uint64_t console_out_failed; /* write(2) to console_out_fd failed */
+	int console_out_kind;	     /* vmm_console_out_prepare: 1 a regular file, -1 not capped */
 
 	struct vmm_loop loop;	    /* the main thread's event loop */
 	struct vmm_console console; /* console input */

@@ -154,6 +154,8 @@ static void on_complete(void *opaque, uint32_t events)
 	struct blk *b = d->priv;
 	uint64_t cnt;
 
+	__atomic_add_fetch(&d->vm->device_events, 1, __ATOMIC_RELAXED);
+
 	if (read(b->ev_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 		log_ratelimited(LOG_WARN, "virtio %s: eventfd read: %s", d->id, strerror(errno));
 	pthread_mutex_lock(&d->lock);

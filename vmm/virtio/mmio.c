@@ -379,6 +379,8 @@ static void on_kick(void *opaque, uint32_t events)
 	struct virtio_dev *d = opaque;
 	uint64_t n;
 
+	__atomic_add_fetch(&d->vm->device_events, 1, __ATOMIC_RELAXED);
+
 	pthread_mutex_lock(&d->lock);
 	for (unsigned i = 0; i < d->vs.nr_queues; i++) {
 		if (read(d->kick_fd[i], &n, sizeof(n)) == sizeof(n) && virtio_dev_live(d) &&

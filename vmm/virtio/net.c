@@ -223,6 +223,8 @@ static void on_tap(void *opaque, uint32_t events)
 {
 	struct virtio_dev *d = opaque;
 
+	__atomic_add_fetch(&d->vm->device_events, 1, __ATOMIC_RELAXED);
+
 	pthread_mutex_lock(&d->lock);
 	if (virtio_dev_live(d))
 		rx(d);

@@ -86,6 +86,8 @@ static void on_timer(void *opaque, uint32_t events)
 	struct virtio_rl *rl = opaque;
 	uint64_t n;
 
+	__atomic_add_fetch(&rl->d->vm->device_events, 1, __ATOMIC_RELAXED);
+
 	if (read(rl->timer_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		log_ratelimited(LOG_WARN, "virtio %s: rate limiter timer: %s", rl->d->id,
 				strerror(errno));

@@ -570,6 +570,8 @@ static void on_sockets(void *opaque, uint32_t events)
 	struct epoll_event evs[32];
 	int n;
 
+	__atomic_add_fetch(&d->vm->device_events, 1, __ATOMIC_RELAXED);
+
 	pthread_mutex_lock(&d->lock);
 	n = epoll_wait(v->ep, evs, 32, 0);
 	for (int k = 0; k < n; k++) {
