@@ -25,6 +25,10 @@ readonly PROG_TIMEOUT=1200 # a PVM host where a Linux boot takes 60-100 s
 
 passed=0 failed=0
 failures=()
+# Nested-host boots (issue 22): how many VMs each integration program needed; a program
+# that needed more than one is named. Empty when /dev/kvm ran them directly.
+kvm_programs=0 kvm_boots=0
+kvm_reruns=()
 
 # Adds the counts of a run's log: every cmocka summary, or one "WHAT: N passed, N failed"
 # line. $1 names the run in the failure list, $2 is its exit status, $3 its log.
@@ -90,6 +94,12 @@ run_in_kvmhost() {
 		tests/kvmhost/run.sh --timeout $((PROG_TIMEOUT + 900)) -- tests/run.sh "$B" program "$prog" 2>&1 |
 		tee "$log"
 	rc=${PIPESTATUS[0]}
+	# A nested VM was booted once, plus once per "booting again".
+	if grep -q '^kvmhost: .*, running in a nested-SVM' "$log"; then
+		local boots=$((1 + $(grep -c '^kvmhost: booting again' "$log")))
+		kvm_programs=$((kvm_programs + 1)) kvm_boots=$((kvm_boots + boots))
+		((boots > 1)) && kvm_reruns+=("$(basename "$prog"):$boots")
+	fi
 	# Only the inner total counts (the summaries it added up are in the log too), with
 	# the names of failed tests and the first word of kvmhost for the failure list.
 	{
@@ -141,6 +151,18 @@ all)
 	;;
 esac
 
+# The nested host's boot ledger: one line per whole run, so that "how many boots did the
+# last ten runs need" has an answer (tests/kvmhost/boots.sh prints it).
+if ((kvm_programs > 0)); then
+	echo "kvmhost: $kvm_programs programs in nested VMs, $kvm_boots boots${kvm_reruns[*]:+; more than one: ${kvm_reruns[*]}}"
+	if [[ $what == all ]]; then
+		ledger=${THAW_KVMHOST_LEDGER:-${XDG_CACHE_HOME:-$HOME/.cache}/thaw/kvmhost-boots.log}
+		mkdir -p -- "$(dirname -- "$ledger")" &&
+			printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+				"$(git rev-parse --short HEAD 2>/dev/null || echo -)" "$kvm_programs" "$kvm_boots" \
+				"$passed/$failed" "${kvm_reruns[*]:--}" >>"$ledger"
+	fi
+fi
 for f in "${failures[@]}"; do echo "failed: $f"; done
 [ "$what" = all ] && echo "$passed passed, $failed failed" || echo "$what: $passed passed, $failed failed"
 [ "$failed" = 0 ]
