@@ -327,6 +327,9 @@ static void build_vcpu(struct rule_ctx *c)
 	/* The uffd stall detector's kick: a vCPU fingerprints the KVM_RUN it was kicked
 	 * out of (registers, halted or not) to tell a halt from a fault it re-enters. */
 	ALLOW_IOCTLS(c, KVM_GET_REGS, KVM_GET_MP_STATE);
+	/* A restore without a PIT (vm_pit_defer): the first vCPU to touch its ports makes
+	 * it and runs the instruction again (the registers read, put back). */
+	ALLOW_IOCTLS(c, KVM_CREATE_PIT2, KVM_SET_PIT2, KVM_SET_REGS);
 	/* A guest that ends its VM by itself (a triple fault): the vCPU reports its
 	 * segments, control registers and pending events (vcpu_report_end). */
 	ALLOW_IOCTLS(c, KVM_GET_SREGS, KVM_GET_VCPU_EVENTS);

@@ -603,7 +603,13 @@ static int build_vm(struct vm *vm, const struct vm_restore_opts *opts, struct vm
 			ret = vm_start_vcpus_parked(vm);
 		if (ret)
 			return errf(err, errlen, ret, "creating vCPUs failed (%s)", strerror(-ret));
-		ret = vm_create_pit(vm);
+		/* A PIT the guest never programmed raises no interrupt: it is made when
+		 * the guest first touches it, if ever (the probe and a hardware-reduced
+		 * ACPI Linux do not). */
+		if (vm_pit_unused(&p->vms.pit))
+			vm_pit_defer(vm, &p->vms.pit);
+		else
+			ret = vm_create_pit(vm);
 		if (ret)
 			return errf(err, errlen, ret, "KVM setup failed (%s)", strerror(-ret));
 	}

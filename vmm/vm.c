@@ -87,6 +87,7 @@ int vm_create(struct vm *vm, unsigned nr_vcpus)
 	memset(&vm->pio, 0, sizeof(vm->pio));
 	memset(&vm->mmio, 0, sizeof(vm->mmio));
 	vm->prepared = vm->paused = vm->pause_requested = false;
+	vm->pit_on_demand = vm->pit_deferred = false;
 	vm->nr_paused = vm->nr_started = 0;
 
 	ret = vm_open_kvm(vm);
@@ -121,6 +122,7 @@ int vm_init(struct vm *vm)
 	vm->uffd_stall_ms = VMM_UFFD_STALL_DEFAULT_MS;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_mutex_init(&vm->pit_lock, NULL);
 	pthread_cond_init(&vm->run_cond, NULL);
 	vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->trigger_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -170,6 +172,34 @@ int vm_create_pit(struct vm *vm)
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return kvm_ioctl_err("KVM_CREATE_PIT2");
 	return 0;
+}
+
+bool vm_pit_unused(const struct kvm_pit_state2 *s)
+{
+	return s->channels[0].mode == 0xff;
+}
+
+void vm_pit_defer(struct vm *vm, const struct kvm_pit_state2 *s)
+{
+	vm->pit_saved = *s;
+	vm->pit_on_demand = vm->pit_deferred = true;
+}
+
+/* Makes the deferred PIT with its saved state, once, whichever vCPU asks first. */
+static int vm_pit_make(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->pit_lock);
+	if (vm->pit_deferred) {
+		ret = vm_create_pit(vm);
+		if (!ret && ioctl(vm->vm_fd, KVM_SET_PIT2, &vm->pit_saved) < 0)
+			ret = kvm_ioctl_err("KVM_SET_PIT2");
+		if (!ret)
+			__atomic_store_n(&vm->pit_deferred, false, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vm->pit_lock);
+	return ret;
 }
 
 int vm_get_supported_cpuid(struct vm *vm)
@@ -594,13 +624,56 @@ static inline void bump(uint64_t *counter)
 	__atomic_store_n(counter, *counter + 1, __ATOMIC_RELEASE);
 }
 
-static void handle_io(struct vcpu *v)
+static bool pit_port(uint16_t port)
+{
+	return (port >= 0x40 && port <= 0x43) || port == 0x61;
+}
+
+/* The guest touched the PIT of a VM restored without one (vm_pit_defer): the PIT is
+ * made, and the instruction runs again, now against it. KVM completes a port exit at
+ * the next KVM_RUN (an IN's data into RAX, RIP past the instruction): an
+ * immediate_exit run does just that and returns, and the registers from before put
+ * RIP (and RAX, RSI, RDI, RCX of a string instruction) back. False when the VM must
+ * end. */
+static bool vcpu_pit_on_demand(struct vcpu *v)
+{
+	struct kvm_regs regs;
+	char why[128];
+	int ret;
+
+	ret = vm_pit_make(v->vm);
+	if (!ret && ioctl(v->fd, KVM_GET_REGS, &regs) < 0)
+		ret = -errno;
+	if (!ret) {
+		v->run->immediate_exit = 1;
+		if (ioctl(v->fd, KVM_RUN, 0) == 0)
+			ret = -EPROTO; /* the guest ran: KVM ignored immediate_exit */
+		else if (errno != EINTR && errno != EAGAIN)
+			ret = -errno;
+		v->run->immediate_exit = 0;
+	}
+	if (!ret && ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+		ret = -errno;
+	if (ret) {
+		snprintf(why, sizeof(why),
+			 "vcpu%u: making the PIT the guest touched (port %#x): %s", v->index,
+			 v->run->io.port, strerror(-ret));
+		vm_request_exit(v->vm, VMM_EXIT_INTERNAL, why);
+		return false;
+	}
+	log_debug("vcpu%u: the guest touched port %#x: the PIT is made", v->index, v->run->io.port);
+	return true;
+}
+
+static bool handle_io(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
 
 	bump(is_write ? &v->exit_io_out : &v->exit_io_in);
+	if (v->vm->pit_on_demand && pit_port(run->io.port))
+		return vcpu_pit_on_demand(v);
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
 		if (!vmm_bus_access(&v->vm->pio, run->io.port, data, run->io.size, is_write)) {
 			bump(&v->unclaimed);
@@ -608,6 +681,7 @@ static void handle_io(struct vcpu *v)
 					is_write ? "write" : "read", run->io.port);
 		}
 	}
+	return true;
 }
 
 static void handle_mmio(struct vcpu *v)
@@ -818,8 +892,7 @@ static bool handle_exit(struct vcpu *v)
 				       : LOG_ERROR);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
-		handle_io(v);
-		return true;
+		return handle_io(v);
 	case KVM_EXIT_MMIO:
 		handle_mmio(v);
 		return true;

@@ -793,8 +793,17 @@ struct vm {
 	/* The last vm_restore got past its plan: a failure after that leaves a VM that
 	 * must not run (a failure in the plan leaves everything as it was). */
 	bool restore_acted;
-	bool paused;			/* vCPUs parked by vm_pause, or restored with --paused */
-	bool prepared;			/* built by vm_prepare, never run */
+	bool paused;   /* vCPUs parked by vm_pause, or restored with --paused */
+	bool prepared; /* built by vm_prepare, never run */
+	/* The in-kernel PIT, left out of a fresh restore whose snapshot never programmed
+	 * timer 0 (vm_pit_defer): KVM forks a kernel thread for it, a third of a fresh
+	 * VM's cost on PVM. pit_on_demand: this VM started without one, so an exit at a
+	 * PIT port is an access made before it existed (vm_pit_on_demand). pit_deferred:
+	 * not made yet; pit_saved is then its state. Written under pit_lock. */
+	bool pit_on_demand;
+	bool pit_deferred;
+	pthread_mutex_t pit_lock;
+	struct kvm_pit_state2 pit_saved;
 	char cmdline[BOOT_CMDLINE_MAX]; /* as given to the guest, saved in snapshots */
 	/* Guest physical address of the VMGenID generation ID; 0 when the guest has no
 	 * VMGenID device (booted with --no-acpi). */
@@ -858,6 +867,15 @@ int vm_create_irqchip(struct vm *vm);
  * (0.1-0.4 ms on PVM), so a restore makes it after its vCPU threads are started, which
  * then install their seccomp filters meanwhile. */
 int vm_create_pit(struct vm *vm);
+
+/* True when the saved PIT `s` cannot interrupt the guest: timer 0 still has the reset
+ * mode KVM gives it (0xff, never programmed), and timers 1 and 2 raise no interrupt at
+ * all. Such a PIT is observable only through its ports. */
+bool vm_pit_unused(const struct kvm_pit_state2 *s);
+
+/* Instead of vm_create_pit on a restore: the PIT is made, with state `s`, the first
+ * time a vCPU touches ports 0x40-0x43 or 0x61; until then snapshots save `s`. */
+void vm_pit_defer(struct vm *vm, const struct kvm_pit_state2 *s);
 
 /* Creates the vCPU fds and maps their kvm_run. */
 int vm_create_vcpu_fds(struct vm *vm);

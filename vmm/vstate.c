@@ -163,7 +163,9 @@ int vm_get_vm_state(struct vm *vm, struct snap_vm_state *s, char *err, size_t er
 		else
 			s->pic[id] = chip.chip.pic;
 	}
-	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &s->pit) < 0)
+	if (__atomic_load_n(&vm->pit_deferred, __ATOMIC_ACQUIRE))
+		s->pit = vm->pit_saved; /* not made yet: as restored */
+	else if (ioctl(vm->vm_fd, KVM_GET_PIT2, &s->pit) < 0)
 		return kvm_err(err, errlen, "KVM_GET_PIT2", ~0u);
 	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &s->clock) < 0)
 		return kvm_err(err, errlen, "KVM_GET_CLOCK", ~0u);
@@ -176,7 +178,9 @@ int vm_set_vm_state(struct vm *vm, const struct snap_vm_state *s, bool clock_rea
 	struct kvm_clock_data clock = s->clock;
 	struct kvm_irqchip chip;
 
-	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &s->pit) < 0)
+	if (vm->pit_deferred)
+		vm->pit_saved = s->pit;
+	else if (ioctl(vm->vm_fd, KVM_SET_PIT2, &s->pit) < 0)
 		return kvm_err(err, errlen, "KVM_SET_PIT2", ~0u);
 	clock.flags &= clock_realtime ? KVM_CLOCK_REALTIME : 0;
 	if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)

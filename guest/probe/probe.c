@@ -1220,6 +1220,46 @@ static void req_kbd(void)
 	outb(0x64, 0xfe);
 }
 
+/* pit [0|2]: uses a PIT timer. Timer 2 (the default) as a calibration loop does
+ * (Linux's pit_calibrate_tsc): gated through port 0x61 with the speaker off, loaded with
+ * 0xffff in mode 0 (one shot, no interrupt: timer 2 has no IRQ). Timer 0 as a periodic
+ * tick would be: mode 2, 0xffff (its IRQ 0 stays masked in the 8259s and the IOAPIC, so
+ * the probe takes no interrupt from it). Then the timer is latched and read twice with
+ * a short spin between: a PIT counts down between the two reads; ports nobody serves
+ * read back constants. Answers `PROBE pit timer=<t> port61=<x> count1=<n> count2=<n>`. */
+static u16 pit_read(u16 timer)
+{
+	outb(0x43, (u8)(timer << 6)); /* latch */
+	u16 lo = inb((u16)(0x40 + timer));
+	return (u16)(lo | (u16)inb((u16)(0x40 + timer)) << 8);
+}
+
+static void req_pit(int argc, char **argv)
+{
+	u64 t = 2;
+	if (argc > 2 || (argc == 2 && (parse_u64(argv[1], &t) || (t != 0 && t != 2))))
+		return answer_err(argv[0], "usage: pit [0|2]");
+	if (t == 2) {
+		outb(0x61, (u8)((inb(0x61) & ~0x02) | 0x01)); /* gate 2 on, speaker off */
+		outb(0x43, 0xb0);			      /* timer 2, lo/hi byte, mode 0 */
+	} else {
+		outb(0x43, 0x34); /* timer 0, lo/hi byte, mode 2 */
+	}
+	outb((u16)(0x40 + t), 0xff);
+	outb((u16)(0x40 + t), 0xff);
+	u16 c1 = pit_read((u16)t);
+	for (int i = 0; i < 200000; i++)
+		cpu_relax();
+	u16 c2 = pit_read((u16)t);
+	out_begin();
+	put_s("PROBE pit");
+	put_kv("timer", t);
+	put_kv("port61", inb(0x61));
+	put_kv("count1", c1);
+	put_kv("count2", c2);
+	out_end();
+}
+
 static void handle_line(char *s)
 {
 	char *argv[MAX_ARGS];
@@ -1269,6 +1309,8 @@ static void handle_line(char *s)
 		req_wbytes(argc, argv);
 	} else if (str_eq(c, "flood")) {
 		req_flood(argc, argv);
+	} else if (str_eq(c, "pit")) {
+		req_pit(argc, argv);
 	} else if (str_eq(c, "kbd")) {
 		req_kbd();
 	} else if (str_eq(c, "triple")) {

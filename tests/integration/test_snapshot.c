@@ -1,6 +1,7 @@
 /* Snapshots of real VMs: create, restore, clones, the prepared path, and corrupt files.
  * The probe guest plays the function; its checksums and its `compute` results are
  * compared with what the host computes independently (probesum). */
+#include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <setjmp.h>
@@ -196,6 +197,126 @@ static json_object *section(json_object *snap, const char *name)
 	}
 	fail_msg("no section %s", name);
 	return NULL;
+}
+
+/* Whether KVM's PIT kernel thread of process `pid` exists ("kvm-pit/<pid>"): it is made
+ * with the in-kernel PIT and only then. */
+static bool pit_thread_of(pid_t pid)
+{
+	char want[32], path[300], comm[64];
+	bool found = false;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+
+	assert_non_null(d);
+	snprintf(want, sizeof(want), "kvm-pit/%d", (int)pid);
+	while (!found && (e = readdir(d))) {
+		FILE *f;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f)) {
+			comm[strcspn(comm, "\n")] = 0;
+			found = strcmp(comm, want) == 0;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+static long long pit_field(json_object *snap, const char *name)
+{
+	json_object *v = json_object_object_get(section(snap, "pit"), name);
+
+	assert_non_null(v);
+	return json_object_get_int64(v);
+}
+
+/* Restores `snap` with --snapshot `out` (taken at SIGUSR1, then exit); the process. */
+static struct vmproc *restore_snapshot_to(const char *snap, const char *out)
+{
+	const char *argv[] = {harness_env("THAW_BIN"), "--restore", snap, "--snapshot", out,
+			      "--snapshot-then",       "exit",	    NULL};
+
+	return harness_start(argv);
+}
+
+static void snapshot_now(struct vmproc *p)
+{
+	kill(p->pid, SIGUSR1);
+	if (vmproc_wait(p, TMO) != 0) {
+		vmproc_dump(p, "snapshot at SIGUSR1");
+		fail();
+	}
+	harness_end(p);
+}
+
+/* `pit T` on the probe: the two counts it read, after checking the timer counted down
+ * between them (a PIT served the ports). */
+static void ask_pit(struct vmproc *p, const char *req)
+{
+	char ans[256];
+	unsigned t, p61, c1, c2;
+
+	ask(p, req, "PROBE pit", ans, sizeof(ans));
+	if (sscanf(ans, " timer=%u port61=%u count1=%u count2=%u", &t, &p61, &c1, &c2) != 4)
+		fail_msg("unexpected answer: %s", ans);
+	if (!(c1 < 0xffff && c2 < c1))
+		fail_msg("timer %u did not count down: %s", t, ans);
+}
+
+/* A restored probe never programmed its PIT, so thaw restores it without one (KVM's
+ * kernel thread for it is a third of a fresh VM's cost on PVM): a snapshot of it saves
+ * the PIT as it was restored; the first access to its ports makes it, with the access
+ * run again against it (the timer counts); a snapshot then has what the guest
+ * programmed; a snapshot whose timer 0 runs is restored with its PIT made at once. */
+static void pit_is_made_when_the_guest_first_touches_it(void **state)
+{
+	char snap[256], s1[256], s2[256], s3[256], ans[64];
+	json_object *j0, *j1, *j2;
+	struct vmproc *p;
+
+	path_in_dir(snap, sizeof(snap), "pit.snap");
+	path_in_dir(s1, sizeof(s1), "pit-untouched.snap");
+	path_in_dir(s2, sizeof(s2), "pit-timer2.snap");
+	path_in_dir(s3, sizeof(s3), "pit-timer0.snap");
+	make_ready_snapshot(snap, 1, 64);
+	j0 = inspect(snap);
+	assert_int_equal(pit_field(j0, "ch0.mode"), 0xff);
+
+	p = restore_snapshot_to(snap, s1);
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	assert_false(pit_thread_of(p->pid));
+	snapshot_now(p);
+	j1 = inspect(s1);
+	assert_true(json_object_equal(section(j0, "pit"), section(j1, "pit")));
+
+	p = restore_snapshot_to(snap, s2);
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	assert_false(pit_thread_of(p->pid));
+	ask_pit(p, "pit");
+	assert_true(pit_thread_of(p->pid));
+	ask_pit(p, "pit 0");
+	snapshot_now(p);
+	j2 = inspect(s2);
+	assert_int_equal(pit_field(j2, "ch2.mode"), 0);
+	assert_int_equal(pit_field(j2, "ch0.mode"), 2);
+
+	/* Timer 0 programmed: the PIT is made with the VM, and goes on counting. */
+	p = restore_snapshot_to(s2, s3);
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	assert_true(pit_thread_of(p->pid));
+	ask_pit(p, "pit 2");
+	harness_end(p);
+
+	json_object_put(j0);
+	json_object_put(j1);
+	json_object_put(j2);
 }
 
 /* The LAPIC register page (hex), but for the timer's current count (0x390), which
@@ -526,6 +647,7 @@ int main(void)
 	    cmocka_unit_test(restored_state_matches_the_saved_state_field_by_field),
 	    cmocka_unit_test(clones_run_independently_and_leave_the_file_unchanged),
 	    cmocka_unit_test(prepared_restore_runs_the_same_guest),
+	    cmocka_unit_test(pit_is_made_when_the_guest_first_touches_it),
 	    cmocka_unit_test(prepared_restore_allocates_nothing),
 	    cmocka_unit_test(generation_id_is_written_before_the_first_run),
 	    cmocka_unit_test(snapshot_without_vmgenid_restores_and_says_so),

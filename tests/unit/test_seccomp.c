@@ -167,6 +167,10 @@ static int vcpu_thread_work(void)
 
 	if (!ioctl_reaches_kernel(KVM_RUN) || !ioctl_reaches_kernel(KVM_IRQ_LINE))
 		return 1;
+	/* a PIT made when the guest first touches it (vm_pit_defer) */
+	if (!ioctl_reaches_kernel(KVM_CREATE_PIT2) || !ioctl_reaches_kernel(KVM_SET_PIT2) ||
+	    !ioctl_reaches_kernel(KVM_SET_REGS))
+		return 5;
 	if (write(STDERR_FILENO, "", 0) < 0)
 		return 2;
 	if (pthread_setname_np(pthread_self(), "vcpu0"))
@@ -349,9 +353,14 @@ static int do_create_vm(void)
 	return ioctl(-1, KVM_CREATE_VM, 0);
 }
 
-static int do_set_regs(void)
+static int do_set_memory(void)
 {
-	return ioctl(-1, KVM_SET_REGS, 0);
+	return ioctl(-1, KVM_SET_USER_MEMORY_REGION, 0);
+}
+
+static int do_set_sregs(void)
+{
+	return ioctl(-1, KVM_SET_SREGS, 0);
 }
 
 static int do_clone3(void)
@@ -369,7 +378,8 @@ static void vcpu_filter_refuses_files_sockets_and_vm_ioctls(void **state)
 	expect_refused(VCPU, 2, do_open, SYS_openat, "openat");
 	expect_refused(VCPU, 2, do_socket_unix, SYS_socket, "socket");
 	expect_refused(VCPU, 2, do_create_vm, SYS_ioctl, "ioctl");
-	expect_refused(VCPU, 2, do_set_regs, SYS_ioctl, "ioctl");
+	expect_refused(VCPU, 2, do_set_memory, SYS_ioctl, "ioctl");
+	expect_refused(VCPU, 2, do_set_sregs, SYS_ioctl, "ioctl");
 	expect_refused(VCPU, 2, do_uffd_ioctl, SYS_ioctl, "ioctl");
 	/* the stacked main filter lets clone3 fail with ENOSYS, the vCPU's own traps */
 	expect_refused(VCPU, 2, do_clone3, SYS_clone3, "clone3");
