@@ -603,16 +603,15 @@ static int build_vm(struct vm *vm, const struct vm_restore_opts *opts, struct vm
 			ret = vm_start_vcpus_parked(vm);
 		if (ret)
 			return errf(err, errlen, ret, "creating vCPUs failed (%s)", strerror(-ret));
-		/* A PIT the guest never programmed raises no interrupt: it is made when
-		 * the guest first touches it, if ever (the probe and a hardware-reduced
-		 * ACPI Linux do not). */
-		if (vm_pit_unused(&p->vms.pit))
-			vm_pit_defer(vm, &p->vms.pit);
-		else
-			ret = vm_create_pit(vm);
-		if (ret)
-			return errf(err, errlen, ret, "KVM setup failed (%s)", strerror(-ret));
 	}
+	/* A PIT the guest never programmed raises no interrupt: it is made when the guest
+	 * first touches it, if ever (the probe and a hardware-reduced ACPI Linux do not).
+	 * A prepared VM has none either (vm_prepare), so only a guest that uses its PIT
+	 * pays for one here. */
+	if (vm_pit_unused(&p->vms.pit))
+		vm_pit_defer(vm, &p->vms.pit);
+	else if ((ret = vm_create_pit(vm)))
+		return errf(err, errlen, ret, "KVM setup failed (%s)", strerror(-ret));
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct kvm_cpuid2 *c = p->vcpu_cpuid;
 

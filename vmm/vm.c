@@ -1144,8 +1144,7 @@ int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib)
 		ret = vm_register_memory(vm);
 	if (!ret)
 		ret = vm_create_irqchip(vm);
-	if (!ret)
-		ret = vm_create_pit(vm);
+	/* No PIT: the restore makes one only for a guest that programmed it (build_vm). */
 	if (!ret)
 		ret = vm_create_vcpu_fds(vm);
 	if (!ret)

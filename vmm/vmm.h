@@ -958,11 +958,11 @@ void vm_vcpu_probe(struct vm *vm, unsigned i);
 void vm_request_exit(struct vm *vm, int status, const char *why);
 
 /* Prepares a VM ahead of a restore: VM, memory slot over an anonymous range of
- * `mem_mib`, irqchip, PIT, vCPU fds, and the vCPU threads, parked before their first
- * KVM_RUN with their seccomp filters on. vm_restore of a snapshot of the same shape then
- * maps the snapshot over that range instead of building a VM (~0.5 ms instead of ~8 ms
- * measured on PVM) and vm_launch only wakes the threads; a snapshot of another shape
- * has the VM discarded (its threads end) and a new one built. */
+ * `mem_mib`, irqchip (no PIT: see build_vm), vCPU fds, and the vCPU threads, parked before their
+ * first KVM_RUN with their seccomp filters on. vm_restore of a snapshot of the same shape then maps
+ * the snapshot over that range instead of building a VM (~0.5 ms instead of ~8 ms measured on PVM)
+ * and vm_launch only wakes the threads; a snapshot of another shape has the VM discarded (its
+ * threads end) and a new one built. */
 int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib);
 
 /* Hands the VM's fds and mappings to a background thread that releases them, so the

@@ -314,6 +314,19 @@ static void pit_is_made_when_the_guest_first_touches_it(void **state)
 	ask_pit(p, "pit 2");
 	harness_end(p);
 
+	/* A prepared VM has no PIT; restored into, it makes one only when it must. */
+	p = restore(snap, "--prepare", "mem-mib=64,vcpus=1");
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	assert_false(pit_thread_of(p->pid));
+	ask_pit(p, "pit");
+	assert_true(pit_thread_of(p->pid));
+	harness_end(p);
+	p = restore(s2, "--prepare", "mem-mib=64,vcpus=1");
+	ask(p, "ping", "PROBE pong", ans, sizeof(ans));
+	assert_true(pit_thread_of(p->pid));
+	ask_pit(p, "pit 0");
+	harness_end(p);
+
 	json_object_put(j0);
 	json_object_put(j1);
 	json_object_put(j2);
