@@ -23,7 +23,10 @@
  * and general registers) and run the boot vCPU to its first instruction. Phases: mmap_us,
  * state_us, run_us.
  *
- * usage: floor [--runs N] [--mem-mib M] [--vcpus N] [--order floor|naive|prepared]
+ * --no-pit leaves the PIT out (pit_us is then ~0), as thaw restores a guest that never
+ * programmed its PIT (the probe; docs/vmm.md): the floor of that restore.
+ *
+ * usage: floor [--runs N] [--mem-mib M] [--vcpus N] [--order floor|naive|prepared] [--no-pit]
  *        floor --once [...]   (not with prepared) one run, then print "FLOOR first_instruction" on
  * stdout (for process-start-to-first-instruction by an outside clock) Output (one line per run):
  * "floor run=I total_us=.. open_us=.. vm_us=.. mmap_us=.. slot_us=.. irqchip_us=.. pit_us=..
@@ -63,6 +66,7 @@ struct floor_cfg {
 	unsigned vcpus;
 	bool naive;
 	bool prepared;
+	bool no_pit; /* --no-pit: as thaw restores a guest that never programmed its PIT */
 	int mem_fd;		 /* the "snapshot" memory file */
 	struct cpuid_buf *cpuid; /* what a snapshot would carry, fetched once */
 };
@@ -159,7 +163,8 @@ static int floor_once(const struct floor_cfg *cfg, uint64_t t[P_NR + 1])
 	}
 	CHECK(ioctl(vm, KVM_CREATE_IRQCHIP, 0), "KVM_CREATE_IRQCHIP");
 	t[1 + P_IRQCHIP] = now_ns();
-	CHECK(ioctl(vm, KVM_CREATE_PIT2, &pit), "KVM_CREATE_PIT2");
+	if (!cfg->no_pit)
+		CHECK(ioctl(vm, KVM_CREATE_PIT2, &pit), "KVM_CREATE_PIT2");
 	t[1 + P_PIT] = now_ns();
 	if (cfg->naive) {
 		CHECK(ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region), "KVM_SET_USER_MEMORY_REGION");
@@ -263,7 +268,8 @@ static int prepared_build(const struct floor_cfg *cfg, struct prepared_vm *p)
 	};
 	CHECK(ioctl(p->vm, KVM_SET_USER_MEMORY_REGION, &region), "KVM_SET_USER_MEMORY_REGION");
 	CHECK(ioctl(p->vm, KVM_CREATE_IRQCHIP, 0), "KVM_CREATE_IRQCHIP");
-	CHECK(ioctl(p->vm, KVM_CREATE_PIT2, &pit), "KVM_CREATE_PIT2");
+	if (!cfg->no_pit)
+		CHECK(ioctl(p->vm, KVM_CREATE_PIT2, &pit), "KVM_CREATE_PIT2");
 	CHECK(p->run_size = ioctl(p->kvm, KVM_GET_VCPU_MMAP_SIZE, 0), "KVM_GET_VCPU_MMAP_SIZE");
 	for (unsigned i = 0; i < cfg->vcpus; i++) {
 		CHECK(p->vcpu[i] = ioctl(p->vm, KVM_CREATE_VCPU, i), "KVM_CREATE_VCPU");
@@ -326,7 +332,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: floor [--runs N] [--mem-mib M] [--vcpus N] "
 		   "[--order floor|naive|prepared] "
-		   "[--once]\n");
+		   "[--no-pit] [--once]\n");
 }
 
 int main(int argc, char **argv)
@@ -337,6 +343,7 @@ int main(int argc, char **argv)
 	    {"vcpus", required_argument, NULL, 'c'},
 	    {"order", required_argument, NULL, 'o'},
 	    {"once", no_argument, NULL, '1'},
+	    {"no-pit", no_argument, NULL, 'n'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -356,6 +363,9 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			cfg.vcpus = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'n':
+			cfg.no_pit = true;
 			break;
 		case 'o':
 			cfg.naive = strcmp(optarg, "naive") == 0;
