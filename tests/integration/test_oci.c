@@ -45,6 +45,11 @@ static char ctr[512];	  /* "ctr -a SOCK" */
 static char podman[2048]; /* "podman --root ... --runtime thaw-oci" */
 static pid_t containerd_pid;
 static bool have_containerd, have_podman;
+/* A jailed thaw-pool of base.snap's twin (the same snapshot, another file), outside dir
+ * so its prepared VMMs are not mistaken for a container's leftovers. */
+static char pdir[] = "/tmp/thaw-ocipool-XXXXXX";
+static char pool_sock[256];
+static pid_t pool_pid;
 
 /* Runs a shell command (its stdout and stderr into out); returns its exit status. */
 static int __attribute__((format(printf, 3, 4))) sh(char *out, size_t len, const char *fmt, ...)
@@ -1236,6 +1241,390 @@ static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
 	podman_nothing_left(pid);
 }
 
+/* ---- prepared VMMs from a thaw-pool --------------------------------------------------- */
+
+static int pool_setup(void)
+{
+	char cmd[4096], out[4096];
+
+	if (!mkdtemp(pdir))
+		return -1;
+	chmod(pdir, 0755);
+	snprintf(pool_sock, sizeof(pool_sock), "%s/pool.sock", pdir);
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s/thaw-pool --state-dir %s/state --api-sock %s >%s/pool.log 2>&1",
+		 harness_env("THAW_BUILD"), pdir, pool_sock, pdir);
+	pool_pid = fork();
+	if (pool_pid == 0) {
+		setpgid(0, 0);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000 && access(pool_sock, F_OK); i++)
+		usleep(10000);
+	/* its own copy of the snapshot: the same snapshot as the image's and the rootfs' */
+	if (sh(out, sizeof(out),
+	       "cp %s/base.snap %s/pool.snap && curl -sf --unix-socket %s -X PUT "
+	       "http://l/pools/probe -d '{\"snapshot_path\": \"%s/pool.snap\", \"prepared\": 2, "
+	       "\"jail\": {\"uid\": 10000, \"gid\": 10001}}'",
+	       rootfs, pdir, pool_sock, pdir)) {
+		fprintf(stderr, "pool setup: %s\n", out);
+		return -1;
+	}
+	return 0;
+}
+
+static json_object *pool_get(const char *path)
+{
+	char out[65536];
+
+	if (sh(out, sizeof(out), "curl -sf --unix-socket %s http://l%s", pool_sock, path))
+		return NULL;
+	return json_tokener_parse(out);
+}
+
+/* Waits for the pool's stock to be full again (so the next create takes from it). */
+static void pool_stocked(void)
+{
+	for (int i = 0; i < 3000; i++) {
+		json_object *o = pool_get("/pools/probe"), *v;
+		int n =
+		    o && json_object_object_get_ex(o, "prepared", &v) ? json_object_get_int(v) : -1;
+
+		json_object_put(o);
+		if (n == 2)
+			return;
+		usleep(20000);
+	}
+	fail_msg("the pool did not refill its stock");
+}
+
+/* The pool keeps no record of a clone of ours (delete forgot it), and clone `id`'s
+ * jail and run directory are gone. */
+static void pool_forgot(const char *clone)
+{
+	char out[4096];
+	json_object *o = pool_get("/pools/probe/clones"), *a;
+
+	assert_non_null(o);
+	a = json_object_object_get_ex(o, "clones", &a) ? a : o;
+	if (json_object_array_length(a))
+		fail_msg("the pool still has clones: %s", json_object_to_json_string(o));
+	json_object_put(o);
+	if (clone && clone[0] &&
+	    sh(out, sizeof(out), "ls -d %s/state/run/%s %s/state/jail/*/%s 2>/dev/null", pdir,
+	       clone, pdir, clone) != 2)
+		fail_msg("clone %s left: %s", clone, out);
+}
+
+/* From <root>/<id>/state.json: the keeper's and the VMM's pids and the pool's clone. */
+static pid_t pool_state(const char *r, const char *id, pid_t *vmm, char *clone, size_t len)
+{
+	char path[PATH_MAX + 64];
+	json_object *o, *v;
+	pid_t keeper;
+
+	snprintf(path, sizeof(path), "%s/%s/state.json", r, id);
+	o = json_object_from_file(path);
+	if (!o)
+		return -1;
+	keeper = json_object_object_get_ex(o, "pid", &v) ? json_object_get_int(v) : -1;
+	*vmm = json_object_object_get_ex(o, "vmm_pid", &v) ? json_object_get_int(v) : -1;
+	if (clone)
+		snprintf(clone, len, "%s",
+			 json_object_object_get_ex(o, "pool_clone", &v) ? json_object_get_string(v)
+									: "");
+	json_object_put(o);
+	return keeper;
+}
+
+/* A bundle taking its VMM from the test's pool, with the cgroup and limits of
+ * bundle_jailed. */
+static void bundle_pooled(const char *name, const char *pool)
+{
+	char cfg[4096];
+
+	snprintf(cfg, sizeof(cfg),
+		 "{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"process\": "
+		 "{\"args\": [\"/fn\"], \"env\": [\"A=b\"]}, \"annotations\": "
+		 "{\"org.thaw.snapshot\": \"/base.snap\", \"org.thaw.pool\": \"%s\"}, \"linux\": "
+		 "{\"cgroupsPath\": \"/thaw-ocitest/%s\", \"resources\": {\"memory\": "
+		 "{\"limit\": 268435456}, \"pids\": {\"limit\": 64}}}}",
+		 pool, name);
+	bundle(name, cfg);
+}
+
+/* create takes a prepared VMM from the pool: the pid file and state name the keeper
+ * (create's child), the VMM and the keeper are in the bundle's cgroup with its limits,
+ * the clone is paused until start, the guest answers through the keeper's stdio, the
+ * MMDS holds the process, pause/resume act on the pool's VMM, kill ends both, and
+ * delete leaves no state, cgroup, pool clone record, jail or socket. */
+static void pool_create_start_kill_delete(void **state)
+{
+	char cmd[4096], out[8192], status[32], clone[128], want[64];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct vmproc *p;
+	json_object *o, *v;
+	pid_t keeper, vmm;
+
+	pool_stocked();
+	bundle_pooled("pl", pool_sock);
+	snprintf(cmd, sizeof(cmd),
+		 "%s --root %s --log %s/pl.log create --bundle %s/pl --pid-file %s/pl.pid pl "
+		 "&& exec sleep 1000",
+		 oci, root, dir, dir, dir);
+	p = harness_start(argv);
+	for (int i = 0; i < 1000 && state_pid(root, "pl", status, sizeof(status)) <= 0; i++)
+		usleep(10000);
+	keeper = pool_state(root, "pl", &vmm, clone, sizeof(clone));
+	assert_true(keeper > 0 && vmm > 0 && keeper != vmm);
+	assert_true(clone[0]);
+	assert_int_equal(state_pid(root, "pl", status, sizeof(status)), keeper);
+	assert_string_equal(status, "created");
+	assert_int_equal(sh(out, sizeof(out), "cat %s/pl.pid", dir), 0);
+	assert_int_equal(atoi(out), keeper);
+	assert_int_equal(sh(out, sizeof(out), "grep -c 'prepared by pool' %s/pl.log", dir), 0);
+	/* the keeper is ours (create's child, then the shell's), the VMM the pool's */
+	assert_int_equal(sh(out, sizeof(out), "ps -o ppid= -p %d", (int)vmm), 0);
+	assert_int_equal(atoi(out), pool_pid);
+	/* both are in the bundle's cgroup, which has its limits */
+	assert_int_equal(sh(out, sizeof(out),
+			    "grep -h ':memory:' /proc/%d/cgroup /proc/%d/cgroup; cat "
+			    "/sys/fs/cgroup/memory/thaw-ocitest/pl/memory.limit_in_bytes "
+			    "/sys/fs/cgroup/pids/thaw-ocitest/pl/pids.max",
+			    (int)vmm, (int)keeper),
+			 0);
+	snprintf(want, sizeof(want), "memory:/thaw-ocitest/pl\n");
+	assert_non_null(strstr(out, want));
+	assert_non_null(strstr(strstr(out, want) + 1, want));
+	assert_non_null(strstr(out, "268435456\n64\n"));
+	/* the clone is paused until start; its MMDS holds the process */
+	snprintf(cmd, sizeof(cmd), "/clones/%s", clone);
+	o = pool_get(cmd);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "api_sock", &v));
+	{
+		char api[PATH_MAX];
+		json_object *st;
+
+		snprintf(api, sizeof(api), "%s", json_object_get_string(v));
+		st = mmds_oci(api, &v);
+		assert_string_equal(member(st, "args"), "[\"/fn\"]");
+		json_object_put(v);
+		assert_int_equal(sh(out, sizeof(out), "curl -sf --unix-socket %s http://l/", api),
+				 0);
+		assert_non_null(strstr(out, "Paused"));
+	}
+	json_object_put(o);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s start pl", oci, root), 0);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s pause pl", oci, root), 0);
+	state_pid(root, "pl", status, sizeof(status));
+	assert_string_equal(status, "paused");
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s resume pl", oci, root), 0);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s ps --format json pl", oci, root), 0);
+	snprintf(want, sizeof(want), "[%d,%d]\n", (int)keeper, (int)vmm);
+	assert_string_equal(out, want);
+	/* SIGKILL to the VMM: the keeper dies of it too (the engine reads 137) */
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s kill pl KILL", oci, root), 0);
+	wait_gone(vmm);
+	wait_gone(keeper);
+	state_pid(root, "pl", status, sizeof(status));
+	assert_string_equal(status, "stopped");
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete pl", oci, root), 0);
+	assert_nothing_left(root, "thaw-ocitest", vmm);
+	pool_forgot(clone);
+	harness_end(p);
+}
+
+/* `run` in the foreground through a pool's VMM: the keeper's exit status is the VM's
+ * (SIGTERM 0, SIGKILL 137), and run's delete leaves nothing, in the pool either. */
+static void pool_run_exit_status_propagates(void **state)
+{
+	char cmd[4096], out[4096], clone[128];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	const char *sigs[] = {"TERM", "KILL"};
+	const int want[] = {0, 137};
+
+	bundle_pooled("pr", pool_sock);
+	for (int i = 0; i < 2; i++) {
+		struct vmproc *p;
+		pid_t keeper, vmm = -1;
+
+		pool_stocked();
+		snprintf(cmd, sizeof(cmd), "exec %s --root %s run --bundle %s/pr pr", oci, root,
+			 dir);
+		p = harness_start(argv);
+		assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+		keeper = pool_state(root, "pr", &vmm, clone, sizeof(clone));
+		assert_true(keeper > 0 && vmm > 0);
+		/* kill's signal goes to the VMM, whose end the keeper reports */
+		assert_int_equal(
+		    sh(out, sizeof(out), "%s --root %s kill pr %s", oci, root, sigs[i]), 0);
+		assert_int_equal(vmproc_wait(p, TMO), want[i]);
+		harness_end(p);
+		assert_nothing_left(root, "thaw-ocitest", vmm);
+		pool_forgot(clone);
+	}
+}
+
+/* No prepared VMM to take (no pool answers on the socket named, or the snapshot has a
+ * drive): create starts its own VMM, and says why in the state and the log. */
+static void pool_absent_falls_back_to_starting_the_vmm(void **state)
+{
+	char cmd[4096], out[8192], path[PATH_MAX + 64];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct vmproc *p;
+	pid_t pid, vmm = -1;
+
+	bundle_pooled("pf", "/nonexistent/pool.sock");
+	snprintf(cmd, sizeof(cmd), "exec %s --root %s --log %s/pf.log run --bundle %s/pf pf", oci,
+		 root, dir, dir);
+	p = harness_start(argv);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	pid = pool_state(root, "pf", &vmm, NULL, 0);
+	assert_true(pid > 0);
+	assert_int_equal(vmm, 0);
+	snprintf(path, sizeof(path), "%s/pf/state.json", root);
+	assert_int_equal(sh(out, sizeof(out), "cat %s", path), 0);
+	assert_non_null(strstr(out, "\"pool_note\":\"the pool's socket /nonexistent/pool.sock"));
+	assert_int_equal(sh(out, sizeof(out), "grep -c 'no prepared VMM' %s/pf.log", dir), 0);
+	assert_int_equal(sh(out, sizeof(out), "ps -o comm= -p %d", (int)pid), 0);
+	assert_non_null(strstr(out, "thaw"));
+	assert_null(strstr(out, "thaw-oci"));
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s kill pf KILL", oci, root), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
+	assert_nothing_left(root, "thaw-ocitest", pid);
+}
+
+/* ctr run through a pool's VMM: the guest answers on the task's stdio, the task's pid
+ * is the keeper, the VMM is in the cgroup containerd asked for; ctr task kill ends it
+ * with the VM's status; --rm leaves nothing, in the pool either. */
+static void containerd_ctr_run_through_pool(void **state)
+{
+	char cmd[4096], out[4096], clone[128], r[PATH_MAX + 32];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	const char *sigs[] = {"SIGTERM", "SIGKILL"};
+	const int want[] = {0, 137};
+
+	if (!have_containerd)
+		skip();
+	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
+	for (int i = 0; i < 2; i++) {
+		struct vmproc *p;
+		pid_t keeper, vmm = -1;
+
+		pool_stocked();
+		snprintf(cmd, sizeof(cmd),
+			 "exec " CTR_RUN " --annotation org.thaw.pool=%s --rm --cgroup /default/pc "
+			 "--memory-limit 268435456 thaw/probe:1 pc",
+			 ctr, oci, dir, pool_sock);
+		p = harness_start(argv);
+		if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+			vmproc_dump(p, "ctr run");
+			fail();
+		}
+		keeper = pool_state(r, "pc", &vmm, clone, sizeof(clone));
+		assert_true(keeper > 0 && vmm > 0);
+		assert_int_equal(task_pid("pc"), keeper);
+		assert_int_equal(sh(out, sizeof(out), "grep ':pids:' /proc/%d/cgroup", vmm), 0);
+		if (!strstr(out, ":pids:/default/pc"))
+			fail_msg("the VMM's cgroup: %s", out);
+		assert_int_equal(sh(out, sizeof(out),
+				    "cat /sys/fs/cgroup/memory/default/pc/memory.limit_in_bytes"),
+				 0);
+		assert_string_equal(out, "268435456\n");
+		assert_int_equal(sh(out, sizeof(out), "%s task kill -s %s pc", ctr, sigs[i]), 0);
+		assert_int_equal(vmproc_wait(p, TMO), want[i]);
+		harness_end(p);
+		cd_nothing_left(vmm);
+		pool_forgot(clone);
+	}
+}
+
+/* kill -9 of the shim of a pool-backed task: containerd's clean-up and ours end the
+ * keeper and the pool's VMM and leave nothing, in the pool either. */
+static void containerd_pool_shim_killed_cleanup_leaves_nothing(void **state)
+{
+	char out[4096], clone[128], r[PATH_MAX + 32], path[64];
+	pid_t keeper, vmm = -1, shim;
+	FILE *f;
+
+	if (!have_containerd)
+		skip();
+	pool_stocked();
+	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
+	assert_int_equal(sh(out, sizeof(out),
+			    CTR_RUN " --annotation org.thaw.pool=%s -d --null-io thaw/probe:1 pk9",
+			    ctr, oci, dir, pool_sock),
+			 0);
+	keeper = pool_state(r, "pk9", &vmm, clone, sizeof(clone));
+	assert_true(keeper > 0 && vmm > 0);
+	assert_int_equal(task_pid("pk9"), keeper);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)keeper);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%*d %*s %*c %d", &shim), 1);
+	fclose(f);
+	assert_int_equal(sh(out, sizeof(out), "ps -o comm= -p %d", (int)shim), 0);
+	assert_non_null(strstr(out, "containerd-shim"));
+	assert_int_equal(kill(shim, SIGKILL), 0);
+	for (int i = 0; i < 1000 && !gone(vmm); i++)
+		usleep(10000);
+	sh(out, sizeof(out), "%s task delete -f pk9", ctr);
+	assert_int_equal(sh(out, sizeof(out), "%s container delete pk9", ctr), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force pk9", oci, r), 0);
+	wait_gone(keeper);
+	cd_nothing_left(vmm);
+	pool_forgot(clone);
+}
+
+/* podman run -i through a pool's VMM: the guest answers, podman kill is 137 for podman
+ * run, and nothing is left, in the pool either. */
+static void podman_run_through_pool(void **state)
+{
+	char cmd[8192], out[4096], clone[128];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct vmproc *p;
+	pid_t keeper, vmm = -1;
+
+	if (!have_podman)
+		skip();
+	pool_stocked();
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s run --network none --annotation org.thaw.snapshot=/base.snap "
+		 "--annotation org.thaw.pool=%s -i --rm --name pmp --memory 256m --rootfs %s /fn",
+		 podman, pool_sock, rootfs);
+	p = harness_start(argv);
+	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+		vmproc_dump(p, "podman run");
+		fail();
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.Pid}} {{.Id}}' pmp", podman),
+			 0);
+	{
+		char id[128];
+
+		assert_int_equal(sscanf(out, "%d %127s", &keeper, id), 2);
+		assert_int_equal(pool_state("/run/thaw-oci", id, &vmm, clone, sizeof(clone)),
+				 keeper);
+	}
+	assert_true(vmm > 0);
+	assert_int_equal(sh(out, sizeof(out),
+			    "p=$(sed -n 's/^[0-9]*:memory://p' /proc/%d/cgroup); "
+			    "cat /sys/fs/cgroup/memory$p/memory.limit_in_bytes",
+			    (int)vmm),
+			 0);
+	assert_string_equal(out, "268435456\n");
+	assert_int_equal(sh(out, sizeof(out), "%s kill -s KILL pmp", podman), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
+	podman_nothing_left(vmm);
+	pool_forgot(clone);
+}
+
 /* ---- set-up ----------------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -1275,7 +1664,7 @@ static int setup(void **state)
 		if (harness_probe_snapshot(path, 64, three))
 			return -1;
 	}
-	if (containerd_setup() || podman_setup())
+	if (containerd_setup() || podman_setup() || pool_setup())
 		return -1;
 	return 0;
 }
@@ -1312,6 +1701,12 @@ static int teardown(void **state)
 		kill(-containerd_pid, SIGTERM);
 		waitpid(containerd_pid, NULL, 0);
 	}
+	if (pool_pid > 0) {
+		kill(-pool_pid, SIGTERM);
+		waitpid(pool_pid, NULL, 0);
+		sh(out, sizeof(out), "%s/thaw-pool --cleanup --state-dir %s/state; rm -rf %s",
+		   harness_env("THAW_BUILD"), pdir, pdir);
+	}
 	sh(out, sizeof(out),
 	   "grep -o ' %s/[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l; rm -rf %s",
 	   dir, dir);
@@ -1339,6 +1734,12 @@ int main(void)
 	    cmocka_unit_test_teardown(podman_run_interactive_answers, test_end),
 	    cmocka_unit_test_teardown(podman_run_terminal_through_conmon, test_end),
 	    cmocka_unit_test_teardown(podman_conmon_killed_cleanup_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(pool_create_start_kill_delete, test_end),
+	    cmocka_unit_test_teardown(pool_run_exit_status_propagates, test_end),
+	    cmocka_unit_test_teardown(pool_absent_falls_back_to_starting_the_vmm, test_end),
+	    cmocka_unit_test_teardown(containerd_ctr_run_through_pool, test_end),
+	    cmocka_unit_test_teardown(containerd_pool_shim_killed_cleanup_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(podman_run_through_pool, test_end),
 	};
 
 	if (getuid() != 0) {
