@@ -645,11 +645,22 @@ static json_object *load_body(const struct oci_bundle *b, const struct oci_state
 	return o;
 }
 
+/* What create learned of the pod's interfaces its taps are tied to, for the guest. */
+struct pod_links {
+	struct {
+		char id[OCI_DEV_ID_MAX + 1]; /* the snapshot's interface */
+		char link[OCI_IFNAME_MAX + 1];
+		struct oci_link_info info;
+	} l[OCI_MAX_DEVS];
+	unsigned n;
+};
+
 /* The taps of the snapshot's interfaces, in the bundle's network namespace, each tied to
  * its org.thaw.net.<id> interface or else to eth0 when the namespace has one (CNI's
- * name). Each is recorded in s as soon as it exists, so destroy removes it. */
+ * name). Each is recorded in s as soon as it exists, so destroy removes it; what the
+ * pod's interface holds (CNI's address) goes to pl. */
 static int make_taps(struct ctx *c, const struct oci_bundle *b, struct oci_state *s,
-		     const struct oci_snap_devices *d)
+		     const struct oci_snap_devices *d, struct pod_links *pl)
 {
 	char err[PATH_MAX + 256];
 
@@ -667,13 +678,18 @@ static int make_taps(struct ctx *c, const struct oci_bundle *b, struct oci_state
 			}
 		oci_tap_name(s->id, s->n_taps, tap);
 		snprintf(s->netns, sizeof(s->netns), "%s", b->netns);
-		if (oci_tap_add(b->netns, tap, link, optional, b->uid, b->gid, &linked, err,
-				sizeof(err)))
+		if (oci_tap_add(b->netns, tap, link, optional, b->uid, b->gid, &linked,
+				&pl->l[pl->n].info, err, sizeof(err)))
 			return fail(c, "network interface '%s': %s", d->dev[i].id, err), -EIO;
 		snprintf(s->taps[s->n_taps].tap, sizeof(s->taps[0].tap), "%s", tap);
 		snprintf(s->taps[s->n_taps].link, sizeof(s->taps[0].link), "%s",
 			 linked ? link : "");
 		s->n_taps++;
+		if (linked) {
+			snprintf(pl->l[pl->n].id, sizeof(pl->l[0].id), "%s", d->dev[i].id);
+			snprintf(pl->l[pl->n].link, sizeof(pl->l[0].link), "%s", link);
+			pl->n++;
+		}
 		report(c, "info", "tap %s for '%s' in %s%s%s", tap, d->dev[i].id, b->netns,
 		       linked ? ", tied to " : "", linked ? link : "");
 	}
@@ -681,8 +697,10 @@ static int make_taps(struct ctx *c, const struct oci_bundle *b, struct oci_state
 }
 
 /* The guest's view of the container's process, in the clone's MMDS store under
- * MMDS_KEY: args, env, cwd, and the container's id (docs/oci.md). */
-static int put_process(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s)
+ * MMDS_KEY: args, env, cwd, the container's id, and per interface tied to the pod's,
+ * what CNI gave the pod (address, gateway, MAC: docs/oci.md). */
+static int put_process(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s,
+		       const struct pod_links *pl)
 {
 	json_object *o = json_object_new_object(), *p = json_tokener_parse(b->process);
 	char err[PATH_MAX + 256];
@@ -694,6 +712,14 @@ static int put_process(struct ctx *c, const struct oci_bundle *b, const struct o
 		return fail(c, "out of memory"), -ENOMEM;
 	}
 	json_object_object_add(p, "id", json_object_new_string(s->id));
+	if (pl->n) {
+		json_object *net = json_object_new_object();
+
+		for (unsigned i = 0; i < pl->n; i++)
+			json_object_object_add(net, pl->l[i].id,
+					       oci_link_guest_json(pl->l[i].link, &pl->l[i].info));
+		json_object_object_add(p, "net", net);
+	}
 	json_object_object_add(o, MMDS_KEY, p);
 	r = api_call(s->api_dir, "PATCH", "/mmds",
 		     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
@@ -848,6 +874,7 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 	struct oci_snap_devices *devs = calloc(1, sizeof(*devs));
 	char dir[PATH_MAX], file[PATH_MAX], cfgpath[PATH_MAX + 16], bundle[PATH_MAX];
 	struct oci_pool_clone *pc = calloc(1, sizeof(*pc));
+	struct pod_links *pl = calloc(1, sizeof(*pl));
 	char err[PATH_MAX * 2], slave_name[64] = "";
 	posix_spawn_file_actions_t fa;
 	char *json = NULL;
@@ -855,7 +882,7 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 	bool made_dir = false, pooled = false;
 	pid_t pid = 0;
 
-	if (!b || !s || !v || !devs || !pc) {
+	if (!b || !s || !v || !devs || !pc || !pl) {
 		fail(c, "out of memory");
 		goto out;
 	}
@@ -950,7 +977,7 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 			goto out;
 		pooled = r == 0;
 	}
-	if (!pooled && make_taps(c, b, s, devs))
+	if (!pooled && make_taps(c, b, s, devs, pl))
 		goto out;
 	if (b->terminal) {
 		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -1014,7 +1041,7 @@ loaded:
 		close(slave);
 		slave = -1;
 	}
-	if (put_process(c, b, s))
+	if (put_process(c, b, s, pl))
 		goto out;
 	if (master >= 0 && send_console(a->console_socket, master, slave_name, err, sizeof(err))) {
 		fail(c, "%s", err);
@@ -1071,6 +1098,7 @@ out:
 	free(v);
 	free(devs);
 	free(pc);
+	free(pl);
 	return ret;
 }
 

@@ -118,14 +118,36 @@ void oci_jail_id(const char *id, const char *leaf, char out[OCI_JAIL_ID_MAX + 1]
  * hash of the id and the index, unique among the containers of one pod's namespace. */
 void oci_tap_name(const char *id, unsigned index, char out[OCI_IFNAME_MAX + 1]);
 
+#define OCI_LINK_ADDRS 8
+
+/* The pod's interface as CNI left it, read in its namespace when a tap is tied to it:
+ * what the guest is told through MMDS (docs/oci.md, "The pod's address"). */
+struct oci_link_info {
+	char mac[18];			/* "aa:bb:cc:dd:ee:ff", "" unknown */
+	char addrs[OCI_LINK_ADDRS][64]; /* "10.88.77.2/24", "fd00::2/64" */
+	unsigned n_addrs;
+	char gateway[16]; /* the IPv4 default route's gateway through it, "" none */
+};
+
+/* The gateway of the IPv4 default route through `link` in the text of /proc/net/route
+ * (hex fields, the kernel's byte order), dotted into out; "" and -ENOENT when there is
+ * none. */
+int oci_route_gateway(const char *route_text, const char *link, char *out, size_t len);
+
+/* The MMDS object of one of the snapshot's interfaces tied to a pod interface:
+ * {"link": ..., "mac": ..., "addresses": [...], "gateway": ...} (empty members left
+ * out). The caller puts it. */
+struct json_object *oci_link_guest_json(const char *link, const struct oci_link_info *li);
+
 /* In the network namespace at `netns`: makes the persistent tap `tap` (owned by
  * uid/gid, so the jailed VMM without capabilities may attach to it), sets it up, and
  * when `link` is not "" redirects every frame arriving on `link` to the tap and every
  * frame from the tap out of `link` (tc ingress qdiscs, u32 match-all, mirred); with
  * `optional`, only when the namespace has `link`. *linked says whether it was. Runs in a
- * child process: thaw-oci's own namespace is left alone. 0 or -errno with err set. */
+ * child process: thaw-oci's own namespace is left alone. When linked, *info (may be
+ * NULL) gets `link`'s MAC, addresses and default gateway. 0 or -errno with err set. */
 int oci_tap_add(const char *netns, const char *tap, const char *link, bool optional, uid_t uid,
-		gid_t gid, bool *linked, char *err, size_t errlen);
+		gid_t gid, bool *linked, struct oci_link_info *info, char *err, size_t errlen);
 /* Undoes oci_tap_add: the tap is deleted, `link`'s ingress qdisc removed. A namespace or
  * tap already gone is success. */
 int oci_tap_del(const char *netns, const char *tap, const char *link, char *err, size_t errlen);

@@ -637,39 +637,17 @@ static void pod_netns_clean_and_gone(void)
 	assert_int_equal(sh(out, sizeof(out), "ip netns del " POD_NS), 0);
 }
 
-/* A snapshot with a drive, an interface and vsock in a bundle with the pod's network
- * namespace: the tap is made in that namespace, tied to its eth0; a frame sent to the
- * pod from the host side arrives in the guest's receive queue, and one the guest
- * transmits leaves the pod on the host side; the vsock socket is beside the API socket;
- * delete removes the tap and the redirect. */
-static void tap_in_pod_netns_carries_frames_both_ways(void **state)
+/* The guest (the probe on console p) drives net.snap's virtio-net queues: a broadcast
+ * frame sent on the host's interface `host_if` (the pod's eth0 is on its other side)
+ * arrives in the guest's receive queue, and a frame the guest transmits arrives there. */
+static void guest_frames_both_ways(struct vmproc *p, const char *host_if)
 {
 	const uint8_t host_mac[6] = {0x02, 0, 0, 0, 0, 0x01}, guest_mac[6] = {0x06, 0, 0, 0, 0, 2};
-	char out[8192], cfg[2048], h[256];
 	uint8_t f[12 + 60], buf[2048];
 	bool got = false;
-	struct vmproc *p;
 	unsigned used;
-	pid_t pid;
+	char h[256];
 	int s;
-
-	pod_netns();
-	snprintf(cfg, sizeof(cfg),
-		 "{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, " PROCESS_WITH_ARGS
-		 ", \"annotations\": {\"org.thaw.snapshot\": \"/net.snap\", \"org.thaw.drive.d0\": "
-		 "\"/disk.raw\"}, \"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
-		 "\"/var/run/netns/" POD_NS "\"}]}}");
-	bundle("pod", cfg);
-	p = create_attached(root, "pod", "pod1", &pid);
-	assert_int_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show"), 0);
-	assert_non_null(strstr(out, "thaw-"));
-	assert_int_equal(sh(out, sizeof(out), "tc -n " POD_NS " filter show dev eth0 ingress"), 0);
-	assert_non_null(strstr(out, "mirred (Egress Redirect to device thaw-"));
-	/* the vsock device's socket, beside the API socket in the jail */
-	assert_int_equal(
-	    sh(out, sizeof(out), "test -S %s/jails/thaw-static/oci-pod1/root/vsock.sock", root), 0);
-	assert_int_equal(sh(out, sizeof(out), "%s --root %s start pod1", oci, root), 0);
-	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
 
 	/* receive queue 0: four 2 KiB buffers; transmit queue 1 */
 	harness_probe_virtio_start(p, NET_BASE);
@@ -682,7 +660,7 @@ static void tap_in_pod_netns_carries_frames_both_ways(void **state)
 	}
 
 	/* host side -> pod's eth0 -> tap -> the guest */
-	s = packet_socket("thawoci-h");
+	s = packet_socket(host_if);
 	assert_int_equal(send(s, f, frame(f, host_mac, "THAW-OCI-TO-GUEST"), 0), 60);
 	wait_used(p, RING, 1);
 	used = (unsigned)harness_probe_read(p, 16, RING + 0x2002);
@@ -719,6 +697,38 @@ static void tap_in_pod_netns_carries_frames_both_ways(void **state)
 	close(s);
 	if (!got)
 		fail_msg("the guest's frame did not leave the pod");
+}
+
+/* A snapshot with a drive, an interface and vsock in a bundle with the pod's network
+ * namespace: the tap is made in that namespace, tied to its eth0; a frame sent to the
+ * pod from the host side arrives in the guest's receive queue, and one the guest
+ * transmits leaves the pod on the host side; the vsock socket is beside the API socket;
+ * delete removes the tap and the redirect. */
+static void tap_in_pod_netns_carries_frames_both_ways(void **state)
+{
+	char out[8192], cfg[2048];
+	struct vmproc *p;
+	pid_t pid;
+
+	pod_netns();
+	snprintf(cfg, sizeof(cfg),
+		 "{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, " PROCESS_WITH_ARGS
+		 ", \"annotations\": {\"org.thaw.snapshot\": \"/net.snap\", \"org.thaw.drive.d0\": "
+		 "\"/disk.raw\"}, \"linux\": {\"namespaces\": [{\"type\": \"network\", \"path\": "
+		 "\"/var/run/netns/" POD_NS "\"}]}}");
+	bundle("pod", cfg);
+	p = create_attached(root, "pod", "pod1", &pid);
+	assert_int_equal(sh(out, sizeof(out), "ip -n " POD_NS " -o link show"), 0);
+	assert_non_null(strstr(out, "thaw-"));
+	assert_int_equal(sh(out, sizeof(out), "tc -n " POD_NS " filter show dev eth0 ingress"), 0);
+	assert_non_null(strstr(out, "mirred (Egress Redirect to device thaw-"));
+	/* the vsock device's socket, beside the API socket in the jail */
+	assert_int_equal(
+	    sh(out, sizeof(out), "test -S %s/jails/thaw-static/oci-pod1/root/vsock.sock", root), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s start pod1", oci, root), 0);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+
+	guest_frames_both_ways(p, "thawoci-h");
 
 	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force pod1", oci, root), 0);
 	assert_nothing_left(root, "thaw-oci", pid);
@@ -1241,6 +1251,134 @@ static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
 	podman_nothing_left(pid);
 }
 
+/* ---- a real CNI plugin in front of the tap ------------------------------------------------ */
+
+#define CNI_NS "thaw-ocitest-cni"
+#define CNI_BR "thawcni0"
+
+/* Runs Debian's CNI `bridge` plugin (with `host-local` IPAM) as a CNI runtime does:
+ * CNI_COMMAND `cmd` on the pod namespace CNI_NS's eth0, the network configuration on
+ * stdin; out gets its result. The plugin's exit status. */
+static int cni(const char *cmd, char *out, size_t len)
+{
+	return sh(
+	    out, len,
+	    "echo '{\"cniVersion\": \"1.0.0\", \"name\": \"thawtest\", \"type\": \"bridge\", "
+	    "\"bridge\": \"" CNI_BR "\", \"isGateway\": true, \"ipam\": {\"type\": "
+	    "\"host-local\", \"subnet\": \"10.88.77.0/24\", \"dataDir\": \"%s/cni-ipam\"}}' | "
+	    "CNI_COMMAND=%s CNI_CONTAINERID=thawcni CNI_NETNS=/var/run/netns/" CNI_NS
+	    " CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni 2>/dev/null /usr/lib/cni/bridge",
+	    dir, cmd);
+}
+
+/* The pod's network made by the CNI bridge plugin (a veth pair, its host end on a
+ * bridge, an address from host-local), then `ctr run --with-ns network:<the pod's
+ * namespace>` of the snapshot with an interface: the tap is tied to CNI's eth0, a frame
+ * crosses between the CNI bridge on the host and the guest's virtio-net queues both
+ * ways; kill and delete leave nothing of ours; CNI DEL releases the address. */
+static void containerd_runs_a_snapshot_in_a_cni_bridge_network(void **state)
+{
+	char out[8192], addr[64] = "", hostveth[32] = "";
+	const char *argv[] = {"/bin/sh", "-c", NULL, NULL};
+	char cmd[4096];
+	json_object *o, *a, *e, *v;
+	struct vmproc *p;
+	pid_t pid;
+
+	if (!have_containerd)
+		skip();
+	if (access("/usr/lib/cni/bridge", X_OK) || access("/usr/lib/cni/host-local", X_OK)) {
+		fprintf(stderr, "SKIPPED: no CNI plugins in /usr/lib/cni (make deps)\n");
+		skip();
+	}
+	/* The namespace and the bridge beforehand, IPv6 off (the plugin takes an existing
+	 * bridge): no router solicitation or MLD frame reaches the guest's queue first. */
+	if (sh(out, sizeof(out),
+	       "ip netns add " CNI_NS " && ip netns exec " CNI_NS " sysctl -qw "
+	       "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && "
+	       "ip link add " CNI_BR " type bridge && sysctl -qw net.ipv6.conf." CNI_BR
+	       ".disable_ipv6=1"))
+		fail_msg("the pod's namespace and bridge: %s", out);
+	if (cni("ADD", out, sizeof(out)))
+		fail_msg("CNI ADD: %s", out);
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "ips", &a));
+	e = json_object_array_get_idx(a, 0);
+	assert_true(e && json_object_object_get_ex(e, "address", &v));
+	snprintf(addr, sizeof(addr), "%s", json_object_get_string(v));
+	assert_true(json_object_object_get_ex(o, "interfaces", &a));
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		e = json_object_array_get_idx(a, i);
+		if (!json_object_object_get_ex(e, "sandbox", &v) &&
+		    json_object_object_get_ex(e, "name", &v) &&
+		    strcmp(json_object_get_string(v), CNI_BR))
+			snprintf(hostveth, sizeof(hostveth), "%s", json_object_get_string(v));
+	}
+	json_object_put(o);
+	assert_true(!strncmp(addr, "10.88.77.", 9));
+	assert_true(hostveth[0]);
+	assert_int_equal(
+	    sh(out, sizeof(out), "sysctl -qw net.ipv6.conf.%s.disable_ipv6=1", hostveth), 0);
+	assert_int_equal(sh(out, sizeof(out), "ip -n " CNI_NS " -o addr show dev eth0"), 0);
+	assert_non_null(strstr(out, addr));
+
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "exec %s run --rm --snapshotter native --runc-binary %s --runc-root %s/cd/runc "
+	    "--annotation org.thaw.snapshot=/net.snap --annotation org.thaw.drive.d0=/disk.raw "
+	    "--with-ns network:/var/run/netns/" CNI_NS " thaw/dev:1 cni1",
+	    ctr, oci, dir);
+	argv[2] = cmd;
+	p = harness_start(argv);
+	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+		vmproc_dump(p, "ctr run");
+		fail();
+	}
+	pid = task_pid("cni1");
+	assert_true(pid > 0);
+	assert_int_equal(sh(out, sizeof(out), "tc -n " CNI_NS " filter show dev eth0 ingress"), 0);
+	assert_non_null(strstr(out, "mirred (Egress Redirect to device thaw-"));
+	/* the clone's MMDS holds what CNI gave the pod: its address, gateway and MAC */
+	{
+		char sock[PATH_MAX + 64], want[128], mac[32];
+
+		assert_int_equal(
+		    sh(out, sizeof(out), "find %s/cd/runc/default/jails -name api.sock", dir), 0);
+		out[strcspn(out, "\n")] = '\0';
+		snprintf(sock, sizeof(sock), "%.*s", (int)(sizeof(sock) - 1), out);
+		assert_int_equal(sh(mac, sizeof(mac),
+				    "ip netns exec " CNI_NS " cat /sys/class/net/eth0/address"),
+				 0);
+		v = mmds_oci(sock, &o);
+		assert_true(json_object_object_get_ex(v, "net", &v));
+		assert_true(json_object_object_get_ex(v, "eth0", &v));
+		snprintf(want, sizeof(want), "[\"%s\"]", addr);
+		assert_string_equal(member(v, "addresses"), want);
+		assert_string_equal(member(v, "gateway"), "\"10.88.77.1\"");
+		assert_string_equal(member(v, "link"), "\"eth0\"");
+		snprintf(want, sizeof(want), "\"%.17s\"", mac);
+		assert_string_equal(member(v, "mac"), want);
+		json_object_put(o);
+	}
+	guest_frames_both_ways(p, CNI_BR);
+
+	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL cni1", ctr), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
+	cd_nothing_left(pid);
+	assert_int_not_equal(sh(out, sizeof(out), "ip -n " CNI_NS " -o link show | grep thaw-"), 0);
+	assert_int_not_equal(
+	    sh(out, sizeof(out), "tc -n " CNI_NS " qdisc show dev eth0 | grep ingress"), 0);
+	/* CNI DEL: the pair goes, host-local forgets the address */
+	if (cni("DEL", out, sizeof(out)))
+		fail_msg("CNI DEL: %s", out);
+	assert_int_not_equal(sh(out, sizeof(out), "ip -o link show %s", hostveth), 0);
+	assert_int_not_equal(sh(out, sizeof(out), "ls %s/cni-ipam/thawtest | grep '^10\\.'", dir),
+			     0);
+	assert_int_equal(sh(out, sizeof(out), "ip netns del " CNI_NS " && ip link del " CNI_BR), 0);
+}
+
 /* ---- prepared VMMs from a thaw-pool --------------------------------------------------- */
 
 static int pool_setup(void)
@@ -1688,6 +1826,10 @@ static int test_end(void **state)
 	   dir, dir, oci);
 	/* the pod namespace of the device tests (its veth pair goes with it) */
 	sh(out, sizeof(out), "ip netns del " POD_NS " 2>/dev/null");
+	/* the CNI test's network: DEL as its runtime would, then namespace and bridge */
+	if (!access("/var/run/netns/" CNI_NS, F_OK))
+		cni("DEL", out, sizeof(out));
+	sh(out, sizeof(out), "ip netns del " CNI_NS "; ip link del " CNI_BR "; true");
 	return 0;
 }
 
@@ -1734,6 +1876,7 @@ int main(void)
 	    cmocka_unit_test_teardown(podman_run_interactive_answers, test_end),
 	    cmocka_unit_test_teardown(podman_run_terminal_through_conmon, test_end),
 	    cmocka_unit_test_teardown(podman_conmon_killed_cleanup_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(containerd_runs_a_snapshot_in_a_cni_bridge_network, test_end),
 	    cmocka_unit_test_teardown(pool_create_start_kill_delete, test_end),
 	    cmocka_unit_test_teardown(pool_run_exit_status_propagates, test_end),
 	    cmocka_unit_test_teardown(pool_absent_falls_back_to_starting_the_vmm, test_end),

@@ -15,6 +15,8 @@
 
 #include "oci/oci.h"
 
+#include <json-c/json.h>
+
 #define HEAD                                                                                       \
 	"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "          \
 	"{\"org.thaw.snapshot\": \"/snap/base.snap\"}"
@@ -261,6 +263,52 @@ static void pool_annotation_is_an_absolute_socket(void **state)
 	assert_non_null(strstr(err, "not known to thaw-oci"));
 }
 
+/* The pod's default gateway from /proc/net/route's text (the kernel's hex, its byte
+ * order): only a default route with RTF_GATEWAY through the interface asked for. */
+static void default_gateway_from_proc_net_route(void **state)
+{
+	const char *route =
+	    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+	    "eth1\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+	    "eth0\t004D580A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+	    "eth0\t00000000\t014D580A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+	char gw[16];
+
+	assert_int_equal(oci_route_gateway(route, "eth0", gw, sizeof(gw)), 0);
+	assert_string_equal(gw, "10.88.77.1");
+	assert_int_equal(oci_route_gateway(route, "eth1", gw, sizeof(gw)), 0);
+	assert_string_equal(gw, "192.168.1.1");
+	assert_int_equal(oci_route_gateway(route, "eth2", gw, sizeof(gw)), -ENOENT);
+	assert_string_equal(gw, "");
+	/* a default route without RTF_GATEWAY (on-link) names no gateway */
+	assert_int_equal(oci_route_gateway("Iface\tDestination\tGateway\tFlags\n"
+					   "eth0\t00000000\t00000000\t0001\t0\t0\t0\t00000000\n",
+					   "eth0", gw, sizeof(gw)),
+			 -ENOENT);
+	assert_int_equal(oci_route_gateway("", "eth0", gw, sizeof(gw)), -ENOENT);
+}
+
+/* What the guest reads in MMDS of an interface tied to the pod's: link, MAC, CNI's
+ * addresses and gateway; what is unknown is left out. */
+static void pod_link_becomes_the_guests_json(void **state)
+{
+	struct oci_link_info li = {.mac = "0a:58:0a:58:4d:02",
+				   .addrs = {"10.88.77.2/24", "fd00::2/64"},
+				   .n_addrs = 2,
+				   .gateway = "10.88.77.1"};
+	struct json_object *o = oci_link_guest_json("eth0", &li);
+
+	assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+			    "{\"link\":\"eth0\",\"mac\":\"0a:58:0a:58:4d:02\",\"addresses\":"
+			    "[\"10.88.77.2\\/24\",\"fd00::2\\/64\"],\"gateway\":\"10.88.77.1\"}");
+	json_object_put(o);
+	memset(&li, 0, sizeof(li));
+	o = oci_link_guest_json("net1", &li);
+	assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+			    "{\"link\":\"net1\",\"addresses\":[]}");
+	json_object_put(o);
+}
+
 static void put_file(const char *path, char fill, size_t head, size_t size)
 {
 	FILE *f = fopen(path, "w");
@@ -449,6 +497,8 @@ int main(void)
 	    cmocka_unit_test(tap_names_fit_and_differ),
 	    cmocka_unit_test(pool_annotation_is_an_absolute_socket),
 	    cmocka_unit_test(snapshot_identity_is_size_and_header),
+	    cmocka_unit_test(default_gateway_from_proc_net_route),
+	    cmocka_unit_test(pod_link_becomes_the_guests_json),
 	};
 
 	return cmocka_run_group_tests_name("oci_bundle", tests, NULL, NULL);
