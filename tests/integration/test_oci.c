@@ -1261,14 +1261,14 @@ static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
  * stdin; out gets its result. The plugin's exit status. */
 static int cni(const char *cmd, char *out, size_t len)
 {
-	return sh(
-	    out, len,
-	    "echo '{\"cniVersion\": \"1.0.0\", \"name\": \"thawtest\", \"type\": \"bridge\", "
-	    "\"bridge\": \"" CNI_BR "\", \"isGateway\": true, \"ipam\": {\"type\": "
-	    "\"host-local\", \"subnet\": \"10.88.77.0/24\", \"dataDir\": \"%s/cni-ipam\"}}' | "
-	    "CNI_COMMAND=%s CNI_CONTAINERID=thawcni CNI_NETNS=/var/run/netns/" CNI_NS
-	    " CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni 2>/dev/null /usr/lib/cni/bridge",
-	    dir, cmd);
+	return sh(out, len,
+		  "echo '{\"cniVersion\": \"1.0.0\", \"name\": \"thawtest\", \"type\": \"bridge\", "
+		  "\"bridge\": \"" CNI_BR "\", \"isGateway\": true, \"ipam\": {\"type\": "
+		  "\"host-local\", \"subnet\": \"10.88.77.0/24\", \"routes\": [{\"dst\": "
+		  "\"0.0.0.0/0\"}], \"dataDir\": \"%s/cni-ipam\"}}' | "
+		  "CNI_COMMAND=%s CNI_CONTAINERID=thawcni CNI_NETNS=/var/run/netns/" CNI_NS
+		  " CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni 2>/dev/null /usr/lib/cni/bridge",
+		  dir, cmd);
 }
 
 /* The pod's network made by the CNI bridge plugin (a veth pair, its host end on a
