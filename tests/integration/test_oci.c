@@ -1195,7 +1195,7 @@ static void podman_run_limits_in_jail_cgroup(void **state)
 static void podman_attached(const char *opts, const char *name, const char *wrap0,
 			    const char *wrap1, const char *wrap3)
 {
-	char cmd[8192], run[256], out[4096];
+	char cmd[8192], run[1024], out[4096];
 	const char *argv[] = {wrap0, wrap1, cmd, wrap3, NULL};
 	struct vmproc *p;
 	pid_t pid;
@@ -1537,6 +1537,16 @@ static void pool_stocked(void)
 	fail_msg("the pool did not refill its stock");
 }
 
+/* The clones the pool served from its stock so far. */
+static int pool_hits(void)
+{
+	json_object *o = pool_get("/pools/probe"), *v;
+	int n = o && json_object_object_get_ex(o, "hits", &v) ? json_object_get_int(v) : -1;
+
+	json_object_put(o);
+	return n;
+}
+
 /* The pool keeps no record of a clone of ours (delete forgot it), and clone `id`'s
  * jail and run directory are gone. */
 static void pool_forgot(const char *clone)
@@ -1863,6 +1873,24 @@ static void podman_run_through_pool(void **state)
 	pool_forgot(clone);
 }
 
+/* podman run -it through a pool's VMM: the keeper's stdio is the pty whose master went
+ * to conmon's console socket, and the guest answers on the terminal; nothing is left,
+ * in the pool either. */
+static void podman_run_terminal_through_pool(void **state)
+{
+	char opts[512];
+	int hits;
+
+	if (!have_podman)
+		skip();
+	pool_stocked();
+	hits = pool_hits();
+	snprintf(opts, sizeof(opts), "-it --annotation org.thaw.pool=%s", pool_sock);
+	podman_attached(opts, "pmpt", "/usr/bin/script", "-qfec", "/dev/null");
+	assert_int_equal(pool_hits(), hits + 1); /* the container's VMM was the pool's */
+	pool_forgot(NULL);
+}
+
 /* ---- set-up ----------------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -1988,6 +2016,7 @@ int main(void)
 	    cmocka_unit_test_teardown(containerd_ctr_run_through_pool, test_end),
 	    cmocka_unit_test_teardown(containerd_pool_shim_killed_cleanup_leaves_nothing, test_end),
 	    cmocka_unit_test_teardown(podman_run_through_pool, test_end),
+	    cmocka_unit_test_teardown(podman_run_terminal_through_pool, test_end),
 	};
 
 	if (getuid() != 0) {
