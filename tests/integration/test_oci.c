@@ -969,45 +969,72 @@ static void cd_kill_delete(const char *id, pid_t pid)
 	cd_nothing_left(pid);
 }
 
-/* ctr run in the foreground: the guest answers on the task's stdio, `ctr task kill`
- * ends it with the VMM's status, --rm leaves nothing. */
-static void containerd_ctr_run_answers_and_exit_status_propagates(void **state)
+/* The test's pool (its tests are below). */
+static pid_t pool_state(const char *r, const char *id, pid_t *vmm, char *clone, size_t len);
+static void pool_stocked(void);
+static void pool_forgot(const char *clone);
+
+/* ctr run of container `id` in the foreground (with `pool`, through the test's pool,
+ * whose keeper is then the task): the guest answers on the task's stdio, the VMM is in
+ * the cgroup containerd asked for with its limit, `ctr task kill` ends it with the VM's
+ * status (SIGTERM 0, SIGKILL 137), --rm leaves nothing, in the pool either. */
+static void ctr_run_foreground(const char *id, bool pool)
 {
-	char cmd[4096], out[4096];
+	char cmd[4096], out[4096], clone[128] = "", r[PATH_MAX + 32];
 	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
 	const char *sigs[] = {"SIGTERM", "SIGKILL"};
 	const int want[] = {0, 137};
 
-	if (!have_containerd)
-		skip();
+	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
 	for (int i = 0; i < 2; i++) {
 		struct vmproc *p;
-		pid_t pid;
+		pid_t pid, vmm;
 
+		if (pool)
+			pool_stocked();
 		snprintf(cmd, sizeof(cmd),
-			 "exec " CTR_RUN
-			 " --rm --cgroup /default/fg --memory-limit 268435456 thaw/probe:1 fg",
-			 ctr, oci, dir);
+			 "exec " CTR_RUN "%s%s --rm --cgroup /default/%s --memory-limit 268435456 "
+			 "thaw/probe:1 %s",
+			 ctr, oci, dir, pool ? " --annotation org.thaw.pool=" : "",
+			 pool ? pool_sock : "", id, id);
 		p = harness_start(argv);
 		if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
 			vmproc_dump(p, "ctr run");
 			fail();
 		}
-		pid = task_pid("fg");
+		pid = vmm = task_pid(id);
 		assert_true(pid > 0);
-		/* the VMM is jailed in the cgroup containerd asked for */
-		assert_int_equal(sh(out, sizeof(out), "grep ':pids:' /proc/%d/cgroup", pid), 0);
-		if (!strstr(out, ":pids:/default/fg"))
+		if (pool) {
+			assert_int_equal(pool_state(r, id, &vmm, clone, sizeof(clone)), pid);
+			assert_true(vmm > 0 && vmm != pid);
+		}
+		/* the VMM is in the cgroup containerd asked for */
+		assert_int_equal(sh(out, sizeof(out), "grep ':pids:' /proc/%d/cgroup", vmm), 0);
+		snprintf(cmd, sizeof(cmd), ":pids:/default/%s\n", id);
+		if (!strstr(out, cmd))
 			fail_msg("the VMM's cgroup: %s", out);
 		assert_int_equal(sh(out, sizeof(out),
-				    "cat /sys/fs/cgroup/memory/default/fg/memory.limit_in_bytes"),
+				    "cat /sys/fs/cgroup/memory/default/%s/memory.limit_in_bytes",
+				    id),
 				 0);
 		assert_string_equal(out, "268435456\n");
-		assert_int_equal(sh(out, sizeof(out), "%s task kill -s %s fg", ctr, sigs[i]), 0);
+		assert_int_equal(sh(out, sizeof(out), "%s task kill -s %s %s", ctr, sigs[i], id),
+				 0);
 		assert_int_equal(vmproc_wait(p, TMO), want[i]);
 		harness_end(p);
-		cd_nothing_left(pid);
+		cd_nothing_left(vmm);
+		if (pool)
+			pool_forgot(clone);
 	}
+}
+
+/* ctr run in the foreground: the guest answers on the task's stdio, `ctr task kill`
+ * ends it with the VMM's status, --rm leaves nothing. */
+static void containerd_ctr_run_answers_and_exit_status_propagates(void **state)
+{
+	if (!have_containerd)
+		skip();
+	ctr_run_foreground("fg", false);
 }
 
 /* ctr run -d, pause/resume through the shim, kill, the exit status in task delete,
@@ -1087,21 +1114,27 @@ static void containerd_runs_a_snapshot_with_devices_in_a_pod_netns(void **state)
 	pod_netns_clean_and_gone();
 }
 
-/* kill -9 of the shim mid-run: containerd's own clean-up (the shim's `delete`, which
- * runs `thaw-oci delete --force`) plus ours leave nothing. */
-static void containerd_shim_killed_cleanup_leaves_nothing(void **state)
+/* ctr run -d of container `id` (with `pool`, through the test's pool), then kill -9 of
+ * its shim: containerd's own clean-up (the shim's `delete`, which runs `thaw-oci delete
+ * --force`) plus ours end the VMM (and the keeper) and leave nothing, in the pool
+ * either. */
+static void ctr_shim_killed(const char *id, bool pool)
 {
-	char out[4096];
-	pid_t pid, shim;
+	char out[4096], clone[128] = "", r[PATH_MAX + 32], path[64];
+	pid_t pid, vmm, shim;
 	FILE *f;
-	char path[64];
 
-	if (!have_containerd)
-		skip();
-	assert_int_equal(
-	    sh(out, sizeof(out), CTR_RUN " -d --null-io thaw/probe:1 k9", ctr, oci, dir), 0);
-	pid = task_pid("k9");
+	if (pool)
+		pool_stocked();
+	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
+	assert_int_equal(sh(out, sizeof(out), CTR_RUN "%s%s -d --null-io thaw/probe:1 %s", ctr, oci,
+			    dir, pool ? " --annotation org.thaw.pool=" : "", pool ? pool_sock : "",
+			    id),
+			 0);
+	pid = vmm = task_pid(id);
 	assert_true(pid > 0);
+	if (pool)
+		assert_int_equal(pool_state(r, id, &vmm, clone, sizeof(clone)), pid);
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	f = fopen(path, "r");
 	assert_non_null(f);
@@ -1111,13 +1144,23 @@ static void containerd_shim_killed_cleanup_leaves_nothing(void **state)
 	assert_non_null(strstr(out, "containerd-shim"));
 	assert_int_equal(kill(shim, SIGKILL), 0);
 	/* containerd notices the shim's end and cleans up through the runtime */
-	for (int i = 0; i < 1000 && !gone(pid); i++)
+	for (int i = 0; i < 1000 && !gone(vmm); i++)
 		usleep(10000);
-	sh(out, sizeof(out), "%s task delete -f k9", ctr);
-	assert_int_equal(sh(out, sizeof(out), "%s container delete k9", ctr), 0);
-	assert_int_equal(
-	    sh(out, sizeof(out), "%s --root %s/cd/runc/default delete --force k9", oci, dir), 0);
-	cd_nothing_left(pid);
+	sh(out, sizeof(out), "%s task delete -f %s", ctr, id);
+	assert_int_equal(sh(out, sizeof(out), "%s container delete %s", ctr, id), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force %s", oci, r, id), 0);
+	wait_gone(pid);
+	cd_nothing_left(vmm);
+	if (pool)
+		pool_forgot(clone);
+}
+
+/* kill -9 of the shim mid-run: nothing is left. */
+static void containerd_shim_killed_cleanup_leaves_nothing(void **state)
+{
+	if (!have_containerd)
+		skip();
+	ctr_shim_killed("k9", false);
 }
 
 /* ---- podman ----------------------------------------------------------------------------- */
@@ -1752,81 +1795,18 @@ static void pool_absent_falls_back_to_starting_the_vmm(void **state)
  * with the VM's status; --rm leaves nothing, in the pool either. */
 static void containerd_ctr_run_through_pool(void **state)
 {
-	char cmd[4096], out[4096], clone[128], r[PATH_MAX + 32];
-	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-	const char *sigs[] = {"SIGTERM", "SIGKILL"};
-	const int want[] = {0, 137};
-
 	if (!have_containerd)
 		skip();
-	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
-	for (int i = 0; i < 2; i++) {
-		struct vmproc *p;
-		pid_t keeper, vmm = -1;
-
-		pool_stocked();
-		snprintf(cmd, sizeof(cmd),
-			 "exec " CTR_RUN " --annotation org.thaw.pool=%s --rm --cgroup /default/pc "
-			 "--memory-limit 268435456 thaw/probe:1 pc",
-			 ctr, oci, dir, pool_sock);
-		p = harness_start(argv);
-		if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
-			vmproc_dump(p, "ctr run");
-			fail();
-		}
-		keeper = pool_state(r, "pc", &vmm, clone, sizeof(clone));
-		assert_true(keeper > 0 && vmm > 0);
-		assert_int_equal(task_pid("pc"), keeper);
-		assert_int_equal(sh(out, sizeof(out), "grep ':pids:' /proc/%d/cgroup", vmm), 0);
-		if (!strstr(out, ":pids:/default/pc"))
-			fail_msg("the VMM's cgroup: %s", out);
-		assert_int_equal(sh(out, sizeof(out),
-				    "cat /sys/fs/cgroup/memory/default/pc/memory.limit_in_bytes"),
-				 0);
-		assert_string_equal(out, "268435456\n");
-		assert_int_equal(sh(out, sizeof(out), "%s task kill -s %s pc", ctr, sigs[i]), 0);
-		assert_int_equal(vmproc_wait(p, TMO), want[i]);
-		harness_end(p);
-		cd_nothing_left(vmm);
-		pool_forgot(clone);
-	}
+	ctr_run_foreground("pc", true);
 }
 
 /* kill -9 of the shim of a pool-backed task: containerd's clean-up and ours end the
  * keeper and the pool's VMM and leave nothing, in the pool either. */
 static void containerd_pool_shim_killed_cleanup_leaves_nothing(void **state)
 {
-	char out[4096], clone[128], r[PATH_MAX + 32], path[64];
-	pid_t keeper, vmm = -1, shim;
-	FILE *f;
-
 	if (!have_containerd)
 		skip();
-	pool_stocked();
-	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
-	assert_int_equal(sh(out, sizeof(out),
-			    CTR_RUN " --annotation org.thaw.pool=%s -d --null-io thaw/probe:1 pk9",
-			    ctr, oci, dir, pool_sock),
-			 0);
-	keeper = pool_state(r, "pk9", &vmm, clone, sizeof(clone));
-	assert_true(keeper > 0 && vmm > 0);
-	assert_int_equal(task_pid("pk9"), keeper);
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)keeper);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_int_equal(fscanf(f, "%*d %*s %*c %d", &shim), 1);
-	fclose(f);
-	assert_int_equal(sh(out, sizeof(out), "ps -o comm= -p %d", (int)shim), 0);
-	assert_non_null(strstr(out, "containerd-shim"));
-	assert_int_equal(kill(shim, SIGKILL), 0);
-	for (int i = 0; i < 1000 && !gone(vmm); i++)
-		usleep(10000);
-	sh(out, sizeof(out), "%s task delete -f pk9", ctr);
-	assert_int_equal(sh(out, sizeof(out), "%s container delete pk9", ctr), 0);
-	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force pk9", oci, r), 0);
-	wait_gone(keeper);
-	cd_nothing_left(vmm);
-	pool_forgot(clone);
+	ctr_shim_killed("pk9", true);
 }
 
 /* podman run -i through a pool's VMM: the guest answers, podman kill is 137 for podman
