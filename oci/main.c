@@ -1485,6 +1485,8 @@ static int cmd_features(struct ctx *c, int argc, char **argv)
 	    "overlay\",\n"
 	    "    \"org.thaw.net.<id>\": \"the pod namespace's interface tied to the tap of "
 	    "the snapshot's interface <id> (default eth0 when there is one), or none\",\n"
+	    "    \"org.thaw.pool\": \"a thaw-pool's API socket: create takes a prepared "
+	    "VMM of the snapshot from it when it can\",\n"
 	    "    \"org.thaw.oci.version\": \"" VERSION "\"\n"
 	    "  }\n"
 	    "}\n";
