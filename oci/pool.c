@@ -92,7 +92,7 @@ out:
 
 int oci_snapshot_same(const char *a, const char *b)
 {
-	static char ha[SNAP_HEAD], hb[SNAP_HEAD];
+	char ha[SNAP_HEAD], hb[SNAP_HEAD];
 	const char *p[2] = {a, b};
 	char *h[2] = {ha, hb};
 	struct stat st[2];
