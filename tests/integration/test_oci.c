@@ -1280,24 +1280,48 @@ static void podman_run_terminal_through_conmon(void **state)
 }
 
 /* kill -9 of conmon mid-run: podman rm -f and thaw-oci delete --force leave nothing. */
-static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
+/* podman run -d (with `pool`, through the test's pool), kill -9 of conmon, then podman
+ * rm -f and thaw-oci delete --force: the VMM (and the keeper) end, nothing is left, in
+ * the pool either. */
+static void podman_conmon_killed(bool pool)
 {
-	char out[4096], id[128];
-	pid_t pid, conmon;
+	char out[4096], id[128], clone[128] = "";
+	pid_t pid, vmm, conmon;
 
-	if (!have_podman)
-		skip();
-	assert_int_equal(sh(id, sizeof(id), PM_RUN("-d"), podman, rootfs), 0);
+	if (pool)
+		pool_stocked();
+	assert_int_equal(
+	    sh(id, sizeof(id),
+	       "%s run --network none --annotation org.thaw.snapshot=/base.snap%s%s -d "
+	       "--rootfs %s /fn",
+	       podman, pool ? " --annotation org.thaw.pool=" : "", pool ? pool_sock : "", rootfs),
+	    0);
 	id[strcspn(id, "\n")] = '\0';
 	assert_int_equal(sh(out, sizeof(out),
 			    "%s inspect -f '{{.State.Pid}} {{.State.ConmonPid}}' %s", podman, id),
 			 0);
 	assert_int_equal(sscanf(out, "%d %d", &pid, &conmon), 2);
+	vmm = pid;
+	if (pool) {
+		assert_int_equal(pool_state("/run/thaw-oci", id, &vmm, clone, sizeof(clone)), pid);
+		assert_true(vmm > 0 && vmm != pid);
+	}
 	assert_int_equal(kill(conmon, SIGKILL), 0);
 	wait_gone(conmon);
 	sh(out, sizeof(out), "%s rm -f %s", podman, id);
 	assert_int_equal(sh(out, sizeof(out), "%s delete --force %s", oci, id), 0);
-	podman_nothing_left(pid);
+	wait_gone(pid);
+	podman_nothing_left(vmm);
+	if (pool)
+		pool_forgot(clone);
+}
+
+/* kill -9 of conmon mid-run: podman rm -f and thaw-oci delete --force leave nothing. */
+static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
+{
+	if (!have_podman)
+		skip();
+	podman_conmon_killed(false);
 }
 
 /* ---- a real CNI plugin in front of the tap ------------------------------------------------ */
@@ -1853,6 +1877,15 @@ static void podman_run_through_pool(void **state)
 	pool_forgot(clone);
 }
 
+/* kill -9 of conmon of a pool-backed container: podman's clean-up and ours end the
+ * keeper and the pool's VMM, nothing is left, in the pool either. */
+static void podman_pool_conmon_killed_cleanup_leaves_nothing(void **state)
+{
+	if (!have_podman)
+		skip();
+	podman_conmon_killed(true);
+}
+
 /* podman run -it through a pool's VMM: the keeper's stdio is the pty whose master went
  * to conmon's console socket, and the guest answers on the terminal; nothing is left,
  * in the pool either. */
@@ -1997,6 +2030,7 @@ int main(void)
 	    cmocka_unit_test_teardown(containerd_pool_shim_killed_cleanup_leaves_nothing, test_end),
 	    cmocka_unit_test_teardown(podman_run_through_pool, test_end),
 	    cmocka_unit_test_teardown(podman_run_terminal_through_pool, test_end),
+	    cmocka_unit_test_teardown(podman_pool_conmon_killed_cleanup_leaves_nothing, test_end),
 	};
 
 	if (getuid() != 0) {
