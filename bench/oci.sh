@@ -11,6 +11,10 @@
 #                refilled between runs) instead of starting one; pool_hits=1 in its line
 #                says the run was served by the stock (0: create fell back)
 #   podman_pool  as podman_thaw, through the same pool
+#   run_thaw     no engine: `thaw-oci run` of a bundle (the snapshot, a cgroups path and a
+#                memory limit: jailed as under ctr) in the foreground, `ping` on its
+#                stdin, until the pong: create + start + the answer, the runtime alone
+#   run_pool     as run_thaw with the pool annotation (pool_hits as above)
 # Each run ends its container (ctr task kill / podman kill for the clone, the trivial
 # one exits) and the engine's --rm removes it. The series are interleaved run by run, so
 # a change in the shared machine's load hits all four alike. A wrapper runtime records
@@ -164,6 +168,19 @@ one_pool() {
 	sed -i "\$ s/\$/ pool_hits=$(($(pool_num hits) - h0))/" "$OUT/raw/oci_$series.txt"
 }
 
+# the bundles of the run_ series: the snapshot's directory is their root file system
+for s in thaw pool; do
+	mkdir -p "$W/run_$s"
+	ln -sfn "$W/snaproot" "$W/run_$s/rootfs"
+	ann='"org.thaw.snapshot": "/base.snap"'
+	[[ $s == pool ]] && ann+=", \"org.thaw.pool\": \"$W/pool.sock\""
+	cat >"$W/run_$s/config.json" <<EOF2
+{"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["/fn"]},
+ "annotations": {$ann}, "linux": {"cgroupsPath": "/thaw-ocibench/run-$s",
+ "resources": {"memory": {"limit": 268435456}}}}
+EOF2
+done
+
 {
 	echo "host=$(hostname) kernel=$(uname -r) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "git=$(git rev-parse --short HEAD) runs=$RUNS snapshotter=$SNAPSHOTTER"
@@ -203,6 +220,10 @@ for i in $(seq "$RUNS"); do
 		"${PM[@]}" --runtime "$W/thaw-oci-timed" run -i --rm --name "pp$i" --network none \
 		--annotation org.thaw.snapshot=/base.snap --annotation "org.thaw.pool=$W/pool.sock" \
 		--rootfs "$W/snaproot" /fn
+	one run_thaw --send ping --stop "$B/thaw-oci --root $W/ocir kill rt$i KILL" "PROBE pong" -- \
+		"$B/thaw-oci" --root "$W/ocir" run --bundle "$W/run_thaw" "rt$i"
+	one_pool run_pool --send ping --stop "$B/thaw-oci --root $W/ocir kill rp$i KILL" \
+		"PROBE pong" -- "$B/thaw-oci" --root "$W/ocir" run --bundle "$W/run_pool" "rp$i"
 done
 
 python3 - "$OUT" <<'EOF'
@@ -211,7 +232,8 @@ out = sys.argv[1]
 med, lines = {}, []
 lines.append("%-12s %5s %12s %14s %10s %10s %14s" % ("series", "runs", "first answer", "cmd..create",
                                                       "create", "start", "start..answer"))
-for s in ["ctr_thaw", "ctr_pool", "ctr_runc", "podman_thaw", "podman_pool", "podman_runc"]:
+for s in ["ctr_thaw", "ctr_pool", "ctr_runc", "podman_thaw", "podman_pool", "podman_runc",
+          "run_thaw", "run_pool"]:
     p = os.path.join(out, "raw", "oci_%s.txt" % s)
     if not os.path.exists(p):
         continue
@@ -234,7 +256,7 @@ for s in ["ctr_thaw", "ctr_pool", "ctr_runc", "podman_thaw", "podman_pool", "pod
         m(lambda r: float(r["first_ms"]) - (ns(r, "start_end_ns") - ns(r, "t0_ns")) / 1e6)))
     if s.endswith("_pool"):
         lines[-1] += "  (%d of %d from the stock)" % (sum(int(r.get("pool_hits", 0)) for r in runs), len(runs))
-for e in ["ctr", "podman"]:
+for e in ["ctr", "podman", "run"]:
     if e + "_thaw" in med and e + "_runc" in med:
         lines.append("%s: thaw-oci / runc = x%.2f (medians of the first answer)" %
                      (e, med[e + "_thaw"] / med[e + "_runc"]))
