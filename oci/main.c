@@ -831,8 +831,10 @@ static int start_keeper(struct ctx *c, const struct oci_state *s, const struct o
 	close(logfd);
 	close(gop[0]);
 	if (*kpid < 0) {
+		int e = errno;
+
 		close(gop[1]);
-		return fail(c, "fork: %s", strerror(errno)), -errno;
+		return fail(c, "fork: %s", strerror(e)), -e;
 	}
 	*go = gop[1];
 	return 0;
