@@ -5,7 +5,9 @@
  * stdio as the guest's console, loads the bundle's snapshot paused over the VMM's API
  * socket, writes <root>/<id>/state.json and the pid file, and exits: the VMM is the
  * container's init, reaped by the engine's shim (a subreaper). The other commands read
- * the state file and act on the VMM's process or API. */
+ * the state file and act on the VMM's process or API. With org.thaw.pool, `create` takes a
+ * thaw-pool's prepared VMM instead and forks a keeper (oci/pool.c) that stands in for it
+ * as the engine's child. */
 #include "oci/oci.h"
 
 #include "api/api.h"

@@ -2,7 +2,8 @@
  *
  * A container is one VM clone: its "init" process is the thaw VMM (started through
  * thaw-jailer when the bundle asks for a cgroup or a network namespace), `create` loads
- * the bundle's snapshot paused, `start` resumes it. docs/oci.md is the user's view. */
+ * the bundle's snapshot paused, `start` resumes it; or a thaw-pool's prepared VMM is
+ * loaded, with a keeper process as the container's init. docs/oci.md is the user's view. */
 #ifndef THAW_OCI_H
 #define THAW_OCI_H
 
