@@ -6,6 +6,15 @@
 #   ctr_runc     ctr run (Debian's runc) of a busybox image: until its `echo` prints
 #   podman_thaw  podman run -i --runtime thaw-oci --rootfs (the snapshot): until the pong
 #   podman_runc  podman run --runtime runc --rootfs (busybox): until its echo
+#   ctr_pool     as ctr_thaw, with --annotation org.thaw.pool=<socket>: create takes a
+#                prepared VMM from a jailed thaw-pool of the same snapshot (stock 2,
+#                refilled between runs) instead of starting one; pool_hits=1 in its line
+#                says the run was served by the stock (0: create fell back)
+#   podman_pool  as podman_thaw, through the same pool
+#   run_thaw     no engine: `thaw-oci run` of a bundle (the snapshot, a cgroups path and a
+#                memory limit: jailed as under ctr) in the foreground, `ping` on its
+#                stdin, until the pong: create + start + the answer, the runtime alone
+#   run_pool     as run_thaw with the pool annotation (pool_hits as above)
 # Each run ends its container (ctr task kill / podman kill for the clone, the trivial
 # one exits) and the engine's --rm removes it. The series are interleaved run by run, so
 # a change in the shared machine's load hits all four alike. A wrapper runtime records
@@ -53,7 +62,7 @@ W=$(mktemp -d /tmp/thaw-ocibench-XXXXXX)
 chmod 755 "$W"
 say() { echo "bench/oci: $(date -u +%H:%M:%S) $*" >&2; }
 
-cdpid=""
+cdpid="" poolpid=""
 cleanup() {
 	for t in $(ctr -a "$W/cd/c.sock" task ls -q 2>/dev/null); do
 		ctr -a "$W/cd/c.sock" task kill -s SIGKILL "$t"; sleep 0.2
@@ -63,6 +72,10 @@ cleanup() {
 		ctr -a "$W/cd/c.sock" container delete "$c" >/dev/null 2>&1
 	done
 	[[ -n $cdpid ]] && kill "$cdpid" 2>/dev/null && wait "$cdpid" 2>/dev/null
+	if [[ -n $poolpid ]]; then
+		kill "$poolpid" 2>/dev/null && wait "$poolpid" 2>/dev/null
+		"$B/thaw-pool" --cleanup --state-dir "$W/pool" >/dev/null 2>&1
+	fi
 	"${PM[@]}" rm -af -t 0 >/dev/null 2>&1
 	grep -o " $W/[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
 	rm -rf "$W"
@@ -133,6 +146,41 @@ BBIMG=$("${CTR[@]}" images ls -q | grep ':bb$')
 SNAPSHOTTER=overlayfs
 grep -q 'overlayfs.*ok' "$OUT/plugins.txt" || SNAPSHOTTER=native
 
+# the pool of prepared VMMs (jailed as the ctr series' VMMs are)
+"$B/thaw-pool" --state-dir "$W/pool" --api-sock "$W/pool.sock" >"$W/pool.log" 2>&1 &
+poolpid=$!
+for _ in $(seq 500); do [[ -S $W/pool.sock ]] && break; sleep 0.02; done
+POOL=(curl -sf --unix-socket "$W/pool.sock")
+"${POOL[@]}" -X PUT http://l/pools/probe -d "{\"snapshot_path\": \"$W/snaproot/base.snap\",
+	\"prepared\": 2, \"jail\": {\"uid\": 10000, \"gid\": 10000}}" >/dev/null ||
+	{ echo "bench/oci.sh: the pool refused its configuration" >&2; exit 1; }
+pool_num() { "${POOL[@]}" http://l/pools/probe | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+# waits (10 s at most) for the stock to be full, so a run takes a prepared VMM
+pool_stocked() {
+	for _ in $(seq 500); do [[ $(pool_num prepared) == 2 ]] && return; sleep 0.02; done
+}
+# one pooled run: the stock's hits it took are added to its line
+one_pool() {
+	local series=$1 h0
+	pool_stocked
+	h0=$(pool_num hits)
+	one "$@" || return 1
+	sed -i "\$ s/\$/ pool_hits=$(($(pool_num hits) - h0))/" "$OUT/raw/oci_$series.txt"
+}
+
+# the bundles of the run_ series: the snapshot's directory is their root file system
+for s in thaw pool; do
+	mkdir -p "$W/run_$s"
+	ln -sfn "$W/snaproot" "$W/run_$s/rootfs"
+	ann='"org.thaw.snapshot": "/base.snap"'
+	[[ $s == pool ]] && ann+=", \"org.thaw.pool\": \"$W/pool.sock\""
+	cat >"$W/run_$s/config.json" <<EOF2
+{"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["/fn"]},
+ "annotations": {$ann}, "linux": {"cgroupsPath": "/thaw-ocibench/run-$s",
+ "resources": {"memory": {"limit": 268435456}}}}
+EOF2
+done
+
 {
 	echo "host=$(hostname) kernel=$(uname -r) nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "git=$(git rev-parse --short HEAD) runs=$RUNS snapshotter=$SNAPSHOTTER"
@@ -164,6 +212,18 @@ for i in $(seq "$RUNS"); do
 		--annotation org.thaw.snapshot=/base.snap --rootfs "$W/snaproot" /fn
 	one podman_runc "ready" -- "${PM[@]}" --runtime "$W/runc-timed" run --rm --name "pr$i" \
 		--network none --rootfs "$W/bbroot" /bin/busybox echo ready
+	one_pool ctr_pool --send ping --stop "${CTR[*]} task kill -s SIGKILL cp$i" "PROBE pong" -- \
+		"${CTR[@]}" run --rm --snapshotter $SNAPSHOTTER --runc-binary "$W/thaw-oci-timed" \
+		--annotation org.thaw.snapshot=/base.snap --annotation "org.thaw.pool=$W/pool.sock" \
+		--cgroup "/thaw-ocibench/cp$i" "$SNAPIMG" "cp$i"
+	one_pool podman_pool --send ping --stop "${PM[*]} kill -s KILL pp$i" "PROBE pong" -- \
+		"${PM[@]}" --runtime "$W/thaw-oci-timed" run -i --rm --name "pp$i" --network none \
+		--annotation org.thaw.snapshot=/base.snap --annotation "org.thaw.pool=$W/pool.sock" \
+		--rootfs "$W/snaproot" /fn
+	one run_thaw --send ping --stop "$B/thaw-oci --root $W/ocir kill rt$i KILL" "PROBE pong" -- \
+		"$B/thaw-oci" --root "$W/ocir" run --bundle "$W/run_thaw" "rt$i"
+	one_pool run_pool --send ping --stop "$B/thaw-oci --root $W/ocir kill rp$i KILL" \
+		"PROBE pong" -- "$B/thaw-oci" --root "$W/ocir" run --bundle "$W/run_pool" "rp$i"
 done
 
 python3 - "$OUT" <<'EOF'
@@ -172,7 +232,8 @@ out = sys.argv[1]
 med, lines = {}, []
 lines.append("%-12s %5s %12s %14s %10s %10s %14s" % ("series", "runs", "first answer", "cmd..create",
                                                       "create", "start", "start..answer"))
-for s in ["ctr_thaw", "ctr_runc", "podman_thaw", "podman_runc"]:
+for s in ["ctr_thaw", "ctr_pool", "ctr_runc", "podman_thaw", "podman_pool", "podman_runc",
+          "run_thaw", "run_pool"]:
     p = os.path.join(out, "raw", "oci_%s.txt" % s)
     if not os.path.exists(p):
         continue
@@ -193,10 +254,14 @@ for s in ["ctr_thaw", "ctr_runc", "podman_thaw", "podman_runc"]:
         m(lambda r: (ns(r, "create_end_ns") - ns(r, "create_begin_ns")) / 1e6),
         m(lambda r: (ns(r, "start_end_ns") - ns(r, "start_begin_ns")) / 1e6),
         m(lambda r: float(r["first_ms"]) - (ns(r, "start_end_ns") - ns(r, "t0_ns")) / 1e6)))
-for e in ["ctr", "podman"]:
+    if s.endswith("_pool"):
+        lines[-1] += "  (%d of %d from the stock)" % (sum(int(r.get("pool_hits", 0)) for r in runs), len(runs))
+for e in ["ctr", "podman", "run"]:
     if e + "_thaw" in med and e + "_runc" in med:
         lines.append("%s: thaw-oci / runc = x%.2f (medians of the first answer)" %
                      (e, med[e + "_thaw"] / med[e + "_runc"]))
+    if e + "_pool" in med and e + "_thaw" in med:
+        lines.append("%s: prepared (pool) / not = x%.2f" % (e, med[e + "_pool"] / med[e + "_thaw"]))
 text = "\n".join(lines) + "\n"
 open(os.path.join(out, "table.txt"), "w").write(text)
 sys.stdout.write(text)

@@ -426,8 +426,9 @@ static int apply_one(const struct jail_config *cfg, struct jail_cg_hier *h)
 			strerror(-ret));
 		return ret;
 	}
-	snprintf(procs, sizeof(procs), "%s%s/%s", h->mount, strcmp(own, "/") ? own : "",
-		 join_file(h));
+	if (snprintf(procs, sizeof(procs), "%s%s/%s", h->mount, strcmp(own, "/") ? own : "",
+		     join_file(h)) >= (int)sizeof(procs))
+		return -ENAMETOOLONG;
 	h->orig_procs_fd = open(procs, O_WRONLY | O_CLOEXEC);
 	if (h->orig_procs_fd < 0) {
 		ret = -errno;
@@ -509,6 +510,43 @@ int jail_cg_apply(const struct jail_config *cfg, struct jail_cgroups *cgs)
 	return 0;
 fail:
 	jail_cg_unwind(cgs);
+	return ret;
+}
+
+int jail_cg_adopt(const struct jail_config *cfg, const pid_t *pids, unsigned n)
+{
+	struct jail_cgroups *cgs = malloc(sizeof(*cgs));
+	int ret;
+
+	if (!cgs)
+		return -ENOMEM;
+	ret = jail_cg_plan(cfg, cgs);
+	for (unsigned j = 0; !ret && j < cgs->n; j++)
+		ret = apply_one(cfg, &cgs->h[j]);
+	/* cgroup.procs, not tasks: every thread of each process moves (a VMM has its
+	 * vCPU threads already). */
+	for (unsigned j = 0; !ret && j < cgs->n; j++) {
+		struct jail_cg_hier *h = &cgs->h[j];
+		char procs[PATH_MAX + 16], pid[24];
+
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cfg->id);
+		for (unsigned i = 0; !ret && i < n; i++) {
+			snprintf(pid, sizeof(pid), "%d", (int)pids[i]);
+			ret = write_small(h->parent_fd, procs, pid);
+			if (ret)
+				log_err("cgroups: write pid %s to %s/cgroup.procs: %s", pid,
+					h->cgpath, strerror(-ret));
+		}
+	}
+	if (ret) {
+		/* The processes moved stay where they are; their caller ends them and
+		 * jail_cleanup removes the directories. Those made here and still empty go. */
+		for (unsigned j = 0; j < cgs->n; j++)
+			if (cgs->h[j].created)
+				unlinkat(cgs->h[j].parent_fd, cfg->id, AT_REMOVEDIR);
+	}
+	jail_cg_close(cgs);
+	free(cgs);
 	return ret;
 }
 

@@ -108,6 +108,13 @@ int jail_link_parse(const char *spec, struct jail_link *link);
  * jailer's own process ends inside this call (exit status forwarded). */
 int jail_run(const struct jail_config *cfg);
 
+/* Makes the jail's cgroups as jail_run would (<mount>/<parent>/<id> in each hierarchy
+ * of cfg's settings, the settings written) and moves the n processes `pids`, every
+ * thread of each, into them: for a process that was started elsewhere (thaw-oci gives
+ * a pool's prepared VMM the container's cgroup). 0 or -errno (logged); on failure the
+ * directories still empty are removed. jail_cleanup removes them. */
+int jail_cg_adopt(const struct jail_config *cfg, const pid_t *pids, unsigned n);
+
 /* Removes `<base>/thaw/<id>` and the jail's cgroup directories and checks nothing is
  * mounted below the jail. Safe to run twice (the second finds nothing). Returns 0,
  * -EBUSY if the jail's cgroup still holds processes, or another -errno. */

@@ -427,6 +427,14 @@ int oci_bundle_parse(const char *json, const char *dir, struct oci_bundle *b, ch
 		goto out;
 	}
 	b->clock_realtime = s && !strcmp(s, "true");
+	s = ann ? json_object_get_string(get(ann, OCI_POOL_ANNOT)) : NULL;
+	if (s && (*s != '/' || strstr(s, "/../") || strlen(s) >= sizeof(b->pool))) {
+		errf(err, errlen, 0,
+		     "annotation %s '%s': must be the absolute path of a thaw-pool's API socket",
+		     OCI_POOL_ANNOT, s);
+		goto out;
+	}
+	snprintf(b->pool, sizeof(b->pool), "%s", s ? s : "");
 	if (ann) {
 		/* An org.thaw.* annotation we do not know is a typo that would be ignored. */
 		json_object_object_foreach(ann, key, val)
@@ -438,7 +446,8 @@ int oci_bundle_parse(const char *json, const char *dir, struct oci_bundle *b, ch
 				if (parse_net(key, val, b, err, errlen))
 					goto out;
 			} else if (!strncmp(key, "org.thaw.", 9) && strcmp(key, OCI_SNAP_ANNOT) &&
-				   strcmp(key, "org.thaw.clock-realtime")) {
+				   strcmp(key, "org.thaw.clock-realtime") &&
+				   strcmp(key, OCI_POOL_ANNOT)) {
 				errf(err, errlen, 0, "annotation '%s': not known to thaw-oci", key);
 				goto out;
 			}

@@ -5,12 +5,15 @@
  * stdio as the guest's console, loads the bundle's snapshot paused over the VMM's API
  * socket, writes <root>/<id>/state.json and the pid file, and exits: the VMM is the
  * container's init, reaped by the engine's shim (a subreaper). The other commands read
- * the state file and act on the VMM's process or API. */
+ * the state file and act on the VMM's process or API. With org.thaw.pool, `create` takes a
+ * thaw-pool's prepared VMM instead and forks a keeper (oci/pool.c) that stands in for it
+ * as the engine's child. */
 #include "oci/oci.h"
 
 #include "api/api.h"
 #include "common/argv.h"
 #include "common/log.h"
+#include "jailer/jailer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -312,15 +315,15 @@ static int pidfd_open(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-/* Signals the VMM of s if its pid still names it. */
-static int signal_vmm(const struct oci_state *s, int sig)
+/* Signals process pid if it still is the one started at `starttime`. */
+static int signal_pid(pid_t pid, unsigned long long starttime, int sig)
 {
 	bool zombie;
 	int fd, ret = 0;
 
-	if (s->pid <= 0 || oci_proc_starttime(s->pid, &zombie) != s->starttime || zombie)
+	if (pid <= 0 || oci_proc_starttime(pid, &zombie) != starttime || zombie)
 		return -ESRCH;
-	fd = pidfd_open(s->pid);
+	fd = pidfd_open(pid);
 	if (fd < 0)
 		return -errno;
 	if (syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) < 0)
@@ -329,16 +332,24 @@ static int signal_vmm(const struct oci_state *s, int sig)
 	return ret;
 }
 
-/* Waits up to ms for the VMM of s to end (a zombie counts: the shim reaps it). */
-static int wait_gone(const struct oci_state *s, int ms)
+/* The VMM of s: the container's init, or the pool's VMM its keeper stands in for. */
+static int signal_vmm(const struct oci_state *s, int sig)
+{
+	if (s->pool_clone[0])
+		return signal_pid(s->vmm_pid, s->vmm_starttime, sig);
+	return signal_pid(s->pid, s->starttime, sig);
+}
+
+/* Waits up to ms for process pid to end (a zombie counts: its parent reaps it). */
+static int wait_gone(pid_t pid, unsigned long long starttime, int ms)
 {
 	struct pollfd p = {.events = POLLIN};
 	bool zombie;
 	int ret;
 
-	if (s->pid <= 0 || oci_proc_starttime(s->pid, &zombie) != s->starttime || zombie)
+	if (pid <= 0 || oci_proc_starttime(pid, &zombie) != starttime || zombie)
 		return 0;
-	p.fd = pidfd_open(s->pid);
+	p.fd = pidfd_open(pid);
 	if (p.fd < 0)
 		return errno == ESRCH ? 0 : -errno;
 	ret = poll(&p, 1, ms);
@@ -367,11 +378,28 @@ static void remove_files(const char *dir)
 }
 
 /* Removes what a container left: the jail (thaw-jailer --cleanup, which also removes
- * its cgroup), the API socket and the state directory. The VMM must be gone. */
+ * its cgroup), the API socket and the state directory; with a pool's VMM, the pool's
+ * record of the clone (a VMM still running is killed by the pool). The VMM must be gone
+ * otherwise. */
 static int destroy(struct ctx *c, const struct oci_state *s, const char *dir)
 {
 	char jailer[PATH_MAX + 16];
 	int ret = 0;
+
+	if (s->pool_clone[0]) {
+		char err[PATH_MAX + 256];
+
+		ret = oci_pool_forget(s->pool, s->pool_clone, EXIT_WAIT_MS, err, sizeof(err));
+		if (ret) {
+			/* A pool that is gone cleans its own (thaw-pool --cleanup) */
+			report(c, "warn", "the pool's clone %s: %s", s->pool_clone, err);
+			if (signal_pid(s->vmm_pid, s->vmm_starttime, SIGKILL) == 0 &&
+			    wait_gone(s->vmm_pid, s->vmm_starttime, EXIT_WAIT_MS))
+				return fail(c, "the VMM (pid %d) did not end", (int)s->vmm_pid),
+				       -EIO;
+			ret = 0;
+		}
+	}
 
 	for (unsigned i = 0; i < s->n_taps; i++) {
 		char err[PATH_MAX + 256];
@@ -619,11 +647,22 @@ static json_object *load_body(const struct oci_bundle *b, const struct oci_state
 	return o;
 }
 
+/* What create learned of the pod's interfaces its taps are tied to, for the guest. */
+struct pod_links {
+	struct {
+		char id[OCI_DEV_ID_MAX + 1]; /* the snapshot's interface */
+		char link[OCI_IFNAME_MAX + 1];
+		struct oci_link_info info;
+	} l[OCI_MAX_DEVS];
+	unsigned n;
+};
+
 /* The taps of the snapshot's interfaces, in the bundle's network namespace, each tied to
  * its org.thaw.net.<id> interface or else to eth0 when the namespace has one (CNI's
- * name). Each is recorded in s as soon as it exists, so destroy removes it. */
+ * name). Each is recorded in s as soon as it exists, so destroy removes it; what the
+ * pod's interface holds (CNI's address) goes to pl. */
 static int make_taps(struct ctx *c, const struct oci_bundle *b, struct oci_state *s,
-		     const struct oci_snap_devices *d)
+		     const struct oci_snap_devices *d, struct pod_links *pl)
 {
 	char err[PATH_MAX + 256];
 
@@ -641,13 +680,18 @@ static int make_taps(struct ctx *c, const struct oci_bundle *b, struct oci_state
 			}
 		oci_tap_name(s->id, s->n_taps, tap);
 		snprintf(s->netns, sizeof(s->netns), "%s", b->netns);
-		if (oci_tap_add(b->netns, tap, link, optional, b->uid, b->gid, &linked, err,
-				sizeof(err)))
+		if (oci_tap_add(b->netns, tap, link, optional, b->uid, b->gid, &linked,
+				&pl->l[pl->n].info, err, sizeof(err)))
 			return fail(c, "network interface '%s': %s", d->dev[i].id, err), -EIO;
 		snprintf(s->taps[s->n_taps].tap, sizeof(s->taps[0].tap), "%s", tap);
 		snprintf(s->taps[s->n_taps].link, sizeof(s->taps[0].link), "%s",
 			 linked ? link : "");
 		s->n_taps++;
+		if (linked) {
+			snprintf(pl->l[pl->n].id, sizeof(pl->l[0].id), "%s", d->dev[i].id);
+			snprintf(pl->l[pl->n].link, sizeof(pl->l[0].link), "%s", link);
+			pl->n++;
+		}
 		report(c, "info", "tap %s for '%s' in %s%s%s", tap, d->dev[i].id, b->netns,
 		       linked ? ", tied to " : "", linked ? link : "");
 	}
@@ -655,8 +699,10 @@ static int make_taps(struct ctx *c, const struct oci_bundle *b, struct oci_state
 }
 
 /* The guest's view of the container's process, in the clone's MMDS store under
- * MMDS_KEY: args, env, cwd, and the container's id (docs/oci.md). */
-static int put_process(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s)
+ * MMDS_KEY: args, env, cwd, the container's id, and per interface tied to the pod's,
+ * what CNI gave the pod (address, gateway, MAC: docs/oci.md). */
+static int put_process(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s,
+		       const struct pod_links *pl)
 {
 	json_object *o = json_object_new_object(), *p = json_tokener_parse(b->process);
 	char err[PATH_MAX + 256];
@@ -668,6 +714,14 @@ static int put_process(struct ctx *c, const struct oci_bundle *b, const struct o
 		return fail(c, "out of memory"), -ENOMEM;
 	}
 	json_object_object_add(p, "id", json_object_new_string(s->id));
+	if (pl->n) {
+		json_object *net = json_object_new_object();
+
+		for (unsigned i = 0; i < pl->n; i++)
+			json_object_object_add(net, pl->l[i].id,
+					       oci_link_guest_json(pl->l[i].link, &pl->l[i].info));
+		json_object_object_add(p, "net", net);
+	}
 	json_object_object_add(o, MMDS_KEY, p);
 	r = api_call(s->api_dir, "PATCH", "/mmds",
 		     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
@@ -683,6 +737,137 @@ struct create_args {
 	const char *id, *bundle, *pid_file, *console_socket;
 };
 
+/* With org.thaw.pool: takes a prepared VMM of the bundle's snapshot from the pool and
+ * loads it paused. 0 when it did (s names the VMM, the pool and the clone); 1 when the
+ * container starts its own VMM instead, the reason in s->pool_note and the log. A
+ * snapshot with interfaces or drives needs host sides a VMM prepared before the
+ * container existed cannot be given (docs/oci.md). */
+static int take_pooled(struct ctx *c, const struct oci_bundle *b, const struct oci_snap_devices *d,
+		       struct oci_state *s, struct oci_pool_clone *pc)
+{
+	char err[PATH_MAX * 2];
+	const char *why = NULL;
+	bool zombie;
+
+	for (unsigned i = 0; i < d->n && !why; i++)
+		if (d->dev[i].kind == OCI_DEV_NET)
+			why = "the snapshot has a network interface: its tap is made in the "
+			      "pod's namespace, which a VMM prepared before it cannot open";
+		else if (d->dev[i].kind == OCI_DEV_DRIVE)
+			why = "the snapshot has a drive: its per-container overlay is named "
+			      "after the VMM was prepared";
+	if (!why) {
+		int r =
+		    oci_pool_take(b->pool, b->snapshot, b->clock_realtime, pc, err, sizeof(err));
+
+		if (r == 0) {
+			char *slash = strrchr(pc->api_sock, '/');
+
+			snprintf(s->pool, sizeof(s->pool), "%s", b->pool);
+			snprintf(s->pool_clone, sizeof(s->pool_clone), "%s", pc->id);
+			s->vmm_pid = pc->pid;
+			s->vmm_starttime = oci_proc_starttime(pc->pid, &zombie);
+			if (!slash || strcmp(slash, "/api.sock") || !s->vmm_starttime || zombie) {
+				fail(c, "pool %s: clone %s: its VMM (pid %d, %s) is not usable",
+				     b->pool, pc->id, (int)pc->pid, pc->api_sock);
+				return -EIO;
+			}
+			snprintf(s->api_dir, sizeof(s->api_dir), "%.*s",
+				 (int)(slash - pc->api_sock), pc->api_sock);
+			return 0;
+		}
+		why = err;
+	}
+	snprintf(s->pool_note, sizeof(s->pool_note), "%.250s", why);
+	report(c, "info", "%s: no prepared VMM (%s): starting the VMM", s->id, why);
+	return 1;
+}
+
+/* Forks the keeper of a pool's VMM: it becomes the container's init (create's child,
+ * the engine's after create exits), with the pty's slave as its stdio when there is
+ * one. It waits on *go until create has finished (a byte: run; EOF: create failed). */
+static int start_keeper(struct ctx *c, const struct oci_state *s, const struct oci_pool_clone *pc,
+			int master, int slave, pid_t *kpid, int *go)
+{
+	int gop[2], pfd, logfd;
+	bool zombie;
+
+	pfd = pidfd_open(pc->pid);
+	if (pfd < 0 || oci_proc_starttime(pc->pid, &zombie) != s->vmm_starttime || zombie) {
+		if (pfd >= 0)
+			close(pfd);
+		return fail(c, "pool clone %s: its VMM (pid %d) is gone", pc->id, (int)pc->pid),
+		       -ESRCH;
+	}
+	logfd = open(pc->console_log, O_RDONLY | O_CLOEXEC);
+	if (logfd < 0 || pipe2(gop, O_CLOEXEC) < 0) {
+		int e = errno;
+
+		close(pfd);
+		if (logfd >= 0)
+			close(logfd);
+		return fail(c, "pool clone %s: console log %s: %s", pc->id, pc->console_log,
+			    strerror(e)),
+		       -e;
+	}
+	*kpid = fork();
+	if (*kpid == 0) {
+		struct oci_keeper k = {pfd,	logfd,	      pc->console_log, pc->console_sock,
+				       s->pool, s->pool_clone};
+		sigset_t set;
+		char x;
+
+		close(gop[1]);
+		if (master >= 0)
+			close(master);
+		setsid(); /* a session of its own, as the VMM's: the engine signals through kill */
+		for (int fd = 0; slave >= 0 && fd < 3; fd++)
+			dup2(slave, fd);
+		oci_keeper_signals(&set); /* held until the loop's signalfd reads them */
+		if (read(gop[0], &x, 1) != 1)
+			_exit(1);
+		close(gop[0]);
+		_exit(oci_keeper_run(&k));
+	}
+	close(pfd);
+	close(logfd);
+	close(gop[0]);
+	if (*kpid < 0) {
+		int e = errno;
+
+		close(gop[1]);
+		return fail(c, "fork: %s", strerror(e)), -e;
+	}
+	*go = gop[1];
+	return 0;
+}
+
+/* Puts the pool's VMM and its keeper into the container's cgroups, made and limited as
+ * thaw-jailer makes a jail's (the same command line, parsed by the jailer's own code),
+ * so delete's thaw-jailer --cleanup removes them. Before the VM runs: the guest's
+ * memory is charged there from its first touch. */
+static int adopt_cgroups(struct ctx *c, const struct oci_bundle *b, const struct oci_state *s,
+			 pid_t vmm, pid_t keeper)
+{
+	struct argv *v = calloc(1, sizeof(*v));
+	struct jail_config *cfg = calloc(1, sizeof(*cfg));
+	pid_t pids[2] = {vmm, keeper};
+	int r = -ENOMEM;
+
+	if (v && cfg) {
+		vmm_argv(c, b, s, v);
+		r = jail_parse_args((int)v->n, (char **)v->a, cfg);
+		if (!r)
+			r = jail_cg_adopt(cfg, pids, 2);
+	}
+	free(v);
+	free(cfg);
+	if (r)
+		return fail(c, "moving the pool's VMM into the cgroup %s/%s: %s", s->cgroup_parent,
+			    s->jail_id, strerror(-r > 0 ? -r : EINVAL));
+	return 0;
+}
+
 /* Creates the container; on success *pid is the VMM, our child. Leaves nothing behind
  * when it fails. */
 static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
@@ -692,14 +877,16 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 	struct argv *v = calloc(1, sizeof(*v));
 	struct oci_snap_devices *devs = calloc(1, sizeof(*devs));
 	char dir[PATH_MAX], file[PATH_MAX], cfgpath[PATH_MAX + 16], bundle[PATH_MAX];
+	struct oci_pool_clone *pc = calloc(1, sizeof(*pc));
+	struct pod_links *pl = calloc(1, sizeof(*pl));
 	char err[PATH_MAX * 2], slave_name[64] = "";
 	posix_spawn_file_actions_t fa;
 	char *json = NULL;
-	int master = -1, slave = -1, ret = 1, r;
-	bool made_dir = false;
+	int master = -1, slave = -1, go = -1, ret = 1, r;
+	bool made_dir = false, pooled = false;
 	pid_t pid = 0;
 
-	if (!b || !s || !v || !devs) {
+	if (!b || !s || !v || !devs || !pc || !pl) {
 		fail(c, "out of memory");
 		goto out;
 	}
@@ -788,7 +975,13 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 		goto out;
 	}
 
-	if (make_taps(c, b, s, devs))
+	if (b->pool[0]) {
+		r = take_pooled(c, b, devs, s, pc);
+		if (r < 0)
+			goto out;
+		pooled = r == 0;
+	}
+	if (!pooled && make_taps(c, b, s, devs, pl))
 		goto out;
 	if (b->terminal) {
 		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -802,6 +995,15 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 			fail(c, "%s: %s", slave_name, strerror(errno));
 			goto out;
 		}
+	}
+	if (pooled) {
+		if (start_keeper(c, s, pc, master, slave, &pid, &go)) {
+			pid = 0;
+			goto out;
+		}
+		if (s->jailed && adopt_cgroups(c, b, s, pc->pid, pid))
+			goto out;
+		goto loaded;
 	}
 	posix_spawn_file_actions_init(&fa);
 	if (slave >= 0)
@@ -838,7 +1040,12 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 			goto out;
 		}
 	}
-	if (put_process(c, b, s))
+loaded:
+	if (slave >= 0) {
+		close(slave);
+		slave = -1;
+	}
+	if (put_process(c, b, s, pl))
 		goto out;
 	if (master >= 0 && send_console(a->console_socket, master, slave_name, err, sizeof(err))) {
 		fail(c, "%s", err);
@@ -858,11 +1065,26 @@ static int do_create(struct ctx *c, const struct create_args *a, pid_t *pid_out)
 			goto out;
 		}
 	}
-	report(c, "info", "created %s: VMM pid %d, snapshot %s%s", a->id, (int)pid, b->snapshot,
-	       s->jailed ? ", jailed" : "");
+	if (pooled) {
+		if (write(go, "1", 1) != 1) {
+			fail(c, "starting the keeper: %s", strerror(errno));
+			goto out;
+		}
+		report(c, "info",
+		       "created %s: keeper pid %d, VMM pid %d prepared by pool %s (clone %s%s), "
+		       "snapshot %s",
+		       a->id, (int)pid, (int)pc->pid, b->pool, pc->id,
+		       pc->from_stock ? "" : ", started on request: the stock was empty",
+		       b->snapshot);
+	} else {
+		report(c, "info", "created %s: VMM pid %d, snapshot %s%s", a->id, (int)pid,
+		       b->snapshot, s->jailed ? ", jailed" : "");
+	}
 	*pid_out = pid;
 	ret = 0;
 out:
+	if (go >= 0)
+		close(go);
 	if (ret && pid > 0) {
 		kill(pid, SIGKILL);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -879,6 +1101,8 @@ out:
 	free(s);
 	free(v);
 	free(devs);
+	free(pc);
+	free(pl);
 	return ret;
 }
 
@@ -1022,8 +1246,11 @@ static int cmd_kill(struct ctx *c, int argc, char **argv)
 		return 1;
 	if (oci_state_status(&s) == OCI_STOPPED)
 		return fail(c, "container not running");
-	/* --all: every process of the container is the VMM. */
+	/* --all: every process of the container is the VMM (and its keeper, which ends
+	 * with it). A keeper whose VMM is gone gets the signal itself. */
 	r = signal_vmm(&s, sig);
+	if (r == -ESRCH && s.pool_clone[0])
+		r = signal_pid(s.pid, s.starttime, sig);
 	if (r == -ESRCH)
 		return fail(c, "container not running");
 	if (r)
@@ -1059,13 +1286,21 @@ static int cmd_delete(struct ctx *c, int argc, char **argv)
 			return fail(c, "cannot delete container %s that is not stopped: %s", id,
 				    oci_status_name(st));
 	}
-	/* A created container is deleted without --force, as runc does. */
-	if (st != OCI_STOPPED) {
+	/* A created container is deleted without --force, as runc does. A pool's VMM
+	 * goes whatever its keeper's state (a keeper killed alone leaves it running). */
+	if (st != OCI_STOPPED || s.pool_clone[0]) {
 		r = signal_vmm(&s, SIGKILL);
 		if (r && r != -ESRCH)
 			return fail(c, "delete %s: SIGKILL: %s", id, strerror(-r));
-		if (wait_gone(&s, EXIT_WAIT_MS))
-			return fail(c, "delete %s: the VMM (pid %d) did not end", id, (int)s.pid);
+		if (s.pool_clone[0]) {
+			signal_pid(s.pid, s.starttime, SIGKILL); /* the keeper */
+			if (wait_gone(s.vmm_pid, s.vmm_starttime, EXIT_WAIT_MS))
+				return fail(c, "delete %s: the VMM (pid %d) did not end", id,
+					    (int)s.vmm_pid);
+		}
+		if (wait_gone(s.pid, s.starttime, EXIT_WAIT_MS))
+			return fail(c, "delete %s: the %s (pid %d) did not end", id,
+				    s.pool_clone[0] ? "keeper" : "VMM", (int)s.pid);
 	}
 	return destroy(c, &s, dir) ? 1 : 0;
 }
@@ -1113,11 +1348,19 @@ static int cmd_ps(struct ctx *c, int argc, char **argv)
 		return 1;
 	fmt = optval(o, "format") ? optval(o, "format") : "table";
 	running = oci_state_status(&s) != OCI_STOPPED;
-	if (!strcmp(fmt, "json")) {
+	if (!strcmp(fmt, "json") && s.pool_clone[0]) {
+		if (running)
+			printf("[%d,%d]\n", (int)s.pid, (int)s.vmm_pid);
+		else
+			printf("[]\n");
+	} else if (!strcmp(fmt, "json")) {
 		printf(running ? "[%d]\n" : "[]\n", (int)s.pid);
 	} else if (!strcmp(fmt, "table")) {
 		printf("PID   CMD\n");
-		if (running)
+		if (running && s.pool_clone[0])
+			printf("%-5d thaw-oci keeper\n%-5d thaw (pool clone %s)\n", (int)s.pid,
+			       (int)s.vmm_pid, s.pool_clone);
+		else if (running)
 			printf("%-5d %s\n", (int)s.pid, s.jailed ? "thaw-static" : "thaw");
 	} else {
 		return fail(c, "ps: --format %s: table or json", fmt);
@@ -1246,6 +1489,8 @@ static int cmd_features(struct ctx *c, int argc, char **argv)
 	    "overlay\",\n"
 	    "    \"org.thaw.net.<id>\": \"the pod namespace's interface tied to the tap of "
 	    "the snapshot's interface <id> (default eth0 when there is one), or none\",\n"
+	    "    \"org.thaw.pool\": \"a thaw-pool's API socket: create takes a prepared "
+	    "VMM of the snapshot from it when it can\",\n"
 	    "    \"org.thaw.oci.version\": \"" VERSION "\"\n"
 	    "  }\n"
 	    "}\n";

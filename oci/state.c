@@ -88,6 +88,11 @@ int oci_state_save(const char *path, const struct oci_state *s)
 	ann = json_tokener_parse(s->annotations[0] ? s->annotations : "{}");
 	json_object_object_add(o, "annotations", ann ? ann : json_object_new_object());
 	json_object_object_add(o, "netns", json_object_new_string(s->netns));
+	json_object_object_add(o, "vmm_pid", json_object_new_int(s->vmm_pid));
+	json_object_object_add(o, "vmm_starttime", json_object_new_uint64(s->vmm_starttime));
+	json_object_object_add(o, "pool", json_object_new_string(s->pool));
+	json_object_object_add(o, "pool_clone", json_object_new_string(s->pool_clone));
+	json_object_object_add(o, "pool_note", json_object_new_string(s->pool_note));
 	taps = json_object_new_array();
 	for (unsigned i = 0; taps && i < s->n_taps; i++) {
 		json_object *t = json_object_new_object();
@@ -146,6 +151,20 @@ int oci_state_load(const char *path, struct oci_state *s, char *err, size_t errl
 	s->started = flag(o, "started");
 	s->paused = flag(o, "paused");
 	s->jailed = flag(o, "jailed");
+	if (json_object_object_get_ex(o, "vmm_pid", &v))
+		s->vmm_pid = json_object_get_int(v);
+	if (json_object_object_get_ex(o, "vmm_starttime", &v))
+		s->vmm_starttime = json_object_get_uint64(v);
+	/* absent in the state of an older thaw-oci: no pool */
+	if ((json_object_object_get_ex(o, "pool", &v) &&
+	     api_json_get_str(o, "pool", s->pool, sizeof(s->pool))) ||
+	    (json_object_object_get_ex(o, "pool_clone", &v) &&
+	     api_json_get_str(o, "pool_clone", s->pool_clone, sizeof(s->pool_clone))) ||
+	    (json_object_object_get_ex(o, "pool_note", &v) &&
+	     api_json_get_str(o, "pool_note", s->pool_note, sizeof(s->pool_note)))) {
+		errf(err, errlen, 0, "%s: pool, pool_clone or pool_note: not a string", path);
+		goto out;
+	}
 	/* absent in the state of an older thaw-oci: no taps */
 	if (json_object_object_get_ex(o, "netns", &v) &&
 	    api_json_get_str(o, "netns", s->netns, sizeof(s->netns))) {

@@ -158,8 +158,9 @@ fuzz: $(FUZZ_TARGETS)
 # The disk tests drive thaw-disk (the crash test's writer, the tool's own test).
 $(B)/tests/test_disk_crash $(B)/tests/test_disk_tool: | $(B)/thaw-disk
 
-# The OCI test drives thaw-oci, which starts thaw (and thaw-jailer with thaw-static).
-$(B)/itests/test_oci: | $(B)/thaw-oci $(B)/thaw $(B)/thaw-jailer
+# The OCI test drives thaw-oci, which starts thaw (and thaw-jailer with thaw-static),
+# and a thaw-pool whose prepared VMMs thaw-oci takes.
+$(B)/itests/test_oci: | $(B)/thaw-oci $(B)/thaw $(B)/thaw-jailer $(B)/thaw-pool
 ifneq ($(SAN),1)
 $(B)/itests/test_oci: | $(B)/thaw-static
 endif

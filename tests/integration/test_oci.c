@@ -45,6 +45,11 @@ static char ctr[512];	  /* "ctr -a SOCK" */
 static char podman[2048]; /* "podman --root ... --runtime thaw-oci" */
 static pid_t containerd_pid;
 static bool have_containerd, have_podman;
+/* A jailed thaw-pool of base.snap's twin (the same snapshot, another file), outside dir
+ * so its prepared VMMs are not mistaken for a container's leftovers. */
+static char pdir[] = "/tmp/thaw-ocipool-XXXXXX";
+static char pool_sock[256];
+static pid_t pool_pid;
 
 /* Runs a shell command (its stdout and stderr into out); returns its exit status. */
 static int __attribute__((format(printf, 3, 4))) sh(char *out, size_t len, const char *fmt, ...)
@@ -632,6 +637,74 @@ static void pod_netns_clean_and_gone(void)
 	assert_int_equal(sh(out, sizeof(out), "ip netns del " POD_NS), 0);
 }
 
+/* The guest (the probe on console p) drives net.snap's virtio-net queues: a broadcast
+ * frame sent on the host's interface `host_if` (the pod's eth0 is on its other side)
+ * arrives in the guest's receive queue, and a frame the guest transmits arrives there. */
+static void guest_frames_both_ways(struct vmproc *p, const char *host_if)
+{
+	const uint8_t host_mac[6] = {0x02, 0, 0, 0, 0, 0x01}, guest_mac[6] = {0x06, 0, 0, 0, 0, 2};
+	uint8_t f[12 + 60], buf[2048];
+	bool got = false;
+	unsigned used;
+	char h[256];
+	int s;
+
+	/* receive queue 0: eight 2 KiB buffers (a stray frame of the host's, an IPv6
+	 * neighbour or multicast message, may take some first); transmit queue 1 */
+	harness_probe_virtio_start(p, NET_BASE);
+	harness_probe_queue(p, NET_BASE, 0, 8, RING);
+	harness_probe_queue(p, NET_BASE, 1, 8, TXRING);
+	harness_probe_driver_ok(p, NET_BASE);
+	for (unsigned i = 0; i < 8; i++) {
+		harness_probe_desc(p, RING, i, BUF + 0x800 * i, 0x800, 2, 0);
+		harness_probe_kick(p, 0, NET_BASE, RING, i, i, i + 1);
+	}
+
+	/* host side -> pod's eth0 -> tap -> the guest */
+	s = packet_socket(host_if);
+	assert_int_equal(send(s, f, frame(f, host_mac, "THAW-OCI-TO-GUEST"), 0), 60);
+	used = 0;
+	for (long long end = harness_ms() + TMO; !got && used < 8 && harness_ms() < end;) {
+		unsigned now = (unsigned)harness_probe_read(p, 16, RING + 0x2002);
+
+		for (; used < now && used < 8 && !got; used++) {
+			uint64_t id = harness_probe_read(p, 32, RING + 0x2004 + 8 * used);
+			uint8_t rx[12 + 14 + 17];
+
+			/* the 12-byte virtio-net header, then the frame */
+			guest_bytes(p, BUF + 0x800 * (id & 7), sizeof(rx), rx);
+			got = !memcmp(rx + 12 + 6, host_mac, 6) &&
+			      !memcmp(rx + 12 + 14, "THAW-OCI-TO-GUEST", 17);
+		}
+		if (!got)
+			usleep(20000);
+	}
+	if (!got)
+		fail_msg("the frame sent into the pod did not reach the guest (%u used)", used);
+
+	/* the guest -> tap -> the pod's eth0 -> host side */
+	memset(f, 0, 12); /* the virtio-net header: nothing asked of the device */
+	frame(f + 12, guest_mac, "THAW-OCI-TO-HOST");
+	hex(h, f, 12 + 14 + 16);
+	harness_probe_cmd(p, "wbytes %#llx %s", BUF + 0x8000, h);
+	harness_probe_desc(p, TXRING, 0, BUF + 0x8000, 12 + 60, 0, 0);
+	harness_probe_kick(p, 1, NET_BASE, TXRING, 0, 0, 1);
+	got = false;
+	for (long long end = harness_ms() + TMO; !got && harness_ms() < end;) {
+		struct pollfd pf = {.fd = s, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&pf, 1, 200) <= 0)
+			continue;
+		n = recv(s, buf, sizeof(buf), 0);
+		got = n >= 14 + 16 && !memcmp(buf + 6, guest_mac, 6) &&
+		      !memcmp(buf + 14, "THAW-OCI-TO-HOST", 16);
+	}
+	close(s);
+	if (!got)
+		fail_msg("the guest's frame did not leave the pod");
+}
+
 /* A snapshot with a drive, an interface and vsock in a bundle with the pod's network
  * namespace: the tap is made in that namespace, tied to its eth0; a frame sent to the
  * pod from the host side arrives in the guest's receive queue, and one the guest
@@ -639,14 +712,9 @@ static void pod_netns_clean_and_gone(void)
  * delete removes the tap and the redirect. */
 static void tap_in_pod_netns_carries_frames_both_ways(void **state)
 {
-	const uint8_t host_mac[6] = {0x02, 0, 0, 0, 0, 0x01}, guest_mac[6] = {0x06, 0, 0, 0, 0, 2};
-	char out[8192], cfg[2048], h[256];
-	uint8_t f[12 + 60], buf[2048];
-	bool got = false;
+	char out[8192], cfg[2048];
 	struct vmproc *p;
-	unsigned used;
 	pid_t pid;
-	int s;
 
 	pod_netns();
 	snprintf(cfg, sizeof(cfg),
@@ -666,54 +734,7 @@ static void tap_in_pod_netns_carries_frames_both_ways(void **state)
 	assert_int_equal(sh(out, sizeof(out), "%s --root %s start pod1", oci, root), 0);
 	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
 
-	/* receive queue 0: four 2 KiB buffers; transmit queue 1 */
-	harness_probe_virtio_start(p, NET_BASE);
-	harness_probe_queue(p, NET_BASE, 0, 8, RING);
-	harness_probe_queue(p, NET_BASE, 1, 8, TXRING);
-	harness_probe_driver_ok(p, NET_BASE);
-	for (unsigned i = 0; i < 4; i++) {
-		harness_probe_desc(p, RING, i, BUF + 0x800 * i, 0x800, 2, 0);
-		harness_probe_kick(p, 0, NET_BASE, RING, i, i, i + 1);
-	}
-
-	/* host side -> pod's eth0 -> tap -> the guest */
-	s = packet_socket("thawoci-h");
-	assert_int_equal(send(s, f, frame(f, host_mac, "THAW-OCI-TO-GUEST"), 0), 60);
-	wait_used(p, RING, 1);
-	used = (unsigned)harness_probe_read(p, 16, RING + 0x2002);
-	for (unsigned j = 0; j < used && j < 4 && !got; j++) {
-		uint64_t id = harness_probe_read(p, 32, RING + 0x2004 + 8 * j);
-		uint8_t rx[12 + 14 + 17];
-
-		/* the 12-byte virtio-net header, then the frame */
-		guest_bytes(p, BUF + 0x800 * id, sizeof(rx), rx);
-		got = !memcmp(rx + 12 + 6, host_mac, 6) &&
-		      !memcmp(rx + 12 + 14, "THAW-OCI-TO-GUEST", 17);
-	}
-	if (!got)
-		fail_msg("the frame sent into the pod did not reach the guest (%u used)", used);
-
-	/* the guest -> tap -> the pod's eth0 -> host side */
-	memset(f, 0, 12); /* the virtio-net header: nothing asked of the device */
-	frame(f + 12, guest_mac, "THAW-OCI-TO-HOST");
-	hex(h, f, 12 + 14 + 16);
-	harness_probe_cmd(p, "wbytes %#llx %s", BUF + 0x4000, h);
-	harness_probe_desc(p, TXRING, 0, BUF + 0x4000, 12 + 60, 0, 0);
-	harness_probe_kick(p, 1, NET_BASE, TXRING, 0, 0, 1);
-	got = false;
-	for (long long end = harness_ms() + TMO; !got && harness_ms() < end;) {
-		struct pollfd pf = {.fd = s, .events = POLLIN};
-		ssize_t n;
-
-		if (poll(&pf, 1, 200) <= 0)
-			continue;
-		n = recv(s, buf, sizeof(buf), 0);
-		got = n >= 14 + 16 && !memcmp(buf + 6, guest_mac, 6) &&
-		      !memcmp(buf + 14, "THAW-OCI-TO-HOST", 16);
-	}
-	close(s);
-	if (!got)
-		fail_msg("the guest's frame did not leave the pod");
+	guest_frames_both_ways(p, "thawoci-h");
 
 	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force pod1", oci, root), 0);
 	assert_nothing_left(root, "thaw-oci", pid);
@@ -948,45 +969,72 @@ static void cd_kill_delete(const char *id, pid_t pid)
 	cd_nothing_left(pid);
 }
 
-/* ctr run in the foreground: the guest answers on the task's stdio, `ctr task kill`
- * ends it with the VMM's status, --rm leaves nothing. */
-static void containerd_ctr_run_answers_and_exit_status_propagates(void **state)
+/* The test's pool (its tests are below). */
+static pid_t pool_state(const char *r, const char *id, pid_t *vmm, char *clone, size_t len);
+static void pool_stocked(void);
+static void pool_forgot(const char *clone);
+
+/* ctr run of container `id` in the foreground (with `pool`, through the test's pool,
+ * whose keeper is then the task): the guest answers on the task's stdio, the VMM is in
+ * the cgroup containerd asked for with its limit, `ctr task kill` ends it with the VM's
+ * status (SIGTERM 0, SIGKILL 137), --rm leaves nothing, in the pool either. */
+static void ctr_run_foreground(const char *id, bool pool)
 {
-	char cmd[4096], out[4096];
+	char cmd[4096], out[4096], clone[128] = "", r[PATH_MAX + 32];
 	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
 	const char *sigs[] = {"SIGTERM", "SIGKILL"};
 	const int want[] = {0, 137};
 
-	if (!have_containerd)
-		skip();
+	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
 	for (int i = 0; i < 2; i++) {
 		struct vmproc *p;
-		pid_t pid;
+		pid_t pid, vmm;
 
+		if (pool)
+			pool_stocked();
 		snprintf(cmd, sizeof(cmd),
-			 "exec " CTR_RUN
-			 " --rm --cgroup /default/fg --memory-limit 268435456 thaw/probe:1 fg",
-			 ctr, oci, dir);
+			 "exec " CTR_RUN "%s%s --rm --cgroup /default/%s --memory-limit 268435456 "
+			 "thaw/probe:1 %s",
+			 ctr, oci, dir, pool ? " --annotation org.thaw.pool=" : "",
+			 pool ? pool_sock : "", id, id);
 		p = harness_start(argv);
 		if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
 			vmproc_dump(p, "ctr run");
 			fail();
 		}
-		pid = task_pid("fg");
+		pid = vmm = task_pid(id);
 		assert_true(pid > 0);
-		/* the VMM is jailed in the cgroup containerd asked for */
-		assert_int_equal(sh(out, sizeof(out), "grep ':pids:' /proc/%d/cgroup", pid), 0);
-		if (!strstr(out, ":pids:/default/fg"))
+		if (pool) {
+			assert_int_equal(pool_state(r, id, &vmm, clone, sizeof(clone)), pid);
+			assert_true(vmm > 0 && vmm != pid);
+		}
+		/* the VMM is in the cgroup containerd asked for */
+		assert_int_equal(sh(out, sizeof(out), "grep ':pids:' /proc/%d/cgroup", vmm), 0);
+		snprintf(cmd, sizeof(cmd), ":pids:/default/%s\n", id);
+		if (!strstr(out, cmd))
 			fail_msg("the VMM's cgroup: %s", out);
 		assert_int_equal(sh(out, sizeof(out),
-				    "cat /sys/fs/cgroup/memory/default/fg/memory.limit_in_bytes"),
+				    "cat /sys/fs/cgroup/memory/default/%s/memory.limit_in_bytes",
+				    id),
 				 0);
 		assert_string_equal(out, "268435456\n");
-		assert_int_equal(sh(out, sizeof(out), "%s task kill -s %s fg", ctr, sigs[i]), 0);
+		assert_int_equal(sh(out, sizeof(out), "%s task kill -s %s %s", ctr, sigs[i], id),
+				 0);
 		assert_int_equal(vmproc_wait(p, TMO), want[i]);
 		harness_end(p);
-		cd_nothing_left(pid);
+		cd_nothing_left(vmm);
+		if (pool)
+			pool_forgot(clone);
 	}
+}
+
+/* ctr run in the foreground: the guest answers on the task's stdio, `ctr task kill`
+ * ends it with the VMM's status, --rm leaves nothing. */
+static void containerd_ctr_run_answers_and_exit_status_propagates(void **state)
+{
+	if (!have_containerd)
+		skip();
+	ctr_run_foreground("fg", false);
 }
 
 /* ctr run -d, pause/resume through the shim, kill, the exit status in task delete,
@@ -1066,21 +1114,27 @@ static void containerd_runs_a_snapshot_with_devices_in_a_pod_netns(void **state)
 	pod_netns_clean_and_gone();
 }
 
-/* kill -9 of the shim mid-run: containerd's own clean-up (the shim's `delete`, which
- * runs `thaw-oci delete --force`) plus ours leave nothing. */
-static void containerd_shim_killed_cleanup_leaves_nothing(void **state)
+/* ctr run -d of container `id` (with `pool`, through the test's pool), then kill -9 of
+ * its shim: containerd's own clean-up (the shim's `delete`, which runs `thaw-oci delete
+ * --force`) plus ours end the VMM (and the keeper) and leave nothing, in the pool
+ * either. */
+static void ctr_shim_killed(const char *id, bool pool)
 {
-	char out[4096];
-	pid_t pid, shim;
+	char out[4096], clone[128] = "", r[PATH_MAX + 32], path[64];
+	pid_t pid, vmm, shim;
 	FILE *f;
-	char path[64];
 
-	if (!have_containerd)
-		skip();
-	assert_int_equal(
-	    sh(out, sizeof(out), CTR_RUN " -d --null-io thaw/probe:1 k9", ctr, oci, dir), 0);
-	pid = task_pid("k9");
+	if (pool)
+		pool_stocked();
+	snprintf(r, sizeof(r), "%s/cd/runc/default", dir);
+	assert_int_equal(sh(out, sizeof(out), CTR_RUN "%s%s -d --null-io thaw/probe:1 %s", ctr, oci,
+			    dir, pool ? " --annotation org.thaw.pool=" : "", pool ? pool_sock : "",
+			    id),
+			 0);
+	pid = vmm = task_pid(id);
 	assert_true(pid > 0);
+	if (pool)
+		assert_int_equal(pool_state(r, id, &vmm, clone, sizeof(clone)), pid);
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	f = fopen(path, "r");
 	assert_non_null(f);
@@ -1090,13 +1144,23 @@ static void containerd_shim_killed_cleanup_leaves_nothing(void **state)
 	assert_non_null(strstr(out, "containerd-shim"));
 	assert_int_equal(kill(shim, SIGKILL), 0);
 	/* containerd notices the shim's end and cleans up through the runtime */
-	for (int i = 0; i < 1000 && !gone(pid); i++)
+	for (int i = 0; i < 1000 && !gone(vmm); i++)
 		usleep(10000);
-	sh(out, sizeof(out), "%s task delete -f k9", ctr);
-	assert_int_equal(sh(out, sizeof(out), "%s container delete k9", ctr), 0);
-	assert_int_equal(
-	    sh(out, sizeof(out), "%s --root %s/cd/runc/default delete --force k9", oci, dir), 0);
-	cd_nothing_left(pid);
+	sh(out, sizeof(out), "%s task delete -f %s", ctr, id);
+	assert_int_equal(sh(out, sizeof(out), "%s container delete %s", ctr, id), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete --force %s", oci, r, id), 0);
+	wait_gone(pid);
+	cd_nothing_left(vmm);
+	if (pool)
+		pool_forgot(clone);
+}
+
+/* kill -9 of the shim mid-run: nothing is left. */
+static void containerd_shim_killed_cleanup_leaves_nothing(void **state)
+{
+	if (!have_containerd)
+		skip();
+	ctr_shim_killed("k9", false);
 }
 
 /* ---- podman ----------------------------------------------------------------------------- */
@@ -1174,7 +1238,7 @@ static void podman_run_limits_in_jail_cgroup(void **state)
 static void podman_attached(const char *opts, const char *name, const char *wrap0,
 			    const char *wrap1, const char *wrap3)
 {
-	char cmd[8192], run[256], out[4096];
+	char cmd[8192], run[1024], out[4096];
 	const char *argv[] = {wrap0, wrap1, cmd, wrap3, NULL};
 	struct vmproc *p;
 	pid_t pid;
@@ -1216,24 +1280,628 @@ static void podman_run_terminal_through_conmon(void **state)
 }
 
 /* kill -9 of conmon mid-run: podman rm -f and thaw-oci delete --force leave nothing. */
-static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
+/* podman run -d (with `pool`, through the test's pool), kill -9 of conmon, then podman
+ * rm -f and thaw-oci delete --force: the VMM (and the keeper) end, nothing is left, in
+ * the pool either. */
+static void podman_conmon_killed(bool pool)
 {
-	char out[4096], id[128];
-	pid_t pid, conmon;
+	char out[4096], id[128], clone[128] = "";
+	pid_t pid, vmm, conmon;
 
-	if (!have_podman)
-		skip();
-	assert_int_equal(sh(id, sizeof(id), PM_RUN("-d"), podman, rootfs), 0);
+	if (pool)
+		pool_stocked();
+	assert_int_equal(
+	    sh(id, sizeof(id),
+	       "%s run --network none --annotation org.thaw.snapshot=/base.snap%s%s -d "
+	       "--rootfs %s /fn",
+	       podman, pool ? " --annotation org.thaw.pool=" : "", pool ? pool_sock : "", rootfs),
+	    0);
 	id[strcspn(id, "\n")] = '\0';
 	assert_int_equal(sh(out, sizeof(out),
 			    "%s inspect -f '{{.State.Pid}} {{.State.ConmonPid}}' %s", podman, id),
 			 0);
 	assert_int_equal(sscanf(out, "%d %d", &pid, &conmon), 2);
+	vmm = pid;
+	if (pool) {
+		assert_int_equal(pool_state("/run/thaw-oci", id, &vmm, clone, sizeof(clone)), pid);
+		assert_true(vmm > 0 && vmm != pid);
+	}
 	assert_int_equal(kill(conmon, SIGKILL), 0);
 	wait_gone(conmon);
 	sh(out, sizeof(out), "%s rm -f %s", podman, id);
 	assert_int_equal(sh(out, sizeof(out), "%s delete --force %s", oci, id), 0);
+	wait_gone(pid);
+	podman_nothing_left(vmm);
+	if (pool)
+		pool_forgot(clone);
+}
+
+/* kill -9 of conmon mid-run: podman rm -f and thaw-oci delete --force leave nothing. */
+static void podman_conmon_killed_cleanup_leaves_nothing(void **state)
+{
+	if (!have_podman)
+		skip();
+	podman_conmon_killed(false);
+}
+
+/* ---- a real CNI plugin in front of the tap ------------------------------------------------ */
+
+#define CNI_NS "thaw-ocitest-cni"
+#define CNI_BR "thawcni0"
+
+/* Runs Debian's CNI `bridge` plugin (with `host-local` IPAM) as a CNI runtime does:
+ * CNI_COMMAND `cmd` on the pod namespace CNI_NS's eth0, the network configuration on
+ * stdin; out gets its result. The plugin's exit status. */
+static int cni(const char *cmd, char *out, size_t len)
+{
+	return sh(out, len,
+		  "echo '{\"cniVersion\": \"1.0.0\", \"name\": \"thawtest\", \"type\": \"bridge\", "
+		  "\"bridge\": \"" CNI_BR "\", \"isGateway\": true, \"ipam\": {\"type\": "
+		  "\"host-local\", \"subnet\": \"10.88.77.0/24\", \"routes\": [{\"dst\": "
+		  "\"0.0.0.0/0\"}], \"dataDir\": \"%s/cni-ipam\"}}' | "
+		  "CNI_COMMAND=%s CNI_CONTAINERID=thawcni CNI_NETNS=/var/run/netns/" CNI_NS
+		  " CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni 2>/dev/null /usr/lib/cni/bridge",
+		  dir, cmd);
+}
+
+/* The pod's network made by the CNI bridge plugin (a veth pair, its host end on a
+ * bridge, an address from host-local), then `ctr run --with-ns network:<the pod's
+ * namespace>` of the snapshot with an interface: the tap is tied to CNI's eth0, a frame
+ * crosses between the CNI bridge on the host and the guest's virtio-net queues both
+ * ways; kill and delete leave nothing of ours; CNI DEL releases the address. */
+static void containerd_runs_a_snapshot_in_a_cni_bridge_network(void **state)
+{
+	char out[8192], addr[64] = "", hostveth[32] = "";
+	const char *argv[] = {"/bin/sh", "-c", NULL, NULL};
+	char cmd[4096];
+	json_object *o, *a, *e, *v;
+	struct vmproc *p;
+	pid_t pid;
+
+	if (!have_containerd)
+		skip();
+	if (access("/usr/lib/cni/bridge", X_OK) || access("/usr/lib/cni/host-local", X_OK)) {
+		fprintf(stderr, "SKIPPED: no CNI plugins in /usr/lib/cni (make deps)\n");
+		skip();
+	}
+	/* The namespace and the bridge beforehand, IPv6 off (the plugin takes an existing
+	 * bridge): no router solicitation or MLD frame reaches the guest's queue first. */
+	if (sh(out, sizeof(out),
+	       "ip netns add " CNI_NS " && ip netns exec " CNI_NS " sysctl -qw "
+	       "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && "
+	       "ip link add " CNI_BR " type bridge && sysctl -qw net.ipv6.conf." CNI_BR
+	       ".disable_ipv6=1"))
+		fail_msg("the pod's namespace and bridge: %s", out);
+	if (cni("ADD", out, sizeof(out)))
+		fail_msg("CNI ADD: %s", out);
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "ips", &a));
+	e = json_object_array_get_idx(a, 0);
+	assert_true(e && json_object_object_get_ex(e, "address", &v));
+	snprintf(addr, sizeof(addr), "%s", json_object_get_string(v));
+	assert_true(json_object_object_get_ex(o, "interfaces", &a));
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		e = json_object_array_get_idx(a, i);
+		if (!json_object_object_get_ex(e, "sandbox", &v) &&
+		    json_object_object_get_ex(e, "name", &v) &&
+		    strcmp(json_object_get_string(v), CNI_BR))
+			snprintf(hostveth, sizeof(hostveth), "%s", json_object_get_string(v));
+	}
+	json_object_put(o);
+	assert_true(!strncmp(addr, "10.88.77.", 9));
+	assert_true(hostveth[0]);
+	assert_int_equal(
+	    sh(out, sizeof(out), "sysctl -qw net.ipv6.conf.%s.disable_ipv6=1", hostveth), 0);
+	assert_int_equal(sh(out, sizeof(out), "ip -n " CNI_NS " -o addr show dev eth0"), 0);
+	assert_non_null(strstr(out, addr));
+
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "exec %s run --rm --snapshotter native --runc-binary %s --runc-root %s/cd/runc "
+	    "--annotation org.thaw.snapshot=/net.snap --annotation org.thaw.drive.d0=/disk.raw "
+	    "--with-ns network:/var/run/netns/" CNI_NS " thaw/dev:1 cni1",
+	    ctr, oci, dir);
+	argv[2] = cmd;
+	p = harness_start(argv);
+	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+		vmproc_dump(p, "ctr run");
+		fail();
+	}
+	pid = task_pid("cni1");
+	assert_true(pid > 0);
+	assert_int_equal(sh(out, sizeof(out), "tc -n " CNI_NS " filter show dev eth0 ingress"), 0);
+	assert_non_null(strstr(out, "mirred (Egress Redirect to device thaw-"));
+	/* the clone's MMDS holds what CNI gave the pod: its address, gateway and MAC */
+	{
+		char sock[PATH_MAX + 64], want[128], mac[32];
+
+		assert_int_equal(
+		    sh(out, sizeof(out), "find %s/cd/runc/default/jails -name api.sock", dir), 0);
+		out[strcspn(out, "\n")] = '\0';
+		snprintf(sock, sizeof(sock), "%.*s", (int)(sizeof(sock) - 1), out);
+		assert_int_equal(sh(mac, sizeof(mac),
+				    "ip netns exec " CNI_NS " cat /sys/class/net/eth0/address"),
+				 0);
+		v = mmds_oci(sock, &o);
+		assert_true(json_object_object_get_ex(v, "net", &v));
+		assert_true(json_object_object_get_ex(v, "eth0", &v));
+		snprintf(want, sizeof(want), "[\"%s\"]", addr);
+		assert_string_equal(member(v, "addresses"), want);
+		assert_string_equal(member(v, "gateway"), "\"10.88.77.1\"");
+		assert_string_equal(member(v, "link"), "\"eth0\"");
+		snprintf(want, sizeof(want), "\"%.17s\"", mac);
+		assert_string_equal(member(v, "mac"), want);
+		json_object_put(o);
+	}
+	guest_frames_both_ways(p, CNI_BR);
+
+	assert_int_equal(sh(out, sizeof(out), "%s task kill -s SIGKILL cni1", ctr), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
+	cd_nothing_left(pid);
+	assert_int_not_equal(sh(out, sizeof(out), "ip -n " CNI_NS " -o link show | grep thaw-"), 0);
+	assert_int_not_equal(
+	    sh(out, sizeof(out), "tc -n " CNI_NS " qdisc show dev eth0 | grep ingress"), 0);
+	/* CNI DEL: the pair goes, host-local forgets the address */
+	if (cni("DEL", out, sizeof(out)))
+		fail_msg("CNI DEL: %s", out);
+	assert_int_not_equal(sh(out, sizeof(out), "ip -o link show %s", hostveth), 0);
+	assert_int_not_equal(sh(out, sizeof(out), "ls %s/cni-ipam/thawtest | grep '^10\\.'", dir),
+			     0);
+	assert_int_equal(sh(out, sizeof(out), "ip netns del " CNI_NS " && ip link del " CNI_BR), 0);
+}
+
+#define PM_BR "thawpm0"
+
+/* podman run --network <a podman network> (netavark: a bridge, a veth pair, host-local
+ * addresses) of the snapshot with an interface: the tap is tied to netavark's eth0 in
+ * the pod's namespace, frames cross between netavark's bridge and the guest's queues
+ * both ways, the clone's MMDS holds the address netavark gave; podman kill is 137 and
+ * nothing is left of ours, nor the pod's veth. The network is written by hand into a
+ * configuration directory of the test's (an internal bridge: no firewall rule), with
+ * its bridge made beforehand, IPv6 off. */
+static void podman_runs_a_snapshot_in_a_netavark_network(void **state)
+{
+	char cmd[8192], out[8192], pm[4096], ns[256], sock[PATH_MAX + 64], addr[64];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	json_object *o, *v;
+	struct vmproc *p;
+	pid_t pid;
+	FILE *f;
+
+	if (!have_podman)
+		skip();
+	if (sh(out, sizeof(out), "command -v netavark || test -x /usr/lib/podman/netavark")) {
+		fprintf(stderr, "SKIPPED: no netavark (make deps)\n");
+		skip();
+	}
+	snprintf(cmd, sizeof(cmd), "%s/pmnet", dir);
+	mkdir(cmd, 0755);
+	snprintf(cmd, sizeof(cmd), "%s/pmnet/thawnet.json", dir);
+	f = fopen(cmd, "w");
+	assert_non_null(f);
+	fprintf(f, "{\"name\": \"thawnet\", \"id\": "
+		   "\"7ba3c0ffee000000000000000000000000000000000000000000000000000001\", "
+		   "\"driver\": \"bridge\", \"network_interface\": \"" PM_BR "\", "
+		   "\"subnets\": [{\"subnet\": \"10.89.77.0/24\", \"gateway\": \"10.89.77.1\"}], "
+		   "\"ipv6_enabled\": false, \"internal\": true, \"dns_enabled\": false, "
+		   "\"ipam_options\": {\"driver\": \"host-local\"}}\n");
+	fclose(f);
+	assert_int_equal(sh(out, sizeof(out),
+			    "ip link add " PM_BR " type bridge && sysctl -qw net.ipv6.conf." PM_BR
+			    ".disable_ipv6=1 && ip link set " PM_BR " up"),
+			 0);
+	snprintf(pm, sizeof(pm), "%s --network-config-dir %s/pmnet", podman, dir);
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s run -i --rm --name pmn --network thawnet --annotation "
+		 "org.thaw.snapshot=/net.snap --annotation org.thaw.drive.d0=/disk.raw --rootfs %s "
+		 "/fn",
+		 pm, rootfs);
+	p = harness_start(argv);
+	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+		vmproc_dump(p, "podman run");
+		fail();
+	}
+	assert_int_equal(sh(out, sizeof(out),
+			    "%s inspect -f '{{.State.Pid}} {{.NetworkSettings.SandboxKey}} "
+			    "{{.NetworkSettings.Networks.thawnet.IPAddress}}' pmn",
+			    pm),
+			 0);
+	assert_int_equal(sscanf(out, "%d %255s %63s", &pid, ns, addr), 3);
+	assert_true(!strncmp(addr, "10.89.77.", 9));
+	assert_int_equal(sh(out, sizeof(out), "ip netns exec %s tc filter show dev eth0 ingress",
+			    strrchr(ns, '/') + 1),
+			 0);
+	assert_non_null(strstr(out, "mirred (Egress Redirect to device thaw-"));
+	/* netavark's address, in the clone's MMDS */
+	if (sh(out, sizeof(out), "find /run/thaw-oci/jails -name api.sock | grep ."))
+		fail_msg("no API socket under /run/thaw-oci/jails: %s", out);
+	out[strcspn(out, "\n")] = '\0';
+	/* podman's jail id is long: the socket's path passes sun_path, a link does not */
+	snprintf(sock, sizeof(sock), "%s/pmn.sock", dir);
+	assert_int_equal(symlink(out, sock), 0);
+	v = mmds_oci(sock, &o);
+	unlink(sock);
+	assert_true(json_object_object_get_ex(v, "net", &v));
+	assert_true(json_object_object_get_ex(v, "eth0", &v));
+	snprintf(out, sizeof(out), "[\"%s/24\"]", addr);
+	assert_string_equal(member(v, "addresses"), out);
+	/* an internal network has no default route: no gateway to give */
+	assert_string_equal(member(v, "gateway"), "");
+	json_object_put(o);
+	guest_frames_both_ways(p, PM_BR);
+
+	assert_int_equal(sh(out, sizeof(out), "%s kill -s KILL pmn", pm), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
 	podman_nothing_left(pid);
+	/* podman's clean-up tore the pod's network down: no port left on the bridge */
+	for (int i = 0;
+	     i < 500 && !sh(out, sizeof(out), "ip -o link show master " PM_BR " | grep ."); i++)
+		usleep(20000);
+	if (!sh(out, sizeof(out), "ip -o link show master " PM_BR " | grep ."))
+		fail_msg("a port left on %s: %s", PM_BR, out);
+	/* netavark removes the bridge with its last container; ours if it did not */
+	sh(out, sizeof(out), "ip link del " PM_BR " 2>/dev/null");
+}
+
+/* ---- prepared VMMs from a thaw-pool --------------------------------------------------- */
+
+static int pool_setup(void)
+{
+	char cmd[4096], out[4096];
+
+	if (!mkdtemp(pdir))
+		return -1;
+	chmod(pdir, 0755);
+	snprintf(pool_sock, sizeof(pool_sock), "%s/pool.sock", pdir);
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s/thaw-pool --state-dir %s/state --api-sock %s >%s/pool.log 2>&1",
+		 harness_env("THAW_BUILD"), pdir, pool_sock, pdir);
+	pool_pid = fork();
+	if (pool_pid == 0) {
+		setpgid(0, 0);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 1000 && access(pool_sock, F_OK); i++)
+		usleep(10000);
+	/* its own copy of the snapshot: the same snapshot as the image's and the rootfs' */
+	if (sh(out, sizeof(out),
+	       "cp %s/base.snap %s/pool.snap && curl -sf --unix-socket %s -X PUT "
+	       "http://l/pools/probe -d '{\"snapshot_path\": \"%s/pool.snap\", \"prepared\": 2, "
+	       "\"jail\": {\"uid\": 10000, \"gid\": 10001}}'",
+	       rootfs, pdir, pool_sock, pdir)) {
+		fprintf(stderr, "pool setup: %s\n", out);
+		return -1;
+	}
+	return 0;
+}
+
+static json_object *pool_get(const char *path)
+{
+	char out[65536];
+
+	if (sh(out, sizeof(out), "curl -sf --unix-socket %s http://l%s", pool_sock, path))
+		return NULL;
+	return json_tokener_parse(out);
+}
+
+/* Waits for the pool's stock to be full again (so the next create takes from it). */
+static void pool_stocked(void)
+{
+	for (int i = 0; i < 3000; i++) {
+		json_object *o = pool_get("/pools/probe"), *v;
+		int n =
+		    o && json_object_object_get_ex(o, "prepared", &v) ? json_object_get_int(v) : -1;
+
+		json_object_put(o);
+		if (n == 2)
+			return;
+		usleep(20000);
+	}
+	fail_msg("the pool did not refill its stock");
+}
+
+/* The clones the pool served from its stock so far. */
+static int pool_hits(void)
+{
+	json_object *o = pool_get("/pools/probe"), *v;
+	int n = o && json_object_object_get_ex(o, "hits", &v) ? json_object_get_int(v) : -1;
+
+	json_object_put(o);
+	return n;
+}
+
+/* The pool keeps no record of a clone of ours (delete forgot it), and clone `id`'s
+ * jail and run directory are gone. */
+static void pool_forgot(const char *clone)
+{
+	char out[4096];
+	json_object *o = pool_get("/pools/probe/clones"), *a;
+
+	assert_non_null(o);
+	a = json_object_object_get_ex(o, "clones", &a) ? a : o;
+	if (json_object_array_length(a))
+		fail_msg("the pool still has clones: %s", json_object_to_json_string(o));
+	json_object_put(o);
+	if (clone && clone[0] &&
+	    sh(out, sizeof(out), "ls -d %s/state/run/%s %s/state/jail/*/%s 2>/dev/null", pdir,
+	       clone, pdir, clone) != 2)
+		fail_msg("clone %s left: %s", clone, out);
+}
+
+/* From <root>/<id>/state.json: the keeper's and the VMM's pids and the pool's clone. */
+static pid_t pool_state(const char *r, const char *id, pid_t *vmm, char *clone, size_t len)
+{
+	char path[PATH_MAX + 64];
+	json_object *o, *v;
+	pid_t keeper;
+
+	snprintf(path, sizeof(path), "%s/%s/state.json", r, id);
+	o = json_object_from_file(path);
+	if (!o)
+		return -1;
+	keeper = json_object_object_get_ex(o, "pid", &v) ? json_object_get_int(v) : -1;
+	*vmm = json_object_object_get_ex(o, "vmm_pid", &v) ? json_object_get_int(v) : -1;
+	if (clone)
+		snprintf(clone, len, "%s",
+			 json_object_object_get_ex(o, "pool_clone", &v) ? json_object_get_string(v)
+									: "");
+	json_object_put(o);
+	return keeper;
+}
+
+/* A bundle taking its VMM from the test's pool, with the cgroup and limits of
+ * bundle_jailed. */
+static void bundle_pooled(const char *name, const char *pool)
+{
+	char cfg[4096];
+
+	snprintf(cfg, sizeof(cfg),
+		 "{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"process\": "
+		 "{\"args\": [\"/fn\"], \"env\": [\"A=b\"]}, \"annotations\": "
+		 "{\"org.thaw.snapshot\": \"/base.snap\", \"org.thaw.pool\": \"%s\"}, \"linux\": "
+		 "{\"cgroupsPath\": \"/thaw-ocitest/%s\", \"resources\": {\"memory\": "
+		 "{\"limit\": 268435456}, \"pids\": {\"limit\": 64}}}}",
+		 pool, name);
+	bundle(name, cfg);
+}
+
+/* create takes a prepared VMM from the pool: the pid file and state name the keeper
+ * (create's child), the VMM and the keeper are in the bundle's cgroup with its limits,
+ * the clone is paused until start, the guest answers through the keeper's stdio, the
+ * MMDS holds the process, pause/resume act on the pool's VMM, kill ends both, and
+ * delete leaves no state, cgroup, pool clone record, jail or socket. */
+static void pool_create_start_kill_delete(void **state)
+{
+	char cmd[4096], out[8192], status[32], clone[128], want[64];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct vmproc *p;
+	json_object *o, *v;
+	pid_t keeper, vmm;
+
+	pool_stocked();
+	bundle_pooled("pl", pool_sock);
+	snprintf(cmd, sizeof(cmd),
+		 "%s --root %s --log %s/pl.log create --bundle %s/pl --pid-file %s/pl.pid pl "
+		 "&& exec sleep 1000",
+		 oci, root, dir, dir, dir);
+	p = harness_start(argv);
+	for (int i = 0; i < 1000 && state_pid(root, "pl", status, sizeof(status)) <= 0; i++)
+		usleep(10000);
+	keeper = pool_state(root, "pl", &vmm, clone, sizeof(clone));
+	assert_true(keeper > 0 && vmm > 0 && keeper != vmm);
+	assert_true(clone[0]);
+	assert_int_equal(state_pid(root, "pl", status, sizeof(status)), keeper);
+	assert_string_equal(status, "created");
+	assert_int_equal(sh(out, sizeof(out), "cat %s/pl.pid", dir), 0);
+	assert_int_equal(atoi(out), keeper);
+	assert_int_equal(sh(out, sizeof(out), "grep -c 'prepared by pool' %s/pl.log", dir), 0);
+	/* the keeper is ours (create's child, then the shell's), the VMM the pool's */
+	assert_int_equal(sh(out, sizeof(out), "ps -o ppid= -p %d", (int)vmm), 0);
+	assert_int_equal(atoi(out), pool_pid);
+	/* both are in the bundle's cgroup, which has its limits */
+	assert_int_equal(sh(out, sizeof(out),
+			    "grep -h ':memory:' /proc/%d/cgroup /proc/%d/cgroup; cat "
+			    "/sys/fs/cgroup/memory/thaw-ocitest/pl/memory.limit_in_bytes "
+			    "/sys/fs/cgroup/pids/thaw-ocitest/pl/pids.max",
+			    (int)vmm, (int)keeper),
+			 0);
+	snprintf(want, sizeof(want), "memory:/thaw-ocitest/pl\n");
+	assert_non_null(strstr(out, want));
+	assert_non_null(strstr(strstr(out, want) + 1, want));
+	assert_non_null(strstr(out, "268435456\n64\n"));
+	/* the clone is paused until start; its MMDS holds the process */
+	snprintf(cmd, sizeof(cmd), "/clones/%s", clone);
+	o = pool_get(cmd);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "api_sock", &v));
+	{
+		char api[PATH_MAX];
+		json_object *st;
+
+		snprintf(api, sizeof(api), "%s", json_object_get_string(v));
+		st = mmds_oci(api, &v);
+		assert_string_equal(member(st, "args"), "[\"/fn\"]");
+		json_object_put(v);
+		assert_int_equal(sh(out, sizeof(out), "curl -sf --unix-socket %s http://l/", api),
+				 0);
+		assert_non_null(strstr(out, "Paused"));
+	}
+	json_object_put(o);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s start pl", oci, root), 0);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s pause pl", oci, root), 0);
+	state_pid(root, "pl", status, sizeof(status));
+	assert_string_equal(status, "paused");
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s resume pl", oci, root), 0);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s ps --format json pl", oci, root), 0);
+	snprintf(want, sizeof(want), "[%d,%d]\n", (int)keeper, (int)vmm);
+	assert_string_equal(out, want);
+	/* SIGKILL to the VMM: the keeper dies of it too (the engine reads 137) */
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s kill pl KILL", oci, root), 0);
+	wait_gone(vmm);
+	wait_gone(keeper);
+	state_pid(root, "pl", status, sizeof(status));
+	assert_string_equal(status, "stopped");
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s delete pl", oci, root), 0);
+	assert_nothing_left(root, "thaw-ocitest", vmm);
+	pool_forgot(clone);
+	harness_end(p);
+}
+
+/* `run` in the foreground through a pool's VMM: the keeper's exit status is the VM's
+ * (SIGTERM 0, SIGKILL 137), and run's delete leaves nothing, in the pool either. */
+static void pool_run_exit_status_propagates(void **state)
+{
+	char cmd[4096], out[4096], clone[128];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	const char *sigs[] = {"TERM", "KILL"};
+	const int want[] = {0, 137};
+
+	bundle_pooled("pr", pool_sock);
+	for (int i = 0; i < 2; i++) {
+		struct vmproc *p;
+		pid_t keeper, vmm = -1;
+
+		pool_stocked();
+		snprintf(cmd, sizeof(cmd), "exec %s --root %s run --bundle %s/pr pr", oci, root,
+			 dir);
+		p = harness_start(argv);
+		assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+		keeper = pool_state(root, "pr", &vmm, clone, sizeof(clone));
+		assert_true(keeper > 0 && vmm > 0);
+		/* kill's signal goes to the VMM, whose end the keeper reports */
+		assert_int_equal(
+		    sh(out, sizeof(out), "%s --root %s kill pr %s", oci, root, sigs[i]), 0);
+		assert_int_equal(vmproc_wait(p, TMO), want[i]);
+		harness_end(p);
+		assert_nothing_left(root, "thaw-ocitest", vmm);
+		pool_forgot(clone);
+	}
+}
+
+/* No prepared VMM to take (no pool answers on the socket named, or the snapshot has a
+ * drive): create starts its own VMM, and says why in the state and the log. */
+static void pool_absent_falls_back_to_starting_the_vmm(void **state)
+{
+	char cmd[4096], out[8192], path[PATH_MAX + 64];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct vmproc *p;
+	pid_t pid, vmm = -1;
+
+	bundle_pooled("pf", "/nonexistent/pool.sock");
+	snprintf(cmd, sizeof(cmd), "exec %s --root %s --log %s/pf.log run --bundle %s/pf pf", oci,
+		 root, dir, dir);
+	p = harness_start(argv);
+	assert_int_equal(vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0), 0);
+	pid = pool_state(root, "pf", &vmm, NULL, 0);
+	assert_true(pid > 0);
+	assert_int_equal(vmm, 0);
+	snprintf(path, sizeof(path), "%s/pf/state.json", root);
+	assert_int_equal(sh(out, sizeof(out), "cat %s", path), 0);
+	assert_non_null(strstr(out, "\"pool_note\":\"the pool's socket /nonexistent/pool.sock"));
+	assert_int_equal(sh(out, sizeof(out), "grep -c 'no prepared VMM' %s/pf.log", dir), 0);
+	assert_int_equal(sh(out, sizeof(out), "ps -o comm= -p %d", (int)pid), 0);
+	assert_non_null(strstr(out, "thaw"));
+	assert_null(strstr(out, "thaw-oci"));
+	assert_int_equal(sh(out, sizeof(out), "%s --root %s kill pf KILL", oci, root), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
+	assert_nothing_left(root, "thaw-ocitest", pid);
+}
+
+/* ctr run through a pool's VMM: the guest answers on the task's stdio, the task's pid
+ * is the keeper, the VMM is in the cgroup containerd asked for; ctr task kill ends it
+ * with the VM's status; --rm leaves nothing, in the pool either. */
+static void containerd_ctr_run_through_pool(void **state)
+{
+	if (!have_containerd)
+		skip();
+	ctr_run_foreground("pc", true);
+}
+
+/* kill -9 of the shim of a pool-backed task: containerd's clean-up and ours end the
+ * keeper and the pool's VMM and leave nothing, in the pool either. */
+static void containerd_pool_shim_killed_cleanup_leaves_nothing(void **state)
+{
+	if (!have_containerd)
+		skip();
+	ctr_shim_killed("pk9", true);
+}
+
+/* podman run -i through a pool's VMM: the guest answers, podman kill is 137 for podman
+ * run, and nothing is left, in the pool either. */
+static void podman_run_through_pool(void **state)
+{
+	char cmd[8192], out[4096], clone[128];
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	struct vmproc *p;
+	pid_t keeper, vmm = -1;
+
+	if (!have_podman)
+		skip();
+	pool_stocked();
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s run --network none --annotation org.thaw.snapshot=/base.snap "
+		 "--annotation org.thaw.pool=%s -i --rm --name pmp --memory 256m --rootfs %s /fn",
+		 podman, pool_sock, rootfs);
+	p = harness_start(argv);
+	if (vmproc_ask(p, "ping", "PROBE pong", TMO, NULL, 0)) {
+		vmproc_dump(p, "podman run");
+		fail();
+	}
+	assert_int_equal(sh(out, sizeof(out), "%s inspect -f '{{.State.Pid}} {{.Id}}' pmp", podman),
+			 0);
+	{
+		char id[128];
+
+		assert_int_equal(sscanf(out, "%d %127s", &keeper, id), 2);
+		assert_int_equal(pool_state("/run/thaw-oci", id, &vmm, clone, sizeof(clone)),
+				 keeper);
+	}
+	assert_true(vmm > 0);
+	assert_int_equal(sh(out, sizeof(out),
+			    "p=$(sed -n 's/^[0-9]*:memory://p' /proc/%d/cgroup); "
+			    "cat /sys/fs/cgroup/memory$p/memory.limit_in_bytes",
+			    (int)vmm),
+			 0);
+	assert_string_equal(out, "268435456\n");
+	assert_int_equal(sh(out, sizeof(out), "%s kill -s KILL pmp", podman), 0);
+	assert_int_equal(vmproc_wait(p, TMO), 137);
+	harness_end(p);
+	podman_nothing_left(vmm);
+	pool_forgot(clone);
+}
+
+/* kill -9 of conmon of a pool-backed container: podman's clean-up and ours end the
+ * keeper and the pool's VMM, nothing is left, in the pool either. */
+static void podman_pool_conmon_killed_cleanup_leaves_nothing(void **state)
+{
+	if (!have_podman)
+		skip();
+	podman_conmon_killed(true);
+}
+
+/* podman run -it through a pool's VMM: the keeper's stdio is the pty whose master went
+ * to conmon's console socket, and the guest answers on the terminal; nothing is left,
+ * in the pool either. */
+static void podman_run_terminal_through_pool(void **state)
+{
+	char opts[512];
+	int hits;
+
+	if (!have_podman)
+		skip();
+	pool_stocked();
+	hits = pool_hits();
+	snprintf(opts, sizeof(opts), "-it --annotation org.thaw.pool=%s", pool_sock);
+	podman_attached(opts, "pmpt", "/usr/bin/script", "-qfec", "/dev/null");
+	assert_int_equal(pool_hits(), hits + 1); /* the container's VMM was the pool's */
+	pool_forgot(NULL);
 }
 
 /* ---- set-up ----------------------------------------------------------------------------- */
@@ -1275,7 +1943,7 @@ static int setup(void **state)
 		if (harness_probe_snapshot(path, 64, three))
 			return -1;
 	}
-	if (containerd_setup() || podman_setup())
+	if (containerd_setup() || podman_setup() || pool_setup())
 		return -1;
 	return 0;
 }
@@ -1286,7 +1954,10 @@ static int test_end(void **state)
 	char out[4096];
 
 	if (have_podman)
-		sh(out, sizeof(out), "%s rm -af -t 0", podman);
+		sh(out, sizeof(out),
+		   "%s rm -af -t 0; test -d %s/pmnet && %s --network-config-dir %s/pmnet rm -af -t "
+		   "0",
+		   podman, dir, podman, dir);
 	if (have_containerd)
 		sh(out, sizeof(out),
 		   "for t in $(%s task ls -q); do %s task kill -s SIGKILL $t; sleep 0.2; "
@@ -1299,6 +1970,11 @@ static int test_end(void **state)
 	   dir, dir, oci);
 	/* the pod namespace of the device tests (its veth pair goes with it) */
 	sh(out, sizeof(out), "ip netns del " POD_NS " 2>/dev/null");
+	/* the CNI test's network: DEL as its runtime would, then namespace and bridge */
+	if (!access("/var/run/netns/" CNI_NS, F_OK))
+		cni("DEL", out, sizeof(out));
+	sh(out, sizeof(out), "ip netns del " CNI_NS "; ip link del " CNI_BR "; true");
+	sh(out, sizeof(out), "ip link del " PM_BR " 2>/dev/null");
 	return 0;
 }
 
@@ -1311,6 +1987,12 @@ static int teardown(void **state)
 	if (have_containerd) {
 		kill(-containerd_pid, SIGTERM);
 		waitpid(containerd_pid, NULL, 0);
+	}
+	if (pool_pid > 0) {
+		kill(-pool_pid, SIGTERM);
+		waitpid(pool_pid, NULL, 0);
+		sh(out, sizeof(out), "%s/thaw-pool --cleanup --state-dir %s/state; rm -rf %s",
+		   harness_env("THAW_BUILD"), pdir, pdir);
 	}
 	sh(out, sizeof(out),
 	   "grep -o ' %s/[^ ]*' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l; rm -rf %s",
@@ -1339,6 +2021,16 @@ int main(void)
 	    cmocka_unit_test_teardown(podman_run_interactive_answers, test_end),
 	    cmocka_unit_test_teardown(podman_run_terminal_through_conmon, test_end),
 	    cmocka_unit_test_teardown(podman_conmon_killed_cleanup_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(containerd_runs_a_snapshot_in_a_cni_bridge_network, test_end),
+	    cmocka_unit_test_teardown(podman_runs_a_snapshot_in_a_netavark_network, test_end),
+	    cmocka_unit_test_teardown(pool_create_start_kill_delete, test_end),
+	    cmocka_unit_test_teardown(pool_run_exit_status_propagates, test_end),
+	    cmocka_unit_test_teardown(pool_absent_falls_back_to_starting_the_vmm, test_end),
+	    cmocka_unit_test_teardown(containerd_ctr_run_through_pool, test_end),
+	    cmocka_unit_test_teardown(containerd_pool_shim_killed_cleanup_leaves_nothing, test_end),
+	    cmocka_unit_test_teardown(podman_run_through_pool, test_end),
+	    cmocka_unit_test_teardown(podman_run_terminal_through_pool, test_end),
+	    cmocka_unit_test_teardown(podman_pool_conmon_killed_cleanup_leaves_nothing, test_end),
 	};
 
 	if (getuid() != 0) {

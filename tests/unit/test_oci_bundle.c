@@ -15,6 +15,8 @@
 
 #include "oci/oci.h"
 
+#include <json-c/json.h>
+
 #define HEAD                                                                                       \
 	"{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": \"rootfs\"}, \"annotations\": "          \
 	"{\"org.thaw.snapshot\": \"/snap/base.snap\"}"
@@ -201,9 +203,18 @@ static void state_round_trip_and_gone_process(void **state)
 	assert_false(zombie);
 	s.started = true;
 	s.jailed = true;
+	s.vmm_pid = 4242;
+	s.vmm_starttime = 99;
+	snprintf(s.pool, sizeof(s.pool), "/run/pool.sock");
+	snprintf(s.pool_clone, sizeof(s.pool_clone), "fn-17");
 	assert_int_equal(oci_state_save(file, &s), 0);
 	assert_int_equal(oci_state_load(file, &t, e, sizeof(e)), 0);
 	assert_string_equal(t.id, "c1");
+	assert_int_equal(t.vmm_pid, 4242);
+	assert_int_equal(t.vmm_starttime, 99);
+	assert_string_equal(t.pool, "/run/pool.sock");
+	assert_string_equal(t.pool_clone, "fn-17");
+	assert_string_equal(t.pool_note, "");
 	assert_string_equal(t.api_dir, "/srv/x/root");
 	assert_string_equal(t.annotations, "{\"a\":\"b\"}");
 	assert_int_equal(t.pid, getpid());
@@ -234,6 +245,109 @@ static void state_round_trip_and_gone_process(void **state)
 	assert_non_null(strstr(e, "not a state file"));
 	unlink(file);
 	rmdir(path);
+}
+
+/* org.thaw.pool names a pool's API socket: an absolute path, nothing else. */
+static void pool_annotation_is_an_absolute_socket(void **state)
+{
+	assert_int_equal(parse(HEAD "}"), 0);
+	assert_string_equal(b.pool, "");
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.pool\": \"/run/thaw-pool.sock\"}}"), 0);
+	assert_string_equal(b.pool, "/run/thaw-pool.sock");
+	assert_false(oci_bundle_jailed(&b)); /* a pool alone asks for no cgroup */
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.pool\": \"pool.sock\"}}"), -EINVAL);
+	assert_non_null(strstr(err, "org.thaw.pool 'pool.sock': must be the absolute path"));
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.pool\": \"/a/../b.sock\"}}"), -EINVAL);
+	/* a near miss is a typo, refused as before */
+	assert_int_equal(parse(HEAD_ANN ", \"org.thaw.pools\": \"/p.sock\"}}"), -EINVAL);
+	assert_non_null(strstr(err, "not known to thaw-oci"));
+}
+
+/* The pod's default gateway from /proc/net/route's text (the kernel's hex, its byte
+ * order): only a default route with RTF_GATEWAY through the interface asked for. */
+static void default_gateway_from_proc_net_route(void **state)
+{
+	const char *route =
+	    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+	    "eth1\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+	    "eth0\t004D580A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+	    "eth0\t00000000\t014D580A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+	char gw[16];
+
+	assert_int_equal(oci_route_gateway(route, "eth0", gw, sizeof(gw)), 0);
+	assert_string_equal(gw, "10.88.77.1");
+	assert_int_equal(oci_route_gateway(route, "eth1", gw, sizeof(gw)), 0);
+	assert_string_equal(gw, "192.168.1.1");
+	assert_int_equal(oci_route_gateway(route, "eth2", gw, sizeof(gw)), -ENOENT);
+	assert_string_equal(gw, "");
+	/* a default route without RTF_GATEWAY (on-link) names no gateway */
+	assert_int_equal(oci_route_gateway("Iface\tDestination\tGateway\tFlags\n"
+					   "eth0\t00000000\t00000000\t0001\t0\t0\t0\t00000000\n",
+					   "eth0", gw, sizeof(gw)),
+			 -ENOENT);
+	assert_int_equal(oci_route_gateway("", "eth0", gw, sizeof(gw)), -ENOENT);
+}
+
+/* What the guest reads in MMDS of an interface tied to the pod's: link, MAC, CNI's
+ * addresses and gateway; what is unknown is left out. */
+static void pod_link_becomes_the_guests_json(void **state)
+{
+	struct oci_link_info li = {.mac = "0a:58:0a:58:4d:02",
+				   .addrs = {"10.88.77.2/24", "fd00::2/64"},
+				   .n_addrs = 2,
+				   .gateway = "10.88.77.1"};
+	struct json_object *o = oci_link_guest_json("eth0", &li);
+
+	assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+			    "{\"link\":\"eth0\",\"mac\":\"0a:58:0a:58:4d:02\",\"addresses\":"
+			    "[\"10.88.77.2\\/24\",\"fd00::2\\/64\"],\"gateway\":\"10.88.77.1\"}");
+	json_object_put(o);
+	memset(&li, 0, sizeof(li));
+	o = oci_link_guest_json("net1", &li);
+	assert_string_equal(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+			    "{\"link\":\"net1\",\"addresses\":[]}");
+	json_object_put(o);
+}
+
+static void put_file(const char *path, char fill, size_t head, size_t size)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	for (size_t i = 0; i < size; i++)
+		fputc(i < head ? fill : 0, f);
+	fclose(f);
+}
+
+/* A pool's snapshot file and the bundle's are the same snapshot when they are one inode
+ * or have the same size and header (the header holds the table's checksum). */
+static void snapshot_identity_is_size_and_header(void **state)
+{
+	char d[] = "/tmp/thaw-oci-unit-XXXXXX", a[64], c[64], x[64], y[64], z[64];
+
+	assert_non_null(mkdtemp(d));
+	snprintf(a, sizeof(a), "%s/a", d);
+	snprintf(c, sizeof(c), "%s/copy", d);
+	snprintf(x, sizeof(x), "%s/otherhead", d);
+	snprintf(y, sizeof(y), "%s/longer", d);
+	snprintf(z, sizeof(z), "%s/short", d);
+	put_file(a, 'h', 4096, 8192);
+	put_file(c, 'h', 4096, 8192);
+	put_file(x, 'H', 4096, 8192);
+	put_file(y, 'h', 4096, 12288);
+	put_file(z, 'h', 100, 100);
+	assert_int_equal(oci_snapshot_same(a, a), 1);
+	assert_int_equal(oci_snapshot_same(a, c), 1);
+	assert_int_equal(oci_snapshot_same(a, x), 0);
+	assert_int_equal(oci_snapshot_same(a, y), 0);
+	assert_int_equal(oci_snapshot_same(z, z), 0); /* no header: not a snapshot */
+	assert_int_equal(oci_snapshot_same(a, "/nonexistent/snap"), -ENOENT);
+	unlink(a);
+	unlink(c);
+	unlink(x);
+	unlink(y);
+	unlink(z);
+	rmdir(d);
 }
 
 static void device_annotations_become_drives_and_nets(void **state)
@@ -381,6 +495,10 @@ int main(void)
 	    cmocka_unit_test(process_goes_to_the_guest_as_json),
 	    cmocka_unit_test(bundle_must_match_the_snapshots_devices),
 	    cmocka_unit_test(tap_names_fit_and_differ),
+	    cmocka_unit_test(pool_annotation_is_an_absolute_socket),
+	    cmocka_unit_test(snapshot_identity_is_size_and_header),
+	    cmocka_unit_test(default_gateway_from_proc_net_route),
+	    cmocka_unit_test(pod_link_becomes_the_guests_json),
 	};
 
 	return cmocka_run_group_tests_name("oci_bundle", tests, NULL, NULL);
