@@ -446,6 +446,23 @@ static void pool_of_20_serves_50_clone_requests(void **state)
 		misses += jint(all[i], "misses");
 		hits += 1 - jint(all[i], "misses");
 	}
+	if (pool_num(&pp, "p20", "running") != 50) {
+		/* which clone ended, and how (its status and the pool's view), before failing:
+		 * in the nested host a restored guest has been seen to triple fault now and
+		 * then (tests/kvmhost/README.md, E6) */
+		for (i = 0; i < 50; i++) {
+			json_object *c =
+			    i < 30 ? nth_clone(first, (size_t)i) : nth_clone(all[i - 30], 0);
+			char path[128];
+
+			snprintf(path, sizeof(path), "/clones/%s", jstr(c, "id"));
+			if (req(&pp, "GET", path, NULL, &o) == 200 &&
+			    strcmp(jstr(o, "state"), "running") != 0)
+				print_error("clone %s ended: %s\n", jstr(c, "id"),
+					    json_object_to_json_string(o));
+			json_object_put(o);
+		}
+	}
 	assert_int_equal(pool_num(&pp, "p20", "running"), 50);
 	assert_int_equal(pool_num(&pp, "p20", "misses"), misses);
 	assert_int_equal(pool_num(&pp, "p20", "hits"), hits);
