@@ -16,8 +16,12 @@ through to the base until written). The base is BASE_MIB of a non-zero pattern. 
   read 1m       [SPAN, 2 SPAN)   reads of allocated clusters
   randread 4k   [SPAN, 2 SPAN)   the same, at random
   randread 4k   [2 SPAN, 3 SPAN) reads that fall through to the base (backing file)
-each for MS milliseconds (the sequential write stops at the end of its span). The
-random places come from one fixed sequence, so every drive and VMM sees the same ones.
+each for MS milliseconds (the sequential write stops at the end of its span). A
+measurement is SLICES (4) slices of MS / SLICES, the two drives' slices interleaved (raw,
+qcow2, raw, ...), slice k on the k-th part of the span: the machine's load drifts less
+between the two drives, and every slice's places are new (first writes stay first).
+The random places come from one fixed sequence, so every drive and VMM sees the same
+ones.
 
 Prints one line per measurement:
   vmm=thaw drive=qcow2 rw=randread bs=4096 region=alloc ops= bytes= ns= flush_ns= iops= mbps=
@@ -26,62 +30,30 @@ and `boot_s=` per VM. usage:
 """
 import os
 import re
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
+from disk_clones import Probe
+
 CMDLINE = "console=ttyS0 thaw_agent.hold_init=1 quiet"
 BOOT_TIMEOUT = 900  # s; a Linux boot on PVM takes 40-100 s, more under load
+SLICES = 4
 
 
-class Guest:
+class Guest(Probe):
     """A VM running the Linux guest's kernel agent, talked to through its serial port on
-    the VMM's stdin/stdout."""
-
-    def __init__(self, argv, err_path):
-        self.err = open(err_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.err, start_new_session=True)
-        self.buf = b""
-
-    def line(self, want, timeout):
-        end = time.monotonic() + timeout
-        while True:
-            nl = self.buf.find(b"\n")
-            if nl >= 0:
-                ln = self.buf[:nl].decode(errors="replace").rstrip("\r")
-                self.buf = self.buf[nl + 1:]
-                if ln.startswith(want):
-                    return ln
-                continue
-            left = end - time.monotonic()
-            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
-                raise RuntimeError("no '%s' from the guest within %d s" % (want, timeout))
-            data = os.read(self.proc.stdout.fileno(), 65536)
-            if not data:
-                raise RuntimeError("the guest's console closed (waiting for '%s')" % want)
-            self.buf += data
+    the VMM's stdin/stdout (disk_clones.Probe's console handling)."""
 
     def req(self, text, timeout):
         self.proc.stdin.write(text.encode() + b"\n")
         self.proc.stdin.flush()
         ans = self.line("THAW_AGENT ", timeout)
-        if ans.startswith("THAW_AGENT error"):
+        ans = ans[ans.index("THAW_AGENT ") + len("THAW_AGENT "):].strip()
+        if ans.startswith("error"):
             raise RuntimeError("'%s' answered '%s'" % (text, ans))
-        return ans[len("THAW_AGENT "):]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.err.close()
+        return ans
 
 
 def make_images(tool, d, base_mib):
@@ -142,18 +114,24 @@ def run_vm(vmm, thaw, tool, kernel, d, base_mib, ms):
         if sorted(names) != ["qcow2", "raw"]:
             raise RuntimeError("could not tell the drives apart: %s" % names)
         span = base_mib // 4
+        part = span // SLICES
         for rw, bs, region, what in PLAN:
+            tot = {d: {"ops": 0, "bytes": 0, "ns": 0, "flush_ns": 0} for d in names}
+            for k in range(SLICES):
+                for drive in ("raw", "qcow2"):
+                    ans = g.req("blk bench %s %d %d %d %d %s"
+                                % (rw, bs, region * span + k * part, part, ms // SLICES,
+                                   names[drive]), 120 + ms / 1000 * 20)
+                    kv = dict(p.split("=", 1) for p in ans.split()[2:])
+                    for key in tot[drive]:
+                        tot[drive][key] += int(kv[key])
             for drive in ("raw", "qcow2"):
-                ans = g.req("blk bench %s %d %d %d %d %s" % (rw, bs, region * span, span, ms,
-                                                             names[drive]),
-                            120 + ms / 1000 * 20)
-                kv = dict(p.split("=", 1) for p in ans.split()[2:])
-                ns = max(int(kv["ns"]) + int(kv["flush_ns"]), 1)
-                out.append("vmm=%s drive=%s rw=%s bs=%s region=%s ops=%s bytes=%s ns=%s "
-                           "flush_ns=%s iops=%.1f mbps=%.3f"
-                           % (vmm, drive, rw, kv["bs"], what, kv["ops"], kv["bytes"],
-                              kv["ns"], kv["flush_ns"], int(kv["ops"]) * 1e9 / ns,
-                              int(kv["bytes"]) * 1e3 / ns))
+                t = tot[drive]
+                ns = max(t["ns"] + t["flush_ns"], 1)
+                out.append("vmm=%s drive=%s rw=%s bs=%d region=%s ops=%d bytes=%d ns=%d "
+                           "flush_ns=%d iops=%.1f mbps=%.3f"
+                           % (vmm, drive, rw, bs * 1024, what, t["ops"], t["bytes"], t["ns"],
+                              t["flush_ns"], t["ops"] * 1e9 / ns, t["bytes"] * 1e3 / ns))
     finally:
         g.stop()
     chk = subprocess.run(["qemu-img", "check", os.path.join(d, "ovl.qcow2")],
@@ -176,7 +154,7 @@ def main(argv):
     base_mib = int(opt(args, "--base-mib", "256"))
     ms = int(opt(args, "--ms", "10000"))
     vmms = opt(args, "--vmms", "thaw,qemu").split(",")
-    if len(args) != 4 or base_mib < 8 or base_mib % 4:
+    if len(args) != 4 or base_mib < 16 or base_mib % 16:
         sys.stderr.write(__doc__)
         return 2
     thaw, tool, kernel, d = args

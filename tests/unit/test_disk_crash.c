@@ -188,22 +188,6 @@ static int one_kill(struct dfx *f, const char *bin, unsigned i, uint64_t *rs)
 	return last_flush(log) >= 0;
 }
 
-/* The power-cut shim next to this program (build/tests/crash_shim.so). */
-static const char *shim_path(void)
-{
-	static char path[4200];
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	assert_true(n > 0);
-	exe[n] = 0;
-	*strrchr(exe, '/') = 0;
-	snprintf(path, sizeof(path), "%s/crash_shim.so", exe);
-	if (access(path, R_OK))
-		fail_msg("%s is not built (make %s)", path, path);
-	return path;
-}
-
 static int one_power_cut(struct dfx *f, const char *bin, const char *shim, unsigned i, uint64_t *rs)
 {
 	const char *img = P(f, 0, "cut.qcow2"), *log = P(f, 1, "cut.log");
@@ -272,7 +256,7 @@ static void test_power_cut_at_random_writes_leaves_a_consistent_image(void **sta
 
 	REQUIRE_QEMU_IMG();
 	bin = thaw_disk_bin();
-	shim = shim_path();
+	shim = build_file("tests/crash_shim.so", R_OK);
 	for (unsigned i = 0; i < n; i++)
 		verified += (unsigned)one_power_cut(f, bin, shim, i, &rs);
 	fprintf(stderr,

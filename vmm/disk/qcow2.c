@@ -682,21 +682,32 @@ static int extend_file(struct disk *d)
 
 /* Refcount blocks, then (after a barrier, so the table never names a block not yet
  * written) the refcount table. */
-static int flush_refcounts(struct disk *d)
+/* The dirty ones of `n` cached clusters; returns 1 when it wrote any, or -errno. */
+static int write_dirty(struct disk *d, struct qcow2_cblock **blocks, uint64_t n, const char *what)
 {
-	struct qcow2 *q = d->q;
-	int ret;
+	int ret, wrote = 0;
 
-	for (uint64_t i = 0; i < q->rt_entries; i++) {
-		struct qcow2_cblock *b = q->rbc[i];
+	for (uint64_t i = 0; i < n; i++) {
+		struct qcow2_cblock *b = blocks[i];
 
 		if (!b || !b->dirty)
 			continue;
-		ret = qcow2_pwrite(d, b->data, q->cs, b->off, "refcount block");
+		ret = qcow2_pwrite(d, b->data, d->q->cs, b->off, what);
 		if (ret)
 			return ret;
 		b->dirty = false;
+		wrote = 1;
 	}
+	return wrote;
+}
+
+static int flush_refcounts(struct disk *d)
+{
+	struct qcow2 *q = d->q;
+	int ret = write_dirty(d, q->rbc, q->rt_entries, "refcount block");
+
+	if (ret < 0)
+		return ret;
 	if (q->rt_dirty) {
 		ret = qcow2_sync(d);
 		if (ret)
@@ -713,21 +724,7 @@ static int flush_refcounts(struct disk *d)
 /* Dirty L2 tables; returns 1 when it wrote any. */
 static int write_l2_tables(struct disk *d)
 {
-	struct qcow2 *q = d->q;
-	int ret, wrote = 0;
-
-	for (uint32_t i = 0; i < q->l1_size; i++) {
-		struct qcow2_cblock *t = q->l2c[i];
-
-		if (!t || !t->dirty)
-			continue;
-		ret = qcow2_pwrite(d, t->data, q->cs, t->off, "L2 table");
-		if (ret)
-			return ret;
-		t->dirty = false;
-		wrote = 1;
-	}
-	return wrote;
+	return write_dirty(d, d->q->l2c, d->q->l1_size, "L2 table");
 }
 
 static int write_l1(struct disk *d)

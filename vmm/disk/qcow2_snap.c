@@ -3,7 +3,11 @@
  * one, no data copied) and delete (references dropped, clusters nobody else uses
  * freed). Each step is ordered so that a crash leaks at most: new structures are
  * written and counted before the header names them; references are dropped before
- * the refcounts that counted them.
+ * the refcounts that counted them. Changes that add no reference a crash could expose
+ * go in one batch with one fdatasync (qcow2_flush_batch): create is that batch and
+ * the header, two syncs. The format's own window stays (a COPIED flag and the
+ * refcount it mirrors live in different clusters): a crash inside a batch may leave
+ * them disagreeing, always on a cluster the image references once (docs/disk.md).
  */
 #include "vmm/disk/disk_int.h"
 
