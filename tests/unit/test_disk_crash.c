@@ -145,13 +145,16 @@ static void judge(const char *bin, const char *img, const char *log, const char 
 	}
 }
 
+/* `env`: NAME=VALUE strings (NULL-terminated, or NULL) set in the workload only. */
 static pid_t start_workload(const char *bin, const char *img, const char *seed, const char *log,
-			    const char *kind)
+			    const char *kind, char *const *env)
 {
 	pid_t pid = fork();
 
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		for (unsigned i = 0; env && env[i]; i++)
+			putenv(env[i]);
 		if (!strcmp(kind, "snapshots"))
 			execl(bin, bin, "_workload", img, seed, log, "snap", (char *)NULL);
 		else
@@ -174,7 +177,7 @@ static int one_kill(struct dfx *f, const char *bin, unsigned i, uint64_t *rs)
 	sh("rm -f %s %s", img, log);
 	make_image(img, kind);
 	snprintf(seed, sizeof(seed), "%u", 1000 + i);
-	pid = start_workload(bin, img, seed, log, kind);
+	pid = start_workload(bin, img, seed, log, kind, NULL);
 	/* 1..150 ms: somewhere in a write, a flush, or between them. */
 	ts.tv_sec = 0;
 	ts.tv_nsec = (long)(1 + rnd(rs) % 150) * 1000000L;
@@ -192,7 +195,9 @@ static int one_power_cut(struct dfx *f, const char *bin, const char *shim, unsig
 {
 	const char *img = P(f, 0, "cut.qcow2"), *log = P(f, 1, "cut.log");
 	const char *kind = kinds[i % 5];
-	char seed[32], at[32], coin[32];
+	char seed[32], at[32], coin[32], e_pre[4300], e_img[700], e_at[64], e_coin[64];
+	char e_asan[] = "ASAN_OPTIONS=verify_asan_link_order=0"; /* SAN=1 builds */
+	char *env[] = {e_pre, e_img, e_at, e_coin, e_asan, NULL};
 	pid_t pid;
 	int st;
 
@@ -203,14 +208,11 @@ static int one_power_cut(struct dfx *f, const char *bin, const char *shim, unsig
 	 * snapshots: more of the stops land inside their steps). */
 	snprintf(at, sizeof(at), "%" PRIu64, 1 + rnd(rs) % (strcmp(kind, "snapshots") ? 600 : 200));
 	snprintf(coin, sizeof(coin), "%" PRIu64, rnd(rs));
-	setenv("LD_PRELOAD", shim, 1);
-	setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1); /* SAN=1 builds */
-	setenv("THAW_CRASH_IMAGE", img, 1);
-	setenv("THAW_CRASH_AT", at, 1);
-	setenv("THAW_CRASH_SEED", coin, 1);
-	pid = start_workload(bin, img, seed, log, kind);
-	unsetenv("LD_PRELOAD");
-	unsetenv("THAW_CRASH_IMAGE");
+	snprintf(e_pre, sizeof(e_pre), "LD_PRELOAD=%s", shim);
+	snprintf(e_img, sizeof(e_img), "THAW_CRASH_IMAGE=%s", img);
+	snprintf(e_at, sizeof(e_at), "THAW_CRASH_AT=%s", at);
+	snprintf(e_coin, sizeof(e_coin), "THAW_CRASH_SEED=%s", coin);
+	pid = start_workload(bin, img, seed, log, kind, env);
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
 		fail_msg("power cut %u (%s) at write %s: the workload ended %s %d, not by the cut",
