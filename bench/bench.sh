@@ -19,7 +19,9 @@
 #             (what a drive, a net and the entropy device deliver under a bandwidth limit
 #             while the probe floods them, against the limit), disk (the probe's 4 KiB
 #             reads from a raw file, an allocated qcow2 cluster and a qcow2 overlay's
-#             backing file, bench/flood.c --measure), diskclones (N clones restored
+#             backing file, bench/flood.c --measure; and the Linux guest's 4 KiB random
+#             and 1 MiB sequential I/O on raw and a qcow2 overlay under thaw and QEMU,
+#             bench/disk_guest.py; DISK_LINUX=0 leaves that out), diskclones (N clones restored
 #             on their own overlays of one base: the base's page cache, PSS, overlay
 #             sizes, the overlay's creation at restore), diskckpt (plain, external and
 #             internal checkpoint snapshots in turn; both bench/disk_clones.py), fleet
@@ -811,6 +813,44 @@ if [[ $MODE != check ]] && want disk; then
 		done
 	else
 		note "disk: qemu-io or thaw-disk missing: no disk group"
+	fi
+fi
+# The same group in the Linux guest (bench/disk_guest.py): its kernel agent's timed bio
+# loops at queue depth 1 (guest user space, hence fio, does not run on PVM), 4 KiB random
+# and 1 MiB sequential, on a raw file and a qcow2 overlay of the same base, under thaw and
+# under QEMU microvm with KVM (the same kernel, virtio-blk). One VM per VMM, DISK_LINUX_MS
+# per measurement. raw/disk_linux_<vmm>_<drive>_<rw>_<region>.txt (iops, mbps, ...),
+# raw/disk_linux_boot_<vmm>.txt. DISK_LINUX=0 leaves it out.
+DISK_LINUX_MS=${DISK_LINUX_MS:-10000} DISK_LINUX_MIB=${DISK_LINUX_MIB:-256}
+[[ $MODE == smoke ]] && DISK_LINUX_MS=1000 DISK_LINUX_MIB=16
+if [[ $MODE != check && ${DISK_LINUX:-1} != 0 ]] && want disk; then
+	vmms=thaw
+	if ((QEMU)) && command -v qemu-system-x86_64 >/dev/null; then
+		vmms=thaw,qemu
+	else
+		note "disk_linux: QEMU left out (--no-qemu or qemu-system-x86_64 missing)"
+	fi
+	if [[ ! -f ${THAW_KERNEL:-} ]]; then
+		note "disk_linux: THAW_KERNEL is not built: no Linux disk runs"
+	elif ! command -v qemu-img >/dev/null; then
+		note "disk_linux: qemu-img missing: no Linux disk runs"
+	elif (($(runs "$OUT/raw/disk_linux_boot_thaw.txt") < 1)); then
+		say "disk_linux: $vmms, ${DISK_LINUX_MS} ms per measurement on a ${DISK_LINUX_MIB} MiB base"
+		mkdir -p "$W/dlinux"
+		"$PY" bench/disk_guest.py "$THAW" "$top/$B/thaw-disk" "$THAW_KERNEL" "$W/dlinux" \
+			--base-mib "$DISK_LINUX_MIB" --ms "$DISK_LINUX_MS" --vmms "$vmms" >"$W/dlinux.out" 2>"$W/dlinux.err" ||
+			note "disk_linux: $(tail -n 1 "$W/dlinux.err")"
+		re='^vmm=([a-z]+) drive=([a-z0-9]+) rw=([a-z]+) bs=[0-9]+ region=([a-z]+) '
+		while read -r line; do
+			if [[ $line =~ $re ]]; then
+				echo "$line rc=0" >>"$OUT/raw/disk_linux_${BASH_REMATCH[1]}_${BASH_REMATCH[2]}_${BASH_REMATCH[3]}_${BASH_REMATCH[4]}.txt"
+			elif [[ $line =~ ^vmm=([a-z]+)\ boot_s= ]]; then
+				echo "$line rc=0" >>"$OUT/raw/disk_linux_boot_${BASH_REMATCH[1]}.txt"
+			elif [[ $line =~ ^vmm=([a-z]+)\ overlay_check=([0-9]+) ]]; then
+				meta "disk_linux_${BASH_REMATCH[1]}_overlay_check" "${BASH_REMATCH[2]}"
+			fi
+		done <"$W/dlinux.out"
+		rm -rf -- "$W/dlinux"
 	fi
 fi
 

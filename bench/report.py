@@ -43,6 +43,16 @@ CHECK_REGRESSION = 1.5
 CHECK_STAT = "min"
 
 
+# bench/disk_guest.py's measurements: rw, block KiB, region, label, issue 20's target.
+DISK_LINUX_PLAN = (
+    ("randwrite", 4, "first", "4k randwrite, first writes", " (issue 20: >= 0.6)"),
+    ("write", 1024, "first", "1m write, first writes", " (issue 20: >= 0.6)"),
+    ("read", 1024, "alloc", "1m read, allocated", " (issue 20: >= 0.8)"),
+    ("randread", 4, "alloc", "4k randread, allocated", " (issue 20: >= 0.8)"),
+    ("randread", 4, "backing", "4k randread, from the base", ""),
+)
+
+
 def num(v):
     try:
         f = float(v)
@@ -371,6 +381,31 @@ def table(res, meta, rat):
                 m["p99"] / 1048576.0, m["min"] / 1048576.0, m["n"],
                 "x%.2f of raw (issue 20: reads >= 0.8)" % (k / raw_bps)
                 if kind != "raw" and raw_bps else ""))
+    # Issue 20, in the Linux guest (bench/disk_guest.py): the kernel agent's timed bio
+    # loops at queue depth 1 on a raw file and a qcow2 overlay, under thaw and QEMU.
+    # Series disk_linux_<vmm>_<drive>_<rw>_<region>; IOPS for 4 KiB, MB/s for 1 MiB.
+    for rw, bs, region, label, target in DISK_LINUX_PLAN:
+        unit = "IOPS" if bs == 4 else "MB/s"
+        key = "iops" if bs == 4 else "mbps"
+        thaw_raw = med(res, "disk_linux_thaw_raw_%s_%s" % (rw, region), key)
+        qemu_q = med(res, "disk_linux_qemu_qcow2_%s_%s" % (rw, region), key)
+        for vmm in ("thaw", "qemu"):
+            vraw = med(res, "disk_linux_%s_raw_%s_%s" % (vmm, rw, region), key)
+            for drive in ("raw", "qcow2"):
+                s_ = "disk_linux_%s_%s_%s_%s" % (vmm, drive, rw, region)
+                m = res.get(s_, {}).get("metrics", {}).get(key)
+                if not m:
+                    continue
+                note = ""
+                if drive == "qcow2" and vraw:
+                    note = "x%.2f of %s raw%s" % (m["median"] / vraw, vmm, target)
+                    if vmm == "thaw" and qemu_q:
+                        note += "; x%.2f of QEMU's qcow2" % (m["median"] / qemu_q)
+                elif vmm == "qemu" and thaw_raw:
+                    note = "thaw raw x%.2f of it" % (thaw_raw / m["median"])
+                rows.append("%-58s %9.2f %9.2f %9.2f %4d  %s" % (
+                    "disk Linux %s %s: %s (%s)" % (vmm, drive, label, unit),
+                    m["median"], m["p99"], m["min"], m["n"], note))
     # Issue 20: N clones restored on their own overlays of one base (diskclones), and
     # what a drive's checkpoint adds to a VM snapshot (diskckpt; ms like the table).
     dc = res.get("diskclones", {}).get("metrics", {})

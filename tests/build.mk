@@ -158,6 +158,14 @@ fuzz: $(FUZZ_TARGETS)
 # The disk tests drive thaw-disk (the crash test's writer, the tool's own test).
 $(B)/tests/test_disk_crash $(B)/tests/test_disk_tool: | $(B)/thaw-disk
 
+# The crash test's power cut, preloaded into thaw-disk's workload (no sanitizers: it
+# only forwards writes and syncs).
+$(B)/tests/crash_shim.so: tests/unit/crash_shim.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) -fPIC -shared -o $@ $<
+$(B)/tests/test_disk_crash: | $(B)/tests/crash_shim.so
+
 # The OCI test drives thaw-oci, which starts thaw (and thaw-jailer with thaw-static),
 # and a thaw-pool whose prepared VMMs thaw-oci takes.
 $(B)/itests/test_oci: | $(B)/thaw-oci $(B)/thaw $(B)/thaw-jailer $(B)/thaw-pool

@@ -150,23 +150,32 @@ static inline void fill(uint8_t *b, size_t len, uint64_t seed)
 		b[i] = (uint8_t)((seed * 131 + i * 7 + (i >> 9)) ^ (seed >> 3));
 }
 
-/* The thaw-disk next to this test program (build/tests/X -> build/thaw-disk). */
-static inline const char *thaw_disk_bin(void)
+/* `name` in the build directory of this test program (build/tests/X -> build/name),
+ * or a loud skip when it cannot be accessed with `mode` (access(2)). The last four
+ * answers stay valid. */
+static inline const char *build_file(const char *name, int mode)
 {
-	static char path[4200];
-	char exe[4096];
+	static char paths[4][4200];
+	static unsigned next;
+	char *path = paths[next++ & 3], exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 	assert_true(n > 0);
 	exe[n] = 0;
 	*strrchr(exe, '/') = 0;
 	*strrchr(exe, '/') = 0;
-	snprintf(path, sizeof(path), "%s/thaw-disk", exe);
-	if (access(path, X_OK)) {
+	snprintf(path, sizeof(paths[0]), "%s/%s", exe, name);
+	if (access(path, mode)) {
 		fprintf(stderr, "*** SKIPPED: %s is not built ***\n", path);
 		skip();
 	}
 	return path;
+}
+
+/* The thaw-disk next to this test program (build/tests/X -> build/thaw-disk). */
+static inline const char *thaw_disk_bin(void)
+{
+	return build_file("thaw-disk", X_OK);
 }
 
 #endif

@@ -8,9 +8,11 @@
  *
  * Crash consistency (docs/disk.md): guest data goes to the file at once; metadata
  * (refcounts, L2 and L1 tables) is kept in memory and written by disk_flush in the
- * order refcounts, L2 tables, L1 table, with fdatasync between, and clusters are
- * freed only after the references to them are durable. A crash at any point leaves an
- * image that `qemu-img check` finds consistent (leaked clusters at most).
+ * order refcounts, L2 tables, L1 table, with fdatasync between (each skipped when
+ * nothing was written since the last), and clusters are freed only after the
+ * references to them are durable. A crash at any point leaves an image that `qemu-img
+ * check` finds consistent (leaked clusters at most; inside a snapshot call, also a
+ * COPIED flag on a cluster referenced once, as with QEMU: docs/disk.md).
  *
  * A struct disk is used by one thread at a time.
  */
@@ -135,10 +137,10 @@ struct disk_create_opts {
 int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *err, size_t errlen);
 
 /* An identity of a qcow2 image's contents as its metadata describes them: a hash of
- * its size, cluster size and L1 table (where it is, and where each L2 table is). Anything that allocates a cluster for new data, or moves the tables, changes
- * it; rewriting data inside clusters already allocated does not (a VM checkpoint's
- * base image is never written again, which is what it guards). 0 for a raw file (no
- * identity). Call after disk_flush for the file's own state. */
+ * its size, cluster size and L1 table (where it is, and where each L2 table is). Anything that
+ * allocates a cluster for new data, or moves the tables, changes it; rewriting data inside clusters
+ * already allocated does not (a VM checkpoint's base image is never written again, which is what it
+ * guards). 0 for a raw file (no identity). Call after disk_flush for the file's own state. */
 uint64_t disk_identity(const struct disk *d);
 
 /* A new qcow2 overlay at `path` over `backing` (raw or qcow2, its format probed; a

@@ -82,6 +82,13 @@ struct qcow2 {
 	uint64_t snap_bytes; /* size of the table in the file */
 
 	uint8_t *scratch; /* one cluster, for COW */
+	/* Something was written to the file (or handed out for writing by qcow2_map)
+	 * since the last fdatasync: qcow2_sync skips a sync that would make nothing
+	 * durable. True after open (the file may be new, made without a sync). */
+	bool unsynced;
+	/* qcow2_map handed out an extent for writing since the last qcow2_flush: that
+	 * flush syncs, whatever `unsynced` says (the caller wrote it, not us). */
+	bool mapped_for_write;
 };
 
 struct disk {
@@ -152,6 +159,20 @@ int qcow2_write(struct disk *d, uint64_t off, const uint8_t *buf, size_t len);
 int qcow2_flush(struct disk *d);
 /* qcow2_flush, leaving the frees pending unless `apply_frees`. */
 int qcow2_flush_meta(struct disk *d, bool apply_frees);
+/* Writes every dirty refcount block and table, then syncs once (twice when the
+ * refcount table itself changed: a new block is durable before the table names it).
+ * No barrier between refcounts and references: only for changes that add no
+ * reference a crash could expose before its refcount (the snapshot calls, whose new
+ * structures the header names afterwards, and reference drops). Pending frees stay
+ * pending. */
+int qcow2_flush_batch(struct disk *d);
+/* Decrements (in memory) the clusters qcow2_free_later queued: call only once the
+ * drops of their references are durable and no caller I/O is in flight on them. */
+int qcow2_apply_frees(struct disk *d);
+/* pwrite of the image's file, remembered for qcow2_sync; failures recorded in d. */
+int qcow2_pwrite(struct disk *d, const void *buf, size_t len, uint64_t off, const char *what);
+/* fdatasync of the image's file, skipped when nothing was written since the last. */
+int qcow2_sync(struct disk *d);
 int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool for_write, struct disk_extent *e);
 int qcow2_block_status(struct disk *d, uint64_t off, uint64_t len, bool *here, uint64_t *run);
 

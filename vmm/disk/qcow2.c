@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,7 @@ static int write_rt(struct disk *d, uint64_t off, const uint64_t *rt, uint64_t e
 		return -ENOMEM;
 	for (uint64_t i = 0; i < entries; i++)
 		be[i] = htobe64(rt[i]);
+	d->q->unsynced = true;
 	ret = disk_pwrite_full(d->fd, be, entries * 8, off);
 	free(be);
 	return ret;
@@ -578,6 +580,7 @@ static int write_cluster(struct disk *d, uint64_t off, const uint8_t *buf, size_
 				 "tables (%#llx): corrupt image, write refused",
 				 d->path, (unsigned long long)(off - in), (unsigned long long)host);
 	if (host && (e & QCOW2_COPIED) && !(e & QCOW2_ZERO)) {
+		q->unsynced = true;
 		ret = disk_pwrite_full(d->fd, buf, n, host + in);
 		return ret ? disk_fail(d, -EIO, "%s: write at %#llx: %s", d->path,
 				       (unsigned long long)(host + in), strerror(-ret))
@@ -611,6 +614,7 @@ static int write_cluster(struct disk *d, uint64_t off, const uint8_t *buf, size_
 		if (ret)
 			return ret;
 	}
+	q->unsynced = true;
 	ret = disk_pwrite_full(d->fd, q->scratch, q->cs, new_off);
 	if (ret)
 		return disk_fail(d, -EIO, "%s: write at %#llx: %s", d->path,
@@ -640,34 +644,72 @@ int qcow2_write(struct disk *d, uint64_t off, const uint8_t *buf, size_t len)
 	return ret;
 }
 
-static int sync_fd(struct disk *d)
+int qcow2_sync(struct disk *d)
 {
+	if (!d->q->unsynced)
+		return 0;
 	if (fdatasync(d->fd) < 0)
 		return disk_fail(d, -errno, "%s: fdatasync: %s", d->path, strerror(errno));
+	d->q->unsynced = false;
+	return 0;
+}
+
+int qcow2_pwrite(struct disk *d, const void *buf, size_t len, uint64_t off, const char *what)
+{
+	int ret;
+
+	d->q->unsynced = true;
+	ret = disk_pwrite_full(d->fd, buf, len, off);
+	if (ret)
+		return disk_fail(d, -EIO, "%s: writing %s: %s", d->path, what, strerror(-ret));
+	return 0;
+}
+
+/* Every cluster a refcount will count exists in the file before the refcount does
+ * (an L2 table or refcount block allocated here is written later). */
+static int extend_file(struct disk *d)
+{
+	struct qcow2 *q = d->q;
+
+	if (q->alloc_end <= q->file_size)
+		return 0;
+	if (ftruncate(d->fd, (off_t)q->alloc_end) < 0)
+		return disk_fail(d, -errno, "%s: ftruncate: %s", d->path, strerror(errno));
+	q->file_size = q->alloc_end;
+	q->unsynced = true;
 	return 0;
 }
 
 /* Refcount blocks, then (after a barrier, so the table never names a block not yet
  * written) the refcount table. */
-static int flush_refcounts(struct disk *d, bool *wrote)
+/* The dirty ones of `n` cached clusters; returns 1 when it wrote any, or -errno. */
+static int write_dirty(struct disk *d, struct qcow2_cblock **blocks, uint64_t n, const char *what)
 {
-	struct qcow2 *q = d->q;
-	int ret;
+	int ret, wrote = 0;
 
-	for (uint64_t i = 0; i < q->rt_entries; i++) {
-		struct qcow2_cblock *b = q->rbc[i];
+	for (uint64_t i = 0; i < n; i++) {
+		struct qcow2_cblock *b = blocks[i];
 
 		if (!b || !b->dirty)
 			continue;
-		ret = disk_pwrite_full(d->fd, b->data, q->cs, b->off);
+		ret = qcow2_pwrite(d, b->data, d->q->cs, b->off, what);
 		if (ret)
-			return disk_fail(d, -EIO, "%s: writing refcount block: %s", d->path,
-					 strerror(-ret));
+			return ret;
 		b->dirty = false;
-		*wrote = true;
+		wrote = 1;
 	}
+	return wrote;
+}
+
+static int flush_refcounts(struct disk *d)
+{
+	struct qcow2 *q = d->q;
+	int ret = write_dirty(d, q->rbc, q->rt_entries, "refcount block");
+
+	if (ret < 0)
+		return ret;
 	if (q->rt_dirty) {
-		ret = sync_fd(d);
+		ret = qcow2_sync(d);
 		if (ret)
 			return ret;
 		ret = write_rt(d, q->rt_off, q->rt, q->rt_entries);
@@ -675,76 +717,105 @@ static int flush_refcounts(struct disk *d, bool *wrote)
 			return disk_fail(d, -EIO, "%s: writing refcount table: %s", d->path,
 					 strerror(-ret));
 		q->rt_dirty = false;
-		*wrote = true;
 	}
+	return 0;
+}
+
+/* Dirty L2 tables; returns 1 when it wrote any. */
+static int write_l2_tables(struct disk *d)
+{
+	return write_dirty(d, d->q->l2c, d->q->l1_size, "L2 table");
+}
+
+static int write_l1(struct disk *d)
+{
+	struct qcow2 *q = d->q;
+	int ret;
+
+	if (!q->l1_dirty)
+		return 0;
+	ret = write_rt(d, q->l1_off, q->l1, q->l1_size);
+	if (ret)
+		return disk_fail(d, -EIO, "%s: writing L1 table: %s", d->path, strerror(-ret));
+	q->l1_dirty = false;
 	return 0;
 }
 
 int qcow2_flush(struct disk *d)
 {
+	/* The caller's own writes to disk_map's extents are complete by now (disk.h):
+	 * they are what this sync makes durable. Not in a flush from inside a request,
+	 * when one may still be in flight and land after its sync. */
+	if (d->q->mapped_for_write) {
+		d->q->unsynced = true;
+		d->q->mapped_for_write = false;
+	}
 	return qcow2_flush_meta(d, true);
+}
+
+int qcow2_flush_batch(struct disk *d)
+{
+	int ret = extend_file(d);
+
+	if (!ret)
+		ret = flush_refcounts(d);
+	if (!ret)
+		ret = write_l2_tables(d);
+	if (ret >= 0)
+		ret = write_l1(d);
+	if (!ret)
+		ret = qcow2_sync(d);
+	return ret;
 }
 
 int qcow2_flush_meta(struct disk *d, bool apply_frees)
 {
 	struct qcow2 *q = d->q;
-	bool wrote = false;
 	int ret;
 
-	/* Every cluster a refcount will count exists in the file before the refcount
-	 * does (an L2 table or refcount block allocated here is written later). */
-	if (q->alloc_end > q->file_size) {
-		if (ftruncate(d->fd, (off_t)q->alloc_end) < 0)
-			return disk_fail(d, -errno, "%s: ftruncate: %s", d->path, strerror(errno));
-		q->file_size = q->alloc_end;
+	/* Each barrier below is skipped when nothing was written since the last one
+	 * (qcow2_sync): a flush with nothing dirty costs no fdatasync. */
+	ret = extend_file(d);
+	if (!ret)
+		ret = flush_refcounts(d);
+	if (!ret)
+		ret = qcow2_sync(d); /* guest data and refcounts before the references */
+	if (!ret)
+		ret = write_l2_tables(d);
+	if (ret > 0)
+		ret = qcow2_sync(d);
+	if (!ret && q->l1_dirty) {
+		ret = write_l1(d);
+		if (!ret)
+			ret = qcow2_sync(d);
 	}
-	ret = flush_refcounts(d, &wrote);
 	if (ret)
 		return ret;
-	ret = sync_fd(d); /* guest data and refcounts before the references */
-	if (ret)
-		return ret;
-	wrote = false;
-	for (uint32_t i = 0; i < q->l1_size; i++) {
-		struct qcow2_cblock *t = q->l2c[i];
-
-		if (!t || !t->dirty)
-			continue;
-		ret = disk_pwrite_full(d->fd, t->data, q->cs, t->off);
-		if (ret)
-			return disk_fail(d, -EIO, "%s: writing L2 table: %s", d->path,
-					 strerror(-ret));
-		t->dirty = false;
-		wrote = true;
-	}
-	if (wrote && (ret = sync_fd(d)))
-		return ret;
-	if (q->l1_dirty) {
-		ret = write_rt(d, q->l1_off, q->l1, q->l1_size);
-		if (ret)
-			return disk_fail(d, -EIO, "%s: writing L1 table: %s", d->path,
-					 strerror(-ret));
-		q->l1_dirty = false;
-		ret = sync_fd(d);
-		if (ret)
-			return ret;
-	}
 	/* The references to these are gone on disk: now they may be freed. Not when the
 	 * flush comes from inside a request (cache trim, refcount table growth): a caller
 	 * may still have I/O of its own in flight on such a cluster (disk_map's extents),
 	 * and a freed cluster can be handed out again at once. */
 	if (q->npending && apply_frees) {
-		while (q->npending) { /* each taken off first: none is applied twice */
-			ret = qcow2_ref_add(d, q->pending[--q->npending], -1);
-			if (ret)
-				return ret;
-		}
-		wrote = false;
-		ret = flush_refcounts(d, &wrote);
-		if (!ret && wrote)
-			ret = sync_fd(d);
+		ret = qcow2_apply_frees(d);
+		if (!ret)
+			ret = flush_refcounts(d);
+		if (!ret)
+			ret = qcow2_sync(d);
 	}
 	return ret;
+}
+
+int qcow2_apply_frees(struct disk *d)
+{
+	struct qcow2 *q = d->q;
+
+	while (q->npending) { /* each taken off first: none is applied twice */
+		int ret = qcow2_ref_add(d, q->pending[--q->npending], -1);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool for_write, struct disk_extent *e)
@@ -776,6 +847,8 @@ int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool for_write, struct
 		e->kind = d->backing && off < d->backing->size ? DISK_EXT_SLOW : DISK_EXT_ZERO;
 	}
 	if (e->kind == DISK_EXT_DATA) {
+		if (for_write)
+			q->mapped_for_write = true; /* the caller writes it */
 		e->host_off = host + in;
 		/* Following clusters that lie right after this one in the file, and are as
 		 * usable, make one extent (one readv/writev for a large request). */
@@ -1055,6 +1128,7 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	if (!q)
 		return errf(err, errlen, -ENOMEM, "out of memory");
 	d->q = q;
+	q->unsynced = true;
 	if (fstat(d->fd, &st) < 0)
 		return errf(err, errlen, -errno, "%s: fstat: %s", d->path, strerror(errno));
 	q->file_size = (uint64_t)st.st_size;
@@ -1177,46 +1251,18 @@ out:
 
 /* ------------------------------------------------------------------------ create */
 
-int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *err, size_t errlen)
+/* Writes a new image: cluster 0 the header, 1 the refcount table, 2 its one block,
+ * 3.. the L1 table (a hole, as is everything else that is zero). Three small writes
+ * and an ftruncate whatever the size: only the bytes that are not zero reach the page
+ * cache (the rest of the four clusters reads as zeros from holes). */
+static int create_file(const char *path, uint64_t size, unsigned bits, const char *backing,
+		       enum disk_format backing_fmt, bool no_sync, char *err, size_t errlen)
 {
-	unsigned bits = o->cluster_bits ? o->cluster_bits : 16;
-	uint64_t cs = 1ull << bits, size = o->size, l1_size, l1_cl, per_l1, rbe;
-	uint8_t *buf = NULL;
-	uint32_t p;
-	size_t blen = 0;
+	uint64_t cs = 1ull << bits, l1_size, l1_cl, per_l1, rbe, rb_len;
+	uint8_t hdr[2048] = {0}, rt[8], rbs[512], *rb = rbs;
+	uint32_t p = QCOW2_HDR_V3_LEN;
 	int fd, ret;
 
-	if (bits < 9 || bits > 21)
-		return errf(err, errlen, -EINVAL, "cluster size 2^%u outside 512 B..2 MiB", bits);
-	if (o->backing && (strlen(o->backing) > DISK_BACKING_MAX || !o->backing[0]))
-		return errf(err, errlen, -EINVAL, "backing file name empty or longer than %d",
-			    DISK_BACKING_MAX);
-	if (o->backing) {
-		/* Opened as the image will open it: checks the chain, gives the size. */
-		const char *slash = strrchr(path, '/');
-		char *bpath = NULL;
-		struct disk *b;
-
-		if (o->backing[0] == '/' || !slash)
-			bpath = strdup(o->backing);
-		else if (asprintf(&bpath, "%.*s/%s", (int)(slash - path), path, o->backing) < 0)
-			bpath = NULL;
-		if (!bpath)
-			return errf(err, errlen, -ENOMEM, "out of memory");
-		ret = disk_open(bpath, true, &b, err, errlen);
-		free(bpath);
-		if (ret)
-			return ret;
-		if (disk_format(b) != o->backing_fmt) {
-			disk_close(b);
-			return errf(err, errlen, -EINVAL, "backing file %s is %s, not %s",
-				    o->backing, o->backing_fmt == DISK_FMT_RAW ? "qcow2" : "raw",
-				    o->backing_fmt == DISK_FMT_RAW ? "raw" : "qcow2");
-		}
-		if (!size)
-			size = disk_size(b);
-		disk_close(b);
-	}
 	per_l1 = cs / 8 * cs;
 	l1_size = size / per_l1 + (size % per_l1 != 0);
 	if (!l1_size)
@@ -1229,59 +1275,63 @@ int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *
 	if (3 + l1_cl > rbe)
 		return errf(err, errlen, -EFBIG, "%llu bytes is too large for %llu-byte clusters",
 			    (unsigned long long)size, (unsigned long long)cs);
-	blen = 3 * cs;
-	buf = calloc(1, blen);
-	if (!buf)
-		return errf(err, errlen, -ENOMEM, "out of memory");
-	/* Cluster 0: header; 1: refcount table; 2: refcount block; 3..: L1 (a hole). */
-	disk_put32(buf, QCOW2_MAGIC);
-	disk_put32(buf + 4, 3);
-	disk_put32(buf + 20, bits);
-	disk_put64(buf + 24, size);
-	disk_put32(buf + 36, (uint32_t)l1_size);
-	disk_put64(buf + 40, 3 * cs);
-	disk_put64(buf + 48, cs);
-	disk_put32(buf + 56, 1);
-	disk_put32(buf + 96, 4);
-	disk_put32(buf + 100, QCOW2_HDR_V3_LEN);
-	p = QCOW2_HDR_V3_LEN;
-	if (o->backing) {
-		const char *fmt = o->backing_fmt == DISK_FMT_RAW ? "raw" : "qcow2";
-		size_t flen = strlen(fmt), blen2 = strlen(o->backing);
+	disk_put32(hdr, QCOW2_MAGIC);
+	disk_put32(hdr + 4, 3);
+	disk_put32(hdr + 20, bits);
+	disk_put64(hdr + 24, size);
+	disk_put32(hdr + 36, (uint32_t)l1_size);
+	disk_put64(hdr + 40, 3 * cs);
+	disk_put64(hdr + 48, cs);
+	disk_put32(hdr + 56, 1);
+	disk_put32(hdr + 96, 4);
+	disk_put32(hdr + 100, QCOW2_HDR_V3_LEN);
+	if (backing) {
+		const char *fmt = backing_fmt == DISK_FMT_RAW ? "raw" : "qcow2";
+		size_t flen = strlen(fmt), blen = strlen(backing);
 
-		if (p + 8 + 8 + 8 + blen2 > cs) {
-			free(buf);
+		/* blen <= DISK_BACKING_MAX: the whole header fits hdr */
+		if (p + 8 + 8 + 8 + blen > cs)
 			return errf(err, errlen, -EINVAL,
-				    "backing file name does not fit a %llu-byte"
-				    " header cluster",
+				    "backing file name does not fit a %llu-byte header cluster",
 				    (unsigned long long)cs);
-		}
-		disk_put32(buf + p, QCOW2_EXT_BACKING_FMT);
-		disk_put32(buf + p + 4, (uint32_t)flen);
-		memcpy(buf + p + 8, fmt, flen);
+		disk_put32(hdr + p, QCOW2_EXT_BACKING_FMT);
+		disk_put32(hdr + p + 4, (uint32_t)flen);
+		memcpy(hdr + p + 8, fmt, flen);
 		p += 8 + (((uint32_t)flen + 7) & ~7u);
 		p += 8; /* end of extensions: type 0, length 0 */
-		disk_put64(buf + 8, p);
-		disk_put32(buf + 16, (uint32_t)blen2);
-		memcpy(buf + p, o->backing, blen2);
+		disk_put64(hdr + 8, p);
+		disk_put32(hdr + 16, (uint32_t)blen);
+		memcpy(hdr + p, backing, blen);
+		p += (uint32_t)blen;
 	}
-	disk_put64(buf + cs, 2 * cs);
-	for (uint64_t i = 0; i < 3 + l1_cl; i++) {
-		buf[2 * cs + i * 2] = 0;
-		buf[2 * cs + i * 2 + 1] = 1;
+	disk_put64(rt, 2 * cs);
+	/* 16-bit refcounts of 1 for the header, the table, the block and the L1 table */
+	rb_len = (3 + l1_cl) * 2;
+	if (rb_len > sizeof(rbs)) {
+		rb = malloc(rb_len);
+		if (!rb)
+			return errf(err, errlen, -ENOMEM, "out of memory");
 	}
+	for (uint64_t i = 0; i < 3 + l1_cl; i++)
+		disk_put16(rb + i * 2, 1);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		ret = errf(err, errlen, -errno, "%s: create: %s", path, strerror(errno));
-		free(buf);
+		if (rb != rbs)
+			free(rb);
 		return ret;
 	}
-	ret = disk_pwrite_full(fd, buf, blen, 0);
+	ret = disk_pwrite_full(fd, hdr, p, 0);
+	if (!ret)
+		ret = disk_pwrite_full(fd, rt, sizeof(rt), cs);
+	if (!ret)
+		ret = disk_pwrite_full(fd, rb, rb_len, 2 * cs);
 	if (!ret && ftruncate(fd, (off_t)((3 + l1_cl) * cs)) < 0)
 		ret = -errno;
-	if (!ret && !o->no_sync && fdatasync(fd) < 0)
+	if (!ret && !no_sync && fdatasync(fd) < 0)
 		ret = -errno;
-	free(buf);
+	if (rb != rbs)
+		free(rb);
 	close(fd);
 	if (ret) {
 		unlink(path);
@@ -1290,30 +1340,99 @@ int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *
 	return 0;
 }
 
+static int check_create_args(unsigned bits, const char *backing, char *err, size_t errlen)
+{
+	if (bits < 9 || bits > 21)
+		return errf(err, errlen, -EINVAL, "cluster size 2^%u outside 512 B..2 MiB", bits);
+	if (backing && (strlen(backing) > DISK_BACKING_MAX || !backing[0]))
+		return errf(err, errlen, -EINVAL, "backing file name empty or longer than %d",
+			    DISK_BACKING_MAX);
+	return 0;
+}
+
+/* `backing` as the image at `path` will resolve it: relative to its directory. */
+static int backing_path(const char *path, const char *backing, char *out, size_t cap, char *err,
+			size_t errlen)
+{
+	const char *slash = strrchr(path, '/');
+	int n;
+
+	if (backing[0] != '/' && slash)
+		n = snprintf(out, cap, "%.*s/%s", (int)(slash - path), path, backing);
+	else
+		n = snprintf(out, cap, "%s", backing);
+	if (n < 0 || (size_t)n >= cap)
+		return errf(err, errlen, -ENAMETOOLONG, "backing file %s: path too long", backing);
+	return 0;
+}
+
+int disk_create_qcow2(const char *path, const struct disk_create_opts *o, char *err, size_t errlen)
+{
+	unsigned bits = o->cluster_bits ? o->cluster_bits : 16;
+	uint64_t size = o->size;
+	int ret = check_create_args(bits, o->backing, err, errlen);
+
+	if (ret)
+		return ret;
+	if (o->backing) {
+		/* Opened as the image will open it: checks the chain, gives the size. */
+		char bpath[PATH_MAX];
+		struct disk *b;
+
+		ret = backing_path(path, o->backing, bpath, sizeof(bpath), err, errlen);
+		if (!ret)
+			ret = disk_open(bpath, true, &b, err, errlen);
+		if (ret)
+			return ret;
+		if (disk_format(b) != o->backing_fmt) {
+			disk_close(b);
+			return errf(err, errlen, -EINVAL, "backing file %s is %s, not %s",
+				    o->backing, o->backing_fmt == DISK_FMT_RAW ? "qcow2" : "raw",
+				    o->backing_fmt == DISK_FMT_RAW ? "raw" : "qcow2");
+		}
+		if (!size)
+			size = disk_size(b);
+		disk_close(b);
+	}
+	return create_file(path, size, bits, o->backing, o->backing_fmt, o->no_sync, err, errlen);
+}
+
 int disk_create_overlay(const char *path, const char *backing, bool no_sync, char *err,
 			size_t errlen)
 {
-	struct disk_create_opts o = {.backing = backing, .no_sync = no_sync};
-	const char *slash = strrchr(path, '/');
-	char *bpath = NULL;
-	int fd, ret;
+	char bpath[PATH_MAX];
+	enum disk_format fmt = DISK_FMT_RAW;
+	uint8_t h[32];
+	uint64_t size = 0;
+	struct stat st;
+	ssize_t n;
+	int fd, ret = check_create_args(16, backing, err, errlen);
 
-	/* The backing name is stored as given, relative to the overlay's directory. */
-	if (backing[0] != '/' && slash)
-		ret = asprintf(&bpath, "%.*s/%s", (int)(slash - path), path, backing);
-	else
-		ret = asprintf(&bpath, "%s", backing);
-	if (ret < 0)
-		return errf(err, errlen, -ENOMEM, "out of memory");
-	fd = open(bpath, O_RDONLY | O_CLOEXEC);
-	ret = fd < 0 ? -errno : disk_probe(fd, &o.backing_fmt);
-	if (fd >= 0)
-		close(fd);
-	if (ret) {
-		errf(err, errlen, ret, "backing file %s: %s", bpath, strerror(-ret));
-		free(bpath);
+	/* The backing file is read once, for its format and size: its magic and the
+	 * header's size field (qcow2), or its length (raw). The rest of the chain is
+	 * checked by the overlay's own open, which follows every link anyway. */
+	if (!ret)
+		ret = backing_path(path, backing, bpath, sizeof(bpath), err, errlen);
+	if (ret)
 		return ret;
+	fd = open(bpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errf(err, errlen, -errno, "backing file %s: %s", bpath, strerror(errno));
+	n = pread(fd, h, sizeof(h), 0);
+	if (n < 0) {
+		ret = -errno;
+	} else if (n >= 4 && disk_get32(h) == QCOW2_MAGIC) {
+		fmt = DISK_FMT_QCOW2;
+		size = disk_get64(h + 24);
+		if (n < (ssize_t)sizeof(h))
+			ret = -EINVAL; /* a qcow2 magic and no header after it */
+	} else if (fstat(fd, &st) < 0) {
+		ret = -errno;
+	} else {
+		size = (uint64_t)st.st_size;
 	}
-	free(bpath);
-	return disk_create_qcow2(path, &o, err, errlen);
+	close(fd);
+	if (ret)
+		return errf(err, errlen, ret, "backing file %s: %s", bpath, strerror(-ret));
+	return create_file(path, size, 16, backing, fmt, no_sync, err, errlen);
 }

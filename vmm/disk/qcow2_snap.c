@@ -3,7 +3,11 @@
  * one, no data copied) and delete (references dropped, clusters nobody else uses
  * freed). Each step is ordered so that a crash leaks at most: new structures are
  * written and counted before the header names them; references are dropped before
- * the refcounts that counted them.
+ * the refcounts that counted them. Changes that add no reference a crash could expose
+ * go in one batch with one fdatasync (qcow2_flush_batch): create is that batch and
+ * the header, two syncs. The format's own window stays (a COPIED flag and the
+ * refcount it mirrors live in different clusters): a crash inside a batch may leave
+ * them disagreeing, always on a cluster the image references once (docs/disk.md).
  */
 #include "vmm/disk/disk_int.h"
 
@@ -167,12 +171,8 @@ static int snap_write_table(struct disk *d, const struct disk_snapshot *add, lon
 	*off = 0;
 	if (*len) {
 		ret = qcow2_alloc(d, (*len + q->cs - 1) >> q->cluster_bits, off);
-		if (!ret) {
-			ret = disk_pwrite_full(d->fd, b, *len, *off);
-			if (ret)
-				disk_fail(d, -EIO, "%s: writing the snapshot table: %s", d->path,
-					  strerror(-ret));
-		}
+		if (!ret)
+			ret = qcow2_pwrite(d, b, *len, *off, "the snapshot table");
 		if (ret) {
 			free(b);
 			return ret;
@@ -182,8 +182,8 @@ static int snap_write_table(struct disk *d, const struct disk_snapshot *add, lon
 	return 0;
 }
 
-/* Points the header at the new table, durably, then frees the old one (its clusters
- * are no longer named). */
+/* Points the header at the new table, durably, then queues the old one's clusters
+ * to be freed (nothing names them): the next qcow2_flush or qcow2_apply_frees. */
 static int snap_switch_table(struct disk *d, uint32_t nb, uint64_t off, uint64_t len)
 {
 	struct qcow2 *q = d->q;
@@ -193,11 +193,11 @@ static int snap_switch_table(struct disk *d, uint32_t nb, uint64_t off, uint64_t
 
 	disk_put32(hdr, nb);
 	disk_put64(hdr + 4, off);
-	ret = disk_pwrite_full(d->fd, hdr, sizeof(hdr), 60);
-	if (!ret && fdatasync(d->fd) < 0)
-		ret = -errno;
+	ret = qcow2_pwrite(d, hdr, sizeof(hdr), 60, "the header");
+	if (!ret)
+		ret = qcow2_sync(d);
 	if (ret)
-		return disk_fail(d, -EIO, "%s: writing the header: %s", d->path, strerror(-ret));
+		return ret;
 	q->snap_off = off;
 	q->snap_bytes = len;
 	for (uint64_t c = 0; old_len && c < (old_len + q->cs - 1) >> q->cluster_bits; c++) {
@@ -420,9 +420,8 @@ int disk_snapshot_create(struct disk *d, const char *name)
 		for (uint32_t i = 0; i < q->l1_size; i++)
 			be[i] = htobe64(q->l1[i] & ~QCOW2_COPIED);
 		ret = qcow2_alloc(d, (l1_bytes + q->cs - 1) >> q->cluster_bits, &s.l1_offset);
-		if (!ret && (ret = disk_pwrite_full(d->fd, be, l1_bytes, s.l1_offset)))
-			disk_fail(d, -EIO, "%s: writing the snapshot's L1 table: %s", d->path,
-				  strerror(-ret));
+		if (!ret)
+			ret = qcow2_pwrite(d, be, l1_bytes, s.l1_offset, "the snapshot's L1 table");
 		free(be);
 		if (ret)
 			return ret;
@@ -432,22 +431,29 @@ int disk_snapshot_create(struct disk *d, const char *name)
 	ret = tree_ref(d, q->l1, q->l1_size, +1);
 	if (!ret)
 		ret = qcow2_fix_copied(d);
-	/* 3. The new table, all of it durable before the header names it. */
+	/* 3. The new table; then all of the above durable with one barrier, before the
+	 * header names the table (4). Nothing in that batch adds a reference a crash
+	 * could expose: the L1 copy and the table are unnamed until the header, the
+	 * refcounts only grow, and the COPIED flags cleared beside them belong to the
+	 * same step (whichever of the two lands first, what check sees is a leak or a
+	 * flag on a cluster with one real reference: docs/disk.md). */
 	if (!ret)
 		ret = snap_write_table(d, &s, -1, &toff, &tlen);
 	if (!ret)
-		ret = qcow2_flush(d);
+		ret = qcow2_flush_batch(d);
 	if (ret)
 		return ret;
 	grown = realloc(q->snaps, (q->nb_snaps + 1) * sizeof(*grown));
 	if (!grown)
 		return disk_fail(d, -ENOMEM, "out of memory");
 	q->snaps = grown;
+	/* 4. The header, durable. The old table's clusters are freed by the next flush
+	 * (a crash before it leaks them). */
 	ret = snap_switch_table(d, q->nb_snaps + 1, toff, tlen);
 	if (ret)
 		return ret;
 	q->snaps[q->nb_snaps++] = s;
-	return qcow2_flush(d);
+	return 0;
 }
 
 int disk_snapshot_revert(struct disk *d, const char *key)
@@ -473,7 +479,7 @@ int disk_snapshot_revert(struct disk *d, const char *key)
 	 * leaks), then the active table switches, then the old tree loses its own. */
 	ret = tree_ref(d, l1, q->l1_size, +1);
 	if (!ret)
-		ret = qcow2_flush(d);
+		ret = qcow2_flush_batch(d);
 	if (ret) {
 		free(l1);
 		return ret;
@@ -483,13 +489,15 @@ int disk_snapshot_revert(struct disk *d, const char *key)
 	q->l1 = l1;
 	q->l1_dirty = true;
 	ret = qcow2_flush(d);
+	/* The old tree's drops and the COPIED flags they set go in one batch: nothing
+	 * references the old tree any more, so either landing first is harmless. */
 	if (!ret)
 		ret = tree_ref(d, old, q->l1_size, -1);
 	free(old);
 	if (!ret)
 		ret = qcow2_fix_copied(d);
 	if (!ret)
-		ret = qcow2_flush(d);
+		ret = qcow2_flush_batch(d);
 	return ret;
 }
 
@@ -507,7 +515,7 @@ int disk_snapshot_delete(struct disk *d, const char *key)
 	if (!ret)
 		ret = snap_write_table(d, NULL, idx, &toff, &tlen);
 	if (!ret)
-		ret = qcow2_flush(d);
+		ret = qcow2_flush_batch(d);
 	if (!ret)
 		ret = snap_switch_table(d, q->nb_snaps - 1, toff, tlen);
 	if (ret) {
@@ -516,17 +524,19 @@ int disk_snapshot_delete(struct disk *d, const char *key)
 	}
 	memmove(&q->snaps[idx], &q->snaps[idx + 1], (q->nb_snaps - (uint32_t)idx - 1) * sizeof(s));
 	q->nb_snaps--;
-	/* Nothing names the snapshot now: its tree and L1 copy lose their references. */
+	/* Nothing names the snapshot now: its tree, its L1 copy and the old table lose
+	 * their references, and COPIED comes back where that left one; all in one
+	 * batch (drops of references that are gone: a crash leaks at most). */
 	ret = tree_ref(d, l1, s.l1_size, -1);
 	free(l1);
 	for (uint64_t c = 0; !ret && c < ((uint64_t)s.l1_size * 8 + q->cs - 1) >> q->cluster_bits;
 	     c++)
 		ret = qcow2_ref_add(d, s.l1_offset + (c << q->cluster_bits), -1);
 	if (!ret)
-		ret = qcow2_flush(d); /* also frees the old table */
+		ret = qcow2_apply_frees(d);
 	if (!ret)
 		ret = qcow2_fix_copied(d);
 	if (!ret)
-		ret = qcow2_flush(d);
+		ret = qcow2_flush_batch(d);
 	return ret;
 }

@@ -12,9 +12,13 @@
  * found; 64 usage.
  *
  * Hidden, for the crash-consistency test (tests/unit/test_disk_crash.c):
- *   thaw-disk _workload IMAGE SEED LOG   writes stamped sectors forever, flushing every
+ *   thaw-disk _workload IMAGE SEED LOG [snap]
+ *                                        writes stamped sectors forever, flushing every
  *                                        few writes and appending "N\n" to LOG (synced)
- *                                        once writes 0..N are durable
+ *                                        once writes 0..N are durable; with `snap`,
+ *                                        each flush is an internal snapshot instead
+ *                                        (it flushes first), and the oldest is
+ *                                        deleted when there are more than two
  *   thaw-disk _verify IMAGE SEED N       every sector written by writes 0..N holds that
  *                                        write's stamp or a later write's
  */
@@ -321,7 +325,23 @@ static void wl_stamp(uint8_t *s, uint64_t seed, uint64_t i, uint64_t sector)
 	}
 }
 
-static int cmd_workload(const char *path, const char *seed_s, const char *log_path)
+/* The workload's snapshot step: a new internal snapshot, the oldest deleted when more
+ * than two; both flush (the create first of all: writes before it are durable). */
+static int wl_snapshot(struct disk *d, uint64_t i)
+{
+	char name[DISK_SNAP_NAME_MAX + 1];
+	int ret;
+
+	snprintf(name, sizeof(name), "w%" PRIu64, i);
+	ret = disk_snapshot_create(d, name);
+	if (!ret && disk_snapshot_count(d) > 2) {
+		snprintf(name, sizeof(name), "%s", disk_snapshot_get(d, 0)->id);
+		ret = disk_snapshot_delete(d, name);
+	}
+	return ret;
+}
+
+static int cmd_workload(const char *path, const char *seed_s, const char *log_path, bool snaps)
 {
 	uint64_t seed = strtoull(seed_s, NULL, 10), sectors;
 	uint8_t *buf = malloc(WL_SECTORS_MAX * 512);
@@ -348,7 +368,12 @@ static int cmd_workload(const char *path, const char *seed_s, const char *log_pa
 		}
 		if (i % WL_FLUSH_EVERY != WL_FLUSH_EVERY - 1)
 			continue;
-		if (disk_flush(d)) {
+		if (snaps) {
+			if (wl_snapshot(d, i)) {
+				log_err("workload: %s", disk_error(d));
+				return 1;
+			}
+		} else if (disk_flush(d)) {
 			log_err("workload: %s", disk_error(d));
 			return 1;
 		}
@@ -445,8 +470,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "commit") && argc == 3)
 		return cmd_commit(argv[2]);
-	if (!strcmp(argv[1], "_workload") && argc == 5)
-		return cmd_workload(argv[2], argv[3], argv[4]);
+	if (!strcmp(argv[1], "_workload") && (argc == 5 || (argc == 6 && !strcmp(argv[5], "snap"))))
+		return cmd_workload(argv[2], argv[3], argv[4], argc == 6);
 	if (!strcmp(argv[1], "_verify") && argc == 5)
 		return cmd_verify(argv[2], argv[3], argv[4]);
 	return usage();

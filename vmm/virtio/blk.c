@@ -682,8 +682,11 @@ int virtio_blk_checkpoint_prepare(struct virtio_dev *d, const char *snapshot_pat
 		log_err("drive %s: flush before the checkpoint: %s", d->id, strerror(-ret));
 		goto out;
 	}
-	/* Named relative to the overlay's own directory (the image's): the pair moves. */
-	ret = disk_create_overlay(next, base, false, err, sizeof(err));
+	/* Named relative to the overlay's own directory (the image's): the pair moves.
+	 * Not synced: the snapshot names the base, which is durable (the flush above);
+	 * the overlay holds only what the VM writes from now on, and its first flush
+	 * makes its header durable with the first of those writes. */
+	ret = disk_create_overlay(next, base, true, err, sizeof(err));
 	if (ret)
 		log_err("drive %s: checkpoint overlay %s: %s", d->id, next, err);
 	else

@@ -656,6 +656,107 @@ static int cmd_blk_flush(struct agent_req *req, int a)
 	return 0;
 }
 
+/*
+ * blk bench <rw> <bs_kib> <first_mib> <span_mib> <ms> [disk]: a timed I/O loop
+ * at queue depth 1 (the bench group `disk`; guest user space, hence fio, does
+ * not run on PVM).  rw is read, write (sequential from first_mib, stopping at
+ * the end of the span) or randread, randwrite (bs-aligned places in the span
+ * from a fixed xorshift sequence, so every run and VMM visits the same ones).
+ * Runs until ms have passed; writes end with a flush, timed apart.  Replies
+ * ops, bytes, the loop's ns and the flush's ns.
+ */
+static int cmd_blk_bench(struct agent_req *req, int a)
+{
+	const char *rw = req->argv[a], *name;
+	const fmode_t wmode = FMODE_READ | FMODE_WRITE;
+	struct page *pages[BIO_MAX_VECS] = { NULL };
+	u32 bs_kib, first_mib, span_mib, ms, npages, i, x = 2463534242U;
+	bool write, rnd;
+	fmode_t mode;
+	struct block_device *bdev;
+	u64 ops = 0, first, span, slots, t0, t1, t2, deadline, next = 0;
+	int err;
+
+	write = !strcmp(rw, "write") || !strcmp(rw, "randwrite");
+	rnd = !strcmp(rw, "randread") || !strcmp(rw, "randwrite");
+	if (!write && !rnd && strcmp(rw, "read"))
+		return -EINVAL;
+	err = agent_parse_u32(req->argv[a + 1], 1024, &bs_kib);
+	if (!err)
+		err = agent_parse_u32(req->argv[a + 2], 1 << 20, &first_mib);
+	if (!err)
+		err = agent_parse_u32(req->argv[a + 3], 1 << 20, &span_mib);
+	if (!err)
+		err = agent_parse_u32(req->argv[a + 4], 600000, &ms);
+	if (err)
+		return err;
+	if (bs_kib * 1024 < PAGE_SIZE || (bs_kib * 1024) % PAGE_SIZE || !span_mib ||
+	    (u64)span_mib << 20 < (u64)bs_kib << 10)
+		return -EINVAL;
+	npages = bs_kib * 1024 / PAGE_SIZE;
+	mode = write ? wmode : FMODE_READ;
+	err = agent_blk_open(req, a + 5, mode, &bdev, &name);
+	if (err)
+		return err;
+	first = (u64)first_mib << 11;
+	span = (u64)span_mib << 11;
+	slots = span / ((u64)bs_kib * 2);
+	if (first + span > bdev_nr_sectors(bdev))
+		err = -ERANGE;
+	else if (write && bdev_read_only(bdev))
+		err = -EROFS;
+	for (i = 0; !err && i < npages; i++) {
+		pages[i] = alloc_page(GFP_KERNEL);
+		if (!pages[i])
+			err = -ENOMEM;
+		else
+			memset(page_address(pages[i]), 0x5a ^ (int)i, PAGE_SIZE);
+	}
+	t0 = ktime_get_ns();
+	deadline = t0 + (u64)ms * NSEC_PER_MSEC;
+	t1 = t0;
+	while (!err && t1 < deadline) {
+		struct bio *bio;
+		u64 slot;
+
+		if (rnd) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			slot = x % slots;
+		} else if (next < slots) {
+			slot = next++;
+		} else {
+			break;
+		}
+		bio = bio_alloc(bdev, npages,
+				write ? REQ_OP_WRITE | REQ_SYNC : REQ_OP_READ,
+				GFP_KERNEL);
+		bio->bi_iter.bi_sector = first + slot * bs_kib * 2;
+		for (i = 0; i < npages; i++)
+			__bio_add_page(bio, pages[i], PAGE_SIZE, 0);
+		err = submit_bio_wait(bio);
+		bio_put(bio);
+		ops++;
+		t1 = ktime_get_ns();
+	}
+	t2 = t1;
+	if (!err && write) {
+		err = blkdev_issue_flush(bdev);
+		t2 = ktime_get_ns();
+	}
+	for (i = 0; i < npages; i++)
+		if (pages[i])
+			__free_page(pages[i]);
+	blkdev_put(bdev, mode);
+	if (err)
+		return err;
+	agent_reply("blk bench disk=%s rw=%s bs=%u ops=%llu bytes=%llu ns=%llu flush_ns=%llu",
+		    name, rw, bs_kib * 1024, ops, ops * bs_kib * 1024, t1 - t0,
+		    t2 - t1);
+	return 0;
+}
+
 /* --- rng: bytes from the hw_random core (virtio-rng) ---------------------- */
 
 /*
@@ -1330,6 +1431,8 @@ static const struct agent_cmd agent_cmds[] = {
 	{ "blk", "write", 2, 4, cmd_blk_write,
 	  "blk write <sector> <pattern> [count] [disk]" },
 	{ "blk", "flush", 0, 1, cmd_blk_flush, "blk flush [disk]" },
+	{ "blk", "bench", 5, 6, cmd_blk_bench,
+	  "blk bench <read|write|randread|randwrite> <bs_kib> <first_mib> <span_mib> <ms> [disk]" },
 	{ "rng", NULL, 1, 1, cmd_rng, "rng <bytes>" },
 	{ "random", NULL, 0, 0, cmd_random, "random" },
 	{ "genid", NULL, 0, 0, cmd_genid, "genid" },
