@@ -133,6 +133,10 @@ struct api_counters {
 };
 
 struct api_server {
+	/* What every request or reply writes comes first, the large and rarely written
+	 * arrays (the failure text, the logger's and the metrics' paths, the request
+	 * scratch) last: an idle clone keeps one or two pages of the 160 KiB dirty
+	 * instead of every page a scalar lands in (issue 17). */
 	const struct api_ops *ops;
 	void *ctx;
 	/* Another router than thaw's (api_server_create_router); NULL for api_route. */
@@ -151,13 +155,10 @@ struct api_server {
 	enum api_phase phase;
 	bool boot_source_set;
 	bool paused;
-	bool loaded; /* started by a snapshot load, not InstanceStart */
-	char failed_reason[600];
+	bool loaded;			/* started by a snapshot load, not InstanceStart */
 	struct api_machine_config mcfg; /* last accepted, for GET without get_machine_config */
 	struct api_vm_config *vmcfg;	/* what pre-boot PUTs were accepted, for GET /vm/config */
 	bool has_logger;
-	struct api_logger logger; /* the last PUT /logger accepted */
-	char metrics_path[API_PATH_LEN];
 	int metrics_fd;
 	/* The tail of a metrics line a full pipe cut short (owned); written first next time. */
 	char *metrics_pending;
@@ -168,6 +169,9 @@ struct api_server {
 
 	struct api_conn *dead; /* closed this dispatch, freed at its end */
 	struct api_reply reply;
+	char failed_reason[600];
+	struct api_logger logger; /* the last PUT /logger accepted */
+	char metrics_path[API_PATH_LEN];
 	/* Request structs are large (paths): one scratch area instead of the stack. */
 	union {
 		struct api_boot_source boot;

@@ -2373,13 +2373,17 @@ void api_state_init(struct api_server *srv)
 	srv->phase = API_PHASE_FRESH;
 	srv->boot_source_set = false;
 	srv->paused = false;
-	srv->failed_reason[0] = '\0';
+	/* The two strings far into the struct are written only when set: on a fresh
+	 * server their pages stay untouched (issue 17). */
+	if (srv->failed_reason[0])
+		srv->failed_reason[0] = '\0';
 	memset(&srv->mcfg, 0, sizeof(srv->mcfg));
 	srv->mcfg.vcpu_count = 1;
 	srv->mcfg.mem_size_mib = 128;
 	srv->loaded = false;
 	srv->has_logger = false;
-	srv->metrics_path[0] = '\0';
+	if (srv->metrics_path[0])
+		srv->metrics_path[0] = '\0';
 	/* Its counts and flags only: the arrays are most of its 150 KiB, written whole
 	 * entry by entry (record_config), and zeroing them would make each idle clone hold
 	 * them as dirty memory (issue 17). */

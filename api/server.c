@@ -10,6 +10,7 @@
  * its responses stops being read instead of growing a queue. */
 #include "api/api_int.h"
 #include "common/log.h"
+#include "common/pages.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -1029,6 +1030,14 @@ void api_server_set_request_timeout(struct api_server *srv, unsigned int ms)
 void api_server_set_idle_timeout(struct api_server *srv, unsigned int ms)
 {
 	srv->idle_timeout_ms = ms ? ms : 1;
+}
+
+void api_server_trim(struct api_server *srv)
+{
+	if (!srv)
+		return;
+	pages_release(&srv->scratch, sizeof(srv->scratch));
+	pages_release(srv->reply.body, sizeof(srv->reply.body));
 }
 
 void api_server_destroy(struct api_server *srv)

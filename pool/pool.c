@@ -1423,12 +1423,16 @@ void poold_destroy(struct poold *d)
 
 		if (!pl)
 			continue;
+		/* The whole list goes, so nothing is unlinked: unlinking a process after
+		 * an earlier one was freed in place walked freed memory (a crash at
+		 * SIGTERM once a clone had run). Running clones stay, with their records. */
 		for (p = pl->procs; p; p = next) {
 			next = p->next;
-			if (p->state == PROC_STARTING || p->state == PROC_READY)
-				proc_destroy(d, pl, p);
-			else
-				proc_free(d, p); /* running clones stay, with their records */
+			if (p->state == PROC_STARTING || p->state == PROC_READY) {
+				pool_proc_kill_wait(p, 5000);
+				pool_proc_cleanup(p);
+			}
+			proc_free(d, p);
 		}
 		free(pl);
 	}

@@ -12,9 +12,11 @@
 #define STREAM_L 1360u	     /* 3 * 1360 + 16 = 4096: one page = three streams + a tail */
 
 static uint32_t sw_table[8][256];
-static uint32_t shift_stream[4][256]; /* register past STREAM_L zero bytes */
-static uint32_t shift_page[4][256];   /* register past 4096 zero bytes */
-static uint32_t zero_ops[13][32];     /* register past 2^k zero bytes, as GF(2) matrices */
+/* register past STREAM_L zero bytes; every restore writes it (its first checksum):
+ * one page of its own rather than parts of two, each kept dirty by each clone */
+static uint32_t shift_stream[4][256] __attribute__((aligned(4096)));
+static uint32_t shift_page[4][256]; /* register past 4096 zero bytes */
+static uint32_t zero_ops[13][32];   /* register past 2^k zero bytes, as GF(2) matrices */
 static int have_hw;
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static pthread_once_t ops_once = PTHREAD_ONCE_INIT;

@@ -760,7 +760,7 @@ void snap_warm_up(void)
 	/* Everything snap_open and the decoders touch for the first time in a process costs a
 	 * page fault (code, tables, heap), and faults are expensive in a VM with shadow
 	 * paging: pay them here, before the restore request. */
-	static struct snap_vcpu_state v;
+	struct snap_vcpu_state *v = calloc(1, sizeof(*v)); /* heap: freed, nothing kept */
 	struct snap_vm_state vm;
 	struct kvm_cpuid_entry2 e[2];
 	struct snap_machine *m = calloc(1, sizeof(*m));
@@ -770,11 +770,12 @@ void snap_warm_up(void)
 	snap_crc32c(0, NULL, 0);
 	memset(&vm, 0, sizeof(vm));
 	memset(e, 0, sizeof(e));
-	if (snap_encode_vcpu(&sec, &v) == 0) {
+	if (v && snap_encode_vcpu(&sec, v) == 0) {
 		snap_section_view(&view, "vcpu.0", sec.buf, sec.len);
 		snap_crc32c(0, sec.buf, sec.len);
-		snap_decode_vcpu(&view, &v, NULL, 0);
+		snap_decode_vcpu(&view, v, NULL, 0);
 	}
+	free(v);
 	sec.len = 0;
 	if (snap_encode_irqchip(&sec, &vm) == 0) {
 		snap_section_view(&view, "irqchip", sec.buf, sec.len);
@@ -795,10 +796,4 @@ void snap_warm_up(void)
 		free(m);
 	}
 	snap_sec_release(&sec);
-	/* the heap pages snap_open's first read lands in, faulted now and reused then */
-	void *p = malloc(64u << 10);
-	if (p) {
-		memset(p, 0, 64u << 10);
-		free(p);
-	}
 }

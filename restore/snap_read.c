@@ -13,6 +13,7 @@
 #include "restore/snap_internal.h"
 #include "restore/snap_kvm.h" /* SNAP_MAX_VCPUS: the cap of the vcpu.<N> names */
 #include "common/log.h"
+#include "common/pages.h"
 
 #define FIRST_READ (64u << 10)
 
@@ -626,6 +627,13 @@ int snap_store_reserve(struct snap_store *st, size_t state_bytes, size_t section
 	    !snap_struct(st, sections))
 		return -ENOMEM;
 	return 0;
+}
+
+void snap_store_trim(struct snap_store *st)
+{
+	pages_release(st->buf, st->cap);
+	if (st->s)
+		pages_release(st->s, sizeof(struct snap) + st->nsecs * sizeof(struct snap_section));
 }
 
 void snap_store_free(struct snap_store *st)

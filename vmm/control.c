@@ -17,16 +17,13 @@
 #include <unistd.h>
 
 struct vm_control {
+	/* The scalars first, the large pre-boot configuration last: a restored clone
+	 * writes only the first, and they kept two more pages of it dirty at the end. */
 	struct vm *vm;
 	struct api_server *srv;
 	char id[API_ID_LEN];
 
-	/* pre-boot configuration, owned here: vm_config points into it */
-	struct vm_config cfg;
-	char kernel[API_PATH_LEN], initrd[API_PATH_LEN], cmdline[API_BOOT_ARGS_LEN];
-
 	struct api_mmds *mmds;		   /* the metadata store, the API's and the guest's */
-	struct vmm_cpu_config cpu_config;  /* PUT /cpu-config; cfg.cpu_config points here */
 	enum api_cpu_template static_tmpl; /* when cpu_config holds a static template */
 	bool started;			   /* booted or restored */
 	uint64_t load_us;		   /* last snapshot load, request to vCPUs running */
@@ -37,6 +34,11 @@ struct vm_control {
 	uint64_t uart_errors_reported, uart_missed_write_reported;
 	uint64_t device_events_reported;
 	struct vmm_signal_counts sig_reported;
+
+	/* pre-boot configuration, owned here: vm_config points into it */
+	struct vm_config cfg;
+	char kernel[API_PATH_LEN], initrd[API_PATH_LEN], cmdline[API_BOOT_ARGS_LEN];
+	struct vmm_cpu_config cpu_config; /* PUT /cpu-config; cfg.cpu_config points here */
 };
 
 static void on_api(void *opaque, uint32_t events)
@@ -867,6 +869,12 @@ static int apply_metadata(struct vm_control *c, const char *path)
 	if (ret)
 		log_err("--metadata %s: %s", path, err.message);
 	return ret;
+}
+
+void vm_control_trim(struct vm *vm)
+{
+	if (vm->control)
+		api_server_trim(vm->control->srv);
 }
 
 int vm_control_start(struct vm *vm, const struct vm_control_opts *o)

@@ -924,13 +924,20 @@ int main(int argc, char **argv)
 	struct thaw *t;
 	int status;
 
-	/* Blocks of 32 KiB and more come from their own mapping, not the heap: calloc then
+	/* Blocks of 8 KiB and more come from their own mapping, not the heap: calloc then
 	 * needs no memset (a fresh mapping is zero), only the pages a block really uses
 	 * are ever touched, and free gives them back. Heap blocks that size (an API
-	 * connection is ~100 KiB, mostly buffer room) were zeroed whole and stayed dirty
-	 * after free: ~240 KiB of every idle clone (issue 17). A fixed threshold also stops
-	 * glibc from raising it after the first such free. */
-	mallopt(M_MMAP_THRESHOLD, 32 << 10);
+	 * connection is ~100 KiB, mostly buffer room; struct thaw, the restore plan, the
+	 * API's pre-boot configuration, 20-35 KiB each) were zeroed whole and stayed
+	 * dirty: what every idle clone holds (issue 17). glibc takes a block from the
+	 * heap's free top whatever its size, and libc's start left ~130 KiB there: the
+	 * top goes back (malloc_trim) and grows by at most a page beyond a request from
+	 * now on, so no block of the threshold fits in it. A restore allocates nothing,
+	 * so no mmap is added to it. A fixed threshold also stops glibc from raising it
+	 * after the first such free. */
+	mallopt(M_MMAP_THRESHOLD, 8 << 10);
+	mallopt(M_TOP_PAD, 4 << 10);
+	malloc_trim(0);
 	t = calloc(1, sizeof(*t));
 
 	log_set_prefix("thaw");

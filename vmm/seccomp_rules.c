@@ -439,6 +439,16 @@ int vmm_seccomp_rules_build(unsigned filter, uint32_t pid, struct sock_fprog *ou
 		log_err("seccomp: seccomp_init failed");
 		return -ENOMEM;
 	}
+	/* A binary tree over the syscall numbers, not libseccomp's default linear chain:
+	 * at install the kernel emulates the filter for every syscall number to build
+	 * its action cache (with interrupts off), and a syscall the chain lists late, or
+	 * not at all, walked all of it; so does every syscall at run time. */
+	if (seccomp_attr_set(c.f, SCMP_FLTATR_CTL_OPTIMIZE, 2)) {
+		log_err("seccomp: %s filter: the binary tree optimisation is unavailable",
+			filters[filter].name);
+		ret = -EOPNOTSUPP;
+		goto out;
+	}
 	filters[filter].build(&c);
 	if (c.err) {
 		log_err("seccomp: %s filter: adding %s: %s", filters[filter].name,

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/pages.h"
+
 #define PHASE(vm, name)                                                                            \
 	do {                                                                                       \
 		DTRACE_PROBE(thaw, name);                                                          \
@@ -27,25 +29,51 @@
 
 /* ---------------------------------------------------------------- buffers */
 
+/* Carves `len` bytes (kept 64-byte aligned) off the plan's scratch mapping. */
+static void *scratch_take(uint8_t **at, size_t len)
+{
+	void *p = *at;
+
+	*at += (len + 63) & ~(size_t)63;
+	return p;
+}
+
 int vm_restore_plan_alloc(struct vm *vm)
 {
 	struct vm_restore_plan *p = calloc(1, sizeof(*p));
 	size_t cpuid = sizeof(struct kvm_cpuid2) + SNAP_MAX_CPUID * sizeof(struct kvm_cpuid_entry2);
+	size_t msrs = sizeof(struct kvm_msrs) + SNAP_MAX_MSRS * sizeof(struct kvm_msr_entry);
+	size_t host_view = SNAP_MAX_CPUID * sizeof(struct kvm_cpuid_entry2);
+	size_t vcpu = VMM_MAX_VCPUS * sizeof(struct snap_vcpu_state);
+	uint8_t *at;
 
 	if (!p)
 		return -ENOMEM;
 	vm->plan = p;
 	p->paths_dirfd = -1;
-	p->cpuid = calloc(1, cpuid);
-	p->vcpu_cpuid = calloc(1, cpuid);
-	p->host_view = calloc(SNAP_MAX_CPUID, sizeof(*p->host_view));
-	/* VMM_MAX_VCPUS states of ~10 KiB: pages nobody touches cost no memory. */
-	p->vcpu = calloc(VMM_MAX_VCPUS, sizeof(*p->vcpu));
-	p->msrs = calloc(1, sizeof(*p->msrs) + SNAP_MAX_MSRS * sizeof(p->msrs->entries[0]));
+	/* The buffers KVM's calls fill, in one mapping of their own: zero pages that cost
+	 * nothing until a restore writes them, and given back whole after it
+	 * (vm_restore_plan_trim). VMM_MAX_VCPUS states of ~10 KiB: pages nobody touches
+	 * cost no memory. */
+	p->scratch_len = (2 * ((cpuid + 63) & ~(size_t)63) + ((msrs + 63) & ~(size_t)63) +
+			  ((host_view + 63) & ~(size_t)63) + vcpu + 4095) &
+			 ~(size_t)4095;
+	p->scratch =
+	    mmap(NULL, p->scratch_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->scratch == MAP_FAILED) {
+		p->scratch = NULL;
+		vm_restore_plan_free(vm);
+		return -ENOMEM;
+	}
+	at = p->scratch;
+	p->vcpu = scratch_take(&at, vcpu);
+	p->cpuid = scratch_take(&at, cpuid);
+	p->vcpu_cpuid = scratch_take(&at, cpuid);
+	p->host_view = scratch_take(&at, host_view);
+	p->msrs = scratch_take(&at, msrs);
 	/* The state area of a snapshot of a few vCPUs, and its sections; a larger file
 	 * grows it once. */
-	if (!p->cpuid || !p->vcpu_cpuid || !p->host_view || !p->vcpu || !p->msrs ||
-	    snap_store_reserve(&p->store, 256 << 10, 64 + 2 * VMM_MAX_VCPUS)) {
+	if (snap_store_reserve(&p->store, 256 << 10, 64 + 2 * VMM_MAX_VCPUS)) {
 		vm_restore_plan_free(vm);
 		return -ENOMEM;
 	}
@@ -58,26 +86,11 @@ void vm_restore_plan_free(struct vm *vm)
 
 	if (!p)
 		return;
-	free(p->cpuid);
-	free(p->vcpu_cpuid);
-	free(p->host_view);
-	free(p->vcpu);
-	free(p->msrs);
+	if (p->scratch)
+		munmap(p->scratch, p->scratch_len);
 	snap_store_free(&p->store);
 	free(p);
 	vm->plan = NULL;
-}
-
-/* Gives the whole pages inside [p, p + len) back to the kernel and keeps the allocation:
- * they read as zero afterwards, and cost nothing until written again. */
-static void release_pages(void *p, size_t len)
-{
-	const uintptr_t page = 4096;
-	uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
-	uintptr_t b = ((uintptr_t)p + len) & ~(page - 1);
-
-	if (b > a)
-		madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 void vm_restore_plan_trim(struct vm *vm)
@@ -86,8 +99,11 @@ void vm_restore_plan_trim(struct vm *vm)
 
 	if (!p)
 		return;
-	release_pages(p->store.buf, p->store.cap);
-	release_pages(p->vcpu, VMM_MAX_VCPUS * sizeof(*p->vcpu));
+	snap_store_trim(&p->store);
+	pages_release(p->scratch, p->scratch_len);
+	/* The saved machine and devices' states: decoded again by the next restore (a
+	 * snapshot fills the machine itself), and adjacent at the plan's end. */
+	pages_release(&p->machine, sizeof(*p) - offsetof(struct vm_restore_plan, machine));
 }
 
 /* ---------------------------------------------------------------- save */

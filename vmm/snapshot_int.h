@@ -11,15 +11,19 @@
  * and the buffers the later steps fill for KVM. Allocated once per process by
  * vm_init, so a restore allocates nothing. */
 struct vm_restore_plan {
-	struct snap *snap;	 /* open for the length of one vm_restore */
-	struct snap_store store; /* snap's storage, kept from one restore to the next */
-	struct snap_machine machine;
+	/* What outlives a restore first; `machine` and `saved`, the largest scratch, last,
+	 * where vm_restore_plan_trim gives their pages back. */
+	struct snap *snap;		    /* open for the length of one vm_restore */
+	struct snap_store store;	    /* snap's storage, kept from one restore to the next */
 	struct vmm_mem layout;		    /* the region layout for machine.mem_size */
 	struct kvm_cpuid2 *cpuid;	    /* the saved CPUID (SNAP_MAX_CPUID entries) */
 	struct kvm_cpuid2 *vcpu_cpuid;	    /* one vCPU's copy, its APIC id put back */
 	struct kvm_cpuid_entry2 *host_view; /* PVM: the host CPU's own leaves */
 	struct snap_vcpu_state *vcpu;	    /* VMM_MAX_VCPUS decoded vCPU states */
 	struct kvm_msrs *msrs;		    /* SNAP_MAX_MSRS entries, for KVM_SET_MSRS */
+	void *scratch;			    /* one mapping holding the five buffers above */
+	size_t scratch_len;
+	int paths_dirfd; /* --snapshot-paths DIR, open during the restore; else -1 */
 	struct snap_vm_state vms;
 	bool has_uart;
 	struct uart_state uart;
@@ -28,18 +32,19 @@ struct vm_restore_plan {
 	uint64_t vmgenid_gpa; /* the saved generation ID's address; 0: no VMGenID */
 	/* The devices to build (with their saved places and operator-chosen backends)
 	 * and each one's saved state, by placement index. */
-	struct vm_config devices;
-	struct virtio_saved saved[VIRTIO_MAX_DEVS];
 	bool saved_at[VIRTIO_MAX_DEVS];
-	int paths_dirfd; /* --snapshot-paths DIR, open during the restore; else -1 */
+	struct vm_config devices;
+	struct snap_machine machine;
+	struct virtio_saved saved[VIRTIO_MAX_DEVS];
 };
 
 /* Allocates vm->plan (vm_init calls it). 0 or -ENOMEM. */
 int vm_restore_plan_alloc(struct vm *vm);
 void vm_restore_plan_free(struct vm *vm);
-/* After a restore: the plan's scratch (the snapshot's state area as read, the decoded
- * vCPU states) is not needed again until another restore, so its pages go back to the
- * kernel; an idle clone holds ~100 KiB less (issue 17). */
+/* After a restore: the plan's scratch (the snapshot's state area as read, its section
+ * table, the decoded vCPU states, the CPUID and MSR buffers, the devices' saved states)
+ * is not needed again until another restore or a snapshot, which fill what they use,
+ * so its pages go back to the kernel (issue 17: what an idle clone holds). */
 void vm_restore_plan_trim(struct vm *vm);
 
 /* ---- vmm/vstate.c: KVM get/set of what a snapshot holds. Each returns 0 or -errno

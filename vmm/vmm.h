@@ -842,7 +842,8 @@ void vmm_console_out(struct vm *vm, uint8_t byte);
  * none were). */
 void vmm_console_report(const struct vm *vm);
 
-/* The process half of `vm`, once: zeroes it, creates the main loop and the exit and
+/* The process half of `vm`, once, on a zero-filled `vm` (calloc'd: pages of it no
+ * field uses then stay untouched): creates the main loop and the exit and
  * snapshot-trigger eventfds. Everything below needs it first. */
 int vm_init(struct vm *vm);
 
@@ -927,6 +928,9 @@ struct vm_control_opts {
  * socket at all; applies the logger and metrics flags, then the configuration file
  * (which boots the VM when it has a boot source). 0, or -errno after logging why. */
 int vm_control_start(struct vm *vm, const struct vm_control_opts *o);
+/* Gives the API's per-request scratch pages back to the kernel (api_server_trim):
+ * after a launch, between requests. A no-op without vm->control. */
+void vm_control_trim(struct vm *vm);
 
 /* Stops every vCPU out of KVM_RUN and waits until all are parked; vm_resume lets
  * them go. Called from the main thread only. */
