@@ -58,7 +58,7 @@ count() {
 
 # Runs one program (or the smoke run) here and counts it.
 run_here() {
-	local prog=$1 log rc
+	local prog=$1 log rc t0=$SECONDS
 	log=$(mktemp)
 	if [[ $prog == smoke ]]; then
 		# the benchmark harness in smoke mode: proves it works, asserts no timing. The
@@ -73,12 +73,13 @@ run_here() {
 	rc=${PIPESTATUS[0]}
 	count "$(basename "$prog")" "$rc" "$log"
 	rm -f "$log"
+	echo "time: $(basename "$prog") $((SECONDS - t0)) s"
 }
 
 # Runs one integration program in a KVM host (this machine's /dev/kvm, or a VM of its
 # own) and counts what it printed.
 run_in_kvmhost() {
-	local prog=$1 log rc
+	local prog=$1 log rc t0=$SECONDS boots=
 	log=$(mktemp)
 	# The smoke run keeps its results in the build directory (shared with the VM), so
 	# that a repeat after a wedge resumes it rather than starting over.
@@ -96,7 +97,7 @@ run_in_kvmhost() {
 	rc=${PIPESTATUS[0]}
 	# A nested VM was booted once, plus once per "booting again".
 	if grep -q '^kvmhost: .*, running in a nested-SVM' "$log"; then
-		local boots=$((1 + $(grep -c '^kvmhost: booting again' "$log")))
+		boots=$((1 + $(grep -c '^kvmhost: booting again' "$log")))
 		kvm_programs=$((kvm_programs + 1)) kvm_boots=$((kvm_boots + boots))
 		((boots > 1)) && kvm_reruns+=("$(basename "$prog"):$boots")
 	fi
@@ -109,6 +110,7 @@ run_in_kvmhost() {
 		grep '^kvmhost: ' "$log" | grep -v ', running in a nested-SVM' | tail -n 1
 	} >"$log.sum"
 	count "$(basename "$prog")" "$rc" "$log.sum"
+	echo "time: $(basename "$prog") $((SECONDS - t0)) s${boots:+, $boots boots}"
 	rm -f "$log" "$log.sum"
 	rm -rf -- "$smoke_out"
 }
@@ -158,9 +160,9 @@ if ((kvm_programs > 0)); then
 	if [[ $what == all ]]; then
 		ledger=${THAW_KVMHOST_LEDGER:-${XDG_CACHE_HOME:-$HOME/.cache}/thaw/kvmhost-boots.log}
 		mkdir -p -- "$(dirname -- "$ledger")" &&
-			printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
 				"$(git rev-parse --short HEAD 2>/dev/null || echo -)" "$kvm_programs" "$kvm_boots" \
-				"$passed/$failed" "${kvm_reruns[*]:--}" >>"$ledger"
+				"$passed/$failed" "${kvm_reruns[*]:--}" "$SECONDS" >>"$ledger"
 	fi
 fi
 for f in "${failures[@]}"; do echo "failed: $f"; done
