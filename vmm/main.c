@@ -101,6 +101,12 @@ struct thaw {
 
 /* ---------------------------------------------------------------- options */
 
+/* Microseconds from t0 to t, 0 when t was never reached. */
+static unsigned long long since(uint64_t t, uint64_t t0)
+{
+	return t ? (unsigned long long)(t - t0) / 1000 : 0;
+}
+
 static int parse_uint(const char *opt, const char *s, uint64_t max, uint64_t *out)
 {
 	char *end;
@@ -910,11 +916,10 @@ static int run(struct thaw *t, uint64_t t0)
 		return VMM_EXIT_INTERNAL;
 	status = main_loop(t, &sigs);
 	if (c->timing)
-		fprintf(stderr, "thaw: timing: first_run_us=%llu first_line_us=%llu\n",
-			vm->t_first_run_ns ? (unsigned long long)(vm->t_first_run_ns - t0) / 1000
-					   : 0,
-			vm->t_first_line_ns ? (unsigned long long)(vm->t_first_line_ns - t0) / 1000
-					    : 0);
+		fprintf(stderr, "thaw: timing: first_run_us=%llu first_line_us=%llu "
+				"vcpu0_filtered_us=%llu\n",
+			since(vm->t_first_run_ns, t0), since(vm->t_first_line_ns, t0),
+			since(vm->t_vcpu0_filtered_ns, t0));
 	return status;
 }
 

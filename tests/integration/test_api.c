@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "tests/integration/harness.h"
 
@@ -26,6 +27,54 @@ static void put(const char *sock, const char *path, const char *json)
 
 	if (st != 204)
 		fail_msg("PUT %s: %d %s", path, st, body);
+}
+
+/* How many VMs (KVM VM fds) and threads process `pid` holds. */
+static void vms_and_threads(pid_t pid, int *vms, int *threads)
+{
+	char path[64], link[64];
+	struct dirent *e;
+	DIR *d;
+
+	*vms = *threads = 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char fd[320];
+		ssize_t n;
+
+		snprintf(fd, sizeof(fd), "%s/%s", path, e->d_name);
+		n = readlink(fd, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = 0;
+			*vms += strcmp(link, "anon_inode:kvm-vm") == 0;
+		}
+	}
+	closedir(d);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		*threads += e->d_name[0] != '.';
+	closedir(d);
+}
+
+/* A refused load leaves what the process had: no VM (a fresh restore makes one while it
+ * reads the snapshot), and no thread more than before (its vCPU 0 thread makes it). The
+ * VM is closed off the request path, so this waits for it a little. */
+static void refusal_left_nothing(pid_t pid, int threads_before)
+{
+	int vms, threads;
+
+	for (int i = 0; i < 100; i++) {
+		vms_and_threads(pid, &vms, &threads);
+		if (vms == 0 && threads == threads_before)
+			return;
+		usleep(20000);
+	}
+	fail_msg("a refused load left %d VMs and %d threads (%d before)", vms, threads,
+		 threads_before);
 }
 
 static struct vmproc *thaw_api(const char *sock)
@@ -85,11 +134,16 @@ static void firecracker_getting_started_then_snapshot_and_load(void **state)
 
 	b = thaw_api(s2);
 	/* a load of a file that is not a snapshot is refused, and the process stays usable */
+	int vms, threads;
+
+	vms_and_threads(b->pid, &vms, &threads);
+	assert_int_equal(vms, 0);
 	assert_int_equal(harness_http(s2, "PUT", "/snapshot/load",
 				      "{\"snapshot_path\": \"/etc/passwd\", \"resume_vm\": true}",
 				      body, sizeof(body)),
 			 400);
 	assert_non_null(strstr(body, "fault_message"));
+	refusal_left_nothing(b->pid, threads);
 	snprintf(json, sizeof(json),
 		 "{\"snapshot_path\": \"%s\", \"mem_backend\": {\"backend_path\": \"%s\", "
 		 "\"backend_type\": \"File\"}, \"enable_diff_snapshots\": false, \"resume_vm\": "
