@@ -451,6 +451,12 @@ void api_server_set_idle_timeout(struct api_server *srv, unsigned int ms);
  * request touches again what it uses. NULL is fine. */
 void api_server_trim(struct api_server *srv);
 
+/* The opposite, for a process whose next request is latency-critical (a prepared thaw
+ * waiting for its load): faults in the pages that request will write (the load's parsed
+ * request, the reply body's first page) and keeps a connection mapped and faulted in
+ * for the next accept. NULL is fine. */
+void api_server_warm(struct api_server *srv);
+
 /* Closes every connection and the listener, unlinks the socket file, frees. NULL is fine. */
 void api_server_destroy(struct api_server *srv);
 

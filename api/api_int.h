@@ -167,7 +167,8 @@ struct api_server {
 	unsigned int metrics_period_ms; /* 0: no periodic flush */
 	struct api_counters cnt;
 
-	struct api_conn *dead; /* closed this dispatch, freed at its end */
+	struct api_conn *dead;	/* closed this dispatch, freed at its end */
+	struct api_conn *spare; /* api_server_warm's, taken by the next accept */
 	struct api_reply reply;
 	char failed_reason[600];
 	struct api_logger logger; /* the last PUT /logger accepted */

@@ -338,13 +338,22 @@ static void reply_bad_http(struct api_conn *c, enum http_errno e)
  * only the pages a request touches are ever used and all of them go back at close:
  * from the heap, each one was zeroed whole (calloc reuses what the last connection
  * freed) and stayed dirty in every idle clone (issue 17). */
-struct api_conn *api_conn_new(struct api_server *srv, int fd)
+static struct api_conn *conn_map(void)
 {
 	struct api_conn *c =
 	    mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (c == MAP_FAILED)
+	return c == MAP_FAILED ? NULL : c;
+}
+
+struct api_conn *api_conn_new(struct api_server *srv, int fd)
+{
+	/* A spare is as fresh as a new mapping: zero, never used. */
+	struct api_conn *c = srv->spare ? srv->spare : conn_map();
+
+	if (!c)
 		return NULL;
+	srv->spare = NULL;
 	c->srv = srv;
 	c->fd = fd;
 	c->idle_since_ns = now_ns();
@@ -609,7 +618,7 @@ static void accept_all(struct api_server *srv)
 		if (epoll_ctl(srv->ep_fd, EPOLL_CTL_ADD, fd, &e) < 0) {
 			log_ratelimited(LOG_WARN, "api: epoll_ctl add: %s", strerror(errno));
 			close(fd);
-			free(c);
+			api_conn_free(c);
 			continue;
 		}
 		c->events = EPOLLIN;
@@ -1040,10 +1049,32 @@ void api_server_trim(struct api_server *srv)
 	pages_release(srv->reply.body, sizeof(srv->reply.body));
 }
 
+void api_server_warm(struct api_server *srv)
+{
+	struct api_snapshot_load *l;
+
+	if (!srv)
+		return;
+	/* Only the pages a load writes: the structs are mostly arrays it leaves alone. */
+	if (!srv->spare && (srv->spare = conn_map())) {
+		pages_touch(srv->spare, offsetof(struct api_conn, req.body) + 4096);
+		pages_touch(srv->spare->in, 4096);
+		pages_touch(srv->spare->out, 4096);
+	}
+	l = &srv->scratch.sload; /* what parse_snapshot_load resets */
+	pages_touch(l, offsetof(struct api_snapshot_load, net_overrides));
+	pages_touch(&l->has_vsock_override, 1);
+	pages_touch(&l->n_drive_overrides, 1);
+	pages_touch(l->snapshot_paths, 1);
+	pages_touch(srv->reply.body, 4096);
+}
+
 void api_server_destroy(struct api_server *srv)
 {
 	if (!srv)
 		return;
+	if (srv->spare)
+		munmap(srv->spare, sizeof(*srv->spare));
 	while (srv->n_conns)
 		conn_kill(srv->conns[0]);
 	while (srv->dead) {

@@ -636,6 +636,13 @@ void snap_store_trim(struct snap_store *st)
 		pages_release(st->s, sizeof(struct snap) + st->nsecs * sizeof(struct snap_section));
 }
 
+void snap_store_warm(struct snap_store *st)
+{
+	pages_touch(st->buf, st->cap < FIRST_READ ? st->cap : FIRST_READ);
+	if (st->s)
+		pages_touch(st->s, sizeof(struct snap) + st->nsecs * sizeof(struct snap_section));
+}
+
 void snap_store_free(struct snap_store *st)
 {
 	free(st->buf);

@@ -253,6 +253,9 @@ int snap_store_reserve(struct snap_store *st, size_t state_bytes, size_t section
 /* Between opens: gives the pages of the state buffer and the snap back to the kernel
  * (both are filled again by the next snap_open_in), keeping the reservation. */
 void snap_store_trim(struct snap_store *st);
+/* Before an open that must be quick: faults in the pages it writes first (the first
+ * read of the state area, the section table). */
+void snap_store_warm(struct snap_store *st);
 void snap_store_free(struct snap_store *st);
 /* snap_open_flags into `st` (NULL: allocate, as snap_open_flags does). */
 int snap_open_in(struct snap_store *st, const char *path, unsigned flags, struct snap **out,

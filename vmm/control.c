@@ -877,6 +877,12 @@ void vm_control_trim(struct vm *vm)
 		api_server_trim(vm->control->srv);
 }
 
+void vm_control_warm(struct vm *vm)
+{
+	if (vm->control)
+		api_server_warm(vm->control->srv);
+}
+
 int vm_control_start(struct vm *vm, const struct vm_control_opts *o)
 {
 	struct vm_control *c = calloc(1, sizeof(*c)); /* lives as long as the process */

@@ -106,6 +106,20 @@ void vm_restore_plan_trim(struct vm *vm)
 	pages_release(&p->machine, sizeof(*p) - offsetof(struct vm_restore_plan, machine));
 }
 
+void vm_restore_plan_warm(struct vm *vm, unsigned nr_vcpus)
+{
+	struct vm_restore_plan *p = vm->plan;
+
+	snap_store_warm(&p->store);
+	pages_touch(p->vcpu, nr_vcpus * sizeof(p->vcpu[0]));
+	pages_touch(p->cpuid, sizeof(*p->cpuid) + SNAP_MAX_CPUID * sizeof(p->cpuid->entries[0]));
+	pages_touch(p->vcpu_cpuid,
+		    sizeof(*p->vcpu_cpuid) + SNAP_MAX_CPUID * sizeof(p->vcpu_cpuid->entries[0]));
+	pages_touch(p->host_view, SNAP_MAX_CPUID * sizeof(p->host_view[0]));
+	pages_touch(p->msrs, sizeof(*p->msrs) + SNAP_MAX_MSRS * sizeof(p->msrs->entries[0]));
+	pages_touch(p, offsetof(struct vm_restore_plan, saved) + sizeof(p->saved[0]));
+}
+
 /* ---------------------------------------------------------------- save */
 
 static void fill_machine(struct vm *vm, struct snap_machine *m)

@@ -945,6 +945,8 @@ struct vm_control_opts {
 int vm_control_start(struct vm *vm, const struct vm_control_opts *o);
 /* Gives the API's per-request scratch pages back to the kernel (api_server_trim):
  * after a launch, between requests. A no-op without vm->control. */
+/* Before a latency-critical load (a prepared VM): faults in the API pages it writes. */
+void vm_control_warm(struct vm *vm);
 void vm_control_trim(struct vm *vm);
 
 /* Stops every vCPU out of KVM_RUN and waits until all are parked; vm_resume lets

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -525,6 +526,86 @@ static void cpu_config_applies_or_is_refused_by_host_kind(void **state)
 	free(a);
 }
 
+/* Minor page faults of thread `tid` of `pid` so far (field 10 of its stat). */
+static unsigned long thread_faults(pid_t pid, pid_t tid)
+{
+	char path[64], line[1024], *p;
+	unsigned long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	p = strrchr(line, ')'); /* the name may hold spaces */
+	assert_non_null(p);
+	/* after ") ": state ppid pgrp session tty tpgid flags minflt */
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu", &v), 1);
+	return v;
+}
+
+/* Whether a thread of `pid` has the name `comm` (with its newline, as /proc gives it). */
+static bool has_thread(pid_t pid, const char *comm)
+{
+	char path[300], name[64];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while (!found && (e = readdir(d))) {
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		f = fopen(path, "r");
+		if (f) {
+			found = fgets(name, sizeof(name), f) && !strcmp(name, comm);
+			fclose(f);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* A prepared thaw faults in before its request what the load will write (the restore
+ * plan's buffers, the API's request, reply and connection, the decoders' stack): each
+ * first touch is a page fault on the request path otherwise (the main thread took ~38 in
+ * a load, 2-4 with it). The guest's own pages are the vCPU thread's, not counted. */
+static void prepared_load_takes_few_page_faults(void **state)
+{
+	char snap[300], sock[300], json[600], body[4096];
+	unsigned long before, after;
+	struct vmproc *p;
+
+	snprintf(snap, sizeof(snap), "%s/faults.snap", dir);
+	snprintf(sock, sizeof(sock), "%s/faults.sock", dir);
+	assert_int_equal(harness_probe_snapshot(snap, 64, NULL), 0);
+	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, "--prepare",
+			      "mem-mib=64,vcpus=1", NULL};
+	unlink(sock);
+	p = harness_start(argv);
+	assert_int_equal(harness_wait_socket(sock), 0);
+	/* prepared once vCPU 0's thread has named itself (after its filter); a request to
+	 * ask would take the warmed connection */
+	for (int i = 0; i < 500 && !has_thread(p->pid, "vcpu0\n"); i++)
+		usleep(10000);
+	assert_true(has_thread(p->pid, "vcpu0\n"));
+	usleep(200000); /* the warm-up right after the vCPU threads start */
+	before = thread_faults(p->pid, p->pid);
+	snprintf(json, sizeof(json), "{\"snapshot_path\": \"%s\", \"resume_vm\": true}", snap);
+	assert_int_equal(harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body)), 204);
+	usleep(200000); /* the launch's last work runs after its reply */
+	after = thread_faults(p->pid, p->pid);
+	print_message("prepared load: %lu page faults in the main thread\n", after - before);
+	assert_true(after - before <= 15);
+	harness_end(p);
+}
+
 static int setup(void **state)
 {
 	return mkdtemp(dir) ? 0 : -1;
@@ -547,6 +628,7 @@ int main(void)
 	    cmocka_unit_test(load_makes_a_drive_overlay_over_the_base),
 	    cmocka_unit_test(disk_checkpoint_moves_the_vm_onto_an_overlay_and_guards_the_base),
 	    cmocka_unit_test(internal_disk_checkpoint_is_reverted_to_at_the_load),
+	    cmocka_unit_test(prepared_load_takes_few_page_faults),
 	};
 
 	if (!harness_have_kvm())
