@@ -602,8 +602,13 @@ static void prepared_load_takes_few_page_faults(void **state)
 	usleep(200000); /* the launch's last work runs after its reply */
 	after = thread_faults(p->pid, p->pid);
 	print_message("prepared load: %lu page faults in the main thread\n", after - before);
-	assert_true(after - before <= 15);
 	harness_end(p);
+#ifdef __SANITIZE_ADDRESS__
+	/* thaw built as this test is: ASan's shadow memory faults in too */
+	print_message("an ASan build: the count is not checked\n");
+#else
+	assert_true(after - before <= 15);
+#endif
 }
 
 static int setup(void **state)
