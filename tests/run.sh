@@ -4,11 +4,13 @@
 #   integration  cmocka programs that boot, snapshot and restore real VMs, and the
 #                benchmark harness in smoke mode, and the soak's short version
 #                (tests/soak/soak.sh -n 10); run where /dev/kvm works: directly,
-#                or inside a nested KVM host VM (tests/kvmhost/run.sh), one VM per
-#                program so that a VM wedged by TCG costs one program's rerun
+#                or all in one nested KVM host VM (tests/kvmhost/run.sh), which is
+#                booted again after a wedge and goes on with the program it was in
 #   fuzz         short bounded fuzz runs of every parser
 # usage: tests/run.sh BUILD_DIR [all|unit|integration|fuzz]
 #        tests/run.sh BUILD_DIR program PROG|smoke|soak   (one integration program, here)
+#        tests/run.sh BUILD_DIR batch STATE PROG|smoke|soak...   (what `all` runs in the
+#                nested VM: the programs STATE does not record as done)
 # Every cmocka program prints its own summary; the last lines name what failed and
 # total everything as "N passed, N failed".
 set -uo pipefail
@@ -19,7 +21,7 @@ what=${2:-all}
 # A program run inside the nested host gets the guests' paths from the suite outside
 # (tests/kvmhost/run.sh passes the environment): checking the guests' caches again there
 # is seconds of emulated work per program.
-if [[ $what == program && -f ${THAW_KERNEL:-} && -f ${THAW_INITRD:-} && -f ${THAW_PROBE:-} &&
+if [[ $what == program || $what == batch ]] && [[ -f ${THAW_KERNEL:-} && -f ${THAW_INITRD:-} && -f ${THAW_PROBE:-} &&
 	-f ${THAW_ROOTFS:-} ]]; then
 	:
 else
@@ -84,43 +86,72 @@ run_here() {
 	echo "time: $(basename "$prog") $((SECONDS - t0)) s"
 }
 
-# Runs one integration program in a KVM host (this machine's /dev/kvm, or a VM of its
-# own) and counts what it printed.
-run_in_kvmhost() {
-	local prog=$1 log rc t0=$SECONDS boots=
+# Runs the integration programs, then the smoke and short soak runs, where /dev/kvm works:
+# here, or all of them in one nested VM (tests/kvmhost/run.sh), booted once for the suite
+# (each boot costs ~25 s of the nested host's time). A wedged VM is booted again and the
+# batch goes on with the program it was running: the state file, in the build directory
+# (read-write inside the VM), records each boot and each program's start and result.
+# A program that was started three times is not started again, and fails.
+run_integration() {
+	local state log rc line name n f t t0=$SECONDS
+	state=$PWD/$B/integration.state
+	[[ $B == /* ]] && state=$B/integration.state
 	log=$(mktemp)
+	: >"$state"
 	# The smoke run keeps its results in the build directory (shared with the VM), so
 	# that a repeat after a wedge resumes it rather than starting over.
 	local smoke_out=$B/bench-smoke
 	[[ $smoke_out == /* ]] || smoke_out=$PWD/$smoke_out
 	rm -rf -- "$smoke_out"
-	# A nested VM wedged now and then, most often in uffd restores, until run.sh's pin
-	# (tests/kvmhost/README.md, "The wedge"); in case another wedge remains, each
-	# program may boot up to ten times before that counts as its
-	# failure (a wedge costs about 90 s; a test that hangs ends by its own timeout,
-	# which is not retried). The smoke run also resumes where the wedge stopped it.
 	BENCH_SMOKE_OUT=$smoke_out THAW_KVMHOST_RETRIES=${THAW_KVMHOST_RETRIES:-9} \
-		tests/kvmhost/run.sh --timeout $((PROG_TIMEOUT + 900)) -- tests/run.sh "$B" program "$prog" 2>&1 |
+		tests/kvmhost/run.sh --timeout 0 -- tests/run.sh "$B" batch "$state" "$@" 2>&1 |
 		tee "$log"
 	rc=${PIPESTATUS[0]}
-	# A nested VM was booted once, plus once per "booting again".
+	# What each program reported (the VM's output above is for reading).
+	for name in "$@"; do
+		name=$(basename "$name")
+		line=$(grep -m 1 "^done $name	" "$state")
+		if [[ -z $line ]]; then
+			failed=$((failed + 1))
+			failures+=("$name: not run (the nested host ended with $rc: $(grep '^kvmhost: ' "$log" | tail -n 1 | cut -c1-120))")
+			continue
+		fi
+		IFS=$'\t' read -r _ n f t <<<"$line"
+		passed=$((passed + n)) failed=$((failed + f))
+		[[ -n $t ]] && failures+=("$t")
+		n=$(grep -c "^start $name\$" "$state")
+		((n > 1)) && kvm_reruns+=("$name:$n")
+	done
 	if grep -q '^kvmhost: .*, running in a nested-SVM' "$log"; then
-		boots=$((1 + $(grep -c '^kvmhost: booting again' "$log")))
-		kvm_programs=$((kvm_programs + 1)) kvm_boots=$((kvm_boots + boots))
-		((boots > 1)) && kvm_reruns+=("$(basename "$prog"):$boots")
+		kvm_programs=$#
+		kvm_boots=$(grep -c '^boot$' "$state")
 	fi
-	# Only the inner total counts (the summaries it added up are in the log too), with
-	# the names of failed tests and the first word of kvmhost for the failure list.
-	{
-		grep -m 1 '^program: [0-9]* passed, [0-9]* failed$' "$log" ||
-			echo "program: 0 passed, 1 failed"
-		grep '^\[  FAILED  \] [A-Za-z_][A-Za-z0-9_]*$' "$log"
-		grep '^kvmhost: ' "$log" | grep -v ', running in a nested-SVM' | tail -n 1
-	} >"$log.sum"
-	count "$(basename "$prog")" "$rc" "$log.sum"
-	echo "time: $(basename "$prog") $((SECONDS - t0)) s${boots:+, $boots boots}"
-	rm -f "$log" "$log.sum"
+	echo "time: integration $((SECONDS - t0)) s$( ((kvm_programs)) && echo ", $kvm_boots boots of one nested VM")"
+	rm -f -- "$log"
 	rm -rf -- "$smoke_out"
+}
+
+# Inside run_integration's VM (or here): each program of the list not done yet, once.
+run_batch() {
+	local state=$1 name p0 f0 n0 starts
+	shift
+	echo boot >>"$state"
+	for prog in "$@"; do
+		name=$(basename "$prog")
+		grep -q "^done $name	" "$state" && continue
+		starts=$(grep -c "^start $name\$" "$state")
+		if ((starts >= 3)); then
+			printf 'done %s\t0\t1\t%s\n' "$name" "$name: the nested host wedged in it $starts times" >>"$state"
+			continue
+		fi
+		echo "start $name" >>"$state"
+		sync
+		p0=$passed f0=$failed n0=${#failures[@]}
+		run_here "$prog"
+		printf 'done %s\t%s\t%s\t%s\n' "$name" $((passed - p0)) $((failed - f0)) \
+			"$(IFS='|'; echo "${failures[*]:n0}")" >>"$state"
+		sync
+	done
 }
 
 case $what in
@@ -136,6 +167,11 @@ program)
 	(($# == 3)) || { echo "usage: tests/run.sh BUILD_DIR program PROG|smoke|soak" >&2; exit 2; }
 	run_here "$3"
 	;;
+batch)
+	(($# >= 4)) || { echo "usage: tests/run.sh BUILD_DIR batch STATE PROG|smoke|soak..." >&2; exit 2; }
+	shift 2
+	run_batch "$@"
+	;;
 fuzz)
 	if make --no-print-directory -s fuzz; then passed=$((passed + 1)); else
 		failed=$((failed + 1))
@@ -146,9 +182,9 @@ all)
 	echo "== unit tests"
 	for t in "$B"/tests/test_*; do [ -x "$t" ] && run_here "$t"; done
 	echo "== integration tests (real VMs)"
-	for t in "$B"/itests/test_*; do [ -x "$t" ] && run_in_kvmhost "$t"; done
-	run_in_kvmhost smoke
-	run_in_kvmhost soak
+	progs=()
+	for t in "$B"/itests/test_*; do [ -x "$t" ] && progs+=("$t"); done
+	run_integration "${progs[@]}" smoke soak
 	echo "== fuzz (bounded)"
 	if make --no-print-directory -s fuzz; then passed=$((passed + 1)); else
 		failed=$((failed + 1))
