@@ -577,3 +577,11 @@ void harness_probe_kick(struct vmproc *p, unsigned q, uint64_t base, uint64_t ri
 	harness_probe_cmd(p, "w16 %#llx %u", (unsigned long long)(ring + 0x1002), idx);
 	harness_probe_cmd(p, "w32 %#llx %u", (unsigned long long)base + 0x50, q);
 }
+
+/* THAW_TEST_FILTER=pit* (a glob of test names) runs a subset of any integration program,
+ * e.g. while debugging: set before its main runs the group. */
+__attribute__((constructor)) static void harness_test_filter(void)
+{
+	if (getenv("THAW_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
+}

@@ -1056,8 +1056,5 @@ int main(void)
 	if (!have_netns)
 		fprintf(stderr, "linux: no network namespace (%s): the network is left out\n",
 			strerror(errno));
-	/* THAW_TEST_FILTER=clones* (a glob) runs a subset, e.g. while debugging. */
-	if (getenv("THAW_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
 	return cmocka_run_group_tests_name("linux", tests, group_setup, group_teardown);
 }

@@ -2086,7 +2086,5 @@ int main(void)
 	}
 	if (!harness_have_kvm())
 		return 0;
-	if (getenv("THAW_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
 	return cmocka_run_group_tests_name("oci", tests, setup, teardown);
 }

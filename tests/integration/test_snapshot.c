@@ -669,8 +669,5 @@ int main(void)
 
 	if (!harness_have_kvm())
 		return 0;
-	/* THAW_TEST_FILTER=pit* (a glob) runs a subset, e.g. while debugging. */
-	if (getenv("THAW_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("THAW_TEST_FILTER"));
 	return cmocka_run_group_tests_name("snapshot", tests, setup, teardown);
 }
