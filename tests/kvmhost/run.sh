@@ -38,7 +38,9 @@ itself), ~/.cache/thaw, or instead of the first the colon-separated THAW_KVMHOST
 Exit status: CMD's; 124 on timeout; 125 when the VM could not run CMD.
 Environment: THAW_KVMHOST=force (use the VM even with /dev/kvm), THAW_KVMHOST_RW,
 THAW_KVMHOST_CACHE (default ~/.cache/thaw/kvmhost), THAW_KVMHOST_DEBUG=1 (full kernel
-log on ttyS0, keep the control directory), THAW_KVMHOST_QUIET=1 (no note on stderr).
+log on ttyS0, keep the control directory), THAW_KVMHOST_QUIET=1 (no note on stderr);
+for experiments: THAW_KVMHOST_CPU (QEMU's -cpu, default max; it must offer svm),
+THAW_KVMHOST_TCG_THREAD (multi, the default, or single: one host thread for all vCPUs).
 EOF
 }
 
@@ -345,7 +347,8 @@ fi
 append+=" ${THAW_KVMHOST_APPEND:-}"
 qargs=(
 	-nodefaults -no-user-config -display none -no-reboot
-	-machine pc -accel tcg,thread=multi -cpu max -smp "$cpus" -m "$mem"
+	-machine pc -accel "tcg,thread=${THAW_KVMHOST_TCG_THREAD:-multi}"
+	-cpu "${THAW_KVMHOST_CPU:-max}" -smp "$cpus" -m "$mem"
 	-kernel "$kernel" -initrd "$idir/initrd.cpio" -append "$append"
 	-chardev "file,id=con,path=$(qv "$ctl/console.log")" -serial chardev:con
 	-chardev "pipe,id=out,path=$(qv "$ctl/out")" -serial chardev:out
