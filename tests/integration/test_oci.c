@@ -1244,6 +1244,9 @@ static void podman_run_limits_in_jail_cgroup(void **state)
 	char out[4096], id[128];
 	pid_t pid;
 
+	/* In the nested host's make test run 2 the VM lost its heartbeat for 60 s here
+	 * (tests/kvmhost/README.md, E12), and podman's start alone is minutes under TCG. */
+	skip_in_nested_host("podman with limits in the jail's cgroup");
 	NEED_PODMAN();
 	assert_int_equal(
 	    sh(id, sizeof(id), PM_RUN("-d --memory 256m --pids-limit 50"), podman, rootfs), 0);
