@@ -588,7 +588,7 @@ static int build_vm(struct vm *vm, const struct vm_restore_opts *opts, struct vm
 		vm_discard(vm);
 	}
 	if (!fits) {
-		ret = vm->early_vm ? vm_create_finish(vm, m->nr_vcpus) : vm_create(vm, m->nr_vcpus);
+		ret = vm_create(vm, m->nr_vcpus);
 		if (ret)
 			return errf(err, errlen, ret, "creating the VM failed (%s)",
 				    strerror(-ret));
@@ -769,15 +769,7 @@ int vm_restore(struct vm *vm, const struct vm_restore_opts *opts, char *err, siz
 	DTRACE_PROBE(thaw, restore_start);
 	vm->times.restore_start_ns = now_ns();
 	vm->restore_acted = false;
-	/* A fresh VM: KVM_CREATE_VM and vCPU 0's seccomp filter need nothing from the
-	 * snapshot, so vCPU 0's thread does both while the plan reads it (0.3-0.5 ms off a
-	 * ~1.3 ms restore on PVM). Without it (a thread refused) the build makes the VM. */
-	if (!vm->prepared && vm->vm_fd < 0 && vm_create_early(vm))
-		log_debug("restore: no early VM; the VM is made after the plan");
 	ret = plan_restore(vm, opts, p, err, errlen);
-	/* Refused by the plan: nothing is left of the early VM either. */
-	if (ret && vm->early_vm)
-		vm_discard(vm);
 	vm->restore_acted = ret == 0;
 	if (!ret)
 		ret = build_vm(vm, opts, p, err, errlen);

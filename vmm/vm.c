@@ -74,11 +74,13 @@ int vm_open_kvm(struct vm *vm)
 	return 0;
 }
 
-/* Resets the VM half of `vm`: what the last VM left, not the process half (vm_init,
- * and what vm_open_kvm and vm_get_supported_cpuid learn of the host), which outlives
- * VMs that are built and discarded, e.g. a prepared VM a snapshot did not fit. */
-static void vm_reset(struct vm *vm)
+int vm_create(struct vm *vm, unsigned nr_vcpus)
 {
+	int ret, max_vcpus;
+
+	/* Only the VM's own half is reset: the process half (vm_init, and what
+	 * vm_open_kvm and vm_get_supported_cpuid learn of the host) outlives VMs that
+	 * are built and discarded, e.g. a prepared VM a snapshot did not fit. */
 	vm->vm_fd = -1;
 	/* The slots the last VM used: the others were never written, and clearing all
 	 * VMM_MAX_VCPUS would dirty 13 KiB of every clone. */
@@ -90,102 +92,28 @@ static void vm_reset(struct vm *vm)
 	vm->prepared = vm->paused = vm->pause_requested = false;
 	vm->pit_on_demand = vm->pit_deferred = false;
 	vm->nr_paused = vm->nr_started = 0;
-	vm->early = VM_EARLY_NONE;
-	vm->early_vm = false;
-}
 
-/* vm_open_kvm, and what a VM of this host may have: its vCPU limit and the size of a
- * vCPU's kvm_run mapping. */
-static int vm_learn_limits(struct vm *vm)
-{
-	int ret = vm_open_kvm(vm);
-
+	ret = vm_open_kvm(vm);
 	if (ret)
 		return ret;
-	vm->max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
-	if (vm->max_vcpus <= 0)
-		vm->max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
-	if (vm->max_vcpus > VMM_MAX_VCPUS)
-		vm->max_vcpus = VMM_MAX_VCPUS;
-	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run))
-		return kvm_ioctl_err("KVM_GET_VCPU_MMAP_SIZE");
-	return 0;
-}
-
-static int vm_set_nr_vcpus(struct vm *vm, unsigned nr_vcpus)
-{
-	if (nr_vcpus == 0 || (int)nr_vcpus > vm->max_vcpus) {
-		log_err("%u vCPUs asked for; this host allows 1 to %d", nr_vcpus, vm->max_vcpus);
+	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max_vcpus > VMM_MAX_VCPUS)
+		max_vcpus = VMM_MAX_VCPUS;
+	if (nr_vcpus == 0 || (int)nr_vcpus > max_vcpus) {
+		log_err("%u vCPUs asked for; this host allows 1 to %d", nr_vcpus, max_vcpus);
 		return -EINVAL;
 	}
 	vm->nr_vcpus = nr_vcpus;
-	return 0;
-}
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run))
+		return kvm_ioctl_err("KVM_GET_VCPU_MMAP_SIZE");
 
-int vm_create(struct vm *vm, unsigned nr_vcpus)
-{
-	int ret;
-
-	vm_reset(vm);
-	ret = vm_learn_limits(vm);
-	if (!ret)
-		ret = vm_set_nr_vcpus(vm, nr_vcpus);
-	if (ret)
-		return ret;
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
 		return kvm_ioctl_err("KVM_CREATE_VM");
 	return 0;
-}
-
-int vm_create_early(struct vm *vm)
-{
-	struct vcpu *v = &vm->vcpus[0];
-	int ret;
-
-	vm_reset(vm);
-	ret = vm_learn_limits(vm);
-	if (ret)
-		return ret;
-	/* One vCPU, whose thread parks once it has made the VM and installed its filter:
-	 * vm_create_finish adds the others the snapshot has. */
-	vm->nr_vcpus = 1;
-	v->vm = vm;
-	v->index = 0;
-	v->fd = -1;
-	vm->early = VM_EARLY_PENDING;
-	if (vm_start_vcpus_parked(vm)) {
-		vm->early = VM_EARLY_NONE;
-		vm->nr_vcpus = 0;
-		return -EAGAIN;
-	}
-	vm->early_vm = true;
-	return 0;
-}
-
-int vm_create_finish(struct vm *vm, unsigned nr_vcpus)
-{
-	bool mine;
-
-	/* Whoever comes first makes the VM: on a loaded host the thread may not have run
-	 * yet, and then waiting for it would make the restore slower than no head start. */
-	pthread_mutex_lock(&vm->run_lock);
-	mine = vm->early == VM_EARLY_PENDING;
-	while (vm->early == VM_EARLY_MAKING)
-		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
-	vm->early = VM_EARLY_NONE;
-	pthread_mutex_unlock(&vm->run_lock);
-	vm->early_vm = false;
-	if (mine) {
-		vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-		vm->early_errno = vm->vm_fd < 0 ? errno : 0;
-	}
-	if (vm->vm_fd < 0) {
-		errno = vm->early_errno;
-		return kvm_ioctl_err("KVM_CREATE_VM");
-	}
-	return vm_set_nr_vcpus(vm, nr_vcpus);
 }
 
 int vm_init(struct vm *vm)
@@ -1008,30 +936,6 @@ static bool handle_exit(struct vcpu *v)
 	}
 }
 
-/* vm_create_early's vCPU 0: makes the VM for the main thread, which is meanwhile reading
- * the snapshot, unless the main thread got there first (vm_create_finish). */
-static void vcpu_make_vm(struct vcpu *v)
-{
-	struct vm *vm = v->vm;
-	bool mine;
-	int fd;
-
-	pthread_mutex_lock(&vm->run_lock);
-	mine = vm->early == VM_EARLY_PENDING;
-	if (mine)
-		vm->early = VM_EARLY_MAKING;
-	pthread_mutex_unlock(&vm->run_lock);
-	if (!mine)
-		return;
-	fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	pthread_mutex_lock(&vm->run_lock);
-	vm->vm_fd = fd;
-	vm->early_errno = fd < 0 ? errno : 0;
-	vm->early = VM_EARLY_DONE;
-	pthread_cond_broadcast(&vm->run_cond);
-	pthread_mutex_unlock(&vm->run_lock);
-}
-
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -1040,10 +944,6 @@ static void *vcpu_thread(void *arg)
 	sigset_t set;
 	int ret;
 
-	/* A failure is the main thread's to report; this thread parks and ends with the
-	 * VM. */
-	if (v->index == 0)
-		vcpu_make_vm(v);
 	/* Before the first KVM_RUN: from here on the guest drives this thread. */
 	if (vmm_seccomp_install(VMM_SECCOMP_VCPU)) {
 		vm_request_exit(vm, VMM_EXIT_INTERNAL, "vcpu: cannot install its seccomp filter");
@@ -1060,11 +960,9 @@ static void *vcpu_thread(void *arg)
 
 	for (;;) {
 		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE)) {
-			/* A thread started early parks before its vCPU exists: v->run and
-			 * v->fd are read only after the park (the launch sets them first). */
+			v->run->immediate_exit = 0;
 			if (!vcpu_park(v))
 				break;
-			v->run->immediate_exit = 0;
 		}
 		if (!v->vm->t_first_run_ns && v->index == 0)
 			v->vm->t_first_run_ns = now_ns();
@@ -1114,9 +1012,8 @@ int vm_start_vcpus(struct vm *vm)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	/* A vCPU thread takes no asynchronous signal but its kick (it unblocks that one
 	 * itself): the main thread's signalfds (SIGTERM, the uffd discard request, ...)
-	 * must find every other thread blocking their signals, and vm_create_early's
-	 * thread exists before the uffd backend blocks its own. Faults stay deliverable,
-	 * so that they are counted before they end the process. */
+	 * must find every other thread blocking their signals, whenever each was blocked.
+	 * Faults stay deliverable, so that they are counted before they end the process. */
 	sigfillset(&set);
 	sigdelset(&set, SIGSEGV);
 	sigdelset(&set, SIGBUS);
@@ -1127,8 +1024,6 @@ int vm_start_vcpus(struct vm *vm)
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	ret = 0;
 	for (unsigned i = 0; i < vm->nr_vcpus && !ret; i++) {
-		if (vm->vcpus[i].started) /* vm_create_early's */
-			continue;
 		ret = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
 		if (ret) {
 			log_err("pthread_create vcpu%u: %s", i, strerror(ret));
@@ -1148,9 +1043,6 @@ int vm_start_vcpus(struct vm *vm)
  * KVM_RUN it is already in. */
 static void vcpu_kick(struct vcpu *v)
 {
-	/* vm_create_early's thread before its vCPU exists: it parks before reading run. */
-	if (!v->run)
-		return;
 	__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
 	pthread_kill(v->thread, SIG_VCPU_KICK);
 }
@@ -1350,15 +1242,7 @@ void vm_discard(struct vm *vm)
 	struct vm_remains *r = calloc(1, sizeof(*r));
 	pthread_t t;
 
-	/* vm_create_early's thread makes no VM from now on (one being made is waited for
-	 * by the join and released with the rest). */
-	pthread_mutex_lock(&vm->run_lock);
-	if (vm->early == VM_EARLY_PENDING)
-		vm->early = VM_EARLY_NONE;
-	pthread_mutex_unlock(&vm->run_lock);
 	vm_end_parked_vcpus(vm);
-	vm->early = VM_EARLY_NONE;
-	vm->early_vm = false;
 	if (!r) {
 		vm_destroy(vm);
 		return;

@@ -719,12 +719,6 @@ struct vm {
 	int kvm_fd;
 	int vm_fd;
 	int vcpu_mmap_size;
-	int max_vcpus; /* KVM_CAP_MAX_VCPUS, at most VMM_MAX_VCPUS */
-	/* vm_create_early: nobody has started making the VM yet (PENDING), vCPU 0's thread
-	 * is making it (MAKING) or has (DONE: vm_fd, or early_errno); under run_lock. */
-	enum { VM_EARLY_NONE, VM_EARLY_PENDING, VM_EARLY_MAKING, VM_EARLY_DONE } early;
-	int early_errno;
-	bool early_vm; /* the main thread's: vm_create_early ran, vm_create_finish not yet */
 	struct vmm_mem mem;
 	struct vmm_bus pio;
 	struct vmm_bus mmio;
@@ -861,14 +855,6 @@ int vm_open_kvm(struct vm *vm);
 /* vm_open_kvm, then creates an empty VM. Resets the VM half of `vm` (not what vm_init
  * set up, nor what vm_open_kvm and vm_get_supported_cpuid learnt of the host). */
 int vm_create(struct vm *vm, unsigned nr_vcpus);
-
-/* vm_create in two halves, for a restore that learns the shape from the snapshot: the
- * first starts vCPU 0's thread, which makes the VM (KVM_CREATE_VM, ~0.3 ms on PVM) and
- * installs its seccomp filter (a BPF JIT compile, 0.1-1 ms) and then parks, while the
- * caller reads the snapshot; the second waits for the VM and sets the vCPU count. A
- * caller that stops between them calls vm_discard. */
-int vm_create_early(struct vm *vm);
-int vm_create_finish(struct vm *vm, unsigned nr_vcpus);
 
 /* Registers guest RAM in `vm->mem` with KVM (one slot per region). Call it before
  * vm_create_irqchip: once the irqchip and PIT exist, registering a slot waits for an
