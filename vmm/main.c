@@ -916,8 +916,9 @@ static int run(struct thaw *t, uint64_t t0)
 		return VMM_EXIT_INTERNAL;
 	status = main_loop(t, &sigs);
 	if (c->timing)
-		fprintf(stderr, "thaw: timing: first_run_us=%llu first_line_us=%llu "
-				"vcpu0_filtered_us=%llu\n",
+		fprintf(stderr,
+			"thaw: timing: first_run_us=%llu first_line_us=%llu "
+			"vcpu0_filtered_us=%llu\n",
 			since(vm->t_first_run_ns, t0), since(vm->t_first_line_ns, t0),
 			since(vm->t_vcpu0_filtered_ns, t0));
 	return status;

@@ -586,7 +586,7 @@ static void prepared_load_takes_few_page_faults(void **state)
 	snprintf(sock, sizeof(sock), "%s/faults.sock", dir);
 	assert_int_equal(harness_probe_snapshot(snap, 64, NULL), 0);
 	const char *argv[] = {harness_env("THAW_BIN"), "--api-sock", sock, "--prepare",
-			      "mem-mib=64,vcpus=1", NULL};
+			      "mem-mib=64,vcpus=1",    NULL};
 	unlink(sock);
 	p = harness_start(argv);
 	assert_int_equal(harness_wait_socket(sock), 0);
@@ -598,7 +598,8 @@ static void prepared_load_takes_few_page_faults(void **state)
 	usleep(200000); /* the warm-up right after the vCPU threads start */
 	before = thread_faults(p->pid, p->pid);
 	snprintf(json, sizeof(json), "{\"snapshot_path\": \"%s\", \"resume_vm\": true}", snap);
-	assert_int_equal(harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body)), 204);
+	assert_int_equal(harness_http(sock, "PUT", "/snapshot/load", json, body, sizeof(body)),
+			 204);
 	usleep(200000); /* the launch's last work runs after its reply */
 	after = thread_faults(p->pid, p->pid);
 	print_message("prepared load: %lu page faults in the main thread\n", after - before);
