@@ -169,6 +169,7 @@ struct api_server {
 
 	struct api_conn *dead;	/* closed this dispatch, freed at its end */
 	struct api_conn *spare; /* api_server_warm's, taken by the next accept */
+	bool warm;		/* api_server_warm until api_server_trim: keep a spare */
 	struct api_reply reply;
 	char failed_reason[600];
 	struct api_logger logger; /* the last PUT /logger accepted */

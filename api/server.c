@@ -364,9 +364,21 @@ struct api_conn *api_conn_new(struct api_server *srv, int fd)
 
 void api_conn_free(struct api_conn *c)
 {
+	struct api_server *srv;
+
 	if (!c)
 		return;
 	free(c->big);
+	srv = c->srv;
+	/* A warm server keeps a closed connection as its spare, its pages still faulted
+	 * in (a pool's readiness probe must not use up the one the load is to get): as
+	 * fresh as a new mapping for everything that is not a buffer's contents. */
+	if (srv && srv->warm && !srv->spare) {
+		memset(c, 0, offsetof(struct api_conn, req.url));
+		c->in_len = c->out_off = c->out_len = 0;
+		srv->spare = c;
+		return;
+	}
 	munmap(c, sizeof(*c));
 }
 
@@ -1045,6 +1057,10 @@ void api_server_trim(struct api_server *srv)
 {
 	if (!srv)
 		return;
+	srv->warm = false;
+	if (srv->spare)
+		munmap(srv->spare, sizeof(*srv->spare));
+	srv->spare = NULL;
 	pages_release(&srv->scratch, sizeof(srv->scratch));
 	pages_release(srv->reply.body, sizeof(srv->reply.body));
 }
@@ -1055,6 +1071,7 @@ void api_server_warm(struct api_server *srv)
 
 	if (!srv)
 		return;
+	srv->warm = true;
 	/* Only the pages a load writes: the structs are mostly arrays it leaves alone. */
 	if (!srv->spare && (srv->spare = conn_map())) {
 		pages_touch(srv->spare, offsetof(struct api_conn, req.body) + 4096);
@@ -1073,6 +1090,7 @@ void api_server_destroy(struct api_server *srv)
 {
 	if (!srv)
 		return;
+	srv->warm = false; /* no closing connection becomes a spare */
 	if (srv->spare)
 		munmap(srv->spare, sizeof(*srv->spare));
 	while (srv->n_conns)
