@@ -1185,7 +1185,7 @@ int vm_prepare(struct vm *vm, unsigned nr_vcpus, uint64_t mem_mib)
 	if (ret)
 		return ret;
 	/* What the load will write, faulted in now rather than on its path (each first
-	 * touch is a page fault; a load took 45, 18 with this): the plan's buffers, the
+	 * touch is a page fault; a load took 45, 8 with this): the plan's buffers, the
 	 * API's request, reply and connection, the main thread's stack the decoders run
 	 * on (~35 KiB deep). The launch gives them back, as it did before. */
 	vm_restore_plan_warm(vm, nr_vcpus);
