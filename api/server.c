@@ -1053,14 +1053,20 @@ void api_server_set_idle_timeout(struct api_server *srv, unsigned int ms)
 	srv->idle_timeout_ms = ms ? ms : 1;
 }
 
-void api_server_trim(struct api_server *srv)
+/* Ends api_server_warm: the spare goes, and closed connections are unmapped again. */
+static void drop_spare(struct api_server *srv)
 {
-	if (!srv)
-		return;
 	srv->warm = false;
 	if (srv->spare)
 		munmap(srv->spare, sizeof(*srv->spare));
 	srv->spare = NULL;
+}
+
+void api_server_trim(struct api_server *srv)
+{
+	if (!srv)
+		return;
+	drop_spare(srv);
 	pages_release(&srv->scratch, sizeof(srv->scratch));
 	pages_release(srv->reply.body, sizeof(srv->reply.body));
 }
@@ -1090,9 +1096,7 @@ void api_server_destroy(struct api_server *srv)
 {
 	if (!srv)
 		return;
-	srv->warm = false; /* no closing connection becomes a spare */
-	if (srv->spare)
-		munmap(srv->spare, sizeof(*srv->spare));
+	drop_spare(srv); /* and no closing connection becomes one */
 	while (srv->n_conns)
 		conn_kill(srv->conns[0]);
 	while (srv->dead) {

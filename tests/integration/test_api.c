@@ -61,9 +61,9 @@ static void vms_and_threads(pid_t pid, int *vms, int *threads)
 	closedir(d);
 }
 
-/* A refused load leaves what the process had: no VM (a fresh restore makes one while it
- * reads the snapshot), and no thread more than before (its vCPU 0 thread makes it). The
- * VM is closed off the request path, so this waits for it a little. */
+/* A refused load leaves what the process had: no VM and no thread more than before, so
+ * the process may load another snapshot. A discarded VM is closed off the request path,
+ * so this waits for it a little. */
 static void refusal_left_nothing(pid_t pid, int threads_before)
 {
 	int vms, threads;
